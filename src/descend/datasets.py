@@ -1,0 +1,615 @@
+"""Small real datasets for examples, tests and benchmarks.
+
+Three datasets are available:
+
+* :func:`load_digits` -- the UCI optical digits test set (1797 images of 8x8
+  pixels), bundled with the package, so it works with no setup at all.
+* :func:`load_breast_cancer` -- the UCI Breast Cancer Wisconsin (Diagnostic)
+  tabular dataset (569 samples, 30 features), also bundled.
+* :func:`load_mnist` -- MNIST (70000 images of 28x28 pixels). It is too large
+  to ship, so it is read from a local directory and, when missing, downloaded
+  from public mirrors. Every load checks the SHA-256 of the decompressed files.
+
+:func:`train_test_split` splits arrays reproducibly, optionally stratified.
+
+This module imports only NumPy and the standard library on purpose: loading
+data must not depend on the compiled kernels being built.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import logging
+import math
+import os
+import tempfile
+import urllib.request
+import zlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "BREAST_CANCER_CLASS_NAMES",
+    "DIGITS_CLASS_NAMES",
+    "MIRRORS",
+    "MNIST_FILES",
+    "DatasetNotFoundError",
+    "get_mnist_dir",
+    "load_breast_cancer",
+    "load_digits",
+    "load_mnist",
+    "train_test_split",
+]
+
+_log = logging.getLogger(__name__)
+
+# The package whose ``data/`` folder holds the bundled files. ``__package__`` is
+# "descend" once installed; the fallback keeps the name right if this file is
+# ever executed on its own.
+_PACKAGE = __package__ or "descend"
+
+DIGITS_CLASS_NAMES = tuple(str(d) for d in range(10))
+"""Names of the digits classes: ``"0"`` to ``"9"`` (label ``k`` is digit ``k``)."""
+
+BREAST_CANCER_CLASS_NAMES = ("malignant", "benign")
+"""Names of the breast cancer classes, indexed by label (0 = malignant, 1 = benign)."""
+
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+"""Base URLs tried in order to download missing MNIST files (override with
+``load_mnist(mirrors=...)``). yann.lecun.com is left out: it often refuses
+automated downloads."""
+
+# SHA-256 of the *decompressed* IDX bytes. The .gz files themselves differ
+# between mirrors and re-compressions, their content does not.
+MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte.gz": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte.gz": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte.gz": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+"""The four MNIST file names and the SHA-256 of their decompressed content."""
+
+_IDX_MAGIC_LABELS = 0x00000801  # unsigned bytes, 1 dimension
+_IDX_MAGIC_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions
+
+# Files whose hash has already been checked in this process, keyed by
+# (path, size, mtime_ns): a repeated load skips re-hashing 55 MB, and any
+# change to the file changes the key so it is checked again.
+_VERIFIED = set()
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are not on disk and could not be downloaded.
+
+    A subclass of :class:`FileNotFoundError` (hence of :class:`OSError`), so
+    ``except OSError`` catches it. The message says which files are missing
+    and where to put them.
+    """
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+def _check_dtype(dtype):
+    """Return ``dtype`` as a NumPy float32 or float64 dtype, or raise ValueError."""
+    # dtype=None is refused explicitly: np.dtype(None) would silently mean float64.
+    resolved = None
+    if dtype is not None:
+        try:
+            resolved = np.dtype(dtype)
+        except TypeError:
+            pass
+    if resolved is None or resolved.type not in (np.float32, np.float64):
+        raise ValueError(
+            f"dtype must be 'float32' or 'float64' (or the NumPy types), got {dtype!r}"
+        )
+    return resolved
+
+
+def _bundled(name):
+    """A readable handle on ``data/<name>`` inside the installed package."""
+    return resources.files(_PACKAGE) / "data" / name
+
+
+# ---------------------------------------------------------------------------
+# bundled datasets
+# ---------------------------------------------------------------------------
+
+def load_digits(return_X_y=True, dtype="float32"):
+    """Load the UCI optical recognition of handwritten digits (test set).
+
+    1797 grey-level images of 8x8 pixels, each pixel an integer count 0..16,
+    of the ten digits written by 13 people distinct from those of the UCI
+    training set. The data ship with the package: no download is needed.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=True
+        If True return ``(X, y)``. If False return a dict with keys
+        ``"data"`` (same as ``X``), ``"target"`` (``y``), ``"images"`` (``X``
+        reshaped to ``(1797, 8, 8)``) and ``"target_names"``.
+    dtype : {"float32", "float64"}, default="float32"
+        Floating type of ``X``.
+
+    Returns
+    -------
+    X : ndarray of shape (1797, 64), dtype ``dtype``
+        Pixels in row-major order, scaled to [0, 1] by dividing by 16.
+    y : ndarray of shape (1797,), dtype int64
+        Digit labels 0..9 (counts per digit: 178 182 177 183 181 182 181 179
+        174 180).
+
+    Raises
+    ------
+    ValueError
+        If ``dtype`` is not float32 or float64, or if the bundled file is
+        malformed.
+
+    References
+    ----------
+    E. Alpaydin and C. Kaynak, "Optical Recognition of Handwritten Digits",
+    UCI Machine Learning Repository, 1998 (CC BY 4.0).
+    https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits
+    """
+    dtype = _check_dtype(dtype)
+    with _bundled("digits.csv.gz").open("rb") as raw, gzip.open(raw, "rt") as text:
+        table = np.loadtxt(text, delimiter=",", dtype=np.int64, ndmin=2)
+    if table.shape[1] != 65:
+        raise ValueError(f"digits.csv.gz: expected 65 columns, got {table.shape[1]}")
+    pixels, y = table[:, :64], table[:, 64].copy()
+    if pixels.min() < 0 or pixels.max() > 16 or y.min() < 0 or y.max() > 9:
+        raise ValueError("digits.csv.gz: pixel values must be 0..16 and labels 0..9")
+    X = pixels.astype(dtype)
+    X /= 16  # 16 is the largest count a 4x4 block of the 32x32 bitmap can hold
+    if return_X_y:
+        return X, y
+    return {
+        "data": X,
+        "target": y,
+        "images": X.reshape(-1, 8, 8),
+        "target_names": list(DIGITS_CLASS_NAMES),
+    }
+
+
+def load_breast_cancer(dtype="float32", standardize=False, return_names=False):
+    """Load the UCI Breast Cancer Wisconsin (Diagnostic) dataset.
+
+    569 samples of 30 real-valued features computed from digitised images of
+    fine needle aspirates of breast masses (mean, standard error and "worst"
+    value of ten cell nucleus measurements), with a binary diagnosis. The data
+    ship with the package: no download is needed.
+
+    Parameters
+    ----------
+    dtype : {"float32", "float64"}, default="float32"
+        Floating type of ``X``.
+    standardize : bool, default=False
+        If True, shift and scale each feature to zero mean and unit variance
+        (population standard deviation). The statistics are those of all 569
+        samples; for an unbiased estimate of generalisation, split first and
+        standardise with the training statistics instead.
+    return_names : bool, default=False
+        If True also return the class names.
+
+    Returns
+    -------
+    X : ndarray of shape (569, 30), dtype ``dtype``
+        Features, in raw units unless ``standardize`` is True.
+    y : ndarray of shape (569,), dtype int64
+        0 = malignant (212 samples), 1 = benign (357 samples).
+    names : list of str
+        Only if ``return_names`` is True: ``["malignant", "benign"]``, the
+        name of class ``k`` at index ``k`` (also available as
+        :data:`BREAST_CANCER_CLASS_NAMES`).
+
+    Raises
+    ------
+    ValueError
+        If ``dtype`` is not float32 or float64, or if the bundled file is
+        malformed.
+
+    References
+    ----------
+    W. Wolberg, W. Street and O. Mangasarian, "Breast Cancer Wisconsin
+    (Diagnostic)", UCI Machine Learning Repository, 1995 (CC BY 4.0).
+    https://archive.ics.uci.edu/dataset/17/breast+cancer+wisconsin+diagnostic
+    """
+    dtype = _check_dtype(dtype)
+    with _bundled("breast_cancer.csv").open("r", encoding="ascii") as f:
+        # Header: "<n_samples>,<n_features>,<name of class 0>,<name of class 1>".
+        header = f.readline().strip().split(",")
+        try:
+            n_samples, n_features = int(header[0]), int(header[1])
+            names = [s.strip() for s in header[2:]]
+        except (IndexError, ValueError):
+            raise ValueError(f"breast_cancer.csv: malformed header {header!r}") from None
+        table = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2)
+    if table.shape != (n_samples, n_features + 1) or len(names) != 2:
+        raise ValueError(
+            f"breast_cancer.csv: header announces {n_samples} x {n_features} and "
+            f"2 class names, file holds {table.shape[0]} x {table.shape[1] - 1} "
+            f"and {len(names)} names"
+        )
+    X, labels = table[:, :-1], table[:, -1]
+    if not np.all((labels == 0) | (labels == 1)):
+        raise ValueError("breast_cancer.csv: labels must be 0 or 1")
+    y = labels.astype(np.int64)
+    if standardize:
+        # Statistics in float64 so that float32 output loses nothing extra.
+        std = X.std(axis=0)
+        X = (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    X = X.astype(dtype)
+    if return_names:
+        return X, y, names
+    return X, y
+
+
+# ---------------------------------------------------------------------------
+# MNIST
+# ---------------------------------------------------------------------------
+
+def get_mnist_dir(data_home=None):
+    """Directory where :func:`load_mnist` looks for (and downloads) MNIST.
+
+    Parameters
+    ----------
+    data_home : str or os.PathLike, optional
+        If given, this directory is returned (with ``~`` expanded).
+
+    Returns
+    -------
+    pathlib.Path
+        ``data_home`` if given; else the ``DESCEND_DATA`` environment variable
+        if set and non-empty; else ``~/.cache/descend/mnist``. The four ``.gz``
+        files are expected directly in this directory.
+    """
+    if data_home is not None:
+        return Path(data_home).expanduser()
+    env = os.environ.get("DESCEND_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "descend" / "mnist"
+
+
+def _stat_key(path):
+    """Identity of a file's current version, for the :data:`_VERIFIED` cache."""
+    stat = os.stat(path)
+    return (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def _decompress_and_verify(path, name):
+    """Decompress ``path`` and check the SHA-256 of its content.
+
+    Returns the decompressed bytes. Raises ValueError (naming the file, the
+    expected and the actual hash) on a mismatch or if ``path`` is not valid
+    gzip.
+    """
+    try:
+        data = gzip.decompress(Path(path).read_bytes())
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        # BadGzipFile is an OSError; report it as corrupt content, not as a
+        # file-system problem.
+        raise ValueError(f"{name}: {path} is not a valid gzip file ({exc})") from None
+    key = _stat_key(path)
+    if key in _VERIFIED:
+        return data
+    expected = MNIST_FILES[name]
+    got = hashlib.sha256(data).hexdigest()
+    if got != expected:
+        raise ValueError(
+            f"{name}: SHA-256 of the decompressed content of {path} does not match "
+            f"(expected {expected}, got {got}); the file is corrupt or not MNIST"
+        )
+    _VERIFIED.add(key)
+    return data
+
+
+def _download(name, directory, mirrors, timeout):
+    """Download ``name`` into ``directory`` from the first mirror that serves it.
+
+    Each attempt goes to a temporary file in ``directory`` which is verified
+    and then renamed onto the final name, so the final path only ever holds a
+    complete, verified file (even with concurrent downloads). A download with
+    the wrong content is deleted and the next mirror is tried.
+
+    Returns the verified decompressed bytes.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / name
+    network_errors, content_errors = [], []
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + "/" + name
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+        try:
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    request = urllib.request.Request(url, headers={"User-Agent": "descend"})
+                    with urllib.request.urlopen(request, timeout=timeout) as response:
+                        while True:
+                            chunk = response.read(1 << 20)
+                            if not chunk:
+                                break
+                            out.write(chunk)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                # URLError/HTTPError/timeouts are OSErrors; ValueError is an
+                # URL that urllib cannot handle. All mean "try the next mirror".
+                network_errors.append(f"{url}: {exc}")
+                os.unlink(tmp)
+                continue
+            try:
+                data = _decompress_and_verify(tmp, name)
+            except ValueError as exc:
+                content_errors.append(f"{url}: {exc}")
+                os.unlink(tmp)
+                continue
+        except BaseException:
+            # Interrupted (e.g. Ctrl-C): leave no partial file behind.
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache may be shared
+        os.replace(tmp, target)  # atomic: readers never see a partial file
+        _VERIFIED.add(_stat_key(target))  # same size and mtime as the checked tmp
+        _log.info("downloaded %s from %s", name, url)
+        return data
+    if content_errors:
+        # Something answered, but with the wrong bytes: that is an integrity
+        # problem rather than a missing file.
+        raise ValueError(
+            f"{name}: no mirror served the expected content (downloads with "
+            "the wrong content were deleted):\n  "
+            + "\n  ".join(content_errors + network_errors)
+        )
+    raise DatasetNotFoundError(
+        f"could not download MNIST file {name} into {directory}; tried:\n  "
+        + "\n  ".join(network_errors or ["(no mirrors given)"])
+        + "\nWithout internet access, copy the four MNIST files ("
+        + ", ".join(MNIST_FILES)
+        + f") into {directory}, or point data_home or the DESCEND_DATA "
+        "environment variable to the directory that holds them."
+    )
+
+
+def _parse_idx(data, name, magic):
+    """Parse IDX bytes (big-endian header, uint8 payload) into an ndarray.
+
+    Parameters
+    ----------
+    data : bytes
+        Decompressed IDX content.
+    name : str
+        File name, for error messages.
+    magic : int
+        Expected magic number: 0x00000801 (labels, 1-D) or 0x00000803
+        (images, 3-D). Its low byte is the number of dimensions.
+
+    Returns
+    -------
+    ndarray of uint8, shape given by the header (a read-only view of ``data``).
+
+    Raises
+    ------
+    ValueError
+        If the magic number or the length of ``data`` is not as expected.
+    """
+    ndim = magic & 0xFF
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise ValueError(f"{name}: {len(data)} bytes is too short for an IDX header")
+    header = np.frombuffer(data, dtype=">i4", count=1 + ndim)
+    if int(header[0]) != magic:
+        raise ValueError(
+            f"{name}: bad IDX magic number 0x{int(header[0]) & 0xFFFFFFFF:08x}, "
+            f"expected 0x{magic:08x}"
+        )
+    shape = tuple(int(d) for d in header[1:])
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{name}: negative dimension in IDX header {shape}")
+    expected = header_size + math.prod(shape)
+    if len(data) != expected:
+        raise ValueError(
+            f"{name}: IDX header announces shape {shape} ({expected} bytes), "
+            f"file holds {len(data)} bytes"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, timeout=60.0):
+    """Load the MNIST database of handwritten digits.
+
+    The four standard gzip-compressed IDX files are looked for in a directory
+    (see ``data_home``); missing ones are downloaded there if ``download`` is
+    True. Every load checks the SHA-256 of each file's decompressed content
+    (the ``.gz`` bytes vary between mirrors, the content does not).
+
+    Parameters
+    ----------
+    data_home : str or os.PathLike, optional
+        Directory holding ``train-images-idx3-ubyte.gz``,
+        ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz`` and
+        ``t10k-labels-idx1-ubyte.gz``. Defaults to the ``DESCEND_DATA``
+        environment variable, else ``~/.cache/descend/mnist`` (see
+        :func:`get_mnist_dir`).
+    download : bool, default=True
+        Download missing files from ``mirrors``. If False, missing files are
+        an error and nothing is created on disk.
+    dtype : {"float32", "float64"}, default="float32"
+        Floating type of the images.
+    mirrors : sequence of str, optional
+        Base URLs to try in order; defaults to :data:`MIRRORS`.
+    timeout : float, default=60.0
+        Socket timeout in seconds for each download attempt.
+
+    Returns
+    -------
+    X_train : ndarray of shape (60000, 784), dtype ``dtype``
+        Training images, row-major 28x28 pixels scaled to [0, 1] (divided by
+        255).
+    y_train : ndarray of shape (60000,), dtype int64
+        Training labels 0..9.
+    X_test : ndarray of shape (10000, 784), dtype ``dtype``
+        Test images, scaled like ``X_train``.
+    y_test : ndarray of shape (10000,), dtype int64
+        Test labels 0..9.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        (A :class:`FileNotFoundError`.) Files are missing and ``download`` is
+        False, or every mirror failed. The message lists the missing files
+        and the directory where they are expected.
+    ValueError
+        If ``dtype`` is not float32 or float64; if a file's decompressed
+        SHA-256 differs from the expected one (the message names the file and
+        both hashes; a freshly downloaded bad file is deleted, a file that was
+        already there is left alone); or if a file is not valid gzip/IDX.
+
+    References
+    ----------
+    Y. LeCun, C. Cortes and C. J. C. Burges, "The MNIST database of
+    handwritten digits". Y. LeCun, L. Bottou, Y. Bengio and P. Haffner,
+    "Gradient-based learning applied to document recognition", Proc. IEEE
+    86(11), 1998.
+    """
+    dtype = _check_dtype(dtype)
+    directory = get_mnist_dir(data_home)
+    mirrors = MIRRORS if mirrors is None else tuple(mirrors)
+
+    missing = [name for name in MNIST_FILES if not (directory / name).is_file()]
+    if missing and not download:
+        raise DatasetNotFoundError(
+            f"MNIST file(s) missing from {directory}: {', '.join(missing)}. "
+            "Put the four files there (or call load_mnist(download=True) with "
+            "internet access), or point data_home or the DESCEND_DATA "
+            "environment variable to the directory that holds them."
+        )
+
+    contents = {}
+    for name in MNIST_FILES:
+        if name in missing:
+            contents[name] = _download(name, directory, mirrors, timeout)
+        else:
+            contents[name] = _decompress_and_verify(directory / name, name)
+
+    arrays = []
+    for split in ("train", "t10k"):
+        images = _parse_idx(contents[f"{split}-images-idx3-ubyte.gz"],
+                            f"{split}-images-idx3-ubyte.gz", _IDX_MAGIC_IMAGES)
+        labels = _parse_idx(contents[f"{split}-labels-idx1-ubyte.gz"],
+                            f"{split}-labels-idx1-ubyte.gz", _IDX_MAGIC_LABELS)
+        if images.shape[1:] != (28, 28) or images.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"MNIST {split}: images of shape {images.shape} do not match "
+                f"labels of shape {labels.shape}"
+            )
+        X = images.reshape(images.shape[0], -1).astype(dtype)
+        X /= 255  # in place: avoids a second 188 MB (float32) temporary
+        arrays += [X, labels.astype(np.int64)]
+    return tuple(arrays)
+
+
+# ---------------------------------------------------------------------------
+# splitting
+# ---------------------------------------------------------------------------
+
+def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
+    """Split samples into random train and test subsets.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, ...)
+        Samples, first axis indexed by sample.
+    y : array_like of shape (n_samples,) or (n_samples, ...)
+        Targets, one per sample; 1-D when ``stratify`` is True.
+    test_size : float or int, default=0.25
+        A float in (0, 1) is the fraction of samples in the test set (the
+        count is rounded up); an int is the test-set count. Both sets must
+        end up non-empty.
+    seed : int, numpy.random.Generator or None, default=None
+        Seed for :func:`numpy.random.default_rng`. The same seed gives the
+        same split; NumPy's global random state is neither used nor changed.
+    stratify : bool, default=False
+        If True, each class of ``y`` is split in (close to) the same
+        proportion, so class frequencies in both sets match those of ``y``
+        up to rounding. Every class needs at least 2 samples.
+
+    Returns
+    -------
+    X_train, X_test : ndarray
+        Rows of ``X`` (as an array), in random order.
+    y_train, y_test : ndarray
+        The matching entries of ``y``.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` and ``y`` are empty or of different lengths, if ``test_size``
+        is out of range or would leave a set empty, or if ``stratify`` is
+        True and a class has fewer than 2 samples or ``y`` is not 1-D.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim == 0 or y.ndim == 0:
+        raise ValueError("X and y must be arrays with one entry per sample, not scalars")
+    n = X.shape[0]
+    if n != y.shape[0]:
+        raise ValueError(f"X and y have different lengths: len(X)={n}, len(y)={y.shape[0]}")
+    if n == 0:
+        raise ValueError("X and y are empty: need at least 2 samples to split")
+
+    if isinstance(test_size, (bool, np.bool_)) or not isinstance(
+        test_size, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(f"test_size must be a float in (0, 1) or an int, got {test_size!r}")
+    if isinstance(test_size, (float, np.floating)):
+        if not 0.0 < test_size < 1.0:
+            raise ValueError(f"test_size must be in (0, 1) when a float, got {test_size!r}")
+        # round() first so that e.g. 0.3 * 10 = 3.0000000000000004 gives 3, not 4.
+        n_test = math.ceil(round(float(test_size) * n, 9))
+    else:
+        n_test = int(test_size)
+    if not 1 <= n_test <= n - 1:
+        raise ValueError(
+            f"test_size={test_size!r} gives {n_test} test samples out of {n}; "
+            f"both sets must be non-empty (need 1 <= n_test <= {n - 1})"
+        )
+
+    rng = np.random.default_rng(seed)
+    if not stratify:
+        order = rng.permutation(n)
+        test_idx, train_idx = order[:n_test], order[n_test:]
+    else:
+        if y.ndim != 1:
+            raise ValueError(f"stratify=True needs a 1-D y, got shape {y.shape}")
+        classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+        if counts.min() < 2:
+            raise ValueError(
+                f"stratify=True needs at least 2 samples per class; class "
+                f"{classes[counts.argmin()].tolist()!r} has {counts.min()}"
+            )
+        # Largest-remainder allocation: each class gets floor(its ideal share),
+        # then the leftover test slots go to the largest fractional parts, so
+        # the total is exactly n_test and no class is off by more than one.
+        ideal = n_test * counts / n
+        per_class = np.floor(ideal).astype(np.int64)
+        leftover = n_test - per_class.sum()
+        if leftover:
+            # Random tie-breaking, so equal remainders favour no class.
+            keys = np.lexsort((rng.random(len(classes)), -(ideal - per_class)))
+            per_class[keys[:leftover]] += 1
+        test_parts, train_parts = [], []
+        for k in range(len(classes)):
+            members = rng.permutation(np.flatnonzero(inverse == k))
+            test_parts.append(members[: per_class[k]])
+            train_parts.append(members[per_class[k]:])
+        # Shuffle again so the sets are not grouped by class.
+        test_idx = rng.permutation(np.concatenate(test_parts))
+        train_idx = rng.permutation(np.concatenate(train_parts))
+    return X[train_idx], X[test_idx], y[train_idx], y[test_idx]
