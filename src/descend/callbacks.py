@@ -1,0 +1,1116 @@
+"""Training callbacks for descend models: ``model.fit(..., callbacks=[...])``.
+
+A callback is an object whose hooks ``model.fit`` calls at fixed points of
+training.  For every callback passed as ``fit(..., callbacks=[...])`` the
+training loop calls, in this order:
+
+1. ``set_model(model)`` once,
+2. ``on_train_begin(logs)``,
+3. for each epoch (0-based ``epoch``): ``on_epoch_begin(epoch, logs)`` then
+   ``on_epoch_end(epoch, logs)``,
+4. ``on_train_end(logs)``.
+
+At epoch end ``logs`` is a dict of floats such as ``"loss"``,
+``"accuracy"`` (classifiers) or ``"mse"``/``"mae"``/``"r2"`` (regressors),
+``"val_..."`` counterparts when validation data is given,
+``"learning_rate"``, ``"seconds"`` and ``"samples_per_second"``.
+
+A callback stops training by setting ``model.stop_training = True``; the loop
+finishes the current epoch, then calls ``on_train_end``.
+
+The callbacks follow Keras (``keras.callbacks``, Keras 3) semantics unless a
+class docstring says otherwise, so code and intuition carry over.
+
+This module depends only on NumPy and the standard library.
+"""
+
+import csv
+import inspect
+import math
+import numbers
+import os
+import string
+import warnings
+
+import numpy as np
+
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "LearningRateScheduler",
+    "ReduceLROnPlateau",
+    "CSVLogger",
+    "TerminateOnNaN",
+]
+
+_MODES = ("auto", "min", "max")
+
+
+# ---------------------------------------------------------------------------
+# Argument validation helpers
+# ---------------------------------------------------------------------------
+
+def _type_name(value):
+    return type(value).__name__
+
+
+def _check_int(owner, name, value, minimum=0):
+    """Return ``value`` as an int >= ``minimum`` (bools are rejected)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{owner}: `{name}` must be an int, got {_type_name(value)} "
+            f"({value!r})."
+        )
+    value = int(value)
+    if value < minimum:
+        raise ValueError(
+            f"{owner}: `{name}` must be an int >= {minimum}, got {value!r}."
+        )
+    return value
+
+
+def _check_real(owner, name, value):
+    """Return ``value`` as a float (bools are rejected, NaN is rejected)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{owner}: `{name}` must be a real number, got {_type_name(value)} "
+            f"({value!r})."
+        )
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{owner}: `{name}` must not be NaN, got {value!r}.")
+    return value
+
+
+def _check_bool(owner, name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{owner}: `{name}` must be a bool, got {_type_name(value)} "
+            f"({value!r})."
+        )
+    return bool(value)
+
+
+def _check_str(owner, name, value):
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{owner}: `{name}` must be a str, got {_type_name(value)} "
+            f"({value!r})."
+        )
+    if not value:
+        raise ValueError(f"{owner}: `{name}` must be a non-empty str, got ''.")
+    return value
+
+
+def _check_path(owner, name, value):
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"{owner}: `{name}` must be a str or os.PathLike, got "
+            f"{_type_name(value)} ({value!r})."
+        )
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise TypeError(
+            f"{owner}: `{name}` must be a text path, got bytes ({value!r})."
+        )
+    if not path:
+        raise ValueError(f"{owner}: `{name}` must be a non-empty path, got ''.")
+    return path
+
+
+def _check_mode(owner, mode):
+    if not isinstance(mode, str):
+        raise TypeError(
+            f"{owner}: `mode` must be a str, one of {list(_MODES)}, got "
+            f"{_type_name(mode)} ({mode!r})."
+        )
+    if mode not in _MODES:
+        raise ValueError(
+            f"{owner}: `mode` must be one of {list(_MODES)}, got {mode!r}."
+        )
+    return mode
+
+
+def _check_verbose(owner, value):
+    # bool is accepted here on purpose: verbose=True is a common spelling.
+    if not isinstance(value, (numbers.Integral, np.bool_)):
+        raise TypeError(
+            f"{owner}: `verbose` must be an int, got {_type_name(value)} "
+            f"({value!r})."
+        )
+    value = int(value)
+    if value < 0:
+        raise ValueError(f"{owner}: `verbose` must be an int >= 0, got {value!r}.")
+    return value
+
+
+def _resolve_mode(mode, monitor):
+    """Resolve ``"auto"`` to ``"min"`` or ``"max"`` from the monitor name.
+
+    ``"max"`` if the name (without a ``val_`` prefix) contains ``"acc"`` or is
+    ``"r2"``; ``"min"`` otherwise (losses, ``mse``, ``mae``, ...).
+    """
+    if mode != "auto":
+        return mode
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    if "acc" in name or name == "r2":
+        return "max"
+    return "min"
+
+
+def _as_float(value):
+    """Best-effort conversion of a log value to float (None if impossible)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _missing_key_message(what, monitor, logs):
+    keys = ", ".join(sorted(logs)) if logs else "(none)"
+    return (
+        f"{what} is conditioned on `{monitor}`, which is not in the epoch logs. "
+        f"Available keys: {keys}. Pass validation_data to fit() for val_* "
+        f"metrics, or choose another `monitor`."
+    )
+
+
+# ---------------------------------------------------------------------------
+# Base classes
+# ---------------------------------------------------------------------------
+
+class Callback:
+    """Base class for training callbacks.
+
+    Subclass it and override the hooks you need; every hook is a no-op here.
+    ``model.fit`` calls :meth:`set_model` once before training, after which
+    the model is available as :attr:`model`.
+
+    Attributes
+    ----------
+    model : object or None
+        The model being trained (``None`` until :meth:`set_model`).
+    params : dict
+        Training parameters, if the training loop provides them through
+        :meth:`set_params` (e.g. ``epochs``, ``batch_size``); empty otherwise.
+
+    Notes
+    -----
+    Mirrors ``keras.callbacks.Callback``.  Hooks receive ``logs``, which may be
+    ``None`` or a dict; callbacks should not rely on mutating it.
+    """
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        """Attach the model being trained."""
+        self.model = model
+
+    def set_params(self, params):
+        """Attach the training parameters (a dict)."""
+        self.params = dict(params) if params else {}
+
+    def on_train_begin(self, logs=None):
+        """Called once at the start of ``fit``."""
+
+    def on_train_end(self, logs=None):
+        """Called once at the end of ``fit`` (also after an early stop)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        """Called at the start of epoch ``epoch`` (0-based)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Called at the end of epoch ``epoch`` (0-based) with its logs."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        """Called before each training batch, if the loop reports batches."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Called after each training batch, if the loop reports batches."""
+
+
+class CallbackList:
+    """Dispatch each hook to a sequence of callbacks, in order.
+
+    A convenience for training loops.  Objects that do not subclass
+    :class:`Callback` are accepted; hooks they lack are skipped.
+
+    Parameters
+    ----------
+    callbacks : iterable of Callback, optional
+        The callbacks, called in the given order.
+    model : object, optional
+        If given, :meth:`set_model` is called on every callback.
+    """
+
+    _HOOKS = (
+        "on_train_begin",
+        "on_train_end",
+        "on_epoch_begin",
+        "on_epoch_end",
+        "on_train_batch_begin",
+        "on_train_batch_end",
+    )
+
+    def __init__(self, callbacks=None, model=None):
+        if callbacks is None:
+            callbacks = []
+        elif isinstance(callbacks, (Callback, str, bytes)) or not hasattr(
+            callbacks, "__iter__"
+        ):
+            raise TypeError(
+                "CallbackList: `callbacks` must be a list of callbacks, got "
+                f"{_type_name(callbacks)} ({callbacks!r})."
+            )
+        self.callbacks = list(callbacks)
+        self.model = None
+        if model is not None:
+            self.set_model(model)
+
+    def append(self, callback):
+        self.callbacks.append(callback)
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+    def __len__(self):
+        return len(self.callbacks)
+
+    def set_model(self, model):
+        self.model = model
+        for cb in self.callbacks:
+            setter = getattr(cb, "set_model", None)
+            if callable(setter):
+                setter(model)
+            else:
+                cb.model = model
+
+    def set_params(self, params):
+        for cb in self.callbacks:
+            setter = getattr(cb, "set_params", None)
+            if callable(setter):
+                setter(params)
+
+    def _call(self, hook, *args):
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if callable(fn):
+                fn(*args)
+
+    def on_train_begin(self, logs=None):
+        self._call("on_train_begin", logs)
+
+    def on_train_end(self, logs=None):
+        self._call("on_train_end", logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._call("on_epoch_begin", epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._call("on_epoch_end", epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._call("on_train_batch_begin", batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._call("on_train_batch_end", batch, logs)
+
+
+# ---------------------------------------------------------------------------
+# EarlyStopping
+# ---------------------------------------------------------------------------
+
+class EarlyStopping(Callback):
+    """Stop training when a monitored quantity has stopped improving.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        Key of the epoch logs to watch.
+    min_delta : float, default 0.0
+        Minimum change that counts as an improvement: in ``"min"`` mode an
+        epoch improves if ``current < best - min_delta``, in ``"max"`` mode if
+        ``current > best + min_delta``.  Must be >= 0.
+    patience : int, default 0
+        Number of epochs without improvement after which training stops.
+        Must be >= 0.  Training never stops at epoch 0.
+    mode : {"auto", "min", "max"}, default "auto"
+        Whether the quantity should decrease (``"min"``) or increase
+        (``"max"``).  ``"auto"`` picks ``"max"`` if the monitor name (without
+        a ``val_`` prefix) contains ``"acc"`` or is ``"r2"``, else ``"min"``.
+    baseline : float or None, default None
+        If given, the patience counter is only reset by epochs that improve on
+        both the best value so far and ``baseline``.  A run that never beats
+        the baseline is stopped at the first non-improving epoch at which
+        ``patience`` epochs have elapsed since the counter was last reset.
+    restore_best_weights : bool, default False
+        Keep a copy of the weights of the best epoch and put them back into
+        the model in :meth:`on_train_end` -- both when training was stopped
+        early and when it ran to the end but the best epoch was not the last.
+        If no epoch ever improved (e.g. the monitor is always NaN), the
+        weights of the first monitored epoch are restored.
+    start_from_epoch : int, default 0
+        Epochs before this (0-based) are ignored entirely (warm-up).
+    verbose : int, default 0
+        If > 0, print a message when stopping and when restoring weights.
+
+    Attributes
+    ----------
+    wait : int
+        Epochs counted against ``patience`` since the last reset.
+    stopped_epoch : int
+        0-based epoch at which training was stopped; 0 if it was not stopped.
+    best : float
+        Best monitored value so far (``inf``/``-inf`` before the first one).
+    best_epoch : int
+        0-based epoch of ``best``.
+    best_weights : list of ndarray or None
+        Copy of the weights at ``best_epoch`` (only if
+        ``restore_best_weights``).
+    monitor_mode : {"min", "max"}
+        The resolved mode.
+
+    Notes
+    -----
+    Follows Keras 3 ``keras.callbacks.EarlyStopping``, including two of its
+    less obvious rules: an improving epoch never triggers the stop (with a
+    ``baseline`` the counter keeps growing through improvements that do not
+    beat it, and the stop happens at the next non-improving epoch), and
+    weights are restored at train end even without an early stop, as Keras
+    does since 2.11.  Differences: ``mode="auto"`` is decided from the name
+    as described above, invalid arguments raise instead of warning, and a
+    monitor missing from the logs produces one warning per ``fit`` (listing
+    the available keys) instead of one per epoch; such epochs are skipped and
+    never stop training.  A NaN monitor value is never an improvement.
+    """
+
+    def __init__(
+        self,
+        monitor="val_loss",
+        min_delta=0.0,
+        patience=0,
+        mode="auto",
+        baseline=None,
+        restore_best_weights=False,
+        start_from_epoch=0,
+        verbose=0,
+    ):
+        super().__init__()
+        owner = "EarlyStopping"
+        self.monitor = _check_str(owner, "monitor", monitor)
+        self.min_delta = _check_real(owner, "min_delta", min_delta)
+        if not (self.min_delta >= 0.0 and math.isfinite(self.min_delta)):
+            raise ValueError(
+                f"{owner}: `min_delta` must be a finite number >= 0, got "
+                f"{min_delta!r}."
+            )
+        self.patience = _check_int(owner, "patience", patience)
+        self.mode = _check_mode(owner, mode)
+        self.monitor_mode = _resolve_mode(self.mode, self.monitor)
+        if baseline is not None:
+            baseline = _check_real(owner, "baseline", baseline)
+        self.baseline = baseline
+        self.restore_best_weights = _check_bool(
+            owner, "restore_best_weights", restore_best_weights
+        )
+        self.start_from_epoch = _check_int(owner, "start_from_epoch", start_from_epoch)
+        self.verbose = _check_verbose(owner, verbose)
+        self._reset()
+
+    def _reset(self):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = math.inf if self.monitor_mode == "min" else -math.inf
+        self.best_epoch = 0
+        self.best_weights = None
+        self._last_epoch = None
+        self._warned_missing = False
+
+    def _is_improvement(self, current, reference):
+        if self.monitor_mode == "min":
+            return current + self.min_delta < reference
+        return current - self.min_delta > reference
+
+    def _get_weights(self):
+        return [np.array(w, copy=True) for w in self.model.get_weights()]
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self._last_epoch = epoch
+        if self.monitor not in logs or logs[self.monitor] is None:
+            if not self._warned_missing:
+                self._warned_missing = True
+                warnings.warn(
+                    _missing_key_message("EarlyStopping", self.monitor, logs),
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return
+        if epoch < self.start_from_epoch:
+            return
+        current = _as_float(logs[self.monitor])
+        if current is None:
+            current = math.nan
+
+        if self.restore_best_weights and self.best_weights is None:
+            # Until some epoch improves, the first monitored one is the best.
+            self.best_weights = self._get_weights()
+            self.best_epoch = epoch
+
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self._get_weights()
+            # Only restart the count if we beat both our best and the baseline.
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if (
+            self.restore_best_weights
+            and self.best_weights is not None
+            and (self.stopped_epoch > 0 or self.best_epoch != self._last_epoch)
+        ):
+            if self.verbose > 0:
+                print(
+                    "Restoring model weights from the end of the best epoch: "
+                    f"{self.best_epoch + 1}."
+                )
+            self.model.set_weights([np.array(w, copy=True) for w in self.best_weights])
+
+
+# ---------------------------------------------------------------------------
+# ModelCheckpoint
+# ---------------------------------------------------------------------------
+
+class ModelCheckpoint(Callback):
+    """Save the model with ``model.save`` at the end of epochs.
+
+    Parameters
+    ----------
+    filepath : str or os.PathLike
+        Where to save.  It may contain :meth:`str.format` fields: ``{epoch}``
+        (1-based, like Keras) and any key of the epoch logs, with format
+        specs, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``.  Missing
+        parent directories are created.  ``model.save`` writes a ``.npz``
+        archive, so give the name a ``.npz`` suffix.
+    monitor : str, default "val_loss"
+        Log key compared between epochs when ``save_best_only``.
+    save_best_only : bool, default False
+        If True, save only at epochs where ``monitor`` is strictly better
+        than every previous value (the first epoch with a value always
+        saves).  With a fixed ``filepath`` the file then always holds the
+        best model so far.
+    mode : {"auto", "min", "max"}, default "auto"
+        Direction of improvement; ``"auto"`` is ``"max"`` if the monitor name
+        (without ``val_``) contains ``"acc"`` or is ``"r2"``, else ``"min"``.
+    verbose : int, default 0
+        If > 0, print a message for each save.
+
+    Attributes
+    ----------
+    best : float
+        Best monitored value seen (only tracked with ``save_best_only``).
+    last_saved_path : str or None
+        Path of the most recent save.
+
+    Raises
+    ------
+    ValueError
+        At construction, if ``filepath`` is not a valid format string or uses
+        positional fields (``{}``/``{0}``).
+    KeyError
+        At save time, if ``filepath`` names a field that is not in the logs.
+
+    Notes
+    -----
+    Follows Keras 3 ``keras.callbacks.ModelCheckpoint`` with
+    ``save_freq="epoch"``: ``{epoch}`` is 1-based, improvement is strict with
+    no ``min_delta``, and a missing ``monitor`` with ``save_best_only``
+    skips the save with a warning (here once per ``fit``).  Only whole-model
+    saves are supported (no ``save_weights_only``).
+    """
+
+    def __init__(
+        self,
+        filepath,
+        monitor="val_loss",
+        save_best_only=False,
+        mode="auto",
+        verbose=0,
+    ):
+        super().__init__()
+        owner = "ModelCheckpoint"
+        self.filepath = _check_path(owner, "filepath", filepath)
+        self._check_format(self.filepath)
+        self.monitor = _check_str(owner, "monitor", monitor)
+        self.save_best_only = _check_bool(owner, "save_best_only", save_best_only)
+        self.mode = _check_mode(owner, mode)
+        self.monitor_mode = _resolve_mode(self.mode, self.monitor)
+        self.verbose = _check_verbose(owner, verbose)
+        self._reset()
+
+    @staticmethod
+    def _check_format(filepath):
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(filepath) if f is not None]
+        except ValueError as exc:
+            raise ValueError(
+                f"ModelCheckpoint: `filepath` is not a valid format string "
+                f"({exc}), got {filepath!r}. Double braces ('{{{{', '}}}}') "
+                f"write literal braces."
+            ) from None
+        for field in fields:
+            head = field.split(".", 1)[0].split("[", 1)[0]
+            if head == "" or head.isdigit():
+                raise ValueError(
+                    "ModelCheckpoint: `filepath` may only use named fields such "
+                    "as {epoch} or {val_loss}, got a positional field "
+                    f"{{{field}}} in {filepath!r}."
+                )
+
+    def _reset(self):
+        self.best = math.inf if self.monitor_mode == "min" else -math.inf
+        self.last_saved_path = None
+        self._warned_missing = False
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def _format_path(self, epoch, logs):
+        fields = dict(logs)
+        fields["epoch"] = epoch + 1
+        try:
+            return self.filepath.format(**fields)
+        except KeyError as exc:
+            keys = ", ".join(sorted(fields))
+            raise KeyError(
+                f"ModelCheckpoint: `filepath` {self.filepath!r} uses the field "
+                f"{exc.args[0]!r}, which is not in the logs of epoch {epoch + 1}. "
+                f"Available fields: {keys}."
+            ) from None
+        except (ValueError, IndexError, AttributeError, TypeError) as exc:
+            raise ValueError(
+                f"ModelCheckpoint: could not format `filepath` {self.filepath!r} "
+                f"at epoch {epoch + 1}: {exc}."
+            ) from None
+
+    def _is_improvement(self, current):
+        if self.monitor_mode == "min":
+            return current < self.best
+        return current > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            current = _as_float(logs.get(self.monitor))
+            if current is None:
+                if not self._warned_missing:
+                    self._warned_missing = True
+                    warnings.warn(
+                        _missing_key_message(
+                            "ModelCheckpoint(save_best_only=True)", self.monitor, logs
+                        )
+                        + " No checkpoint is written for such epochs.",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                return
+            if not self._is_improvement(current):
+                if self.verbose > 0:
+                    print(
+                        f"Epoch {epoch + 1}: {self.monitor} did not improve "
+                        f"from {self.best}"
+                    )
+                return
+            path = self._format_path(epoch, logs)
+            previous = self.best
+            self.best = current
+            if self.verbose > 0:
+                print(
+                    f"Epoch {epoch + 1}: {self.monitor} improved from {previous} "
+                    f"to {current}, saving model to {path}"
+                )
+        else:
+            path = self._format_path(epoch, logs)
+            if self.verbose > 0:
+                print(f"Epoch {epoch + 1}: saving model to {path}")
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        self.model.save(path)
+        self.last_saved_path = path
+
+
+# ---------------------------------------------------------------------------
+# LearningRateScheduler
+# ---------------------------------------------------------------------------
+
+def _schedule_arity(schedule):
+    """Return 1 or 2 (number of positional args to pass), or None if unknown."""
+    try:
+        signature = inspect.signature(schedule)
+    except (TypeError, ValueError):
+        return None
+    params = list(signature.parameters.values())
+    positional = [
+        p for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    required = [p for p in positional if p.default is p.empty]
+    var_positional = any(p.kind == p.VAR_POSITIONAL for p in params)
+    required_kwonly = [
+        p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty
+    ]
+    if required_kwonly:
+        raise TypeError(
+            "LearningRateScheduler: `schedule` must be callable as "
+            "schedule(epoch) or schedule(epoch, lr), but it has required "
+            f"keyword-only parameters {required_kwonly} (signature {signature})."
+        )
+    if len(required) > 2:
+        raise TypeError(
+            "LearningRateScheduler: `schedule` must take 1 or 2 positional "
+            f"parameters (epoch[, lr]), got {len(required)} required ones "
+            f"(signature {signature})."
+        )
+    if len(positional) >= 2 or var_positional:
+        return 2
+    if len(positional) == 1:
+        return 1
+    raise TypeError(
+        "LearningRateScheduler: `schedule` must take 1 or 2 positional "
+        f"parameters (epoch[, lr]), got signature {signature}."
+    )
+
+
+def _validate_lr(value, epoch, who):
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    lr = float(value) if ok else math.nan
+    if not (ok and math.isfinite(lr) and lr > 0.0):
+        raise ValueError(
+            f"{who} must return a finite float > 0 as the learning rate, got "
+            f"{value!r} ({_type_name(value)}) at epoch {epoch} (0-based)."
+        )
+    return lr
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of every epoch from a schedule.
+
+    Parameters
+    ----------
+    schedule : callable
+        Called at :meth:`on_epoch_begin` as ``schedule(epoch)`` or
+        ``schedule(epoch, lr)`` -- ``epoch`` is 0-based and ``lr`` is the
+        current ``model.optimizer.learning_rate`` as a float.  The form is
+        chosen from the signature: two positional parameters (even if the
+        second has a default) or ``*args`` get ``(epoch, lr)``, one gets
+        ``(epoch)``.  Objects with ``__call__(self, epoch)``, such as descend
+        learning-rate schedules, work too.  If the signature cannot be
+        inspected, ``(epoch, lr)`` is tried first and ``(epoch)`` on
+        ``TypeError``, like Keras.  The result must be a real number, finite
+        and > 0 (ints are accepted and converted to float).
+    verbose : int, default 0
+        If > 0, print the learning rate set at each epoch.
+
+    Raises
+    ------
+    TypeError
+        At construction, if ``schedule`` is not callable or its signature
+        cannot accept 1 or 2 positional arguments.
+    ValueError
+        At an epoch, if the schedule returns something that is not a finite
+        number > 0 (NaN, inf, 0, negative, None, a string ...); the message
+        names the epoch and the value.
+
+    Notes
+    -----
+    Follows Keras 3 ``keras.callbacks.LearningRateScheduler``, except that
+    the calling form is taken from the signature instead of by catching
+    ``TypeError`` (which would hide errors raised inside the schedule), and
+    results are checked for finiteness and sign.
+    """
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise TypeError(
+                "LearningRateScheduler: `schedule` must be callable "
+                f"(schedule(epoch) or schedule(epoch, lr)), got "
+                f"{_type_name(schedule)} ({schedule!r})."
+            )
+        self.schedule = schedule
+        self._arity = _schedule_arity(schedule)
+        self.verbose = _check_verbose("LearningRateScheduler", verbose)
+
+    def _current_lr(self):
+        return float(self.model.optimizer.learning_rate)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._arity == 2:
+            value = self.schedule(epoch, self._current_lr())
+        elif self._arity == 1:
+            value = self.schedule(epoch)
+        else:
+            try:
+                value = self.schedule(epoch, self._current_lr())
+            except TypeError:
+                value = self.schedule(epoch)
+        lr = _validate_lr(value, epoch, "LearningRateScheduler: `schedule`")
+        self.model.optimizer.learning_rate = lr
+        if self.verbose > 0:
+            print(
+                f"Epoch {epoch + 1}: LearningRateScheduler setting learning "
+                f"rate to {lr}."
+            )
+
+
+# ---------------------------------------------------------------------------
+# ReduceLROnPlateau
+# ---------------------------------------------------------------------------
+
+class ReduceLROnPlateau(Callback):
+    """Reduce the learning rate when a monitored quantity stops improving.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        Log key to watch.
+    factor : float, default 0.1
+        Multiplier applied to the learning rate, ``0 < factor < 1``.
+    patience : int, default 10
+        Number of non-improving epochs (outside cooldown) after which the
+        rate is reduced.  Must be >= 0.
+    mode : {"auto", "min", "max"}, default "auto"
+        Direction of improvement; ``"auto"`` is ``"max"`` if the monitor name
+        (without ``val_``) contains ``"acc"`` or is ``"r2"``, else ``"min"``.
+    min_delta : float, default 1e-4
+        An epoch improves if ``current < best - min_delta`` (``"min"``) or
+        ``current > best + min_delta`` (``"max"``).  Must be >= 0.
+    cooldown : int, default 0
+        After a reduction the cooldown counter is set to ``cooldown``; it is
+        decremented at each following epoch end, and epochs that end with a
+        positive counter do not count towards ``patience``.  As in Keras this
+        means ``cooldown=c`` skips ``c - 1`` epochs (``0`` and ``1`` behave
+        the same).
+    min_lr : float, default 0.0
+        Lower bound of the learning rate.  Once the rate is at or below it no
+        further reduction happens.
+    verbose : int, default 0
+        If > 0, print a message at each reduction.
+
+    Attributes
+    ----------
+    best : float
+        Best monitored value so far.
+    wait : int
+        Non-improving epochs counted since the last reset.
+    cooldown_counter : int
+        Remaining cooldown.
+    monitor_mode : {"min", "max"}
+        The resolved mode.
+
+    Notes
+    -----
+    Follows Keras 3 ``keras.callbacks.ReduceLROnPlateau`` step for step: at
+    each epoch end, if in cooldown the counter is decremented and ``wait``
+    reset; an improvement updates ``best`` and resets ``wait``; otherwise,
+    outside cooldown, ``wait`` grows and when it reaches ``patience`` the new
+    rate ``max(lr * factor, min_lr)`` is assigned to
+    ``model.optimizer.learning_rate`` (used from the next epoch on), the
+    cooldown starts and ``wait`` is reset.  NaN values count as no
+    improvement.  Differences: invalid arguments raise (Keras only checks
+    ``factor >= 1``), ``"auto"`` also maximises ``r2``, the logs are not
+    modified, and a missing monitor warns once per ``fit``.
+    """
+
+    def __init__(
+        self,
+        monitor="val_loss",
+        factor=0.1,
+        patience=10,
+        mode="auto",
+        min_delta=1e-4,
+        cooldown=0,
+        min_lr=0.0,
+        verbose=0,
+    ):
+        super().__init__()
+        owner = "ReduceLROnPlateau"
+        self.monitor = _check_str(owner, "monitor", monitor)
+        self.factor = _check_real(owner, "factor", factor)
+        if not 0.0 < self.factor < 1.0:
+            raise ValueError(
+                f"{owner}: `factor` must be in the open interval (0, 1), got "
+                f"{factor!r}."
+            )
+        self.patience = _check_int(owner, "patience", patience)
+        self.mode = _check_mode(owner, mode)
+        self.monitor_mode = _resolve_mode(self.mode, self.monitor)
+        self.min_delta = _check_real(owner, "min_delta", min_delta)
+        if not (self.min_delta >= 0.0 and math.isfinite(self.min_delta)):
+            raise ValueError(
+                f"{owner}: `min_delta` must be a finite number >= 0, got "
+                f"{min_delta!r}."
+            )
+        self.cooldown = _check_int(owner, "cooldown", cooldown)
+        self.min_lr = _check_real(owner, "min_lr", min_lr)
+        if not (self.min_lr >= 0.0 and math.isfinite(self.min_lr)):
+            raise ValueError(
+                f"{owner}: `min_lr` must be a finite number >= 0, got {min_lr!r}."
+            )
+        self.verbose = _check_verbose(owner, verbose)
+        self._reset()
+
+    def _reset(self):
+        self.best = math.inf if self.monitor_mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+        self._warned_missing = False
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def in_cooldown(self):
+        """True while the cooldown counter is positive."""
+        return self.cooldown_counter > 0
+
+    def _is_improvement(self, current):
+        if self.monitor_mode == "min":
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs or logs[self.monitor] is None:
+            if not self._warned_missing:
+                self._warned_missing = True
+                warnings.warn(
+                    _missing_key_message("ReduceLROnPlateau", self.monitor, logs),
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return
+        current = _as_float(logs[self.monitor])
+        if current is None:
+            current = math.nan
+
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+
+        if self._is_improvement(current):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                try:
+                    old_lr = float(self.model.optimizer.learning_rate)
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        "ReduceLROnPlateau needs model.optimizer.learning_rate "
+                        "to be a float, got "
+                        f"{self.model.optimizer.learning_rate!r}."
+                    ) from None
+                if old_lr > self.min_lr:
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    self.model.optimizer.learning_rate = new_lr
+                    if self.verbose > 0:
+                        print(
+                            f"Epoch {epoch + 1}: ReduceLROnPlateau reducing "
+                            f"learning rate to {new_lr}."
+                        )
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+# ---------------------------------------------------------------------------
+# CSVLogger
+# ---------------------------------------------------------------------------
+
+class CSVLogger(Callback):
+    """Write the epoch logs to a CSV file, one row per epoch.
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+        Path of the CSV file.
+    separator : str, default ","
+        Single-character field delimiter.
+    append : bool, default False
+        If True, append to an existing file (the header is written only if
+        the file is missing or empty); if False, overwrite it.
+
+    Notes
+    -----
+    Follows Keras 3 ``keras.callbacks.CSVLogger``: the columns are
+    ``"epoch"`` (the **0-based** epoch index, as in Keras) followed by the
+    keys of the first epoch's logs in sorted order; the header is written
+    once; a key missing in a later epoch is written as ``NA``; values are
+    written with ``str()`` (so floats round-trip).  The file is opened at
+    :meth:`on_train_begin`, flushed after every row and closed at
+    :meth:`on_train_end`, which ``fit`` also calls after an early stop.
+    Unlike Keras, no empty ``val_*`` columns are added when the first epoch
+    has no validation metrics, and keys that first appear after the first
+    epoch are dropped with a single warning rather than silently.
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        owner = "CSVLogger"
+        self.filename = _check_path(owner, "filename", filename)
+        if not isinstance(separator, str):
+            raise TypeError(
+                f"{owner}: `separator` must be a str, got {_type_name(separator)} "
+                f"({separator!r})."
+            )
+        if len(separator) != 1:
+            raise ValueError(
+                f"{owner}: `separator` must be a single character, got "
+                f"{separator!r}."
+            )
+        self.separator = separator
+        self.append = _check_bool(owner, "append", append)
+        self.keys = None
+        self.csv_file = None
+        self._writer = None
+
+    def _close(self):
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.csv_file = None
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        self._close()  # in case a previous fit ended without on_train_end
+        self.keys = None
+        self._warned_extra = False
+        if self.append:
+            write_header = not (
+                os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+            )
+            mode = "a"
+        else:
+            write_header = True
+            mode = "w"
+        self._write_header = write_header
+        self.csv_file = open(self.filename, mode, newline="", encoding="utf-8")
+
+    @staticmethod
+    def _format_value(value):
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value[()]
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return "[" + ", ".join(str(v) for v in np.ravel(np.asarray(value, dtype=object))) + "]"
+        return value
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.csv_file is None:
+            raise RuntimeError(
+                "CSVLogger: on_epoch_end was called before on_train_begin "
+                "(the log file is not open)."
+            )
+        if self.keys is None:
+            self.keys = sorted(logs)
+        if self._writer is None:
+            self._writer = csv.writer(self.csv_file, delimiter=self.separator)
+            if self._write_header:
+                self._writer.writerow(["epoch"] + self.keys)
+        extra = sorted(set(logs) - set(self.keys))
+        if extra and not self._warned_extra:
+            self._warned_extra = True
+            warnings.warn(
+                f"CSVLogger: keys {extra} appeared after the first epoch and are "
+                f"not written; the columns are fixed by the first epoch: "
+                f"{['epoch'] + self.keys}.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        row = [epoch] + [
+            self._format_value(logs[k]) if k in logs else "NA" for k in self.keys
+        ]
+        self._writer.writerow(row)
+        self.csv_file.flush()
+
+    def on_train_end(self, logs=None):
+        self._close()
+
+
+# ---------------------------------------------------------------------------
+# TerminateOnNaN
+# ---------------------------------------------------------------------------
+
+class TerminateOnNaN(Callback):
+    """Stop training as soon as the loss becomes NaN or infinite.
+
+    Checks ``logs["loss"]`` at every epoch end (and at batch end if the
+    training loop reports batches) and sets ``model.stop_training = True``
+    when it is not finite.  Missing losses are ignored.
+
+    Parameters
+    ----------
+    verbose : int, default 1
+        If > 0, print a message when terminating (Keras always prints).
+
+    Attributes
+    ----------
+    terminated_epoch : int or None
+        0-based epoch at which a non-finite loss was seen, or None.
+
+    Notes
+    -----
+    Follows Keras ``keras.callbacks.TerminateOnNaN``, which checks after each
+    batch; here the epoch loss is checked as well since descend reports
+    losses per epoch.
+    """
+
+    def __init__(self, verbose=1):
+        super().__init__()
+        self.verbose = _check_verbose("TerminateOnNaN", verbose)
+        self.terminated_epoch = None
+        self._epoch = None
+
+    def on_train_begin(self, logs=None):
+        self.terminated_epoch = None
+        self._epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _check(self, logs, where, epoch):
+        loss = _as_float((logs or {}).get("loss"))
+        if loss is not None and not math.isfinite(loss):
+            if self.terminated_epoch is None:
+                self.terminated_epoch = epoch
+            if self.verbose > 0:
+                print(f"{where}: invalid loss {loss}, terminating training")
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, f"Batch {batch}", self._epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, f"Epoch {epoch + 1}", epoch)

@@ -1,0 +1,946 @@
+"""Tests for descend.callbacks, driven by a fake model and a fake fit loop.
+
+Nothing here depends on the real model: ``FakeModel`` implements only the
+interface the callbacks rely on (stop_training, get/set_weights, save,
+optimizer.learning_rate), and ``fake_fit`` calls the hooks in the order
+``model.fit`` documents, with scripted epoch logs.
+"""
+
+import csv
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from descend import callbacks as cbs
+
+
+# ---------------------------------------------------------------------------
+# Fakes
+# ---------------------------------------------------------------------------
+
+def weights_at(epoch):
+    """The fake model's weights at the end of ``epoch`` (distinct per epoch)."""
+    return [
+        np.full((2, 3), float(epoch)),
+        np.arange(4, dtype=np.float64) * (epoch + 1),
+    ]
+
+
+class FakeOptimizer:
+    def __init__(self, learning_rate):
+        self.learning_rate = learning_rate
+
+
+class FakeModel:
+    def __init__(self, learning_rate=0.1):
+        self.stop_training = False
+        self.optimizer = FakeOptimizer(learning_rate)
+        self._weights = [np.zeros((2, 3)), np.zeros(4)]
+        self.saved = []  # paths passed to save(), in order
+
+    def get_weights(self):
+        return [w.copy() for w in self._weights]
+
+    def set_weights(self, weights):
+        self._weights = [np.array(w, copy=True) for w in weights]
+
+    def save(self, path):
+        # Write to the exact path (np.savez on a file object adds no suffix).
+        with open(path, "wb") as f:
+            np.savez(f, *self._weights)
+        self.saved.append(str(path))
+
+
+class Run:
+    """What fake_fit observed."""
+
+    def __init__(self):
+        self.epochs = []  # epochs that ran
+        self.lrs = []  # learning rate in effect during each epoch
+
+
+def fake_fit(model, scripted_logs, callbacks):
+    """Mimic model.fit: one epoch per entry of ``scripted_logs``.
+
+    Each epoch "trains" by setting the weights to ``weights_at(epoch)``, then
+    reports a copy of the scripted logs plus the learning rate it used.
+    """
+    run = Run()
+    for cb in callbacks:
+        cb.set_model(model)
+    model.stop_training = False
+    for cb in callbacks:
+        cb.on_train_begin({})
+    for epoch, scripted in enumerate(scripted_logs):
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch, {})
+        lr = model.optimizer.learning_rate
+        run.epochs.append(epoch)
+        run.lrs.append(lr)
+        model._weights = weights_at(epoch)
+        logs = dict(scripted)
+        logs.setdefault("learning_rate", lr)
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for cb in callbacks:
+        cb.on_train_end({})
+    return run
+
+
+def val_losses(*values):
+    return [{"loss": 1.0, "val_loss": v} for v in values]
+
+
+def assert_weights_equal(actual, expected):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        np.testing.assert_array_equal(a, e)
+
+
+class Recorder(cbs.Callback):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def on_train_begin(self, logs=None):
+        self.calls.append(("train_begin",))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(("epoch_end", epoch))
+
+    def on_train_end(self, logs=None):
+        self.calls.append(("train_end",))
+
+
+class StopAt(cbs.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.model.stop_training = True
+
+
+# ---------------------------------------------------------------------------
+# Callback / CallbackList
+# ---------------------------------------------------------------------------
+
+def test_base_callback_hooks_are_noops_and_set_model():
+    cb = cbs.Callback()
+    assert cb.model is None
+    model = FakeModel()
+    run = fake_fit(model, val_losses(1.0, 0.5), [cb])
+    assert cb.model is model
+    assert run.epochs == [0, 1]
+    cb.on_train_batch_begin(0, {})
+    cb.on_train_batch_end(0, {})
+    cb.set_params({"epochs": 2})
+    assert cb.params == {"epochs": 2}
+
+
+def test_callback_list_dispatches_in_order():
+    a, b = Recorder(), Recorder()
+    model = FakeModel()
+    lst = cbs.CallbackList([a, b], model=model)
+    assert a.model is model and b.model is model and len(lst) == 2
+    lst.on_train_begin({})
+    lst.on_epoch_begin(0, {})
+    lst.on_epoch_end(0, {"loss": 1.0})
+    lst.on_train_end({})
+    expected = [("train_begin",), ("epoch_begin", 0), ("epoch_end", 0), ("train_end",)]
+    assert a.calls == expected and b.calls == expected
+    with pytest.raises(TypeError):
+        cbs.CallbackList(a)
+
+
+def test_fake_fit_calls_hooks_in_documented_order():
+    rec = Recorder()
+    fake_fit(FakeModel(), val_losses(1.0, 0.9), [rec])
+    assert rec.calls == [
+        ("train_begin",),
+        ("epoch_begin", 0),
+        ("epoch_end", 0),
+        ("epoch_begin", 1),
+        ("epoch_end", 1),
+        ("train_end",),
+    ]
+
+
+# ---------------------------------------------------------------------------
+# EarlyStopping
+# ---------------------------------------------------------------------------
+
+def test_early_stopping_stops_after_patience():
+    es = cbs.EarlyStopping(monitor="val_loss", patience=2)
+    run = fake_fit(FakeModel(), val_losses(1.0, 0.9, 0.95, 0.92, 0.8, 0.7), [es])
+    assert run.epochs == [0, 1, 2, 3]
+    assert es.stopped_epoch == 3
+    assert es.best == 0.9
+    assert es.best_epoch == 1
+    assert es.wait == 2
+
+
+def test_early_stopping_patience_zero_stops_at_first_non_improvement():
+    es = cbs.EarlyStopping(patience=0)
+    run = fake_fit(FakeModel(), val_losses(1.0, 0.9, 0.95, 0.5), [es])
+    assert run.epochs == [0, 1, 2]
+    assert es.stopped_epoch == 2
+
+
+def test_early_stopping_never_stops_at_epoch_zero():
+    # A NaN monitor is never an improvement, but epoch 0 cannot stop.
+    es = cbs.EarlyStopping(patience=0)
+    run = fake_fit(FakeModel(), val_losses(math.nan, math.nan, 1.0), [es])
+    assert run.epochs == [0, 1]
+    assert es.stopped_epoch == 1
+
+
+def test_early_stopping_min_delta():
+    # 1.0 -> 0.85 improves by more than 0.1; 0.85 -> 0.80 by less.
+    es = cbs.EarlyStopping(monitor="val_loss", min_delta=0.1, patience=1)
+    run = fake_fit(FakeModel(), val_losses(1.0, 0.85, 0.80, 0.5), [es])
+    assert run.epochs == [0, 1, 2]
+    assert es.best == 0.85
+    assert es.best_epoch == 1
+
+
+def test_early_stopping_runs_to_the_end_while_improving():
+    es = cbs.EarlyStopping(patience=1)
+    run = fake_fit(FakeModel(), val_losses(1.0, 0.9, 0.8, 0.7), [es])
+    assert run.epochs == [0, 1, 2, 3]
+    assert es.stopped_epoch == 0
+    assert es.best == 0.7 and es.best_epoch == 3
+
+
+def test_early_stopping_mode_auto_is_max_for_accuracy():
+    es = cbs.EarlyStopping(monitor="val_accuracy", patience=2)
+    assert es.monitor_mode == "max"
+    logs = [{"loss": 1.0, "val_accuracy": a} for a in (0.5, 0.7, 0.65, 0.6, 0.9)]
+    run = fake_fit(FakeModel(), logs, [es])
+    assert run.epochs == [0, 1, 2, 3]
+    assert es.best == 0.7 and es.best_epoch == 1
+
+
+@pytest.mark.parametrize(
+    "monitor, expected",
+    [
+        ("val_loss", "min"),
+        ("loss", "min"),
+        ("mse", "min"),
+        ("val_mae", "min"),
+        ("accuracy", "max"),
+        ("val_acc", "max"),
+        ("r2", "max"),
+        ("val_r2", "max"),
+    ],
+)
+def test_mode_auto_resolution(monitor, expected):
+    assert cbs.EarlyStopping(monitor=monitor).monitor_mode == expected
+    assert cbs.ReduceLROnPlateau(monitor=monitor).monitor_mode == expected
+
+
+def test_early_stopping_explicit_mode_max():
+    es = cbs.EarlyStopping(monitor="val_loss", mode="max", patience=0)
+    run = fake_fit(FakeModel(), val_losses(1.0, 2.0, 1.5), [es])
+    assert run.epochs == [0, 1, 2]
+    assert es.best == 2.0
+
+
+def test_early_stopping_restores_best_weights_when_stopped():
+    model = FakeModel()
+    es = cbs.EarlyStopping(patience=2, restore_best_weights=True)
+    run = fake_fit(model, val_losses(1.0, 0.6, 0.7, 0.8, 0.1), [es])
+    assert run.epochs == [0, 1, 2, 3]
+    assert es.best_epoch == 1
+    assert_weights_equal(model.get_weights(), weights_at(1))
+
+
+def test_early_stopping_restores_at_train_end_only():
+    # Weights seen by other callbacks at the stopping epoch are still current.
+    seen = {}
+
+    class Probe(cbs.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen[epoch] = self.model.get_weights()
+
+    model = FakeModel()
+    es = cbs.EarlyStopping(patience=1, restore_best_weights=True)
+    fake_fit(model, val_losses(1.0, 0.5, 0.9), [es, Probe()])
+    assert_weights_equal(seen[2], weights_at(2))
+    assert_weights_equal(model.get_weights(), weights_at(1))
+
+
+def test_early_stopping_restores_best_weights_without_early_stop():
+    model = FakeModel()
+    es = cbs.EarlyStopping(patience=10, restore_best_weights=True)
+    run = fake_fit(model, val_losses(1.0, 0.5, 0.7, 0.8), [es])
+    assert run.epochs == [0, 1, 2, 3]
+    assert es.stopped_epoch == 0
+    assert_weights_equal(model.get_weights(), weights_at(1))
+
+
+def test_early_stopping_keeps_last_weights_when_last_epoch_is_best():
+    model = FakeModel()
+    es = cbs.EarlyStopping(patience=10, restore_best_weights=True)
+    fake_fit(model, val_losses(1.0, 0.9, 0.8), [es])
+    assert_weights_equal(model.get_weights(), weights_at(2))
+
+
+def test_early_stopping_best_weights_are_copies():
+    class AliasingModel(FakeModel):
+        def get_weights(self):  # returns the live arrays, not copies
+            return self._weights
+
+    model = AliasingModel()
+    es = cbs.EarlyStopping(patience=1, restore_best_weights=True)
+    es.set_model(model)
+    es.on_train_begin({})
+    model._weights = weights_at(0)
+    es.on_epoch_end(0, {"val_loss": 0.1})
+    model._weights[0][...] = 99.0  # in-place update of the live weights
+    model._weights[1][...] = 99.0
+    es.on_epoch_end(1, {"val_loss": 0.5})
+    es.on_train_end({})
+    assert_weights_equal(model.get_weights(), weights_at(0))
+
+
+def test_early_stopping_without_restore_leaves_weights():
+    model = FakeModel()
+    es = cbs.EarlyStopping(patience=1)
+    fake_fit(model, val_losses(1.0, 0.5, 0.9), [es])
+    assert es.best_weights is None
+    assert_weights_equal(model.get_weights(), weights_at(2))
+
+
+def test_early_stopping_restore_when_never_improving_uses_first_epoch():
+    model = FakeModel()
+    es = cbs.EarlyStopping(patience=1, restore_best_weights=True)
+    run = fake_fit(model, val_losses(math.nan, math.nan, math.nan), [es])
+    assert run.epochs == [0, 1]
+    assert_weights_equal(model.get_weights(), weights_at(0))
+
+
+def test_early_stopping_baseline_not_reached_stops():
+    # Nothing beats the baseline: the counter is never reset.
+    es = cbs.EarlyStopping(patience=2, baseline=0.5)
+    run = fake_fit(FakeModel(), val_losses(0.9, 0.95, 0.97, 0.4), [es])
+    assert run.epochs == [0, 1]
+    assert es.stopped_epoch == 1
+    assert es.best == 0.9
+
+
+def test_early_stopping_baseline_reached_behaves_normally():
+    es = cbs.EarlyStopping(patience=2, baseline=0.5)
+    run = fake_fit(FakeModel(), val_losses(0.4, 0.45, 0.46, 0.47, 0.1), [es])
+    assert run.epochs == [0, 1, 2]
+    assert es.stopped_epoch == 2
+    assert es.best == 0.4
+
+
+def test_early_stopping_baseline_improving_epochs_do_not_stop():
+    # Keras 3 semantics: improvements that miss the baseline keep counting,
+    # but the stop only happens on a non-improving epoch.
+    es = cbs.EarlyStopping(patience=1, baseline=0.5)
+    run = fake_fit(FakeModel(), val_losses(0.9, 0.8, 0.7, 0.75, 0.1), [es])
+    assert run.epochs == [0, 1, 2, 3]
+    assert es.stopped_epoch == 3
+    assert es.wait == 4
+
+
+def test_early_stopping_baseline_max_mode():
+    es = cbs.EarlyStopping(monitor="val_accuracy", patience=1, baseline=0.8)
+    # 0.5 and 0.6 improve but miss the baseline; 0.55 does not improve.
+    logs = [{"val_accuracy": a} for a in (0.5, 0.6, 0.55, 0.9)]
+    run = fake_fit(FakeModel(), logs, [es])
+    assert run.epochs == [0, 1, 2]
+    assert es.stopped_epoch == 2 and es.best == 0.6
+
+
+def test_early_stopping_start_from_epoch():
+    # Epoch 0's very low loss is ignored, otherwise training would stop at 1.
+    es = cbs.EarlyStopping(patience=1, start_from_epoch=1)
+    run = fake_fit(FakeModel(), val_losses(0.1, 5.0, 4.0, 4.5, 1.0), [es])
+    assert run.epochs == [0, 1, 2, 3]
+    assert es.best == 4.0 and es.best_epoch == 2
+
+
+def test_early_stopping_missing_monitor_warns_once_and_never_stops():
+    es = cbs.EarlyStopping(monitor="val_loss", patience=0)
+    logs = [{"loss": v, "accuracy": 0.5} for v in (1.0, 2.0, 3.0, 4.0)]
+    with pytest.warns(RuntimeWarning) as record:
+        run = fake_fit(FakeModel(), logs, [es])
+    messages = [str(w.message) for w in record if "EarlyStopping" in str(w.message)]
+    assert len(messages) == 1
+    assert "val_loss" in messages[0]
+    assert "accuracy" in messages[0] and "loss" in messages[0]
+    assert "learning_rate" in messages[0]
+    assert run.epochs == [0, 1, 2, 3]
+    assert es.stopped_epoch == 0
+
+
+def test_early_stopping_is_reusable():
+    es = cbs.EarlyStopping(patience=1, restore_best_weights=True)
+    fake_fit(FakeModel(), val_losses(0.1, 0.5), [es])
+    assert es.stopped_epoch == 1
+    model = FakeModel()
+    run = fake_fit(model, val_losses(1.0, 0.9, 0.8), [es])
+    assert run.epochs == [0, 1, 2]
+    assert es.stopped_epoch == 0 and es.best == 0.8 and es.best_epoch == 2
+    assert_weights_equal(model.get_weights(), weights_at(2))
+
+
+def test_early_stopping_verbose_prints(capsys):
+    es = cbs.EarlyStopping(patience=0, restore_best_weights=True, verbose=1)
+    fake_fit(FakeModel(), val_losses(1.0, 2.0), [es])
+    out = capsys.readouterr().out
+    assert "Epoch 2: early stopping" in out
+    assert "best epoch: 1" in out
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        ({"patience": -1}, ValueError, ["patience", "-1", ">= 0"]),
+        ({"patience": 1.5}, TypeError, ["patience", "int", "float"]),
+        ({"patience": True}, TypeError, ["patience"]),
+        ({"min_delta": -0.1}, ValueError, ["min_delta", "-0.1", ">= 0"]),
+        ({"min_delta": "0"}, TypeError, ["min_delta", "str"]),
+        ({"mode": "bogus"}, ValueError, ["mode", "'bogus'", "'auto'", "'min'", "'max'"]),
+        ({"mode": 1}, TypeError, ["mode"]),
+        ({"monitor": 3}, TypeError, ["monitor", "int"]),
+        ({"monitor": ""}, ValueError, ["monitor"]),
+        ({"baseline": "x"}, TypeError, ["baseline"]),
+        ({"baseline": math.nan}, ValueError, ["baseline"]),
+        ({"restore_best_weights": "yes"}, TypeError, ["restore_best_weights"]),
+        ({"start_from_epoch": -2}, ValueError, ["start_from_epoch", "-2"]),
+    ],
+)
+def test_early_stopping_validation(kwargs, exc, words):
+    with pytest.raises(exc) as info:
+        cbs.EarlyStopping(**kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_early_stopping_accepts_numpy_scalars():
+    es = cbs.EarlyStopping(patience=np.int64(2), min_delta=np.float32(0.0),
+                           restore_best_weights=np.bool_(True))
+    assert es.patience == 2 and es.restore_best_weights is True
+
+
+# ---------------------------------------------------------------------------
+# ModelCheckpoint
+# ---------------------------------------------------------------------------
+
+def test_model_checkpoint_formats_file_names(tmp_path):
+    model = FakeModel()
+    ckpt = cbs.ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}-{val_loss:.3f}.npz"))
+    fake_fit(model, val_losses(0.5, 0.25, 0.125), [ckpt])
+    expected = ["ckpt-01-0.500.npz", "ckpt-02-0.250.npz", "ckpt-03-0.125.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    assert model.saved == [str(tmp_path / name) for name in expected]
+    assert ckpt.last_saved_path == str(tmp_path / expected[-1])
+    for epoch, name in enumerate(expected):
+        with np.load(tmp_path / name) as data:
+            assert_weights_equal([data["arr_0"], data["arr_1"]], weights_at(epoch))
+
+
+def test_model_checkpoint_any_log_key_and_pathlike(tmp_path):
+    model = FakeModel(learning_rate=0.01)
+    logs = [{"loss": 0.75, "accuracy": 0.5}]
+    ckpt = cbs.ModelCheckpoint(tmp_path / "e{epoch}-acc{accuracy:.2f}-lr{learning_rate}.npz")
+    fake_fit(model, logs, [ckpt])
+    assert [p.name for p in tmp_path.iterdir()] == ["e1-acc0.50-lr0.01.npz"]
+
+
+def test_model_checkpoint_creates_directories(tmp_path):
+    model = FakeModel()
+    ckpt = cbs.ModelCheckpoint(str(tmp_path / "a" / "b" / "m-{epoch}.npz"))
+    fake_fit(model, val_losses(1.0), [ckpt])
+    assert (tmp_path / "a" / "b" / "m-1.npz").is_file()
+
+
+def test_model_checkpoint_save_best_only(tmp_path):
+    model = FakeModel()
+    ckpt = cbs.ModelCheckpoint(str(tmp_path / "best-{epoch}.npz"), save_best_only=True)
+    # improvements at epochs 1, 3 and 5 (1-based); a tie is not an improvement
+    fake_fit(model, val_losses(0.5, 0.6, 0.4, 0.4, 0.3), [ckpt])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best-1.npz",
+        "best-3.npz",
+        "best-5.npz",
+    ]
+    assert ckpt.best == 0.3
+
+
+def test_model_checkpoint_save_best_only_fixed_path_holds_best(tmp_path):
+    model = FakeModel()
+    path = tmp_path / "best.npz"
+    ckpt = cbs.ModelCheckpoint(str(path), save_best_only=True)
+    fake_fit(model, val_losses(0.5, 0.2, 0.4, 0.3), [ckpt])
+    assert len(model.saved) == 2
+    with np.load(path) as data:
+        assert_weights_equal([data["arr_0"], data["arr_1"]], weights_at(1))
+
+
+def test_model_checkpoint_save_best_only_mode_max(tmp_path):
+    model = FakeModel()
+    ckpt = cbs.ModelCheckpoint(
+        str(tmp_path / "m-{epoch}.npz"), monitor="val_accuracy", save_best_only=True
+    )
+    logs = [{"val_accuracy": a} for a in (0.5, 0.4, 0.7, 0.6)]
+    fake_fit(model, logs, [ckpt])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-1.npz", "m-3.npz"]
+
+
+def test_model_checkpoint_save_best_only_nan_never_saves(tmp_path):
+    model = FakeModel()
+    ckpt = cbs.ModelCheckpoint(str(tmp_path / "m-{epoch}.npz"), save_best_only=True)
+    fake_fit(model, val_losses(math.nan, 1.0, math.nan), [ckpt])
+    assert [p.name for p in tmp_path.iterdir()] == ["m-2.npz"]
+
+
+def test_model_checkpoint_missing_monitor_warns_and_skips(tmp_path):
+    model = FakeModel()
+    ckpt = cbs.ModelCheckpoint(str(tmp_path / "m.npz"), save_best_only=True)
+    with pytest.warns(RuntimeWarning, match="val_loss") as record:
+        fake_fit(model, [{"loss": 1.0}, {"loss": 0.5}], [ckpt])
+    assert len([w for w in record if "ModelCheckpoint" in str(w.message)]) == 1
+    assert model.saved == []
+
+
+def test_model_checkpoint_unknown_field_raises_key_error(tmp_path):
+    ckpt = cbs.ModelCheckpoint(str(tmp_path / "m-{val_accuracy:.2f}.npz"))
+    with pytest.raises(KeyError, match="val_accuracy") as info:
+        fake_fit(FakeModel(), val_losses(1.0), [ckpt])
+    assert "val_loss" in str(info.value)  # available fields are listed
+
+
+def test_model_checkpoint_is_reusable(tmp_path):
+    model = FakeModel()
+    ckpt = cbs.ModelCheckpoint(str(tmp_path / "m-{epoch}.npz"), save_best_only=True)
+    fake_fit(model, val_losses(0.1), [ckpt])
+    fake_fit(model, val_losses(0.5), [ckpt])  # best is reset for the new fit
+    assert len(model.saved) == 2
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, words",
+    [
+        ((3,), {}, TypeError, ["filepath", "int"]),
+        (("",), {}, ValueError, ["filepath"]),
+        (("m-{epoch.npz",), {}, ValueError, ["filepath", "format"]),
+        (("m-{}.npz",), {}, ValueError, ["filepath", "positional"]),
+        (("m-{0}.npz",), {}, ValueError, ["filepath", "positional"]),
+        (("m.npz",), {"mode": "up"}, ValueError, ["mode", "'up'"]),
+        (("m.npz",), {"save_best_only": 1}, TypeError, ["save_best_only"]),
+        (("m.npz",), {"monitor": None}, TypeError, ["monitor"]),
+    ],
+)
+def test_model_checkpoint_validation(args, kwargs, exc, words):
+    with pytest.raises(exc) as info:
+        cbs.ModelCheckpoint(*args, **kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# LearningRateScheduler
+# ---------------------------------------------------------------------------
+
+def test_lr_scheduler_one_argument():
+    model = FakeModel(learning_rate=1.0)
+    sched = cbs.LearningRateScheduler(lambda epoch: 0.1 * 0.5 ** epoch)
+    run = fake_fit(model, val_losses(1, 1, 1), [sched])
+    assert run.lrs == [0.1, 0.05, 0.025]
+    assert isinstance(model.optimizer.learning_rate, float)
+
+
+def test_lr_scheduler_two_arguments_receives_current_lr():
+    model = FakeModel(learning_rate=0.2)
+    seen = []
+
+    def schedule(epoch, lr):
+        seen.append((epoch, lr))
+        return lr if epoch == 0 else lr * 0.5
+
+    run = fake_fit(model, val_losses(1, 1, 1), [cbs.LearningRateScheduler(schedule)])
+    assert run.lrs == [0.2, 0.1, 0.05]
+    assert seen == [(0, 0.2), (1, 0.2), (2, 0.1)]
+
+
+def test_lr_scheduler_callable_object():
+    class StepDecay:
+        def __call__(self, epoch):
+            return 1.0 if epoch < 2 else 0.1
+
+    run = fake_fit(FakeModel(), val_losses(1, 1, 1), [cbs.LearningRateScheduler(StepDecay())])
+    assert run.lrs == [1.0, 1.0, 0.1]
+
+
+def test_lr_scheduler_accepts_descend_schedule():
+    schedules = pytest.importorskip("descend.schedules")
+    sched = cbs.LearningRateScheduler(schedules.StepDecay(1.0, drop=0.5, step_size=2))
+    run = fake_fit(FakeModel(), val_losses(1, 1, 1, 1), [sched])
+    assert run.lrs == [1.0, 1.0, 0.5, 0.5]
+
+
+def test_lr_scheduler_second_parameter_with_default_gets_lr():
+    def schedule(epoch, lr=None):
+        return lr * 2
+
+    run = fake_fit(FakeModel(0.25), val_losses(1, 1), [cbs.LearningRateScheduler(schedule)])
+    assert run.lrs == [0.5, 1.0]
+
+
+def test_lr_scheduler_accepts_int_and_numpy_values():
+    run = fake_fit(
+        FakeModel(),
+        val_losses(1, 1),
+        [cbs.LearningRateScheduler(lambda e: [1, np.float32(0.5)][e])],
+    )
+    assert run.lrs == [1.0, 0.5]
+    assert all(type(lr) is float for lr in run.lrs)
+
+
+def test_lr_scheduler_does_not_hide_type_errors_inside_schedule():
+    def schedule(epoch, lr):
+        raise TypeError("bug inside the schedule")
+
+    with pytest.raises(TypeError, match="bug inside"):
+        fake_fit(FakeModel(), val_losses(1), [cbs.LearningRateScheduler(schedule)])
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 0.0, -0.1, None, "0.1", True])
+def test_lr_scheduler_rejects_invalid_values(bad):
+    sched = cbs.LearningRateScheduler(lambda epoch: 0.1 if epoch < 2 else bad)
+    with pytest.raises(ValueError) as info:
+        fake_fit(FakeModel(), val_losses(1, 1, 1, 1), [sched])
+    message = str(info.value)
+    assert "epoch 2" in message
+    assert repr(bad) in message
+
+
+def test_lr_scheduler_validation():
+    with pytest.raises(TypeError, match="callable"):
+        cbs.LearningRateScheduler(0.1)
+    with pytest.raises(TypeError, match="positional"):
+        cbs.LearningRateScheduler(lambda a, b, c: 0.1)
+    with pytest.raises(TypeError, match="positional"):
+        cbs.LearningRateScheduler(lambda: 0.1)
+    with pytest.raises(TypeError, match="keyword-only"):
+        cbs.LearningRateScheduler(lambda epoch, *, scale: 0.1)
+    with pytest.raises(ValueError, match="verbose"):
+        cbs.LearningRateScheduler(lambda e: 0.1, verbose=-1)
+
+
+def test_lr_scheduler_verbose(capsys):
+    fake_fit(FakeModel(), val_losses(1), [cbs.LearningRateScheduler(lambda e: 0.5, verbose=1)])
+    assert "setting learning rate to 0.5" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# ReduceLROnPlateau
+# ---------------------------------------------------------------------------
+
+def reduction_epochs(run):
+    """Epochs whose end reduced the learning rate (as seen by the next epoch)."""
+    return [e for e in range(len(run.lrs) - 1) if run.lrs[e + 1] < run.lrs[e]]
+
+
+def test_reduce_lr_on_plateau_reduces_after_patience():
+    model = FakeModel(learning_rate=1.0)
+    rlr = cbs.ReduceLROnPlateau(factor=0.5, patience=2)
+    run = fake_fit(model, val_losses(*[1.0] * 7), [rlr])
+    # epoch 0 improves on inf; 1, 2 plateau -> reduce at 2; 3, 4 -> reduce at 4 ...
+    assert run.lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert model.optimizer.learning_rate == 0.125  # reduced at the end of epoch 6
+
+
+def test_reduce_lr_on_plateau_improvement_resets_wait():
+    model = FakeModel(learning_rate=1.0)
+    rlr = cbs.ReduceLROnPlateau(factor=0.5, patience=2)
+    run = fake_fit(model, val_losses(1.0, 1.0, 0.5, 0.5, 0.5), [rlr])
+    assert reduction_epochs(run) == [] and model.optimizer.learning_rate == 0.5
+    assert rlr.best == 0.5
+
+
+def test_reduce_lr_on_plateau_min_delta():
+    model = FakeModel(learning_rate=1.0)
+    rlr = cbs.ReduceLROnPlateau(factor=0.5, patience=1, min_delta=0.1)
+    # 1.0 -> 0.95 is not an improvement of more than 0.1
+    run = fake_fit(model, val_losses(1.0, 0.95, 0.5), [rlr])
+    assert run.lrs == [1.0, 1.0, 0.5]
+
+
+def test_reduce_lr_on_plateau_cooldown():
+    model = FakeModel(learning_rate=1.0)
+    rlr = cbs.ReduceLROnPlateau(factor=0.5, patience=2, cooldown=2)
+    run = fake_fit(model, val_losses(*[1.0] * 9), [rlr])
+    # reduce at 2; epoch 3 ends in cooldown (counter 2 -> 1), epoch 4 ends it
+    # (1 -> 0) and counts; 4, 5 -> reduce at 5; then 7, 8 -> reduce at 8.
+    assert reduction_epochs(run) == [2, 5]
+    assert run.lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
+    assert model.optimizer.learning_rate == 0.125
+
+
+def test_reduce_lr_on_plateau_cooldown_one_equals_zero_like_keras():
+    runs = []
+    for cooldown in (0, 1):
+        rlr = cbs.ReduceLROnPlateau(factor=0.5, patience=2, cooldown=cooldown)
+        runs.append(fake_fit(FakeModel(1.0), val_losses(*[1.0] * 8), [rlr]).lrs)
+    assert runs[0] == runs[1]
+
+
+def test_reduce_lr_on_plateau_min_lr():
+    model = FakeModel(learning_rate=1.0)
+    rlr = cbs.ReduceLROnPlateau(factor=0.1, patience=1, min_lr=0.005)
+    run = fake_fit(model, val_losses(*[1.0] * 6), [rlr])
+    assert run.lrs[:3] == [1.0, 1.0, 0.1]
+    assert run.lrs[3] == pytest.approx(0.01)
+    assert run.lrs[4:] == [0.005, 0.005]
+    assert model.optimizer.learning_rate == 0.005
+
+
+def test_reduce_lr_on_plateau_mode_max_for_accuracy():
+    model = FakeModel(learning_rate=1.0)
+    rlr = cbs.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=1)
+    logs = [{"val_accuracy": a} for a in (0.5, 0.6, 0.55, 0.7, 0.7)]
+    run = fake_fit(model, logs, [rlr])
+    assert reduction_epochs(run) == [2]
+    assert model.optimizer.learning_rate == 0.25  # and again at epoch 4
+
+
+def test_reduce_lr_on_plateau_missing_monitor_warns_once():
+    model = FakeModel(learning_rate=1.0)
+    rlr = cbs.ReduceLROnPlateau(patience=0)
+    with pytest.warns(RuntimeWarning, match="val_loss") as record:
+        fake_fit(model, [{"loss": 1.0}] * 3, [rlr])
+    assert len([w for w in record if "ReduceLROnPlateau" in str(w.message)]) == 1
+    assert model.optimizer.learning_rate == 1.0
+
+
+def test_reduce_lr_on_plateau_is_reusable():
+    rlr = cbs.ReduceLROnPlateau(factor=0.5, patience=1)
+    fake_fit(FakeModel(1.0), val_losses(0.1, 0.2), [rlr])
+    model = FakeModel(1.0)
+    fake_fit(model, val_losses(1.0, 0.9), [rlr])  # best reset: 0.9 improves
+    assert model.optimizer.learning_rate == 1.0
+
+
+def test_reduce_lr_on_plateau_verbose(capsys):
+    rlr = cbs.ReduceLROnPlateau(factor=0.5, patience=0, verbose=1)
+    fake_fit(FakeModel(1.0), val_losses(1.0, 2.0), [rlr])
+    assert "Epoch 2: ReduceLROnPlateau reducing learning rate to 0.5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        ({"factor": 1.0}, ValueError, ["factor", "(0, 1)", "1.0"]),
+        ({"factor": 0.0}, ValueError, ["factor", "0.0"]),
+        ({"factor": 1.5}, ValueError, ["factor", "1.5"]),
+        ({"factor": -0.5}, ValueError, ["factor"]),
+        ({"factor": "0.5"}, TypeError, ["factor", "str"]),
+        ({"patience": -1}, ValueError, ["patience", "-1"]),
+        ({"patience": 2.0}, TypeError, ["patience"]),
+        ({"cooldown": -1}, ValueError, ["cooldown", "-1"]),
+        ({"min_lr": -1e-3}, ValueError, ["min_lr"]),
+        ({"min_delta": -1.0}, ValueError, ["min_delta"]),
+        ({"mode": "MIN"}, ValueError, ["mode", "'MIN'"]),
+        ({"monitor": ["val_loss"]}, TypeError, ["monitor"]),
+    ],
+)
+def test_reduce_lr_on_plateau_validation(kwargs, exc, words):
+    with pytest.raises(exc) as info:
+        cbs.ReduceLROnPlateau(**kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# CSVLogger
+# ---------------------------------------------------------------------------
+
+CSV_LOGS = [
+    {"val_loss": 0.5, "loss": 0.75, "accuracy": 0.25, "learning_rate": 0.1},
+    {"val_loss": 0.25, "loss": 0.5, "accuracy": 0.5, "learning_rate": 0.1},
+    {"val_loss": 0.125, "loss": 0.25, "accuracy": 0.75, "learning_rate": 0.1},
+]
+
+
+def read_csv(path, delimiter=","):
+    with open(path, newline="") as f:
+        return list(csv.reader(f, delimiter=delimiter))
+
+
+def test_csv_logger_content(tmp_path):
+    path = tmp_path / "log.csv"
+    logger = cbs.CSVLogger(str(path))
+    fake_fit(FakeModel(), CSV_LOGS, [logger])
+    assert read_csv(path) == [
+        ["epoch", "accuracy", "learning_rate", "loss", "val_loss"],
+        ["0", "0.25", "0.1", "0.75", "0.5"],
+        ["1", "0.5", "0.1", "0.5", "0.25"],
+        ["2", "0.75", "0.1", "0.25", "0.125"],
+    ]
+
+
+def test_csv_logger_separator_and_numpy_values(tmp_path):
+    path = tmp_path / "log.csv"
+    logs = [{"loss": np.float64(0.5), "mse": np.float32(0.25), "r2": np.array(0.125)}]
+    fake_fit(FakeModel(0.01), logs, [cbs.CSVLogger(path, separator=";")])
+    assert read_csv(path, delimiter=";") == [
+        ["epoch", "learning_rate", "loss", "mse", "r2"],
+        ["0", "0.01", "0.5", "0.25", "0.125"],
+    ]
+
+
+def test_csv_logger_flushes_each_epoch(tmp_path):
+    path = tmp_path / "log.csv"
+    rows_seen = []
+
+    class Probe(cbs.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            rows_seen.append(len(read_csv(path)))
+
+    fake_fit(FakeModel(), CSV_LOGS, [cbs.CSVLogger(str(path)), Probe()])
+    assert rows_seen == [2, 3, 4]
+
+
+def test_csv_logger_closes_file_on_early_stop(tmp_path):
+    path = tmp_path / "log.csv"
+    logger = cbs.CSVLogger(str(path))
+    run = fake_fit(FakeModel(), CSV_LOGS, [logger, StopAt(0)])
+    assert run.epochs == [0]
+    assert logger.csv_file is None
+    assert len(read_csv(path)) == 2
+
+
+def test_csv_logger_file_is_closed_after_train_end(tmp_path):
+    logger = cbs.CSVLogger(str(tmp_path / "log.csv"))
+    logger.set_model(FakeModel())
+    logger.on_train_begin({})
+    handle = logger.csv_file
+    assert not handle.closed
+    logger.on_train_end({})
+    assert handle.closed
+
+
+def test_csv_logger_append(tmp_path):
+    path = tmp_path / "log.csv"
+    fake_fit(FakeModel(), CSV_LOGS[:2], [cbs.CSVLogger(str(path))])
+    fake_fit(FakeModel(), CSV_LOGS[2:], [cbs.CSVLogger(str(path), append=True)])
+    rows = read_csv(path)
+    assert rows[0] == ["epoch", "accuracy", "learning_rate", "loss", "val_loss"]
+    assert [r[0] for r in rows] == ["epoch", "0", "1", "0"]
+
+
+def test_csv_logger_append_to_new_file_writes_header(tmp_path):
+    path = tmp_path / "new.csv"
+    fake_fit(FakeModel(), CSV_LOGS[:1], [cbs.CSVLogger(str(path), append=True)])
+    assert read_csv(path)[0][0] == "epoch"
+
+
+def test_csv_logger_overwrites_without_append(tmp_path):
+    path = tmp_path / "log.csv"
+    logger = cbs.CSVLogger(str(path))
+    fake_fit(FakeModel(), CSV_LOGS, [logger])
+    fake_fit(FakeModel(), CSV_LOGS[:1], [logger])
+    assert len(read_csv(path)) == 2
+
+
+def test_csv_logger_missing_and_extra_keys(tmp_path):
+    path = tmp_path / "log.csv"
+    logs = [{"loss": 1.0, "val_loss": 2.0}, {"loss": 0.5}, {"loss": 0.25, "val_loss": 1.0, "new": 3.0}]
+    with pytest.warns(RuntimeWarning, match="new"):
+        fake_fit(FakeModel(0.5), logs, [cbs.CSVLogger(str(path))])
+    assert read_csv(path) == [
+        ["epoch", "learning_rate", "loss", "val_loss"],
+        ["0", "0.5", "1.0", "2.0"],
+        ["1", "0.5", "0.5", "NA"],
+        ["2", "0.5", "0.25", "1.0"],
+    ]
+
+
+def test_csv_logger_validation(tmp_path):
+    with pytest.raises(TypeError, match="filename"):
+        cbs.CSVLogger(3)
+    with pytest.raises(ValueError, match="separator"):
+        cbs.CSVLogger(str(tmp_path / "x.csv"), separator=",,")
+    with pytest.raises(ValueError, match="separator"):
+        cbs.CSVLogger(str(tmp_path / "x.csv"), separator="")
+    with pytest.raises(TypeError, match="separator"):
+        cbs.CSVLogger(str(tmp_path / "x.csv"), separator=1)
+    with pytest.raises(TypeError, match="append"):
+        cbs.CSVLogger(str(tmp_path / "x.csv"), append="yes")
+
+
+# ---------------------------------------------------------------------------
+# TerminateOnNaN
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, np.float32("nan")])
+def test_terminate_on_nan_stops(bad):
+    cb = cbs.TerminateOnNaN(verbose=0)
+    logs = [{"loss": 1.0}, {"loss": bad}, {"loss": 0.5}]
+    run = fake_fit(FakeModel(), logs, [cb])
+    assert run.epochs == [0, 1]
+    assert cb.terminated_epoch == 1
+
+
+def test_terminate_on_nan_ignores_finite_and_missing_loss():
+    cb = cbs.TerminateOnNaN(verbose=0)
+    run = fake_fit(FakeModel(), [{"loss": 1.0}, {"accuracy": 0.5}, {"loss": 0.5}], [cb])
+    assert run.epochs == [0, 1, 2]
+    assert cb.terminated_epoch is None
+
+
+def test_terminate_on_nan_checks_batches_too(capsys):
+    model = FakeModel()
+    cb = cbs.TerminateOnNaN()
+    cb.set_model(model)
+    cb.on_train_begin({})
+    cb.on_epoch_begin(0, {})
+    cb.on_train_batch_end(0, {"loss": 1.0})
+    assert model.stop_training is False
+    cb.on_train_batch_end(1, {"loss": math.nan})
+    assert model.stop_training is True and cb.terminated_epoch == 0
+    assert "invalid loss" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Together
+# ---------------------------------------------------------------------------
+
+def test_callbacks_together(tmp_path):
+    model = FakeModel(learning_rate=1.0)
+    csv_path = tmp_path / "log.csv"
+    callbacks = [
+        cbs.LearningRateScheduler(lambda epoch, lr: lr),
+        cbs.ReduceLROnPlateau(factor=0.5, patience=1),
+        cbs.ModelCheckpoint(str(tmp_path / "best.npz"), save_best_only=True),
+        cbs.CSVLogger(str(csv_path)),
+        cbs.EarlyStopping(patience=2, restore_best_weights=True),
+        cbs.TerminateOnNaN(verbose=0),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing here should warn
+        run = fake_fit(model, val_losses(1.0, 0.5, 0.6, 0.7, 0.1), callbacks)
+    assert run.epochs == [0, 1, 2, 3]
+    assert run.lrs == [1.0, 1.0, 1.0, 0.5]
+    assert_weights_equal(model.get_weights(), weights_at(1))
+    with np.load(tmp_path / "best.npz") as data:
+        assert_weights_equal([data["arr_0"], data["arr_1"]], weights_at(1))
+    rows = read_csv(csv_path)
+    assert [r[0] for r in rows] == ["epoch", "0", "1", "2", "3"]
+    assert rows[0] == ["epoch", "learning_rate", "loss", "val_loss"]
+    assert callbacks[3].csv_file is None
