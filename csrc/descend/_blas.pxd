@@ -1,0 +1,45 @@
+# Row-major BLAS wrappers over scipy.linalg.cython_blas (nothing to link:
+# scipy ships the BLAS and exports its symbols through this module).
+#
+# BLAS is column-major. A row-major M x N matrix is the same memory as its
+# column-major transpose, so C = op(A) op(B) in row-major is computed as
+# C^T = op(B)^T op(A)^T in column-major: swap the operands and M with N.
+from cython cimport floating
+from scipy.linalg.cython_blas cimport sgemm, dgemm, saxpy, daxpy, sdot, ddot
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                      floating alpha, const floating* a, int lda,
+                      const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """C := alpha * op(A) . op(B) + beta * C  (row-major; C is m x n)."""
+    cdef char ta = b"T" if trans_a else b"N"
+    cdef char tb = b"T" if trans_b else b"N"
+    if m == 0 or n == 0:
+        return
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda,
+              &beta, c, &ldc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda,
+              &beta, c, &ldc)
+
+
+cdef inline void axpy(int n, floating alpha, const floating* x,
+                      floating* y) noexcept nogil:
+    """y := alpha * x + y"""
+    cdef int one = 1
+    if floating is float:
+        saxpy(&n, &alpha, <float*>x, &one, y, &one)
+    else:
+        daxpy(&n, &alpha, <double*>x, &one, y, &one)
+
+
+cdef inline floating dot(int n, const floating* x,
+                         const floating* y) noexcept nogil:
+    """return x . y"""
+    cdef int one = 1
+    if floating is float:
+        return sdot(&n, <float*>x, &one, <float*>y, &one)
+    else:
+        return ddot(&n, <double*>x, &one, <double*>y, &one)

@@ -1,0 +1,187 @@
+# Dense layer kernels: forward, backward, and the dropout mask.
+#
+# Shapes are row-major, samples are rows: x (n, n_in), w (n_in, n_out),
+# b (n_out,), z and a (n, n_out). The cdef cores take raw pointers so that the
+# fused epoch loop (_train.pyx) can call them on its own buffers without the
+# GIL; the def twins at the bottom take memoryviews and serve the per-layer
+# Python path and the tests. One implementation, two drivers.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport uint64_t
+
+from descend._blas cimport gemm
+from descend._activations cimport activate, derivative, IDENTITY
+
+# Below this many output rows per thread, splitting a GEMM costs more in
+# synchronisation than it gains.
+cdef int MIN_ROWS_PER_THREAD = 8
+
+
+cdef void gemm_rows(bint trans_a, bint trans_b, int m, int n, int k,
+                    floating alpha, const floating* a, int lda,
+                    const floating* b, int ldb, floating beta,
+                    floating* c, int ldc, int n_threads) noexcept nogil:
+    """C := alpha * op(A) . op(B) + beta * C, rows of C split over threads.
+
+    Each thread calls a single-threaded BLAS GEMM on its block of rows, so
+    BLAS must be limited to one thread while n_threads > 1.
+    """
+    cdef int t, r0, r1
+    cdef int blocks = n_threads
+    if blocks > m // MIN_ROWS_PER_THREAD:
+        blocks = m // MIN_ROWS_PER_THREAD
+    if blocks <= 1:
+        gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    for t in prange(blocks, num_threads=blocks, schedule="static"):
+        r0 = <int>((<long>t * m) // blocks)
+        r1 = <int>((<long>(t + 1) * m) // blocks)
+        # row r of op(A) starts at a + r*lda, or at column r of A if transposed
+        gemm(trans_a, trans_b, r1 - r0, n, k, alpha,
+             a + (r0 if trans_a else <long>r0 * lda), lda, b, ldb, beta,
+             c + <long>r0 * ldc, ldc)
+
+
+cdef void dense_forward(const floating* x, int n, int n_in,
+                        const floating* w, const floating* b, int n_out,
+                        floating* z, floating* a, int activation,
+                        floating alpha, int n_threads) noexcept nogil:
+    """z := x . w + b ; a := act(z). b may be NULL (no bias); a may equal z."""
+    cdef int i, j
+    cdef long row
+    cdef floating zij
+    gemm_rows(False, False, n, n_out, n_in, <floating>1, x, n_in, w, n_out,
+              <floating>0, z, n_out, n_threads)
+    if b == NULL and activation == IDENTITY and a == z:
+        return
+    # bias and activation fused in one pass over z, rows split over threads
+    for i in prange(n, num_threads=n_threads, schedule="static"):
+        row = <long>i * n_out
+        for j in range(n_out):
+            zij = z[row + j]
+            if b != NULL:
+                zij = zij + b[j]
+            z[row + j] = zij
+            a[row + j] = activate(zij, activation, alpha)
+
+
+cdef void dense_backward(const floating* x, int n, int n_in,
+                         const floating* w, int n_out,
+                         const floating* z, const floating* a, floating* dz,
+                         floating* dw, floating* db, floating* dx,
+                         int activation, floating alpha,
+                         int n_threads) noexcept nogil:
+    """Backpropagate through one Dense layer.
+
+    On entry dz holds dL/da; on exit dL/dz = dL/da * act'(z). Then
+    dw := x^T . dz, db := column sums of dz (skipped if db is NULL) and
+    dx := dz . w^T (skipped if dx is NULL, as for the first layer).
+    """
+    cdef int i, j
+    cdef long row
+    if activation != IDENTITY:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            row = <long>i * n_out
+            for j in range(n_out):
+                dz[row + j] = dz[row + j] * derivative(z[row + j], a[row + j],
+                                                       activation, alpha)
+    gemm_rows(True, False, n_in, n_out, n, <floating>1, x, n_in, dz, n_out,
+              <floating>0, dw, n_out, n_threads)
+    if db != NULL:
+        for j in range(n_out):
+            db[j] = 0
+        for i in range(n):
+            row = <long>i * n_out
+            for j in range(n_out):
+                db[j] += dz[row + j]
+    if dx != NULL:
+        gemm_rows(False, True, n, n_in, n_out, <floating>1, dz, n_out, w, n_out,
+                  <floating>0, dx, n_in, n_threads)
+
+
+cdef void dropout(floating* out, const floating* inp, int n, int k,
+                  double rate, uint64_t seed, int n_threads) noexcept nogil:
+    """out := inp * mask / (1 - rate), mask[i, j] ~ Bernoulli(1 - rate).
+
+    Inverted dropout (Srivastava et al. 2014, scaled at training time so
+    that inference is the identity). The mask is a pure function of
+    (seed, i * k + j): the forward pass (on activations) and the backward
+    pass (on their gradients, in place) rebuild the same mask.
+    """
+    cdef int i, j
+    cdef long idx
+    cdef floating scale = <floating>(1.0 / (1.0 - rate))
+    for i in prange(n, num_threads=n_threads, schedule="static"):
+        for j in range(k):
+            idx = <long>i * k + j
+            if descend_uniform(seed, <uint64_t>idx) < rate:
+                out[idx] = 0
+            else:
+                out[idx] = inp[idx] * scale
+
+
+# ---- memoryview twins (the Python per-layer path and the tests) ----------
+
+def dense_forward_py(const floating[:, ::1] x, const floating[:, ::1] w,
+                     const floating[::1] b, floating[:, ::1] z,
+                     floating[:, ::1] a, int activation, double alpha,
+                     int n_threads):
+    """z := x . w + b ; a := act(z), in place. b may be None."""
+    cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    if n == 0:
+        return
+    with nogil:
+        dense_forward(&x[0, 0], n, n_in, &w[0, 0],
+                      &b[0] if b is not None else NULL, n_out,
+                      &z[0, 0], &a[0, 0], activation, <floating>alpha, n_threads)
+
+
+def dense_backward_py(const floating[:, ::1] x, const floating[:, ::1] w,
+                      const floating[:, ::1] z, const floating[:, ::1] a,
+                      floating[:, ::1] dz, floating[:, ::1] dw,
+                      floating[::1] db, floating[:, ::1] dx,
+                      int activation, double alpha, int n_threads):
+    """In place: dz (dL/da in, dL/dz out), dw, db (or None), dx (or None)."""
+    cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    if n == 0:
+        return
+    with nogil:
+        dense_backward(&x[0, 0], n, n_in, &w[0, 0], n_out, &z[0, 0], &a[0, 0],
+                       &dz[0, 0], &dw[0, 0], &db[0] if db is not None else NULL,
+                       &dx[0, 0] if dx is not None else NULL,
+                       activation, <floating>alpha, n_threads)
+
+
+def dropout_py(floating[:, ::1] out, const floating[:, ::1] inp, double rate,
+               unsigned long long seed, int n_threads):
+    """out := inp * mask / (1 - rate) for the mask given by seed (in place ok)."""
+    if inp.shape[0] == 0:
+        return
+    with nogil:
+        dropout(&out[0, 0], &inp[0, 0], inp.shape[0], inp.shape[1], rate,
+                seed, n_threads)
+
+
+def dropout_seed_py(unsigned long long epoch_seed, long batch, long layer):
+    """Seed of the dropout mask of (batch, layer) within an epoch."""
+    return descend_mix(descend_mix(epoch_seed, <uint64_t>batch), <uint64_t>layer)
+
+
+def activation_forward_py(const floating[:, ::1] z, floating[:, ::1] a,
+                          int activation, double alpha):
+    """a := act(z) elementwise (for tests and element timing)."""
+    cdef Py_ssize_t i, j
+    with nogil:
+        for i in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                a[i, j] = activate(z[i, j], activation, <floating>alpha)
+
+
+def activation_derivative_py(const floating[:, ::1] z, const floating[:, ::1] a,
+                             floating[:, ::1] d, int activation, double alpha):
+    """d := act'(z) elementwise, given a = act(z)."""
+    cdef Py_ssize_t i, j
+    with nogil:
+        for i in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                d[i, j] = derivative(z[i, j], a[i, j], activation, <floating>alpha)

@@ -1,0 +1,134 @@
+# Losses fused with their output link: the loss and dL/d(output) in one pass.
+#
+# `output` is the last layer's pre-link output (n, k): predictions for mean
+# squared error, logits for the two cross-entropies. Per-sample losses are
+# summed in float64 whatever the dtype; the caller divides by the count.
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, log, log1p, fabs
+
+from descend._activations cimport sigmoid
+
+
+cdef double loss_and_gradient(int loss, const floating* output,
+                              const floating* target, const int* labels,
+                              floating* grad, int n, int k, double grad_scale,
+                              int n_threads) noexcept nogil:
+    """Return the summed loss over n samples; grad := grad_scale * dL/doutput.
+
+    mean_squared_error     sum (o - t)^2,                grad 2 (o - t)
+    binary_cross_entropy   sum max(o,0) - o t + log1p(exp(-|o|)),
+                                                         grad sigmoid(o) - t
+    softmax_cross_entropy  sum logsumexp(o_i) - o_i[label_i],
+                                                         grad softmax(o_i) - onehot
+    `target` (n, k) is used by the first two, `labels` (n,) by the third.
+    grad may be NULL (loss only). Callers pass grad_scale = 1 / (number of
+    terms averaged), making grad the gradient of the mean loss.
+    """
+    cdef double total
+    if loss == MEAN_SQUARED_ERROR:
+        total = _squared_error(output, target, grad, n, k, grad_scale, n_threads)
+    elif loss == BINARY_CROSS_ENTROPY:
+        total = _binary_cross_entropy(output, target, grad, n, k, grad_scale, n_threads)
+    else:
+        total = _softmax_cross_entropy(output, labels, grad, n, k, grad_scale, n_threads)
+    return total
+
+
+cdef double _squared_error(const floating* output, const floating* target,
+                           floating* grad, int n, int k, double grad_scale,
+                           int n_threads) noexcept nogil:
+    cdef double total = 0.0, diff
+    cdef int i, j
+    cdef long idx
+    for i in prange(n, num_threads=n_threads, schedule="static"):
+        for j in range(k):
+            idx = <long>i * k + j
+            diff = <double>output[idx] - <double>target[idx]
+            total += diff * diff
+            if grad != NULL:
+                grad[idx] = <floating>(2.0 * grad_scale * diff)
+    return total
+
+
+cdef double _binary_cross_entropy(const floating* output, const floating* target,
+                                  floating* grad, int n, int k, double grad_scale,
+                                  int n_threads) noexcept nogil:
+    cdef double total = 0.0, o, t
+    cdef int i, j
+    cdef long idx
+    for i in prange(n, num_threads=n_threads, schedule="static"):
+        for j in range(k):
+            idx = <long>i * k + j
+            o = output[idx]
+            t = target[idx]
+            # log(1 + exp(o)) - o t, stable for |o| up to any float
+            total += (o if o > 0 else 0.0) - o * t + log1p(exp(-fabs(o)))
+            if grad != NULL:
+                grad[idx] = <floating>(grad_scale * (sigmoid(o) - t))
+    return total
+
+
+cdef double _softmax_cross_entropy(const floating* output, const int* labels,
+                                   floating* grad, int n, int k,
+                                   double grad_scale, int n_threads) noexcept nogil:
+    cdef double total = 0.0, row_max, sum_exp, log_sum_exp
+    cdef int i, j
+    cdef long row
+    for i in prange(n, num_threads=n_threads, schedule="static"):
+        row = <long>i * k
+        # shift by the row max so exp() never overflows
+        row_max = output[row]
+        for j in range(1, k):
+            if output[row + j] > row_max:
+                row_max = output[row + j]
+        sum_exp = 0.0
+        for j in range(k):
+            sum_exp = sum_exp + exp(<double>output[row + j] - row_max)
+        log_sum_exp = row_max + log(sum_exp)
+        total += log_sum_exp - <double>output[row + labels[i]]
+        if grad != NULL:
+            for j in range(k):
+                grad[row + j] = <floating>(
+                    grad_scale * exp(<double>output[row + j] - log_sum_exp))
+            grad[row + labels[i]] -= <floating>grad_scale
+    return total
+
+
+# ---- links and memoryview twins ----------------------------------------------
+
+def softmax_py(const floating[:, ::1] logits, floating[:, ::1] proba, int n_threads):
+    """proba := softmax(logits) row by row (max-shifted), in place."""
+    cdef int n = logits.shape[0], k = logits.shape[1], i, j
+    cdef double row_max, sum_exp
+    with nogil:
+        for i in prange(n, num_threads=n_threads, schedule="static"):
+            row_max = logits[i, 0]
+            for j in range(1, k):
+                if logits[i, j] > row_max:
+                    row_max = logits[i, j]
+            sum_exp = 0.0
+            for j in range(k):
+                sum_exp = sum_exp + exp(<double>logits[i, j] - row_max)
+            for j in range(k):
+                proba[i, j] = <floating>(exp(<double>logits[i, j] - row_max) / sum_exp)
+
+
+def loss_and_gradient_py(int loss, const floating[:, ::1] output,
+                         const floating[:, ::1] target, const int[::1] labels,
+                         floating[:, ::1] grad, double grad_scale, int n_threads):
+    """Summed loss (float64); fills grad (unless None) with grad_scale * dL/doutput.
+
+    target is used by mean_squared_error and binary_cross_entropy, labels by
+    softmax_cross_entropy; pass None for the unused one.
+    """
+    cdef int n = output.shape[0], k = output.shape[1]
+    cdef double total
+    if n == 0:
+        return 0.0
+    with nogil:
+        total = loss_and_gradient(
+            loss, &output[0, 0], &target[0, 0] if target is not None else NULL,
+            &labels[0] if labels is not None else NULL,
+            &grad[0, 0] if grad is not None else NULL, n, k, grad_scale, n_threads)
+    return total

@@ -1,0 +1,22 @@
+"""descend: gradient descent and backpropagation for multilayer perceptrons,
+compiled (Cython + OpenMP + BLAS) for the CPU.
+
+>>> import descend as dn
+>>> X, y = dn.datasets.load_digits()
+>>> net = dn.Sequential([dn.Dense(64, activation="relu"), dn.Dense(10)], seed=0)
+>>> net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
+>>> history = net.fit(X, y, epochs=1, batch_size=32, verbose=0)
+"""
+from descend import (activations, callbacks, datasets, initializers, losses, optimizers,
+                     regularizers, schedules)
+from descend._openmp import effective_n_threads, openmp_enabled
+from descend.gradcheck import check_gradients, numerical_gradients
+from descend.layers import Dense, Dropout
+from descend.network import DivergenceError, History, Sequential
+
+__version__ = "0.1.0"
+
+__all__ = ["Sequential", "Dense", "Dropout", "History", "DivergenceError",
+           "check_gradients", "numerical_gradients", "activations", "callbacks",
+           "datasets", "initializers", "losses", "optimizers", "regularizers",
+           "schedules", "effective_n_threads", "openmp_enabled", "__version__"]

@@ -1,0 +1,90 @@
+"""Input checks shared by the public entry points.
+
+Every check raises before any state changes, with a message that names the
+argument, what was expected and what came.
+"""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype, name="dtype"):
+    """np.dtype for 'float32'/'float64' (or their numpy types), else raise."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if dtype is None or resolved not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be 'float32' or 'float64', got {dtype!r}")
+    return resolved
+
+
+def check_int(value, name, minimum=None, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(value, name, minimum=None, maximum=None, min_inclusive=True,
+                max_inclusive=True):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value < minimum or (value == minimum and not min_inclusive)):
+        bound = ">=" if min_inclusive else ">"
+        raise ValueError(f"{name} must be {bound} {minimum}, got {value}")
+    if maximum is not None and (value > maximum or (value == maximum and not max_inclusive)):
+        bound = "<=" if max_inclusive else "<"
+        raise ValueError(f"{name} must be {bound} {maximum}, got {value}")
+    return value
+
+
+def check_X(X, dtype, name="X", n_features=None):
+    """X as a C-contiguous 2-D array of `dtype` (copied at most once).
+
+    Integer, bool and float inputs are converted to the network's dtype;
+    anything else (strings, objects, complex) is a TypeError. Raises
+    ValueError for a wrong number of dimensions, no samples, NaN/inf, or a
+    feature count other than `n_features`.
+    """
+    if isinstance(X, (str, bytes)) or X is None:
+        raise TypeError(f"{name} must be a 2-D array of numbers, got {type(X).__name__}")
+    array = np.asarray(X)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.ndim == 1:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got 1-D shape {array.shape}; "
+            f"use {name}.reshape(-1, 1) for a single feature or .reshape(1, -1) "
+            "for a single sample")
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples (shape {array.shape})")
+    if array.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features (shape {array.shape})")
+    if n_features is not None and array.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {array.shape[1]} features, but the network expects {n_features}")
+    array = np.ascontiguousarray(array, dtype=dtype)
+    if not np.isfinite(array).all():
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite value(s)"
+            + (" (after conversion to " + str(dtype) + ")" if np.asarray(X).dtype != dtype else ""))
+    return array
+
+
+def check_lengths(X, y, x_name="X", y_name="y"):
+    if len(X) != len(y):
+        raise ValueError(
+            f"{x_name} and {y_name} have different lengths: len({x_name}) = {len(X)}, "
+            f"len({y_name}) = {len(y)}")

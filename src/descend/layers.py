@@ -1,0 +1,188 @@
+"""Layers: Dense (fully connected) and Dropout.
+
+A layer's forward/backward methods run the compiled kernels of
+``csrc/descend/_dense.pyx``; the fused epoch loop (``_train.pyx``) calls the
+same kernels, so the per-layer path and ``fit`` compute the same numbers.
+"""
+import numbers
+
+import numpy as np
+
+from descend import _dense, activations, initializers
+from descend._validation import check_float, check_int
+from descend.regularizers import L1L2, get as get_regularizer
+
+
+class Dense:
+    """Fully connected layer: a = activation(x W + b).
+
+    Parameters
+    ----------
+    units : int
+        Number of outputs (n_out), >= 1.
+    activation : str or None
+        One of ``descend.activations.ACTIVATIONS`` (None = identity). The last
+        layer may name ``"softmax"`` (with softmax_cross_entropy) or
+        ``"sigmoid"`` (with binary_cross_entropy): it then outputs logits and
+        the loss applies the link, fused and numerically stable.
+    kernel_initializer : str, Initializer or None
+        None picks ``he_normal`` for relu-family activations (relu,
+        leaky_relu, elu, gelu) and ``glorot_uniform`` otherwise.
+    bias_initializer : str or Initializer, default "zeros"
+    use_bias : bool, default True
+    alpha : float or None
+        Negative slope of leaky_relu (default 0.01) or scale of elu
+        (default 1.0); ignored by other activations.
+    kernel_regularizer, bias_regularizer : L1L2, dict, or None
+        Penalties added to the loss and to the gradient (see
+        ``descend.regularizers``). Biases are not penalised unless given.
+
+    Attributes
+    ----------
+    kernel : ndarray, shape (n_in, units)
+        The live weight array (float32 or float64, the network's dtype).
+    bias : ndarray, shape (units,) or None
+    """
+
+    def __init__(self, units, activation=None, kernel_initializer=None,
+                 bias_initializer="zeros", use_bias=True, alpha=None,
+                 kernel_regularizer=None, bias_regularizer=None, name=None):
+        self.units = check_int(units, "units", minimum=1)
+        self.activation = activations.canonical_name(activation)
+        if alpha is None:
+            alpha = activations.DEFAULT_ALPHA.get(self.activation, 0.0)
+        self.alpha = check_float(alpha, "alpha")
+        if kernel_initializer is None:
+            kernel_initializer = ("he_normal" if self.activation in activations.RELU_FAMILY
+                                  else "glorot_uniform")
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"use_bias must be a bool, got {use_bias!r}")
+        self.use_bias = bool(use_bias)
+        self.kernel_regularizer = get_regularizer(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = get_regularizer(bias_regularizer, "bias_regularizer")
+        self.name = name
+        self.kernel = None
+        self.bias = None
+        self._cache = None
+
+    # -- structure ---------------------------------------------------------
+    @property
+    def built(self):
+        return self.kernel is not None
+
+    @property
+    def n_in(self):
+        return None if self.kernel is None else self.kernel.shape[0]
+
+    def build(self, n_in, rng, dtype):
+        """Draw the parameters from the network's Generator."""
+        self.kernel = np.ascontiguousarray(
+            self.kernel_initializer((n_in, self.units), rng, dtype))
+        self.bias = (np.ascontiguousarray(self.bias_initializer((self.units,), rng, dtype))
+                     if self.use_bias else None)
+
+    def kernel_activation_code(self, is_last, loss_link):
+        """Kernel activation code; a last-layer link fused into the loss is identity."""
+        if self.activation == "softmax" or (is_last and self.activation == loss_link):
+            return activations.ACTIVATIONS["identity"]
+        return activations.ACTIVATIONS[self.activation]
+
+    def params(self):
+        return [self.kernel] + ([self.bias] if self.use_bias else [])
+
+    def count_params(self):
+        return sum(p.size for p in self.params())
+
+    def get_config(self):
+        return {"class": "Dense", "units": self.units, "activation": self.activation,
+                "alpha": self.alpha, "use_bias": self.use_bias, "name": self.name,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": self.kernel_regularizer.get_config()
+                if self.kernel_regularizer else None,
+                "bias_regularizer": self.bias_regularizer.get_config()
+                if self.bias_regularizer else None}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("class", None)
+        return cls(**config)
+
+    # -- per-layer path (same kernels as the fused loop) ---------------------
+    def forward(self, x, activation_code, n_threads=1):
+        """a = act(x W + b) for x (n, n_in); caches x, z, a for backward."""
+        z = np.empty((x.shape[0], self.units), dtype=x.dtype)
+        a = z if activation_code == 0 else np.empty_like(z)
+        _dense.dense_forward_py(x, self.kernel, self.bias, z, a, activation_code,
+                                self.alpha, n_threads)
+        self._cache = (x, z, a, activation_code)
+        return a
+
+    def backward(self, grad_output, need_input_grad, n_threads=1):
+        """(dL/dx or None, dL/dW, dL/db or None) from dL/da of the cached forward."""
+        x, z, a, code = self._cache
+        dz = np.array(grad_output, dtype=x.dtype, order="C", copy=True)
+        dkernel = np.empty_like(self.kernel)
+        dbias = np.empty_like(self.bias) if self.use_bias else None
+        dx = np.empty_like(x) if need_input_grad else None
+        _dense.dense_backward_py(x, self.kernel, z, a, dz, dkernel, dbias, dx, code,
+                                 self.alpha, n_threads)
+        return dx, dkernel, dbias
+
+    def __repr__(self):
+        return f"Dense({self.units}, activation={self.activation!r})"
+
+
+class Dropout:
+    """Inverted dropout (Srivastava et al. 2014): zero each input with
+    probability ``rate`` and scale the kept ones by 1 / (1 - rate) in
+    training; the identity at predict time.
+
+    The mask is drawn from a counter-based generator seeded from the
+    network's numpy Generator each epoch, so a seed fixes it; it is fused
+    into the compiled forward and backward passes.
+
+    Parameters
+    ----------
+    rate : float in [0, 1)
+        Fraction of the inputs to drop.
+    """
+
+    def __init__(self, rate, name=None):
+        self.rate = check_float(rate, "rate", minimum=0.0, maximum=1.0, max_inclusive=False)
+        self.name = name
+
+    def get_config(self):
+        return {"class": "Dropout", "rate": self.rate, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("class", None)
+        return cls(**config)
+
+    def forward(self, x, seed, n_threads=1):
+        out = np.empty_like(x)
+        _dense.dropout_py(out, x, self.rate, seed, n_threads)
+        return out
+
+    def backward(self, grad_output, seed, n_threads=1):
+        out = np.empty_like(grad_output)
+        _dense.dropout_py(out, np.ascontiguousarray(grad_output), self.rate, seed, n_threads)
+        return out
+
+    def __repr__(self):
+        return f"Dropout({self.rate})"
+
+
+def from_config(config):
+    """Rebuild a layer from its get_config() dict (no code is executed)."""
+    kind = config.get("class") if isinstance(config, dict) else None
+    if kind == "Dense":
+        return Dense.from_config(config)
+    if kind == "Dropout":
+        return Dropout.from_config(config)
+    raise ValueError(f"unknown layer class in config: {kind!r}")

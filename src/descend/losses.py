@@ -1,0 +1,234 @@
+"""Losses, each fused with its output link (computed in ``_losses.pyx``).
+
+========================= ======== ============================================== ==========================
+name                      link     loss per sample (mean over the batch)          gradient w.r.t. the output
+========================= ======== ============================================== ==========================
+mean_squared_error        identity mean_j (o_j - t_j)^2                            2 (o - t) / k
+binary_cross_entropy      sigmoid  mean_j max(o_j,0) - o_j t_j + log1p(exp(-|o_j|)) (sigmoid(o) - t) / k
+softmax_cross_entropy     softmax  logsumexp(o) - o_y                              softmax(o) - onehot(y)
+========================= ======== ============================================== ==========================
+
+``o`` are the last layer's outputs (logits for the cross-entropies), k the
+number of outputs. The mean over the batch is then taken, so the gradient of
+a batch of n carries a 1/n factor. Losses are summed in float64.
+
+Each loss object also turns user targets into what the kernel reads
+(``encode``): class labels of any type become integer ids kept in
+``classes_``, one-hot rows become ids, binary labels become 0/1 columns.
+"""
+import numpy as np
+
+from descend import _losses
+from descend._validation import check_lengths
+
+MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY = 0, 1, 2
+ALIASES = {"mse": "mean_squared_error",
+           "binary_crossentropy": "binary_cross_entropy",
+           "categorical_crossentropy": "softmax_cross_entropy",
+           "sparse_categorical_crossentropy": "softmax_cross_entropy",
+           "cross_entropy": "softmax_cross_entropy"}
+
+
+class Loss:
+    """Base class: code (kernel enum), name, link, is_classifier."""
+    code = None
+    name = None
+    link = "identity"
+    is_classifier = False
+
+    def encode(self, y, n_outputs, classes=None, dtype=np.float32, name="y"):
+        """(targets (n, k) array or None, labels (n,) int32 or None, classes_)."""
+        raise NotImplementedError  # pragma: no cover  (abstract)
+
+    def grad_scale(self, n, k):
+        """1 / number of averaged terms, so the kernel returns d(mean loss)."""
+        return 1.0 / (n * k)
+
+    def mean_loss(self, output, targets, labels, n_threads=1):
+        """Mean loss of output (n, k) against encoded targets (float)."""
+        n, k = output.shape
+        total = _losses.loss_and_gradient_py(self.code, output, targets, labels, None,
+                                             1.0, n_threads)
+        return total * self.grad_scale(n, k)
+
+    def loss_and_gradient(self, output, targets, labels, n_threads=1):
+        """(mean loss, d mean loss / d output) for output (n, k)."""
+        n, k = output.shape
+        grad = np.empty_like(output)
+        scale = self.grad_scale(n, k)
+        total = _losses.loss_and_gradient_py(self.code, output, targets, labels, grad,
+                                             scale, n_threads)
+        return total * scale, grad
+
+    def apply_link(self, output, n_threads=1):
+        return output
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class MeanSquaredError(Loss):
+    """Mean squared error over samples and outputs (identity output).
+
+    Targets: (n,) or (n, k) real numbers, k = number of outputs.
+    """
+    code = MEAN_SQUARED_ERROR
+    name = "mean_squared_error"
+
+    def encode(self, y, n_outputs, classes=None, dtype=np.float32, name="y"):
+        t = np.asarray(y)
+        if t.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real-valued targets for mean_squared_error, "
+                            f"got dtype {t.dtype}")
+        if t.ndim == 1:
+            t = t.reshape(-1, 1)
+        if t.ndim != 2 or t.shape[1] != n_outputs:
+            raise ValueError(f"{name} must have shape (n,) or (n, {n_outputs}) to match the "
+                             f"{n_outputs} output(s), got shape {np.shape(y)}")
+        t = np.ascontiguousarray(t, dtype=dtype)
+        if not np.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return t, None, None
+
+
+class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy from logits (sigmoid link), per output.
+
+    Targets: (n,) labels with at most two distinct values (kept in classes_,
+    the second one is the positive class; 0/1 and bools map to themselves),
+    or (n, k) values in [0, 1] for k independent binary outputs.
+    """
+    code = BINARY_CROSS_ENTROPY
+    name = "binary_cross_entropy"
+    link = "sigmoid"
+    is_classifier = True
+
+    def encode(self, y, n_outputs, classes=None, dtype=np.float32, name="y"):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == n_outputs and y.dtype.kind in "biuf" and (
+                n_outputs > 1 or classes is None):
+            t = np.ascontiguousarray(y, dtype=dtype)
+            if not (np.isfinite(t).all() and (t >= 0).all() and (t <= 1).all()):
+                raise ValueError(f"{name} must hold targets in [0, 1] for binary_cross_entropy")
+            return t, None, classes if classes is not None else np.array([0, 1])
+        if n_outputs != 1:
+            raise ValueError(f"{name} must have shape (n, {n_outputs}) with values in [0, 1] "
+                             f"for {n_outputs} binary outputs, got shape {y.shape}")
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim != 1:
+            raise ValueError(f"{name} must be 1-D labels or (n, 1), got shape {y.shape}")
+        _check_no_nan(y, name)
+        if classes is None:
+            found = np.unique(y)
+            # 0/1 (or bool) labels keep their meaning even if one is absent
+            if y.dtype.kind in "biuf" and set(found.tolist()) <= {0, 1}:
+                classes = np.array([0, 1], dtype=y.dtype)
+            else:
+                classes = found
+            if len(classes) > 2:
+                raise ValueError(f"binary_cross_entropy takes two classes, but {name} has "
+                                 f"{len(found)}: {found[:10].tolist()}")
+        ids = _label_ids(y, classes, name)
+        return np.ascontiguousarray(ids.reshape(-1, 1), dtype=dtype), None, classes
+
+    def apply_link(self, output, n_threads=1):
+        from descend._dense import activation_forward_py
+        out = np.empty_like(output)
+        activation_forward_py(output, out, 1, 0.0)
+        return out
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax cross-entropy from logits (max-shifted, stable).
+
+    Targets: integer class ids in [0, k), one-hot rows (n, k), or any labels
+    (strings included): these are sorted into ``classes_`` (as
+    ``numpy.unique``), which must then have exactly k entries.
+    """
+    code = SOFTMAX_CROSS_ENTROPY
+    name = "softmax_cross_entropy"
+    link = "softmax"
+    is_classifier = True
+
+    def grad_scale(self, n, k):
+        return 1.0 / n
+
+    def encode(self, y, n_outputs, classes=None, dtype=np.float32, name="y"):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim == 2:
+            if y.shape[1] != n_outputs:
+                raise ValueError(f"one-hot {name} has {y.shape[1]} columns, but the network "
+                                 f"has {n_outputs} outputs")
+            if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all() or not (
+                    y.sum(axis=1) == 1).all():
+                raise ValueError(f"2-D {name} must be one-hot rows (a single 1 per row); "
+                                 "give class ids as a 1-D array instead")
+            labels = np.argmax(y, axis=1)
+            return None, np.ascontiguousarray(labels, dtype=np.int32), (
+                classes if classes is not None else np.arange(n_outputs))
+        if y.ndim != 1:
+            raise ValueError(f"{name} must be 1-D labels or 2-D one-hot, got shape {y.shape}")
+        _check_no_nan(y, name)
+        if classes is None:
+            if y.dtype.kind in "iu":
+                classes = np.arange(n_outputs)
+            else:
+                classes = np.unique(y)
+                if len(classes) != n_outputs:
+                    raise ValueError(
+                        f"{name} has {len(classes)} distinct labels, but the network has "
+                        f"{n_outputs} outputs; pass integer class ids or match the last "
+                        "layer's units to the number of classes")
+        ids = _label_ids(y, classes, name)
+        return None, np.ascontiguousarray(ids, dtype=np.int32), classes
+
+    def apply_link(self, output, n_threads=1):
+        out = np.empty_like(output)
+        _losses.softmax_py(output, out, n_threads)
+        return out
+
+
+def _check_no_nan(y, name):
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError(f"{name} contains NaN or infinite labels")
+
+
+def _label_ids(y, classes, name):
+    """Index of each label in classes, or a ValueError naming unknown labels."""
+    if y.dtype.kind in "iu" and classes.dtype.kind in "iu" and np.array_equal(
+            classes, np.arange(len(classes))):
+        bad = (y < 0) | (y >= len(classes))
+        if bad.any():
+            raise ValueError(f"{name} has class ids outside [0, {len(classes)}): "
+                             f"{np.unique(y[bad])[:10].tolist()}")
+        return y.astype(np.int64)
+    try:
+        ids = np.searchsorted(classes, y)
+    except TypeError:
+        raise TypeError(f"{name} labels of type {y.dtype} cannot be compared with "
+                        f"classes_ of type {classes.dtype}") from None
+    ids = np.clip(ids, 0, len(classes) - 1)
+    unknown = classes[ids] != y
+    if np.any(unknown):
+        raise ValueError(f"{name} has labels not in classes_ {classes.tolist()[:20]}: "
+                         f"{np.unique(y[unknown])[:10].tolist()}")
+    return ids
+
+
+_LOSSES = {cls.name: cls for cls in (MeanSquaredError, BinaryCrossEntropy, SoftmaxCrossEntropy)}
+
+
+def get(identifier):
+    """A Loss from its name (or alias) or a Loss instance."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        name = ALIASES.get(identifier, identifier)
+        if name in _LOSSES:
+            return _LOSSES[name]()
+        raise ValueError(f"loss must be one of {sorted(_LOSSES)} (or aliases "
+                         f"{sorted(ALIASES)}), got {identifier!r}")
+    raise TypeError(f"loss must be a str or a descend Loss, got {type(identifier).__name__}")

@@ -1,0 +1,438 @@
+"""Gradient-descent optimizers; the updates run in ``_optim.pyx``.
+
+Every optimizer updates each parameter array in one compiled pass, both in
+the fused epoch loop of ``fit`` and in :meth:`Optimizer.apply_gradients`.
+Notation: w a parameter, g its gradient (of the mean batch loss plus
+penalties), lr the learning rate, wd the weight decay, t the update count
+starting at 1. Biases are exempt from weight decay unless ``decay_bias=True``.
+
+Before the update, gradients may be clipped: ``clipnorm`` rescales each
+parameter array's gradient to norm <= clipnorm, ``global_clipnorm`` rescales
+all of them together to global norm <= global_clipnorm (as
+``torch.nn.utils.clip_grad_norm_``), ``clipvalue`` clips each element to
+[-clipvalue, clipvalue] (as Keras). Only one of the three may be set.
+"""
+import numpy as np
+
+from descend import _optim, schedules
+from descend._validation import check_float
+
+SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = 0, 1, 2, 3
+
+
+class Optimizer:
+    """Base class: learning rate (float or schedule), decay and clipping.
+
+    Parameters
+    ----------
+    learning_rate : float > 0, or a schedule / callable epoch -> float
+        A schedule is evaluated at the start of every epoch of ``fit``
+        (0-based epoch index); the value used is recorded in the history.
+    weight_decay : float >= 0
+    decay_bias : bool, default False
+        Apply weight decay to biases too.
+    clipnorm, global_clipnorm, clipvalue : float > 0 or None
+
+    Attributes
+    ----------
+    learning_rate : float
+        The learning rate of the next update (callbacks may assign it).
+    iterations : int
+        Number of updates done (t).
+    state : list of list of ndarray
+        Per parameter array, the optimizer's state arrays (names in
+        ``state_names``), created by :meth:`build`.
+    """
+    kind = None
+    state_names = ()
+
+    def __init__(self, learning_rate, weight_decay=0.0, decay_bias=False,
+                 clipnorm=None, global_clipnorm=None, clipvalue=None):
+        if isinstance(learning_rate, (int, float, np.floating)) and not isinstance(
+                learning_rate, bool):
+            self.schedule = None
+            self.learning_rate = check_float(learning_rate, "learning_rate", minimum=0.0,
+                                             min_inclusive=False)
+        else:
+            self.schedule = schedules.get(learning_rate)
+            self.learning_rate = float(self.schedule(0))
+        self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
+        if not isinstance(decay_bias, (bool, np.bool_)):
+            raise TypeError(f"decay_bias must be a bool, got {decay_bias!r}")
+        self.decay_bias = bool(decay_bias)
+        clip = {"clipnorm": clipnorm, "global_clipnorm": global_clipnorm,
+                "clipvalue": clipvalue}
+        given = [k for k, v in clip.items() if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"set at most one of clipnorm, global_clipnorm and clipvalue, "
+                             f"got {given}")
+        for key, value in clip.items():
+            if value is not None:
+                check_float(value, key, minimum=0.0, min_inclusive=False)
+        self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
+        self.iterations = 0
+        self.state = None
+
+    # -- settings shared with the kernels -----------------------------------
+    def kernel_config(self):
+        """The dict read by the compiled update (kind and hyperparameters)."""
+        raise NotImplementedError  # pragma: no cover  (abstract)
+
+    def clip_settings(self):
+        return (self.clipnorm or 0.0, self.global_clipnorm or 0.0, self.clipvalue or 0.0)
+
+    def learning_rate_for_epoch(self, epoch):
+        """Evaluate the schedule (if any) for this epoch and use it."""
+        if self.schedule is not None:
+            lr = float(self.schedule(epoch))
+            if not np.isfinite(lr) or lr < 0:
+                raise ValueError(f"learning-rate schedule gave {lr} at epoch {epoch}; "
+                                 "expected a finite value >= 0")
+            self.learning_rate = lr
+        return self.learning_rate
+
+    # -- state -------------------------------------------------------------
+    def build(self, params):
+        """Create zeroed state arrays for each parameter array (kept if they fit)."""
+        names = self.active_state_names()
+        if self.state is not None and len(self.state) == len(params) and all(
+                len(s) == len(names) and all(a.shape == p.shape and a.dtype == p.dtype
+                                             for a in s)
+                for s, p in zip(self.state, params)):
+            return
+        self.state = [[self._initial_state(name, p) for name in names] for p in params]
+
+    def active_state_names(self):
+        """The state arrays this configuration uses (others stay unallocated)."""
+        return self.state_names
+
+    def _initial_state(self, name, param):
+        return np.zeros_like(param, order="C")
+
+    def get_state(self):
+        """{"iterations": t, "arrays": [[arrays of param 0], ...]} (copies)."""
+        return {"iterations": self.iterations,
+                "arrays": None if self.state is None else
+                [[a.copy() for a in s] for s in self.state]}
+
+    def set_state(self, state):
+        """Restore state from get_state(), copying in place where built."""
+        arrays = state["arrays"]
+        if arrays is None:
+            self.state = None
+        elif self.state is not None and len(self.state) == len(arrays) and all(
+                len(a) == len(b) and all(x.shape == y.shape for x, y in zip(a, b))
+                for a, b in zip(self.state, arrays)):
+            for mine, theirs in zip(self.state, arrays):
+                for m, t in zip(mine, theirs):
+                    np.copyto(m, t)
+        else:
+            self.state = [[np.ascontiguousarray(a).copy() for a in s] for s in arrays]
+        self.iterations = int(state["iterations"])
+
+    def get_config(self):
+        config = {"class": type(self).__name__,
+                  "learning_rate": (self.learning_rate if self.schedule is None
+                                    else schedules.serialize(self.schedule)),
+                  "weight_decay": self.weight_decay, "decay_bias": self.decay_bias,
+                  "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
+                  "clipvalue": self.clipvalue}
+        config.update(self._hyperparameters())
+        return config
+
+    def _hyperparameters(self):
+        return {}
+
+    # -- the per-batch Python driver ------------------------------------------
+    def apply_gradients(self, params, grads, decay_flags=None, n_threads=1):
+        """One update of every array in params from grads (same kernels as fit).
+
+        Parameters
+        ----------
+        params : list of ndarray
+            Updated in place.
+        grads : list of ndarray
+            Same shapes; modified in place by clipping.
+        decay_flags : list of bool or None
+            Whether weight decay applies to each array (default: all).
+        """
+        self.build(params)
+        flat_grads = [g.reshape(-1) for g in grads]
+        clipnorm, global_clipnorm, clipvalue = self.clip_settings()
+        if global_clipnorm > 0:
+            total = sum(_optim.sum_squares_py(g, n_threads) for g in flat_grads)
+            scale = global_clipnorm / (np.sqrt(total) + 1e-6)
+            if scale < 1:
+                for g in flat_grads:
+                    _optim.scale_and_clip_py(g, scale, 0.0, n_threads)
+        self.iterations += 1
+        config = self.kernel_config()
+        for i, (p, g) in enumerate(zip(params, flat_grads)):
+            if clipnorm > 0:
+                scale = clipnorm / (np.sqrt(_optim.sum_squares_py(g, n_threads)) + 1e-6)
+                if scale < 1:
+                    _optim.scale_and_clip_py(g, scale, 0.0, n_threads)
+            if clipvalue > 0:
+                _optim.scale_and_clip_py(g, 1.0, clipvalue, n_threads)
+            state = [s.reshape(-1) for s in self.state[i]] + [None] * (3 - len(self.state[i]))
+            decay = self.weight_decay if (decay_flags is None or decay_flags[i]) else 0.0
+            _optim.optimizer_step_py(config, p.reshape(-1), g, state[0], state[1], state[2],
+                                     self.learning_rate, decay, self.iterations, n_threads)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "class")
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum.
+
+    Plain gradient descent is SGD with momentum=0; the batch size given to
+    ``fit`` decides whether it is batch, stochastic or mini-batch descent.
+
+    Update (as ``torch.optim.SGD`` with dampening 0; velocity v starts at 0)::
+
+        d = g + wd * w
+        v = momentum * v + d
+        w = w - lr * (d + momentum * v)   if nesterov
+        w = w - lr * v                    otherwise  (w - lr * d if momentum = 0)
+
+    Parameters
+    ----------
+    learning_rate : float or schedule, default 0.01
+    momentum : float in [0, 1), default 0
+    nesterov : bool, default False (requires momentum > 0)
+    weight_decay : float >= 0, default 0 (L2 added to the gradient)
+
+    References
+    ----------
+    Robbins & Monro (1951); Polyak (1964), heavy-ball momentum; Sutskever,
+    Martens, Dahl, Hinton (2013), "On the importance of initialization and
+    momentum in deep learning", eq. (3)-(4) for Nesterov momentum in this form.
+    """
+    kind = SGD_KIND
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
+                 **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+        self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
+                                    max_inclusive=False)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True requires momentum > 0, got momentum=0")
+        self.nesterov = bool(nesterov)
+
+    def active_state_names(self):
+        return ("velocity",) if self.momentum > 0 else ()
+
+    def kernel_config(self):
+        return {"kind": self.kind, "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _hyperparameters(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adagrad(Optimizer):
+    """Adagrad: per-coordinate steps shrinking with the summed squared gradients.
+
+    Update (as ``torch.optim.Adagrad`` without lr_decay; G starts at
+    ``initial_accumulator_value``)::
+
+        d = g + wd * w
+        G = G + d^2
+        w = w - lr * d / (sqrt(G) + eps)
+
+    Parameters
+    ----------
+    learning_rate : float or schedule, default 0.01
+    epsilon : float > 0, default 1e-10
+    initial_accumulator_value : float >= 0, default 0
+    weight_decay : float >= 0, default 0 (L2 added to the gradient)
+
+    References
+    ----------
+    Duchi, Hazan, Singer (2011), "Adaptive Subgradient Methods for Online
+    Learning and Stochastic Optimization", JMLR 12, the diagonal update of
+    Section 1 / Figure 1.
+    """
+    kind = ADAGRAD_KIND
+    state_names = ("sum_squares",)
+
+    def __init__(self, learning_rate=0.01, epsilon=1e-10, initial_accumulator_value=0.0,
+                 weight_decay=0.0, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+        self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
+        self.initial_accumulator_value = check_float(
+            initial_accumulator_value, "initial_accumulator_value", minimum=0.0)
+
+    def _initial_state(self, name, param):
+        return np.full_like(param, self.initial_accumulator_value, order="C")
+
+    def kernel_config(self):
+        return {"kind": self.kind, "epsilon": self.epsilon}
+
+    def _hyperparameters(self):
+        return {"epsilon": self.epsilon,
+                "initial_accumulator_value": self.initial_accumulator_value}
+
+
+class RMSprop(Optimizer):
+    """RMSprop: steps divided by a running root-mean-square of the gradients.
+
+    Update (as ``torch.optim.RMSprop``; s, c, v start at 0)::
+
+        d = g + wd * w
+        s = rho * s + (1 - rho) * d^2
+        c = rho * c + (1 - rho) * d                    (centered only)
+        r = sqrt(s - c^2) + eps  if centered else  sqrt(s) + eps
+        v = momentum * v + d / r ;  w = w - lr * v     (momentum > 0)
+        w = w - lr * d / r                             (momentum = 0)
+
+    Parameters
+    ----------
+    learning_rate : float or schedule, default 0.001
+    rho : float in [0, 1), default 0.9
+    momentum : float in [0, 1), default 0
+    epsilon : float > 0, default 1e-8
+    centered : bool, default False (Graves 2013, eq. 38-40)
+    weight_decay : float >= 0, default 0 (L2 added to the gradient)
+
+    References
+    ----------
+    Tieleman & Hinton (2012), Lecture 6.5 of "Neural Networks for Machine
+    Learning" (Coursera); Graves (2013), "Generating Sequences With
+    Recurrent Neural Networks", eq. (38)-(40) for the centered form.
+    """
+    kind = RMSPROP_KIND
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-8,
+                 centered=False, weight_decay=0.0, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+        self.rho = check_float(rho, "rho", minimum=0.0, maximum=1.0, max_inclusive=False)
+        self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
+                                    max_inclusive=False)
+        self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
+        if not isinstance(centered, (bool, np.bool_)):
+            raise TypeError(f"centered must be a bool, got {centered!r}")
+        self.centered = bool(centered)
+
+    def active_state_names(self):
+        # slot order is the kernel's: square_avg, grad_avg, velocity
+        return ("square_avg", "grad_avg", "velocity")
+
+    def kernel_config(self):
+        return {"kind": self.kind, "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+    def _hyperparameters(self):
+        return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+
+class Adam(Optimizer):
+    """Adam: bias-corrected first and second moment estimates.
+
+    Update, Kingma & Ba (2015) Algorithm 1 (m, v start at 0; t from 1)::
+
+        d = g + wd * w                       (Adam: weight decay is L2)
+        m = beta_1 * m + (1 - beta_1) * d
+        v = beta_2 * v + (1 - beta_2) * d^2
+        v_max = max(v_max, v)                (amsgrad only; v_max used for v)
+        w = w - lr * (m / (1 - beta_1^t)) / (sqrt(v / (1 - beta_2^t)) + eps)
+
+    Parameters
+    ----------
+    learning_rate : float or schedule, default 0.001
+    beta_1, beta_2 : float in [0, 1), default 0.9, 0.999
+    epsilon : float > 0, default 1e-8 (added to sqrt(v_hat), as in the paper)
+    amsgrad : bool, default False (Reddi, Kale, Kumar 2018, Algorithm 2, in
+        PyTorch's bias-corrected form)
+    weight_decay : float >= 0, default 0
+
+    References
+    ----------
+    Kingma & Ba (2015), "Adam: A Method for Stochastic Optimization", ICLR,
+    Algorithm 1.
+    """
+    kind = ADAM_KIND
+    decoupled = False
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 amsgrad=False, weight_decay=0.0, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+        self.beta_1 = check_float(beta_1, "beta_1", minimum=0.0, maximum=1.0,
+                                  max_inclusive=False)
+        self.beta_2 = check_float(beta_2, "beta_2", minimum=0.0, maximum=1.0,
+                                  max_inclusive=False)
+        self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
+        if not isinstance(amsgrad, (bool, np.bool_)):
+            raise TypeError(f"amsgrad must be a bool, got {amsgrad!r}")
+        self.amsgrad = bool(amsgrad)
+
+    def active_state_names(self):
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
+
+    def kernel_config(self):
+        return {"kind": self.kind, "beta1": self.beta_1, "beta2": self.beta_2,
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad,
+                "decoupled": self.decoupled}
+
+    def _hyperparameters(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay.
+
+    Update, Loshchilov & Hutter (2019) Algorithm 2 with the schedule
+    multiplier folded into lr (as ``torch.optim.AdamW``)::
+
+        w = w - lr * wd * w                  (decay first, outside the moments)
+        m, v, w: the Adam update above with d = g
+
+    Parameters
+    ----------
+    learning_rate : float or schedule, default 0.001
+    weight_decay : float >= 0, default 0.01
+    beta_1, beta_2, epsilon, amsgrad : as Adam
+
+    References
+    ----------
+    Loshchilov & Hutter (2019), "Decoupled Weight Decay Regularization",
+    ICLR, Algorithm 2 (lines 9-12).
+    """
+    decoupled = True
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.01, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+
+_OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam,
+               "adamw": AdamW}
+
+
+def get(identifier):
+    """An Optimizer from a name ('sgd', 'adam', ...) with defaults, or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _OPTIMIZERS:
+        return _OPTIMIZERS[identifier.lower()]()
+    if isinstance(identifier, str):
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {identifier!r}")
+    raise TypeError(f"optimizer must be a str or a descend Optimizer, got "
+                    f"{type(identifier).__name__}")
+
+
+def from_config(config):
+    """Rebuild an optimizer from get_config() (no code is executed)."""
+    config = dict(config)
+    name = config.pop("class", None)
+    classes = {cls.__name__: cls for cls in _OPTIMIZERS.values()}
+    if name not in classes:
+        raise ValueError(f"unknown optimizer class in config: {name!r}")
+    lr = config.get("learning_rate")
+    if isinstance(lr, dict):
+        config["learning_rate"] = schedules.get(lr)
+    return classes[name](**config)
