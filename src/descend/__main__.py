@@ -1,0 +1,109 @@
+"""Command line: ``python -m descend demo`` and ``python -m descend experiments``.
+
+``demo`` trains a multilayer perceptron on a real dataset (the bundled UCI
+digits by default, or MNIST) with a fixed seed, printing per-epoch loss, the
+test accuracy and the training throughput.
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def _demo_config(dataset):
+    """(hidden sizes, epochs, batch size, optimizer factory) per dataset."""
+    from descend import optimizers
+    if dataset == "mnist":
+        return (256, 128), 5, 32, lambda: optimizers.SGD(learning_rate=0.1, momentum=0.9)
+    if dataset == "breast_cancer":
+        return (32,), 40, 16, lambda: optimizers.Adam(learning_rate=0.001)
+    return (128,), 20, 32, lambda: optimizers.SGD(learning_rate=0.1, momentum=0.9)
+
+
+def load_dataset(name, seed=0, data_home=None, dtype="float32"):
+    """(X_train, X_test, y_train, y_test) of a named dataset."""
+    from descend import datasets
+    if name == "mnist":
+        X_train, y_train, X_test, y_test = datasets.load_mnist(data_home=data_home,
+                                                               dtype=dtype)
+        return X_train, X_test, y_train, y_test
+    if name == "breast_cancer":
+        X, y = datasets.load_breast_cancer(dtype=dtype)
+        X_train, X_test, y_train, y_test = datasets.train_test_split(
+            X, y, test_size=0.25, seed=seed, stratify=True)
+        mean, std = X_train.mean(axis=0), X_train.std(axis=0)
+        std[std == 0] = 1
+        # standardise with the training statistics only
+        return ((X_train - mean) / std).astype(dtype), ((X_test - mean) / std).astype(dtype), \
+            y_train, y_test
+    X, y = datasets.load_digits(dtype=dtype)
+    return datasets.train_test_split(X, y, test_size=0.25, seed=seed, stratify=True)
+
+
+def demo(args):
+    import descend as dn
+    X_train, X_test, y_train, y_test = load_dataset(args.dataset, args.seed, args.data_home,
+                                                    args.dtype)
+    hidden, epochs, batch_size, make_optimizer = _demo_config(args.dataset)
+    epochs = args.epochs or epochs
+    batch_size = args.batch_size or batch_size
+    n_classes = len(np.unique(y_train))
+    layers = [dn.Dense(units, activation="relu") for units in hidden]
+    layers.append(dn.Dense(n_classes))
+    net = dn.Sequential(layers, input_dim=X_train.shape[1], dtype=args.dtype, seed=args.seed,
+                        n_threads=args.n_threads)
+    net.compile(loss="softmax_cross_entropy", optimizer=make_optimizer())
+    print(f"descend {dn.__version__} demo: {args.dataset}, {len(X_train)} training and "
+          f"{len(X_test)} test samples, net {X_train.shape[1]}-"
+          f"{'-'.join(map(str, hidden))}-{n_classes} (relu), {args.dtype}, "
+          f"batch_size={batch_size}, {net.optimizer!r}, seed={args.seed}, "
+          f"{dn.effective_n_threads(args.n_threads)} thread(s)")
+    start = time.perf_counter()
+    history = net.fit(X_train, y_train, epochs=epochs, batch_size=batch_size,
+                      verbose=args.verbose)
+    total = time.perf_counter() - start
+    scores = net.evaluate(X_test, y_test)
+    seconds = np.array(history["seconds"])
+    print(f"test accuracy: {scores['accuracy']:.4f}  test loss: {scores['loss']:.4f}")
+    print(f"throughput: {len(X_train) / np.median(seconds):,.0f} samples/s "
+          f"(median over {len(seconds)} epochs), {np.median(seconds):.3f} s/epoch, "
+          f"{total:.2f} s for fit")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m descend",
+                                     description="descend: gradient descent and "
+                                                 "backpropagation on CPU")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="train an MLP on a real dataset and report "
+                                    "accuracy and throughput")
+    p.add_argument("--dataset", choices=["digits", "mnist", "breast_cancer"],
+                   default="digits")
+    p.add_argument("--data-home", default=None,
+                   help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
+                        "then ~/.cache/descend/mnist; downloaded if missing)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-threads", type=int, default=None)
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    p.set_defaults(func=demo)
+    try:
+        from descend.experiments import add_parser as add_experiments_parser
+    except ImportError:
+        add_experiments_parser = None
+    if add_experiments_parser is not None:
+        add_experiments_parser(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
