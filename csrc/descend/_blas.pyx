@@ -3,9 +3,9 @@
 from cython cimport floating
 
 
-def gemm_py(bint trans_a, bint trans_b, floating alpha,
+def gemm_py(bint trans_a, bint trans_b, double alpha,
             const floating[:, ::1] a, const floating[:, ::1] b,
-            floating beta, floating[:, ::1] c):
+            double beta, floating[:, ::1] c):
     """C := alpha * op(A) . op(B) + beta * C, in place on C (row-major)."""
     cdef int m = c.shape[0], n = c.shape[1]
     cdef int k = a.shape[0] if trans_a else a.shape[1]
@@ -19,17 +19,17 @@ def gemm_py(bint trans_a, bint trans_b, floating alpha,
     if m == 0 or n == 0:
         return
     with nogil:
-        gemm(trans_a, trans_b, m, n, k, alpha, &a[0, 0], a.shape[1],
-             &b[0, 0], b.shape[1], beta, &c[0, 0], n)
+        gemm(trans_a, trans_b, m, n, k, <floating>alpha, &a[0, 0], a.shape[1],
+             &b[0, 0], b.shape[1], <floating>beta, &c[0, 0], n)
 
 
-def axpy_py(floating alpha, const floating[::1] x, floating[::1] y):
+def axpy_py(double alpha, const floating[::1] x, floating[::1] y):
     """y := alpha * x + y, in place on y."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"axpy lengths differ: x has {x.shape[0]}, y has {y.shape[0]}")
     if x.shape[0] == 0:
         return
-    axpy(x.shape[0], alpha, &x[0], &y[0])
+    axpy(x.shape[0], <floating>alpha, &x[0], &y[0])
 
 
 def dot_py(const floating[::1] x, const floating[::1] y):
