@@ -9,12 +9,20 @@ import numpy as np
 from descend._validation import check_float
 
 
-def numerical_gradients(net, X, y, eps=1e-6, training=False, seed=0):
+def numerical_gradients(net, X, y, eps=1e-5, training=False, seed=0):
     """Central finite differences of ``net.loss`` w.r.t. every parameter.
 
     dL/dw_i ~ (L(w + eps e_i) - L(w - eps e_i)) / (2 eps); 2 P loss
     evaluations for P parameters, so O(P^2) work against O(P) for
     backpropagation. The network's parameters are restored afterwards.
+
+    The default eps = 1e-5 balances the two errors of a central difference:
+    truncation, about eps^2 |L'''| / 6, and rounding, about u |L| / eps with
+    u the float64 rounding error of a loss evaluation (a few times 1e-16);
+    their sum is smallest near eps = u^(1/3), about 1e-5 (Numerical Recipes,
+    section 5.7). With eps = 1e-6 rounding dominates: on a 5-layer sigmoid
+    net, whose first layers' gradients are ~1e-3, correct gradients showed
+    relative errors above 1e-6.
 
     Returns
     -------
@@ -43,7 +51,7 @@ def numerical_gradients(net, X, y, eps=1e-6, training=False, seed=0):
     return grads
 
 
-def check_gradients(net, X, y, eps=1e-6, training=False, seed=0):
+def check_gradients(net, X, y, eps=1e-5, training=False, seed=0):
     """Max relative error of backprop gradients against finite differences.
 
     The check runs on a float64 copy of the network (a float32 network is
@@ -52,7 +60,8 @@ def check_gradients(net, X, y, eps=1e-6, training=False, seed=0):
     ``max_i |g_bp,i - g_fd,i| / max(max_i |g_bp,i|, max_i |g_fd,i|)``,
     the largest discrepancy relative to the array's largest gradient
     (0 when both are all zeros); the result is the maximum over arrays.
-    With eps = 1e-6 a correct backward pass gives about 1e-9 or less.
+    With the default eps = 1e-5 a correct backward pass gives about 1e-10
+    typically and below 1e-7 on small nets (see `numerical_gradients`).
 
     Parameters
     ----------
