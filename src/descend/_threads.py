@@ -13,7 +13,7 @@ import warnings
 from descend._openmp import effective_n_threads
 
 try:
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController, threadpool_limits
 except ImportError:  # pragma: no cover - exercised only without the extra
     threadpool_limits = None
 
@@ -44,5 +44,20 @@ def blas_threads(n):
     if n is None or threadpool_limits is None:
         yield
     else:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with _controller().limit(limits=n, user_api="blas"):
             yield
+
+
+_controllers = []
+
+
+def _controller():
+    """One ThreadpoolController, built at first use (as scikit-learn does).
+
+    Building one scans every loaded shared library (~0.8 ms, more than a
+    small forward pass); blas_threads runs on every per-layer call, so the
+    scan is done once. descend's BLAS (scipy's) is loaded at import time.
+    """
+    if not _controllers:
+        _controllers.append(ThreadpoolController())
+    return _controllers[0]
