@@ -34,12 +34,20 @@ cdef void dense_forward(const floating* x, int n, int n_in,
                         floating* z, floating* a, int activation,
                         floating alpha, int n_threads) noexcept nogil
 
-cdef void dense_backward(const floating* x, int n, int n_in,
-                         const floating* w, int n_out,
-                         const floating* z, const floating* a, floating* dz,
-                         floating* dw, floating* db, floating* dx,
-                         int activation, floating alpha,
-                         int n_threads) noexcept nogil
+cdef void activation_backward(const floating* z, const floating* a, floating* dz,
+                              int n, int k, int activation, floating alpha,
+                              int n_threads) noexcept nogil
+
+cdef void dense_grad_input(const floating* dz, int n, int n_out,
+                           const floating* w, int n_in, floating* dx,
+                           int n_threads) noexcept nogil
+
+cdef void dense_grad_params(const floating* x, int n, int n_in,
+                            const floating* dz, int n_out,
+                            floating* dw, floating* db,
+                            int row_begin, int row_end, int col_begin,
+                            int col_end, int n_threads) noexcept nogil
 
 cdef void dropout(floating* out, const floating* inp, int n, int k,
-                  double rate, uint64_t seed, int n_threads) noexcept nogil
+                  long first_row, double rate, uint64_t seed,
+                  int n_threads) noexcept nogil

@@ -65,48 +65,64 @@ cdef void dense_forward(const floating* x, int n, int n_in,
             a[row + j] = activate(zij, activation, alpha)
 
 
-cdef void dense_backward(const floating* x, int n, int n_in,
-                         const floating* w, int n_out,
-                         const floating* z, const floating* a, floating* dz,
-                         floating* dw, floating* db, floating* dx,
-                         int activation, floating alpha,
-                         int n_threads) noexcept nogil:
-    """Backpropagate through one Dense layer.
-
-    On entry dz holds dL/da; on exit dL/dz = dL/da * act'(z). Then
-    dw := x^T . dz, db := column sums of dz (skipped if db is NULL) and
-    dx := dz . w^T (skipped if dx is NULL, as for the first layer).
-    """
+cdef void activation_backward(const floating* z, const floating* a, floating* dz,
+                              int n, int k, int activation, floating alpha,
+                              int n_threads) noexcept nogil:
+    """dz := dz * act'(z) elementwise (dL/da in, dL/dz out); z, a, dz are (n, k)."""
     cdef int i, j
     cdef long row
-    if activation != IDENTITY:
-        for i in prange(n, num_threads=n_threads, schedule="static"):
-            row = <long>i * n_out
-            for j in range(n_out):
-                dz[row + j] = dz[row + j] * derivative(z[row + j], a[row + j],
-                                                       activation, alpha)
-    gemm_rows(True, False, n_in, n_out, n, <floating>1, x, n_in, dz, n_out,
-              <floating>0, dw, n_out, n_threads)
+    if activation == IDENTITY:
+        return
+    for i in prange(n, num_threads=n_threads, schedule="static"):
+        row = <long>i * k
+        for j in range(k):
+            dz[row + j] = dz[row + j] * derivative(z[row + j], a[row + j],
+                                                   activation, alpha)
+
+
+cdef void dense_grad_input(const floating* dz, int n, int n_out,
+                           const floating* w, int n_in, floating* dx,
+                           int n_threads) noexcept nogil:
+    """dx := dz . w^T, the gradient with respect to the layer's input (n, n_in)."""
+    gemm_rows(False, True, n, n_in, n_out, <floating>1, dz, n_out, w, n_out,
+              <floating>0, dx, n_in, n_threads)
+
+
+cdef void dense_grad_params(const floating* x, int n, int n_in,
+                            const floating* dz, int n_out,
+                            floating* dw, floating* db,
+                            int row_begin, int row_end, int col_begin,
+                            int col_end, int n_threads) noexcept nogil:
+    """dw[r] := (x^T . dz)[r] for kernel rows r in [row_begin, row_end);
+    db[j] := sum_i dz[i, j] for bias entries j in [col_begin, col_end)
+    (skipped if db is NULL). The ranges let threads share one layer."""
+    cdef int i, j
+    cdef long row
+    if row_end > row_begin:
+        # rows of x^T are columns of x: start at column row_begin
+        gemm_rows(True, False, row_end - row_begin, n_out, n, <floating>1,
+                  x + row_begin, n_in, dz, n_out, <floating>0,
+                  dw + <long>row_begin * n_out, n_out, n_threads)
     if db != NULL:
-        for j in range(n_out):
+        for j in range(col_begin, col_end):
             db[j] = 0
         for i in range(n):
             row = <long>i * n_out
-            for j in range(n_out):
+            for j in range(col_begin, col_end):
                 db[j] += dz[row + j]
-    if dx != NULL:
-        gemm_rows(False, True, n, n_in, n_out, <floating>1, dz, n_out, w, n_out,
-                  <floating>0, dx, n_in, n_threads)
 
 
 cdef void dropout(floating* out, const floating* inp, int n, int k,
-                  double rate, uint64_t seed, int n_threads) noexcept nogil:
+                  long first_row, double rate, uint64_t seed,
+                  int n_threads) noexcept nogil:
     """out := inp * mask / (1 - rate), mask[i, j] ~ Bernoulli(1 - rate).
 
     Inverted dropout (Srivastava et al. 2014, scaled at training time so
     that inference is the identity). The mask is a pure function of
-    (seed, i * k + j): the forward pass (on activations) and the backward
-    pass (on their gradients, in place) rebuild the same mask.
+    (seed, (first_row + i) * k + j), where first_row is the index of row 0
+    of these rows within the batch: the forward pass (on activations) and
+    the backward pass (on their gradients, in place) rebuild the same mask,
+    whichever thread handles which rows.
     """
     cdef int i, j
     cdef long idx
@@ -114,7 +130,7 @@ cdef void dropout(floating* out, const floating* inp, int n, int k,
     for i in prange(n, num_threads=n_threads, schedule="static"):
         for j in range(k):
             idx = <long>i * k + j
-            if descend_uniform(seed, <uint64_t>idx) < rate:
+            if descend_uniform(seed, <uint64_t>(first_row * k + idx)) < rate:
                 out[idx] = 0
             else:
                 out[idx] = inp[idx] * scale
@@ -141,15 +157,23 @@ def dense_backward_py(const floating[:, ::1] x, const floating[:, ::1] w,
                       floating[:, ::1] dz, floating[:, ::1] dw,
                       floating[::1] db, floating[:, ::1] dx,
                       int activation, double alpha, int n_threads):
-    """In place: dz (dL/da in, dL/dz out), dw, db (or None), dx (or None)."""
+    """Backpropagate through one Dense layer, in place.
+
+    dz holds dL/da on entry and dL/dz = dL/da * act'(z) on exit; then
+    dw := x^T . dz, db := column sums of dz (unless None), dx := dz . w^T
+    (unless None, as for the first layer).
+    """
     cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     if n == 0:
         return
     with nogil:
-        dense_backward(&x[0, 0], n, n_in, &w[0, 0], n_out, &z[0, 0], &a[0, 0],
-                       &dz[0, 0], &dw[0, 0], &db[0] if db is not None else NULL,
-                       &dx[0, 0] if dx is not None else NULL,
-                       activation, <floating>alpha, n_threads)
+        activation_backward(&z[0, 0], &a[0, 0], &dz[0, 0], n, n_out, activation,
+                            <floating>alpha, n_threads)
+        dense_grad_params(&x[0, 0], n, n_in, &dz[0, 0], n_out, &dw[0, 0],
+                          &db[0] if db is not None else NULL, 0, n_in, 0, n_out,
+                          n_threads)
+        if dx is not None:
+            dense_grad_input(&dz[0, 0], n, n_out, &w[0, 0], n_in, &dx[0, 0], n_threads)
 
 
 def dropout_py(floating[:, ::1] out, const floating[:, ::1] inp, double rate,
@@ -158,7 +182,7 @@ def dropout_py(floating[:, ::1] out, const floating[:, ::1] inp, double rate,
     if inp.shape[0] == 0:
         return
     with nogil:
-        dropout(&out[0, 0], &inp[0, 0], inp.shape[0], inp.shape[1], rate,
+        dropout(&out[0, 0], &inp[0, 0], inp.shape[0], inp.shape[1], 0, rate,
                 seed, n_threads)
 
 

@@ -7,22 +7,66 @@
 # `progress_every` batches, which is also where Ctrl-C is noticed. Every
 # buffer is allocated once, when the EpochRunner is built at the start of fit.
 # The kernels are the same cdef functions the per-layer Python path calls.
+#
+# Threads. One OpenMP team runs a whole chunk of batches, so the cost of
+# starting threads is paid once per chunk, not once per kernel. Each batch
+# has two phases separated by barriers:
+#   A. by samples: thread t owns rows [r0, r1) of the batch and runs the
+#      forward pass, the loss and the backward pass to dL/dz of every layer
+#      on them (rows are independent, so no thread waits for another);
+#   B. by parameters: thread t owns a slice of each kernel's rows (and of
+#      each bias), computes dW = X^T dZ for it over all rows of the batch,
+#      then adds the penalty and updates that slice (elementwise).
+# Barrier 1 separates A from B (B reads every row of dZ, and A reads the
+# weights B is about to change); barrier 2 ends the batch. Clipping by norm
+# needs all gradients before any update: one more barrier, only then.
+# BLAS runs on one thread inside the team (the caller limits it).
+#
+# Batch size 1 with plain SGD has its own path: per sample, BLAS level-1
+# calls over the rows whose input is non-zero (MNIST pixels are ~80% zero,
+# ReLU outputs about half), with the update fused into the outer product.
 cimport numpy as cnp
 from cython cimport floating
+from cython.parallel cimport parallel, threadid
 from cpython.exc cimport PyErr_CheckSignals
 from libc.math cimport sqrt, isfinite
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, free, calloc
 from libc.string cimport memcpy
 from libc.stdint cimport uint64_t
 
 import numpy as np
 
-from descend._dense cimport dense_forward, dense_backward, dropout, descend_mix
-from descend._losses cimport loss_and_gradient, MEAN_SQUARED_ERROR, SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY
+from descend._blas cimport axpy, dot
+from descend._activations cimport activate, derivative
+from descend._dense cimport (dense_forward, activation_backward, dense_grad_input,
+                             dense_grad_params, dropout, descend_mix)
+from descend._losses cimport (loss_and_gradient, MEAN_SQUARED_ERROR,
+                              SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
 from descend._optim cimport (OptimizerConfig, optimizer_step, add_penalty_gradient,
-                             sum_squares, scale_and_clip, make_config_py)
+                             sum_squares, scale_and_clip, make_config_py, SGD)
 
 cnp.import_array()
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    static inline void descend_barrier(void) {
+        #pragma omp barrier
+    }
+    #else
+    static inline void descend_barrier(void) {}
+    #endif
+    """
+    void barrier "descend_barrier"() noexcept nogil
+
+# Per-thread accumulators, padded to their own cache line (no false sharing).
+cdef enum:
+    SLOT = 8
+    LOSS = 0            # this thread's share of the current batch's mean loss
+    ACC_LOSS = 1        # sum over batches of (loss + penalty share) * batch size
+    ACC_PENALTY = 2     # sum over batches of the penalty share
+    CORRECT = 3         # correct predictions so far
+    SUMSQ = 4           # squared norm of this thread's gradient slices
 
 
 cdef struct Param:
@@ -58,6 +102,11 @@ cdef inline void* data(object array) except? NULL:
     return cnp.PyArray_DATA(<cnp.ndarray>array)
 
 
+cdef inline int part(int n, int t, int parts) noexcept nogil:
+    """Start of part t when [0, n) is cut into `parts` near-equal parts."""
+    return <int>((<long>n * t) // parts)
+
+
 cdef class EpochRunner:
     """Compiled training epochs over fixed data, layers and optimizer.
 
@@ -66,23 +115,32 @@ cdef class EpochRunner:
     must be changed in place (Sequential.set_weights does so).
     """
     cdef LayerPlan* plans
+    cdef double* partials
     cdef int n_layers
     cdef int batch_size
     cdef int n_threads
     cdef int loss
     cdef int n_outputs
     cdef bint is_float32
+    cdef bint sparse_sgd_ok
     cdef OptimizerConfig config
     cdef double clipnorm, global_clipnorm, clipvalue
     cdef object keep_alive
-    cdef object X, targets, labels
-    cdef object x_batch, targets_batch, labels_batch
+    # data and batch buffers (pointers into arrays held by keep_alive)
+    cdef void* X
+    cdef void* targets
+    cdef int* labels
+    cdef void* x_batch
+    cdef void* targets_batch
+    cdef int* labels_batch
 
     def __cinit__(self):
         self.plans = NULL
+        self.partials = NULL
 
     def __dealloc__(self):
         free(self.plans)
+        free(self.partials)
 
     def __init__(self, X, targets, labels, list layers, int loss,
                  dict optimizer_config, double clipnorm, double global_clipnorm,
@@ -90,31 +148,39 @@ cdef class EpochRunner:
         """
         X (n, d), targets (n, k) or None, labels (n,) int32 or None;
         layers: one dict per Dense layer with keys kernel, bias, dkernel,
-        dbias, kernel_state, bias_state (lists of 3 arrays or None),
+        dbias, kernel_state, bias_state (lists of arrays or None),
         activation, alpha, dropout_rate, kernel_l1, kernel_l2, bias_l1,
-        bias_l2, kernel_decay, bias_decay.
+        bias_l2, kernel_decay, bias_decay. n_threads: the OpenMP team size.
         """
         cdef int i
         cdef LayerPlan* p
         self.is_float32 = X.dtype == np.float32
         dtype = X.dtype
-        self.X, self.targets, self.labels = X, targets, labels
         self.n_layers = len(layers)
         self.batch_size = batch_size
-        self.n_threads = n_threads
+        # fewer threads than rows: every thread must own at least one row
+        self.n_threads = max(1, min(n_threads, batch_size))
         self.loss = loss
         self.config = make_config_py(optimizer_config)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         # (wraparound is off in compiled code: no negative indices)
         self.n_outputs = layers[len(layers) - 1]["kernel"].shape[1]
-        self.keep_alive = []
-        self.x_batch = np.empty((batch_size, X.shape[1]), dtype=dtype)
-        self.targets_batch = (None if targets is None else
-                              np.empty((batch_size, targets.shape[1]), dtype=dtype))
-        self.labels_batch = None if labels is None else np.empty(batch_size, dtype=np.int32)
+        x_batch = np.empty((batch_size, X.shape[1]), dtype=dtype)
+        targets_batch = (None if targets is None else
+                         np.empty((batch_size, targets.shape[1]), dtype=dtype))
+        labels_batch = None if labels is None else np.empty(batch_size, dtype=np.int32)
+        if labels is not None and labels.dtype != np.int32:
+            raise TypeError("internal error: labels must be int32")
+        self.keep_alive = [X, targets, labels, x_batch, targets_batch, labels_batch]
+        self.X, self.targets, self.labels = data(X), data(targets), <int*>data(labels)
+        self.x_batch, self.targets_batch = data(x_batch), data(targets_batch)
+        self.labels_batch = <int*>data(labels_batch)
         self.plans = <LayerPlan*>malloc(self.n_layers * sizeof(LayerPlan))
-        if self.plans == NULL:
+        self.partials = <double*>calloc(self.n_threads * SLOT, sizeof(double))
+        if self.plans == NULL or self.partials == NULL:
             raise MemoryError()
+        self.sparse_sgd_ok = (self.config.kind == SGD and self.config.momentum == 0
+                              and clipnorm == 0 and global_clipnorm == 0 and clipvalue == 0)
         for i, spec in enumerate(layers):
             p = &self.plans[i]
             kernel = spec["kernel"]
@@ -136,6 +202,9 @@ cdef class EpochRunner:
                        if p.dropout_rate > 0 else None)
             self.keep_alive.extend([z, a, dz, dropped])
             p.z, p.a, p.dz, p.dropped = data(z), data(a), data(dz), data(dropped)
+            if (p.dropout_rate > 0 or p.kernel.l1 != 0 or p.kernel.l2 != 0
+                    or p.bias.l1 != 0 or p.bias.l2 != 0):
+                self.sparse_sgd_ok = False
 
     cdef _fill_param(self, Param* param, value, grad, state, double l1,
                      double l2, double decay):
@@ -153,10 +222,11 @@ cdef class EpochRunner:
                   object progress=None, int progress_every=0):
         """Train one epoch over the rows of X in `order`.
 
-        Returns a dict: loss_sum (sum over batches of the batch's mean loss
-        times its size), penalty_sum (sum of the penalty over batches),
-        n_batches, n_correct (classification), step (updates done so far),
-        finite (False if a non-finite loss stopped the epoch early).
+        Returns a dict: loss_sum (sum over batches of the batch's mean loss,
+        penalties included, times its size), penalty_sum, n_batches,
+        n_correct (classification), step (updates done so far), finite
+        (False if a non-finite loss stopped the epoch early; the weights are
+        then those before the failing batch's update), n_samples.
         """
         if self.is_float32:
             return self._run[float](order, learning_rate, weight_decay, step, seed,
@@ -170,151 +240,373 @@ cdef class EpochRunner:
         cdef long n = order.shape[0]
         cdef long n_batches = (n + self.batch_size - 1) // self.batch_size
         cdef long chunk = progress_every if progress_every > 0 else n_batches
-        cdef long batch = 0, stop, start, nb
-        cdef double loss_sum = 0.0, penalty_sum = 0.0, batch_loss
+        cdef long batch = 0, stop, done
+        cdef double loss_sum = 0.0, penalty_sum = 0.0
         cdef long n_correct = 0
         cdef bint finite = True
-        cdef floating* X = <floating*>data(self.X)
-        cdef floating* T = <floating*>data(self.targets)
-        cdef int* Y = <int*>data(self.labels)
-        cdef floating* xb = <floating*>data(self.x_batch)
-        cdef floating* tb = <floating*>data(self.targets_batch)
-        cdef int* yb = <int*>data(self.labels_batch)
+        cdef bint sparse = self.sparse_sgd_ok and self.batch_size == 1 and weight_decay == 0
+        cdef double totals[3]
         while batch < n_batches and finite:
             stop = min(batch + chunk, n_batches)
+            totals[0] = totals[1] = totals[2] = 0
             with nogil:
-                while batch < stop:
-                    start = batch * self.batch_size
-                    nb = min(<long>self.batch_size, n - start)
-                    self._gather(X, T, Y, &order[start], nb, xb, tb, yb)
-                    batch_loss = self._train_batch(xb, tb, yb, <int>nb, learning_rate,
-                                                   weight_decay, step + 1,
-                                                   descend_mix(seed, <uint64_t>batch),
-                                                   &penalty_sum, &n_correct)
-                    if not isfinite(batch_loss):
-                        finite = False
-                        break
-                    step += 1
-                    loss_sum += batch_loss * nb
-                    batch += 1
+                if sparse:
+                    done = self._sgd_samples[floating](&order[0], batch, stop,
+                                                       learning_rate, totals)
+                else:
+                    done = self._batches[floating](&order[0], n, batch, stop,
+                                                   learning_rate, weight_decay, step,
+                                                   seed, totals)
+            finite = done == stop
+            step += done - batch
+            loss_sum += totals[0]
+            penalty_sum += totals[1]
+            n_correct += <long>totals[2]
+            batch = done
             PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
             if progress is not None:
-                progress(batch, loss_sum / max(batch * self.batch_size if batch < n_batches else n, 1))
+                progress(batch, loss_sum / max(min(batch * self.batch_size, n), 1))
         return {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
                 "n_batches": batch, "n_correct": n_correct, "step": step,
                 "finite": finite, "n_samples": min(batch * self.batch_size, n)}
 
-    cdef void _gather(self, floating* X, floating* T, int* Y, cnp.intp_t* rows,
-                      long nb, floating* xb, floating* tb, int* yb) noexcept nogil:
-        cdef long i
+    # ---- general path: a team of threads over batches [first, stop) ----------
+    cdef long _batches(self, cnp.intp_t* order, long n, long first, long stop,
+                       double learning_rate, double weight_decay, long step,
+                       uint64_t seed, double* totals, floating dummy=0) noexcept nogil:
+        """Train batches [first, stop); return the index of the first batch not
+        done (stop, or the batch whose loss was not finite). totals gets
+        (sum of (batch loss + penalty) * batch size, sum of penalties, correct)."""
+        cdef int T = self.n_threads
+        cdef int t, i, r0, r1, nb
+        cdef long batch, start
+        cdef long first_not_done[1]
+        cdef double batch_loss, penalty
+        cdef uint64_t batch_seed
+        cdef double* mine
+        first_not_done[0] = stop
+        with parallel(num_threads=T):
+            t = threadid()
+            mine = &self.partials[t * SLOT]
+            mine[ACC_LOSS] = mine[ACC_PENALTY] = mine[CORRECT] = 0
+            batch = first
+            while batch < stop:
+                start = batch * self.batch_size
+                nb = <int>min(<long>self.batch_size, n - start)
+                r0 = part(nb, t, T)
+                r1 = part(nb, t + 1, T)
+                batch_seed = descend_mix(seed, <uint64_t>batch)
+                # phase A: this thread's samples
+                self._gather[floating](order + start, r0, r1)
+                mine[LOSS] = self._samples_forward_backward[floating](
+                    nb, r0, r1, batch_seed, &mine[CORRECT])
+                barrier()
+                batch_loss = 0
+                for i in range(T):
+                    batch_loss = batch_loss + self.partials[i * SLOT + LOSS]
+                if not isfinite(batch_loss):
+                    # every thread sees the same sum, so all leave together
+                    first_not_done[0] = batch
+                    break
+                # phase B: this thread's slice of every parameter array
+                penalty = self._parameter_gradients[floating](nb, t, T, &mine[SUMSQ])
+                if self.clipnorm > 0 or self.global_clipnorm > 0:
+                    barrier()
+                    self._clip_by_norm[floating](t, T)
+                self._update[floating](t, T, learning_rate, weight_decay,
+                                       step + (batch - first) + 1)
+                mine[ACC_LOSS] += (mine[LOSS] + penalty) * nb
+                mine[ACC_PENALTY] += penalty
+                barrier()
+                batch = batch + 1
+        for i in range(T):
+            totals[0] += self.partials[i * SLOT + ACC_LOSS]
+            totals[1] += self.partials[i * SLOT + ACC_PENALTY]
+            totals[2] += self.partials[i * SLOT + CORRECT]
+        return first_not_done[0]
+
+    cdef void _gather(self, cnp.intp_t* rows, int r0, int r1,
+                      floating dummy=0) noexcept nogil:
+        """Copy rows[r0:r1] of X (and the targets) into the batch buffers."""
+        cdef int i
         cdef long d = self.plans[0].n_in
         cdef long k = self.n_outputs
-        for i in range(nb):
+        cdef floating* X = <floating*>self.X
+        cdef floating* T = <floating*>self.targets
+        cdef int* Y = self.labels
+        cdef floating* xb = <floating*>self.x_batch
+        cdef floating* tb = <floating*>self.targets_batch
+        cdef int* yb = self.labels_batch
+        for i in range(r0, r1):
             memcpy(xb + i * d, X + rows[i] * d, d * sizeof(floating))
             if T != NULL:
                 memcpy(tb + i * k, T + rows[i] * k, k * sizeof(floating))
             if Y != NULL:
                 yb[i] = Y[rows[i]]
 
-    cdef double _train_batch(self, floating* xb, floating* tb, int* yb, int nb,
-                             double learning_rate, double weight_decay, long step,
-                             uint64_t batch_seed, double* penalty_sum,
-                             long* n_correct) noexcept nogil:
-        """Forward, loss, backward and update on one batch; returns its mean loss."""
-        cdef int l
+    cdef inline floating* _input(self, int l, floating dummy=0) noexcept nogil:
+        """The input buffer of layer l as it enters its kernel (after dropout)."""
+        if self.plans[l].dropout_rate > 0:
+            return <floating*>self.plans[l].dropped
+        if l == 0:
+            return <floating*>self.x_batch
+        return <floating*>self.plans[l - 1].a
+
+    cdef double _samples_forward_backward(self, int nb, int r0, int r1,
+                                          uint64_t batch_seed, double* correct,
+                                          floating dummy=0) noexcept nogil:
+        """Phase A on rows [r0, r1): forward, loss, and dL/dz of every layer.
+        Returns these rows' share of the batch's mean loss."""
+        cdef int l, rows = r1 - r0
         cdef LayerPlan* p
         cdef LayerPlan* last = &self.plans[self.n_layers - 1]
+        cdef floating* raw
         cdef floating* inp
-        cdef double loss, scale, penalty = 0.0, total_sq
-        cdef int nt = self.n_threads
-        # forward
+        cdef double loss, scale
+        cdef long k = last.n_out
+        if rows <= 0:
+            return 0.0
         for l in range(self.n_layers):
             p = &self.plans[l]
-            inp = self._layer_input(l, xb)
+            inp = self._input[floating](l)
             if p.dropout_rate > 0:
-                dropout(<floating*>p.dropped, inp, nb, p.n_in, p.dropout_rate,
-                        descend_mix(batch_seed, <uint64_t>l), nt)
-                inp = <floating*>p.dropped
-            dense_forward(inp, nb, p.n_in, <floating*>p.kernel.value,
-                          <floating*>p.bias.value, p.n_out, <floating*>p.z,
-                          <floating*>p.a, p.activation, <floating>p.alpha, nt)
-        # loss: mean over samples (and outputs, for the elementwise losses)
-        if self.loss == SOFTMAX_CROSS_ENTROPY:
-            scale = 1.0 / nb
-        else:
-            scale = 1.0 / (<double>nb * last.n_out)
-        loss = scale * loss_and_gradient(self.loss, <floating*>last.a, tb, yb,
-                                         <floating*>last.dz, nb, last.n_out, scale, nt)
-        n_correct[0] += count_correct(self.loss, <floating*>last.a, tb, yb, nb, last.n_out)
-        if not isfinite(loss):
-            return loss
-        # backward: layer l writes dL/d(its input) into layer l-1's dz
+                raw = (<floating*>self.x_batch if l == 0
+                       else <floating*>self.plans[l - 1].a)
+                dropout(inp + <long>r0 * p.n_in, raw + <long>r0 * p.n_in, rows, p.n_in,
+                        r0, p.dropout_rate, descend_mix(batch_seed, <uint64_t>l), 1)
+            dense_forward(inp + <long>r0 * p.n_in, rows, p.n_in, <floating*>p.kernel.value,
+                          <floating*>p.bias.value, p.n_out,
+                          <floating*>p.z + <long>r0 * p.n_out,
+                          <floating*>p.a + <long>r0 * p.n_out, p.activation,
+                          <floating>p.alpha, 1)
+        # loss: mean over the batch's samples (and outputs, elementwise losses)
+        scale = 1.0 / nb if self.loss == SOFTMAX_CROSS_ENTROPY else 1.0 / (<double>nb * k)
+        cdef floating* targets = <floating*>self.targets_batch
+        cdef int* labels = self.labels_batch
+        loss = scale * loss_and_gradient(
+            self.loss, <floating*>last.a + r0 * k,
+            targets + r0 * k if targets != NULL else NULL,
+            labels + r0 if labels != NULL else NULL,
+            <floating*>last.dz + r0 * k, rows, <int>k, scale, 1)
+        correct[0] += count_correct(self.loss, <floating*>last.a + r0 * k,
+                                    targets + r0 * k if targets != NULL else NULL,
+                                    labels + r0 if labels != NULL else NULL, rows, <int>k)
+        # backward to dL/dz of every layer: layer l writes dL/d(its input)
+        # into layer l-1's dz, through the dropout mask if there is one
         for l in range(self.n_layers - 1, -1, -1):
             p = &self.plans[l]
-            inp = <floating*>p.dropped if p.dropout_rate > 0 else self._layer_input(l, xb)
-            dense_backward(inp, nb, p.n_in, <floating*>p.kernel.value, p.n_out,
-                           <floating*>p.z, <floating*>p.a, <floating*>p.dz,
-                           <floating*>p.kernel.grad, <floating*>p.bias.grad,
-                           <floating*>self.plans[l - 1].dz if l > 0 else NULL,
-                           p.activation, <floating>p.alpha, nt)
-            if l > 0 and p.dropout_rate > 0:
-                dropout(<floating*>self.plans[l - 1].dz, <floating*>self.plans[l - 1].dz,
-                        nb, p.n_in, p.dropout_rate, descend_mix(batch_seed, <uint64_t>l), nt)
-        # penalties, clipping, update
+            activation_backward(<floating*>p.z + <long>r0 * p.n_out,
+                                <floating*>p.a + <long>r0 * p.n_out,
+                                <floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
+                                p.activation, <floating>p.alpha, 1)
+            if l > 0:
+                inp = <floating*>self.plans[l - 1].dz + <long>r0 * p.n_in
+                dense_grad_input(<floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
+                                 <floating*>p.kernel.value, p.n_in, inp, 1)
+                if p.dropout_rate > 0:
+                    dropout(inp, inp, rows, p.n_in, r0, p.dropout_rate,
+                            descend_mix(batch_seed, <uint64_t>l), 1)
+        return loss
+
+    cdef double _parameter_gradients(self, int nb, int t, int T, double* sumsq,
+                                     floating dummy=0) noexcept nogil:
+        """Phase B, part 1: this thread's slices of dW, db and the penalties.
+        Returns the penalty of the slices; sumsq gets their squared norm."""
+        cdef int l, k0, k1, j0, j1
+        cdef LayerPlan* p
+        cdef double penalty = 0.0
+        sumsq[0] = 0.0
         for l in range(self.n_layers):
-            penalty += self._penalize[floating](&self.plans[l].kernel)
-            penalty += self._penalize[floating](&self.plans[l].bias)
-        penalty_sum[0] += penalty
+            p = &self.plans[l]
+            k0, k1 = part(p.n_in, t, T), part(p.n_in, t + 1, T)
+            j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
+            dense_grad_params(self._input[floating](l), nb, p.n_in,
+                              <floating*>p.dz, p.n_out, <floating*>p.kernel.grad,
+                              <floating*>p.bias.grad, k0, k1, j0, j1, 1)
+            penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out)
+            penalty += _penalize[floating](&p.bias, j0, j1)
+            if self.global_clipnorm > 0:
+                sumsq[0] += _sum_sq[floating](&p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out)
+                sumsq[0] += _sum_sq[floating](&p.bias, j0, j1)
+        return penalty
+
+    cdef void _clip_by_norm(self, int t, int T, floating dummy=0) noexcept nogil:
+        """Rescale this thread's gradient slices (global_clipnorm), after a
+        barrier: every thread reads all threads' squared norms. clipnorm (per
+        array) is applied by the thread owning the whole array's norm: each
+        thread recomputes the full norm of each array (read-only, cheap
+        next to the GEMMs)."""
+        cdef int l, i, k0, k1, j0, j1
+        cdef LayerPlan* p
+        cdef double total = 0.0, scale
         if self.global_clipnorm > 0:
-            total_sq = 0.0
-            for l in range(self.n_layers):
-                total_sq += self._sum_sq[floating](&self.plans[l].kernel)
-                total_sq += self._sum_sq[floating](&self.plans[l].bias)
-            scale = self.global_clipnorm / (sqrt(total_sq) + 1e-6)
+            for i in range(T):
+                total += self.partials[i * SLOT + SUMSQ]
+            scale = self.global_clipnorm / (sqrt(total) + 1e-6)
             if scale < 1:
                 for l in range(self.n_layers):
-                    self._scale[floating](&self.plans[l].kernel, scale, 0.0)
-                    self._scale[floating](&self.plans[l].bias, scale, 0.0)
-        for l in range(self.n_layers):
-            self._update[floating](&self.plans[l].kernel, learning_rate, weight_decay, step)
-            self._update[floating](&self.plans[l].bias, learning_rate, weight_decay, step)
-        return loss + penalty
-
-    cdef inline floating* _layer_input(self, int l, floating* xb) noexcept nogil:
-        return xb if l == 0 else <floating*>self.plans[l - 1].a
-
-    cdef double _penalize(self, Param* q, floating dummy=0) noexcept nogil:
-        if q.value == NULL or (q.l1 == 0 and q.l2 == 0):
-            return 0.0
-        return add_penalty_gradient(<floating*>q.value, <floating*>q.grad, q.size,
-                                    q.l1, q.l2, self.n_threads)
-
-    cdef double _sum_sq(self, Param* q, floating dummy=0) noexcept nogil:
-        if q.value == NULL:
-            return 0.0
-        return sum_squares(<floating*>q.grad, q.size, self.n_threads)
-
-    cdef void _scale(self, Param* q, double scale, double clipvalue,
-                     floating dummy=0) noexcept nogil:
-        if q.value != NULL:
-            scale_and_clip(<floating*>q.grad, q.size, scale, clipvalue, self.n_threads)
-
-    cdef void _update(self, Param* q, double learning_rate, double weight_decay,
-                      long step, floating dummy=0) noexcept nogil:
-        cdef double scale
-        if q.value == NULL:
-            return
+                    p = &self.plans[l]
+                    k0, k1 = part(p.n_in, t, T), part(p.n_in, t + 1, T)
+                    j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
+                    _scale[floating](&p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out, scale)
+                    _scale[floating](&p.bias, j0, j1, scale)
         if self.clipnorm > 0:
-            scale = self.clipnorm / (sqrt(sum_squares(<floating*>q.grad, q.size,
-                                                      self.n_threads)) + 1e-6)
-            if scale < 1:
-                scale_and_clip(<floating*>q.grad, q.size, scale, 0.0, self.n_threads)
-        if self.clipvalue > 0:
-            scale_and_clip(<floating*>q.grad, q.size, 1.0, self.clipvalue, self.n_threads)
-        optimizer_step(&self.config, <floating*>q.value, <floating*>q.grad,
-                       <floating*>q.state1, <floating*>q.state2, <floating*>q.state3,
-                       q.size, learning_rate, weight_decay * q.decay, step,
-                       self.n_threads)
+            for l in range(self.n_layers):
+                p = &self.plans[l]
+                k0, k1 = part(p.n_in, t, T), part(p.n_in, t + 1, T)
+                j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
+                _clip_array[floating](&p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out,
+                                      self.clipnorm)
+                _clip_array[floating](&p.bias, j0, j1, self.clipnorm)
+        barrier()    # no thread may update before all have read the norms
+
+    cdef void _update(self, int t, int T, double learning_rate, double weight_decay,
+                      long step, floating dummy=0) noexcept nogil:
+        """Phase B, part 2: clipvalue and the optimizer step on this thread's slices."""
+        cdef int l, k0, k1, j0, j1
+        cdef LayerPlan* p
+        for l in range(self.n_layers):
+            p = &self.plans[l]
+            k0, k1 = part(p.n_in, t, T), part(p.n_in, t + 1, T)
+            j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
+            _step[floating](&self.config, &p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out,
+                            learning_rate, weight_decay, step, self.clipvalue)
+            _step[floating](&self.config, &p.bias, j0, j1, learning_rate, weight_decay,
+                            step, self.clipvalue)
+
+    # ---- batch size 1, plain SGD: sparse per-sample path ---------------------
+    cdef long _sgd_samples(self, cnp.intp_t* order, long first, long stop,
+                           double learning_rate, double* totals,
+                           floating dummy=0) noexcept nogil:
+        """Plain SGD, one sample per update, over samples [first, stop).
+
+        w -= lr * x_i * dz for the rows i where the layer's input x_i != 0
+        (the others have a zero gradient), dL/dx_i computed only where the
+        previous layer's activation derivative is non-zero. Same math as the
+        general path (w -= lr * X^T dZ), without touching zero rows."""
+        cdef long s, row
+        cdef int l, i
+        cdef LayerPlan* p
+        cdef LayerPlan* last = &self.plans[self.n_layers - 1]
+        cdef floating* X = <floating*>self.X
+        cdef floating* T = <floating*>self.targets
+        cdef int* Y = self.labels
+        cdef floating* x
+        cdef floating* z
+        cdef floating* a
+        cdef floating* dz
+        cdef floating* w
+        cdef floating xi
+        cdef floating neg_lr = <floating>(-learning_rate)
+        cdef double loss
+        cdef int k = last.n_out
+        cdef double scale = 1.0 if self.loss == SOFTMAX_CROSS_ENTROPY else 1.0 / k
+        for s in range(first, stop):
+            row = order[s]
+            # forward: z = b + sum over non-zero inputs x_i of x_i * W[i, :]
+            x = X + row * self.plans[0].n_in
+            for l in range(self.n_layers):
+                p = &self.plans[l]
+                z, a, w = <floating*>p.z, <floating*>p.a, <floating*>p.kernel.value
+                if p.bias.value != NULL:
+                    memcpy(z, p.bias.value, p.n_out * sizeof(floating))
+                else:
+                    for i in range(p.n_out):
+                        z[i] = 0
+                for i in range(p.n_in):
+                    if x[i] != 0:
+                        axpy(p.n_out, x[i], w + <long>i * p.n_out, z)
+                if a != z:
+                    for i in range(p.n_out):
+                        a[i] = activate(z[i], p.activation, <floating>p.alpha)
+                x = a
+            loss = scale * loss_and_gradient(self.loss, <floating*>last.a,
+                                             T + row * k if T != NULL else NULL,
+                                             Y + row if Y != NULL else NULL,
+                                             <floating*>last.dz, 1, k, scale, 1)
+            if not isfinite(loss):
+                return s
+            totals[0] += loss
+            totals[2] += count_correct(self.loss, <floating*>last.a,
+                                       T + row * k if T != NULL else NULL,
+                                       Y + row if Y != NULL else NULL, 1, k)
+            # backward and update, last layer first
+            for l in range(self.n_layers - 1, -1, -1):
+                p = &self.plans[l]
+                dz, w = <floating*>p.dz, <floating*>p.kernel.value
+                activation_backward(<floating*>p.z, <floating*>p.a, dz, 1, p.n_out,
+                                    p.activation, <floating>p.alpha, 1)
+                x = X + row * p.n_in if l == 0 else <floating*>self.plans[l - 1].a
+                if l > 0:
+                    # dL/dx_i with the old weights, where it can matter
+                    self._sparse_input_grad[floating](l, dz, w)
+                for i in range(p.n_in):
+                    if x[i] != 0:
+                        axpy(p.n_out, neg_lr * x[i], dz, w + <long>i * p.n_out)
+                if p.bias.value != NULL:
+                    axpy(p.n_out, neg_lr, dz, <floating*>p.bias.value)
+        return stop
+
+    cdef void _sparse_input_grad(self, int l, floating* dz, floating* w,
+                                 floating dummy=0) noexcept nogil:
+        """Layer l-1's dL/da_i = W[i, :] . dz where its act'(z_i) != 0, else 0."""
+        cdef LayerPlan* prev = &self.plans[l - 1]
+        cdef LayerPlan* p = &self.plans[l]
+        cdef floating* out = <floating*>prev.dz
+        cdef floating* z = <floating*>prev.z
+        cdef floating* a = <floating*>prev.a
+        cdef int i
+        for i in range(p.n_in):
+            if derivative(z[i], a[i], prev.activation, <floating>prev.alpha) != 0:
+                out[i] = dot(p.n_out, w + <long>i * p.n_out, dz)
+            else:
+                out[i] = 0
+
+
+cdef double _penalize(Param* q, long begin, long end, floating dummy=0) noexcept nogil:
+    if q.value == NULL or end <= begin or (q.l1 == 0 and q.l2 == 0):
+        return 0.0
+    return add_penalty_gradient(<floating*>q.value + begin, <floating*>q.grad + begin,
+                                end - begin, q.l1, q.l2, 1)
+
+
+cdef double _sum_sq(Param* q, long begin, long end, floating dummy=0) noexcept nogil:
+    if q.value == NULL or end <= begin:
+        return 0.0
+    return sum_squares(<floating*>q.grad + begin, end - begin, 1)
+
+
+cdef void _scale(Param* q, long begin, long end, double scale,
+                 floating dummy=0) noexcept nogil:
+    if q.value != NULL and end > begin:
+        scale_and_clip(<floating*>q.grad + begin, end - begin, scale, 0.0, 1)
+
+
+cdef void _clip_array(Param* q, long begin, long end, double clipnorm,
+                      floating dummy=0) noexcept nogil:
+    """Rescale grad[begin:end] so that the whole array's norm is <= clipnorm."""
+    cdef double scale
+    if q.value == NULL or end <= begin:
+        return
+    scale = clipnorm / (sqrt(sum_squares(<floating*>q.grad, q.size, 1)) + 1e-6)
+    if scale < 1:
+        scale_and_clip(<floating*>q.grad + begin, end - begin, scale, 0.0, 1)
+
+
+cdef void _step(OptimizerConfig* config, Param* q, long begin, long end,
+                double learning_rate, double weight_decay, long step, double clipvalue,
+                floating dummy=0) noexcept nogil:
+    """clipvalue, then the optimizer update of q[begin:end]."""
+    cdef long n = end - begin
+    if q.value == NULL or n <= 0:
+        return
+    if clipvalue > 0:
+        scale_and_clip(<floating*>q.grad + begin, n, 1.0, clipvalue, 1)
+    optimizer_step(config, <floating*>q.value + begin, <floating*>q.grad + begin,
+                   <floating*>q.state1 + begin if q.state1 != NULL else NULL,
+                   <floating*>q.state2 + begin if q.state2 != NULL else NULL,
+                   <floating*>q.state3 + begin if q.state3 != NULL else NULL,
+                   n, learning_rate, weight_decay * q.decay, step, 1)
 
 
 cdef long count_correct(int loss, floating* output, floating* targets, int* labels,
