@@ -1,0 +1,416 @@
+"""Behaviour of the Sequential API: fit, predict, labels, dtypes, batches, errors."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import descend as dn
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = dn.datasets.load_digits()
+    return dn.datasets.train_test_split(X, y, seed=0)     # X_train, X_test, y_train, y_test
+
+
+def digits_net(seed=0, dtype="float32", optimizer=None, dropout=0.0):
+    layers = [dn.Dense(128, activation="relu")]
+    if dropout:
+        layers.append(dn.Dropout(dropout))
+    layers.append(dn.Dense(10))
+    net = dn.Sequential(layers, input_dim=64, dtype=dtype, seed=seed)
+    net.compile(loss="softmax_cross_entropy",
+                optimizer=optimizer or dn.optimizers.SGD(0.1, momentum=0.9))
+    return net
+
+
+def small_data(n=15, d=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, k, n)
+    y[:k] = np.arange(k)                      # every class present
+    return X, y
+
+
+def small_net(d=4, k=3, dtype="float64", seed=0, optimizer=None, loss="softmax_cross_entropy",
+              **dense_kwargs):
+    net = dn.Sequential([dn.Dense(5, activation="tanh", **dense_kwargs), dn.Dense(k)],
+                        input_dim=d, dtype=dtype, seed=seed)
+    net.compile(loss=loss, optimizer=optimizer or dn.optimizers.SGD(0.1))
+    return net
+
+
+# ---------------------------------------------------------------------------
+# training works, and is reproducible
+# ---------------------------------------------------------------------------
+def test_fit_digits_reaches_95_percent(digits):
+    X_train, X_test, y_train, y_test = digits
+    net = digits_net()
+    history = net.fit(X_train, y_train, epochs=10, batch_size=32, verbose=0,
+                      validation_data=(X_test, y_test))
+    scores = net.evaluate(X_test, y_test)
+    assert scores["accuracy"] >= 0.95
+    assert history["val_accuracy"][-1] == pytest.approx(scores["accuracy"])
+    assert np.mean(net.predict_classes(X_test) == y_test) == pytest.approx(scores["accuracy"])
+    assert history["loss"][-1] < history["loss"][0] / 3
+
+
+def test_same_seed_same_weights_whatever_the_global_numpy_state(digits):
+    X_train, _, y_train, _ = digits
+    runs = []
+    for global_seed in (1, 12345):
+        np.random.seed(global_seed)
+        net = digits_net(seed=7, dropout=0.2)
+        net.fit(X_train[:400], y_train[:400], epochs=2, batch_size=16, verbose=0)
+        runs.append(net.get_weights())
+    for a, b in zip(*runs):
+        assert a.tobytes() == b.tobytes()
+    other = digits_net(seed=8, dropout=0.2)
+    other.fit(X_train[:400], y_train[:400], epochs=2, batch_size=16, verbose=0)
+    assert not np.array_equal(other.get_weights()[0], runs[0][0])
+
+
+def test_fit_does_not_touch_the_global_numpy_state(digits):
+    X_train, _, y_train, _ = digits
+    np.random.seed(3)
+    before = np.random.get_state()[1].copy()
+    digits_net(seed=1, dropout=0.1).fit(X_train[:100], y_train[:100], epochs=1, verbose=0)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtype_is_kept_end_to_end(dtype):
+    X, y = small_data()
+    net = small_net(dtype=dtype)
+    net.fit(X.astype(np.float64 if dtype == "float32" else np.float32), y, epochs=2,
+            batch_size=4, verbose=0)
+    want = np.dtype(dtype)
+    assert all(w.dtype == want for w in net.get_weights())
+    assert all(layer.kernel.dtype == want for layer in net.dense_layers)
+    assert all(s.dtype == want for arrays in net.optimizer.get_state()["arrays"] or []
+               for s in arrays)
+    assert net.predict(X).dtype == want
+    assert net.predict(X.astype(np.int64)).dtype == want
+    assert all(g.dtype == want for pair in net.gradients(X, y) for g in pair)
+
+
+# ---------------------------------------------------------------------------
+# batch sizes: batch, stochastic, mini-batch
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("batch_size,per_epoch", [(None, 1), (1, 15), (7, 3), (15, 1)])
+def test_number_of_updates(batch_size, per_epoch):
+    X, y = small_data(n=15)
+    net = small_net()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # no warning for these sizes
+        net.fit(X, y, epochs=3, batch_size=batch_size, verbose=0)
+    assert per_epoch == math.ceil(15 / (batch_size or 15))
+    assert net.optimizer.iterations == 3 * per_epoch
+
+
+def test_batch_larger_than_n_warns_once_and_is_clipped():
+    X, y = small_data(n=15)
+    net = small_net()
+    clipped = small_net()
+    with pytest.warns(UserWarning, match="batch_size=100 is larger than the 15") as record:
+        net.fit(X, y, epochs=3, batch_size=100, verbose=0, shuffle=False)
+    assert len([w for w in record if issubclass(w.category, UserWarning)]) == 1
+    assert net.optimizer.iterations == 3
+    clipped.fit(X, y, epochs=3, batch_size=None, verbose=0, shuffle=False)
+    for a, b in zip(net.get_weights(), clipped.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def _manual_sgd(net, X, y, batches, lr):
+    """Plain SGD by hand over the given row slices, with gradients from backprop."""
+    for rows in batches:
+        grads = net.gradients(X[rows], y[rows])
+        weights = net.get_weights()
+        flat = [g for pair in grads for g in pair]
+        net.set_weights([w - lr * g for w, g in zip(weights, flat)])
+
+
+def test_short_last_batch_is_used_with_its_own_mean():
+    X, y = small_data(n=15)
+    net = small_net(optimizer=dn.optimizers.SGD(0.2))
+    ref = small_net(optimizer=dn.optimizers.SGD(0.2))
+    net.fit(X, y, epochs=1, batch_size=7, shuffle=False, verbose=0)
+    _manual_sgd(ref, X, y, [slice(0, 7), slice(7, 14), slice(14, 15)], 0.2)
+    for a, b in zip(net.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # without the last sample's update the weights would differ
+    no_last = small_net(optimizer=dn.optimizers.SGD(0.2))
+    _manual_sgd(no_last, X, y, [slice(0, 7), slice(7, 14)], 0.2)
+    assert not np.allclose(no_last.get_weights()[0], net.get_weights()[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 4])
+def test_full_batch_and_stochastic_descent_by_hand(batch_size):
+    X, y = small_data(n=9)
+    net = small_net(optimizer=dn.optimizers.SGD(0.3))
+    ref = small_net(optimizer=dn.optimizers.SGD(0.3))
+    net.fit(X, y, epochs=2, batch_size=batch_size, shuffle=False, verbose=0)
+    size = batch_size or 9
+    batches = [slice(s, s + size) for s in range(0, 9, size)] * 2
+    _manual_sgd(ref, X, y, batches, 0.3)
+    for a, b in zip(net.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: dn.optimizers.SGD(0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda: dn.optimizers.Adam(0.01, amsgrad=True, clipnorm=0.5),
+    lambda: dn.optimizers.AdamW(0.01, global_clipnorm=0.3),
+    lambda: dn.optimizers.RMSprop(0.01, centered=True, momentum=0.5, clipvalue=0.05),
+    lambda: dn.optimizers.Adagrad(0.1, decay_bias=True, weight_decay=0.01),
+], ids=["sgd-nesterov", "adam-amsgrad-clipnorm", "adamw-global", "rmsprop-clipvalue",
+        "adagrad-decay-bias"])
+@pytest.mark.parametrize("n,batch_size", [(23, 5), (70, 24)])   # 1 and 2 OpenMP threads
+def test_fused_fit_equals_train_on_batch_loop(optimizer, n, batch_size):
+    X, y = small_data(n=n)
+    reg = dn.regularizers.l1_l2(1e-3, 1e-2)
+    fused = small_net(optimizer=optimizer(), kernel_regularizer=reg)
+    looped = small_net(optimizer=optimizer(), kernel_regularizer=reg)
+    history = fused.fit(X, y, epochs=2, batch_size=batch_size, shuffle=False, verbose=0)
+    losses = []
+    for _ in range(2):
+        epoch_loss = 0.0
+        for start in range(0, n, batch_size):
+            rows = slice(start, start + batch_size)
+            epoch_loss += looped.train_on_batch(X[rows], y[rows]) * len(X[rows])
+        losses.append(epoch_loss / n)
+    updates = 2 * math.ceil(n / batch_size)
+    assert fused.optimizer.iterations == looped.optimizer.iterations == updates
+    for a, b in zip(fused.get_weights(), looped.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    for a, b in zip(fused.optimizer.get_state()["arrays"], looped.optimizer.get_state()["arrays"]):
+        for s, t in zip(a, b):
+            np.testing.assert_allclose(s, t, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(history["loss"], losses, rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# targets
+# ---------------------------------------------------------------------------
+def test_int_one_hot_and_string_labels_train_the_same():
+    X, ids = small_data(n=30)
+    names = np.array(["cat", "dog", "emu"])
+    nets = {kind: small_net(seed=3) for kind in ("int", "onehot", "str")}
+    nets["int"].fit(X, ids, epochs=3, batch_size=8, verbose=0)
+    nets["onehot"].fit(X, np.eye(3, dtype=int)[ids], epochs=3, batch_size=8, verbose=0)
+    nets["str"].fit(X, names[ids], epochs=3, batch_size=8, verbose=0)
+    for kind in ("onehot", "str"):
+        for a, b in zip(nets["int"].get_weights(), nets[kind].get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert nets["str"].classes_.tolist() == ["cat", "dog", "emu"]
+    predicted = nets["str"].predict_classes(X)
+    assert predicted.dtype.kind == "U"
+    np.testing.assert_array_equal(predicted, names[nets["int"].predict_classes(X)])
+    assert nets["str"].evaluate(X, names[ids]) == pytest.approx(nets["int"].evaluate(X, ids))
+
+
+def test_unsorted_string_labels_map_through_classes():
+    X, ids = small_data(n=30)
+    y = np.array(["zebra", "ant", "moth"])[ids]
+    net = small_net()
+    net.fit(X, y, epochs=1, verbose=0)
+    assert net.classes_.tolist() == ["ant", "moth", "zebra"]
+    proba = net.predict(X)
+    np.testing.assert_array_equal(net.predict_classes(X), net.classes_[proba.argmax(axis=1)])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_binary_string_labels():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = np.where(X[:, 0] > 0, "yes", "no")
+    net = dn.Sequential([dn.Dense(4, activation="tanh"), dn.Dense(1, activation="sigmoid")],
+                        input_dim=3, dtype="float64", seed=0)
+    net.compile(loss="binary_cross_entropy", optimizer=dn.optimizers.SGD(0.5))
+    net.fit(X, y, epochs=30, batch_size=8, verbose=0)
+    assert net.classes_.tolist() == ["no", "yes"]
+    assert net.predict(X).shape == (40, 1)
+    assert set(net.predict_classes(X).tolist()) <= {"no", "yes"}
+    assert net.evaluate(X, y)["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("k,one_d", [(1, True), (1, False), (3, False)])
+def test_regression_targets(k, one_d):
+    rng = np.random.default_rng(k)
+    X = rng.normal(size=(60, 4))
+    T = X @ rng.normal(size=(4, k)) + 0.5
+    y = T[:, 0] if one_d else T
+    net = dn.Sequential([dn.Dense(k)], input_dim=4, dtype="float64", seed=0)
+    net.compile(loss="mean_squared_error", optimizer=dn.optimizers.SGD(0.1))
+    before = net.evaluate(X, y)
+    history = net.fit(X, y, epochs=60, batch_size=10, verbose=0)
+    scores = net.evaluate(X, y)
+    assert set(scores) == {"loss", "mse", "mae", "r2"}
+    assert net.predict(X).shape == (60, k)
+    assert scores["mse"] < 1e-3 * before["mse"]
+    assert scores["r2"] > 0.999
+    assert scores["loss"] == pytest.approx(np.mean((net.predict(X) - T) ** 2), rel=1e-10)
+    assert "accuracy" not in history
+    with pytest.raises(TypeError):
+        net.predict_classes(X)
+
+
+# ---------------------------------------------------------------------------
+# history
+# ---------------------------------------------------------------------------
+def test_history_logs_every_epoch():
+    X, y = small_data(n=20)
+    Xv, yv = small_data(n=9, seed=1)
+    net = small_net()
+    history = net.fit(X, y, epochs=4, batch_size=6, verbose=0, validation_data=(Xv, yv),
+                      gradient_norms=True)
+    assert history is net.history and history.history is history
+    assert history.epoch == [0, 1, 2, 3]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
+                "samples_per_second", "grad_norm_0", "grad_norm_1"):
+        assert len(history[key]) == 4, key
+        assert all(np.isfinite(history[key])), key
+    assert history["learning_rate"] == [0.1] * 4
+    assert all(0 <= a <= 1 for a in history["accuracy"] + history["val_accuracy"])
+    assert history["val_loss"][-1] == pytest.approx(net.evaluate(Xv, yv)["loss"])
+
+
+def test_full_batch_epoch_loss_is_the_loss_before_the_update():
+    X, y = small_data(n=20)
+    net = small_net(kernel_regularizer=dn.regularizers.l2(0.01))
+    loss_before = net.loss(X, y)
+    accuracy_before = net.evaluate(X, y)["accuracy"]
+    history = net.fit(X, y, epochs=1, batch_size=None, verbose=0)
+    assert history["loss"][0] == pytest.approx(loss_before, rel=1e-12)
+    assert history["accuracy"][0] == pytest.approx(accuracy_before)
+
+
+# ---------------------------------------------------------------------------
+# bad input: a clear error, and the model unchanged
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def trained():
+    X, y = small_data(n=15)
+    net = small_net(optimizer=dn.optimizers.Adam(0.01))
+    net.fit(X, y, epochs=1, batch_size=4, verbose=0)
+    return net, X, y
+
+
+def _snapshot(net):
+    state = net.optimizer.get_state()
+    return (net.get_weights(), state["iterations"],
+            [a.copy() for arrays in state["arrays"] for a in arrays],
+            None if net.classes_ is None else net.classes_.copy(), net.optimizer.learning_rate)
+
+
+def _assert_unchanged(net, snap):
+    weights, iterations, arrays, classes, lr = snap
+    now = _snapshot(net)
+    for a, b in zip(weights, now[0]):
+        np.testing.assert_array_equal(a, b)
+    assert now[1] == iterations
+    for a, b in zip(arrays, now[2]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(now[3], classes)
+    assert now[4] == lr
+
+
+def _bad_inputs(X, y):
+    X_nan = X.copy()
+    X_nan[2, 1] = np.nan
+    X_inf = X.copy()
+    X_inf[0, 0] = np.inf
+    y_out = y.copy()
+    y_out[3] = 3
+    y_neg = y.copy()
+    y_neg[0] = -1
+    return {
+        "length": (X, y[:-2], ValueError, r"len\(X\) = 15.*len\(y\) = 13"),
+        "nan": (X_nan, y, ValueError, "NaN or infinite"),
+        "inf": (X_inf, y, ValueError, "NaN or infinite"),
+        "empty": (X[:0], y[:0], ValueError, "0 samples"),
+        "features": (X[:, :3], y, ValueError, "3 features, but the network expects 4"),
+        "class_id": (X, y_out, ValueError, r"class ids outside \[0, 3\): \[3\]"),
+        "negative_id": (X, y_neg, ValueError, r"class ids outside \[0, 3\): \[-1\]"),
+        "one_d": (X[:, 0], y, ValueError, "must be 2-D"),
+        "strings": (np.array([["a"] * 4] * 15), y, TypeError, "real numbers"),
+    }
+
+
+CASES = ["length", "nan", "inf", "empty", "features", "class_id", "negative_id", "one_d",
+         "strings"]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("method", ["fit", "train_on_batch", "evaluate", "gradients"])
+def test_bad_input_raises_and_leaves_the_model_unchanged(trained, case, method):
+    net, X, y = trained
+    Xb, yb, error, message = _bad_inputs(X, y)[case]
+    snap = _snapshot(net)
+    call = getattr(net, method)
+    with pytest.raises(error, match=message):
+        if method == "fit":
+            call(Xb, yb, epochs=2, verbose=0)
+        else:
+            call(Xb, yb)
+    _assert_unchanged(net, snap)
+
+
+@pytest.mark.parametrize("case", ["nan", "inf", "empty", "features", "one_d", "strings"])
+def test_bad_X_at_predict(trained, case):
+    net, X, y = trained
+    Xb, _, error, message = _bad_inputs(X, y)[case]
+    snap = _snapshot(net)
+    for method in (net.predict, net.predict_classes):
+        with pytest.raises(error, match=message):
+            method(Xb)
+    _assert_unchanged(net, snap)
+
+
+def test_bad_validation_data_leaves_the_model_unchanged(trained):
+    net, X, y = trained
+    snap = _snapshot(net)
+    with pytest.raises(ValueError, match=r"len\(validation_data\[0\]\) = 15"):
+        net.fit(X, y, epochs=1, verbose=0, validation_data=(X, y[:4]))
+    with pytest.raises(ValueError, match="NaN"):
+        net.fit(X, y, epochs=1, verbose=0, validation_data=(X * np.nan, y))
+    _assert_unchanged(net, snap)
+
+
+def test_bad_fit_arguments(trained):
+    net, X, y = trained
+    snap = _snapshot(net)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        net.fit(X, y, batch_size=0, verbose=0)
+    with pytest.raises(TypeError, match="batch_size must be an int"):
+        net.fit(X, y, batch_size=2.5, verbose=0)
+    with pytest.raises(ValueError, match="epochs must be >= 0"):
+        net.fit(X, y, epochs=-1, verbose=0)
+    _assert_unchanged(net, snap)
+
+
+def test_unknown_string_label_at_evaluate():
+    X, ids = small_data(n=30)
+    net = small_net()
+    net.fit(X, np.array(["a", "b", "c"])[ids], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="not in classes_"):
+        net.evaluate(X[:2], np.array(["a", "zzz"]))
+
+
+def test_failed_fit_on_an_unbuilt_network_changes_nothing():
+    X, y = small_data(n=15)
+    bad = y.copy()
+    bad[0] = 7
+    net = dn.Sequential([dn.Dense(5, activation="tanh"), dn.Dense(3)], dtype="float64", seed=4)
+    net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
+    with pytest.raises(ValueError, match="class ids outside"):
+        net.fit(X, bad, epochs=1, verbose=0)
+    assert not net.built and net.classes_ is None and net.optimizer.iterations == 0
+    # the network's random stream did not move: the next fit is the seed's fit
+    net.fit(X, y, epochs=1, verbose=0)
+    fresh = dn.Sequential([dn.Dense(5, activation="tanh"), dn.Dense(3)], dtype="float64", seed=4)
+    fresh.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
+    fresh.fit(X, y, epochs=1, verbose=0)
+    for a, b in zip(net.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
