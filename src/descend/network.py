@@ -36,12 +36,14 @@ class History(dict):
     ``val_`` twins with validation data, learning_rate, seconds,
     samples_per_second, and ``grad_norm_<i>`` per Dense layer when
     ``fit(gradient_norms=True)``. ``history.history`` is the dict itself
-    and ``history.epoch`` the epoch indices, as in Keras.
+    and ``history.epoch`` the epoch indices, as in Keras;
+    ``history.interrupted`` is True when Ctrl-C ended the fit.
     """
 
     def __init__(self):
         super().__init__()
         self.epoch = []
+        self.interrupted = False
 
     @property
     def history(self):
@@ -85,6 +87,11 @@ class Sequential:
         Logs of the last fit.
     stop_training : bool
         A callback may set it to end fit after the current epoch.
+    epochs_trained : int
+        Epochs completed since compile, over all calls to fit and
+        partial_fit: the clock of the optimizer's learning-rate schedule, so
+        that training continued by another fit (or after save and load)
+        resumes the schedule where it stopped.
 
     Examples
     --------
@@ -93,6 +100,9 @@ class Sequential:
     ...                     input_dim=64, seed=0)
     >>> net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
     """
+
+    # fit computes mse/mae/r2 on the training data after each epoch (regression)
+    _regression_train_metrics = True
 
     def __init__(self, layers=None, input_dim=None, dtype="float32", seed=None,
                  n_threads=None, name=None):
@@ -114,6 +124,7 @@ class Sequential:
         self.classes_ = None
         self.history = History()
         self.stop_training = False
+        self.epochs_trained = 0
         if self.input_dim is not None and self.dense_layers:
             self.build(self.input_dim)
 
@@ -215,6 +226,7 @@ class Sequential:
             raise ValueError("Dropout cannot be the last layer")
         self.loss_ = loss
         self.optimizer = optimizer
+        self.epochs_trained = 0
         return self
 
     def _check_compiled(self):
@@ -432,6 +444,7 @@ class Sequential:
                     f"validation_split={validation_split} of {len(X)} samples leaves "
                     f"{n_val} validation and {len(X) - n_val} training samples; both "
                     "need at least one")
+            self._check_split_keeps_classes(y, n_val, validation_split)
             X, X_val = X[:-n_val], X[-n_val:]
             y, y_val = y[:-n_val], y[-n_val:]
         n = len(X)
@@ -471,62 +484,207 @@ class Sequential:
         progress_every = max(1, n_batches // 20)
         interrupted = False
         for epoch in range(epochs):
-            self.optimizer.learning_rate_for_epoch(epoch)
-            callback_list.on_epoch_begin(epoch, {})
-            order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp)
-            epoch_seed = int(self._rng.integers(0, 2**63))
+            # everything of the last completed epoch, restored on Ctrl-C or divergence
             snapshot = self._snapshot()
-            bar = _progress_bar(verbose, n_batches, epoch, epochs)
-            start = time.perf_counter()
+            bar = None
             try:
+                self.optimizer.learning_rate_for_epoch(self.epochs_trained)
+                callback_list.on_epoch_begin(epoch, {})
+                order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp)
+                epoch_seed = int(self._rng.integers(0, 2**63))
+                bar = _progress_bar(verbose, n, batch_size, epoch, epochs)
+                start = time.perf_counter()
                 with _threads.blas_threads(blas):
                     result = runner.run_epoch(
                         order, self.optimizer.learning_rate, self.optimizer.weight_decay,
                         self.optimizer.iterations, epoch_seed,
                         bar.update_to if bar else None, progress_every)
-            except KeyboardInterrupt:
-                self._restore(snapshot)
-                interrupted = True
+                seconds = time.perf_counter() - start
                 if bar:
                     bar.close()
-                print(f"\nInterrupted: kept the weights after epoch {epoch} "
-                      f"({epoch} completed).", file=sys.stderr)
+                    bar = None
+                self.optimizer.iterations = result["step"]
+                if not result["finite"] or not self._weights_finite():
+                    learning_rate = self.optimizer.learning_rate
+                    self._restore(snapshot)
+                    callback_list.on_train_end({})
+                    raise DivergenceError(
+                        f"training diverged in epoch {epoch} (0-based): the loss or the "
+                        f"weights became NaN or infinite with learning_rate="
+                        f"{learning_rate:g}. The weights after the last "
+                        "finite epoch were kept; try a smaller learning rate (or gradient "
+                        "clipping).")
+                logs = self._epoch_logs(result, n, targets)
+                if not self.loss_.is_classifier and self._regression_train_metrics:
+                    # mse, mae, r2 on the training data with the epoch's final weights
+                    scores = self._evaluate(X, targets, labels)
+                    logs.update((key, scores[key]) for key in ("mse", "mae", "r2"))
+                if val is not None:
+                    for key, value in self._evaluate(*val).items():
+                        logs["val_" + key] = value
+                if gradient_norms:
+                    logs.update(self._gradient_norms(X, targets, labels))
+                logs["learning_rate"] = self.optimizer.learning_rate
+                logs["seconds"] = seconds
+                logs["samples_per_second"] = n / seconds if seconds > 0 else float("inf")
+                self.history.append(epoch, logs)
+                self.epochs_trained += 1
+                if verbose:
+                    print(_format_logs(epoch, epochs, logs), flush=True)
+                callback_list.on_epoch_end(epoch, logs)
+                schedule = self.optimizer.schedule
+                if schedule is not None and hasattr(schedule, "step"):
+                    monitor = getattr(schedule, "monitor", "val_loss")
+                    if monitor in logs:
+                        schedule.step(logs[monitor])
+            except KeyboardInterrupt:
+                # Ctrl-C: end the fit cleanly with the last completed epoch
+                if bar:
+                    bar.close()
+                if not self.history.epoch or self.history.epoch[-1] != epoch:
+                    self._restore(snapshot)
+                    completed = epoch
+                else:
+                    completed = epoch + 1
+                interrupted = True
+                if verbose:
+                    print(f"\nInterrupted: kept the weights and history of the {completed} "
+                          f"completed epoch(s).", file=sys.stderr)
                 break
-            seconds = time.perf_counter() - start
-            if bar:
-                bar.close()
-            self.optimizer.iterations = result["step"]
-            if not result["finite"] or not self._weights_finite():
-                self._restore(snapshot)
-                callback_list.on_train_end({})
-                raise DivergenceError(
-                    f"training diverged in epoch {epoch} (0-based): the loss or the "
-                    f"weights became NaN or infinite with learning_rate="
-                    f"{self.optimizer.learning_rate:g}. The weights after the last "
-                    "finite epoch were kept; try a smaller learning rate (or gradient "
-                    "clipping).")
-            logs = self._epoch_logs(result, n, targets)
-            if val is not None:
-                for key, value in self._evaluate(*val).items():
-                    logs["val_" + key] = value
-            if gradient_norms:
-                logs.update(self._gradient_norms(X, targets, labels))
-            logs["learning_rate"] = self.optimizer.learning_rate
-            logs["seconds"] = seconds
-            logs["samples_per_second"] = n / seconds if seconds > 0 else float("inf")
-            self.history.append(epoch, logs)
-            if verbose:
-                print(_format_logs(epoch, epochs, logs), flush=True)
-            callback_list.on_epoch_end(epoch, logs)
-            schedule = self.optimizer.schedule
-            if schedule is not None and hasattr(schedule, "step"):
-                monitor = getattr(schedule, "monitor", "val_loss")
-                if monitor in logs:
-                    schedule.step(logs[monitor])
             if self.stop_training:
                 break
+        self.history.interrupted = interrupted
         callback_list.on_train_end({"interrupted": interrupted} if interrupted else {})
         return self.history
+
+    def partial_fit(self, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
+                    n_threads=None):
+        """Train incrementally: one epoch over (X, y), as scikit-learn's partial_fit.
+
+        Builds the network at the first call; the optimizer's state, the
+        learning-rate schedule's clock (``epochs_trained``) and the random
+        generator carry over from call to call, so a stream of chunks trains
+        like one long fit.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+        y : array-like
+            Targets as for `fit`.
+        classes : array-like, shape (n_classes,), or None
+            All the class labels the stream will contain (classifiers only),
+            so that labels absent from the first chunks may appear later.
+            Sorted into ``classes_`` (as ``numpy.unique``); for
+            softmax_cross_entropy there must be one per output unit, for
+            binary_cross_entropy two. Once ``classes_`` is set, `classes` may
+            be omitted or must equal it.
+        batch_size : int >= 1 or None, default 32
+            Clipped to n_samples without a warning (chunks may be small).
+        shuffle : bool, default True
+        verbose : 0, 1 or 2, default 0
+        n_threads : int or None
+
+        Returns
+        -------
+        History
+            The logs of this one epoch (also ``self.history``).
+
+        Raises
+        ------
+        ValueError
+            A label of y outside ``classes_`` (the message names it),
+            `classes` not matching the network or an earlier call, and any
+            bad input as for `fit`; the model is then unchanged.
+        TypeError
+            `classes` for a regression loss, or badly typed arguments.
+        DivergenceError
+            As for `fit`.
+        """
+        self._check_compiled()
+        shape = np.shape(X)
+        n = shape[0] if len(shape) >= 1 else None
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", minimum=1)
+            if n:
+                batch_size = min(batch_size, n)
+        previous = self.classes_
+        if classes is not None:
+            classes = self._check_classes(classes)
+            if previous is not None and not (
+                    len(previous) == len(classes) and np.array_equal(previous, classes)):
+                raise ValueError(f"classes={classes.tolist()[:20]} differs from classes_ "
+                                 f"{np.asarray(previous).tolist()[:20]} set by an earlier "
+                                 "call")
+        elif previous is None and self.loss_.is_classifier:
+            self._check_first_chunk_classes(y)
+        if classes is not None and previous is None:
+            self.classes_ = classes
+        try:
+            return self.fit(X, y, epochs=1, batch_size=batch_size, shuffle=shuffle,
+                            verbose=verbose, n_threads=n_threads)
+        except (ValueError, TypeError):
+            self.classes_ = previous
+            raise
+
+    def _check_classes(self, classes):
+        """`classes` of partial_fit as a sorted unique 1-D array fitting the network."""
+        if not self.loss_.is_classifier:
+            raise TypeError(f"classes is only for classification losses, the network uses "
+                            f"{self.loss_.name!r}")
+        if isinstance(classes, (str, bytes)):
+            raise TypeError(f"classes must be an array-like of labels, got {classes!r}")
+        array = np.asarray(classes)
+        if array.ndim != 1 or array.size == 0:
+            raise ValueError(f"classes must be a non-empty 1-D array of labels, got shape "
+                             f"{array.shape}")
+        if array.dtype.kind not in "biufUS":
+            raise TypeError(f"classes must hold numbers or strings, got dtype {array.dtype}")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ValueError("classes contains NaN or infinite values")
+        unique = np.unique(array)
+        if len(unique) != len(array):
+            raise ValueError(f"classes has duplicate labels: {array.tolist()[:20]}")
+        n_out = self.dense_layers[-1].units
+        expected = n_out if self.loss_.code == losses.SOFTMAX_CROSS_ENTROPY else (
+            2 if n_out == 1 else None)
+        if expected is None:
+            raise ValueError(f"classes is not used with {n_out} independent binary outputs "
+                             "(multi-label targets); pass classes=None")
+        if len(unique) != expected:
+            raise ValueError(f"classes has {len(unique)} labels, but the network's "
+                             f"{self.loss_.name} output needs {expected}")
+        return unique
+
+    def _check_first_chunk_classes(self, y):
+        """Without `classes`, a first chunk of non-integer labels must show them all."""
+        y = np.asarray(y)
+        n_out = self.dense_layers[-1].units
+        if (self.loss_.code == losses.SOFTMAX_CROSS_ENTROPY and y.ndim == 1
+                and y.dtype.kind not in "iu" and y.size):
+            found = np.unique(y)
+            if len(found) != n_out:
+                raise ValueError(
+                    f"the first partial_fit call sees {len(found)} distinct labels "
+                    f"{found.tolist()[:10]}, but the network has {n_out} outputs; pass "
+                    "classes=<all labels> on the first call")
+
+    def _check_split_keeps_classes(self, y, n_val, validation_split):
+        """ValueError if holding out the last n_val samples leaves a class untrained."""
+        if not self.loss_.is_classifier:
+            return
+        _, labels, classes = self._encode(y)
+        if labels is None:      # binary: (n, k) 0/1 targets; labels are their values
+            targets = self._encode(y)[0]
+            if targets.shape[1] != 1:
+                return          # multi-label 0/1 matrix: no classes to drop
+            labels = targets[:, 0].astype(np.intp)
+        dropped = np.setdiff1d(labels, labels[:-n_val])
+        if dropped.size:
+            raise ValueError(
+                f"validation_split={validation_split} holds out the last {n_val} samples, "
+                f"which leaves no training sample of class(es) "
+                f"{np.asarray(classes)[dropped].tolist()[:10]}; shuffle the data before "
+                "fit or pass validation_data")
 
     def _check_batch_size(self, batch_size, n):
         if batch_size is None:
@@ -560,12 +718,15 @@ class Sequential:
         return specs
 
     def _snapshot(self):
-        return self.get_weights(), self.optimizer.get_state()
+        return (self.get_weights(), self.optimizer.get_state(), self.optimizer.learning_rate,
+                self._rng.bit_generator.state)
 
     def _restore(self, snapshot):
-        weights, state = snapshot
+        weights, state, learning_rate, rng_state = snapshot
         self.set_weights(weights)
         self.optimizer.set_state(state)
+        self.optimizer.learning_rate = learning_rate
+        self._rng.bit_generator.state = rng_state
 
     def _weights_finite(self):
         return all(np.isfinite(p).all() for p in self._params())
@@ -632,7 +793,11 @@ class Sequential:
         if not self.loss_.is_classifier:
             raise TypeError(f"predict_classes needs a classification loss, the network "
                             f"uses {self.loss_.name!r}")
+        self._require_built()
         output = self._output(self._check_X(X))
+        if not np.isfinite(output).all():
+            raise FloatingPointError("the network's output is NaN or infinite for this X; "
+                                     "the weights may have diverged")
         if self.loss_.code == losses.SOFTMAX_CROSS_ENTROPY:
             ids = np.argmax(output, axis=1)
         elif output.shape[1] == 1:
@@ -653,7 +818,12 @@ class Sequential:
         """
         X, targets, labels, _ = self._prepare(X, y)
         self._require_built()
-        return self._evaluate(X, targets, labels)
+        scores = self._evaluate(X, targets, labels)
+        if not all(math.isfinite(value) for value in scores.values()):
+            raise FloatingPointError(
+                f"evaluate produced non-finite scores {scores} for this X: the network's "
+                "output overflows (inputs or weights out of range)")
+        return scores
 
     def _evaluate(self, X, targets, labels):
         output = self._output(X)
@@ -720,6 +890,21 @@ class Sequential:
             print_fn(text)
         return text
 
+    def save(self, path):
+        """Save the network to one ``.npz`` file; ``descend.load(path)`` rebuilds it.
+
+        See :func:`descend.io.save` (the file holds the architecture, the
+        weights, the optimizer and its state, ``classes_``, the random
+        generator's state and the history; no pickled object).
+
+        Returns
+        -------
+        str
+            The path written (exactly `path`; no suffix is added).
+        """
+        from descend import io
+        return io.save(self, path)
+
     def get_config(self):
         return {"layers": [layer.get_config() for layer in self.layers],
                 "input_dim": self.n_features_in_, "dtype": self.dtype.name,
@@ -762,25 +947,31 @@ def _format_logs(epoch, epochs, logs):
 
 
 class _TqdmBar:
-    def __init__(self, total, desc):
+    """Progress of one epoch in samples: tqdm shows samples/s and the running loss."""
+
+    def __init__(self, n_samples, batch_size, desc):
         from tqdm import tqdm
-        self._bar = tqdm(total=total, desc=desc, unit="batch", leave=False,
-                         dynamic_ncols=True)
+        self._bar = tqdm(total=n_samples, desc=desc, unit="sample", unit_scale=True,
+                         leave=False, dynamic_ncols=True)
+        self._n = n_samples
+        self._batch_size = batch_size
         self._done = 0
 
-    def update_to(self, done, running_loss):
+    def update_to(self, batches_done, running_loss):
+        done = min(batches_done * self._batch_size, self._n)
+        self._bar.set_postfix(loss=f"{running_loss:.4f}", refresh=False)
         self._bar.update(done - self._done)
         self._done = done
-        self._bar.set_postfix(loss=f"{running_loss:.4f}", refresh=False)
 
     def close(self):
         self._bar.close()
 
 
-def _progress_bar(verbose, n_batches, epoch, epochs):
+def _progress_bar(verbose, n_samples, batch_size, epoch, epochs):
+    """A tqdm bar for verbose=1 (None without tqdm: the epoch line is printed alone)."""
     if verbose != 1:
         return None
     try:
-        return _TqdmBar(n_batches, f"epoch {epoch + 1}/{epochs}")
+        return _TqdmBar(n_samples, batch_size, f"epoch {epoch + 1}/{epochs}")
     except ImportError:
         return None
