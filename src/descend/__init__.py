@@ -13,10 +13,23 @@ from descend._openmp import effective_n_threads, openmp_enabled
 from descend.gradcheck import check_gradients, numerical_gradients
 from descend.layers import Dense, Dropout
 from descend.network import DivergenceError, History, Sequential
+from descend.io import load
 
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Dense", "Dropout", "History", "DivergenceError",
            "check_gradients", "numerical_gradients", "activations", "callbacks",
            "datasets", "initializers", "losses", "optimizers", "regularizers",
-           "schedules", "effective_n_threads", "openmp_enabled", "__version__"]
+           "schedules", "effective_n_threads", "openmp_enabled", "__version__", "load"]
+
+
+def __getattr__(name):
+    # scikit-learn is an optional extra: the estimators import it on first use
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from descend import estimators
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'descend' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"MLPClassifier", "MLPRegressor"})
