@@ -1,0 +1,184 @@
+"""Experiments: measure what the classic "gradient descent vs backpropagation"
+comparisons only describe.
+
+Each experiment trains real networks with descend and fills a table with
+measured numbers (mean ± std over seeds where runs are noisy), plus a plot::
+
+    python -m descend experiments learning-rate --quick
+    python -m descend experiments all --dataset mnist --data-home DIR --out results/
+
+or from Python::
+
+    from descend import experiments
+    result = experiments.run("depth", quick=True)
+    print(result.to_markdown())
+
+Sizes: the default ("full") is the documented run; ``quick`` (``--quick``)
+keeps each experiment under about a minute on digits; ``smoke`` is a
+seconds-long size for the test suite only.
+"""
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from descend.experiments._common import DATASETS, SIZES, Config, Result, Table, machine_markdown
+
+# name -> module (in the order of the report)
+EXPERIMENTS = {
+    "gd-variants": "gd_variants",
+    "learning-rate": "learning_rate",
+    "batch-size": "batch_size",
+    "activations": "activations",
+    "depth": "depth",
+    "regularization": "regularization",
+    "optimizers": "optimizers",
+    "complexity": "complexity",
+    "backprop-vs-numerical": "backprop_numerical",
+    "local-minima": "local_minima",
+    "domains": "domains",
+}
+
+__all__ = ["EXPERIMENTS", "Config", "Result", "Table", "run", "run_all", "add_parser",
+           "write_report"]
+
+
+def _module(name):
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)} or 'all', "
+                         f"got {name!r}")
+    return importlib.import_module(f"descend.experiments.{EXPERIMENTS[name]}")
+
+
+def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
+        n_threads=1, size=None, verbose=False, echo=False):
+    """Run one experiment (or "all") and return its Result (a list for "all").
+
+    Parameters
+    ----------
+    name : str
+        A key of ``EXPERIMENTS`` or "all".
+    quick : bool
+        The --quick size (under a minute per experiment on digits).
+    dataset : "digits", "mnist" or "breast_cancer"
+    seeds : int >= 1
+        Seeds 0 .. seeds-1 for the repeated cells.
+    out : str, Path or None
+        Directory for NAME.md and NAME.png; None writes nothing.
+    data_home : str or None
+        MNIST directory (default: $DESCEND_DATA, then ~/.cache/descend/mnist).
+    n_threads : int
+        Threads of descend's compiled loops (1: stable timings on a shared machine).
+    size : "smoke", "quick", "full" or None
+        Overrides `quick`; "smoke" is for the test suite.
+    verbose : bool
+        Log progress to stdout.
+    echo : bool
+        Print each table as markdown when it is done.
+    """
+    if size is None:
+        size = "quick" if quick else "full"
+    cfg = Config(size=size, dataset=dataset, seeds=seeds, data_home=data_home,
+                 n_threads=n_threads, verbose=verbose)
+    if name == "all":
+        return run_all(cfg, out=out, echo=echo)
+    return _run_one(name, cfg, out, echo)
+
+
+def _run_one(name, cfg, out=None, echo=False):
+    module = _module(name)
+    start = time.perf_counter()
+    result = module.run(cfg)
+    result.seconds = time.perf_counter() - start
+    result.config = cfg
+    png = None
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        png = save_plot_for(result, out / f"{name}.png")
+        (out / f"{name}.md").write_text(result.to_markdown(png.name if png else None) + "\n")
+    if echo:
+        print(result.to_markdown(png.name if png else None), flush=True)
+        if out is not None:
+            print(f"(written to {out / (name + '.md')}"
+                  + (f" and {png})" if png else ")"), flush=True)
+    return result
+
+
+def save_plot_for(result, path):
+    from descend.experiments._common import save_plot
+    path = save_plot(result, path)
+    result.plot_path = path
+    if path is None and result.plot_message:
+        print(result.plot_message, file=sys.stderr)
+    return path
+
+
+def run_all(cfg, out=None, echo=False):
+    results = []
+    for name in EXPERIMENTS:
+        results.append(_run_one(name, cfg, out, echo))
+    if out is not None:
+        write_report(results, Path(out) / "README.md")
+    return results
+
+
+def write_report(results, path, png_prefix="", intro=""):
+    """All results in one markdown file, with the machine they ran on."""
+    lines = ["# descend experiments", ""]
+    if intro:
+        lines += [intro, ""]
+    lines += ["Machine:", "", machine_markdown(), ""]
+    total = sum(r.seconds for r in results)
+    lines += [f"Total wall time: {total:.0f} s.", ""]
+    lines += ["| experiment | size | dataset | seeds | seconds |", "|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.name} | {r.config.size} | {r.config.dataset} | {r.config.seeds} "
+                     f"| {r.seconds:.1f} |")
+    lines.append("")
+    for r in results:
+        png = f"{png_prefix}{Path(r.plot_path).name}" if r.plot_path else None
+        lines += [r.to_markdown(png), ""]
+    Path(path).write_text("\n".join(lines))
+    return path
+
+
+def add_parser(subparsers):
+    """Register ``experiments`` on the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "experiments", help="measure learning rate, batch size, activations, depth, "
+                            "optimizers, ... (prints markdown tables, writes NAME.md/.png)",
+        description="Run one experiment, or all; each prints a markdown table and writes "
+                    "NAME.md and NAME.png (with matplotlib) into --out.")
+    p.add_argument("name", choices=list(EXPERIMENTS) + ["all"], metavar="NAME",
+                   help="one of: " + ", ".join(EXPERIMENTS) + ", all")
+    p.add_argument("--quick", action="store_true",
+                   help="small size: each experiment in under a minute on digits")
+    p.add_argument("--dataset", choices=list(DATASETS), default="digits")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="seeds per repeated cell (mean ± std needs >= 3; default 3)")
+    p.add_argument("--out", default="descend-experiments",
+                   help="output directory (default: ./descend-experiments)")
+    p.add_argument("--data-home", default=None,
+                   help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
+                        "then ~/.cache/descend/mnist)")
+    p.add_argument("--n-threads", type=int, default=1,
+                   help="threads for descend's loops (default 1: stable timings)")
+    p.add_argument("--size", choices=list(SIZES), default=None, help="(internal) size")
+    p.add_argument("--verbose", action="store_true", help="log progress")
+    p.set_defaults(func=_cli)
+    return p
+
+
+def _cli(args):
+    if args.seeds < 1:
+        print(f"--seeds must be >= 1, got {args.seeds}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    result = run(args.name, quick=args.quick, dataset=args.dataset, seeds=args.seeds,
+                 out=args.out, data_home=args.data_home, n_threads=args.n_threads,
+                 size=args.size, verbose=args.verbose, echo=True)
+    results = result if isinstance(result, list) else [result]
+    print(f"\n{len(results)} experiment(s) in {time.perf_counter() - start:.1f} s: "
+          + ", ".join(f"{r.name} {r.seconds:.1f} s" for r in results), flush=True)
+    return 0
