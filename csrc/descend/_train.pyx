@@ -39,7 +39,7 @@ import numpy as np
 from descend._blas cimport axpy, dot
 from descend._activations cimport activate, derivative
 from descend._dense cimport (dense_forward, activation_backward, dense_grad_input,
-                             dense_grad_params, dropout, descend_mix)
+                             dense_grad_params, dropout, descend_mix, gemm_rows)
 from descend._losses cimport (loss_and_gradient, MEAN_SQUARED_ERROR,
                               SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
 from descend._optim cimport (OptimizerConfig, optimizer_step, add_penalty_gradient,
@@ -66,7 +66,13 @@ cdef enum:
     ACC_LOSS = 1        # sum over batches of (loss + penalty share) * batch size
     ACC_PENALTY = 2     # sum over batches of the penalty share
     CORRECT = 3         # correct predictions so far
-    SUMSQ = 4           # squared norm of this thread's gradient slices
+
+# Work is cut into blocks whose size depends on the shapes only, never on the
+# number of threads: each BLAS call then sees the same operands whatever the
+# team size, so n_threads=1 and n_threads=2 give bit-identical weights.
+cdef enum:
+    KERNEL_ROWS = 64    # rows of a kernel per phase-B block
+    MIN_SAMPLE_ROWS = 16
 
 
 cdef struct Param:
@@ -116,6 +122,9 @@ cdef class EpochRunner:
     """
     cdef LayerPlan* plans
     cdef double* partials
+    cdef double* block_loss     # mean-loss share of each sample block of a batch
+    cdef int sample_rows        # rows of a batch per phase-A block
+    cdef double* clip_scales    # per parameter array (2 per layer), for clipping by norm
     cdef int n_layers
     cdef int batch_size
     cdef int n_threads
@@ -123,6 +132,7 @@ cdef class EpochRunner:
     cdef int n_outputs
     cdef bint is_float32
     cdef bint sparse_sgd_ok
+    cdef bint gemm_sgd_ok
     cdef OptimizerConfig config
     cdef double clipnorm, global_clipnorm, clipvalue
     cdef object keep_alive
@@ -137,10 +147,14 @@ cdef class EpochRunner:
     def __cinit__(self):
         self.plans = NULL
         self.partials = NULL
+        self.block_loss = NULL
+        self.clip_scales = NULL
 
     def __dealloc__(self):
         free(self.plans)
         free(self.partials)
+        free(self.block_loss)
+        free(self.clip_scales)
 
     def __init__(self, X, targets, labels, list layers, int loss,
                  dict optimizer_config, double clipnorm, double global_clipnorm,
@@ -158,8 +172,7 @@ cdef class EpochRunner:
         dtype = X.dtype
         self.n_layers = len(layers)
         self.batch_size = batch_size
-        # fewer threads than rows: every thread must own at least one row
-        self.n_threads = max(1, min(n_threads, batch_size))
+        self.n_threads = max(1, n_threads)
         self.loss = loss
         self.config = make_config_py(optimizer_config)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
@@ -177,10 +190,18 @@ cdef class EpochRunner:
         self.labels_batch = <int*>data(labels_batch)
         self.plans = <LayerPlan*>malloc(self.n_layers * sizeof(LayerPlan))
         self.partials = <double*>calloc(self.n_threads * SLOT, sizeof(double))
-        if self.plans == NULL or self.partials == NULL:
+        # up to 4 sample blocks per batch (so up to 4 threads share a batch)
+        self.sample_rows = max(MIN_SAMPLE_ROWS, (batch_size + 3) // 4)
+        self.block_loss = <double*>calloc((batch_size + self.sample_rows - 1)
+                                          // self.sample_rows, sizeof(double))
+        self.clip_scales = <double*>calloc(2 * self.n_layers, sizeof(double))
+        if (self.plans == NULL or self.partials == NULL or self.block_loss == NULL
+                or self.clip_scales == NULL):
             raise MemoryError()
         self.sparse_sgd_ok = (self.config.kind == SGD and self.config.momentum == 0
                               and clipnorm == 0 and global_clipnorm == 0 and clipvalue == 0)
+        # plain SGD without clipping or L1 can update through the GEMM itself
+        self.gemm_sgd_ok = self.sparse_sgd_ok
         for i, spec in enumerate(layers):
             p = &self.plans[i]
             kernel = spec["kernel"]
@@ -205,6 +226,8 @@ cdef class EpochRunner:
             if (p.dropout_rate > 0 or p.kernel.l1 != 0 or p.kernel.l2 != 0
                     or p.bias.l1 != 0 or p.bias.l2 != 0):
                 self.sparse_sgd_ok = False
+            if p.kernel.l1 != 0 or p.bias.l1 != 0:
+                self.gemm_sgd_ok = False
 
     cdef _fill_param(self, Param* param, value, grad, state, double l1,
                      double l2, double decay):
@@ -278,7 +301,7 @@ cdef class EpochRunner:
         done (stop, or the batch whose loss was not finite). totals gets
         (sum of (batch loss + penalty) * batch size, sum of penalties, correct)."""
         cdef int T = self.n_threads
-        cdef int t, i, r0, r1, nb
+        cdef int t, i, blk, n_blocks, nb
         cdef long batch, start
         cdef long first_not_done[1]
         cdef double batch_loss, penalty
@@ -293,29 +316,31 @@ cdef class EpochRunner:
             while batch < stop:
                 start = batch * self.batch_size
                 nb = <int>min(<long>self.batch_size, n - start)
-                r0 = part(nb, t, T)
-                r1 = part(nb, t + 1, T)
+                n_blocks = (nb + self.sample_rows - 1) // self.sample_rows
                 batch_seed = descend_mix(seed, <uint64_t>batch)
-                # phase A: this thread's samples
-                self._gather[floating](order + start, r0, r1)
-                mine[LOSS] = self._samples_forward_backward[floating](
-                    nb, r0, r1, batch_seed, &mine[CORRECT])
+                # phase A: this thread's blocks of samples
+                blk = t
+                while blk < n_blocks:
+                    self._gather[floating](order + start, blk * self.sample_rows,
+                                           min((blk + 1) * self.sample_rows, nb))
+                    self.block_loss[blk] = self._samples_forward_backward[floating](
+                        nb, blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb),
+                        batch_seed, &mine[CORRECT])
+                    blk = blk + T
                 barrier()
                 batch_loss = 0
-                for i in range(T):
-                    batch_loss = batch_loss + self.partials[i * SLOT + LOSS]
+                for blk in range(n_blocks):     # in block order: same sum for any T
+                    batch_loss = batch_loss + self.block_loss[blk]
                 if not isfinite(batch_loss):
                     # every thread sees the same sum, so all leave together
                     first_not_done[0] = batch
                     break
-                # phase B: this thread's slice of every parameter array
-                penalty = self._parameter_gradients[floating](nb, t, T, &mine[SUMSQ])
-                if self.clipnorm > 0 or self.global_clipnorm > 0:
-                    barrier()
-                    self._clip_by_norm[floating](t, T)
-                self._update[floating](t, T, learning_rate, weight_decay,
-                                       step + (batch - first) + 1)
-                mine[ACC_LOSS] += (mine[LOSS] + penalty) * nb
+                # phase B: this thread's blocks of every parameter array
+                penalty = self._parameter_step[floating](
+                    nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1)
+                if t == 0:
+                    mine[ACC_LOSS] += batch_loss * nb
+                mine[ACC_LOSS] += penalty * nb
                 mine[ACC_PENALTY] += penalty
                 barrier()
                 batch = batch + 1
@@ -408,71 +433,103 @@ cdef class EpochRunner:
                             descend_mix(batch_seed, <uint64_t>l), 1)
         return loss
 
-    cdef double _parameter_gradients(self, int nb, int t, int T, double* sumsq,
-                                     floating dummy=0) noexcept nogil:
-        """Phase B, part 1: this thread's slices of dW, db and the penalties.
-        Returns the penalty of the slices; sumsq gets their squared norm."""
+    cdef double _parameter_step(self, int nb, int t, int T, double learning_rate,
+                                double weight_decay, long step,
+                                floating dummy=0) noexcept nogil:
+        """Phase B on this thread's blocks: dW, db, penalties, clipping and the
+        update. Kernel rows go in blocks of KERNEL_ROWS, block b to thread
+        b mod T; each block is updated right after its gradient is computed,
+        while it is still in cache. Returns the penalty of these blocks."""
         cdef int l, k0, k1, j0, j1
         cdef LayerPlan* p
-        cdef double penalty = 0.0
-        sumsq[0] = 0.0
+        cdef double penalty = 0.0, scale
+        cdef bint by_norm = self.clipnorm > 0 or self.global_clipnorm > 0
         for l in range(self.n_layers):
             p = &self.plans[l]
-            k0, k1 = part(p.n_in, t, T), part(p.n_in, t + 1, T)
             j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
-            dense_grad_params(self._input[floating](l), nb, p.n_in,
-                              <floating*>p.dz, p.n_out, <floating*>p.kernel.grad,
-                              <floating*>p.bias.grad, k0, k1, j0, j1, 1)
-            penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out)
+            k0 = t * KERNEL_ROWS
+            while k0 < p.n_in:
+                k1 = min(k0 + KERNEL_ROWS, p.n_in)
+                if self.gemm_sgd_ok:
+                    penalty += self._sgd_through_gemm[floating](p, l, nb, k0, k1,
+                                                                learning_rate, weight_decay)
+                else:
+                    dense_grad_params(self._input[floating](l), nb, p.n_in,
+                                      <floating*>p.dz, p.n_out, <floating*>p.kernel.grad,
+                                      NULL, k0, k1, 0, 0, 1)
+                    penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
+                                                   <long>k1 * p.n_out)
+                    if not by_norm:
+                        _step[floating](&self.config, &p.kernel, <long>k0 * p.n_out,
+                                        <long>k1 * p.n_out, learning_rate, weight_decay,
+                                        step, self.clipvalue)
+                k0 = k0 + T * KERNEL_ROWS
+            dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
+                              p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
             penalty += _penalize[floating](&p.bias, j0, j1)
-            if self.global_clipnorm > 0:
-                sumsq[0] += _sum_sq[floating](&p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out)
-                sumsq[0] += _sum_sq[floating](&p.bias, j0, j1)
+            if not by_norm:
+                _step[floating](&self.config, &p.bias, j0, j1, learning_rate,
+                                weight_decay, step, self.clipvalue)
+        if not by_norm:
+            return penalty
+        # clipping by norm needs every gradient before any update, and every
+        # norm before any gradient is rescaled: thread 0 computes the scales
+        # between two barriers (in a fixed order: the same bits for any T)
+        barrier()
+        if t == 0:
+            self._clip_scales[floating]()
+        barrier()
+        for l in range(self.n_layers):
+            p = &self.plans[l]
+            j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
+            k0 = t * KERNEL_ROWS
+            while k0 < p.n_in:
+                k1 = min(k0 + KERNEL_ROWS, p.n_in)
+                _scale_and_step[floating](&self.config, &p.kernel, <long>k0 * p.n_out,
+                                          <long>k1 * p.n_out, self.clip_scales[2 * l],
+                                          learning_rate, weight_decay, step)
+                k0 = k0 + T * KERNEL_ROWS
+            _scale_and_step[floating](&self.config, &p.bias, j0, j1,
+                                      self.clip_scales[2 * l + 1], learning_rate,
+                                      weight_decay, step)
         return penalty
 
-    cdef void _clip_by_norm(self, int t, int T, floating dummy=0) noexcept nogil:
-        """Rescale this thread's gradient slices (global_clipnorm), after a
-        barrier: every thread reads all threads' squared norms. clipnorm (per
-        array) is applied by the thread owning the whole array's norm: each
-        thread recomputes the full norm of each array (read-only, cheap
-        next to the GEMMs)."""
-        cdef int l, i, k0, k1, j0, j1
-        cdef LayerPlan* p
+    cdef void _clip_scales(self, floating dummy=0) noexcept nogil:
+        """Gradient scale per parameter array: min(1, clipnorm / ||g_array||)
+        or, for global_clipnorm, min(1, global_clipnorm / ||all g||)."""
+        cdef int l, i
         cdef double total = 0.0, scale
-        if self.global_clipnorm > 0:
-            for i in range(T):
-                total += self.partials[i * SLOT + SUMSQ]
-            scale = self.global_clipnorm / (sqrt(total) + 1e-6)
-            if scale < 1:
-                for l in range(self.n_layers):
-                    p = &self.plans[l]
-                    k0, k1 = part(p.n_in, t, T), part(p.n_in, t + 1, T)
-                    j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
-                    _scale[floating](&p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out, scale)
-                    _scale[floating](&p.bias, j0, j1, scale)
-        if self.clipnorm > 0:
-            for l in range(self.n_layers):
-                p = &self.plans[l]
-                k0, k1 = part(p.n_in, t, T), part(p.n_in, t + 1, T)
-                j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
-                _clip_array[floating](&p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out,
-                                      self.clipnorm)
-                _clip_array[floating](&p.bias, j0, j1, self.clipnorm)
-        barrier()    # no thread may update before all have read the norms
+        cdef Param* q
+        for i in range(2 * self.n_layers):
+            q = &self.plans[i // 2].kernel if i % 2 == 0 else &self.plans[i // 2].bias
+            self.clip_scales[i] = _sum_sq[floating](q, 0, q.size)
+            total += self.clip_scales[i]
+        for i in range(2 * self.n_layers):
+            if self.global_clipnorm > 0:
+                scale = self.global_clipnorm / (sqrt(total) + 1e-6)
+            else:
+                scale = self.clipnorm / (sqrt(self.clip_scales[i]) + 1e-6)
+            self.clip_scales[i] = scale if scale < 1 else 1.0
 
-    cdef void _update(self, int t, int T, double learning_rate, double weight_decay,
-                      long step, floating dummy=0) noexcept nogil:
-        """Phase B, part 2: clipvalue and the optimizer step on this thread's slices."""
-        cdef int l, k0, k1, j0, j1
-        cdef LayerPlan* p
-        for l in range(self.n_layers):
-            p = &self.plans[l]
-            k0, k1 = part(p.n_in, t, T), part(p.n_in, t + 1, T)
-            j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
-            _step[floating](&self.config, &p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out,
-                            learning_rate, weight_decay, step, self.clipvalue)
-            _step[floating](&self.config, &p.bias, j0, j1, learning_rate, weight_decay,
-                            step, self.clipvalue)
+    cdef double _sgd_through_gemm(self, LayerPlan* p, int l, int nb, int k0, int k1,
+                                  double learning_rate, double weight_decay,
+                                  floating dummy=0) noexcept nogil:
+        """Plain SGD on kernel rows [k0, k1): W := (1 - lr (wd + 2 l2)) W - lr X^T dZ
+        as one GEMM (alpha = -lr, beta = the decay factor), so dW is never
+        written out and read back. The same update as optimizer_step's SGD
+        with momentum 0 and the L2 penalty's gradient 2 l2 w. Returns the
+        rows' penalty (before the update)."""
+        cdef long begin = <long>k0 * p.n_out, end = <long>k1 * p.n_out
+        cdef double penalty = 0.0
+        cdef double shrink = 1 - learning_rate * (weight_decay * p.kernel.decay
+                                                  + 2 * p.kernel.l2)
+        if p.kernel.l2 != 0:
+            penalty = p.kernel.l2 * sum_squares(<floating*>p.kernel.value + begin,
+                                                end - begin, 1)
+        gemm_rows(True, False, k1 - k0, p.n_out, nb, <floating>(-learning_rate),
+                  self._input[floating](l) + k0, p.n_in, <floating*>p.dz, p.n_out,
+                  <floating>shrink, <floating*>p.kernel.value + begin, p.n_out, 1)
+        return penalty
 
     # ---- batch size 1, plain SGD: sparse per-sample path ---------------------
     cdef long _sgd_samples(self, cnp.intp_t* order, long first, long stop,
@@ -576,21 +633,15 @@ cdef double _sum_sq(Param* q, long begin, long end, floating dummy=0) noexcept n
     return sum_squares(<floating*>q.grad + begin, end - begin, 1)
 
 
-cdef void _scale(Param* q, long begin, long end, double scale,
-                 floating dummy=0) noexcept nogil:
-    if q.value != NULL and end > begin:
-        scale_and_clip(<floating*>q.grad + begin, end - begin, scale, 0.0, 1)
-
-
-cdef void _clip_array(Param* q, long begin, long end, double clipnorm,
-                      floating dummy=0) noexcept nogil:
-    """Rescale grad[begin:end] so that the whole array's norm is <= clipnorm."""
-    cdef double scale
+cdef void _scale_and_step(OptimizerConfig* config, Param* q, long begin, long end,
+                          double scale, double learning_rate, double weight_decay,
+                          long step, floating dummy=0) noexcept nogil:
+    """grad[begin:end] *= scale (if < 1), then the optimizer step."""
     if q.value == NULL or end <= begin:
         return
-    scale = clipnorm / (sqrt(sum_squares(<floating*>q.grad, q.size, 1)) + 1e-6)
     if scale < 1:
         scale_and_clip(<floating*>q.grad + begin, end - begin, scale, 0.0, 1)
+    _step[floating](config, q, begin, end, learning_rate, weight_decay, step, 0.0)
 
 
 cdef void _step(OptimizerConfig* config, Param* q, long begin, long end,
