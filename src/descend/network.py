@@ -434,7 +434,8 @@ class Sequential:
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (X_val, y_val)")
-            X_val = self._check_X(validation_data[0], "validation_data[0]")
+            X_val = check_X(validation_data[0], self.dtype, "validation_data[0]",
+                            n_features=X.shape[1])
             y_val = np.asarray(validation_data[1])
             check_lengths(X_val, y_val, "validation_data[0]", "validation_data[1]")
         elif validation_split > 0:
@@ -483,11 +484,13 @@ class Sequential:
         n_batches = -(-n // batch_size)
         progress_every = max(1, n_batches // 20)
         interrupted = False
-        for epoch in range(epochs):
-            # everything of the last completed epoch, restored on Ctrl-C or divergence
-            snapshot = self._snapshot()
-            bar = None
-            try:
+        snapshot = bar = None
+        epoch = -1
+        try:
+            for epoch in range(epochs):
+                # the state after the last completed epoch, restored on Ctrl-C or divergence
+                snapshot = None
+                snapshot = self._snapshot()
                 self.optimizer.learning_rate_for_epoch(self.epochs_trained)
                 callback_list.on_epoch_begin(epoch, {})
                 order = (self._rng.permutation(n) if shuffle else np.arange(n)).astype(np.intp)
@@ -527,8 +530,8 @@ class Sequential:
                 logs["learning_rate"] = self.optimizer.learning_rate
                 logs["seconds"] = seconds
                 logs["samples_per_second"] = n / seconds if seconds > 0 else float("inf")
-                self.history.append(epoch, logs)
                 self.epochs_trained += 1
+                self.history.append(epoch, logs)
                 if verbose:
                     print(_format_logs(epoch, epochs, logs), flush=True)
                 callback_list.on_epoch_end(epoch, logs)
@@ -537,22 +540,19 @@ class Sequential:
                     monitor = getattr(schedule, "monitor", "val_loss")
                     if monitor in logs:
                         schedule.step(logs[monitor])
-            except KeyboardInterrupt:
-                # Ctrl-C: end the fit cleanly with the last completed epoch
-                if bar:
-                    bar.close()
-                if not self.history.epoch or self.history.epoch[-1] != epoch:
-                    self._restore(snapshot)
-                    completed = epoch
-                else:
-                    completed = epoch + 1
-                interrupted = True
-                if verbose:
-                    print(f"\nInterrupted: kept the weights and history of the {completed} "
-                          f"completed epoch(s).", file=sys.stderr)
-                break
-            if self.stop_training:
-                break
+                if self.stop_training:
+                    break
+        except KeyboardInterrupt:
+            # Ctrl-C (checked by the compiled loop every progress chunk), anywhere in
+            # an epoch: end the fit with the weights and history of the last completed one
+            if bar:
+                bar.close()
+            if snapshot is not None and epoch not in self.history.epoch:
+                self._restore(snapshot)
+            interrupted = True
+            if verbose:
+                print(f"\nInterrupted: kept the weights and history of the "
+                      f"{len(self.history.epoch)} completed epoch(s).", file=sys.stderr)
         self.history.interrupted = interrupted
         callback_list.on_train_end({"interrupted": interrupted} if interrupted else {})
         return self.history
@@ -659,6 +659,8 @@ class Sequential:
         """Without `classes`, a first chunk of non-integer labels must show them all."""
         y = np.asarray(y)
         n_out = self.dense_layers[-1].units
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            return      # fit names the NaN
         if (self.loss_.code == losses.SOFTMAX_CROSS_ENTROPY and y.ndim == 1
                 and y.dtype.kind not in "iu" and y.size):
             found = np.unique(y)
@@ -719,14 +721,15 @@ class Sequential:
 
     def _snapshot(self):
         return (self.get_weights(), self.optimizer.get_state(), self.optimizer.learning_rate,
-                self._rng.bit_generator.state)
+                self._rng.bit_generator.state, self.epochs_trained)
 
     def _restore(self, snapshot):
-        weights, state, learning_rate, rng_state = snapshot
+        weights, state, learning_rate, rng_state, epochs_trained = snapshot
         self.set_weights(weights)
         self.optimizer.set_state(state)
         self.optimizer.learning_rate = learning_rate
         self._rng.bit_generator.state = rng_state
+        self.epochs_trained = epochs_trained
 
     def _weights_finite(self):
         return all(np.isfinite(p).all() for p in self._params())

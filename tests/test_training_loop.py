@@ -1,0 +1,870 @@
+"""The training loop of Sequential.fit / partial_fit (issue 5).
+
+Validation data and split, History, verbose output, callbacks end to end,
+metrics, gradient norms, divergence, Ctrl-C, partial_fit, input validation
+of every public entry point (a failed call changes nothing), memory layouts
+and determinism.
+"""
+import csv
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import descend as dn
+from descend import network
+from descend.callbacks import (Callback, CSVLogger, EarlyStopping, LearningRateScheduler,
+                               ModelCheckpoint, ReduceLROnPlateau)
+
+
+# --------------------------------------------------------------------------- helpers
+def classification_data(n=120, d=6, k=3, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    y = np.argmax(X @ rng.normal(size=(d, k)), axis=1)
+    return X, y
+
+
+def regression_data(n=100, d=5, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    y = X @ rng.normal(size=d) + 0.1 * rng.normal(size=n)
+    return X, y.astype(dtype)
+
+
+def classifier(d=6, k=3, dtype="float64", seed=0, optimizer=None, n_threads=1,
+               hidden=16, input_dim=True):
+    net = dn.Sequential([dn.Dense(hidden, activation="relu"), dn.Dense(k)],
+                        input_dim=d if input_dim else None, dtype=dtype, seed=seed,
+                        n_threads=n_threads)
+    net.compile(loss="softmax_cross_entropy",
+                optimizer=optimizer or dn.optimizers.SGD(0.1, momentum=0.9))
+    return net
+
+
+def regressor(d=5, dtype="float64", seed=0, optimizer=None, n_threads=1):
+    net = dn.Sequential([dn.Dense(16, activation="tanh"), dn.Dense(1)], input_dim=d,
+                        dtype=dtype, seed=seed, n_threads=n_threads)
+    net.compile(loss="mean_squared_error",
+                optimizer=optimizer or dn.optimizers.SGD(0.01, momentum=0.9))
+    return net
+
+
+def full_state(net):
+    """Everything a failed call must leave alone."""
+    opt = net.optimizer
+    return {
+        "built": net.built,
+        "weights": net.get_weights() if net.built else None,
+        "opt_state": None if opt is None else opt.get_state(),
+        "opt_lr": None if opt is None else opt.learning_rate,
+        "classes": None if net.classes_ is None else np.array(net.classes_, copy=True),
+        "rng": net._rng.bit_generator.state,
+        "epochs_trained": net.epochs_trained,
+        "history": (list(net.history.epoch), {k: list(v) for k, v in net.history.items()}),
+    }
+
+
+def assert_same_state(a, b):
+    assert a["built"] == b["built"]
+    if a["weights"] is not None:
+        assert len(a["weights"]) == len(b["weights"])
+        for u, v in zip(a["weights"], b["weights"]):
+            np.testing.assert_array_equal(u, v)
+    assert (a["opt_state"] is None) == (b["opt_state"] is None)
+    if a["opt_state"] is not None:
+        assert a["opt_state"]["iterations"] == b["opt_state"]["iterations"]
+        sa, sb = a["opt_state"]["arrays"], b["opt_state"]["arrays"]
+        assert (sa is None) == (sb is None)
+        for pa, pb in zip(sa or [], sb or []):
+            for u, v in zip(pa, pb):
+                np.testing.assert_array_equal(u, v)
+    assert a["opt_lr"] == b["opt_lr"]
+    if a["classes"] is None:
+        assert b["classes"] is None
+    else:
+        np.testing.assert_array_equal(a["classes"], b["classes"])
+    assert a["rng"] == b["rng"]
+    assert a["epochs_trained"] == b["epochs_trained"]
+    assert a["history"] == b["history"]
+
+
+def assert_weights_equal(a, b):
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+
+
+class RecordWeights(Callback):
+    """Copies of the weights at the end of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+
+
+# --------------------------------------------------------------------------- validation
+def test_validation_data_gives_per_epoch_val_loss_and_metrics():
+    X, y = classification_data()
+    Xv, yv = classification_data(n=40, seed=1)
+    net = classifier()
+    history = net.fit(X, y, epochs=3, batch_size=16, verbose=0, validation_data=(Xv, yv))
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert len(history[key]) == 3
+        assert all(np.isfinite(history[key]))
+    scores = net.evaluate(Xv, yv)
+    assert history["val_loss"][-1] == pytest.approx(scores["loss"], rel=1e-12)
+    assert history["val_accuracy"][-1] == scores["accuracy"]
+
+
+def test_validation_split_holds_out_the_last_samples():
+    X, y = classification_data(n=100)
+    net = classifier()
+    history = net.fit(X, y, epochs=2, batch_size=16, verbose=0, validation_split=0.25)
+    scores = net.evaluate(X[-25:], y[-25:])
+    assert history["val_loss"][-1] == pytest.approx(scores["loss"], rel=1e-12)
+    assert history["val_accuracy"][-1] == scores["accuracy"]
+
+
+@pytest.mark.parametrize("split", [0.001, 0.999])
+def test_validation_split_leaving_no_sample_is_a_clear_error(split):
+    X, y = classification_data(n=100)
+    for net in (classifier(), classifier(input_dim=False)):
+        before = full_state(net)
+        with pytest.raises(ValueError, match="validation_split"):
+            net.fit(X, y, epochs=1, verbose=0, validation_split=split)
+        assert_same_state(before, full_state(net))
+
+
+def test_validation_split_dropping_a_class_is_a_clear_error():
+    X, y = classification_data(n=100)
+    order = np.argsort(y == 2, kind="stable")      # all of class 2 at the end
+    X, y = X[order], y[order]
+    split = (np.sum(y == 2) + 5) / 100
+    n_val = int(100 * split)
+    assert (y[:-n_val] != 2).all() and (y[:-n_val] == 1).any()
+    net = classifier()
+    before = full_state(net)
+    with pytest.raises(ValueError, match=r"no training sample of class\(es\) \[2\]"):
+        net.fit(X, y, epochs=1, verbose=0, validation_split=split)
+    assert_same_state(before, full_state(net))
+
+
+def test_validation_split_dropping_a_string_class_names_it():
+    X, _ = classification_data(n=40)
+    y = np.array(["cat"] * 20 + ["dog"] * 12 + ["emu"] * 8)
+    net = classifier()
+    with pytest.raises(ValueError, match="emu"):
+        net.fit(X, y, epochs=1, verbose=0, validation_split=0.2)
+
+
+def test_validation_labels_unseen_in_training_are_a_clear_error():
+    X, y = classification_data(n=60)
+    net = classifier()
+    before = full_state(net)
+    with pytest.raises(ValueError, match="absent from the training data"):
+        net.fit(X[y != 2], y[y != 2], epochs=1, verbose=0, validation_data=(X, y))
+    assert_same_state(before, full_state(net))
+
+
+# --------------------------------------------------------------------------- history
+def test_history_is_returned_and_kept_with_every_key():
+    X, y = classification_data()
+    net = classifier()
+    history = net.fit(X, y, epochs=4, batch_size=32, verbose=0, validation_split=0.2)
+    assert history is net.history
+    assert history.history is history
+    assert history.epoch == [0, 1, 2, 3]
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
+                            "seconds", "samples_per_second"}
+    assert all(len(v) == 4 for v in history.values())
+    assert history["learning_rate"] == [0.1] * 4
+    for seconds, rate in zip(history["seconds"], history["samples_per_second"]):
+        assert seconds > 0
+        assert rate == pytest.approx(96 / seconds)
+    assert history.interrupted is False
+    assert net.epochs_trained == 4
+
+
+def test_regression_history_has_mse_mae_r2_and_their_val_twins():
+    X, y = regression_data()
+    Xv, yv = regression_data(n=30, seed=1)
+    net = regressor()
+    history = net.fit(X, y, epochs=3, batch_size=10, verbose=0, validation_data=(Xv, yv))
+    for key in ("loss", "mse", "mae", "r2", "val_loss", "val_mse", "val_mae", "val_r2"):
+        assert len(history[key]) == 3 and np.all(np.isfinite(history[key]))
+    assert "accuracy" not in history
+    # training metrics: on the training data with the weights at the end of the epoch
+    scores = net.evaluate(X, y)
+    for key in ("mse", "mae", "r2"):
+        assert history[key][-1] == scores[key]
+    output = net.predict(X)[:, 0]
+    assert scores["mse"] == pytest.approx(np.mean((output - y) ** 2), rel=1e-12)
+    assert scores["mae"] == pytest.approx(np.mean(np.abs(output - y)), rel=1e-12)
+    r2 = 1 - np.sum((y - output) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert scores["r2"] == pytest.approx(r2, rel=1e-12)
+    assert history["r2"][-1] > 0.5
+
+
+def test_classifier_accuracy_matches_predictions():
+    X, y = classification_data()
+    net = classifier()
+    net.fit(X, y, epochs=5, batch_size=16, verbose=0)
+    accuracy = net.evaluate(X, y)["accuracy"]
+    assert accuracy == np.mean(net.predict_classes(X) == y)
+    assert accuracy > 0.8
+
+
+# --------------------------------------------------------------------------- verbose
+def test_verbose_0_prints_nothing(capsys):
+    X, y = classification_data()
+    classifier().fit(X, y, epochs=2, verbose=0, validation_split=0.2)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
+def test_verbose_1_shows_a_tqdm_bar_and_one_line_per_epoch(capsys):
+    pytest.importorskip("tqdm")
+    X, y = classification_data()
+    classifier().fit(X, y, epochs=2, verbose=1)
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("epoch 1/2") and "loss" in lines[0]
+    assert "samples/s" in lines[0]
+    assert "sample/s" in err        # tqdm's rate, in samples
+
+
+def test_tqdm_bar_counts_samples_and_shows_the_running_loss():
+    pytest.importorskip("tqdm")
+    bar = network._TqdmBar(100, 32, "epoch 1/1")
+    try:
+        bar.update_to(2, 0.5)
+        assert bar._bar.n == 64
+        assert "loss=0.5000" in str(bar._bar.postfix)
+        bar.update_to(4, 0.25)
+        assert bar._bar.n == 100       # the short last batch
+        assert bar._bar.unit == "sample"
+    finally:
+        bar.close()
+
+
+def test_verbose_1_without_tqdm_prints_the_line_only(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)      # import tqdm -> ImportError
+    X, y = classification_data()
+    classifier().fit(X, y, epochs=2, verbose=1)
+    out, err = capsys.readouterr()
+    assert len(out.strip().splitlines()) == 2
+    assert err == ""
+
+
+def test_verbose_2_prints_lines_without_bar(capsys):
+    X, y = classification_data()
+    classifier().fit(X, y, epochs=3, verbose=2)
+    out, err = capsys.readouterr()
+    assert len(out.strip().splitlines()) == 3
+    assert err == ""
+
+
+# --------------------------------------------------------------------------- callbacks
+def test_early_stopping_restores_the_best_weights():
+    X, y = classification_data()
+    net = classifier()
+    record = RecordWeights()
+    # min_delta so large that only the first epoch counts as an improvement
+    stop = EarlyStopping(monitor="val_loss", patience=0, min_delta=10.0,
+                         restore_best_weights=True)
+    history = net.fit(X, y, epochs=10, batch_size=16, verbose=0, validation_split=0.2,
+                      callbacks=[record, stop])
+    assert history.epoch == [0, 1]
+    assert stop.stopped_epoch == 1 and stop.best_epoch == 0
+    assert_weights_equal(net.get_weights(), record.weights[0])
+
+
+def test_early_stopping_on_a_real_plateau_keeps_the_best_epoch():
+    X, y = classification_data()
+    Xv, yv = classification_data(n=60, seed=3)
+    net = classifier(optimizer=dn.optimizers.SGD(0.5, momentum=0.9))
+    record = RecordWeights()
+    stop = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    history = net.fit(X, y, epochs=40, batch_size=8, verbose=0, validation_data=(Xv, yv),
+                      callbacks=[record, stop])
+    best = int(np.argmin(history["val_loss"]))
+    assert_weights_equal(net.get_weights(), record.weights[best])
+
+
+def test_model_checkpoint_save_best_only_keeps_the_best_model(tmp_path):
+    X, y = classification_data()
+    Xv, yv = classification_data(n=60, seed=3)
+    net = classifier(optimizer=dn.optimizers.SGD(0.5, momentum=0.9))
+    record = RecordWeights()
+    path = tmp_path / "best.npz"
+    check = ModelCheckpoint(str(path), monitor="val_loss", save_best_only=True)
+    history = net.fit(X, y, epochs=12, batch_size=8, verbose=0, validation_data=(Xv, yv),
+                      callbacks=[record, check])
+    best = int(np.argmin(history["val_loss"]))
+    loaded = dn.load(path)
+    assert_weights_equal(loaded.get_weights(), record.weights[best])
+    assert loaded.history.epoch == list(range(best + 1))
+
+
+def test_model_checkpoint_every_epoch_with_formatted_names(tmp_path):
+    X, y = classification_data()
+    net = classifier()
+    net.fit(X, y, epochs=3, batch_size=16, verbose=0,
+            callbacks=[ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}.npz"),
+                                       save_best_only=False)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ckpt-01.npz", "ckpt-02.npz", "ckpt-03.npz"]
+    assert_weights_equal(dn.load(tmp_path / "ckpt-03.npz").get_weights(), net.get_weights())
+
+
+def test_learning_rate_scheduler_sets_the_rate_of_each_epoch():
+    X, y = classification_data()
+    net = classifier()
+    history = net.fit(X, y, epochs=4, batch_size=16, verbose=0,
+                      callbacks=[LearningRateScheduler(lambda epoch: 0.2 * 0.5 ** epoch)])
+    assert history["learning_rate"] == [0.2, 0.1, 0.05, 0.025]
+
+
+def test_reduce_lr_on_plateau_lowers_the_rate():
+    X, y = classification_data()
+    net = classifier()
+    history = net.fit(X, y, epochs=4, batch_size=16, verbose=0,
+                      callbacks=[ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1,
+                                                   min_delta=10.0)])
+    # epoch 0 improves on +inf; each later epoch does not, and patience=1 reduces at once
+    assert history["learning_rate"] == [0.1, 0.1, 0.05, 0.025]
+    assert net.optimizer.learning_rate == 0.0125
+
+
+def test_csv_logger_writes_one_row_per_epoch(tmp_path):
+    X, y = classification_data()
+    path = tmp_path / "log.csv"
+    history = classifier().fit(X, y, epochs=3, batch_size=16, verbose=0,
+                               validation_split=0.2, callbacks=[CSVLogger(str(path))])
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [float(r["val_loss"]) for r in rows] == history["val_loss"]
+    assert [float(r["loss"]) for r in rows] == history["loss"]
+
+
+# --------------------------------------------------------------------------- gradient norms
+def test_gradient_norms_per_layer_per_epoch():
+    X, y = classification_data()
+    net = classifier()
+    history = net.fit(X, y, epochs=3, batch_size=16, verbose=0, gradient_norms=True)
+    assert len(history["grad_norm_0"]) == len(history["grad_norm_1"]) == 3
+    assert all(g > 0 and np.isfinite(g) for g in history["grad_norm_0"] + history["grad_norm_1"])
+    grads = net.gradients(X, y)
+    for i, (dw, _) in enumerate(grads):
+        assert history[f"grad_norm_{i}"][-1] == pytest.approx(np.linalg.norm(dw), rel=1e-10)
+    assert "grad_norm_0" not in classifier().fit(X, y, epochs=1, verbose=0)
+
+
+# --------------------------------------------------------------------------- divergence
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_divergence_stops_with_a_clear_error_and_keeps_the_last_finite_weights(dtype):
+    X, y = regression_data(dtype=dtype)
+    y = y * 100
+    net = regressor(dtype=dtype, optimizer=dn.optimizers.SGD(1e-3))
+    record = RecordWeights()
+    boost = LearningRateScheduler(lambda epoch: 1e-3 if epoch < 2 else 1e25)
+    with pytest.raises(dn.DivergenceError, match=r"epoch 2 .*smaller learning rate"):
+        net.fit(X, y, epochs=6, batch_size=4, verbose=0, callbacks=[record, boost])
+    assert len(record.weights) == 2
+    assert_weights_equal(net.get_weights(), record.weights[1])
+    assert net.history.epoch == [0, 1]
+    assert np.isfinite(net.predict(X)).all()
+    assert np.isfinite(list(net.evaluate(X, y).values())).all()
+    # training can resume from the kept weights with a sane rate
+    net.fit(X, y, epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(net.predict(X)).all()
+
+
+def test_divergence_in_the_first_epoch_keeps_the_initial_weights():
+    X, y = regression_data()
+    net = regressor(optimizer=dn.optimizers.SGD(1e30))
+    initial = net.get_weights()
+    with pytest.raises(dn.DivergenceError, match="epoch 0"):
+        net.fit(X, y * 1e3, epochs=2, batch_size=4, verbose=0)
+    assert_weights_equal(net.get_weights(), initial)
+    assert net.optimizer.iterations == 0
+
+
+def test_predict_never_returns_nan():
+    X, _ = classification_data()
+    net = classifier()
+    net.set_weights([np.full_like(w, 1e300) for w in net.get_weights()])
+    with pytest.raises(FloatingPointError):
+        net.predict(X)
+    with pytest.raises(FloatingPointError):
+        net.predict_classes(X)
+    with pytest.raises(FloatingPointError):
+        net.evaluate(X, np.zeros(len(X), dtype=int))
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+class _InterruptingBar:
+    """Stands in for the tqdm bar: raises KeyboardInterrupt mid-epoch."""
+
+    def __init__(self, epoch, at_epoch, after_batches):
+        self.epoch, self.at_epoch, self.after = epoch, at_epoch, after_batches
+
+    def update_to(self, batches_done, running_loss):
+        if self.epoch == self.at_epoch and batches_done >= self.after:
+            raise KeyboardInterrupt
+
+    def close(self):
+        pass
+
+
+def test_ctrl_c_mid_epoch_keeps_the_last_completed_epoch(monkeypatch, capsys):
+    X, y = classification_data(n=200)
+    net = classifier(optimizer=dn.optimizers.Adam(0.01))
+    record = RecordWeights()
+    states = []
+
+    class RecordState(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            states.append((net.optimizer.get_state(), net._rng.bit_generator.state))
+
+    monkeypatch.setattr(network, "_progress_bar",
+                        lambda verbose, n, bs, epoch, epochs: _InterruptingBar(epoch, 2, 3))
+    history = net.fit(X, y, epochs=5, batch_size=8, verbose=0,
+                      callbacks=[record, RecordState()])
+    assert history.interrupted is True
+    assert history.epoch == [0, 1] and len(history["loss"]) == 2
+    assert net.history is history
+    assert_weights_equal(net.get_weights(), record.weights[1])
+    state, rng = states[1]
+    assert net.optimizer.iterations == state["iterations"] == 2 * 25
+    assert net._rng.bit_generator.state == rng
+    assert net.epochs_trained == 2
+    assert capsys.readouterr() == ("", "")      # verbose=0 stays silent
+    # a fit continuing from here equals an uninterrupted one
+    monkeypatch.undo()
+    net.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    reference = classifier(optimizer=dn.optimizers.Adam(0.01))
+    reference.fit(X, y, epochs=3, batch_size=8, verbose=0)
+    assert_weights_equal(net.get_weights(), reference.get_weights())
+
+
+def test_ctrl_c_in_a_callback_after_the_epoch_keeps_that_epoch():
+    X, y = classification_data()
+    net = classifier()
+    record = RecordWeights()
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    history = net.fit(X, y, epochs=5, batch_size=16, verbose=0,
+                      callbacks=[record, Interrupt()])
+    assert history.interrupted and history.epoch == [0, 1]
+    assert_weights_equal(net.get_weights(), record.weights[1])
+
+
+def test_ctrl_c_at_epoch_begin_keeps_the_previous_epoch():
+    X, y = classification_data()
+    net = classifier()
+    record = RecordWeights()
+
+    class Interrupt(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    history = net.fit(X, y, epochs=5, batch_size=16, verbose=2, callbacks=[record, Interrupt()])
+    assert history.interrupted and history.epoch == [0, 1]
+    assert_weights_equal(net.get_weights(), record.weights[1])
+
+
+def test_sigint_from_a_timer_thread_ends_fit_cleanly(capsys):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread only")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 64))
+    y = rng.integers(0, 10, size=4000)
+    net = dn.Sequential([dn.Dense(128, activation="relu"), dn.Dense(10)], input_dim=64,
+                        seed=0, n_threads=1)
+    net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.01))
+    record = RecordWeights()
+
+    class Deadline(Callback):       # a safety net only: the signal ends the fit
+        def on_train_begin(self, logs=None):
+            self.start = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if time.monotonic() - self.start > 60:
+                self.model.stop_training = True
+
+    timer = threading.Timer(0.4, signal.raise_signal, args=(signal.SIGINT,))
+    timer.start()
+    try:
+        history = net.fit(X, y, epochs=10**6, batch_size=16, verbose=1,
+                          callbacks=[record, Deadline()])
+    finally:
+        timer.join()
+    assert history.interrupted
+    completed = len(history.epoch)
+    assert net.optimizer.iterations == completed * 250
+    assert net.epochs_trained == completed
+    if completed and len(record.weights) == completed:
+        assert_weights_equal(net.get_weights(), record.weights[-1])
+    assert all(np.isfinite(w).all() for w in net.get_weights())
+    assert "Interrupted" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- partial_fit
+@pytest.mark.parametrize("optimizer", [lambda: dn.optimizers.SGD(0.1, momentum=0.9),
+                                       lambda: dn.optimizers.Adam(0.01)])
+def test_partial_fit_twice_equals_fit_two_epochs(optimizer):
+    X, y = classification_data()
+    a = classifier(optimizer=optimizer())
+    a.partial_fit(X, y, batch_size=16)
+    history = a.partial_fit(X, y, batch_size=16)
+    assert history.epoch == [0] and a.epochs_trained == 2
+    b = classifier(optimizer=optimizer())
+    b.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    assert_weights_equal(a.get_weights(), b.get_weights())
+
+
+def test_partial_fit_with_declared_classes_accepts_late_labels():
+    X, _ = classification_data(n=90)
+    labels = np.array(["ant", "bee", "cow"])
+    y = labels[np.arange(90) % 3]
+    net = classifier(input_dim=False)
+    first = y != "cow"
+    net.partial_fit(X[first], y[first], classes=["cow", "bee", "ant"])
+    np.testing.assert_array_equal(net.classes_, labels)
+    net.partial_fit(X, y)                                 # 'cow' appears now
+    net.partial_fit(X, y, classes=labels)                 # same classes: fine
+    assert set(net.predict_classes(X)) <= set(labels)
+    before = full_state(net)
+    bad = y.copy()
+    bad[5] = "dog"
+    with pytest.raises(ValueError, match="dog"):
+        net.partial_fit(X, bad)
+    assert_same_state(before, full_state(net))
+    with pytest.raises(ValueError, match="differs from classes_"):
+        net.partial_fit(X, y, classes=["ant", "bee", "dog"])
+    assert_same_state(before, full_state(net))
+
+
+def test_partial_fit_first_call_without_all_labels_asks_for_classes():
+    X, _ = classification_data(n=30)
+    y = np.array(["a", "b"] * 15)
+    net = classifier(input_dim=False)
+    before = full_state(net)
+    with pytest.raises(ValueError, match="classes="):
+        net.partial_fit(X, y)
+    assert_same_state(before, full_state(net))
+    assert net.classes_ is None
+
+
+@pytest.mark.parametrize("classes, error, match", [
+    (["a", "b"], ValueError, "needs 3"),
+    (["a", "a", "b"], ValueError, "duplicate"),
+    ([], ValueError, "non-empty"),
+    ([[1, 2, 3]], ValueError, "1-D"),
+    ("abc", TypeError, "array-like"),
+    ([1.0, np.nan, 2.0], ValueError, "NaN"),
+])
+def test_partial_fit_rejects_bad_classes(classes, error, match):
+    X, y = classification_data(n=30)
+    net = classifier()
+    before = full_state(net)
+    with pytest.raises(error, match=match):
+        net.partial_fit(X, y, classes=classes)
+    assert_same_state(before, full_state(net))
+
+
+def test_partial_fit_classes_for_regression_is_a_type_error():
+    X, y = regression_data()
+    net = regressor()
+    with pytest.raises(TypeError, match="classification"):
+        net.partial_fit(X, y, classes=[0, 1])
+
+
+def test_partial_fit_binary_with_declared_classes():
+    X, _ = classification_data(n=40)
+    y = np.array(["no", "yes"])[np.arange(40) % 2]
+    net = dn.Sequential([dn.Dense(8, activation="relu"), dn.Dense(1)], seed=0, n_threads=1)
+    net.compile(loss="binary_cross_entropy", optimizer="adam")
+    net.partial_fit(X[y == "no"], y[y == "no"], classes=["yes", "no"])
+    net.partial_fit(X, y)
+    np.testing.assert_array_equal(net.classes_, ["no", "yes"])
+    with pytest.raises(ValueError, match="maybe"):
+        net.partial_fit(X[:3], ["no", "maybe", "yes"])
+
+
+def test_schedule_continues_across_fit_calls():
+    X, y = classification_data()
+
+    def make():
+        return classifier(optimizer=dn.optimizers.SGD(
+            dn.schedules.StepDecay(0.2, drop=0.5, step_size=1), momentum=0.9))
+
+    a = make()
+    first = a.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    second = a.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    assert first["learning_rate"] == [0.2]
+    assert second["learning_rate"] == [0.1, 0.05]
+    b = make()
+    b.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    assert_weights_equal(a.get_weights(), b.get_weights())
+    a.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(
+        dn.schedules.StepDecay(0.2, drop=0.5, step_size=1)))
+    assert a.epochs_trained == 0      # a new compile starts the schedule again
+
+
+# --------------------------------------------------------------------------- input validation
+def _bad_X_cases(d):
+    rng = np.random.default_rng(0)
+    good = rng.normal(size=(10, d))
+    nan = good.copy()
+    nan[3, 1] = np.nan
+    inf = good.copy()
+    inf[0, 0] = np.inf
+    return [
+        ("nan", nan, ValueError, "NaN"),
+        ("inf", inf, ValueError, "infinite"),
+        ("empty", np.empty((0, d)), ValueError, "empty"),
+        ("no features", np.empty((10, 0)), ValueError, "0 features"),
+        ("1-D", good[0], ValueError, "2-D"),
+        ("3-D", good[None], ValueError, "2-D"),
+        ("features", good[:, :-1], ValueError, f"expects {d}"),
+        ("strings", np.array([["a"] * d] * 10), TypeError, "real numbers"),
+        ("complex", good.astype(complex), TypeError, "real numbers"),
+        ("object", good.astype(object), TypeError, "real numbers"),
+        ("None", None, TypeError, "X must be"),
+        ("overflow", np.full((10, d), 1e300), ValueError, "after conversion"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(12))
+@pytest.mark.parametrize("entry", ["fit", "partial_fit", "predict", "evaluate", "gradients",
+                                   "loss", "train_on_batch", "predict_classes"])
+def test_every_entry_point_rejects_bad_X_and_changes_nothing(entry, case):
+    name, X, error, match = _bad_X_cases(6)[case]
+    if name == "overflow":
+        net = classifier(dtype="float32")
+    else:
+        net = classifier()
+    Xt, yt = classification_data()
+    net.fit(Xt, yt, epochs=1, batch_size=16, verbose=0)
+    before = full_state(net)
+    y = np.zeros(10 if X is None or np.ndim(X) < 1 else len(X), dtype=int)
+    calls = {"fit": lambda: net.fit(X, y, epochs=1, verbose=0),
+             "partial_fit": lambda: net.partial_fit(X, y),
+             "predict": lambda: net.predict(X),
+             "evaluate": lambda: net.evaluate(X, y),
+             "gradients": lambda: net.gradients(X, y),
+             "loss": lambda: net.loss(X, y),
+             "train_on_batch": lambda: net.train_on_batch(X, y),
+             "predict_classes": lambda: net.predict_classes(X)}
+    with pytest.raises(error, match=match):
+        calls[entry]()
+    assert_same_state(before, full_state(net))
+
+
+@pytest.mark.parametrize("y, error, match", [
+    (np.zeros(9, dtype=int), ValueError, "different lengths"),
+    (np.full(10, 3), ValueError, r"outside \[0, 3\)"),
+    (np.full(10, -1), ValueError, r"outside \[0, 3\)"),
+    (np.array([0.0, np.nan] * 5), ValueError, "NaN"),
+    (None, ValueError, "required"),
+    (np.array(["a", "b"] * 5), ValueError, "distinct labels"),
+    (np.zeros((10, 2)), ValueError, "one-hot"),
+    (np.zeros((10, 3, 1)), ValueError, "1-D labels or 2-D one-hot"),
+])
+@pytest.mark.parametrize("entry", ["fit", "partial_fit", "evaluate", "gradients",
+                                   "train_on_batch"])
+def test_entry_points_reject_bad_classification_targets(entry, y, error, match):
+    X = np.random.default_rng(0).normal(size=(10, 6))
+    net = classifier()
+    before = full_state(net)
+    calls = {"fit": lambda: net.fit(X, y, epochs=1, verbose=0),
+             "partial_fit": lambda: net.partial_fit(X, y),
+             "evaluate": lambda: net.evaluate(X, y),
+             "gradients": lambda: net.gradients(X, y),
+             "train_on_batch": lambda: net.train_on_batch(X, y)}
+    with pytest.raises(error, match=match):
+        calls[entry]()
+    assert_same_state(before, full_state(net))
+
+
+@pytest.mark.parametrize("y, error, match", [
+    (np.zeros((10, 2)), ValueError, r"shape \(n,\) or \(n, 1\)"),
+    (np.array(["a"] * 10), TypeError, "real-valued"),
+    (np.array([np.inf] * 10), ValueError, "NaN or infinite"),
+])
+def test_regression_targets_are_checked(y, error, match):
+    X = np.random.default_rng(0).normal(size=(10, 5))
+    net = regressor()
+    before = full_state(net)
+    for call in (lambda: net.fit(X, y, verbose=0), lambda: net.evaluate(X, y),
+                 lambda: net.partial_fit(X, y)):
+        with pytest.raises(error, match=match):
+            call()
+        assert_same_state(before, full_state(net))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"epochs": -1}, ValueError, "epochs"),
+    ({"epochs": 1.5}, TypeError, "epochs"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"batch_size": "32"}, TypeError, "batch_size"),
+    ({"verbose": 3}, ValueError, "verbose"),
+    ({"shuffle": "yes"}, TypeError, "shuffle"),
+    ({"validation_split": 1.0}, ValueError, "validation_split"),
+    ({"validation_split": -0.1}, ValueError, "validation_split"),
+    ({"validation_data": (np.zeros((3, 5)), np.zeros(3))}, ValueError, "validation_data"),
+    ({"validation_data": (np.full((3, 6), np.nan), np.zeros(3))}, ValueError, "NaN"),
+    ({"validation_data": (np.zeros((3, 6)), np.zeros(2))}, ValueError, "lengths"),
+    ({"validation_data": np.zeros((3, 6))}, ValueError, "validation_data"),
+    ({"callbacks": "early"}, TypeError, "callbacks"),
+    ({"n_threads": 0}, ValueError, "n_threads"),
+])
+def test_fit_rejects_bad_arguments_and_changes_nothing(kwargs, error, match):
+    X, y = classification_data()
+    for net in (classifier(), classifier(input_dim=False)):
+        before = full_state(net)
+        with pytest.raises(error, match=match):
+            net.fit(X, y, **{"verbose": 0, **kwargs})
+        assert_same_state(before, full_state(net))
+
+
+def test_set_weights_rejects_bad_arrays_and_changes_nothing():
+    net = classifier()
+    before = full_state(net)
+    weights = net.get_weights()
+    bad_nan = [w.copy() for w in weights]
+    bad_nan[2][0, 0] = np.nan
+    for bad, match in ((weights[:-1], "expected 4 arrays"),
+                       ([weights[0].T] + weights[1:], "shape"),
+                       (bad_nan, "finite")):
+        with pytest.raises(ValueError, match=match):
+            net.set_weights(bad)
+        assert_same_state(before, full_state(net))
+
+
+def test_one_class_in_y_is_fine_for_integer_ids_but_strings_must_match_outputs():
+    X, _ = classification_data(n=20)
+    net = classifier()
+    net.fit(X, np.zeros(20, dtype=int), epochs=1, verbose=0)    # ids of 3 classes
+    other = classifier()
+    with pytest.raises(ValueError, match="1 distinct labels"):
+        other.fit(X, np.array(["only"] * 20), epochs=1, verbose=0)
+
+
+# --------------------------------------------------------------------------- layouts
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_and_fortran_inputs_match_contiguous_copies(dtype):
+    rng = np.random.default_rng(0)
+    big = rng.normal(size=(240, 12)).astype(dtype)
+    y_big = rng.integers(0, 3, size=240)
+    variants = {"strided": (big[::2, ::2], y_big[::2]),
+                "fortran": (np.asfortranarray(big[::2, ::2]), np.ascontiguousarray(y_big[::2])),
+                "reversed": (np.ascontiguousarray(big[::2, ::2])[::-1][::-1],
+                             y_big[::2][::-1][::-1])}
+    X_c = np.ascontiguousarray(big[::2, ::2])
+    y_c = np.ascontiguousarray(y_big[::2])
+    assert not variants["strided"][0].flags.c_contiguous
+    assert variants["fortran"][0].flags.f_contiguous
+    ref = classifier(dtype=np.dtype(dtype).name)
+    ref.fit(X_c, y_c, epochs=2, batch_size=16, verbose=0, validation_data=(X_c, y_c))
+    for name, (X, y) in variants.items():
+        net = classifier(dtype=np.dtype(dtype).name)
+        net.fit(X, y, epochs=2, batch_size=16, verbose=0, validation_data=(X, y))
+        assert_weights_equal(net.get_weights(), ref.get_weights())
+        np.testing.assert_array_equal(net.predict(X), ref.predict(X_c))
+        assert net.evaluate(X, y) == ref.evaluate(X_c, y_c)
+        for (dw, db), (rw, rb) in zip(net.gradients(X, y), ref.gradients(X_c, y_c)):
+            np.testing.assert_array_equal(dw, rw)
+            np.testing.assert_array_equal(db, rb)
+
+
+def test_inputs_are_never_modified():
+    X, y = classification_data()
+    X_copy, y_copy = X.copy(), y.copy()
+    net = classifier()
+    net.fit(X, y, epochs=1, verbose=0, validation_data=(X, y))
+    net.predict(X)
+    net.gradients(X, y)
+    np.testing.assert_array_equal(X, X_copy)
+    np.testing.assert_array_equal(y, y_copy)
+
+
+def test_read_only_inputs_work():
+    X, y = classification_data()
+    X.flags.writeable = False
+    y.flags.writeable = False
+    net = classifier()
+    net.fit(X, y, epochs=1, verbose=0)
+    net.partial_fit(X, y)
+    assert np.isfinite(net.predict(X)).all()
+
+
+# --------------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_same_seed_same_weights_whatever_the_global_numpy_state(dtype):
+    X, y = classification_data(dtype=dtype)
+    results = []
+    for global_seed in (0, 12345):
+        np.random.seed(global_seed)
+        np.random.random(100)
+        net = dn.Sequential([dn.Dense(16, activation="relu"), dn.Dropout(0.2), dn.Dense(3)],
+                            input_dim=6, dtype=dtype, seed=7, n_threads=1)
+        net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
+        net.fit(X, y, epochs=2, batch_size=16, verbose=0)
+        results.append(net.get_weights())
+    assert_weights_equal(results[0], results[1])
+    state = np.random.get_state()
+    dn.Sequential([dn.Dense(3)], input_dim=6, seed=1)
+    assert np.random.get_state()[1].tolist() == state[1].tolist()   # global state untouched
+
+
+def _fit_with_threads(n_threads, dtype):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 64)).astype(dtype)
+    y = rng.integers(0, 10, size=500)
+    net = dn.Sequential([dn.Dense(100, activation="relu"), dn.Dense(10)], input_dim=64,
+                        dtype=dtype, seed=1, n_threads=n_threads)
+    net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
+    net.fit(X, y, epochs=2, batch_size=200, verbose=0)
+    return net.get_weights()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_and_two_threads_give_bitwise_identical_training(dtype):
+    # the compiled epoch loop splits its work into blocks independent of the team size
+    one, two = _fit_with_threads(1, dtype), _fit_with_threads(2, dtype)
+    assert_weights_equal(one, two)
+    assert_weights_equal(two, _fit_with_threads(2, dtype))
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "the per-layer path (predict, evaluate, gradients) splits each GEMM's rows over the "
+    "threads (csrc/descend/_dense.pyx gemm_rows), and OpenBLAS picks its kernel by matrix "
+    "size (small-matrix kernels on SkylakeX), so some rows differ in the last bit between "
+    "n_threads=1 and 2; reported to the lead"))
+def test_predict_is_bitwise_identical_for_one_and_two_threads():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 64))
+    outputs = []
+    for n_threads in (1, 2):
+        net = dn.Sequential([dn.Dense(100, activation="relu"), dn.Dense(10)], input_dim=64,
+                            dtype="float64", seed=1, n_threads=n_threads)
+        outputs.append(net.predict(X))
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-12)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
