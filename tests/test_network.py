@@ -414,3 +414,131 @@ def test_failed_fit_on_an_unbuilt_network_changes_nothing():
     fresh.fit(X, y, epochs=1, verbose=0)
     for a, b in zip(net.get_weights(), fresh.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------
+# the fused loop's special paths against the per-layer path
+# ---------------------------------------------------------------------------
+def _wide_net(optimizer, dtype="float64", n_threads=None, activation="relu", d=70,
+              hidden=(80, 9), k=3, loss="softmax_cross_entropy", use_bias=True, **dense_kwargs):
+    """Kernels with more than 64 rows: several phase-B blocks per layer."""
+    layers = [dn.Dense(h, activation=activation, use_bias=use_bias, **dense_kwargs)
+              for h in hidden]
+    layers.append(dn.Dense(k, **dense_kwargs))
+    net = dn.Sequential(layers, input_dim=d, dtype=dtype, seed=3, n_threads=n_threads)
+    net.compile(loss=loss, optimizer=optimizer)
+    return net
+
+
+def _sparse_inputs(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 1, (n, d))
+    X[rng.uniform(size=(n, d)) < 0.7] = 0.0          # mostly zero, like image pixels
+    return X
+
+
+def _loop(net, X, y, batch_size, epochs):
+    for _ in range(epochs):
+        for start in range(0, len(X), batch_size):
+            net.train_on_batch(X[start:start + batch_size], y[start:start + batch_size])
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 40])
+@pytest.mark.parametrize("case", ["sgd", "sgd_l2_decay", "sgd_l1", "sgd_clipnorm", "momentum"])
+def test_fused_paths_equal_the_per_layer_path_on_wide_layers(case, batch_size):
+    """Plain SGD takes special fused paths (per-sample sparse updates for batch 1,
+    the update folded into the GEMM with L2 / weight decay); all must equal the
+    per-layer path, on layers wider than one block of kernel rows."""
+    settings = {
+        "sgd": (lambda: dn.optimizers.SGD(0.05), {}),
+        "sgd_l2_decay": (lambda: dn.optimizers.SGD(0.05, weight_decay=0.01),
+                         {"kernel_regularizer": dn.regularizers.l2(0.01)}),
+        "sgd_l1": (lambda: dn.optimizers.SGD(0.05),
+                   {"kernel_regularizer": dn.regularizers.l1_l2(1e-3, 1e-3),
+                    "bias_regularizer": dn.regularizers.l2(1e-2)}),
+        "sgd_clipnorm": (lambda: dn.optimizers.SGD(0.05, clipnorm=0.1), {}),
+        "momentum": (lambda: dn.optimizers.SGD(0.05, momentum=0.9, decay_bias=True,
+                                               weight_decay=1e-3), {}),
+    }
+    make, kwargs = settings[case]
+    n = 83
+    X = _sparse_inputs(n, 70)
+    y = np.random.default_rng(1).integers(0, 3, n)
+    fused = _wide_net(make(), **kwargs)
+    looped = _wide_net(make(), **kwargs)
+    history = fused.fit(X, y, epochs=2, batch_size=batch_size, shuffle=False, verbose=0)
+    _loop(looped, X, y, batch_size, 2)
+    assert fused.optimizer.iterations == looped.optimizer.iterations == 2 * math.ceil(
+        n / batch_size)
+    for a, b in zip(fused.get_weights(), looped.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert np.isfinite(history["loss"]).all()
+
+
+@pytest.mark.parametrize("loss,k,activation", [("mean_squared_error", 2, "relu"),
+                                               ("binary_cross_entropy", 1, "tanh"),
+                                               ("softmax_cross_entropy", 4, "leaky_relu")])
+def test_stochastic_plain_sgd_equals_per_layer_path(loss, k, activation):
+    """batch_size=1 plain SGD (the per-sample sparse path), hidden layers without
+    bias, zero inputs and zero-derivative ReLU units included."""
+    n, d = 37, 12
+    X = _sparse_inputs(n, d, seed=2)
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(n, k)) if loss == "mean_squared_error" else (
+        rng.integers(0, 2, n) if k == 1 else rng.integers(0, k, n))
+    nets = [_wide_net(dn.optimizers.SGD(0.05), activation=activation, d=d, hidden=(9, 7),
+                      k=k, loss=loss, use_bias=False) for _ in range(2)]
+    history = nets[0].fit(X, y, epochs=2, batch_size=1, shuffle=False, verbose=0)
+    losses = []
+    for _ in range(2):
+        losses.append(np.mean([nets[1].train_on_batch(X[i:i + 1], y[i:i + 1])
+                               for i in range(n)]))
+    for a, b in zip(nets[0].get_weights(), nets[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(history["loss"], losses, rtol=1e-10)
+
+
+@pytest.mark.parametrize("optimizer", [lambda: dn.optimizers.SGD(0.05),
+                                       lambda: dn.optimizers.Adam(0.01, global_clipnorm=1.0)],
+                         ids=["sgd", "adam-global-clip"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_fit_is_bit_identical_for_any_thread_count(optimizer, dtype):
+    X = _sparse_inputs(150, 70)
+    y = np.random.default_rng(4).integers(0, 3, 150)
+    weights = []
+    for threads in (1, 2):
+        net = _wide_net(optimizer(), dtype=dtype, n_threads=threads)
+        net.fit(X, y, epochs=2, batch_size=50, verbose=0)
+        weights.append(net.get_weights())
+    for a, b in zip(*weights):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_fused_dropout_uses_the_same_masks_as_the_per_layer_path():
+    """One full batch with dropout on the input and between hidden layers: fit
+    draws its epoch seed from the network's generator right after the (skipped)
+    shuffle; train_on_batch with that seed must build the same masks, forward
+    and backward, across the fused loop's blocks of samples."""
+    import copy
+
+    X = _sparse_inputs(50, 20)
+    y = np.random.default_rng(5).integers(0, 3, 50)
+
+    def net():
+        n = dn.Sequential([dn.Dropout(0.2), dn.Dense(30, activation="relu"), dn.Dropout(0.5),
+                           dn.Dense(10, activation="tanh"), dn.Dropout(0.3), dn.Dense(3)],
+                          input_dim=20, dtype="float64", seed=6)
+        n.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
+        return n
+
+    fused, looped = net(), net()
+    epoch_seed = int(copy.deepcopy(fused._rng).integers(0, 2**63))
+    history = fused.fit(X, y, epochs=1, batch_size=None, shuffle=False, verbose=0)
+    loss = looped.train_on_batch(X, y, seed=epoch_seed)
+    assert history["loss"][0] == pytest.approx(loss, rel=1e-12)
+    for a, b in zip(fused.get_weights(), looped.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # and the masks matter: another seed gives other weights
+    other = net()
+    other.train_on_batch(X, y, seed=epoch_seed + 1)
+    assert not np.allclose(other.get_weights()[0], fused.get_weights()[0])
