@@ -542,3 +542,33 @@ def test_fused_dropout_uses_the_same_masks_as_the_per_layer_path():
     other = net()
     other.train_on_batch(X, y, seed=epoch_seed + 1)
     assert not np.allclose(other.get_weights()[0], fused.get_weights()[0])
+
+
+def test_fortran_ordered_and_strided_inputs_give_the_same_results():
+    X, y = small_data(n=40, d=4)
+    wide = np.zeros((40, 8))
+    wide[:, ::2] = X                                     # a strided view equal to X
+    inputs = {"c": X, "fortran": np.asfortranarray(X), "strided": wide[:, ::2]}
+    results = {}
+    for name, data in inputs.items():
+        net = small_net(seed=2)
+        net.fit(data, y, epochs=2, batch_size=8, verbose=0)
+        results[name] = (net.get_weights(), net.predict(data), net.predict(X))
+    for name in ("fortran", "strided"):
+        for a, b in zip(results["c"][0], results[name][0]):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(results["c"][1], results[name][1])
+        np.testing.assert_array_equal(results[name][1], results[name][2])
+
+
+def test_predict_in_chunks_and_single_rows():
+    """predict works through the rows in chunks: the result must not depend on them."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 4))
+    net = small_net(seed=1)
+    full = net.predict(X)
+    assert full.shape == (20_000, 3)
+    np.testing.assert_allclose(full[:9000], net.predict(X[:9000]), rtol=1e-14)
+    np.testing.assert_allclose(full[-1:], net.predict(X[-1:]), rtol=1e-14)
+    np.testing.assert_allclose(full.sum(axis=1), 1.0, rtol=1e-13)
+    np.testing.assert_array_equal(net.predict_classes(X), full.argmax(axis=1))
