@@ -119,6 +119,7 @@ class Result:
     config: Config = None
     plot_path: object = None
     plot_message: str = ""
+    figsize: tuple = (8, 3.6)
 
     @property
     def table(self):
@@ -430,7 +431,7 @@ def save_plot(result, path):
         result.plot_message = ("plot skipped: matplotlib is not installed "
                                "(pip install descend[plot])")
         return None
-    fig = Figure(figsize=(8, 3.6), dpi=90)
+    fig = Figure(figsize=result.figsize, dpi=90)
     FigureCanvasAgg(fig)
     result.plot(fig)
     fig.tight_layout()

@@ -44,7 +44,7 @@ def run(cfg):
                                      n_test=cfg.pick(1000, None, None) if mnist else None)
     k = len(np.unique(y))
     hidden = cfg.pick((64, 64), (256, 256), (256, 256))
-    epochs = cfg.pick(15, 40 if mnist else 100, 50 if mnist else 150)
+    epochs = cfg.pick(40, 40 if mnist else 100, 50 if mnist else 150)
     lr, patience = 0.05, 10
     n_val = len(X) // 5
     table = Table(

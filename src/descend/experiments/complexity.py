@@ -1,0 +1,180 @@
+"""Measured cost of an epoch against batch size, width and depth.
+
+Time: the fastest of a few epochs of fit (fit's own per-epoch timer, the
+compiled loop only). Memory: two numbers per point,
+- "traced": the peak of tracemalloc over one epoch of fit, counted from just
+  before fit. NumPy reports its array allocations to tracemalloc, and every
+  buffer descend's epoch loop uses is a NumPy array (the batch copy, z, a
+  and dz per layer, gradients, optimizer state, and fit's per-epoch rollback
+  snapshot of the weights), so this is what training allocates beyond the
+  data and the parameters;
+- "activations": computed bytes of the per-batch activation buffers, which
+  are what grows with the batch size: batch x (inputs + sum over layers of
+  z, a and dz) x itemsize.
+
+The fitted exponent is the least-squares slope of log(measure) against
+log(variable). Beside it: the exponent of the exact FLOP count of an epoch
+over the same grid, and the asymptotic order.
+"""
+import time
+import tracemalloc
+
+import numpy as np
+
+import descend as dn
+from descend.experiments._common import (Result, Table, describe_data, fit_exponent, fmt,
+                                         load_data, make_net)
+
+NAME = "complexity"
+TITLE = "time and memory per epoch against batch size, width and depth"
+
+
+def flops_per_epoch(n, sizes):
+    """Multiply-adds x 2 of forward + backward for n samples through `sizes` layers.
+
+    forward x W: 2 n_in n_out per sample and layer; backward dW = x^T dz: the
+    same; dX = dz W^T: the same except for the first layer.
+    """
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    per_sample = sum(2 * a * b * (3 if i > 0 else 2) for i, (a, b) in enumerate(pairs))
+    return n * per_sample
+
+
+def activation_bytes(batch, sizes, itemsize=4):
+    return batch * (sizes[0] + 3 * sum(sizes[1:])) * itemsize
+
+
+def measure(X, y, hidden, k, batch_size, repeats, cfg):
+    """(best seconds per epoch, traced peak bytes of one epoch)."""
+    net = make_net(X.shape[1], hidden, k, seed=0, cfg=cfg)
+    net.compile("softmax_cross_entropy", dn.optimizers.SGD(learning_rate=0.01, momentum=0.9))
+    history = net.fit(X, y, epochs=repeats, batch_size=batch_size, verbose=0)
+    best = float(min(history["seconds"]))
+    net2 = make_net(X.shape[1], hidden, k, seed=0, cfg=cfg)
+    net2.compile("softmax_cross_entropy", dn.optimizers.SGD(learning_rate=0.01, momentum=0.9))
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        net2.fit(X, y, epochs=1, batch_size=batch_size, verbose=0)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return best, peak
+
+
+def run(cfg):
+    mnist = cfg.dataset == "mnist"
+    n_train = cfg.pick(500, 5000 if mnist else None, 10000 if mnist else None)
+    X, X_test, y, _ = load_data(cfg.dataset, cfg, n_train=n_train)
+    n, d = X.shape
+    k = len(np.unique(y))
+    repeats = cfg.pick(2, 3, 3)
+    base_width, base_depth, base_batch = 128, 2, 64
+    grids = {
+        "batch size": cfg.pick([4, 64, 512], [1, 4, 16, 64, 256, 1024],
+                               [1, 4, 16, 64, 256, 1024, 4096 if mnist else 1347]),
+        "width": cfg.pick([32, 128, 256], [32, 64, 128, 256, 512],
+                          [32, 64, 128, 256, 512, 1024]),
+        "depth": cfg.pick([1, 2, 4, 8], [1, 2, 4, 8, 16], [1, 2, 4, 8, 16, 32]),
+    }
+    theory = {
+        "batch size": ("time O(1) per epoch (same FLOPs, fewer and larger GEMMs); "
+                       "activation memory O(batch)", 0.0, "1 (activations), 0 (the rest)"),
+        "width": ("time O(width²) (hidden-to-hidden GEMMs dominate); "
+                  "activation memory O(width), parameters, gradients and optimizer state "
+                  "O(width²)", 2.0, "1 (activations), 2 (parameter-sized buffers)"),
+        "depth": ("time O(depth); activation memory O(depth)", 1.0, 1.0),
+    }
+    rows = {}
+    detail = Table("every measured point", ["variable", "value", "hidden layers",
+                                            "seconds / epoch", "samples / s",
+                                            "GFLOP / s", "traced peak MB",
+                                            "activation buffers MB", "parameters"])
+    for var, grid in grids.items():
+        xs, secs, peaks, acts, flops = [], [], [], [], []
+        for value in grid:
+            width, depth, batch = base_width, base_depth, base_batch
+            if var == "batch size":
+                batch = min(value, n)
+            elif var == "width":
+                width = value
+            else:
+                depth = value
+            hidden = (width,) * depth
+            sizes = [d, *hidden, k]
+            cfg.log(f"{NAME}: {var} = {value}")
+            seconds, peak = measure(X, y, hidden, k, batch, repeats, cfg)
+            fl = flops_per_epoch(n, sizes)
+            act = activation_bytes(batch, sizes, np.dtype(cfg.dtype).itemsize)
+            params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+            xs.append(value)
+            secs.append(seconds)
+            peaks.append(peak)
+            acts.append(act)
+            flops.append(fl)
+            detail.add(var, value, f"{depth} x {width}", fmt(seconds, 3),
+                       fmt(n / seconds, 3), fmt(fl / seconds / 1e9, 3), fmt(peak / 1e6, 3),
+                       fmt(act / 1e6, 3), f"{params:,}")
+        rows[var] = {"x": xs, "seconds": secs, "peak": peaks, "activations": acts,
+                     "flops": flops}
+
+    table = Table(
+        f"{cfg.dataset}: {n} training samples, {d} inputs, {k} outputs, relu, SGD momentum; "
+        f"base point: {base_depth} hidden layers of {base_width}, batch {base_batch}; "
+        f"time = fastest of {repeats} epochs, {cfg.n_threads} thread(s)",
+        ["variable", "grid", "time exponent (fitted)", "FLOP-count exponent (same grid)",
+         "time, asymptotic theory", "traced-memory exponent", "activation-memory exponent",
+         "memory, asymptotic theory"])
+    for var, r in rows.items():
+        text, t_exp, m_exp = theory[var]
+        table.add(var, ", ".join(map(str, r["x"])), fmt(fit_exponent(r["x"], r["seconds"]), 2),
+                  fmt(fit_exponent(r["x"], r["flops"]), 2) if var != "batch size" else "0",
+                  fmt(t_exp, 2) + f" ({text.split(';')[0]})",
+                  fmt(fit_exponent(r["x"], r["peak"]), 2),
+                  fmt(fit_exponent(r["x"], r["activations"]), 2),
+                  m_exp if isinstance(m_exp, str) else fmt(m_exp, 2))
+    table.notes.append(
+        "Memory is measured by tracemalloc (NumPy allocations; every buffer of descend's "
+        "epoch loop is a NumPy array) as the peak during one epoch of fit above the "
+        "allocations before it, and computed as the activation-buffer size batch x (inputs + "
+        "3 x sum of layer widths) x 4 bytes. The traced peak also holds sizes that do not "
+        "depend on the variable (gradients, optimizer state and the per-epoch rollback "
+        "snapshot, which scale with the parameters, and the shuffled index), so its exponent "
+        "lies below the activations'. For width, the time exponent over a grid that starts "
+        "small mixes the O(width) input and output layers with the O(width²) hidden ones; "
+        "the FLOP-count exponent over the same grid is the fair comparison.")
+
+    def plot(fig):
+        from matplotlib.ticker import NullFormatter
+        axes = fig.subplots(2, 3)
+        for j, (var, r) in enumerate(rows.items()):
+            top, bottom = axes[0, j], axes[1, j]
+            x = np.array(r["x"], float)
+            top.plot(x, r["seconds"], "o-", label="measured")
+            scale = r["seconds"][-1] / r["flops"][-1]
+            top.plot(x, np.array(r["flops"]) * scale, "k:", lw=1,
+                     label="FLOP count (scaled to the last point)")
+            bottom.plot(x, np.array(r["peak"]) / 1e6, "s-", color="tab:orange", ms=4,
+                        label="traced peak")
+            bottom.plot(x, np.array(r["activations"]) / 1e6, "^--", color="tab:green", ms=4,
+                        label="activation buffers")
+            for ax in (top, bottom):
+                ax.set_xscale("log", base=2)
+                ax.set_yscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
+                ax.yaxis.set_minor_formatter(NullFormatter())
+                ax.tick_params(labelsize=7)
+            bottom.set_xlabel(var)
+            if j == 0:
+                top.set_ylabel("seconds / epoch")
+                bottom.set_ylabel("MB")
+                top.legend(fontsize=6)
+                bottom.legend(fontsize=6)
+
+    return Result(
+        name=NAME, title=TITLE,
+        question="How do the time and the memory of an epoch grow with the batch size, the "
+                 "width and the depth, measured, against the textbook orders?",
+        setup=[describe_data(cfg.dataset, X, X_test)],
+        tables=[table, detail], plot=plot, data=rows, figsize=(8, 5))
