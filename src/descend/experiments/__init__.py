@@ -17,7 +17,9 @@ Sizes: the default ("full") is the documented run; ``quick`` (``--quick``)
 keeps each experiment under about a minute on digits; ``smoke`` is a
 seconds-long size for the test suite only.
 """
+import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,10 +89,14 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
 
 def _run_one(name, cfg, out=None, echo=False):
     module = _module(name)
+    load_start = _load()
     start = time.perf_counter()
     result = module.run(cfg)
     result.seconds = time.perf_counter() - start
     result.config = cfg
+    load_end = _load()
+    if load_start is not None and load_end is not None:
+        result.load = (load_start, load_end)
     png = None
     if out is not None:
         out = Path(out)
@@ -103,6 +109,13 @@ def _run_one(name, cfg, out=None, echo=False):
             print(f"(written to {out / (name + '.md')}"
                   + (f" and {png})" if png else ")"), flush=True)
     return result
+
+
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def save_plot_for(result, path):
@@ -131,10 +144,13 @@ def write_report(results, path, png_prefix="", intro=""):
     lines += ["Machine:", "", machine_markdown(), ""]
     total = sum(r.seconds for r in results)
     lines += [f"Total wall time: {total:.0f} s.", ""]
-    lines += ["| experiment | size | dataset | seeds | seconds |", "|---|---|---|---|---|"]
+    lines += ["| experiment | size | data | seeds | seconds | load average (start, end) |",
+              "|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r.name} | {r.config.size} | {r.config.dataset} | {r.config.seeds} "
-                     f"| {r.seconds:.1f} |")
+        load = f"{r.load[0]:.1f}, {r.load[1]:.1f}" if r.load else "-"
+        lines.append(f"| [{r.name}](#{r.name}) | {r.config.size} | "
+                     f"{r.datasets or r.config.dataset} | {r.config.seeds} "
+                     f"| {r.seconds:.1f} | {load} |")
     lines.append("")
     for r in results:
         png = f"{png_prefix}{Path(r.plot_path).name}" if r.plot_path else None
@@ -164,7 +180,7 @@ def add_parser(subparsers):
                         "then ~/.cache/descend/mnist)")
     p.add_argument("--n-threads", type=int, default=1,
                    help="threads for descend's loops (default 1: stable timings)")
-    p.add_argument("--size", choices=list(SIZES), default=None, help="(internal) size")
+    p.add_argument("--size", choices=list(SIZES), default=None, help=argparse.SUPPRESS)
     p.add_argument("--verbose", action="store_true", help="log progress")
     p.set_defaults(func=_cli)
     return p

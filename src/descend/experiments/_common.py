@@ -120,6 +120,8 @@ class Result:
     plot_path: object = None
     plot_message: str = ""
     figsize: tuple = (8, 3.6)
+    datasets: str = None         # what the experiment used, if not cfg.dataset
+    load: tuple = None           # 1-minute load average at start and end
 
     @property
     def table(self):
@@ -129,9 +131,11 @@ class Result:
         cfg = self.config
         lines = [f"{heading} {self.name}: {self.title}", "", self.question, ""]
         if cfg is not None:
-            lines.append(f"- run: size={cfg.size}, dataset={cfg.dataset}, "
+            load = (f"; load average {self.load[0]:.1f} at start, {self.load[1]:.1f} at end"
+                    if self.load else "")
+            lines.append(f"- run: size={cfg.size}, data={self.datasets or cfg.dataset}, "
                          f"seeds={cfg.seeds} (0..{cfg.seeds - 1}), n_threads={cfg.n_threads}, "
-                         f"dtype={cfg.dtype}; wall time {self.seconds:.1f} s")
+                         f"dtype={cfg.dtype}; wall time {self.seconds:.1f} s{load}")
         lines += [f"- {line}" for line in self.setup]
         lines.append("")
         for table in self.tables:
@@ -459,6 +463,12 @@ def machine_info():
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True, timeout=10).stdout.strip() \
             or "unknown"
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+        dirty = [line[3:] for line in dirty if line.strip()]
+        if commit != "unknown" and dirty:
+            commit += f" (plus uncommitted changes to {', '.join(dirty)})"
     except (OSError, subprocess.SubprocessError):
         pass
     try:

@@ -159,7 +159,7 @@ def run(cfg):
         "so gradient descent is not backpropagation: it is the update rule, and "
         "backpropagation is the cheap way to give it its gradient"]
     return Result(
-        name=NAME, title=TITLE,
+        name=NAME, title=TITLE, datasets="digits",
         question="Does gradient descent need backpropagation? Feed it finite-difference "
                  "gradients instead and measure the cost and the path.",
         setup=[f"data: the first {m} digits training samples (always digits: finite "

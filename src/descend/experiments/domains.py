@@ -93,7 +93,7 @@ def run(cfg):
         ax2.set_ylabel("training loss")
 
     return Result(
-        name=NAME, title=TITLE,
+        name=NAME, title=TITLE, datasets="digits, mnist, breast_cancer",
         question="How fast and how well does the same training recipe converge on image "
                  "recognition and on a tabular medical task?",
         setup=["digits: the bundled UCI 8x8 digits, stratified 75/25 split (seed 0); MNIST: "

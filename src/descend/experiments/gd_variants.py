@@ -53,7 +53,7 @@ def run(cfg):
         updates = runs[0].updates_per_epoch
         reached = sum(e is not None for e in to_target)
         note = "" if reached == len(runs) else f" ({reached}/{len(runs)} reached)"
-        table.add(label, len(X) if batch_size is None else batch_size, fmt(lr), epochs,
+        table.add(label, len(X) if batch_size is None else batch_size, f"{lr:g}", epochs,
                   updates, fmt_pm(to_target, 3, missing="not reached", count=False) + note,
                   fmt_pm(secs, 3, missing="not reached", count=False),
                   fmt_pm([updates / s for s in per_epoch], 3),

@@ -126,7 +126,7 @@ def run(cfg):
         ax2.set_title("two spirals, he_normal, seed 0: decision regions", fontsize=9)
 
     return Result(
-        name=NAME, title=TITLE,
+        name=NAME, title=TITLE, datasets="XOR, two spirals",
         question="From how many random starting points does gradient descent find a "
                  "zero-error solution of XOR and of the two spirals?",
         setup=["data: XOR (4 points) and two spirals (generated; --dataset does not apply)",
@@ -134,4 +134,27 @@ def run(cfg):
                "output; the init scheme applies to every layer; seeds 0..N-1 draw the "
                "initial weights (N = the 'successes' denominator)",
                "'cosine to 0': CosineAnnealing(lr, T_max=epochs)"],
-        tables=[table], plot=plot, data={"raw": {" / ".join(k): v for k, v in raw.items()}})
+        tables=[table], plot=plot, findings=_findings(raw),
+        data={"raw": {" / ".join(k): v for k, v in raw.items()}})
+
+
+def _findings(raw):
+    findings = []
+    for name in ("XOR", "two spirals"):
+        cells = {k: v for k, v in raw.items() if k[0] == name}
+        best = max(cells.items(), key=lambda kv: kv[1]["success"])
+        worst = min(cells.items(), key=lambda kv: kv[1]["success"])
+        findings.append(f"{name}: from {worst[1]['success']:.0%} ({worst[0][1]}, "
+                        f"{worst[0][2]}) to {best[1]['success']:.0%} ({best[0][1]}, "
+                        f"{best[0][2]}) of the random starts reach zero training error")
+    losses = [v for k, r in raw.items() if k[0] == "XOR" for v in r["fail_loss"]
+              if np.isfinite(v)]
+    if losses:
+        half = sum(abs(v - np.log(2) / 2) < 0.02 for v in losses)
+        flat = sum(abs(v - np.log(2)) < 0.02 for v in losses)
+        findings.append(
+            f"XOR failures: {half} of {len(losses)} end at a loss of ln(2)/2 = 0.347 (two "
+            f"points fitted, two left at output 0.5: the classic local minimum of the "
+            f"2-2-1 net), {flat} at ln 2 = 0.693 (output 0.5 everywhere: the flat start "
+            f"of a small initialization never left)")
+    return findings
