@@ -12,30 +12,31 @@ from libc.stdint cimport uint64_t
 from descend._blas cimport gemm
 from descend._activations cimport activate, derivative, IDENTITY
 
-# Below this many output rows per thread, splitting a GEMM costs more in
-# synchronisation than it gains.
-cdef int MIN_ROWS_PER_THREAD = 8
+# GEMMs are cut into blocks of this many rows of C whatever the number of
+# threads: every BLAS call then sees the same operands for any n_threads, so
+# results are bit-identical between n_threads=1 and 2 (BLAS picks its kernel
+# by matrix size, and a different split would change the last bits).
+cdef int ROWS_PER_BLOCK = 64
 
 
 cdef void gemm_rows(bint trans_a, bint trans_b, int m, int n, int k,
                     floating alpha, const floating* a, int lda,
                     const floating* b, int ldb, floating beta,
                     floating* c, int ldc, int n_threads) noexcept nogil:
-    """C := alpha * op(A) . op(B) + beta * C, rows of C split over threads.
+    """C := alpha * op(A) . op(B) + beta * C, in blocks of rows of C spread
+    over the threads.
 
-    Each thread calls a single-threaded BLAS GEMM on its block of rows, so
-    BLAS must be limited to one thread while n_threads > 1.
+    Each thread calls a single-threaded BLAS GEMM on its blocks, so BLAS
+    must be limited to one thread while n_threads > 1.
     """
-    cdef int t, r0, r1
-    cdef int blocks = n_threads
-    if blocks > m // MIN_ROWS_PER_THREAD:
-        blocks = m // MIN_ROWS_PER_THREAD
+    cdef int block, r0, r1
+    cdef int blocks = (m + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
     if blocks <= 1:
         gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
-    for t in prange(blocks, num_threads=blocks, schedule="static"):
-        r0 = <int>((<long>t * m) // blocks)
-        r1 = <int>((<long>(t + 1) * m) // blocks)
+    for block in prange(blocks, num_threads=min(n_threads, blocks), schedule="static"):
+        r0 = block * ROWS_PER_BLOCK
+        r1 = min(r0 + ROWS_PER_BLOCK, m)
         # row r of op(A) starts at a + r*lda, or at column r of A if transposed
         gemm(trans_a, trans_b, r1 - r0, n, k, alpha,
              a + (r0 if trans_a else <long>r0 * lda), lda, b, ldb, beta,

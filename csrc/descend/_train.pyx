@@ -34,6 +34,8 @@ from libc.stdlib cimport malloc, free, calloc
 from libc.string cimport memcpy
 from libc.stdint cimport uint64_t
 
+import time
+
 import numpy as np
 
 from descend._blas cimport axpy, dot
@@ -72,7 +74,7 @@ cdef enum:
 # team size, so n_threads=1 and n_threads=2 give bit-identical weights.
 cdef enum:
     KERNEL_ROWS = 64    # rows of a kernel per phase-B block
-    MIN_SAMPLE_ROWS = 16
+    MIN_SAMPLE_ROWS = 4
 
 
 cdef struct Param:
@@ -113,6 +115,41 @@ cdef inline int part(int n, int t, int parts) noexcept nogil:
     return <int>((<long>n * t) // parts)
 
 
+class TeamSize:
+    """Threads for the next chunk of batches: all of them, or one.
+
+    On shared cores a team of threads that meets at barriers twice a batch
+    can run many times slower than one thread when another process holds a
+    core (each barrier then waits for a descheduled thread). So the time per
+    batch of both choices is measured as training goes (an exponential
+    average), the faster is used, and the other is tried again every 8th
+    chunk. The weights do not depend on the choice: work is cut into blocks
+    whose size does not depend on the number of threads.
+    """
+
+    def __init__(self, n_threads):
+        self.n_threads = n_threads
+        self.seconds = {n_threads: None, 1: None}
+        self.chunks = 0
+
+    def choose(self):
+        self.chunks += 1
+        if self.n_threads == 1:
+            return 1
+        untried = [k for k, v in self.seconds.items() if v is None]
+        if untried:
+            return max(untried)
+        best = min(self.seconds, key=self.seconds.get)
+        if self.chunks % 8 == 0:
+            return 1 if best != 1 else self.n_threads
+        return best
+
+    def record(self, team, seconds_per_batch):
+        previous = self.seconds[team]
+        self.seconds[team] = (seconds_per_batch if previous is None
+                              else 0.5 * previous + 0.5 * seconds_per_batch)
+
+
 cdef class EpochRunner:
     """Compiled training epochs over fixed data, layers and optimizer.
 
@@ -136,6 +173,7 @@ cdef class EpochRunner:
     cdef OptimizerConfig config
     cdef double clipnorm, global_clipnorm, clipvalue
     cdef object keep_alive
+    cdef object team             # TeamSize: threads per chunk, adapted to the load
     # data and batch buffers (pointers into arrays held by keep_alive)
     cdef void* X
     cdef void* targets
@@ -173,6 +211,7 @@ cdef class EpochRunner:
         self.n_layers = len(layers)
         self.batch_size = batch_size
         self.n_threads = max(1, n_threads)
+        self.team = TeamSize(self.n_threads)
         self.loss = loss
         self.config = make_config_py(optimizer_config)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
@@ -269,9 +308,15 @@ cdef class EpochRunner:
         cdef bint finite = True
         cdef bint sparse = self.sparse_sgd_ok and self.batch_size == 1 and weight_decay == 0
         cdef double totals[3]
+        cdef int team
+        cdef double started
+        # Chunks of at most ~64 batches: the team size is chosen per chunk
+        chunk = max(1, min(chunk, 64))
         while batch < n_batches and finite:
             stop = min(batch + chunk, n_batches)
             totals[0] = totals[1] = totals[2] = 0
+            team = self.team.choose()
+            started = time.perf_counter()
             with nogil:
                 if sparse:
                     done = self._sgd_samples[floating](&order[0], batch, stop,
@@ -279,7 +324,8 @@ cdef class EpochRunner:
                 else:
                     done = self._batches[floating](&order[0], n, batch, stop,
                                                    learning_rate, weight_decay, step,
-                                                   seed, totals)
+                                                   seed, team, totals)
+            self.team.record(team, (time.perf_counter() - started) / max(done - batch, 1))
             finite = done == stop
             step += done - batch
             loss_sum += totals[0]
@@ -287,7 +333,7 @@ cdef class EpochRunner:
             n_correct += <long>totals[2]
             batch = done
             PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
-            if progress is not None:
+            if progress is not None and (batch % progress_every < chunk or batch == n_batches):
                 progress(batch, loss_sum / max(min(batch * self.batch_size, n), 1))
         return {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
                 "n_batches": batch, "n_correct": n_correct, "step": step,
@@ -296,11 +342,12 @@ cdef class EpochRunner:
     # ---- general path: a team of threads over batches [first, stop) ----------
     cdef long _batches(self, cnp.intp_t* order, long n, long first, long stop,
                        double learning_rate, double weight_decay, long step,
-                       uint64_t seed, double* totals, floating dummy=0) noexcept nogil:
+                       uint64_t seed, int T, double* totals,
+                       floating dummy=0) noexcept nogil:
         """Train batches [first, stop); return the index of the first batch not
         done (stop, or the batch whose loss was not finite). totals gets
-        (sum of (batch loss + penalty) * batch size, sum of penalties, correct)."""
-        cdef int T = self.n_threads
+        (sum of (batch loss + penalty) * batch size, sum of penalties, correct).
+        T threads share the work (the results do not depend on T)."""
         cdef int t, i, blk, n_blocks, nb
         cdef long batch, start
         cdef long first_not_done[1]
