@@ -1,0 +1,112 @@
+"""pytest-benchmark suites for the compiled kernels.
+
+    pip install ".[bench]" && python -m pytest bench/ --benchmark-only
+
+Times only; nothing here asserts a duration. Each kernel runs single-threaded
+(n_threads=1, BLAS limited to one thread) so the numbers compare across
+machines and runs; bench/compare.py measures whole epochs on 2 threads.
+"""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from descend import _dense, _losses, _optim
+
+SHAPES = [(1, 784, 256), (32, 784, 256), (128, 784, 256), (1024, 784, 256),
+          (32, 256, 128), (32, 128, 10)]
+ACTIVATIONS = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3, "leaky_relu": 4,
+               "elu": 5, "softplus": 6, "gelu": 7}
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
+def arrays(n, n_in, n_out, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, n_in)).astype(dtype)
+    w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
+    b = rng.standard_normal(n_out).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_dense_forward(benchmark, shape, dtype):
+    n, n_in, n_out = shape
+    x, w, b = arrays(n, n_in, n_out, dtype)
+    z = np.empty((n, n_out), dtype)
+    a = np.empty_like(z)
+    benchmark.extra_info["gflop"] = 2 * n * n_in * n_out / 1e9
+    benchmark(_dense.dense_forward_py, x, w, b, z, a, ACTIVATIONS["relu"], 0.0, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_dense_backward(benchmark, shape, dtype):
+    n, n_in, n_out = shape
+    x, w, b = arrays(n, n_in, n_out, dtype)
+    z = np.empty((n, n_out), dtype)
+    a = np.empty_like(z)
+    _dense.dense_forward_py(x, w, b, z, a, ACTIVATIONS["relu"], 0.0, 1)
+    grad_a = np.ones_like(z)
+    dz, dw, db, dx = np.empty_like(z), np.empty_like(w), np.empty_like(b), np.empty_like(x)
+
+    def backward():
+        np.copyto(dz, grad_a)
+        _dense.dense_backward_py(x, w, z, a, dz, dw, db, dx, ACTIVATIONS["relu"], 0.0, 1)
+
+    benchmark.extra_info["gflop"] = 4 * n * n_in * n_out / 1e9
+    benchmark(backward)
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_activation_forward(benchmark, activation):
+    z = np.random.default_rng(0).standard_normal((1024, 256)).astype(np.float32)
+    a = np.empty_like(z)
+    benchmark.extra_info["elements"] = z.size
+    benchmark(_dense.activation_forward_py, z, a, ACTIVATIONS[activation], 0.01)
+
+
+@pytest.mark.parametrize("loss", ["mean_squared_error", "binary_cross_entropy",
+                                  "softmax_cross_entropy"])
+@pytest.mark.parametrize("n", [32, 1024])
+def test_loss_and_gradient(benchmark, loss, n):
+    rng = np.random.default_rng(0)
+    k = 1 if loss == "binary_cross_entropy" else 10
+    output = rng.standard_normal((n, k)).astype(np.float32)
+    target = rng.integers(0, 2, (n, k)).astype(np.float32)
+    labels = rng.integers(0, k, n).astype(np.int32)
+    grad = np.empty_like(output)
+    code = {"mean_squared_error": 0, "binary_cross_entropy": 1,
+            "softmax_cross_entropy": 2}[loss]
+    benchmark(_losses.loss_and_gradient_py, code, output,
+              None if code == 2 else target, labels if code == 2 else None,
+              grad, 1.0 / n, 1)
+
+
+OPTIMIZERS = {
+    "sgd": ({"kind": 0}, 0),
+    "momentum": ({"kind": 0, "momentum": 0.9}, 1),
+    "nesterov": ({"kind": 0, "momentum": 0.9, "nesterov": True}, 1),
+    "adagrad": ({"kind": 1, "epsilon": 1e-10}, 1),
+    "rmsprop": ({"kind": 2, "rho": 0.9, "epsilon": 1e-8}, 3),
+    "adam": ({"kind": 3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}, 2),
+    "adamw": ({"kind": 3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
+               "decoupled": True}, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_optimizer_update(benchmark, name):
+    """One update of a 784x256 kernel (200,704 parameters)."""
+    config, n_state = OPTIMIZERS[name]
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(784 * 256).astype(np.float32)
+    g = rng.standard_normal(784 * 256).astype(np.float32)
+    state = [np.zeros_like(w) for _ in range(n_state)] + [None] * (3 - n_state)
+    benchmark.extra_info["parameters"] = w.size
+    benchmark(_optim.optimizer_step_py, config, w, g, state[0], state[1], state[2],
+              1e-3, 0.0, 1, 1)
