@@ -15,7 +15,7 @@ def _demo_config(dataset):
     """(hidden sizes, epochs, batch size, optimizer factory) per dataset."""
     from descend import optimizers
     if dataset == "mnist":
-        return (256, 128), 5, 32, lambda: optimizers.SGD(learning_rate=0.1, momentum=0.9)
+        return (256, 128), 6, 64, lambda: optimizers.Adam(learning_rate=0.001)
     if dataset == "breast_cancer":
         return (32,), 40, 16, lambda: optimizers.Adam(learning_rate=0.001)
     return (128,), 20, 32, lambda: optimizers.SGD(learning_rate=0.1, momentum=0.9)
