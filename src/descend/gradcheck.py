@@ -100,7 +100,8 @@ def _as_float64(net):
     net._check_compiled()
     net._require_built()
     copy = Sequential([layers_module.from_config(layer.get_config()) for layer in net.layers],
-                      input_dim=net.n_features_in_, dtype="float64", seed=0)
+                      input_dim=net.n_features_in_, dtype="float64", seed=0,
+                      n_threads=net.n_threads)
     copy.compile(loss=type(net.loss_)(), optimizer="sgd")
     copy.set_weights(net.get_weights())
     copy.classes_ = net.classes_
