@@ -39,7 +39,9 @@ def make_net(depth, activation, n_out, loss, seed, kernel_regularizer=None,
                                activation=activation if (depth == 1 or not last) else None,
                                kernel_regularizer=kernel_regularizer,
                                bias_regularizer=bias_regularizer))
-    net = dn.Sequential(layers, input_dim=D, dtype=dtype, seed=seed)
+    # one thread: these nets and batches are tiny (threaded kernels are checked
+    # against one thread in test_kernels, and below with the numpy backprop)
+    net = dn.Sequential(layers, input_dim=D, dtype=dtype, seed=seed, n_threads=1)
     rng = np.random.default_rng(seed + 1000)
     # nonzero biases, so that bias gradients and bias penalties are exercised
     net.set_weights([w if w.ndim == 2 else rng.normal(0, 0.3, w.shape)
@@ -140,6 +142,21 @@ def test_check_gradients_detects_a_wrong_gradient(monkeypatch):
 
     monkeypatch.setattr(dn.Sequential, "gradients", wrong)
     assert dn.check_gradients(net, X, y) > 1e-3
+
+
+def test_check_runs_with_the_networks_thread_setting(monkeypatch):
+    net = make_net(2, "tanh", 3, "softmax_cross_entropy", seed=4)
+    X, y = data(4, LOSSES["softmax_int"][2])
+    seen = []
+    real = dn.Sequential.gradients
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.n_threads)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(dn.Sequential, "gradients", spy)
+    dn.check_gradients(net, X, y)
+    assert seen == [1]
 
 
 def test_parameters_restored_after_numerical_gradients():
