@@ -75,12 +75,22 @@ def check_X(X, dtype, name="X", n_features=None):
         raise ValueError(
             f"{name} has {array.shape[1]} features, but the network expects {n_features}")
     array = np.ascontiguousarray(array, dtype=dtype)
-    if not np.isfinite(array).all():
+    if not all_finite(array):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise ValueError(
             f"{name} contains {bad} NaN or infinite value(s)"
             + (" (after conversion to " + str(dtype) + ")" if np.asarray(X).dtype != dtype else ""))
     return array
+
+
+def all_finite(array, chunk_elements=1 << 20):
+    """True if no element is NaN or infinite; checks row blocks so the
+    temporary boolean mask stays small (not the size of X)."""
+    flat = array.reshape(-1) if array.flags.c_contiguous else np.ravel(array)
+    for start in range(0, flat.size, chunk_elements):
+        if not np.isfinite(flat[start:start + chunk_elements]).all():
+            return False
+    return True
 
 
 def check_lengths(X, y, x_name="X", y_name="y"):
