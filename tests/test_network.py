@@ -34,9 +34,11 @@ def small_data(n=15, d=4, k=3, seed=0):
 
 
 def small_net(d=4, k=3, dtype="float64", seed=0, optimizer=None, loss="softmax_cross_entropy",
-              **dense_kwargs):
+              n_threads=1, **dense_kwargs):
+    # tiny nets run on one thread unless a test asks for more: OpenMP teams on
+    # 4-row batches only cost time (and a lot of it on a loaded machine)
     net = dn.Sequential([dn.Dense(5, activation="tanh", **dense_kwargs), dn.Dense(k)],
-                        input_dim=d, dtype=dtype, seed=seed)
+                        input_dim=d, dtype=dtype, seed=seed, n_threads=n_threads)
     net.compile(loss=loss, optimizer=optimizer or dn.optimizers.SGD(0.1))
     return net
 
@@ -170,8 +172,9 @@ def test_full_batch_and_stochastic_descent_by_hand(batch_size):
 def test_fused_fit_equals_train_on_batch_loop(optimizer, n, batch_size):
     X, y = small_data(n=n)
     reg = dn.regularizers.l1_l2(1e-3, 1e-2)
-    fused = small_net(optimizer=optimizer(), kernel_regularizer=reg)
-    looped = small_net(optimizer=optimizer(), kernel_regularizer=reg)
+    threads = 1 if batch_size < 8 else 2
+    fused = small_net(optimizer=optimizer(), kernel_regularizer=reg, n_threads=threads)
+    looped = small_net(optimizer=optimizer(), kernel_regularizer=reg, n_threads=threads)
     history = fused.fit(X, y, epochs=2, batch_size=batch_size, shuffle=False, verbose=0)
     losses = []
     for _ in range(2):
@@ -241,7 +244,7 @@ def test_regression_targets(k, one_d):
     X = rng.normal(size=(60, 4))
     T = X @ rng.normal(size=(4, k)) + 0.5
     y = T[:, 0] if one_d else T
-    net = dn.Sequential([dn.Dense(k)], input_dim=4, dtype="float64", seed=0)
+    net = dn.Sequential([dn.Dense(k)], input_dim=4, dtype="float64", seed=0, n_threads=1)
     net.compile(loss="mean_squared_error", optimizer=dn.optimizers.SGD(0.1))
     before = net.evaluate(X, y)
     history = net.fit(X, y, epochs=60, batch_size=10, verbose=0)
@@ -419,7 +422,7 @@ def test_failed_fit_on_an_unbuilt_network_changes_nothing():
 # ---------------------------------------------------------------------------
 # the fused loop's special paths against the per-layer path
 # ---------------------------------------------------------------------------
-def _wide_net(optimizer, dtype="float64", n_threads=None, activation="relu", d=70,
+def _wide_net(optimizer, dtype="float64", n_threads=1, activation="relu", d=70,
               hidden=(80, 9), k=3, loss="softmax_cross_entropy", use_bias=True, **dense_kwargs):
     """Kernels with more than 64 rows: several phase-B blocks per layer."""
     layers = [dn.Dense(h, activation=activation, use_bias=use_bias, **dense_kwargs)
@@ -527,7 +530,7 @@ def test_fused_dropout_uses_the_same_masks_as_the_per_layer_path():
     def net():
         n = dn.Sequential([dn.Dropout(0.2), dn.Dense(30, activation="relu"), dn.Dropout(0.5),
                            dn.Dense(10, activation="tanh"), dn.Dropout(0.3), dn.Dense(3)],
-                          input_dim=20, dtype="float64", seed=6)
+                          input_dim=20, dtype="float64", seed=6, n_threads=2)
         n.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
         return n
 
