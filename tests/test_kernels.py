@@ -278,15 +278,17 @@ def test_dense_backward(code, n, n_in, n_out, seed, dtype, use_bias, need_dx):
 
 @pytest.mark.parametrize("code", [IDENTITY, RELU, GELU])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dense_two_threads_equal_one_thread(code, dtype):
-    """gemm_rows splits big GEMMs by rows over threads: same numbers as one thread."""
+def test_dense_threads_give_the_same_bits_as_one_thread(code, dtype):
+    """gemm_rows cuts every GEMM into fixed blocks of 64 rows of C and spreads
+    them over the threads: each BLAS call sees the same operands whatever the
+    thread count, so 2 and 3 threads give exactly the bits of one thread."""
     rng = np.random.default_rng(7)
-    n, n_in, n_out = 101, 67, 33          # > 2 * MIN_ROWS_PER_THREAD rows everywhere
+    n, n_in, n_out = 150, 131, 33        # 3 blocks of rows for z, dx and dW
     x, w, b = _dense_case(rng, n, n_in, n_out, dtype)
     upstream = rng.uniform(-1, 1, (n, n_out)).astype(dtype)
     results = []
     with _blas_one_thread():
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             z = np.empty((n, n_out), dtype)
             a = z if code == IDENTITY else np.empty_like(z)
             _dense.dense_forward_py(x, w, b, z, a, code, ALPHA.get(code, 0.0), threads)
@@ -294,15 +296,15 @@ def test_dense_two_threads_equal_one_thread(code, dtype):
             _dense.dense_backward_py(x, w, z, a, dz, dw, db, dx, code, ALPHA.get(code, 0.0),
                                      threads)
             results.append([z.copy(), a.copy(), dz, dw, db, dx])
-    # Each thread runs a single-threaded GEMM on its block of rows; BLAS
-    # micro-kernels may round a block's edge rows differently (seen: 1 ulp),
-    # so "equal" means equal to a few ulps of the float64 result.
-    eps = np.finfo(dtype).eps
-    for one, two in zip(*results):
-        np.testing.assert_allclose(two, one, rtol=16 * eps, atol=16 * eps * n_in)
+    for other in results[1:]:
+        for one, many in zip(results[0], other):
+            np.testing.assert_array_equal(one, many)
     # and the threaded result is the right one
     z_ref = x.astype(np.float64) @ w.astype(np.float64) + b
     assert_close(results[1][0], z_ref, dtype, scale=n_in)
+    dz_ref = upstream.astype(np.float64) * ref_dact(results[0][0], code, ALPHA.get(code, 0.0))
+    assert_close(results[1][3], x.astype(np.float64).T @ dz_ref, dtype, scale=n)
+    assert_close(results[1][5], dz_ref @ w.astype(np.float64).T, dtype, scale=n_out)
 
 
 # ---------------------------------------------------------------------------
