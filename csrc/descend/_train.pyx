@@ -34,6 +34,7 @@ from libc.stdlib cimport malloc, free, calloc
 from libc.string cimport memcpy
 from libc.stdint cimport uint64_t
 
+import os
 import time
 
 import numpy as np
@@ -74,7 +75,7 @@ cdef enum:
 # team size, so n_threads=1 and n_threads=2 give bit-identical weights.
 cdef enum:
     KERNEL_ROWS = 64    # rows of a kernel per phase-B block
-    MIN_SAMPLE_ROWS = 4
+    MIN_SAMPLE_ROWS = 16    # smaller GEMMs lose more to BLAS overhead than threads gain
 
 
 cdef struct Param:
@@ -122,30 +123,41 @@ class TeamSize:
     can run many times slower than one thread when another process holds a
     core (each barrier then waits for a descheduled thread). So the time per
     batch of both choices is measured as training goes (an exponential
-    average), the faster is used, and the other is tried again every 8th
-    chunk. The weights do not depend on the choice: work is cut into blocks
-    whose size does not depend on the number of threads.
+    average) and the faster is used; the other is tried again after
+    `interval` chunks, an interval that doubles (up to 64) each time the
+    retry loses and resets when it wins. The weights do not depend on the
+    choice: work is cut into blocks whose size does not depend on the
+    number of threads.
     """
 
     def __init__(self, n_threads):
         self.n_threads = n_threads
         self.seconds = {n_threads: None, 1: None}
-        self.chunks = 0
+        self.interval = 4
+        self.since_probe = 0
+        self.probing = None
 
     def choose(self):
-        self.chunks += 1
         if self.n_threads == 1:
             return 1
         untried = [k for k, v in self.seconds.items() if v is None]
         if untried:
             return max(untried)
         best = min(self.seconds, key=self.seconds.get)
-        if self.chunks % 8 == 0:
-            return 1 if best != 1 else self.n_threads
+        self.since_probe += 1
+        if self.since_probe >= self.interval:
+            self.since_probe = 0
+            self.probing = 1 if best != 1 else self.n_threads
+            return self.probing
         return best
 
     def record(self, team, seconds_per_batch):
         previous = self.seconds[team]
+        if self.probing == team:
+            # a retry: keep probing rarely while it keeps losing
+            won = seconds_per_batch < min(v for k, v in self.seconds.items() if k != team)
+            self.interval = 4 if won else min(2 * self.interval, 64)
+            self.probing = None
         self.seconds[team] = (seconds_per_batch if previous is None
                               else 0.5 * previous + 0.5 * seconds_per_batch)
 
@@ -229,8 +241,11 @@ cdef class EpochRunner:
         self.labels_batch = <int*>data(labels_batch)
         self.plans = <LayerPlan*>malloc(self.n_layers * sizeof(LayerPlan))
         self.partials = <double*>calloc(self.n_threads * SLOT, sizeof(double))
-        # up to 4 sample blocks per batch (so up to 4 threads share a batch)
-        self.sample_rows = max(MIN_SAMPLE_ROWS, (batch_size + 3) // 4)
+        # one sample block per core of the machine (not per thread used, so
+        # that the blocks and the results do not change with n_threads)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        self.sample_rows = max(MIN_SAMPLE_ROWS, (batch_size + cores - 1) // cores)
         self.block_loss = <double*>calloc((batch_size + self.sample_rows - 1)
                                           // self.sample_rows, sizeof(double))
         self.clip_scales = <double*>calloc(2 * self.n_layers, sizeof(double))
