@@ -22,6 +22,11 @@ def check_dtype(dtype, name="dtype"):
 
 
 def check_int(value, name, minimum=None, allow_none=False):
+    """value as an int >= minimum (None passes if allow_none).
+
+    Raises TypeError for a non-integer (bools included), ValueError below
+    the minimum; both messages name the argument and the value received.
+    """
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -33,6 +38,11 @@ def check_int(value, name, minimum=None, allow_none=False):
 
 def check_float(value, name, minimum=None, maximum=None, min_inclusive=True,
                 max_inclusive=True):
+    """value as a finite float within the bounds (inclusive unless told).
+
+    Raises TypeError for a non-real (bools included), ValueError for NaN,
+    inf or a value out of range, naming the argument and the value.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
@@ -94,6 +104,7 @@ def all_finite(array, chunk_elements=1 << 20):
 
 
 def check_lengths(X, y, x_name="X", y_name="y"):
+    """ValueError naming both lengths unless len(X) == len(y)."""
     if len(X) != len(y):
         raise ValueError(
             f"{x_name} and {y_name} have different lengths: len({x_name}) = {len(X)}, "

@@ -31,6 +31,7 @@ Examples
 
 from __future__ import annotations
 
+import abc
 import inspect
 import math
 import numbers
@@ -207,7 +208,7 @@ def _truncated_standard_normal(rng, size):
 # --------------------------------------------------------------------------
 # base class
 # --------------------------------------------------------------------------
-class Initializer:
+class Initializer(abc.ABC):
     """Base class of all weight initializers.
 
     Subclasses implement :meth:`_generate`, which receives an already
@@ -257,8 +258,9 @@ class Initializer:
         dtype = _check_dtype(dtype)
         return _finish(self._generate(shape, rng), dtype)
 
-    def _generate(self, shape, rng):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _generate(self, shape, rng):
+        """Draw float64 values of the given shape from rng (subclasses)."""
 
     def get_config(self):
         """Return a JSON-serialisable dict ``{"name": ..., **params}``.

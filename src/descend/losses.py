@@ -16,6 +16,7 @@ Each loss object also turns user targets into what the kernel reads
 (``encode``): class labels of any type become integer ids kept in
 ``classes_``, one-hot rows become ids, binary labels become 0/1 columns.
 """
+import abc
 import numpy as np
 
 from descend import _losses
@@ -29,16 +30,16 @@ ALIASES = {"mse": "mean_squared_error",
            "cross_entropy": "softmax_cross_entropy"}
 
 
-class Loss:
+class Loss(abc.ABC):
     """Base class: code (kernel enum), name, link, is_classifier."""
     code = None
     name = None
     link = "identity"
     is_classifier = False
 
+    @abc.abstractmethod
     def encode(self, y, n_outputs, classes=None, dtype=np.float32, name="y"):
         """(targets (n, k) array or None, labels (n,) int32 or None, classes_)."""
-        raise NotImplementedError  # pragma: no cover  (abstract)
 
     def grad_scale(self, n, k):
         """1 / number of averaged terms, so the kernel returns d(mean loss)."""

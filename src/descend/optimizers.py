@@ -12,6 +12,7 @@ all of them together to global norm <= global_clipnorm (as
 ``torch.nn.utils.clip_grad_norm_``), ``clipvalue`` clips each element to
 [-clipvalue, clipvalue] (as Keras). Only one of the three may be set.
 """
+import abc
 import numpy as np
 
 from descend import _optim, schedules
@@ -20,7 +21,7 @@ from descend._validation import check_float
 SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = 0, 1, 2, 3
 
 
-class Optimizer:
+class Optimizer(abc.ABC):
     """Base class: learning rate (float or schedule), decay and clipping.
 
     Parameters
@@ -74,9 +75,9 @@ class Optimizer:
         self.state = None
 
     # -- settings shared with the kernels -----------------------------------
+    @abc.abstractmethod
     def kernel_config(self):
         """The dict read by the compiled update (kind and hyperparameters)."""
-        raise NotImplementedError  # pragma: no cover  (abstract)
 
     def clip_settings(self):
         return (self.clipnorm or 0.0, self.global_clipnorm or 0.0, self.clipvalue or 0.0)

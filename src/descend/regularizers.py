@@ -50,6 +50,7 @@ def l2(factor=0.01):
 
 
 def l1_l2(l1=0.01, l2=0.01):
+    """L1 and L2 penalty l1 * sum|w| + l2 * sum w^2."""
     return L1L2(l1=l1, l2=l2)
 
 

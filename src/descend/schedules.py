@@ -26,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import abc
 import inspect
 import math
 import numbers
@@ -110,7 +111,7 @@ def _check_epoch(epoch):
 # --------------------------------------------------------------------------
 # base class
 # --------------------------------------------------------------------------
-class LearningRateSchedule:
+class LearningRateSchedule(abc.ABC):
     """Base class of learning-rate schedules.
 
     Subclasses implement :meth:`_lr`, which receives a validated epoch; the
@@ -145,8 +146,9 @@ class LearningRateSchedule:
         """
         return float(self._lr(_check_epoch(epoch)))
 
-    def _lr(self, epoch):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _lr(self, epoch):
+        """The learning rate at a validated epoch index (subclasses)."""
 
     def get_config(self):
         """Return ``{"name": ..., **params}``; ``get(config)`` rebuilds it.
