@@ -236,10 +236,16 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = None
             self._learning_rate = float(self.learning_rate_init)
         scale = self._loss_scale(n_outputs)
-        if self.solver == "lbfgs":
-            self._fit_lbfgs(X, targets, scale)
-        else:
-            self._fit_stochastic(X, y, targets, scale, incremental)
+        try:
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(X, targets, scale)
+            else:
+                self._fit_stochastic(X, y, targets, scale, incremental)
+        except (ValueError, TypeError):
+            # the network rejected the data before training: leave everything as it was
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
         for layer in self.net_.dense_layers:
             layer._cache = None     # no training activations kept (or pickled)
         return self
@@ -600,6 +606,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError("y of several multiclass outputs (multiclass-multioutput) is not "
                              "supported; give 1-D labels or a 0/1 indicator matrix")
         multilabel = y_type == "multilabel-indicator"
+        if multilabel and not np.isin(y, (0, 1)).all():
+            raise ValueError(f"a 2-D y must be a 0/1 indicator matrix (multi-label), got "
+                             f"values {np.unique(y)[:10].tolist()}")
         found = np.arange(y.shape[1]) if multilabel else unique_labels(y)
         if incremental and classes is not None and not multilabel:
             declared = unique_labels(classes)

@@ -241,8 +241,16 @@ class Sequential:
     def _encode(self, y, name="y", classes=None):
         """(targets, labels, classes) for the kernels; classes_ defaults to ours."""
         n_out = self.dense_layers[-1].units
-        return self.loss_.encode(y, n_out, self.classes_ if classes is None else classes,
-                                 self.dtype, name)
+        encoded = self.loss_.encode(y, n_out, self.classes_ if classes is None else classes,
+                                    self.dtype, name)
+        found = encoded[2]
+        if (self.loss_.code == losses.BINARY_CROSS_ENTROPY and found is not None
+                and len(found) < 2):
+            # one label that is not 0/1: which class would it be? (predict_classes needs 2)
+            raise ValueError(f"{name} has a single class {np.asarray(found).tolist()}, but "
+                             "binary_cross_entropy needs two: use 0/1 labels, or declare "
+                             "both with partial_fit(classes=...)")
+        return encoded
 
     def _prepare(self, X, y, x_name="X", y_name="y"):
         self._check_compiled()
@@ -323,20 +331,41 @@ class Sequential:
         list of (dW, db) tuples, one per Dense layer
             dW has the kernel's shape (n_in, n_out), db the bias's (n_out,)
             (None without bias); the network's dtype.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Bad X or y (named), before anything is computed.
+        FloatingPointError
+            The loss or a gradient overflows to NaN/inf; never returned.
         """
         X, targets, labels, _ = self._prepare(X, y)
         self._require_built()
-        return self._loss_and_grads(X, targets, labels, training, seed)[1]
+        loss, grads = self._loss_and_grads(X, targets, labels, training, seed)
+        if not (math.isfinite(loss) and all(np.isfinite(g).all() for pair in grads
+                                            for g in pair if g is not None)):
+            raise FloatingPointError(
+                f"the loss ({loss}) or its gradient is NaN or infinite for this (X, y): "
+                "the outputs or the targets overflow (weights or inputs out of range)")
+        return grads
 
     def loss(self, X, y, training=False, seed=0):
-        """Mean loss over X (plus penalties), a float; see `gradients`."""
+        """Mean loss over X (plus penalties), a float; see `gradients`.
+
+        Raises FloatingPointError rather than return NaN or inf.
+        """
         X, targets, labels, _ = self._prepare(X, y)
         self._require_built()
         codes, rates = self._activation_codes(), self._dropout_rates()
         omp, blas = self._threads_for(len(X))
         with _threads.blas_threads(blas):
             output = self._forward(X, codes, rates, training, seed, omp)
-            return self.loss_.mean_loss(output, targets, labels, omp) + self._penalty(None, omp)
+            loss = self.loss_.mean_loss(output, targets, labels, omp) + self._penalty(None, omp)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss is {loss} for this (X, y): the outputs or the targets overflow "
+                "(weights or inputs out of range)")
+        return loss
 
     def _require_built(self):
         if not self.built:
@@ -354,13 +383,19 @@ class Sequential:
         if self.loss_.is_classifier and self.classes_ is None:
             self.classes_ = classes
         loss, grads = self._loss_and_grads(X, targets, labels, training=True, seed=seed)
-        if not math.isfinite(loss):
-            raise DivergenceError(f"non-finite loss {loss} on this batch; no update was "
-                                  "made (try a smaller learning rate)")
         flat = [g for pair in grads for g in pair if g is not None]
+        if not math.isfinite(loss) or not all(np.isfinite(g).all() for g in flat):
+            raise DivergenceError(f"non-finite loss {loss} or gradient on this batch; no "
+                                  "update was made (try a smaller learning rate)")
+        snapshot = self.get_weights(), self.optimizer.get_state()
         omp, blas = self._threads_for(len(X))
         with _threads.blas_threads(blas):
             self.optimizer.apply_gradients(self._params(), flat, self._decay_flags(), omp)
+        if not self._weights_finite():
+            self.set_weights(snapshot[0])
+            self.optimizer.set_state(snapshot[1])
+            raise DivergenceError("the update made the weights NaN or infinite; it was "
+                                  "undone (try a smaller learning rate)")
         return loss
 
     # ------------------------------------------------------------------ training
@@ -508,15 +543,7 @@ class Sequential:
                     bar = None
                 self.optimizer.iterations = result["step"]
                 if not result["finite"] or not self._weights_finite():
-                    learning_rate = self.optimizer.learning_rate
-                    self._restore(snapshot)
-                    callback_list.on_train_end({})
-                    raise DivergenceError(
-                        f"training diverged in epoch {epoch} (0-based): the loss or the "
-                        f"weights became NaN or infinite with learning_rate="
-                        f"{learning_rate:g}. The weights after the last "
-                        "finite epoch were kept; try a smaller learning rate (or gradient "
-                        "clipping).")
+                    self._diverged(snapshot, callback_list, epoch, "the loss or the weights")
                 logs = self._epoch_logs(result, n, targets)
                 if not self.loss_.is_classifier and self._regression_train_metrics:
                     # mse, mae, r2 on the training data with the epoch's final weights
@@ -527,6 +554,11 @@ class Sequential:
                         logs["val_" + key] = value
                 if gradient_norms:
                     logs.update(self._gradient_norms(X, targets, labels))
+                if not all(math.isfinite(value) for value in logs.values()):
+                    # finite weights whose outputs overflow: diverged just the same
+                    bad = [key for key, value in logs.items() if not math.isfinite(value)]
+                    self._diverged(snapshot, callback_list, epoch,
+                                   f"the network's outputs (so {', '.join(bad)})")
                 logs["learning_rate"] = self.optimizer.learning_rate
                 logs["seconds"] = seconds
                 logs["samples_per_second"] = n / seconds if seconds > 0 else float("inf")
@@ -719,6 +751,16 @@ class Sequential:
             })
         return specs
 
+    def _diverged(self, snapshot, callback_list, epoch, what):
+        """Roll back to the snapshot and raise DivergenceError."""
+        learning_rate = self.optimizer.learning_rate
+        self._restore(snapshot)
+        callback_list.on_train_end({})
+        raise DivergenceError(
+            f"training diverged in epoch {epoch} (0-based): {what} became NaN or infinite "
+            f"with learning_rate={learning_rate:g}. The weights after the last finite epoch "
+            "were kept; try a smaller learning rate (or gradient clipping).")
+
     def _snapshot(self):
         return (self.get_weights(), self.optimizer.get_state(), self.optimizer.learning_rate,
                 self._rng.bit_generator.state, self.epochs_trained)
@@ -807,7 +849,10 @@ class Sequential:
             ids = (output[:, 0] > 0).astype(np.intp)
         else:
             return (output > 0).astype(np.int64)   # multi-label 0/1 matrix
-        classes = self.classes_ if self.classes_ is not None else np.arange(output.shape[1])
+        if self.classes_ is not None:
+            classes = self.classes_
+        else:       # not fitted yet: class ids (0/1 for a single binary output)
+            classes = np.arange(max(output.shape[1], 2))
         return classes[ids]
 
     def evaluate(self, X, y):
@@ -818,6 +863,13 @@ class Sequential:
         dict
             {"loss", "accuracy"} for classifiers, {"loss", "mse", "mae", "r2"}
             for regression; floats. loss includes the layers' penalties.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Bad X or y (named).
+        FloatingPointError
+            A score overflows to NaN/inf (it is never returned).
         """
         X, targets, labels, _ = self._prepare(X, y)
         self._require_built()
