@@ -419,12 +419,15 @@ class Sequential:
         shuffle : bool, default True
             Reshuffle the samples every epoch (from the network's Generator).
         verbose : 0, 1 or 2
-            0 silent, 1 progress bar (tqdm, if installed) and a line per
-            epoch, 2 a line per epoch.
+            0 silent, 1 progress bar (tqdm, if installed: running loss and
+            samples/s) and a line per epoch, 2 a line per epoch.
         validation_data : (X_val, y_val) or None
+            Evaluated after every epoch (``val_loss`` and ``val_`` metrics).
         validation_split : float in [0, 1)
             Fraction of the samples, taken from the end before shuffling (as
             Keras), held out for validation; ignored with validation_data.
+            A split leaving no training or validation sample, or no training
+            sample of some class, is a ValueError.
         callbacks : list of descend.callbacks.Callback or None
         gradient_norms : bool
             Record each Dense layer's kernel-gradient norm (full-batch
@@ -436,15 +439,30 @@ class Sequential:
         Returns
         -------
         History
-            Also kept as ``self.history``.
+            Also kept as ``self.history``: loss, accuracy (classifiers) or
+            mse/mae/r2 (regression, on the training data with the epoch's
+            final weights), their ``val_`` twins, learning_rate, seconds,
+            samples_per_second, grad_norm_<i>.
 
         Raises
         ------
         ValueError, TypeError
             Bad input (checked before any state changes).
         DivergenceError
-            A non-finite loss or weight; the weights of the last finite epoch
-            are kept.
+            A non-finite loss or weight, or outputs that overflow; the
+            message names the epoch, and the weights, optimizer state and
+            history of the last finite epoch are kept.
+
+        Notes
+        -----
+        Ctrl-C (KeyboardInterrupt) ends the fit cleanly: the weights,
+        optimizer state, random generator and history are those of the last
+        completed epoch, and ``history.interrupted`` is True. The compiled
+        loop notices the signal every progress chunk (1/20 of an epoch).
+
+        A learning-rate schedule is evaluated at ``epochs_trained``, which
+        counts epochs over all calls since compile: a second fit (or a fit
+        after save and load) continues the schedule.
         """
         self._check_compiled()
         self._check_structure()
