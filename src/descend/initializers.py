@@ -39,6 +39,8 @@ import operator
 
 import numpy as np
 
+from descend._validation import check_float
+
 __all__ = [
     "Initializer",
     "Zeros",
@@ -133,21 +135,12 @@ def _check_dtype(dtype):
 
 def _check_real(name, value):
     """Return ``value`` as a finite Python float, or raise naming ``name``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a finite real number, got {type(value).__name__} {value!r}"
-        )
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    return value
+    return check_float(value, name)
 
 
 def _check_positive(name, value):
-    value = _check_real(name, value)
-    if value <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
+    """Return ``value`` as a finite float > 0, or raise naming ``name``."""
+    return check_float(value, name, minimum=0.0, min_inclusive=False)
 
 
 def _finish(values, dtype):

@@ -32,6 +32,8 @@ import math
 import numbers
 import operator
 
+from descend._validation import check_float
+
 __all__ = [
     "LearningRateSchedule",
     "Constant",
@@ -57,22 +59,13 @@ def _is_real(value):
 
 
 def _check_real(name, value):
-    """Return ``value`` as a finite float, or raise naming ``name``."""
-    if not _is_real(value):
-        raise TypeError(
-            f"{name} must be a finite real number, got {type(value).__name__} {value!r}"
-        )
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    return value
+    """Return ``value`` as a finite Python float, or raise naming ``name``."""
+    return check_float(value, name)
 
 
 def _check_positive(name, value):
-    value = _check_real(name, value)
-    if value <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
+    """Return ``value`` as a finite float > 0, or raise naming ``name``."""
+    return check_float(value, name, minimum=0.0, min_inclusive=False)
 
 
 def _check_non_negative(name, value):
