@@ -23,6 +23,8 @@ from descend.layers import Dense, Dropout
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
 CHUNK_ROWS = 8192
+# Fewer rows than this run the per-layer kernels on one thread.
+PARALLEL_MIN_ROWS = 256   # one GEMM block (ROWS_PER_BLOCK in _dense.pyx)
 
 
 class DivergenceError(FloatingPointError):
@@ -263,6 +265,10 @@ class Sequential:
 
     # ------------------------------------------------------------------ per-layer path
     def _threads_for(self, n_rows, n_threads=None):
+        """(OpenMP, BLAS) threads for per-layer kernels on n_rows rows."""
+        if n_rows < PARALLEL_MIN_ROWS:
+            # a team of threads costs more than it saves on a few rows
+            return 1, 1 if _threads.ThreadpoolController is not None else None
         return _threads.plan(n_rows, self.n_threads if n_threads is None else n_threads)
 
     def _forward(self, X, codes, rates, training, seed, omp):
