@@ -139,12 +139,24 @@ cdef void dropout(floating* out, const floating* inp, int n, int k,
 
 # ---- memoryview twins (the Python per-layer path and the tests) ----------
 
+cdef check_shape(str name, tuple got, tuple expected):
+    """ValueError unless an array has the shape the kernel needs (the cores
+    trust their sizes: a wrong one would read or write out of bounds)."""
+    if got != expected:
+        raise ValueError(f"{name} has shape {got}, expected {expected}")
+
+
 def dense_forward_py(const floating[:, ::1] x, const floating[:, ::1] w,
                      const floating[::1] b, floating[:, ::1] z,
                      floating[:, ::1] a, int activation, double alpha,
                      int n_threads):
     """z := x . w + b ; a := act(z), in place. b may be None."""
     cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    check_shape("w", (w.shape[0], w.shape[1]), (n_in, n_out))
+    check_shape("z", (z.shape[0], z.shape[1]), (n, n_out))
+    check_shape("a", (a.shape[0], a.shape[1]), (n, n_out))
+    if b is not None:
+        check_shape("b", (b.shape[0],), (n_out,))
     if n == 0:
         return
     with nogil:
@@ -165,6 +177,14 @@ def dense_backward_py(const floating[:, ::1] x, const floating[:, ::1] w,
     (unless None, as for the first layer).
     """
     cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    check_shape("w", (w.shape[0], w.shape[1]), (n_in, n_out))
+    for name, array in (("z", z), ("a", a), ("dz", dz)):
+        check_shape(name, (array.shape[0], array.shape[1]), (n, n_out))
+    check_shape("dw", (dw.shape[0], dw.shape[1]), (n_in, n_out))
+    if db is not None:
+        check_shape("db", (db.shape[0],), (n_out,))
+    if dx is not None:
+        check_shape("dx", (dx.shape[0], dx.shape[1]), (n, n_in))
     if n == 0:
         return
     with nogil:
@@ -180,6 +200,9 @@ def dense_backward_py(const floating[:, ::1] x, const floating[:, ::1] w,
 def dropout_py(floating[:, ::1] out, const floating[:, ::1] inp, double rate,
                unsigned long long seed, int n_threads):
     """out := inp * mask / (1 - rate) for the mask given by seed (in place ok)."""
+    check_shape("out", (out.shape[0], out.shape[1]), (inp.shape[0], inp.shape[1]))
+    if not 0 <= rate < 1:
+        raise ValueError(f"rate must be in [0, 1), got {rate}")
     if inp.shape[0] == 0:
         return
     with nogil:
@@ -196,6 +219,7 @@ def activation_forward_py(const floating[:, ::1] z, floating[:, ::1] a,
                           int activation, double alpha):
     """a := act(z) elementwise (for tests and element timing)."""
     cdef Py_ssize_t i, j
+    check_shape("a", (a.shape[0], a.shape[1]), (z.shape[0], z.shape[1]))
     with nogil:
         for i in range(z.shape[0]):
             for j in range(z.shape[1]):
@@ -206,6 +230,8 @@ def activation_derivative_py(const floating[:, ::1] z, const floating[:, ::1] a,
                              floating[:, ::1] d, int activation, double alpha):
     """d := act'(z) elementwise, given a = act(z)."""
     cdef Py_ssize_t i, j
+    check_shape("a", (a.shape[0], a.shape[1]), (z.shape[0], z.shape[1]))
+    check_shape("d", (d.shape[0], d.shape[1]), (z.shape[0], z.shape[1]))
     with nogil:
         for i in range(z.shape[0]):
             for j in range(z.shape[1]):

@@ -100,6 +100,8 @@ cdef double _softmax_cross_entropy(const floating* output, const int* labels,
 def softmax_py(const floating[:, ::1] logits, floating[:, ::1] proba, int n_threads):
     """proba := softmax(logits) row by row (max-shifted), in place."""
     cdef int n = logits.shape[0], k = logits.shape[1], i, j
+    if (proba.shape[0], proba.shape[1]) != (n, k):
+        raise ValueError(f"proba has shape {(proba.shape[0], proba.shape[1])}, expected {(n, k)}")
     cdef double row_max, sum_exp
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule="static"):
@@ -124,6 +126,16 @@ def loss_and_gradient_py(int loss, const floating[:, ::1] output,
     """
     cdef int n = output.shape[0], k = output.shape[1]
     cdef double total
+    if grad is not None and (grad.shape[0], grad.shape[1]) != (n, k):
+        raise ValueError(f"grad has shape {(grad.shape[0], grad.shape[1])}, expected {(n, k)}")
+    if loss == 2:
+        if labels is None or labels.shape[0] != n:
+            raise ValueError(f"softmax_cross_entropy needs {n} labels")
+        for i in range(n):
+            if not 0 <= labels[i] < k:
+                raise ValueError(f"labels[{i}] = {labels[i]} is not a class id in [0, {k})")
+    elif target is None or (target.shape[0], target.shape[1]) != (n, k):
+        raise ValueError(f"target must have shape {(n, k)}")
     if n == 0:
         return 0.0
     with nogil:

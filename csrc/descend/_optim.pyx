@@ -181,6 +181,9 @@ def optimizer_step_py(dict config, floating[::1] w, const floating[::1] g,
     centered, beta1, beta2, amsgrad, decoupled, epsilon."""
     cdef OptimizerConfig cfg = make_config_py(config)
     cdef long n = w.shape[0]
+    for name, array in (("g", g), ("s1", s1), ("s2", s2), ("s3", s3)):
+        if array is not None and array.shape[0] != n:
+            raise ValueError(f"{name} has {array.shape[0]} elements, w has {n}")
     if n == 0:
         return
     with nogil:
@@ -210,6 +213,8 @@ cpdef OptimizerConfig make_config_py(dict config) except *:
 def add_penalty_gradient_py(const floating[::1] w, floating[::1] g,
                             double l1, double l2, int n_threads):
     """g += l1 sign(w) + 2 l2 w in place; returns l1 sum|w| + l2 sum w^2."""
+    if g.shape[0] != w.shape[0]:
+        raise ValueError(f"g has {g.shape[0]} elements, w has {w.shape[0]}")
     if w.shape[0] == 0:
         return 0.0
     return add_penalty_gradient(&w[0], &g[0], w.shape[0], l1, l2, n_threads)

@@ -127,9 +127,12 @@ class BinaryCrossEntropy(Loss):
                 classes = np.array([0, 1], dtype=y.dtype)
             else:
                 classes = found
-            if len(classes) > 2:
+            if len(classes) != 2:
+                # one label that is not 0/1: which class would it be?
+                count = "a single class" if len(found) == 1 else f"{len(found)} classes"
                 raise ValueError(f"binary_cross_entropy takes two classes, but {name} has "
-                                 f"{len(found)}: {found[:10].tolist()}")
+                                 f"{count}: {found[:10].tolist()}; use 0/1 labels, or "
+                                 "declare both with partial_fit(classes=...)")
         ids = _label_ids(y, classes, name)
         return np.ascontiguousarray(ids.reshape(-1, 1), dtype=dtype), None, classes
 

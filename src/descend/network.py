@@ -243,16 +243,8 @@ class Sequential:
     def _encode(self, y, name="y", classes=None):
         """(targets, labels, classes) for the kernels; classes_ defaults to ours."""
         n_out = self.dense_layers[-1].units
-        encoded = self.loss_.encode(y, n_out, self.classes_ if classes is None else classes,
-                                    self.dtype, name)
-        found = encoded[2]
-        if (self.loss_.code == losses.BINARY_CROSS_ENTROPY and found is not None
-                and len(found) < 2):
-            # one label that is not 0/1: which class would it be? (predict_classes needs 2)
-            raise ValueError(f"{name} has a single class {np.asarray(found).tolist()}, but "
-                             "binary_cross_entropy needs two: use 0/1 labels, or declare "
-                             "both with partial_fit(classes=...)")
-        return encoded
+        return self.loss_.encode(y, n_out, self.classes_ if classes is None else classes,
+                                 self.dtype, name)
 
     def _prepare(self, X, y, x_name="X", y_name="y"):
         self._check_compiled()
