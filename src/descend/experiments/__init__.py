@@ -89,11 +89,13 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
 
 def _run_one(name, cfg, out=None, echo=False):
     module = _module(name)
+    machine = machine_markdown()   # before the run: the commit that was measured
     load_start = _load()
     start = time.perf_counter()
     result = module.run(cfg)
     result.seconds = time.perf_counter() - start
     result.config = cfg
+    result.machine = machine
     load_end = _load()
     if load_start is not None and load_end is not None:
         result.load = (load_start, load_end)
@@ -141,7 +143,8 @@ def write_report(results, path, png_prefix="", intro=""):
     lines = ["# descend experiments", ""]
     if intro:
         lines += [intro, ""]
-    lines += ["Machine:", "", machine_markdown(), ""]
+    machine = results[0].machine if results and results[0].machine else machine_markdown()
+    lines += ["Machine (at the start of the first experiment):", "", machine, ""]
     total = sum(r.seconds for r in results)
     lines += [f"Total wall time: {total:.0f} s.", ""]
     lines += ["| experiment | size | data | seeds | seconds | load average (start, end) |",

@@ -122,6 +122,7 @@ class Result:
     figsize: tuple = (8, 3.6)
     datasets: str = None         # what the experiment used, if not cfg.dataset
     load: tuple = None           # 1-minute load average at start and end
+    machine: str = None          # machine_markdown() taken before the run
 
     @property
     def table(self):

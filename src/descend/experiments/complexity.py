@@ -1,13 +1,14 @@
 """Measured cost of an epoch against batch size, width and depth.
 
 Time: the fastest of a few epochs of fit (fit's own per-epoch timer, the
-compiled loop only). Memory: two numbers per point,
-- "traced": the peak of tracemalloc over one epoch of fit, counted from just
-  before fit. NumPy reports its array allocations to tracemalloc, and every
-  buffer descend's epoch loop uses is a NumPy array (the batch copy, z, a
-  and dz per layer, gradients, optimizer state, and fit's per-epoch rollback
-  snapshot of the weights), so this is what training allocates beyond the
-  data and the parameters;
+compiled loop only). Memory, per point:
+- "traced": tracemalloc, which sees NumPy's array allocations; every buffer
+  descend's epoch loop uses is a NumPy array (the batch copy, z, a and dz
+  per layer, gradients, optimizer state, fit's per-epoch rollback snapshot).
+  "Training" is what fit holds when training starts plus the highest extra
+  allocation during one epoch (a callback reads tracemalloc at
+  on_train_begin and on_epoch_end); "peak of fit" also covers fit's input
+  checks;
 - "activations": computed bytes of the per-batch activation buffers, which
   are what grows with the batch size: batch x (inputs + sum over layers of
   z, a and dz) x itemsize.
@@ -45,22 +46,42 @@ def activation_bytes(batch, sizes, itemsize=4):
 
 
 def measure(X, y, hidden, k, batch_size, repeats, cfg):
-    """(best seconds per epoch, traced peak bytes of one epoch)."""
+    """(best seconds per epoch, traced bytes of training, traced peak of the whole fit).
+
+    Training bytes: what fit has allocated when training starts (the epoch
+    loop's buffers, optimizer state, encoded targets), plus the highest
+    extra allocation during the epoch (shuffled index, rollback snapshot).
+    The whole-fit peak also covers fit's input checks before training.
+    """
+    from descend.callbacks import Callback
+
     net = make_net(X.shape[1], hidden, k, seed=0, cfg=cfg)
     net.compile("softmax_cross_entropy", dn.optimizers.SGD(learning_rate=0.01, momentum=0.9))
     history = net.fit(X, y, epochs=repeats, batch_size=batch_size, verbose=0)
     best = float(min(history["seconds"]))
     net2 = make_net(X.shape[1], hidden, k, seed=0, cfg=cfg)
     net2.compile("softmax_cross_entropy", dn.optimizers.SGD(learning_rate=0.01, momentum=0.9))
+    marks = {}
+
+    class Memory(Callback):
+        def on_train_begin(self, logs=None):
+            current, peak = tracemalloc.get_traced_memory()
+            marks["allocated"], marks["setup_peak"] = current - marks["base"], peak - marks["base"]
+            tracemalloc.reset_peak()
+            marks["start"] = current
+
+        def on_epoch_end(self, epoch, logs=None):
+            marks["epoch_peak"] = tracemalloc.get_traced_memory()[1] - marks["start"]
+
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        net2.fit(X, y, epochs=1, batch_size=batch_size, verbose=0)
-        peak = tracemalloc.get_traced_memory()[1] - base
+        marks["base"] = tracemalloc.get_traced_memory()[0]
+        net2.fit(X, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=[Memory()])
     finally:
         tracemalloc.stop()
-    return best, peak
+    training = marks["allocated"] + marks["epoch_peak"]
+    return best, training, max(marks["setup_peak"], training)
 
 
 def run(cfg):
@@ -89,10 +110,11 @@ def run(cfg):
     rows = {}
     detail = Table("every measured point", ["variable", "value", "hidden layers",
                                             "seconds / epoch", "samples / s",
-                                            "GFLOP / s", "traced peak MB",
+                                            "GFLOP / s", "traced training MB",
+                                            "traced peak of fit MB",
                                             "activation buffers MB", "parameters"])
     for var, grid in grids.items():
-        xs, secs, peaks, acts, flops = [], [], [], [], []
+        xs, secs, peaks, fit_peaks, acts, flops = [], [], [], [], [], []
         for value in grid:
             width, depth, batch = base_width, base_depth, base_batch
             if var == "batch size":
@@ -104,27 +126,29 @@ def run(cfg):
             hidden = (width,) * depth
             sizes = [d, *hidden, k]
             cfg.log(f"{NAME}: {var} = {value}")
-            seconds, peak = measure(X, y, hidden, k, batch, repeats, cfg)
+            seconds, peak, fit_peak = measure(X, y, hidden, k, batch, repeats, cfg)
             fl = flops_per_epoch(n, sizes)
             act = activation_bytes(batch, sizes, np.dtype(cfg.dtype).itemsize)
             params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
             xs.append(value)
             secs.append(seconds)
             peaks.append(peak)
+            fit_peaks.append(fit_peak)
             acts.append(act)
             flops.append(fl)
             detail.add(var, value, f"{depth} x {width}", fmt(seconds, 3),
                        fmt(n / seconds, 3), fmt(fl / seconds / 1e9, 3), fmt(peak / 1e6, 3),
-                       fmt(act / 1e6, 3), f"{params:,}")
-        rows[var] = {"x": xs, "seconds": secs, "peak": peaks, "activations": acts,
-                     "flops": flops}
+                       fmt(fit_peak / 1e6, 3), fmt(act / 1e6, 3), f"{params:,}")
+        rows[var] = {"x": xs, "seconds": secs, "peak": peaks, "fit_peak": fit_peaks,
+                     "activations": acts, "flops": flops}
 
     table = Table(
         f"{cfg.dataset}: {n} training samples, {d} inputs, {k} outputs, relu, SGD momentum; "
         f"base point: {base_depth} hidden layers of {base_width}, batch {base_batch}; "
         f"time = fastest of {repeats} epochs, {cfg.n_threads} thread(s)",
         ["variable", "grid", "time exponent (fitted)", "FLOP-count exponent (same grid)",
-         "time, asymptotic theory", "traced-memory exponent", "activation-memory exponent",
+         "time, asymptotic theory", "traced training-memory exponent",
+         "activation-memory exponent",
          "memory, asymptotic theory"])
     for var, r in rows.items():
         text, t_exp, m_exp = theory[var]
@@ -136,12 +160,15 @@ def run(cfg):
                   m_exp if isinstance(m_exp, str) else fmt(m_exp, 2))
     table.notes.append(
         "Memory is measured by tracemalloc (NumPy allocations; every buffer of descend's "
-        "epoch loop is a NumPy array) as the peak during one epoch of fit above the "
-        "allocations before it, and computed as the activation-buffer size batch x (inputs + "
-        "3 x sum of layer widths) x 4 bytes. The traced peak also holds sizes that do not "
-        "depend on the variable (gradients, optimizer state and the per-epoch rollback "
-        "snapshot, which scale with the parameters, and the shuffled index), so its exponent "
-        "lies below the activations'. For width, the time exponent over a grid that starts "
+        "epoch loop is a NumPy array): 'training' = what fit has allocated when training "
+        "starts (epoch-loop buffers, gradients, optimizer state, encoded targets) plus the "
+        "highest extra allocation during one epoch (shuffled index, rollback snapshot); "
+        "'peak of fit' also covers fit's input checks before training. It is also computed "
+        "as the activation-buffer size batch x (inputs + 3 x sum of layer widths) x 4 bytes. "
+        "The traced training memory also holds sizes that do not depend on the variable "
+        "(the batch-independent buffers scale with the parameters, the index with the "
+        "samples), so its exponent lies below the activations'. For width, the time exponent "
+        "over a grid that starts "
         "small mixes the O(width) input and output layers with the O(width²) hidden ones; "
         "the FLOP-count exponent over the same grid is the fair comparison.")
 
@@ -156,7 +183,9 @@ def run(cfg):
             top.plot(x, np.array(r["flops"]) * scale, "k:", lw=1,
                      label="FLOP count (scaled to the last point)")
             bottom.plot(x, np.array(r["peak"]) / 1e6, "s-", color="tab:orange", ms=4,
-                        label="traced peak")
+                        label="traced, training")
+            bottom.plot(x, np.array(r["fit_peak"]) / 1e6, "v:", color="tab:red", ms=3,
+                        label="traced, peak of fit")
             bottom.plot(x, np.array(r["activations"]) / 1e6, "^--", color="tab:green", ms=4,
                         label="activation buffers")
             for ax in (top, bottom):

@@ -61,10 +61,13 @@ def run(cfg):
                 net = make_net(X.shape[1], (width,) * depth, k, activation="relu", seed=seed,
                                cfg=cfg, kernel_initializer=_initializer(spec))
                 net.compile("softmax_cross_entropy", "sgd")
-                grads = net.gradients(X_grad, y_grad)
-                norms = [float(np.linalg.norm(dw)) for dw, _ in grads]
+                try:
+                    grads = net.gradients(X_grad, y_grad)
+                    norms = [float(np.linalg.norm(dw)) for dw, _ in grads]
+                except FloatingPointError:   # the forward pass overflowed
+                    norms = [np.inf, np.inf]
                 firsts.append(norms[0])
-                ratios.append(norms[0] / norms[-1] if norms[-1] > 0 else np.nan)
+                ratios.append(norms[0] / norms[-1] if 0 < norms[-1] < np.inf else np.nan)
                 runs.append(train(net, dn.optimizers.SGD(learning_rate=lr, momentum=0.9),
                                   X, y, X_test, y_test, epochs, 32))
             to_target = [r.first_epoch("train_loss", target) if not r.diverged else None

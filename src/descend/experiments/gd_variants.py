@@ -89,9 +89,10 @@ def run(cfg):
         setup=[describe_data(cfg.dataset, X, X_test),
                "optimizer: descend.optimizers.SGD(learning_rate, momentum=0); the only "
                "difference between the variants is fit(batch_size=...)",
-               "learning rates: one per variant (1.0 / 0.01 / 0.1), each in the range "
-               "where that variant converges fastest without diverging on digits "
-               "(see the learning-rate experiment); the epoch budget is per variant",
+               "learning rates: one per variant (1.0 / 0.01 / 0.1), picked in a pilot on "
+               "digits from each variant's converging range, not tuned to be optimal (the "
+               "learning-rate experiment scans the mini-batch case); the epoch budget is "
+               "per variant",
                "epochs to target: first epoch after which the training loss (measured on up "
                "to 5000 training samples with the weights of the epoch's end) is <= "
                f"{target}; seconds to target: sum of fit's per-epoch times up to that epoch "

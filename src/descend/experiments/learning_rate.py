@@ -7,7 +7,8 @@ Each rate is run from the same seeds; a run is marked
   at initialization after some epoch, or ended above 3x it, without
   becoming NaN (the stable softmax cross-entropy stays finite even for huge
   logits, so this is the usual way a too-large rate fails here),
-- "no progress" if it ended with a training loss >= the initial loss,
+- "no progress" if it ended with a training loss above 0.95 x the loss at
+  initialization (typically every relu unit has died),
 - "ok" otherwise.
 """
 import numpy as np
@@ -19,13 +20,14 @@ from descend.experiments._common import (EXPLOSION_FACTOR, FINAL_EXPLOSION_FACTO
                                          train)
 
 NAME = "learning-rate"
+NO_PROGRESS = 0.95   # final / initial training loss above which a run made no progress
 TITLE = "learning rate: convergence, accuracy and divergence"
 
 
 def status_of(run):
     if run.diverged:
         return run.status
-    if run.final["train_loss"] >= run.initial_loss:
+    if run.final["train_loss"] > NO_PROGRESS * run.initial_loss:
         return "no progress"
     return "ok"
 
@@ -137,8 +139,8 @@ def run(cfg):
                f"'diverged (loss exploded)' = training loss > {EXPLOSION_FACTOR:g} x the loss "
                "at initialization after an epoch (training is stopped there) or > "
                f"{FINAL_EXPLOSION_FACTOR:g} x it at the end, while still finite; "
-               "'no progress' = final training loss >= initial loss (typically every relu "
-               "unit died)",
+               f"'no progress' = final training loss > {NO_PROGRESS} x the initial loss "
+               "(typically every relu unit died)",
                "epochs/seconds to target over the converged runs only; training loss "
                "measured on up to 5000 training samples after each epoch"],
         tables=[table], plot=plot, data=raw, findings=findings)
