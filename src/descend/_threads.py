@@ -15,6 +15,7 @@ import contextlib
 import warnings
 
 from descend._openmp import effective_n_threads
+from descend._validation import check_n_threads
 
 try:
     from threadpoolctl import ThreadpoolController
@@ -35,7 +36,7 @@ def plan(batch_size, n_threads=None):
     n_threads : int or None
         None: all usable cores (see ``effective_n_threads``).
     """
-    total = effective_n_threads(n_threads)
+    total = effective_n_threads(check_n_threads(n_threads))
     if ThreadpoolController is None:
         if total > 1 and not _warned:
             _warned.append(True)

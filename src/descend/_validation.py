@@ -4,6 +4,7 @@ Every check raises before any state changes, with a message that names the
 argument, what was expected and what came.
 """
 import numbers
+import os
 
 import numpy as np
 
@@ -34,6 +35,31 @@ def check_int(value, name, minimum=None, allow_none=False):
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+# More OpenMP threads than this is a mistake, not a setting: libgomp cannot
+# start a team of 10**5 threads and crashes the process instead of failing.
+MAX_THREADS = max(64, 8 * (os.cpu_count() or 1))
+
+
+def check_n_threads(n_threads, name="n_threads"):
+    """n_threads as an int (None passes): non-zero, at most MAX_THREADS.
+
+    Negative values keep their meaning (all usable cores but |n| - 1); numpy
+    integers are accepted. Raises TypeError / ValueError naming the argument.
+    """
+    if n_threads is None:
+        return None
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"{name} must be an int or None, got {type(n_threads).__name__} "
+                        f"{n_threads!r}")
+    n_threads = int(n_threads)
+    if n_threads == 0:
+        raise ValueError(f"{name} must be a positive int, -1 or None, got 0")
+    if n_threads > MAX_THREADS:
+        raise ValueError(f"{name} must be at most {MAX_THREADS} (8 threads per CPU of this "
+                         f"machine), got {n_threads}")
+    return n_threads
 
 
 def check_float(value, name, minimum=None, maximum=None, min_inclusive=True,

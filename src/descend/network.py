@@ -14,10 +14,10 @@ import numpy as np
 
 from descend import _threads, losses, optimizers
 from descend._dense import dropout_seed_py
-from descend._openmp import effective_n_threads
 from descend._optim import add_penalty_gradient_py
 from descend._train import EpochRunner
-from descend._validation import check_X, check_dtype, check_float, check_int, check_lengths
+from descend._validation import (check_X, check_dtype, check_float, check_int, check_lengths,
+                                 check_n_threads)
 from descend.callbacks import CallbackList
 from descend.layers import Dense, Dropout
 
@@ -110,9 +110,7 @@ class Sequential:
                  n_threads=None, name=None):
         self.dtype = check_dtype(dtype)
         self.input_dim = check_int(input_dim, "input_dim", minimum=1, allow_none=True)
-        if n_threads is not None:
-            effective_n_threads(n_threads)  # validates
-        self.n_threads = n_threads
+        self.n_threads = check_n_threads(n_threads)
         if seed is not None and not isinstance(seed, np.random.Generator):
             check_int(seed, "seed", minimum=0)
         self.seed = seed if not isinstance(seed, np.random.Generator) else None
@@ -476,8 +474,8 @@ class Sequential:
             raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
         validation_split = check_float(validation_split, "validation_split", minimum=0.0,
                                        maximum=1.0, max_inclusive=False)
-        if n_threads is not None:
-            effective_n_threads(n_threads)
+        n_threads = check_n_threads(n_threads)
+        check_n_threads(self.n_threads, "the network's n_threads")
         callback_list = CallbackList(callbacks)
 
         # validation data: given, or split off the end

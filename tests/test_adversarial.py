@@ -1,0 +1,97 @@
+"""Regression tests for problems found by adversarial probing of the public API.
+
+Each test names the input that broke the contract of DESIGN.md (a clear
+ValueError/TypeError naming the argument, raised before any state changes;
+never a crash). Probes that can segfault run in a subprocess, so that a crash
+fails the test instead of killing pytest. Problems in the compiled kernels
+(csrc/, not edited here) are strict xfails with the reason.
+"""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import descend as dn
+
+
+def _data(n=60, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, d))
+    return X, (X[:, 0] > 0.5).astype(int)
+
+
+def _net(d=4, k=2, loss="softmax_cross_entropy", optimizer=None, **kwargs):
+    kwargs.setdefault("n_threads", 1)
+    net = dn.Sequential([dn.Dense(5, activation="relu"), dn.Dense(k)], input_dim=d,
+                        seed=0, **kwargs)
+    net.compile(loss, optimizer or dn.optimizers.SGD(0.1))
+    return net
+
+
+def _run(code, timeout=120):
+    """Run code in a fresh interpreter: (returncode, stdout + stderr)."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _same_weights(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# ---------------------------------------------------------------- n_threads
+def test_absurd_n_threads_is_a_value_error_not_a_segfault():
+    # Sequential(n_threads=10**6) was accepted; fit then segfaulted in libgomp
+    rc, out = _run("""
+        import numpy as np, descend as dn
+        try:
+            dn.Sequential([dn.Dense(2)], input_dim=3, n_threads=10**6)
+        except ValueError as exc:
+            assert "n_threads" in str(exc), exc
+            print("raised")
+    """)
+    assert rc == 0 and "raised" in out, out
+
+
+def test_absurd_n_threads_in_fit_and_as_attribute():
+    rc, out = _run("""
+        import numpy as np, descend as dn
+        X, y = np.random.default_rng(0).random((300, 4)), np.arange(300) % 2
+        net = dn.Sequential([dn.Dense(2)], input_dim=4, n_threads=1)
+        net.compile("softmax_cross_entropy")
+        try:
+            net.fit(X, y, verbose=0, batch_size=300, n_threads=10**6)
+        except ValueError as exc:
+            assert "n_threads" in str(exc), exc
+            print("fit raised")
+        net.n_threads = 10**6          # assigned after the constructor's check
+        try:
+            net.predict(X)
+        except ValueError as exc:
+            assert "n_threads" in str(exc), exc
+            print("predict raised")
+    """)
+    assert rc == 0 and "fit raised" in out and "predict raised" in out, out
+
+
+def test_numpy_integer_n_threads_is_accepted_like_batch_size():
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, n_threads=np.int64(2))
+    assert net.n_threads == 2
+    X, y = _data()
+    _net().fit(X, y, verbose=0, n_threads=np.int64(1))
+
+
+def test_estimator_rejects_absurd_n_threads_before_fitting():
+    rc, out = _run("""
+        import numpy as np, descend as dn
+        X, y = np.random.default_rng(0).random((40, 3)), np.arange(40) % 2
+        try:
+            dn.MLPClassifier((4,), max_iter=2, n_threads=10**6).fit(X, y)
+        except ValueError as exc:
+            assert "n_threads" in str(exc), exc
+            print("raised")
+    """)
+    assert rc == 0 and "raised" in out, out
