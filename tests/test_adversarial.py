@@ -95,3 +95,50 @@ def test_estimator_rejects_absurd_n_threads_before_fitting():
             print("raised")
     """)
     assert rc == 0 and "raised" in out, out
+
+
+# ---------------------------------------------------------------- live parameter arrays
+@pytest.mark.parametrize("replacement", [
+    "np.ones((4, 1), np.float32)",                          # fewer units than the next layer reads
+    "np.load(path, mmap_mode='r')",                         # read-only memory map
+    "np.asfortranarray(net.layers[0].kernel)",
+    "net.layers[0].kernel.astype(np.float64)",
+])
+def test_fit_checks_replaced_live_kernels(replacement):
+    # net.layers[i].kernel is public; a replaced array of another shape made the
+    # compiled epoch read and write out of bounds (segfault / heap corruption)
+    rc, out = _run(f"""
+        import os, tempfile, numpy as np, descend as dn
+        X, y = np.random.default_rng(0).random((600, 4)), np.arange(600) % 2
+        net = dn.Sequential([dn.Dense(500, activation="relu"), dn.Dense(2)], input_dim=4,
+                            seed=0, n_threads=1)
+        net.compile("softmax_cross_entropy")
+        path = os.path.join(tempfile.mkdtemp(), "k.npy")
+        np.save(path, net.layers[0].kernel)
+        before = net.get_weights()[1:]
+        net.layers[0].kernel = {replacement}
+        try:
+            net.fit(X, y, verbose=0, epochs=3, batch_size=256)
+        except ValueError as exc:
+            assert "layers[0].kernel" in str(exc), exc
+            assert all(np.array_equal(a, b) for a, b in zip(before, net.get_weights()[1:]))
+            print("raised")
+    """)
+    assert rc == 0 and "raised" in out, out
+
+
+def test_fit_on_nan_weights_names_them_and_changes_nothing():
+    # NaN written into a live kernel: fit diverged, then its rollback failed in
+    # set_weights ("weights[0] must be finite") with the optimizer state and the
+    # random generator already advanced
+    X, y = _data()
+    net = _net(optimizer=dn.optimizers.Adam(0.01))
+    net.fit(X, y, verbose=0)
+    net.layers[0].kernel[0, 0] = np.nan
+    state = net.optimizer.get_state()
+    rng_state = net._rng.bit_generator.state
+    with pytest.raises(ValueError, match=r"layers\[0\]\.kernel .*NaN"):
+        net.fit(X, y, verbose=0)
+    assert net.optimizer.iterations == state["iterations"]
+    assert _same_weights(net.optimizer.get_state()["arrays"][0], state["arrays"][0])
+    assert net._rng.bit_generator.state == rng_state

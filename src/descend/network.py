@@ -229,6 +229,33 @@ class Sequential:
         self.epochs_trained = 0
         return self
 
+    def _check_live_params(self):
+        """ValueError unless each Dense layer's kernel and bias are still arrays the
+        compiled loop can write: the layer's shape, the network's dtype, C order,
+        writeable (they are public and may have been replaced, not modified)."""
+        n_in = self.input_dim
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Dense):
+                continue
+            for attr, shape in (("kernel", (n_in, layer.units)),
+                                ("bias", (layer.units,) if layer.use_bias else None)):
+                p = getattr(layer, attr)
+                if shape is None:
+                    continue
+                if not (isinstance(p, np.ndarray) and p.shape == shape
+                        and p.dtype == self.dtype and p.flags.c_contiguous
+                        and p.flags.writeable):
+                    got = (f"{p.dtype} array of shape {p.shape}, C-contiguous "
+                           f"{p.flags.c_contiguous}, writeable {p.flags.writeable}"
+                           if isinstance(p, np.ndarray) else type(p).__name__)
+                    raise ValueError(
+                        f"layers[{i}].{attr} must be a writeable C-contiguous "
+                        f"{self.dtype} array of shape {shape}, got a {got}; modify the "
+                        "live arrays in place or use set_weights")
+                if not np.isfinite(p).all():
+                    raise ValueError(f"layers[{i}].{attr} contains NaN or infinite values")
+            n_in = layer.units
+
     def _check_compiled(self):
         if self.loss_ is None:
             raise RuntimeError("call compile(loss=..., optimizer=...) before training "
@@ -462,6 +489,8 @@ class Sequential:
         """
         self._check_compiled()
         self._check_structure()
+        if self.built:
+            self._check_live_params()
         X = self._check_X(X)
         if y is None:
             raise ValueError("y is required, got None")
@@ -942,17 +971,18 @@ class Sequential:
 
     def summary(self, print_fn=print):
         """Print (and return) a table of the layers, output shapes and parameter counts."""
+        width = max([28] + [len(repr(layer)) + 2 for layer in self.layers])
         lines = [f"Sequential {self.name or ''}".rstrip(),
-                 f"{'layer':<28}{'output shape':<18}{'params':>10}"]
+                 f"{'layer':<{width}}{'output shape':<18}{'params':>10}"]
         n_in = self.n_features_in_
         for layer in self.layers:
             if isinstance(layer, Dense):
                 count = layer.count_params() if layer.built else 0
                 shape = f"(None, {layer.units})"
-                lines.append(f"{repr(layer):<28}{shape:<18}{count:>10}")
+                lines.append(f"{repr(layer):<{width}}{shape:<18}{count:>10}")
                 n_in = layer.units
             else:
-                lines.append(f"{repr(layer):<28}{f'(None, {n_in})':<18}{0:>10}")
+                lines.append(f"{repr(layer):<{width}}{f'(None, {n_in})':<18}{0:>10}")
         lines.append(f"total parameters: {self.count_params()}  dtype: {self.dtype.name}")
         text = "\n".join(lines)
         if print_fn is not None:
@@ -1020,8 +1050,9 @@ class _TqdmBar:
 
     def __init__(self, n_samples, batch_size, desc):
         from tqdm import tqdm
+        # disable=None: no bar when stderr is not a terminal (logs stay clean)
         self._bar = tqdm(total=n_samples, desc=desc, unit="sample", unit_scale=True,
-                         leave=False, dynamic_ncols=True)
+                         leave=False, dynamic_ncols=True, disable=None)
         self._n = n_samples
         self._batch_size = batch_size
         self._done = 0
