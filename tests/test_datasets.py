@@ -5,6 +5,7 @@ MNIST is read from the shared datasets folder next to the repository
 it is absent. No test touches the network: the download path is exercised
 with a local HTTP server on 127.0.0.1.
 """
+import os
 import functools
 import gzip
 import hashlib
@@ -19,7 +20,8 @@ import pytest
 
 from descend import datasets
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
+MNIST_DIR = Path(os.environ.get("DESCEND_DATA") or
+                 Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist")
 needs_mnist = pytest.mark.skipif(
     not all((MNIST_DIR / name).is_file() for name in datasets.MNIST_FILES),
     reason=f"MNIST files not found in {MNIST_DIR} (the shared datasets folder "

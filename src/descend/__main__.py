@@ -45,11 +45,16 @@ def demo(args):
     """Train an MLP on args.dataset with a fixed seed; print per-epoch loss,
     test accuracy and throughput (samples per second). Returns 0."""
     import descend as dn
-    X_train, X_test, y_train, y_test = load_dataset(args.dataset, args.seed, args.data_home,
-                                                    args.dtype)
+    try:
+        X_train, X_test, y_train, y_test = load_dataset(args.dataset, args.seed,
+                                                        args.data_home, args.dtype)
+    except dn.datasets.DatasetNotFoundError as error:
+        # the message says which files are missing and where to put them
+        print(f"descend demo: {error}", file=sys.stderr)
+        return 1
     hidden, epochs, batch_size, make_optimizer = _demo_config(args.dataset)
-    epochs = args.epochs or epochs
-    batch_size = args.batch_size or batch_size
+    epochs = epochs if args.epochs is None else args.epochs
+    batch_size = batch_size if args.batch_size is None else args.batch_size
     n_classes = len(np.unique(y_train))
     layers = [dn.Dense(units, activation="relu") for units in hidden]
     layers.append(dn.Dense(n_classes))
@@ -74,6 +79,17 @@ def demo(args):
     return 0
 
 
+def _positive_int(text):
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def build_parser():
     """The argparse parser of ``python -m descend`` (demo, experiments)."""
     parser = argparse.ArgumentParser(prog="python -m descend",
@@ -87,11 +103,11 @@ def build_parser():
     p.add_argument("--data-home", default=None,
                    help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                         "then ~/.cache/descend/mnist; downloaded if missing)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--epochs", type=_positive_int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-threads", type=int, default=None)
+    p.add_argument("--n-threads", type=_positive_int, default=None)
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
     p.set_defaults(func=demo)
     try:

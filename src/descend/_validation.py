@@ -110,7 +110,9 @@ def check_X(X, dtype, name="X", n_features=None):
     if n_features is not None and array.shape[1] != n_features:
         raise ValueError(
             f"{name} has {array.shape[1]} features, but the network expects {n_features}")
-    array = np.ascontiguousarray(array, dtype=dtype)
+    with np.errstate(over="ignore"):
+        # values too large for float32 become inf here, and are reported below
+        array = np.ascontiguousarray(array, dtype=dtype)
     if not all_finite(array):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise ValueError(

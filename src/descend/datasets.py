@@ -535,10 +535,11 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
     seed : int, numpy.random.Generator or None, default=None
         Seed for :func:`numpy.random.default_rng`. The same seed gives the
         same split; NumPy's global random state is neither used nor changed.
-    stratify : bool, default=False
+    stratify : bool or array_like of shape (n_samples,), default=False
         If True, each class of ``y`` is split in (close to) the same
         proportion, so class frequencies in both sets match those of ``y``
-        up to rounding. Every class needs at least 2 samples.
+        up to rounding; an array (as scikit-learn's ``stratify=y``) gives
+        the labels to stratify by. Every class needs at least 2 samples.
 
     Returns
     -------
@@ -581,14 +582,21 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
             f"both sets must be non-empty (need 1 <= n_test <= {n - 1})"
         )
 
+    if stratify is None or isinstance(stratify, (bool, np.bool_)):
+        strata = y if stratify else None
+    else:
+        strata = np.asarray(stratify)
+        if strata.shape[:1] != (n,):
+            raise ValueError(f"stratify must be True/False or {n} labels (one per sample), "
+                             f"got shape {strata.shape}")
     rng = np.random.default_rng(seed)
-    if not stratify:
+    if strata is None:
         order = rng.permutation(n)
         test_idx, train_idx = order[:n_test], order[n_test:]
     else:
-        if y.ndim != 1:
-            raise ValueError(f"stratify=True needs a 1-D y, got shape {y.shape}")
-        classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+        if strata.ndim != 1:
+            raise ValueError(f"stratify needs 1-D labels, got shape {strata.shape}")
+        classes, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
         if counts.min() < 2:
             raise ValueError(
                 f"stratify=True needs at least 2 samples per class; class "
