@@ -1050,9 +1050,9 @@ class _TqdmBar:
 
     def __init__(self, n_samples, batch_size, desc):
         from tqdm import tqdm
-        # disable=None: no bar when stderr is not a terminal (logs stay clean)
+        # (verbose=2 prints the epoch lines only: the choice for log files)
         self._bar = tqdm(total=n_samples, desc=desc, unit="sample", unit_scale=True,
-                         leave=False, dynamic_ncols=True, disable=None)
+                         leave=False, dynamic_ncols=True)
         self._n = n_samples
         self._batch_size = batch_size
         self._done = 0
