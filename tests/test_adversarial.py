@@ -142,3 +142,53 @@ def test_fit_on_nan_weights_names_them_and_changes_nothing():
     assert net.optimizer.iterations == state["iterations"]
     assert _same_weights(net.optimizer.get_state()["arrays"][0], state["arrays"][0])
     assert net._rng.bit_generator.state == rng_state
+
+
+# ---------------------------------------------------------------- Optimizer.apply_gradients
+def _apply(opt, params, grads, **kwargs):
+    """apply_gradients; returns the exception raised (or None) and asserts nothing moved."""
+    before = [np.array(p, copy=True) for p in params]
+    iterations = opt.iterations
+    try:
+        opt.apply_gradients(params, grads, **kwargs)
+    except (ValueError, TypeError) as exc:
+        assert opt.iterations == iterations
+        assert _same_weights(before, [np.asarray(p) for p in params])
+        return exc
+    return None
+
+
+def test_apply_gradients_never_loses_an_update_on_a_non_contiguous_param():
+    W = np.zeros((3, 2))
+    exc = _apply(dn.optimizers.SGD(0.1), [W.T], [np.ones((2, 3))])
+    assert exc is not None and "params[0]" in str(exc)
+
+
+@pytest.mark.parametrize("params, grads, word", [
+    ([np.zeros((3, 2)), np.zeros(3)], [np.ones((3, 2))], "2 param"),       # one grad short
+    ([np.zeros((3, 2))], [np.ones((2, 3))], "grads[0]"),                  # same size, other shape
+    ([np.zeros((3, 2), np.float32)], [np.ones((3, 2))], "grads[0]"),      # float64 grad
+    ([np.zeros((3, 2))], [np.full((3, 2), np.nan)], "grads[0]"),          # NaN grad
+    ([np.zeros(3, np.int64)], [np.ones(3, np.int64)], "params[0]"),       # int param
+])
+def test_apply_gradients_rejects_mismatched_input_before_any_change(params, grads, word):
+    opt = dn.optimizers.Adam(0.1)
+    exc = _apply(opt, params, grads)
+    assert exc is not None and word in str(exc), exc
+
+
+def test_apply_gradients_takes_list_gradients_and_checks_n_threads():
+    W = np.zeros(3)
+    dn.optimizers.SGD(0.5).apply_gradients([W], [[1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(W, [-0.5, -1.0, -1.5])
+    # a negative team size aborted the process in libgomp ("Out of memory")
+    rc, out = _run("""
+        import numpy as np, descend as dn
+        W = np.zeros(40000)
+        try:
+            dn.optimizers.SGD(0.1).apply_gradients([W], [np.ones(40000)], n_threads=-3)
+        except ValueError as exc:
+            assert "n_threads" in str(exc), exc
+            print("raised")
+    """)
+    assert rc == 0 and "raised" in out, out

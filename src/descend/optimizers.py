@@ -16,7 +16,7 @@ import abc
 import numpy as np
 
 from descend import _optim, schedules
-from descend._validation import check_float
+from descend._validation import check_float, check_int, check_n_threads
 
 SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = 0, 1, 2, 3
 
@@ -156,7 +156,15 @@ class Optimizer(abc.ABC):
             Same shapes; modified in place by clipping.
         decay_flags : list of bool or None
             Whether weight decay applies to each array (default: all).
+
+        Raises
+        ------
+        ValueError, TypeError
+            Arrays that do not match (count, shape, dtype), a parameter that
+            is not a writeable C-contiguous float array, a NaN or infinite
+            gradient, or a bad n_threads; nothing is updated.
         """
+        params, grads = _check_update(params, grads, decay_flags, n_threads)
         self.build(params)
         flat_grads = [g.reshape(-1) for g in grads]
         clipnorm, global_clipnorm, clipvalue = self.clip_settings()
@@ -408,6 +416,34 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.01, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+
+def _check_update(params, grads, decay_flags, n_threads):
+    """(params, grads) as lists of matching arrays for apply_gradients, or raise."""
+    check_int(n_threads, "n_threads", minimum=1)
+    check_n_threads(n_threads)
+    params, grads = list(params), list(grads)
+    if len(grads) != len(params) or (decay_flags is not None
+                                     and len(decay_flags) != len(params)):
+        raise ValueError(f"apply_gradients needs one gradient (and decay flag) per "
+                         f"parameter: got {len(params)} params, {len(grads)} grads"
+                         + ("" if decay_flags is None else f", {len(decay_flags)} decay flags"))
+    checked = []
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if not (isinstance(p, np.ndarray) and p.dtype in (np.float32, np.float64)
+                and p.flags.c_contiguous and p.flags.writeable):
+            raise TypeError(f"params[{i}] must be a writeable C-contiguous float32 or float64 "
+                            f"array (it is updated in place), got "
+                            + (f"a {p.dtype} array, C-contiguous {p.flags.c_contiguous}"
+                               if isinstance(p, np.ndarray) else type(p).__name__))
+        g = np.asarray(g, dtype=p.dtype) if not isinstance(g, np.ndarray) else g
+        if g.shape != p.shape or g.dtype != p.dtype:
+            raise ValueError(f"grads[{i}] must be a {p.dtype} array of shape {p.shape} like "
+                             f"params[{i}], got a {g.dtype} array of shape {g.shape}")
+        if not np.isfinite(g).all():
+            raise ValueError(f"grads[{i}] contains NaN or infinite values; no update was made")
+        checked.append(g if g.flags.c_contiguous and g.flags.writeable else g.copy())
+    return params, checked
 
 
 _OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam,
