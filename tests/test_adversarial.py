@@ -192,3 +192,51 @@ def test_apply_gradients_takes_list_gradients_and_checks_n_threads():
             print("raised")
     """)
     assert rc == 0 and "raised" in out, out
+
+
+# ---------------------------------------------------------------- targets and arguments of fit
+@pytest.mark.parametrize("y", [1, None])
+def test_scalar_validation_labels_are_named(y):
+    # fit(validation_data=(X, 1)) raised "TypeError: len() of unsized object"
+    X, labels = _data()
+    with pytest.raises((ValueError, TypeError), match="validation_data\\[1\\]"):
+        _net().fit(X, labels, verbose=0, validation_data=(X, y))
+
+
+def test_scalar_y_in_fit_is_named():
+    X, _ = _data()
+    with pytest.raises((ValueError, TypeError), match="\\by\\b"):
+        _net().fit(X, 1, verbose=0)
+
+
+def test_unorderable_labels_are_a_type_error_naming_y():
+    # np.unique on [1, "a", ...] raised "'<' not supported between 'str' and 'int'"
+    X, _ = _data()
+    for loss, k in (("softmax_cross_entropy", 2), ("binary_cross_entropy", 1)):
+        with pytest.raises(TypeError, match="\\by\\b"):
+            _net(k=k, loss=loss).fit(X, np.array([1, "a"] * 30, dtype=object), verbose=0)
+
+
+def test_fit_rejects_a_non_callback_before_touching_the_history():
+    # callbacks=[5]: AttributeError ('int' object has no attribute 'model') after
+    # fit had already replaced the history of the previous fit
+    X, y = _data()
+    net = _net()
+    net.fit(X, y, verbose=0, epochs=2)
+    with pytest.raises(TypeError, match="callbacks\\[0\\]"):
+        net.fit(X, y, verbose=0, callbacks=[5])
+    assert len(net.history["loss"]) == 2
+
+
+def test_gradient_norms_must_be_a_bool():
+    X, y = _data()
+    with pytest.raises(TypeError, match="gradient_norms"):
+        _net().fit(X, y, verbose=0, gradient_norms="no")
+
+
+def test_unorderable_labels_in_a_first_partial_fit_are_named():
+    X, _ = _data()
+    net = _net()
+    with pytest.raises(TypeError, match="\\by\\b"):
+        net.partial_fit(X, np.array([1, "a"] * 30, dtype=object))
+    assert net.classes_ is None

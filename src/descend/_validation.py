@@ -133,6 +133,9 @@ def all_finite(array, chunk_elements=1 << 20):
 
 def check_lengths(X, y, x_name="X", y_name="y"):
     """ValueError naming both lengths unless len(X) == len(y)."""
+    if np.ndim(y) == 0:
+        raise ValueError(f"{y_name} must be an array with one entry per sample of {x_name} "
+                         f"({len(X)}), got {type(y).__name__} {y!r}")
     if len(X) != len(y):
         raise ValueError(
             f"{x_name} and {y_name} have different lengths: len({x_name}) = {len(X)}, "

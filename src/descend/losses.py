@@ -121,7 +121,7 @@ class BinaryCrossEntropy(Loss):
             raise ValueError(f"{name} must be 1-D labels or (n, 1), got shape {y.shape}")
         _check_no_nan(y, name)
         if classes is None:
-            found = np.unique(y)
+            found = _unique(y, name)
             # 0/1 (or bool) labels keep their meaning even if one is absent
             if y.dtype.kind in "biuf" and set(found.tolist()) <= {0, 1}:
                 classes = np.array([0, 1], dtype=y.dtype)
@@ -180,7 +180,7 @@ class SoftmaxCrossEntropy(Loss):
             if y.dtype.kind in "iu":
                 classes = np.arange(n_outputs)
             else:
-                classes = np.unique(y)
+                classes = _unique(y, name)
                 if len(classes) != n_outputs:
                     raise ValueError(
                         f"{name} has {len(classes)} distinct labels, but the network has "
@@ -193,6 +193,16 @@ class SoftmaxCrossEntropy(Loss):
         out = np.empty_like(output)
         _losses.softmax_py(output, out, n_threads)
         return out
+
+
+def _unique(y, name):
+    """np.unique(y), or a TypeError naming y if its labels cannot be ordered."""
+    try:
+        return np.unique(y)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in y.ravel()[:1000].tolist()})
+        raise TypeError(f"{name} labels must be comparable with each other (all numbers or "
+                        f"all strings), got a mix of {kinds}") from None
 
 
 def _check_no_nan(y, name):

@@ -18,7 +18,7 @@ from descend._optim import add_penalty_gradient_py
 from descend._train import EpochRunner
 from descend._validation import (check_X, check_dtype, check_float, check_int, check_lengths,
                                  check_n_threads)
-from descend.callbacks import CallbackList
+from descend.callbacks import Callback, CallbackList
 from descend.layers import Dense, Dropout
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
@@ -503,9 +503,17 @@ class Sequential:
             raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
         validation_split = check_float(validation_split, "validation_split", minimum=0.0,
                                        maximum=1.0, max_inclusive=False)
+        if not isinstance(gradient_norms, (bool, np.bool_)):
+            raise TypeError(f"gradient_norms must be a bool, got {gradient_norms!r}")
         n_threads = check_n_threads(n_threads)
         check_n_threads(self.n_threads, "the network's n_threads")
         callback_list = CallbackList(callbacks)
+        for i, callback in enumerate(callback_list):
+            if not isinstance(callback, Callback) and not any(
+                    callable(getattr(callback, hook, None)) for hook in CallbackList._HOOKS):
+                raise TypeError(f"callbacks[{i}] must be a descend Callback (or an object "
+                                f"with on_epoch_end etc.), got {type(callback).__name__} "
+                                f"{callback!r}")
 
         # validation data: given, or split off the end
         X_val = y_val = None
@@ -738,7 +746,7 @@ class Sequential:
             return      # fit names the NaN
         if (self.loss_.code == losses.SOFTMAX_CROSS_ENTROPY and y.ndim == 1
                 and y.dtype.kind not in "iu" and y.size):
-            found = np.unique(y)
+            found = losses._unique(y, "y")
             if len(found) != n_out:
                 raise ValueError(
                     f"the first partial_fit call sees {len(found)} distinct labels "
