@@ -240,3 +240,31 @@ def test_unorderable_labels_in_a_first_partial_fit_are_named():
     with pytest.raises(TypeError, match="\\by\\b"):
         net.partial_fit(X, np.array([1, "a"] * 30, dtype=object))
     assert net.classes_ is None
+
+
+# ---------------------------------------------------------------- structure
+def test_a_dense_layer_of_another_network_is_not_silently_redrawn():
+    # building the second network re-initialized the first network's layer
+    X, _ = _data()
+    shared = dn.Dense(2)
+    first = dn.Sequential([dn.Dense(4, activation="tanh"), shared], input_dim=4, seed=0)
+    before = first.predict(X)
+    with pytest.raises(ValueError, match="already built"):
+        dn.Sequential([dn.Dense(4), shared], input_dim=4, seed=1)
+    np.testing.assert_array_equal(first.predict(X), before)
+
+
+def test_the_same_dense_layer_twice_is_rejected():
+    # its cached forward pass was overwritten by the second use: wrong gradients
+    layer = dn.Dense(4, activation="tanh")
+    with pytest.raises(ValueError, match="twice"):
+        dn.Sequential([layer, layer, dn.Dense(2)], input_dim=4)
+
+
+def test_an_initializer_that_overflows_the_dtype_is_an_error():
+    # VarianceScaling(scale=1e308) gave a float32 kernel of +-inf without a word
+    init = dn.initializers.RandomNormal(stddev=1e300)
+    with pytest.raises(ValueError, match="finite"):
+        dn.Sequential([dn.Dense(3, kernel_initializer=init), dn.Dense(2)], input_dim=4)
+    with pytest.raises(ValueError, match="finite"):
+        init((3, 2), np.random.default_rng(0), np.float32)

@@ -249,7 +249,11 @@ class Initializer(abc.ABC):
         shape = _check_shape(shape)
         _check_rng(rng)
         dtype = _check_dtype(dtype)
-        return _finish(self._generate(shape, rng), dtype)
+        values = _finish(self._generate(shape, rng), dtype)
+        if not np.isfinite(values).all():
+            raise ValueError(f"{self!r} drew values that are not finite in "
+                             f"{np.dtype(dtype).name}: its scale is too large for the dtype")
+        return values
 
     @abc.abstractmethod
     def _generate(self, shape, rng):

@@ -134,6 +134,13 @@ class Sequential:
         if not isinstance(layer, (Dense, Dropout)):
             raise TypeError(f"layers must be descend Dense or Dropout layers, got "
                             f"{type(layer).__name__}")
+        if isinstance(layer, Dense) and any(layer is other for other in self.layers):
+            raise ValueError(f"{layer!r} is in the network twice: shared layers are not "
+                             "supported, create one Dense per position")
+        if isinstance(layer, Dense) and layer.built:
+            raise ValueError(f"{layer!r} is already built (part of another network?): "
+                             "building this network would redraw its weights; create a new "
+                             "Dense and copy weights with set_weights")
         if self.built:
             raise ValueError("cannot add a layer to a network that is already built")
         self.layers.append(layer)
