@@ -268,3 +268,66 @@ def test_an_initializer_that_overflows_the_dtype_is_an_error():
         dn.Sequential([dn.Dense(3, kernel_initializer=init), dn.Dense(2)], input_dim=4)
     with pytest.raises(ValueError, match="finite"):
         init((3, 2), np.random.default_rng(0), np.float32)
+
+
+# ---------------------------------------------------------------- save / load
+def test_save_to_a_directory_names_it(tmp_path):
+    # was IsADirectoryError about a temporary file '.descend-xxxx.tmp'
+    net = _net()
+    with pytest.raises(ValueError, match="directory"):
+        net.save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _rewrite(src, dst, change):
+    """Copy a saved model, letting change(arrays, config) edit it."""
+    with np.load(src) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    config = json.loads(str(arrays["config"]))
+    change(arrays, config)
+    arrays["config"] = np.array(json.dumps(config))
+    np.savez(dst, **arrays)
+    return dst
+
+
+@pytest.fixture
+def saved_classifier(tmp_path):
+    X, y = _data()
+    net = _net()
+    net.fit(X, np.where(y, "a", "b"), verbose=0)
+    return net.save(str(tmp_path / "model.npz"))
+
+
+@pytest.mark.parametrize("classes", [
+    np.array(["a", "b", "c"]),          # 3 labels for 2 outputs
+    np.array(["b", "a"]),               # not sorted: label lookups went wrong
+    np.array(["a", "a"]),               # duplicate
+    np.array([0.5, np.nan]),            # NaN label returned by predict_classes
+])
+def test_load_rejects_classes_that_do_not_fit_the_network(saved_classifier, tmp_path, classes):
+    def change(arrays, config):
+        arrays["classes"] = classes
+    path = _rewrite(saved_classifier, str(tmp_path / "bad.npz"), change)
+    with pytest.raises(ValueError, match="classes"):
+        dn.load(path)
+
+
+def test_load_rejects_counters_too_large_for_the_kernels(saved_classifier, tmp_path):
+    # iterations = 2**70 loaded fine, then fit raised OverflowError ("too large to
+    # convert to C long") after it had reset the history
+    def change(arrays, config):
+        config["optimizer_state"]["iterations"] = 2**70
+    path = _rewrite(saved_classifier, str(tmp_path / "bad.npz"), change)
+    with pytest.raises(ValueError, match="iterations"):
+        dn.load(path)
+
+
+def test_load_checks_declared_sizes_against_the_arrays_before_allocating(saved_classifier,
+                                                                         tmp_path):
+    # units = 10**9 in the config: the loader drew a 4 x 10**9 kernel (MemoryError,
+    # or gigabytes and seconds spent) before comparing it with the stored (4, 5)
+    def change(arrays, config):
+        config["model"]["layers"][0]["units"] = 10**9
+    path = _rewrite(saved_classifier, str(tmp_path / "bad.npz"), change)
+    with pytest.raises(ValueError, match="weight_0"):
+        dn.load(path)

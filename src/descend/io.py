@@ -104,6 +104,9 @@ def save(model, path):
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a descend Sequential, got {type(model).__name__}")
     path = _check_path(path)
+    if os.path.isdir(path):
+        raise ValueError(f"path {path!r} is a directory; give a file name such as "
+                         f"{os.path.join(path, 'model.npz')!r}")
     if not model.built:
         raise ValueError("cannot save a network that is not built: give input_dim or fit "
                          "it first")
@@ -238,6 +241,7 @@ class _Reader:
         self.archive = archive
         self.path = path
         self.keys = set(archive.files)
+        self.loaded = {}
 
     def error(self, message):
         return ValueError(f"{self.path!r}: {message}")
@@ -246,8 +250,11 @@ class _Reader:
         if key not in self.keys:
             raise self.error(f"missing entry {key!r}; the file is incomplete or not a "
                              "descend model")
+        if key in self.loaded:
+            return self.loaded[key]
         try:
-            return self.archive[key]
+            self.loaded[key] = self.archive[key]
+            return self.loaded[key]
         except ValueError as exc:
             if "pickle" in str(exc) or "Object arrays" in str(exc):
                 raise self.error(f"entry {key!r} holds pickled Python objects; descend "
@@ -297,6 +304,7 @@ class _Reader:
         try:
             layers = [layers_module.from_config(dict(c)) if isinstance(c, dict) else
                       layers_module.from_config(c) for c in model_config["layers"]]
+            self.check_declared_shapes(layers, model_config.get("input_dim"))
             net = Sequential(layers, input_dim=model_config.get("input_dim"),
                              dtype=model_config.get("dtype"),
                              seed=model_config.get("seed"),
@@ -335,6 +343,7 @@ class _Reader:
             if classes.ndim != 1 or classes.dtype.kind not in _CLASSES_KINDS:
                 raise self.error(f"entry 'classes' must be a 1-D array of numbers or "
                                  f"strings, got dtype {classes.dtype}, shape {classes.shape}")
+            self.check_classes(net, classes)
             net.classes_ = classes
         net._rng = self.generator(config["rng_state"])
         history = History()
@@ -349,6 +358,41 @@ class _Reader:
         net.history = history
         return net
 
+    def check_declared_shapes(self, layers, input_dim):
+        """Compare the architecture's parameter shapes with the stored arrays
+        before anything is allocated: a config may declare sizes far beyond
+        its arrays (the network would draw them all first)."""
+        from descend.layers import Dense
+        if isinstance(input_dim, bool) or not isinstance(input_dim, int):
+            return      # Sequential names the problem
+        i, n_in = 0, input_dim
+        for layer in layers:
+            if not isinstance(layer, Dense):
+                continue
+            for shape in [(n_in, layer.units)] + ([(layer.units,)] if layer.use_bias else []):
+                stored = self.array(f"weight_{i}").shape
+                if stored != shape:
+                    raise self.error(f"entry 'weight_{i}' has shape {stored}, but the "
+                                     f"architecture needs {shape}")
+                i += 1
+            n_in = layer.units
+
+    def check_classes(self, net, classes):
+        """classes_ as fit makes it: finite, sorted unique, one per class of the loss."""
+        if classes.dtype.kind == "f" and not np.isfinite(classes).all():
+            raise self.error(f"entry 'classes' contains NaN or infinite labels: "
+                             f"{classes.tolist()[:20]}")
+        if len(classes) != len(np.unique(classes)) or not np.array_equal(
+                np.unique(classes), classes):
+            raise self.error(f"entry 'classes' must hold sorted distinct labels (as "
+                             f"numpy.unique), got {classes.tolist()[:20]}")
+        if net.loss_ is not None and net.loss_.is_classifier:
+            n_out = net.dense_layers[-1].units
+            expected = n_out if net.loss_.link == "softmax" else 2
+            if len(classes) != expected:
+                raise self.error(f"entry 'classes' has {len(classes)} labels, but the "
+                                 f"network's {net.loss_.name} output needs {expected}")
+
     def check_param_array(self, array, like, key):
         if array.shape != like.shape:
             raise self.error(f"entry {key!r} has shape {array.shape}, but the architecture "
@@ -360,8 +404,9 @@ class _Reader:
             raise self.error(f"entry {key!r} contains NaN or infinite values")
 
     def nonnegative_int(self, value, name):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.error(f"{name} must be an int >= 0, got {value!r}")
+        if (isinstance(value, bool) or not isinstance(value, int) or value < 0
+                or value >= 2**62):
+            raise self.error(f"{name} must be an int >= 0 (and < 2**62), got {value!r}")
         return value
 
     def restore_optimizer(self, net, config):
