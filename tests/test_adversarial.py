@@ -331,3 +331,34 @@ def test_load_checks_declared_sizes_against_the_arrays_before_allocating(saved_c
     path = _rewrite(saved_classifier, str(tmp_path / "bad.npz"), change)
     with pytest.raises(ValueError, match="weight_0"):
         dn.load(path)
+
+
+# ---------------------------------------------------------------- learning rate assigned
+@pytest.mark.parametrize("value, error", [(-0.1, ValueError), (float("nan"), ValueError),
+                                          ("0.1", TypeError)])
+def test_an_assigned_learning_rate_is_checked_before_training(value, error):
+    # optimizer.learning_rate is documented as assignable (by callbacks); -0.1
+    # silently trained uphill, "0.1" failed inside the compiled loop
+    X, y = _data()
+    net = _net()
+    net.fit(X, y, verbose=0)
+    weights = net.get_weights()
+    net.optimizer.learning_rate = value
+    with pytest.raises(error, match="learning_rate"):
+        net.fit(X, y, verbose=0)
+    with pytest.raises(error, match="learning_rate"):
+        net.train_on_batch(X, y)
+    assert _same_weights(weights, net.get_weights())
+    assert len(net.history["loss"]) == 1
+
+
+def test_a_callback_assigning_a_negative_learning_rate_stops_the_fit():
+    class Uphill(dn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.optimizer.learning_rate = -1.0
+
+    X, y = _data()
+    net = _net()
+    with pytest.raises(ValueError, match="learning_rate"):
+        net.fit(X, y, verbose=0, epochs=3, callbacks=[Uphill()])
+    assert len(net.history["loss"]) == 1

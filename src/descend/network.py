@@ -512,6 +512,8 @@ class Sequential:
                                        maximum=1.0, max_inclusive=False)
         if not isinstance(gradient_norms, (bool, np.bool_)):
             raise TypeError(f"gradient_norms must be a bool, got {gradient_norms!r}")
+        if self.optimizer.schedule is None:     # assignable, by callbacks too
+            check_float(self.optimizer.learning_rate, "optimizer.learning_rate", minimum=0.0)
         n_threads = check_n_threads(n_threads)
         check_n_threads(self.n_threads, "the network's n_threads")
         callback_list = CallbackList(callbacks)

@@ -90,6 +90,9 @@ class Optimizer(abc.ABC):
                 raise ValueError(f"learning-rate schedule gave {lr} at epoch {epoch}; "
                                  "expected a finite value >= 0")
             self.learning_rate = lr
+        else:   # a callback may have assigned it
+            self.learning_rate = check_float(self.learning_rate, "optimizer.learning_rate",
+                                             minimum=0.0)
         return self.learning_rate
 
     # -- state -------------------------------------------------------------
@@ -165,6 +168,7 @@ class Optimizer(abc.ABC):
             gradient, or a bad n_threads; nothing is updated.
         """
         params, grads = _check_update(params, grads, decay_flags, n_threads)
+        check_float(self.learning_rate, "optimizer.learning_rate", minimum=0.0)
         self.build(params)
         flat_grads = [g.reshape(-1) for g in grads]
         clipnorm, global_clipnorm, clipvalue = self.clip_settings()
