@@ -394,6 +394,10 @@ _TWIN_CRASHES = {
         optimizer_step_py({"kind": 0, "momentum": 0.9}, np.zeros(10), np.ones(10),
                           None, None, None, 0.1, 0.0, 1, 1)
     """,
+    "gradient_none": """
+        from descend._optim import optimizer_step_py
+        optimizer_step_py({"kind": 0}, np.zeros(3), None, None, None, None, 0.1, 0.0, 1, 1)
+    """,
     # _dense.pyx / _losses.pyx / _optim.pyx twins: n_threads < 1 goes to prange's
     # num_threads and libgomp aborts ("Out of memory allocating 962072674528 bytes")
     "dense_forward_negative_threads": """
@@ -448,3 +452,35 @@ def test_compiled_twins_raise_instead_of_crashing(case):
                    + "\nexcept (ValueError, TypeError) as exc:\n    print('raised', exc)\n",
                    timeout=60)
     assert rc == 0 and "raised" in out, f"exit code {rc}: {out[-500:]}"
+
+
+# ---------------------------------------------------------------- per-layer methods
+def test_layer_methods_check_their_thread_count():
+    # Dense.forward(..., n_threads=-3) aborted the process in libgomp
+    rc, out = _run("""
+        import numpy as np, descend as dn
+        net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0)
+        for call in (lambda: net.layers[0].forward(np.ones((300, 4), np.float32), 0, -3),
+                     lambda: dn.Dropout(0.5).forward(np.ones((300, 3)), 1, -3),
+                     lambda: dn.Dropout(0.5).backward(np.ones((300, 3)), 1, 0)):
+            try:
+                call()
+            except ValueError as exc:
+                assert "n_threads" in str(exc), exc
+                print("raised")
+    """)
+    assert rc == 0 and out.count("raised") == 3, out
+
+
+def test_dense_forward_rejects_an_unknown_activation_code():
+    # code 99 was computed as some activation without a word
+    net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0)
+    with pytest.raises(ValueError, match="activation_code"):
+        net.layers[0].forward(np.ones((2, 4), np.float32), 99)
+
+
+def test_dense_backward_before_forward_is_named():
+    # was "TypeError: cannot unpack non-iterable NoneType object"
+    net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0)
+    with pytest.raises(RuntimeError, match="forward"):
+        net.layers[0].backward(np.ones((2, 3), np.float32), True)

@@ -9,7 +9,7 @@ import numbers
 import numpy as np
 
 from descend import _dense, activations, initializers
-from descend._validation import check_float, check_int
+from descend._validation import check_float, check_int, check_n_threads
 from descend.regularizers import L1L2, get as get_regularizer
 
 
@@ -114,6 +114,10 @@ class Dense:
     # -- per-layer path (same kernels as the fused loop) ---------------------
     def forward(self, x, activation_code, n_threads=1):
         """a = act(x W + b) for x (n, n_in); caches x, z, a for backward."""
+        if activation_code not in _CODES:
+            raise ValueError(f"activation_code must be one of {sorted(_CODES)} (see "
+                             f"descend.activations.ACTIVATIONS), got {activation_code!r}")
+        _check_team(n_threads)
         z = np.empty((x.shape[0], self.units), dtype=x.dtype)
         a = z if activation_code == 0 else np.empty_like(z)
         _dense.dense_forward_py(x, self.kernel, self.bias, z, a, activation_code,
@@ -123,6 +127,9 @@ class Dense:
 
     def backward(self, grad_output, need_input_grad, n_threads=1):
         """(dL/dx or None, dL/dW, dL/db or None) from dL/da of the cached forward."""
+        if self._cache is None:
+            raise RuntimeError("Dense.backward needs the cache of a forward call first")
+        _check_team(n_threads)
         x, z, a, code = self._cache
         dz = np.array(grad_output, dtype=x.dtype, order="C", copy=True)
         dkernel = np.empty_like(self.kernel)
@@ -165,17 +172,29 @@ class Dropout:
         return cls(**config)
 
     def forward(self, x, seed, n_threads=1):
+        _check_team(n_threads)
         out = np.empty_like(x)
         _dense.dropout_py(out, x, self.rate, seed, n_threads)
         return out
 
     def backward(self, grad_output, seed, n_threads=1):
+        _check_team(n_threads)
         out = np.empty_like(grad_output)
         _dense.dropout_py(out, np.ascontiguousarray(grad_output), self.rate, seed, n_threads)
         return out
 
     def __repr__(self):
         return f"Dropout({self.rate})"
+
+
+_CODES = frozenset(activations.ACTIVATIONS.values())
+
+
+def _check_team(n_threads):
+    """The OpenMP team size the kernels get: an int in [1, MAX_THREADS] (else libgomp
+    aborts the process)."""
+    check_int(n_threads, "n_threads", minimum=1)
+    check_n_threads(n_threads)
 
 
 def from_config(config):
