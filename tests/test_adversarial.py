@@ -484,3 +484,15 @@ def test_dense_backward_before_forward_is_named():
     net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0)
     with pytest.raises(RuntimeError, match="forward"):
         net.layers[0].backward(np.ones((2, 3), np.float32), True)
+
+
+# ---------------------------------------------------------------- command line
+@pytest.mark.parametrize("argv", [["demo", "--seed", "-1"],
+                                  ["demo", "--n-threads", "1000000"]])
+def test_cli_rejects_bad_numbers_with_a_usage_error(argv, capsys):
+    # --seed -1 ended in a numpy traceback, --n-threads 1000000 in a ValueError one
+    from descend.__main__ import main
+    with pytest.raises(SystemExit) as info:
+        main(argv + ["--epochs", "1"])
+    assert info.value.code == 2
+    assert argv[1] in capsys.readouterr().err

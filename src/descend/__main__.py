@@ -90,6 +90,27 @@ def _positive_int(text):
     return value
 
 
+def _seed(text):
+    """argparse type: an int >= 0 (numpy seeds are non-negative)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _n_threads(text):
+    """argparse type: an int in [1, MAX_THREADS]."""
+    from descend._validation import MAX_THREADS
+    value = _positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} (8 per CPU), "
+                                         f"got {value}")
+    return value
+
+
 def build_parser():
     """The argparse parser of ``python -m descend`` (demo, experiments)."""
     parser = argparse.ArgumentParser(prog="python -m descend",
@@ -106,8 +127,8 @@ def build_parser():
     p.add_argument("--epochs", type=_positive_int, default=None)
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-threads", type=_positive_int, default=None)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--n-threads", type=_n_threads, default=None)
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
     p.set_defaults(func=demo)
     try:
