@@ -20,6 +20,7 @@ seconds-long size for the test suite only.
 import argparse
 import importlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -151,7 +152,7 @@ def write_report(results, path, png_prefix="", intro=""):
               "|---|---|---|---|---|---|"]
     for r in results:
         load = f"{r.load[0]:.1f}, {r.load[1]:.1f}" if r.load else "-"
-        lines.append(f"| [{r.name}](#{r.name}) | {r.config.size} | "
+        lines.append(f"| [{r.name}](#{_anchor(r.name + ': ' + r.title)}) | {r.config.size} | "
                      f"{r.datasets or r.config.dataset} | {r.config.seeds} "
                      f"| {r.seconds:.1f} | {load} |")
     lines.append("")
@@ -160,6 +161,11 @@ def write_report(results, path, png_prefix="", intro=""):
         lines += [r.to_markdown(png), ""]
     Path(path).write_text("\n".join(lines))
     return path
+
+
+def _anchor(heading):
+    """GitHub's anchor for a markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
 
 
 def add_parser(subparsers):
