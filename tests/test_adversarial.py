@@ -496,3 +496,52 @@ def test_cli_rejects_bad_numbers_with_a_usage_error(argv, capsys):
         main(argv + ["--epochs", "1"])
     assert info.value.code == 2
     assert argv[1] in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- dropout seed / training flag
+def _dropout_net():
+    net = dn.Sequential([dn.Dense(5, activation="relu"), dn.Dropout(0.5), dn.Dense(2)],
+                        input_dim=4, seed=0, n_threads=1)
+    net.compile("softmax_cross_entropy", "sgd")
+    return net
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2**64, ValueError),
+                                         (1.5, TypeError), (None, TypeError)])
+def test_dropout_seed_is_checked_and_named(seed, error):
+    # -1 / 2**64 raised OverflowError ("can't convert negative value to unsigned
+    # PY_LONG_LONG"), 1.5 was truncated to 1 without a word
+    X, y = _data()
+    net = _dropout_net()
+    weights = net.get_weights()
+    for call in (lambda: net.gradients(X, y, training=True, seed=seed),
+                 lambda: net.loss(X, y, training=True, seed=seed),
+                 lambda: net.train_on_batch(X, y, seed=seed)):
+        with pytest.raises(error, match="seed"):
+            call()
+    assert _same_weights(weights, net.get_weights()) and net.classes_ is None
+
+
+def test_training_flag_must_be_a_bool():
+    X, y = _data()
+    with pytest.raises(TypeError, match="training"):
+        _dropout_net().gradients(X, y, training="no")
+
+
+# ---------------------------------------------------------------- gradient checking
+def test_numerical_gradients_restore_the_weights_when_the_loss_raises():
+    # bad y: net.loss raised with the first weight still moved by +eps
+    X, y = _data()
+    net = _net()
+    weights = net.get_weights()
+    with pytest.raises(ValueError, match="class ids"):
+        dn.numerical_gradients(net, X, y + 5)
+    assert _same_weights(weights, net.get_weights())
+
+
+@pytest.mark.parametrize("check", [dn.numerical_gradients, dn.check_gradients])
+def test_gradient_checks_name_a_wrong_net(check):
+    # was AttributeError: 'str' object has no attribute 'dense_layers'
+    X, y = _data()
+    with pytest.raises(TypeError, match="net"):
+        check("net", X, y)

@@ -28,6 +28,7 @@ def numerical_gradients(net, X, y, eps=1e-5, training=False, seed=0):
     -------
     list of (dW, db) like ``net.gradients`` (float64).
     """
+    _check_net(net)
     eps = check_float(eps, "eps", minimum=0.0, min_inclusive=False)
     grads = []
     for layer in net.dense_layers:
@@ -40,11 +41,13 @@ def numerical_gradients(net, X, y, eps=1e-5, training=False, seed=0):
             grad = np.empty(flat.size, dtype=np.float64)
             for i in range(flat.size):
                 original = flat[i]
-                flat[i] = original + eps
-                plus = net.loss(X, y, training=training, seed=seed)
-                flat[i] = original - eps
-                minus = net.loss(X, y, training=training, seed=seed)
-                flat[i] = original
+                try:        # the weight is restored even if the loss raises
+                    flat[i] = original + eps
+                    plus = net.loss(X, y, training=training, seed=seed)
+                    flat[i] = original - eps
+                    minus = net.loss(X, y, training=training, seed=seed)
+                finally:
+                    flat[i] = original
                 grad[i] = (plus - minus) / (2 * eps)
             pair.append(grad.reshape(param.shape))
         grads.append(tuple(pair))
@@ -77,6 +80,7 @@ def check_gradients(net, X, y, eps=1e-5, training=False, seed=0):
     -------
     float
     """
+    _check_net(net)
     net64 = _as_float64(net)
     X = np.asarray(X, dtype=np.float64)
     backprop = net64.gradients(X, y, training=training, seed=seed)
@@ -90,6 +94,12 @@ def check_gradients(net, X, y, eps=1e-5, training=False, seed=0):
             if scale > 0:
                 worst = max(worst, float(np.abs(g_bp - g_fd).max() / scale))
     return worst
+
+
+def _check_net(net):
+    from descend.network import Sequential
+    if not isinstance(net, Sequential):
+        raise TypeError(f"net must be a descend Sequential, got {type(net).__name__}")
 
 
 def _as_float64(net):

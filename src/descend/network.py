@@ -369,6 +369,7 @@ class Sequential:
         FloatingPointError
             The loss or a gradient overflows to NaN/inf; never returned.
         """
+        _check_dropout_args(training, seed)
         X, targets, labels, _ = self._prepare(X, y)
         self._require_built()
         loss, grads = self._loss_and_grads(X, targets, labels, training, seed)
@@ -384,6 +385,7 @@ class Sequential:
 
         Raises FloatingPointError rather than return NaN or inf.
         """
+        _check_dropout_args(training, seed)
         X, targets, labels, _ = self._prepare(X, y)
         self._require_built()
         codes, rates = self._activation_codes(), self._dropout_rates()
@@ -407,6 +409,7 @@ class Sequential:
         The per-layer Python driver of the same kernels that ``fit`` runs
         fused: forward, loss, backward, penalties, clipping and update.
         """
+        _check_dropout_args(True, seed)
         X, targets, labels, classes = self._prepare(X, y)
         if not self.built:
             self.build(X.shape[1])
@@ -1028,6 +1031,15 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, input_dim={self.n_features_in_})"
+
+
+def _check_dropout_args(training, seed):
+    """TypeError/ValueError naming `training` (a bool) or `seed` (an int in [0, 2**64))."""
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {training!r}")
+    seed = check_int(seed, "seed", minimum=0)
+    if seed >= 2**64:
+        raise ValueError(f"seed must be < 2**64 (a dropout-mask seed), got {seed}")
 
 
 def _dropout(x, rate, seed, n_threads):
