@@ -3,8 +3,7 @@
 Each test names the input that broke the contract of DESIGN.md (a clear
 ValueError/TypeError naming the argument, raised before any state changes;
 never a crash). Probes that can segfault run in a subprocess, so that a crash
-fails the test instead of killing pytest. Problems in the compiled kernels
-(csrc/, not edited here) are strict xfails with the reason.
+fails the test instead of killing pytest.
 """
 import json
 import subprocess
@@ -442,8 +441,6 @@ _TWIN_CRASHES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="csrc/ twins and EpochRunner do not check these "
-                                       "arguments: the process crashes (csrc not edited here)")
 @pytest.mark.parametrize("case", sorted(_TWIN_CRASHES))
 def test_compiled_twins_raise_instead_of_crashing(case):
     body = textwrap.indent(textwrap.dedent(_TWIN_CRASHES[case]).strip(), "    ")

@@ -139,6 +139,17 @@ cdef void dropout(floating* out, const floating* inp, int n, int k,
 
 # ---- memoryview twins (the Python per-layer path and the tests) ----------
 
+cdef check_threads(int n_threads):
+    """A thread count below 1 would make the OpenMP runtime abort the process."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+
+
+cdef check_activation(int activation):
+    if not 0 <= activation <= 7:
+        raise ValueError(f"activation code must be in 0..7, got {activation}")
+
+
 cdef check_shape(str name, tuple got, tuple expected):
     """ValueError unless an array has the shape the kernel needs (the cores
     trust their sizes: a wrong one would read or write out of bounds)."""
@@ -151,6 +162,8 @@ def dense_forward_py(const floating[:, ::1] x, const floating[:, ::1] w,
                      floating[:, ::1] a, int activation, double alpha,
                      int n_threads):
     """z := x . w + b ; a := act(z), in place. b may be None."""
+    check_threads(n_threads)
+    check_activation(activation)
     cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     check_shape("w", (w.shape[0], w.shape[1]), (n_in, n_out))
     check_shape("z", (z.shape[0], z.shape[1]), (n, n_out))
@@ -176,6 +189,8 @@ def dense_backward_py(const floating[:, ::1] x, const floating[:, ::1] w,
     dw := x^T . dz, db := column sums of dz (unless None), dx := dz . w^T
     (unless None, as for the first layer).
     """
+    check_threads(n_threads)
+    check_activation(activation)
     cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     check_shape("w", (w.shape[0], w.shape[1]), (n_in, n_out))
     for name, array in (("z", z), ("a", a), ("dz", dz)):
@@ -200,6 +215,7 @@ def dense_backward_py(const floating[:, ::1] x, const floating[:, ::1] w,
 def dropout_py(floating[:, ::1] out, const floating[:, ::1] inp, double rate,
                unsigned long long seed, int n_threads):
     """out := inp * mask / (1 - rate) for the mask given by seed (in place ok)."""
+    check_threads(n_threads)
     check_shape("out", (out.shape[0], out.shape[1]), (inp.shape[0], inp.shape[1]))
     if not 0 <= rate < 1:
         raise ValueError(f"rate must be in [0, 1), got {rate}")
@@ -218,6 +234,7 @@ def dropout_seed_py(unsigned long long epoch_seed, long batch, long layer):
 def activation_forward_py(const floating[:, ::1] z, floating[:, ::1] a,
                           int activation, double alpha):
     """a := act(z) elementwise (for tests and element timing)."""
+    check_activation(activation)
     cdef Py_ssize_t i, j
     check_shape("a", (a.shape[0], a.shape[1]), (z.shape[0], z.shape[1]))
     with nogil:
@@ -229,6 +246,7 @@ def activation_forward_py(const floating[:, ::1] z, floating[:, ::1] a,
 def activation_derivative_py(const floating[:, ::1] z, const floating[:, ::1] a,
                              floating[:, ::1] d, int activation, double alpha):
     """d := act'(z) elementwise, given a = act(z)."""
+    check_activation(activation)
     cdef Py_ssize_t i, j
     check_shape("a", (a.shape[0], a.shape[1]), (z.shape[0], z.shape[1]))
     check_shape("d", (d.shape[0], d.shape[1]), (z.shape[0], z.shape[1]))

@@ -99,6 +99,8 @@ cdef double _softmax_cross_entropy(const floating* output, const int* labels,
 
 def softmax_py(const floating[:, ::1] logits, floating[:, ::1] proba, int n_threads):
     """proba := softmax(logits) row by row (max-shifted), in place."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     cdef int n = logits.shape[0], k = logits.shape[1], i, j
     if (proba.shape[0], proba.shape[1]) != (n, k):
         raise ValueError(f"proba has shape {(proba.shape[0], proba.shape[1])}, expected {(n, k)}")
@@ -124,6 +126,10 @@ def loss_and_gradient_py(int loss, const floating[:, ::1] output,
     target is used by mean_squared_error and binary_cross_entropy, labels by
     softmax_cross_entropy; pass None for the unused one.
     """
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if loss not in (MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY):
+        raise ValueError(f"loss code must be 0, 1 or 2, got {loss}")
     cdef int n = output.shape[0], k = output.shape[1]
     cdef double total
     if grad is not None and (grad.shape[0], grad.shape[1]) != (n, k):

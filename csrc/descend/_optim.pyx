@@ -179,6 +179,14 @@ def optimizer_step_py(dict config, floating[::1] w, const floating[::1] g,
                       int n_threads):
     """Update w in place. config keys: kind, momentum, nesterov, rho,
     centered, beta1, beta2, amsgrad, decoupled, epsilon."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if g is None or w is None:
+        raise ValueError("w and g are required")
+    needed = required_state(config)
+    for name, array in zip(("s1", "s2", "s3"), (s1, s2, s3)):
+        if name in needed and array is None:
+            raise ValueError(f"this optimizer needs state array {name}, got None")
     cdef OptimizerConfig cfg = make_config_py(config)
     cdef long n = w.shape[0]
     for name, array in (("g", g), ("s1", s1), ("s2", s2), ("s3", s3)):
@@ -194,8 +202,23 @@ def optimizer_step_py(dict config, floating[::1] w, const floating[::1] g,
                        n, learning_rate, weight_decay, step, n_threads)
 
 
+def required_state(dict config):
+    """Names of the state arrays (s1, s2, s3) the update reads for this config."""
+    kind = config.get("kind")
+    if kind == SGD:
+        return {"s1"} if config.get("momentum", 0.0) != 0 else set()
+    if kind == ADAGRAD:
+        return {"s1"}
+    if kind == RMSPROP:
+        return ({"s1"} | ({"s2"} if config.get("centered", False) else set())
+                | ({"s3"} if config.get("momentum", 0.0) > 0 else set()))
+    return {"s1", "s2"} | ({"s3"} if config.get("amsgrad", False) else set())
+
+
 cpdef OptimizerConfig make_config_py(dict config) except *:
     """The C struct of an optimizer's settings, from its config dict."""
+    if config.get("kind") not in (SGD, ADAGRAD, RMSPROP, ADAM):
+        raise ValueError(f"optimizer kind must be 0..3, got {config.get('kind')!r}")
     cdef OptimizerConfig cfg
     cfg.kind = config["kind"]
     cfg.momentum = config.get("momentum", 0.0)
@@ -213,6 +236,8 @@ cpdef OptimizerConfig make_config_py(dict config) except *:
 def add_penalty_gradient_py(const floating[::1] w, floating[::1] g,
                             double l1, double l2, int n_threads):
     """g += l1 sign(w) + 2 l2 w in place; returns l1 sum|w| + l2 sum w^2."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     if g.shape[0] != w.shape[0]:
         raise ValueError(f"g has {g.shape[0]} elements, w has {w.shape[0]}")
     if w.shape[0] == 0:
@@ -222,6 +247,8 @@ def add_penalty_gradient_py(const floating[::1] w, floating[::1] g,
 
 def sum_squares_py(const floating[::1] g, int n_threads):
     """sum of squares of g (float64)."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     if g.shape[0] == 0:
         return 0.0
     return sum_squares(&g[0], g.shape[0], n_threads)
@@ -229,6 +256,8 @@ def sum_squares_py(const floating[::1] g, int n_threads):
 
 def scale_and_clip_py(floating[::1] g, double scale, double clipvalue, int n_threads):
     """g := clip(scale g, -clipvalue, clipvalue) in place (no clip if clipvalue <= 0)."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     if g.shape[0] == 0:
         return
     scale_and_clip(&g[0], g.shape[0], scale, clipvalue, n_threads)

@@ -47,6 +47,7 @@ from descend._losses cimport (loss_and_gradient, MEAN_SQUARED_ERROR,
                               SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
 from descend._optim cimport (OptimizerConfig, optimizer_step, add_penalty_gradient,
                              sum_squares, scale_and_clip, make_config_py, SGD)
+from descend._optim import required_state
 
 cnp.import_array()
 
@@ -117,6 +118,50 @@ cdef inline int part(int n, int t, int parts) noexcept nogil:
     return <int>((<long>n * t) // parts)
 
 
+def check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
+                        batch_size):
+    """Every size and index the compiled loop will trust, checked once: a
+    wrong one would read or write outside the buffers."""
+    if n_threads < 1 or batch_size < 1:
+        raise ValueError(f"n_threads and batch_size must be >= 1, got {n_threads}, "
+                         f"{batch_size}")
+    if X.ndim != 2 or X.dtype not in (np.float32, np.float64):
+        raise TypeError("X must be a 2-D float32 or float64 array")
+    if not layers:
+        raise ValueError("at least one layer is needed")
+    n, width = X.shape
+    for i, spec in enumerate(layers):
+        kernel = spec["kernel"]
+        if kernel.ndim != 2 or kernel.shape[0] != width or kernel.dtype != X.dtype:
+            raise ValueError(f"layer {i}: kernel {kernel.shape} {kernel.dtype} does not take "
+                             f"{width} {X.dtype} inputs")
+        width = kernel.shape[1]
+        for name in ("kernel", "bias"):
+            value, grad = spec[name], spec["d" + name]
+            if value is None:
+                continue
+            if grad is None or grad.shape != value.shape or grad.dtype != value.dtype:
+                raise ValueError(f"layer {i}: d{name} must match {name}'s shape and dtype")
+            state = list(spec[name + "_state"] or [])
+            for slot in sorted(required_state(optimizer_config)):
+                index = int(slot[1]) - 1
+                if index >= len(state) or state[index] is None or \
+                        state[index].shape != value.shape or state[index].dtype != value.dtype:
+                    raise ValueError(f"layer {i}: the optimizer needs state array {slot} "
+                                     f"shaped like {name}")
+        if spec["bias"] is not None and spec["bias"].shape != (kernel.shape[1],):
+            raise ValueError(f"layer {i}: bias must have shape ({kernel.shape[1]},)")
+    if targets is not None and (targets.shape != (n, width) or targets.dtype != X.dtype):
+        raise ValueError(f"targets must be ({n}, {width}) {X.dtype}")
+    if labels is not None:
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},)")
+        if n and (labels.min() < 0 or labels.max() >= width):
+            raise ValueError(f"labels must be class ids in [0, {width})")
+    if targets is None and labels is None:
+        raise ValueError("targets or labels are needed")
+
+
 class TeamSize:
     """Threads for the next chunk of batches: all of them, or one.
 
@@ -180,6 +225,7 @@ cdef class EpochRunner:
     cdef int n_threads
     cdef int loss
     cdef int n_outputs
+    cdef long n_rows
     cdef bint is_float32
     cdef bint sparse_sgd_ok
     cdef bint gemm_sgd_ok
@@ -219,11 +265,14 @@ cdef class EpochRunner:
         """
         cdef int i
         cdef LayerPlan* p
+        check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
+                            batch_size)
         # Blocks are cut per core of the machine (not per thread used), so
         # that they, and the results, do not change with n_threads.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
         self.is_float32 = X.dtype == np.float32
+        self.n_rows = X.shape[0]
         dtype = X.dtype
         self.n_layers = len(layers)
         self.batch_size = batch_size
@@ -312,6 +361,8 @@ cdef class EpochRunner:
         (False if a non-finite loss stopped the epoch early; the weights are
         then those before the failing batch's update), n_samples.
         """
+        if order.shape[0] > 0 and (np.min(order) < 0 or np.max(order) >= self.n_rows):
+            raise ValueError(f"order must hold row indices in [0, {self.n_rows})")
         if self.is_float32:
             return self._run[float](order, learning_rate, weight_decay, step, seed,
                                     progress, progress_every)
