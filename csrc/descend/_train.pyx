@@ -167,45 +167,45 @@ class TeamSize:
 
     On shared cores a team of threads that meets at barriers twice a batch
     can run many times slower than one thread when another process holds a
-    core (each barrier then waits for a descheduled thread). So the time per
-    batch of both choices is measured as training goes (an exponential
-    average) and the faster is used; the other is tried again after
-    `interval` chunks, an interval that doubles (up to 64) each time the
-    retry loses and resets when it wins. The weights do not depend on the
-    choice: work is cut into blocks whose size does not depend on the
-    number of threads.
+    core (each barrier then waits for a descheduled thread). So training
+    uses the choice that has been faster, and retries the other one after
+    `interval` chunks; the interval doubles (up to 64) each time the retry
+    loses and goes back to 4 when it wins. The preferred choice and its
+    interval are remembered across fits in this process, so a new fit does
+    not pay for the retries again. The weights do not depend on the choice:
+    work is cut into blocks whose size does not depend on the number of
+    threads.
     """
+    _memory = {}    # n_threads -> (preferred team, retry interval)
 
     def __init__(self, n_threads):
         self.n_threads = n_threads
-        self.seconds = {n_threads: None, 1: None}
-        self.interval = 4
-        self.since_probe = 0
-        self.probing = None
+        self.best, self.interval = TeamSize._memory.get(n_threads, (n_threads, 4))
+        self.seconds = {}
+        self.since_retry = 0
+        self.retrying = None
 
     def choose(self):
         if self.n_threads == 1:
             return 1
-        untried = [k for k, v in self.seconds.items() if v is None]
-        if untried:
-            return max(untried)
-        best = min(self.seconds, key=self.seconds.get)
-        self.since_probe += 1
-        if self.since_probe >= self.interval:
-            self.since_probe = 0
-            self.probing = 1 if best != 1 else self.n_threads
-            return self.probing
-        return best
+        self.since_retry += 1
+        if self.since_retry > self.interval and self.best in self.seconds:
+            self.since_retry = 0
+            self.retrying = 1 if self.best != 1 else self.n_threads
+            return self.retrying
+        return self.best
 
     def record(self, team, seconds_per_batch):
-        previous = self.seconds[team]
-        if self.probing == team:
-            # a retry: keep probing rarely while it keeps losing
-            won = seconds_per_batch < min(v for k, v in self.seconds.items() if k != team)
-            self.interval = 4 if won else min(2 * self.interval, 64)
-            self.probing = None
+        previous = self.seconds.get(team)
         self.seconds[team] = (seconds_per_batch if previous is None
                               else 0.5 * previous + 0.5 * seconds_per_batch)
+        if team == self.retrying:
+            self.retrying = None
+            if self.seconds[team] < self.seconds[self.best]:
+                self.best, self.interval = team, 4
+            else:
+                self.interval = min(2 * self.interval, 64)
+            TeamSize._memory[self.n_threads] = (self.best, self.interval)
 
 
 cdef class EpochRunner:
