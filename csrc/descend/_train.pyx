@@ -176,11 +176,14 @@ class TeamSize:
     work is cut into blocks whose size does not depend on the number of
     threads.
     """
-    _memory = {}    # n_threads -> (preferred team, retry interval)
+    _memory = {}    # (n_threads, workload) -> (preferred team, retry interval)
 
-    def __init__(self, n_threads):
+    def __init__(self, n_threads, workload=None):
+        """workload: a hashable description of the work per batch (shapes,
+        batch size, dtype): what was learned holds for the same workload."""
         self.n_threads = n_threads
-        self.best, self.interval = TeamSize._memory.get(n_threads, (n_threads, 4))
+        self.key = (n_threads, workload)
+        self.best, self.interval = TeamSize._memory.get(self.key, (n_threads, 4))
         self.seconds = {}
         self.since_retry = 0
         self.retrying = None
@@ -205,7 +208,7 @@ class TeamSize:
                 self.best, self.interval = team, 4
             else:
                 self.interval = min(2 * self.interval, 64)
-            TeamSize._memory[self.n_threads] = (self.best, self.interval)
+            TeamSize._memory[self.key] = (self.best, self.interval)
 
 
 cdef class EpochRunner:
@@ -277,7 +280,10 @@ cdef class EpochRunner:
         self.n_layers = len(layers)
         self.batch_size = batch_size
         self.n_threads = max(1, n_threads)
-        self.team = TeamSize(self.n_threads)
+        self.team = TeamSize(self.n_threads, (
+            batch_size, str(X.dtype), loss,
+            tuple((spec["kernel"].shape, spec["activation"], spec["dropout_rate"])
+                  for spec in layers)))
         self.loss = loss
         self.config = make_config_py(optimizer_config)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
