@@ -34,7 +34,6 @@ from __future__ import annotations
 import abc
 import inspect
 import math
-import numbers
 import operator
 
 import numpy as np

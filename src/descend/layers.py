@@ -4,13 +4,11 @@ A layer's forward/backward methods run the compiled kernels of
 ``csrc/descend/_dense.pyx``; the fused epoch loop (``_train.pyx``) calls the
 same kernels, so the per-layer path and ``fit`` compute the same numbers.
 """
-import numbers
-
 import numpy as np
 
 from descend import _dense, activations, initializers
 from descend._validation import check_float, check_int, check_n_threads
-from descend.regularizers import L1L2, get as get_regularizer
+from descend.regularizers import get as get_regularizer
 
 
 class Dense:

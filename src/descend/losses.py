@@ -20,7 +20,6 @@ import abc
 import numpy as np
 
 from descend import _losses
-from descend._validation import check_lengths
 
 MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY = 0, 1, 2
 ALIASES = {"mse": "mean_squared_error",

@@ -14,7 +14,6 @@ depend on the batch size, and an epoch applies it once per update. (This
 differs from scikit-learn's MLP, whose ``alpha`` term is divided by the
 number of samples: ``alpha / (2 n) * ||W||^2``.)
 """
-import numbers
 
 from descend._validation import check_float
 

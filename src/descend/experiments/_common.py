@@ -255,6 +255,19 @@ def subsample(X, y, n, seed=0):
     return np.ascontiguousarray(X[take]), y[take]
 
 
+def standard_data(cfg):
+    """The data most experiments share: (X_train, X_test, y_train, y_test,
+    n_classes). MNIST is subsampled to 1,000 / 5,000 / 10,000 training samples
+    (smoke / quick / full) and, in smoke runs, 1,000 test samples; the other
+    datasets are used whole except 600 training samples in smoke runs."""
+    mnist = cfg.dataset == "mnist"
+    n_train = cfg.pick(600 if not mnist else 1000, 5000 if mnist else None,
+                       10000 if mnist else None)
+    X, X_test, y, y_test = load_data(cfg.dataset, cfg, n_train=n_train,
+                                     n_test=cfg.pick(1000, None, None) if mnist else None)
+    return X, X_test, y, y_test, len(np.unique(y))
+
+
 def load_data(dataset, cfg, n_train=None, n_test=None, seed=0):
     """(X_train, X_test, y_train, y_test) of a dataset, optionally subsampled.
 

@@ -14,8 +14,8 @@ import numpy as np
 
 import descend as dn
 from descend import _dense
-from descend.experiments._common import (Result, Table, best_time, describe_data, fmt, fmt_pm,
-                                         load_data, make_net, train)
+from descend.experiments._common import (standard_data, Result, Table, best_time, describe_data, fmt, fmt_pm,
+                                         make_net, train)
 
 NAME = "activations"
 TITLE = "activation functions: kernel time, vanishing/exploding gradients, accuracy"
@@ -46,11 +46,7 @@ def layer_norms(net, X, y):
 
 def run(cfg):
     mnist = cfg.dataset == "mnist"
-    n_train = cfg.pick(600 if not mnist else 1000, 5000 if mnist else None,
-                       10000 if mnist else None)
-    X, X_test, y, y_test = load_data(cfg.dataset, cfg, n_train=n_train,
-                                     n_test=cfg.pick(1000, None, None) if mnist else None)
-    k = len(np.unique(y))
+    X, X_test, y, y_test, k = standard_data(cfg)
     width = 128 if mnist else 64
     depth = 10
     epochs = cfg.pick(1, 5, 10)

@@ -8,8 +8,8 @@ variance of relu activations constant across layers (He et al. 2015).
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import (TARGET_LOSS, Result, Table, describe_data, fmt,
-                                         fmt_pm, load_data, make_net, train)
+from descend.experiments._common import (standard_data, TARGET_LOSS, Result, Table, describe_data, fmt,
+                                         fmt_pm, make_net, train)
 
 NAME = "depth"
 TITLE = "depth, with and without He initialization"
@@ -29,11 +29,7 @@ def _initializer(spec):
 
 def run(cfg):
     mnist = cfg.dataset == "mnist"
-    n_train = cfg.pick(600 if not mnist else 1000, 5000 if mnist else None,
-                       10000 if mnist else None)
-    X, X_test, y, y_test = load_data(cfg.dataset, cfg, n_train=n_train,
-                                     n_test=cfg.pick(1000, None, None) if mnist else None)
-    k = len(np.unique(y))
+    X, X_test, y, y_test, k = standard_data(cfg)
     width = 128 if mnist else 64
     depths = cfg.pick([1, 10], [1, 2, 3, 4, 6, 8, 10],
                       [1, 2, 3, 4, 6, 8, 10] if mnist else list(range(1, 11)))

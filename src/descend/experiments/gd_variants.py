@@ -7,8 +7,8 @@ epoch), one sample (n updates per epoch) or 32 samples.
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import (TARGET_LOSS, Result, Table, describe_data, fmt,
-                                         fmt_pm, load_data, make_net, train)
+from descend.experiments._common import (standard_data, TARGET_LOSS, Result, Table, describe_data, fmt,
+                                         fmt_pm, make_net, train)
 
 NAME = "gd-variants"
 TITLE = "batch vs stochastic vs mini-batch gradient descent"
@@ -26,11 +26,7 @@ def _settings(cfg):
 
 def run(cfg):
     mnist = cfg.dataset == "mnist"
-    n_train = cfg.pick(600 if not mnist else 1000, 5000 if mnist else None,
-                       10000 if mnist else None)
-    X, X_test, y, y_test = load_data(cfg.dataset, cfg, n_train=n_train,
-                                     n_test=cfg.pick(1000, None, None) if mnist else None)
-    k = len(np.unique(y))
+    X, X_test, y, y_test, k = standard_data(cfg)
     hidden = (128,) if mnist else (64,)
     target = TARGET_LOSS[cfg.dataset]
     table = Table(f"{cfg.dataset}, {X.shape[1]}-{hidden[0]}-{k} relu MLP, plain gradient "

@@ -14,9 +14,9 @@ Each rate is run from the same seeds; a run is marked
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import (EXPLOSION_FACTOR, FINAL_EXPLOSION_FACTOR,
+from descend.experiments._common import (standard_data, EXPLOSION_FACTOR, FINAL_EXPLOSION_FACTOR,
                                          TARGET_LOSS, Result, Table,
-                                         describe_data, fmt, fmt_pm, load_data, make_net,
+                                         describe_data, fmt, fmt_pm, make_net,
                                          train)
 
 NAME = "learning-rate"
@@ -45,11 +45,7 @@ def summarize_status(statuses):
 
 def run(cfg):
     mnist = cfg.dataset == "mnist"
-    n_train = cfg.pick(600 if not mnist else 1000, 5000 if mnist else None,
-                       10000 if mnist else None)
-    X, X_test, y, y_test = load_data(cfg.dataset, cfg, n_train=n_train,
-                                     n_test=cfg.pick(1000, None, None) if mnist else None)
-    k = len(np.unique(y))
+    X, X_test, y, y_test, k = standard_data(cfg)
     hidden = (128,) if mnist else (64,)
     batch_size = 32
     epochs = cfg.pick(3, 10, 10)

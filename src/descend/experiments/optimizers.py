@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import (TARGET_LOSS, Result, Table, describe_data, fmt,
-                                         fmt_pm, load_data, make_net, train)
+from descend.experiments._common import (standard_data, TARGET_LOSS, Result, Table, describe_data, fmt,
+                                         fmt_pm, make_net, train)
 
 NAME = "optimizers"
 TITLE = "optimizers: gradient descent, momentum, Nesterov, Adagrad, RMSprop, Adam, AdamW, L-BFGS"
@@ -80,11 +80,7 @@ def lbfgs(net, X, y, X_eval, y_eval, max_evaluations, target):
 
 def run(cfg):
     mnist = cfg.dataset == "mnist"
-    n_train = cfg.pick(600 if not mnist else 1000, 5000 if mnist else None,
-                       10000 if mnist else None)
-    X, X_test, y, y_test = load_data(cfg.dataset, cfg, n_train=n_train,
-                                     n_test=cfg.pick(1000, None, None) if mnist else None)
-    k = len(np.unique(y))
+    X, X_test, y, y_test, k = standard_data(cfg)
     hidden = (128,) if mnist else (64,)
     epochs = cfg.pick(4, 30, 20 if mnist else 40)
     max_evaluations = cfg.pick(60, 400, 300 if mnist else 600)
