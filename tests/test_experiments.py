@@ -137,8 +137,11 @@ def test_l1_gives_more_zeros_than_no_penalty(results):
     assert np.mean(l1["exact"]) >= np.mean(none["exact"])
     assert np.mean(l1["tiny"]) > np.mean(none["tiny"])
     assert np.mean(l1["small"]) > 5 * np.mean(none["small"])
+    # L1 applied as a proximal step lands weights on exactly zero
+    proximal = data["L1 1e-4 proximal"]
+    assert np.mean(proximal["exact"]) > np.mean(none["exact"])
     table = results("regularization").table
-    assert table.shape == (8, 9)
+    assert table.shape == (9, 9)
     assert "exactly 0" in table.columns and "|w| < 1e-6" in table.columns
 
 

@@ -147,6 +147,27 @@ cdef double add_penalty_gradient(const floating* w, floating* g, long n,
     return penalty
 
 
+cdef void soft_threshold(floating* w, long n, double threshold,
+                         int n_threads) noexcept nogil:
+    """w := sign(w) max(|w| - threshold, 0): the proximal step of threshold * |w|.
+
+    Applied after an update with threshold = lr * l1, it is the L1 part of
+    forward-backward splitting (FOBOS, Duchi & Singer 2009, eq. 3 with
+    r(w) = l1 |w|): weights whose data gradient cannot hold them away from 0
+    land on exactly 0, where a subgradient step would oscillate around it.
+    """
+    cdef long i
+    cdef double wi
+    for i in prange(n, num_threads=threads_for(n, n_threads), schedule="static"):
+        wi = w[i]
+        if wi > threshold:
+            w[i] = <floating>(wi - threshold)
+        elif wi < -threshold:
+            w[i] = <floating>(wi + threshold)
+        else:
+            w[i] = 0
+
+
 cdef double sum_squares(const floating* g, long n, int n_threads) noexcept nogil:
     """return sum g^2 (float64 accumulation)."""
     cdef long i
@@ -261,3 +282,14 @@ def scale_and_clip_py(floating[::1] g, double scale, double clipvalue, int n_thr
     if g.shape[0] == 0:
         return
     scale_and_clip(&g[0], g.shape[0], scale, clipvalue, n_threads)
+
+
+def soft_threshold_py(floating[::1] w, double threshold, int n_threads):
+    """w := sign(w) max(|w| - threshold, 0) in place (threshold >= 0)."""
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    if w.shape[0] == 0:
+        return
+    soft_threshold(&w[0], w.shape[0], threshold, n_threads)

@@ -46,7 +46,8 @@ from descend._dense cimport (dense_forward, activation_backward, dense_grad_inpu
 from descend._losses cimport (loss_and_gradient, MEAN_SQUARED_ERROR,
                               SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
 from descend._optim cimport (OptimizerConfig, optimizer_step, add_penalty_gradient,
-                             sum_squares, scale_and_clip, make_config_py, SGD)
+                             sum_squares, scale_and_clip, make_config_py, SGD,
+                             soft_threshold)
 from descend._optim import required_state
 
 cnp.import_array()
@@ -88,6 +89,7 @@ cdef struct Param:
     void* state3
     long size
     double l1, l2           # penalty on this array (0: none)
+    bint proximal           # L1 by a proximal step after the update, not in the gradient
     double decay            # 1 if the optimizer's weight decay applies, else 0
 
 
@@ -331,6 +333,8 @@ cdef class EpochRunner:
                              spec["kernel_l1"], spec["kernel_l2"], spec["kernel_decay"])
             self._fill_param(&p.bias, spec["bias"], spec["dbias"], spec["bias_state"],
                              spec["bias_l1"], spec["bias_l2"], spec["bias_decay"])
+            p.kernel.proximal = spec.get("kernel_l1_proximal", False)
+            p.bias.proximal = spec.get("bias_l1_proximal", False)
             z = np.empty((batch_size, p.n_out), dtype=dtype)
             # identity layers need no separate activation buffer
             a = z if p.activation == 0 else np.empty_like(z)
@@ -749,8 +753,22 @@ cdef class EpochRunner:
 cdef double _penalize(Param* q, long begin, long end, floating dummy=0) noexcept nogil:
     if q.value == NULL or end <= begin or (q.l1 == 0 and q.l2 == 0):
         return 0.0
-    return add_penalty_gradient(<floating*>q.value + begin, <floating*>q.grad + begin,
-                                end - begin, q.l1, q.l2, 1)
+    cdef double penalty
+    if not q.proximal:
+        return add_penalty_gradient(<floating*>q.value + begin, <floating*>q.grad + begin,
+                                    end - begin, q.l1, q.l2, 1)
+    # proximal L1: its value counts in the loss, its step comes after the update
+    penalty = add_penalty_gradient(<floating*>q.value + begin, <floating*>q.grad + begin,
+                                   end - begin, 0.0, q.l2, 1)
+    return penalty + q.l1 * _sum_abs(<floating*>q.value + begin, end - begin)
+
+
+cdef double _sum_abs(floating* w, long n) noexcept nogil:
+    cdef long i
+    cdef double total = 0.0
+    for i in range(n):
+        total += w[i] if w[i] > 0 else -w[i]
+    return total
 
 
 cdef double _sum_sq(Param* q, long begin, long end, floating dummy=0) noexcept nogil:
@@ -784,6 +802,8 @@ cdef void _step(OptimizerConfig* config, Param* q, long begin, long end,
                    <floating*>q.state2 + begin if q.state2 != NULL else NULL,
                    <floating*>q.state3 + begin if q.state3 != NULL else NULL,
                    n, learning_rate, weight_decay * q.decay, step, 1)
+    if q.proximal and q.l1 > 0:
+        soft_threshold(<floating*>q.value + begin, n, learning_rate * q.l1, 1)
 
 
 cdef long count_correct(int loss, floating* output, floating* targets, int* labels,

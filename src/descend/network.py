@@ -14,7 +14,7 @@ import numpy as np
 
 from descend import _threads, losses, optimizers
 from descend._dense import dropout_seed_py
-from descend._optim import add_penalty_gradient_py
+from descend._optim import add_penalty_gradient_py, soft_threshold_py
 from descend._train import EpochRunner
 from descend._validation import (check_X, check_dtype, check_float, check_int, check_lengths,
                                  check_n_threads)
@@ -328,8 +328,22 @@ class Sequential:
                     continue
                 g = grads[i][k].reshape(-1) if grads is not None else np.zeros(param.size,
                                                                              param.dtype)
-                total += add_penalty_gradient_py(param.reshape(-1), g, reg.l1, reg.l2, omp)
+                if reg.proximal:
+                    # proximal L1 counts in the loss but steps after the update
+                    total += reg.l1 * float(np.abs(param).sum(dtype=np.float64))
+                    total += add_penalty_gradient_py(param.reshape(-1), g, 0.0, reg.l2, omp)
+                else:
+                    total += add_penalty_gradient_py(param.reshape(-1), g, reg.l1, reg.l2, omp)
         return total
+
+    def _proximal_l1_step(self, omp=1):
+        """Soft-threshold the arrays with proximal L1 (after an update)."""
+        for layer in self.dense_layers:
+            for param, reg in ((layer.kernel, layer.kernel_regularizer),
+                               (layer.bias, layer.bias_regularizer)):
+                if reg is not None and param is not None and reg.proximal and reg.l1 > 0:
+                    soft_threshold_py(param.reshape(-1),
+                                      self.optimizer.learning_rate * reg.l1, omp)
 
     def _loss_and_grads(self, X, targets, labels, training=False, seed=0):
         codes, rates = self._activation_codes(), self._dropout_rates()
@@ -424,6 +438,7 @@ class Sequential:
         omp, blas = self._threads_for(len(X))
         with _threads.blas_threads(blas):
             self.optimizer.apply_gradients(self._params(), flat, self._decay_flags(), omp)
+            self._proximal_l1_step(omp)
         if not self._weights_finite():
             self.set_weights(snapshot[0])
             self.optimizer.set_state(snapshot[1])
@@ -810,6 +825,8 @@ class Sequential:
                 "activation": codes[i], "alpha": layer.alpha, "dropout_rate": rates[i],
                 "kernel_l1": kreg.l1 if kreg else 0.0, "kernel_l2": kreg.l2 if kreg else 0.0,
                 "bias_l1": breg.l1 if breg else 0.0, "bias_l2": breg.l2 if breg else 0.0,
+                "kernel_l1_proximal": bool(kreg and kreg.proximal),
+                "bias_l1_proximal": bool(breg and breg.proximal),
                 "kernel_decay": 1.0, "bias_decay": 1.0 if self.optimizer.decay_bias else 0.0,
             })
         return specs
