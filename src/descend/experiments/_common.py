@@ -131,7 +131,8 @@ class Result:
     def to_markdown(self, png_name=None, heading="##"):
         cfg = self.config
         # titles already start with the experiment's name
-        title = self.title if self.title.startswith(self.name) else f"{self.name}: {self.title}"
+        title = (self.title if self.title.startswith(self.name + ":")
+                 else f"{self.name}: {self.title}")
         lines = [f"{heading} {title}", "", self.question, ""]
         if cfg is not None:
             load = (f"; load average {self.load[0]:.1f} at start, {self.load[1]:.1f} at end"
