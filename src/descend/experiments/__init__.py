@@ -122,6 +122,7 @@ def _load():
 
 
 def save_plot_for(result, path):
+    """Write the Result's plot as a PNG in out_dir (skipped, with a message, without matplotlib); return the path or None."""
     from descend.experiments._common import save_plot
     path = save_plot(result, path)
     result.plot_path = path
@@ -131,6 +132,7 @@ def save_plot_for(result, path):
 
 
 def run_all(cfg, out=None, echo=False):
+    """Run every experiment in order with the same settings; return the list of Results."""
     results = []
     for name in EXPERIMENTS:
         results.append(_run_one(name, cfg, out, echo))

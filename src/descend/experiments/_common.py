@@ -155,6 +155,7 @@ class Result:
 
 # ----------------------------------------------------------------------------- numbers
 def mean_std(values):
+    """(mean, sample standard deviation with ddof=1) of the values; std 0 for one value."""
     values = np.asarray([v for v in values if v is not None and np.isfinite(v)], float)
     if values.size == 0:
         return float("nan"), float("nan")
@@ -228,6 +229,7 @@ _MNIST = {}
 
 
 def load_mnist(data_home=None, download=True):
+    """MNIST (X_train, y_train, X_test, y_test) from cfg's data home, float32 in [0, 1]."""
     from descend import datasets
     key = str(datasets.get_mnist_dir(data_home))
     if key not in _MNIST:
@@ -236,6 +238,7 @@ def load_mnist(data_home=None, download=True):
 
 
 def mnist_available(data_home=None):
+    """True when the four MNIST files can be found without downloading."""
     from descend import datasets
     directory = datasets.get_mnist_dir(data_home)
     names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -303,6 +306,7 @@ def load_data(dataset, cfg, n_train=None, n_test=None, seed=0):
 
 
 def describe_data(dataset, X_train, X_test):
+    """One line naming the dataset and the train/test sizes and feature count used."""
     return (f"data: {dataset}, {len(X_train)} training and {len(X_test)} test samples, "
             f"{X_train.shape[1]} features")
 
@@ -502,6 +506,7 @@ def machine_info():
 
 
 def machine_markdown():
+    """Markdown lines describing the machine: CPU, cores, numpy/scipy/descend versions, commit."""
     info = machine_info()
     return (f"- CPU: {info['cpu']}, nproc = {info['nproc']} ({info['platform']})\n"
             f"- Python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}, "

@@ -41,10 +41,12 @@ def kernel_times(n_elements, repeats, seed=0):
 
 
 def layer_norms(net, X, y):
+    """Frobenius norm of each Dense layer's kernel gradient, first layer first."""
     return [float(np.linalg.norm(dw)) for dw, _ in net.gradients(X, y)]
 
 
 def run(cfg):
+    """Run this experiment at cfg's size on cfg's dataset; return its Result (tables, data, plot)."""
     mnist = cfg.dataset == "mnist"
     X, X_test, y, y_test, k = standard_data(cfg)
     width = 128 if mnist else 64

@@ -50,6 +50,7 @@ def gd_trajectory(net, X, y, steps, lr, gradient):
 
 
 def run(cfg):
+    """Run this experiment at cfg's size on cfg's dataset; return its Result (tables, data, plot)."""
     from descend.experiments._common import Config
     data_cfg = Config(size=cfg.size, dataset="digits", seeds=cfg.seeds, dtype="float64",
                       n_threads=cfg.n_threads)

@@ -13,6 +13,7 @@ BASE_LR = 0.01   # learning rate at batch size 1; lr = BASE_LR * sqrt(batch size
 
 
 def run(cfg):
+    """Run this experiment at cfg's size on cfg's dataset; return its Result (tables, data, plot)."""
     mnist = cfg.dataset == "mnist"
     n_train = cfg.pick(1000 if mnist else 600, 10000 if mnist else None, None)
     X, X_test, y, y_test = load_data(cfg.dataset, cfg, n_train=n_train,

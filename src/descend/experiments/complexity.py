@@ -42,6 +42,7 @@ def flops_per_epoch(n, sizes):
 
 
 def activation_bytes(batch, sizes, itemsize=4):
+    """Bytes of the per-batch buffers (inputs, z, a, dz) of a net of these layer sizes."""
     return batch * (sizes[0] + 3 * sum(sizes[1:])) * itemsize
 
 
@@ -85,6 +86,7 @@ def measure(X, y, hidden, k, batch_size, repeats, cfg):
 
 
 def run(cfg):
+    """Run this experiment at cfg's size on cfg's dataset; return its Result (tables, data, plot)."""
     mnist = cfg.dataset == "mnist"
     n_train = cfg.pick(500, 5000 if mnist else None, 10000 if mnist else None)
     X, X_test, y, _ = load_data(cfg.dataset, cfg, n_train=n_train)

@@ -28,6 +28,7 @@ def _initializer(spec):
 
 
 def run(cfg):
+    """Run this experiment at cfg's size on cfg's dataset; return its Result (tables, data, plot)."""
     mnist = cfg.dataset == "mnist"
     X, X_test, y, y_test, k = standard_data(cfg)
     width = 128 if mnist else 64

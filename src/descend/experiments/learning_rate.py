@@ -25,6 +25,7 @@ TITLE = "learning rate: convergence, accuracy and divergence"
 
 
 def status_of(run):
+    """How a learning-rate run ended: "ok", "no progress", or its divergence status."""
     if run.diverged:
         return run.status
     if run.final["train_loss"] > NO_PROGRESS * run.initial_loss:
@@ -44,6 +45,7 @@ def summarize_status(statuses):
 
 
 def run(cfg):
+    """Run this experiment at cfg's size on cfg's dataset; return its Result (tables, data, plot)."""
     mnist = cfg.dataset == "mnist"
     X, X_test, y, y_test, k = standard_data(cfg)
     hidden = (128,) if mnist else (64,)

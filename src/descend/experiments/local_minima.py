@@ -22,11 +22,14 @@ TITLE = "local minima: XOR and two spirals from random initializations"
 
 
 def xor():
+    """The XOR problem: X (4, 2) float64 at the corners of the unit square, y (4,) labels 0/1."""
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     return X, np.array([0, 1, 1, 0])
 
 
 def two_spirals(n_per_class=97):
+    """Two interleaved spirals of n_per_class points each (Lang & Witbrock 1988):
+    X (2 n_per_class, 2) float64, y (2 n_per_class,) labels 0/1."""
     i = np.arange(n_per_class)
     phi = i * np.pi / 16
     r = 6.5 * (104 - i) / 104
@@ -52,6 +55,7 @@ def _problems(cfg):
 
 
 def run(cfg):
+    """Run this experiment at cfg's size on cfg's dataset; return its Result (tables, data, plot)."""
     table = Table("fraction of random initializations that reach zero training error",
                   ["problem", "net", "init", "schedule", "epochs", "successes",
                    "epochs to zero error (successes)", "final loss of failures",

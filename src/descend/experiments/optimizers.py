@@ -79,6 +79,7 @@ def lbfgs(net, X, y, X_eval, y_eval, max_evaluations, target):
 
 
 def run(cfg):
+    """Run this experiment at cfg's size on cfg's dataset; return its Result (tables, data, plot)."""
     mnist = cfg.dataset == "mnist"
     X, X_test, y, y_test, k = standard_data(cfg)
     hidden = (128,) if mnist else (64,)

@@ -18,6 +18,7 @@ TITLE = "regularization: train/test gap and sparsity"
 
 
 def zero_fractions(net):
+    """Fractions of kernel weights exactly 0, below 1e-6 and below 1e-3 in absolute value."""
     w = np.concatenate([layer.kernel.ravel() for layer in net.dense_layers])
     return (float(np.mean(w == 0)), float(np.mean(np.abs(w) < 1e-6)),
             float(np.mean(np.abs(w) < 1e-3)), w.size)
@@ -39,6 +40,7 @@ def _settings(cfg):
 
 
 def run(cfg):
+    """Run this experiment at cfg's size on cfg's dataset; return its Result (tables, data, plot)."""
     mnist = cfg.dataset == "mnist"
     n_train = cfg.pick(200, 2000 if mnist else 300, 2000 if mnist else 300)
     X, X_test, y, y_test = load_data(cfg.dataset, cfg, n_train=n_train,
