@@ -67,10 +67,9 @@ cdef extern from *:
 # Per-thread accumulators, padded to their own cache line (no false sharing).
 cdef enum:
     SLOT = 8
-    LOSS = 0            # this thread's share of the current batch's mean loss
-    ACC_LOSS = 1        # sum over batches of (loss + penalty share) * batch size
-    ACC_PENALTY = 2     # sum over batches of the penalty share
-    CORRECT = 3         # correct predictions so far
+    ACC_LOSS = 0        # sum over batches of (loss + penalty share) * batch size
+    ACC_PENALTY = 1     # sum over batches of the penalty share
+    CORRECT = 2         # correct predictions so far
 
 # Work is cut into blocks whose size depends on the shapes only, never on the
 # number of threads: each BLAS call then sees the same operands whatever the

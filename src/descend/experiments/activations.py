@@ -14,8 +14,8 @@ import numpy as np
 
 import descend as dn
 from descend import _dense
-from descend.experiments._common import (standard_data, Result, Table, best_time, describe_data, fmt, fmt_pm,
-                                         make_net, train)
+from descend.experiments._common import (Result, Table, best_time, describe_data, fmt,
+                                         fmt_pm, make_net, standard_data, train)
 
 NAME = "activations"
 TITLE = "activation functions: kernel time, vanishing/exploding gradients, accuracy"

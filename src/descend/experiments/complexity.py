@@ -17,7 +17,6 @@ The fitted exponent is the least-squares slope of log(measure) against
 log(variable). Beside it: the exponent of the exact FLOP count of an epoch
 over the same grid, and the asymptotic order.
 """
-import time
 import tracemalloc
 
 import numpy as np

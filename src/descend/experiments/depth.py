@@ -8,8 +8,8 @@ variance of relu activations constant across layers (He et al. 2015).
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import (standard_data, TARGET_LOSS, Result, Table, describe_data, fmt,
-                                         fmt_pm, make_net, train)
+from descend.experiments._common import (TARGET_LOSS, Result, Table, describe_data, fmt_pm,
+                                         make_net, standard_data, train)
 
 NAME = "depth"
 TITLE = "depth, with and without He initialization"

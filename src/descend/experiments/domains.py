@@ -59,7 +59,7 @@ def run(cfg):
         reached = sum(e is not None for e in to_target)
         majority = np.max(np.bincount(y_test)) / len(y_test)
         net_text = (f"{X.shape[1]}-" + "-".join(map(str, hidden))
-                    + (f"-1 sigmoid" if binary else f"-{k}"))
+                    + ("-1 sigmoid" if binary else f"-{k}"))
         table.add(dataset, task, f"{len(X):,} / {len(X_test):,}", net_text, epochs,
                   fmt_pm([np.median(r.seconds) for r in runs], 3),
                   fmt_pm(to_target, 3, missing=f"not reached (>= {target})", count=False)

@@ -7,8 +7,8 @@ epoch), one sample (n updates per epoch) or 32 samples.
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import (standard_data, TARGET_LOSS, Result, Table, describe_data, fmt,
-                                         fmt_pm, make_net, train)
+from descend.experiments._common import (TARGET_LOSS, Result, Table, describe_data, fmt_pm,
+                                         make_net, standard_data, train)
 
 NAME = "gd-variants"
 TITLE = "batch vs stochastic vs mini-batch gradient descent"

@@ -15,7 +15,7 @@ the second spiral the point reflection of the first; inputs divided by 6.5.
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import Result, Table, fmt, fmt_pm
+from descend.experiments._common import Result, Table, fmt_pm
 
 NAME = "local-minima"
 TITLE = "local minima: XOR and two spirals from random initializations"

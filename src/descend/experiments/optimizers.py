@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import (standard_data, TARGET_LOSS, Result, Table, describe_data, fmt,
-                                         fmt_pm, make_net, train)
+from descend.experiments._common import (TARGET_LOSS, Result, Table, describe_data, fmt_pm,
+                                         make_net, standard_data, train)
 
 NAME = "optimizers"
 TITLE = "optimizers: gradient descent, momentum, Nesterov, Adagrad, RMSprop, Adam, AdamW, L-BFGS"
