@@ -77,9 +77,8 @@ cdef void activation_backward(const floating* z, const floating* a, floating* dz
 # per-element switch and vectorizes the simple cases (relu, leaky_relu).
 # A switch on every element made these passes cost half as much as the GEMMs.
 
-cdef inline void bias_activation_row(floating* z, floating* a, const floating* b,
-                                     int k, int activation,
-                                     floating alpha) noexcept nogil:
+cdef void bias_activation_row(floating* z, floating* a, const floating* b,
+                              int k, int activation, floating alpha) noexcept nogil:
     """z[j] += b[j] ; a[j] = act(z[j]) over one row of k values."""
     if activation == RELU:
         _bias_activation_row(z, a, b, k, RELU, alpha)

@@ -1,0 +1,267 @@
+# First-layer kernels for inputs that are mostly zeros.
+#
+# A Dense layer's matrix products touch kernel row r only through the input
+# column x[:, r]: z = x . w sums x[i, r] * w[r, :] over r, and dw = x^T . dz
+# gives row r of dw from x[:, r]. Where x[i, r] == 0 that work adds exact
+# zeros, so these kernels skip it: for MNIST, whose pixels are ~81% zero, the
+# first layer (80% of the net's FLOPs in 784-256-128-10) does about a fifth
+# of the dense work. The results are the dense ones up to the order of the
+# sums (rounding).
+#
+# The rows of x are kept in a compressed form, filled per batch: row i's
+# non-zero entries, in column order, at index[i * stride : i * stride +
+# count[i]] (their columns) and value[...] (their values); stride >= the
+# number of columns, so that any row fits and each row's place is fixed
+# (threads fill their rows without any prefix sum).
+from cython cimport floating
+from libc.string cimport memset
+
+from descend._dense cimport bias_activation_row
+
+# The row loop all the work goes through, in C: compiled twice, for
+# the baseline x86-64 (SSE2) and with AVX2 + FMA, the second chosen at
+# import where the CPU has both (3x the arithmetic per instruction: this
+# loop is bound by instructions, not memory, as their operands sit in
+# L1/L2). BLAS libraries pick their kernels at run time the same way; a
+# wheel cannot assume AVX2. Elsewhere (other compilers, other CPUs) only
+# the portable version is built.
+cdef extern from *:
+    r"""
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    #define DESCEND_AVX2 1
+    #define DESCEND_INLINE static inline __attribute__((always_inline))
+    #else
+    #define DESCEND_AVX2 0
+    #define DESCEND_INLINE static inline
+    #endif
+
+    /* z[:n] += sum over j < m of vals[j] * w[cols[j] * n, :n], four rows of
+       w per pass over z. T is float or double. */
+    #define DESCEND_ADD_WEIGHTED_ROWS(T)                                        \
+        int j = 0, c;                                                           \
+        for (; j + 4 <= m; j += 4) {                                            \
+            const T *w0 = w + (long)cols[j] * n, *w1 = w + (long)cols[j + 1] * n; \
+            const T *w2 = w + (long)cols[j + 2] * n, *w3 = w + (long)cols[j + 3] * n; \
+            T v0 = vals[j], v1 = vals[j + 1], v2 = vals[j + 2], v3 = vals[j + 3]; \
+            for (c = 0; c < n; c++)                                             \
+                z[c] += (v0 * w0[c] + v1 * w1[c]) + (v2 * w2[c] + v3 * w3[c]);  \
+        }                                                                       \
+        for (; j < m; j++) {                                                    \
+            const T *w0 = w + (long)cols[j] * n;                                \
+            T v0 = vals[j];                                                     \
+            for (c = 0; c < n; c++)                                             \
+                z[c] += v0 * w0[c];                                             \
+        }
+
+    #define DESCEND_SPARSE_ROW_KERNELS(T, S, ATTR)                              \
+        ATTR static void descend_add_weighted_rows_##S(                         \
+                const int *cols, const T *vals, int m, const T *w, int n,       \
+                T *restrict z) { DESCEND_ADD_WEIGHTED_ROWS(T) }
+
+    DESCEND_SPARSE_ROW_KERNELS(float, f_base, )
+    DESCEND_SPARSE_ROW_KERNELS(double, d_base, )
+    #if DESCEND_AVX2
+    DESCEND_SPARSE_ROW_KERNELS(float, f_avx2, __attribute__((target("avx2,fma"))))
+    DESCEND_SPARSE_ROW_KERNELS(double, d_avx2, __attribute__((target("avx2,fma"))))
+    #endif
+
+    static int descend_sparse_avx2 = 0;    /* set once, at import */
+    static int descend_sparse_init(void) {
+    #if DESCEND_AVX2
+        __builtin_cpu_init();
+        descend_sparse_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    #endif
+        return descend_sparse_avx2;
+    }
+    static void descend_add_weighted_rows_f(const int *cols, const float *vals, int m,
+                                            const float *w, int n, float *z) {
+    #if DESCEND_AVX2
+        if (descend_sparse_avx2) { descend_add_weighted_rows_f_avx2(cols, vals, m, w, n, z); return; }
+    #endif
+        descend_add_weighted_rows_f_base(cols, vals, m, w, n, z);
+    }
+    static void descend_add_weighted_rows_d(const int *cols, const double *vals, int m,
+                                            const double *w, int n, double *z) {
+    #if DESCEND_AVX2
+        if (descend_sparse_avx2) { descend_add_weighted_rows_d_avx2(cols, vals, m, w, n, z); return; }
+    #endif
+        descend_add_weighted_rows_d_base(cols, vals, m, w, n, z);
+    }
+    """
+    int sparse_init "descend_sparse_init"() noexcept nogil
+    void add_weighted_rows_f "descend_add_weighted_rows_f"(
+        const int* cols, const float* vals, int m, const float* w, int n,
+        float* z) noexcept nogil
+    void add_weighted_rows_d "descend_add_weighted_rows_d"(
+        const int* cols, const double* vals, int m, const double* w, int n,
+        double* z) noexcept nogil
+
+# True where the AVX2 + FMA versions of the row loops run.
+USES_AVX2 = bool(sparse_init())
+
+cdef int nonzero_entries(const floating* x, int n, int* index,
+                         floating* value) noexcept nogil:
+    """Write the columns and values of x[0:n]'s non-zero entries, in column
+    order, to index and value (room for n each); return how many."""
+    cdef int r, count = 0
+    for r in range(n):
+        # written without a branch on x[r]: MNIST rows switch between zero
+        # and non-zero runs too often for a branch predictor
+        index[count] = r
+        value[count] = x[r]
+        count += x[r] != 0
+    return count
+
+
+cdef void sparse_forward(const int* index, const floating* value, const int* count,
+                         int n, int stride, const floating* w, const floating* b,
+                         int n_out, floating* z, floating* a, int activation,
+                         floating alpha) noexcept nogil:
+    """z := x . w + b ; a := act(z) for n compressed rows of x (b may be NULL,
+    a may equal z). Row i of z sums value * w[index, :] over row i's entries."""
+    cdef int i
+    cdef floating* zi
+    for i in range(n):
+        zi = z + <long>i * n_out
+        memset(zi, 0, n_out * sizeof(floating))
+        if floating is float:
+            add_weighted_rows_f(index + <long>i * stride, value + <long>i * stride,
+                                count[i], w, n_out, zi)
+        else:
+            add_weighted_rows_d(index + <long>i * stride, value + <long>i * stride,
+                                count[i], w, n_out, zi)
+        bias_activation_row(zi, a + <long>i * n_out, b, n_out, activation, alpha)
+
+
+cdef void sparse_grad_kernel(const int* index, const floating* value, const int* count,
+                             int n, int stride, const floating* dz, int n_out,
+                             int row_begin, int row_end, floating scale, floating* out,
+                             int* col_count, int* col_sample,
+                             floating* col_value) noexcept nogil:
+    """out[r, :] += scale * (x^T . dz)[r, :] for kernel rows r in
+    [row_begin, row_end), x given by n compressed rows, dz (n, n_out).
+
+    With out = dw zeroed first and scale = 1 this is the kernel's gradient;
+    with out = w and scale = -learning_rate, plain SGD's update.
+
+    Column r of x is gathered first (its samples and scale * values, at
+    col_sample/col_value[r * n : r * n + col_count[r]]; scratch for
+    row_end * n entries), then out[r] adds those samples' rows of dz in
+    one pass, the same loop as the forward product. Each out row sums its
+    terms in sample order whatever the range: a split of the rows over
+    threads gives the same bits.
+    """
+    cdef int i, j, r, m, lo, hi, mid
+    cdef long slot
+    cdef const int* cols
+    cdef const floating* vals
+    for r in range(row_begin, row_end):
+        col_count[r] = 0
+    for i in range(n):
+        cols = index + <long>i * stride
+        vals = value + <long>i * stride
+        # row i's first entry in the range (its columns are sorted)
+        lo, hi = 0, count[i]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if cols[mid] < row_begin:
+                lo = mid + 1
+            else:
+                hi = mid
+        j, m = lo, count[i]
+        while j < m and cols[j] < row_end:
+            r = cols[j]
+            slot = <long>r * n + col_count[r]
+            col_sample[slot] = i
+            col_value[slot] = scale * vals[j]
+            col_count[r] += 1
+            j = j + 1
+    for r in range(row_begin, row_end):
+        if floating is float:
+            add_weighted_rows_f(col_sample + <long>r * n, col_value + <long>r * n,
+                                col_count[r], dz, n_out, out + <long>r * n_out)
+        else:
+            add_weighted_rows_d(col_sample + <long>r * n, col_value + <long>r * n,
+                                col_count[r], dz, n_out, out + <long>r * n_out)
+
+
+# ---- memoryview twins (the tests) -------------------------------------------
+
+def _compress(const floating[:, ::1] x):
+    """x's rows in the compressed form: (index, value, count), stride = x's width."""
+    import numpy as np
+    cdef int n = x.shape[0], width = x.shape[1], i
+    dtype = np.float32 if floating is float else np.float64
+    index_array = np.zeros((n, max(width, 1)), dtype=np.int32)
+    value_array = np.zeros((n, max(width, 1)), dtype=dtype)
+    count_array = np.zeros(n, dtype=np.int32)
+    cdef int[:, ::1] index = index_array
+    cdef floating[:, ::1] value = value_array
+    cdef int[::1] count = count_array
+    with nogil:
+        for i in range(n):
+            count[i] = nonzero_entries(&x[i, 0], width, &index[i, 0], &value[i, 0])
+    return index_array, value_array, count_array
+
+
+def nonzero_entries_py(const floating[:, ::1] x):
+    """(index, value, count) of x's rows, as the fused loop builds them: row
+    i's non-zero columns are index[i, :count[i]], their values value[i, :count[i]]."""
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x must have at least one row and column, got {tuple(x.shape)[:2]}")
+    return _compress(x)
+
+
+def sparse_forward_py(const floating[:, ::1] x, const floating[:, ::1] w,
+                      const floating[::1] b, floating[:, ::1] z, floating[:, ::1] a,
+                      int activation, double alpha):
+    """z := x . w + b ; a := act(z), computed from x's non-zero entries only."""
+    if not 0 <= activation <= 7:
+        raise ValueError(f"activation code must be in 0..7, got {activation}")
+    cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    for name, got, expected in (("w", (w.shape[0], w.shape[1]), (n_in, n_out)),
+                                ("z", (z.shape[0], z.shape[1]), (n, n_out)),
+                                ("a", (a.shape[0], a.shape[1]), (n, n_out))):
+        if got != expected:
+            raise ValueError(f"{name} has shape {got}, expected {expected}")
+    if b is not None and b.shape[0] != n_out:
+        raise ValueError(f"b has shape ({b.shape[0]},), expected ({n_out},)")
+    if n == 0 or n_in == 0 or n_out == 0:
+        raise ValueError("x, w and z must not be empty")
+    index_array, value_array, count_array = _compress(x)
+    cdef int[:, ::1] index = index_array
+    cdef floating[:, ::1] value = value_array
+    cdef int[::1] count = count_array
+    with nogil:
+        sparse_forward(&index[0, 0], &value[0, 0], &count[0], n, n_in, &w[0, 0],
+                       &b[0] if b is not None else NULL, n_out, &z[0, 0], &a[0, 0],
+                       activation, <floating>alpha)
+
+
+def sparse_grad_kernel_py(const floating[:, ::1] x, const floating[:, ::1] dz,
+                          floating[:, ::1] out, int row_begin, int row_end,
+                          double scale):
+    """out[r] += scale * (x^T . dz)[r] for r in [row_begin, row_end), in place,
+    from x's non-zero entries only."""
+    import numpy as np
+    cdef int n = x.shape[0], n_in = x.shape[1], n_out = dz.shape[1]
+    if dz.shape[0] != n:
+        raise ValueError(f"dz has {dz.shape[0]} rows, expected {n} (x's rows)")
+    if (out.shape[0], out.shape[1]) != (n_in, n_out):
+        raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, "
+                         f"expected {(n_in, n_out)}")
+    if not 0 <= row_begin <= row_end <= n_in:
+        raise ValueError(f"rows [{row_begin}, {row_end}) must lie in [0, {n_in}]")
+    if n == 0 or n_in == 0 or n_out == 0:
+        raise ValueError("x, dz and out must not be empty")
+    index_array, value_array, count_array = _compress(x)
+    cdef int[:, ::1] index = index_array
+    cdef floating[:, ::1] value = value_array
+    cdef int[::1] count = count_array
+    cdef int[::1] col_count = np.zeros(n_in, dtype=np.int32)
+    cdef int[::1] col_sample = np.zeros(n_in * n, dtype=np.int32)
+    cdef floating[::1] col_value = np.zeros(n_in * n, dtype=value_array.dtype)
+    with nogil:
+        sparse_grad_kernel(&index[0, 0], &value[0, 0], &count[0], n, n_in, &dz[0, 0],
+                           n_out, row_begin, row_end, <floating>scale, &out[0, 0],
+                           &col_count[0], &col_sample[0], &col_value[0])
