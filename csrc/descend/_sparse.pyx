@@ -103,13 +103,24 @@ cdef int nonzero_entries(const floating* x, int n, int* index,
                          floating* value) noexcept nogil:
     """Write the columns and values of x[0:n]'s non-zero entries, in column
     order, to index and value (room for n each); return how many."""
-    cdef int r, count = 0
-    for r in range(n):
-        # written without a branch on x[r]: MNIST rows switch between zero
-        # and non-zero runs too often for a branch predictor
-        index[count] = r
-        value[count] = x[r]
-        count += x[r] != 0
+    cdef int r = 0, end, count = 0
+    while r < n:
+        end = min(r + 8, n)
+        # a block of 8 zeros is skipped with one test (MNIST rows are mostly
+        # runs of zeros): & rather than `and`, so that it is one comparison
+        # of 8 lanes, not 8 branches
+        if end - r == 8 and ((x[r] == 0) & (x[r + 1] == 0) & (x[r + 2] == 0)
+                             & (x[r + 3] == 0) & (x[r + 4] == 0) & (x[r + 5] == 0)
+                             & (x[r + 6] == 0) & (x[r + 7] == 0)):
+            r = end
+            continue
+        while r < end:
+            # no branch on x[r]: within a block zeros and non-zeros alternate
+            # too often for a branch predictor
+            index[count] = r
+            value[count] = x[r]
+            count += x[r] != 0
+            r = r + 1
     return count
 
 
