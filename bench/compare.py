@@ -10,8 +10,12 @@ the same run.
 
 Slow contenders (tiny batches) run on a prefix of the epoch and are scaled to
 60000 samples; the table says so. PyTorch and scikit-learn are optional.
-Each contender runs in its own worker process, so that one library's idle
-threads (PyTorch's OpenMP pool, say) never compete with the next one's.
+Each (contender, dtype, batch size) runs in its own worker process, so that
+one library's idle threads (PyTorch's OpenMP pool, say) never compete with
+the next one's, and the contenders take turns at each batch size: on shared
+cores whose load drifts over minutes, the ones compared in a row of the
+table ran within a minute of each other. The large GEMM is timed at every
+numpy turn and the fastest is the table's (the lowest floor).
 
     python bench/compare.py --data-home ../shared/datasets/mnist
     python bench/compare.py --quick            # fewer samples, one repeat
@@ -209,9 +213,9 @@ def load_data(args):
     return X, y
 
 
-def run_worker(name, args):
-    command = [sys.executable, __file__, "--worker", name, "--dtypes", args.dtypes,
-               "--batch-sizes", args.batch_sizes, "--repeats", str(args.repeats)]
+def run_worker(name, args, dtype, batch_size):
+    command = [sys.executable, __file__, "--worker", name, "--dtypes", dtype,
+               "--batch-sizes", str(batch_size), "--repeats", str(args.repeats)]
     if args.data_home:
         command += ["--data-home", args.data_home]
     if args.quick:
@@ -250,10 +254,15 @@ def main(argv=None):
     skip = set(filter(None, args.skip.split(",")))
     modules = {"PyTorch": "torch", "numpy": "threadpoolctl", "scikit-learn": "sklearn"}
     names = ["descend"] + [n for n, m in modules.items() if n not in skip and available(m)]
-    results = {}
-    for name in names:
-        print(f"timing {name} ...", flush=True)
-        results[name] = run_worker(name, args)
+    results = {name: {} for name in names}
+    for dtype in args.dtypes.split(","):
+        for bs in map(int, args.batch_sizes.split(",")):
+            for name in names:
+                print(f"timing {name}, {dtype}, batch {bs} ...", flush=True)
+                table = results[name].setdefault(dtype, {})
+                measured = run_worker(name, args, dtype, bs)[dtype]
+                table["peak"] = max(table.get("peak", 0), measured.pop("peak", 0))
+                table.update(measured)
     n_samples = 6000 if args.quick else 60000
 
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_model()}; "

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from descend import _dense, _losses, _optim
+from descend import _dense, _losses, _optim, _sparse
 
 SHAPES = [(1, 784, 256), (32, 784, 256), (128, 784, 256), (1024, 784, 256),
           (32, 256, 128), (32, 128, 10)]
@@ -60,6 +60,38 @@ def test_dense_backward(benchmark, shape, dtype):
 
     benchmark.extra_info["gflop"] = 4 * n * n_in * n_out / 1e9
     benchmark(backward)
+
+
+def sparse_rows(n, n_in, dtype, density=0.19, seed=0):
+    """Inputs with MNIST's share of non-zero entries (19%), at random places."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, n_in)).astype(dtype)
+    x[rng.random((n, n_in)) >= density] = 0
+    return x
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [32, 1024])
+def test_sparse_forward(benchmark, n, dtype):
+    """The first layer's forward product from the non-zero inputs only (the
+    dense twin is test_dense_forward at the same shape)."""
+    _, w, b = arrays(1, 784, 256, dtype)
+    x = sparse_rows(n, 784, dtype)
+    z = np.empty((n, 256), dtype)
+    a = np.empty_like(z)
+    benchmark.extra_info["dense_gflop"] = 2 * n * 784 * 256 / 1e9
+    benchmark(_sparse.sparse_forward_py, x, w, b, z, a, ACTIVATIONS["relu"], 0.0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [32, 1024])
+def test_sparse_grad_kernel(benchmark, n, dtype):
+    """dW = x^T dz of the first layer from the non-zero inputs only."""
+    x = sparse_rows(n, 784, dtype)
+    dz = np.random.default_rng(1).standard_normal((n, 256)).astype(dtype)
+    dw = np.zeros((784, 256), dtype)
+    benchmark.extra_info["dense_gflop"] = 2 * n * 784 * 256 / 1e9
+    benchmark(_sparse.sparse_grad_kernel_py, x, dz, dw, 0, 784, 1.0)
 
 
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))

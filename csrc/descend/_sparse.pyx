@@ -147,7 +147,7 @@ cdef void sparse_forward(const int* index, const floating* value, const int* cou
 cdef void sparse_grad_kernel(const int* index, const floating* value, const int* count,
                              int n, int stride, const floating* dz, int n_out,
                              int row_begin, int row_end, floating scale, floating* out,
-                             int* col_count, int* col_sample,
+                             int* cursor, int* col_start, int* col_sample,
                              floating* col_value) noexcept nogil:
     """out[r, :] += scale * (x^T . dz)[r, :] for kernel rows r in
     [row_begin, row_end), x given by n compressed rows, dz (n, n_out).
@@ -155,23 +155,22 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
     With out = dw zeroed first and scale = 1 this is the kernel's gradient;
     with out = w and scale = -learning_rate, plain SGD's update.
 
-    Column r of x is gathered first (its samples and scale * values, at
-    col_sample/col_value[r * n : r * n + col_count[r]]; scratch for
-    row_end * n entries), then out[r] adds those samples' rows of dz in
-    one pass, the same loop as the forward product. Each out row sums its
-    terms in sample order whatever the range: a split of the rows over
-    threads gives the same bits.
+    The rows go in groups of GRAD_GROUP_ROWS. For each group, the columns of
+    x are gathered first (the samples with a non-zero entry there, and scale
+    times the entries), then out[r] adds those samples' rows of dz in one
+    pass, the same loop as the forward product. Each out row sums its terms
+    in sample order whatever the range: a split of the rows over threads
+    gives the same bits.
+
+    Scratch: cursor (n ints), col_start (GRAD_GROUP_ROWS + 1 ints),
+    col_sample and col_value (n * GRAD_GROUP_ROWS each).
     """
-    cdef int i, j, r, m, lo, hi, mid
-    cdef long slot
+    cdef int i, j, r, lo, hi, mid, group_end, slot
     cdef const int* cols
     cdef const floating* vals
-    for r in range(row_begin, row_end):
-        col_count[r] = 0
+    # cursor[i]: row i's first entry at or after the current group's first row
     for i in range(n):
         cols = index + <long>i * stride
-        vals = value + <long>i * stride
-        # row i's first entry in the range (its columns are sorted)
         lo, hi = 0, count[i]
         while lo < hi:
             mid = (lo + hi) // 2
@@ -179,21 +178,46 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
                 lo = mid + 1
             else:
                 hi = mid
-        j, m = lo, count[i]
-        while j < m and cols[j] < row_end:
-            r = cols[j]
-            slot = <long>r * n + col_count[r]
-            col_sample[slot] = i
-            col_value[slot] = scale * vals[j]
-            col_count[r] += 1
-            j = j + 1
-    for r in range(row_begin, row_end):
-        if floating is float:
-            add_weighted_rows_f(col_sample + <long>r * n, col_value + <long>r * n,
-                                col_count[r], dz, n_out, out + <long>r * n_out)
-        else:
-            add_weighted_rows_d(col_sample + <long>r * n, col_value + <long>r * n,
-                                col_count[r], dz, n_out, out + <long>r * n_out)
+        cursor[i] = lo
+    while row_begin < row_end:
+        group_end = min(row_begin + GRAD_GROUP_ROWS, row_end)
+        # count the entries per column of the group, then place them by
+        # column (a counting sort; samples stay in order within a column)
+        for r in range(group_end - row_begin + 1):
+            col_start[r] = 0
+        for i in range(n):
+            cols = index + <long>i * stride
+            j = cursor[i]
+            while j < count[i] and cols[j] < group_end:
+                col_start[cols[j] - row_begin + 1] += 1
+                j = j + 1
+        for r in range(group_end - row_begin):
+            col_start[r + 1] += col_start[r]
+        # (col_start[r] now: the first slot of column row_begin + r; it moves
+        # on as the column fills, ending at the next column's first slot)
+        for i in range(n):
+            cols = index + <long>i * stride
+            vals = value + <long>i * stride
+            j = cursor[i]
+            while j < count[i] and cols[j] < group_end:
+                slot = col_start[cols[j] - row_begin]
+                col_sample[slot] = i
+                col_value[slot] = scale * vals[j]
+                col_start[cols[j] - row_begin] = slot + 1
+                j = j + 1
+            cursor[i] = j
+        slot = 0
+        for r in range(row_begin, group_end):
+            if floating is float:
+                add_weighted_rows_f(col_sample + slot, col_value + slot,
+                                    col_start[r - row_begin] - slot, dz, n_out,
+                                    out + <long>r * n_out)
+            else:
+                add_weighted_rows_d(col_sample + slot, col_value + slot,
+                                    col_start[r - row_begin] - slot, dz, n_out,
+                                    out + <long>r * n_out)
+            slot = col_start[r - row_begin]
+        row_begin = group_end
 
 
 # ---- memoryview twins (the tests) -------------------------------------------
@@ -269,10 +293,11 @@ def sparse_grad_kernel_py(const floating[:, ::1] x, const floating[:, ::1] dz,
     cdef int[:, ::1] index = index_array
     cdef floating[:, ::1] value = value_array
     cdef int[::1] count = count_array
-    cdef int[::1] col_count = np.zeros(n_in, dtype=np.int32)
-    cdef int[::1] col_sample = np.zeros(n_in * n, dtype=np.int32)
-    cdef floating[::1] col_value = np.zeros(n_in * n, dtype=value_array.dtype)
+    cdef int[::1] cursor = np.zeros(n, dtype=np.int32)
+    cdef int[::1] col_start = np.zeros(GRAD_GROUP_ROWS + 1, dtype=np.int32)
+    cdef int[::1] col_sample = np.zeros(n * GRAD_GROUP_ROWS, dtype=np.int32)
+    cdef floating[::1] col_value = np.zeros(n * GRAD_GROUP_ROWS, dtype=value_array.dtype)
     with nogil:
         sparse_grad_kernel(&index[0, 0], &value[0, 0], &count[0], n, n_in, &dz[0, 0],
                            n_out, row_begin, row_end, <floating>scale, &out[0, 0],
-                           &col_count[0], &col_sample[0], &col_value[0])
+                           &cursor[0], &col_start[0], &col_sample[0], &col_value[0])

@@ -48,7 +48,8 @@ from descend._blas cimport axpy, dot
 from descend._activations cimport activate, derivative
 from descend._dense cimport (dense_forward, activation_backward, dense_grad_input,
                              dense_grad_params, dropout, descend_mix, gemm_rows)
-from descend._sparse cimport nonzero_entries, sparse_forward, sparse_grad_kernel
+from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
+                              GRAD_GROUP_ROWS)
 from descend._losses cimport (loss_and_gradient, MEAN_SQUARED_ERROR,
                               SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
 from descend._optim cimport (OptimizerConfig, optimizer_step, add_penalty_gradient,
@@ -262,10 +263,10 @@ cdef class EpochRunner:
     cdef int* nz_index
     cdef void* nz_value
     cdef int* nz_count
-    # ... and gathered by columns in phase B (sparse_grad_kernel's scratch)
-    cdef int* col_count
-    cdef int* col_sample
-    cdef void* col_value
+    # sparse_grad_kernel's scratch, per thread (SPARSE_SCRATCH ints or values)
+    cdef int* grad_scratch
+    cdef void* grad_values
+    cdef long scratch_size
 
     def __cinit__(self):
         self.plans = NULL
@@ -325,19 +326,22 @@ cdef class EpochRunner:
         nz_index = np.empty((batch_size, X.shape[1]), np.int32) if sparse_input else None
         nz_value = np.empty((batch_size, X.shape[1]), dtype) if sparse_input else None
         nz_count = np.empty(batch_size, np.int32) if sparse_input else None
-        col_count = np.empty(X.shape[1], np.int32) if sparse_input else None
-        col_sample = np.empty((X.shape[1], batch_size), np.int32) if sparse_input else None
-        col_value = np.empty((X.shape[1], batch_size), dtype) if sparse_input else None
+        # per thread: cursor (batch), col_start (group + 1), col_sample (batch x group)
+        self.scratch_size = batch_size * (GRAD_GROUP_ROWS + 1) + GRAD_GROUP_ROWS + 1
+        grad_scratch = (np.empty((self.n_threads, self.scratch_size), np.int32)
+                        if sparse_input else None)
+        grad_values = (np.empty((self.n_threads, batch_size * GRAD_GROUP_ROWS), dtype)
+                       if sparse_input else None)
         targets_batch = (None if targets is None else
                          np.empty((batch_size, targets.shape[1]), dtype=dtype))
         labels_batch = None if labels is None else np.empty(batch_size, dtype=np.int32)
         if labels is not None and labels.dtype != np.int32:
             raise TypeError("internal error: labels must be int32")
         self.keep_alive = [X, targets, labels, x_batch, targets_batch, labels_batch,
-                           nz_index, nz_value, nz_count, col_count, col_sample, col_value]
+                           nz_index, nz_value, nz_count, grad_scratch, grad_values]
         self.nz_index, self.nz_value = <int*>data(nz_index), data(nz_value)
-        self.nz_count, self.col_count = <int*>data(nz_count), <int*>data(col_count)
-        self.col_sample, self.col_value = <int*>data(col_sample), data(col_value)
+        self.nz_count = <int*>data(nz_count)
+        self.grad_scratch, self.grad_values = <int*>data(grad_scratch), data(grad_values)
         self.X, self.targets, self.labels = data(X), data(targets), <int*>data(labels)
         self.x_batch, self.targets_batch = data(x_batch), data(targets_batch)
         self.labels_batch = <int*>data(labels_batch)
@@ -707,13 +711,23 @@ cdef class EpochRunner:
         cdef floating* grad = <floating*>p.kernel.grad
         if l == 0 and self.sparse_input:
             memset(grad + <long>k0 * p.n_out, 0, <long>(k1 - k0) * p.n_out * sizeof(floating))
-            sparse_grad_kernel(self.nz_index, <floating*>self.nz_value, self.nz_count, nb,
-                               p.n_in, <floating*>p.dz, p.n_out, k0, k1, 1, grad,
-                               self.col_count, self.col_sample,
-                               <floating*>self.col_value)
+            self._sparse_grad[floating](nb, k0, k1, 1, grad, t)
         else:
             dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
                               p.n_out, grad, NULL, k0, k1, 0, 0, 1)
+
+    cdef void _sparse_grad(self, int nb, int k0, int k1, double scale, floating* out,
+                           int t) noexcept nogil:
+        """out[k0:k1] += scale * (X^T dZ)[k0:k1] of the first layer, sparse input,
+        with thread t's scratch."""
+        cdef LayerPlan* p = &self.plans[0]
+        cdef int* scratch = self.grad_scratch + t * self.scratch_size
+        sparse_grad_kernel(self.nz_index, <floating*>self.nz_value, self.nz_count, nb,
+                           p.n_in, <floating*>p.dz, p.n_out, k0, k1, <floating>scale, out,
+                           scratch, scratch + self.batch_size,
+                           scratch + self.batch_size + GRAD_GROUP_ROWS + 1,
+                           <floating*>self.grad_values + <long>t * self.batch_size
+                           * GRAD_GROUP_ROWS)
 
     cdef double _sgd_through_gemm(self, LayerPlan* p, int l, int nb, int k0, int k1,
                                   int t, double learning_rate, double weight_decay,
@@ -734,10 +748,8 @@ cdef class EpochRunner:
         if l == 0 and self.sparse_input:
             if shrink != 1:
                 scale_and_clip(<floating*>p.kernel.value + begin, end - begin, shrink, 0.0, 1)
-            sparse_grad_kernel(self.nz_index, <floating*>self.nz_value, self.nz_count, nb,
-                               p.n_in, <floating*>p.dz, p.n_out, k0, k1,
-                               <floating>(-learning_rate), <floating*>p.kernel.value,
-                               self.col_count, self.col_sample, <floating*>self.col_value)
+            self._sparse_grad[floating](nb, k0, k1, -learning_rate,
+                                        <floating*>p.kernel.value, t)
             return penalty
         gemm_rows(True, False, k1 - k0, p.n_out, nb, <floating>(-learning_rate),
                   self._input[floating](l) + k0, p.n_in, <floating*>p.dz, p.n_out,
