@@ -10,12 +10,13 @@ the same run.
 
 Slow contenders (tiny batches) run on a prefix of the epoch and are scaled to
 60000 samples; the table says so. PyTorch and scikit-learn are optional.
-Each (contender, dtype, batch size) runs in its own worker process, so that
-one library's idle threads (PyTorch's OpenMP pool, say) never compete with
-the next one's, and the contenders take turns at each batch size: on shared
-cores whose load drifts over minutes, the ones compared in a row of the
-table ran within a minute of each other. The large GEMM is timed at every
-numpy turn and the fastest is the table's (the lowest floor).
+Each repeat of each (contender, dtype, batch size) runs in its own worker
+process, so that one library's idle threads (PyTorch's OpenMP pool, say)
+never compete with the next one's, and the contenders take turns, repeat by
+repeat: on shared cores whose load comes and goes, a spike then costs one
+repeat of one contender (the median drops it), not all of one contender's
+repeats. The large GEMM is timed at every numpy turn and the fastest is the
+table's (the lowest floor).
 
     python bench/compare.py --data-home ../shared/datasets/mnist
     python bench/compare.py --quick            # fewer samples, one repeat
@@ -215,15 +216,14 @@ def load_data(args):
 
 def run_worker(name, args, dtype, batch_size):
     command = [sys.executable, __file__, "--worker", name, "--dtypes", dtype,
-               "--batch-sizes", str(batch_size), "--repeats", str(args.repeats)]
+               "--batch-sizes", str(batch_size), "--repeats", "1"]
     if args.data_home:
         command += ["--data-home", args.data_home]
     if args.quick:
         command.append("--quick")
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     line = [l for l in out.splitlines() if l.startswith("RESULTS ")][-1]
-    return {dtype: {k if k == "peak" else int(k): v for k, v in table.items()}
-            for dtype, table in json.loads(line[len("RESULTS "):]).items()}
+    return json.loads(line[len("RESULTS "):])
 
 
 def available(module):
@@ -257,12 +257,19 @@ def main(argv=None):
     results = {name: {} for name in names}
     for dtype in args.dtypes.split(","):
         for bs in map(int, args.batch_sizes.split(",")):
+            print(f"timing {dtype}, batch {bs}: {args.repeats} turns of "
+                  f"{', '.join(names)} ...", flush=True)
+            runs = {name: [] for name in names}
+            for _ in range(args.repeats):
+                for name in names:
+                    table = results[name].setdefault(dtype, {})
+                    measured = run_worker(name, args, dtype, bs)[dtype]
+                    table["peak"] = max(table.get("peak", 0), measured.pop("peak", 0))
+                    runs[name].append(measured[str(bs)])
             for name in names:
-                print(f"timing {name}, {dtype}, batch {bs} ...", flush=True)
-                table = results[name].setdefault(dtype, {})
-                measured = run_worker(name, args, dtype, bs)[dtype]
-                table["peak"] = max(table.get("peak", 0), measured.pop("peak", 0))
-                table.update(measured)
+                seconds, scaled, accuracy = runs[name][0]
+                results[name][dtype][bs] = (
+                    statistics.median(run[0] for run in runs[name]), scaled, accuracy)
     n_samples = 6000 if args.quick else 60000
 
     lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_model()}; "

@@ -184,8 +184,10 @@ class TeamSize:
     can run many times slower than one thread when another process holds a
     core (each barrier then waits for a descheduled thread). So training
     uses the choice that has been faster, and retries the other one after
-    `interval` chunks; the interval doubles (up to 64) each time the retry
-    loses and goes back to 4 when it wins. The preferred choice and its
+    `interval` chunks; the interval doubles (up to 16, about one retry per
+    epoch: fit cuts an epoch into ~20 chunks) each time the retry loses and
+    goes back to 4 when it wins. A load spike that made one thread look
+    faster is thus outlived within an epoch. The preferred choice and its
     interval are remembered across fits in this process, so a new fit does
     not pay for the retries again. The weights do not depend on the choice:
     work is cut into blocks whose size does not depend on the number of
@@ -222,7 +224,7 @@ class TeamSize:
             if self.seconds[team] < self.seconds[self.best]:
                 self.best, self.interval = team, 4
             else:
-                self.interval = min(2 * self.interval, 64)
+                self.interval = min(2 * self.interval, 16)
             TeamSize._memory[self.key] = (self.best, self.interval)
 
 
@@ -307,10 +309,6 @@ cdef class EpochRunner:
         self.n_layers = len(layers)
         self.batch_size = batch_size
         self.n_threads = max(1, n_threads)
-        self.team = TeamSize(self.n_threads, (
-            batch_size, str(X.dtype), loss,
-            tuple((spec["kernel"].shape, spec["activation"], spec["dropout_rate"])
-                  for spec in layers)))
         self.loss = loss
         self.config = make_config_py(optimizer_config)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
@@ -321,6 +319,10 @@ cdef class EpochRunner:
         elif sparse_input is None:
             sparse_input = X.size > 0 and np.count_nonzero(X) <= SPARSE_DENSITY * X.size
         self.sparse_input = sparse_input
+        self.team = TeamSize(self.n_threads, (
+            batch_size, str(X.dtype), loss, bool(sparse_input),
+            tuple((spec["kernel"].shape, spec["activation"], spec["dropout_rate"])
+                  for spec in layers)))
         # the batch's input rows: copied (dense), or compressed (sparse)
         x_batch = None if sparse_input else np.empty((batch_size, X.shape[1]), dtype=dtype)
         nz_index = np.empty((batch_size, X.shape[1]), np.int32) if sparse_input else None
