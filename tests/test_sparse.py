@@ -30,6 +30,18 @@ def sparse_matrix(rng, n, d, density, dtype):
     return x.astype(dtype)
 
 
+@pytest.fixture(params=["avx2", "portable"], autouse=True)
+def row_loops(request):
+    """Every test runs with the AVX2 + FMA row loops (where the CPU has them)
+    and with the portable ones."""
+    available = _sparse._use_avx2(True)
+    if request.param == "avx2" and not available:
+        pytest.skip("this CPU has no AVX2 + FMA")
+    _sparse._use_avx2(request.param == "avx2")
+    yield
+    _sparse._use_avx2(True)
+
+
 shapes = st.tuples(st.integers(1, 19), st.integers(1, 23), st.integers(1, 21))
 densities = st.sampled_from([0.0, 0.1, 0.3, 0.7, 1.0])
 dtypes = st.sampled_from([np.float32, np.float64])

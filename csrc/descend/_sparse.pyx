@@ -65,13 +65,70 @@ cdef extern from *:
     DESCEND_SPARSE_ROW_KERNELS(double, d_avx2, __attribute__((target("avx2,fma"))))
     #endif
 
+    #if DESCEND_AVX2
+    #include <immintrin.h>
+    /* nonzero_entries with AVX2: 8 floats (4 doubles) compared with zero at
+       once; the set bits of the mask are the non-zero lanes. != is unordered:
+       a NaN counts as non-zero, as in C. */
+    __attribute__((target("avx2"))) static int descend_nonzero_f_avx2(
+            const float *x, int n, int *index, float *value) {
+        int r = 0, count = 0;
+        for (; r + 8 <= n; r += 8) {
+            unsigned mask = (unsigned)_mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_loadu_ps(x + r), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+            for (; mask; mask &= mask - 1) {
+                int lane = __builtin_ctz(mask);
+                index[count] = r + lane;
+                value[count++] = x[r + lane];
+            }
+        }
+        for (; r < n; r++)
+            if (x[r] != 0) { index[count] = r; value[count++] = x[r]; }
+        return count;
+    }
+    __attribute__((target("avx2"))) static int descend_nonzero_d_avx2(
+            const double *x, int n, int *index, double *value) {
+        int r = 0, count = 0;
+        for (; r + 4 <= n; r += 4) {
+            unsigned mask = (unsigned)_mm256_movemask_pd(
+                _mm256_cmp_pd(_mm256_loadu_pd(x + r), _mm256_setzero_pd(), _CMP_NEQ_UQ));
+            for (; mask; mask &= mask - 1) {
+                int lane = __builtin_ctz(mask);
+                index[count] = r + lane;
+                value[count++] = x[r + lane];
+            }
+        }
+        for (; r < n; r++)
+            if (x[r] != 0) { index[count] = r; value[count++] = x[r]; }
+        return count;
+    }
+    #endif
+
     static int descend_sparse_avx2 = 0;    /* set once, at import */
+    /* the count of non-zero entries, or -1 where AVX2 is not available */
+    static int descend_nonzero_f(const float *x, int n, int *index, float *value) {
+    #if DESCEND_AVX2
+        if (descend_sparse_avx2) return descend_nonzero_f_avx2(x, n, index, value);
+    #endif
+        return -1;
+    }
+    static int descend_nonzero_d(const double *x, int n, int *index, double *value) {
+    #if DESCEND_AVX2
+        if (descend_sparse_avx2) return descend_nonzero_d_avx2(x, n, index, value);
+    #endif
+        return -1;
+    }
     static int descend_sparse_init(void) {
     #if DESCEND_AVX2
         __builtin_cpu_init();
         descend_sparse_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     #endif
         return descend_sparse_avx2;
+    }
+    /* the tests run both versions: off, or back on where the CPU has AVX2 */
+    static int descend_sparse_use_avx2(int on) {
+        descend_sparse_avx2 = 0;
+        return on ? descend_sparse_init() : 0;
     }
     static void descend_add_weighted_rows_f(const int *cols, const float *vals, int m,
                                             const float *w, int n, float *z) {
@@ -89,6 +146,11 @@ cdef extern from *:
     }
     """
     int sparse_init "descend_sparse_init"() noexcept nogil
+    int sparse_use_avx2 "descend_sparse_use_avx2"(int on) noexcept nogil
+    int nonzero_avx2_f "descend_nonzero_f"(const float* x, int n, int* index,
+                                            float* value) noexcept nogil
+    int nonzero_avx2_d "descend_nonzero_d"(const double* x, int n, int* index,
+                                            double* value) noexcept nogil
     void add_weighted_rows_f "descend_add_weighted_rows_f"(
         const int* cols, const float* vals, int m, const float* w, int n,
         float* z) noexcept nogil
@@ -99,11 +161,27 @@ cdef extern from *:
 # True where the AVX2 + FMA versions of the row loops run.
 USES_AVX2 = bool(sparse_init())
 
+
+def _use_avx2(bint enabled):
+    """Switch the AVX2 versions off (False) or back on where the CPU has
+    AVX2 + FMA (True); returns whether they run now. For tests: not while
+    a fit runs."""
+    global USES_AVX2
+    USES_AVX2 = bool(sparse_use_avx2(enabled))
+    return USES_AVX2
+
 cdef int nonzero_entries(const floating* x, int n, int* index,
                          floating* value) noexcept nogil:
     """Write the columns and values of x[0:n]'s non-zero entries, in column
     order, to index and value (room for n each); return how many."""
-    cdef int r = 0, end, count = 0
+    cdef int r = 0, end, count
+    if floating is float:
+        count = nonzero_avx2_f(x, n, index, value)
+    else:
+        count = nonzero_avx2_d(x, n, index, value)
+    if count >= 0:
+        return count
+    count = 0
     while r < n:
         end = min(r + 8, n)
         # a block of 8 zeros is skipped with one test (MNIST rows are mostly
