@@ -10,29 +10,28 @@
 #
 # The rows of x are kept in a compressed form, filled per batch: row i's
 # non-zero entries, in column order, at index[i * stride : i * stride +
-# count[i]] (their columns) and value[...] (their values); stride >= the
-# number of columns, so that any row fits and each row's place is fixed
-# (threads fill their rows without any prefix sum).
+# count[i]] (their columns) and value[...] (their values); stride is the
+# row width, so that any row fits and each row's place is fixed (threads
+# fill their rows without any prefix sum).
 from cython cimport floating
 from libc.string cimport memset
 
 from descend._dense cimport bias_activation_row
 
-# The row loop all the work goes through, in C: compiled twice, for
-# the baseline x86-64 (SSE2) and with AVX2 + FMA, the second chosen at
-# import where the CPU has both (3x the arithmetic per instruction: this
-# loop is bound by instructions, not memory, as their operands sit in
-# L1/L2). BLAS libraries pick their kernels at run time the same way; a
-# wheel cannot assume AVX2. Elsewhere (other compilers, other CPUs) only
-# the portable version is built.
+# The two loops all the work goes through, in C: the row loop (add rows of
+# a matrix, each times a value, into one row) and the compression of a row
+# to its non-zero entries. Each is compiled twice, portable C (SSE2 on
+# x86-64) and with AVX2 + FMA, and the second is chosen at import where the
+# CPU has both, as BLAS libraries choose their kernels: a wheel cannot
+# assume AVX2. Measured on 1024 MNIST rows (784 -> 256, float32), AVX2 /
+# portable: forward 2.8 / 4.4 ms, kernel gradient 3.4 / 5.4 ms. Other
+# compilers and CPUs get the portable version only.
 cdef extern from *:
     r"""
     #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     #define DESCEND_AVX2 1
-    #define DESCEND_INLINE static inline __attribute__((always_inline))
     #else
     #define DESCEND_AVX2 0
-    #define DESCEND_INLINE static inline
     #endif
 
     /* z[:n] += sum over j < m of vals[j] * w[cols[j] * n, :n], four rows of
@@ -169,6 +168,7 @@ def _use_avx2(bint enabled):
     global USES_AVX2
     USES_AVX2 = bool(sparse_use_avx2(enabled))
     return USES_AVX2
+
 
 cdef int nonzero_entries(const floating* x, int n, int* index,
                          floating* value) noexcept nogil:

@@ -6,7 +6,9 @@
 # array. No Python runs per batch, except a progress call every
 # `progress_every` batches, which is also where Ctrl-C is noticed. Every
 # buffer is allocated once, when the EpochRunner is built at the start of fit.
-# The kernels are the same cdef functions the per-layer Python path calls.
+# The kernels are the same cdef functions the per-layer Python path calls,
+# except the sparse first layer below: the loop knows the density of all of
+# X before it starts, the per-layer path sees one batch at a time.
 #
 # Threads. One OpenMP team runs a whole chunk of batches, so the cost of
 # starting threads is paid once per chunk, not once per kernel. Each batch
@@ -25,7 +27,9 @@
 # Inputs that are mostly zeros (MNIST: ~81% of the pixels) take the first
 # layer through the sparse kernels of _sparse.pyx: phase A compresses each
 # sample's row of X (its non-zero columns and values) instead of copying it,
-# and both the forward product and the kernel's gradient skip the zeros.
+# and both the forward product and the kernel's gradient skip the zeros
+# (their sums then run in another order: results equal the dense path's up
+# to rounding, and still do not depend on the number of threads).
 #
 # Batch size 1 with plain SGD has its own path: per sample, BLAS level-1
 # calls over the rows whose input is non-zero (MNIST pixels are ~80% zero,
