@@ -121,6 +121,12 @@ def test_sparse_kernels_reject_bad_shapes_and_ranges():
         _sparse.sparse_grad_kernel_py(x, np.zeros((2, 2)), np.zeros((4, 2)), 0, 4, 1.0)
     with pytest.raises(ValueError, match="at least one row"):
         _sparse.nonzero_entries_py(np.zeros((0, 4)))
+    with pytest.raises(TypeError, match="'w' must not be None"):
+        _sparse.sparse_forward_py(x, None, None, np.zeros((3, 2)), np.zeros((3, 2)), RELU, 0.0)
+    with pytest.raises(TypeError, match="cannot be interpreted as an integer"):
+        _sparse.sparse_grad_kernel_py(x, np.zeros((3, 2)), np.zeros((4, 2)), 0.5, 2, 1.0)
+    with pytest.raises(ValueError, match="must lie in"):
+        _sparse.sparse_grad_kernel_py(x, np.zeros((3, 2)), np.zeros((4, 2)), 0, 2**40, 1.0)
 
 
 # ---------------------------------------------------------------------------

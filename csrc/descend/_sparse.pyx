@@ -317,7 +317,7 @@ def _compress(const floating[:, ::1] x):
     return index_array, value_array, count_array
 
 
-def nonzero_entries_py(const floating[:, ::1] x):
+def nonzero_entries_py(const floating[:, ::1] x not None):
     """(index, value, count) of x's rows, as the fused loop builds them: row
     i's non-zero columns are index[i, :count[i]], their values value[i, :count[i]]."""
     if x.shape[0] == 0 or x.shape[1] == 0:
@@ -325,9 +325,9 @@ def nonzero_entries_py(const floating[:, ::1] x):
     return _compress(x)
 
 
-def sparse_forward_py(const floating[:, ::1] x, const floating[:, ::1] w,
-                      const floating[::1] b, floating[:, ::1] z, floating[:, ::1] a,
-                      int activation, double alpha):
+def sparse_forward_py(const floating[:, ::1] x not None, const floating[:, ::1] w not None,
+                      const floating[::1] b, floating[:, ::1] z not None,
+                      floating[:, ::1] a not None, int activation, double alpha):
     """z := x . w + b ; a := act(z), computed from x's non-zero entries only."""
     if not 0 <= activation <= 7:
         raise ValueError(f"activation code must be in 0..7, got {activation}")
@@ -351,13 +351,17 @@ def sparse_forward_py(const floating[:, ::1] x, const floating[:, ::1] w,
                        activation, <floating>alpha)
 
 
-def sparse_grad_kernel_py(const floating[:, ::1] x, const floating[:, ::1] dz,
-                          floating[:, ::1] out, int row_begin, int row_end,
+def sparse_grad_kernel_py(const floating[:, ::1] x not None,
+                          const floating[:, ::1] dz not None,
+                          floating[:, ::1] out not None, row_begin, row_end,
                           double scale):
     """out[r] += scale * (x^T . dz)[r] for r in [row_begin, row_end), in place,
-    from x's non-zero entries only."""
+    from x's non-zero entries only. row_begin, row_end: ints."""
     import numpy as np
+    import operator
     cdef int n = x.shape[0], n_in = x.shape[1], n_out = dz.shape[1]
+    cdef int first, last
+    row_begin, row_end = operator.index(row_begin), operator.index(row_end)
     if dz.shape[0] != n:
         raise ValueError(f"dz has {dz.shape[0]} rows, expected {n} (x's rows)")
     if (out.shape[0], out.shape[1]) != (n_in, n_out):
@@ -367,6 +371,7 @@ def sparse_grad_kernel_py(const floating[:, ::1] x, const floating[:, ::1] dz,
         raise ValueError(f"rows [{row_begin}, {row_end}) must lie in [0, {n_in}]")
     if n == 0 or n_in == 0 or n_out == 0:
         raise ValueError("x, dz and out must not be empty")
+    first, last = row_begin, row_end
     index_array, value_array, count_array = _compress(x)
     cdef int[:, ::1] index = index_array
     cdef floating[:, ::1] value = value_array
@@ -377,5 +382,5 @@ def sparse_grad_kernel_py(const floating[:, ::1] x, const floating[:, ::1] dz,
     cdef floating[::1] col_value = np.zeros(n * GRAD_GROUP_ROWS, dtype=value_array.dtype)
     with nogil:
         sparse_grad_kernel(&index[0, 0], &value[0, 0], &count[0], n, n_in, &dz[0, 0],
-                           n_out, row_begin, row_end, <floating>scale, &out[0, 0],
+                           n_out, first, last, <floating>scale, &out[0, 0],
                            &cursor[0], &col_start[0], &col_sample[0], &col_value[0])

@@ -66,14 +66,18 @@ cnp.import_array()
 cdef extern from *:
     """
     #ifdef _OPENMP
+    #include <omp.h>
     static inline void descend_barrier(void) {
         #pragma omp barrier
     }
+    static inline int descend_team_size(void) { return omp_get_num_threads(); }
     #else
     static inline void descend_barrier(void) {}
+    static inline int descend_team_size(void) { return 1; }
     #endif
     """
     void barrier "descend_barrier"() noexcept nogil
+    int team_size "descend_team_size"() noexcept nogil
 
 # Per-thread accumulators, padded to their own cache line (no false sharing).
 cdef enum:
@@ -186,50 +190,69 @@ class TeamSize:
 
     On shared cores a team of threads that meets at barriers twice a batch
     can run many times slower than one thread when another process holds a
-    core (each barrier then waits for a descheduled thread). So training
-    uses the choice that has been faster, and retries the other one after
-    `interval` chunks; the interval doubles (up to 16, about one retry per
-    epoch: fit cuts an epoch into ~20 chunks) each time the retry loses and
-    goes back to 4 when it wins. A load spike that made one thread look
-    faster is thus outlived within an epoch. The preferred choice and its
-    interval are remembered across fits in this process, so a new fit does
-    not pay for the retries again. The weights do not depend on the choice:
+    core: each barrier then waits for a descheduled thread (measured here
+    with a 2-thread numpy job running: 25 ms a batch for the team against
+    0.13 ms for one thread, digits, batch 32). So training runs the choice
+    that has been faster per batch, and now and then retries the other one
+    for a single batch. A retry is due once the time spent since the last
+    one reaches the retry's expected cost (the other choice's last time per
+    batch) divided by RETRY_SHARE: retries then cost at most that share of
+    the training time, however slow the other choice is, and come often
+    when it is cheap. The first retry comes right after the first timed
+    chunk.
+    What was learned is remembered across fits in this process, for the
+    same workload. The first chunk of a fit is not timed: it pays for
+    first touches of new buffers. The weights do not depend on the choice:
     work is cut into blocks whose size does not depend on the number of
     threads.
     """
-    _memory = {}    # (n_threads, workload) -> (preferred team, retry interval)
+    RETRY_SHARE = 0.05
+    _memory = {}    # (n_threads, workload) -> (preferred team, {team: seconds per batch})
 
     def __init__(self, n_threads, workload=None):
         """workload: a hashable description of the work per batch (shapes,
         batch size, dtype): what was learned holds for the same workload."""
         self.n_threads = n_threads
         self.key = (n_threads, workload)
-        self.best, self.interval = TeamSize._memory.get(self.key, (n_threads, 4))
-        self.seconds = {}
-        self.since_retry = 0
-        self.retrying = None
+        best, seconds = TeamSize._memory.get(self.key, (n_threads, {}))
+        self.best = best
+        self.seconds = dict(seconds)    # the preferred: running mean; the other: last retry
+        self.spent = 0.0                # seconds on the preferred choice since the last retry
+        self.retrying = None            # the team of the chunk under way, if a retry
+        self.warm = False               # the first chunk (cold caches, new buffers) is not timed
 
     def choose(self):
+        """Threads for the next chunk; if it is a retry (self.retrying is then
+        set), the chunk should be a single batch."""
         if self.n_threads == 1:
             return 1
-        self.since_retry += 1
-        if self.since_retry > self.interval and self.best in self.seconds:
-            self.since_retry = 0
-            self.retrying = 1 if self.best != 1 else self.n_threads
-            return self.retrying
-        return self.best
+        other = 1 if self.best != 1 else self.n_threads
+        if other not in self.seconds:
+            due = self.best in self.seconds
+        else:
+            due = self.spent * self.RETRY_SHARE >= self.seconds[other]
+        self.retrying = other if due else None
+        return other if due else self.best
 
-    def record(self, team, seconds_per_batch):
-        previous = self.seconds.get(team)
-        self.seconds[team] = (seconds_per_batch if previous is None
-                              else 0.5 * previous + 0.5 * seconds_per_batch)
-        if team == self.retrying:
+    def record(self, team, seconds_per_batch, n_batches=1):
+        """The chunk just run: its team, its seconds per batch and batches."""
+        if not self.warm:
+            self.warm = True
             self.retrying = None
-            if self.seconds[team] < self.seconds[self.best]:
-                self.best, self.interval = team, 4
-            else:
-                self.interval = min(2 * self.interval, 16)
-            TeamSize._memory[self.key] = (self.best, self.interval)
+            return
+        if team == self.retrying:
+            # a fresh measurement replaces the old one (the load may have changed)
+            self.seconds[team] = seconds_per_batch
+            self.retrying = None
+            self.spent = 0.0
+            if self.best not in self.seconds or seconds_per_batch < self.seconds[self.best]:
+                self.best = team
+        else:
+            previous = self.seconds.get(team)
+            self.seconds[team] = (seconds_per_batch if previous is None
+                                  else 0.5 * previous + 0.5 * seconds_per_batch)
+            self.spent += seconds_per_batch * n_batches
+        TeamSize._memory[self.key] = (self.best, dict(self.seconds))
 
 
 cdef class EpochRunner:
@@ -445,7 +468,8 @@ cdef class EpochRunner:
         cdef double loss_sum = 0.0, penalty_sum = 0.0
         cdef long n_correct = 0
         cdef bint finite = True
-        cdef bint sparse = self.sparse_sgd_ok and self.batch_size == 1 and weight_decay == 0
+        # batch size 1, plain SGD: the per-sample path (one thread)
+        cdef bint per_sample = self.sparse_sgd_ok and self.batch_size == 1 and weight_decay == 0
         cdef double totals[3]
         cdef int team
         cdef double started
@@ -454,17 +478,21 @@ cdef class EpochRunner:
         while batch < n_batches and finite:
             stop = min(batch + chunk, n_batches)
             totals[0] = totals[1] = totals[2] = 0
-            team = self.team.choose()
+            team = 1 if per_sample else self.team.choose()
+            if not per_sample and self.team.retrying is not None:
+                stop = batch + 1        # a retry of the other team size: one batch
             started = time.perf_counter()
             with nogil:
-                if sparse:
+                if per_sample:
                     done = self._sgd_samples[floating](&order[0], batch, stop,
                                                        learning_rate, totals)
                 else:
                     done = self._batches[floating](&order[0], n, batch, stop,
                                                    learning_rate, weight_decay, step,
                                                    seed, team, totals)
-            self.team.record(team, (time.perf_counter() - started) / max(done - batch, 1))
+            if not per_sample:
+                self.team.record(team, (time.perf_counter() - started) / max(done - batch, 1),
+                                 max(done - batch, 1))
             finite = done == stop
             step += done - batch
             loss_sum += totals[0]
@@ -486,16 +514,23 @@ cdef class EpochRunner:
         """Train batches [first, stop); return the index of the first batch not
         done (stop, or the batch whose loss was not finite). totals gets
         (sum of (batch loss + penalty) * batch size, sum of penalties, correct).
-        T threads share the work (the results do not depend on T)."""
+        T threads are asked for and share the work (the results do not depend
+        on T). OpenMP may grant fewer (OMP_DYNAMIC, OMP_THREAD_LIMIT, nested
+        regions): the work is cut over the team actually running."""
         cdef int t, i, blk, n_blocks, nb
         cdef long batch, start
         cdef long first_not_done[1]
+        cdef int granted[1]
         cdef double batch_loss, penalty
         cdef uint64_t batch_seed
         cdef double* mine
         first_not_done[0] = stop
+        granted[0] = 1
         with parallel(num_threads=T):
             t = threadid()
+            T = team_size()
+            if t == 0:
+                granted[0] = T
             mine = &self.partials[t * SLOT]
             mine[ACC_LOSS] = mine[ACC_PENALTY] = mine[CORRECT] = 0
             batch = first
@@ -530,7 +565,7 @@ cdef class EpochRunner:
                 mine[ACC_PENALTY] += penalty
                 barrier()
                 batch = batch + 1
-        for i in range(T):
+        for i in range(granted[0]):
             totals[0] += self.partials[i * SLOT + ACC_LOSS]
             totals[1] += self.partials[i * SLOT + ACC_PENALTY]
             totals[2] += self.partials[i * SLOT + CORRECT]
