@@ -77,7 +77,10 @@ class BuildExtWithOpenMP(build_ext):
         if self.compiler.compiler_type == "msvc":
             compile_args = compile_args + ["/O2"]
         else:
-            compile_args = compile_args + ["-O3", "-Wno-unused-function", "-Wno-unreachable-code"]
+            # -fno-math-errno: sqrt etc. need not set errno, so loops that call
+            # them vectorize (the Adam update ran 4x slower without it)
+            compile_args = compile_args + ["-O3", "-fno-math-errno", "-Wno-unused-function",
+                                           "-Wno-unreachable-code"]
         for ext in self.extensions:
             ext.extra_compile_args = compile_args + list(ext.extra_compile_args)
             ext.extra_link_args = link_args + list(ext.extra_link_args)
