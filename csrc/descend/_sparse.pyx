@@ -69,38 +69,35 @@ cdef extern from *:
     /* nonzero_entries with AVX2: 8 floats (4 doubles) compared with zero at
        once; the set bits of the mask are the non-zero lanes. != is unordered:
        a NaN counts as non-zero, as in C. */
-    __attribute__((target("avx2"))) static int descend_nonzero_f_avx2(
-            const float *x, int n, int *index, float *value) {
-        int r = 0, count = 0;
-        for (; r + 8 <= n; r += 8) {
-            unsigned mask = (unsigned)_mm256_movemask_ps(
-                _mm256_cmp_ps(_mm256_loadu_ps(x + r), _mm256_setzero_ps(), _CMP_NEQ_UQ));
-            for (; mask; mask &= mask - 1) {
-                int lane = __builtin_ctz(mask);
-                index[count] = r + lane;
-                value[count++] = x[r + lane];
-            }
-        }
-        for (; r < n; r++)
-            if (x[r] != 0) { index[count] = r; value[count++] = x[r]; }
-        return count;
+    __attribute__((target("avx2"))) static inline unsigned descend_nonzero_mask_f(
+            const float *x) {
+        return (unsigned)_mm256_movemask_ps(
+            _mm256_cmp_ps(_mm256_loadu_ps(x), _mm256_setzero_ps(), _CMP_NEQ_UQ));
     }
-    __attribute__((target("avx2"))) static int descend_nonzero_d_avx2(
-            const double *x, int n, int *index, double *value) {
-        int r = 0, count = 0;
-        for (; r + 4 <= n; r += 4) {
-            unsigned mask = (unsigned)_mm256_movemask_pd(
-                _mm256_cmp_pd(_mm256_loadu_pd(x + r), _mm256_setzero_pd(), _CMP_NEQ_UQ));
-            for (; mask; mask &= mask - 1) {
-                int lane = __builtin_ctz(mask);
-                index[count] = r + lane;
-                value[count++] = x[r + lane];
-            }
-        }
-        for (; r < n; r++)
-            if (x[r] != 0) { index[count] = r; value[count++] = x[r]; }
-        return count;
+    __attribute__((target("avx2"))) static inline unsigned descend_nonzero_mask_d(
+            const double *x) {
+        return (unsigned)_mm256_movemask_pd(
+            _mm256_cmp_pd(_mm256_loadu_pd(x), _mm256_setzero_pd(), _CMP_NEQ_UQ));
     }
+    #define DESCEND_NONZERO_AVX2(T, S)                                          \
+        __attribute__((target("avx2"))) static int descend_nonzero_##S##_avx2(  \
+                const T *x, int n, int *index, T *value) {                      \
+            const int lanes = 32 / (int)sizeof(T);                              \
+            int r = 0, count = 0;                                               \
+            for (; r + lanes <= n; r += lanes) {                                \
+                unsigned mask = descend_nonzero_mask_##S(x + r);                \
+                for (; mask; mask &= mask - 1) {                                \
+                    int lane = __builtin_ctz(mask);                             \
+                    index[count] = r + lane;                                    \
+                    value[count++] = x[r + lane];                               \
+                }                                                               \
+            }                                                                   \
+            for (; r < n; r++)                                                  \
+                if (x[r] != 0) { index[count] = r; value[count++] = x[r]; }     \
+            return count;                                                       \
+        }
+    DESCEND_NONZERO_AVX2(float, f)
+    DESCEND_NONZERO_AVX2(double, d)
     #endif
 
     static int descend_sparse_avx2 = 0;    /* set once, at import */
