@@ -33,6 +33,11 @@ cdef extern from *:
     #else
     #define DESCEND_AVX2 0
     #endif
+    #if defined(_MSC_VER)
+    #define DESCEND_RESTRICT __restrict    /* MSVC's C has no C99 restrict before C11 mode */
+    #else
+    #define DESCEND_RESTRICT restrict
+    #endif
 
     /* z[:n] += sum over j < m of vals[j] * w[cols[j] * n, :n], four rows of
        w per pass over z. T is float or double. */
@@ -55,7 +60,7 @@ cdef extern from *:
     #define DESCEND_SPARSE_ROW_KERNELS(T, S, ATTR)                              \
         ATTR static void descend_add_weighted_rows_##S(                         \
                 const int *cols, const T *vals, int m, const T *w, int n,       \
-                T *restrict z) { DESCEND_ADD_WEIGHTED_ROWS(T) }
+                T *DESCEND_RESTRICT z) { DESCEND_ADD_WEIGHTED_ROWS(T) }
 
     DESCEND_SPARSE_ROW_KERNELS(float, f_base, )
     DESCEND_SPARSE_ROW_KERNELS(double, d_base, )
