@@ -129,6 +129,7 @@ def train_on_batch(net, X, y, seed=0):
                               "update was made (try a smaller learning rate)")
     snapshot = net.get_weights(), net.optimizer.get_state()
     omp, blas = net._threads_for(len(X))
+    net.optimizer.build(net._params(), net._param_names())    # names its state
     with _threads.blas_threads(blas):
         net.optimizer.apply_gradients(net._params(), flat, net._decay_flags(), omp)
         proximal_l1_step(net, omp)

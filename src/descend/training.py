@@ -229,8 +229,8 @@ class Trainer:
         if model.loss_.is_classifier and model.classes_ is None:
             model.classes_ = config.classes
         omp, self.blas = _threads.plan(config.batch_size, config.n_threads)
-        model.optimizer.build(model._params())
-        self.runner = EpochRunner(X, config.targets, config.labels, model._runner_specs(),
+        model.optimizer.build(model._params(), model._param_names())
+        self.runner = EpochRunner(X, config.targets, config.labels, runner_specs(model),
                                   model.loss_.code, model.optimizer.kernel_config(),
                                   *model.optimizer.clip_settings(), config.batch_size, omp)
         n_batches = -(-len(X) // config.batch_size)
@@ -376,6 +376,29 @@ class Trainer:
         model.optimizer.learning_rate = learning_rate
         model._rng.bit_generator.state = rng_state
         model.epochs_trained = epochs_trained
+
+
+def runner_specs(model):
+    """What the compiled epoch loop needs to know of each Dense layer."""
+    codes, rates = model._activation_codes(), model._dropout_rates()
+    state = iter(model.optimizer.state)
+    specs = []
+    for i, layer in enumerate(model.dense_layers):
+        kreg, breg = layer.kernel_regularizer, layer.bias_regularizer
+        specs.append({
+            "kernel": layer.kernel, "bias": layer.bias,
+            "dkernel": np.empty_like(layer.kernel),
+            "dbias": np.empty_like(layer.bias) if layer.use_bias else None,
+            "kernel_state": next(state),
+            "bias_state": next(state) if layer.use_bias else None,
+            "activation": codes[i], "alpha": layer.alpha, "dropout_rate": rates[i],
+            "kernel_l1": kreg.l1 if kreg else 0.0, "kernel_l2": kreg.l2 if kreg else 0.0,
+            "bias_l1": breg.l1 if breg else 0.0, "bias_l2": breg.l2 if breg else 0.0,
+            "kernel_l1_proximal": bool(kreg and kreg.proximal),
+            "bias_l1_proximal": bool(breg and breg.proximal),
+            "kernel_decay": 1.0, "bias_decay": 1.0 if model.optimizer.decay_bias else 0.0,
+        })
+    return specs
 
 
 # ---------------------------------------------------------------------- partial_fit
