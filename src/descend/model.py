@@ -531,10 +531,9 @@ class Sequential:
         output = self._output(X)
         n, k = output.shape
         scores = {"loss": self.loss_.mean_loss(output, targets, labels) + reference.penalty(self)}
-        if self.loss_.code == losses.SOFTMAX_CROSS_ENTROPY:
-            scores["accuracy"] = float(np.mean(np.argmax(output, axis=1) == labels))
-        elif self.loss_.code == losses.BINARY_CROSS_ENTROPY:
-            scores["accuracy"] = float(np.mean((output > 0) == (targets > 0.5)))
+        if self.loss_.is_classifier:
+            scores["accuracy"] = float(self.loss_.accuracy(
+                self.loss_.count_correct(output, targets, labels), n, k))
         else:
             err = output.astype(np.float64) - targets
             scores["mse"] = float(np.mean(err ** 2))

@@ -312,7 +312,7 @@ class Optimizer(abc.ABC):
         clipnorm, global_clipnorm, clipvalue = self.clip_settings()
         if global_clipnorm > 0:
             total = sum(_optim.sum_squares_py(g, n_threads) for g in flat_grads)
-            scale = global_clipnorm / (np.sqrt(total) + 1e-6)
+            scale = _optim.clip_scale_py(global_clipnorm, total)
             if scale < 1:
                 for g in flat_grads:
                     _optim.scale_and_clip_py(g, scale, 0.0, n_threads)
@@ -320,7 +320,7 @@ class Optimizer(abc.ABC):
         config = self.kernel_config()
         for i, (p, g) in enumerate(zip(params, flat_grads)):
             if clipnorm > 0:
-                scale = clipnorm / (np.sqrt(_optim.sum_squares_py(g, n_threads)) + 1e-6)
+                scale = _optim.clip_scale_py(clipnorm, _optim.sum_squares_py(g, n_threads))
                 if scale < 1:
                     _optim.scale_and_clip_py(g, scale, 0.0, n_threads)
             if clipvalue > 0:

@@ -13,9 +13,11 @@ import math
 import numpy as np
 
 from descend import _threads
-from descend._dense import dropout_py, dropout_seed_py
-from descend._optim import add_penalty_gradient_py, soft_threshold_py
+from descend._dense import dropout_seed_py
+from descend._optim import soft_threshold_py
+from descend._train import penalize_py
 from descend._validation import check_int
+from descend.layers import dropout
 from descend.training import DivergenceError
 
 
@@ -24,7 +26,7 @@ def forward(net, X, codes, rates, training, seed, omp):
     a = X
     for i, layer in enumerate(net.dense_layers):
         if training and rates[i] > 0:
-            a = _dropout(a, rates[i], dropout_seed_py(seed, 0, i), omp)
+            a = dropout(a, rates[i], dropout_seed_py(seed, 0, i), omp)
         a = layer.forward(a, codes[i], omp)
     return a
 
@@ -37,14 +39,19 @@ def backward(net, grad_output, rates, training, seed, omp):
     for i in range(len(dense) - 1, -1, -1):
         dx, dkernel, dbias = dense[i].backward(grad, need_input_grad=i > 0, n_threads=omp)
         if i > 0 and training and rates[i] > 0:
-            dx = _dropout(dx, rates[i], dropout_seed_py(seed, 0, i), omp)
+            dx = dropout(dx, rates[i], dropout_seed_py(seed, 0, i), omp)
         grads[i] = (dkernel, dbias)
         grad = dx
     return grads
 
 
 def penalty(net, grads=None, omp=1):
-    """Sum of the layers' penalties; adds their gradient into grads if given."""
+    """Sum of the layers' penalties; adds their gradient into grads if given.
+
+    Through the fused loop's own ``_penalize`` (one thread, as there): a
+    proximal L1 counts in the loss but adds no gradient (its step follows
+    the update, :func:`proximal_l1_step`). `omp` is unused (kept for callers).
+    """
     total = 0.0
     for i, layer in enumerate(net.dense_layers):
         for param, reg, k in ((layer.kernel, layer.kernel_regularizer, 0),
@@ -53,12 +60,7 @@ def penalty(net, grads=None, omp=1):
                 continue
             g = grads[i][k].reshape(-1) if grads is not None else np.zeros(param.size,
                                                                          param.dtype)
-            if reg.proximal:
-                # proximal L1 counts in the loss but steps after the update
-                total += reg.l1 * float(np.abs(param).sum(dtype=np.float64))
-                total += add_penalty_gradient_py(param.reshape(-1), g, 0.0, reg.l2, omp)
-            else:
-                total += add_penalty_gradient_py(param.reshape(-1), g, reg.l1, reg.l2, omp)
+            total += penalize_py(param.reshape(-1), g, reg.l1, reg.l2, reg.proximal)
     return total
 
 
@@ -149,8 +151,3 @@ def check_dropout_args(training, seed):
     if seed >= 2**64:
         raise ValueError(f"seed must be < 2**64 (a dropout-mask seed), got {seed}")
 
-
-def _dropout(x, rate, seed, n_threads):
-    out = np.empty_like(x)
-    dropout_py(out, np.ascontiguousarray(x), rate, seed, n_threads)
-    return out

@@ -320,10 +320,9 @@ class Trainer:
         model, config = self.model, self.config
         X, targets, labels = config.X, config.targets, config.labels
         logs = {"loss": result["loss_sum"] / max(result["n_samples"], 1)}
-        if model.loss_.code == losses.SOFTMAX_CROSS_ENTROPY:
-            logs["accuracy"] = result["n_correct"] / len(X)
-        elif model.loss_.code == losses.BINARY_CROSS_ENTROPY:
-            logs["accuracy"] = result["n_correct"] / targets.size
+        if model.loss_.is_classifier:
+            logs["accuracy"] = model.loss_.accuracy(result["n_correct"], len(X),
+                                                    model.dense_layers[-1].units)
         if not model.loss_.is_classifier and model._regression_train_metrics:
             # mse, mae, r2 on the training data with the epoch's final weights
             scores = model._evaluate(X, targets, labels)
