@@ -582,7 +582,7 @@ def test_partial_fit_twice_equals_fit_two_epochs(optimizer):
     a = classifier(optimizer=optimizer())
     a.partial_fit(X, y, batch_size=16)
     history = a.partial_fit(X, y, batch_size=16)
-    assert history.epoch == [0] and a.epochs_trained == 2
+    assert history.epoch == [1] and a.epochs_trained == 2     # epochs continue
     b = classifier(optimizer=optimizer())
     b.fit(X, y, epochs=2, batch_size=16, verbose=0)
     assert_weights_equal(a.get_weights(), b.get_weights())

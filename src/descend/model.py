@@ -319,7 +319,8 @@ class Sequential:
     # ------------------------------------------------------------------ training
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
             validation_data=None, validation_split=0.0, callbacks=None,
-            gradient_norms=False, n_threads=None):
+            gradient_norms=False, n_threads=None, initial_epoch=None,
+            steps_per_execution=None):
         """Train by gradient descent with backpropagated gradients.
 
         Parameters
@@ -330,6 +331,8 @@ class Sequential:
             Class labels (int ids, one-hot, strings...) for the cross-entropy
             losses; real targets (n,) or (n, k) for mean_squared_error.
         epochs : int >= 0, default 1
+            The number of epochs to run; with `initial_epoch`, as Keras: the
+            index at which training stops (epochs - initial_epoch are run).
         batch_size : int >= 1 or None, default 32
             None (or n_samples): batch gradient descent; 1: stochastic; in
             between: mini-batch. A short last batch is used. Larger than
@@ -353,6 +356,19 @@ class Sequential:
             epoch, as ``grad_norm_<i>``.
         n_threads : int or None
             Override the network's n_threads for this fit.
+        initial_epoch : int >= 0 or None, default None
+            Index of the first epoch, as callbacks, the history and the
+            progress lines see it. None continues the count of earlier fits
+            (``epochs_trained``), so that a second fit's epochs follow the
+            first's (a ``ModelCheckpoint("ck-{epoch}.npz")`` writes new
+            files); an int behaves as Keras' ``initial_epoch``.
+        steps_per_execution : int >= 1 or None, default None
+            Batches the compiled loop runs between two calls of the
+            callbacks' ``on_train_batch_begin`` / ``on_train_batch_end`` (as
+            Keras' ``steps_per_execution``): the hooks see every k-th batch
+            at most, and 1 calls them around every batch at the cost of a
+            return to Python per batch. None: min(64, 1/20 of an epoch).
+            Unused when no callback defines a batch hook.
 
         Returns
         -------
@@ -381,12 +397,26 @@ class Sequential:
         A learning-rate schedule is evaluated at ``epochs_trained``, which
         counts epochs over all calls since compile: a second fit (or a fit
         after save and load) continues the schedule.
+
+        Batch hooks: ``on_train_batch_begin(batch)`` is called before a run
+        of batches starting at `batch` (0-based in the epoch) and
+        ``on_train_batch_end(batch, {"loss": ...})`` after it, with the
+        index of its last batch and the epoch's running mean loss.
+
+        Divergence: on a non-finite loss or weight, fit rolls the model back
+        to the last finite epoch and calls ``on_train_batch_end`` of the
+        callbacks with the failing batch and ``{"loss": nan}`` (or the
+        epoch's non-finite logs). If a callback then sets ``stop_training``
+        (``TerminateOnNaN`` does) the fit ends there and returns the
+        history, with ``history.diverged`` True; otherwise it raises
+        DivergenceError.
         """
         config = training.FitConfig.validate(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             verbose=verbose, validation_data=validation_data,
             validation_split=validation_split, callbacks=callbacks,
-            gradient_norms=gradient_norms, n_threads=n_threads)
+            gradient_norms=gradient_norms, n_threads=n_threads,
+            initial_epoch=initial_epoch, steps_per_execution=steps_per_execution)
         return training.Trainer(self, config).run()
 
     def partial_fit(self, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,

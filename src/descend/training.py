@@ -37,13 +37,16 @@ class History(dict):
     samples_per_second, and ``grad_norm_<i>`` per Dense layer when
     ``fit(gradient_norms=True)``. ``history.history`` is the dict itself
     and ``history.epoch`` the epoch indices, as in Keras;
-    ``history.interrupted`` is True when Ctrl-C ended the fit.
+    ``history.interrupted`` is True when Ctrl-C ended the fit, and
+    ``history.diverged`` when a callback stopped it on a non-finite loss
+    (see ``Sequential.fit``'s Notes).
     """
 
     def __init__(self):
         super().__init__()
         self.epoch = []
         self.interrupted = False
+        self.diverged = False
 
     @property
     def history(self):
@@ -80,11 +83,14 @@ class FitConfig:
     callbacks: CallbackList
     gradient_norms: bool
     n_threads: object
+    initial_epoch: int = 0          # the epochs run are range(initial_epoch, epochs)
+    steps_per_execution: object = None
 
     @classmethod
     def validate(cls, model, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
                  validation_data=None, validation_split=0.0, callbacks=None,
-                 gradient_norms=False, n_threads=None):
+                 gradient_norms=False, n_threads=None, initial_epoch=None,
+                 steps_per_execution=None):
         """Check and convert the arguments of ``model.fit`` (see its docstring).
 
         Raises
@@ -102,6 +108,10 @@ class FitConfig:
         y = np.asarray(y)
         check_lengths(X, y)
         epochs = check_int(epochs, "epochs", minimum=0)
+        initial_epoch, epochs = _epoch_range(model, epochs, initial_epoch)
+        if steps_per_execution is not None:
+            steps_per_execution = check_int(steps_per_execution, "steps_per_execution",
+                                            minimum=1)
         if verbose not in (0, 1, 2, True, False):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if not isinstance(shuffle, (bool, np.bool_)):
@@ -123,7 +133,34 @@ class FitConfig:
             validation = _encode_validation(model, X_val, y_val, labels, classes)
         return cls(X, targets, labels, classes, validation, epochs, batch_size, shuffle,
                    verbose, callback_list, gradient_norms,
-                   model.n_threads if n_threads is None else n_threads)
+                   model.n_threads if n_threads is None else n_threads, initial_epoch,
+                   steps_per_execution)
+
+
+def _epoch_range(model, epochs, initial_epoch):
+    """(first, end): the indices of the epochs to run are range(first, end).
+
+    Without initial_epoch, they continue the model's count (epochs_trained)
+    and `epochs` is how many to run; with it, as Keras: `epochs` is the
+    index at which training stops."""
+    if initial_epoch is None:
+        return model.epochs_trained, model.epochs_trained + epochs
+    initial_epoch = check_int(initial_epoch, "initial_epoch", minimum=0)
+    if epochs < initial_epoch:
+        raise ValueError(f"with initial_epoch={initial_epoch}, epochs is the index of the "
+                         f"last epoch plus one (as in Keras) and must be >= initial_epoch, "
+                         f"got epochs={epochs}")
+    return initial_epoch, epochs
+
+
+def _has_batch_hooks(callbacks):
+    """Whether a callback does something on_train_batch_begin/end (not Callback's no-ops)."""
+    for callback in callbacks:
+        for hook in ("on_train_batch_begin", "on_train_batch_end"):
+            method = getattr(type(callback), hook, None)
+            if callable(getattr(callback, hook, None)) and method is not getattr(Callback, hook):
+                return True
+    return False
 
 
 def _check_callbacks(callbacks):
@@ -219,6 +256,10 @@ class Trainer:
         self.runner = None
         self.blas = None
         self.progress_every = 1
+        self.n_batches = 0
+        self.batch_hooks = _has_batch_hooks(config.callbacks)
+        self.hook_every = 1
+        self.hooked_batches = 0     # batches of the epoch reported to the batch hooks
 
     def prepare(self):
         """All checks passed: build the model, its optimizer and the compiled loop."""
@@ -233,8 +274,9 @@ class Trainer:
         self.runner = EpochRunner(X, config.targets, config.labels, runner_specs(model),
                                   model.loss_.code, model.optimizer.kernel_config(),
                                   *model.optimizer.clip_settings(), config.batch_size, omp)
-        n_batches = -(-len(X) // config.batch_size)
-        self.progress_every = max(1, n_batches // 20)
+        self.n_batches = -(-len(X) // config.batch_size)
+        self.progress_every = max(1, self.n_batches // 20)
+        self.hook_every = config.steps_per_execution or min(self.progress_every, 64)
         model.history = History()
         model.stop_training = False
 
@@ -257,7 +299,7 @@ class Trainer:
         interrupted = False
         epoch = -1
         try:
-            for epoch in range(config.epochs):
+            for epoch in range(config.initial_epoch, config.epochs):
                 self.run_epoch(epoch)
                 if model.stop_training:
                     break
@@ -288,23 +330,27 @@ class Trainer:
         order = (model._rng.permutation(n) if config.shuffle else np.arange(n)).astype(np.intp)
         epoch_seed = int(model._rng.integers(0, 2**63))
         self.bar = _progress_bar(config.verbose, n, config.batch_size, epoch, config.epochs)
+        progress, progress_every = self._progress()
         start = time.perf_counter()
         with _threads.blas_threads(self.blas):
             result = self.runner.run_epoch(
                 order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
-                epoch_seed, self.bar.update_to if self.bar else None, self.progress_every)
+                epoch_seed, progress, progress_every)
         seconds = time.perf_counter() - start
         if self.bar:
             self.bar.close()
             self.bar = None
         optimizer.iterations = result["step"]
         if not result["finite"] or not model._weights_finite():
-            self._diverged(epoch, "the loss or the weights")
+            failed = result["n_batches"] - (0 if not result["finite"] else 1)
+            return self._diverged(epoch, "the loss or the weights", failed,
+                                  {"loss": float("nan")})
         logs = self._epoch_logs(result)
         if not all(math.isfinite(value) for value in logs.values()):
             # finite weights whose outputs overflow: diverged just the same
             bad = [key for key, value in logs.items() if not math.isfinite(value)]
-            self._diverged(epoch, f"the network's outputs (so {', '.join(bad)})")
+            return self._diverged(epoch, f"the network's outputs (so {', '.join(bad)})",
+                                  self.n_batches - 1, logs)
         logs["learning_rate"] = optimizer.learning_rate
         logs["seconds"] = seconds
         logs["samples_per_second"] = n / seconds if seconds > 0 else float("inf")
@@ -351,10 +397,47 @@ class Trainer:
             if monitor in logs:
                 schedule.step(logs[monitor])
 
-    def _diverged(self, epoch, what):
-        """Roll back to the snapshot and raise DivergenceError."""
-        learning_rate = self.model.optimizer.learning_rate
+    def _progress(self):
+        """(progress callback, every how many batches) for the compiled loop.
+
+        The loop calls it between runs of batches, with the GIL: it moves the
+        bar and, every ``hook_every`` batches at most, calls the callbacks'
+        ``on_train_batch_end`` (logs: the epoch's running mean loss) and the
+        next ``on_train_batch_begin``."""
+        bar = self.bar
+        if not self.batch_hooks:
+            return (bar.update_to if bar else None), self.progress_every
+        callbacks = self.config.callbacks
+        self.hooked_batches = 0
+        callbacks.on_train_batch_begin(0, {})
+
+        def progress(batches_done, running_loss):
+            if bar:
+                bar.update_to(batches_done, running_loss)
+            if (batches_done - self.hooked_batches >= self.hook_every
+                    or batches_done == self.n_batches):
+                callbacks.on_train_batch_end(batches_done - 1, {"loss": running_loss})
+                self.hooked_batches = batches_done
+                if batches_done < self.n_batches:
+                    callbacks.on_train_batch_begin(batches_done, {})
+        every = min(self.hook_every, self.progress_every) if bar else self.hook_every
+        return progress, every
+
+    def _diverged(self, epoch, what, batch, logs):
+        """Roll back to the snapshot and tell the callbacks (on_train_batch_end of the
+        failing batch, with its non-finite loss); end the fit if one of them set
+        stop_training (TerminateOnNaN does), else raise DivergenceError."""
+        model = self.model
+        learning_rate = model.optimizer.learning_rate
         self._restore(self.snapshot)
+        self.config.callbacks.on_train_batch_end(batch, dict(logs))
+        if model.stop_training:
+            model.history.diverged = True
+            if self.config.verbose:
+                print(f"Training stopped in epoch {epoch} (0-based) by a callback: {what} "
+                      "became NaN or infinite; the weights of the last finite epoch were "
+                      "kept.", file=sys.stderr)
+            return
         self.config.callbacks.on_train_end({})
         raise DivergenceError(
             f"training diverged in epoch {epoch} (0-based): {what} became NaN or infinite "
