@@ -165,3 +165,56 @@ def test_initial_epoch_does_not_change_the_training():
     b.fit(X, y, epochs=12, initial_epoch=10, verbose=0)
     for u, v in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(u, v)
+
+
+# --------------------------------------------------------------------------- validation_data
+def evaluate_inputs():
+    X, y = data(n=30, seed=3)
+    names = np.array(["a", "b", "c"])
+    return {
+        "arrays": (X, y),
+        "lists": (X.tolist(), y.tolist()),
+        "float32 X, int8 y": (X.astype(np.float32), y.astype(np.int8)),
+        "Fortran X": (np.asfortranarray(X), y),
+        "strided X": (np.repeat(X, 2, axis=0)[::2], y),
+        "column y": (X, y.reshape(-1, 1)),
+        "one-hot y": (X, np.eye(3)[y]),
+        "one sample": (X[:1], y[:1]),
+        "a class absent from training": (X, np.full(30, 2)),
+        "tuple of tuples": (tuple(map(tuple, X)), tuple(y)),
+        "string labels": (X, names[y]),
+    }
+
+
+@pytest.mark.parametrize("name", list(evaluate_inputs()))
+def test_validation_data_accepts_what_evaluate_accepts(name):
+    X, y = data()
+    strings = name == "string labels"
+    train_y = np.array(["a", "b", "c"])[y] if strings else y
+    train = np.isin(y, [0, 1]) | strings      # training data without class 2 (ids)
+    X_val, y_val = evaluate_inputs()[name]
+    a, b = net(), net()
+    a.fit(X[train], train_y[train], epochs=1, verbose=0)
+    expected = a.evaluate(X_val, y_val)
+    history = b.fit(X[train], train_y[train], epochs=1, verbose=0,
+                    validation_data=(X_val, y_val))
+    assert history["val_loss"] == [expected["loss"]]
+    assert history["val_accuracy"] == [expected["accuracy"]]
+
+
+@pytest.mark.parametrize("X_val, y_val, error, match", [
+    (None, [0], TypeError, r"validation_data\[0\]"),
+    ("abc", [0], TypeError, r"validation_data\[0\]"),
+    (np.zeros((2, 4)), [0, 1], ValueError, r"validation_data\[0\] has 4 features"),
+    (np.zeros((2, 5)), [0], ValueError, r"validation_data\[1\]"),
+    (np.zeros((2, 5)), [0, 7], ValueError, r"validation_data\[1\]"),
+    (np.full((2, 5), np.nan), [0, 1], ValueError, r"validation_data\[0\] contains"),
+])
+def test_validation_data_is_refused_as_evaluate_refuses_it(X_val, y_val, error, match):
+    X, y = data()
+    model = net()
+    with pytest.raises(error, match=match):
+        model.fit(X, y, verbose=0, validation_data=(X_val, y_val))
+    assert model.epochs_trained == 0
+    with pytest.raises(error):
+        model.evaluate(X_val, y_val)

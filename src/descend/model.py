@@ -250,13 +250,18 @@ class Sequential:
         return self.loss_.encode(y, n_out, self.classes_ if classes is None else classes,
                                  self.dtype, name)
 
-    def _prepare(self, X, y, x_name="X", y_name="y"):
+    def _prepare(self, X, y, x_name="X", y_name="y", classes=None, n_features=None):
+        """(X, targets, labels, classes): an (X, y) pair checked and encoded for the
+        kernels. The one rule for such pairs: evaluate, gradients, loss,
+        train_on_batch and fit's validation_data (with the training data's
+        `classes` and `n_features` before the network is built) all use it."""
         self._check_compiled()
-        X = self._check_X(X, x_name)
+        X = check_X(X, self.dtype, x_name,
+                    n_features=self.n_features_in_ if n_features is None else n_features)
         if y is None:
             raise ValueError(f"{y_name} is required, got None")
         check_lengths(X, np.asarray(y) if np.ndim(y) else [y], x_name, y_name)
-        targets, labels, classes = self._encode(y, y_name)
+        targets, labels, classes = self._encode(y, y_name, classes)
         return X, targets, labels, classes
 
     # ------------------------------------------------------------------ per-layer path

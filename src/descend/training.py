@@ -21,7 +21,7 @@ import numpy as np
 
 from descend import _threads, losses
 from descend._train import EpochRunner
-from descend._validation import check_X, check_float, check_int, check_lengths, check_n_threads
+from descend._validation import check_float, check_int, check_lengths, check_n_threads
 from descend.callbacks import Callback, CallbackList
 
 
@@ -126,11 +126,17 @@ class FitConfig:
         check_n_threads(model.n_threads, "the network's n_threads")
         callback_list = _check_callbacks(callbacks)
         X, y, X_val, y_val = _validation_split(model, X, y, validation_data, validation_split)
-        batch_size = _check_batch_size(batch_size, len(X))
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", minimum=1)
         targets, labels, classes = model._encode(y)
         validation = None
-        if X_val is not None:
-            validation = _encode_validation(model, X_val, y_val, labels, classes)
+        if validation_data is not None or X_val is not None:
+            # the rule evaluate applies to its (X, y), with the training data's classes
+            X_val, val_targets, val_labels, _ = model._prepare(
+                X_val, y_val, "validation_data[0]", "validation_data[1]", classes=classes,
+                n_features=X.shape[1])
+            validation = (X_val, val_targets, val_labels)
+        batch_size = _check_batch_size(batch_size, len(X))     # may warn: all checks passed
         return cls(X, targets, labels, classes, validation, epochs, batch_size, shuffle,
                    verbose, callback_list, gradient_norms,
                    model.n_threads if n_threads is None else n_threads, initial_epoch,
@@ -175,15 +181,14 @@ def _check_callbacks(callbacks):
 
 
 def _validation_split(model, X, y, validation_data, validation_split):
-    """(X, y, X_val, y_val): validation data given, or split off the end."""
+    """(X, y, X_val, y_val): validation data given (checked with the training
+    data's classes by the caller), or split off the end."""
     X_val = y_val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a tuple (X_val, y_val)")
-        X_val = check_X(validation_data[0], model.dtype, "validation_data[0]",
-                        n_features=X.shape[1])
-        y_val = np.asarray(validation_data[1])
-        check_lengths(X_val, y_val, "validation_data[0]", "validation_data[1]")
+            raise ValueError(f"validation_data must be a tuple (X_val, y_val), got "
+                             f"{type(validation_data).__name__}")
+        X_val, y_val = validation_data
     elif validation_split > 0:
         n_val = int(len(X) * validation_split)
         if n_val < 1 or n_val >= len(X):
@@ -195,17 +200,6 @@ def _validation_split(model, X, y, validation_data, validation_split):
         X, X_val = X[:-n_val], X[-n_val:]
         y, y_val = y[:-n_val], y[-n_val:]
     return X, y, X_val, y_val
-
-
-def _encode_validation(model, X_val, y_val, labels, classes):
-    val_targets, val_labels, _ = model._encode(y_val, "validation labels", classes)
-    if model.loss_.is_classifier and val_labels is not None:
-        missing = np.setdiff1d(val_labels, labels)
-        if missing.size:
-            raise ValueError(
-                f"validation labels include classes absent from the training data: "
-                f"{classes[missing].tolist()[:10]}")
-    return X_val, val_targets, val_labels
 
 
 def _check_split_keeps_classes(model, y, n_val, validation_split):
