@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 from descend import _threads, losses, optimizers, reference, training
-from descend._validation import check_X, check_dtype, check_int, check_lengths, check_n_threads
+from descend._validation import (check_array_like, check_dtype, check_int, check_lengths,
+                                 check_n_threads, check_X)
 from descend import layers as layers_module
 from descend.layers import Dense, Dropout
 from descend.training import DivergenceError, History  # noqa: F401  (re-exported)
@@ -825,19 +826,8 @@ def _check_parameters(net, parameters):
     if not isinstance(parameters, dict) or set(parameters) != set(names):
         got = sorted(parameters) if isinstance(parameters, dict) else type(parameters).__name__
         raise ValueError(f"the parameters must be named {names}, got {got}")
-    arrays = []
-    for name, like in zip(names, params):
-        array = parameters[name]
-        if not isinstance(array, np.ndarray) or array.shape != like.shape:
-            raise ValueError(f"parameter {name!r} has shape {np.shape(array)}, but the "
-                             f"architecture needs {like.shape}")
-        if array.dtype != like.dtype:
-            raise ValueError(f"parameter {name!r} has dtype {array.dtype}, but the network's "
-                             f"dtype is {like.dtype}")
-        if not np.isfinite(array).all():
-            raise ValueError(f"parameter {name!r} contains NaN or infinite values")
-        arrays.append(array)
-    return arrays
+    return [check_array_like(parameters[name], like, f"parameter {name!r}")
+            for name, like in zip(names, params)]
 
 
 def _check_classes(net, classes):

@@ -16,7 +16,7 @@ import abc
 import numpy as np
 
 from descend import _optim, schedules
-from descend._validation import check_float, check_int, check_n_threads
+from descend._validation import check_array_like, check_float, check_int, check_n_threads
 
 SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = 0, 1, 2, 3
 
@@ -239,23 +239,9 @@ class Optimizer(abc.ABC):
         if missing or unknown:
             raise ValueError(f"the optimizer's state does not fit its parameters: missing "
                              f"{missing[:10]}, unknown {unknown[:10]}")
-        arrays = []
-        for keys, built in zip(expected, self.state):
-            per_param = []
-            for key, like in zip(keys, built):
-                array = named[key]
-                if not isinstance(array, np.ndarray) or array.shape != like.shape:
-                    raise ValueError(f"optimizer state {key!r} has shape "
-                                     f"{np.shape(array)}, but its parameter has {like.shape}")
-                if array.dtype != like.dtype:
-                    raise ValueError(f"optimizer state {key!r} has dtype {array.dtype}, but "
-                                     f"its parameter has {like.dtype}")
-                if not np.isfinite(array).all():
-                    raise ValueError(f"optimizer state {key!r} contains NaN or infinite "
-                                     "values")
-                per_param.append(array)
-            arrays.append(per_param)
-        return arrays
+        return [[check_array_like(named[key], like, f"optimizer state {key!r}")
+                 for key, like in zip(keys, built)]
+                for keys, built in zip(expected, self.state)]
 
     @classmethod
     def from_config(cls, config):
