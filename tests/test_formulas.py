@@ -58,8 +58,8 @@ def test_count_correct_py_against_numpy(dtype):
 
 @pytest.mark.parametrize("loss, k", [("softmax_cross_entropy", 3), ("binary_cross_entropy", 2)])
 def test_fit_and_evaluate_count_accuracy_alike(loss, k):
-    # full batch, a learning rate too small to move a weight: the epoch's accuracy (fused count) is the
-    # accuracy evaluate finds on the same weights
+    # full batch, a learning rate too small to move a weight: the epoch's
+    # accuracy (the fused loop's count) is the one evaluate finds
     rng = np.random.default_rng(1)
     X = rng.normal(size=(64, 5))
     y = (rng.integers(0, 3, size=64) if loss == "softmax_cross_entropy"
