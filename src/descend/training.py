@@ -132,9 +132,10 @@ class FitConfig:
         validation = None
         if validation_data is not None or X_val is not None:
             # the rule evaluate applies to its (X, y), with the training data's classes
+            names = (("validation_data[0]", "validation_data[1]") if validation_data is not None
+                     else ("X's validation split", "y's validation split"))
             X_val, val_targets, val_labels, _ = model._prepare(
-                X_val, y_val, "validation_data[0]", "validation_data[1]", classes=classes,
-                n_features=X.shape[1])
+                X_val, y_val, *names, classes=classes, n_features=X.shape[1])
             validation = (X_val, val_targets, val_labels)
         batch_size = _check_batch_size(batch_size, len(X))     # may warn: all checks passed
         return cls(X, targets, labels, classes, validation, epochs, batch_size, shuffle,
@@ -222,9 +223,9 @@ def _check_split_keeps_classes(model, y, n_val, validation_split):
 
 
 def _check_batch_size(batch_size, n):
+    """The batch size for n samples (None: n), clipped to n with a warning."""
     if batch_size is None:
         return n
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
     if batch_size > n:
         warnings.warn(f"batch_size={batch_size} is larger than the {n} training "
                       f"samples; using batch_size={n} (batch gradient descent)",
