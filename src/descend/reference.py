@@ -45,12 +45,12 @@ def backward(net, grad_output, rates, training, seed, omp):
     return grads
 
 
-def penalty(net, grads=None, omp=1):
+def penalty(net, grads=None):
     """Sum of the layers' penalties; adds their gradient into grads if given.
 
     Through the fused loop's own ``_penalize`` (one thread, as there): a
     proximal L1 counts in the loss but adds no gradient (its step follows
-    the update, :func:`proximal_l1_step`). `omp` is unused (kept for callers).
+    the update, :func:`proximal_l1_step`).
     """
     total = 0.0
     for i, layer in enumerate(net.dense_layers):
@@ -81,7 +81,7 @@ def loss_and_grads(net, X, targets, labels, training=False, seed=0):
         output = forward(net, X, codes, rates, training, seed, omp)
         loss, grad_output = net.loss_.loss_and_gradient(output, targets, labels, omp)
         grads = backward(net, grad_output, rates, training, seed, omp)
-        loss += penalty(net, grads, omp)
+        loss += penalty(net, grads)
     return loss, grads
 
 
@@ -108,7 +108,7 @@ def loss(net, X, y, training=False, seed=0):
     omp, blas = net._threads_for(len(X))
     with _threads.blas_threads(blas):
         output = forward(net, X, codes, rates, training, seed, omp)
-        value = net.loss_.mean_loss(output, targets, labels, omp) + penalty(net, None, omp)
+        value = net.loss_.mean_loss(output, targets, labels, omp) + penalty(net)
     if not math.isfinite(value):
         raise FloatingPointError(
             f"the loss is {value} for this (X, y): the outputs or the targets overflow "
