@@ -41,7 +41,6 @@ unknown format version, inconsistent shapes) is a ValueError naming the
 problem and the path.
 """
 import json
-import math
 import os
 import tempfile
 import zipfile
