@@ -218,3 +218,24 @@ def test_validation_data_is_refused_as_evaluate_refuses_it(X_val, y_val, error, 
     assert model.epochs_trained == 0
     with pytest.raises(error):
         model.evaluate(X_val, y_val)
+
+
+def test_an_error_in_a_batch_hook_leaves_the_epoch_unapplied():
+    class Fails(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch >= 5:
+                raise RuntimeError("hook failed")
+
+    X, y = data()
+    model = net(optimizer=dn.optimizers.Adam(0.01))
+    model.fit(X, y, epochs=1, batch_size=10, verbose=0)
+    before = model.state_dict()
+    with pytest.raises(RuntimeError, match="hook failed"):
+        model.fit(X, y, epochs=1, batch_size=10, verbose=0, callbacks=[Fails()],
+                  steps_per_execution=2)
+    after = model.state_dict()
+    for name, value in before["parameters"].items():
+        np.testing.assert_array_equal(after["parameters"][name], value)
+    assert after["optimizer"]["iterations"] == before["optimizer"]["iterations"] == 10
+    assert after["rng_state"] == before["rng_state"]
+    assert model.epochs_trained == 1

@@ -309,6 +309,14 @@ class Trainer:
             if config.verbose:
                 print(f"\nInterrupted: kept the weights and history of the "
                       f"{len(model.history.epoch)} completed epoch(s).", file=sys.stderr)
+        except Exception:
+            # a callback's error (a batch hook runs inside the compiled loop's epoch):
+            # never leave an epoch half applied (weights moved, iterations not counted)
+            if self.bar:
+                self.bar.close()
+            if self.snapshot is not None and epoch not in model.history.epoch:
+                self._restore(self.snapshot)
+            raise
         model.history.interrupted = interrupted
         callbacks.on_train_end({"interrupted": interrupted} if interrupted else {})
         return model.history
