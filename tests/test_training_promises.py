@@ -239,3 +239,15 @@ def test_an_error_in_a_batch_hook_leaves_the_epoch_unapplied():
     assert after["optimizer"]["iterations"] == before["optimizer"]["iterations"] == 10
     assert after["rng_state"] == before["rng_state"]
     assert model.epochs_trained == 1
+
+
+def test_batch_hooks_beyond_64_batches_keep_at_least_k_batches_apart():
+    X, y = data(n=600)
+    record = RecordBatches()
+    net().fit(X, y, epochs=1, batch_size=2, verbose=0, callbacks=[record],
+              steps_per_execution=100)                                     # 300 batches
+    ends = [c[1] for c in record.calls if c[0] == "end"]
+    begins = [c[1] for c in record.calls if c[0] == "begin"]
+    assert ends[-1] == 299 and begins[0] == 0
+    assert all(b - a >= 100 for a, b in zip([-1] + ends[:-2], ends[:-1]))
+    assert begins[1:] == [e + 1 for e in ends[:-1]]
