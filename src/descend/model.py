@@ -11,12 +11,13 @@ import math
 
 import numpy as np
 
-from descend import _threads, losses, optimizers, reference, training
+from descend import _threads, losses, optimizers, reference
 from descend._validation import (check_array_like, check_dtype, check_int, check_lengths,
                                  check_n_threads, check_X)
 from descend import layers as layers_module
 from descend.layers import Dense, Dropout
-from descend.training import DivergenceError, History  # noqa: F401  (re-exported)
+from descend.training import DivergenceError, FitConfig, History, Trainer  # noqa: F401
+from descend.training import partial_fit as _partial_fit
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
 CHUNK_ROWS = 8192
@@ -417,13 +418,13 @@ class Sequential:
         history, with ``history.diverged`` True; otherwise it raises
         DivergenceError.
         """
-        config = training.FitConfig.validate(
+        config = FitConfig.validate(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             verbose=verbose, validation_data=validation_data,
             validation_split=validation_split, callbacks=callbacks,
             gradient_norms=gradient_norms, n_threads=n_threads,
             initial_epoch=initial_epoch, steps_per_execution=steps_per_execution)
-        return training.Trainer(self, config).run()
+        return Trainer(self, config).run()
 
     def partial_fit(self, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
                     n_threads=None):
@@ -468,8 +469,8 @@ class Sequential:
         DivergenceError
             As for `fit`.
         """
-        return training.partial_fit(self, X, y, classes=classes, batch_size=batch_size,
-                                    shuffle=shuffle, verbose=verbose, n_threads=n_threads)
+        return _partial_fit(self, X, y, classes=classes, batch_size=batch_size,
+                            shuffle=shuffle, verbose=verbose, n_threads=n_threads)
 
     def _weights_finite(self):
         return all(np.isfinite(p).all() for p in self._params())
