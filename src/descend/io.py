@@ -137,6 +137,7 @@ def save(model, path):
         config["optimizer_state"] = {
             "iterations": int(state["iterations"]),
             "learning_rate": float(opt.learning_rate),
+            "learning_rate_scale": float(state["learning_rate_scale"]),
             "n_arrays": None if state["arrays"] is None else [len(s) for s in state["arrays"]]}
         if state["arrays"] is not None:
             for i, per_param in enumerate(state["arrays"]):
@@ -420,6 +421,12 @@ class _Reader:
                 or not math.isfinite(learning_rate) or learning_rate < 0):
             raise self.error(f"the optimizer's learning_rate must be a finite float >= 0, "
                              f"got {learning_rate!r}")
+        # absent from files written before ReduceLROnPlateau composed with schedules
+        scale = state.get("learning_rate_scale", 1.0)
+        if (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                or not math.isfinite(scale) or scale <= 0):
+            raise self.error(f"the optimizer's learning_rate_scale must be a finite float > 0, "
+                             f"got {scale!r}")
         counts = state.get("n_arrays")
         params = net._params()
         arrays = None
@@ -437,7 +444,8 @@ class _Reader:
                     self.check_param_array(a, p, f"optimizer_{i}_{j}")
                     per_param.append(np.ascontiguousarray(a))
                 arrays.append(per_param)
-        opt.set_state({"iterations": iterations, "arrays": arrays})
+        opt.set_state({"iterations": iterations, "learning_rate_scale": float(scale),
+                       "arrays": arrays})
         opt.learning_rate = float(learning_rate)
         if config["schedule_state"] is not None:
             if opt.schedule is None:

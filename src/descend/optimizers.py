@@ -38,6 +38,12 @@ class Optimizer(abc.ABC):
     ----------
     learning_rate : float
         The learning rate of the next update (callbacks may assign it).
+    learning_rate_scale : float
+        Product of the cuts of ``callbacks.ReduceLROnPlateau`` (1.0 at
+        first): with a schedule, the rate of an epoch is
+        ``schedule(epoch) * learning_rate_scale``, so a cut composes with the
+        schedule instead of being undone by it. Part of the state
+        (:meth:`get_state`).
     iterations : int
         Number of updates done (t).
     state : list of list of ndarray
@@ -72,6 +78,7 @@ class Optimizer(abc.ABC):
                 check_float(value, key, minimum=0.0, min_inclusive=False)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         self.iterations = 0
+        self.learning_rate_scale = 1.0
         self.state = None
 
     # -- settings shared with the kernels -----------------------------------
@@ -83,9 +90,9 @@ class Optimizer(abc.ABC):
         return (self.clipnorm or 0.0, self.global_clipnorm or 0.0, self.clipvalue or 0.0)
 
     def learning_rate_for_epoch(self, epoch):
-        """Evaluate the schedule (if any) for this epoch and use it."""
+        """Evaluate the schedule (if any) for this epoch, times learning_rate_scale."""
         if self.schedule is not None:
-            lr = float(self.schedule(epoch))
+            lr = float(self.schedule(epoch)) * self.learning_rate_scale
             if not np.isfinite(lr) or lr < 0:
                 raise ValueError(f"learning-rate schedule gave {lr} at epoch {epoch}; "
                                  "expected a finite value >= 0")
@@ -114,8 +121,9 @@ class Optimizer(abc.ABC):
         return np.zeros_like(param, order="C")
 
     def get_state(self):
-        """{"iterations": t, "arrays": [[arrays of param 0], ...]} (copies)."""
-        return {"iterations": self.iterations,
+        """{"iterations": t, "learning_rate_scale": s, "arrays": [[arrays of param 0],
+        ...]} (copies)."""
+        return {"iterations": self.iterations, "learning_rate_scale": self.learning_rate_scale,
                 "arrays": None if self.state is None else
                 [[a.copy() for a in s] for s in self.state]}
 
@@ -133,6 +141,7 @@ class Optimizer(abc.ABC):
         else:
             self.state = [[np.ascontiguousarray(a).copy() for a in s] for s in arrays]
         self.iterations = int(state["iterations"])
+        self.learning_rate_scale = float(state.get("learning_rate_scale", 1.0))
 
     def get_config(self):
         config = {"class": type(self).__name__,
