@@ -42,7 +42,7 @@ import numpy as np
 
 __all__ = ["Constraint", "Interval", "Options", "InstanceOf", "make_constraint", "check",
            "validate", "validate_params", "check_dtype", "check_int", "check_float",
-           "check_bool", "check_n_threads", "check_X", "check_lengths", "all_finite"]
+           "check_bool", "check_n_threads", "check_team_size", "check_X", "check_lengths", "all_finite"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -426,6 +426,12 @@ def check_n_threads(n_threads, name="n_threads", owner=None):
     and more than MAX_THREADS (8 per CPU of this machine) are ValueErrors.
     """
     return check(n_threads, name, ["n_threads", None], owner)
+
+
+def check_team_size(n_threads, name="n_threads", owner=None):
+    """The OpenMP team size a kernel gets: an int in [1, MAX_THREADS] (more
+    makes libgomp abort the process)."""
+    return check(n_threads, name, [Interval(Integral, 1, MAX_THREADS)], owner)
 
 
 def check_X(X, dtype, name="X", n_features=None):

@@ -27,9 +27,13 @@ import tempfile
 import urllib.request
 import zlib
 from importlib import resources
+from numbers import Integral, Real
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+
+from descend._validation import Interval, check, check_dtype
 
 __all__ = [
     "BREAST_CANCER_CLASS_NAMES",
@@ -37,6 +41,7 @@ __all__ = [
     "MIRRORS",
     "MNIST_FILES",
     "DatasetNotFoundError",
+    "Split",
     "get_mnist_dir",
     "load_breast_cancer",
     "load_digits",
@@ -98,19 +103,45 @@ class DatasetNotFoundError(FileNotFoundError):
 # ---------------------------------------------------------------------------
 
 def _check_dtype(dtype):
-    """Return ``dtype`` as a NumPy float32 or float64 dtype, or raise ValueError."""
-    # dtype=None is refused explicitly: np.dtype(None) would silently mean float64.
-    resolved = None
-    if dtype is not None:
-        try:
-            resolved = np.dtype(dtype)
-        except TypeError:
-            pass
-    if resolved is None or resolved.type not in (np.float32, np.float64):
-        raise ValueError(
-            f"dtype must be 'float32' or 'float64' (or the NumPy types), got {dtype!r}"
-        )
-    return resolved
+    """Return ``dtype`` as a NumPy float32 or float64 dtype, or raise.
+
+    None is a TypeError: np.dtype(None) would silently mean float64.
+    """
+    return check_dtype(dtype)
+
+
+class _FloatFraction(Interval):
+    """A float (not an int) in (0, 1): the fraction form of test_size."""
+
+    def __init__(self):
+        super().__init__(Real, 0, 1, closed="neither")
+
+    def type_ok(self, value):
+        return super().type_ok(value) and not isinstance(value, Integral)
+
+
+class Split(NamedTuple):
+    """Train and test sets, in scikit-learn's ``train_test_split`` order.
+
+    Returned by :func:`train_test_split` and :func:`load_mnist`; unpack it
+    (``X_train, X_test, y_train, y_test = split``) or read its fields
+    (``split.X_train``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> split = train_test_split(np.arange(8).reshape(4, 2), np.array([0, 1, 0, 1]),
+    ...                          test_size=1, seed=0)
+    >>> split._fields
+    ('X_train', 'X_test', 'y_train', 'y_test')
+    >>> split.X_train.shape, split.y_test.shape
+    ((3, 2), (1,))
+    """
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
 
 
 def _bundled(name):
@@ -449,15 +480,19 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
 
     Returns
     -------
-    X_train : ndarray of shape (60000, 784), dtype ``dtype``
-        Training images, row-major 28x28 pixels scaled to [0, 1] (divided by
-        255).
-    y_train : ndarray of shape (60000,), dtype int64
-        Training labels 0..9.
-    X_test : ndarray of shape (10000, 784), dtype ``dtype``
-        Test images, scaled like ``X_train``.
-    y_test : ndarray of shape (10000,), dtype int64
-        Test labels 0..9.
+    Split
+        The named tuple ``(X_train, X_test, y_train, y_test)``, in the order
+        of :func:`train_test_split` (and scikit-learn's):
+
+        X_train : ndarray of shape (60000, 784), dtype ``dtype``
+            Training images, row-major 28x28 pixels scaled to [0, 1]
+            (divided by 255).
+        X_test : ndarray of shape (10000, 784), dtype ``dtype``
+            Test images, scaled like ``X_train``.
+        y_train : ndarray of shape (60000,), dtype int64
+            Training labels 0..9.
+        y_test : ndarray of shape (10000,), dtype int64
+            Test labels 0..9.
 
     Raises
     ------
@@ -498,7 +533,7 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
         else:
             contents[name] = _decompress_and_verify(directory / name, name)
 
-    arrays = []
+    arrays = {}
     for split in ("train", "t10k"):
         images = _parse_idx(contents[f"{split}-images-idx3-ubyte.gz"],
                             f"{split}-images-idx3-ubyte.gz", _IDX_MAGIC_IMAGES)
@@ -511,13 +546,18 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
             )
         X = images.reshape(images.shape[0], -1).astype(dtype)
         X /= 255  # in place: avoids a second 188 MB (float32) temporary
-        arrays += [X, labels.astype(np.int64)]
-    return tuple(arrays)
+        arrays[split] = X, labels.astype(np.int64)
+    (X_train, y_train), (X_test, y_test) = arrays["train"], arrays["t10k"]
+    return Split(X_train, X_test, y_train, y_test)
 
 
 # ---------------------------------------------------------------------------
 # splitting
 # ---------------------------------------------------------------------------
+
+# an int is a count, a float a fraction (bounds against n are checked in the body)
+_TEST_SIZE = [Interval(Integral, 1, None), _FloatFraction()]
+
 
 def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
     """Split samples into random train and test subsets.
@@ -543,10 +583,13 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
 
     Returns
     -------
-    X_train, X_test : ndarray
-        Rows of ``X`` (as an array), in random order.
-    y_train, y_test : ndarray
-        The matching entries of ``y``.
+    Split
+        The named tuple ``(X_train, X_test, y_train, y_test)``:
+
+        X_train, X_test : ndarray
+            Rows of ``X`` (as an array), in random order.
+        y_train, y_test : ndarray
+            The matching entries of ``y``.
 
     Raises
     ------
@@ -565,13 +608,8 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
     if n == 0:
         raise ValueError("X and y are empty: need at least 2 samples to split")
 
-    if isinstance(test_size, (bool, np.bool_)) or not isinstance(
-        test_size, (int, float, np.integer, np.floating)
-    ):
-        raise ValueError(f"test_size must be a float in (0, 1) or an int, got {test_size!r}")
-    if isinstance(test_size, (float, np.floating)):
-        if not 0.0 < test_size < 1.0:
-            raise ValueError(f"test_size must be in (0, 1) when a float, got {test_size!r}")
+    test_size = check(test_size, "test_size", _TEST_SIZE, "train_test_split")
+    if isinstance(test_size, float):
         # round() first so that e.g. 0.3 * 10 = 3.0000000000000004 gives 3, not 4.
         n_test = math.ceil(round(float(test_size) * n, 9))
     else:
@@ -620,4 +658,4 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
         # Shuffle again so the sets are not grouped by class.
         test_idx = rng.permutation(np.concatenate(test_parts))
         train_idx = rng.permutation(np.concatenate(train_parts))
-    return X[train_idx], X[test_idx], y[train_idx], y[test_idx]
+    return Split(X[train_idx], X[test_idx], y[train_idx], y[test_idx])

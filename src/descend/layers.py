@@ -7,7 +7,7 @@ same kernels, so the per-layer path and ``fit`` compute the same numbers.
 import numpy as np
 
 from descend import _dense, activations, initializers
-from descend._validation import check_float, check_int, check_n_threads
+from descend._validation import check_bool, check_float, check_int, check_team_size
 from descend.regularizers import get as get_regularizer
 
 
@@ -55,9 +55,7 @@ class Dense:
                                   else "glorot_uniform")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"use_bias must be a bool, got {use_bias!r}")
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_regularizer = get_regularizer(kernel_regularizer, "kernel_regularizer")
         self.bias_regularizer = get_regularizer(bias_regularizer, "bias_regularizer")
         self.name = name
@@ -191,8 +189,7 @@ _CODES = frozenset(activations.ACTIVATIONS.values())
 def _check_team(n_threads):
     """The OpenMP team size the kernels get: an int in [1, MAX_THREADS] (else libgomp
     aborts the process)."""
-    check_int(n_threads, "n_threads", minimum=1)
-    check_n_threads(n_threads)
+    check_team_size(n_threads)
 
 
 def from_config(config):

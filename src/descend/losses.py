@@ -20,6 +20,7 @@ import abc
 import numpy as np
 
 from descend import _losses
+from descend._validation import error_message
 
 MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY = 0, 1, 2
 ALIASES = {"mse": "mean_squared_error",
@@ -242,6 +243,6 @@ def get(identifier):
         name = ALIASES.get(identifier, identifier)
         if name in _LOSSES:
             return _LOSSES[name]()
-        raise ValueError(f"loss must be one of {sorted(_LOSSES)} (or aliases "
-                         f"{sorted(ALIASES)}), got {identifier!r}")
-    raise TypeError(f"loss must be a str or a descend Loss, got {type(identifier).__name__}")
+    raise (ValueError if isinstance(identifier, str) else TypeError)(error_message(
+        "loss", f"one of {sorted(_LOSSES)} (or aliases {sorted(ALIASES)}) or a descend Loss",
+        identifier))

@@ -16,7 +16,7 @@ import abc
 import numpy as np
 
 from descend import _optim, schedules
-from descend._validation import check_float, check_int, check_n_threads
+from descend._validation import check_bool, check_float, check_team_size, error_message
 
 SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = 0, 1, 2, 3
 
@@ -64,8 +64,7 @@ class Optimizer(abc.ABC):
             self.schedule = schedules.get(learning_rate)
             self.learning_rate = float(self.schedule(0))
         self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
-        if not isinstance(decay_bias, (bool, np.bool_)):
-            raise TypeError(f"decay_bias must be a bool, got {decay_bias!r}")
+        decay_bias = check_bool(decay_bias, "decay_bias")
         self.decay_bias = bool(decay_bias)
         clip = {"clipnorm": clipnorm, "global_clipnorm": global_clipnorm,
                 "clipvalue": clipvalue}
@@ -239,8 +238,7 @@ class SGD(Optimizer):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
         self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
                                     max_inclusive=False)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+        nesterov = check_bool(nesterov, "nesterov")
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0, got momentum=0")
         self.nesterov = bool(nesterov)
@@ -335,8 +333,7 @@ class RMSprop(Optimizer):
         self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
                                     max_inclusive=False)
         self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
-        if not isinstance(centered, (bool, np.bool_)):
-            raise TypeError(f"centered must be a bool, got {centered!r}")
+        centered = check_bool(centered, "centered")
         self.centered = bool(centered)
 
     def active_state_names(self):
@@ -388,8 +385,7 @@ class Adam(Optimizer):
         self.beta_2 = check_float(beta_2, "beta_2", minimum=0.0, maximum=1.0,
                                   max_inclusive=False)
         self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
-        if not isinstance(amsgrad, (bool, np.bool_)):
-            raise TypeError(f"amsgrad must be a bool, got {amsgrad!r}")
+        amsgrad = check_bool(amsgrad, "amsgrad")
         self.amsgrad = bool(amsgrad)
 
     def active_state_names(self):
@@ -433,8 +429,7 @@ class AdamW(Adam):
 
 def _check_update(params, grads, decay_flags, n_threads):
     """(params, grads) as lists of matching arrays for apply_gradients, or raise."""
-    check_int(n_threads, "n_threads", minimum=1)
-    check_n_threads(n_threads)
+    check_team_size(n_threads)
     params, grads = list(params), list(grads)
     if len(grads) != len(params) or (decay_flags is not None
                                      and len(decay_flags) != len(params)):
@@ -469,10 +464,8 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _OPTIMIZERS:
         return _OPTIMIZERS[identifier.lower()]()
-    if isinstance(identifier, str):
-        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {identifier!r}")
-    raise TypeError(f"optimizer must be a str or a descend Optimizer, got "
-                    f"{type(identifier).__name__}")
+    raise (ValueError if isinstance(identifier, str) else TypeError)(error_message(
+        "optimizer", f"one of {sorted(_OPTIMIZERS)} or a descend Optimizer", identifier))
 
 
 def from_config(config):
