@@ -304,6 +304,19 @@ class EarlyStopping(Callback):
     monitor missing from the logs produces one warning per ``fit`` (listing
     the available keys) instead of one per epoch; such epochs are skipped and
     never stop training.  A NaN monitor value is never an improvement.
+
+    Examples
+    --------
+    >>> import descend as dn
+    >>> X, y = dn.datasets.load_digits()
+    >>> net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    >>> net = net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.5))
+    >>> stop = dn.callbacks.EarlyStopping(monitor="val_loss", min_delta=0.01, patience=1,
+    ...                                   restore_best_weights=True)
+    >>> history = net.fit(X, y, epochs=200, validation_split=0.25, callbacks=[stop],
+    ...                   verbose=0)
+    >>> len(history["loss"]) < 200 and stop.stopped_epoch == len(history["loss"]) - 1
+    True
     """
 
     _parameter_constraints = {
@@ -469,6 +482,19 @@ class ModelCheckpoint(Callback):
     no ``min_delta``, and a missing ``monitor`` with ``save_best_only``
     skips the save with a warning (here once per ``fit``).  Only whole-model
     saves are supported (no ``save_weights_only``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import descend as dn
+    >>> X, y = dn.datasets.load_digits()
+    >>> net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    >>> net = net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    >>> folder = tempfile.mkdtemp()
+    >>> save = dn.callbacks.ModelCheckpoint(os.path.join(folder, "digits-{epoch:02d}.npz"))
+    >>> history = net.fit(X, y, epochs=2, callbacks=[save], verbose=0)
+    >>> sorted(os.listdir(folder))
+    ['digits-01.npz', 'digits-02.npz']
     """
 
     _parameter_constraints = {
@@ -689,6 +715,16 @@ class LearningRateScheduler(Callback):
     the calling form is taken from the signature instead of by catching
     ``TypeError`` (which would hide errors raised inside the schedule), and
     results are checked for finiteness and sign.
+
+    Examples
+    --------
+    >>> import descend as dn
+    >>> X, y = dn.datasets.load_digits()
+    >>> net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    >>> net = net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
+    >>> halve = dn.callbacks.LearningRateScheduler(lambda epoch, lr: lr / 2 if epoch else lr)
+    >>> net.fit(X, y, epochs=3, callbacks=[halve], verbose=0)["learning_rate"]
+    [0.1, 0.05, 0.025]
     """
 
     _parameter_constraints = {
@@ -916,6 +952,23 @@ class CSVLogger(Callback):
     Unlike Keras, no empty ``val_*`` columns are added when the first epoch
     has no validation metrics, and keys that first appear after the first
     epoch are dropped with a single warning rather than silently.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import descend as dn
+    >>> X, y = dn.datasets.load_digits()
+    >>> net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    >>> net = net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    >>> history = net.fit(X, y, epochs=2, callbacks=[dn.callbacks.CSVLogger(path)],
+    ...                   verbose=0)
+    >>> with open(path) as f:
+    ...     rows = f.read().splitlines()
+    >>> rows[0]
+    'epoch,accuracy,learning_rate,loss,samples_per_second,seconds'
+    >>> [row.split(",")[0] for row in rows[1:]]
+    ['0', '1']
     """
 
     _parameter_constraints = {
@@ -1025,6 +1078,18 @@ class TerminateOnNaN(Callback):
     Follows Keras ``keras.callbacks.TerminateOnNaN``, which checks after each
     batch; here the epoch loss is checked as well since descend reports
     losses per epoch.
+
+    Examples
+    --------
+    >>> import descend as dn
+    >>> class Model:                       # what fit passes to set_model
+    ...     stop_training = False
+    >>> nan_stop = dn.callbacks.TerminateOnNaN(verbose=0)
+    >>> nan_stop.set_model(Model())
+    >>> nan_stop.on_epoch_end(0, {"loss": 0.5}); nan_stop.model.stop_training
+    False
+    >>> nan_stop.on_epoch_end(1, {"loss": float("nan")}); nan_stop.model.stop_training
+    True
     """
 
     _parameter_constraints = {"verbose": _VERBOSE}

@@ -72,6 +72,21 @@ class MeanSquaredError(Loss):
     """Mean squared error over samples and outputs (identity output).
 
     Targets: (n,) or (n, k) real numbers, k = number of outputs.
+
+    Examples
+    --------
+    Two samples, one output: mean of (1 - 0)^2 and (3 - 1)^2, and the
+    gradient 2 (o - t) / (n k):
+
+    >>> import numpy as np
+    >>> from descend import losses
+    >>> mse = losses.get("mean_squared_error")
+    >>> targets, _, _ = mse.encode(np.array([0.0, 1.0]), n_outputs=1, dtype=np.float64)
+    >>> loss, grad = mse.loss_and_gradient(np.array([[1.0], [3.0]]), targets, None)
+    >>> loss
+    2.5
+    >>> grad.ravel()
+    array([1., 2.])
     """
     code = MEAN_SQUARED_ERROR
     name = "mean_squared_error"
@@ -98,6 +113,19 @@ class BinaryCrossEntropy(Loss):
     Targets: (n,) labels with at most two distinct values (kept in classes_,
     the second one is the positive class; 0/1 and bools map to themselves),
     or (n, k) values in [0, 1] for k independent binary outputs.
+
+    Examples
+    --------
+    Logits 0 give probability 1/2: the loss is log 2 and the gradient
+    (sigmoid(o) - t) / (n k):
+
+    >>> import numpy as np
+    >>> from descend import losses
+    >>> bce = losses.get("binary_cross_entropy")
+    >>> targets, _, classes = bce.encode(np.array([0, 1]), n_outputs=1, dtype=np.float64)
+    >>> loss, grad = bce.loss_and_gradient(np.zeros((2, 1)), targets, None)
+    >>> round(loss, 6), grad.ravel()
+    (0.693147, array([ 0.25, -0.25]))
     """
     code = BINARY_CROSS_ENTROPY
     name = "binary_cross_entropy"
@@ -149,6 +177,24 @@ class SoftmaxCrossEntropy(Loss):
     Targets: integer class ids in [0, k), one-hot rows (n, k), or any labels
     (strings included): these are sorted into ``classes_`` (as
     ``numpy.unique``), which must then have exactly k entries.
+
+    Examples
+    --------
+    String labels become class ids; equal logits give log 2 per sample and
+    the gradient (softmax(o) - onehot(y)) / n:
+
+    >>> import numpy as np
+    >>> from descend import losses
+    >>> sce = losses.get("softmax_cross_entropy")
+    >>> _, labels, classes = sce.encode(np.array(["cat", "dog"]), n_outputs=2)
+    >>> classes.tolist(), labels.tolist()
+    (['cat', 'dog'], [0, 1])
+    >>> loss, grad = sce.loss_and_gradient(np.zeros((2, 2)), None, labels)
+    >>> round(loss, 6)
+    0.693147
+    >>> grad
+    array([[-0.25,  0.25],
+           [ 0.25, -0.25]])
     """
     code = SOFTMAX_CROSS_ENTROPY
     name = "softmax_cross_entropy"

@@ -230,6 +230,22 @@ class SGD(Optimizer):
     Robbins & Monro (1951); Polyak (1964), heavy-ball momentum; Sutskever,
     Martens, Dahl, Hinton (2013), "On the importance of initialization and
     momentum in deep learning", eq. (3)-(4) for Nesterov momentum in this form.
+
+    Examples
+    --------
+    Two updates of w = (1, 2) with the gradient g = (0.5, -1): the velocity
+    is g, then 0.9 g + g.
+
+    >>> import numpy as np
+    >>> from descend import optimizers
+    >>> w = np.array([1.0, 2.0])
+    >>> opt = optimizers.SGD(learning_rate=0.1, momentum=0.9)
+    >>> opt.apply_gradients([w], [np.array([0.5, -1.0])])
+    >>> w
+    array([0.95, 2.1 ])
+    >>> opt.apply_gradients([w], [np.array([0.5, -1.0])])
+    >>> w
+    array([0.855, 2.29 ])
     """
     kind = SGD_KIND
 
@@ -373,6 +389,18 @@ class Adam(Optimizer):
     ----------
     Kingma & Ba (2015), "Adam: A Method for Stochastic Optimization", ICLR,
     Algorithm 1.
+
+    Examples
+    --------
+    The first step moves every parameter by about learning_rate against the
+    sign of its gradient (the bias-corrected m / sqrt(v) is g / |g|):
+
+    >>> import numpy as np
+    >>> from descend import optimizers
+    >>> w = np.array([1.0, 2.0])
+    >>> optimizers.Adam(learning_rate=0.1).apply_gradients([w], [np.array([0.5, -1.0])])
+    >>> np.round(w, 6)
+    array([0.9, 2.1])
     """
     kind = ADAM_KIND
     decoupled = False
