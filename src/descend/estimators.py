@@ -709,7 +709,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     plus `dtype` and `n_threads`; see :class:`MLPClassifier` for their
     meaning and the module docstring for the objective's scaling.
     ``early_stopping`` monitors the validation R^2. Fitted attributes as
-    MLPClassifier's except classes_; out_activation_ is "identity".
+    MLPClassifier's except ``classes_``; ``out_activation_`` is "identity".
 
     Examples
     --------

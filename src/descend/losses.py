@@ -1,12 +1,12 @@
 """Losses, each fused with its output link (computed in ``_losses.pyx``).
 
-========================= ======== ============================================== ==========================
-name                      link     loss per sample (mean over the batch)          gradient w.r.t. the output
-========================= ======== ============================================== ==========================
-mean_squared_error        identity mean_j (o_j - t_j)^2                            2 (o - t) / k
-binary_cross_entropy      sigmoid  mean_j max(o_j,0) - o_j t_j + log1p(exp(-|o_j|)) (sigmoid(o) - t) / k
-softmax_cross_entropy     softmax  logsumexp(o) - o_y                              softmax(o) - onehot(y)
-========================= ======== ============================================== ==========================
+===================== ======== =================================================== ==========================
+name                  link     loss per sample (mean over the batch)               gradient w.r.t. the output
+===================== ======== =================================================== ==========================
+mean_squared_error    identity mean_j (o_j - t_j)^2                                2 (o - t) / k
+binary_cross_entropy  sigmoid  mean_j max(o_j,0) - o_j t_j + log1p(exp(-abs(o_j))) (sigmoid(o) - t) / k
+softmax_cross_entropy softmax  logsumexp(o) - o_y                                  softmax(o) - onehot(y)
+===================== ======== =================================================== ==========================
 
 ``o`` are the last layer's outputs (logits for the cross-entropies), k the
 number of outputs. The mean over the batch is then taken, so the gradient of
@@ -39,7 +39,7 @@ class Loss(abc.ABC):
 
     @abc.abstractmethod
     def encode(self, y, n_outputs, classes=None, dtype=np.float32, name="y"):
-        """(targets (n, k) array or None, labels (n,) int32 or None, classes_)."""
+        """(targets (n, k) array or None, labels (n,) int32 or None, ``classes_``)."""
 
     def grad_scale(self, n, k):
         """1 / number of averaged terms, so the kernel returns d(mean loss)."""
@@ -110,7 +110,7 @@ class MeanSquaredError(Loss):
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy from logits (sigmoid link), per output.
 
-    Targets: (n,) labels with at most two distinct values (kept in classes_,
+    Targets: (n,) labels with at most two distinct values (kept in ``classes_``,
     the second one is the positive class; 0/1 and bools map to themselves),
     or (n, k) values in [0, 1] for k independent binary outputs.
 

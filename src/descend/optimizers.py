@@ -393,7 +393,7 @@ class Adam(Optimizer):
     Examples
     --------
     The first step moves every parameter by about learning_rate against the
-    sign of its gradient (the bias-corrected m / sqrt(v) is g / |g|):
+    sign of its gradient (the bias-corrected ``m / sqrt(v)`` is ``g / |g|``):
 
     >>> import numpy as np
     >>> from descend import optimizers
