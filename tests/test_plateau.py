@@ -254,3 +254,22 @@ def test_callback_warns_when_the_monitor_is_absent():
     with pytest.warns(RuntimeWarning, match="val_loss"):
         cut.on_epoch_end(0, {"loss": 1.0})
     assert model.optimizer.learning_rate == 1.0
+
+
+def test_fit_warns_when_the_schedule_monitor_is_absent():
+    X, y = _data()
+    net = _net(schedules.ReduceLROnPlateau(0.1, monitor="val_loss", factor=0.5, patience=1))
+    with pytest.warns(RuntimeWarning, match=r"schedules.ReduceLROnPlateau is conditioned on "
+                                            r"`val_loss`.*Available keys: .*loss"):
+        history = net.fit(X, y, epochs=3, batch_size=16)      # no validation data
+    assert history["learning_rate"] == [0.1, 0.1, 0.1]
+
+
+def test_fit_steps_the_schedule_with_its_monitor():
+    X, y = _data()
+    net = _net(schedules.ReduceLROnPlateau(0.1, monitor="val_loss", factor=0.5, patience=1,
+                                           min_delta=1e9))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        history = net.fit(X, y, epochs=3, batch_size=16, validation_data=(X, y))
+    assert history["learning_rate"] == pytest.approx([0.1, 0.1, 0.05])

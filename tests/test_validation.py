@@ -134,7 +134,16 @@ BOOL_ARGUMENTS = [
     ("save_best_only", lambda value: dn.callbacks.ModelCheckpoint("m.npz",
                                                                   save_best_only=value)),
     ("append", lambda value: dn.callbacks.CSVLogger("log.csv", append=value)),
+    ("shuffle", lambda value: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1], shuffle=value,
+                                              verbose=0)),
+    ("gradient_norms", lambda value: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1],
+                                                     gradient_norms=value, verbose=0)),
 ]
+
+
+def _compiled():
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)
+    return net.compile(loss="softmax_cross_entropy", optimizer="sgd")
 
 
 @pytest.mark.parametrize("name, make", BOOL_ARGUMENTS, ids=[b[0] for b in BOOL_ARGUMENTS])
@@ -189,6 +198,15 @@ def test_every_dtype_argument_follows_one_rule(where, make, bad, error):
     (lambda: dn.callbacks.LearningRateScheduler(3), TypeError,
      "LearningRateScheduler: schedule must be a callable, got 3 (int)"),
     (lambda: dn.Dense(0), ValueError, "units must be an int >= 1, got 0 (int)"),
+    (lambda: dn.Sequential([dn.Dense(2), "relu"]), TypeError,
+     "layer must be a Dense or a Dropout, got 'relu' (str)"),
+    (lambda: dn.Sequential([dn.Dense(2)], seed=-1), ValueError,
+     "seed must be None, an int >= 0 or a Generator, got -1 (int)"),
+    (lambda: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1], verbose=3), ValueError,
+     "verbose must be a bool or one of 0, 1, 2, got 3 (int)"),
+    (lambda: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1], callbacks=[3]), TypeError,
+     "callbacks[0] must be a descend Callback (or an object with on_epoch_end etc.), "
+     "got 3 (int)"),
     (lambda: dn.optimizers.SGD(momentum=1.0), ValueError,
      "momentum must be a finite float in [0, 1), got 1.0 (float)"),
     (lambda: dn.optimizers.get("sgdd"), ValueError,
