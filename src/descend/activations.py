@@ -28,6 +28,8 @@ GELU(x) = x Phi(x); PyTorch's ``approximate='none'``. Clevert et al. (2016),
 Maas et al. (2013), leaky ReLU.
 """
 
+from descend._validation import Options, check
+
 ACTIVATIONS = {
     "identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3,
     "leaky_relu": 4, "elu": 5, "softplus": 6, "gelu": 7,
@@ -41,9 +43,8 @@ RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu")
 
 
 def canonical_name(activation):
-    """The canonical activation name, or a ValueError naming the choices."""
-    name = ALIASES.get(activation, activation)
-    if name == "softmax" or name in ACTIVATIONS:
-        return name
-    valid = sorted(ACTIVATIONS) + ["softmax", "linear", "None"]
-    raise ValueError(f"activation must be one of {valid}, got {activation!r}")
+    """The canonical activation name; ValueError (an unknown name) or TypeError
+    (not a str) naming the choices."""
+    names = sorted(ACTIVATIONS) + ["softmax", "linear"]
+    name = check(activation, "activation", [Options(*names), None])
+    return ALIASES.get(name, name)

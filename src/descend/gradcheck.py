@@ -6,7 +6,7 @@ the two is the standard test that a backward pass is right.
 """
 import numpy as np
 
-from descend._validation import check_float
+from descend._validation import InstanceOf, check, check_float
 
 
 def numerical_gradients(net, X, y, eps=1e-5, training=False, seed=0):
@@ -98,8 +98,7 @@ def check_gradients(net, X, y, eps=1e-5, training=False, seed=0):
 
 def _check_net(net):
     from descend.model import Sequential
-    if not isinstance(net, Sequential):
-        raise TypeError(f"net must be a descend Sequential, got {type(net).__name__}")
+    check(net, "net", [InstanceOf(Sequential, description="a descend Sequential")])
 
 
 def _as_float64(net):

@@ -37,6 +37,8 @@ import zipfile
 
 import numpy as np
 
+from descend._validation import check
+
 FORMAT_VERSION = 1
 _FORMAT_NAME = "descend.Sequential"
 # Bit generators a file may name (looked up in this table, never by getattr).
@@ -49,12 +51,7 @@ _CLASSES_KINDS = "biufUS"
 def _check_path(path, name="path"):
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
-    if not path:
-        raise ValueError(f"{name} must not be empty")
-    return path
+    return check(path, name, ["path"])
 
 
 def _json_default(obj):

@@ -883,10 +883,9 @@ def get(identifier):
     # not a learning rate.
     if callable(identifier) and not isinstance(identifier, type):
         return LambdaSchedule(identifier)
-    raise TypeError(
-        "identifier must be a learning rate (float), a LearningRateSchedule, a config "
-        f"dict or a callable epoch -> lr, got {type(identifier).__name__} {identifier!r}"
-    )
+    raise TypeError(error_message(
+        "identifier", "a learning rate (float), a LearningRateSchedule, a config dict or a "
+        "callable epoch -> lr", identifier))
 
 
 def serialize(schedule):
@@ -897,9 +896,5 @@ def serialize(schedule):
     TypeError
         If ``schedule`` is not a :class:`LearningRateSchedule`.
     """
-    if not isinstance(schedule, LearningRateSchedule):
-        raise TypeError(
-            f"schedule must be a LearningRateSchedule, got {type(schedule).__name__} "
-            f"{schedule!r}"
-        )
+    check(schedule, "schedule", [LearningRateSchedule])
     return schedule.get_config()
