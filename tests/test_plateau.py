@@ -273,3 +273,14 @@ def test_fit_steps_the_schedule_with_its_monitor():
         warnings.simplefilter("error", RuntimeWarning)
         history = net.fit(X, y, epochs=3, batch_size=16, validation_data=(X, y))
     assert history["learning_rate"] == pytest.approx([0.1, 0.1, 0.05])
+
+
+@pytest.mark.parametrize("make", [lambda: callbacks.ReduceLROnPlateau(patience=5),
+                                  lambda: schedules.ReduceLROnPlateau(1.0, patience=5)])
+def test_front_end_attributes_are_the_rule_itself(make):
+    front = make()
+    front.patience = 1                      # as a Keras user may set it
+    assert front._rule.patience == 1
+    front.monitor = "val_accuracy"
+    assert front.monitor_mode == "max" and front._rule.monitor_mode == "max"
+    assert front.best == -math.inf or front.best == math.inf

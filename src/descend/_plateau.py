@@ -83,9 +83,16 @@ class PlateauRule:
         values = validate(PARAMETER_CONSTRAINTS, {
             "monitor": monitor, "factor": factor, "patience": patience, "mode": mode,
             "min_delta": min_delta, "cooldown": cooldown, "min_lr": min_lr}, owner)
-        self.__dict__.update(values)
-        self.monitor_mode = resolve_mode(self.mode, self.monitor)
+        self.monitor, self.factor, self.patience = (values["monitor"], values["factor"],
+                                                    values["patience"])
+        self.mode, self.min_delta = values["mode"], values["min_delta"]
+        self.cooldown, self.min_lr = values["cooldown"], values["min_lr"]
         self.reset()
+
+    @property
+    def monitor_mode(self):
+        """"min" or "max", resolved from ``mode`` and ``monitor``."""
+        return resolve_mode(self.mode, self.monitor)
 
     def reset(self):
         """Forget the history (best, wait, cooldown)."""
@@ -125,6 +132,25 @@ class PlateauRule:
 
     def state_dict(self):
         return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+
+
+# what a front-end exposes of its rule, as its own attributes (Keras' names)
+RULE_ATTRIBUTES = tuple(PARAMETER_CONSTRAINTS) + ("best", "wait", "cooldown_counter")
+
+
+def delegate_to_rule(cls):
+    """Class decorator: each of RULE_ATTRIBUTES (and ``monitor_mode``, read-only)
+    becomes a property reading and writing ``self._rule``, so the front-end
+    and its rule never disagree."""
+    def attribute(name):
+        return property(lambda self: getattr(self._rule, name),
+                        lambda self, value: setattr(self._rule, name, value),
+                        doc=f"The plateau rule's ``{name}``.")
+    for name in RULE_ATTRIBUTES:
+        setattr(cls, name, attribute(name))
+    cls.monitor_mode = property(lambda self: self._rule.monitor_mode,
+                                doc='"min" or "max", resolved from mode and monitor.')
+    return cls
 
 
 def missing_monitor_message(who, monitor, logs):

@@ -36,7 +36,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from descend._plateau import (PARAMETER_CONSTRAINTS as _PLATEAU_CONSTRAINTS, PlateauRule,
-                              missing_monitor_message, resolve_mode)
+                              delegate_to_rule, missing_monitor_message, resolve_mode)
 from descend._validation import Constraint, Interval, Options, check, error_message, validate
 
 __all__ = [
@@ -770,6 +770,7 @@ class LearningRateScheduler(Callback):
 # ReduceLROnPlateau
 # ---------------------------------------------------------------------------
 
+@delegate_to_rule
 class ReduceLROnPlateau(Callback):
     """Reduce the learning rate when a monitored quantity stops improving.
 
@@ -863,15 +864,7 @@ class ReduceLROnPlateau(Callback):
         self.verbose = int(check(verbose, "verbose", _VERBOSE, "ReduceLROnPlateau"))
         self._rule = PlateauRule("ReduceLROnPlateau", monitor, factor, patience, mode,
                                  min_delta, cooldown, min_lr)
-        for name in _PLATEAU_CONSTRAINTS:
-            setattr(self, name, getattr(self._rule, name))
-        self.monitor_mode = self._rule.monitor_mode
         self._warned_missing = False
-
-    # the rule's live state, read as attributes (Keras names)
-    best = property(lambda self: self._rule.best)
-    wait = property(lambda self: self._rule.wait)
-    cooldown_counter = property(lambda self: self._rule.cooldown_counter)
 
     def _reset(self):
         self._rule.reset()

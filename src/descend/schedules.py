@@ -33,8 +33,7 @@ import numbers
 import warnings
 from numbers import Integral, Real
 
-from descend._plateau import PARAMETER_CONSTRAINTS as PLATEAU_CONSTRAINTS
-from descend._plateau import PlateauRule, missing_monitor_message
+from descend._plateau import PlateauRule, delegate_to_rule, missing_monitor_message
 from descend._validation import Interval, check, error_message, validate
 
 __all__ = [
@@ -567,6 +566,7 @@ class LinearWarmup(LearningRateSchedule):
 # --------------------------------------------------------------------------
 # stateful schedule
 # --------------------------------------------------------------------------
+@delegate_to_rule
 class ReduceLROnPlateau(LearningRateSchedule):
     """Reduce the rate when a monitored metric stops improving.
 
@@ -668,13 +668,10 @@ class ReduceLROnPlateau(LearningRateSchedule):
                                            owner)
         self._rule = PlateauRule(owner, monitor, factor, patience, mode, min_delta, cooldown,
                                  min_lr)
-        for key in PLATEAU_CONSTRAINTS:
-            setattr(self, key, getattr(self._rule, key))
         if self.min_lr > self.initial_learning_rate:
             raise ValueError(error_message(
                 "min_lr", f"<= initial_learning_rate ({self.initial_learning_rate!r})",
                 self.min_lr, owner))
-        self._maximize = self._rule.monitor_mode == "max"
         self.reset()
 
     def reset(self):
@@ -682,11 +679,6 @@ class ReduceLROnPlateau(LearningRateSchedule):
         self.learning_rate = self.initial_learning_rate
         self._rule.reset()
         self._warned_missing = False
-
-    # the rule's state, under the names of state_dict()
-    best = property(lambda self: self._rule.best)
-    wait = property(lambda self: self._rule.wait)
-    cooldown_counter = property(lambda self: self._rule.cooldown_counter)
 
     def step(self, metric_value):
         """Record the monitored value of the epoch that just finished.
@@ -788,9 +780,9 @@ class ReduceLROnPlateau(LearningRateSchedule):
         values = validate(self._STATE_CONSTRAINTS,
                           {f"state[{key!r}]": state[key] for key in self._STATE_KEYS})
         self.learning_rate = values["state['learning_rate']"]
-        self._rule.best = values["state['best']"]
-        self._rule.wait = values["state['wait']"]
-        self._rule.cooldown_counter = values["state['cooldown_counter']"]
+        self.best = values["state['best']"]
+        self.wait = values["state['wait']"]
+        self.cooldown_counter = values["state['cooldown_counter']"]
 
 
 # --------------------------------------------------------------------------
