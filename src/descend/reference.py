@@ -16,7 +16,7 @@ import numpy as np
 from descend import _threads
 from descend._dense import dropout_py, dropout_seed_py
 from descend._optim import add_penalty_gradient_py, soft_threshold_py
-from descend._validation import Interval, check, check_bool, check_int
+from descend._validation import Interval, check, check_bool
 from descend.training import DivergenceError
 
 

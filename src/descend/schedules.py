@@ -60,11 +60,6 @@ def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _check_real(name, value):
-    """Return ``value`` as a finite Python float, or raise naming ``name``."""
-    return check(value, name, [Interval(Real)])
-
-
 def _check_positive(name, value):
     """Return ``value`` as a finite float > 0, or raise naming ``name``."""
     return check(value, name, [Interval(Real, 0, None, closed="neither")])
