@@ -21,7 +21,9 @@ finishes the current epoch, then calls ``on_train_end``.
 The callbacks follow Keras (``keras.callbacks``, Keras 3) semantics unless a
 class docstring says otherwise, so code and intuition carry over.
 
-This module depends only on NumPy and the standard library.
+This module depends only on NumPy, the standard library and two pure-Python
+helpers: ``descend._validation`` (argument checks) and ``descend._plateau``
+(the reduce-on-plateau rule it shares with ``descend.schedules``).
 """
 
 import csv
