@@ -12,8 +12,9 @@ Three datasets are available:
 
 :func:`train_test_split` splits arrays reproducibly, optionally stratified.
 
-This module imports only NumPy and the standard library on purpose: loading
-data must not depend on the compiled kernels being built.
+This module imports only NumPy, the standard library and the pure-Python
+``descend._validation`` on purpose: loading data must not depend on the
+compiled kernels being built.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from descend._validation import Interval, check, check_dtype
+from descend._validation import Interval, check, validate_params
 
 __all__ = [
     "BREAST_CANCER_CLASS_NAMES",
@@ -102,14 +103,6 @@ class DatasetNotFoundError(FileNotFoundError):
 # helpers
 # ---------------------------------------------------------------------------
 
-def _check_dtype(dtype):
-    """Return ``dtype`` as a NumPy float32 or float64 dtype, or raise.
-
-    None is a TypeError: np.dtype(None) would silently mean float64.
-    """
-    return check_dtype(dtype)
-
-
 class _FloatFraction(Interval):
     """A float (not an int) in (0, 1): the fraction form of test_size."""
 
@@ -153,6 +146,7 @@ def _bundled(name):
 # bundled datasets
 # ---------------------------------------------------------------------------
 
+@validate_params({"return_X_y": ["boolean"], "dtype": ["dtype"]})
 def load_digits(return_X_y=True, dtype="float32"):
     """Load the UCI optical recognition of handwritten digits (test set).
 
@@ -189,7 +183,6 @@ def load_digits(return_X_y=True, dtype="float32"):
     UCI Machine Learning Repository, 1998 (CC BY 4.0).
     https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits
     """
-    dtype = _check_dtype(dtype)
     with _bundled("digits.csv.gz").open("rb") as raw, gzip.open(raw, "rt") as text:
         table = np.loadtxt(text, delimiter=",", dtype=np.int64, ndmin=2)
     if table.shape[1] != 65:
@@ -209,6 +202,7 @@ def load_digits(return_X_y=True, dtype="float32"):
     }
 
 
+@validate_params({"dtype": ["dtype"], "standardize": ["boolean"], "return_names": ["boolean"]})
 def load_breast_cancer(dtype="float32", standardize=False, return_names=False):
     """Load the UCI Breast Cancer Wisconsin (Diagnostic) dataset.
 
@@ -252,7 +246,6 @@ def load_breast_cancer(dtype="float32", standardize=False, return_names=False):
     (Diagnostic)", UCI Machine Learning Repository, 1995 (CC BY 4.0).
     https://archive.ics.uci.edu/dataset/17/breast+cancer+wisconsin+diagnostic
     """
-    dtype = _check_dtype(dtype)
     with _bundled("breast_cancer.csv").open("r", encoding="ascii") as f:
         # Header: "<n_samples>,<n_features>,<name of class 0>,<name of class 1>".
         header = f.readline().strip().split(",")
@@ -452,6 +445,8 @@ def _parse_idx(data, name, magic):
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
+@validate_params({"download": ["boolean"], "dtype": ["dtype"],
+                  "timeout": [Interval(Real, 0, None, closed="neither")]})
 def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, timeout=60.0):
     """Load the MNIST database of handwritten digits.
 
@@ -513,7 +508,6 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     "Gradient-based learning applied to document recognition", Proc. IEEE
     86(11), 1998.
     """
-    dtype = _check_dtype(dtype)
     directory = get_mnist_dir(data_home)
     mirrors = MIRRORS if mirrors is None else tuple(mirrors)
 
