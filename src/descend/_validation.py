@@ -117,9 +117,10 @@ class Interval(Constraint):
                              f"got {closed!r}")
         self.kind, self.low, self.high, self.closed = kind, low, high, closed
         self.finite = finite
-        self.description = self._describe()
 
-    def _describe(self):
+    @property
+    def description(self):
+        # built only for a message: checks on hot paths construct Intervals
         low, high = _number(self.low), _number(self.high)
         noun = "an int" if self.kind is Integral else (
             "a finite float" if self.finite else "a float")
@@ -254,9 +255,8 @@ _NONE = _NoneConstraint()
 _CALLABLE = _Callable()
 
 
-def _n_threads_constraints():
-    # negative counts keep their meaning: all usable cores but |n| - 1
-    return [Interval(Integral, 1, MAX_THREADS), Interval(Integral, None, -1)]
+# negative counts keep their meaning: all usable cores but |n| - 1
+_N_THREADS = [Interval(Integral, 1, MAX_THREADS), Interval(Integral, None, -1)]
 
 
 def make_constraint(spec):
@@ -277,8 +277,10 @@ def make_constraint(spec):
 def _constraints(specs):
     constraints = []
     for spec in specs:
-        if spec == "n_threads":
-            constraints.extend(_n_threads_constraints())
+        if isinstance(spec, Constraint):
+            constraints.append(spec)
+        elif spec == "n_threads":
+            constraints.extend(_N_THREADS)
         else:
             constraints.append(make_constraint(spec))
     return constraints
@@ -428,10 +430,13 @@ def check_n_threads(n_threads, name="n_threads", owner=None):
     return check(n_threads, name, ["n_threads", None], owner)
 
 
+_TEAM_SIZE = [Interval(Integral, 1, MAX_THREADS)]
+
+
 def check_team_size(n_threads, name="n_threads", owner=None):
     """The OpenMP team size a kernel gets: an int in [1, MAX_THREADS] (more
     makes libgomp abort the process)."""
-    return check(n_threads, name, [Interval(Integral, 1, MAX_THREADS)], owner)
+    return check(n_threads, name, _TEAM_SIZE, owner)
 
 
 def check_X(X, dtype, name="X", n_features=None):
