@@ -48,6 +48,7 @@ import zipfile
 import numpy as np
 
 from descend import losses, optimizers
+from descend._validation import check
 from descend.model import Sequential
 
 FORMAT_VERSION = 2
@@ -59,12 +60,7 @@ _CLASSES_KINDS = "biufUS"
 def _check_path(path, name="path"):
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
-    if not path:
-        raise ValueError(f"{name} must not be empty")
-    return path
+    return check(path, name, ["path"])
 
 
 def _json_default(obj):
@@ -376,6 +372,9 @@ class _Reader:
                 raise self.error("the config's 'optimizer_state' must be an object")
             optimizer = {"iterations": saved.get("iterations"),
                          "learning_rate": saved.get("learning_rate"),
+                         # absent from files written before ReduceLROnPlateau composed
+                         # with schedules
+                         "learning_rate_scale": saved.get("learning_rate_scale", 1.0),
                          "schedule": config["schedule_state"],
                          "state": self.version_1_optimizer_arrays(saved.get("n_arrays"),
                                                                   net, names)}
