@@ -194,3 +194,16 @@ def test_saved_files_name_their_entries(tmp_path):
     assert "optimizer/state/layers.3.bias.velocity" in files
     loaded = dn.load(path)
     np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+
+
+def test_learning_rate_scale_is_part_of_the_optimizer_state(tmp_path):
+    net, X, _ = trained(dn.optimizers.Adam(dn.schedules.ExponentialDecay(0.01, decay_rate=0.5)))
+    net.optimizer.learning_rate_scale = 0.25        # as callbacks.ReduceLROnPlateau cuts
+    assert net.optimizer.state_dict()["learning_rate_scale"] == 0.25
+    loaded = dn.load(net.save(str(tmp_path / "m.npz")))
+    assert loaded.optimizer.learning_rate_scale == 0.25
+    state = net.state_dict()
+    state["optimizer"]["learning_rate_scale"] = 0.0
+    with pytest.raises(ValueError, match="learning_rate_scale"):
+        loaded.load_state_dict(state)
+    assert loaded.optimizer.learning_rate_scale == 0.25
