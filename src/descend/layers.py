@@ -110,8 +110,14 @@ class Dense:
         return cls(**config)
 
     # -- per-layer path (same kernels as the fused loop) ---------------------
-    def forward(self, x, activation_code, n_threads=1):
-        """a = act(x W + b) for x (n, n_in); caches x, z, a for backward."""
+    def forward(self, x, activation_code, n_threads=1, keep_for_backward=True):
+        """a = act(x W + b) for x (n, n_in).
+
+        With `keep_for_backward`, x, z and a stay cached for one ``backward``
+        call, which releases them; inference passes False so that no
+        reference to the caller's data (or its converted copy) outlives the
+        call.
+        """
         if activation_code not in _CODES:
             raise ValueError(f"activation_code must be one of {sorted(_CODES)} (see "
                              f"descend.activations.ACTIVATIONS), got {activation_code!r}")
@@ -120,7 +126,7 @@ class Dense:
         a = z if activation_code == 0 else np.empty_like(z)
         _dense.dense_forward_py(x, self.kernel, self.bias, z, a, activation_code,
                                 self.alpha, n_threads)
-        self._cache = (x, z, a, activation_code)
+        self._cache = (x, z, a, activation_code) if keep_for_backward else None
         return a
 
     def backward(self, grad_output, need_input_grad, n_threads=1):
@@ -129,6 +135,7 @@ class Dense:
             raise RuntimeError("Dense.backward needs the cache of a forward call first")
         _check_team(n_threads)
         x, z, a, code = self._cache
+        self._cache = None      # one backward per forward: nothing outlives it
         dz = np.array(grad_output, dtype=x.dtype, order="C", copy=True)
         dkernel = np.empty_like(self.kernel)
         dbias = np.empty_like(self.bias) if self.use_bias else None
