@@ -204,9 +204,9 @@ def _write_durably(path, write):
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(tmp, flags, 0o666)
     try:
-        if mode is not None and hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -306,13 +306,19 @@ def load(path):
     ------
     FileNotFoundError
         No file at `path`.
+    OSError
+        Other problems of the file system (PermissionError, I/O errors).
     TypeError
         `path` is not a path.
     ValueError
-        The file is not a descend model: not an ``.npz`` archive, truncated
-        or corrupt, holding pickled objects, lacking an entry, of an
-        unknown format version, or with inconsistent contents. The message
-        names the problem and the path.
+        The file is not a descend model: not a regular file (a directory,
+        named pipe or device: refused without reading), not an ``.npz``
+        archive, truncated or corrupt (a damaged ``.npy`` header, a failed
+        checksum), holding pickled objects, lacking an entry or holding an
+        unknown one, of an unknown format version, or with contents that do
+        not match the config's architecture (checked from the headers,
+        before any data is read). The message names the problem and the
+        path once.
     """
     path = _check_path(path)
     with _open_regular_file(path) as f:

@@ -88,24 +88,7 @@ def run(cfg):
     if skipped:
         table.notes.append("skipped: " + "; ".join(skipped))
 
-    def plot(fig):
-        ax1, ax2 = fig.subplots(1, 2)
-        for dataset, runs in curves.items():
-            acc = np.array([r.test_accuracy for r in runs if len(r.test_accuracy)
-                            == len(runs[0].test_accuracy)])
-            epochs = np.arange(1, acc.shape[1] + 1)
-            ax1.plot(epochs, acc.mean(0), "o-", ms=3, label=dataset)
-            ax1.fill_between(epochs, acc.min(0), acc.max(0), alpha=0.2)
-            loss = np.array([r.train_loss for r in runs if len(r.train_loss)
-                             == len(runs[0].train_loss)])
-            ax2.plot(epochs, loss.mean(0), "o-", ms=3, label=dataset)
-        ax1.set_xlabel("epoch")
-        ax1.set_ylabel("test accuracy (mean, min-max band)")
-        ax1.set_ylim(0.85, 1.0)
-        ax1.legend(fontsize=8)
-        ax2.set_yscale("log")
-        ax2.set_xlabel("epoch")
-        ax2.set_ylabel("training loss")
+    plot = _plotter(curves)
 
     return Result(
         name=NAME, title=TITLE, datasets="digits, mnist, breast_cancer, newsgroups, creditcard",
@@ -125,6 +108,30 @@ def run(cfg):
                "epochs to target: first epoch whose test accuracy reaches 0.95; seconds / "
                "epoch: median of fit's epoch times"],
         tables=[table] + ([fraud_table] if fraud_table.rows else []), plot=plot, data=raw)
+
+
+def _plotter(curves):
+    """The figure: test accuracy and training loss per epoch of each domain."""
+    def plot(fig):
+        ax1, ax2 = fig.subplots(1, 2)
+        for dataset, runs in curves.items():
+            acc = np.array([r.test_accuracy for r in runs if len(r.test_accuracy)
+                            == len(runs[0].test_accuracy)])
+            epochs = np.arange(1, acc.shape[1] + 1)
+            ax1.plot(epochs, acc.mean(0), "o-", ms=3, label=dataset)
+            ax1.fill_between(epochs, acc.min(0), acc.max(0), alpha=0.2)
+            loss = np.array([r.train_loss for r in runs if len(r.train_loss)
+                             == len(runs[0].train_loss)])
+            ax2.plot(epochs, loss.mean(0), "o-", ms=3, label=dataset)
+        ax1.set_xlabel("epoch")
+        ax1.set_ylabel("test accuracy (mean, min-max band)")
+        ax1.set_ylim(0.85, 1.0)
+        ax1.legend(fontsize=8)
+        ax2.set_yscale("log")
+        ax2.set_xlabel("epoch")
+        ax2.set_ylabel("training loss")
+
+    return plot
 
 
 def _text_and_fraud_rows(cfg, table, fraud_table, curves, raw, skipped):
