@@ -135,8 +135,8 @@ class _BlasLimit:
     def libraries(cls):
         if not _controller:
             # scanning the loaded libraries is the slow part: do it once
-            _controller.append(ThreadpoolController())
-        return _controller[0].select(user_api="blas").lib_controllers
+            _controller.append(ThreadpoolController().select(user_api="blas").lib_controllers)
+        return _controller[0]
 
     @classmethod
     def enter(cls, n):
