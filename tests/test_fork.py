@@ -23,7 +23,7 @@ JOB = """
 import os, sys, warnings
 import numpy as np
 import descend as dn
-from descend._threads import ForkedAfterThreadsWarning
+from descend import ForkedAfterThreadsWarning
 
 def job(seed=0):
     rng = np.random.default_rng(seed)
