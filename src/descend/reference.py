@@ -9,13 +9,14 @@ from Python. It is the reference that the fused epoch loop
 needs the gradients themselves (gradient checking, L-BFGS).
 """
 import math
+from numbers import Integral
 
 import numpy as np
 
 from descend import _threads
 from descend._dense import dropout_py, dropout_seed_py
 from descend._optim import add_penalty_gradient_py, soft_threshold_py
-from descend._validation import check_int
+from descend._validation import Interval, check, check_bool
 from descend.training import DivergenceError
 
 
@@ -146,11 +147,8 @@ def train_on_batch(net, X, y, seed=0):
 
 def check_dropout_args(training, seed):
     """TypeError/ValueError naming `training` (a bool) or `seed` (an int in [0, 2**64))."""
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool, got {training!r}")
-    seed = check_int(seed, "seed", minimum=0)
-    if seed >= 2**64:
-        raise ValueError(f"seed must be < 2**64 (a dropout-mask seed), got {seed}")
+    check_bool(training, "training")
+    seed = check(seed, "seed", [Interval(Integral, 0, 2**64 - 1)])   # a dropout-mask seed
 
 
 def _dropout(x, rate, seed, n_threads):
