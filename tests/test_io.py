@@ -449,7 +449,7 @@ def test_unknown_format_versions_are_refused(saved, version):
     (lambda a: a.update({"optimizer/state/layers.0.kernel.exp_avg_sq":
                          a["optimizer/state/layers.0.kernel.exp_avg_sq"][:2]}), "shape"),
     (lambda a: a.update({"parameters/layers.3.kernel": a["parameters/layers.2.kernel"]}),
-     "entries its config does not name"),
+     "unknown entries"),
     (lambda a: a.update(config=np.array(b"{}")), "0-d unicode"),
     (lambda a: a.update(config=np.array("{not json")), "JSON"),
     (lambda a: a.update(config=np.array("[1, 2]")), "JSON object"),

@@ -38,12 +38,38 @@ Loading never executes code from the file: arrays are read with
 in descend's registries by name. Every problem with a file (not an npz
 archive, truncated, pickled objects, a missing or unexpected entry, an
 unknown format version, inconsistent shapes) is a ValueError naming the
-problem and the path.
+problem and the path once; problems of the file system (permissions, I/O)
+are OSErrors.
+
+Loading reads each entry's ``.npy`` header (shape, dtype) from the zip
+member before any data: every header must agree with the size the zip
+directory declares for the member, and with the shapes the config's
+architecture needs, before anything of that size is allocated or
+decompressed. A member may not claim to expand more than 1100-fold (beyond
+deflate's limit of about 1032), and the config entry is at most 64 MiB. So
+a malformed file costs at most a few MB beyond the model it describes.
+Only regular files are opened (never blocking on a named pipe or device).
+
+Saving writes a temporary file beside the target, named
+``.<name>.descend-save-<host>-<pid>-<random>.tmp``, flushes it to disk
+(fsync), renames it over the target and flushes the directory, so that once
+``save`` returns the model survives a crash or power loss, and an
+interrupted save leaves the previous file intact. The new file gets the
+permissions ``open(path, "w")`` would give (the umask applies; an
+overwritten file keeps its mode). A process killed during a save (kill -9)
+leaves its temporary file behind; the next save to the same directory
+removes those of processes of this host that no longer run.
 """
 import json
+import math
 import os
-import tempfile
+import secrets
+import socket
+import stat
+import struct
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -55,6 +81,9 @@ FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
 _FORMAT_NAME = "descend.Sequential"
 _CLASSES_KINDS = "biufUS"
+# Entries other than parameters and optimizer state (classes_, arrays of the
+# random generator's state): bounded, so a config cannot make load allocate more.
+_MAX_OTHER_ENTRY_BYTES = 16 * 2**20
 
 
 def _check_path(path, name="path"):
@@ -79,8 +108,9 @@ def _json_default(obj):
 def save(model, path):
     """Save a built Sequential network to `path` (one ``.npz`` file).
 
-    The file is written to a temporary name in the same directory and then
-    renamed, so an interrupted save never leaves a truncated model behind.
+    The file is written to a temporary name in the same directory, flushed
+    to disk and renamed (see the module docstring): an interrupted save
+    never leaves a truncated model behind.
 
     Parameters
     ----------
@@ -132,17 +162,95 @@ def save(model, path):
                          "another Python callable cannot be stored in a model file") from None
     arrays["config"] = np.array(text)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".descend-", suffix=".tmp", dir=directory)
+    _write_durably(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+_TMP_TAG = ".descend-save-"
+
+
+def _write_durably(path, write):
+    """Write a file through `write(fileobject)` atomically and durably.
+
+    A temporary file in the target's directory, fsync, rename over the
+    target, fsync of the directory. Permissions as ``open(path, "wb")``
+    would give: 0o666 minus the umask for a new file, the old mode when
+    overwriting. A symbolic link is written through, as open() would.
+    """
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    directory, name = os.path.split(os.path.abspath(target))
+    _remove_stale_temporaries(directory, name)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    tmp = os.path.join(directory, f".{name}{_TMP_TAG}{_host_tag()}-{os.getpid()}-"
+                                  f"{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return path
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make a rename in `directory` durable (POSIX; Windows has no directory fsync)."""
+    if os.name == "nt":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:     # some file systems (e.g. some network mounts) refuse it
+        pass
+    finally:
+        os.close(fd)
+
+
+def _host_tag():
+    """This host's name, kept to characters that are safe in a file name."""
+    return "".join(c for c in socket.gethostname() if c.isalnum())[:32] or "host"
+
+
+def _remove_stale_temporaries(directory, name):
+    """Delete temporaries of saves to `name` by processes of this host that died."""
+    if os.name == "nt":
+        return      # os.kill(pid, 0) cannot probe a process there
+    prefix = f".{name}{_TMP_TAG}{_host_tag()}-"
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid = entry[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            try:
+                os.remove(os.path.join(directory, entry))
+            except OSError:
+                pass
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:         # e.g. PermissionError: it exists
+        return True
+    return True
 
 
 def _check_registered(model):
@@ -214,33 +322,189 @@ def load(path):
     ------
     FileNotFoundError
         No file at `path`.
+    OSError
+        Other problems of the file system (PermissionError, I/O errors).
     TypeError
         `path` is not a path.
     ValueError
-        The file is not a descend model: not an ``.npz`` archive, truncated
-        or corrupt, holding pickled objects, lacking an entry, of an
-        unknown format version, or with inconsistent contents. The message
-        names the problem and the path.
+        The file is not a descend model: not a regular file (a directory,
+        named pipe or device: refused without reading), not an ``.npz``
+        archive, truncated or corrupt (a damaged ``.npy`` header, a failed
+        checksum), holding pickled objects, lacking an entry or holding an
+        unknown one, of an unknown format version, or with contents that do
+        not match the config's architecture (checked from the headers,
+        before any data is read). The message names the problem and the
+        path once.
     """
     path = _check_path(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no model file at {path!r}")
-    if os.path.isdir(path):
-        raise ValueError(f"{path!r} is a directory, not a descend model file")
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
-        raise ValueError(f"{path!r} is not a descend model file: not an .npz (zip) archive")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
-        raise ValueError(f"{path!r} is not a readable .npz archive (truncated or corrupt?): "
-                         f"{exc}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):  # pragma: no cover - magic checked
-        raise ValueError(f"{path!r} is not an .npz archive")
-    with archive:
+    with _open_regular_file(path) as f:
+        archive = _NpzArchive(f, path)
         reader = _Reader(archive, path)
-        return reader.build()
+        net = reader.build()
+        archive.check_all_used()
+        return net
+
+
+def _open_regular_file(path):
+    """Open `path` for reading if it is a regular file; never blocks.
+
+    O_NONBLOCK makes opening a named pipe return at once (it would wait for
+    a writer); the type is then checked on the open descriptor itself.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no model file at {path!r}") from None
+    except IsADirectoryError:       # Windows
+        raise ValueError(f"{path!r} is a directory, not a descend model file") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ValueError(f"{path!r} is a directory, not a descend model file")
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{path!r} is not a regular file (a named pipe, device or "
+                             "socket); descend reads models from regular files only")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+# Whatever a damaged archive, header or compressed stream can raise while it is
+# parsed (numpy's header parser alone raises ValueError, SyntaxError or
+# tokenize.TokenError): each means "this file is not a readable model".
+_CORRUPT = (ValueError, SyntaxError, tokenize.TokenError, TypeError, EOFError, zlib.error,
+            zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError,
+            struct.error, OverflowError, KeyError, IndexError, OSError)
+try:
+    import lzma
+    _CORRUPT += (lzma.LZMAError,)
+except ImportError:  # pragma: no cover - Python built without lzma
+    pass
+
+_MAX_EXPANSION = 1100            # deflate cannot exceed ~1032:1
+_MAX_CONFIG_BYTES = 64 * 2**20   # the JSON config as a numpy unicode array (UTF-32)
+
+
+class _NpzArchive:
+    """The entries of an ``.npz`` file: headers checked first, data on demand.
+
+    Opening reads the zip directory and every member's ``.npy`` header; each
+    header's shape and dtype must agree with the member size the directory
+    declares, so that nothing later reads or allocates more than the file
+    says. Arrays are then read one at a time, only after the caller has
+    compared their header with what it expects.
+    """
+
+    def __init__(self, fileobj, path):
+        self.path = path
+        self.used = set()
+        if fileobj.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise ValueError(f"{path!r} is not a descend model file: not an .npz (zip) "
+                             "archive")
+        fileobj.seek(0)
+        try:
+            self.zip = zipfile.ZipFile(fileobj)
+            infos = self.zip.infolist()
+        except _CORRUPT as exc:
+            raise ValueError(f"{path!r} is not a readable .npz archive (truncated or "
+                             f"corrupt?): {exc}") from None
+        self.members = {}
+        for info in infos:
+            key = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if key is None or key in self.members:
+                raise ValueError(f"{path!r}: unexpected archive member {info.filename!r} "
+                                 "(a descend model holds one .npy member per entry)")
+            self.members[key] = (info,) + self._header(key, info)
+
+    @property
+    def keys(self):
+        return set(self.members)
+
+    def error(self, key, message):
+        return ValueError(f"{self.path!r}: entry {key!r} {message}")
+
+    def _header(self, key, info):
+        """(shape, dtype, fortran_order, data offset) from the member's .npy header."""
+        if info.flag_bits & 0x1:
+            raise self.error(key, "is encrypted")
+        if (info.compress_type != zipfile.ZIP_STORED
+                and info.file_size > _MAX_EXPANSION * info.compress_size + 65536):
+            raise self.error(key, f"claims to expand {info.compress_size} compressed bytes "
+                                  f"to {info.file_size}, beyond any real compression")
+        try:
+            with self.zip.open(info) as stream:
+                version = np.lib.format.read_magic(stream)
+                if version == (1, 0):
+                    header = np.lib.format.read_array_header_1_0(stream)
+                elif version == (2, 0):
+                    header = np.lib.format.read_array_header_2_0(stream)
+                else:
+                    raise ValueError(f"unsupported .npy format version {version}")
+                offset = stream.tell()
+        except _CORRUPT as exc:
+            raise self.error(key, f"cannot be read (truncated or corrupt file?): "
+                                  f"{type(exc).__name__}: {exc}") from None
+        shape, fortran_order, dtype = header
+        if dtype.hasobject:
+            raise self.error(key, "holds pickled Python objects; descend never unpickles "
+                                  "(allow_pickle=False)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if info.file_size != offset + nbytes:
+            raise self.error(key, f"declares shape {shape} of {dtype} ({nbytes} bytes) but "
+                                  f"the archive stores {info.file_size - offset} bytes for it")
+        if key == "config" and nbytes > _MAX_CONFIG_BYTES:
+            raise self.error(key, f"is {nbytes} bytes, more than a model config can be "
+                                  f"({_MAX_CONFIG_BYTES})")
+        return shape, dtype, fortran_order, offset
+
+    def header(self, key):
+        """(shape, dtype) of an entry, read from its header (no data read)."""
+        self.used.add(key)
+        _, shape, dtype, _, _ = self.members[key]
+        return shape, dtype
+
+    def read(self, key):
+        """The entry's array (its header was checked when the archive opened)."""
+        self.used.add(key)
+        info, shape, dtype, fortran_order, offset = self.members[key]
+        array = np.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
+        buffer = memoryview(array.reshape(-1, order="A").view(np.uint8))
+        try:
+            with self.zip.open(info) as stream:
+                stream.read(offset)
+                filled = 0
+                while filled < len(buffer):
+                    n = stream.readinto(buffer[filled:])
+                    if not n:
+                        raise EOFError(f"{len(buffer) - filled} bytes missing")
+                    filled += n
+                if stream.read(1):      # also makes zipfile check the CRC
+                    raise ValueError("data beyond the declared shape")
+        except _CORRUPT as exc:
+            raise self.error(key, f"cannot be read (truncated or corrupt file?): "
+                                  f"{type(exc).__name__}: {exc}") from None
+        return array
+
+    def check_all_used(self):
+        unknown = sorted(self.keys - self.used)
+        if unknown:
+            raise ValueError(f"{self.path!r}: unknown entries {unknown}; descend writes "
+                             "only config and the entries the config names")
+
+
+class _Like:
+    """The shape and dtype an entry must have (what the checks read of an array)."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+
+class _ModelFileError(ValueError):
+    """A problem of the model file, already naming its path."""
 
 
 class _Reader:
@@ -249,35 +513,40 @@ class _Reader:
     def __init__(self, archive, path):
         self.archive = archive
         self.path = path
-        self.keys = set(archive.files)
+        self.keys = archive.keys
         self.loaded = {}
 
     def error(self, message):
-        return ValueError(f"{self.path!r}: {message}")
+        return _ModelFileError(f"{self.path!r}: {message}")
 
-    def array(self, key):
+    def require(self, key):
         if key not in self.keys:
             raise self.error(f"missing entry {key!r}; the file is incomplete or not a "
                              "descend model")
-        if key in self.loaded:
-            return self.loaded[key]
-        try:
-            self.loaded[key] = self.archive[key]
-            return self.loaded[key]
-        except ValueError as exc:
-            if "pickle" in str(exc) or "Object arrays" in str(exc):
-                raise self.error(f"entry {key!r} holds pickled Python objects; descend "
-                                 "never unpickles (allow_pickle=False)") from None
-            raise self.error(f"entry {key!r} cannot be read: {exc}") from None
-        except (OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
-            raise self.error(f"entry {key!r} cannot be read (truncated or corrupt file?): "
-                             f"{exc}") from None
+
+    def shape(self, key):
+        """An entry's shape from its header, without reading its data."""
+        self.require(key)
+        return self.archive.header(key)[0]
+
+    def array(self, key, like=None):
+        """An entry's array; with `like`, its header's shape and dtype are
+        compared with like's before any data is read."""
+        self.require(key)
+        if like is not None:
+            shape, dtype = self.archive.header(key)
+            self.check_shape_and_dtype(key, shape, dtype, like)
+        if key not in self.loaded:
+            self.loaded[key] = self.archive.read(key)
+        return self.loaded[key]
 
     def config(self):
-        raw = self.array("config")
-        if raw.ndim != 0 or raw.dtype.kind != "U":
+        self.require("config")
+        shape, dtype = self.archive.header("config")
+        if shape != () or dtype.kind != "U":
             raise self.error(f"entry 'config' must be a 0-d unicode array, got dtype "
-                             f"{raw.dtype} and shape {raw.shape}")
+                             f"{dtype} and shape {shape}")
+        raw = self.array("config")
         try:
             config = json.loads(str(raw[()]))
         except ValueError as exc:
@@ -314,6 +583,8 @@ class _Reader:
             declared = Sequential.parameter_shapes(model_config)
             self.check_declared_shapes(declared, version)
             net = Sequential.from_config(model_config)
+        except _ModelFileError:
+            raise
         except (TypeError, ValueError, KeyError) as exc:
             raise self.error(f"invalid architecture in the config: {exc}") from None
         if not net.built:
@@ -326,13 +597,9 @@ class _Reader:
             except (TypeError, ValueError, KeyError, AttributeError) as exc:
                 raise self.error(f"invalid loss or optimizer in the config: {exc}") from None
         if version == 2:
-            state = self.entries_to_arrays(config["state"])
-            unread = sorted(self.keys - set(self.loaded))
-            if unread:
-                raise self.error(f"the file holds entries its config does not name: "
-                                 f"{unread[:10]}")
+            state = self.entries_to_arrays(config["state"], declared, net.dtype)
         else:
-            state = self.version_1_state(config, net, list(declared))
+            state = self.version_1_state(config, net, declared)
         try:
             net.load_state_dict(state)
         except (TypeError, ValueError) as exc:
@@ -345,7 +612,7 @@ class _Reader:
         its arrays (the network would draw them all first)."""
         for i, (name, shape) in enumerate(declared.items()):
             key = f"parameters/{name}" if version == 2 else f"weight_{i}"
-            stored = self.array(key).shape
+            stored = self.shape(key)        # from the header: no data read yet
             if stored != shape:
                 raise self.error(f"entry {key!r} has shape {stored}, but the "
                                  f"architecture needs {shape}")
@@ -353,18 +620,51 @@ class _Reader:
             raise self.error(f"the file holds more weight arrays than the architecture's "
                              f"{len(declared)}")
 
-    def entries_to_arrays(self, tree):
+    def entries_to_arrays(self, tree, declared, dtype):
         """The state of the config with each ``{"npz": key}`` replaced by its entry."""
         if isinstance(tree, dict):
             if set(tree) == {"npz"} and isinstance(tree["npz"], str):
-                return self.array(tree["npz"])
-            return {key: self.entries_to_arrays(value) for key, value in tree.items()}
+                return self.checked_entry(tree["npz"], declared, dtype)
+            return {key: self.entries_to_arrays(value, declared, dtype)
+                    for key, value in tree.items()}
         if isinstance(tree, list):
-            return [self.entries_to_arrays(value) for value in tree]
+            return [self.entries_to_arrays(value, declared, dtype) for value in tree]
         return tree
 
-    def version_1_state(self, config, net, names):
+    def checked_entry(self, key, declared, dtype):
+        """An entry's array, its header compared first with what the architecture
+        declares: a parameter ("parameters/<name>") or an optimizer state array
+        ("optimizer/state/<name>.<slot>") has the parameter's shape and the
+        network's dtype; any other entry is at most _MAX_OTHER_ENTRY_BYTES."""
+        self.require(key)
+        shape, entry_dtype = self.archive.header(key)
+        name = None
+        if key.startswith("parameters/"):
+            name = key[len("parameters/"):]
+        elif key.startswith("optimizer/state/"):
+            name = key[len("optimizer/state/"):].rpartition(".")[0]
+        if name is not None:
+            if name not in declared:
+                raise self.error(f"entry {key!r} names no parameter of the architecture "
+                                 f"({list(declared)})")
+            self.check_shape_and_dtype(key, shape, entry_dtype, _Like(declared[name], dtype))
+        elif math.prod(shape) * entry_dtype.itemsize > _MAX_OTHER_ENTRY_BYTES:
+            raise self.error(f"entry {key!r} declares shape {shape} of {entry_dtype}, more "
+                             f"than such an entry can hold ({_MAX_OTHER_ENTRY_BYTES} bytes)")
+        return self.array(key)
+
+    def check_shape_and_dtype(self, key, shape, dtype, like):
+        if shape != like.shape:
+            raise self.error(f"entry {key!r} has shape {shape}, but the architecture "
+                             f"needs {like.shape}")
+        if dtype != like.dtype:
+            raise self.error(f"entry {key!r} has dtype {dtype}, but the network's "
+                             f"dtype is {like.dtype}")
+
+    def version_1_state(self, config, net, declared):
         """A format-1 file's contents as a ``state_dict`` (arrays named by position)."""
+        names = list(declared)
+        likes = [_Like(shape, net.dtype) for shape in declared.values()]
         optimizer = None
         if config["loss"] is not None:
             saved = config["optimizer_state"]
@@ -377,15 +677,16 @@ class _Reader:
                          "learning_rate_scale": saved.get("learning_rate_scale", 1.0),
                          "schedule": config["schedule_state"],
                          "state": self.version_1_optimizer_arrays(saved.get("n_arrays"),
-                                                                  net, names)}
-        return {"parameters": {name: self.array(f"weight_{i}")
+                                                                  net, names, likes)}
+        return {"parameters": {name: self.array(f"weight_{i}", like=likes[i])
                                for i, name in enumerate(names)},
                 "optimizer": optimizer,
-                "classes": self.array("classes") if config["has_classes"] else None,
+                "classes": (self.checked_entry("classes", {}, net.dtype)
+                            if config["has_classes"] else None),
                 "rng_state": config["rng_state"], "epochs_trained": config["epochs_trained"],
                 "history": config.get("history") or {}}
 
-    def version_1_optimizer_arrays(self, counts, net, names):
+    def version_1_optimizer_arrays(self, counts, net, names, likes):
         if counts is None:
             return None
         slots = net.optimizer.active_state_names()
@@ -393,5 +694,5 @@ class _Reader:
                 or any(c != len(slots) for c in counts)):
             raise self.error(f"the optimizer state must have {len(slots)} array(s) for each "
                              f"of the {len(names)} parameters, the config says {counts!r}")
-        return {f"{name}.{slot}": self.array(f"optimizer_{i}_{j}")
+        return {f"{name}.{slot}": self.array(f"optimizer_{i}_{j}", like=likes[i])
                 for i, name in enumerate(names) for j, slot in enumerate(slots)}

@@ -517,7 +517,8 @@ class Sequential:
             part = X[start:start + CHUNK_ROWS]
             omp, blas = self._threads_for(len(part))
             with _threads.blas_threads(blas):
-                chunks.append(reference.forward(self, part, codes, rates, False, 0, omp))
+                chunks.append(reference.forward(self, part, codes, rates, False, 0, omp,
+                                                 keep_for_backward=False))
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def predict(self, X):

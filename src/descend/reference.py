@@ -22,13 +22,17 @@ from descend.layers import dropout
 from descend.training import DivergenceError
 
 
-def forward(net, X, codes, rates, training, seed, omp):
-    """Output of the last layer (before the loss's link) for X."""
+def forward(net, X, codes, rates, training, seed, omp, keep_for_backward=True):
+    """Output of the last layer (before the loss's link) for X.
+
+    `keep_for_backward`: the layers cache their inputs for one `backward`;
+    False (inference) keeps no reference to X or any activation.
+    """
     a = X
     for i, layer in enumerate(net.dense_layers):
         if training and rates[i] > 0:
             a = dropout(a, rates[i], dropout_seed_py(seed, 0, i), omp)
-        a = layer.forward(a, codes[i], omp)
+        a = layer.forward(a, codes[i], omp, keep_for_backward)
     return a
 
 
@@ -108,7 +112,7 @@ def loss(net, X, y, training=False, seed=0):
     codes, rates = net._activation_codes(), net._dropout_rates()
     omp, blas = net._threads_for(len(X))
     with _threads.blas_threads(blas):
-        output = forward(net, X, codes, rates, training, seed, omp)
+        output = forward(net, X, codes, rates, training, seed, omp, keep_for_backward=False)
         value = net.loss_.mean_loss(output, targets, labels, omp) + penalty(net)
     if not math.isfinite(value):
         raise FloatingPointError(
