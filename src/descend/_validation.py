@@ -139,7 +139,10 @@ class Interval(Constraint):
 
     def value_ok(self, value):
         if self.kind is Real:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:   # an int (or Fraction) beyond the float range
+                return False
             if value != value or (self.finite and value in (np.inf, -np.inf)):
                 return False
         if self.low is not None:
