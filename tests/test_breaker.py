@@ -51,10 +51,13 @@ def test_validation_data_of_the_wrong_length_says_so(data, validation_data):
     # was: 'validation_data must be a tuple (X_val, y_val), got tuple'
     X, y = data
     net = small_net()
+    before = [w.copy() for w in net.get_weights()]
     with pytest.raises(ValueError, match=r"validation_data must be a tuple \(X_val, y_val\) "
                                          r"of length 2, got a tuple of length \d"):
         net.fit(X, y, epochs=1, verbose=0, validation_data=validation_data(X, y))
-    assert not net.built
+    assert net.epochs_trained == 0 and net.optimizer.iterations == 0
+    for old, new in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(old, new)
 
 
 # ------------------------------------------------------------- state protocol

@@ -183,9 +183,13 @@ def _validation_split(model, X, y, validation_data, validation_split):
     data's classes by the caller), or split off the end."""
     X_val = y_val = None
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        if not isinstance(validation_data, (tuple, list)):
             raise ValueError(f"validation_data must be a tuple (X_val, y_val), got "
                              f"{type(validation_data).__name__}")
+        if len(validation_data) != 2:
+            raise ValueError(f"validation_data must be a tuple (X_val, y_val) of length 2, "
+                             f"got a {type(validation_data).__name__} of length "
+                             f"{len(validation_data)}")
         X_val, y_val = validation_data
     elif validation_split > 0:
         n_val = int(len(X) * validation_split)
