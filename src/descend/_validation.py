@@ -504,7 +504,10 @@ def check_lengths(X, y, x_name="X", y_name="y"):
 def check_array_like(array, like, what):
     """ValueError naming `what` unless `array` is an ndarray of like's shape and
     dtype holding finite values (a state array loaded into a live one)."""
-    if not isinstance(array, np.ndarray) or array.shape != like.shape:
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{what} must be a numpy array (shape {like.shape}, dtype "
+                         f"{like.dtype}), got {type(array).__name__}")
+    if array.shape != like.shape:
         raise ValueError(f"{what} has shape {np.shape(array)}, expected {like.shape}")
     if array.dtype != like.dtype:
         raise ValueError(f"{what} has dtype {array.dtype}, expected {like.dtype}")
