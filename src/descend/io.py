@@ -549,7 +549,7 @@ class _Reader:
         raw = self.array("config")
         try:
             config = json.loads(str(raw[()]))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:    # RecursionError: [[[[...]]]]
             raise self.error(f"entry 'config' is not valid JSON: {exc}") from None
         if not isinstance(config, dict):
             raise self.error("entry 'config' must be a JSON object")
