@@ -187,7 +187,10 @@ def _write_durably(path, write):
     tmp = os.path.join(directory, f".{name}{_TMP_TAG}{_host_tag()}-{os.getpid()}-"
                                   f"{secrets.token_hex(4)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o666)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except OSError as exc:     # no such directory, no permission: name the user's path
+        raise type(exc)(exc.errno, exc.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             if mode is not None and hasattr(os, "fchmod"):
