@@ -109,3 +109,108 @@ def test_saving_into_a_missing_directory_names_the_path_not_the_temporary(tmp_pa
         net.save(target)
     assert info.value.filename == str(target)
     assert "descend-save" not in str(info.value)
+
+
+# ------------------------------------------------------------- domain loaders
+_CARD_HEADER = ",".join(["Time"] + [f"V{i}" for i in range(1, 29)] + ["Amount", "Class"])
+
+
+def _card_row(value="0.5", label="0"):
+    return ",".join(["1"] + [value] * 28 + ["10", label])
+
+
+def _card_dir(tmp_path, text):
+    (tmp_path / "creditcard.csv").write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"dtype": "int32"}, ValueError, "load_creditcard: dtype must be 'float32' or 'float64'"),
+    ({"dtype": "float16"}, ValueError, "load_creditcard: dtype must be"),
+    ({"download": "no"}, TypeError, "load_creditcard: download must be a bool"),
+    ({"timeout": float("nan")}, ValueError, "load_creditcard: timeout must be"),
+])
+def test_load_creditcard_checks_its_arguments(tmp_path, kwargs, error, match):
+    # was: dtype='int32' truncated every feature to an int, download='no' downloaded
+    directory = _card_dir(tmp_path, _CARD_HEADER + "\n" + _card_row() + "\n")
+    with pytest.raises(error, match=match):
+        dn.datasets.load_creditcard(directory, **{"download": False, **kwargs})
+
+
+def test_load_creditcard_refuses_a_data_home_that_is_not_a_path():
+    # was: TypeError 'expected str, bytes or os.PathLike object, not int' from pathlib
+    with pytest.raises(TypeError, match="load_creditcard: data_home must be"):
+        dn.datasets.load_creditcard(3, download=False)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "empty"),                                                       # was: IndexError
+    (_CARD_HEADER + "\n", "no rows"),               # was: 'rows of 1 values, expected 31'
+    (_CARD_HEADER + "\n" + _card_row("nan") + "\n", "NaN or infinite"),   # was: returned NaN
+    (_CARD_HEADER + "\n" + _card_row("inf") + "\n", "NaN or infinite"),   # was: returned inf
+    (_CARD_HEADER + "\n" + _card_row("1e300") + "\n", "NaN or infinite"),  # float32: inf
+])
+def test_load_creditcard_refuses_a_malformed_file_with_a_value_error(tmp_path, text, match):
+    directory = _card_dir(tmp_path, text)
+    with pytest.raises(ValueError, match=match) as info:
+        dn.datasets.load_creditcard(directory, download=False)
+    assert "creditcard.csv" in str(info.value)
+
+
+def _newsgroups_dir(tmp_path, posts):
+    import tarfile
+    with tarfile.open(tmp_path / "20news-bydate.tar.gz", "w:gz") as archive:
+        for name, text in posts.items():
+            content = text.encode()
+            member = tarfile.TarInfo(name)
+            member.size = len(content)
+            archive.addfile(member, stdio.BytesIO(content))
+    return tmp_path
+
+
+_POSTS = {"20news-bydate-train/sci.med/1": "From: a\n\nthe doctor said hello",
+          "20news-bydate-train/alt.atheism/2": "From: b\n\nno god said hello",
+          "20news-bydate-test/sci.med/3": "From: c\n\ndoctor"}
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"categories": "sci.med"}, TypeError, "load_newsgroups: categories must be"),
+    ({"categories": ["sci.med", 3]}, TypeError, r"categories\[1\] must be a non-empty str"),
+    ({"n_features": 0}, ValueError, "load_newsgroups: n_features must be an int >= 1"),
+    ({"n_features": True}, TypeError, "load_newsgroups: n_features must be an int"),
+    ({"dtype": "int8"}, ValueError, "load_newsgroups: dtype must be"),
+    ({"verify": "yes"}, TypeError, "load_newsgroups: verify must be a bool"),
+    ({"timeout": -1.0}, ValueError, "load_newsgroups: timeout must be"),
+])
+def test_load_newsgroups_checks_its_arguments(tmp_path, kwargs, error, match):
+    # was: a str of categories read as its characters, n_features=0 gave X of
+    # 0 columns, True one column, dtype='int8' rounded every TF-IDF value to 0
+    directory = _newsgroups_dir(tmp_path, _POSTS)
+    with pytest.raises(error, match=match):
+        dn.datasets.load_newsgroups(directory, **{"download": False, "verify": False,
+                                                  **kwargs})
+
+
+def test_load_newsgroups_reads_a_well_formed_test_archive(tmp_path):
+    X, y, X_test, y_test, names = dn.datasets.load_newsgroups(
+        _newsgroups_dir(tmp_path, _POSTS), download=False, verify=False,
+        categories=("sci.med", "alt.atheism"))
+    assert names == ["alt.atheism", "sci.med"]
+    np.testing.assert_array_equal(y, [0, 1])     # archive-name order: alt.atheism/2 first
+    assert X.shape == (2, 6) and X_test.shape == (1, 6)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-6)
+
+
+def test_load_newsgroups_refuses_an_archive_that_is_not_gzip_with_a_value_error(tmp_path):
+    # was: tarfile.ReadError 'not a gzip file' (verify=False skips the SHA-256)
+    (tmp_path / "20news-bydate.tar.gz").write_bytes(b"not a tar archive")
+    with pytest.raises(ValueError, match="20news-bydate.tar.gz.*not a readable"):
+        dn.datasets.load_newsgroups(tmp_path, download=False, verify=False)
+
+
+def test_load_newsgroups_refuses_posts_without_a_single_word(tmp_path):
+    # was: X of shape (2, 0) returned
+    directory = _newsgroups_dir(tmp_path, {"20news-bydate-train/sci.med/1": "From: a\n\n!!",
+                                           "20news-bydate-train/alt.atheism/2": "From: b\n\n"})
+    with pytest.raises(ValueError, match="no word"):
+        dn.datasets.load_newsgroups(directory, download=False, verify=False, categories=None)

@@ -28,9 +28,12 @@ import re
 import tarfile
 import tempfile
 import urllib.request
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
+
+from descend._validation import InstanceOf, Interval, check, validate_params
 
 NEWSGROUPS_ARCHIVE = "20news-bydate.tar.gz"
 NEWSGROUPS_URL = "https://ndownloader.figshare.com/files/5975967"
@@ -102,6 +105,14 @@ def newsgroups_available(data_home=None):
     return (get_data_dir("newsgroups", data_home) / NEWSGROUPS_ARCHIVE).exists()
 
 
+_CATEGORIES = InstanceOf(tuple, list, set, frozenset,
+                         description="a list of newsgroup names (str)")
+
+
+@validate_params({"data_home": [None, "path"], "download": ["boolean"],
+                  "categories": [None, _CATEGORIES], "n_features": [Interval(Integral, 1, None)],
+                  "dtype": ["dtype"], "timeout": [Interval(Real, 0, None, closed="neither")],
+                  "verify": ["boolean"]})
 def load_newsgroups(data_home=None, download=True, categories=NEWSGROUPS_CATEGORIES,
                     n_features=2000, dtype="float32", timeout=60.0, verify=True):
     """20 newsgroups posts as TF-IDF features (text classification).
@@ -137,10 +148,16 @@ def load_newsgroups(data_home=None, download=True, categories=NEWSGROUPS_CATEGOR
     ------
     DatasetNotFoundError
         The archive is missing and could not be downloaded.
+    TypeError, ValueError
+        An argument of the wrong type or value (named in the message).
     ValueError
-        The archive's SHA-256 does not match, or it holds no posts of the
-        categories asked for.
+        The archive's SHA-256 does not match, it is not a gzip-compressed
+        tar archive, it holds no posts of the categories asked for, or
+        their bodies hold no word.
     """
+    if categories is not None:
+        categories = [check(name, f"categories[{i}]", ["str"], "load_newsgroups")
+                      for i, name in enumerate(categories)]
     directory = get_data_dir("newsgroups", data_home)
     path = directory / NEWSGROUPS_ARCHIVE
     if not path.exists():
@@ -161,6 +178,9 @@ def load_newsgroups(data_home=None, download=True, categories=NEWSGROUPS_CATEGOR
     index = {c: i for i, c in enumerate(names)}
     test = [(c, t) for c, t in test if c in index]
     vocabulary, idf = _fit_tfidf([t for _, t in train], n_features)
+    if not vocabulary:
+        raise ValueError(f"{path}: the training posts of {names} hold no word "
+                         "(2+ letters or digits): no TF-IDF feature to make")
     X_train = _tfidf([t for _, t in train], vocabulary, idf, dtype)
     X_test = _tfidf([t for _, t in test], vocabulary, idf, dtype)
     y_train = np.array([index[c] for c, _ in train], dtype=np.int64)
@@ -179,9 +199,14 @@ def _read_newsgroups(path, categories):
     """[(category, text)] of the train and test folders, in archive-name order."""
     wanted = None if categories is None else set(categories)
     parts = {"20news-bydate-train": [], "20news-bydate-test": []}
-    with tarfile.open(path, "r:gz") as archive:
+    try:
+        archive = tarfile.open(path, "r:gz")
         members = sorted((m for m in archive.getmembers() if m.isfile()),
                          key=lambda m: m.name)
+    except (tarfile.TarError, EOFError, OSError) as exc:   # OSError: gzip's BadGzipFile
+        raise ValueError(f"{path} is not a readable .tar.gz archive "
+                         f"(truncated or another file?): {exc}") from None
+    with archive:
         for member in members:
             pieces = member.name.split("/")
             if len(pieces) != 3 or pieces[0] not in parts:
@@ -223,6 +248,8 @@ def creditcard_available(data_home=None):
     return any((directory / name).exists() for name in CREDITCARD_FILES)
 
 
+@validate_params({"data_home": [None, "path"], "download": ["boolean"], "dtype": ["dtype"],
+                  "timeout": [Interval(Real, 0, None, closed="neither")]})
 def load_creditcard(data_home=None, download=True, dtype="float32", timeout=120.0):
     """Credit-card transactions labelled fraud (1) or genuine (0).
 
@@ -248,9 +275,12 @@ def load_creditcard(data_home=None, download=True, dtype="float32", timeout=120.
     ------
     DatasetNotFoundError
         No file and no download.
+    TypeError, ValueError
+        An argument of the wrong type or value (named in the message).
     ValueError
-        A file that does not have the 31 numeric columns, or labels other
-        than 0 and 1.
+        A file that is empty, has no rows, does not have the 31 numeric
+        columns, holds NaN or infinite values (also after conversion to
+        `dtype`), or labels other than 0 and 1.
     """
     directory = get_data_dir("creditcard", data_home)
     for name in CREDITCARD_FILES:
@@ -295,10 +325,14 @@ def _read_creditcard(path, dtype):
         rows = [line for line in body.splitlines() if line.strip() and line[0] != "%"]
     else:
         lines = text.splitlines()
+        if not lines:
+            raise ValueError(f"{path}: the file is empty")
         rows = lines[1:]
         if len(lines[0].split(",")) != CREDITCARD_COLUMNS:
             raise ValueError(f"{path}: expected a CSV header of {CREDITCARD_COLUMNS} columns "
                              f"(Time, V1..V28, Amount, Class), got {lines[0][:80]!r}")
+    if not any(row.strip() for row in rows):
+        raise ValueError(f"{path}: no rows of data")
     try:
         table = np.loadtxt(io.StringIO("\n".join(rows).replace('"', "").replace("'", "")),
                            delimiter=",", dtype=np.float64, ndmin=2)
@@ -310,4 +344,10 @@ def _read_creditcard(path, dtype):
     y = table[:, -1]
     if not np.isin(y, (0, 1)).all():
         raise ValueError(f"{path}: the Class column holds values other than 0 and 1")
-    return table[:, :-1].astype(dtype), y.astype(np.int64)
+    with np.errstate(over="ignore"):        # reported below
+        X = table[:, :-1].astype(dtype)
+    if not np.isfinite(X).all():
+        bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+        raise ValueError(f"{path}: {bad.size} row(s) hold NaN or infinite values (in "
+                         f"{np.dtype(dtype)}), the first at data row {bad[0] + 1}")
+    return X, y.astype(np.int64)
