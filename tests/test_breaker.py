@@ -214,3 +214,31 @@ def test_load_newsgroups_refuses_posts_without_a_single_word(tmp_path):
                                            "20news-bydate-train/alt.atheism/2": "From: b\n\n"})
     with pytest.raises(ValueError, match="no word"):
         dn.datasets.load_newsgroups(directory, download=False, verify=False, categories=None)
+
+
+# ------------------------------------------------------------- plateau and state
+def test_a_model_whose_plateau_cuts_reached_zero_saves_and_loads(tmp_path):
+    # cut after every epoch by 1e-10 (min_lr=0): the rate underflows to 0.0, and with it
+    # learning_rate_scale; was: save wrote scale 0.0 and load refused it ('must be > 0')
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 3)), rng.integers(0, 2, 50)
+    net = small_net(dn.optimizers.SGD(dn.schedules.ExponentialDecay(0.1, 0.99)))
+    cut = dn.callbacks.ReduceLROnPlateau(monitor="loss", patience=0, factor=1e-10,
+                                         min_delta=1e9)
+    net.fit(X, y, epochs=40, verbose=0, callbacks=[cut])
+    assert net.optimizer.learning_rate == 0.0 and net.optimizer.learning_rate_scale == 0.0
+    net.load_state_dict(net.state_dict())
+    net.save(tmp_path / "m.npz")
+    loaded = dn.load(tmp_path / "m.npz")
+    assert loaded.optimizer.learning_rate_scale == 0.0
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+
+
+@pytest.mark.parametrize("scale", [-1.0, float("nan"), float("inf")])
+def test_a_negative_or_non_finite_learning_rate_scale_is_still_refused(scale):
+    net = small_net()
+    net.build(3)
+    state = net.state_dict()
+    state["optimizer"]["learning_rate_scale"] = scale
+    with pytest.raises(ValueError, match="learning_rate_scale must be a finite float >= 0"):
+        net.load_state_dict(state)

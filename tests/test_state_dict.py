@@ -203,7 +203,7 @@ def test_learning_rate_scale_is_part_of_the_optimizer_state(tmp_path):
     loaded = dn.load(net.save(str(tmp_path / "m.npz")))
     assert loaded.optimizer.learning_rate_scale == 0.25
     state = net.state_dict()
-    state["optimizer"]["learning_rate_scale"] = 0.0
+    state["optimizer"]["learning_rate_scale"] = -0.5     # (0.0 is valid: cuts down to a rate of 0)
     with pytest.raises(ValueError, match="learning_rate_scale"):
         loaded.load_state_dict(state)
     assert loaded.optimizer.learning_rate_scale == 0.25

@@ -219,8 +219,9 @@ class Optimizer(abc.ABC):
                              f"got {learning_rate!r}")
         scale = state_dict["learning_rate_scale"]
         if (isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.floating))
-                or not np.isfinite(scale) or scale <= 0):
-            raise ValueError(f"the optimizer's learning_rate_scale must be a finite float > 0, "
+                or not np.isfinite(scale) or scale < 0):
+            # 0 is what plateau cuts down to a learning rate of 0 (min_lr=0) leave
+            raise ValueError(f"the optimizer's learning_rate_scale must be a finite float >= 0, "
                              f"got {scale!r}")
         arrays = self._checked_state_arrays(state_dict["state"])
         if state_dict["schedule"] is not None:
