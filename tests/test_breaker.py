@@ -242,3 +242,34 @@ def test_a_negative_or_non_finite_learning_rate_scale_is_still_refused(scale):
     state["optimizer"]["learning_rate_scale"] = scale
     with pytest.raises(ValueError, match="learning_rate_scale must be a finite float >= 0"):
         net.load_state_dict(state)
+
+
+# ------------------------------------------------------------- callbacks
+def test_a_batch_hook_assigned_on_the_instance_is_called(data):
+    # a Callback whose on_train_batch_end is set on the instance (as Keras'
+    # LambdaCallback does); was: never called, as the check looked at the class only
+    X, y = data
+    seen = []
+    callback = dn.callbacks.Callback()
+    callback.on_train_batch_end = lambda batch, logs=None: seen.append(batch)
+    small_net().fit(X, y, epochs=1, batch_size=10, verbose=0, callbacks=[callback],
+                    steps_per_execution=1)
+    assert seen == [0, 1, 2, 3]
+
+
+def test_an_error_raised_by_an_instance_batch_hook_rolls_the_epoch_back(data):
+    X, y = data
+    net = small_net()
+    before = [w.copy() for w in net.get_weights()]
+    callback = dn.callbacks.Callback()
+
+    def fail(batch, logs=None):
+        if batch == 2:
+            raise RuntimeError("from the hook")
+    callback.on_train_batch_end = fail
+    with pytest.raises(RuntimeError, match="from the hook"):
+        net.fit(X, y, epochs=1, batch_size=10, verbose=0, callbacks=[callback],
+                steps_per_execution=1)
+    assert net.epochs_trained == 0 and net.optimizer.iterations == 0
+    for old, new in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(old, new)

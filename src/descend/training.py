@@ -162,8 +162,9 @@ def _has_batch_hooks(callbacks):
     """Whether a callback does something on_train_batch_begin/end (not Callback's no-ops)."""
     for callback in callbacks:
         for hook in ("on_train_batch_begin", "on_train_batch_end"):
-            method = getattr(type(callback), hook, None)
-            if callable(getattr(callback, hook, None)) and method is not getattr(Callback, hook):
+            # the hook as called: a subclass's method or one set on the instance
+            bound = getattr(callback, hook, None)
+            if callable(bound) and getattr(bound, "__func__", bound) is not getattr(Callback, hook):
                 return True
     return False
 
