@@ -164,7 +164,8 @@ def _has_batch_hooks(callbacks):
         for hook in ("on_train_batch_begin", "on_train_batch_end"):
             # the hook as called: a subclass's method or one set on the instance
             bound = getattr(callback, hook, None)
-            if callable(bound) and getattr(bound, "__func__", bound) is not getattr(Callback, hook):
+            function = getattr(bound, "__func__", bound)
+            if callable(bound) and function is not getattr(Callback, hook):
                 return True
     return False
 
