@@ -273,3 +273,19 @@ def test_an_error_raised_by_an_instance_batch_hook_rolls_the_epoch_back(data):
     assert net.epochs_trained == 0 and net.optimizer.iterations == 0
     for old, new in zip(before, net.get_weights()):
         np.testing.assert_array_equal(old, new)
+
+
+# ------------------------------------------------------------- names
+@pytest.mark.parametrize("make, owner", [
+    (lambda name: dn.Dense(3, name=name), "Dense"),
+    (lambda name: dn.layers.Dropout(0.5, name=name), "Dropout"),
+    (lambda name: dn.Sequential([dn.Dense(2)], input_dim=3, name=name), "Sequential"),
+])
+@pytest.mark.parametrize("name, error", [
+    (float("nan"), TypeError), (True, TypeError), ([1], TypeError), (1 + 0j, TypeError),
+    (np.array(1.0), TypeError), ("", ValueError)])
+def test_a_name_must_be_a_non_empty_str_or_none(make, owner, name, error):
+    # was: accepted as is (a NaN or complex name then failed at save, far from its cause)
+    with pytest.raises(error, match=f"{owner}: name must be None or a non-empty str"):
+        make(name)
+    assert make("hidden").name == "hidden" and make(None).name is None

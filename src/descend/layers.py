@@ -9,7 +9,7 @@ from numbers import Integral
 import numpy as np
 
 from descend import _dense, activations, initializers
-from descend._validation import (check_bool, check_float, check_int, check_team_size,
+from descend._validation import (check, check_bool, check_float, check_int, check_team_size,
                                  error_message)
 from descend.regularizers import get as get_regularizer
 
@@ -61,7 +61,7 @@ class Dense:
         self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_regularizer = get_regularizer(kernel_regularizer, "kernel_regularizer")
         self.bias_regularizer = get_regularizer(bias_regularizer, "bias_regularizer")
-        self.name = name
+        self.name = check(name, "name", [None, "str"], "Dense")
         self.kernel = None
         self.bias = None
         self._cache = None
@@ -229,7 +229,7 @@ class Dropout:
 
     def __init__(self, rate, name=None):
         self.rate = check_float(rate, "rate", minimum=0.0, maximum=1.0, max_inclusive=False)
-        self.name = name
+        self.name = check(name, "name", [None, "str"], "Dropout")
 
     def get_config(self):
         return {"class": "Dropout", "rate": self.rate, "name": self.name}

@@ -85,6 +85,7 @@ class Sequential:
         self.input_dim = check_int(input_dim, "input_dim", minimum=1, allow_none=True)
         self.n_threads = check_n_threads(n_threads)
         check(seed, "seed", [None, Interval(Integral, 0, None), np.random.Generator])
+        check(name, "name", [None, "str"], "Sequential")
         self.seed = seed if not isinstance(seed, np.random.Generator) else None
         self._rng = np.random.default_rng(seed)
         self.name = name
