@@ -289,3 +289,11 @@ def test_a_name_must_be_a_non_empty_str_or_none(make, owner, name, error):
     with pytest.raises(error, match=f"{owner}: name must be None or a non-empty str"):
         make(name)
     assert make("hidden").name == "hidden" and make(None).name is None
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (1.5, TypeError), (True, TypeError),
+                                         ("0", TypeError)])
+def test_train_test_split_names_a_bad_seed(seed, error):
+    # was: numpy's 'expected non-negative integer' (no argument named); 1.5 and True passed
+    with pytest.raises(error, match="train_test_split: seed must be None, an int >= 0"):
+        dn.datasets.train_test_split(np.zeros((10, 2)), np.arange(10) % 2, seed=seed)

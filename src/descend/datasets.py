@@ -603,6 +603,8 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
         raise ValueError("X and y are empty: need at least 2 samples to split")
 
     test_size = check(test_size, "test_size", _TEST_SIZE, "train_test_split")
+    check(seed, "seed", [None, Interval(Integral, 0, None), np.random.Generator],
+          "train_test_split")
     if isinstance(test_size, float):
         # round() first so that e.g. 0.3 * 10 = 3.0000000000000004 gives 3, not 4.
         n_test = math.ceil(round(float(test_size) * n, 9))
