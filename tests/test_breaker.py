@@ -297,3 +297,25 @@ def test_train_test_split_names_a_bad_seed(seed, error):
     # was: numpy's 'expected non-negative integer' (no argument named); 1.5 and True passed
     with pytest.raises(error, match="train_test_split: seed must be None, an int >= 0"):
         dn.datasets.train_test_split(np.zeros((10, 2)), np.arange(10) % 2, seed=seed)
+
+
+def test_set_weights_refuses_values_that_overflow_the_network_dtype():
+    # was: float64 1e300 passed the finiteness check, then became inf in the float32 kernel
+    net = small_net()
+    net.build(3)
+    before = [w.copy() for w in net.get_weights()]
+    weights = [w.astype(np.float64) for w in before]
+    weights[2][0, 0] = 1e300
+    with pytest.raises(ValueError, match=r"weights\[2\] .*NaN or infinite .*float32"):
+        net.set_weights(weights)
+    for old, new in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize("weights", [None, 3])
+def test_set_weights_names_a_non_list_argument(weights):
+    # was: "TypeError: 'NoneType' object is not iterable"
+    net = small_net()
+    net.build(3)
+    with pytest.raises(TypeError, match="weights must be a list of arrays"):
+        net.set_weights(weights)

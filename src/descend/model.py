@@ -15,7 +15,8 @@ import numpy as np
 from descend import _threads, losses, optimizers, reference
 from descend import layers as layers_module
 from descend._validation import (InstanceOf, Interval, check, check_array_like, check_dtype,
-                                 check_int, check_lengths, check_n_threads, check_X)
+                                 check_int, check_lengths, check_n_threads, check_X,
+                                 error_message)
 from descend.layers import Dense, Dropout
 from descend.training import DivergenceError, FitConfig, History, Trainer  # noqa: F401
 from descend.training import partial_fit as _partial_fit
@@ -630,6 +631,9 @@ class Sequential:
         """
         self._require_built()
         params = self._params()
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(error_message("weights", "a list of arrays (as from get_weights)",
+                                          weights))
         weights = list(weights)
         if len(weights) != len(params):
             raise ValueError(f"set_weights expected {len(params)} arrays, got {len(weights)}")
@@ -638,11 +642,16 @@ class Sequential:
             w = np.asarray(w)
             if w.shape != p.shape:
                 raise ValueError(f"weights[{i}] has shape {w.shape}, expected {p.shape}")
-            if w.dtype.kind not in "biuf" or not np.isfinite(w).all():
-                raise ValueError(f"weights[{i}] must be finite real numbers")
+            if w.dtype.kind not in "biuf":
+                raise ValueError(f"weights[{i}] must be finite real numbers, got dtype {w.dtype}")
+            with np.errstate(over="ignore"):    # 1e300 in a float32 network: inf, refused
+                w = w.astype(p.dtype)
+            if not np.isfinite(w).all():
+                raise ValueError(f"weights[{i}] holds NaN or infinite values (in the network's "
+                                 f"dtype {p.dtype})")
             arrays.append(w)
         for p, w in zip(params, arrays):
-            np.copyto(p, w, casting="unsafe")
+            np.copyto(p, w)
 
     def summary(self, print_fn=print):
         """Print (and return) a table of the layers, output shapes and parameter counts."""
