@@ -10,8 +10,9 @@ from cython.parallel cimport prange
 from libc.stdint cimport uint64_t
 
 from descend._blas cimport gemm
-from descend._activations cimport (activate, derivative, IDENTITY, SIGMOID, TANH, RELU,
-                                   LEAKY_RELU, ELU, SOFTPLUS, GELU)
+from descend._activations cimport activate, derivative
+from descend._contract cimport (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS,
+                               GELU)
 
 # GEMMs are cut into blocks of this many rows of C whatever the number of
 # threads: every BLAS call then sees the same operands for any n_threads, so

@@ -54,11 +54,11 @@ from descend._dense cimport (dense_forward, activation_backward, dense_grad_inpu
                              dense_grad_params, dropout, descend_mix, gemm_rows)
 from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
                               GRAD_GROUP_ROWS)
-from descend._losses cimport (loss_and_gradient, MEAN_SQUARED_ERROR,
-                              SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
-from descend._optim cimport (OptimizerConfig, optimizer_step, add_penalty_gradient,
-                             sum_squares, scale_and_clip, make_config_py, SGD,
-                             soft_threshold)
+from descend._contract cimport (OptimizerConfig, SGD, MEAN_SQUARED_ERROR,
+                               SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
+from descend._losses cimport loss_and_gradient
+from descend._optim cimport (optimizer_step, add_penalty_gradient, sum_squares,
+                             scale_and_clip, make_config_py, soft_threshold)
 from descend._optim import required_state
 
 cnp.import_array()

@@ -7,6 +7,7 @@ same kernels, so the per-layer path and ``fit`` compute the same numbers.
 import numpy as np
 
 from descend import _dense, activations, initializers
+from descend._contract import Activation
 from descend._validation import check_float, check_int, check_n_threads
 from descend.regularizers import get as get_regularizer
 
@@ -117,7 +118,7 @@ class Dense:
                              f"descend.activations.ACTIVATIONS), got {activation_code!r}")
         _check_team(n_threads)
         z = np.empty((x.shape[0], self.units), dtype=x.dtype)
-        a = z if activation_code == 0 else np.empty_like(z)
+        a = z if activation_code == Activation.IDENTITY else np.empty_like(z)
         _dense.dense_forward_py(x, self.kernel, self.bias, z, a, activation_code,
                                 self.alpha, n_threads)
         self._cache = (x, z, a, activation_code)
