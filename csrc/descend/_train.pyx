@@ -86,19 +86,31 @@ cdef enum:
     ACC_PENALTY = 1     # sum over batches of the penalty share
     CORRECT = 2         # correct predictions so far
 
-# Work is cut into blocks whose size depends on the shapes only, never on the
-# number of threads: each BLAS call then sees the same operands whatever the
-# team size, so n_threads=1 and n_threads=2 give bit-identical weights.
-cdef enum:
-    SMALL_BATCH_KERNEL_ROWS = 64    # phase-B block rows for batches <= 64
-    MIN_SAMPLE_ROWS = 4     # rows per phase-A block for batches below 128
+# Work is cut into blocks whose size depends on the shapes (and the plan,
+# descend.plans) only, never on the number of threads: each BLAS call then
+# sees the same operands whatever the team size, so n_threads=1 and
+# n_threads=2 give bit-identical weights.
 
-# The first layer's input goes through the sparse kernels when at most this
-# fraction of X's entries is non-zero. Measured on a 784-256-128-10 epoch
-# (float32, batch 128, 1 thread, non-zeros at random places), time sparse /
-# dense: 0.49 at 10% non-zero, 0.69 at 20%, 0.86 at 30%, 0.98 at 40%, 1.17
-# at 50%. MNIST (19% non-zero, in runs) gains the most in absolute terms.
-SPARSE_DENSITY = 0.35
+
+def _choose_plan(X, layers, batch_size, n_threads, cores, optimizer_config, forced,
+                 sparse_input):
+    """The runner's plan as a dict (descend.plans.Plan.as_dict()): the
+    caller's `forced` fields (a dict, or a Plan's dict) and `sparse_input`
+    override the choice from the machine's profile."""
+    from descend import plans
+    forced = dict(forced or {})
+    forced.pop("source", None)
+    if sparse_input is not None:
+        forced["sparse_input"] = bool(sparse_input)
+    input_dropout = layers[0]["dropout_rate"] > 0
+    density = 1.0
+    if "sparse_input" not in forced and not input_dropout and X.size:
+        density = np.count_nonzero(X) / X.size
+    workload = plans.Workload(
+        layer_shapes=tuple(spec["kernel"].shape for spec in layers), dtype=str(X.dtype),
+        batch_size=batch_size, density=density, cores=cores,
+        optimizer_kind=optimizer_config.get("kind", 0), input_dropout=input_dropout)
+    return plans.choose(workload, forced).as_dict()
 
 
 cdef struct Param:
@@ -277,6 +289,7 @@ cdef class EpochRunner:
     cdef bint sparse_sgd_ok
     cdef bint gemm_sgd_ok
     cdef readonly bint sparse_input     # the first layer's input goes through _sparse
+    cdef readonly dict plan             # the descend.plans.Plan fields this runner uses
     cdef OptimizerConfig config
     cdef double clipnorm, global_clipnorm, clipvalue
     cdef object keep_alive
@@ -311,7 +324,8 @@ cdef class EpochRunner:
 
     def __init__(self, X, targets, labels, list layers, int loss,
                  dict optimizer_config, double clipnorm, double global_clipnorm,
-                 double clipvalue, int batch_size, int n_threads, sparse_input=None):
+                 double clipvalue, int batch_size, int n_threads, sparse_input=None,
+                 plan=None):
         """
         X (n, d), targets (n, k) or None, labels (n,) int32 or None;
         layers: one dict per Dense layer with keys kernel, bias, dkernel,
@@ -319,8 +333,10 @@ cdef class EpochRunner:
         activation, alpha, dropout_rate, kernel_l1, kernel_l2, bias_l1,
         bias_l2, kernel_decay, bias_decay. n_threads: the OpenMP team size.
         sparse_input: True/False forces the first layer's sparse kernels on
-        or off; None (default) uses them when at most SPARSE_DENSITY of X's
-        entries are non-zero (never under dropout on the input).
+        or off (never under dropout on the input). plan: a dict of
+        descend.plans.Plan fields (sparse_input, sample_rows, kernel_rows)
+        to force; the others come from descend.plans.choose (the machine's
+        profile, DESCEND_PLAN). The plan used is the `plan` attribute.
         """
         cdef int i
         cdef LayerPlan* p
@@ -341,10 +357,11 @@ cdef class EpochRunner:
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         # (wraparound is off in compiled code: no negative indices)
         self.n_outputs = layers[len(layers) - 1]["kernel"].shape[1]
-        if layers[0]["dropout_rate"] > 0:
-            sparse_input = False    # dropout needs the dense input row
-        elif sparse_input is None:
-            sparse_input = X.size > 0 and np.count_nonzero(X) <= SPARSE_DENSITY * X.size
+        # the blockings and the first layer's path: from descend.plans (the
+        # machine's measured profile, or the defaults), unless given
+        self.plan = _choose_plan(X, layers, batch_size, self.n_threads, cores,
+                                 optimizer_config, plan, sparse_input)
+        sparse_input = self.plan["sparse_input"]
         self.sparse_input = sparse_input
         self.team = TeamSize(self.n_threads, (
             batch_size, str(X.dtype), loss, bool(sparse_input),
@@ -376,13 +393,7 @@ cdef class EpochRunner:
         self.labels_batch = <int*>data(labels_batch)
         self.plans = <LayerPlan*>malloc(self.n_layers * sizeof(LayerPlan))
         self.partials = <double*>calloc(self.n_threads * SLOT, sizeof(double))
-        # Rows per phase-A block, measured on this machine's OpenBLAS (SkylakeX
-        # kernels, MNIST epoch, 2 threads): blocks of 4 rows ran batches of 8,
-        # 32 and 64 in 0.78, 0.48 and 0.51 s, blocks of 8-32 rows in 0.73-0.88 s
-        # (BLAS's small-matrix kernels favour the thinnest operands); from 128
-        # rows up, one block per core (64+ rows) was fastest.
-        self.sample_rows = (MIN_SAMPLE_ROWS if batch_size < 128 else
-                            max(64, (batch_size + cores - 1) // cores))
+        self.sample_rows = self.plan["sample_rows"]
         self.block_loss = <double*>calloc((batch_size + self.sample_rows - 1)
                                           // self.sample_rows, sizeof(double))
         self.clip_scales = <double*>calloc(2 * self.n_layers, sizeof(double))
@@ -399,12 +410,7 @@ cdef class EpochRunner:
             if kernel.dtype != dtype:
                 raise TypeError(f"internal error: layer {i} dtype {kernel.dtype} != {dtype}")
             p.n_in, p.n_out = kernel.shape[0], kernel.shape[1]
-            # measured with single-threaded sgemm: X^T dZ over a short batch
-            # runs best in 64-row blocks (they stay in L1/L2); over longer
-            # ones, big blocks win (256 rows ~95 GFLOP/s against 64 rows ~80),
-            # so there the kernel is cut into one block per core
-            p.kernel_rows = (SMALL_BATCH_KERNEL_ROWS if batch_size <= 64 else
-                             max(SMALL_BATCH_KERNEL_ROWS, (p.n_in + cores - 1) // cores))
+            p.kernel_rows = self.plan["kernel_rows"][i]
             p.activation = spec["activation"]
             p.alpha = spec["alpha"]
             p.dropout_rate = spec["dropout_rate"]
