@@ -262,3 +262,28 @@ def test_cpu_features_and_the_loops_in_use():
     assert _sparse.ISA == expected
     with pytest.raises(ValueError, match="name"):
         _sparse._use_isa("sse9")
+
+
+def test_fit_records_its_plan_and_a_pinned_plan_is_used():
+    rng = np.random.default_rng(4)
+    X = sparse_rows(rng, 60, 20, 0.1, np.float64)
+    y = rng.integers(0, 3, len(X))
+    net = dn.Sequential([dn.Dense(8, activation="relu"), dn.Dense(3)], input_dim=20,
+                        dtype="float64", seed=0)
+    net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    net.fit(X, y, epochs=1, batch_size=10, verbose=0)
+    assert net.plan_["sparse_input"] and net.plan_["source"] == "defaults"
+    net.plan = {"sparse_input": False, "sample_rows": 3}
+    net.fit(X, y, epochs=1, batch_size=10, verbose=0)
+    assert (net.plan_["sparse_input"], net.plan_["sample_rows"]) == (False, 3)
+
+
+def test_show_config_and_the_info_command(capsys, monkeypatch):
+    from descend.__main__ import main
+    monkeypatch.setenv("DESCEND_PROFILE", "0")
+    dn.show_config()
+    out = capsys.readouterr().out
+    assert "CPU:" in out and "OpenMP:" in out and "profile: off" in out
+    assert _sparse.ISA in out
+    assert main(["info"]) == 0
+    assert "CPU:" in capsys.readouterr().out

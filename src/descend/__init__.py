@@ -14,13 +14,15 @@ from descend.gradcheck import check_gradients, numerical_gradients
 from descend.layers import Dense, Dropout
 from descend.model import DivergenceError, History, Sequential
 from descend.io import load
+from descend.plans import show_config
 
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Dense", "Dropout", "History", "DivergenceError",
            "check_gradients", "numerical_gradients", "activations", "callbacks",
            "datasets", "initializers", "losses", "optimizers", "regularizers",
-           "schedules", "effective_n_threads", "openmp_enabled", "__version__", "load"]
+           "schedules", "effective_n_threads", "openmp_enabled", "__version__", "load",
+           "show_config"]
 
 
 def __getattr__(name):

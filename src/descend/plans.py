@@ -419,16 +419,26 @@ def last_plan():
 
 
 def describe():
-    """A readable report: CPU and features, BLAS, the profile's figures and
-    where it is stored, and the plan of the last fit."""
-    lines = []
+    """A readable report: CPU and features, the loops dispatched, BLAS and
+    OpenMP libraries and their threads, the profile's figures and where it
+    is stored, and the plan of the last fit."""
+    from descend import _openmp, _sparse
+    import descend
+    lines = [f"descend {descend.__version__}, numpy {np.__version__}, "
+             f"Python {sys.version.split()[0]}"]
     cpu = cpu_description()
-    lines.append(f"CPU: {cpu['model']} ({cpu['machine']}); dispatched features: "
-                 f"{', '.join(cpu['features']) or 'none'}")
-    blas = _blas_description()
-    if blas:
-        lines.append(f"BLAS: {blas.get('internal_api')} {blas.get('version')} "
-                     f"({blas.get('architecture')} kernels)")
+    lines.append(f"CPU: {cpu['model']} ({cpu['machine']}); features dispatched on: "
+                 f"{', '.join(cpu['features']) or 'none'}; sparse row loops: {_sparse.ISA}")
+    lines.append(f"OpenMP: {'on' if _openmp.openmp_enabled() else 'off (one thread)'}, "
+                 f"{_openmp.effective_n_threads()} thread(s) by default")
+    try:
+        from threadpoolctl import threadpool_info
+        for info in threadpool_info():
+            lines.append(f"  {info.get('user_api')}: {info.get('internal_api')} "
+                         f"{info.get('version')} ({info.get('architecture') or '-'}), "
+                         f"{info.get('num_threads')} thread(s): {info.get('filepath')}")
+    except ImportError:  # pragma: no cover - threadpoolctl is a runtime dependency
+        lines.append("  (threadpoolctl not installed: no library details)")
     profile = machine_profile()
     if profile is None:
         lines.append("profile: off (DESCEND_PROFILE=0): plans use the defaults")
@@ -448,3 +458,11 @@ def describe():
                      f"{workload.dtype}, layers {list(workload.layer_shapes)}, input "
                      f"density {workload.density:.2f}")
     return "\n".join(lines)
+
+
+def show_config():
+    """Print descend's configuration (as numpy.show_config does): CPU and
+    dispatched features, BLAS and OpenMP with their threads, the machine
+    profile and the plan of the last fit. ``python -m descend info`` prints
+    the same."""
+    print(describe())

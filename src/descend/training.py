@@ -232,7 +232,9 @@ class Trainer:
         model.optimizer.build(model._params())
         self.runner = EpochRunner(X, config.targets, config.labels, model._runner_specs(),
                                   model.loss_.code, model.optimizer.kernel_config(),
-                                  *model.optimizer.clip_settings(), config.batch_size, omp)
+                                  *model.optimizer.clip_settings(), config.batch_size, omp,
+                                  plan=getattr(model, "plan", None))
+        model.plan_ = self.runner.plan
         n_batches = -(-len(X) // config.batch_size)
         self.progress_every = max(1, n_batches // 20)
         model.history = History()
