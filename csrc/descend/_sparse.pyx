@@ -14,7 +14,9 @@
 # row width, so that any row fits and each row's place is fixed (threads
 # fill their rows without any prefix sum).
 from cython cimport floating
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
+
+from descend._blas cimport gemm
 
 from descend._dense cimport bias_activation_row
 
@@ -565,16 +567,21 @@ def sparse_grad_kernel_py(const floating[:, ::1] x not None,
 
 
 cdef class SparseLayerRun:
-    """One batch of the sparse first layer's work, as the fused epoch does it:
-    compress the rows of x, then z := x . w and out := x^T . dz from the
-    non-zero entries. Buffers are allocated once; each call runs the work
-    once, without the GIL (descend.plans times it against dense GEMMs)."""
+    """One batch of the first layer's work as the fused epoch does it, sparse
+    or dense: compress the rows of x, then z := x . w and out := x^T . dz
+    from the non-zero entries; or (dense=True) copy the rows, z := x . w in
+    blocks of `rows` rows and out := x^T . dz by single-threaded BLAS.
+    Buffers are allocated once; each call runs the work once, without the
+    GIL (descend.plans times the two against each other)."""
     cdef object arrays
-    cdef int n, n_in, n_out
+    cdef int n, n_in, n_out, rows
+    cdef bint dense
 
-    def __init__(self, x, w, dz):
+    def __init__(self, x, w, dz, dense=False, rows=64):
         """x (n, n_in), w (n_in, n_out), dz (n, n_out): C-contiguous arrays of
-        one float dtype."""
+        one float dtype; rows: rows per forward GEMM (dense)."""
+        self.dense = dense
+        self.rows = max(1, rows)
         import numpy as np
         x, w, dz = (np.ascontiguousarray(a) for a in (x, w, dz))
         if x.dtype not in (np.float32, np.float64) or w.dtype != x.dtype or dz.dtype != x.dtype:
@@ -616,6 +623,18 @@ cdef class SparseLayerRun:
         cdef int[::1] col_sample = self.arrays[10]
         cdef floating[::1] col_value = self.arrays[11]
         cdef int i
+        if self.dense:
+            with nogil:
+                i = 0
+                while i < self.n:       # value holds the copied rows
+                    memcpy(&value[i, 0], &x[i, 0], self.n_in * sizeof(floating))
+                    gemm(False, False, min(self.rows, self.n - i), self.n_out, self.n_in,
+                         <floating>1, &value[i, 0], self.n_in, &w[0, 0], self.n_out,
+                         <floating>0, &z[i, 0], self.n_out)
+                    i = i + self.rows
+                gemm(True, False, self.n_in, self.n_out, self.n, <floating>1, &value[0, 0],
+                     self.n_in, &dz[0, 0], self.n_out, <floating>0, &out[0, 0], self.n_out)
+            return
         with nogil:
             for i in range(self.n):
                 count[i] = nonzero_entries(&x[i, 0], self.n_in, &index[i, 0], &value[i, 0])

@@ -46,7 +46,7 @@ import time
 
 import numpy as np
 
-PROFILE_FORMAT = 1
+PROFILE_FORMAT = 2
 
 # The defaults (no profile): measured on an AMD EPYC (AVX2, OpenBLAS with
 # SkylakeX kernels), MNIST epoch 784-256-128-10, 2 threads. Sparse first
@@ -139,13 +139,20 @@ def _blas_description():
     return {k: infos[0].get(k) for k in ("internal_api", "version", "architecture")}
 
 
+_key = []
+
+
 def profile_key():
-    """What a profile holds for: CPU, library versions, profile format."""
+    """What a profile holds for: CPU, library versions, profile format
+    (computed once per process: scanning the loaded libraries takes a while)."""
     import scipy
     import descend
-    return {"format": PROFILE_FORMAT, "cpu": cpu_description(), "blas": _blas_description(),
-            "descend": descend.__version__, "numpy": np.__version__,
-            "scipy": scipy.__version__, "python": sys.version.split()[0]}
+    if not _key:
+        _key.append({"format": PROFILE_FORMAT, "cpu": cpu_description(),
+                     "blas": _blas_description(), "descend": descend.__version__,
+                     "numpy": np.__version__, "scipy": scipy.__version__,
+                     "python": sys.version.split()[0]})
+    return json.loads(json.dumps(_key[0]))
 
 
 def cache_dir():
@@ -190,9 +197,10 @@ def machine_profile(refresh=False):
     dict or None
         ``key`` (CPU, libraries), ``gemm`` ({dtype: {width: {rows: GFLOP/s}}},
         single-threaded BLAS on blocks of ``rows`` rows against a width x
-        width kernel), ``sparse`` ({dtype: GFLOP/s of the sparse first layer,
-        counting the non-zero work only}), ``seconds`` (time the measurement
-        took), ``path`` (where it is stored; None if the cache was not writable).
+        width kernel), ``sparse_break_even`` ({dtype: the input density
+        below which the sparse first layer is faster}), ``seconds`` (time
+        the measurement took), ``path`` (where it is stored; None if the
+        cache was not writable).
     """
     if not profiling_enabled():
         return None
@@ -204,7 +212,7 @@ def machine_profile(refresh=False):
         try:
             with open(path) as f:
                 stored = json.load(f)
-            if stored.get("key") == json.loads(json.dumps(key)):
+            if stored.get("key") == key:
                 stored["path"] = path
                 _loaded[path] = stored
                 return stored
@@ -263,15 +271,24 @@ def _gemm_runs(rng, dtype):
     return runs
 
 
-def _sparse_run(rng, dtype):
-    """(run, flops): the sparse first layer's forward and kernel gradient on
-    512 rows of 784 inputs, 20% non-zero, into 256 units (non-zero work)."""
+SPARSE_PROBE_DENSITY = 0.2
+
+
+def _first_layer_runs(rng, dtype):
+    """{"sparse": run, "dense": run}: one batch of the first layer's forward
+    and kernel gradient, 512 rows of 784 inputs into 256 units, through the
+    sparse kernels and through single-threaded BLAS. The inputs are
+    image-like, as mostly-zero inputs tend to be: 20% non-zero, all in the
+    middle 40% of the columns (MNIST: 19% non-zero, mostly central pixels)."""
     from descend import _sparse
     x = rng.standard_normal((512, 784)).astype(dtype)
-    x[rng.random(x.shape) >= 0.2] = 0
+    middle = np.zeros(784, bool)
+    middle[235:549] = True
+    x[(rng.random(x.shape) >= SPARSE_PROBE_DENSITY / 0.4) | ~middle] = 0
     w = rng.standard_normal((784, 256)).astype(dtype)
     dz = rng.standard_normal((512, 256)).astype(dtype)
-    return _sparse.SparseLayerRun(x, w, dz), 2 * 2 * np.count_nonzero(x) * 256
+    return {"sparse": _sparse.SparseLayerRun(x, w, dz),
+            "dense": _sparse.SparseLayerRun(x, w, dz, dense=True, rows=64)}
 
 
 def measure_profile():
@@ -284,15 +301,18 @@ def measure_profile():
     runs = {}
     for dtype in ("float32", "float64"):
         runs.update({(dtype,) + key: run for key, run in _gemm_runs(rng, dtype).items()})
-        runs[(dtype, "sparse")] = _sparse_run(rng, dtype)
+        for path, run in _first_layer_runs(rng, dtype).items():
+            runs[(dtype, path)] = (run, None)
     with blas_threads(1):
         seconds = _fastest({key: run for key, (run, _) in runs.items()})
-    gflops = {key: runs[key][1] / 1e9 / seconds[key] for key in runs}
-    gemm = {dtype: {str(width): {str(rows): gflops[(dtype, width, rows)]
-                                 for rows in PROFILE_ROWS} for width in PROFILE_WIDTHS}
-            for dtype in ("float32", "float64")}
-    sparse = {dtype: gflops[(dtype, "sparse")] for dtype in ("float32", "float64")}
-    return {"gemm": gemm, "sparse": sparse,
+    gemm = {dtype: {str(width): {str(rows): runs[(dtype, width, rows)][1] / 1e9
+                                 / seconds[(dtype, width, rows)] for rows in PROFILE_ROWS}
+                    for width in PROFILE_WIDTHS} for dtype in ("float32", "float64")}
+    # the sparse path's time grows with the non-zeros, the dense one's does
+    # not: they break even at the probe's density times their time ratio
+    sparse = {dtype: SPARSE_PROBE_DENSITY * seconds[(dtype, "dense")]
+              / seconds[(dtype, "sparse")] for dtype in ("float32", "float64")}
+    return {"gemm": gemm, "sparse_break_even": sparse,
             "seconds": round(time.perf_counter() - started, 3)}
 
 
@@ -339,14 +359,13 @@ def _kernel_rows(workload):
                  for n_in, _ in workload.layer_shapes)
 
 
-def sparse_density_limit(profile, workload, sample_rows):
+def sparse_density_limit(profile, workload):
     """The input density below which the sparse first layer is faster: the
-    sparse loop's rate over the dense GEMM's (both per useful FLOP)."""
+    profile's break-even density (the first layer's forward and gradient
+    timed both ways on image-like inputs), or the default without one."""
     if profile is None:
         return DEFAULT_SPARSE_DENSITY
-    n_in, n_out = workload.layer_shapes[0]
-    dense = _gemm_rate(profile, workload.dtype, sample_rows, n_in, n_out)
-    return profile["sparse"][workload.dtype] / dense
+    return profile["sparse_break_even"][workload.dtype]
 
 
 def plan_for(workload, profile=None, forced=None):
@@ -374,7 +393,7 @@ def plan_for(workload, profile=None, forced=None):
                          f"ints >= 1, got {kernel_rows}")
     sparse = forced.get("sparse_input")
     if sparse is None:
-        sparse = workload.density <= sparse_density_limit(profile, workload, sample_rows)
+        sparse = workload.density <= sparse_density_limit(profile, workload)
     sparse = bool(sparse) and not workload.input_dropout
     source = "forced" if forced else ("defaults" if profile is None else "profile")
     return Plan(sparse, sample_rows, kernel_rows, forced.get("source", source))
@@ -449,8 +468,8 @@ def describe():
             for width, rates in table.items():
                 cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
                 lines.append(f"  {dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel: {cells}")
-            lines.append(f"  {dtype} sparse first layer: {profile['sparse'][dtype]:.1f} "
-                         f"GFLOP/s of non-zero work")
+            lines.append(f"  {dtype} sparse first layer faster below "
+                         f"{profile['sparse_break_even'][dtype]:.0%} non-zero inputs")
     last = last_plan()
     if last is not None:
         workload, plan = last
