@@ -14,12 +14,13 @@ MNIST_LIKE = ((784, 256), (256, 128), (128, 10))
 WIDE = ((784, 1024), (1024, 1024), (1024, 10))
 
 
-def fake_profile(small_rates=(70, 40, 110, 130), large_rates=(6, 35, 86, 100), sparse=24.0):
+def fake_profile(small_rates=(70, 40, 110, 130), large_rates=(6, 35, 86, 100),
+                 break_even=0.185):
     """A profile shaped like the Intel Xeon's (float32 and float64 alike)."""
     rows = [str(r) for r in plans.PROFILE_ROWS]
     table = {"256": dict(zip(rows, small_rates)), "1024": dict(zip(rows, large_rates))}
     return {"gemm": {"float32": table, "float64": table},
-            "sparse": {"float32": sparse, "float64": sparse / 2}}
+            "sparse_break_even": {"float32": break_even, "float64": break_even / 2}}
 
 
 def workload(shapes=MNIST_LIKE, batch_size=128, density=0.19, cores=2, dtype="float32",
@@ -49,11 +50,11 @@ def test_a_wide_net_gets_sample_blocks_that_reuse_its_kernels():
 
 
 def test_the_sparse_first_layer_is_chosen_below_the_measured_break_even_density():
-    profile = fake_profile(sparse=24.0)     # against 130 GFLOP/s dense: 0.185
+    profile = fake_profile(break_even=0.185)
     assert plans.plan_for(workload(batch_size=1024, density=0.18), profile).sparse_input
     assert not plans.plan_for(workload(batch_size=1024, density=0.19), profile).sparse_input
-    limit = plans.sparse_density_limit(profile, workload(batch_size=1024), 512)
-    assert limit == pytest.approx(24.0 / 130)
+    assert plans.sparse_density_limit(profile, workload(dtype="float64")) == 0.0925
+    assert not plans.plan_for(workload(density=0.1, dtype="float64"), profile).sparse_input
     # dropout on the input needs the dense rows, whatever the density
     assert not plans.plan_for(workload(density=0.01, input_dropout=True), profile).sparse_input
 
@@ -138,7 +139,7 @@ def test_profiling_off_means_the_defaults(monkeypatch):
 def test_the_real_measurement_has_every_field():
     profile = plans.measure_profile()
     for dtype in ("float32", "float64"):
-        assert profile["sparse"][dtype] > 0
+        assert 0 < profile["sparse_break_even"][dtype] < 100
         for width in plans.PROFILE_WIDTHS:
             assert set(profile["gemm"][dtype][str(width)]) == {str(r) for r in plans.PROFILE_ROWS}
             assert min(profile["gemm"][dtype][str(width)].values()) > 0
@@ -287,3 +288,37 @@ def test_show_config_and_the_info_command(capsys, monkeypatch):
     assert _sparse.ISA in out
     assert main(["info"]) == 0
     assert "CPU:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("optimizer, batch_size, strategy", [
+    ("sgd", 1, "per_sample_sgd"), ("sgd", 10, "team_gemm_sgd"), ("adam", 1, "team_general"),
+    ("adam", 10, "team_general")])
+def test_the_runner_names_its_strategy(optimizer, batch_size, strategy):
+    rng = np.random.default_rng(5)
+    X = sparse_rows(rng, 30, 12, 0.5, np.float64)
+    y = rng.integers(0, 3, len(X)).astype(np.int32)
+    net = dn.Sequential([dn.Dense(5, activation="relu"), dn.Dense(3)], input_dim=12,
+                        dtype="float64", seed=0)
+    net.compile(loss="softmax_cross_entropy",
+                optimizer=dn.optimizers.SGD(0.1) if optimizer == "sgd" else dn.optimizers.Adam())
+    net.build(12)
+    net.optimizer.build(net._params())
+    runner = EpochRunner(X, None, y, net._runner_specs(), net.loss_.code,
+                         net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
+                         batch_size, 1)
+    assert runner.strategy == strategy
+
+
+def test_the_plans_are_saved_with_the_model(tmp_path):
+    rng = np.random.default_rng(6)
+    X = sparse_rows(rng, 40, 10, 0.3, np.float64)
+    y = rng.integers(0, 3, len(X))
+    net = dn.Sequential([dn.Dense(6, activation="relu"), dn.Dense(3)], input_dim=10,
+                        dtype="float64", seed=0)
+    net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    net.plan = {"sample_rows": 2}
+    net.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    net.save(tmp_path / "net.npz")
+    loaded = dn.load(tmp_path / "net.npz")
+    assert loaded.plan == {"sample_rows": 2}
+    assert loaded.plan_ == net.plan_ and loaded.plan_["sample_rows"] == 2

@@ -34,6 +34,22 @@
 # Batch size 1 with plain SGD has its own path: per sample, BLAS level-1
 # calls over the rows whose input is non-zero (MNIST pixels are ~80% zero,
 # ReLU outputs about half), with the update fused into the outer product.
+#
+# Strategies (EpochRunner.strategy names the batch path, sparse_input and
+# by_norm the variants; the plan, descend.plans, sets the block sizes):
+#
+# | strategy / variant  | runs when                                   | code                      | pinned by                                   |
+# |---------------------|---------------------------------------------|---------------------------|---------------------------------------------|
+# | "per_sample_sgd"    | batch 1, plain SGD (momentum 0), no clip-   | _sgd_samples              | test_network: stochastic_plain_sgd_equals_  |
+# |                     | ping, dropout, penalty or weight decay      |                           | per_layer_path                              |
+# | "team_gemm_sgd"     | plain SGD, no clipping, no L1, batch > 1    | _batches, phase B by      | test_network: fused_fit_equals_train_on_    |
+# |                     | (L2 / weight decay fold into GEMM's beta)   | _sgd_through_gemm         | batch_loop; test_plans: every_plan_*        |
+# | "team_general"      | every other optimizer / setting             | _batches, phase B by      | test_network: fused_paths_equal_the_per_    |
+# |                     |                                             | _kernel_gradient + _step  | layer_path_on_wide_layers; test_plans       |
+# | + sparse_input      | plan: input density below the profile's     | _gather compresses,       | test_sparse: sparse_and_dense_first_layer_  |
+# |                     | break-even (defaults: 35%), no input dropout| _sparse_grad              | train_the_same; test_plans                  |
+# | + by_norm (clip)    | clipnorm or global_clipnorm > 0             | _parameter_step 2nd half  | test_optimizers (clipnorm), test_sparse     |
+# | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; *_bit_identical_* tests       |
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
@@ -54,7 +70,7 @@ from descend._dense cimport (dense_forward, activation_backward, dense_grad_inpu
                              dense_grad_params, dropout, descend_mix, gemm_rows)
 from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
                               GRAD_GROUP_ROWS)
-from descend._contract cimport (OptimizerConfig, SGD, MEAN_SQUARED_ERROR,
+from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERROR,
                                SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
 from descend._losses cimport loss_and_gradient
 from descend._optim cimport (optimizer_step, add_penalty_gradient, sum_squares,
@@ -286,8 +302,8 @@ cdef class EpochRunner:
     cdef int n_outputs
     cdef long n_rows
     cdef bint is_float32
-    cdef bint sparse_sgd_ok
-    cdef bint gemm_sgd_ok
+    cdef bint per_sample_ok     # the per-sample path may run (batch 1, plain SGD, ...)
+    cdef bint gemm_sgd_ok       # phase B updates plain SGD through the GEMM
     cdef readonly bint sparse_input     # the first layer's input goes through _sparse
     cdef readonly dict plan             # the descend.plans.Plan fields this runner uses
     cdef OptimizerConfig config
@@ -400,10 +416,10 @@ cdef class EpochRunner:
         if (self.plans == NULL or self.partials == NULL or self.block_loss == NULL
                 or self.clip_scales == NULL):
             raise MemoryError()
-        self.sparse_sgd_ok = (self.config.kind == SGD and self.config.momentum == 0
+        self.per_sample_ok = (self.config.kind == SGD and self.config.momentum == 0
                               and clipnorm == 0 and global_clipnorm == 0 and clipvalue == 0)
         # plain SGD without clipping or L1 can update through the GEMM itself
-        self.gemm_sgd_ok = self.sparse_sgd_ok
+        self.gemm_sgd_ok = self.per_sample_ok
         for i, spec in enumerate(layers):
             p = &self.plans[i]
             kernel = spec["kernel"]
@@ -422,7 +438,7 @@ cdef class EpochRunner:
             p.bias.proximal = spec.get("bias_l1_proximal", False)
             z = np.empty((batch_size, p.n_out), dtype=dtype)
             # identity layers need no separate activation buffer
-            a = z if p.activation == 0 else np.empty_like(z)
+            a = z if p.activation == IDENTITY else np.empty_like(z)
             dz = np.empty_like(z)
             dropped = (np.empty((batch_size, p.n_in), dtype=dtype)
                        if p.dropout_rate > 0 else None)
@@ -430,9 +446,18 @@ cdef class EpochRunner:
             p.z, p.a, p.dz, p.dropped = data(z), data(a), data(dz), data(dropped)
             if (p.dropout_rate > 0 or p.kernel.l1 != 0 or p.kernel.l2 != 0
                     or p.bias.l1 != 0 or p.bias.l2 != 0):
-                self.sparse_sgd_ok = False
+                self.per_sample_ok = False
             if p.kernel.l1 != 0 or p.bias.l1 != 0:
                 self.gemm_sgd_ok = False
+
+    @property
+    def strategy(self):
+        """The batch path of run_epoch (the table at the top of _train.pyx):
+        "per_sample_sgd" (batch 1, plain SGD; run_epoch falls back to the
+        team path when given a weight decay), "team_gemm_sgd" or "team_general"."""
+        if self.per_sample_ok and self.batch_size == 1:
+            return "per_sample_sgd"
+        return "team_gemm_sgd" if self.gemm_sgd_ok else "team_general"
 
     cdef _fill_param(self, Param* param, value, grad, state, double l1,
                      double l2, double decay):
@@ -475,7 +500,7 @@ cdef class EpochRunner:
         cdef long n_correct = 0
         cdef bint finite = True
         # batch size 1, plain SGD: the per-sample path (one thread)
-        cdef bint per_sample = self.sparse_sgd_ok and self.batch_size == 1 and weight_decay == 0
+        cdef bint per_sample = self.per_sample_ok and self.batch_size == 1 and weight_decay == 0
         cdef double totals[3]
         cdef int team
         cdef double started
