@@ -116,6 +116,9 @@ def save(model, path):
               "schedule_state": None, "epochs_trained": int(model.epochs_trained),
               "rng_state": model._rng.bit_generator.state,
               "has_classes": model.classes_ is not None,
+              # the plan pinned on the model and the one its last fit used
+              # (descend.plans): a run's rounding can be reproduced elsewhere
+              "plan": getattr(model, "plan", None), "plan_used": getattr(model, "plan_", None),
               "history": {"epoch": list(model.history.epoch),
                           "logs": {k: list(v) for k, v in model.history.items()}}}
     arrays = {}
@@ -336,6 +339,8 @@ class _Reader:
                 raise self.error(f"invalid loss or optimizer in the config: {exc}") from None
             self.restore_optimizer(net, config)
         net.epochs_trained = self.nonnegative_int(config["epochs_trained"], "epochs_trained")
+        net.plan = self.plan(config.get("plan"), "plan")
+        net.plan_ = self.plan(config.get("plan_used"), "plan_used")
 
         # classes, random generator, history
         if config["has_classes"]:
@@ -402,6 +407,16 @@ class _Reader:
                              f"dtype is {like.dtype}")
         if not np.isfinite(array).all():
             raise self.error(f"entry {key!r} contains NaN or infinite values")
+
+    def plan(self, value, name):
+        """A plan dict of the config (None if absent), its fields checked."""
+        from descend.plans import PLAN_FIELDS
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not set(value) <= set(PLAN_FIELDS) | {"source"}:
+            raise self.error(f"config entry {name!r} must be a dict with keys among "
+                             f"{PLAN_FIELDS + ('source',)}, got {value!r}")
+        return value
 
     def nonnegative_int(self, value, name):
         if (isinstance(value, bool) or not isinstance(value, int) or value < 0
