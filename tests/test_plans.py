@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import descend as dn
-from descend import _sparse, plans
+from descend import _sparse, plans, training
 from descend._train import EpochRunner
 
 MNIST_LIKE = ((784, 256), (256, 128), (128, 10))
@@ -160,7 +160,7 @@ def train(X, y, batch_size, n_threads, plan, optimizer="adam", epochs=2):
     net.build(X.shape[1])
     net.optimizer.build(net._params())
     net.initial_weights = net.get_weights()
-    runner = EpochRunner(X, None, y, net._runner_specs(), net.loss_.code,
+    runner = EpochRunner(X, None, y, training.runner_specs(net), net.loss_.code,
                          net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
                          batch_size, n_threads, plan=plan)
     for field in ("sparse_input", "sample_rows"):
@@ -303,22 +303,7 @@ def test_the_runner_names_its_strategy(optimizer, batch_size, strategy):
                 optimizer=dn.optimizers.SGD(0.1) if optimizer == "sgd" else dn.optimizers.Adam())
     net.build(12)
     net.optimizer.build(net._params())
-    runner = EpochRunner(X, None, y, net._runner_specs(), net.loss_.code,
+    runner = EpochRunner(X, None, y, training.runner_specs(net), net.loss_.code,
                          net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
                          batch_size, 1)
     assert runner.strategy == strategy
-
-
-def test_the_plans_are_saved_with_the_model(tmp_path):
-    rng = np.random.default_rng(6)
-    X = sparse_rows(rng, 40, 10, 0.3, np.float64)
-    y = rng.integers(0, 3, len(X))
-    net = dn.Sequential([dn.Dense(6, activation="relu"), dn.Dense(3)], input_dim=10,
-                        dtype="float64", seed=0)
-    net.compile(loss="softmax_cross_entropy", optimizer="sgd")
-    net.plan = {"sample_rows": 2}
-    net.fit(X, y, epochs=1, batch_size=8, verbose=0)
-    net.save(tmp_path / "net.npz")
-    loaded = dn.load(tmp_path / "net.npz")
-    assert loaded.plan == {"sample_rows": 2}
-    assert loaded.plan_ == net.plan_ and loaded.plan_["sample_rows"] == 2

@@ -1,12 +1,12 @@
 """Losses, each fused with its output link (computed in ``_losses.pyx``).
 
-========================= ======== ============================================== ==========================
-name                      link     loss per sample (mean over the batch)          gradient w.r.t. the output
-========================= ======== ============================================== ==========================
-mean_squared_error        identity mean_j (o_j - t_j)^2                            2 (o - t) / k
-binary_cross_entropy      sigmoid  mean_j max(o_j,0) - o_j t_j + log1p(exp(-|o_j|)) (sigmoid(o) - t) / k
-softmax_cross_entropy     softmax  logsumexp(o) - o_y                              softmax(o) - onehot(y)
-========================= ======== ============================================== ==========================
+===================== ======== =================================================== ==========================
+name                  link     loss per sample (mean over the batch)               gradient w.r.t. the output
+===================== ======== =================================================== ==========================
+mean_squared_error    identity mean_j (o_j - t_j)^2                                2 (o - t) / k
+binary_cross_entropy  sigmoid  mean_j max(o_j,0) - o_j t_j + log1p(exp(-abs(o_j))) (sigmoid(o) - t) / k
+softmax_cross_entropy softmax  logsumexp(o) - o_y                                  softmax(o) - onehot(y)
+===================== ======== =================================================== ==========================
 
 ``o`` are the last layer's outputs (logits for the cross-entropies), k the
 number of outputs. The mean over the batch is then taken, so the gradient of
@@ -21,6 +21,7 @@ import numpy as np
 
 from descend import _losses
 from descend._contract import Loss as LossCode
+from descend._validation import error_message
 
 # the kernels' loss codes (descend._contract.Loss: one definition)
 MEAN_SQUARED_ERROR = LossCode.MEAN_SQUARED_ERROR
@@ -42,11 +43,27 @@ class Loss(abc.ABC):
 
     @abc.abstractmethod
     def encode(self, y, n_outputs, classes=None, dtype=np.float32, name="y"):
-        """(targets (n, k) array or None, labels (n,) int32 or None, classes_)."""
+        """(targets (n, k) array or None, labels (n,) int32 or None, ``classes_``)."""
 
     def grad_scale(self, n, k):
-        """1 / number of averaged terms, so the kernel returns d(mean loss)."""
-        return 1.0 / (n * k)
+        """1 / number of averaged terms, so the kernel returns d(mean loss): 1 / n
+        for softmax_cross_entropy, 1 / (n k) for the elementwise losses (the
+        fused loop's ``mean_scale``, through its twin)."""
+        return _losses.mean_scale_py(self.code, n, k)
+
+    def accuracy(self, n_correct, n, k):
+        """Fraction of correct predictions among n samples of k outputs, from the
+        count of the kernels' ``count_correct``: per sample for
+        softmax_cross_entropy (n_correct / n), per output for
+        binary_cross_entropy (n_correct / (n k)); None for regression."""
+        if not self.is_classifier:
+            return None
+        return n_correct / (n if self.code == SOFTMAX_CROSS_ENTROPY else n * k)
+
+    def count_correct(self, output, targets, labels):
+        """Correct predictions in output (n, k) for encoded targets/labels (an int)."""
+        from descend._train import count_correct_py
+        return count_correct_py(self.code, output, targets, labels)
 
     def mean_loss(self, output, targets, labels, n_threads=1):
         """Mean loss of output (n, k) against encoded targets (float)."""
@@ -75,6 +92,21 @@ class MeanSquaredError(Loss):
     """Mean squared error over samples and outputs (identity output).
 
     Targets: (n,) or (n, k) real numbers, k = number of outputs.
+
+    Examples
+    --------
+    Two samples, one output: mean of (1 - 0)^2 and (3 - 1)^2, and the
+    gradient 2 (o - t) / (n k):
+
+    >>> import numpy as np
+    >>> from descend import losses
+    >>> mse = losses.get("mean_squared_error")
+    >>> targets, _, _ = mse.encode(np.array([0.0, 1.0]), n_outputs=1, dtype=np.float64)
+    >>> loss, grad = mse.loss_and_gradient(np.array([[1.0], [3.0]]), targets, None)
+    >>> loss
+    2.5
+    >>> grad.ravel()
+    array([1., 2.])
     """
     code = MEAN_SQUARED_ERROR
     name = "mean_squared_error"
@@ -98,9 +130,22 @@ class MeanSquaredError(Loss):
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy from logits (sigmoid link), per output.
 
-    Targets: (n,) labels with at most two distinct values (kept in classes_,
+    Targets: (n,) labels with at most two distinct values (kept in ``classes_``,
     the second one is the positive class; 0/1 and bools map to themselves),
     or (n, k) values in [0, 1] for k independent binary outputs.
+
+    Examples
+    --------
+    Logits 0 give probability 1/2: the loss is log 2 and the gradient
+    (sigmoid(o) - t) / (n k):
+
+    >>> import numpy as np
+    >>> from descend import losses
+    >>> bce = losses.get("binary_cross_entropy")
+    >>> targets, _, classes = bce.encode(np.array([0, 1]), n_outputs=1, dtype=np.float64)
+    >>> loss, grad = bce.loss_and_gradient(np.zeros((2, 1)), targets, None)
+    >>> round(loss, 6), grad.ravel()
+    (0.693147, array([ 0.25, -0.25]))
     """
     code = BINARY_CROSS_ENTROPY
     name = "binary_cross_entropy"
@@ -152,14 +197,29 @@ class SoftmaxCrossEntropy(Loss):
     Targets: integer class ids in [0, k), one-hot rows (n, k), or any labels
     (strings included): these are sorted into ``classes_`` (as
     ``numpy.unique``), which must then have exactly k entries.
+
+    Examples
+    --------
+    String labels become class ids; equal logits give log 2 per sample and
+    the gradient (softmax(o) - onehot(y)) / n:
+
+    >>> import numpy as np
+    >>> from descend import losses
+    >>> sce = losses.get("softmax_cross_entropy")
+    >>> _, labels, classes = sce.encode(np.array(["cat", "dog"]), n_outputs=2)
+    >>> classes.tolist(), labels.tolist()
+    (['cat', 'dog'], [0, 1])
+    >>> loss, grad = sce.loss_and_gradient(np.zeros((2, 2)), None, labels)
+    >>> round(loss, 6)
+    0.693147
+    >>> grad
+    array([[-0.25,  0.25],
+           [ 0.25, -0.25]])
     """
     code = SOFTMAX_CROSS_ENTROPY
     name = "softmax_cross_entropy"
     link = "softmax"
     is_classifier = True
-
-    def grad_scale(self, n, k):
-        return 1.0 / n
 
     def encode(self, y, n_outputs, classes=None, dtype=np.float32, name="y"):
         y = np.asarray(y)
@@ -246,6 +306,6 @@ def get(identifier):
         name = ALIASES.get(identifier, identifier)
         if name in _LOSSES:
             return _LOSSES[name]()
-        raise ValueError(f"loss must be one of {sorted(_LOSSES)} (or aliases "
-                         f"{sorted(ALIASES)}), got {identifier!r}")
-    raise TypeError(f"loss must be a str or a descend Loss, got {type(identifier).__name__}")
+    raise (ValueError if isinstance(identifier, str) else TypeError)(error_message(
+        "loss", f"one of {sorted(_LOSSES)} (or aliases {sorted(ALIASES)}) or a descend Loss",
+        identifier))

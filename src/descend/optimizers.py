@@ -17,7 +17,8 @@ import numpy as np
 
 from descend import _optim, schedules
 from descend._contract import OptimizerKind
-from descend._validation import check_float, check_int, check_n_threads
+from descend._validation import (check_array_like, check_bool, check_float, check_team_size,
+                                 error_message)
 
 # the kernels' update codes (descend._contract.OptimizerKind: one definition)
 SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = (
@@ -41,11 +42,20 @@ class Optimizer(abc.ABC):
     ----------
     learning_rate : float
         The learning rate of the next update (callbacks may assign it).
+    learning_rate_scale : float
+        Product of the cuts of ``callbacks.ReduceLROnPlateau`` (1.0 at
+        first): with a schedule, the rate of an epoch is
+        ``schedule(epoch) * learning_rate_scale``, so a cut composes with the
+        schedule instead of being undone by it. Part of the state
+        (:meth:`get_state`).
     iterations : int
         Number of updates done (t).
     state : list of list of ndarray
         Per parameter array, the optimizer's state arrays (names in
         ``state_names``), created by :meth:`build`.
+    param_names : list of str or None
+        The names of the parameters given to :meth:`build`: the keys of
+        :meth:`state_dict` are ``"<param name>.<state name>"``.
     """
     kind = None
     state_names = ()
@@ -61,8 +71,7 @@ class Optimizer(abc.ABC):
             self.schedule = schedules.get(learning_rate)
             self.learning_rate = float(self.schedule(0))
         self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
-        if not isinstance(decay_bias, (bool, np.bool_)):
-            raise TypeError(f"decay_bias must be a bool, got {decay_bias!r}")
+        decay_bias = check_bool(decay_bias, "decay_bias")
         self.decay_bias = bool(decay_bias)
         clip = {"clipnorm": clipnorm, "global_clipnorm": global_clipnorm,
                 "clipvalue": clipvalue}
@@ -75,7 +84,9 @@ class Optimizer(abc.ABC):
                 check_float(value, key, minimum=0.0, min_inclusive=False)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         self.iterations = 0
+        self.learning_rate_scale = 1.0
         self.state = None
+        self.param_names = None
 
     # -- settings shared with the kernels -----------------------------------
     @abc.abstractmethod
@@ -86,9 +97,9 @@ class Optimizer(abc.ABC):
         return (self.clipnorm or 0.0, self.global_clipnorm or 0.0, self.clipvalue or 0.0)
 
     def learning_rate_for_epoch(self, epoch):
-        """Evaluate the schedule (if any) for this epoch and use it."""
+        """Evaluate the schedule (if any) for this epoch, times learning_rate_scale."""
         if self.schedule is not None:
-            lr = float(self.schedule(epoch))
+            lr = float(self.schedule(epoch)) * self.learning_rate_scale
             if not np.isfinite(lr) or lr < 0:
                 raise ValueError(f"learning-rate schedule gave {lr} at epoch {epoch}; "
                                  "expected a finite value >= 0")
@@ -99,15 +110,28 @@ class Optimizer(abc.ABC):
         return self.learning_rate
 
     # -- state -------------------------------------------------------------
-    def build(self, params):
-        """Create zeroed state arrays for each parameter array (kept if they fit)."""
-        names = self.active_state_names()
+    def build(self, params, names=None):
+        """Create zeroed state arrays for each parameter array (kept if they fit).
+
+        Parameters
+        ----------
+        params : list of ndarray
+        names : list of str or None
+            The parameters' names (``Sequential`` gives ``"layers.0.kernel"``
+            ...), the keys of :meth:`state_dict`; None keeps the names of an
+            earlier build of as many arrays, else numbers them "0", "1", ...
+        """
+        if names is not None:
+            self.param_names = [str(name) for name in names]
+        elif self.param_names is None or len(self.param_names) != len(params):
+            self.param_names = [str(i) for i in range(len(params))]
+        slots = self.active_state_names()
         if self.state is not None and len(self.state) == len(params) and all(
-                len(s) == len(names) and all(a.shape == p.shape and a.dtype == p.dtype
+                len(s) == len(slots) and all(a.shape == p.shape and a.dtype == p.dtype
                                              for a in s)
                 for s, p in zip(self.state, params)):
             return
-        self.state = [[self._initial_state(name, p) for name in names] for p in params]
+        self.state = [[self._initial_state(name, p) for name in slots] for p in params]
 
     def active_state_names(self):
         """The state arrays this configuration uses (others stay unallocated)."""
@@ -117,8 +141,9 @@ class Optimizer(abc.ABC):
         return np.zeros_like(param, order="C")
 
     def get_state(self):
-        """{"iterations": t, "arrays": [[arrays of param 0], ...]} (copies)."""
-        return {"iterations": self.iterations,
+        """{"iterations": t, "learning_rate_scale": s, "arrays": [[arrays of param 0],
+        ...]} (copies)."""
+        return {"iterations": self.iterations, "learning_rate_scale": self.learning_rate_scale,
                 "arrays": None if self.state is None else
                 [[a.copy() for a in s] for s in self.state]}
 
@@ -136,6 +161,121 @@ class Optimizer(abc.ABC):
         else:
             self.state = [[np.ascontiguousarray(a).copy() for a in s] for s in arrays]
         self.iterations = int(state["iterations"])
+        self.learning_rate_scale = float(state.get("learning_rate_scale", 1.0))
+
+    def state_dict(self):
+        """The optimizer's mutable state, by name (copies).
+
+        Returns
+        -------
+        dict
+            ``{"iterations": t, "learning_rate": float,
+            "learning_rate_scale": float, "schedule": schedule.state_dict()
+            or None, "state": {"<param>.<slot>": array} or None}``: one array
+            per parameter and state slot, e.g.
+            ``"layers.0.kernel.velocity"`` (SGD momentum) or
+            ``"layers.0.bias.exp_avg_sq"`` (Adam), shaped and typed as the
+            parameter; ``"state"`` is None before :meth:`build`.
+        """
+        state = None
+        if self.state is not None:
+            names = self.param_names or [str(i) for i in range(len(self.state))]
+            slots = self.active_state_names()
+            state = {f"{param}.{slot}": array.copy()
+                     for param, arrays in zip(names, self.state)
+                     for slot, array in zip(slots, arrays)}
+        return {"iterations": int(self.iterations), "learning_rate": float(self.learning_rate),
+                "learning_rate_scale": float(self.learning_rate_scale),
+                "schedule": None if self.schedule is None else self.schedule.state_dict(),
+                "state": state}
+
+    def load_state_dict(self, state_dict):
+        """Restore a :meth:`state_dict`, checking all of it before changing anything.
+
+        The optimizer must be built (:meth:`build`) on the parameters the
+        state belongs to when the state holds arrays; they are copied into
+        the built arrays.
+
+        Raises
+        ------
+        ValueError
+            A missing or unknown key (named), an array whose shape or dtype
+            differs from its parameter's or that holds NaN/inf, iterations
+            not an int in [0, 2**62), a learning rate not a finite float
+            >= 0, a schedule state without a schedule (or the schedule's
+            own ValueError); the optimizer is unchanged.
+        """
+        if not isinstance(state_dict, dict) or set(state_dict) != set(_STATE_KEYS):
+            raise ValueError(f"an optimizer state_dict has the keys {list(_STATE_KEYS)}, got "
+                             f"{_keys_of(state_dict)}")
+        iterations = state_dict["iterations"]
+        if (isinstance(iterations, (bool, np.bool_)) or not isinstance(iterations,
+                                                                       (int, np.integer))
+                or not 0 <= iterations < 2**62):
+            raise ValueError(f"the optimizer's iterations must be an int >= 0 (and < 2**62), "
+                             f"got {iterations!r}")
+        learning_rate = state_dict["learning_rate"]
+        if (isinstance(learning_rate, (bool, np.bool_))
+                or not isinstance(learning_rate, (int, float, np.floating))
+                or not np.isfinite(learning_rate) or learning_rate < 0):
+            raise ValueError(f"the optimizer's learning_rate must be a finite float >= 0, "
+                             f"got {learning_rate!r}")
+        scale = state_dict["learning_rate_scale"]
+        if (isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.floating))
+                or not np.isfinite(scale) or scale <= 0):
+            raise ValueError(f"the optimizer's learning_rate_scale must be a finite float > 0, "
+                             f"got {scale!r}")
+        arrays = self._checked_state_arrays(state_dict["state"])
+        if state_dict["schedule"] is not None:
+            if self.schedule is None:
+                raise ValueError("the state has a learning-rate schedule state, but the "
+                                 "optimizer has no schedule")
+            self.schedule.load_state_dict(state_dict["schedule"])
+        if arrays is None:
+            self.state = None
+        else:
+            for mine, theirs in zip(self.state, arrays):
+                for m, t in zip(mine, theirs):
+                    np.copyto(m, t)
+        self.iterations = int(iterations)
+        self.learning_rate = float(learning_rate)
+        self.learning_rate_scale = float(scale)
+
+    def _checked_state_arrays(self, named):
+        """Per parameter, the arrays of `named` in slot order, checked against the state."""
+        if named is None:
+            return None
+        if not isinstance(named, dict):
+            raise ValueError(f"the optimizer's state must be a dict of arrays or None, got "
+                             f"{type(named).__name__}")
+        if self.state is None:
+            raise ValueError("build the optimizer on its parameters (optimizer.build(params, "
+                             "names)) before loading a state that holds arrays")
+        slots = self.active_state_names()
+        expected = [[f"{param}.{slot}" for slot in slots] for param in self.param_names]
+        flat = [key for keys in expected for key in keys]
+        missing, unknown = sorted(set(flat) - set(named)), sorted(set(named) - set(flat))
+        if missing or unknown:
+            raise ValueError(f"the optimizer's state does not fit its parameters: missing "
+                             f"{missing[:10]}, unknown {unknown[:10]}")
+        return [[check_array_like(named[key], like, f"optimizer state {key!r}")
+                 for key, like in zip(keys, built)]
+                for keys, built in zip(expected, self.state)]
+
+    @classmethod
+    def from_config(cls, config):
+        """The optimizer of a :meth:`get_config` (no code from the config is run).
+
+        Raises
+        ------
+        ValueError
+            An unknown class name, or one that is not `cls` or a subclass.
+        """
+        optimizer = from_config(config)
+        if not isinstance(optimizer, cls):
+            raise ValueError(f"the config describes a {type(optimizer).__name__}, not a "
+                             f"{cls.__name__}")
+        return optimizer
 
     def get_config(self):
         config = {"class": type(self).__name__,
@@ -177,7 +317,7 @@ class Optimizer(abc.ABC):
         clipnorm, global_clipnorm, clipvalue = self.clip_settings()
         if global_clipnorm > 0:
             total = sum(_optim.sum_squares_py(g, n_threads) for g in flat_grads)
-            scale = global_clipnorm / (np.sqrt(total) + 1e-6)
+            scale = _optim.clip_scale_py(global_clipnorm, total)
             if scale < 1:
                 for g in flat_grads:
                     _optim.scale_and_clip_py(g, scale, 0.0, n_threads)
@@ -185,7 +325,7 @@ class Optimizer(abc.ABC):
         config = self.kernel_config()
         for i, (p, g) in enumerate(zip(params, flat_grads)):
             if clipnorm > 0:
-                scale = clipnorm / (np.sqrt(_optim.sum_squares_py(g, n_threads)) + 1e-6)
+                scale = _optim.clip_scale_py(clipnorm, _optim.sum_squares_py(g, n_threads))
                 if scale < 1:
                     _optim.scale_and_clip_py(g, scale, 0.0, n_threads)
             if clipvalue > 0:
@@ -225,6 +365,22 @@ class SGD(Optimizer):
     Robbins & Monro (1951); Polyak (1964), heavy-ball momentum; Sutskever,
     Martens, Dahl, Hinton (2013), "On the importance of initialization and
     momentum in deep learning", eq. (3)-(4) for Nesterov momentum in this form.
+
+    Examples
+    --------
+    Two updates of w = (1, 2) with the gradient g = (0.5, -1): the velocity
+    is g, then 0.9 g + g.
+
+    >>> import numpy as np
+    >>> from descend import optimizers
+    >>> w = np.array([1.0, 2.0])
+    >>> opt = optimizers.SGD(learning_rate=0.1, momentum=0.9)
+    >>> opt.apply_gradients([w], [np.array([0.5, -1.0])])
+    >>> w
+    array([0.95, 2.1 ])
+    >>> opt.apply_gradients([w], [np.array([0.5, -1.0])])
+    >>> w
+    array([0.855, 2.29 ])
     """
     kind = SGD_KIND
 
@@ -233,8 +389,7 @@ class SGD(Optimizer):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
         self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
                                     max_inclusive=False)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+        nesterov = check_bool(nesterov, "nesterov")
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0, got momentum=0")
         self.nesterov = bool(nesterov)
@@ -329,8 +484,7 @@ class RMSprop(Optimizer):
         self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
                                     max_inclusive=False)
         self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
-        if not isinstance(centered, (bool, np.bool_)):
-            raise TypeError(f"centered must be a bool, got {centered!r}")
+        centered = check_bool(centered, "centered")
         self.centered = bool(centered)
 
     def active_state_names(self):
@@ -370,6 +524,18 @@ class Adam(Optimizer):
     ----------
     Kingma & Ba (2015), "Adam: A Method for Stochastic Optimization", ICLR,
     Algorithm 1.
+
+    Examples
+    --------
+    The first step moves every parameter by about learning_rate against the
+    sign of its gradient (the bias-corrected ``m / sqrt(v)`` is ``g / |g|``):
+
+    >>> import numpy as np
+    >>> from descend import optimizers
+    >>> w = np.array([1.0, 2.0])
+    >>> optimizers.Adam(learning_rate=0.1).apply_gradients([w], [np.array([0.5, -1.0])])
+    >>> np.round(w, 6)
+    array([0.9, 2.1])
     """
     kind = ADAM_KIND
     decoupled = False
@@ -382,8 +548,7 @@ class Adam(Optimizer):
         self.beta_2 = check_float(beta_2, "beta_2", minimum=0.0, maximum=1.0,
                                   max_inclusive=False)
         self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
-        if not isinstance(amsgrad, (bool, np.bool_)):
-            raise TypeError(f"amsgrad must be a bool, got {amsgrad!r}")
+        amsgrad = check_bool(amsgrad, "amsgrad")
         self.amsgrad = bool(amsgrad)
 
     def active_state_names(self):
@@ -425,10 +590,16 @@ class AdamW(Adam):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
 
 
+_STATE_KEYS = ("iterations", "learning_rate", "learning_rate_scale", "schedule", "state")
+
+
+def _keys_of(value):
+    return sorted(value) if isinstance(value, dict) else type(value).__name__
+
+
 def _check_update(params, grads, decay_flags, n_threads):
     """(params, grads) as lists of matching arrays for apply_gradients, or raise."""
-    check_int(n_threads, "n_threads", minimum=1)
-    check_n_threads(n_threads)
+    check_team_size(n_threads)
     params, grads = list(params), list(grads)
     if len(grads) != len(params) or (decay_flags is not None
                                      and len(decay_flags) != len(params)):
@@ -463,10 +634,8 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _OPTIMIZERS:
         return _OPTIMIZERS[identifier.lower()]()
-    if isinstance(identifier, str):
-        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {identifier!r}")
-    raise TypeError(f"optimizer must be a str or a descend Optimizer, got "
-                    f"{type(identifier).__name__}")
+    raise (ValueError if isinstance(identifier, str) else TypeError)(error_message(
+        "optimizer", f"one of {sorted(_OPTIMIZERS)} or a descend Optimizer", identifier))
 
 
 def from_config(config):
