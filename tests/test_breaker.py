@@ -319,3 +319,17 @@ def test_set_weights_names_a_non_list_argument(weights):
     net.build(3)
     with pytest.raises(TypeError, match="weights must be a list of arrays"):
         net.set_weights(weights)
+
+
+@pytest.mark.parametrize("steps", [2**31, 10**20])
+def test_steps_per_execution_beyond_a_c_int_calls_batch_hooks_once_an_epoch(data, steps):
+    # was: OverflowError 'value too large to convert to int' from the compiled loop
+    # (only with a batch hook: then the count reaches the loop's progress interval)
+    X, y = data
+    seen = []
+    callback = dn.callbacks.Callback()
+    callback.on_train_batch_end = lambda batch, logs=None: seen.append(batch)
+    net = small_net()
+    net.fit(X, y, epochs=2, batch_size=10, verbose=0, callbacks=[callback],
+            steps_per_execution=steps)
+    assert seen == [3, 3] and net.epochs_trained == 2

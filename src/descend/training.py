@@ -276,7 +276,9 @@ class Trainer:
         model.plan_ = self.runner.plan
         self.n_batches = -(-len(X) // config.batch_size)
         self.progress_every = max(1, self.n_batches // 20)
-        self.hook_every = config.steps_per_execution or min(self.progress_every, 64)
+        # more than an epoch's batches is once an epoch (and fits the loop's C int)
+        self.hook_every = min(config.steps_per_execution or min(self.progress_every, 64),
+                              self.n_batches)
         model.history = History()
         model.stop_training = False
 
