@@ -333,3 +333,14 @@ def test_steps_per_execution_beyond_a_c_int_calls_batch_hooks_once_an_epoch(data
     net.fit(X, y, epochs=2, batch_size=10, verbose=0, callbacks=[callback],
             steps_per_execution=steps)
     assert seen == [3, 3] and net.epochs_trained == 2
+
+
+@pytest.mark.parametrize("config, received", [
+    ({"layers": "x"}, r"a dict whose 'layers' is a str"),
+    ({"input_dim": 3}, r"a dict without 'layers'"),
+    (None, r"NoneType")])
+def test_from_config_says_what_is_wrong_with_the_config(config, received):
+    # was: "the config must be a dict with a 'layers' list, got dict" for the first two
+    with pytest.raises(ValueError, match="the config must be a dict with a 'layers' list, "
+                                         "got " + received):
+        dn.Sequential.from_config(config)

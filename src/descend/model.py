@@ -713,8 +713,10 @@ class Sequential:
             layer class, or any argument the constructors refuse.
         """
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-            raise ValueError("the config must be a dict with a 'layers' list, got "
-                             f"{type(config).__name__}")
+            got = (type(config).__name__ if not isinstance(config, dict)
+                   else "a dict without 'layers'" if "layers" not in config
+                   else f"a dict whose 'layers' is a {type(config['layers']).__name__}")
+            raise ValueError(f"the config must be a dict with a 'layers' list, got {got}")
         return cls([layers_module.from_config(layer) for layer in config["layers"]],
                    input_dim=config.get("input_dim"), dtype=config.get("dtype"),
                    seed=config.get("seed"), n_threads=config.get("n_threads"),
