@@ -8,21 +8,15 @@ OpenMP on one thread. descend's own loops get the cores: the compiled epoch
 cuts each batch into blocks of samples and of kernel rows and calls
 single-threaded BLAS on each, which beat multi-threaded BLAS on these small
 GEMMs and, unlike it, stays fast when other processes load the machine.
-Without threadpoolctl BLAS cannot be limited, so OpenMP stays on one thread
-(correct, slower).
+threadpoolctl is a required dependency for that reason (as in scikit-learn).
 """
 import contextlib
-import warnings
+
+from threadpoolctl import ThreadpoolController
 
 from descend._openmp import effective_n_threads
 from descend._validation import check_n_threads
 
-try:
-    from threadpoolctl import ThreadpoolController
-except ImportError:  # pragma: no cover - exercised only without the extra
-    ThreadpoolController = None
-
-_warned = []
 _controller = []
 
 
@@ -36,21 +30,13 @@ def plan(batch_size, n_threads=None):
     n_threads : int or None
         None: all usable cores (see ``effective_n_threads``).
     """
-    total = effective_n_threads(check_n_threads(n_threads))
-    if ThreadpoolController is None:
-        if total > 1 and not _warned:
-            _warned.append(True)
-            warnings.warn("descend: threadpoolctl is not installed, so descend's "
-                          "own loops run on one thread (pip install descend[fast]).",
-                          RuntimeWarning, stacklevel=3)
-        return 1, None
-    return total, 1
+    return effective_n_threads(check_n_threads(n_threads)), 1
 
 
 @contextlib.contextmanager
 def blas_threads(n):
     """Limit BLAS to n threads inside the block (no-op for None)."""
-    if n is None or ThreadpoolController is None:
+    if n is None:
         yield
         return
     if not _controller:
