@@ -7,6 +7,10 @@ compiled (Cython + OpenMP + BLAS) for the CPU.
 >>> net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
 >>> history = net.fit(X, y, epochs=1, batch_size=32, verbose=0)
 """
+from descend._config import check_build, show_config
+
+check_build()   # a clear ImportError when the compiled kernels are missing
+
 from descend import (activations, callbacks, datasets, initializers, losses, optimizers,
                      regularizers, schedules)
 from descend._openmp import effective_n_threads, openmp_enabled
@@ -20,7 +24,8 @@ __version__ = "0.1.0"
 __all__ = ["Sequential", "Dense", "Dropout", "History", "DivergenceError",
            "check_gradients", "numerical_gradients", "activations", "callbacks",
            "datasets", "initializers", "losses", "optimizers", "regularizers",
-           "schedules", "effective_n_threads", "openmp_enabled", "__version__", "load"]
+           "schedules", "effective_n_threads", "openmp_enabled", "show_config",
+           "__version__", "load"]
 
 
 def __getattr__(name):
