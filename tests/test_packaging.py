@@ -94,7 +94,10 @@ def test_show_config_dicts_has_every_section():
 
 
 def test_cpu_features_are_the_ones_numpy_detects():
-    from numpy._core._multiarray_umath import __cpu_features__
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:     # numpy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__
     features = descend.show_config(mode="dicts")["cpu"]["features"].split()
     assert features == [f for f in _config.CPU_FEATURES if __cpu_features__.get(f)]
 

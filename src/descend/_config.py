@@ -125,17 +125,34 @@ def _build_section():
             "extensions": " ".join(info.get("extensions", []))}
 
 
+def _proc_cpuinfo():
+    """The first processor's fields in /proc/cpuinfo ({} off Linux)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    if fields:
+                        break
+                    continue
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
 def _cpu_model():
-    """The CPU's marketing name, or platform.processor() where it cannot be read."""
+    """The CPU's marketing name (with x86 family/model numbers on Linux), or
+    platform.processor() where it cannot be read."""
     if sys.platform.startswith("linux"):
-        try:
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    key, _, value = line.partition(":")
-                    if key.strip() in ("model name", "Model", "cpu model", "Hardware"):
-                        return value.strip()
-        except OSError:
-            pass
+        fields = _proc_cpuinfo()
+        for key in ("model name", "Model", "cpu model", "Hardware"):
+            if key in fields:
+                if "cpu family" in fields and "model" in fields:
+                    return (f"{fields[key]} (family {fields['cpu family']}, "
+                            f"model {fields['model']})")
+                return fields[key]
     elif sys.platform == "darwin":
         import subprocess
         try:
@@ -159,18 +176,12 @@ def _cpu_features():
         return [name for name in CPU_FEATURES if detected.get(name)]
     except ImportError:
         pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    flags = set(value.upper().split())
-                    aliases = {"SSE42": "SSE4_2", "FMA3": "FMA"}
-                    return [name for name in CPU_FEATURES
-                            if name in flags or aliases.get(name) in flags]
-    except OSError:
-        pass
-    return ["unknown"]
+    fields = _proc_cpuinfo()
+    flags = set((fields.get("flags") or fields.get("Features") or "").upper().split())
+    if not flags:
+        return ["unknown"]
+    aliases = {"SSE42": "SSE4_2", "FMA3": "FMA", "AVX512VNNI": "AVX512_VNNI"}
+    return [name for name in CPU_FEATURES if name in flags or aliases.get(name) in flags]
 
 
 def _cpu_section():
