@@ -87,10 +87,12 @@ def test_show_config_dicts_has_every_section():
     assert report["cpu"]["logical_cpus"] >= 1
     assert report["dependencies"]["numpy"] == metadata.version("numpy")
     assert report["threads"]["default_n_threads"] == descend.effective_n_threads()
-    apis = {pool["internal_api"] for pool in report["threadpools"].values()}
-    assert "openblas" in apis or "mkl" in apis or "blis" in apis
+    pools = report["threadpools"].values()
+    assert all(pool["num_threads"] >= 1 for pool in pools)
+    # BLAS is listed where threadpoolctl knows it (not Accelerate); the OpenMP
+    # runtime the kernels link (libgomp, libomp, vcomp) always
     if descend.openmp_enabled():
-        assert "openmp" in apis
+        assert "openmp" in {pool["internal_api"] for pool in pools}
 
 
 def test_cpu_features_are_the_ones_numpy_detects():
