@@ -104,6 +104,18 @@ def test_cpu_features_are_the_ones_numpy_detects():
     assert features == [f for f in _config.CPU_FEATURES if __cpu_features__.get(f)]
 
 
+def test_simd_loops_reported_as_the_sparse_kernels_choose_them(monkeypatch):
+    from descend import _sparse
+    report = descend.show_config(mode="dicts")["cpu"]
+    assert report["simd_loops"] == _config._simd_loops(report["features"].split())
+    monkeypatch.setattr(_sparse, "USES_AVX2", True)
+    assert _config._simd_loops([]) == "AVX2+FMA"
+    monkeypatch.setattr(_sparse, "USES_AVX2", False)
+    assert _config._simd_loops(["AVX2", "FMA3"]) == \
+        "portable C (the AVX2 loops were not compiled in with this compiler)"
+    assert _config._simd_loops(["AVX2"]) == "portable C (this CPU has no AVX2+FMA)"
+
+
 def test_show_config_prints_and_rejects_a_bad_mode(capsys):
     assert descend.show_config() is None
     out = capsys.readouterr().out

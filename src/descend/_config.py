@@ -184,11 +184,29 @@ def _cpu_features():
     return [name for name in CPU_FEATURES if name in flags or aliases.get(name) in flags]
 
 
+def _simd_loops(features):
+    """Which row loops of the sparse first layer run: AVX2+FMA or portable C,
+    and why portable on a CPU that has both (not compiled in)."""
+    uses_avx2 = getattr(importlib.import_module("descend._sparse"), "USES_AVX2", None)
+    if uses_avx2 is None:
+        return None
+    if uses_avx2:
+        return "AVX2+FMA"
+    if "AVX2" in features and "FMA3" in features:
+        return "portable C (the AVX2 loops were not compiled in with this compiler)"
+    return "portable C (this CPU has no AVX2+FMA)"
+
+
 def _cpu_section():
     from descend._openmp import _usable_cpus
-    return {"model": _cpu_model(), "architecture": platform.machine(),
-            "logical_cpus": os.cpu_count(), "usable_cpus": _usable_cpus(),
-            "features": " ".join(_cpu_features())}
+    features = _cpu_features()
+    section = {"model": _cpu_model(), "architecture": platform.machine(),
+               "logical_cpus": os.cpu_count(), "usable_cpus": _usable_cpus(),
+               "features": " ".join(features)}
+    simd = _simd_loops(features)
+    if simd is not None:
+        section["simd_loops"] = simd
+    return section
 
 
 def _threads_section():
