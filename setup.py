@@ -57,20 +57,6 @@ OPENMP_TEST = textwrap.dedent(
     """
 )
 
-# cythonize() run by BuildExt in a child process (see BuildExt.run)
-CYTHONIZE_CHILD = textwrap.dedent(
-    """
-    import json, sys
-    from Cython.Build import cythonize
-    from setuptools import Extension
-    job = json.loads(sys.argv[1])
-    cythonize([Extension(name, sources) for name, sources in job["modules"]],
-              force=job["force"], quiet=job["quiet"], include_path=job["include_path"],
-              compiler_directives=job["directives"], build_dir=job["build_dir"],
-              nthreads=job["nthreads"])
-    """
-)
-
 CYTHON_DIRECTIVES = {
     "language_level": 3,
     "boundscheck": DEBUG,
@@ -182,24 +168,13 @@ class BuildExt(build_ext):
 
     def run(self):
         from Cython.Build import cythonize
-        # One cythonize pass over all modules, in processes rather than the
-        # compile threads (the Cython compiler is not thread-safe), and in a
-        # child Python with a fixed hash seed: Cython's output can depend on
-        # the order it walks a set (measured with Cython 3.3: _dense.c came
-        # out with a const or a writable memoryview conversion depending on
-        # PYTHONHASHSEED), and a release build must be reproducible. The C
-        # files go to build_temp, out of the source tree.
-        job = {"modules": [(ext.name, ext.sources) for ext in self.extensions],
-               "force": bool(self.force), "quiet": not self.verbose,
-               "include_path": [str(CSRC)], "directives": CYTHON_DIRECTIVES,
-               "build_dir": os.path.join(self.build_temp, "cython"),
-               "nthreads": self.parallel if self.parallel > 1 else 0}
-        subprocess.run([sys.executable, "-c", CYTHONIZE_CHILD, json.dumps(job)], check=True,
-                       env=dict(os.environ, PYTHONHASHSEED="0"))
-        # the C files are up to date now: this maps each module to its file
-        cythonized = cythonize(self.extensions, force=False, quiet=True,
-                               include_path=job["include_path"],
-                               compiler_directives=CYTHON_DIRECTIVES, build_dir=job["build_dir"])
+        # one cythonize pass over all modules (in processes, not the compile
+        # threads: the Cython compiler is not thread-safe); the C files go to
+        # build_temp, out of the source tree
+        cythonized = cythonize(self.extensions, force=bool(self.force), quiet=not self.verbose,
+                               include_path=[str(CSRC)], compiler_directives=CYTHON_DIRECTIVES,
+                               build_dir=os.path.join(self.build_temp, "cython"),
+                               nthreads=self.parallel if self.parallel > 1 else 0)
         sources = {ext.name: ext.sources for ext in cythonized}
         for ext in self.extensions:
             ext.sources = sources[ext.name]
