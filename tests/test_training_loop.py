@@ -456,14 +456,14 @@ def test_binary_labels_need_two_classes():
                         seed=0, n_threads=1)
     net.compile(loss="binary_cross_entropy", optimizer="sgd")
     before = full_state(net)
-    for call in (lambda: net.fit(X, ["a"] * 4, verbose=0),
+    for call in (lambda: net.fit(X, ["a"] * 4, batch_size=None, verbose=0),
                  lambda: net.train_on_batch(X, ["a"] * 4),
                  lambda: net.evaluate(X, ["a"] * 4)):
         with pytest.raises(ValueError, match="single class"):
             call()
         assert_same_state(before, full_state(net))
     assert set(net.predict_classes(X)) <= {0, 1}      # unfitted: class ids 0/1
-    net.fit(X, [1, 1, 1, 1], verbose=0)                # 0/1 labels keep their meaning
+    net.fit(X, [1, 1, 1, 1], batch_size=None, verbose=0)   # 0/1 labels keep their meaning
     np.testing.assert_array_equal(net.classes_, [0, 1])
 
 
@@ -727,7 +727,7 @@ def test_every_entry_point_rejects_bad_X_and_changes_nothing(entry, case):
     net.fit(Xt, yt, epochs=1, batch_size=16, verbose=0)
     before = full_state(net)
     y = np.zeros(10 if X is None or np.ndim(X) < 1 else len(X), dtype=int)
-    calls = {"fit": lambda: net.fit(X, y, epochs=1, verbose=0),
+    calls = {"fit": lambda: net.fit(X, y, epochs=1, batch_size=None, verbose=0),
              "partial_fit": lambda: net.partial_fit(X, y),
              "predict": lambda: net.predict(X),
              "evaluate": lambda: net.evaluate(X, y),
@@ -756,7 +756,7 @@ def test_entry_points_reject_bad_classification_targets(entry, y, error, match):
     X = np.random.default_rng(0).normal(size=(10, 6))
     net = classifier()
     before = full_state(net)
-    calls = {"fit": lambda: net.fit(X, y, epochs=1, verbose=0),
+    calls = {"fit": lambda: net.fit(X, y, epochs=1, batch_size=None, verbose=0),
              "partial_fit": lambda: net.partial_fit(X, y),
              "evaluate": lambda: net.evaluate(X, y),
              "gradients": lambda: net.gradients(X, y),
@@ -775,7 +775,7 @@ def test_regression_targets_are_checked(y, error, match):
     X = np.random.default_rng(0).normal(size=(10, 5))
     net = regressor()
     before = full_state(net)
-    for call in (lambda: net.fit(X, y, verbose=0), lambda: net.evaluate(X, y),
+    for call in (lambda: net.fit(X, y, batch_size=None, verbose=0), lambda: net.evaluate(X, y),
                  lambda: net.partial_fit(X, y)):
         with pytest.raises(error, match=match):
             call()
@@ -824,10 +824,10 @@ def test_set_weights_rejects_bad_arrays_and_changes_nothing():
 def test_one_class_in_y_is_fine_for_integer_ids_but_strings_must_match_outputs():
     X, _ = classification_data(n=20)
     net = classifier()
-    net.fit(X, np.zeros(20, dtype=int), epochs=1, verbose=0)    # ids of 3 classes
+    net.fit(X, np.zeros(20, dtype=int), epochs=1, batch_size=None, verbose=0)  # 3 classes
     other = classifier()
     with pytest.raises(ValueError, match="1 distinct labels"):
-        other.fit(X, np.array(["only"] * 20), epochs=1, verbose=0)
+        other.fit(X, np.array(["only"] * 20), epochs=1, batch_size=None, verbose=0)
 
 
 # --------------------------------------------------------------------------- layouts

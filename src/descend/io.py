@@ -218,20 +218,25 @@ def load(path):
         raise FileNotFoundError(f"no model file at {path!r}")
     if os.path.isdir(path):
         raise ValueError(f"{path!r} is a directory, not a descend model file")
+    # descend opens the file, not np.load: np.load(path) leaks its file handle when
+    # the archive's directory is unreadable (it hands the handle over before the
+    # zip is parsed), and every damaged file would leave one open
     with open(path, "rb") as f:
         magic = f.read(4)
-    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
-        raise ValueError(f"{path!r} is not a descend model file: not an .npz (zip) archive")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
-        raise ValueError(f"{path!r} is not a readable .npz archive (truncated or corrupt?): "
-                         f"{exc}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):  # pragma: no cover - magic checked
-        raise ValueError(f"{path!r} is not an .npz archive")
-    with archive:
-        reader = _Reader(archive, path)
-        return reader.build()
+        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise ValueError(f"{path!r} is not a descend model file: not an .npz (zip) "
+                             "archive")
+        f.seek(0)
+        try:
+            archive = np.load(f, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+            raise ValueError(f"{path!r} is not a readable .npz archive (truncated or "
+                             f"corrupt?): {exc}") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # pragma: no cover - magic checked
+            raise ValueError(f"{path!r} is not an .npz archive")
+        with archive:
+            reader = _Reader(archive, path)
+            return reader.build()
 
 
 class _Reader:
