@@ -291,3 +291,31 @@ def test_check_gradients_keeps_the_networks_classes():
     net.fit(X, labels[np.arange(6) % 3], epochs=1, batch_size=None, verbose=0)
     only_cows = np.array(["cow"] * 6)
     assert dn.check_gradients(net, X, only_cows) < BAR
+
+
+def test_numerical_gradients_defaults_are_eps_1e5_inference_mode_seed_0():
+    net = make_net(2, "tanh", 3, "softmax_cross_entropy", seed=11, dropout=0.5)
+    X, y = data(11, LOSSES["softmax_int"][2])
+
+    def flat(grads):
+        return np.concatenate([g.ravel() for pair in grads for g in pair])
+    default = flat(dn.numerical_gradients(net, X, y))
+    np.testing.assert_array_equal(
+        default, flat(dn.numerical_gradients(net, X, y, eps=1e-5, training=False, seed=0)))
+    for other in ({"eps": 1e-3}, {"training": True}):
+        assert not np.array_equal(default, flat(dn.numerical_gradients(net, X, y, **other)))
+    masked = flat(dn.numerical_gradients(net, X, y, training=True))
+    np.testing.assert_array_equal(masked,
+                                  flat(dn.numerical_gradients(net, X, y, training=True, seed=0)))
+    assert not np.array_equal(masked,
+                              flat(dn.numerical_gradients(net, X, y, training=True, seed=1)))
+
+
+@pytest.mark.parametrize("check", [dn.numerical_gradients, dn.check_gradients])
+@pytest.mark.parametrize("eps, error", [(0.0, ValueError), (-1e-5, ValueError),
+                                        (float("nan"), ValueError), ("1e-5", TypeError)])
+def test_eps_must_be_a_positive_number(check, eps, error):
+    net = make_net(1, "tanh", 1, "mean_squared_error", seed=12)
+    X, y = data(12, LOSSES["mse_1"][2])
+    with pytest.raises(error, match="eps"):
+        check(net, X, y, eps=eps)
