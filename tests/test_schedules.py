@@ -638,3 +638,91 @@ def test_property_cosine_stays_in_range(lr0, frac, t_max, t_mult, epoch):
     s = schedules.CosineAnnealing(lr0, T_max=t_max, eta_min=eta_min, T_mult=t_mult)
     value = s(epoch)
     assert eta_min - 1e-12 * lr0 <= value <= lr0 * (1 + 1e-12)
+
+
+# ---------------------------------------------------------------------------
+# configs, reprs, states and messages, exactly (mutants of schedules.py that
+# survived the tests above changed these and nothing else)
+# ---------------------------------------------------------------------------
+def _step():
+    return schedules.StepDecay(1.0, drop=0.5, step_size=2)
+
+
+@pytest.mark.parametrize("make, text, config", [
+    (lambda: schedules.Constant(0.1), "Constant(learning_rate=0.1)",
+     {"name": "constant", "learning_rate": 0.1}),
+    (_step, "StepDecay(initial_learning_rate=1.0, drop=0.5, step_size=2)",
+     {"name": "step_decay", "initial_learning_rate": 1.0, "drop": 0.5, "step_size": 2}),
+    (lambda: schedules.CosineAnnealing(0.5, T_max=3, eta_min=0.01, T_mult=2),
+     "CosineAnnealing(initial_learning_rate=0.5, T_max=3, eta_min=0.01, T_mult=2)",
+     {"name": "cosine_annealing", "initial_learning_rate": 0.5, "T_max": 3,
+      "eta_min": 0.01, "T_mult": 2}),
+    (lambda: schedules.LinearWarmup(_step(), warmup_epochs=3, start_learning_rate=0.1),
+     "LinearWarmup(schedule={'name': 'step_decay', 'initial_learning_rate': 1.0, "
+     "'drop': 0.5, 'step_size': 2}, warmup_epochs=3, start_learning_rate=0.1)",
+     {"name": "linear_warmup", "schedule": {"name": "step_decay",
+      "initial_learning_rate": 1.0, "drop": 0.5, "step_size": 2},
+      "warmup_epochs": 3, "start_learning_rate": 0.1}),
+    (lambda: schedules.ReduceLROnPlateau(1.0, factor=0.5, patience=2),
+     "ReduceLROnPlateau(initial_learning_rate=1.0, monitor='val_loss', factor=0.5, "
+     "patience=2, mode='auto', min_delta=0.0001, cooldown=0, min_lr=0.0)",
+     {"name": "reduce_lr_on_plateau", "initial_learning_rate": 1.0, "monitor": "val_loss",
+      "factor": 0.5, "patience": 2, "mode": "auto", "min_delta": 0.0001, "cooldown": 0,
+      "min_lr": 0.0}),
+])
+def test_config_and_repr_are_exact(make, text, config):
+    schedule = make()
+    assert repr(schedule) == text
+    assert schedule.get_config() == config
+
+
+def test_linear_warmup_state_is_its_inner_schedules():
+    plain = schedules.LinearWarmup(_step(), warmup_epochs=1)
+    assert plain.state_dict() == {"schedule": {}}
+    plain.load_state_dict({"schedule": {}})
+    for bad in ({}, [], {"schedule": {}, "extra": 1}):
+        with pytest.raises(ValueError, match=r"^state must be a dict with the single key "
+                                             r"'schedule', got "):
+            plain.load_state_dict(bad)
+    with pytest.raises(ValueError, match=r"^StepDecay is stateless; state must be an "
+                                         r"empty dict, got \{'a': 1\}$"):
+        plain.load_state_dict({"schedule": {"a": 1}})
+    # warmup_epochs = 1 is the smallest: epoch 0 ramps, epoch 1 is the inner schedule's
+    assert [plain(0), plain(1), plain(2)] == [0.0, 1.0, 0.5]
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: schedules.Constant(-1), ValueError, r"^learning_rate must be > 0.0, got -1.0$"),
+    (lambda: schedules.LinearWarmup(schedules.Constant(1.0), warmup_epochs=0), ValueError,
+     r"^warmup_epochs must be an int >= 1, got 0$"),
+    (lambda: schedules.LambdaSchedule(3), TypeError,
+     r"^fn must be callable \(epoch -> lr\), got int 3$"),
+    (lambda: schedules.LambdaSchedule(lambda e: "x")(0), TypeError,
+     r"^learning-rate function returned str 'x' for epoch 0; expected a finite real "
+     r"number >= 0$"),
+    (lambda: schedules.LambdaSchedule(lambda e: -1.0)(0), ValueError,
+     r"^learning-rate function returned -1.0 for epoch 0; expected a finite real "
+     r"number >= 0$"),
+    (lambda: schedules.LinearWarmup(schedules.ReduceLROnPlateau(1.0), warmup_epochs=2),
+     TypeError, r"^schedule must be an epoch-based schedule; ReduceLROnPlateau cannot be "
+                r"wrapped by LinearWarmup$"),
+    (lambda: schedules.Constant(1.0).load_state_dict({"a": 1}), ValueError,
+     r"^Constant is stateless; state must be an empty dict, got \{'a': 1\}$"),
+])
+def test_messages_are_exact(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("learning_rate", -1.0, r"^state\['learning_rate'\] must be > 0.0, got -1.0$"),
+    ("best", float("nan"), r"^state\['best'\] must be a real number \(inf allowed\), "
+                           r"got nan$"),
+    ("best", "x", r"^state\['best'\] must be a real number \(inf allowed\), got 'x'$"),
+])
+def test_plateau_state_is_checked_with_exact_messages(key, value, message):
+    plateau = schedules.ReduceLROnPlateau(1.0)
+    state = {**plateau.state_dict(), key: value}
+    with pytest.raises(ValueError, match=message):
+        plateau.load_state_dict(state)
+    assert plateau.state_dict()["best"] == math.inf      # nothing changed
