@@ -726,3 +726,61 @@ def test_plateau_state_is_checked_with_exact_messages(key, value, message):
     with pytest.raises(ValueError, match=message):
         plateau.load_state_dict(state)
     assert plateau.state_dict()["best"] == math.inf      # nothing changed
+
+
+def test_plateau_defaults_and_initial_state_are_exact():
+    plateau = schedules.ReduceLROnPlateau(1.0)
+    assert plateau.get_config() == {
+        "name": "reduce_lr_on_plateau", "initial_learning_rate": 1.0, "monitor": "val_loss",
+        "factor": 0.1, "patience": 10, "mode": "auto", "min_delta": 0.0001, "cooldown": 0,
+        "min_lr": 0.0}
+    assert plateau.state_dict() == {"learning_rate": 1.0, "best": math.inf, "wait": 0,
+                                    "cooldown_counter": 0}
+
+
+@pytest.mark.parametrize("monitor, after", [("val_accuracy", 1.0), ("accuracy", 1.0),
+                                            ("r2", 1.0), ("val_r2", 1.0), ("loss", 0.25),
+                                            ("val_loss", 0.25)])
+def test_plateau_mode_auto_maximizes_accuracy_and_r2(monitor, after):
+    plateau = schedules.ReduceLROnPlateau(1.0, monitor=monitor, patience=1, factor=0.5,
+                                          min_delta=0.0)
+    for value in (1.0, 2.0, 3.0):            # rising: progress for a maximized metric
+        plateau.step(value)
+    assert plateau(0) == after
+
+
+def test_plateau_at_its_floor_does_not_count_a_cut():
+    plateau = schedules.ReduceLROnPlateau(1.0, patience=1, factor=0.5, min_lr=0.5,
+                                          min_delta=0.0)
+    for value in (1, 1, 1, 1, 1):
+        plateau.step(value)
+    assert plateau.state_dict() == {"learning_rate": 0.5, "best": 1.0, "wait": 3,
+                                    "cooldown_counter": 0}
+
+
+def test_floors_equal_to_the_start_are_allowed():
+    assert schedules.CosineAnnealing(0.5, T_max=3, eta_min=0.5)(1) == 0.5
+    assert schedules.ReduceLROnPlateau(1.0, min_lr=1.0).min_lr == 1.0
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: schedules.ReduceLROnPlateau(1.0).load_state_dict(
+        {**schedules.ReduceLROnPlateau(1.0).state_dict(), "wait": -1}),
+     ValueError, r"^state\['wait'\] must be an int >= 0, got -1$"),
+    (lambda: schedules.ReduceLROnPlateau(1.0).load_state_dict(
+        {**schedules.ReduceLROnPlateau(1.0).state_dict(), "cooldown_counter": -1}),
+     ValueError, r"^state\['cooldown_counter'\] must be an int >= 0, got -1$"),
+    (lambda: schedules.ReduceLROnPlateau(1.0).step("x"), TypeError,
+     r"^metric_value must be a real number, got str 'x'$"),
+    (lambda: schedules.ReduceLROnPlateau(1.0, monitor=3), TypeError,
+     r"^monitor must be a str, got int 3$"),
+    (lambda: schedules.ReduceLROnPlateau(1.0, min_lr=-1), ValueError,
+     r"^min_lr must be >= 0, got -1.0$"),
+    (lambda: schedules.ReduceLROnPlateau(1.0, min_lr=2.0), ValueError,
+     r"^min_lr must be <= initial_learning_rate \(1.0\), got 2.0$"),
+    (lambda: schedules.CosineAnnealing(0.5, T_max=3, eta_min=0.6), ValueError,
+     r"^eta_min must be <= initial_learning_rate \(0.5\), got 0.6$"),
+])
+def test_plateau_and_cosine_messages_are_exact(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
