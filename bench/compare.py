@@ -206,7 +206,7 @@ def worker(args):
 
 
 def load_data(args):
-    X, y, _, _ = dn.datasets.load_mnist(data_home=args.data_home)
+    X, _, y, _ = dn.datasets.load_mnist(data_home=args.data_home)
     order = np.random.default_rng(0).permutation(len(X))   # one batch order for all
     X, y = X[order], y[order]
     if args.quick:

@@ -37,6 +37,8 @@ import zipfile
 
 import numpy as np
 
+from descend._validation import check
+
 FORMAT_VERSION = 1
 _FORMAT_NAME = "descend.Sequential"
 # Bit generators a file may name (looked up in this table, never by getattr).
@@ -49,12 +51,7 @@ _CLASSES_KINDS = "biufUS"
 def _check_path(path, name="path"):
     if isinstance(path, bytes):
         path = os.fsdecode(path)
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
-    if not path:
-        raise ValueError(f"{name} must not be empty")
-    return path
+    return check(path, name, ["path"])
 
 
 def _json_default(obj):
@@ -99,7 +96,7 @@ def save(model, path):
         Python objects. Nothing is written then.
     """
     from descend import __version__, losses, optimizers
-    from descend.network import Sequential
+    from descend.model import Sequential
 
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a descend Sequential, got {type(model).__name__}")
@@ -137,6 +134,7 @@ def save(model, path):
         config["optimizer_state"] = {
             "iterations": int(state["iterations"]),
             "learning_rate": float(opt.learning_rate),
+            "learning_rate_scale": float(state["learning_rate_scale"]),
             "n_arrays": None if state["arrays"] is None else [len(s) for s in state["arrays"]]}
         if state["arrays"] is not None:
             for i, per_param in enumerate(state["arrays"]):
@@ -299,7 +297,7 @@ class _Reader:
     def build(self):
         from descend import layers as layers_module
         from descend import optimizers
-        from descend.network import History, Sequential
+        from descend.model import History, Sequential
 
         config = self.config()
         model_config = config["model"]
@@ -425,6 +423,12 @@ class _Reader:
                 or not math.isfinite(learning_rate) or learning_rate < 0):
             raise self.error(f"the optimizer's learning_rate must be a finite float >= 0, "
                              f"got {learning_rate!r}")
+        # absent from files written before ReduceLROnPlateau composed with schedules
+        scale = state.get("learning_rate_scale", 1.0)
+        if (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                or not math.isfinite(scale) or scale <= 0):
+            raise self.error(f"the optimizer's learning_rate_scale must be a finite float > 0, "
+                             f"got {scale!r}")
         counts = state.get("n_arrays")
         params = net._params()
         arrays = None
@@ -442,7 +446,8 @@ class _Reader:
                     self.check_param_array(a, p, f"optimizer_{i}_{j}")
                     per_param.append(np.ascontiguousarray(a))
                 arrays.append(per_param)
-        opt.set_state({"iterations": iterations, "arrays": arrays})
+        opt.set_state({"iterations": iterations, "learning_rate_scale": float(scale),
+                       "arrays": arrays})
         opt.learning_rate = float(learning_rate)
         if config["schedule_state"] is not None:
             if opt.schedule is None:
