@@ -317,5 +317,5 @@ def test_numerical_gradients_defaults_are_eps_1e5_inference_mode_seed_0():
 def test_eps_must_be_a_positive_number(check, eps, error):
     net = make_net(1, "tanh", 1, "mean_squared_error", seed=12)
     X, y = data(12, LOSSES["mse_1"][2])
-    with pytest.raises(error, match="eps"):
+    with pytest.raises(error, match=r"^eps must be "):
         check(net, X, y, eps=eps)
