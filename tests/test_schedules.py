@@ -785,3 +785,29 @@ def test_floors_equal_to_the_start_are_allowed():
 def test_plateau_and_cosine_messages_are_exact(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: schedules.StepDecay(-1.0, drop=0.5, step_size=2), "initial_learning_rate"),
+    (lambda: schedules.StepDecay(1.0, drop=1.5, step_size=2), "drop"),
+    (lambda: schedules.StepDecay(1.0, drop=0.5, step_size=0), "step_size"),
+    (lambda: schedules.ExponentialDecay(-1.0, decay_rate=0.5), "initial_learning_rate"),
+    (lambda: schedules.ExponentialDecay(1.0, decay_rate=1.5), "decay_rate"),
+    (lambda: schedules.ExponentialDecay(1.0, decay_rate=0.5, decay_epochs=0), "decay_epochs"),
+    (lambda: schedules.ExponentialDecay(1.0, decay_rate=0.5, staircase="no"), "staircase"),
+    (lambda: schedules.InverseTimeDecay(-1.0), "initial_learning_rate"),
+    (lambda: schedules.InverseTimeDecay(1.0, power_t=0), "power_t"),
+    (lambda: schedules.CosineAnnealing(-1.0, T_max=3), "initial_learning_rate"),
+    (lambda: schedules.CosineAnnealing(1.0, T_max=0), "T_max"),
+    (lambda: schedules.CosineAnnealing(1.0, T_max=3, eta_min=-1.0), "eta_min"),
+    (lambda: schedules.CosineAnnealing(1.0, T_max=3, T_mult=0), "T_mult"),
+    (lambda: schedules.StepDecay(1.0, drop=0.5, step_size=2)(-1), "epoch"),
+])
+def test_every_bad_argument_is_named_first_in_its_message(make, name):
+    with pytest.raises((ValueError, TypeError), match=rf"^{name} must be "):
+        make()
+
+
+def test_inverse_time_decay_default_power_is_one_half():
+    s = schedules.InverseTimeDecay(1.0)
+    assert s(3) == pytest.approx(1.0 / (1 + 3) ** 0.5, rel=1e-15)   # lr0 / (1 + t)^0.5
