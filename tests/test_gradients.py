@@ -319,3 +319,9 @@ def test_eps_must_be_a_positive_number(check, eps, error):
     X, y = data(12, LOSSES["mse_1"][2])
     with pytest.raises(error, match=r"^eps must be "):
         check(net, X, y, eps=eps)
+
+
+@pytest.mark.parametrize("check", [dn.numerical_gradients, dn.check_gradients])
+def test_net_must_be_a_sequential_and_the_message_says_what_came(check):
+    with pytest.raises(TypeError, match=r"^net must be a descend Sequential, got .*str"):
+        check("not a net", np.ones((2, 2)), np.ones(2))
