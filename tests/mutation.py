@@ -29,6 +29,9 @@ TESTS = {
     "schedules": ["test_schedules.py", "test_callbacks.py"],
     "io": ["test_io.py"],
     "callbacks": ["test_callbacks.py", "test_contracts.py", "test_training_loop.py"],
+    "model": ["test_network.py", "test_contracts.py", "test_training_loop.py"],
+    "training": ["test_training_loop.py", "test_contracts.py", "test_network.py"],
+    "reference": ["test_network.py", "test_contracts.py", "test_gradients.py"],
 }
 
 
