@@ -13,17 +13,20 @@ True
 from descend import (activations, callbacks, datasets, initializers, losses, optimizers,
                      regularizers, schedules)
 from descend._openmp import effective_n_threads, openmp_enabled
+from descend._threads import ForkedAfterThreadsWarning
 from descend.gradcheck import check_gradients, numerical_gradients
 from descend.layers import Dense, Dropout
 from descend.model import DivergenceError, History, Sequential
 from descend.io import load
+from descend.subnormals import flush_subnormals
 
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Dense", "Dropout", "History", "DivergenceError",
            "check_gradients", "numerical_gradients", "activations", "callbacks",
            "datasets", "initializers", "losses", "optimizers", "regularizers",
-           "schedules", "effective_n_threads", "openmp_enabled", "__version__", "load"]
+           "schedules", "effective_n_threads", "openmp_enabled", "__version__", "load",
+           "flush_subnormals", "ForkedAfterThreadsWarning"]
 
 
 def __getattr__(name):

@@ -653,3 +653,11 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
         test_idx = rng.permutation(np.concatenate(test_parts))
         train_idx = rng.permutation(np.concatenate(train_parts))
     return Split(X[train_idx], X[test_idx], y[train_idx], y[test_idx])
+
+
+# Text and fraud data of the domains experiment (NumPy and the standard library only).
+from descend._domain_data import (CREDITCARD_FILES, NEWSGROUPS_ARCHIVE,  # noqa: E402
+                                  NEWSGROUPS_CATEGORIES, load_creditcard, load_newsgroups)
+
+__all__ += ["CREDITCARD_FILES", "NEWSGROUPS_ARCHIVE", "NEWSGROUPS_CATEGORIES",
+            "load_creditcard", "load_newsgroups"]

@@ -111,7 +111,7 @@ class Dense:
         return cls(**config)
 
     # -- per-layer path (same kernels as the fused loop) ---------------------
-    def forward(self, x, activation=None, n_threads=1):
+    def forward(self, x, activation=None, n_threads=1, keep_for_backward=True):
         """Outputs a = activation(x W + b) of a built layer; caches x, z, a for backward.
 
         Parameters
@@ -127,6 +127,10 @@ class Dense:
             is how descend's own drivers call this method.)
         n_threads : int, default 1
             OpenMP team size, in [1, MAX_THREADS].
+        keep_for_backward : bool, default True
+            Keep x, z and a for one ``backward`` call (which releases them).
+            Inference passes False, so that no reference to the caller's data
+            (or its converted copy) outlives the call.
 
         Returns
         -------
@@ -159,7 +163,7 @@ class Dense:
         a = z if code == 0 else np.empty_like(z)
         _dense.dense_forward_py(x, self.kernel, self.bias, z, a, code,
                                 self.alpha, n_threads)
-        self._cache = (x, z, a, code)
+        self._cache = (x, z, a, code) if keep_for_backward else None
         return a
 
     def _activation_code(self, activation):
@@ -195,6 +199,7 @@ class Dense:
             raise RuntimeError("Dense.backward needs the cache of a forward call first")
         _check_team(n_threads)
         x, z, a, code = self._cache
+        self._cache = None      # one backward per forward: nothing outlives it
         dz = np.array(grad_output, dtype=x.dtype, order="C", copy=True)
         dkernel = np.empty_like(self.kernel)
         dbias = np.empty_like(self.bias) if self.use_bias else None
@@ -236,22 +241,28 @@ class Dropout:
         return cls(**config)
 
     def forward(self, x, seed, n_threads=1):
+        """x with the mask of `seed` applied (kept entries scaled by 1 / (1 - rate))."""
         _check_team(n_threads)
-        out = np.empty_like(x)
-        _dense.dropout_py(out, x, self.rate, seed, n_threads)
-        return out
+        return dropout(x, self.rate, seed, n_threads)
 
     def backward(self, grad_output, seed, n_threads=1):
+        """dL/dx from dL/d(output): the same mask and scale as forward with `seed`."""
         _check_team(n_threads)
-        out = np.empty_like(grad_output)
-        _dense.dropout_py(out, np.ascontiguousarray(grad_output), self.rate, seed, n_threads)
-        return out
+        return dropout(grad_output, self.rate, seed, n_threads)
 
     def __repr__(self):
         return f"Dropout({self.rate})"
 
 
 _CODES = frozenset(activations.ACTIVATIONS.values())
+
+
+def dropout(x, rate, seed, n_threads=1):
+    """Inverted dropout of x (n, d) with the counter-based mask of `seed`: the
+    kernel the fused loop runs; its own transpose, so forward and backward."""
+    out = np.empty_like(x)
+    _dense.dropout_py(out, np.ascontiguousarray(x), rate, seed, n_threads)
+    return out
 
 
 def _check_team(n_threads):
