@@ -2,7 +2,9 @@
 
 The task of the speed issue: MNIST, net 784-256-128-10 (ReLU), softmax
 cross-entropy, plain SGD (learning rate 0.01, no momentum), one epoch over the
-same batches in the same order for every contender, 2 threads. One run
+same batches in the same order for every contender, 2 threads. JAX runs the
+epoch as one jitted lax.scan over the batches (compiled before timing).
+The header names the CPU and the features descend's loops dispatch on. One run
 prints a markdown table per dtype: seconds per epoch (median of the repeats)
 and descend's speed-up over each, plus the FLOP floor: the epoch's
 matrix-product FLOPs divided by the throughput of one large GEMM measured in
@@ -112,6 +114,59 @@ def time_torch(X, y, batch_size, dtype, repeats):
     return statistics.median(times)
 
 
+def time_jax(X, y, batch_size, dtype, repeats):
+    """The same epoch in JAX: one jitted function, the batches as a lax.scan
+    (a last, smaller batch by a second jitted step), compiled before timing."""
+    import jax
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    sizes = (X.shape[1],) + HIDDEN + (10,)
+
+    def loss_fn(params, xb, yb):
+        a = xb
+        for i, (W, b) in enumerate(params):
+            a = a @ W + b
+            if i < len(params) - 1:
+                a = jax.nn.relu(a)
+        logp = jax.nn.log_softmax(a)
+        return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+
+    def step(params, batch):
+        grads = jax.grad(loss_fn)(params, *batch)
+        return jax.tree_util.tree_map(lambda p, g: p - LEARNING_RATE * g, params, grads), None
+
+    @jax.jit
+    def epoch(params, Xb, yb):
+        return jax.lax.scan(step, params, (Xb, yb))[0]
+
+    last_step = jax.jit(lambda params, xb, yb: step(params, (xb, yb))[0])
+    n_full = len(X) // batch_size * batch_size
+    Xb = jnp.asarray(X[:n_full].reshape(-1, batch_size, X.shape[1]))
+    yb = jnp.asarray(y[:n_full].astype(np.int32).reshape(-1, batch_size))
+    rest = (jnp.asarray(X[n_full:]), jnp.asarray(y[n_full:].astype(np.int32)))
+    rng = np.random.default_rng(0)
+
+    def fresh():
+        return [(jnp.asarray((rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(dtype)),
+                 jnp.zeros(b, dtype)) for a, b in zip(sizes[:-1], sizes[1:])]
+
+    def run(params):
+        params = epoch(params, Xb, yb)
+        if n_full < len(X):
+            params = last_step(params, *rest)
+        return jax.block_until_ready(params)
+
+    run(fresh())        # compile (and warm up)
+    times = []
+    for _ in range(repeats):
+        params = fresh()
+        start = time.perf_counter()
+        run(params)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def time_numpy(X, y, batch_size, dtype, repeats):
     """The same SGD step written with numpy arrays (BLAS on N_THREADS threads)."""
     from threadpoolctl import threadpool_limits
@@ -177,11 +232,13 @@ def prefix_limit(name, batch_size):
     """Samples timed for slow (library, batch size) pairs; None: the whole epoch."""
     if name == "descend" or batch_size >= 32:
         return None
+    if name == "JAX":
+        return 12000
     return 3000 if batch_size == 1 or name == "scikit-learn" else 12000
 
 
-CONTENDERS = {"descend": "time_descend", "PyTorch": "time_torch", "numpy": "time_numpy",
-              "scikit-learn": "time_sklearn"}
+CONTENDERS = {"descend": "time_descend", "PyTorch": "time_torch", "JAX": "time_jax",
+              "numpy": "time_numpy", "scikit-learn": "time_sklearn"}
 
 
 def worker(args):
@@ -242,7 +299,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true",
                         help="6000 samples, one repeat (a smoke run, not a measurement)")
-    parser.add_argument("--skip", default="", help="comma list of PyTorch,numpy,scikit-learn")
+    parser.add_argument("--skip", default="",
+                        help="comma list of PyTorch,JAX,numpy,scikit-learn")
     parser.add_argument("--output", default=None, help="also write the tables here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -252,9 +310,15 @@ def main(argv=None):
         return worker(args)
 
     skip = set(filter(None, args.skip.split(",")))
-    modules = {"PyTorch": "torch", "numpy": "threadpoolctl", "scikit-learn": "sklearn"}
+    modules = {"PyTorch": "torch", "JAX": "jax", "numpy": "threadpoolctl",
+               "scikit-learn": "sklearn"}
     names = ["descend"] + [n for n, m in modules.items() if n not in skip and available(m)]
     results = {name: {} for name in names}
+    # the machine profile descend's plans come from: measured once (here,
+    # before any timing), then read by every worker
+    from descend import plans
+    plans.machine_profile()
+    print(plans.describe(), flush=True)
     for dtype in args.dtypes.split(","):
         for bs in map(int, args.batch_sizes.split(",")):
             print(f"timing {dtype}, batch {bs}: {args.repeats} turns of "
@@ -272,9 +336,12 @@ def main(argv=None):
                     statistics.median(run[0] for run in runs[name]), scaled, accuracy)
     n_samples = 6000 if args.quick else 60000
 
-    lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu_model()}; "
+    cpu = plans.cpu_description()
+    lines = [f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu['model']} "
+             f"(features descend dispatches on: {', '.join(cpu['features']) or 'none'}); "
              f"numpy {np.__version__}, descend {dn.__version__}"
              + (", torch " + __import__("torch").__version__ if "PyTorch" in names else "")
+             + (", jax " + __import__("jax").__version__ if "JAX" in names else "")
              + (", scikit-learn " + __import__("sklearn").__version__
                 if "scikit-learn" in names else ""),
              "",
@@ -283,7 +350,8 @@ def main(argv=None):
              f"same batch order for all; median of {args.repeats} repeat(s). Seconds per "
              f"epoch; (xN) = descend's speed-up over it; * = timed on a prefix of the "
              "epoch and scaled. scikit-learn's MLPClassifier computes in float64 "
-             "whatever the input dtype.", ""]
+             "whatever the input dtype. JAX: the whole epoch jitted as one lax.scan "
+             "(compiled before timing).", ""]
     for dtype in args.dtypes.split(","):
         peak = results["numpy"][dtype]["peak"] if "numpy" in names else gemm_throughput(dtype)
         floor = epoch_flops(n_samples=n_samples) / peak
@@ -308,17 +376,6 @@ def main(argv=None):
         with open(args.output, "w") as f:
             f.write(text + "\n")
     return 0
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

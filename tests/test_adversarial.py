@@ -385,17 +385,17 @@ _TWIN_CRASHES = {
     # _optim.pyx optimizer_step_py: state arrays the kind needs may be None (NULL)
     "adam_without_state": """
         from descend._optim import optimizer_step_py
-        optimizer_step_py({"kind": 3}, np.zeros(10), np.ones(10), None, None, None,
+        optimizer_step_py({"kind": OptimizerKind.ADAM}, np.zeros(10), np.ones(10), None, None, None,
                           0.1, 0.0, 1, 1)
     """,
     "momentum_without_velocity": """
         from descend._optim import optimizer_step_py
-        optimizer_step_py({"kind": 0, "momentum": 0.9}, np.zeros(10), np.ones(10),
+        optimizer_step_py({"kind": OptimizerKind.SGD, "momentum": 0.9}, np.zeros(10), np.ones(10),
                           None, None, None, 0.1, 0.0, 1, 1)
     """,
     "gradient_none": """
         from descend._optim import optimizer_step_py
-        optimizer_step_py({"kind": 0}, np.zeros(3), None, None, None, None, 0.1, 0.0, 1, 1)
+        optimizer_step_py({"kind": OptimizerKind.SGD}, np.zeros(3), None, None, None, None, 0.1, 0.0, 1, 1)
     """,
     # _dense.pyx / _losses.pyx / _optim.pyx twins: n_threads < 1 goes to prange's
     # num_threads and libgomp aborts ("Out of memory allocating 962072674528 bytes")
@@ -416,25 +416,29 @@ _TWIN_CRASHES = {
     # order, layer chain, X width or optimizer state
     "runner_labels_out_of_range": """
         from descend._train import EpochRunner
-        r = EpochRunner(X, None, np.full(1000, 10**6, np.int32), [spec(np.ones((4, 3)))], 2,
-                        {"kind": 0}, 0.0, 0.0, 0.0, 50, 1)
+        r = EpochRunner(X, None, np.full(1000, 10**6, np.int32), [spec(np.ones((4, 3)))],
+                        Loss.SOFTMAX_CROSS_ENTROPY,
+                        {"kind": OptimizerKind.SGD}, 0.0, 0.0, 0.0, 50, 1)
         r.run_epoch(np.arange(1000), 0.1, 0.0, 1, 1)
     """,
     "runner_order_out_of_range": """
         from descend._train import EpochRunner
-        r = EpochRunner(X, None, y, [spec(np.ones((4, 3)))], 2, {"kind": 0}, 0.0, 0.0, 0.0,
+        r = EpochRunner(X, None, y, [spec(np.ones((4, 3)))],
+                        Loss.SOFTMAX_CROSS_ENTROPY, {"kind": OptimizerKind.SGD}, 0.0, 0.0, 0.0,
                         50, 1)
         r.run_epoch(np.arange(1000) * 10**6, 0.1, 0.0, 1, 1)
     """,
     "runner_kernel_wider_than_X": """
         from descend._train import EpochRunner
-        r = EpochRunner(X, None, y, [spec(np.ones((400, 3)))], 2, {"kind": 0}, 0.0, 0.0,
+        r = EpochRunner(X, None, y, [spec(np.ones((400, 3)))],
+                        Loss.SOFTMAX_CROSS_ENTROPY, {"kind": OptimizerKind.SGD}, 0.0, 0.0,
                         0.0, 50, 1)
         r.run_epoch(np.arange(1000), 0.1, 0.0, 1, 1)
     """,
     "runner_adam_without_state": """
         from descend._train import EpochRunner
-        r = EpochRunner(X, None, y, [spec(np.ones((4, 3)))], 2, {"kind": 3}, 0.0, 0.0, 0.0,
+        r = EpochRunner(X, None, y, [spec(np.ones((4, 3)))],
+                        Loss.SOFTMAX_CROSS_ENTROPY, {"kind": OptimizerKind.ADAM}, 0.0, 0.0, 0.0,
                         50, 1)
         r.run_epoch(np.arange(1000), 0.1, 0.0, 1, 1)
     """,
@@ -445,7 +449,8 @@ _TWIN_CRASHES = {
 def test_compiled_twins_raise_instead_of_crashing(case):
     body = textwrap.indent(textwrap.dedent(_TWIN_CRASHES[case]).strip(), "    ")
     setup = _EPOCH_SPEC if case.startswith("runner") else ""
-    rc, out = _run("import numpy as np\n" + setup + "try:\n" + body
+    rc, out = _run("import numpy as np\n"
+                   "from descend._contract import Loss, OptimizerKind\n" + setup + "try:\n" + body
                    + "\nexcept (ValueError, TypeError) as exc:\n    print('raised', exc)\n",
                    timeout=60)
     assert rc == 0 and "raised" in out, f"exit code {rc}: {out[-500:]}"

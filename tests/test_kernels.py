@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from descend import _blas, _dense, _losses, _optim
+from descend._contract import Activation, Loss, OptimizerKind
 
 try:
     from threadpoolctl import threadpool_limits
@@ -28,7 +29,7 @@ dims = st.integers(min_value=1, max_value=17)      # 1 and odd sizes included
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 dtypes = st.sampled_from(DTYPES)
 
-IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU = range(8)
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU = Activation
 ALPHA = {LEAKY_RELU: 0.01, ELU: 1.0}
 
 
@@ -162,7 +163,7 @@ def test_axpy_dot_reject_length_mismatch():
 # ---------------------------------------------------------------------------
 # activations
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("code", range(8))
+@pytest.mark.parametrize("code", list(Activation))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_activation_forward_and_derivative(code, dtype):
     rng = np.random.default_rng(code)
@@ -231,7 +232,7 @@ def _dense_case(rng, n, n_in, n_out, dtype):
     return x, w, b
 
 
-@pytest.mark.parametrize("code", range(8))
+@pytest.mark.parametrize("code", list(Activation))
 @settings(max_examples=12, deadline=None)
 @given(n=dims, n_in=dims, n_out=dims, seed=seeds, dtype=dtypes, use_bias=st.booleans())
 def test_dense_forward(code, n, n_in, n_out, seed, dtype, use_bias):
@@ -249,7 +250,7 @@ def test_dense_forward(code, n, n_in, n_out, seed, dtype, use_bias):
     assert_close(a, ref_act(z, code, alpha), dtype, scale=n_in)
 
 
-@pytest.mark.parametrize("code", range(8))
+@pytest.mark.parametrize("code", list(Activation))
 @settings(max_examples=12, deadline=None)
 @given(n=dims, n_in=dims, n_out=dims, seed=seeds, dtype=dtypes, use_bias=st.booleans(),
        need_dx=st.booleans())
@@ -374,20 +375,20 @@ def ref_softmax(o):
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=dims, k=dims, seed=seeds, dtype=dtypes, code=st.sampled_from([0, 1, 2]),
+@given(n=dims, k=dims, seed=seeds, dtype=dtypes, code=st.sampled_from(list(Loss)),
        threads=st.sampled_from([1, 2]))
 def test_loss_and_gradient(n, k, seed, dtype, code, threads):
     rng = np.random.default_rng(seed)
     o = rng.uniform(-4, 4, (n, k)).astype(dtype)
     o64 = o.astype(np.float64)
-    scale = 1.0 / (n * k) if code != 2 else 1.0 / n
+    scale = 1.0 / (n * k) if code != Loss.SOFTMAX_CROSS_ENTROPY else 1.0 / n
     target = labels = None
-    if code == 0:
+    if code == Loss.MEAN_SQUARED_ERROR:
         target = rng.normal(size=(n, k)).astype(dtype)
         t = target.astype(np.float64)
         loss_ref = np.sum((o64 - t) ** 2)
         grad_ref = 2 * (o64 - t)
-    elif code == 1:
+    elif code == Loss.BINARY_CROSS_ENTROPY:
         target = rng.uniform(0, 1, (n, k)).astype(dtype)
         t = target.astype(np.float64)
         loss_ref = np.sum(np.log1p(np.exp(o64)) - o64 * t)
@@ -429,7 +430,7 @@ def test_losses_exact_at_plus_minus_1000(dtype):
         for row, (loss, grad) in enumerate([(1000.0, 1.0), (1000.0, -1.0),
                                             (0.0, 0.0), (0.0, 0.0)]):
             g = np.full((1, 1), np.nan, dtype)
-            got = _losses.loss_and_gradient_py(1, o[row:row + 1], t[row:row + 1], None, g,
+            got = _losses.loss_and_gradient_py(Loss.BINARY_CROSS_ENTROPY, o[row:row + 1], t[row:row + 1], None, g,
                                                1.0, 1)
             assert got == loss
             assert g[0, 0] == grad
@@ -437,8 +438,8 @@ def test_losses_exact_at_plus_minus_1000(dtype):
         o = np.array([[1000.0, -1000.0]], dtype=dtype)
         for label, loss, grad in [(1, 2000.0, [1.0, -1.0]), (0, 0.0, [0.0, 0.0])]:
             g = np.full_like(o, np.nan)
-            got = _losses.loss_and_gradient_py(2, o, None, np.array([label], np.int32), g,
-                                               1.0, 1)
+            got = _losses.loss_and_gradient_py(Loss.SOFTMAX_CROSS_ENTROPY, o, None,
+                                               np.array([label], np.int32), g, 1.0, 1)
             assert got == loss
             assert g.tolist() == [grad]
         p = np.empty_like(o)
@@ -453,16 +454,16 @@ def test_losses_exact_at_plus_minus_1000(dtype):
 # optimizer updates (equations written out here in numpy)
 # ---------------------------------------------------------------------------
 CONFIGS = {
-    "sgd": {"kind": 0},
-    "momentum": {"kind": 0, "momentum": 0.9},
-    "nesterov": {"kind": 0, "momentum": 0.9, "nesterov": True},
-    "adagrad": {"kind": 1, "epsilon": 1e-10},
-    "rmsprop": {"kind": 2, "rho": 0.9, "epsilon": 1e-8},
-    "rmsprop_centered": {"kind": 2, "rho": 0.8, "epsilon": 1e-8, "centered": True},
-    "rmsprop_momentum": {"kind": 2, "rho": 0.9, "epsilon": 1e-8, "momentum": 0.5},
-    "adam": {"kind": 3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
-    "amsgrad": {"kind": 3, "beta1": 0.8, "beta2": 0.9, "epsilon": 1e-8, "amsgrad": True},
-    "adamw": {"kind": 3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "decoupled": True},
+    "sgd": {"kind": OptimizerKind.SGD},
+    "momentum": {"kind": OptimizerKind.SGD, "momentum": 0.9},
+    "nesterov": {"kind": OptimizerKind.SGD, "momentum": 0.9, "nesterov": True},
+    "adagrad": {"kind": OptimizerKind.ADAGRAD, "epsilon": 1e-10},
+    "rmsprop": {"kind": OptimizerKind.RMSPROP, "rho": 0.9, "epsilon": 1e-8},
+    "rmsprop_centered": {"kind": OptimizerKind.RMSPROP, "rho": 0.8, "epsilon": 1e-8, "centered": True},
+    "rmsprop_momentum": {"kind": OptimizerKind.RMSPROP, "rho": 0.9, "epsilon": 1e-8, "momentum": 0.5},
+    "adam": {"kind": OptimizerKind.ADAM, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+    "amsgrad": {"kind": OptimizerKind.ADAM, "beta1": 0.8, "beta2": 0.9, "epsilon": 1e-8, "amsgrad": True},
+    "adamw": {"kind": OptimizerKind.ADAM, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "decoupled": True},
 }
 
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import descend as dn
 from descend import _sparse, training
-from descend._train import SPARSE_DENSITY, EpochRunner
+from descend._train import EpochRunner
+from descend.plans import DEFAULT_SPARSE_DENSITY as SPARSE_DENSITY
 
 FAST = settings(max_examples=40, deadline=None)
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -30,16 +31,16 @@ def sparse_matrix(rng, n, d, density, dtype):
     return x.astype(dtype)
 
 
-@pytest.fixture(params=["avx2", "portable"], autouse=True)
+@pytest.fixture(params=["avx512", "avx2", "portable"], autouse=True)
 def row_loops(request):
-    """Every test runs with the AVX2 + FMA row loops (where the CPU has them)
-    and with the portable ones."""
-    available = _sparse._use_avx2(True)
-    if request.param == "avx2" and not available:
-        pytest.skip("this CPU has no AVX2 + FMA")
-    _sparse._use_avx2(request.param == "avx2")
+    """Every test runs with each version of the row loops the CPU has: the
+    AVX-512 ones, the AVX2 + FMA ones and the portable ones."""
+    widest = _sparse._use_isa("avx512")
+    if _sparse._use_isa(request.param) != request.param:
+        _sparse._use_isa(widest)
+        pytest.skip(f"this CPU has no {request.param}")
     yield
-    _sparse._use_avx2(True)
+    _sparse._use_isa(widest)
 
 
 shapes = st.tuples(st.integers(1, 19), st.integers(1, 23), st.integers(1, 21))

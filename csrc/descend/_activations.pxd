@@ -6,15 +6,8 @@
 from cython cimport floating
 from libc.math cimport exp, expf, expm1, expm1f, log1p, log1pf, tanh, tanhf, erf, erff
 
-cdef enum Activation:
-    IDENTITY = 0
-    SIGMOID = 1
-    TANH = 2
-    RELU = 3
-    LEAKY_RELU = 4
-    ELU = 5
-    SOFTPLUS = 6
-    GELU = 7
+from descend._contract cimport (Activation, IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU,
+                               ELU, SOFTPLUS, GELU)
 
 # 1/sqrt(2) and 1/sqrt(2 pi), for the exact (erf) form of GELU
 cdef extern from *:

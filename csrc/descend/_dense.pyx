@@ -10,8 +10,9 @@ from cython.parallel cimport prange
 from libc.stdint cimport uint64_t
 
 from descend._blas cimport gemm
-from descend._activations cimport (activate, derivative, IDENTITY, SIGMOID, TANH, RELU,
-                                   LEAKY_RELU, ELU, SOFTPLUS, GELU)
+from descend._activations cimport activate, derivative
+from descend._contract cimport (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS,
+                               GELU)
 
 # GEMMs are cut into blocks of this many rows of C whatever the number of
 # threads: every BLAS call then sees the same operands for any n_threads, so
@@ -313,3 +314,24 @@ def activation_derivative_py(const floating[:, ::1] z, const floating[:, ::1] a,
         for i in range(z.shape[0]):
             for j in range(z.shape[1]):
                 d[i, j] = derivative(z[i, j], a[i, j], activation, <floating>alpha)
+
+
+def gemm_row_blocks_py(const floating[:, ::1] x not None, const floating[:, ::1] w not None,
+                       floating[:, ::1] z not None, int rows):
+    """z[i:i+rows] := x[i:i+rows] . w for each block of `rows` rows, one
+    single-threaded BLAS call per block, all in one compiled loop: how the
+    fused epoch's phase A calls BLAS (descend.plans times it to choose the
+    block size). BLAS should be limited to one thread."""
+    cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1], r0
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    check_shape("w", (w.shape[0], w.shape[1]), (n_in, n_out))
+    check_shape("z", (z.shape[0], z.shape[1]), (n, n_out))
+    if n == 0 or n_in == 0 or n_out == 0:
+        return
+    with nogil:
+        r0 = 0
+        while r0 < n:
+            gemm(False, False, min(rows, n - r0), n_out, n_in, <floating>1,
+                 &x[r0, 0], n_in, &w[0, 0], n_out, <floating>0, &z[r0, 0], n_out)
+            r0 = r0 + rows

@@ -1,9 +1,7 @@
 from cython cimport floating
 
-cdef enum Loss:
-    MEAN_SQUARED_ERROR = 0
-    BINARY_CROSS_ENTROPY = 1
-    SOFTMAX_CROSS_ENTROPY = 2
+from descend._contract cimport (Loss, MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY,
+                               SOFTMAX_CROSS_ENTROPY)
 
 cdef double loss_and_gradient(int loss, const floating* output,
                               const floating* target, const int* labels,

@@ -1,21 +1,7 @@
 from cython cimport floating
 
-cdef enum Optimizer:
-    SGD = 0
-    ADAGRAD = 1
-    RMSPROP = 2
-    ADAM = 3
-
-cdef struct OptimizerConfig:
-    int kind
-    double momentum       # SGD, RMSprop
-    bint nesterov         # SGD
-    double rho            # RMSprop: decay of the squared-gradient average
-    bint centered         # RMSprop
-    double beta1, beta2   # Adam
-    bint amsgrad          # Adam
-    bint decoupled        # Adam: decoupled weight decay (AdamW)
-    double epsilon
+from descend._contract cimport (OptimizerConfig, OptimizerKind, SGD, ADAGRAD, RMSPROP,
+                               ADAM)
 
 cdef void optimizer_step(const OptimizerConfig* cfg, floating* w,
                          const floating* g, floating* s1, floating* s2,

@@ -14,85 +14,173 @@
 # row width, so that any row fits and each row's place is fixed (threads
 # fill their rows without any prefix sum).
 from cython cimport floating
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
+
+from descend._blas cimport gemm
 
 from descend._dense cimport bias_activation_row
 
 # The two loops all the work goes through, in C: the row loop (add rows of
 # a matrix, each times a value, into one row) and the compression of a row
-# to its non-zero entries. Each is compiled twice, portable C (SSE2 on
-# x86-64) and with AVX2 + FMA, and the second is chosen at import where the
-# CPU has both, as BLAS libraries choose their kernels: a wheel cannot
-# assume AVX2. Measured on 1024 MNIST rows (784 -> 256, float32), AVX2 /
-# portable: forward 2.8 / 4.4 ms, kernel gradient 3.4 / 5.4 ms. Other
-# compilers and CPUs get the portable version only.
+# to its non-zero entries. Each is compiled three times: portable C (SSE2 on
+# x86-64), AVX2 + FMA, and AVX-512 (F); the widest the CPU has is chosen at
+# import, as BLAS libraries choose their kernels (a wheel cannot assume any
+# of them, and the build uses no -march flag). The wide versions are
+# written with intrinsics, so that MSVC (which does not vectorize for an ISA
+# it was not told to target) dispatches them too; GCC and Clang get the
+# ISA per function with a target attribute.
+#
+# The AVX2 and AVX-512 row loops compute every element the same way, a
+# chain of fused multiply-adds z = fma(v_j, w_j, z) in j order, in
+# registers (lanes are independent): they give the same bits, so a plan
+# pinned on one CPU reproduces on the other. The portable loop rounds each
+# product (no FMA) and sums four rows per pass: it agrees to rounding.
+# Measured on 1024 MNIST rows (784 -> 256, float32, 1 thread), forward /
+# kernel gradient: AMD EPYC, autovectorized AVX2 / portable: 2.8 / 4.4 ms and
+# 3.4 / 5.4 ms; Intel Xeon (Sapphire Rapids class), see plans.py's profile.
 cdef extern from *:
     r"""
-    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    #define DESCEND_AVX2 1
+    #if (defined(__GNUC__) || defined(_MSC_VER)) && \
+        (defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86))
+    #define DESCEND_X86 1
+    #include <immintrin.h>
     #else
-    #define DESCEND_AVX2 0
+    #define DESCEND_X86 0
     #endif
     #if defined(_MSC_VER)
     #define DESCEND_RESTRICT __restrict    /* MSVC's C has no C99 restrict before C11 mode */
+    #define DESCEND_TARGET(isa)            /* MSVC: intrinsics of any ISA anywhere */
+    #include <intrin.h>
+    static int descend_ctz(unsigned x) { unsigned long i; _BitScanForward(&i, x); return (int)i; }
+    static int descend_popcount(unsigned x) { return (int)__popcnt(x); }
     #else
     #define DESCEND_RESTRICT restrict
+    #define DESCEND_TARGET(isa) __attribute__((target(isa)))
+    #define descend_ctz(x) __builtin_ctz(x)
+    #define descend_popcount(x) __builtin_popcount(x)
     #endif
+    #include <math.h>
 
-    /* z[:n] += sum over j < m of vals[j] * w[cols[j] * n, :n], four rows of
-       w per pass over z. T is float or double. */
-    #define DESCEND_ADD_WEIGHTED_ROWS(T)                                        \
-        int j = 0, c;                                                           \
-        for (; j + 4 <= m; j += 4) {                                            \
-            const T *w0 = w + (long)cols[j] * n, *w1 = w + (long)cols[j + 1] * n; \
-            const T *w2 = w + (long)cols[j + 2] * n, *w3 = w + (long)cols[j + 3] * n; \
-            T v0 = vals[j], v1 = vals[j + 1], v2 = vals[j + 2], v3 = vals[j + 3]; \
-            for (c = 0; c < n; c++)                                             \
-                z[c] += (v0 * w0[c] + v1 * w1[c]) + (v2 * w2[c] + v3 * w3[c]);  \
-        }                                                                       \
-        for (; j < m; j++) {                                                    \
-            const T *w0 = w + (long)cols[j] * n;                                \
-            T v0 = vals[j];                                                     \
-            for (c = 0; c < n; c++)                                             \
-                z[c] += v0 * w0[c];                                             \
+    enum { DESCEND_PORTABLE = 0, DESCEND_AVX2 = 1, DESCEND_AVX512 = 2 };
+
+    /* ---- portable: z[:n] += sum over j < m of vals[j] * w[cols[j] * n, :n],
+       four rows of w per pass over z. T is float or double. */
+    #define DESCEND_ROWS_PORTABLE(T, S)                                         \
+        static void descend_rows_##S##_portable(const int *cols, const T *vals, \
+                int m, const T *w, int n, T *DESCEND_RESTRICT z) {              \
+            int j = 0, c;                                                       \
+            for (; j + 4 <= m; j += 4) {                                        \
+                const T *w0 = w + (long)cols[j] * n, *w1 = w + (long)cols[j + 1] * n; \
+                const T *w2 = w + (long)cols[j + 2] * n, *w3 = w + (long)cols[j + 3] * n; \
+                T v0 = vals[j], v1 = vals[j + 1], v2 = vals[j + 2], v3 = vals[j + 3]; \
+                for (c = 0; c < n; c++)                                         \
+                    z[c] += (v0 * w0[c] + v1 * w1[c]) + (v2 * w2[c] + v3 * w3[c]); \
+            }                                                                   \
+            for (; j < m; j++) {                                                \
+                const T *w0 = w + (long)cols[j] * n;                            \
+                T v0 = vals[j];                                                 \
+                for (c = 0; c < n; c++)                                         \
+                    z[c] += v0 * w0[c];                                         \
+            }                                                                   \
+        }
+    DESCEND_ROWS_PORTABLE(float, f)
+    DESCEND_ROWS_PORTABLE(double, d)
+
+    static int descend_nonzero_f_portable(const float *x, int n, int *index, float *value) {
+        (void)x; (void)n; (void)index; (void)value; return -1;   /* the Cython loop */
+    }
+    static int descend_nonzero_d_portable(const double *x, int n, int *index, double *value) {
+        (void)x; (void)n; (void)index; (void)value; return -1;
+    }
+
+    #if DESCEND_X86
+    /* ---- wide row loops: the columns of z in blocks of K vectors held in
+       registers (K independent FMA chains hide the FMA latency) while every
+       row j adds into them; then single vectors; then the tail (masked
+       lanes with AVX-512, scalar fma with AVX2: the same rounding). */
+    #define DESCEND_ROWS_BLOCK(V, LANES, K, LOAD, STORE, SET1, FMA)             \
+        for (; c + (K) * (LANES) <= n; c += (K) * (LANES)) {                    \
+            V acc[K]; int k, j;                                                 \
+            for (k = 0; k < (K); k++) acc[k] = LOAD(z + c + k * (LANES));       \
+            for (j = 0; j < m; j++) {                                           \
+                const V v = SET1(vals[j]);                                      \
+                const_row = w + (long)cols[j] * n + c;                          \
+                for (k = 0; k < (K); k++)                                       \
+                    acc[k] = FMA(v, LOAD(const_row + k * (LANES)), acc[k]);     \
+            }                                                                   \
+            for (k = 0; k < (K); k++) STORE(z + c + k * (LANES), acc[k]);       \
         }
 
-    #define DESCEND_SPARSE_ROW_KERNELS(T, S, ATTR)                              \
-        ATTR static void descend_add_weighted_rows_##S(                         \
+    #define DESCEND_ROWS_WIDE(T, S, ISA, TARGET, V, LANES, LOAD, STORE, SET1, FMA, TAIL) \
+        DESCEND_TARGET(TARGET) static void descend_rows_##S##_##ISA(            \
                 const int *cols, const T *vals, int m, const T *w, int n,       \
-                T *DESCEND_RESTRICT z) { DESCEND_ADD_WEIGHTED_ROWS(T) }
+                T *DESCEND_RESTRICT z) {                                        \
+            int c = 0;                                                          \
+            const T *const_row;                                                 \
+            DESCEND_ROWS_BLOCK(V, LANES, 8, LOAD, STORE, SET1, FMA)             \
+            DESCEND_ROWS_BLOCK(V, LANES, 1, LOAD, STORE, SET1, FMA)             \
+            TAIL(T, S)                                                          \
+        }
 
-    DESCEND_SPARSE_ROW_KERNELS(float, f_base, )
-    DESCEND_SPARSE_ROW_KERNELS(double, d_base, )
-    #if DESCEND_AVX2
-    DESCEND_SPARSE_ROW_KERNELS(float, f_avx2, __attribute__((target("avx2,fma"))))
-    DESCEND_SPARSE_ROW_KERNELS(double, d_avx2, __attribute__((target("avx2,fma"))))
-    #endif
+    /* AVX2: scalar fma for the last columns (fmaf: one rounding, as the lanes) */
+    #define DESCEND_TAIL_SCALAR(T, S)                                           \
+        for (; c < n; c++) {                                                    \
+            T acc = z[c]; int j;                                                \
+            for (j = 0; j < m; j++)                                             \
+                acc = DESCEND_FMA_##S(vals[j], w[(long)cols[j] * n + c], acc);  \
+            z[c] = acc;                                                         \
+        }
+    #define DESCEND_FMA_f fmaf
+    #define DESCEND_FMA_d fma
+    DESCEND_ROWS_WIDE(float, f, avx2, "avx2,fma", __m256, 8, _mm256_loadu_ps,
+                      _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, DESCEND_TAIL_SCALAR)
+    DESCEND_ROWS_WIDE(double, d, avx2, "avx2,fma", __m256d, 4, _mm256_loadu_pd,
+                      _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd, DESCEND_TAIL_SCALAR)
 
-    #if DESCEND_AVX2
-    #include <immintrin.h>
-    /* nonzero_entries with AVX2: 8 floats (4 doubles) compared with zero at
-       once; the set bits of the mask are the non-zero lanes. != is unordered:
-       a NaN counts as non-zero, as in C. */
-    __attribute__((target("avx2"))) static inline unsigned descend_nonzero_mask_f(
-            const float *x) {
+    /* AVX-512: the last columns as one masked vector */
+    #define DESCEND_TAIL_MASKED_f(T, S)                                         \
+        if (c < n) {                                                            \
+            __mmask16 mask = (__mmask16)((1u << (n - c)) - 1); int j;           \
+            __m512 acc = _mm512_maskz_loadu_ps(mask, z + c);                    \
+            for (j = 0; j < m; j++)                                             \
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(vals[j]), _mm512_maskz_loadu_ps( \
+                    mask, w + (long)cols[j] * n + c), acc);                     \
+            _mm512_mask_storeu_ps(z + c, mask, acc);                            \
+        }
+    #define DESCEND_TAIL_MASKED_d(T, S)                                         \
+        if (c < n) {                                                            \
+            __mmask8 mask = (__mmask8)((1u << (n - c)) - 1); int j;             \
+            __m512d acc = _mm512_maskz_loadu_pd(mask, z + c);                   \
+            for (j = 0; j < m; j++)                                             \
+                acc = _mm512_fmadd_pd(_mm512_set1_pd(vals[j]), _mm512_maskz_loadu_pd( \
+                    mask, w + (long)cols[j] * n + c), acc);                     \
+            _mm512_mask_storeu_pd(z + c, mask, acc);                            \
+        }
+    DESCEND_ROWS_WIDE(float, f, avx512, "avx512f", __m512, 16, _mm512_loadu_ps,
+                      _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, DESCEND_TAIL_MASKED_f)
+    DESCEND_ROWS_WIDE(double, d, avx512, "avx512f", __m512d, 8, _mm512_loadu_pd,
+                      _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd, DESCEND_TAIL_MASKED_d)
+
+    /* ---- compression with AVX2: 8 floats (4 doubles) compared with zero at
+       once; the set bits of the mask are the non-zero lanes. != is
+       unordered: a NaN counts as non-zero, as in C. */
+    DESCEND_TARGET("avx2") static unsigned descend_mask_f_avx2(const float *x) {
         return (unsigned)_mm256_movemask_ps(
             _mm256_cmp_ps(_mm256_loadu_ps(x), _mm256_setzero_ps(), _CMP_NEQ_UQ));
     }
-    __attribute__((target("avx2"))) static inline unsigned descend_nonzero_mask_d(
-            const double *x) {
+    DESCEND_TARGET("avx2") static unsigned descend_mask_d_avx2(const double *x) {
         return (unsigned)_mm256_movemask_pd(
             _mm256_cmp_pd(_mm256_loadu_pd(x), _mm256_setzero_pd(), _CMP_NEQ_UQ));
     }
     #define DESCEND_NONZERO_AVX2(T, S)                                          \
-        __attribute__((target("avx2"))) static int descend_nonzero_##S##_avx2(  \
+        DESCEND_TARGET("avx2") static int descend_nonzero_##S##_avx2(           \
                 const T *x, int n, int *index, T *value) {                      \
             const int lanes = 32 / (int)sizeof(T);                              \
             int r = 0, count = 0;                                               \
             for (; r + lanes <= n; r += lanes) {                                \
-                unsigned mask = descend_nonzero_mask_##S(x + r);                \
+                unsigned mask = descend_mask_##S##_avx2(x + r);                 \
                 for (; mask; mask &= mask - 1) {                                \
-                    int lane = __builtin_ctz(mask);                             \
+                    int lane = descend_ctz(mask);                               \
                     index[count] = r + lane;                                    \
                     value[count++] = x[r + lane];                               \
                 }                                                               \
@@ -103,55 +191,134 @@ cdef extern from *:
         }
     DESCEND_NONZERO_AVX2(float, f)
     DESCEND_NONZERO_AVX2(double, d)
+
+    /* ---- compression with AVX-512: compare 16 floats (8 doubles), then
+       compress-store the non-zero lanes' values and column numbers. */
+    DESCEND_TARGET("avx512f") static int descend_nonzero_f_avx512(
+            const float *x, int n, int *index, float *value) {
+        int r = 0, count = 0;
+        __m512i columns = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const __m512i step = _mm512_set1_epi32(16);
+        for (; r + 16 <= n; r += 16) {
+            __m512 v = _mm512_loadu_ps(x + r);
+            __mmask16 mask = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            if (mask) {
+                _mm512_mask_compressstoreu_ps(value + count, mask, v);
+                _mm512_mask_compressstoreu_epi32(index + count, mask, columns);
+                count += descend_popcount((unsigned)mask);
+            }
+            columns = _mm512_add_epi32(columns, step);
+        }
+        for (; r < n; r++)
+            if (x[r] != 0) { index[count] = r; value[count++] = x[r]; }
+        return count;
+    }
+    DESCEND_TARGET("avx512f") static int descend_nonzero_d_avx512(
+            const double *x, int n, int *index, double *value) {
+        int r = 0, count = 0;
+        __m512i columns = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0);
+        const __m512i step = _mm512_set1_epi32(8);
+        for (; r + 8 <= n; r += 8) {
+            __m512d v = _mm512_loadu_pd(x + r);
+            __mmask8 mask = _mm512_cmp_pd_mask(v, _mm512_setzero_pd(), _CMP_NEQ_UQ);
+            if (mask) {
+                _mm512_mask_compressstoreu_pd(value + count, mask, v);
+                _mm512_mask_compressstoreu_epi32(index + count, (__mmask16)mask, columns);
+                count += descend_popcount((unsigned)mask);
+            }
+            columns = _mm512_add_epi32(columns, step);
+        }
+        for (; r < n; r++)
+            if (x[r] != 0) { index[count] = r; value[count++] = x[r]; }
+        return count;
+    }
+
+    /* ---- what the CPU (and the OS, for the wide registers' state) has */
+    #if defined(_MSC_VER)
+    static int descend_cpu_has(int isa) {
+        int info[4];
+        unsigned long long xcr0;
+        __cpuid(info, 0);
+        if (info[0] < 7) return 0;
+        __cpuid(info, 1);
+        if (!(info[2] & (1 << 27)) || !(info[2] & (1 << 12))) return 0;  /* OSXSAVE, FMA */
+        xcr0 = _xgetbv(0);
+        if ((xcr0 & 0x6) != 0x6) return 0;                  /* XMM and YMM state */
+        __cpuidex(info, 7, 0);
+        if (!(info[1] & (1 << 5))) return 0;                /* AVX2 */
+        if (isa == DESCEND_AVX2) return 1;
+        return (info[1] & (1 << 16)) && (xcr0 & 0xE6) == 0xE6;  /* AVX-512F, ZMM state */
+    }
+    #else
+    static int descend_cpu_has(int isa) {
+        __builtin_cpu_init();
+        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+        return isa == DESCEND_AVX2 || __builtin_cpu_supports("avx512f");
+    }
+    #endif
+    #else
+    static int descend_cpu_has(int isa) { (void)isa; return 0; }
     #endif
 
-    static int descend_sparse_avx2 = 0;    /* set once, at import */
-    /* the count of non-zero entries, or -1 where AVX2 is not available */
-    static int descend_nonzero_f(const float *x, int n, int *index, float *value) {
-    #if DESCEND_AVX2
-        if (descend_sparse_avx2) return descend_nonzero_f_avx2(x, n, index, value);
+    /* the loops in use: set once at import (the widest the CPU has) */
+    typedef void (*descend_rows_f_fn)(const int *, const float *, int, const float *, int, float *);
+    typedef void (*descend_rows_d_fn)(const int *, const double *, int, const double *, int, double *);
+    typedef int (*descend_nonzero_f_fn)(const float *, int, int *, float *);
+    typedef int (*descend_nonzero_d_fn)(const double *, int, int *, double *);
+    static descend_rows_f_fn descend_rows_f = descend_rows_f_portable;
+    static descend_rows_d_fn descend_rows_d = descend_rows_d_portable;
+    static descend_nonzero_f_fn descend_nonzero_f = descend_nonzero_f_portable;
+    static descend_nonzero_d_fn descend_nonzero_d = descend_nonzero_d_portable;
+    static int descend_isa = DESCEND_PORTABLE;
+
+    /* use the loops of `isa`, or the widest below it the CPU has; returns the one used */
+    static int descend_use_isa(int isa) {
+        descend_rows_f = descend_rows_f_portable;
+        descend_rows_d = descend_rows_d_portable;
+        descend_nonzero_f = descend_nonzero_f_portable;
+        descend_nonzero_d = descend_nonzero_d_portable;
+        descend_isa = DESCEND_PORTABLE;
+    #if DESCEND_X86
+        if (isa >= DESCEND_AVX512 && descend_cpu_has(DESCEND_AVX512)) {
+            descend_rows_f = descend_rows_f_avx512;
+            descend_rows_d = descend_rows_d_avx512;
+            descend_nonzero_f = descend_nonzero_f_avx512;
+            descend_nonzero_d = descend_nonzero_d_avx512;
+            descend_isa = DESCEND_AVX512;
+        } else if (isa >= DESCEND_AVX2 && descend_cpu_has(DESCEND_AVX2)) {
+            descend_rows_f = descend_rows_f_avx2;
+            descend_rows_d = descend_rows_d_avx2;
+            descend_nonzero_f = descend_nonzero_f_avx2;
+            descend_nonzero_d = descend_nonzero_d_avx2;
+            descend_isa = DESCEND_AVX2;
+        }
     #endif
-        return -1;
-    }
-    static int descend_nonzero_d(const double *x, int n, int *index, double *value) {
-    #if DESCEND_AVX2
-        if (descend_sparse_avx2) return descend_nonzero_d_avx2(x, n, index, value);
-    #endif
-        return -1;
-    }
-    static int descend_sparse_init(void) {
-    #if DESCEND_AVX2
-        __builtin_cpu_init();
-        descend_sparse_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    #endif
-        return descend_sparse_avx2;
-    }
-    /* the tests run both versions: off, or back on where the CPU has AVX2 */
-    static int descend_sparse_use_avx2(int on) {
-        descend_sparse_avx2 = 0;
-        return on ? descend_sparse_init() : 0;
+        return descend_isa;
     }
     static void descend_add_weighted_rows_f(const int *cols, const float *vals, int m,
                                             const float *w, int n, float *z) {
-    #if DESCEND_AVX2
-        if (descend_sparse_avx2) { descend_add_weighted_rows_f_avx2(cols, vals, m, w, n, z); return; }
-    #endif
-        descend_add_weighted_rows_f_base(cols, vals, m, w, n, z);
+        descend_rows_f(cols, vals, m, w, n, z);
     }
     static void descend_add_weighted_rows_d(const int *cols, const double *vals, int m,
                                             const double *w, int n, double *z) {
-    #if DESCEND_AVX2
-        if (descend_sparse_avx2) { descend_add_weighted_rows_d_avx2(cols, vals, m, w, n, z); return; }
-    #endif
-        descend_add_weighted_rows_d_base(cols, vals, m, w, n, z);
+        descend_rows_d(cols, vals, m, w, n, z);
+    }
+    static int descend_nonzero_entries_f(const float *x, int n, int *index, float *value) {
+        return descend_nonzero_f(x, n, index, value);
+    }
+    static int descend_nonzero_entries_d(const double *x, int n, int *index, double *value) {
+        return descend_nonzero_d(x, n, index, value);
     }
     """
-    int sparse_init "descend_sparse_init"() noexcept nogil
-    int sparse_use_avx2 "descend_sparse_use_avx2"(int on) noexcept nogil
-    int nonzero_avx2_f "descend_nonzero_f"(const float* x, int n, int* index,
-                                            float* value) noexcept nogil
-    int nonzero_avx2_d "descend_nonzero_d"(const double* x, int n, int* index,
-                                            double* value) noexcept nogil
+    int PORTABLE "DESCEND_PORTABLE"
+    int AVX2 "DESCEND_AVX2"
+    int AVX512 "DESCEND_AVX512"
+    int cpu_has "descend_cpu_has"(int isa) noexcept nogil
+    int use_isa "descend_use_isa"(int isa) noexcept nogil
+    int nonzero_wide_f "descend_nonzero_entries_f"(const float* x, int n, int* index,
+                                                   float* value) noexcept nogil
+    int nonzero_wide_d "descend_nonzero_entries_d"(const double* x, int n, int* index,
+                                                   double* value) noexcept nogil
     void add_weighted_rows_f "descend_add_weighted_rows_f"(
         const int* cols, const float* vals, int m, const float* w, int n,
         float* z) noexcept nogil
@@ -159,17 +326,28 @@ cdef extern from *:
         const int* cols, const double* vals, int m, const double* w, int n,
         double* z) noexcept nogil
 
-# True where the AVX2 + FMA versions of the row loops run.
-USES_AVX2 = bool(sparse_init())
+_ISA_NAMES = {PORTABLE: "portable", AVX2: "avx2", AVX512: "avx512"}
+_ISA_CODES = {name: code for code, name in _ISA_NAMES.items()}
+
+# The row loops in use: "avx512", "avx2" or "portable" (the widest this CPU has).
+ISA = _ISA_NAMES[use_isa(AVX512)]
 
 
-def _use_avx2(bint enabled):
-    """Switch the AVX2 versions off (False) or back on where the CPU has
-    AVX2 + FMA (True); returns whether they run now. For tests: not while
-    a fit runs."""
-    global USES_AVX2
-    USES_AVX2 = bool(sparse_use_avx2(enabled))
-    return USES_AVX2
+def cpu_features():
+    """{"avx2": bool (with FMA), "avx512f": bool}: the instruction sets this
+    CPU and OS offer that descend's compiled loops dispatch on."""
+    return {"avx2": bool(cpu_has(AVX2)), "avx512f": bool(cpu_has(AVX512))}
+
+
+def _use_isa(str name):
+    """Run the row loops of `name` ("avx512", "avx2", "portable"), or the
+    widest below it the CPU has; returns the name of the ones now running.
+    For tests and benchmarks: not while a fit runs."""
+    global ISA
+    if name not in _ISA_CODES:
+        raise ValueError(f"name must be one of {sorted(_ISA_CODES)}, got {name!r}")
+    ISA = _ISA_NAMES[use_isa(_ISA_CODES[name])]
+    return ISA
 
 
 cdef int nonzero_entries(const floating* x, int n, int* index,
@@ -178,9 +356,9 @@ cdef int nonzero_entries(const floating* x, int n, int* index,
     order, to index and value (room for n each); return how many."""
     cdef int r = 0, end, count
     if floating is float:
-        count = nonzero_avx2_f(x, n, index, value)
+        count = nonzero_wide_f(x, n, index, value)
     else:
-        count = nonzero_avx2_d(x, n, index, value)
+        count = nonzero_wide_d(x, n, index, value)
     if count >= 0:
         return count
     count = 0
@@ -386,3 +564,83 @@ def sparse_grad_kernel_py(const floating[:, ::1] x not None,
         sparse_grad_kernel(&index[0, 0], &value[0, 0], &count[0], n, n_in, &dz[0, 0],
                            n_out, first, last, <floating>scale, &out[0, 0],
                            &cursor[0], &col_start[0], &col_sample[0], &col_value[0])
+
+
+cdef class SparseLayerRun:
+    """One batch of the first layer's work as the fused epoch does it, sparse
+    or dense: compress the rows of x, then z := x . w and out := x^T . dz
+    from the non-zero entries; or (dense=True) copy the rows, z := x . w in
+    blocks of `rows` rows and out := x^T . dz by single-threaded BLAS.
+    Buffers are allocated once; each call runs the work once, without the
+    GIL (descend.plans times the two against each other)."""
+    cdef object arrays
+    cdef int n, n_in, n_out, rows
+    cdef bint dense
+
+    def __init__(self, x, w, dz, dense=False, rows=64):
+        """x (n, n_in), w (n_in, n_out), dz (n, n_out): C-contiguous arrays of
+        one float dtype; rows: rows per forward GEMM (dense)."""
+        self.dense = dense
+        self.rows = max(1, rows)
+        import numpy as np
+        x, w, dz = (np.ascontiguousarray(a) for a in (x, w, dz))
+        if x.dtype not in (np.float32, np.float64) or w.dtype != x.dtype or dz.dtype != x.dtype:
+            raise TypeError("x, w and dz must share a float32 or float64 dtype")
+        if x.ndim != 2 or w.ndim != 2 or dz.ndim != 2:
+            raise ValueError("x, w and dz must be 2-D")
+        self.n, self.n_in, self.n_out = x.shape[0], x.shape[1], w.shape[1]
+        if w.shape[0] != self.n_in or dz.shape[0] != self.n or dz.shape[1] != self.n_out:
+            raise ValueError("x (n, n_in), w (n_in, n_out) and dz (n, n_out) must agree")
+        if self.n == 0 or self.n_in == 0 or self.n_out == 0:
+            raise ValueError("x, w and dz must not be empty")
+        dtype = x.dtype
+        n, n_in, n_out = self.n, self.n_in, self.n_out
+        self.arrays = (x, w, dz,
+                       np.empty((n, n_in), np.int32), np.empty((n, n_in), dtype),
+                       np.empty(n, np.int32), np.empty((n, n_out), dtype),
+                       np.empty((n_in, n_out), dtype), np.empty(n, np.int32),
+                       np.empty(GRAD_GROUP_ROWS + 1, np.int32),
+                       np.empty(n * GRAD_GROUP_ROWS, np.int32),
+                       np.empty(n * GRAD_GROUP_ROWS, dtype))
+
+    def __call__(self):
+        if self.arrays[0].dtype.itemsize == 4:
+            self._run[float]()
+        else:
+            self._run[double]()
+
+    cdef void _run(self, floating dummy=0):
+        cdef const floating[:, ::1] x = self.arrays[0]
+        cdef const floating[:, ::1] w = self.arrays[1]
+        cdef const floating[:, ::1] dz = self.arrays[2]
+        cdef int[:, ::1] index = self.arrays[3]
+        cdef floating[:, ::1] value = self.arrays[4]
+        cdef int[::1] count = self.arrays[5]
+        cdef floating[:, ::1] z = self.arrays[6]
+        cdef floating[:, ::1] out = self.arrays[7]
+        cdef int[::1] cursor = self.arrays[8]
+        cdef int[::1] col_start = self.arrays[9]
+        cdef int[::1] col_sample = self.arrays[10]
+        cdef floating[::1] col_value = self.arrays[11]
+        cdef int i
+        if self.dense:
+            with nogil:
+                i = 0
+                while i < self.n:       # value holds the copied rows
+                    memcpy(&value[i, 0], &x[i, 0], self.n_in * sizeof(floating))
+                    gemm(False, False, min(self.rows, self.n - i), self.n_out, self.n_in,
+                         <floating>1, &value[i, 0], self.n_in, &w[0, 0], self.n_out,
+                         <floating>0, &z[i, 0], self.n_out)
+                    i = i + self.rows
+                gemm(True, False, self.n_in, self.n_out, self.n, <floating>1, &value[0, 0],
+                     self.n_in, &dz[0, 0], self.n_out, <floating>0, &out[0, 0], self.n_out)
+            return
+        with nogil:
+            for i in range(self.n):
+                count[i] = nonzero_entries(&x[i, 0], self.n_in, &index[i, 0], &value[i, 0])
+            sparse_forward(&index[0, 0], &value[0, 0], &count[0], self.n, self.n_in,
+                           &w[0, 0], NULL, self.n_out, &z[0, 0], &z[0, 0], 0, 0)
+            memset(&out[0, 0], 0, <long>self.n_in * self.n_out * sizeof(floating))
+            sparse_grad_kernel(&index[0, 0], &value[0, 0], &count[0], self.n, self.n_in,
+                               &dz[0, 0], self.n_out, 0, self.n_in, 1, &out[0, 0],
+                               &cursor[0], &col_start[0], &col_sample[0], &col_value[0])

@@ -34,6 +34,22 @@
 # Batch size 1 with plain SGD has its own path: per sample, BLAS level-1
 # calls over the rows whose input is non-zero (MNIST pixels are ~80% zero,
 # ReLU outputs about half), with the update fused into the outer product.
+#
+# Strategies (EpochRunner.strategy names the batch path, sparse_input and
+# by_norm the variants; the plan, descend.plans, sets the block sizes):
+#
+# | strategy / variant  | runs when                                   | code                      | pinned by                                   |
+# |---------------------|---------------------------------------------|---------------------------|---------------------------------------------|
+# | "per_sample_sgd"    | batch 1, plain SGD (momentum 0), no clip-   | _sgd_samples              | test_network: stochastic_plain_sgd_equals_  |
+# |                     | ping, dropout, penalty or weight decay      |                           | per_layer_path                              |
+# | "team_gemm_sgd"     | plain SGD, no clipping, no L1, batch > 1    | _batches, phase B by      | test_network: fused_fit_equals_train_on_    |
+# |                     | (L2 / weight decay fold into GEMM's beta)   | _sgd_through_gemm         | batch_loop; test_plans: every_plan_*        |
+# | "team_general"      | every other optimizer / setting             | _batches, phase B by      | test_network: fused_paths_equal_the_per_    |
+# |                     |                                             | _kernel_gradient + _step  | layer_path_on_wide_layers; test_plans       |
+# | + sparse_input      | plan: input density below the profile's     | _gather compresses,       | test_sparse: sparse_and_dense_first_layer_  |
+# |                     | break-even (defaults: 35%), no input dropout| _sparse_grad              | train_the_same; test_plans                  |
+# | + by_norm (clip)    | clipnorm or global_clipnorm > 0             | _parameter_step 2nd half  | test_optimizers (clipnorm), test_sparse     |
+# | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; *_bit_identical_* tests       |
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
@@ -54,11 +70,11 @@ from descend._dense cimport (dense_forward, activation_backward, dense_grad_inpu
                              dense_grad_params, dropout, descend_mix, gemm_rows)
 from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
                               GRAD_GROUP_ROWS)
-from descend._losses cimport (loss_and_gradient, mean_scale, MEAN_SQUARED_ERROR,
-                              SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
-from descend._optim cimport (OptimizerConfig, optimizer_step, add_penalty_gradient,
-                             sum_squares, scale_and_clip, make_config_py, SGD,
-                             soft_threshold, clip_scale)
+from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERROR,
+                               SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
+from descend._losses cimport loss_and_gradient, mean_scale
+from descend._optim cimport (optimizer_step, add_penalty_gradient, sum_squares,
+                             scale_and_clip, make_config_py, soft_threshold, clip_scale)
 from descend._optim import required_state
 
 cnp.import_array()
@@ -86,19 +102,31 @@ cdef enum:
     ACC_PENALTY = 1     # sum over batches of the penalty share
     CORRECT = 2         # correct predictions so far
 
-# Work is cut into blocks whose size depends on the shapes only, never on the
-# number of threads: each BLAS call then sees the same operands whatever the
-# team size, so n_threads=1 and n_threads=2 give bit-identical weights.
-cdef enum:
-    SMALL_BATCH_KERNEL_ROWS = 64    # phase-B block rows for batches <= 64
-    MIN_SAMPLE_ROWS = 4     # rows per phase-A block for batches below 128
+# Work is cut into blocks whose size depends on the shapes (and the plan,
+# descend.plans) only, never on the number of threads: each BLAS call then
+# sees the same operands whatever the team size, so n_threads=1 and
+# n_threads=2 give bit-identical weights.
 
-# The first layer's input goes through the sparse kernels when at most this
-# fraction of X's entries is non-zero. Measured on a 784-256-128-10 epoch
-# (float32, batch 128, 1 thread, non-zeros at random places), time sparse /
-# dense: 0.49 at 10% non-zero, 0.69 at 20%, 0.86 at 30%, 0.98 at 40%, 1.17
-# at 50%. MNIST (19% non-zero, in runs) gains the most in absolute terms.
-SPARSE_DENSITY = 0.35
+
+def _choose_plan(X, layers, batch_size, n_threads, cores, optimizer_config, forced,
+                 sparse_input):
+    """The runner's plan as a dict (descend.plans.Plan.as_dict()): the
+    caller's `forced` fields (a dict, or a Plan's dict) and `sparse_input`
+    override the choice from the machine's profile."""
+    from descend import plans
+    forced = dict(forced or {})
+    forced.pop("source", None)
+    if sparse_input is not None:
+        forced["sparse_input"] = bool(sparse_input)
+    input_dropout = layers[0]["dropout_rate"] > 0
+    density = 1.0
+    if "sparse_input" not in forced and not input_dropout and X.size:
+        density = np.count_nonzero(X) / X.size
+    workload = plans.Workload(
+        layer_shapes=tuple(spec["kernel"].shape for spec in layers), dtype=str(X.dtype),
+        batch_size=batch_size, density=density, cores=cores,
+        optimizer_kind=optimizer_config.get("kind", 0), input_dropout=input_dropout)
+    return plans.choose(workload, forced).as_dict()
 
 
 cdef struct Param:
@@ -274,9 +302,10 @@ cdef class EpochRunner:
     cdef int n_outputs
     cdef long n_rows
     cdef bint is_float32
-    cdef bint sparse_sgd_ok
-    cdef bint gemm_sgd_ok
+    cdef bint per_sample_ok     # the per-sample path may run (batch 1, plain SGD, ...)
+    cdef bint gemm_sgd_ok       # phase B updates plain SGD through the GEMM
     cdef readonly bint sparse_input     # the first layer's input goes through _sparse
+    cdef readonly dict plan             # the descend.plans.Plan fields this runner uses
     cdef OptimizerConfig config
     cdef double clipnorm, global_clipnorm, clipvalue
     cdef object keep_alive
@@ -311,7 +340,8 @@ cdef class EpochRunner:
 
     def __init__(self, X, targets, labels, list layers, int loss,
                  dict optimizer_config, double clipnorm, double global_clipnorm,
-                 double clipvalue, int batch_size, int n_threads, sparse_input=None):
+                 double clipvalue, int batch_size, int n_threads, sparse_input=None,
+                 plan=None):
         """
         X (n, d), targets (n, k) or None, labels (n,) int32 or None;
         layers: one dict per Dense layer with keys kernel, bias, dkernel,
@@ -319,8 +349,10 @@ cdef class EpochRunner:
         activation, alpha, dropout_rate, kernel_l1, kernel_l2, bias_l1,
         bias_l2, kernel_decay, bias_decay. n_threads: the OpenMP team size.
         sparse_input: True/False forces the first layer's sparse kernels on
-        or off; None (default) uses them when at most SPARSE_DENSITY of X's
-        entries are non-zero (never under dropout on the input).
+        or off (never under dropout on the input). plan: a dict of
+        descend.plans.Plan fields (sparse_input, sample_rows, kernel_rows)
+        to force; the others come from descend.plans.choose (the machine's
+        profile, DESCEND_PLAN). The plan used is the `plan` attribute.
         """
         cdef int i
         cdef LayerPlan* p
@@ -341,10 +373,11 @@ cdef class EpochRunner:
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         # (wraparound is off in compiled code: no negative indices)
         self.n_outputs = layers[len(layers) - 1]["kernel"].shape[1]
-        if layers[0]["dropout_rate"] > 0:
-            sparse_input = False    # dropout needs the dense input row
-        elif sparse_input is None:
-            sparse_input = X.size > 0 and np.count_nonzero(X) <= SPARSE_DENSITY * X.size
+        # the blockings and the first layer's path: from descend.plans (the
+        # machine's measured profile, or the defaults), unless given
+        self.plan = _choose_plan(X, layers, batch_size, self.n_threads, cores,
+                                 optimizer_config, plan, sparse_input)
+        sparse_input = self.plan["sparse_input"]
         self.sparse_input = sparse_input
         self.team = TeamSize(self.n_threads, (
             batch_size, str(X.dtype), loss, bool(sparse_input),
@@ -376,35 +409,24 @@ cdef class EpochRunner:
         self.labels_batch = <int*>data(labels_batch)
         self.plans = <LayerPlan*>malloc(self.n_layers * sizeof(LayerPlan))
         self.partials = <double*>calloc(self.n_threads * SLOT, sizeof(double))
-        # Rows per phase-A block, measured on this machine's OpenBLAS (SkylakeX
-        # kernels, MNIST epoch, 2 threads): blocks of 4 rows ran batches of 8,
-        # 32 and 64 in 0.78, 0.48 and 0.51 s, blocks of 8-32 rows in 0.73-0.88 s
-        # (BLAS's small-matrix kernels favour the thinnest operands); from 128
-        # rows up, one block per core (64+ rows) was fastest.
-        self.sample_rows = (MIN_SAMPLE_ROWS if batch_size < 128 else
-                            max(64, (batch_size + cores - 1) // cores))
+        self.sample_rows = self.plan["sample_rows"]
         self.block_loss = <double*>calloc((batch_size + self.sample_rows - 1)
                                           // self.sample_rows, sizeof(double))
         self.clip_scales = <double*>calloc(2 * self.n_layers, sizeof(double))
         if (self.plans == NULL or self.partials == NULL or self.block_loss == NULL
                 or self.clip_scales == NULL):
             raise MemoryError()
-        self.sparse_sgd_ok = (self.config.kind == SGD and self.config.momentum == 0
+        self.per_sample_ok = (self.config.kind == SGD and self.config.momentum == 0
                               and clipnorm == 0 and global_clipnorm == 0 and clipvalue == 0)
         # plain SGD without clipping or L1 can update through the GEMM itself
-        self.gemm_sgd_ok = self.sparse_sgd_ok
+        self.gemm_sgd_ok = self.per_sample_ok
         for i, spec in enumerate(layers):
             p = &self.plans[i]
             kernel = spec["kernel"]
             if kernel.dtype != dtype:
                 raise TypeError(f"internal error: layer {i} dtype {kernel.dtype} != {dtype}")
             p.n_in, p.n_out = kernel.shape[0], kernel.shape[1]
-            # measured with single-threaded sgemm: X^T dZ over a short batch
-            # runs best in 64-row blocks (they stay in L1/L2); over longer
-            # ones, big blocks win (256 rows ~95 GFLOP/s against 64 rows ~80),
-            # so there the kernel is cut into one block per core
-            p.kernel_rows = (SMALL_BATCH_KERNEL_ROWS if batch_size <= 64 else
-                             max(SMALL_BATCH_KERNEL_ROWS, (p.n_in + cores - 1) // cores))
+            p.kernel_rows = self.plan["kernel_rows"][i]
             p.activation = spec["activation"]
             p.alpha = spec["alpha"]
             p.dropout_rate = spec["dropout_rate"]
@@ -416,7 +438,7 @@ cdef class EpochRunner:
             p.bias.proximal = spec.get("bias_l1_proximal", False)
             z = np.empty((batch_size, p.n_out), dtype=dtype)
             # identity layers need no separate activation buffer
-            a = z if p.activation == 0 else np.empty_like(z)
+            a = z if p.activation == IDENTITY else np.empty_like(z)
             dz = np.empty_like(z)
             dropped = (np.empty((batch_size, p.n_in), dtype=dtype)
                        if p.dropout_rate > 0 else None)
@@ -424,9 +446,18 @@ cdef class EpochRunner:
             p.z, p.a, p.dz, p.dropped = data(z), data(a), data(dz), data(dropped)
             if (p.dropout_rate > 0 or p.kernel.l1 != 0 or p.kernel.l2 != 0
                     or p.bias.l1 != 0 or p.bias.l2 != 0):
-                self.sparse_sgd_ok = False
+                self.per_sample_ok = False
             if p.kernel.l1 != 0 or p.bias.l1 != 0:
                 self.gemm_sgd_ok = False
+
+    @property
+    def strategy(self):
+        """The batch path of run_epoch (the table at the top of _train.pyx):
+        "per_sample_sgd" (batch 1, plain SGD; run_epoch falls back to the
+        team path when given a weight decay), "team_gemm_sgd" or "team_general"."""
+        if self.per_sample_ok and self.batch_size == 1:
+            return "per_sample_sgd"
+        return "team_gemm_sgd" if self.gemm_sgd_ok else "team_general"
 
     cdef _fill_param(self, Param* param, value, grad, state, double l1,
                      double l2, double decay):
@@ -469,7 +500,7 @@ cdef class EpochRunner:
         cdef long n_correct = 0
         cdef bint finite = True
         # batch size 1, plain SGD: the per-sample path (one thread)
-        cdef bint per_sample = self.sparse_sgd_ok and self.batch_size == 1 and weight_decay == 0
+        cdef bint per_sample = self.per_sample_ok and self.batch_size == 1 and weight_decay == 0
         cdef double totals[3]
         cdef int team
         cdef double started

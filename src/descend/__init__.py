@@ -18,6 +18,7 @@ from descend.gradcheck import check_gradients, numerical_gradients
 from descend.layers import Dense, Dropout
 from descend.model import DivergenceError, History, Sequential
 from descend.io import load
+from descend.plans import show_config
 from descend.subnormals import flush_subnormals
 
 __version__ = "0.1.0"
@@ -26,7 +27,7 @@ __all__ = ["Sequential", "Dense", "Dropout", "History", "DivergenceError",
            "check_gradients", "numerical_gradients", "activations", "callbacks",
            "datasets", "initializers", "losses", "optimizers", "regularizers",
            "schedules", "effective_n_threads", "openmp_enabled", "__version__", "load",
-           "flush_subnormals", "ForkedAfterThreadsWarning"]
+           "flush_subnormals", "ForkedAfterThreadsWarning", "show_config"]
 
 
 def __getattr__(name):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m descend demo`` and ``python -m descend experiments``.
+"""Command line: ``python -m descend demo``, ``experiments`` and ``info``.
 
 ``demo`` trains a multilayer perceptron on a real dataset (the bundled UCI
 digits by default, or MNIST) with a fixed seed, printing per-epoch loss, the
@@ -108,6 +108,15 @@ def _n_threads(text):
     return value
 
 
+def info(args):
+    """``python -m descend info``: print descend's configuration."""
+    from descend import plans
+    if args.refresh:
+        plans.machine_profile(refresh=True)
+    plans.show_config()
+    return 0
+
+
 def build_parser():
     """The argparse parser of ``python -m descend`` (demo, experiments)."""
     parser = argparse.ArgumentParser(prog="python -m descend",
@@ -128,6 +137,11 @@ def build_parser():
     p.add_argument("--n-threads", type=_n_threads, default=None)
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
     p.set_defaults(func=demo)
+    p = sub.add_parser("info", help="CPU features, BLAS and OpenMP, the machine profile "
+                                    "and plans (as numpy.show_config)")
+    p.add_argument("--refresh", action="store_true",
+                   help="measure the machine profile again (about a second)")
+    p.set_defaults(func=info)
     try:
         from descend.experiments import add_parser as add_experiments_parser
     except ImportError:

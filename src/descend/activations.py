@@ -28,12 +28,11 @@ GELU(x) = x Phi(x); PyTorch's ``approximate='none'``. Clevert et al. (2016),
 Maas et al. (2013), leaky ReLU.
 """
 
+from descend._contract import Activation
 from descend._validation import Options, check
 
-ACTIVATIONS = {
-    "identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3,
-    "leaky_relu": 4, "elu": 5, "softplus": 6, "gelu": 7,
-}
+# name -> the kernels' code (descend._contract.Activation: one definition)
+ACTIVATIONS = {member.name.lower(): member for member in Activation}
 ALIASES = {None: "identity", "linear": "identity"}
 # Output-only activations: links fused into a loss.
 LINKS = {"softmax": "softmax_cross_entropy", "sigmoid": "binary_cross_entropy"}

@@ -9,6 +9,7 @@ from numbers import Integral
 import numpy as np
 
 from descend import _dense, activations, initializers
+from descend._contract import Activation
 from descend._validation import (check_bool, check_float, check_int, check_team_size,
                                  error_message)
 from descend.regularizers import get as get_regularizer
@@ -160,7 +161,7 @@ class Dense:
         _check_team(n_threads)
         self._check_input(x)
         z = np.empty((x.shape[0], self.units), dtype=x.dtype)
-        a = z if code == 0 else np.empty_like(z)
+        a = z if code == Activation.IDENTITY else np.empty_like(z)
         _dense.dense_forward_py(x, self.kernel, self.bias, z, a, code,
                                 self.alpha, n_threads)
         self._cache = (x, z, a, code) if keep_for_backward else None

@@ -20,9 +20,13 @@ import abc
 import numpy as np
 
 from descend import _losses
+from descend._contract import Loss as LossCode
 from descend._validation import error_message
 
-MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY = 0, 1, 2
+# the kernels' loss codes (descend._contract.Loss: one definition)
+MEAN_SQUARED_ERROR = LossCode.MEAN_SQUARED_ERROR
+BINARY_CROSS_ENTROPY = LossCode.BINARY_CROSS_ENTROPY
+SOFTMAX_CROSS_ENTROPY = LossCode.SOFTMAX_CROSS_ENTROPY
 ALIASES = {"mse": "mean_squared_error",
            "binary_crossentropy": "binary_cross_entropy",
            "categorical_crossentropy": "softmax_cross_entropy",

@@ -63,6 +63,13 @@ class Sequential:
         partial_fit: the clock of the optimizer's learning-rate schedule, so
         that training continued by another fit (or after save and load)
         resumes the schedule where it stopped.
+    plan : dict or None
+        Fields of a ``descend.plans.Plan`` to force in the compiled epoch
+        (``sparse_input``, ``sample_rows``, ``kernel_rows``), e.g. the
+        ``plan_`` of an earlier run to reproduce its rounding on another
+        machine; None: chosen from this machine's profile.
+    plan_ : dict or None
+        The plan the last fit used (after fit).
 
     Examples
     --------
@@ -97,6 +104,8 @@ class Sequential:
         self.history = History()
         self.stop_training = False
         self.epochs_trained = 0
+        self.plan = None
+        self.plan_ = None
         if self.input_dim is not None and self.dense_layers:
             self.build(self.input_dim)
 

@@ -16,10 +16,13 @@ import abc
 import numpy as np
 
 from descend import _optim, schedules
+from descend._contract import OptimizerKind
 from descend._validation import (check_array_like, check_bool, check_float, check_team_size,
                                  error_message)
 
-SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = 0, 1, 2, 3
+# the kernels' update codes (descend._contract.OptimizerKind: one definition)
+SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = (
+    OptimizerKind.SGD, OptimizerKind.ADAGRAD, OptimizerKind.RMSPROP, OptimizerKind.ADAM)
 
 
 class Optimizer(abc.ABC):

@@ -265,7 +265,9 @@ class Trainer:
         model.optimizer.build(model._params(), model._param_names())
         self.runner = EpochRunner(X, config.targets, config.labels, runner_specs(model),
                                   model.loss_.code, model.optimizer.kernel_config(),
-                                  *model.optimizer.clip_settings(), config.batch_size, omp)
+                                  *model.optimizer.clip_settings(), config.batch_size, omp,
+                                  plan=getattr(model, "plan", None))
+        model.plan_ = self.runner.plan
         self.n_batches = -(-len(X) // config.batch_size)
         self.progress_every = max(1, self.n_batches // 20)
         self.hook_every = config.steps_per_execution or min(self.progress_every, 64)

@@ -1,0 +1,487 @@
+"""Plans: how the compiled epoch cuts its work, chosen from measurements.
+
+The fused epoch loop (``descend._train.EpochRunner``) has choices whose best
+value depends on the CPU and its BLAS, not on the math: whether the first
+layer skips the zero entries of its input (the sparse kernels of
+``_sparse.pyx``), and how many rows of a batch go through one BLAS call in
+phase A (``sample_rows``) and how many kernel rows in phase B
+(``kernel_rows``). Constants tuned on one CPU lose on another: on an AMD
+EPYC (AVX2) the sparse first layer wins up to 35% non-zero inputs and
+4-row sample blocks are fastest for small batches; on an Intel Xeon with
+AVX-512 one large sgemm runs at ~150 GFLOP/s a core, the sparse row loop
+loses to it at MNIST's 19% density, and 4-row blocks over a 1024 x 1024
+kernel stream 4 MB of weights per 4 samples (35 GFLOP/s).
+
+So the plan follows from a *machine profile*: the throughput of the
+candidate phase-A blockings (single-threaded GEMM of r rows against a
+small and a large kernel) and of the sparse first layer, measured once per
+machine (about half a second), persisted in the user cache directory,
+keyed by the CPU model and features and the versions of descend, numpy,
+scipy and the BLAS. The plan for a workload is a deterministic function
+of that profile and the workload's shapes, dtype, batch size, input
+density and core count (never the number of threads, so the results stay
+bit-identical for any ``n_threads``). Timing noise therefore enters only
+once, when the profile is measured; it is reported by :func:`describe`
+and can be refreshed with ``machine_profile(refresh=True)``.
+
+Environment:
+
+``DESCEND_PROFILE=0``
+    Do not measure (nor read) a profile: use the defaults (the constants
+    measured on the AMD EPYC of the first speed issue).
+``DESCEND_PLAN="sparse_input=0,sample_rows=64"``
+    Force fields of the plan (comma-separated ``name=value``; also JSON).
+    The keyword ``plan=`` of EpochRunner does the same per fit.
+``DESCEND_CACHE_DIR``
+    Where profiles are kept (default: the user cache directory).
+"""
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+PROFILE_FORMAT = 2
+
+# The defaults (no profile): measured on an AMD EPYC (AVX2, OpenBLAS with
+# SkylakeX kernels), MNIST epoch 784-256-128-10, 2 threads. Sparse first
+# layer when at most 35% of the inputs are non-zero (time sparse / dense at
+# 10% .. 50% non-zero: 0.49, 0.69, 0.86, 0.98, 1.17); 4-row sample blocks
+# below batch 128 (batches of 8, 32, 64: 0.78, 0.48, 0.51 s, against
+# 0.73-0.88 s for 8-32 rows); one block per core from 128 up; kernel rows in
+# blocks of 64 for batches up to 64 (X^T dZ stays in L1/L2), one block per
+# core above (256 rows ~95 GFLOP/s against 64 rows ~80).
+DEFAULT_SPARSE_DENSITY = 0.35
+DEFAULT_SAMPLE_ROWS = 4
+SMALL_BATCH_KERNEL_ROWS = 64
+
+# Phase-A block sizes the profile measures, and the kernels it measures them
+# on (a small one that stays in L2 and a large one that does not).
+PROFILE_ROWS = (4, 16, 64, 256)
+PROFILE_WIDTHS = (256, 1024)
+
+PLAN_FIELDS = ("sparse_input", "sample_rows", "kernel_rows")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What the plan depends on: shapes, dtype, batch size, input density.
+
+    layer_shapes: ((n_in, n_out), ...) of the Dense kernels; density: the
+    fraction of the first layer's inputs that are non-zero; cores: the
+    cores the blocks are cut for (not the threads used: the results must
+    not depend on n_threads); input_dropout: dropout on the first layer's
+    input (the sparse path cannot apply it).
+    """
+    layer_shapes: tuple
+    dtype: str
+    batch_size: int
+    density: float
+    cores: int
+    optimizer_kind: int = 0
+    input_dropout: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How the fused epoch cuts its work (see the module docstring).
+
+    sparse_input: the first layer skips zero inputs; sample_rows: rows of a
+    batch per phase-A block; kernel_rows: per layer, kernel rows per
+    phase-B block; source: "profile", "defaults" or "forced" (a field was
+    given by the caller or DESCEND_PLAN).
+    """
+    sparse_input: bool
+    sample_rows: int
+    kernel_rows: tuple
+    source: str = "defaults"
+
+    def as_dict(self):
+        """The plan as a JSON-friendly dict (what a network records and saves)."""
+        return {"sparse_input": bool(self.sparse_input), "sample_rows": int(self.sample_rows),
+                "kernel_rows": [int(r) for r in self.kernel_rows], "source": self.source}
+
+
+# ---------------------------------------------------------------- the profile
+def cpu_description():
+    """{"model": CPU model name, "machine": architecture, "features": [...]}:
+    the features are those descend's compiled loops dispatch on."""
+    from descend import _sparse
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"model": model, "machine": platform.machine(),
+            "features": sorted(name for name, on in _sparse.cpu_features().items() if on)}
+
+
+def _blas_description():
+    """Name, version and kernel architecture of the BLAS descend calls (scipy's)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl is a runtime dependency
+        return {}
+    import scipy.linalg  # noqa: F401 - loads the BLAS scipy.linalg.cython_blas uses
+    infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    infos.sort(key=lambda i: "scipy.libs" not in i.get("filepath", ""))
+    if not infos:
+        return {}
+    return {k: infos[0].get(k) for k in ("internal_api", "version", "architecture")}
+
+
+_key = []
+
+
+def profile_key():
+    """What a profile holds for: CPU, library versions, profile format
+    (computed once per process: scanning the loaded libraries takes a while)."""
+    import scipy
+    import descend
+    if not _key:
+        _key.append({"format": PROFILE_FORMAT, "cpu": cpu_description(),
+                     "blas": _blas_description(), "descend": descend.__version__,
+                     "numpy": np.__version__, "scipy": scipy.__version__,
+                     "python": sys.version.split()[0]})
+    return json.loads(json.dumps(_key[0]))
+
+
+def cache_dir():
+    """The directory profiles are kept in: DESCEND_CACHE_DIR, else the user
+    cache directory (XDG on Linux, ~/Library/Caches, %LOCALAPPDATA%)."""
+    if os.environ.get("DESCEND_CACHE_DIR"):
+        return os.environ["DESCEND_CACHE_DIR"]
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")
+        return os.path.join(base, "descend", "Cache")
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Caches/descend")
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                        "descend")
+
+
+def _profile_path(key):
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return os.path.join(cache_dir(), f"profile-{digest}.json")
+
+
+def profiling_enabled():
+    """False when DESCEND_PROFILE=0 (plans then use the defaults)."""
+    return os.environ.get("DESCEND_PROFILE", "1").strip().lower() not in ("0", "false", "no",
+                                                                         "off")
+
+
+_loaded = {}
+
+
+def machine_profile(refresh=False):
+    """This machine's profile (a dict), measured once and then read from the
+    cache; None when profiling is off (DESCEND_PROFILE=0).
+
+    Parameters
+    ----------
+    refresh : bool
+        Measure again and overwrite the stored profile.
+
+    Returns
+    -------
+    dict or None
+        ``key`` (CPU, libraries), ``gemm`` ({dtype: {width: {rows: GFLOP/s}}},
+        single-threaded BLAS on blocks of ``rows`` rows against a width x
+        width kernel), ``sparse_break_even`` ({dtype: the input density
+        below which the sparse first layer is faster}), ``seconds`` (time
+        the measurement took), ``path`` (where it is stored; None if the
+        cache was not writable).
+    """
+    if not profiling_enabled():
+        return None
+    key = profile_key()
+    path = _profile_path(key)
+    if not refresh:
+        if path in _loaded:
+            return _loaded[path]
+        try:
+            with open(path) as f:
+                stored = json.load(f)
+            if stored.get("key") == key:
+                stored["path"] = path
+                _loaded[path] = stored
+                return stored
+        except (OSError, ValueError):
+            pass
+    profile = measure_profile()
+    profile["key"] = key
+    profile["path"] = _store(path, profile)
+    _loaded[path] = profile
+    return profile
+
+
+def _store(path, profile):
+    """Write the profile atomically; the path, or None if that failed."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({k: v for k, v in profile.items() if k != "path"}, f, indent=1)
+        os.replace(tmp, path)
+        return path
+    except OSError:
+        return None
+
+
+def _fastest(runs, rounds=5):
+    """{name: best seconds} of each zero-argument callable in `runs`, timed
+    in turns (round by round), after one warm-up call each: on shared cores a
+    burst of load then costs one round of every run, and the best of the
+    rounds is the machine's speed, not the load's."""
+    best = {}
+    for run in runs.values():
+        run()   # warm: first touch, BLAS buffers
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best.get(name, math.inf), time.perf_counter() - start)
+    return {name: max(seconds, 1e-9) for name, seconds in best.items()}
+
+
+def _gemm_runs(rng, dtype):
+    """{(width, rows): (run, flops)}: phase-A-like GEMMs, one thread."""
+    from descend import _dense
+    runs = {}
+    for width in PROFILE_WIDTHS:
+        w = rng.standard_normal((width, width)).astype(dtype)
+        x = rng.standard_normal((max(PROFILE_ROWS), width)).astype(dtype)
+        z = np.empty_like(x)
+        for rows in PROFILE_ROWS:
+            # >= 16 MFLOP and whole blocks: a few ms per timing
+            n = rows * -(-int(8e6 / width ** 2) // rows) if rows < 256 else rows
+            runs[(width, rows)] = ((lambda x=x[:n], w=w, z=z[:n], rows=rows:
+                                    _dense.gemm_row_blocks_py(x, w, z, rows)),
+                                   2 * n * width * width)
+    return runs
+
+
+SPARSE_PROBE_DENSITY = 0.2
+
+
+def _first_layer_runs(rng, dtype):
+    """{"sparse": run, "dense": run}: one batch of the first layer's forward
+    and kernel gradient, 512 rows of 784 inputs into 256 units, through the
+    sparse kernels and through single-threaded BLAS. The inputs are
+    image-like, as mostly-zero inputs tend to be: 20% non-zero, all in the
+    middle 40% of the columns (MNIST: 19% non-zero, mostly central pixels)."""
+    from descend import _sparse
+    x = rng.standard_normal((512, 784)).astype(dtype)
+    middle = np.zeros(784, bool)
+    middle[235:549] = True
+    x[(rng.random(x.shape) >= SPARSE_PROBE_DENSITY / 0.4) | ~middle] = 0
+    w = rng.standard_normal((784, 256)).astype(dtype)
+    dz = rng.standard_normal((512, 256)).astype(dtype)
+    return {"sparse": _sparse.SparseLayerRun(x, w, dz),
+            "dense": _sparse.SparseLayerRun(x, w, dz, dense=True, rows=64)}
+
+
+def measure_profile():
+    """Measure the throughputs a plan is chosen from (single-threaded BLAS;
+    well under a second on a quiet machine). See machine_profile for the
+    fields."""
+    from descend._threads import blas_threads
+    started = time.perf_counter()
+    rng = np.random.default_rng(0)
+    runs = {}
+    for dtype in ("float32", "float64"):
+        runs.update({(dtype,) + key: run for key, run in _gemm_runs(rng, dtype).items()})
+        for path, run in _first_layer_runs(rng, dtype).items():
+            runs[(dtype, path)] = (run, None)
+    with blas_threads(1):
+        seconds = _fastest({key: run for key, (run, _) in runs.items()})
+    gemm = {dtype: {str(width): {str(rows): runs[(dtype, width, rows)][1] / 1e9
+                                 / seconds[(dtype, width, rows)] for rows in PROFILE_ROWS}
+                    for width in PROFILE_WIDTHS} for dtype in ("float32", "float64")}
+    # the sparse path's time grows with the non-zeros, the dense one's does
+    # not: they break even at the probe's density times their time ratio
+    sparse = {dtype: SPARSE_PROBE_DENSITY * seconds[(dtype, "dense")]
+              / seconds[(dtype, "sparse")] for dtype in ("float32", "float64")}
+    return {"gemm": gemm, "sparse_break_even": sparse,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+# ------------------------------------------------------------------- the plan
+def _gemm_rate(profile, dtype, rows, n_in, n_out):
+    """GFLOP/s of phase-A blocks of `rows` rows against an n_in x n_out
+    kernel: the measured block size at or below `rows`, the measured kernel
+    nearest in size (log scale)."""
+    table = profile["gemm"][dtype]
+    width = min(table, key=lambda w: abs(math.log(int(w) ** 2 / max(n_in * n_out, 1))))
+    measured = sorted(int(r) for r in table[width])
+    below = [r for r in measured if r <= rows] or measured[:1]
+    return table[width][str(below[-1])]
+
+
+def _phase_a_seconds(profile, workload, rows):
+    """Estimated phase-A time of one batch with blocks of `rows` rows: the
+    blocks go round-robin over the cores, each runs every layer's forward
+    and (after the first) input-gradient products on its rows."""
+    batch = workload.batch_size
+    rounds = math.ceil(math.ceil(batch / rows) / workload.cores)
+    block = 0.0
+    for i, (n_in, n_out) in enumerate(workload.layer_shapes):
+        products = 1 if i == 0 else 2
+        block += products * 2 * rows * n_in * n_out / _gemm_rate(profile, workload.dtype,
+                                                                 rows, n_in, n_out)
+    return rounds * block
+
+
+def _sample_rows(profile, workload):
+    batch = workload.batch_size
+    per_core = max(64, -(-batch // workload.cores))
+    if profile is None:
+        return DEFAULT_SAMPLE_ROWS if batch < 128 else per_core
+    candidates = sorted({r for r in PROFILE_ROWS if r < batch}
+                        | {min(batch, per_core), -(-batch // workload.cores)})
+    # the smallest of the fastest (ties: thinner blocks balance better)
+    return min(candidates, key=lambda r: (_phase_a_seconds(profile, workload, r), r))
+
+
+def _kernel_rows(workload):
+    return tuple(SMALL_BATCH_KERNEL_ROWS if workload.batch_size <= 64 else
+                 max(SMALL_BATCH_KERNEL_ROWS, -(-n_in // workload.cores))
+                 for n_in, _ in workload.layer_shapes)
+
+
+def sparse_density_limit(profile, workload):
+    """The input density below which the sparse first layer is faster: the
+    profile's break-even density (the first layer's forward and gradient
+    timed both ways on image-like inputs), or the default without one."""
+    if profile is None:
+        return DEFAULT_SPARSE_DENSITY
+    return profile["sparse_break_even"][workload.dtype]
+
+
+def plan_for(workload, profile=None, forced=None):
+    """The plan for a workload: a deterministic function of the profile
+    (None: the defaults) and the workload. forced: a dict of plan fields
+    that override the choice (unknown names raise ValueError)."""
+    forced = dict(forced or {})
+    unknown = set(forced) - set(PLAN_FIELDS) - {"source"}
+    if unknown:
+        raise ValueError(f"plan fields must be among {PLAN_FIELDS}, got {sorted(unknown)}")
+    sample_rows = forced.get("sample_rows")
+    if sample_rows is None:
+        sample_rows = _sample_rows(profile, workload)
+    sample_rows = int(sample_rows)
+    if sample_rows < 1:
+        raise ValueError(f"plan sample_rows must be >= 1, got {sample_rows}")
+    kernel_rows = forced.get("kernel_rows")
+    if kernel_rows is None:
+        kernel_rows = _kernel_rows(workload)
+    elif isinstance(kernel_rows, (int, np.integer)):
+        kernel_rows = (int(kernel_rows),) * len(workload.layer_shapes)
+    kernel_rows = tuple(int(r) for r in kernel_rows)
+    if len(kernel_rows) != len(workload.layer_shapes) or min(kernel_rows) < 1:
+        raise ValueError(f"plan kernel_rows must be {len(workload.layer_shapes)} "
+                         f"ints >= 1, got {kernel_rows}")
+    sparse = forced.get("sparse_input")
+    if sparse is None:
+        sparse = workload.density <= sparse_density_limit(profile, workload)
+    sparse = bool(sparse) and not workload.input_dropout
+    source = "forced" if forced else ("defaults" if profile is None else "profile")
+    return Plan(sparse, sample_rows, kernel_rows, forced.get("source", source))
+
+
+def forced_from_env():
+    """The plan fields DESCEND_PLAN forces ({} if unset): JSON or
+    comma-separated name=value (sparse_input=0, sample_rows=64, kernel_rows=64)."""
+    text = os.environ.get("DESCEND_PLAN", "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        return json.loads(text)
+    forced = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if name not in PLAN_FIELDS or not value:
+            raise ValueError(f"DESCEND_PLAN: expected name=value with a name among "
+                             f"{PLAN_FIELDS}, got {item!r}")
+        forced[name] = (value.lower() in ("1", "true", "yes") if name == "sparse_input"
+                        else int(value))
+    return forced
+
+
+_last = []
+
+
+def choose(workload, forced=None):
+    """The plan a fit uses: the profile's (or the defaults'), with the fields
+    of DESCEND_PLAN and then `forced` on top. Remembered for describe()."""
+    fields = {**forced_from_env(), **{k: v for k, v in (forced or {}).items()
+                                      if v is not None}}
+    plan = plan_for(workload, machine_profile(), fields)
+    _last[:] = [(workload, plan)]
+    return plan
+
+
+def last_plan():
+    """(workload, plan) of the last fit in this process, or None."""
+    return _last[0] if _last else None
+
+
+def describe():
+    """A readable report: CPU and features, the loops dispatched, BLAS and
+    OpenMP libraries and their threads, the profile's figures and where it
+    is stored, and the plan of the last fit."""
+    from descend import _openmp, _sparse
+    import descend
+    lines = [f"descend {descend.__version__}, numpy {np.__version__}, "
+             f"Python {sys.version.split()[0]}"]
+    cpu = cpu_description()
+    lines.append(f"CPU: {cpu['model']} ({cpu['machine']}); features dispatched on: "
+                 f"{', '.join(cpu['features']) or 'none'}; sparse row loops: {_sparse.ISA}")
+    lines.append(f"OpenMP: {'on' if _openmp.openmp_enabled() else 'off (one thread)'}, "
+                 f"{_openmp.effective_n_threads()} thread(s) by default")
+    try:
+        from threadpoolctl import threadpool_info
+        for info in threadpool_info():
+            lines.append(f"  {info.get('user_api')}: {info.get('internal_api')} "
+                         f"{info.get('version')} ({info.get('architecture') or '-'}), "
+                         f"{info.get('num_threads')} thread(s): {info.get('filepath')}")
+    except ImportError:  # pragma: no cover - threadpoolctl is a runtime dependency
+        lines.append("  (threadpoolctl not installed: no library details)")
+    profile = machine_profile()
+    if profile is None:
+        lines.append("profile: off (DESCEND_PROFILE=0): plans use the defaults")
+    else:
+        lines.append(f"profile: {profile.get('path') or 'in memory'} "
+                     f"(measured in {profile['seconds']} s)")
+        for dtype, table in profile["gemm"].items():
+            for width, rates in table.items():
+                cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
+                lines.append(f"  {dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel: {cells}")
+            lines.append(f"  {dtype} sparse first layer faster below "
+                         f"{profile['sparse_break_even'][dtype]:.0%} non-zero inputs")
+    last = last_plan()
+    if last is not None:
+        workload, plan = last
+        lines.append(f"last plan: {plan.as_dict()} for batch {workload.batch_size}, "
+                     f"{workload.dtype}, layers {list(workload.layer_shapes)}, input "
+                     f"density {workload.density:.2f}")
+    return "\n".join(lines)
+
+
+def show_config():
+    """Print descend's configuration (as numpy.show_config does): CPU and
+    dispatched features, BLAS and OpenMP with their threads, the machine
+    profile and the plan of the last fit. ``python -m descend info`` prints
+    the same."""
+    print(describe())

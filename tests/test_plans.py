@@ -1,0 +1,309 @@
+"""descend.plans: the machine profile, the plan chosen from it, and every
+plan's results against the per-layer path (conftest.py turns profiling off
+for the other tests; here fake profiles make the choices deterministic)."""
+import json
+
+import numpy as np
+import pytest
+
+import descend as dn
+from descend import _sparse, plans, training
+from descend._train import EpochRunner
+
+MNIST_LIKE = ((784, 256), (256, 128), (128, 10))
+WIDE = ((784, 1024), (1024, 1024), (1024, 10))
+
+
+def fake_profile(small_rates=(70, 40, 110, 130), large_rates=(6, 35, 86, 100),
+                 break_even=0.185):
+    """A profile shaped like the Intel Xeon's (float32 and float64 alike)."""
+    rows = [str(r) for r in plans.PROFILE_ROWS]
+    table = {"256": dict(zip(rows, small_rates)), "1024": dict(zip(rows, large_rates))}
+    return {"gemm": {"float32": table, "float64": table},
+            "sparse_break_even": {"float32": break_even, "float64": break_even / 2}}
+
+
+def workload(shapes=MNIST_LIKE, batch_size=128, density=0.19, cores=2, dtype="float32",
+             input_dropout=False):
+    return plans.Workload(shapes, dtype, batch_size, density, cores,
+                          input_dropout=input_dropout)
+
+
+# ---------------------------------------------------------------- the plan
+@pytest.mark.parametrize("batch_size, rows", [(1, 4), (32, 4), (127, 4), (128, 64),
+                                              (1024, 512)])
+def test_the_defaults_are_the_constants_measured_on_the_amd_epyc(batch_size, rows):
+    plan = plans.plan_for(workload(batch_size=batch_size), None)
+    assert plan.sample_rows == rows
+    assert plan.kernel_rows == ((64, 64, 64) if batch_size <= 64 else (392, 128, 64))
+    assert plan.source == "defaults"
+    assert plans.plan_for(workload(density=0.35), None).sparse_input
+    assert not plans.plan_for(workload(density=0.36), None).sparse_input
+
+
+def test_a_wide_net_gets_sample_blocks_that_reuse_its_kernels():
+    """4-row blocks against a 1024 x 1024 kernel run at 6 GFLOP/s in the
+    fake profile, 64-row blocks at 86: the plan takes the faster."""
+    profile = fake_profile()
+    assert plans.plan_for(workload(WIDE, batch_size=64), profile).sample_rows == 64
+    assert plans.plan_for(workload(MNIST_LIKE, batch_size=32), profile).sample_rows == 4
+
+
+def test_the_sparse_first_layer_is_chosen_below_the_measured_break_even_density():
+    profile = fake_profile(break_even=0.185)
+    assert plans.plan_for(workload(batch_size=1024, density=0.18), profile).sparse_input
+    assert not plans.plan_for(workload(batch_size=1024, density=0.19), profile).sparse_input
+    assert plans.sparse_density_limit(profile, workload(dtype="float64")) == 0.0925
+    assert not plans.plan_for(workload(density=0.1, dtype="float64"), profile).sparse_input
+    # dropout on the input needs the dense rows, whatever the density
+    assert not plans.plan_for(workload(density=0.01, input_dropout=True), profile).sparse_input
+
+
+def test_the_plan_is_a_function_of_the_profile_and_the_workload_only():
+    profile = fake_profile()
+    first = [plans.plan_for(workload(s, b), profile) for s in (MNIST_LIKE, WIDE)
+             for b in (1, 8, 32, 64, 128, 256, 1024)]
+    again = [plans.plan_for(workload(s, b), json.loads(json.dumps(profile)))
+             for s in (MNIST_LIKE, WIDE) for b in (1, 8, 32, 64, 128, 256, 1024)]
+    assert first == again
+
+
+def test_forced_fields_override_the_choice():
+    plan = plans.plan_for(workload(), fake_profile(),
+                          {"sparse_input": False, "sample_rows": 7, "kernel_rows": 5})
+    assert (plan.sparse_input, plan.sample_rows, plan.kernel_rows, plan.source) == (
+        False, 7, (5, 5, 5), "forced")
+    with pytest.raises(ValueError, match="fields"):
+        plans.plan_for(workload(), None, {"rows": 3})
+    with pytest.raises(ValueError, match="sample_rows"):
+        plans.plan_for(workload(), None, {"sample_rows": 0})
+    with pytest.raises(ValueError, match="kernel_rows"):
+        plans.plan_for(workload(), None, {"kernel_rows": (1, 2)})
+
+
+def test_descend_plan_environment_variable(monkeypatch):
+    monkeypatch.setenv("DESCEND_PLAN", "sparse_input=0, sample_rows=16")
+    assert plans.forced_from_env() == {"sparse_input": False, "sample_rows": 16}
+    monkeypatch.setenv("DESCEND_PLAN", '{"kernel_rows": [8, 8, 8]}')
+    assert plans.forced_from_env() == {"kernel_rows": [8, 8, 8]}
+    monkeypatch.setenv("DESCEND_PLAN", "rows=3")
+    with pytest.raises(ValueError, match="DESCEND_PLAN"):
+        plans.forced_from_env()
+
+
+# ------------------------------------------------------------- the profile
+@pytest.fixture
+def profile_dir(tmp_path, monkeypatch):
+    """Profiling on, the cache in a temporary directory, a counted fake measurement."""
+    monkeypatch.setenv("DESCEND_PROFILE", "1")
+    monkeypatch.setenv("DESCEND_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(plans, "_loaded", {})
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return {**fake_profile(), "seconds": 0.5}
+    monkeypatch.setattr(plans, "measure_profile", measure)
+    return tmp_path, calls
+
+
+def test_the_profile_is_measured_once_persisted_and_refreshable(profile_dir, monkeypatch):
+    directory, calls = profile_dir
+    first = plans.machine_profile()
+    assert len(calls) == 1 and first["path"].startswith(str(directory))
+    stored = json.loads(open(first["path"]).read())
+    assert stored["key"]["cpu"]["model"] and stored["gemm"] == first["gemm"]
+    monkeypatch.setattr(plans, "_loaded", {})      # a new process: read from the file
+    assert plans.machine_profile()["gemm"] == first["gemm"] and len(calls) == 1
+    plans.machine_profile(refresh=True)
+    assert len(calls) == 2
+    assert "profile:" in plans.describe() and "GFLOP/s" in plans.describe()
+
+
+def test_a_profile_of_other_libraries_is_not_used(profile_dir, monkeypatch):
+    directory, calls = profile_dir
+    plans.machine_profile()
+    key = plans.profile_key()
+    monkeypatch.setattr(plans, "_loaded", {})
+    monkeypatch.setattr(plans, "profile_key", lambda: {**key, "numpy": "0.0"})
+    plans.machine_profile()
+    assert len(calls) == 2 and len(list(directory.iterdir())) == 2
+
+
+def test_profiling_off_means_the_defaults(monkeypatch):
+    monkeypatch.setenv("DESCEND_PROFILE", "0")
+    assert plans.machine_profile() is None
+    assert plans.choose(workload()).source == "defaults"
+
+
+def test_the_real_measurement_has_every_field():
+    profile = plans.measure_profile()
+    for dtype in ("float32", "float64"):
+        assert 0 < profile["sparse_break_even"][dtype] < 100
+        for width in plans.PROFILE_WIDTHS:
+            assert set(profile["gemm"][dtype][str(width)]) == {str(r) for r in plans.PROFILE_ROWS}
+            assert min(profile["gemm"][dtype][str(width)].values()) > 0
+
+
+# --------------------------------------------- every plan against the reference
+def sparse_rows(rng, n, d, density, dtype):
+    x = rng.normal(size=(n, d))
+    x[rng.random((n, d)) >= density] = 0
+    return x.astype(dtype)
+
+
+def train(X, y, batch_size, n_threads, plan, optimizer="adam", epochs=2):
+    net = dn.Sequential([dn.Dense(70, activation="relu"), dn.Dense(9, activation="tanh"),
+                         dn.Dense(3)], input_dim=X.shape[1], dtype=X.dtype.name, seed=5)
+    optimizer = dn.optimizers.Adam(0.01) if optimizer == "adam" else dn.optimizers.SGD(0.05)
+    net.compile(loss="softmax_cross_entropy", optimizer=optimizer)
+    net.build(X.shape[1])
+    net.optimizer.build(net._params())
+    net.initial_weights = net.get_weights()
+    runner = EpochRunner(X, None, y, training.runner_specs(net), net.loss_.code,
+                         net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
+                         batch_size, n_threads, plan=plan)
+    for field in ("sparse_input", "sample_rows"):
+        if field in plan:
+            assert runner.plan[field] == plan[field]
+    step = 0
+    for epoch in range(epochs):
+        result = runner.run_epoch(np.arange(len(X), dtype=np.intp), net.optimizer.learning_rate,
+                                  net.optimizer.weight_decay, step, epoch)
+        step = result["step"]
+    return net
+
+
+PLANS = [{"sparse_input": s, "sample_rows": r, "kernel_rows": k}
+         for s in (False, True) for r, k in ((1, 1), (3, 7), (16, 64), (64, 200))]
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=lambda p: "-".join(str(v) for v in p.values()))
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_every_plan_trains_as_the_per_layer_path(plan, optimizer):
+    rng = np.random.default_rng(1)
+    X = sparse_rows(rng, 90, 50, 0.2, np.float64)
+    y = rng.integers(0, 3, len(X)).astype(np.int32)
+    net = train(X, y, 16, 2, plan, optimizer)
+    reference = dn.Sequential([dn.Dense(70, activation="relu"),
+                               dn.Dense(9, activation="tanh"), dn.Dense(3)],
+                              input_dim=50, dtype="float64", seed=5)
+    reference.build(50)
+    reference.set_weights(net.initial_weights)
+    reference.compile(loss="softmax_cross_entropy",
+                      optimizer=dn.optimizers.Adam(0.01) if optimizer == "adam"
+                      else dn.optimizers.SGD(0.05))
+    for _ in range(2):
+        for start in range(0, len(X), 16):
+            reference.train_on_batch(X[start:start + 16], y[start:start + 16])
+    for a, b in zip(net.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("plan", PLANS[2:4] + PLANS[6:], ids=str)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_plan_gives_the_same_bits_for_any_thread_count(plan, dtype):
+    rng = np.random.default_rng(2)
+    X = sparse_rows(rng, 200, 60, 0.2, dtype)
+    y = rng.integers(0, 3, len(X)).astype(np.int32)
+    one = train(X, y, 50, 1, plan).get_weights()
+    two = train(X, y, 50, 2, plan).get_weights()
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_runner_records_its_plan(monkeypatch):
+    rng = np.random.default_rng(3)
+    X = sparse_rows(rng, 40, 30, 0.1, np.float64)
+    y = rng.integers(0, 3, len(X)).astype(np.int32)
+    monkeypatch.setenv("DESCEND_PLAN", "sample_rows=5")
+    runner_plan = train(X, y, 10, 1, {}, epochs=1)
+    assert plans.last_plan()[1].sample_rows == 5
+    assert plans.last_plan()[1].source == "forced"
+    assert runner_plan is not None
+
+
+# ------------------------------------------------- the dispatched row loops
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_out", [1, 7, 16, 33, 130, 257])
+def test_avx2_and_avx512_row_loops_give_the_same_bits(dtype, n_out):
+    """Both run the same FMA chain per element: a plan pinned on one CPU
+    reproduces on the other."""
+    widest = _sparse._use_isa("avx512")
+    if widest != "avx512":
+        pytest.skip("this CPU has no AVX-512")
+    rng = np.random.default_rng(n_out)
+    x = sparse_rows(rng, 37, 91, 0.3, dtype)
+    w = rng.normal(size=(91, n_out)).astype(dtype)
+    dz = rng.normal(size=(37, n_out)).astype(dtype)
+    outputs = []
+    try:
+        for isa in ("avx512", "avx2"):
+            _sparse._use_isa(isa)
+            z = np.empty((37, n_out), dtype)
+            _sparse.sparse_forward_py(x, w, None, z, z, 0, 0.0)
+            grad = np.zeros_like(w)
+            _sparse.sparse_grad_kernel_py(x, dz, grad, 0, 91, 1.0)
+            outputs.append((z, grad, _sparse.nonzero_entries_py(x)))
+    finally:
+        _sparse._use_isa(widest)
+    (z1, g1, c1), (z2, g2, c2) = outputs
+    np.testing.assert_array_equal(z1, z2)
+    np.testing.assert_array_equal(g1, g2)
+    for a, b in zip(c1, c2):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(z1, x @ w, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+def test_cpu_features_and_the_loops_in_use():
+    features = _sparse.cpu_features()
+    assert set(features) == {"avx2", "avx512f"}
+    expected = "avx512" if features["avx512f"] else ("avx2" if features["avx2"] else "portable")
+    assert _sparse.ISA == expected
+    with pytest.raises(ValueError, match="name"):
+        _sparse._use_isa("sse9")
+
+
+def test_fit_records_its_plan_and_a_pinned_plan_is_used():
+    rng = np.random.default_rng(4)
+    X = sparse_rows(rng, 60, 20, 0.1, np.float64)
+    y = rng.integers(0, 3, len(X))
+    net = dn.Sequential([dn.Dense(8, activation="relu"), dn.Dense(3)], input_dim=20,
+                        dtype="float64", seed=0)
+    net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    net.fit(X, y, epochs=1, batch_size=10, verbose=0)
+    assert net.plan_["sparse_input"] and net.plan_["source"] == "defaults"
+    net.plan = {"sparse_input": False, "sample_rows": 3}
+    net.fit(X, y, epochs=1, batch_size=10, verbose=0)
+    assert (net.plan_["sparse_input"], net.plan_["sample_rows"]) == (False, 3)
+
+
+def test_show_config_and_the_info_command(capsys, monkeypatch):
+    from descend.__main__ import main
+    monkeypatch.setenv("DESCEND_PROFILE", "0")
+    dn.show_config()
+    out = capsys.readouterr().out
+    assert "CPU:" in out and "OpenMP:" in out and "profile: off" in out
+    assert _sparse.ISA in out
+    assert main(["info"]) == 0
+    assert "CPU:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("optimizer, batch_size, strategy", [
+    ("sgd", 1, "per_sample_sgd"), ("sgd", 10, "team_gemm_sgd"), ("adam", 1, "team_general"),
+    ("adam", 10, "team_general")])
+def test_the_runner_names_its_strategy(optimizer, batch_size, strategy):
+    rng = np.random.default_rng(5)
+    X = sparse_rows(rng, 30, 12, 0.5, np.float64)
+    y = rng.integers(0, 3, len(X)).astype(np.int32)
+    net = dn.Sequential([dn.Dense(5, activation="relu"), dn.Dense(3)], input_dim=12,
+                        dtype="float64", seed=0)
+    net.compile(loss="softmax_cross_entropy",
+                optimizer=dn.optimizers.SGD(0.1) if optimizer == "sgd" else dn.optimizers.Adam())
+    net.build(12)
+    net.optimizer.build(net._params())
+    runner = EpochRunner(X, None, y, training.runner_specs(net), net.loss_.code,
+                         net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
+                         batch_size, 1)
+    assert runner.strategy == strategy
