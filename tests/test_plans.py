@@ -111,7 +111,8 @@ def test_the_profile_is_measured_once_persisted_and_refreshable(profile_dir, mon
     directory, calls = profile_dir
     first = plans.machine_profile()
     assert len(calls) == 1 and first["path"].startswith(str(directory))
-    stored = json.loads(open(first["path"]).read())
+    with open(first["path"]) as f:
+        stored = json.load(f)
     assert stored["key"]["cpu"]["model"] and stored["gemm"] == first["gemm"]
     monkeypatch.setattr(plans, "_loaded", {})      # a new process: read from the file
     assert plans.machine_profile()["gemm"] == first["gemm"] and len(calls) == 1
