@@ -95,6 +95,7 @@ def assert_same(a, b):
 
 
 # --------------------------------------------------------------------------- basics
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter
 def test_classifier_with_string_labels():
     X, y = blobs()
     labels = np.array(["red", "green", "blue"])[y]
@@ -117,6 +118,7 @@ def test_classifier_with_string_labels():
     assert clf.t_ == clf.n_iter_ * 150
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter
 def test_binary_and_multilabel_classifiers():
     X, y = blobs(k=2)
     clf = dn.MLPClassifier(hidden_layer_sizes=(8,), random_state=0, n_threads=1,
@@ -173,6 +175,7 @@ def test_float32_stays_float32(Estimator, data):
     assert est_int.net_.dtype == np.float64
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter
 def test_pipeline_and_grid_search():
     X, y = dn.datasets.load_digits()
     X, y = X[:600], y[:600]

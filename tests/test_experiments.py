@@ -97,11 +97,17 @@ def test_nan_divergence_is_caught_and_marked():
     assert run.status == "diverged (NaN/inf)" and run.diverged_epoch == 1
 
 
-def test_batch_size_throughput_grows_with_the_batch(results):
-    data = results("batch-size").data
-    sps = [np.mean(v) for v in data["samples_per_second"]]
+def test_batch_size_rows_count_their_updates(results):
+    # (seconds and samples / s are measured on a shared machine: reported by the
+    # experiment, not asserted; the epoch's speed against the batch is in bench/)
+    result = results("batch-size")
+    data = result.data
     assert data["batch_size"][0] == 1
-    assert sps[-1] > sps[0], "one sample per update is the slowest way through an epoch"
+    updates = [int(u.replace(",", "")) for u in result.table.column("updates / epoch")]
+    n = updates[0]                                  # one update per sample at batch 1
+    assert updates == [-(-n // bs) for bs in data["batch_size"]]
+    assert updates[-1] == 1                         # the last row is the whole set
+    assert all(s > 0 and np.isfinite(s) for v in data["samples_per_second"] for s in v)
 
 
 def test_sigmoid_gradients_vanish_relu_he_do_not(results):
@@ -158,13 +164,20 @@ def test_optimizers_include_lbfgs_reference(results):
 def test_complexity_exponents(results):
     data = results("complexity").data
     from descend.experiments._common import fit_exponent
+    from descend.experiments.complexity import flops_per_epoch
     depth = data["depth"]
-    # timing on a shared machine: only "grows, and far from quadratic"
-    assert 0.4 < fit_exponent(depth["x"], depth["seconds"]) < 1.6
+    # (seconds are reported, not asserted: a shared machine's timings are not a test)
+    assert all(s > 0 and np.isfinite(s) for s in depth["seconds"])
     assert fit_exponent(depth["x"], depth["flops"]) > 0.5
+    # FLOPs grow exactly linearly with the number of equal hidden layers
+    steps = np.diff(depth["flops"]) / np.diff(depth["x"])
+    np.testing.assert_allclose(steps, steps[0], rtol=1e-12)
     batch = data["batch size"]
     assert abs(fit_exponent(batch["x"], batch["activations"]) - 1) < 0.05
     assert batch["peak"][-1] > batch["peak"][0]
+    # by hand, 5 samples through 4-3-2: forward and dW 2*4*3 each in the first
+    # layer (no dX), forward, dW and dX 2*3*2 each in the second
+    assert flops_per_epoch(5, [4, 3, 2]) == 5 * (2 * 24 + 3 * 12)
 
 
 def test_backprop_and_finite_differences_agree(results):
@@ -173,9 +186,35 @@ def test_backprop_and_finite_differences_agree(results):
     assert max(data["max_rel_err"]) < 1e-5
     # the same gradient-descent trajectory with either gradient
     assert max(data["max_loss_diff"]) < 1e-6
-    # and finite differences cost more, increasingly so with P
-    ratio = np.array(data["t_numerical"]) / np.array(data["t_backprop"])
-    assert ratio[-1] > ratio[0] > 1
+
+
+def test_finite_differences_cost_two_loss_evaluations_per_parameter(monkeypatch):
+    """The cost the experiment times, as a count that no load changes: 2 P
+    forward passes for finite differences, one forward and backward pass for
+    backpropagation whatever P."""
+    import descend as dn
+    counts = {"loss": 0, "gradients": 0}
+    for name in counts:
+        real = getattr(dn.Sequential, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            counts[_name] += 1
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(dn.Sequential, name, counted)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(6, 4)), rng.integers(0, 3, size=6)
+    for hidden in (2, 5):
+        net = dn.Sequential([dn.Dense(hidden, activation="tanh"), dn.Dense(3)], input_dim=4,
+                            dtype="float64", seed=0)
+        net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+        P = net.count_params()
+        assert P == 4 * hidden + hidden + hidden * 3 + 3
+        counts.update(loss=0, gradients=0)
+        dn.numerical_gradients(net, X, y)
+        assert counts == {"loss": 2 * P, "gradients": 0}
+        counts.update(loss=0, gradients=0)
+        net.gradients(X, y)
+        assert counts == {"loss": 0, "gradients": 1}
 
 
 def test_local_minima_fractions(results):

@@ -239,3 +239,89 @@ def test_mse_gradients_match_hand_written_numpy_backprop():
     for (dW, db), (eW, eb) in zip(net.gradients(X, T), expected):
         np.testing.assert_allclose(dW, eW, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(db, eb, rtol=1e-12, atol=1e-15)
+
+
+# ---------------------------------------------------------------- check_gradients' arguments
+# (each pins one argument that a mutant of gradcheck.py dropped or changed unnoticed)
+def test_check_gradients_defaults_are_inference_mode_and_seed_0():
+    net = make_net(2, "tanh", 3, "softmax_cross_entropy", seed=7, dropout=0.5)
+    X, y = data(7, LOSSES["softmax_int"][2])
+    default = dn.check_gradients(net, X, y)
+    assert default == dn.check_gradients(net, X, y, training=False, seed=0)
+    assert default != dn.check_gradients(net, X, y, training=True, seed=0)
+    with_mask = dn.check_gradients(net, X, y, training=True)
+    assert with_mask == dn.check_gradients(net, X, y, training=True, seed=0)
+    assert with_mask != dn.check_gradients(net, X, y, training=True, seed=1)
+
+
+def test_check_gradients_uses_its_eps():
+    """A central difference's truncation error grows as eps^2: eps = 0.3 on a
+    tanh net is far off where the default 1e-5 agrees."""
+    net = make_net(2, "tanh", 3, "softmax_cross_entropy", seed=8)
+    X, y = data(8, LOSSES["softmax_int"][2])
+    assert dn.check_gradients(net, X, y) < BAR
+    assert dn.check_gradients(net, X, y, eps=0.3) > 1e-4
+
+
+def test_check_gradients_checks_every_layer_after_one_without_bias(monkeypatch):
+    net = dn.Sequential([dn.Dense(H, activation="tanh", use_bias=False), dn.Dense(3)],
+                        input_dim=D, dtype="float64", seed=9, n_threads=1)
+    net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    X, y = data(9, LOSSES["softmax_int"][2])
+    assert dn.check_gradients(net, X, y) < BAR
+    real = dn.Sequential.gradients
+
+    def wrong_last_layer(self, *args, **kwargs):
+        grads = real(self, *args, **kwargs)
+        return grads[:-1] + [(grads[-1][0] * 1.01, grads[-1][1])]
+
+    monkeypatch.setattr(dn.Sequential, "gradients", wrong_last_layer)
+    assert dn.check_gradients(net, X, y) > 1e-3
+
+
+def test_check_gradients_keeps_the_networks_classes():
+    """y may hold a subset of the classes the network was trained on: labels
+    are encoded with the network's classes_, as in net.gradients."""
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(6, D))
+    labels = np.array(["ant", "bee", "cow"])
+    net = dn.Sequential([dn.Dense(H, activation="tanh"), dn.Dense(3)], input_dim=D,
+                        dtype="float64", seed=10, n_threads=1)
+    net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    net.fit(X, labels[np.arange(6) % 3], epochs=1, batch_size=None, verbose=0)
+    only_cows = np.array(["cow"] * 6)
+    assert dn.check_gradients(net, X, only_cows) < BAR
+
+
+def test_numerical_gradients_defaults_are_eps_1e5_inference_mode_seed_0():
+    net = make_net(2, "tanh", 3, "softmax_cross_entropy", seed=11, dropout=0.5)
+    X, y = data(11, LOSSES["softmax_int"][2])
+
+    def flat(grads):
+        return np.concatenate([g.ravel() for pair in grads for g in pair])
+    default = flat(dn.numerical_gradients(net, X, y))
+    np.testing.assert_array_equal(
+        default, flat(dn.numerical_gradients(net, X, y, eps=1e-5, training=False, seed=0)))
+    for other in ({"eps": 1e-3}, {"training": True}):
+        assert not np.array_equal(default, flat(dn.numerical_gradients(net, X, y, **other)))
+    masked = flat(dn.numerical_gradients(net, X, y, training=True))
+    np.testing.assert_array_equal(masked,
+                                  flat(dn.numerical_gradients(net, X, y, training=True, seed=0)))
+    assert not np.array_equal(masked,
+                              flat(dn.numerical_gradients(net, X, y, training=True, seed=1)))
+
+
+@pytest.mark.parametrize("check", [dn.numerical_gradients, dn.check_gradients])
+@pytest.mark.parametrize("eps, error", [(0.0, ValueError), (-1e-5, ValueError),
+                                        (float("nan"), ValueError), ("1e-5", TypeError)])
+def test_eps_must_be_a_positive_number(check, eps, error):
+    net = make_net(1, "tanh", 1, "mean_squared_error", seed=12)
+    X, y = data(12, LOSSES["mse_1"][2])
+    with pytest.raises(error, match=r"^eps must be "):
+        check(net, X, y, eps=eps)
+
+
+@pytest.mark.parametrize("check", [dn.numerical_gradients, dn.check_gradients])
+def test_net_must_be_a_sequential_and_the_message_says_what_came(check):
+    with pytest.raises(TypeError, match=r"^net must be a descend Sequential, got .*str"):
+        check("not a net", np.ones((2, 2)), np.ones(2))

@@ -217,7 +217,7 @@ def test_unsorted_string_labels_map_through_classes():
     X, ids = small_data(n=30)
     y = np.array(["zebra", "ant", "moth"])[ids]
     net = small_net()
-    net.fit(X, y, epochs=1, verbose=0)
+    net.fit(X, y, epochs=1, batch_size=None, verbose=0)
     assert net.classes_.tolist() == ["ant", "moth", "zebra"]
     proba = net.predict(X)
     np.testing.assert_array_equal(net.predict_classes(X), net.classes_[proba.argmax(axis=1)])
@@ -354,7 +354,7 @@ def test_bad_input_raises_and_leaves_the_model_unchanged(trained, case, method):
     call = getattr(net, method)
     with pytest.raises(error, match=message):
         if method == "fit":
-            call(Xb, yb, epochs=2, verbose=0)
+            call(Xb, yb, epochs=2, batch_size=None, verbose=0)
         else:
             call(Xb, yb)
     _assert_unchanged(net, snap)
@@ -397,7 +397,7 @@ def test_bad_fit_arguments(trained):
 def test_unknown_string_label_at_evaluate():
     X, ids = small_data(n=30)
     net = small_net()
-    net.fit(X, np.array(["a", "b", "c"])[ids], epochs=1, verbose=0)
+    net.fit(X, np.array(["a", "b", "c"])[ids], epochs=1, batch_size=None, verbose=0)
     with pytest.raises(ValueError, match="not in classes_"):
         net.evaluate(X[:2], np.array(["a", "zzz"]))
 
@@ -409,13 +409,13 @@ def test_failed_fit_on_an_unbuilt_network_changes_nothing():
     net = dn.Sequential([dn.Dense(5, activation="tanh"), dn.Dense(3)], dtype="float64", seed=4)
     net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
     with pytest.raises(ValueError, match="class ids outside"):
-        net.fit(X, bad, epochs=1, verbose=0)
+        net.fit(X, bad, epochs=1, batch_size=None, verbose=0)
     assert not net.built and net.classes_ is None and net.optimizer.iterations == 0
     # the network's random stream did not move: the next fit is the seed's fit
-    net.fit(X, y, epochs=1, verbose=0)
+    net.fit(X, y, epochs=1, batch_size=None, verbose=0)
     fresh = dn.Sequential([dn.Dense(5, activation="tanh"), dn.Dense(3)], dtype="float64", seed=4)
     fresh.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
-    fresh.fit(X, y, epochs=1, verbose=0)
+    fresh.fit(X, y, epochs=1, batch_size=None, verbose=0)
     for a, b in zip(net.get_weights(), fresh.get_weights()):
         np.testing.assert_array_equal(a, b)
 

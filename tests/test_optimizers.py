@@ -446,21 +446,40 @@ def test_linear_network_follows_the_hand_computed_trajectory(name, path):
 # ---------------------------------------------------------------------------
 # every optimizer trains the digits network
 # ---------------------------------------------------------------------------
-# settings, epochs (batch size 32), and the test accuracy measured on the
-# reference machine (numbers for the README)
+# settings, epochs (batch size 32), and the bars on the test accuracy over the
+# network seeds 0-4 (initial weights and shuffling; the split stays seed 0):
+# (mean at least, worst at least). Measured with one thread on an Intel Xeon
+# (AVX-512, model 207), as "mean / worst, seeds 0..4" in the comment; each bar is
+# the measured value less 0.01 (mean) or 0.02 (worst), rounded down to 0.01, a
+# margin of 2-4 of the 450 test samples against rounding differences elsewhere.
+# Seed 2 is the hard one for the plain and RMSprop settings (0.900-0.949).
 DIGITS_SETTINGS = {
-    "SGD(0.1)": (lambda: O.SGD(0.1), 20),                                      # 0.960
-    "SGD(0.05, momentum=0.9)": (lambda: O.SGD(0.05, momentum=0.9), 10),        # 0.971
+    "SGD(0.1)": (lambda: O.SGD(0.1), 20, (0.93, 0.88)),
+    # 0.9480 / 0.9000: 0.9600 0.9556 0.9000 0.9644 0.9600
+    "SGD(0.05, momentum=0.9)": (lambda: O.SGD(0.05, momentum=0.9), 10, (0.95, 0.94)),
+    # 0.9680 / 0.9644: 0.9711 0.9644 0.9711 0.9644 0.9689
     "SGD(0.05, momentum=0.9, nesterov=True)":
-        (lambda: O.SGD(0.05, momentum=0.9, nesterov=True), 10),                # 0.971
-    "Adagrad(0.05)": (lambda: O.Adagrad(0.05), 10),                            # 0.980
-    "RMSprop(0.001)": (lambda: O.RMSprop(0.001), 15),                          # 0.976
-    "RMSprop(0.001, centered=True)": (lambda: O.RMSprop(0.001, centered=True), 15),  # 0.978
-    "RMSprop(0.0005, momentum=0.5)": (lambda: O.RMSprop(0.0005, momentum=0.5), 15),  # 0.971
-    "Adam(0.001)": (lambda: O.Adam(0.001), 20),                                # 0.971
-    "Adam(0.001, amsgrad=True)": (lambda: O.Adam(0.001, amsgrad=True), 20),    # 0.971
-    "AdamW(0.001, weight_decay=0.01)": (lambda: O.AdamW(0.001, weight_decay=0.01), 20),  # 0.971
+        (lambda: O.SGD(0.05, momentum=0.9, nesterov=True), 10, (0.96, 0.94)),
+    # 0.9707 / 0.9667: 0.9711 0.9689 0.9733 0.9667 0.9733
+    "Adagrad(0.05)": (lambda: O.Adagrad(0.05), 10, (0.96, 0.94)),
+    # 0.9742 / 0.9667: 0.9800 0.9733 0.9733 0.9667 0.9778
+    "RMSprop(0.001)": (lambda: O.RMSprop(0.001), 15, (0.95, 0.92)),
+    # 0.9618 / 0.9400: 0.9756 0.9644 0.9400 0.9644 0.9644
+    "RMSprop(0.001, centered=True)": (lambda: O.RMSprop(0.001, centered=True), 15,
+                                      (0.95, 0.92)),
+    # 0.9644 / 0.9444: 0.9778 0.9667 0.9444 0.9644 0.9689
+    "RMSprop(0.0005, momentum=0.5)": (lambda: O.RMSprop(0.0005, momentum=0.5), 15,
+                                      (0.95, 0.92)),
+    # 0.9640 / 0.9489: 0.9711 0.9689 0.9489 0.9644 0.9667
+    "Adam(0.001)": (lambda: O.Adam(0.001), 20, (0.95, 0.94)),
+    # 0.9684 / 0.9644: 0.9711 0.9667 0.9689 0.9644 0.9711
+    "Adam(0.001, amsgrad=True)": (lambda: O.Adam(0.001, amsgrad=True), 20, (0.95, 0.94)),
+    # 0.9689 / 0.9644: 0.9711 0.9689 0.9689 0.9644 0.9711
+    "AdamW(0.001, weight_decay=0.01)": (lambda: O.AdamW(0.001, weight_decay=0.01), 20,
+                                        (0.95, 0.94)),
+    # 0.9689 / 0.9644: 0.9711 0.9689 0.9689 0.9644 0.9711
 }
+SEEDS = range(5)
 
 
 @pytest.fixture(scope="module")
@@ -472,12 +491,16 @@ def digits():
 @pytest.mark.parametrize("name", list(DIGITS_SETTINGS))
 def test_every_optimizer_trains_digits(digits, name):
     X_train, X_test, y_train, y_test = digits
-    make, epochs = DIGITS_SETTINGS[name]
-    # One thread: the same numbers as any thread count (the fused loop's thread
-    # split is tested in test_network), and fast on a busy shared machine.
-    net = dn.Sequential([dn.Dense(128, activation="relu"), dn.Dense(10)], input_dim=64,
-                        seed=0, n_threads=1)
-    net.compile(loss="softmax_cross_entropy", optimizer=make())
-    net.fit(X_train, y_train, epochs=epochs, batch_size=32, verbose=0)
-    assert net.optimizer.iterations == epochs * math.ceil(len(X_train) / 32)
-    assert net.evaluate(X_test, y_test)["accuracy"] >= 0.95
+    make, epochs, (mean_bar, worst_bar) = DIGITS_SETTINGS[name]
+    accuracies = []
+    for seed in SEEDS:
+        # One thread: the same numbers as any thread count (the fused loop's thread
+        # split is tested in test_network), and fast on a busy shared machine.
+        net = dn.Sequential([dn.Dense(128, activation="relu"), dn.Dense(10)], input_dim=64,
+                            seed=seed, n_threads=1)
+        net.compile(loss="softmax_cross_entropy", optimizer=make())
+        net.fit(X_train, y_train, epochs=epochs, batch_size=32, verbose=0)
+        assert net.optimizer.iterations == epochs * math.ceil(len(X_train) / 32)
+        accuracies.append(net.evaluate(X_test, y_test)["accuracy"])
+    assert np.mean(accuracies) >= mean_bar, accuracies
+    assert min(accuracies) >= worst_bar, accuracies

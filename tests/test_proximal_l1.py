@@ -64,6 +64,6 @@ def test_proximal_flag_round_trips_and_is_checked(tmp_path):
     with pytest.raises(TypeError, match="proximal"):
         dn.regularizers.L1L2(l1=0.1, proximal="yes")
     net = _net(True)
-    net.fit(np.ones((6, 5)), [0, 1, 2, 0, 1, 2], epochs=1, verbose=0)
+    net.fit(np.ones((6, 5)), [0, 1, 2, 0, 1, 2], epochs=1, batch_size=None, verbose=0)
     net.save(tmp_path / "m.npz")
     assert dn.load(tmp_path / "m.npz").layers[0].kernel_regularizer.proximal is True

@@ -154,22 +154,58 @@ def test_cosine_t_mult_one_is_sawtooth_not_smooth():
     assert seq(saw, 8)[4:] == pytest.approx(seq(saw, 4))
 
 
-def test_cosine_matches_pytorch():
-    torch = pytest.importorskip("torch")
-    param = [torch.nn.Parameter(torch.zeros(1))]
-    for t0, t_mult in [(3, None), (3, 1), (2, 2), (4, 3)]:
-        opt = torch.optim.SGD(param, lr=0.5)
-        if t_mult is None:
-            ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t0, eta_min=0.01)
-        else:
-            ref = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-                opt, T_0=t0, T_mult=t_mult, eta_min=0.01
-            )
-        ours = schedules.CosineAnnealing(0.5, T_max=t0, eta_min=0.01, T_mult=t_mult)
-        for epoch in range(50):
-            assert ours(epoch) == pytest.approx(opt.param_groups[0]["lr"], abs=1e-12)
-            opt.step()
-            ref.step()
+# PyTorch 2.13.0's learning rates for epochs 0-29 (lr 0.5, eta_min 0.01), printed by
+#   python -c "import torch
+#   p = [torch.nn.Parameter(torch.zeros(1))]
+#   for t0, t_mult in [(3, None), (3, 1), (2, 2), (4, 3)]:
+#       opt = torch.optim.SGD(p, lr=0.5)
+#       ref = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t0, eta_min=0.01)
+#              if t_mult is None else torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+#                  opt, T_0=t0, T_mult=t_mult, eta_min=0.01))
+#       lrs = []
+#       for _ in range(30):
+#           lrs.append(opt.param_groups[0]['lr']); opt.step(); ref.step()
+#       print((t0, t_mult), lrs)"
+# (T_mult None: CosineAnnealingLR, the smooth cosine; else CosineAnnealingWarmRestarts)
+TORCH_COSINE = {
+    (3, None): [
+        0.5, 0.3775, 0.13250000000000006, 0.01, 0.13249999999999998, 0.3775000000000003,
+        0.5000000000000003, 0.37750000000000034, 0.13250000000000026, 0.01,
+        0.13249999999999998, 0.37749999999999956, 0.4999999999999997, 0.3774999999999998,
+        0.13250000000000017, 0.01, 0.13249999999999998, 0.3775000000000012,
+        0.5000000000000014, 0.3775000000000015, 0.13250000000000026, 0.01,
+        0.13249999999999998, 0.37750000000000056, 0.5000000000000017, 0.377500000000001,
+        0.1325000000000004, 0.01, 0.13249999999999998, 0.37750000000000145],
+    (3, 1): [
+        0.5, 0.3775, 0.13250000000000006, 0.5, 0.3775, 0.13250000000000006, 0.5, 0.3775,
+        0.13250000000000006, 0.5, 0.3775, 0.13250000000000006, 0.5, 0.3775,
+        0.13250000000000006, 0.5, 0.3775, 0.13250000000000006, 0.5, 0.3775,
+        0.13250000000000006, 0.5, 0.3775, 0.13250000000000006, 0.5, 0.3775,
+        0.13250000000000006, 0.5, 0.3775, 0.13250000000000006],
+    (2, 2): [
+        0.5, 0.255, 0.5, 0.4282411613907041, 0.255, 0.08175883860929586, 0.5,
+        0.48135048546526527, 0.4282411613907041, 0.348757440929447, 0.255,
+        0.16124255907055302, 0.08175883860929586, 0.02864951453473475, 0.5,
+        0.49529239369879147, 0.48135048546526527, 0.4587100550141236, 0.4282411613907041,
+        0.39111470708980256, 0.348757440929447, 0.30279712889395144, 0.255,
+        0.2072028711060486, 0.16124255907055302, 0.11888529291019752, 0.08175883860929586,
+        0.05128994498587639, 0.02864951453473475, 0.014707606301208546],
+    (4, 3): [
+        0.5, 0.4282411613907041, 0.255, 0.08175883860929586, 0.5, 0.4916518274408217,
+        0.4671762239271875, 0.4282411613907041, 0.3775, 0.3184106660501176, 0.255,
+        0.19158933394988245, 0.13250000000000006, 0.08175883860929586, 0.04282377607281252,
+        0.01834817255917829, 0.5, 0.49906770103247766, 0.496277899487991,
+        0.4916518274408217, 0.48522469209254754, 0.47704540782397925, 0.4671762239271875,
+        0.455692250850803, 0.4426808885641496, 0.4282411613907041, 0.41248296437320214,
+        0.3955262269060063, 0.3775, 0.35854147412647136],
+}
+
+
+@pytest.mark.parametrize("t0, t_mult", list(TORCH_COSINE))
+def test_cosine_matches_pytorch(t0, t_mult):
+    ours = schedules.CosineAnnealing(0.5, T_max=t0, eta_min=0.01, T_mult=t_mult)
+    expected = TORCH_COSINE[(t0, t_mult)]
+    assert [ours(epoch) for epoch in range(len(expected))] == pytest.approx(expected, abs=1e-12)
 
 
 # ---------------------------------------------------------------------------
@@ -333,30 +369,78 @@ def test_plateau_reset():
     assert s(0) == 1.0 and s.best == math.inf and s.wait == 0
 
 
+# PyTorch 2.13.0's ReduceLROnPlateau on 30 random cases (patience, cooldown, min_delta
+# and 40 losses drawn as in the test below): the steps after which it cut the rate,
+# printed by
+#   python -c "import numpy as np, torch
+#   p = [torch.nn.Parameter(torch.zeros(1))]
+#   rng = np.random.default_rng(0)
+#   for case in range(30):
+#       patience, cooldown = int(rng.integers(1, 4)), int(rng.integers(0, 4))
+#       min_delta = float(rng.choice([0.0, 0.05]))
+#       opt = torch.optim.SGD(p, lr=1.0)
+#       ref = torch.optim.lr_scheduler.ReduceLROnPlateau(
+#           opt, mode='min', factor=0.5, patience=patience - 1, threshold=min_delta,
+#           threshold_mode='abs', cooldown=cooldown, min_lr=0.01, eps=0.0)
+#       values = np.round(rng.uniform(0, 1, 40) + np.linspace(0, -0.5, 40), 1)
+#       cuts, lr = [], 1.0
+#       for i, value in enumerate(values):
+#           ref.step(float(value))
+#           if opt.param_groups[0]['lr'] != lr:
+#               cuts.append(i); lr = opt.param_groups[0]['lr']
+#       print(cuts)"
+TORCH_PLATEAU_CUTS = [
+    [3, 8, 13, 21, 26, 31, 36],
+    [1, 4, 7, 11, 14, 17, 20],
+    [1, 5, 9, 13, 17, 21, 25],
+    [4, 7, 10, 13, 16, 19, 22],
+    [8, 12, 20, 24, 31, 35, 39],
+    [6, 11, 16, 21, 28, 33, 38],
+    [2, 8, 13, 20, 25, 30, 35],
+    [3, 8, 13, 18, 25, 30, 35],
+    [1, 4, 7, 10, 13, 16, 19],
+    [2, 4, 6, 8, 10, 12, 14],
+    [8, 13, 18, 23, 28, 34, 39],
+    [6, 12, 18, 24, 30, 36],
+    [1, 3, 5, 7, 9, 11, 13],
+    [3, 7, 10, 13, 16, 19, 26],
+    [3, 8, 13, 20, 28, 33, 38],
+    [2, 4, 6, 9, 11, 13, 15],
+    [3, 5, 9, 11, 13, 15, 17],
+    [2, 6, 10, 14, 18, 22, 26],
+    [3, 7, 9, 11, 14, 16, 19],
+    [5, 8, 11, 18, 21, 26, 29],
+    [3, 8, 14, 20, 25, 30, 35],
+    [3, 9, 15, 21, 27, 33, 39],
+    [9, 13, 17, 23, 30, 37],
+    [3, 5, 7, 9, 11, 13, 15],
+    [5, 8, 13, 16, 19, 22, 27],
+    [3, 6, 9, 12, 15, 18, 23],
+    [3, 9, 16, 24, 30, 37],
+    [2, 8, 15, 20, 25, 30, 35],
+    [3, 5, 7, 9, 11, 14, 16],
+    [5, 11, 15, 19, 23, 28, 32],
+]
+
+
 def test_plateau_matches_pytorch_with_patience_offset():
     # PyTorch reduces after patience + 1 bad epochs (num_bad > patience);
     # ours after patience (Keras).  Cooldown counts agree.
-    torch = pytest.importorskip("torch")
-    param = [torch.nn.Parameter(torch.zeros(1))]
     rng = np.random.default_rng(0)
-    for _ in range(100):
+    for cuts in TORCH_PLATEAU_CUTS:
         patience = int(rng.integers(1, 4))
         cooldown = int(rng.integers(0, 4))
         min_delta = float(rng.choice([0.0, 0.05]))
-        opt = torch.optim.SGD(param, lr=1.0)
-        ref = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=0.5, patience=patience - 1, threshold=min_delta,
-            threshold_mode="abs", cooldown=cooldown, min_lr=0.01, eps=0.0,
-        )
         ours = schedules.ReduceLROnPlateau(
             1.0, factor=0.5, patience=patience, min_delta=min_delta,
             cooldown=cooldown, min_lr=0.01,
         )
         values = np.round(rng.uniform(0, 1, 40) + np.linspace(0, -0.5, 40), 1)
-        for value in values:
-            ref.step(float(value))
+        for i, value in enumerate(values):
             ours.step(float(value))
-            assert ours(0) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+            n_cuts = sum(c <= i for c in cuts)
+            # halved at each cut, floored at min_lr (0.5**7 < 0.01)
+            assert ours(0) == pytest.approx(max(0.5 ** n_cuts, 0.01), rel=1e-12), (cuts, i)
 
 
 # ---------------------------------------------------------------------------
@@ -555,3 +639,178 @@ def test_property_cosine_stays_in_range(lr0, frac, t_max, t_mult, epoch):
     s = schedules.CosineAnnealing(lr0, T_max=t_max, eta_min=eta_min, T_mult=t_mult)
     value = s(epoch)
     assert eta_min - 1e-12 * lr0 <= value <= lr0 * (1 + 1e-12)
+
+
+# ---------------------------------------------------------------------------
+# configs, reprs, states and messages, exactly (mutants of schedules.py that
+# survived the tests above changed these and nothing else)
+# ---------------------------------------------------------------------------
+def _step():
+    return schedules.StepDecay(1.0, drop=0.5, step_size=2)
+
+
+@pytest.mark.parametrize("make, text, config", [
+    (lambda: schedules.Constant(0.1), "Constant(learning_rate=0.1)",
+     {"name": "constant", "learning_rate": 0.1}),
+    (_step, "StepDecay(initial_learning_rate=1.0, drop=0.5, step_size=2)",
+     {"name": "step_decay", "initial_learning_rate": 1.0, "drop": 0.5, "step_size": 2}),
+    (lambda: schedules.CosineAnnealing(0.5, T_max=3, eta_min=0.01, T_mult=2),
+     "CosineAnnealing(initial_learning_rate=0.5, T_max=3, eta_min=0.01, T_mult=2)",
+     {"name": "cosine_annealing", "initial_learning_rate": 0.5, "T_max": 3,
+      "eta_min": 0.01, "T_mult": 2}),
+    (lambda: schedules.LinearWarmup(_step(), warmup_epochs=3, start_learning_rate=0.1),
+     "LinearWarmup(schedule={'name': 'step_decay', 'initial_learning_rate': 1.0, "
+     "'drop': 0.5, 'step_size': 2}, warmup_epochs=3, start_learning_rate=0.1)",
+     {"name": "linear_warmup", "schedule": {"name": "step_decay",
+      "initial_learning_rate": 1.0, "drop": 0.5, "step_size": 2},
+      "warmup_epochs": 3, "start_learning_rate": 0.1}),
+    (lambda: schedules.ReduceLROnPlateau(1.0, factor=0.5, patience=2),
+     "ReduceLROnPlateau(initial_learning_rate=1.0, monitor='val_loss', factor=0.5, "
+     "patience=2, mode='auto', min_delta=0.0001, cooldown=0, min_lr=0.0)",
+     {"name": "reduce_lr_on_plateau", "initial_learning_rate": 1.0, "monitor": "val_loss",
+      "factor": 0.5, "patience": 2, "mode": "auto", "min_delta": 0.0001, "cooldown": 0,
+      "min_lr": 0.0}),
+])
+def test_config_and_repr_are_exact(make, text, config):
+    schedule = make()
+    assert repr(schedule) == text
+    assert schedule.get_config() == config
+
+
+def test_linear_warmup_state_is_its_inner_schedules():
+    plain = schedules.LinearWarmup(_step(), warmup_epochs=1)
+    assert plain.state_dict() == {"schedule": {}}
+    plain.load_state_dict({"schedule": {}})
+    for bad in ({}, [], {"schedule": {}, "extra": 1}):
+        with pytest.raises(ValueError, match=r"^state must be a dict with the single key "
+                                             r"'schedule', got "):
+            plain.load_state_dict(bad)
+    with pytest.raises(ValueError, match=r"^StepDecay is stateless; state must be an "
+                                         r"empty dict, got \{'a': 1\}$"):
+        plain.load_state_dict({"schedule": {"a": 1}})
+    # warmup_epochs = 1 is the smallest: epoch 0 ramps, epoch 1 is the inner schedule's
+    assert [plain(0), plain(1), plain(2)] == [0.0, 1.0, 0.5]
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: schedules.Constant(-1), ValueError,
+     r"^learning_rate must be a finite float > 0, got -1 \(int\)$"),
+    (lambda: schedules.LinearWarmup(schedules.Constant(1.0), warmup_epochs=0), ValueError,
+     r"^warmup_epochs must be an int >= 1, got 0 \(int\)$"),
+    (lambda: schedules.LambdaSchedule(3), TypeError,
+     r"^fn must be a callable, got 3 \(int\)$"),
+    (lambda: schedules.LambdaSchedule(lambda e: "x")(0), TypeError,
+     r"^learning-rate function returned str 'x' for epoch 0; expected a finite real "
+     r"number >= 0$"),
+    (lambda: schedules.LambdaSchedule(lambda e: -1.0)(0), ValueError,
+     r"^learning-rate function returned -1.0 for epoch 0; expected a finite real "
+     r"number >= 0$"),
+    (lambda: schedules.LinearWarmup(schedules.ReduceLROnPlateau(1.0), warmup_epochs=2),
+     TypeError, r"^schedule must be an epoch-based schedule; ReduceLROnPlateau cannot be "
+                r"wrapped by LinearWarmup$"),
+    (lambda: schedules.Constant(1.0).load_state_dict({"a": 1}), ValueError,
+     r"^Constant is stateless; state must be an empty dict, got \{'a': 1\}$"),
+])
+def test_messages_are_exact(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.parametrize("key, value, error, message", [
+    ("learning_rate", -1.0, ValueError,
+     r"^state\['learning_rate'\] must be a finite float > 0, got -1.0 \(float\)$"),
+    ("best", float("nan"), ValueError,
+     r"^state\['best'\] must be a float \(not NaN\), got nan \(float\)$"),
+    ("best", "x", TypeError, r"^state\['best'\] must be a float \(not NaN\), got 'x' \(str\)$"),
+])
+def test_plateau_state_is_checked_with_exact_messages(key, value, error, message):
+    plateau = schedules.ReduceLROnPlateau(1.0)
+    state = {**plateau.state_dict(), key: value}
+    with pytest.raises(error, match=message):
+        plateau.load_state_dict(state)
+    assert plateau.state_dict()["best"] == math.inf      # nothing changed
+
+
+def test_plateau_defaults_and_initial_state_are_exact():
+    plateau = schedules.ReduceLROnPlateau(1.0)
+    assert plateau.get_config() == {
+        "name": "reduce_lr_on_plateau", "initial_learning_rate": 1.0, "monitor": "val_loss",
+        "factor": 0.1, "patience": 10, "mode": "auto", "min_delta": 0.0001, "cooldown": 0,
+        "min_lr": 0.0}
+    assert plateau.state_dict() == {"learning_rate": 1.0, "best": math.inf, "wait": 0,
+                                    "cooldown_counter": 0}
+
+
+@pytest.mark.parametrize("monitor, after", [("val_accuracy", 1.0), ("accuracy", 1.0),
+                                            ("r2", 1.0), ("val_r2", 1.0), ("loss", 0.25),
+                                            ("val_loss", 0.25)])
+def test_plateau_mode_auto_maximizes_accuracy_and_r2(monitor, after):
+    plateau = schedules.ReduceLROnPlateau(1.0, monitor=monitor, patience=1, factor=0.5,
+                                          min_delta=0.0)
+    for value in (1.0, 2.0, 3.0):            # rising: progress for a maximized metric
+        plateau.step(value)
+    assert plateau(0) == after
+
+
+def test_plateau_at_its_floor_does_not_count_a_cut():
+    plateau = schedules.ReduceLROnPlateau(1.0, patience=1, factor=0.5, min_lr=0.5,
+                                          min_delta=0.0)
+    for value in (1, 1, 1, 1, 1):
+        plateau.step(value)
+    assert plateau.state_dict() == {"learning_rate": 0.5, "best": 1.0, "wait": 3,
+                                    "cooldown_counter": 0}
+
+
+def test_floors_equal_to_the_start_are_allowed():
+    assert schedules.CosineAnnealing(0.5, T_max=3, eta_min=0.5)(1) == 0.5
+    assert schedules.ReduceLROnPlateau(1.0, min_lr=1.0).min_lr == 1.0
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: schedules.ReduceLROnPlateau(1.0).load_state_dict(
+        {**schedules.ReduceLROnPlateau(1.0).state_dict(), "wait": -1}),
+     ValueError, r"^state\['wait'\] must be an int >= 0, got -1 \(int\)$"),
+    (lambda: schedules.ReduceLROnPlateau(1.0).load_state_dict(
+        {**schedules.ReduceLROnPlateau(1.0).state_dict(), "cooldown_counter": -1}),
+     ValueError, r"^state\['cooldown_counter'\] must be an int >= 0, got -1 \(int\)$"),
+    (lambda: schedules.ReduceLROnPlateau(1.0).step("x"), TypeError,
+     r"^ReduceLROnPlateau.step: metric_value must be a real number, got 'x' \(str\)$"),
+    (lambda: schedules.ReduceLROnPlateau(1.0, monitor=3), TypeError,
+     r"^ReduceLROnPlateau: monitor must be a non-empty str, got 3 \(int\)$"),
+    (lambda: schedules.ReduceLROnPlateau(1.0, min_lr=-1), ValueError,
+     r"^ReduceLROnPlateau: min_lr must be a finite float >= 0, got -1 \(int\)$"),
+    (lambda: schedules.ReduceLROnPlateau(1.0, min_lr=2.0), ValueError,
+     r"^ReduceLROnPlateau: min_lr must be <= initial_learning_rate \(1.0\), "
+     r"got 2.0 \(float\)$"),
+    (lambda: schedules.CosineAnnealing(0.5, T_max=3, eta_min=0.6), ValueError,
+     r"^eta_min must be <= initial_learning_rate \(0.5\), got 0.6 \(float\)$"),
+])
+def test_plateau_and_cosine_messages_are_exact(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: schedules.StepDecay(-1.0, drop=0.5, step_size=2), "initial_learning_rate"),
+    (lambda: schedules.StepDecay(1.0, drop=1.5, step_size=2), "drop"),
+    (lambda: schedules.StepDecay(1.0, drop=0.5, step_size=0), "step_size"),
+    (lambda: schedules.ExponentialDecay(-1.0, decay_rate=0.5), "initial_learning_rate"),
+    (lambda: schedules.ExponentialDecay(1.0, decay_rate=1.5), "decay_rate"),
+    (lambda: schedules.ExponentialDecay(1.0, decay_rate=0.5, decay_epochs=0), "decay_epochs"),
+    (lambda: schedules.ExponentialDecay(1.0, decay_rate=0.5, staircase="no"), "staircase"),
+    (lambda: schedules.InverseTimeDecay(-1.0), "initial_learning_rate"),
+    (lambda: schedules.InverseTimeDecay(1.0, power_t=0), "power_t"),
+    (lambda: schedules.CosineAnnealing(-1.0, T_max=3), "initial_learning_rate"),
+    (lambda: schedules.CosineAnnealing(1.0, T_max=0), "T_max"),
+    (lambda: schedules.CosineAnnealing(1.0, T_max=3, eta_min=-1.0), "eta_min"),
+    (lambda: schedules.CosineAnnealing(1.0, T_max=3, T_mult=0), "T_mult"),
+    (lambda: schedules.StepDecay(1.0, drop=0.5, step_size=2)(-1), "epoch"),
+])
+def test_every_bad_argument_is_named_first_in_its_message(make, name):
+    with pytest.raises((ValueError, TypeError), match=rf"^{name} must be "):
+        make()
+
+
+def test_inverse_time_decay_default_power_is_one_half():
+    s = schedules.InverseTimeDecay(1.0)
+    assert s(3) == pytest.approx(1.0 / (1 + 3) ** 0.5, rel=1e-15)   # lr0 / (1 + t)^0.5

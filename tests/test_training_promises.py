@@ -1,6 +1,7 @@
 """Promises of the training loop: batch hooks, divergence as a policy callbacks
 observe (TerminateOnNaN), epochs that continue across fits (initial_epoch)."""
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -132,14 +133,14 @@ def test_a_second_fit_continues_the_epochs_and_keeps_the_checkpoints(tmp_path):
     model = net()
     pattern = str(tmp_path / "ck-{epoch}.npz")
     first = model.fit(X, y, epochs=2, verbose=0, callbacks=[ModelCheckpoint(pattern)])
-    saved_first = open(pattern.format(epoch=2), "rb").read()
+    saved_first = pathlib.Path(pattern.format(epoch=2)).read_bytes()
     record = RecordBatches()
     second = model.fit(X, y, epochs=2, verbose=0,
                        callbacks=[ModelCheckpoint(pattern), record])
     assert first.epoch == [0, 1] and second.epoch == [2, 3]
     assert [c[1] for c in record.calls if c[0] == "epoch"] == [2, 3]
     assert sorted(os.listdir(tmp_path)) == [f"ck-{e}.npz" for e in (1, 2, 3, 4)]
-    assert open(pattern.format(epoch=2), "rb").read() == saved_first
+    assert pathlib.Path(pattern.format(epoch=2)).read_bytes() == saved_first
     np.testing.assert_array_equal(dn.load(pattern.format(epoch=4)).predict(X), model.predict(X))
 
 

@@ -135,9 +135,10 @@ BOOL_ARGUMENTS = [
                                                                   save_best_only=value)),
     ("append", lambda value: dn.callbacks.CSVLogger("log.csv", append=value)),
     ("shuffle", lambda value: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1], shuffle=value,
-                                              verbose=0)),
+                                              batch_size=None, verbose=0)),
     ("gradient_norms", lambda value: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1],
-                                                     gradient_norms=value, verbose=0)),
+                                                     gradient_norms=value, batch_size=None,
+                                                     verbose=0)),
 ]
 
 

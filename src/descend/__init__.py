@@ -10,6 +10,10 @@ Sequential([Dense(64, activation='relu'), Dense(10, activation='identity')], inp
 >>> history["loss"][0] < 2.3          # below log(10): better than chance
 True
 """
+from descend._config import check_build, show_config
+
+check_build()   # a clear ImportError when the compiled kernels are missing
+
 from descend import (activations, callbacks, datasets, initializers, losses, optimizers,
                      regularizers, schedules)
 from descend._openmp import effective_n_threads, openmp_enabled
@@ -18,7 +22,7 @@ from descend.gradcheck import check_gradients, numerical_gradients
 from descend.layers import Dense, Dropout
 from descend.model import DivergenceError, History, Sequential
 from descend.io import load
-from descend.plans import show_config
+from descend import plans as _plans  # noqa: F401  (adds its show_config section)
 from descend.subnormals import flush_subnormals
 
 __version__ = "0.1.0"
@@ -26,8 +30,8 @@ __version__ = "0.1.0"
 __all__ = ["Sequential", "Dense", "Dropout", "History", "DivergenceError",
            "check_gradients", "numerical_gradients", "activations", "callbacks",
            "datasets", "initializers", "losses", "optimizers", "regularizers",
-           "schedules", "effective_n_threads", "openmp_enabled", "__version__", "load",
-           "flush_subnormals", "ForkedAfterThreadsWarning", "show_config"]
+           "schedules", "effective_n_threads", "openmp_enabled", "show_config",
+           "__version__", "load", "flush_subnormals", "ForkedAfterThreadsWarning"]
 
 
 def __getattr__(name):

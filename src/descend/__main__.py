@@ -1,4 +1,5 @@
-"""Command line: ``python -m descend demo``, ``experiments`` and ``info``.
+"""Command line: ``python -m descend demo``, ``python -m descend info``,
+``python -m descend experiments`` and ``python -m descend --version``.
 
 ``demo`` trains a multilayer perceptron on a real dataset (the bundled UCI
 digits by default, or MNIST) with a fixed seed, printing per-epoch loss, the
@@ -81,6 +82,22 @@ def demo(args):
     return 0
 
 
+def info(args):
+    """Print how descend was built and what it runs on (``dn.show_config``),
+    as text or, with --json, as JSON. Returns 0."""
+    from descend import plans
+    from descend._config import config_info, format_config
+    if args.refresh:
+        plans.machine_profile(refresh=True)
+    report = config_info()
+    if args.json:
+        import json
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(format_config(report))
+    return 0
+
+
 def _int_at_least(minimum, what):
     """argparse type: an int >= minimum."""
     def parse(text):
@@ -108,21 +125,21 @@ def _n_threads(text):
     return value
 
 
-def info(args):
-    """``python -m descend info``: print descend's configuration."""
-    from descend import plans
-    if args.refresh:
-        plans.machine_profile(refresh=True)
-    plans.show_config()
-    return 0
-
-
 def build_parser():
-    """The argparse parser of ``python -m descend`` (demo, experiments)."""
+    """The argparse parser of ``python -m descend`` (demo, info, experiments)."""
+    import descend
     parser = argparse.ArgumentParser(prog="python -m descend",
                                      description="descend: gradient descent and "
                                                  "backpropagation on CPU")
+    parser.add_argument("--version", action="version",
+                        version=f"descend {descend.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("info", help="how descend was built (compiler, OpenMP) and what it "
+                                    "runs on (CPU features, BLAS/OpenMP threads)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--refresh", action="store_true",
+                   help="measure the machine profile (which chooses the plans) again")
+    p.set_defaults(func=info)
     p = sub.add_parser("demo", help="train an MLP on a real dataset and report "
                                     "accuracy and throughput")
     p.add_argument("--dataset", choices=["digits", "mnist", "breast_cancer"],
@@ -137,11 +154,6 @@ def build_parser():
     p.add_argument("--n-threads", type=_n_threads, default=None)
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
     p.set_defaults(func=demo)
-    p = sub.add_parser("info", help="CPU features, BLAS and OpenMP, the machine profile "
-                                    "and plans (as numpy.show_config)")
-    p.add_argument("--refresh", action="store_true",
-                   help="measure the machine profile again (about a second)")
-    p.set_defaults(func=info)
     try:
         from descend.experiments import add_parser as add_experiments_parser
     except ImportError:

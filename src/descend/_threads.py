@@ -8,8 +8,7 @@ OpenMP on one thread. descend's own loops get the cores: the compiled epoch
 cuts each batch into blocks of samples and of kernel rows and calls
 single-threaded BLAS on each, which beat multi-threaded BLAS on these small
 GEMMs and, unlike it, stays fast when other processes load the machine.
-Without threadpoolctl BLAS cannot be limited, so OpenMP stays on one thread
-(correct, slower).
+threadpoolctl is a required dependency for that reason (as in scikit-learn).
 
 Two process-wide hazards are handled here:
 
@@ -35,15 +34,11 @@ import os
 import threading
 import warnings
 
+from threadpoolctl import ThreadpoolController
+
 from descend._openmp import effective_n_threads
 from descend._validation import check_n_threads
 
-try:
-    from threadpoolctl import ThreadpoolController
-except ImportError:  # pragma: no cover - exercised only without the extra
-    ThreadpoolController = None
-
-_warned = []
 _controller = []
 
 
@@ -84,8 +79,7 @@ def plan(batch_size, n_threads=None):
     Returns
     -------
     (int, int or None)
-        OpenMP threads for descend's loops; the BLAS limit to hold meanwhile
-        (None: BLAS cannot be limited, threadpoolctl is missing).
+        OpenMP threads for descend's loops; the BLAS limit to hold meanwhile.
 
     Warns
     -----
@@ -94,13 +88,6 @@ def plan(batch_size, n_threads=None):
         loops then run on one thread.
     """
     total = effective_n_threads(check_n_threads(n_threads))
-    if ThreadpoolController is None:
-        if total > 1 and not _warned:
-            _warned.append(True)
-            warnings.warn("descend: threadpoolctl is not installed, so descend's "
-                          "own loops run on one thread (pip install descend[fast]).",
-                          RuntimeWarning, stacklevel=3)
-        return 1, None
     if total > 1 and _ForkState.forked_after_teams:
         if not _ForkState.warned:
             _ForkState.warned = True
@@ -212,7 +199,7 @@ def blas_threads(n):
     reference-counted and the libraries' thread counts are restored when the
     last block exits (unless user code changed them meanwhile).
     """
-    if n is None or ThreadpoolController is None:
+    if n is None:
         yield
         return
     _BlasLimit.enter(n)

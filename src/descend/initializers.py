@@ -116,8 +116,12 @@ def _check_positive(name, value):
 def _finish(values, dtype):
     """Cast float64 draws to ``dtype`` as a fresh C-contiguous array."""
     # np.array(..., copy=True) guarantees the caller owns the result even if
-    # ``values`` is already float64 and C-ordered.
-    return np.array(values, dtype=dtype, order="C", copy=True)
+    # ``values`` is already float64 and C-ordered. A draw beyond the dtype's range
+    # becomes inf silently here: the caller's finiteness check raises the
+    # ValueError that names the initializer (numpy's RuntimeWarning would only
+    # repeat it, or turn into the wrong error under warnings-as-errors).
+    with np.errstate(over="ignore"):
+        return np.array(values, dtype=dtype, order="C", copy=True)
 
 
 def compute_fans(shape):

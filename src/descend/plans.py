@@ -46,6 +46,8 @@ import time
 
 import numpy as np
 
+from descend._config import register_section
+
 PROFILE_FORMAT = 2
 
 # The defaults (no profile): measured on an AMD EPYC (AVX2, OpenBLAS with
@@ -438,50 +440,35 @@ def last_plan():
 
 
 def describe():
-    """A readable report: CPU and features, the loops dispatched, BLAS and
-    OpenMP libraries and their threads, the profile's figures and where it
-    is stored, and the plan of the last fit."""
-    from descend import _openmp, _sparse
-    import descend
-    lines = [f"descend {descend.__version__}, numpy {np.__version__}, "
-             f"Python {sys.version.split()[0]}"]
-    cpu = cpu_description()
-    lines.append(f"CPU: {cpu['model']} ({cpu['machine']}); features dispatched on: "
-                 f"{', '.join(cpu['features']) or 'none'}; sparse row loops: {_sparse.ISA}")
-    lines.append(f"OpenMP: {'on' if _openmp.openmp_enabled() else 'off (one thread)'}, "
-                 f"{_openmp.effective_n_threads()} thread(s) by default")
-    try:
-        from threadpoolctl import threadpool_info
-        for info in threadpool_info():
-            lines.append(f"  {info.get('user_api')}: {info.get('internal_api')} "
-                         f"{info.get('version')} ({info.get('architecture') or '-'}), "
-                         f"{info.get('num_threads')} thread(s): {info.get('filepath')}")
-    except ImportError:  # pragma: no cover - threadpoolctl is a runtime dependency
-        lines.append("  (threadpoolctl not installed: no library details)")
+    """The profile's figures, where it is stored, and the plan of the last
+    fit, as readable lines (the "plans" section of ``dn.show_config()``)."""
+    section = plans_section()
+    return "\n".join(f"{key}: {value}" for key, value in section.items())
+
+
+def plans_section():
+    """The "plans" section of ``dn.show_config()`` / ``python -m descend
+    info``: the machine profile (where it is stored, its GEMM rates and the
+    sparse first layer's break-even density) and the plan of the last fit."""
     profile = machine_profile()
     if profile is None:
-        lines.append("profile: off (DESCEND_PROFILE=0): plans use the defaults")
+        section = {"profile": "off (DESCEND_PROFILE=0): plans use the defaults"}
     else:
-        lines.append(f"profile: {profile.get('path') or 'in memory'} "
-                     f"(measured in {profile['seconds']} s)")
+        section = {"profile": f"{profile.get('path') or 'in memory'} "
+                              f"(measured in {profile['seconds']} s)"}
         for dtype, table in profile["gemm"].items():
             for width, rates in table.items():
                 cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
-                lines.append(f"  {dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel: {cells}")
-            lines.append(f"  {dtype} sparse first layer faster below "
-                         f"{profile['sparse_break_even'][dtype]:.0%} non-zero inputs")
+                section[f"{dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel"] = cells
+            section[f"{dtype} sparse first layer faster below"] = \
+                f"{profile['sparse_break_even'][dtype]:.0%} non-zero inputs"
     last = last_plan()
     if last is not None:
         workload, plan = last
-        lines.append(f"last plan: {plan.as_dict()} for batch {workload.batch_size}, "
-                     f"{workload.dtype}, layers {list(workload.layer_shapes)}, input "
-                     f"density {workload.density:.2f}")
-    return "\n".join(lines)
+        section["last plan"] = (f"{plan.as_dict()} for batch {workload.batch_size}, "
+                                f"{workload.dtype}, layers {list(workload.layer_shapes)}, "
+                                f"input density {workload.density:.2f}")
+    return section
 
 
-def show_config():
-    """Print descend's configuration (as numpy.show_config does): CPU and
-    dispatched features, BLAS and OpenMP with their threads, the machine
-    profile and the plan of the last fit. ``python -m descend info`` prints
-    the same."""
-    print(describe())
+register_section("plans", plans_section)
