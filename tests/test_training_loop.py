@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import descend as dn
-from descend import network
+from descend import network, training
 from descend.callbacks import (Callback, CSVLogger, EarlyStopping, LearningRateScheduler,
                                ModelCheckpoint, ReduceLROnPlateau)
 
@@ -486,7 +486,7 @@ def test_ctrl_c_mid_epoch_keeps_the_last_completed_epoch(monkeypatch, capsys):
         def on_epoch_end(self, epoch, logs=None):
             states.append((net.optimizer.get_state(), net._rng.bit_generator.state))
 
-    monkeypatch.setattr(network, "_progress_bar",
+    monkeypatch.setattr(training, "_progress_bar",
                         lambda verbose, n, bs, epoch, epochs: _InterruptingBar(epoch, 2, 3))
     history = net.fit(X, y, epochs=5, batch_size=8, verbose=0,
                       callbacks=[record, RecordState()])

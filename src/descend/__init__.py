@@ -12,7 +12,7 @@ from descend import (activations, callbacks, datasets, initializers, losses, opt
 from descend._openmp import effective_n_threads, openmp_enabled
 from descend.gradcheck import check_gradients, numerical_gradients
 from descend.layers import Dense, Dropout
-from descend.network import DivergenceError, History, Sequential
+from descend.model import DivergenceError, History, Sequential
 from descend.io import load
 
 __version__ = "0.1.0"

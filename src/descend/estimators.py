@@ -53,11 +53,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("descend.MLPClassifier and descend.MLPRegressor need scikit-learn: "
                       "pip install 'descend[sklearn]'") from exc
 
-from descend import initializers, optimizers
+from descend import initializers, optimizers, reference
 from descend.activations import ACTIVATIONS
 from descend.callbacks import Callback
 from descend.layers import Dense
-from descend.network import DivergenceError, Sequential
+from descend.model import DivergenceError, Sequential
 from descend.regularizers import L1L2
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -343,7 +343,7 @@ class _BaseMLP(BaseEstimator):
 
         def loss_and_gradient(theta):
             unpack(theta)
-            loss, grads = net._loss_and_grads(X, net_targets, labels)
+            loss, grads = reference.loss_and_grads(net, X, net_targets, labels)
             flat = np.concatenate([g.ravel() for pair in grads for g in pair
                                    if g is not None]).astype(np.float64)
             return loss / scale, flat / scale

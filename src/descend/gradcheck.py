@@ -97,14 +97,14 @@ def check_gradients(net, X, y, eps=1e-5, training=False, seed=0):
 
 
 def _check_net(net):
-    from descend.network import Sequential
+    from descend.model import Sequential
     if not isinstance(net, Sequential):
         raise TypeError(f"net must be a descend Sequential, got {type(net).__name__}")
 
 
 def _as_float64(net):
     """A float64 copy of a compiled network with the same weights and classes."""
-    from descend.network import Sequential
+    from descend.model import Sequential
     from descend import layers as layers_module
 
     net._check_compiled()

@@ -99,7 +99,7 @@ def save(model, path):
         Python objects. Nothing is written then.
     """
     from descend import __version__, losses, optimizers
-    from descend.network import Sequential
+    from descend.model import Sequential
 
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a descend Sequential, got {type(model).__name__}")
@@ -294,7 +294,7 @@ class _Reader:
     def build(self):
         from descend import layers as layers_module
         from descend import optimizers
-        from descend.network import History, Sequential
+        from descend.model import History, Sequential
 
         config = self.config()
         model_config = config["model"]

@@ -1,0 +1,645 @@
+"""Sequential: a stack of Dense (and Dropout) layers trained by gradient descent.
+
+This module holds the model: its structure, build, compile, weights,
+predict, evaluate and save. Training lives in :mod:`descend.training`
+(``fit`` = validate, prepare, run: :class:`~descend.training.FitConfig` and
+:class:`~descend.training.Trainer`, which runs each epoch as one compiled call
+of ``_train.pyx``); the per-layer driver of the same kernels (``gradients``,
+``loss``, ``train_on_batch``) in :mod:`descend.reference`.
+"""
+import math
+
+import numpy as np
+
+from descend import _threads, losses, optimizers, reference, training
+from descend._validation import check_X, check_dtype, check_int, check_lengths, check_n_threads
+from descend.layers import Dense, Dropout
+from descend.training import DivergenceError, History  # noqa: F401  (re-exported)
+
+# Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
+CHUNK_ROWS = 8192
+# Fewer rows than this run the per-layer kernels on one thread.
+PARALLEL_MIN_ROWS = 256   # one GEMM block (ROWS_PER_BLOCK in _dense.pyx)
+
+
+class Sequential:
+    """A feed-forward network: Dense layers (with optional Dropout between).
+
+    Parameters
+    ----------
+    layers : list of Dense / Dropout
+        The last layer must be Dense; with a cross-entropy loss it outputs
+        logits (see ``descend.losses``).
+    input_dim : int or None
+        Number of input features; None builds the network at the first fit.
+    dtype : "float32" or "float64", default "float32"
+        Dtype of the parameters and of all computation; inputs are converted
+        to it (one copy at most), outputs come back in it.
+    seed : int, numpy Generator or None
+        Seeds the network's own ``numpy.random.Generator``, the only source
+        of randomness (initialization, shuffling, dropout masks); the global
+        numpy state is never used. None draws fresh entropy.
+    n_threads : int or None
+        Threads for the compiled loops (None: all usable cores, respecting
+        OMP_NUM_THREADS and the CPU affinity).
+
+    Attributes
+    ----------
+    layers : list
+    loss_ : descend.losses.Loss or None (after compile)
+    optimizer : descend.optimizers.Optimizer or None (after compile)
+    classes_ : ndarray or None
+        Class labels of a classifier, in output order (set by the first fit).
+    history : History
+        Logs of the last fit.
+    stop_training : bool
+        A callback may set it to end fit after the current epoch.
+    epochs_trained : int
+        Epochs completed since compile, over all calls to fit and
+        partial_fit: the clock of the optimizer's learning-rate schedule, so
+        that training continued by another fit (or after save and load)
+        resumes the schedule where it stopped.
+
+    Examples
+    --------
+    >>> import descend as dn
+    >>> net = dn.Sequential([dn.Dense(64, activation="relu"), dn.Dense(10)],
+    ...                     input_dim=64, seed=0)
+    >>> net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
+    """
+
+    # fit computes mse/mae/r2 on the training data after each epoch (regression)
+    _regression_train_metrics = True
+
+    def __init__(self, layers=None, input_dim=None, dtype="float32", seed=None,
+                 n_threads=None, name=None):
+        self.dtype = check_dtype(dtype)
+        self.input_dim = check_int(input_dim, "input_dim", minimum=1, allow_none=True)
+        self.n_threads = check_n_threads(n_threads)
+        if seed is not None and not isinstance(seed, np.random.Generator):
+            check_int(seed, "seed", minimum=0)
+        self.seed = seed if not isinstance(seed, np.random.Generator) else None
+        self._rng = np.random.default_rng(seed)
+        self.name = name
+        self.layers = []
+        for layer in layers or []:
+            self.add(layer)
+        self.loss_ = None
+        self.optimizer = None
+        self.classes_ = None
+        self.history = History()
+        self.stop_training = False
+        self.epochs_trained = 0
+        if self.input_dim is not None and self.dense_layers:
+            self.build(self.input_dim)
+
+    # ------------------------------------------------------------------ structure
+    def add(self, layer):
+        """Append a Dense or Dropout layer (before the network is built)."""
+        if not isinstance(layer, (Dense, Dropout)):
+            raise TypeError(f"layers must be descend Dense or Dropout layers, got "
+                            f"{type(layer).__name__}")
+        if isinstance(layer, Dense) and any(layer is other for other in self.layers):
+            raise ValueError(f"{layer!r} is in the network twice: shared layers are not "
+                             "supported, create one Dense per position")
+        if isinstance(layer, Dense) and layer.built:
+            raise ValueError(f"{layer!r} is already built (part of another network?): "
+                             "building this network would redraw its weights; create a new "
+                             "Dense and copy weights with set_weights")
+        if self.built:
+            raise ValueError("cannot add a layer to a network that is already built")
+        self.layers.append(layer)
+
+    @property
+    def dense_layers(self):
+        return [layer for layer in self.layers if isinstance(layer, Dense)]
+
+    @property
+    def built(self):
+        dense = self.dense_layers
+        return bool(dense) and all(layer.built for layer in dense)
+
+    @property
+    def n_features_in_(self):
+        return self.dense_layers[0].n_in if self.built else self.input_dim
+
+    def _check_structure(self):
+        if not self.layers or not isinstance(self.layers[-1], Dense):
+            raise ValueError("the last layer must be a Dense layer, got "
+                             f"{self.layers[-1] if self.layers else 'no layers'}")
+        for layer in self.dense_layers[:-1]:
+            if layer.activation == "softmax":
+                raise ValueError("activation='softmax' is only allowed on the last layer "
+                                 "(fused with softmax_cross_entropy)")
+
+    def build(self, input_dim):
+        """Draw all parameters for `input_dim` input features."""
+        input_dim = check_int(input_dim, "input_dim", minimum=1)
+        self._check_structure()
+        n_in = input_dim
+        for layer in self.dense_layers:
+            layer.build(n_in, self._rng, self.dtype)
+            n_in = layer.units
+        self.input_dim = input_dim
+
+    def _dropout_rates(self):
+        """Dropout rate on the input of each Dense layer (consecutive ones combine)."""
+        rates, keep = [], 1.0
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                keep *= 1.0 - layer.rate
+            else:
+                rates.append(1.0 - keep)
+                keep = 1.0
+        return rates
+
+    def _activation_codes(self):
+        link = self.loss_.link if self.loss_ is not None else None
+        dense = self.dense_layers
+        return [layer.kernel_activation_code(i == len(dense) - 1, link)
+                for i, layer in enumerate(dense)]
+
+    def _params(self):
+        """[W0, b0, W1, b1, ...] live arrays (biases only where used)."""
+        return [p for layer in self.dense_layers for p in layer.params()]
+
+    def _decay_flags(self):
+        decay_bias = self.optimizer.decay_bias if self.optimizer else False
+        return [flag for layer in self.dense_layers
+                for flag in ([True] + ([decay_bias] if layer.use_bias else []))]
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self.dense_layers) if self.built else 0
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, loss, optimizer="sgd"):
+        """Choose the loss and the optimizer.
+
+        Parameters
+        ----------
+        loss : str or Loss
+            "softmax_cross_entropy", "binary_cross_entropy" or
+            "mean_squared_error" (Keras names accepted as aliases).
+        optimizer : str or Optimizer, default "sgd"
+
+        Raises
+        ------
+        ValueError
+            Unknown names, or a last-layer softmax without softmax_cross_entropy.
+        """
+        loss = losses.get(loss)
+        optimizer = optimizers.get(optimizer)
+        self._check_structure()
+        last = self.dense_layers[-1]
+        if last.activation == "softmax" and loss.link != "softmax":
+            raise ValueError(f"a softmax output layer needs loss='softmax_cross_entropy', "
+                             f"got {loss.name!r}")
+        if self._dropout_rates() and isinstance(self.layers[-1], Dropout):
+            raise ValueError("Dropout cannot be the last layer")
+        self.loss_ = loss
+        self.optimizer = optimizer
+        self.epochs_trained = 0
+        return self
+
+    def _check_live_params(self):
+        """ValueError unless each Dense layer's kernel and bias are still arrays the
+        compiled loop can write: the layer's shape, the network's dtype, C order,
+        writeable (they are public and may have been replaced, not modified)."""
+        n_in = self.input_dim
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Dense):
+                continue
+            for attr, shape in (("kernel", (n_in, layer.units)),
+                                ("bias", (layer.units,) if layer.use_bias else None)):
+                p = getattr(layer, attr)
+                if shape is None:
+                    continue
+                if not (isinstance(p, np.ndarray) and p.shape == shape
+                        and p.dtype == self.dtype and p.flags.c_contiguous
+                        and p.flags.writeable):
+                    got = (f"{p.dtype} array of shape {p.shape}, C-contiguous "
+                           f"{p.flags.c_contiguous}, writeable {p.flags.writeable}"
+                           if isinstance(p, np.ndarray) else type(p).__name__)
+                    raise ValueError(
+                        f"layers[{i}].{attr} must be a writeable C-contiguous "
+                        f"{self.dtype} array of shape {shape}, got a {got}; modify the "
+                        "live arrays in place or use set_weights")
+                if not np.isfinite(p).all():
+                    raise ValueError(f"layers[{i}].{attr} contains NaN or infinite values")
+            n_in = layer.units
+
+    def _check_compiled(self):
+        if self.loss_ is None:
+            raise RuntimeError("call compile(loss=..., optimizer=...) before training "
+                               "or evaluating the network")
+
+    # ------------------------------------------------------------------ data
+    def _check_X(self, X, name="X"):
+        return check_X(X, self.dtype, name, n_features=self.n_features_in_)
+
+    def _encode(self, y, name="y", classes=None):
+        """(targets, labels, classes) for the kernels; classes_ defaults to ours."""
+        n_out = self.dense_layers[-1].units
+        return self.loss_.encode(y, n_out, self.classes_ if classes is None else classes,
+                                 self.dtype, name)
+
+    def _prepare(self, X, y, x_name="X", y_name="y"):
+        self._check_compiled()
+        X = self._check_X(X, x_name)
+        if y is None:
+            raise ValueError(f"{y_name} is required, got None")
+        check_lengths(X, np.asarray(y) if np.ndim(y) else [y], x_name, y_name)
+        targets, labels, classes = self._encode(y, y_name)
+        return X, targets, labels, classes
+
+    # ------------------------------------------------------------------ per-layer path
+    def _threads_for(self, n_rows, n_threads=None):
+        """(OpenMP, BLAS) threads for per-layer kernels on n_rows rows."""
+        if n_rows < PARALLEL_MIN_ROWS:
+            # a team of threads costs more than it saves on a few rows
+            return 1, 1 if _threads.ThreadpoolController is not None else None
+        return _threads.plan(n_rows, self.n_threads if n_threads is None else n_threads)
+
+    def gradients(self, X, y, training=False, seed=0):
+        """Gradients of the loss by backpropagation, for the whole of X.
+
+        The loss is the mean over the samples of X of the data loss, plus the
+        layers' penalties.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+        y : array-like, targets as accepted by the loss
+        training : bool, default False
+            Apply dropout (mask fixed by `seed`), as in training.
+        seed : int, default 0
+            Dropout mask seed (only used with training=True).
+
+        Returns
+        -------
+        list of (dW, db) tuples, one per Dense layer
+            dW has the kernel's shape (n_in, n_out), db the bias's (n_out,)
+            (None without bias); the network's dtype.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Bad X or y (named), before anything is computed.
+        FloatingPointError
+            The loss or a gradient overflows to NaN/inf; never returned.
+        """
+        return reference.gradients(self, X, y, training, seed)
+
+    def loss(self, X, y, training=False, seed=0):
+        """Mean loss over X (plus penalties), a float; see `gradients`.
+
+        Raises FloatingPointError rather than return NaN or inf.
+        """
+        return reference.loss(self, X, y, training, seed)
+
+    def _require_built(self):
+        if not self.built:
+            raise RuntimeError("the network is not built yet: give input_dim or call fit first")
+
+    def train_on_batch(self, X, y, seed=0):
+        """One gradient-descent update on the batch (X, y); returns the batch loss.
+
+        The per-layer Python driver of the same kernels that ``fit`` runs
+        fused: forward, loss, backward, penalties, clipping and update.
+        """
+        return reference.train_on_batch(self, X, y, seed)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
+            validation_data=None, validation_split=0.0, callbacks=None,
+            gradient_norms=False, n_threads=None):
+        """Train by gradient descent with backpropagated gradients.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+            Converted to the network's dtype (float32 or float64).
+        y : array-like
+            Class labels (int ids, one-hot, strings...) for the cross-entropy
+            losses; real targets (n,) or (n, k) for mean_squared_error.
+        epochs : int >= 0, default 1
+        batch_size : int >= 1 or None, default 32
+            None (or n_samples): batch gradient descent; 1: stochastic; in
+            between: mini-batch. A short last batch is used. Larger than
+            n_samples is clipped to n_samples with a warning.
+        shuffle : bool, default True
+            Reshuffle the samples every epoch (from the network's Generator).
+        verbose : 0, 1 or 2
+            0 silent, 1 progress bar (tqdm, if installed: running loss and
+            samples/s) and a line per epoch, 2 a line per epoch.
+        validation_data : (X_val, y_val) or None
+            Evaluated after every epoch (``val_loss`` and ``val_`` metrics).
+        validation_split : float in [0, 1)
+            Fraction of the samples, taken from the end before shuffling (as
+            Keras), held out for validation; ignored with validation_data.
+            A split leaving no training or validation sample, or no training
+            sample of some class, is a ValueError.
+        callbacks : list of descend.callbacks.Callback or None
+        gradient_norms : bool
+            Record each Dense layer's kernel-gradient norm (full-batch
+            gradient over up to 2048 training samples) at the end of every
+            epoch, as ``grad_norm_<i>``.
+        n_threads : int or None
+            Override the network's n_threads for this fit.
+
+        Returns
+        -------
+        History
+            Also kept as ``self.history``: loss, accuracy (classifiers) or
+            mse/mae/r2 (regression, on the training data with the epoch's
+            final weights), their ``val_`` twins, learning_rate, seconds,
+            samples_per_second, grad_norm_<i>.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Bad input (checked before any state changes).
+        DivergenceError
+            A non-finite loss or weight, or outputs that overflow; the
+            message names the epoch, and the weights, optimizer state and
+            history of the last finite epoch are kept.
+
+        Notes
+        -----
+        Ctrl-C (KeyboardInterrupt) ends the fit cleanly: the weights,
+        optimizer state, random generator and history are those of the last
+        completed epoch, and ``history.interrupted`` is True. The compiled
+        loop notices the signal every progress chunk (1/20 of an epoch).
+
+        A learning-rate schedule is evaluated at ``epochs_trained``, which
+        counts epochs over all calls since compile: a second fit (or a fit
+        after save and load) continues the schedule.
+        """
+        config = training.FitConfig.validate(
+            self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+            verbose=verbose, validation_data=validation_data,
+            validation_split=validation_split, callbacks=callbacks,
+            gradient_norms=gradient_norms, n_threads=n_threads)
+        return training.Trainer(self, config).run()
+
+    def partial_fit(self, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
+                    n_threads=None):
+        """Train incrementally: one epoch over (X, y), as scikit-learn's partial_fit.
+
+        Builds the network at the first call; the optimizer's state, the
+        learning-rate schedule's clock (``epochs_trained``) and the random
+        generator carry over from call to call, so a stream of chunks trains
+        like one long fit.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+        y : array-like
+            Targets as for `fit`.
+        classes : array-like, shape (n_classes,), or None
+            All the class labels the stream will contain (classifiers only),
+            so that labels absent from the first chunks may appear later.
+            Sorted into ``classes_`` (as ``numpy.unique``); for
+            softmax_cross_entropy there must be one per output unit, for
+            binary_cross_entropy two. Once ``classes_`` is set, `classes` may
+            be omitted or must equal it.
+        batch_size : int >= 1 or None, default 32
+            Clipped to n_samples without a warning (chunks may be small).
+        shuffle : bool, default True
+        verbose : 0, 1 or 2, default 0
+        n_threads : int or None
+
+        Returns
+        -------
+        History
+            The logs of this one epoch (also ``self.history``).
+
+        Raises
+        ------
+        ValueError
+            A label of y outside ``classes_`` (the message names it),
+            `classes` not matching the network or an earlier call, and any
+            bad input as for `fit`; the model is then unchanged.
+        TypeError
+            `classes` for a regression loss, or badly typed arguments.
+        DivergenceError
+            As for `fit`.
+        """
+        return training.partial_fit(self, X, y, classes=classes, batch_size=batch_size,
+                                    shuffle=shuffle, verbose=verbose, n_threads=n_threads)
+
+    def _runner_specs(self):
+        """What the compiled epoch loop needs to know of each Dense layer."""
+        codes, rates = self._activation_codes(), self._dropout_rates()
+        state = iter(self.optimizer.state)
+        specs = []
+        for i, layer in enumerate(self.dense_layers):
+            kreg, breg = layer.kernel_regularizer, layer.bias_regularizer
+            specs.append({
+                "kernel": layer.kernel, "bias": layer.bias,
+                "dkernel": np.empty_like(layer.kernel),
+                "dbias": np.empty_like(layer.bias) if layer.use_bias else None,
+                "kernel_state": next(state),
+                "bias_state": next(state) if layer.use_bias else None,
+                "activation": codes[i], "alpha": layer.alpha, "dropout_rate": rates[i],
+                "kernel_l1": kreg.l1 if kreg else 0.0, "kernel_l2": kreg.l2 if kreg else 0.0,
+                "bias_l1": breg.l1 if breg else 0.0, "bias_l2": breg.l2 if breg else 0.0,
+                "kernel_l1_proximal": bool(kreg and kreg.proximal),
+                "bias_l1_proximal": bool(breg and breg.proximal),
+                "kernel_decay": 1.0, "bias_decay": 1.0 if self.optimizer.decay_bias else 0.0,
+            })
+        return specs
+
+    def _weights_finite(self):
+        return all(np.isfinite(p).all() for p in self._params())
+
+    # ------------------------------------------------------------------ inference
+    def _output(self, X):
+        """Last-layer output (before the link) for validated X, in chunks."""
+        codes, rates = self._activation_codes(), self._dropout_rates()
+        chunks = []
+        for start in range(0, len(X), CHUNK_ROWS):
+            part = X[start:start + CHUNK_ROWS]
+            omp, blas = self._threads_for(len(part))
+            with _threads.blas_threads(blas):
+                chunks.append(reference.forward(self, part, codes, rates, False, 0, omp))
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def predict(self, X):
+        """Network output after the loss's link.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_outputs), the network's dtype
+            Class probabilities (softmax) for softmax_cross_entropy,
+            probabilities (sigmoid) for binary_cross_entropy, raw outputs for
+            mean_squared_error (or without compile).
+
+        Raises
+        ------
+        FloatingPointError
+            The output is not finite (weights out of range); never returns NaN.
+        """
+        self._require_built()
+        X = self._check_X(X)
+        output = self._output(X)
+        if self.loss_ is not None:
+            output = self.loss_.apply_link(output, 1)
+        if not np.isfinite(output).all():
+            raise FloatingPointError("the network's output is NaN or infinite for this X; "
+                                     "the weights may have diverged")
+        return output
+
+    def predict_proba(self, X):
+        """Alias of predict for classifiers (scikit-learn's name)."""
+        return self.predict(X)
+
+    def predict_classes(self, X):
+        """Predicted labels, taken from ``classes_`` (strings kept)."""
+        self._check_compiled()
+        if not self.loss_.is_classifier:
+            raise TypeError(f"predict_classes needs a classification loss, the network "
+                            f"uses {self.loss_.name!r}")
+        self._require_built()
+        output = self._output(self._check_X(X))
+        if not np.isfinite(output).all():
+            raise FloatingPointError("the network's output is NaN or infinite for this X; "
+                                     "the weights may have diverged")
+        if self.loss_.code == losses.SOFTMAX_CROSS_ENTROPY:
+            ids = np.argmax(output, axis=1)
+        elif output.shape[1] == 1:
+            ids = (output[:, 0] > 0).astype(np.intp)
+        else:
+            return (output > 0).astype(np.int64)   # multi-label 0/1 matrix
+        if self.classes_ is not None:
+            classes = self.classes_
+        else:       # not fitted yet: class ids (0/1 for a single binary output)
+            classes = np.arange(max(output.shape[1], 2))
+        return classes[ids]
+
+    def evaluate(self, X, y):
+        """Loss and metrics on (X, y).
+
+        Returns
+        -------
+        dict
+            {"loss", "accuracy"} for classifiers, {"loss", "mse", "mae", "r2"}
+            for regression; floats. loss includes the layers' penalties.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Bad X or y (named).
+        FloatingPointError
+            A score overflows to NaN/inf (it is never returned).
+        """
+        X, targets, labels, _ = self._prepare(X, y)
+        self._require_built()
+        scores = self._evaluate(X, targets, labels)
+        if not all(math.isfinite(value) for value in scores.values()):
+            raise FloatingPointError(
+                f"evaluate produced non-finite scores {scores} for this X: the network's "
+                "output overflows (inputs or weights out of range)")
+        return scores
+
+    def _evaluate(self, X, targets, labels):
+        output = self._output(X)
+        n, k = output.shape
+        scores = {"loss": self.loss_.mean_loss(output, targets, labels) + reference.penalty(self)}
+        if self.loss_.code == losses.SOFTMAX_CROSS_ENTROPY:
+            scores["accuracy"] = float(np.mean(np.argmax(output, axis=1) == labels))
+        elif self.loss_.code == losses.BINARY_CROSS_ENTROPY:
+            scores["accuracy"] = float(np.mean((output > 0) == (targets > 0.5)))
+        else:
+            err = output.astype(np.float64) - targets
+            scores["mse"] = float(np.mean(err ** 2))
+            scores["mae"] = float(np.mean(np.abs(err)))
+            scores["r2"] = _r2(targets, output)
+        return scores
+
+    # ------------------------------------------------------------------ parameters
+    def get_weights(self):
+        """[W1, b1, W2, b2, ...]: copies of the parameters (no entry for unused biases)."""
+        self._require_built()
+        return [p.copy() for p in self._params()]
+
+    def set_weights(self, weights):
+        """Copy `weights` (as from get_weights) into the live parameter arrays.
+
+        Raises
+        ------
+        ValueError
+            Wrong number of arrays, a shape mismatch, or NaN/inf values; the
+            network is unchanged.
+        """
+        self._require_built()
+        params = self._params()
+        weights = list(weights)
+        if len(weights) != len(params):
+            raise ValueError(f"set_weights expected {len(params)} arrays, got {len(weights)}")
+        arrays = []
+        for i, (p, w) in enumerate(zip(params, weights)):
+            w = np.asarray(w)
+            if w.shape != p.shape:
+                raise ValueError(f"weights[{i}] has shape {w.shape}, expected {p.shape}")
+            if w.dtype.kind not in "biuf" or not np.isfinite(w).all():
+                raise ValueError(f"weights[{i}] must be finite real numbers")
+            arrays.append(w)
+        for p, w in zip(params, arrays):
+            np.copyto(p, w, casting="unsafe")
+
+    def summary(self, print_fn=print):
+        """Print (and return) a table of the layers, output shapes and parameter counts."""
+        width = max([28] + [len(repr(layer)) + 2 for layer in self.layers])
+        lines = [f"Sequential {self.name or ''}".rstrip(),
+                 f"{'layer':<{width}}{'output shape':<18}{'params':>10}"]
+        n_in = self.n_features_in_
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                count = layer.count_params() if layer.built else 0
+                shape = f"(None, {layer.units})"
+                lines.append(f"{repr(layer):<{width}}{shape:<18}{count:>10}")
+                n_in = layer.units
+            else:
+                lines.append(f"{repr(layer):<{width}}{f'(None, {n_in})':<18}{0:>10}")
+        lines.append(f"total parameters: {self.count_params()}  dtype: {self.dtype.name}")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def save(self, path):
+        """Save the network to one ``.npz`` file; ``descend.load(path)`` rebuilds it.
+
+        See :func:`descend.io.save` (the file holds the architecture, the
+        weights, the optimizer and its state, ``classes_``, the random
+        generator's state and the history; no pickled object).
+
+        Returns
+        -------
+        str
+            The path written (exactly `path`; no suffix is added).
+        """
+        from descend import io
+        return io.save(self, path)
+
+    def get_config(self):
+        return {"layers": [layer.get_config() for layer in self.layers],
+                "input_dim": self.n_features_in_, "dtype": self.dtype.name,
+                "seed": self.seed, "n_threads": self.n_threads, "name": self.name}
+
+    def __repr__(self):
+        return f"Sequential({self.layers!r}, input_dim={self.n_features_in_})"
+
+
+def _r2(targets, output):
+    """Coefficient of determination, averaged over outputs (as scikit-learn)."""
+    t = targets.astype(np.float64)
+    ss_res = np.sum((t - output) ** 2, axis=0)
+    ss_tot = np.sum((t - t.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
+                      np.where(ss_res == 0, 1.0, 0.0))
+    return float(np.mean(r2))
+
+

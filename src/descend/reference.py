@@ -1,0 +1,155 @@
+"""The per-layer driver: the same kernels ``fit`` runs fused, called layer by layer.
+
+``Sequential.gradients``, ``loss`` and ``train_on_batch`` (and the
+inference path of ``predict``/``evaluate``) run here: a forward pass over the
+Dense layers, the loss's fused value and gradient, a backward pass, the
+layers' penalties, and one optimizer update, each a compiled kernel called
+from Python. It is the reference that the fused epoch loop
+(``descend._train``) is tested against, and the driver for anything that
+needs the gradients themselves (gradient checking, L-BFGS).
+"""
+import math
+
+import numpy as np
+
+from descend import _threads
+from descend._dense import dropout_py, dropout_seed_py
+from descend._optim import add_penalty_gradient_py, soft_threshold_py
+from descend._validation import check_int
+from descend.training import DivergenceError
+
+
+def forward(net, X, codes, rates, training, seed, omp):
+    """Output of the last layer (before the loss's link) for X."""
+    a = X
+    for i, layer in enumerate(net.dense_layers):
+        if training and rates[i] > 0:
+            a = _dropout(a, rates[i], dropout_seed_py(seed, 0, i), omp)
+        a = layer.forward(a, codes[i], omp)
+    return a
+
+
+def backward(net, grad_output, rates, training, seed, omp):
+    """[(dW, db), ...] from dL/d(output) after `forward` on the same layers."""
+    dense = net.dense_layers
+    grads = [None] * len(dense)
+    grad = grad_output
+    for i in range(len(dense) - 1, -1, -1):
+        dx, dkernel, dbias = dense[i].backward(grad, need_input_grad=i > 0, n_threads=omp)
+        if i > 0 and training and rates[i] > 0:
+            dx = _dropout(dx, rates[i], dropout_seed_py(seed, 0, i), omp)
+        grads[i] = (dkernel, dbias)
+        grad = dx
+    return grads
+
+
+def penalty(net, grads=None, omp=1):
+    """Sum of the layers' penalties; adds their gradient into grads if given."""
+    total = 0.0
+    for i, layer in enumerate(net.dense_layers):
+        for param, reg, k in ((layer.kernel, layer.kernel_regularizer, 0),
+                              (layer.bias, layer.bias_regularizer, 1)):
+            if reg is None or param is None:
+                continue
+            g = grads[i][k].reshape(-1) if grads is not None else np.zeros(param.size,
+                                                                         param.dtype)
+            if reg.proximal:
+                # proximal L1 counts in the loss but steps after the update
+                total += reg.l1 * float(np.abs(param).sum(dtype=np.float64))
+                total += add_penalty_gradient_py(param.reshape(-1), g, 0.0, reg.l2, omp)
+            else:
+                total += add_penalty_gradient_py(param.reshape(-1), g, reg.l1, reg.l2, omp)
+    return total
+
+
+def proximal_l1_step(net, omp=1):
+    """Soft-threshold the arrays with proximal L1 (after an update)."""
+    for layer in net.dense_layers:
+        for param, reg in ((layer.kernel, layer.kernel_regularizer),
+                           (layer.bias, layer.bias_regularizer)):
+            if reg is not None and param is not None and reg.proximal and reg.l1 > 0:
+                soft_threshold_py(param.reshape(-1), net.optimizer.learning_rate * reg.l1, omp)
+
+
+def loss_and_grads(net, X, targets, labels, training=False, seed=0):
+    """(loss, [(dW, db), ...]) for validated, encoded data: no checks of the result."""
+    codes, rates = net._activation_codes(), net._dropout_rates()
+    omp, blas = net._threads_for(len(X))
+    with _threads.blas_threads(blas):
+        output = forward(net, X, codes, rates, training, seed, omp)
+        loss, grad_output = net.loss_.loss_and_gradient(output, targets, labels, omp)
+        grads = backward(net, grad_output, rates, training, seed, omp)
+        loss += penalty(net, grads, omp)
+    return loss, grads
+
+
+def gradients(net, X, y, training=False, seed=0):
+    """``Sequential.gradients``: checked input, finite gradients or FloatingPointError."""
+    check_dropout_args(training, seed)
+    X, targets, labels, _ = net._prepare(X, y)
+    net._require_built()
+    loss, grads = loss_and_grads(net, X, targets, labels, training, seed)
+    if not (math.isfinite(loss) and all(np.isfinite(g).all() for pair in grads
+                                        for g in pair if g is not None)):
+        raise FloatingPointError(
+            f"the loss ({loss}) or its gradient is NaN or infinite for this (X, y): "
+            "the outputs or the targets overflow (weights or inputs out of range)")
+    return grads
+
+
+def loss(net, X, y, training=False, seed=0):
+    """``Sequential.loss``: the mean loss plus penalties, finite or FloatingPointError."""
+    check_dropout_args(training, seed)
+    X, targets, labels, _ = net._prepare(X, y)
+    net._require_built()
+    codes, rates = net._activation_codes(), net._dropout_rates()
+    omp, blas = net._threads_for(len(X))
+    with _threads.blas_threads(blas):
+        output = forward(net, X, codes, rates, training, seed, omp)
+        value = net.loss_.mean_loss(output, targets, labels, omp) + penalty(net, None, omp)
+    if not math.isfinite(value):
+        raise FloatingPointError(
+            f"the loss is {value} for this (X, y): the outputs or the targets overflow "
+            "(weights or inputs out of range)")
+    return value
+
+
+def train_on_batch(net, X, y, seed=0):
+    """``Sequential.train_on_batch``: one update, undone if it makes weights non-finite."""
+    check_dropout_args(True, seed)
+    X, targets, labels, classes = net._prepare(X, y)
+    if not net.built:
+        net.build(X.shape[1])
+    if net.loss_.is_classifier and net.classes_ is None:
+        net.classes_ = classes
+    value, grads = loss_and_grads(net, X, targets, labels, training=True, seed=seed)
+    flat = [g for pair in grads for g in pair if g is not None]
+    if not math.isfinite(value) or not all(np.isfinite(g).all() for g in flat):
+        raise DivergenceError(f"non-finite loss {value} or gradient on this batch; no "
+                              "update was made (try a smaller learning rate)")
+    snapshot = net.get_weights(), net.optimizer.get_state()
+    omp, blas = net._threads_for(len(X))
+    with _threads.blas_threads(blas):
+        net.optimizer.apply_gradients(net._params(), flat, net._decay_flags(), omp)
+        proximal_l1_step(net, omp)
+    if not net._weights_finite():
+        net.set_weights(snapshot[0])
+        net.optimizer.set_state(snapshot[1])
+        raise DivergenceError("the update made the weights NaN or infinite; it was "
+                              "undone (try a smaller learning rate)")
+    return value
+
+
+def check_dropout_args(training, seed):
+    """TypeError/ValueError naming `training` (a bool) or `seed` (an int in [0, 2**64))."""
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {training!r}")
+    seed = check_int(seed, "seed", minimum=0)
+    if seed >= 2**64:
+        raise ValueError(f"seed must be < 2**64 (a dropout-mask seed), got {seed}")
+
+
+def _dropout(x, rate, seed, n_threads):
+    out = np.empty_like(x)
+    dropout_py(out, np.ascontiguousarray(x), rate, seed, n_threads)
+    return out

@@ -1,0 +1,502 @@
+"""Training: one validated fit configuration, and the trainer that runs it.
+
+``Sequential.fit`` reads as validate, prepare, run::
+
+    config = FitConfig.validate(model, X, y, epochs=..., ...)   # no state changed yet
+    return Trainer(model, config).run()                          # prepare, epoch loop
+
+:class:`FitConfig` checks every fit argument once, before any state
+changes. :class:`Trainer` builds the network and the compiled epoch loop
+(``descend._train.EpochRunner``), then owns the epoch loop: learning-rate
+schedules, callback dispatch, the rollback to the last finite epoch on
+divergence, and Ctrl-C.
+"""
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from descend import _threads, losses
+from descend._train import EpochRunner
+from descend._validation import check_X, check_float, check_int, check_lengths, check_n_threads
+from descend.callbacks import Callback, CallbackList
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or weight; the model was rolled back."""
+
+
+class History(dict):
+    """Per-epoch logs: ``history["loss"][e]`` is epoch e's training loss.
+
+    Keys: loss, accuracy (classifiers) or mse/mae/r2 (regression), their
+    ``val_`` twins with validation data, learning_rate, seconds,
+    samples_per_second, and ``grad_norm_<i>`` per Dense layer when
+    ``fit(gradient_norms=True)``. ``history.history`` is the dict itself
+    and ``history.epoch`` the epoch indices, as in Keras;
+    ``history.interrupted`` is True when Ctrl-C ended the fit.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = []
+        self.interrupted = False
+
+    @property
+    def history(self):
+        """The dict itself (Keras' ``History.history``)."""
+        return self
+
+    def append(self, epoch, logs):
+        """Record the logs of `epoch`."""
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.setdefault(key, []).append(value)
+
+
+# ---------------------------------------------------------------------- validate
+@dataclass
+class FitConfig:
+    """Every argument of one ``fit`` call, validated and converted.
+
+    Built by :meth:`validate`, which raises before any state changes; the
+    arrays are the training data after the validation split, encoded for
+    the kernels (``targets``, ``labels``), and ``validation`` is
+    ``(X_val, targets_val, labels_val)`` or None.
+    """
+
+    X: np.ndarray
+    targets: object
+    labels: object
+    classes: object
+    validation: object
+    epochs: int
+    batch_size: int
+    shuffle: bool
+    verbose: int
+    callbacks: CallbackList
+    gradient_norms: bool
+    n_threads: object
+
+    @classmethod
+    def validate(cls, model, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
+                 validation_data=None, validation_split=0.0, callbacks=None,
+                 gradient_norms=False, n_threads=None):
+        """Check and convert the arguments of ``model.fit`` (see its docstring).
+
+        Raises
+        ------
+        ValueError, TypeError
+            Naming the argument, before any state of `model` changes.
+        """
+        model._check_compiled()
+        model._check_structure()
+        if model.built:
+            model._check_live_params()
+        X = model._check_X(X)
+        if y is None:
+            raise ValueError("y is required, got None")
+        y = np.asarray(y)
+        check_lengths(X, y)
+        epochs = check_int(epochs, "epochs", minimum=0)
+        if verbose not in (0, 1, 2, True, False):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
+        validation_split = check_float(validation_split, "validation_split", minimum=0.0,
+                                       maximum=1.0, max_inclusive=False)
+        if not isinstance(gradient_norms, (bool, np.bool_)):
+            raise TypeError(f"gradient_norms must be a bool, got {gradient_norms!r}")
+        if model.optimizer.schedule is None:     # assignable, by callbacks too
+            check_float(model.optimizer.learning_rate, "optimizer.learning_rate", minimum=0.0)
+        n_threads = check_n_threads(n_threads)
+        check_n_threads(model.n_threads, "the network's n_threads")
+        callback_list = _check_callbacks(callbacks)
+        X, y, X_val, y_val = _validation_split(model, X, y, validation_data, validation_split)
+        batch_size = _check_batch_size(batch_size, len(X))
+        targets, labels, classes = model._encode(y)
+        validation = None
+        if X_val is not None:
+            validation = _encode_validation(model, X_val, y_val, labels, classes)
+        return cls(X, targets, labels, classes, validation, epochs, batch_size, shuffle,
+                   verbose, callback_list, gradient_norms,
+                   model.n_threads if n_threads is None else n_threads)
+
+
+def _check_callbacks(callbacks):
+    callback_list = CallbackList(callbacks)
+    for i, callback in enumerate(callback_list):
+        if not isinstance(callback, Callback) and not any(
+                callable(getattr(callback, hook, None)) for hook in CallbackList._HOOKS):
+            raise TypeError(f"callbacks[{i}] must be a descend Callback (or an object "
+                            f"with on_epoch_end etc.), got {type(callback).__name__} "
+                            f"{callback!r}")
+    return callback_list
+
+
+def _validation_split(model, X, y, validation_data, validation_split):
+    """(X, y, X_val, y_val): validation data given, or split off the end."""
+    X_val = y_val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a tuple (X_val, y_val)")
+        X_val = check_X(validation_data[0], model.dtype, "validation_data[0]",
+                        n_features=X.shape[1])
+        y_val = np.asarray(validation_data[1])
+        check_lengths(X_val, y_val, "validation_data[0]", "validation_data[1]")
+    elif validation_split > 0:
+        n_val = int(len(X) * validation_split)
+        if n_val < 1 or n_val >= len(X):
+            raise ValueError(
+                f"validation_split={validation_split} of {len(X)} samples leaves "
+                f"{n_val} validation and {len(X) - n_val} training samples; both "
+                "need at least one")
+        _check_split_keeps_classes(model, y, n_val, validation_split)
+        X, X_val = X[:-n_val], X[-n_val:]
+        y, y_val = y[:-n_val], y[-n_val:]
+    return X, y, X_val, y_val
+
+
+def _encode_validation(model, X_val, y_val, labels, classes):
+    val_targets, val_labels, _ = model._encode(y_val, "validation labels", classes)
+    if model.loss_.is_classifier and val_labels is not None:
+        missing = np.setdiff1d(val_labels, labels)
+        if missing.size:
+            raise ValueError(
+                f"validation labels include classes absent from the training data: "
+                f"{classes[missing].tolist()[:10]}")
+    return X_val, val_targets, val_labels
+
+
+def _check_split_keeps_classes(model, y, n_val, validation_split):
+    """ValueError if holding out the last n_val samples leaves a class untrained."""
+    if not model.loss_.is_classifier:
+        return
+    _, labels, classes = model._encode(y)
+    if labels is None:      # binary: (n, k) 0/1 targets; labels are their values
+        targets = model._encode(y)[0]
+        if targets.shape[1] != 1:
+            return          # multi-label 0/1 matrix: no classes to drop
+        labels = targets[:, 0].astype(np.intp)
+    dropped = np.setdiff1d(labels, labels[:-n_val])
+    if dropped.size:
+        raise ValueError(
+            f"validation_split={validation_split} holds out the last {n_val} samples, "
+            f"which leaves no training sample of class(es) "
+            f"{np.asarray(classes)[dropped].tolist()[:10]}; shuffle the data before "
+            "fit or pass validation_data")
+
+
+def _check_batch_size(batch_size, n):
+    if batch_size is None:
+        return n
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if batch_size > n:
+        warnings.warn(f"batch_size={batch_size} is larger than the {n} training "
+                      f"samples; using batch_size={n} (batch gradient descent)",
+                      UserWarning, stacklevel=4)
+        return n
+    return batch_size
+
+
+# ---------------------------------------------------------------------- run
+class Trainer:
+    """Runs one validated fit: prepares the model, then the epoch loop.
+
+    Parameters
+    ----------
+    model : descend.Sequential
+        Compiled; built here if it is not yet.
+    config : FitConfig
+    """
+
+    def __init__(self, model, config):
+        self.model = model
+        self.config = config
+        self.runner = None
+        self.blas = None
+        self.progress_every = 1
+
+    def prepare(self):
+        """All checks passed: build the model, its optimizer and the compiled loop."""
+        model, config = self.model, self.config
+        X = config.X
+        if not model.built:
+            model.build(X.shape[1])
+        if model.loss_.is_classifier and model.classes_ is None:
+            model.classes_ = config.classes
+        omp, self.blas = _threads.plan(config.batch_size, config.n_threads)
+        model.optimizer.build(model._params())
+        self.runner = EpochRunner(X, config.targets, config.labels, model._runner_specs(),
+                                  model.loss_.code, model.optimizer.kernel_config(),
+                                  *model.optimizer.clip_settings(), config.batch_size, omp)
+        n_batches = -(-len(X) // config.batch_size)
+        self.progress_every = max(1, n_batches // 20)
+        model.history = History()
+        model.stop_training = False
+
+    def run(self):
+        """Prepare, run the epochs, and return the model's History.
+
+        Raises
+        ------
+        DivergenceError
+            As ``Sequential.fit`` documents; the model is rolled back first.
+        """
+        self.prepare()
+        model, config = self.model, self.config
+        callbacks = config.callbacks
+        callbacks.set_model(model)
+        callbacks.set_params({"epochs": config.epochs, "batch_size": config.batch_size,
+                              "samples": len(config.X), "verbose": config.verbose})
+        callbacks.on_train_begin({})
+        self.snapshot = self.bar = None
+        interrupted = False
+        epoch = -1
+        try:
+            for epoch in range(config.epochs):
+                self.run_epoch(epoch)
+                if model.stop_training:
+                    break
+        except KeyboardInterrupt:
+            # Ctrl-C (checked by the compiled loop every progress chunk), anywhere in
+            # an epoch: end the fit with the weights and history of the last completed one
+            if self.bar:
+                self.bar.close()
+            if self.snapshot is not None and epoch not in model.history.epoch:
+                self._restore(self.snapshot)
+            interrupted = True
+            if config.verbose:
+                print(f"\nInterrupted: kept the weights and history of the "
+                      f"{len(model.history.epoch)} completed epoch(s).", file=sys.stderr)
+        model.history.interrupted = interrupted
+        callbacks.on_train_end({"interrupted": interrupted} if interrupted else {})
+        return model.history
+
+    def run_epoch(self, epoch):
+        """One epoch: schedule, callbacks, the compiled loop, logs, divergence check."""
+        model, config = self.model, self.config
+        optimizer, n = model.optimizer, len(config.X)
+        # the state after the last completed epoch, restored on Ctrl-C or divergence
+        self.snapshot = None
+        self.snapshot = self._snapshot()
+        optimizer.learning_rate_for_epoch(model.epochs_trained)
+        config.callbacks.on_epoch_begin(epoch, {})
+        order = (model._rng.permutation(n) if config.shuffle else np.arange(n)).astype(np.intp)
+        epoch_seed = int(model._rng.integers(0, 2**63))
+        self.bar = _progress_bar(config.verbose, n, config.batch_size, epoch, config.epochs)
+        start = time.perf_counter()
+        with _threads.blas_threads(self.blas):
+            result = self.runner.run_epoch(
+                order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
+                epoch_seed, self.bar.update_to if self.bar else None, self.progress_every)
+        seconds = time.perf_counter() - start
+        if self.bar:
+            self.bar.close()
+            self.bar = None
+        optimizer.iterations = result["step"]
+        if not result["finite"] or not model._weights_finite():
+            self._diverged(epoch, "the loss or the weights")
+        logs = self._epoch_logs(result)
+        if not all(math.isfinite(value) for value in logs.values()):
+            # finite weights whose outputs overflow: diverged just the same
+            bad = [key for key, value in logs.items() if not math.isfinite(value)]
+            self._diverged(epoch, f"the network's outputs (so {', '.join(bad)})")
+        logs["learning_rate"] = optimizer.learning_rate
+        logs["seconds"] = seconds
+        logs["samples_per_second"] = n / seconds if seconds > 0 else float("inf")
+        model.epochs_trained += 1
+        model.history.append(epoch, logs)
+        if config.verbose:
+            print(_format_logs(epoch, config.epochs, logs), flush=True)
+        config.callbacks.on_epoch_end(epoch, logs)
+        self._step_plateau_schedule(logs)
+
+    def _epoch_logs(self, result):
+        """Training loss and metrics of the epoch, then the validation scores."""
+        model, config = self.model, self.config
+        X, targets, labels = config.X, config.targets, config.labels
+        logs = {"loss": result["loss_sum"] / max(result["n_samples"], 1)}
+        if model.loss_.code == losses.SOFTMAX_CROSS_ENTROPY:
+            logs["accuracy"] = result["n_correct"] / len(X)
+        elif model.loss_.code == losses.BINARY_CROSS_ENTROPY:
+            logs["accuracy"] = result["n_correct"] / targets.size
+        if not model.loss_.is_classifier and model._regression_train_metrics:
+            # mse, mae, r2 on the training data with the epoch's final weights
+            scores = model._evaluate(X, targets, labels)
+            logs.update((key, scores[key]) for key in ("mse", "mae", "r2"))
+        if config.validation is not None:
+            for key, value in model._evaluate(*config.validation).items():
+                logs["val_" + key] = value
+        if config.gradient_norms:
+            logs.update(self._gradient_norms())
+        return logs
+
+    def _gradient_norms(self, max_rows=2048):
+        from descend import reference   # (reference imports DivergenceError from here)
+        config = self.config
+        rows = slice(0, min(len(config.X), max_rows))
+        _, grads = reference.loss_and_grads(
+            self.model, config.X[rows],
+            None if config.targets is None else config.targets[rows],
+            None if config.labels is None else config.labels[rows])
+        return {f"grad_norm_{i}": float(np.linalg.norm(dw)) for i, (dw, _) in enumerate(grads)}
+
+    def _step_plateau_schedule(self, logs):
+        schedule = self.model.optimizer.schedule
+        if schedule is not None and hasattr(schedule, "step"):
+            monitor = getattr(schedule, "monitor", "val_loss")
+            if monitor in logs:
+                schedule.step(logs[monitor])
+
+    def _diverged(self, epoch, what):
+        """Roll back to the snapshot and raise DivergenceError."""
+        learning_rate = self.model.optimizer.learning_rate
+        self._restore(self.snapshot)
+        self.config.callbacks.on_train_end({})
+        raise DivergenceError(
+            f"training diverged in epoch {epoch} (0-based): {what} became NaN or infinite "
+            f"with learning_rate={learning_rate:g}. The weights after the last finite epoch "
+            "were kept; try a smaller learning rate (or gradient clipping).")
+
+    def _snapshot(self):
+        model = self.model
+        return (model.get_weights(), model.optimizer.get_state(),
+                model.optimizer.learning_rate, model._rng.bit_generator.state,
+                model.epochs_trained)
+
+    def _restore(self, snapshot):
+        model = self.model
+        weights, state, learning_rate, rng_state, epochs_trained = snapshot
+        model.set_weights(weights)
+        model.optimizer.set_state(state)
+        model.optimizer.learning_rate = learning_rate
+        model._rng.bit_generator.state = rng_state
+        model.epochs_trained = epochs_trained
+
+
+# ---------------------------------------------------------------------- partial_fit
+def partial_fit(model, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
+                n_threads=None):
+    """One epoch over (X, y), keeping all state; see ``Sequential.partial_fit``."""
+    model._check_compiled()
+    shape = np.shape(X)
+    n = shape[0] if len(shape) >= 1 else None
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+        if n:
+            batch_size = min(batch_size, n)
+    previous = model.classes_
+    if classes is not None:
+        classes = _check_classes(model, classes)
+        if previous is not None and not (
+                len(previous) == len(classes) and np.array_equal(previous, classes)):
+            raise ValueError(f"classes={classes.tolist()[:20]} differs from classes_ "
+                             f"{np.asarray(previous).tolist()[:20]} set by an earlier "
+                             "call")
+    elif previous is None and model.loss_.is_classifier:
+        _check_first_chunk_classes(model, y)
+    if classes is not None and previous is None:
+        model.classes_ = classes
+    try:
+        return model.fit(X, y, epochs=1, batch_size=batch_size, shuffle=shuffle,
+                         verbose=verbose, n_threads=n_threads)
+    except (ValueError, TypeError):
+        model.classes_ = previous
+        raise
+
+
+def _check_classes(model, classes):
+    """`classes` of partial_fit as a sorted unique 1-D array fitting the network."""
+    if not model.loss_.is_classifier:
+        raise TypeError(f"classes is only for classification losses, the network uses "
+                        f"{model.loss_.name!r}")
+    if isinstance(classes, (str, bytes)):
+        raise TypeError(f"classes must be an array-like of labels, got {classes!r}")
+    array = np.asarray(classes)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"classes must be a non-empty 1-D array of labels, got shape "
+                         f"{array.shape}")
+    if array.dtype.kind not in "biufUS":
+        raise TypeError(f"classes must hold numbers or strings, got dtype {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ValueError("classes contains NaN or infinite values")
+    unique = np.unique(array)
+    if len(unique) != len(array):
+        raise ValueError(f"classes has duplicate labels: {array.tolist()[:20]}")
+    n_out = model.dense_layers[-1].units
+    expected = n_out if model.loss_.code == losses.SOFTMAX_CROSS_ENTROPY else (
+        2 if n_out == 1 else None)
+    if expected is None:
+        raise ValueError(f"classes is not used with {n_out} independent binary outputs "
+                         "(multi-label targets); pass classes=None")
+    if len(unique) != expected:
+        raise ValueError(f"classes has {len(unique)} labels, but the network's "
+                         f"{model.loss_.name} output needs {expected}")
+    return unique
+
+
+def _check_first_chunk_classes(model, y):
+    """Without `classes`, a first chunk of non-integer labels must show them all."""
+    y = np.asarray(y)
+    n_out = model.dense_layers[-1].units
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        return      # fit names the NaN
+    if (model.loss_.code == losses.SOFTMAX_CROSS_ENTROPY and y.ndim == 1
+            and y.dtype.kind not in "iu" and y.size):
+        found = losses._unique(y, "y")
+        if len(found) != n_out:
+            raise ValueError(
+                f"the first partial_fit call sees {len(found)} distinct labels "
+                f"{found.tolist()[:10]}, but the network has {n_out} outputs; pass "
+                "classes=<all labels> on the first call")
+
+
+# ---------------------------------------------------------------------- progress
+def _format_logs(epoch, epochs, logs):
+    parts = [f"epoch {epoch + 1}/{epochs}"]
+    for key, value in logs.items():
+        if key == "seconds":
+            parts.append(f"{value:.2f}s")
+        elif key == "samples_per_second":
+            parts.append(f"{value:,.0f} samples/s")
+        elif key == "learning_rate":
+            parts.append(f"lr {value:.3g}")
+        else:
+            parts.append(f"{key} {value:.4f}")
+    return "  ".join(parts)
+
+
+class _TqdmBar:
+    """Progress of one epoch in samples: tqdm shows samples/s and the running loss."""
+
+    def __init__(self, n_samples, batch_size, desc):
+        from tqdm import tqdm
+        # (verbose=2 prints the epoch lines only: the choice for log files)
+        self._bar = tqdm(total=n_samples, desc=desc, unit="sample", unit_scale=True,
+                         leave=False, dynamic_ncols=True)
+        self._n = n_samples
+        self._batch_size = batch_size
+        self._done = 0
+
+    def update_to(self, batches_done, running_loss):
+        done = min(batches_done * self._batch_size, self._n)
+        self._bar.set_postfix(loss=f"{running_loss:.4f}", refresh=False)
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def close(self):
+        self._bar.close()
+
+
+def _progress_bar(verbose, n_samples, batch_size, epoch, epochs):
+    """A tqdm bar for verbose=1 (None without tqdm: the epoch line is printed alone)."""
+    if verbose != 1:
+        return None
+    try:
+        return _TqdmBar(n_samples, batch_size, f"epoch {epoch + 1}/{epochs}")
+    except ImportError:
+        return None
