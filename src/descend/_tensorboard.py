@@ -19,8 +19,8 @@ from descend.callbacks import (Callback, _check_bool, _check_int, _check_path, _
 # otherwise write the same file, the second erasing the first
 _FILE_NUMBERS = itertools.count()
 
-_INSTALL_HINT = ('pip install "descend[tensorboard]" (or: pip install tensorboardX; '
-                 'pip install tensorboard to view the logs)')
+_INSTALL_HINT = ('pip install "descend[tensorboard]" (tensorboardX, which writes them, and '
+                 'tensorboard, which shows them)')
 
 
 def _summary_writer_class():
