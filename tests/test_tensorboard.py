@@ -193,6 +193,16 @@ def test_without_validation_there_is_no_validation_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]
 
 
+def test_gradient_data_of_another_width_is_refused_before_the_first_epoch(tmp_path):
+    _require("tensorboardX", "writes the event files")
+    X, y = _data()
+    net = _net()
+    callback = TensorBoard(tmp_path, histogram_freq=1, gradient_data=(X[:5, :10], y[:5]))
+    with pytest.raises(ValueError, match="10 features, the model 64"):
+        net.fit(X, y, epochs=1, verbose=0, callbacks=[callback])
+    assert net.epochs_trained == 0
+
+
 def test_without_tensorboardx_the_error_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)     # import fails
     with pytest.raises(ImportError, match=r'pip install "descend\[tensorboard\]"'):
@@ -206,6 +216,8 @@ def test_without_tensorboardx_the_error_names_the_extra(monkeypatch, tmp_path):
     ({"histogram_freq": 1.5}, TypeError, "histogram_freq"),
     ({"gradient_data": np.zeros(3)}, TypeError, "gradient_data"),
     ({"gradient_data": (np.zeros((2, 64)), [0, 1])}, ValueError, "histogram_freq"),
+    ({"gradient_data": (np.zeros(64), [0]), "histogram_freq": 1}, ValueError, "shape"),
+    ({"gradient_data": (np.zeros((2, 64)), [0]), "histogram_freq": 1}, ValueError, "labels"),
     ({"write_config": "yes"}, TypeError, "write_config"),
     ({"is_chief": 0}, TypeError, "is_chief"),
     ({"log_dir": ""}, ValueError, "log_dir"),

@@ -120,6 +120,11 @@ class TensorBoard(Callback):
             if not isinstance(gradient_data, (tuple, list)) or len(gradient_data) != 2:
                 raise TypeError(f"{owner}: `gradient_data` must be a tuple (X, y) or None, "
                                 f"got {_type_name(gradient_data)}.")
+            if np.ndim(gradient_data[0]) != 2 or len(gradient_data[0]) != len(gradient_data[1]):
+                raise ValueError(f"{owner}: `gradient_data` must be (X, y) with X of shape "
+                                 f"(n_samples, n_features) and n_samples labels, got X of "
+                                 f"shape {np.shape(gradient_data[0])} and "
+                                 f"{len(gradient_data[1])} labels.")
             if self.histogram_freq == 0:
                 raise ValueError(f"{owner}: `gradient_data` is used at histogram epochs; "
                                  "set `histogram_freq` >= 1 as well.")
@@ -156,6 +161,12 @@ class TensorBoard(Callback):
         self._writing = bool(chief)
         # steps continue over fits: epochs_trained counts every epoch since compile
         self._first_step = int(getattr(self.model, "epochs_trained", 0) or 0)
+        n_features = getattr(self.model, "n_features_in_", None)
+        if self.gradient_data is not None and n_features is not None \
+                and np.shape(self.gradient_data[0])[1] != n_features:
+            raise ValueError(f"TensorBoard: `gradient_data` has "
+                             f"{np.shape(self.gradient_data[0])[1]} features, the model "
+                             f"{n_features}.")
         if self._writing and self.write_config:
             self._writer("train").add_text("config", self._config_text(), self._first_step)
             self._writer("train").flush()

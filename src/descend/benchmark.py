@@ -32,6 +32,8 @@ Method (the numbers are only as good as it):
   fastest turn, i.e. the lowest floor, is reported).
 * JAX jits the whole epoch as one ``lax.scan`` over the batches (plus one
   step for a short last batch); compilation happens before the clock starts.
+  XLA sizes its own thread pool from the cores (one thread with
+  ``--n-threads 1``).
   PyTorch runs its usual eager loop. numpy is the same step written with
   numpy arrays. scikit-learn is ``MLPClassifier(solver="sgd")`` with one
   iteration.
@@ -200,7 +202,11 @@ def time_torch(X, y, batch_size, dtype, n_threads):
 
 def time_jax(X, y, batch_size, dtype, n_threads):
     """The epoch as one jitted lax.scan over the full batches, then one jitted
-    step on the short last batch; both compiled before the clock starts."""
+    step on the short last batch; both compiled before the clock starts.
+    XLA sizes its CPU thread pool from the cores; n_threads=1 turns it off."""
+    if n_threads == 1 and "jax" not in sys.modules:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_"
+                                   "eigen=false intra_op_parallelism_threads=1").strip()
     import jax
     import jax.numpy as jnp
     if dtype == "float64":
