@@ -22,7 +22,7 @@ MNIST = Path(os.environ.get("DESCEND_DATA", Path(__file__).resolve().parents[2]
 def mnist():
     if not (MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"MNIST not found in {MNIST}")
-    X, y, _, _ = dn.datasets.load_mnist(data_home=MNIST, download=False)
+    X, _, y, _ = dn.datasets.load_mnist(data_home=MNIST, download=False)
     return X, y
 
 

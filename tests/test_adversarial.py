@@ -472,8 +472,10 @@ def test_layer_methods_check_their_thread_count():
 def test_dense_forward_rejects_an_unknown_activation_code():
     # code 99 was computed as some activation without a word
     net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0)
-    with pytest.raises(ValueError, match="activation_code"):
+    with pytest.raises(ValueError, match="activation must be None or one of"):
         net.layers[0].forward(np.ones((2, 4), np.float32), 99)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        net.layers[0].forward(np.ones((2, 4), np.float32), "swish")
 
 
 def test_dense_backward_before_forward_is_named():

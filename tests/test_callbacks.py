@@ -685,19 +685,21 @@ def test_reduce_lr_on_plateau_cooldown():
     model = FakeModel(learning_rate=1.0)
     rlr = cbs.ReduceLROnPlateau(factor=0.5, patience=2, cooldown=2)
     run = fake_fit(model, val_losses(*[1.0] * 9), [rlr])
-    # reduce at 2; epoch 3 ends in cooldown (counter 2 -> 1), epoch 4 ends it
-    # (1 -> 0) and counts; 4, 5 -> reduce at 5; then 7, 8 -> reduce at 8.
-    assert reduction_epochs(run) == [2, 5]
-    assert run.lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
-    assert model.optimizer.learning_rate == 0.125
+    # reduce at 2; epochs 3 and 4 are the cooldown (not counted, as PyTorch);
+    # 5, 6 -> reduce at 6; 7, 8 cooldown again.
+    assert reduction_epochs(run) == [2, 6]
+    assert run.lrs == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25]
+    assert model.optimizer.learning_rate == 0.25
 
 
-def test_reduce_lr_on_plateau_cooldown_one_equals_zero_like_keras():
-    runs = []
+def test_reduce_lr_on_plateau_cooldown_counts_whole_epochs():
+    # cooldown=c skips c epochs (PyTorch); Keras' cooldown=1 behaves as 0 does
+    runs = {}
     for cooldown in (0, 1):
         rlr = cbs.ReduceLROnPlateau(factor=0.5, patience=2, cooldown=cooldown)
-        runs.append(fake_fit(FakeModel(1.0), val_losses(*[1.0] * 8), [rlr]).lrs)
-    assert runs[0] == runs[1]
+        runs[cooldown] = fake_fit(FakeModel(1.0), val_losses(*[1.0] * 8), [rlr]).lrs
+    assert runs[0] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125]
+    assert runs[1] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25]
 
 
 def test_reduce_lr_on_plateau_min_lr():

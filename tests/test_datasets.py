@@ -106,7 +106,9 @@ def test_breast_cancer_standardize_and_dtype():
 )
 def test_bad_dtype_names_dtype(loader, bad):
     # Checked before any file is read, so this needs no MNIST files.
-    with pytest.raises(ValueError, match=r"dtype must be 'float32' or 'float64'.*got"):
+    # one rule: a value of a type that cannot name a dtype is a TypeError
+    error = TypeError if bad is None or bad == 3 else ValueError
+    with pytest.raises(error, match=r"dtype must be 'float32' or 'float64'.*got"):
         loader(dtype=bad)
 
 
@@ -121,7 +123,7 @@ def mnist32():
 
 @needs_mnist
 def test_mnist_shapes_dtypes(mnist32):
-    X_train, y_train, X_test, y_test = mnist32
+    X_train, X_test, y_train, y_test = mnist32
     assert X_train.shape == (60000, 784) and X_train.dtype == np.float32
     assert X_test.shape == (10000, 784) and X_test.dtype == np.float32
     assert y_train.shape == (60000,) and y_train.dtype == np.int64
@@ -132,7 +134,7 @@ def test_mnist_shapes_dtypes(mnist32):
 
 @needs_mnist
 def test_mnist_label_counts_and_mean_pixel(mnist32):
-    X_train, y_train, _, y_test = mnist32
+    X_train, _, y_train, y_test = mnist32
     np.testing.assert_array_equal(np.bincount(y_train, minlength=10), MNIST_TRAIN_COUNTS)
     np.testing.assert_array_equal(np.bincount(y_test, minlength=10), MNIST_TEST_COUNTS)
     mean = X_train.mean(dtype=np.float64)
@@ -141,11 +143,11 @@ def test_mnist_label_counts_and_mean_pixel(mnist32):
 
 @needs_mnist
 def test_mnist_float64(mnist32):
-    X_train, y_train, X_test, _ = datasets.load_mnist(MNIST_DIR, download=False, dtype="float64")
+    X_train, X_test, y_train, _ = datasets.load_mnist(MNIST_DIR, download=False, dtype="float64")
     assert X_train.dtype == np.float64 and X_test.dtype == np.float64
     # Same pixels as the float32 load: both are k / 255 rounded to the dtype.
-    np.testing.assert_array_equal(X_test.astype(np.float32), mnist32[2])
-    np.testing.assert_array_equal(y_train, mnist32[1])
+    np.testing.assert_array_equal(X_test.astype(np.float32), mnist32.X_test)
+    np.testing.assert_array_equal(y_train, mnist32.y_train)
     # Scaling is exactly pixel / 255: every value times 255 is an integer.
     np.testing.assert_allclose(X_test * 255, np.round(X_test * 255), atol=1e-9)
 
@@ -154,7 +156,7 @@ def test_mnist_float64(mnist32):
 def test_mnist_env_var(monkeypatch):
     monkeypatch.setenv("DESCEND_DATA", str(MNIST_DIR))
     assert datasets.get_mnist_dir() == MNIST_DIR
-    _, _, X_test, y_test = datasets.load_mnist(download=False)
+    _, X_test, _, y_test = datasets.load_mnist(download=False)
     assert X_test.shape == (10000, 784)
     np.testing.assert_array_equal(np.bincount(y_test, minlength=10), MNIST_TEST_COUNTS)
 
@@ -294,7 +296,7 @@ def test_mnist_download_with_fallback(tmp_path, serve):
     mirrors = (_closed_port_url(), serve(empty_root), serve(good_root))
 
     home = tmp_path / "home" / "mnist"  # does not exist yet: must be created
-    X_train, y_train, X_test, y_test = datasets.load_mnist(
+    X_train, X_test, y_train, y_test = datasets.load_mnist(
         data_home=home, mirrors=mirrors, timeout=10
     )
     np.testing.assert_array_equal(np.bincount(y_train, minlength=10), MNIST_TRAIN_COUNTS)
@@ -306,8 +308,8 @@ def test_mnist_download_with_fallback(tmp_path, serve):
         assert (home / name).read_bytes() == (MNIST_DIR / name).read_bytes()
 
     # Second load: everything is there, so no mirror is contacted.
-    _, y_train2, _, _ = datasets.load_mnist(data_home=home, mirrors=())
-    np.testing.assert_array_equal(y_train2, y_train)
+    np.testing.assert_array_equal(datasets.load_mnist(data_home=home, mirrors=()).y_train,
+                                  y_train)
 
 
 @needs_mnist
@@ -428,9 +430,16 @@ def test_split_stratified_breast_cancer():
     assert np.sum(y_tr == 0) == 159 and np.sum(y_tr == 1) == 267
 
 
-@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5, float("nan"), 0, 10, -1, True, "0.2", None])
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5, float("nan"), 0, 10, -1])
 def test_split_bad_test_size(bad):
     with pytest.raises(ValueError, match="test_size"):
+        datasets.train_test_split(np.zeros((10, 2)), np.zeros(10), test_size=bad)
+
+
+@pytest.mark.parametrize("bad", [True, "0.2", None])
+def test_split_test_size_of_a_wrong_type(bad):
+    with pytest.raises(TypeError, match=r"test_size must be an int >= 1 or a finite float in "
+                                        r"\(0, 1\), got"):
         datasets.train_test_split(np.zeros((10, 2)), np.zeros(10), test_size=bad)
 
 
@@ -445,3 +454,32 @@ def test_split_stratify_needs_two_per_class():
     y = np.array([0, 0, 0, 1, 1, 2])
     with pytest.raises(ValueError, match="stratify.*class 2 has 1"):
         datasets.train_test_split(np.zeros((6, 1)), y, test_size=2, stratify=True)
+
+
+# ---------------------------------------------------------------------------
+# one field order for every loader that returns train and test sets
+# ---------------------------------------------------------------------------
+
+def test_train_test_split_returns_the_named_split():
+    X = np.arange(20).reshape(10, 2)
+    y = np.arange(10) % 2
+    split = datasets.train_test_split(X, y, test_size=3, seed=0)
+    assert isinstance(split, datasets.Split)
+    assert split._fields == ("X_train", "X_test", "y_train", "y_test")
+    X_train, X_test, y_train, y_test = split
+    assert split.X_train is X_train and split.y_test is y_test
+    assert X_train.shape == (7, 2) and X_test.shape == (3, 2)
+    assert y_train.shape == (7,) and y_test.shape == (3,)
+    # rows and labels stay paired: row k of X is (2k, 2k + 1), label k % 2
+    np.testing.assert_array_equal(split.y_train, (split.X_train[:, 0] // 2) % 2)
+    np.testing.assert_array_equal(split.y_test, (split.X_test[:, 0] // 2) % 2)
+
+
+@needs_mnist
+def test_load_mnist_has_train_test_split_order(mnist32):
+    assert isinstance(mnist32, datasets.Split)
+    assert mnist32._fields == ("X_train", "X_test", "y_train", "y_test")
+    assert mnist32.X_train.shape == (60000, 784) and mnist32[0] is mnist32.X_train
+    assert mnist32.X_test.shape == (10000, 784) and mnist32[1] is mnist32.X_test
+    assert mnist32.y_train.shape == (60000,) and mnist32[2] is mnist32.y_train
+    assert mnist32.y_test.shape == (10000,) and mnist32[3] is mnist32.y_test

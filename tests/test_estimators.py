@@ -423,7 +423,6 @@ def test_regressor_partial_fit():
 # --------------------------------------------------------------------------- validation
 @pytest.mark.parametrize("param, value, match", [
     ("hidden_layer_sizes", (0,), "hidden_layer_sizes"),
-    ("hidden_layer_sizes", "big", "hidden_layer_sizes"),
     ("activation", "swish", "activation"),
     ("solver", "newton", "solver"),
     ("alpha", -1.0, "alpha"),
@@ -431,15 +430,13 @@ def test_regressor_partial_fit():
     ("learning_rate", "cyclic", "learning_rate"),
     ("learning_rate_init", 0.0, "learning_rate_init"),
     ("max_iter", 0, "max_iter"),
-    ("momentum", 1.5, "momentum"),
+    ("momentum", 1.5, r"momentum must be a finite float in \[0, 1\), got 1.5 \(float\)"),
     ("beta_2", 1.0, "beta_2"),
     ("validation_fraction", 1.0, "validation_fraction"),
     ("epsilon", -1e-8, "epsilon"),
     ("n_iter_no_change", 0, "n_iter_no_change"),
-    ("shuffle", "yes", "shuffle"),
     ("dtype", "float16", "dtype"),
     ("n_threads", 0, "n_threads"),
-    ("random_state", "seed", "random_state"),
 ])
 def test_bad_hyperparameters_are_named_at_fit(param, value, match):
     X, y = blobs(n=30)
@@ -447,6 +444,26 @@ def test_bad_hyperparameters_are_named_at_fit(param, value, match):
     with pytest.raises(ValueError, match=match):
         clf.fit(X, y)
     assert not hasattr(clf, "net_")
+
+
+@pytest.mark.parametrize("param, value, match", [
+    ("hidden_layer_sizes", "big", "MLPClassifier: hidden_layer_sizes must be an int >= 1 or "
+                                  "a sequence of ints >= 1, got 'big' \\(str\\)"),
+    ("shuffle", "yes", "MLPClassifier: shuffle must be a bool, got 'yes' \\(str\\)"),
+    ("random_state", "seed", "random_state must be None, an int in"),
+    ("alpha", "0.1", "alpha must be a finite float >= 0"),
+])
+def test_hyperparameters_of_a_wrong_type_are_type_errors(param, value, match):
+    X, y = blobs(n=30)
+    clf = dn.MLPClassifier(**{param: value})
+    with pytest.raises(TypeError, match=match):
+        clf.fit(X, y)
+    assert not hasattr(clf, "net_")
+
+
+def test_estimators_declare_a_constraint_for_every_parameter():
+    for cls in (dn.MLPClassifier, dn.MLPRegressor):
+        assert set(cls._parameter_constraints) == set(cls().get_params(deep=False))
 
 
 @pytest.mark.parametrize("make_bad, match", [

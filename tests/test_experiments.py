@@ -199,11 +199,52 @@ def test_two_spirals_generator():
 
 
 def test_domains_rows(results):
+    from descend._domain_data import newsgroups_available
     from descend.experiments._common import mnist_available
-    table = results("domains").table
+    result = results("domains")
+    table = result.table
     expected = ["digits", "mnist", "breast_cancer"] if mnist_available() else \
         ["digits", "breast_cancer"]
+    expected += ["newsgroups"] if newsgroups_available() else []
     assert table.column("domain") == expected
+    notes = " ".join(table.notes)
+    if not newsgroups_available():
+        assert "20news-bydate.tar.gz not in" in notes and "load_newsgroups()" in notes
+
+
+def test_domains_text_and_fraud_rows_on_small_data():
+    from descend.experiments import domains
+    from descend.experiments._common import Config, Table
+    cfg = Config(size="smoke", seeds=1)
+    rng = np.random.default_rng(0)
+    X = rng.random((200, 40)).astype(np.float32)
+    y = (X[:, 0] > X[:, 1]).astype(int) + 2 * (X[:, 2] > 0.5)
+    table = Table("t", ["domain", "task", "n", "net", "epochs", "s", "to target", "train",
+                        "test", "majority"])
+    curves, raw = {}, {}
+    domains.text_row(cfg, X[:150], y[:150], X[150:], y[150:], table, curves, raw)
+    assert table.column("domain") == ["newsgroups"] and table.column("net") == ["40-128-4"]
+    assert 0 <= raw["newsgroups"]["test_accuracy"][0] <= 1
+    Xf = rng.normal(size=(2000, 30))
+    yf = (Xf[:, 0] > 2.0).astype(int)             # ~2% positives
+    fraud = Table("f", ["domain", "n", "net", "epochs", "precision", "recall", "PR-AUC",
+                        "chance"])
+    domains.fraud_row(cfg, Xf[:1500], yf[:1500], Xf[1500:], yf[1500:], fraud, raw)
+    assert fraud.column("domain") == ["creditcard"]
+    assert set(raw["creditcard"]) == {"precision", "recall", "pr_auc"}
+    assert raw["creditcard"]["pr_auc"][0] > yf[1500:].mean()     # better than chance
+
+
+def test_precision_recall_and_average_precision_by_hand():
+    from descend.experiments.domains import precision_recall_ap
+    y = np.array([1, 0, 1, 0, 0, 1])
+    scores = np.array([0.9, 0.8, 0.7, 0.4, 0.3, 0.2])
+    precision, recall, ap = precision_recall_ap(y, scores)
+    # predicted positive: the first three (two frauds): precision 2/3, recall 2/3
+    # ranks of the positives 1, 3, 6: precisions 1, 2/3, 3/6
+    assert precision == pytest.approx(2 / 3) and recall == pytest.approx(2 / 3)
+    assert ap == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+    assert precision_recall_ap(np.zeros(3), np.full(3, 0.1)) == (0.0, 0.0, 0.0)
 
 
 def test_cli_writes_markdown_and_plot(tmp_path, capsys):

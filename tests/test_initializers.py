@@ -478,8 +478,11 @@ def test_rng_must_be_generator(name, bad):
         initializers.get(name)((3, 3), bad)
 
 
+# one rule everywhere: a type that cannot name a dtype is a TypeError, a string or
+# numpy type naming anything but float32/float64 a ValueError
 @pytest.mark.parametrize("bad,exc", [(np.int32, ValueError), ("float16", ValueError),
-                                     (None, TypeError), ("not-a-dtype", TypeError)])
+                                     (None, TypeError), (3, TypeError),
+                                     ("not-a-dtype", ValueError)])
 def test_bad_dtype(bad, exc):
     with pytest.raises(exc, match="dtype"):
         initializers.HeNormal()((3, 3), rng(), bad)

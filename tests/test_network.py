@@ -384,11 +384,12 @@ def test_bad_validation_data_leaves_the_model_unchanged(trained):
 def test_bad_fit_arguments(trained):
     net, X, y = trained
     snap = _snapshot(net)
-    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1, got 0 \(int\)"):
         net.fit(X, y, batch_size=0, verbose=0)
-    with pytest.raises(TypeError, match="batch_size must be an int"):
+    with pytest.raises(TypeError, match=r"batch_size must be an int >= 1, got 2.5 "
+                                        r"\(float\)"):
         net.fit(X, y, batch_size=2.5, verbose=0)
-    with pytest.raises(ValueError, match="epochs must be >= 0"):
+    with pytest.raises(ValueError, match=r"epochs must be an int >= 0, got -1 \(int\)"):
         net.fit(X, y, epochs=-1, verbose=0)
     _assert_unchanged(net, snap)
 

@@ -297,9 +297,10 @@ def test_plateau_infinite_metric_is_not_improvement():
 
 
 def test_plateau_bad_metric():
-    s = schedules.ReduceLROnPlateau(1.0)
-    with pytest.raises(ValueError, match="NaN"):
-        s.step(float("nan"))
+    s = schedules.ReduceLROnPlateau(1.0, patience=2)
+    # NaN is never an improvement (as Keras, PyTorch and the callback): it counts
+    assert s.step(float("nan")) == 1.0 and s.wait == 1 and s.best == math.inf
+    assert s.step(float("nan")) == 0.1 and s.wait == 0
     for bad in ("low", "0.5", True, None):
         with pytest.raises(TypeError, match="metric_value"):
             s.step(bad)
@@ -478,7 +479,7 @@ def test_stateless_state_dict():
         (lambda: schedules.CosineAnnealing(0.1, T_max=5, eta_min=0.2), "eta_min", "0.2"),
         (lambda: schedules.ReduceLROnPlateau(0.1, factor=1.0), "factor", "1.0"),
         (lambda: schedules.ReduceLROnPlateau(0.1, factor=0.0), "factor", "0.0"),
-        (lambda: schedules.ReduceLROnPlateau(0.1, patience=0), "patience", "0"),
+        (lambda: schedules.ReduceLROnPlateau(0.1, patience=-1), "patience", "-1"),
         (lambda: schedules.ReduceLROnPlateau(0.1, cooldown=-1), "cooldown", "-1"),
         (lambda: schedules.ReduceLROnPlateau(0.1, min_delta=-1e-3), "min_delta", "-0.001"),
         (lambda: schedules.ReduceLROnPlateau(0.1, min_lr=0.5), "min_lr", "0.5"),

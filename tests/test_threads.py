@@ -102,3 +102,137 @@ def test_a_team_smaller_than_asked_for_trains_the_same_weights(density):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "same"
+
+
+
+# ------------------------------------------------ BLAS limits shared by threads
+# (issue 12, fault 2: two concurrent fits left numpy's BLAS on one thread for
+# good). Each scenario runs in a fresh interpreter: OpenBLAS ignores thread
+# counts set from other threads once the main thread has set one, so a
+# process whose main thread already set counts cannot show the fault.
+BLAS_PRELUDE = """
+import os, queue, threading
+import numpy as np
+import descend as dn
+from descend import _threads
+from threadpoolctl import threadpool_info, threadpool_limits
+
+def counts():
+    return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+BEFORE = counts()
+if min(BEFORE) < 2:
+    print("one core"); raise SystemExit(0)
+
+class Actor:
+    # a thread that runs the callables given to step(), one at a time
+    def __init__(self):
+        self.todo, self.done = queue.Queue(), queue.Queue()
+        self.thread = threading.Thread(target=self.run, daemon=True); self.thread.start()
+    def run(self):
+        for step in iter(self.todo.get, None):
+            step(); self.done.put(True)
+    def step(self, f):
+        self.todo.put(f); assert self.done.get(timeout=60)
+    def stop(self):
+        self.todo.put(None); self.thread.join()
+"""
+
+
+def run_blas_scenario(code):
+    script = BLAS_PRELUDE + textwrap.dedent(code)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if result.stdout.strip() == "one core":
+        pytest.skip("BLAS runs on one thread here: no limit to restore")
+    assert result.stdout.strip() == "ok", result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("order", ["AB-AB", "AB-BA", "AM-AM", "MA-AM"])
+def test_overlapping_limits_restore_the_counts_in_any_order(order):
+    # A and B are other threads, M the main thread; each enters a limit, then
+    # they leave in the given order
+    run_blas_scenario(f"""
+        order = {order!r}
+        actors = {{"A": Actor(), "B": Actor()}}
+        limits = {{who: _threads.blas_threads(1) for who in "ABM"}}
+        def on(who, f):
+            actors[who].step(f) if who in actors else f()
+        enter, leave = order.split("-")
+        for who in enter:
+            on(who, limits[who].__enter__)
+            assert set(counts()) == {{1}}, counts()
+        for i, who in enumerate(leave):
+            on(who, lambda: limits[who].__exit__(None, None, None))
+            assert counts() == ([1] * len(BEFORE) if i == 0 else BEFORE), counts()
+        for actor in actors.values():
+            actor.stop()
+        print("ok")
+    """)
+
+
+def test_concurrent_fits_and_predicts_leave_blas_as_it_was():
+    run_blas_scenario("""
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(3000, 40))
+        y = (X[:, 0] > 0).astype(int)
+        barrier = threading.Barrier(3)
+        errors = []
+
+        def work(kind, seed):
+            try:
+                net = dn.Sequential([dn.Dense(64, activation="relu"), dn.Dense(2)],
+                                    input_dim=40, seed=seed)
+                net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+                for _ in range(3):
+                    barrier.wait(timeout=60)
+                    if kind == "fit":
+                        net.fit(X, y, epochs=1, batch_size=64, verbose=0)
+                    else:
+                        net.predict(X); net.evaluate(X, y)
+            except BaseException as exc:
+                errors.append(exc); barrier.abort()
+
+        threads = [threading.Thread(target=work, args=args)
+                   for args in (("fit", 0), ("fit", 1), ("predict", 2))]
+        for t in threads: t.start()
+        for t in threads: t.join(timeout=200)
+        assert not errors, errors
+        assert counts() == BEFORE, (counts(), BEFORE)
+        np.ones((300, 300)) @ np.ones((300, 300))
+        print("ok")
+    """)
+
+
+def test_a_count_set_by_user_code_during_a_limit_is_kept():
+    run_blas_scenario("""
+        with _threads.blas_threads(1):
+            threadpool_limits(limits=3, user_api="blas")   # user code, e.g. a callback
+            kept = counts()
+        assert counts() == kept and set(kept) != {1}, (counts(), kept)
+        print("ok")
+    """)
+
+
+def test_a_fork_while_another_thread_holds_the_limit():
+    # the child inherits neither the other thread nor its hold: its limiter
+    # works (no deadlock on the lock) and it restores the counts it inherited
+    run_blas_scenario("""
+        holder = Actor()
+        limit = _threads.blas_threads(1)
+        holder.step(limit.__enter__)
+        pid = os.fork()
+        if pid == 0:
+            code = 0 if counts() == BEFORE else 3
+            with _threads.blas_threads(1):
+                code = code or (0 if set(counts()) == {1} else 4)
+            code = code or (0 if counts() == BEFORE else 5)
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        holder.step(lambda: limit.__exit__(None, None, None))
+        holder.stop()
+        assert counts() == BEFORE
+        print("ok")
+    """)

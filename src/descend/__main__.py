@@ -30,9 +30,7 @@ def load_dataset(name, seed=0, data_home=None, dtype="float32"):
     """(X_train, X_test, y_train, y_test) of a named dataset."""
     from descend import datasets
     if name == "mnist":
-        X_train, y_train, X_test, y_test = datasets.load_mnist(data_home=data_home,
-                                                               dtype=dtype)
-        return X_train, X_test, y_train, y_test
+        return datasets.load_mnist(data_home=data_home, dtype=dtype)
     if name == "breast_cancer":
         X, y = datasets.load_breast_cancer(dtype=dtype)
         X_train, X_test, y_train, y_test = datasets.train_test_split(

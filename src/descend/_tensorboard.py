@@ -12,7 +12,10 @@ import os
 
 import numpy as np
 
-from descend.callbacks import (Callback, _check_bool, _check_int, _check_path, _type_name)
+from numbers import Integral
+
+from descend._validation import Interval, error_message, validate
+from descend.callbacks import Callback
 
 # numbers the event files this process opens: tensorboardX names a file by the
 # second it was opened and the host, so two fits within one second would
@@ -105,35 +108,38 @@ class TensorBoard(Callback):
     profiling and embeddings have no counterpart.
     """
 
+    _parameter_constraints = {
+        "log_dir": ["path"],
+        "histogram_freq": [Interval(Integral, 0, None)],
+        "gradient_data": [None, tuple, list],
+        "write_config": ["boolean"],
+        "is_chief": ["boolean", callable],
+    }
+
     def __init__(self, log_dir="logs", update_freq="epoch", histogram_freq=0,
                  gradient_data=None, write_config=True, is_chief=True):
         super().__init__()
         owner = "TensorBoard"
-        self.log_dir = _check_path(owner, "log_dir", log_dir)
-        if update_freq != "epoch":
-            raise ValueError(
-                f"{owner}: `update_freq` must be 'epoch', got {update_freq!r}; descend's "
-                "compiled epoch loop reports once per epoch (there is no per-batch hook).")
-        self.update_freq = update_freq
-        self.histogram_freq = _check_int(owner, "histogram_freq", histogram_freq)
+        if not (isinstance(update_freq, str) and update_freq == "epoch"):
+            raise ValueError(error_message(
+                "update_freq", "'epoch' (descend's compiled epoch loop reports once per "
+                "epoch: there is no per-batch hook)", update_freq, owner))
+        values = validate(self._parameter_constraints, {
+            "log_dir": log_dir, "histogram_freq": histogram_freq,
+            "gradient_data": gradient_data, "write_config": write_config,
+            "is_chief": is_chief}, owner)
         if gradient_data is not None:
-            if not isinstance(gradient_data, (tuple, list)) or len(gradient_data) != 2:
-                raise TypeError(f"{owner}: `gradient_data` must be a tuple (X, y) or None, "
-                                f"got {_type_name(gradient_data)}.")
-            if np.ndim(gradient_data[0]) != 2 or len(gradient_data[0]) != len(gradient_data[1]):
-                raise ValueError(f"{owner}: `gradient_data` must be (X, y) with X of shape "
-                                 f"(n_samples, n_features) and n_samples labels, got X of "
-                                 f"shape {np.shape(gradient_data[0])} and "
-                                 f"{len(gradient_data[1])} labels.")
-            if self.histogram_freq == 0:
-                raise ValueError(f"{owner}: `gradient_data` is used at histogram epochs; "
-                                 "set `histogram_freq` >= 1 as well.")
+            X, y = _check_gradient_data(gradient_data, owner)
+            if values["histogram_freq"] == 0:
+                raise ValueError(f"{owner}: gradient_data is used at histogram epochs; "
+                                 "set histogram_freq >= 1 as well")
+            gradient_data = (X, y)
+        self.log_dir = values["log_dir"]
+        self.update_freq = update_freq
+        self.histogram_freq = values["histogram_freq"]
         self.gradient_data = gradient_data
-        self.write_config = _check_bool(owner, "write_config", write_config)
-        if not (isinstance(is_chief, (bool, np.bool_)) or callable(is_chief)):
-            raise TypeError(f"{owner}: `is_chief` must be a bool or a callable returning "
-                            f"one, got {_type_name(is_chief)} ({is_chief!r}).")
-        self.is_chief = is_chief
+        self.write_config = values["write_config"]
+        self.is_chief = values["is_chief"]
         self._writer_class = _summary_writer_class()
         self.writers = {}
         self._writing = False
@@ -164,7 +170,7 @@ class TensorBoard(Callback):
         n_features = getattr(self.model, "n_features_in_", None)
         if self.gradient_data is not None and n_features is not None \
                 and np.shape(self.gradient_data[0])[1] != n_features:
-            raise ValueError(f"TensorBoard: `gradient_data` has "
+            raise ValueError(f"TensorBoard: gradient_data has "
                              f"{np.shape(self.gradient_data[0])[1]} features, the model "
                              f"{n_features}.")
         if self._writing and self.write_config:
@@ -227,6 +233,18 @@ class TensorBoard(Callback):
         summary = model.summary(print_fn=None) if hasattr(model, "summary") else repr(model)
         body = json.dumps(config, indent=2, default=str)
         return f"{_code_block(summary)}\n\n{_code_block(body)}"
+
+
+def _check_gradient_data(gradient_data, owner):
+    """(X, y) of a 2-tuple whose X is 2-D with one label per row."""
+    if len(gradient_data) != 2:
+        raise ValueError(error_message("gradient_data", "a pair (X, y)", gradient_data, owner))
+    X, y = gradient_data
+    if np.ndim(X) != 2 or len(X) != len(y):
+        raise ValueError(f"{owner}: gradient_data must be (X, y) with X of shape "
+                         f"(n_samples, n_features) and n_samples labels, got X of shape "
+                         f"{np.shape(X)} and {len(y)} labels")
+    return X, y
 
 
 def _code_block(text):

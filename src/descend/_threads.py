@@ -10,8 +10,29 @@ single-threaded BLAS on each, which beat multi-threaded BLAS on these small
 GEMMs and, unlike it, stays fast when other processes load the machine.
 Without threadpoolctl BLAS cannot be limited, so OpenMP stays on one thread
 (correct, slower).
+
+Two process-wide hazards are handled here:
+
+* **fork after OpenMP.** GNU libgomp keeps its worker threads in a pool that
+  a forked child does not inherit (fork copies only the calling thread), yet
+  the child's libgomp still believes the pool exists: its first parallel
+  region of more than one thread waits forever for workers. descend learns
+  of every fork through ``os.register_at_fork``; a child forked after
+  descend ran a team of threads runs descend's loops on one thread (the
+  results do not depend on the thread count) and says so once with a
+  :class:`ForkedAfterThreadsWarning`. Processes started with the "spawn" or
+  "forkserver" methods are fresh and use every core. OpenBLAS handles fork
+  itself (it shuts its pool down around fork and restarts it).
+* **concurrent limits.** threadpoolctl's limits are process-global: two
+  threads each saving "the original limit" and restoring it on exit can
+  restore each other's 1 and leave numpy on one thread for good. descend's
+  BLAS limit is therefore reference-counted: the first holder records the
+  libraries' thread counts and applies the limit, the last one restores
+  them, whatever the interleaving of fits and predicts in other threads.
 """
 import contextlib
+import os
+import threading
 import warnings
 
 from descend._openmp import effective_n_threads
@@ -26,6 +47,30 @@ _warned = []
 _controller = []
 
 
+class ForkedAfterThreadsWarning(RuntimeWarning):
+    """This process was forked after descend ran OpenMP threads, so descend's
+    loops run on one thread in it (see ``descend._threads``)."""
+
+
+class _ForkState:
+    """What this process knows about OpenMP teams and forks."""
+    teams_started = False     # this process (or a parent before fork) ran a team > 1
+    forked_after_teams = False
+    warned = False
+
+
+def _after_fork_in_child():
+    if _ForkState.teams_started:
+        _ForkState.forked_after_teams = True
+    _ForkState.warned = False
+    _BlasLimit.after_fork_in_child()
+
+
+def forked_after_threads():
+    """True in a process forked (directly or not) from one that ran OpenMP threads."""
+    return _ForkState.forked_after_teams
+
+
 def plan(batch_size, n_threads=None):
     """(openmp_threads, blas_threads) for work on batches of `batch_size` rows.
 
@@ -35,6 +80,18 @@ def plan(batch_size, n_threads=None):
         Rows per batch (kept for plans that depend on it).
     n_threads : int or None
         None: all usable cores (see ``effective_n_threads``).
+
+    Returns
+    -------
+    (int, int or None)
+        OpenMP threads for descend's loops; the BLAS limit to hold meanwhile
+        (None: BLAS cannot be limited, threadpoolctl is missing).
+
+    Warns
+    -----
+    ForkedAfterThreadsWarning
+        Once per process, in a child forked after descend ran threads: its
+        loops then run on one thread.
     """
     total = effective_n_threads(check_n_threads(n_threads))
     if ThreadpoolController is None:
@@ -44,17 +101,126 @@ def plan(batch_size, n_threads=None):
                           "own loops run on one thread (pip install descend[fast]).",
                           RuntimeWarning, stacklevel=3)
         return 1, None
+    if total > 1 and _ForkState.forked_after_teams:
+        if not _ForkState.warned:
+            _ForkState.warned = True
+            warnings.warn(
+                "descend: this process was forked after descend ran OpenMP threads; "
+                "GNU OpenMP cannot start threads in such a child, so descend runs on one "
+                "thread here (same results, slower). Start worker processes with the "
+                "'spawn' or 'forkserver' method (multiprocessing.get_context, or joblib's "
+                "default 'loky' backend) to use every core.",
+                ForkedAfterThreadsWarning, stacklevel=3)
+        return 1, 1
+    if total > 1:
+        # recorded before the team runs: a fork from another thread during the
+        # region already leaves a child without workers
+        _ForkState.teams_started = True
     return total, 1
+
+
+class _BlasLimit:
+    """The reference-counted BLAS thread limit behind :func:`blas_threads`.
+
+    Holders are counted per Python thread, so that a forked child (which
+    keeps only the forking thread) forgets the holders it did not inherit.
+    While any holder is inside, BLAS runs on the smallest limit asked for.
+    """
+    lock = threading.Lock()
+    holders = {}        # thread id -> list of the limits it holds (nested)
+    saved = None        # [(library controller, its thread count before the first holder)]
+    applied = None      # the limit currently set
+
+    @classmethod
+    def libraries(cls):
+        if not _controller:
+            # scanning the loaded libraries is the slow part: do it once
+            _controller.append(ThreadpoolController().select(user_api="blas").lib_controllers)
+        return _controller[0]
+
+    @classmethod
+    def enter(cls, n):
+        with cls.lock:
+            if cls.saved is None:
+                cls.saved = [(lib, lib.num_threads) for lib in cls.libraries()]
+            cls.holders.setdefault(threading.get_ident(), []).append(n)
+            cls.apply()
+
+    @classmethod
+    def leave(cls):
+        with cls.lock:
+            me = threading.get_ident()
+            cls.holders[me].pop()
+            if not cls.holders[me]:
+                del cls.holders[me]
+            if cls.holders:
+                cls.apply()
+            else:
+                cls.restore()
+
+    @classmethod
+    def apply(cls):
+        limit = min(n for limits in cls.holders.values() for n in limits)
+        if limit != cls.applied:
+            for lib, original in cls.saved:
+                _set_num_threads(lib, min(limit, original))
+            cls.applied = limit
+
+    @classmethod
+    def restore(cls):
+        for lib, original in cls.saved:
+            # a count that is no longer ours was set by user code meanwhile: keep it
+            if lib.num_threads == min(cls.applied, original):
+                _set_num_threads(lib, original)
+        cls.saved = None
+        cls.applied = None
+
+    @classmethod
+    def after_fork_in_child(cls):
+        cls.lock = threading.Lock()     # another thread may have held it at the fork
+        me = threading.get_ident()
+        cls.holders = {me: cls.holders[me]} if me in cls.holders else {}
+        if not cls.holders and cls.saved is not None:
+            cls.restore()
+
+
+def _set_num_threads(lib, n):
+    """Set a library's thread count from whichever thread holds the limiter.
+
+    threadpoolctl (>= 3.6) lets only one "controlling" Python thread change
+    the count of a process-wide OpenBLAS pool and silently ignores the others;
+    the thread that leaves the limiter last is often not the one that entered
+    first. The limiter's lock already serialises descend's changes, so it
+    takes control for the one call and hands it back.
+    """
+    release = getattr(type(lib), "clear_controlling_thread", None)
+    if release is None:
+        lib.set_num_threads(n)
+        return
+    release(force=True)
+    try:
+        lib.set_num_threads(n)
+    finally:
+        release()
 
 
 @contextlib.contextmanager
 def blas_threads(n):
-    """Limit BLAS to n threads inside the block (no-op for None)."""
+    """Limit BLAS to n threads inside the block (no-op for None).
+
+    Safe to use from several Python threads at once: the limit is
+    reference-counted and the libraries' thread counts are restored when the
+    last block exits (unless user code changed them meanwhile).
+    """
     if n is None or ThreadpoolController is None:
         yield
         return
-    if not _controller:
-        # scanning the loaded libraries is the slow part: do it once
-        _controller.append(ThreadpoolController())
-    with _controller[0].limit(limits=n, user_api="blas"):
+    _BlasLimit.enter(n)
+    try:
         yield
+    finally:
+        _BlasLimit.leave()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

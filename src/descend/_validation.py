@@ -1,86 +1,442 @@
-"""Input checks shared by the public entry points.
+"""Argument checks: one declarative constraint table, one message style.
 
-Every check raises before any state changes, with a message that names the
-argument, what was expected and what came.
+A public entry point declares what each argument may be, as a list of
+constraints (any one of them suffices), in the spirit of scikit-learn's
+``_parameter_constraints``::
+
+    _parameter_constraints = {
+        "units": [Interval(Integral, 1, None)],
+        "use_bias": ["boolean"],
+        "mode": [Options("auto", "min", "max")],
+        "n_threads": ["n_threads", None],
+    }
+
+and checks its arguments with :func:`validate` (a dict), :func:`check` (one
+value) or the :func:`validate_params` decorator (a function's arguments).
+Every check runs before any state changes and returns the value converted
+to its canonical type (``int``, ``float``, ``bool``, ``numpy.dtype``, ``str``
+for paths).
+
+One message style, naming the argument, what was expected and what came::
+
+    [Owner: ]<argument> must be <expected>, got <repr of value> (<type>)
+
+One rule for the exception type: ``TypeError`` when the value's type fits
+none of the constraints (a string where a number goes, a bool where an int
+goes), ``ValueError`` when its type fits but the value does not (a negative
+patience, NaN, an unknown option).
+
+Shorthand constraints accepted in tables: ``None`` (the value None),
+``"boolean"`` (bool or numpy.bool_), ``callable``, ``"dtype"`` (float32 or
+float64), ``"path"`` (a non-empty str or os.PathLike), ``"str"`` (a non-empty
+str), ``"n_threads"`` (a thread count, see :data:`MAX_THREADS`), a class
+(instances of it) or a :class:`Constraint` object.
 """
-import numbers
+import functools
+import inspect
 import os
+import reprlib
+from numbers import Integral, Real
 
 import numpy as np
 
+__all__ = ["Constraint", "Interval", "Options", "InstanceOf", "make_constraint", "check",
+           "validate", "validate_params", "check_dtype", "check_int", "check_float",
+           "check_bool", "check_n_threads", "check_team_size", "check_X", "check_lengths", "all_finite"]
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def check_dtype(dtype, name="dtype"):
-    """np.dtype for 'float32'/'float64' (or their numpy types), else raise."""
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if dtype is None or resolved not in FLOAT_DTYPES:
-        raise ValueError(f"{name} must be 'float32' or 'float64', got {dtype!r}")
-    return resolved
-
-
-def check_int(value, name, minimum=None, allow_none=False):
-    """value as an int >= minimum (None passes if allow_none).
-
-    Raises TypeError for a non-integer (bools included), ValueError below
-    the minimum; both messages name the argument and the value received.
-    """
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
 
 # More OpenMP threads than this is a mistake, not a setting: libgomp cannot
 # start a team of 10**5 threads and crashes the process instead of failing.
 MAX_THREADS = max(64, 8 * (os.cpu_count() or 1))
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = 60
+_REPR.maxother = 60
 
-def check_n_threads(n_threads, name="n_threads"):
-    """n_threads as an int (None passes): non-zero, at most MAX_THREADS.
 
-    Negative values keep their meaning (all usable cores but |n| - 1); numpy
-    integers are accepted. Raises TypeError / ValueError naming the argument.
+# ---------------------------------------------------------------------------
+# constraints
+# ---------------------------------------------------------------------------
+class Constraint:
+    """One admissible kind of value, with its description for messages.
+
+    Subclasses implement :meth:`type_ok` (is the value's type one this
+    constraint speaks about?), :meth:`value_ok` (called only when the type
+    fits) and, if needed, :meth:`convert`.
     """
-    if n_threads is None:
-        return None
-    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
-        raise TypeError(f"{name} must be an int or None, got {type(n_threads).__name__} "
-                        f"{n_threads!r}")
-    n_threads = int(n_threads)
-    if n_threads == 0:
-        raise ValueError(f"{name} must be a positive int, -1 or None, got 0")
-    if n_threads > MAX_THREADS:
-        raise ValueError(f"{name} must be at most {MAX_THREADS} (8 threads per CPU of this "
-                         f"machine), got {n_threads}")
-    return n_threads
+
+    description = "valid"
+
+    def type_ok(self, value):
+        """True if the value's type is one this constraint accepts."""
+        return True
+
+    def value_ok(self, value):
+        """True if a value of an accepted type is admissible."""
+        return True
+
+    def convert(self, value):
+        """The value in its canonical type (called once it passed)."""
+        return value
+
+    def __repr__(self):
+        return f"<{type(self).__name__}: {self.description}>"
+
+
+def _number(bound):
+    return f"{bound:g}" if isinstance(bound, float) else f"{bound}"
+
+
+def _is_bool(value):
+    return isinstance(value, (bool, np.bool_))
+
+
+class Interval(Constraint):
+    """Numbers of `kind` (``numbers.Integral`` or ``numbers.Real``) in a range.
+
+    Parameters
+    ----------
+    kind : numbers.Integral or numbers.Real
+        Integral accepts Python and numpy integers; Real accepts any real
+        number (ints included) and converts it to float. Bools never pass.
+    low, high : number or None
+        Bounds; None is unbounded on that side.
+    closed : {"both", "left", "right", "neither"}, default "both"
+        Which bounds belong to the interval.
+    finite : bool, default True
+        For Real: NaN never passes; +/-inf passes only with ``finite=False``
+        (and then only if the bounds allow it).
+    """
+
+    def __init__(self, kind, low=None, high=None, closed="both", finite=True):
+        if kind not in (Integral, Real):
+            raise TypeError(f"kind must be numbers.Integral or numbers.Real, got {kind!r}")
+        if closed not in ("both", "left", "right", "neither"):
+            raise ValueError(f"closed must be 'both', 'left', 'right' or 'neither', "
+                             f"got {closed!r}")
+        self.kind, self.low, self.high, self.closed = kind, low, high, closed
+        self.finite = finite
+
+    @property
+    def description(self):
+        # built only for a message: checks on hot paths construct Intervals
+        low, high = _number(self.low), _number(self.high)
+        noun = "an int" if self.kind is Integral else (
+            "a finite float" if self.finite else "a float")
+        left = self.closed in ("both", "left")
+        right = self.closed in ("both", "right")
+        if self.low is None and self.high is None:
+            return noun if self.kind is Integral or self.finite else "a float (not NaN)"
+        if self.high is None:
+            return f"{noun} {'>=' if left else '>'} {low}"
+        if self.low is None:
+            return f"{noun} {'<=' if right else '<'} {high}"
+        return f"{noun} in {'[' if left else '('}{low}, {high}{']' if right else ')'}"
+
+    def type_ok(self, value):
+        return isinstance(value, self.kind) and not _is_bool(value)
+
+    def value_ok(self, value):
+        if self.kind is Real:
+            value = float(value)
+            if value != value or (self.finite and value in (np.inf, -np.inf)):
+                return False
+        if self.low is not None:
+            if value < self.low or (value == self.low and self.closed in ("right", "neither")):
+                return False
+        if self.high is not None:
+            if value > self.high or (value == self.high and self.closed in ("left", "neither")):
+                return False
+        return True
+
+    def convert(self, value):
+        return int(value) if self.kind is Integral else float(value)
+
+
+class Options(Constraint):
+    """One of a fixed set of values (strings, usually).
+
+    The type fits if the value has the type of one of the options.
+    """
+
+    def __init__(self, *options):
+        self.options = tuple(options)
+        self._types = tuple({type(o) for o in self.options})
+        shown = [repr(o) for o in self.options]
+        self.description = (shown[0] if len(shown) == 1 else
+                            "one of " + ", ".join(shown))
+
+    def type_ok(self, value):
+        return isinstance(value, self._types) and not (
+            _is_bool(value) and bool not in self._types)
+
+    def value_ok(self, value):
+        return any(value == option for option in self.options)
+
+
+class InstanceOf(Constraint):
+    """An instance of one of the given classes."""
+
+    def __init__(self, *types, description=None):
+        self.types = types
+        self.description = description or " or ".join(
+            f"{_article(t.__name__)} {t.__name__}" for t in types)
+
+    def type_ok(self, value):
+        return isinstance(value, self.types)
+
+
+class _NoneConstraint(Constraint):
+    description = "None"
+
+    def type_ok(self, value):
+        return value is None
+
+
+class _Boolean(Constraint):
+    description = "a bool"
+
+    def type_ok(self, value):
+        return _is_bool(value)
+
+    def convert(self, value):
+        return bool(value)
+
+
+class _Callable(Constraint):
+    description = "a callable"
+
+    def type_ok(self, value):
+        return callable(value)
+
+
+class _DType(Constraint):
+    description = "'float32' or 'float64' (or numpy.float32 / numpy.float64)"
+
+    def type_ok(self, value):
+        return isinstance(value, (str, type, np.dtype))
+
+    def value_ok(self, value):
+        try:
+            return np.dtype(value) in FLOAT_DTYPES
+        except TypeError:
+            return False
+
+    def convert(self, value):
+        return np.dtype(value)
+
+
+class _Path(Constraint):
+    description = "a non-empty str or os.PathLike path"
+
+    def type_ok(self, value):
+        return isinstance(value, (str, os.PathLike)) and isinstance(os.fspath(value), str)
+
+    def value_ok(self, value):
+        return os.fspath(value) != ""
+
+    def convert(self, value):
+        return os.fspath(value)
+
+
+class _Text(Constraint):
+    description = "a non-empty str"
+
+    def type_ok(self, value):
+        return isinstance(value, str)
+
+    def value_ok(self, value):
+        return value != ""
+
+
+_SHORTHANDS = {"boolean": _Boolean(), "dtype": _DType(), "path": _Path(), "str": _Text()}
+_NONE = _NoneConstraint()
+_CALLABLE = _Callable()
+
+
+# negative counts keep their meaning: all usable cores but |n| - 1
+_N_THREADS = [Interval(Integral, 1, MAX_THREADS), Interval(Integral, None, -1)]
+
+
+def make_constraint(spec):
+    """The Constraint object for a table entry (see the module docstring)."""
+    if isinstance(spec, Constraint):
+        return spec
+    if spec is None:
+        return _NONE
+    if spec is callable:
+        return _CALLABLE
+    if isinstance(spec, type):
+        return InstanceOf(spec)
+    if isinstance(spec, str) and spec in _SHORTHANDS:
+        return _SHORTHANDS[spec]
+    raise ValueError(f"unknown constraint {spec!r}")
+
+
+def _constraints(specs):
+    constraints = []
+    for spec in specs:
+        if isinstance(spec, Constraint):
+            constraints.append(spec)
+        elif spec == "n_threads":
+            constraints.extend(_N_THREADS)
+        else:
+            constraints.append(make_constraint(spec))
+    return constraints
+
+
+# ---------------------------------------------------------------------------
+# checking
+# ---------------------------------------------------------------------------
+def _article(noun):
+    return "an" if noun[:1].lower() in "aeiou" else "a"
+
+
+def _join(descriptions):
+    unique = list(dict.fromkeys(descriptions))
+    if len(unique) == 1:
+        return unique[0]
+    return ", ".join(unique[:-1]) + " or " + unique[-1]
+
+
+def describe(specs):
+    """The <expected> part of the message for a list of constraints."""
+    return _join([c.description for c in _constraints(specs)])
+
+
+def error_message(name, expected, value, owner=None):
+    """The one message style: '[Owner: ]name must be expected, got value (type)'."""
+    prefix = f"{owner}: " if owner else ""
+    return (f"{prefix}{name} must be {expected}, got {_REPR.repr(value)} "
+            f"({type(value).__name__})")
+
+
+def check(value, name, specs, owner=None):
+    """`value` converted by the first constraint of `specs` it satisfies.
+
+    Parameters
+    ----------
+    value : object
+    name : str
+        The argument's name, as the user spells it (``"patience"``,
+        ``"validation_data[0]"``).
+    specs : list
+        Constraints (or shorthands); any one suffices.
+    owner : str or None
+        The class or function the argument belongs to, prefixed to the
+        message (``"EarlyStopping: patience must be ..."``).
+
+    Raises
+    ------
+    TypeError
+        If the value's type fits none of the constraints.
+    ValueError
+        If its type fits one but the value does not.
+    """
+    constraints = _constraints(specs)
+    type_fits = False
+    for constraint in constraints:
+        if constraint.type_ok(value):
+            type_fits = True
+            if constraint.value_ok(value):
+                return constraint.convert(value)
+    error = ValueError if type_fits else TypeError
+    raise error(error_message(name, _join([c.description for c in constraints]), value, owner))
+
+
+def validate(table, params, owner=None):
+    """{name: converted value} for every entry of `params` (a dict).
+
+    Each value is checked against ``table[name]``; names absent from the
+    table are a bug of the caller (KeyError).
+    """
+    return {name: check(value, name, table[name], owner) for name, value in params.items()}
+
+
+def validate_params(table, owner=None):
+    """Decorator: check a function's arguments against `table` on each call.
+
+    Arguments named in the table are checked and replaced by their
+    converted value; the others pass through. The message names the
+    function (or `owner`).
+    """
+    def decorator(function):
+        signature = inspect.signature(function)
+        unknown = set(table) - set(signature.parameters)
+        if unknown:
+            raise ValueError(f"constraints for unknown parameters {sorted(unknown)} of "
+                             f"{function.__qualname__}")
+        who = owner or function.__name__
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            for name, specs in table.items():
+                bound.arguments[name] = check(bound.arguments[name], name, specs, who)
+            return function(*bound.args, **bound.kwargs)
+
+        wrapper._parameter_constraints = table
+        return wrapper
+    return decorator
+
+
+# ---------------------------------------------------------------------------
+# the named checks the rest of the package calls (all over the table above)
+# ---------------------------------------------------------------------------
+def check_dtype(dtype, name="dtype", owner=None):
+    """np.dtype for 'float32'/'float64' (or their numpy types), else raise.
+
+    None is a TypeError (numpy would read it as float64, which hides a
+    missing argument); 'float16', 'int32' and the like are ValueErrors.
+    """
+    return check(dtype, name, ["dtype"], owner)
+
+
+def check_int(value, name, minimum=None, allow_none=False, owner=None):
+    """value as an int >= minimum (None passes if allow_none).
+
+    TypeError for a non-integer (bools included), ValueError below the
+    minimum.
+    """
+    specs = [Interval(Integral, minimum, None)] + ([None] if allow_none else [])
+    return check(value, name, specs, owner)
 
 
 def check_float(value, name, minimum=None, maximum=None, min_inclusive=True,
-                max_inclusive=True):
+                max_inclusive=True, owner=None):
     """value as a finite float within the bounds (inclusive unless told).
 
-    Raises TypeError for a non-real (bools included), ValueError for NaN,
-    inf or a value out of range, naming the argument and the value.
+    TypeError for a non-real (bools included), ValueError for NaN, inf or a
+    value out of range.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None and (value < minimum or (value == minimum and not min_inclusive)):
-        bound = ">=" if min_inclusive else ">"
-        raise ValueError(f"{name} must be {bound} {minimum}, got {value}")
-    if maximum is not None and (value > maximum or (value == maximum and not max_inclusive)):
-        bound = "<=" if max_inclusive else "<"
-        raise ValueError(f"{name} must be {bound} {maximum}, got {value}")
-    return value
+    closed = {(True, True): "both", (True, False): "left", (False, True): "right",
+              (False, False): "neither"}[(bool(min_inclusive), bool(max_inclusive))]
+    return check(value, name, [Interval(Real, minimum, maximum, closed)], owner)
+
+
+def check_bool(value, name, owner=None):
+    """value as a bool (numpy.bool_ accepted); TypeError for anything else."""
+    return check(value, name, ["boolean"], owner)
+
+
+def check_n_threads(n_threads, name="n_threads", owner=None):
+    """n_threads as an int (None passes): 1..MAX_THREADS, or negative.
+
+    Negative values keep their meaning (all usable cores but |n| - 1); 0
+    and more than MAX_THREADS (8 per CPU of this machine) are ValueErrors.
+    """
+    return check(n_threads, name, ["n_threads", None], owner)
+
+
+_TEAM_SIZE = [Interval(Integral, 1, MAX_THREADS)]
+
+
+def check_team_size(n_threads, name="n_threads", owner=None):
+    """The OpenMP team size a kernel gets: an int in [1, MAX_THREADS] (more
+    makes libgomp abort the process)."""
+    return check(n_threads, name, _TEAM_SIZE, owner)
 
 
 def check_X(X, dtype, name="X", n_features=None):
@@ -92,7 +448,7 @@ def check_X(X, dtype, name="X", n_features=None):
     feature count other than `n_features`.
     """
     if isinstance(X, (str, bytes)) or X is None:
-        raise TypeError(f"{name} must be a 2-D array of numbers, got {type(X).__name__}")
+        raise TypeError(error_message(name, "a 2-D array of numbers", X))
     array = np.asarray(X)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")

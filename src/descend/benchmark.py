@@ -133,7 +133,8 @@ def load_task_data(data="auto", data_home=None, quick=False):
     from descend import datasets
     found = mnist_dir(data_home) if data in ("auto", "mnist") else None
     if found is not None:
-        X, y, _, _ = datasets.load_mnist(data_home=found, download=False)
+        mnist = datasets.load_mnist(data_home=found, download=False)
+        X, y = mnist.X_train, mnist.y_train
         name, source = "mnist", f"MNIST ({found})"
     elif data == "mnist":
         datasets.load_mnist(data_home=data_home, download=False)   # raises, naming the files

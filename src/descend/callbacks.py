@@ -21,7 +21,9 @@ finishes the current epoch, then calls ``on_train_end``.
 The callbacks follow Keras (``keras.callbacks``, Keras 3) semantics unless a
 class docstring says otherwise, so code and intuition carry over.
 
-This module depends only on NumPy and the standard library.
+This module depends only on NumPy, the standard library and two pure-Python
+helpers: ``descend._validation`` (argument checks) and ``descend._plateau``
+(the reduce-on-plateau rule it shares with ``descend.schedules``).
 """
 
 import csv
@@ -31,8 +33,13 @@ import numbers
 import os
 import string
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
+
+from descend._plateau import (PARAMETER_CONSTRAINTS as _PLATEAU_CONSTRAINTS, PlateauRule,
+                              delegate_to_rule, missing_monitor_message, resolve_mode)
+from descend._validation import Constraint, Interval, Options, check, error_message, validate
 
 __all__ = [
     "Callback",
@@ -49,101 +56,26 @@ _MODES = ("auto", "min", "max")
 
 
 # ---------------------------------------------------------------------------
-# Argument validation helpers
+# Argument constraints (checked by descend._validation, one message style)
 # ---------------------------------------------------------------------------
+
+_VERBOSE = ["boolean", Interval(Integral, 0, None)]   # verbose=True is a common spelling
+_MONITOR = ["str"]
+_MODE = [Options(*_MODES)]
+
+
+class _SingleCharacter(Constraint):
+    description = "a single character"
+
+    def type_ok(self, value):
+        return isinstance(value, str)
+
+    def value_ok(self, value):
+        return len(value) == 1
+
 
 def _type_name(value):
     return type(value).__name__
-
-
-def _check_int(owner, name, value, minimum=0):
-    """Return ``value`` as an int >= ``minimum`` (bools are rejected)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{owner}: `{name}` must be an int, got {_type_name(value)} "
-            f"({value!r})."
-        )
-    value = int(value)
-    if value < minimum:
-        raise ValueError(
-            f"{owner}: `{name}` must be an int >= {minimum}, got {value!r}."
-        )
-    return value
-
-
-def _check_real(owner, name, value):
-    """Return ``value`` as a float (bools are rejected, NaN is rejected)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{owner}: `{name}` must be a real number, got {_type_name(value)} "
-            f"({value!r})."
-        )
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{owner}: `{name}` must not be NaN, got {value!r}.")
-    return value
-
-
-def _check_bool(owner, name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(
-            f"{owner}: `{name}` must be a bool, got {_type_name(value)} "
-            f"({value!r})."
-        )
-    return bool(value)
-
-
-def _check_str(owner, name, value):
-    if not isinstance(value, str):
-        raise TypeError(
-            f"{owner}: `{name}` must be a str, got {_type_name(value)} "
-            f"({value!r})."
-        )
-    if not value:
-        raise ValueError(f"{owner}: `{name}` must be a non-empty str, got ''.")
-    return value
-
-
-def _check_path(owner, name, value):
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(
-            f"{owner}: `{name}` must be a str or os.PathLike, got "
-            f"{_type_name(value)} ({value!r})."
-        )
-    path = os.fspath(value)
-    if not isinstance(path, str):
-        raise TypeError(
-            f"{owner}: `{name}` must be a text path, got bytes ({value!r})."
-        )
-    if not path:
-        raise ValueError(f"{owner}: `{name}` must be a non-empty path, got ''.")
-    return path
-
-
-def _check_mode(owner, mode):
-    if not isinstance(mode, str):
-        raise TypeError(
-            f"{owner}: `mode` must be a str, one of {list(_MODES)}, got "
-            f"{_type_name(mode)} ({mode!r})."
-        )
-    if mode not in _MODES:
-        raise ValueError(
-            f"{owner}: `mode` must be one of {list(_MODES)}, got {mode!r}."
-        )
-    return mode
-
-
-def _check_verbose(owner, value):
-    # bool is accepted here on purpose: verbose=True is a common spelling.
-    if not isinstance(value, (numbers.Integral, np.bool_)):
-        raise TypeError(
-            f"{owner}: `verbose` must be an int, got {_type_name(value)} "
-            f"({value!r})."
-        )
-    value = int(value)
-    if value < 0:
-        raise ValueError(f"{owner}: `verbose` must be an int >= 0, got {value!r}.")
-    return value
 
 
 def _resolve_mode(mode, monitor):
@@ -152,12 +84,7 @@ def _resolve_mode(mode, monitor):
     ``"max"`` if the name (without a ``val_`` prefix) contains ``"acc"`` or is
     ``"r2"``; ``"min"`` otherwise (losses, ``mse``, ``mae``, ...).
     """
-    if mode != "auto":
-        return mode
-    name = monitor[4:] if monitor.startswith("val_") else monitor
-    if "acc" in name or name == "r2":
-        return "max"
-    return "min"
+    return resolve_mode(mode, monitor)
 
 
 def _as_float(value):
@@ -169,12 +96,7 @@ def _as_float(value):
 
 
 def _missing_key_message(what, monitor, logs):
-    keys = ", ".join(sorted(logs)) if logs else "(none)"
-    return (
-        f"{what} is conditioned on `{monitor}`, which is not in the epoch logs. "
-        f"Available keys: {keys}. Pass validation_data to fit() for val_* "
-        f"metrics, or choose another `monitor`."
-    )
+    return missing_monitor_message(what, monitor, logs)
 
 
 # ---------------------------------------------------------------------------
@@ -262,10 +184,8 @@ class CallbackList:
         elif isinstance(callbacks, (Callback, str, bytes)) or not hasattr(
             callbacks, "__iter__"
         ):
-            raise TypeError(
-                "CallbackList: `callbacks` must be a list of callbacks, got "
-                f"{_type_name(callbacks)} ({callbacks!r})."
-            )
+            raise TypeError(error_message("callbacks", "a list of callbacks", callbacks,
+                                          "CallbackList"))
         self.callbacks = list(callbacks)
         self.model = None
         if model is not None:
@@ -386,7 +306,31 @@ class EarlyStopping(Callback):
     monitor missing from the logs produces one warning per ``fit`` (listing
     the available keys) instead of one per epoch; such epochs are skipped and
     never stop training.  A NaN monitor value is never an improvement.
+
+    Examples
+    --------
+    >>> import descend as dn
+    >>> X, y = dn.datasets.load_digits()
+    >>> net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    >>> net = net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.5))
+    >>> stop = dn.callbacks.EarlyStopping(monitor="val_loss", min_delta=0.01, patience=1,
+    ...                                   restore_best_weights=True)
+    >>> history = net.fit(X, y, epochs=200, validation_split=0.25, callbacks=[stop],
+    ...                   verbose=0)
+    >>> len(history["loss"]) < 200 and stop.stopped_epoch == len(history["loss"]) - 1
+    True
     """
+
+    _parameter_constraints = {
+        "monitor": _MONITOR,
+        "min_delta": [Interval(Real, 0, None)],
+        "patience": [Interval(Integral, 0, None)],
+        "mode": _MODE,
+        "baseline": [Interval(Real, finite=False), None],
+        "restore_best_weights": ["boolean"],
+        "start_from_epoch": [Interval(Integral, 0, None)],
+        "verbose": _VERBOSE,
+    }
 
     def __init__(
         self,
@@ -400,25 +344,20 @@ class EarlyStopping(Callback):
         verbose=0,
     ):
         super().__init__()
-        owner = "EarlyStopping"
-        self.monitor = _check_str(owner, "monitor", monitor)
-        self.min_delta = _check_real(owner, "min_delta", min_delta)
-        if not (self.min_delta >= 0.0 and math.isfinite(self.min_delta)):
-            raise ValueError(
-                f"{owner}: `min_delta` must be a finite number >= 0, got "
-                f"{min_delta!r}."
-            )
-        self.patience = _check_int(owner, "patience", patience)
-        self.mode = _check_mode(owner, mode)
+        values = validate(self._parameter_constraints, {
+            "monitor": monitor, "min_delta": min_delta, "patience": patience,
+            "mode": mode, "baseline": baseline,
+            "restore_best_weights": restore_best_weights,
+            "start_from_epoch": start_from_epoch, "verbose": verbose}, "EarlyStopping")
+        self.monitor = values["monitor"]
+        self.min_delta = values["min_delta"]
+        self.patience = values["patience"]
+        self.mode = values["mode"]
         self.monitor_mode = _resolve_mode(self.mode, self.monitor)
-        if baseline is not None:
-            baseline = _check_real(owner, "baseline", baseline)
-        self.baseline = baseline
-        self.restore_best_weights = _check_bool(
-            owner, "restore_best_weights", restore_best_weights
-        )
-        self.start_from_epoch = _check_int(owner, "start_from_epoch", start_from_epoch)
-        self.verbose = _check_verbose(owner, verbose)
+        self.baseline = values["baseline"]
+        self.restore_best_weights = values["restore_best_weights"]
+        self.start_from_epoch = values["start_from_epoch"]
+        self.verbose = int(values["verbose"])
         self._reset()
 
     def _reset(self):
@@ -545,7 +484,28 @@ class ModelCheckpoint(Callback):
     no ``min_delta``, and a missing ``monitor`` with ``save_best_only``
     skips the save with a warning (here once per ``fit``).  Only whole-model
     saves are supported (no ``save_weights_only``).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import descend as dn
+    >>> X, y = dn.datasets.load_digits()
+    >>> net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    >>> net = net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    >>> folder = tempfile.mkdtemp()
+    >>> save = dn.callbacks.ModelCheckpoint(os.path.join(folder, "digits-{epoch:02d}.npz"))
+    >>> history = net.fit(X, y, epochs=2, callbacks=[save], verbose=0)
+    >>> sorted(os.listdir(folder))
+    ['digits-01.npz', 'digits-02.npz']
     """
+
+    _parameter_constraints = {
+        "filepath": ["path"],
+        "monitor": _MONITOR,
+        "save_best_only": ["boolean"],
+        "mode": _MODE,
+        "verbose": _VERBOSE,
+    }
 
     def __init__(
         self,
@@ -556,14 +516,16 @@ class ModelCheckpoint(Callback):
         verbose=0,
     ):
         super().__init__()
-        owner = "ModelCheckpoint"
-        self.filepath = _check_path(owner, "filepath", filepath)
+        values = validate(self._parameter_constraints, {
+            "filepath": filepath, "monitor": monitor, "save_best_only": save_best_only,
+            "mode": mode, "verbose": verbose}, "ModelCheckpoint")
+        self.filepath = values["filepath"]
         self._check_format(self.filepath)
-        self.monitor = _check_str(owner, "monitor", monitor)
-        self.save_best_only = _check_bool(owner, "save_best_only", save_best_only)
-        self.mode = _check_mode(owner, mode)
+        self.monitor = values["monitor"]
+        self.save_best_only = values["save_best_only"]
+        self.mode = values["mode"]
         self.monitor_mode = _resolve_mode(self.mode, self.monitor)
-        self.verbose = _check_verbose(owner, verbose)
+        self.verbose = int(values["verbose"])
         self._reset()
 
     @staticmethod
@@ -713,6 +675,13 @@ def _validate_lr(value, epoch, who):
     return lr
 
 
+def _scaled(value, scale):
+    """value * scale for a number (anything else is left for _validate_lr)."""
+    if scale != 1.0 and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return value * scale
+    return value
+
+
 class LearningRateScheduler(Callback):
     """Set the learning rate at the start of every epoch from a schedule.
 
@@ -748,33 +717,48 @@ class LearningRateScheduler(Callback):
     the calling form is taken from the signature instead of by catching
     ``TypeError`` (which would hide errors raised inside the schedule), and
     results are checked for finiteness and sign.
+
+    Examples
+    --------
+    >>> import descend as dn
+    >>> X, y = dn.datasets.load_digits()
+    >>> net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    >>> net = net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
+    >>> halve = dn.callbacks.LearningRateScheduler(lambda epoch, lr: lr / 2 if epoch else lr)
+    >>> net.fit(X, y, epochs=3, callbacks=[halve], verbose=0)["learning_rate"]
+    [0.1, 0.05, 0.025]
     """
+
+    _parameter_constraints = {
+        "schedule": [callable],
+        "verbose": _VERBOSE,
+    }
 
     def __init__(self, schedule, verbose=0):
         super().__init__()
-        if not callable(schedule):
-            raise TypeError(
-                "LearningRateScheduler: `schedule` must be callable "
-                f"(schedule(epoch) or schedule(epoch, lr)), got "
-                f"{_type_name(schedule)} ({schedule!r})."
-            )
+        values = validate(self._parameter_constraints,
+                          {"schedule": schedule, "verbose": verbose}, "LearningRateScheduler")
         self.schedule = schedule
         self._arity = _schedule_arity(schedule)
-        self.verbose = _check_verbose("LearningRateScheduler", verbose)
+        self.verbose = int(values["verbose"])
 
     def _current_lr(self):
         return float(self.model.optimizer.learning_rate)
 
     def on_epoch_begin(self, epoch, logs=None):
+        # schedule(epoch) alone would undo a ReduceLROnPlateau cut: the cuts so
+        # far (the optimizer's learning_rate_scale) apply on top of it;
+        # schedule(epoch, lr) receives the cut rate itself.
+        scale = float(getattr(self.model.optimizer, "learning_rate_scale", 1.0))
         if self._arity == 2:
             value = self.schedule(epoch, self._current_lr())
         elif self._arity == 1:
-            value = self.schedule(epoch)
+            value = _scaled(self.schedule(epoch), scale)
         else:
             try:
                 value = self.schedule(epoch, self._current_lr())
             except TypeError:
-                value = self.schedule(epoch)
+                value = _scaled(self.schedule(epoch), scale)
         lr = _validate_lr(value, epoch, "LearningRateScheduler: `schedule`")
         self.model.optimizer.learning_rate = lr
         if self.verbose > 0:
@@ -788,6 +772,7 @@ class LearningRateScheduler(Callback):
 # ReduceLROnPlateau
 # ---------------------------------------------------------------------------
 
+@delegate_to_rule
 class ReduceLROnPlateau(Callback):
     """Reduce the learning rate when a monitored quantity stops improving.
 
@@ -798,8 +783,8 @@ class ReduceLROnPlateau(Callback):
     factor : float, default 0.1
         Multiplier applied to the learning rate, ``0 < factor < 1``.
     patience : int, default 10
-        Number of non-improving epochs (outside cooldown) after which the
-        rate is reduced.  Must be >= 0.
+        The rate is cut at the end of the ``patience``-th consecutive
+        non-improving epoch outside cooldown (0 and 1 both cut at the first).
     mode : {"auto", "min", "max"}, default "auto"
         Direction of improvement; ``"auto"`` is ``"max"`` if the monitor name
         (without ``val_``) contains ``"acc"`` or is ``"r2"``, else ``"min"``.
@@ -807,11 +792,8 @@ class ReduceLROnPlateau(Callback):
         An epoch improves if ``current < best - min_delta`` (``"min"``) or
         ``current > best + min_delta`` (``"max"``).  Must be >= 0.
     cooldown : int, default 0
-        After a reduction the cooldown counter is set to ``cooldown``; it is
-        decremented at each following epoch end, and epochs that end with a
-        positive counter do not count towards ``patience``.  As in Keras this
-        means ``cooldown=c`` skips ``c - 1`` epochs (``0`` and ``1`` behave
-        the same).
+        Number of epochs after a cut that are not counted towards
+        ``patience`` (as PyTorch; Keras' ``cooldown=c`` skips ``c - 1``).
     min_lr : float, default 0.0
         Lower bound of the learning rate.  Once the rate is at or below it no
         further reduction happens.
@@ -831,17 +813,43 @@ class ReduceLROnPlateau(Callback):
 
     Notes
     -----
-    Follows Keras 3 ``keras.callbacks.ReduceLROnPlateau`` step for step: at
-    each epoch end, if in cooldown the counter is decremented and ``wait``
-    reset; an improvement updates ``best`` and resets ``wait``; otherwise,
-    outside cooldown, ``wait`` grows and when it reaches ``patience`` the new
-    rate ``max(lr * factor, min_lr)`` is assigned to
-    ``model.optimizer.learning_rate`` (used from the next epoch on), the
-    cooldown starts and ``wait`` is reset.  NaN values count as no
-    improvement.  Differences: invalid arguments raise (Keras only checks
-    ``factor >= 1``), ``"auto"`` also maximises ``r2``, the logs are not
-    modified, and a missing monitor warns once per ``fit``.
+    The rule is the one of :class:`descend.schedules.ReduceLROnPlateau`
+    (``descend._plateau`` documents it step by step against Keras and
+    PyTorch): identical to Keras 3 ``keras.callbacks.ReduceLROnPlateau``
+    except that ``cooldown`` counts whole epochs.  A cut assigns
+    ``max(lr * factor, min_lr)`` to ``model.optimizer.learning_rate`` (used
+    from the next epoch on).
+
+    On an optimizer whose learning rate is a schedule the cut composes with
+    it: the optimizer's ``learning_rate_scale`` is multiplied by the cut, so
+    every later epoch uses ``schedule(epoch) * learning_rate_scale`` (Keras
+    refuses this combination; PyTorch chains schedulers the same way).  The
+    scale is part of the optimizer's state: it survives later ``fit`` calls
+    and save/load, as a cut of a constant rate does.
+
+    A missing monitor warns once per ``fit``; NaN values count as no
+    improvement.
+
+    Examples
+    --------
+    >>> import descend as dn
+    >>> cut = dn.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2)
+    >>> class Model:                   # the attributes fit provides
+    ...     optimizer = dn.optimizers.SGD(learning_rate=0.1)
+    >>> cut.set_model(Model())
+    >>> cut.on_train_begin()
+    >>> for epoch, loss in enumerate([1.0, 0.9, 0.9, 0.9, 0.9, 0.9]):
+    ...     cut.on_epoch_end(epoch, {"loss": loss})
+    ...     print(epoch, Model.optimizer.learning_rate)
+    0 0.1
+    1 0.1
+    2 0.1
+    3 0.05
+    4 0.05
+    5 0.025
     """
+
+    _parameter_constraints = {**_PLATEAU_CONSTRAINTS, "verbose": _VERBOSE}
 
     def __init__(
         self,
@@ -855,36 +863,13 @@ class ReduceLROnPlateau(Callback):
         verbose=0,
     ):
         super().__init__()
-        owner = "ReduceLROnPlateau"
-        self.monitor = _check_str(owner, "monitor", monitor)
-        self.factor = _check_real(owner, "factor", factor)
-        if not 0.0 < self.factor < 1.0:
-            raise ValueError(
-                f"{owner}: `factor` must be in the open interval (0, 1), got "
-                f"{factor!r}."
-            )
-        self.patience = _check_int(owner, "patience", patience)
-        self.mode = _check_mode(owner, mode)
-        self.monitor_mode = _resolve_mode(self.mode, self.monitor)
-        self.min_delta = _check_real(owner, "min_delta", min_delta)
-        if not (self.min_delta >= 0.0 and math.isfinite(self.min_delta)):
-            raise ValueError(
-                f"{owner}: `min_delta` must be a finite number >= 0, got "
-                f"{min_delta!r}."
-            )
-        self.cooldown = _check_int(owner, "cooldown", cooldown)
-        self.min_lr = _check_real(owner, "min_lr", min_lr)
-        if not (self.min_lr >= 0.0 and math.isfinite(self.min_lr)):
-            raise ValueError(
-                f"{owner}: `min_lr` must be a finite number >= 0, got {min_lr!r}."
-            )
-        self.verbose = _check_verbose(owner, verbose)
-        self._reset()
+        self.verbose = int(check(verbose, "verbose", _VERBOSE, "ReduceLROnPlateau"))
+        self._rule = PlateauRule("ReduceLROnPlateau", monitor, factor, patience, mode,
+                                 min_delta, cooldown, min_lr)
+        self._warned_missing = False
 
     def _reset(self):
-        self.best = math.inf if self.monitor_mode == "min" else -math.inf
-        self.wait = 0
-        self.cooldown_counter = 0
+        self._rule.reset()
         self._warned_missing = False
 
     def on_train_begin(self, logs=None):
@@ -892,12 +877,7 @@ class ReduceLROnPlateau(Callback):
 
     def in_cooldown(self):
         """True while the cooldown counter is positive."""
-        return self.cooldown_counter > 0
-
-    def _is_improvement(self, current):
-        if self.monitor_mode == "min":
-            return current < self.best - self.min_delta
-        return current > self.best + self.min_delta
+        return self._rule.cooldown_counter > 0
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -913,35 +893,29 @@ class ReduceLROnPlateau(Callback):
         current = _as_float(logs[self.monitor])
         if current is None:
             current = math.nan
+        if self._rule.cut_due(current):
+            self._cut(epoch)
 
-        if self.in_cooldown():
-            self.cooldown_counter -= 1
-            self.wait = 0
-
-        if self._is_improvement(current):
-            self.best = current
-            self.wait = 0
-        elif not self.in_cooldown():
-            self.wait += 1
-            if self.wait >= self.patience:
-                try:
-                    old_lr = float(self.model.optimizer.learning_rate)
-                except (TypeError, ValueError):
-                    raise TypeError(
-                        "ReduceLROnPlateau needs model.optimizer.learning_rate "
-                        "to be a float, got "
-                        f"{self.model.optimizer.learning_rate!r}."
-                    ) from None
-                if old_lr > self.min_lr:
-                    new_lr = max(old_lr * self.factor, self.min_lr)
-                    self.model.optimizer.learning_rate = new_lr
-                    if self.verbose > 0:
-                        print(
-                            f"Epoch {epoch + 1}: ReduceLROnPlateau reducing "
-                            f"learning rate to {new_lr}."
-                        )
-                    self.cooldown_counter = self.cooldown
-                    self.wait = 0
+    def _cut(self, epoch):
+        optimizer = self.model.optimizer
+        try:
+            old_lr = float(optimizer.learning_rate)
+        except (TypeError, ValueError):
+            raise TypeError(
+                "ReduceLROnPlateau needs model.optimizer.learning_rate to be a float, "
+                f"got {optimizer.learning_rate!r}."
+            ) from None
+        new_lr = self._rule.cut(old_lr)
+        if new_lr < old_lr:
+            optimizer.learning_rate = new_lr
+            if hasattr(optimizer, "learning_rate_scale"):
+                # composes with a schedule: later epochs use schedule(epoch) * scale
+                optimizer.learning_rate_scale *= new_lr / old_lr
+            if self.verbose > 0:
+                print(
+                    f"Epoch {epoch + 1}: ReduceLROnPlateau reducing "
+                    f"learning rate to {new_lr}."
+                )
 
 
 # ---------------------------------------------------------------------------
@@ -973,24 +947,38 @@ class CSVLogger(Callback):
     Unlike Keras, no empty ``val_*`` columns are added when the first epoch
     has no validation metrics, and keys that first appear after the first
     epoch are dropped with a single warning rather than silently.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import descend as dn
+    >>> X, y = dn.datasets.load_digits()
+    >>> net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    >>> net = net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    >>> history = net.fit(X, y, epochs=2, callbacks=[dn.callbacks.CSVLogger(path)],
+    ...                   verbose=0)
+    >>> with open(path) as f:
+    ...     rows = f.read().splitlines()
+    >>> rows[0]
+    'epoch,accuracy,learning_rate,loss,samples_per_second,seconds'
+    >>> [row.split(",")[0] for row in rows[1:]]
+    ['0', '1']
     """
+
+    _parameter_constraints = {
+        "filename": ["path"],
+        "separator": [_SingleCharacter()],
+        "append": ["boolean"],
+    }
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
-        owner = "CSVLogger"
-        self.filename = _check_path(owner, "filename", filename)
-        if not isinstance(separator, str):
-            raise TypeError(
-                f"{owner}: `separator` must be a str, got {_type_name(separator)} "
-                f"({separator!r})."
-            )
-        if len(separator) != 1:
-            raise ValueError(
-                f"{owner}: `separator` must be a single character, got "
-                f"{separator!r}."
-            )
-        self.separator = separator
-        self.append = _check_bool(owner, "append", append)
+        values = validate(self._parameter_constraints, {
+            "filename": filename, "separator": separator, "append": append}, "CSVLogger")
+        self.filename = values["filename"]
+        self.separator = values["separator"]
+        self.append = values["append"]
         self.keys = None
         self.csv_file = None
         self._writer = None
@@ -1085,11 +1073,25 @@ class TerminateOnNaN(Callback):
     Follows Keras ``keras.callbacks.TerminateOnNaN``, which checks after each
     batch; here the epoch loss is checked as well since descend reports
     losses per epoch.
+
+    Examples
+    --------
+    >>> import descend as dn
+    >>> class Model:                       # what fit passes to set_model
+    ...     stop_training = False
+    >>> nan_stop = dn.callbacks.TerminateOnNaN(verbose=0)
+    >>> nan_stop.set_model(Model())
+    >>> nan_stop.on_epoch_end(0, {"loss": 0.5}); nan_stop.model.stop_training
+    False
+    >>> nan_stop.on_epoch_end(1, {"loss": float("nan")}); nan_stop.model.stop_training
+    True
     """
+
+    _parameter_constraints = {"verbose": _VERBOSE}
 
     def __init__(self, verbose=1):
         super().__init__()
-        self.verbose = _check_verbose("TerminateOnNaN", verbose)
+        self.verbose = int(check(verbose, "verbose", _VERBOSE, "TerminateOnNaN"))
         self.terminated_epoch = None
         self._epoch = None
 

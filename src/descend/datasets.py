@@ -12,8 +12,9 @@ Three datasets are available:
 
 :func:`train_test_split` splits arrays reproducibly, optionally stratified.
 
-This module imports only NumPy and the standard library on purpose: loading
-data must not depend on the compiled kernels being built.
+This module imports only NumPy, the standard library and the pure-Python
+``descend._validation`` on purpose: loading data must not depend on the
+compiled kernels being built.
 """
 from __future__ import annotations
 
@@ -27,9 +28,13 @@ import tempfile
 import urllib.request
 import zlib
 from importlib import resources
+from numbers import Integral, Real
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+
+from descend._validation import Interval, check, validate_params
 
 __all__ = [
     "BREAST_CANCER_CLASS_NAMES",
@@ -37,6 +42,7 @@ __all__ = [
     "MIRRORS",
     "MNIST_FILES",
     "DatasetNotFoundError",
+    "Split",
     "get_mnist_dir",
     "load_breast_cancer",
     "load_digits",
@@ -97,20 +103,38 @@ class DatasetNotFoundError(FileNotFoundError):
 # helpers
 # ---------------------------------------------------------------------------
 
-def _check_dtype(dtype):
-    """Return ``dtype`` as a NumPy float32 or float64 dtype, or raise ValueError."""
-    # dtype=None is refused explicitly: np.dtype(None) would silently mean float64.
-    resolved = None
-    if dtype is not None:
-        try:
-            resolved = np.dtype(dtype)
-        except TypeError:
-            pass
-    if resolved is None or resolved.type not in (np.float32, np.float64):
-        raise ValueError(
-            f"dtype must be 'float32' or 'float64' (or the NumPy types), got {dtype!r}"
-        )
-    return resolved
+class _FloatFraction(Interval):
+    """A float (not an int) in (0, 1): the fraction form of test_size."""
+
+    def __init__(self):
+        super().__init__(Real, 0, 1, closed="neither")
+
+    def type_ok(self, value):
+        return super().type_ok(value) and not isinstance(value, Integral)
+
+
+class Split(NamedTuple):
+    """Train and test sets, in scikit-learn's ``train_test_split`` order.
+
+    Returned by :func:`train_test_split` and :func:`load_mnist`; unpack it
+    (``X_train, X_test, y_train, y_test = split``) or read its fields
+    (``split.X_train``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> split = train_test_split(np.arange(8).reshape(4, 2), np.array([0, 1, 0, 1]),
+    ...                          test_size=1, seed=0)
+    >>> split._fields
+    ('X_train', 'X_test', 'y_train', 'y_test')
+    >>> split.X_train.shape, split.y_test.shape
+    ((3, 2), (1,))
+    """
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
 
 
 def _bundled(name):
@@ -122,6 +146,7 @@ def _bundled(name):
 # bundled datasets
 # ---------------------------------------------------------------------------
 
+@validate_params({"return_X_y": ["boolean"], "dtype": ["dtype"]})
 def load_digits(return_X_y=True, dtype="float32"):
     """Load the UCI optical recognition of handwritten digits (test set).
 
@@ -158,7 +183,6 @@ def load_digits(return_X_y=True, dtype="float32"):
     UCI Machine Learning Repository, 1998 (CC BY 4.0).
     https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits
     """
-    dtype = _check_dtype(dtype)
     with _bundled("digits.csv.gz").open("rb") as raw, gzip.open(raw, "rt") as text:
         table = np.loadtxt(text, delimiter=",", dtype=np.int64, ndmin=2)
     if table.shape[1] != 65:
@@ -178,6 +202,7 @@ def load_digits(return_X_y=True, dtype="float32"):
     }
 
 
+@validate_params({"dtype": ["dtype"], "standardize": ["boolean"], "return_names": ["boolean"]})
 def load_breast_cancer(dtype="float32", standardize=False, return_names=False):
     """Load the UCI Breast Cancer Wisconsin (Diagnostic) dataset.
 
@@ -221,7 +246,6 @@ def load_breast_cancer(dtype="float32", standardize=False, return_names=False):
     (Diagnostic)", UCI Machine Learning Repository, 1995 (CC BY 4.0).
     https://archive.ics.uci.edu/dataset/17/breast+cancer+wisconsin+diagnostic
     """
-    dtype = _check_dtype(dtype)
     with _bundled("breast_cancer.csv").open("r", encoding="ascii") as f:
         # Header: "<n_samples>,<n_features>,<name of class 0>,<name of class 1>".
         header = f.readline().strip().split(",")
@@ -421,6 +445,8 @@ def _parse_idx(data, name, magic):
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
+@validate_params({"download": ["boolean"], "dtype": ["dtype"],
+                  "timeout": [Interval(Real, 0, None, closed="neither")]})
 def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, timeout=60.0):
     """Load the MNIST database of handwritten digits.
 
@@ -449,15 +475,19 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
 
     Returns
     -------
-    X_train : ndarray of shape (60000, 784), dtype ``dtype``
-        Training images, row-major 28x28 pixels scaled to [0, 1] (divided by
-        255).
-    y_train : ndarray of shape (60000,), dtype int64
-        Training labels 0..9.
-    X_test : ndarray of shape (10000, 784), dtype ``dtype``
-        Test images, scaled like ``X_train``.
-    y_test : ndarray of shape (10000,), dtype int64
-        Test labels 0..9.
+    Split
+        The named tuple ``(X_train, X_test, y_train, y_test)``, in the order
+        of :func:`train_test_split` (and scikit-learn's):
+
+        X_train : ndarray of shape (60000, 784), dtype ``dtype``
+            Training images, row-major 28x28 pixels scaled to [0, 1]
+            (divided by 255).
+        X_test : ndarray of shape (10000, 784), dtype ``dtype``
+            Test images, scaled like ``X_train``.
+        y_train : ndarray of shape (60000,), dtype int64
+            Training labels 0..9.
+        y_test : ndarray of shape (10000,), dtype int64
+            Test labels 0..9.
 
     Raises
     ------
@@ -478,7 +508,6 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     "Gradient-based learning applied to document recognition", Proc. IEEE
     86(11), 1998.
     """
-    dtype = _check_dtype(dtype)
     directory = get_mnist_dir(data_home)
     mirrors = MIRRORS if mirrors is None else tuple(mirrors)
 
@@ -498,7 +527,7 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
         else:
             contents[name] = _decompress_and_verify(directory / name, name)
 
-    arrays = []
+    arrays = {}
     for split in ("train", "t10k"):
         images = _parse_idx(contents[f"{split}-images-idx3-ubyte.gz"],
                             f"{split}-images-idx3-ubyte.gz", _IDX_MAGIC_IMAGES)
@@ -511,13 +540,18 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
             )
         X = images.reshape(images.shape[0], -1).astype(dtype)
         X /= 255  # in place: avoids a second 188 MB (float32) temporary
-        arrays += [X, labels.astype(np.int64)]
-    return tuple(arrays)
+        arrays[split] = X, labels.astype(np.int64)
+    (X_train, y_train), (X_test, y_test) = arrays["train"], arrays["t10k"]
+    return Split(X_train, X_test, y_train, y_test)
 
 
 # ---------------------------------------------------------------------------
 # splitting
 # ---------------------------------------------------------------------------
+
+# an int is a count, a float a fraction (bounds against n are checked in the body)
+_TEST_SIZE = [Interval(Integral, 1, None), _FloatFraction()]
+
 
 def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
     """Split samples into random train and test subsets.
@@ -543,10 +577,13 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
 
     Returns
     -------
-    X_train, X_test : ndarray
-        Rows of ``X`` (as an array), in random order.
-    y_train, y_test : ndarray
-        The matching entries of ``y``.
+    Split
+        The named tuple ``(X_train, X_test, y_train, y_test)``:
+
+        X_train, X_test : ndarray
+            Rows of ``X`` (as an array), in random order.
+        y_train, y_test : ndarray
+            The matching entries of ``y``.
 
     Raises
     ------
@@ -565,13 +602,8 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
     if n == 0:
         raise ValueError("X and y are empty: need at least 2 samples to split")
 
-    if isinstance(test_size, (bool, np.bool_)) or not isinstance(
-        test_size, (int, float, np.integer, np.floating)
-    ):
-        raise ValueError(f"test_size must be a float in (0, 1) or an int, got {test_size!r}")
-    if isinstance(test_size, (float, np.floating)):
-        if not 0.0 < test_size < 1.0:
-            raise ValueError(f"test_size must be in (0, 1) when a float, got {test_size!r}")
+    test_size = check(test_size, "test_size", _TEST_SIZE, "train_test_split")
+    if isinstance(test_size, float):
         # round() first so that e.g. 0.3 * 10 = 3.0000000000000004 gives 3, not 4.
         n_test = math.ceil(round(float(test_size) * n, 9))
     else:
@@ -620,4 +652,12 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
         # Shuffle again so the sets are not grouped by class.
         test_idx = rng.permutation(np.concatenate(test_parts))
         train_idx = rng.permutation(np.concatenate(train_parts))
-    return X[train_idx], X[test_idx], y[train_idx], y[test_idx]
+    return Split(X[train_idx], X[test_idx], y[train_idx], y[test_idx])
+
+
+# Text and fraud data of the domains experiment (NumPy and the standard library only).
+from descend._domain_data import (CREDITCARD_FILES, NEWSGROUPS_ARCHIVE,  # noqa: E402
+                                  NEWSGROUPS_CATEGORIES, load_creditcard, load_newsgroups)
+
+__all__ += ["CREDITCARD_FILES", "NEWSGROUPS_ARCHIVE", "NEWSGROUPS_CATEGORIES",
+            "load_creditcard", "load_newsgroups"]

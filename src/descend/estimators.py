@@ -34,8 +34,8 @@ to scikit-learn's for a constant learning rate; the initial weights are
 drawn from descend's generator (same Glorot-uniform bounds), so numbers
 differ from scikit-learn's run for run, not in distribution.
 """
-import numbers
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -54,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "pip install 'descend[sklearn]'") from exc
 
 from descend import initializers, optimizers, reference
+from descend._validation import Constraint, Interval, Options, validate
 from descend.activations import ACTIVATIONS
 from descend.callbacks import Callback
 from descend.layers import Dense
@@ -70,12 +71,19 @@ _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
 _ACTIVATIONS.update({name: name for name in ACTIVATIONS if name not in ("sigmoid",)})
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+class _LayerSizes(Constraint):
+    """A sequence (not a string) of ints >= 1; empty: no hidden layer."""
 
+    description = "a sequence of ints >= 1"
 
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    def type_ok(self, value):
+        return (not isinstance(value, (str, bytes)) and hasattr(value, "__iter__")
+                and hasattr(value, "__len__"))
+
+    def value_ok(self, value):
+        return all(
+            isinstance(s, Integral) and not isinstance(s, (bool, np.bool_)) and s >= 1
+            for s in value)
 
 
 class _BaseMLP(BaseEstimator):
@@ -117,68 +125,42 @@ class _BaseMLP(BaseEstimator):
         self.n_threads = n_threads
 
     # ------------------------------------------------------------ parameters
-    def _check_params(self):
-        """ValueError/TypeError naming the first invalid hyperparameter."""
-        def bad(name, expected):
-            value = getattr(self, name)
-            return ValueError(f"{type(self).__name__}: {name} must be {expected}, got "
-                              f"{value!r}")
+    _parameter_constraints = {
+        "hidden_layer_sizes": [Interval(Integral, 1, None), _LayerSizes()],
+        "activation": [Options(*_ACTIVATIONS)],
+        "solver": [Options(*_SOLVERS)],
+        "alpha": [Interval(Real, 0, None)],
+        "batch_size": [Options("auto"), Interval(Integral, 1, None)],
+        "learning_rate": [Options("constant", "invscaling", "adaptive")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None)],
+        "shuffle": ["boolean"],
+        "random_state": [None, Interval(Integral, 0, 2**32 - 1), np.random.RandomState,
+                         np.random.Generator],
+        "tol": [Interval(Real, 0, None)],
+        "verbose": ["boolean", Interval(Integral, None, None)],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None)],
+        "max_fun": [Interval(Integral, 1, None)],
+        "dtype": [None, "dtype"],
+        "n_threads": ["n_threads", None],
+    }
 
+    def _check_params(self):
+        """The hidden layer sizes as a tuple, once every hyperparameter passed
+        its entry of ``_parameter_constraints`` (TypeError / ValueError
+        naming the first that did not)."""
+        validate(self._parameter_constraints, self.get_params(deep=False), type(self).__name__)
         sizes = self.hidden_layer_sizes
-        if _is_int(sizes):
-            sizes = (sizes,)
-        try:
-            sizes = tuple(sizes)
-        except TypeError:
-            raise bad("hidden_layer_sizes", "an int or a sequence of ints > 0") from None
-        if not all(_is_int(s) and s > 0 for s in sizes):
-            raise bad("hidden_layer_sizes", "an int or a sequence of ints > 0")
-        if self.activation not in _ACTIVATIONS:
-            raise bad("activation", f"one of {sorted(_ACTIVATIONS)}")
-        if self.solver not in _SOLVERS:
-            raise bad("solver", f"one of {list(_SOLVERS)}")
-        if not (_is_real(self.alpha) and 0 <= self.alpha < np.inf):
-            raise bad("alpha", "a float >= 0")
-        if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
-            raise bad("batch_size", "'auto' or an int >= 1")
-        if self.learning_rate not in ("constant", "invscaling", "adaptive"):
-            raise bad("learning_rate", "'constant', 'invscaling' or 'adaptive'")
-        for name in ("learning_rate_init", "power_t", "epsilon"):
-            value = getattr(self, name)
-            if not (_is_real(value) and 0 < value < np.inf):
-                raise bad(name, "a float > 0")
-        for name in ("max_iter", "n_iter_no_change", "max_fun"):
-            value = getattr(self, name)
-            if not (_is_int(value) and value >= 1):
-                raise bad(name, "an int >= 1")
-        if not (_is_real(self.tol) and 0 <= self.tol < np.inf):
-            raise bad("tol", "a float >= 0")
-        if not (_is_real(self.momentum) and 0 <= self.momentum < 1):
-            raise bad("momentum", "a float in [0, 1)")
-        for name in ("beta_1", "beta_2"):
-            value = getattr(self, name)
-            if not (_is_real(value) and 0 <= value < 1):
-                raise bad(name, "a float in [0, 1)")
-        if not (_is_real(self.validation_fraction) and 0 < self.validation_fraction < 1):
-            raise bad("validation_fraction", "a float in (0, 1)")
-        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise bad(name, "a bool")
-        if not (isinstance(self.verbose, (bool, np.bool_)) or _is_int(self.verbose)):
-            raise bad("verbose", "a bool or an int")
-        if self.dtype is not None:
-            try:
-                ok = np.dtype(self.dtype) in (np.float32, np.float64)
-            except TypeError:
-                ok = False
-            if not ok:
-                raise bad("dtype", "None, 'float32' or 'float64'")
-        if self.n_threads is not None and not (_is_int(self.n_threads) and self.n_threads != 0):
-            raise bad("n_threads", "None or a non-zero int")
-        if not (self.random_state is None or _is_int(self.random_state) or isinstance(
-                self.random_state, (np.random.RandomState, np.random.Generator))):
-            raise bad("random_state", "None, an int, a RandomState or a Generator")
-        return sizes
+        return (int(sizes),) if isinstance(sizes, Integral) else tuple(int(s) for s in sizes)
 
     # ------------------------------------------------------------ training
     def _make_random_state(self):
@@ -727,7 +709,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     plus `dtype` and `n_threads`; see :class:`MLPClassifier` for their
     meaning and the module docstring for the objective's scaling.
     ``early_stopping`` monitors the validation R^2. Fitted attributes as
-    MLPClassifier's except classes_; out_activation_ is "identity".
+    MLPClassifier's except ``classes_``; ``out_activation_`` is "identity".
 
     Examples
     --------

@@ -6,7 +6,7 @@ the two is the standard test that a backward pass is right.
 """
 import numpy as np
 
-from descend._validation import check_float
+from descend._validation import InstanceOf, check, check_float
 
 
 def numerical_gradients(net, X, y, eps=1e-5, training=False, seed=0):
@@ -17,7 +17,7 @@ def numerical_gradients(net, X, y, eps=1e-5, training=False, seed=0):
     backpropagation. The network's parameters are restored afterwards.
 
     The default eps = 1e-5 balances the two errors of a central difference:
-    truncation, about eps^2 |L'''| / 6, and rounding, about u |L| / eps with
+    truncation, about ``eps^2 |L'''| / 6``, and rounding, about ``u |L| / eps`` with
     u the float64 rounding error of a loss evaluation (a few times 1e-16);
     their sum is smallest near eps = u^(1/3), about 1e-5 (Numerical Recipes,
     section 5.7). With eps = 1e-6 rounding dominates: on a 5-layer sigmoid
@@ -98,8 +98,7 @@ def check_gradients(net, X, y, eps=1e-5, training=False, seed=0):
 
 def _check_net(net):
     from descend.model import Sequential
-    if not isinstance(net, Sequential):
-        raise TypeError(f"net must be a descend Sequential, got {type(net).__name__}")
+    check(net, "net", [InstanceOf(Sequential, description="a descend Sequential")])
 
 
 def _as_float64(net):

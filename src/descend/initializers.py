@@ -38,7 +38,8 @@ import operator
 
 import numpy as np
 
-from descend._validation import check_float
+from descend._validation import (InstanceOf, Options, check, check_dtype, check_float,
+                                 error_message)
 
 __all__ = [
     "Initializer",
@@ -67,69 +68,39 @@ __all__ = [
 # about 77% of that).
 _TRUNCATED_STDDEV_CORRECTION = 0.87962566103423978
 
-_SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
 # --------------------------------------------------------------------------
 # validation helpers
 # --------------------------------------------------------------------------
 def _check_shape(shape):
     """Return ``shape`` as a tuple of Python ints, or raise."""
-    if not isinstance(shape, (tuple, list)):
-        raise TypeError(
-            f"shape must be a tuple of positive ints, got {type(shape).__name__} "
-            f"{shape!r}"
-        )
-    if len(shape) == 0:
-        raise ValueError("shape must be a non-empty tuple of positive ints, got ()")
-    dims = []
-    for dim in shape:
+    expected = "a non-empty tuple of positive ints"
+
+    def as_int(dim):
         # bool is an int subclass but (True, 3) is certainly a bug.
         if isinstance(dim, (bool, np.bool_)):
-            raise TypeError(
-                f"shape must be a tuple of positive ints, got {tuple(shape)!r} "
-                f"(contains bool {dim!r})"
-            )
+            return None
         try:
-            value = operator.index(dim)
+            return operator.index(dim)
         except TypeError:
-            raise TypeError(
-                f"shape must be a tuple of positive ints, got {tuple(shape)!r} "
-                f"(contains {type(dim).__name__} {dim!r})"
-            ) from None
-        if value <= 0:
-            raise ValueError(
-                f"shape must be a tuple of positive ints, got {tuple(shape)!r} "
-                f"(contains {value})"
-            )
-        dims.append(value)
+            return None
+
+    dims = [as_int(dim) for dim in shape] if isinstance(shape, (tuple, list)) else [None]
+    if None in dims:
+        raise TypeError(error_message("shape", expected, shape))
+    if not dims or min(dims) <= 0:
+        raise ValueError(error_message("shape", expected, shape))
     return tuple(dims)
 
 
 def _check_rng(rng):
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            "rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(seed)), "
-            f"got {type(rng).__name__} {rng!r}"
-        )
+    check(rng, "rng", [InstanceOf(np.random.Generator, description=(
+        "a numpy.random.Generator (e.g. numpy.random.default_rng(seed))"))])
 
 
 def _check_dtype(dtype):
     """Return ``dtype`` as a numpy dtype, accepting only float32/float64."""
-    # np.dtype(None) silently means float64; treat None as a caller bug.
-    if dtype is None:
-        raise TypeError("dtype must be numpy.float32 or numpy.float64, got None")
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(
-            f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}"
-        ) from None
-    if resolved not in _SUPPORTED_DTYPES:
-        raise ValueError(
-            f"dtype must be numpy.float32 or numpy.float64, got {resolved.name}"
-        )
-    return resolved
+    # np.dtype(None) silently means float64; check_dtype treats None as a caller bug.
+    return check_dtype(dtype)
 
 
 def _check_real(name, value):
@@ -486,14 +457,10 @@ default "truncated_normal"
 
     def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal"):
         self.scale = _check_positive("scale", scale)
-        if mode not in self._MODES:
-            raise ValueError(f"mode must be one of {self._MODES}, got {mode!r}")
+        mode = check(mode, "mode", [Options(*self._MODES)])
         if distribution == "normal":
             distribution = "truncated_normal"
-        if distribution not in self._DISTRIBUTIONS:
-            raise ValueError(
-                f"distribution must be one of {self._DISTRIBUTIONS}, got {distribution!r}"
-            )
+        distribution = check(distribution, "distribution", [Options(*self._DISTRIBUTIONS)])
         self.mode = mode
         self.distribution = distribution
 
@@ -836,8 +803,5 @@ def serialize(init):
     TypeError
         If ``init`` is not an :class:`Initializer`.
     """
-    if not isinstance(init, Initializer):
-        raise TypeError(
-            f"init must be an Initializer instance, got {type(init).__name__} {init!r}"
-        )
+    check(init, "init", [Initializer])
     return init.get_config()

@@ -4,10 +4,13 @@ A layer's forward/backward methods run the compiled kernels of
 ``csrc/descend/_dense.pyx``; the fused epoch loop (``_train.pyx``) calls the
 same kernels, so the per-layer path and ``fit`` compute the same numbers.
 """
+from numbers import Integral
+
 import numpy as np
 
 from descend import _dense, activations, initializers
-from descend._validation import check_float, check_int, check_n_threads
+from descend._validation import (check_bool, check_float, check_int, check_team_size,
+                                 error_message)
 from descend.regularizers import get as get_regularizer
 
 
@@ -55,9 +58,7 @@ class Dense:
                                   else "glorot_uniform")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"use_bias must be a bool, got {use_bias!r}")
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_regularizer = get_regularizer(kernel_regularizer, "kernel_regularizer")
         self.bias_regularizer = get_regularizer(bias_regularizer, "bias_regularizer")
         self.name = name
@@ -110,18 +111,87 @@ class Dense:
         return cls(**config)
 
     # -- per-layer path (same kernels as the fused loop) ---------------------
-    def forward(self, x, activation_code, n_threads=1):
-        """a = act(x W + b) for x (n, n_in); caches x, z, a for backward."""
-        if activation_code not in _CODES:
-            raise ValueError(f"activation_code must be one of {sorted(_CODES)} (see "
-                             f"descend.activations.ACTIVATIONS), got {activation_code!r}")
+    def forward(self, x, activation=None, n_threads=1, keep_for_backward=True):
+        """Outputs a = activation(x W + b) of a built layer; caches x, z, a for backward.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n_samples, n_in), dtype of the layer (float32 or float64)
+            C-contiguous inputs.
+        activation : str or None, default None
+            None applies the layer's own activation (a ``"softmax"`` layer
+            returns logits: the loss applies softmax). A name of
+            ``descend.activations.ACTIVATIONS`` overrides it, e.g.
+            ``"identity"`` for the logits of a sigmoid output layer. (The
+            kernels' integer code of an activation is accepted as well: it
+            is how descend's own drivers call this method.)
+        n_threads : int, default 1
+            OpenMP team size, in [1, MAX_THREADS].
+        keep_for_backward : bool, default True
+            Keep x, z and a for one ``backward`` call (which releases them).
+            Inference passes False, so that no reference to the caller's data
+            (or its converted copy) outlives the call.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, units), same dtype as x
+
+        Raises
+        ------
+        RuntimeError
+            If the layer is not built.
+        TypeError, ValueError
+            If x is not a 2-D C-contiguous array of the layer's dtype with
+            n_in columns, or activation or n_threads is invalid.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import descend as dn
+        >>> layer = dn.Dense(2, activation="relu")
+        >>> layer.build(3, np.random.default_rng(0), np.float64)
+        >>> layer.kernel[...] = [[1.0, -1.0], [0.0, 2.0], [1.0, 0.0]]
+        >>> layer.forward(np.array([[1.0, 1.0, 1.0]]))        # relu([2, 1])
+        array([[2., 1.]])
+        >>> layer.forward(np.array([[-1.0, 0.0, 0.0]]), activation="identity")
+        array([[-1.,  1.]])
+        """
+        code = self._activation_code(activation)
         _check_team(n_threads)
+        self._check_input(x)
         z = np.empty((x.shape[0], self.units), dtype=x.dtype)
-        a = z if activation_code == 0 else np.empty_like(z)
-        _dense.dense_forward_py(x, self.kernel, self.bias, z, a, activation_code,
+        a = z if code == 0 else np.empty_like(z)
+        _dense.dense_forward_py(x, self.kernel, self.bias, z, a, code,
                                 self.alpha, n_threads)
-        self._cache = (x, z, a, activation_code)
+        self._cache = (x, z, a, code) if keep_for_backward else None
         return a
+
+    def _activation_code(self, activation):
+        if activation is None:
+            activation = ("identity" if self.activation == "softmax" else self.activation)
+        if isinstance(activation, str):
+            name = activations.canonical_name(activation)
+            return activations.ACTIVATIONS["identity" if name == "softmax" else name]
+        if isinstance(activation, Integral) and not isinstance(activation, bool) \
+                and activation in _CODES:
+            return int(activation)
+        raise (ValueError if isinstance(activation, Integral) else TypeError)(error_message(
+            "activation", f"None or one of {sorted(activations.ACTIVATIONS)} (or its "
+            "kernel code)", activation))
+
+    def _check_input(self, x):
+        if self.kernel is None:
+            raise RuntimeError("Dense.forward needs a built layer: call build(n_in, rng, "
+                               "dtype) or build the network first")
+        expected = (f"a C-contiguous {self.kernel.dtype} array of shape (n_samples, "
+                    f"{self.kernel.shape[0]})")
+        if not isinstance(x, np.ndarray):
+            raise TypeError(error_message("x", expected, x))
+        if (x.dtype != self.kernel.dtype or x.ndim != 2 or x.shape[1] != self.kernel.shape[0]
+                or not x.flags.c_contiguous):
+            raise ValueError(f"x must be {expected}, got a {x.dtype} array of shape "
+                             f"{x.shape}" + ("" if x.flags.c_contiguous
+                                             else " (not C-contiguous)"))
 
     def backward(self, grad_output, need_input_grad, n_threads=1):
         """(dL/dx or None, dL/dW, dL/db or None) from dL/da of the cached forward."""
@@ -129,6 +199,7 @@ class Dense:
             raise RuntimeError("Dense.backward needs the cache of a forward call first")
         _check_team(n_threads)
         x, z, a, code = self._cache
+        self._cache = None      # one backward per forward: nothing outlives it
         dz = np.array(grad_output, dtype=x.dtype, order="C", copy=True)
         dkernel = np.empty_like(self.kernel)
         dbias = np.empty_like(self.bias) if self.use_bias else None
@@ -191,8 +262,7 @@ _CODES = frozenset(activations.ACTIVATIONS.values())
 def _check_team(n_threads):
     """The OpenMP team size the kernels get: an int in [1, MAX_THREADS] (else libgomp
     aborts the process)."""
-    check_int(n_threads, "n_threads", minimum=1)
-    check_n_threads(n_threads)
+    check_team_size(n_threads)
 
 
 def from_config(config):

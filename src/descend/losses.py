@@ -1,12 +1,12 @@
 """Losses, each fused with its output link (computed in ``_losses.pyx``).
 
-========================= ======== ============================================== ==========================
-name                      link     loss per sample (mean over the batch)          gradient w.r.t. the output
-========================= ======== ============================================== ==========================
-mean_squared_error        identity mean_j (o_j - t_j)^2                            2 (o - t) / k
-binary_cross_entropy      sigmoid  mean_j max(o_j,0) - o_j t_j + log1p(exp(-|o_j|)) (sigmoid(o) - t) / k
-softmax_cross_entropy     softmax  logsumexp(o) - o_y                              softmax(o) - onehot(y)
-========================= ======== ============================================== ==========================
+===================== ======== =================================================== ==========================
+name                  link     loss per sample (mean over the batch)               gradient w.r.t. the output
+===================== ======== =================================================== ==========================
+mean_squared_error    identity mean_j (o_j - t_j)^2                                2 (o - t) / k
+binary_cross_entropy  sigmoid  mean_j max(o_j,0) - o_j t_j + log1p(exp(-abs(o_j))) (sigmoid(o) - t) / k
+softmax_cross_entropy softmax  logsumexp(o) - o_y                                  softmax(o) - onehot(y)
+===================== ======== =================================================== ==========================
 
 ``o`` are the last layer's outputs (logits for the cross-entropies), k the
 number of outputs. The mean over the batch is then taken, so the gradient of
@@ -20,6 +20,7 @@ import abc
 import numpy as np
 
 from descend import _losses
+from descend._validation import error_message
 
 MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY, SOFTMAX_CROSS_ENTROPY = 0, 1, 2
 ALIASES = {"mse": "mean_squared_error",
@@ -38,7 +39,7 @@ class Loss(abc.ABC):
 
     @abc.abstractmethod
     def encode(self, y, n_outputs, classes=None, dtype=np.float32, name="y"):
-        """(targets (n, k) array or None, labels (n,) int32 or None, classes_)."""
+        """(targets (n, k) array or None, labels (n,) int32 or None, ``classes_``)."""
 
     def grad_scale(self, n, k):
         """1 / number of averaged terms, so the kernel returns d(mean loss)."""
@@ -71,6 +72,21 @@ class MeanSquaredError(Loss):
     """Mean squared error over samples and outputs (identity output).
 
     Targets: (n,) or (n, k) real numbers, k = number of outputs.
+
+    Examples
+    --------
+    Two samples, one output: mean of (1 - 0)^2 and (3 - 1)^2, and the
+    gradient 2 (o - t) / (n k):
+
+    >>> import numpy as np
+    >>> from descend import losses
+    >>> mse = losses.get("mean_squared_error")
+    >>> targets, _, _ = mse.encode(np.array([0.0, 1.0]), n_outputs=1, dtype=np.float64)
+    >>> loss, grad = mse.loss_and_gradient(np.array([[1.0], [3.0]]), targets, None)
+    >>> loss
+    2.5
+    >>> grad.ravel()
+    array([1., 2.])
     """
     code = MEAN_SQUARED_ERROR
     name = "mean_squared_error"
@@ -94,9 +110,22 @@ class MeanSquaredError(Loss):
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy from logits (sigmoid link), per output.
 
-    Targets: (n,) labels with at most two distinct values (kept in classes_,
+    Targets: (n,) labels with at most two distinct values (kept in ``classes_``,
     the second one is the positive class; 0/1 and bools map to themselves),
     or (n, k) values in [0, 1] for k independent binary outputs.
+
+    Examples
+    --------
+    Logits 0 give probability 1/2: the loss is log 2 and the gradient
+    (sigmoid(o) - t) / (n k):
+
+    >>> import numpy as np
+    >>> from descend import losses
+    >>> bce = losses.get("binary_cross_entropy")
+    >>> targets, _, classes = bce.encode(np.array([0, 1]), n_outputs=1, dtype=np.float64)
+    >>> loss, grad = bce.loss_and_gradient(np.zeros((2, 1)), targets, None)
+    >>> round(loss, 6), grad.ravel()
+    (0.693147, array([ 0.25, -0.25]))
     """
     code = BINARY_CROSS_ENTROPY
     name = "binary_cross_entropy"
@@ -148,6 +177,24 @@ class SoftmaxCrossEntropy(Loss):
     Targets: integer class ids in [0, k), one-hot rows (n, k), or any labels
     (strings included): these are sorted into ``classes_`` (as
     ``numpy.unique``), which must then have exactly k entries.
+
+    Examples
+    --------
+    String labels become class ids; equal logits give log 2 per sample and
+    the gradient (softmax(o) - onehot(y)) / n:
+
+    >>> import numpy as np
+    >>> from descend import losses
+    >>> sce = losses.get("softmax_cross_entropy")
+    >>> _, labels, classes = sce.encode(np.array(["cat", "dog"]), n_outputs=2)
+    >>> classes.tolist(), labels.tolist()
+    (['cat', 'dog'], [0, 1])
+    >>> loss, grad = sce.loss_and_gradient(np.zeros((2, 2)), None, labels)
+    >>> round(loss, 6)
+    0.693147
+    >>> grad
+    array([[-0.25,  0.25],
+           [ 0.25, -0.25]])
     """
     code = SOFTMAX_CROSS_ENTROPY
     name = "softmax_cross_entropy"
@@ -242,6 +289,6 @@ def get(identifier):
         name = ALIASES.get(identifier, identifier)
         if name in _LOSSES:
             return _LOSSES[name]()
-        raise ValueError(f"loss must be one of {sorted(_LOSSES)} (or aliases "
-                         f"{sorted(ALIASES)}), got {identifier!r}")
-    raise TypeError(f"loss must be a str or a descend Loss, got {type(identifier).__name__}")
+    raise (ValueError if isinstance(identifier, str) else TypeError)(error_message(
+        "loss", f"one of {sorted(_LOSSES)} (or aliases {sorted(ALIASES)}) or a descend Loss",
+        identifier))

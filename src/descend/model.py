@@ -8,11 +8,13 @@ of ``_train.pyx``); the per-layer driver of the same kernels (``gradients``,
 ``loss``, ``train_on_batch``) in :mod:`descend.reference`.
 """
 import math
+from numbers import Integral
 
 import numpy as np
 
 from descend import _threads, losses, optimizers, reference, training
-from descend._validation import check_X, check_dtype, check_int, check_lengths, check_n_threads
+from descend._validation import (InstanceOf, Interval, check, check_dtype, check_int,
+                                 check_lengths, check_n_threads, check_X)
 from descend.layers import Dense, Dropout
 from descend.training import DivergenceError, History  # noqa: F401  (re-exported)
 
@@ -65,7 +67,11 @@ class Sequential:
     >>> import descend as dn
     >>> net = dn.Sequential([dn.Dense(64, activation="relu"), dn.Dense(10)],
     ...                     input_dim=64, seed=0)
-    >>> net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
+    >>> net = net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
+    >>> [layer.kernel.shape for layer in net.dense_layers]
+    [(64, 64), (64, 10)]
+    >>> net.predict(np.zeros((2, 64), np.float32)).shape      # softmax probabilities
+    (2, 10)
     """
 
     # fit computes mse/mae/r2 on the training data after each epoch (regression)
@@ -76,8 +82,7 @@ class Sequential:
         self.dtype = check_dtype(dtype)
         self.input_dim = check_int(input_dim, "input_dim", minimum=1, allow_none=True)
         self.n_threads = check_n_threads(n_threads)
-        if seed is not None and not isinstance(seed, np.random.Generator):
-            check_int(seed, "seed", minimum=0)
+        check(seed, "seed", [None, Interval(Integral, 0, None), np.random.Generator])
         self.seed = seed if not isinstance(seed, np.random.Generator) else None
         self._rng = np.random.default_rng(seed)
         self.name = name
@@ -96,9 +101,7 @@ class Sequential:
     # ------------------------------------------------------------------ structure
     def add(self, layer):
         """Append a Dense or Dropout layer (before the network is built)."""
-        if not isinstance(layer, (Dense, Dropout)):
-            raise TypeError(f"layers must be descend Dense or Dropout layers, got "
-                            f"{type(layer).__name__}")
+        check(layer, "layer", [InstanceOf(Dense, Dropout)])
         if isinstance(layer, Dense) and any(layer is other for other in self.layers):
             raise ValueError(f"{layer!r} is in the network twice: shared layers are not "
                              "supported, create one Dense per position")
@@ -181,6 +184,12 @@ class Sequential:
             "softmax_cross_entropy", "binary_cross_entropy" or
             "mean_squared_error" (Keras names accepted as aliases).
         optimizer : str or Optimizer, default "sgd"
+
+        Returns
+        -------
+        Sequential
+            The network itself, so that calls chain:
+            ``net = Sequential([...]).compile(...)``.
 
         Raises
         ------
@@ -374,6 +383,31 @@ class Sequential:
         A learning-rate schedule is evaluated at ``epochs_trained``, which
         counts epochs over all calls since compile: a second fit (or a fit
         after save and load) continues the schedule.
+
+        Examples
+        --------
+        >>> import descend as dn
+        >>> X, y = dn.datasets.load_digits()
+        >>> X_train, X_test, y_train, y_test = dn.datasets.train_test_split(
+        ...     X, y, seed=0, stratify=True)
+        >>> net = dn.Sequential([dn.Dense(32, activation="relu"), dn.Dense(10)],
+        ...                     input_dim=64, seed=0)
+        >>> net = net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
+        >>> history = net.fit(X_train, y_train, epochs=5, batch_size=32,
+        ...                   validation_data=(X_test, y_test), verbose=0)
+        >>> sorted(history)
+        ['accuracy', 'learning_rate', 'loss', 'samples_per_second', 'seconds', 'val_accuracy', 'val_loss']
+        >>> history["loss"][-1] < history["loss"][0]
+        True
+        >>> net.evaluate(X_test, y_test)["accuracy"] > 0.9
+        True
+
+        A second call continues (the schedule's clock and the optimizer's
+        state carry over):
+
+        >>> history = net.fit(X_train, y_train, epochs=1, verbose=0)
+        >>> net.epochs_trained
+        6
         """
         config = training.FitConfig.validate(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
@@ -462,7 +496,8 @@ class Sequential:
             part = X[start:start + CHUNK_ROWS]
             omp, blas = self._threads_for(len(part))
             with _threads.blas_threads(blas):
-                chunks.append(reference.forward(self, part, codes, rates, False, 0, omp))
+                chunks.append(reference.forward(self, part, codes, rates, False, 0, omp,
+                                                 keep_for_backward=False))
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def predict(self, X):

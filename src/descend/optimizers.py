@@ -16,7 +16,7 @@ import abc
 import numpy as np
 
 from descend import _optim, schedules
-from descend._validation import check_float, check_int, check_n_threads
+from descend._validation import check_bool, check_float, check_team_size, error_message
 
 SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = 0, 1, 2, 3
 
@@ -38,6 +38,12 @@ class Optimizer(abc.ABC):
     ----------
     learning_rate : float
         The learning rate of the next update (callbacks may assign it).
+    learning_rate_scale : float
+        Product of the cuts of ``callbacks.ReduceLROnPlateau`` (1.0 at
+        first): with a schedule, the rate of an epoch is
+        ``schedule(epoch) * learning_rate_scale``, so a cut composes with the
+        schedule instead of being undone by it. Part of the state
+        (:meth:`get_state`).
     iterations : int
         Number of updates done (t).
     state : list of list of ndarray
@@ -58,8 +64,7 @@ class Optimizer(abc.ABC):
             self.schedule = schedules.get(learning_rate)
             self.learning_rate = float(self.schedule(0))
         self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
-        if not isinstance(decay_bias, (bool, np.bool_)):
-            raise TypeError(f"decay_bias must be a bool, got {decay_bias!r}")
+        decay_bias = check_bool(decay_bias, "decay_bias")
         self.decay_bias = bool(decay_bias)
         clip = {"clipnorm": clipnorm, "global_clipnorm": global_clipnorm,
                 "clipvalue": clipvalue}
@@ -72,6 +77,7 @@ class Optimizer(abc.ABC):
                 check_float(value, key, minimum=0.0, min_inclusive=False)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         self.iterations = 0
+        self.learning_rate_scale = 1.0
         self.state = None
 
     # -- settings shared with the kernels -----------------------------------
@@ -83,9 +89,9 @@ class Optimizer(abc.ABC):
         return (self.clipnorm or 0.0, self.global_clipnorm or 0.0, self.clipvalue or 0.0)
 
     def learning_rate_for_epoch(self, epoch):
-        """Evaluate the schedule (if any) for this epoch and use it."""
+        """Evaluate the schedule (if any) for this epoch, times learning_rate_scale."""
         if self.schedule is not None:
-            lr = float(self.schedule(epoch))
+            lr = float(self.schedule(epoch)) * self.learning_rate_scale
             if not np.isfinite(lr) or lr < 0:
                 raise ValueError(f"learning-rate schedule gave {lr} at epoch {epoch}; "
                                  "expected a finite value >= 0")
@@ -114,8 +120,9 @@ class Optimizer(abc.ABC):
         return np.zeros_like(param, order="C")
 
     def get_state(self):
-        """{"iterations": t, "arrays": [[arrays of param 0], ...]} (copies)."""
-        return {"iterations": self.iterations,
+        """{"iterations": t, "learning_rate_scale": s, "arrays": [[arrays of param 0],
+        ...]} (copies)."""
+        return {"iterations": self.iterations, "learning_rate_scale": self.learning_rate_scale,
                 "arrays": None if self.state is None else
                 [[a.copy() for a in s] for s in self.state]}
 
@@ -133,6 +140,7 @@ class Optimizer(abc.ABC):
         else:
             self.state = [[np.ascontiguousarray(a).copy() for a in s] for s in arrays]
         self.iterations = int(state["iterations"])
+        self.learning_rate_scale = float(state.get("learning_rate_scale", 1.0))
 
     def get_config(self):
         config = {"class": type(self).__name__,
@@ -222,6 +230,22 @@ class SGD(Optimizer):
     Robbins & Monro (1951); Polyak (1964), heavy-ball momentum; Sutskever,
     Martens, Dahl, Hinton (2013), "On the importance of initialization and
     momentum in deep learning", eq. (3)-(4) for Nesterov momentum in this form.
+
+    Examples
+    --------
+    Two updates of w = (1, 2) with the gradient g = (0.5, -1): the velocity
+    is g, then 0.9 g + g.
+
+    >>> import numpy as np
+    >>> from descend import optimizers
+    >>> w = np.array([1.0, 2.0])
+    >>> opt = optimizers.SGD(learning_rate=0.1, momentum=0.9)
+    >>> opt.apply_gradients([w], [np.array([0.5, -1.0])])
+    >>> w
+    array([0.95, 2.1 ])
+    >>> opt.apply_gradients([w], [np.array([0.5, -1.0])])
+    >>> w
+    array([0.855, 2.29 ])
     """
     kind = SGD_KIND
 
@@ -230,8 +254,7 @@ class SGD(Optimizer):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
         self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
                                     max_inclusive=False)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+        nesterov = check_bool(nesterov, "nesterov")
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0, got momentum=0")
         self.nesterov = bool(nesterov)
@@ -326,8 +349,7 @@ class RMSprop(Optimizer):
         self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
                                     max_inclusive=False)
         self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
-        if not isinstance(centered, (bool, np.bool_)):
-            raise TypeError(f"centered must be a bool, got {centered!r}")
+        centered = check_bool(centered, "centered")
         self.centered = bool(centered)
 
     def active_state_names(self):
@@ -367,6 +389,18 @@ class Adam(Optimizer):
     ----------
     Kingma & Ba (2015), "Adam: A Method for Stochastic Optimization", ICLR,
     Algorithm 1.
+
+    Examples
+    --------
+    The first step moves every parameter by about learning_rate against the
+    sign of its gradient (the bias-corrected ``m / sqrt(v)`` is ``g / |g|``):
+
+    >>> import numpy as np
+    >>> from descend import optimizers
+    >>> w = np.array([1.0, 2.0])
+    >>> optimizers.Adam(learning_rate=0.1).apply_gradients([w], [np.array([0.5, -1.0])])
+    >>> np.round(w, 6)
+    array([0.9, 2.1])
     """
     kind = ADAM_KIND
     decoupled = False
@@ -379,8 +413,7 @@ class Adam(Optimizer):
         self.beta_2 = check_float(beta_2, "beta_2", minimum=0.0, maximum=1.0,
                                   max_inclusive=False)
         self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
-        if not isinstance(amsgrad, (bool, np.bool_)):
-            raise TypeError(f"amsgrad must be a bool, got {amsgrad!r}")
+        amsgrad = check_bool(amsgrad, "amsgrad")
         self.amsgrad = bool(amsgrad)
 
     def active_state_names(self):
@@ -424,8 +457,7 @@ class AdamW(Adam):
 
 def _check_update(params, grads, decay_flags, n_threads):
     """(params, grads) as lists of matching arrays for apply_gradients, or raise."""
-    check_int(n_threads, "n_threads", minimum=1)
-    check_n_threads(n_threads)
+    check_team_size(n_threads)
     params, grads = list(params), list(grads)
     if len(grads) != len(params) or (decay_flags is not None
                                      and len(decay_flags) != len(params)):
@@ -460,10 +492,8 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _OPTIMIZERS:
         return _OPTIMIZERS[identifier.lower()]()
-    if isinstance(identifier, str):
-        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {identifier!r}")
-    raise TypeError(f"optimizer must be a str or a descend Optimizer, got "
-                    f"{type(identifier).__name__}")
+    raise (ValueError if isinstance(identifier, str) else TypeError)(error_message(
+        "optimizer", f"one of {sorted(_OPTIMIZERS)} or a descend Optimizer", identifier))
 
 
 def from_config(config):

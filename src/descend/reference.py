@@ -9,23 +9,28 @@ from Python. It is the reference that the fused epoch loop
 needs the gradients themselves (gradient checking, L-BFGS).
 """
 import math
+from numbers import Integral
 
 import numpy as np
 
 from descend import _threads
 from descend._dense import dropout_py, dropout_seed_py
 from descend._optim import add_penalty_gradient_py, soft_threshold_py
-from descend._validation import check_int
+from descend._validation import Interval, check, check_bool
 from descend.training import DivergenceError
 
 
-def forward(net, X, codes, rates, training, seed, omp):
-    """Output of the last layer (before the loss's link) for X."""
+def forward(net, X, codes, rates, training, seed, omp, keep_for_backward=True):
+    """Output of the last layer (before the loss's link) for X.
+
+    `keep_for_backward`: the layers cache their inputs for one `backward`;
+    False (inference) keeps no reference to X or any activation.
+    """
     a = X
     for i, layer in enumerate(net.dense_layers):
         if training and rates[i] > 0:
             a = _dropout(a, rates[i], dropout_seed_py(seed, 0, i), omp)
-        a = layer.forward(a, codes[i], omp)
+        a = layer.forward(a, codes[i], omp, keep_for_backward)
     return a
 
 
@@ -105,7 +110,7 @@ def loss(net, X, y, training=False, seed=0):
     codes, rates = net._activation_codes(), net._dropout_rates()
     omp, blas = net._threads_for(len(X))
     with _threads.blas_threads(blas):
-        output = forward(net, X, codes, rates, training, seed, omp)
+        output = forward(net, X, codes, rates, training, seed, omp, keep_for_backward=False)
         value = net.loss_.mean_loss(output, targets, labels, omp) + penalty(net, None, omp)
     if not math.isfinite(value):
         raise FloatingPointError(
@@ -142,11 +147,8 @@ def train_on_batch(net, X, y, seed=0):
 
 def check_dropout_args(training, seed):
     """TypeError/ValueError naming `training` (a bool) or `seed` (an int in [0, 2**64))."""
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be a bool, got {training!r}")
-    seed = check_int(seed, "seed", minimum=0)
-    if seed >= 2**64:
-        raise ValueError(f"seed must be < 2**64 (a dropout-mask seed), got {seed}")
+    check_bool(training, "training")
+    seed = check(seed, "seed", [Interval(Integral, 0, 2**64 - 1)])   # a dropout-mask seed
 
 
 def _dropout(x, rate, seed, n_threads):

@@ -24,7 +24,9 @@ differs from scikit-learn's MLP, whose ``alpha`` term is divided by the
 number of samples: ``alpha / (2 n) * ||W||^2``.)
 """
 
-from descend._validation import check_float
+from numbers import Real
+
+from descend._validation import Interval, error_message, validate
 
 
 class L1L2:
@@ -35,12 +37,13 @@ class L1L2:
         instead of a subgradient in the gradient (see the module docstring).
     """
 
+    _parameter_constraints = {"l1": [Interval(Real, 0, None)], "l2": [Interval(Real, 0, None)],
+                              "proximal": ["boolean"]}
+
     def __init__(self, l1=0.0, l2=0.0, proximal=False):
-        self.l1 = check_float(l1, "l1", minimum=0.0)
-        self.l2 = check_float(l2, "l2", minimum=0.0)
-        if not isinstance(proximal, bool):
-            raise TypeError(f"proximal must be a bool, got {proximal!r}")
-        self.proximal = proximal
+        values = validate(self._parameter_constraints,
+                          {"l1": l1, "l2": l2, "proximal": proximal}, "L1L2")
+        self.l1, self.l2, self.proximal = values["l1"], values["l2"], values["proximal"]
 
     def __call__(self, w):
         """The penalty of array w (float64)."""
@@ -82,4 +85,4 @@ def get(identifier, name="regularizer"):
             raise ValueError(f"{name} dict may only have keys 'l1', 'l2' and 'proximal', "
                              f"got {sorted(unknown)}")
         return L1L2(**identifier)
-    raise TypeError(f"{name} must be None, an L1L2 or a dict, got {type(identifier).__name__}")
+    raise TypeError(error_message(name, "None, an L1L2 or a dict", identifier))

@@ -30,9 +30,11 @@ import abc
 import inspect
 import math
 import numbers
-import operator
+import warnings
+from numbers import Integral, Real
 
-from descend._validation import check_float
+from descend._plateau import PlateauRule, delegate_to_rule, missing_monitor_message
+from descend._validation import Interval, check, error_message, validate
 
 __all__ = [
     "LearningRateSchedule",
@@ -58,43 +60,22 @@ def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _check_real(name, value):
-    """Return ``value`` as a finite Python float, or raise naming ``name``."""
-    return check_float(value, name)
-
-
 def _check_positive(name, value):
     """Return ``value`` as a finite float > 0, or raise naming ``name``."""
-    return check_float(value, name, minimum=0.0, min_inclusive=False)
+    return check(value, name, [Interval(Real, 0, None, closed="neither")])
 
 
 def _check_non_negative(name, value):
-    value = _check_real(name, value)
-    if value < 0.0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
+    return check(value, name, [Interval(Real, 0, None)])
 
 
 def _check_open_unit(name, value):
-    value = _check_real(name, value)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be in the open interval (0, 1), got {value!r}")
-    return value
+    return check(value, name, [Interval(Real, 0, 1, closed="neither")])
 
 
 def _check_int(name, value, minimum):
     """Return ``value`` as an int >= ``minimum``, or raise naming ``name``."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= {minimum}, got bool {value!r}")
-    try:
-        result = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}"
-        ) from None
-    if result < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {result!r}")
-    return result
+    return check(value, name, [Interval(Integral, minimum, None)])
 
 
 def _check_epoch(epoch):
@@ -283,11 +264,7 @@ class ExponentialDecay(LearningRateSchedule):
         )
         self.decay_rate = _check_open_unit("decay_rate", decay_rate)
         self.decay_epochs = _check_positive("decay_epochs", decay_epochs)
-        if not isinstance(staircase, bool):
-            raise TypeError(
-                f"staircase must be a bool, got {type(staircase).__name__} {staircase!r}"
-            )
-        self.staircase = staircase
+        self.staircase = check(staircase, "staircase", ["boolean"])
 
     def _lr(self, epoch):
         p = epoch / self.decay_epochs
@@ -407,10 +384,9 @@ class CosineAnnealing(LearningRateSchedule):
         self.T_max = _check_int("T_max", T_max, 1)
         self.eta_min = _check_non_negative("eta_min", eta_min)
         if self.eta_min > self.initial_learning_rate:
-            raise ValueError(
-                f"eta_min must be <= initial_learning_rate ({self.initial_learning_rate!r}), "
-                f"got {self.eta_min!r}"
-            )
+            raise ValueError(error_message(
+                "eta_min", f"<= initial_learning_rate ({self.initial_learning_rate!r})",
+                self.eta_min))
         self.T_mult = None if T_mult is None else _check_int("T_mult", T_mult, 1)
 
     def _cycle_position(self, epoch):
@@ -477,9 +453,7 @@ class LambdaSchedule(LearningRateSchedule):
     name = "lambda_schedule"
 
     def __init__(self, fn):
-        if not callable(fn):
-            raise TypeError(f"fn must be callable (epoch -> lr), got {type(fn).__name__} {fn!r}")
-        self.fn = fn
+        self.fn = check(fn, "fn", [callable])
 
     def _lr(self, epoch):
         value = self.fn(epoch)
@@ -587,22 +561,25 @@ class LinearWarmup(LearningRateSchedule):
 # --------------------------------------------------------------------------
 # stateful schedule
 # --------------------------------------------------------------------------
+@delegate_to_rule
 class ReduceLROnPlateau(LearningRateSchedule):
     """Reduce the rate when a monitored metric stops improving.
 
-    Usage: after each epoch the training loop calls ``step(value)`` with the
-    epoch's value of ``monitor``; the rate returned by ``schedule(epoch)``
-    (whatever ``epoch``) is the current one, so a reduction decided after
-    epoch ``e`` applies from epoch ``e + 1``.
+    Usage: after each epoch the training loop calls :meth:`observe` with the
+    epoch's logs (``fit`` does), or ``step(value)`` with the value of
+    ``monitor`` (as PyTorch's ``scheduler.step(val_loss)``); the rate
+    returned by ``schedule(epoch)`` (whatever ``epoch``) is the current one,
+    so a reduction decided after epoch ``e`` applies from epoch ``e + 1``.
 
-    Rules applied by :meth:`step` (Keras semantics, with PyTorch's cooldown
-    count):
+    The rule is the one of :class:`descend.callbacks.ReduceLROnPlateau`,
+    written once in ``descend._plateau``:
 
     * ``value`` *improves* on ``best`` if ``value < best - min_delta``
       (mode ``"min"``) or ``value > best + min_delta`` (mode ``"max"``);
       ``min_delta`` is an absolute threshold, as in Keras.  ``best`` starts
       at +inf (min) or -inf (max), so the first finite value improves.  An
-      improvement sets ``best = value`` and ``wait = 0``.
+      improvement sets ``best = value`` and ``wait = 0``.  NaN never
+      improves.
     * For ``cooldown`` steps after a reduction, non-improving values are not
       counted (improvements still update ``best``).
     * Otherwise a non-improving value increments ``wait``; when
@@ -611,7 +588,7 @@ class ReduceLROnPlateau(LearningRateSchedule):
       starts.  Nothing happens once the rate is already at ``min_lr``.
 
     So with ``patience = p`` the rate drops right after the ``p``-th
-    consecutive non-improving epoch (Keras; PyTorch would wait for ``p + 1``),
+    consecutive non-improving epoch (Keras; PyTorch's ``patience=p - 1``),
     and after a reduction exactly ``cooldown`` epochs are ignored (PyTorch;
     Keras' implementation ignores ``cooldown - 1``).
 
@@ -620,18 +597,18 @@ class ReduceLROnPlateau(LearningRateSchedule):
     initial_learning_rate : float
         Rate until the first reduction; finite, > 0.
     monitor : str, default "val_loss"
-        Name of the monitored quantity (informational for the training loop;
-        used by ``mode="auto"``).
+        Key of the epoch logs read by :meth:`observe` (also decides
+        ``mode="auto"``).
     factor : float, default 0.1
         Reduction factor, in (0, 1).
     patience : int, default 10
-        Non-improving epochs before a reduction, >= 1.
+        Non-improving epochs before a reduction, >= 0 (0 and 1 both cut at
+        the first).
     mode : {"auto", "min", "max"}, default "auto"
         Whether lower or higher values are better.  ``"auto"`` picks
         ``"max"`` if ``monitor`` without a ``"val_"`` prefix contains
         ``"acc"`` (e.g. ``"val_accuracy"``, as Keras) or is ``"r2"``, and
-        ``"min"`` otherwise (the rule of
-        :class:`descend.callbacks.ReduceLROnPlateau`).
+        ``"min"`` otherwise.
     min_delta : float, default 1e-4
         Minimum absolute change that counts as an improvement, >= 0.
     cooldown : int, default 0
@@ -644,17 +621,30 @@ class ReduceLROnPlateau(LearningRateSchedule):
     ValueError
         If a parameter is out of range or ``mode`` is unknown.
     TypeError
-        If ``monitor`` is not a string.
+        If a parameter has the wrong type.
 
     References
     ----------
     .. [1] Keras ``keras.callbacks.ReduceLROnPlateau``.
     .. [2] PyTorch ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
+
+    Examples
+    --------
+    >>> s = ReduceLROnPlateau(0.1, monitor="loss", factor=0.5, patience=2)
+    >>> [s.step(loss) for loss in [1.0, 0.9, 0.9, 0.9, 0.9, 0.9]]
+    [0.1, 0.1, 0.1, 0.05, 0.05, 0.025]
     """
 
     name = "reduce_lr_on_plateau"
-    _MODES = ("auto", "min", "max")
     _STATE_KEYS = ("learning_rate", "best", "wait", "cooldown_counter")
+    _STATE_CONSTRAINTS = {
+        "state['learning_rate']": [Interval(Real, 0, None, closed="neither")],
+        "state['best']": [Interval(Real, finite=False)],
+        "state['wait']": [Interval(Integral, 0, None)],
+        "state['cooldown_counter']": [Interval(Integral, 0, None)],
+    }
+    _parameter_constraints = {"initial_learning_rate": [Interval(Real, 0, None,
+                                                                 closed="neither")]}
 
     def __init__(
         self,
@@ -667,45 +657,23 @@ class ReduceLROnPlateau(LearningRateSchedule):
         cooldown=0,
         min_lr=0.0,
     ):
-        self.initial_learning_rate = _check_positive(
-            "initial_learning_rate", initial_learning_rate
-        )
-        if not isinstance(monitor, str):
-            raise TypeError(f"monitor must be a str, got {type(monitor).__name__} {monitor!r}")
-        self.monitor = monitor
-        self.factor = _check_open_unit("factor", factor)
-        self.patience = _check_int("patience", patience, 1)
-        if mode not in self._MODES:
-            raise ValueError(f"mode must be one of {self._MODES}, got {mode!r}")
-        self.mode = mode
-        self.min_delta = _check_non_negative("min_delta", min_delta)
-        self.cooldown = _check_int("cooldown", cooldown, 0)
-        self.min_lr = _check_non_negative("min_lr", min_lr)
+        owner = "ReduceLROnPlateau"
+        self.initial_learning_rate = check(initial_learning_rate, "initial_learning_rate",
+                                           self._parameter_constraints["initial_learning_rate"],
+                                           owner)
+        self._rule = PlateauRule(owner, monitor, factor, patience, mode, min_delta, cooldown,
+                                 min_lr)
         if self.min_lr > self.initial_learning_rate:
-            raise ValueError(
-                f"min_lr must be <= initial_learning_rate ({self.initial_learning_rate!r}), "
-                f"got {self.min_lr!r}"
-            )
-        if mode == "auto":
-            # Same rule as descend.callbacks.ReduceLROnPlateau (Keras' "acc"
-            # test, plus r2), so both resolve a monitor name identically.
-            base = monitor[4:] if monitor.startswith("val_") else monitor
-            self._maximize = "acc" in base or base == "r2"
-        else:
-            self._maximize = mode == "max"
+            raise ValueError(error_message(
+                "min_lr", f"<= initial_learning_rate ({self.initial_learning_rate!r})",
+                self.min_lr, owner))
         self.reset()
 
     def reset(self):
         """Return to the initial state (initial rate, no history)."""
         self.learning_rate = self.initial_learning_rate
-        self.best = -math.inf if self._maximize else math.inf
-        self.wait = 0
-        self.cooldown_counter = 0
-
-    def _improves(self, value):
-        if self._maximize:
-            return value > self.best + self.min_delta
-        return value < self.best - self.min_delta
+        self._rule.reset()
+        self._warned_missing = False
 
     def step(self, metric_value):
         """Record the monitored value of the epoch that just finished.
@@ -714,7 +682,8 @@ class ReduceLROnPlateau(LearningRateSchedule):
         ----------
         metric_value : float
             Value of ``monitor`` for that epoch.  +/-inf is accepted (a
-            diverged loss simply does not improve).
+            diverged loss simply does not improve), so is NaN (never an
+            improvement, as in Keras and PyTorch).
 
         Returns
         -------
@@ -725,8 +694,6 @@ class ReduceLROnPlateau(LearningRateSchedule):
         ------
         TypeError
             If ``metric_value`` is not a real number.
-        ValueError
-            If ``metric_value`` is NaN.
         """
         # float() would also accept "0.5" or True; a monitored value of those
         # types means the wrong log entry was passed.
@@ -736,30 +703,32 @@ class ReduceLROnPlateau(LearningRateSchedule):
         except (TypeError, ValueError):
             bad_type = True
         if bad_type:
-            raise TypeError(
-                f"metric_value must be a real number, got {type(metric_value).__name__} "
-                f"{metric_value!r}"
-            ) from None
-        if math.isnan(value):
-            raise ValueError(
-                f"metric_value for {self.monitor!r} is NaN; cannot decide whether it improved"
-            )
-        improved = self._improves(value)
-        if improved:
-            self.best = value
-            self.wait = 0
-        if self.cooldown_counter > 0:
-            # This epoch belongs to the cooldown: it is not counted.
-            self.cooldown_counter -= 1
-        elif not improved:
-            self.wait += 1
-            if self.wait >= self.patience:
-                new_lr = max(self.learning_rate * self.factor, self.min_lr)
-                if new_lr < self.learning_rate:
-                    self.learning_rate = new_lr
-                    self.wait = 0
-                    self.cooldown_counter = self.cooldown
+            raise TypeError(error_message("metric_value", "a real number", metric_value,
+                                          "ReduceLROnPlateau.step")) from None
+        if self._rule.cut_due(value):
+            self.learning_rate = self._rule.cut(self.learning_rate)
         return self.learning_rate
+
+    def observe(self, logs):
+        """Step with ``logs[monitor]``; warn (once until :meth:`reset`) if absent.
+
+        This is what ``fit`` calls after each epoch, with the epoch's logs
+        (the same dict the callbacks receive).
+
+        Returns
+        -------
+        float
+            The learning rate for the next epoch.
+        """
+        logs = logs or {}
+        if logs.get(self.monitor) is None:
+            if not self._warned_missing:
+                self._warned_missing = True
+                warnings.warn(missing_monitor_message(
+                    "schedules.ReduceLROnPlateau", self.monitor, logs)
+                    + " The learning rate is not reduced.", RuntimeWarning, stacklevel=2)
+            return self.learning_rate
+        return self.step(logs[self.monitor])
 
     def _lr(self, epoch):
         return self.learning_rate
@@ -803,17 +772,12 @@ class ReduceLROnPlateau(LearningRateSchedule):
             raise ValueError(
                 f"state must be a dict with keys {self._STATE_KEYS}, got {state!r}"
             )
-        learning_rate = _check_positive("state['learning_rate']", state["learning_rate"])
-        if not _is_real(state["best"]) or math.isnan(float(state["best"])):
-            raise ValueError(
-                f"state['best'] must be a real number (inf allowed), got {state['best']!r}"
-            )
-        wait = _check_int("state['wait']", state["wait"], 0)
-        cooldown_counter = _check_int("state['cooldown_counter']", state["cooldown_counter"], 0)
-        self.learning_rate = learning_rate
-        self.best = float(state["best"])
-        self.wait = wait
-        self.cooldown_counter = cooldown_counter
+        values = validate(self._STATE_CONSTRAINTS,
+                          {f"state[{key!r}]": state[key] for key in self._STATE_KEYS})
+        self.learning_rate = values["state['learning_rate']"]
+        self.best = values["state['best']"]
+        self.wait = values["state['wait']"]
+        self.cooldown_counter = values["state['cooldown_counter']"]
 
 
 # --------------------------------------------------------------------------
@@ -906,10 +870,9 @@ def get(identifier):
     # not a learning rate.
     if callable(identifier) and not isinstance(identifier, type):
         return LambdaSchedule(identifier)
-    raise TypeError(
-        "identifier must be a learning rate (float), a LearningRateSchedule, a config "
-        f"dict or a callable epoch -> lr, got {type(identifier).__name__} {identifier!r}"
-    )
+    raise TypeError(error_message(
+        "identifier", "a learning rate (float), a LearningRateSchedule, a config dict or a "
+        "callable epoch -> lr", identifier))
 
 
 def serialize(schedule):
@@ -920,9 +883,5 @@ def serialize(schedule):
     TypeError
         If ``schedule`` is not a :class:`LearningRateSchedule`.
     """
-    if not isinstance(schedule, LearningRateSchedule):
-        raise TypeError(
-            f"schedule must be a LearningRateSchedule, got {type(schedule).__name__} "
-            f"{schedule!r}"
-        )
+    check(schedule, "schedule", [LearningRateSchedule])
     return schedule.get_config()

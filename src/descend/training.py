@@ -21,7 +21,8 @@ import numpy as np
 
 from descend import _threads, losses
 from descend._train import EpochRunner
-from descend._validation import check_X, check_float, check_int, check_lengths, check_n_threads
+from descend._validation import (Options, check, check_bool, check_float, check_int,
+                                 check_lengths, check_n_threads, check_X, error_message)
 from descend.callbacks import Callback, CallbackList
 
 
@@ -102,14 +103,11 @@ class FitConfig:
         y = np.asarray(y)
         check_lengths(X, y)
         epochs = check_int(epochs, "epochs", minimum=0)
-        if verbose not in (0, 1, 2, True, False):
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
+        verbose = check(verbose, "verbose", ["boolean", Options(0, 1, 2)])
+        shuffle = check_bool(shuffle, "shuffle")
         validation_split = check_float(validation_split, "validation_split", minimum=0.0,
                                        maximum=1.0, max_inclusive=False)
-        if not isinstance(gradient_norms, (bool, np.bool_)):
-            raise TypeError(f"gradient_norms must be a bool, got {gradient_norms!r}")
+        gradient_norms = check_bool(gradient_norms, "gradient_norms")
         if model.optimizer.schedule is None:     # assignable, by callbacks too
             check_float(model.optimizer.learning_rate, "optimizer.learning_rate", minimum=0.0)
         n_threads = check_n_threads(n_threads)
@@ -131,9 +129,8 @@ def _check_callbacks(callbacks):
     for i, callback in enumerate(callback_list):
         if not isinstance(callback, Callback) and not any(
                 callable(getattr(callback, hook, None)) for hook in CallbackList._HOOKS):
-            raise TypeError(f"callbacks[{i}] must be a descend Callback (or an object "
-                            f"with on_epoch_end etc.), got {type(callback).__name__} "
-                            f"{callback!r}")
+            raise TypeError(error_message(f"callbacks[{i}]", "a descend Callback (or an "
+                                          "object with on_epoch_end etc.)", callback))
     return callback_list
 
 
@@ -347,7 +344,11 @@ class Trainer:
 
     def _step_plateau_schedule(self, logs):
         schedule = self.model.optimizer.schedule
-        if schedule is not None and hasattr(schedule, "step"):
+        if schedule is None:
+            return
+        if hasattr(schedule, "observe"):
+            schedule.observe(logs)          # warns if its monitor is absent
+        elif hasattr(schedule, "step"):     # a user's schedule with step(value) only
             monitor = getattr(schedule, "monitor", "val_loss")
             if monitor in logs:
                 schedule.step(logs[monitor])

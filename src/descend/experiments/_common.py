@@ -229,7 +229,8 @@ _MNIST = {}
 
 
 def load_mnist(data_home=None, download=True):
-    """MNIST (X_train, y_train, X_test, y_test) from cfg's data home, float32 in [0, 1]."""
+    """MNIST as datasets.Split (X_train, X_test, y_train, y_test) from cfg's data home,
+    float32 in [0, 1]."""
     from descend import datasets
     key = str(datasets.get_mnist_dir(data_home))
     if key not in _MNIST:
@@ -284,7 +285,7 @@ def load_data(dataset, cfg, n_train=None, n_test=None, seed=0):
     from descend import datasets
     dtype = cfg.dtype
     if dataset == "mnist":
-        X_train, y_train, X_test, y_test = load_mnist(cfg.data_home)
+        X_train, X_test, y_train, y_test = load_mnist(cfg.data_home)
         X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
     elif dataset == "breast_cancer":
         X, y = datasets.load_breast_cancer(dtype="float64")

@@ -1,0 +1,105 @@
+"""Loaders of the domains experiment's text and fraud data, on small files
+in the real formats made here (no network)."""
+import io
+import math
+import tarfile
+
+import numpy as np
+import pytest
+
+from descend import datasets
+
+POSTS = {
+    ("20news-bydate-train", "sci.med", "1"): "From: a\nSubject: x\n\ndoctor patient doctor",
+    ("20news-bydate-train", "sci.med", "2"): "From: b\n\npatient pain",
+    ("20news-bydate-train", "comp.graphics", "3"): "From: c\n\nimage pixel image render",
+    ("20news-bydate-train", "rec.autos", "4"): "From: d\n\ncar engine",
+    ("20news-bydate-test", "sci.med", "5"): "From: e\nSubject: image\n\ndoctor image zebra",
+    ("20news-bydate-test", "comp.graphics", "6"): "From: f\n\npixel",
+}
+
+
+@pytest.fixture
+def newsgroups_dir(tmp_path):
+    with tarfile.open(tmp_path / datasets.NEWSGROUPS_ARCHIVE, "w:gz") as archive:
+        for (part, group, name), text in POSTS.items():
+            data = text.encode("latin-1")
+            info = tarfile.TarInfo(f"{part}/{group}/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return tmp_path
+
+
+def test_newsgroups_tfidf_by_hand(newsgroups_dir):
+    X, y, X_test, y_test, names = datasets.load_newsgroups(
+        newsgroups_dir, download=False, categories=("sci.med", "comp.graphics"),
+        n_features=3, verify=False)
+    assert names == ["comp.graphics", "sci.med"]
+    # training posts: graphics "image pixel image render", med "doctor patient
+    # doctor", med "patient pain"; each word in one post except patient (2);
+    # the 3 most frequent: patient, then doctor and image (ties by name)
+    # -> vocabulary sorted: doctor, image, patient
+    assert X.shape == (3, 3) and X.dtype == np.float32
+    assert y.tolist() == [0, 1, 1]
+    idf1, idf2 = math.log(4 / 2) + 1, math.log(4 / 3) + 1
+    expected = np.array([[0, 2 * idf1, 0], [2 * idf1, 0, idf2], [0, 0, 1.0]])
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(X, expected, rtol=1e-6)
+    # test posts: the header's "image" is dropped, zebra is unknown
+    assert y_test.tolist() == [0, 1]
+    np.testing.assert_allclose(X_test[1], np.array([idf1, idf1, 0]) / math.hypot(idf1, idf1),
+                               rtol=1e-6)
+    assert not X_test[0].any()      # "pixel" is not in the vocabulary
+
+
+def test_newsgroups_archive_checksum_is_checked(newsgroups_dir):
+    with pytest.raises(ValueError, match="SHA-256"):
+        datasets.load_newsgroups(newsgroups_dir, download=False)
+
+
+def test_missing_data_names_the_file_and_the_directory(tmp_path):
+    with pytest.raises(datasets.DatasetNotFoundError, match="20news-bydate.tar.gz") as info:
+        datasets.load_newsgroups(tmp_path, download=False)
+    assert str(tmp_path) in str(info.value) and "--data-home" in str(info.value)
+    with pytest.raises(datasets.DatasetNotFoundError, match="creditcard") as info:
+        datasets.load_creditcard(tmp_path, download=False)
+    assert "openml.org/d/1597" in str(info.value)
+
+
+ROWS = np.array([[0.0] + [0.5] * 28 + [12.5, 0], [1.0] + [-1.5] * 28 + [3.0, 1],
+                 [2.0] + [0.25] * 28 + [0.0, 0]])
+
+
+def test_creditcard_from_openml_arff(tmp_path):
+    names = ["Time"] + [f"V{i}" for i in range(1, 29)] + ["Amount"]
+    text = "% the OpenML creditcard layout\n@RELATION creditcard\n\n"
+    text += "".join(f"@ATTRIBUTE {n} NUMERIC\n" for n in names)
+    text += "@ATTRIBUTE Class {'0','1'}\n\n@DATA\n"
+    text += "".join(",".join(f"{v:g}" for v in row[:-1]) + f",'{int(row[-1])}'\n"
+                    for row in ROWS)
+    (tmp_path / "creditcard.arff").write_text(text)
+    X, y = datasets.load_creditcard(tmp_path, download=False)
+    assert X.dtype == np.float32 and X.shape == (3, 30)
+    np.testing.assert_array_equal(X, ROWS[:, :-1].astype(np.float32))
+    assert y.tolist() == [0, 1, 0]
+
+
+def test_creditcard_from_kaggle_csv(tmp_path):
+    header = ",".join(f'"{n}"' for n in ["Time"] + [f"V{i}" for i in range(1, 29)]
+                      + ["Amount", "Class"])
+    lines = [header] + [",".join(f"{v:g}" for v in row[:-1]) + f',"{int(row[-1])}"'
+                        for row in ROWS]
+    (tmp_path / "creditcard.csv").write_text("\n".join(lines) + "\n")
+    X, y = datasets.load_creditcard(tmp_path, download=False, dtype="float64")
+    np.testing.assert_array_equal(X, ROWS[:, :-1])
+    assert y.tolist() == [0, 1, 0]
+
+
+def test_a_creditcard_file_of_another_layout_is_refused(tmp_path):
+    (tmp_path / "creditcard.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="31 columns"):
+        datasets.load_creditcard(tmp_path, download=False)
+    (tmp_path / "creditcard.csv").write_text(
+        ",".join(["x"] * 31) + "\n" + ",".join(["1"] * 30) + ",7\n")
+    with pytest.raises(ValueError, match="other than 0 and 1"):
+        datasets.load_creditcard(tmp_path, download=False)

@@ -1,0 +1,312 @@
+"""Model files as the file system and a hostile file give them (issue 12,
+faults 3, 4 and 6): headers checked before any data is read, bounded memory,
+one documented exception naming the path once, non-regular files refused
+without blocking, durable saves with ordinary permissions."""
+import os
+import random
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+
+import descend as dn
+from descend import io
+
+MB = 2**20
+
+
+def model(units=16, input_dim=8):
+    net = dn.Sequential([dn.Dense(units, activation="relu"), dn.Dense(3)],
+                        input_dim=input_dim, seed=0, dtype="float32", n_threads=1)
+    net.compile("softmax_cross_entropy", dn.optimizers.SGD(0.1, momentum=0.9))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, input_dim)).astype(np.float32)
+    net.fit(X, rng.integers(0, 3, 30), epochs=1, batch_size=10, verbose=0)
+    return net
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "model.npz"
+    model().save(path)
+    return path
+
+
+def npy_bytes(header_text, data=b""):
+    """A .npy version 1.0 member with the given header text (padded as numpy does)."""
+    text = header_text.encode("latin1")
+    pad = 64 - (10 + len(text) + 1) % 64
+    text += b" " * pad + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + data
+
+
+def rewrite(path, replace=None, add=None, compress=None):
+    """Copy the archive, replacing members' bytes (or a writer callable)."""
+    replace, add, compress = replace or {}, add or {}, compress or set()
+    with zipfile.ZipFile(path) as z:
+        members = {i.filename[:-4]: z.read(i) for i in z.infolist()}
+    members.update(replace)
+    members.update(add)
+    with zipfile.ZipFile(path, "w") as z:
+        for key, content in members.items():
+            method = zipfile.ZIP_DEFLATED if key in compress else zipfile.ZIP_STORED
+            if callable(content):
+                with z.open(zipfile.ZipInfo(key + ".npy"), "w", force_zip64=True) as f:
+                    content(f)
+            else:
+                z.writestr(zipfile.ZipInfo(key + ".npy"), content, compress_type=method)
+    if compress:
+        # ZipInfo(...) defaults to stored: rewrite the compressed members
+        with zipfile.ZipFile(path) as z:
+            members = {i.filename[:-4]: z.read(i) for i in z.infolist()}
+        with zipfile.ZipFile(path, "w") as z:
+            for key, content in members.items():
+                z.writestr(key + ".npy", content, compress_type=zipfile.ZIP_DEFLATED
+                           if key in compress else zipfile.ZIP_STORED)
+
+
+def load_error(path):
+    """The load error's message, with the peak of memory load allocated meanwhile."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as info:
+            dn.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(info.value)
+    assert message.count(repr(str(path))) == 1, message     # the path, once
+    return message, peak
+
+
+# ----------------------------------------------------------- headers before data
+def test_a_compressed_bomb_is_refused_before_it_is_decompressed(saved):
+    # weight_0 replaced by 200 MB of zeros deflated to ~200 KB, of a shape
+    # the architecture does not have: the header says so before any data
+    header = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (51200, 1024), }")
+
+    def zeros(f):
+        f.write(header)
+        block = bytes(MB)
+        for _ in range(200):
+            f.write(block)
+    rewrite(saved, {"weight_0": zeros})
+    with zipfile.ZipFile(saved) as z:       # a deflated bomb
+        content = z.read("weight_0.npy")
+    rewrite(saved, {"weight_0": content}, compress={"weight_0"})
+    assert os.path.getsize(saved) < 2 * MB
+    message, peak = load_error(saved)
+    assert "weight_0" in message and "(51200, 1024)" in message and "(8, 16)" in message
+    assert peak < 4 * MB
+
+
+def test_a_header_claiming_a_huge_shape_is_refused_without_allocating(saved):
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }"
+    rewrite(saved, {"weight_0": npy_bytes(header, bytes(512))})
+    message, peak = load_error(saved)
+    assert "weight_0" in message and "(1000000, 1000000)" in message
+    assert "MemoryError" not in message and peak < 4 * MB
+
+
+def test_a_consistent_but_oversized_architecture_is_refused_before_building(saved):
+    # the config declares a layer of 10**6 units and the header agrees, but
+    # the data is not in the file: refused before the network is allocated
+    with zipfile.ZipFile(saved) as z:
+        config = np.lib.format.read_array(z.open("config.npy"))
+    text = str(config[()]).replace('"units": 16', '"units": 1000000')
+    entry = np.array(text)
+    import io as stdio
+    buffer = stdio.BytesIO()
+    np.lib.format.write_array(buffer, entry)
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 1000000), }"
+    rewrite(saved, {"config": buffer.getvalue(), "weight_0": npy_bytes(header, bytes(64))})
+    message, peak = load_error(saved)
+    assert "weight_0" in message and peak < 4 * MB
+
+
+def test_a_config_entry_larger_than_any_config_is_refused(saved):
+    header = "{'descr': '<U100000000', 'fortran_order': False, 'shape': (), }"
+    rewrite(saved, {"config": npy_bytes(header, bytes(16))})
+    message, peak = load_error(saved)
+    assert "config" in message and peak < 4 * MB
+
+
+# ------------------------------------------------------- one documented exception
+@pytest.mark.parametrize("header", [
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 16",     # tokenize.TokenError
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 16), 'x': }",
+    "{'descr': 'not a dtype', 'fortran_order': False, 'shape': (8, 16), }",
+    "[1, 2, 3]",
+    "\x00\xff",
+])
+def test_a_damaged_header_is_a_value_error_naming_the_path_once(saved, header):
+    rewrite(saved, {"weight_0": npy_bytes(header, bytes(8 * 16 * 4))})
+    message, _ = load_error(saved)
+    assert "weight_0" in message and "invalid architecture" not in message
+
+
+def test_a_damaged_weight_entry_is_not_reported_as_the_architecture(saved):
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 15), }"
+    rewrite(saved, {"weight_0": npy_bytes(header, bytes(8 * 15 * 4))})
+    message, _ = load_error(saved)
+    assert "invalid architecture" not in message
+    assert "'weight_0' has shape (8, 15), but the architecture needs (8, 16)" in message
+
+
+def test_a_flipped_data_byte_fails_the_checksum(saved):
+    data = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as z:
+        info = z.getinfo("weight_0.npy")
+    data[info.header_offset + 30 + len("weight_0.npy") + 200] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    message, _ = load_error(saved)
+    assert "weight_0" in message
+
+
+def test_truncated_files_are_value_errors_naming_the_path_once(saved):
+    data = saved.read_bytes()
+    for size in (10, 100, len(data) // 2, len(data) - 30):
+        saved.write_bytes(data[:size])
+        load_error(saved)
+
+
+def test_unknown_entries_are_refused(saved):
+    rewrite(saved, add={"extra": npy_bytes(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", bytes(16))})
+    message, _ = load_error(saved)
+    assert "unknown entries ['extra']" in message
+
+
+def test_a_member_that_is_not_npy_is_refused(saved):
+    with zipfile.ZipFile(saved, "a") as z:
+        z.writestr("readme.txt", "hello")
+    message, _ = load_error(saved)
+    assert "readme.txt" in message
+
+
+# ------------------------------------------------------------- non-regular files
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file") as info:
+        dn.load(fifo)
+    assert str(info.value).count(repr(str(fifo))) == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_device_is_refused():
+    with pytest.raises(ValueError, match="not a regular file"):
+        dn.load("/dev/zero")
+
+
+def test_a_directory_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="directory"):
+        dn.load(tmp_path)
+
+
+def test_an_unreadable_file_is_an_os_error(saved):
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    saved.chmod(0)
+    with pytest.raises(PermissionError):
+        dn.load(saved)
+
+
+# --------------------------------------------------------------------- saving
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_new_file_gets_the_mode_the_umask_gives(tmp_path, umask, expected):
+    old = os.umask(umask)
+    try:
+        model().save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode) == expected
+
+
+def test_an_overwritten_file_keeps_its_mode(tmp_path):
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"old")
+    path.chmod(0o640)
+    old = os.umask(0o077)
+    try:
+        model().save(path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    dn.load(path)
+
+
+def test_a_symlink_is_written_through(tmp_path):
+    real = tmp_path / "real.npz"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(real)
+    model().save(link)
+    assert link.is_symlink()
+    dn.load(real)
+
+
+def test_save_flushes_the_file_then_renames_then_flushes_the_directory(tmp_path,
+                                                                        monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        kind = "directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        events.append(f"fsync {kind}")
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("rename")
+        real_replace(src, dst)
+    monkeypatch.setattr(io.os, "fsync", fsync)
+    monkeypatch.setattr(io.os, "replace", replace)
+    model().save(tmp_path / "m.npz")
+    expected = ["fsync file", "rename"] + (["fsync directory"] if os.name != "nt" else [])
+    assert events == expected
+
+
+KILLED_SAVER = """
+import sys
+import numpy as np
+import descend as dn
+net = dn.Sequential([dn.Dense(2000), dn.Dense(3)], input_dim=2000, seed=0, n_threads=1)
+print("ready", flush=True)
+while True:
+    net.save(sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="kill -9")
+def test_a_save_killed_midway_leaves_a_loadable_file_and_its_temporary_is_removed_next(
+        tmp_path):
+    path = tmp_path / "model.npz"
+    rng = random.Random(0)
+    killed_midway = 0
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_SAVER, str(path)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        if path.exists():
+            assert dn.load(path).get_weights()[0].shape == (2000, 2000)
+        temporaries = [p.name for p in tmp_path.iterdir() if p.name != "model.npz"]
+        assert all(name.startswith(".model.npz.descend-save-") and name.endswith(
+            f"-{proc.pid}-" + name.rsplit("-", 1)[1]) for name in temporaries), temporaries
+        killed_midway += bool(temporaries)
+    model().save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+    assert killed_midway, "no kill landed during a save: the test did not test"

@@ -1,0 +1,238 @@
+"""descend._validation: one constraint table, one message style, one rule for the
+exception type, and the same message for the same argument kind everywhere."""
+import os
+from numbers import Integral, Real
+
+import numpy as np
+import pytest
+
+import descend as dn
+from descend import _validation as v
+from descend._validation import Interval, Options
+
+
+# --------------------------------------------------------------------------- each constraint
+@pytest.mark.parametrize("specs, value, error, message", [
+    ([Interval(Integral, 1, None)], 0, ValueError, "n must be an int >= 1, got 0 (int)"),
+    ([Interval(Integral, 1, None)], 1.0, TypeError, "n must be an int >= 1, got 1.0 (float)"),
+    ([Interval(Integral, 1, None)], True, TypeError, "n must be an int >= 1, got True (bool)"),
+    ([Interval(Integral, 0, 9)], 10, ValueError, "n must be an int in [0, 9], got 10 (int)"),
+    ([Interval(Integral, None, -1)], 0, ValueError, "n must be an int <= -1, got 0 (int)"),
+    ([Interval(Real, 0, None, closed="neither")], 0.0, ValueError,
+     "n must be a finite float > 0, got 0.0 (float)"),
+    ([Interval(Real, 0, 1, closed="left")], 1, ValueError,
+     "n must be a finite float in [0, 1), got 1 (int)"),
+    ([Interval(Real, 0, 1, closed="right")], 0.0, ValueError,
+     "n must be a finite float in (0, 1], got 0.0 (float)"),
+    ([Interval(Real)], float("nan"), ValueError, "n must be a finite float, got nan (float)"),
+    ([Interval(Real)], float("inf"), ValueError, "n must be a finite float, got inf (float)"),
+    ([Interval(Real, finite=False)], float("nan"), ValueError,
+     "n must be a float (not NaN), got nan (float)"),
+    ([Interval(Real, 0.5, None)], "1", TypeError,
+     "n must be a finite float >= 0.5, got '1' (str)"),
+    ([Options("auto", "min")], "max", ValueError,
+     "n must be one of 'auto', 'min', got 'max' (str)"),
+    ([Options("auto", "min")], 1, TypeError, "n must be one of 'auto', 'min', got 1 (int)"),
+    (["boolean"], 1, TypeError, "n must be a bool, got 1 (int)"),
+    (["boolean"], None, TypeError, "n must be a bool, got None (NoneType)"),
+    (["str"], "", ValueError, "n must be a non-empty str, got '' (str)"),
+    (["path"], b"x", TypeError, "n must be a non-empty str or os.PathLike path, got b'x' (bytes)"),
+    (["path"], "", ValueError, "n must be a non-empty str or os.PathLike path, got '' (str)"),
+    ([callable], 3, TypeError, "n must be a callable, got 3 (int)"),
+    ([np.random.Generator], 3, TypeError, "n must be a Generator, got 3 (int)"),
+    (["dtype"], None, TypeError, "n must be 'float32' or 'float64' (or numpy.float32 / "
+                                 "numpy.float64), got None (NoneType)"),
+    (["dtype"], "int8", ValueError, "n must be 'float32' or 'float64' (or numpy.float32 / "
+                                    "numpy.float64), got 'int8' (str)"),
+    ([Interval(Integral, 1, None), None], -2, ValueError,
+     "n must be an int >= 1 or None, got -2 (int)"),
+    ([Interval(Integral, 1, None), None], "2", TypeError,
+     "n must be an int >= 1 or None, got '2' (str)"),
+])
+def test_each_constraint_names_the_argument_the_expected_and_the_received(
+        specs, value, error, message):
+    with pytest.raises(error) as info:
+        v.check(value, "n", specs)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("specs, value, converted", [
+    ([Interval(Integral, 1, None)], np.int64(3), 3),
+    ([Interval(Real, 0, None)], 2, 2.0),
+    ([Interval(Real, 0, None)], np.float32(0.5), 0.5),
+    (["boolean"], np.bool_(True), True),
+    (["dtype"], "float32", np.dtype(np.float32)),
+    (["dtype"], np.float64, np.dtype(np.float64)),
+    (["path"], os.path.join("a", "b"), os.path.join("a", "b")),
+    ([None, Interval(Integral, 1, None)], None, None),
+])
+def test_check_returns_the_value_in_its_canonical_type(specs, value, converted):
+    result = v.check(value, "n", specs)
+    assert result == converted and type(result) is type(converted)
+
+
+def test_the_owner_prefixes_the_message():
+    with pytest.raises(ValueError, match=r"^EarlyStopping: patience must be an int >= 0, "
+                                         r"got -1 \(int\)$"):
+        dn.callbacks.EarlyStopping(patience=-1)
+
+
+def test_long_values_are_shortened_in_messages():
+    with pytest.raises(TypeError) as info:
+        v.check("x" * 1000, "n", ["boolean"])
+    assert len(str(info.value)) < 120
+
+
+def test_n_threads_keeps_its_meaning():
+    assert v.check_n_threads(None) is None and v.check_n_threads(-1) == -1
+    assert v.check_n_threads(np.int32(2)) == 2
+    with pytest.raises(ValueError, match=r"n_threads must be an int in \[1, \d+\], an int <= -1 "
+                                         r"or None, got 0 \(int\)"):
+        v.check_n_threads(0)
+    with pytest.raises(ValueError, match="n_threads"):
+        v.check_n_threads(v.MAX_THREADS + 1)
+    with pytest.raises(ValueError, match="n_threads"):
+        v.check_team_size(-1)
+
+
+def test_validate_checks_a_whole_table_and_converts():
+    table = {"a": [Interval(Integral, 0, None)], "b": ["boolean"]}
+    assert v.validate(table, {"a": np.int8(1), "b": np.bool_(False)}) == {"a": 1, "b": False}
+    with pytest.raises(TypeError, match="^T: b must be a bool"):
+        v.validate(table, {"a": 1, "b": "no"}, "T")
+
+
+def test_validate_params_decorates_a_function():
+    @v.validate_params({"k": [Interval(Integral, 1, None)]})
+    def top(values, k=1):
+        return values[:k], type(k)
+
+    assert top([3, 2, 1], k=np.int64(2)) == ([3, 2], int)
+    with pytest.raises(ValueError, match=r"^top: k must be an int >= 1, got 0 \(int\)$"):
+        top([1], 0)
+    assert list(top._parameter_constraints) == ["k"]
+    with pytest.raises(ValueError, match="unknown parameters"):
+        v.validate_params({"nope": ["boolean"]})(lambda a: a)
+
+
+def test_unknown_constraint_is_a_bug_of_the_table():
+    with pytest.raises(ValueError, match="unknown constraint"):
+        v.check(1, "n", ["integer"])
+
+
+# --------------------------------------------------------------------------- one style everywhere
+BOOL_ARGUMENTS = [
+    ("use_bias", lambda value: dn.Dense(3, use_bias=value)),
+    ("nesterov", lambda value: dn.optimizers.SGD(momentum=0.9, nesterov=value)),
+    ("decay_bias", lambda value: dn.optimizers.Adam(decay_bias=value)),
+    ("amsgrad", lambda value: dn.optimizers.Adam(amsgrad=value)),
+    ("centered", lambda value: dn.optimizers.RMSprop(centered=value)),
+    ("proximal", lambda value: dn.regularizers.L1L2(l1=0.1, proximal=value)),
+    ("staircase", lambda value: dn.schedules.ExponentialDecay(0.1, 0.5, staircase=value)),
+    ("restore_best_weights", lambda value: dn.callbacks.EarlyStopping(
+        restore_best_weights=value)),
+    ("save_best_only", lambda value: dn.callbacks.ModelCheckpoint("m.npz",
+                                                                  save_best_only=value)),
+    ("append", lambda value: dn.callbacks.CSVLogger("log.csv", append=value)),
+    ("shuffle", lambda value: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1], shuffle=value,
+                                              verbose=0)),
+    ("gradient_norms", lambda value: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1],
+                                                     gradient_norms=value, verbose=0)),
+]
+
+
+def _compiled():
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)
+    return net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+
+
+@pytest.mark.parametrize("name, make", BOOL_ARGUMENTS, ids=[b[0] for b in BOOL_ARGUMENTS])
+def test_every_bool_argument_has_the_same_message(name, make):
+    with pytest.raises(TypeError, match=rf"(^|: ){name} must be a bool, got 1 \(int\)$"):
+        make(1)
+    make(np.bool_(True))          # numpy bools pass everywhere
+
+
+DTYPE_ARGUMENTS = [
+    ("validation", lambda value: v.check_dtype(value)),
+    ("initializers", lambda value: dn.initializers.HeNormal()((2, 2), np.random.default_rng(0),
+                                                             value)),
+    ("datasets", lambda value: dn.datasets.load_digits(dtype=value)),
+    ("estimators", lambda value: dn.MLPClassifier(dtype=value, max_iter=1).fit(
+        np.zeros((4, 2)), [0, 1, 0, 1])),
+]
+
+
+@pytest.mark.parametrize("where, make", DTYPE_ARGUMENTS, ids=[d[0] for d in DTYPE_ARGUMENTS])
+@pytest.mark.parametrize("bad, error", [(None, TypeError), ("float16", ValueError),
+                                        (np.int32, ValueError), (3, TypeError)])
+def test_every_dtype_argument_follows_one_rule(where, make, bad, error):
+    if where == "estimators" and bad is None:
+        pytest.skip("dtype=None means 'the input's dtype' for the estimators")
+    if where == "estimators":
+        pytest.importorskip("sklearn")
+    with pytest.raises(error, match=r"dtype must be (None or )?'float32' or 'float64' \(or "
+                                    r"numpy.float32 / numpy.float64\), got"):
+        make(bad)
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: dn.callbacks.ReduceLROnPlateau(factor=1.0), ValueError,
+     "ReduceLROnPlateau: factor must be a finite float in (0, 1), got 1.0 (float)"),
+    (lambda: dn.schedules.ReduceLROnPlateau(0.1, factor=1.0), ValueError,
+     "ReduceLROnPlateau: factor must be a finite float in (0, 1), got 1.0 (float)"),
+    (lambda: dn.callbacks.ReduceLROnPlateau(cooldown=-1), ValueError,
+     "ReduceLROnPlateau: cooldown must be an int >= 0, got -1 (int)"),
+    (lambda: dn.schedules.ReduceLROnPlateau(0.1, cooldown=-1), ValueError,
+     "ReduceLROnPlateau: cooldown must be an int >= 0, got -1 (int)"),
+    (lambda: dn.callbacks.ReduceLROnPlateau(mode="up"), ValueError,
+     "ReduceLROnPlateau: mode must be one of 'auto', 'min', 'max', got 'up' (str)"),
+    (lambda: dn.schedules.ReduceLROnPlateau(0.1, mode="up"), ValueError,
+     "ReduceLROnPlateau: mode must be one of 'auto', 'min', 'max', got 'up' (str)"),
+    (lambda: dn.callbacks.ReduceLROnPlateau(monitor=3), TypeError,
+     "ReduceLROnPlateau: monitor must be a non-empty str, got 3 (int)"),
+    (lambda: dn.callbacks.EarlyStopping(min_delta=-1), ValueError,
+     "EarlyStopping: min_delta must be a finite float >= 0, got -1 (int)"),
+    (lambda: dn.callbacks.CSVLogger("log.csv", separator=";;"), ValueError,
+     "CSVLogger: separator must be a single character, got ';;' (str)"),
+    (lambda: dn.callbacks.LearningRateScheduler(3), TypeError,
+     "LearningRateScheduler: schedule must be a callable, got 3 (int)"),
+    (lambda: dn.Dense(0), ValueError, "units must be an int >= 1, got 0 (int)"),
+    (lambda: dn.Sequential([dn.Dense(2), "relu"]), TypeError,
+     "layer must be a Dense or a Dropout, got 'relu' (str)"),
+    (lambda: dn.Sequential([dn.Dense(2)], seed=-1), ValueError,
+     "seed must be None, an int >= 0 or a Generator, got -1 (int)"),
+    (lambda: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1], verbose=3), ValueError,
+     "verbose must be a bool or one of 0, 1, 2, got 3 (int)"),
+    (lambda: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1], callbacks=[3]), TypeError,
+     "callbacks[0] must be a descend Callback (or an object with on_epoch_end etc.), "
+     "got 3 (int)"),
+    (lambda: dn.optimizers.SGD(momentum=1.0), ValueError,
+     "momentum must be a finite float in [0, 1), got 1.0 (float)"),
+    (lambda: dn.optimizers.get("sgdd"), ValueError,
+     "optimizer must be one of ['adagrad', 'adam', 'adamw', 'rmsprop', 'sgd'] or a descend "
+     "Optimizer, got 'sgdd' (str)"),
+    (lambda: dn.regularizers.L1L2(l2=-0.5), ValueError,
+     "L1L2: l2 must be a finite float >= 0, got -0.5 (float)"),
+    (lambda: dn.initializers.VarianceScaling(mode="fan"), ValueError,
+     "mode must be one of 'fan_in', 'fan_out', 'fan_avg', got 'fan' (str)"),
+    (lambda: dn.initializers.Zeros()((2, True), np.random.default_rng(0)), TypeError,
+     "shape must be a non-empty tuple of positive ints, got (2, True) (tuple)"),
+    (lambda: dn.datasets.train_test_split(np.zeros((4, 1)), np.zeros(4), test_size=1.5),
+     ValueError, "train_test_split: test_size must be an int >= 1 or a finite float in (0, 1), "
+                 "got 1.5 (float)"),
+])
+def test_messages_of_the_converted_modules(make, error, message):
+    with pytest.raises(error) as info:
+        make()
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("cls", [dn.callbacks.EarlyStopping, dn.callbacks.ModelCheckpoint,
+                                 dn.callbacks.LearningRateScheduler,
+                                 dn.callbacks.ReduceLROnPlateau, dn.callbacks.CSVLogger,
+                                 dn.callbacks.TerminateOnNaN, dn.regularizers.L1L2])
+def test_declared_constraints_cover_the_constructor(cls):
+    import inspect
+    parameters = set(inspect.signature(cls).parameters)
+    assert set(cls._parameter_constraints) == parameters
