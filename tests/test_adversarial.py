@@ -315,7 +315,7 @@ def test_load_rejects_counters_too_large_for_the_kernels(saved_classifier, tmp_p
     # iterations = 2**70 loaded fine, then fit raised OverflowError ("too large to
     # convert to C long") after it had reset the history
     def change(arrays, config):
-        config["optimizer_state"]["iterations"] = 2**70
+        config["state"]["optimizer"]["iterations"] = 2**70
     path = _rewrite(saved_classifier, str(tmp_path / "bad.npz"), change)
     with pytest.raises(ValueError, match="iterations"):
         dn.load(path)
@@ -328,7 +328,7 @@ def test_load_checks_declared_sizes_against_the_arrays_before_allocating(saved_c
     def change(arrays, config):
         config["model"]["layers"][0]["units"] = 10**9
     path = _rewrite(saved_classifier, str(tmp_path / "bad.npz"), change)
-    with pytest.raises(ValueError, match="weight_0"):
+    with pytest.raises(ValueError, match="layers.0.kernel"):
         dn.load(path)
 
 

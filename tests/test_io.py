@@ -64,6 +64,25 @@ def with_config(arrays, **changes):
     return arrays
 
 
+def with_state(arrays, **changes):
+    """Change entries of the config's "state" (the state_dict without its arrays)."""
+    state = dict(config_of(arrays)["state"])
+    state.update(changes)
+    return with_config(arrays, state=state)
+
+
+def with_compile(arrays, **changes):
+    compile_config = dict(config_of(arrays)["compile"])
+    compile_config.update(changes)
+    return with_config(arrays, compile=compile_config)
+
+
+# the parameters of network() without dropout, in get_weights() order
+PARAMETER_NAMES = ["layers.0.kernel", "layers.0.bias", "layers.1.kernel", "layers.2.kernel",
+                   "layers.2.bias"]
+KERNEL_0 = "parameters/layers.0.kernel"
+
+
 def assert_weights_equal(a, b):
     assert len(a) == len(b)
     for u, v in zip(a, b):
@@ -244,16 +263,17 @@ def test_file_holds_plain_arrays_and_a_json_config(saved):
     assert config["descend_version"] == dn.__version__
     assert config["model"]["dtype"] == "float64"
     assert [layer["class"] for layer in config["model"]["layers"]] == ["Dense"] * 3
-    assert config["loss"] == "softmax_cross_entropy"
-    assert config["optimizer"]["class"] == "Adam"
-    assert config["optimizer"]["beta_2"] == 0.999
-    assert config["optimizer_state"]["iterations"] == net.optimizer.iterations == 12
-    assert config["rng_state"] == net._rng.bit_generator.state
-    assert config["epochs_trained"] == 2
-    weights = [arrays[f"weight_{i}"] for i in range(5)]
+    assert config["compile"]["loss"] == "softmax_cross_entropy"
+    assert config["compile"]["optimizer"]["class"] == "Adam"
+    assert config["compile"]["optimizer"]["beta_2"] == 0.999
+    assert config["state"]["optimizer"]["iterations"] == net.optimizer.iterations == 12
+    assert config["state"]["rng_state"] == net._rng.bit_generator.state
+    assert config["state"]["epochs_trained"] == 2
+    weights = [arrays[f"parameters/{name}"] for name in PARAMETER_NAMES]
     assert_weights_equal(weights, net.get_weights())
-    assert sorted(k for k in arrays if k.startswith("optimizer_")) == sorted(
-        f"optimizer_{i}_{j}" for i in range(5) for j in range(2))
+    assert sorted(k for k in arrays if k.startswith("optimizer")) == sorted(
+        f"optimizer/state/{name}.{slot}" for name in PARAMETER_NAMES
+        for slot in ("exp_avg", "exp_avg_sq"))
 
 
 def test_save_writes_exactly_the_given_path_and_no_temporary_files(tmp_path):
@@ -319,10 +339,10 @@ def test_pickled_objects_are_refused_and_never_executed(saved, tmp_path):
     arrays = arrays_of(path)
     evil = np.empty(1, dtype=object)
     evil[0] = _Exploit(str(marker))
-    arrays["weight_0"] = evil
+    arrays[KERNEL_0] = evil
     with open(path, "wb") as f:
         np.savez(f, **arrays)           # numpy pickles object arrays on save
-    with pytest.raises(ValueError, match=r"weight_0.* pickled Python objects") as info:
+    with pytest.raises(ValueError, match=r"layers.0.kernel.* pickled Python objects") as info:
         dn.load(path)
     assert str(path) in str(info.value)
     assert not marker.exists()
@@ -359,11 +379,11 @@ def test_corrupted_member_is_a_clear_error(saved):
     _, path = saved
     content = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as z:
-        info = z.getinfo("weight_0.npy")
+        info = z.getinfo(KERNEL_0 + ".npy")
     start = info.header_offset + 30 + len(info.filename) + 200
     content[start:start + 50] = b"\xff" * 50
     path.write_bytes(bytes(content))
-    with pytest.raises(ValueError, match="weight_0"):
+    with pytest.raises(ValueError, match="layers.0.kernel"):
         dn.load(path)
 
 
@@ -397,12 +417,13 @@ def test_missing_files_and_bad_paths(tmp_path):
         dn.load(None)
 
 
-@pytest.mark.parametrize("drop", ["weight_3", "optimizer_1_0", "classes", "config"])
+@pytest.mark.parametrize("drop", ["parameters/layers.2.kernel",
+                                  "optimizer/state/layers.0.bias.exp_avg", "classes", "config"])
 def test_missing_entries_are_named(saved, drop):
     net, path = saved
     arrays = arrays_of(path)
     if drop == "classes":
-        arrays = with_config(arrays, has_classes=True)
+        arrays = with_state(arrays, classes={"npz": "classes"})
         arrays.pop("classes", None)
     else:
         del arrays[drop]
@@ -412,7 +433,7 @@ def test_missing_entries_are_named(saved, drop):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None, True])
+@pytest.mark.parametrize("version", [0, 3, "1", None, True])
 def test_unknown_format_versions_are_refused(saved, version):
     _, path = saved
     rewrite(path, with_config(arrays_of(path), format_version=version))
@@ -421,28 +442,32 @@ def test_unknown_format_versions_are_refused(saved, version):
 
 
 @pytest.mark.parametrize("change, match", [
-    (lambda a: a.update(weight_0=a["weight_0"][:, :-1]), "shape"),
-    (lambda a: a.update(weight_0=a["weight_0"].astype(np.float32)), "dtype"),
-    (lambda a: a.update(weight_1=np.full_like(a["weight_1"], np.nan)), "NaN"),
-    (lambda a: a.update(optimizer_0_1=a["optimizer_0_1"][:2]), "shape"),
-    (lambda a: a.update(weight_5=a["weight_4"]), "more weight arrays"),
+    (lambda a: a.update({KERNEL_0: a[KERNEL_0][:, :-1]}), "shape"),
+    (lambda a: a.update({KERNEL_0: a[KERNEL_0].astype(np.float32)}), "dtype"),
+    (lambda a: a.update({"parameters/layers.0.bias": np.full_like(
+        a["parameters/layers.0.bias"], np.nan)}), "NaN"),
+    (lambda a: a.update({"optimizer/state/layers.0.kernel.exp_avg_sq":
+                         a["optimizer/state/layers.0.kernel.exp_avg_sq"][:2]}), "shape"),
+    (lambda a: a.update({"parameters/layers.3.kernel": a["parameters/layers.2.kernel"]}),
+     "unknown entries"),
     (lambda a: a.update(config=np.array(b"{}")), "0-d unicode"),
     (lambda a: a.update(config=np.array("{not json")), "JSON"),
     (lambda a: a.update(config=np.array("[1, 2]")), "JSON object"),
     (lambda a: a.update(with_config(a, model={"layers": [{"class": "Conv2D"}]})),
      "unknown layer class"),
     (lambda a: a.update(with_config(a, model={"layers": "Dense"})), "layers"),
-    (lambda a: a.update(with_config(a, optimizer={"class": "os.system"})),
+    (lambda a: a.update(with_compile(a, optimizer={"class": "os.system"})),
      "unknown optimizer class"),
-    (lambda a: a.update(with_config(a, loss="__import__('os')")), "loss"),
-    (lambda a: a.update(with_config(a, rng_state={"bit_generator": "os.system"})),
+    (lambda a: a.update(with_compile(a, loss="__import__('os')")), "loss"),
+    (lambda a: a.update(with_state(a, rng_state={"bit_generator": "os.system"})),
      "bit generator"),
-    (lambda a: a.update(with_config(a, rng_state={"bit_generator": "PCG64", "state": 1})),
+    (lambda a: a.update(with_state(a, rng_state={"bit_generator": "PCG64", "state": 1})),
      "generator state"),
-    (lambda a: a.update(with_config(a, epochs_trained=-1)), "epochs_trained"),
-    (lambda a: a.update(with_config(a, optimizer_state={"iterations": 1.5})), "iterations"),
+    (lambda a: a.update(with_state(a, epochs_trained=-1)), "epochs_trained"),
+    (lambda a: a.update(with_state(a, optimizer=dict(config_of(a)["state"]["optimizer"],
+                                                     iterations=1.5))), "iterations"),
     (lambda a: a.update(with_config(a, format="keras")), "format"),
-    (lambda a: a.update(with_config(a, history={"logs": {"loss": ["x"]}})), "history"),
+    (lambda a: a.update(with_state(a, history={"logs": {"loss": ["x"]}})), "history"),
 ])
 def test_inconsistent_contents_are_clear_errors(saved, change, match):
     _, path = saved

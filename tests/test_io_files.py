@@ -89,7 +89,7 @@ def load_error(path):
 
 # ----------------------------------------------------------- headers before data
 def test_a_compressed_bomb_is_refused_before_it_is_decompressed(saved):
-    # weight_0 replaced by 200 MB of zeros deflated to ~200 KB, of a shape
+    # parameters/layers.0.kernel replaced by 200 MB of zeros deflated to ~200 KB, of a shape
     # the architecture does not have: the header says so before any data
     header = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (51200, 1024), }")
 
@@ -98,21 +98,21 @@ def test_a_compressed_bomb_is_refused_before_it_is_decompressed(saved):
         block = bytes(MB)
         for _ in range(200):
             f.write(block)
-    rewrite(saved, {"weight_0": zeros})
+    rewrite(saved, {"parameters/layers.0.kernel": zeros})
     with zipfile.ZipFile(saved) as z:       # a deflated bomb
-        content = z.read("weight_0.npy")
-    rewrite(saved, {"weight_0": content}, compress={"weight_0"})
+        content = z.read("parameters/layers.0.kernel.npy")
+    rewrite(saved, {"parameters/layers.0.kernel": content}, compress={"parameters/layers.0.kernel"})
     assert os.path.getsize(saved) < 2 * MB
     message, peak = load_error(saved)
-    assert "weight_0" in message and "(51200, 1024)" in message and "(8, 16)" in message
+    assert "parameters/layers.0.kernel" in message and "(51200, 1024)" in message and "(8, 16)" in message
     assert peak < 4 * MB
 
 
 def test_a_header_claiming_a_huge_shape_is_refused_without_allocating(saved):
     header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }"
-    rewrite(saved, {"weight_0": npy_bytes(header, bytes(512))})
+    rewrite(saved, {"parameters/layers.0.kernel": npy_bytes(header, bytes(512))})
     message, peak = load_error(saved)
-    assert "weight_0" in message and "(1000000, 1000000)" in message
+    assert "parameters/layers.0.kernel" in message and "(1000000, 1000000)" in message
     assert "MemoryError" not in message and peak < 4 * MB
 
 
@@ -127,9 +127,9 @@ def test_a_consistent_but_oversized_architecture_is_refused_before_building(save
     buffer = stdio.BytesIO()
     np.lib.format.write_array(buffer, entry)
     header = "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 1000000), }"
-    rewrite(saved, {"config": buffer.getvalue(), "weight_0": npy_bytes(header, bytes(64))})
+    rewrite(saved, {"config": buffer.getvalue(), "parameters/layers.0.kernel": npy_bytes(header, bytes(64))})
     message, peak = load_error(saved)
-    assert "weight_0" in message and peak < 4 * MB
+    assert "parameters/layers.0.kernel" in message and peak < 4 * MB
 
 
 def test_a_config_entry_larger_than_any_config_is_refused(saved):
@@ -148,27 +148,27 @@ def test_a_config_entry_larger_than_any_config_is_refused(saved):
     "\x00\xff",
 ])
 def test_a_damaged_header_is_a_value_error_naming_the_path_once(saved, header):
-    rewrite(saved, {"weight_0": npy_bytes(header, bytes(8 * 16 * 4))})
+    rewrite(saved, {"parameters/layers.0.kernel": npy_bytes(header, bytes(8 * 16 * 4))})
     message, _ = load_error(saved)
-    assert "weight_0" in message and "invalid architecture" not in message
+    assert "parameters/layers.0.kernel" in message and "invalid architecture" not in message
 
 
 def test_a_damaged_weight_entry_is_not_reported_as_the_architecture(saved):
     header = "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 15), }"
-    rewrite(saved, {"weight_0": npy_bytes(header, bytes(8 * 15 * 4))})
+    rewrite(saved, {"parameters/layers.0.kernel": npy_bytes(header, bytes(8 * 15 * 4))})
     message, _ = load_error(saved)
     assert "invalid architecture" not in message
-    assert "'weight_0' has shape (8, 15), but the architecture needs (8, 16)" in message
+    assert "'parameters/layers.0.kernel' has shape (8, 15), but the architecture needs (8, 16)" in message
 
 
 def test_a_flipped_data_byte_fails_the_checksum(saved):
     data = bytearray(saved.read_bytes())
     with zipfile.ZipFile(saved) as z:
-        info = z.getinfo("weight_0.npy")
-    data[info.header_offset + 30 + len("weight_0.npy") + 200] ^= 0xFF
+        info = z.getinfo("parameters/layers.0.kernel.npy")
+    data[info.header_offset + 30 + len("parameters/layers.0.kernel.npy") + 200] ^= 0xFF
     saved.write_bytes(bytes(data))
     message, _ = load_error(saved)
-    assert "weight_0" in message
+    assert "parameters/layers.0.kernel" in message
 
 
 def test_truncated_files_are_value_errors_naming_the_path_once(saved):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import descend as dn
-from descend import _sparse
+from descend import _sparse, training
 from descend._train import SPARSE_DENSITY, EpochRunner
 
 FAST = settings(max_examples=40, deadline=None)
@@ -149,7 +149,7 @@ def _runner(X, y, optimizer, batch_size, n_threads, sparse_input, dtype, l2=0.0)
     net.compile(loss="softmax_cross_entropy", optimizer=OPTIMIZERS[optimizer]())
     net.build(X.shape[1])
     net.optimizer.build(net._params())
-    runner = EpochRunner(X, None, y, net._runner_specs(), net.loss_.code,
+    runner = EpochRunner(X, None, y, training.runner_specs(net), net.loss_.code,
                          net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
                          batch_size, n_threads, sparse_input=sparse_input)
     return runner, net
@@ -206,7 +206,7 @@ def test_the_sparse_path_is_chosen_by_the_density_of_X():
     net.compile(loss="softmax_cross_entropy", optimizer="sgd")
     net.build(40)
     net.optimizer.build(net._params())
-    runner = EpochRunner(sparse_X, None, y, net._runner_specs(), net.loss_.code,
+    runner = EpochRunner(sparse_X, None, y, training.runner_specs(net), net.loss_.code,
                          net.optimizer.kernel_config(), 0.0, 0.0, 0.0, 10, 1,
                          sparse_input=True)
     assert not runner.sparse_input

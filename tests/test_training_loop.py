@@ -164,13 +164,15 @@ def test_validation_split_dropping_a_string_class_names_it():
         net.fit(X, y, epochs=1, verbose=0, validation_split=0.2)
 
 
-def test_validation_labels_unseen_in_training_are_a_clear_error():
+def test_validation_labels_unseen_in_training_are_scored_as_evaluate_scores_them():
+    # issue 12, item 7: what evaluate accepts, validation_data accepts (this
+    # was refused as "classes absent from the training data")
     X, y = classification_data(n=60)
     net = classifier()
-    before = full_state(net)
-    with pytest.raises(ValueError, match="absent from the training data"):
-        net.fit(X[y != 2], y[y != 2], epochs=1, verbose=0, validation_data=(X, y))
-    assert_same_state(before, full_state(net))
+    history = net.fit(X[y != 2], y[y != 2], epochs=1, verbose=0, validation_data=(X, y))
+    scores = net.evaluate(X, y)
+    assert history["val_loss"] == [scores["loss"]]
+    assert history["val_accuracy"] == [scores["accuracy"]]
 
 
 # --------------------------------------------------------------------------- history
@@ -582,7 +584,7 @@ def test_partial_fit_twice_equals_fit_two_epochs(optimizer):
     a = classifier(optimizer=optimizer())
     a.partial_fit(X, y, batch_size=16)
     history = a.partial_fit(X, y, batch_size=16)
-    assert history.epoch == [0] and a.epochs_trained == 2
+    assert history.epoch == [1] and a.epochs_trained == 2     # epochs continue
     b = classifier(optimizer=optimizer())
     b.fit(X, y, epochs=2, batch_size=16, verbose=0)
     assert_weights_equal(a.get_weights(), b.get_weights())

@@ -150,3 +150,10 @@ def loss_and_gradient_py(int loss, const floating[:, ::1] output,
             &labels[0] if labels is not None else NULL,
             &grad[0, 0] if grad is not None else NULL, n, k, grad_scale, n_threads)
     return total
+
+
+def mean_scale_py(int loss, long n, long k):
+    """mean_scale's twin: 1 / n (softmax_cross_entropy) or 1 / (n k) (the others)."""
+    if n < 1 or k < 1:
+        raise ValueError(f"n and k must be >= 1, got n={n}, k={k}")
+    return mean_scale(loss, n, k)

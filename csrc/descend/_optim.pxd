@@ -36,3 +36,5 @@ cdef void scale_and_clip(floating* g, long n, double scale, double clipvalue,
                          int n_threads) noexcept nogil
 
 cpdef OptimizerConfig make_config_py(dict config) except *
+
+cdef double clip_scale(double bound, double norm_squared) noexcept nogil

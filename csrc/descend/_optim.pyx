@@ -293,3 +293,19 @@ def soft_threshold_py(floating[::1] w, double threshold, int n_threads):
     if w.shape[0] == 0:
         return
     soft_threshold(&w[0], w.shape[0], threshold, n_threads)
+
+
+cdef double clip_scale(double bound, double norm_squared) noexcept nogil:
+    """min(1, bound / (||g|| + 1e-6)) for ||g||^2 = norm_squared: the factor that
+    clips a gradient (or all of them, global_clipnorm) to norm <= bound; the
+    1e-6 keeps a zero gradient finite, as torch.nn.utils.clip_grad_norm_."""
+    cdef double scale = bound / (sqrt(norm_squared) + 1e-6)
+    return scale if scale < 1 else 1.0
+
+
+def clip_scale_py(double bound, double norm_squared):
+    """clip_scale's twin (Optimizer.apply_gradients calls it)."""
+    if not bound > 0 or not norm_squared >= 0:
+        raise ValueError(f"bound must be > 0 and norm_squared >= 0, got {bound}, "
+                         f"{norm_squared}")
+    return clip_scale(bound, norm_squared)

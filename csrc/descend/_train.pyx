@@ -54,11 +54,11 @@ from descend._dense cimport (dense_forward, activation_backward, dense_grad_inpu
                              dense_grad_params, dropout, descend_mix, gemm_rows)
 from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
                               GRAD_GROUP_ROWS)
-from descend._losses cimport (loss_and_gradient, MEAN_SQUARED_ERROR,
+from descend._losses cimport (loss_and_gradient, mean_scale, MEAN_SQUARED_ERROR,
                               SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
 from descend._optim cimport (OptimizerConfig, optimizer_step, add_penalty_gradient,
                              sum_squares, scale_and_clip, make_config_py, SGD,
-                             soft_threshold)
+                             soft_threshold, clip_scale)
 from descend._optim import required_state
 
 cnp.import_array()
@@ -641,7 +641,7 @@ cdef class EpochRunner:
                           <floating*>p.a + <long>r0 * p.n_out, p.activation,
                           <floating>p.alpha, 1)
         # loss: mean over the batch's samples (and outputs, elementwise losses)
-        scale = 1.0 / nb if self.loss == SOFTMAX_CROSS_ENTROPY else 1.0 / (<double>nb * k)
+        scale = mean_scale(self.loss, nb, k)
         cdef floating* targets = <floating*>self.targets_batch
         cdef int* labels = self.labels_batch
         loss = scale * loss_and_gradient(
@@ -740,10 +740,9 @@ cdef class EpochRunner:
             total += self.clip_scales[i]
         for i in range(2 * self.n_layers):
             if self.global_clipnorm > 0:
-                scale = self.global_clipnorm / (sqrt(total) + 1e-6)
+                self.clip_scales[i] = clip_scale(self.global_clipnorm, total)
             else:
-                scale = self.clipnorm / (sqrt(self.clip_scales[i]) + 1e-6)
-            self.clip_scales[i] = scale if scale < 1 else 1.0
+                self.clip_scales[i] = clip_scale(self.clipnorm, self.clip_scales[i])
 
     cdef void _kernel_gradient(self, int l, int nb, int k0, int k1, int t,
                                floating dummy=0) noexcept nogil:
@@ -823,7 +822,7 @@ cdef class EpochRunner:
         cdef floating neg_lr = <floating>(-learning_rate)
         cdef double loss
         cdef int k = last.n_out
-        cdef double scale = 1.0 if self.loss == SOFTMAX_CROSS_ENTROPY else 1.0 / k
+        cdef double scale = mean_scale(self.loss, 1, k)
         for s in range(first, stop):
             row = order[s]
             # forward: z = b + sum over non-zero inputs x_i of x_i * W[i, :]
@@ -959,3 +958,44 @@ cdef long count_correct(int loss, floating* output, floating* targets, int* labe
         for i in range(n * k):
             correct += (output[i] > 0) == (targets[i] > 0.5)
     return correct
+
+
+# ---- def twins: the per-layer Python driver calls the formulas above ---------
+
+def penalize_py(floating[::1] value, floating[::1] grad, double l1, double l2,
+                bint proximal):
+    """_penalize's twin on one parameter array: returns its penalty
+    l1 sum|w| + l2 sum w^2 and adds the penalty's gradient into grad
+    (l1 sign(w) + 2 l2 w; without the L1 term when proximal, whose step
+    follows the update), as phase B of the fused loop does."""
+    if grad.shape[0] != value.shape[0]:
+        raise ValueError(f"grad has {grad.shape[0]} elements, value has {value.shape[0]}")
+    cdef Param q
+    memset(&q, 0, sizeof(Param))
+    cdef long n = value.shape[0]
+    cdef double total
+    if n == 0:
+        return 0.0
+    q.value, q.grad, q.size = &value[0], &grad[0], n
+    q.l1, q.l2, q.proximal = l1, l2, proximal
+    with nogil:
+        total = _penalize[floating](&q, 0, n)
+    return total
+
+
+def count_correct_py(int loss, floating[:, ::1] output, floating[:, ::1] targets,
+                     const int[::1] labels):
+    """count_correct's twin: argmax == label per row (softmax_cross_entropy, needs
+    labels), (logit > 0) == (target > 0.5) per element (binary_cross_entropy,
+    needs targets), 0 for regression."""
+    cdef int n = output.shape[0], k = output.shape[1]
+    if loss == SOFTMAX_CROSS_ENTROPY and (labels is None or labels.shape[0] != n):
+        raise ValueError(f"softmax_cross_entropy needs {n} labels")
+    if loss == BINARY_CROSS_ENTROPY and (
+            targets is None or (targets.shape[0], targets.shape[1]) != (n, k)):
+        raise ValueError(f"binary_cross_entropy needs targets of shape {(n, k)}")
+    if n == 0 or loss not in (SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY):
+        return 0
+    return count_correct(loss, &output[0, 0],
+                         &targets[0, 0] if targets is not None else NULL,
+                         <int*>&labels[0] if labels is not None else NULL, n, k)

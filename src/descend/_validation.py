@@ -496,3 +496,15 @@ def check_lengths(X, y, x_name="X", y_name="y"):
         raise ValueError(
             f"{x_name} and {y_name} have different lengths: len({x_name}) = {len(X)}, "
             f"len({y_name}) = {len(y)}")
+
+
+def check_array_like(array, like, what):
+    """ValueError naming `what` unless `array` is an ndarray of like's shape and
+    dtype holding finite values (a state array loaded into a live one)."""
+    if not isinstance(array, np.ndarray) or array.shape != like.shape:
+        raise ValueError(f"{what} has shape {np.shape(array)}, expected {like.shape}")
+    if array.dtype != like.dtype:
+        raise ValueError(f"{what} has dtype {array.dtype}, expected {like.dtype}")
+    if not all_finite(array):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    return array

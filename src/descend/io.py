@@ -1,33 +1,45 @@
 """Saving and loading networks: one ``.npz`` of arrays plus a JSON config.
 
-File layout (format version 1), written with :func:`numpy.savez`:
+This module only maps the model's public state to a file and back: the
+architecture (``Sequential.get_config()``), the loss and optimizer
+(``get_compile_config()``) and everything training changes
+(``state_dict()``), rebuilt with ``Sequential.from_config``,
+``compile_from_config`` and ``load_state_dict``. It reads no private
+attribute of the model.
 
-================== ========================================================
-key                content
-================== ========================================================
-``config``         0-d unicode array: the JSON document described below
-``weight_<i>``     i-th array of ``Sequential.get_weights()`` (W1, b1, ...)
-``optimizer_<i>_<j>`` j-th optimizer state array of parameter i (momentum
-                   velocity, Adam moments, ...), when the optimizer is built
-``classes``        ``classes_`` of a classifier (numbers, or strings as a
-                   numpy unicode array: never an object array)
-================== ========================================================
+File layout (format version 2), written with :func:`numpy.savez`:
 
-The JSON config holds ``format_version``, ``descend_version``, the
-architecture (``Sequential.get_config()`` with every layer's config), the
-loss name, the optimizer's ``get_config()`` with its current learning rate
-and ``iterations``, the learning-rate schedule's ``state_dict()``, the
-network's numpy ``Generator`` state (``bit_generator.state``, JSON-able),
-``epochs_trained`` and the training history. With all of it, training
-resumed after :func:`load` is bitwise identical to training that never
-stopped.
+=============================== ===========================================
+key                             content
+=============================== ===========================================
+``config``                      0-d unicode array: the JSON document below
+``parameters/<name>``           each parameter by name, e.g.
+                                ``parameters/layers.0.kernel``
+``optimizer/state/<name>``      each optimizer state array by name, e.g.
+                                ``optimizer/state/layers.0.kernel.velocity``
+``classes``                     ``classes_`` of a classifier (numbers, or
+                                strings as a numpy unicode array: never an
+                                object array)
+=============================== ===========================================
+
+The JSON config holds ``format``, ``format_version``, ``descend_version``,
+``model`` (the architecture), ``compile`` (loss name and optimizer config,
+or null) and ``state``: the ``state_dict()`` with each array replaced by
+``{"npz": "<entry name>"}`` (the optimizer's learning rate, iterations and
+schedule state, the random generator's ``bit_generator.state``,
+``epochs_trained``, the history). With all of it, training resumed after
+:func:`load` is bitwise identical to training that never stopped.
+
+Format version 1 files (``weight_<i>`` and ``optimizer_<i>_<j>`` entries by
+position, written by descend before the state protocol) still load.
 
 Loading never executes code from the file: arrays are read with
 ``allow_pickle=False``, the config is plain JSON, and classes are looked up
 in descend's registries by name. Every problem with a file (not an npz
-archive, truncated, pickled objects, a missing or unknown entry, an unknown
-format version, inconsistent shapes) is a ValueError naming the problem and
-the path once; problems of the file system (permissions, I/O) are OSErrors.
+archive, truncated, pickled objects, a missing or unexpected entry, an
+unknown format version, inconsistent shapes) is a ValueError naming the
+problem and the path once; problems of the file system (permissions, I/O)
+are OSErrors.
 
 Loading reads each entry's ``.npy`` header (shape, dtype) from the zip
 member before any data: every header must agree with the size the zip
@@ -61,15 +73,17 @@ import zlib
 
 import numpy as np
 
+from descend import losses, optimizers
 from descend._validation import check
+from descend.model import Sequential
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _FORMAT_NAME = "descend.Sequential"
-# Bit generators a file may name (looked up in this table, never by getattr).
-_BIT_GENERATORS = {cls.__name__: cls for cls in (np.random.PCG64, np.random.PCG64DXSM,
-                                                 np.random.MT19937, np.random.Philox,
-                                                 np.random.SFC64)}
 _CLASSES_KINDS = "biufUS"
+# Entries other than parameters and optimizer state (classes_, arrays of the
+# random generator's state): bounded, so a config cannot make load allocate more.
+_MAX_OTHER_ENTRY_BYTES = 16 * 2**20
 
 
 def _check_path(path, name="path"):
@@ -94,8 +108,9 @@ def _json_default(obj):
 def save(model, path):
     """Save a built Sequential network to `path` (one ``.npz`` file).
 
-    The file is written to a temporary name in the same directory and then
-    renamed, so an interrupted save never leaves a truncated model behind.
+    The file is written to a temporary name in the same directory, flushed
+    to disk and renamed (see the module docstring): an interrupted save
+    never leaves a truncated model behind.
 
     Parameters
     ----------
@@ -119,8 +134,7 @@ def save(model, path):
         ``LambdaSchedule`` or other callable, or ``classes_`` of mixed
         Python objects. Nothing is written then.
     """
-    from descend import __version__, losses, optimizers
-    from descend.model import Sequential
+    from descend import __version__
 
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a descend Sequential, got {type(model).__name__}")
@@ -131,43 +145,15 @@ def save(model, path):
     if not model.built:
         raise ValueError("cannot save a network that is not built: give input_dim or fit "
                          "it first")
+    _check_registered(model)
+    state = model.state_dict()
+    if state["classes"] is not None:
+        state["classes"] = _classes_array(state["classes"])
+    arrays = {}
     config = {"format": _FORMAT_NAME, "format_version": FORMAT_VERSION,
               "descend_version": __version__, "model": model.get_config(),
-              "loss": None, "optimizer": None, "optimizer_state": None,
-              "schedule_state": None, "epochs_trained": int(model.epochs_trained),
-              "rng_state": model._rng.bit_generator.state,
-              "has_classes": model.classes_ is not None,
-              "history": {"epoch": list(model.history.epoch),
-                          "logs": {k: list(v) for k, v in model.history.items()}}}
-    arrays = {}
-    for i, w in enumerate(model.get_weights()):
-        arrays[f"weight_{i}"] = w
-    if model.loss_ is not None:
-        loss = model.loss_
-        if losses._LOSSES.get(loss.name) is not type(loss):
-            raise ValueError(f"cannot save the custom loss {type(loss).__name__}: only "
-                             f"descend's losses {sorted(losses._LOSSES)} can be stored")
-        config["loss"] = loss.name
-        opt = model.optimizer
-        registered = {cls.__name__: cls for cls in optimizers._OPTIMIZERS.values()}
-        if registered.get(type(opt).__name__) is not type(opt):
-            raise ValueError(f"cannot save the custom optimizer {type(opt).__name__}: only "
-                             f"descend's optimizers {sorted(registered)} can be stored")
-        config["optimizer"] = opt.get_config()
-        state = opt.get_state()
-        config["optimizer_state"] = {
-            "iterations": int(state["iterations"]),
-            "learning_rate": float(opt.learning_rate),
-            "learning_rate_scale": float(state["learning_rate_scale"]),
-            "n_arrays": None if state["arrays"] is None else [len(s) for s in state["arrays"]]}
-        if state["arrays"] is not None:
-            for i, per_param in enumerate(state["arrays"]):
-                for j, a in enumerate(per_param):
-                    arrays[f"optimizer_{i}_{j}"] = a
-        if opt.schedule is not None:
-            config["schedule_state"] = opt.schedule.state_dict()
-    if model.classes_ is not None:
-        arrays["classes"] = _classes_array(model.classes_)
+              "compile": model.get_compile_config(),
+              "state": _arrays_to_entries(state, arrays, ())}
     try:
         text = json.dumps(config, default=_json_default)
     except (TypeError, ValueError) as exc:
@@ -175,6 +161,7 @@ def save(model, path):
                          f"plain data ({exc}); a LambdaSchedule, a custom initializer or "
                          "another Python callable cannot be stored in a model file") from None
     arrays["config"] = np.array(text)
+
     _write_durably(path, lambda f: np.savez(f, **arrays))
     return path
 
@@ -264,6 +251,37 @@ def _process_alive(pid):
     except OSError:         # e.g. PermissionError: it exists
         return True
     return True
+
+
+def _check_registered(model):
+    """ValueError for a loss or optimizer a file cannot name (a custom class)."""
+    if model.loss_ is None:
+        return
+    loss = model.loss_
+    if losses._LOSSES.get(loss.name) is not type(loss):
+        raise ValueError(f"cannot save the custom loss {type(loss).__name__}: only "
+                         f"descend's losses {sorted(losses._LOSSES)} can be stored")
+    opt = model.optimizer
+    registered = {cls.__name__: cls for cls in optimizers._OPTIMIZERS.values()}
+    if registered.get(type(opt).__name__) is not type(opt):
+        raise ValueError(f"cannot save the custom optimizer {type(opt).__name__}: only "
+                         f"descend's optimizers {sorted(registered)} can be stored")
+
+
+def _arrays_to_entries(tree, arrays, path):
+    """`tree` with each ndarray moved into `arrays` under its path ("a/b"), leaving
+    ``{"npz": "<entry name>"}`` in its place."""
+    if isinstance(tree, np.ndarray):
+        key = "/".join(path)
+        arrays[key] = tree
+        return {"npz": key}
+    if isinstance(tree, dict):
+        return {key: _arrays_to_entries(value, arrays, path + (str(key),))
+                for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_arrays_to_entries(value, arrays, path + (str(i),))
+                for i, value in enumerate(tree)]
+    return tree
 
 
 def _classes_array(classes):
@@ -475,7 +493,14 @@ class _NpzArchive:
         unknown = sorted(self.keys - self.used)
         if unknown:
             raise ValueError(f"{self.path!r}: unknown entries {unknown}; descend writes "
-                             "only config, weight_<i>, optimizer_<i>_<j> and classes")
+                             "only config and the entries the config names")
+
+
+class _Like:
+    """The shape and dtype an entry must have (what the checks read of an array)."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
 
 
 class _ModelFileError(ValueError):
@@ -531,127 +556,102 @@ class _Reader:
         version = config.get("format_version")
         if "format_version" not in config:
             raise self.error("the config has no 'format_version'; not a descend model file")
-        if version != FORMAT_VERSION or isinstance(version, bool):
+        if version not in _READABLE_VERSIONS or isinstance(version, bool):
             raise self.error(f"unknown format version {version!r}: this descend reads format "
-                             f"version {FORMAT_VERSION} (the file was written by descend "
-                             f"{config.get('descend_version', '?')})")
+                             f"versions {list(_READABLE_VERSIONS)} (the file was written by "
+                             f"descend {config.get('descend_version', '?')})")
         if config.get("format") != _FORMAT_NAME:
             raise self.error(f"the config's format is {config.get('format')!r}, expected "
                              f"{_FORMAT_NAME!r}")
-        for key in ("model", "loss", "optimizer", "optimizer_state", "schedule_state",
-                    "rng_state", "epochs_trained", "has_classes"):
+        needed = (("model", "compile", "state") if version == 2 else
+                  ("model", "loss", "optimizer", "optimizer_state", "schedule_state",
+                   "rng_state", "epochs_trained", "has_classes"))
+        for key in needed:
             if key not in config:
                 raise self.error(f"the config has no {key!r} entry")
         return config
 
     def build(self):
-        from descend import layers as layers_module
-        from descend import optimizers
-        from descend.model import History, Sequential
-
+        """The network the file describes; every problem is a ValueError naming the path."""
         config = self.config()
+        version = config["format_version"]
         model_config = config["model"]
         if not isinstance(model_config, dict) or not isinstance(model_config.get("layers"),
                                                                 list):
             raise self.error("the config's 'model' must be an object with a 'layers' list")
         try:
-            layers = [layers_module.from_config(dict(c)) if isinstance(c, dict) else
-                      layers_module.from_config(c) for c in model_config["layers"]]
-            self.check_declared_shapes(layers, model_config.get("input_dim"))
-            net = Sequential(layers, input_dim=model_config.get("input_dim"),
-                             dtype=model_config.get("dtype"),
-                             seed=model_config.get("seed"),
-                             n_threads=model_config.get("n_threads"),
-                             name=model_config.get("name"))
+            declared = Sequential.parameter_shapes(model_config)
+            self.check_declared_shapes(declared, version)
+            net = Sequential.from_config(model_config)
         except _ModelFileError:
             raise
         except (TypeError, ValueError, KeyError) as exc:
             raise self.error(f"invalid architecture in the config: {exc}") from None
         if not net.built:
             raise self.error("the config's architecture has no input_dim or no Dense layer")
-
-        # weights
-        params = net._params()
-        weights = []
-        for i, p in enumerate(params):
-            w = self.array(f"weight_{i}", like=p)
-            self.check_param_array(w, p, f"weight_{i}")
-            weights.append(w)
-        if f"weight_{len(params)}" in self.keys:
-            raise self.error(f"the file holds more weight arrays than the architecture's "
-                             f"{len(params)}")
-        net.set_weights(weights)
-
-        # loss and optimizer
-        if config["loss"] is not None:
+        compile_config = (config["compile"] if version == 2 else None if config["loss"] is None
+                          else {"loss": config["loss"], "optimizer": config["optimizer"]})
+        if compile_config is not None:
             try:
-                optimizer = optimizers.from_config(config["optimizer"])
-                net.compile(loss=config["loss"], optimizer=optimizer)
+                net.compile_from_config(compile_config)
             except (TypeError, ValueError, KeyError, AttributeError) as exc:
                 raise self.error(f"invalid loss or optimizer in the config: {exc}") from None
-            self.restore_optimizer(net, config)
-        net.epochs_trained = self.nonnegative_int(config["epochs_trained"], "epochs_trained")
-
-        # classes, random generator, history
-        if config["has_classes"]:
-            self.require("classes")
-            shape, dtype = self.archive.header("classes")
-            if len(shape) != 1 or dtype.kind not in _CLASSES_KINDS:
-                raise self.error(f"entry 'classes' must be a 1-D array of numbers or "
-                                 f"strings, got dtype {dtype}, shape {shape}")
-            classes = self.array("classes")
-            if classes.ndim != 1 or classes.dtype.kind not in _CLASSES_KINDS:
-                raise self.error(f"entry 'classes' must be a 1-D array of numbers or "
-                                 f"strings, got dtype {classes.dtype}, shape {classes.shape}")
-            self.check_classes(net, classes)
-            net.classes_ = classes
-        net._rng = self.generator(config["rng_state"])
-        history = History()
-        saved = config.get("history") or {}
+        if version == 2:
+            state = self.entries_to_arrays(config["state"], declared, net.dtype)
+        else:
+            state = self.version_1_state(config, net, declared)
         try:
-            for e in saved.get("epoch", []):
-                history.epoch.append(int(e))
-            for key, values in saved.get("logs", {}).items():
-                history[str(key)] = [float(v) for v in values]
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise self.error(f"invalid history in the config: {exc}") from None
-        net.history = history
+            net.load_state_dict(state)
+        except (TypeError, ValueError) as exc:
+            raise self.error(str(exc)) from None
         return net
 
-    def check_declared_shapes(self, layers, input_dim):
+    def check_declared_shapes(self, declared, version):
         """Compare the architecture's parameter shapes with the stored arrays
         before anything is allocated: a config may declare sizes far beyond
         its arrays (the network would draw them all first)."""
-        from descend.layers import Dense
-        if isinstance(input_dim, bool) or not isinstance(input_dim, int):
-            return      # Sequential names the problem
-        i, n_in = 0, input_dim
-        for layer in layers:
-            if not isinstance(layer, Dense):
-                continue
-            for shape in [(n_in, layer.units)] + ([(layer.units,)] if layer.use_bias else []):
-                stored = self.shape(f"weight_{i}")
-                if stored != shape:
-                    raise self.error(f"entry 'weight_{i}' has shape {stored}, but the "
-                                     f"architecture needs {shape}")
-                i += 1
-            n_in = layer.units
+        for i, (name, shape) in enumerate(declared.items()):
+            key = f"parameters/{name}" if version == 2 else f"weight_{i}"
+            stored = self.shape(key)        # from the header: no data read yet
+            if stored != shape:
+                raise self.error(f"entry {key!r} has shape {stored}, but the "
+                                 f"architecture needs {shape}")
+        if version == 1 and f"weight_{len(declared)}" in self.keys:
+            raise self.error(f"the file holds more weight arrays than the architecture's "
+                             f"{len(declared)}")
 
-    def check_classes(self, net, classes):
-        """classes_ as fit makes it: finite, sorted unique, one per class of the loss."""
-        if classes.dtype.kind == "f" and not np.isfinite(classes).all():
-            raise self.error(f"entry 'classes' contains NaN or infinite labels: "
-                             f"{classes.tolist()[:20]}")
-        if len(classes) != len(np.unique(classes)) or not np.array_equal(
-                np.unique(classes), classes):
-            raise self.error(f"entry 'classes' must hold sorted distinct labels (as "
-                             f"numpy.unique), got {classes.tolist()[:20]}")
-        if net.loss_ is not None and net.loss_.is_classifier:
-            n_out = net.dense_layers[-1].units
-            expected = n_out if net.loss_.link == "softmax" else 2
-            if len(classes) != expected:
-                raise self.error(f"entry 'classes' has {len(classes)} labels, but the "
-                                 f"network's {net.loss_.name} output needs {expected}")
+    def entries_to_arrays(self, tree, declared, dtype):
+        """The state of the config with each ``{"npz": key}`` replaced by its entry."""
+        if isinstance(tree, dict):
+            if set(tree) == {"npz"} and isinstance(tree["npz"], str):
+                return self.checked_entry(tree["npz"], declared, dtype)
+            return {key: self.entries_to_arrays(value, declared, dtype)
+                    for key, value in tree.items()}
+        if isinstance(tree, list):
+            return [self.entries_to_arrays(value, declared, dtype) for value in tree]
+        return tree
+
+    def checked_entry(self, key, declared, dtype):
+        """An entry's array, its header compared first with what the architecture
+        declares: a parameter ("parameters/<name>") or an optimizer state array
+        ("optimizer/state/<name>.<slot>") has the parameter's shape and the
+        network's dtype; any other entry is at most _MAX_OTHER_ENTRY_BYTES."""
+        self.require(key)
+        shape, entry_dtype = self.archive.header(key)
+        name = None
+        if key.startswith("parameters/"):
+            name = key[len("parameters/"):]
+        elif key.startswith("optimizer/state/"):
+            name = key[len("optimizer/state/"):].rpartition(".")[0]
+        if name is not None:
+            if name not in declared:
+                raise self.error(f"entry {key!r} names no parameter of the architecture "
+                                 f"({list(declared)})")
+            self.check_shape_and_dtype(key, shape, entry_dtype, _Like(declared[name], dtype))
+        elif math.prod(shape) * entry_dtype.itemsize > _MAX_OTHER_ENTRY_BYTES:
+            raise self.error(f"entry {key!r} declares shape {shape} of {entry_dtype}, more "
+                             f"than such an entry can hold ({_MAX_OTHER_ENTRY_BYTES} bytes)")
+        return self.array(key)
 
     def check_shape_and_dtype(self, key, shape, dtype, like):
         if shape != like.shape:
@@ -661,70 +661,38 @@ class _Reader:
             raise self.error(f"entry {key!r} has dtype {dtype}, but the network's "
                              f"dtype is {like.dtype}")
 
-    def check_param_array(self, array, like, key):
-        self.check_shape_and_dtype(key, array.shape, array.dtype, like)
-        if not np.isfinite(array).all():
-            raise self.error(f"entry {key!r} contains NaN or infinite values")
+    def version_1_state(self, config, net, declared):
+        """A format-1 file's contents as a ``state_dict`` (arrays named by position)."""
+        names = list(declared)
+        likes = [_Like(shape, net.dtype) for shape in declared.values()]
+        optimizer = None
+        if config["loss"] is not None:
+            saved = config["optimizer_state"]
+            if not isinstance(saved, dict):
+                raise self.error("the config's 'optimizer_state' must be an object")
+            optimizer = {"iterations": saved.get("iterations"),
+                         "learning_rate": saved.get("learning_rate"),
+                         # absent from files written before ReduceLROnPlateau composed
+                         # with schedules
+                         "learning_rate_scale": saved.get("learning_rate_scale", 1.0),
+                         "schedule": config["schedule_state"],
+                         "state": self.version_1_optimizer_arrays(saved.get("n_arrays"),
+                                                                  net, names, likes)}
+        return {"parameters": {name: self.array(f"weight_{i}", like=likes[i])
+                               for i, name in enumerate(names)},
+                "optimizer": optimizer,
+                "classes": (self.checked_entry("classes", {}, net.dtype)
+                            if config["has_classes"] else None),
+                "rng_state": config["rng_state"], "epochs_trained": config["epochs_trained"],
+                "history": config.get("history") or {}}
 
-    def nonnegative_int(self, value, name):
-        if (isinstance(value, bool) or not isinstance(value, int) or value < 0
-                or value >= 2**62):
-            raise self.error(f"{name} must be an int >= 0 (and < 2**62), got {value!r}")
-        return value
-
-    def restore_optimizer(self, net, config):
-        opt = net.optimizer
-        state = config["optimizer_state"]
-        if not isinstance(state, dict):
-            raise self.error("the config's 'optimizer_state' must be an object")
-        iterations = self.nonnegative_int(state.get("iterations"), "optimizer iterations")
-        learning_rate = state.get("learning_rate")
-        if (isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
-                or not math.isfinite(learning_rate) or learning_rate < 0):
-            raise self.error(f"the optimizer's learning_rate must be a finite float >= 0, "
-                             f"got {learning_rate!r}")
-        # absent from files written before ReduceLROnPlateau composed with schedules
-        scale = state.get("learning_rate_scale", 1.0)
-        if (isinstance(scale, bool) or not isinstance(scale, (int, float))
-                or not math.isfinite(scale) or scale <= 0):
-            raise self.error(f"the optimizer's learning_rate_scale must be a finite float > 0, "
-                             f"got {scale!r}")
-        counts = state.get("n_arrays")
-        params = net._params()
-        arrays = None
-        if counts is not None:
-            expected = len(opt.active_state_names())
-            if (not isinstance(counts, list) or len(counts) != len(params)
-                    or any(c != expected for c in counts)):
-                raise self.error(f"the optimizer state must have {expected} array(s) for each "
-                                 f"of the {len(params)} parameters, the config says {counts!r}")
-            arrays = []
-            for i, p in enumerate(params):
-                per_param = []
-                for j in range(expected):
-                    a = self.array(f"optimizer_{i}_{j}", like=p)
-                    self.check_param_array(a, p, f"optimizer_{i}_{j}")
-                    per_param.append(np.ascontiguousarray(a))
-                arrays.append(per_param)
-        opt.set_state({"iterations": iterations, "learning_rate_scale": float(scale),
-                       "arrays": arrays})
-        opt.learning_rate = float(learning_rate)
-        if config["schedule_state"] is not None:
-            if opt.schedule is None:
-                raise self.error("the config has a schedule state but no schedule")
-            try:
-                opt.schedule.load_state_dict(config["schedule_state"])
-            except (TypeError, ValueError) as exc:
-                raise self.error(f"invalid learning-rate schedule state: {exc}") from None
-
-    def generator(self, state):
-        if not isinstance(state, dict) or state.get("bit_generator") not in _BIT_GENERATORS:
-            name = state.get("bit_generator") if isinstance(state, dict) else state
-            raise self.error(f"unknown random bit generator {name!r} in 'rng_state' (known: "
-                             f"{sorted(_BIT_GENERATORS)})")
-        bit_generator = _BIT_GENERATORS[state["bit_generator"]]()
-        try:
-            bit_generator.state = state
-        except (TypeError, ValueError, KeyError, OverflowError) as exc:
-            raise self.error(f"invalid random generator state: {exc}") from None
-        return np.random.Generator(bit_generator)
+    def version_1_optimizer_arrays(self, counts, net, names, likes):
+        if counts is None:
+            return None
+        slots = net.optimizer.active_state_names()
+        if (not isinstance(counts, list) or len(counts) != len(names)
+                or any(c != len(slots) for c in counts)):
+            raise self.error(f"the optimizer state must have {len(slots)} array(s) for each "
+                             f"of the {len(names)} parameters, the config says {counts!r}")
+        return {f"{name}.{slot}": self.array(f"optimizer_{i}_{j}", like=likes[i])
+                for i, name in enumerate(names) for j, slot in enumerate(slots)}

@@ -241,22 +241,28 @@ class Dropout:
         return cls(**config)
 
     def forward(self, x, seed, n_threads=1):
+        """x with the mask of `seed` applied (kept entries scaled by 1 / (1 - rate))."""
         _check_team(n_threads)
-        out = np.empty_like(x)
-        _dense.dropout_py(out, x, self.rate, seed, n_threads)
-        return out
+        return dropout(x, self.rate, seed, n_threads)
 
     def backward(self, grad_output, seed, n_threads=1):
+        """dL/dx from dL/d(output): the same mask and scale as forward with `seed`."""
         _check_team(n_threads)
-        out = np.empty_like(grad_output)
-        _dense.dropout_py(out, np.ascontiguousarray(grad_output), self.rate, seed, n_threads)
-        return out
+        return dropout(grad_output, self.rate, seed, n_threads)
 
     def __repr__(self):
         return f"Dropout({self.rate})"
 
 
 _CODES = frozenset(activations.ACTIVATIONS.values())
+
+
+def dropout(x, rate, seed, n_threads=1):
+    """Inverted dropout of x (n, d) with the counter-based mask of `seed`: the
+    kernel the fused loop runs; its own transpose, so forward and backward."""
+    out = np.empty_like(x)
+    _dense.dropout_py(out, np.ascontiguousarray(x), rate, seed, n_threads)
+    return out
 
 
 def _check_team(n_threads):

@@ -42,8 +42,24 @@ class Loss(abc.ABC):
         """(targets (n, k) array or None, labels (n,) int32 or None, ``classes_``)."""
 
     def grad_scale(self, n, k):
-        """1 / number of averaged terms, so the kernel returns d(mean loss)."""
-        return 1.0 / (n * k)
+        """1 / number of averaged terms, so the kernel returns d(mean loss): 1 / n
+        for softmax_cross_entropy, 1 / (n k) for the elementwise losses (the
+        fused loop's ``mean_scale``, through its twin)."""
+        return _losses.mean_scale_py(self.code, n, k)
+
+    def accuracy(self, n_correct, n, k):
+        """Fraction of correct predictions among n samples of k outputs, from the
+        count of the kernels' ``count_correct``: per sample for
+        softmax_cross_entropy (n_correct / n), per output for
+        binary_cross_entropy (n_correct / (n k)); None for regression."""
+        if not self.is_classifier:
+            return None
+        return n_correct / (n if self.code == SOFTMAX_CROSS_ENTROPY else n * k)
+
+    def count_correct(self, output, targets, labels):
+        """Correct predictions in output (n, k) for encoded targets/labels (an int)."""
+        from descend._train import count_correct_py
+        return count_correct_py(self.code, output, targets, labels)
 
     def mean_loss(self, output, targets, labels, n_threads=1):
         """Mean loss of output (n, k) against encoded targets (float)."""
@@ -200,9 +216,6 @@ class SoftmaxCrossEntropy(Loss):
     name = "softmax_cross_entropy"
     link = "softmax"
     is_classifier = True
-
-    def grad_scale(self, n, k):
-        return 1.0 / n
 
     def encode(self, y, n_outputs, classes=None, dtype=np.float32, name="y"):
         y = np.asarray(y)

@@ -12,11 +12,13 @@ from numbers import Integral
 
 import numpy as np
 
-from descend import _threads, losses, optimizers, reference, training
-from descend._validation import (InstanceOf, Interval, check, check_dtype, check_int,
-                                 check_lengths, check_n_threads, check_X)
+from descend import _threads, losses, optimizers, reference
+from descend import layers as layers_module
+from descend._validation import (InstanceOf, Interval, check, check_array_like, check_dtype,
+                                 check_int, check_lengths, check_n_threads, check_X)
 from descend.layers import Dense, Dropout
-from descend.training import DivergenceError, History  # noqa: F401  (re-exported)
+from descend.training import DivergenceError, FitConfig, History, Trainer  # noqa: F401
+from descend.training import partial_fit as _partial_fit
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
 CHUNK_ROWS = 8192
@@ -166,6 +168,12 @@ class Sequential:
         """[W0, b0, W1, b1, ...] live arrays (biases only where used)."""
         return [p for layer in self.dense_layers for p in layer.params()]
 
+    def _param_names(self):
+        """Names of ``_params()``: "layers.<index in self.layers>.kernel" / ".bias"."""
+        return [f"layers.{index}.{kind}" for index, layer in enumerate(self.layers)
+                if isinstance(layer, Dense)
+                for kind in (("kernel", "bias") if layer.use_bias else ("kernel",))]
+
     def _decay_flags(self):
         decay_bias = self.optimizer.decay_bias if self.optimizer else False
         return [flag for layer in self.dense_layers
@@ -252,13 +260,18 @@ class Sequential:
         return self.loss_.encode(y, n_out, self.classes_ if classes is None else classes,
                                  self.dtype, name)
 
-    def _prepare(self, X, y, x_name="X", y_name="y"):
+    def _prepare(self, X, y, x_name="X", y_name="y", classes=None, n_features=None):
+        """(X, targets, labels, classes): an (X, y) pair checked and encoded for the
+        kernels. The one rule for such pairs: evaluate, gradients, loss,
+        train_on_batch and fit's validation_data (with the training data's
+        `classes` and `n_features` before the network is built) all use it."""
         self._check_compiled()
-        X = self._check_X(X, x_name)
+        X = check_X(X, self.dtype, x_name,
+                    n_features=self.n_features_in_ if n_features is None else n_features)
         if y is None:
             raise ValueError(f"{y_name} is required, got None")
         check_lengths(X, np.asarray(y) if np.ndim(y) else [y], x_name, y_name)
-        targets, labels, classes = self._encode(y, y_name)
+        targets, labels, classes = self._encode(y, y_name, classes)
         return X, targets, labels, classes
 
     # ------------------------------------------------------------------ per-layer path
@@ -321,7 +334,8 @@ class Sequential:
     # ------------------------------------------------------------------ training
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
             validation_data=None, validation_split=0.0, callbacks=None,
-            gradient_norms=False, n_threads=None):
+            gradient_norms=False, n_threads=None, initial_epoch=None,
+            steps_per_execution=None):
         """Train by gradient descent with backpropagated gradients.
 
         Parameters
@@ -332,6 +346,8 @@ class Sequential:
             Class labels (int ids, one-hot, strings...) for the cross-entropy
             losses; real targets (n,) or (n, k) for mean_squared_error.
         epochs : int >= 0, default 1
+            The number of epochs to run; with `initial_epoch`, as Keras: the
+            index at which training stops (epochs - initial_epoch are run).
         batch_size : int >= 1 or None, default 32
             None (or n_samples): batch gradient descent; 1: stochastic; in
             between: mini-batch. A short last batch is used. Larger than
@@ -355,6 +371,19 @@ class Sequential:
             epoch, as ``grad_norm_<i>``.
         n_threads : int or None
             Override the network's n_threads for this fit.
+        initial_epoch : int >= 0 or None, default None
+            Index of the first epoch, as callbacks, the history and the
+            progress lines see it. None continues the count of earlier fits
+            (``epochs_trained``), so that a second fit's epochs follow the
+            first's (a ``ModelCheckpoint("ck-{epoch}.npz")`` writes new
+            files); an int behaves as Keras' ``initial_epoch``.
+        steps_per_execution : int >= 1 or None, default None
+            Batches the compiled loop runs between two calls of the
+            callbacks' ``on_train_batch_begin`` / ``on_train_batch_end`` (as
+            Keras' ``steps_per_execution``): the hooks see every k-th batch
+            at most, and 1 calls them around every batch at the cost of a
+            return to Python per batch. None: min(64, 1/20 of an epoch).
+            Unused when no callback defines a batch hook.
 
         Returns
         -------
@@ -384,6 +413,19 @@ class Sequential:
         counts epochs over all calls since compile: a second fit (or a fit
         after save and load) continues the schedule.
 
+        Batch hooks: ``on_train_batch_begin(batch)`` is called before a run
+        of batches starting at `batch` (0-based in the epoch) and
+        ``on_train_batch_end(batch, {"loss": ...})`` after it, with the
+        index of its last batch and the epoch's running mean loss.
+
+        Divergence: on a non-finite loss or weight, fit rolls the model back
+        to the last finite epoch and calls ``on_train_batch_end`` of the
+        callbacks with the failing batch and ``{"loss": nan}`` (or the
+        epoch's non-finite logs). If a callback then sets ``stop_training``
+        (``TerminateOnNaN`` does) the fit ends there and returns the
+        history, with ``history.diverged`` True; otherwise it raises
+        DivergenceError.
+
         Examples
         --------
         >>> import descend as dn
@@ -406,15 +448,16 @@ class Sequential:
         state carry over):
 
         >>> history = net.fit(X_train, y_train, epochs=1, verbose=0)
-        >>> net.epochs_trained
-        6
+        >>> net.epochs_trained, history.epoch
+        (6, [5])
         """
-        config = training.FitConfig.validate(
+        config = FitConfig.validate(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             verbose=verbose, validation_data=validation_data,
             validation_split=validation_split, callbacks=callbacks,
-            gradient_norms=gradient_norms, n_threads=n_threads)
-        return training.Trainer(self, config).run()
+            gradient_norms=gradient_norms, n_threads=n_threads,
+            initial_epoch=initial_epoch, steps_per_execution=steps_per_execution)
+        return Trainer(self, config).run()
 
     def partial_fit(self, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
                     n_threads=None):
@@ -459,30 +502,8 @@ class Sequential:
         DivergenceError
             As for `fit`.
         """
-        return training.partial_fit(self, X, y, classes=classes, batch_size=batch_size,
-                                    shuffle=shuffle, verbose=verbose, n_threads=n_threads)
-
-    def _runner_specs(self):
-        """What the compiled epoch loop needs to know of each Dense layer."""
-        codes, rates = self._activation_codes(), self._dropout_rates()
-        state = iter(self.optimizer.state)
-        specs = []
-        for i, layer in enumerate(self.dense_layers):
-            kreg, breg = layer.kernel_regularizer, layer.bias_regularizer
-            specs.append({
-                "kernel": layer.kernel, "bias": layer.bias,
-                "dkernel": np.empty_like(layer.kernel),
-                "dbias": np.empty_like(layer.bias) if layer.use_bias else None,
-                "kernel_state": next(state),
-                "bias_state": next(state) if layer.use_bias else None,
-                "activation": codes[i], "alpha": layer.alpha, "dropout_rate": rates[i],
-                "kernel_l1": kreg.l1 if kreg else 0.0, "kernel_l2": kreg.l2 if kreg else 0.0,
-                "bias_l1": breg.l1 if breg else 0.0, "bias_l2": breg.l2 if breg else 0.0,
-                "kernel_l1_proximal": bool(kreg and kreg.proximal),
-                "bias_l1_proximal": bool(breg and breg.proximal),
-                "kernel_decay": 1.0, "bias_decay": 1.0 if self.optimizer.decay_bias else 0.0,
-            })
-        return specs
+        return _partial_fit(self, X, y, classes=classes, batch_size=batch_size,
+                            shuffle=shuffle, verbose=verbose, n_threads=n_threads)
 
     def _weights_finite(self):
         return all(np.isfinite(p).all() for p in self._params())
@@ -581,10 +602,9 @@ class Sequential:
         output = self._output(X)
         n, k = output.shape
         scores = {"loss": self.loss_.mean_loss(output, targets, labels) + reference.penalty(self)}
-        if self.loss_.code == losses.SOFTMAX_CROSS_ENTROPY:
-            scores["accuracy"] = float(np.mean(np.argmax(output, axis=1) == labels))
-        elif self.loss_.code == losses.BINARY_CROSS_ENTROPY:
-            scores["accuracy"] = float(np.mean((output > 0) == (targets > 0.5)))
+        if self.loss_.is_classifier:
+            scores["accuracy"] = float(self.loss_.accuracy(
+                self.loss_.count_correct(output, targets, labels), n, k))
         else:
             err = output.astype(np.float64) - targets
             scores["mse"] = float(np.mean(err ** 2))
@@ -625,20 +645,7 @@ class Sequential:
 
     def summary(self, print_fn=print):
         """Print (and return) a table of the layers, output shapes and parameter counts."""
-        width = max([28] + [len(repr(layer)) + 2 for layer in self.layers])
-        lines = [f"Sequential {self.name or ''}".rstrip(),
-                 f"{'layer':<{width}}{'output shape':<18}{'params':>10}"]
-        n_in = self.n_features_in_
-        for layer in self.layers:
-            if isinstance(layer, Dense):
-                count = layer.count_params() if layer.built else 0
-                shape = f"(None, {layer.units})"
-                lines.append(f"{repr(layer):<{width}}{shape:<18}{count:>10}")
-                n_in = layer.units
-            else:
-                lines.append(f"{repr(layer):<{width}}{f'(None, {n_in})':<18}{0:>10}")
-        lines.append(f"total parameters: {self.count_params()}  dtype: {self.dtype.name}")
-        text = "\n".join(lines)
+        text = _summary(self)
         if print_fn is not None:
             print_fn(text)
         return text
@@ -655,16 +662,150 @@ class Sequential:
         str
             The path written (exactly `path`; no suffix is added).
         """
-        from descend import io
+        from descend import io      # io depends on the model, not the other way round
         return io.save(self, path)
 
     def get_config(self):
+        """The architecture as plain data: ``Sequential.from_config`` rebuilds it.
+
+        Returns
+        -------
+        dict
+            ``{"layers": [layer configs], "input_dim", "dtype", "seed",
+            "n_threads", "name"}``; no weights (see :meth:`state_dict`) and
+            no loss or optimizer (see :meth:`get_compile_config`).
+        """
         return {"layers": [layer.get_config() for layer in self.layers],
                 "input_dim": self.n_features_in_, "dtype": self.dtype.name,
                 "seed": self.seed, "n_threads": self.n_threads, "name": self.name}
 
+    @classmethod
+    def from_config(cls, config):
+        """A new network with the architecture of ``get_config()``.
+
+        Built (with freshly drawn weights) when the config has an input_dim;
+        load weights and the rest with :meth:`load_state_dict`. No code from
+        the config is executed: layer classes are looked up by name.
+
+        Raises
+        ------
+        ValueError, TypeError
+            A config that is not a dict with a "layers" list, an unknown
+            layer class, or any argument the constructors refuse.
+        """
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("the config must be a dict with a 'layers' list, got "
+                             f"{type(config).__name__}")
+        return cls([layers_module.from_config(layer) for layer in config["layers"]],
+                   input_dim=config.get("input_dim"), dtype=config.get("dtype"),
+                   seed=config.get("seed"), n_threads=config.get("n_threads"),
+                   name=config.get("name"))
+
+    @staticmethod
+    def parameter_shapes(config):
+        """{"layers.<i>.kernel": (n_in, units), ...} that ``from_config(config)`` builds,
+        computed without allocating any parameter ({} without an int input_dim)."""
+        return _parameter_shapes(config)
+
+    def get_compile_config(self):
+        """``{"loss": name, "optimizer": optimizer.get_config()}``, or None before compile."""
+        if self.loss_ is None:
+            return None
+        return {"loss": self.loss_.name, "optimizer": self.optimizer.get_config()}
+
+    def compile_from_config(self, config):
+        """``compile`` with the loss and optimizer of a :meth:`get_compile_config`."""
+        self.compile(loss=config["loss"],
+                     optimizer=optimizers.Optimizer.from_config(config["optimizer"]))
+        return self
+
+    def state_dict(self):
+        """Everything training changes, as named arrays and plain data (copies).
+
+        Returns
+        -------
+        dict
+            ``"parameters"``: {"layers.<i>.kernel" / ".bias": array} (i the
+            index in ``layers``); ``"optimizer"``: the optimizer's
+            ``state_dict()`` (its arrays named "layers.<i>.kernel.<slot>")
+            or None before compile; ``"classes"``: ``classes_`` or None;
+            ``"rng_state"``: the Generator's ``bit_generator.state``;
+            ``"epochs_trained"``: int; ``"history"``: ``{"epoch": [...],
+            "logs": {key: [...]}}``. With ``get_config`` and
+            ``get_compile_config`` it restores the network bit for bit.
+
+        Raises
+        ------
+        RuntimeError
+            The network is not built.
+        """
+        self._require_built()
+        return {"parameters": dict(zip(self._param_names(), self.get_weights())),
+                "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+                "classes": None if self.classes_ is None else np.array(self.classes_),
+                "rng_state": self._rng.bit_generator.state,
+                "epochs_trained": int(self.epochs_trained),
+                "history": {"epoch": list(self.history.epoch),
+                            "logs": {key: list(values) for key, values in self.history.items()}}}
+
+    def load_state_dict(self, state):
+        """Restore a :meth:`state_dict`; all of it is checked before anything changes.
+
+        An ``"optimizer"`` entry of None leaves the optimizer as it is.
+
+        Raises
+        ------
+        ValueError
+            Missing or unknown keys (named); a parameter or optimizer array of
+            another shape or dtype than the network's, or with NaN/inf;
+            classes that are not sorted distinct labels, one per class of the
+            loss; an unknown bit generator or invalid generator state;
+            epochs_trained or iterations not an int >= 0; an optimizer state
+            for an uncompiled network; an invalid history.
+        RuntimeError
+            The network is not built.
+        """
+        self._require_built()
+        checked = _check_state(self, state)
+        if state["optimizer"] is not None:
+            if self.optimizer is None:
+                raise ValueError("the state holds an optimizer state, but the network is not "
+                                 "compiled: compile it (or compile_from_config) first")
+            optimizer = self.optimizer
+            previous = optimizer.state, optimizer.param_names
+            optimizer.build(self._params(), self._param_names())   # the arrays to copy into
+            try:
+                optimizer.load_state_dict(state["optimizer"])
+            except (TypeError, ValueError):
+                optimizer.state, optimizer.param_names = previous
+                raise
+        for param, array in zip(self._params(), checked["parameters"]):
+            np.copyto(param, array)
+        self.classes_ = checked["classes"]
+        self._rng = checked["rng"]
+        self.epochs_trained = checked["epochs_trained"]
+        self.history = checked["history"]
+
     def __repr__(self):
         return f"Sequential({self.layers!r}, input_dim={self.n_features_in_})"
+
+
+def _summary(net):
+    """The text of Sequential.summary."""
+    width = max([28] + [len(repr(layer)) + 2 for layer in net.layers])
+    lines = [f"Sequential {net.name or ''}".rstrip(),
+             f"{'layer':<{width}}{'output shape':<18}{'params':>10}"]
+    n_in = net.n_features_in_
+    for layer in net.layers:
+        if isinstance(layer, Dense):
+            count = layer.count_params() if layer.built else 0
+            shape = f"(None, {layer.units})"
+            lines.append(f"{repr(layer):<{width}}{shape:<18}{count:>10}")
+            n_in = layer.units
+        else:
+            lines.append(f"{repr(layer):<{width}}{f'(None, {n_in})':<18}{0:>10}")
+    lines.append(f"total parameters: {net.count_params()}  dtype: {net.dtype.name}")
+    return "\n".join(lines)
 
 
 def _r2(targets, output):
@@ -678,3 +819,104 @@ def _r2(targets, output):
     return float(np.mean(r2))
 
 
+
+
+# ---------------------------------------------------------------------- state checks
+# Bit generators a state may name (looked up in this table, never by getattr).
+_BIT_GENERATORS = {cls.__name__: cls for cls in (np.random.PCG64, np.random.PCG64DXSM,
+                                                 np.random.MT19937, np.random.Philox,
+                                                 np.random.SFC64)}
+_STATE_KEYS = ("parameters", "optimizer", "classes", "rng_state", "epochs_trained", "history")
+
+
+def _parameter_shapes(config):
+    input_dim = config.get("input_dim") if isinstance(config, dict) else None
+    if isinstance(input_dim, bool) or not isinstance(input_dim, int):
+        return {}
+    shapes, n_in = {}, input_dim
+    for index, layer_config in enumerate(config.get("layers") or []):
+        layer = layers_module.from_config(layer_config)
+        if isinstance(layer, Dense):
+            shapes[f"layers.{index}.kernel"] = (n_in, layer.units)
+            if layer.use_bias:
+                shapes[f"layers.{index}.bias"] = (layer.units,)
+            n_in = layer.units
+    return shapes
+
+
+def _check_state(net, state):
+    """The parts of a state_dict for `net`, checked and converted; raises ValueError."""
+    if not isinstance(state, dict) or set(state) != set(_STATE_KEYS):
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"a state_dict has the keys {list(_STATE_KEYS)}, got {got}")
+    return {"parameters": _check_parameters(net, state["parameters"]),
+            "classes": _check_classes(net, state["classes"]),
+            "rng": _generator(state["rng_state"]),
+            "epochs_trained": _check_counter(state["epochs_trained"], "epochs_trained"),
+            "history": _history(state["history"])}
+
+
+def _check_parameters(net, parameters):
+    names, params = net._param_names(), net._params()
+    if not isinstance(parameters, dict) or set(parameters) != set(names):
+        got = sorted(parameters) if isinstance(parameters, dict) else type(parameters).__name__
+        raise ValueError(f"the parameters must be named {names}, got {got}")
+    return [check_array_like(parameters[name], like, f"parameter {name!r}")
+            for name, like in zip(names, params)]
+
+
+def _check_classes(net, classes):
+    """classes_ as fit makes them: finite, sorted unique, one per class of the loss."""
+    if classes is None:
+        return None
+    if (not isinstance(classes, np.ndarray) or classes.ndim != 1
+            or classes.dtype.kind not in "biufUS"):
+        raise ValueError(f"classes must be a 1-D array of numbers or strings, got "
+                         f"{type(classes).__name__} {getattr(classes, 'dtype', '')} of shape "
+                         f"{np.shape(classes)}")
+    if classes.dtype.kind == "f" and not np.isfinite(classes).all():
+        raise ValueError(f"classes contains NaN or infinite labels: {classes.tolist()[:20]}")
+    unique = np.unique(classes)
+    if len(classes) != len(unique) or not np.array_equal(unique, classes):
+        raise ValueError(f"classes must hold sorted distinct labels (as numpy.unique), got "
+                         f"{classes.tolist()[:20]}")
+    if net.loss_ is not None and net.loss_.is_classifier:
+        n_out = net.dense_layers[-1].units
+        expected = n_out if net.loss_.link == "softmax" else 2
+        if len(classes) != expected:
+            raise ValueError(f"classes has {len(classes)} labels, but the network's "
+                             f"{net.loss_.name} output needs {expected}")
+    return classes.copy()
+
+
+def _check_counter(value, name):
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+            or not 0 <= value < 2**62):
+        raise ValueError(f"{name} must be an int >= 0 (and < 2**62), got {value!r}")
+    return int(value)
+
+
+def _generator(state):
+    """A numpy Generator in `state` (a ``bit_generator.state`` dict)."""
+    if not isinstance(state, dict) or state.get("bit_generator") not in _BIT_GENERATORS:
+        name = state.get("bit_generator") if isinstance(state, dict) else state
+        raise ValueError(f"unknown random bit generator {name!r} in rng_state (known: "
+                         f"{sorted(_BIT_GENERATORS)})")
+    bit_generator = _BIT_GENERATORS[state["bit_generator"]]()
+    try:
+        bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"invalid random generator state: {exc}") from None
+    return np.random.Generator(bit_generator)
+
+
+def _history(saved):
+    history = History()
+    try:
+        for epoch in saved.get("epoch", []):
+            history.epoch.append(int(epoch))
+        for key, values in saved.get("logs", {}).items():
+            history[str(key)] = [float(v) for v in values]
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"invalid history: {exc}") from None
+    return history

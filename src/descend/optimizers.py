@@ -16,7 +16,8 @@ import abc
 import numpy as np
 
 from descend import _optim, schedules
-from descend._validation import check_bool, check_float, check_team_size, error_message
+from descend._validation import (check_array_like, check_bool, check_float, check_team_size,
+                                 error_message)
 
 SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = 0, 1, 2, 3
 
@@ -49,6 +50,9 @@ class Optimizer(abc.ABC):
     state : list of list of ndarray
         Per parameter array, the optimizer's state arrays (names in
         ``state_names``), created by :meth:`build`.
+    param_names : list of str or None
+        The names of the parameters given to :meth:`build`: the keys of
+        :meth:`state_dict` are ``"<param name>.<state name>"``.
     """
     kind = None
     state_names = ()
@@ -79,6 +83,7 @@ class Optimizer(abc.ABC):
         self.iterations = 0
         self.learning_rate_scale = 1.0
         self.state = None
+        self.param_names = None
 
     # -- settings shared with the kernels -----------------------------------
     @abc.abstractmethod
@@ -102,15 +107,28 @@ class Optimizer(abc.ABC):
         return self.learning_rate
 
     # -- state -------------------------------------------------------------
-    def build(self, params):
-        """Create zeroed state arrays for each parameter array (kept if they fit)."""
-        names = self.active_state_names()
+    def build(self, params, names=None):
+        """Create zeroed state arrays for each parameter array (kept if they fit).
+
+        Parameters
+        ----------
+        params : list of ndarray
+        names : list of str or None
+            The parameters' names (``Sequential`` gives ``"layers.0.kernel"``
+            ...), the keys of :meth:`state_dict`; None keeps the names of an
+            earlier build of as many arrays, else numbers them "0", "1", ...
+        """
+        if names is not None:
+            self.param_names = [str(name) for name in names]
+        elif self.param_names is None or len(self.param_names) != len(params):
+            self.param_names = [str(i) for i in range(len(params))]
+        slots = self.active_state_names()
         if self.state is not None and len(self.state) == len(params) and all(
-                len(s) == len(names) and all(a.shape == p.shape and a.dtype == p.dtype
+                len(s) == len(slots) and all(a.shape == p.shape and a.dtype == p.dtype
                                              for a in s)
                 for s, p in zip(self.state, params)):
             return
-        self.state = [[self._initial_state(name, p) for name in names] for p in params]
+        self.state = [[self._initial_state(name, p) for name in slots] for p in params]
 
     def active_state_names(self):
         """The state arrays this configuration uses (others stay unallocated)."""
@@ -141,6 +159,120 @@ class Optimizer(abc.ABC):
             self.state = [[np.ascontiguousarray(a).copy() for a in s] for s in arrays]
         self.iterations = int(state["iterations"])
         self.learning_rate_scale = float(state.get("learning_rate_scale", 1.0))
+
+    def state_dict(self):
+        """The optimizer's mutable state, by name (copies).
+
+        Returns
+        -------
+        dict
+            ``{"iterations": t, "learning_rate": float,
+            "learning_rate_scale": float, "schedule": schedule.state_dict()
+            or None, "state": {"<param>.<slot>": array} or None}``: one array
+            per parameter and state slot, e.g.
+            ``"layers.0.kernel.velocity"`` (SGD momentum) or
+            ``"layers.0.bias.exp_avg_sq"`` (Adam), shaped and typed as the
+            parameter; ``"state"`` is None before :meth:`build`.
+        """
+        state = None
+        if self.state is not None:
+            names = self.param_names or [str(i) for i in range(len(self.state))]
+            slots = self.active_state_names()
+            state = {f"{param}.{slot}": array.copy()
+                     for param, arrays in zip(names, self.state)
+                     for slot, array in zip(slots, arrays)}
+        return {"iterations": int(self.iterations), "learning_rate": float(self.learning_rate),
+                "learning_rate_scale": float(self.learning_rate_scale),
+                "schedule": None if self.schedule is None else self.schedule.state_dict(),
+                "state": state}
+
+    def load_state_dict(self, state_dict):
+        """Restore a :meth:`state_dict`, checking all of it before changing anything.
+
+        The optimizer must be built (:meth:`build`) on the parameters the
+        state belongs to when the state holds arrays; they are copied into
+        the built arrays.
+
+        Raises
+        ------
+        ValueError
+            A missing or unknown key (named), an array whose shape or dtype
+            differs from its parameter's or that holds NaN/inf, iterations
+            not an int in [0, 2**62), a learning rate not a finite float
+            >= 0, a schedule state without a schedule (or the schedule's
+            own ValueError); the optimizer is unchanged.
+        """
+        if not isinstance(state_dict, dict) or set(state_dict) != set(_STATE_KEYS):
+            raise ValueError(f"an optimizer state_dict has the keys {list(_STATE_KEYS)}, got "
+                             f"{_keys_of(state_dict)}")
+        iterations = state_dict["iterations"]
+        if (isinstance(iterations, (bool, np.bool_)) or not isinstance(iterations,
+                                                                       (int, np.integer))
+                or not 0 <= iterations < 2**62):
+            raise ValueError(f"the optimizer's iterations must be an int >= 0 (and < 2**62), "
+                             f"got {iterations!r}")
+        learning_rate = state_dict["learning_rate"]
+        if (isinstance(learning_rate, (bool, np.bool_))
+                or not isinstance(learning_rate, (int, float, np.floating))
+                or not np.isfinite(learning_rate) or learning_rate < 0):
+            raise ValueError(f"the optimizer's learning_rate must be a finite float >= 0, "
+                             f"got {learning_rate!r}")
+        scale = state_dict["learning_rate_scale"]
+        if (isinstance(scale, (bool, np.bool_)) or not isinstance(scale, (int, float, np.floating))
+                or not np.isfinite(scale) or scale <= 0):
+            raise ValueError(f"the optimizer's learning_rate_scale must be a finite float > 0, "
+                             f"got {scale!r}")
+        arrays = self._checked_state_arrays(state_dict["state"])
+        if state_dict["schedule"] is not None:
+            if self.schedule is None:
+                raise ValueError("the state has a learning-rate schedule state, but the "
+                                 "optimizer has no schedule")
+            self.schedule.load_state_dict(state_dict["schedule"])
+        if arrays is None:
+            self.state = None
+        else:
+            for mine, theirs in zip(self.state, arrays):
+                for m, t in zip(mine, theirs):
+                    np.copyto(m, t)
+        self.iterations = int(iterations)
+        self.learning_rate = float(learning_rate)
+        self.learning_rate_scale = float(scale)
+
+    def _checked_state_arrays(self, named):
+        """Per parameter, the arrays of `named` in slot order, checked against the state."""
+        if named is None:
+            return None
+        if not isinstance(named, dict):
+            raise ValueError(f"the optimizer's state must be a dict of arrays or None, got "
+                             f"{type(named).__name__}")
+        if self.state is None:
+            raise ValueError("build the optimizer on its parameters (optimizer.build(params, "
+                             "names)) before loading a state that holds arrays")
+        slots = self.active_state_names()
+        expected = [[f"{param}.{slot}" for slot in slots] for param in self.param_names]
+        flat = [key for keys in expected for key in keys]
+        missing, unknown = sorted(set(flat) - set(named)), sorted(set(named) - set(flat))
+        if missing or unknown:
+            raise ValueError(f"the optimizer's state does not fit its parameters: missing "
+                             f"{missing[:10]}, unknown {unknown[:10]}")
+        return [[check_array_like(named[key], like, f"optimizer state {key!r}")
+                 for key, like in zip(keys, built)]
+                for keys, built in zip(expected, self.state)]
+
+    @classmethod
+    def from_config(cls, config):
+        """The optimizer of a :meth:`get_config` (no code from the config is run).
+
+        Raises
+        ------
+        ValueError
+            An unknown class name, or one that is not `cls` or a subclass.
+        """
+        optimizer = from_config(config)
+        if not isinstance(optimizer, cls):
+            raise ValueError(f"the config describes a {type(optimizer).__name__}, not a "
+                             f"{cls.__name__}")
+        return optimizer
 
     def get_config(self):
         config = {"class": type(self).__name__,
@@ -182,7 +314,7 @@ class Optimizer(abc.ABC):
         clipnorm, global_clipnorm, clipvalue = self.clip_settings()
         if global_clipnorm > 0:
             total = sum(_optim.sum_squares_py(g, n_threads) for g in flat_grads)
-            scale = global_clipnorm / (np.sqrt(total) + 1e-6)
+            scale = _optim.clip_scale_py(global_clipnorm, total)
             if scale < 1:
                 for g in flat_grads:
                     _optim.scale_and_clip_py(g, scale, 0.0, n_threads)
@@ -190,7 +322,7 @@ class Optimizer(abc.ABC):
         config = self.kernel_config()
         for i, (p, g) in enumerate(zip(params, flat_grads)):
             if clipnorm > 0:
-                scale = clipnorm / (np.sqrt(_optim.sum_squares_py(g, n_threads)) + 1e-6)
+                scale = _optim.clip_scale_py(clipnorm, _optim.sum_squares_py(g, n_threads))
                 if scale < 1:
                     _optim.scale_and_clip_py(g, scale, 0.0, n_threads)
             if clipvalue > 0:
@@ -453,6 +585,13 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.01, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+
+_STATE_KEYS = ("iterations", "learning_rate", "learning_rate_scale", "schedule", "state")
+
+
+def _keys_of(value):
+    return sorted(value) if isinstance(value, dict) else type(value).__name__
 
 
 def _check_update(params, grads, decay_flags, n_threads):

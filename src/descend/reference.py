@@ -14,9 +14,11 @@ from numbers import Integral
 import numpy as np
 
 from descend import _threads
-from descend._dense import dropout_py, dropout_seed_py
-from descend._optim import add_penalty_gradient_py, soft_threshold_py
+from descend._dense import dropout_seed_py
+from descend._optim import soft_threshold_py
+from descend._train import penalize_py
 from descend._validation import Interval, check, check_bool
+from descend.layers import dropout
 from descend.training import DivergenceError
 
 
@@ -29,7 +31,7 @@ def forward(net, X, codes, rates, training, seed, omp, keep_for_backward=True):
     a = X
     for i, layer in enumerate(net.dense_layers):
         if training and rates[i] > 0:
-            a = _dropout(a, rates[i], dropout_seed_py(seed, 0, i), omp)
+            a = dropout(a, rates[i], dropout_seed_py(seed, 0, i), omp)
         a = layer.forward(a, codes[i], omp, keep_for_backward)
     return a
 
@@ -42,14 +44,19 @@ def backward(net, grad_output, rates, training, seed, omp):
     for i in range(len(dense) - 1, -1, -1):
         dx, dkernel, dbias = dense[i].backward(grad, need_input_grad=i > 0, n_threads=omp)
         if i > 0 and training and rates[i] > 0:
-            dx = _dropout(dx, rates[i], dropout_seed_py(seed, 0, i), omp)
+            dx = dropout(dx, rates[i], dropout_seed_py(seed, 0, i), omp)
         grads[i] = (dkernel, dbias)
         grad = dx
     return grads
 
 
-def penalty(net, grads=None, omp=1):
-    """Sum of the layers' penalties; adds their gradient into grads if given."""
+def penalty(net, grads=None):
+    """Sum of the layers' penalties; adds their gradient into grads if given.
+
+    Through the fused loop's own ``_penalize`` (one thread, as there): a
+    proximal L1 counts in the loss but adds no gradient (its step follows
+    the update, :func:`proximal_l1_step`).
+    """
     total = 0.0
     for i, layer in enumerate(net.dense_layers):
         for param, reg, k in ((layer.kernel, layer.kernel_regularizer, 0),
@@ -58,12 +65,7 @@ def penalty(net, grads=None, omp=1):
                 continue
             g = grads[i][k].reshape(-1) if grads is not None else np.zeros(param.size,
                                                                          param.dtype)
-            if reg.proximal:
-                # proximal L1 counts in the loss but steps after the update
-                total += reg.l1 * float(np.abs(param).sum(dtype=np.float64))
-                total += add_penalty_gradient_py(param.reshape(-1), g, 0.0, reg.l2, omp)
-            else:
-                total += add_penalty_gradient_py(param.reshape(-1), g, reg.l1, reg.l2, omp)
+            total += penalize_py(param.reshape(-1), g, reg.l1, reg.l2, reg.proximal)
     return total
 
 
@@ -84,7 +86,7 @@ def loss_and_grads(net, X, targets, labels, training=False, seed=0):
         output = forward(net, X, codes, rates, training, seed, omp)
         loss, grad_output = net.loss_.loss_and_gradient(output, targets, labels, omp)
         grads = backward(net, grad_output, rates, training, seed, omp)
-        loss += penalty(net, grads, omp)
+        loss += penalty(net, grads)
     return loss, grads
 
 
@@ -111,7 +113,7 @@ def loss(net, X, y, training=False, seed=0):
     omp, blas = net._threads_for(len(X))
     with _threads.blas_threads(blas):
         output = forward(net, X, codes, rates, training, seed, omp, keep_for_backward=False)
-        value = net.loss_.mean_loss(output, targets, labels, omp) + penalty(net, None, omp)
+        value = net.loss_.mean_loss(output, targets, labels, omp) + penalty(net)
     if not math.isfinite(value):
         raise FloatingPointError(
             f"the loss is {value} for this (X, y): the outputs or the targets overflow "
@@ -134,6 +136,7 @@ def train_on_batch(net, X, y, seed=0):
                               "update was made (try a smaller learning rate)")
     snapshot = net.get_weights(), net.optimizer.get_state()
     omp, blas = net._threads_for(len(X))
+    net.optimizer.build(net._params(), net._param_names())    # names its state
     with _threads.blas_threads(blas):
         net.optimizer.apply_gradients(net._params(), flat, net._decay_flags(), omp)
         proximal_l1_step(net, omp)
@@ -150,8 +153,3 @@ def check_dropout_args(training, seed):
     check_bool(training, "training")
     seed = check(seed, "seed", [Interval(Integral, 0, 2**64 - 1)])   # a dropout-mask seed
 
-
-def _dropout(x, rate, seed, n_threads):
-    out = np.empty_like(x)
-    dropout_py(out, np.ascontiguousarray(x), rate, seed, n_threads)
-    return out

@@ -22,7 +22,7 @@ import numpy as np
 from descend import _threads, losses
 from descend._train import EpochRunner
 from descend._validation import (Options, check, check_bool, check_float, check_int,
-                                 check_lengths, check_n_threads, check_X, error_message)
+                                 check_lengths, check_n_threads, error_message)
 from descend.callbacks import Callback, CallbackList
 
 
@@ -38,13 +38,16 @@ class History(dict):
     samples_per_second, and ``grad_norm_<i>`` per Dense layer when
     ``fit(gradient_norms=True)``. ``history.history`` is the dict itself
     and ``history.epoch`` the epoch indices, as in Keras;
-    ``history.interrupted`` is True when Ctrl-C ended the fit.
+    ``history.interrupted`` is True when Ctrl-C ended the fit, and
+    ``history.diverged`` when a callback stopped it on a non-finite loss
+    (see ``Sequential.fit``'s Notes).
     """
 
     def __init__(self):
         super().__init__()
         self.epoch = []
         self.interrupted = False
+        self.diverged = False
 
     @property
     def history(self):
@@ -81,11 +84,14 @@ class FitConfig:
     callbacks: CallbackList
     gradient_norms: bool
     n_threads: object
+    initial_epoch: int = 0          # the epochs run are range(initial_epoch, epochs)
+    steps_per_execution: object = None
 
     @classmethod
     def validate(cls, model, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
                  validation_data=None, validation_split=0.0, callbacks=None,
-                 gradient_norms=False, n_threads=None):
+                 gradient_norms=False, n_threads=None, initial_epoch=None,
+                 steps_per_execution=None):
         """Check and convert the arguments of ``model.fit`` (see its docstring).
 
         Raises
@@ -103,6 +109,10 @@ class FitConfig:
         y = np.asarray(y)
         check_lengths(X, y)
         epochs = check_int(epochs, "epochs", minimum=0)
+        initial_epoch, epochs = _epoch_range(model, epochs, initial_epoch)
+        if steps_per_execution is not None:
+            steps_per_execution = check_int(steps_per_execution, "steps_per_execution",
+                                            minimum=1)
         verbose = check(verbose, "verbose", ["boolean", Options(0, 1, 2)])
         shuffle = check_bool(shuffle, "shuffle")
         validation_split = check_float(validation_split, "validation_split", minimum=0.0,
@@ -114,14 +124,48 @@ class FitConfig:
         check_n_threads(model.n_threads, "the network's n_threads")
         callback_list = _check_callbacks(callbacks)
         X, y, X_val, y_val = _validation_split(model, X, y, validation_data, validation_split)
-        batch_size = _check_batch_size(batch_size, len(X))
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", minimum=1)
         targets, labels, classes = model._encode(y)
         validation = None
-        if X_val is not None:
-            validation = _encode_validation(model, X_val, y_val, labels, classes)
+        if validation_data is not None or X_val is not None:
+            # the rule evaluate applies to its (X, y), with the training data's classes
+            names = (("validation_data[0]", "validation_data[1]") if validation_data is not None
+                     else ("X's validation split", "y's validation split"))
+            X_val, val_targets, val_labels, _ = model._prepare(
+                X_val, y_val, *names, classes=classes, n_features=X.shape[1])
+            validation = (X_val, val_targets, val_labels)
+        batch_size = _check_batch_size(batch_size, len(X))     # may warn: all checks passed
         return cls(X, targets, labels, classes, validation, epochs, batch_size, shuffle,
                    verbose, callback_list, gradient_norms,
-                   model.n_threads if n_threads is None else n_threads)
+                   model.n_threads if n_threads is None else n_threads, initial_epoch,
+                   steps_per_execution)
+
+
+def _epoch_range(model, epochs, initial_epoch):
+    """(first, end): the indices of the epochs to run are range(first, end).
+
+    Without initial_epoch, they continue the model's count (epochs_trained)
+    and `epochs` is how many to run; with it, as Keras: `epochs` is the
+    index at which training stops."""
+    if initial_epoch is None:
+        return model.epochs_trained, model.epochs_trained + epochs
+    initial_epoch = check_int(initial_epoch, "initial_epoch", minimum=0)
+    if epochs < initial_epoch:
+        raise ValueError(f"with initial_epoch={initial_epoch}, epochs is the index of the "
+                         f"last epoch plus one (as in Keras) and must be >= initial_epoch, "
+                         f"got epochs={epochs}")
+    return initial_epoch, epochs
+
+
+def _has_batch_hooks(callbacks):
+    """Whether a callback does something on_train_batch_begin/end (not Callback's no-ops)."""
+    for callback in callbacks:
+        for hook in ("on_train_batch_begin", "on_train_batch_end"):
+            method = getattr(type(callback), hook, None)
+            if callable(getattr(callback, hook, None)) and method is not getattr(Callback, hook):
+                return True
+    return False
 
 
 def _check_callbacks(callbacks):
@@ -135,15 +179,14 @@ def _check_callbacks(callbacks):
 
 
 def _validation_split(model, X, y, validation_data, validation_split):
-    """(X, y, X_val, y_val): validation data given, or split off the end."""
+    """(X, y, X_val, y_val): validation data given (checked with the training
+    data's classes by the caller), or split off the end."""
     X_val = y_val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a tuple (X_val, y_val)")
-        X_val = check_X(validation_data[0], model.dtype, "validation_data[0]",
-                        n_features=X.shape[1])
-        y_val = np.asarray(validation_data[1])
-        check_lengths(X_val, y_val, "validation_data[0]", "validation_data[1]")
+            raise ValueError(f"validation_data must be a tuple (X_val, y_val), got "
+                             f"{type(validation_data).__name__}")
+        X_val, y_val = validation_data
     elif validation_split > 0:
         n_val = int(len(X) * validation_split)
         if n_val < 1 or n_val >= len(X):
@@ -155,17 +198,6 @@ def _validation_split(model, X, y, validation_data, validation_split):
         X, X_val = X[:-n_val], X[-n_val:]
         y, y_val = y[:-n_val], y[-n_val:]
     return X, y, X_val, y_val
-
-
-def _encode_validation(model, X_val, y_val, labels, classes):
-    val_targets, val_labels, _ = model._encode(y_val, "validation labels", classes)
-    if model.loss_.is_classifier and val_labels is not None:
-        missing = np.setdiff1d(val_labels, labels)
-        if missing.size:
-            raise ValueError(
-                f"validation labels include classes absent from the training data: "
-                f"{classes[missing].tolist()[:10]}")
-    return X_val, val_targets, val_labels
 
 
 def _check_split_keeps_classes(model, y, n_val, validation_split):
@@ -188,9 +220,9 @@ def _check_split_keeps_classes(model, y, n_val, validation_split):
 
 
 def _check_batch_size(batch_size, n):
+    """The batch size for n samples (None: n), clipped to n with a warning."""
     if batch_size is None:
         return n
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
     if batch_size > n:
         warnings.warn(f"batch_size={batch_size} is larger than the {n} training "
                       f"samples; using batch_size={n} (batch gradient descent)",
@@ -216,6 +248,10 @@ class Trainer:
         self.runner = None
         self.blas = None
         self.progress_every = 1
+        self.n_batches = 0
+        self.batch_hooks = _has_batch_hooks(config.callbacks)
+        self.hook_every = 1
+        self.hooked_batches = 0     # batches of the epoch reported to the batch hooks
 
     def prepare(self):
         """All checks passed: build the model, its optimizer and the compiled loop."""
@@ -226,12 +262,13 @@ class Trainer:
         if model.loss_.is_classifier and model.classes_ is None:
             model.classes_ = config.classes
         omp, self.blas = _threads.plan(config.batch_size, config.n_threads)
-        model.optimizer.build(model._params())
-        self.runner = EpochRunner(X, config.targets, config.labels, model._runner_specs(),
+        model.optimizer.build(model._params(), model._param_names())
+        self.runner = EpochRunner(X, config.targets, config.labels, runner_specs(model),
                                   model.loss_.code, model.optimizer.kernel_config(),
                                   *model.optimizer.clip_settings(), config.batch_size, omp)
-        n_batches = -(-len(X) // config.batch_size)
-        self.progress_every = max(1, n_batches // 20)
+        self.n_batches = -(-len(X) // config.batch_size)
+        self.progress_every = max(1, self.n_batches // 20)
+        self.hook_every = config.steps_per_execution or min(self.progress_every, 64)
         model.history = History()
         model.stop_training = False
 
@@ -254,7 +291,7 @@ class Trainer:
         interrupted = False
         epoch = -1
         try:
-            for epoch in range(config.epochs):
+            for epoch in range(config.initial_epoch, config.epochs):
                 self.run_epoch(epoch)
                 if model.stop_training:
                     break
@@ -269,6 +306,14 @@ class Trainer:
             if config.verbose:
                 print(f"\nInterrupted: kept the weights and history of the "
                       f"{len(model.history.epoch)} completed epoch(s).", file=sys.stderr)
+        except Exception:
+            # a callback's error (a batch hook runs inside the compiled loop's epoch):
+            # never leave an epoch half applied (weights moved, iterations not counted)
+            if self.bar:
+                self.bar.close()
+            if self.snapshot is not None and epoch not in model.history.epoch:
+                self._restore(self.snapshot)
+            raise
         model.history.interrupted = interrupted
         callbacks.on_train_end({"interrupted": interrupted} if interrupted else {})
         return model.history
@@ -285,23 +330,27 @@ class Trainer:
         order = (model._rng.permutation(n) if config.shuffle else np.arange(n)).astype(np.intp)
         epoch_seed = int(model._rng.integers(0, 2**63))
         self.bar = _progress_bar(config.verbose, n, config.batch_size, epoch, config.epochs)
+        progress, progress_every = self._progress()
         start = time.perf_counter()
         with _threads.blas_threads(self.blas):
             result = self.runner.run_epoch(
                 order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
-                epoch_seed, self.bar.update_to if self.bar else None, self.progress_every)
+                epoch_seed, progress, progress_every)
         seconds = time.perf_counter() - start
         if self.bar:
             self.bar.close()
             self.bar = None
         optimizer.iterations = result["step"]
         if not result["finite"] or not model._weights_finite():
-            self._diverged(epoch, "the loss or the weights")
+            failed = result["n_batches"] - (0 if not result["finite"] else 1)
+            return self._diverged(epoch, "the loss or the weights", failed,
+                                  {"loss": float("nan")})
         logs = self._epoch_logs(result)
         if not all(math.isfinite(value) for value in logs.values()):
             # finite weights whose outputs overflow: diverged just the same
             bad = [key for key, value in logs.items() if not math.isfinite(value)]
-            self._diverged(epoch, f"the network's outputs (so {', '.join(bad)})")
+            return self._diverged(epoch, f"the network's outputs (so {', '.join(bad)})",
+                                  self.n_batches - 1, logs)
         logs["learning_rate"] = optimizer.learning_rate
         logs["seconds"] = seconds
         logs["samples_per_second"] = n / seconds if seconds > 0 else float("inf")
@@ -317,10 +366,9 @@ class Trainer:
         model, config = self.model, self.config
         X, targets, labels = config.X, config.targets, config.labels
         logs = {"loss": result["loss_sum"] / max(result["n_samples"], 1)}
-        if model.loss_.code == losses.SOFTMAX_CROSS_ENTROPY:
-            logs["accuracy"] = result["n_correct"] / len(X)
-        elif model.loss_.code == losses.BINARY_CROSS_ENTROPY:
-            logs["accuracy"] = result["n_correct"] / targets.size
+        if model.loss_.is_classifier:
+            logs["accuracy"] = model.loss_.accuracy(result["n_correct"], len(X),
+                                                    model.dense_layers[-1].units)
         if not model.loss_.is_classifier and model._regression_train_metrics:
             # mse, mae, r2 on the training data with the epoch's final weights
             scores = model._evaluate(X, targets, labels)
@@ -353,10 +401,47 @@ class Trainer:
             if monitor in logs:
                 schedule.step(logs[monitor])
 
-    def _diverged(self, epoch, what):
-        """Roll back to the snapshot and raise DivergenceError."""
-        learning_rate = self.model.optimizer.learning_rate
+    def _progress(self):
+        """(progress callback, every how many batches) for the compiled loop.
+
+        The loop calls it between runs of batches, with the GIL: it moves the
+        bar and, every ``hook_every`` batches at most, calls the callbacks'
+        ``on_train_batch_end`` (logs: the epoch's running mean loss) and the
+        next ``on_train_batch_begin``."""
+        bar = self.bar
+        if not self.batch_hooks:
+            return (bar.update_to if bar else None), self.progress_every
+        callbacks = self.config.callbacks
+        self.hooked_batches = 0
+        callbacks.on_train_batch_begin(0, {})
+
+        def progress(batches_done, running_loss):
+            if bar:
+                bar.update_to(batches_done, running_loss)
+            if (batches_done - self.hooked_batches >= self.hook_every
+                    or batches_done == self.n_batches):
+                callbacks.on_train_batch_end(batches_done - 1, {"loss": running_loss})
+                self.hooked_batches = batches_done
+                if batches_done < self.n_batches:
+                    callbacks.on_train_batch_begin(batches_done, {})
+        every = min(self.hook_every, self.progress_every) if bar else self.hook_every
+        return progress, every
+
+    def _diverged(self, epoch, what, batch, logs):
+        """Roll back to the snapshot and tell the callbacks (on_train_batch_end of the
+        failing batch, with its non-finite loss); end the fit if one of them set
+        stop_training (TerminateOnNaN does), else raise DivergenceError."""
+        model = self.model
+        learning_rate = model.optimizer.learning_rate
         self._restore(self.snapshot)
+        self.config.callbacks.on_train_batch_end(batch, dict(logs))
+        if model.stop_training:
+            model.history.diverged = True
+            if self.config.verbose:
+                print(f"Training stopped in epoch {epoch} (0-based) by a callback: {what} "
+                      "became NaN or infinite; the weights of the last finite epoch were "
+                      "kept.", file=sys.stderr)
+            return
         self.config.callbacks.on_train_end({})
         raise DivergenceError(
             f"training diverged in epoch {epoch} (0-based): {what} became NaN or infinite "
@@ -377,6 +462,29 @@ class Trainer:
         model.optimizer.learning_rate = learning_rate
         model._rng.bit_generator.state = rng_state
         model.epochs_trained = epochs_trained
+
+
+def runner_specs(model):
+    """What the compiled epoch loop needs to know of each Dense layer."""
+    codes, rates = model._activation_codes(), model._dropout_rates()
+    state = iter(model.optimizer.state)
+    specs = []
+    for i, layer in enumerate(model.dense_layers):
+        kreg, breg = layer.kernel_regularizer, layer.bias_regularizer
+        specs.append({
+            "kernel": layer.kernel, "bias": layer.bias,
+            "dkernel": np.empty_like(layer.kernel),
+            "dbias": np.empty_like(layer.bias) if layer.use_bias else None,
+            "kernel_state": next(state),
+            "bias_state": next(state) if layer.use_bias else None,
+            "activation": codes[i], "alpha": layer.alpha, "dropout_rate": rates[i],
+            "kernel_l1": kreg.l1 if kreg else 0.0, "kernel_l2": kreg.l2 if kreg else 0.0,
+            "bias_l1": breg.l1 if breg else 0.0, "bias_l2": breg.l2 if breg else 0.0,
+            "kernel_l1_proximal": bool(kreg and kreg.proximal),
+            "bias_l1_proximal": bool(breg and breg.proximal),
+            "kernel_decay": 1.0, "bias_decay": 1.0 if model.optimizer.decay_bias else 0.0,
+        })
+    return specs
 
 
 # ---------------------------------------------------------------------- partial_fit
