@@ -56,9 +56,9 @@ class TensorBoard(Callback):
         Directory of the runs ``train`` and ``validation`` (created on the
         first write).
     update_freq : "epoch", default "epoch"
-        When scalars are written. Only ``"epoch"``: descend's compiled epoch
-        loop has no per-batch hook, so Keras' ``"batch"`` and integer values
-        are refused rather than silently ignored.
+        When scalars are written. Only ``"epoch"`` so far: Keras' ``"batch"``
+        and integer values (batch-level curves) are refused rather than
+        silently ignored.
     histogram_freq : int >= 0, default 0
         Every ``histogram_freq`` epochs (0: never) write a histogram of each
         Dense layer's kernel and bias (tags ``<layer>/kernel``,
@@ -122,8 +122,8 @@ class TensorBoard(Callback):
         owner = "TensorBoard"
         if not (isinstance(update_freq, str) and update_freq == "epoch"):
             raise ValueError(error_message(
-                "update_freq", "'epoch' (descend's compiled epoch loop reports once per "
-                "epoch: there is no per-batch hook)", update_freq, owner))
+                "update_freq", "'epoch' (batch-level curves are not written yet)",
+                update_freq, owner))
         values = validate(self._parameter_constraints, {
             "log_dir": log_dir, "histogram_freq": histogram_freq,
             "gradient_data": gradient_data, "write_config": write_config,
