@@ -180,7 +180,7 @@ class TensorBoard(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self._writing:
             return
-        step = self._first_step + epoch
+        step = epoch     # fit's epochs continue over fits (epochs_trained), as in Keras
         for key, value in (logs or {}).items():
             if not isinstance(value, numbers.Real) or isinstance(value, bool):
                 continue
