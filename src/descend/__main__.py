@@ -1,5 +1,5 @@
-"""Command line: ``python -m descend demo``, ``python -m descend info``,
-``python -m descend experiments`` and ``python -m descend --version``.
+"""Command line: ``python -m descend demo``, ``info``, ``bench``,
+``experiments`` and ``python -m descend --version``.
 
 ``demo`` trains a multilayer perceptron on a real dataset (the bundled UCI
 digits by default, or MNIST) with a fixed seed, printing per-epoch loss, the
@@ -154,6 +154,10 @@ def build_parser():
     p.add_argument("--n-threads", type=_n_threads, default=None)
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
     p.set_defaults(func=demo)
+    from descend.benchmark import add_arguments as add_bench_arguments, bench
+    p = sub.add_parser("bench", help="time a training epoch of descend against PyTorch, "
+                                     "JAX, numpy and scikit-learn, side by side")
+    add_bench_arguments(p).set_defaults(func=bench)
     try:
         from descend.experiments import add_parser as add_experiments_parser
     except ImportError:

@@ -1116,3 +1116,13 @@ class TerminateOnNaN(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(logs, f"Epoch {epoch + 1}", epoch)
+
+
+# ---------------------------------------------------------------------------
+# TensorBoard: its own module, since it writes through tensorboardX (an
+# optional extra, imported only when a TensorBoard callback is made)
+# ---------------------------------------------------------------------------
+
+from descend._tensorboard import TensorBoard  # noqa: E402  (needs Callback above)
+
+__all__.append("TensorBoard")
