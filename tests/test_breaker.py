@@ -344,3 +344,9 @@ def test_from_config_says_what_is_wrong_with_the_config(config, received):
     with pytest.raises(ValueError, match="the config must be a dict with a 'layers' list, "
                                          "got " + received):
         dn.Sequential.from_config(config)
+
+
+def test_csv_logger_refuses_a_directory_before_fit(tmp_path, data):
+    # was: IsADirectoryError from on_train_begin, after fit had built the network
+    with pytest.raises(ValueError, match="CSVLogger: filename .* is a directory"):
+        dn.callbacks.CSVLogger(tmp_path)

@@ -976,6 +976,10 @@ class CSVLogger(Callback):
         super().__init__()
         values = validate(self._parameter_constraints, {
             "filename": filename, "separator": separator, "append": append}, "CSVLogger")
+        if os.path.isdir(values["filename"]):
+            raise ValueError(f"CSVLogger: filename {values['filename']!r} is a directory; "
+                             "give a file name such as "
+                             f"{os.path.join(values['filename'], 'log.csv')!r}")
         self.filename = values["filename"]
         self.separator = values["separator"]
         self.append = values["append"]
