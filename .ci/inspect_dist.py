@@ -22,14 +22,8 @@ problems = []
 
 # Files of the wheel that two builds from one sdist may still write
 # differently, with the cause; any other difference fails. Remove an entry
-# once its cause is fixed.
-KNOWN_NONREPRODUCIBLE = {
-    "descend/_dense.": "Cython 3.3 types the loop variable of `for name, array in "
-                       "((\"z\", z), (\"a\", a), (\"dz\", dz))` in dense_backward_py "
-                       "(csrc/descend/_dense.pyx) as a const or a writable memoryview from "
-                       "run to run, whatever PYTHONHASHSEED; three check_shape calls "
-                       "without the loop give the same C file every time",
-}
+# once its cause is fixed. (None today: _dense's was a Cython loop, now unrolled.)
+KNOWN_NONREPRODUCIBLE = {}
 
 
 def check(condition, message):

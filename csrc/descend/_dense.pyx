@@ -253,8 +253,11 @@ def dense_backward_py(const floating[:, ::1] x, const floating[:, ::1] w,
     check_activation(activation)
     cdef int n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     check_shape("w", (w.shape[0], w.shape[1]), (n_in, n_out))
-    for name, array in (("z", z), ("a", a), ("dz", dz)):
-        check_shape(name, (array.shape[0], array.shape[1]), (n, n_out))
+    # three calls, not a loop over (name, array) pairs: Cython typed such a
+    # loop's variable differently from build to build (wheels not reproducible)
+    check_shape("z", (z.shape[0], z.shape[1]), (n, n_out))
+    check_shape("a", (a.shape[0], a.shape[1]), (n, n_out))
+    check_shape("dz", (dz.shape[0], dz.shape[1]), (n, n_out))
     check_shape("dw", (dw.shape[0], dw.shape[1]), (n_in, n_out))
     if db is not None:
         check_shape("db", (db.shape[0],), (n_out,))
