@@ -102,6 +102,8 @@ def _missing(what, directory, hint, errors=()):
 
 # ------------------------------------------------------------------ 20 newsgroups
 def newsgroups_available(data_home=None):
+    """True when the 20 newsgroups archive is in ``data_home`` (or the default
+    data directory), so that the domains experiment can run its text row."""
     return (get_data_dir("newsgroups", data_home) / NEWSGROUPS_ARCHIVE).exists()
 
 
@@ -244,6 +246,8 @@ def _tfidf(texts, vocabulary, idf, dtype):
 
 # ------------------------------------------------------------------ card fraud
 def creditcard_available(data_home=None):
+    """True when a card-fraud file (OpenML ARFF or Kaggle CSV) is in
+    ``data_home`` (or the default data directory)."""
     directory = get_data_dir("creditcard", data_home)
     return any((directory / name).exists() for name in CREDITCARD_FILES)
 

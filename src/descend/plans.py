@@ -113,17 +113,8 @@ class Plan:
 def cpu_description():
     """{"model": CPU model name, "machine": architecture, "features": [...]}:
     the features are those descend's compiled loops dispatch on."""
-    from descend import _sparse
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"model": model, "machine": platform.machine(),
+    from descend import _config, _sparse
+    return {"model": _config._cpu_model(), "machine": platform.machine(),
             "features": sorted(name for name, on in _sparse.cpu_features().items() if on)}
 
 

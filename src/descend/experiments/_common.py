@@ -470,15 +470,8 @@ def machine_info():
     import numpy
     import scipy
     import descend
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from descend._config import _cpu_model
+    cpu = _cpu_model()
     commit = "unknown"
     try:
         root = Path(descend.__file__).resolve().parents[2]
