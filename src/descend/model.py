@@ -290,7 +290,7 @@ class Sequential:
         """(OpenMP, BLAS) threads for per-layer kernels on n_rows rows."""
         if n_rows < PARALLEL_MIN_ROWS:
             # a team of threads costs more than it saves on a few rows
-            return 1, 1 if _threads.ThreadpoolController is not None else None
+            return 1, 1
         return _threads.plan(n_rows, self.n_threads if n_threads is None else n_threads)
 
     def gradients(self, X, y, training=False, seed=0):
