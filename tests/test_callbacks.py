@@ -8,6 +8,7 @@ a real fit below), with scripted epoch logs.
 
 import csv
 import math
+import re
 import warnings
 
 import numpy as np
@@ -962,3 +963,105 @@ def test_callbacks_together(tmp_path):
     assert [r[0] for r in rows] == ["epoch", "0", "1", "2", "3"]
     assert rows[0] == ["epoch", "learning_rate", "loss", "val_loss"]
     assert callbacks[3].csv_file is None
+
+
+# ---------------------------------------------------------------------------
+# Each test below pins a mutant that survived `python tests/mutation.py callbacks`
+# ---------------------------------------------------------------------------
+
+class Recorder(cbs.Callback):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calls.append(("begin", batch, logs))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(("end", batch, logs))
+
+
+def test_callback_list_passes_batch_hooks_on_to_appended_callbacks():
+    first, second = Recorder(), Recorder()
+    hooks = cbs.CallbackList([first])
+    hooks.append(second)
+    assert len(hooks) == 2 and list(hooks) == [first, second]
+    logs = {"loss": 0.5}
+    hooks.on_train_batch_begin(3, logs)
+    hooks.on_train_batch_end(3, logs)
+    for recorder in (first, second):
+        assert recorder.calls == [("begin", 3, logs), ("end", 3, logs)]
+
+
+class ScaledOptimizer(FakeOptimizer):
+    def __init__(self, learning_rate, scale):
+        super().__init__(learning_rate)
+        self.learning_rate_scale = scale
+
+
+@pytest.mark.parametrize("scale, expected", [(0.5, 0.1), (1.0, 0.2), (2.0, 0.4)])
+def test_one_argument_schedule_is_scaled_by_the_plateau_cuts(scale, expected):
+    model = FakeModel()
+    model.optimizer = ScaledOptimizer(0.3, scale)
+    scheduler = cbs.LearningRateScheduler(lambda epoch: 0.2)
+    scheduler.set_model(model)
+    scheduler.on_epoch_begin(0)
+    assert model.optimizer.learning_rate == pytest.approx(expected, rel=1e-15)
+
+
+@pytest.mark.parametrize("value, shown", [("a", "'a' (str)"), (True, "True (bool)")])
+def test_scaled_schedule_rejects_what_is_not_a_number(value, shown):
+    model = FakeModel()
+    model.optimizer = ScaledOptimizer(0.3, 0.5)
+    scheduler = cbs.LearningRateScheduler(lambda epoch: value)
+    scheduler.set_model(model)
+    with pytest.raises(ValueError, match=re.escape(
+            "LearningRateScheduler: `schedule` must return a finite float > 0 as the "
+            f"learning rate, got {shown} at epoch 2 (0-based).")):
+        scheduler.on_epoch_begin(2)
+
+
+def test_plateau_cooldown_flag_and_no_cut_at_min_lr(capsys):
+    model = FakeModel(learning_rate=0.1)
+    plateau = cbs.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, cooldown=1,
+                                    min_lr=0.05, verbose=1)
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    assert not plateau.in_cooldown()
+    plateau.on_epoch_end(0, {"loss": 1.0})          # first value: an improvement
+    plateau.on_epoch_end(1, {"loss": 1.0})          # no improvement: cut to 0.05
+    assert model.optimizer.learning_rate == 0.05 and plateau.in_cooldown()
+    assert capsys.readouterr().out == "Epoch 2: ReduceLROnPlateau reducing learning rate to 0.05.\n"
+    plateau.on_epoch_end(2, {"loss": 1.0})          # cooldown epoch
+    assert not plateau.in_cooldown()
+    plateau.on_epoch_end(3, {"loss": 1.0})          # due, but already at min_lr: no cut
+    assert model.optimizer.learning_rate == 0.05
+    assert capsys.readouterr().out == ""
+
+
+def test_plateau_names_a_learning_rate_that_is_not_a_float():
+    model = FakeModel(learning_rate="fast")
+    plateau = cbs.ReduceLROnPlateau(monitor="loss", patience=0)
+    plateau.set_model(model)
+    plateau.on_epoch_end(0, {"loss": 1.0})
+    with pytest.raises(TypeError, match=re.escape(
+            "ReduceLROnPlateau needs model.optimizer.learning_rate to be a float, "
+            "got 'fast'.")):
+        plateau.on_epoch_end(1, {"loss": 1.0})
+
+
+def test_terminate_on_nan_prints_by_default_and_names_where(capsys):
+    assert cbs.TerminateOnNaN().verbose == 1
+    stop = cbs.TerminateOnNaN()
+    stop.set_model(FakeModel())
+    stop.on_train_begin()
+    stop.on_epoch_begin(1)
+    stop.on_train_batch_end(3, {"loss": math.nan})
+    stop.on_epoch_end(1, {"loss": math.inf})
+    assert capsys.readouterr().out == ("Batch 3: invalid loss nan, terminating training\n"
+                                       "Epoch 2: invalid loss inf, terminating training\n")
+    assert stop.terminated_epoch == 1 and stop.model.stop_training
+    quiet = cbs.TerminateOnNaN(verbose=0)
+    quiet.set_model(FakeModel())
+    quiet.on_epoch_end(0, {"loss": math.nan})
+    assert capsys.readouterr().out == "" and quiet.model.stop_training

@@ -626,3 +626,23 @@ def test_load_state_dict_state_arrays_messages():
     assert all((s[0] == 0).all() for s in opt.state)
     opt.load_state_dict(_sgd_state(state=full, iterations=7))
     assert all((s[0] == 1).all() for s in opt.state) and opt.iterations == 7
+
+
+def test_state_dict_numbers_the_parameters_of_a_set_state():
+    opt = O.SGD(0.1, momentum=0.9)
+    opt.set_state({"iterations": 1, "arrays": [[np.ones(2)], [np.full(3, 2.0)]]})
+    state = opt.state_dict()["state"]
+    assert sorted(state) == ["0.velocity", "1.velocity"]
+    np.testing.assert_array_equal(state["1.velocity"], [2.0, 2.0, 2.0])
+
+
+def test_from_config_rebuilds_a_schedule_and_checks_the_class():
+    opt = O.SGD(dn.schedules.StepDecay(0.4, drop=0.5, step_size=2), momentum=0.5)
+    again = O.SGD.from_config(opt.get_config())
+    assert isinstance(again.schedule, dn.schedules.StepDecay)
+    assert [again.schedule(e) for e in range(5)] == [0.4, 0.4, 0.2, 0.2, 0.1]
+    assert again.momentum == 0.5
+    with pytest.raises(ValueError, match=r"^the config describes a SGD, not a Adam$"):
+        O.Adam.from_config(opt.get_config())
+    with pytest.raises(ValueError, match=r"^unknown optimizer class in config: None$"):
+        O.from_config({"learning_rate": 0.1})
