@@ -27,7 +27,7 @@ TESTS = {
     "optimizers": ["test_optimizers.py", "test_contracts.py", "test_regularization.py",
                    "test_io.py"],
     "schedules": ["test_schedules.py", "test_callbacks.py"],
-    "io": ["test_io.py"],
+    "io": ["test_io.py", "test_io_files.py", "test_state_dict.py", "test_adversarial.py"],
     "callbacks": ["test_callbacks.py", "test_contracts.py", "test_training_loop.py"],
     "model": ["test_network.py", "test_contracts.py", "test_training_loop.py"],
     "training": ["test_training_loop.py", "test_contracts.py", "test_network.py"],

@@ -1065,3 +1065,63 @@ def test_terminate_on_nan_prints_by_default_and_names_where(capsys):
     quiet.set_model(FakeModel())
     quiet.on_epoch_end(0, {"loss": math.nan})
     assert capsys.readouterr().out == "" and quiet.model.stop_training
+
+
+def test_plateau_defaults_are_keras_ones():
+    plateau = cbs.ReduceLROnPlateau()
+    assert (plateau.monitor, plateau.factor, plateau.patience, plateau.mode, plateau.min_delta,
+            plateau.cooldown, plateau.min_lr, plateau.verbose) == (
+        "val_loss", 0.1, 10, "auto", 1e-4, 0, 0.0, 0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"verbose": -1}, "ReduceLROnPlateau: verbose must be a bool or an int >= 0, got -1 (int)"),
+    ({"factor": 2.0},
+     "ReduceLROnPlateau: factor must be a finite float in (0, 1), got 2.0 (float)")])
+def test_plateau_messages_name_the_callback_and_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        cbs.ReduceLROnPlateau(**kwargs)
+
+
+def test_plateau_warns_once_about_a_missing_monitor_from_the_caller():
+    plateau = cbs.ReduceLROnPlateau(monitor="val_loss")
+    plateau.set_model(FakeModel())
+    with pytest.warns(RuntimeWarning) as record:      # before any on_train_begin too
+        plateau.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
+        plateau.on_epoch_end(1, {"loss": 1.0})
+    assert len(record) == 1 and record[0].filename == __file__
+    assert str(record[0].message) == (
+        "ReduceLROnPlateau is conditioned on `val_loss`, which is not in the epoch logs. "
+        "Available keys: accuracy, loss. Pass validation_data to fit() for val_* metrics, "
+        "or choose another `monitor`.")
+
+
+def test_plateau_reads_a_value_that_is_not_a_number_as_nan():
+    model = FakeModel(learning_rate=0.1)
+    plateau = cbs.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0)
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    plateau.on_epoch_end(0, {"loss": 1.0})
+    plateau.on_epoch_end(1, {"loss": "n/a"})        # NaN never improves: a cut
+    assert model.optimizer.learning_rate == 0.05
+
+
+def test_scheduler_accepts_a_0d_array():
+    model = FakeModel()
+    scheduler = cbs.LearningRateScheduler(lambda epoch: np.array(0.05))
+    scheduler.set_model(model)
+    scheduler.on_epoch_begin(0)
+    assert model.optimizer.learning_rate == 0.05 and type(model.optimizer.learning_rate) is float
+
+
+def test_csv_logger_writes_sequences_as_bracketed_lists(tmp_path):
+    path = tmp_path / "log.csv"
+    logger = cbs.CSVLogger(path)
+    with pytest.raises(RuntimeError, match="^" + re.escape(
+            "CSVLogger: on_epoch_end was called before on_train_begin (the log file is "
+            "not open).") + "$"):
+        logger.on_epoch_end(0, {"loss": 1.0})
+    logger.on_train_begin()
+    logger.on_epoch_end(0, {"a": [1, 2.5], "b": np.array([[0.5, 2.0]]), "c": (3,)})
+    logger.on_train_end()
+    assert path.read_text().splitlines() == ["epoch,a,b,c", "0,\"[1, 2.5]\",\"[0.5, 2.0]\",[3]"]
