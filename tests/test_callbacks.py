@@ -1125,3 +1125,15 @@ def test_csv_logger_writes_sequences_as_bracketed_lists(tmp_path):
     logger.on_epoch_end(0, {"a": [1, 2.5], "b": np.array([[0.5, 2.0]]), "c": (3,)})
     logger.on_train_end()
     assert path.read_text().splitlines() == ["epoch,a,b,c", "0,\"[1, 2.5]\",\"[0.5, 2.0]\",[3]"]
+
+
+@pytest.mark.parametrize("existing, header", [("", True), ("\n", False)])
+def test_csv_logger_appends_a_header_only_to_an_empty_file(tmp_path, existing, header):
+    path = tmp_path / "log.csv"
+    path.write_text(existing)
+    logger = cbs.CSVLogger(path, append=True)
+    logger.on_train_begin()
+    logger.on_epoch_end(0, {"loss": 0.5})
+    logger.on_train_end()
+    assert path.read_bytes() == (existing + ("epoch,loss\r\n" if header else "")
+                                 + "0,0.5\r\n").encode()
