@@ -42,6 +42,9 @@ def configure(pyproject_text, module):
         'source_paths = ["src/descend"]\n'
         f'only_mutate = ["src/descend/{module}.py"]\n'
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+        # a mutant counts as a timeout after 15 x its tests' time + this many seconds:
+        # on 2 cores shared by other jobs a fork of a 0.1 s test can take 20 s
+        "timeout_constant = 60\n"
         f"pytest_add_cli_args_test_selection = {['tests/' + t for t in TESTS[module]]!r}\n"
     ).replace("'", '"')
     return re.sub(r"\[tool\.mutmut\].*?(?=^\[|\Z)", section + "\n", pyproject_text,
