@@ -969,7 +969,7 @@ def test_callbacks_together(tmp_path):
 # Each test below pins a mutant that survived `python tests/mutation.py callbacks`
 # ---------------------------------------------------------------------------
 
-class Recorder(cbs.Callback):
+class BatchRecorder(cbs.Callback):
     def __init__(self):
         super().__init__()
         self.calls = []
@@ -982,7 +982,7 @@ class Recorder(cbs.Callback):
 
 
 def test_callback_list_passes_batch_hooks_on_to_appended_callbacks():
-    first, second = Recorder(), Recorder()
+    first, second = BatchRecorder(), BatchRecorder()
     hooks = cbs.CallbackList([first])
     hooks.append(second)
     assert len(hooks) == 2 and list(hooks) == [first, second]
@@ -1137,3 +1137,191 @@ def test_csv_logger_appends_a_header_only_to_an_empty_file(tmp_path, existing, h
     logger.on_train_end()
     assert path.read_bytes() == (existing + ("epoch,loss\r\n" if header else "")
                                  + "0,0.5\r\n").encode()
+
+
+def test_callback_params_default_to_an_empty_dict():
+    cb = cbs.Callback()
+    assert cb.params == {} and cb.model is None
+    cb.set_params(None)
+    assert cb.params == {}
+    given = {"epochs": 3}
+    cb.set_params(given)
+    assert cb.params == given and cb.params is not given
+
+
+@pytest.mark.parametrize("make, exc, message", [
+    (lambda: cbs.EarlyStopping(patience=-1), ValueError,
+     "EarlyStopping: patience must be an int >= 0, got -1 (int)"),
+    (lambda: cbs.ModelCheckpoint("x", verbose=-1), ValueError,
+     "ModelCheckpoint: verbose must be a bool or an int >= 0, got -1 (int)"),
+    (lambda: cbs.LearningRateScheduler(3), TypeError,
+     "LearningRateScheduler: schedule must be a callable, got 3 (int)"),
+    (lambda: cbs.LearningRateScheduler(lambda: 0), TypeError,
+     "LearningRateScheduler: `schedule` must take 1 or 2 positional parameters "
+     "(epoch[, lr]), got signature ()."),
+    (lambda: cbs.CSVLogger("x", separator=",,"), ValueError,
+     "CSVLogger: separator must be a single character, got ',,' (str)"),
+    (lambda: cbs.ModelCheckpoint("{0}"), ValueError,
+     "ModelCheckpoint: `filepath` may only use named fields such as {epoch} or {val_loss}, "
+     "got a positional field {0} in '{0}'.")])
+def test_callback_messages_name_the_callback_and_the_argument(make, exc, message):
+    with pytest.raises(exc, match="^" + re.escape(message) + "$"):
+        make()
+
+
+def test_csv_logger_names_a_directory_and_suggests_a_file(tmp_path):
+    with pytest.raises(ValueError, match="^" + re.escape(
+            f"CSVLogger: filename {str(tmp_path)!r} is a directory; give a file name such as "
+            f"{str(tmp_path / 'log.csv')!r}") + "$"):
+        cbs.CSVLogger(str(tmp_path))
+
+
+def test_callback_defaults():
+    stop = cbs.EarlyStopping()
+    assert (stop.monitor, stop.min_delta, stop.patience, stop.mode, stop.baseline,
+            stop.restore_best_weights, stop.start_from_epoch, stop.verbose) == (
+        "val_loss", 0.0, 0, "auto", None, False, 0, 0)
+    assert stop.best_epoch == 0 and stop.stopped_epoch == 0 and stop.best == math.inf
+    assert cbs.ModelCheckpoint("m.npz").verbose == 0
+    assert cbs.ModelCheckpoint("m.npz").last_saved_path is None
+    assert cbs.LearningRateScheduler(lambda e: 0.1).verbose == 0
+
+
+@pytest.mark.parametrize("monitor, values, best", [("loss", [2.0, 1.5], 2.0),
+                                                   ("acc", [1.0, 1.5], 1.0),
+                                                   ("acc", [1.0, 1.25], 1.0)])
+def test_early_stopping_min_delta_must_be_exceeded(monitor, values, best):
+    """An epoch improves by more than min_delta or not at all: equal to best -+ min_delta
+    (exact in binary) is no improvement, and patience 0 stops there."""
+    stop = cbs.EarlyStopping(monitor=monitor, min_delta=0.5, patience=0)
+    model = FakeModel()
+    fake_fit(model, [{monitor: v} for v in values] + [{monitor: 9.0}], [stop])
+    assert stop.stopped_epoch == 1 and stop.best == best
+
+
+def test_early_stopping_reads_a_value_that_is_not_a_number_as_nan():
+    stop = cbs.EarlyStopping(monitor="loss", patience=0)
+    run = fake_fit(FakeModel(), [{"loss": 1.0}, {"loss": "n/a"}, {"loss": 0.5}], [stop])
+    assert run.epochs == [0, 1] and stop.stopped_epoch == 1
+
+
+def test_early_stopping_warns_once_about_a_missing_monitor_from_the_caller():
+    stop = cbs.EarlyStopping(monitor="val_loss", restore_best_weights=True)
+    stop.set_model(FakeModel())
+    with pytest.warns(RuntimeWarning) as record:
+        stop.on_epoch_end(0, {"loss": 1.0})
+        stop.on_epoch_end(1, {"loss": 1.0})
+    assert len(record) == 1 and record[0].filename == __file__
+    assert str(record[0].message).startswith(
+        "EarlyStopping is conditioned on `val_loss`, which is not in the epoch logs. "
+        "Available keys: loss.")
+    stop.on_train_end()                      # nothing monitored, nothing to restore
+    assert stop.model._weights[0].sum() == 0
+
+
+class ReferenceModel(FakeModel):
+    """Keeps the arrays given to set_weights (as a model that does not copy would)."""
+
+    def __init__(self):
+        super().__init__()
+        self.restored = 0
+
+    def set_weights(self, weights):
+        self.restored += 1
+        self._weights = list(weights)
+
+
+def test_early_stopping_restores_copies_and_only_when_the_best_is_not_the_last(capsys):
+    stop = cbs.EarlyStopping(monitor="loss", patience=5, restore_best_weights=True,
+                             verbose=1)
+    model = ReferenceModel()
+    fake_fit(model, [{"loss": 3.0}, {"loss": 2.0}], [stop])     # best = last: no restore
+    assert model.restored == 0 and capsys.readouterr().out == ""
+    fake_fit(model, [{"loss": 3.0}, {"loss": 2.0}, {"loss": 2.5}], [stop])
+    assert model.restored == 1 and stop.best_epoch == 1
+    np.testing.assert_array_equal(model._weights[1], weights_at(1)[1])
+    assert model._weights[0] is not stop.best_weights[0]
+    assert capsys.readouterr().out == (
+        "Restoring model weights from the end of the best epoch: 2.\n")
+    quiet = cbs.EarlyStopping(monitor="loss", patience=0, restore_best_weights=True)
+    fake_fit(model, [{"loss": 3.0}, {"loss": 4.0}], [quiet])
+    assert model.restored == 2 and capsys.readouterr().out == ""
+
+
+def test_early_stopping_prints_the_stop_epoch(capsys):
+    stop = cbs.EarlyStopping(monitor="loss", patience=1, verbose=1)
+    run = fake_fit(FakeModel(), [{"loss": 3.0}, {"loss": 4.0}, {"loss": 4.0}], [stop])
+    assert run.epochs == [0, 1] and capsys.readouterr().out == "Epoch 2: early stopping\n"
+
+
+def test_early_stopping_first_monitored_epoch_is_the_fallback_best():
+    stop = cbs.EarlyStopping(monitor="loss", patience=5, start_from_epoch=1,
+                             restore_best_weights=True)
+    fake_fit(FakeModel(), [{"loss": math.nan}] * 3, [stop])
+    assert stop.best_epoch == 1
+
+
+@pytest.mark.parametrize("filepath", ["{0.real}", "{0[1]}", "{0.real.real}", "{0[a][b]}",
+                                      "{[0]}"])
+def test_model_checkpoint_rejects_every_positional_field(filepath):
+    with pytest.raises(ValueError, match="got a positional field"):
+        cbs.ModelCheckpoint(filepath)
+
+
+def test_model_checkpoint_format_errors_name_the_epoch(tmp_path):
+    ckpt = cbs.ModelCheckpoint(str(tmp_path / "m-{val_loss}.npz"))
+    ckpt.set_model(FakeModel())
+    with pytest.raises(KeyError, match=re.escape(
+            f"uses the field 'val_loss', which is not in the logs of epoch 2. "
+            f"Available fields: epoch, loss.")):
+        ckpt.on_epoch_end(1, {"loss": 1.0})
+    bad = cbs.ModelCheckpoint(str(tmp_path / "m-{loss:d}.npz"))
+    bad.set_model(FakeModel())
+    with pytest.raises(ValueError, match=re.escape(
+            f"ModelCheckpoint: could not format `filepath` {bad.filepath!r} at epoch 3: "
+            "Unknown format code 'd' for object of type 'float'.")):
+        bad.on_epoch_end(2, {"loss": 1.0})
+
+
+def test_model_checkpoint_messages_and_equal_values(tmp_path, capsys):
+    path = str(tmp_path / "m.npz")
+    ckpt = cbs.ModelCheckpoint(path, monitor="acc", save_best_only=True, verbose=1)
+    model = FakeModel()
+    with pytest.warns(RuntimeWarning) as record:
+        fake_fit(model, [{"acc": 0.5}, {"acc": 0.5}, {"loss": 1.0}, {"acc": 0.75}], [ckpt])
+    assert len(record) == 1 and record[0].filename == __file__
+    assert str(record[0].message) == (
+        "ModelCheckpoint(save_best_only=True) is conditioned on `acc`, which is not in the "
+        "epoch logs. Available keys: learning_rate, loss. Pass validation_data to fit() for "
+        "val_* metrics, or choose another `monitor`. No checkpoint is written for such "
+        "epochs.")
+    assert model.saved == [path, path]                  # epochs 1 and 4 (0.5 is no gain)
+    assert capsys.readouterr().out == (
+        f"Epoch 1: acc improved from -inf to 0.5, saving model to {path}\n"
+        "Epoch 2: acc did not improve from 0.5\n"
+        f"Epoch 4: acc improved from 0.5 to 0.75, saving model to {path}\n")
+    every = cbs.ModelCheckpoint(path, verbose=1)
+    fake_fit(FakeModel(), [{"loss": 1.0}], [every])
+    assert capsys.readouterr().out == f"Epoch 1: saving model to {path}\n"
+    quiet = cbs.ModelCheckpoint(path, monitor="acc", save_best_only=True)
+    fake_fit(FakeModel(), [{"acc": 0.5}, {"acc": 0.25}], [quiet])
+    assert capsys.readouterr().out == ""
+
+
+class Uninspectable:
+    """A schedule whose signature inspect cannot read (as some builtins)."""
+    __signature__ = "not a signature"
+
+    def __call__(self, epoch):
+        return 0.2
+
+
+@pytest.mark.parametrize("schedule, expected", [(max, 0.3), (Uninspectable(), 0.1)],
+                         ids=["two-arguments", "one-argument"])
+def test_scheduler_tries_both_forms_when_the_signature_is_unknown(schedule, expected):
+    model = FakeModel()
+    model.optimizer = ScaledOptimizer(0.3, 0.5)
+    scheduler = cbs.LearningRateScheduler(schedule)
+    scheduler.set_model(model)
+    scheduler.on_epoch_begin(0)                  # max(0, 0.3); Uninspectable()(0) * 0.5
+    assert model.optimizer.learning_rate == pytest.approx(expected, rel=1e-15)

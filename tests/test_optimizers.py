@@ -646,3 +646,10 @@ def test_from_config_rebuilds_a_schedule_and_checks_the_class():
         O.Adam.from_config(opt.get_config())
     with pytest.raises(ValueError, match=r"^unknown optimizer class in config: None$"):
         O.from_config({"learning_rate": 0.1})
+
+
+def test_load_state_dict_refuses_a_schedule_state_without_a_schedule():
+    scheduled = O.SGD(dn.schedules.StepDecay(0.4, drop=0.5, step_size=2)).state_dict()
+    with pytest.raises(ValueError, match=r"^the state has a learning-rate schedule state, "
+                                         r"but the optimizer has no schedule$"):
+        O.SGD(0.1).load_state_dict(scheduled)
