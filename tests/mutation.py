@@ -63,7 +63,9 @@ def run(module):
                                                   module))
     # subprocess tests import descend from ./src (mutmut runs them in mutants/)
     env = {**__import__("os").environ, "PYTHONPATH": "src"}
-    subprocess.run(["mutmut", "run"], cwd=work, env=env, stdout=subprocess.DEVNULL)
+    with open(work / "mutmut-run.log", "w") as log:     # why a run stopped, if it did
+        subprocess.run(["mutmut", "run"], cwd=work, env=env, stdout=log,
+                       stderr=subprocess.STDOUT)
     results = subprocess.run(["mutmut", "results", "--all", "true"], cwd=work, env=env,
                              capture_output=True, text=True).stdout
     status = re.findall(r"^\s*(\S+): (\w[\w ]*)$", results, flags=re.M)
