@@ -15,7 +15,7 @@ the second spiral the point reflection of the first; inputs divided by 6.5.
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import Result, Table, fmt_pm
+from descend.experiments._common import Result, Table, fmt_pm, marker_legend
 
 NAME = "local-minima"
 TITLE = "local minima: XOR and two spirals from random initializations"
@@ -118,6 +118,10 @@ def run(cfg):
         ax1.set_xlim(0, 1)
         ax1.invert_yaxis()
         ax1.set_xlabel("fraction reaching zero training error")
+        from matplotlib.patches import Patch
+        ax1.legend(handles=[Patch(color="tab:blue", label="XOR, 2-2-1 net"),
+                            Patch(color="tab:orange", label="two spirals, 2-32-32-1 net")],
+                   fontsize=7, loc="lower right")
         net = examples.get(("two spirals", "he_normal"))
         X, y = two_spirals(cfg.pick(30, 97, 97))
         if net is not None:
@@ -126,6 +130,11 @@ def run(cfg):
             p = net.predict(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gx.shape)
             ax2.contourf(gx, gy, p, levels=[0, 0.5, 1], colors=["#cde", "#fdc"])
         ax2.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", s=8)
+        from matplotlib import colormaps
+        coolwarm = colormaps["coolwarm"]
+        marker_legend(ax2, [("o", coolwarm(0.0), "class 0"), ("o", coolwarm(1.0), "class 1"),
+                            ("s", "#cde", "predicted 0"), ("s", "#fdc", "predicted 1")],
+                      fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
         ax2.set_aspect("equal")
         ax2.set_title("two spirals, he_normal, seed 0: decision regions", fontsize=9)
 
@@ -139,6 +148,7 @@ def run(cfg):
                "initial weights (N = the 'successes' denominator)",
                "'cosine to 0': CosineAnnealing(lr, T_max=epochs)"],
         tables=[table], plot=plot, findings=_findings(raw),
+        net="2-2-1 and 2-32-32-1 tanh MLPs with a sigmoid output",
         data={"raw": {" / ".join(k): v for k, v in raw.items()}})
 
 
