@@ -973,3 +973,24 @@ def test_one_and_two_threads_give_bitwise_identical_results(dtype, batch_size):
     two = _train_with_threads(2, dtype, batch_size)
     for a, b in zip(one, two):
         assert_weights_equal(a, b)
+
+
+def test_loss_and_mse_of_an_epoch_line_differ_as_the_readme_says():
+    # README: `loss` is the mean of the batch losses as training went, `mse` the
+    # training data scored after the epoch with its final weights
+    X, y = regression_data()
+    full_batch = regressor(optimizer=dn.optimizers.SGD(0.05))
+    before = full_batch.evaluate(X, y)["mse"]
+    logs = full_batch.fit(X, y, epochs=1, batch_size=None, shuffle=False, verbose=0)
+    after = full_batch.evaluate(X, y)["mse"]
+    # one full batch: loss is that batch's loss, taken before its update
+    assert logs["loss"][0] == pytest.approx(before, rel=1e-12)
+    assert logs["mse"][0] == pytest.approx(after, rel=1e-12) and after < 0.9 * before
+    net = regressor()
+    logs = net.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    assert logs["mse"][0] == pytest.approx(net.evaluate(X, y)["mse"], rel=1e-12)
+    assert logs["loss"][0] > 1.05 * logs["mse"][0]      # early batches scored worse weights
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if readme.exists():                                  # (not in an installed-wheel run)
+        text = readme.read_text(encoding="utf-8")
+        assert "MLPRegressor" in text and "`loss` and `mse` differ" in text
