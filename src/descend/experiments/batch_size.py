@@ -59,6 +59,25 @@ def run(cfg):
         raw["seconds_to_target"].append(secs)
         raw["seconds_spent"].append([float(np.sum(r.seconds)) for r in runs])
 
+    plot = _plotter(raw, cfg.n_threads, target, max_epochs)
+
+    return Result(
+        name=NAME, title=TITLE,
+        question="How do the seconds per epoch, the throughput and the time to a target "
+                 "accuracy change with the mini-batch size?",
+        setup=[describe_data(cfg.dataset, X, X_test),
+               f"learning rate = {BASE_LR} x sqrt(batch size) (the square-root scaling rule, "
+               "rounded to 2 digits), no momentum; training stops at the first epoch whose "
+               "test accuracy reaches the target",
+               "seconds / epoch: median over the epochs of a run of fit's epoch time "
+               "(compiled loop only); samples / s = training samples / that; "
+               "seconds to target: fit time summed up to the epoch that reached it"],
+        tables=[table], plot=plot, data=raw,
+        net=f"{X.shape[1]}-{hidden[0]}-{k} relu MLP, SGD without momentum")
+
+
+def _plotter(raw, n_threads, target, max_epochs):
+    """The figure: throughput, and seconds to the target accuracy, against the batch size."""
     def plot(fig):
         ax1, ax2 = fig.subplots(1, 2)
         bss = raw["batch_size"]
@@ -68,7 +87,7 @@ def run(cfg):
         ax1.set_yscale("log")
         ax1.set_xlabel("batch size")
         ax1.set_ylabel("training samples / s")
-        ax1.set_title(f"throughput ({cfg.n_threads} thread(s))", fontsize=9)
+        ax1.set_title(f"throughput ({n_threads} thread(s))", fontsize=9)
         for bs, secs, spent in zip(bss, raw["seconds_to_target"], raw["seconds_spent"]):
             vals = [s for s in secs if s is not None]
             if vals:
@@ -85,16 +104,4 @@ def run(cfg):
                             ("x", "tab:red", f"not reached in {max_epochs} epochs "
                                              "(seconds spent)")], fontsize=7)
 
-    return Result(
-        name=NAME, title=TITLE,
-        question="How do the seconds per epoch, the throughput and the time to a target "
-                 "accuracy change with the mini-batch size?",
-        setup=[describe_data(cfg.dataset, X, X_test),
-               f"learning rate = {BASE_LR} x sqrt(batch size) (the square-root scaling rule, "
-               "rounded to 2 digits), no momentum; training stops at the first epoch whose "
-               "test accuracy reaches the target",
-               "seconds / epoch: median over the epochs of a run of fit's epoch time "
-               "(compiled loop only); samples / s = training samples / that; "
-               "seconds to target: fit time summed up to the epoch that reached it"],
-        tables=[table], plot=plot, data=raw,
-        net=f"{X.shape[1]}-{hidden[0]}-{k} relu MLP, SGD without momentum")
+    return plot
