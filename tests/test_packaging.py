@@ -213,7 +213,7 @@ def test_demo_header_prints_the_optimizer_and_its_schedule_readably(capsys):
     from descend.__main__ import _demo_config, _describe
     assert main(["demo", "--epochs", "1", "--n-threads", "1"]) == 0
     header = capsys.readouterr().out.splitlines()[:3]
-    assert header[2] == "  SGD(learning_rate=0.1, momentum=0.9), 1 epochs of batch_size=32"
+    assert header[2] == "  SGD(learning_rate=0.1, momentum=0.9), epochs=1, batch_size=32"
     # MNIST's decayed rate: the schedule as a call, not its config dict
     assert _describe(_demo_config("mnist")[3]()) == (
         "Adam(learning_rate=ExponentialDecay(initial_learning_rate=0.001, decay_rate=0.7))")

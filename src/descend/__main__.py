@@ -95,7 +95,7 @@ def demo(args):
           f"  net {X_train.shape[1]}-{'-'.join(map(str, hidden))}-{n_classes} (relu), "
           f"{args.dtype}, seed={args.seed}, "
           f"{dn.effective_n_threads(args.n_threads)} thread(s)\n"
-          f"  {_describe(net.optimizer)}, {epochs} epochs of batch_size={batch_size}")
+          f"  {_describe(net.optimizer)}, epochs={epochs}, batch_size={batch_size}")
     start = time.perf_counter()
     history = net.fit(X_train, y_train, epochs=epochs, batch_size=batch_size,
                       verbose=args.verbose)
@@ -174,9 +174,12 @@ def build_parser(prog=None):
     ``prog`` names the command in usage lines (default: as typed, see
     :func:`_prog`); every option's help states its default."""
     import descend
-    parser = argparse.ArgumentParser(prog=prog or _prog(),
+    prog = prog or _prog()
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="descend: gradient descent and "
-                                                 "backpropagation on CPU")
+                                                 "backpropagation on CPU",
+                                     epilog=f"'{prog} COMMAND --help' shows a command's "
+                                            "options and their defaults.")
     parser.add_argument("--version", action="version",
                         version=f"descend {descend.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -352,19 +352,19 @@ class Trainer:
             self.bar.close()
             self.bar = None
         optimizer.iterations = result["step"]
-        timing = {"learning_rate": optimizer.learning_rate, "seconds": seconds,
+        rate_and_time = {"learning_rate": optimizer.learning_rate, "seconds": seconds,
                   "samples_per_second": n / seconds if seconds > 0 else float("inf")}
         if not result["finite"] or not model._weights_finite():
             failed = result["n_batches"] - (0 if not result["finite"] else 1)
             return self._diverged(epoch, "the loss or the weights", failed,
-                                  {"loss": float("nan")}, timing)
+                                  {"loss": float("nan")}, rate_and_time)
         logs = self._epoch_logs(result)
         if not all(math.isfinite(value) for value in logs.values()):
             # finite weights whose outputs overflow: diverged just the same
             bad = [key for key, value in logs.items() if not math.isfinite(value)]
             return self._diverged(epoch, f"the network's outputs (so {', '.join(bad)})",
-                                  self.n_batches - 1, logs, timing)
-        logs.update(timing)
+                                  self.n_batches - 1, logs, rate_and_time)
+        logs.update(rate_and_time)
         model.epochs_trained += 1
         model.history.append(epoch, logs)
         if config.verbose:
@@ -438,7 +438,7 @@ class Trainer:
         every = min(self.hook_every, self.progress_every) if bar else self.hook_every
         return progress, every
 
-    def _diverged(self, epoch, what, batch, logs, timing):
+    def _diverged(self, epoch, what, batch, logs, rate_and_time):
         """Roll back to the snapshot and tell the callbacks (on_train_batch_end of the
         failing batch, with its non-finite loss); end the fit if one of them set
         stop_training (TerminateOnNaN does), else raise DivergenceError.
@@ -458,7 +458,7 @@ class Trainer:
             record = {key: nan for key in model.history}
             record["loss"] = nan
             record.update(logs)
-            record.update(timing)
+            record.update(rate_and_time)
             model.history.append(epoch, record)
             if self.config.verbose:
                 print(f"Training stopped in {where} by a callback: {what} became NaN or "
