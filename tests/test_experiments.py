@@ -390,3 +390,13 @@ def test_format_helpers():
     assert fmt_pm([None], missing="not reached") == "not reached"
     x = np.array([1, 2, 4, 8, 16])
     assert abs(fit_exponent(x, 3 * x ** 2.0) - 2) < 1e-12
+
+
+@pytest.mark.parametrize("argv", [["--seeds", "0"], ["--n-threads", "0"],
+                                  ["--n-threads", "1000000"]])
+def test_cli_rejects_bad_counts_with_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["experiments", "depth", *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[0]}: expected" in err and argv[1] in err
