@@ -400,3 +400,22 @@ def test_cli_rejects_bad_counts_with_a_usage_error(argv, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {argv[0]}: expected" in err and argv[1] in err
+
+
+def test_cli_without_mnist_offline_says_where_to_put_it(monkeypatch, tmp_path, capsys):
+    # was a DatasetNotFoundError traceback
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    home = tmp_path / "mnist"
+    code = main(["experiments", "depth", "--dataset", "mnist", "--size", "smoke",
+                 "--data-home", str(home), "--out", str(tmp_path / "out")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("descend experiments: could not download MNIST file")
+    assert f"into {home}, or point --data-home" in err
+    assert not home.exists()

@@ -204,10 +204,16 @@ def add_parser(subparsers):
 
 
 def _cli(args):
+    from descend.datasets import DatasetNotFoundError
     start = time.perf_counter()
-    result = run(args.name, quick=args.quick, dataset=args.dataset, seeds=args.seeds,
-                 out=args.out, data_home=args.data_home, n_threads=args.n_threads,
-                 size=args.size, verbose=args.verbose, echo=True)
+    try:
+        result = run(args.name, quick=args.quick, dataset=args.dataset, seeds=args.seeds,
+                     out=args.out, data_home=args.data_home, n_threads=args.n_threads,
+                     size=args.size, verbose=args.verbose, echo=True)
+    except DatasetNotFoundError as error:
+        # the message says which files are missing and where to put them
+        print(f"descend experiments: {error}", file=sys.stderr)
+        return 1
     results = result if isinstance(result, list) else [result]
     print(f"\n{len(results)} experiment(s) in {time.perf_counter() - start:.1f} s: "
           + ", ".join(f"{r.name} {r.seconds:.1f} s" for r in results), flush=True)
