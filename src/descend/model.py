@@ -367,7 +367,8 @@ class Sequential:
             Reshuffle the samples every epoch (from the network's Generator).
         verbose : 0, 1 or 2
             0 silent, 1 progress bar (tqdm, if installed: running loss and
-            samples/s) and a line per epoch, 2 a line per epoch.
+            samples/s; only when stderr is a terminal or in Jupyter, as
+            tqdm's ``disable=None``) and a line per epoch, 2 a line per epoch.
         validation_data : (X_val, y_val) or None
             Evaluated after every epoch (``val_loss`` and ``val_`` metrics).
         validation_split : float in [0, 1)
