@@ -136,6 +136,7 @@ def run(cfg):
                  "the first layer of a 10-hidden-layer net, and how accurate is that net?",
         setup=[describe_data(cfg.dataset, X, X_test)],
         tables=[table, per_layer], plot=plot, findings=findings,
-        net=f"{X.shape[1]}-({width}) x {depth}-{k} MLP per activation, SGD momentum 0.9",
+        net=f"{X.shape[1]}-{width}x{depth}-{k} MLP ({depth} hidden layers of {width}) per "
+            "activation, SGD momentum 0.9",
         data={"ratio_init": ratio_init, "ratio_one_epoch": ratio_one,
               "norms_init": norms_init, "kernel_ns": times, "accuracy": accs})

@@ -140,6 +140,8 @@ def run(cfg):
         ax1.set_xlabel("parameters P")
         ax1.set_ylabel("seconds per gradient")
         ax1.set_title("cost of one gradient", fontsize=9)
+        from matplotlib.ticker import NullFormatter
+        ax1.xaxis.set_minor_formatter(NullFormatter())     # overlapping 2x10^3, 3x10^3, ...
         ax1.legend(fontsize=7)
         l_bp, l_fd = trajectories[0]
         ax2.plot(l_bp, "o-", label="GD + backprop")

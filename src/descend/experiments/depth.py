@@ -125,5 +125,5 @@ def run(cfg):
                "a run counts as diverged if fit raised DivergenceError or its loss exploded "
                "(see learning-rate)"],
         tables=[table, grad_table], plot=plot, data=raw,
-        net=f"{X.shape[1]}-({width} relu) x {min(depths)}..{max(depths)}-{k} MLPs, SGD "
-            "momentum 0.9")
+        net=f"{X.shape[1]}-{width}x({min(depths)}..{max(depths)})-{k} relu MLPs "
+            f"({min(depths)} to {max(depths)} hidden layers of {width}), SGD momentum 0.9")
