@@ -368,11 +368,9 @@ def test_a_callback_assigning_a_negative_learning_rate_stops_the_fit():
 # inputs crash the interpreter (SIGSEGV, heap corruption, or libgomp aborting the
 # process) instead of raising. The fixes belong in csrc/ (not edited here).
 _EPOCH_SPEC = """
+from descend._contract import LayerSpec
 def spec(kernel):
-    return {"kernel": kernel, "bias": None, "dkernel": np.empty_like(kernel), "dbias": None,
-            "kernel_state": None, "bias_state": None, "activation": 0, "alpha": 0.0,
-            "dropout_rate": 0.0, "kernel_l1": 0.0, "kernel_l2": 0.0, "bias_l1": 0.0,
-            "bias_l2": 0.0, "kernel_decay": 1.0, "bias_decay": 0.0}
+    return LayerSpec(kernel, None)
 X, y = np.ones((1000, 4)), np.zeros(1000, np.int32)
 """
 _TWIN_CRASHES = {
@@ -402,7 +400,8 @@ _TWIN_CRASHES = {
     "dense_forward_negative_threads": """
         from descend._dense import dense_forward_py
         z = np.zeros((400, 3))
-        dense_forward_py(np.ones((400, 2)), np.ones((2, 3)), None, z, z, 3, 0.0, -5)
+        dense_forward_py(np.ones((400, 2)), np.ones((2, 3)), None, z, z, Activation.RELU, 0.0,
+                         -5)
     """,
     "softmax_negative_threads": """
         from descend._losses import softmax_py
@@ -450,7 +449,7 @@ def test_compiled_twins_raise_instead_of_crashing(case):
     body = textwrap.indent(textwrap.dedent(_TWIN_CRASHES[case]).strip(), "    ")
     setup = _EPOCH_SPEC if case.startswith("runner") else ""
     rc, out = _run("import numpy as np\n"
-                   "from descend._contract import Loss, OptimizerKind\n" + setup + "try:\n" + body
+                   "from descend._contract import Activation, Loss, OptimizerKind\n" + setup + "try:\n" + body
                    + "\nexcept (ValueError, TypeError) as exc:\n    print('raised', exc)\n",
                    timeout=60)
     assert rc == 0 and "raised" in out, f"exit code {rc}: {out[-500:]}"
