@@ -8,6 +8,7 @@ a real fit below), with scripted epoch logs.
 
 import csv
 import math
+import os
 import re
 import warnings
 
@@ -1018,7 +1019,7 @@ def test_scaled_schedule_rejects_what_is_not_a_number(value, shown):
     scheduler.set_model(model)
     with pytest.raises(ValueError, match=re.escape(
             "LearningRateScheduler: `schedule` must return a finite float > 0 as the "
-            f"learning rate, got {shown} at epoch 2 (0-based).")):
+            f"learning rate, got {shown} for epoch 3 (schedule(2)).")):
         scheduler.on_epoch_begin(2)
 
 
@@ -1059,7 +1060,8 @@ def test_terminate_on_nan_prints_by_default_and_names_where(capsys):
     stop.on_epoch_begin(1)
     stop.on_train_batch_end(3, {"loss": math.nan})
     stop.on_epoch_end(1, {"loss": math.inf})
-    assert capsys.readouterr().out == ("Batch 3: invalid loss nan, terminating training\n"
+    assert capsys.readouterr().out == ("Epoch 2, batch 4: invalid loss nan, terminating "
+                                       "training\n"
                                        "Epoch 2: invalid loss inf, terminating training\n")
     assert stop.terminated_epoch == 1 and stop.model.stop_training
     quiet = cbs.TerminateOnNaN(verbose=0)
@@ -1090,7 +1092,7 @@ def test_plateau_warns_once_about_a_missing_monitor_from_the_caller():
     with pytest.warns(RuntimeWarning) as record:      # before any on_train_begin too
         plateau.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
         plateau.on_epoch_end(1, {"loss": 1.0})
-    assert len(record) == 1 and record[0].filename == __file__
+    assert len(record) == 1 and from_the_caller(record[0])
     assert str(record[0].message) == (
         "ReduceLROnPlateau is conditioned on `val_loss`, which is not in the epoch logs. "
         "Available keys: accuracy, loss. Pass validation_data to fit() for val_* metrics, "
@@ -1212,7 +1214,7 @@ def test_early_stopping_warns_once_about_a_missing_monitor_from_the_caller():
     with pytest.warns(RuntimeWarning) as record:
         stop.on_epoch_end(0, {"loss": 1.0})
         stop.on_epoch_end(1, {"loss": 1.0})
-    assert len(record) == 1 and record[0].filename == __file__
+    assert len(record) == 1 and from_the_caller(record[0])
     assert str(record[0].message).startswith(
         "EarlyStopping is conditioned on `val_loss`, which is not in the epoch logs. "
         "Available keys: loss.")
@@ -1290,7 +1292,7 @@ def test_model_checkpoint_messages_and_equal_values(tmp_path, capsys):
     model = FakeModel()
     with pytest.warns(RuntimeWarning) as record:
         fake_fit(model, [{"acc": 0.5}, {"acc": 0.5}, {"loss": 1.0}, {"acc": 0.75}], [ckpt])
-    assert len(record) == 1 and record[0].filename == __file__
+    assert len(record) == 1 and from_the_caller(record[0])
     assert str(record[0].message) == (
         "ModelCheckpoint(save_best_only=True) is conditioned on `acc`, which is not in the "
         "epoch logs. Available keys: learning_rate, loss. Pass validation_data to fit() for "
@@ -1307,6 +1309,12 @@ def test_model_checkpoint_messages_and_equal_values(tmp_path, capsys):
     quiet = cbs.ModelCheckpoint(path, monitor="acc", save_best_only=True)
     fake_fit(FakeModel(), [{"acc": 0.5}, {"acc": 0.25}], [quiet])
     assert capsys.readouterr().out == ""
+
+
+def from_the_caller(warning):
+    """The warning points at the code that called the hook (stacklevel=2), not at
+    callbacks.py; under mutmut its trampoline is that caller (one frame more)."""
+    return warning.filename == __file__ or f"{os.sep}mutmut{os.sep}" in warning.filename
 
 
 class Uninspectable:
