@@ -1322,7 +1322,7 @@ class Uninspectable:
     __signature__ = "not a signature"
 
     def __call__(self, epoch):
-        return 0.2
+        return 0.2 * (epoch + 1)
 
 
 @pytest.mark.parametrize("schedule, expected", [(max, 0.3), (Uninspectable(), 0.1)],
@@ -1333,4 +1333,67 @@ def test_scheduler_tries_both_forms_when_the_signature_is_unknown(schedule, expe
     scheduler = cbs.LearningRateScheduler(schedule)
     scheduler.set_model(model)
     scheduler.on_epoch_begin(0)                  # max(0, 0.3); Uninspectable()(0) * 0.5
+    if isinstance(schedule, Uninspectable):
+        scheduler.on_epoch_begin(1)              # 0.2 * 2 * 0.5
+        assert model.optimizer.learning_rate == pytest.approx(0.2, rel=1e-15)
     assert model.optimizer.learning_rate == pytest.approx(expected, rel=1e-15)
+
+
+# written after the last mutmut rerun of callbacks: each targets survivors of it
+def test_plateau_cut_composes_with_the_optimizer_scale(capsys):
+    model = FakeModel()
+    model.optimizer = ScaledOptimizer(0.1, 0.5)
+    plateau = cbs.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0)
+    plateau.set_model(model)
+    plateau.on_epoch_end(0, {"loss": 1.0})
+    plateau.on_epoch_end(1, {"loss": 1.0})
+    assert model.optimizer.learning_rate == 0.05
+    assert model.optimizer.learning_rate_scale == 0.25          # 0.5 * (0.05 / 0.1)
+    assert capsys.readouterr().out == ""
+
+
+def test_more_callback_messages():
+    with pytest.raises(ValueError, match="^" + re.escape(
+            "TerminateOnNaN: verbose must be a bool or an int >= 0, got -1 (int)") + "$"):
+        cbs.TerminateOnNaN(verbose=-1)
+    with pytest.raises(TypeError, match="^" + re.escape(
+            "LearningRateScheduler: `schedule` must be callable as schedule(epoch) or "
+            "schedule(epoch, lr), but it has required keyword-only parameters ['k'] "
+            "(signature (epoch, *, k)).") + "$"):
+        cbs.LearningRateScheduler(lambda epoch, *, k: 0.1)
+    with pytest.raises(TypeError, match="^" + re.escape(
+            "LearningRateScheduler: `schedule` must take 1 or 2 positional parameters "
+            "(epoch[, lr]), got 3 required ones (signature (a, b, d)).") + "$"):
+        cbs.LearningRateScheduler(lambda a, b, d: 0.1)
+
+
+def test_scheduler_passes_epoch_and_rate_to_varargs_and_prints(capsys):
+    seen = []
+    model = FakeModel(learning_rate=0.3)
+    scheduler = cbs.LearningRateScheduler(lambda *args: seen.append(args) or 0.2, verbose=1)
+    scheduler.set_model(model)
+    scheduler.on_epoch_begin(2)
+    assert seen == [(2, 0.3)] and model.optimizer.learning_rate == 0.2
+    assert capsys.readouterr().out == "Epoch 3: LearningRateScheduler setting learning rate to 0.2.\n"
+    quiet = cbs.LearningRateScheduler(lambda epoch: 0.2)
+    quiet.set_model(model)
+    quiet.on_epoch_begin(0)
+    quiet_checkpoint = cbs.ModelCheckpoint("m.npz")
+    quiet_checkpoint.set_model(model)
+    model.save = lambda path: None
+    quiet_checkpoint.on_epoch_end(0, {"loss": 1.0})
+    assert capsys.readouterr().out == ""
+
+
+def test_csv_logger_warns_once_about_keys_after_the_first_epoch(tmp_path):
+    logger = cbs.CSVLogger(tmp_path / "log.csv")
+    logger.on_train_begin()
+    logger.on_epoch_end(0, {"loss": 1.0})
+    with pytest.warns(RuntimeWarning) as record:
+        logger.on_epoch_end(1, {"loss": 1.0, "new": 2.0})
+        logger.on_epoch_end(2, {"loss": 1.0, "new": 2.0})
+    logger.on_train_end()
+    assert len(record) == 1 and from_the_caller(record[0])
+    assert str(record[0].message) == (
+        "CSVLogger: keys ['new'] appeared after the first epoch and are not written; the "
+        "columns are fixed by the first epoch: ['epoch', 'loss'].")
