@@ -368,3 +368,64 @@ def test_the_runner_names_its_strategy(optimizer, batch_size, strategy):
                          net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
                          batch_size, 1)
     assert runner.strategy == strategy
+
+
+# ------------------------------------------------- the plan saved with a model
+def trained_net(plan=None):
+    rng = np.random.default_rng(0)
+    X = (rng.random((96, 30)) * (rng.random((96, 30)) < 0.2)).astype(np.float32)
+    y = rng.integers(0, 3, 96)
+    net = dn.Sequential([dn.Dense(8, activation="relu"), dn.Dense(3)], input_dim=30, seed=0,
+                        n_threads=1)
+    net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
+    net.plan = plan
+    net.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    return net, X, y
+
+
+def test_the_plan_is_saved_with_the_model_and_pinned_from_the_file(tmp_path):
+    pinned = {"sparse_input": True, "sample_rows": 16}
+    net, X, y = trained_net(pinned)
+    assert net.plan_["sparse_input"] is True and net.plan_["sample_rows"] == 16
+    state = net.state_dict()
+    assert state["plan"] == {"pinned": pinned, "used": net.plan_}
+    path = net.save(tmp_path / "model.npz")
+    loaded = dn.load(path)
+    assert loaded.plan == pinned and loaded.plan_ == net.plan_
+    # pinning the used plan reproduces the next epoch bit for bit
+    loaded.plan = None
+    assert loaded.pin_plan() == {k: v for k, v in net.plan_.items() if k != "source"}
+    net.fit(X, y, epochs=1, batch_size=32, verbose=0, shuffle=False)
+    loaded.fit(X, y, epochs=1, batch_size=32, verbose=0, shuffle=False)
+    for a, b in zip(net.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.plan_["source"] == "forced"
+
+
+def test_the_plan_entry_is_optional_both_ways(tmp_path):
+    """States and files without a plan load (the plan is then None); files
+    with one keep the state entry that descend before the plan reads."""
+    net, _, _ = trained_net()
+    state = net.state_dict()
+    del state["plan"]
+    other = trained_net({"sample_rows": 4})[0]
+    other.load_state_dict(state)
+    assert other.plan is None and other.plan_ is None
+    path = net.save(tmp_path / "model.npz")
+    with np.load(path, allow_pickle=False) as data:
+        config = json.loads(str(data["config"][()]))
+    assert "plan" not in config["state"] and config["plan"]["used"] == net.plan_
+
+
+@pytest.mark.parametrize("bad", [{"rows": 3}, {"sample_rows": 0}, {"sparse_input": "yes"},
+                                 {"kernel_rows": [4, -1]}, "sparse", {"source": 3}])
+def test_an_invalid_plan_is_rejected_naming_it(bad):
+    net, _, _ = trained_net()
+    with pytest.raises(ValueError, match="plan"):
+        net.pin_plan(bad)
+    state = net.state_dict()
+    state["plan"] = {"pinned": bad, "used": None}
+    with pytest.raises(ValueError, match="plan"):
+        net.load_state_dict(state)
+    with pytest.raises(ValueError, match="plan: no plan given"):
+        dn.Sequential([dn.Dense(2)], input_dim=3).pin_plan()

@@ -13,7 +13,7 @@ from numbers import Integral
 
 import numpy as np
 
-from descend import _threads, losses, optimizers, reference
+from descend import _threads, losses, optimizers, plans, reference
 from descend._dense import forward_rows_py
 from descend._train import TeamSize
 from descend import layers as layers_module
@@ -814,7 +814,9 @@ class Sequential:
             or None before compile; ``"classes"``: ``classes_`` or None;
             ``"rng_state"``: the Generator's ``bit_generator.state``;
             ``"epochs_trained"``: int; ``"history"``: ``{"epoch": [...],
-            "logs": {key: [...]}}``. With ``get_config`` and
+            "logs": {key: [...]}}``; ``"plan"``: ``{"pinned": plan, "used":
+            plan_}`` (see ``descend.plans``; optional in load_state_dict, so
+            that states written before it load). With ``get_config`` and
             ``get_compile_config`` it restores the network bit for bit.
 
         Raises
@@ -829,7 +831,9 @@ class Sequential:
                 "rng_state": self._rng.bit_generator.state,
                 "epochs_trained": int(self.epochs_trained),
                 "history": {"epoch": list(self.history.epoch),
-                            "logs": {key: list(values) for key, values in self.history.items()}}}
+                            "logs": {key: list(values) for key, values in self.history.items()}},
+                "plan": {"pinned": plans.check_plan(self.plan, "plan"),
+                         "used": plans.check_plan(self.plan_, "plan_")}}
 
     def load_state_dict(self, state):
         """Restore a :meth:`state_dict`; all of it is checked before anything changes.
@@ -868,6 +872,33 @@ class Sequential:
         self._rng = checked["rng"]
         self.epochs_trained = checked["epochs_trained"]
         self.history = checked["history"]
+        self.plan, self.plan_ = checked["plan"]
+
+    def pin_plan(self, plan=None):
+        """Pin the compiled epoch's plan for the next fits: `plan` (a dict of
+        ``descend.plans.Plan`` fields), or by default the plan the last fit
+        used (``plan_``, also restored by ``descend.load``), so that a run
+        is reproduced bit for bit on another machine. ``net.plan = None``
+        unpins.
+
+        Raises
+        ------
+        ValueError
+            No plan given and none recorded (the network never trained), or
+            an invalid plan (unknown fields, non-positive block sizes).
+
+        Examples
+        --------
+        >>> import descend as dn
+        >>> net = dn.Sequential([dn.Dense(2)], input_dim=3, seed=0)
+        >>> net.pin_plan({"sparse_input": False, "sample_rows": 64})
+        {'sparse_input': False, 'sample_rows': 64}
+        """
+        plan = plans.check_plan(self.plan_ if plan is None else plan, "plan")
+        if plan is None:
+            raise ValueError("plan: no plan given and none recorded (plan_ is set by fit)")
+        self.plan = {k: v for k, v in plan.items() if k != "source"}
+        return self.plan
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, input_dim={self.n_features_in_})"
@@ -910,6 +941,7 @@ _BIT_GENERATORS = {cls.__name__: cls for cls in (np.random.PCG64, np.random.PCG6
                                                  np.random.MT19937, np.random.Philox,
                                                  np.random.SFC64)}
 _STATE_KEYS = ("parameters", "optimizer", "classes", "rng_state", "epochs_trained", "history")
+_OPTIONAL_STATE_KEYS = ("plan",)      # absent from states written before it
 
 
 def _parameter_shapes(config):
@@ -929,14 +961,24 @@ def _parameter_shapes(config):
 
 def _check_state(net, state):
     """The parts of a state_dict for `net`, checked and converted; raises ValueError."""
-    if not isinstance(state, dict) or set(state) != set(_STATE_KEYS):
+    if (not isinstance(state, dict) or not set(_STATE_KEYS) <= set(state)
+            or not set(state) <= set(_STATE_KEYS + _OPTIONAL_STATE_KEYS)):
         got = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"a state_dict has the keys {list(_STATE_KEYS)}, got {got}")
+        raise ValueError(f"a state_dict has the keys {list(_STATE_KEYS)} (and optionally "
+                         f"{list(_OPTIONAL_STATE_KEYS)}), got {got}")
+    plan = state.get("plan")
+    if plan is not None and (not isinstance(plan, dict)
+                             or not set(plan) <= {"pinned", "used"}):
+        raise ValueError(f"state_dict['plan'] must be None or a dict with keys 'pinned' "
+                         f"and 'used', got {plan!r}")
+    plan = plan or {}
     return {"parameters": _check_parameters(net, state["parameters"]),
             "classes": _check_classes(net, state["classes"]),
             "rng": _generator(state["rng_state"]),
             "epochs_trained": _check_counter(state["epochs_trained"], "epochs_trained"),
-            "history": _history(state["history"])}
+            "history": _history(state["history"]),
+            "plan": (plans.check_plan(plan.get("pinned"), "state_dict['plan']['pinned']"),
+                     plans.check_plan(plan.get("used"), "state_dict['plan']['used']"))}
 
 
 def _check_parameters(net, parameters):

@@ -464,6 +464,30 @@ def plan_for(workload, profile=None, forced=None):
     return Plan(sparse, sample_rows, kernel_rows, forced.get("source", source))
 
 
+def check_plan(value, name="plan"):
+    """A plan dict (pinned fields, or a fit's ``plan_``) checked field by
+    field: keys among PLAN_FIELDS and "source", sparse_input a bool,
+    sample_rows an int >= 1, kernel_rows an int >= 1 or a list of them.
+    None passes. Returns a copy; ValueError/TypeError naming `name`."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not set(value) <= set(PLAN_FIELDS) | {"source"}:
+        raise ValueError(f"{name} must be None or a dict with keys among "
+                         f"{PLAN_FIELDS + ('source',)}, got {value!r}")
+
+    def positive(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+    checks = {"sparse_input": lambda v: v is None or isinstance(v, (bool, np.bool_)),
+              "sample_rows": lambda v: v is None or positive(v),
+              "kernel_rows": lambda v: v is None or positive(v) or (
+                  isinstance(v, (list, tuple)) and len(v) > 0 and all(map(positive, v))),
+              "source": lambda v: isinstance(v, str)}
+    for field, ok in checks.items():
+        if field in value and not ok(value[field]):
+            raise ValueError(f"{name}[{field!r}] is invalid: got {value[field]!r}")
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+
+
 def forced_from_env():
     """The plan fields DESCEND_PLAN forces ({} if unset): JSON or
     comma-separated name=value (sparse_input=0, sample_rows=64, kernel_rows=64)."""
