@@ -346,7 +346,7 @@ class Sequential:
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
             validation_data=None, validation_split=0.0, callbacks=None,
             gradient_norms=False, n_threads=None, initial_epoch=None,
-            steps_per_execution=None):
+            steps_per_execution=None, distributed=None):
         """Train by gradient descent with backpropagated gradients.
 
         Parameters
@@ -395,6 +395,12 @@ class Sequential:
             at most, and 1 calls them around every batch at the cost of a
             return to Python per batch. None: min(64, 1/20 of an epoch).
             Unused when no callback defines a batch hook.
+        distributed : descend.distributed.MPI or None, default None
+            Synchronous data-parallel training over the ranks of an MPI
+            communicator (run the script under ``mpiexec -n p``):
+            `batch_size` is the global batch, the weights after each step are
+            the one-process weights up to rounding and equal on every rank.
+            See ``descend.distributed`` and docs/distributed.md.
 
         Returns
         -------
@@ -462,6 +468,14 @@ class Sequential:
         >>> net.epochs_trained, history.epoch
         (6, [5])
         """
+        if distributed is not None:
+            from descend import distributed as mpi
+            return mpi.fit(
+                self, distributed, X, y, epochs=epochs, batch_size=batch_size,
+                shuffle=shuffle, verbose=verbose, validation_data=validation_data,
+                validation_split=validation_split, callbacks=callbacks,
+                gradient_norms=gradient_norms, n_threads=n_threads,
+                initial_epoch=initial_epoch, steps_per_execution=steps_per_execution)
         config = FitConfig.validate(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             verbose=verbose, validation_data=validation_data,
@@ -676,12 +690,18 @@ class Sequential:
         weights, the optimizer and its state, ``classes_``, the random
         generator's state and the history; no pickled object).
 
+        After a distributed fit (``fit(distributed=MPI(...))``), only rank 0
+        writes; the other ranks return `path` without writing.
+
         Returns
         -------
         str
             The path written (exactly `path`; no suffix is added).
         """
         from descend import io      # io depends on the model, not the other way round
+        distributed = getattr(self, "_distributed", None)
+        if distributed is not None and not distributed.is_root:
+            return path     # trained over MPI: rank 0 writes the file
         return io.save(self, path)
 
     def get_config(self):

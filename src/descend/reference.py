@@ -22,29 +22,33 @@ from descend.layers import dropout
 from descend.training import DivergenceError
 
 
-def forward(net, X, codes, rates, training, seed, omp, keep_for_backward=True):
+def forward(net, X, codes, rates, training, seed, omp, keep_for_backward=True, batch=0,
+            first_row=0):
     """Output of the last layer (before the loss's link) for X.
 
     `keep_for_backward`: the layers cache their inputs for one `backward`;
-    False (inference) keeps no reference to X or any activation.
+    False (inference) keeps no reference to X or any activation. Dropout
+    masks are those the fused loop draws for rows first_row.. of batch
+    `batch` of an epoch whose seed is `seed`.
     """
     a = X
     for i, layer in enumerate(net.dense_layers):
         if training and rates[i] > 0:
-            a = dropout(a, rates[i], dropout_seed_py(seed, 0, i), omp)
+            a = dropout(a, rates[i], dropout_seed_py(seed, batch, i), omp, first_row)
         a = layer.forward(a, codes[i], omp, keep_for_backward)
     return a
 
 
-def backward(net, grad_output, rates, training, seed, omp):
-    """[(dW, db), ...] from dL/d(output) after `forward` on the same layers."""
+def backward(net, grad_output, rates, training, seed, omp, batch=0, first_row=0):
+    """[(dW, db), ...] from dL/d(output) after `forward` on the same layers
+    (and the same batch, first_row)."""
     dense = net.dense_layers
     grads = [None] * len(dense)
     grad = grad_output
     for i in range(len(dense) - 1, -1, -1):
         dx, dkernel, dbias = dense[i].backward(grad, need_input_grad=i > 0, n_threads=omp)
         if i > 0 and training and rates[i] > 0:
-            dx = dropout(dx, rates[i], dropout_seed_py(seed, 0, i), omp)
+            dx = dropout(dx, rates[i], dropout_seed_py(seed, batch, i), omp, first_row)
         grads[i] = (dkernel, dbias)
         grad = dx
     return grads

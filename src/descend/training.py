@@ -258,6 +258,7 @@ class Trainer:
         self.batch_hooks = _has_batch_hooks(config.callbacks)
         self.hook_every = 1
         self.hooked_batches = 0     # batches of the epoch reported to the batch hooks
+        self.n_samples = len(config.X)      # training samples of an epoch (all ranks')
 
     def prepare(self):
         """All checks passed: build the model, its optimizer and the compiled loop."""
@@ -295,7 +296,7 @@ class Trainer:
         callbacks = config.callbacks
         callbacks.set_model(model)
         callbacks.set_params({"epochs": config.epochs, "batch_size": config.batch_size,
-                              "samples": len(config.X), "verbose": config.verbose})
+                              "samples": self.n_samples, "verbose": config.verbose})
         callbacks.on_train_begin({})
         self.snapshot = self.bar = None
         interrupted = False
@@ -331,7 +332,7 @@ class Trainer:
     def run_epoch(self, epoch):
         """One epoch: schedule, callbacks, the compiled loop, logs, divergence check."""
         model, config = self.model, self.config
-        optimizer, n = model.optimizer, len(config.X)
+        optimizer, n = model.optimizer, self.n_samples
         # the state after the last completed epoch, restored on Ctrl-C or divergence
         self.snapshot = None
         self.snapshot = self._snapshot()
@@ -342,10 +343,7 @@ class Trainer:
         self.bar = _progress_bar(config.verbose, n, config.batch_size, epoch, config.epochs)
         progress, progress_every = self._progress()
         start = time.perf_counter()
-        with _threads.blas_threads(self.blas):
-            result = self.runner.run_epoch(
-                order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
-                epoch_seed, progress, progress_every)
+        result = self.train_epoch(order, epoch_seed, progress, progress_every)
         seconds = time.perf_counter() - start
         if self.bar:
             self.bar.close()
@@ -371,20 +369,33 @@ class Trainer:
         config.callbacks.on_epoch_end(epoch, logs)
         self._step_plateau_schedule(logs)
 
+    def train_epoch(self, order, epoch_seed, progress, progress_every):
+        """The epoch's updates over the rows in `order`: the compiled loop's
+        result dict (``EpochRunner.run_epoch``)."""
+        optimizer = self.model.optimizer
+        with _threads.blas_threads(self.blas):
+            return self.runner.run_epoch(
+                order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
+                epoch_seed, progress, progress_every)
+
+    def scores(self, X, targets, labels):
+        """``model._evaluate`` of these rows (a distributed fit sums over ranks)."""
+        return self.model._evaluate(X, targets, labels)
+
     def _epoch_logs(self, result):
         """Training loss and metrics of the epoch, then the validation scores."""
         model, config = self.model, self.config
         X, targets, labels = config.X, config.targets, config.labels
         logs = {"loss": result["loss_sum"] / max(result["n_samples"], 1)}
         if model.loss_.is_classifier:
-            logs["accuracy"] = model.loss_.accuracy(result["n_correct"], len(X),
+            logs["accuracy"] = model.loss_.accuracy(result["n_correct"], self.n_samples,
                                                     model.dense_layers[-1].units)
         if not model.loss_.is_classifier and model._regression_train_metrics:
             # mse, mae, r2 on the training data with the epoch's final weights
-            scores = model._evaluate(X, targets, labels)
+            scores = self.scores(X, targets, labels)
             logs.update((key, scores[key]) for key in ("mse", "mae", "r2"))
         if config.validation is not None:
-            for key, value in model._evaluate(*config.validation).items():
+            for key, value in self.scores(*config.validation).items():
                 logs["val_" + key] = value
         if config.gradient_norms:
             logs.update(self._gradient_norms())
