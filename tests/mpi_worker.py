@@ -156,6 +156,25 @@ def callbacks_root_only(dist, out):
             "saved": saved is not None}
 
 
+def memmap_input(dist, out):
+    """Every rank passes the same np.memmap: the one-process weights."""
+    import os
+    X, y = data(n=300)
+    path = os.path.join(os.path.dirname(out), "x.npy")
+    if dist.rank == 0:
+        np.save(path, X)
+    dist.comm.Barrier()
+    mm = np.load(path, mmap_mode="r")
+    case = CASES["adam_dropout"]
+    net = network(case)
+    net.fit(mm, y, epochs=2, batch_size=32, verbose=0, distributed=dist,
+            validation_data=(mm[:50], y[:50]))
+    ref = network(case)
+    ref.fit(X, y, epochs=2, batch_size=32, verbose=0, validation_data=(X[:50], y[:50]))
+    return {"max_rel": max_relative_error(net, ref),
+            "same_on_ranks": weights_hash_equal(net, dist.comm)}
+
+
 def estimator(dist):
     """MLPClassifier(distributed=...) against the one-process estimator."""
     import warnings
@@ -194,6 +213,8 @@ def main(scenario, out):
         found = mismatch(dist)
     elif scenario == "callbacks":
         found = callbacks_root_only(dist, out)
+    elif scenario == "memmap":
+        found = memmap_input(dist, out)
     elif scenario == "estimator":
         found = estimator(dist)
     elif scenario == "fail":

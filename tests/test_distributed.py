@@ -86,6 +86,12 @@ def test_sharded_input_trains_as_the_interleaved_one_process_data(n, tmp_path):
 
 
 @needs_mpi
+def test_memmap_input_trains_as_in_memory(tmp_path):
+    found, _ = run_mpi(2, "memmap", tmp_path)
+    assert found["max_rel"] < 1e-9 and found["same_on_ranks"]
+
+
+@needs_mpi
 def test_mismatched_ranks_are_named_on_every_rank(tmp_path):
     found, _ = run_mpi(3, "mismatch", tmp_path)
     for what, fragment in [("batch_size", "rank 1 differs from rank 0 in batch_size: 16"),

@@ -38,7 +38,9 @@ import numpy as np
 
 from descend import _threads, reference
 from descend._validation import check_bool, error_message
-from descend.training import DivergenceError, FitConfig, History, Trainer, _check_batch_size
+from descend._outofcore import LazyRows
+from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
+                              make_trainer)
 
 __all__ = ["MPI"]
 
@@ -137,7 +139,7 @@ def fit(model, distributed, X, y, **kwargs):
     """``Sequential.fit(..., distributed=distributed)``; one rank: the usual fit."""
     check_distributed(distributed)
     if distributed.size == 1 and not distributed.sharded:
-        return Trainer(model, FitConfig.validate(model, X, y, **kwargs)).run()
+        return make_trainer(model, FitConfig.validate(model, X, y, **kwargs)).run()
     config = _validate_everywhere(model, distributed, X, y, kwargs)
     trainer = DistributedTrainer(model, config, distributed)
     try:
@@ -416,7 +418,10 @@ def _root_only(callback):
 
 
 def _gather(array, rows):
-    """array[rows] as a C-contiguous array, for an ndarray, memmap or array-like."""
+    """array[rows] as a C-contiguous array: an ndarray's, or read from a LazyRows
+    (an np.memmap or h5py-style X: only these rows are read)."""
+    if isinstance(array, LazyRows):
+        return array.take(rows)
     return np.ascontiguousarray(array[rows])
 
 

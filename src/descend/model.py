@@ -18,7 +18,8 @@ from descend._validation import (InstanceOf, Interval, check, check_array_like, 
                                  check_int, check_lengths, check_n_threads, check_X,
                                  error_message)
 from descend.layers import Dense, Dropout
-from descend.training import DivergenceError, FitConfig, History, Trainer  # noqa: F401
+from descend.training import (DivergenceError, FitConfig, History, Trainer,  # noqa: F401
+                               make_trainer)
 from descend.training import partial_fit as _partial_fit
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
@@ -262,8 +263,8 @@ class Sequential:
                                "or evaluating the network")
 
     # ------------------------------------------------------------------ data
-    def _check_X(self, X, name="X"):
-        return check_X(X, self.dtype, name, n_features=self.n_features_in_)
+    def _check_X(self, X, name="X", lazy=False):
+        return check_X(X, self.dtype, name, n_features=self.n_features_in_, lazy=lazy)
 
     def _encode(self, y, name="y", classes=None):
         """(targets, labels, classes) for the kernels; classes_ defaults to ours."""
@@ -271,14 +272,16 @@ class Sequential:
         return self.loss_.encode(y, n_out, self.classes_ if classes is None else classes,
                                  self.dtype, name)
 
-    def _prepare(self, X, y, x_name="X", y_name="y", classes=None, n_features=None):
+    def _prepare(self, X, y, x_name="X", y_name="y", classes=None, n_features=None,
+                 lazy=False):
         """(X, targets, labels, classes): an (X, y) pair checked and encoded for the
         kernels. The one rule for such pairs: evaluate, gradients, loss,
         train_on_batch and fit's validation_data (with the training data's
         `classes` and `n_features` before the network is built) all use it."""
         self._check_compiled()
         X = check_X(X, self.dtype, x_name,
-                    n_features=self.n_features_in_ if n_features is None else n_features)
+                    n_features=self.n_features_in_ if n_features is None else n_features,
+                    lazy=lazy)
         if y is None:
             raise ValueError(f"{y_name} is required, got None")
         check_lengths(X, np.asarray(y) if np.ndim(y) else [y], x_name, y_name)
@@ -482,7 +485,7 @@ class Sequential:
             validation_split=validation_split, callbacks=callbacks,
             gradient_norms=gradient_norms, n_threads=n_threads,
             initial_epoch=initial_epoch, steps_per_execution=steps_per_execution)
-        return Trainer(self, config).run()
+        return make_trainer(self, config).run()
 
     def partial_fit(self, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
                     n_threads=None):
@@ -539,7 +542,7 @@ class Sequential:
         codes, rates = self._activation_codes(), self._dropout_rates()
         chunks = []
         for start in range(0, len(X), CHUNK_ROWS):
-            part = X[start:start + CHUNK_ROWS]
+            part = np.asarray(X[start:start + CHUNK_ROWS])   # (read a LazyRows' chunk)
             omp, blas = self._threads_for(len(part))
             with _threads.blas_threads(blas):
                 chunks.append(reference.forward(self, part, codes, rates, False, 0, omp,
@@ -562,7 +565,7 @@ class Sequential:
             The output is not finite (weights out of range); never returns NaN.
         """
         self._require_built()
-        X = self._check_X(X)
+        X = self._check_X(X, lazy=True)
         output = self._output(X)
         if self.loss_ is not None:
             output = self.loss_.apply_link(output, 1)
@@ -582,7 +585,7 @@ class Sequential:
             raise TypeError(f"predict_classes needs a classification loss, the network "
                             f"uses {self.loss_.name!r}")
         self._require_built()
-        output = self._output(self._check_X(X))
+        output = self._output(self._check_X(X, lazy=True))
         if not np.isfinite(output).all():
             raise FloatingPointError("the network's output is NaN or infinite for this X; "
                                      "the weights may have diverged")
@@ -614,7 +617,7 @@ class Sequential:
         FloatingPointError
             A score overflows to NaN/inf (it is never returned).
         """
-        X, targets, labels, _ = self._prepare(X, y)
+        X, targets, labels, _ = self._prepare(X, y, lazy=True)
         self._require_built()
         scores = self._evaluate(X, targets, labels)
         if not all(math.isfinite(value) for value in scores.values()):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from descend import _threads, losses
+from descend._outofcore import ChunkedTrainer, LazyRows
 from descend._train import EpochRunner
 from descend._validation import (Options, check, check_bool, check_float, check_int,
                                  check_lengths, check_n_threads, error_message)
@@ -103,7 +104,7 @@ class FitConfig:
         model._check_structure()
         if model.built:
             model._check_live_params()
-        X = model._check_X(X)
+        X = model._check_X(X, lazy=True)
         if y is None:
             raise ValueError("y is required, got None")
         y = np.asarray(y)
@@ -270,7 +271,7 @@ class Trainer:
             model.classes_ = config.classes
         omp, self.blas = _threads.plan(config.batch_size, config.n_threads)
         model.optimizer.build(model._params(), model._param_names())
-        self.runner = EpochRunner(X, config.targets, config.labels, runner_specs(model),
+        self.runner = self.make_runner(X, config.targets, config.labels, runner_specs(model),
                                   model.loss_.code, model.optimizer.kernel_config(),
                                   *model.optimizer.clip_settings(), config.batch_size, omp,
                                   plan=getattr(model, "plan", None))
@@ -282,6 +283,10 @@ class Trainer:
                               self.n_batches)
         model.history = History()
         model.stop_training = False
+
+    def make_runner(self, X, targets, labels, *args, **kwargs):
+        """The compiled epoch loop over (X, targets, labels): ``EpochRunner``."""
+        return EpochRunner(X, targets, labels, *args, **kwargs)
 
     def run(self):
         """Prepare, run the epochs, and return the model's History.
@@ -406,7 +411,7 @@ class Trainer:
         config = self.config
         rows = slice(0, min(len(config.X), max_rows))
         _, grads = reference.loss_and_grads(
-            self.model, config.X[rows],
+            self.model, np.asarray(config.X[rows]),
             None if config.targets is None else config.targets[rows],
             None if config.labels is None else config.labels[rows])
         return {f"grad_norm_{i}": float(np.linalg.norm(dw)) for i, (dw, _) in enumerate(grads)}
@@ -483,6 +488,17 @@ class Trainer:
         model.optimizer.learning_rate = learning_rate
         model._rng.bit_generator.state = rng_state
         model.epochs_trained = epochs_trained
+
+
+class _ChunkedTrainer(ChunkedTrainer, Trainer):
+    """The Trainer over an X read in chunks (descend._outofcore)."""
+
+
+def make_trainer(model, config):
+    """The Trainer for a validated fit: chunked when X is not in memory."""
+    if isinstance(config.X, LazyRows):
+        return _ChunkedTrainer(model, config)
+    return Trainer(model, config)
 
 
 def runner_specs(model):
