@@ -76,7 +76,8 @@ def equal_to_one_process(dist):
             "max_rel": max_relative_error(net, ref),
             "same_on_ranks": weights_hash_equal(net, dist.comm),
             "logs": {key: [history[key], ref_history[key]] for key in history
-                     if key not in ("seconds", "samples_per_second")},
+                     if key not in ("seconds", "samples_per_second", "allreduce_seconds")},
+            "allreduce_seconds": history.get("allreduce_seconds"),
             "iterations": [net.optimizer.iterations, ref.optimizer.iterations],
         }
     return found

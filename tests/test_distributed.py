@@ -66,6 +66,7 @@ def test_weights_equal_the_one_process_run_and_are_bit_identical_across_ranks(n,
         assert case["max_rel"] < 1e-9, name
         assert case["same_on_ranks"], name
         assert case["iterations"][0] == case["iterations"][1] == 21, name
+        assert len(case["allreduce_seconds"]) == 3 and min(case["allreduce_seconds"]) > 0
         for key, (mine, reference) in case["logs"].items():
             np.testing.assert_allclose(mine, reference, rtol=1e-9, err_msg=f"{name} {key}")
 

@@ -21,7 +21,10 @@ one-process run):
   rank 0 at the start; a start-up check compares the ranks' network, data
   shapes, dtypes, seeds and fit arguments and raises a ValueError naming the
   rank and the difference (on every rank: no hang).
-* Logs (so early stopping and schedules) are rank 0's on every rank;
+* Losses and metrics come from allreduced sums (validation data is split
+  between the ranks too), so every rank logs the same values and takes the
+  same early-stopping and schedule decisions (``stop_training`` is then
+  rank 0's on every rank); ``allreduce_seconds`` is logged per epoch.
   CSVLogger, ModelCheckpoint, TensorBoard and progress output act on rank 0
   only, as does ``Sequential.save`` of a model trained this way.
 * An exception or Ctrl-C on one rank during training prints that rank's
@@ -320,6 +323,7 @@ class DistributedTrainer(Trainer):
             mine = (order >= self.offset) & (order < self.offset + len(self.config.X))
             order = order[mine] - self.offset
         model, config = self.model, self.config
+        self.allreduce_seconds = 0.0
         loss_sum = penalty_sum = 0.0
         n_correct = n_done = 0
         finite = True
@@ -377,6 +381,12 @@ class DistributedTrainer(Trainer):
         self.distributed.allreduce_(buffer)
         self.allreduce_seconds += time.perf_counter() - started
         return float(buffer[-2]), int(round(float(buffer[-1])))
+
+    def _epoch_logs(self, result):
+        """The Trainer's logs, plus this rank's seconds in the allreduce this epoch."""
+        logs = super()._epoch_logs(result)
+        logs["allreduce_seconds"] = self.allreduce_seconds
+        return logs
 
     def _penalty_into_grads(self):
         """The layers' penalties (once, after the sum) added into the gradients."""
