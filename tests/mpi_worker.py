@@ -176,6 +176,26 @@ def memmap_input(dist, out):
             "same_on_ranks": weights_hash_equal(net, dist.comm)}
 
 
+def resume(dist, out):
+    """2 epochs, save on rank 0, load on every rank, 1 more: the 3-epoch run's bits."""
+    import os
+    X, y = data()
+    case = CASES["adam_dropout"]
+    path = os.path.join(os.path.dirname(out), "resume.npz")
+    first = network(case)
+    first.fit(X, y, epochs=2, batch_size=32, verbose=0, distributed=dist)
+    first.save(path)
+    dist.comm.Barrier()
+    resumed = dn.load(path)
+    resumed.fit(X, y, epochs=1, batch_size=32, verbose=0, distributed=dist)
+    straight = network(case)
+    straight.fit(X, y, epochs=3, batch_size=32, verbose=0, distributed=dist)
+    return {"max_abs": max(float(np.max(np.abs(a - b))) for a, b in
+                           zip(resumed.get_weights(), straight.get_weights())),
+            "same_on_ranks": weights_hash_equal(resumed, dist.comm),
+            "epochs": [resumed.epochs_trained, straight.epochs_trained]}
+
+
 def estimator(dist):
     """MLPClassifier(distributed=...) against the one-process estimator."""
     import warnings
@@ -216,6 +236,8 @@ def main(scenario, out):
         found = callbacks_root_only(dist, out)
     elif scenario == "memmap":
         found = memmap_input(dist, out)
+    elif scenario == "resume":
+        found = resume(dist, out)
     elif scenario == "estimator":
         found = estimator(dist)
     elif scenario == "fail":

@@ -115,6 +115,13 @@ def test_files_are_written_on_rank_0_and_early_stopping_agrees(tmp_path):
 
 
 @needs_mpi
+def test_resume_from_rank_0s_file_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    found, _ = run_mpi(2, "resume", tmp_path)
+    assert found["max_abs"] == 0.0 and found["same_on_ranks"]
+    assert found["epochs"] == [3, 3]
+
+
+@needs_mpi
 def test_estimator_takes_the_mpi_object(tmp_path):
     found, _ = run_mpi(2, "estimator", tmp_path)
     assert found["max_rel"] < 1e-9

@@ -75,8 +75,10 @@ class LazyRows:
         return max(1, CHUNK_BYTES // row_bytes)
 
     def __getitem__(self, key):
+        if isinstance(key, (np.ndarray, list)):
+            return self.take(key)
         if not isinstance(key, slice) or key.step not in (None, 1):
-            raise TypeError("LazyRows supports contiguous slices and take(rows)")
+            raise TypeError("LazyRows supports contiguous slices and index arrays")
         start, stop, _ = key.indices(len(self))
         return LazyRows(self.source, self.dtype, self.start + start,
                         self.start + max(start, stop))
@@ -239,8 +241,12 @@ def check_lazy_X(X, dtype, name, n_features):
         raise ValueError(
             f"{name} has {shape[1]} features, but the network expects {n_features}")
     rows = LazyRows(X, dtype)
+    scanned = rows
+    part = getattr(X, "scan_part", None)    # (rank, size): a rank checks its share only
+    if part is not None:
+        scanned = rows[len(rows) * part[0] // part[1]:len(rows) * (part[0] + 1) // part[1]]
     bad = 0
-    for _, block in rows.blocks():
+    for _, block in scanned.blocks():
         if not all_finite(block):
             bad += int(block.size - np.count_nonzero(np.isfinite(block)))
     if bad:

@@ -41,7 +41,7 @@ import numpy as np
 
 from descend import _threads, reference
 from descend._validation import check_bool, error_message
-from descend._outofcore import LazyRows
+from descend._outofcore import LazyRows, is_lazy
 from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
                               make_trainer)
 
@@ -162,6 +162,10 @@ def _validate_everywhere(model, distributed, X, y, kwargs):
     comm = distributed.comm
     batch_size = kwargs.get("batch_size", 32)
     outcome = None
+    if not distributed.sharded and is_lazy(X):
+        # a memmap or h5py-style X: each rank checks (and later reads) its share only
+        X = LazyRows(X, X.dtype)
+        X.scan_part = (distributed.rank, distributed.size)
     try:
         if distributed.sharded:     # the global batch is clipped to the global n below
             kwargs = dict(kwargs, batch_size=None)
