@@ -212,11 +212,17 @@ def estimator(dist):
             "loss_curve": [mine.loss_curve_, reference.loss_curve_]}
 
 
-def failing_rank(dist):
-    """Rank 1's callback raises in epoch 1: the job must end with its message."""
+def failing_rank(dist, interrupt=False):
+    """Rank 1's callback raises (or gets Ctrl-C) in epoch 1: the job must end
+    with its message."""
+    import os
+    import signal
+
     class Fails(dn.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if dist.rank == 1 and epoch == 1:
+                if interrupt:
+                    os.kill(os.getpid(), signal.SIGINT)
                 raise RuntimeError("boom on rank one")
     X, y = data()
     net = network(CASES["adam_dropout"])
@@ -242,6 +248,8 @@ def main(scenario, out):
         found = estimator(dist)
     elif scenario == "fail":
         found = failing_rank(dist)
+    elif scenario == "interrupt":
+        found = failing_rank(dist, interrupt=True)
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     found["size"] = dist.size

@@ -130,11 +130,13 @@ def test_estimator_takes_the_mpi_object(tmp_path):
 
 
 @needs_mpi
-def test_a_failing_rank_ends_the_job_with_its_message(tmp_path):
-    _, done = run_mpi(3, "fail", tmp_path, expect_ok=False)
+@pytest.mark.parametrize("scenario, message", [("fail", "RuntimeError: boom on rank one"),
+                                               ("interrupt", "KeyboardInterrupt")])
+def test_a_failing_rank_ends_the_job_with_its_message(scenario, message, tmp_path):
+    _, done = run_mpi(3, scenario, tmp_path, expect_ok=False)
     assert done.returncode != 0
     assert "rank 1 of 3 failed; aborting the job" in done.stderr
-    assert "RuntimeError: boom on rank one" in done.stderr
+    assert message in done.stderr
     assert not (tmp_path / "out.json").exists()
 
 

@@ -315,8 +315,13 @@ class DistributedTrainer(Trainer):
         model.stop_training = False
 
     def run_epoch(self, epoch):
-        """One epoch; then every rank takes rank 0's decision to stop."""
-        super().run_epoch(epoch)
+        """One epoch; then every rank takes rank 0's decision to stop. Ctrl-C
+        aborts the job (the one-process clean stop would leave this rank alone
+        while the others wait in the next allreduce)."""
+        try:
+            super().run_epoch(epoch)
+        except KeyboardInterrupt as exc:
+            self.distributed.abort(exc)
         self.model.stop_training = bool(self.distributed.comm.bcast(
             self.model.stop_training, root=0))
 
@@ -332,7 +337,7 @@ class DistributedTrainer(Trainer):
         n_correct = n_done = 0
         finite = True
         s = 0
-        with _threads.blas_threads(self.blas), _abort_on_interrupt(self.distributed):
+        with _threads.blas_threads(self.blas):
             for s in range(self.n_batches):
                 nb, first_row, rows = self.steps.step(s, order)
                 batch_loss, correct = self._step_gradients(rows, nb, first_row, s, epoch_seed)
@@ -403,22 +408,6 @@ class DistributedTrainer(Trainer):
     def scores(self, X, targets, labels):
         """Scores of these rows, each rank evaluating its part, summed by allreduce."""
         return _allreduced_scores(self.model, self.distributed, X, targets, labels)
-
-
-class _abort_on_interrupt:
-    """Ctrl-C inside the steps: abort the job (one rank leaving the allreduce
-    would leave the others waiting), instead of the one-process clean stop."""
-
-    def __init__(self, distributed):
-        self.distributed = distributed
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if kind is KeyboardInterrupt:
-            self.distributed.abort(exc)
-        return False
 
 
 def _root_only(callback):
