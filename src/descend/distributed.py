@@ -112,7 +112,7 @@ class MPI:
         """True on rank 0, the rank that writes files and prints."""
         return self.rank == 0
 
-    def allreduce_(self, buffer):
+    def allreduce(self, buffer):
         """Sum `buffer` (a contiguous float array) over the ranks, in place."""
         self.comm.Allreduce(_mpi4py().IN_PLACE, buffer, op=_mpi4py().SUM)
         return buffer
@@ -387,7 +387,7 @@ class DistributedTrainer(Trainer):
         else:
             buffer[:] = 0
         started = time.perf_counter()
-        self.distributed.allreduce_(buffer)
+        self.distributed.allreduce(buffer)
         self.allreduce_seconds += time.perf_counter() - started
         return float(buffer[-2]), int(round(float(buffer[-1])))
 
@@ -452,7 +452,7 @@ def _allreduced_scores(model, distributed, X, targets, labels):
             sums[3], sums[4] = np.sum(err ** 2), np.sum(np.abs(err))
             sums[5:5 + k] = np.sum(err ** 2, axis=0)
             sums[5 + k:] = np.sum(t, axis=0)
-    distributed.allreduce_(sums)
+    distributed.allreduce(sums)
     total = sums[0]
     scores = {"loss": sums[1] / total + reference.penalty(model)}
     if model.loss_.is_classifier:
@@ -471,7 +471,7 @@ def _r2_from_sums(model, distributed, targets, ss_res, mean):
     ss_tot = np.zeros(len(mean))
     if targets is not None and len(targets):
         ss_tot[:] = np.sum((targets.astype(np.float64) - mean) ** 2, axis=0)
-    distributed.allreduce_(ss_tot)
+    distributed.allreduce(ss_tot)
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
                       np.where(ss_res == 0, 1.0, 0.0))
