@@ -14,9 +14,9 @@ import descend as dn
 from descend import distributed
 
 
-def data(n=203, d=12, k=3, seed=0, regression=False):
+def data(n=203, d=12, k=3, seed=0, regression=False, zeros=0.0):
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
+    X = rng.normal(size=(n, d)) * (rng.random((n, d)) >= zeros)
     if regression:
         return X, X[:, :2] @ rng.normal(size=(2, k)) + 0.1 * rng.normal(size=(n, k))
     return X, rng.integers(0, k, n)
@@ -38,6 +38,9 @@ CASES = {
     "sgd_momentum_l1l2_clipvalue": dict(optimizer=lambda: dn.optimizers.SGD(
         0.05, momentum=0.9, nesterov=True, clipvalue=0.05), penalty=True),
     "sgd_plain": dict(optimizer=lambda: dn.optimizers.SGD(0.1)),
+    # 85% zeros: the first layer goes through the sparse kernels on both sides
+    "adam_sparse_input_l2": dict(optimizer=lambda: dn.optimizers.Adam(0.01), zeros=0.85,
+                                 penalty=True),
     "adam_dropout": dict(optimizer=lambda: dn.optimizers.Adam(0.01), dropout=0.3),
     "adamw_global_clip": dict(optimizer=lambda: dn.optimizers.AdamW(
         0.01, weight_decay=0.01, global_clipnorm=0.5)),
@@ -65,7 +68,7 @@ def equal_to_one_process(dist):
     """Each case: 3 epochs distributed against the one-process fit."""
     found = {}
     for name, case in CASES.items():
-        X, y = data(regression=case.get("regression", False))
+        X, y = data(regression=case.get("regression", False), zeros=case.get("zeros", 0.0))
         val = data(n=41, seed=5, regression=case.get("regression", False))
         kwargs = dict(epochs=3, batch_size=32, verbose=0, validation_data=val)
         net = network(case)

@@ -61,7 +61,7 @@ def run_mpi(n, scenario, tmp_path, expect_ok=True):
 def test_weights_equal_the_one_process_run_and_are_bit_identical_across_ranks(n, tmp_path):
     found, _ = run_mpi(n, "equal", tmp_path)
     assert found.pop("size") == n
-    assert len(found) == 6
+    assert len(found) == 7
     for name, case in found.items():
         assert case["max_rel"] < 1e-9, name
         assert case["same_on_ranks"], name

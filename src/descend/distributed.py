@@ -39,7 +39,10 @@ import traceback
 
 import numpy as np
 
-from descend import _threads, reference
+from descend import _losses, _threads, reference
+from descend._contract import Activation
+from descend._dense import activation_derivative_py
+from descend._sparse import sparse_forward_py, sparse_grad_kernel_py
 from descend._validation import check_bool, error_message
 from descend._outofcore import LazyRows, is_lazy
 from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
@@ -311,6 +314,7 @@ class DistributedTrainer(Trainer):
         self.grads = [self.buffer[a:b].reshape(p.shape)
                       for a, b, p in zip(bounds[:-1], bounds[1:], params)]
         self.allreduce_seconds = 0.0
+        self.sparse_first = _SparseFirstLayer.if_planned(model, config, self.distributed.size)
         model.history = History()
         model.stop_training = False
 
@@ -369,18 +373,24 @@ class DistributedTrainer(Trainer):
             targets = None if config.targets is None else _gather(config.targets, rows)
             labels = None if config.labels is None else _gather(config.labels, rows)
             codes, rates = model._activation_codes(), model._dropout_rates()
-            output = reference.forward(model, X, codes, rates, True, epoch_seed, self.omp,
-                                       batch=batch, first_row=first_row)
+            steps = (True, epoch_seed, self.omp)
+            # the first layer's activations when it runs sparse (then forward starts at 1)
+            sparse = self.sparse_first is not None
+            inputs = self.sparse_first.forward(X, codes[0]) if sparse else X
+            output = reference.forward(model, inputs, codes, rates, *steps, batch=batch,
+                                       first_row=first_row, first_layer=int(sparse))
             k = output.shape[1]
             scale = model.loss_.grad_scale(nb, k)     # d(mean over the global batch)
             grad_output = np.empty_like(output)
-            from descend import _losses
             total = _losses.loss_and_gradient_py(model.loss_.code, output, targets, labels,
                                                  grad_output, scale, self.omp)
             buffer[-2] = total * scale
             buffer[-1] = model.loss_.count_correct(output, targets, labels)
-            grads = reference.backward(model, grad_output, rates, True, epoch_seed, self.omp,
-                                       batch=batch, first_row=first_row)
+            grads, grad_input = reference.backward_to(
+                model, grad_output, rates, *steps, batch=batch, first_row=first_row,
+                last_layer=int(sparse))
+            if sparse:
+                grads[0] = self.sparse_first.backward(X, grad_input, codes[0])
             flat = [g for pair in grads for g in pair if g is not None]
             for into, g in zip(self.grads, flat):
                 np.copyto(into, g)
@@ -408,6 +418,51 @@ class DistributedTrainer(Trainer):
     def scores(self, X, targets, labels):
         """Scores of these rows, each rank evaluating its part, summed by allreduce."""
         return _allreduced_scores(self.model, self.distributed, X, targets, labels)
+
+
+class _SparseFirstLayer:
+    """The first Dense layer through the sparse kernels (descend._sparse), as
+    the compiled loop takes it when the plan says so (mostly-zero inputs such
+    as MNIST's pixels): the per-layer path would multiply the zeros too."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.z = self.a = None
+
+    @classmethod
+    def if_planned(cls, model, config, size):
+        """An instance if the plan for a rank's share of a batch takes the first
+        layer sparse (never under dropout on the input), else None."""
+        import os
+        from descend._train import _choose_plan
+        from descend.training import runner_specs
+        if model._dropout_rates()[0] > 0:
+            return None
+        sample = np.asarray(config.X[:min(len(config.X), 4096)])
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        plan = _choose_plan(sample, runner_specs(model), max(1, config.batch_size // size), 1,
+                            cores, model.optimizer.kernel_config(), None, None)
+        return cls(model.dense_layers[0]) if plan["sparse_input"] else None
+
+    def forward(self, X, code):
+        """The layer's activations for X (kept, with z, for backward)."""
+        layer = self.layer
+        self.z = np.empty((len(X), layer.units), X.dtype)
+        self.a = self.z if code == Activation.IDENTITY else np.empty_like(self.z)
+        sparse_forward_py(X, layer.kernel, layer.bias, self.z, self.a, code, layer.alpha)
+        return self.a
+
+    def backward(self, X, grad_a, code):
+        """(dW, db) from dL/da: dz = dL/da * act'(z), dW = X^T dz (non-zeros only)."""
+        layer = self.layer
+        dz = np.empty_like(self.z)
+        activation_derivative_py(self.z, self.a, dz, code, layer.alpha)
+        dz *= grad_a
+        dkernel = np.zeros_like(layer.kernel)
+        sparse_grad_kernel_py(X, dz, dkernel, 0, X.shape[1], 1.0)
+        self.z = self.a = None
+        return dkernel, (dz.sum(axis=0) if layer.use_bias else None)
 
 
 def _root_only(callback):
