@@ -527,7 +527,5 @@ def _r2_from_sums(model, distributed, targets, ss_res, mean):
     if targets is not None and len(targets):
         ss_tot[:] = np.sum((targets.astype(np.float64) - mean) ** 2, axis=0)
     distributed.allreduce(ss_tot)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
-                      np.where(ss_res == 0, 1.0, 0.0))
-    return float(np.mean(r2))
+    from descend.model import r2_from_sums
+    return r2_from_sums(ss_res, ss_tot)

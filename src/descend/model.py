@@ -857,6 +857,12 @@ def _r2(targets, output):
     t = targets.astype(np.float64)
     ss_res = np.sum((t - output) ** 2, axis=0)
     ss_tot = np.sum((t - t.mean(axis=0)) ** 2, axis=0)
+    return r2_from_sums(ss_res, ss_tot)
+
+
+def r2_from_sums(ss_res, ss_tot):
+    """Mean over outputs of 1 - ss_res / ss_tot (1 or 0 where ss_tot is 0, as
+    scikit-learn), from the per-output residual and total sums of squares."""
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
                       np.where(ss_res == 0, 1.0, 0.0))
