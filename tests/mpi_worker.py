@@ -233,8 +233,11 @@ def failing_rank(dist, interrupt=False):
     return {"finished": True}
 
 
-def main(scenario, out):
+def main(scenario, out, loop="compiled"):
     dist = distributed.MPI()
+    # "compiled": the allreduce inside the compiled loop where it applies;
+    # "steps": the step loop (one return to Python a step) everywhere
+    dist._compiled_loop = loop == "compiled"
     if scenario == "equal":
         found = equal_to_one_process(dist)
     elif scenario == "sharded":
@@ -262,4 +265,4 @@ def main(scenario, out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

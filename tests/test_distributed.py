@@ -39,8 +39,10 @@ needs_mpi = pytest.mark.skipif(
     reason="needs mpi4py and mpiexec (pip install '.[mpi]': mpi4py and mpich)")
 
 
-def run_mpi(n, scenario, tmp_path, expect_ok=True):
-    """Run a scenario on n ranks; (rank 0's findings or None, the completed process)."""
+def run_mpi(n, scenario, tmp_path, expect_ok=True, loop="compiled"):
+    """Run a scenario on n ranks; (rank 0's findings or None, the completed process).
+    loop: "compiled" (the allreduce inside the compiled loop where it applies) or
+    "steps" (the step loop, which returns to Python once a step)."""
     out = tmp_path / "out.json"
     env = dict(os.environ)
     # the worker imports the descend these tests import (source tree or installed)
@@ -48,7 +50,7 @@ def run_mpi(n, scenario, tmp_path, expect_ok=True):
     env["PYTHONPATH"] = os.pathsep.join([package_root, env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run([_mpiexec(), "-n", str(n), sys.executable, str(WORKER), scenario,
-                           str(out)], env=env, capture_output=True, text=True,
+                           str(out), loop], env=env, capture_output=True, text=True,
                           timeout=TIMEOUT, cwd=tmp_path)
     if expect_ok:
         assert done.returncode == 0, done.stdout + done.stderr
@@ -57,16 +59,22 @@ def run_mpi(n, scenario, tmp_path, expect_ok=True):
 
 
 @needs_mpi
-@pytest.mark.parametrize("n", [2, 3])
-def test_weights_equal_the_one_process_run_and_are_bit_identical_across_ranks(n, tmp_path):
-    found, _ = run_mpi(n, "equal", tmp_path)
+@pytest.mark.parametrize("n, loop", [(2, "compiled"), (3, "compiled"), (2, "steps"),
+                                     (3, "steps")])
+def test_weights_equal_the_one_process_run_and_are_bit_identical_across_ranks(
+        n, loop, tmp_path):
+    found, _ = run_mpi(n, "equal", tmp_path, loop=loop)
     assert found.pop("size") == n
     assert len(found) == 7
     for name, case in found.items():
         assert case["max_rel"] < 1e-9, name
         assert case["same_on_ranks"], name
         assert case["iterations"][0] == case["iterations"][1] == 21, name
-        assert len(case["allreduce_seconds"]) == 3 and min(case["allreduce_seconds"]) > 0
+        if loop == "steps":     # the step loop times its allreduce calls
+            assert len(case["allreduce_seconds"]) == 3
+            assert min(case["allreduce_seconds"]) > 0
+        else:                   # 203 rows, batch 32: the compiled loop applies
+            assert case["allreduce_seconds"] is None
         for key, (mine, reference) in case["logs"].items():
             np.testing.assert_allclose(mine, reference, rtol=1e-9, err_msg=f"{name} {key}")
 

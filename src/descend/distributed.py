@@ -46,7 +46,7 @@ from descend._sparse import sparse_forward_py, sparse_grad_kernel_py
 from descend._validation import check_bool, error_message
 from descend._outofcore import LazyRows, is_lazy
 from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
-                              make_trainer)
+                              make_trainer, runner_specs)
 
 __all__ = ["MPI"]
 
@@ -58,6 +58,17 @@ def _mpi4py():
         raise ImportError("descend.distributed.MPI needs mpi4py and an MPI library: "
                           "pip install 'descend[mpi]' (mpi4py and mpich)") from exc
     return mpi
+
+
+def _allreduce_address():
+    """The address of MPI_Allreduce in the MPI library mpi4py loaded (looked up
+    through mpi4py's extension module, which links it), or None."""
+    import ctypes
+    try:
+        library = ctypes.CDLL(_mpi4py().__file__)
+        return ctypes.cast(library.MPI_Allreduce, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
 
 
 class MPI:
@@ -89,6 +100,8 @@ class MPI:
     >>> dist = dn.distributed.MPI()          # doctest: +SKIP
     >>> net.fit(X, y, batch_size=256, distributed=dist)   # doctest: +SKIP
     """
+
+    _compiled_loop = True   # False: the step loop (returns to Python a step), for comparisons
 
     def __init__(self, comm=None, sharded=False):
         mpi = _mpi4py()
@@ -304,6 +317,43 @@ class DistributedTrainer(Trainer):
         self.progress_every = max(1, self.n_batches // 20)
         self.hook_every = min(config.steps_per_execution or min(self.progress_every, 64),
                               self.n_batches)
+        self.runner = self._compiled_runner()
+        if self.runner is not None:
+            model.plan_ = self.runner.plan
+        else:
+            self._prepare_step_loop()
+        model.history = History()
+        model.stop_training = False
+
+    def _compiled_runner(self):
+        """The compiled epoch loop with the allreduce inside it
+        (``EpochRunner.set_distributed``) when it applies: X in memory, not
+        sharded, every step giving each rank at least one row, and
+        MPI_Allreduce found in the library mpi4py loaded; else None."""
+        model, config, dist = self.model, self.config, self.distributed
+        n, batch, size = len(config.X), config.batch_size, dist.size
+        last = n - (self.n_batches - 1) * batch
+        if (not dist._compiled_loop or dist.sharded or not isinstance(config.X, np.ndarray)
+                or min(batch, last) < size):
+            return None
+        address = _allreduce_address()
+        if address is None:
+            return None
+        mpi = _mpi4py()
+        share = -(-batch // size)       # the largest share of a global batch
+        omp, self.blas = _threads.plan(share, config.n_threads)
+        runner = self.make_runner(config.X, config.targets, config.labels, runner_specs(model),
+                                  model.loss_.code, model.optimizer.kernel_config(),
+                                  *model.optimizer.clip_settings(), share, omp,
+                                  plan=getattr(model, "plan", None))
+        datatype = mpi.FLOAT if config.X.dtype == np.float32 else mpi.DOUBLE
+        runner.set_distributed(address, mpi._handleof(datatype), mpi._handleof(mpi.SUM),
+                               mpi._handleof(dist.comm), dist.rank, size, batch)
+        return runner
+
+    def _prepare_step_loop(self):
+        """Buffers of the step loop, which returns to Python once a step."""
+        model, config = self.model, self.config
         self.omp, self.blas = _threads.plan(max(1, config.batch_size // self.distributed.size),
                                             config.n_threads)
         # one flat buffer: every gradient, then the loss and the correct count
@@ -315,8 +365,6 @@ class DistributedTrainer(Trainer):
                       for a, b, p in zip(bounds[:-1], bounds[1:], params)]
         self.allreduce_seconds = 0.0
         self.sparse_first = _SparseFirstLayer.if_planned(model, config, self.distributed.size)
-        model.history = History()
-        model.stop_training = False
 
     def run_epoch(self, epoch):
         """One epoch; then every rank takes rank 0's decision to stop. Ctrl-C
@@ -331,6 +379,12 @@ class DistributedTrainer(Trainer):
 
     def train_epoch(self, order, epoch_seed, progress, progress_every):
         """The epoch, one allreduce per step; the result dict of EpochRunner.run_epoch."""
+        if self.runner is not None:
+            # the compiled loop summed the loss; the correct predictions: once an epoch
+            result = super().train_epoch(order, epoch_seed, progress, progress_every)
+            correct = self.distributed.allreduce(np.array([result["n_correct"]], np.float64))
+            result["n_correct"] = int(correct[0])
+            return result
         if self.distributed.sharded:
             # the Trainer drew a permutation of all rows; keep this rank's, in its order
             mine = (order >= self.offset) & (order < self.offset + len(self.config.X))
@@ -404,7 +458,8 @@ class DistributedTrainer(Trainer):
     def _epoch_logs(self, result):
         """The Trainer's logs, plus this rank's seconds in the allreduce this epoch."""
         logs = super()._epoch_logs(result)
-        logs["allreduce_seconds"] = self.allreduce_seconds
+        if self.runner is None:     # (the compiled loop does not time its calls)
+            logs["allreduce_seconds"] = self.allreduce_seconds
         return logs
 
     def _penalty_into_grads(self):
@@ -435,7 +490,6 @@ class _SparseFirstLayer:
         layer sparse (never under dropout on the input), else None."""
         import os
         from descend._train import _choose_plan
-        from descend.training import runner_specs
         if model._dropout_rates()[0] > 0:
             return None
         sample = np.asarray(config.X[:min(len(config.X), 4096)])
