@@ -7,7 +7,9 @@ Needs ``pip install '.[mpi]'`` (mpi4py and mpich's mpiexec). On MNIST
 an epoch (median of `--epochs`, after one warm-up epoch) for:
 
 * 1 process x 2 threads (the compiled loop, n_threads=2);
-* 2 ranks x 1 thread (``mpiexec -n 2``, OMP_NUM_THREADS=1, fit(distributed=MPI()));
+* 2 ranks x 1 thread (``mpiexec -n 2``, OMP_NUM_THREADS=1, fit(distributed=MPI())),
+  with the allreduce inside the compiled loop, and through the step loop
+  (``MPI._compiled_loop = False``: one return to Python a step);
 * 1 process x 1 thread, compiled loop, and the same through the distributed
   step loop on one rank (``MPI(sharded=True)`` on a 1-rank communicator):
   their difference is the cost of leaving compiled code once per step;
@@ -84,9 +86,12 @@ def worker(args):
     from mpi4py import MPI
     X, _, y, _ = dn.datasets.load_mnist(args.data_home, download=False)
     dist = dn.distributed.MPI()
-    found = {"epochs": {}}
+    steps = dn.distributed.MPI()
+    steps._compiled_loop = False
+    found = {"epochs": {}, "step_loop": {}}
     for batch in BATCHES:
         found["epochs"][batch] = epoch_seconds(X, y, batch, args.epochs, 1, dist)
+        found["step_loop"][batch] = epoch_seconds(X, y, batch, args.epochs, 1, steps)
     found["allreduce"] = allreduce_sweep(MPI.COMM_WORLD)
     if dist.is_root:
         print(json.dumps(found))
@@ -97,6 +102,7 @@ def single_process(args):
     from mpi4py import MPI
     X, _, y, _ = dn.datasets.load_mnist(args.data_home, download=False)
     one_rank = dn.distributed.MPI(MPI.COMM_SELF, sharded=True)    # the step loop, p = 1
+    one_rank._compiled_loop = False
     found = {}
     for batch in BATCHES:
         found[batch] = {
@@ -148,6 +154,7 @@ def main():
     bandwidth = max(sweep) / sweep[max(sweep)]
     per_sample = local[1024]["threads_1"] / n
     report = {"cpu": cpu_name(), "samples": n, "local": local, "ranks_2x1": ranks["epochs"],
+              "ranks_2x1_step_loop": ranks["step_loop"],
               "bytes_per_step": step_bytes,
               "bytes_sent_per_rank_per_step_ring_p2": step_bytes,
               "allreduce": sweep, "latency_s": latency, "bandwidth_Bps": bandwidth,
@@ -164,12 +171,14 @@ def print_report(r):
     print(f"CPU: {r['cpu']}; MNIST {r['samples']} samples, 784-256-128-10 float32, "
           "SGD momentum 0.9")
     print(f"{'global batch':>12} {'1p x 2t':>9} {'2r x 1t':>9} {'ratio':>6} "
-          f"{'allreduce/epoch':>16} {'1p x 1t':>9} {'step loop 1r':>12}")
+          f"{'2r x 1t steps':>14} {'allreduce/epoch':>16} {'1p x 1t':>9} "
+          f"{'step loop 1r':>12}")
     for batch in BATCHES:
         local = r["local"][batch]
-        two, allreduce = r["ranks_2x1"][str(batch)]
+        two = r["ranks_2x1"][str(batch)][0]
+        steps, allreduce = r["ranks_2x1_step_loop"][str(batch)]
         print(f"{batch:>12} {local['threads_2']:>8.2f}s {two:>8.2f}s "
-              f"{two / local['threads_2']:>6.2f} {allreduce:>15.2f}s "
+              f"{two / local['threads_2']:>6.2f} {steps:>13.2f}s {allreduce:>15.2f}s "
               f"{local['threads_1']:>8.2f}s {local['step_loop_1']:>11.2f}s")
     print(f"bytes per step (one flat float32 buffer): {r['bytes_per_step']:,}")
     print(f"allreduce on this host: latency {r['latency_s'] * 1e6:.1f} us (8 B), "

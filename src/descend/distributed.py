@@ -30,8 +30,13 @@ one-process run):
 * An exception or Ctrl-C on one rank during training prints that rank's
   message and aborts the whole job (``MPI_Abort``): never a hang.
 
-The step leaves compiled code once per step for the allreduce (measured in
-docs/distributed.md).
+Two drivers of the same step. With X in memory, not sharded, and every
+step giving each rank at least one row, the allreduce runs inside the
+compiled epoch loop (``EpochRunner.set_distributed``: MPI_Allreduce of the
+library mpi4py loaded, looked up at run time, called by thread 0 between
+two barriers): no return to Python per step. Otherwise (sharded input, a
+memmap or h5py X, tiny batches) the step loop below runs each step's kernels
+from Python and returns to it once a step (its cost: docs/distributed.md).
 """
 import sys
 import time
