@@ -64,6 +64,9 @@
 # |                     | global_clipnorm > 0                         | _clip_scales              | the_fused_loop; test_network (clipnorm)     |
 # | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; test_network: fused_fit_is_   |
 # |                     |                                             |                           | bit_identical_for_any_thread_count          |
+# | + distributed       | set_distributed (descend.distributed: X in  | _team_batches' share,     | test_distributed: weights_equal_the_one_    |
+# |                     | memory, not sharded, >= 1 row per rank and  | _sum_over_ranks (one      | process_run_* [compiled], resume_*, files_* |
+# |                     | step); forces team_general                  | MPI_Allreduce a step)     |                                             |
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
