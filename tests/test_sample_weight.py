@@ -121,11 +121,13 @@ def test_unit_weights_train_bit_identically_to_no_weights():
         np.testing.assert_array_equal(wa, wb)
 
 
+@pytest.mark.parametrize("strategy", ["team_general", "team_gemm_sgd"])
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_fused_mini_batches_equal_the_train_on_batch_loop(n_threads, dtype):
-    """Mini-batches (a short last one), weights 0..3, penalty, clipvalue: the fused
-    loop and the per-layer driver agree, loss log included."""
+def test_fused_mini_batches_equal_the_train_on_batch_loop(n_threads, dtype, strategy):
+    """Mini-batches (a short last one), weights 0..3, an L2 penalty, and momentum
+    with clipvalue (the general path) or plain SGD (the update through GEMM):
+    the fused loop and the per-layer driver agree, loss log included."""
     X, y, _ = binary_data(n=50, seed=4)
     w = np.random.default_rng(9).integers(0, 4, size=50).astype(float)
     w[:8] = 0.0                           # the first batch weighs nothing
@@ -135,11 +137,13 @@ def test_fused_mini_batches_equal_the_train_on_batch_loop(n_threads, dtype):
         n = dn.Sequential([dn.Dense(6, activation="relu", kernel_regularizer=reg),
                            dn.Dense(1)], input_dim=3, dtype=dtype, seed=2,
                           n_threads=n_threads)
-        return n.compile(loss="binary_cross_entropy",
-                         optimizer=dn.optimizers.SGD(0.1, momentum=0.5, clipvalue=0.3))
+        optimizer = (dn.optimizers.SGD(0.1) if strategy == "team_gemm_sgd"
+                     else dn.optimizers.SGD(0.1, momentum=0.5, clipvalue=0.3))
+        return n.compile(loss="binary_cross_entropy", optimizer=optimizer)
     fused, looped = net(), net()
     history = fused.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
                         sample_weight=w)
+    assert fused.plan_ is not None and strategy_of(fused, X, w) == strategy
     epoch_losses = []
     for _ in range(2):
         total = 0.0
@@ -152,6 +156,38 @@ def test_fused_mini_batches_equal_the_train_on_batch_loop(n_threads, dtype):
     for a, b in zip(fused.get_weights(), looped.get_weights()):
         np.testing.assert_allclose(a, b, **tol)
     np.testing.assert_allclose(history["loss"], epoch_losses, rtol=tol["rtol"])
+
+
+def strategy_of(net, X, w):
+    """The batch path the compiled loop takes for net's settings."""
+    from descend import training
+    config = training.FitConfig.validate(net, X, np.zeros(len(X), int), epochs=0,
+                                         batch_size=8, sample_weight=w)
+    trainer = training.Trainer(net, config)
+    trainer.prepare()
+    return trainer.runner.strategy
+
+
+@pytest.mark.parametrize("sparse_input", [True, False])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_sparse_first_layer_weights_equal_repeated_rows(sparse_input, optimizer):
+    """Mostly-zero inputs through the first layer's sparse kernels (or dense)."""
+    rng = np.random.default_rng(8)
+    X = rng.random((30, 40)) * (rng.random((30, 40)) < 0.15)
+    y = np.arange(30) % 3
+    w = rng.integers(0, 4, size=30)
+    w[:3] = 1
+
+    def net():
+        n = make_net("softmax_cross_entropy", 3, optimizer, d=40, n_threads=2)
+        n.plan = {"sparse_input": sparse_input}
+        return n
+    weighted, repeated = net(), net()
+    weighted.fit(X, y, epochs=5, batch_size=None, verbose=0, sample_weight=w)
+    repeated.fit(np.repeat(X, w, axis=0), np.repeat(y, w), epochs=5, batch_size=None,
+                 verbose=0)
+    assert weighted.plan_["sparse_input"] == repeated.plan_["sparse_input"] == sparse_input
+    assert_same_weights(weighted, repeated)
 
 
 def test_fused_dropout_with_weights_uses_the_per_layer_masks():
@@ -219,6 +255,17 @@ def test_batch_size_one_positive_weights_do_not_change_the_step():
     assert_same_weights(weighted, plain, rtol=1e-12, atol=1e-14)
     dropped.fit(X, y, epochs=1, batch_size=1, shuffle=False, verbose=0)
     assert not np.allclose(dropped.get_weights()[0], weighted.get_weights()[0])
+
+
+def test_partial_fit_takes_sample_weight_as_fit_does():
+    X, y, w = binary_data()
+    a, b = make_net(optimizer="adam"), make_net(optimizer="adam")
+    a.partial_fit(X, y, batch_size=10, sample_weight=w)
+    b.fit(X, y, epochs=1, batch_size=10, verbose=0, sample_weight=w)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    with pytest.raises(ValueError, match="sample_weight must be >= 0"):
+        a.partial_fit(X, y, sample_weight=-w)
 
 
 # --------------------------------------------------------------------------- class_weight

@@ -500,7 +500,7 @@ class Sequential:
         return Trainer(self, config).run()
 
     def partial_fit(self, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
-                    n_threads=None):
+                    n_threads=None, sample_weight=None):
         """Train incrementally: one epoch over (X, y), as scikit-learn's partial_fit.
 
         Builds the network at the first call; the optimizer's state, the
@@ -525,6 +525,8 @@ class Sequential:
         shuffle : bool, default True
         verbose : 0, 1 or 2, default 0
         n_threads : int or None
+        sample_weight : array-like, shape (n_samples,), or None
+            As for `fit` (scikit-learn's partial_fit takes it too).
 
         Returns
         -------
@@ -543,7 +545,8 @@ class Sequential:
             As for `fit`.
         """
         return _partial_fit(self, X, y, classes=classes, batch_size=batch_size,
-                            shuffle=shuffle, verbose=verbose, n_threads=n_threads)
+                            shuffle=shuffle, verbose=verbose, n_threads=n_threads,
+                            sample_weight=sample_weight)
 
     def _weights_finite(self):
         return all(np.isfinite(p).all() for p in self._params())

@@ -531,7 +531,7 @@ def runner_specs(model):
 
 # ---------------------------------------------------------------------- partial_fit
 def partial_fit(model, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
-                n_threads=None):
+                n_threads=None, sample_weight=None):
     """One epoch over (X, y), keeping all state; see ``Sequential.partial_fit``."""
     model._check_compiled()
     shape = np.shape(X)
@@ -554,7 +554,7 @@ def partial_fit(model, X, y, classes=None, batch_size=32, shuffle=True, verbose=
         model.classes_ = classes
     try:
         return model.fit(X, y, epochs=1, batch_size=batch_size, shuffle=shuffle,
-                         verbose=verbose, n_threads=n_threads)
+                         verbose=verbose, n_threads=n_threads, sample_weight=sample_weight)
     except (ValueError, TypeError):
         model.classes_ = previous
         raise
