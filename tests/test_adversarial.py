@@ -368,11 +368,9 @@ def test_a_callback_assigning_a_negative_learning_rate_stops_the_fit():
 # inputs crash the interpreter (SIGSEGV, heap corruption, or libgomp aborting the
 # process) instead of raising. The fixes belong in csrc/ (not edited here).
 _EPOCH_SPEC = """
+from descend._contract import LayerSpec
 def spec(kernel):
-    return {"kernel": kernel, "bias": None, "dkernel": np.empty_like(kernel), "dbias": None,
-            "kernel_state": None, "bias_state": None, "activation": 0, "alpha": 0.0,
-            "dropout_rate": 0.0, "kernel_l1": 0.0, "kernel_l2": 0.0, "bias_l1": 0.0,
-            "bias_l2": 0.0, "kernel_decay": 1.0, "bias_decay": 0.0}
+    return LayerSpec(kernel, None)
 X, y = np.ones((1000, 4)), np.zeros(1000, np.int32)
 """
 _TWIN_CRASHES = {

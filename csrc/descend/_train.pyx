@@ -35,21 +35,35 @@
 # calls over the rows whose input is non-zero (MNIST pixels are ~80% zero,
 # ReLU outputs about half), with the update fused into the outer product.
 #
-# Strategies (EpochRunner.strategy names the batch path, sparse_input and
-# by_norm the variants; the plan, descend.plans, sets the block sizes):
+# Strategies. EpochRunner._choose_strategy picks one Strategy (a cpdef enum
+# of _contract.pxd) once, when the runner is built, by one rule:
+#   plain SGD (momentum 0, no clipping) and no L1 anywhere
+#       -> batch 1, no L2 and no dropout anywhere: PER_SAMPLE_SGD
+#       -> otherwise:                               TEAM_GEMM_SGD
+#   anything else                                -> TEAM_GENERAL
+# (an epoch given a weight decay runs PER_SAMPLE_SGD's work as TEAM_GEMM_SGD).
+# sparse_input and by_norm are variants inside the team strategies; the plan
+# (descend.plans) decides sparse_input and the block sizes. `runner.strategy`
+# names the strategy ("per_sample_sgd", ...).
 #
 # | strategy / variant  | runs when                                   | code                      | pinned by                                   |
 # |---------------------|---------------------------------------------|---------------------------|---------------------------------------------|
-# | "per_sample_sgd"    | batch 1, plain SGD (momentum 0), no clip-   | _sgd_samples              | test_network: stochastic_plain_sgd_equals_  |
-# |                     | ping, dropout, penalty or weight decay      |                           | per_layer_path                              |
-# | "team_gemm_sgd"     | plain SGD, no clipping, no L1, batch > 1    | _batches, phase B by      | test_network: fused_fit_equals_train_on_    |
-# |                     | (L2 / weight decay fold into GEMM's beta)   | _sgd_through_gemm         | batch_loop; test_plans: every_plan_*        |
-# | "team_general"      | every other optimizer / setting             | _batches, phase B by      | test_network: fused_paths_equal_the_per_    |
-# |                     |                                             | _kernel_gradient + _step  | layer_path_on_wide_layers; test_plans       |
+# | per_sample_sgd      | batch 1, plain SGD (momentum 0), no clip-   | _per_sample_sgd           | test_network: stochastic_plain_sgd_equals_  |
+# |                     | ping, dropout, penalty; epoch without decay |                           | per_layer_path; test_plans: the_runner_     |
+# |                     |                                             |                           | names_its_strategy                          |
+# | team_gemm_sgd       | plain SGD, no clipping, no L1, not the row  | _team_batches (phase A:   | test_network: fused_fit_equals_train_on_    |
+# |                     | above (L2 / weight decay fold into GEMM's   | _samples_forward_backward)| batch_loop, fused_paths_equal_the_per_      |
+# |                     | beta; dropout allowed)                      | + _gemm_sgd_update        | layer_path_on_wide_layers; test_plans       |
+# | team_general        | every other optimizer / setting (momentum,  | _team_batches             | test_network: fused_paths_equal_the_per_    |
+# |                     | Adagrad, RMSprop, Adam, clipping, L1)       | + _general_update         | layer_path_on_wide_layers (sgd_l1, momentum)|
+# |                     |                                             |                           | fused_fit_equals_train_on_batch_loop        |
 # | + sparse_input      | plan: input density below the profile's     | _gather compresses,       | test_sparse: sparse_and_dense_first_layer_  |
-# |                     | break-even (defaults: 35%), no input dropout| _sparse_grad              | train_the_same; test_plans                  |
-# | + by_norm (clip)    | clipnorm or global_clipnorm > 0             | _parameter_step 2nd half  | test_optimizers (clipnorm), test_sparse     |
-# | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; *_bit_identical_* tests       |
+# |                     | break-even (defaults: 35%), no input dropout| _sparse_grad, sparse_     | train_the_same; test_plans: every_plan_*    |
+# |                     |                                             | forward                   |                                             |
+# | + by_norm (clip)    | team_general with clipnorm or               | _update_by_norm,          | test_formulas: the_python_driver_steps_as_  |
+# |                     | global_clipnorm > 0                         | _clip_scales              | the_fused_loop; test_network (clipnorm)     |
+# | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; test_network: fused_fit_is_   |
+# |                     |                                             |                           | bit_identical_for_any_thread_count          |
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
@@ -71,7 +85,9 @@ from descend._dense cimport (dense_forward, activation_backward, dense_grad_inpu
 from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
                               GRAD_GROUP_ROWS)
 from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERROR,
-                               SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY)
+                               SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY, LayerSpec,
+                               Strategy, PER_SAMPLE_SGD, TEAM_GEMM_SGD, TEAM_GENERAL)
+from descend._contract import Strategy as _Strategy
 from descend._losses cimport loss_and_gradient, mean_scale
 from descend._optim cimport (optimizer_step, add_penalty_gradient, sum_squares,
                              scale_and_clip, make_config_py, soft_threshold, clip_scale)
@@ -118,12 +134,12 @@ def _choose_plan(X, layers, batch_size, n_threads, cores, optimizer_config, forc
     forced.pop("source", None)
     if sparse_input is not None:
         forced["sparse_input"] = bool(sparse_input)
-    input_dropout = layers[0]["dropout_rate"] > 0
+    input_dropout = (<LayerSpec>layers[0]).dropout_rate > 0
     density = 1.0
     if "sparse_input" not in forced and not input_dropout and X.size:
         density = np.count_nonzero(X) / X.size
     workload = plans.Workload(
-        layer_shapes=tuple(spec["kernel"].shape for spec in layers), dtype=str(X.dtype),
+        layer_shapes=tuple(spec.kernel.shape for spec in layers), dtype=str(X.dtype),
         batch_size=batch_size, density=density, cores=cores,
         optimizer_kind=optimizer_config.get("kind", 0), input_dropout=input_dropout)
     return plans.choose(workload, forced).as_dict()
@@ -172,7 +188,8 @@ cdef inline int part(int n, int t, int parts) noexcept nogil:
 def check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
                         batch_size):
     """Every size and index the compiled loop will trust, checked once: a
-    wrong one would read or write outside the buffers."""
+    wrong one would read or write outside the buffers. Each LayerSpec checked
+    its own arrays when it was built; here, how they fit X and each other."""
     if n_threads < 1 or batch_size < 1:
         raise ValueError(f"n_threads and batch_size must be >= 1, got {n_threads}, "
                          f"{batch_size}")
@@ -181,27 +198,21 @@ def check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
     if not layers:
         raise ValueError("at least one layer is needed")
     n, width = X.shape
+    # state slots are positional (s1, s2, s3): the highest one read decides
+    needed = max([int(slot[1]) for slot in required_state(optimizer_config)], default=0)
     for i, spec in enumerate(layers):
-        kernel = spec["kernel"]
-        if kernel.ndim != 2 or kernel.shape[0] != width or kernel.dtype != X.dtype:
+        if not isinstance(spec, LayerSpec):
+            raise TypeError(f"layers[{i}] must be a descend._contract.LayerSpec, got "
+                            f"{type(spec).__name__}")
+        kernel = spec.kernel
+        if kernel.shape[0] != width or kernel.dtype != X.dtype:
             raise ValueError(f"layer {i}: kernel {kernel.shape} {kernel.dtype} does not take "
                              f"{width} {X.dtype} inputs")
         width = kernel.shape[1]
-        for name in ("kernel", "bias"):
-            value, grad = spec[name], spec["d" + name]
-            if value is None:
-                continue
-            if grad is None or grad.shape != value.shape or grad.dtype != value.dtype:
-                raise ValueError(f"layer {i}: d{name} must match {name}'s shape and dtype")
-            state = list(spec[name + "_state"] or [])
-            for slot in sorted(required_state(optimizer_config)):
-                index = int(slot[1]) - 1
-                if index >= len(state) or state[index] is None or \
-                        state[index].shape != value.shape or state[index].dtype != value.dtype:
-                    raise ValueError(f"layer {i}: the optimizer needs state array {slot} "
-                                     f"shaped like {name}")
-        if spec["bias"] is not None and spec["bias"].shape != (kernel.shape[1],):
-            raise ValueError(f"layer {i}: bias must have shape ({kernel.shape[1]},)")
+        for name, state in (("kernel", spec.kernel_state), ("bias", spec.bias_state)):
+            if (name == "kernel" or spec.bias is not None) and len(state) < needed:
+                raise ValueError(f"layer {i}: the optimizer needs {needed} state arrays "
+                                 f"shaped like the {name}, got {len(state)}")
     if targets is not None and (targets.shape != (n, width) or targets.dtype != X.dtype):
         raise ValueError(f"targets must be ({n}, {width}) {X.dtype}")
     if labels is not None:
@@ -302,8 +313,8 @@ cdef class EpochRunner:
     cdef int n_outputs
     cdef long n_rows
     cdef bint is_float32
-    cdef bint per_sample_ok     # the per-sample path may run (batch 1, plain SGD, ...)
-    cdef bint gemm_sgd_ok       # phase B updates plain SGD through the GEMM
+    cdef Strategy _strategy     # the batch path, chosen once by _choose_strategy
+    cdef bint by_norm           # clipping by norm (clipnorm or global_clipnorm)
     cdef readonly bint sparse_input     # the first layer's input goes through _sparse
     cdef readonly dict plan             # the descend.plans.Plan fields this runner uses
     cdef OptimizerConfig config
@@ -344,131 +355,145 @@ cdef class EpochRunner:
                  plan=None):
         """
         X (n, d), targets (n, k) or None, labels (n,) int32 or None;
-        layers: one dict per Dense layer with keys kernel, bias, dkernel,
-        dbias, kernel_state, bias_state (lists of arrays or None),
-        activation, alpha, dropout_rate, kernel_l1, kernel_l2, bias_l1,
-        bias_l2, kernel_decay, bias_decay. n_threads: the OpenMP team size.
+        layers: one descend._contract.LayerSpec per Dense layer (built by
+        descend.training.runner_specs). n_threads: the OpenMP team size.
         sparse_input: True/False forces the first layer's sparse kernels on
         or off (never under dropout on the input). plan: a dict of
         descend.plans.Plan fields (sparse_input, sample_rows, kernel_rows)
         to force; the others come from descend.plans.choose (the machine's
         profile, DESCEND_PLAN). The plan used is the `plan` attribute.
         """
-        cdef int i
-        cdef LayerPlan* p
         check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
                             batch_size)
+        if labels is not None and labels.dtype != np.int32:
+            raise TypeError("internal error: labels must be int32")
         # Blocks are cut per core of the machine (not per thread used), so
         # that they, and the results, do not change with n_threads.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
         self.is_float32 = X.dtype == np.float32
         self.n_rows = X.shape[0]
-        dtype = X.dtype
         self.n_layers = len(layers)
         self.batch_size = batch_size
         self.n_threads = max(1, n_threads)
         self.loss = loss
         self.config = make_config_py(optimizer_config)
         self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
+        self.by_norm = clipnorm > 0 or global_clipnorm > 0
         # (wraparound is off in compiled code: no negative indices)
-        self.n_outputs = layers[len(layers) - 1]["kernel"].shape[1]
+        self.n_outputs = (<LayerSpec>layers[len(layers) - 1]).kernel.shape[1]
         # the blockings and the first layer's path: from descend.plans (the
         # machine's measured profile, or the defaults), unless given
         self.plan = _choose_plan(X, layers, batch_size, self.n_threads, cores,
                                  optimizer_config, plan, sparse_input)
-        sparse_input = self.plan["sparse_input"]
-        self.sparse_input = sparse_input
+        self.sparse_input = self.plan["sparse_input"]
+        self.sample_rows = self.plan["sample_rows"]
         self.team = TeamSize(self.n_threads, (
-            batch_size, str(X.dtype), loss, bool(sparse_input),
-            tuple((spec["kernel"].shape, spec["activation"], spec["dropout_rate"])
+            batch_size, str(X.dtype), loss, bool(self.sparse_input),
+            tuple((spec.kernel.shape, spec.activation, spec.dropout_rate)
                   for spec in layers)))
-        # the batch's input rows: copied (dense), or compressed (sparse)
-        x_batch = None if sparse_input else np.empty((batch_size, X.shape[1]), dtype=dtype)
-        nz_index = np.empty((batch_size, X.shape[1]), np.int32) if sparse_input else None
-        nz_value = np.empty((batch_size, X.shape[1]), dtype) if sparse_input else None
-        nz_count = np.empty(batch_size, np.int32) if sparse_input else None
+        self.keep_alive = [X, targets, labels]
+        self.X, self.targets, self.labels = data(X), data(targets), <int*>data(labels)
+        self._allocate_batch_buffers(X, targets, labels)
+        self._fill_layers(layers, X.dtype)
+        self._strategy = self._choose_strategy(layers)
+
+    cdef Strategy _choose_strategy(self, list layers):
+        """The one rule that picks the batch path (the table at the top)."""
+        cdef LayerSpec spec
+        cdef bint l1 = False, penalty_or_dropout = False
+        for spec in layers:
+            l1 = l1 or spec.kernel_l1 != 0 or spec.bias_l1 != 0
+            penalty_or_dropout = (penalty_or_dropout or spec.kernel_l1 != 0 or spec.bias_l1 != 0
+                                  or spec.kernel_l2 != 0 or spec.bias_l2 != 0
+                                  or spec.dropout_rate > 0)
+        plain_sgd = (self.config.kind == SGD and self.config.momentum == 0
+                     and self.clipnorm == 0 and self.global_clipnorm == 0
+                     and self.clipvalue == 0)
+        if not plain_sgd or l1:
+            return TEAM_GENERAL
+        if self.batch_size == 1 and not penalty_or_dropout:
+            return PER_SAMPLE_SGD
+        return TEAM_GEMM_SGD
+
+    cdef _allocate_batch_buffers(self, X, targets, labels):
+        """The batch's rows (copied, or compressed for sparse_input), its targets
+        or labels, the sparse kernels' scratch and the per-thread accumulators."""
+        cdef int batch_size = self.batch_size
+        dtype, width, sparse = X.dtype, X.shape[1], self.sparse_input
+        x_batch = None if sparse else np.empty((batch_size, width), dtype=dtype)
+        nz_index = np.empty((batch_size, width), np.int32) if sparse else None
+        nz_value = np.empty((batch_size, width), dtype) if sparse else None
+        nz_count = np.empty(batch_size, np.int32) if sparse else None
         # per thread: cursor (batch), col_start (group + 1), col_sample (batch x group)
         self.scratch_size = batch_size * (GRAD_GROUP_ROWS + 1) + GRAD_GROUP_ROWS + 1
         grad_scratch = (np.empty((self.n_threads, self.scratch_size), np.int32)
-                        if sparse_input else None)
+                        if sparse else None)
         grad_values = (np.empty((self.n_threads, batch_size * GRAD_GROUP_ROWS), dtype)
-                       if sparse_input else None)
+                       if sparse else None)
         targets_batch = (None if targets is None else
                          np.empty((batch_size, targets.shape[1]), dtype=dtype))
         labels_batch = None if labels is None else np.empty(batch_size, dtype=np.int32)
-        if labels is not None and labels.dtype != np.int32:
-            raise TypeError("internal error: labels must be int32")
-        self.keep_alive = [X, targets, labels, x_batch, targets_batch, labels_batch,
-                           nz_index, nz_value, nz_count, grad_scratch, grad_values]
+        self.keep_alive += [x_batch, targets_batch, labels_batch, nz_index, nz_value,
+                            nz_count, grad_scratch, grad_values]
         self.nz_index, self.nz_value = <int*>data(nz_index), data(nz_value)
         self.nz_count = <int*>data(nz_count)
         self.grad_scratch, self.grad_values = <int*>data(grad_scratch), data(grad_values)
-        self.X, self.targets, self.labels = data(X), data(targets), <int*>data(labels)
         self.x_batch, self.targets_batch = data(x_batch), data(targets_batch)
         self.labels_batch = <int*>data(labels_batch)
         self.plans = <LayerPlan*>malloc(self.n_layers * sizeof(LayerPlan))
         self.partials = <double*>calloc(self.n_threads * SLOT, sizeof(double))
-        self.sample_rows = self.plan["sample_rows"]
         self.block_loss = <double*>calloc((batch_size + self.sample_rows - 1)
                                           // self.sample_rows, sizeof(double))
         self.clip_scales = <double*>calloc(2 * self.n_layers, sizeof(double))
         if (self.plans == NULL or self.partials == NULL or self.block_loss == NULL
                 or self.clip_scales == NULL):
             raise MemoryError()
-        self.per_sample_ok = (self.config.kind == SGD and self.config.momentum == 0
-                              and clipnorm == 0 and global_clipnorm == 0 and clipvalue == 0)
-        # plain SGD without clipping or L1 can update through the GEMM itself
-        self.gemm_sgd_ok = self.per_sample_ok
+
+    cdef _fill_layers(self, list layers, dtype):
+        """One LayerPlan per LayerSpec: its parameters, their gradient buffers
+        and the batch's activation buffers."""
+        cdef int i
+        cdef LayerPlan* p
+        cdef LayerSpec spec
         for i, spec in enumerate(layers):
             p = &self.plans[i]
-            kernel = spec["kernel"]
-            if kernel.dtype != dtype:
-                raise TypeError(f"internal error: layer {i} dtype {kernel.dtype} != {dtype}")
-            p.n_in, p.n_out = kernel.shape[0], kernel.shape[1]
+            p.n_in, p.n_out = spec.kernel.shape[0], spec.kernel.shape[1]
             p.kernel_rows = self.plan["kernel_rows"][i]
-            p.activation = spec["activation"]
-            p.alpha = spec["alpha"]
-            p.dropout_rate = spec["dropout_rate"]
-            self._fill_param(&p.kernel, kernel, spec["dkernel"], spec["kernel_state"],
-                             spec["kernel_l1"], spec["kernel_l2"], spec["kernel_decay"])
-            self._fill_param(&p.bias, spec["bias"], spec["dbias"], spec["bias_state"],
-                             spec["bias_l1"], spec["bias_l2"], spec["bias_decay"])
-            p.kernel.proximal = spec.get("kernel_l1_proximal", False)
-            p.bias.proximal = spec.get("bias_l1_proximal", False)
-            z = np.empty((batch_size, p.n_out), dtype=dtype)
+            p.activation, p.alpha, p.dropout_rate = spec.activation, spec.alpha, spec.dropout_rate
+            self._fill_param(&p.kernel, spec.kernel, spec.kernel_state, spec.kernel_l1,
+                             spec.kernel_l2, spec.kernel_l1_proximal, 1.0)
+            self._fill_param(&p.bias, spec.bias, spec.bias_state, spec.bias_l1,
+                             spec.bias_l2, spec.bias_l1_proximal, 1.0 if spec.decay_bias else 0.0)
+            z = np.empty((self.batch_size, p.n_out), dtype=dtype)
             # identity layers need no separate activation buffer
             a = z if p.activation == IDENTITY else np.empty_like(z)
             dz = np.empty_like(z)
-            dropped = (np.empty((batch_size, p.n_in), dtype=dtype)
+            dropped = (np.empty((self.batch_size, p.n_in), dtype=dtype)
                        if p.dropout_rate > 0 else None)
             self.keep_alive.extend([z, a, dz, dropped])
             p.z, p.a, p.dz, p.dropped = data(z), data(a), data(dz), data(dropped)
-            if (p.dropout_rate > 0 or p.kernel.l1 != 0 or p.kernel.l2 != 0
-                    or p.bias.l1 != 0 or p.bias.l2 != 0):
-                self.per_sample_ok = False
-            if p.kernel.l1 != 0 or p.bias.l1 != 0:
-                self.gemm_sgd_ok = False
 
     @property
     def strategy(self):
         """The batch path of run_epoch (the table at the top of _train.pyx):
-        "per_sample_sgd" (batch 1, plain SGD; run_epoch falls back to the
-        team path when given a weight decay), "team_gemm_sgd" or "team_general"."""
-        if self.per_sample_ok and self.batch_size == 1:
-            return "per_sample_sgd"
-        return "team_gemm_sgd" if self.gemm_sgd_ok else "team_general"
+        "per_sample_sgd" (batch 1, plain SGD; run_epoch falls back to
+        "team_gemm_sgd" for an epoch given a weight decay), "team_gemm_sgd"
+        or "team_general"."""
+        return _Strategy(self._strategy).name.lower()
 
-    cdef _fill_param(self, Param* param, value, grad, state, double l1,
-                     double l2, double decay):
-        state = list(state) if state is not None else []
-        state += [None] * (3 - len(state))
-        self.keep_alive.extend([value, grad] + state)
+    cdef _fill_param(self, Param* param, value, tuple state, double l1, double l2,
+                     bint proximal, double decay):
+        """param from a parameter array (or None), its optimizer state, penalty
+        and weight-decay factor; its gradient buffer is allocated here."""
+        grad = None if value is None else np.empty_like(value)
+        slots = list(state) + [None] * (3 - len(state))
+        self.keep_alive.extend([value, grad] + slots)
         param.value = data(value)
         param.grad = data(grad)
-        param.state1, param.state2, param.state3 = data(state[0]), data(state[1]), data(state[2])
+        param.state1, param.state2, param.state3 = data(slots[0]), data(slots[1]), data(slots[2])
         param.size = 0 if value is None else value.size
-        param.l1, param.l2, param.decay = l1, l2, decay
+        param.l1, param.l2, param.proximal, param.decay = l1, l2, proximal, decay
 
     def run_epoch(self, cnp.intp_t[::1] order, double learning_rate,
                   double weight_decay, long step, unsigned long long seed,
@@ -499,11 +524,16 @@ cdef class EpochRunner:
         cdef double loss_sum = 0.0, penalty_sum = 0.0
         cdef long n_correct = 0
         cdef bint finite = True
-        # batch size 1, plain SGD: the per-sample path (one thread)
-        cdef bint per_sample = self.per_sample_ok and self.batch_size == 1 and weight_decay == 0
+        cdef Strategy strategy = self._strategy
+        cdef bint per_sample
         cdef double totals[3]
         cdef int team
         cdef double started
+        # the per-sample path has no weight decay: such an epoch runs the team's
+        # plain SGD (the same update, batch 1)
+        if strategy == PER_SAMPLE_SGD and weight_decay != 0:
+            strategy = TEAM_GEMM_SGD
+        per_sample = strategy == PER_SAMPLE_SGD     # one thread
         # Chunks of at most ~64 batches: the team size is chosen per chunk
         chunk = max(1, min(chunk, 64))
         while batch < n_batches and finite:
@@ -515,12 +545,13 @@ cdef class EpochRunner:
             started = time.perf_counter()
             with nogil:
                 if per_sample:
-                    done = self._sgd_samples[floating](&order[0], batch, stop,
-                                                       learning_rate, totals)
+                    done = self._per_sample_sgd[floating](&order[0], batch, stop,
+                                                          learning_rate, totals)
                 else:
-                    done = self._batches[floating](&order[0], n, batch, stop,
-                                                   learning_rate, weight_decay, step,
-                                                   seed, team, totals)
+                    done = self._team_batches[floating](&order[0], n, batch, stop,
+                                                        strategy, learning_rate,
+                                                        weight_decay, step, seed, team,
+                                                        totals)
             if not per_sample:
                 self.team.record(team, (time.perf_counter() - started) / max(done - batch, 1),
                                  max(done - batch, 1))
@@ -537,11 +568,11 @@ cdef class EpochRunner:
                 "n_batches": batch, "n_correct": n_correct, "step": step,
                 "finite": finite, "n_samples": min(batch * self.batch_size, n)}
 
-    # ---- general path: a team of threads over batches [first, stop) ----------
-    cdef long _batches(self, cnp.intp_t* order, long n, long first, long stop,
-                       double learning_rate, double weight_decay, long step,
-                       uint64_t seed, int T, double* totals,
-                       floating dummy=0) noexcept nogil:
+    # ---- team_gemm_sgd and team_general: a team of threads over batches -----
+    cdef long _team_batches(self, cnp.intp_t* order, long n, long first, long stop,
+                            Strategy strategy, double learning_rate, double weight_decay,
+                            long step, uint64_t seed, int T, double* totals,
+                            floating dummy=0) noexcept nogil:
         """Train batches [first, stop); return the index of the first batch not
         done (stop, or the batch whose loss was not finite). totals gets
         (sum of (batch loss + penalty) * batch size, sum of penalties, correct).
@@ -588,8 +619,12 @@ cdef class EpochRunner:
                     first_not_done[0] = batch
                     break
                 # phase B: this thread's blocks of every parameter array
-                penalty = self._parameter_step[floating](
-                    nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1)
+                if strategy == TEAM_GEMM_SGD:
+                    penalty = self._gemm_sgd_update[floating](
+                        nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1)
+                else:
+                    penalty = self._general_update[floating](
+                        nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1)
                 if t == 0:
                     mine[ACC_LOSS] += batch_loss * nb
                 mine[ACC_LOSS] += penalty * nb
@@ -700,46 +735,86 @@ cdef class EpochRunner:
                             descend_mix(batch_seed, <uint64_t>l), 1)
         return loss
 
-    cdef double _parameter_step(self, int nb, int t, int T, double learning_rate,
-                                double weight_decay, long step,
-                                floating dummy=0) noexcept nogil:
-        """Phase B on this thread's blocks: dW, db, penalties, clipping and the
-        update. Kernel rows go in blocks of p.kernel_rows, block b to thread
-        b mod T; each block is updated right after its gradient is computed,
-        while it is still in cache. Returns the penalty of these blocks."""
-        cdef int l, k0, k1, j0, j1
+    # ---- phase B of team_gemm_sgd ---------------------------------------------
+    cdef double _gemm_sgd_update(self, int nb, int t, int T, double learning_rate,
+                                 double weight_decay, long step,
+                                 floating dummy=0) noexcept nogil:
+        """Phase B, plain SGD: each block of kernel rows updated by one GEMM
+        (_sgd_through_gemm: dW is never written out), then the bias. Kernel
+        rows go in blocks of p.kernel_rows, block b to thread b mod T.
+        Returns the penalty of this thread's blocks."""
+        cdef int l, k0, k1
         cdef LayerPlan* p
-        cdef double penalty = 0.0, scale
-        cdef bint by_norm = self.clipnorm > 0 or self.global_clipnorm > 0
+        cdef double penalty = 0.0
         for l in range(self.n_layers):
             p = &self.plans[l]
-            j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
             k0 = t * p.kernel_rows
             while k0 < p.n_in:
                 k1 = min(k0 + p.kernel_rows, p.n_in)
-                if self.gemm_sgd_ok:
-                    penalty += self._sgd_through_gemm[floating](p, l, nb, k0, k1, t,
-                                                                learning_rate, weight_decay)
-                else:
-                    self._kernel_gradient[floating](l, nb, k0, k1, t)
-                    penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
-                                                   <long>k1 * p.n_out)
-                    if not by_norm:
-                        _step[floating](&self.config, &p.kernel, <long>k0 * p.n_out,
-                                        <long>k1 * p.n_out, learning_rate, weight_decay,
-                                        step, self.clipvalue)
+                penalty += self._sgd_through_gemm[floating](p, l, nb, k0, k1, t,
+                                                            learning_rate, weight_decay)
                 k0 = k0 + T * p.kernel_rows
-            dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
-                              p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
-            penalty += _penalize[floating](&p.bias, j0, j1)
-            if not by_norm:
-                _step[floating](&self.config, &p.bias, j0, j1, learning_rate,
-                                weight_decay, step, self.clipvalue)
-        if not by_norm:
-            return penalty
-        # clipping by norm needs every gradient before any update, and every
-        # norm before any gradient is rescaled: thread 0 computes the scales
-        # between two barriers (in a fixed order: the same bits for any T)
+            penalty += self._bias_update[floating](l, nb, t, T, learning_rate,
+                                                   weight_decay, step, True)
+        return penalty
+
+    cdef double _bias_update(self, int l, int nb, int t, int T, double learning_rate,
+                             double weight_decay, long step, bint update,
+                             floating dummy=0) noexcept nogil:
+        """db of layer l on this thread's part of the bias, its penalty (returned)
+        and, if `update`, the optimizer step on it."""
+        cdef LayerPlan* p = &self.plans[l]
+        cdef int j0 = part(p.n_out, t, T), j1 = part(p.n_out, t + 1, T)
+        cdef double penalty
+        dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
+                          p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
+        penalty = _penalize[floating](&p.bias, j0, j1)
+        if update:
+            _step[floating](&self.config, &p.bias, j0, j1, learning_rate,
+                            weight_decay, step, self.clipvalue)
+        return penalty
+
+    # ---- phase B of team_general -------------------------------------------------
+    cdef double _general_update(self, int nb, int t, int T, double learning_rate,
+                                double weight_decay, long step,
+                                floating dummy=0) noexcept nogil:
+        """Phase B, any optimizer: dW, db, penalties, clipping by value and the
+        update. Kernel rows go in blocks of p.kernel_rows, block b to thread
+        b mod T; each block is updated right after its gradient is computed,
+        while it is still in cache (unless by_norm: then every gradient first,
+        _update_by_norm after). Returns the penalty of this thread's blocks."""
+        cdef int l, k0, k1
+        cdef LayerPlan* p
+        cdef double penalty = 0.0
+        for l in range(self.n_layers):
+            p = &self.plans[l]
+            k0 = t * p.kernel_rows
+            while k0 < p.n_in:
+                k1 = min(k0 + p.kernel_rows, p.n_in)
+                self._kernel_gradient[floating](l, nb, k0, k1, t)
+                penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
+                                               <long>k1 * p.n_out)
+                if not self.by_norm:
+                    _step[floating](&self.config, &p.kernel, <long>k0 * p.n_out,
+                                    <long>k1 * p.n_out, learning_rate, weight_decay,
+                                    step, self.clipvalue)
+                k0 = k0 + T * p.kernel_rows
+            penalty += self._bias_update[floating](l, nb, t, T, learning_rate,
+                                                   weight_decay, step, not self.by_norm)
+        if self.by_norm:
+            self._update_by_norm[floating](t, T, learning_rate, weight_decay, step)
+        return penalty
+
+    cdef void _update_by_norm(self, int t, int T, double learning_rate,
+                              double weight_decay, long step,
+                              floating dummy=0) noexcept nogil:
+        """The by_norm variant of team_general: clipping by norm needs every
+        gradient before any update, and every norm before any gradient is
+        rescaled: thread 0 computes the scales between two barriers (in a
+        fixed order: the same bits for any T), then each thread scales and
+        updates its blocks."""
+        cdef int l, k0, k1, j0, j1
+        cdef LayerPlan* p
         barrier()
         if t == 0:
             self._clip_scales[floating]()
@@ -757,7 +832,6 @@ cdef class EpochRunner:
             _scale_and_step[floating](&self.config, &p.bias, j0, j1,
                                       self.clip_scales[2 * l + 1], learning_rate,
                                       weight_decay, step)
-        return penalty
 
     cdef void _clip_scales(self, floating dummy=0) noexcept nogil:
         """Gradient scale per parameter array: min(1, clipnorm / ||g_array||)
@@ -827,8 +901,8 @@ cdef class EpochRunner:
                   <floating>shrink, <floating*>p.kernel.value + begin, p.n_out, 1)
         return penalty
 
-    # ---- batch size 1, plain SGD: sparse per-sample path ---------------------
-    cdef long _sgd_samples(self, cnp.intp_t* order, long first, long stop,
+    # ---- per_sample_sgd: batch size 1, plain SGD ------------------------------
+    cdef long _per_sample_sgd(self, cnp.intp_t* order, long first, long stop,
                            double learning_rate, double* totals,
                            floating dummy=0) noexcept nogil:
         """Plain SGD, one sample per update, over samples [first, stop).

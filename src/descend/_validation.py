@@ -514,3 +514,80 @@ def check_array_like(array, like, what):
     if not all_finite(array):
         raise ValueError(f"{what} contains NaN or infinite values")
     return array
+
+
+# ---------------------------------------------------------------------------
+# the compiled epoch loop's layer spec (descend._contract.LayerSpec)
+# ---------------------------------------------------------------------------
+_SPEC_OWNER = "LayerSpec"
+
+
+def _live_array(value, name, ndim, dtype=None):
+    """value itself if it is a writeable C-contiguous float32/float64 ndarray
+    of ndim dimensions (and of `dtype`, if given): the compiled loop updates
+    it in place, so it is never copied."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(error_message(name, "a numpy.ndarray", value, _SPEC_OWNER))
+    if value.dtype not in FLOAT_DTYPES or (dtype is not None and value.dtype != dtype):
+        raise TypeError(f"{_SPEC_OWNER}: {name} must have dtype "
+                        f"{dtype or 'float32 or float64'}, got {value.dtype}")
+    if value.ndim != ndim:
+        raise ValueError(f"{_SPEC_OWNER}: {name} must be {ndim}-D, got shape {value.shape}")
+    if not (value.flags.c_contiguous and value.flags.writeable):
+        raise ValueError(f"{_SPEC_OWNER}: {name} must be a writeable C-contiguous array "
+                         "(it is updated in place, never copied)")
+    return value
+
+
+def _state_arrays(state, param, name):
+    """One parameter array's optimizer state as a tuple of at most 3 arrays
+    (the kernels' slots s1, s2, s3) shaped and typed like it."""
+    state = () if state is None else tuple(state)
+    if param is None and state:
+        raise ValueError(f"{_SPEC_OWNER}: {name} must be empty without a bias")
+    if len(state) > 3:
+        raise ValueError(f"{_SPEC_OWNER}: {name} holds at most 3 arrays, got {len(state)}")
+    for i, array in enumerate(state):
+        _live_array(array, f"{name}[{i}]", param.ndim, param.dtype)
+        if array.shape != param.shape:
+            raise ValueError(f"{_SPEC_OWNER}: {name}[{i}] must have shape {param.shape}, "
+                             f"got {array.shape}")
+    return state
+
+
+def check_layer_spec(kernel, bias, kernel_state, bias_state, activation, codes, alpha,
+                     dropout_rate, penalties, flags):
+    """The fields of a ``descend._contract.LayerSpec``, checked and converted.
+
+    Parameters
+    ----------
+    kernel : ndarray (n_in, n_out); bias : ndarray (n_out,) or None
+    kernel_state, bias_state : sequence of ndarray or None
+    activation : int, one of `codes` (the Activation enum's values)
+    alpha : float; dropout_rate : float in [0, 1)
+    penalties : dict of the four penalties (kernel_l1, ...): floats >= 0
+    flags : dict of the bool settings (kernel_l1_proximal, ...)
+
+    Returns
+    -------
+    tuple
+        (kernel, bias, kernel_state, bias_state, activation, alpha,
+        dropout_rate, penalties, flags), each converted.
+    """
+    kernel = _live_array(kernel, "kernel", 2)
+    if bias is not None:
+        bias = _live_array(bias, "bias", 1, kernel.dtype)
+        if bias.shape != (kernel.shape[1],):
+            raise ValueError(f"{_SPEC_OWNER}: bias must have shape ({kernel.shape[1]},) to "
+                             f"match kernel {kernel.shape}, got {bias.shape}")
+    if isinstance(activation, bool) or activation not in codes:
+        raise ValueError(error_message("activation", "an Activation code", activation,
+                                       _SPEC_OWNER))
+    return (kernel, bias, _state_arrays(kernel_state, kernel, "kernel_state"),
+            _state_arrays(bias_state, bias, "bias_state"), int(activation),
+            check_float(alpha, "alpha", owner=_SPEC_OWNER),
+            check_float(dropout_rate, "dropout_rate", 0.0, 1.0, max_inclusive=False,
+                        owner=_SPEC_OWNER),
+            {name: check_float(value, name, 0.0, owner=_SPEC_OWNER)
+             for name, value in penalties.items()},
+            {name: check_bool(value, name, owner=_SPEC_OWNER) for name, value in flags.items()})

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from descend import _threads, losses
+from descend._contract import LayerSpec
 from descend._sample_weight import (check_class_weight, check_sample_weight,
                                     check_validation_weights, fit_weights)
 from descend._train import EpochRunner
@@ -507,25 +508,23 @@ class Trainer:
 
 
 def runner_specs(model):
-    """What the compiled epoch loop needs to know of each Dense layer."""
+    """What the compiled epoch loop needs to know of each Dense layer: one
+    ``descend._contract.LayerSpec`` per layer (checked when built), over the
+    live parameter and optimizer-state arrays."""
     codes, rates = model._activation_codes(), model._dropout_rates()
     state = iter(model.optimizer.state)
     specs = []
     for i, layer in enumerate(model.dense_layers):
         kreg, breg = layer.kernel_regularizer, layer.bias_regularizer
-        specs.append({
-            "kernel": layer.kernel, "bias": layer.bias,
-            "dkernel": np.empty_like(layer.kernel),
-            "dbias": np.empty_like(layer.bias) if layer.use_bias else None,
-            "kernel_state": next(state),
-            "bias_state": next(state) if layer.use_bias else None,
-            "activation": codes[i], "alpha": layer.alpha, "dropout_rate": rates[i],
-            "kernel_l1": kreg.l1 if kreg else 0.0, "kernel_l2": kreg.l2 if kreg else 0.0,
-            "bias_l1": breg.l1 if breg else 0.0, "bias_l2": breg.l2 if breg else 0.0,
-            "kernel_l1_proximal": bool(kreg and kreg.proximal),
-            "bias_l1_proximal": bool(breg and breg.proximal),
-            "kernel_decay": 1.0, "bias_decay": 1.0 if model.optimizer.decay_bias else 0.0,
-        })
+        specs.append(LayerSpec(
+            layer.kernel, layer.bias, next(state),
+            next(state) if layer.use_bias else (),
+            activation=codes[i], alpha=layer.alpha, dropout_rate=rates[i],
+            kernel_l1=kreg.l1 if kreg else 0.0, kernel_l2=kreg.l2 if kreg else 0.0,
+            bias_l1=breg.l1 if breg else 0.0, bias_l2=breg.l2 if breg else 0.0,
+            kernel_l1_proximal=bool(kreg and kreg.proximal),
+            bias_l1_proximal=bool(breg and breg.proximal),
+            decay_bias=model.optimizer.decay_bias))
     return specs
 
 
