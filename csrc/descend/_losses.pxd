@@ -8,14 +8,6 @@ cdef double weighted_loss_and_gradient(int loss, const floating* output,
                                        const double* weight, floating* grad, int n, int k,
                                        double grad_scale, int n_threads) noexcept nogil
 
-cdef inline double loss_and_gradient(int loss, const floating* output,
-                                     const floating* target, const int* labels,
-                                     floating* grad, int n, int k, double grad_scale,
-                                     int n_threads) noexcept nogil:
-    """weighted_loss_and_gradient with every sample's weight 1."""
-    return weighted_loss_and_gradient(loss, output, target, labels, <const double*>NULL,
-                                      grad, n, k, grad_scale, n_threads)
-
 cdef inline double mean_scale(int loss, double total_weight, long k) noexcept nogil:
     """1 / (total weight of the terms the mean loss averages): 1 / W for
     softmax_cross_entropy (one term per sample), 1 / (W k) for the

@@ -67,8 +67,6 @@ class Loss(abc.ABC):
         """Correct predictions in output (n, k) for encoded targets/labels (an
         int); with weights (n,) float64, the sum of the correct ones' weights."""
         from descend._train import count_correct_py
-        if weights is None:
-            return count_correct_py(self.code, output, targets, labels)
         return count_correct_py(self.code, output, targets, labels, weights)
 
     def mean_loss(self, output, targets, labels, n_threads=1, weights=None):

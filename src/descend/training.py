@@ -299,8 +299,7 @@ class Trainer:
                                   model.loss_.code, model.optimizer.kernel_config(),
                                   *model.optimizer.clip_settings(), config.batch_size, omp,
                                   plan=getattr(model, "plan", None),
-                                  **({} if config.weights is None
-                                     else {"sample_weight": config.weights}))
+                                  sample_weight=config.weights)
         model.plan_ = self.runner.plan
         self.n_batches = -(-len(X) // config.batch_size)
         self.progress_every = max(1, self.n_batches // 20)
