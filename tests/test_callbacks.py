@@ -641,7 +641,7 @@ def test_lr_scheduler_rejects_invalid_values(bad):
     with pytest.raises(ValueError) as info:
         fake_fit(FakeModel(), val_losses(1, 1, 1, 1), [sched])
     message = str(info.value)
-    assert "epoch 2" in message
+    assert "for epoch 3 (schedule(2))" in message
     assert repr(bad) in message
 
 
@@ -932,7 +932,8 @@ def test_terminate_on_nan_checks_batches_too(capsys):
     assert model.stop_training is False
     cb.on_train_batch_end(1, {"loss": math.nan})
     assert model.stop_training is True and cb.terminated_epoch == 0
-    assert "invalid loss" in capsys.readouterr().out
+    # 1-based, as the epoch lines ("epoch 1/5") and Keras' progress bar count
+    assert capsys.readouterr().out == "Epoch 1, batch 2: invalid loss nan, terminating training\n"
 
 
 # ---------------------------------------------------------------------------

@@ -483,3 +483,47 @@ def test_load_mnist_has_train_test_split_order(mnist32):
     assert mnist32.X_test.shape == (10000, 784) and mnist32[1] is mnist32.X_test
     assert mnist32.y_train.shape == (60000,) and mnist32[2] is mnist32.y_train
     assert mnist32.y_test.shape == (10000,) and mnist32[3] is mnist32.y_test
+
+
+def _offline(monkeypatch):
+    """No network: every download fails as it does without a connection."""
+    import urllib.error
+    import urllib.request
+
+    def urlopen(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+
+def test_mnist_offline_names_the_keyword_and_leaves_no_empty_directory(monkeypatch, tmp_path):
+    _offline(monkeypatch)
+    monkeypatch.setenv("DESCEND_DATA", str(tmp_path / "data" / "mnist"))
+    with pytest.raises(datasets.DatasetNotFoundError) as info:
+        datasets.load_mnist()
+    message = str(info.value)
+    assert "point data_home or the DESCEND_DATA environment variable" in message
+    assert "Temporary failure in name resolution" in message
+    assert list(tmp_path.iterdir()) == []          # data/mnist were made, then removed
+    # a directory that existed before stays, and so does what it held
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(datasets.DatasetNotFoundError):
+        datasets.load_mnist(tmp_path / "mine" / "a" / "b")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_mnist_messages_name_the_option_on_the_command_line(monkeypatch, tmp_path):
+    _offline(monkeypatch)
+    with datasets._command_line_option("--data-home"):
+        with pytest.raises(datasets.DatasetNotFoundError) as missing:
+            datasets.load_mnist(tmp_path, download=False)
+        with pytest.raises(datasets.DatasetNotFoundError) as offline:
+            datasets.load_mnist(tmp_path / "new")
+    for info in (missing, offline):
+        assert "point --data-home or the DESCEND_DATA environment variable" in str(info.value)
+        assert "data_home" not in str(info.value)
+    assert "load_mnist(download=True)" not in str(missing.value)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(datasets.DatasetNotFoundError, match="point data_home or"):
+        datasets.load_mnist(tmp_path, download=False)          # the keyword again outside

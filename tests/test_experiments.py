@@ -286,6 +286,60 @@ def test_precision_recall_and_average_precision_by_hand():
     assert precision_recall_ap(np.zeros(3), np.full(3, 0.1)) == (0.0, 0.0, 0.0)
 
 
+def _reference_lines(ax):
+    """The axhline / axvline lines of an axes (they span it in axes coordinates)."""
+    return [line for line in ax.get_lines()
+            if list(line.get_xdata()) == [0, 1] or list(line.get_ydata()) == [0, 1]]
+
+
+def _legend_texts(fig):
+    return {text.get_text() for ax in fig.axes if ax.get_legend()
+            for text in ax.get_legend().get_texts()}
+
+
+@pytest.mark.parametrize("name", list(experiments.EXPERIMENTS))
+def test_every_plot_has_a_title_marker_legends_and_labelled_reference_lines(results, name):
+    pytest.importorskip("matplotlib")
+    from matplotlib.collections import PathCollection
+    from descend.experiments._common import draw_plot
+    result = results(name)
+    fig = draw_plot(result)
+    # the title names the experiment, the data and the net
+    title = " ".join(fig._suptitle.get_text().split())
+    data = result.datasets or result.config.dataset
+    assert result.net and title == f"{name}: {data}, {result.net}"
+    legends = _legend_texts(fig)
+    for ax in fig.axes:
+        # scattered markers (ok / diverged, reached / not, classes) are explained
+        if any(isinstance(c, PathCollection) for c in ax.collections):
+            assert ax.get_legend() is not None, f"{name}: markers without a legend"
+        for line in _reference_lines(ax):
+            assert not line.get_label().startswith("_"), f"{name}: an unlabelled line"
+            assert line.get_label() in legends
+    if name in ("gd-variants", "learning-rate", "optimizers"):
+        assert any(text.startswith("target: training loss") for text in legends)
+    if name == "learning-rate":
+        assert {"ok", "no progress", "diverged"} <= legends
+    if name == "batch-size":
+        assert any(text.startswith("not reached") for text in legends)
+
+
+def test_batch_size_plots_missed_targets_where_a_log_axis_shows_them(results):
+    pytest.importorskip("matplotlib")
+    from matplotlib.collections import PathCollection
+    from descend.experiments._common import draw_plot
+    result = results("batch-size")
+    data = result.data
+    spent = sorted(t for secs, times in zip(data["seconds_to_target"], data["seconds_spent"])
+                   for s, t in zip(secs, times) if s is None)
+    assert spent, "the smoke size (5 epochs) misses the target at some batch size"
+    ax = draw_plot(result).axes[1]
+    drawn = sorted(y for c in ax.collections if isinstance(c, PathCollection)
+                   for _, y in c.get_offsets())
+    # each missed run at the seconds it trained (was drawn at y = 0, off a log axis)
+    assert drawn == pytest.approx(spent) and all(y > 0 for y in drawn)
+
+
 def test_cli_writes_markdown_and_plot(tmp_path, capsys):
     code = main(["experiments", "learning-rate", "--size", "smoke", "--seeds", "1",
                  "--out", str(tmp_path)])
@@ -336,3 +390,32 @@ def test_format_helpers():
     assert fmt_pm([None], missing="not reached") == "not reached"
     x = np.array([1, 2, 4, 8, 16])
     assert abs(fit_exponent(x, 3 * x ** 2.0) - 2) < 1e-12
+
+
+@pytest.mark.parametrize("argv", [["--seeds", "0"], ["--n-threads", "0"],
+                                  ["--n-threads", "1000000"]])
+def test_cli_rejects_bad_counts_with_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["experiments", "depth", *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[0]}: expected" in err and argv[1] in err
+
+
+def test_cli_without_mnist_offline_says_where_to_put_it(monkeypatch, tmp_path, capsys):
+    # was a DatasetNotFoundError traceback
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    home = tmp_path / "mnist"
+    code = main(["experiments", "depth", "--dataset", "mnist", "--size", "smoke",
+                 "--data-home", str(home), "--out", str(tmp_path / "out")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("descend experiments: could not download MNIST file")
+    assert f"into {home}, or point --data-home" in err
+    assert not home.exists()

@@ -576,3 +576,19 @@ def test_predict_in_chunks_and_single_rows():
     np.testing.assert_allclose(full[-1:], net.predict(X[-1:]), rtol=1e-14)
     np.testing.assert_allclose(full.sum(axis=1), 1.0, rtol=1e-13)
     np.testing.assert_array_equal(net.predict_classes(X), full.argmax(axis=1))
+
+
+# --------------------------------------------------------------------------- summary
+def test_summary_prints_like_keras_and_returns_none(capsys):
+    # was: printed and returned the text, so a REPL showed the table twice
+    net = dn.Sequential([dn.Dense(4, activation="relu"), dn.Dense(3)], input_dim=5, seed=0)
+    assert net.summary() is None
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "Sequential"
+    assert printed[-1] == "total parameters: 39  dtype: float32"      # 5*4+4 + 4*3+3
+    assert [line.split()[-1] for line in printed[2:4]] == ["24", "15"]
+    lines = []
+    assert net.summary(print_fn=lines.append) is None
+    assert lines == printed and capsys.readouterr().out == ""      # one call per line
+    with pytest.raises(TypeError, match="print_fn must be a callable .* got 'x' \\(str\\)"):
+        net.summary(print_fn="x")

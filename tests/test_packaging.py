@@ -3,10 +3,15 @@ the build record, ``show_config`` / ``python -m descend info``, the
 single-threaded warning of a build without OpenMP, and the installed
 metadata. (Building the sdist and wheels and testing them in fresh
 environments is .ci/dist-check's job: it takes minutes.)"""
+import functools
 import importlib
 import json
+import os
+import subprocess
+import sys
 import warnings
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -153,6 +158,91 @@ def test_cli_version(capsys):
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out == f"descend {descend.__version__}\n"
+
+
+def test_python_m_descend_version_and_help_name_the_command_as_typed(tmp_path):
+    # the real command lines, in a child process from outside the source tree
+    env = {**os.environ, "PYTHONPATH": str(Path(descend.__file__).parents[1])}
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env=env)
+    version = run([sys.executable, "-m", "descend", "--version"])
+    assert (version.returncode, version.stdout) == (0, f"descend {descend.__version__}\n")
+    python = os.path.basename(sys.executable)
+    usage = run([sys.executable, "-m", "descend", "demo", "--help"]).stdout
+    assert usage.startswith(f"usage: {python} -m descend demo [-h]")     # not __main__.py
+    # the installed script's name (what argparse prints for `descend demo --help`)
+    script = tmp_path / "descend"
+    script.write_text("import sys\nfrom descend.__main__ import main\nsys.exit(main())\n")
+    usage = run([sys.executable, str(script), "demo", "--help"]).stdout
+    assert usage.startswith("usage: descend demo [-h]")
+
+
+def _options(parser):
+    """(command, option action) of every option of every subcommand."""
+    import argparse
+    commands = [action for action in parser._actions
+                if isinstance(action, argparse._SubParsersAction)][0]
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS:
+                yield name, action
+
+
+def test_every_cli_option_has_help_that_states_its_default():
+    from descend.__main__ import build_parser
+    options = list(_options(build_parser("descend")))
+    assert {name for name, _ in options} >= {"demo", "info", "bench", "experiments"}
+    for name, action in options:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{name} {action.option_strings[0]} has no help text"
+        assert "default" in action.help, f"{name} {action.option_strings[0]}: {action.help}"
+
+
+def test_demo_help_gives_the_per_dataset_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"], prog="descend")
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: descend demo [-h]")
+    assert "(default: 20 for digits, 6 for mnist, 40 for breast_cancer)" in text
+    assert "(default: 32 for digits, 64 for mnist, 16 for breast_cancer)" in text
+    assert "(default: float32)" in text and "(default: digits)" in text
+
+
+def test_demo_header_prints_the_optimizer_and_its_schedule_readably(capsys):
+    from descend.__main__ import _demo_config, _describe
+    assert main(["demo", "--epochs", "1", "--n-threads", "1"]) == 0
+    header = capsys.readouterr().out.splitlines()[:3]
+    assert header[2] == "  SGD(learning_rate=0.1, momentum=0.9), epochs=1, batch_size=32"
+    # MNIST's decayed rate: the schedule as a call, not its config dict
+    assert _describe(_demo_config("mnist")[3]()) == (
+        "Adam(learning_rate=ExponentialDecay(initial_learning_rate=0.001, decay_rate=0.7))")
+    optimizer = descend.optimizers.SGD(descend.schedules.StepDecay(0.1, step_size=3),
+                                       momentum=0.5, clipnorm=1.0)
+    assert _describe(optimizer) == ("SGD(learning_rate=StepDecay(initial_learning_rate=0.1, "
+                                    "step_size=3), clipnorm=1.0, momentum=0.5)")
+    assert repr(optimizer).startswith("SGD(learning_rate=StepDecay(initial_learning_rate=0.1, "
+                                      "drop=0.5, step_size=3), weight_decay=0.0")
+
+
+def test_demo_without_network_names_the_option_and_leaves_no_directory(monkeypatch, tmp_path,
+                                                                       capsys):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.delenv("DESCEND_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["demo", "--dataset", "mnist"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("descend demo: could not download MNIST file")
+    assert str(tmp_path / ".cache" / "descend" / "mnist") in err
+    assert "point --data-home or the DESCEND_DATA environment variable" in err
+    assert "data_home" not in err
+    assert list(tmp_path.iterdir()) == []           # no empty ~/.cache/descend/mnist
 
 
 # ---------------------------------------------------------------- without OpenMP

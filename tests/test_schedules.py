@@ -460,13 +460,13 @@ def test_lambda_schedule_bad_value_names_epoch_and_value(bad):
     with pytest.raises(ValueError) as info:
         s(3)
     message = str(info.value)
-    assert "epoch 3" in message and repr(float(bad)) in message
+    assert "for epoch 4 (fn(3))" in message and repr(float(bad)) in message
 
 
 def test_lambda_schedule_bad_types():
     with pytest.raises(TypeError, match="fn"):
         schedules.LambdaSchedule(0.1)
-    with pytest.raises(TypeError, match="epoch 0"):
+    with pytest.raises(TypeError, match=r"epoch 1 \(fn\(0\)\)"):
         schedules.LambdaSchedule(lambda e: "fast")(0)
 
 
@@ -700,10 +700,10 @@ def test_linear_warmup_state_is_its_inner_schedules():
     (lambda: schedules.LambdaSchedule(3), TypeError,
      r"^fn must be a callable, got 3 \(int\)$"),
     (lambda: schedules.LambdaSchedule(lambda e: "x")(0), TypeError,
-     r"^learning-rate function returned str 'x' for epoch 0; expected a finite real "
+     r"^learning-rate function returned str 'x' for epoch 1 \(fn\(0\)\); expected a finite real "
      r"number >= 0$"),
     (lambda: schedules.LambdaSchedule(lambda e: -1.0)(0), ValueError,
-     r"^learning-rate function returned -1.0 for epoch 0; expected a finite real "
+     r"^learning-rate function returned -1.0 for epoch 1 \(fn\(0\)\); expected a finite real "
      r"number >= 0$"),
     (lambda: schedules.LinearWarmup(schedules.ReduceLROnPlateau(1.0), warmup_epochs=2),
      TypeError, r"^schedule must be an epoch-based schedule; ReduceLROnPlateau cannot be "

@@ -6,9 +6,12 @@ of every public entry point (a failed call changes nothing), memory layouts
 and determinism.
 """
 import csv
+import os
 import signal
+import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,8 +233,9 @@ def test_verbose_0_prints_nothing(capsys):
     assert out == "" and err == ""
 
 
-def test_verbose_1_shows_a_tqdm_bar_and_one_line_per_epoch(capsys):
+def test_verbose_1_shows_a_tqdm_bar_and_one_line_per_epoch(capsys, monkeypatch):
     pytest.importorskip("tqdm")
+    monkeypatch.setattr(training, "_dynamic_display", lambda: True)   # as on a terminal
     X, y = classification_data()
     classifier().fit(X, y, epochs=2, verbose=1)
     out, err = capsys.readouterr()
@@ -240,6 +244,54 @@ def test_verbose_1_shows_a_tqdm_bar_and_one_line_per_epoch(capsys):
     assert lines[0].startswith("epoch 1/2") and "loss" in lines[0]
     assert "samples/s" in lines[0]
     assert "sample/s" in err        # tqdm's rate, in samples
+
+
+def test_verbose_1_piped_prints_the_epoch_lines_without_a_bar(capsys):
+    # capsys' streams are not terminals, as a pipe or a log file: no bar stuck at
+    # 0% (tqdm's disable=None, Keras' non-dynamic progress bar), the lines only
+    pytest.importorskip("tqdm")
+    assert not training._dynamic_display()
+    X, y = classification_data()
+    classifier().fit(X, y, epochs=2, verbose=1)
+    out, err = capsys.readouterr()
+    assert [line.split("  ")[0] for line in out.splitlines()] == ["epoch 1/2", "epoch 2/2"]
+    assert err == ""
+
+
+def test_dynamic_display_is_a_terminal_or_a_jupyter_kernel(monkeypatch):
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.setattr(sys, "stderr", Stream(True))
+    assert training._dynamic_display()
+    monkeypatch.setattr(sys, "stderr", Stream(False))
+    assert not training._dynamic_display()
+    monkeypatch.setitem(sys.modules, "ipykernel", object())    # a notebook's streams
+    assert training._dynamic_display()
+
+
+def test_verbose_1_in_a_pipe_writes_no_bar_to_stderr(tmp_path):
+    # the whole process with both streams piped, as `python train.py | tee log`
+    script = ("import numpy as np, descend as dn\n"
+              "X = np.random.default_rng(0).normal(size=(600, 4)).astype('float32')\n"
+              "y = (X[:, 0] > 0).astype(int)\n"
+              "net = dn.Sequential([dn.Dense(8, activation='relu'), dn.Dense(2)], "
+              "input_dim=4, seed=0, n_threads=1)\n"
+              "net.compile('softmax_cross_entropy', 'sgd')\n"
+              "net.fit(X, y, epochs=3, batch_size=8, verbose=1)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path,
+                          env={**os.environ,
+                               "PYTHONPATH": str(Path(dn.__file__).parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert [line.split("  ")[0] for line in done.stdout.splitlines()] == [
+        "epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "%" not in done.stderr and "sample/s" not in done.stderr
 
 
 def test_tqdm_bar_counts_samples_and_shows_the_running_loss():
@@ -378,7 +430,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_finite_weights(d
     net = regressor(dtype=dtype, optimizer=dn.optimizers.SGD(1e-3))
     record = RecordWeights()
     boost = LearningRateScheduler(lambda epoch: 1e-3 if epoch < 2 else 1e25)
-    with pytest.raises(dn.DivergenceError, match=r"epoch 2 .*smaller learning rate"):
+    with pytest.raises(dn.DivergenceError, match=r"epoch 3/6: .*smaller learning rate"):
         net.fit(X, y, epochs=6, batch_size=4, verbose=0, callbacks=[record, boost])
     assert len(record.weights) == 2
     assert_weights_equal(net.get_weights(), record.weights[1])
@@ -394,7 +446,7 @@ def test_divergence_in_the_first_epoch_keeps_the_initial_weights():
     X, y = regression_data()
     net = regressor(optimizer=dn.optimizers.SGD(1e30))
     initial = net.get_weights()
-    with pytest.raises(dn.DivergenceError, match="epoch 0"):
+    with pytest.raises(dn.DivergenceError, match="epoch 1/2: "):
         net.fit(X, y * 1e3, epochs=2, batch_size=4, verbose=0)
     assert_weights_equal(net.get_weights(), initial)
     assert net.optimizer.iterations == 0
@@ -425,7 +477,7 @@ def test_outputs_overflowing_with_finite_weights_count_as_divergence(seed):
                         n_threads=1)
     net.compile(loss="mean_squared_error", optimizer=dn.optimizers.SGD(0.1))
     net.set_weights([np.zeros((2, 1)), np.zeros(1)])
-    with pytest.raises(dn.DivergenceError, match="diverged in epoch 0"):
+    with pytest.raises(dn.DivergenceError, match="diverged in epoch 1/"):
         net.fit(X, np.ones(2), epochs=2, batch_size=1, verbose=0)
     assert net.history.epoch == []
     assert_weights_equal(net.get_weights(), [np.zeros((2, 1)), np.zeros(1)])
@@ -921,3 +973,24 @@ def test_one_and_two_threads_give_bitwise_identical_results(dtype, batch_size):
     two = _train_with_threads(2, dtype, batch_size)
     for a, b in zip(one, two):
         assert_weights_equal(a, b)
+
+
+def test_loss_and_mse_of_an_epoch_line_differ_as_the_readme_says():
+    # README: `loss` is the mean of the batch losses as training went, `mse` the
+    # training data scored after the epoch with its final weights
+    X, y = regression_data()
+    full_batch = regressor(optimizer=dn.optimizers.SGD(0.05))
+    before = full_batch.evaluate(X, y)["mse"]
+    logs = full_batch.fit(X, y, epochs=1, batch_size=None, shuffle=False, verbose=0)
+    after = full_batch.evaluate(X, y)["mse"]
+    # one full batch: loss is that batch's loss, taken before its update
+    assert logs["loss"][0] == pytest.approx(before, rel=1e-12)
+    assert logs["mse"][0] == pytest.approx(after, rel=1e-12) and after < 0.9 * before
+    net = regressor()
+    logs = net.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    assert logs["mse"][0] == pytest.approx(net.evaluate(X, y)["mse"], rel=1e-12)
+    assert logs["loss"][0] > 1.05 * logs["mse"][0]      # early batches scored worse weights
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if readme.exists():                                  # (not in an installed-wheel run)
+        text = readme.read_text(encoding="utf-8")
+        assert "MLPRegressor" in text and "`loss` and `mse` differ" in text

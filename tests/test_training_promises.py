@@ -113,16 +113,41 @@ def test_terminate_on_nan_fires_and_ends_the_fit_with_the_last_finite_epoch():
     model, history, weights = diverging_fit([stop, record])
     assert stop.terminated_epoch == 2
     assert history.diverged and not history.interrupted
-    assert history.epoch == [0, 1] and model.epochs_trained == 2
+    # the epoch that diverged is the History's last entry (loss NaN), as in Keras;
+    # its weights were rolled back, so epochs_trained does not count it
+    assert history.epoch == [0, 1, 2] and model.epochs_trained == 2
+    assert np.isfinite(history["loss"][:2]).all() and np.isnan(history["loss"][2])
+    assert history["learning_rate"] == [1e-3, 1e-3, 1e25]
+    assert {len(values) for values in history.values()} == {3}     # one value per epoch
     for a, b in zip(model.get_weights(), weights[-1]):
         np.testing.assert_array_equal(a, b)
     last = record.calls[-1]
     assert last[0] == "end" and np.isnan(last[2])
 
 
+def test_terminate_on_nan_in_the_first_epoch_returns_a_history_of_what_ran(capsys):
+    # was: an empty History, so history.history["loss"] raised KeyError
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 5))
+    y = (X @ rng.normal(size=5)) * 1e3
+    model = dn.Sequential([dn.Dense(16, activation="tanh"), dn.Dense(1)], input_dim=5,
+                          dtype="float64", seed=0, n_threads=1)
+    model.compile("mean_squared_error", dn.optimizers.SGD(1e30))
+    before = model.get_weights()
+    history = model.fit(X, y, epochs=5, batch_size=4, verbose=2,
+                        callbacks=[TerminateOnNaN(verbose=0)])
+    assert history.diverged and history.epoch == [0] and model.epochs_trained == 0
+    assert len(history.history["loss"]) == 1 and np.isnan(history.history["loss"][0])
+    assert history["learning_rate"] == [1e30] and history["seconds"][0] >= 0
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    err = capsys.readouterr().err
+    assert "Training stopped in epoch 1/5 by a callback" in err and "0-based" not in err
+
+
 def test_without_a_callback_that_stops_divergence_raises():
     record = RecordBatches()
-    with pytest.raises(dn.DivergenceError, match="epoch 2"):
+    with pytest.raises(dn.DivergenceError, match=r"diverged in epoch 3/6: "):
         diverging_fit([record])
     assert record.calls[-1][0] == "end" and np.isnan(record.calls[-1][2])
 

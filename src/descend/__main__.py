@@ -6,10 +6,15 @@ digits by default, or MNIST) with a fixed seed, printing per-epoch loss, the
 test accuracy and the training throughput.
 """
 import argparse
+import inspect
+import os
 import sys
 import time
 
 import numpy as np
+
+
+DEMO_DATASETS = ["digits", "mnist", "breast_cancer"]
 
 
 def _demo_config(dataset):
@@ -24,6 +29,27 @@ def _demo_config(dataset):
     if dataset == "breast_cancer":
         return (32,), 40, 16, lambda: optimizers.Adam(learning_rate=0.001)
     return (128,), 20, 32, lambda: optimizers.SGD(learning_rate=0.1, momentum=0.9)
+
+
+def _describe(obj):
+    """``Adam(learning_rate=ExponentialDecay(initial_learning_rate=0.001,
+    decay_rate=0.7))``: an optimizer or schedule with its learning rate and the
+    arguments that differ from their defaults (as scikit-learn prints
+    estimators), a schedule written the same way instead of its config dict."""
+    defaults = {}       # a subclass passes some arguments on to its base (**kwargs)
+    for cls in reversed(type(obj).__mro__):
+        if "__init__" in vars(cls):
+            defaults.update((name, parameter.default) for name, parameter
+                            in inspect.signature(cls.__init__).parameters.items())
+    args = []
+    for key, value in obj.get_config().items():
+        if key in ("class", "name"):        # the type, written as the call's name
+            continue
+        if key == "learning_rate" and getattr(obj, "schedule", None) is not None:
+            args.append(f"{key}={_describe(obj.schedule)}")
+        elif key == "learning_rate" or defaults.get(key, inspect.Parameter.empty) != value:
+            args.append(f"{key}={value!r}")
+    return f"{type(obj).__name__}({', '.join(args)})"
 
 
 def load_dataset(name, seed=0, data_home=None, dtype="float32"):
@@ -65,10 +91,11 @@ def demo(args):
                         n_threads=args.n_threads)
     net.compile(loss="softmax_cross_entropy", optimizer=make_optimizer())
     print(f"descend {dn.__version__} demo: {args.dataset}, {len(X_train)} training and "
-          f"{len(X_test)} test samples, net {X_train.shape[1]}-"
-          f"{'-'.join(map(str, hidden))}-{n_classes} (relu), {args.dtype}, "
-          f"batch_size={batch_size}, {net.optimizer!r}, seed={args.seed}, "
-          f"{dn.effective_n_threads(args.n_threads)} thread(s)")
+          f"{len(X_test)} test samples\n"
+          f"  net {X_train.shape[1]}-{'-'.join(map(str, hidden))}-{n_classes} (relu), "
+          f"{args.dtype}, seed={args.seed}, "
+          f"{dn.effective_n_threads(args.n_threads)} thread(s)\n"
+          f"  {_describe(net.optimizer)}, epochs={epochs}, batch_size={batch_size}")
     start = time.perf_counter()
     history = net.fit(X_train, y_train, epochs=epochs, batch_size=batch_size,
                       verbose=args.verbose)
@@ -125,34 +152,73 @@ def _n_threads(text):
     return value
 
 
-def build_parser():
-    """The argparse parser of ``python -m descend`` (demo, info, experiments)."""
+def _prog():
+    """The command as the user typed it, for usage lines: the script's name
+    (``descend``) or, under ``python -m``, the interpreter's name and ``-m
+    descend`` (what argparse itself prints from Python 3.12 on)."""
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if script in ("__main__.py", "-m", "-c", ""):
+        return f"{os.path.basename(sys.executable) or 'python'} -m descend"
+    return script
+
+
+def _per_dataset(field):
+    """'20 for digits, 6 for mnist, ...': a demo default that depends on --dataset."""
+    index = {"epochs": 1, "batch size": 2}[field]
+    return ", ".join(f"{_demo_config(name)[index]} for {name}" for name in DEMO_DATASETS)
+
+
+def build_parser(prog=None):
+    """The argparse parser of ``python -m descend`` (demo, info, bench, experiments).
+
+    ``prog`` names the command in usage lines (default: as typed, see
+    :func:`_prog`); every option's help states its default."""
     import descend
-    parser = argparse.ArgumentParser(prog="python -m descend",
+    prog = prog or _prog()
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="descend: gradient descent and "
-                                                 "backpropagation on CPU")
+                                                 "backpropagation on CPU",
+                                     epilog=f"'{prog} COMMAND --help' shows a command's "
+                                            "options and their defaults.")
     parser.add_argument("--version", action="version",
                         version=f"descend {descend.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("info", help="how descend was built (compiler, OpenMP) and what it "
-                                    "runs on (CPU features, BLAS/OpenMP threads)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+                                    "runs on (CPU features, BLAS/OpenMP threads)",
+                       description="How descend was built and what it runs on "
+                                   "(descend.show_config()).")
+    p.add_argument("--json", action="store_true", help="print the report as JSON "
+                                                       "(default: text)")
     p.add_argument("--refresh", action="store_true",
-                   help="measure the machine profile (which chooses the plans) again")
+                   help="measure the machine profile (which chooses the plans) again "
+                        "(default: use the cached one)")
     p.set_defaults(func=info)
     p = sub.add_parser("demo", help="train an MLP on a real dataset and report "
-                                    "accuracy and throughput")
-    p.add_argument("--dataset", choices=["digits", "mnist", "breast_cancer"],
-                   default="digits")
+                                    "accuracy and throughput",
+                       description="Train a multilayer perceptron on a real dataset with a "
+                                   "fixed seed; print per-epoch loss, test accuracy and "
+                                   "throughput.")
+    p.add_argument("--dataset", choices=DEMO_DATASETS, default="digits",
+                   help="bundled UCI digits (8x8) or breast cancer, or MNIST (28x28, "
+                        "downloaded once) (default: %(default)s)")
     p.add_argument("--data-home", default=None,
                    help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                         "then ~/.cache/descend/mnist; downloaded if missing)")
-    p.add_argument("--epochs", type=_positive_int, default=None)
-    p.add_argument("--batch-size", type=_positive_int, default=None)
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--n-threads", type=_n_threads, default=None)
-    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2)
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help=f"passes over the training set (default: {_per_dataset('epochs')})")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help=f"samples per gradient step (default: {_per_dataset('batch size')})")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="floating type of the data and the weights (default: %(default)s)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the weights, the shuffling and the split "
+                        "(default: %(default)s)")
+    p.add_argument("--n-threads", type=_n_threads, default=None,
+                   help="OpenMP threads (default: all usable cores, respecting "
+                        "OMP_NUM_THREADS)")
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=2,
+                   help="0 silent, 1 a progress bar (on a terminal) and a line per "
+                        "epoch, 2 a line per epoch (default: %(default)s)")
     p.set_defaults(func=demo)
     from descend.benchmark import add_arguments as add_bench_arguments, bench
     p = sub.add_parser("bench", help="time a training epoch of descend against PyTorch, "
@@ -167,10 +233,14 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    """Entry point of ``python -m descend`` and the ``descend`` script."""
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+def main(argv=None, prog=None):
+    """Entry point of ``python -m descend`` and the ``descend`` script.
+
+    ``argv`` defaults to ``sys.argv[1:]``; ``prog`` to the command as typed."""
+    from descend.datasets import _command_line_option
+    args = build_parser(prog).parse_args(argv)
+    with _command_line_option("--data-home"):      # messages name the option, not the keyword
+        return args.func(args)
 
 
 if __name__ == "__main__":

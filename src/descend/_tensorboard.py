@@ -230,7 +230,12 @@ class TensorBoard(Callback):
         if optimizer is not None and hasattr(optimizer, "get_config"):
             config["optimizer"] = optimizer.get_config()
         config["fit"] = dict(self.params)
-        summary = model.summary(print_fn=None) if hasattr(model, "summary") else repr(model)
+        if hasattr(model, "summary"):
+            lines = []
+            model.summary(print_fn=lines.append)   # Keras' way to capture the table
+            summary = "\n".join(lines)
+        else:
+            summary = repr(model)
         body = json.dumps(config, indent=2, default=str)
         return f"{_code_block(summary)}\n\n{_code_block(body)}"
 

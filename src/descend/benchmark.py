@@ -596,7 +596,7 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_SAMPLES} samples, one turn, float32, batch sizes "
                              f"{','.join(map(str, QUICK_BATCH_SIZES))} unless given "
-                             "(under a minute; a smoke run, not a measurement)")
+                             "(under a minute; a smoke run, not a measurement; default: the full run)")
     parser.add_argument("--batch-sizes", type=_positive_int_list, default=None,
                         help="comma list (default: " + ",".join(map(str, BATCH_SIZES)) + ")")
     parser.add_argument("--dtype", "--dtypes", dest="dtypes", type=_dtype_list, default=None,
@@ -605,22 +605,26 @@ def add_arguments(parser):
     parser.add_argument("--n-threads", type=_n_threads, default=None,
                         help="threads for every contender (default: all usable cores)")
     parser.add_argument("--repeats", type=_positive_int, default=None,
-                        help="turns per cell; the median is reported (default 3, "
+                        help="turns per cell; the median is reported (default: 3, "
                              "--quick 1)")
     parser.add_argument("--contenders", type=_contender_list, default=None,
                         help="comma list of " + ", ".join(CONTENDERS) + " (default: all "
                              "installed; descend is always timed)")
     parser.add_argument("--skip", type=_contender_list, default=[],
-                        help="comma list of contenders not to time")
+                        help="comma list of contenders not to time (default: none)")
     parser.add_argument("--data", choices=["auto", "mnist", "synthetic", "digits"],
                         default="auto",
-                        help="auto: MNIST if found, else synthetic data of MNIST's shape")
+                        help="auto: MNIST if found, else synthetic data of MNIST's shape "
+                             "(default: %(default)s)")
     parser.add_argument("--data-home", default=None,
                         help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                              "then ~/.cache/descend/mnist; never downloaded)")
     parser.add_argument("--json", action="store_true",
-                        help="print the report as JSON instead of the markdown tables")
-    parser.add_argument("--output", default=None, help="also write the markdown tables here")
+                        help="print the report as JSON instead of the markdown tables "
+                             "(default: markdown)")
+    parser.add_argument("--output", default=None,
+                        help="also write the markdown tables to this file "
+                             "(default: print only)")
     return parser
 
 

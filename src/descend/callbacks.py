@@ -670,7 +670,7 @@ def _validate_lr(value, epoch, who):
     if not (ok and math.isfinite(lr) and lr > 0.0):
         raise ValueError(
             f"{who} must return a finite float > 0 as the learning rate, got "
-            f"{value!r} ({_type_name(value)}) at epoch {epoch} (0-based)."
+            f"{value!r} ({_type_name(value)}) for epoch {epoch + 1} (schedule({epoch}))."
         )
     return lr
 
@@ -1116,7 +1116,9 @@ class TerminateOnNaN(Callback):
             self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
-        self._check(logs, f"Batch {batch}", self._epoch)
+        where = f"Batch {batch + 1}" if self._epoch is None else \
+            f"Epoch {self._epoch + 1}, batch {batch + 1}"     # 1-based, as the epoch lines
+        self._check(logs, where, self._epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(logs, f"Epoch {epoch + 1}", epoch)

@@ -18,6 +18,8 @@ compiled kernels being built.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import gzip
 import hashlib
 import http.client
@@ -97,6 +99,49 @@ class DatasetNotFoundError(FileNotFoundError):
     ``except OSError`` catches it. The message says which files are missing
     and where to put them.
     """
+
+
+# How a message tells the user to point at another data directory: the
+# keyword for Python callers, the option when the call came from the command
+# line (``python -m descend demo|bench|experiments`` set it, see
+# :func:`_command_line_option`).
+_DATA_HOME_SETTING = contextvars.ContextVar("data_home_setting", default="data_home")
+
+
+@contextlib.contextmanager
+def _command_line_option(option="--data-home"):
+    """Within the block, dataset messages name ``option`` instead of the
+    ``data_home`` keyword (the CLI wraps its commands in this)."""
+    token = _DATA_HOME_SETTING.set(option)
+    try:
+        yield
+    finally:
+        _DATA_HOME_SETTING.reset(token)
+
+
+def _point_to_the_files():
+    """The end of a missing-files message: how to point descend at them."""
+    return (f"or point {_DATA_HOME_SETTING.get()} or the DESCEND_DATA environment "
+            "variable to the directory that holds them.")
+
+
+def _new_directories(directory):
+    """The not yet existing directories from ``directory`` up, deepest first."""
+    created = []
+    for path in (directory, *directory.parents):
+        if path.exists():
+            break
+        created.append(path)
+    return created
+
+
+def _remove_if_empty(directories):
+    """Remove what a failed download created (deepest first), if still empty."""
+    for path in directories:
+        try:
+            path.rmdir()
+        except OSError:     # not empty (a concurrent download), or gone already
+            return
 
 
 # ---------------------------------------------------------------------------
@@ -396,8 +441,7 @@ def _download(name, directory, mirrors, timeout):
         + "\n  ".join(network_errors or ["(no mirrors given)"])
         + "\nWithout internet access, copy the four MNIST files ("
         + ", ".join(MNIST_FILES)
-        + f") into {directory}, or point data_home or the DESCEND_DATA "
-        "environment variable to the directory that holds them."
+        + f") into {directory}, " + _point_to_the_files()
     )
 
 
@@ -494,7 +538,10 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     DatasetNotFoundError
         (A :class:`FileNotFoundError`.) Files are missing and ``download`` is
         False, or every mirror failed. The message lists the missing files
-        and the directory where they are expected.
+        and the directory where they are expected, and names the
+        ``data_home`` keyword (``--data-home`` when ``python -m descend``
+        made the call) and ``DESCEND_DATA``. Directories created for a
+        download that failed are removed again.
     ValueError
         If ``dtype`` is not float32 or float64; if a file's decompressed
         SHA-256 differs from the expected one (the message names the file and
@@ -513,19 +560,25 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
 
     missing = [name for name in MNIST_FILES if not (directory / name).is_file()]
     if missing and not download:
+        download_hint = ("" if _DATA_HOME_SETTING.get() != "data_home" else
+                         " (or call load_mnist(download=True) with internet access)")
         raise DatasetNotFoundError(
             f"MNIST file(s) missing from {directory}: {', '.join(missing)}. "
-            "Put the four files there (or call load_mnist(download=True) with "
-            "internet access), or point data_home or the DESCEND_DATA "
-            "environment variable to the directory that holds them."
+            f"Put the four files there{download_hint}, " + _point_to_the_files()
         )
 
+    # a download that fails leaves no empty directory behind
+    created = _new_directories(directory) if missing else []
     contents = {}
-    for name in MNIST_FILES:
-        if name in missing:
-            contents[name] = _download(name, directory, mirrors, timeout)
-        else:
-            contents[name] = _decompress_and_verify(directory / name, name)
+    try:
+        for name in MNIST_FILES:
+            if name in missing:
+                contents[name] = _download(name, directory, mirrors, timeout)
+            else:
+                contents[name] = _decompress_and_verify(directory / name, name)
+    except BaseException:
+        _remove_if_empty(created)
+        raise
 
     arrays = {}
     for split in ("train", "t10k"):

@@ -373,7 +373,8 @@ class Sequential:
             Reshuffle the samples every epoch (from the network's Generator).
         verbose : 0, 1 or 2
             0 silent, 1 progress bar (tqdm, if installed: running loss and
-            samples/s) and a line per epoch, 2 a line per epoch.
+            samples/s; only when stderr is a terminal or in Jupyter, as
+            tqdm's ``disable=None``) and a line per epoch, 2 a line per epoch.
         validation_data : (X_val, y_val), (X_val, y_val, sample_weight_val) or None
             Evaluated after every epoch (``val_loss`` and ``val_`` metrics),
             weighted by sample_weight_val if given (as Keras).
@@ -462,8 +463,10 @@ class Sequential:
         callbacks with the failing batch and ``{"loss": nan}`` (or the
         epoch's non-finite logs). If a callback then sets ``stop_training``
         (``TerminateOnNaN`` does) the fit ends there and returns the
-        history, with ``history.diverged`` True; otherwise it raises
-        DivergenceError.
+        history, with ``history.diverged`` True and the epoch that diverged
+        as its last entry (loss NaN, as Keras records it; its weights were
+        rolled back, so ``epochs_trained`` does not count it); otherwise it
+        raises DivergenceError.
 
         Examples
         --------
@@ -710,12 +713,31 @@ class Sequential:
         for p, w in zip(params, arrays):
             np.copyto(p, w)
 
-    def summary(self, print_fn=print):
-        """Print (and return) a table of the layers, output shapes and parameter counts."""
-        text = _summary(self)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+    def summary(self, print_fn=None):
+        """Print a table of the layers, output shapes and parameter counts.
+
+        As Keras' ``Model.summary``: prints and returns None.
+
+        Parameters
+        ----------
+        print_fn : callable, optional
+            Called with each line of the table (a str, no newline); default
+            :func:`print`. ``lines = []; net.summary(print_fn=lines.append)``
+            captures the table; ``functools.partial(print, file=f)`` writes it
+            to a file.
+
+        Raises
+        ------
+        TypeError
+            If ``print_fn`` is neither None nor callable.
+        """
+        if print_fn is None:
+            print_fn = print
+        elif not callable(print_fn):
+            raise TypeError(f"print_fn must be a callable (such as print or list.append) "
+                            f"or None, got {print_fn!r} ({type(print_fn).__name__})")
+        for line in _summary(self).split("\n"):
+            print_fn(line)
 
     def save(self, path):
         """Save the network to one ``.npz`` file; ``descend.load(path)`` rebuilds it.

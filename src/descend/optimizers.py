@@ -101,8 +101,8 @@ class Optimizer(abc.ABC):
         if self.schedule is not None:
             lr = float(self.schedule(epoch)) * self.learning_rate_scale
             if not np.isfinite(lr) or lr < 0:
-                raise ValueError(f"learning-rate schedule gave {lr} at epoch {epoch}; "
-                                 "expected a finite value >= 0")
+                raise ValueError(f"learning-rate schedule gave {lr} for epoch {epoch + 1} "
+                                 f"(schedule({epoch})); expected a finite value >= 0")
             self.learning_rate = lr
         else:   # a callback may have assigned it
             self.learning_rate = check_float(self.learning_rate, "optimizer.learning_rate",
@@ -337,7 +337,10 @@ class Optimizer(abc.ABC):
                                      self.learning_rate, decay, self.iterations, n_threads)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "class")
+        config = {k: v for k, v in self.get_config().items() if k != "class"}
+        if self.schedule is not None:       # ExponentialDecay(...), not its config dict
+            config["learning_rate"] = self.schedule
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
 
 

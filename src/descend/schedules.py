@@ -460,13 +460,13 @@ class LambdaSchedule(LearningRateSchedule):
         if not _is_real(value):
             raise TypeError(
                 f"learning-rate function returned {type(value).__name__} {value!r} for "
-                f"epoch {epoch}; expected a finite real number >= 0"
+                f"epoch {epoch + 1} (fn({epoch})); expected a finite real number >= 0"
             )
         value = float(value)
         if not math.isfinite(value) or value < 0.0:
             raise ValueError(
-                f"learning-rate function returned {value!r} for epoch {epoch}; "
-                "expected a finite real number >= 0"
+                f"learning-rate function returned {value!r} for epoch {epoch + 1} "
+                f"(fn({epoch})); expected a finite real number >= 0"
             )
         return value
 

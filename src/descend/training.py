@@ -43,7 +43,8 @@ class History(dict):
     and ``history.epoch`` the epoch indices, as in Keras;
     ``history.interrupted`` is True when Ctrl-C ended the fit, and
     ``history.diverged`` when a callback stopped it on a non-finite loss
-    (see ``Sequential.fit``'s Notes).
+    (see ``Sequential.fit``'s Notes): the last entry is then the epoch that
+    diverged, with loss NaN, as in Keras (its weights were rolled back).
     """
 
     def __init__(self):
@@ -378,19 +379,19 @@ class Trainer:
             self.bar.close()
             self.bar = None
         optimizer.iterations = result["step"]
+        rate_and_time = {"learning_rate": optimizer.learning_rate, "seconds": seconds,
+                  "samples_per_second": n / seconds if seconds > 0 else float("inf")}
         if not result["finite"] or not model._weights_finite():
             failed = result["n_batches"] - (0 if not result["finite"] else 1)
             return self._diverged(epoch, "the loss or the weights", failed,
-                                  {"loss": float("nan")})
+                                  {"loss": float("nan")}, rate_and_time)
         logs = self._epoch_logs(result)
         if not all(math.isfinite(value) for value in logs.values()):
             # finite weights whose outputs overflow: diverged just the same
             bad = [key for key, value in logs.items() if not math.isfinite(value)]
             return self._diverged(epoch, f"the network's outputs (so {', '.join(bad)})",
-                                  self.n_batches - 1, logs)
-        logs["learning_rate"] = optimizer.learning_rate
-        logs["seconds"] = seconds
-        logs["samples_per_second"] = n / seconds if seconds > 0 else float("inf")
+                                  self.n_batches - 1, logs, rate_and_time)
+        logs.update(rate_and_time)
         model.epochs_trained += 1
         model.history.append(epoch, logs)
         if config.verbose:
@@ -469,25 +470,37 @@ class Trainer:
         every = min(self.hook_every, self.progress_every) if bar else self.hook_every
         return progress, every
 
-    def _diverged(self, epoch, what, batch, logs):
+    def _diverged(self, epoch, what, batch, logs, rate_and_time):
         """Roll back to the snapshot and tell the callbacks (on_train_batch_end of the
         failing batch, with its non-finite loss); end the fit if one of them set
-        stop_training (TerminateOnNaN does), else raise DivergenceError."""
+        stop_training (TerminateOnNaN does), else raise DivergenceError.
+
+        A fit that ends this way records the epoch that diverged in its History,
+        as Keras does: its loss NaN (and every other metric this fit logged, so
+        the lists stay one per epoch), its learning rate and time. Its weights
+        were rolled back, so ``model.epochs_trained`` does not count it."""
         model = self.model
         learning_rate = model.optimizer.learning_rate
+        where = f"epoch {epoch + 1}/{self.config.epochs}"       # as the epoch lines say
         self._restore(self.snapshot)
         self.config.callbacks.on_train_batch_end(batch, dict(logs))
         if model.stop_training:
             model.history.diverged = True
+            nan = float("nan")
+            record = {key: nan for key in model.history}
+            record["loss"] = nan
+            record.update(logs)
+            record.update(rate_and_time)
+            model.history.append(epoch, record)
             if self.config.verbose:
-                print(f"Training stopped in epoch {epoch} (0-based) by a callback: {what} "
-                      "became NaN or infinite; the weights of the last finite epoch were "
-                      "kept.", file=sys.stderr)
+                print(f"Training stopped in {where} by a callback: {what} became NaN or "
+                      "infinite; the weights of the last finite epoch were kept.",
+                      file=sys.stderr)
             return
         self.config.callbacks.on_train_end({})
         raise DivergenceError(
-            f"training diverged in epoch {epoch} (0-based): {what} became NaN or infinite "
-            f"with learning_rate={learning_rate:g}. The weights after the last finite epoch "
+            f"training diverged in {where}: {what} became NaN or infinite with "
+            f"learning_rate={learning_rate:g}. The weights after the last finite epoch "
             "were kept; try a smaller learning rate (or gradient clipping).")
 
     def _snapshot(self):
@@ -619,6 +632,17 @@ def _format_logs(epoch, epochs, logs):
     return "  ".join(parts)
 
 
+def _dynamic_display():
+    """True if a progress bar can redraw itself in place: stderr is a terminal,
+    or the code runs in a Jupyter kernel."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        terminal = bool(isatty and isatty())
+    except ValueError:          # a closed stream
+        terminal = False
+    return terminal or "ipykernel" in sys.modules
+
+
 class _TqdmBar:
     """Progress of one epoch in samples: tqdm shows samples/s and the running loss."""
 
@@ -642,8 +666,13 @@ class _TqdmBar:
 
 
 def _progress_bar(verbose, n_samples, batch_size, epoch, epochs):
-    """A tqdm bar for verbose=1 (None without tqdm: the epoch line is printed alone)."""
-    if verbose != 1:
+    """A tqdm bar for verbose=1 on a terminal, else None (the epoch line is printed alone).
+
+    Piped or redirected output (stderr, where tqdm writes, is not a terminal)
+    gets no bar, as tqdm's ``disable=None`` and Keras' progress bar do: a log
+    file would otherwise hold a bar stuck at 0% or one line per refresh. A
+    Jupyter kernel (whose streams are not terminals) keeps the bar, as in Keras."""
+    if verbose != 1 or not _dynamic_display():
         return None
     try:
         return _TqdmBar(n_samples, batch_size, f"epoch {epoch + 1}/{epochs}")

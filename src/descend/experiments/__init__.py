@@ -179,32 +179,41 @@ def add_parser(subparsers):
                     "NAME.md and NAME.png (with matplotlib) into --out.")
     p.add_argument("name", choices=list(EXPERIMENTS) + ["all"], metavar="NAME",
                    help="one of: " + ", ".join(EXPERIMENTS) + ", all")
+    from descend.__main__ import _n_threads, _positive_int
     p.add_argument("--quick", action="store_true",
-                   help="small size: each experiment in under a minute on digits")
-    p.add_argument("--dataset", choices=list(DATASETS), default="digits")
-    p.add_argument("--seeds", type=int, default=3,
-                   help="seeds per repeated cell (mean ± std needs >= 3; default 3)")
+                   help="small size: each experiment in under a minute on digits "
+                        "(default: the full size)")
+    p.add_argument("--dataset", choices=list(DATASETS), default="digits",
+                   help="data of the experiments that take one (default: %(default)s)")
+    p.add_argument("--seeds", type=_positive_int, default=3,
+                   help="seeds per repeated cell (mean ± std needs >= 3; "
+                        "default: %(default)s)")
     p.add_argument("--out", default="descend-experiments",
-                   help="output directory (default: ./descend-experiments)")
+                   help="output directory (default: ./%(default)s)")
     p.add_argument("--data-home", default=None,
                    help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                         "then ~/.cache/descend/mnist)")
-    p.add_argument("--n-threads", type=int, default=1,
-                   help="threads for descend's loops (default 1: stable timings)")
+    p.add_argument("--n-threads", type=_n_threads, default=1,
+                   help="threads for descend's loops (default: %(default)s, for stable "
+                        "timings)")
     p.add_argument("--size", choices=list(SIZES), default=None, help=argparse.SUPPRESS)
-    p.add_argument("--verbose", action="store_true", help="log progress")
+    p.add_argument("--verbose", action="store_true",
+                   help="log each run as it starts (default: tables only)")
     p.set_defaults(func=_cli)
     return p
 
 
 def _cli(args):
-    if args.seeds < 1:
-        print(f"--seeds must be >= 1, got {args.seeds}", file=sys.stderr)
-        return 2
+    from descend.datasets import DatasetNotFoundError
     start = time.perf_counter()
-    result = run(args.name, quick=args.quick, dataset=args.dataset, seeds=args.seeds,
-                 out=args.out, data_home=args.data_home, n_threads=args.n_threads,
-                 size=args.size, verbose=args.verbose, echo=True)
+    try:
+        result = run(args.name, quick=args.quick, dataset=args.dataset, seeds=args.seeds,
+                     out=args.out, data_home=args.data_home, n_threads=args.n_threads,
+                     size=args.size, verbose=args.verbose, echo=True)
+    except DatasetNotFoundError as error:
+        # the message says which files are missing and where to put them
+        print(f"descend experiments: {error}", file=sys.stderr)
+        return 1
     results = result if isinstance(result, list) else [result]
     print(f"\n{len(results)} experiment(s) in {time.perf_counter() - start:.1f} s: "
           + ", ".join(f"{r.name} {r.seconds:.1f} s" for r in results), flush=True)

@@ -9,6 +9,7 @@ import math
 import os
 import platform
 import subprocess
+import textwrap
 import time
 from pathlib import Path
 
@@ -121,12 +122,18 @@ class Result:
     plot_message: str = ""
     figsize: tuple = (8, 3.6)
     datasets: str = None         # what the experiment used, if not cfg.dataset
+    net: str = None              # the network(s) trained, for the plot's title
     load: tuple = None           # 1-minute load average at start and end
     machine: str = None          # machine_markdown() taken before the run
 
     @property
     def table(self):
         return self.tables[0]
+
+    def plot_title(self):
+        """The figure's title: the experiment, the data and the net it trained."""
+        data = self.datasets or (self.config.dataset if self.config is not None else None)
+        return f"{self.name}: " + ", ".join(part for part in (data, self.net) if part)
 
     def to_markdown(self, png_name=None, heading="##"):
         cfg = self.config
@@ -451,18 +458,44 @@ def save_plot(result, path):
     if result.plot is None:
         return None
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        fig = draw_plot(result)
     except ImportError:
         result.plot_message = ("plot skipped: matplotlib is not installed "
                                "(pip install descend[plot])")
         return None
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def draw_plot(result):
+    """result.plot drawn into a new matplotlib Figure, titled with the
+    experiment, its data and its net. Raises ImportError without matplotlib."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     fig = Figure(figsize=result.figsize, dpi=90)
     FigureCanvasAgg(fig)
     result.plot(fig)
+    # wrapped to the figure's width (about 12 characters an inch at this size)
+    fig.suptitle(textwrap.fill(result.plot_title(), int(result.figsize[0] * 12)), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    return path
+    return fig
+
+
+def reference_line(ax, value, label, vertical=False):
+    """A grey dashed line at ``value`` (a target, a threshold), named in the legend."""
+    draw = ax.axvline if vertical else ax.axhline
+    return draw(value, color="grey", lw=0.8, ls="--", label=label)
+
+
+def marker_legend(ax, entries, **legend_kwargs):
+    """A legend for the axes' labelled lines plus what each marker means:
+    ``entries`` are (marker, color, meaning)."""
+    from matplotlib.lines import Line2D
+    handles, labels = ax.get_legend_handles_labels()
+    for marker, color, meaning in entries:
+        handles.append(Line2D([], [], ls="", marker=marker, color=color))
+        labels.append(meaning)
+    return ax.legend(handles, labels, **legend_kwargs)
 
 
 def machine_info():

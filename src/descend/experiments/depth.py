@@ -104,8 +104,8 @@ def run(cfg):
             ax2.plot(d["depth"], first, "o-", label=label)
         ax1.set_xlabel("hidden layers")
         ax1.set_ylabel(f"test accuracy after {epochs} epochs")
-        ax1.legend(fontsize=8)
-        ax1.set_title("missing points: all seeds diverged", fontsize=9)
+        ax1.legend(fontsize=8, title="initialization", title_fontsize=8)
+        ax1.set_title("mean over seeds; missing points: all seeds diverged", fontsize=9)
         ax2.set_yscale("log")
         ax2.set_xlabel("hidden layers")
         ax2.set_ylabel("‖dW₁‖ at init (geometric mean)")
@@ -124,4 +124,6 @@ def run(cfg):
                "samples)",
                "a run counts as diverged if fit raised DivergenceError or its loss exploded "
                "(see learning-rate)"],
-        tables=[table, grad_table], plot=plot, data=raw)
+        tables=[table, grad_table], plot=plot, data=raw,
+        net=f"{X.shape[1]}-{width}x({min(depths)}..{max(depths)})-{k} relu MLPs "
+            f"({min(depths)} to {max(depths)} hidden layers of {width}), SGD momentum 0.9")

@@ -8,7 +8,7 @@ import numpy as np
 
 import descend as dn
 from descend.experiments._common import (TARGET_LOSS, Result, Table, describe_data, fmt_pm,
-                                         make_net, standard_data, train)
+                                         make_net, reference_line, standard_data, train)
 
 NAME = "gd-variants"
 TITLE = "batch vs stochastic vs mini-batch gradient descent"
@@ -69,7 +69,7 @@ def run(cfg):
             ax1.plot(np.arange(1, r.epochs + 1), r.train_loss, label=label)
             ax2.plot(t, r.train_loss, label=label)
         for ax, xl in ((ax1, "epoch"), (ax2, "training seconds (fit only)")):
-            ax.axhline(target, color="grey", lw=0.8, ls="--")
+            reference_line(ax, target, f"target: training loss {target}")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel(xl)
@@ -95,4 +95,5 @@ def run(cfg):
                f"{target}; seconds to target: sum of fit's per-epoch times up to that epoch "
                "(evaluation not timed)",
                "updates / s and samples / s: from the median epoch time"],
-        tables=[table], plot=plot, data=raw)
+        tables=[table], plot=plot, data=raw,
+        net=f"{X.shape[1]}-{hidden[0]}-{k} relu MLP, SGD without momentum")

@@ -17,7 +17,7 @@ import descend as dn
 from descend.experiments._common import (standard_data, EXPLOSION_FACTOR, FINAL_EXPLOSION_FACTOR,
                                          TARGET_LOSS, Result, Table,
                                          describe_data, fmt, fmt_pm, make_net,
-                                         train)
+                                         marker_legend, reference_line, train)
 
 NAME = "learning-rate"
 NO_PROGRESS = 0.95   # final / initial training loss above which a run made no progress
@@ -97,10 +97,12 @@ def run(cfg):
                 ax1.scatter(lr, f, marker=marker, color=color, s=18)
         ax1.set_xscale("log")
         ax1.set_yscale("log")
-        ax1.axhline(target, color="grey", lw=0.8, ls="--")
+        reference_line(ax1, target, f"target: training loss {target}")
         ax1.set_xlabel("learning rate")
         ax1.set_ylabel(f"training loss after {epochs} epochs")
-        ax1.set_title("o ok, s no progress, x diverged", fontsize=9)
+        ax1.set_title("one point per seed", fontsize=9)
+        marker_legend(ax1, [("o", "tab:blue", "ok"), ("s", "tab:orange", "no progress"),
+                            ("x", "tab:red", "diverged")], fontsize=7)
         from matplotlib import colormaps
         cmap = colormaps["viridis"]
         for i, (lr, runs) in enumerate(curves.items()):
@@ -141,4 +143,5 @@ def run(cfg):
                "(typically every relu unit died)",
                "epochs/seconds to target over the converged runs only; training loss "
                "measured on up to 5000 training samples after each epoch"],
-        tables=[table], plot=plot, data=raw, findings=findings)
+        tables=[table], plot=plot, data=raw,
+        net=f"{X.shape[1]}-{hidden[0]}-{k} relu MLP, SGD without momentum", findings=findings)

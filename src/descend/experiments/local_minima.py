@@ -15,7 +15,7 @@ the second spiral the point reflection of the first; inputs divided by 6.5.
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import Result, Table, fmt_pm
+from descend.experiments._common import Result, Table, fmt_pm, marker_legend
 
 NAME = "local-minima"
 TITLE = "local minima: XOR and two spirals from random initializations"
@@ -105,29 +105,13 @@ def run(cfg):
                 raw[(name, scheme, schedule)] = {"success": successes / n_inits,
                                                  "n": n_inits, "fail_loss": fail_loss}
 
+    spirals = two_spirals(cfg.pick(30, 97, 97))
+    example = examples.get(("two spirals", "he_normal"))
+
     def plot(fig):
         ax1, ax2 = fig.subplots(1, 2)
-        labels, values = [], []
-        for (name, scheme, schedule), r in raw.items():
-            labels.append(f"{'XOR' if name == 'XOR' else 'spirals'} {scheme.split('_')[0]} "
-                          f"{schedule[:3]}")
-            values.append(r["success"])
-        ax1.barh(np.arange(len(labels)), values, color=[
-            "tab:blue" if lab.startswith("XOR") else "tab:orange" for lab in labels])
-        ax1.set_yticks(np.arange(len(labels)), labels, fontsize=7)
-        ax1.set_xlim(0, 1)
-        ax1.invert_yaxis()
-        ax1.set_xlabel("fraction reaching zero training error")
-        net = examples.get(("two spirals", "he_normal"))
-        X, y = two_spirals(cfg.pick(30, 97, 97))
-        if net is not None:
-            g = np.linspace(-1.1, 1.1, 120, dtype=np.float32)
-            gx, gy = np.meshgrid(g, g)
-            p = net.predict(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gx.shape)
-            ax2.contourf(gx, gy, p, levels=[0, 0.5, 1], colors=["#cde", "#fdc"])
-        ax2.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", s=8)
-        ax2.set_aspect("equal")
-        ax2.set_title("two spirals, he_normal, seed 0: decision regions", fontsize=9)
+        _plot_success(ax1, raw)
+        _plot_regions(ax2, example, *spirals)
 
     return Result(
         name=NAME, title=TITLE, datasets="XOR, two spirals",
@@ -139,7 +123,44 @@ def run(cfg):
                "initial weights (N = the 'successes' denominator)",
                "'cosine to 0': CosineAnnealing(lr, T_max=epochs)"],
         tables=[table], plot=plot, findings=_findings(raw),
+        net="2-2-1 and 2-32-32-1 tanh MLPs with a sigmoid output",
         data={"raw": {" / ".join(k): v for k, v in raw.items()}})
+
+
+def _plot_success(ax, raw):
+    """Bars: the fraction of initializations reaching zero error, per cell."""
+    from matplotlib.patches import Patch
+    labels, values = [], []
+    for (name, scheme, schedule), r in raw.items():
+        labels.append(f"{'XOR' if name == 'XOR' else 'spirals'} {scheme.split('_')[0]} "
+                      f"{schedule}")
+        values.append(r["success"])
+    ax.barh(np.arange(len(labels)), values, color=[
+        "tab:blue" if lab.startswith("XOR") else "tab:orange" for lab in labels])
+    ax.set_yticks(np.arange(len(labels)), labels, fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("fraction reaching zero training error")
+    ax.legend(handles=[Patch(color="tab:blue", label="XOR, 2-2-1 net"),
+                       Patch(color="tab:orange", label="two spirals, 2-32-32-1 net")],
+              fontsize=7, loc="lower right")
+
+
+def _plot_regions(ax, net, X, y):
+    """The two spirals and the decision regions of ``net`` (if it trained)."""
+    from matplotlib import colormaps
+    if net is not None:
+        g = np.linspace(-1.1, 1.1, 120, dtype=np.float32)
+        gx, gy = np.meshgrid(g, g)
+        p = net.predict(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gx.shape)
+        ax.contourf(gx, gy, p, levels=[0, 0.5, 1], colors=["#cde", "#fdc"])
+    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", s=8)
+    coolwarm = colormaps["coolwarm"]
+    marker_legend(ax, [("o", coolwarm(0.0), "class 0"), ("o", coolwarm(1.0), "class 1"),
+                       ("s", "#cde", "predicted 0"), ("s", "#fdc", "predicted 1")],
+                  fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_aspect("equal")
+    ax.set_title("two spirals, he_normal, seed 0: decision regions", fontsize=9)
 
 
 def _findings(raw):

@@ -14,7 +14,7 @@ import numpy as np
 
 import descend as dn
 from descend.experiments._common import (TARGET_LOSS, Result, Table, describe_data, fmt_pm,
-                                         make_net, standard_data, train)
+                                         make_net, reference_line, standard_data, train)
 
 NAME = "optimizers"
 TITLE = "optimizers: gradient descent, momentum, Nesterov, Adagrad, RMSprop, Adam, AdamW, L-BFGS"
@@ -159,12 +159,13 @@ def run(cfg):
         for ax, xl in ((ax1, "passes over the training data"), (ax2, "seconds")):
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.axhline(target, color="grey", lw=0.8, ls=":")
+            reference_line(ax, target, f"target: training loss {target}")
             ax.set_xlabel(xl)
         ax1.set_ylabel("training loss (seed 0)")
         ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
 
     return Result(
+        net=f"{X.shape[1]}-{hidden[0]}-{k} relu MLP",
         name=NAME, title=TITLE,
         question="How many passes over the data and how many seconds does each optimizer "
                  "need to reach a target training loss, and where does it end?",

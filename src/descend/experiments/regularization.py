@@ -11,7 +11,7 @@ import numpy as np
 
 import descend as dn
 from descend.experiments._common import (Result, Table, describe_data, fmt_pm, load_data,
-                                         make_net, train)
+                                         make_net, reference_line, train)
 
 NAME = "regularization"
 TITLE = "regularization: train/test gap and sparsity"
@@ -114,14 +114,14 @@ def run(cfg):
         ax1.set_ylim(max(0.0, lo - 0.05), 1.005)
         ax1.set_xticks(xs, labels, rotation=40, ha="right", fontsize=7)
         ax1.set_ylabel("accuracy")
-        ax1.legend(fontsize=8)
+        ax1.legend(fontsize=8, title="accuracy (mean ± std)", title_fontsize=7)
         bins = np.logspace(-10, 0.5, 60)
         for lab, w in raw_weights.items():
             ax2.hist(np.maximum(np.abs(w), 1e-10), bins=bins, histtype="step", label=lab)
         ax2.set_xscale("log")
         ax2.set_xlabel("|w| (all kernels, seed 0; 0 drawn at 1e-10)")
         ax2.set_ylabel("count")
-        ax2.axvline(1e-6, color="grey", lw=0.8, ls="--")
+        reference_line(ax2, 1e-6, "|w| = 1e-6", vertical=True)
         ax2.legend(fontsize=7)
 
     l1 = raw["L1 1e-4"]
@@ -142,4 +142,5 @@ def run(cfg):
         question="How much does each regularizer close the gap between training and test "
                  "accuracy on a small training set, and how many weights does L1 set to zero?",
         setup=[describe_data(cfg.dataset, X, X_test)],
-        tables=[table], plot=plot, data=raw, findings=findings)
+        tables=[table], plot=plot, data=raw, findings=findings,
+        net=f"{X.shape[1]}-{hidden[0]}-{hidden[1]}-{k} relu MLP, {len(X)} training samples")
