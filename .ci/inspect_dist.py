@@ -1,10 +1,11 @@
 """Check what the sdist and the wheels of descend hold (called by .ci/dist-check).
 
-Exits non-zero, naming every problem, when the sdist lacks a source, test or
-licence file or holds a built one; when a wheel lacks a compiled module, the
-build record, the licences or the metadata; when the wheel rebuilt from the
-sdist differs from the first (not reproducible); or when the repaired wheel
-is too big, carries debug information or has no manylinux tag.
+Exits non-zero, naming every problem, when the sdist lacks a source, stub,
+test or licence file or holds a built one; when a wheel lacks a compiled
+module, its .pyi stub, py.typed, the build record, the licences or the
+metadata; when the wheel rebuilt from the sdist differs from the first (not
+reproducible); or when the repaired wheel is too big, carries debug
+information or has no manylinux tag.
 """
 import argparse
 import email.parser
@@ -38,7 +39,9 @@ def check_sdist(path):
     wanted += [str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("csrc/descend/*.p*"))]
     wanted += [str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("tests/*.py"))]
     wanted += [str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("LICENSES/*"))]
-    wanted += ["src/descend/__init__.py", "src/descend/data/digits.csv.gz"]
+    wanted += ["src/descend/__init__.py", "src/descend/data/digits.csv.gz",
+               "src/descend/py.typed"]
+    wanted += [f"src/descend/{p.stem}.pyi" for p in sorted(ROOT.glob("csrc/descend/*.pyx"))]
     for name in wanted:
         check(name in names, f"sdist: {name} missing")
     built = [n for n in names if n.endswith((".so", ".pyd", ".c", ".o", "_build_info.json"))
@@ -63,6 +66,9 @@ def check_wheel(path, label):
         found = [f for f in files if f.startswith(f"descend/{module}.") and
                  f.endswith((".so", ".pyd"))]
         check(found, f"{label}: compiled module descend/{module} missing")
+        # its typed signatures (tests/test_stubs.py checks they match)
+        check(f"descend/{module}.pyi" in files, f"{label}: stub descend/{module}.pyi missing")
+    check("descend/py.typed" in files, f"{label}: descend/py.typed missing (PEP 561)")
     info = files.get("descend/_build_info.json")
     check(info is not None, f"{label}: descend/_build_info.json missing")
     if info is not None:

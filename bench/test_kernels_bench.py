@@ -11,11 +11,11 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from descend import _dense, _losses, _optim, _sparse
+from descend._contract import Activation, Loss, OptimizerKind
 
 SHAPES = [(1, 784, 256), (32, 784, 256), (128, 784, 256), (1024, 784, 256),
           (32, 256, 128), (32, 128, 10)]
-ACTIVATIONS = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3, "leaky_relu": 4,
-               "elu": 5, "softplus": 6, "gelu": 7}
+ACTIVATIONS = {member.name.lower(): member for member in Activation}
 
 
 @pytest.fixture(autouse=True)
@@ -112,21 +112,21 @@ def test_loss_and_gradient(benchmark, loss, n):
     target = rng.integers(0, 2, (n, k)).astype(np.float32)
     labels = rng.integers(0, k, n).astype(np.int32)
     grad = np.empty_like(output)
-    code = {"mean_squared_error": 0, "binary_cross_entropy": 1,
-            "softmax_cross_entropy": 2}[loss]
+    code = Loss[loss.upper()]
+    softmax = code == Loss.SOFTMAX_CROSS_ENTROPY
     benchmark(_losses.loss_and_gradient_py, code, output,
-              None if code == 2 else target, labels if code == 2 else None,
+              None if softmax else target, labels if softmax else None,
               grad, 1.0 / n, 1)
 
 
 OPTIMIZERS = {
-    "sgd": ({"kind": 0}, 0),
-    "momentum": ({"kind": 0, "momentum": 0.9}, 1),
-    "nesterov": ({"kind": 0, "momentum": 0.9, "nesterov": True}, 1),
-    "adagrad": ({"kind": 1, "epsilon": 1e-10}, 1),
-    "rmsprop": ({"kind": 2, "rho": 0.9, "epsilon": 1e-8}, 3),
-    "adam": ({"kind": 3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}, 2),
-    "adamw": ({"kind": 3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
+    "sgd": ({"kind": OptimizerKind.SGD}, 0),
+    "momentum": ({"kind": OptimizerKind.SGD, "momentum": 0.9}, 1),
+    "nesterov": ({"kind": OptimizerKind.SGD, "momentum": 0.9, "nesterov": True}, 1),
+    "adagrad": ({"kind": OptimizerKind.ADAGRAD, "epsilon": 1e-10}, 1),
+    "rmsprop": ({"kind": OptimizerKind.RMSPROP, "rho": 0.9, "epsilon": 1e-8}, 3),
+    "adam": ({"kind": OptimizerKind.ADAM, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}, 2),
+    "adamw": ({"kind": OptimizerKind.ADAM, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
                "decoupled": True}, 2),
 }
 

@@ -400,7 +400,8 @@ _TWIN_CRASHES = {
     "dense_forward_negative_threads": """
         from descend._dense import dense_forward_py
         z = np.zeros((400, 3))
-        dense_forward_py(np.ones((400, 2)), np.ones((2, 3)), None, z, z, 3, 0.0, -5)
+        dense_forward_py(np.ones((400, 2)), np.ones((2, 3)), None, z, z, Activation.RELU, 0.0,
+                         -5)
     """,
     "softmax_negative_threads": """
         from descend._losses import softmax_py
@@ -448,7 +449,7 @@ def test_compiled_twins_raise_instead_of_crashing(case):
     body = textwrap.indent(textwrap.dedent(_TWIN_CRASHES[case]).strip(), "    ")
     setup = _EPOCH_SPEC if case.startswith("runner") else ""
     rc, out = _run("import numpy as np\n"
-                   "from descend._contract import Loss, OptimizerKind\n" + setup + "try:\n" + body
+                   "from descend._contract import Activation, Loss, OptimizerKind\n" + setup + "try:\n" + body
                    + "\nexcept (ValueError, TypeError) as exc:\n    print('raised', exc)\n",
                    timeout=60)
     assert rc == 0 and "raised" in out, f"exit code {rc}: {out[-500:]}"

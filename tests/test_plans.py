@@ -8,6 +8,7 @@ import pytest
 
 import descend as dn
 from descend import _sparse, plans, training
+from descend._contract import Activation
 from descend._train import EpochRunner
 
 MNIST_LIKE = ((784, 256), (256, 128), (128, 10))
@@ -242,7 +243,7 @@ def test_avx2_and_avx512_row_loops_give_the_same_bits(dtype, n_out):
         for isa in ("avx512", "avx2"):
             _sparse._use_isa(isa)
             z = np.empty((37, n_out), dtype)
-            _sparse.sparse_forward_py(x, w, None, z, z, 0, 0.0)
+            _sparse.sparse_forward_py(x, w, None, z, z, Activation.IDENTITY, 0.0)
             grad = np.zeros_like(w)
             _sparse.sparse_grad_kernel_py(x, dz, grad, 0, 91, 1.0)
             outputs.append((z, grad, _sparse.nonzero_entries_py(x)))

@@ -22,7 +22,7 @@ import abc
 import numpy as np
 
 from descend import _losses
-from descend._contract import Loss as LossCode
+from descend._contract import Activation, Loss as LossCode
 from descend._validation import error_message
 
 # the kernels' loss codes (descend._contract.Loss: one definition)
@@ -193,7 +193,7 @@ class BinaryCrossEntropy(Loss):
     def apply_link(self, output, n_threads=1):
         from descend._dense import activation_forward_py
         out = np.empty_like(output)
-        activation_forward_py(output, out, 1, 0.0)
+        activation_forward_py(output, out, Activation.SIGMOID, 0.0)
         return out
 
 

@@ -1,0 +1,40 @@
+"""Typed signatures of descend._sparse (compiled from csrc/descend/_sparse.pyx).
+
+The first layer's kernels for mostly-zero inputs: each row of x compressed
+to its non-zero columns and values. Arrays are C-contiguous, of one float
+dtype per call.
+"""
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+_F = TypeVar("_F", np.float32, np.float64)
+
+ISA: str
+"""The row loops in use: "avx512", "avx2" or "portable"."""
+
+def cpu_features() -> dict[str, bool]:
+    """{"avx2": bool (with FMA), "avx512f": bool}: what the row loops dispatch on."""
+
+def nonzero_entries_py(
+        x: NDArray[_F]) -> tuple[NDArray[np.int32], NDArray[_F], NDArray[np.int32]]:
+    """(index, value, count) of x's rows: row i's non-zero columns are
+    index[i, :count[i]], their values value[i, :count[i]]."""
+
+def sparse_forward_py(x: NDArray[_F], w: NDArray[_F], b: NDArray[_F] | None, z: NDArray[_F],
+                      a: NDArray[_F], activation: int, alpha: float) -> None:
+    """z := x . w + b ; a := act(z), computed from x's non-zero entries only."""
+
+def sparse_grad_kernel_py(x: NDArray[_F], dz: NDArray[_F], out: NDArray[_F], row_begin: int,
+                          row_end: int, scale: float) -> None:
+    """out[r] += scale * (x^T . dz)[r] for r in [row_begin, row_end), in place."""
+
+class SparseLayerRun:
+    """One batch of the first layer's work as the fused epoch does it, sparse or
+    dense (descend.plans times the two against each other)."""
+
+    def __init__(self, x: NDArray[_F], w: NDArray[_F], dz: NDArray[_F], dense: bool = False,
+                 rows: int = 64) -> None: ...
+    def __call__(self) -> None:
+        """Run the work once, without the GIL."""

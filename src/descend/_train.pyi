@@ -1,0 +1,64 @@
+"""Typed signatures of descend._train (compiled from csrc/descend/_train.pyx):
+the whole mini-batch loop of an epoch in one compiled call."""
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from descend._contract import LayerSpec
+
+_F = TypeVar("_F", np.float32, np.float64)
+_FloatArray = NDArray[np.float32] | NDArray[np.float64]
+
+def check_runner_inputs(X: _FloatArray, targets: _FloatArray | None,
+                        labels: NDArray[np.int32] | None, layers: Sequence[LayerSpec],
+                        optimizer_config: dict[str, Any], n_threads: int,
+                        batch_size: int) -> None:
+    """Every size and index the compiled loop will trust, checked once."""
+
+class TeamSize:
+    """Threads for the next chunk of batches: all of them, or one (measured)."""
+
+    RETRY_SHARE: float
+    n_threads: int
+    key: tuple[int, Hashable]
+    best: int
+    seconds: dict[int, float]
+    spent: float
+    retrying: int | None
+    warm: bool
+    def __init__(self, n_threads: int, workload: Hashable = None) -> None: ...
+    def choose(self) -> int:
+        """The team size for the next chunk."""
+    def record(self, team: int, seconds_per_batch: float, n_batches: int = 1) -> None:
+        """What a chunk run with `team` threads took per batch."""
+
+class EpochRunner:
+    """Compiled training epochs over fixed data, layers and optimizer."""
+
+    @property
+    def sparse_input(self) -> bool: ...
+    @property
+    def plan(self) -> dict[str, Any]: ...
+    @property
+    def strategy(self) -> str:
+        """"per_sample_sgd", "team_gemm_sgd" or "team_general"."""
+    def __init__(self, X: _FloatArray, targets: _FloatArray | None,
+                 labels: NDArray[np.int32] | None, layers: list[LayerSpec], loss: int,
+                 optimizer_config: dict[str, Any], clipnorm: float, global_clipnorm: float,
+                 clipvalue: float, batch_size: int, n_threads: int,
+                 sparse_input: bool | None = None,
+                 plan: dict[str, Any] | None = None) -> None: ...
+    def run_epoch(self, order: NDArray[np.intp], learning_rate: float, weight_decay: float,
+                  step: int, seed: int, progress: Callable[[int, float], object] | None = None,
+                  progress_every: int = 0) -> dict[str, Any]:
+        """Train one epoch over the rows of X in `order`."""
+
+def penalize_py(value: NDArray[_F], grad: NDArray[_F], l1: float, l2: float,
+                proximal: bool) -> float:
+    """Penalty l1 sum|w| + l2 sum w^2 of one array; its gradient added into grad."""
+
+def count_correct_py(loss: int, output: NDArray[_F], targets: NDArray[_F] | None,
+                     labels: NDArray[np.int32] | None) -> int:
+    """Correct predictions of a batch (0 for regression)."""
