@@ -522,10 +522,13 @@ cdef class EpochRunner:
         """Train one epoch over the rows of X in `order`.
 
         Returns a dict: loss_sum (sum over batches of the batch's mean loss,
-        penalties included, times its size), penalty_sum, n_batches,
-        n_correct (classification), step (updates done so far), finite
-        (False if a non-finite loss stopped the epoch early; the weights are
-        then those before the failing batch's update), n_samples.
+        penalties included, times its size, or its weight sum with
+        sample_weight), penalty_sum, n_batches, n_correct (classification;
+        with sample_weight the correct samples' weight sum, a float), step
+        (updates done so far), finite (False if a non-finite loss stopped
+        the epoch early; the weights are then those before the failing
+        batch's update), n_samples, and weight_sum (with sample_weight: the
+        weights of the samples done).
         """
         if order.shape[0] > 0 and (np.min(order) < 0 or np.max(order) >= self.n_rows):
             raise ValueError(f"order must hold row indices in [0, {self.n_rows})")
