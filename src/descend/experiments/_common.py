@@ -206,6 +206,14 @@ def fmt_pm(values, digits=3, scale=1.0, missing="-", count=True):
     return text
 
 
+def reached_cell(to_target, n_runs):
+    """'mean ± std' of the epochs (or seconds) to a target over the runs that reached it,
+    'not reached' if none did, and '(k/n reached)' appended when only some of the n did."""
+    reached = sum(e is not None for e in to_target)
+    note = f" ({reached}/{n_runs} reached)" if 0 < reached < n_runs else ""
+    return fmt_pm(to_target, 3, missing="not reached", count=False) + note
+
+
 def fit_exponent(x, y):
     """Least-squares slope of log(y) against log(x): y ~ c x^slope."""
     x, y = np.asarray(x, float), np.asarray(y, float)

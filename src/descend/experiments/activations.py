@@ -66,16 +66,9 @@ def run(cfg):
             net = make_net(X.shape[1], (width,) * depth, k, activation=act, seed=seed, cfg=cfg)
             net.compile("softmax_cross_entropy", "sgd")
             norms_init[act].append(layer_norms(net, X_grad, y_grad))
-            one_epoch = []
-
-            class AfterFirst(dn.callbacks.Callback):
-                def on_epoch_end(self, epoch, logs=None):
-                    if epoch == 0:
-                        one_epoch.append(layer_norms(self.model, X_grad, y_grad))
-
-            r = train(net, dn.optimizers.SGD(learning_rate=lr, momentum=0.9), X, y, X_test,
-                      y_test, epochs, 32, callbacks=[AfterFirst()])
-            norms_one[act].append(one_epoch[0] if one_epoch else [np.nan] * (depth + 1))
+            r, one_epoch = _train_tracking_first_epoch(net, lr, X, y, X_test, y_test, epochs,
+                                                       X_grad, y_grad)
+            norms_one[act].append(one_epoch if one_epoch else [np.nan] * (depth + 1))
             accs[act].append(r.final["test_accuracy"] if not r.diverged else np.nan)
             losses[act].append(r.final["train_loss"])
 
@@ -109,6 +102,41 @@ def run(cfg):
         "Gradient norms: full gradient over the first "
         f"{len(X_grad)} training samples, mean ± std over seeds.")
 
+    sig, relu = np.mean(ratio_init["sigmoid"]), np.mean(ratio_init["relu"])
+    findings = [f"first/last layer gradient-norm ratio at initialization: sigmoid {fmt(sig, 2)}, "
+                f"tanh {fmt(np.mean(ratio_init['tanh']), 2)}, relu (He) {fmt(relu, 2)}: "
+                f"the sigmoid net's first layer gets {fmt(relu / sig, 2)}x less gradient, "
+                "relative to its output layer, than the relu net's"]
+    return Result(
+        name=NAME, title=TITLE,
+        question="What does each activation cost per element, how well do gradients reach "
+                 "the first layer of a 10-hidden-layer net, and how accurate is that net?",
+        setup=[describe_data(cfg.dataset, X, X_test)],
+        tables=[table, per_layer], plot=_plotter(norms_init, norms_one, depth),
+        findings=findings,
+        net=f"{X.shape[1]}-{width}x{depth}-{k} MLP ({depth} hidden layers of {width}) per "
+            "activation, SGD momentum 0.9",
+        data={"ratio_init": ratio_init, "ratio_one_epoch": ratio_one,
+              "norms_init": norms_init, "kernel_ns": times, "accuracy": accs})
+
+
+def _train_tracking_first_epoch(net, lr, X, y, X_test, y_test, epochs, X_grad, y_grad):
+    """Train `net` with SGD momentum 0.9, batch 32; return (its Run, the layer gradient
+    norms on (X_grad, y_grad) after the first epoch, or None if it never ended)."""
+    one_epoch = []
+
+    class AfterFirst(dn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                one_epoch.append(layer_norms(self.model, X_grad, y_grad))
+
+    r = train(net, dn.optimizers.SGD(learning_rate=lr, momentum=0.9), X, y, X_test,
+              y_test, epochs, 32, callbacks=[AfterFirst()])
+    return r, one_epoch[0] if one_epoch else None
+
+
+def _plotter(norms_init, norms_one, depth):
+    """The figure: every layer's gradient norm at initialization and after one epoch."""
     def plot(fig):
         ax1, ax2 = fig.subplots(1, 2, sharey=True)
         layers = np.arange(1, depth + 2)
@@ -125,18 +153,4 @@ def run(cfg):
         ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
                    title="activation", title_fontsize=7)
 
-    sig, relu = np.mean(ratio_init["sigmoid"]), np.mean(ratio_init["relu"])
-    findings = [f"first/last layer gradient-norm ratio at initialization: sigmoid {fmt(sig, 2)}, "
-                f"tanh {fmt(np.mean(ratio_init['tanh']), 2)}, relu (He) {fmt(relu, 2)}: "
-                f"the sigmoid net's first layer gets {fmt(relu / sig, 2)}x less gradient, "
-                "relative to its output layer, than the relu net's"]
-    return Result(
-        name=NAME, title=TITLE,
-        question="What does each activation cost per element, how well do gradients reach "
-                 "the first layer of a 10-hidden-layer net, and how accurate is that net?",
-        setup=[describe_data(cfg.dataset, X, X_test)],
-        tables=[table, per_layer], plot=plot, findings=findings,
-        net=f"{X.shape[1]}-{width}x{depth}-{k} MLP ({depth} hidden layers of {width}) per "
-            "activation, SGD momentum 0.9",
-        data={"ratio_init": ratio_init, "ratio_one_epoch": ratio_one,
-              "norms_init": norms_init, "kernel_ns": times, "accuracy": accs})
+    return plot

@@ -5,7 +5,8 @@ import numpy as np
 
 import descend as dn
 from descend.experiments._common import (TARGET_ACCURACY, Result, Table, describe_data, fmt,
-                                         fmt_pm, load_data, make_net, marker_legend, train)
+                                         fmt_pm, load_data, make_net, marker_legend, reached_cell,
+                                         train)
 
 NAME = "batch-size"
 TITLE = "mini-batch size: seconds per epoch, samples per second, time to accuracy"
@@ -46,11 +47,9 @@ def run(cfg):
         per_epoch = [float(np.median(r.seconds)) for r in runs]
         to_target = [r.first_epoch("test_accuracy", target, above=True) for r in runs]
         secs = [r.seconds_to(e) for r, e in zip(runs, to_target)]
-        reached = sum(e is not None for e in to_target)
-        note = "" if reached in (0, len(runs)) else f" ({reached}/{len(runs)} reached)"
         table.add(bs if bs < n else f"{bs} (all)", fmt(lr, 2), runs[0].updates_per_epoch,
                   fmt_pm(per_epoch, 3), fmt_pm([n / s for s in per_epoch], 3),
-                  fmt_pm(to_target, 3, missing="not reached", count=False) + note,
+                  reached_cell(to_target, len(runs)),
                   fmt_pm(secs, 3, missing="not reached", count=False),
                   fmt_pm([r.test_accuracy[-1] for r in runs], 3))
         raw["batch_size"].append(bs)

@@ -28,6 +28,16 @@ from descend.experiments._common import (Result, Table, describe_data, fit_expon
 NAME = "complexity"
 TITLE = "time and memory per epoch against batch size, width and depth"
 
+# per variable: (the asymptotic orders in words, the time exponent, the memory exponent)
+THEORY = {
+    "batch size": ("time O(1) per epoch (same FLOPs, fewer and larger GEMMs); "
+                   "activation memory O(batch)", 0.0, "1 (activations), 0 (the rest)"),
+    "width": ("time O(width²) (hidden-to-hidden GEMMs dominate); "
+              "activation memory O(width), parameters, gradients and optimizer state "
+              "O(width²)", 2.0, "1 (activations), 2 (parameter-sized buffers)"),
+    "depth": ("time O(depth); activation memory O(depth)", 1.0, 1.0),
+}
+
 
 def flops_per_epoch(n, sizes):
     """Multiply-adds x 2 of forward + backward for n samples through `sizes` layers.
@@ -100,14 +110,6 @@ def run(cfg):
                           [32, 64, 128, 256, 512, 1024]),
         "depth": cfg.pick([1, 2, 4, 8], [1, 2, 4, 8, 16], [1, 2, 4, 8, 16, 32]),
     }
-    theory = {
-        "batch size": ("time O(1) per epoch (same FLOPs, fewer and larger GEMMs); "
-                       "activation memory O(batch)", 0.0, "1 (activations), 0 (the rest)"),
-        "width": ("time O(width²) (hidden-to-hidden GEMMs dominate); "
-                  "activation memory O(width), parameters, gradients and optimizer state "
-                  "O(width²)", 2.0, "1 (activations), 2 (parameter-sized buffers)"),
-        "depth": ("time O(depth); activation memory O(depth)", 1.0, 1.0),
-    }
     rows = {}
     detail = Table("every measured point", ["variable", "value", "hidden layers",
                                             "seconds / epoch", "samples / s",
@@ -115,33 +117,8 @@ def run(cfg):
                                             "traced peak of fit MB",
                                             "activation buffers MB", "parameters"])
     for var, grid in grids.items():
-        xs, secs, peaks, fit_peaks, acts, flops = [], [], [], [], [], []
-        for value in grid:
-            width, depth, batch = base_width, base_depth, base_batch
-            if var == "batch size":
-                batch = min(value, n)
-            elif var == "width":
-                width = value
-            else:
-                depth = value
-            hidden = (width,) * depth
-            sizes = [d, *hidden, k]
-            cfg.log(f"{NAME}: {var} = {value}")
-            seconds, peak, fit_peak = measure(X, y, hidden, k, batch, repeats, cfg)
-            fl = flops_per_epoch(n, sizes)
-            act = activation_bytes(batch, sizes, np.dtype(cfg.dtype).itemsize)
-            params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-            xs.append(value)
-            secs.append(seconds)
-            peaks.append(peak)
-            fit_peaks.append(fit_peak)
-            acts.append(act)
-            flops.append(fl)
-            detail.add(var, value, f"{depth} x {width}", fmt(seconds, 3),
-                       fmt(n / seconds, 3), fmt(fl / seconds / 1e9, 3), fmt(peak / 1e6, 3),
-                       fmt(fit_peak / 1e6, 3), fmt(act / 1e6, 3), f"{params:,}")
-        rows[var] = {"x": xs, "seconds": secs, "peak": peaks, "fit_peak": fit_peaks,
-                     "activations": acts, "flops": flops}
+        rows[var] = _measure_variable(X, y, k, var, grid, (base_width, base_depth, base_batch),
+                                      repeats, detail, cfg)
 
     table = Table(
         f"{cfg.dataset}: {n} training samples, {d} inputs, {k} outputs, relu, SGD momentum; "
@@ -152,7 +129,7 @@ def run(cfg):
          "activation-memory exponent",
          "memory, asymptotic theory"])
     for var, r in rows.items():
-        text, t_exp, m_exp = theory[var]
+        text, t_exp, m_exp = THEORY[var]
         table.add(var, ", ".join(map(str, r["x"])), fmt(fit_exponent(r["x"], r["seconds"]), 2),
                   fmt(fit_exponent(r["x"], r["flops"]), 2) if var != "batch size" else "0",
                   fmt(t_exp, 2) + f" ({text.split(';')[0]})",
@@ -173,6 +150,53 @@ def run(cfg):
         "small mixes the O(width) input and output layers with the O(width²) hidden ones; "
         "the FLOP-count exponent over the same grid is the fair comparison.")
 
+    return Result(
+        name=NAME, title=TITLE,
+        question="How do the time and the memory of an epoch grow with the batch size, the "
+                 "width and the depth, measured, against the textbook orders?",
+        setup=[describe_data(cfg.dataset, X, X_test)],
+        tables=[table, detail], plot=_plotter(rows), data=rows, figsize=(8, 5),
+        net=f"relu MLPs around {base_depth} hidden layers of {base_width}, batch "
+            f"{base_batch}, one varied per column")
+
+
+def _measure_variable(X, y, k, var, grid, base, repeats, detail, cfg):
+    """Measure every point of one variable's grid, the others at their base (width, depth,
+    batch); add a row per point to the `detail` table; return the variable's series."""
+    n, d = X.shape
+    base_width, base_depth, base_batch = base
+    xs, secs, peaks, fit_peaks, acts, flops = [], [], [], [], [], []
+    for value in grid:
+        width, depth, batch = base_width, base_depth, base_batch
+        if var == "batch size":
+            batch = min(value, n)
+        elif var == "width":
+            width = value
+        else:
+            depth = value
+        hidden = (width,) * depth
+        sizes = [d, *hidden, k]
+        cfg.log(f"{NAME}: {var} = {value}")
+        seconds, peak, fit_peak = measure(X, y, hidden, k, batch, repeats, cfg)
+        fl = flops_per_epoch(n, sizes)
+        act = activation_bytes(batch, sizes, np.dtype(cfg.dtype).itemsize)
+        params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        xs.append(value)
+        secs.append(seconds)
+        peaks.append(peak)
+        fit_peaks.append(fit_peak)
+        acts.append(act)
+        flops.append(fl)
+        detail.add(var, value, f"{depth} x {width}", fmt(seconds, 3),
+                   fmt(n / seconds, 3), fmt(fl / seconds / 1e9, 3), fmt(peak / 1e6, 3),
+                   fmt(fit_peak / 1e6, 3), fmt(act / 1e6, 3), f"{params:,}")
+    return {"x": xs, "seconds": secs, "peak": peaks, "fit_peak": fit_peaks,
+            "activations": acts, "flops": flops}
+
+
+def _plotter(rows):
+    """The figure: per variable (a column), seconds per epoch with the scaled FLOP count
+    on top, the traced and computed memory below."""
     def plot(fig):
         from matplotlib.ticker import NullFormatter
         axes = fig.subplots(2, 3)
@@ -202,11 +226,4 @@ def run(cfg):
                 top.legend(fontsize=6)
                 bottom.legend(fontsize=6)
 
-    return Result(
-        name=NAME, title=TITLE,
-        question="How do the time and the memory of an epoch grow with the batch size, the "
-                 "width and the depth, measured, against the textbook orders?",
-        setup=[describe_data(cfg.dataset, X, X_test)],
-        tables=[table, detail], plot=plot, data=rows, figsize=(8, 5),
-        net=f"relu MLPs around {base_depth} hidden layers of {base_width}, batch "
-            f"{base_batch}, one varied per column")
+    return plot

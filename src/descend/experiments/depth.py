@@ -9,7 +9,7 @@ import numpy as np
 
 import descend as dn
 from descend.experiments._common import (TARGET_LOSS, Result, Table, describe_data, fmt_pm,
-                                         make_net, standard_data, train)
+                                         make_net, reached_cell, standard_data, train)
 
 NAME = "depth"
 TITLE = "depth, with and without He initialization"
@@ -58,29 +58,15 @@ def run(cfg):
                 net = make_net(X.shape[1], (width,) * depth, k, activation="relu", seed=seed,
                                cfg=cfg, kernel_initializer=_initializer(spec))
                 net.compile("softmax_cross_entropy", "sgd")
-                try:
-                    grads = net.gradients(X_grad, y_grad)
-                    norms = [float(np.linalg.norm(dw)) for dw, _ in grads]
-                except FloatingPointError:   # the forward pass overflowed
-                    norms = [np.inf, np.inf]
-                firsts.append(norms[0])
-                ratios.append(norms[0] / norms[-1] if 0 < norms[-1] < np.inf else np.nan)
+                first, ratio = _first_layer_gradient(net, X_grad, y_grad)
+                firsts.append(first)
+                ratios.append(ratio)
                 runs.append(train(net, dn.optimizers.SGD(learning_rate=lr, momentum=0.9),
                                   X, y, X_test, y_test, epochs, 32))
             to_target = [r.first_epoch("train_loss", target) if not r.diverged else None
                          for r in runs]
-            n_div = sum(r.diverged for r in runs)
-            reached = sum(e is not None for e in to_target)
-            cell = fmt_pm(to_target, 3, missing="not reached", count=False)
-            if 0 < reached < len(runs):
-                cell += f" ({reached}/{len(runs)} reached)"
-            if n_div:
-                cell += f"; diverged {n_div}/{len(runs)}"
             accs = [r.final["test_accuracy"] if not r.diverged else None for r in runs]
-            acc_cell = fmt_pm(accs, 3, missing="diverged", count=False)
-            if 0 < n_div < len(runs):
-                acc_cell += f" (of {len(runs) - n_div} not diverged)"
-            row += [cell, acc_cell]
+            row += _scheme_cells(runs, to_target, accs)
             grad_row += [fmt_pm(firsts, 2), fmt_pm(ratios, 2)]
             d = raw[label]
             d["depth"].append(depth)
@@ -92,6 +78,51 @@ def run(cfg):
         table.add(*row)
         grad_table.add(*grad_row)
 
+    return Result(
+        name=NAME, title=TITLE,
+        question="How do convergence, accuracy and gradient flow change with the number of "
+                 "hidden layers, with He initialization and with naive fixed-scale "
+                 "initializations?",
+        setup=[describe_data(cfg.dataset, X, X_test),
+               "He normal: hidden layers he_normal, output layer glorot_uniform (descend's "
+               "defaults for relu); N(0, s²): every layer, output included, drawn from a "
+               "normal with stddev s; biases zero",
+               "‖dW₁‖ / ‖dW_out‖: ratio of the first to the last layer's kernel-gradient norm "
+               f"at initialization (backpropagation over the first {len(X_grad)} training "
+               "samples)",
+               "a run counts as diverged if fit raised DivergenceError or its loss exploded "
+               "(see learning-rate)"],
+        tables=[table, grad_table], plot=_plotter(raw, epochs), data=raw,
+        net=f"{X.shape[1]}-{width}x({min(depths)}..{max(depths)})-{k} relu MLPs "
+            f"({min(depths)} to {max(depths)} hidden layers of {width}), SGD momentum 0.9")
+
+
+def _first_layer_gradient(net, X, y):
+    """(‖dW₁‖, ‖dW₁‖ / ‖dW_out‖) of net's kernel gradients on (X, y); inf and nan when the
+    forward pass overflows."""
+    try:
+        grads = net.gradients(X, y)
+        norms = [float(np.linalg.norm(dw)) for dw, _ in grads]
+    except FloatingPointError:   # the forward pass overflowed
+        norms = [np.inf, np.inf]
+    return norms[0], norms[0] / norms[-1] if 0 < norms[-1] < np.inf else np.nan
+
+
+def _scheme_cells(runs, to_target, accs):
+    """The two table cells of one initialization at one depth: epochs to the target (how
+    many reached it, how many diverged) and test accuracy."""
+    n_div = sum(r.diverged for r in runs)
+    cell = reached_cell(to_target, len(runs))
+    if n_div:
+        cell += f"; diverged {n_div}/{len(runs)}"
+    acc_cell = fmt_pm(accs, 3, missing="diverged", count=False)
+    if 0 < n_div < len(runs):
+        acc_cell += f" (of {len(runs) - n_div} not diverged)"
+    return [cell, acc_cell]
+
+
+def _plotter(raw, epochs):
+    """The figure: test accuracy, and the first layer's gradient norm, against depth."""
     def plot(fig):
         ax1, ax2 = fig.subplots(1, 2)
         for label, _ in SCHEMES:
@@ -110,20 +141,4 @@ def run(cfg):
         ax2.set_xlabel("hidden layers")
         ax2.set_ylabel("‖dW₁‖ at init (geometric mean)")
 
-    return Result(
-        name=NAME, title=TITLE,
-        question="How do convergence, accuracy and gradient flow change with the number of "
-                 "hidden layers, with He initialization and with naive fixed-scale "
-                 "initializations?",
-        setup=[describe_data(cfg.dataset, X, X_test),
-               "He normal: hidden layers he_normal, output layer glorot_uniform (descend's "
-               "defaults for relu); N(0, s²): every layer, output included, drawn from a "
-               "normal with stddev s; biases zero",
-               "‖dW₁‖ / ‖dW_out‖: ratio of the first to the last layer's kernel-gradient norm "
-               f"at initialization (backpropagation over the first {len(X_grad)} training "
-               "samples)",
-               "a run counts as diverged if fit raised DivergenceError or its loss exploded "
-               "(see learning-rate)"],
-        tables=[table, grad_table], plot=plot, data=raw,
-        net=f"{X.shape[1]}-{width}x({min(depths)}..{max(depths)})-{k} relu MLPs "
-            f"({min(depths)} to {max(depths)} hidden layers of {width}), SGD momentum 0.9")
+    return plot

@@ -17,7 +17,7 @@ import descend as dn
 from descend.experiments._common import (standard_data, EXPLOSION_FACTOR, FINAL_EXPLOSION_FACTOR,
                                          TARGET_LOSS, Result, Table,
                                          describe_data, fmt, fmt_pm, make_net,
-                                         marker_legend, reference_line, train)
+                                         marker_legend, reached_cell, reference_line, train)
 
 NAME = "learning-rate"
 NO_PROGRESS = 0.95   # final / initial training loss above which a run made no progress
@@ -70,10 +70,7 @@ def run(cfg):
         statuses = [status_of(r) for r in runs]
         ok = [r for r, s in zip(runs, statuses) if s == "ok"]
         to_target = [r.first_epoch("train_loss", target) for r in ok]
-        reached = sum(e is not None for e in to_target)
-        cell_epochs = (fmt_pm(to_target, 3, missing="not reached", count=False)
-                       + (f" ({reached}/{len(runs)} reached)" if 0 < reached < len(runs) else "")
-                       if ok else "-")
+        cell_epochs = reached_cell(to_target, len(runs)) if ok else "-"
         finals = [r.final["train_loss"] for r in runs]
         table.add(fmt(lr, 1), summarize_status(statuses), cell_epochs,
                   fmt_pm([r.seconds_to(e) for r, e in zip(ok, to_target)], 3,
@@ -86,6 +83,48 @@ def run(cfg):
         raw["final_loss"].append(finals)
         curves[lr] = runs
 
+    findings = _findings(raw, curves, target, epochs)
+    return Result(
+        name=NAME, title=TITLE,
+        question="Over a logarithmic grid of learning rates, how fast does plain "
+                 "mini-batch gradient descent converge, how accurate is the result, and "
+                 "where does it diverge?",
+        setup=[describe_data(cfg.dataset, X, X_test),
+               f"grid: {', '.join(fmt(r, 1) for r in rates)} (half decades)",
+               "divergence: 'diverged (NaN/inf)' = fit raised descend.DivergenceError; "
+               f"'diverged (loss exploded)' = training loss > {EXPLOSION_FACTOR:g} x the loss "
+               "at initialization after an epoch (training is stopped there) or > "
+               f"{FINAL_EXPLOSION_FACTOR:g} x it at the end, while still finite; "
+               f"'no progress' = final training loss > {NO_PROGRESS} x the initial loss "
+               "(typically every relu unit died)",
+               "epochs/seconds to target over the converged runs only; training loss "
+               "measured on up to 5000 training samples after each epoch"],
+        tables=[table], plot=_plotter(curves, target, epochs), data=raw,
+        net=f"{X.shape[1]}-{hidden[0]}-{k} relu MLP, SGD without momentum", findings=findings)
+
+
+def _findings(raw, curves, target, epochs):
+    """The range of rates that worked, those that reached the target, and how the others
+    ended."""
+    finding_ok = [lr for lr, s in zip(raw["learning_rate"], raw["status"]) if s == "ok"]
+    reaching = [lr for lr, runs in curves.items()
+                if all(r.first_epoch("train_loss", target) for r in runs)]
+    findings = []
+    if finding_ok:
+        findings.append(f"rates that lowered the loss without diverging on every seed: "
+                        f"{fmt(min(finding_ok), 1)} to {fmt(max(finding_ok), 1)}; of these, "
+                        f"reached the target on every seed within {epochs} epochs: "
+                        + (", ".join(fmt(r, 1) for r in reaching) or "none"))
+    bad = [f"{fmt(lr, 1)}: {s}" for lr, s in zip(raw["learning_rate"], raw["status"])
+           if s != "ok"]
+    if bad:
+        findings.append("the others: " + "; ".join(bad))
+    return findings
+
+
+def _plotter(curves, target, epochs):
+    """The figure: final training loss of every seed against the rate, and seed 0's
+    training-loss curve at every rate."""
     def plot(fig):
         ax1, ax2 = fig.subplots(1, 2)
         for lr, runs in curves.items():
@@ -115,33 +154,4 @@ def run(cfg):
         ax2.legend(fontsize=6, ncol=1, title="learning rate", title_fontsize=7,
                    loc="center left", bbox_to_anchor=(1.0, 0.5))
 
-    finding_ok = [lr for lr, s in zip(raw["learning_rate"], raw["status"]) if s == "ok"]
-    reaching = [lr for lr, runs in curves.items()
-                if all(r.first_epoch("train_loss", target) for r in runs)]
-    findings = []
-    if finding_ok:
-        findings.append(f"rates that lowered the loss without diverging on every seed: "
-                        f"{fmt(min(finding_ok), 1)} to {fmt(max(finding_ok), 1)}; of these, "
-                        f"reached the target on every seed within {epochs} epochs: "
-                        + (", ".join(fmt(r, 1) for r in reaching) or "none"))
-    bad = [f"{fmt(lr, 1)}: {s}" for lr, s in zip(raw["learning_rate"], raw["status"])
-           if s != "ok"]
-    if bad:
-        findings.append("the others: " + "; ".join(bad))
-    return Result(
-        name=NAME, title=TITLE,
-        question="Over a logarithmic grid of learning rates, how fast does plain "
-                 "mini-batch gradient descent converge, how accurate is the result, and "
-                 "where does it diverge?",
-        setup=[describe_data(cfg.dataset, X, X_test),
-               f"grid: {', '.join(fmt(r, 1) for r in rates)} (half decades)",
-               "divergence: 'diverged (NaN/inf)' = fit raised descend.DivergenceError; "
-               f"'diverged (loss exploded)' = training loss > {EXPLOSION_FACTOR:g} x the loss "
-               "at initialization after an epoch (training is stopped there) or > "
-               f"{FINAL_EXPLOSION_FACTOR:g} x it at the end, while still finite; "
-               f"'no progress' = final training loss > {NO_PROGRESS} x the initial loss "
-               "(typically every relu unit died)",
-               "epochs/seconds to target over the converged runs only; training loss "
-               "measured on up to 5000 training samples after each epoch"],
-        tables=[table], plot=plot, data=raw,
-        net=f"{X.shape[1]}-{hidden[0]}-{k} relu MLP, SGD without momentum", findings=findings)
+    return plot

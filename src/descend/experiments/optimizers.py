@@ -14,7 +14,8 @@ import numpy as np
 
 import descend as dn
 from descend.experiments._common import (TARGET_LOSS, Result, Table, describe_data, fmt_pm,
-                                         make_net, reference_line, standard_data, train)
+                                         make_net, reached_cell, reference_line, standard_data,
+                                         train)
 
 NAME = "optimizers"
 TITLE = "optimizers: gradient descent, momentum, Nesterov, Adagrad, RMSprop, Adam, AdamW, L-BFGS"
@@ -101,11 +102,9 @@ def run(cfg):
             runs.append(train(net, make(), X, y, X_test, y_test, epochs, 32,
                               eval_rows=len(X)))
         to_target = [r.first_epoch("train_loss", target) for r in runs]
-        reached = sum(e is not None for e in to_target)
-        note = "" if reached in (0, len(runs)) else f" ({reached}/{len(runs)} reached)"
         status = {r.status for r in runs if r.diverged}
         table.add(label, settings,
-                  fmt_pm(to_target, 3, missing="not reached", count=False) + note
+                  reached_cell(to_target, len(runs))
                   + (f"; {', '.join(status)}" if status else ""),
                   fmt_pm([r.seconds_to(e) for r, e in zip(runs, to_target)], 3,
                          missing="not reached", count=False),
@@ -115,6 +114,35 @@ def run(cfg):
         curves[label] = [(np.cumsum(r.seconds), r.train_loss) for r in runs]
         raw[label] = {"to_target": to_target, "final_loss": [r.final["train_loss"]
                                                              for r in runs]}
+    _add_lbfgs(table, curves, raw, X, y, X_test, y_test, hidden, k, max_evaluations,
+               target, cfg)
+    table.notes.append(
+        "A pass is one epoch for the gradient-descent optimizers (len(X)/32 updates) and one "
+        "function evaluation (loss and gradient on all training samples) for L-BFGS. "
+        "Seconds: fit's epoch times for the gradient-descent optimizers (compiled loop); "
+        "wall time since the start of minimize for L-BFGS (it includes scipy and "
+        "set_weights; each evaluation also runs one extra forward pass, net.loss before "
+        "net.gradients). L-BFGS made "
+        f"{fmt_pm(raw['L-BFGS']['iterations'], 3)} iterations with "
+        f"{fmt_pm(raw['L-BFGS']['evaluations'], 3)} evaluations; scipy stopped with: "
+        + "; ".join(raw["L-BFGS"]["messages"])
+        + ". The training loss is over all training samples.")
+    return Result(
+        net=f"{X.shape[1]}-{hidden[0]}-{k} relu MLP",
+        name=NAME, title=TITLE,
+        question="How many passes over the data and how many seconds does each optimizer "
+                 "need to reach a target training loss, and where does it end?",
+        setup=[describe_data(cfg.dataset, X, X_test),
+               "learning rates: the usual defaults (Adam family 1e-3) or, for plain and "
+               "momentum SGD, rates from the learning-rate experiment's converging range; "
+               "no per-optimizer tuning"],
+        tables=[table], plot=_plotter(curves, target), data=raw)
+
+
+def _add_lbfgs(table, curves, raw, X, y, X_test, y_test, hidden, k, max_evaluations, target,
+               cfg):
+    """Run L-BFGS from every seed's initialization; add its row to the table, its loss
+    curves to `curves` and its numbers to `raw`."""
     records, finals, accs = [], [], []
     for seed in range(cfg.seeds):
         cfg.log(f"{NAME}: L-BFGS seed {seed}")
@@ -126,10 +154,8 @@ def run(cfg):
         accs.append(net.evaluate(X_test, y_test)["accuracy"])
     messages = sorted({r["message"] for r in records})
     to_target = [r["to_target"] for r in records]
-    reached = sum(e is not None for e in to_target)
     table.add("L-BFGS", "scipy L-BFGS-B, full batch, float32 net, float64 optimizer state",
-              fmt_pm(to_target, 3, missing="not reached", count=False)
-              + ("" if reached in (0, len(records)) else f" ({reached}/{len(records)} reached)"),
+              reached_cell(to_target, len(records)),
               fmt_pm([r["seconds_to_target"] for r in records], 3, missing="not reached",
                      count=False),
               fmt_pm([r["seconds"] / r["evaluations"] for r in records], 3),
@@ -138,17 +164,10 @@ def run(cfg):
     raw["L-BFGS"] = {"to_target": to_target, "final_loss": finals, "messages": messages,
                      "evaluations": [r["evaluations"] for r in records],
                      "iterations": [r["iterations"] for r in records]}
-    table.notes.append(
-        "A pass is one epoch for the gradient-descent optimizers (len(X)/32 updates) and one "
-        "function evaluation (loss and gradient on all training samples) for L-BFGS. "
-        "Seconds: fit's epoch times for the gradient-descent optimizers (compiled loop); "
-        "wall time since the start of minimize for L-BFGS (it includes scipy and "
-        "set_weights; each evaluation also runs one extra forward pass, net.loss before "
-        "net.gradients). L-BFGS made "
-        f"{fmt_pm(raw['L-BFGS']['iterations'], 3)} iterations with "
-        f"{fmt_pm(raw['L-BFGS']['evaluations'], 3)} evaluations; scipy stopped with: "
-        + "; ".join(messages) + ". The training loss is over all training samples.")
 
+
+def _plotter(curves, target):
+    """The figure: seed 0's training loss against passes over the data and against seconds."""
     def plot(fig):
         ax1, ax2 = fig.subplots(1, 2)
         for label, runs in curves.items():
@@ -164,13 +183,4 @@ def run(cfg):
         ax1.set_ylabel("training loss (seed 0)")
         ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
 
-    return Result(
-        net=f"{X.shape[1]}-{hidden[0]}-{k} relu MLP",
-        name=NAME, title=TITLE,
-        question="How many passes over the data and how many seconds does each optimizer "
-                 "need to reach a target training loss, and where does it end?",
-        setup=[describe_data(cfg.dataset, X, X_test),
-               "learning rates: the usual defaults (Adam family 1e-3) or, for plain and "
-               "momentum SGD, rates from the learning-rate experiment's converging range; "
-               "no per-optimizer tuning"],
-        tables=[table], plot=plot, data=raw)
+    return plot

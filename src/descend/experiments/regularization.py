@@ -63,20 +63,7 @@ def run(cfg):
             cfg.log(f"{NAME}: {label} seed {seed}")
             net = make_net(X.shape[1], hidden, k, seed=seed, cfg=cfg, dropout=rate,
                            kernel_regularizer=make_reg() if make_reg else None)
-            if early:
-                X_fit, y_fit = X[:-n_val], y[:-n_val]
-                stopper = dn.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                                     restore_best_weights=True)
-                net.compile("softmax_cross_entropy",
-                            dn.optimizers.SGD(learning_rate=lr, momentum=0.9))
-                history = net.fit(X_fit, y_fit, epochs=epochs, batch_size=32, verbose=0,
-                                  validation_data=(X[-n_val:], y[-n_val:]),
-                                  callbacks=[stopper])
-                epochs_run = len(history.epoch)
-            else:
-                r = train(net, dn.optimizers.SGD(learning_rate=lr, momentum=0.9), X, y,
-                          X_test, y_test, epochs, 32)
-                epochs_run = r.epochs
+            epochs_run = _fit(net, lr, early, patience, n_val, X, y, X_test, y_test, epochs)
             train_acc = net.evaluate(X, y)["accuracy"]
             test = net.evaluate(X_test, y_test)
             exact, tiny, small, n_weights = zero_fractions(net)
@@ -103,6 +90,48 @@ def run(cfg):
         f"trained on the first {len(X) - n_val} training samples with the last {n_val} as "
         "validation; its train accuracy is over all training samples.")
 
+    l1 = raw["L1 1e-4"]
+    proximal = raw["L1 1e-4 proximal"]
+    findings = [
+        f"exact zeros: none {np.mean(raw['none']['exact']) * 100:.2g} %, L1 1e-4 "
+        f"{np.mean(l1['exact']) * 100:.2g} %, L1 1e-4 proximal "
+        f"{np.mean(proximal['exact']) * 100:.2g} %; |w| < 1e-6: none "
+        f"{np.mean(raw['none']['tiny']) * 100:.2g} %, L1 1e-4 {np.mean(l1['tiny']) * 100:.2g} %; "
+        f"|w| < 1e-3: none {np.mean(raw['none']['small']) * 100:.2g} %, L1 1e-4 "
+        f"{np.mean(l1['small']) * 100:.2g} %",
+        "descend's L1 is a subgradient step: a weight whose data gradient is ~0 walks to 0 "
+        "in steps of lr·l1 and then oscillates across 0 (w, w - lr·l1, w, ...) instead of "
+        "landing on it; the proximal (soft-thresholding) update sets such weights to "
+        "exactly 0"]
+    return Result(
+        name=NAME, title=TITLE,
+        question="How much does each regularizer close the gap between training and test "
+                 "accuracy on a small training set, and how many weights does L1 set to zero?",
+        setup=[describe_data(cfg.dataset, X, X_test)],
+        tables=[table], plot=_plotter(raw, raw_weights), data=raw, findings=findings,
+        net=f"{X.shape[1]}-{hidden[0]}-{hidden[1]}-{k} relu MLP, {len(X)} training samples")
+
+
+def _fit(net, lr, early, patience, n_val, X, y, X_test, y_test, epochs):
+    """Train `net` with SGD momentum 0.9, batch 32 (with early stopping on the last n_val
+    training samples if `early`); return the number of epochs it ran."""
+    if early:
+        X_fit, y_fit = X[:-n_val], y[:-n_val]
+        stopper = dn.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                             restore_best_weights=True)
+        net.compile("softmax_cross_entropy",
+                    dn.optimizers.SGD(learning_rate=lr, momentum=0.9))
+        history = net.fit(X_fit, y_fit, epochs=epochs, batch_size=32, verbose=0,
+                          validation_data=(X[-n_val:], y[-n_val:]),
+                          callbacks=[stopper])
+        return len(history.epoch)
+    r = train(net, dn.optimizers.SGD(learning_rate=lr, momentum=0.9), X, y,
+              X_test, y_test, epochs, 32)
+    return r.epochs
+
+
+def _plotter(raw, raw_weights):
+    """The figure: train and test accuracy per regularizer, and histograms of |w|."""
     def plot(fig):
         ax1, ax2 = fig.subplots(1, 2)
         labels = list(raw)
@@ -124,23 +153,4 @@ def run(cfg):
         reference_line(ax2, 1e-6, "|w| = 1e-6", vertical=True)
         ax2.legend(fontsize=7)
 
-    l1 = raw["L1 1e-4"]
-    proximal = raw["L1 1e-4 proximal"]
-    findings = [
-        f"exact zeros: none {np.mean(raw['none']['exact']) * 100:.2g} %, L1 1e-4 "
-        f"{np.mean(l1['exact']) * 100:.2g} %, L1 1e-4 proximal "
-        f"{np.mean(proximal['exact']) * 100:.2g} %; |w| < 1e-6: none "
-        f"{np.mean(raw['none']['tiny']) * 100:.2g} %, L1 1e-4 {np.mean(l1['tiny']) * 100:.2g} %; "
-        f"|w| < 1e-3: none {np.mean(raw['none']['small']) * 100:.2g} %, L1 1e-4 "
-        f"{np.mean(l1['small']) * 100:.2g} %",
-        "descend's L1 is a subgradient step: a weight whose data gradient is ~0 walks to 0 "
-        "in steps of lr·l1 and then oscillates across 0 (w, w - lr·l1, w, ...) instead of "
-        "landing on it; the proximal (soft-thresholding) update sets such weights to "
-        "exactly 0"]
-    return Result(
-        name=NAME, title=TITLE,
-        question="How much does each regularizer close the gap between training and test "
-                 "accuracy on a small training set, and how many weights does L1 set to zero?",
-        setup=[describe_data(cfg.dataset, X, X_test)],
-        tables=[table], plot=plot, data=raw, findings=findings,
-        net=f"{X.shape[1]}-{hidden[0]}-{hidden[1]}-{k} relu MLP, {len(X)} training samples")
+    return plot
