@@ -21,6 +21,9 @@ import numpy as np
 
 from descend import _threads, losses
 from descend._contract import LayerSpec
+from descend._outofcore import ChunkedTrainer, LazyRows
+from descend._sample_weight import (check_class_weight, check_sample_weight,
+                                    check_validation_weights, fit_weights)
 from descend._train import EpochRunner
 from descend._validation import (Options, check, check_bool, check_float, check_int,
                                  check_lengths, check_n_threads, error_message)
@@ -70,8 +73,9 @@ class FitConfig:
 
     Built by :meth:`validate`, which raises before any state changes; the
     arrays are the training data after the validation split, encoded for
-    the kernels (``targets``, ``labels``), and ``validation`` is
-    ``(X_val, targets_val, labels_val)`` or None.
+    the kernels (``targets``, ``labels``), ``weights`` the float64 weight
+    of each training sample (sample_weight times class_weight) or None, and
+    ``validation`` is ``(X_val, targets_val, labels_val, weights_val)`` or None.
     """
 
     X: np.ndarray
@@ -88,12 +92,13 @@ class FitConfig:
     n_threads: object
     initial_epoch: int = 0          # the epochs run are range(initial_epoch, epochs)
     steps_per_execution: object = None
+    weights: object = None
 
     @classmethod
     def validate(cls, model, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
                  validation_data=None, validation_split=0.0, callbacks=None,
                  gradient_norms=False, n_threads=None, initial_epoch=None,
-                 steps_per_execution=None):
+                 steps_per_execution=None, sample_weight=None, class_weight=None):
         """Check and convert the arguments of ``model.fit`` (see its docstring).
 
         Raises
@@ -105,11 +110,13 @@ class FitConfig:
         model._check_structure()
         if model.built:
             model._check_live_params()
-        X = model._check_X(X)
+        X = model._check_X(X, lazy=True)
         if y is None:
             raise ValueError("y is required, got None")
         y = np.asarray(y)
         check_lengths(X, y)
+        sample_weight = check_sample_weight(sample_weight, len(X))
+        class_weight = check_class_weight(class_weight)
         epochs = check_int(epochs, "epochs", minimum=0)
         initial_epoch, epochs = _epoch_range(model, epochs, initial_epoch)
         if steps_per_execution is not None:
@@ -126,9 +133,11 @@ class FitConfig:
         check_n_threads(model.n_threads, "the network's n_threads")
         callback_list = _check_callbacks(callbacks)
         X, y, X_val, y_val = _validation_split(model, X, y, validation_data, validation_split)
+        sample_weight, val_weights = _split_weights(sample_weight, len(X), validation_data)
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", minimum=1)
         targets, labels, classes = model._encode(y)
+        weights = fit_weights(model, sample_weight, class_weight, targets, labels)
         validation = None
         if validation_data is not None or X_val is not None:
             # the rule evaluate applies to its (X, y), with the training data's classes
@@ -136,12 +145,27 @@ class FitConfig:
                      else ("X's validation split", "y's validation split"))
             X_val, val_targets, val_labels, _ = model._prepare(
                 X_val, y_val, *names, classes=classes, n_features=X.shape[1])
-            validation = (X_val, val_targets, val_labels)
+            if validation_data is not None:
+                val_weights = check_validation_weights(validation_data, len(X_val))
+            validation = (X_val, val_targets, val_labels, val_weights)
         batch_size = _check_batch_size(batch_size, len(X))     # may warn: all checks passed
         return cls(X, targets, labels, classes, validation, epochs, batch_size, shuffle,
                    verbose, callback_list, gradient_norms,
                    model.n_threads if n_threads is None else n_threads, initial_epoch,
-                   steps_per_execution)
+                   steps_per_execution, weights)
+
+
+def _split_weights(sample_weight, n_train, validation_data):
+    """(training weights, validation weights) after the validation split: a
+    split takes the weights of its rows along (as Keras); weights left all
+    zero in the training part are a ValueError."""
+    if sample_weight is None or validation_data is not None:
+        return sample_weight, None
+    train, val = sample_weight[:n_train], sample_weight[n_train:]
+    if not train.sum() > 0:
+        raise ValueError("sample_weight: the weights of the training part (before the "
+                         "validation split) are all zero; at least one needs to be positive")
+    return train, (val if len(val) else None)
 
 
 def _epoch_range(model, epochs, initial_epoch):
@@ -188,13 +212,15 @@ def _validation_split(model, X, y, validation_data, validation_split):
     X_val = y_val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)):
-            raise ValueError(f"validation_data must be a tuple (X_val, y_val), got "
+            raise ValueError(f"validation_data must be a tuple (X_val, y_val) or (X_val, "
+                             f"y_val, sample_weight_val), got "
                              f"{type(validation_data).__name__}")
-        if len(validation_data) != 2:
-            raise ValueError(f"validation_data must be a tuple (X_val, y_val) of length 2, "
-                             f"got a {type(validation_data).__name__} of length "
+        if len(validation_data) not in (2, 3):
+            raise ValueError(f"validation_data must be a tuple (X_val, y_val) or (X_val, "
+                             f"y_val, sample_weight_val), got a "
+                             f"{type(validation_data).__name__} of length "
                              f"{len(validation_data)}")
-        X_val, y_val = validation_data
+        X_val, y_val = validation_data[:2]
     elif validation_split > 0:
         n_val = int(len(X) * validation_split)
         if n_val < 1 or n_val >= len(X):
@@ -260,6 +286,7 @@ class Trainer:
         self.batch_hooks = _has_batch_hooks(config.callbacks)
         self.hook_every = 1
         self.hooked_batches = 0     # batches of the epoch reported to the batch hooks
+        self.n_samples = len(config.X)      # training samples of an epoch (all ranks')
 
     def prepare(self):
         """All checks passed: build the model, its optimizer and the compiled loop."""
@@ -271,10 +298,11 @@ class Trainer:
             model.classes_ = config.classes
         omp, self.blas = _threads.plan(config.batch_size, config.n_threads)
         model.optimizer.build(model._params(), model._param_names())
-        self.runner = EpochRunner(X, config.targets, config.labels, runner_specs(model),
-                                  model.loss_.code, model.optimizer.kernel_config(),
-                                  *model.optimizer.clip_settings(), config.batch_size, omp,
-                                  plan=getattr(model, "plan", None))
+        self.runner = self.make_runner(X, config.targets, config.labels, runner_specs(model),
+                                       model.loss_.code, model.optimizer.kernel_config(),
+                                       *model.optimizer.clip_settings(), config.batch_size,
+                                       omp, plan=getattr(model, "plan", None),
+                                       sample_weight=config.weights)
         model.plan_ = self.runner.plan
         self.n_batches = -(-len(X) // config.batch_size)
         self.progress_every = max(1, self.n_batches // 20)
@@ -283,6 +311,10 @@ class Trainer:
                               self.n_batches)
         model.history = History()
         model.stop_training = False
+
+    def make_runner(self, X, targets, labels, *args, **kwargs):
+        """The compiled epoch loop over (X, targets, labels): ``EpochRunner``."""
+        return EpochRunner(X, targets, labels, *args, **kwargs)
 
     def run(self):
         """Prepare, run the epochs, and return the model's History.
@@ -297,7 +329,7 @@ class Trainer:
         callbacks = config.callbacks
         callbacks.set_model(model)
         callbacks.set_params({"epochs": config.epochs, "batch_size": config.batch_size,
-                              "samples": len(config.X), "verbose": config.verbose})
+                              "samples": self.n_samples, "verbose": config.verbose})
         callbacks.on_train_begin({})
         self.snapshot = self.bar = None
         interrupted = False
@@ -333,7 +365,7 @@ class Trainer:
     def run_epoch(self, epoch):
         """One epoch: schedule, callbacks, the compiled loop, logs, divergence check."""
         model, config = self.model, self.config
-        optimizer, n = model.optimizer, len(config.X)
+        optimizer, n = model.optimizer, self.n_samples
         # the state after the last completed epoch, restored on Ctrl-C or divergence
         self.snapshot = None
         self.snapshot = self._snapshot()
@@ -344,10 +376,7 @@ class Trainer:
         self.bar = _progress_bar(config.verbose, n, config.batch_size, epoch, config.epochs)
         progress, progress_every = self._progress()
         start = time.perf_counter()
-        with _threads.blas_threads(self.blas):
-            result = self.runner.run_epoch(
-                order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
-                epoch_seed, progress, progress_every)
+        result = self.train_epoch(order, epoch_seed, progress, progress_every)
         seconds = time.perf_counter() - start
         if self.bar:
             self.bar.close()
@@ -373,20 +402,38 @@ class Trainer:
         config.callbacks.on_epoch_end(epoch, logs)
         self._step_plateau_schedule(logs)
 
+    def train_epoch(self, order, epoch_seed, progress, progress_every):
+        """The epoch's updates over the rows in `order`: the compiled loop's
+        result dict (``EpochRunner.run_epoch``)."""
+        optimizer = self.model.optimizer
+        with _threads.blas_threads(self.blas):
+            return self.runner.run_epoch(
+                order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
+                epoch_seed, progress, progress_every)
+
+    def scores(self, X, targets, labels, weights=None):
+        """``model._evaluate`` of these rows, weighted by `weights` if given
+        (a distributed fit sums over ranks)."""
+        return self.model._evaluate(X, targets, labels, weights)
+
     def _epoch_logs(self, result):
         """Training loss and metrics of the epoch, then the validation scores."""
         model, config = self.model, self.config
         X, targets, labels = config.X, config.targets, config.labels
-        logs = {"loss": result["loss_sum"] / max(result["n_samples"], 1)}
+        # the (weighted) mean over the epoch's samples: the loop's sums are
+        # weighted by the samples' weights when there are any
+        seen = result["n_samples"] if config.weights is None else result["weight_sum"]
+        logs = {"loss": result["loss_sum"] / seen if seen > 0 else 0.0}
         if model.loss_.is_classifier:
-            logs["accuracy"] = model.loss_.accuracy(result["n_correct"], len(X),
+            total = self.n_samples if config.weights is None else result["weight_sum"]
+            logs["accuracy"] = model.loss_.accuracy(result["n_correct"], total,
                                                     model.dense_layers[-1].units)
         if not model.loss_.is_classifier and model._regression_train_metrics:
             # mse, mae, r2 on the training data with the epoch's final weights
-            scores = model._evaluate(X, targets, labels)
+            scores = self.scores(X, targets, labels, config.weights)
             logs.update((key, scores[key]) for key in ("mse", "mae", "r2"))
         if config.validation is not None:
-            for key, value in model._evaluate(*config.validation).items():
+            for key, value in self.scores(*config.validation).items():
                 logs["val_" + key] = value
         if config.gradient_norms:
             logs.update(self._gradient_norms())
@@ -397,9 +444,10 @@ class Trainer:
         config = self.config
         rows = slice(0, min(len(config.X), max_rows))
         _, grads = reference.loss_and_grads(
-            self.model, config.X[rows],
+            self.model, np.asarray(config.X[rows]),
             None if config.targets is None else config.targets[rows],
-            None if config.labels is None else config.labels[rows])
+            None if config.labels is None else config.labels[rows],
+            weights=None if config.weights is None else config.weights[rows])
         return {f"grad_norm_{i}": float(np.linalg.norm(dw)) for i, (dw, _) in enumerate(grads)}
 
     def _step_plateau_schedule(self, logs):
@@ -488,6 +536,17 @@ class Trainer:
         model.epochs_trained = epochs_trained
 
 
+class _ChunkedTrainer(ChunkedTrainer, Trainer):
+    """The Trainer over an X read in chunks (descend._outofcore)."""
+
+
+def make_trainer(model, config):
+    """The Trainer for a validated fit: chunked when X is not in memory."""
+    if isinstance(config.X, LazyRows):
+        return _ChunkedTrainer(model, config)
+    return Trainer(model, config)
+
+
 def runner_specs(model):
     """What the compiled epoch loop needs to know of each Dense layer: one
     ``descend._contract.LayerSpec`` per layer (checked when built), over the
@@ -511,7 +570,7 @@ def runner_specs(model):
 
 # ---------------------------------------------------------------------- partial_fit
 def partial_fit(model, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
-                n_threads=None):
+                n_threads=None, sample_weight=None):
     """One epoch over (X, y), keeping all state; see ``Sequential.partial_fit``."""
     model._check_compiled()
     shape = np.shape(X)
@@ -534,7 +593,7 @@ def partial_fit(model, X, y, classes=None, batch_size=32, shuffle=True, verbose=
         model.classes_ = classes
     try:
         return model.fit(X, y, epochs=1, batch_size=batch_size, shuffle=shuffle,
-                         verbose=verbose, n_threads=n_threads)
+                         verbose=verbose, n_threads=n_threads, sample_weight=sample_weight)
     except (ValueError, TypeError):
         model.classes_ = previous
         raise
