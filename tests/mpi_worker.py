@@ -252,6 +252,8 @@ def main(scenario, out, loop="compiled"):
         found = resume(dist, out)
     elif scenario == "estimator":
         found = estimator(dist)
+    elif scenario == "threads":
+        found = {"threads": dist.comm.allgather(dist.threads_per_rank())}
     elif scenario == "fail":
         found = failing_rank(dist)
     elif scenario == "interrupt":

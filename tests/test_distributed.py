@@ -39,7 +39,7 @@ needs_mpi = pytest.mark.skipif(
     reason="needs mpi4py and mpiexec (pip install '.[mpi]': mpi4py and mpich)")
 
 
-def run_mpi(n, scenario, tmp_path, expect_ok=True, loop="compiled"):
+def run_mpi(n, scenario, tmp_path, expect_ok=True, loop="compiled", omp_threads=1):
     """Run a scenario on n ranks; (rank 0's findings or None, the completed process).
     loop: "compiled" (the allreduce inside the compiled loop where it applies) or
     "steps" (the step loop, which returns to Python once a step)."""
@@ -48,7 +48,7 @@ def run_mpi(n, scenario, tmp_path, expect_ok=True, loop="compiled"):
     # the worker imports the descend these tests import (source tree or installed)
     package_root = str(pathlib.Path(dn.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([package_root, env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
+    env["OMP_NUM_THREADS"] = str(omp_threads)
     done = subprocess.run([_mpiexec(), "-n", str(n), sys.executable, str(WORKER), scenario,
                            str(out), loop], env=env, capture_output=True, text=True,
                           timeout=TIMEOUT, cwd=tmp_path)
@@ -77,6 +77,15 @@ def test_weights_equal_the_one_process_run_and_are_bit_identical_across_ranks(
             assert case["allreduce_seconds"] is None
         for key, (mine, reference) in case["logs"].items():
             np.testing.assert_allclose(mine, reference, rtol=1e-9, err_msg=f"{name} {key}")
+
+
+@needs_mpi
+@pytest.mark.parametrize("n, omp_threads", [(2, 64), (3, 64), (2, 1)])
+def test_ranks_on_one_node_share_its_threads(n, omp_threads, tmp_path):
+    # p ranks each running a team of all cores oversubscribe the node (measured 50x slower)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    found, _ = run_mpi(n, "threads", tmp_path, omp_threads=omp_threads)
+    assert found["threads"] == [max(1, min(omp_threads, cores) // n)] * n
 
 
 @needs_mpi

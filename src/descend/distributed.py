@@ -24,7 +24,9 @@ one-process run):
 * Losses and metrics come from allreduced sums (validation data is split
   between the ranks too), so every rank logs the same values and takes the
   same early-stopping and schedule decisions (``stop_training`` is then
-  rank 0's on every rank); ``allreduce_seconds`` is logged per epoch.
+  rank 0's on every rank); ``allreduce_seconds`` is logged per epoch by the
+  step loop (the compiled loop does not time its calls). Each rank's default
+  ``n_threads`` is its node's cores shared by the ranks on that node.
   CSVLogger, ModelCheckpoint, TensorBoard and progress output act on rank 0
   only, as does ``Sequential.save`` of a model trained this way.
 * An exception or Ctrl-C on one rank during training prints that rank's
@@ -133,6 +135,20 @@ class MPI:
         """True on rank 0, the rank that writes files and prints."""
         return self.rank == 0
 
+    def threads_per_rank(self):
+        """The default OpenMP threads of each rank: this process's usable cores
+        (OMP_NUM_THREADS and the affinity mask count) shared by the ranks on
+        this node, at least 1. Without it, p ranks on one node would each run
+        a team of all cores: p times too many threads, which collapses (50x
+        slower measured with 2 ranks on 2 cores). A collective call."""
+        from descend._openmp import effective_n_threads
+        node = self.comm.Split_type(_mpi4py().COMM_TYPE_SHARED)
+        try:
+            ranks_here = node.Get_size()
+        finally:
+            node.Free()
+        return max(1, effective_n_threads(None) // ranks_here)
+
     def allreduce(self, buffer):
         """Sum `buffer` (a contiguous float array) over the ranks, in place."""
         self.comm.Allreduce(_mpi4py().IN_PLACE, buffer, op=_mpi4py().SUM)
@@ -164,6 +180,8 @@ def fit(model, distributed, X, y, **kwargs):
     check_distributed(distributed)
     if distributed.size == 1 and not distributed.sharded:
         return make_trainer(model, FitConfig.validate(model, X, y, **kwargs)).run()
+    if kwargs.get("n_threads") is None:
+        kwargs = dict(kwargs, n_threads=distributed.threads_per_rank())
     config = _validate_everywhere(model, distributed, X, y, kwargs)
     trainer = DistributedTrainer(model, config, distributed)
     try:
