@@ -177,6 +177,18 @@ def test_python_m_descend_version_and_help_name_the_command_as_typed(tmp_path):
     assert usage.startswith("usage: descend demo [-h]")
 
 
+def test_cli_output_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
+    # `python -m descend demo | head -2`: the reader is gone before the output is written
+    env = {**os.environ, "PYTHONPATH": str(Path(descend.__file__).parents[1])}
+    child = subprocess.Popen([sys.executable, "-m", "descend", "demo", "--epochs", "2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                             env=env)
+    child.stdout.close()
+    stderr = child.communicate(timeout=300)[1].decode()
+    assert child.returncode == 1
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+
+
 def _options(parser):
     """(command, option action) of every option of every subcommand."""
     import argparse

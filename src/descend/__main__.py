@@ -104,7 +104,8 @@ def demo(args):
     seconds = np.array(history["seconds"])
     print(f"test accuracy: {scores['accuracy']:.4f}  test loss: {scores['loss']:.4f}")
     print(f"throughput: {len(X_train) / np.median(seconds):,.0f} samples/s "
-          f"(median over {len(seconds)} epochs), {np.median(seconds):.3f} s/epoch, "
+          f"(median over {len(seconds)} epoch{'s' if len(seconds) != 1 else ''}), "
+          f"{np.median(seconds):.3f} s/epoch, "
           f"{total:.2f} s for fit")
     return 0
 
@@ -239,8 +240,15 @@ def main(argv=None, prog=None):
     ``argv`` defaults to ``sys.argv[1:]``; ``prog`` to the command as typed."""
     from descend.datasets import _command_line_option
     args = build_parser(prog).parse_args(argv)
-    with _command_line_option("--data-home"):      # messages name the option, not the keyword
-        return args.func(args)
+    try:
+        with _command_line_option("--data-home"):  # messages name the option, not the keyword
+            return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (`descend demo | head -2`): stop without a
+        # traceback; stdout now goes nowhere so that the flush at exit cannot
+        # fail again (the recipe of Python's signal module documentation)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -216,7 +216,8 @@ def _dependencies_section():
     from importlib.metadata import PackageNotFoundError, version
     section = {"python": f"{platform.python_version()} ({sys.executable})",
                "platform": platform.platform()}
-    for name in ("numpy", "scipy", "threadpoolctl", "tqdm", "matplotlib", "scikit-learn"):
+    for name in ("numpy", "scipy", "threadpoolctl", "tqdm", "matplotlib", "scikit-learn",
+                 "tensorboardX", "mpi4py", "mpich"):
         try:
             section[name] = version(name)
         except PackageNotFoundError:
