@@ -597,56 +597,6 @@ class Sequential:
                                                  keep_for_backward=False))
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
-    def _forward_rows(self, X):
-        """predict's output through the fused compiled forward pass
-        (``_dense.forward_rows_py``, the per-layer path's kernels and blocks,
-        hence its bits), in chunks of CHUNK_ROWS rows; None where the
-        per-layer path must run and raise: X not a C-contiguous 2-D ndarray
-        of the network's dtype with n_in columns and at least one row, the
-        network not built, or a non-finite input or output."""
-        if (type(X) is not np.ndarray or X.ndim != 2 or X.shape[0] == 0
-                or X.dtype != self.dtype or not X.flags.c_contiguous):
-            return None
-        dense = self.dense_layers      # Dropout is the identity at inference
-        if not dense or any(layer.kernel is None for layer in dense):
-            return None
-        link = self.loss_.link if self.loss_ is not None else "identity"
-        last = len(dense) - 1
-        layers = (tuple([layer.kernel for layer in dense]), tuple([layer.bias for layer in dense]),
-                  tuple([layer.kernel_activation_code(i == last, link)
-                         for i, layer in enumerate(dense)]),
-                  tuple([layer.alpha for layer in dense]), _LINK_CODES.get(link, -1))
-        chunks = []
-        for start in range(0, len(X), CHUNK_ROWS):
-            part = X[start:start + CHUNK_ROWS]
-            omp, blas = self._threads_for(len(part))
-            with _threads.blas_threads(blas):
-                if omp == 1:
-                    chunks.append(forward_rows_py(part, *layers, 1))
-                else:
-                    chunks.append(self._forward_with_a_measured_team(part, layers, omp))
-            if chunks[-1] is None:
-                return None
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-
-    def _forward_with_a_measured_team(self, part, layers, n_threads):
-        """forward_rows_py on all the threads or on one, whichever has been
-        faster per row for this size of input (``_train.TeamSize``: on shared
-        cores a team waits for a descheduled thread; measured under load,
-        1000 MNIST rows took 25 ms on a team of 2 against 5 ms on one thread).
-        The bits do not depend on the team: the blocks are the same."""
-        key = (len(part).bit_length(), str(part.dtype),
-               tuple(kernel.shape for kernel in layers[0]))
-        teams = self.__dict__.setdefault("_predict_teams", {})
-        if key not in teams:
-            teams[key] = TeamSize(n_threads, ("predict",) + key)
-        team = teams[key]
-        threads = team.choose()
-        started = time.perf_counter()
-        output = forward_rows_py(part, *layers, threads)
-        team.record(threads, (time.perf_counter() - started) / len(part))
-        return output
-
     def predict(self, X):
         """Network output after the loss's link.
 
@@ -668,7 +618,7 @@ class Sequential:
             # array stays on disk, read in chunks by the per-layer path
             X = self._check_X(X, lazy=True)
         if not isinstance(X, LazyRows):
-            output = self._forward_rows(X)
+            output = _fused_forward(self, X)
             if output is not None:
                 return output
             # the per-layer path: raises the error that made the fused one decline
@@ -1006,6 +956,57 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, input_dim={self.n_features_in_})"
+
+
+def _fused_forward(net, X):
+    """predict's output through the fused compiled forward pass
+    (``_dense.forward_rows_py``, the per-layer path's kernels and blocks,
+    hence its bits), in chunks of CHUNK_ROWS rows; None where the
+    per-layer path must run and raise: X not a C-contiguous 2-D ndarray
+    of the network's dtype with n_in columns and at least one row, the
+    network not built, or a non-finite input or output."""
+    if (type(X) is not np.ndarray or X.ndim != 2 or X.shape[0] == 0
+            or X.dtype != net.dtype or not X.flags.c_contiguous):
+        return None
+    dense = net.dense_layers      # Dropout is the identity at inference
+    if not dense or any(layer.kernel is None for layer in dense):
+        return None
+    link = net.loss_.link if net.loss_ is not None else "identity"
+    last = len(dense) - 1
+    layers = (tuple([layer.kernel for layer in dense]), tuple([layer.bias for layer in dense]),
+              tuple([layer.kernel_activation_code(i == last, link)
+                     for i, layer in enumerate(dense)]),
+              tuple([layer.alpha for layer in dense]), _LINK_CODES.get(link, -1))
+    chunks = []
+    for start in range(0, len(X), CHUNK_ROWS):
+        part = X[start:start + CHUNK_ROWS]
+        omp, blas = net._threads_for(len(part))
+        with _threads.blas_threads(blas):
+            if omp == 1:
+                chunks.append(forward_rows_py(part, *layers, 1))
+            else:
+                chunks.append(_forward_with_a_measured_team(net, part, layers, omp))
+        if chunks[-1] is None:
+            return None
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+def _forward_with_a_measured_team(net, part, layers, n_threads):
+    """forward_rows_py on all the threads or on one, whichever has been
+    faster per row for this size of input (``_train.TeamSize``: on shared
+    cores a team waits for a descheduled thread; measured under load,
+    1000 MNIST rows took 25 ms on a team of 2 against 5 ms on one thread).
+    The bits do not depend on the team: the blocks are the same."""
+    key = (len(part).bit_length(), str(part.dtype),
+           tuple(kernel.shape for kernel in layers[0]))
+    teams = net.__dict__.setdefault("_predict_teams", {})
+    if key not in teams:
+        teams[key] = TeamSize(n_threads, ("predict",) + key)
+    team = teams[key]
+    threads = team.choose()
+    started = time.perf_counter()
+    output = forward_rows_py(part, *layers, threads)
+    team.record(threads, (time.perf_counter() - started) / len(part))
+    return output
 
 
 def _summary(net):
