@@ -350,3 +350,47 @@ def test_csv_logger_refuses_a_directory_before_fit(tmp_path, data):
     # was: IsADirectoryError from on_train_begin, after fit had built the network
     with pytest.raises(ValueError, match="CSVLogger: filename .* is a directory"):
         dn.callbacks.CSVLogger(tmp_path)
+
+
+# ------------------------------------------------- the typed layer contract
+@pytest.mark.parametrize("make, match", [
+    # was: accepted; the momentum step then wrote the velocity over the weights
+    (lambda k, b: dict(kernel=k, bias=b, kernel_state=[k]),
+     r"kernel and kernel_state\[0\] share memory"),
+    (lambda k, b: dict(kernel=k, bias=b, bias_state=[b[::1]]),
+     r"bias and bias_state\[0\] share memory"),
+    (lambda k, b: (lambda s: dict(kernel=k, bias=b, kernel_state=[s, s]))(np.zeros_like(k)),
+     r"kernel_state\[0\] and kernel_state\[1\] share memory"),
+    # was: accepted; a layer without inputs or units trained nothing
+    (lambda k, b: dict(kernel=np.zeros((0, 3)), bias=b), r"kernel must have no empty"),
+    (lambda k, b: dict(kernel=np.zeros((4, 0)), bias=None), r"kernel must have no empty"),
+])
+def test_a_layer_spec_refuses_shared_or_empty_arrays(make, match):
+    from descend._contract import LayerSpec
+    kwargs = make(np.zeros((4, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match=match):
+        LayerSpec(kwargs.pop("kernel"), kwargs.pop("bias"), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    # was: TypeError "'int' object is not iterable", naming nothing
+    ({"kernel_state": 5}, TypeError, r"LayerSpec: kernel_state must be a sequence .* got 5 \(int\)"),
+    # was: the array's rows taken as 1-D state arrays ("must be 2-D")
+    ({"kernel_state": np.zeros((4, 3))}, TypeError, r"kernel_state must be a sequence"),
+    # was: 3.0 accepted as RELU; "relu" and None a ValueError; an array a TypeError
+    # naming nothing ("only 0-dimensional arrays can be converted")
+    ({"activation": 3.0}, TypeError, r"LayerSpec: activation must be an int, got 3.0"),
+    ({"activation": "relu"}, TypeError, r"activation must be an int, got 'relu' \(str\)"),
+    ({"activation": np.array([3])}, TypeError, r"activation must be an int, got array"),
+    ({"activation": 99}, ValueError, r"activation must be an Activation code, got 99"),
+])
+def test_a_layer_spec_names_a_bad_state_or_activation(kwargs, error, match):
+    from descend._contract import LayerSpec
+    with pytest.raises(error, match=match):
+        LayerSpec(np.zeros((4, 3)), np.zeros(3), **kwargs)
+
+
+def test_a_layer_spec_takes_numpy_integer_codes():
+    from descend._contract import Activation, LayerSpec
+    spec = LayerSpec(np.zeros((4, 3)), None, activation=np.int64(Activation.RELU))
+    assert spec.activation == Activation.RELU and type(spec.activation) is int
