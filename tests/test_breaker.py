@@ -394,3 +394,51 @@ def test_a_layer_spec_takes_numpy_integer_codes():
     from descend._contract import Activation, LayerSpec
     spec = LayerSpec(np.zeros((4, 3)), None, activation=np.int64(Activation.RELU))
     assert spec.activation == Activation.RELU and type(spec.activation) is int
+
+
+# ------------------------------------------------------ MNIST's data_home
+def test_load_mnist_refuses_a_data_home_that_is_a_file(tmp_path):
+    # was: FileExistsError from mkdir, once the download started
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    with pytest.raises(ValueError, match="data_home must be a directory, got .*afile.* file"):
+        dn.datasets.load_mnist(afile, timeout=0.01, mirrors=[])
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    # was: '' taken as the current directory; 123 a TypeError naming nothing
+    ({"data_home": ""}, ValueError, "load_mnist: data_home must be None or a non-empty str"),
+    ({"data_home": 123}, TypeError, r"load_mnist: data_home must be .* got 123 \(int\)"),
+    # was: a str iterated character by character as mirrors ('f/train-images...')
+    ({"mirrors": "file:///tmp/"}, TypeError, "load_mnist: mirrors must be None or a list"),
+    # was: AttributeError ('int' object has no attribute 'rstrip')
+    ({"mirrors": [1]}, TypeError, r"load_mnist: mirrors\[0\] must be a non-empty str"),
+])
+def test_load_mnist_names_a_bad_data_home_or_mirror(tmp_path, kwargs, error, match):
+    kwargs.setdefault("data_home", tmp_path / "mnist")
+    with pytest.raises(error, match=match):
+        dn.datasets.load_mnist(timeout=0.01, **kwargs)
+
+
+def test_load_mnist_into_a_directory_that_cannot_be_created_says_where_to_copy(tmp_path):
+    # was: FileNotFoundError / PermissionError from mkdir (a traceback from the CLI)
+    blocked = tmp_path / "afile"
+    blocked.write_text("")
+    with pytest.raises(dn.datasets.DatasetNotFoundError,
+                       match=r"cannot be downloaded there .*copy the four MNIST files"):
+        dn.datasets.load_mnist(blocked / "mnist", mirrors=["http://127.0.0.1:9"],
+                               timeout=0.01)
+
+
+@pytest.mark.parametrize("command", ["demo", "bench", "experiments"])
+@pytest.mark.parametrize("value", ["", "afile"])
+def test_the_cli_refuses_a_data_home_that_is_a_file_or_empty(tmp_path, capsys, command, value):
+    # was (demo --dataset mnist): a FileExistsError traceback
+    from descend.__main__ import main
+    if value:
+        value = str(tmp_path / value)
+        open(value, "w").close()
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--data-home", value])
+    assert exit_info.value.code == 2
+    assert "argument --data-home: expected a directory, got" in capsys.readouterr().err

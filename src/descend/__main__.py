@@ -77,8 +77,9 @@ def demo(args):
     try:
         X_train, X_test, y_train, y_test = load_dataset(args.dataset, args.seed,
                                                         args.data_home, args.dtype)
-    except dn.datasets.DatasetNotFoundError as error:
-        # the message says which files are missing and where to put them
+    except (dn.datasets.DatasetNotFoundError, ValueError) as error:
+        # the message says which files are missing and where to put them (or
+        # what is wrong with --data-home or a file there)
         print(f"descend demo: {error}", file=sys.stderr)
         return 1
     hidden, epochs, batch_size, make_optimizer = _demo_config(args.dataset)
@@ -152,6 +153,16 @@ def _n_threads(text):
     return value
 
 
+def _directory(text):
+    """argparse type: a directory path (it may not exist yet), not '' and not
+    an existing file."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a directory, got ''")
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a directory, got {text!r} (a file)")
+    return text
+
+
 def _prog():
     """The command as the user typed it, for usage lines: the script's name
     (``descend``) or, under ``python -m``, the interpreter's name and ``-m
@@ -201,7 +212,7 @@ def build_parser(prog=None):
     p.add_argument("--dataset", choices=DEMO_DATASETS, default="digits",
                    help="bundled UCI digits (8x8) or breast cancer, or MNIST (28x28, "
                         "downloaded once) (default: %(default)s)")
-    p.add_argument("--data-home", default=None,
+    p.add_argument("--data-home", type=_directory, default=None,
                    help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                         "then ~/.cache/descend/mnist; downloaded if missing)")
     p.add_argument("--epochs", type=_positive_int, default=None,

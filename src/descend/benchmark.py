@@ -590,7 +590,7 @@ def _contender_list(text):
 
 def add_arguments(parser):
     """Add the bench options to an argparse parser (``python -m descend bench``)."""
-    from descend.__main__ import _n_threads, _positive_int
+    from descend.__main__ import _directory, _n_threads, _positive_int
     if parser.description is None:
         parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("--quick", action="store_true",
@@ -616,7 +616,7 @@ def add_arguments(parser):
                         default="auto",
                         help="auto: MNIST if found, else synthetic data of MNIST's shape "
                              "(default: %(default)s)")
-    parser.add_argument("--data-home", default=None,
+    parser.add_argument("--data-home", type=_directory, default=None,
                         help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                              "then ~/.cache/descend/mnist; never downloaded)")
     parser.add_argument("--json", action="store_true",

@@ -179,7 +179,7 @@ def add_parser(subparsers):
                     "NAME.md and NAME.png (with matplotlib) into --out.")
     p.add_argument("name", choices=list(EXPERIMENTS) + ["all"], metavar="NAME",
                    help="one of: " + ", ".join(EXPERIMENTS) + ", all")
-    from descend.__main__ import _n_threads, _positive_int
+    from descend.__main__ import _directory, _n_threads, _positive_int
     p.add_argument("--quick", action="store_true",
                    help="small size: each experiment in under a minute on digits "
                         "(default: the full size)")
@@ -190,7 +190,7 @@ def add_parser(subparsers):
                         "default: %(default)s)")
     p.add_argument("--out", default="descend-experiments",
                    help="output directory (default: ./%(default)s)")
-    p.add_argument("--data-home", default=None,
+    p.add_argument("--data-home", type=_directory, default=None,
                    help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                         "then ~/.cache/descend/mnist)")
     p.add_argument("--n-threads", type=_n_threads, default=1,
