@@ -8,11 +8,17 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport uint64_t
+from libc.stdlib cimport free, malloc
+
+cimport numpy as cnp
 
 from descend._blas cimport gemm
+from descend._losses cimport softmax_row
 from descend._activations cimport activate, derivative
 from descend._contract cimport (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS,
                                GELU)
+
+cnp.import_array()
 
 # GEMMs are cut into blocks of this many rows of C whatever the number of
 # threads: every BLAS call then sees the same operands for any n_threads, so
@@ -338,3 +344,167 @@ def gemm_row_blocks_py(const floating[:, ::1] x not None, const floating[:, ::1]
             gemm(False, False, min(rows, n - r0), n_out, n_in, <floating>1,
                  &x[r0, 0], n_in, &w[0, 0], n_out, <floating>0, &z[r0, 0], n_out)
             r0 = r0 + rows
+
+
+# ---- inference: the whole forward pass in one call (Sequential.predict) ----
+
+cdef enum:
+    LINK_IDENTITY = 0
+    LINK_SIGMOID = 1
+    LINK_SOFTMAX = 2
+
+
+cdef int _columns(object array):
+    """Columns of a 2-D ndarray; 0 for anything else."""
+    if type(array) is not cnp.ndarray or cnp.PyArray_NDIM(<cnp.ndarray>array) != 2:
+        return 0
+    return (<cnp.ndarray>array).shape[1]
+
+
+cdef bint _rows_of(object array, int dtype_num, int n, int k):
+    """array is a C-contiguous (n, k) ndarray of the dtype (k >= 1; n < 0: any n)."""
+    if type(array) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray a = <cnp.ndarray>array
+    return (cnp.PyArray_TYPE(a) == dtype_num and cnp.PyArray_NDIM(a) == 2
+            and cnp.PyArray_IS_C_CONTIGUOUS(a) and (n < 0 or a.shape[0] == n)
+            and a.shape[1] == k and k >= 1)
+
+
+cdef bint _vector_of(object array, int dtype_num, int k):
+    """array is a contiguous (k,) ndarray of the dtype."""
+    if type(array) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray a = <cnp.ndarray>array
+    return (cnp.PyArray_TYPE(a) == dtype_num and cnp.PyArray_NDIM(a) == 1
+            and cnp.PyArray_IS_C_CONTIGUOUS(a) and a.shape[0] == k)
+
+
+cdef long _non_finite(const floating* v, long size) noexcept nogil:
+    """How many of v[0 .. size) are NaN or infinite (x - x is 0 only for
+    finite x; an integer count vectorizes, a float sum would not)."""
+    cdef long i, bad = 0
+    for i in range(size):
+        bad += (v[i] - v[i]) != 0
+    return bad
+
+
+def forward_rows_py(x, tuple kernels, tuple biases, tuple activations, tuple alphas,
+                    int link, int n_threads):
+    """The network's output after its link, for the rows of x, in one call.
+
+    Each block of ROWS_PER_BLOCK rows goes through every layer (z := x . w
+    + b and a := act(z) by the cores of ``dense_forward``) and the link (0
+    none, 1 sigmoid, 2 softmax by ``softmax_row``) on one thread; the blocks
+    are spread over the team in one parallel region. The per-layer path cuts
+    its GEMMs into the same blocks, so the bits are the same; one region
+    instead of two per layer means one wait for the team, not six, on a
+    loaded machine, and one call instead of a Python loop over the layers
+    makes a one-sample predict ~10x faster.
+
+    x (n, n_in) and the kernels (n_in, n_out): C-contiguous float32 or
+    float64 ndarrays of one dtype; biases (n_out,) or None; activations
+    the kernels' codes, alphas their parameters. Returns None when an input
+    or output value is not finite (the caller's full path then raises), or
+    when the arrays do not fit together (the caller's checks say why). BLAS
+    must be limited to one thread.
+    """
+    cdef int n_layers = len(kernels)
+    if (n_layers == 0 or len(biases) != n_layers or len(activations) != n_layers
+            or len(alphas) != n_layers or not 0 <= link <= 2 or n_threads < 1
+            or type(x) is not cnp.ndarray):
+        return None
+    cdef int dtype_num = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if dtype_num != cnp.NPY_FLOAT32 and dtype_num != cnp.NPY_FLOAT64:
+        return None
+    cdef int i, width = _columns(x)
+    if width < 1 or not _rows_of(x, dtype_num, -1, width) or (<cnp.ndarray>x).shape[0] < 1:
+        return None
+    for i in range(n_layers):
+        w = kernels[i]
+        if (not _rows_of(w, dtype_num, width, _columns(w))
+                or not (biases[i] is None or _vector_of(biases[i], dtype_num, _columns(w)))
+                or not 0 <= activations[i] <= 7):
+            return None
+        width = _columns(w)
+    n = (<cnp.ndarray>x).shape[0]
+    # every layer's output for all rows: the blocks write their own rows
+    outputs = [cnp.PyArray_EMPTY(2, [n, _columns(w)], dtype_num, 0) for w in kernels]
+    if dtype_num == cnp.NPY_FLOAT32:
+        bad = _forward_rows[float](x, kernels, biases, activations, alphas, outputs, link,
+                                   n_threads)
+    else:
+        bad = _forward_rows[double](x, kernels, biases, activations, alphas, outputs, link,
+                                    n_threads)
+    return None if bad else outputs[n_layers - 1]     # (no wraparound: not [-1])
+
+
+cdef struct LayerRef:
+    const void* kernel      # (n_in, n_out)
+    const void* bias        # (n_out,) or NULL
+    void* out               # (n, n_out): this layer's output for all rows
+    int n_out
+    int activation
+    double alpha
+
+
+cdef long _forward_rows(cnp.ndarray x, tuple kernels, tuple biases, tuple activations,
+                        tuple alphas, list outputs, int link, int n_threads,
+                        floating dummy=0) except -1:
+    """forward_rows_py's work on arrays it has checked: the count of
+    non-finite inputs and outputs."""
+    cdef int n = x.shape[0], n_layers = len(kernels), n_in = x.shape[1], i
+    cdef int blocks = (n + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK, block
+    cdef long bad = 0
+    cdef LayerRef* refs = <LayerRef*>malloc(n_layers * sizeof(LayerRef))
+    if refs == NULL:
+        raise MemoryError()
+    for i in range(n_layers):
+        refs[i].kernel = cnp.PyArray_DATA(<cnp.ndarray>kernels[i])
+        refs[i].bias = (NULL if biases[i] is None else
+                        cnp.PyArray_DATA(<cnp.ndarray>biases[i]))
+        refs[i].out = cnp.PyArray_DATA(<cnp.ndarray>outputs[i])
+        refs[i].n_out = (<cnp.ndarray>kernels[i]).shape[1]
+        refs[i].activation = activations[i]
+        refs[i].alpha = alphas[i]
+    cdef const floating* x_data = <const floating*>cnp.PyArray_DATA(x)
+    with nogil:
+        if blocks == 1 or n_threads == 1:     # no team to start
+            for block in range(blocks):
+                bad += _forward_block(x_data, n, n_in, block, refs, n_layers, link)
+        else:
+            for block in prange(blocks, num_threads=min(n_threads, blocks), schedule="static"):
+                bad += _forward_block(x_data, n, n_in, block, refs, n_layers, link)
+    free(refs)
+    return bad
+
+
+cdef long _forward_block(const floating* x, int n, int n_in, int block, const LayerRef* refs,
+                         int n_layers, int link) noexcept nogil:
+    """Rows [block * ROWS_PER_BLOCK, ...) of x through every layer and the
+    link; the count of non-finite inputs and outputs of these rows."""
+    cdef int r0 = block * ROWS_PER_BLOCK, rows = min(ROWS_PER_BLOCK, n - r0), i, r, n_out = 0
+    cdef long j, bad = _non_finite(x + <long>r0 * n_in, <long>rows * n_in)
+    cdef const floating* a_in = x + <long>r0 * n_in
+    cdef floating* z = NULL
+    for i in range(n_layers):
+        n_out = refs[i].n_out
+        z = <floating*>refs[i].out + <long>r0 * n_out
+        # dense_forward's work on one thread (no nested team): one GEMM of
+        # <= ROWS_PER_BLOCK rows, then bias and activation row by row in place
+        gemm(False, False, rows, n_out, n_in, <floating>1, a_in, n_in,
+             <const floating*>refs[i].kernel, n_out, <floating>0, z, n_out)
+        if refs[i].bias != NULL or refs[i].activation != IDENTITY:
+            for r in range(rows):
+                bias_activation_row(z + <long>r * n_out, z + <long>r * n_out,
+                                    <const floating*>refs[i].bias, n_out, refs[i].activation,
+                                    <floating>refs[i].alpha)
+        a_in = z
+        n_in = n_out
+    if link == LINK_SOFTMAX:
+        for r in range(rows):
+            softmax_row(z + <long>r * n_out, z + <long>r * n_out, n_out)
+    elif link == LINK_SIGMOID:
+        for j in range(<long>rows * n_out):
+            z[j] = activate(z[j], SIGMOID, <floating>0)
+    return bad + _non_finite(z, <long>rows * n_out)

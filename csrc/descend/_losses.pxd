@@ -1,4 +1,5 @@
 from cython cimport floating
+from libc.math cimport exp
 
 from descend._contract cimport (Loss, MEAN_SQUARED_ERROR, BINARY_CROSS_ENTROPY,
                                SOFTMAX_CROSS_ENTROPY)
@@ -13,3 +14,17 @@ cdef inline double mean_scale(int loss, long n, long k) noexcept nogil:
     softmax_cross_entropy (one term per sample), 1 / (n k) for the
     elementwise losses (one term per sample and output)."""
     return 1.0 / n if loss == SOFTMAX_CROSS_ENTROPY else 1.0 / (<double>n * k)
+
+
+cdef inline void softmax_row(const floating* logits, floating* proba, int k) noexcept nogil:
+    """proba := softmax(logits) of one row of k, max-shifted, summed in float64
+    (the link of softmax_cross_entropy: predict's and softmax_py's one core)."""
+    cdef int j
+    cdef double row_max = logits[0], sum_exp = 0.0
+    for j in range(1, k):
+        if logits[j] > row_max:
+            row_max = logits[j]
+    for j in range(k):
+        sum_exp = sum_exp + exp(<double>logits[j] - row_max)
+    for j in range(k):
+        proba[j] = <floating>(exp(<double>logits[j] - row_max) / sum_exp)

@@ -104,18 +104,11 @@ def softmax_py(const floating[:, ::1] logits, floating[:, ::1] proba, int n_thre
     cdef int n = logits.shape[0], k = logits.shape[1], i, j
     if (proba.shape[0], proba.shape[1]) != (n, k):
         raise ValueError(f"proba has shape {(proba.shape[0], proba.shape[1])}, expected {(n, k)}")
-    cdef double row_max, sum_exp
+    if n == 0 or k == 0:
+        return
     with nogil:
         for i in prange(n, num_threads=n_threads, schedule="static"):
-            row_max = logits[i, 0]
-            for j in range(1, k):
-                if logits[i, j] > row_max:
-                    row_max = logits[i, j]
-            sum_exp = 0.0
-            for j in range(k):
-                sum_exp = sum_exp + exp(<double>logits[i, j] - row_max)
-            for j in range(k):
-                proba[i, j] = <floating>(exp(<double>logits[i, j] - row_max) / sum_exp)
+            softmax_row(&logits[i, 0], &proba[i, 0], k)
 
 
 def loss_and_gradient_py(int loss, const floating[:, ::1] output,

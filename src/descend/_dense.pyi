@@ -38,3 +38,11 @@ def activation_derivative_py(z: NDArray[_F], a: NDArray[_F], d: NDArray[_F],
 
 def gemm_row_blocks_py(x: NDArray[_F], w: NDArray[_F], z: NDArray[_F], rows: int) -> None:
     """z[i:i+rows] := x[i:i+rows] . w for each block of `rows` rows."""
+
+def forward_rows_py(x: NDArray[_F], kernels: tuple[NDArray[_F], ...],
+                    biases: tuple[NDArray[_F] | None, ...], activations: tuple[int, ...],
+                    alphas: tuple[float, ...], link: int,
+                    n_threads: int) -> NDArray[_F] | None:
+    """The network's output after its link (0 none, 1 sigmoid, 2 softmax) for
+    the rows of x, every layer in one call; None if a value is not finite or
+    the arrays do not fit together."""

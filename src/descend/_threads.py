@@ -29,7 +29,6 @@ Two process-wide hazards are handled here:
   libraries' thread counts and applies the limit, the last one restores
   them, whatever the interleaving of fits and predicts in other threads.
 """
-import contextlib
 import os
 import threading
 import warnings
@@ -120,16 +119,18 @@ class _BlasLimit:
 
     @classmethod
     def libraries(cls):
+        """[(get, set)]: each BLAS library's thread-count getter and setter."""
         if not _controller:
             # scanning the loaded libraries is the slow part: do it once
-            _controller.append(ThreadpoolController().select(user_api="blas").lib_controllers)
+            libs = ThreadpoolController().select(user_api="blas").lib_controllers
+            _controller.append([_thread_count_functions(lib) for lib in libs])
         return _controller[0]
 
     @classmethod
     def enter(cls, n):
         with cls.lock:
             if cls.saved is None:
-                cls.saved = [(lib, lib.num_threads) for lib in cls.libraries()]
+                cls.saved = [(lib, lib[0]()) for lib in cls.libraries()]
             cls.holders.setdefault(threading.get_ident(), []).append(n)
             cls.apply()
 
@@ -149,16 +150,16 @@ class _BlasLimit:
     def apply(cls):
         limit = min(n for limits in cls.holders.values() for n in limits)
         if limit != cls.applied:
-            for lib, original in cls.saved:
-                _set_num_threads(lib, min(limit, original))
+            for (_, set_threads), original in cls.saved:
+                set_threads(min(limit, original))
             cls.applied = limit
 
     @classmethod
     def restore(cls):
-        for lib, original in cls.saved:
+        for (get_threads, set_threads), original in cls.saved:
             # a count that is no longer ours was set by user code meanwhile: keep it
-            if lib.num_threads == min(cls.applied, original):
-                _set_num_threads(lib, original)
+            if get_threads() == min(cls.applied, original):
+                set_threads(original)
         cls.saved = None
         cls.applied = None
 
@@ -169,6 +170,30 @@ class _BlasLimit:
         cls.holders = {me: cls.holders[me]} if me in cls.holders else {}
         if not cls.holders and cls.saved is not None:
             cls.restore()
+
+
+def _thread_count_functions(lib):
+    """(get, set) of a threadpoolctl library controller's thread count.
+
+    For OpenBLAS with its own (pthreads) pool, the library's
+    ``openblas_get/set_num_threads`` themselves, through the ctypes symbols
+    threadpoolctl found: a predict on one sample takes ~10 us, and
+    threadpoolctl's Python wrappers (with the controlling-thread bookkeeping,
+    which descend's own lock makes unnecessary) cost ~20 us a call. Other
+    libraries, or a threadpoolctl without that symbol lookup, go through
+    threadpoolctl's public API.
+    """
+    lookup = getattr(lib, "_get_symbol", None)
+    if lib.internal_api == "openblas" and getattr(lib, "threading_layer", None) == "pthreads" \
+            and lookup is not None:
+        try:
+            get_threads = lookup("openblas_get_num_threads")
+            set_threads = lookup("openblas_set_num_threads")
+        except Exception:       # pragma: no cover - a threadpoolctl that looks up otherwise
+            get_threads = set_threads = None
+        if get_threads is not None and set_threads is not None:
+            return get_threads, set_threads
+    return (lambda: lib.num_threads), (lambda n: _set_num_threads(lib, n))
 
 
 def _set_num_threads(lib, n):
@@ -191,22 +216,28 @@ def _set_num_threads(lib, n):
         release()
 
 
-@contextlib.contextmanager
-def blas_threads(n):
-    """Limit BLAS to n threads inside the block (no-op for None).
+class blas_threads:
+    """Limit BLAS to n threads inside a ``with`` block (no-op for None).
 
     Safe to use from several Python threads at once: the limit is
     reference-counted and the libraries' thread counts are restored when the
-    last block exits (unless user code changed them meanwhile).
+    last block exits (unless user code changed them meanwhile). A class, not
+    a generator: one-sample predict enters it, and it costs ~1 us.
     """
-    if n is None:
-        yield
-        return
-    _BlasLimit.enter(n)
-    try:
-        yield
-    finally:
-        _BlasLimit.leave()
+    __slots__ = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        if self.n is not None:
+            _BlasLimit.enter(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self.n is not None:
+            _BlasLimit.leave()
+        return False
 
 
 if hasattr(os, "register_at_fork"):

@@ -147,13 +147,16 @@ def save(model, path):
                          "it first")
     _check_registered(model)
     state = model.state_dict()
+    # the plan goes beside the state, not in it: descend versions whose
+    # load_state_dict knows no "plan" key read these files as before
+    plan = state.pop("plan")
     if state["classes"] is not None:
         state["classes"] = _classes_array(state["classes"])
     arrays = {}
     config = {"format": _FORMAT_NAME, "format_version": FORMAT_VERSION,
               "descend_version": __version__, "model": model.get_config(),
               "compile": model.get_compile_config(),
-              "state": _arrays_to_entries(state, arrays, ())}
+              "state": _arrays_to_entries(state, arrays, ()), "plan": plan}
     try:
         text = json.dumps(config, default=_json_default)
     except (TypeError, ValueError) as exc:
@@ -603,6 +606,10 @@ class _Reader:
             state = self.entries_to_arrays(config["state"], declared, net.dtype)
         else:
             state = self.version_1_state(config, net, declared)
+        # beside the state since the plans were recorded (absent before);
+        # a few format-1 files hold the pinned plan and the used one apart
+        state["plan"] = (config.get("plan") if version == 2 else
+                         {"pinned": config.get("plan"), "used": config.get("plan_used")})
         try:
             net.load_state_dict(state)
         except (TypeError, ValueError) as exc:

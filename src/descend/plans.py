@@ -15,7 +15,7 @@ kernel stream 4 MB of weights per 4 samples (35 GFLOP/s).
 So the plan follows from a *machine profile*: the throughput of the
 candidate phase-A blockings (single-threaded GEMM of r rows against a
 small and a large kernel) and of the sparse first layer, measured once per
-machine (about half a second), persisted in the user cache directory,
+machine (about half a second of CPU time), persisted in the user cache directory,
 keyed by the CPU model and features and the versions of descend, numpy,
 scipy and the BLAS. The plan for a workload is a deterministic function
 of that profile and the workload's shapes, dtype, batch size, input
@@ -23,6 +23,14 @@ density and core count (never the number of threads, so the results stay
 bit-identical for any ``n_threads``). Timing noise therefore enters only
 once, when the profile is measured; it is reported by :func:`describe`
 and can be refreshed with ``machine_profile(refresh=True)``.
+
+A profile taken on a loaded machine must not pick a slower plan: its
+timings are the thread's CPU time (not wall-clock time, which counts the
+other tenants' time slices), interleaved round by round, and medians; and
+it moves a choice off the defaults only where its estimate is faster by
+``PLAN_MARGIN`` (15%). A stored profile is measured again when it is stale:
+another CPU or library version (its key), another number of usable cores,
+or older than ``PROFILE_MAX_AGE_DAYS``.
 
 Environment:
 
@@ -41,6 +49,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -48,7 +57,18 @@ import numpy as np
 
 from descend._config import register_section
 
-PROFILE_FORMAT = 2
+PROFILE_FORMAT = 3
+
+# A stored profile is measured again when it is older than this, or when the
+# process may use another number of cores than when it was measured (the
+# key already changes with the CPU and the library versions).
+PROFILE_MAX_AGE_DAYS = 30
+# Rounds of the profile's interleaved timings (medians are taken).
+PROFILE_ROUNDS = 5
+# The profile replaces a default choice only when its estimate is faster by
+# this fraction: a profile measured with noise (under load, on shared
+# cores) then moves off a default only where the difference is real.
+PLAN_MARGIN = 0.15
 
 # The defaults (no profile): measured on an AMD EPYC (AVX2, OpenBLAS with
 # SkylakeX kernels), MNIST epoch 784-256-128-10, 2 threads. Sparse first
@@ -205,7 +225,7 @@ def machine_profile(refresh=False):
         try:
             with open(path) as f:
                 stored = json.load(f)
-            if stored.get("key") == key:
+            if not profile_is_stale(stored, key):
                 stored["path"] = path
                 _loaded[path] = stored
                 return stored
@@ -216,6 +236,24 @@ def machine_profile(refresh=False):
     profile["path"] = _store(path, profile)
     _loaded[path] = profile
     return profile
+
+
+def usable_cores():
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    from descend._openmp import _usable_cpus
+    return _usable_cpus()
+
+
+def profile_is_stale(profile, key, now=None):
+    """Whether a stored profile must be measured again: it was measured for
+    another key (CPU model or features, BLAS, descend, numpy, scipy or
+    Python version, profile format), for another number of usable cores,
+    or more than PROFILE_MAX_AGE_DAYS ago (or it lacks those records)."""
+    now = time.time() if now is None else now
+    measured_at = profile.get("measured_at")
+    return (profile.get("key") != key or profile.get("cores") != usable_cores()
+            or not isinstance(measured_at, (int, float))
+            or not 0 <= now - measured_at <= PROFILE_MAX_AGE_DAYS * 86400)
 
 
 def _store(path, profile):
@@ -231,20 +269,26 @@ def _store(path, profile):
         return None
 
 
-def _fastest(runs, rounds=5):
-    """{name: best seconds} of each zero-argument callable in `runs`, timed
-    in turns (round by round), after one warm-up call each: on shared cores a
-    burst of load then costs one round of every run, and the best of the
-    rounds is the machine's speed, not the load's."""
-    best = {}
+def _timed_rounds(runs, rounds=PROFILE_ROUNDS):
+    """{name: [seconds, ...]} of each zero-argument callable in `runs`: the
+    calling thread's CPU time, in turns (round by round), after one warm-up
+    call each.
+
+    Wall-clock time on shared cores measures the other tenants: under load
+    a run is descheduled for whole time slices, and the longer of two runs
+    is hit more often, so a profile taken under load ranked the dense first
+    layer (the longer run) wrongly. The thread's CPU time leaves the waiting
+    out (the runs are single-threaded, the BLAS limited to one thread), and
+    turns put a burst of contention on every run of a round alike."""
     for run in runs.values():
         run()   # warm: first touch, BLAS buffers
+    seconds = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
-            start = time.perf_counter()
+            start = time.thread_time()
             run()
-            best[name] = min(best.get(name, math.inf), time.perf_counter() - start)
-    return {name: max(seconds, 1e-9) for name, seconds in best.items()}
+            seconds[name].append(max(time.thread_time() - start, 1e-9))
+    return seconds
 
 
 def _gemm_runs(rng, dtype):
@@ -296,17 +340,32 @@ def measure_profile():
         runs.update({(dtype,) + key: run for key, run in _gemm_runs(rng, dtype).items()})
         for path, run in _first_layer_runs(rng, dtype).items():
             runs[(dtype, path)] = (run, None)
+    load = _load_average()
     with blas_threads(1):
-        seconds = _fastest({key: run for key, (run, _) in runs.items()})
+        seconds = _timed_rounds({key: run for key, (run, _) in runs.items()})
     gemm = {dtype: {str(width): {str(rows): runs[(dtype, width, rows)][1] / 1e9
-                                 / seconds[(dtype, width, rows)] for rows in PROFILE_ROWS}
+                                 / statistics.median(seconds[(dtype, width, rows)])
+                                 for rows in PROFILE_ROWS}
                     for width in PROFILE_WIDTHS} for dtype in ("float32", "float64")}
     # the sparse path's time grows with the non-zeros, the dense one's does
     # not: they break even at the probe's density times their time ratio
-    sparse = {dtype: SPARSE_PROBE_DENSITY * seconds[(dtype, "dense")]
-              / seconds[(dtype, "sparse")] for dtype in ("float32", "float64")}
+    # (the median of the rounds' ratios: each round times both back to back)
+    sparse = {dtype: SPARSE_PROBE_DENSITY * statistics.median(
+        d / s for d, s in zip(seconds[(dtype, "dense")], seconds[(dtype, "sparse")]))
+        for dtype in ("float32", "float64")}
     return {"gemm": gemm, "sparse_break_even": sparse,
-            "seconds": round(time.perf_counter() - started, 3)}
+            "seconds": round(time.perf_counter() - started, 3),
+            "measured_at": int(time.time()), "cores": usable_cores(),
+            "load_average": load, "timer": "thread CPU time, median of rounds"}
+
+
+def _load_average():
+    """The 1-minute load average (None where the OS does not report it):
+    recorded with the profile so that a report can say it was taken under load."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 # ------------------------------------------------------------------- the plan
@@ -338,12 +397,18 @@ def _phase_a_seconds(profile, workload, rows):
 def _sample_rows(profile, workload):
     batch = workload.batch_size
     per_core = max(64, -(-batch // workload.cores))
+    default = DEFAULT_SAMPLE_ROWS if batch < 128 else per_core
     if profile is None:
-        return DEFAULT_SAMPLE_ROWS if batch < 128 else per_core
+        return default
     candidates = sorted({r for r in PROFILE_ROWS if r < batch}
                         | {min(batch, per_core), -(-batch // workload.cores)})
-    # the smallest of the fastest (ties: thinner blocks balance better)
-    return min(candidates, key=lambda r: (_phase_a_seconds(profile, workload, r), r))
+    # the smallest of the fastest (ties: thinner blocks balance better),
+    # if it beats the default by the margin
+    best = min(candidates, key=lambda r: (_phase_a_seconds(profile, workload, r), r))
+    if (_phase_a_seconds(profile, workload, best)
+            < (1 - PLAN_MARGIN) * _phase_a_seconds(profile, workload, default)):
+        return best
+    return default
 
 
 def _kernel_rows(workload):
@@ -353,12 +418,19 @@ def _kernel_rows(workload):
 
 
 def sparse_density_limit(profile, workload):
-    """The input density below which the sparse first layer is faster: the
-    profile's break-even density (the first layer's forward and gradient
-    timed both ways on image-like inputs), or the default without one."""
+    """The input density up to which the first layer runs sparse: the
+    default (35%) unless the profile's break-even density (the first
+    layer's forward and gradient timed both ways on image-like inputs)
+    says the other path is faster by PLAN_MARGIN at the workload's density.
+    The sparse path's time grows with the density d and the dense path's
+    does not, so sparse / dense = d / break_even: the limit moves down to
+    break_even / (1 - margin) or up to break_even * (1 - margin)."""
     if profile is None:
         return DEFAULT_SPARSE_DENSITY
-    return profile["sparse_break_even"][workload.dtype]
+    break_even = profile["sparse_break_even"][workload.dtype]
+    if workload.density <= DEFAULT_SPARSE_DENSITY:       # default: sparse
+        return break_even / (1 - PLAN_MARGIN)
+    return break_even * (1 - PLAN_MARGIN)                # default: dense
 
 
 def plan_for(workload, profile=None, forced=None):
@@ -390,6 +462,30 @@ def plan_for(workload, profile=None, forced=None):
     sparse = bool(sparse) and not workload.input_dropout
     source = "forced" if forced else ("defaults" if profile is None else "profile")
     return Plan(sparse, sample_rows, kernel_rows, forced.get("source", source))
+
+
+def check_plan(value, name="plan"):
+    """A plan dict (pinned fields, or a fit's ``plan_``) checked field by
+    field: keys among PLAN_FIELDS and "source", sparse_input a bool,
+    sample_rows an int >= 1, kernel_rows an int >= 1 or a list of them.
+    None passes. Returns a copy; ValueError/TypeError naming `name`."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not set(value) <= set(PLAN_FIELDS) | {"source"}:
+        raise ValueError(f"{name} must be None or a dict with keys among "
+                         f"{PLAN_FIELDS + ('source',)}, got {value!r}")
+
+    def positive(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+    checks = {"sparse_input": lambda v: v is None or isinstance(v, (bool, np.bool_)),
+              "sample_rows": lambda v: v is None or positive(v),
+              "kernel_rows": lambda v: v is None or positive(v) or (
+                  isinstance(v, (list, tuple)) and len(v) > 0 and all(map(positive, v))),
+              "source": lambda v: isinstance(v, str)}
+    for field, ok in checks.items():
+        if field in value and not ok(value[field]):
+            raise ValueError(f"{name}[{field!r}] is invalid: got {value[field]!r}")
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
 
 
 def forced_from_env():
@@ -445,8 +541,12 @@ def plans_section():
     if profile is None:
         section = {"profile": "off (DESCEND_PROFILE=0): plans use the defaults"}
     else:
+        load = profile.get("load_average")
         section = {"profile": f"{profile.get('path') or 'in memory'} "
-                              f"(measured in {profile['seconds']} s)"}
+                              f"(measured in {profile['seconds']} s"
+                              + (f", load average {load}" if load is not None else "")
+                              + f", {profile.get('cores')} cores; remeasured after "
+                              f"{PROFILE_MAX_AGE_DAYS} days or on another core count)"}
         for dtype, table in profile["gemm"].items():
             for width, rates in table.items():
                 cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
