@@ -442,3 +442,62 @@ def test_the_cli_refuses_a_data_home_that_is_a_file_or_empty(tmp_path, capsys, c
         main([command, "--data-home", value])
     assert exit_info.value.code == 2
     assert "argument --data-home: expected a directory, got" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ plans
+@pytest.mark.parametrize("plan, match", [
+    # was: OverflowError ("value too large to convert to int") from the runner,
+    # after fit had built the network and its optimizer
+    ({"sample_rows": 2**31}, r"plan\['sample_rows'\] must be an int in \[1, 2147483647\]"),
+    ({"kernel_rows": [2**40, 1]}, r"plan\['kernel_rows'\] must be an int in \[1, 2147483647\]"),
+    # was: ValueError "dictionary update sequence element #0 has length 1"
+    ("fast", r"plan must be None or a dict with keys among"),
+    # was: refused by the runner only, after the network was built
+    ({"kernel_rows": [1, 1, 1]}, r"plan\['kernel_rows'\] must hold one int per Dense layer \(2\)"),
+])
+def test_a_bad_pinned_plan_is_refused_before_fit_builds_anything(data, plan, match):
+    net = dn.Sequential([dn.Dense(4, activation="relu"), dn.Dense(2)], seed=0)
+    net.compile("softmax_cross_entropy", "sgd")
+    net.plan = plan
+    with pytest.raises(ValueError, match=match):
+        net.fit(*data, epochs=1, verbose=0)
+    assert not net.built and net.plan_ is None
+
+
+def test_a_model_file_with_a_plan_beyond_a_c_int_is_refused_on_load(tmp_path, data):
+    # was: loaded; the next fit died of an OverflowError
+    net = small_net()
+    net.fit(*data, epochs=1, verbose=0)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    config = json.loads(str(arrays["config"]))
+    config["plan"] = {"pinned": {"sample_rows": 10**30}, "used": None}
+    arrays["config"] = np.array(json.dumps(config))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"\['pinned'\]\['sample_rows'\] must be an int in"):
+        dn.load(path)
+
+
+@pytest.mark.parametrize("text, match", [
+    # was: silently False
+    ("sparse_input=maybe", r"DESCEND_PLAN\['sparse_input'\] must be a bool or None, got 'maybe'"),
+    # was: "invalid literal for int() with base 10: 'abc'", naming nothing
+    ("sample_rows=abc", r"DESCEND_PLAN\['sample_rows'\] must be an int"),
+    ('{"sample_rows": "x"}', r"DESCEND_PLAN\['sample_rows'\] must be an int"),
+    # was: OverflowError from the runner
+    ("sample_rows=99999999999999", r"DESCEND_PLAN\['sample_rows'\] must be an int in \[1, "),
+    # was: a bare JSONDecodeError
+    ("{", "DESCEND_PLAN is not valid JSON"),
+    ("kernel_rows=1", r"DESCEND_PLAN\['kernel_rows'\] must hold one int per Dense layer"),
+])
+def test_a_bad_descend_plan_variable_is_named_before_fit_builds_anything(monkeypatch, data,
+                                                                          text, match):
+    monkeypatch.setenv("DESCEND_PLAN", text if text != "kernel_rows=1" else
+                       '{"kernel_rows": [1, 1, 1]}')
+    net = dn.Sequential([dn.Dense(4, activation="relu"), dn.Dense(2)], seed=0)
+    net.compile("softmax_cross_entropy", "sgd")
+    with pytest.raises(ValueError, match=match):
+        net.fit(*data, epochs=1, verbose=0)
+    assert not net.built
