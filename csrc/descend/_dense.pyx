@@ -282,8 +282,13 @@ def dense_backward_py(const floating[:, ::1] x, const floating[:, ::1] w,
 
 
 def dropout_py(floating[:, ::1] out, const floating[:, ::1] inp, double rate,
-               unsigned long long seed, int n_threads):
-    """out := inp * mask / (1 - rate) for the mask given by seed (in place ok)."""
+               unsigned long long seed, int n_threads, long first_row=0):
+    """out := inp * mask / (1 - rate) for the mask given by seed (in place ok);
+    row 0 of inp is row `first_row` of its batch (the mask is keyed by the
+    row's index in the batch, so a rank's share of a batch gets the rows'
+    one-process masks)."""
+    if first_row < 0:
+        raise ValueError(f"first_row must be >= 0, got {first_row}")
     check_threads(n_threads)
     check_shape("out", (out.shape[0], out.shape[1]), (inp.shape[0], inp.shape[1]))
     if not 0 <= rate < 1:
@@ -291,7 +296,7 @@ def dropout_py(floating[:, ::1] out, const floating[:, ::1] inp, double rate,
     if inp.shape[0] == 0:
         return
     with nogil:
-        dropout(&out[0, 0], &inp[0, 0], inp.shape[0], inp.shape[1], 0, rate,
+        dropout(&out[0, 0], &inp[0, 0], inp.shape[0], inp.shape[1], first_row, rate,
                 seed, n_threads)
 
 

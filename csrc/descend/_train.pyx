@@ -64,6 +64,9 @@
 # |                     | global_clipnorm > 0                         | _clip_scales              | the_fused_loop; test_network (clipnorm)     |
 # | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; test_network: fused_fit_is_   |
 # |                     |                                             |                           | bit_identical_for_any_thread_count          |
+# | + distributed       | set_distributed (descend.distributed: X in  | _team_batches' share,     | test_distributed: weights_equal_the_one_    |
+# |                     | memory, not sharded, >= 1 row per rank and  | _sum_over_ranks (one      | process_run_* [compiled], resume_*, files_* |
+# |                     | step); forces team_general                  | MPI_Allreduce a step)     |                                             |
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, threadid
@@ -71,7 +74,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.math cimport sqrt, isfinite
 from libc.stdlib cimport malloc, free, calloc
 from libc.string cimport memcpy, memset
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, intptr_t
 
 import os
 import time
@@ -110,6 +113,25 @@ cdef extern from *:
     """
     void barrier "descend_barrier"() noexcept nogil
     int team_size "descend_team_size"() noexcept nogil
+
+# MPI_Allreduce, called through the address of the function in the MPI library
+# that mpi4py loaded (descend.distributed looks it up at run time): the wheel
+# needs no MPI to build. Handles (MPI_Datatype, MPI_Op, MPI_Comm) are ints in
+# MPICH's ABI and pointers in Open MPI's and the MPI 5 ABI: passed as intptr_t,
+# which fills the same argument register either way on the 64-bit ABIs.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    typedef int (*descend_allreduce_fn)(const void*, void*, int, intptr_t, intptr_t,
+                                        intptr_t);
+    static inline int descend_allreduce(void* fn, const void* send, void* recv, int count,
+                                        intptr_t datatype, intptr_t op, intptr_t comm) {
+        return ((descend_allreduce_fn)fn)(send, recv, count, datatype, op, comm);
+    }
+    """
+    int call_allreduce "descend_allreduce"(void* fn, const void* send, void* recv,
+                                           int count, intptr_t datatype, intptr_t op,
+                                           intptr_t comm) noexcept nogil
 
 # Per-thread accumulators, padded to their own cache line (no false sharing).
 cdef enum:
@@ -336,8 +358,18 @@ cdef class EpochRunner:
     cdef int* grad_scratch
     cdef void* grad_values
     cdef long scratch_size
+    # distributed (set_distributed): this rank's share of each global batch, its
+    # gradients summed over the ranks by one MPI_Allreduce a step, from the loop
+    cdef int dist_rank, dist_size      # dist_size 0: not distributed
+    cdef long global_batch
+    cdef void* allreduce_fn
+    cdef intptr_t mpi_datatype, mpi_op, mpi_comm
+    cdef void* flat                     # every gradient array, then the batch's loss
+    cdef void* send                     # its copy, sent (no MPI_IN_PLACE: ABI-specific)
+    cdef long flat_size
 
     def __cinit__(self):
+        self.dist_size = 0
         self.plans = NULL
         self.partials = NULL
         self.block_loss = NULL
@@ -474,6 +506,50 @@ cdef class EpochRunner:
             self.keep_alive.extend([z, a, dz, dropped])
             p.z, p.a, p.dz, p.dropped = data(z), data(a), data(dz), data(dropped)
 
+    def set_distributed(self, allreduce_address, datatype, op, comm, int rank, int size,
+                        long global_batch):
+        """Train as rank `rank` of `size`: step s of an epoch is global batch s
+        of `order` (global_batch rows), this runner computes the gradient of its
+        contiguous share (rows [nb rank / size, nb (rank + 1) / size)), and one
+        MPI_Allreduce (sum) of one flat buffer of every gradient and the
+        batch's loss runs from inside the loop, by thread 0 between two
+        barriers; then every rank adds the penalties, clips and updates
+        (team_general's phase B). allreduce_address: the address of
+        MPI_Allreduce in the loaded MPI library; datatype, op, comm: the C
+        handles of MPI_FLOAT/MPI_DOUBLE (this runner's dtype), MPI_SUM and the
+        communicator. The runner's batch_size must be the largest share,
+        ceil(global_batch / size), and every step must give each rank a row
+        (the caller checks: descend.distributed)."""
+        cdef int l
+        cdef long offset = 0, itemsize = 4 if self.is_float32 else 8
+        cdef LayerPlan* p
+        if not 0 <= rank < size or size < 2 or global_batch < size:
+            raise ValueError(f"rank {rank} of {size} ranks, global batch {global_batch}: "
+                             "need 0 <= rank < size, size >= 2, global batch >= size")
+        if (global_batch + size - 1) // size != self.batch_size:
+            raise ValueError(f"batch_size {self.batch_size} must be the largest share "
+                             f"of the global batch, {(global_batch + size - 1) // size}")
+        if not allreduce_address:
+            raise ValueError("allreduce_address must be the address of MPI_Allreduce")
+        self.flat_size = 1
+        for l in range(self.n_layers):
+            self.flat_size += self.plans[l].kernel.size + self.plans[l].bias.size
+        flat = np.zeros(self.flat_size, np.float32 if self.is_float32 else np.float64)
+        send = np.empty_like(flat)
+        self.keep_alive += [flat, send]
+        self.flat, self.send = data(flat), data(send)
+        for l in range(self.n_layers):     # the gradients become views of `flat`
+            p = &self.plans[l]
+            p.kernel.grad = <char*>self.flat + offset * itemsize
+            offset += p.kernel.size
+            if p.bias.value != NULL:
+                p.bias.grad = <char*>self.flat + offset * itemsize
+                offset += p.bias.size
+        self.allreduce_fn = <void*><intptr_t>allreduce_address
+        self.mpi_datatype, self.mpi_op, self.mpi_comm = datatype, op, comm
+        self.dist_rank, self.dist_size, self.global_batch = rank, size, global_batch
+        self._strategy = TEAM_GENERAL      # gradients first, then the update
+
     @property
     def strategy(self):
         """The batch path of run_epoch (the table at the top of _train.pyx):
@@ -518,7 +594,9 @@ cdef class EpochRunner:
                    double weight_decay, long step, unsigned long long seed,
                    object progress, int progress_every, floating dummy=0):
         cdef long n = order.shape[0]
-        cdef long n_batches = (n + self.batch_size - 1) // self.batch_size
+        # rows of X a batch takes from `order` (distributed: the global batch)
+        cdef long rows = self.global_batch if self.dist_size else self.batch_size
+        cdef long n_batches = (n + rows - 1) // rows
         cdef long chunk = progress_every if progress_every > 0 else n_batches
         cdef long batch = 0, stop, done
         cdef double loss_sum = 0.0, penalty_sum = 0.0
@@ -563,10 +641,10 @@ cdef class EpochRunner:
             batch = done
             PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
             if progress is not None and (batch % progress_every < chunk or batch == n_batches):
-                progress(batch, loss_sum / max(min(batch * self.batch_size, n), 1))
+                progress(batch, loss_sum / max(min(batch * rows, n), 1))
         return {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
                 "n_batches": batch, "n_correct": n_correct, "step": step,
-                "finite": finite, "n_samples": min(batch * self.batch_size, n)}
+                "finite": finite, "n_samples": min(batch * rows, n)}
 
     # ---- team_gemm_sgd and team_general: a team of threads over batches -----
     cdef long _team_batches(self, cnp.intp_t* order, long n, long first, long stop,
@@ -579,7 +657,7 @@ cdef class EpochRunner:
         T threads are asked for and share the work (the results do not depend
         on T). OpenMP may grant fewer (OMP_DYNAMIC, OMP_THREAD_LIMIT, nested
         regions): the work is cut over the team actually running."""
-        cdef int t, i, blk, n_blocks, nb
+        cdef int t, i, blk, n_blocks, nb, nb_all, offset
         cdef long batch, start
         cdef long first_not_done[1]
         cdef int granted[1]
@@ -597,8 +675,17 @@ cdef class EpochRunner:
             mine[ACC_LOSS] = mine[ACC_PENALTY] = mine[CORRECT] = 0
             batch = first
             while batch < stop:
-                start = batch * self.batch_size
-                nb = <int>min(<long>self.batch_size, n - start)
+                if self.dist_size:
+                    # this rank's contiguous share of global batch `batch`
+                    start = batch * self.global_batch
+                    nb_all = <int>min(self.global_batch, n - start)
+                    offset = <int>((<long>nb_all * self.dist_rank) // self.dist_size)
+                    nb = <int>((<long>nb_all * (self.dist_rank + 1)) // self.dist_size) - offset
+                    start = start + offset
+                else:
+                    start = batch * self.batch_size
+                    nb = <int>min(<long>self.batch_size, n - start)
+                    nb_all, offset = nb, 0
                 n_blocks = (nb + self.sample_rows - 1) // self.sample_rows
                 batch_seed = descend_mix(seed, <uint64_t>batch)
                 # phase A: this thread's blocks of samples
@@ -607,13 +694,16 @@ cdef class EpochRunner:
                     self._gather[floating](order + start, blk * self.sample_rows,
                                            min((blk + 1) * self.sample_rows, nb))
                     self.block_loss[blk] = self._samples_forward_backward[floating](
-                        nb, blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb),
-                        batch_seed, &mine[CORRECT])
+                        nb_all, blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb),
+                        offset, batch_seed, &mine[CORRECT])
                     blk = blk + T
                 barrier()
                 batch_loss = 0
                 for blk in range(n_blocks):     # in block order: same sum for any T
                     batch_loss = batch_loss + self.block_loss[blk]
+                if self.dist_size:
+                    # the batch's loss and gradients summed over the ranks
+                    batch_loss = self._sum_over_ranks[floating](nb, t, T, batch_loss)
                 if not isfinite(batch_loss):
                     # every thread sees the same sum, so all leave together
                     first_not_done[0] = batch
@@ -624,10 +714,11 @@ cdef class EpochRunner:
                         nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1)
                 else:
                     penalty = self._general_update[floating](
-                        nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1)
+                        nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1,
+                        self.dist_size != 0)
                 if t == 0:
-                    mine[ACC_LOSS] += batch_loss * nb
-                mine[ACC_LOSS] += penalty * nb
+                    mine[ACC_LOSS] += batch_loss * nb_all
+                mine[ACC_LOSS] += penalty * nb_all
                 mine[ACC_PENALTY] += penalty
                 barrier()
                 batch = batch + 1
@@ -670,11 +761,13 @@ cdef class EpochRunner:
             return <floating*>self.x_batch
         return <floating*>self.plans[l - 1].a
 
-    cdef double _samples_forward_backward(self, int nb, int r0, int r1,
+    cdef double _samples_forward_backward(self, int nb, int r0, int r1, int offset,
                                           uint64_t batch_seed, double* correct,
                                           floating dummy=0) noexcept nogil:
         """Phase A on rows [r0, r1): forward, loss, and dL/dz of every layer.
-        Returns these rows' share of the batch's mean loss."""
+        Returns these rows' share of the batch's mean loss. nb: the batch's
+        rows (all ranks'); offset: the index in the batch of this runner's row
+        0 (distributed: its share's first row; dropout masks are keyed by it)."""
         cdef int l, rows = r1 - r0
         cdef LayerPlan* p
         cdef LayerPlan* last = &self.plans[self.n_layers - 1]
@@ -691,7 +784,7 @@ cdef class EpochRunner:
                 raw = (<floating*>self.x_batch if l == 0
                        else <floating*>self.plans[l - 1].a)
                 dropout(inp + <long>r0 * p.n_in, raw + <long>r0 * p.n_in, rows, p.n_in,
-                        r0, p.dropout_rate, descend_mix(batch_seed, <uint64_t>l), 1)
+                        offset + r0, p.dropout_rate, descend_mix(batch_seed, <uint64_t>l), 1)
             if l == 0 and self.sparse_input:
                 sparse_forward(self.nz_index + <long>r0 * p.n_in,
                                <floating*>self.nz_value + <long>r0 * p.n_in,
@@ -731,7 +824,7 @@ cdef class EpochRunner:
                 dense_grad_input(<floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
                                  <floating*>p.kernel.value, p.n_in, inp, 1)
                 if p.dropout_rate > 0:
-                    dropout(inp, inp, rows, p.n_in, r0, p.dropout_rate,
+                    dropout(inp, inp, rows, p.n_in, offset + r0, p.dropout_rate,
                             descend_mix(batch_seed, <uint64_t>l), 1)
         return loss
 
@@ -755,19 +848,20 @@ cdef class EpochRunner:
                                                             learning_rate, weight_decay)
                 k0 = k0 + T * p.kernel_rows
             penalty += self._bias_update[floating](l, nb, t, T, learning_rate,
-                                                   weight_decay, step, True)
+                                                   weight_decay, step, True, True)
         return penalty
 
     cdef double _bias_update(self, int l, int nb, int t, int T, double learning_rate,
-                             double weight_decay, long step, bint update,
+                             double weight_decay, long step, bint update, bint gradient,
                              floating dummy=0) noexcept nogil:
-        """db of layer l on this thread's part of the bias, its penalty (returned)
-        and, if `update`, the optimizer step on it."""
+        """db of layer l on this thread's part of the bias (if `gradient`), its
+        penalty (returned) and, if `update`, the optimizer step on it."""
         cdef LayerPlan* p = &self.plans[l]
         cdef int j0 = part(p.n_out, t, T), j1 = part(p.n_out, t + 1, T)
         cdef double penalty
-        dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
-                          p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
+        if gradient:
+            dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
+                              p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
         penalty = _penalize[floating](&p.bias, j0, j1)
         if update:
             _step[floating](&self.config, &p.bias, j0, j1, learning_rate,
@@ -776,13 +870,15 @@ cdef class EpochRunner:
 
     # ---- phase B of team_general -------------------------------------------------
     cdef double _general_update(self, int nb, int t, int T, double learning_rate,
-                                double weight_decay, long step,
+                                double weight_decay, long step, bint summed,
                                 floating dummy=0) noexcept nogil:
         """Phase B, any optimizer: dW, db, penalties, clipping by value and the
         update. Kernel rows go in blocks of p.kernel_rows, block b to thread
         b mod T; each block is updated right after its gradient is computed,
         while it is still in cache (unless by_norm: then every gradient first,
-        _update_by_norm after). Returns the penalty of this thread's blocks."""
+        _update_by_norm after). `summed`: the gradients are there already
+        (distributed: _sum_over_ranks). Returns the penalty of this thread's
+        blocks."""
         cdef int l, k0, k1
         cdef LayerPlan* p
         cdef double penalty = 0.0
@@ -791,7 +887,8 @@ cdef class EpochRunner:
             k0 = t * p.kernel_rows
             while k0 < p.n_in:
                 k1 = min(k0 + p.kernel_rows, p.n_in)
-                self._kernel_gradient[floating](l, nb, k0, k1, t)
+                if not summed:
+                    self._kernel_gradient[floating](l, nb, k0, k1, t)
                 penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
                                                <long>k1 * p.n_out)
                 if not self.by_norm:
@@ -800,10 +897,40 @@ cdef class EpochRunner:
                                     step, self.clipvalue)
                 k0 = k0 + T * p.kernel_rows
             penalty += self._bias_update[floating](l, nb, t, T, learning_rate,
-                                                   weight_decay, step, not self.by_norm)
+                                                   weight_decay, step, not self.by_norm,
+                                                   not summed)
         if self.by_norm:
             self._update_by_norm[floating](t, T, learning_rate, weight_decay, step)
         return penalty
+
+    cdef double _sum_over_ranks(self, int nb, int t, int T, double batch_loss,
+                                floating dummy=0) noexcept nogil:
+        """A distributed step between phases A and B: this thread's blocks of
+        every gradient (this rank's nb rows), then thread 0 puts the batch's
+        loss after them and sums the flat buffer over the ranks with one
+        MPI_Allreduce, between two barriers. Returns the summed loss (every
+        rank and thread gets the same value: all stop together on NaN)."""
+        cdef int l, k0, j0, j1
+        cdef LayerPlan* p
+        cdef floating* flat = <floating*>self.flat
+        for l in range(self.n_layers):
+            p = &self.plans[l]
+            k0 = t * p.kernel_rows
+            while k0 < p.n_in:
+                self._kernel_gradient[floating](l, nb, k0, min(k0 + p.kernel_rows, p.n_in), t)
+                k0 = k0 + T * p.kernel_rows
+            if p.bias.value != NULL:
+                j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
+                dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
+                                  p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
+        barrier()
+        if t == 0:
+            flat[self.flat_size - 1] = <floating>batch_loss
+            memcpy(self.send, self.flat, self.flat_size * sizeof(floating))
+            call_allreduce(self.allreduce_fn, self.send, self.flat, <int>self.flat_size,
+                           self.mpi_datatype, self.mpi_op, self.mpi_comm)
+        barrier()
+        return flat[self.flat_size - 1]
 
     cdef void _update_by_norm(self, int t, int T, double learning_rate,
                               double weight_decay, long step,

@@ -14,8 +14,8 @@ from descend._config import check_build, show_config
 
 check_build()   # a clear ImportError when the compiled kernels are missing
 
-from descend import (activations, callbacks, datasets, initializers, losses, optimizers,
-                     regularizers, schedules)
+from descend import (activations, callbacks, datasets, distributed, initializers, losses,
+                     optimizers, regularizers, schedules)
 from descend._openmp import effective_n_threads, openmp_enabled
 from descend._threads import ForkedAfterThreadsWarning
 from descend.gradcheck import check_gradients, numerical_gradients
@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Dense", "Dropout", "History", "DivergenceError",
            "check_gradients", "numerical_gradients", "activations", "callbacks",
-           "datasets", "initializers", "losses", "optimizers", "regularizers",
+           "datasets", "distributed", "initializers", "losses", "optimizers", "regularizers",
            "schedules", "effective_n_threads", "openmp_enabled", "show_config",
            "__version__", "load", "flush_subnormals", "ForkedAfterThreadsWarning"]
 

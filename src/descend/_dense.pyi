@@ -22,7 +22,7 @@ def dense_backward_py(x: NDArray[_F], w: NDArray[_F], z: NDArray[_F], a: NDArray
     """Backpropagate through one Dense layer, in place (dz: dL/da in, dL/dz out)."""
 
 def dropout_py(out: NDArray[_F], inp: NDArray[_F], rate: float, seed: int,
-               n_threads: int) -> None:
+               n_threads: int, first_row: int = 0) -> None:
     """out := inp * mask / (1 - rate) for the mask given by seed (in place ok)."""
 
 def dropout_seed_py(epoch_seed: int, batch: int, layer: int) -> int:

@@ -54,6 +54,9 @@ class EpochRunner:
                   step: int, seed: int, progress: Callable[[int, float], object] | None = None,
                   progress_every: int = 0) -> dict[str, Any]:
         """Train one epoch over the rows of X in `order`."""
+    def set_distributed(self, allreduce_address: int, datatype: int, op: int, comm: int,
+                        rank: int, size: int, global_batch: int) -> None:
+        """Train as rank `rank` of `size`: one MPI_Allreduce a step from the loop."""
 
 def penalize_py(value: NDArray[_F], grad: NDArray[_F], l1: float, l2: float,
                 proximal: bool) -> float:

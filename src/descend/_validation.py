@@ -442,8 +442,11 @@ def check_team_size(n_threads, name="n_threads", owner=None):
     return check(n_threads, name, _TEAM_SIZE, owner)
 
 
-def check_X(X, dtype, name="X", n_features=None):
+def check_X(X, dtype, name="X", n_features=None, lazy=False):
     """X as a C-contiguous 2-D array of `dtype` (copied at most once).
+
+    With `lazy`, an np.memmap or h5py/zarr-style array is not read whole: it
+    is checked chunk by chunk and returned as a ``descend._outofcore.LazyRows``.
 
     Integer, bool and float inputs are converted to the network's dtype;
     anything else (strings, objects, complex) is a TypeError. Raises
@@ -452,6 +455,10 @@ def check_X(X, dtype, name="X", n_features=None):
     """
     if isinstance(X, (str, bytes)) or X is None:
         raise TypeError(error_message(name, "a 2-D array of numbers", X))
+    if lazy:
+        from descend import _outofcore
+        if _outofcore.is_lazy(X):
+            return _outofcore.check_lazy_X(X, dtype, name, n_features)
     array = np.asarray(X)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")

@@ -53,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("descend.MLPClassifier and descend.MLPRegressor need scikit-learn: "
                       "pip install 'descend[sklearn]'") from exc
 
-from descend import initializers, optimizers, reference
+from descend import distributed as _distributed, initializers, optimizers, reference
 from descend._validation import Constraint, Interval, Options, validate
 from descend.activations import ACTIVATIONS
 from descend.callbacks import Callback
@@ -97,7 +97,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None, n_threads=None):
+                 dtype=None, n_threads=None, distributed=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -123,6 +123,7 @@ class _BaseMLP(BaseEstimator):
         self.max_fun = max_fun
         self.dtype = dtype
         self.n_threads = n_threads
+        self.distributed = distributed
 
     # ------------------------------------------------------------ parameters
     _parameter_constraints = {
@@ -152,6 +153,7 @@ class _BaseMLP(BaseEstimator):
         "max_fun": [Interval(Integral, 1, None)],
         "dtype": [None, "dtype"],
         "n_threads": ["n_threads", None],
+        "distributed": [None, _distributed.MPI],
     }
 
     def _check_params(self):
@@ -218,6 +220,9 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = None
             self._learning_rate = float(self.learning_rate_init)
         scale = self._loss_scale(n_outputs)
+        if self.solver == "lbfgs" and self.distributed is not None:
+            raise ValueError("distributed training needs a stochastic solver ('adam' or "
+                             "'sgd'), got solver='lbfgs'")
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, targets, scale)
@@ -298,7 +303,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0    # as scikit-learn: epochs of this call
         epochs = 1 if incremental else self.max_iter
         net.fit(X, targets, epochs=epochs, batch_size=batch_size, shuffle=bool(self.shuffle),
-                verbose=0, callbacks=[loop])
+                verbose=0, callbacks=[loop], distributed=self.distributed)
         if self.early_stopping and loop.best_weights is not None:
             net.set_weights(loop.best_weights)
         if not incremental and not loop.stopped and self.n_iter_ >= self.max_iter:
@@ -442,7 +447,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     The parameters are scikit-learn's
     (:class:`sklearn.neural_network.MLPClassifier`), plus `dtype` and
-    `n_threads`; see the module docstring for how the objective and the
+    `n_threads` and `distributed`; see the module docstring for how the objective and the
     optimizers map. Binary problems get one logistic output unit,
     multiclass ones a softmax, multi-label (a 0/1 indicator matrix y) one
     logistic unit per label.
@@ -494,6 +499,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         float64 for anything else.
     n_threads : int or None, default None
         Threads of descend's compiled loops (None: all usable cores).
+    distributed : descend.distributed.MPI or None, default None
+        Data-parallel training over MPI ranks (solvers "adam" and "sgd"):
+        passed to ``Sequential.fit(distributed=...)``; run under ``mpiexec``.
 
     Attributes
     ----------
@@ -707,7 +715,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     Minimises the squared error (identity output, one unit per target)
     with the parameters of :class:`sklearn.neural_network.MLPRegressor`
-    plus `dtype` and `n_threads`; see :class:`MLPClassifier` for their
+    plus `dtype`, `n_threads` and `distributed`; see :class:`MLPClassifier` for their
     meaning and the module docstring for the objective's scaling.
     ``early_stopping`` monitors the validation R^2. Fitted attributes as
     MLPClassifier's except ``classes_``; ``out_activation_`` is "identity".

@@ -258,11 +258,12 @@ class Dropout:
 _CODES = frozenset(activations.ACTIVATIONS.values())
 
 
-def dropout(x, rate, seed, n_threads=1):
+def dropout(x, rate, seed, n_threads=1, first_row=0):
     """Inverted dropout of x (n, d) with the counter-based mask of `seed`: the
-    kernel the fused loop runs; its own transpose, so forward and backward."""
+    kernel the fused loop runs; its own transpose, so forward and backward.
+    Row 0 of x is row `first_row` of its batch (the mask is keyed by it)."""
     out = np.empty_like(x)
-    _dense.dropout_py(out, np.ascontiguousarray(x), rate, seed, n_threads)
+    _dense.dropout_py(out, np.ascontiguousarray(x), rate, seed, n_threads, first_row)
     return out
 
 

@@ -21,7 +21,8 @@ from descend._validation import (InstanceOf, Interval, check, check_array_like, 
                                  check_int, check_lengths, check_n_threads, check_X,
                                  error_message)
 from descend.layers import Dense, Dropout
-from descend.training import DivergenceError, FitConfig, History, Trainer  # noqa: F401
+from descend.training import (DivergenceError, FitConfig, History, Trainer,  # noqa: F401
+                               make_trainer)
 from descend.training import partial_fit as _partial_fit
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
@@ -267,8 +268,8 @@ class Sequential:
                                "or evaluating the network")
 
     # ------------------------------------------------------------------ data
-    def _check_X(self, X, name="X"):
-        return check_X(X, self.dtype, name, n_features=self.n_features_in_)
+    def _check_X(self, X, name="X", lazy=False):
+        return check_X(X, self.dtype, name, n_features=self.n_features_in_, lazy=lazy)
 
     def _encode(self, y, name="y", classes=None):
         """(targets, labels, classes) for the kernels; classes_ defaults to ours."""
@@ -276,14 +277,16 @@ class Sequential:
         return self.loss_.encode(y, n_out, self.classes_ if classes is None else classes,
                                  self.dtype, name)
 
-    def _prepare(self, X, y, x_name="X", y_name="y", classes=None, n_features=None):
+    def _prepare(self, X, y, x_name="X", y_name="y", classes=None, n_features=None,
+                 lazy=False):
         """(X, targets, labels, classes): an (X, y) pair checked and encoded for the
         kernels. The one rule for such pairs: evaluate, gradients, loss,
         train_on_batch and fit's validation_data (with the training data's
         `classes` and `n_features` before the network is built) all use it."""
         self._check_compiled()
         X = check_X(X, self.dtype, x_name,
-                    n_features=self.n_features_in_ if n_features is None else n_features)
+                    n_features=self.n_features_in_ if n_features is None else n_features,
+                    lazy=lazy)
         if y is None:
             raise ValueError(f"{y_name} is required, got None")
         check_lengths(X, np.asarray(y) if np.ndim(y) else [y], x_name, y_name)
@@ -351,7 +354,7 @@ class Sequential:
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
             validation_data=None, validation_split=0.0, callbacks=None,
             gradient_norms=False, n_threads=None, initial_epoch=None,
-            steps_per_execution=None):
+            steps_per_execution=None, distributed=None):
         """Train by gradient descent with backpropagated gradients.
 
         Parameters
@@ -401,6 +404,12 @@ class Sequential:
             at most, and 1 calls them around every batch at the cost of a
             return to Python per batch. None: min(64, 1/20 of an epoch).
             Unused when no callback defines a batch hook.
+        distributed : descend.distributed.MPI or None, default None
+            Synchronous data-parallel training over the ranks of an MPI
+            communicator (run the script under ``mpiexec -n p``):
+            `batch_size` is the global batch, the weights after each step are
+            the one-process weights up to rounding and equal on every rank.
+            See ``descend.distributed`` and docs/distributed.md.
 
         Returns
         -------
@@ -470,13 +479,21 @@ class Sequential:
         >>> net.epochs_trained, history.epoch
         (6, [5])
         """
+        if distributed is not None:
+            from descend import distributed as mpi
+            return mpi.fit(
+                self, distributed, X, y, epochs=epochs, batch_size=batch_size,
+                shuffle=shuffle, verbose=verbose, validation_data=validation_data,
+                validation_split=validation_split, callbacks=callbacks,
+                gradient_norms=gradient_norms, n_threads=n_threads,
+                initial_epoch=initial_epoch, steps_per_execution=steps_per_execution)
         config = FitConfig.validate(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             verbose=verbose, validation_data=validation_data,
             validation_split=validation_split, callbacks=callbacks,
             gradient_norms=gradient_norms, n_threads=n_threads,
             initial_epoch=initial_epoch, steps_per_execution=steps_per_execution)
-        return Trainer(self, config).run()
+        return make_trainer(self, config).run()
 
     def partial_fit(self, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
                     n_threads=None):
@@ -533,7 +550,7 @@ class Sequential:
         codes, rates = self._activation_codes(), self._dropout_rates()
         chunks = []
         for start in range(0, len(X), CHUNK_ROWS):
-            part = X[start:start + CHUNK_ROWS]
+            part = np.asarray(X[start:start + CHUNK_ROWS])   # (read a LazyRows' chunk)
             omp, blas = self._threads_for(len(part))
             with _threads.blas_threads(blas):
                 chunks.append(reference.forward(self, part, codes, rates, False, 0, omp,
@@ -613,7 +630,7 @@ class Sequential:
             return output
         # the per-layer path: raises the error that made the fused one decline
         self._require_built()
-        X = self._check_X(X)
+        X = self._check_X(X, lazy=True)
         output = self._output(X)
         if self.loss_ is not None:
             output = self.loss_.apply_link(output, 1)
@@ -633,7 +650,7 @@ class Sequential:
             raise TypeError(f"predict_classes needs a classification loss, the network "
                             f"uses {self.loss_.name!r}")
         self._require_built()
-        output = self._output(self._check_X(X))
+        output = self._output(self._check_X(X, lazy=True))
         if not np.isfinite(output).all():
             raise FloatingPointError("the network's output is NaN or infinite for this X; "
                                      "the weights may have diverged")
@@ -665,7 +682,7 @@ class Sequential:
         FloatingPointError
             A score overflows to NaN/inf (it is never returned).
         """
-        X, targets, labels, _ = self._prepare(X, y)
+        X, targets, labels, _ = self._prepare(X, y, lazy=True)
         self._require_built()
         scores = self._evaluate(X, targets, labels)
         if not all(math.isfinite(value) for value in scores.values()):
@@ -760,12 +777,18 @@ class Sequential:
         weights, the optimizer and its state, ``classes_``, the random
         generator's state and the history; no pickled object).
 
+        After a distributed fit (``fit(distributed=MPI(...))``), only rank 0
+        writes; the other ranks return `path` without writing.
+
         Returns
         -------
         str
             The path written (exactly `path`; no suffix is added).
         """
         from descend import io      # io depends on the model, not the other way round
+        distributed = getattr(self, "_distributed", None)
+        if distributed is not None and not distributed.is_root:
+            return path     # trained over MPI: rank 0 writes the file
         return io.save(self, path)
 
     def get_config(self):
@@ -949,6 +972,12 @@ def _r2(targets, output):
     t = targets.astype(np.float64)
     ss_res = np.sum((t - output) ** 2, axis=0)
     ss_tot = np.sum((t - t.mean(axis=0)) ** 2, axis=0)
+    return r2_from_sums(ss_res, ss_tot)
+
+
+def r2_from_sums(ss_res, ss_tot):
+    """Mean over outputs of 1 - ss_res / ss_tot (1 or 0 where ss_tot is 0, as
+    scikit-learn), from the per-output residual and total sums of squares."""
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
                       np.where(ss_res == 0, 1.0, 0.0))

@@ -22,32 +22,46 @@ from descend.layers import dropout
 from descend.training import DivergenceError
 
 
-def forward(net, X, codes, rates, training, seed, omp, keep_for_backward=True):
+def forward(net, X, codes, rates, training, seed, omp, keep_for_backward=True, batch=0,
+            first_row=0, first_layer=0):
     """Output of the last layer (before the loss's link) for X.
 
     `keep_for_backward`: the layers cache their inputs for one `backward`;
-    False (inference) keeps no reference to X or any activation.
+    False (inference) keeps no reference to X or any activation. Dropout
+    masks are those the fused loop draws for rows first_row.. of batch
+    `batch` of an epoch whose seed is `seed`. With `first_layer` > 0, X is
+    the input of that Dense layer (the caller ran the ones before).
     """
     a = X
-    for i, layer in enumerate(net.dense_layers):
+    for i in range(first_layer, len(net.dense_layers)):
+        layer = net.dense_layers[i]
         if training and rates[i] > 0:
-            a = dropout(a, rates[i], dropout_seed_py(seed, 0, i), omp)
+            a = dropout(a, rates[i], dropout_seed_py(seed, batch, i), omp, first_row)
         a = layer.forward(a, codes[i], omp, keep_for_backward)
     return a
 
 
-def backward(net, grad_output, rates, training, seed, omp):
-    """[(dW, db), ...] from dL/d(output) after `forward` on the same layers."""
+def backward(net, grad_output, rates, training, seed, omp, batch=0, first_row=0):
+    """[(dW, db), ...] from dL/d(output) after `forward` on the same layers
+    (and the same batch, first_row)."""
+    return backward_to(net, grad_output, rates, training, seed, omp, batch, first_row)[0]
+
+
+def backward_to(net, grad_output, rates, training, seed, omp, batch=0, first_row=0,
+                last_layer=0):
+    """(grads, dL/d(input of layer last_layer)): `backward` down to the Dense
+    layer `last_layer` only (grads[i] is None below it; the input gradient is
+    None when last_layer is 0)."""
     dense = net.dense_layers
     grads = [None] * len(dense)
     grad = grad_output
-    for i in range(len(dense) - 1, -1, -1):
+    for i in range(len(dense) - 1, last_layer - 1, -1):
         dx, dkernel, dbias = dense[i].backward(grad, need_input_grad=i > 0, n_threads=omp)
         if i > 0 and training and rates[i] > 0:
-            dx = dropout(dx, rates[i], dropout_seed_py(seed, 0, i), omp)
+            dx = dropout(dx, rates[i], dropout_seed_py(seed, batch, i), omp, first_row)
         grads[i] = (dkernel, dbias)
         grad = dx
-    return grads
+    return grads, grad
 
 
 def penalty(net, grads=None):

@@ -21,6 +21,7 @@ import numpy as np
 
 from descend import _threads, losses, plans
 from descend._contract import LayerSpec
+from descend._outofcore import ChunkedTrainer, LazyRows
 from descend._train import EpochRunner
 from descend._validation import (Options, check, check_bool, check_float, check_int,
                                  check_lengths, check_n_threads, error_message)
@@ -117,7 +118,7 @@ class FitConfig:
         model._check_structure()
         if model.built:
             model._check_live_params()
-        X = model._check_X(X)
+        X = model._check_X(X, lazy=True)
         if y is None:
             raise ValueError("y is required, got None")
         y = np.asarray(y)
@@ -273,6 +274,7 @@ class Trainer:
         self.batch_hooks = _has_batch_hooks(config.callbacks)
         self.hook_every = 1
         self.hooked_batches = 0     # batches of the epoch reported to the batch hooks
+        self.n_samples = len(config.X)      # training samples of an epoch (all ranks')
 
     def prepare(self):
         """All checks passed: build the model, its optimizer and the compiled loop."""
@@ -284,10 +286,10 @@ class Trainer:
             model.classes_ = config.classes
         omp, self.blas = _threads.plan(config.batch_size, config.n_threads)
         model.optimizer.build(model._params(), model._param_names())
-        self.runner = EpochRunner(X, config.targets, config.labels, runner_specs(model),
-                                  model.loss_.code, model.optimizer.kernel_config(),
-                                  *model.optimizer.clip_settings(), config.batch_size, omp,
-                                  plan=getattr(model, "plan", None))
+        self.runner = self.make_runner(X, config.targets, config.labels, runner_specs(model),
+                                       model.loss_.code, model.optimizer.kernel_config(),
+                                       *model.optimizer.clip_settings(), config.batch_size,
+                                       omp, plan=getattr(model, "plan", None))
         model.plan_ = self.runner.plan
         self.n_batches = -(-len(X) // config.batch_size)
         self.progress_every = max(1, self.n_batches // 20)
@@ -296,6 +298,10 @@ class Trainer:
                               self.n_batches)
         model.history = History()
         model.stop_training = False
+
+    def make_runner(self, X, targets, labels, *args, **kwargs):
+        """The compiled epoch loop over (X, targets, labels): ``EpochRunner``."""
+        return EpochRunner(X, targets, labels, *args, **kwargs)
 
     def run(self):
         """Prepare, run the epochs, and return the model's History.
@@ -310,7 +316,7 @@ class Trainer:
         callbacks = config.callbacks
         callbacks.set_model(model)
         callbacks.set_params({"epochs": config.epochs, "batch_size": config.batch_size,
-                              "samples": len(config.X), "verbose": config.verbose})
+                              "samples": self.n_samples, "verbose": config.verbose})
         callbacks.on_train_begin({})
         self.snapshot = self.bar = None
         interrupted = False
@@ -346,7 +352,7 @@ class Trainer:
     def run_epoch(self, epoch):
         """One epoch: schedule, callbacks, the compiled loop, logs, divergence check."""
         model, config = self.model, self.config
-        optimizer, n = model.optimizer, len(config.X)
+        optimizer, n = model.optimizer, self.n_samples
         # the state after the last completed epoch, restored on Ctrl-C or divergence
         self.snapshot = None
         self.snapshot = self._snapshot()
@@ -357,10 +363,7 @@ class Trainer:
         self.bar = _progress_bar(config.verbose, n, config.batch_size, epoch, config.epochs)
         progress, progress_every = self._progress()
         start = time.perf_counter()
-        with _threads.blas_threads(self.blas):
-            result = self.runner.run_epoch(
-                order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
-                epoch_seed, progress, progress_every)
+        result = self.train_epoch(order, epoch_seed, progress, progress_every)
         seconds = time.perf_counter() - start
         if self.bar:
             self.bar.close()
@@ -386,20 +389,33 @@ class Trainer:
         config.callbacks.on_epoch_end(epoch, logs)
         self._step_plateau_schedule(logs)
 
+    def train_epoch(self, order, epoch_seed, progress, progress_every):
+        """The epoch's updates over the rows in `order`: the compiled loop's
+        result dict (``EpochRunner.run_epoch``)."""
+        optimizer = self.model.optimizer
+        with _threads.blas_threads(self.blas):
+            return self.runner.run_epoch(
+                order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
+                epoch_seed, progress, progress_every)
+
+    def scores(self, X, targets, labels):
+        """``model._evaluate`` of these rows (a distributed fit sums over ranks)."""
+        return self.model._evaluate(X, targets, labels)
+
     def _epoch_logs(self, result):
         """Training loss and metrics of the epoch, then the validation scores."""
         model, config = self.model, self.config
         X, targets, labels = config.X, config.targets, config.labels
         logs = {"loss": result["loss_sum"] / max(result["n_samples"], 1)}
         if model.loss_.is_classifier:
-            logs["accuracy"] = model.loss_.accuracy(result["n_correct"], len(X),
+            logs["accuracy"] = model.loss_.accuracy(result["n_correct"], self.n_samples,
                                                     model.dense_layers[-1].units)
         if not model.loss_.is_classifier and model._regression_train_metrics:
             # mse, mae, r2 on the training data with the epoch's final weights
-            scores = model._evaluate(X, targets, labels)
+            scores = self.scores(X, targets, labels)
             logs.update((key, scores[key]) for key in ("mse", "mae", "r2"))
         if config.validation is not None:
-            for key, value in model._evaluate(*config.validation).items():
+            for key, value in self.scores(*config.validation).items():
                 logs["val_" + key] = value
         if config.gradient_norms:
             logs.update(self._gradient_norms())
@@ -410,7 +426,7 @@ class Trainer:
         config = self.config
         rows = slice(0, min(len(config.X), max_rows))
         _, grads = reference.loss_and_grads(
-            self.model, config.X[rows],
+            self.model, np.asarray(config.X[rows]),
             None if config.targets is None else config.targets[rows],
             None if config.labels is None else config.labels[rows])
         return {f"grad_norm_{i}": float(np.linalg.norm(dw)) for i, (dw, _) in enumerate(grads)}
@@ -499,6 +515,17 @@ class Trainer:
         model.optimizer.learning_rate = learning_rate
         model._rng.bit_generator.state = rng_state
         model.epochs_trained = epochs_trained
+
+
+class _ChunkedTrainer(ChunkedTrainer, Trainer):
+    """The Trainer over an X read in chunks (descend._outofcore)."""
+
+
+def make_trainer(model, config):
+    """The Trainer for a validated fit: chunked when X is not in memory."""
+    if isinstance(config.X, LazyRows):
+        return _ChunkedTrainer(model, config)
+    return Trainer(model, config)
 
 
 def runner_specs(model):

@@ -1,0 +1,590 @@
+"""Synchronous data-parallel training over MPI (mpi4py).
+
+Run the one-process script under an MPI launcher with one more argument::
+
+    mpiexec -n 4 python train.py      # train.py: net.fit(X, y, ..., distributed=dn.distributed.MPI())
+
+Semantics (Horovod / PyTorch DDP style, with the global batch of the
+one-process run):
+
+* ``batch_size`` is the global batch. Each step uses the samples the
+  one-process run uses; rank r computes the gradient of its contiguous
+  share of the batch (rows ``[nb r / p, nb (r + 1) / p)``), and one
+  ``MPI_Allreduce`` per step sums a single flat buffer holding every
+  gradient, the loss and the count of correct predictions. Every rank then
+  adds the penalties, clips and applies the same update, so the weights are
+  the one-process weights up to the rounding of the sum, and equal on every
+  rank.
+* Dropout masks are keyed by the sample's row within the global batch and
+  the batch's index: a rank's share gets the masks of the one-process run.
+* Parameters, optimizer state and the random generator are broadcast from
+  rank 0 at the start; a start-up check compares the ranks' network, data
+  shapes, dtypes, seeds and fit arguments and raises a ValueError naming the
+  rank and the difference (on every rank: no hang).
+* Losses and metrics come from allreduced sums (validation data is split
+  between the ranks too), so every rank logs the same values and takes the
+  same early-stopping and schedule decisions (``stop_training`` is then
+  rank 0's on every rank); ``allreduce_seconds`` is logged per epoch.
+  CSVLogger, ModelCheckpoint, TensorBoard and progress output act on rank 0
+  only, as does ``Sequential.save`` of a model trained this way.
+* An exception or Ctrl-C on one rank during training prints that rank's
+  message and aborts the whole job (``MPI_Abort``): never a hang.
+
+Two drivers of the same step. With X in memory, not sharded, and every
+step giving each rank at least one row, the allreduce runs inside the
+compiled epoch loop (``EpochRunner.set_distributed``: MPI_Allreduce of the
+library mpi4py loaded, looked up at run time, called by thread 0 between
+two barriers): no return to Python per step. Otherwise (sharded input, a
+memmap or h5py X, tiny batches) the step loop below runs each step's kernels
+from Python and returns to it once a step (its cost: docs/distributed.md).
+"""
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from descend import _losses, _threads, reference
+from descend._contract import Activation
+from descend._dense import activation_derivative_py
+from descend._sparse import sparse_forward_py, sparse_grad_kernel_py
+from descend._validation import check_bool, error_message
+from descend._outofcore import LazyRows, is_lazy
+from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
+                              make_trainer, runner_specs)
+
+__all__ = ["MPI"]
+
+
+def _mpi4py():
+    try:
+        from mpi4py import MPI as mpi
+    except ImportError as exc:   # pragma: no cover - depends on the environment
+        raise ImportError("descend.distributed.MPI needs mpi4py and an MPI library: "
+                          "pip install 'descend[mpi]' (mpi4py and mpich)") from exc
+    return mpi
+
+
+def _allreduce_address():
+    """The address of MPI_Allreduce in the MPI library mpi4py loaded (looked up
+    through mpi4py's extension module, which links it), or None."""
+    import ctypes
+    try:
+        library = ctypes.CDLL(_mpi4py().__file__)
+        return ctypes.cast(library.MPI_Allreduce, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+
+
+class MPI:
+    """Data-parallel training over an MPI communicator.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm or None, default None
+        The ranks that train together; None is ``MPI.COMM_WORLD``. Any
+        intra-communicator works (for example one from ``Comm.Split``).
+    sharded : bool, default False
+        False: every rank passes the same X, y (an array or an np.memmap) and
+        reads only its rows of each batch. True: each rank passes its own
+        shard; the global data is the shards in rank order, each epoch every
+        rank visits its rows in the order of one global permutation drawn from
+        the shared seed, and step s takes each rank's next ``batch_size / p``
+        rows (a rank whose shard is used up contributes none).
+
+    Raises
+    ------
+    ImportError
+        mpi4py is not installed (``pip install 'descend[mpi]'``).
+    TypeError
+        `comm` is not an mpi4py communicator or `sharded` not a bool.
+
+    Examples
+    --------
+    >>> import descend as dn
+    >>> dist = dn.distributed.MPI()          # doctest: +SKIP
+    >>> net.fit(X, y, batch_size=256, distributed=dist)   # doctest: +SKIP
+    """
+
+    _compiled_loop = True   # False: the step loop (returns to Python a step), for comparisons
+
+    def __init__(self, comm=None, sharded=False):
+        mpi = _mpi4py()
+        if comm is None:
+            comm = mpi.COMM_WORLD
+        if not isinstance(comm, mpi.Intracomm):
+            raise TypeError(error_message("comm", "an mpi4py intra-communicator (e.g. "
+                                          "MPI.COMM_WORLD) or None", comm))
+        self.comm = comm
+        self.sharded = check_bool(sharded, "sharded")
+
+    @property
+    def rank(self):
+        """This process's rank in `comm` (0 is the root)."""
+        return self.comm.Get_rank()
+
+    @property
+    def size(self):
+        """Number of ranks in `comm`."""
+        return self.comm.Get_size()
+
+    @property
+    def is_root(self):
+        """True on rank 0, the rank that writes files and prints."""
+        return self.rank == 0
+
+    def allreduce(self, buffer):
+        """Sum `buffer` (a contiguous float array) over the ranks, in place."""
+        self.comm.Allreduce(_mpi4py().IN_PLACE, buffer, op=_mpi4py().SUM)
+        return buffer
+
+    def abort(self, exc):
+        """Print `exc` as this rank's failure and end the whole job (MPI_Abort)."""
+        message = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        sys.stderr.write(f"descend.distributed: rank {self.rank} of {self.size} failed; "
+                         f"aborting the job.\n{message}")
+        sys.stderr.flush()
+        self.comm.Abort(1)
+
+    def __repr__(self):
+        return f"MPI(rank={self.rank}, size={self.size}, sharded={self.sharded})"
+
+
+def check_distributed(distributed):
+    """`distributed` as an MPI object or None (TypeError otherwise)."""
+    if distributed is not None and not isinstance(distributed, MPI):
+        raise TypeError(error_message("distributed", "descend.distributed.MPI(...) or None",
+                                      distributed))
+    return distributed
+
+
+# ---------------------------------------------------------------------- fit
+def fit(model, distributed, X, y, **kwargs):
+    """``Sequential.fit(..., distributed=distributed)``; one rank: the usual fit."""
+    check_distributed(distributed)
+    if distributed.size == 1 and not distributed.sharded:
+        return make_trainer(model, FitConfig.validate(model, X, y, **kwargs)).run()
+    config = _validate_everywhere(model, distributed, X, y, kwargs)
+    trainer = DistributedTrainer(model, config, distributed)
+    try:
+        return trainer.run()
+    except DivergenceError:
+        raise       # from the allreduced loss and the shared weights: on every rank
+    except BaseException as exc:    # KeyboardInterrupt included: the others would wait
+        distributed.abort(exc)
+
+
+def _validate_everywhere(model, distributed, X, y, kwargs):
+    """FitConfig.validate on every rank, then the start-up consistency check.
+
+    A rank whose arguments fail raises there; the others learn of it
+    through one allgather and raise a ValueError naming it: no rank is left
+    waiting in a collective."""
+    comm = distributed.comm
+    batch_size = kwargs.get("batch_size", 32)
+    outcome = None
+    if not distributed.sharded and is_lazy(X):
+        # a memmap or h5py-style X: each rank checks (and later reads) its share only
+        X = LazyRows(X, X.dtype)
+        X.scan_part = (distributed.rank, distributed.size)
+    try:
+        if distributed.sharded:     # the global batch is clipped to the global n below
+            kwargs = dict(kwargs, batch_size=None)
+        config = FitConfig.validate(model, X, y, **kwargs)
+        summary = _summary(model, config, kwargs, distributed.sharded)
+    except (ValueError, TypeError) as exc:
+        config, summary, outcome = None, None, exc
+    everyone = comm.allgather((None if outcome is None else f"{type(outcome).__name__}: "
+                               f"{outcome}", summary))
+    failed = [(rank, message) for rank, (message, _) in enumerate(everyone) if message]
+    if outcome is not None:
+        raise outcome
+    if failed:
+        rank, message = failed[0]
+        raise ValueError(f"distributed fit: rank {rank} rejected its arguments ({message})")
+    for rank, (_, theirs) in enumerate(everyone):
+        for key in summary:
+            if key != "shard_rows" and theirs[key] != everyone[0][1][key]:
+                raise ValueError(
+                    f"distributed fit: rank {rank} differs from rank 0 in {key}: "
+                    f"{theirs[key]!r} (rank {rank}) != {everyone[0][1][key]!r} (rank 0); "
+                    "every rank must build the same network and call fit the same way")
+    if distributed.sharded:
+        total = sum(theirs["shard_rows"] for _, theirs in everyone)
+        requested = len(config.X) if batch_size is None else batch_size
+        config.batch_size = (_check_batch_size(requested, total) if distributed.is_root
+                             else min(requested, total))
+    return config
+
+
+def _summary(model, config, kwargs, sharded):
+    """What must agree between ranks (compared with ==), as plain data."""
+    optimizer = model.optimizer
+    shapes = [(layer.units, layer.activation, layer.use_bias) for layer in model.dense_layers]
+    summary = {
+        "layers": shapes, "dtype": str(np.dtype(model.dtype)), "seed": model.seed,
+        "loss": model.loss_.name, "optimizer": optimizer.get_config(),
+        "n_features": config.X.shape[1], "X dtype": str(config.X.dtype),
+        "batch_size": kwargs.get("batch_size", 32), "epochs": (config.initial_epoch,
+                                                               config.epochs),
+        "shuffle": config.shuffle, "classes": (None if config.classes is None
+                                               else np.asarray(config.classes).tolist()),
+        "dropout": model._dropout_rates(), "built": model.built,
+        "iterations": optimizer.iterations,
+        "validation": None if config.validation is None else config.validation[0].shape[1],
+    }
+    summary["shard_rows" if sharded else "n_samples"] = len(config.X)
+    return summary
+
+
+class _Steps:
+    """Which rows of an epoch's order each rank trains on at each step.
+
+    ``step(s)`` returns (nb, first_row, rows): the global batch's size, the
+    index within it of this rank's first row, and this rank's rows (indices
+    into its X). Not sharded: rank r takes rows [nb r / p, nb (r + 1) / p)
+    of the global batch. Sharded: rank q contributes up to b_q rows per
+    step from its own order, b_q its share of the global batch."""
+
+    def __init__(self, batch_size, rank, size, shard_rows=None):
+        self.batch_size, self.rank, self.size = batch_size, rank, size
+        self.shard_rows = shard_rows        # every rank's row count (sharded) or None
+        shares = np.diff([(batch_size * q) // size for q in range(size + 1)])
+        self.shares = shares
+        if shard_rows is None:
+            self.n_samples = None
+        else:
+            self.n_samples = int(sum(shard_rows))
+            self.n_steps = max(-(-rows // max(share, 1)) if share else 0
+                               for rows, share in zip(shard_rows, shares))
+
+    def count(self, n):
+        """Steps in an epoch over n rows (not sharded)."""
+        return self.n_steps if self.shard_rows is not None else -(-n // self.batch_size)
+
+    def step(self, s, order):
+        if self.shard_rows is None:
+            start = s * self.batch_size
+            nb = min(self.batch_size, len(order) - start)
+            lo = (nb * self.rank) // self.size
+            hi = (nb * (self.rank + 1)) // self.size
+            return nb, lo, order[start + lo:start + hi]
+        counts = [int(min(share, max(0, rows - s * share)))
+                  for rows, share in zip(self.shard_rows, self.shares)]
+        first = s * int(self.shares[self.rank])
+        return (sum(counts), sum(counts[:self.rank]),
+                order[first:first + counts[self.rank]])
+
+
+class DistributedTrainer(Trainer):
+    """The Trainer with each step's gradient summed over the ranks of an MPI
+    communicator (see the module docstring).
+
+    Parameters
+    ----------
+    model : descend.Sequential
+    config : FitConfig
+        Validated on every rank (``_validate_everywhere``).
+    distributed : MPI
+    """
+
+    def __init__(self, model, config, distributed):
+        self.distributed = distributed
+        comm = distributed.comm
+        if not distributed.is_root:
+            # files and output on rank 0 only
+            config.verbose = 0
+            config.callbacks = type(config.callbacks)(
+                [c for c in config.callbacks if not _root_only(c)])
+        super().__init__(model, config)
+        shard_rows = comm.allgather(len(config.X)) if distributed.sharded else None
+        self.steps = _Steps(config.batch_size, distributed.rank, distributed.size,
+                            shard_rows)
+        if shard_rows is not None:
+            self.n_samples = self.steps.n_samples
+            self.offset = int(sum(shard_rows[:distributed.rank]))
+
+    def prepare(self):
+        """Build, then broadcast rank 0's parameters, optimizer state and generator."""
+        model, config = self.model, self.config
+        if not model.built:
+            model.build(config.X.shape[1])
+        if model.loss_.is_classifier and model.classes_ is None:
+            model.classes_ = config.classes
+        model.optimizer.build(model._params(), model._param_names())
+        comm = self.distributed.comm
+        for array in model._params() + [s for states in model.optimizer.state
+                                        for s in states if s is not None]:
+            comm.Bcast(array, root=0)
+        model._rng.bit_generator.state = comm.bcast(model._rng.bit_generator.state, root=0)
+        model._distributed = self.distributed
+        self.n_batches = self.steps.count(self.n_samples)
+        self.progress_every = max(1, self.n_batches // 20)
+        self.hook_every = min(config.steps_per_execution or min(self.progress_every, 64),
+                              self.n_batches)
+        self.runner = self._compiled_runner()
+        if self.runner is not None:
+            model.plan_ = self.runner.plan
+        else:
+            self._prepare_step_loop()
+        model.history = History()
+        model.stop_training = False
+
+    def _compiled_runner(self):
+        """The compiled epoch loop with the allreduce inside it
+        (``EpochRunner.set_distributed``) when it applies: X in memory, not
+        sharded, every step giving each rank at least one row, and
+        MPI_Allreduce found in the library mpi4py loaded; else None."""
+        model, config, dist = self.model, self.config, self.distributed
+        n, batch, size = len(config.X), config.batch_size, dist.size
+        last = n - (self.n_batches - 1) * batch
+        if (not dist._compiled_loop or dist.sharded or not isinstance(config.X, np.ndarray)
+                or min(batch, last) < size):
+            return None
+        address = _allreduce_address()
+        if address is None:
+            return None
+        mpi = _mpi4py()
+        share = -(-batch // size)       # the largest share of a global batch
+        omp, self.blas = _threads.plan(share, config.n_threads)
+        runner = self.make_runner(config.X, config.targets, config.labels, runner_specs(model),
+                                  model.loss_.code, model.optimizer.kernel_config(),
+                                  *model.optimizer.clip_settings(), share, omp,
+                                  plan=getattr(model, "plan", None))
+        datatype = mpi.FLOAT if config.X.dtype == np.float32 else mpi.DOUBLE
+        runner.set_distributed(address, mpi._handleof(datatype), mpi._handleof(mpi.SUM),
+                               mpi._handleof(dist.comm), dist.rank, size, batch)
+        return runner
+
+    def _prepare_step_loop(self):
+        """Buffers of the step loop, which returns to Python once a step."""
+        model, config = self.model, self.config
+        self.omp, self.blas = _threads.plan(max(1, config.batch_size // self.distributed.size),
+                                            config.n_threads)
+        # one flat buffer: every gradient, then the loss and the correct count
+        params = model._params()
+        sizes = [p.size for p in params]
+        self.buffer = np.zeros(sum(sizes) + 2, dtype=params[0].dtype)
+        bounds = np.cumsum([0] + sizes)
+        self.grads = [self.buffer[a:b].reshape(p.shape)
+                      for a, b, p in zip(bounds[:-1], bounds[1:], params)]
+        self.allreduce_seconds = 0.0
+        self.sparse_first = _SparseFirstLayer.if_planned(model, config, self.distributed.size)
+
+    def run_epoch(self, epoch):
+        """One epoch; then every rank takes rank 0's decision to stop. Ctrl-C
+        aborts the job (the one-process clean stop would leave this rank alone
+        while the others wait in the next allreduce)."""
+        try:
+            super().run_epoch(epoch)
+        except KeyboardInterrupt as exc:
+            self.distributed.abort(exc)
+        self.model.stop_training = bool(self.distributed.comm.bcast(
+            self.model.stop_training, root=0))
+
+    def train_epoch(self, order, epoch_seed, progress, progress_every):
+        """The epoch, one allreduce per step; the result dict of EpochRunner.run_epoch."""
+        if self.runner is not None:
+            # the compiled loop summed the loss; the correct predictions: once an epoch
+            result = super().train_epoch(order, epoch_seed, progress, progress_every)
+            correct = self.distributed.allreduce(np.array([result["n_correct"]], np.float64))
+            result["n_correct"] = int(correct[0])
+            return result
+        if self.distributed.sharded:
+            # the Trainer drew a permutation of all rows; keep this rank's, in its order
+            mine = (order >= self.offset) & (order < self.offset + len(self.config.X))
+            order = order[mine] - self.offset
+        model, config = self.model, self.config
+        self.allreduce_seconds = 0.0
+        loss_sum = penalty_sum = 0.0
+        n_correct = n_done = 0
+        finite = True
+        s = 0
+        with _threads.blas_threads(self.blas):
+            for s in range(self.n_batches):
+                nb, first_row, rows = self.steps.step(s, order)
+                batch_loss, correct = self._step_gradients(rows, nb, first_row, s, epoch_seed)
+                if not np.isfinite(batch_loss):
+                    finite = False
+                    break
+                penalty = self._penalty_into_grads()
+                model.optimizer.apply_gradients(model._params(), list(self.grads),
+                                                model._decay_flags(), self.omp)
+                reference.proximal_l1_step(model, self.omp)
+                loss_sum += (batch_loss + penalty) * nb
+                penalty_sum += penalty
+                n_correct += correct
+                n_done += nb
+                if progress is not None and ((s + 1) % progress_every == 0
+                                             or s + 1 == self.n_batches):
+                    progress(s + 1, loss_sum / max(n_done, 1))
+        return {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
+                "n_batches": s + (1 if finite else 0), "n_correct": n_correct,
+                "step": model.optimizer.iterations, "finite": finite, "n_samples": n_done}
+
+    def _step_gradients(self, rows, nb, first_row, batch, epoch_seed):
+        """Sum over the ranks of this step's gradients (in self.grads), and
+        (the batch's mean loss without penalties, its correct predictions)."""
+        model, config = self.model, self.config
+        buffer = self.buffer
+        if len(rows):
+            X = _gather(config.X, rows)
+            targets = None if config.targets is None else _gather(config.targets, rows)
+            labels = None if config.labels is None else _gather(config.labels, rows)
+            codes, rates = model._activation_codes(), model._dropout_rates()
+            steps = (True, epoch_seed, self.omp)
+            # the first layer's activations when it runs sparse (then forward starts at 1)
+            sparse = self.sparse_first is not None
+            inputs = self.sparse_first.forward(X, codes[0]) if sparse else X
+            output = reference.forward(model, inputs, codes, rates, *steps, batch=batch,
+                                       first_row=first_row, first_layer=int(sparse))
+            k = output.shape[1]
+            scale = model.loss_.grad_scale(nb, k)     # d(mean over the global batch)
+            grad_output = np.empty_like(output)
+            total = _losses.loss_and_gradient_py(model.loss_.code, output, targets, labels,
+                                                 grad_output, scale, self.omp)
+            buffer[-2] = total * scale
+            buffer[-1] = model.loss_.count_correct(output, targets, labels)
+            grads, grad_input = reference.backward_to(
+                model, grad_output, rates, *steps, batch=batch, first_row=first_row,
+                last_layer=int(sparse))
+            if sparse:
+                grads[0] = self.sparse_first.backward(X, grad_input, codes[0])
+            flat = [g for pair in grads for g in pair if g is not None]
+            for into, g in zip(self.grads, flat):
+                np.copyto(into, g)
+        else:
+            buffer[:] = 0
+        started = time.perf_counter()
+        self.distributed.allreduce(buffer)
+        self.allreduce_seconds += time.perf_counter() - started
+        return float(buffer[-2]), int(round(float(buffer[-1])))
+
+    def _epoch_logs(self, result):
+        """The Trainer's logs, plus this rank's seconds in the allreduce this epoch."""
+        logs = super()._epoch_logs(result)
+        if self.runner is None:     # (the compiled loop does not time its calls)
+            logs["allreduce_seconds"] = self.allreduce_seconds
+        return logs
+
+    def _penalty_into_grads(self):
+        """The layers' penalties (once, after the sum) added into the gradients."""
+        pairs, it = [], iter(self.grads)
+        for layer in self.model.dense_layers:
+            kernel = next(it)
+            pairs.append((kernel, next(it) if layer.use_bias else None))
+        return reference.penalty(self.model, pairs)
+
+    def scores(self, X, targets, labels):
+        """Scores of these rows, each rank evaluating its part, summed by allreduce."""
+        return _allreduced_scores(self.model, self.distributed, X, targets, labels)
+
+
+class _SparseFirstLayer:
+    """The first Dense layer through the sparse kernels (descend._sparse), as
+    the compiled loop takes it when the plan says so (mostly-zero inputs such
+    as MNIST's pixels): the per-layer path would multiply the zeros too."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.z = self.a = None
+
+    @classmethod
+    def if_planned(cls, model, config, size):
+        """An instance if the plan for a rank's share of a batch takes the first
+        layer sparse (never under dropout on the input), else None."""
+        import os
+        from descend._train import _choose_plan
+        if model._dropout_rates()[0] > 0:
+            return None
+        sample = np.asarray(config.X[:min(len(config.X), 4096)])
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        plan = _choose_plan(sample, runner_specs(model), max(1, config.batch_size // size), 1,
+                            cores, model.optimizer.kernel_config(), None, None)
+        return cls(model.dense_layers[0]) if plan["sparse_input"] else None
+
+    def forward(self, X, code):
+        """The layer's activations for X (kept, with z, for backward)."""
+        layer = self.layer
+        self.z = np.empty((len(X), layer.units), X.dtype)
+        self.a = self.z if code == Activation.IDENTITY else np.empty_like(self.z)
+        sparse_forward_py(X, layer.kernel, layer.bias, self.z, self.a, code, layer.alpha)
+        return self.a
+
+    def backward(self, X, grad_a, code):
+        """(dW, db) from dL/da: dz = dL/da * act'(z), dW = X^T dz (non-zeros only)."""
+        layer = self.layer
+        dz = np.empty_like(self.z)
+        activation_derivative_py(self.z, self.a, dz, code, layer.alpha)
+        dz *= grad_a
+        dkernel = np.zeros_like(layer.kernel)
+        sparse_grad_kernel_py(X, dz, dkernel, 0, X.shape[1], 1.0)
+        self.z = self.a = None
+        return dkernel, (dz.sum(axis=0) if layer.use_bias else None)
+
+
+def _root_only(callback):
+    """Whether a callback writes files or prints (so runs on rank 0 only)."""
+    from descend.callbacks import CSVLogger, ModelCheckpoint
+    if getattr(callback, "root_only", None) is not None:
+        return bool(callback.root_only)
+    if isinstance(callback, (CSVLogger, ModelCheckpoint)):
+        return True
+    return type(callback).__name__ == "TensorBoard"
+
+
+def _gather(array, rows):
+    """array[rows] as a C-contiguous array: an ndarray's, or read from a LazyRows
+    (an np.memmap or h5py-style X: only these rows are read)."""
+    if isinstance(array, LazyRows):
+        return array.take(rows)
+    return np.ascontiguousarray(array[rows])
+
+
+def _allreduced_scores(model, distributed, X, targets, labels):
+    """``model._evaluate``'s scores over all ranks' rows: each rank scores its
+    contiguous part (not sharded) or its shard, the sums are allreduced."""
+    n = len(X)
+    if not distributed.sharded:
+        lo, hi = (n * distributed.rank) // distributed.size, (n * (distributed.rank + 1)) \
+            // distributed.size
+        X = X[lo:hi]
+        targets = None if targets is None else targets[lo:hi]
+        labels = None if labels is None else labels[lo:hi]
+    k = model.dense_layers[-1].units
+    output = model._output(X) if len(X) else np.zeros((0, k), model.dtype)
+    sums = np.zeros(5 + 2 * k)
+    sums[0] = len(X)
+    if len(X):
+        sums[1] = model.loss_.mean_loss(output, targets, labels) * len(X)
+        if model.loss_.is_classifier:
+            sums[2] = model.loss_.count_correct(output, targets, labels)
+        else:
+            t = targets.astype(np.float64)
+            err = output.astype(np.float64) - t
+            sums[3], sums[4] = np.sum(err ** 2), np.sum(np.abs(err))
+            sums[5:5 + k] = np.sum(err ** 2, axis=0)
+            sums[5 + k:] = np.sum(t, axis=0)
+    distributed.allreduce(sums)
+    total = sums[0]
+    scores = {"loss": sums[1] / total + reference.penalty(model)}
+    if model.loss_.is_classifier:
+        scores["accuracy"] = float(model.loss_.accuracy(sums[2], int(total), k))
+        return scores
+    scores["mse"] = float(sums[3] / (total * k))
+    scores["mae"] = float(sums[4] / (total * k))
+    scores["r2"] = _r2_from_sums(model, distributed, targets, sums[5:5 + k],
+                                 sums[5 + k:] / total)
+    return scores
+
+
+def _r2_from_sums(model, distributed, targets, ss_res, mean):
+    """R^2 averaged over outputs (as scikit-learn) from the allreduced residual
+    sums and target means: one more allreduce for the total sums of squares."""
+    ss_tot = np.zeros(len(mean))
+    if targets is not None and len(targets):
+        ss_tot[:] = np.sum((targets.astype(np.float64) - mean) ** 2, axis=0)
+    distributed.allreduce(ss_tot)
+    from descend.model import r2_from_sums
+    return r2_from_sums(ss_res, ss_tot)

@@ -1,0 +1,268 @@
+"""Scenarios of tests/test_distributed.py, run under ``mpiexec -n p``.
+
+``python tests/mpi_worker.py SCENARIO OUT`` runs one scenario on every rank;
+rank 0 writes its findings to OUT (JSON) for the test to assert on. Not a
+test module itself (pytest collects test_*.py only).
+"""
+import json
+import sys
+import zlib
+
+import numpy as np
+
+import descend as dn
+from descend import distributed
+
+
+def data(n=203, d=12, k=3, seed=0, regression=False, zeros=0.0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * (rng.random((n, d)) >= zeros)
+    if regression:
+        return X, X[:, :2] @ rng.normal(size=(2, k)) + 0.1 * rng.normal(size=(n, k))
+    return X, rng.integers(0, k, n)
+
+
+def network(case, d=12, k=3):
+    """A float64 network for one of the CASES (same seed on every rank)."""
+    reg = dn.regularizers.L1L2(l1=1e-4, l2=1e-3) if case.get("penalty") else None
+    layers = [dn.Dense(16, activation="relu", kernel_regularizer=reg)]
+    if case.get("dropout"):
+        layers.append(dn.Dropout(case["dropout"]))
+    layers += [dn.Dense(8, activation="tanh"), dn.Dense(k)]
+    net = dn.Sequential(layers, input_dim=d, dtype="float64", seed=1)
+    net.compile(loss=case.get("loss", "softmax_cross_entropy"), optimizer=case["optimizer"]())
+    return net
+
+
+CASES = {
+    "sgd_momentum_l1l2_clipvalue": dict(optimizer=lambda: dn.optimizers.SGD(
+        0.05, momentum=0.9, nesterov=True, clipvalue=0.05), penalty=True),
+    "sgd_plain": dict(optimizer=lambda: dn.optimizers.SGD(0.1)),
+    # 85% zeros: the first layer goes through the sparse kernels on both sides
+    "adam_sparse_input_l2": dict(optimizer=lambda: dn.optimizers.Adam(0.01), zeros=0.85,
+                                 penalty=True),
+    "adam_dropout": dict(optimizer=lambda: dn.optimizers.Adam(0.01), dropout=0.3),
+    "adamw_global_clip": dict(optimizer=lambda: dn.optimizers.AdamW(
+        0.01, weight_decay=0.01, global_clipnorm=0.5)),
+    "rmsprop_clipnorm": dict(optimizer=lambda: dn.optimizers.RMSprop(0.005, clipnorm=0.3)),
+    "sgd_schedule_mse": dict(optimizer=lambda: dn.optimizers.SGD(
+        dn.schedules.ExponentialDecay(0.05, decay_rate=0.5)),
+        loss="mean_squared_error", regression=True),
+}
+
+
+def weights_hash_equal(net, comm):
+    """True if every rank holds bit-identical weights (allgather of a CRC)."""
+    digest = 0
+    for w in net.get_weights():
+        digest = zlib.crc32(np.ascontiguousarray(w).tobytes(), digest)
+    return len(set(comm.allgather(digest))) == 1
+
+
+def max_relative_error(a, b):
+    return max(float(np.max(np.abs(x - y) / (np.abs(y) + 1e-12)))
+               for x, y in zip(a.get_weights(), b.get_weights()))
+
+
+def equal_to_one_process(dist):
+    """Each case: 3 epochs distributed against the one-process fit."""
+    found = {}
+    for name, case in CASES.items():
+        X, y = data(regression=case.get("regression", False), zeros=case.get("zeros", 0.0))
+        val = data(n=41, seed=5, regression=case.get("regression", False))
+        kwargs = dict(epochs=3, batch_size=32, verbose=0, validation_data=val)
+        net = network(case)
+        history = net.fit(X, y, distributed=dist, **kwargs)
+        ref = network(case)
+        ref_history = ref.fit(X, y, **kwargs)
+        found[name] = {
+            "max_rel": max_relative_error(net, ref),
+            "same_on_ranks": weights_hash_equal(net, dist.comm),
+            "logs": {key: [history[key], ref_history[key]] for key in history
+                     if key not in ("seconds", "samples_per_second", "allreduce_seconds")},
+            "allreduce_seconds": history.get("allreduce_seconds"),
+            "iterations": [net.optimizer.iterations, ref.optimizer.iterations],
+        }
+    return found
+
+
+def sharded(dist):
+    """Shards that interleave to X (shuffle=False): the one-process weights."""
+    p, r, batch = dist.size, dist.rank, 30
+    X, y = data(n=240)
+    shares = [(batch * q) // p for q in range(p + 1)]
+    rows = np.concatenate([np.arange(s, s + shares[r + 1] - shares[r]) + shares[r]
+                           for s in range(0, len(X), batch)])
+    case = CASES["adam_dropout"]
+    net = network(case)
+    net.fit(X[rows], y[rows], epochs=2, batch_size=batch, shuffle=False, verbose=0,
+            distributed=distributed.MPI(dist.comm, sharded=True))
+    ref = network(case)
+    ref.fit(X, y, epochs=2, batch_size=batch, shuffle=False, verbose=0)
+    # shuffled: runs, equal on every rank, the loss falls
+    shuffled = network(case)
+    history = shuffled.fit(X[rows], y[rows], epochs=3, batch_size=batch, verbose=0,
+                           distributed=distributed.MPI(dist.comm, sharded=True))
+    return {"max_rel": max_relative_error(net, ref),
+            "same_on_ranks": weights_hash_equal(net, dist.comm),
+            "shuffled_same_on_ranks": weights_hash_equal(shuffled, dist.comm),
+            "shuffled_loss": history["loss"]}
+
+
+def mismatch(dist):
+    """Rank 1 differs (batch size, then seed, then shape): every rank raises."""
+    X, y = data()
+    messages = {}
+    for what in ("batch_size", "seed", "units", "bad_input"):
+        case = CASES["adam_dropout"]
+        net = network(case)
+        batch = 32
+        if dist.rank == 1 and what == "batch_size":
+            batch = 16
+        if dist.rank == 1 and what == "seed":
+            net = dn.Sequential([dn.Dense(16, activation="relu"), dn.Dense(8, activation="tanh"),
+                                 dn.Dense(3)], input_dim=12, dtype="float64", seed=2)
+            net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
+        if dist.rank == 1 and what == "units":
+            net = dn.Sequential([dn.Dense(17, activation="relu"), dn.Dropout(0.3),
+                                 dn.Dense(8, activation="tanh"), dn.Dense(3)],
+                                input_dim=12, dtype="float64", seed=1)
+            net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
+        Xr = X.copy()
+        if dist.rank == 1 and what == "bad_input":
+            Xr[3, 2] = np.nan
+        try:
+            net.fit(Xr, y, epochs=1, batch_size=batch, verbose=0, distributed=dist)
+            messages[what] = None
+        except ValueError as exc:
+            messages[what] = str(exc)
+        messages[what] = dist.comm.allgather(messages[what])
+    return messages
+
+
+def callbacks_root_only(dist, out):
+    """CSVLogger and ModelCheckpoint write on rank 0; early stopping agrees."""
+    import os
+    X, y = data()
+    case = CASES["adam_dropout"]
+    net = network(case)
+    folder = os.path.dirname(out)
+    log = os.path.join(folder, f"log-rank{dist.rank}.csv")
+    ck = os.path.join(folder, f"ck-rank{dist.rank}-{{epoch}}.npz")
+    stop = dn.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0)
+    history = net.fit(X, y, epochs=5, batch_size=32, verbose=0, distributed=dist,
+                      callbacks=[dn.callbacks.CSVLogger(log),
+                                 dn.callbacks.ModelCheckpoint(ck), stop])
+    saved = net.save(os.path.join(folder, f"model-rank{dist.rank}.npz"))
+    dist.comm.Barrier()
+    return {"files": sorted(os.listdir(folder)),
+            "epochs_run": dist.comm.allgather(len(history["loss"])),
+            "saved": saved is not None}
+
+
+def memmap_input(dist, out):
+    """Every rank passes the same np.memmap: the one-process weights."""
+    import os
+    X, y = data(n=300)
+    path = os.path.join(os.path.dirname(out), "x.npy")
+    if dist.rank == 0:
+        np.save(path, X)
+    dist.comm.Barrier()
+    mm = np.load(path, mmap_mode="r")
+    case = CASES["adam_dropout"]
+    net = network(case)
+    net.fit(mm, y, epochs=2, batch_size=32, verbose=0, distributed=dist,
+            validation_data=(mm[:50], y[:50]))
+    ref = network(case)
+    ref.fit(X, y, epochs=2, batch_size=32, verbose=0, validation_data=(X[:50], y[:50]))
+    return {"max_rel": max_relative_error(net, ref),
+            "same_on_ranks": weights_hash_equal(net, dist.comm)}
+
+
+def resume(dist, out):
+    """2 epochs, save on rank 0, load on every rank, 1 more: the 3-epoch run's bits."""
+    import os
+    X, y = data()
+    case = CASES["adam_dropout"]
+    path = os.path.join(os.path.dirname(out), "resume.npz")
+    first = network(case)
+    first.fit(X, y, epochs=2, batch_size=32, verbose=0, distributed=dist)
+    first.save(path)
+    dist.comm.Barrier()
+    resumed = dn.load(path)
+    resumed.fit(X, y, epochs=1, batch_size=32, verbose=0, distributed=dist)
+    straight = network(case)
+    straight.fit(X, y, epochs=3, batch_size=32, verbose=0, distributed=dist)
+    return {"max_abs": max(float(np.max(np.abs(a - b))) for a, b in
+                           zip(resumed.get_weights(), straight.get_weights())),
+            "same_on_ranks": weights_hash_equal(resumed, dist.comm),
+            "epochs": [resumed.epochs_trained, straight.epochs_trained]}
+
+
+def estimator(dist):
+    """MLPClassifier(distributed=...) against the one-process estimator."""
+    import warnings
+    X, y = data(n=180)
+    kwargs = dict(hidden_layer_sizes=(10,), max_iter=4, batch_size=40, random_state=0,
+                  dtype="float64", learning_rate_init=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # ConvergenceWarning after max_iter
+        mine = dn.MLPClassifier(distributed=dist, **kwargs).fit(X, y)
+        reference = dn.MLPClassifier(**kwargs).fit(X, y)
+    return {"max_rel": max(float(np.max(np.abs(a - b) / (np.abs(b) + 1e-12)))
+                           for a, b in zip(mine.coefs_ + mine.intercepts_,
+                                           reference.coefs_ + reference.intercepts_)),
+            "loss_curve": [mine.loss_curve_, reference.loss_curve_]}
+
+
+def failing_rank(dist, interrupt=False):
+    """Rank 1's callback raises (or gets Ctrl-C) in epoch 1: the job must end
+    with its message."""
+    import os
+    import signal
+
+    class Fails(dn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if dist.rank == 1 and epoch == 1:
+                if interrupt:
+                    os.kill(os.getpid(), signal.SIGINT)
+                raise RuntimeError("boom on rank one")
+    X, y = data()
+    net = network(CASES["adam_dropout"])
+    net.fit(X, y, epochs=50, batch_size=8, verbose=0, distributed=dist, callbacks=[Fails()])
+    return {"finished": True}
+
+
+def main(scenario, out, loop="compiled"):
+    dist = distributed.MPI()
+    # "compiled": the allreduce inside the compiled loop where it applies;
+    # "steps": the step loop (one return to Python a step) everywhere
+    dist._compiled_loop = loop == "compiled"
+    if scenario == "equal":
+        found = equal_to_one_process(dist)
+    elif scenario == "sharded":
+        found = sharded(dist)
+    elif scenario == "mismatch":
+        found = mismatch(dist)
+    elif scenario == "callbacks":
+        found = callbacks_root_only(dist, out)
+    elif scenario == "memmap":
+        found = memmap_input(dist, out)
+    elif scenario == "resume":
+        found = resume(dist, out)
+    elif scenario == "estimator":
+        found = estimator(dist)
+    elif scenario == "fail":
+        found = failing_rank(dist)
+    elif scenario == "interrupt":
+        found = failing_rank(dist, interrupt=True)
+    else:
+        raise SystemExit(f"unknown scenario {scenario!r}")
+    found["size"] = dist.size
+    if dist.rank == 0:
+        with open(out, "w") as f:
+            json.dump(found, f, default=float)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,165 @@
+"""descend.distributed: data-parallel fit over MPI, run under mpiexec.
+
+Each test launches ``mpiexec -n p python tests/mpi_worker.py SCENARIO OUT``
+(a subprocess with a timeout: a hang fails the test instead of the suite)
+and asserts on what rank 0 wrote. Skipped with a reason without mpi4py or
+an mpiexec (``pip install '.[mpi]'`` brings both).
+"""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import descend as dn
+
+WORKER = pathlib.Path(__file__).with_name("mpi_worker.py")
+TIMEOUT = 240       # seconds for one mpiexec run (3 ranks on 2 busy cores)
+
+
+def _mpiexec():
+    beside = pathlib.Path(sys.executable).with_name("mpiexec")
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+def _have_mpi4py():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_mpi = pytest.mark.skipif(
+    not _have_mpi4py() or _mpiexec() is None,
+    reason="needs mpi4py and mpiexec (pip install '.[mpi]': mpi4py and mpich)")
+
+
+def run_mpi(n, scenario, tmp_path, expect_ok=True, loop="compiled"):
+    """Run a scenario on n ranks; (rank 0's findings or None, the completed process).
+    loop: "compiled" (the allreduce inside the compiled loop where it applies) or
+    "steps" (the step loop, which returns to Python once a step)."""
+    out = tmp_path / "out.json"
+    env = dict(os.environ)
+    # the worker imports the descend these tests import (source tree or installed)
+    package_root = str(pathlib.Path(dn.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([package_root, env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run([_mpiexec(), "-n", str(n), sys.executable, str(WORKER), scenario,
+                           str(out), loop], env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT, cwd=tmp_path)
+    if expect_ok:
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(out.read_text()), done
+    return None, done
+
+
+@needs_mpi
+@pytest.mark.parametrize("n, loop", [(2, "compiled"), (3, "compiled"), (2, "steps"),
+                                     (3, "steps")])
+def test_weights_equal_the_one_process_run_and_are_bit_identical_across_ranks(
+        n, loop, tmp_path):
+    found, _ = run_mpi(n, "equal", tmp_path, loop=loop)
+    assert found.pop("size") == n
+    assert len(found) == 7
+    for name, case in found.items():
+        assert case["max_rel"] < 1e-9, name
+        assert case["same_on_ranks"], name
+        assert case["iterations"][0] == case["iterations"][1] == 21, name
+        if loop == "steps":     # the step loop times its allreduce calls
+            assert len(case["allreduce_seconds"]) == 3
+            assert min(case["allreduce_seconds"]) > 0
+        else:                   # 203 rows, batch 32: the compiled loop applies
+            assert case["allreduce_seconds"] is None
+        for key, (mine, reference) in case["logs"].items():
+            np.testing.assert_allclose(mine, reference, rtol=1e-9, err_msg=f"{name} {key}")
+
+
+@needs_mpi
+def test_one_rank_runs_as_before(tmp_path):
+    found, _ = run_mpi(1, "equal", tmp_path)
+    assert all(case["max_rel"] == 0.0 for key, case in found.items() if key != "size")
+
+
+@needs_mpi
+@pytest.mark.parametrize("n", [2, 3])
+def test_sharded_input_trains_as_the_interleaved_one_process_data(n, tmp_path):
+    found, _ = run_mpi(n, "sharded", tmp_path)
+    assert found["max_rel"] < 1e-9
+    assert found["same_on_ranks"] and found["shuffled_same_on_ranks"]
+    assert found["shuffled_loss"][-1] < found["shuffled_loss"][0]
+
+
+@needs_mpi
+def test_memmap_input_trains_as_in_memory(tmp_path):
+    found, _ = run_mpi(2, "memmap", tmp_path)
+    assert found["max_rel"] < 1e-9 and found["same_on_ranks"]
+
+
+@needs_mpi
+def test_mismatched_ranks_are_named_on_every_rank(tmp_path):
+    found, _ = run_mpi(3, "mismatch", tmp_path)
+    for what, fragment in [("batch_size", "rank 1 differs from rank 0 in batch_size: 16"),
+                           ("seed", "rank 1 differs from rank 0 in seed: 2"),
+                           ("units", "rank 1 differs from rank 0 in layers: [(17")]:
+        assert all(fragment in message for message in found[what]), found[what]
+    # a rank's own input error: raised there, named on the others
+    assert found["bad_input"][1].startswith("X contains 1 NaN")
+    for rank in (0, 2):
+        assert found["bad_input"][rank].startswith(
+            "distributed fit: rank 1 rejected its arguments (ValueError: X contains 1 NaN")
+
+
+@needs_mpi
+def test_files_are_written_on_rank_0_and_early_stopping_agrees(tmp_path):
+    found, _ = run_mpi(3, "callbacks", tmp_path)
+    assert found["files"] == ["ck-rank0-1.npz", "ck-rank0-2.npz", "log-rank0.csv",
+                              "model-rank0.npz", ]
+    assert found["epochs_run"] == [2, 2, 2]     # min_delta=10: stops after patience 0
+
+
+@needs_mpi
+def test_resume_from_rank_0s_file_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    found, _ = run_mpi(2, "resume", tmp_path)
+    assert found["max_abs"] == 0.0 and found["same_on_ranks"]
+    assert found["epochs"] == [3, 3]
+
+
+@needs_mpi
+def test_estimator_takes_the_mpi_object(tmp_path):
+    found, _ = run_mpi(2, "estimator", tmp_path)
+    assert found["max_rel"] < 1e-9
+    np.testing.assert_allclose(*found["loss_curve"], rtol=1e-9)
+    assert len(found["loss_curve"][0]) == 4
+
+
+@needs_mpi
+@pytest.mark.parametrize("scenario, message", [("fail", "RuntimeError: boom on rank one"),
+                                               ("interrupt", "KeyboardInterrupt")])
+def test_a_failing_rank_ends_the_job_with_its_message(scenario, message, tmp_path):
+    _, done = run_mpi(3, scenario, tmp_path, expect_ok=False)
+    assert done.returncode != 0
+    assert "rank 1 of 3 failed; aborting the job" in done.stderr
+    assert message in done.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_distributed_must_be_an_mpi_object():
+    X, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)
+    net.compile(loss="softmax_cross_entropy")
+    with pytest.raises(TypeError, match="distributed must be descend.distributed.MPI"):
+        net.fit(X, y, distributed="mpi")
+    assert net.epochs_trained == 0
+
+
+@pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
+def test_mpi_checks_its_arguments():
+    with pytest.raises(TypeError, match="comm must be an mpi4py intra-communicator"):
+        dn.distributed.MPI(comm="world")
+    with pytest.raises(TypeError, match="sharded"):
+        dn.distributed.MPI(sharded="yes")
