@@ -501,3 +501,21 @@ def test_a_bad_descend_plan_variable_is_named_before_fit_builds_anything(monkeyp
     with pytest.raises(ValueError, match=match):
         net.fit(*data, epochs=1, verbose=0)
     assert not net.built
+
+
+# ------------------------------------------------------------ memmap input
+@pytest.mark.parametrize("dtype", [np.complex64, "U3", "M8[s]"])
+def test_a_memmap_that_does_not_hold_real_numbers_is_refused_by_fit_and_evaluate(tmp_path, data,
+                                                                                 dtype):
+    # was (complex): trained and evaluated on the real part, with a ComplexWarning
+    # per chunk; predict already refused it
+    X, y = data
+    X_mm = np.memmap(tmp_path / "X.dat", dtype=dtype, mode="w+", shape=X.shape)
+    net = small_net()
+    before = net.get_weights()
+    for call in (lambda: net.fit(X_mm, y, epochs=1, verbose=0),
+                 lambda: net.evaluate(X_mm, y), lambda: net.predict(X_mm)):
+        with pytest.raises(TypeError, match="X must hold real numbers, got dtype"):
+            call()
+    for a, b in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -442,6 +442,12 @@ def check_team_size(n_threads, name="n_threads", owner=None):
     return check(n_threads, name, _TEAM_SIZE, owner)
 
 
+def _check_real(dtype, name):
+    """TypeError unless `dtype` holds real numbers (bool, int, uint, float)."""
+    if dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+
+
 def check_X(X, dtype, name="X", n_features=None, lazy=False):
     """X as a C-contiguous 2-D array of `dtype` (copied at most once).
 
@@ -458,10 +464,12 @@ def check_X(X, dtype, name="X", n_features=None, lazy=False):
     if lazy:
         from descend import _outofcore
         if _outofcore.is_lazy(X):
+            # an np.memmap of any dtype is lazy: complex must not lose its
+            # imaginary part in the chunked reads
+            _check_real(np.dtype(X.dtype), name)
             return _outofcore.check_lazy_X(X, dtype, name, n_features)
     array = np.asarray(X)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    _check_real(array.dtype, name)
     if array.ndim == 1:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features), got 1-D shape {array.shape}; "
