@@ -622,15 +622,20 @@ class Sequential:
         FloatingPointError
             The output is not finite (weights out of range); never returns NaN.
         """
-        if not (type(X) is np.ndarray and X.dtype == self.dtype and X.flags.c_contiguous):
+        checked = not (type(X) is np.ndarray and X.dtype == self.dtype
+                       and X.flags.c_contiguous)
+        if checked:
             self._require_built()
-            X = self._check_X(X)        # converted once (or an error naming X)
+            # converted once (or an error naming X); an np.memmap or h5py-style
+            # X stays lazy (read in chunks), and takes the per-layer path
+            X = self._check_X(X, lazy=True)
         output = self._forward_rows(X)
         if output is not None:
             return output
         # the per-layer path: raises the error that made the fused one decline
         self._require_built()
-        X = self._check_X(X, lazy=True)
+        if not checked:
+            X = self._check_X(X)
         output = self._output(X)
         if self.loss_ is not None:
             output = self.loss_.apply_link(output, 1)
