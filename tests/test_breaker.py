@@ -519,3 +519,24 @@ def test_a_memmap_that_does_not_hold_real_numbers_is_refused_by_fit_and_evaluate
             call()
     for a, b in zip(before, net.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# -------------------------------------------------------- TerminateOnNaN
+class _StopFlag:
+    stop_training = False
+
+
+@pytest.mark.parametrize("loss, stops", [
+    # was: ignored (float() of an array raises TypeError in numpy 2), training went on
+    (np.array([np.nan]), True), (np.array([1.0, np.nan]), True), ([float("nan")], True),
+    (complex(float("nan"), 0.0), True),
+    # was: OverflowError out of the callback
+    (10**400, False),
+    ("nan", True), ("abc", False), (None, False), (0.5, False), ([[1], [1, 2]], False),
+])
+def test_terminate_on_nan_reads_array_and_complex_losses_of_a_custom_loop(loss, stops):
+    callback = dn.callbacks.TerminateOnNaN(verbose=0)
+    callback.set_model(_StopFlag())
+    callback.on_epoch_end(0, {"loss": loss})
+    assert callback.model.stop_training is stops
+    assert callback.terminated_epoch == (0 if stops else None)
