@@ -540,3 +540,33 @@ def test_terminate_on_nan_reads_array_and_complex_losses_of_a_custom_loop(loss, 
     callback.on_epoch_end(0, {"loss": loss})
     assert callback.model.stop_training is stops
     assert callback.terminated_epoch == (0 if stops else None)
+
+
+# ------------------------------------------------------------ experiments
+@pytest.mark.parametrize("kwargs, error, match", [
+    # was: FileExistsError, after the whole run (an hour at the full size)
+    ({"out": "AFILE"}, ValueError, "out must be a directory, got .* file"),
+    # was: '' wrote NAME.md and NAME.png into the current directory
+    ({"out": ""}, ValueError, "out must be a non-empty str or os.PathLike path, got ''"),
+    # was: any truthy value taken as True
+    ({"verbose": "yes"}, TypeError, "verbose must be a bool, got 'yes'"),
+    # was: ValueError for a type error
+    ({"seeds": 2.5}, TypeError, r"seeds must be an int >= 1, got 2.5 \(float\)"),
+    ({"seeds": True}, TypeError, r"seeds must be an int >= 1, got True \(bool\)"),
+])
+def test_experiments_run_checks_its_arguments_before_running(tmp_path, kwargs, error, match):
+    from descend import experiments
+    if kwargs.get("out") == "AFILE":
+        kwargs["out"] = str(tmp_path / "afile")
+        open(kwargs["out"], "w").close()
+    with pytest.raises(error, match=match):
+        experiments.run("gd-variants", size="smoke", **kwargs)
+
+
+def test_the_experiments_cli_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    from descend.__main__ import main
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(SystemExit):
+        main(["experiments", "gd-variants", "--out", str(afile)])
+    assert "argument --out: expected a directory" in capsys.readouterr().err

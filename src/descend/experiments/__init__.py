@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from descend._validation import check
 from descend.experiments._common import DATASETS, SIZES, Config, Result, Table, machine_markdown
 
 # name -> module (in the order of the report)
@@ -81,6 +82,11 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
     """
     if size is None:
         size = "quick" if quick else "full"
+    if out is not None:
+        # checked before the run (which may take an hour), not when writing
+        out = check(out, "out", ["path"])
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"out must be a directory, got {out!r} (a file)")
     cfg = Config(size=size, dataset=dataset, seeds=seeds, data_home=data_home,
                  n_threads=n_threads, verbose=verbose)
     if name == "all":
@@ -188,7 +194,7 @@ def add_parser(subparsers):
     p.add_argument("--seeds", type=_positive_int, default=3,
                    help="seeds per repeated cell (mean ± std needs >= 3; "
                         "default: %(default)s)")
-    p.add_argument("--out", default="descend-experiments",
+    p.add_argument("--out", type=_directory, default="descend-experiments",
                    help="output directory (default: ./%(default)s)")
     p.add_argument("--data-home", type=_directory, default=None,
                    help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
