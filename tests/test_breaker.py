@@ -5,6 +5,7 @@ code did before its fix."""
 import io as stdio
 import json
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -570,3 +571,39 @@ def test_the_experiments_cli_refuses_an_out_that_is_a_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["experiments", "gd-variants", "--out", str(afile)])
     assert "argument --out: expected a directory" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------- CLI
+@pytest.mark.parametrize("args", [["info"], ["info", "--json"], ["--version"]])
+def test_the_cli_stops_quietly_when_its_reader_goes_away(args):
+    # was (`python -m descend info | head -3`): a BrokenPipeError traceback
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(dn.__file__))] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+    read, write = os.pipe()
+    os.close(read)          # the reader is gone before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "descend", *args], stdout=write,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+    assert done.returncode in (0, 141) if args != ["--version"] else True
+
+
+@pytest.mark.parametrize("output, match", [
+    (".", r"expected a file name, got '\.' \(a directory\)"),
+    ("AFILE/x.md", "expected a file in an existing directory"),
+])
+def test_bench_refuses_an_output_it_could_not_write_before_timing(tmp_path, capsys, output,
+                                                                  match):
+    # was: IsADirectoryError / NotADirectoryError after the whole benchmark ran
+    from descend.__main__ import main
+    afile = tmp_path / "AFILE"
+    afile.write_text("")
+    output = output.replace("AFILE", str(afile))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--output", output])
+    assert exit_info.value.code == 2
+    assert re.search(match, capsys.readouterr().err)

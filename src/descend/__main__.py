@@ -163,6 +163,19 @@ def _directory(text):
     return text
 
 
+def _output_file(text):
+    """argparse type: a file to write (checked before a long run): not a
+    directory, in a directory that exists."""
+    if not text or os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}"
+                                         + (" (a directory)" if text else ""))
+    parent = os.path.dirname(text) or "."
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"expected a file in an existing directory, got "
+                                         f"{text!r} ({parent!r} is not a directory)")
+    return text
+
+
 def _prog():
     """The command as the user typed it, for usage lines: the script's name
     (``descend``) or, under ``python -m``, the interpreter's name and ``-m
@@ -250,8 +263,18 @@ def main(argv=None, prog=None):
     ``argv`` defaults to ``sys.argv[1:]``; ``prog`` to the command as typed."""
     from descend.datasets import _command_line_option
     args = build_parser(prog).parse_args(argv)
-    with _command_line_option("--data-home"):      # messages name the option, not the keyword
-        return args.func(args)
+    try:
+        with _command_line_option("--data-home"):  # messages name the option, not the keyword
+            status = args.func(args)
+        sys.stdout.flush()      # a closed pipe raises here, not at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # the reader went away (`python -m descend info | head -3`): stop quietly,
+        # as Unix tools do; stdout goes to /dev/null so that the interpreter's
+        # final flush does not raise again (the Python docs' recipe, signal module)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141      # 128 + SIGPIPE, what a shell reports for a killed writer
 
 
 if __name__ == "__main__":

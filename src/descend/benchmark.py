@@ -590,7 +590,7 @@ def _contender_list(text):
 
 def add_arguments(parser):
     """Add the bench options to an argparse parser (``python -m descend bench``)."""
-    from descend.__main__ import _directory, _n_threads, _positive_int
+    from descend.__main__ import _directory, _n_threads, _output_file, _positive_int
     if parser.description is None:
         parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("--quick", action="store_true",
@@ -622,7 +622,7 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true",
                         help="print the report as JSON instead of the markdown tables "
                              "(default: markdown)")
-    parser.add_argument("--output", default=None,
+    parser.add_argument("--output", type=_output_file, default=None,
                         help="also write the markdown tables to this file "
                              "(default: print only)")
     return parser
