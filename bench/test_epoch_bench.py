@@ -48,3 +48,28 @@ def test_epoch(benchmark, mnist, batch_size, dtype, optimizer):
     benchmark.extra_info["samples"] = len(X)
     history = benchmark.pedantic(one_epoch, rounds=3, iterations=1)
     assert np.isfinite(history["loss"][0])
+
+
+@pytest.mark.parametrize("weights", ["none", "uniform_0_2"])
+@pytest.mark.parametrize("batch_size", [1, 128])
+def test_epoch_sample_weight(benchmark, mnist, batch_size, weights):
+    """The cost of sample_weight in the compiled loop (float32, Adam; plain SGD
+    for batch size 1, the per-sample path): compare the two `weights` rows."""
+    X, y = mnist
+    if batch_size == 1:
+        X, y = X[:10000], y[:10000]
+    w = (None if weights == "none"
+         else np.random.default_rng(0).uniform(0, 2, size=len(X)))
+
+    def one_epoch():
+        net = dn.Sequential([dn.Dense(256, activation="relu"),
+                             dn.Dense(128, activation="relu"), dn.Dense(10)],
+                            input_dim=784, dtype="float32", seed=0)
+        net.compile(loss="softmax_cross_entropy",
+                    optimizer=dn.optimizers.SGD(0.01) if batch_size == 1
+                    else dn.optimizers.Adam(0.001))
+        return net.fit(X, y, epochs=1, batch_size=batch_size, verbose=0, sample_weight=w)
+
+    benchmark.extra_info["samples"] = len(X)
+    history = benchmark.pedantic(one_epoch, rounds=3, iterations=1)
+    assert np.isfinite(history["loss"][0])

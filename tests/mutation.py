@@ -27,7 +27,7 @@ TESTS = {
     "optimizers": ["test_optimizers.py", "test_contracts.py", "test_regularization.py",
                    "test_io.py"],
     "schedules": ["test_schedules.py", "test_callbacks.py"],
-    "io": ["test_io.py"],
+    "io": ["test_io.py", "test_io_files.py", "test_state_dict.py", "test_adversarial.py"],
     "callbacks": ["test_callbacks.py", "test_contracts.py", "test_training_loop.py"],
     "model": ["test_network.py", "test_contracts.py", "test_training_loop.py"],
     "training": ["test_training_loop.py", "test_contracts.py", "test_network.py"],
@@ -42,6 +42,9 @@ def configure(pyproject_text, module):
         'source_paths = ["src/descend"]\n'
         f'only_mutate = ["src/descend/{module}.py"]\n'
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+        # a mutant counts as a timeout after 15 x its tests' time + this many seconds:
+        # on 2 cores shared by other jobs a fork of a 0.1 s test can take 20 s
+        "timeout_constant = 60\n"
         f"pytest_add_cli_args_test_selection = {['tests/' + t for t in TESTS[module]]!r}\n"
     ).replace("'", '"')
     return re.sub(r"\[tool\.mutmut\].*?(?=^\[|\Z)", section + "\n", pyproject_text,
@@ -60,7 +63,9 @@ def run(module):
                                                   module))
     # subprocess tests import descend from ./src (mutmut runs them in mutants/)
     env = {**__import__("os").environ, "PYTHONPATH": "src"}
-    subprocess.run(["mutmut", "run"], cwd=work, env=env, stdout=subprocess.DEVNULL)
+    with open(work / "mutmut-run.log", "w") as log:     # why a run stopped, if it did
+        subprocess.run(["mutmut", "run"], cwd=work, env=env, stdout=log,
+                       stderr=subprocess.STDOUT)
     results = subprocess.run(["mutmut", "results", "--all", "true"], cwd=work, env=env,
                              capture_output=True, text=True).stdout
     status = re.findall(r"^\s*(\S+): (\w[\w ]*)$", results, flags=re.M)

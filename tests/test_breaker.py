@@ -47,14 +47,16 @@ def test_a_float_interval_without_finiteness_still_refuses_an_overflowing_int():
 
 # ------------------------------------------------------------- fit arguments
 @pytest.mark.parametrize("validation_data", [
-    lambda X, y: (X,), lambda X, y: (X, y, np.ones(len(y))), lambda X, y: (X, y, None, 1)])
+    lambda X, y: (X,), lambda X, y: (X, y, None, 1), lambda X, y: (X, y, np.ones(3), 1)])
 def test_validation_data_of_the_wrong_length_says_so(data, validation_data):
     # was: 'validation_data must be a tuple (X_val, y_val), got tuple'
+    # (a third element, the validation sample weights, is Keras' form: allowed)
     X, y = data
     net = small_net()
     before = [w.copy() for w in net.get_weights()]
     with pytest.raises(ValueError, match=r"validation_data must be a tuple \(X_val, y_val\) "
-                                         r"of length 2, got a tuple of length \d"):
+                                         r"or \(X_val, y_val, sample_weight_val\), got a "
+                                         r"tuple of length \d"):
         net.fit(X, y, epochs=1, verbose=0, validation_data=validation_data(X, y))
     assert net.epochs_trained == 0 and net.optimizer.iterations == 0
     for old, new in zip(before, net.get_weights()):

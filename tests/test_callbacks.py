@@ -8,6 +8,8 @@ a real fit below), with scripted epoch logs.
 
 import csv
 import math
+import os
+import re
 import warnings
 
 import numpy as np
@@ -963,3 +965,435 @@ def test_callbacks_together(tmp_path):
     assert [r[0] for r in rows] == ["epoch", "0", "1", "2", "3"]
     assert rows[0] == ["epoch", "learning_rate", "loss", "val_loss"]
     assert callbacks[3].csv_file is None
+
+
+# ---------------------------------------------------------------------------
+# Each test below pins a mutant that survived `python tests/mutation.py callbacks`
+# ---------------------------------------------------------------------------
+
+class BatchRecorder(cbs.Callback):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calls.append(("begin", batch, logs))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(("end", batch, logs))
+
+
+def test_callback_list_passes_batch_hooks_on_to_appended_callbacks():
+    first, second = BatchRecorder(), BatchRecorder()
+    hooks = cbs.CallbackList([first])
+    hooks.append(second)
+    assert len(hooks) == 2 and list(hooks) == [first, second]
+    logs = {"loss": 0.5}
+    hooks.on_train_batch_begin(3, logs)
+    hooks.on_train_batch_end(3, logs)
+    for recorder in (first, second):
+        assert recorder.calls == [("begin", 3, logs), ("end", 3, logs)]
+
+
+class ScaledOptimizer(FakeOptimizer):
+    def __init__(self, learning_rate, scale):
+        super().__init__(learning_rate)
+        self.learning_rate_scale = scale
+
+
+@pytest.mark.parametrize("scale, expected", [(0.5, 0.1), (1.0, 0.2), (2.0, 0.4)])
+def test_one_argument_schedule_is_scaled_by_the_plateau_cuts(scale, expected):
+    model = FakeModel()
+    model.optimizer = ScaledOptimizer(0.3, scale)
+    scheduler = cbs.LearningRateScheduler(lambda epoch: 0.2)
+    scheduler.set_model(model)
+    scheduler.on_epoch_begin(0)
+    assert model.optimizer.learning_rate == pytest.approx(expected, rel=1e-15)
+
+
+@pytest.mark.parametrize("value, shown", [("a", "'a' (str)"), (True, "True (bool)")])
+def test_scaled_schedule_rejects_what_is_not_a_number(value, shown):
+    model = FakeModel()
+    model.optimizer = ScaledOptimizer(0.3, 0.5)
+    scheduler = cbs.LearningRateScheduler(lambda epoch: value)
+    scheduler.set_model(model)
+    with pytest.raises(ValueError, match=re.escape(
+            "LearningRateScheduler: `schedule` must return a finite float > 0 as the "
+            f"learning rate, got {shown} for epoch 3 (schedule(2)).")):
+        scheduler.on_epoch_begin(2)
+
+
+def test_plateau_cooldown_flag_and_no_cut_at_min_lr(capsys):
+    model = FakeModel(learning_rate=0.1)
+    plateau = cbs.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0, cooldown=1,
+                                    min_lr=0.05, verbose=1)
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    assert not plateau.in_cooldown()
+    plateau.on_epoch_end(0, {"loss": 1.0})          # first value: an improvement
+    plateau.on_epoch_end(1, {"loss": 1.0})          # no improvement: cut to 0.05
+    assert model.optimizer.learning_rate == 0.05 and plateau.in_cooldown()
+    assert capsys.readouterr().out == "Epoch 2: ReduceLROnPlateau reducing learning rate to 0.05.\n"
+    plateau.on_epoch_end(2, {"loss": 1.0})          # cooldown epoch
+    assert not plateau.in_cooldown()
+    plateau.on_epoch_end(3, {"loss": 1.0})          # due, but already at min_lr: no cut
+    assert model.optimizer.learning_rate == 0.05
+    assert capsys.readouterr().out == ""
+
+
+def test_plateau_names_a_learning_rate_that_is_not_a_float():
+    model = FakeModel(learning_rate="fast")
+    plateau = cbs.ReduceLROnPlateau(monitor="loss", patience=0)
+    plateau.set_model(model)
+    plateau.on_epoch_end(0, {"loss": 1.0})
+    with pytest.raises(TypeError, match=re.escape(
+            "ReduceLROnPlateau needs model.optimizer.learning_rate to be a float, "
+            "got 'fast'.")):
+        plateau.on_epoch_end(1, {"loss": 1.0})
+
+
+def test_terminate_on_nan_prints_by_default_and_names_where(capsys):
+    assert cbs.TerminateOnNaN().verbose == 1
+    stop = cbs.TerminateOnNaN()
+    stop.set_model(FakeModel())
+    stop.on_train_begin()
+    stop.on_epoch_begin(1)
+    stop.on_train_batch_end(3, {"loss": math.nan})
+    stop.on_epoch_end(1, {"loss": math.inf})
+    assert capsys.readouterr().out == ("Epoch 2, batch 4: invalid loss nan, terminating "
+                                       "training\n"
+                                       "Epoch 2: invalid loss inf, terminating training\n")
+    assert stop.terminated_epoch == 1 and stop.model.stop_training
+    quiet = cbs.TerminateOnNaN(verbose=0)
+    quiet.set_model(FakeModel())
+    quiet.on_epoch_end(0, {"loss": math.nan})
+    assert capsys.readouterr().out == "" and quiet.model.stop_training
+
+
+def test_plateau_defaults_are_keras_ones():
+    plateau = cbs.ReduceLROnPlateau()
+    assert (plateau.monitor, plateau.factor, plateau.patience, plateau.mode, plateau.min_delta,
+            plateau.cooldown, plateau.min_lr, plateau.verbose) == (
+        "val_loss", 0.1, 10, "auto", 1e-4, 0, 0.0, 0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"verbose": -1}, "ReduceLROnPlateau: verbose must be a bool or an int >= 0, got -1 (int)"),
+    ({"factor": 2.0},
+     "ReduceLROnPlateau: factor must be a finite float in (0, 1), got 2.0 (float)")])
+def test_plateau_messages_name_the_callback_and_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        cbs.ReduceLROnPlateau(**kwargs)
+
+
+def test_plateau_warns_once_about_a_missing_monitor_from_the_caller():
+    plateau = cbs.ReduceLROnPlateau(monitor="val_loss")
+    plateau.set_model(FakeModel())
+    with pytest.warns(RuntimeWarning) as record:      # before any on_train_begin too
+        plateau.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
+        plateau.on_epoch_end(1, {"loss": 1.0})
+    assert len(record) == 1 and from_the_caller(record[0])
+    assert str(record[0].message) == (
+        "ReduceLROnPlateau is conditioned on `val_loss`, which is not in the epoch logs. "
+        "Available keys: accuracy, loss. Pass validation_data to fit() for val_* metrics, "
+        "or choose another `monitor`.")
+
+
+def test_plateau_reads_a_value_that_is_not_a_number_as_nan():
+    model = FakeModel(learning_rate=0.1)
+    plateau = cbs.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0)
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    plateau.on_epoch_end(0, {"loss": 1.0})
+    plateau.on_epoch_end(1, {"loss": "n/a"})        # NaN never improves: a cut
+    assert model.optimizer.learning_rate == 0.05
+
+
+def test_scheduler_accepts_a_0d_array():
+    model = FakeModel()
+    scheduler = cbs.LearningRateScheduler(lambda epoch: np.array(0.05))
+    scheduler.set_model(model)
+    scheduler.on_epoch_begin(0)
+    assert model.optimizer.learning_rate == 0.05 and type(model.optimizer.learning_rate) is float
+
+
+def test_csv_logger_writes_sequences_as_bracketed_lists(tmp_path):
+    path = tmp_path / "log.csv"
+    logger = cbs.CSVLogger(path)
+    with pytest.raises(RuntimeError, match="^" + re.escape(
+            "CSVLogger: on_epoch_end was called before on_train_begin (the log file is "
+            "not open).") + "$"):
+        logger.on_epoch_end(0, {"loss": 1.0})
+    logger.on_train_begin()
+    logger.on_epoch_end(0, {"a": [1, 2.5], "b": np.array([[0.5, 2.0]]), "c": (3,)})
+    logger.on_train_end()
+    assert path.read_text().splitlines() == ["epoch,a,b,c", "0,\"[1, 2.5]\",\"[0.5, 2.0]\",[3]"]
+
+
+@pytest.mark.parametrize("existing, header", [("", True), ("\n", False)])
+def test_csv_logger_appends_a_header_only_to_an_empty_file(tmp_path, existing, header):
+    path = tmp_path / "log.csv"
+    path.write_text(existing)
+    logger = cbs.CSVLogger(path, append=True)
+    logger.on_train_begin()
+    logger.on_epoch_end(0, {"loss": 0.5})
+    logger.on_train_end()
+    assert path.read_bytes() == (existing + ("epoch,loss\r\n" if header else "")
+                                 + "0,0.5\r\n").encode()
+
+
+def test_callback_params_default_to_an_empty_dict():
+    cb = cbs.Callback()
+    assert cb.params == {} and cb.model is None
+    cb.set_params(None)
+    assert cb.params == {}
+    given = {"epochs": 3}
+    cb.set_params(given)
+    assert cb.params == given and cb.params is not given
+
+
+@pytest.mark.parametrize("make, exc, message", [
+    (lambda: cbs.EarlyStopping(patience=-1), ValueError,
+     "EarlyStopping: patience must be an int >= 0, got -1 (int)"),
+    (lambda: cbs.ModelCheckpoint("x", verbose=-1), ValueError,
+     "ModelCheckpoint: verbose must be a bool or an int >= 0, got -1 (int)"),
+    (lambda: cbs.LearningRateScheduler(3), TypeError,
+     "LearningRateScheduler: schedule must be a callable, got 3 (int)"),
+    (lambda: cbs.LearningRateScheduler(lambda: 0), TypeError,
+     "LearningRateScheduler: `schedule` must take 1 or 2 positional parameters "
+     "(epoch[, lr]), got signature ()."),
+    (lambda: cbs.CSVLogger("x", separator=",,"), ValueError,
+     "CSVLogger: separator must be a single character, got ',,' (str)"),
+    (lambda: cbs.ModelCheckpoint("{0}"), ValueError,
+     "ModelCheckpoint: `filepath` may only use named fields such as {epoch} or {val_loss}, "
+     "got a positional field {0} in '{0}'.")])
+def test_callback_messages_name_the_callback_and_the_argument(make, exc, message):
+    with pytest.raises(exc, match="^" + re.escape(message) + "$"):
+        make()
+
+
+def test_csv_logger_names_a_directory_and_suggests_a_file(tmp_path):
+    with pytest.raises(ValueError, match="^" + re.escape(
+            f"CSVLogger: filename {str(tmp_path)!r} is a directory; give a file name such as "
+            f"{str(tmp_path / 'log.csv')!r}") + "$"):
+        cbs.CSVLogger(str(tmp_path))
+
+
+def test_callback_defaults():
+    stop = cbs.EarlyStopping()
+    assert (stop.monitor, stop.min_delta, stop.patience, stop.mode, stop.baseline,
+            stop.restore_best_weights, stop.start_from_epoch, stop.verbose) == (
+        "val_loss", 0.0, 0, "auto", None, False, 0, 0)
+    assert stop.best_epoch == 0 and stop.stopped_epoch == 0 and stop.best == math.inf
+    assert cbs.ModelCheckpoint("m.npz").verbose == 0
+    assert cbs.ModelCheckpoint("m.npz").last_saved_path is None
+    assert cbs.LearningRateScheduler(lambda e: 0.1).verbose == 0
+
+
+@pytest.mark.parametrize("monitor, values, best", [("loss", [2.0, 1.5], 2.0),
+                                                   ("acc", [1.0, 1.5], 1.0),
+                                                   ("acc", [1.0, 1.25], 1.0)])
+def test_early_stopping_min_delta_must_be_exceeded(monitor, values, best):
+    """An epoch improves by more than min_delta or not at all: equal to best -+ min_delta
+    (exact in binary) is no improvement, and patience 0 stops there."""
+    stop = cbs.EarlyStopping(monitor=monitor, min_delta=0.5, patience=0)
+    model = FakeModel()
+    fake_fit(model, [{monitor: v} for v in values] + [{monitor: 9.0}], [stop])
+    assert stop.stopped_epoch == 1 and stop.best == best
+
+
+def test_early_stopping_reads_a_value_that_is_not_a_number_as_nan():
+    stop = cbs.EarlyStopping(monitor="loss", patience=0)
+    run = fake_fit(FakeModel(), [{"loss": 1.0}, {"loss": "n/a"}, {"loss": 0.5}], [stop])
+    assert run.epochs == [0, 1] and stop.stopped_epoch == 1
+
+
+def test_early_stopping_warns_once_about_a_missing_monitor_from_the_caller():
+    stop = cbs.EarlyStopping(monitor="val_loss", restore_best_weights=True)
+    stop.set_model(FakeModel())
+    with pytest.warns(RuntimeWarning) as record:
+        stop.on_epoch_end(0, {"loss": 1.0})
+        stop.on_epoch_end(1, {"loss": 1.0})
+    assert len(record) == 1 and from_the_caller(record[0])
+    assert str(record[0].message).startswith(
+        "EarlyStopping is conditioned on `val_loss`, which is not in the epoch logs. "
+        "Available keys: loss.")
+    stop.on_train_end()                      # nothing monitored, nothing to restore
+    assert stop.model._weights[0].sum() == 0
+
+
+class ReferenceModel(FakeModel):
+    """Keeps the arrays given to set_weights (as a model that does not copy would)."""
+
+    def __init__(self):
+        super().__init__()
+        self.restored = 0
+
+    def set_weights(self, weights):
+        self.restored += 1
+        self._weights = list(weights)
+
+
+def test_early_stopping_restores_copies_and_only_when_the_best_is_not_the_last(capsys):
+    stop = cbs.EarlyStopping(monitor="loss", patience=5, restore_best_weights=True,
+                             verbose=1)
+    model = ReferenceModel()
+    fake_fit(model, [{"loss": 3.0}, {"loss": 2.0}], [stop])     # best = last: no restore
+    assert model.restored == 0 and capsys.readouterr().out == ""
+    fake_fit(model, [{"loss": 3.0}, {"loss": 2.0}, {"loss": 2.5}], [stop])
+    assert model.restored == 1 and stop.best_epoch == 1
+    np.testing.assert_array_equal(model._weights[1], weights_at(1)[1])
+    assert model._weights[0] is not stop.best_weights[0]
+    assert capsys.readouterr().out == (
+        "Restoring model weights from the end of the best epoch: 2.\n")
+    quiet = cbs.EarlyStopping(monitor="loss", patience=0, restore_best_weights=True)
+    fake_fit(model, [{"loss": 3.0}, {"loss": 4.0}], [quiet])
+    assert model.restored == 2 and capsys.readouterr().out == ""
+
+
+def test_early_stopping_prints_the_stop_epoch(capsys):
+    stop = cbs.EarlyStopping(monitor="loss", patience=1, verbose=1)
+    run = fake_fit(FakeModel(), [{"loss": 3.0}, {"loss": 4.0}, {"loss": 4.0}], [stop])
+    assert run.epochs == [0, 1] and capsys.readouterr().out == "Epoch 2: early stopping\n"
+
+
+def test_early_stopping_first_monitored_epoch_is_the_fallback_best():
+    stop = cbs.EarlyStopping(monitor="loss", patience=5, start_from_epoch=1,
+                             restore_best_weights=True)
+    fake_fit(FakeModel(), [{"loss": math.nan}] * 3, [stop])
+    assert stop.best_epoch == 1
+
+
+@pytest.mark.parametrize("filepath", ["{0.real}", "{0[1]}", "{0.real.real}", "{0[a][b]}",
+                                      "{[0]}"])
+def test_model_checkpoint_rejects_every_positional_field(filepath):
+    with pytest.raises(ValueError, match="got a positional field"):
+        cbs.ModelCheckpoint(filepath)
+
+
+def test_model_checkpoint_format_errors_name_the_epoch(tmp_path):
+    ckpt = cbs.ModelCheckpoint(str(tmp_path / "m-{val_loss}.npz"))
+    ckpt.set_model(FakeModel())
+    with pytest.raises(KeyError, match=re.escape(
+            f"uses the field 'val_loss', which is not in the logs of epoch 2. "
+            f"Available fields: epoch, loss.")):
+        ckpt.on_epoch_end(1, {"loss": 1.0})
+    bad = cbs.ModelCheckpoint(str(tmp_path / "m-{loss:d}.npz"))
+    bad.set_model(FakeModel())
+    with pytest.raises(ValueError, match=re.escape(
+            f"ModelCheckpoint: could not format `filepath` {bad.filepath!r} at epoch 3: "
+            "Unknown format code 'd' for object of type 'float'.")):
+        bad.on_epoch_end(2, {"loss": 1.0})
+
+
+def test_model_checkpoint_messages_and_equal_values(tmp_path, capsys):
+    path = str(tmp_path / "m.npz")
+    ckpt = cbs.ModelCheckpoint(path, monitor="acc", save_best_only=True, verbose=1)
+    model = FakeModel()
+    with pytest.warns(RuntimeWarning) as record:
+        fake_fit(model, [{"acc": 0.5}, {"acc": 0.5}, {"loss": 1.0}, {"acc": 0.75}], [ckpt])
+    assert len(record) == 1 and from_the_caller(record[0])
+    assert str(record[0].message) == (
+        "ModelCheckpoint(save_best_only=True) is conditioned on `acc`, which is not in the "
+        "epoch logs. Available keys: learning_rate, loss. Pass validation_data to fit() for "
+        "val_* metrics, or choose another `monitor`. No checkpoint is written for such "
+        "epochs.")
+    assert model.saved == [path, path]                  # epochs 1 and 4 (0.5 is no gain)
+    assert capsys.readouterr().out == (
+        f"Epoch 1: acc improved from -inf to 0.5, saving model to {path}\n"
+        "Epoch 2: acc did not improve from 0.5\n"
+        f"Epoch 4: acc improved from 0.5 to 0.75, saving model to {path}\n")
+    every = cbs.ModelCheckpoint(path, verbose=1)
+    fake_fit(FakeModel(), [{"loss": 1.0}], [every])
+    assert capsys.readouterr().out == f"Epoch 1: saving model to {path}\n"
+    quiet = cbs.ModelCheckpoint(path, monitor="acc", save_best_only=True)
+    fake_fit(FakeModel(), [{"acc": 0.5}, {"acc": 0.25}], [quiet])
+    assert capsys.readouterr().out == ""
+
+
+def from_the_caller(warning):
+    """The warning points at the code that called the hook (stacklevel=2), not at
+    callbacks.py; under mutmut its trampoline is that caller (one frame more)."""
+    return warning.filename == __file__ or f"{os.sep}mutmut{os.sep}" in warning.filename
+
+
+class Uninspectable:
+    """A schedule whose signature inspect cannot read (as some builtins)."""
+    __signature__ = "not a signature"
+
+    def __call__(self, epoch):
+        return 0.2 * (epoch + 1)
+
+
+@pytest.mark.parametrize("schedule, expected", [(max, 0.3), (Uninspectable(), 0.1)],
+                         ids=["two-arguments", "one-argument"])
+def test_scheduler_tries_both_forms_when_the_signature_is_unknown(schedule, expected):
+    model = FakeModel()
+    model.optimizer = ScaledOptimizer(0.3, 0.5)
+    scheduler = cbs.LearningRateScheduler(schedule)
+    scheduler.set_model(model)
+    scheduler.on_epoch_begin(0)                  # max(0, 0.3); Uninspectable()(0) * 0.5
+    assert model.optimizer.learning_rate == pytest.approx(expected, rel=1e-15)
+    if isinstance(schedule, Uninspectable):
+        scheduler.on_epoch_begin(1)              # 0.2 * 2 * 0.5
+        assert model.optimizer.learning_rate == pytest.approx(0.2, rel=1e-15)
+
+
+# written after the last mutmut rerun of callbacks: each targets survivors of it
+def test_plateau_cut_composes_with_the_optimizer_scale(capsys):
+    model = FakeModel()
+    model.optimizer = ScaledOptimizer(0.1, 0.5)
+    plateau = cbs.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0)
+    plateau.set_model(model)
+    plateau.on_epoch_end(0, {"loss": 1.0})
+    plateau.on_epoch_end(1, {"loss": 1.0})
+    assert model.optimizer.learning_rate == 0.05
+    assert model.optimizer.learning_rate_scale == 0.25          # 0.5 * (0.05 / 0.1)
+    assert capsys.readouterr().out == ""
+
+
+def test_more_callback_messages():
+    with pytest.raises(ValueError, match="^" + re.escape(
+            "TerminateOnNaN: verbose must be a bool or an int >= 0, got -1 (int)") + "$"):
+        cbs.TerminateOnNaN(verbose=-1)
+    with pytest.raises(TypeError, match="^" + re.escape(
+            "LearningRateScheduler: `schedule` must be callable as schedule(epoch) or "
+            "schedule(epoch, lr), but it has required keyword-only parameters ['k'] "
+            "(signature (epoch, *, k)).") + "$"):
+        cbs.LearningRateScheduler(lambda epoch, *, k: 0.1)
+    with pytest.raises(TypeError, match="^" + re.escape(
+            "LearningRateScheduler: `schedule` must take 1 or 2 positional parameters "
+            "(epoch[, lr]), got 3 required ones (signature (a, b, d)).") + "$"):
+        cbs.LearningRateScheduler(lambda a, b, d: 0.1)
+
+
+def test_scheduler_passes_epoch_and_rate_to_varargs_and_prints(capsys):
+    seen = []
+    model = FakeModel(learning_rate=0.3)
+    scheduler = cbs.LearningRateScheduler(lambda *args: seen.append(args) or 0.2, verbose=1)
+    scheduler.set_model(model)
+    scheduler.on_epoch_begin(2)
+    assert seen == [(2, 0.3)] and model.optimizer.learning_rate == 0.2
+    assert capsys.readouterr().out == "Epoch 3: LearningRateScheduler setting learning rate to 0.2.\n"
+    quiet = cbs.LearningRateScheduler(lambda epoch: 0.2)
+    quiet.set_model(model)
+    quiet.on_epoch_begin(0)
+    quiet_checkpoint = cbs.ModelCheckpoint("m.npz")
+    quiet_checkpoint.set_model(model)
+    model.save = lambda path: None
+    quiet_checkpoint.on_epoch_end(0, {"loss": 1.0})
+    assert capsys.readouterr().out == ""
+
+
+def test_csv_logger_warns_once_about_keys_after_the_first_epoch(tmp_path):
+    logger = cbs.CSVLogger(tmp_path / "log.csv")
+    logger.on_train_begin()
+    logger.on_epoch_end(0, {"loss": 1.0})
+    with pytest.warns(RuntimeWarning) as record:
+        logger.on_epoch_end(1, {"loss": 1.0, "new": 2.0})
+        logger.on_epoch_end(2, {"loss": 1.0, "new": 2.0})
+    logger.on_train_end()
+    assert len(record) == 1 and from_the_caller(record[0])
+    assert str(record[0].message) == (
+        "CSVLogger: keys ['new'] appeared after the first epoch and are not written; the "
+        "columns are fixed by the first epoch: ['epoch', 'loss'].")

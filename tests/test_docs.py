@@ -24,7 +24,8 @@ def test_api_reference_builds_without_warnings(tmp_path):
         [sys.executable, "-m", "sphinx", "-E", "-W", "--keep-going", "-q", "-b", "html",
          str(DOCS), str(tmp_path / "html")],
         capture_output=True, text=True, env=dict(os.environ), timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, (f"sphinx exited with {result.returncode}\n"
+                                    + result.stdout[-3000:] + result.stderr[-3000:])
     assert (tmp_path / "html" / "api" / "callbacks.html").is_file()
     page = (tmp_path / "html" / "api" / "callbacks.html").read_text(encoding="utf-8")
     assert "ReduceLROnPlateau" in page and "Examples" in page

@@ -29,8 +29,9 @@ from descend.estimators import MLPClassifier, MLPRegressor  # noqa: E402
 #   check_regressor_data_not_an_array     pandas is not installed
 #   check_classifiers_multilabel_output_format_decision_function
 #                                         no decision_function (as scikit-learn's MLP)
-# sample_weight is not a fit parameter (descend's compiled loop has no per-sample
-# weights), so the sample-weight checks pass trivially.
+# sample_weight is a fit parameter: the sample-weight checks (equivalence with
+# repeated rows included) run on every estimator here; test_sample_weight_*
+# below adds solver="lbfgs", the solver scikit-learn runs that check with.
 EXPECTED_FAILED_CHECKS = {}
 
 
@@ -551,3 +552,82 @@ def test_import_descend_works_without_sklearn():
     assert "MLPClassifier" in dir(dn) and "MLPRegressor" in dir(dn)
     with pytest.raises(AttributeError):
         dn.NoSuchThing
+
+
+# --------------------------------------------------------------------------- weights
+@pytest.mark.parametrize("estimator", [
+    MLPClassifier(solver="lbfgs", hidden_layer_sizes=(5,), max_iter=30, n_threads=1),
+    MLPRegressor(solver="lbfgs", hidden_layer_sizes=(5,), max_iter=30, n_threads=1),
+    MLPClassifier(hidden_layer_sizes=(5,), max_iter=30, class_weight="balanced",
+                  n_threads=1)])
+def test_sample_weight_equivalence_with_repeated_rows(estimator):
+    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check_sample_weight_equivalence_on_dense_data(type(estimator).__name__, estimator)
+
+
+def test_class_weight_equals_sample_weight_and_balanced_is_sklearns():
+    from sklearn.utils.class_weight import compute_class_weight
+    X, y = blobs(n=60)
+    labels = np.array(["a", "b", "c"])[y]
+    y_skewed = labels.copy()
+    y_skewed[:12] = "a"
+    sw = np.random.default_rng(0).random(60) + 0.5
+    params = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0, n_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        by_dict = MLPClassifier(class_weight={"b": 3.0}, **params).fit(
+            X, y_skewed, sample_weight=sw)
+        by_sample = MLPClassifier(**params).fit(
+            X, y_skewed, sample_weight=sw * np.where(y_skewed == "b", 3.0, 1.0))
+        balanced = MLPClassifier(class_weight="balanced", **params).fit(
+            X, y_skewed, sample_weight=sw)
+        expected = compute_class_weight("balanced", classes=np.array(["a", "b", "c"]),
+                                        y=y_skewed, sample_weight=sw)
+        by_hand = MLPClassifier(**params).fit(
+            X, y_skewed, sample_weight=sw * expected[np.searchsorted(["a", "b", "c"],
+                                                                     y_skewed)])
+    for a, b in zip(by_dict.coefs_, by_sample.coefs_):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(balanced.coefs_, by_hand.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_class_weight_errors_leave_the_estimator_unfitted():
+    X, y = blobs(n=30)
+    with pytest.raises(ValueError, match="key 7, which is not a class"):
+        MLPClassifier(class_weight={7: 2.0}, max_iter=2).fit(X, y)
+    with pytest.raises(ValueError, match="class_weight must be"):
+        MLPClassifier(class_weight="even").fit(X, y)
+    with pytest.raises(ValueError, match="multi-label"):
+        MLPClassifier(class_weight={0: 2.0}).fit(X, np.eye(3, dtype=int)[y])
+    clf = MLPClassifier(class_weight="balanced")
+    with pytest.raises(ValueError, match="not supported by partial_fit"):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    assert not hasattr(clf, "net_")
+    with pytest.raises(ValueError, match="sample_weight must be >= 0"):
+        MLPRegressor().fit(*linear(n=20), sample_weight=-np.ones(20))
+
+
+def test_early_stopping_scores_the_validation_part_with_its_weights(monkeypatch):
+    from sklearn.metrics import accuracy_score
+    X, y = blobs(n=120)
+    w = np.random.default_rng(3).integers(0, 4, size=120).astype(float)
+    seen = []
+    score = MLPClassifier._validation_score
+
+    def recording(self, X_val, y_val, sample_weight=None):
+        seen.append((X_val, y_val, sample_weight))
+        return score(self, X_val, y_val, sample_weight)
+    monkeypatch.setattr(MLPClassifier, "_validation_score", recording)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, max_iter=1,
+                        random_state=0, n_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y, sample_weight=w)
+    (X_val, y_val, w_val), = seen
+    rows = [int(np.flatnonzero((X == x).all(axis=1))[0]) for x in X_val]
+    np.testing.assert_array_equal(w_val, w[rows])          # the held-out rows' weights
+    assert clf.validation_scores_[0] == pytest.approx(
+        accuracy_score(y_val, clf.predict(X_val), sample_weight=w_val), rel=1e-15)

@@ -37,8 +37,14 @@ def test_mean_scale_py_per_sample_or_per_output():
     for loss in (dn.losses.get("mse"), dn.losses.get("binary_cross_entropy"),
                  dn.losses.get("softmax_cross_entropy")):
         assert loss.grad_scale(8, 3) == _losses.mean_scale_py(loss.code, 8, 3)
+    # weights: 1 / sum(w) (per output too); a batch of zero total weight gets 0
+    assert _losses.mean_scale_py(losses.SOFTMAX_CROSS_ENTROPY, 2.5, 3) == 1 / 2.5
+    assert _losses.mean_scale_py(losses.MEAN_SQUARED_ERROR, 2.5, 4) == 1 / 10
+    assert _losses.mean_scale_py(losses.MEAN_SQUARED_ERROR, 0.0, 4) == 0.0
     with pytest.raises(ValueError):
-        _losses.mean_scale_py(0, 0, 3)
+        _losses.mean_scale_py(0, -1.0, 3)
+    with pytest.raises(ValueError):
+        _losses.mean_scale_py(0, float("nan"), 3)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -578,6 +578,134 @@ def test_predict_in_chunks_and_single_rows():
     np.testing.assert_array_equal(net.predict_classes(X), full.argmax(axis=1))
 
 
+# ---------------------------------------------------------------------------
+# the losses' target encoding, each message in full (each pins a mutant that
+# survived `python tests/mutation.py losses`)
+# ---------------------------------------------------------------------------
+def _raises(exc, message):
+    import re
+    return pytest.raises(exc, match="^" + re.escape(message) + "$")
+
+
+def test_mse_encode_shapes_dtype_and_messages():
+    mse = dn.losses.get("mse")
+    t, labels, classes = mse.encode(np.array([1, 2, 3]), 1)
+    assert t.shape == (3, 1) and t.dtype == np.float32 and labels is None and classes is None
+    np.testing.assert_array_equal(mse.encode([[1.0, 2.0]], 2, dtype=np.float64)[0], [[1, 2]])
+    with _raises(TypeError, "y must hold real-valued targets for mean_squared_error, got "
+                            "dtype <U1"):
+        mse.encode(np.array(["a"]), 1)
+    with _raises(ValueError, "y must have shape (n,) or (n, 2) to match the 2 output(s), "
+                             "got shape (3, 3)"):
+        mse.encode(np.zeros((3, 3)), 2)
+    with _raises(ValueError, "t must have shape (n,) or (n, 2) to match the 2 output(s), "
+                             "got shape (3,)"):
+        mse.encode(np.zeros(3), 2, name="t")
+    with _raises(ValueError, "y contains NaN or infinite values"):
+        mse.encode(np.array([np.inf]), 1)
+
+
+def test_bce_encode_multilabel_and_messages():
+    bce = dn.losses.get("binary_cross_entropy")
+    t, labels, classes = bce.encode(np.array([[0, 1], [1, 1]]), 2)
+    assert t.dtype == np.float32 and labels is None and classes.tolist() == [0, 1]
+    given = np.array(["no", "yes"])
+    assert bce.encode(np.array([[0, 1]]), 2, classes=given)[2] is given
+    with _raises(ValueError, "y must hold targets in [0, 1] for binary_cross_entropy"):
+        bce.encode(np.array([[0.5, 1.5]]), 2)
+    with _raises(ValueError, "y must hold targets in [0, 1] for binary_cross_entropy"):
+        bce.encode(np.array([[-0.5, 1.0]]), 2)
+    with _raises(ValueError, "y must have shape (n, 3) with values in [0, 1] for 3 binary "
+                             "outputs, got shape (4,)"):
+        bce.encode(np.zeros(4), 3)
+    with _raises(ValueError, "y must be 1-D labels or (n, 1), got shape (2, 2)"):
+        bce.encode(np.zeros((2, 2)), 1, classes=np.array([0, 1]))
+    with _raises(ValueError, "y contains NaN or infinite labels"):
+        bce.encode(np.array([0.0, np.nan]), 1)
+
+
+def test_bce_encode_labels_and_classes():
+    bce = dn.losses.get("binary_cross_entropy")
+    # (n, 1) labels with declared classes are read as a column of labels
+    t, _, classes = bce.encode(np.array([["b"], ["a"]]), 1, classes=np.array(["a", "b"]))
+    assert t.ravel().tolist() == [1.0, 0.0] and t.shape == (2, 1)
+    # 0/1 labels keep their meaning even when only 1 occurs; the classes keep y's dtype
+    t, _, classes = bce.encode(np.array([1, 1], dtype=np.int16), 1)
+    assert t.ravel().tolist() == [1.0, 1.0] and classes.dtype == np.int16
+    assert classes.tolist() == [0, 1]
+    t, _, classes = bce.encode(np.array([5, 7, 5]), 1)
+    assert classes.tolist() == [5, 7] and t.ravel().tolist() == [0.0, 1.0, 0.0]
+    with _raises(ValueError, "binary_cross_entropy takes two classes, but y has a single "
+                             "class: [5]; use 0/1 labels, or declare both with "
+                             "partial_fit(classes=...)"):
+        bce.encode(np.array([5, 5]), 1)
+    with _raises(ValueError, "binary_cross_entropy takes two classes, but y has 12 classes: "
+                             f"{list(range(10))}; use 0/1 labels, or declare both with "
+                             "partial_fit(classes=...)"):
+        bce.encode(np.arange(12), 1)
+
+
+def test_softmax_encode_one_hot_and_messages():
+    sce = dn.losses.get("softmax_cross_entropy")
+    t, labels, classes = sce.encode(np.array([[0, 0, 1], [1, 0, 0]]), 3)
+    assert t is None and labels.dtype == np.int32 and labels.tolist() == [2, 0]
+    assert classes.tolist() == [0, 1, 2]
+    given = np.array(["a", "b", "c"])
+    assert sce.encode(np.array([[0, 1, 0]]), 3, classes=given)[2] is given
+    # a column of ids is read as ids
+    assert sce.encode(np.array([[2], [1]]), 3)[1].tolist() == [2, 1]
+    with _raises(ValueError, "one-hot y has 3 columns, but the network has 2 outputs"):
+        sce.encode(np.eye(3), 2)
+    not_one_hot = "2-D y must be one-hot rows (a single 1 per row); give class ids as a 1-D " \
+                  "array instead"
+    for bad in (np.array([["1", "0"]]), np.array([[2, -1]]), np.array([[1, 1]]),
+                np.array([[0, 0]])):
+        with _raises(ValueError, not_one_hot):
+            sce.encode(bad, 2)
+    with _raises(ValueError, "y must be 1-D labels or 2-D one-hot, got shape (1, 1, 2)"):
+        sce.encode(np.zeros((1, 1, 2)), 2)
+    with _raises(ValueError, "y contains NaN or infinite labels"):
+        sce.encode(np.array([0.0, np.nan]), 2)
+    with _raises(ValueError, "y has 3 distinct labels, but the network has 2 outputs; pass "
+                             "integer class ids or match the last layer's units to the number "
+                             "of classes"):
+        sce.encode(np.array(["a", "b", "c"]), 2)
+
+
+def test_label_ids_messages():
+    sce = dn.losses.get("softmax_cross_entropy")
+    assert sce.encode(np.array([2, 0]), 3)[1].tolist() == [2, 0]
+    with _raises(ValueError, f"y has class ids outside [0, 3): {list(range(3, 13))}"):
+        sce.encode(np.array([-0] + list(range(3, 14))), 3)
+    with _raises(ValueError, "y has class ids outside [0, 3): [-1, 3]"):
+        sce.encode(np.array([-1, 3, 0]), 3)
+    classes = np.array([f"c{i:02d}" for i in range(22)])
+    with _raises(ValueError, f"y has labels not in classes_ {classes.tolist()[:20]}: "
+                             f"{[f'x{i:02d}' for i in range(10)]}"):
+        sce.encode(np.array([f"x{i:02d}" for i in range(11)]), 22, classes=classes)
+    with _raises(TypeError, "y labels of type object cannot be compared with classes_ of "
+                            "type <U3"):
+        sce.encode(np.array([5, 6], dtype=object), 22, classes=classes)
+    with _raises(TypeError, "y labels must be comparable with each other (all numbers or "
+                            "all strings), got a mix of ['int', 'str']"):
+        sce.encode(np.array([1] * 500 + ["a"] * 500 + [None], dtype=object), 2)
+
+
+def test_loss_get_repr_and_identity_link():
+    assert repr(dn.losses.get("mse")) == "MeanSquaredError()"
+    assert repr(dn.losses.get("cross_entropy")) == "SoftmaxCrossEntropy()"
+    o = np.array([[1.5, -2.0]])
+    assert dn.losses.get("mse").apply_link(o) is o
+    with _raises(ValueError, "loss must be one of ['binary_cross_entropy', "
+                             "'mean_squared_error', 'softmax_cross_entropy'] (or aliases "
+                             "['binary_crossentropy', 'categorical_crossentropy', "
+                             "'cross_entropy', 'mse', 'sparse_categorical_crossentropy']) or "
+                             "a descend Loss, got 'hinge' (str)"):
+        dn.losses.get("hinge")
+    with pytest.raises(TypeError, match=r"^loss must be one of .*, got 3 \(int\)$"):
+        dn.losses.get(3)
+
+
 # --------------------------------------------------------------------------- summary
 def test_summary_prints_like_keras_and_returns_none(capsys):
     # was: printed and returned the text, so a REPL showed the table twice

@@ -5,6 +5,7 @@ its docstring and paper) with numpy float64 arithmetic; no descend code is
 called to produce an expected value.
 """
 import math
+import re
 
 import numpy as np
 import pytest
@@ -504,3 +505,151 @@ def test_every_optimizer_trains_digits(digits, name):
         accuracies.append(net.evaluate(X_test, y_test)["accuracy"])
     assert np.mean(accuracies) >= mean_bar, accuracies
     assert min(accuracies) >= worst_bar, accuracies
+
+
+# ---------------------------------------------------------------------------
+# state restore in place, repr, messages (each pins a mutant that survived
+# `python tests/mutation.py optimizers`)
+# ---------------------------------------------------------------------------
+def test_set_state_copies_into_the_built_arrays_when_they_fit():
+    opt = O.Adam(0.01)
+    w = W0.copy()
+    opt.apply_gradients([w], [GRADS[0].copy()])
+    built = opt.state[0][0]
+    state = opt.get_state()
+    state["arrays"][0][0][:] = [7.0, 8.0, 9.0]
+    opt.set_state(state)
+    assert opt.state[0][0] is built                  # the same array, new values
+    np.testing.assert_array_equal(built, [7.0, 8.0, 9.0])
+
+
+@pytest.mark.parametrize("arrays", [[[np.ones(2), np.ones(2)]],          # other shapes
+                                    [[np.ones(3)]],                      # fewer slots
+                                    [[np.ones(3), np.ones(3)]] * 2],     # more params
+                         ids=["shape", "slots", "params"])
+def test_set_state_replaces_arrays_that_do_not_fit(arrays):
+    opt = O.Adam(0.01)
+    opt.apply_gradients([W0.copy()], [GRADS[0].copy()])
+    opt.set_state({"iterations": 4, "arrays": arrays})
+    assert [[a.shape for a in s] for s in opt.state] == [[a.shape for a in s] for s in arrays]
+    assert opt.iterations == 4
+
+
+def test_set_state_without_arrays_unbuilds_and_defaults_the_scale():
+    opt = O.SGD(0.1, momentum=0.9)
+    opt.apply_gradients([W0.copy()], [GRADS[0].copy()])
+    opt.learning_rate_scale = 0.25
+    opt.set_state({"iterations": 0, "arrays": None})       # a state from before the scale
+    assert opt.state is None
+    assert opt.learning_rate_scale == 1.0 and type(opt.learning_rate_scale) is float
+    opt.set_state({"iterations": 2, "arrays": None, "learning_rate_scale": 0.5})
+    assert opt.learning_rate_scale == 0.5
+
+
+def test_repr_lists_the_config_without_the_class():
+    assert repr(O.SGD(0.1, momentum=0.9)) == (
+        "SGD(learning_rate=0.1, weight_decay=0.0, decay_bias=False, clipnorm=None, "
+        "global_clipnorm=None, clipvalue=None, momentum=0.9, nesterov=False)")
+
+
+def test_load_state_dict_names_the_keys_it_got():
+    opt = O.SGD(0.1)
+    with pytest.raises(ValueError, match=r"got \['iterations', 'z'\]$"):
+        opt.load_state_dict({"z": 1, "iterations": 0})
+    with pytest.raises(ValueError, match=r"got list$"):
+        opt.load_state_dict([])
+
+
+def _sgd_state(**changes):
+    state = O.SGD(0.1).state_dict()
+    state.update(changes)
+    return state
+
+
+def test_load_state_dict_message_lists_the_expected_keys():
+    with pytest.raises(ValueError, match=re.escape(
+            "an optimizer state_dict has the keys ['iterations', 'learning_rate', "
+            "'learning_rate_scale', 'schedule', 'state'], got ['iterations']")):
+        O.SGD(0.1).load_state_dict({"iterations": 0})
+
+
+@pytest.mark.parametrize("key, value", [
+    ("iterations", -1), ("iterations", 2**62), ("iterations", True), ("iterations", 1.0),
+    ("learning_rate", -1.0), ("learning_rate", math.inf), ("learning_rate", math.nan),
+    ("learning_rate", True), ("learning_rate", "0.1"),
+    ("learning_rate_scale", -0.5), ("learning_rate_scale", math.inf),
+    ("learning_rate_scale", False), ("learning_rate_scale", None)])
+def test_load_state_dict_rejects_each_bad_scalar_by_name(key, value):
+    opt = O.SGD(0.1)
+    with pytest.raises(ValueError, match=rf"^the optimizer's {key} must be an? "
+                                         rf"(int|finite float) >= 0.*, got {re.escape(repr(value))}$"):
+        opt.load_state_dict(_sgd_state(**{key: value}))
+    assert opt.iterations == 0 and opt.learning_rate == 0.1
+
+
+@pytest.mark.parametrize("key, value", [
+    ("iterations", 0), ("iterations", 200), ("iterations", 2**62 - 1),
+    ("iterations", np.int64(5)), ("learning_rate", 0.0), ("learning_rate", 2),
+    ("learning_rate", np.float32(0.5)), ("learning_rate_scale", 0.0),
+    ("learning_rate_scale", 3)])
+def test_load_state_dict_accepts_the_edges(key, value):
+    opt = O.SGD(0.1)
+    opt.load_state_dict(_sgd_state(**{key: value}))
+    assert getattr(opt, key) == value and type(getattr(opt, key)) is (
+        int if key == "iterations" else float)
+
+
+def test_load_state_dict_state_arrays_messages():
+    opt = O.SGD(0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"^build the optimizer on its parameters "
+                       r"\(optimizer\.build\(params, names\)\) before loading a state that "
+                       r"holds arrays$"):
+        opt.load_state_dict(_sgd_state(state={"0.velocity": np.zeros(3)}))
+    params = [np.zeros(2) for _ in range(12)]
+    opt.build(params)
+    full = {f"{i}.velocity": np.ones(2) for i in range(12)}
+    with pytest.raises(ValueError, match=r"^the optimizer's state must be a dict of arrays "
+                                         r"or None, got list$"):
+        opt.load_state_dict(_sgd_state(state=[]))
+    # at most 10 names of each kind, sorted
+    missing = sorted(full)[:10]
+    with pytest.raises(ValueError, match=re.escape(
+            f"does not fit its parameters: missing {missing}, unknown []")):
+        opt.load_state_dict(_sgd_state(state={}))
+    unknown = {f"x{i:02d}": np.ones(2) for i in range(12)}
+    with pytest.raises(ValueError, match=re.escape(
+            f"missing [], unknown {sorted(unknown)[:10]}")):
+        opt.load_state_dict(_sgd_state(state={**full, **unknown}))
+    with pytest.raises(ValueError, match=r"^optimizer state '3\.velocity' has shape \(3,\), "
+                                         r"expected \(2,\)$"):
+        opt.load_state_dict(_sgd_state(state={**full, "3.velocity": np.ones(3)}))
+    assert all((s[0] == 0).all() for s in opt.state)
+    opt.load_state_dict(_sgd_state(state=full, iterations=7))
+    assert all((s[0] == 1).all() for s in opt.state) and opt.iterations == 7
+
+
+def test_state_dict_numbers_the_parameters_of_a_set_state():
+    opt = O.SGD(0.1, momentum=0.9)
+    opt.set_state({"iterations": 1, "arrays": [[np.ones(2)], [np.full(3, 2.0)]]})
+    state = opt.state_dict()["state"]
+    assert sorted(state) == ["0.velocity", "1.velocity"]
+    np.testing.assert_array_equal(state["1.velocity"], [2.0, 2.0, 2.0])
+
+
+def test_from_config_rebuilds_a_schedule_and_checks_the_class():
+    opt = O.SGD(dn.schedules.StepDecay(0.4, drop=0.5, step_size=2), momentum=0.5)
+    again = O.SGD.from_config(opt.get_config())
+    assert isinstance(again.schedule, dn.schedules.StepDecay)
+    assert [again.schedule(e) for e in range(5)] == [0.4, 0.4, 0.2, 0.2, 0.1]
+    assert again.momentum == 0.5
+    with pytest.raises(ValueError, match=r"^the config describes a SGD, not a Adam$"):
+        O.Adam.from_config(opt.get_config())
+    with pytest.raises(ValueError, match=r"^unknown optimizer class in config: None$"):
+        O.from_config({"learning_rate": 0.1})
+
+
+def test_load_state_dict_refuses_a_schedule_state_without_a_schedule():
+    scheduled = O.SGD(dn.schedules.StepDecay(0.4, drop=0.5, step_size=2)).state_dict()
+    with pytest.raises(ValueError, match=r"^the state has a learning-rate schedule state, "
+                                         r"but the optimizer has no schedule$"):
+        O.SGD(0.1).load_state_dict(scheduled)

@@ -181,3 +181,18 @@ def test_npy_memmap_view_is_read_at_the_right_place(tmp_path, small_chunks):
     b.fit(X[100:900], y[100:900], epochs=2, batch_size=32, verbose=0)
     for mine, theirs in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_memmap_fit_with_sample_weight_equals_the_in_memory_fit(tmp_path, small_chunks):
+    # the weights travel with their rows into each chunk's buffer
+    X, y = data()
+    weights = np.random.default_rng(3).integers(0, 4, len(y)).astype(float)
+    a = network()
+    history = a.fit(memmap_of(X, tmp_path), y, epochs=2, batch_size=32, verbose=0,
+                    sample_weight=weights)
+    b = network()
+    reference = b.fit(X, y, epochs=2, batch_size=32, verbose=0, sample_weight=weights)
+    for mine, theirs in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    assert history.history["loss"] == reference.history["loss"]
+    assert history.history["accuracy"] == reference.history["accuracy"]

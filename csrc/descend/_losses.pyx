@@ -10,72 +10,84 @@ from libc.math cimport exp, log, log1p, fabs
 from descend._activations cimport sigmoid
 
 
-cdef double loss_and_gradient(int loss, const floating* output,
-                              const floating* target, const int* labels,
-                              floating* grad, int n, int k, double grad_scale,
-                              int n_threads) noexcept nogil:
-    """Return the summed loss over n samples; grad := grad_scale * dL/doutput.
+cdef double weighted_loss_and_gradient(int loss, const floating* output,
+                                       const floating* target, const int* labels,
+                                       const double* weight, floating* grad, int n, int k,
+                                       double grad_scale, int n_threads) noexcept nogil:
+    """Return the weighted summed loss sum_i w_i l_i over n samples;
+    grad := grad_scale * w_i * dl_i/doutput_i, row by row.
 
-    mean_squared_error     sum (o - t)^2,                grad 2 (o - t)
-    binary_cross_entropy   sum max(o,0) - o t + log1p(exp(-|o|)),
-                                                         grad sigmoid(o) - t
-    softmax_cross_entropy  sum logsumexp(o_i) - o_i[label_i],
-                                                         grad softmax(o_i) - onehot
+    mean_squared_error     l_i = sum_j (o_ij - t_ij)^2,       grad 2 (o - t)
+    binary_cross_entropy   l_i = sum_j max(o,0) - o t + log1p(exp(-|o|)),
+                                                              grad sigmoid(o) - t
+    softmax_cross_entropy  l_i = logsumexp(o_i) - o_i[label_i],
+                                                              grad softmax(o_i) - onehot
     `target` (n, k) is used by the first two, `labels` (n,) by the third.
-    grad may be NULL (loss only). Callers pass grad_scale = 1 / (number of
-    terms averaged), making grad the gradient of the mean loss.
+    `weight` (n,) holds the samples' weights, NULL for all 1 (the same bits
+    as without weights: a weight of 1.0 multiplies exactly). grad may be
+    NULL (loss only). Callers pass grad_scale = mean_scale(loss, W, k) with
+    W the batch's number of samples or sum of weights, making grad the
+    gradient of the (weighted) mean loss sum_i w_i l_i / W.
     """
     cdef double total
     if loss == MEAN_SQUARED_ERROR:
-        total = _squared_error(output, target, grad, n, k, grad_scale, n_threads)
+        total = _squared_error(output, target, weight, grad, n, k, grad_scale, n_threads)
     elif loss == BINARY_CROSS_ENTROPY:
-        total = _binary_cross_entropy(output, target, grad, n, k, grad_scale, n_threads)
+        total = _binary_cross_entropy(output, target, weight, grad, n, k, grad_scale,
+                                      n_threads)
     else:
-        total = _softmax_cross_entropy(output, labels, grad, n, k, grad_scale, n_threads)
+        total = _softmax_cross_entropy(output, labels, weight, grad, n, k, grad_scale,
+                                       n_threads)
     return total
 
 
 cdef double _squared_error(const floating* output, const floating* target,
-                           floating* grad, int n, int k, double grad_scale,
-                           int n_threads) noexcept nogil:
-    cdef double total = 0.0, diff
+                           const double* weight, floating* grad, int n, int k,
+                           double grad_scale, int n_threads) noexcept nogil:
+    cdef double total = 0.0, diff, w, row_scale
     cdef int i, j
     cdef long idx
     for i in prange(n, num_threads=n_threads, schedule="static"):
+        w = weight[i] if weight != NULL else 1.0
+        row_scale = 2.0 * grad_scale * w
         for j in range(k):
             idx = <long>i * k + j
             diff = <double>output[idx] - <double>target[idx]
-            total += diff * diff
+            total += w * (diff * diff)
             if grad != NULL:
-                grad[idx] = <floating>(2.0 * grad_scale * diff)
+                grad[idx] = <floating>(row_scale * diff)
     return total
 
 
 cdef double _binary_cross_entropy(const floating* output, const floating* target,
-                                  floating* grad, int n, int k, double grad_scale,
-                                  int n_threads) noexcept nogil:
-    cdef double total = 0.0, o, t
+                                  const double* weight, floating* grad, int n, int k,
+                                  double grad_scale, int n_threads) noexcept nogil:
+    cdef double total = 0.0, o, t, w, row_scale
     cdef int i, j
     cdef long idx
     for i in prange(n, num_threads=n_threads, schedule="static"):
+        w = weight[i] if weight != NULL else 1.0
+        row_scale = grad_scale * w
         for j in range(k):
             idx = <long>i * k + j
             o = output[idx]
             t = target[idx]
             # log(1 + exp(o)) - o t, stable for |o| up to any float
-            total += (o if o > 0 else 0.0) - o * t + log1p(exp(-fabs(o)))
+            total += w * ((o if o > 0 else 0.0) - o * t + log1p(exp(-fabs(o))))
             if grad != NULL:
-                grad[idx] = <floating>(grad_scale * (sigmoid(o) - t))
+                grad[idx] = <floating>(row_scale * (sigmoid(o) - t))
     return total
 
 
 cdef double _softmax_cross_entropy(const floating* output, const int* labels,
-                                   floating* grad, int n, int k,
+                                   const double* weight, floating* grad, int n, int k,
                                    double grad_scale, int n_threads) noexcept nogil:
-    cdef double total = 0.0, row_max, sum_exp, log_sum_exp
+    cdef double total = 0.0, row_max, sum_exp, log_sum_exp, w, row_scale
     cdef int i, j
     cdef long row
     for i in prange(n, num_threads=n_threads, schedule="static"):
+        w = weight[i] if weight != NULL else 1.0
+        row_scale = grad_scale * w
         row = <long>i * k
         # shift by the row max so exp() never overflows
         row_max = output[row]
@@ -86,12 +98,12 @@ cdef double _softmax_cross_entropy(const floating* output, const int* labels,
         for j in range(k):
             sum_exp = sum_exp + exp(<double>output[row + j] - row_max)
         log_sum_exp = row_max + log(sum_exp)
-        total += log_sum_exp - <double>output[row + labels[i]]
+        total += w * (log_sum_exp - <double>output[row + labels[i]])
         if grad != NULL:
             for j in range(k):
                 grad[row + j] = <floating>(
-                    grad_scale * exp(<double>output[row + j] - log_sum_exp))
-            grad[row + labels[i]] -= <floating>grad_scale
+                    row_scale * exp(<double>output[row + j] - log_sum_exp))
+            grad[row + labels[i]] -= <floating>row_scale
     return total
 
 
@@ -113,11 +125,14 @@ def softmax_py(const floating[:, ::1] logits, floating[:, ::1] proba, int n_thre
 
 def loss_and_gradient_py(int loss, const floating[:, ::1] output,
                          const floating[:, ::1] target, const int[::1] labels,
-                         floating[:, ::1] grad, double grad_scale, int n_threads):
-    """Summed loss (float64); fills grad (unless None) with grad_scale * dL/doutput.
+                         floating[:, ::1] grad, double grad_scale, int n_threads,
+                         const double[::1] weight=None):
+    """Summed loss sum_i w_i l_i (float64); fills grad (unless None) with
+    grad_scale * w_i * dl_i/doutput_i (weighted_loss_and_gradient's twin).
 
     target is used by mean_squared_error and binary_cross_entropy, labels by
-    softmax_cross_entropy; pass None for the unused one.
+    softmax_cross_entropy; pass None for the unused one. weight: (n,)
+    float64 sample weights, None for all 1.
     """
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
@@ -127,6 +142,8 @@ def loss_and_gradient_py(int loss, const floating[:, ::1] output,
     cdef double total
     if grad is not None and (grad.shape[0], grad.shape[1]) != (n, k):
         raise ValueError(f"grad has shape {(grad.shape[0], grad.shape[1])}, expected {(n, k)}")
+    if weight is not None and weight.shape[0] != n:
+        raise ValueError(f"weight has {weight.shape[0]} entries, expected {n}")
     if loss == 2:
         if labels is None or labels.shape[0] != n:
             raise ValueError(f"softmax_cross_entropy needs {n} labels")
@@ -138,15 +155,18 @@ def loss_and_gradient_py(int loss, const floating[:, ::1] output,
     if n == 0:
         return 0.0
     with nogil:
-        total = loss_and_gradient(
+        total = weighted_loss_and_gradient(
             loss, &output[0, 0], &target[0, 0] if target is not None else NULL,
             &labels[0] if labels is not None else NULL,
+            &weight[0] if weight is not None else NULL,
             &grad[0, 0] if grad is not None else NULL, n, k, grad_scale, n_threads)
     return total
 
 
-def mean_scale_py(int loss, long n, long k):
-    """mean_scale's twin: 1 / n (softmax_cross_entropy) or 1 / (n k) (the others)."""
-    if n < 1 or k < 1:
-        raise ValueError(f"n and k must be >= 1, got n={n}, k={k}")
-    return mean_scale(loss, n, k)
+def mean_scale_py(int loss, double total_weight, long k):
+    """mean_scale's twin: 1 / W (softmax_cross_entropy) or 1 / (W k) (the
+    others), W the number of samples or the sum of their weights; 0 for W = 0."""
+    if not (total_weight >= 0) or k < 1:
+        raise ValueError(f"total_weight must be >= 0 and k >= 1, got "
+                         f"total_weight={total_weight}, k={k}")
+    return mean_scale(loss, total_weight, k)

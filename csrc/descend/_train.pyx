@@ -35,6 +35,14 @@
 # calls over the rows whose input is non-zero (MNIST pixels are ~80% zero,
 # ReLU outputs about half), with the update fused into the outer product.
 #
+# Sample weights (fit's sample_weight, class_weight) enter at one place, the
+# loss kernel (_losses.weighted_loss_and_gradient): each batch's loss is
+# sum_i w_i l_i / sum_i w_i, so dL/dz carries the weights and everything
+# after it (backward, penalties, clipping, every update path) is unchanged.
+# The batch's weight sum is computed by every thread (same order, same bits);
+# a batch of weight 0 has loss and gradient 0. Without weights the pointer
+# is NULL and the kernels multiply by exactly 1.0: the same bits as before.
+#
 # Strategies. EpochRunner._choose_strategy picks one Strategy (a cpdef enum
 # of _contract.pxd) once, when the runner is built, by one rule:
 #   plain SGD (momentum 0, no clipping) and no L1 anywhere
@@ -91,7 +99,7 @@ from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERR
                                SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY, LayerSpec,
                                Strategy, PER_SAMPLE_SGD, TEAM_GEMM_SGD, TEAM_GENERAL)
 from descend._contract import Strategy as _Strategy
-from descend._losses cimport loss_and_gradient, mean_scale
+from descend._losses cimport weighted_loss_and_gradient, mean_scale
 from descend._optim cimport (optimizer_step, add_penalty_gradient, sum_squares,
                              scale_and_clip, make_config_py, soft_threshold, clip_scale)
 from descend._optim import required_state
@@ -138,7 +146,8 @@ cdef enum:
     SLOT = 8
     ACC_LOSS = 0        # sum over batches of (loss + penalty share) * batch size
     ACC_PENALTY = 1     # sum over batches of the penalty share
-    CORRECT = 2         # correct predictions so far
+    CORRECT = 2         # correct predictions so far (their weights' sum, if weighted)
+    ACC_WEIGHT = 3      # the batches' total weight (sample_weight), thread 0
 
 # Work is cut into blocks whose size depends on the shapes (and the plan,
 # descend.plans) only, never on the number of threads: each BLAS call then
@@ -208,7 +217,7 @@ cdef inline int part(int n, int t, int parts) noexcept nogil:
 
 
 def check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
-                        batch_size):
+                        batch_size, sample_weight=None):
     """Every size and index the compiled loop will trust, checked once: a
     wrong one would read or write outside the buffers. Each LayerSpec checked
     its own arrays when it was built; here, how they fit X and each other."""
@@ -244,6 +253,10 @@ def check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
             raise ValueError(f"labels must be class ids in [0, {width})")
     if targets is None and labels is None:
         raise ValueError("targets or labels are needed")
+    if sample_weight is not None and (
+            sample_weight.shape != (n,) or sample_weight.dtype != np.float64
+            or not sample_weight.flags.c_contiguous):
+        raise ValueError(f"sample_weight must be a contiguous float64 array of shape ({n},)")
 
 
 class TeamSize:
@@ -350,6 +363,9 @@ cdef class EpochRunner:
     cdef void* x_batch
     cdef void* targets_batch
     cdef int* labels_batch
+    # sample weights (NULL: all 1, and no work for them) and the batch's
+    cdef double* weights
+    cdef double* weights_batch
     # the batch's rows of X, compressed (sparse_input): see _sparse.pyx
     cdef int* nz_index
     cdef void* nz_value
@@ -384,7 +400,7 @@ cdef class EpochRunner:
     def __init__(self, X, targets, labels, list layers, int loss,
                  dict optimizer_config, double clipnorm, double global_clipnorm,
                  double clipvalue, int batch_size, int n_threads, sparse_input=None,
-                 plan=None):
+                 plan=None, sample_weight=None):
         """
         X (n, d), targets (n, k) or None, labels (n,) int32 or None;
         layers: one descend._contract.LayerSpec per Dense layer (built by
@@ -394,9 +410,11 @@ cdef class EpochRunner:
         descend.plans.Plan fields (sparse_input, sample_rows, kernel_rows)
         to force; the others come from descend.plans.choose (the machine's
         profile, DESCEND_PLAN). The plan used is the `plan` attribute.
+        sample_weight: (n,) float64 weights >= 0, or None (all 1): each
+        batch's loss is then sum_i w_i l_i / sum_i w_i (descend._sample_weight).
         """
         check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
-                            batch_size)
+                            batch_size, sample_weight)
         if labels is not None and labels.dtype != np.int32:
             raise TypeError("internal error: labels must be int32")
         # Blocks are cut per core of the machine (not per thread used), so
@@ -424,8 +442,9 @@ cdef class EpochRunner:
             batch_size, str(X.dtype), loss, bool(self.sparse_input),
             tuple((spec.kernel.shape, spec.activation, spec.dropout_rate)
                   for spec in layers)))
-        self.keep_alive = [X, targets, labels]
+        self.keep_alive = [X, targets, labels, sample_weight]
         self.X, self.targets, self.labels = data(X), data(targets), <int*>data(labels)
+        self.weights = <double*>data(sample_weight)
         self._allocate_batch_buffers(X, targets, labels)
         self._fill_layers(layers, X.dtype)
         self._strategy = self._choose_strategy(layers)
@@ -466,8 +485,10 @@ cdef class EpochRunner:
         targets_batch = (None if targets is None else
                          np.empty((batch_size, targets.shape[1]), dtype=dtype))
         labels_batch = None if labels is None else np.empty(batch_size, dtype=np.int32)
+        weights_batch = None if self.weights == NULL else np.empty(batch_size)
         self.keep_alive += [x_batch, targets_batch, labels_batch, nz_index, nz_value,
-                            nz_count, grad_scratch, grad_values]
+                            nz_count, grad_scratch, grad_values, weights_batch]
+        self.weights_batch = <double*>data(weights_batch)
         self.nz_index, self.nz_value = <int*>data(nz_index), data(nz_value)
         self.nz_count = <int*>data(nz_count)
         self.grad_scratch, self.grad_values = <int*>data(grad_scratch), data(grad_values)
@@ -577,10 +598,13 @@ cdef class EpochRunner:
         """Train one epoch over the rows of X in `order`.
 
         Returns a dict: loss_sum (sum over batches of the batch's mean loss,
-        penalties included, times its size), penalty_sum, n_batches,
-        n_correct (classification), step (updates done so far), finite
-        (False if a non-finite loss stopped the epoch early; the weights are
-        then those before the failing batch's update), n_samples.
+        penalties included, times its size, or its weight sum with
+        sample_weight), penalty_sum, n_batches, n_correct (classification;
+        with sample_weight the correct samples' weight sum, a float), step
+        (updates done so far), finite (False if a non-finite loss stopped
+        the epoch early; the weights are then those before the failing
+        batch's update), n_samples, and weight_sum (with sample_weight: the
+        weights of the samples done).
         """
         if order.shape[0] > 0 and (np.min(order) < 0 or np.max(order) >= self.n_rows):
             raise ValueError(f"order must hold row indices in [0, {self.n_rows})")
@@ -599,12 +623,12 @@ cdef class EpochRunner:
         cdef long n_batches = (n + rows - 1) // rows
         cdef long chunk = progress_every if progress_every > 0 else n_batches
         cdef long batch = 0, stop, done
-        cdef double loss_sum = 0.0, penalty_sum = 0.0
-        cdef long n_correct = 0
+        cdef double loss_sum = 0.0, penalty_sum = 0.0, weight_sum = 0.0
+        cdef double n_correct = 0
         cdef bint finite = True
         cdef Strategy strategy = self._strategy
         cdef bint per_sample
-        cdef double totals[3]
+        cdef double totals[4]
         cdef int team
         cdef double started
         # the per-sample path has no weight decay: such an epoch runs the team's
@@ -616,7 +640,7 @@ cdef class EpochRunner:
         chunk = max(1, min(chunk, 64))
         while batch < n_batches and finite:
             stop = min(batch + chunk, n_batches)
-            totals[0] = totals[1] = totals[2] = 0
+            totals[0] = totals[1] = totals[2] = totals[3] = 0
             team = 1 if per_sample else self.team.choose()
             if not per_sample and self.team.retrying is not None:
                 stop = batch + 1        # a retry of the other team size: one batch
@@ -637,14 +661,21 @@ cdef class EpochRunner:
             step += done - batch
             loss_sum += totals[0]
             penalty_sum += totals[1]
-            n_correct += <long>totals[2]
+            n_correct += totals[2]
+            weight_sum += totals[3]
             batch = done
             PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
             if progress is not None and (batch % progress_every < chunk or batch == n_batches):
-                progress(batch, loss_sum / max(min(batch * rows, n), 1))
-        return {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
-                "n_batches": batch, "n_correct": n_correct, "step": step,
-                "finite": finite, "n_samples": min(batch * rows, n)}
+                # the running (weighted) mean loss: weight_sum counts the
+                # samples done (distributed: of the global batches), or sums their weights
+                progress(batch, loss_sum / weight_sum if weight_sum > 0 else 0.0)
+        result = {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
+                  "n_batches": batch, "step": step, "finite": finite,
+                  "n_samples": min(batch * rows, n),
+                  "n_correct": <long>n_correct if self.weights == NULL else n_correct}
+        if self.weights != NULL:
+            result["weight_sum"] = weight_sum
+        return result
 
     # ---- team_gemm_sgd and team_general: a team of threads over batches -----
     cdef long _team_batches(self, cnp.intp_t* order, long n, long first, long stop,
@@ -653,7 +684,9 @@ cdef class EpochRunner:
                             floating dummy=0) noexcept nogil:
         """Train batches [first, stop); return the index of the first batch not
         done (stop, or the batch whose loss was not finite). totals gets
-        (sum of (batch loss + penalty) * batch size, sum of penalties, correct).
+        (sum of (batch loss + penalty) * batch weight, sum of penalties, correct,
+        sum of batch weights), a batch's weight being its size or the sum of
+        its sample weights.
         T threads are asked for and share the work (the results do not depend
         on T). OpenMP may grant fewer (OMP_DYNAMIC, OMP_THREAD_LIMIT, nested
         regions): the work is cut over the team actually running."""
@@ -661,7 +694,7 @@ cdef class EpochRunner:
         cdef long batch, start
         cdef long first_not_done[1]
         cdef int granted[1]
-        cdef double batch_loss, penalty
+        cdef double batch_loss, penalty, batch_weight
         cdef uint64_t batch_seed
         cdef double* mine
         first_not_done[0] = stop
@@ -672,7 +705,7 @@ cdef class EpochRunner:
             if t == 0:
                 granted[0] = T
             mine = &self.partials[t * SLOT]
-            mine[ACC_LOSS] = mine[ACC_PENALTY] = mine[CORRECT] = 0
+            mine[ACC_LOSS] = mine[ACC_PENALTY] = mine[CORRECT] = mine[ACC_WEIGHT] = 0
             batch = first
             while batch < stop:
                 if self.dist_size:
@@ -688,14 +721,17 @@ cdef class EpochRunner:
                     nb_all, offset = nb, 0
                 n_blocks = (nb + self.sample_rows - 1) // self.sample_rows
                 batch_seed = descend_mix(seed, <uint64_t>batch)
+                # every thread sums the batch's weights (same order, same bits);
+                # distributed: the global batch's, all ranks' rows
+                batch_weight = self._batch_weight(order + start - offset, nb_all)
                 # phase A: this thread's blocks of samples
                 blk = t
                 while blk < n_blocks:
                     self._gather[floating](order + start, blk * self.sample_rows,
                                            min((blk + 1) * self.sample_rows, nb))
                     self.block_loss[blk] = self._samples_forward_backward[floating](
-                        nb_all, blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb),
-                        offset, batch_seed, &mine[CORRECT])
+                        blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb),
+                        offset, batch_seed, batch_weight, &mine[CORRECT])
                     blk = blk + T
                 barrier()
                 batch_loss = 0
@@ -717,8 +753,9 @@ cdef class EpochRunner:
                         nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1,
                         self.dist_size != 0)
                 if t == 0:
-                    mine[ACC_LOSS] += batch_loss * nb_all
-                mine[ACC_LOSS] += penalty * nb_all
+                    mine[ACC_LOSS] += batch_loss * batch_weight
+                    mine[ACC_WEIGHT] += batch_weight
+                mine[ACC_LOSS] += penalty * batch_weight
                 mine[ACC_PENALTY] += penalty
                 barrier()
                 batch = batch + 1
@@ -726,7 +763,18 @@ cdef class EpochRunner:
             totals[0] += self.partials[i * SLOT + ACC_LOSS]
             totals[1] += self.partials[i * SLOT + ACC_PENALTY]
             totals[2] += self.partials[i * SLOT + CORRECT]
+            totals[3] += self.partials[i * SLOT + ACC_WEIGHT]
         return first_not_done[0]
+
+    cdef inline double _batch_weight(self, cnp.intp_t* rows, int nb) noexcept nogil:
+        """What the batch's mean loss divides by: nb, or the sum of its weights."""
+        cdef int i
+        cdef double total = 0.0
+        if self.weights == NULL:
+            return nb
+        for i in range(nb):
+            total += self.weights[rows[i]]
+        return total
 
     cdef void _gather(self, cnp.intp_t* rows, int r0, int r1,
                       floating dummy=0) noexcept nogil:
@@ -752,6 +800,8 @@ cdef class EpochRunner:
                 memcpy(tb + i * k, T + rows[i] * k, k * sizeof(floating))
             if Y != NULL:
                 yb[i] = Y[rows[i]]
+            if self.weights != NULL:
+                self.weights_batch[i] = self.weights[rows[i]]
 
     cdef inline floating* _input(self, int l, floating dummy=0) noexcept nogil:
         """The input buffer of layer l as it enters its kernel (after dropout)."""
@@ -761,13 +811,15 @@ cdef class EpochRunner:
             return <floating*>self.x_batch
         return <floating*>self.plans[l - 1].a
 
-    cdef double _samples_forward_backward(self, int nb, int r0, int r1, int offset,
-                                          uint64_t batch_seed, double* correct,
-                                          floating dummy=0) noexcept nogil:
+    cdef double _samples_forward_backward(self, int r0, int r1, int offset,
+                                          uint64_t batch_seed, double batch_weight,
+                                          double* correct, floating dummy=0) noexcept nogil:
         """Phase A on rows [r0, r1): forward, loss, and dL/dz of every layer.
-        Returns these rows' share of the batch's mean loss. nb: the batch's
-        rows (all ranks'); offset: the index in the batch of this runner's row
-        0 (distributed: its share's first row; dropout masks are keyed by it)."""
+        Returns these rows' share of the batch's (weighted) mean loss.
+        batch_weight: the batch's rows (all ranks' when distributed) or the sum
+        of their sample weights; offset: the index in the batch of this
+        runner's row 0 (distributed: its share's first row; dropout masks are
+        keyed by it)."""
         cdef int l, rows = r1 - r0
         cdef LayerPlan* p
         cdef LayerPlan* last = &self.plans[self.n_layers - 1]
@@ -799,18 +851,20 @@ cdef class EpochRunner:
                           <floating*>p.z + <long>r0 * p.n_out,
                           <floating*>p.a + <long>r0 * p.n_out, p.activation,
                           <floating>p.alpha, 1)
-        # loss: mean over the batch's samples (and outputs, elementwise losses)
-        scale = mean_scale(self.loss, nb, k)
+        # loss: (weighted) mean over the batch's samples (and outputs, elementwise losses)
+        scale = mean_scale(self.loss, batch_weight, k)
         cdef floating* targets = <floating*>self.targets_batch
         cdef int* labels = self.labels_batch
-        loss = scale * loss_and_gradient(
+        cdef double* weights = self.weights_batch + r0 if self.weights != NULL else NULL
+        loss = scale * weighted_loss_and_gradient(
             self.loss, <floating*>last.a + r0 * k,
             targets + r0 * k if targets != NULL else NULL,
-            labels + r0 if labels != NULL else NULL,
+            labels + r0 if labels != NULL else NULL, weights,
             <floating*>last.dz + r0 * k, rows, <int>k, scale, 1)
         correct[0] += count_correct(self.loss, <floating*>last.a + r0 * k,
                                     targets + r0 * k if targets != NULL else NULL,
-                                    labels + r0 if labels != NULL else NULL, rows, <int>k)
+                                    labels + r0 if labels != NULL else NULL, weights,
+                                    rows, <int>k)
         # backward to dL/dz of every layer: layer l writes dL/d(its input)
         # into layer l-1's dz, through the dropout mask if there is one
         for l in range(self.n_layers - 1, -1, -1):
@@ -1052,11 +1106,16 @@ cdef class EpochRunner:
         cdef floating* w
         cdef floating xi
         cdef floating neg_lr = <floating>(-learning_rate)
-        cdef double loss
+        cdef double loss, scale, weight = 1.0
+        cdef double* weights
         cdef int k = last.n_out
-        cdef double scale = mean_scale(self.loss, 1, k)
         for s in range(first, stop):
             row = order[s]
+            # a sample's weighted mean loss is its loss, or 0 for a zero weight
+            weights = self.weights + row if self.weights != NULL else NULL
+            if weights != NULL:
+                weight = weights[0]
+            scale = mean_scale(self.loss, weight, k)
             # forward: z = b + sum over non-zero inputs x_i of x_i * W[i, :]
             x = X + row * self.plans[0].n_in
             for l in range(self.n_layers):
@@ -1074,16 +1133,18 @@ cdef class EpochRunner:
                     for i in range(p.n_out):
                         a[i] = activate(z[i], p.activation, <floating>p.alpha)
                 x = a
-            loss = scale * loss_and_gradient(self.loss, <floating*>last.a,
-                                             T + row * k if T != NULL else NULL,
-                                             Y + row if Y != NULL else NULL,
-                                             <floating*>last.dz, 1, k, scale, 1)
+            loss = scale * weighted_loss_and_gradient(self.loss, <floating*>last.a,
+                                                      T + row * k if T != NULL else NULL,
+                                                      Y + row if Y != NULL else NULL,
+                                                      weights, <floating*>last.dz, 1, k,
+                                                      scale, 1)
             if not isfinite(loss):
                 return s
-            totals[0] += loss
+            totals[0] += loss * weight
             totals[2] += count_correct(self.loss, <floating*>last.a,
                                        T + row * k if T != NULL else NULL,
-                                       Y + row if Y != NULL else NULL, 1, k)
+                                       Y + row if Y != NULL else NULL, weights, 1, k)
+            totals[3] += weight
             # backward and update, last layer first
             for l in range(self.n_layers - 1, -1, -1):
                 p = &self.plans[l]
@@ -1173,22 +1234,28 @@ cdef void _step(OptimizerConfig* config, Param* q, long begin, long end,
         soft_threshold(<floating*>q.value + begin, n, learning_rate * q.l1, 1)
 
 
-cdef long count_correct(int loss, floating* output, floating* targets, int* labels,
-                        int n, int k) noexcept nogil:
+cdef double count_correct(int loss, floating* output, floating* targets, int* labels,
+                          const double* weight, int n, int k) noexcept nogil:
     """Correct predictions in a batch: argmax == label (softmax), or
-    (logit > 0) == (target > 0.5) per output (binary); 0 for regression."""
-    cdef long correct = 0
+    (logit > 0) == (target > 0.5) per output (binary); 0 for regression.
+    With weight (n,) not NULL, each correct prediction of sample i counts w_i."""
+    cdef double correct = 0
+    cdef long hits
     cdef int i, j, best
-    if loss == SOFTMAX_CROSS_ENTROPY:
-        for i in range(n):
+    if loss != SOFTMAX_CROSS_ENTROPY and loss != BINARY_CROSS_ENTROPY:
+        return 0
+    for i in range(n):
+        hits = 0
+        if loss == SOFTMAX_CROSS_ENTROPY:
             best = 0
             for j in range(1, k):
                 if output[<long>i * k + j] > output[<long>i * k + best]:
                     best = j
-            correct += best == labels[i]
-    elif loss == BINARY_CROSS_ENTROPY:
-        for i in range(n * k):
-            correct += (output[i] > 0) == (targets[i] > 0.5)
+            hits = best == labels[i]
+        else:
+            for j in range(k):
+                hits += (output[<long>i * k + j] > 0) == (targets[<long>i * k + j] > 0.5)
+        correct += hits * weight[i] if weight != NULL else hits
     return correct
 
 
@@ -1216,18 +1283,23 @@ def penalize_py(floating[::1] value, floating[::1] grad, double l1, double l2,
 
 
 def count_correct_py(int loss, floating[:, ::1] output, floating[:, ::1] targets,
-                     const int[::1] labels):
+                     const int[::1] labels, const double[::1] weights=None):
     """count_correct's twin: argmax == label per row (softmax_cross_entropy, needs
     labels), (logit > 0) == (target > 0.5) per element (binary_cross_entropy,
-    needs targets), 0 for regression."""
+    needs targets), 0 for regression. With weights (n,): the weighted count
+    sum_i w_i (correct predictions of sample i), a float."""
     cdef int n = output.shape[0], k = output.shape[1]
     if loss == SOFTMAX_CROSS_ENTROPY and (labels is None or labels.shape[0] != n):
         raise ValueError(f"softmax_cross_entropy needs {n} labels")
     if loss == BINARY_CROSS_ENTROPY and (
             targets is None or (targets.shape[0], targets.shape[1]) != (n, k)):
         raise ValueError(f"binary_cross_entropy needs targets of shape {(n, k)}")
+    if weights is not None and weights.shape[0] != n:
+        raise ValueError(f"weights has {weights.shape[0]} entries, expected {n}")
     if n == 0 or loss not in (SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY):
-        return 0
-    return count_correct(loss, &output[0, 0],
-                         &targets[0, 0] if targets is not None else NULL,
-                         <int*>&labels[0] if labels is not None else NULL, n, k)
+        return 0 if weights is None else 0.0
+    correct = count_correct(loss, &output[0, 0],
+                            &targets[0, 0] if targets is not None else NULL,
+                            <int*>&labels[0] if labels is not None else NULL,
+                            &weights[0] if weights is not None else NULL, n, k)
+    return int(correct) if weights is None else correct

@@ -188,7 +188,13 @@ class ChunkedTrainer:
         self.t_buffer = None if targets is None else np.zeros((rows,) + targets.shape[1:],
                                                               targets.dtype)
         self.l_buffer = None if labels is None else np.zeros(rows, labels.dtype)
-        return EpochRunner(self.x_buffer, self.t_buffer, self.l_buffer, *args, **kwargs)
+        # the runner reads the weights of the buffer's rows: refilled per chunk
+        weights = kwargs.pop("sample_weight", None)
+        self.w_buffer = None if weights is None else np.zeros(rows, np.float64)
+        if weights is not None:
+            self.w_buffer[:len(first)] = weights[first]
+        return EpochRunner(self.x_buffer, self.t_buffer, self.l_buffer, *args,
+                           sample_weight=self.w_buffer, **kwargs)
 
     def train_epoch(self, order, epoch_seed, progress, progress_every):
         config, optimizer = self.config, self.model.optimizer
@@ -202,13 +208,17 @@ class ChunkedTrainer:
                 self.t_buffer[:m] = config.targets[rows]
             if self.l_buffer is not None:
                 self.l_buffer[:m] = config.labels[rows]
+            if self.w_buffer is not None:
+                self.w_buffer[:m] = config.weights[rows]
             seed = epoch_seed if first == 0 else int(np.random.SeedSequence(
                 [epoch_seed, first]).generate_state(1, np.uint64)[0])
             result = super().train_epoch(np.arange(m, dtype=np.intp), seed,
                                          _shifted(progress, total, config.batch_size, m),
                                          progress_every)
-            for key in ("loss_sum", "penalty_sum", "n_batches", "n_correct", "n_samples"):
-                total[key] += result[key]
+            for key in ("loss_sum", "penalty_sum", "n_batches", "n_correct", "n_samples",
+                        "weight_sum"):
+                if key in result:
+                    total[key] = total.get(key, 0) + result[key]
             total["step"] = optimizer.iterations = result["step"]
             if not result["finite"]:
                 total["finite"] = False

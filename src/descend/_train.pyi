@@ -14,7 +14,8 @@ _FloatArray = NDArray[np.float32] | NDArray[np.float64]
 def check_runner_inputs(X: _FloatArray, targets: _FloatArray | None,
                         labels: NDArray[np.int32] | None, layers: Sequence[LayerSpec],
                         optimizer_config: dict[str, Any], n_threads: int,
-                        batch_size: int) -> None:
+                        batch_size: int,
+                        sample_weight: NDArray[np.float64] | None = None) -> None:
     """Every size and index the compiled loop will trust, checked once."""
 
 class TeamSize:
@@ -49,7 +50,8 @@ class EpochRunner:
                  optimizer_config: dict[str, Any], clipnorm: float, global_clipnorm: float,
                  clipvalue: float, batch_size: int, n_threads: int,
                  sparse_input: bool | None = None,
-                 plan: dict[str, Any] | None = None) -> None: ...
+                 plan: dict[str, Any] | None = None,
+                 sample_weight: NDArray[np.float64] | None = None) -> None: ...
     def run_epoch(self, order: NDArray[np.intp], learning_rate: float, weight_decay: float,
                   step: int, seed: int, progress: Callable[[int, float], object] | None = None,
                   progress_every: int = 0) -> dict[str, Any]:
@@ -63,5 +65,7 @@ def penalize_py(value: NDArray[_F], grad: NDArray[_F], l1: float, l2: float,
     """Penalty l1 sum|w| + l2 sum w^2 of one array; its gradient added into grad."""
 
 def count_correct_py(loss: int, output: NDArray[_F], targets: NDArray[_F] | None,
-                     labels: NDArray[np.int32] | None) -> int:
-    """Correct predictions of a batch (0 for regression)."""
+                     labels: NDArray[np.int32] | None,
+                     weights: NDArray[np.float64] | None = None) -> int | float:
+    """Correct predictions of a batch (0 for regression); with weights, the
+    sum of the correct samples' weights (a float)."""

@@ -475,8 +475,9 @@ class DistributedTrainer(Trainer):
             pairs.append((kernel, next(it) if layer.use_bias else None))
         return reference.penalty(self.model, pairs)
 
-    def scores(self, X, targets, labels):
-        """Scores of these rows, each rank evaluating its part, summed by allreduce."""
+    def scores(self, X, targets, labels, weights=None):
+        """Scores of these rows, each rank evaluating its part, summed by allreduce
+        (`weights` is always None: a distributed fit refuses sample weights)."""
         return _allreduced_scores(self.model, self.distributed, X, targets, labels)
 
 

@@ -54,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
                       "pip install 'descend[sklearn]'") from exc
 
 from descend import distributed as _distributed, initializers, optimizers, reference
+from descend._sample_weight import check_sample_weight, class_weights
 from descend._validation import Constraint, Interval, Options, validate
 from descend.activations import ACTIVATIONS
 from descend.callbacks import Callback
@@ -178,7 +179,7 @@ class _BaseMLP(BaseEstimator):
         """An int seed for the network's Generator, drawn from random_state."""
         return int(self._random_state.randint(0, 2**31 - 1))
 
-    def _fit(self, X, y, incremental=False, classes=None):
+    def _fit(self, X, y, incremental=False, classes=None, sample_weight=None):
         sizes = self._check_params()
         if incremental and self.solver not in _STOCHASTIC_SOLVERS:
             raise AttributeError(f"partial_fit is only available for stochastic solvers "
@@ -193,6 +194,8 @@ class _BaseMLP(BaseEstimator):
             if not first_pass and X.dtype != self.net_.dtype:
                 X = X.astype(self.net_.dtype)
             targets = self._encode_targets(y, X.dtype)
+            weights = self._sample_weights(check_sample_weight(sample_weight, len(X)),
+                                           targets, incremental)
         except Exception:
             self.__dict__.clear()
             self.__dict__.update(saved)
@@ -225,9 +228,9 @@ class _BaseMLP(BaseEstimator):
                              "'sgd'), got solver='lbfgs'")
         try:
             if self.solver == "lbfgs":
-                self._fit_lbfgs(X, targets, scale)
+                self._fit_lbfgs(X, targets, scale, weights)
             else:
-                self._fit_stochastic(X, y, targets, scale, incremental)
+                self._fit_stochastic(X, y, targets, scale, incremental, weights)
         except (ValueError, TypeError):
             # the network rejected the data before training: leave everything as it was
             self.__dict__.clear()
@@ -269,23 +272,35 @@ class _BaseMLP(BaseEstimator):
         net.compile(loss=self._net_loss(n_outputs), optimizer=optimizer)
         return net
 
-    def _set_penalty(self, batch_size, scale):
-        """L2 on every kernel: c * alpha / (2 B) per batch (see the module docstring)."""
-        l2 = scale * self.alpha / (2.0 * batch_size)
+    def _sample_weights(self, sample_weight, targets, incremental):
+        """The weight of each sample (sample_weight; class weights in the classifier)."""
+        return sample_weight
+
+    def _set_penalty(self, batch_size, scale, weights=None):
+        """L2 on every kernel: c * alpha / (2 B) per batch (see the module
+        docstring); with sample weights, c * alpha / (2 B mean(w)), scikit-learn's
+        alpha / (2 sum_B(w)) exactly for full batches, on average for mini-batches."""
+        mean_weight = 1.0 if weights is None else float(np.mean(weights))
+        l2 = scale * self.alpha / (2.0 * batch_size * mean_weight)
         for layer in self.net_.dense_layers:
             layer.kernel_regularizer = L1L2(l2=l2) if l2 > 0 else None
 
-    def _fit_stochastic(self, X, y, targets, scale, incremental):
+    def _fit_stochastic(self, X, y, targets, scale, incremental, weights=None):
         net = self.net_
         if self.early_stopping:
             stratify = y if (isinstance(self, ClassifierMixin) and y.ndim == 1) else None
-            X, X_val, targets, targets_val, _, y_val = train_test_split(
-                X, targets, y, random_state=self._random_state,
-                test_size=self.validation_fraction, stratify=stratify)
+            arrays = (X, targets, y) if weights is None else (X, targets, y, weights)
+            parts = train_test_split(*arrays, random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, targets, _, _, y_val = parts[:6]
+            weights, weights_val = (None, None) if weights is None else parts[6:]
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
-            validation = (X_val, y_val)
+            if weights is not None and not weights.sum() > 0:
+                raise ValueError("sample_weight: the weights left for training after the "
+                                 "early-stopping split are all zero")
+            validation = (X_val, y_val, weights_val)
         else:
             validation = None
         n = X.shape[0]
@@ -296,14 +311,15 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It "
                               "is going to be clipped", UserWarning, stacklevel=4)
             batch_size = int(np.clip(self.batch_size, 1, n))
-        self._set_penalty(batch_size, scale)
+        self._set_penalty(batch_size, scale, weights)
         loop = _SklearnLoop(self, scale, n, validation)
         net.optimizer.learning_rate = self._learning_rate / (
             scale if self.solver == "sgd" else 1.0)
         self.n_iter_ = 0    # as scikit-learn: epochs of this call
         epochs = 1 if incremental else self.max_iter
         net.fit(X, targets, epochs=epochs, batch_size=batch_size, shuffle=bool(self.shuffle),
-                verbose=0, callbacks=[loop], distributed=self.distributed)
+                verbose=0, callbacks=[loop], sample_weight=weights,
+                distributed=self.distributed)
         if self.early_stopping and loop.best_weights is not None:
             net.set_weights(loop.best_weights)
         if not incremental and not loop.stopped and self.n_iter_ >= self.max_iter:
@@ -311,11 +327,11 @@ class _BaseMLP(BaseEstimator):
                           "reached and the optimization hasn't converged yet.",
                           ConvergenceWarning, stacklevel=4)
 
-    def _fit_lbfgs(self, X, targets, scale):
+    def _fit_lbfgs(self, X, targets, scale, weights=None):
         from scipy.optimize import minimize
 
         net = self.net_
-        self._set_penalty(X.shape[0], scale)
+        self._set_penalty(X.shape[0], scale, weights)
         X, net_targets, labels, classes = net._prepare(X, targets)
         if net.loss_.is_classifier and net.classes_ is None:
             net.classes_ = classes
@@ -330,7 +346,8 @@ class _BaseMLP(BaseEstimator):
 
         def loss_and_gradient(theta):
             unpack(theta)
-            loss, grads = reference.loss_and_grads(net, X, net_targets, labels)
+            loss, grads = reference.loss_and_grads(net, X, net_targets, labels,
+                                                   weights=weights)
             flat = np.concatenate([g.ravel() for pair in grads for g in pair
                                    if g is not None]).astype(np.float64)
             return loss / scale, flat / scale
@@ -499,6 +516,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         float64 for anything else.
     n_threads : int or None, default None
         Threads of descend's compiled loops (None: all usable cores).
+    class_weight : dict {label: weight}, "balanced" or None, default None
+        Multiplies the weight of each sample of a class (labels not named
+        weigh 1; a key that is not a label is a ValueError). "balanced":
+        ``n_samples / (n_classes * np.bincount(y))``, scikit-learn's
+        ``compute_class_weight`` (with sample_weight, its weighted form),
+        computed at every fit. Not for multi-label y, nor "balanced" with
+        partial_fit.
     distributed : descend.distributed.MPI or None, default None
         Data-parallel training over MPI ranks (solvers "adam" and "sgd"):
         passed to ``Sequential.fit(distributed=...)``; run under ``mpiexec``.
@@ -551,17 +575,58 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     dtype('float32')
     """
 
-    def fit(self, X, y):
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, n_threads=None, distributed=None, class_weight=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha,
+            batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, dtype=dtype, n_threads=n_threads, distributed=distributed)
+        self.class_weight = class_weight
+
+    _parameter_constraints = {**_BaseMLP._parameter_constraints,
+                              "class_weight": [None, dict, Options("balanced")]}
+
+    def fit(self, X, y, sample_weight=None):
         """Fit the network to X (n_samples, n_features) and labels y.
 
-        y is (n_samples,) labels of any sortable type (strings kept in
-        ``classes_``) or a (n_samples, n_labels) 0/1 indicator matrix.
-        Returns self.
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+        y : array-like, shape (n_samples,) or (n_samples, n_labels)
+            Labels of any sortable type (strings kept in ``classes_``) or a
+            0/1 indicator matrix (multi-label).
+        sample_weight : array-like, shape (n_samples,), or None
+            Non-negative weights (zeros allowed, not all): each batch's loss
+            is ``sum_i w_i l_i / sum_i w_i``, so integer weights equal
+            repeated samples (scikit-learn's convention; the L2 penalty is
+            ``alpha / (2 B mean(w)) ||W||^2``, scikit-learn's
+            ``alpha / (2 sum_B(w))`` exactly for full batches). Multiplied
+            by the class weights of `class_weight`.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            As listed in the class docstring, and sample_weight of the wrong
+            shape, negative, NaN, infinite or all zero (named).
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @available_if(lambda est: est.solver in _STOCHASTIC_SOLVERS)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), keeping the network and optimizer state.
 
         Parameters
@@ -573,6 +638,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             for multi-label y), optional afterwards (then equal to
             ``classes_``). Labels may appear in later calls only if
             declared here.
+        sample_weight : array-like, shape (n_samples,), or None
+            As in `fit`.
 
         Returns
         -------
@@ -582,9 +649,29 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ------
         ValueError
             No classes on the first call, classes differing from an
-            earlier call, or y holding labels not in ``classes_`` (named).
+            earlier call, y holding labels not in ``classes_`` (named), or
+            class_weight="balanced" (a stream's class frequencies are not
+            known from one chunk; give a dict).
         """
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, classes=classes,
+                         sample_weight=sample_weight)
+
+    def _sample_weights(self, sample_weight, targets, incremental):
+        """sample_weight times the class weights of `class_weight`."""
+        if self.class_weight is None:
+            return sample_weight
+        if self._multilabel:
+            raise ValueError("class_weight needs one class per sample; it is not supported "
+                             "with multi-label y (give sample_weight instead)")
+        if incremental and isinstance(self.class_weight, str):
+            raise ValueError('class_weight="balanced" is not supported by partial_fit (the '
+                             "class frequencies of a stream are not known from one chunk); "
+                             "give a dict {class: weight}")
+        per_class = class_weights(self.class_weight, targets, len(self.classes_),
+                                  sample_weight, labels=self.classes_)
+        weights = per_class[targets]
+        weights = weights if sample_weight is None else sample_weight * weights
+        return check_sample_weight(weights, len(weights), "sample_weight times class_weight")
 
     def _validate_input(self, X, y, incremental, reset, classes):
         dtype = (np.float64, np.float32) if self.dtype is None else np.dtype(self.dtype)
@@ -666,8 +753,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _out_activation(self):
         return "logistic" if (self._multilabel or len(self.classes_) == 2) else "softmax"
 
-    def _validation_score(self, X, y):
-        return float(accuracy_score(y, self._predict_output(self.net_.predict(X))))
+    def _validation_score(self, X, y, sample_weight=None):
+        return float(accuracy_score(y, self._predict_output(self.net_.predict(X)),
+                                    sample_weight=sample_weight))
 
     def _predict_output(self, proba):
         if self._multilabel:
@@ -731,14 +819,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     True
     """
 
-    def fit(self, X, y):
-        """Fit to X (n_samples, n_features) and real targets y, (n,) or (n, k). Returns self."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit to X (n_samples, n_features) and real targets y, (n,) or (n, k).
+
+        sample_weight: (n_samples,) non-negative weights or None, as in
+        :meth:`MLPClassifier.fit` (the weighted mean squared error). Returns self.
+        """
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @available_if(lambda est: est.solver in _STOCHASTIC_SOLVERS)
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), keeping the network and optimizer state. Returns self."""
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _validate_input(self, X, y, incremental, reset, classes):
         dtype = (np.float64, np.float32) if self.dtype is None else np.dtype(self.dtype)
@@ -769,8 +861,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _out_activation(self):
         return "identity"
 
-    def _validation_score(self, X, y):
-        return float(r2_score(y, self._predict_output(self.net_.predict(X))))
+    def _validation_score(self, X, y, sample_weight=None):
+        return float(r2_score(y, self._predict_output(self.net_.predict(X)),
+                              sample_weight=sample_weight))
 
     def _predict_output(self, output):
         return output.ravel() if output.shape[1] == 1 else output

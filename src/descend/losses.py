@@ -10,7 +10,9 @@ softmax_cross_entropy softmax  logsumexp(o) - o_y                               
 
 ``o`` are the last layer's outputs (logits for the cross-entropies), k the
 number of outputs. The mean over the batch is then taken, so the gradient of
-a batch of n carries a 1/n factor. Losses are summed in float64.
+a batch of n carries a 1/n factor. With sample weights w_i the mean is the
+weighted one, sum_i w_i l_i / sum_i w_i (a batch whose weights sum to 0 has
+loss and gradient 0). Losses are summed in float64.
 
 Each loss object also turns user targets into what the kernel reads
 (``encode``): class labels of any type become integer ids kept in
@@ -48,7 +50,8 @@ class Loss(abc.ABC):
     def grad_scale(self, n, k):
         """1 / number of averaged terms, so the kernel returns d(mean loss): 1 / n
         for softmax_cross_entropy, 1 / (n k) for the elementwise losses (the
-        fused loop's ``mean_scale``, through its twin)."""
+        fused loop's ``mean_scale``, through its twin). With sample weights, n
+        is their sum (0 gives 0: a batch of zero total weight adds nothing)."""
         return _losses.mean_scale_py(self.code, n, k)
 
     def accuracy(self, n_correct, n, k):
@@ -60,25 +63,28 @@ class Loss(abc.ABC):
             return None
         return n_correct / (n if self.code == SOFTMAX_CROSS_ENTROPY else n * k)
 
-    def count_correct(self, output, targets, labels):
-        """Correct predictions in output (n, k) for encoded targets/labels (an int)."""
+    def count_correct(self, output, targets, labels, weights=None):
+        """Correct predictions in output (n, k) for encoded targets/labels (an
+        int); with weights (n,) float64, the sum of the correct ones' weights."""
         from descend._train import count_correct_py
-        return count_correct_py(self.code, output, targets, labels)
+        return count_correct_py(self.code, output, targets, labels, weights)
 
-    def mean_loss(self, output, targets, labels, n_threads=1):
-        """Mean loss of output (n, k) against encoded targets (float)."""
+    def mean_loss(self, output, targets, labels, n_threads=1, weights=None):
+        """Mean loss of output (n, k) against encoded targets (float); with
+        weights (n,) float64, the weighted mean sum_i w_i l_i / sum_i w_i."""
         n, k = output.shape
         total = _losses.loss_and_gradient_py(self.code, output, targets, labels, None,
-                                             1.0, n_threads)
-        return total * self.grad_scale(n, k)
+                                             1.0, n_threads, weights)
+        return total * self.grad_scale(_total_weight(n, weights), k)
 
-    def loss_and_gradient(self, output, targets, labels, n_threads=1):
-        """(mean loss, d mean loss / d output) for output (n, k)."""
+    def loss_and_gradient(self, output, targets, labels, n_threads=1, weights=None):
+        """(mean loss, d mean loss / d output) for output (n, k); with weights
+        (n,) float64, of the weighted mean sum_i w_i l_i / sum_i w_i."""
         n, k = output.shape
         grad = np.empty_like(output)
-        scale = self.grad_scale(n, k)
+        scale = self.grad_scale(_total_weight(n, weights), k)
         total = _losses.loss_and_gradient_py(self.code, output, targets, labels, grad,
-                                             scale, n_threads)
+                                             scale, n_threads, weights)
         return total * scale, grad
 
     def apply_link(self, output, n_threads=1):
@@ -256,6 +262,11 @@ class SoftmaxCrossEntropy(Loss):
         out = np.empty_like(output)
         _losses.softmax_py(output, out, n_threads)
         return out
+
+
+def _total_weight(n, weights):
+    """What the mean divides by: the number of samples, or the sum of their weights."""
+    return n if weights is None else float(np.sum(weights))
 
 
 def _unique(y, name):

@@ -15,8 +15,10 @@ import numpy as np
 
 from descend import _threads, losses, optimizers, plans, reference
 from descend._dense import forward_rows_py
+from descend._outofcore import LazyRows
 from descend._train import TeamSize
 from descend import layers as layers_module
+from descend._sample_weight import check_sample_weight
 from descend._validation import (InstanceOf, Interval, check, check_array_like, check_dtype,
                                  check_int, check_lengths, check_n_threads, check_X,
                                  error_message)
@@ -301,11 +303,12 @@ class Sequential:
             return 1, 1
         return _threads.plan(n_rows, self.n_threads if n_threads is None else n_threads)
 
-    def gradients(self, X, y, training=False, seed=0):
+    def gradients(self, X, y, training=False, seed=0, sample_weight=None):
         """Gradients of the loss by backpropagation, for the whole of X.
 
-        The loss is the mean over the samples of X of the data loss, plus the
-        layers' penalties.
+        The loss is the mean over the samples of X of the data loss (the
+        weighted mean with `sample_weight`, as in `fit`), plus the layers'
+        penalties.
 
         Parameters
         ----------
@@ -315,6 +318,8 @@ class Sequential:
             Apply dropout (mask fixed by `seed`), as in training.
         seed : int, default 0
             Dropout mask seed (only used with training=True).
+        sample_weight : array-like, shape (n_samples,), or None
+            Non-negative weights: the loss is sum_i w_i l_i / sum_i w_i.
 
         Returns
         -------
@@ -325,36 +330,39 @@ class Sequential:
         Raises
         ------
         ValueError, TypeError
-            Bad X or y (named), before anything is computed.
+            Bad X, y or sample_weight (named), before anything is computed.
         FloatingPointError
             The loss or a gradient overflows to NaN/inf; never returned.
         """
-        return reference.gradients(self, X, y, training, seed)
+        return reference.gradients(self, X, y, training, seed, sample_weight)
 
-    def loss(self, X, y, training=False, seed=0):
+    def loss(self, X, y, training=False, seed=0, sample_weight=None):
         """Mean loss over X (plus penalties), a float; see `gradients`.
 
         Raises FloatingPointError rather than return NaN or inf.
         """
-        return reference.loss(self, X, y, training, seed)
+        return reference.loss(self, X, y, training, seed, sample_weight)
 
     def _require_built(self):
         if not self.built:
             raise RuntimeError("the network is not built yet: give input_dim or call fit first")
 
-    def train_on_batch(self, X, y, seed=0):
+    def train_on_batch(self, X, y, seed=0, sample_weight=None, class_weight=None):
         """One gradient-descent update on the batch (X, y); returns the batch loss.
 
         The per-layer Python driver of the same kernels that ``fit`` runs
         fused: forward, loss, backward, penalties, clipping and update.
+        `sample_weight` and `class_weight` as in `fit` (the batch's weighted
+        mean loss).
         """
-        return reference.train_on_batch(self, X, y, seed)
+        return reference.train_on_batch(self, X, y, seed, sample_weight, class_weight)
 
     # ------------------------------------------------------------------ training
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
             validation_data=None, validation_split=0.0, callbacks=None,
             gradient_norms=False, n_threads=None, initial_epoch=None,
-            steps_per_execution=None, distributed=None):
+            steps_per_execution=None, sample_weight=None, class_weight=None,
+            distributed=None):
         """Train by gradient descent with backpropagated gradients.
 
         Parameters
@@ -377,8 +385,9 @@ class Sequential:
             0 silent, 1 progress bar (tqdm, if installed: running loss and
             samples/s; only when stderr is a terminal or in Jupyter, as
             tqdm's ``disable=None``) and a line per epoch, 2 a line per epoch.
-        validation_data : (X_val, y_val) or None
-            Evaluated after every epoch (``val_loss`` and ``val_`` metrics).
+        validation_data : (X_val, y_val), (X_val, y_val, sample_weight_val) or None
+            Evaluated after every epoch (``val_loss`` and ``val_`` metrics),
+            weighted by sample_weight_val if given (as Keras).
         validation_split : float in [0, 1)
             Fraction of the samples, taken from the end before shuffling (as
             Keras), held out for validation; ignored with validation_data.
@@ -404,6 +413,24 @@ class Sequential:
             at most, and 1 calls them around every batch at the cost of a
             return to Python per batch. None: min(64, 1/20 of an epoch).
             Unused when no callback defines a batch hook.
+        sample_weight : array-like, shape (n_samples,), or None
+            Non-negative finite weight of each sample (zeros allowed, not
+            all). Each batch's loss is the weighted mean
+            ``sum_i w_i l_i / sum_i w_i`` (the metrics too), so integer
+            weights train exactly as repeated rows do in full-batch training
+            and the weights' overall scale does not matter. Keras divides by
+            the batch size instead (``sum_i w_i l_i / n``), where scaling the
+            weights scales the step. A batch whose weights sum to 0 has loss
+            and gradient 0; its update still runs (penalties, weight decay,
+            momentum), as for any batch. With validation_split, the weights
+            of the held-out rows weight the validation scores.
+        class_weight : dict {class index: weight}, "balanced" or None
+            Multiplies the weight of every sample of a class (Keras'
+            meaning: indices are positions in ``classes_``; classes not named
+            weigh 1). "balanced": ``n_samples / (n_classes * bincount(y))``
+            (scikit-learn's formula, with sample weights its weighted form).
+            Classification with one class per sample only; applies to the
+            training data, not to validation.
         distributed : descend.distributed.MPI or None, default None
             Synchronous data-parallel training over the ranks of an MPI
             communicator (run the script under ``mpiexec -n p``):
@@ -422,7 +449,10 @@ class Sequential:
         Raises
         ------
         ValueError, TypeError
-            Bad input (checked before any state changes).
+            Bad input (checked before any state changes), including
+            sample_weight of the wrong length or with negative, NaN or
+            infinite values, or all zero, and class_weight keys that are not
+            classes.
         DivergenceError
             A non-finite loss or weight, or outputs that overflow; the
             message names the epoch, and the weights, optimizer state and
@@ -480,6 +510,12 @@ class Sequential:
         (6, [5])
         """
         if distributed is not None:
+            if sample_weight is not None or class_weight is not None:
+                raise ValueError(
+                    "sample_weight and class_weight are not supported with distributed "
+                    f"training yet: got distributed={distributed!r} and "
+                    f"sample_weight={'None' if sample_weight is None else 'an array'}, "
+                    f"class_weight={class_weight!r}; train on one process to weight samples")
             from descend import distributed as mpi
             return mpi.fit(
                 self, distributed, X, y, epochs=epochs, batch_size=batch_size,
@@ -492,11 +528,12 @@ class Sequential:
             verbose=verbose, validation_data=validation_data,
             validation_split=validation_split, callbacks=callbacks,
             gradient_norms=gradient_norms, n_threads=n_threads,
-            initial_epoch=initial_epoch, steps_per_execution=steps_per_execution)
+            initial_epoch=initial_epoch, steps_per_execution=steps_per_execution,
+            sample_weight=sample_weight, class_weight=class_weight)
         return make_trainer(self, config).run()
 
     def partial_fit(self, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
-                    n_threads=None):
+                    n_threads=None, sample_weight=None):
         """Train incrementally: one epoch over (X, y), as scikit-learn's partial_fit.
 
         Builds the network at the first call; the optimizer's state, the
@@ -521,6 +558,8 @@ class Sequential:
         shuffle : bool, default True
         verbose : 0, 1 or 2, default 0
         n_threads : int or None
+        sample_weight : array-like, shape (n_samples,), or None
+            As for `fit` (scikit-learn's partial_fit takes it too).
 
         Returns
         -------
@@ -539,7 +578,8 @@ class Sequential:
             As for `fit`.
         """
         return _partial_fit(self, X, y, classes=classes, batch_size=batch_size,
-                            shuffle=shuffle, verbose=verbose, n_threads=n_threads)
+                            shuffle=shuffle, verbose=verbose, n_threads=n_threads,
+                            sample_weight=sample_weight)
 
     def _weights_finite(self):
         return all(np.isfinite(p).all() for p in self._params())
@@ -622,19 +662,17 @@ class Sequential:
         FloatingPointError
             The output is not finite (weights out of range); never returns NaN.
         """
-        checked = not (type(X) is np.ndarray and X.dtype == self.dtype
-                       and X.flags.c_contiguous)
-        if checked:
+        if not (type(X) is np.ndarray and X.dtype == self.dtype and X.flags.c_contiguous):
             self._require_built()
-            # converted once (or an error naming X); an np.memmap or h5py-style
-            # X stays lazy (read in chunks), and takes the per-layer path
+            # converted once (or an error naming X); a memmap or h5py-style
+            # array stays on disk, read in chunks by the per-layer path
             X = self._check_X(X, lazy=True)
-        output = self._forward_rows(X)
-        if output is not None:
-            return output
-        # the per-layer path: raises the error that made the fused one decline
-        self._require_built()
-        if not checked:
+        if not isinstance(X, LazyRows):
+            output = self._forward_rows(X)
+            if output is not None:
+                return output
+            # the per-layer path: raises the error that made the fused one decline
+            self._require_built()
             X = self._check_X(X)
         output = self._output(X)
         if self.loss_ is not None:
@@ -671,8 +709,18 @@ class Sequential:
             classes = np.arange(max(output.shape[1], 2))
         return classes[ids]
 
-    def evaluate(self, X, y):
+    def evaluate(self, X, y, sample_weight=None):
         """Loss and metrics on (X, y).
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+        y : array-like, targets as for `fit`
+        sample_weight : array-like, shape (n_samples,), or None
+            Non-negative weights: every score is the weighted mean over the
+            samples, ``sum_i w_i s_i / sum_i w_i`` (as in `fit`); r2 uses
+            weighted sums of squares around the weighted mean (as
+            scikit-learn's ``r2_score``).
 
         Returns
         -------
@@ -683,31 +731,37 @@ class Sequential:
         Raises
         ------
         ValueError, TypeError
-            Bad X or y (named).
+            Bad X, y or sample_weight (named).
         FloatingPointError
             A score overflows to NaN/inf (it is never returned).
         """
         X, targets, labels, _ = self._prepare(X, y, lazy=True)
+        weights = check_sample_weight(sample_weight, X.shape[0])
         self._require_built()
-        scores = self._evaluate(X, targets, labels)
+        scores = self._evaluate(X, targets, labels, weights)
         if not all(math.isfinite(value) for value in scores.values()):
             raise FloatingPointError(
                 f"evaluate produced non-finite scores {scores} for this X: the network's "
                 "output overflows (inputs or weights out of range)")
         return scores
 
-    def _evaluate(self, X, targets, labels):
+    def _evaluate(self, X, targets, labels, weights=None):
+        """Scores of validated, encoded data; weights: float64 (n,) or None."""
         output = self._output(X)
         n, k = output.shape
-        scores = {"loss": self.loss_.mean_loss(output, targets, labels) + reference.penalty(self)}
+        scores = {"loss": self.loss_.mean_loss(output, targets, labels, weights=weights)
+                  + reference.penalty(self)}
         if self.loss_.is_classifier:
+            total = n if weights is None else float(np.sum(weights))
             scores["accuracy"] = float(self.loss_.accuracy(
-                self.loss_.count_correct(output, targets, labels), n, k))
+                self.loss_.count_correct(output, targets, labels, weights), total, k))
         else:
             err = output.astype(np.float64) - targets
-            scores["mse"] = float(np.mean(err ** 2))
-            scores["mae"] = float(np.mean(np.abs(err)))
-            scores["r2"] = _r2(targets, output)
+            per_element = None if weights is None else np.broadcast_to(
+                weights[:, None], err.shape)
+            scores["mse"] = float(np.average(err ** 2, weights=per_element))
+            scores["mae"] = float(np.average(np.abs(err), weights=per_element))
+            scores["r2"] = _r2(targets, output, weights)
         return scores
 
     # ------------------------------------------------------------------ parameters
@@ -972,11 +1026,13 @@ def _summary(net):
     return "\n".join(lines)
 
 
-def _r2(targets, output):
-    """Coefficient of determination, averaged over outputs (as scikit-learn)."""
+def _r2(targets, output, weights=None):
+    """Coefficient of determination, averaged over outputs (as scikit-learn's
+    r2_score, weighted sums of squares with sample weights)."""
     t = targets.astype(np.float64)
-    ss_res = np.sum((t - output) ** 2, axis=0)
-    ss_tot = np.sum((t - t.mean(axis=0)) ** 2, axis=0)
+    w = np.ones(len(t)) if weights is None else weights
+    ss_res = np.sum(w[:, None] * (t - output) ** 2, axis=0)
+    ss_tot = np.sum(w[:, None] * (t - np.average(t, axis=0, weights=w)) ** 2, axis=0)
     return r2_from_sums(ss_res, ss_tot)
 
 

@@ -14,6 +14,7 @@ from numbers import Integral
 import numpy as np
 
 from descend import _threads
+from descend._sample_weight import check_sample_weight, fit_weights
 from descend._dense import dropout_seed_py
 from descend._optim import soft_threshold_py
 from descend._train import penalize_py
@@ -92,24 +93,27 @@ def proximal_l1_step(net, omp=1):
                 soft_threshold_py(param.reshape(-1), net.optimizer.learning_rate * reg.l1, omp)
 
 
-def loss_and_grads(net, X, targets, labels, training=False, seed=0):
-    """(loss, [(dW, db), ...]) for validated, encoded data: no checks of the result."""
+def loss_and_grads(net, X, targets, labels, training=False, seed=0, weights=None):
+    """(loss, [(dW, db), ...]) for validated, encoded data: no checks of the result.
+
+    weights: float64 (n,) sample weights (the weighted mean loss), or None."""
     codes, rates = net._activation_codes(), net._dropout_rates()
     omp, blas = net._threads_for(len(X))
     with _threads.blas_threads(blas):
         output = forward(net, X, codes, rates, training, seed, omp)
-        loss, grad_output = net.loss_.loss_and_gradient(output, targets, labels, omp)
+        loss, grad_output = net.loss_.loss_and_gradient(output, targets, labels, omp, weights)
         grads = backward(net, grad_output, rates, training, seed, omp)
         loss += penalty(net, grads)
     return loss, grads
 
 
-def gradients(net, X, y, training=False, seed=0):
+def gradients(net, X, y, training=False, seed=0, sample_weight=None):
     """``Sequential.gradients``: checked input, finite gradients or FloatingPointError."""
     check_dropout_args(training, seed)
     X, targets, labels, _ = net._prepare(X, y)
+    weights = check_sample_weight(sample_weight, len(X), allow_all_zero=True)
     net._require_built()
-    loss, grads = loss_and_grads(net, X, targets, labels, training, seed)
+    loss, grads = loss_and_grads(net, X, targets, labels, training, seed, weights)
     if not (math.isfinite(loss) and all(np.isfinite(g).all() for pair in grads
                                         for g in pair if g is not None)):
         raise FloatingPointError(
@@ -118,16 +122,17 @@ def gradients(net, X, y, training=False, seed=0):
     return grads
 
 
-def loss(net, X, y, training=False, seed=0):
+def loss(net, X, y, training=False, seed=0, sample_weight=None):
     """``Sequential.loss``: the mean loss plus penalties, finite or FloatingPointError."""
     check_dropout_args(training, seed)
     X, targets, labels, _ = net._prepare(X, y)
+    weights = check_sample_weight(sample_weight, len(X), allow_all_zero=True)
     net._require_built()
     codes, rates = net._activation_codes(), net._dropout_rates()
     omp, blas = net._threads_for(len(X))
     with _threads.blas_threads(blas):
         output = forward(net, X, codes, rates, training, seed, omp, keep_for_backward=False)
-        value = net.loss_.mean_loss(output, targets, labels, omp) + penalty(net)
+        value = net.loss_.mean_loss(output, targets, labels, omp, weights) + penalty(net)
     if not math.isfinite(value):
         raise FloatingPointError(
             f"the loss is {value} for this (X, y): the outputs or the targets overflow "
@@ -135,15 +140,19 @@ def loss(net, X, y, training=False, seed=0):
     return value
 
 
-def train_on_batch(net, X, y, seed=0):
+def train_on_batch(net, X, y, seed=0, sample_weight=None, class_weight=None):
     """``Sequential.train_on_batch``: one update, undone if it makes weights non-finite."""
     check_dropout_args(True, seed)
     X, targets, labels, classes = net._prepare(X, y)
+    weights = fit_weights(net, check_sample_weight(sample_weight, len(X),
+                                                   allow_all_zero=True),
+                          class_weight, targets, labels, allow_all_zero=True)
     if not net.built:
         net.build(X.shape[1])
     if net.loss_.is_classifier and net.classes_ is None:
         net.classes_ = classes
-    value, grads = loss_and_grads(net, X, targets, labels, training=True, seed=seed)
+    value, grads = loss_and_grads(net, X, targets, labels, training=True, seed=seed,
+                                  weights=weights)
     flat = [g for pair in grads for g in pair if g is not None]
     if not math.isfinite(value) or not all(np.isfinite(g).all() for g in flat):
         raise DivergenceError(f"non-finite loss {value} or gradient on this batch; no "

@@ -22,6 +22,8 @@ import numpy as np
 from descend import _threads, losses, plans
 from descend._contract import LayerSpec
 from descend._outofcore import ChunkedTrainer, LazyRows
+from descend._sample_weight import (check_class_weight, check_sample_weight,
+                                    check_validation_weights, fit_weights)
 from descend._train import EpochRunner
 from descend._validation import (Options, check, check_bool, check_float, check_int,
                                  check_lengths, check_n_threads, error_message)
@@ -83,8 +85,9 @@ class FitConfig:
 
     Built by :meth:`validate`, which raises before any state changes; the
     arrays are the training data after the validation split, encoded for
-    the kernels (``targets``, ``labels``), and ``validation`` is
-    ``(X_val, targets_val, labels_val)`` or None.
+    the kernels (``targets``, ``labels``), ``weights`` the float64 weight
+    of each training sample (sample_weight times class_weight) or None, and
+    ``validation`` is ``(X_val, targets_val, labels_val, weights_val)`` or None.
     """
 
     X: np.ndarray
@@ -101,12 +104,13 @@ class FitConfig:
     n_threads: object
     initial_epoch: int = 0          # the epochs run are range(initial_epoch, epochs)
     steps_per_execution: object = None
+    weights: object = None
 
     @classmethod
     def validate(cls, model, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
                  validation_data=None, validation_split=0.0, callbacks=None,
                  gradient_norms=False, n_threads=None, initial_epoch=None,
-                 steps_per_execution=None):
+                 steps_per_execution=None, sample_weight=None, class_weight=None):
         """Check and convert the arguments of ``model.fit`` (see its docstring).
 
         Raises
@@ -123,6 +127,8 @@ class FitConfig:
             raise ValueError("y is required, got None")
         y = np.asarray(y)
         check_lengths(X, y)
+        sample_weight = check_sample_weight(sample_weight, len(X))
+        class_weight = check_class_weight(class_weight)
         epochs = check_int(epochs, "epochs", minimum=0)
         initial_epoch, epochs = _epoch_range(model, epochs, initial_epoch)
         if steps_per_execution is not None:
@@ -140,9 +146,11 @@ class FitConfig:
         _check_plans(model)
         callback_list = _check_callbacks(callbacks)
         X, y, X_val, y_val = _validation_split(model, X, y, validation_data, validation_split)
+        sample_weight, val_weights = _split_weights(sample_weight, len(X), validation_data)
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", minimum=1)
         targets, labels, classes = model._encode(y)
+        weights = fit_weights(model, sample_weight, class_weight, targets, labels)
         validation = None
         if validation_data is not None or X_val is not None:
             # the rule evaluate applies to its (X, y), with the training data's classes
@@ -150,12 +158,27 @@ class FitConfig:
                      else ("X's validation split", "y's validation split"))
             X_val, val_targets, val_labels, _ = model._prepare(
                 X_val, y_val, *names, classes=classes, n_features=X.shape[1])
-            validation = (X_val, val_targets, val_labels)
+            if validation_data is not None:
+                val_weights = check_validation_weights(validation_data, len(X_val))
+            validation = (X_val, val_targets, val_labels, val_weights)
         batch_size = _check_batch_size(batch_size, len(X))     # may warn: all checks passed
         return cls(X, targets, labels, classes, validation, epochs, batch_size, shuffle,
                    verbose, callback_list, gradient_norms,
                    model.n_threads if n_threads is None else n_threads, initial_epoch,
-                   steps_per_execution)
+                   steps_per_execution, weights)
+
+
+def _split_weights(sample_weight, n_train, validation_data):
+    """(training weights, validation weights) after the validation split: a
+    split takes the weights of its rows along (as Keras); weights left all
+    zero in the training part are a ValueError."""
+    if sample_weight is None or validation_data is not None:
+        return sample_weight, None
+    train, val = sample_weight[:n_train], sample_weight[n_train:]
+    if not train.sum() > 0:
+        raise ValueError("sample_weight: the weights of the training part (before the "
+                         "validation split) are all zero; at least one needs to be positive")
+    return train, (val if len(val) else None)
 
 
 def _epoch_range(model, epochs, initial_epoch):
@@ -202,13 +225,15 @@ def _validation_split(model, X, y, validation_data, validation_split):
     X_val = y_val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)):
-            raise ValueError(f"validation_data must be a tuple (X_val, y_val), got "
+            raise ValueError(f"validation_data must be a tuple (X_val, y_val) or (X_val, "
+                             f"y_val, sample_weight_val), got "
                              f"{type(validation_data).__name__}")
-        if len(validation_data) != 2:
-            raise ValueError(f"validation_data must be a tuple (X_val, y_val) of length 2, "
-                             f"got a {type(validation_data).__name__} of length "
+        if len(validation_data) not in (2, 3):
+            raise ValueError(f"validation_data must be a tuple (X_val, y_val) or (X_val, "
+                             f"y_val, sample_weight_val), got a "
+                             f"{type(validation_data).__name__} of length "
                              f"{len(validation_data)}")
-        X_val, y_val = validation_data
+        X_val, y_val = validation_data[:2]
     elif validation_split > 0:
         n_val = int(len(X) * validation_split)
         if n_val < 1 or n_val >= len(X):
@@ -289,7 +314,8 @@ class Trainer:
         self.runner = self.make_runner(X, config.targets, config.labels, runner_specs(model),
                                        model.loss_.code, model.optimizer.kernel_config(),
                                        *model.optimizer.clip_settings(), config.batch_size,
-                                       omp, plan=getattr(model, "plan", None))
+                                       omp, plan=getattr(model, "plan", None),
+                                       sample_weight=config.weights)
         model.plan_ = self.runner.plan
         self.n_batches = -(-len(X) // config.batch_size)
         self.progress_every = max(1, self.n_batches // 20)
@@ -398,21 +424,26 @@ class Trainer:
                 order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
                 epoch_seed, progress, progress_every)
 
-    def scores(self, X, targets, labels):
-        """``model._evaluate`` of these rows (a distributed fit sums over ranks)."""
-        return self.model._evaluate(X, targets, labels)
+    def scores(self, X, targets, labels, weights=None):
+        """``model._evaluate`` of these rows, weighted by `weights` if given
+        (a distributed fit sums over ranks)."""
+        return self.model._evaluate(X, targets, labels, weights)
 
     def _epoch_logs(self, result):
         """Training loss and metrics of the epoch, then the validation scores."""
         model, config = self.model, self.config
         X, targets, labels = config.X, config.targets, config.labels
-        logs = {"loss": result["loss_sum"] / max(result["n_samples"], 1)}
+        # the (weighted) mean over the epoch's samples: the loop's sums are
+        # weighted by the samples' weights when there are any
+        seen = result["n_samples"] if config.weights is None else result["weight_sum"]
+        logs = {"loss": result["loss_sum"] / seen if seen > 0 else 0.0}
         if model.loss_.is_classifier:
-            logs["accuracy"] = model.loss_.accuracy(result["n_correct"], self.n_samples,
+            total = self.n_samples if config.weights is None else result["weight_sum"]
+            logs["accuracy"] = model.loss_.accuracy(result["n_correct"], total,
                                                     model.dense_layers[-1].units)
         if not model.loss_.is_classifier and model._regression_train_metrics:
             # mse, mae, r2 on the training data with the epoch's final weights
-            scores = self.scores(X, targets, labels)
+            scores = self.scores(X, targets, labels, config.weights)
             logs.update((key, scores[key]) for key in ("mse", "mae", "r2"))
         if config.validation is not None:
             for key, value in self.scores(*config.validation).items():
@@ -428,7 +459,8 @@ class Trainer:
         _, grads = reference.loss_and_grads(
             self.model, np.asarray(config.X[rows]),
             None if config.targets is None else config.targets[rows],
-            None if config.labels is None else config.labels[rows])
+            None if config.labels is None else config.labels[rows],
+            weights=None if config.weights is None else config.weights[rows])
         return {f"grad_norm_{i}": float(np.linalg.norm(dw)) for i, (dw, _) in enumerate(grads)}
 
     def _step_plateau_schedule(self, logs):
@@ -551,7 +583,7 @@ def runner_specs(model):
 
 # ---------------------------------------------------------------------- partial_fit
 def partial_fit(model, X, y, classes=None, batch_size=32, shuffle=True, verbose=0,
-                n_threads=None):
+                n_threads=None, sample_weight=None):
     """One epoch over (X, y), keeping all state; see ``Sequential.partial_fit``."""
     model._check_compiled()
     shape = np.shape(X)
@@ -574,7 +606,7 @@ def partial_fit(model, X, y, classes=None, batch_size=32, shuffle=True, verbose=
         model.classes_ = classes
     try:
         return model.fit(X, y, epochs=1, batch_size=batch_size, shuffle=shuffle,
-                         verbose=verbose, n_threads=n_threads)
+                         verbose=verbose, n_threads=n_threads, sample_weight=sample_weight)
     except (ValueError, TypeError):
         model.classes_ = previous
         raise

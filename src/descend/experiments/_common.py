@@ -11,6 +11,7 @@ import platform
 import subprocess
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -474,7 +475,12 @@ def save_plot(result, path):
         result.plot_message = ("plot skipped: matplotlib is not installed "
                                "(pip install descend[plot])")
         return None
-    fig.savefig(path, dpi=90)
+    with warnings.catch_warnings():
+        # matplotlib warns when placing a loc="best" legend took long, which
+        # depends on the machine's load, not on the plot: not the user's concern
+        warnings.filterwarnings("ignore", message="Creating legend with loc=",
+                                category=UserWarning)
+        fig.savefig(path, dpi=90)
     return path
 
 
