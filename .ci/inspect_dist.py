@@ -20,6 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 problems = []
+# Cython's utility code, compiled once and shared by the modules (setup.py's
+# SHARED_UTILITY): built from a C file cythonize generates, so no .pyx, and
+# no stub (it defines nothing of descend's).
+SHARED_UTILITY = "_cyutility"
 
 # Files of the wheel that two builds from one sdist may still write
 # differently, with the cause; any other difference fails. Remove an entry
@@ -61,11 +65,13 @@ def check_wheel(path, label):
     files = read_wheel(path)
     name = Path(path).name
     check(not name.endswith("-none-any.whl"), f"{label}: pure-Python wheel {name}")
-    modules = sorted(p.stem for p in ROOT.glob("csrc/descend/*.pyx"))
+    kernels = [p.stem for p in ROOT.glob("csrc/descend/*.pyx")]
+    modules = sorted(kernels + [SHARED_UTILITY])
     for module in modules:
         found = [f for f in files if f.startswith(f"descend/{module}.") and
                  f.endswith((".so", ".pyd"))]
         check(found, f"{label}: compiled module descend/{module} missing")
+    for module in kernels:
         # its typed signatures (tests/test_stubs.py checks they match)
         check(f"descend/{module}.pyi" in files, f"{label}: stub descend/{module}.pyi missing")
     check("descend/py.typed" in files, f"{label}: descend/py.typed missing (PEP 561)")

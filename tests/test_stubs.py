@@ -22,8 +22,12 @@ import descend
 from descend._train import TeamSize
 
 PACKAGE = Path(descend.__file__).parent
+# _cyutility is Cython's utility code shared by the modules (setup.py's
+# SHARED_UTILITY): its names (array, Enum, memoryview) are Cython's, not
+# descend's, and no code imports it by name, so it has no stub
+SHARED_UTILITY = "_cyutility"
 COMPILED = sorted({path.name.split(".")[0] for suffix in importlib.machinery.EXTENSION_SUFFIXES
-                   for path in PACKAGE.glob(f"_*{suffix}")})
+                   for path in PACKAGE.glob(f"_*{suffix}")} - {SHARED_UTILITY})
 
 # Python classes of compiled modules keep attributes on their instances: an
 # instance shows them (cdef classes declare theirs on the type)
