@@ -5,6 +5,7 @@ code did before its fix."""
 import io as stdio
 import json
 import os
+import re
 import zipfile
 
 import numpy as np
@@ -352,3 +353,259 @@ def test_csv_logger_refuses_a_directory_before_fit(tmp_path, data):
     # was: IsADirectoryError from on_train_begin, after fit had built the network
     with pytest.raises(ValueError, match="CSVLogger: filename .* is a directory"):
         dn.callbacks.CSVLogger(tmp_path)
+
+
+# ------------------------------------------------- the typed layer contract
+@pytest.mark.parametrize("make, match", [
+    # was: accepted; the momentum step then wrote the velocity over the weights
+    (lambda k, b: dict(kernel=k, bias=b, kernel_state=[k]),
+     r"kernel and kernel_state\[0\] share memory"),
+    (lambda k, b: dict(kernel=k, bias=b, bias_state=[b[::1]]),
+     r"bias and bias_state\[0\] share memory"),
+    (lambda k, b: (lambda s: dict(kernel=k, bias=b, kernel_state=[s, s]))(np.zeros_like(k)),
+     r"kernel_state\[0\] and kernel_state\[1\] share memory"),
+    # was: accepted; a layer without inputs or units trained nothing
+    (lambda k, b: dict(kernel=np.zeros((0, 3)), bias=b), r"kernel must have no empty"),
+    (lambda k, b: dict(kernel=np.zeros((4, 0)), bias=None), r"kernel must have no empty"),
+])
+def test_a_layer_spec_refuses_shared_or_empty_arrays(make, match):
+    from descend._contract import LayerSpec
+    kwargs = make(np.zeros((4, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match=match):
+        LayerSpec(kwargs.pop("kernel"), kwargs.pop("bias"), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    # was: TypeError "'int' object is not iterable", naming nothing
+    ({"kernel_state": 5}, TypeError, r"LayerSpec: kernel_state must be a sequence .* got 5 \(int\)"),
+    # was: the array's rows taken as 1-D state arrays ("must be 2-D")
+    ({"kernel_state": np.zeros((4, 3))}, TypeError, r"kernel_state must be a sequence"),
+    # was: 3.0 accepted as RELU; "relu" and None a ValueError; an array a TypeError
+    # naming nothing ("only 0-dimensional arrays can be converted")
+    ({"activation": 3.0}, TypeError, r"LayerSpec: activation must be an int, got 3.0"),
+    ({"activation": "relu"}, TypeError, r"activation must be an int, got 'relu' \(str\)"),
+    ({"activation": np.array([3])}, TypeError, r"activation must be an int, got array"),
+    ({"activation": 99}, ValueError, r"activation must be an Activation code, got 99"),
+])
+def test_a_layer_spec_names_a_bad_state_or_activation(kwargs, error, match):
+    from descend._contract import LayerSpec
+    with pytest.raises(error, match=match):
+        LayerSpec(np.zeros((4, 3)), np.zeros(3), **kwargs)
+
+
+def test_a_layer_spec_takes_numpy_integer_codes():
+    from descend._contract import Activation, LayerSpec
+    spec = LayerSpec(np.zeros((4, 3)), None, activation=np.int64(Activation.RELU))
+    assert spec.activation == Activation.RELU and type(spec.activation) is int
+
+
+# ------------------------------------------------------ MNIST's data_home
+def test_load_mnist_refuses_a_data_home_that_is_a_file(tmp_path):
+    # was: FileExistsError from mkdir, once the download started
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    with pytest.raises(ValueError, match="data_home must be a directory, got .*afile.* file"):
+        dn.datasets.load_mnist(afile, timeout=0.01, mirrors=[])
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    # was: '' taken as the current directory; 123 a TypeError naming nothing
+    ({"data_home": ""}, ValueError, "load_mnist: data_home must be None or a non-empty str"),
+    ({"data_home": 123}, TypeError, r"load_mnist: data_home must be .* got 123 \(int\)"),
+    # was: a str iterated character by character as mirrors ('f/train-images...')
+    ({"mirrors": "file:///tmp/"}, TypeError, "load_mnist: mirrors must be None or a list"),
+    # was: AttributeError ('int' object has no attribute 'rstrip')
+    ({"mirrors": [1]}, TypeError, r"load_mnist: mirrors\[0\] must be a non-empty str"),
+])
+def test_load_mnist_names_a_bad_data_home_or_mirror(tmp_path, kwargs, error, match):
+    kwargs.setdefault("data_home", tmp_path / "mnist")
+    with pytest.raises(error, match=match):
+        dn.datasets.load_mnist(timeout=0.01, **kwargs)
+
+
+def test_load_mnist_into_a_directory_that_cannot_be_created_says_where_to_copy(tmp_path):
+    # was: FileNotFoundError / PermissionError from mkdir (a traceback from the CLI)
+    blocked = tmp_path / "afile"
+    blocked.write_text("")
+    with pytest.raises(dn.datasets.DatasetNotFoundError,
+                       match=r"cannot be downloaded there .*copy the four MNIST files"):
+        dn.datasets.load_mnist(blocked / "mnist", mirrors=["http://127.0.0.1:9"],
+                               timeout=0.01)
+
+
+@pytest.mark.parametrize("command", ["demo", "bench", "experiments"])
+@pytest.mark.parametrize("value", ["", "afile"])
+def test_the_cli_refuses_a_data_home_that_is_a_file_or_empty(tmp_path, capsys, command, value):
+    # was (demo --dataset mnist): a FileExistsError traceback
+    from descend.__main__ import main
+    if value:
+        value = str(tmp_path / value)
+        open(value, "w").close()
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--data-home", value])
+    assert exit_info.value.code == 2
+    assert "argument --data-home: expected a directory, got" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ plans
+@pytest.mark.parametrize("plan, match", [
+    # was: OverflowError ("value too large to convert to int") from the runner,
+    # after fit had built the network and its optimizer
+    ({"sample_rows": 2**31}, r"plan\['sample_rows'\] must be an int in \[1, 2147483647\]"),
+    ({"kernel_rows": [2**40, 1]}, r"plan\['kernel_rows'\] must be an int in \[1, 2147483647\]"),
+    # was: ValueError "dictionary update sequence element #0 has length 1"
+    ("fast", r"plan must be None or a dict with keys among"),
+    # was: refused by the runner only, after the network was built
+    ({"kernel_rows": [1, 1, 1]}, r"plan\['kernel_rows'\] must hold one int per Dense layer \(2\)"),
+])
+def test_a_bad_pinned_plan_is_refused_before_fit_builds_anything(data, plan, match):
+    net = dn.Sequential([dn.Dense(4, activation="relu"), dn.Dense(2)], seed=0)
+    net.compile("softmax_cross_entropy", "sgd")
+    net.plan = plan
+    with pytest.raises(ValueError, match=match):
+        net.fit(*data, epochs=1, verbose=0)
+    assert not net.built and net.plan_ is None
+
+
+def test_a_model_file_with_a_plan_beyond_a_c_int_is_refused_on_load(tmp_path, data):
+    # was: loaded; the next fit died of an OverflowError
+    net = small_net()
+    net.fit(*data, epochs=1, verbose=0)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    config = json.loads(str(arrays["config"]))
+    config["plan"] = {"pinned": {"sample_rows": 10**30}, "used": None}
+    arrays["config"] = np.array(json.dumps(config))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"\['pinned'\]\['sample_rows'\] must be an int in"):
+        dn.load(path)
+
+
+@pytest.mark.parametrize("text, match", [
+    # was: silently False
+    ("sparse_input=maybe", r"DESCEND_PLAN\['sparse_input'\] must be a bool or None, got 'maybe'"),
+    # was: "invalid literal for int() with base 10: 'abc'", naming nothing
+    ("sample_rows=abc", r"DESCEND_PLAN\['sample_rows'\] must be an int"),
+    ('{"sample_rows": "x"}', r"DESCEND_PLAN\['sample_rows'\] must be an int"),
+    # was: OverflowError from the runner
+    ("sample_rows=99999999999999", r"DESCEND_PLAN\['sample_rows'\] must be an int in \[1, "),
+    # was: a bare JSONDecodeError
+    ("{", "DESCEND_PLAN is not valid JSON"),
+    ("kernel_rows=1", r"DESCEND_PLAN\['kernel_rows'\] must hold one int per Dense layer"),
+])
+def test_a_bad_descend_plan_variable_is_named_before_fit_builds_anything(monkeypatch, data,
+                                                                          text, match):
+    monkeypatch.setenv("DESCEND_PLAN", text if text != "kernel_rows=1" else
+                       '{"kernel_rows": [1, 1, 1]}')
+    net = dn.Sequential([dn.Dense(4, activation="relu"), dn.Dense(2)], seed=0)
+    net.compile("softmax_cross_entropy", "sgd")
+    with pytest.raises(ValueError, match=match):
+        net.fit(*data, epochs=1, verbose=0)
+    assert not net.built
+
+
+# ------------------------------------------------------------ memmap input
+@pytest.mark.parametrize("dtype", [np.complex64, "U3", "M8[s]"])
+def test_a_memmap_that_does_not_hold_real_numbers_is_refused_by_fit_and_evaluate(tmp_path, data,
+                                                                                 dtype):
+    # was (complex): trained and evaluated on the real part, with a ComplexWarning
+    # per chunk; predict already refused it
+    X, y = data
+    X_mm = np.memmap(tmp_path / "X.dat", dtype=dtype, mode="w+", shape=X.shape)
+    net = small_net()
+    before = net.get_weights()
+    for call in (lambda: net.fit(X_mm, y, epochs=1, verbose=0),
+                 lambda: net.evaluate(X_mm, y), lambda: net.predict(X_mm)):
+        with pytest.raises(TypeError, match="X must hold real numbers, got dtype"):
+            call()
+    for a, b in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+# -------------------------------------------------------- TerminateOnNaN
+class _StopFlag:
+    stop_training = False
+
+
+@pytest.mark.parametrize("loss, stops", [
+    # was: ignored (float() of an array raises TypeError in numpy 2), training went on
+    (np.array([np.nan]), True), (np.array([1.0, np.nan]), True), ([float("nan")], True),
+    (complex(float("nan"), 0.0), True),
+    # was: OverflowError out of the callback
+    (10**400, False),
+    ("nan", True), ("abc", False), (None, False), (0.5, False), ([[1], [1, 2]], False),
+])
+def test_terminate_on_nan_reads_array_and_complex_losses_of_a_custom_loop(loss, stops):
+    callback = dn.callbacks.TerminateOnNaN(verbose=0)
+    callback.set_model(_StopFlag())
+    callback.on_epoch_end(0, {"loss": loss})
+    assert callback.model.stop_training is stops
+    assert callback.terminated_epoch == (0 if stops else None)
+
+
+# ------------------------------------------------------------ experiments
+@pytest.mark.parametrize("kwargs, error, match", [
+    # was: FileExistsError, after the whole run (an hour at the full size)
+    ({"out": "AFILE"}, ValueError, "out must be a directory, got .* file"),
+    # was: '' wrote NAME.md and NAME.png into the current directory
+    ({"out": ""}, ValueError, "out must be a non-empty str or os.PathLike path, got ''"),
+    # was: any truthy value taken as True
+    ({"verbose": "yes"}, TypeError, "verbose must be a bool, got 'yes'"),
+    # was: ValueError for a type error
+    ({"seeds": 2.5}, TypeError, r"seeds must be an int >= 1, got 2.5 \(float\)"),
+    ({"seeds": True}, TypeError, r"seeds must be an int >= 1, got True \(bool\)"),
+])
+def test_experiments_run_checks_its_arguments_before_running(tmp_path, kwargs, error, match):
+    from descend import experiments
+    if kwargs.get("out") == "AFILE":
+        kwargs["out"] = str(tmp_path / "afile")
+        open(kwargs["out"], "w").close()
+    with pytest.raises(error, match=match):
+        experiments.run("gd-variants", size="smoke", **kwargs)
+
+
+def test_the_experiments_cli_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    from descend.__main__ import main
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(SystemExit):
+        main(["experiments", "gd-variants", "--out", str(afile)])
+    assert "argument --out: expected a directory" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------- CLI
+@pytest.mark.parametrize("args", [["info"], ["info", "--json"], ["--version"]])
+def test_the_cli_stops_quietly_when_its_reader_goes_away(args):
+    # was (`python -m descend info | head -3`): a BrokenPipeError traceback
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(dn.__file__))] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+    read, write = os.pipe()
+    os.close(read)          # the reader is gone before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "descend", *args], stdout=write,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+    assert done.returncode in (0, 141) if args != ["--version"] else True
+
+
+@pytest.mark.parametrize("output, match", [
+    (".", r"expected a file name, got '\.' \(a directory\)"),
+    ("AFILE/x.md", "expected a file in an existing directory"),
+])
+def test_bench_refuses_an_output_it_could_not_write_before_timing(tmp_path, capsys, output,
+                                                                  match):
+    # was: IsADirectoryError / NotADirectoryError after the whole benchmark ran
+    from descend.__main__ import main
+    afile = tmp_path / "AFILE"
+    afile.write_text("")
+    output = output.replace("AFILE", str(afile))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--output", output])
+    assert exit_info.value.code == 2
+    assert re.search(match, capsys.readouterr().err)

@@ -77,8 +77,9 @@ def demo(args):
     try:
         X_train, X_test, y_train, y_test = load_dataset(args.dataset, args.seed,
                                                         args.data_home, args.dtype)
-    except dn.datasets.DatasetNotFoundError as error:
-        # the message says which files are missing and where to put them
+    except (dn.datasets.DatasetNotFoundError, ValueError) as error:
+        # the message says which files are missing and where to put them (or
+        # what is wrong with --data-home or a file there)
         print(f"descend demo: {error}", file=sys.stderr)
         return 1
     hidden, epochs, batch_size, make_optimizer = _demo_config(args.dataset)
@@ -153,6 +154,29 @@ def _n_threads(text):
     return value
 
 
+def _directory(text):
+    """argparse type: a directory path (it may not exist yet), not '' and not
+    an existing file."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a directory, got ''")
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a directory, got {text!r} (a file)")
+    return text
+
+
+def _output_file(text):
+    """argparse type: a file to write (checked before a long run): not a
+    directory, in a directory that exists."""
+    if not text or os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}"
+                                         + (" (a directory)" if text else ""))
+    parent = os.path.dirname(text) or "."
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"expected a file in an existing directory, got "
+                                         f"{text!r} ({parent!r} is not a directory)")
+    return text
+
+
 def _prog():
     """The command as the user typed it, for usage lines: the script's name
     (``descend``) or, under ``python -m``, the interpreter's name and ``-m
@@ -202,7 +226,7 @@ def build_parser(prog=None):
     p.add_argument("--dataset", choices=DEMO_DATASETS, default="digits",
                    help="bundled UCI digits (8x8) or breast cancer, or MNIST (28x28, "
                         "downloaded once) (default: %(default)s)")
-    p.add_argument("--data-home", default=None,
+    p.add_argument("--data-home", type=_directory, default=None,
                    help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                         "then ~/.cache/descend/mnist; downloaded if missing)")
     p.add_argument("--epochs", type=_positive_int, default=None,
@@ -242,13 +266,16 @@ def main(argv=None, prog=None):
     args = build_parser(prog).parse_args(argv)
     try:
         with _command_line_option("--data-home"):  # messages name the option, not the keyword
-            return args.func(args)
+            status = args.func(args)
+        sys.stdout.flush()      # a closed pipe raises here, not at the interpreter's exit
+        return status
     except BrokenPipeError:
-        # the reader went away (`descend demo | head -2`): stop without a
-        # traceback; stdout now goes nowhere so that the flush at exit cannot
-        # fail again (the recipe of Python's signal module documentation)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        # the reader went away (`python -m descend info | head -3`): stop quietly,
+        # as Unix tools do; stdout goes to /dev/null so that the interpreter's
+        # final flush does not raise again (the Python docs' recipe, signal module)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141      # 128 + SIGPIPE, what a shell reports for a killed writer
 
 
 if __name__ == "__main__":

@@ -442,6 +442,12 @@ def check_team_size(n_threads, name="n_threads", owner=None):
     return check(n_threads, name, _TEAM_SIZE, owner)
 
 
+def _check_real(dtype, name):
+    """TypeError unless `dtype` holds real numbers (bool, int, uint, float)."""
+    if dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+
+
 def check_X(X, dtype, name="X", n_features=None, lazy=False):
     """X as a C-contiguous 2-D array of `dtype` (copied at most once).
 
@@ -458,10 +464,12 @@ def check_X(X, dtype, name="X", n_features=None, lazy=False):
     if lazy:
         from descend import _outofcore
         if _outofcore.is_lazy(X):
+            # an np.memmap of any dtype is lazy: complex must not lose its
+            # imaginary part in the chunked reads
+            _check_real(np.dtype(X.dtype), name)
             return _outofcore.check_lazy_X(X, dtype, name, n_features)
     array = np.asarray(X)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    _check_real(array.dtype, name)
     if array.ndim == 1:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features), got 1-D shape {array.shape}; "
@@ -540,6 +548,11 @@ def _live_array(value, name, ndim, dtype=None):
                         f"{dtype or 'float32 or float64'}, got {value.dtype}")
     if value.ndim != ndim:
         raise ValueError(f"{_SPEC_OWNER}: {name} must be {ndim}-D, got shape {value.shape}")
+    if 0 in value.shape:
+        # a layer without inputs or units: the loop would train nothing and
+        # report a loss over zero outputs
+        raise ValueError(f"{_SPEC_OWNER}: {name} must have no empty dimension, got shape "
+                         f"{value.shape}")
     if not (value.flags.c_contiguous and value.flags.writeable):
         raise ValueError(f"{_SPEC_OWNER}: {name} must be a writeable C-contiguous array "
                          "(it is updated in place, never copied)")
@@ -549,6 +562,10 @@ def _live_array(value, name, ndim, dtype=None):
 def _state_arrays(state, param, name):
     """One parameter array's optimizer state as a tuple of at most 3 arrays
     (the kernels' slots s1, s2, s3) shaped and typed like it."""
+    if state is not None and (isinstance(state, (str, bytes, np.ndarray))
+                              or not hasattr(state, "__iter__")):
+        raise TypeError(error_message(name, "a sequence of numpy.ndarray or None", state,
+                                      _SPEC_OWNER))
     state = () if state is None else tuple(state)
     if param is None and state:
         raise ValueError(f"{_SPEC_OWNER}: {name} must be empty without a bias")
@@ -587,14 +604,32 @@ def check_layer_spec(kernel, bias, kernel_state, bias_state, activation, codes, 
         if bias.shape != (kernel.shape[1],):
             raise ValueError(f"{_SPEC_OWNER}: bias must have shape ({kernel.shape[1]},) to "
                              f"match kernel {kernel.shape}, got {bias.shape}")
-    if isinstance(activation, bool) or activation not in codes:
-        raise ValueError(error_message("activation", "an Activation code", activation,
-                                       _SPEC_OWNER))
-    return (kernel, bias, _state_arrays(kernel_state, kernel, "kernel_state"),
-            _state_arrays(bias_state, bias, "bias_state"), int(activation),
+    # an int (numpy ints too) among the codes: TypeError for "relu", 3.0, None
+    activation = check_int(activation, "activation", owner=_SPEC_OWNER)
+    if activation not in codes:
+        raise ValueError(error_message("activation", "an Activation code",
+                                       activation, _SPEC_OWNER))
+    kernel_state = _state_arrays(kernel_state, kernel, "kernel_state")
+    bias_state = _state_arrays(bias_state, bias, "bias_state")
+    _check_distinct({"kernel": kernel, "bias": bias,
+                     **{f"kernel_state[{i}]": a for i, a in enumerate(kernel_state)},
+                     **{f"bias_state[{i}]": a for i, a in enumerate(bias_state)}})
+    return (kernel, bias, kernel_state, bias_state, int(activation),
             check_float(alpha, "alpha", owner=_SPEC_OWNER),
             check_float(dropout_rate, "dropout_rate", 0.0, 1.0, max_inclusive=False,
                         owner=_SPEC_OWNER),
             {name: check_float(value, name, 0.0, owner=_SPEC_OWNER)
              for name, value in penalties.items()},
             {name: check_bool(value, name, owner=_SPEC_OWNER) for name, value in flags.items()})
+
+
+def _check_distinct(arrays):
+    """ValueError unless no two of a spec's arrays (a dict name -> array or
+    None) share memory: the loop writes each of them in its own step (an
+    optimizer state that is the kernel itself would overwrite the weights)."""
+    named = [(name, a) for name, a in arrays.items() if a is not None]
+    for i, (name, a) in enumerate(named):
+        for other, b in named[i + 1:]:
+            if np.shares_memory(a, b):
+                raise ValueError(f"{_SPEC_OWNER}: {name} and {other} share memory; every "
+                                 "parameter and state array must be its own buffer")

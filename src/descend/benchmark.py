@@ -590,7 +590,7 @@ def _contender_list(text):
 
 def add_arguments(parser):
     """Add the bench options to an argparse parser (``python -m descend bench``)."""
-    from descend.__main__ import _n_threads, _positive_int
+    from descend.__main__ import _directory, _n_threads, _output_file, _positive_int
     if parser.description is None:
         parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("--quick", action="store_true",
@@ -616,13 +616,13 @@ def add_arguments(parser):
                         default="auto",
                         help="auto: MNIST if found, else synthetic data of MNIST's shape "
                              "(default: %(default)s)")
-    parser.add_argument("--data-home", default=None,
+    parser.add_argument("--data-home", type=_directory, default=None,
                         help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                              "then ~/.cache/descend/mnist; never downloaded)")
     parser.add_argument("--json", action="store_true",
                         help="print the report as JSON instead of the markdown tables "
                              "(default: markdown)")
-    parser.add_argument("--output", default=None,
+    parser.add_argument("--output", type=_output_file, default=None,
                         help="also write the markdown tables to this file "
                              "(default: print only)")
     return parser

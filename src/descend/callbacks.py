@@ -1107,8 +1107,16 @@ class TerminateOnNaN(Callback):
         self._epoch = epoch
 
     def _check(self, logs, where, epoch):
-        loss = _as_float((logs or {}).get("loss"))
-        if loss is not None and not math.isfinite(loss):
+        loss = (logs or {}).get("loss")
+        # a float, a numpy scalar or array (a custom loop's per-output
+        # losses), complex too: any NaN or inf element stops; a str or an
+        # object is no loss (ignored, as a missing one)
+        try:
+            values = np.asarray(_as_float(loss) if isinstance(loss, str) else loss)
+        except ValueError:      # a ragged list
+            return
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            loss = values if values.ndim else values.item()
             if self.terminated_epoch is None:
                 self.terminated_epoch = epoch
             if self.verbose > 0:

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from descend._validation import Interval, check, validate_params
+from descend._validation import InstanceOf, Interval, check, validate_params
 
 __all__ = [
     "BREAST_CANCER_CLASS_NAMES",
@@ -390,12 +390,18 @@ def _download(name, directory, mirrors, timeout):
 
     Returns the verified decompressed bytes.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     target = directory / name
     network_errors, content_errors = [], []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
+        except OSError as exc:     # read-only or not creatable: no file can come here
+            raise DatasetNotFoundError(
+                f"MNIST file {name} is not in {directory}, and cannot be downloaded there "
+                f"({exc}); copy the four MNIST files ({', '.join(MNIST_FILES)}) into it, "
+                + _point_to_the_files()) from None
         try:
             try:
                 with os.fdopen(fd, "wb") as out:
@@ -489,7 +495,11 @@ def _parse_idx(data, name, magic):
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
-@validate_params({"download": ["boolean"], "dtype": ["dtype"],
+_MIRRORS = InstanceOf(tuple, list, description="a list of base URLs (str)")
+
+
+@validate_params({"data_home": [None, "path"], "download": ["boolean"], "dtype": ["dtype"],
+                  "mirrors": [None, _MIRRORS],
                   "timeout": [Interval(Real, 0, None, closed="neither")]})
 def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, timeout=60.0):
     """Load the MNIST database of handwritten digits.
@@ -537,13 +547,17 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     ------
     DatasetNotFoundError
         (A :class:`FileNotFoundError`.) Files are missing and ``download`` is
-        False, or every mirror failed. The message lists the missing files
+        False, every mirror failed, or the directory cannot be created or
+        written. The message lists the missing files
         and the directory where they are expected, and names the
         ``data_home`` keyword (``--data-home`` when ``python -m descend``
         made the call) and ``DESCEND_DATA``. Directories created for a
         download that failed are removed again.
+    TypeError
+        ``data_home`` not a str or path, ``mirrors`` not a list of str.
     ValueError
-        If ``dtype`` is not float32 or float64; if a file's decompressed
+        If ``data_home`` (or ``DESCEND_DATA``) is an existing file or an
+        empty string; if ``dtype`` is not float32 or float64; if a file's decompressed
         SHA-256 differs from the expected one (the message names the file and
         both hashes; a freshly downloaded bad file is deleted, a file that was
         already there is left alone); or if a file is not valid gzip/IDX.
@@ -556,7 +570,11 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     86(11), 1998.
     """
     directory = get_mnist_dir(data_home)
-    mirrors = MIRRORS if mirrors is None else tuple(mirrors)
+    if directory.exists() and not directory.is_dir():
+        setting = _DATA_HOME_SETTING.get() if data_home is not None else "DESCEND_DATA"
+        raise ValueError(f"{setting} must be a directory, got {str(directory)!r} (a file)")
+    mirrors = MIRRORS if mirrors is None else tuple(
+        check(mirror, f"mirrors[{i}]", ["str"], "load_mnist") for i, mirror in enumerate(mirrors))
 
     missing = [name for name in MNIST_FILES if not (directory / name).is_file()]
     if missing and not download:

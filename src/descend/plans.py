@@ -464,6 +464,13 @@ def plan_for(workload, profile=None, forced=None):
     return Plan(sparse, sample_rows, kernel_rows, forced.get("source", source))
 
 
+MAX_BLOCK_ROWS = 2**31 - 1    # block sizes are C ints in the compiled loop
+_EXPECTED = {"sparse_input": "a bool or None",
+             "sample_rows": f"an int in [1, {MAX_BLOCK_ROWS}] or None",
+             "kernel_rows": f"an int in [1, {MAX_BLOCK_ROWS}], a non-empty list of them or None",
+             "source": "a str"}
+
+
 def check_plan(value, name="plan"):
     """A plan dict (pinned fields, or a fit's ``plan_``) checked field by
     field: keys among PLAN_FIELDS and "source", sparse_input a bool,
@@ -476,7 +483,9 @@ def check_plan(value, name="plan"):
                          f"{PLAN_FIELDS + ('source',)}, got {value!r}")
 
     def positive(v):
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+        # the compiled loop holds block sizes in C ints
+        return (isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                and 1 <= v <= MAX_BLOCK_ROWS)
     checks = {"sparse_input": lambda v: v is None or isinstance(v, (bool, np.bool_)),
               "sample_rows": lambda v: v is None or positive(v),
               "kernel_rows": lambda v: v is None or positive(v) or (
@@ -484,18 +493,27 @@ def check_plan(value, name="plan"):
               "source": lambda v: isinstance(v, str)}
     for field, ok in checks.items():
         if field in value and not ok(value[field]):
-            raise ValueError(f"{name}[{field!r}] is invalid: got {value[field]!r}")
+            raise ValueError(f"{name}[{field!r}] must be {_EXPECTED[field]}, got "
+                             f"{value[field]!r}")
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+
+
+_SWITCH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 def forced_from_env():
     """The plan fields DESCEND_PLAN forces ({} if unset): JSON or
-    comma-separated name=value (sparse_input=0, sample_rows=64, kernel_rows=64)."""
+    comma-separated name=value (sparse_input=0, sample_rows=64, kernel_rows=64).
+    ValueError naming DESCEND_PLAN for anything else."""
     text = os.environ.get("DESCEND_PLAN", "").strip()
     if not text:
         return {}
     if text.startswith("{"):
-        return json.loads(text)
+        try:
+            forced = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"DESCEND_PLAN is not valid JSON ({exc}): {text!r}") from None
+        return check_plan(forced, "DESCEND_PLAN")
     forced = {}
     for item in text.split(","):
         name, _, value = item.partition("=")
@@ -503,9 +521,14 @@ def forced_from_env():
         if name not in PLAN_FIELDS or not value:
             raise ValueError(f"DESCEND_PLAN: expected name=value with a name among "
                              f"{PLAN_FIELDS}, got {item!r}")
-        forced[name] = (value.lower() in ("1", "true", "yes") if name == "sparse_input"
-                        else int(value))
-    return forced
+        if name == "sparse_input":
+            forced[name] = _SWITCH.get(value.lower(), value)
+        else:
+            try:
+                forced[name] = int(value)
+            except ValueError:
+                forced[name] = value
+    return check_plan(forced, "DESCEND_PLAN")
 
 
 _last = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from descend import _threads, losses
+from descend import _threads, losses, plans
 from descend._contract import LayerSpec
 from descend._outofcore import ChunkedTrainer, LazyRows
 from descend._sample_weight import (check_class_weight, check_sample_weight,
@@ -67,6 +67,18 @@ class History(dict):
 
 
 # ---------------------------------------------------------------------- validate
+def _check_plans(model):
+    """The plan fields the compiled loop will be forced to (the network's
+    ``plan``, DESCEND_PLAN), checked before fit builds anything."""
+    plan = plans.check_plan(getattr(model, "plan", None), "plan") or {}
+    for name, forced in (("plan", plan), ("DESCEND_PLAN", plans.forced_from_env())):
+        rows = forced.get("kernel_rows")
+        n_layers = len(model.dense_layers)
+        if isinstance(rows, list) and len(rows) != n_layers:
+            raise ValueError(f"{name}['kernel_rows'] must hold one int per Dense layer "
+                             f"({n_layers}), got {rows!r}")
+
+
 @dataclass
 class FitConfig:
     """Every argument of one ``fit`` call, validated and converted.
@@ -131,6 +143,7 @@ class FitConfig:
             check_float(model.optimizer.learning_rate, "optimizer.learning_rate", minimum=0.0)
         n_threads = check_n_threads(n_threads)
         check_n_threads(model.n_threads, "the network's n_threads")
+        _check_plans(model)
         callback_list = _check_callbacks(callbacks)
         X, y, X_val, y_val = _validation_split(model, X, y, validation_data, validation_split)
         sample_weight, val_weights = _split_weights(sample_weight, len(X), validation_data)

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from descend._validation import check
 from descend.experiments._common import DATASETS, SIZES, Config, Result, Table, machine_markdown
 
 # name -> module (in the order of the report)
@@ -81,6 +82,11 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
     """
     if size is None:
         size = "quick" if quick else "full"
+    if out is not None:
+        # checked before the run (which may take an hour), not when writing
+        out = check(out, "out", ["path"])
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"out must be a directory, got {out!r} (a file)")
     cfg = Config(size=size, dataset=dataset, seeds=seeds, data_home=data_home,
                  n_threads=n_threads, verbose=verbose)
     if name == "all":
@@ -179,7 +185,7 @@ def add_parser(subparsers):
                     "NAME.md and NAME.png (with matplotlib) into --out.")
     p.add_argument("name", choices=list(EXPERIMENTS) + ["all"], metavar="NAME",
                    help="one of: " + ", ".join(EXPERIMENTS) + ", all")
-    from descend.__main__ import _n_threads, _positive_int
+    from descend.__main__ import _directory, _n_threads, _positive_int
     p.add_argument("--quick", action="store_true",
                    help="small size: each experiment in under a minute on digits "
                         "(default: the full size)")
@@ -188,9 +194,9 @@ def add_parser(subparsers):
     p.add_argument("--seeds", type=_positive_int, default=3,
                    help="seeds per repeated cell (mean ± std needs >= 3; "
                         "default: %(default)s)")
-    p.add_argument("--out", default="descend-experiments",
+    p.add_argument("--out", type=_directory, default="descend-experiments",
                    help="output directory (default: ./%(default)s)")
-    p.add_argument("--data-home", default=None,
+    p.add_argument("--data-home", type=_directory, default=None,
                    help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                         "then ~/.cache/descend/mnist)")
     p.add_argument("--n-threads", type=_n_threads, default=1,

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from descend._validation import check_bool, check_int, check_n_threads
+
 SIZES = ("smoke", "quick", "full")
 DATASETS = ("digits", "mnist", "breast_cancer")
 
@@ -57,8 +59,9 @@ class Config:
             raise ValueError(f"size must be one of {SIZES}, got {self.size!r}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
-            raise ValueError(f"seeds must be an int >= 1, got {self.seeds!r}")
+        self.seeds = check_int(self.seeds, "seeds", minimum=1)     # TypeError for 2.5, True
+        self.verbose = check_bool(self.verbose, "verbose")       # was: any truthy value
+        self.n_threads = check_n_threads(self.n_threads)
 
     def pick(self, smoke, quick, full):
         """The value for this size."""
