@@ -441,6 +441,39 @@ _TWIN_CRASHES = {
                         50, 1)
         r.run_epoch(np.arange(1000), 0.1, 0.0, 1, 1)
     """,
+    # found by the breaker pass: the loss's encoding missing (SIGSEGV), a team
+    # libgomp cannot make (SIGSEGV), codes and thresholds taken unchecked
+    "runner_mse_without_targets": """
+        from descend._train import EpochRunner
+        r = EpochRunner(X, None, y, [spec(np.ones((4, 3)))], Loss.MEAN_SQUARED_ERROR,
+                        {"kind": OptimizerKind.SGD}, 0.0, 0.0, 0.0, 50, 1)
+        r.run_epoch(np.arange(1000), 0.1, 0.0, 1, 1)
+    """,
+    "runner_softmax_without_labels": """
+        from descend._train import EpochRunner
+        r = EpochRunner(X, np.zeros((1000, 3)), None, [spec(np.ones((4, 3)))],
+                        Loss.SOFTMAX_CROSS_ENTROPY, {"kind": OptimizerKind.SGD}, 0.0, 0.0,
+                        0.0, 50, 1)
+        r.run_epoch(np.arange(1000), 0.1, 0.0, 1, 1)
+    """,
+    "runner_team_of_100000": """
+        from descend._train import EpochRunner
+        r = EpochRunner(X, None, y, [spec(np.ones((4, 3)))], Loss.SOFTMAX_CROSS_ENTROPY,
+                        {"kind": OptimizerKind.SGD}, 0.0, 0.0, 0.0, 50, 100000)
+        r.run_epoch(np.arange(1000), 0.1, 0.0, 1, 1)
+    """,
+    "runner_unknown_loss_code": """
+        from descend._train import EpochRunner
+        r = EpochRunner(X, np.zeros((1000, 3)), y, [spec(np.ones((4, 3)))], 99,
+                        {"kind": OptimizerKind.SGD}, 0.0, 0.0, 0.0, 50, 1)
+        r.run_epoch(np.arange(1000), 0.1, 0.0, 1, 1)
+    """,
+    "runner_nan_clipnorm": """
+        from descend._train import EpochRunner
+        r = EpochRunner(X, None, y, [spec(np.ones((4, 3)))], Loss.SOFTMAX_CROSS_ENTROPY,
+                        {"kind": OptimizerKind.SGD}, float("nan"), 0.0, 0.0, 50, 1)
+        r.run_epoch(np.arange(1000), 0.1, 0.0, 1, 1)
+    """,
 }
 
 

@@ -259,6 +259,30 @@ def check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
         raise ValueError(f"sample_weight must be a contiguous float64 array of shape ({n},)")
 
 
+def _check_runner_settings(targets, labels, loss, clipnorm, global_clipnorm, clipvalue,
+                           n_threads, sparse_input):
+    """The settings the loop trusts besides sizes: a loss code it knows, with
+    the encoding that loss reads (labels for softmax cross-entropy, targets
+    for the others: the loop dereferences that one), clip thresholds >= 0,
+    a team size libgomp accepts."""
+    from descend._contract import Loss
+    from descend._validation import check_team_size
+    if loss not in [int(code) for code in Loss]:
+        raise ValueError(f"loss must be one of the descend._contract.Loss codes "
+                         f"{[int(code) for code in Loss]}, got {loss}")
+    if loss == SOFTMAX_CROSS_ENTROPY and labels is None:
+        raise ValueError("loss SOFTMAX_CROSS_ENTROPY reads labels: labels must not be None")
+    if loss != SOFTMAX_CROSS_ENTROPY and targets is None:
+        raise ValueError(f"loss {Loss(loss).name} reads targets: targets must not be None")
+    for name, value in (("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm),
+                        ("clipvalue", clipvalue)):
+        if not value >= 0:      # NaN fails too
+            raise ValueError(f"{name} must be >= 0 (0: off), got {value}")
+    check_team_size(n_threads)
+    if sparse_input is not None and not isinstance(sparse_input, (bool, np.bool_)):
+        raise TypeError(f"sparse_input must be True, False or None, got {sparse_input!r}")
+
+
 class TeamSize:
     """Threads for the next chunk of batches: all of them, or one.
 
@@ -413,6 +437,8 @@ cdef class EpochRunner:
         sample_weight: (n,) float64 weights >= 0, or None (all 1): each
         batch's loss is then sum_i w_i l_i / sum_i w_i (descend._sample_weight).
         """
+        _check_runner_settings(targets, labels, loss, clipnorm, global_clipnorm, clipvalue,
+                               n_threads, sparse_input)
         check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
                             batch_size, sample_weight)
         if labels is not None and labels.dtype != np.int32:
