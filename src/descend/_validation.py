@@ -633,3 +633,32 @@ def _check_distinct(arrays):
             if np.shares_memory(a, b):
                 raise ValueError(f"{_SPEC_OWNER}: {name} and {other} share memory; every "
                                  "parameter and state array must be its own buffer")
+
+
+def check_live_params(model):
+    """ValueError unless each Dense layer's kernel and bias are still arrays the
+    compiled loop can write: the layer's shape, the network's dtype, C order,
+    writeable (they are public and may have been replaced, not modified)."""
+    from descend.layers import Dense     # here: layers imports this module
+    n_in = model.input_dim
+    for i, layer in enumerate(model.layers):
+        if not isinstance(layer, Dense):
+            continue
+        for attr, shape in (("kernel", (n_in, layer.units)),
+                            ("bias", (layer.units,) if layer.use_bias else None)):
+            p = getattr(layer, attr)
+            if shape is None:
+                continue
+            if not (isinstance(p, np.ndarray) and p.shape == shape
+                    and p.dtype == model.dtype and p.flags.c_contiguous
+                    and p.flags.writeable):
+                got = (f"{p.dtype} array of shape {p.shape}, C-contiguous "
+                       f"{p.flags.c_contiguous}, writeable {p.flags.writeable}"
+                       if isinstance(p, np.ndarray) else type(p).__name__)
+                raise ValueError(
+                    f"layers[{i}].{attr} must be a writeable C-contiguous "
+                    f"{model.dtype} array of shape {shape}, got a {got}; modify the "
+                    "live arrays in place or use set_weights")
+            if not np.isfinite(p).all():
+                raise ValueError(f"layers[{i}].{attr} contains NaN or infinite values")
+        n_in = layer.units

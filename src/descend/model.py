@@ -237,33 +237,6 @@ class Sequential:
         self.epochs_trained = 0
         return self
 
-    def _check_live_params(self):
-        """ValueError unless each Dense layer's kernel and bias are still arrays the
-        compiled loop can write: the layer's shape, the network's dtype, C order,
-        writeable (they are public and may have been replaced, not modified)."""
-        n_in = self.input_dim
-        for i, layer in enumerate(self.layers):
-            if not isinstance(layer, Dense):
-                continue
-            for attr, shape in (("kernel", (n_in, layer.units)),
-                                ("bias", (layer.units,) if layer.use_bias else None)):
-                p = getattr(layer, attr)
-                if shape is None:
-                    continue
-                if not (isinstance(p, np.ndarray) and p.shape == shape
-                        and p.dtype == self.dtype and p.flags.c_contiguous
-                        and p.flags.writeable):
-                    got = (f"{p.dtype} array of shape {p.shape}, C-contiguous "
-                           f"{p.flags.c_contiguous}, writeable {p.flags.writeable}"
-                           if isinstance(p, np.ndarray) else type(p).__name__)
-                    raise ValueError(
-                        f"layers[{i}].{attr} must be a writeable C-contiguous "
-                        f"{self.dtype} array of shape {shape}, got a {got}; modify the "
-                        "live arrays in place or use set_weights")
-                if not np.isfinite(p).all():
-                    raise ValueError(f"layers[{i}].{attr} contains NaN or infinite values")
-            n_in = layer.units
-
     def _check_compiled(self):
         if self.loss_ is None:
             raise RuntimeError("call compile(loss=..., optimizer=...) before training "
@@ -627,10 +600,7 @@ class Sequential:
         output = self._output(X)
         if self.loss_ is not None:
             output = self.loss_.apply_link(output, 1)
-        if not np.isfinite(output).all():
-            raise FloatingPointError("the network's output is NaN or infinite for this X; "
-                                     "the weights may have diverged")
-        return output
+        return _require_finite(output)
 
     def predict_proba(self, X):
         """Alias of predict for classifiers (scikit-learn's name)."""
@@ -643,21 +613,8 @@ class Sequential:
             raise TypeError(f"predict_classes needs a classification loss, the network "
                             f"uses {self.loss_.name!r}")
         self._require_built()
-        output = self._output(self._check_X(X, lazy=True))
-        if not np.isfinite(output).all():
-            raise FloatingPointError("the network's output is NaN or infinite for this X; "
-                                     "the weights may have diverged")
-        if self.loss_.code == losses.SOFTMAX_CROSS_ENTROPY:
-            ids = np.argmax(output, axis=1)
-        elif output.shape[1] == 1:
-            ids = (output[:, 0] > 0).astype(np.intp)
-        else:
-            return (output > 0).astype(np.int64)   # multi-label 0/1 matrix
-        if self.classes_ is not None:
-            classes = self.classes_
-        else:       # not fitted yet: class ids (0/1 for a single binary output)
-            classes = np.arange(max(output.shape[1], 2))
-        return classes[ids]
+        output = _require_finite(self._output(self._check_X(X, lazy=True)))
+        return _labels(output, self.loss_.code, self.classes_)
 
     def evaluate(self, X, y, sample_weight=None):
         """Loss and metrics on (X, y).
@@ -956,6 +913,29 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, input_dim={self.n_features_in_})"
+
+
+def _require_finite(output):
+    """`output`, or FloatingPointError where it holds NaN or inf (never returned)."""
+    if not np.isfinite(output).all():
+        raise FloatingPointError("the network's output is NaN or infinite for this X; "
+                                 "the weights may have diverged")
+    return output
+
+
+def _labels(output, loss_code, classes):
+    """Predicted labels from the raw output (logits): taken from `classes`,
+    or class ids before a fit (0/1 for a single binary output); a 0/1
+    matrix for multi-label outputs."""
+    if loss_code == losses.SOFTMAX_CROSS_ENTROPY:
+        ids = np.argmax(output, axis=1)
+    elif output.shape[1] == 1:
+        ids = (output[:, 0] > 0).astype(np.intp)
+    else:
+        return (output > 0).astype(np.int64)   # multi-label 0/1 matrix
+    if classes is None:
+        classes = np.arange(max(output.shape[1], 2))
+    return classes[ids]
 
 
 def _fused_forward(net, X):

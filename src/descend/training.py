@@ -26,7 +26,8 @@ from descend._sample_weight import (check_class_weight, check_sample_weight,
                                     check_validation_weights, fit_weights)
 from descend._train import EpochRunner
 from descend._validation import (Options, check, check_bool, check_float, check_int,
-                                 check_lengths, check_n_threads, error_message)
+                                 check_lengths, check_live_params, check_n_threads,
+                                 error_message)
 from descend.callbacks import Callback, CallbackList
 
 
@@ -121,7 +122,7 @@ class FitConfig:
         model._check_compiled()
         model._check_structure()
         if model.built:
-            model._check_live_params()
+            check_live_params(model)
         X = model._check_X(X, lazy=True)
         if y is None:
             raise ValueError("y is required, got None")
