@@ -414,18 +414,21 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
     with out = w and scale = -learning_rate, plain SGD's update.
 
     The rows go in groups of GRAD_GROUP_ROWS. For each group, the columns of
-    x are gathered first (the samples with a non-zero entry there, and scale
-    times the entries), then out[r] adds those samples' rows of dz in one
-    pass, the same loop as the forward product. Each out row sums its terms
-    in sample order whatever the range: a split of the rows over threads
-    gives the same bits.
+    x are gathered first into one bucket per column (the samples with a
+    non-zero entry there, and scale times the entries): a column holds at
+    most one entry per sample, so bucket r has n fixed slots and one pass
+    over the entries fills them, samples in order, with no counting pass.
+    Then out[r] adds those samples' rows of dz in one pass, the same loop
+    as the forward product. Each out row sums its terms in sample order
+    whatever the range: a split of the rows over threads gives the same bits.
 
-    Scratch: cursor (n ints), col_start (GRAD_GROUP_ROWS + 1 ints),
-    col_sample and col_value (n * GRAD_GROUP_ROWS each).
+    Scratch: cursor (n ints), col_start (GRAD_GROUP_ROWS + 1 ints; the
+    buckets' fill counts), col_sample and col_value (n * GRAD_GROUP_ROWS each).
     """
-    cdef int i, j, r, lo, hi, mid, group_end, slot
+    cdef int i, j, r, lo, hi, mid, group_end, end
     cdef const int* cols
     cdef const floating* vals
+    cdef int* fill = col_start
     # cursor[i]: row i's first entry at or after the current group's first row
     for i in range(n):
         cols = index + <long>i * stride
@@ -439,42 +442,28 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
         cursor[i] = lo
     while row_begin < row_end:
         group_end = min(row_begin + GRAD_GROUP_ROWS, row_end)
-        # count the entries per column of the group, then place them by
-        # column (a counting sort; samples stay in order within a column)
-        for r in range(group_end - row_begin + 1):
-            col_start[r] = 0
-        for i in range(n):
-            cols = index + <long>i * stride
-            j = cursor[i]
-            while j < count[i] and cols[j] < group_end:
-                col_start[cols[j] - row_begin + 1] += 1
-                j = j + 1
-        for r in range(group_end - row_begin):
-            col_start[r + 1] += col_start[r]
-        # (col_start[r] now: the first slot of column row_begin + r; it moves
-        # on as the column fills, ending at the next column's first slot)
+        memset(fill, 0, (group_end - row_begin) * sizeof(int))
         for i in range(n):
             cols = index + <long>i * stride
             vals = value + <long>i * stride
             j = cursor[i]
-            while j < count[i] and cols[j] < group_end:
-                slot = col_start[cols[j] - row_begin]
-                col_sample[slot] = i
-                col_value[slot] = scale * vals[j]
-                col_start[cols[j] - row_begin] = slot + 1
+            end = count[i]
+            while j < end and cols[j] < group_end:
+                r = cols[j] - row_begin
+                col_sample[<long>r * n + fill[r]] = i
+                col_value[<long>r * n + fill[r]] = scale * vals[j]
+                fill[r] += 1
                 j = j + 1
             cursor[i] = j
-        slot = 0
-        for r in range(row_begin, group_end):
+        for r in range(group_end - row_begin):
+            if fill[r] == 0:
+                continue
             if floating is float:
-                add_weighted_rows_f(col_sample + slot, col_value + slot,
-                                    col_start[r - row_begin] - slot, dz, n_out,
-                                    out + <long>r * n_out)
+                add_weighted_rows_f(col_sample + <long>r * n, col_value + <long>r * n,
+                                    fill[r], dz, n_out, out + <long>(row_begin + r) * n_out)
             else:
-                add_weighted_rows_d(col_sample + slot, col_value + slot,
-                                    col_start[r - row_begin] - slot, dz, n_out,
-                                    out + <long>r * n_out)
-            slot = col_start[r - row_begin]
+                add_weighted_rows_d(col_sample + <long>r * n, col_value + <long>r * n,
+                                    fill[r], dz, n_out, out + <long>(row_begin + r) * n_out)
         row_begin = group_end
 
 
