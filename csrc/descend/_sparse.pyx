@@ -19,6 +19,7 @@ from libc.string cimport memcpy, memset
 from descend._blas cimport gemm
 
 from descend._dense cimport bias_activation_row
+from descend._simd cimport PORTABLE, AVX2, AVX512, cpu_has
 
 # The two loops all the work goes through, in C: the row loop (add rows of
 # a matrix, each times a value, into one row) and the compression of a row
@@ -40,29 +41,6 @@ from descend._dense cimport bias_activation_row
 # 3.4 / 5.4 ms; Intel Xeon (Sapphire Rapids class), see plans.py's profile.
 cdef extern from *:
     r"""
-    #if (defined(__GNUC__) || defined(_MSC_VER)) && \
-        (defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86))
-    #define DESCEND_X86 1
-    #include <immintrin.h>
-    #else
-    #define DESCEND_X86 0
-    #endif
-    #if defined(_MSC_VER)
-    #define DESCEND_RESTRICT __restrict    /* MSVC's C has no C99 restrict before C11 mode */
-    #define DESCEND_TARGET(isa)            /* MSVC: intrinsics of any ISA anywhere */
-    #include <intrin.h>
-    static int descend_ctz(unsigned x) { unsigned long i; _BitScanForward(&i, x); return (int)i; }
-    static int descend_popcount(unsigned x) { return (int)__popcnt(x); }
-    #else
-    #define DESCEND_RESTRICT restrict
-    #define DESCEND_TARGET(isa) __attribute__((target(isa)))
-    #define descend_ctz(x) __builtin_ctz(x)
-    #define descend_popcount(x) __builtin_popcount(x)
-    #endif
-    #include <math.h>
-
-    enum { DESCEND_PORTABLE = 0, DESCEND_AVX2 = 1, DESCEND_AVX512 = 2 };
-
     /* ---- portable: z[:n] += sum over j < m of vals[j] * w[cols[j] * n, :n],
        four rows of w per pass over z. T is float or double. */
     #define DESCEND_ROWS_PORTABLE(T, S)                                         \
@@ -233,31 +211,6 @@ cdef extern from *:
         return count;
     }
 
-    /* ---- what the CPU (and the OS, for the wide registers' state) has */
-    #if defined(_MSC_VER)
-    static int descend_cpu_has(int isa) {
-        int info[4];
-        unsigned long long xcr0;
-        __cpuid(info, 0);
-        if (info[0] < 7) return 0;
-        __cpuid(info, 1);
-        if (!(info[2] & (1 << 27)) || !(info[2] & (1 << 12))) return 0;  /* OSXSAVE, FMA */
-        xcr0 = _xgetbv(0);
-        if ((xcr0 & 0x6) != 0x6) return 0;                  /* XMM and YMM state */
-        __cpuidex(info, 7, 0);
-        if (!(info[1] & (1 << 5))) return 0;                /* AVX2 */
-        if (isa == DESCEND_AVX2) return 1;
-        return (info[1] & (1 << 16)) && (xcr0 & 0xE6) == 0xE6;  /* AVX-512F, ZMM state */
-    }
-    #else
-    static int descend_cpu_has(int isa) {
-        __builtin_cpu_init();
-        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
-        return isa == DESCEND_AVX2 || __builtin_cpu_supports("avx512f");
-    }
-    #endif
-    #else
-    static int descend_cpu_has(int isa) { (void)isa; return 0; }
     #endif
 
     /* the loops in use: set once at import (the widest the CPU has) */
@@ -310,10 +263,6 @@ cdef extern from *:
         return descend_nonzero_d(x, n, index, value);
     }
     """
-    int PORTABLE "DESCEND_PORTABLE"
-    int AVX2 "DESCEND_AVX2"
-    int AVX512 "DESCEND_AVX512"
-    int cpu_has "descend_cpu_has"(int isa) noexcept nogil
     int use_isa "descend_use_isa"(int isa) noexcept nogil
     int nonzero_wide_f "descend_nonzero_entries_f"(const float* x, int n, int* index,
                                                    float* value) noexcept nogil
