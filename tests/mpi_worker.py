@@ -233,6 +233,53 @@ def failing_rank(dist, interrupt=False):
     return {"finished": True}
 
 
+def checkpoint_fault(dist, out, variant):
+    """A fault after 2 or 3 complete epochs of a job that would run for ages;
+    rank 0's ModelCheckpoint("ck.npz") saves every epoch. Rank 0 first writes
+    the uninterrupted one-process weights after 2 and 3 epochs (ref-2.npz,
+    ref-3.npz) for the test to compare the checkpoint with.
+
+    variant "rank1-batch": rank 1's batch hook raises in the middle of epoch 3;
+    "rank0-interrupt": Ctrl-C on rank 0 in the middle of epoch 3 (both: the
+    file holds epoch 2); "rank0-epoch_end": rank 0's callback listed before the
+    checkpoint raises at the end of epoch 3 (the checkpoint has not run: the
+    abort writes epoch 3)."""
+    import os
+    import signal
+    folder = os.path.dirname(out)
+    X, y = data()
+    case = CASES["adam_dropout"]
+    kwargs = dict(batch_size=8, verbose=0)
+    if dist.rank == 0:
+        reference = network(case)
+        for epochs in (2, 3):
+            reference.fit(X, y, epochs=epochs - reference.epochs_trained, **kwargs)
+            np.savez(os.path.join(folder, f"ref-{epochs}.npz"), *reference.get_weights())
+    failing_rank = 1 if variant == "rank1-batch" else 0
+
+    class Fails(dn.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if dist.rank == failing_rank and self.epoch == 2 and batch >= 10:
+                if variant == "rank0-interrupt":
+                    os.kill(os.getpid(), signal.SIGINT)
+                elif variant == "rank1-batch":
+                    raise RuntimeError("boom in the middle of an epoch")
+
+        def on_epoch_end(self, epoch, logs=None):
+            if dist.rank == failing_rank and epoch == 2 and variant == "rank0-epoch_end":
+                raise RuntimeError("boom at the end of an epoch")
+    checkpoint = dn.callbacks.ModelCheckpoint(os.path.join(folder, "ck.npz"))
+    net = network(case)
+    net.fit(X, y, epochs=100000, steps_per_execution=2, distributed=dist,
+            callbacks=[Fails(), checkpoint], **kwargs)
+    return {"finished": True}
+
+
 def main(scenario, out, loop="compiled"):
     dist = distributed.MPI()
     # "compiled": the allreduce inside the compiled loop where it applies;
@@ -258,6 +305,8 @@ def main(scenario, out, loop="compiled"):
         found = failing_rank(dist)
     elif scenario == "interrupt":
         found = failing_rank(dist, interrupt=True)
+    elif scenario.startswith("fault-"):
+        found = checkpoint_fault(dist, out, scenario[len("fault-"):])
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     found["size"] = dist.size

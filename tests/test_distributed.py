@@ -157,6 +157,25 @@ def test_a_failing_rank_ends_the_job_with_its_message(scenario, message, tmp_pat
     assert not (tmp_path / "out.json").exists()
 
 
+@needs_mpi
+@pytest.mark.parametrize("n, variant, message, epochs", [
+    (3, "rank1-batch", "rank 1 of 3 failed; aborting the job", 2),
+    (2, "rank0-interrupt", "rank 0 of 2 failed; aborting the job", 2),
+    (2, "rank0-epoch_end", "saved epoch 3 (the last complete one)", 3)])
+def test_an_aborted_job_leaves_the_last_complete_epoch_in_rank_0s_checkpoint(
+        n, variant, message, epochs, tmp_path):
+    # the job would train 100000 epochs: only the abort ends it before the timeout
+    _, done = run_mpi(n, f"fault-{variant}", tmp_path, expect_ok=False)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
+    saved = dn.load(tmp_path / "ck.npz")
+    assert saved.epochs_trained == epochs
+    with np.load(tmp_path / f"ref-{epochs}.npz") as reference:
+        for mine, theirs in zip(saved.get_weights(), reference.values()):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-9)
+    assert not (tmp_path / "out.json").exists()
+
+
 def test_distributed_must_be_an_mpi_object():
     X, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
     net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)

@@ -40,6 +40,7 @@ two barriers): no return to Python per step. Otherwise (sharded input, a
 memmap or h5py X, tiny batches) the step loop below runs each step's kernels
 from Python and returns to it once a step (its cost: docs/distributed.md).
 """
+import os
 import sys
 import time
 import traceback
@@ -155,12 +156,19 @@ class MPI:
         return buffer
 
     def abort(self, exc):
-        """Print `exc` as this rank's failure and end the whole job (MPI_Abort)."""
+        """Print `exc` as this rank's failure and end the whole job (MPI_Abort).
+        Never returns: MPI_Abort may return before the launcher kills the
+        ranks (MPICH's does, measured), and this rank must not run on (its
+        script would carry on after fit as if it had ended)."""
         message = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        sys.stderr.write(f"descend.distributed: rank {self.rank} of {self.size} failed; "
-                         f"aborting the job.\n{message}")
-        sys.stderr.flush()
-        self.comm.Abort(1)
+        try:
+            sys.stderr.write(f"descend.distributed: rank {self.rank} of {self.size} "
+                             f"failed; aborting the job.\n{message}")
+            sys.stderr.flush()
+            sys.stdout.flush()
+            self.comm.Abort(1)
+        finally:
+            os._exit(1)     # the launcher sees a failed rank and ends the others
 
     def __repr__(self):
         return f"MPI(rank={self.rank}, size={self.size}, sharded={self.sharded})"
@@ -189,7 +197,7 @@ def fit(model, distributed, X, y, **kwargs):
     except DivergenceError:
         raise       # from the allreduced loss and the shared weights: on every rank
     except BaseException as exc:    # KeyboardInterrupt included: the others would wait
-        distributed.abort(exc)
+        trainer.abort(exc)
 
 
 def _validate_everywhere(model, distributed, X, y, kwargs):
@@ -396,9 +404,22 @@ class DistributedTrainer(Trainer):
         try:
             super().run_epoch(epoch)
         except KeyboardInterrupt as exc:
-            self.distributed.abort(exc)
+            self.abort(exc)
         self.model.stop_training = bool(self.distributed.comm.bcast(
             self.model.stop_training, root=0))
+
+    def abort(self, exc):
+        """End the whole job after `exc` on this rank: the model back at its last
+        complete epoch, which rank 0 writes to its checkpoint files
+        (:func:`_checkpoint_last_epoch`), then ``MPI_Abort``. Never returns."""
+        try:
+            snapshot = getattr(self, "snapshot", None)
+            # an epoch under way (not yet counted) moved the weights: undo it
+            if snapshot is not None and self.model.epochs_trained == snapshot[-1]:
+                self._restore(snapshot)
+            _checkpoint_last_epoch(self.model, self.config.callbacks)
+        finally:
+            self.distributed.abort(exc)
 
     def train_epoch(self, order, epoch_seed, progress, progress_every):
         """The epoch, one allreduce per step; the result dict of EpochRunner.run_epoch."""
@@ -512,7 +533,6 @@ class _SparseFirstLayer:
     def if_planned(cls, model, config, size):
         """An instance if the plan for a rank's share of a batch takes the first
         layer sparse (never under dropout on the input), else None."""
-        import os
         from descend._train import _choose_plan
         if model._dropout_rates()[0] > 0:
             return None
@@ -551,6 +571,37 @@ def _root_only(callback):
     if isinstance(callback, (CSVLogger, ModelCheckpoint)):
         return True
     return type(callback).__name__ == "TensorBoard"
+
+
+def _checkpoint_last_epoch(model, callbacks):
+    """Before an abort (rank 0; the other ranks hold no ModelCheckpoint): each
+    ModelCheckpoint that saves every epoch and has not written the last
+    complete one (an error in an earlier callback's on_epoch_end, say) writes
+    it now, to the path that epoch's logs give. ``Sequential.save`` writes a
+    temporary file and renames it, so an abort from another rank during a
+    save leaves the previous complete file. Errors are reported, not raised:
+    the abort must happen."""
+    from descend.callbacks import ModelCheckpoint
+    history = getattr(model, "history", None)
+    if not history or not history.epoch:
+        return
+    epoch = history.epoch[-1]
+    logs = {key: values[-1] for key, values in history.items()}
+    for callback in callbacks:
+        if (not isinstance(callback, ModelCheckpoint) or callback.save_best_only
+                or callback.last_saved_epoch == epoch):
+            continue
+        try:
+            path = callback._format_path(epoch, logs)
+            if os.path.dirname(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            model.save(path)
+            callback.last_saved_path, callback.last_saved_epoch = path, epoch
+            sys.stderr.write(f"descend.distributed: saved epoch {epoch + 1} (the last "
+                             f"complete one) to {path} before aborting.\n")
+        except Exception as exc:      # noqa: BLE001 - reported; the abort goes on
+            sys.stderr.write(f"descend.distributed: could not save epoch {epoch + 1} "
+                             f"before aborting: {type(exc).__name__}: {exc}\n")
 
 
 def _gather(array, rows):
