@@ -90,9 +90,7 @@ def sharded(dist):
     """Shards that interleave to X (shuffle=False): the one-process weights."""
     p, r, batch = dist.size, dist.rank, 30
     X, y = data(n=240)
-    shares = [(batch * q) // p for q in range(p + 1)]
-    rows = np.concatenate([np.arange(s, s + shares[r + 1] - shares[r]) + shares[r]
-                           for s in range(0, len(X), batch)])
+    rows = interleaved_shard(len(X), batch, p, r)
     case = CASES["adam_dropout"]
     net = network(case)
     net.fit(X[rows], y[rows], epochs=2, batch_size=batch, shuffle=False, verbose=0,
@@ -107,6 +105,71 @@ def sharded(dist):
             "same_on_ranks": weights_hash_equal(net, dist.comm),
             "shuffled_same_on_ranks": weights_hash_equal(shuffled, dist.comm),
             "shuffled_loss": history["loss"]}
+
+
+def interleaved_shard(n, batch, p, r):
+    """Rank r's rows of a sharded run that, with shuffle=False, steps through the
+    one-process batches of `batch` rows (rank r takes its share of each)."""
+    shares = [(batch * q) // p for q in range(p + 1)]
+    return np.concatenate([np.arange(s, min(s + shares[r + 1] - shares[r], n - shares[r]))
+                           + shares[r] for s in range(0, n, batch)])
+
+
+def weighted(dist):
+    """sample_weight and class_weight: distributed against one process (weights
+    and every logged value), in memory, sharded, and through the estimator."""
+    import warnings
+    found = {}
+    rng = np.random.default_rng(3)
+    for name, case in [("adam_dropout", CASES["adam_dropout"]),
+                       ("sgd_momentum_l1l2_clipvalue", CASES["sgd_momentum_l1l2_clipvalue"]),
+                       ("sgd_schedule_mse", CASES["sgd_schedule_mse"])]:
+        regression = case.get("regression", False)
+        X, y = data(regression=regression)
+        w = rng.random(len(X)) * 3 * (rng.random(len(X)) > 0.2)     # 20% zeros
+        Xv, yv = data(n=41, seed=5, regression=regression)
+        kwargs = dict(epochs=3, batch_size=32, verbose=0,
+                      validation_data=(Xv, yv, rng.random(41)))
+        if not regression:
+            kwargs["class_weight"] = {0: 2.0, 2: 0.5}
+        net, ref = network(case), network(case)
+        history = net.fit(X, y, sample_weight=w, distributed=dist, **kwargs)
+        ref_history = ref.fit(X, y, sample_weight=w, **kwargs)
+        found[name] = _compared(net, ref, history, ref_history, dist)
+    # sharded, each rank its rows and their weights; "balanced" from every shard's counts
+    p, r, batch = dist.size, dist.rank, 30
+    X, y = data(n=240)
+    w = rng.random(len(X)) + 0.5
+    rows = interleaved_shard(len(X), batch, p, r)
+    for name, extra in [("sharded", {}), ("sharded_balanced", {"class_weight": "balanced"})]:
+        case = CASES["adam_dropout"]
+        net, ref = network(case), network(case)
+        kwargs = dict(epochs=2, batch_size=batch, shuffle=False, verbose=0, **extra)
+        history = net.fit(X[rows], y[rows], sample_weight=w[rows],
+                          distributed=distributed.MPI(dist.comm, sharded=True), **kwargs)
+        ref_history = ref.fit(X, y, sample_weight=w, **kwargs)
+        found[name] = _compared(net, ref, history, ref_history, dist)
+    X, y = data(n=180)
+    kwargs = dict(hidden_layer_sizes=(10,), max_iter=4, batch_size=40, random_state=0,
+                  dtype="float64", learning_rate_init=0.01, class_weight="balanced")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # ConvergenceWarning after max_iter
+        mine = dn.MLPClassifier(distributed=dist, **kwargs).fit(X, y)
+        reference = dn.MLPClassifier(**kwargs).fit(X, y)
+    found["estimator_balanced"] = {
+        "max_rel": max(float(np.max(np.abs(a - b) / (np.abs(b) + 1e-12)))
+                       for a, b in zip(mine.coefs_ + mine.intercepts_,
+                                       reference.coefs_ + reference.intercepts_)),
+        "same_on_ranks": True,
+        "logs": {"loss_curve": [mine.loss_curve_, reference.loss_curve_]}}
+    return found
+
+
+def _compared(net, ref, history, ref_history, dist):
+    return {"max_rel": max_relative_error(net, ref),
+            "same_on_ranks": weights_hash_equal(net, dist.comm),
+            "logs": {key: [history[key], ref_history[key]] for key in ref_history
+                     if key not in ("seconds", "samples_per_second")}}
 
 
 def mismatch(dist):
@@ -289,6 +352,8 @@ def main(scenario, out, loop="compiled"):
         found = equal_to_one_process(dist)
     elif scenario == "sharded":
         found = sharded(dist)
+    elif scenario == "weighted":
+        found = weighted(dist)
     elif scenario == "mismatch":
         found = mismatch(dist)
     elif scenario == "callbacks":

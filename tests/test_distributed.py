@@ -104,6 +104,24 @@ def test_sharded_input_trains_as_the_interleaved_one_process_data(n, tmp_path):
 
 
 @needs_mpi
+@pytest.mark.parametrize("n, loop", [(2, "compiled"), (3, "compiled"), (2, "steps"),
+                                     (3, "steps")])
+def test_sample_and_class_weights_train_as_on_one_process(n, loop, tmp_path):
+    # the loss is sum(w l) / sum(w) over the global batch: each rank's share is
+    # scaled by the whole batch's weight sum (sharded: summed in the allreduce)
+    found, _ = run_mpi(n, "weighted", tmp_path, loop=loop)
+    assert found.pop("size") == n
+    assert sorted(found) == ["adam_dropout", "estimator_balanced", "sgd_momentum_l1l2_clipvalue",
+                             "sgd_schedule_mse", "sharded", "sharded_balanced"]
+    for name, case in found.items():
+        assert case["max_rel"] < 1e-9, name
+        assert case["same_on_ranks"], name
+        assert case["logs"], name
+        for key, (mine, reference) in case["logs"].items():
+            np.testing.assert_allclose(mine, reference, rtol=1e-9, err_msg=f"{name} {key}")
+
+
+@needs_mpi
 def test_memmap_input_trains_as_in_memory(tmp_path):
     found, _ = run_mpi(2, "memmap", tmp_path)
     assert found["max_rel"] < 1e-9 and found["same_on_ranks"]
@@ -191,3 +209,13 @@ def test_mpi_checks_its_arguments():
         dn.distributed.MPI(comm="world")
     with pytest.raises(TypeError, match="sharded"):
         dn.distributed.MPI(sharded="yes")
+
+
+@pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
+def test_estimator_refuses_balanced_class_weight_over_shards():
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
+    estimator = dn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, class_weight="balanced",
+                                 distributed=dn.distributed.MPI(sharded=True))
+    with pytest.raises(ValueError, match="class_weight=\"balanced\" needs every class count"):
+        estimator.fit(X, y)
+    assert not hasattr(estimator, "net_")
