@@ -81,6 +81,8 @@ def equal_to_one_process(dist):
             "logs": {key: [history[key], ref_history[key]] for key in history
                      if key not in ("seconds", "samples_per_second", "allreduce_seconds")},
             "allreduce_seconds": history.get("allreduce_seconds"),
+            "stats": getattr(net, "distributed_stats_", None),   # (not on 1 rank)
+            "n_parameters": sum(w.size for w in net.get_weights()),
             "iterations": [net.optimizer.iterations, ref.optimizer.iterations],
         }
     return found
@@ -238,8 +240,25 @@ def memmap_input(dist, out):
             validation_data=(mm[:50], y[:50]))
     ref = network(case)
     ref.fit(X, y, epochs=2, batch_size=32, verbose=0, validation_data=(X[:50], y[:50]))
-    return {"max_rel": max_relative_error(net, ref),
-            "same_on_ranks": weights_hash_equal(net, dist.comm)}
+    found = {"max_rel": max_relative_error(net, ref),
+             "same_on_ranks": weights_hash_equal(net, dist.comm)}
+    try:
+        import h5py
+    except ImportError:
+        return found
+    # an HDF5 dataset, opened by every rank: each reads its rows of each batch
+    path = os.path.join(os.path.dirname(out), "x.h5")
+    if dist.rank == 0:
+        with h5py.File(path, "w") as f:
+            f.create_dataset("X", data=X, chunks=(16, X.shape[1]))
+    dist.comm.Barrier()
+    with h5py.File(path, "r") as f:
+        net = network(case)
+        net.fit(f["X"], y, epochs=2, batch_size=32, verbose=0, distributed=dist,
+                validation_data=(X[:50], y[:50]))
+    found["h5py_max_rel"] = max_relative_error(net, ref)
+    found["h5py_same_on_ranks"] = weights_hash_equal(net, dist.comm)
+    return found
 
 
 def resume(dist, out):

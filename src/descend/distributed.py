@@ -24,8 +24,11 @@ one-process run):
 * Losses and metrics come from allreduced sums (validation data is split
   between the ranks too), so every rank logs the same values and takes the
   same early-stopping and schedule decisions (``stop_training`` is then
-  rank 0's on every rank); ``allreduce_seconds`` is logged per epoch by the
-  step loop (the compiled loop does not time its calls). Each rank's default
+  rank 0's on every rank). ``allreduce_seconds`` (this rank's wall time
+  inside MPI_Allreduce, waiting for the slowest rank included: timed inside
+  the compiled loop, or around the step loop's call) is logged per epoch,
+  and ``net.distributed_stats_`` sums it over the fit with the loop used,
+  the ranks, the steps and the bytes of the buffer summed a step. Each rank's default
   ``n_threads`` is its node's cores shared by the ranks on that node.
   CSVLogger, ModelCheckpoint, TensorBoard and progress output act on rank 0
   only, as does ``Sequential.save`` of a model trained this way.
@@ -364,8 +367,15 @@ class DistributedTrainer(Trainer):
         self.runner = self._compiled_runner()
         if self.runner is not None:
             model.plan_ = self.runner.plan
+            self.allreduce_seconds = 0.0
+            step_bytes = self.runner.distributed_stats()["bytes_per_step"]
         else:
             self._prepare_step_loop()
+            step_bytes = self.buffer.nbytes
+        model.distributed_stats_ = {
+            "loop": "steps" if self.runner is None else "compiled",
+            "ranks": self.distributed.size, "bytes_per_step": step_bytes, "steps": 0,
+            "allreduce_seconds": 0.0}
         model.history = History()
         model.stop_training = False
 
@@ -437,14 +447,31 @@ class DistributedTrainer(Trainer):
             self.distributed.abort(exc)
 
     def train_epoch(self, order, epoch_seed, progress, progress_every):
-        """The epoch, one allreduce per step; the result dict of EpochRunner.run_epoch."""
+        """The epoch, one allreduce per step; the result dict of EpochRunner.run_epoch.
+        Adds the epoch's steps and seconds in the allreduce to the model's
+        ``distributed_stats_``."""
         if self.runner is not None:
-            # the compiled loop summed the loss; the correct predictions: once an epoch
-            result = super().train_epoch(order, epoch_seed, progress, progress_every)
-            correct = self.distributed.allreduce(np.array([result["n_correct"]], np.float64))
-            # (with sample weights: the correct samples' weight sum)
-            result["n_correct"] = int(correct[0]) if self.config.weights is None else correct[0]
-            return result
+            result = self._compiled_epoch(order, epoch_seed, progress, progress_every)
+        else:
+            result = self._step_epoch(order, epoch_seed, progress, progress_every)
+        stats = self.model.distributed_stats_
+        stats["steps"] += result["n_batches"]
+        stats["allreduce_seconds"] += self.allreduce_seconds
+        return result
+
+    def _compiled_epoch(self, order, epoch_seed, progress, progress_every):
+        """The compiled loop's epoch (its allreduce timed inside the loop)."""
+        before = self.runner.distributed_stats()["allreduce_seconds"]
+        result = super().train_epoch(order, epoch_seed, progress, progress_every)
+        self.allreduce_seconds = self.runner.distributed_stats()["allreduce_seconds"] - before
+        # the compiled loop summed the loss; the correct predictions: once an epoch
+        correct = self.distributed.allreduce(np.array([result["n_correct"]], np.float64))
+        # (with sample weights: the correct samples' weight sum)
+        result["n_correct"] = int(correct[0]) if self.config.weights is None else correct[0]
+        return result
+
+    def _step_epoch(self, order, epoch_seed, progress, progress_every):
+        """The step loop's epoch: Python drives each step (see _step_gradients)."""
         if self.distributed.sharded:
             # the Trainer drew a permutation of all rows; keep this rank's, in its order
             mine = (order >= self.offset) & (order < self.offset + len(self.config.X))
@@ -539,8 +566,7 @@ class DistributedTrainer(Trainer):
     def _epoch_logs(self, result):
         """The Trainer's logs, plus this rank's seconds in the allreduce this epoch."""
         logs = super()._epoch_logs(result)
-        if self.runner is None:     # (the compiled loop does not time its calls)
-            logs["allreduce_seconds"] = self.allreduce_seconds
+        logs["allreduce_seconds"] = self.allreduce_seconds
         return logs
 
     def _penalty_into_grads(self):
