@@ -226,3 +226,21 @@ def test_estimator_refuses_balanced_class_weight_over_shards():
     with pytest.raises(ValueError, match="class_weight=\"balanced\" needs every class count"):
         estimator.fit(X, y)
     assert not hasattr(estimator, "net_")
+
+
+@pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
+def test_one_rank_step_loop_raises_instead_of_aborting():
+    # sharded input on one rank runs the distributed step loop; nobody waits for this
+    # rank, so an error is raised as in a one-process fit (not MPI_Abort), epoch undone
+    class Fails(dn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("boom in epoch 2")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), np.arange(40) % 2
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, dtype="float64", seed=0)
+    net.compile(loss="softmax_cross_entropy")
+    with pytest.raises(RuntimeError, match="boom in epoch 2"):
+        net.fit(X, y, epochs=3, batch_size=8, verbose=0, callbacks=[Fails()],
+                distributed=dn.distributed.MPI(sharded=True))
+    assert net.epochs_trained == 2 and net.distributed_stats_["loop"] == "steps"

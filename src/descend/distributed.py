@@ -436,7 +436,11 @@ class DistributedTrainer(Trainer):
     def abort(self, exc):
         """End the whole job after `exc` on this rank: the model back at its last
         complete epoch, which rank 0 writes to its checkpoint files
-        (:func:`_checkpoint_last_epoch`), then ``MPI_Abort``. Never returns."""
+        (:func:`_checkpoint_last_epoch`), then ``MPI_Abort``. Never returns. On a
+        communicator of one rank nobody waits: `exc` is raised as in a
+        one-process fit (Ctrl-C then ends the fit cleanly)."""
+        if self.distributed.size == 1:
+            raise exc
         try:
             snapshot = getattr(self, "snapshot", None)
             # an epoch under way (not yet counted) moved the weights: undo it
