@@ -408,7 +408,8 @@ class Sequential:
             Synchronous data-parallel training over the ranks of an MPI
             communicator (run the script under ``mpiexec -n p``):
             `batch_size` is the global batch, the weights after each step are
-            the one-process weights up to rounding and equal on every rank.
+            the one-process weights up to rounding and equal on every rank;
+            ``distributed_stats_`` then holds the allreduce's bytes and time.
             See ``descend.distributed`` and docs/distributed.md.
 
         Returns
