@@ -258,3 +258,29 @@ def test_h5py_float32_dataset_trains_a_float64_network_by_chunk(tmp_path, small_
     assert max(reads) <= 224
     for mine, theirs in zip(net.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_zarr_array_fit_predict_evaluate_read_in_chunks(tmp_path, small_chunks, monkeypatch):
+    # zarr is not in the test extra (zarr 3 needs Python 3.11): tested where installed
+    zarr = pytest.importorskip("zarr", minversion="3", reason="needs zarr >= 3")
+    reads = []
+    read = zarr.Array.__getitem__
+
+    def recording(self, *args, **kwargs):
+        block = read(self, *args, **kwargs)
+        reads.append(len(block))
+        return block
+    monkeypatch.setattr(zarr.Array, "__getitem__", recording)
+    X, y = data()
+    array = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=X.shape, chunks=(64, 12),
+                              dtype="f8")
+    array[:] = X
+    reads.clear()
+    net, reference = network(), network()
+    net.fit(array, y, epochs=2, batch_size=32, verbose=0)
+    reference.fit(X, y, epochs=2, batch_size=32, verbose=0)
+    for mine, theirs in zip(net.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    assert max(reads) <= 224 and sum(reads) <= 3 * len(X) + 224, reads
+    np.testing.assert_array_equal(net.predict(array), reference.predict(X))
+    assert net.evaluate(array, y) == reference.evaluate(X, y)
