@@ -451,8 +451,8 @@ def test_the_cli_refuses_a_data_home_that_is_a_file_or_empty(tmp_path, capsys, c
 @pytest.mark.parametrize("plan, match", [
     # was: OverflowError ("value too large to convert to int") from the runner,
     # after fit had built the network and its optimizer
-    ({"sample_rows": 2**31}, r"plan\['sample_rows'\] must be an int in \[1, 2147483647\]"),
-    ({"kernel_rows": [2**40, 1]}, r"plan\['kernel_rows'\] must be an int in \[1, 2147483647\]"),
+    ({"sample_rows": 2**31}, r"plan\['sample_rows'\] must be an int in \[1, \d+\]"),
+    ({"kernel_rows": [2**40, 1]}, r"plan\['kernel_rows'\] must be an int in \[1, \d+\]"),
     # was: ValueError "dictionary update sequence element #0 has length 1"
     ("fast", r"plan must be None or a dict with keys among"),
     # was: refused by the runner only, after the network was built
