@@ -441,3 +441,30 @@ def test_the_cli_names_a_bad_descend_plan_variable_as_a_usage_error(monkeypatch,
     assert exit_info.value.code == 2
     assert ("error: DESCEND_PLAN: expected name=value with a name among"
             in capsys.readouterr().err)
+
+
+# ------------------------------------------------------------ ragged lists
+@pytest.mark.parametrize("call", ["fit", "predict", "evaluate"])
+def test_a_ragged_list_for_x_is_named(data, call):
+    # was: numpy's "setting an array element with a sequence. The requested
+    # array has an inhomogeneous shape ...", naming no argument
+    X, y = data
+    net = small_net()
+    net.fit(X, y, epochs=1, verbose=0)
+    ragged = [[1.0, 2.0, 3.0, 4.0], [1.0, 2.0]]
+    run = {"fit": lambda: net.fit(ragged, [0, 1], epochs=1, verbose=0),
+           "predict": lambda: net.predict(ragged),
+           "evaluate": lambda: net.evaluate(ragged, [0, 1])}[call]
+    with pytest.raises(ValueError, match=r"^X must be a 2-D array of numbers, got a list of "
+                                         r"rows of different lengths"):
+        run()
+    assert net.epochs_trained == 1
+
+
+def test_a_ragged_y_in_fit_is_named(data):
+    X, y = data
+    net = small_net()
+    with pytest.raises(ValueError, match=r"^y must be labels \(1-D\) or targets \(2-D\), got "
+                                         r"a list of rows of different lengths"):
+        net.fit(X[:3], [[0, 1], [1], [0, 1]], epochs=1, verbose=0)
+    assert not net.built

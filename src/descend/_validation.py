@@ -468,7 +468,7 @@ def check_X(X, dtype, name="X", n_features=None, lazy=False):
             # imaginary part in the chunked reads
             _check_real(np.dtype(X.dtype), name)
             return _outofcore.check_lazy_X(X, dtype, name, n_features)
-    array = np.asarray(X)
+    array = as_array(X, name, "a 2-D array of numbers")
     _check_real(array.dtype, name)
     if array.ndim == 1:
         raise ValueError(
@@ -493,6 +493,16 @@ def check_X(X, dtype, name="X", n_features=None, lazy=False):
             f"{name} contains {bad} NaN or infinite value(s)"
             + (" (after conversion to " + str(dtype) + ")" if np.asarray(X).dtype != dtype else ""))
     return array
+
+
+def as_array(value, name, expected):
+    """np.asarray(value), with numpy's ValueError for a ragged sequence
+    ("inhomogeneous shape") re-raised naming `name` and what was expected."""
+    try:
+        return np.asarray(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be {expected}, got a {type(value).__name__} of rows "
+                         f"of different lengths ({exc})") from None
 
 
 def all_finite(array, chunk_elements=1 << 20):

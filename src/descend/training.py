@@ -25,7 +25,7 @@ from descend._outofcore import ChunkedTrainer, LazyRows
 from descend._sample_weight import (check_class_weight, check_sample_weight,
                                     check_validation_weights, fit_weights)
 from descend._train import EpochRunner
-from descend._validation import (Options, check, check_bool, check_float, check_int,
+from descend._validation import (Options, as_array, check, check_bool, check_float, check_int,
                                  check_lengths, check_live_params, check_n_threads,
                                  error_message)
 from descend.callbacks import Callback, CallbackList
@@ -126,7 +126,7 @@ class FitConfig:
         X = model._check_X(X, lazy=True)
         if y is None:
             raise ValueError("y is required, got None")
-        y = np.asarray(y)
+        y = as_array(y, "y", "labels (1-D) or targets (2-D)")
         check_lengths(X, y)
         sample_weight = check_sample_weight(sample_weight, len(X))
         class_weight = check_class_weight(class_weight)
