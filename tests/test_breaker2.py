@@ -468,3 +468,44 @@ def test_a_ragged_y_in_fit_is_named(data):
                                          r"a list of rows of different lengths"):
         net.fit(X[:3], [[0, 1], [1], [0, 1]], epochs=1, verbose=0)
     assert not net.built
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_child_forked_while_another_thread_trains_may_train_its_copy():
+    # the mark of the parent's training thread must not follow the fork: the
+    # child has no such thread, and a mark would refuse its copy for good
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent("""
+        import os, threading
+        import numpy as np
+        import descend as dn
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+        net = dn.Sequential([dn.Dense(5), dn.Dense(3)], seed=0, n_threads=1)
+        net.compile("softmax_cross_entropy", "sgd")
+        inside, release = threading.Event(), threading.Event()
+
+        class Hold(dn.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                inside.set()
+                release.wait(60)
+        thread = threading.Thread(target=lambda: net.fit(X, y, epochs=1, verbose=0,
+                                                         callbacks=[Hold()]))
+        thread.start()
+        inside.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                net.fit(X, y, epochs=1, verbose=0)
+                os._exit(0)
+            except RuntimeError:
+                os._exit(3)
+        release.set()
+        thread.join()
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=240)
+    assert result.stdout.strip() == "0", result.stderr

@@ -270,7 +270,7 @@ class training:
 
     def __exit__(self, *exc):
         with _training_lock:
-            del _training[self.key]
+            _training.pop(self.key, None)   # absent in a child forked by this fit
 
 
 def check_not_training(net, what):
@@ -287,3 +287,15 @@ def check_not_training_locked(key, what):
             f"thread, or {what} was called from one of its callbacks); a network trains "
             "in one call at a time: wait for it to return, or train a copy "
             "(copy.deepcopy(net))")
+
+
+def _forget_trainings_after_fork():
+    """A forked child has none of its parent's other threads, so none of the
+    trainings they ran: its copies of those networks are free to train."""
+    global _training_lock
+    _training.clear()
+    _training_lock = threading.Lock()   # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_trainings_after_fork)
