@@ -509,3 +509,22 @@ def test_a_child_forked_while_another_thread_trains_may_train_its_copy():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=240)
     assert result.stdout.strip() == "0", result.stderr
+
+
+# ------------------------------------------------------------ scipy.sparse
+@pytest.mark.parametrize("call", ["fit", "predict", "evaluate"])
+def test_a_scipy_sparse_x_is_named_as_sparse(data, call):
+    # was: "X must hold real numbers, got dtype object" (np.asarray of a
+    # sparse matrix is a 0-d object array), though it holds real numbers
+    import scipy.sparse
+    X, y = data
+    net = small_net()
+    net.fit(X, y, epochs=1, verbose=0)
+    sparse = scipy.sparse.csr_matrix(X)
+    run = {"fit": lambda: net.fit(sparse, y, epochs=1, verbose=0),
+           "predict": lambda: net.predict(sparse),
+           "evaluate": lambda: net.evaluate(sparse, y)}[call]
+    with pytest.raises(TypeError, match=r"X must be a dense 2-D array, got a scipy.sparse "
+                                        r"csr_matrix of shape \(40, 4\): pass X.toarray\(\)"):
+        run()
+    assert net.epochs_trained == 1

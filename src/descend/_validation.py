@@ -36,6 +36,7 @@ import functools
 import inspect
 import os
 import reprlib
+import sys
 from numbers import Integral, Real
 
 import numpy as np
@@ -461,6 +462,12 @@ def check_X(X, dtype, name="X", n_features=None, lazy=False):
     """
     if isinstance(X, (str, bytes)) or X is None:
         raise TypeError(error_message(name, "a 2-D array of numbers", X))
+    sparse = sys.modules.get("scipy.sparse")   # not imported: X cannot be one of its matrices
+    if sparse is not None and sparse.issparse(X):
+        # np.asarray would make a 0-d object array: "must hold real numbers" misleads
+        raise TypeError(f"{name} must be a dense 2-D array, got a scipy.sparse "
+                        f"{type(X).__name__} of shape {X.shape}: pass {name}.toarray() (fit "
+                        "skips the zeros of mostly-zero inputs itself)")
     if lazy:
         from descend import _outofcore
         if _outofcore.is_lazy(X):
