@@ -455,22 +455,3 @@ def test_a_scipy_sparse_x_is_named_as_sparse(data, call):
                                         r"csr_matrix of shape \(40, 4\): pass X.toarray\(\)"):
         run()
     assert net.epochs_trained == 1
-
-
-# ------------------------------------------------------------ distributed
-@pytest.mark.parametrize("kwargs, fit_kwargs, received", [
-    ({"class_weight": "balanced"}, {}, r"sample_weight=None, class_weight='balanced'"),
-    ({}, {"sample_weight": np.ones(40)}, r"sample_weight=an array, class_weight=None")])
-def test_an_estimator_names_its_class_weight_when_distributed_refuses_weights(
-        data, kwargs, fit_kwargs, received):
-    # was: "... got sample_weight=an array, class_weight=None" for
-    # class_weight="balanced": the network saw the weights it became
-    pytest.importorskip("mpi4py")
-    X, y = data
-    model = dn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2,
-                             distributed=dn.distributed.MPI(), **kwargs)
-    with pytest.raises(ValueError, match=r"MLPClassifier: sample_weight and class_weight are "
-                                         r"not supported with distributed training yet: got "
-                                         + received):
-        model.fit(X, y, **fit_kwargs)
-    assert not hasattr(model, "net_")

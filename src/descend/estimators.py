@@ -196,13 +196,6 @@ class _BaseMLP(BaseEstimator):
             targets = self._encode_targets(y, X.dtype)
             weights = self._sample_weights(check_sample_weight(sample_weight, len(X)),
                                            targets, incremental)
-            if weights is not None and self.distributed is not None:
-                # the network would name only the sample weights these became
-                raise ValueError(
-                    f"{type(self).__name__}: sample_weight and class_weight are not "
-                    "supported with distributed training yet: got sample_weight="
-                    f"{'None' if sample_weight is None else 'an array'}, class_weight="
-                    f"{getattr(self, 'class_weight', None)!r}")
         except Exception:
             self.__dict__.clear()
             self.__dict__.update(saved)
