@@ -254,7 +254,29 @@ def profile_is_stale(profile, key, now=None):
     measured_at = profile.get("measured_at")
     return (profile.get("key") != key or profile.get("cores") != usable_cores()
             or not isinstance(measured_at, (int, float))
-            or not 0 <= now - measured_at <= PROFILE_MAX_AGE_DAYS * 86400)
+            or not 0 <= now - measured_at <= PROFILE_MAX_AGE_DAYS * 86400
+            or not _figures_are_valid(profile))
+
+
+def _figures_are_valid(profile):
+    """Whether every figure a plan reads is a positive finite number, for
+    both dtypes: a hand-edited or corrupt cache file is then measured again
+    instead of breaking every fit until someone deletes it."""
+    def positive(value):
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value > 0)
+    try:
+        for dtype in ("float32", "float64"):
+            widths = profile["gemm"][dtype]
+            if not widths or not positive(profile["sparse_break_even"][dtype]):
+                return False
+            for rates in widths.values():
+                if not rates or not all(int(rows) > 0 and positive(rate)
+                                        for rows, rate in rates.items()):
+                    return False
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def _store(path, profile):
