@@ -839,9 +839,9 @@ def forward_rows_sparse_py(x, tuple kernels, tuple biases, tuple activations, tu
     zero pixels), each output a chain of FMAs in input order. On AVX-512
     the rows go four at a time (``add_weighted_rows4``: each vector of w
     loaded once for the four rows, the same bits); elsewhere one at a time.
-    The other layers do the same on blocks of fewer than `gemm_min_rows`
-    rows (skipping the zeros a ReLU leaves), and a single-threaded GEMM per
-    block, as ``forward_rows_py``, on larger ones. Blocks of ROWS_PER_BLOCK
+    The other layers do the same when x has fewer than `gemm_min_rows`
+    rows (skipping the zeros a ReLU leaves), and otherwise a single-threaded
+    GEMM per block, as ``forward_rows_py``. Blocks of ROWS_PER_BLOCK
     rows (the GEMM blocks of ``_dense``: the same bits as the per-layer
     path) go through every layer and the link on one thread, the blocks
     spread over n_threads in one parallel region: the same bits for any
@@ -948,7 +948,7 @@ cdef long _row_loop_block(const floating* x, int n, int n_in, int block, const R
             a_out = out + <long>r0 * n_out
         else:
             a_out = <floating*>scratch.buffers + (i % 2) * <long>ROW_LOOP_BLOCK * widest
-        if i == 0 or rows < gemm_min_rows:
+        if i == 0 or n < gemm_min_rows:
             _row_loop_layer(a_in, rows, width, &layers[i], a_out, scratch)
         else:
             # forward_rows_py's work for this layer: the same bits

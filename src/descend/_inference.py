@@ -83,10 +83,14 @@ def forward_arguments(net):
     or the loss is replaced (writes into the arrays need nothing: the
     compiled passes read them where they are)."""
     dense = net.dense_layers      # Dropout is the identity at inference
-    key = (net.loss_, tuple([(layer, layer.kernel, layer.bias, layer.activation, layer.alpha)
-                             for layer in dense]))
+    # what the arguments are built from, compared by identity (the cache
+    # holds them, so that no id is reused while it lives)
+    key = [net.loss_]
+    for layer in dense:
+        key += (layer, layer.kernel, layer.bias, layer.activation, layer.alpha)
     cached = net.__dict__.get("_forward_arguments")
-    if cached is not None and cached[0] == key:
+    if (cached is not None and len(cached[0]) == len(key)
+            and all(old is new for old, new in zip(cached[0], key))):
         return cached[1]
     if not dense or any(layer.kernel is None for layer in dense):
         return None
