@@ -32,22 +32,30 @@ def cpu_name():
 
 
 def nets(dtype, n_threads, torch):
+    """(descend's predict, PyTorch's forward) of MNIST's net, the same weights."""
     net = dn.Sequential([dn.Dense(256, activation="relu"), dn.Dense(128, activation="relu"),
                          dn.Dense(10)], input_dim=784, dtype=dtype, seed=0, n_threads=n_threads)
     net.compile(loss="softmax_cross_entropy", optimizer="sgd")
-    linears = [torch.nn.Linear(a, b, dtype=getattr(torch, dtype))
-               for a, b in ((784, 256), (256, 128), (128, 10))]
-    model = torch.nn.Sequential(linears[0], torch.nn.ReLU(), linears[1], torch.nn.ReLU(),
-                                linears[2], torch.nn.Softmax(dim=1)).eval()
-    with torch.no_grad():
-        for linear, layer in zip(linears, net.dense_layers):
+    return net.predict, torch_forward_of(net, torch)
+
+
+def torch_forward_of(net, torch):
+    """PyTorch's forward pass (no_grad, softmax) of a descend network of Dense
+    layers, ReLU between them, with its weights: X (ndarray) -> ndarray."""
+    dense = net.dense_layers
+    modules = []
+    for layer in dense:
+        linear = torch.nn.Linear(*layer.kernel.shape, dtype=getattr(torch, net.dtype.name))
+        with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(layer.kernel.T.copy()))
             linear.bias.copy_(torch.from_numpy(layer.bias))
+        modules += [linear, torch.nn.ReLU()]
+    model = torch.nn.Sequential(*modules[:-1], torch.nn.Softmax(dim=1)).eval()
 
     def forward(X):
         with torch.no_grad():
             return model(torch.from_numpy(X)).numpy()
-    return net.predict, forward
+    return forward
 
 
 def timed(f, X, calls):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import descend as dn
+from predict_compare import torch_forward_of     # (bench/ is on the path under pytest)
 
 SIZES = (784, 256, 128, 10)
 
@@ -43,19 +44,7 @@ def inputs(dtype):
 def torch_forward(net):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    linears = [torch.nn.Linear(a, b, dtype=getattr(torch, net.dtype.name))
-               for a, b in zip(SIZES[:-1], SIZES[1:])]
-    model = torch.nn.Sequential(linears[0], torch.nn.ReLU(), linears[1], torch.nn.ReLU(),
-                                linears[2], torch.nn.Softmax(dim=1)).eval()
-    with torch.no_grad():
-        for linear, layer in zip(linears, net.dense_layers):
-            linear.weight.copy_(torch.from_numpy(layer.kernel.T.copy()))
-            linear.bias.copy_(torch.from_numpy(layer.bias))
-
-    def forward(X):
-        with torch.no_grad():
-            return model(torch.from_numpy(X)).numpy()
-    return forward
+    return torch_forward_of(net, torch)
 
 
 @pytest.mark.parametrize("n_samples", [1, 10, 1000])
