@@ -570,3 +570,30 @@ def test_numpy_scalars_and_integer_arrays_become_plain_json():
         with pytest.raises(TypeError) as info:
             io._json_default(other)
         assert str(info.value) == message
+
+
+def test_fortran_ordered_entries_load_with_their_values(saved):
+    # numpy writes a Fortran-ordered array's bytes column by column
+    # (fortran_order: True in its header); another writer may store a model so
+    net, path = saved
+    arrays = arrays_of(path)
+    arrays[KERNEL_0] = np.asfortranarray(arrays[KERNEL_0])
+    rewrite(path, arrays)
+    with np.load(path) as f:
+        assert f[KERNEL_0].flags.f_contiguous and not f[KERNEL_0].flags.c_contiguous
+    loaded = dn.load(path)
+    np.testing.assert_array_equal(loaded.layers[0].kernel, net.layers[0].kernel)
+    assert_weights_equal(loaded.get_weights(), net.get_weights())
+
+
+def test_other_entries_are_bounded_at_16_mib_inclusive(saved):
+    # classes_ is read whole: its size is capped before it is read (io._MAX_OTHER_ENTRY_BYTES)
+    _, path = saved
+    arrays = arrays_of(path)
+    at_the_bound = 2**24 // 8                 # int64 labels: exactly 16 MiB
+    rewrite(path, {**arrays, "classes": np.arange(at_the_bound, dtype=np.int64)})
+    assert load_error(path) == ("classes has 2097152 labels, but the network's "
+                                "softmax_cross_entropy output needs 3")
+    rewrite(path, {**arrays, "classes": np.arange(at_the_bound + 1, dtype=np.int64)})
+    assert load_error(path) == ("entry 'classes' declares shape (2097153,) of int64, more "
+                                "than such an entry can hold (16777216 bytes)")

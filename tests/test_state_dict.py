@@ -285,3 +285,10 @@ def test_format_1_arrays_are_checked_against_the_network_dtype(tmp_path, key):
     path = v1_rewritten(tmp_path, arrays={key: wrong})
     assert v1_error(path) == (f"entry {key!r} has dtype float64, but the network's dtype "
                               f"is float32")
+
+
+def test_format_1_files_with_more_weights_than_the_architecture_are_refused(tmp_path):
+    with np.load(V1_SGD, allow_pickle=False) as f:
+        extra = f["weight_4"]
+    path = v1_rewritten(tmp_path, arrays={"weight_5": extra})
+    assert v1_error(path) == "the file holds more weight arrays than the architecture's 5"

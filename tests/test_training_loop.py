@@ -304,8 +304,20 @@ def test_tqdm_bar_counts_samples_and_shows_the_running_loss():
         bar.update_to(4, 0.25)
         assert bar._bar.n == 100       # the short last batch
         assert bar._bar.unit == "sample"
+        assert bar._bar.desc == "epoch 1/1"
+        assert bar._bar.unit_scale is True          # 1.2k samples, 3.4M samples/s
+        assert bar._bar.leave is False              # the epoch line replaces the bar
+        assert callable(bar._bar.dynamic_ncols)     # tqdm follows the terminal's width
     finally:
         bar.close()
+
+
+def test_the_epoch_line_formats_each_kind_of_log():
+    logs = {"loss": 0.123456, "accuracy": 0.5, "learning_rate": 0.000123456,
+            "val_loss": 2.0, "seconds": 1.2345, "samples_per_second": 12345.6}
+    assert network._format_logs(2, 10, logs) == (
+        "epoch 3/10  loss 0.1235  accuracy 0.5000  lr 0.000123  val_loss 2.0000  1.23s  "
+        "12,346 samples/s")
 
 
 def test_verbose_1_without_tqdm_prints_the_line_only(capsys, monkeypatch):
