@@ -1006,3 +1006,26 @@ def test_loss_and_mse_of_an_epoch_line_differ_as_the_readme_says():
     if readme.exists():                                  # (not in an installed-wheel run)
         text = readme.read_text(encoding="utf-8")
         assert "MLPRegressor" in text and "`loss` and `mse` differ" in text
+
+
+class BatchEnds(dn.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(batch)
+
+
+@pytest.mark.parametrize("n, batch_size, expected", [
+    # under 40 batches an epoch: after every batch
+    (30, 3, list(range(10))),
+    # 1300 batches: every min(1300 // 20, 64) = 64 batches, and after the last
+    (1300, 1, [64 * i - 1 for i in range(1, 21)] + [1299]),
+])
+def test_batch_hooks_run_every_batch_of_short_epochs_and_every_64_batches_at_most(
+        n, batch_size, expected):
+    X, y = classification_data(n=n)
+    seen = BatchEnds()
+    classifier().fit(X, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=[seen])
+    assert seen.batches == expected
