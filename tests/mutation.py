@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# mutmut of this interpreter's environment, activated or not
+MUTMUT = shutil.which("mutmut", path=os.path.dirname(sys.executable)) or "mutmut"
 WORK = ROOT / "mutants-work"
 
 # the test files that pin each module (a mutant survives if none of them fails)
@@ -78,7 +80,7 @@ def configure(pyproject_text, module):
 
 def statuses(work, env):
     """[(mutant name, status)] of the run in `work` ("killed", "survived", ...)."""
-    results = subprocess.run(["mutmut", "results", "--all", "true"], cwd=work, env=env,
+    results = subprocess.run([MUTMUT, "results", "--all", "true"], cwd=work, env=env,
                              capture_output=True, text=True).stdout
     return re.findall(r"^\s*(\S+): (\w[\w ]*)$", results, flags=re.M)
 
@@ -101,11 +103,11 @@ def run(module, sample=None):
         if sample is not None:
             # a name that matches nothing: mutmut generates the mutants and collects
             # the stats (kept for the next run), then stops before running any
-            subprocess.run(["mutmut", "run", "no-such-mutant"], cwd=work, env=env,
+            subprocess.run([MUTMUT, "run", "no-such-mutant"], cwd=work, env=env,
                            stdout=log, stderr=subprocess.STDOUT)
             every = sorted(name for name, _ in statuses(work, env))
             names = sorted(random.Random(0).sample(every, min(sample, len(every))))
-        subprocess.run(["mutmut", "run", *names], cwd=work, env=env, stdout=log,
+        subprocess.run([MUTMUT, "run", *names], cwd=work, env=env, stdout=log,
                        stderr=subprocess.STDOUT)
     status = statuses(work, env)
     if names:

@@ -315,7 +315,7 @@ def test_tqdm_bar_counts_samples_and_shows_the_running_loss():
 def test_the_epoch_line_formats_each_kind_of_log():
     logs = {"loss": 0.123456, "accuracy": 0.5, "learning_rate": 0.000123456,
             "val_loss": 2.0, "seconds": 1.2345, "samples_per_second": 12345.6}
-    assert network._format_logs(2, 10, logs) == (
+    assert training._format_logs(2, 10, logs) == (
         "epoch 3/10  loss 0.1235  accuracy 0.5000  lr 0.000123  val_loss 2.0000  1.23s  "
         "12,346 samples/s")
 
@@ -1029,3 +1029,42 @@ def test_batch_hooks_run_every_batch_of_short_epochs_and_every_64_batches_at_mos
     seen = BatchEnds()
     classifier().fit(X, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=[seen])
     assert seen.batches == expected
+
+
+def test_a_terminal_gets_a_bar_that_counts_samples_and_shows_the_loss(capsys, monkeypatch):
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(training, "_dynamic_display", lambda: True)     # as on a terminal
+    closed = []
+    close = training._TqdmBar.close
+
+    def recording_close(self):      # (tqdm redraws at most every 0.1 s: read the bar)
+        closed.append((self._bar.desc, self._bar.n, str(self._bar.postfix)[:5]))
+        close(self)
+    monkeypatch.setattr(training._TqdmBar, "close", recording_close)
+    X, y = classification_data(n=120)
+    classifier().fit(X, y, epochs=2, batch_size=32, verbose=1)
+    out, err = capsys.readouterr()
+    assert [line.split("  ")[0] for line in out.splitlines()] == ["epoch 1/2", "epoch 2/2"]
+    assert "epoch 1/2:" in err and "epoch 2/2:" in err
+    assert closed == [("epoch 1/2", 120, "loss="), ("epoch 2/2", 120, "loss=")]
+
+
+def test_ctrl_c_while_the_epoch_snapshot_is_taken_keeps_the_last_completed_epoch(
+        monkeypatch):
+    X, y = classification_data()
+    reference = classifier()
+    reference.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    taken = []
+    snapshot = training.Trainer._snapshot
+
+    def interrupted_second_snapshot(self):
+        taken.append(1)
+        if len(taken) == 2:
+            raise KeyboardInterrupt
+        return snapshot(self)
+    monkeypatch.setattr(training.Trainer, "_snapshot", interrupted_second_snapshot)
+    net = classifier()
+    history = net.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    assert history.interrupted and history.epoch == [0] and net.epochs_trained == 1
+    for a, b in zip(net.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
