@@ -153,9 +153,22 @@ def test_validation_split_dropping_a_class_is_a_clear_error():
     assert (y[:-n_val] != 2).all() and (y[:-n_val] == 1).any()
     net = classifier()
     before = full_state(net)
-    with pytest.raises(ValueError, match=r"no training sample of class\(es\) \[2\]"):
+    with pytest.raises(ValueError, match=r"no training sample of class\(es\) \[2\]") as info:
         net.fit(X, y, epochs=1, verbose=0, validation_split=split)
     assert_same_state(before, full_state(net))
+    assert str(info.value) == (
+        f"validation_split={split} holds out the last {n_val} samples, which leaves no "
+        "training sample of class(es) [2]; shuffle the data before fit or pass "
+        "validation_data")
+
+
+def test_validation_split_of_no_sample_says_what_it_leaves():
+    # validation_split < 1 (checked first), so only the validation side can be empty
+    X, y = classification_data(n=100)
+    with pytest.raises(ValueError) as info:
+        classifier().fit(X, y, epochs=1, verbose=0, validation_split=0.001)
+    assert str(info.value) == ("validation_split=0.001 of 100 samples leaves 0 validation "
+                               "and 100 training samples; both need at least one")
 
 
 def test_validation_split_dropping_a_string_class_names_it():
