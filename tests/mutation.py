@@ -40,7 +40,7 @@ TESTS = {
               "test_state_dict.py", "test_predict_path.py", "test_validation.py"],
     "training": ["test_training_loop.py", "test_contracts.py", "test_network.py",
                  "test_sample_weight.py", "test_training_promises.py", "test_validation.py",
-                 "test_plateau.py", "test_regularization.py"],
+                 "test_plateau.py", "test_regularization.py", "test_breaker.py"],
     "reference": ["test_network.py", "test_contracts.py", "test_gradients.py"],
 }
 

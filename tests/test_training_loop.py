@@ -1081,3 +1081,19 @@ def test_ctrl_c_while_the_epoch_snapshot_is_taken_keeps_the_last_completed_epoch
     assert history.interrupted and history.epoch == [0] and net.epochs_trained == 1
     for a, b in zip(net.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_object_with_hooks_is_a_callback_without_subclassing():
+    class EpochEnds:                    # Keras-style duck typing: hooks, no base class
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen.append((epoch, sorted(logs)))
+    X, y = classification_data()
+    duck = EpochEnds()
+    classifier().fit(X, y, epochs=2, batch_size=32, verbose=0, callbacks=[duck])
+    keys = ["accuracy", "learning_rate", "loss", "samples_per_second", "seconds"]
+    assert duck.seen == [(0, keys), (1, keys)]
+    with pytest.raises(TypeError, match=r"callbacks\[1\] must be a descend Callback"):
+        classifier().fit(X, y, epochs=1, verbose=0, callbacks=[duck, object()])
