@@ -1097,3 +1097,17 @@ def test_an_object_with_hooks_is_a_callback_without_subclassing():
     assert duck.seen == [(0, keys), (1, keys)]
     with pytest.raises(TypeError, match=r"callbacks\[1\] must be a descend Callback"):
         classifier().fit(X, y, epochs=1, verbose=0, callbacks=[duck, object()])
+
+
+@pytest.mark.parametrize("steps, error, message", [
+    (0, ValueError, "steps_per_execution must be an int >= 1, got 0 (int)"),
+    (1.5, TypeError, "steps_per_execution must be an int >= 1, got 1.5 (float)"),
+])
+def test_steps_per_execution_is_checked_by_name(steps, error, message):
+    X, y = classification_data()
+    net = classifier()
+    before = full_state(net)
+    with pytest.raises(error) as info:
+        net.fit(X, y, epochs=1, verbose=0, steps_per_execution=steps)
+    assert str(info.value) == message
+    assert_same_state(before, full_state(net))
