@@ -597,3 +597,11 @@ def test_other_entries_are_bounded_at_16_mib_inclusive(saved):
     rewrite(path, {**arrays, "classes": np.arange(at_the_bound + 1, dtype=np.int64)})
     assert load_error(path) == ("entry 'classes' declares shape (2097153,) of int64, more "
                                 "than such an entry can hold (16777216 bytes)")
+
+
+def test_an_architecture_that_cannot_be_built_is_refused(saved):
+    _, path = saved
+    arrays = arrays_of(path)
+    model = dict(config_of(arrays)["model"], input_dim=None)
+    rewrite(path, with_config(arrays, model=model))
+    assert load_error(path) == "the config's architecture has no input_dim or no Dense layer"
