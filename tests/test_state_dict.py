@@ -292,3 +292,11 @@ def test_format_1_files_with_more_weights_than_the_architecture_are_refused(tmp_
         extra = f["weight_4"]
     path = v1_rewritten(tmp_path, arrays={"weight_5": extra})
     assert v1_error(path) == "the file holds more weight arrays than the architecture's 5"
+
+
+def test_format_1_files_keep_the_pinned_and_the_used_plan_apart(tmp_path):
+    pinned = {"sparse_input": False, "sample_rows": 4}
+    used = {"sparse_input": False, "sample_rows": 8, "source": "profile"}
+    net = dn.load(v1_rewritten(tmp_path, plan=pinned, plan_used=used))
+    assert net.plan == pinned
+    assert net.plan_ == used
