@@ -765,3 +765,13 @@ def test_pin_plan_keeps_the_fields_and_drops_the_source():
     net = dn.Sequential([dn.Dense(2)], input_dim=3, seed=0)
     pinned = net.pin_plan({"sparse_input": False, "sample_rows": 4, "source": "profile"})
     assert pinned == {"sparse_input": False, "sample_rows": 4} and net.plan == pinned
+
+
+def test_a_softmax_output_layer_needs_softmax_cross_entropy():
+    net = dn.Sequential([dn.Dense(3, activation="softmax")], input_dim=2, seed=0)
+    with pytest.raises(ValueError) as info:
+        net.compile("mean_squared_error", "sgd")
+    assert str(info.value) == ("a softmax output layer needs loss='softmax_cross_entropy', "
+                               "got 'mean_squared_error'")
+    net.compile("softmax_cross_entropy", "sgd")
+    assert net.loss_.name == "softmax_cross_entropy"
