@@ -17,6 +17,7 @@ from descend._losses cimport softmax_row
 from descend._activations cimport activate, derivative
 from descend._contract cimport (IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS,
                                GELU)
+from descend._simd cimport AVX512, simd_use, use_isa_named
 
 cnp.import_array()
 
@@ -79,18 +80,74 @@ cdef void activation_backward(const floating* z, const floating* a, floating* dz
                        activation, alpha)
 
 
-# The per-row loops below take the activation as an argument, and each branch
-# of the dispatchers passes a constant: once inlined, the compiler drops the
-# per-element switch and vectorizes the simple cases (relu, leaky_relu).
-# A switch on every element made these passes cost half as much as the GEMMs.
+# The per-row loops of the common activations (relu, identity), in C so that
+# each is compiled portable / AVX2 / AVX-512 (descend/_simd.pxd); elementwise,
+# so every version gives the same bits. z and a of one row may be one array.
+cdef extern from *:
+    r"""
+    #include <string.h>
+    #define DESCEND_ROW_LOOPS(T, S, ISA, ATTRIBUTE)                             \
+        /* z += b (b may be NULL); a = max(z, 0) (relu) or z (identity) */    \
+        ATTRIBUTE static void descend_bias_act_##S##_##ISA(                     \
+                T *z, T *a, const T *DESCEND_RESTRICT b, int k, int relu) {     \
+            int j;                                                              \
+            if (b != NULL)                                                      \
+                for (j = 0; j < k; j++) z[j] = z[j] + b[j];                     \
+            if (relu && a == z) {                                               \
+                for (j = 0; j < k; j++) z[j] = z[j] > 0 ? z[j] : 0;             \
+            } else if (relu) {                                                  \
+                T *DESCEND_RESTRICT out = a;                                    \
+                const T *DESCEND_RESTRICT in = z;                               \
+                for (j = 0; j < k; j++) out[j] = in[j] > 0 ? in[j] : 0;         \
+            } else if (a != z) {                                                \
+                memcpy(a, z, (size_t)k * sizeof(T));                            \
+            }                                                                   \
+        }                                                                       \
+        /* dz = dz * relu'(z): 0 where z <= 0 (and where z is NaN) */          \
+        ATTRIBUTE static void descend_relu_grad_##S##_##ISA(                    \
+                const T *DESCEND_RESTRICT z, T *DESCEND_RESTRICT dz, int k) {   \
+            int j;                                                              \
+            for (j = 0; j < k; j++) dz[j] = z[j] > 0 ? dz[j] : 0;               \
+        }
+    #define DESCEND_DENSE_ROWS(ISA, ATTRIBUTE)                                  \
+        DESCEND_ROW_LOOPS(float, f, ISA, ATTRIBUTE)                             \
+        DESCEND_ROW_LOOPS(double, d, ISA, ATTRIBUTE)
+    DESCEND_THREE_VERSIONS(DESCEND_DENSE_ROWS)
+    #define descend_bias_act_f DESCEND_PICK(descend_bias_act_f)
+    #define descend_bias_act_d DESCEND_PICK(descend_bias_act_d)
+    #define descend_relu_grad_f DESCEND_PICK(descend_relu_grad_f)
+    #define descend_relu_grad_d DESCEND_PICK(descend_relu_grad_d)
+    """
+    void bias_act_f "descend_bias_act_f"(float* z, float* a, const float* b, int k,
+                                         int relu) noexcept nogil
+    void bias_act_d "descend_bias_act_d"(double* z, double* a, const double* b, int k,
+                                         int relu) noexcept nogil
+    void relu_grad_f "descend_relu_grad_f"(const float* z, float* dz, int k) noexcept nogil
+    void relu_grad_d "descend_relu_grad_d"(const double* z, double* dz, int k) noexcept nogil
+
+simd_use(AVX512)
+
+
+def _use_isa(str name):
+    """Run the row loops of `name` ("avx512", "avx2", "portable"), or the
+    widest below it this CPU has; returns the name of the loops now in use.
+    For tests and benchmarks: not while a fit runs."""
+    return use_isa_named(name)
+
+
+# The other activations' row loops take the activation as an argument, and
+# each branch of the dispatchers passes a constant: once inlined, the
+# compiler drops the per-element switch (a switch on every element made these
+# passes cost half as much as the GEMMs).
 
 cdef void bias_activation_row(floating* z, floating* a, const floating* b,
                               int k, int activation, floating alpha) noexcept nogil:
     """z[j] += b[j] ; a[j] = act(z[j]) over one row of k values."""
-    if activation == RELU:
-        _bias_activation_row(z, a, b, k, RELU, alpha)
-    elif activation == IDENTITY:
-        _bias_activation_row(z, a, b, k, IDENTITY, alpha)
+    if activation == RELU or activation == IDENTITY:
+        if floating is float:
+            bias_act_f(z, a, b, k, activation == RELU)
+        else:
+            bias_act_d(z, a, b, k, activation == RELU)
     elif activation == SIGMOID:
         _bias_activation_row(z, a, b, k, SIGMOID, alpha)
     elif activation == TANH:
@@ -121,9 +178,10 @@ cdef inline void derivative_row(const floating* z, const floating* a, floating* 
     """dz[j] *= act'(z[j]) over one row of k values."""
     cdef int j
     if activation == RELU:
-        # written out: a select the compiler vectorizes (0 at exactly 0)
-        for j in range(k):
-            dz[j] = dz[j] if z[j] > 0 else 0
+        if floating is float:
+            relu_grad_f(z, dz, k)
+        else:
+            relu_grad_d(z, dz, k)
     elif activation == IDENTITY:
         return
     elif activation == SIGMOID:

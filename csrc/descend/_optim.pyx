@@ -10,7 +10,9 @@
 # equations are documented in descend/optimizers.py, with their papers.
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport sqrt, sqrtf, pow, fabs
+from libc.math cimport sqrt, pow, fabs
+
+from descend._simd cimport AVX512, simd_use, use_isa_named
 
 # Below this many elements a parameter array is updated on one thread: the
 # fork/join of an OpenMP region costs more than the update itself.
@@ -19,14 +21,6 @@ cdef long PARALLEL_MIN_ELEMENTS = 32768
 
 cdef inline int threads_for(long n, int n_threads) noexcept nogil:
     return n_threads if n >= PARALLEL_MIN_ELEMENTS else 1
-
-
-cdef inline floating root(floating x) noexcept nogil:
-    """sqrt in the argument's precision (sqrtf for float: one vector instruction)."""
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
 
 
 cdef void optimizer_step(const OptimizerConfig* cfg, floating* w,
@@ -49,38 +43,189 @@ cdef void optimizer_step(const OptimizerConfig* cfg, floating* w,
               cfg.epsilon, cfg.amsgrad, cfg.decoupled, weight_decay, step, nt)
 
 
+# The update loops, in C so that each is compiled in three versions (portable,
+# AVX2, AVX-512; descend/_simd.pxd): elementwise, so every version and every
+# split over threads gives the same bits. The arithmetic is written in the
+# order of the equations in the docstrings below (SGD in float64, the others
+# in the array's type T).
+cdef extern from *:
+    r"""
+    #define DESCEND_SGD(T, S, ISA, ATTRIBUTE)                                   \
+        ATTRIBUTE static void descend_sgd_##S##_##ISA(                          \
+                T *DESCEND_RESTRICT w, const T *DESCEND_RESTRICT g,             \
+                T *DESCEND_RESTRICT velocity, long n, double lr, double momentum, \
+                int nesterov, double weight_decay) {                            \
+            long i;                                                             \
+            if (momentum == 0) {                                                \
+                for (i = 0; i < n; i++)                                         \
+                    w[i] = (T)(w[i] - lr * (g[i] + weight_decay * w[i]));       \
+                return;                                                         \
+            }                                                                   \
+            for (i = 0; i < n; i++) {                                           \
+                double d = g[i] + weight_decay * w[i];                          \
+                double v = momentum * velocity[i] + d;                          \
+                velocity[i] = (T)v;                                             \
+                w[i] = (T)(w[i] - lr * (nesterov ? d + momentum * v : v));      \
+            }                                                                   \
+        }
+    #define DESCEND_ADAGRAD(T, S, ISA, ATTRIBUTE)                               \
+        ATTRIBUTE static void descend_adagrad_##S##_##ISA(                      \
+                T *DESCEND_RESTRICT w, const T *DESCEND_RESTRICT g,             \
+                T *DESCEND_RESTRICT sum_sq, long n, T lr, T eps, T wd) {        \
+            long i;                                                             \
+            for (i = 0; i < n; i++) {                                           \
+                T d = g[i] + wd * w[i];                                         \
+                T acc = sum_sq[i] + d * d;                                      \
+                sum_sq[i] = acc;                                                \
+                w[i] = w[i] - lr * d / (DESCEND_SQRT_##S(acc) + eps);           \
+            }                                                                   \
+        }
+    #define DESCEND_RMSPROP(T, S, ISA, ATTRIBUTE)                               \
+        ATTRIBUTE static void descend_rmsprop_##S##_##ISA(                      \
+                T *DESCEND_RESTRICT w, const T *DESCEND_RESTRICT g,             \
+                T *DESCEND_RESTRICT square_avg, T *DESCEND_RESTRICT grad_avg,   \
+                T *DESCEND_RESTRICT velocity, long n, T lr, T rho, T keep, T eps, \
+                T mu, int centered, T wd) {                                     \
+            long i;                                                             \
+            for (i = 0; i < n; i++) {                                           \
+                T d = g[i] + wd * w[i], s, c, r, v;                             \
+                s = rho * square_avg[i] + keep * d * d;                         \
+                square_avg[i] = s;                                              \
+                if (centered) {                                                 \
+                    c = rho * grad_avg[i] + keep * d;                           \
+                    grad_avg[i] = c;                                            \
+                    r = DESCEND_SQRT_##S(s - c * c) + eps;                      \
+                } else {                                                        \
+                    r = DESCEND_SQRT_##S(s) + eps;                              \
+                }                                                               \
+                if (mu > 0) {                                                   \
+                    v = mu * velocity[i] + d / r;                               \
+                    velocity[i] = v;                                            \
+                    w[i] = w[i] - lr * v;                                       \
+                } else {                                                        \
+                    w[i] = w[i] - lr * d / r;                                   \
+                }                                                               \
+            }                                                                   \
+        }
+    #define DESCEND_ADAM(T, S, ISA, ATTRIBUTE)                                  \
+        ATTRIBUTE static void descend_adam_##S##_##ISA(                         \
+                T *DESCEND_RESTRICT w, const T *DESCEND_RESTRICT g,             \
+                T *DESCEND_RESTRICT exp_avg, T *DESCEND_RESTRICT exp_avg_sq,    \
+                T *DESCEND_RESTRICT max_exp_avg_sq, long n, T lr, T b1, T b2,   \
+                T keep1, T keep2, T bias_correction1, T bias_correction2, T eps, \
+                int amsgrad, int decoupled, T wd) {                             \
+            long i;                                                             \
+            for (i = 0; i < n; i++) {                                           \
+                T wi = w[i], d, m, v;                                           \
+                if (decoupled) {                                                \
+                    d = g[i];                                                   \
+                    wi = wi - lr * wd * wi;                                     \
+                } else {                                                        \
+                    d = g[i] + wd * wi;                                         \
+                }                                                               \
+                m = b1 * exp_avg[i] + keep1 * d;                                \
+                v = b2 * exp_avg_sq[i] + keep2 * d * d;                         \
+                exp_avg[i] = m;                                                 \
+                exp_avg_sq[i] = v;                                              \
+                if (amsgrad) {                                                  \
+                    if (v < max_exp_avg_sq[i]) v = max_exp_avg_sq[i];           \
+                    max_exp_avg_sq[i] = v;                                      \
+                }                                                               \
+                w[i] = wi - lr * (m / bias_correction1)                         \
+                    / (DESCEND_SQRT_##S(v / bias_correction2) + eps);           \
+            }                                                                   \
+        }
+    #define DESCEND_SQRT_f sqrtf
+    #define DESCEND_SQRT_d sqrt
+    #define DESCEND_UPDATES(ISA, ATTRIBUTE)                                     \
+        DESCEND_SGD(float, f, ISA, ATTRIBUTE) DESCEND_SGD(double, d, ISA, ATTRIBUTE) \
+        DESCEND_ADAGRAD(float, f, ISA, ATTRIBUTE) DESCEND_ADAGRAD(double, d, ISA, ATTRIBUTE) \
+        DESCEND_RMSPROP(float, f, ISA, ATTRIBUTE) DESCEND_RMSPROP(double, d, ISA, ATTRIBUTE) \
+        DESCEND_ADAM(float, f, ISA, ATTRIBUTE) DESCEND_ADAM(double, d, ISA, ATTRIBUTE)
+    DESCEND_THREE_VERSIONS(DESCEND_UPDATES)
+    #define descend_sgd_f DESCEND_PICK(descend_sgd_f)
+    #define descend_sgd_d DESCEND_PICK(descend_sgd_d)
+    #define descend_adagrad_f DESCEND_PICK(descend_adagrad_f)
+    #define descend_adagrad_d DESCEND_PICK(descend_adagrad_d)
+    #define descend_rmsprop_f DESCEND_PICK(descend_rmsprop_f)
+    #define descend_rmsprop_d DESCEND_PICK(descend_rmsprop_d)
+    #define descend_adam_f DESCEND_PICK(descend_adam_f)
+    #define descend_adam_d DESCEND_PICK(descend_adam_d)
+    """
+    void sgd_f "descend_sgd_f"(float* w, const float* g, float* velocity, long n, double lr,
+                               double momentum, int nesterov, double weight_decay) noexcept nogil
+    void sgd_d "descend_sgd_d"(double* w, const double* g, double* velocity, long n,
+                               double lr, double momentum, int nesterov,
+                               double weight_decay) noexcept nogil
+    void adagrad_f "descend_adagrad_f"(float* w, const float* g, float* sum_sq, long n,
+                                       float lr, float eps, float wd) noexcept nogil
+    void adagrad_d "descend_adagrad_d"(double* w, const double* g, double* sum_sq, long n,
+                                       double lr, double eps, double wd) noexcept nogil
+    void rmsprop_f "descend_rmsprop_f"(float* w, const float* g, float* square_avg,
+                                       float* grad_avg, float* velocity, long n, float lr,
+                                       float rho, float keep, float eps, float mu,
+                                       int centered, float wd) noexcept nogil
+    void rmsprop_d "descend_rmsprop_d"(double* w, const double* g, double* square_avg,
+                                       double* grad_avg, double* velocity, long n, double lr,
+                                       double rho, double keep, double eps, double mu,
+                                       int centered, double wd) noexcept nogil
+    void adam_f "descend_adam_f"(float* w, const float* g, float* exp_avg, float* exp_avg_sq,
+                                 float* max_exp_avg_sq, long n, float lr, float b1, float b2,
+                                 float keep1, float keep2, float bias_correction1,
+                                 float bias_correction2, float eps, int amsgrad,
+                                 int decoupled, float wd) noexcept nogil
+    void adam_d "descend_adam_d"(double* w, const double* g, double* exp_avg,
+                                 double* exp_avg_sq, double* max_exp_avg_sq, long n,
+                                 double lr, double b1, double b2, double keep1, double keep2,
+                                 double bias_correction1, double bias_correction2,
+                                 double eps, int amsgrad, int decoupled,
+                                 double wd) noexcept nogil
+
+simd_use(AVX512)
+
+
+def _use_isa(str name):
+    """Run the update loops of `name` ("avx512", "avx2", "portable"), or the
+    widest below it this CPU has; returns the name of the loops now in use.
+    For tests and benchmarks: not while a fit runs."""
+    return use_isa_named(name)
+
+
+cdef inline void _span(long n, int part, int parts, long* lo, long* hi) noexcept nogil:
+    """[lo, hi): part `part` of `parts` equal spans of [0, n)."""
+    lo[0] = n * part // parts
+    hi[0] = n * (part + 1) // parts
+
+
 cdef void _sgd(floating* w, const floating* g, floating* velocity, long n,
                double lr, double momentum, bint nesterov, double weight_decay,
                int nt) noexcept nogil:
     """d = g + wd w ; v = mu v + d ; w -= lr (d + mu v if nesterov else v)."""
-    cdef long i
-    cdef double d, v
-    if momentum == 0:
-        for i in prange(n, num_threads=nt, schedule="static"):
-            w[i] = <floating>(w[i] - lr * (g[i] + weight_decay * w[i]))
-        return
-    for i in prange(n, num_threads=nt, schedule="static"):
-        d = g[i] + weight_decay * w[i]
-        v = momentum * velocity[i] + d
-        velocity[i] = <floating>v
-        if nesterov:
-            w[i] = <floating>(w[i] - lr * (d + momentum * v))
+    cdef int part
+    cdef long lo, hi
+    for part in prange(nt, num_threads=nt, schedule="static"):
+        _span(n, part, nt, &lo, &hi)
+        if floating is float:
+            sgd_f(w + lo, g + lo, velocity + lo if velocity != NULL else NULL, hi - lo, lr,
+                  momentum, nesterov, weight_decay)
         else:
-            w[i] = <floating>(w[i] - lr * v)
+            sgd_d(w + lo, g + lo, velocity + lo if velocity != NULL else NULL, hi - lo, lr,
+                  momentum, nesterov, weight_decay)
 
 
 cdef void _adagrad(floating* w, const floating* g, floating* sum_sq, long n,
                    double lr, double eps, double weight_decay,
                    int nt) noexcept nogil:
     """d = g + wd w ; G += d^2 ; w -= lr d / (sqrt(G) + eps)."""
-    cdef long i
-    cdef floating d, acc
-    cdef floating lr_ = <floating>lr, eps_ = <floating>eps, wd = <floating>weight_decay
-    for i in prange(n, num_threads=nt, schedule="static"):
-        d = g[i] + wd * w[i]
-        acc = sum_sq[i] + d * d
-        sum_sq[i] = acc
-        w[i] = w[i] - lr_ * d / (root(acc) + eps_)
+    cdef int part
+    cdef long lo, hi
+    for part in prange(nt, num_threads=nt, schedule="static"):
+        _span(n, part, nt, &lo, &hi)
+        if floating is float:
+            adagrad_f(w + lo, g + lo, sum_sq + lo, hi - lo, <float>lr, <float>eps,
+                      <float>weight_decay)
+        else:
+            adagrad_d(w + lo, g + lo, sum_sq + lo, hi - lo, lr, eps, weight_decay)
 
 
 cdef void _rmsprop(floating* w, const floating* g, floating* square_avg,
@@ -89,26 +234,27 @@ cdef void _rmsprop(floating* w, const floating* g, floating* square_avg,
                    double weight_decay, int nt) noexcept nogil:
     """d = g + wd w ; s = rho s + (1-rho) d^2 ; [c = rho c + (1-rho) d] ;
     r = sqrt(s [- c^2]) + eps ; v = mu v + d / r ; w -= lr v (w -= lr d/r if mu = 0)."""
-    cdef long i
-    cdef floating d, s, c, r, v
-    cdef floating lr_ = <floating>lr, rho_ = <floating>rho, keep = <floating>(1 - rho)
-    cdef floating eps_ = <floating>eps, mu = <floating>momentum, wd = <floating>weight_decay
-    for i in prange(n, num_threads=nt, schedule="static"):
-        d = g[i] + wd * w[i]
-        s = rho_ * square_avg[i] + keep * d * d
-        square_avg[i] = s
-        if centered:
-            c = rho_ * grad_avg[i] + keep * d
-            grad_avg[i] = c
-            r = root(s - c * c) + eps_
-        else:
-            r = root(s) + eps_
-        if momentum > 0:
-            v = mu * velocity[i] + d / r
-            velocity[i] = v
-            w[i] = w[i] - lr_ * v
-        else:
-            w[i] = w[i] - lr_ * d / r
+    cdef int part
+    cdef long lo, hi
+    for part in prange(nt, num_threads=nt, schedule="static"):
+        _span(n, part, nt, &lo, &hi)
+        rmsprop_rows(w + lo, g + lo, square_avg + lo,
+                     grad_avg + lo if centered else NULL,
+                     velocity + lo if momentum > 0 else NULL, hi - lo, lr, rho, eps,
+                     momentum, centered, weight_decay)
+
+
+cdef inline void rmsprop_rows(floating* w, const floating* g, floating* square_avg,
+                              floating* grad_avg, floating* velocity, long n, double lr,
+                              double rho, double eps, double momentum, bint centered,
+                              double weight_decay) noexcept nogil:
+    if floating is float:
+        rmsprop_f(w, g, square_avg, grad_avg, velocity, n, <float>lr, <float>rho,
+                  <float>(1 - rho), <float>eps, <float>momentum, centered,
+                  <float>weight_decay)
+    else:
+        rmsprop_d(w, g, square_avg, grad_avg, velocity, n, lr, rho, 1 - rho, eps,
+                  momentum, centered, weight_decay)
 
 
 cdef void _adam(floating* w, const floating* g, floating* exp_avg,
@@ -122,29 +268,23 @@ cdef void _adam(floating* w, const floating* g, floating* exp_avg,
     m = b1 m + (1-b1) d ; v = b2 v + (1-b2) d^2 ; [vmax = max(vmax, v)]
     w -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
     """
-    cdef long i
-    cdef floating d, m, v, wi
-    cdef floating lr_ = <floating>lr, wd = <floating>weight_decay, eps_ = <floating>eps
-    cdef floating b1 = <floating>beta1, b2 = <floating>beta2
-    cdef floating keep1 = <floating>(1 - beta1), keep2 = <floating>(1 - beta2)
-    cdef floating bias_correction1 = <floating>(1 - pow(beta1, <double>step))
-    cdef floating bias_correction2 = <floating>(1 - pow(beta2, <double>step))
-    for i in prange(n, num_threads=nt, schedule="static"):
-        wi = w[i]
-        if decoupled:
-            d = g[i]
-            wi = wi - lr_ * wd * wi
+    cdef int part
+    cdef long lo, hi
+    cdef double bias_correction1 = 1 - pow(beta1, <double>step)
+    cdef double bias_correction2 = 1 - pow(beta2, <double>step)
+    for part in prange(nt, num_threads=nt, schedule="static"):
+        _span(n, part, nt, &lo, &hi)
+        if floating is float:
+            adam_f(w + lo, g + lo, exp_avg + lo, exp_avg_sq + lo,
+                   max_exp_avg_sq + lo if amsgrad else NULL, hi - lo, <float>lr,
+                   <float>beta1, <float>beta2, <float>(1 - beta1), <float>(1 - beta2),
+                   <float>bias_correction1, <float>bias_correction2, <float>eps, amsgrad,
+                   decoupled, <float>weight_decay)
         else:
-            d = g[i] + wd * wi
-        m = b1 * exp_avg[i] + keep1 * d
-        v = b2 * exp_avg_sq[i] + keep2 * d * d
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if amsgrad:
-            if v < max_exp_avg_sq[i]:
-                v = max_exp_avg_sq[i]
-            max_exp_avg_sq[i] = v
-        w[i] = wi - lr_ * (m / bias_correction1) / (root(v / bias_correction2) + eps_)
+            adam_d(w + lo, g + lo, exp_avg + lo, exp_avg_sq + lo,
+                   max_exp_avg_sq + lo if amsgrad else NULL, hi - lo, lr, beta1, beta2,
+                   1 - beta1, 1 - beta2, bias_correction1, bias_correction2, eps, amsgrad,
+                   decoupled, weight_decay)
 
 
 cdef double add_penalty_gradient(const floating* w, floating* g, long n,

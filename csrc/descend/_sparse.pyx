@@ -23,6 +23,7 @@ cimport numpy as cnp
 from libc.stdlib cimport free, malloc
 
 from descend._dense cimport apply_link, bias_activation_row, forward_dtype, non_finite
+from descend._simd cimport PORTABLE, AVX2, AVX512, cpu_has
 
 cnp.import_array()
 
@@ -46,29 +47,6 @@ cnp.import_array()
 # 3.4 / 5.4 ms; Intel Xeon (Sapphire Rapids class), see plans.py's profile.
 cdef extern from *:
     r"""
-    #if (defined(__GNUC__) || defined(_MSC_VER)) && \
-        (defined(__x86_64__) || defined(__i386__) || defined(_M_X64) || defined(_M_IX86))
-    #define DESCEND_X86 1
-    #include <immintrin.h>
-    #else
-    #define DESCEND_X86 0
-    #endif
-    #if defined(_MSC_VER)
-    #define DESCEND_RESTRICT __restrict    /* MSVC's C has no C99 restrict before C11 mode */
-    #define DESCEND_TARGET(isa)            /* MSVC: intrinsics of any ISA anywhere */
-    #include <intrin.h>
-    static int descend_ctz(unsigned x) { unsigned long i; _BitScanForward(&i, x); return (int)i; }
-    static int descend_popcount(unsigned x) { return (int)__popcnt(x); }
-    #else
-    #define DESCEND_RESTRICT restrict
-    #define DESCEND_TARGET(isa) __attribute__((target(isa)))
-    #define descend_ctz(x) __builtin_ctz(x)
-    #define descend_popcount(x) __builtin_popcount(x)
-    #endif
-    #include <math.h>
-
-    enum { DESCEND_PORTABLE = 0, DESCEND_AVX2 = 1, DESCEND_AVX512 = 2 };
-
     /* ---- portable: z[:n] += sum over j < m of vals[j] * w[cols[j] * n, :n],
        four rows of w per pass over z. T is float or double. */
     #define DESCEND_ROWS_PORTABLE(T, S)                                         \
@@ -357,31 +335,6 @@ cdef extern from *:
         return count;
     }
 
-    /* ---- what the CPU (and the OS, for the wide registers' state) has */
-    #if defined(_MSC_VER)
-    static int descend_cpu_has(int isa) {
-        int info[4];
-        unsigned long long xcr0;
-        __cpuid(info, 0);
-        if (info[0] < 7) return 0;
-        __cpuid(info, 1);
-        if (!(info[2] & (1 << 27)) || !(info[2] & (1 << 12))) return 0;  /* OSXSAVE, FMA */
-        xcr0 = _xgetbv(0);
-        if ((xcr0 & 0x6) != 0x6) return 0;                  /* XMM and YMM state */
-        __cpuidex(info, 7, 0);
-        if (!(info[1] & (1 << 5))) return 0;                /* AVX2 */
-        if (isa == DESCEND_AVX2) return 1;
-        return (info[1] & (1 << 16)) && (xcr0 & 0xE6) == 0xE6;  /* AVX-512F, ZMM state */
-    }
-    #else
-    static int descend_cpu_has(int isa) {
-        __builtin_cpu_init();
-        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
-        return isa == DESCEND_AVX2 || __builtin_cpu_supports("avx512f");
-    }
-    #endif
-    #else
-    static int descend_cpu_has(int isa) { (void)isa; return 0; }
     #endif
 
     /* the loops in use: set once at import (the widest the CPU has) */
@@ -471,10 +424,6 @@ cdef extern from *:
         return descend_union4_d(a, rows, n, cols, vals, masks);
     }
     """
-    int PORTABLE "DESCEND_PORTABLE"
-    int AVX2 "DESCEND_AVX2"
-    int AVX512 "DESCEND_AVX512"
-    int cpu_has "descend_cpu_has"(int isa) noexcept nogil
     int use_isa "descend_use_isa"(int isa) noexcept nogil
     bint has_rows4 "descend_has_rows4"() noexcept nogil
     void add_weighted_rows4_f "descend_add_weighted_rows4_f"(
@@ -588,18 +537,21 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
     with out = w and scale = -learning_rate, plain SGD's update.
 
     The rows go in groups of GRAD_GROUP_ROWS. For each group, the columns of
-    x are gathered first (the samples with a non-zero entry there, and scale
-    times the entries), then out[r] adds those samples' rows of dz in one
-    pass, the same loop as the forward product. Each out row sums its terms
-    in sample order whatever the range: a split of the rows over threads
-    gives the same bits.
+    x are gathered first into one bucket per column (the samples with a
+    non-zero entry there, and scale times the entries): a column holds at
+    most one entry per sample, so bucket r has n fixed slots and one pass
+    over the entries fills them, samples in order, with no counting pass.
+    Then out[r] adds those samples' rows of dz in one pass, the same loop
+    as the forward product. Each out row sums its terms in sample order
+    whatever the range: a split of the rows over threads gives the same bits.
 
-    Scratch: cursor (n ints), col_start (GRAD_GROUP_ROWS + 1 ints),
-    col_sample and col_value (n * GRAD_GROUP_ROWS each).
+    Scratch: cursor (n ints), col_start (GRAD_GROUP_ROWS + 1 ints; the
+    buckets' fill counts), col_sample and col_value (n * GRAD_GROUP_ROWS each).
     """
-    cdef int i, j, r, lo, hi, mid, group_end, slot
+    cdef int i, j, r, lo, hi, mid, group_end, end
     cdef const int* cols
     cdef const floating* vals
+    cdef int* fill = col_start
     # cursor[i]: row i's first entry at or after the current group's first row
     for i in range(n):
         cols = index + <long>i * stride
@@ -613,42 +565,28 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
         cursor[i] = lo
     while row_begin < row_end:
         group_end = min(row_begin + GRAD_GROUP_ROWS, row_end)
-        # count the entries per column of the group, then place them by
-        # column (a counting sort; samples stay in order within a column)
-        for r in range(group_end - row_begin + 1):
-            col_start[r] = 0
-        for i in range(n):
-            cols = index + <long>i * stride
-            j = cursor[i]
-            while j < count[i] and cols[j] < group_end:
-                col_start[cols[j] - row_begin + 1] += 1
-                j = j + 1
-        for r in range(group_end - row_begin):
-            col_start[r + 1] += col_start[r]
-        # (col_start[r] now: the first slot of column row_begin + r; it moves
-        # on as the column fills, ending at the next column's first slot)
+        memset(fill, 0, (group_end - row_begin) * sizeof(int))
         for i in range(n):
             cols = index + <long>i * stride
             vals = value + <long>i * stride
             j = cursor[i]
-            while j < count[i] and cols[j] < group_end:
-                slot = col_start[cols[j] - row_begin]
-                col_sample[slot] = i
-                col_value[slot] = scale * vals[j]
-                col_start[cols[j] - row_begin] = slot + 1
+            end = count[i]
+            while j < end and cols[j] < group_end:
+                r = cols[j] - row_begin
+                col_sample[<long>r * n + fill[r]] = i
+                col_value[<long>r * n + fill[r]] = scale * vals[j]
+                fill[r] += 1
                 j = j + 1
             cursor[i] = j
-        slot = 0
-        for r in range(row_begin, group_end):
+        for r in range(group_end - row_begin):
+            if fill[r] == 0:
+                continue
             if floating is float:
-                add_weighted_rows_f(col_sample + slot, col_value + slot,
-                                    col_start[r - row_begin] - slot, dz, n_out,
-                                    out + <long>r * n_out)
+                add_weighted_rows_f(col_sample + <long>r * n, col_value + <long>r * n,
+                                    fill[r], dz, n_out, out + <long>(row_begin + r) * n_out)
             else:
-                add_weighted_rows_d(col_sample + slot, col_value + slot,
-                                    col_start[r - row_begin] - slot, dz, n_out,
-                                    out + <long>r * n_out)
-            slot = col_start[r - row_begin]
+                add_weighted_rows_d(col_sample + <long>r * n, col_value + <long>r * n,
+                                    fill[r], dz, n_out, out + <long>(row_begin + r) * n_out)
         row_begin = group_end
 
 
