@@ -79,6 +79,18 @@ cdef void activation_backward(const floating* z, const floating* a, floating* dz
                        activation, alpha)
 
 
+cdef void activation_backward_columns(const floating* z, const floating* a, floating* dz,
+                                     int n, int k, long ld, int activation,
+                                     floating alpha) noexcept nogil:
+    """dz := dz * act'(z) on k columns of n rows whose starts are ld apart
+    (a block of columns of an (n, ld) array), on the calling thread."""
+    cdef int i
+    if activation == IDENTITY:
+        return
+    for i in range(n):
+        derivative_row(z + i * ld, a + i * ld, dz + i * ld, k, activation, alpha)
+
+
 # The per-row loops below take the activation as an argument, and each branch
 # of the dispatchers passes a constant: once inlined, the compiler drops the
 # per-element switch and vectorizes the simple cases (relu, leaky_relu).
