@@ -81,6 +81,8 @@ def equal_to_one_process(dist):
             "logs": {key: [history[key], ref_history[key]] for key in history
                      if key not in ("seconds", "samples_per_second", "allreduce_seconds")},
             "allreduce_seconds": history.get("allreduce_seconds"),
+            "stats": getattr(net, "distributed_stats_", None),   # (not on 1 rank)
+            "n_parameters": sum(w.size for w in net.get_weights()),
             "iterations": [net.optimizer.iterations, ref.optimizer.iterations],
         }
     return found
@@ -90,9 +92,7 @@ def sharded(dist):
     """Shards that interleave to X (shuffle=False): the one-process weights."""
     p, r, batch = dist.size, dist.rank, 30
     X, y = data(n=240)
-    shares = [(batch * q) // p for q in range(p + 1)]
-    rows = np.concatenate([np.arange(s, s + shares[r + 1] - shares[r]) + shares[r]
-                           for s in range(0, len(X), batch)])
+    rows = interleaved_shard(len(X), batch, p, r)
     case = CASES["adam_dropout"]
     net = network(case)
     net.fit(X[rows], y[rows], epochs=2, batch_size=batch, shuffle=False, verbose=0,
@@ -107,6 +107,71 @@ def sharded(dist):
             "same_on_ranks": weights_hash_equal(net, dist.comm),
             "shuffled_same_on_ranks": weights_hash_equal(shuffled, dist.comm),
             "shuffled_loss": history["loss"]}
+
+
+def interleaved_shard(n, batch, p, r):
+    """Rank r's rows of a sharded run that, with shuffle=False, steps through the
+    one-process batches of `batch` rows (rank r takes its share of each)."""
+    shares = [(batch * q) // p for q in range(p + 1)]
+    return np.concatenate([np.arange(s, min(s + shares[r + 1] - shares[r], n - shares[r]))
+                           + shares[r] for s in range(0, n, batch)])
+
+
+def weighted(dist):
+    """sample_weight and class_weight: distributed against one process (weights
+    and every logged value), in memory, sharded, and through the estimator."""
+    import warnings
+    found = {}
+    rng = np.random.default_rng(3)
+    for name, case in [("adam_dropout", CASES["adam_dropout"]),
+                       ("sgd_momentum_l1l2_clipvalue", CASES["sgd_momentum_l1l2_clipvalue"]),
+                       ("sgd_schedule_mse", CASES["sgd_schedule_mse"])]:
+        regression = case.get("regression", False)
+        X, y = data(regression=regression)
+        w = rng.random(len(X)) * 3 * (rng.random(len(X)) > 0.2)     # 20% zeros
+        Xv, yv = data(n=41, seed=5, regression=regression)
+        kwargs = dict(epochs=3, batch_size=32, verbose=0,
+                      validation_data=(Xv, yv, rng.random(41)))
+        if not regression:
+            kwargs["class_weight"] = {0: 2.0, 2: 0.5}
+        net, ref = network(case), network(case)
+        history = net.fit(X, y, sample_weight=w, distributed=dist, **kwargs)
+        ref_history = ref.fit(X, y, sample_weight=w, **kwargs)
+        found[name] = _compared(net, ref, history, ref_history, dist)
+    # sharded, each rank its rows and their weights; "balanced" from every shard's counts
+    p, r, batch = dist.size, dist.rank, 30
+    X, y = data(n=240)
+    w = rng.random(len(X)) + 0.5
+    rows = interleaved_shard(len(X), batch, p, r)
+    for name, extra in [("sharded", {}), ("sharded_balanced", {"class_weight": "balanced"})]:
+        case = CASES["adam_dropout"]
+        net, ref = network(case), network(case)
+        kwargs = dict(epochs=2, batch_size=batch, shuffle=False, verbose=0, **extra)
+        history = net.fit(X[rows], y[rows], sample_weight=w[rows],
+                          distributed=distributed.MPI(dist.comm, sharded=True), **kwargs)
+        ref_history = ref.fit(X, y, sample_weight=w, **kwargs)
+        found[name] = _compared(net, ref, history, ref_history, dist)
+    X, y = data(n=180)
+    kwargs = dict(hidden_layer_sizes=(10,), max_iter=4, batch_size=40, random_state=0,
+                  dtype="float64", learning_rate_init=0.01, class_weight="balanced")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # ConvergenceWarning after max_iter
+        mine = dn.MLPClassifier(distributed=dist, **kwargs).fit(X, y)
+        reference = dn.MLPClassifier(**kwargs).fit(X, y)
+    found["estimator_balanced"] = {
+        "max_rel": max(float(np.max(np.abs(a - b) / (np.abs(b) + 1e-12)))
+                       for a, b in zip(mine.coefs_ + mine.intercepts_,
+                                       reference.coefs_ + reference.intercepts_)),
+        "same_on_ranks": True,
+        "logs": {"loss_curve": [mine.loss_curve_, reference.loss_curve_]}}
+    return found
+
+
+def _compared(net, ref, history, ref_history, dist):
+    return {"max_rel": max_relative_error(net, ref),
+            "same_on_ranks": weights_hash_equal(net, dist.comm),
+            "logs": {key: [history[key], ref_history[key]] for key in ref_history
+                     if key not in ("seconds", "samples_per_second")}}
 
 
 def mismatch(dist):
@@ -175,8 +240,25 @@ def memmap_input(dist, out):
             validation_data=(mm[:50], y[:50]))
     ref = network(case)
     ref.fit(X, y, epochs=2, batch_size=32, verbose=0, validation_data=(X[:50], y[:50]))
-    return {"max_rel": max_relative_error(net, ref),
-            "same_on_ranks": weights_hash_equal(net, dist.comm)}
+    found = {"max_rel": max_relative_error(net, ref),
+             "same_on_ranks": weights_hash_equal(net, dist.comm)}
+    try:
+        import h5py
+    except ImportError:
+        return found
+    # an HDF5 dataset, opened by every rank: each reads its rows of each batch
+    path = os.path.join(os.path.dirname(out), "x.h5")
+    if dist.rank == 0:
+        with h5py.File(path, "w") as f:
+            f.create_dataset("X", data=X, chunks=(16, X.shape[1]))
+    dist.comm.Barrier()
+    with h5py.File(path, "r") as f:
+        net = network(case)
+        net.fit(f["X"], y, epochs=2, batch_size=32, verbose=0, distributed=dist,
+                validation_data=(X[:50], y[:50]))
+    found["h5py_max_rel"] = max_relative_error(net, ref)
+    found["h5py_same_on_ranks"] = weights_hash_equal(net, dist.comm)
+    return found
 
 
 def resume(dist, out):
@@ -233,6 +315,53 @@ def failing_rank(dist, interrupt=False):
     return {"finished": True}
 
 
+def checkpoint_fault(dist, out, variant):
+    """A fault after 2 or 3 complete epochs of a job that would run for ages;
+    rank 0's ModelCheckpoint("ck.npz") saves every epoch. Rank 0 first writes
+    the uninterrupted one-process weights after 2 and 3 epochs (ref-2.npz,
+    ref-3.npz) for the test to compare the checkpoint with.
+
+    variant "rank1-batch": rank 1's batch hook raises in the middle of epoch 3;
+    "rank0-interrupt": Ctrl-C on rank 0 in the middle of epoch 3 (both: the
+    file holds epoch 2); "rank0-epoch_end": rank 0's callback listed before the
+    checkpoint raises at the end of epoch 3 (the checkpoint has not run: the
+    abort writes epoch 3)."""
+    import os
+    import signal
+    folder = os.path.dirname(out)
+    X, y = data()
+    case = CASES["adam_dropout"]
+    kwargs = dict(batch_size=8, verbose=0)
+    if dist.rank == 0:
+        reference = network(case)
+        for epochs in (2, 3):
+            reference.fit(X, y, epochs=epochs - reference.epochs_trained, **kwargs)
+            np.savez(os.path.join(folder, f"ref-{epochs}.npz"), *reference.get_weights())
+    failing_rank = 1 if variant == "rank1-batch" else 0
+
+    class Fails(dn.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if dist.rank == failing_rank and self.epoch == 2 and batch >= 10:
+                if variant == "rank0-interrupt":
+                    os.kill(os.getpid(), signal.SIGINT)
+                elif variant == "rank1-batch":
+                    raise RuntimeError("boom in the middle of an epoch")
+
+        def on_epoch_end(self, epoch, logs=None):
+            if dist.rank == failing_rank and epoch == 2 and variant == "rank0-epoch_end":
+                raise RuntimeError("boom at the end of an epoch")
+    checkpoint = dn.callbacks.ModelCheckpoint(os.path.join(folder, "ck.npz"))
+    net = network(case)
+    net.fit(X, y, epochs=100000, steps_per_execution=2, distributed=dist,
+            callbacks=[Fails(), checkpoint], **kwargs)
+    return {"finished": True}
+
+
 def main(scenario, out, loop="compiled"):
     dist = distributed.MPI()
     # "compiled": the allreduce inside the compiled loop where it applies;
@@ -242,6 +371,8 @@ def main(scenario, out, loop="compiled"):
         found = equal_to_one_process(dist)
     elif scenario == "sharded":
         found = sharded(dist)
+    elif scenario == "weighted":
+        found = weighted(dist)
     elif scenario == "mismatch":
         found = mismatch(dist)
     elif scenario == "callbacks":
@@ -258,6 +389,8 @@ def main(scenario, out, loop="compiled"):
         found = failing_rank(dist)
     elif scenario == "interrupt":
         found = failing_rank(dist, interrupt=True)
+    elif scenario.startswith("fault-"):
+        found = checkpoint_fault(dist, out, scenario[len("fault-"):])
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
     found["size"] = dist.size

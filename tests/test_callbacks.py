@@ -466,6 +466,7 @@ def test_model_checkpoint_formats_file_names(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == expected
     assert model.saved == [str(tmp_path / name) for name in expected]
     assert ckpt.last_saved_path == str(tmp_path / expected[-1])
+    assert ckpt.last_saved_epoch == 2
     for epoch, name in enumerate(expected):
         with np.load(tmp_path / name) as data:
             assert_weights_equal([data["arr_0"], data["arr_1"]], weights_at(epoch))

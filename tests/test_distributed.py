@@ -70,11 +70,16 @@ def test_weights_equal_the_one_process_run_and_are_bit_identical_across_ranks(
         assert case["max_rel"] < 1e-9, name
         assert case["same_on_ranks"], name
         assert case["iterations"][0] == case["iterations"][1] == 21, name
-        if loop == "steps":     # the step loop times its allreduce calls
-            assert len(case["allreduce_seconds"]) == 3
-            assert min(case["allreduce_seconds"]) > 0
-        else:                   # 203 rows, batch 32: the compiled loop applies
-            assert case["allreduce_seconds"] is None
+        # each epoch's seconds inside MPI_Allreduce (timed inside the compiled loop,
+        # or around the step loop's call), summed over the fit with the steps and bytes
+        assert len(case["allreduce_seconds"]) == 3 and min(case["allreduce_seconds"]) > 0
+        stats = case["stats"]
+        assert stats["allreduce_seconds"] == pytest.approx(sum(case["allreduce_seconds"]))
+        # 203 rows, batch 32: the compiled loop applies; its buffer holds every
+        # gradient and the loss, the step loop's also the correct count and the weight
+        extra = 1 if loop == "compiled" else 3
+        assert (stats["loop"], stats["ranks"], stats["steps"], stats["bytes_per_step"]) == (
+            loop, n, 21, (case["n_parameters"] + extra) * 8)
         for key, (mine, reference) in case["logs"].items():
             np.testing.assert_allclose(mine, reference, rtol=1e-9, err_msg=f"{name} {key}")
 
@@ -104,9 +109,29 @@ def test_sharded_input_trains_as_the_interleaved_one_process_data(n, tmp_path):
 
 
 @needs_mpi
+@pytest.mark.parametrize("n, loop", [(2, "compiled"), (3, "compiled"), (2, "steps"),
+                                     (3, "steps")])
+def test_sample_and_class_weights_train_as_on_one_process(n, loop, tmp_path):
+    # the loss is sum(w l) / sum(w) over the global batch: each rank's share is
+    # scaled by the whole batch's weight sum (sharded: summed in the allreduce)
+    found, _ = run_mpi(n, "weighted", tmp_path, loop=loop)
+    assert found.pop("size") == n
+    assert sorted(found) == ["adam_dropout", "estimator_balanced", "sgd_momentum_l1l2_clipvalue",
+                             "sgd_schedule_mse", "sharded", "sharded_balanced"]
+    for name, case in found.items():
+        assert case["max_rel"] < 1e-9, name
+        assert case["same_on_ranks"], name
+        assert case["logs"], name
+        for key, (mine, reference) in case["logs"].items():
+            np.testing.assert_allclose(mine, reference, rtol=1e-9, err_msg=f"{name} {key}")
+
+
+@needs_mpi
 def test_memmap_input_trains_as_in_memory(tmp_path):
     found, _ = run_mpi(2, "memmap", tmp_path)
     assert found["max_rel"] < 1e-9 and found["same_on_ranks"]
+    if "h5py_max_rel" in found:     # h5py installed (the test extra brings it)
+        assert found["h5py_max_rel"] < 1e-9 and found["h5py_same_on_ranks"]
 
 
 @needs_mpi
@@ -157,6 +182,25 @@ def test_a_failing_rank_ends_the_job_with_its_message(scenario, message, tmp_pat
     assert not (tmp_path / "out.json").exists()
 
 
+@needs_mpi
+@pytest.mark.parametrize("n, variant, message, epochs", [
+    (3, "rank1-batch", "rank 1 of 3 failed; aborting the job", 2),
+    (2, "rank0-interrupt", "rank 0 of 2 failed; aborting the job", 2),
+    (2, "rank0-epoch_end", "saved epoch 3 (the last complete one)", 3)])
+def test_an_aborted_job_leaves_the_last_complete_epoch_in_rank_0s_checkpoint(
+        n, variant, message, epochs, tmp_path):
+    # the job would train 100000 epochs: only the abort ends it before the timeout
+    _, done = run_mpi(n, f"fault-{variant}", tmp_path, expect_ok=False)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
+    saved = dn.load(tmp_path / "ck.npz")
+    assert saved.epochs_trained == epochs
+    with np.load(tmp_path / f"ref-{epochs}.npz") as reference:
+        for mine, theirs in zip(saved.get_weights(), reference.values()):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-9)
+    assert not (tmp_path / "out.json").exists()
+
+
 def test_distributed_must_be_an_mpi_object():
     X, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
     net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)
@@ -172,3 +216,31 @@ def test_mpi_checks_its_arguments():
         dn.distributed.MPI(comm="world")
     with pytest.raises(TypeError, match="sharded"):
         dn.distributed.MPI(sharded="yes")
+
+
+@pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
+def test_estimator_refuses_balanced_class_weight_over_shards():
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
+    estimator = dn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, class_weight="balanced",
+                                 distributed=dn.distributed.MPI(sharded=True))
+    with pytest.raises(ValueError, match="class_weight=\"balanced\" needs every class count"):
+        estimator.fit(X, y)
+    assert not hasattr(estimator, "net_")
+
+
+@pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
+def test_one_rank_step_loop_raises_instead_of_aborting():
+    # sharded input on one rank runs the distributed step loop; nobody waits for this
+    # rank, so an error is raised as in a one-process fit (not MPI_Abort), epoch undone
+    class Fails(dn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("boom in epoch 2")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), np.arange(40) % 2
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, dtype="float64", seed=0)
+    net.compile(loss="softmax_cross_entropy")
+    with pytest.raises(RuntimeError, match="boom in epoch 2"):
+        net.fit(X, y, epochs=3, batch_size=8, verbose=0, callbacks=[Fails()],
+                distributed=dn.distributed.MPI(sharded=True))
+    assert net.epochs_trained == 2 and net.distributed_stats_["loop"] == "steps"

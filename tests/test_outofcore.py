@@ -196,3 +196,91 @@ def test_memmap_fit_with_sample_weight_equals_the_in_memory_fit(tmp_path, small_
         np.testing.assert_array_equal(mine, theirs)
     assert history.history["loss"] == reference.history["loss"]
     assert history.history["accuracy"] == reference.history["accuracy"]
+
+
+# ---------------------------------------------------------------------- h5py
+@pytest.fixture
+def h5py_reads(monkeypatch):
+    """h5py (skipped without it), with every read of a Dataset recorded: the
+    number of rows each returned (a whole copy would be one read of all rows)."""
+    h5py = pytest.importorskip("h5py", reason="needs h5py (pip install '.[test]')")
+    reads = []
+    read = h5py.Dataset.__getitem__
+
+    def recording(self, *args, **kwargs):
+        block = read(self, *args, **kwargs)
+        reads.append(len(block))
+        return block
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", recording)
+    return h5py, reads
+
+
+@pytest.mark.parametrize("layout", [{}, {"chunks": (64, 12), "compression": "gzip"}],
+                         ids=["contiguous", "chunked_gzip"])
+def test_h5py_dataset_fit_predict_evaluate_read_in_chunks(layout, tmp_path, small_chunks,
+                                                          h5py_reads):
+    h5py, reads = h5py_reads
+    X, y = data()
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("X", data=X, **layout)
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        dataset = f["X"]
+        net, reference = network(), network()
+        history = net.fit(dataset, y, epochs=2, batch_size=32, verbose=0)
+        expected = reference.fit(X, y, epochs=2, batch_size=32, verbose=0)
+        # whole batches of the in-memory fit, the same kernels: the same bits
+        for mine, theirs in zip(net.get_weights(), reference.get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+        # (the epoch's loss is summed chunk by chunk: rounding)
+        np.testing.assert_allclose(history["loss"], expected["loss"], rtol=1e-12)
+        # the check for NaN reads ~200 rows at a time, each epoch 5 chunks of <= 224 rows
+        # (200 rounded to whole batches of 32), and never all 1000 rows at once
+        assert max(reads) <= 224 and sum(reads) <= 3 * len(X) + 224, reads
+        reads.clear()
+        np.testing.assert_array_equal(net.predict(dataset), reference.predict(X))
+        assert net.evaluate(dataset, y) == reference.evaluate(X, y)
+        # predict and evaluate: each a pass checking for NaN (chunks of 200 rows) and a
+        # pass computing the outputs (chunks of model.CHUNK_ROWS = 8192 rows)
+        assert reads == 2 * ([200] * 5 + [1000]), reads
+
+
+def test_h5py_float32_dataset_trains_a_float64_network_by_chunk(tmp_path, small_chunks,
+                                                               h5py_reads):
+    h5py, reads = h5py_reads
+    X, y = data()
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("X", data=X.astype(np.float32))
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        net, reference = network(), network()
+        net.fit(f["X"], y, epochs=1, batch_size=32, verbose=0)
+        reference.fit(X.astype(np.float32).astype(np.float64), y, epochs=1, batch_size=32,
+                      verbose=0)
+    assert max(reads) <= 224
+    for mine, theirs in zip(net.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_zarr_array_fit_predict_evaluate_read_in_chunks(tmp_path, small_chunks, monkeypatch):
+    # zarr is not in the test extra (zarr 3 needs Python 3.11): tested where installed
+    zarr = pytest.importorskip("zarr", minversion="3", reason="needs zarr >= 3")
+    reads = []
+    read = zarr.Array.__getitem__
+
+    def recording(self, *args, **kwargs):
+        block = read(self, *args, **kwargs)
+        reads.append(len(block))
+        return block
+    monkeypatch.setattr(zarr.Array, "__getitem__", recording)
+    X, y = data()
+    array = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=X.shape, chunks=(64, 12),
+                              dtype="f8")
+    array[:] = X
+    reads.clear()
+    net, reference = network(), network()
+    net.fit(array, y, epochs=2, batch_size=32, verbose=0)
+    reference.fit(X, y, epochs=2, batch_size=32, verbose=0)
+    for mine, theirs in zip(net.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    assert max(reads) <= 224 and sum(reads) <= 3 * len(X) + 224, reads
+    np.testing.assert_array_equal(net.predict(array), reference.predict(X))
+    assert net.evaluate(array, y) == reference.evaluate(X, y)

@@ -456,15 +456,3 @@ def test_bad_validation_weights_and_split_leaving_zero_weights():
     with pytest.raises(ValueError, match="training part .* all zero"):
         net.fit(X, y, verbose=0, sample_weight=zero_head, validation_split=1 / 3)
     assert net.optimizer.iterations == 0 and net.epochs_trained == 0
-
-
-def test_distributed_fit_refuses_sample_and_class_weights_before_any_change():
-    X, y, _ = binary_data()
-    net = make_net()
-    net.fit(X, y, epochs=1, batch_size=30, verbose=0)
-    before = copy.deepcopy(net.get_weights())
-    for kwargs in ({"sample_weight": np.ones(len(y))}, {"class_weight": {0: 2.0}}):
-        with pytest.raises(ValueError, match="not supported with distributed"):
-            net.fit(X, y, epochs=1, verbose=0, distributed=object(), **kwargs)
-    for mine, theirs in zip(net.get_weights(), before):
-        np.testing.assert_array_equal(mine, theirs)

@@ -161,6 +161,24 @@ cdef extern from *:
                                            int count, intptr_t datatype, intptr_t op,
                                            intptr_t comm) noexcept nogil
 
+# A wall clock without the GIL, for the time spent inside MPI_Allreduce:
+# omp_get_wtime with OpenMP, C11 timespec_get without.
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static inline double descend_wall_seconds(void) { return omp_get_wtime(); }
+    #else
+    #include <time.h>
+    static inline double descend_wall_seconds(void) {
+        struct timespec now;
+        timespec_get(&now, TIME_UTC);
+        return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+    }
+    #endif
+    """
+    double wall_seconds "descend_wall_seconds"() noexcept nogil
+
 # Per-thread accumulators, padded to their own cache line (no false sharing).
 cdef enum:
     SLOT = 8
@@ -430,6 +448,8 @@ cdef class EpochRunner:
     cdef void* flat                     # every gradient array, then the batch's loss
     cdef void* send                     # its copy, sent (no MPI_IN_PLACE: ABI-specific)
     cdef long flat_size
+    cdef double allreduce_seconds       # wall time inside MPI_Allreduce, and its calls
+    cdef long allreduce_calls
 
     def __cinit__(self):
         self.dist_size = 0
@@ -631,6 +651,18 @@ cdef class EpochRunner:
         self.dist_rank, self.dist_size, self.global_batch = rank, size, global_batch
         self._strategy = TEAM_GENERAL      # gradients first, then the update
         self.plan["by_columns"] = False
+
+    def distributed_stats(self):
+        """The allreduce's cost since set_distributed, or None if not distributed:
+        {"allreduce_seconds": wall seconds thread 0 spent inside MPI_Allreduce
+        (waiting for the slowest rank to arrive included), "allreduce_calls":
+        its calls (one a step), "bytes_per_step": the bytes of the summed
+        buffer (every gradient and the batch's loss)}."""
+        if not self.dist_size:
+            return None
+        return {"allreduce_seconds": self.allreduce_seconds,
+                "allreduce_calls": self.allreduce_calls,
+                "bytes_per_step": self.flat_size * (4 if self.is_float32 else 8)}
 
     @property
     def strategy(self):
@@ -1152,6 +1184,7 @@ cdef class EpochRunner:
         cdef int l, k0, j0, j1
         cdef LayerPlan* p
         cdef floating* flat = <floating*>self.flat
+        cdef double started
         for l in range(self.n_layers):
             p = &self.plans[l]
             k0 = t * p.kernel_rows
@@ -1166,8 +1199,11 @@ cdef class EpochRunner:
         if t == 0:
             flat[self.flat_size - 1] = <floating>batch_loss
             memcpy(self.send, self.flat, self.flat_size * sizeof(floating))
+            started = wall_seconds()
             call_allreduce(self.allreduce_fn, self.send, self.flat, <int>self.flat_size,
                            self.mpi_datatype, self.mpi_op, self.mpi_comm)
+            self.allreduce_seconds += wall_seconds() - started
+            self.allreduce_calls += 1
         barrier()
         return flat[self.flat_size - 1]
 

@@ -85,7 +85,7 @@ def check_class_weight(class_weight, name="class_weight"):
 
 
 def class_weights(class_weight, ids, n_classes, sample_weight=None, labels=None,
-                  name="class_weight"):
+                  name="class_weight", reduce=None):
     """The weight of each class id, a float64 (n_classes,) array.
 
     Parameters
@@ -102,6 +102,10 @@ def class_weights(class_weight, ids, n_classes, sample_weight=None, labels=None,
     sample_weight : float64 array (n,) or None
     labels : array (n_classes,) or None
         The label of each class id, when the dict's keys are labels.
+    reduce : callable or None
+        "balanced" over data split between processes: sums the per-class
+        (weighted) counts over them in place (``MPI.allreduce``), so that
+        every process gets the weights of the whole data.
 
     Raises
     ------
@@ -111,6 +115,8 @@ def class_weights(class_weight, ids, n_classes, sample_weight=None, labels=None,
     class_weight = check_class_weight(class_weight, name)
     if isinstance(class_weight, str):    # "balanced"
         counts = np.bincount(ids, weights=sample_weight, minlength=n_classes).astype(np.float64)
+        if reduce is not None:
+            counts = reduce(counts)
         present = counts > 0
         weights = np.ones(n_classes)
         weights[present] = counts.sum() / (present.sum() * counts[present])
@@ -159,15 +165,17 @@ def sample_classes(loss, targets, labels, name="class_weight"):
     return column.astype(np.intp), 2
 
 
-def fit_weights(model, sample_weight, class_weight, targets, labels, allow_all_zero=False):
+def fit_weights(model, sample_weight, class_weight, targets, labels, allow_all_zero=False,
+                reduce=None):
     """One float64 weight per training sample (sample_weight times its class's
-    weight), or None when neither is given. sample_weight is already checked."""
+    weight), or None when neither is given. sample_weight is already checked.
+    `reduce`: see :func:`class_weights` (a sharded distributed fit)."""
     if class_weight is None:
         return sample_weight
     ids, n_classes = sample_classes(model.loss_, targets, labels)
     if n_classes is None:       # softmax: one class per output
         n_classes = model.dense_layers[-1].units
-    per_class = class_weights(class_weight, ids, n_classes, sample_weight)
+    per_class = class_weights(class_weight, ids, n_classes, sample_weight, reduce=reduce)
     weights = per_class[ids] if sample_weight is None else sample_weight * per_class[ids]
     return check_sample_weight(weights, len(ids), "sample_weight times class_weight",
                                allow_all_zero)

@@ -59,6 +59,8 @@ class EpochRunner:
     def set_distributed(self, allreduce_address: int, datatype: int, op: int, comm: int,
                         rank: int, size: int, global_batch: int) -> None:
         """Train as rank `rank` of `size`: one MPI_Allreduce a step from the loop."""
+    def distributed_stats(self) -> dict[str, float | int] | None:
+        """The allreduce's seconds, calls and bytes per step since set_distributed."""
 
 def penalize_py(value: NDArray[_F], grad: NDArray[_F], l1: float, l2: float,
                 proximal: bool) -> float:

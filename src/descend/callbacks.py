@@ -468,6 +468,8 @@ class ModelCheckpoint(Callback):
         Best monitored value seen (only tracked with ``save_best_only``).
     last_saved_path : str or None
         Path of the most recent save.
+    last_saved_epoch : int or None
+        0-based index of the epoch most recently saved.
 
     Raises
     ------
@@ -550,6 +552,7 @@ class ModelCheckpoint(Callback):
     def _reset(self):
         self.best = math.inf if self.monitor_mode == "min" else -math.inf
         self.last_saved_path = None
+        self.last_saved_epoch = None
         self._warned_missing = False
 
     def on_train_begin(self, logs=None):
@@ -618,6 +621,7 @@ class ModelCheckpoint(Callback):
             os.makedirs(directory, exist_ok=True)
         self.model.save(path)
         self.last_saved_path = path
+        self.last_saved_epoch = epoch
 
 
 # ---------------------------------------------------------------------------

@@ -24,8 +24,11 @@ one-process run):
 * Losses and metrics come from allreduced sums (validation data is split
   between the ranks too), so every rank logs the same values and takes the
   same early-stopping and schedule decisions (``stop_training`` is then
-  rank 0's on every rank); ``allreduce_seconds`` is logged per epoch by the
-  step loop (the compiled loop does not time its calls). Each rank's default
+  rank 0's on every rank). ``allreduce_seconds`` (this rank's wall time
+  inside MPI_Allreduce, waiting for the slowest rank included: timed inside
+  the compiled loop, or around the step loop's call) is logged per epoch,
+  and ``net.distributed_stats_`` sums it over the fit with the loop used,
+  the ranks, the steps and the bytes of the buffer summed a step. Each rank's default
   ``n_threads`` is its node's cores shared by the ranks on that node.
   CSVLogger, ModelCheckpoint, TensorBoard and progress output act on rank 0
   only, as does ``Sequential.save`` of a model trained this way.
@@ -40,6 +43,7 @@ two barriers): no return to Python per step. Otherwise (sharded input, a
 memmap or h5py X, tiny batches) the step loop below runs each step's kernels
 from Python and returns to it once a step (its cost: docs/distributed.md).
 """
+import os
 import sys
 import time
 import traceback
@@ -52,6 +56,7 @@ from descend._dense import activation_derivative_py
 from descend._sparse import sparse_forward_py, sparse_grad_kernel_py
 from descend._validation import check_bool, error_message
 from descend._outofcore import LazyRows, is_lazy
+from descend._sample_weight import fit_weights, sample_classes
 from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
                               make_trainer, runner_specs)
 
@@ -155,12 +160,19 @@ class MPI:
         return buffer
 
     def abort(self, exc):
-        """Print `exc` as this rank's failure and end the whole job (MPI_Abort)."""
+        """Print `exc` as this rank's failure and end the whole job (MPI_Abort).
+        Never returns: MPI_Abort may return before the launcher kills the
+        ranks (MPICH's does, measured), and this rank must not run on (its
+        script would carry on after fit as if it had ended)."""
         message = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        sys.stderr.write(f"descend.distributed: rank {self.rank} of {self.size} failed; "
-                         f"aborting the job.\n{message}")
-        sys.stderr.flush()
-        self.comm.Abort(1)
+        try:
+            sys.stderr.write(f"descend.distributed: rank {self.rank} of {self.size} "
+                             f"failed; aborting the job.\n{message}")
+            sys.stderr.flush()
+            sys.stdout.flush()
+            self.comm.Abort(1)
+        finally:
+            os._exit(1)     # the launcher sees a failed rank and ends the others
 
     def __repr__(self):
         return f"MPI(rank={self.rank}, size={self.size}, sharded={self.sharded})"
@@ -189,7 +201,7 @@ def fit(model, distributed, X, y, **kwargs):
     except DivergenceError:
         raise       # from the allreduced loss and the shared weights: on every rank
     except BaseException as exc:    # KeyboardInterrupt included: the others would wait
-        distributed.abort(exc)
+        trainer.abort(exc)
 
 
 def _validate_everywhere(model, distributed, X, y, kwargs):
@@ -205,10 +217,17 @@ def _validate_everywhere(model, distributed, X, y, kwargs):
         # a memmap or h5py-style X: each rank checks (and later reads) its share only
         X = LazyRows(X, X.dtype)
         X.scan_part = (distributed.rank, distributed.size)
+    # sharded "balanced" class weights need every shard's class counts: after the checks
+    class_weight = kwargs.get("class_weight")
+    balance_later = (distributed.sharded and isinstance(class_weight, str)
+                     and class_weight == "balanced")
     try:
         if distributed.sharded:     # the global batch is clipped to the global n below
             kwargs = dict(kwargs, batch_size=None)
-        config = FitConfig.validate(model, X, y, **kwargs)
+        config = FitConfig.validate(model, X, y, **dict(
+            kwargs, class_weight=None if balance_later else class_weight))
+        if balance_later:           # its errors (regression, soft targets) before the sum
+            sample_classes(model.loss_, config.targets, config.labels)
         summary = _summary(model, config, kwargs, distributed.sharded)
     except (ValueError, TypeError) as exc:
         config, summary, outcome = None, None, exc
@@ -227,6 +246,9 @@ def _validate_everywhere(model, distributed, X, y, kwargs):
                     f"distributed fit: rank {rank} differs from rank 0 in {key}: "
                     f"{theirs[key]!r} (rank {rank}) != {everyone[0][1][key]!r} (rank 0); "
                     "every rank must build the same network and call fit the same way")
+    if balance_later:
+        config.weights = fit_weights(model, config.weights, "balanced", config.targets,
+                                     config.labels, reduce=distributed.allreduce)
     if distributed.sharded:
         total = sum(theirs["shard_rows"] for _, theirs in everyone)
         requested = len(config.X) if batch_size is None else batch_size
@@ -250,6 +272,8 @@ def _summary(model, config, kwargs, sharded):
         "dropout": model._dropout_rates(), "built": model.built,
         "iterations": optimizer.iterations,
         "validation": None if config.validation is None else config.validation[0].shape[1],
+        "sample_weight": kwargs.get("sample_weight") is not None,
+        "class_weight": kwargs.get("class_weight"),
     }
     summary["shard_rows" if sharded else "n_samples"] = len(config.X)
     return summary
@@ -343,8 +367,15 @@ class DistributedTrainer(Trainer):
         self.runner = self._compiled_runner()
         if self.runner is not None:
             model.plan_ = self.runner.plan
+            self.allreduce_seconds = 0.0
+            step_bytes = self.runner.distributed_stats()["bytes_per_step"]
         else:
             self._prepare_step_loop()
+            step_bytes = self.buffer.nbytes
+        model.distributed_stats_ = {
+            "loop": "steps" if self.runner is None else "compiled",
+            "ranks": self.distributed.size, "bytes_per_step": step_bytes, "steps": 0,
+            "allreduce_seconds": 0.0}
         model.history = History()
         model.stop_training = False
 
@@ -368,7 +399,8 @@ class DistributedTrainer(Trainer):
         runner = self.make_runner(config.X, config.targets, config.labels, runner_specs(model),
                                   model.loss_.code, model.optimizer.kernel_config(),
                                   *model.optimizer.clip_settings(), share, omp,
-                                  plan=getattr(model, "plan", None))
+                                  plan=getattr(model, "plan", None),
+                                  sample_weight=config.weights)
         datatype = mpi.FLOAT if config.X.dtype == np.float32 else mpi.DOUBLE
         runner.set_distributed(address, mpi._handleof(datatype), mpi._handleof(mpi.SUM),
                                mpi._handleof(dist.comm), dist.rank, size, batch)
@@ -379,10 +411,11 @@ class DistributedTrainer(Trainer):
         model, config = self.model, self.config
         self.omp, self.blas = _threads.plan(max(1, config.batch_size // self.distributed.size),
                                             config.n_threads)
-        # one flat buffer: every gradient, then the loss and the correct count
+        # one flat buffer: every gradient, then the loss, the correct count (or
+        # weight) and the rows' weight sum (see _step_gradients)
         params = model._params()
         sizes = [p.size for p in params]
-        self.buffer = np.zeros(sum(sizes) + 2, dtype=params[0].dtype)
+        self.buffer = np.zeros(sum(sizes) + 3, dtype=params[0].dtype)
         bounds = np.cumsum([0] + sizes)
         self.grads = [self.buffer[a:b].reshape(p.shape)
                       for a, b, p in zip(bounds[:-1], bounds[1:], params)]
@@ -396,32 +429,68 @@ class DistributedTrainer(Trainer):
         try:
             super().run_epoch(epoch)
         except KeyboardInterrupt as exc:
-            self.distributed.abort(exc)
+            self.abort(exc)
         self.model.stop_training = bool(self.distributed.comm.bcast(
             self.model.stop_training, root=0))
 
+    def abort(self, exc):
+        """End the whole job after `exc` on this rank: the model back at its last
+        complete epoch, which rank 0 writes to its checkpoint files
+        (:func:`_checkpoint_last_epoch`), then ``MPI_Abort``. Never returns. On a
+        communicator of one rank nobody waits: `exc` is raised as in a
+        one-process fit (Ctrl-C then ends the fit cleanly)."""
+        if self.distributed.size == 1:
+            raise exc
+        try:
+            snapshot = getattr(self, "snapshot", None)
+            # an epoch under way (not yet counted) moved the weights: undo it
+            if snapshot is not None and self.model.epochs_trained == snapshot[-1]:
+                self._restore(snapshot)
+            _checkpoint_last_epoch(self.model, self.config.callbacks)
+        finally:
+            self.distributed.abort(exc)
+
     def train_epoch(self, order, epoch_seed, progress, progress_every):
-        """The epoch, one allreduce per step; the result dict of EpochRunner.run_epoch."""
+        """The epoch, one allreduce per step; the result dict of EpochRunner.run_epoch.
+        Adds the epoch's steps and seconds in the allreduce to the model's
+        ``distributed_stats_``."""
         if self.runner is not None:
-            # the compiled loop summed the loss; the correct predictions: once an epoch
-            result = super().train_epoch(order, epoch_seed, progress, progress_every)
-            correct = self.distributed.allreduce(np.array([result["n_correct"]], np.float64))
-            result["n_correct"] = int(correct[0])
-            return result
+            result = self._compiled_epoch(order, epoch_seed, progress, progress_every)
+        else:
+            result = self._step_epoch(order, epoch_seed, progress, progress_every)
+        stats = self.model.distributed_stats_
+        stats["steps"] += result["n_batches"]
+        stats["allreduce_seconds"] += self.allreduce_seconds
+        return result
+
+    def _compiled_epoch(self, order, epoch_seed, progress, progress_every):
+        """The compiled loop's epoch (its allreduce timed inside the loop)."""
+        before = self.runner.distributed_stats()["allreduce_seconds"]
+        result = super().train_epoch(order, epoch_seed, progress, progress_every)
+        self.allreduce_seconds = self.runner.distributed_stats()["allreduce_seconds"] - before
+        # the compiled loop summed the loss; the correct predictions: once an epoch
+        correct = self.distributed.allreduce(np.array([result["n_correct"]], np.float64))
+        # (with sample weights: the correct samples' weight sum)
+        result["n_correct"] = int(correct[0]) if self.config.weights is None else correct[0]
+        return result
+
+    def _step_epoch(self, order, epoch_seed, progress, progress_every):
+        """The step loop's epoch: Python drives each step (see _step_gradients)."""
         if self.distributed.sharded:
             # the Trainer drew a permutation of all rows; keep this rank's, in its order
             mine = (order >= self.offset) & (order < self.offset + len(self.config.X))
             order = order[mine] - self.offset
         model, config = self.model, self.config
         self.allreduce_seconds = 0.0
-        loss_sum = penalty_sum = 0.0
+        loss_sum = penalty_sum = weight_sum = 0.0
         n_correct = n_done = 0
         finite = True
         s = 0
         with _threads.blas_threads(self.blas):
             for s in range(self.n_batches):
                 nb, first_row, rows = self.steps.step(s, order)
-                batch_loss, correct = self._step_gradients(rows, nb, first_row, s, epoch_seed)
+                batch_loss, correct, weight = self._step_gradients(rows, nb, first_row, s,
+                                                                   epoch_seed)
                 if not np.isfinite(batch_loss):
                     finite = False
                     break
@@ -429,26 +498,38 @@ class DistributedTrainer(Trainer):
                 model.optimizer.apply_gradients(model._params(), list(self.grads),
                                                 model._decay_flags(), self.omp)
                 reference.proximal_l1_step(model, self.omp)
-                loss_sum += (batch_loss + penalty) * nb
+                loss_sum += (batch_loss + penalty) * weight
                 penalty_sum += penalty
                 n_correct += correct
                 n_done += nb
+                weight_sum += weight
                 if progress is not None and ((s + 1) % progress_every == 0
                                              or s + 1 == self.n_batches):
-                    progress(s + 1, loss_sum / max(n_done, 1))
-        return {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
-                "n_batches": s + (1 if finite else 0), "n_correct": n_correct,
-                "step": model.optimizer.iterations, "finite": finite, "n_samples": n_done}
+                    progress(s + 1, loss_sum / weight_sum if weight_sum > 0 else 0.0)
+        result = {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
+                  "n_batches": s + (1 if finite else 0), "n_correct": n_correct,
+                  "step": model.optimizer.iterations, "finite": finite, "n_samples": n_done}
+        if self.config.weights is not None:
+            result["weight_sum"] = weight_sum
+        return result
 
     def _step_gradients(self, rows, nb, first_row, batch, epoch_seed):
         """Sum over the ranks of this step's gradients (in self.grads), and
-        (the batch's mean loss without penalties, its correct predictions)."""
+        (the batch's mean loss without penalties, its correct predictions, what
+        the mean divides by: nb, or the batch's weight sum).
+
+        With sample weights the mean is sum_i w_i l_i / W over the global
+        batch, and W sums weights other ranks hold (sharded data): each rank
+        sends the gradient of its rows' sum_i w_i l_i and their weight sum in
+        the same buffer, and the sum is divided by W after the allreduce (the
+        gradient is linear in the loss): one allreduce a step all the same."""
         model, config = self.model, self.config
-        buffer = self.buffer
+        buffer, weighted = self.buffer, config.weights is not None
         if len(rows):
             X = _gather(config.X, rows)
             targets = None if config.targets is None else _gather(config.targets, rows)
             labels = None if config.labels is None else _gather(config.labels, rows)
+            weights = _gather(config.weights, rows) if weighted else None
             codes, rates = model._activation_codes(), model._dropout_rates()
             steps = (True, epoch_seed, self.omp)
             # the first layer's activations when it runs sparse (then forward starts at 1)
@@ -457,12 +538,14 @@ class DistributedTrainer(Trainer):
             output = reference.forward(model, inputs, codes, rates, *steps, batch=batch,
                                        first_row=first_row, first_layer=int(sparse))
             k = output.shape[1]
-            scale = model.loss_.grad_scale(nb, k)     # d(mean over the global batch)
+            # d(mean over the global batch); weighted: d(sum_i w_i l_i), divided below
+            scale = model.loss_.grad_scale(1.0 if weighted else nb, k)
             grad_output = np.empty_like(output)
             total = _losses.loss_and_gradient_py(model.loss_.code, output, targets, labels,
-                                                 grad_output, scale, self.omp)
-            buffer[-2] = total * scale
-            buffer[-1] = model.loss_.count_correct(output, targets, labels)
+                                                 grad_output, scale, self.omp, weights)
+            buffer[-3] = total * scale
+            buffer[-2] = model.loss_.count_correct(output, targets, labels, weights)
+            buffer[-1] = np.sum(weights) if weighted else len(rows)
             grads, grad_input = reference.backward_to(
                 model, grad_output, rates, *steps, batch=batch, first_row=first_row,
                 last_layer=int(sparse))
@@ -476,13 +559,18 @@ class DistributedTrainer(Trainer):
         started = time.perf_counter()
         self.distributed.allreduce(buffer)
         self.allreduce_seconds += time.perf_counter() - started
-        return float(buffer[-2]), int(round(float(buffer[-1])))
+        if not weighted:
+            return float(buffer[-3]), int(round(float(buffer[-2]))), nb
+        weight = float(buffer[-1])
+        # 1 / W (0 for W = 0: a batch of weight 0 has loss and gradient 0, as in
+        # the compiled loop) on the gradients and the loss
+        buffer[:-2] *= model.loss_.grad_scale(weight, 1)
+        return float(buffer[-3]), float(buffer[-2]), weight
 
     def _epoch_logs(self, result):
         """The Trainer's logs, plus this rank's seconds in the allreduce this epoch."""
         logs = super()._epoch_logs(result)
-        if self.runner is None:     # (the compiled loop does not time its calls)
-            logs["allreduce_seconds"] = self.allreduce_seconds
+        logs["allreduce_seconds"] = self.allreduce_seconds
         return logs
 
     def _penalty_into_grads(self):
@@ -494,9 +582,9 @@ class DistributedTrainer(Trainer):
         return reference.penalty(self.model, pairs)
 
     def scores(self, X, targets, labels, weights=None):
-        """Scores of these rows, each rank evaluating its part, summed by allreduce
-        (`weights` is always None: a distributed fit refuses sample weights)."""
-        return _allreduced_scores(self.model, self.distributed, X, targets, labels)
+        """Scores of these rows (weighted by `weights` if given), each rank
+        evaluating its part, summed by allreduce."""
+        return _allreduced_scores(self.model, self.distributed, X, targets, labels, weights)
 
 
 class _SparseFirstLayer:
@@ -512,7 +600,6 @@ class _SparseFirstLayer:
     def if_planned(cls, model, config, size):
         """An instance if the plan for a rank's share of a batch takes the first
         layer sparse (never under dropout on the input), else None."""
-        import os
         from descend._train import _choose_plan
         if model._dropout_rates()[0] > 0:
             return None
@@ -553,6 +640,37 @@ def _root_only(callback):
     return type(callback).__name__ == "TensorBoard"
 
 
+def _checkpoint_last_epoch(model, callbacks):
+    """Before an abort (rank 0; the other ranks hold no ModelCheckpoint): each
+    ModelCheckpoint that saves every epoch and has not written the last
+    complete one (an error in an earlier callback's on_epoch_end, say) writes
+    it now, to the path that epoch's logs give. ``Sequential.save`` writes a
+    temporary file and renames it, so an abort from another rank during a
+    save leaves the previous complete file. Errors are reported, not raised:
+    the abort must happen."""
+    from descend.callbacks import ModelCheckpoint
+    history = getattr(model, "history", None)
+    if not history or not history.epoch:
+        return
+    epoch = history.epoch[-1]
+    logs = {key: values[-1] for key, values in history.items()}
+    for callback in callbacks:
+        if (not isinstance(callback, ModelCheckpoint) or callback.save_best_only
+                or callback.last_saved_epoch == epoch):
+            continue
+        try:
+            path = callback._format_path(epoch, logs)
+            if os.path.dirname(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            model.save(path)
+            callback.last_saved_path, callback.last_saved_epoch = path, epoch
+            sys.stderr.write(f"descend.distributed: saved epoch {epoch + 1} (the last "
+                             f"complete one) to {path} before aborting.\n")
+        except Exception as exc:      # noqa: BLE001 - reported; the abort goes on
+            sys.stderr.write(f"descend.distributed: could not save epoch {epoch + 1} "
+                             f"before aborting: {type(exc).__name__}: {exc}\n")
+
+
 def _gather(array, rows):
     """array[rows] as a C-contiguous array: an ndarray's, or read from a LazyRows
     (an np.memmap or h5py-style X: only these rows are read)."""
@@ -561,9 +679,11 @@ def _gather(array, rows):
     return np.ascontiguousarray(array[rows])
 
 
-def _allreduced_scores(model, distributed, X, targets, labels):
+def _allreduced_scores(model, distributed, X, targets, labels, weights=None):
     """``model._evaluate``'s scores over all ranks' rows: each rank scores its
-    contiguous part (not sharded) or its shard, the sums are allreduced."""
+    contiguous part (not sharded) or its shard, the sums are allreduced.
+    `weights` (float64, one per row, or None): the weighted scores, as
+    ``model._evaluate`` computes them."""
     n = len(X)
     if not distributed.sharded:
         lo, hi = (n * distributed.rank) // distributed.size, (n * (distributed.rank + 1)) \
@@ -571,39 +691,42 @@ def _allreduced_scores(model, distributed, X, targets, labels):
         X = X[lo:hi]
         targets = None if targets is None else targets[lo:hi]
         labels = None if labels is None else labels[lo:hi]
+        weights = None if weights is None else weights[lo:hi]
     k = model.dense_layers[-1].units
     output = model._output(X) if len(X) else np.zeros((0, k), model.dtype)
+    w = np.ones(len(X)) if weights is None else weights
     sums = np.zeros(5 + 2 * k)
-    sums[0] = len(X)
-    if len(X):
-        sums[1] = model.loss_.mean_loss(output, targets, labels) * len(X)
-        if model.loss_.is_classifier:
-            sums[2] = model.loss_.count_correct(output, targets, labels)
-        else:
-            t = targets.astype(np.float64)
-            err = output.astype(np.float64) - t
-            sums[3], sums[4] = np.sum(err ** 2), np.sum(np.abs(err))
-            sums[5:5 + k] = np.sum(err ** 2, axis=0)
-            sums[5 + k:] = np.sum(t, axis=0)
+    sums[0] = np.sum(w)             # what the means divide by: rows, or their weights
+    if sums[0] > 0:
+        sums[1] = model.loss_.mean_loss(output, targets, labels, weights=weights) * sums[0]
+    if len(X) and model.loss_.is_classifier:
+        sums[2] = model.loss_.count_correct(output, targets, labels, weights)
+    elif len(X):
+        t = targets.astype(np.float64)
+        err = output.astype(np.float64) - t
+        sums[3], sums[4] = np.sum(w[:, None] * err ** 2), np.sum(w[:, None] * np.abs(err))
+        sums[5:5 + k] = np.sum(w[:, None] * err ** 2, axis=0)
+        sums[5 + k:5 + 2 * k] = np.sum(w[:, None] * t, axis=0)
     distributed.allreduce(sums)
     total = sums[0]
     scores = {"loss": sums[1] / total + reference.penalty(model)}
     if model.loss_.is_classifier:
-        scores["accuracy"] = float(model.loss_.accuracy(sums[2], int(total), k))
+        scores["accuracy"] = float(model.loss_.accuracy(sums[2], total, k))
         return scores
     scores["mse"] = float(sums[3] / (total * k))
     scores["mae"] = float(sums[4] / (total * k))
-    scores["r2"] = _r2_from_sums(model, distributed, targets, sums[5:5 + k],
-                                 sums[5 + k:] / total)
+    scores["r2"] = _r2_from_sums(distributed, targets, w, sums[5:5 + k],
+                                 sums[5 + k:5 + 2 * k] / total)
     return scores
 
 
-def _r2_from_sums(model, distributed, targets, ss_res, mean):
+def _r2_from_sums(distributed, targets, weights, ss_res, mean):
     """R^2 averaged over outputs (as scikit-learn) from the allreduced residual
-    sums and target means: one more allreduce for the total sums of squares."""
+    sums and (weighted) target means: one more allreduce for the total sums of
+    squares."""
     ss_tot = np.zeros(len(mean))
     if targets is not None and len(targets):
-        ss_tot[:] = np.sum((targets.astype(np.float64) - mean) ** 2, axis=0)
+        ss_tot[:] = np.sum(weights[:, None] * (targets.astype(np.float64) - mean) ** 2, axis=0)
     distributed.allreduce(ss_tot)
     from descend.model import r2_from_sums
     return r2_from_sums(ss_res, ss_tot)

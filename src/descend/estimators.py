@@ -663,6 +663,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self._multilabel:
             raise ValueError("class_weight needs one class per sample; it is not supported "
                              "with multi-label y (give sample_weight instead)")
+        if isinstance(self.class_weight, str) and getattr(self.distributed, "sharded", False):
+            raise ValueError('class_weight="balanced" needs every class count, which '
+                             "MPI(sharded=True) splits between the ranks; the estimator "
+                             "takes the whole y on every rank (MPI(sharded=False)), or give "
+                             "Sequential.fit(class_weight=\"balanced\") the shards")
         if incremental and isinstance(self.class_weight, str):
             raise ValueError('class_weight="balanced" is not supported by partial_fit (the '
                              "class frequencies of a stream are not known from one chunk); "

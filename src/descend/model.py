@@ -408,7 +408,8 @@ class Sequential:
             Synchronous data-parallel training over the ranks of an MPI
             communicator (run the script under ``mpiexec -n p``):
             `batch_size` is the global batch, the weights after each step are
-            the one-process weights up to rounding and equal on every rank.
+            the one-process weights up to rounding and equal on every rank;
+            ``distributed_stats_`` then holds the allreduce's bytes and time.
             See ``descend.distributed`` and docs/distributed.md.
 
         Returns
@@ -483,19 +484,14 @@ class Sequential:
         (6, [5])
         """
         if distributed is not None:
-            if sample_weight is not None or class_weight is not None:
-                raise ValueError(
-                    "sample_weight and class_weight are not supported with distributed "
-                    f"training yet: got distributed={distributed!r} and "
-                    f"sample_weight={'None' if sample_weight is None else 'an array'}, "
-                    f"class_weight={class_weight!r}; train on one process to weight samples")
             from descend import distributed as mpi
             return mpi.fit(
                 self, distributed, X, y, epochs=epochs, batch_size=batch_size,
                 shuffle=shuffle, verbose=verbose, validation_data=validation_data,
                 validation_split=validation_split, callbacks=callbacks,
                 gradient_norms=gradient_norms, n_threads=n_threads,
-                initial_epoch=initial_epoch, steps_per_execution=steps_per_execution)
+                initial_epoch=initial_epoch, steps_per_execution=steps_per_execution,
+                sample_weight=sample_weight, class_weight=class_weight)
         config = FitConfig.validate(
             self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             verbose=verbose, validation_data=validation_data,

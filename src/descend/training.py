@@ -40,8 +40,9 @@ class History(dict):
 
     Keys: loss, accuracy (classifiers) or mse/mae/r2 (regression), their
     ``val_`` twins with validation data, learning_rate, seconds,
-    samples_per_second, and ``grad_norm_<i>`` per Dense layer when
-    ``fit(gradient_norms=True)``. ``history.history`` is the dict itself
+    samples_per_second, ``grad_norm_<i>`` per Dense layer when
+    ``fit(gradient_norms=True)``, and ``allreduce_seconds`` (this rank's
+    seconds inside MPI_Allreduce) in a fit over several MPI ranks. ``history.history`` is the dict itself
     and ``history.epoch`` the epoch indices, as in Keras;
     ``history.interrupted`` is True when Ctrl-C ended the fit, and
     ``history.diverged`` when a callback stopped it on a non-finite loss
