@@ -451,8 +451,8 @@ def test_the_cli_refuses_a_data_home_that_is_a_file_or_empty(tmp_path, capsys, c
 @pytest.mark.parametrize("plan, match", [
     # was: OverflowError ("value too large to convert to int") from the runner,
     # after fit had built the network and its optimizer
-    ({"sample_rows": 2**31}, r"plan\['sample_rows'\] must be an int in \[1, 2147483647\]"),
-    ({"kernel_rows": [2**40, 1]}, r"plan\['kernel_rows'\] must be an int in \[1, 2147483647\]"),
+    ({"sample_rows": 2**31}, r"plan\['sample_rows'\] must be an int in \[1, \d+\]"),
+    ({"kernel_rows": [2**40, 1]}, r"plan\['kernel_rows'\] must be an int in \[1, \d+\]"),
     # was: ValueError "dictionary update sequence element #0 has length 1"
     ("fast", r"plan must be None or a dict with keys among"),
     # was: refused by the runner only, after the network was built
@@ -467,8 +467,13 @@ def test_a_bad_pinned_plan_is_refused_before_fit_builds_anything(data, plan, mat
     assert not net.built and net.plan_ is None
 
 
-def test_a_model_file_with_a_plan_beyond_a_c_int_is_refused_on_load(tmp_path, data):
+@pytest.mark.parametrize("pinned, field", [
     # was: loaded; the next fit died of an OverflowError
+    ({"sample_rows": 10**30}, "sample_rows"),
+    # was: loaded; the next fit on two threads segfaulted (tests/test_breaker2.py)
+    ({"kernel_rows": [2**31 - 1, 4]}, "kernel_rows")])
+def test_a_model_file_with_a_plan_beyond_a_c_int_is_refused_on_load(tmp_path, data, pinned,
+                                                                    field):
     net = small_net()
     net.fit(*data, epochs=1, verbose=0)
     path = tmp_path / "model.npz"
@@ -476,10 +481,10 @@ def test_a_model_file_with_a_plan_beyond_a_c_int_is_refused_on_load(tmp_path, da
     with np.load(path) as archive:
         arrays = {key: archive[key] for key in archive.files}
     config = json.loads(str(arrays["config"]))
-    config["plan"] = {"pinned": {"sample_rows": 10**30}, "used": None}
+    config["plan"] = {"pinned": pinned, "used": None}
     arrays["config"] = np.array(json.dumps(config))
     np.savez(path, **arrays)
-    with pytest.raises(ValueError, match=r"\['pinned'\]\['sample_rows'\] must be an int in"):
+    with pytest.raises(ValueError, match=rf"\['pinned'\]\['{field}'\] must be an int in"):
         dn.load(path)
 
 

@@ -173,6 +173,33 @@ def test_a_stale_profile_is_measured_again(profile_dir, monkeypatch):
     assert len(calls) == 3
 
 
+@pytest.mark.parametrize("corrupt", [
+    # ZeroDivisionError in _phase_a_seconds
+    lambda p: p["gemm"]["float32"]["256"].update({"4": 0}),
+    # TypeError: can't multiply sequence by non-int of type 'float'
+    lambda p: p["sparse_break_even"].update(float32="x"),
+    # KeyError: 'float32'
+    lambda p: p["gemm"].pop("float32"),
+    # ValueError: min() arg is an empty sequence
+    lambda p: p["gemm"]["float32"].clear()], ids=["zero", "text", "missing", "empty"])
+def test_a_corrupt_stored_profile_is_measured_again_not_an_error_in_every_fit(
+        profile_dir, monkeypatch, corrupt):
+    # found by the breaker pass (tests/test_breaker2.py)
+    directory, calls = profile_dir
+    path = plans.machine_profile()["path"]
+    with open(path) as f:
+        stored = json.load(f)
+    corrupt(stored)
+    with open(path, "w") as f:
+        json.dump(stored, f)
+    monkeypatch.setattr(plans, "_loaded", {})      # a new process: read from the file
+    rng = np.random.default_rng(0)
+    net = dn.Sequential([dn.Dense(5, activation="relu"), dn.Dense(3)], seed=0, n_threads=1)
+    net.compile("softmax_cross_entropy", "sgd")
+    net.fit(rng.normal(size=(32, 4)), rng.integers(0, 3, 32), epochs=1, verbose=0)
+    assert len(calls) == 2 and net.plan_["source"] == "profile"
+
+
 def test_a_small_estimated_gain_keeps_the_default_sample_blocks():
     """Batch 128 on 2 cores: the default is 64-row blocks; a profile whose
     16-row blocks run 10% faster keeps 64 (the margin is 15%), 50% faster

@@ -262,8 +262,14 @@ def main(argv=None, prog=None):
     """Entry point of ``python -m descend`` and the ``descend`` script.
 
     ``argv`` defaults to ``sys.argv[1:]``; ``prog`` to the command as typed."""
+    from descend import plans
     from descend.datasets import _command_line_option
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        plans.forced_from_env()     # a bad DESCEND_PLAN: a usage error, not a traceback mid-run
+    except ValueError as error:
+        parser.error(str(error))
     try:
         with _command_line_option("--data-home"):  # messages name the option, not the keyword
             status = args.func(args)

@@ -49,8 +49,9 @@ class LazyRows:
     :meth:`take` (rows by index, as a C-contiguous ndarray), :meth:`blocks`
     and ``np.asarray`` (reads the rows: only for small slices)."""
 
-    def __init__(self, source, dtype, start=0, stop=None):
+    def __init__(self, source, dtype, start=0, stop=None, name="X"):
         self.source = source
+        self.name = name            # the argument's name, for errors
         self.dtype = np.dtype(dtype)
         self.start = start
         self.stop = source.shape[0] if stop is None else stop
@@ -81,7 +82,7 @@ class LazyRows:
             raise TypeError("LazyRows supports contiguous slices and index arrays")
         start, stop, _ = key.indices(len(self))
         return LazyRows(self.source, self.dtype, self.start + start,
-                        self.start + max(start, stop))
+                        self.start + max(start, stop), self.name)
 
     def __array__(self, dtype=None, copy=None):
         block = self._read(slice(self.start, self.stop))
@@ -107,7 +108,14 @@ class LazyRows:
         if self._file is not None:
             raw = self._file.read(index)
         else:
-            raw = self.source[index]
+            raw = np.asarray(self.source[index])
+        # an array-like whose rows are not what its shape and dtype say would
+        # be broadcast into the buffers, or strings parsed: never silently
+        n_rows = index.stop - index.start if isinstance(index, slice) else len(index)
+        if raw.shape != (n_rows, self.source.shape[1]) or raw.dtype.kind not in "biuf":
+            raise ValueError(f"{self.name} says it has shape {tuple(self.source.shape)} and "
+                             f"dtype {self.source.dtype}, but {n_rows} of its rows came back "
+                             f"with shape {raw.shape} and dtype {raw.dtype}")
         with np.errstate(over="ignore"):    # float32 overflow: inf, which check_X reports
             return np.ascontiguousarray(raw, dtype=self.dtype)
 
@@ -243,6 +251,10 @@ def check_lazy_X(X, dtype, name, n_features):
     """A LazyRows over X after the checks of check_X, reading X once in chunks."""
     from descend._validation import all_finite
     shape = tuple(X.shape)
+    if not all(isinstance(size, (int, np.integer)) for size in shape):
+        raise TypeError(f"{name}.shape must be two ints, got {X.shape!r}")
+    if min(shape) < 0:
+        raise ValueError(f"{name}.shape must be two ints >= 0, got {X.shape!r}")
     if shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 samples (shape {shape})")
     if shape[1] == 0:
@@ -250,15 +262,19 @@ def check_lazy_X(X, dtype, name, n_features):
     if n_features is not None and shape[1] != n_features:
         raise ValueError(
             f"{name} has {shape[1]} features, but the network expects {n_features}")
-    rows = LazyRows(X, dtype)
+    rows = LazyRows(X, dtype, name=name)
     scanned = rows
     part = getattr(X, "scan_part", None)    # (rank, size): a rank checks its share only
     if part is not None:
         scanned = rows[len(rows) * part[0] // part[1]:len(rows) * (part[0] + 1) // part[1]]
     bad = 0
-    for _, block in scanned.blocks():
-        if not all_finite(block):
-            bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+    try:
+        for _, block in scanned.blocks():
+            if not all_finite(block):
+                bad += int(block.size - np.count_nonzero(np.isfinite(block)))
+    except IndexError as exc:       # fewer rows than its shape says
+        raise ValueError(f"{name} says it has shape {shape}, but reading its rows failed: "
+                         f"{exc}") from None
     if bad:
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
     return rows

@@ -17,6 +17,10 @@ import numpy as np
 
 from descend._validation import error_message
 
+# the smallest positive weight: float64's smallest normal number (below it
+# the weights are subnormal and the reciprocal of their sum overflows)
+_SMALLEST_WEIGHT = float(np.finfo(np.float64).tiny)
+
 __all__ = ["check_sample_weight", "check_class_weight", "class_weights", "sample_classes",
            "fit_weights", "check_validation_weights"]
 
@@ -33,8 +37,9 @@ def check_sample_weight(sample_weight, n, name="sample_weight", allow_all_zero=F
     TypeError
         Not an array of real numbers.
     ValueError
-        Not 1-D of length n, NaN or infinite, negative, all zero, or a sum
-        that overflows; the message names `name`.
+        Not 1-D of length n, NaN or infinite, negative, positive but
+        subnormal (below 2.2e-308), all zero, or a sum that overflows; the
+        message names `name`.
     """
     if sample_weight is None:
         return None
@@ -55,6 +60,14 @@ def check_sample_weight(sample_weight, n, name="sample_weight", allow_all_zero=F
     if n and weights.min() < 0:
         raise ValueError(f"{name} must be >= 0, got {weights.min()} at index "
                          f"{int(np.argmin(weights))}")
+    subnormal = (weights > 0) & (weights < _SMALLEST_WEIGHT)
+    if subnormal.any():
+        # a batch of such weights sums to less than 1 / DBL_MAX: the mean's
+        # scale 1 / sum(w) overflows to inf, and the loss and gradient with it
+        index = int(np.flatnonzero(subnormal)[0])
+        raise ValueError(f"{name} must be 0 or >= {_SMALLEST_WEIGHT:.6g} (float64's smallest "
+                         f"normal number), got {weights[index]:.6g} at index {index}; "
+                         "multiply the weights by a constant (that changes nothing)")
     with np.errstate(over="ignore"):
         total = weights.sum()
     if n and total == 0 and not allow_all_zero:

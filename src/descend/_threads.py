@@ -242,3 +242,60 @@ class blas_threads:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ---------------------------------------------------------------- one training at a time
+_training = {}                  # id(network) -> the call training it ("fit", ...)
+_training_lock = threading.Lock()
+
+
+class training:
+    """``with training(net, "fit"):`` marks `net` as being trained for the block.
+
+    RuntimeError, before anything changes, if it already is: two trainings
+    of one network at once (fit from two Python threads, or fit called from
+    one of its own callbacks) would interleave their updates, optimizer
+    steps and histories without an error (two 3-epoch fits of one network
+    in two threads recorded 3 optimizer steps for 6 epochs of 1 batch).
+    """
+
+    def __init__(self, net, what):
+        self.key, self.what = id(net), what
+
+    def __enter__(self):
+        with _training_lock:
+            check_not_training_locked(self.key, self.what)
+            _training[self.key] = self.what
+        return self
+
+    def __exit__(self, *exc):
+        with _training_lock:
+            _training.pop(self.key, None)   # absent in a child forked by this fit
+
+
+def check_not_training(net, what):
+    """RuntimeError if `net` is being trained (see :class:`training`)."""
+    with _training_lock:
+        check_not_training_locked(id(net), what)
+
+
+def check_not_training_locked(key, what):
+    running = _training.get(key)
+    if running is not None:
+        raise RuntimeError(
+            f"{what}: this network is already being trained by {running} (in another "
+            f"thread, or {what} was called from one of its callbacks); a network trains "
+            "in one call at a time: wait for it to return, or train a copy "
+            "(copy.deepcopy(net))")
+
+
+def _forget_trainings_after_fork():
+    """A forked child has none of its parent's other threads, so none of the
+    trainings they ran: its copies of those networks are free to train."""
+    global _training_lock
+    _training.clear()
+    _training_lock = threading.Lock()   # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_trainings_after_fork)

@@ -36,6 +36,7 @@ import functools
 import inspect
 import os
 import reprlib
+import sys
 from numbers import Integral, Real
 
 import numpy as np
@@ -461,6 +462,12 @@ def check_X(X, dtype, name="X", n_features=None, lazy=False):
     """
     if isinstance(X, (str, bytes)) or X is None:
         raise TypeError(error_message(name, "a 2-D array of numbers", X))
+    sparse = sys.modules.get("scipy.sparse")   # not imported: X cannot be one of its matrices
+    if sparse is not None and sparse.issparse(X):
+        # np.asarray would make a 0-d object array: "must hold real numbers" misleads
+        raise TypeError(f"{name} must be a dense 2-D array, got a scipy.sparse "
+                        f"{type(X).__name__} of shape {X.shape}: pass {name}.toarray() (fit "
+                        "skips the zeros of mostly-zero inputs itself)")
     if lazy:
         from descend import _outofcore
         if _outofcore.is_lazy(X):
@@ -468,7 +475,7 @@ def check_X(X, dtype, name="X", n_features=None, lazy=False):
             # imaginary part in the chunked reads
             _check_real(np.dtype(X.dtype), name)
             return _outofcore.check_lazy_X(X, dtype, name, n_features)
-    array = np.asarray(X)
+    array = as_array(X, name, "a 2-D array of numbers")
     _check_real(array.dtype, name)
     if array.ndim == 1:
         raise ValueError(
@@ -493,6 +500,16 @@ def check_X(X, dtype, name="X", n_features=None, lazy=False):
             f"{name} contains {bad} NaN or infinite value(s)"
             + (" (after conversion to " + str(dtype) + ")" if np.asarray(X).dtype != dtype else ""))
     return array
+
+
+def as_array(value, name, expected):
+    """np.asarray(value), with numpy's ValueError for a ragged sequence
+    ("inhomogeneous shape") re-raised naming `name` and what was expected."""
+    try:
+        return np.asarray(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be {expected}, got a {type(value).__name__} of rows "
+                         f"of different lengths ({exc})") from None
 
 
 def all_finite(array, chunk_elements=1 << 20):

@@ -297,9 +297,13 @@ class _BaseMLP(BaseEstimator):
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
-            if weights is not None and not weights.sum() > 0:
-                raise ValueError("sample_weight: the weights left for training after the "
-                                 "early-stopping split are all zero")
+            for part, rows in (("left for training", weights),
+                               ("of the validation set", weights_val)):
+                # all-zero validation weights: no score to stop on (was an error of
+                # scikit-learn's scorer after the first epoch had changed the network)
+                if rows is not None and not rows.sum() > 0:
+                    raise ValueError(f"sample_weight: the weights {part} after the "
+                                     "early-stopping split are all zero")
             validation = (X_val, y_val, weights_val)
         else:
             validation = None

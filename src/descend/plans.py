@@ -64,6 +64,7 @@ import time
 import numpy as np
 
 from descend._config import register_section
+from descend._validation import MAX_THREADS
 
 PROFILE_FORMAT = 4
 
@@ -266,7 +267,29 @@ def profile_is_stale(profile, key, now=None):
     measured_at = profile.get("measured_at")
     return (profile.get("key") != key or profile.get("cores") != usable_cores()
             or not isinstance(measured_at, (int, float))
-            or not 0 <= now - measured_at <= PROFILE_MAX_AGE_DAYS * 86400)
+            or not 0 <= now - measured_at <= PROFILE_MAX_AGE_DAYS * 86400
+            or not _figures_are_valid(profile))
+
+
+def _figures_are_valid(profile):
+    """Whether every figure a plan reads is a positive finite number, for
+    both dtypes: a hand-edited or corrupt cache file is then measured again
+    instead of breaking every fit until someone deletes it."""
+    def positive(value):
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value > 0)
+    try:
+        for dtype in ("float32", "float64"):
+            widths = profile["gemm"][dtype]
+            if not widths or not positive(profile["sparse_break_even"][dtype]):
+                return False
+            for rates in widths.values():
+                if not rates or not all(int(rows) > 0 and positive(rate)
+                                        for rows, rate in rates.items()):
+                    return False
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def _store(path, profile):
@@ -531,17 +554,18 @@ def plan_for(workload, profile=None, forced=None):
     if sample_rows is None:
         sample_rows = _sample_rows(profile, workload)
     sample_rows = int(sample_rows)
-    if sample_rows < 1:
-        raise ValueError(f"plan sample_rows must be >= 1, got {sample_rows}")
+    if not 1 <= sample_rows <= MAX_BLOCK_ROWS:
+        raise ValueError(f"plan sample_rows must be in [1, {MAX_BLOCK_ROWS}], got {sample_rows}")
     kernel_rows = forced.get("kernel_rows")
     if kernel_rows is None:
         kernel_rows = _kernel_rows(workload)
     elif isinstance(kernel_rows, (int, np.integer)):
         kernel_rows = (int(kernel_rows),) * len(workload.layer_shapes)
     kernel_rows = tuple(int(r) for r in kernel_rows)
-    if len(kernel_rows) != len(workload.layer_shapes) or min(kernel_rows) < 1:
+    if (len(kernel_rows) != len(workload.layer_shapes)
+            or not 1 <= min(kernel_rows) <= max(kernel_rows) <= MAX_BLOCK_ROWS):
         raise ValueError(f"plan kernel_rows must be {len(workload.layer_shapes)} "
-                         f"ints >= 1, got {kernel_rows}")
+                         f"ints in [1, {MAX_BLOCK_ROWS}], got {kernel_rows}")
     sparse = forced.get("sparse_input")
     if sparse is None:
         sparse = workload.density <= sparse_density_limit(profile, workload)
@@ -554,7 +578,10 @@ def plan_for(workload, profile=None, forced=None):
                 bool(by_columns))
 
 
-MAX_BLOCK_ROWS = 2**31 - 1    # block sizes are C ints in the compiled loop
+# Block sizes are C ints in the compiled loop, which steps a thread's next
+# block by team size x block rows: that stays a C int for any team size up
+# to MAX_THREADS (2**31 - 1 segfaulted as the sum wrapped around).
+MAX_BLOCK_ROWS = (2**31 - 1) // (MAX_THREADS + 1)
 _EXPECTED = {"sparse_input": "a bool or None", "by_columns": "a bool or None",
              "sample_rows": f"an int in [1, {MAX_BLOCK_ROWS}] or None",
              "kernel_rows": f"an int in [1, {MAX_BLOCK_ROWS}], a non-empty list of them or None",

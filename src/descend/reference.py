@@ -142,6 +142,11 @@ def loss(net, X, y, training=False, seed=0, sample_weight=None):
 
 def train_on_batch(net, X, y, seed=0, sample_weight=None, class_weight=None):
     """``Sequential.train_on_batch``: one update, undone if it makes weights non-finite."""
+    with _threads.training(net, "train_on_batch"):
+        return _train_on_batch(net, X, y, seed, sample_weight, class_weight)
+
+
+def _train_on_batch(net, X, y, seed, sample_weight, class_weight):
     check_dropout_args(True, seed)
     X, targets, labels, classes = net._prepare(X, y)
     weights = fit_weights(net, check_sample_weight(sample_weight, len(X),

@@ -25,7 +25,7 @@ from descend._outofcore import ChunkedTrainer, LazyRows
 from descend._sample_weight import (check_class_weight, check_sample_weight,
                                     check_validation_weights, fit_weights)
 from descend._train import EpochRunner
-from descend._validation import (Options, check, check_bool, check_float, check_int,
+from descend._validation import (Options, as_array, check, check_bool, check_float, check_int,
                                  check_lengths, check_live_params, check_n_threads,
                                  error_message)
 from descend.callbacks import Callback, CallbackList
@@ -127,7 +127,7 @@ class FitConfig:
         X = model._check_X(X, lazy=True)
         if y is None:
             raise ValueError("y is required, got None")
-        y = np.asarray(y)
+        y = as_array(y, "y", "labels (1-D) or targets (2-D)")
         check_lengths(X, y)
         sample_weight = check_sample_weight(sample_weight, len(X))
         class_weight = check_class_weight(class_weight)
@@ -177,9 +177,11 @@ def _split_weights(sample_weight, n_train, validation_data):
     if sample_weight is None or validation_data is not None:
         return sample_weight, None
     train, val = sample_weight[:n_train], sample_weight[n_train:]
-    if not train.sum() > 0:
-        raise ValueError("sample_weight: the weights of the training part (before the "
-                         "validation split) are all zero; at least one needs to be positive")
+    for part, rows in (("training part (before", train), ("validation part (after", val)):
+        if len(rows) and not rows.sum() > 0:
+            # the validation scores would divide by a zero weight after an epoch
+            raise ValueError(f"sample_weight: the weights of the {part} the validation "
+                             "split) are all zero; at least one needs to be positive")
     return train, (val if len(val) else None)
 
 
@@ -295,6 +297,7 @@ class Trainer:
         self.model = model
         self.config = config
         self.runner = None
+        self.held = None            # (optimizer, loss, *parameters) the runner trains
         self.blas = None
         self.progress_every = 1
         self.n_batches = 0
@@ -319,6 +322,8 @@ class Trainer:
                                        omp, plan=getattr(model, "plan", None),
                                        sample_weight=config.weights)
         model.plan_ = self.runner.plan
+        # what the compiled loop holds: checked after each epoch (_check_kept)
+        self.held = (model.optimizer, model.loss_, *model._params())
         self.n_batches = -(-len(X) // config.batch_size)
         self.progress_every = max(1, self.n_batches // 20)
         # more than an epoch's batches is once an epoch (and fits the loop's C int)
@@ -338,7 +343,14 @@ class Trainer:
         ------
         DivergenceError
             As ``Sequential.fit`` documents; the model is rolled back first.
+        RuntimeError
+            The model is being trained already (another thread, or a callback
+            of that fit), before anything changes.
         """
+        with _threads.training(self.model, "fit"):
+            return self._run()
+
+    def _run(self):
         self.prepare()
         model, config = self.model, self.config
         callbacks = config.callbacks
@@ -381,6 +393,7 @@ class Trainer:
         """One epoch: schedule, callbacks, the compiled loop, logs, divergence check."""
         model, config = self.model, self.config
         optimizer, n = model.optimizer, self.n_samples
+        self._check_kept()
         # the state after the last completed epoch, restored on Ctrl-C or divergence
         self.snapshot = None
         self.snapshot = self._snapshot()
@@ -393,6 +406,7 @@ class Trainer:
         start = time.perf_counter()
         result = self.train_epoch(order, epoch_seed, progress, progress_every)
         seconds = time.perf_counter() - start
+        self._check_kept()
         if self.bar:
             self.bar.close()
             self.bar = None
@@ -416,6 +430,24 @@ class Trainer:
             print(_format_logs(epoch, config.epochs, logs), flush=True)
         config.callbacks.on_epoch_end(epoch, logs)
         self._step_plateau_schedule(logs)
+
+    def _check_kept(self):
+        """RuntimeError if a callback replaced what the compiled loop trains
+        (it would go on updating the arrays it holds, and the fit's work would
+        not be in the network: silently lost)."""
+        model = self.model
+        if self.held is None:       # the distributed trainer's step loop
+            return
+        now = (model.optimizer, model.loss_, *model._params())
+        names = ["optimizer", "loss", *model._param_names()]
+        changed = [name for name, before, after in zip(names, self.held, now)
+                   if after is not before]
+        if changed or len(now) != len(self.held):
+            raise RuntimeError(
+                f"fit: the network's {(changed or ['parameters'])[0]} was replaced during "
+                "fit (by a callback?); the compiled loop trains the objects it started "
+                "with. Change weights in place (net.set_weights, layer.kernel[...] = ...) "
+                "and compile before fit")
 
     def train_epoch(self, order, epoch_seed, progress, progress_every):
         """The epoch's updates over the rows in `order`: the compiled loop's
@@ -545,8 +577,10 @@ class Trainer:
         model = self.model
         weights, state, learning_rate, rng_state, epochs_trained = snapshot
         model.set_weights(weights)
-        model.optimizer.set_state(state)
-        model.optimizer.learning_rate = learning_rate
+        # the optimizer snapshotted, even if a callback compiled another one
+        optimizer = self.held[0] if self.held else model.optimizer
+        optimizer.set_state(state)
+        optimizer.learning_rate = learning_rate
         model._rng.bit_generator.state = rng_state
         model.epochs_trained = epochs_trained
 
@@ -588,6 +622,7 @@ def partial_fit(model, X, y, classes=None, batch_size=32, shuffle=True, verbose=
                 n_threads=None, sample_weight=None):
     """One epoch over (X, y), keeping all state; see ``Sequential.partial_fit``."""
     model._check_compiled()
+    _threads.check_not_training(model, "partial_fit")     # before classes_ is set
     shape = np.shape(X)
     n = shape[0] if len(shape) >= 1 else None
     if batch_size is not None:
