@@ -822,14 +822,9 @@ cdef class EpochRunner:
                 if strategy == TEAM_BY_COLUMNS:
                     self._columns_forward[floating](order + start, nb, t, T, batch_weight,
                                                     &mine[CORRECT])
-                blk = t
-                while blk < n_blocks and strategy != TEAM_BY_COLUMNS:
-                    self._gather[floating](order + start, blk * self.sample_rows,
-                                           min((blk + 1) * self.sample_rows, nb))
-                    self.block_loss[blk] = self._samples_forward_backward[floating](
-                        blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb),
-                        offset, batch_seed, batch_weight, &mine[CORRECT])
-                    blk = blk + T
+                else:
+                    self._samples_phase_a[floating](order + start, nb, offset, batch_seed,
+                                                    batch_weight, t, T, &mine[CORRECT])
                 barrier()
                 batch_loss = 0
                 for blk in range(n_blocks):     # in block order: same sum for any T
@@ -865,6 +860,22 @@ cdef class EpochRunner:
             totals[2] += self.partials[i * SLOT + CORRECT]
             totals[3] += self.partials[i * SLOT + ACC_WEIGHT]
         return first_not_done[0]
+
+    cdef void _samples_phase_a(self, cnp.intp_t* rows, int nb, int offset,
+                               uint64_t batch_seed, double batch_weight, int t, int T,
+                               double* correct, floating dummy=0) noexcept nogil:
+        """Phase A by samples: thread t's blocks of sample_rows rows (block b
+        to thread b mod T) gathered, then forward, loss and backward to dL/dz
+        on them; block_loss gets each block's share of the batch's loss."""
+        cdef int blk = t
+        cdef int n_blocks = (nb + self.sample_rows - 1) // self.sample_rows
+        while blk < n_blocks:
+            self._gather[floating](rows, blk * self.sample_rows,
+                                   min((blk + 1) * self.sample_rows, nb))
+            self.block_loss[blk] = self._samples_forward_backward[floating](
+                blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb),
+                offset, batch_seed, batch_weight, correct)
+            blk = blk + T
 
     cdef inline double _batch_weight(self, cnp.intp_t* rows, int nb) noexcept nogil:
         """What the batch's mean loss divides by: nb, or the sum of its weights."""
