@@ -127,3 +127,141 @@ def test_predict_leaves_blas_threads_as_they_were():
     with _threads.blas_threads(1):
         assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {1}
     assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+
+
+# ---- the plans of descend._inference: row loops, sparse input, dense ----
+
+def sparse_rows(rng, n_rows, n_in, density, dtype):
+    """Rows with about `density` of their entries non-zero (MNIST: 0.19)."""
+    X = rng.normal(size=(n_rows, n_in))
+    X[rng.random((n_rows, n_in)) >= density] = 0
+    return X.astype(dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from(["float32", "float64"]),
+       loss=st.sampled_from([None, "softmax_cross_entropy", "binary_cross_entropy",
+                             "mean_squared_error"]),
+       activation=st.sampled_from(["relu", "tanh", "leaky_relu", "identity"]),
+       n_rows=st.sampled_from([1, 2, 3, 5, 15, 16, 17, 255, 256, 257, 600]),
+       density=st.sampled_from([0.0, 0.1, 0.3, 0.5]), n_in=st.integers(1, 40),
+       widths=st.lists(st.integers(1, 40), min_size=0, max_size=3),
+       n_threads=st.sampled_from([1, 2]), use_bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_every_plan_has_the_bits_of_the_per_layer_path(dtype, loss, activation, n_rows, density,
+                                                       n_in, widths, n_threads, use_bias, seed):
+    net = build(dtype, loss, activation, widths=tuple(widths), n_in=n_in, use_bias=use_bias,
+                n_threads=n_threads, seed=seed)
+    X = sparse_rows(np.random.default_rng(seed), n_rows, n_in, density, dtype)
+    np.testing.assert_array_equal(net.predict(X), per_layer_predict(net, X))
+
+
+def test_the_plans_follow_size_and_density():
+    from descend._inference import input_plan
+    rng = np.random.default_rng(0)
+    assert input_plan(np.ones((1, 784))) == "row_loops"             # one row: always
+    assert input_plan(sparse_rows(rng, 10, 784, 0.19, "float32")) == "row_loops"
+    assert input_plan(sparse_rows(rng, 1000, 784, 0.19, "float32")) == "sparse_input"
+    assert input_plan(np.ones((10, 784))) == "dense"
+    assert input_plan(np.ones((1000, 784))) == "dense"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_row_loops_give_each_row_its_own_bits(dtype):
+    """The row-loop driver: the same bits for any n_threads, for each row
+    alone or among others, four rows at a time (AVX-512) or one at a time."""
+    from descend import _sparse
+    from descend._sparse import forward_rows_sparse_py
+    rng = np.random.default_rng(1)
+    net = build(dtype, "softmax_cross_entropy", "relu", widths=(70, 33), n_in=50, n_out=7)
+    dense = net.dense_layers
+    layers = (tuple(d.kernel for d in dense), tuple(d.bias for d in dense),
+              tuple(d.kernel_activation_code(i == 2, "softmax") for i, d in enumerate(dense)),
+              (0.0,) * 3, 2)
+    X = sparse_rows(rng, 601, 50, 0.2, dtype)
+    every_layer = forward_rows_sparse_py(X, *layers, 1, 10**6)       # no GEMM at all
+    for n_threads in (2, 3):
+        np.testing.assert_array_equal(forward_rows_sparse_py(X, *layers, n_threads, 10**6),
+                                      every_layer)
+    for i in (0, 5, 599, 600):
+        np.testing.assert_array_equal(forward_rows_sparse_py(X[i:i + 1], *layers, 1, 10**6)[0],
+                                      every_layer[i])
+    isa = _sparse.ISA
+    try:
+        if _sparse._use_isa("avx2") == "avx2":          # one row at a time
+            np.testing.assert_array_equal(forward_rows_sparse_py(X, *layers, 2, 10**6),
+                                          every_layer)
+    finally:
+        _sparse._use_isa(isa)
+    with _threads.blas_threads(1):
+        with_gemms = forward_rows_sparse_py(X, *layers, 1, 16)
+        np.testing.assert_array_equal(forward_rows_sparse_py(X, *layers, 2, 16), with_gemms)
+    np.testing.assert_allclose(with_gemms, every_layer, rtol=1e-4 if dtype == "float32" else 1e-12,
+                               atol=1e-6)
+
+
+def test_row_loops_decline_what_they_cannot_run():
+    from descend._sparse import forward_rows_sparse_py
+    x, w = np.ones((2, 4)), np.ones((4, 3))
+    np.testing.assert_array_equal(forward_rows_sparse_py(x, (w,), (None,), (0,), (0.0,), 0, 1, 16),
+                                  np.full((2, 3), 4.0))
+    for args in [(x.astype(np.float32), (w,), (None,), (0,), (0.0,), 0, 1, 16),
+                 (x, (w[:3],), (None,), (0,), (0.0,), 0, 1, 16),
+                 (x, (w,), (None,), (0,), (0.0,), 0, 0, 16),
+                 (x, (w,), (None,), (0,), (0.0,), 0, 1, 0),
+                 (np.array([[1.0, np.nan, 0, 0]]), (w,), (None,), (0,), (0.0,), 0, 1, 16),
+                 (x.tolist(), (w,), (None,), (0,), (0.0,), 0, 1, 16)]:
+        assert forward_rows_sparse_py(*args) is None
+
+
+def test_one_row_sets_no_blas_limit(monkeypatch):
+    """The lean path calls no BLAS, so it leaves threadpoolctl alone."""
+    net = build("float32", "softmax_cross_entropy", "relu")
+    x = np.ones((1, 6), np.float32)
+    expected = per_layer_predict(net, x)
+
+    def refuse(n):
+        raise AssertionError("one-row predict set a BLAS limit")
+    monkeypatch.setattr(_threads._BlasLimit, "enter", refuse)
+    np.testing.assert_array_equal(net.predict(x), expected)
+    np.testing.assert_array_equal(net.predict_proba(x), expected)
+
+
+def test_one_row_errors_are_those_of_the_checked_path():
+    net = build("float32", "softmax_cross_entropy", "relu")
+    with pytest.raises(ValueError, match="X .*NaN|X .*finite"):
+        net.predict(np.array([[1, np.nan, 0, 0, 0, 0]], np.float32))
+    with pytest.raises(ValueError, match="X has 5 features"):
+        net.predict(np.ones((1, 5), np.float32))
+    with pytest.raises(TypeError, match="X"):
+        net.predict("not an array")
+    net = build("float32", "softmax_cross_entropy", "identity")
+    net.dense_layers[0].kernel[0, 0] = np.float32(3e38)
+    with pytest.raises(FloatingPointError):
+        net.predict(np.full((1, 6), 10, np.float32))
+
+
+def test_cached_arguments_follow_the_network():
+    """What predict caches per network is rebuilt when a parameter array, an
+    activation, a layer or the loss is replaced."""
+    net = build("float64", "softmax_cross_entropy", "relu")
+    x = np.random.default_rng(0).normal(size=(1, 6))
+    before = net.predict(x)
+    layer = net.dense_layers[0]
+    layer.kernel = layer.kernel * 2                    # a new array
+    np.testing.assert_array_equal(net.predict(x), per_layer_predict(net, x))
+    assert not np.array_equal(net.predict(x), before)
+    layer.activation = "tanh"
+    np.testing.assert_array_equal(net.predict(x), per_layer_predict(net, x))
+    net.set_weights([np.zeros_like(w) for w in net.get_weights()])
+    np.testing.assert_array_equal(net.predict(x), np.full((1, 3), 1 / 3))
+    net.compile(loss="mean_squared_error", optimizer="sgd")       # no link now
+    np.testing.assert_array_equal(net.predict(x), np.zeros((1, 3)))
+
+
+@pytest.mark.parametrize("n_rows", [1, 7, 300])
+def test_predict_classes_takes_the_argmax_of_the_fused_logits(n_rows):
+    net = build("float32", "softmax_cross_entropy", "relu")
+    X = sparse_rows(np.random.default_rng(2), n_rows, 6, 0.3, "float32")
+    logits = net._output(X)
+    np.testing.assert_array_equal(net.predict_classes(X), np.argmax(logits, axis=1))
+    np.testing.assert_array_equal(net.predict_classes(X), np.argmax(net.predict(X), axis=1))

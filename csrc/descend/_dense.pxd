@@ -58,3 +58,11 @@ cdef void dense_grad_params(const floating* x, int n, int n_in,
 cdef void dropout(floating* out, const floating* inp, int n, int k,
                   long first_row, double rate, uint64_t seed,
                   int n_threads) noexcept nogil
+
+# ---- predict's forward pass (shared with the row-loop path of _sparse.pyx)
+cdef int forward_dtype(x, tuple kernels, tuple biases, tuple activations, tuple alphas,
+                       int link)
+
+cdef long non_finite(const floating* v, long size) noexcept nogil
+
+cdef void apply_link(floating* z, int rows, int n_out, int link) noexcept nogil

@@ -397,13 +397,37 @@ cdef bint _vector_of(object array, int dtype_num, int k):
             and cnp.PyArray_IS_C_CONTIGUOUS(a) and a.shape[0] == k)
 
 
-cdef long _non_finite(const floating* v, long size) noexcept nogil:
+cdef long non_finite(const floating* v, long size) noexcept nogil:
     """How many of v[0 .. size) are NaN or infinite (x - x is 0 only for
     finite x; an integer count vectorizes, a float sum would not)."""
     cdef long i, bad = 0
     for i in range(size):
         bad += (v[i] - v[i]) != 0
     return bad
+
+
+cdef int forward_dtype(x, tuple kernels, tuple biases, tuple activations, tuple alphas,
+                       int link):
+    """The dtype number (NPY_FLOAT32 or NPY_FLOAT64) of a forward pass whose
+    arguments fit together (see forward_rows_py), or -1 where they do not."""
+    cdef int n_layers = len(kernels)
+    if (n_layers == 0 or len(biases) != n_layers or len(activations) != n_layers
+            or len(alphas) != n_layers or not 0 <= link <= 2 or type(x) is not cnp.ndarray):
+        return -1
+    cdef int dtype_num = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    if dtype_num != cnp.NPY_FLOAT32 and dtype_num != cnp.NPY_FLOAT64:
+        return -1
+    cdef int i, width = _columns(x)
+    if width < 1 or not _rows_of(x, dtype_num, -1, width) or (<cnp.ndarray>x).shape[0] < 1:
+        return -1
+    for i in range(n_layers):
+        w = kernels[i]
+        if (not _rows_of(w, dtype_num, width, _columns(w))
+                or not (biases[i] is None or _vector_of(biases[i], dtype_num, _columns(w)))
+                or not 0 <= activations[i] <= 7):
+            return -1
+        width = _columns(w)
+    return dtype_num
 
 
 def forward_rows_py(x, tuple kernels, tuple biases, tuple activations, tuple alphas,
@@ -426,24 +450,10 @@ def forward_rows_py(x, tuple kernels, tuple biases, tuple activations, tuple alp
     when the arrays do not fit together (the caller's checks say why). BLAS
     must be limited to one thread.
     """
+    cdef int dtype_num = forward_dtype(x, kernels, biases, activations, alphas, link)
+    if dtype_num < 0 or n_threads < 1:
+        return None
     cdef int n_layers = len(kernels)
-    if (n_layers == 0 or len(biases) != n_layers or len(activations) != n_layers
-            or len(alphas) != n_layers or not 0 <= link <= 2 or n_threads < 1
-            or type(x) is not cnp.ndarray):
-        return None
-    cdef int dtype_num = cnp.PyArray_TYPE(<cnp.ndarray>x)
-    if dtype_num != cnp.NPY_FLOAT32 and dtype_num != cnp.NPY_FLOAT64:
-        return None
-    cdef int i, width = _columns(x)
-    if width < 1 or not _rows_of(x, dtype_num, -1, width) or (<cnp.ndarray>x).shape[0] < 1:
-        return None
-    for i in range(n_layers):
-        w = kernels[i]
-        if (not _rows_of(w, dtype_num, width, _columns(w))
-                or not (biases[i] is None or _vector_of(biases[i], dtype_num, _columns(w)))
-                or not 0 <= activations[i] <= 7):
-            return None
-        width = _columns(w)
     n = (<cnp.ndarray>x).shape[0]
     # every layer's output for all rows: the blocks write their own rows
     outputs = [cnp.PyArray_EMPTY(2, [n, _columns(w)], dtype_num, 0) for w in kernels]
@@ -501,7 +511,7 @@ cdef long _forward_block(const floating* x, int n, int n_in, int block, const La
     """Rows [block * ROWS_PER_BLOCK, ...) of x through every layer and the
     link; the count of non-finite inputs and outputs of these rows."""
     cdef int r0 = block * ROWS_PER_BLOCK, rows = min(ROWS_PER_BLOCK, n - r0), i, r, n_out = 0
-    cdef long j, bad = _non_finite(x + <long>r0 * n_in, <long>rows * n_in)
+    cdef long bad = non_finite(x + <long>r0 * n_in, <long>rows * n_in)
     cdef const floating* a_in = x + <long>r0 * n_in
     cdef floating* z = NULL
     for i in range(n_layers):
@@ -518,10 +528,17 @@ cdef long _forward_block(const floating* x, int n, int n_in, int block, const La
                                     <floating>refs[i].alpha)
         a_in = z
         n_in = n_out
+    apply_link(z, rows, n_out, link)
+    return bad + non_finite(z, <long>rows * n_out)
+
+
+cdef void apply_link(floating* z, int rows, int n_out, int link) noexcept nogil:
+    """z (rows, n_out) := link(z) in place: 0 none, 1 sigmoid, 2 softmax per row."""
+    cdef int r
+    cdef long j
     if link == LINK_SOFTMAX:
         for r in range(rows):
             softmax_row(z + <long>r * n_out, z + <long>r * n_out, n_out)
     elif link == LINK_SIGMOID:
         for j in range(<long>rows * n_out):
             z[j] = activate(z[j], SIGMOID, <floating>0)
-    return bad + _non_finite(z, <long>rows * n_out)

@@ -15,10 +15,16 @@
 # fill their rows without any prefix sum).
 from cython cimport floating
 from libc.string cimport memcpy, memset
+from cython.parallel cimport prange, threadid
 
 from descend._blas cimport gemm
 
-from descend._dense cimport bias_activation_row
+cimport numpy as cnp
+from libc.stdlib cimport free, malloc
+
+from descend._dense cimport apply_link, bias_activation_row, forward_dtype, non_finite
+
+cnp.import_array()
 
 # The two loops all the work goes through, in C: the row loop (add rows of
 # a matrix, each times a value, into one row) and the compression of a row
@@ -161,6 +167,124 @@ cdef extern from *:
     DESCEND_ROWS_WIDE(double, d, avx512, "avx512f", __m512d, 8, _mm512_loadu_pd,
                       _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd, DESCEND_TAIL_MASKED_d)
 
+    /* ---- four rows at once (AVX-512), for inference: z[s, :n] += sum over
+       j < m with bit s of bits[j] set of vals[s * stride + j] * w[cols[j] * n, :n],
+       for s < 4 (z rows ldz apart), where masks[4 * j + s] is all ones when
+       row s has an entry in column j and 0 when not. cols are the union of
+       the four rows' non-zero columns, in order (descend_union4_*); each
+       loaded vector of w serves the four rows, so the rows of w come from
+       L2 a quarter as often as in the one-row loop. A row without an entry
+       in column j leaves its lanes as they are (masked FMA): every element
+       of z gets the one-row loop's chain of FMAs, in the same order, hence
+       its bits. (The masks are loaded, not computed, so that the mask
+       moves do not take the FMA port.) */
+    #define DESCEND_ROWS4(T, S, V, LANES, MASK, LOADZ, STORE, SET1, MFMA, MLOADZ, MSTORE) \
+        DESCEND_TARGET("avx512f") static void descend_rows4_##S##_avx512(       \
+                const int *cols, const T *vals, long stride, const unsigned short *masks, \
+                int m, const T *w, int n, T *z, long ldz) {                     \
+            int c = 0, j, s, k;                                                 \
+            for (; c + 4 * (LANES) <= n; c += 4 * (LANES)) {                    \
+                V acc[4][4];                                                    \
+                for (s = 0; s < 4; s++)                                         \
+                    for (k = 0; k < 4; k++)                                     \
+                        acc[s][k] = LOADZ(z + s * ldz + c + k * (LANES));       \
+                for (j = 0; j < m; j++) {                                       \
+                    const T *row = w + (long)cols[j] * n + c;                   \
+                    V w0 = LOADZ(row), w1 = LOADZ(row + (LANES));               \
+                    V w2 = LOADZ(row + 2 * (LANES)), w3 = LOADZ(row + 3 * (LANES)); \
+                    for (s = 0; s < 4; s++) {                                   \
+                        const MASK on = (MASK)masks[4 * j + s];                 \
+                        const V v = SET1(vals[s * stride + j]);                 \
+                        acc[s][0] = MFMA(v, w0, acc[s][0], on);                 \
+                        acc[s][1] = MFMA(v, w1, acc[s][1], on);                 \
+                        acc[s][2] = MFMA(v, w2, acc[s][2], on);                 \
+                        acc[s][3] = MFMA(v, w3, acc[s][3], on);                 \
+                    }                                                           \
+                }                                                               \
+                for (s = 0; s < 4; s++)                                         \
+                    for (k = 0; k < 4; k++)                                     \
+                        STORE(z + s * ldz + c + k * (LANES), acc[s][k]);        \
+            }                                                                   \
+            for (; c < n; c += (LANES)) {                                       \
+                /* single vectors, the last one masked to the columns left */  \
+                const MASK cols_left = n - c >= (LANES) ? (MASK)~0u             \
+                    : (MASK)((1u << (n - c)) - 1);                              \
+                V acc[4];                                                       \
+                for (s = 0; s < 4; s++)                                         \
+                    acc[s] = MLOADZ(cols_left, z + s * ldz + c);                \
+                for (j = 0; j < m; j++) {                                       \
+                    const V w0 = MLOADZ(cols_left, w + (long)cols[j] * n + c);  \
+                    for (s = 0; s < 4; s++)                                     \
+                        acc[s] = MFMA(SET1(vals[s * stride + j]), w0, acc[s],   \
+                                      (MASK)masks[4 * j + s]);                  \
+                }                                                               \
+                for (s = 0; s < 4; s++)                                         \
+                    MSTORE(z + s * ldz + c, cols_left, acc[s]);                 \
+            }                                                                   \
+        }
+    DESCEND_ROWS4(float, f, __m512, 16, __mmask16, _mm512_loadu_ps, _mm512_storeu_ps,
+                  _mm512_set1_ps, _mm512_mask3_fmadd_ps, _mm512_maskz_loadu_ps,
+                  _mm512_mask_storeu_ps)
+    DESCEND_ROWS4(double, d, __m512d, 8, __mmask8, _mm512_loadu_pd, _mm512_storeu_pd,
+                  _mm512_set1_pd, _mm512_mask3_fmadd_pd, _mm512_maskz_loadu_pd,
+                  _mm512_mask_storeu_pd)
+
+    /* ---- the input of the four-row loop: the columns where any of `rows`
+       (<= 4) rows of a (rows, n) is non-zero (a NaN counts), in order, to
+       cols; row s's entries there to vals[s * n + j] (0 where it has none,
+       and for s >= rows), masks[4 * j + s] as above. Returns how many. */
+    #define DESCEND_UNION4(T, S, V, LANES, MASK, LOADU, CMP, COMPRESS, COLUMNS) \
+        DESCEND_TARGET("avx512f") static int descend_union4_##S##_avx512(       \
+                const T *a, int rows, int n, int *cols, T *vals,                \
+                unsigned short *masks) {                                        \
+            int r = 0, count = 0, s;                                            \
+            __m512i columns = COLUMNS;                                          \
+            const __m512i step = _mm512_set1_epi32(LANES);                      \
+            for (; r + (LANES) <= n; r += (LANES)) {                            \
+                V v[4]; MASK on[4], any = 0; unsigned left;                     \
+                for (s = 0; s < 4; s++) {                                       \
+                    v[s] = s < rows ? LOADU(a + (long)s * n + r) : CMP##_ZERO;  \
+                    on[s] = s < rows ? CMP(v[s]) : 0;                           \
+                    any |= on[s];                                               \
+                }                                                               \
+                if (any) {                                                      \
+                    _mm512_mask_compressstoreu_epi32(cols + count, (__mmask16)any, columns); \
+                    for (s = 0; s < 4; s++)                                     \
+                        COMPRESS(vals + (long)s * n + count, any, v[s]);        \
+                    for (left = any; left; left &= left - 1) {                  \
+                        int lane = descend_ctz(left);                           \
+                        for (s = 0; s < 4; s++)                                 \
+                            masks[4 * count + s] = (unsigned short)(0u - ((on[s] >> lane) & 1u)); \
+                        count++;                                                \
+                    }                                                           \
+                }                                                               \
+                columns = _mm512_add_epi32(columns, step);                      \
+            }                                                                   \
+            for (; r < n; r++) {                                                \
+                int hit = 0;                                                    \
+                for (s = 0; s < rows; s++) hit |= a[(long)s * n + r] != 0;      \
+                if (!hit) continue;                                             \
+                cols[count] = r;                                                \
+                for (s = 0; s < 4; s++) {                                       \
+                    T value = s < rows ? a[(long)s * n + r] : 0;                \
+                    vals[(long)s * n + count] = value;                          \
+                    masks[4 * count + s] = (unsigned short)(value != 0 ? 0xFFFFu : 0u); \
+                }                                                               \
+                count++;                                                        \
+            }                                                                   \
+            return count;                                                       \
+        }
+    #define DESCEND_CMP_F(v) _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ)
+    #define DESCEND_CMP_F_ZERO _mm512_setzero_ps()
+    #define DESCEND_CMP_D(v) _mm512_cmp_pd_mask(v, _mm512_setzero_pd(), _CMP_NEQ_UQ)
+    #define DESCEND_CMP_D_ZERO _mm512_setzero_pd()
+    DESCEND_UNION4(float, f, __m512, 16, __mmask16, _mm512_loadu_ps, DESCEND_CMP_F,
+                   _mm512_mask_compressstoreu_ps,
+                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+    DESCEND_UNION4(double, d, __m512d, 8, __mmask8, _mm512_loadu_pd, DESCEND_CMP_D,
+                   _mm512_mask_compressstoreu_pd,
+                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0))
+
     /* ---- compression with AVX2: 8 floats (4 doubles) compared with zero at
        once; the set bits of the mask are the non-zero lanes. != is
        unordered: a NaN counts as non-zero, as in C. */
@@ -270,6 +394,17 @@ cdef extern from *:
     static descend_nonzero_f_fn descend_nonzero_f = descend_nonzero_f_portable;
     static descend_nonzero_d_fn descend_nonzero_d = descend_nonzero_d_portable;
     static int descend_isa = DESCEND_PORTABLE;
+    typedef void (*descend_rows4_f_fn)(const int *, const float *, long, const unsigned short *,
+                                       int, const float *, int, float *, long);
+    typedef void (*descend_rows4_d_fn)(const int *, const double *, long, const unsigned short *,
+                                       int, const double *, int, double *, long);
+    /* the four-row loops: AVX-512 only (elsewhere NULL: rows go one at a time) */
+    static descend_rows4_f_fn descend_rows4_f = 0;
+    static descend_rows4_d_fn descend_rows4_d = 0;
+    typedef int (*descend_union4_f_fn)(const float *, int, int, int *, float *, unsigned short *);
+    typedef int (*descend_union4_d_fn)(const double *, int, int, int *, double *, unsigned short *);
+    static descend_union4_f_fn descend_union4_f = 0;
+    static descend_union4_d_fn descend_union4_d = 0;
 
     /* use the loops of `isa`, or the widest below it the CPU has; returns the one used */
     static int descend_use_isa(int isa) {
@@ -278,6 +413,10 @@ cdef extern from *:
         descend_nonzero_f = descend_nonzero_f_portable;
         descend_nonzero_d = descend_nonzero_d_portable;
         descend_isa = DESCEND_PORTABLE;
+        descend_rows4_f = 0;
+        descend_rows4_d = 0;
+        descend_union4_f = 0;
+        descend_union4_d = 0;
     #if DESCEND_X86
         if (isa >= DESCEND_AVX512 && descend_cpu_has(DESCEND_AVX512)) {
             descend_rows_f = descend_rows_f_avx512;
@@ -285,6 +424,10 @@ cdef extern from *:
             descend_nonzero_f = descend_nonzero_f_avx512;
             descend_nonzero_d = descend_nonzero_d_avx512;
             descend_isa = DESCEND_AVX512;
+            descend_rows4_f = descend_rows4_f_avx512;
+            descend_rows4_d = descend_rows4_d_avx512;
+            descend_union4_f = descend_union4_f_avx512;
+            descend_union4_d = descend_union4_d_avx512;
         } else if (isa >= DESCEND_AVX2 && descend_cpu_has(DESCEND_AVX2)) {
             descend_rows_f = descend_rows_f_avx2;
             descend_rows_d = descend_rows_d_avx2;
@@ -309,12 +452,43 @@ cdef extern from *:
     static int descend_nonzero_entries_d(const double *x, int n, int *index, double *value) {
         return descend_nonzero_d(x, n, index, value);
     }
+    /* the four-row loop of the CPU, or NULL */
+    static int descend_has_rows4(void) { return descend_rows4_f != 0; }
+    static void descend_add_weighted_rows4_f(const int *cols, const float *vals, long stride,
+            const unsigned short *masks, int m, const float *w, int n, float *z, long ldz) {
+        descend_rows4_f(cols, vals, stride, masks, m, w, n, z, ldz);
+    }
+    static void descend_add_weighted_rows4_d(const int *cols, const double *vals, long stride,
+            const unsigned short *masks, int m, const double *w, int n, double *z, long ldz) {
+        descend_rows4_d(cols, vals, stride, masks, m, w, n, z, ldz);
+    }
+    static int descend_union_of_rows4_f(const float *a, int rows, int n, int *cols,
+                                        float *vals, unsigned short *masks) {
+        return descend_union4_f(a, rows, n, cols, vals, masks);
+    }
+    static int descend_union_of_rows4_d(const double *a, int rows, int n, int *cols,
+                                        double *vals, unsigned short *masks) {
+        return descend_union4_d(a, rows, n, cols, vals, masks);
+    }
     """
     int PORTABLE "DESCEND_PORTABLE"
     int AVX2 "DESCEND_AVX2"
     int AVX512 "DESCEND_AVX512"
     int cpu_has "descend_cpu_has"(int isa) noexcept nogil
     int use_isa "descend_use_isa"(int isa) noexcept nogil
+    bint has_rows4 "descend_has_rows4"() noexcept nogil
+    void add_weighted_rows4_f "descend_add_weighted_rows4_f"(
+        const int* cols, const float* vals, long stride, const unsigned short* masks, int m,
+        const float* w, int n, float* z, long ldz) noexcept nogil
+    void add_weighted_rows4_d "descend_add_weighted_rows4_d"(
+        const int* cols, const double* vals, long stride, const unsigned short* masks, int m,
+        const double* w, int n, double* z, long ldz) noexcept nogil
+    int union_of_rows4_f "descend_union_of_rows4_f"(
+        const float* a, int rows, int n, int* cols, float* vals,
+        unsigned short* masks) noexcept nogil
+    int union_of_rows4_d "descend_union_of_rows4_d"(
+        const double* a, int rows, int n, int* cols, double* vals,
+        unsigned short* masks) noexcept nogil
     int nonzero_wide_f "descend_nonzero_entries_f"(const float* x, int n, int* index,
                                                    float* value) noexcept nogil
     int nonzero_wide_d "descend_nonzero_entries_d"(const double* x, int n, int* index,
@@ -644,3 +818,177 @@ cdef class SparseLayerRun:
             sparse_grad_kernel(&index[0, 0], &value[0, 0], &count[0], self.n, self.n_in,
                                &dz[0, 0], self.n_out, 0, self.n_in, 1, &out[0, 0],
                                &cursor[0], &col_start[0], &col_sample[0], &col_value[0])
+
+
+# ---- inference: predict's lean path for a few rows ----
+
+cdef struct RowLayer:
+    const void* kernel      # (n_in, n_out)
+    const void* bias        # (n_out,) or NULL
+    int n_out
+    int activation
+    double alpha
+
+
+def forward_rows_sparse_py(x, tuple kernels, tuple biases, tuple activations, tuple alphas,
+                           int link, int n_threads, int gemm_min_rows):
+    """``_dense.forward_rows_py``'s result with a sparse first layer.
+
+    The first layer computes z := x . w + b ; a := act(z) as
+    ``sparse_forward`` does: from the non-zero entries of x only (MNIST's
+    zero pixels), each output a chain of FMAs in input order. On AVX-512
+    the rows go four at a time (``add_weighted_rows4``: each vector of w
+    loaded once for the four rows, the same bits); elsewhere one at a time.
+    The other layers do the same when x has fewer than `gemm_min_rows`
+    rows (skipping the zeros a ReLU leaves), and otherwise a single-threaded
+    GEMM per block, as ``forward_rows_py``. Blocks of ROWS_PER_BLOCK
+    rows (the GEMM blocks of ``_dense``: the same bits as the per-layer
+    path) go through every layer and the link on one thread, the blocks
+    spread over n_threads in one parallel region: the same bits for any
+    n_threads.
+
+    With fewer than `gemm_min_rows` rows there is no BLAS call, so no BLAS
+    thread limit to set, and nothing is packed (a GEMM packs the whole
+    kernel for every call, which a few rows do not repay); otherwise BLAS
+    must be limited to one thread. Arguments and result as
+    ``forward_rows_py``: None where the arrays do not fit together or an
+    input or output value is not finite.
+    """
+    cdef int dtype_num = forward_dtype(x, kernels, biases, activations, alphas, link)
+    if dtype_num < 0 or n_threads < 1 or gemm_min_rows < 1:
+        return None
+    cdef int last = len(kernels) - 1
+    out = cnp.PyArray_EMPTY(2, [(<cnp.ndarray>x).shape[0], (<cnp.ndarray>kernels[last]).shape[1]],
+                            dtype_num, 0)
+    if dtype_num == cnp.NPY_FLOAT32:
+        bad = _row_loop_rows[float](x, kernels, biases, activations, alphas, out, link, n_threads,
+                                    gemm_min_rows)
+    else:
+        bad = _row_loop_rows[double](x, kernels, biases, activations, alphas, out, link,
+                                     n_threads, gemm_min_rows)
+    return None if bad else out
+
+
+# rows per block of the forward pass (a multiple of 4): a thread's unit of
+# work, the rows of its activation buffers, and _dense's GEMM blocks
+cdef int ROW_LOOP_BLOCK = 256
+
+
+cdef struct RowScratch:
+    int* index              # (widest,) columns of non-zero entries
+    void* value             # (4, widest) their values
+    unsigned short* masks   # (4, widest) which of four rows has each column
+    void* buffers           # (2, ROW_LOOP_BLOCK, widest) activations of a block
+
+
+cdef long _row_loop_rows(cnp.ndarray x, tuple kernels, tuple biases, tuple activations,
+                         tuple alphas, cnp.ndarray out, int link, int n_threads,
+                         int gemm_min_rows, floating dummy=0) except -1:
+    """forward_rows_sparse_py's work on arrays it has checked: the count of
+    non-finite inputs and outputs."""
+    cdef int n = x.shape[0], n_in = x.shape[1], n_layers = len(kernels), widest = n_in
+    cdef int i, block, blocks = (n + ROW_LOOP_BLOCK - 1) // ROW_LOOP_BLOCK
+    cdef int threads = min(n_threads, blocks)
+    cdef long bad = 0
+    for i in range(n_layers):
+        widest = max(widest, (<cnp.ndarray>kernels[i]).shape[1])
+    # each thread's scratch on its own cache lines (64 bytes)
+    cdef long per_thread = (widest * (sizeof(int) + 4 * sizeof(unsigned short))
+                            + (4 + 2 * ROW_LOOP_BLOCK) * <long>widest * sizeof(floating) + 63) // 64 * 64
+    cdef RowLayer* layers = <RowLayer*>malloc(n_layers * sizeof(RowLayer))
+    cdef RowScratch* scratch = <RowScratch*>malloc(threads * sizeof(RowScratch))
+    cdef char* memory = <char*>malloc(threads * per_thread)
+    if layers == NULL or scratch == NULL or memory == NULL:
+        free(layers)
+        free(scratch)
+        free(memory)
+        raise MemoryError()
+    for i in range(threads):
+        scratch[i].value = memory + i * per_thread
+        scratch[i].buffers = <floating*>scratch[i].value + 4 * <long>widest
+        scratch[i].index = <int*>(<floating*>scratch[i].buffers + 2 * ROW_LOOP_BLOCK * <long>widest)
+        scratch[i].masks = <unsigned short*>(scratch[i].index + widest)
+    for i in range(n_layers):
+        layers[i].kernel = cnp.PyArray_DATA(<cnp.ndarray>kernels[i])
+        layers[i].bias = (NULL if biases[i] is None else
+                          cnp.PyArray_DATA(<cnp.ndarray>biases[i]))
+        layers[i].n_out = (<cnp.ndarray>kernels[i]).shape[1]
+        layers[i].activation = activations[i]
+        layers[i].alpha = alphas[i]
+    cdef const floating* x_data = <const floating*>cnp.PyArray_DATA(x)
+    cdef floating* out_data = <floating*>cnp.PyArray_DATA(out)
+    with nogil:
+        if threads == 1:        # no team to start
+            for block in range(blocks):
+                bad += _row_loop_block(x_data, n, n_in, block, layers, n_layers, out_data,
+                                       link, widest, gemm_min_rows, &scratch[0])
+        else:
+            for block in prange(blocks, num_threads=threads, schedule="static"):
+                bad += _row_loop_block(x_data, n, n_in, block, layers, n_layers, out_data,
+                                       link, widest, gemm_min_rows, &scratch[threadid()])
+    free(layers)
+    free(scratch)
+    free(memory)
+    return bad
+
+
+cdef long _row_loop_block(const floating* x, int n, int n_in, int block, const RowLayer* layers,
+                          int n_layers, floating* out, int link, int widest,
+                          int gemm_min_rows, RowScratch* scratch) noexcept nogil:
+    """Rows [block * ROW_LOOP_BLOCK, ...) of x through every layer and the
+    link; the count of non-finite inputs and outputs of these rows."""
+    cdef int r0 = block * ROW_LOOP_BLOCK, rows = min(ROW_LOOP_BLOCK, n - r0), i
+    cdef int width = n_in, n_out = n_in, r
+    cdef long bad = non_finite(x + <long>r0 * n_in, <long>rows * n_in)
+    cdef const floating* a_in = x + <long>r0 * n_in
+    cdef floating* a_out = NULL
+    for i in range(n_layers):
+        n_out = layers[i].n_out
+        if i == n_layers - 1:
+            a_out = out + <long>r0 * n_out
+        else:
+            a_out = <floating*>scratch.buffers + (i % 2) * <long>ROW_LOOP_BLOCK * widest
+        if i == 0 or n < gemm_min_rows:
+            _row_loop_layer(a_in, rows, width, &layers[i], a_out, scratch)
+        else:
+            # forward_rows_py's work for this layer: the same bits
+            gemm(False, False, rows, n_out, width, <floating>1, a_in, width,
+                 <const floating*>layers[i].kernel, n_out, <floating>0, a_out, n_out)
+            for r in range(rows):
+                bias_activation_row(a_out + <long>r * n_out, a_out + <long>r * n_out,
+                                    <const floating*>layers[i].bias, n_out,
+                                    layers[i].activation, <floating>layers[i].alpha)
+        a_in = a_out
+        width = n_out
+    apply_link(a_out, rows, n_out, link)
+    return bad + non_finite(a_out, <long>rows * n_out)
+
+
+cdef void _row_loop_layer(const floating* a, int rows, int n_in, const RowLayer* layer,
+                          floating* z, RowScratch* scratch) noexcept nogil:
+    """z (rows, n_out) := act(a . w + b) for a (rows, n_in), through the row loops."""
+    cdef int g, s, m, n_out = layer.n_out
+    cdef const floating* w = <const floating*>layer.kernel
+    cdef floating* value = <floating*>scratch.value
+    cdef int grouped = rows - rows % 4 if has_rows4() else 0
+    for s in range(grouped, rows):      # one at a time (the rows left over)
+        m = nonzero_entries(a + <long>s * n_in, n_in, scratch.index, value)
+        sparse_forward(scratch.index, value, &m, 1, n_in, w, <const floating*>layer.bias,
+                       n_out, z + <long>s * n_out, z + <long>s * n_out, layer.activation,
+                       <floating>layer.alpha)
+    for g in range(0, grouped, 4):      # four at a time (the same bits)
+        if floating is float:
+            m = union_of_rows4_f(a + <long>g * n_in, 4, n_in, scratch.index, value, scratch.masks)
+        else:
+            m = union_of_rows4_d(a + <long>g * n_in, 4, n_in, scratch.index, value, scratch.masks)
+        memset(z + <long>g * n_out, 0, 4 * <long>n_out * sizeof(floating))
+        if floating is float:
+            add_weighted_rows4_f(scratch.index, value, n_in, scratch.masks, m, w, n_out,
+                                 z + <long>g * n_out, n_out)
+        else:
+            add_weighted_rows4_d(scratch.index, value, n_in, scratch.masks, m, w, n_out,
+                                 z + <long>g * n_out, n_out)
+    for s in range(grouped):
+        bias_activation_row(z + <long>s * n_out, z + <long>s * n_out,
+                            <const floating*>layer.bias, n_out, layer.activation,
+                            <floating>layer.alpha)

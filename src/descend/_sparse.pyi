@@ -26,6 +26,14 @@ def sparse_forward_py(x: NDArray[_F], w: NDArray[_F], b: NDArray[_F] | None, z: 
                       a: NDArray[_F], activation: int, alpha: float) -> None:
     """z := x . w + b ; a := act(z), computed from x's non-zero entries only."""
 
+def forward_rows_sparse_py(x: NDArray[_F], kernels: tuple[NDArray[_F], ...],
+                           biases: tuple[NDArray[_F] | None, ...], activations: tuple[int, ...],
+                           alphas: tuple[float, ...], link: int, n_threads: int,
+                           gemm_min_rows: int) -> NDArray[_F] | None:
+    """forward_rows_py's result with a sparse first layer (row loops; the
+    other layers too on blocks of fewer than gemm_min_rows rows, no BLAS
+    then); None if a value is not finite or the arrays do not fit."""
+
 def sparse_grad_kernel_py(x: NDArray[_F], dz: NDArray[_F], out: NDArray[_F], row_begin: int,
                           row_end: int, scale: float) -> None:
     """out[r] += scale * (x^T . dz)[r] for r in [row_begin, row_end), in place."""

@@ -8,15 +8,12 @@ of ``_train.pyx``); the per-layer driver of the same kernels (``gradients``,
 ``loss``, ``train_on_batch``) in :mod:`descend.reference`.
 """
 import math
-import time
 from numbers import Integral
 
 import numpy as np
 
-from descend import _threads, losses, optimizers, plans, reference
-from descend._dense import forward_rows_py
-from descend._outofcore import LazyRows
-from descend._train import TeamSize
+from descend import _inference, _threads, losses, optimizers, plans, reference
+from descend._inference import CHUNK_ROWS, PARALLEL_MIN_ROWS  # noqa: F401
 from descend import layers as layers_module
 from descend._sample_weight import check_sample_weight
 from descend._validation import (InstanceOf, Interval, check, check_array_like, check_dtype,
@@ -27,12 +24,6 @@ from descend.training import (DivergenceError, FitConfig, History, Trainer,  # n
                                make_trainer)
 from descend.training import partial_fit as _partial_fit
 
-# Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
-CHUNK_ROWS = 8192
-# Fewer rows than this run the per-layer kernels on one thread.
-PARALLEL_MIN_ROWS = 256   # one GEMM block (ROWS_PER_BLOCK in _dense.pyx)
-# The loss links forward_rows_py applies (predict's fused forward pass).
-_LINK_CODES = {"identity": 0, "sigmoid": 1, "softmax": 2}
 
 
 class Sequential:
@@ -556,15 +547,7 @@ class Sequential:
     # ------------------------------------------------------------------ inference
     def _output(self, X):
         """Last-layer output (before the link) for validated X, in chunks."""
-        codes, rates = self._activation_codes(), self._dropout_rates()
-        chunks = []
-        for start in range(0, len(X), CHUNK_ROWS):
-            part = np.asarray(X[start:start + CHUNK_ROWS])   # (read a LazyRows' chunk)
-            omp, blas = self._threads_for(len(part))
-            with _threads.blas_threads(blas):
-                chunks.append(reference.forward(self, part, codes, rates, False, 0, omp,
-                                                 keep_for_backward=False))
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        return _inference.per_layer_output(self, X)
 
     def predict(self, X):
         """Network output after the loss's link.
@@ -581,22 +564,7 @@ class Sequential:
         FloatingPointError
             The output is not finite (weights out of range); never returns NaN.
         """
-        if not (type(X) is np.ndarray and X.dtype == self.dtype and X.flags.c_contiguous):
-            self._require_built()
-            # converted once (or an error naming X); a memmap or h5py-style
-            # array stays on disk, read in chunks by the per-layer path
-            X = self._check_X(X, lazy=True)
-        if not isinstance(X, LazyRows):
-            output = _fused_forward(self, X)
-            if output is not None:
-                return output
-            # the per-layer path: raises the error that made the fused one decline
-            self._require_built()
-            X = self._check_X(X)
-        output = self._output(X)
-        if self.loss_ is not None:
-            output = self.loss_.apply_link(output, 1)
-        return _require_finite(output)
+        return _inference.predict(self, X)
 
     def predict_proba(self, X):
         """Alias of predict for classifiers (scikit-learn's name)."""
@@ -608,9 +576,7 @@ class Sequential:
         if not self.loss_.is_classifier:
             raise TypeError(f"predict_classes needs a classification loss, the network "
                             f"uses {self.loss_.name!r}")
-        self._require_built()
-        output = _require_finite(self._output(self._check_X(X, lazy=True)))
-        return _labels(output, self.loss_.code, self.classes_)
+        return _labels(_inference.predict(self, X, link=False), self.loss_.code, self.classes_)
 
     def evaluate(self, X, y, sample_weight=None):
         """Loss and metrics on (X, y).
@@ -911,14 +877,6 @@ class Sequential:
         return f"Sequential({self.layers!r}, input_dim={self.n_features_in_})"
 
 
-def _require_finite(output):
-    """`output`, or FloatingPointError where it holds NaN or inf (never returned)."""
-    if not np.isfinite(output).all():
-        raise FloatingPointError("the network's output is NaN or infinite for this X; "
-                                 "the weights may have diverged")
-    return output
-
-
 def _labels(output, loss_code, classes):
     """Predicted labels from the raw output (logits): taken from `classes`,
     or class ids before a fit (0/1 for a single binary output); a 0/1
@@ -932,57 +890,6 @@ def _labels(output, loss_code, classes):
     if classes is None:
         classes = np.arange(max(output.shape[1], 2))
     return classes[ids]
-
-
-def _fused_forward(net, X):
-    """predict's output through the fused compiled forward pass
-    (``_dense.forward_rows_py``, the per-layer path's kernels and blocks,
-    hence its bits), in chunks of CHUNK_ROWS rows; None where the
-    per-layer path must run and raise: X not a C-contiguous 2-D ndarray
-    of the network's dtype with n_in columns and at least one row, the
-    network not built, or a non-finite input or output."""
-    if (type(X) is not np.ndarray or X.ndim != 2 or X.shape[0] == 0
-            or X.dtype != net.dtype or not X.flags.c_contiguous):
-        return None
-    dense = net.dense_layers      # Dropout is the identity at inference
-    if not dense or any(layer.kernel is None for layer in dense):
-        return None
-    link = net.loss_.link if net.loss_ is not None else "identity"
-    last = len(dense) - 1
-    layers = (tuple([layer.kernel for layer in dense]), tuple([layer.bias for layer in dense]),
-              tuple([layer.kernel_activation_code(i == last, link)
-                     for i, layer in enumerate(dense)]),
-              tuple([layer.alpha for layer in dense]), _LINK_CODES.get(link, -1))
-    chunks = []
-    for start in range(0, len(X), CHUNK_ROWS):
-        part = X[start:start + CHUNK_ROWS]
-        omp, blas = net._threads_for(len(part))
-        with _threads.blas_threads(blas):
-            if omp == 1:
-                chunks.append(forward_rows_py(part, *layers, 1))
-            else:
-                chunks.append(_forward_with_a_measured_team(net, part, layers, omp))
-        if chunks[-1] is None:
-            return None
-    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-
-def _forward_with_a_measured_team(net, part, layers, n_threads):
-    """forward_rows_py on all the threads or on one, whichever has been
-    faster per row for this size of input (``_train.TeamSize``: on shared
-    cores a team waits for a descheduled thread; measured under load,
-    1000 MNIST rows took 25 ms on a team of 2 against 5 ms on one thread).
-    The bits do not depend on the team: the blocks are the same."""
-    key = (len(part).bit_length(), str(part.dtype),
-           tuple(kernel.shape for kernel in layers[0]))
-    teams = net.__dict__.setdefault("_predict_teams", {})
-    if key not in teams:
-        teams[key] = TeamSize(n_threads, ("predict",) + key)
-    team = teams[key]
-    threads = team.choose()
-    started = time.perf_counter()
-    output = forward_rows_py(part, *layers, threads)
-    team.record(threads, (time.perf_counter() - started) / len(part))
-    return output
 
 
 def _summary(net):

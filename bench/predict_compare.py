@@ -1,0 +1,110 @@
+"""Side-by-side inference timings: descend's ``predict`` and PyTorch's forward
+pass of the same net (MNIST's 784-256-128-10 ReLU + softmax, the same
+weights, ``torch.no_grad``), on MNIST test rows, in one run.
+
+    PYTHONPATH=src python bench/predict_compare.py [--rows 1 10 1000] [--threads 1 2]
+
+Turns alternate between the two libraries (interleaved rounds, medians), so
+that load from other processes falls on both; the load average is printed
+with every line. Times are wall-clock per call, and for one thread also the
+thread's CPU time (which the other tenants of a shared machine do not
+inflate as much). Needs torch (bench extra) and MNIST (datasets.load_mnist).
+"""
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+import descend as dn
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def nets(dtype, n_threads, torch):
+    """(descend's predict, PyTorch's forward) of MNIST's net, the same weights."""
+    net = dn.Sequential([dn.Dense(256, activation="relu"), dn.Dense(128, activation="relu"),
+                         dn.Dense(10)], input_dim=784, dtype=dtype, seed=0, n_threads=n_threads)
+    net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    return net.predict, torch_forward_of(net, torch)
+
+
+def torch_forward_of(net, torch):
+    """PyTorch's forward pass (no_grad, softmax) of a descend network of Dense
+    layers, ReLU between them, with its weights: X (ndarray) -> ndarray."""
+    dense = net.dense_layers
+    modules = []
+    for layer in dense:
+        linear = torch.nn.Linear(*layer.kernel.shape, dtype=getattr(torch, net.dtype.name))
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(layer.kernel.T.copy()))
+            linear.bias.copy_(torch.from_numpy(layer.bias))
+        modules += [linear, torch.nn.ReLU()]
+    model = torch.nn.Sequential(*modules[:-1], torch.nn.Softmax(dim=1)).eval()
+
+    def forward(X):
+        with torch.no_grad():
+            return model(torch.from_numpy(X)).numpy()
+    return forward
+
+
+def timed(f, X, calls):
+    """(wall, thread CPU) seconds of each of `calls` calls."""
+    wall, cpu = [], []
+    for _ in range(calls):
+        w, c = time.perf_counter(), time.thread_time()
+        f(X)
+        cpu.append(time.thread_time() - c)
+        wall.append(time.perf_counter() - w)
+    return wall, cpu
+
+
+def main():
+    import torch
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 10, 1000])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    X_all = dn.datasets.load_mnist().X_test[:max(args.rows)]
+    print(f"CPU: {cpu_name()}; descend {dn.__version__}, torch {torch.__version__}")
+    print("| dtype | threads | rows | descend us | PyTorch us | speed-up | descend CPU us "
+          "| PyTorch CPU us | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for dtype in args.dtypes:
+        for n_threads in args.threads:
+            torch.set_num_threads(n_threads)
+            predict, forward = nets(dtype, n_threads, torch)
+            for n_rows in args.rows:
+                X = np.ascontiguousarray(X_all[:n_rows], dtype=dtype)
+                np.testing.assert_allclose(predict(X), forward(X), atol=1e-5)
+                calls = max(3, min(2000, int(20000 / n_rows)))
+                times = {"descend": ([], []), "torch": ([], [])}
+                for _ in range(args.rounds):
+                    for name, f in (("descend", predict), ("torch", forward)):
+                        f(X)
+                        wall, cpu = timed(f, X, calls)
+                        times[name][0].extend(wall)
+                        times[name][1].extend(cpu)
+                med = {k: [np.median(v[0]) * 1e6, np.median(v[1]) * 1e6]
+                       for k, v in times.items()}
+                cpu_cells = (f"{med['descend'][1]:.1f} | {med['torch'][1]:.1f}"
+                             if n_threads == 1 else "- | -")
+                print(f"| {dtype} | {n_threads} | {n_rows} | {med['descend'][0]:.1f} "
+                      f"| {med['torch'][0]:.1f} | x{med['torch'][0] / med['descend'][0]:.2f} "
+                      f"| {cpu_cells} | {os.getloadavg()[0]:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
