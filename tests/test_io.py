@@ -484,3 +484,124 @@ def test_load_is_exported_and_pathlike_paths_work(saved):
     assert dn.load is io.load
     loaded = dn.load(str(path))
     np.testing.assert_array_equal(loaded.predict(np.ones((1, 6))), net.predict(np.ones((1, 6))))
+
+
+# --------------------------------------------------------------------------- exact answers
+def load_error(path):
+    """The message of load's ValueError without its "<path>: " prefix."""
+    with pytest.raises(ValueError) as info:
+        dn.load(str(path))
+    prefix = f"{str(path)!r}: "
+    assert str(info.value).startswith(prefix)
+    return str(info.value)[len(prefix):]
+
+
+def test_parameter_and_optimizer_entries_are_checked_against_the_architecture(saved):
+    _, path = saved         # float64, Adam: exp_avg and exp_avg_sq per parameter
+    original = arrays_of(path)
+    velocity = "optimizer/state/layers.0.kernel.exp_avg_sq"
+    cases = [
+        ({KERNEL_0: original[KERNEL_0].astype(np.float32)},
+         f"entry {KERNEL_0!r} has dtype float32, but the network's dtype is float64"),
+        ({velocity: original[velocity].astype(np.float32)},
+         f"entry {velocity!r} has dtype float32, but the network's dtype is float64"),
+        ({velocity: original[velocity][:2]},
+         f"entry {velocity!r} has shape (2, 16), but the architecture needs (6, 16)"),
+    ]
+    for change, message in cases:
+        rewrite(path, {**original, **change})
+        assert load_error(path) == message
+
+
+def test_an_optimizer_entry_must_name_a_parameter(saved):
+    _, path = saved
+    arrays = arrays_of(path)
+    stray = "optimizer/state/layers.9.kernel.exp_avg"
+    optimizer = config_of(arrays)["state"]["optimizer"]
+    optimizer["state"][stray[len("optimizer/state/"):]] = {"npz": stray}
+    arrays = with_state(arrays, optimizer=optimizer)
+    arrays[stray] = np.zeros((6, 16))
+    rewrite(path, arrays)
+    assert load_error(path) == (f"entry {stray!r} names no parameter of the architecture "
+                                f"({PARAMETER_NAMES})")
+
+
+def test_entries_referenced_from_a_list_are_checked_too(tmp_path):
+    X, y = data(dtype=np.float32)
+    net = network(dtype="float32")
+    net.fit(X, y, epochs=1, batch_size=32, verbose=0)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    arrays = arrays_of(path)
+    history = config_of(arrays)["state"]["history"]
+    for stray, array, message in [
+            ("optimizer/state/layers.9.kernel.exp_avg", np.zeros((6, 16), np.float32),
+             f"names no parameter of the architecture ({PARAMETER_NAMES})"),
+            ("optimizer/state/layers.0.kernel.extra", np.zeros((6, 16)),
+             "has dtype float64, but the network's dtype is float32")]:
+        listed = dict(history, logs=dict(history["logs"], loss=[{"npz": stray}]))
+        rewrite(path, {**with_state(arrays, history=listed), stray: array})
+        assert load_error(path) == f"entry {stray!r} {message}"
+
+
+def test_unknown_entries_are_named_with_what_descend_writes(saved):
+    _, path = saved
+    arrays = arrays_of(path)
+    arrays["parameters/layers.3.kernel"] = arrays[KERNEL_0]
+    rewrite(path, arrays)
+    assert load_error(path) == ("unknown entries ['parameters/layers.3.kernel']; descend "
+                                "writes only config and the entries the config names")
+
+
+def test_numpy_scalars_and_integer_arrays_become_plain_json():
+    cases = [(np.int64(7), int, 7), (np.uint8(255), int, 255), (np.float32(0.5), float, 0.5),
+             (np.float16(-2.0), float, -2.0), (np.bool_(True), bool, True),
+             (np.bool_(False), bool, False)]
+    for value, kind, plain in cases:
+        converted = io._json_default(value)
+        assert type(converted) is kind and converted == plain
+    # bit-generator states hold unsigned integer arrays (MT19937's key)
+    assert io._json_default(np.array([1, 2**32 - 1], dtype=np.uint32)) == [1, 2**32 - 1]
+    assert io._json_default(np.array([True, False])) == [True, False]
+    assert io._json_default(np.array([-3], dtype=np.int8)) == [-3]
+    for other, message in [(np.array([0.5]), "ndarray array([0.5])"),
+                           (len, "builtin_function_or_method <built-in function len>"),
+                           (1 + 2j, "complex (1+2j)")]:
+        with pytest.raises(TypeError) as info:
+            io._json_default(other)
+        assert str(info.value) == message
+
+
+def test_fortran_ordered_entries_load_with_their_values(saved):
+    # numpy writes a Fortran-ordered array's bytes column by column
+    # (fortran_order: True in its header); another writer may store a model so
+    net, path = saved
+    arrays = arrays_of(path)
+    arrays[KERNEL_0] = np.asfortranarray(arrays[KERNEL_0])
+    rewrite(path, arrays)
+    with np.load(path) as f:
+        assert f[KERNEL_0].flags.f_contiguous and not f[KERNEL_0].flags.c_contiguous
+    loaded = dn.load(path)
+    np.testing.assert_array_equal(loaded.layers[0].kernel, net.layers[0].kernel)
+    assert_weights_equal(loaded.get_weights(), net.get_weights())
+
+
+def test_other_entries_are_bounded_at_16_mib_inclusive(saved):
+    # classes_ is read whole: its size is capped before it is read (io._MAX_OTHER_ENTRY_BYTES)
+    _, path = saved
+    arrays = arrays_of(path)
+    at_the_bound = 2**24 // 8                 # int64 labels: exactly 16 MiB
+    rewrite(path, {**arrays, "classes": np.arange(at_the_bound, dtype=np.int64)})
+    assert load_error(path) == ("classes has 2097152 labels, but the network's "
+                                "softmax_cross_entropy output needs 3")
+    rewrite(path, {**arrays, "classes": np.arange(at_the_bound + 1, dtype=np.int64)})
+    assert load_error(path) == ("entry 'classes' declares shape (2097153,) of int64, more "
+                                "than such an entry can hold (16777216 bytes)")
+
+
+def test_an_architecture_that_cannot_be_built_is_refused(saved):
+    _, path = saved
+    arrays = arrays_of(path)
+    model = dict(config_of(arrays)["model"], input_dim=None)
+    rewrite(path, with_config(arrays, model=model))
+    assert load_error(path) == "the config's architecture has no input_dim or no Dense layer"

@@ -310,3 +310,50 @@ def test_a_save_killed_midway_leaves_a_loadable_file_and_its_temporary_is_remove
     model().save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
     assert killed_midway, "no kill landed during a save: the test did not test"
+
+
+# --------------------------------------------------------------------------- stale temporaries
+def a_dead_pid():
+    """The pid of a child that has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.skipif(os.name == "nt", reason="os.kill(pid, 0) probes POSIX processes")
+def test_process_alive_probes_without_signalling(monkeypatch):
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert io._process_alive(live.pid) is True
+        assert live.poll() is None          # the probe sent no signal (signal 0)
+    finally:
+        live.kill()
+        live.wait()
+    assert io._process_alive(os.getpid()) is True
+    assert io._process_alive(a_dead_pid()) is False
+
+    def not_permitted(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(io.os, "kill", not_permitted)
+    # a process of another user exists: its temporary is not ours to remove
+    assert io._process_alive(12345) is True
+    assert io._process_alive(os.getpid()) is True
+
+
+@pytest.mark.skipif(os.name == "nt", reason="os.kill(pid, 0) probes POSIX processes")
+def test_a_save_removes_the_temporaries_of_dead_saves_to_that_name_only(tmp_path):
+    prefix = f".model.npz{io._TMP_TAG}{io._host_tag()}-"
+    dead = a_dead_pid()
+    names = {
+        "dead": f"{prefix}{dead}-0a1b2c3d.tmp",
+        "alive": f"{prefix}{os.getpid()}-0a1b2c3d.tmp",        # this process saves it
+        "other name": f".other.npz{io._TMP_TAG}{io._host_tag()}-{dead}-0a1b2c3d.tmp",
+        "other host": f".model.npz{io._TMP_TAG}otherhost-{dead}-0a1b2c3d.tmp",
+        "not a pid": f"{prefix}12ab-0a1b2c3d.tmp",
+        "not .tmp": f"{prefix}{dead}-0a1b2c3d.npz",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+    model().save(tmp_path / "model.npz")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["model.npz"] + [n for k, n in names.items() if k != "dead"])

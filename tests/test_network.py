@@ -727,3 +727,58 @@ def test_summary_prints_like_keras_and_returns_none(capsys):
     assert lines == printed and capsys.readouterr().out == ""      # one call per line
     with pytest.raises(TypeError, match="print_fn must be a callable .* got 'x' \\(str\\)"):
         net.summary(print_fn="x")
+
+
+# --------------------------------------------------------------------------- exact answers
+def test_label_errors_name_the_argument_that_holds_the_labels():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.arange(40) % 3
+    net = dn.Sequential([dn.Dense(4, activation="relu"), dn.Dense(3)], input_dim=3, seed=0,
+                        n_threads=1)
+    net.compile("softmax_cross_entropy", "sgd")
+    net.fit(X, y, epochs=1, verbose=0)
+    bad = np.array([0, 1, 7, 1, 0])
+    with pytest.raises(ValueError) as info:
+        net.evaluate(X[:5], bad)
+    assert str(info.value) == "y has class ids outside [0, 3): [7]"
+    with pytest.raises(ValueError) as info:
+        net.fit(X, y, epochs=1, verbose=0, validation_data=(X[:5], bad))
+    assert str(info.value) == "validation_data[1] has class ids outside [0, 3): [7]"
+
+
+def test_from_config_names_what_it_got_instead_of_a_layers_list():
+    with pytest.raises(ValueError) as info:
+        dn.Sequential.from_config({"layers": "Dense"})
+    assert str(info.value) == ("the config must be a dict with a 'layers' list, got a dict "
+                               "whose 'layers' is a str")
+
+
+def test_weighted_evaluate_weighs_every_output_of_a_row():
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, seed=0, n_threads=1)
+    net.compile("mean_squared_error", "sgd")
+    X, Y = np.eye(3), np.array([[1.0, 2.0], [0.0, 0.0], [3.0, -1.0]])
+    w = np.array([1.0, 0.0, 3.0])
+    err = net.predict(X) - Y
+    scores = net.evaluate(X, Y, sample_weight=w)
+    # each row's weight applies to both of its outputs: sum_i w_i sum_j |e_ij| / (2 sum w)
+    mae = (np.abs(err[0]).sum() + 3 * np.abs(err[2]).sum()) / 8
+    mse = ((err[0] ** 2).sum() + 3 * (err[2] ** 2).sum()) / 8
+    assert scores["mae"] == pytest.approx(mae, rel=1e-12)
+    assert scores["mse"] == pytest.approx(mse, rel=1e-12)
+    assert scores["mae"] != pytest.approx(np.abs(err).mean(), rel=1e-3)
+
+
+def test_pin_plan_keeps_the_fields_and_drops_the_source():
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, seed=0)
+    pinned = net.pin_plan({"sparse_input": False, "sample_rows": 4, "source": "profile"})
+    assert pinned == {"sparse_input": False, "sample_rows": 4} and net.plan == pinned
+
+
+def test_a_softmax_output_layer_needs_softmax_cross_entropy():
+    net = dn.Sequential([dn.Dense(3, activation="softmax")], input_dim=2, seed=0)
+    with pytest.raises(ValueError) as info:
+        net.compile("mean_squared_error", "sgd")
+    assert str(info.value) == ("a softmax output layer needs loss='softmax_cross_entropy', "
+                               "got 'mean_squared_error'")
+    net.compile("softmax_cross_entropy", "sgd")
+    assert net.loss_.name == "softmax_cross_entropy"

@@ -207,3 +207,96 @@ def test_learning_rate_scale_is_part_of_the_optimizer_state(tmp_path):
     with pytest.raises(ValueError, match="learning_rate_scale"):
         loaded.load_state_dict(state)
     assert loaded.optimizer.learning_rate_scale == 0.25
+
+
+# --------------------------------------------------------------------------- format 1 details
+# Each test rewrites one format-1 fixture (written by descend at 480dbc6) with one
+# change and reads the loader's exact answer.
+V1_SGD = os.path.join(DATA, "v1_sgd_momentum_strings.npz")      # float32, SGD, 5 arrays
+
+
+def v1_rewritten(tmp_path, arrays=None, **config_changes):
+    """V1_SGD with entries replaced by `arrays` and config keys by `config_changes`
+    (a value None deletes the key); returns the new file's path as a str."""
+    import json
+    with np.load(V1_SGD, allow_pickle=False) as f:
+        entries = {key: f[key] for key in f.files}
+    config = json.loads(str(entries["config"][()]))
+    for key, value in config_changes.items():
+        if value is None:
+            del config[key]
+        else:
+            config[key] = value
+    entries.update(arrays or {})
+    entries["config"] = np.array(json.dumps(config))
+    path = str(tmp_path / "v1.npz")
+    np.savez(path, **entries)
+    return path
+
+
+def v1_error(path):
+    with pytest.raises(ValueError) as info:
+        dn.load(path)
+    prefix = f"{path!r}: "
+    assert str(info.value).startswith(prefix)
+    return str(info.value)[len(prefix):]
+
+
+def test_format_1_history_is_the_one_in_the_file(tmp_path):
+    net = dn.load(V1_SGD)
+    assert net.history.epoch == [0, 1]
+    # the values written in the fixture's config (python -c "import json, numpy as np;
+    # print(json.loads(str(np.load('tests/data/v1_sgd_momentum_strings.npz')['config']))
+    # ['history'])")
+    assert net.history["loss"] == [1.0383951110055283, 0.9582988960268221]
+    assert net.history["accuracy"] == [0.5, 0.6]
+    # files written before the history was stored load with an empty one
+    net = dn.load(v1_rewritten(tmp_path, history=None))
+    assert net.history.epoch == [] and dict(net.history) == {}
+
+
+def test_format_1_learning_rate_scale_is_read_when_present_and_one_otherwise(tmp_path):
+    with np.load(V1_SGD, allow_pickle=False) as f:
+        import json
+        saved = json.loads(str(f["config"][()]))["optimizer_state"]
+    assert "learning_rate_scale" not in saved
+    assert dn.load(V1_SGD).optimizer.learning_rate_scale == 1.0
+    net = dn.load(v1_rewritten(tmp_path, optimizer_state=dict(saved, learning_rate_scale=0.25)))
+    assert net.optimizer.learning_rate_scale == 0.25
+
+
+def test_format_1_optimizer_state_must_be_an_object(tmp_path):
+    path = v1_rewritten(tmp_path, optimizer_state=[10, 0.05])
+    assert v1_error(path) == "the config's 'optimizer_state' must be an object"
+
+
+@pytest.mark.parametrize("counts", [[1, 1, 1, 1, 2], [1, 1, 1, 1], 5])
+def test_format_1_optimizer_array_counts_must_match_the_optimizer(tmp_path, counts):
+    path = v1_rewritten(tmp_path, optimizer_state={"iterations": 10, "learning_rate": 0.05,
+                                                   "n_arrays": counts})
+    assert v1_error(path) == (f"the optimizer state must have 1 array(s) for each of the 5 "
+                              f"parameters, the config says {counts!r}")
+
+
+@pytest.mark.parametrize("key", ["weight_0", "optimizer_0_0"])
+def test_format_1_arrays_are_checked_against_the_network_dtype(tmp_path, key):
+    with np.load(V1_SGD, allow_pickle=False) as f:
+        wrong = f[key].astype(np.float64)       # the network is float32
+    path = v1_rewritten(tmp_path, arrays={key: wrong})
+    assert v1_error(path) == (f"entry {key!r} has dtype float64, but the network's dtype "
+                              f"is float32")
+
+
+def test_format_1_files_with_more_weights_than_the_architecture_are_refused(tmp_path):
+    with np.load(V1_SGD, allow_pickle=False) as f:
+        extra = f["weight_4"]
+    path = v1_rewritten(tmp_path, arrays={"weight_5": extra})
+    assert v1_error(path) == "the file holds more weight arrays than the architecture's 5"
+
+
+def test_format_1_files_keep_the_pinned_and_the_used_plan_apart(tmp_path):
+    pinned = {"sparse_input": False, "sample_rows": 4}
+    used = {"sparse_input": False, "sample_rows": 8, "source": "profile"}
+    net = dn.load(v1_rewritten(tmp_path, plan=pinned, plan_used=used))
+    assert net.plan == pinned
+    assert net.plan_ == used

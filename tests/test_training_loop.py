@@ -153,9 +153,22 @@ def test_validation_split_dropping_a_class_is_a_clear_error():
     assert (y[:-n_val] != 2).all() and (y[:-n_val] == 1).any()
     net = classifier()
     before = full_state(net)
-    with pytest.raises(ValueError, match=r"no training sample of class\(es\) \[2\]"):
+    with pytest.raises(ValueError, match=r"no training sample of class\(es\) \[2\]") as info:
         net.fit(X, y, epochs=1, verbose=0, validation_split=split)
     assert_same_state(before, full_state(net))
+    assert str(info.value) == (
+        f"validation_split={split} holds out the last {n_val} samples, which leaves no "
+        "training sample of class(es) [2]; shuffle the data before fit or pass "
+        "validation_data")
+
+
+def test_validation_split_of_no_sample_says_what_it_leaves():
+    # validation_split < 1 (checked first), so only the validation side can be empty
+    X, y = classification_data(n=100)
+    with pytest.raises(ValueError) as info:
+        classifier().fit(X, y, epochs=1, verbose=0, validation_split=0.001)
+    assert str(info.value) == ("validation_split=0.001 of 100 samples leaves 0 validation "
+                               "and 100 training samples; both need at least one")
 
 
 def test_validation_split_dropping_a_string_class_names_it():
@@ -304,8 +317,20 @@ def test_tqdm_bar_counts_samples_and_shows_the_running_loss():
         bar.update_to(4, 0.25)
         assert bar._bar.n == 100       # the short last batch
         assert bar._bar.unit == "sample"
+        assert bar._bar.desc == "epoch 1/1"
+        assert bar._bar.unit_scale is True          # 1.2k samples, 3.4M samples/s
+        assert bar._bar.leave is False              # the epoch line replaces the bar
+        assert callable(bar._bar.dynamic_ncols)     # tqdm follows the terminal's width
     finally:
         bar.close()
+
+
+def test_the_epoch_line_formats_each_kind_of_log():
+    logs = {"loss": 0.123456, "accuracy": 0.5, "learning_rate": 0.000123456,
+            "val_loss": 2.0, "seconds": 1.2345, "samples_per_second": 12345.6}
+    assert training._format_logs(2, 10, logs) == (
+        "epoch 3/10  loss 0.1235  accuracy 0.5000  lr 0.000123  val_loss 2.0000  1.23s  "
+        "12,346 samples/s")
 
 
 def test_verbose_1_without_tqdm_prints_the_line_only(capsys, monkeypatch):
@@ -994,3 +1019,95 @@ def test_loss_and_mse_of_an_epoch_line_differ_as_the_readme_says():
     if readme.exists():                                  # (not in an installed-wheel run)
         text = readme.read_text(encoding="utf-8")
         assert "MLPRegressor" in text and "`loss` and `mse` differ" in text
+
+
+class BatchEnds(dn.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(batch)
+
+
+@pytest.mark.parametrize("n, batch_size, expected", [
+    # under 40 batches an epoch: after every batch
+    (30, 3, list(range(10))),
+    # 1300 batches: every min(1300 // 20, 64) = 64 batches, and after the last
+    (1300, 1, [64 * i - 1 for i in range(1, 21)] + [1299]),
+])
+def test_batch_hooks_run_every_batch_of_short_epochs_and_every_64_batches_at_most(
+        n, batch_size, expected):
+    X, y = classification_data(n=n)
+    seen = BatchEnds()
+    classifier().fit(X, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=[seen])
+    assert seen.batches == expected
+
+
+def test_a_terminal_gets_a_bar_that_counts_samples_and_shows_the_loss(capsys, monkeypatch):
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(training, "_dynamic_display", lambda: True)     # as on a terminal
+    closed = []
+    close = training._TqdmBar.close
+
+    def recording_close(self):      # (tqdm redraws at most every 0.1 s: read the bar)
+        closed.append((self._bar.desc, self._bar.n, str(self._bar.postfix)[:5]))
+        close(self)
+    monkeypatch.setattr(training._TqdmBar, "close", recording_close)
+    X, y = classification_data(n=120)
+    classifier().fit(X, y, epochs=2, batch_size=32, verbose=1)
+    out, err = capsys.readouterr()
+    assert [line.split("  ")[0] for line in out.splitlines()] == ["epoch 1/2", "epoch 2/2"]
+    assert "epoch 1/2:" in err and "epoch 2/2:" in err
+    assert closed == [("epoch 1/2", 120, "loss="), ("epoch 2/2", 120, "loss=")]
+
+
+def test_ctrl_c_while_the_epoch_snapshot_is_taken_keeps_the_last_completed_epoch(
+        monkeypatch):
+    X, y = classification_data()
+    reference = classifier()
+    reference.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    taken = []
+    snapshot = training.Trainer._snapshot
+
+    def interrupted_second_snapshot(self):
+        taken.append(1)
+        if len(taken) == 2:
+            raise KeyboardInterrupt
+        return snapshot(self)
+    monkeypatch.setattr(training.Trainer, "_snapshot", interrupted_second_snapshot)
+    net = classifier()
+    history = net.fit(X, y, epochs=3, batch_size=16, verbose=0)
+    assert history.interrupted and history.epoch == [0] and net.epochs_trained == 1
+    for a, b in zip(net.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_object_with_hooks_is_a_callback_without_subclassing():
+    class EpochEnds:                    # Keras-style duck typing: hooks, no base class
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen.append((epoch, sorted(logs)))
+    X, y = classification_data()
+    duck = EpochEnds()
+    classifier().fit(X, y, epochs=2, batch_size=32, verbose=0, callbacks=[duck])
+    keys = ["accuracy", "learning_rate", "loss", "samples_per_second", "seconds"]
+    assert duck.seen == [(0, keys), (1, keys)]
+    with pytest.raises(TypeError, match=r"callbacks\[1\] must be a descend Callback"):
+        classifier().fit(X, y, epochs=1, verbose=0, callbacks=[duck, object()])
+
+
+@pytest.mark.parametrize("steps, error, message", [
+    (0, ValueError, "steps_per_execution must be an int >= 1, got 0 (int)"),
+    (1.5, TypeError, "steps_per_execution must be an int >= 1, got 1.5 (float)"),
+])
+def test_steps_per_execution_is_checked_by_name(steps, error, message):
+    X, y = classification_data()
+    net = classifier()
+    before = full_state(net)
+    with pytest.raises(error) as info:
+        net.fit(X, y, epochs=1, verbose=0, steps_per_execution=steps)
+    assert str(info.value) == message
+    assert_same_state(before, full_state(net))
