@@ -117,7 +117,7 @@ def main(argv=None):
     import descend as dn
     from descend import plans
     os.makedirs(args.scratch, exist_ok=True)
-    X, y, _, _ = dn.datasets.load_mnist(data_home=args.data_home)
+    X, _, y, _ = dn.datasets.load_mnist(data_home=args.data_home)   # a Split: X_train, X_test, y_train, y_test
     X, y = X[:args.rows].astype(np.float32), y[:args.rows].astype(np.int32)
     datasets = {"mnist": X, "dense": np.random.default_rng(0).random(X.shape,
                                                                     dtype=np.float32)}

@@ -447,12 +447,15 @@ def _loop(net, X, y, batch_size, epochs):
             net.train_on_batch(X[start:start + batch_size], y[start:start + batch_size])
 
 
+@pytest.mark.parametrize("by_columns", [False, True])
 @pytest.mark.parametrize("batch_size", [1, 5, 40])
 @pytest.mark.parametrize("case", ["sgd", "sgd_l2_decay", "sgd_l1", "sgd_clipnorm", "momentum"])
-def test_fused_paths_equal_the_per_layer_path_on_wide_layers(case, batch_size):
+def test_fused_paths_equal_the_per_layer_path_on_wide_layers(case, batch_size, by_columns):
     """Plain SGD takes special fused paths (per-sample sparse updates for batch 1,
     the update folded into the GEMM with L2 / weight decay); all must equal the
-    per-layer path, on layers wider than one block of kernel rows."""
+    per-layer path, on layers wider than one block of kernel rows. by_columns:
+    the plan asks for team_by_columns (2 threads; clipping by norm and batch 1
+    plain SGD keep their own paths, and the recorded plan says so)."""
     settings = {
         "sgd": (lambda: dn.optimizers.SGD(0.05), {}),
         "sgd_l2_decay": (lambda: dn.optimizers.SGD(0.05, weight_decay=0.01),
@@ -468,10 +471,14 @@ def test_fused_paths_equal_the_per_layer_path_on_wide_layers(case, batch_size):
     n = 83
     X = _sparse_inputs(n, 70)
     y = np.random.default_rng(1).integers(0, 3, n)
-    fused = _wide_net(make(), **kwargs)
+    fused = _wide_net(make(), n_threads=2 if by_columns else 1, **kwargs)
+    fused.plan = {"by_columns": True} if by_columns else None
     looped = _wide_net(make(), **kwargs)
     history = fused.fit(X, y, epochs=2, batch_size=batch_size, shuffle=False, verbose=0)
     _loop(looped, X, y, batch_size, 2)
+    runs_by_columns = by_columns and case != "sgd_clipnorm" and not (
+        batch_size == 1 and case == "sgd")
+    assert fused.plan_["by_columns"] is runs_by_columns
     assert fused.optimizer.iterations == looped.optimizer.iterations == 2 * math.ceil(
         n / batch_size)
     for a, b in zip(fused.get_weights(), looped.get_weights()):

@@ -265,6 +265,10 @@ def train(X, y, batch_size, n_threads, plan, optimizer="adam", epochs=2):
 
 PLANS = [{"sparse_input": s, "sample_rows": r, "kernel_rows": k}
          for s in (False, True) for r, k in ((1, 1), (3, 7), (16, 64), (64, 200))]
+# team_by_columns: layer by layer, blocks of output columns (PLANS[6:] keeps
+# them in the thread-count test below)
+PLANS += [{"sparse_input": s, "sample_rows": r, "kernel_rows": k, "by_columns": True}
+          for s in (False, True) for r, k in ((3, 7), (16, 64))]
 
 
 @pytest.mark.parametrize("plan", PLANS, ids=lambda p: "-".join(str(v) for v in p.values()))
@@ -299,6 +303,65 @@ def test_every_plan_gives_the_same_bits_for_any_thread_count(plan, dtype):
     two = train(X, y, 50, 2, plan).get_weights()
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_by_columns_names_its_strategy_and_records_when_it_cannot_run(optimizer):
+    def runner(batch_size):
+        return small_runner(optimizer, batch_size, 2, {"by_columns": True})
+    assert runner(8).strategy == "team_by_columns"
+    assert runner(8).plan["by_columns"] is True
+    # batch 1 plain SGD keeps its per-sample path, and the plan says so
+    one = runner(1)
+    assert one.strategy == ("per_sample_sgd" if optimizer == "sgd" else "team_by_columns")
+    assert one.plan["by_columns"] is (optimizer != "sgd")
+
+
+def cached_profile(l2_bytes, small_rows_rate, large_rows_rate):
+    """A profile whose 1-thread GEMM rate grows with the rows per call."""
+    rates = {str(r): small_rows_rate + (large_rows_rate - small_rows_rate) * i / 3
+             for i, r in enumerate(plans.PROFILE_ROWS)}
+    return {"gemm": {dt: {str(w): dict(rates) for w in plans.PROFILE_WIDTHS}
+                     for dt in ("float32", "float64")},
+            "sparse_break_even": {"float32": 0.2, "float64": 0.2},
+            "l2_cache_bytes": l2_bytes}
+
+
+def wide(batch_size, width=1024, cores=2):
+    return plans.Workload(layer_shapes=((784, width), (width, width), (width, 10)),
+                          dtype="float32", batch_size=batch_size, density=1.0, cores=cores)
+
+
+def test_by_columns_rule_needs_a_kernel_beyond_l2_and_a_faster_estimate():
+    profile = cached_profile(2 * 2**20, 10.0, 100.0)
+    # 1024 x 1024 float32 (4 MB) > 2 MB L2; the batch's rows per GEMM double
+    assert plans.plan_for(wide(32), profile).by_columns
+    assert plans.plan_for(wide(32), profile).as_dict()["by_columns"] is True
+    # the kernels fit the L2 cache: by samples
+    assert not plans.plan_for(wide(32, width=256), profile).by_columns
+    assert not plans.plan_for(wide(32), cached_profile(64 * 2**20, 10.0, 100.0)).by_columns
+    # GEMMs as fast on few rows as on many: no gain, the default stays
+    assert not plans.plan_for(wide(32), cached_profile(2 * 2**20, 50.0, 50.0)).by_columns
+    # one core, no profile, an unknown cache size: by samples
+    assert not plans.plan_for(wide(32, cores=1), profile).by_columns
+    assert not plans.plan_for(wide(32), None).by_columns
+    assert not plans.plan_for(wide(32), cached_profile(None, 10.0, 100.0)).by_columns
+    # forced either way
+    assert not plans.plan_for(wide(32), profile, {"by_columns": False}).by_columns
+    assert plans.plan_for(wide(32, width=64), None, {"by_columns": True}).by_columns
+
+
+def test_the_l2_cache_size_is_read_from_sysfs(tmp_path):
+    for index, (level, kind, size) in enumerate([("1", "Data", "48K"),
+                                                  ("1", "Instruction", "32K"),
+                                                  ("2", "Unified", "2048K")]):
+        entry = tmp_path / f"index{index}"
+        entry.mkdir()
+        (entry / "level").write_text(level + "\n")
+        (entry / "type").write_text(kind + "\n")
+        (entry / "size").write_text(size + "\n")
+    assert plans.l2_cache_bytes(str(tmp_path)) == 2 * 2**20
+    assert plans.l2_cache_bytes(str(tmp_path / "missing")) is None
 
 
 def test_the_runner_records_its_plan(monkeypatch):
@@ -383,6 +446,11 @@ def test_show_config_and_the_info_command(capsys, monkeypatch):
     ("sgd", 1, "per_sample_sgd"), ("sgd", 10, "team_gemm_sgd"), ("adam", 1, "team_general"),
     ("adam", 10, "team_general")])
 def test_the_runner_names_its_strategy(optimizer, batch_size, strategy):
+    assert small_runner(optimizer, batch_size).strategy == strategy
+
+
+def small_runner(optimizer, batch_size, n_threads=1, plan=None):
+    """An EpochRunner of a 12-5-3 net on 30 half-zero rows (SGD or Adam)."""
     rng = np.random.default_rng(5)
     X = sparse_rows(rng, 30, 12, 0.5, np.float64)
     y = rng.integers(0, 3, len(X)).astype(np.int32)
@@ -392,10 +460,9 @@ def test_the_runner_names_its_strategy(optimizer, batch_size, strategy):
                 optimizer=dn.optimizers.SGD(0.1) if optimizer == "sgd" else dn.optimizers.Adam())
     net.build(12)
     net.optimizer.build(net._params())
-    runner = EpochRunner(X, None, y, training.runner_specs(net), net.loss_.code,
-                         net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
-                         batch_size, 1)
-    assert runner.strategy == strategy
+    return EpochRunner(X, None, y, training.runner_specs(net), net.loss_.code,
+                       net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
+                       batch_size, n_threads, plan=plan)
 
 
 # ------------------------------------------------- the plan saved with a model

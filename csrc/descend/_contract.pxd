@@ -46,6 +46,7 @@ cpdef enum Strategy:
     PER_SAMPLE_SGD = 0      # batch 1, plain SGD: per sample, BLAS level 1
     TEAM_GEMM_SGD = 1       # plain SGD: the kernel update is one GEMM
     TEAM_GENERAL = 2        # every other optimizer and setting
+    TEAM_BY_COLUMNS = 3     # wide kernels: layer by layer, blocks of output columns
 
 
 cdef class LayerSpec:

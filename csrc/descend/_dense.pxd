@@ -37,6 +37,10 @@ cdef void dense_forward(const floating* x, int n, int n_in,
 cdef void bias_activation_row(floating* z, floating* a, const floating* b,
                               int k, int activation, floating alpha) noexcept nogil
 
+cdef void activation_backward_columns(const floating* z, const floating* a, floating* dz,
+                                     int n, int k, long ld, int activation,
+                                     floating alpha) noexcept nogil
+
 cdef void activation_backward(const floating* z, const floating* a, floating* dz,
                               int n, int k, int activation, floating alpha,
                               int n_threads) noexcept nogil

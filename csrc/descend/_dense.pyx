@@ -80,6 +80,19 @@ cdef void activation_backward(const floating* z, const floating* a, floating* dz
                        activation, alpha)
 
 
+cdef void activation_backward_columns(const floating* z, const floating* a, floating* dz,
+                                     int n, int k, long ld, int activation,
+                                     floating alpha) noexcept nogil:
+    """dz := dz * act'(z) on k columns of n rows whose starts are ld apart
+    (a block of columns of an (n, ld) array), on the calling thread."""
+    cdef int i
+    if activation == IDENTITY:
+        return
+    for i in range(n):
+        derivative_row(z + i * ld, a + i * ld, dz + i * ld, k, activation, alpha)
+
+
+
 # The per-row loops of the common activations (relu, identity), in C so that
 # each is compiled portable / AVX2 / AVX-512 (descend/_simd.pxd); elementwise,
 # so every version gives the same bits. z and a of one row may be one array.

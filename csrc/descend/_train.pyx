@@ -31,6 +31,18 @@
 # (their sums then run in another order: results equal the dense path's up
 # to rounding, and still do not depend on the number of threads).
 #
+# Wide kernels (team_by_columns): when a kernel no longer fits a core's L2
+# cache, phase A by samples has every core stream all the weights for its
+# own rows. This strategy runs each layer over all rows of the batch
+# instead, thread t computing its blocks of the layer's output columns
+# (one GEMM against that slice of the kernel, which stays in its cache),
+# with a barrier between layers; backward, the thread that owns kernel
+# rows [k0, k1) computes the previous layer's dL/dz on columns [k0, k1)
+# and then updates those rows. The blocks depend on the shapes and the
+# core count only, so the results do not depend on n_threads. (Threaded
+# BLAS on the whole batch would be simpler, but OpenBLAS's sgemm gives
+# other bits on 2 threads than on 1 for some shapes, e.g. K = 784.)
+#
 # Batch size 1 with plain SGD has its own path: per sample, BLAS level-1
 # calls over the rows whose input is non-zero (MNIST pixels are ~80% zero,
 # ReLU outputs about half), with the update fused into the outer product.
@@ -45,6 +57,8 @@
 #
 # Strategies. EpochRunner._choose_strategy picks one Strategy (a cpdef enum
 # of _contract.pxd) once, when the runner is built, by one rule:
+#   the plan says by_columns, no dropout, no clipping by norm,
+#       and not the PER_SAMPLE_SGD case below  -> TEAM_BY_COLUMNS
 #   plain SGD (momentum 0, no clipping) and no L1 anywhere
 #       -> batch 1, no L2 and no dropout anywhere: PER_SAMPLE_SGD
 #       -> otherwise:                               TEAM_GEMM_SGD
@@ -65,6 +79,10 @@
 # | team_general        | every other optimizer / setting (momentum,  | _team_batches             | test_network: fused_paths_equal_the_per_    |
 # |                     | Adagrad, RMSprop, Adam, clipping, L1)       | + _general_update         | layer_path_on_wide_layers (sgd_l1, momentum)|
 # |                     |                                             |                           | fused_fit_equals_train_on_batch_loop        |
+# | team_by_columns     | plan by_columns (a kernel larger than a     | _columns_forward, _columns| test_plans: by_columns_*                    |
+# |                     | core's L2 and the profile's rates favour    | _product, _columns_       | (per-layer path, any thread count, the      |
+# |                     | it), no dropout, no clipnorm; any optimizer | backward (update as the   | rule); test_network: fused_paths_equal_     |
+# |                     | (plain SGD updates through GEMM)            | two rows above)           | the_per_layer_path_on_wide_layers           |
 # | + sparse_input      | plan: input density below the profile's     | _gather compresses,       | test_sparse: sparse_and_dense_first_layer_  |
 # |                     | break-even (defaults: 35%), no input dropout| _sparse_grad, sparse_     | train_the_same; test_plans: every_plan_*    |
 # |                     |                                             | forward                   |                                             |
@@ -89,15 +107,17 @@ import time
 
 import numpy as np
 
-from descend._blas cimport axpy, dot
+from descend._blas cimport axpy, dot, gemm
 from descend._activations cimport activate, derivative
 from descend._dense cimport (dense_forward, activation_backward, dense_grad_input,
-                             dense_grad_params, dropout, descend_mix, gemm_rows)
+                             dense_grad_params, dropout, descend_mix, gemm_rows,
+                             bias_activation_row, activation_backward_columns)
 from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
                               GRAD_GROUP_ROWS)
 from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERROR,
                                SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY, LayerSpec,
-                               Strategy, PER_SAMPLE_SGD, TEAM_GEMM_SGD, TEAM_GENERAL)
+                               Strategy, PER_SAMPLE_SGD, TEAM_GEMM_SGD, TEAM_GENERAL,
+                               TEAM_BY_COLUMNS)
 from descend._contract import Strategy as _Strategy
 from descend._losses cimport weighted_loss_and_gradient, mean_scale
 from descend._optim cimport (optimizer_step, add_penalty_gradient, sum_squares,
@@ -210,6 +230,7 @@ cdef struct Param:
 cdef struct LayerPlan:
     int n_in, n_out, activation
     int kernel_rows         # rows of the kernel per phase-B block
+    int out_columns         # team_by_columns: output columns per forward block
     double alpha
     double dropout_rate     # on this layer's input; 0: none
     Param kernel
@@ -391,6 +412,8 @@ cdef class EpochRunner:
     cdef long n_rows
     cdef bint is_float32
     cdef Strategy _strategy     # the batch path, chosen once by _choose_strategy
+    cdef bint columns_sgd       # team_by_columns updates as team_gemm_sgd (else team_general)
+    cdef int cores              # usable cores: blocks are cut per core, not per thread
     cdef bint by_norm           # clipping by norm (clipnorm or global_clipnorm)
     cdef readonly bint sparse_input     # the first layer's input goes through _sparse
     cdef readonly dict plan             # the descend.plans.Plan fields this runner uses
@@ -467,6 +490,7 @@ cdef class EpochRunner:
         # that they, and the results, do not change with n_threads.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
+        self.cores = max(1, cores)
         self.is_float32 = X.dtype == np.float32
         self.n_rows = X.shape[0]
         self.n_layers = len(layers)
@@ -494,6 +518,8 @@ cdef class EpochRunner:
         self._allocate_batch_buffers(X, targets, labels)
         self._fill_layers(layers, X.dtype)
         self._strategy = self._choose_strategy(layers)
+        # the plan records what runs: by columns only where the strategy allows it
+        self.plan["by_columns"] = self._strategy == TEAM_BY_COLUMNS
 
     cdef Strategy _choose_strategy(self, list layers):
         """The one rule that picks the batch path (the table at the top)."""
@@ -507,6 +533,11 @@ cdef class EpochRunner:
         plain_sgd = (self.config.kind == SGD and self.config.momentum == 0
                      and self.clipnorm == 0 and self.global_clipnorm == 0
                      and self.clipvalue == 0)
+        dropout = any(spec.dropout_rate > 0 for spec in layers)
+        self.columns_sgd = plain_sgd and not l1
+        if self.plan.get("by_columns") and not dropout and not self.by_norm and not (
+                self.columns_sgd and self.batch_size == 1 and not penalty_or_dropout):
+            return TEAM_BY_COLUMNS
         if not plain_sgd or l1:
             return TEAM_GENERAL
         if self.batch_size == 1 and not penalty_or_dropout:
@@ -559,6 +590,9 @@ cdef class EpochRunner:
             p = &self.plans[i]
             p.n_in, p.n_out = spec.kernel.shape[0], spec.kernel.shape[1]
             p.kernel_rows = self.plan["kernel_rows"][i]
+            # a core's share of the outputs, in whole cache lines of float32
+            share = (p.n_out + self.cores - 1) // self.cores
+            p.out_columns = min(p.n_out, (share + 15) // 16 * 16)
             p.activation, p.alpha, p.dropout_rate = spec.activation, spec.alpha, spec.dropout_rate
             self._fill_param(&p.kernel, spec.kernel, spec.kernel_state, spec.kernel_l1,
                              spec.kernel_l2, spec.kernel_l1_proximal, 1.0)
@@ -616,6 +650,7 @@ cdef class EpochRunner:
         self.mpi_datatype, self.mpi_op, self.mpi_comm = datatype, op, comm
         self.dist_rank, self.dist_size, self.global_batch = rank, size, global_batch
         self._strategy = TEAM_GENERAL      # gradients first, then the update
+        self.plan["by_columns"] = False
 
     def distributed_stats(self):
         """The allreduce's cost since set_distributed, or None if not distributed:
@@ -782,15 +817,14 @@ cdef class EpochRunner:
                 # every thread sums the batch's weights (same order, same bits);
                 # distributed: the global batch's, all ranks' rows
                 batch_weight = self._batch_weight(order + start - offset, nb_all)
-                # phase A: this thread's blocks of samples
-                blk = t
-                while blk < n_blocks:
-                    self._gather[floating](order + start, blk * self.sample_rows,
-                                           min((blk + 1) * self.sample_rows, nb))
-                    self.block_loss[blk] = self._samples_forward_backward[floating](
-                        blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb),
-                        offset, batch_seed, batch_weight, &mine[CORRECT])
-                    blk = blk + T
+                # phase A: this thread's blocks of samples (by columns: of
+                # samples, then of every layer's outputs)
+                if strategy == TEAM_BY_COLUMNS:
+                    self._columns_forward[floating](order + start, nb, t, T, batch_weight,
+                                                    &mine[CORRECT])
+                else:
+                    self._samples_phase_a[floating](order + start, nb, offset, batch_seed,
+                                                    batch_weight, t, T, &mine[CORRECT])
                 barrier()
                 batch_loss = 0
                 for blk in range(n_blocks):     # in block order: same sum for any T
@@ -805,6 +839,9 @@ cdef class EpochRunner:
                 # phase B: this thread's blocks of every parameter array
                 if strategy == TEAM_GEMM_SGD:
                     penalty = self._gemm_sgd_update[floating](
+                        nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1)
+                elif strategy == TEAM_BY_COLUMNS:
+                    penalty = self._columns_backward[floating](
                         nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1)
                 else:
                     penalty = self._general_update[floating](
@@ -823,6 +860,22 @@ cdef class EpochRunner:
             totals[2] += self.partials[i * SLOT + CORRECT]
             totals[3] += self.partials[i * SLOT + ACC_WEIGHT]
         return first_not_done[0]
+
+    cdef void _samples_phase_a(self, cnp.intp_t* rows, int nb, int offset,
+                               uint64_t batch_seed, double batch_weight, int t, int T,
+                               double* correct, floating dummy=0) noexcept nogil:
+        """Phase A by samples: thread t's blocks of sample_rows rows (block b
+        to thread b mod T) gathered, then forward, loss and backward to dL/dz
+        on them; block_loss gets each block's share of the batch's loss."""
+        cdef int blk = t
+        cdef int n_blocks = (nb + self.sample_rows - 1) // self.sample_rows
+        while blk < n_blocks:
+            self._gather[floating](rows, blk * self.sample_rows,
+                                   min((blk + 1) * self.sample_rows, nb))
+            self.block_loss[blk] = self._samples_forward_backward[floating](
+                blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb),
+                offset, batch_seed, batch_weight, correct)
+            blk = blk + T
 
     cdef inline double _batch_weight(self, cnp.intp_t* rows, int nb) noexcept nogil:
         """What the batch's mean loss divides by: nb, or the sum of its weights."""
@@ -896,33 +949,14 @@ cdef class EpochRunner:
                 dropout(inp + <long>r0 * p.n_in, raw + <long>r0 * p.n_in, rows, p.n_in,
                         offset + r0, p.dropout_rate, descend_mix(batch_seed, <uint64_t>l), 1)
             if l == 0 and self.sparse_input:
-                sparse_forward(self.nz_index + <long>r0 * p.n_in,
-                               <floating*>self.nz_value + <long>r0 * p.n_in,
-                               self.nz_count + r0, rows, p.n_in,
-                               <floating*>p.kernel.value, <floating*>p.bias.value, p.n_out,
-                               <floating*>p.z + <long>r0 * p.n_out,
-                               <floating*>p.a + <long>r0 * p.n_out, p.activation,
-                               <floating>p.alpha)
+                self._sparse_first_layer[floating](r0, r1)
                 continue
             dense_forward(inp + <long>r0 * p.n_in, rows, p.n_in, <floating*>p.kernel.value,
                           <floating*>p.bias.value, p.n_out,
                           <floating*>p.z + <long>r0 * p.n_out,
                           <floating*>p.a + <long>r0 * p.n_out, p.activation,
                           <floating>p.alpha, 1)
-        # loss: (weighted) mean over the batch's samples (and outputs, elementwise losses)
-        scale = mean_scale(self.loss, batch_weight, k)
-        cdef floating* targets = <floating*>self.targets_batch
-        cdef int* labels = self.labels_batch
-        cdef double* weights = self.weights_batch + r0 if self.weights != NULL else NULL
-        loss = scale * weighted_loss_and_gradient(
-            self.loss, <floating*>last.a + r0 * k,
-            targets + r0 * k if targets != NULL else NULL,
-            labels + r0 if labels != NULL else NULL, weights,
-            <floating*>last.dz + r0 * k, rows, <int>k, scale, 1)
-        correct[0] += count_correct(self.loss, <floating*>last.a + r0 * k,
-                                    targets + r0 * k if targets != NULL else NULL,
-                                    labels + r0 if labels != NULL else NULL, weights,
-                                    rows, <int>k)
+        loss = self._rows_loss[floating](r0, r1, batch_weight, correct)
         # backward to dL/dz of every layer: layer l writes dL/d(its input)
         # into layer l-1's dz, through the dropout mask if there is one
         for l in range(self.n_layers - 1, -1, -1):
@@ -939,6 +973,142 @@ cdef class EpochRunner:
                     dropout(inp, inp, rows, p.n_in, offset + r0, p.dropout_rate,
                             descend_mix(batch_seed, <uint64_t>l), 1)
         return loss
+
+    cdef void _sparse_first_layer(self, int r0, int r1, floating dummy=0) noexcept nogil:
+        """The first layer's forward on rows [r0, r1) of the batch, from their
+        compressed rows (sparse_input)."""
+        cdef LayerPlan* p = &self.plans[0]
+        sparse_forward(self.nz_index + <long>r0 * p.n_in,
+                       <floating*>self.nz_value + <long>r0 * p.n_in,
+                       self.nz_count + r0, r1 - r0, p.n_in,
+                       <floating*>p.kernel.value, <floating*>p.bias.value, p.n_out,
+                       <floating*>p.z + <long>r0 * p.n_out,
+                       <floating*>p.a + <long>r0 * p.n_out, p.activation,
+                       <floating>p.alpha)
+
+    cdef double _rows_loss(self, int r0, int r1, double batch_weight, double* correct,
+                           floating dummy=0) noexcept nogil:
+        """The loss of rows [r0, r1) and its gradient dL/da of the last layer
+        (the (weighted) mean over the batch's samples, and outputs for the
+        elementwise losses); adds their correct predictions to correct[0].
+        Returns these rows' share of the batch's loss."""
+        cdef LayerPlan* last = &self.plans[self.n_layers - 1]
+        cdef long k = last.n_out
+        cdef int rows = r1 - r0
+        cdef double scale = mean_scale(self.loss, batch_weight, k)
+        cdef floating* targets = <floating*>self.targets_batch
+        cdef int* labels = self.labels_batch
+        cdef double* weights = self.weights_batch + r0 if self.weights != NULL else NULL
+        cdef double loss = scale * weighted_loss_and_gradient(
+            self.loss, <floating*>last.a + r0 * k,
+            targets + r0 * k if targets != NULL else NULL,
+            labels + r0 if labels != NULL else NULL, weights,
+            <floating*>last.dz + r0 * k, rows, <int>k, scale, 1)
+        correct[0] += count_correct(self.loss, <floating*>last.a + r0 * k,
+                                    targets + r0 * k if targets != NULL else NULL,
+                                    labels + r0 if labels != NULL else NULL, weights,
+                                    rows, <int>k)
+        return loss
+
+    # ---- team_by_columns: layer by layer, blocks of columns --------------------
+    cdef void _columns_forward(self, cnp.intp_t* rows, int nb, int t, int T,
+                               double batch_weight, double* correct,
+                               floating dummy=0) noexcept nogil:
+        """Phase A of team_by_columns: this thread's blocks of samples are
+        gathered (and go through the sparse first layer); then each layer,
+        after a barrier, runs all the batch's rows through this thread's
+        blocks of its output columns (block b of p.out_columns columns to
+        thread b mod T: one GEMM against that slice of the kernel, which
+        stays in this core's cache from batch to batch); then the loss and
+        the last layer's dL/dz on the sample blocks. block_loss gets each
+        sample block's share of the loss."""
+        cdef int blk, l, c0, r0, r1, n_blocks = (nb + self.sample_rows - 1) // self.sample_rows
+        cdef LayerPlan* p
+        cdef LayerPlan* last = &self.plans[self.n_layers - 1]
+        blk = t
+        while blk < n_blocks:
+            r0, r1 = blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb)
+            self._gather[floating](rows, r0, r1)
+            if self.sparse_input:
+                self._sparse_first_layer[floating](r0, r1)
+            blk = blk + T
+        for l in range(1 if self.sparse_input else 0, self.n_layers):
+            barrier()
+            p = &self.plans[l]
+            c0 = t * p.out_columns
+            while c0 < p.n_out:
+                self._columns_product[floating](p, l, nb, c0, min(c0 + p.out_columns, p.n_out))
+                c0 = c0 + T * p.out_columns
+        barrier()
+        blk = t
+        while blk < n_blocks:
+            r0, r1 = blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb)
+            self.block_loss[blk] = self._rows_loss[floating](r0, r1, batch_weight, correct)
+            activation_backward(<floating*>last.z + <long>r0 * last.n_out,
+                                <floating*>last.a + <long>r0 * last.n_out,
+                                <floating*>last.dz + <long>r0 * last.n_out, r1 - r0,
+                                last.n_out, last.activation, <floating>last.alpha, 1)
+            blk = blk + T
+
+    cdef void _columns_product(self, LayerPlan* p, int l, int nb, int c0, int c1,
+                               floating dummy=0) noexcept nogil:
+        """z[:, c0:c1] := x . W[:, c0:c1] + b[c0:c1] ; a[:, c0:c1] := act(z) over
+        the batch's nb rows (x: layer l's input)."""
+        cdef int i
+        cdef floating* z = <floating*>p.z
+        cdef floating* a = <floating*>p.a
+        cdef floating* b = <floating*>p.bias.value
+        gemm(False, False, nb, c1 - c0, p.n_in, <floating>1, self._input[floating](l),
+             p.n_in, <floating*>p.kernel.value + c0, p.n_out, <floating>0, z + c0, p.n_out)
+        for i in range(nb):
+            bias_activation_row(z + <long>i * p.n_out + c0, a + <long>i * p.n_out + c0,
+                                b + c0 if b != NULL else NULL, c1 - c0, p.activation,
+                                <floating>p.alpha)
+
+    cdef double _columns_backward(self, int nb, int t, int T, double learning_rate,
+                                  double weight_decay, long step,
+                                  floating dummy=0) noexcept nogil:
+        """Phase B of team_by_columns, last layer first: this thread's blocks of
+        p.kernel_rows kernel rows [k0, k1) (block b to thread b mod T) first
+        give the previous layer's dL/dz on columns [k0, k1) (dZ W[k0:k1]^T,
+        then its activation's derivative: those rows of W are this thread's,
+        so it reads them before it updates them), then their update (as
+        team_gemm_sgd or team_general); then the bias; a barrier before the
+        previous layer, whose dL/dz is then whole. Returns the penalty of
+        this thread's blocks."""
+        cdef int l, k0, k1
+        cdef LayerPlan* p
+        cdef LayerPlan* prev
+        cdef double penalty = 0.0
+        for l in range(self.n_layers - 1, -1, -1):
+            p = &self.plans[l]
+            prev = &self.plans[l - 1] if l > 0 else NULL
+            k0 = t * p.kernel_rows
+            while k0 < p.n_in:
+                k1 = min(k0 + p.kernel_rows, p.n_in)
+                if prev != NULL:
+                    gemm(False, True, nb, k1 - k0, p.n_out, <floating>1, <floating*>p.dz,
+                         p.n_out, <floating*>p.kernel.value + <long>k0 * p.n_out, p.n_out,
+                         <floating>0, <floating*>prev.dz + k0, p.n_in)
+                    activation_backward_columns(<floating*>prev.z + k0, <floating*>prev.a + k0,
+                                                <floating*>prev.dz + k0, nb, k1 - k0, p.n_in,
+                                                prev.activation, <floating>prev.alpha)
+                if self.columns_sgd:
+                    penalty += self._sgd_through_gemm[floating](p, l, nb, k0, k1, t,
+                                                                learning_rate, weight_decay)
+                else:
+                    self._kernel_gradient[floating](l, nb, k0, k1, t)
+                    penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
+                                                   <long>k1 * p.n_out)
+                    _step[floating](&self.config, &p.kernel, <long>k0 * p.n_out,
+                                    <long>k1 * p.n_out, learning_rate, weight_decay, step,
+                                    self.clipvalue)
+                k0 = k0 + T * p.kernel_rows
+            penalty += self._bias_update[floating](l, nb, t, T, learning_rate, weight_decay,
+                                                   step, True, True)
+            if prev != NULL:
+                barrier()
+        return penalty
 
     # ---- phase B of team_gemm_sgd ---------------------------------------------
     cdef double _gemm_sgd_update(self, int nb, int t, int T, double learning_rate,

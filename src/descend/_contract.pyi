@@ -37,6 +37,7 @@ class Strategy(IntEnum):
     PER_SAMPLE_SGD = 0
     TEAM_GEMM_SGD = 1
     TEAM_GENERAL = 2
+    TEAM_BY_COLUMNS = 3
 
 _FloatArray = NDArray[np.float32] | NDArray[np.float64]
 

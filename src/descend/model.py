@@ -65,7 +65,7 @@ class Sequential:
         resumes the schedule where it stopped.
     plan : dict or None
         Fields of a ``descend.plans.Plan`` to force in the compiled epoch
-        (``sparse_input``, ``sample_rows``, ``kernel_rows``), e.g. the
+        (``sparse_input``, ``sample_rows``, ``kernel_rows``, ``by_columns``), e.g. the
         ``plan_`` of an earlier run to reproduce its rounding on another
         machine; None: chosen from this machine's profile.
     plan_ : dict or None

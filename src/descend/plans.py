@@ -12,6 +12,14 @@ AVX-512 one large sgemm runs at ~150 GFLOP/s a core, the sparse row loop
 loses to it at MNIST's 19% density, and 4-row blocks over a 1024 x 1024
 kernel stream 4 MB of weights per 4 samples (35 GFLOP/s).
 
+Wide kernels change the picture again: a 1024 x 1024 float32 kernel (4 MB)
+does not fit a core's L2 cache, and phase A by samples makes every core
+stream all of it for its own rows. ``by_columns`` then runs each layer over
+the whole batch, every core on its own slice of the kernel's output columns
+(the runner's ``team_by_columns`` strategy); it is chosen only where some
+kernel is larger than a core's L2 cache (read from the OS, recorded in the
+profile) and the profile's GEMM rates estimate it faster by the margin.
+
 So the plan follows from a *machine profile*: the throughput of the
 candidate phase-A blockings (single-threaded GEMM of r rows against a
 small and a large kernel) and of the sparse first layer, measured once per
@@ -58,7 +66,7 @@ import numpy as np
 from descend._config import register_section
 from descend._validation import MAX_THREADS
 
-PROFILE_FORMAT = 3
+PROFILE_FORMAT = 4
 
 # A stored profile is measured again when it is older than this, or when the
 # process may use another number of cores than when it was measured (the
@@ -88,7 +96,7 @@ SMALL_BATCH_KERNEL_ROWS = 64
 PROFILE_ROWS = (4, 16, 64, 256)
 PROFILE_WIDTHS = (256, 1024)
 
-PLAN_FIELDS = ("sparse_input", "sample_rows", "kernel_rows")
+PLAN_FIELDS = ("sparse_input", "sample_rows", "kernel_rows", "by_columns")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,18 +124,23 @@ class Plan:
 
     sparse_input: the first layer skips zero inputs; sample_rows: rows of a
     batch per phase-A block; kernel_rows: per layer, kernel rows per
-    phase-B block; source: "profile", "defaults" or "forced" (a field was
-    given by the caller or DESCEND_PLAN).
+    phase-B block; by_columns: each batch runs layer by layer over all its
+    rows, every product cut into blocks of output columns (the runner's
+    team_by_columns strategy, for kernels too large for a core's L2 cache);
+    source: "profile", "defaults" or "forced" (a field was given by the
+    caller or DESCEND_PLAN).
     """
     sparse_input: bool
     sample_rows: int
     kernel_rows: tuple
     source: str = "defaults"
+    by_columns: bool = False
 
     def as_dict(self):
         """The plan as a JSON-friendly dict (what a network records and saves)."""
         return {"sparse_input": bool(self.sparse_input), "sample_rows": int(self.sample_rows),
-                "kernel_rows": [int(r) for r in self.kernel_rows], "source": self.source}
+                "kernel_rows": [int(r) for r in self.kernel_rows],
+                "by_columns": bool(self.by_columns), "source": self.source}
 
 
 # ---------------------------------------------------------------- the profile
@@ -376,10 +389,31 @@ def measure_profile():
     sparse = {dtype: SPARSE_PROBE_DENSITY * statistics.median(
         d / s for d, s in zip(seconds[(dtype, "dense")], seconds[(dtype, "sparse")]))
         for dtype in ("float32", "float64")}
-    return {"gemm": gemm, "sparse_break_even": sparse,
+    return {"gemm": gemm, "sparse_break_even": sparse, "l2_cache_bytes": l2_cache_bytes(),
             "seconds": round(time.perf_counter() - started, 3),
             "measured_at": int(time.time()), "cores": usable_cores(),
             "load_average": load, "timer": "thread CPU time, median of rounds"}
+
+
+def l2_cache_bytes(cpu_dir="/sys/devices/system/cpu/cpu0/cache"):
+    """The L2 cache of one core, in bytes (Linux sysfs), or None where the OS
+    does not say: the size beyond which a kernel's weights no longer stay
+    in a core's cache between two batches."""
+    try:
+        for entry in sorted(os.listdir(cpu_dir)):
+            path = os.path.join(cpu_dir, entry)
+            with open(os.path.join(path, "level")) as f:
+                level = f.read().strip()
+            with open(os.path.join(path, "type")) as f:
+                kind = f.read().strip()
+            if level == "2" and kind in ("Unified", "Data"):
+                with open(os.path.join(path, "size")) as f:
+                    size = f.read().strip().upper()
+                scale = {"K": 1024, "M": 1024 ** 2}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _load_average():
@@ -440,6 +474,58 @@ def _kernel_rows(workload):
                  for n_in, _ in workload.layer_shapes)
 
 
+def _interpolated_rate(profile, dtype, rows, n_in, n_out):
+    """GFLOP/s of one-thread GEMMs of `rows` rows against an n_in x n_out
+    kernel: the measured kernel nearest in size (log scale), log-linear
+    between the measured block sizes around `rows` (clamped to them)."""
+    table = profile["gemm"][dtype]
+    width = min(table, key=lambda w: abs(math.log(int(w) ** 2 / max(n_in * n_out, 1))))
+    points = sorted((int(r), rate) for r, rate in table[width].items())
+    rows = min(max(rows, points[0][0]), points[-1][0])
+    for (r0, g0), (r1, g1) in zip(points, points[1:]):
+        if r0 <= rows <= r1:
+            share = math.log(rows / r0) / math.log(r1 / r0)
+            return g0 * (g1 / g0) ** share
+    return points[0][1]
+
+
+def _products_seconds(profile, workload, sparse, by_columns, sample_rows):
+    """Estimated time of one batch's forward and input-gradient products
+    (the kernel gradients are cut the same way by both splits): by blocks
+    of `sample_rows` samples, every core running whole layers on its
+    rows; or by columns, every core running all the batch's rows through
+    its share of each layer's output columns (and, backward, of its input
+    columns). The sparse first layer's forward is the same either way."""
+    cores, batch = workload.cores, workload.batch_size
+    rows = batch if by_columns else sample_rows
+    rounds = 1 if by_columns else math.ceil(math.ceil(batch / sample_rows) / cores)
+    total = 0.0
+    for i, (n_in, n_out) in enumerate(workload.layer_shapes):
+        for (k, n), needed in (((n_in, n_out), not (i == 0 and sparse)),
+                               ((n_out, n_in), i > 0)):
+            if needed:
+                n_core = -(-n // cores) if by_columns else n
+                total += 2 * rows * k * n_core / _interpolated_rate(
+                    profile, workload.dtype, rows, k, n_core)
+    return rounds * total * 1e-9
+
+
+def by_columns_rule(profile, workload, sparse, sample_rows):
+    """Whether a batch runs layer by layer in blocks of output columns: only
+    where some kernel is larger than a core's L2 cache (each core then keeps
+    its share of the weights in cache, instead of every core streaming all
+    of them for its own rows), and the profile's GEMM rates estimate the
+    products faster that way by PLAN_MARGIN."""
+    if profile is None or not profile.get("l2_cache_bytes") or workload.cores < 2:
+        return False
+    itemsize = np.dtype(workload.dtype).itemsize
+    if max(a * b for a, b in workload.layer_shapes) * itemsize <= profile["l2_cache_bytes"]:
+        return False
+    return (_products_seconds(profile, workload, sparse, True, sample_rows)
+            < (1 - PLAN_MARGIN) * _products_seconds(profile, workload, sparse, False,
+                                                    sample_rows))
+
+
 def sparse_density_limit(profile, workload):
     """The input density up to which the first layer runs sparse: the
     default (35%) unless the profile's break-even density (the first
@@ -484,15 +570,19 @@ def plan_for(workload, profile=None, forced=None):
     if sparse is None:
         sparse = workload.density <= sparse_density_limit(profile, workload)
     sparse = bool(sparse) and not workload.input_dropout
+    by_columns = forced.get("by_columns")
+    if by_columns is None:
+        by_columns = by_columns_rule(profile, workload, sparse, sample_rows)
     source = "forced" if forced else ("defaults" if profile is None else "profile")
-    return Plan(sparse, sample_rows, kernel_rows, forced.get("source", source))
+    return Plan(sparse, sample_rows, kernel_rows, forced.get("source", source),
+                bool(by_columns))
 
 
 # Block sizes are C ints in the compiled loop, which steps a thread's next
 # block by team size x block rows: that stays a C int for any team size up
 # to MAX_THREADS (2**31 - 1 segfaulted as the sum wrapped around).
 MAX_BLOCK_ROWS = (2**31 - 1) // (MAX_THREADS + 1)
-_EXPECTED = {"sparse_input": "a bool or None",
+_EXPECTED = {"sparse_input": "a bool or None", "by_columns": "a bool or None",
              "sample_rows": f"an int in [1, {MAX_BLOCK_ROWS}] or None",
              "kernel_rows": f"an int in [1, {MAX_BLOCK_ROWS}], a non-empty list of them or None",
              "source": "a str"}
@@ -514,6 +604,7 @@ def check_plan(value, name="plan"):
         return (isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                 and 1 <= v <= MAX_BLOCK_ROWS)
     checks = {"sparse_input": lambda v: v is None or isinstance(v, (bool, np.bool_)),
+              "by_columns": lambda v: v is None or isinstance(v, (bool, np.bool_)),
               "sample_rows": lambda v: v is None or positive(v),
               "kernel_rows": lambda v: v is None or positive(v) or (
                   isinstance(v, (list, tuple)) and len(v) > 0 and all(map(positive, v))),
@@ -530,7 +621,8 @@ _SWITCH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no
 
 def forced_from_env():
     """The plan fields DESCEND_PLAN forces ({} if unset): JSON or
-    comma-separated name=value (sparse_input=0, sample_rows=64, kernel_rows=64).
+    comma-separated name=value (sparse_input=0, sample_rows=64, kernel_rows=64,
+    by_columns=1).
     ValueError naming DESCEND_PLAN for anything else."""
     text = os.environ.get("DESCEND_PLAN", "").strip()
     if not text:
@@ -548,7 +640,7 @@ def forced_from_env():
         if name not in PLAN_FIELDS or not value:
             raise ValueError(f"DESCEND_PLAN: expected name=value with a name among "
                              f"{PLAN_FIELDS}, got {item!r}")
-        if name == "sparse_input":
+        if name in ("sparse_input", "by_columns"):
             forced[name] = _SWITCH.get(value.lower(), value)
         else:
             try:
@@ -603,6 +695,8 @@ def plans_section():
                 section[f"{dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel"] = cells
             section[f"{dtype} sparse first layer faster below"] = \
                 f"{profile['sparse_break_even'][dtype]:.0%} non-zero inputs"
+        l2 = profile.get("l2_cache_bytes")
+        section["L2 cache per core"] = f"{l2 // 1024} KiB" if l2 else "unknown"
     last = last_plan()
     if last is not None:
         workload, plan = last
