@@ -63,8 +63,13 @@ def check_gradients(net, X, y, eps=1e-5, training=False, seed=0):
     ``max_i |g_bp,i - g_fd,i| / max(max_i |g_bp,i|, max_i |g_fd,i|)``,
     the largest discrepancy relative to the array's largest gradient
     (0 when both are all zeros); the result is the maximum over arrays.
-    With the default eps = 1e-5 a correct backward pass gives about 1e-10
-    typically and below 1e-7 on small nets (see `numerical_gradients`).
+    With the default eps = 1e-5 a correct backward pass gives 1e-10 to 1e-6:
+    larger when the gradients are small (a trained network: the finite
+    differences' rounding is relative to the loss, not to the gradient) or
+    when a ReLU-family kink lies within eps of a pre-activation (see
+    `numerical_gradients`). The README's digits net, trained 20 epochs,
+    float32 cast to float64, gives 2e-9 to 2e-7 (relu), 1e-9 to 1.2e-7
+    (tanh), 1e-9 to 9e-7 (gelu) over four 5-row slices of its test set.
 
     Parameters
     ----------
