@@ -264,7 +264,7 @@ class training:
 
     def __enter__(self):
         with _training_lock:
-            check_not_training_locked(self.key, self.what)
+            _check_not_training_locked(self.key, self.what)
             _training[self.key] = self.what
         return self
 
@@ -276,10 +276,13 @@ class training:
 def check_not_training(net, what):
     """RuntimeError if `net` is being trained (see :class:`training`)."""
     with _training_lock:
-        check_not_training_locked(id(net), what)
+        _check_not_training_locked(id(net), what)
 
 
-def check_not_training_locked(key, what):
+def _check_not_training_locked(key, what):
+    """RuntimeError naming `what` if the network whose id() is `key` is being
+    trained; the caller holds _training_lock (so the check and the mark that
+    may follow it are one step)."""
     running = _training.get(key)
     if running is not None:
         raise RuntimeError(
