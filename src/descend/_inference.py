@@ -34,17 +34,17 @@ from descend import _threads
 from descend._dense import forward_rows_py
 from descend._sparse import forward_rows_sparse_py, sparse_forward_py
 from descend._train import TeamSize
+from descend.plans import DEFAULT_SPARSE_DENSITY
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
 CHUNK_ROWS = 8192
 # Fewer rows than this run the per-layer kernels on one thread.
 PARALLEL_MIN_ROWS = 256   # one GEMM block (ROWS_PER_BLOCK in _dense.pyx)
-# Inputs with at most this fraction of non-zero entries take the row loops in
-# the first layer: its work falls with the density, a GEMM's does not. The
-# fit's default break-even (plans.DEFAULT_SPARSE_DENSITY), where the row
-# loop's forward and gradient cost what the GEMMs do; the forward alone
-# gains more from skipping zeros (four rows share each load of the kernel).
-SPARSE_INPUT_DENSITY = 0.35
+# Inputs with at most DEFAULT_SPARSE_DENSITY (the fit's default break-even,
+# where the row loop's forward and gradient cost what the GEMMs do) non-zero
+# entries take the row loops in the first layer: its work falls with the
+# density, a GEMM's does not; the forward alone gains more from skipping
+# zeros (four rows share each load of the kernel).
 # The density is counted on at most this many rows of a chunk.
 DENSITY_SAMPLE_ROWS = 64
 # Blocks of fewer rows than this run every layer through the row loops (no
@@ -63,7 +63,7 @@ def input_plan(X):
     if n_rows == 1:
         return "row_loops"
     sample = X[:DENSITY_SAMPLE_ROWS]
-    if np.count_nonzero(sample) > SPARSE_INPUT_DENSITY * sample.size:
+    if np.count_nonzero(sample) > DEFAULT_SPARSE_DENSITY * sample.size:
         return "dense"
     return "row_loops" if n_rows < GEMM_MIN_ROWS else "sparse_input"
 
