@@ -66,7 +66,7 @@ import numpy as np
 from descend._config import register_section
 from descend._validation import MAX_THREADS
 
-PROFILE_FORMAT = 4
+PROFILE_FORMAT = 5
 
 # A stored profile is measured again when it is older than this, or when the
 # process may use another number of cores than when it was measured (the
@@ -225,7 +225,9 @@ def machine_profile(refresh=False):
         ``key`` (CPU, libraries), ``gemm`` ({dtype: {width: {rows: GFLOP/s}}},
         single-threaded BLAS on blocks of ``rows`` rows against a width x
         width kernel), ``sparse_break_even`` ({dtype: the input density
-        below which the sparse first layer is faster}), ``seconds`` (time
+        below which the sparse first layer is faster}), ``predict``
+        ({dtype: the figures predict's thresholds follow from, see
+        ``descend._inference.profile_figures``}), ``seconds`` (time
         the measurement took), ``path`` (where it is stored; None if the
         cache was not writable).
     """
@@ -275,6 +277,7 @@ def _figures_are_valid(profile):
     """Whether every figure a plan reads is a positive finite number, for
     both dtypes: a hand-edited or corrupt cache file is then measured again
     instead of breaking every fit until someone deletes it."""
+    from descend import _inference
     def positive(value):
         return (isinstance(value, (int, float)) and not isinstance(value, bool)
                 and math.isfinite(value) and value > 0)
@@ -282,6 +285,10 @@ def _figures_are_valid(profile):
         for dtype in ("float32", "float64"):
             widths = profile["gemm"][dtype]
             if not widths or not positive(profile["sparse_break_even"][dtype]):
+                return False
+            # (without them predict takes its defaults)
+            if "predict" in profile and not _inference.figures_are_valid(
+                    profile["predict"].get(dtype)):
                 return False
             for rates in widths.values():
                 if not rates or not all(int(rows) > 0 and positive(rate)
@@ -354,20 +361,28 @@ def _first_layer_runs(rng, dtype):
     image-like, as mostly-zero inputs tend to be: 20% non-zero, all in the
     middle 40% of the columns (MNIST: 19% non-zero, mostly central pixels)."""
     from descend import _sparse
-    x = rng.standard_normal((512, 784)).astype(dtype)
-    middle = np.zeros(784, bool)
-    middle[235:549] = True
-    x[(rng.random(x.shape) >= SPARSE_PROBE_DENSITY / 0.4) | ~middle] = 0
+    x = _image_like_rows(rng, dtype)
     w = rng.standard_normal((784, 256)).astype(dtype)
     dz = rng.standard_normal((512, 256)).astype(dtype)
     return {"sparse": _sparse.SparseLayerRun(x, w, dz),
             "dense": _sparse.SparseLayerRun(x, w, dz, dense=True, rows=64)}
 
 
+def _image_like_rows(rng, dtype):
+    """512 rows of 784 inputs, SPARSE_PROBE_DENSITY of them non-zero, all in
+    the middle 40% of the columns (MNIST: 19% non-zero, mostly central pixels)."""
+    x = rng.standard_normal((512, 784)).astype(dtype)
+    middle = np.zeros(784, bool)
+    middle[235:549] = True
+    x[(rng.random(x.shape) >= SPARSE_PROBE_DENSITY / 0.4) | ~middle] = 0
+    return x
+
+
 def measure_profile():
     """Measure the throughputs a plan is chosen from (single-threaded BLAS;
     well under a second on a quiet machine). See machine_profile for the
     fields."""
+    from descend import _inference
     from descend._threads import blas_threads
     started = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -376,6 +391,8 @@ def measure_profile():
         runs.update({(dtype,) + key: run for key, run in _gemm_runs(rng, dtype).items()})
         for path, run in _first_layer_runs(rng, dtype).items():
             runs[(dtype, path)] = (run, None)
+        for name, run in _inference.profile_runs(rng, dtype, _image_like_rows(rng, dtype)).items():
+            runs[(dtype, "predict", name)] = (run, None)
     load = _load_average()
     with blas_threads(1):
         seconds = _timed_rounds({key: run for key, (run, _) in runs.items()})
@@ -389,7 +406,11 @@ def measure_profile():
     sparse = {dtype: SPARSE_PROBE_DENSITY * statistics.median(
         d / s for d, s in zip(seconds[(dtype, "dense")], seconds[(dtype, "sparse")]))
         for dtype in ("float32", "float64")}
-    return {"gemm": gemm, "sparse_break_even": sparse, "l2_cache_bytes": l2_cache_bytes(),
+    predict = {dtype: _inference.profile_figures(
+        {key[2]: times for key, times in seconds.items() if key[:2] == (dtype, "predict")},
+        SPARSE_PROBE_DENSITY) for dtype in ("float32", "float64")}
+    return {"gemm": gemm, "sparse_break_even": sparse, "predict": predict,
+            "l2_cache_bytes": l2_cache_bytes(),
             "seconds": round(time.perf_counter() - started, 3),
             "measured_at": int(time.time()), "cores": usable_cores(),
             "load_average": load, "timer": "thread CPU time, median of rounds"}
