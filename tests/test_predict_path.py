@@ -374,3 +374,27 @@ def test_the_real_profile_has_the_predict_figures():
         assert set(figures["row_loop_gflops"]) == {str(w) for w in _inference.PROFILE_HIDDEN}
     broken = {**profile, "predict": {**profile["predict"], "float64": {"sparse_break_even": -1}}}
     assert not plans._figures_are_valid(broken)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_four_rows_skip_the_columns_a_row_does_not_have(dtype):
+    """A row without an entry in column j gets nothing from kernel row j, even
+    where that row is -inf (0 * -inf would be NaN): the masks of the four-row
+    loop (AVX-512) say exactly which rows have which columns. Columns 20 (in
+    the union's vector chunks) and 66 (its scalar tail) have -inf kernel rows
+    and an entry in the first row of every four only: that row's outputs
+    are ReLU(-inf) = 0, the other three rows' are their own."""
+    from descend._sparse import forward_rows_sparse_py, sparse_forward_py
+    rng = np.random.default_rng(7)
+    n_in, n_out = 70, 75        # float32 and float64: strips of four vectors and a tail
+    w = rng.normal(size=(n_in, n_out)).astype(dtype)
+    X = np.abs(sparse_rows(rng, 64, n_in, 0.3, dtype))
+    for j in (20, 66):
+        w[j] = -np.inf
+        X[:, j] = 0
+        X[::4, j] = 1
+    expected = np.empty((len(X), n_out), dtype)
+    sparse_forward_py(X, w, None, expected, expected, 3, 0.0)           # 3: ReLU, row by row
+    assert (expected[::4] == 0).all() and (expected[1::4] > 0).mean() > 0.3
+    got = forward_rows_sparse_py(X, (w,), (None,), (3,), (0.0,), 0, 1, 10**6)
+    np.testing.assert_array_equal(got, expected)

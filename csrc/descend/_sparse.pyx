@@ -207,6 +207,33 @@ cdef extern from *:
                   _mm512_set1_pd, _mm512_mask3_fmadd_pd, _mm512_maskz_loadu_pd,
                   _mm512_mask_storeu_pd)
 
+    /* masks[4 * j + s] for the chunk's union columns j (the set bits of
+       `any`, `lanes` <= 16 columns; row s's bits in on[s]) at once: each
+       column's four 16-bit masks are one 64-bit lane, compress-stored as
+       its columns are; returns how many. (One column at a time, the four
+       stores per column took most of the union's time.) */
+    DESCEND_TARGET("avx512f") static inline int descend_union4_masks(
+            const unsigned on[4], unsigned any, int lanes, unsigned short *masks) {
+        const __m512i low = _mm512_set1_epi32(0xFFFF), high = _mm512_set1_epi32((int)0xFFFF0000u);
+        int stored;
+        /* per column (32-bit lane): rows 0 and 1, rows 2 and 3 */
+        __m512i rows01 = _mm512_or_si512(_mm512_maskz_mov_epi32((__mmask16)on[0], low),
+                                         _mm512_maskz_mov_epi32((__mmask16)on[1], high));
+        __m512i rows23 = _mm512_or_si512(_mm512_maskz_mov_epi32((__mmask16)on[2], low),
+                                         _mm512_maskz_mov_epi32((__mmask16)on[3], high));
+        /* columns 0-7 and 8-15, each [rows 0-1, rows 2-3] in a 64-bit lane */
+        __m512i first = _mm512_permutex2var_epi32(rows01, _mm512_setr_epi32(
+            0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), rows23);
+        _mm512_mask_compressstoreu_epi64(masks, (__mmask8)(any & 0xFFu), first);
+        stored = descend_popcount(any & 0xFFu);
+        if (lanes == 16 && (any >> 8)) {
+            __m512i second = _mm512_permutex2var_epi32(rows01, _mm512_setr_epi32(
+                8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), rows23);
+            _mm512_mask_compressstoreu_epi64(masks + 4 * stored, (__mmask8)(any >> 8), second);
+            stored += descend_popcount(any >> 8);
+        }
+        return stored;
+    }
     /* ---- the input of the four-row loop: the columns where any of `rows`
        (<= 4) rows of a (rows, n) is non-zero (a NaN counts), in order, to
        cols; row s's entries there to vals[s * n + j] (0 where it has none,
@@ -219,7 +246,7 @@ cdef extern from *:
             __m512i columns = COLUMNS;                                          \
             const __m512i step = _mm512_set1_epi32(LANES);                      \
             for (; r + (LANES) <= n; r += (LANES)) {                            \
-                V v[4]; MASK on[4], any = 0; unsigned left;                     \
+                V v[4]; MASK on[4], any = 0;                                    \
                 for (s = 0; s < 4; s++) {                                       \
                     v[s] = s < rows ? LOADU(a + (long)s * n + r) : CMP##_ZERO;  \
                     on[s] = s < rows ? CMP(v[s]) : 0;                           \
@@ -229,12 +256,9 @@ cdef extern from *:
                     _mm512_mask_compressstoreu_epi32(cols + count, (__mmask16)any, columns); \
                     for (s = 0; s < 4; s++)                                     \
                         COMPRESS(vals + (long)s * n + count, any, v[s]);        \
-                    for (left = any; left; left &= left - 1) {                  \
-                        int lane = descend_ctz(left);                           \
-                        for (s = 0; s < 4; s++)                                 \
-                            masks[4 * count + s] = (unsigned short)(0u - ((on[s] >> lane) & 1u)); \
-                        count++;                                                \
-                    }                                                           \
+                    const unsigned on_rows[4] = {on[0], on[1], on[2], on[3]};   \
+                    count += descend_union4_masks(on_rows, any, LANES,          \
+                                                  masks + 4 * count);           \
                 }                                                               \
                 columns = _mm512_add_epi32(columns, step);                      \
             }                                                                   \
