@@ -123,10 +123,10 @@ def thresholds_from_profile(profile, layer_shapes, dtype):
     of the profile: both timed on image-like inputs, 20% non-zero).
     gemm_min_rows: the fewest rows, among the block sizes the profile timed
     GEMMs at, from which on the hidden layers' GEMMs are estimated faster
-    than their row loops at every block size measured (the row loops timed
-    on ReLU-like inputs, half zeros, against the kernel nearest in size;
-    setting the BLAS thread limit costs ~1 us); NEVER if at 256 rows they
-    are not."""
+    than their row loops at every larger block size measured too (the row
+    loops timed on ReLU-like inputs, half zeros, against the kernel nearest
+    in size; the BLAS thread limit, ~1 us a call, is left out); NEVER if
+    they are not at the largest (and with no hidden layer)."""
     figures = (profile or {}).get("predict", {}).get(dtype)
     if not figures:
         return DEFAULTS
