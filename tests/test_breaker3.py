@@ -1,0 +1,232 @@
+"""Adversarial inputs, third pass: plans pinned, loaded and forced through the
+environment, distributed fits over shards (class weights, all-zero weights),
+and what a user gets wrong by mistake in the newest features. Each test names
+what the code did before its fix ("was: ...") and asserts the documented
+behaviour: a ValueError/TypeError naming the argument, what was expected and
+what came, raised before any state changes (or the run equal to the
+one-process run it stands for)."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import descend as dn
+from descend import plans
+from test_distributed import _have_mpi4py, needs_mpi, run_mpi
+
+needs_mpi4py = pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
+
+
+def small_net(dtype="float64", n_layers=2):
+    layers = [dn.Dense(5, activation="relu") for _ in range(n_layers - 1)] + [dn.Dense(3)]
+    net = dn.Sequential(layers, input_dim=4, seed=0, dtype=dtype, n_threads=1)
+    net.compile("softmax_cross_entropy", dn.optimizers.SGD(0.1, momentum=0.9))
+    return net
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+
+
+def same_weights(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------ plans of another network
+@pytest.mark.parametrize("which", ["pinned", "used"])
+def test_a_state_whose_plan_has_kernel_rows_for_another_network_is_refused(data, which):
+    # was: loaded; the next fit then failed (pinned), or pin_plan() pinned a plan
+    # the network could never run (used)
+    X, y = data
+    net = small_net()
+    net.fit(X, y, epochs=1, verbose=0)
+    state = net.state_dict()
+    before = net.get_weights(), dict(net.plan_), net.plan
+    state["plan"][which] = {"sparse_input": False, "sample_rows": 4, "kernel_rows": [8, 8, 8]}
+    state["parameters"] = {k: v + 1 for k, v in state["parameters"].items()}
+    with pytest.raises(ValueError, match=rf"state_dict\['plan'\]\['{which}'\]\['kernel_rows'\] "
+                                         r"must hold one int per Dense layer \(2\), got "
+                                         r"\[8, 8, 8\]"):
+        net.load_state_dict(state)
+    assert same_weights(net.get_weights(), before[0])
+    assert net.plan_ == before[1] and net.plan is before[2]
+
+
+def test_a_model_file_whose_pinned_plan_does_not_fit_its_network_is_refused(tmp_path, data):
+    X, y = data
+    net = small_net()
+    net.fit(X, y, epochs=1, verbose=0)
+    net.plan = {"kernel_rows": [16]}     # assigned by hand, for a one-layer network
+    net.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"\['pinned'\]\['kernel_rows'\] must hold one int "
+                                         r"per Dense layer \(2\), got \[16\]"):
+        dn.load(tmp_path / "m.npz")
+    net.plan = {"kernel_rows": [16, 16]}
+    net.save(tmp_path / "m.npz")
+    assert dn.load(tmp_path / "m.npz").plan == {"kernel_rows": [16, 16]}
+
+
+def test_pin_plan_refuses_kernel_rows_for_another_network():
+    # was: pinned; the next fit refused it
+    net = small_net(n_layers=3)
+    with pytest.raises(ValueError, match=r"plan\['kernel_rows'\] must hold one int per Dense "
+                                         r"layer \(3\), got \[4, 4\]"):
+        net.pin_plan({"kernel_rows": [4, 4]})
+    assert net.plan is None
+    assert net.pin_plan({"kernel_rows": [4, 4, 4]}) == {"kernel_rows": [4, 4, 4]}
+    assert net.pin_plan({"kernel_rows": 4}) == {"kernel_rows": 4}   # one int: every layer
+
+
+# ------------------------------------------------------------ DESCEND_PLAN, DESCEND_PROFILE
+@pytest.mark.parametrize("text, field", [
+    ("sample_rows=8, sample_rows=16", "sample_rows"),
+    ("sparse_input=0,by_columns=1,sparse_input=1", "sparse_input"),
+    ('{"kernel_rows": 8, "kernel_rows": [8, 8]}', "kernel_rows"),
+])
+def test_descend_plan_refuses_a_field_given_twice(monkeypatch, data, text, field):
+    # was: the later value silently won
+    monkeypatch.setenv("DESCEND_PLAN", text)
+    with pytest.raises(ValueError, match=rf"DESCEND_PLAN gives '{field}' more than once"):
+        plans.forced_from_env()
+    X, y = data
+    net = small_net()
+    with pytest.raises(ValueError, match="more than once"):
+        net.fit(X, y, epochs=1, verbose=0)
+    assert net.epochs_trained == 0 and net.plan_ is None and not net.optimizer.iterations
+
+
+def test_descend_plan_fields_given_once_still_apply(monkeypatch):
+    monkeypatch.setenv("DESCEND_PLAN", "sample_rows=8, by_columns=on, sparse_input=OFF")
+    assert plans.forced_from_env() == {"sample_rows": 8, "by_columns": True,
+                                       "sparse_input": False}
+    monkeypatch.setenv("DESCEND_PLAN", '{"sample_rows": 8, "kernel_rows": [4, 4]}')
+    assert plans.forced_from_env() == {"sample_rows": 8, "kernel_rows": [4, 4]}
+
+
+@pytest.mark.parametrize("value", ["banana", "2", "of", "enabled", "-1"])
+def test_descend_profile_accepts_the_documented_values_only(monkeypatch, data, value):
+    # was: any value but 0/false/no/off meant "on" (a typo left profiling on)
+    monkeypatch.setenv("DESCEND_PROFILE", value)
+    message = rf"DESCEND_PROFILE must be one of \[.*'off'.*'on'.*\] \(or unset\), got '{value}'"
+    with pytest.raises(ValueError, match=message):
+        plans.profiling_enabled()
+    X, y = data
+    net = small_net()
+    with pytest.raises(ValueError, match=message):
+        net.fit(X, y, epochs=1, verbose=0)
+    assert net.epochs_trained == 0 and net.plan_ is None and not net.optimizer.iterations
+
+
+@pytest.mark.parametrize("value, on", [("0", False), ("off", False), ("No", False),
+                                       ("FALSE", False), (" 1 ", True), ("on", True),
+                                       ("yes", True), ("True", True), ("", True)])
+def test_descend_profile_documented_values(monkeypatch, value, on):
+    monkeypatch.setenv("DESCEND_PROFILE", value)
+    assert plans.profiling_enabled() is on
+    monkeypatch.delenv("DESCEND_PROFILE")
+    assert plans.profiling_enabled() is True
+
+
+def test_the_cli_names_a_bad_descend_profile_as_a_usage_error(tmp_path):
+    import os
+    env = dict(os.environ, DESCEND_PROFILE="banana", DESCEND_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "descend", "info"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert "error: DESCEND_PROFILE must be one of" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------ sharded distributed fits
+@needs_mpi
+@pytest.mark.parametrize("n", [2, 3])
+def test_sharded_fits_equal_the_one_process_fit_of_all_the_rows(n, tmp_path):
+    # was: a shard whose weights were all zero was refused though the others had
+    # weight; batch_size=None took one rank's shard as the batch; the estimator
+    # refused class_weight="balanced" with MPI(sharded=True)
+    found, _ = run_mpi(n, "shards", tmp_path, loop="steps")
+    assert found.pop("size") == n
+    all_zero = found.pop("all_zero")
+    assert sorted(found) == ["estimator_balanced", "estimator_balanced_auto", "full_batch",
+                             "zero_shard", "zero_shard_balanced"]
+    for name, case in found.items():
+        assert case["max_rel"] < 1e-9, name
+        assert case["same_on_ranks"], name
+        for key, (mine, reference) in case["logs"].items():
+            np.testing.assert_allclose(mine, reference, rtol=1e-9, err_msg=f"{name} {key}")
+    # one batch of all 240 rows an epoch (was: of a shard's, n steps an epoch)
+    assert found["full_batch"]["iterations"] == [3, 3]
+    assert found["estimator_balanced"]["logs"]["t_"] == [720, 720]
+    # every shard's weights zero: the same error on every rank
+    for messages in all_zero:
+        assert "sample_weight: the weights of every rank's shard are all zero" in messages["net"]
+        assert ("sample_weight: the weights of every rank's shard are all zero"
+                in messages["estimator"])
+        assert ("distributed fit: rank 1 differs from rank 0 in batch_size: 16 (rank 1) != 8 "
+                "(rank 0)" in messages["batch_differs"])
+
+
+@needs_mpi4py
+@pytest.mark.parametrize("batch_size, error", [(0, ValueError), (-3, ValueError),
+                                               (2.5, TypeError), ("32", TypeError)])
+def test_a_sharded_fit_checks_its_batch_size(data, batch_size, error):
+    # was: not checked over shards: batch_size=0 "trained" an epoch of no step (loss 0.0)
+    X, y = data
+    net = small_net()
+    before = net.get_weights()
+    with pytest.raises(error, match="batch_size must be an int >= 1"):
+        net.fit(X, y, epochs=1, batch_size=batch_size, verbose=0,
+                distributed=dn.distributed.MPI(sharded=True))
+    assert net.epochs_trained == 0 and same_weights(net.get_weights(), before)
+
+
+def _one_rank_estimator(**kwargs):
+    return dn.MLPClassifier(hidden_layer_sizes=(6,), max_iter=3, random_state=0,
+                            dtype="float64", shuffle=False, alpha=0.01, **kwargs)
+
+
+@needs_mpi4py
+def test_the_estimator_takes_balanced_class_weight_over_shards_on_one_rank():
+    # was: ValueError 'class_weight="balanced" needs every class count'
+    import warnings
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(60, 3)), rng.integers(0, 3, 60)
+    w = rng.random(60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mine = _one_rank_estimator(class_weight="balanced",
+                                   distributed=dn.distributed.MPI(sharded=True)).fit(
+            X, y, sample_weight=w)
+        reference = _one_rank_estimator(class_weight="balanced").fit(X, y, sample_weight=w)
+    for a, b in zip(mine.coefs_ + mine.intercepts_, reference.coefs_ + reference.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9)
+    np.testing.assert_allclose(mine.loss_curve_, reference.loss_curve_, rtol=1e-9)
+
+
+@needs_mpi4py
+def test_the_estimator_refuses_early_stopping_over_shards_before_anything_changes():
+    # was: each rank held out its own shard's rows and kept the weights of its own
+    # best validation score
+    X, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
+    estimator = _one_rank_estimator(early_stopping=True,
+                                    distributed=dn.distributed.MPI(sharded=True))
+    with pytest.raises(ValueError, match=r"early_stopping=True is not supported with "
+                                         r"MPI\(sharded=True\)"):
+        estimator.fit(X, y)
+    assert not hasattr(estimator, "net_") and not hasattr(estimator, "classes_")
+
+
+@needs_mpi4py
+@pytest.mark.parametrize("sharded", [False, True])
+def test_the_estimator_refuses_lbfgs_with_distributed_before_anything_changes(sharded):
+    # was: the ValueError came after net_, classes_, n_iter_, loss_curve_ were set
+    X, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
+    estimator = dn.MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=3,
+                                 distributed=dn.distributed.MPI(sharded=sharded))
+    with pytest.raises(ValueError, match="distributed training needs a stochastic solver"):
+        estimator.fit(X, y)
+    assert not hasattr(estimator, "net_") and not hasattr(estimator, "classes_")
+    assert not hasattr(estimator, "n_iter_")
