@@ -5,6 +5,7 @@ what the code did before its fix ("was: ...") and asserts the documented
 behaviour: a ValueError/TypeError naming the argument, what was expected and
 what came, raised before any state changes (or the run equal to the
 one-process run it stands for)."""
+import re
 import subprocess
 import sys
 
@@ -230,3 +231,50 @@ def test_the_estimator_refuses_lbfgs_with_distributed_before_anything_changes(sh
         estimator.fit(X, y)
     assert not hasattr(estimator, "net_") and not hasattr(estimator, "classes_")
     assert not hasattr(estimator, "n_iter_")
+
+
+# ------------------------------------------------------------ estimators' set_params
+@pytest.mark.parametrize("call", ["warm_start", "partial_fit"])
+@pytest.mark.parametrize("param, value", [("hidden_layer_sizes", (7,)), ("activation", "tanh"),
+                                          ("solver", "sgd"), ("dtype", "float32")])
+def test_set_params_that_change_the_network_are_not_ignored_by_a_continued_fit(
+        data, call, param, value):
+    # was: warm_start / partial_fit went on training the fitted (4,)-relu-adam-float64
+    # network and ignored the new value
+    import warnings
+    X, y = data
+    est = dn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                           dtype="float64", warm_start=call == "warm_start")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    before = [w.copy() for w in est.coefs_], est.n_iter_, list(est.loss_curve_)
+    est.set_params(**{param: value})
+    again = est.fit if call == "warm_start" else est.partial_fit
+    with pytest.raises(ValueError, match=re.escape(f"{param}={value!r} differs from the "
+                                                   "fitted network's ")):
+        again(X, y)
+    assert same_weights(est.coefs_, before[0])
+    assert est.n_iter_ == before[1] and est.loss_curve_ == before[2]
+    # a fresh fit takes the new value
+    est.set_params(warm_start=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    if param == "hidden_layer_sizes":
+        assert est.coefs_[0].shape == (4, 7)
+    elif param == "dtype":
+        assert est.coefs_[0].dtype == np.float32
+
+
+def test_set_params_that_keep_the_network_still_continue(data):
+    import warnings
+    X, y = data
+    est = dn.MLPClassifier(hidden_layer_sizes=[4], max_iter=2, random_state=0, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+        kernel = est.coefs_[0]
+        est.set_params(hidden_layer_sizes=(4,), alpha=0.5, max_iter=1).fit(X, y)
+        est.partial_fit(X, y)
+    assert est.coefs_[0] is kernel and est.n_iter_ == 1

@@ -199,6 +199,8 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError("early_stopping=True is not supported with MPI(sharded=True) "
                                  "(each rank would hold out and score its own shard); pass "
                                  "the whole data on every rank (MPI(sharded=False))")
+            if not first_pass:
+                self._check_same_network(sizes)
             X, y = self._validate_input(X, y, incremental, first_pass, classes)
             if not first_pass and X.dtype != self.net_.dtype:
                 X = X.astype(self.net_.dtype)
@@ -224,6 +226,8 @@ class _BaseMLP(BaseEstimator):
         n_outputs = self._n_outputs_for(targets)
         if first_pass:
             self.net_ = self._build_net(X.shape[1], sizes, n_outputs, X.dtype)
+            self._network_params = {"hidden_layer_sizes": sizes, "activation": self.activation,
+                                    "solver": self.solver}
             self.n_iter_ = 0
             self.t_ = 0
             self.n_outputs_ = n_outputs
@@ -255,6 +259,24 @@ class _BaseMLP(BaseEstimator):
         for layer in self.net_.dense_layers:
             layer._cache = None     # no training activations kept (or pickled)
         return self
+
+    def _check_same_network(self, sizes):
+        """ValueError where warm_start or partial_fit would continue a network
+        built with other hidden_layer_sizes, activation, solver or dtype than
+        the parameters now say (set_params after a fit): it would train the
+        old network and ignore the new values."""
+        built = dict(getattr(self, "_network_params", None) or {})   # (older pickles: none)
+        if self.dtype is not None:
+            built["dtype"] = self.net_.dtype.name
+        now = {"hidden_layer_sizes": sizes, "activation": self.activation,
+               "solver": self.solver,
+               "dtype": None if self.dtype is None else np.dtype(self.dtype).name}
+        for name, value in built.items():
+            if now[name] != value:
+                raise ValueError(f"{name}={now[name]!r} differs from the fitted network's "
+                                 f"{value!r}: warm_start=True and partial_fit continue the "
+                                 "fitted network; to fit a new one, call fit with "
+                                 "warm_start=False (or clone the estimator)")
 
     def _build_net(self, n_features, sizes, n_outputs, dtype):
         activation = _ACTIVATIONS[self.activation]
