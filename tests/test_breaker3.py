@@ -278,3 +278,37 @@ def test_set_params_that_keep_the_network_still_continue(data):
         est.set_params(hidden_layer_sizes=(4,), alpha=0.5, max_iter=1).fit(X, y)
         est.partial_fit(X, y)
     assert est.coefs_[0] is kernel and est.n_iter_ == 1
+
+
+# ------------------------------------------------------------ callbacks
+def test_model_checkpoint_refuses_a_directory_before_fit_trains(tmp_path):
+    # was: model.save refused it at the end of the first epoch, which had trained
+    with pytest.raises(ValueError, match=r"ModelCheckpoint: filepath .* is a directory; give "
+                                         r"a file name such as .*model-\{epoch:02d\}\.npz"):
+        dn.callbacks.ModelCheckpoint(tmp_path)
+    with pytest.raises(ValueError, match="is a directory"):
+        dn.callbacks.ModelCheckpoint(str(tmp_path))
+    dn.callbacks.ModelCheckpoint(tmp_path / "{epoch}")       # a file name in it: fine
+
+
+@pytest.mark.parametrize("separator", ["\n", "\r"])
+def test_csv_logger_refuses_a_line_break_as_separator(separator, tmp_path):
+    # was: "\n" wrote every field on a row of its own; "\r" failed in the csv module
+    # at the end of the first epoch, after training it
+    with pytest.raises(ValueError, match="CSVLogger: separator must be a single character "
+                                         "other than a line break"):
+        dn.callbacks.CSVLogger(tmp_path / "log.csv", separator=separator)
+
+
+def test_csv_logger_separators_other_than_line_breaks_round_trip(data, tmp_path):
+    import csv
+    X, y = data
+    for separator in ";\t |":
+        path = tmp_path / "log.csv"
+        net = small_net()
+        history = net.fit(X, y, epochs=2, verbose=0,
+                          callbacks=[dn.callbacks.CSVLogger(path, separator=separator)])
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f, delimiter=separator))
+        assert rows[0][:2] == ["epoch", "accuracy"] and len(rows) == 3
+        assert [float(row[3]) for row in rows[1:]] == history["loss"]

@@ -65,13 +65,17 @@ _MODE = [Options(*_MODES)]
 
 
 class _SingleCharacter(Constraint):
-    description = "a single character"
+    """One character that is not a line break (a CSV separator: "\n" split
+    every field onto a row of its own, "\r" failed in the csv module after
+    the first epoch had trained)."""
+
+    description = "a single character other than a line break"
 
     def type_ok(self, value):
         return isinstance(value, str)
 
     def value_ok(self, value):
-        return len(value) == 1
+        return len(value) == 1 and value not in "\r\n"
 
 
 def _type_name(value):
@@ -474,8 +478,8 @@ class ModelCheckpoint(Callback):
     Raises
     ------
     ValueError
-        At construction, if ``filepath`` is not a valid format string or uses
-        positional fields (``{}``/``{0}``).
+        At construction, if ``filepath`` is not a valid format string, uses
+        positional fields (``{}``/``{0}``) or is an existing directory.
     KeyError
         At save time, if ``filepath`` names a field that is not in the logs.
 
@@ -523,6 +527,11 @@ class ModelCheckpoint(Callback):
             "mode": mode, "verbose": verbose}, "ModelCheckpoint")
         self.filepath = values["filepath"]
         self._check_format(self.filepath)
+        if os.path.isdir(self.filepath):
+            # (model.save refused it at the end of the first epoch, after training it)
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is a directory; "
+                             "give a file name such as "
+                             f"{os.path.join(self.filepath, 'model-{epoch:02d}.npz')!r}")
         self.monitor = values["monitor"]
         self.save_best_only = values["save_best_only"]
         self.mode = values["mode"]
@@ -934,7 +943,7 @@ class CSVLogger(Callback):
     filename : str or os.PathLike
         Path of the CSV file.
     separator : str, default ","
-        Single-character field delimiter.
+        Single-character field delimiter (not a line break).
     append : bool, default False
         If True, append to an existing file (the header is written only if
         the file is missing or empty); if False, overwrite it.
