@@ -5,6 +5,7 @@ what the code did before its fix ("was: ...") and asserts the documented
 behaviour: a ValueError/TypeError naming the argument, what was expected and
 what came, raised before any state changes (or the run equal to the
 one-process run it stands for)."""
+import json
 import re
 import subprocess
 import sys
@@ -312,3 +313,35 @@ def test_csv_logger_separators_other_than_line_breaks_round_trip(data, tmp_path)
             rows = list(csv.reader(f, delimiter=separator))
         assert rows[0][:2] == ["epoch", "accuracy"] and len(rows) == 3
         assert [float(row[3]) for row in rows[1:]] == history["loss"]
+
+
+# ------------------------------------------------------------ the profile's cache file
+@pytest.mark.parametrize("content", ["[]", "5", '"profile"', "null", '{"key": 5}',
+                                     '{"gemm": [], "measured_at": "x"}'])
+def test_a_cache_file_of_valid_json_that_is_no_profile_is_measured_again(
+        tmp_path, monkeypatch, content):
+    # was: AttributeError ('list' object has no attribute 'get') from every fit and
+    # from `python -m descend info` until the file was deleted by hand
+    import time
+    from test_plans import fake_profile
+    monkeypatch.setenv("DESCEND_PROFILE", "1")
+    monkeypatch.setenv("DESCEND_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(plans, "_loaded", {})
+    measured = []
+    monkeypatch.setattr(plans, "measure_profile", lambda: measured.append(1) or {
+        **fake_profile(), "seconds": 0.5, "measured_at": int(time.time()),
+        "cores": plans.usable_cores()})
+    path = plans._profile_path(plans.profile_key())
+    with open(path, "w") as f:
+        f.write(content)
+    profile = plans.machine_profile()
+    assert measured == [1] and profile["path"] == path
+    with open(path) as f:
+        assert isinstance(json.load(f)["gemm"], dict)      # rewritten
+
+
+def test_descend_plan_cannot_force_what_a_plan_says_of_its_source(monkeypatch, data):
+    # was: DESCEND_PLAN='{"source": "profile", ...}' made plan_ claim a profile's choice
+    monkeypatch.setenv("DESCEND_PLAN", '{"source": "profile", "sample_rows": 8}')
+    with pytest.raises(ValueError, match="DESCEND_PLAN: the fields to force are among"):
+        plans.forced_from_env()

@@ -285,6 +285,8 @@ def profile_is_stale(profile, key, now=None):
     another key (CPU model or features, BLAS, descend, numpy, scipy or
     Python version, profile format), for another number of usable cores,
     or more than PROFILE_MAX_AGE_DAYS ago (or it lacks those records)."""
+    if not isinstance(profile, dict):     # valid JSON, but not a profile: measure again
+        return True
     now = time.time() if now is None else now
     measured_at = profile.get("measured_at")
     return (profile.get("key") != key or profile.get("cores") != usable_cores()
@@ -663,6 +665,9 @@ def forced_from_env():
         except ValueError as exc:
             raise ValueError(f"DESCEND_PLAN is not valid JSON ({exc}): {text!r}") from None
         names = [name for name, _ in pairs]
+        if "source" in names:       # what a recorded plan says of itself, not a field to force
+            raise ValueError(f"DESCEND_PLAN: the fields to force are among {PLAN_FIELDS}, "
+                             f"got 'source' in {text!r}")
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(_repeated_field(name, text))
