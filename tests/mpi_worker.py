@@ -248,7 +248,9 @@ def shards(dist):
             # then differed between the ranks)
             ("batch_differs", lambda: network(CASES["sgd_plain"]).fit(
                 X[:20], y[:20], batch_size=16 if r == 1 else 8, verbose=0,
-                distributed=sharded_mpi))]:
+                distributed=sharded_mpi)),
+            ("random_state_none", lambda: dn.MLPClassifier(
+                hidden_layer_sizes=(4,), max_iter=2, distributed=dist).fit(X, y))]:
         try:
             fit()
             messages[name] = None

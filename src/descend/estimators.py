@@ -189,6 +189,12 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "lbfgs" and self.distributed is not None:
             raise ValueError("distributed training needs a stochastic solver ('adam' or "
                              "'sgd'), got solver='lbfgs'")
+        if self.distributed is not None and self.random_state is None and \
+                self.distributed.size > 1:
+            # (was refused by the network's check, as ranks that "differ in seed")
+            raise ValueError("random_state=None draws another seed on every rank; "
+                             "distributed training needs the same int on every rank, "
+                             "got random_state=None")
         first_pass = not hasattr(self, "net_") or (not self.warm_start and not incremental)
         sharded = getattr(self.distributed, "sharded", False)
         saved = dict(self.__dict__)
@@ -579,7 +585,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     shuffle : bool, default True
     random_state : int, RandomState, Generator or None
         Seeds descend's network Generator (initial weights, shuffling) and
-        the early-stopping split.
+        the early-stopping split. Not None with `distributed` over several
+        ranks (each would draw its own seed).
     tol : float >= 0, default 1e-4
     verbose : bool or int, default False
         Print the loss of every iteration.
