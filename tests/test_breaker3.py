@@ -348,3 +348,58 @@ def test_descend_plan_cannot_force_what_a_plan_says_of_its_source(monkeypatch, d
     monkeypatch.setenv("DESCEND_PLAN", '{"source": "profile", "sample_rows": 8}')
     with pytest.raises(ValueError, match="DESCEND_PLAN: the fields to force are among"):
         plans.forced_from_env()
+
+
+# ------------------------------------------------------------ predict with replaced parameters
+_REPLACED = {
+    "fortran kernel": (lambda layers: setattr(layers[0], "kernel",
+                                              np.asfortranarray(layers[0].kernel)),
+                       r"layers\[0\]\.kernel must be a C-contiguous float64 array of shape "
+                       r"\(4, 5\), got a float64 array of shape \(4, 5\), C-contiguous False"),
+    "float32 kernel": (lambda layers: setattr(layers[0], "kernel",
+                                              layers[0].kernel.astype(np.float32)),
+                       r"layers\[0\]\.kernel must be .* float64 .*, got a float32 array"),
+    "wider kernel": (lambda layers: setattr(layers[0], "kernel", np.zeros((4, 6))),
+                     r"layers\[0\]\.kernel must be .* of shape \(4, 5\), got a float64 array "
+                     r"of shape \(4, 6\)"),
+    "list kernel": (lambda layers: setattr(layers[0], "kernel", layers[0].kernel.tolist()),
+                    r"layers\[0\]\.kernel must be .*, got a list"),
+    "no bias": (lambda layers: setattr(layers[1], "bias", None),
+                r"layers\[1\]\.bias must be .* of shape \(3,\), got a NoneType"),
+    "unknown activation": (lambda layers: setattr(layers[0], "activation", "Relu"),
+                           r"layers\[0\]\.activation must be one of \[.*'relu'.*\], got 'Relu'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_REPLACED))
+@pytest.mark.parametrize("rows", [1, 5, 40])
+def test_predict_and_evaluate_name_a_replaced_parameter_as_fit_does(case, rows, data):
+    # was: the kernels' own errors ("ndarray is not C-contiguous", "Buffer dtype
+    # mismatch, expected 'const double' but got 'float'", "z has shape (1, 5),
+    # expected (1, 6)", KeyError: 'Relu', AttributeError) or, for a missing bias,
+    # an output computed without it, while fit named the parameter
+    X, y = data
+    X = X * (np.random.default_rng(1).random(X.shape) < 0.2) if rows == 5 else X
+    net = small_net()
+    net.predict(X[:rows])        # the fused passes' arguments are cached by now
+    replace, message = _REPLACED[case]
+    replace(net.layers)
+    with pytest.raises(ValueError, match=message):
+        net.predict(X[:rows])
+    with pytest.raises(ValueError, match=message):
+        net.evaluate(X[:rows], y[:rows])
+    if case != "unknown activation":
+        message = message.replace("must be a C", "must be a writeable C")
+    with pytest.raises(ValueError, match=message.replace(r"must be \.\*", "must be .*")):
+        net.fit(X, y, epochs=1, verbose=0)
+    assert net.epochs_trained == 0
+
+
+def test_predict_reads_a_read_only_kernel(data):
+    X, _ = data
+    net = small_net()
+    expected = net.predict(X)
+    for layer in net.dense_layers:
+        layer.kernel.setflags(write=False)
+    np.testing.assert_array_equal(net.predict(X), expected)
+    np.testing.assert_array_equal(net.predict(X[:1]), expected[:1])
