@@ -403,3 +403,12 @@ def test_predict_reads_a_read_only_kernel(data):
         layer.kernel.setflags(write=False)
     np.testing.assert_array_equal(net.predict(X), expected)
     np.testing.assert_array_equal(net.predict(X[:1]), expected[:1])
+
+
+def test_show_config_reports_a_bad_descend_profile_and_shows_the_rest(monkeypatch, capsys):
+    # (the CLI refuses it as a usage error; dn.show_config(), a diagnostic, shows it)
+    monkeypatch.setenv("DESCEND_PROFILE", "banana")
+    dn.show_config()
+    out = capsys.readouterr().out
+    assert "profile: error: DESCEND_PROFILE must be one of" in out
+    assert "threadpools:" in out and "cpu:" in out

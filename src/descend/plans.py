@@ -725,10 +725,12 @@ def plans_section():
     """The "plans" section of ``dn.show_config()`` / ``python -m descend
     info``: the machine profile (where it is stored, its GEMM rates and the
     sparse first layer's break-even density) and the plan of the last fit."""
-    profile = machine_profile()
-    if profile is None:
+    try:
+        profile = machine_profile()
         section = {"profile": "off (DESCEND_PROFILE=0): plans use the defaults"}
-    else:
+    except ValueError as exc:   # a bad DESCEND_PROFILE: reported, the rest still shown
+        profile, section = None, {"profile": f"error: {exc}"}
+    if profile is not None:
         load = profile.get("load_average")
         section = {"profile": f"{profile.get('path') or 'in memory'} "
                               f"(measured in {profile['seconds']} s"
