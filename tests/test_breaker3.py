@@ -412,3 +412,37 @@ def test_show_config_reports_a_bad_descend_profile_and_shows_the_rest(monkeypatc
     out = capsys.readouterr().out
     assert "profile: error: DESCEND_PROFILE must be one of" in out
     assert "threadpools:" in out and "cpu:" in out
+
+
+def test_csv_logger_appends_rows_under_the_existing_header(data, tmp_path):
+    # was: a second fit with validation appended rows two fields longer than the
+    # header (val_accuracy and val_loss with no column), silently
+    import csv
+    X, y = data
+    path = tmp_path / "log.csv"
+    net = small_net()
+    net.fit(X, y, epochs=1, verbose=0, callbacks=[dn.callbacks.CSVLogger(path, append=True)])
+    with pytest.warns(RuntimeWarning, match=r"keys \['val_accuracy', 'val_loss'\] appeared"):
+        history = net.fit(X, y, epochs=1, verbose=0, validation_data=(X, y),
+                          callbacks=[dn.callbacks.CSVLogger(path, append=True)])
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["epoch", "accuracy", "learning_rate", "loss", "samples_per_second",
+                       "seconds"]
+    assert [len(row) for row in rows] == [6, 6, 6]
+    assert rows[2][0] == "1" and float(rows[2][3]) == history["loss"][0]
+
+
+def test_csv_logger_refuses_to_append_with_another_separator(data, tmp_path):
+    # was: appended ';'-separated rows under a ','-separated header
+    X, y = data
+    path = tmp_path / "log.csv"
+    net = small_net()
+    net.fit(X, y, epochs=1, verbose=0, callbacks=[dn.callbacks.CSVLogger(path)])
+    before = path.read_text()
+    with pytest.raises(ValueError, match=r"CSVLogger: cannot append to .*log\.csv'.*: its first "
+                                         r"line 'epoch,accuracy,.*' is not a CSVLogger header "
+                                         r"with separator ';'"):
+        net.fit(X, y, epochs=1, verbose=0,
+                callbacks=[dn.callbacks.CSVLogger(path, append=True, separator=";")])
+    assert path.read_text() == before and net.epochs_trained == 1

@@ -946,7 +946,8 @@ class CSVLogger(Callback):
         Single-character field delimiter (not a line break).
     append : bool, default False
         If True, append to an existing file (the header is written only if
-        the file is missing or empty); if False, overwrite it.
+        the file is missing or empty; rows follow the columns of an existing
+        header, written with the same separator); if False, overwrite it.
 
     Notes
     -----
@@ -1019,7 +1020,24 @@ class CSVLogger(Callback):
             write_header = True
             mode = "w"
         self._write_header = write_header
+        if not write_header:
+            self.keys = self._appended_columns()
         self.csv_file = open(self.filename, mode, newline="", encoding="utf-8")
+
+    def _appended_columns(self):
+        """The columns of the file appended to (its header, after "epoch"): rows
+        follow them (a key it lacks is dropped with the warning, a column the
+        logs lack is NA) instead of running past the header. ValueError if
+        the header is not CSVLogger's with this separator."""
+        with open(self.filename, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f, delimiter=self.separator), [])
+        if not header:      # a blank first line: no columns to follow
+            return None
+        if header[0] != "epoch":
+            raise ValueError(f"CSVLogger: cannot append to {self.filename!r}: its first line "
+                             f"{self.separator.join(header)[:80]!r} is not a CSVLogger header "
+                             f"with separator {self.separator!r} (epoch{self.separator}...)")
+        return header[1:]
 
     @staticmethod
     def _format_value(value):
