@@ -446,3 +446,14 @@ def test_csv_logger_refuses_to_append_with_another_separator(data, tmp_path):
         net.fit(X, y, epochs=1, verbose=0,
                 callbacks=[dn.callbacks.CSVLogger(path, append=True, separator=";")])
     assert path.read_text() == before and net.epochs_trained == 1
+
+
+def test_a_plan_pinned_with_numpy_scalars_is_plain_json_in_the_state_dict(data):
+    # was: state_dict()["plan"] kept np.int64 / np.bool_ (json.dumps: TypeError)
+    X, y = data
+    net = small_net()
+    net.plan = {"sample_rows": np.int64(8), "sparse_input": np.bool_(False),
+                "kernel_rows": [np.int32(4), np.int64(4)]}
+    assert json.loads(json.dumps(net.state_dict()["plan"]["pinned"])) == {
+        "sample_rows": 8, "sparse_input": False, "kernel_rows": [4, 4]}
+    assert type(net.pin_plan(net.plan)["sample_rows"]) is int

@@ -646,7 +646,17 @@ def check_plan(value, name="plan", n_layers=None):
         # replaced the network's state
         raise ValueError(f"{name}['kernel_rows'] must hold one int per Dense layer "
                          f"({n_layers}), got {list(rows)!r}")
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+    return {k: _plain(v) for k, v in value.items()}
+
+
+def _plain(value):
+    """A checked plan field as plain Python (numpy ints and bools included), so
+    that a state_dict's plan is JSON as Plan.as_dict() is."""
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return int(value) if isinstance(value, np.integer) else value
 
 
 def forced_from_env():
