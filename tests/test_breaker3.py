@@ -15,6 +15,7 @@ import pytest
 
 import descend as dn
 from descend import plans
+from test_breaker2 import data, same_weights  # noqa: F401 - data is a fixture
 from test_distributed import _have_mpi4py, needs_mpi, run_mpi
 
 needs_mpi4py = pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
@@ -25,16 +26,6 @@ def small_net(dtype="float64", n_layers=2):
     net = dn.Sequential(layers, input_dim=4, seed=0, dtype=dtype, n_threads=1)
     net.compile("softmax_cross_entropy", dn.optimizers.SGD(0.1, momentum=0.9))
     return net
-
-
-@pytest.fixture
-def data():
-    rng = np.random.default_rng(0)
-    return rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
-
-
-def same_weights(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 # ------------------------------------------------------------ plans of another network

@@ -181,48 +181,13 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X, y, incremental=False, classes=None, sample_weight=None):
         sizes = self._check_params()
-        if incremental and self.solver not in _STOCHASTIC_SOLVERS:
-            raise AttributeError(f"partial_fit is only available for stochastic solvers "
-                                 f"{list(_STOCHASTIC_SOLVERS)}, not solver={self.solver!r}")
-        if incremental and self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        if self.solver == "lbfgs" and self.distributed is not None:
-            raise ValueError("distributed training needs a stochastic solver ('adam' or "
-                             "'sgd'), got solver='lbfgs'")
-        if self.distributed is not None and self.random_state is None and \
-                self.distributed.size > 1:
-            # (was refused by the network's check, as ranks that "differ in seed")
-            raise ValueError("random_state=None draws another seed on every rank; "
-                             "distributed training needs the same int on every rank, "
-                             "got random_state=None")
+        self._check_call(incremental)
         first_pass = not hasattr(self, "net_") or (not self.warm_start and not incremental)
-        sharded = getattr(self.distributed, "sharded", False)
         saved = dict(self.__dict__)
-        outcome = targets = shard_weight = totals = None
         try:
             # everything that can reject the input, before any state changes
-            if sharded and self.early_stopping:
-                raise ValueError("early_stopping=True is not supported with MPI(sharded=True) "
-                                 "(each rank would hold out and score its own shard); pass "
-                                 "the whole data on every rank (MPI(sharded=False))")
-            if not first_pass:
-                self._check_same_network(sizes)
-            X, y = self._validate_input(X, y, incremental, first_pass, classes)
-            if not first_pass and X.dtype != self.net_.dtype:
-                X = X.astype(self.net_.dtype)
-            targets = self._encode_targets(y, X.dtype)
-            # a shard's weights may all be zero (their sum over the ranks is checked)
-            shard_weight = check_sample_weight(sample_weight, len(X), allow_all_zero=sharded)
-            if not sharded:
-                weights = self._sample_weights(shard_weight, targets, incremental)
-        except Exception as exc:
-            outcome = exc
-        try:
-            if sharded:     # collective calls: every rank takes part, failed or not
-                weights, totals = _shard_weights(self, outcome, targets, shard_weight,
-                                                 incremental)
-            elif outcome is not None:
-                raise outcome
+            X, y, targets, weights, totals = self._validated(
+                X, y, incremental, first_pass, classes, sample_weight, sizes)
         except Exception:
             self.__dict__.clear()
             self.__dict__.update(saved)
@@ -265,6 +230,53 @@ class _BaseMLP(BaseEstimator):
         for layer in self.net_.dense_layers:
             layer._cache = None     # no training activations kept (or pickled)
         return self
+
+    def _check_call(self, incremental):
+        """Errors of the parameters for this call (fit or partial_fit)."""
+        if incremental and self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(f"partial_fit is only available for stochastic solvers "
+                                 f"{list(_STOCHASTIC_SOLVERS)}, not solver={self.solver!r}")
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if self.solver == "lbfgs" and self.distributed is not None:
+            raise ValueError("distributed training needs a stochastic solver ('adam' or "
+                             "'sgd'), got solver='lbfgs'")
+        if self.distributed is not None and self.random_state is None and \
+                self.distributed.size > 1:
+            # (was refused by the network's check, as ranks that "differ in seed")
+            raise ValueError("random_state=None draws another seed on every rank; "
+                             "distributed training needs the same int on every rank, "
+                             "got random_state=None")
+
+    def _validated(self, X, y, incremental, first_pass, classes, sample_weight, sizes):
+        """(X, y, targets, weights, totals) of this call, checked: sets the
+        classes on a first pass (the caller restores the estimator on error).
+        totals: see :func:`_shard_weights` (MPI(sharded=True)), else None."""
+        sharded = getattr(self.distributed, "sharded", False)
+        outcome = targets = shard_weight = weights = None
+        try:
+            if sharded and self.early_stopping:
+                raise ValueError("early_stopping=True is not supported with MPI(sharded=True) "
+                                 "(each rank would hold out and score its own shard); pass "
+                                 "the whole data on every rank (MPI(sharded=False))")
+            if not first_pass:
+                self._check_same_network(sizes)
+            X, y = self._validate_input(X, y, incremental, first_pass, classes)
+            if not first_pass and X.dtype != self.net_.dtype:
+                X = X.astype(self.net_.dtype)
+            targets = self._encode_targets(y, X.dtype)
+            # a shard's weights may all be zero (their sum over the ranks is checked)
+            shard_weight = check_sample_weight(sample_weight, len(X), allow_all_zero=sharded)
+            if not sharded:
+                weights = self._sample_weights(shard_weight, targets, incremental)
+        except Exception as exc:
+            outcome = exc
+        if sharded:     # collective calls: every rank takes part, failed or not
+            weights, totals = _shard_weights(self, outcome, targets, shard_weight, incremental)
+            return X, y, targets, weights, totals
+        if outcome is not None:
+            raise outcome
+        return X, y, targets, weights, None
 
     def _check_same_network(self, sizes):
         """ValueError where warm_start or partial_fit would continue a network
