@@ -22,7 +22,11 @@
 # Barrier 1 separates A from B (B reads every row of dZ, and A reads the
 # weights B is about to change); barrier 2 ends the batch. Clipping by norm
 # needs all gradients before any update: one more barrier, only then.
-# BLAS runs on one thread inside the team (the caller limits it).
+# BLAS runs on one thread inside the team (the caller limits it), one GEMM
+# per block of the plan (OpenBLAS packs the weights, or dZ, once per call:
+# cutting a block into 256-row calls packed them again, 10-15% of a wide
+# net's epoch); the kernels called with n_threads=1 open no nested parallel
+# region (_dense.pyx, SERIAL).
 #
 # Inputs that are mostly zeros (MNIST: ~81% of the pixels) take the first
 # layer through the sparse kernels of _sparse.pyx: phase A compresses each
@@ -109,8 +113,8 @@ import numpy as np
 
 from descend._blas cimport axpy, dot, gemm
 from descend._activations cimport activate, derivative
-from descend._dense cimport (dense_forward, activation_backward, dense_grad_input,
-                             dense_grad_params, dropout, descend_mix, gemm_rows,
+from descend._dense cimport (dense_forward_block, activation_backward,
+                             dense_grad_params, dropout, descend_mix,
                              bias_activation_row, activation_backward_columns)
 from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
                               GRAD_GROUP_ROWS)
@@ -951,11 +955,12 @@ cdef class EpochRunner:
             if l == 0 and self.sparse_input:
                 self._sparse_first_layer[floating](r0, r1)
                 continue
-            dense_forward(inp + <long>r0 * p.n_in, rows, p.n_in, <floating*>p.kernel.value,
-                          <floating*>p.bias.value, p.n_out,
-                          <floating*>p.z + <long>r0 * p.n_out,
-                          <floating*>p.a + <long>r0 * p.n_out, p.activation,
-                          <floating>p.alpha, 1)
+            # the whole block in one GEMM on this thread (the weights packed once)
+            dense_forward_block(inp + <long>r0 * p.n_in, rows, p.n_in,
+                                <floating*>p.kernel.value, <floating*>p.bias.value, p.n_out,
+                                <floating*>p.z + <long>r0 * p.n_out,
+                                <floating*>p.a + <long>r0 * p.n_out, p.activation,
+                                <floating>p.alpha)
         loss = self._rows_loss[floating](r0, r1, batch_weight, correct)
         # backward to dL/dz of every layer: layer l writes dL/d(its input)
         # into layer l-1's dz, through the dropout mask if there is one
@@ -966,9 +971,11 @@ cdef class EpochRunner:
                                 <floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
                                 p.activation, <floating>p.alpha, 1)
             if l > 0:
+                # dL/d(input) := dz . W^T, the block in one GEMM
                 inp = <floating*>self.plans[l - 1].dz + <long>r0 * p.n_in
-                dense_grad_input(<floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
-                                 <floating*>p.kernel.value, p.n_in, inp, 1)
+                gemm(False, True, rows, p.n_in, p.n_out, <floating>1,
+                     <floating*>p.dz + <long>r0 * p.n_out, p.n_out, <floating*>p.kernel.value,
+                     p.n_out, <floating>0, inp, p.n_in)
                 if p.dropout_rate > 0:
                     dropout(inp, inp, rows, p.n_in, offset + r0, p.dropout_rate,
                             descend_mix(batch_seed, <uint64_t>l), 1)
@@ -1271,8 +1278,10 @@ cdef class EpochRunner:
             memset(grad + <long>k0 * p.n_out, 0, <long>(k1 - k0) * p.n_out * sizeof(floating))
             self._sparse_grad[floating](nb, k0, k1, 1, grad, t)
         else:
-            dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
-                              p.n_out, grad, NULL, k0, k1, 0, 0, 1)
+            # rows k0..k1 of X^T are columns k0..k1 of X; one GEMM for the block
+            gemm(True, False, k1 - k0, p.n_out, nb, <floating>1, self._input[floating](l) + k0,
+                 p.n_in, <floating*>p.dz, p.n_out, <floating>0, grad + <long>k0 * p.n_out,
+                 p.n_out)
 
     cdef void _sparse_grad(self, int nb, int k0, int k1, double scale, floating* out,
                            int t) noexcept nogil:
@@ -1309,9 +1318,10 @@ cdef class EpochRunner:
             self._sparse_grad[floating](nb, k0, k1, -learning_rate,
                                         <floating*>p.kernel.value, t)
             return penalty
-        gemm_rows(True, False, k1 - k0, p.n_out, nb, <floating>(-learning_rate),
-                  self._input[floating](l) + k0, p.n_in, <floating*>p.dz, p.n_out,
-                  <floating>shrink, <floating*>p.kernel.value + begin, p.n_out, 1)
+        # one GEMM for the whole block: dZ is packed once per block
+        gemm(True, False, k1 - k0, p.n_out, nb, <floating>(-learning_rate),
+             self._input[floating](l) + k0, p.n_in, <floating*>p.dz, p.n_out,
+             <floating>shrink, <floating*>p.kernel.value + begin, p.n_out)
         return penalty
 
     # ---- per_sample_sgd: batch size 1, plain SGD ------------------------------
