@@ -234,6 +234,7 @@ cdef struct Param:
 cdef struct LayerPlan:
     int n_in, n_out, activation
     int kernel_rows         # rows of the kernel per phase-B block
+    int first_block         # phase-B blocks of the layers before this one
     int out_columns         # team_by_columns: output columns per forward block
     double alpha
     double dropout_rate     # on this layer's input; 0: none
@@ -252,6 +253,15 @@ cdef inline void* data(object array) except? NULL:
     if not (<cnp.ndarray>array).flags.c_contiguous:
         raise ValueError("internal error: buffer is not C-contiguous")
     return cnp.PyArray_DATA(<cnp.ndarray>array)
+
+
+cdef inline int _first_row(LayerPlan* p, int t, int T) noexcept nogil:
+    """The first kernel row of thread t's phase-B blocks of a layer. Blocks go
+    round-robin over the team counted across all layers (block b of a layer
+    is block p.first_block + b), so that layers of one block (narrow nets:
+    64 rows) do not all land on thread 0; the next of t's blocks is T
+    blocks on. Which thread runs a block does not change its bits."""
+    return ((t + T - p.first_block % T) % T) * p.kernel_rows
 
 
 cdef inline int part(int n, int t, int parts) noexcept nogil:
@@ -587,13 +597,15 @@ cdef class EpochRunner:
     cdef _fill_layers(self, list layers, dtype):
         """One LayerPlan per LayerSpec: its parameters, their gradient buffers
         and the batch's activation buffers."""
-        cdef int i
+        cdef int i, blocks = 0
         cdef LayerPlan* p
         cdef LayerSpec spec
         for i, spec in enumerate(layers):
             p = &self.plans[i]
             p.n_in, p.n_out = spec.kernel.shape[0], spec.kernel.shape[1]
             p.kernel_rows = self.plan["kernel_rows"][i]
+            p.first_block = blocks
+            blocks += (p.n_in + p.kernel_rows - 1) // p.kernel_rows
             # a core's share of the outputs, in whole cache lines of float32
             share = (p.n_out + self.cores - 1) // self.cores
             p.out_columns = min(p.n_out, (share + 15) // 16 * 16)
@@ -1123,14 +1135,14 @@ cdef class EpochRunner:
                                  floating dummy=0) noexcept nogil:
         """Phase B, plain SGD: each block of kernel rows updated by one GEMM
         (_sgd_through_gemm: dW is never written out), then the bias. Kernel
-        rows go in blocks of p.kernel_rows, block b to thread b mod T.
+        rows go in blocks of p.kernel_rows, round-robin over the team (_first_row).
         Returns the penalty of this thread's blocks."""
         cdef int l, k0, k1
         cdef LayerPlan* p
         cdef double penalty = 0.0
         for l in range(self.n_layers):
             p = &self.plans[l]
-            k0 = t * p.kernel_rows
+            k0 = _first_row(p, t, T)
             while k0 < p.n_in:
                 k1 = min(k0 + p.kernel_rows, p.n_in)
                 penalty += self._sgd_through_gemm[floating](p, l, nb, k0, k1, t,
@@ -1162,8 +1174,8 @@ cdef class EpochRunner:
                                 double weight_decay, long step, bint summed,
                                 floating dummy=0) noexcept nogil:
         """Phase B, any optimizer: dW, db, penalties, clipping by value and the
-        update. Kernel rows go in blocks of p.kernel_rows, block b to thread
-        b mod T; each block is updated right after its gradient is computed,
+        update. Kernel rows go in blocks of p.kernel_rows, round-robin over
+        the team (_first_row); each block is updated right after its gradient is computed,
         while it is still in cache (unless by_norm: then every gradient first,
         _update_by_norm after). `summed`: the gradients are there already
         (distributed: _sum_over_ranks). Returns the penalty of this thread's
@@ -1173,7 +1185,7 @@ cdef class EpochRunner:
         cdef double penalty = 0.0
         for l in range(self.n_layers):
             p = &self.plans[l]
-            k0 = t * p.kernel_rows
+            k0 = _first_row(p, t, T)
             while k0 < p.n_in:
                 k1 = min(k0 + p.kernel_rows, p.n_in)
                 if not summed:
@@ -1205,7 +1217,7 @@ cdef class EpochRunner:
         cdef double started
         for l in range(self.n_layers):
             p = &self.plans[l]
-            k0 = t * p.kernel_rows
+            k0 = _first_row(p, t, T)
             while k0 < p.n_in:
                 self._kernel_gradient[floating](l, nb, k0, min(k0 + p.kernel_rows, p.n_in), t)
                 k0 = k0 + T * p.kernel_rows
@@ -1242,7 +1254,7 @@ cdef class EpochRunner:
         for l in range(self.n_layers):
             p = &self.plans[l]
             j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
-            k0 = t * p.kernel_rows
+            k0 = _first_row(p, t, T)
             while k0 < p.n_in:
                 k1 = min(k0 + p.kernel_rows, p.n_in)
                 _scale_and_step[floating](&self.config, &p.kernel, <long>k0 * p.n_out,
