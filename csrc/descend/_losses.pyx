@@ -28,36 +28,30 @@ cdef double weighted_loss_and_gradient(int loss, const floating* output,
     NULL (loss only). Callers pass grad_scale = mean_scale(loss, W, k) with
     W the batch's number of samples or sum of weights, making grad the
     gradient of the (weighted) mean loss sum_i w_i l_i / W.
+    Row by row, summed by row: on the calling thread for n_threads=1 (how
+    the fused epoch calls it from inside its team: a parallel region costs
+    ~0.6 us even for one thread), else over a team of n_threads.
     """
-    cdef double total
-    if loss == MEAN_SQUARED_ERROR:
-        total = _squared_error(output, target, weight, grad, n, k, grad_scale, n_threads)
-    elif loss == BINARY_CROSS_ENTROPY:
-        total = _binary_cross_entropy(output, target, weight, grad, n, k, grad_scale,
-                                      n_threads)
-    else:
-        total = _softmax_cross_entropy(output, labels, weight, grad, n, k, grad_scale,
-                                       n_threads)
-    return total
-
-
-# Each loss runs row by row (the row functions below return the row's
-# weighted loss): on the calling thread for n_threads=1, which is how the
-# fused epoch calls it from inside its team (a parallel region costs ~0.6 us
-# even for one thread), else over a team of n_threads.
-
-cdef double _squared_error(const floating* output, const floating* target,
-                           const double* weight, floating* grad, int n, int k,
-                           double grad_scale, int n_threads) noexcept nogil:
     cdef double total = 0.0
     cdef int i
     if n_threads == 1:
         for i in range(n):
-            total += _squared_error_row(output, target, weight, grad, i, k, grad_scale)
+            total += _loss_row(loss, output, target, labels, weight, grad, i, k, grad_scale)
         return total
     for i in prange(n, num_threads=n_threads, schedule="static"):
-        total += _squared_error_row(output, target, weight, grad, i, k, grad_scale)
+        total += _loss_row(loss, output, target, labels, weight, grad, i, k, grad_scale)
     return total
+
+
+cdef inline double _loss_row(int loss, const floating* output, const floating* target,
+                             const int* labels, const double* weight, floating* grad, int i,
+                             int k, double grad_scale) noexcept nogil:
+    """Row i's weighted loss w_i l_i (and its gradient, unless grad is NULL)."""
+    if loss == MEAN_SQUARED_ERROR:
+        return _squared_error_row(output, target, weight, grad, i, k, grad_scale)
+    if loss == BINARY_CROSS_ENTROPY:
+        return _binary_cross_entropy_row(output, target, weight, grad, i, k, grad_scale)
+    return _softmax_cross_entropy_row(output, labels, weight, grad, i, k, grad_scale)
 
 
 cdef inline double _squared_error_row(const floating* output, const floating* target,
@@ -77,20 +71,6 @@ cdef inline double _squared_error_row(const floating* output, const floating* ta
     return total
 
 
-cdef double _binary_cross_entropy(const floating* output, const floating* target,
-                                  const double* weight, floating* grad, int n, int k,
-                                  double grad_scale, int n_threads) noexcept nogil:
-    cdef double total = 0.0
-    cdef int i
-    if n_threads == 1:
-        for i in range(n):
-            total += _binary_cross_entropy_row(output, target, weight, grad, i, k, grad_scale)
-        return total
-    for i in prange(n, num_threads=n_threads, schedule="static"):
-        total += _binary_cross_entropy_row(output, target, weight, grad, i, k, grad_scale)
-    return total
-
-
 cdef inline double _binary_cross_entropy_row(const floating* output, const floating* target,
                                              const double* weight, floating* grad, int i,
                                              int k, double grad_scale) noexcept nogil:
@@ -107,20 +87,6 @@ cdef inline double _binary_cross_entropy_row(const floating* output, const float
         total += w * ((o if o > 0 else 0.0) - o * t + log1p(exp(-fabs(o))))
         if grad != NULL:
             grad[idx] = <floating>(row_scale * (sigmoid(o) - t))
-    return total
-
-
-cdef double _softmax_cross_entropy(const floating* output, const int* labels,
-                                   const double* weight, floating* grad, int n, int k,
-                                   double grad_scale, int n_threads) noexcept nogil:
-    cdef double total = 0.0
-    cdef int i
-    if n_threads == 1:
-        for i in range(n):
-            total += _softmax_cross_entropy_row(output, labels, weight, grad, i, k, grad_scale)
-        return total
-    for i in prange(n, num_threads=n_threads, schedule="static"):
-        total += _softmax_cross_entropy_row(output, labels, weight, grad, i, k, grad_scale)
     return total
 
 
