@@ -84,8 +84,8 @@
 # |                     | it), no dropout, no clipnorm; any optimizer | backward (update as the   | rule); test_network: fused_paths_equal_     |
 # |                     | (plain SGD updates through GEMM)            | two rows above)           | the_per_layer_path_on_wide_layers           |
 # | + sparse_input      | plan: input density below the profile's     | _gather compresses,       | test_sparse: sparse_and_dense_first_layer_  |
-# |                     | break-even (defaults: 35%), no input dropout| _sparse_grad, sparse_     | train_the_same; test_plans: every_plan_*    |
-# |                     |                                             | forward                   |                                             |
+# |                     | break-even at the batch size (defaults:     | _sparse_grad, sparse_     | train_the_same; test_plans: every_plan_*    |
+# |                     | 35%), no input dropout                      | forward                   |                                             |
 # | + by_norm (clip)    | team_general with clipnorm or               | _update_by_norm,          | test_formulas: the_python_driver_steps_as_  |
 # |                     | global_clipnorm > 0                         | _clip_scales              | the_fused_loop; test_network (clipnorm)     |
 # | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; test_network: fused_fit_is_   |
@@ -113,7 +113,7 @@ from descend._dense cimport (dense_forward, activation_backward, dense_grad_inpu
                              dense_grad_params, dropout, descend_mix, gemm_rows,
                              bias_activation_row, activation_backward_columns)
 from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
-                              GRAD_GROUP_ROWS)
+                              sparse_scratch_ints, sparse_scratch_values)
 from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERROR,
                                SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY, LayerSpec,
                                Strategy, PER_SAMPLE_SGD, TEAM_GEMM_SGD, TEAM_GENERAL,
@@ -435,10 +435,11 @@ cdef class EpochRunner:
     cdef int* nz_index
     cdef void* nz_value
     cdef int* nz_count
-    # sparse_grad_kernel's scratch, per thread (SPARSE_SCRATCH ints or values)
+    # sparse_grad_kernel's scratch, per thread: scratch_size ints and
+    # scratch_values values
     cdef int* grad_scratch
     cdef void* grad_values
-    cdef long scratch_size
+    cdef long scratch_size, scratch_values
     # distributed (set_distributed): this rank's share of each global batch, its
     # gradients summed over the ranks by one MPI_Allreduce a step, from the loop
     cdef int dist_rank, dist_size      # dist_size 0: not distributed
@@ -553,11 +554,12 @@ cdef class EpochRunner:
         nz_index = np.empty((batch_size, width), np.int32) if sparse else None
         nz_value = np.empty((batch_size, width), dtype) if sparse else None
         nz_count = np.empty(batch_size, np.int32) if sparse else None
-        # per thread: cursor (batch), col_start (group + 1), col_sample (batch x group)
-        self.scratch_size = batch_size * (GRAD_GROUP_ROWS + 1) + GRAD_GROUP_ROWS + 1
+        # sparse_grad_kernel's scratch, per thread
+        self.scratch_size = sparse_scratch_ints(batch_size)
+        self.scratch_values = sparse_scratch_values(batch_size)
         grad_scratch = (np.empty((self.n_threads, self.scratch_size), np.int32)
                         if sparse else None)
-        grad_values = (np.empty((self.n_threads, batch_size * GRAD_GROUP_ROWS), dtype)
+        grad_values = (np.empty((self.n_threads, self.scratch_values), dtype)
                        if sparse else None)
         targets_batch = (None if targets is None else
                          np.empty((batch_size, targets.shape[1]), dtype=dtype))
@@ -1279,13 +1281,10 @@ cdef class EpochRunner:
         """out[k0:k1] += scale * (X^T dZ)[k0:k1] of the first layer, sparse input,
         with thread t's scratch."""
         cdef LayerPlan* p = &self.plans[0]
-        cdef int* scratch = self.grad_scratch + t * self.scratch_size
         sparse_grad_kernel(self.nz_index, <floating*>self.nz_value, self.nz_count, nb,
                            p.n_in, <floating*>p.dz, p.n_out, k0, k1, <floating>scale, out,
-                           scratch, scratch + self.batch_size,
-                           scratch + self.batch_size + GRAD_GROUP_ROWS + 1,
-                           <floating*>self.grad_values + <long>t * self.batch_size
-                           * GRAD_GROUP_ROWS)
+                           self.grad_scratch + t * self.scratch_size,
+                           <floating*>self.grad_values + t * self.scratch_values)
 
     cdef double _sgd_through_gemm(self, LayerPlan* p, int l, int nb, int k0, int k1,
                                   int t, double learning_rate, double weight_decay,
