@@ -592,10 +592,11 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
     with out = w and scale = -learning_rate, plain SGD's update.
 
     The rows go in groups of GRAD_GROUP_ROWS, and within a group
-    SHARED_ROWS at a time: the forward's grouped row loop with the roles
-    turned (there rows of z share the loaded rows of w, here rows of out
-    share the loaded rows of dz). For each group, the entries of x are
-    gathered first into one bucket per SHARED_ROWS kernel rows: the samples
+    SHARED_ROWS at a time where the CPU has the four-row loop (else one at
+    a time): predict's four-row loop with the roles turned (there rows of
+    z share the loaded rows of w, here rows of out share the loaded rows
+    of dz). For each group, the entries of x are gathered first into one
+    bucket per SHARED_ROWS (or one) kernel rows: the samples
     with an entry in any of its columns, in sample order (each sample
     holds one slot, so a bucket has n fixed slots and one pass over the
     entries fills them), scale times the entries, and masks saying which
@@ -611,13 +612,19 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
     cdef uint64_t first
     cdef const int* cols
     cdef const floating* vals
+    # a bucket holds `shared` kernel rows: SHARED_ROWS where the CPU has the
+    # four-row loop, else 1 (the one-row loop then takes each bucket as it
+    # is: no masks, nothing to pick out)
+    cdef int shift = 2 if has_rows4() else 0
+    cdef int shared = 1 << shift
+    cdef int n_buckets = GRAD_GROUP_ROWS >> shift
     # a bucket slot's four masks (masks[4 * k + s] of add_masked_rows) as one
     # word, so that a new slot clears them without a branch
     cdef uint64_t* slot_mask = <uint64_t*>scratch
-    cdef int* cursor = scratch + 2 * (GRAD_GROUP_ROWS // SHARED_ROWS) * slots
+    cdef int* cursor = scratch + (2 * n_buckets * slots if shared > 1 else 0)
     cdef int* fill = cursor + n
-    cdef int* last = fill + GRAD_GROUP_ROWS // SHARED_ROWS
-    cdef int* col_sample = last + GRAD_GROUP_ROWS // SHARED_ROWS
+    cdef int* last = fill + n_buckets
+    cdef int* col_sample = last + n_buckets
     cdef floating* col_value = scratch_values
     # cursor[i]: row i's first entry at or after the current group's first row
     for i in range(n):
@@ -632,7 +639,7 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
         cursor[i] = lo
     while row_begin < row_end:
         group_end = min(row_begin + GRAD_GROUP_ROWS, row_end)
-        buckets = (group_end - row_begin + SHARED_ROWS - 1) // SHARED_ROWS
+        buckets = (group_end - row_begin + shared - 1) >> shift
         for q in range(buckets):
             fill[q] = 0
             last[q] = -1
@@ -645,31 +652,39 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
                 # no branch on whether the sample already has a slot in the
                 # bucket: a sample's entries in a bucket are consecutive
                 r = cols[j] - row_begin
-                q = r // SHARED_ROWS
+                q = r >> shift
                 first = last[q] != i
                 k = fill[q] - 1 + <int>first
                 fill[q] = k + 1
                 last[q] = i
                 col_sample[q * slots + k] = i
-                slot_mask[q * slots + k] = ((slot_mask[q * slots + k] & (first - 1))
-                                            | lane_mask(r % SHARED_ROWS))
-                col_value[(q * SHARED_ROWS + r % SHARED_ROWS) * slots + k] = scale * vals[j]
+                if shared > 1:
+                    slot_mask[q * slots + k] = ((slot_mask[q * slots + k] & (first - 1))
+                                                | lane_mask(r & (shared - 1)))
+                col_value[(q * shared + (r & (shared - 1))) * slots + k] = scale * vals[j]
                 j = j + 1
             cursor[i] = j
         for q in range(buckets):
             if fill[q] == 0:
                 continue
-            r = row_begin + q * SHARED_ROWS
-            if floating is float:
-                add_masked_rows_f(col_sample + q * slots, col_value + q * SHARED_ROWS * slots,
+            r = row_begin + q * shared
+            if shared == 1:
+                if floating is float:
+                    add_weighted_rows_f(col_sample + q * slots, col_value + q * slots, fill[q],
+                                        dz, n_out, out + <long>r * n_out)
+                else:
+                    add_weighted_rows_d(col_sample + q * slots, col_value + q * slots, fill[q],
+                                        dz, n_out, out + <long>r * n_out)
+            elif floating is float:
+                add_masked_rows_f(col_sample + q * slots, col_value + q * shared * slots,
                                   slots, <unsigned short*>(slot_mask + q * slots), fill[q],
                                   dz, n_out, out + <long>r * n_out, n_out,
-                                  min(SHARED_ROWS, group_end - r))
+                                  min(shared, group_end - r))
             else:
-                add_masked_rows_d(col_sample + q * slots, col_value + q * SHARED_ROWS * slots,
+                add_masked_rows_d(col_sample + q * slots, col_value + q * shared * slots,
                                   slots, <unsigned short*>(slot_mask + q * slots), fill[q],
                                   dz, n_out, out + <long>r * n_out, n_out,
-                                  min(SHARED_ROWS, group_end - r))
+                                  min(shared, group_end - r))
         row_begin = group_end
 
 
