@@ -581,6 +581,19 @@ cdef void sparse_forward(const int* index, const floating* value, const int* cou
         bias_activation_row(zi, a + <long>i * n_out, b, n_out, activation, alpha)
 
 
+cdef inline int _first_entry_from(const int* cols, int count, int column) noexcept nogil:
+    """The first of a compressed row's entries (columns cols[:count], in
+    order) at or after `column` (count if none): a binary search."""
+    cdef int lo = 0, hi = count, mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cols[mid] < column:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 cdef void sparse_grad_kernel(const int* index, const floating* value, const int* count,
                              int n, int stride, const floating* dz, int n_out,
                              int row_begin, int row_end, floating scale, floating* out,
@@ -607,7 +620,7 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
 
     Scratch: sparse_scratch_ints(n) ints, sparse_scratch_values(n) values.
     """
-    cdef int i, j, r, q, k, lo, hi, mid, group_end, end, buckets
+    cdef int i, j, r, q, k, group_end, end, buckets
     cdef long slots = n
     cdef uint64_t first
     cdef const int* cols
@@ -628,15 +641,7 @@ cdef void sparse_grad_kernel(const int* index, const floating* value, const int*
     cdef floating* col_value = scratch_values
     # cursor[i]: row i's first entry at or after the current group's first row
     for i in range(n):
-        cols = index + <long>i * stride
-        lo, hi = 0, count[i]
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if cols[mid] < row_begin:
-                lo = mid + 1
-            else:
-                hi = mid
-        cursor[i] = lo
+        cursor[i] = _first_entry_from(index + <long>i * stride, count[i], row_begin)
     while row_begin < row_end:
         group_end = min(row_begin + GRAD_GROUP_ROWS, row_end)
         buckets = (group_end - row_begin + shared - 1) >> shift
