@@ -71,6 +71,40 @@ def test_the_sparse_first_layer_leaves_the_default_only_beyond_the_margin():
     assert not plans.plan_for(workload(density=0.01, input_dropout=True), profile).sparse_input
 
 
+def test_the_break_even_density_follows_the_batch_size():
+    """The profile measures the break-even at a few batch sizes; a workload's
+    is log-linear between them (clamped): 10% at batch 16 and 40% at 1024
+    give 20% at 128, so MNIST's 19% runs dense at batch 16 (limit 0.1 / 0.85)
+    and sparse from batch 128 up."""
+    profile = fake_profile()
+    profile["sparse_break_even"]["float32"] = {"16": 0.1, "1024": 0.4}
+    assert plans.sparse_break_even(profile, "float32", 128) == pytest.approx(0.2)
+    assert plans.sparse_break_even(profile, "float32", 1) == pytest.approx(0.1)
+    assert plans.sparse_break_even(profile, "float32", 4096) == pytest.approx(0.4)
+    assert plans.sparse_break_even(profile, "float64", 128) == pytest.approx(0.185 / 2)
+    assert not plans.plan_for(workload(batch_size=16), profile).sparse_input
+    assert plans.plan_for(workload(batch_size=128), profile).sparse_input
+    assert plans.plan_for(workload(batch_size=1024), profile).sparse_input
+    assert plans.sparse_density_limit(profile, workload(batch_size=16)) == pytest.approx(
+        0.1 / 0.85)
+
+
+def test_the_profile_probe_runs_the_first_layer_of_an_epoch_both_ways():
+    """Both runs do the epoch's whole work (a run that skipped some would
+    look faster and tip the plan): z = x . w and out = w - 0.001 x^T dz,
+    batch by batch, in the plan's blocks."""
+    rng = np.random.default_rng(8)
+    x = sparse_rows(rng, 45, 30, 0.2, np.float64)
+    w, dz = rng.normal(size=(30, 7)), rng.normal(size=(45, 7))
+    for dense in (False, True):
+        run = _sparse.SparseLayerRun(x, w, dz, dense=dense, batch_size=16, sample_rows=6,
+                                     kernel_rows=8)
+        run()
+        z, out = run.outputs()
+        np.testing.assert_allclose(z, x @ w, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(out, w - 0.001 * x.T @ dz, rtol=1e-12, atol=1e-12)
+
+
 def test_the_plan_is_a_function_of_the_profile_and_the_workload_only():
     profile = fake_profile()
     first = [plans.plan_for(workload(s, b), profile) for s in (MNIST_LIKE, WIDE)
@@ -228,7 +262,9 @@ def test_profiling_off_means_the_defaults(monkeypatch):
 def test_the_real_measurement_has_every_field():
     profile = plans.measure_profile()
     for dtype in ("float32", "float64"):
-        assert 0 < profile["sparse_break_even"][dtype] < 100
+        assert set(profile["sparse_break_even"][dtype]) == {
+            str(b) for b in plans.SPARSE_PROBE_BATCHES}
+        assert all(0 < value < 100 for value in profile["sparse_break_even"][dtype].values())
         for width in plans.PROFILE_WIDTHS:
             assert set(profile["gemm"][dtype][str(width)]) == {str(r) for r in plans.PROFILE_ROWS}
             assert min(profile["gemm"][dtype][str(width)].values()) > 0

@@ -108,6 +108,45 @@ def test_sparse_grad_kernel_adds_the_rows_of_x_transpose_dz(shape, density, dtyp
     np.testing.assert_array_equal(out[end:], untouched[end:])
 
 
+@FAST
+@given(shape=shapes, density=densities, dtype=dtypes, seed=seeds)
+def test_sparse_forward_gives_each_row_the_bits_of_that_row_alone(shape, density, dtype,
+                                                                  seed):
+    """Rows go four at a time where the CPU has the four-row loop: each row
+    still gets the one-row loop's sums, in the same order."""
+    n, d, k = shape
+    rng = np.random.default_rng(seed)
+    x = sparse_matrix(rng, n, d, density, dtype)
+    w = rng.normal(size=(d, k)).astype(dtype)
+    z = np.empty((n, k), dtype)
+    _sparse.sparse_forward_py(x, w, None, z, z, IDENTITY, 0.0)
+    for i in range(n):
+        alone = np.empty((1, k), dtype)
+        _sparse.sparse_forward_py(x[i:i + 1], w, None, alone, alone, IDENTITY, 0.0)
+        np.testing.assert_array_equal(z[i], alone[0])
+
+
+@FAST
+@given(shape=shapes, density=densities, dtype=dtypes, seed=seeds,
+       scale=st.sampled_from([1.0, -0.01, 2.5]))
+def test_sparse_grad_kernel_row_r_is_the_forward_product_of_column_r(shape, density, dtype,
+                                                                     seed, scale):
+    """Kernel rows go four at a time (one load of a row of dz serves four):
+    row r of scale * x^T . dz still has the bits of the forward product of
+    the row vector scale * x[:, r] with dz (the same sum, in sample order)."""
+    n, d, k = shape
+    rng = np.random.default_rng(seed)
+    x = sparse_matrix(rng, n, d, density, dtype)
+    dz = rng.normal(size=(n, k)).astype(dtype)
+    out = np.zeros((d, k), dtype)
+    _sparse.sparse_grad_kernel_py(x, dz, out, 0, d, scale)
+    for r in range(d):
+        column = np.ascontiguousarray((dtype(scale) * x[:, r])[None, :])
+        row = np.empty((1, k), dtype)
+        _sparse.sparse_forward_py(column, dz, None, row, row, IDENTITY, 0.0)
+        np.testing.assert_array_equal(out[r], row[0])
+
+
 def test_sparse_kernels_reject_bad_shapes_and_ranges():
     x = np.zeros((3, 4))
     with pytest.raises(ValueError, match="w has shape"):

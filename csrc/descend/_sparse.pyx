@@ -21,6 +21,7 @@ from descend._blas cimport gemm
 
 cimport numpy as cnp
 from libc.stdlib cimport free, malloc
+from libc.stdint cimport uint64_t
 
 from descend._dense cimport apply_link, bias_activation_row, forward_dtype, non_finite
 from descend._simd cimport PORTABLE, AVX2, AVX512, cpu_has
@@ -145,7 +146,7 @@ cdef extern from *:
     DESCEND_ROWS_WIDE(double, d, avx512, "avx512f", __m512d, 8, _mm512_loadu_pd,
                       _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd, DESCEND_TAIL_MASKED_d)
 
-    /* ---- four rows at once (AVX-512), for inference: z[s, :n] += sum over
+    /* ---- four rows at once (AVX-512): z[s, :n] += sum over
        j < m with bit s of bits[j] set of vals[s * stride + j] * w[cols[j] * n, :n],
        for s < 4 (z rows ldz apart), where masks[4 * j + s] is all ones when
        row s has an entry in column j and 0 when not. cols are the union of
@@ -447,6 +448,54 @@ cdef extern from *:
                                         double *vals, unsigned short *masks) {
         return descend_union4_d(a, rows, n, cols, vals, masks);
     }
+
+    /* ---- up to four rows of z at once, their entries given as a union (the
+       four-row loop's input): z[s, :n] += sum over j < m where masks[4 * j + s]
+       is set of vals[s * stride + j] * w[cols[j] * n, :n], for s < rows (<= 4;
+       z rows ldz apart). The four-row loop where the CPU has one and there
+       are four rows; otherwise each row's entries are picked out, in order,
+       a chunk at a time, for the one-row loop. Every element of z gets the
+       one-row loop's sum in the same order either way: the same bits. (A
+       chunk is a multiple of four entries, so the portable loop, which adds
+       four entries per pass, also groups them as it would unchunked.) */
+    #define DESCEND_PICKED 256
+    #define DESCEND_MASKED_ROWS(T, S)                                           \
+        static void descend_add_masked_rows_##S(const int *cols, const T *vals, \
+                long stride, const unsigned short *masks, int m, const T *w,    \
+                int n, T *z, long ldz, int rows) {                              \
+            int picked_cols[DESCEND_PICKED], s, j, k;                           \
+            T picked_vals[DESCEND_PICKED];                                      \
+            if (rows == 4 && descend_rows4_##S) {                               \
+                descend_rows4_##S(cols, vals, stride, masks, m, w, n, z, ldz);  \
+                return;                                                         \
+            }                                                                   \
+            for (s = 0; s < rows; s++) {                                        \
+                for (j = 0, k = 0; j < m; j++) {                                \
+                    if (!masks[4 * j + s]) continue;                            \
+                    picked_cols[k] = cols[j];                                   \
+                    picked_vals[k++] = vals[s * stride + j];                    \
+                    if (k == DESCEND_PICKED) {                                  \
+                        descend_rows_##S(picked_cols, picked_vals, k, w, n, z + s * ldz); \
+                        k = 0;                                                  \
+                    }                                                           \
+                }                                                               \
+                if (k) descend_rows_##S(picked_cols, picked_vals, k, w, n, z + s * ldz); \
+            }                                                                   \
+        }
+    DESCEND_MASKED_ROWS(float, f)
+    DESCEND_MASKED_ROWS(double, d)
+
+    /* the word of four masks (unsigned shorts) with mask s all ones, in
+       memory order (a shift: building it in memory would stall the load
+       that follows the narrow store) */
+    static uint64_t descend_lane_mask(int s) {
+    #if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && \
+        __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        return (uint64_t)0xFFFFu << (48 - 16 * s);
+    #else
+        return (uint64_t)0xFFFFu << (16 * s);
+    #endif
+    }
     """
     int use_isa "descend_use_isa"(int isa) noexcept nogil
     bint has_rows4 "descend_has_rows4"() noexcept nogil
@@ -472,6 +521,13 @@ cdef extern from *:
     void add_weighted_rows_d "descend_add_weighted_rows_d"(
         const int* cols, const double* vals, int m, const double* w, int n,
         double* z) noexcept nogil
+    uint64_t lane_mask "descend_lane_mask"(int s) noexcept nogil
+    void add_masked_rows_f "descend_add_masked_rows_f"(
+        const int* cols, const float* vals, long stride, const unsigned short* masks, int m,
+        const float* w, int n, float* z, long ldz, int rows) noexcept nogil
+    void add_masked_rows_d "descend_add_masked_rows_d"(
+        const int* cols, const double* vals, long stride, const unsigned short* masks, int m,
+        const double* w, int n, double* z, long ldz, int rows) noexcept nogil
 
 _ISA_NAMES = {PORTABLE: "portable", AVX2: "avx2", AVX512: "avx512"}
 _ISA_CODES = {name: code for code, name in _ISA_NAMES.items()}
@@ -549,68 +605,115 @@ cdef void sparse_forward(const int* index, const floating* value, const int* cou
         bias_activation_row(zi, a + <long>i * n_out, b, n_out, activation, alpha)
 
 
+cdef inline int _first_entry_from(const int* cols, int count, int column) noexcept nogil:
+    """The first of a compressed row's entries (columns cols[:count], in
+    order) at or after `column` (count if none): a binary search."""
+    cdef int lo = 0, hi = count, mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cols[mid] < column:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 cdef void sparse_grad_kernel(const int* index, const floating* value, const int* count,
                              int n, int stride, const floating* dz, int n_out,
                              int row_begin, int row_end, floating scale, floating* out,
-                             int* cursor, int* col_start, int* col_sample,
-                             floating* col_value) noexcept nogil:
+                             int* scratch, floating* scratch_values) noexcept nogil:
     """out[r, :] += scale * (x^T . dz)[r, :] for kernel rows r in
     [row_begin, row_end), x given by n compressed rows, dz (n, n_out).
 
     With out = dw zeroed first and scale = 1 this is the kernel's gradient;
     with out = w and scale = -learning_rate, plain SGD's update.
 
-    The rows go in groups of GRAD_GROUP_ROWS. For each group, the columns of
-    x are gathered first into one bucket per column (the samples with a
-    non-zero entry there, and scale times the entries): a column holds at
-    most one entry per sample, so bucket r has n fixed slots and one pass
-    over the entries fills them, samples in order, with no counting pass.
-    Then out[r] adds those samples' rows of dz in one pass, the same loop
-    as the forward product. Each out row sums its terms in sample order
-    whatever the range: a split of the rows over threads gives the same bits.
+    The rows go in groups of GRAD_GROUP_ROWS, and within a group
+    SHARED_ROWS at a time where the CPU has the four-row loop (else one at
+    a time): predict's four-row loop with the roles turned (there rows of
+    z share the loaded rows of w, here rows of out share the loaded rows
+    of dz). For each group, the entries of x are gathered first into one
+    bucket per SHARED_ROWS (or one) kernel rows: the samples
+    with an entry in any of its columns, in sample order (each sample
+    holds one slot, so a bucket has n fixed slots and one pass over the
+    entries fills them), scale times the entries, and masks saying which
+    of the columns each sample has. Then each bucket's rows of out add
+    those samples' rows of dz (add_masked_rows). Each out row sums its
+    terms in sample order whatever the range and whatever the CPU's loop:
+    a split of the rows over threads gives the same bits.
 
-    Scratch: cursor (n ints), col_start (GRAD_GROUP_ROWS + 1 ints; the
-    buckets' fill counts), col_sample and col_value (n * GRAD_GROUP_ROWS each).
+    Scratch: sparse_scratch_ints(n) ints, sparse_scratch_values(n) values.
     """
-    cdef int i, j, r, lo, hi, mid, group_end, end
+    cdef int i, j, r, q, k, group_end, end, buckets
+    cdef long slots = n
+    cdef uint64_t first
     cdef const int* cols
     cdef const floating* vals
-    cdef int* fill = col_start
+    # a bucket holds `shared` kernel rows: SHARED_ROWS where the CPU has the
+    # four-row loop, else 1 (the one-row loop then takes each bucket as it
+    # is: no masks, nothing to pick out)
+    cdef int shift = 2 if has_rows4() else 0
+    cdef int shared = 1 << shift
+    cdef int n_buckets = GRAD_GROUP_ROWS >> shift
+    # a bucket slot's four masks (masks[4 * k + s] of add_masked_rows) as one
+    # word, so that a new slot clears them without a branch
+    cdef uint64_t* slot_mask = <uint64_t*>scratch
+    cdef int* cursor = scratch + (2 * n_buckets * slots if shared > 1 else 0)
+    cdef int* fill = cursor + n
+    cdef int* last = fill + n_buckets
+    cdef int* col_sample = last + n_buckets
+    cdef floating* col_value = scratch_values
     # cursor[i]: row i's first entry at or after the current group's first row
     for i in range(n):
-        cols = index + <long>i * stride
-        lo, hi = 0, count[i]
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if cols[mid] < row_begin:
-                lo = mid + 1
-            else:
-                hi = mid
-        cursor[i] = lo
+        cursor[i] = _first_entry_from(index + <long>i * stride, count[i], row_begin)
     while row_begin < row_end:
         group_end = min(row_begin + GRAD_GROUP_ROWS, row_end)
-        memset(fill, 0, (group_end - row_begin) * sizeof(int))
+        buckets = (group_end - row_begin + shared - 1) >> shift
+        for q in range(buckets):
+            fill[q] = 0
+            last[q] = -1
         for i in range(n):
             cols = index + <long>i * stride
             vals = value + <long>i * stride
             j = cursor[i]
             end = count[i]
             while j < end and cols[j] < group_end:
+                # no branch on whether the sample already has a slot in the
+                # bucket: a sample's entries in a bucket are consecutive
                 r = cols[j] - row_begin
-                col_sample[<long>r * n + fill[r]] = i
-                col_value[<long>r * n + fill[r]] = scale * vals[j]
-                fill[r] += 1
+                q = r >> shift
+                first = last[q] != i
+                k = fill[q] - 1 + <int>first
+                fill[q] = k + 1
+                last[q] = i
+                col_sample[q * slots + k] = i
+                if shared > 1:
+                    slot_mask[q * slots + k] = ((slot_mask[q * slots + k] & (first - 1))
+                                                | lane_mask(r & (shared - 1)))
+                col_value[(q * shared + (r & (shared - 1))) * slots + k] = scale * vals[j]
                 j = j + 1
             cursor[i] = j
-        for r in range(group_end - row_begin):
-            if fill[r] == 0:
+        for q in range(buckets):
+            if fill[q] == 0:
                 continue
-            if floating is float:
-                add_weighted_rows_f(col_sample + <long>r * n, col_value + <long>r * n,
-                                    fill[r], dz, n_out, out + <long>(row_begin + r) * n_out)
+            r = row_begin + q * shared
+            if shared == 1:
+                if floating is float:
+                    add_weighted_rows_f(col_sample + q * slots, col_value + q * slots, fill[q],
+                                        dz, n_out, out + <long>r * n_out)
+                else:
+                    add_weighted_rows_d(col_sample + q * slots, col_value + q * slots, fill[q],
+                                        dz, n_out, out + <long>r * n_out)
+            elif floating is float:
+                add_masked_rows_f(col_sample + q * slots, col_value + q * shared * slots,
+                                  slots, <unsigned short*>(slot_mask + q * slots), fill[q],
+                                  dz, n_out, out + <long>r * n_out, n_out,
+                                  min(shared, group_end - r))
             else:
-                add_weighted_rows_d(col_sample + <long>r * n, col_value + <long>r * n,
-                                    fill[r], dz, n_out, out + <long>(row_begin + r) * n_out)
+                add_masked_rows_d(col_sample + q * slots, col_value + q * shared * slots,
+                                  slots, <unsigned short*>(slot_mask + q * slots), fill[q],
+                                  dz, n_out, out + <long>r * n_out, n_out,
+                                  min(shared, group_end - r))
         row_begin = group_end
 
 
@@ -692,32 +795,33 @@ def sparse_grad_kernel_py(const floating[:, ::1] x not None,
     cdef int[:, ::1] index = index_array
     cdef floating[:, ::1] value = value_array
     cdef int[::1] count = count_array
-    cdef int[::1] cursor = np.zeros(n, dtype=np.int32)
-    cdef int[::1] col_start = np.zeros(GRAD_GROUP_ROWS + 1, dtype=np.int32)
-    cdef int[::1] col_sample = np.zeros(n * GRAD_GROUP_ROWS, dtype=np.int32)
-    cdef floating[::1] col_value = np.zeros(n * GRAD_GROUP_ROWS, dtype=value_array.dtype)
+    cdef int[::1] scratch = np.empty(sparse_scratch_ints(n), np.int32)
+    cdef floating[::1] scratch_values = np.empty(sparse_scratch_values(n),
+                                                 value_array.dtype)
     with nogil:
         sparse_grad_kernel(&index[0, 0], &value[0, 0], &count[0], n, n_in, &dz[0, 0],
                            n_out, first, last, <floating>scale, &out[0, 0],
-                           &cursor[0], &col_start[0], &col_sample[0], &col_value[0])
+                           &scratch[0], &scratch_values[0])
 
 
 cdef class SparseLayerRun:
-    """One batch of the first layer's work as the fused epoch does it, sparse
-    or dense: compress the rows of x, then z := x . w and out := x^T . dz
-    from the non-zero entries; or (dense=True) copy the rows, z := x . w in
-    blocks of `rows` rows and out := x^T . dz by single-threaded BLAS.
-    Buffers are allocated once; each call runs the work once, without the
-    GIL (descend.plans times the two against each other)."""
+    """The first layer's work on the rows of x as the fused epoch does it
+    with plain SGD, sparse or dense, batch by batch: for each batch of
+    `batch_size` rows, compress the rows (or, dense=True, copy them), then
+    z := x . w in blocks of `sample_rows` rows (phase A), then the update
+    out -= 0.001 x^T . dz in blocks of `kernel_rows` kernel rows (phase B),
+    through the sparse kernels or through single-threaded BLAS. Buffers are
+    allocated once; each call runs the work once, without the GIL
+    (descend.plans times the two against each other)."""
     cdef object arrays
-    cdef int n, n_in, n_out, rows
+    cdef int n, n_in, n_out, batch_size, sample_rows, kernel_rows
     cdef bint dense
 
-    def __init__(self, x, w, dz, dense=False, rows=64):
+    def __init__(self, x, w, dz, dense=False, batch_size=None, sample_rows=64,
+                 kernel_rows=None):
         """x (n, n_in), w (n_in, n_out), dz (n, n_out): C-contiguous arrays of
-        one float dtype; rows: rows per forward GEMM (dense)."""
-        self.dense = dense
-        self.rows = max(1, rows)
+        one float dtype; batch_size (default n), sample_rows and kernel_rows
+        (default n_in): the epoch's batch and block sizes."""
         import numpy as np
         x, w, dz = (np.ascontiguousarray(a) for a in (x, w, dz))
         if x.dtype not in (np.float32, np.float64) or w.dtype != x.dtype or dz.dtype != x.dtype:
@@ -729,15 +833,22 @@ cdef class SparseLayerRun:
             raise ValueError("x (n, n_in), w (n_in, n_out) and dz (n, n_out) must agree")
         if self.n == 0 or self.n_in == 0 or self.n_out == 0:
             raise ValueError("x, w and dz must not be empty")
+        self.dense = dense
+        self.batch_size = min(self.n, max(1, batch_size or self.n))
+        self.sample_rows = max(1, sample_rows)
+        self.kernel_rows = max(1, kernel_rows or self.n_in)
         dtype = x.dtype
         n, n_in, n_out = self.n, self.n_in, self.n_out
         self.arrays = (x, w, dz,
                        np.empty((n, n_in), np.int32), np.empty((n, n_in), dtype),
-                       np.empty(n, np.int32), np.empty((n, n_out), dtype),
-                       np.empty((n_in, n_out), dtype), np.empty(n, np.int32),
-                       np.empty(GRAD_GROUP_ROWS + 1, np.int32),
-                       np.empty(n * GRAD_GROUP_ROWS, np.int32),
-                       np.empty(n * GRAD_GROUP_ROWS, dtype))
+                       np.empty(n, np.int32), np.empty((n, n_out), dtype), w.copy(),
+                       np.empty(sparse_scratch_ints(self.batch_size), np.int32),
+                       np.empty(sparse_scratch_values(self.batch_size), dtype))
+
+    def outputs(self):
+        """(z, out) of the last call: z (n, n_out) the forward product, out
+        (n_in, n_out) starts as a copy of w and gets every call's update."""
+        return self.arrays[6], self.arrays[7]
 
     def __call__(self):
         if self.arrays[0].dtype.itemsize == 4:
@@ -754,32 +865,43 @@ cdef class SparseLayerRun:
         cdef int[::1] count = self.arrays[5]
         cdef floating[:, ::1] z = self.arrays[6]
         cdef floating[:, ::1] out = self.arrays[7]
-        cdef int[::1] cursor = self.arrays[8]
-        cdef int[::1] col_start = self.arrays[9]
-        cdef int[::1] col_sample = self.arrays[10]
-        cdef floating[::1] col_value = self.arrays[11]
-        cdef int i
-        if self.dense:
-            with nogil:
-                i = 0
-                while i < self.n:       # value holds the copied rows
-                    memcpy(&value[i, 0], &x[i, 0], self.n_in * sizeof(floating))
-                    gemm(False, False, min(self.rows, self.n - i), self.n_out, self.n_in,
-                         <floating>1, &value[i, 0], self.n_in, &w[0, 0], self.n_out,
-                         <floating>0, &z[i, 0], self.n_out)
-                    i = i + self.rows
-                gemm(True, False, self.n_in, self.n_out, self.n, <floating>1, &value[0, 0],
-                     self.n_in, &dz[0, 0], self.n_out, <floating>0, &out[0, 0], self.n_out)
-            return
+        cdef int[::1] scratch = self.arrays[8]
+        cdef floating[::1] scratch_values = self.arrays[9]
+        cdef int b0 = 0, nb, i, k0, rows
         with nogil:
-            for i in range(self.n):
-                count[i] = nonzero_entries(&x[i, 0], self.n_in, &index[i, 0], &value[i, 0])
-            sparse_forward(&index[0, 0], &value[0, 0], &count[0], self.n, self.n_in,
-                           &w[0, 0], NULL, self.n_out, &z[0, 0], &z[0, 0], 0, 0)
-            memset(&out[0, 0], 0, <long>self.n_in * self.n_out * sizeof(floating))
-            sparse_grad_kernel(&index[0, 0], &value[0, 0], &count[0], self.n, self.n_in,
-                               &dz[0, 0], self.n_out, 0, self.n_in, 1, &out[0, 0],
-                               &cursor[0], &col_start[0], &col_sample[0], &col_value[0])
+            while b0 < self.n:
+                nb = min(self.batch_size, self.n - b0)
+                for i in range(b0, b0 + nb):
+                    if self.dense:      # value holds the copied rows
+                        memcpy(&value[i, 0], &x[i, 0], self.n_in * sizeof(floating))
+                    else:
+                        count[i] = nonzero_entries(&x[i, 0], self.n_in, &index[i, 0],
+                                                   &value[i, 0])
+                i = b0
+                while i < b0 + nb:
+                    rows = min(self.sample_rows, b0 + nb - i)
+                    if self.dense:
+                        gemm(False, False, rows, self.n_out, self.n_in, <floating>1,
+                             &value[i, 0], self.n_in, &w[0, 0], self.n_out, <floating>0,
+                             &z[i, 0], self.n_out)
+                    else:
+                        sparse_forward(&index[i, 0], &value[i, 0], &count[i], rows, self.n_in,
+                                       &w[0, 0], NULL, self.n_out, &z[i, 0], &z[i, 0], 0, 0)
+                    i = i + rows
+                k0 = 0
+                while k0 < self.n_in:
+                    rows = min(self.kernel_rows, self.n_in - k0)
+                    if self.dense:
+                        gemm(True, False, rows, self.n_out, nb, <floating>-0.001,
+                             &value[b0, k0], self.n_in, &dz[b0, 0], self.n_out, <floating>1,
+                             &out[k0, 0], self.n_out)
+                    else:
+                        sparse_grad_kernel(&index[b0, 0], &value[b0, 0], &count[b0], nb,
+                                           self.n_in, &dz[b0, 0], self.n_out, k0, k0 + rows,
+                                           <floating>-0.001, &out[0, 0], &scratch[0],
+                                           &scratch_values[0])
+                    k0 = k0 + rows
+                b0 = b0 + nb
 
 
 # ---- inference: predict's lean path for a few rows ----

@@ -97,8 +97,8 @@
 # |                     | it), no dropout, no clipnorm; any optimizer | backward (update as the   | rule); test_network: fused_paths_equal_     |
 # |                     | (plain SGD updates through GEMM)            | two rows above)           | the_per_layer_path_on_wide_layers           |
 # | + sparse_input      | plan: input density below the profile's     | _gather compresses,       | test_sparse: sparse_and_dense_first_layer_  |
-# |                     | break-even (defaults: 35%), no input dropout| _sparse_grad, sparse_     | train_the_same; test_plans: every_plan_*    |
-# |                     |                                             | forward                   |                                             |
+# |                     | break-even at the batch size (defaults:     | _sparse_grad, sparse_     | train_the_same; test_plans: every_plan_*    |
+# |                     | 35%), no input dropout                      | forward                   |                                             |
 # | + by_norm (clip)    | team_general with clipnorm or               | _update_by_norm,          | test_formulas: the_python_driver_steps_as_  |
 # |                     | global_clipnorm > 0                         | _clip_scales              | the_fused_loop; test_network (clipnorm)     |
 # | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; test_network: fused_fit_is_   |
@@ -126,7 +126,7 @@ from descend._dense cimport (dense_forward_block, activation_backward,
                              dense_grad_params, dropout, descend_mix,
                              bias_activation_row, activation_backward_columns)
 from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
-                              GRAD_GROUP_ROWS)
+                              sparse_scratch_ints, sparse_scratch_values)
 from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERROR,
                                SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY, LayerSpec,
                                Strategy, PER_SAMPLE_SGD, TEAM_GEMM_SGD, TEAM_GENERAL,
@@ -450,10 +450,11 @@ cdef struct LoopState:
     int* nz_index
     void* nz_value
     int* nz_count
-    # sparse_grad_kernel's scratch, per thread (scratch_size ints, then values)
+    # sparse_grad_kernel's scratch, per thread: scratch_size ints and
+    # scratch_values values
     int* grad_scratch
     void* grad_values
-    long scratch_size
+    long scratch_size, scratch_values
     # distributed (set_distributed): this rank's share of each global batch, its
     # gradients summed over the ranks by one MPI_Allreduce a step, from the loop
     int dist_rank, dist_size    # dist_size 0: not distributed
@@ -501,11 +502,12 @@ cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_aliv
     nz_index = np.empty((batch_size, width), np.int32) if sparse else None
     nz_value = np.empty((batch_size, width), dtype) if sparse else None
     nz_count = np.empty(batch_size, np.int32) if sparse else None
-    # per thread: cursor (batch), col_start (group + 1), col_sample (batch x group)
-    loop.scratch_size = batch_size * (GRAD_GROUP_ROWS + 1) + GRAD_GROUP_ROWS + 1
+    # sparse_grad_kernel's scratch, per thread
+    loop.scratch_size = sparse_scratch_ints(batch_size)
+    loop.scratch_values = sparse_scratch_values(batch_size)
     grad_scratch = (np.empty((loop.n_threads, loop.scratch_size), np.int32)
                     if sparse else None)
-    grad_values = (np.empty((loop.n_threads, batch_size * GRAD_GROUP_ROWS), dtype)
+    grad_values = (np.empty((loop.n_threads, loop.scratch_values), dtype)
                    if sparse else None)
     targets_batch = (None if targets is None else
                      np.empty((batch_size, targets.shape[1]), dtype=dtype))
@@ -1313,13 +1315,10 @@ cdef void _sparse_grad(LoopState* loop, int nb, int k0, int k1, double scale, fl
     """out[k0:k1] += scale * (X^T dZ)[k0:k1] of the first layer, sparse input,
     with thread t's scratch."""
     cdef LayerPlan* p = &loop.plans[0]
-    cdef int* scratch = loop.grad_scratch + t * loop.scratch_size
     sparse_grad_kernel(loop.nz_index, <floating*>loop.nz_value, loop.nz_count, nb,
                        p.n_in, <floating*>p.dz, p.n_out, k0, k1, <floating>scale, out,
-                       scratch, scratch + loop.batch_size,
-                       scratch + loop.batch_size + GRAD_GROUP_ROWS + 1,
-                       <floating*>loop.grad_values + <long>t * loop.batch_size
-                       * GRAD_GROUP_ROWS)
+                       loop.grad_scratch + t * loop.scratch_size,
+                       <floating*>loop.grad_values + t * loop.scratch_values)
 
 
 # ---- phase B by_norm: clipping by norm needs every gradient first ------------

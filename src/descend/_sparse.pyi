@@ -39,10 +39,15 @@ def sparse_grad_kernel_py(x: NDArray[_F], dz: NDArray[_F], out: NDArray[_F], row
     """out[r] += scale * (x^T . dz)[r] for r in [row_begin, row_end), in place."""
 
 class SparseLayerRun:
-    """One batch of the first layer's work as the fused epoch does it, sparse or
-    dense (descend.plans times the two against each other)."""
+    """The first layer's work on x's rows as the fused epoch does it with plain
+    SGD, batch by batch, sparse or dense (descend.plans times the two against
+    each other)."""
 
     def __init__(self, x: NDArray[_F], w: NDArray[_F], dz: NDArray[_F], dense: bool = False,
-                 rows: int = 64) -> None: ...
+                 batch_size: int | None = None, sample_rows: int = 64,
+                 kernel_rows: int | None = None) -> None: ...
+    def outputs(self) -> tuple[NDArray[_F], NDArray[_F]]:
+        """(z, out): the forward product of the last call, and w after every
+        call's update."""
     def __call__(self) -> None:
         """Run the work once, without the GIL."""

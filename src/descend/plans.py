@@ -8,9 +8,14 @@ phase A (``sample_rows``) and how many kernel rows in phase B
 (``kernel_rows``). Constants tuned on one CPU lose on another: on an AMD
 EPYC (AVX2) the sparse first layer wins up to 35% non-zero inputs and
 4-row sample blocks are fastest for small batches; on an Intel Xeon with
-AVX-512 one large sgemm runs at ~150 GFLOP/s a core, the sparse row loop
-loses to it at MNIST's 19% density, and 4-row blocks over a 1024 x 1024
-kernel stream 4 MB of weights per 4 samples (35 GFLOP/s).
+AVX-512 one large sgemm runs at ~150 GFLOP/s a core, and 4-row blocks over
+a 1024 x 1024 kernel stream 4 MB of weights per 4 samples (35 GFLOP/s).
+How the sparse first layer compares depends on the batch size: timed as
+one 512-row batch against one large GEMM, it broke even at 19% non-zero
+inputs on that Xeon (MNIST's density: a knife edge), timed as the epoch
+runs it (batch by batch, in the plan's blocks) at 20-24% for batch 1024
+and ~30% for batches 16 and 128 (under load); so the profile measures it
+at several batch sizes.
 
 Wide kernels change the picture again: a 1024 x 1024 float32 kernel (4 MB)
 does not fit a core's L2 cache, and phase A by samples makes every core
@@ -23,7 +28,7 @@ profile) and the profile's GEMM rates estimate it faster by the margin.
 So the plan follows from a *machine profile*: the throughput of the
 candidate phase-A blockings (single-threaded GEMM of r rows against a
 small and a large kernel) and of the sparse first layer, measured once per
-machine (about half a second of CPU time), persisted in the user cache directory,
+machine (about a second of CPU time), persisted in the user cache directory,
 keyed by the CPU model and features and the versions of descend, numpy,
 scipy and the BLAS. The plan for a workload is a deterministic function
 of that profile and the workload's shapes, dtype, batch size, input
@@ -69,7 +74,7 @@ import numpy as np
 from descend._config import register_section
 from descend._validation import MAX_THREADS
 
-PROFILE_FORMAT = 5
+PROFILE_FORMAT = 6
 
 # A stored profile is measured again when it is older than this, or when the
 # process may use another number of cores than when it was measured (the
@@ -246,10 +251,10 @@ def machine_profile(refresh=False):
     dict or None
         ``key`` (CPU, libraries), ``gemm`` ({dtype: {width: {rows: GFLOP/s}}},
         single-threaded BLAS on blocks of ``rows`` rows against a width x
-        width kernel), ``sparse_break_even`` ({dtype: the input density
-        below which the sparse first layer is faster}), ``predict``
-        ({dtype: the figures predict's thresholds follow from, see
-        ``descend._inference.profile_figures``}), ``seconds`` (time
+        width kernel), ``sparse_break_even`` ({dtype: {batch size: the
+        input density below which the sparse first layer is faster}}),
+        ``predict`` ({dtype: the figures predict's thresholds follow from,
+        see ``descend._inference.profile_figures``}), ``seconds`` (time
         the measurement took), ``path`` (where it is stored; None if the
         cache was not writable).
     """
@@ -308,7 +313,14 @@ def _figures_are_valid(profile):
     try:
         for dtype in ("float32", "float64"):
             widths = profile["gemm"][dtype]
-            if not widths or not positive(profile["sparse_break_even"][dtype]):
+            break_even = profile["sparse_break_even"][dtype]
+            if isinstance(break_even, dict):
+                if not break_even or not all(int(batch) > 0 and positive(value)
+                                             for batch, value in break_even.items()):
+                    return False
+            elif not positive(break_even):
+                return False
+            if not widths:
                 return False
             # (without them predict takes its defaults)
             if "predict" in profile and not _inference.figures_are_valid(
@@ -375,21 +387,40 @@ def _gemm_runs(rng, dtype):
     return runs
 
 
+# The sparse first layer's probe: image-like inputs of this density (MNIST:
+# 19% non-zero), through MNIST's net, at these batch sizes (the break-even
+# density of a workload is interpolated between them, log scale).
 SPARSE_PROBE_DENSITY = 0.2
+SPARSE_PROBE_SHAPES = ((784, 256), (256, 128), (128, 10))
+SPARSE_PROBE_BATCHES = (16, 128, 512)
 
 
-def _first_layer_runs(rng, dtype):
-    """{"sparse": run, "dense": run}: one batch of the first layer's forward
-    and kernel gradient, 512 rows of 784 inputs into 256 units, through the
-    sparse kernels and through single-threaded BLAS. The inputs are
-    image-like, as mostly-zero inputs tend to be: 20% non-zero, all in the
-    middle 40% of the columns (MNIST: 19% non-zero, mostly central pixels)."""
+def _first_layer_runs(rng, dtype, gemm_rates, cores):
+    """{("sparse" or "dense", batch size): run}: the first layer's share of
+    an epoch of plain SGD on 512 rows of 784 inputs into 256 units, batch
+    by batch as the fused epoch runs it (compress or copy the rows, the
+    forward product in the plan's sample blocks, the update in its kernel
+    blocks), through the sparse kernels and through single-threaded BLAS.
+    gemm_rates: the profile's "gemm" table, from which the plan's sample
+    blocks follow. The inputs are image-like, as mostly-zero inputs tend to
+    be: 20% non-zero, all in the middle 40% of the columns (MNIST: 19%
+    non-zero, mostly central pixels)."""
     from descend import _sparse
-    x = _image_like_rows(rng, dtype)
-    w = rng.standard_normal((784, 256)).astype(dtype)
-    dz = rng.standard_normal((512, 256)).astype(dtype)
-    return {"sparse": _sparse.SparseLayerRun(x, w, dz),
-            "dense": _sparse.SparseLayerRun(x, w, dz, dense=True, rows=64)}
+    n, (n_in, n_out) = max(SPARSE_PROBE_BATCHES), SPARSE_PROBE_SHAPES[0]
+    x = rng.standard_normal((n, n_in)).astype(dtype)
+    middle = np.zeros(n_in, bool)
+    middle[n_in * 3 // 10:n_in * 7 // 10] = True
+    x[(rng.random(x.shape) >= SPARSE_PROBE_DENSITY / 0.4) | ~middle] = 0
+    w = rng.standard_normal((n_in, n_out)).astype(dtype)
+    dz = rng.standard_normal((n, n_out)).astype(dtype)
+    runs = {}
+    for batch in SPARSE_PROBE_BATCHES:
+        workload = Workload(SPARSE_PROBE_SHAPES, dtype, batch, SPARSE_PROBE_DENSITY, cores)
+        blocks = dict(batch_size=batch, kernel_rows=_kernel_rows(workload)[0],
+                      sample_rows=_sample_rows({"gemm": gemm_rates}, workload))
+        runs[("sparse", batch)] = _sparse.SparseLayerRun(x, w, dz, **blocks)
+        runs[("dense", batch)] = _sparse.SparseLayerRun(x, w, dz, dense=True, **blocks)
+    return runs
 
 
 def _image_like_rows(rng, dtype):
@@ -404,35 +435,40 @@ def _image_like_rows(rng, dtype):
 
 def measure_profile():
     """Measure the throughputs a plan is chosen from (single-threaded BLAS;
-    well under a second on a quiet machine). See machine_profile for the
+    about a second on a quiet machine). See machine_profile for the
     fields."""
     from descend import _inference
     from descend._threads import blas_threads
     started = time.perf_counter()
     rng = np.random.default_rng(0)
-    runs = {}
-    for dtype in ("float32", "float64"):
-        runs.update({(dtype,) + key: run for key, run in _gemm_runs(rng, dtype).items()})
-        for path, run in _first_layer_runs(rng, dtype).items():
-            runs[(dtype, path)] = (run, None)
-        for name, run in _inference.profile_runs(rng, dtype, _image_like_rows(rng, dtype)).items():
-            runs[(dtype, "predict", name)] = (run, None)
+    dtypes = ("float32", "float64")
+    gemm_runs = {(dtype,) + key: run for dtype in dtypes
+                 for key, run in _gemm_runs(rng, dtype).items()}
     load = _load_average()
     with blas_threads(1):
-        seconds = _timed_rounds({key: run for key, (run, _) in runs.items()})
-    gemm = {dtype: {str(width): {str(rows): runs[(dtype, width, rows)][1] / 1e9
-                                 / statistics.median(seconds[(dtype, width, rows)])
-                                 for rows in PROFILE_ROWS}
-                    for width in PROFILE_WIDTHS} for dtype in ("float32", "float64")}
+        seconds = _timed_rounds({key: run for key, (run, _) in gemm_runs.items()})
+        gemm = {dtype: {str(width): {str(rows): gemm_runs[(dtype, width, rows)][1] / 1e9
+                                     / statistics.median(seconds[(dtype, width, rows)])
+                                     for rows in PROFILE_ROWS}
+                        for width in PROFILE_WIDTHS} for dtype in dtypes}
+        # the first layer in the blocks the plan takes from those rates
+        layer_runs = {(dtype,) + key: run for dtype in dtypes for key, run in
+                      _first_layer_runs(rng, dtype, gemm, usable_cores()).items()}
+        seconds = _timed_rounds(layer_runs)
+        # predict's first layer and hidden row loops (descend._inference)
+        predict_seconds = _timed_rounds({
+            (dtype, name): run for dtype in dtypes for name, run in
+            _inference.profile_runs(rng, dtype, _image_like_rows(rng, dtype)).items()})
     # the sparse path's time grows with the non-zeros, the dense one's does
     # not: they break even at the probe's density times their time ratio
     # (the median of the rounds' ratios: each round times both back to back)
-    sparse = {dtype: SPARSE_PROBE_DENSITY * statistics.median(
-        d / s for d, s in zip(seconds[(dtype, "dense")], seconds[(dtype, "sparse")]))
-        for dtype in ("float32", "float64")}
+    sparse = {dtype: {str(batch): SPARSE_PROBE_DENSITY * statistics.median(
+        d / s for d, s in zip(seconds[(dtype, "dense", batch)],
+                              seconds[(dtype, "sparse", batch)]))
+        for batch in SPARSE_PROBE_BATCHES} for dtype in dtypes}
     predict = {dtype: _inference.profile_figures(
-        {key[2]: times for key, times in seconds.items() if key[:2] == (dtype, "predict")},
-        SPARSE_PROBE_DENSITY) for dtype in ("float32", "float64")}
+        {name: times for (of, name), times in predict_seconds.items() if of == dtype},
+        SPARSE_PROBE_DENSITY) for dtype in dtypes}
     return {"gemm": gemm, "sparse_break_even": sparse, "predict": predict,
             "l2_cache_bytes": l2_cache_bytes(),
             "seconds": round(time.perf_counter() - started, 3),
@@ -519,19 +555,34 @@ def _kernel_rows(workload):
                  for n_in, _ in workload.layer_shapes)
 
 
+def _log_interpolated(table, at):
+    """The value of {size (str or int): positive figure} at size `at`:
+    log-linear between the measured sizes around it (clamped to them)."""
+    points = sorted((int(size), value) for size, value in table.items())
+    at = min(max(at, points[0][0]), points[-1][0])
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= at <= x1:
+            share = math.log(at / x0) / math.log(x1 / x0)
+            return y0 * (y1 / y0) ** share
+    return points[0][1]
+
+
 def _interpolated_rate(profile, dtype, rows, n_in, n_out):
     """GFLOP/s of one-thread GEMMs of `rows` rows against an n_in x n_out
     kernel: the measured kernel nearest in size (log scale), log-linear
     between the measured block sizes around `rows` (clamped to them)."""
     table = profile["gemm"][dtype]
     width = min(table, key=lambda w: abs(math.log(int(w) ** 2 / max(n_in * n_out, 1))))
-    points = sorted((int(r), rate) for r, rate in table[width].items())
-    rows = min(max(rows, points[0][0]), points[-1][0])
-    for (r0, g0), (r1, g1) in zip(points, points[1:]):
-        if r0 <= rows <= r1:
-            share = math.log(rows / r0) / math.log(r1 / r0)
-            return g0 * (g1 / g0) ** share
-    return points[0][1]
+    return _log_interpolated(table[width], rows)
+
+
+def sparse_break_even(profile, dtype, batch_size):
+    """The profile's break-even input density (below it the sparse first
+    layer is faster) at a batch size: log-linear between the batch sizes
+    it was measured at (clamped to them). A single number (a hand-made
+    profile) holds for every batch size."""
+    table = profile["sparse_break_even"][dtype]
+    return _log_interpolated(table, batch_size) if isinstance(table, dict) else table
 
 
 def _products_seconds(profile, workload, sparse, by_columns, sample_rows):
@@ -573,15 +624,16 @@ def by_columns_rule(profile, workload, sparse, sample_rows):
 
 def sparse_density_limit(profile, workload):
     """The input density up to which the first layer runs sparse: the
-    default (35%) unless the profile's break-even density (the first
-    layer's forward and gradient timed both ways on image-like inputs)
-    says the other path is faster by PLAN_MARGIN at the workload's density.
+    default (35%) unless the profile's break-even density at the
+    workload's batch size (the first layer's share of a plain-SGD epoch
+    timed both ways on image-like inputs, see measure_profile) says the
+    other path is faster by PLAN_MARGIN at the workload's density.
     The sparse path's time grows with the density d and the dense path's
     does not, so sparse / dense = d / break_even: the limit moves down to
     break_even / (1 - margin) or up to break_even * (1 - margin)."""
     if profile is None:
         return DEFAULT_SPARSE_DENSITY
-    break_even = profile["sparse_break_even"][workload.dtype]
+    break_even = sparse_break_even(profile, workload.dtype, workload.batch_size)
     if workload.density <= DEFAULT_SPARSE_DENSITY:       # default: sparse
         return break_even / (1 - PLAN_MARGIN)
     return break_even * (1 - PLAN_MARGIN)                # default: dense
@@ -772,8 +824,12 @@ def plans_section():
             for width, rates in table.items():
                 cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
                 section[f"{dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel"] = cells
-            section[f"{dtype} sparse first layer faster below"] = \
-                f"{profile['sparse_break_even'][dtype]:.0%} non-zero inputs"
+            break_even = profile["sparse_break_even"][dtype]
+            if not isinstance(break_even, dict):
+                break_even = {"any": break_even}
+            section[f"{dtype} sparse first layer faster below"] = ", ".join(
+                f"{value:.0%} non-zero inputs at batch {batch}"
+                for batch, value in break_even.items())
         l2 = profile.get("l2_cache_bytes")
         section["L2 cache per core"] = f"{l2 // 1024} KiB" if l2 else "unknown"
     last = last_plan()
