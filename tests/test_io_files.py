@@ -139,6 +139,67 @@ def test_a_config_entry_larger_than_any_config_is_refused(saved):
     assert "config" in message and peak < 4 * MB
 
 
+def central_directory_entry(path, member):
+    """(the file's bytes, offset of `member`'s record in the zip's central directory)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        name_length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46:at + 46 + name_length] == member.encode():
+            return data, at
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(f"no {member} in {path}")
+
+
+def test_an_encrypted_member_is_refused_by_name(saved):
+    # Python's zipfile writes no encrypted member: set the general-purpose flag's bit 0
+    # (APPNOTE.TXT 4.4.4, "the file is encrypted") in the central directory by hand
+    data, at = central_directory_entry(saved, "parameters/layers.0.kernel.npy")
+    data[at + 8] |= 0x1
+    saved.write_bytes(bytes(data))
+    message, _ = load_error(saved)
+    assert message == f"{str(saved)!r}: entry 'parameters/layers.0.kernel' is encrypted"
+
+
+def test_the_expansion_bound_is_1100_times_the_compressed_size_plus_64_kib(saved):
+    # the directory's claim of a deflated member's size, set by hand on either side of
+    # 1100 * compressed + 65536: one byte more is refused before anything is inflated
+    rewrite(saved, compress={"parameters/layers.0.kernel"})
+    data, at = central_directory_entry(saved, "parameters/layers.0.kernel.npy")
+    compressed = struct.unpack_from("<I", data, at + 20)[0]
+    for claim, refused in [(1100 * compressed + 65537, True),
+                           (1100 * compressed + 65536, False)]:
+        struct.pack_into("<I", data, at + 24, claim)
+        saved.write_bytes(bytes(data))
+        message, _ = load_error(saved)
+        assert (f"claims to expand {compressed} compressed bytes to {claim}, beyond any "
+                "real compression" in message) is refused, message
+        if not refused:     # within the bound: the header's own check speaks
+            assert "declares shape (8, 16) of float32 (512 bytes)" in message, message
+
+
+def test_a_small_bzip2_member_beyond_1100_fold_loads_within_the_slack(tmp_path):
+    # bzip2 (and lzma) go past deflate's ~1032-fold: 100 KB of zeros bzip2s to ~133
+    # bytes, 750-fold beyond 1100 x 133 - 65536 and inside + 65536: the slack admits it
+    net = dn.Sequential([dn.Dense(250)], input_dim=100, seed=0, dtype="float32")
+    net.compile("softmax_cross_entropy", "sgd")
+    net.set_weights([np.zeros((100, 250), np.float32), np.arange(250, dtype=np.float32)])
+    path = tmp_path / "model.npz"
+    net.save(path)
+    with zipfile.ZipFile(path) as z:
+        members = {info.filename: z.read(info) for info in z.infolist()}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in members.items():
+            z.writestr(name, content, compress_type=zipfile.ZIP_BZIP2)
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("parameters/layers.0.kernel.npy")
+    assert (1100 * info.compress_size - 65536 < info.file_size
+            <= 1100 * info.compress_size + 65536), (info.file_size, info.compress_size)
+    loaded = dn.load(path)
+    np.testing.assert_array_equal(loaded.layers[0].kernel, np.zeros((100, 250)))
+    np.testing.assert_array_equal(loaded.layers[0].bias, np.arange(250))
+
+
 # ------------------------------------------------------- one documented exception
 @pytest.mark.parametrize("header", [
     "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 16",     # tokenize.TokenError
