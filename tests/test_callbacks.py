@@ -163,6 +163,42 @@ def test_callback_list_dispatches_in_order():
         cbs.CallbackList(a)
 
 
+def test_callback_list_calls_a_callbacks_own_set_model():
+    # Keras's protocol: a callback may override set_model (to look the network up
+    # once); the list calls it, and gives an object without one a `model` attribute
+    seen = []
+
+    class LooksUp(cbs.Callback):
+        def set_model(self, model):
+            seen.append(model)
+            super().set_model(model)
+
+    class Plain:
+        pass
+    model = FakeModel()
+    looks_up, plain = LooksUp(), Plain()
+    cbs.CallbackList([looks_up, plain], model=model)
+    assert seen == [model] and looks_up.model is model and plain.model is model
+
+
+def test_fit_calls_set_model_once_before_on_train_begin():
+    import descend as dn
+    calls = []
+
+    class LooksUp(cbs.Callback):
+        def set_model(self, model):
+            calls.append(("set_model", model))
+            super().set_model(model)
+
+        def on_train_begin(self, logs=None):
+            calls.append(("train_begin", self.model))
+    net = dn.Sequential([dn.Dense(1)], input_dim=2, seed=0, n_threads=1)
+    net.compile(loss="mean_squared_error", optimizer="sgd")
+    net.fit(np.ones((4, 2)), np.ones(4), epochs=1, batch_size=4, verbose=0,
+            callbacks=[LooksUp()])
+    assert calls == [("set_model", net), ("train_begin", net)]
+
+
 def test_fake_fit_calls_hooks_in_the_order_of_the_real_fit():
     """The fake loop is only worth its tests if it calls the hooks as
     Sequential.fit does: both record the same calls, with and without a stop."""

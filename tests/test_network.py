@@ -782,3 +782,41 @@ def test_a_softmax_output_layer_needs_softmax_cross_entropy():
                                "got 'mean_squared_error'")
     net.compile("softmax_cross_entropy", "sgd")
     assert net.loss_.name == "softmax_cross_entropy"
+
+
+@pytest.mark.parametrize("input_dim", [0, -3])
+def test_input_dim_must_be_at_least_one(input_dim):
+    with pytest.raises(ValueError) as info:
+        dn.Sequential([dn.Dense(2)], input_dim=input_dim)
+    assert str(info.value) == f"input_dim must be an int >= 1 or None, got {input_dim} (int)"
+
+
+def test_set_weights_names_what_it_got_instead_of_a_list():
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, seed=0)
+    with pytest.raises(TypeError) as info:
+        net.set_weights(np.zeros(3))
+    assert str(info.value) == ("weights must be a list of arrays (as from get_weights), "
+                               "got array([0., 0., 0.]) (ndarray)")
+
+
+class RowsOnly:
+    """An h5py-style 2-D array (shape, dtype, slicing; no __array__, no len):
+    descend reads it by rows, as it reads an h5py Dataset or a zarr array."""
+
+    def __init__(self, X):
+        self._X, self.shape, self.dtype, self.reads = X, X.shape, X.dtype, []
+
+    def __getitem__(self, rows):
+        block = self._X[rows]
+        self.reads.append(len(block))
+        return block
+
+
+def test_evaluate_reads_an_h5py_style_array_by_rows():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 3)), rng.integers(0, 2, 50)
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, dtype="float64", seed=0, n_threads=1)
+    net.compile("softmax_cross_entropy", "sgd")
+    rows = RowsOnly(X)
+    assert net.evaluate(rows, y) == net.evaluate(X, y)
+    assert rows.reads and sum(rows.reads) >= len(X)
