@@ -820,3 +820,27 @@ def test_evaluate_reads_an_h5py_style_array_by_rows():
     rows = RowsOnly(X)
     assert net.evaluate(rows, y) == net.evaluate(X, y)
     assert rows.reads and sum(rows.reads) >= len(X)
+
+
+def test_a_new_network_is_not_stopping_and_from_config_keeps_its_threads():
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0, n_threads=1)
+    assert net.stop_training is False       # Keras: callbacks set it, fit reads it
+    copy = dn.Sequential.from_config(net.get_config())
+    assert (copy.n_threads, copy.seed, copy.input_dim) == (1, 0, 2)
+
+
+def test_partial_fit_prints_its_epoch_line_at_verbose_1(capsys):
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0, n_threads=1)
+    net.compile("softmax_cross_entropy", "sgd")
+    net.partial_fit(np.ones((4, 2)), [0, 1, 0, 1], classes=[0, 1], batch_size=4, verbose=0)
+    assert capsys.readouterr().out == ""
+    net.partial_fit(np.ones((4, 2)), [0, 1, 0, 1], batch_size=4, verbose=1)
+    assert capsys.readouterr().out.startswith("epoch 2/2  loss ")    # the second epoch
+
+
+def test_state_dict_names_a_plan_set_by_hand_that_is_not_one():
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)
+    net.plan = {"bogus": 1}
+    with pytest.raises(ValueError) as info:
+        net.state_dict()
+    assert str(info.value).startswith("plan must be None or a dict with keys among (")
