@@ -31,7 +31,7 @@ WORK = ROOT / "mutants-work"
 TESTS = {
     "gradcheck": ["test_gradients.py", "test_contracts.py"],
     "losses": ["test_kernels.py", "test_gradients.py", "test_contracts.py",
-               "test_training_loop.py", "test_network.py"],
+               "test_training_loop.py", "test_network.py", "test_sample_weight.py"],
     "optimizers": ["test_optimizers.py", "test_contracts.py", "test_regularization.py",
                    "test_io.py", "test_validation.py"],
     "schedules": ["test_schedules.py", "test_callbacks.py", "test_plateau.py"],

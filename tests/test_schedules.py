@@ -839,3 +839,9 @@ def test_a_schedule_without_parameters_has_the_base_config():
             return 0.5
     assert Half().get_config() == {"name": "half"}
     assert Half()(3) == 0.5
+
+
+def test_serialize_names_what_it_got_instead_of_a_schedule():
+    with pytest.raises(TypeError) as info:
+        schedules.serialize(0.1)
+    assert str(info.value) == "schedule must be a LearningRateSchedule, got 0.1 (float)"
