@@ -13,6 +13,7 @@ import textwrap
 import time
 import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -176,6 +177,23 @@ def test_the_expansion_bound_is_1100_times_the_compressed_size_plus_64_kib(saved
                 "real compression" in message) is refused, message
         if not refused:     # within the bound: the header's own check speaks
             assert "declares shape (8, 16) of float32 (512 bytes)" in message, message
+
+
+def test_a_member_shorter_than_its_header_says_is_named_with_the_bytes_missing(saved):
+    # a stored member whose directory entry says 64 bytes fewer were stored than its
+    # header and size declare (with the CRC of what is left, which zipfile checks first):
+    # the read runs dry 64 bytes before the array is filled
+    data, at = central_directory_entry(saved, "parameters/layers.0.kernel.npy")
+    stored = struct.unpack_from("<I", data, at + 20)[0]
+    local = struct.unpack_from("<I", data, at + 42)[0]
+    name_length, extra_length = struct.unpack_from("<HH", data, local + 26)
+    start = local + 30 + name_length + extra_length
+    struct.pack_into("<I", data, at + 16, zlib.crc32(data[start:start + stored - 64]))
+    struct.pack_into("<I", data, at + 20, stored - 64)
+    saved.write_bytes(bytes(data))
+    message, _ = load_error(saved)
+    assert message.endswith("entry 'parameters/layers.0.kernel' cannot be read (truncated "
+                            "or corrupt file?): EOFError: 64 bytes missing"), message
 
 
 def test_a_small_bzip2_member_beyond_1100_fold_loads_within_the_slack(tmp_path):

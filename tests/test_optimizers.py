@@ -348,6 +348,8 @@ def test_clipping_happens_before_the_adam_moments():
      "momentum must be a finite float in [0, 1), got 1.0 (float)"),
     (lambda: O.Adam(beta_1=1.0), "beta_1 must be a finite float in [0, 1), got 1.0 (float)"),
     (lambda: O.Adam(beta_2=1.0), "beta_2 must be a finite float in [0, 1), got 1.0 (float)"),
+    (lambda: O.Adagrad(initial_accumulator_value=-1.0),
+     "initial_accumulator_value must be a finite float >= 0, got -1.0 (float)"),
 ])
 def test_hyperparameters_outside_their_range_are_refused_by_name(make, message):
     # a learning rate of 0 never moves, momentum or rho of 1 never forgets (the
@@ -693,3 +695,20 @@ def test_load_state_dict_refuses_a_schedule_state_without_a_schedule():
     with pytest.raises(ValueError, match=r"^the state has a learning-rate schedule state, "
                                          r"but the optimizer has no schedule$"):
         O.SGD(0.1).load_state_dict(scheduled)
+
+
+def test_a_gradient_of_another_dtype_is_refused_not_cast():
+    # float32 gradients for float64 weights: a caller's mistake, named, nothing updated
+    w = np.zeros(3)
+    with pytest.raises(ValueError) as info:
+        O.SGD(0.1).apply_gradients([w], [np.ones(3, np.float32)])
+    assert str(info.value) == ("grads[0] must be a float64 array of shape (3,) like "
+                               "params[0], got a float32 array of shape (3,)")
+    np.testing.assert_array_equal(w, np.zeros(3))
+
+
+def test_get_names_the_optimizers_it_knows():
+    with pytest.raises(TypeError) as info:
+        O.get(3)
+    assert str(info.value) == ("optimizer must be one of ['adagrad', 'adam', 'adamw', "
+                               "'rmsprop', 'sgd'] or a descend Optimizer, got 3 (int)")
