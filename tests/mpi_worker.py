@@ -174,6 +174,92 @@ def _compared(net, ref, history, ref_history, dist):
                      if key not in ("seconds", "samples_per_second")}}
 
 
+def shards(dist):
+    """Sharded fits of tests/test_breaker3.py against the one-process fit of all
+    the rows: a shard whose weights are all zero (the others' are not), a
+    shard whose validation weights are; batch_size=None (the whole data, not
+    a shard); MLPClassifier with class_weight="balanced" (and sample weights
+    zero on one shard), batch 40 and "auto". Then every shard's weights zero:
+    the messages every rank raised."""
+    import warnings
+    found = {}
+    p, r, batch = dist.size, dist.rank, 30
+    sharded_mpi = distributed.MPI(dist.comm, sharded=True)
+    X, y = data(n=240)
+    Xv, yv = data(n=60, seed=5)
+    rng = np.random.default_rng(4)
+    w, wv = rng.random(len(X)) + 0.5, rng.random(len(Xv)) + 0.5
+    rows = interleaved_shard(len(X), batch, p, r)
+    w[interleaved_shard(len(X), batch, p, p - 1)] = 0.0      # the last rank's shard
+    val_rows = np.array_split(np.arange(len(Xv)), p)[r]
+    wv[np.array_split(np.arange(len(Xv)), p)[0]] = 0.0          # rank 0's validation
+    for name, extra in [("zero_shard", {}), ("zero_shard_balanced",
+                                             {"class_weight": "balanced"})]:
+        case = CASES["adam_dropout"]
+        net, ref = network(case), network(case)
+        kwargs = dict(epochs=2, batch_size=batch, shuffle=False, verbose=0, **extra)
+        history = net.fit(X[rows], y[rows], sample_weight=w[rows], distributed=sharded_mpi,
+                          validation_data=(Xv[val_rows], yv[val_rows], wv[val_rows]),
+                          **kwargs)
+        ref_history = ref.fit(X, y, sample_weight=w, validation_data=(Xv, yv, wv), **kwargs)
+        found[name] = _compared(net, ref, history, ref_history, dist)
+    # batch_size=None: one batch of all the shards' rows (was: of this rank's shard)
+    full = interleaved_shard(len(X), len(X), p, r)
+    case = CASES["sgd_momentum_l1l2_clipvalue"]
+    net, ref = network(case), network(case)
+    history = net.fit(X[full], y[full], epochs=3, batch_size=None, shuffle=False, verbose=0,
+                      distributed=sharded_mpi)
+    ref_history = ref.fit(X, y, epochs=3, batch_size=None, shuffle=False, verbose=0)
+    found["full_batch"] = _compared(net, ref, history, ref_history, dist)
+    found["full_batch"]["iterations"] = [net.optimizer.iterations, ref.optimizer.iterations]
+    # the estimator: "balanced" from every shard's class counts
+    X, y = data(n=180)
+    w = rng.random(len(X)) + 0.5
+    for name, batch_size in [("estimator_balanced", 40), ("estimator_balanced_auto", "auto")]:
+        step = 40 if batch_size == 40 else len(X)
+        mine_rows = interleaved_shard(len(X), step, p, r)
+        weights = w.copy()
+        weights[interleaved_shard(len(X), step, p, 0)] = 0.0    # rank 0's shard weighs 0
+        kwargs = dict(hidden_layer_sizes=(10,), max_iter=4, batch_size=batch_size,
+                      random_state=0, dtype="float64", learning_rate_init=0.01,
+                      class_weight="balanced", shuffle=False, alpha=0.01)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # ConvergenceWarning after max_iter
+            mine = dn.MLPClassifier(distributed=sharded_mpi, **kwargs).fit(
+                X[mine_rows], y[mine_rows], sample_weight=weights[mine_rows])
+            reference = dn.MLPClassifier(**kwargs).fit(X, y, sample_weight=weights)
+        found[name] = {
+            "max_rel": max(float(np.max(np.abs(a - b) / (np.abs(b) + 1e-12)))
+                           for a, b in zip(mine.coefs_ + mine.intercepts_,
+                                           reference.coefs_ + reference.intercepts_)),
+            "same_on_ranks": weights_hash_equal(mine.net_, dist.comm),
+            "logs": {"loss_curve": [mine.loss_curve_, reference.loss_curve_],
+                     "t_": [mine.t_, reference.t_]}}
+    # every shard's weights zero: refused on every rank, before anything changes
+    messages = {}
+    for name, fit in [
+            ("net", lambda: network(CASES["sgd_plain"]).fit(
+                X[:20], y[:20], sample_weight=np.zeros(20), verbose=0,
+                distributed=sharded_mpi)),
+            ("estimator", lambda: dn.MLPClassifier(
+                hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                distributed=sharded_mpi).fit(X[:20], y[:20], sample_weight=np.zeros(20))),
+            # rank 1 another batch size (was: not compared over shards, the steps
+            # then differed between the ranks)
+            ("batch_differs", lambda: network(CASES["sgd_plain"]).fit(
+                X[:20], y[:20], batch_size=16 if r == 1 else 8, verbose=0,
+                distributed=sharded_mpi)),
+            ("random_state_none", lambda: dn.MLPClassifier(
+                hidden_layer_sizes=(4,), max_iter=2, distributed=dist).fit(X, y))]:
+        try:
+            fit()
+            messages[name] = None
+        except ValueError as exc:
+            messages[name] = str(exc)
+    found["all_zero"] = dist.comm.allgather(messages)
+    return found
+
+
 def mismatch(dist):
     """Rank 1 differs (batch size, then seed, then shape): every rank raises."""
     X, y = data()
@@ -373,6 +459,8 @@ def main(scenario, out, loop="compiled"):
         found = sharded(dist)
     elif scenario == "weighted":
         found = weighted(dist)
+    elif scenario == "shards":
+        found = shards(dist)
     elif scenario == "mismatch":
         found = mismatch(dist)
     elif scenario == "callbacks":

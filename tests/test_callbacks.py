@@ -1231,7 +1231,8 @@ def test_callback_params_default_to_an_empty_dict():
      "LearningRateScheduler: `schedule` must take 1 or 2 positional parameters "
      "(epoch[, lr]), got signature ()."),
     (lambda: cbs.CSVLogger("x", separator=",,"), ValueError,
-     "CSVLogger: separator must be a single character, got ',,' (str)"),
+     "CSVLogger: separator must be a single character other than a line break, got ',,' "
+     "(str)"),
     (lambda: cbs.ModelCheckpoint("{0}"), ValueError,
      "ModelCheckpoint: `filepath` may only use named fields such as {epoch} or {val_loss}, "
      "got a positional field {0} in '{0}'.")])

@@ -262,16 +262,6 @@ def test_mpi_checks_its_arguments():
 
 
 @pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
-def test_estimator_refuses_balanced_class_weight_over_shards():
-    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
-    estimator = dn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, class_weight="balanced",
-                                 distributed=dn.distributed.MPI(sharded=True))
-    with pytest.raises(ValueError, match="class_weight=\"balanced\" needs every class count"):
-        estimator.fit(X, y)
-    assert not hasattr(estimator, "net_")
-
-
-@pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
 def test_one_rank_step_loop_raises_instead_of_aborting():
     # sharded input on one rank runs the distributed step loop; nobody waits for this
     # rank, so an error is raised as in a one-process fit (not MPI_Abort), epoch undone

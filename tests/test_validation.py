@@ -195,7 +195,8 @@ def test_every_dtype_argument_follows_one_rule(where, make, bad, error):
     (lambda: dn.callbacks.EarlyStopping(min_delta=-1), ValueError,
      "EarlyStopping: min_delta must be a finite float >= 0, got -1 (int)"),
     (lambda: dn.callbacks.CSVLogger("log.csv", separator=";;"), ValueError,
-     "CSVLogger: separator must be a single character, got ';;' (str)"),
+     "CSVLogger: separator must be a single character other than a line break, got ';;' "
+     "(str)"),
     (lambda: dn.callbacks.LearningRateScheduler(3), TypeError,
      "LearningRateScheduler: schedule must be a callable, got 3 (int)"),
     (lambda: dn.Dense(0), ValueError, "units must be an int >= 1, got 0 (int)"),

@@ -55,7 +55,16 @@
 # a batch of weight 0 has loss and gradient 0. Without weights the pointer
 # is NULL and the kernels multiply by exactly 1.0: the same bits as before.
 #
-# Strategies. EpochRunner._choose_strategy picks one Strategy (a cpdef enum
+# Layout. EpochRunner (a cdef class) builds the loop's state once per fit
+# and runs epochs (run_epoch -> _run: chunks of batches, a team size per
+# chunk); all it runs in the loop are module-level `noexcept nogil`
+# functions that take that state, a LoopState struct, as `loop`. Sections,
+# in this order: the state and its setup; EpochRunner; the team strategies
+# (_team_batches: a batch's phase A, barrier, phase B, barrier); phase A by
+# samples; team_by_columns; phase B's updates; clipping by norm;
+# distributed; per_sample_sgd; the formulas on one slice of an array.
+#
+# Strategies. _choose_strategy picks one Strategy (a cpdef enum
 # of _contract.pxd) once, when the runner is built, by one rule:
 #   the plan says by_columns, no dropout, no clipping by norm,
 #       and not the PER_SAMPLE_SGD case below  -> TEAM_BY_COLUMNS
@@ -70,8 +79,8 @@
 #
 # | strategy / variant  | runs when                                   | code                      | pinned by                                   |
 # |---------------------|---------------------------------------------|---------------------------|---------------------------------------------|
-# | per_sample_sgd      | batch 1, plain SGD (momentum 0), no clip-   | _per_sample_sgd           | test_network: stochastic_plain_sgd_equals_  |
-# |                     | ping, dropout, penalty; epoch without decay |                           | per_layer_path; test_plans: the_runner_     |
+# | per_sample_sgd      | batch 1, plain SGD (momentum 0), no clip-   | _per_sample_sgd (_forward,| test_network: stochastic_plain_sgd_equals_  |
+# |                     | ping, dropout, penalty; epoch without decay | _backward_update)         | per_layer_path; test_plans: the_runner_     |
 # |                     |                                             |                           | names_its_strategy                          |
 # | team_gemm_sgd       | plain SGD, no clipping, no L1, not the row  | _team_batches (phase A:   | test_network: fused_fit_equals_train_on_    |
 # |                     | above (L2 / weight decay fold into GEMM's   | _samples_forward_backward)| batch_loop, fused_paths_equal_the_per_      |
@@ -391,78 +400,208 @@ class TeamSize:
             self.spent += seconds_per_batch * n_batches
         TeamSize._memory[self.key] = (self.best, dict(self.seconds))
 
+# ---- the loop's state, built once per fit (with the GIL) ---------------------
+cdef struct LoopState:
+    # What the compiled loop reads and writes, passed as `loop` to every
+    # nogil function below: the layers, the batch's buffers and the settings.
+    # The pointers point into arrays that the EpochRunner keeps alive.
+    LayerPlan* plans            # one per Dense layer
+    int n_layers
+    int batch_size
+    int n_threads
+    int loss                    # a descend._contract.Loss code
+    int n_outputs
+    long n_rows                 # rows of X
+    bint is_float32
+    int sample_rows             # rows of a batch per phase-A block
+    bint sparse_input           # the first layer's input goes through _sparse
+    bint by_norm                # clipping by norm (clipnorm or global_clipnorm)
+    bint columns_sgd            # team_by_columns updates as team_gemm_sgd (else team_general)
+    OptimizerConfig config
+    double clipnorm, global_clipnorm, clipvalue
+    double* partials            # per-thread accumulators, SLOT doubles each
+    double* block_loss          # mean-loss share of each sample block of a batch
+    double* clip_scales         # per parameter array (2 per layer), for clipping by norm
+    # data and batch buffers
+    void* X
+    void* targets
+    int* labels
+    void* x_batch
+    void* targets_batch
+    int* labels_batch
+    # sample weights (NULL: all 1, and no work for them) and the batch's
+    double* weights
+    double* weights_batch
+    # the batch's rows of X, compressed (sparse_input): see _sparse.pyx
+    int* nz_index
+    void* nz_value
+    int* nz_count
+    # sparse_grad_kernel's scratch, per thread (scratch_size ints, then values)
+    int* grad_scratch
+    void* grad_values
+    long scratch_size
+    # distributed (set_distributed): this rank's share of each global batch, its
+    # gradients summed over the ranks by one MPI_Allreduce a step, from the loop
+    int dist_rank, dist_size    # dist_size 0: not distributed
+    long global_batch
+    void* allreduce_fn
+    intptr_t mpi_datatype, mpi_op, mpi_comm
+    void* flat                  # every gradient array, then the batch's loss
+    void* send                  # its copy, sent (no MPI_IN_PLACE: ABI-specific)
+    long flat_size
+    double allreduce_seconds    # wall time inside MPI_Allreduce, and its calls
+    long allreduce_calls
+
+
+cdef Strategy _choose_strategy(LoopState* loop, list layers, bint by_columns) except *:
+    """The one rule that picks the batch path (the table at the top); sets
+    loop.columns_sgd."""
+    cdef LayerSpec spec
+    cdef bint l1 = False, penalty_or_dropout = False
+    for spec in layers:
+        l1 = l1 or spec.kernel_l1 != 0 or spec.bias_l1 != 0
+        penalty_or_dropout = (penalty_or_dropout or spec.kernel_l1 != 0 or spec.bias_l1 != 0
+                              or spec.kernel_l2 != 0 or spec.bias_l2 != 0
+                              or spec.dropout_rate > 0)
+    plain_sgd = (loop.config.kind == SGD and loop.config.momentum == 0
+                 and loop.clipnorm == 0 and loop.global_clipnorm == 0
+                 and loop.clipvalue == 0)
+    dropout = any(spec.dropout_rate > 0 for spec in layers)
+    loop.columns_sgd = plain_sgd and not l1
+    if by_columns and not dropout and not loop.by_norm and not (
+            loop.columns_sgd and loop.batch_size == 1 and not penalty_or_dropout):
+        return TEAM_BY_COLUMNS
+    if not plain_sgd or l1:
+        return TEAM_GENERAL
+    if loop.batch_size == 1 and not penalty_or_dropout:
+        return PER_SAMPLE_SGD
+    return TEAM_GEMM_SGD
+
+
+cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_alive):
+    """The batch's rows (copied, or compressed for sparse_input), its targets
+    or labels, the sparse kernels' scratch and the per-thread accumulators."""
+    cdef int batch_size = loop.batch_size
+    dtype, width, sparse = X.dtype, X.shape[1], loop.sparse_input
+    x_batch = None if sparse else np.empty((batch_size, width), dtype=dtype)
+    nz_index = np.empty((batch_size, width), np.int32) if sparse else None
+    nz_value = np.empty((batch_size, width), dtype) if sparse else None
+    nz_count = np.empty(batch_size, np.int32) if sparse else None
+    # per thread: cursor (batch), col_start (group + 1), col_sample (batch x group)
+    loop.scratch_size = batch_size * (GRAD_GROUP_ROWS + 1) + GRAD_GROUP_ROWS + 1
+    grad_scratch = (np.empty((loop.n_threads, loop.scratch_size), np.int32)
+                    if sparse else None)
+    grad_values = (np.empty((loop.n_threads, batch_size * GRAD_GROUP_ROWS), dtype)
+                   if sparse else None)
+    targets_batch = (None if targets is None else
+                     np.empty((batch_size, targets.shape[1]), dtype=dtype))
+    labels_batch = None if labels is None else np.empty(batch_size, dtype=np.int32)
+    weights_batch = None if loop.weights == NULL else np.empty(batch_size)
+    keep_alive.extend([x_batch, targets_batch, labels_batch, nz_index, nz_value,
+                       nz_count, grad_scratch, grad_values, weights_batch])
+    loop.weights_batch = <double*>data(weights_batch)
+    loop.nz_index, loop.nz_value = <int*>data(nz_index), data(nz_value)
+    loop.nz_count = <int*>data(nz_count)
+    loop.grad_scratch, loop.grad_values = <int*>data(grad_scratch), data(grad_values)
+    loop.x_batch, loop.targets_batch = data(x_batch), data(targets_batch)
+    loop.labels_batch = <int*>data(labels_batch)
+    loop.plans = <LayerPlan*>malloc(loop.n_layers * sizeof(LayerPlan))
+    loop.partials = <double*>calloc(loop.n_threads * SLOT, sizeof(double))
+    loop.block_loss = <double*>calloc((batch_size + loop.sample_rows - 1)
+                                      // loop.sample_rows, sizeof(double))
+    loop.clip_scales = <double*>calloc(2 * loop.n_layers, sizeof(double))
+    if (loop.plans == NULL or loop.partials == NULL or loop.block_loss == NULL
+            or loop.clip_scales == NULL):
+        raise MemoryError()
+
+
+cdef _fill_layers(LoopState* loop, list layers, dtype, kernel_rows, int cores,
+                  list keep_alive):
+    """One LayerPlan per LayerSpec: its parameters, their gradient buffers
+    and the batch's activation buffers. kernel_rows: the plan's, per layer."""
+    cdef int i
+    cdef LayerPlan* p
+    cdef LayerSpec spec
+    for i, spec in enumerate(layers):
+        p = &loop.plans[i]
+        p.n_in, p.n_out = spec.kernel.shape[0], spec.kernel.shape[1]
+        p.kernel_rows = kernel_rows[i]
+        # a core's share of the outputs, in whole cache lines of float32
+        share = (p.n_out + cores - 1) // cores
+        p.out_columns = min(p.n_out, (share + 15) // 16 * 16)
+        p.activation, p.alpha, p.dropout_rate = spec.activation, spec.alpha, spec.dropout_rate
+        _fill_param(&p.kernel, spec.kernel, spec.kernel_state, spec.kernel_l1,
+                    spec.kernel_l2, spec.kernel_l1_proximal, 1.0, keep_alive)
+        _fill_param(&p.bias, spec.bias, spec.bias_state, spec.bias_l1, spec.bias_l2,
+                    spec.bias_l1_proximal, 1.0 if spec.decay_bias else 0.0, keep_alive)
+        z = np.empty((loop.batch_size, p.n_out), dtype=dtype)
+        # identity layers need no separate activation buffer
+        a = z if p.activation == IDENTITY else np.empty_like(z)
+        dz = np.empty_like(z)
+        dropped = (np.empty((loop.batch_size, p.n_in), dtype=dtype)
+                   if p.dropout_rate > 0 else None)
+        keep_alive.extend([z, a, dz, dropped])
+        p.z, p.a, p.dz, p.dropped = data(z), data(a), data(dz), data(dropped)
+
+
+cdef _fill_param(Param* param, value, tuple state, double l1, double l2, bint proximal,
+                 double decay, list keep_alive):
+    """param from a parameter array (or None), its optimizer state, penalty
+    and weight-decay factor; its gradient buffer is allocated here."""
+    grad = None if value is None else np.empty_like(value)
+    slots = list(state) + [None] * (3 - len(state))
+    keep_alive.extend([value, grad] + slots)
+    param.value = data(value)
+    param.grad = data(grad)
+    param.state1, param.state2, param.state3 = data(slots[0]), data(slots[1]), data(slots[2])
+    param.size = 0 if value is None else value.size
+    param.l1, param.l2, param.proximal, param.decay = l1, l2, proximal, decay
+
+
+cdef _gradients_into_flat(LoopState* loop, list keep_alive):
+    """Distributed: one flat buffer holds every gradient array (they become
+    views of it) and, last, the batch's loss; `send` is its copy."""
+    cdef int l
+    cdef long offset = 0, itemsize = 4 if loop.is_float32 else 8
+    cdef LayerPlan* p
+    loop.flat_size = 1
+    for l in range(loop.n_layers):
+        loop.flat_size += loop.plans[l].kernel.size + loop.plans[l].bias.size
+    flat = np.zeros(loop.flat_size, np.float32 if loop.is_float32 else np.float64)
+    send = np.empty_like(flat)
+    keep_alive.extend([flat, send])
+    loop.flat, loop.send = data(flat), data(send)
+    for l in range(loop.n_layers):
+        p = &loop.plans[l]
+        p.kernel.grad = <char*>loop.flat + offset * itemsize
+        offset += p.kernel.size
+        if p.bias.value != NULL:
+            p.bias.grad = <char*>loop.flat + offset * itemsize
+            offset += p.bias.size
+
 
 cdef class EpochRunner:
     """Compiled training epochs over fixed data, layers and optimizer.
 
     Built once per fit by descend.Sequential; holds references to every
     array it writes so that the raw pointers it keeps stay valid. Weights
-    must be changed in place (Sequential.set_weights does so).
+    must be changed in place (Sequential.set_weights does so). The batch
+    paths are the nogil functions below, over the runner's LoopState.
     """
-    cdef LayerPlan* plans
-    cdef double* partials
-    cdef double* block_loss     # mean-loss share of each sample block of a batch
-    cdef int sample_rows        # rows of a batch per phase-A block
-    cdef double* clip_scales    # per parameter array (2 per layer), for clipping by norm
-    cdef int n_layers
-    cdef int batch_size
-    cdef int n_threads
-    cdef int loss
-    cdef int n_outputs
-    cdef long n_rows
-    cdef bint is_float32
+    cdef LoopState loop
     cdef Strategy _strategy     # the batch path, chosen once by _choose_strategy
-    cdef bint columns_sgd       # team_by_columns updates as team_gemm_sgd (else team_general)
-    cdef int cores              # usable cores: blocks are cut per core, not per thread
-    cdef bint by_norm           # clipping by norm (clipnorm or global_clipnorm)
-    cdef readonly bint sparse_input     # the first layer's input goes through _sparse
-    cdef readonly dict plan             # the descend.plans.Plan fields this runner uses
-    cdef OptimizerConfig config
-    cdef double clipnorm, global_clipnorm, clipvalue
-    cdef object keep_alive
-    cdef object team             # TeamSize: threads per chunk, adapted to the load
-    # data and batch buffers (pointers into arrays held by keep_alive)
-    cdef void* X
-    cdef void* targets
-    cdef int* labels
-    cdef void* x_batch
-    cdef void* targets_batch
-    cdef int* labels_batch
-    # sample weights (NULL: all 1, and no work for them) and the batch's
-    cdef double* weights
-    cdef double* weights_batch
-    # the batch's rows of X, compressed (sparse_input): see _sparse.pyx
-    cdef int* nz_index
-    cdef void* nz_value
-    cdef int* nz_count
-    # sparse_grad_kernel's scratch, per thread (SPARSE_SCRATCH ints or values)
-    cdef int* grad_scratch
-    cdef void* grad_values
-    cdef long scratch_size
-    # distributed (set_distributed): this rank's share of each global batch, its
-    # gradients summed over the ranks by one MPI_Allreduce a step, from the loop
-    cdef int dist_rank, dist_size      # dist_size 0: not distributed
-    cdef long global_batch
-    cdef void* allreduce_fn
-    cdef intptr_t mpi_datatype, mpi_op, mpi_comm
-    cdef void* flat                     # every gradient array, then the batch's loss
-    cdef void* send                     # its copy, sent (no MPI_IN_PLACE: ABI-specific)
-    cdef long flat_size
-    cdef double allreduce_seconds       # wall time inside MPI_Allreduce, and its calls
-    cdef long allreduce_calls
+    cdef readonly dict plan     # the descend.plans.Plan fields this runner uses
+    cdef list keep_alive        # every array the loop's pointers point into
+    cdef object team            # TeamSize: threads per chunk, adapted to the load
 
     def __cinit__(self):
-        self.dist_size = 0
-        self.plans = NULL
-        self.partials = NULL
-        self.block_loss = NULL
-        self.clip_scales = NULL
+        memset(&self.loop, 0, sizeof(LoopState))
 
     def __dealloc__(self):
-        free(self.plans)
-        free(self.partials)
-        free(self.block_loss)
-        free(self.clip_scales)
+        free(self.loop.plans)
+        free(self.loop.partials)
+        free(self.loop.block_loss)
+        free(self.loop.clip_scales)
 
     def __init__(self, X, targets, labels, list layers, int loss,
                  dict optimizer_config, double clipnorm, double global_clipnorm,
@@ -480,6 +619,7 @@ cdef class EpochRunner:
         sample_weight: (n,) float64 weights >= 0, or None (all 1): each
         batch's loss is then sum_i w_i l_i / sum_i w_i (descend._sample_weight).
         """
+        cdef LoopState* loop = &self.loop
         _check_runner_settings(targets, labels, loss, clipnorm, global_clipnorm, clipvalue,
                                n_threads, sparse_input)
         check_runner_inputs(X, targets, labels, layers, optimizer_config, n_threads,
@@ -490,122 +630,37 @@ cdef class EpochRunner:
         # that they, and the results, do not change with n_threads.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
-        self.cores = max(1, cores)
-        self.is_float32 = X.dtype == np.float32
-        self.n_rows = X.shape[0]
-        self.n_layers = len(layers)
-        self.batch_size = batch_size
-        self.n_threads = max(1, n_threads)
-        self.loss = loss
-        self.config = make_config_py(optimizer_config)
-        self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
-        self.by_norm = clipnorm > 0 or global_clipnorm > 0
+        loop.is_float32 = X.dtype == np.float32
+        loop.n_rows = X.shape[0]
+        loop.n_layers = len(layers)
+        loop.batch_size = batch_size
+        loop.n_threads = max(1, n_threads)
+        loop.loss = loss
+        loop.config = make_config_py(optimizer_config)
+        loop.clipnorm, loop.global_clipnorm, loop.clipvalue = (clipnorm, global_clipnorm,
+                                                               clipvalue)
+        loop.by_norm = clipnorm > 0 or global_clipnorm > 0
         # (wraparound is off in compiled code: no negative indices)
-        self.n_outputs = (<LayerSpec>layers[len(layers) - 1]).kernel.shape[1]
+        loop.n_outputs = (<LayerSpec>layers[len(layers) - 1]).kernel.shape[1]
         # the blockings and the first layer's path: from descend.plans (the
         # machine's measured profile, or the defaults), unless given
-        self.plan = _choose_plan(X, layers, batch_size, self.n_threads, cores,
+        self.plan = _choose_plan(X, layers, batch_size, loop.n_threads, cores,
                                  optimizer_config, plan, sparse_input)
-        self.sparse_input = self.plan["sparse_input"]
-        self.sample_rows = self.plan["sample_rows"]
-        self.team = TeamSize(self.n_threads, (
-            batch_size, str(X.dtype), loss, bool(self.sparse_input),
+        loop.sparse_input = self.plan["sparse_input"]
+        loop.sample_rows = self.plan["sample_rows"]
+        self.team = TeamSize(loop.n_threads, (
+            batch_size, str(X.dtype), loss, bool(loop.sparse_input),
             tuple((spec.kernel.shape, spec.activation, spec.dropout_rate)
                   for spec in layers)))
         self.keep_alive = [X, targets, labels, sample_weight]
-        self.X, self.targets, self.labels = data(X), data(targets), <int*>data(labels)
-        self.weights = <double*>data(sample_weight)
-        self._allocate_batch_buffers(X, targets, labels)
-        self._fill_layers(layers, X.dtype)
-        self._strategy = self._choose_strategy(layers)
+        loop.X, loop.targets, loop.labels = data(X), data(targets), <int*>data(labels)
+        loop.weights = <double*>data(sample_weight)
+        _allocate_batch_buffers(loop, X, targets, labels, self.keep_alive)
+        _fill_layers(loop, layers, X.dtype, self.plan["kernel_rows"], max(1, cores),
+                     self.keep_alive)
+        self._strategy = _choose_strategy(loop, layers, bool(self.plan.get("by_columns")))
         # the plan records what runs: by columns only where the strategy allows it
         self.plan["by_columns"] = self._strategy == TEAM_BY_COLUMNS
-
-    cdef Strategy _choose_strategy(self, list layers):
-        """The one rule that picks the batch path (the table at the top)."""
-        cdef LayerSpec spec
-        cdef bint l1 = False, penalty_or_dropout = False
-        for spec in layers:
-            l1 = l1 or spec.kernel_l1 != 0 or spec.bias_l1 != 0
-            penalty_or_dropout = (penalty_or_dropout or spec.kernel_l1 != 0 or spec.bias_l1 != 0
-                                  or spec.kernel_l2 != 0 or spec.bias_l2 != 0
-                                  or spec.dropout_rate > 0)
-        plain_sgd = (self.config.kind == SGD and self.config.momentum == 0
-                     and self.clipnorm == 0 and self.global_clipnorm == 0
-                     and self.clipvalue == 0)
-        dropout = any(spec.dropout_rate > 0 for spec in layers)
-        self.columns_sgd = plain_sgd and not l1
-        if self.plan.get("by_columns") and not dropout and not self.by_norm and not (
-                self.columns_sgd and self.batch_size == 1 and not penalty_or_dropout):
-            return TEAM_BY_COLUMNS
-        if not plain_sgd or l1:
-            return TEAM_GENERAL
-        if self.batch_size == 1 and not penalty_or_dropout:
-            return PER_SAMPLE_SGD
-        return TEAM_GEMM_SGD
-
-    cdef _allocate_batch_buffers(self, X, targets, labels):
-        """The batch's rows (copied, or compressed for sparse_input), its targets
-        or labels, the sparse kernels' scratch and the per-thread accumulators."""
-        cdef int batch_size = self.batch_size
-        dtype, width, sparse = X.dtype, X.shape[1], self.sparse_input
-        x_batch = None if sparse else np.empty((batch_size, width), dtype=dtype)
-        nz_index = np.empty((batch_size, width), np.int32) if sparse else None
-        nz_value = np.empty((batch_size, width), dtype) if sparse else None
-        nz_count = np.empty(batch_size, np.int32) if sparse else None
-        # per thread: cursor (batch), col_start (group + 1), col_sample (batch x group)
-        self.scratch_size = batch_size * (GRAD_GROUP_ROWS + 1) + GRAD_GROUP_ROWS + 1
-        grad_scratch = (np.empty((self.n_threads, self.scratch_size), np.int32)
-                        if sparse else None)
-        grad_values = (np.empty((self.n_threads, batch_size * GRAD_GROUP_ROWS), dtype)
-                       if sparse else None)
-        targets_batch = (None if targets is None else
-                         np.empty((batch_size, targets.shape[1]), dtype=dtype))
-        labels_batch = None if labels is None else np.empty(batch_size, dtype=np.int32)
-        weights_batch = None if self.weights == NULL else np.empty(batch_size)
-        self.keep_alive += [x_batch, targets_batch, labels_batch, nz_index, nz_value,
-                            nz_count, grad_scratch, grad_values, weights_batch]
-        self.weights_batch = <double*>data(weights_batch)
-        self.nz_index, self.nz_value = <int*>data(nz_index), data(nz_value)
-        self.nz_count = <int*>data(nz_count)
-        self.grad_scratch, self.grad_values = <int*>data(grad_scratch), data(grad_values)
-        self.x_batch, self.targets_batch = data(x_batch), data(targets_batch)
-        self.labels_batch = <int*>data(labels_batch)
-        self.plans = <LayerPlan*>malloc(self.n_layers * sizeof(LayerPlan))
-        self.partials = <double*>calloc(self.n_threads * SLOT, sizeof(double))
-        self.block_loss = <double*>calloc((batch_size + self.sample_rows - 1)
-                                          // self.sample_rows, sizeof(double))
-        self.clip_scales = <double*>calloc(2 * self.n_layers, sizeof(double))
-        if (self.plans == NULL or self.partials == NULL or self.block_loss == NULL
-                or self.clip_scales == NULL):
-            raise MemoryError()
-
-    cdef _fill_layers(self, list layers, dtype):
-        """One LayerPlan per LayerSpec: its parameters, their gradient buffers
-        and the batch's activation buffers."""
-        cdef int i
-        cdef LayerPlan* p
-        cdef LayerSpec spec
-        for i, spec in enumerate(layers):
-            p = &self.plans[i]
-            p.n_in, p.n_out = spec.kernel.shape[0], spec.kernel.shape[1]
-            p.kernel_rows = self.plan["kernel_rows"][i]
-            # a core's share of the outputs, in whole cache lines of float32
-            share = (p.n_out + self.cores - 1) // self.cores
-            p.out_columns = min(p.n_out, (share + 15) // 16 * 16)
-            p.activation, p.alpha, p.dropout_rate = spec.activation, spec.alpha, spec.dropout_rate
-            self._fill_param(&p.kernel, spec.kernel, spec.kernel_state, spec.kernel_l1,
-                             spec.kernel_l2, spec.kernel_l1_proximal, 1.0)
-            self._fill_param(&p.bias, spec.bias, spec.bias_state, spec.bias_l1,
-                             spec.bias_l2, spec.bias_l1_proximal, 1.0 if spec.decay_bias else 0.0)
-            z = np.empty((self.batch_size, p.n_out), dtype=dtype)
-            # identity layers need no separate activation buffer
-            a = z if p.activation == IDENTITY else np.empty_like(z)
-            dz = np.empty_like(z)
-            dropped = (np.empty((self.batch_size, p.n_in), dtype=dtype)
-                       if p.dropout_rate > 0 else None)
-            self.keep_alive.extend([z, a, dz, dropped])
-            p.z, p.a, p.dz, p.dropped = data(z), data(a), data(dz), data(dropped)
 
     def set_distributed(self, allreduce_address, datatype, op, comm, int rank, int size,
                         long global_batch):
@@ -621,34 +676,19 @@ cdef class EpochRunner:
         communicator. The runner's batch_size must be the largest share,
         ceil(global_batch / size), and every step must give each rank a row
         (the caller checks: descend.distributed)."""
-        cdef int l
-        cdef long offset = 0, itemsize = 4 if self.is_float32 else 8
-        cdef LayerPlan* p
+        cdef LoopState* loop = &self.loop
         if not 0 <= rank < size or size < 2 or global_batch < size:
             raise ValueError(f"rank {rank} of {size} ranks, global batch {global_batch}: "
                              "need 0 <= rank < size, size >= 2, global batch >= size")
-        if (global_batch + size - 1) // size != self.batch_size:
-            raise ValueError(f"batch_size {self.batch_size} must be the largest share "
+        if (global_batch + size - 1) // size != loop.batch_size:
+            raise ValueError(f"batch_size {loop.batch_size} must be the largest share "
                              f"of the global batch, {(global_batch + size - 1) // size}")
         if not allreduce_address:
             raise ValueError("allreduce_address must be the address of MPI_Allreduce")
-        self.flat_size = 1
-        for l in range(self.n_layers):
-            self.flat_size += self.plans[l].kernel.size + self.plans[l].bias.size
-        flat = np.zeros(self.flat_size, np.float32 if self.is_float32 else np.float64)
-        send = np.empty_like(flat)
-        self.keep_alive += [flat, send]
-        self.flat, self.send = data(flat), data(send)
-        for l in range(self.n_layers):     # the gradients become views of `flat`
-            p = &self.plans[l]
-            p.kernel.grad = <char*>self.flat + offset * itemsize
-            offset += p.kernel.size
-            if p.bias.value != NULL:
-                p.bias.grad = <char*>self.flat + offset * itemsize
-                offset += p.bias.size
-        self.allreduce_fn = <void*><intptr_t>allreduce_address
-        self.mpi_datatype, self.mpi_op, self.mpi_comm = datatype, op, comm
-        self.dist_rank, self.dist_size, self.global_batch = rank, size, global_batch
+        _gradients_into_flat(loop, self.keep_alive)
+        loop.allreduce_fn = <void*><intptr_t>allreduce_address
+        loop.mpi_datatype, loop.mpi_op, loop.mpi_comm = datatype, op, comm
+        loop.dist_rank, loop.dist_size, loop.global_batch = rank, size, global_batch
         self._strategy = TEAM_GENERAL      # gradients first, then the update
         self.plan["by_columns"] = False
 
@@ -658,32 +698,24 @@ cdef class EpochRunner:
         (waiting for the slowest rank to arrive included), "allreduce_calls":
         its calls (one a step), "bytes_per_step": the bytes of the summed
         buffer (every gradient and the batch's loss)}."""
-        if not self.dist_size:
+        if not self.loop.dist_size:
             return None
-        return {"allreduce_seconds": self.allreduce_seconds,
-                "allreduce_calls": self.allreduce_calls,
-                "bytes_per_step": self.flat_size * (4 if self.is_float32 else 8)}
+        return {"allreduce_seconds": self.loop.allreduce_seconds,
+                "allreduce_calls": self.loop.allreduce_calls,
+                "bytes_per_step": self.loop.flat_size * (4 if self.loop.is_float32 else 8)}
 
     @property
     def strategy(self):
         """The batch path of run_epoch (the table at the top of _train.pyx):
         "per_sample_sgd" (batch 1, plain SGD; run_epoch falls back to
-        "team_gemm_sgd" for an epoch given a weight decay), "team_gemm_sgd"
-        or "team_general"."""
+        "team_gemm_sgd" for an epoch given a weight decay), "team_gemm_sgd",
+        "team_general" or "team_by_columns"."""
         return _Strategy(self._strategy).name.lower()
 
-    cdef _fill_param(self, Param* param, value, tuple state, double l1, double l2,
-                     bint proximal, double decay):
-        """param from a parameter array (or None), its optimizer state, penalty
-        and weight-decay factor; its gradient buffer is allocated here."""
-        grad = None if value is None else np.empty_like(value)
-        slots = list(state) + [None] * (3 - len(state))
-        self.keep_alive.extend([value, grad] + slots)
-        param.value = data(value)
-        param.grad = data(grad)
-        param.state1, param.state2, param.state3 = data(slots[0]), data(slots[1]), data(slots[2])
-        param.size = 0 if value is None else value.size
-        param.l1, param.l2, param.proximal, param.decay = l1, l2, proximal, decay
+    @property
+    def sparse_input(self):
+        """True when the first layer's input goes through the sparse kernels."""
+        return self.loop.sparse_input
 
     def run_epoch(self, cnp.intp_t[::1] order, double learning_rate,
                   double weight_decay, long step, unsigned long long seed,
@@ -699,9 +731,9 @@ cdef class EpochRunner:
         batch's update), n_samples, and weight_sum (with sample_weight: the
         weights of the samples done).
         """
-        if order.shape[0] > 0 and (np.min(order) < 0 or np.max(order) >= self.n_rows):
-            raise ValueError(f"order must hold row indices in [0, {self.n_rows})")
-        if self.is_float32:
+        if order.shape[0] > 0 and (np.min(order) < 0 or np.max(order) >= self.loop.n_rows):
+            raise ValueError(f"order must hold row indices in [0, {self.loop.n_rows})")
+        if self.loop.is_float32:
             return self._run[float](order, learning_rate, weight_decay, step, seed,
                                     progress, progress_every)
         return self._run[double](order, learning_rate, weight_decay, step, seed,
@@ -710,9 +742,10 @@ cdef class EpochRunner:
     cdef dict _run(self, cnp.intp_t[::1] order, double learning_rate,
                    double weight_decay, long step, unsigned long long seed,
                    object progress, int progress_every, floating dummy=0):
+        cdef LoopState* loop = &self.loop
         cdef long n = order.shape[0]
         # rows of X a batch takes from `order` (distributed: the global batch)
-        cdef long rows = self.global_batch if self.dist_size else self.batch_size
+        cdef long rows = loop.global_batch if loop.dist_size else loop.batch_size
         cdef long n_batches = (n + rows - 1) // rows
         cdef long chunk = progress_every if progress_every > 0 else n_batches
         cdef long batch = 0, stop, done
@@ -740,13 +773,13 @@ cdef class EpochRunner:
             started = time.perf_counter()
             with nogil:
                 if per_sample:
-                    done = self._per_sample_sgd[floating](&order[0], batch, stop,
-                                                          learning_rate, totals)
+                    done = _per_sample_sgd[floating](loop, &order[0], batch, stop,
+                                                     learning_rate, totals)
                 else:
-                    done = self._team_batches[floating](&order[0], n, batch, stop,
-                                                        strategy, learning_rate,
-                                                        weight_decay, step, seed, team,
-                                                        totals)
+                    done = _team_batches[floating](loop, &order[0], n, batch, stop,
+                                                   strategy, learning_rate,
+                                                   weight_decay, step, seed, team,
+                                                   totals)
             if not per_sample:
                 self.team.record(team, (time.perf_counter() - started) / max(done - batch, 1),
                                  max(done - batch, 1))
@@ -765,651 +798,704 @@ cdef class EpochRunner:
         result = {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
                   "n_batches": batch, "step": step, "finite": finite,
                   "n_samples": min(batch * rows, n),
-                  "n_correct": <long>n_correct if self.weights == NULL else n_correct}
-        if self.weights != NULL:
+                  "n_correct": <long>n_correct if loop.weights == NULL else n_correct}
+        if loop.weights != NULL:
             result["weight_sum"] = weight_sum
         return result
 
-    # ---- team_gemm_sgd and team_general: a team of threads over batches -----
-    cdef long _team_batches(self, cnp.intp_t* order, long n, long first, long stop,
-                            Strategy strategy, double learning_rate, double weight_decay,
-                            long step, uint64_t seed, int T, double* totals,
-                            floating dummy=0) noexcept nogil:
-        """Train batches [first, stop); return the index of the first batch not
-        done (stop, or the batch whose loss was not finite). totals gets
-        (sum of (batch loss + penalty) * batch weight, sum of penalties, correct,
-        sum of batch weights), a batch's weight being its size or the sum of
-        its sample weights.
-        T threads are asked for and share the work (the results do not depend
-        on T). OpenMP may grant fewer (OMP_DYNAMIC, OMP_THREAD_LIMIT, nested
-        regions): the work is cut over the team actually running."""
-        cdef int t, i, blk, n_blocks, nb, nb_all, offset
-        cdef long batch, start
-        cdef long first_not_done[1]
-        cdef int granted[1]
-        cdef double batch_loss, penalty, batch_weight
-        cdef uint64_t batch_seed
-        cdef double* mine
-        first_not_done[0] = stop
-        granted[0] = 1
-        with parallel(num_threads=T):
-            t = threadid()
-            T = team_size()
-            if t == 0:
-                granted[0] = T
-            mine = &self.partials[t * SLOT]
-            mine[ACC_LOSS] = mine[ACC_PENALTY] = mine[CORRECT] = mine[ACC_WEIGHT] = 0
-            batch = first
-            while batch < stop:
-                if self.dist_size:
-                    # this rank's contiguous share of global batch `batch`
-                    start = batch * self.global_batch
-                    nb_all = <int>min(self.global_batch, n - start)
-                    offset = <int>((<long>nb_all * self.dist_rank) // self.dist_size)
-                    nb = <int>((<long>nb_all * (self.dist_rank + 1)) // self.dist_size) - offset
-                    start = start + offset
-                else:
-                    start = batch * self.batch_size
-                    nb = <int>min(<long>self.batch_size, n - start)
-                    nb_all, offset = nb, 0
-                n_blocks = (nb + self.sample_rows - 1) // self.sample_rows
-                batch_seed = descend_mix(seed, <uint64_t>batch)
-                # every thread sums the batch's weights (same order, same bits);
-                # distributed: the global batch's, all ranks' rows
-                batch_weight = self._batch_weight(order + start - offset, nb_all)
-                # phase A: this thread's blocks of samples (by columns: of
-                # samples, then of every layer's outputs)
-                if strategy == TEAM_BY_COLUMNS:
-                    self._columns_forward[floating](order + start, nb, t, T, batch_weight,
-                                                    &mine[CORRECT])
-                else:
-                    self._samples_phase_a[floating](order + start, nb, offset, batch_seed,
-                                                    batch_weight, t, T, &mine[CORRECT])
-                barrier()
-                batch_loss = 0
-                for blk in range(n_blocks):     # in block order: same sum for any T
-                    batch_loss = batch_loss + self.block_loss[blk]
-                if self.dist_size:
-                    # the batch's loss and gradients summed over the ranks
-                    batch_loss = self._sum_over_ranks[floating](nb, t, T, batch_loss)
-                if not isfinite(batch_loss):
-                    # every thread sees the same sum, so all leave together
-                    first_not_done[0] = batch
-                    break
-                # phase B: this thread's blocks of every parameter array
-                if strategy == TEAM_GEMM_SGD:
-                    penalty = self._gemm_sgd_update[floating](
-                        nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1)
-                elif strategy == TEAM_BY_COLUMNS:
-                    penalty = self._columns_backward[floating](
-                        nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1)
-                else:
-                    penalty = self._general_update[floating](
-                        nb, t, T, learning_rate, weight_decay, step + (batch - first) + 1,
-                        self.dist_size != 0)
-                if t == 0:
-                    mine[ACC_LOSS] += batch_loss * batch_weight
-                    mine[ACC_WEIGHT] += batch_weight
-                mine[ACC_LOSS] += penalty * batch_weight
-                mine[ACC_PENALTY] += penalty
-                barrier()
-                batch = batch + 1
-        for i in range(granted[0]):
-            totals[0] += self.partials[i * SLOT + ACC_LOSS]
-            totals[1] += self.partials[i * SLOT + ACC_PENALTY]
-            totals[2] += self.partials[i * SLOT + CORRECT]
-            totals[3] += self.partials[i * SLOT + ACC_WEIGHT]
-        return first_not_done[0]
 
-    cdef void _samples_phase_a(self, cnp.intp_t* rows, int nb, int offset,
-                               uint64_t batch_seed, double batch_weight, int t, int T,
-                               double* correct, floating dummy=0) noexcept nogil:
-        """Phase A by samples: thread t's blocks of sample_rows rows (block b
-        to thread b mod T) gathered, then forward, loss and backward to dL/dz
-        on them; block_loss gets each block's share of the batch's loss."""
-        cdef int blk = t
-        cdef int n_blocks = (nb + self.sample_rows - 1) // self.sample_rows
-        while blk < n_blocks:
-            self._gather[floating](rows, blk * self.sample_rows,
-                                   min((blk + 1) * self.sample_rows, nb))
-            self.block_loss[blk] = self._samples_forward_backward[floating](
-                blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb),
-                offset, batch_seed, batch_weight, correct)
-            blk = blk + T
-
-    cdef inline double _batch_weight(self, cnp.intp_t* rows, int nb) noexcept nogil:
-        """What the batch's mean loss divides by: nb, or the sum of its weights."""
-        cdef int i
-        cdef double total = 0.0
-        if self.weights == NULL:
-            return nb
-        for i in range(nb):
-            total += self.weights[rows[i]]
-        return total
-
-    cdef void _gather(self, cnp.intp_t* rows, int r0, int r1,
-                      floating dummy=0) noexcept nogil:
-        """Copy rows[r0:r1] of X (and the targets) into the batch buffers;
-        with sparse_input, compress the rows of X instead of copying them."""
-        cdef int i
-        cdef long d = self.plans[0].n_in
-        cdef long k = self.n_outputs
-        cdef floating* X = <floating*>self.X
-        cdef floating* T = <floating*>self.targets
-        cdef int* Y = self.labels
-        cdef floating* xb = <floating*>self.x_batch
-        cdef floating* tb = <floating*>self.targets_batch
-        cdef int* yb = self.labels_batch
-        for i in range(r0, r1):
-            if self.sparse_input:
-                self.nz_count[i] = nonzero_entries(X + rows[i] * d, <int>d,
-                                                   self.nz_index + i * d,
-                                                   <floating*>self.nz_value + i * d)
-            else:
-                memcpy(xb + i * d, X + rows[i] * d, d * sizeof(floating))
-            if T != NULL:
-                memcpy(tb + i * k, T + rows[i] * k, k * sizeof(floating))
-            if Y != NULL:
-                yb[i] = Y[rows[i]]
-            if self.weights != NULL:
-                self.weights_batch[i] = self.weights[rows[i]]
-
-    cdef inline floating* _input(self, int l, floating dummy=0) noexcept nogil:
-        """The input buffer of layer l as it enters its kernel (after dropout)."""
-        if self.plans[l].dropout_rate > 0:
-            return <floating*>self.plans[l].dropped
-        if l == 0:
-            return <floating*>self.x_batch
-        return <floating*>self.plans[l - 1].a
-
-    cdef double _samples_forward_backward(self, int r0, int r1, int offset,
-                                          uint64_t batch_seed, double batch_weight,
-                                          double* correct, floating dummy=0) noexcept nogil:
-        """Phase A on rows [r0, r1): forward, loss, and dL/dz of every layer.
-        Returns these rows' share of the batch's (weighted) mean loss.
-        batch_weight: the batch's rows (all ranks' when distributed) or the sum
-        of their sample weights; offset: the index in the batch of this
-        runner's row 0 (distributed: its share's first row; dropout masks are
-        keyed by it)."""
-        cdef int l, rows = r1 - r0
-        cdef LayerPlan* p
-        cdef LayerPlan* last = &self.plans[self.n_layers - 1]
-        cdef floating* raw
-        cdef floating* inp
-        cdef double loss, scale
-        cdef long k = last.n_out
-        if rows <= 0:
-            return 0.0
-        for l in range(self.n_layers):
-            p = &self.plans[l]
-            inp = self._input[floating](l)
-            if p.dropout_rate > 0:
-                raw = (<floating*>self.x_batch if l == 0
-                       else <floating*>self.plans[l - 1].a)
-                dropout(inp + <long>r0 * p.n_in, raw + <long>r0 * p.n_in, rows, p.n_in,
-                        offset + r0, p.dropout_rate, descend_mix(batch_seed, <uint64_t>l), 1)
-            if l == 0 and self.sparse_input:
-                self._sparse_first_layer[floating](r0, r1)
-                continue
-            dense_forward(inp + <long>r0 * p.n_in, rows, p.n_in, <floating*>p.kernel.value,
-                          <floating*>p.bias.value, p.n_out,
-                          <floating*>p.z + <long>r0 * p.n_out,
-                          <floating*>p.a + <long>r0 * p.n_out, p.activation,
-                          <floating>p.alpha, 1)
-        loss = self._rows_loss[floating](r0, r1, batch_weight, correct)
-        # backward to dL/dz of every layer: layer l writes dL/d(its input)
-        # into layer l-1's dz, through the dropout mask if there is one
-        for l in range(self.n_layers - 1, -1, -1):
-            p = &self.plans[l]
-            activation_backward(<floating*>p.z + <long>r0 * p.n_out,
-                                <floating*>p.a + <long>r0 * p.n_out,
-                                <floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
-                                p.activation, <floating>p.alpha, 1)
-            if l > 0:
-                inp = <floating*>self.plans[l - 1].dz + <long>r0 * p.n_in
-                dense_grad_input(<floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
-                                 <floating*>p.kernel.value, p.n_in, inp, 1)
-                if p.dropout_rate > 0:
-                    dropout(inp, inp, rows, p.n_in, offset + r0, p.dropout_rate,
-                            descend_mix(batch_seed, <uint64_t>l), 1)
-        return loss
-
-    cdef void _sparse_first_layer(self, int r0, int r1, floating dummy=0) noexcept nogil:
-        """The first layer's forward on rows [r0, r1) of the batch, from their
-        compressed rows (sparse_input)."""
-        cdef LayerPlan* p = &self.plans[0]
-        sparse_forward(self.nz_index + <long>r0 * p.n_in,
-                       <floating*>self.nz_value + <long>r0 * p.n_in,
-                       self.nz_count + r0, r1 - r0, p.n_in,
-                       <floating*>p.kernel.value, <floating*>p.bias.value, p.n_out,
-                       <floating*>p.z + <long>r0 * p.n_out,
-                       <floating*>p.a + <long>r0 * p.n_out, p.activation,
-                       <floating>p.alpha)
-
-    cdef double _rows_loss(self, int r0, int r1, double batch_weight, double* correct,
-                           floating dummy=0) noexcept nogil:
-        """The loss of rows [r0, r1) and its gradient dL/da of the last layer
-        (the (weighted) mean over the batch's samples, and outputs for the
-        elementwise losses); adds their correct predictions to correct[0].
-        Returns these rows' share of the batch's loss."""
-        cdef LayerPlan* last = &self.plans[self.n_layers - 1]
-        cdef long k = last.n_out
-        cdef int rows = r1 - r0
-        cdef double scale = mean_scale(self.loss, batch_weight, k)
-        cdef floating* targets = <floating*>self.targets_batch
-        cdef int* labels = self.labels_batch
-        cdef double* weights = self.weights_batch + r0 if self.weights != NULL else NULL
-        cdef double loss = scale * weighted_loss_and_gradient(
-            self.loss, <floating*>last.a + r0 * k,
-            targets + r0 * k if targets != NULL else NULL,
-            labels + r0 if labels != NULL else NULL, weights,
-            <floating*>last.dz + r0 * k, rows, <int>k, scale, 1)
-        correct[0] += count_correct(self.loss, <floating*>last.a + r0 * k,
-                                    targets + r0 * k if targets != NULL else NULL,
-                                    labels + r0 if labels != NULL else NULL, weights,
-                                    rows, <int>k)
-        return loss
-
-    # ---- team_by_columns: layer by layer, blocks of columns --------------------
-    cdef void _columns_forward(self, cnp.intp_t* rows, int nb, int t, int T,
-                               double batch_weight, double* correct,
-                               floating dummy=0) noexcept nogil:
-        """Phase A of team_by_columns: this thread's blocks of samples are
-        gathered (and go through the sparse first layer); then each layer,
-        after a barrier, runs all the batch's rows through this thread's
-        blocks of its output columns (block b of p.out_columns columns to
-        thread b mod T: one GEMM against that slice of the kernel, which
-        stays in this core's cache from batch to batch); then the loss and
-        the last layer's dL/dz on the sample blocks. block_loss gets each
-        sample block's share of the loss."""
-        cdef int blk, l, c0, r0, r1, n_blocks = (nb + self.sample_rows - 1) // self.sample_rows
-        cdef LayerPlan* p
-        cdef LayerPlan* last = &self.plans[self.n_layers - 1]
-        blk = t
-        while blk < n_blocks:
-            r0, r1 = blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb)
-            self._gather[floating](rows, r0, r1)
-            if self.sparse_input:
-                self._sparse_first_layer[floating](r0, r1)
-            blk = blk + T
-        for l in range(1 if self.sparse_input else 0, self.n_layers):
-            barrier()
-            p = &self.plans[l]
-            c0 = t * p.out_columns
-            while c0 < p.n_out:
-                self._columns_product[floating](p, l, nb, c0, min(c0 + p.out_columns, p.n_out))
-                c0 = c0 + T * p.out_columns
-        barrier()
-        blk = t
-        while blk < n_blocks:
-            r0, r1 = blk * self.sample_rows, min((blk + 1) * self.sample_rows, nb)
-            self.block_loss[blk] = self._rows_loss[floating](r0, r1, batch_weight, correct)
-            activation_backward(<floating*>last.z + <long>r0 * last.n_out,
-                                <floating*>last.a + <long>r0 * last.n_out,
-                                <floating*>last.dz + <long>r0 * last.n_out, r1 - r0,
-                                last.n_out, last.activation, <floating>last.alpha, 1)
-            blk = blk + T
-
-    cdef void _columns_product(self, LayerPlan* p, int l, int nb, int c0, int c1,
-                               floating dummy=0) noexcept nogil:
-        """z[:, c0:c1] := x . W[:, c0:c1] + b[c0:c1] ; a[:, c0:c1] := act(z) over
-        the batch's nb rows (x: layer l's input)."""
-        cdef int i
-        cdef floating* z = <floating*>p.z
-        cdef floating* a = <floating*>p.a
-        cdef floating* b = <floating*>p.bias.value
-        gemm(False, False, nb, c1 - c0, p.n_in, <floating>1, self._input[floating](l),
-             p.n_in, <floating*>p.kernel.value + c0, p.n_out, <floating>0, z + c0, p.n_out)
-        for i in range(nb):
-            bias_activation_row(z + <long>i * p.n_out + c0, a + <long>i * p.n_out + c0,
-                                b + c0 if b != NULL else NULL, c1 - c0, p.activation,
-                                <floating>p.alpha)
-
-    cdef double _columns_backward(self, int nb, int t, int T, double learning_rate,
-                                  double weight_decay, long step,
-                                  floating dummy=0) noexcept nogil:
-        """Phase B of team_by_columns, last layer first: this thread's blocks of
-        p.kernel_rows kernel rows [k0, k1) (block b to thread b mod T) first
-        give the previous layer's dL/dz on columns [k0, k1) (dZ W[k0:k1]^T,
-        then its activation's derivative: those rows of W are this thread's,
-        so it reads them before it updates them), then their update (as
-        team_gemm_sgd or team_general); then the bias; a barrier before the
-        previous layer, whose dL/dz is then whole. Returns the penalty of
-        this thread's blocks."""
-        cdef int l, k0, k1
-        cdef LayerPlan* p
-        cdef LayerPlan* prev
-        cdef double penalty = 0.0
-        for l in range(self.n_layers - 1, -1, -1):
-            p = &self.plans[l]
-            prev = &self.plans[l - 1] if l > 0 else NULL
-            k0 = t * p.kernel_rows
-            while k0 < p.n_in:
-                k1 = min(k0 + p.kernel_rows, p.n_in)
-                if prev != NULL:
-                    gemm(False, True, nb, k1 - k0, p.n_out, <floating>1, <floating*>p.dz,
-                         p.n_out, <floating*>p.kernel.value + <long>k0 * p.n_out, p.n_out,
-                         <floating>0, <floating*>prev.dz + k0, p.n_in)
-                    activation_backward_columns(<floating*>prev.z + k0, <floating*>prev.a + k0,
-                                                <floating*>prev.dz + k0, nb, k1 - k0, p.n_in,
-                                                prev.activation, <floating>prev.alpha)
-                if self.columns_sgd:
-                    penalty += self._sgd_through_gemm[floating](p, l, nb, k0, k1, t,
-                                                                learning_rate, weight_decay)
-                else:
-                    self._kernel_gradient[floating](l, nb, k0, k1, t)
-                    penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
-                                                   <long>k1 * p.n_out)
-                    _step[floating](&self.config, &p.kernel, <long>k0 * p.n_out,
-                                    <long>k1 * p.n_out, learning_rate, weight_decay, step,
-                                    self.clipvalue)
-                k0 = k0 + T * p.kernel_rows
-            penalty += self._bias_update[floating](l, nb, t, T, learning_rate, weight_decay,
-                                                   step, True, True)
-            if prev != NULL:
-                barrier()
-        return penalty
-
-    # ---- phase B of team_gemm_sgd ---------------------------------------------
-    cdef double _gemm_sgd_update(self, int nb, int t, int T, double learning_rate,
-                                 double weight_decay, long step,
-                                 floating dummy=0) noexcept nogil:
-        """Phase B, plain SGD: each block of kernel rows updated by one GEMM
-        (_sgd_through_gemm: dW is never written out), then the bias. Kernel
-        rows go in blocks of p.kernel_rows, block b to thread b mod T.
-        Returns the penalty of this thread's blocks."""
-        cdef int l, k0, k1
-        cdef LayerPlan* p
-        cdef double penalty = 0.0
-        for l in range(self.n_layers):
-            p = &self.plans[l]
-            k0 = t * p.kernel_rows
-            while k0 < p.n_in:
-                k1 = min(k0 + p.kernel_rows, p.n_in)
-                penalty += self._sgd_through_gemm[floating](p, l, nb, k0, k1, t,
-                                                            learning_rate, weight_decay)
-                k0 = k0 + T * p.kernel_rows
-            penalty += self._bias_update[floating](l, nb, t, T, learning_rate,
-                                                   weight_decay, step, True, True)
-        return penalty
-
-    cdef double _bias_update(self, int l, int nb, int t, int T, double learning_rate,
-                             double weight_decay, long step, bint update, bint gradient,
-                             floating dummy=0) noexcept nogil:
-        """db of layer l on this thread's part of the bias (if `gradient`), its
-        penalty (returned) and, if `update`, the optimizer step on it."""
-        cdef LayerPlan* p = &self.plans[l]
-        cdef int j0 = part(p.n_out, t, T), j1 = part(p.n_out, t + 1, T)
-        cdef double penalty
-        if gradient:
-            dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
-                              p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
-        penalty = _penalize[floating](&p.bias, j0, j1)
-        if update:
-            _step[floating](&self.config, &p.bias, j0, j1, learning_rate,
-                            weight_decay, step, self.clipvalue)
-        return penalty
-
-    # ---- phase B of team_general -------------------------------------------------
-    cdef double _general_update(self, int nb, int t, int T, double learning_rate,
-                                double weight_decay, long step, bint summed,
-                                floating dummy=0) noexcept nogil:
-        """Phase B, any optimizer: dW, db, penalties, clipping by value and the
-        update. Kernel rows go in blocks of p.kernel_rows, block b to thread
-        b mod T; each block is updated right after its gradient is computed,
-        while it is still in cache (unless by_norm: then every gradient first,
-        _update_by_norm after). `summed`: the gradients are there already
-        (distributed: _sum_over_ranks). Returns the penalty of this thread's
-        blocks."""
-        cdef int l, k0, k1
-        cdef LayerPlan* p
-        cdef double penalty = 0.0
-        for l in range(self.n_layers):
-            p = &self.plans[l]
-            k0 = t * p.kernel_rows
-            while k0 < p.n_in:
-                k1 = min(k0 + p.kernel_rows, p.n_in)
-                if not summed:
-                    self._kernel_gradient[floating](l, nb, k0, k1, t)
-                penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
-                                               <long>k1 * p.n_out)
-                if not self.by_norm:
-                    _step[floating](&self.config, &p.kernel, <long>k0 * p.n_out,
-                                    <long>k1 * p.n_out, learning_rate, weight_decay,
-                                    step, self.clipvalue)
-                k0 = k0 + T * p.kernel_rows
-            penalty += self._bias_update[floating](l, nb, t, T, learning_rate,
-                                                   weight_decay, step, not self.by_norm,
-                                                   not summed)
-        if self.by_norm:
-            self._update_by_norm[floating](t, T, learning_rate, weight_decay, step)
-        return penalty
-
-    cdef double _sum_over_ranks(self, int nb, int t, int T, double batch_loss,
-                                floating dummy=0) noexcept nogil:
-        """A distributed step between phases A and B: this thread's blocks of
-        every gradient (this rank's nb rows), then thread 0 puts the batch's
-        loss after them and sums the flat buffer over the ranks with one
-        MPI_Allreduce, between two barriers. Returns the summed loss (every
-        rank and thread gets the same value: all stop together on NaN)."""
-        cdef int l, k0, j0, j1
-        cdef LayerPlan* p
-        cdef floating* flat = <floating*>self.flat
-        cdef double started
-        for l in range(self.n_layers):
-            p = &self.plans[l]
-            k0 = t * p.kernel_rows
-            while k0 < p.n_in:
-                self._kernel_gradient[floating](l, nb, k0, min(k0 + p.kernel_rows, p.n_in), t)
-                k0 = k0 + T * p.kernel_rows
-            if p.bias.value != NULL:
-                j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
-                dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
-                                  p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
-        barrier()
+# ---- the team strategies: a team of threads over batches, phases A and B -----
+cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, long stop,
+                        Strategy strategy, double learning_rate, double weight_decay,
+                        long step, uint64_t seed, int T, double* totals,
+                        floating dummy=0) noexcept nogil:
+    """Train batches [first, stop); return the index of the first batch not
+    done (stop, or the batch whose loss was not finite). totals gets
+    (sum of (batch loss + penalty) * batch weight, sum of penalties, correct,
+    sum of batch weights), a batch's weight being its size or the sum of
+    its sample weights.
+    T threads are asked for and share the work (the results do not depend
+    on T). OpenMP may grant fewer (OMP_DYNAMIC, OMP_THREAD_LIMIT, nested
+    regions): the work is cut over the team actually running."""
+    cdef int t, i, blk, n_blocks, nb, nb_all, offset
+    cdef long batch, start
+    cdef long first_not_done[1]
+    cdef int granted[1]
+    cdef double batch_loss, penalty, batch_weight
+    cdef uint64_t batch_seed
+    cdef double* mine
+    first_not_done[0] = stop
+    granted[0] = 1
+    with parallel(num_threads=T):
+        t = threadid()
+        T = team_size()
         if t == 0:
-            flat[self.flat_size - 1] = <floating>batch_loss
-            memcpy(self.send, self.flat, self.flat_size * sizeof(floating))
-            started = wall_seconds()
-            call_allreduce(self.allreduce_fn, self.send, self.flat, <int>self.flat_size,
-                           self.mpi_datatype, self.mpi_op, self.mpi_comm)
-            self.allreduce_seconds += wall_seconds() - started
-            self.allreduce_calls += 1
-        barrier()
-        return flat[self.flat_size - 1]
+            granted[0] = T
+        mine = &loop.partials[t * SLOT]
+        mine[ACC_LOSS] = mine[ACC_PENALTY] = mine[CORRECT] = mine[ACC_WEIGHT] = 0
+        batch = first
+        while batch < stop:
+            if loop.dist_size:
+                # this rank's contiguous share of global batch `batch`
+                start = batch * loop.global_batch
+                nb_all = <int>min(loop.global_batch, n - start)
+                offset = <int>((<long>nb_all * loop.dist_rank) // loop.dist_size)
+                nb = <int>((<long>nb_all * (loop.dist_rank + 1)) // loop.dist_size) - offset
+                start = start + offset
+            else:
+                start = batch * loop.batch_size
+                nb = <int>min(<long>loop.batch_size, n - start)
+                nb_all, offset = nb, 0
+            n_blocks = (nb + loop.sample_rows - 1) // loop.sample_rows
+            batch_seed = descend_mix(seed, <uint64_t>batch)
+            # every thread sums the batch's weights (same order, same bits);
+            # distributed: the global batch's, all ranks' rows
+            batch_weight = _batch_weight(loop, order + start - offset, nb_all)
+            _phase_a[floating](loop, strategy, order + start, nb, offset, batch_seed,
+                               batch_weight, t, T, &mine[CORRECT])
+            barrier()
+            batch_loss = 0
+            for blk in range(n_blocks):     # in block order: same sum for any T
+                batch_loss = batch_loss + loop.block_loss[blk]
+            if loop.dist_size:
+                # the batch's loss and gradients summed over the ranks
+                batch_loss = _sum_over_ranks[floating](loop, nb, t, T, batch_loss)
+            if not isfinite(batch_loss):
+                # every thread sees the same sum, so all leave together
+                first_not_done[0] = batch
+                break
+            penalty = _phase_b[floating](loop, strategy, nb, t, T, learning_rate,
+                                         weight_decay, step + (batch - first) + 1)
+            if t == 0:
+                mine[ACC_LOSS] += batch_loss * batch_weight
+                mine[ACC_WEIGHT] += batch_weight
+            mine[ACC_LOSS] += penalty * batch_weight
+            mine[ACC_PENALTY] += penalty
+            barrier()
+            batch = batch + 1
+    for i in range(granted[0]):
+        totals[0] += loop.partials[i * SLOT + ACC_LOSS]
+        totals[1] += loop.partials[i * SLOT + ACC_PENALTY]
+        totals[2] += loop.partials[i * SLOT + CORRECT]
+        totals[3] += loop.partials[i * SLOT + ACC_WEIGHT]
+    return first_not_done[0]
 
-    cdef void _update_by_norm(self, int t, int T, double learning_rate,
+
+cdef void _phase_a(LoopState* loop, Strategy strategy, cnp.intp_t* rows, int nb, int offset,
+                   uint64_t batch_seed, double batch_weight, int t, int T, double* correct,
+                   floating dummy=0) noexcept nogil:
+    """Phase A of one batch (rows: its rows of `order`): this thread's blocks
+    of samples (by columns: of samples, then of every layer's outputs), up
+    to dL/dz; block_loss gets each sample block's share of the loss."""
+    if strategy == TEAM_BY_COLUMNS:
+        _columns_forward[floating](loop, rows, nb, t, T, batch_weight, correct)
+    else:
+        _samples_phase_a[floating](loop, rows, nb, offset, batch_seed, batch_weight, t, T,
+                                   correct)
+
+
+cdef double _phase_b(LoopState* loop, Strategy strategy, int nb, int t, int T,
+                     double learning_rate, double weight_decay, long step,
+                     floating dummy=0) noexcept nogil:
+    """Phase B of one batch: this thread's blocks of every parameter array
+    (gradient, penalty, update; step: the update's number, from 1). Returns
+    the penalty of this thread's blocks."""
+    if strategy == TEAM_GEMM_SGD:
+        return _gemm_sgd_update[floating](loop, nb, t, T, learning_rate, weight_decay, step)
+    if strategy == TEAM_BY_COLUMNS:
+        return _columns_backward[floating](loop, nb, t, T, learning_rate, weight_decay, step)
+    return _general_update[floating](loop, nb, t, T, learning_rate, weight_decay, step,
+                                     loop.dist_size != 0)
+
+
+cdef inline double _batch_weight(LoopState* loop, cnp.intp_t* rows, int nb) noexcept nogil:
+    """What the batch's mean loss divides by: nb, or the sum of its weights."""
+    cdef int i
+    cdef double total = 0.0
+    if loop.weights == NULL:
+        return nb
+    for i in range(nb):
+        total += loop.weights[rows[i]]
+    return total
+
+
+# ---- phase A by samples: gather, forward, loss, backward to dL/dz ------------
+cdef void _samples_phase_a(LoopState* loop, cnp.intp_t* rows, int nb, int offset,
+                           uint64_t batch_seed, double batch_weight, int t, int T,
+                           double* correct, floating dummy=0) noexcept nogil:
+    """Phase A by samples: thread t's blocks of sample_rows rows (block b
+    to thread b mod T) gathered, then forward, loss and backward to dL/dz
+    on them; block_loss gets each block's share of the batch's loss."""
+    cdef int blk = t
+    cdef int n_blocks = (nb + loop.sample_rows - 1) // loop.sample_rows
+    while blk < n_blocks:
+        _gather[floating](loop, rows, blk * loop.sample_rows,
+                          min((blk + 1) * loop.sample_rows, nb))
+        loop.block_loss[blk] = _samples_forward_backward[floating](
+            loop, blk * loop.sample_rows, min((blk + 1) * loop.sample_rows, nb),
+            offset, batch_seed, batch_weight, correct)
+        blk = blk + T
+
+
+cdef void _gather(LoopState* loop, cnp.intp_t* rows, int r0, int r1,
+                  floating dummy=0) noexcept nogil:
+    """Copy rows[r0:r1] of X (and the targets) into the batch buffers;
+    with sparse_input, compress the rows of X instead of copying them."""
+    cdef int i
+    cdef long d = loop.plans[0].n_in
+    cdef long k = loop.n_outputs
+    cdef floating* X = <floating*>loop.X
+    cdef floating* T = <floating*>loop.targets
+    cdef int* Y = loop.labels
+    cdef floating* xb = <floating*>loop.x_batch
+    cdef floating* tb = <floating*>loop.targets_batch
+    cdef int* yb = loop.labels_batch
+    for i in range(r0, r1):
+        if loop.sparse_input:
+            loop.nz_count[i] = nonzero_entries(X + rows[i] * d, <int>d,
+                                               loop.nz_index + i * d,
+                                               <floating*>loop.nz_value + i * d)
+        else:
+            memcpy(xb + i * d, X + rows[i] * d, d * sizeof(floating))
+        if T != NULL:
+            memcpy(tb + i * k, T + rows[i] * k, k * sizeof(floating))
+        if Y != NULL:
+            yb[i] = Y[rows[i]]
+        if loop.weights != NULL:
+            loop.weights_batch[i] = loop.weights[rows[i]]
+
+
+cdef inline floating* _input(LoopState* loop, int l, floating dummy=0) noexcept nogil:
+    """The input buffer of layer l as it enters its kernel (after dropout)."""
+    if loop.plans[l].dropout_rate > 0:
+        return <floating*>loop.plans[l].dropped
+    if l == 0:
+        return <floating*>loop.x_batch
+    return <floating*>loop.plans[l - 1].a
+
+
+cdef double _samples_forward_backward(LoopState* loop, int r0, int r1, int offset,
+                                      uint64_t batch_seed, double batch_weight,
+                                      double* correct, floating dummy=0) noexcept nogil:
+    """Phase A on rows [r0, r1): forward, loss, and dL/dz of every layer.
+    Returns these rows' share of the batch's (weighted) mean loss.
+    batch_weight: the batch's rows (all ranks' when distributed) or the sum
+    of their sample weights; offset: the index in the batch of this
+    runner's row 0 (distributed: its share's first row; dropout masks are
+    keyed by it)."""
+    cdef int l, rows = r1 - r0
+    cdef LayerPlan* p
+    cdef LayerPlan* last = &loop.plans[loop.n_layers - 1]
+    cdef floating* raw
+    cdef floating* inp
+    cdef double loss, scale
+    cdef long k = last.n_out
+    if rows <= 0:
+        return 0.0
+    for l in range(loop.n_layers):
+        p = &loop.plans[l]
+        inp = _input[floating](loop, l)
+        if p.dropout_rate > 0:
+            raw = (<floating*>loop.x_batch if l == 0
+                   else <floating*>loop.plans[l - 1].a)
+            dropout(inp + <long>r0 * p.n_in, raw + <long>r0 * p.n_in, rows, p.n_in,
+                    offset + r0, p.dropout_rate, descend_mix(batch_seed, <uint64_t>l), 1)
+        if l == 0 and loop.sparse_input:
+            _sparse_first_layer[floating](loop, r0, r1)
+            continue
+        dense_forward(inp + <long>r0 * p.n_in, rows, p.n_in, <floating*>p.kernel.value,
+                      <floating*>p.bias.value, p.n_out,
+                      <floating*>p.z + <long>r0 * p.n_out,
+                      <floating*>p.a + <long>r0 * p.n_out, p.activation,
+                      <floating>p.alpha, 1)
+    loss = _rows_loss[floating](loop, r0, r1, batch_weight, correct)
+    # backward to dL/dz of every layer: layer l writes dL/d(its input)
+    # into layer l-1's dz, through the dropout mask if there is one
+    for l in range(loop.n_layers - 1, -1, -1):
+        p = &loop.plans[l]
+        activation_backward(<floating*>p.z + <long>r0 * p.n_out,
+                            <floating*>p.a + <long>r0 * p.n_out,
+                            <floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
+                            p.activation, <floating>p.alpha, 1)
+        if l > 0:
+            inp = <floating*>loop.plans[l - 1].dz + <long>r0 * p.n_in
+            dense_grad_input(<floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
+                             <floating*>p.kernel.value, p.n_in, inp, 1)
+            if p.dropout_rate > 0:
+                dropout(inp, inp, rows, p.n_in, offset + r0, p.dropout_rate,
+                        descend_mix(batch_seed, <uint64_t>l), 1)
+    return loss
+
+
+cdef void _sparse_first_layer(LoopState* loop, int r0, int r1, floating dummy=0) noexcept nogil:
+    """The first layer's forward on rows [r0, r1) of the batch, from their
+    compressed rows (sparse_input)."""
+    cdef LayerPlan* p = &loop.plans[0]
+    sparse_forward(loop.nz_index + <long>r0 * p.n_in,
+                   <floating*>loop.nz_value + <long>r0 * p.n_in,
+                   loop.nz_count + r0, r1 - r0, p.n_in,
+                   <floating*>p.kernel.value, <floating*>p.bias.value, p.n_out,
+                   <floating*>p.z + <long>r0 * p.n_out,
+                   <floating*>p.a + <long>r0 * p.n_out, p.activation,
+                   <floating>p.alpha)
+
+
+cdef double _rows_loss(LoopState* loop, int r0, int r1, double batch_weight, double* correct,
+                       floating dummy=0) noexcept nogil:
+    """The loss of rows [r0, r1) and its gradient dL/da of the last layer
+    (the (weighted) mean over the batch's samples, and outputs for the
+    elementwise losses); adds their correct predictions to correct[0].
+    Returns these rows' share of the batch's loss."""
+    cdef LayerPlan* last = &loop.plans[loop.n_layers - 1]
+    cdef long k = last.n_out
+    cdef int rows = r1 - r0
+    cdef double scale = mean_scale(loop.loss, batch_weight, k)
+    cdef floating* targets = <floating*>loop.targets_batch
+    cdef int* labels = loop.labels_batch
+    cdef double* weights = loop.weights_batch + r0 if loop.weights != NULL else NULL
+    cdef double loss = scale * weighted_loss_and_gradient(
+        loop.loss, <floating*>last.a + r0 * k,
+        targets + r0 * k if targets != NULL else NULL,
+        labels + r0 if labels != NULL else NULL, weights,
+        <floating*>last.dz + r0 * k, rows, <int>k, scale, 1)
+    correct[0] += count_correct(loop.loss, <floating*>last.a + r0 * k,
+                                targets + r0 * k if targets != NULL else NULL,
+                                labels + r0 if labels != NULL else NULL, weights,
+                                rows, <int>k)
+    return loss
+
+
+# ---- team_by_columns: layer by layer, blocks of columns ----------------------
+cdef void _columns_forward(LoopState* loop, cnp.intp_t* rows, int nb, int t, int T,
+                           double batch_weight, double* correct,
+                           floating dummy=0) noexcept nogil:
+    """Phase A of team_by_columns: this thread's blocks of samples are
+    gathered (and go through the sparse first layer); then each layer,
+    after a barrier, runs all the batch's rows through this thread's
+    blocks of its output columns (block b of p.out_columns columns to
+    thread b mod T: one GEMM against that slice of the kernel, which
+    stays in this core's cache from batch to batch); then the loss and
+    the last layer's dL/dz on the sample blocks. block_loss gets each
+    sample block's share of the loss."""
+    cdef int blk, l, c0, r0, r1, n_blocks = (nb + loop.sample_rows - 1) // loop.sample_rows
+    cdef LayerPlan* p
+    cdef LayerPlan* last = &loop.plans[loop.n_layers - 1]
+    blk = t
+    while blk < n_blocks:
+        r0, r1 = blk * loop.sample_rows, min((blk + 1) * loop.sample_rows, nb)
+        _gather[floating](loop, rows, r0, r1)
+        if loop.sparse_input:
+            _sparse_first_layer[floating](loop, r0, r1)
+        blk = blk + T
+    for l in range(1 if loop.sparse_input else 0, loop.n_layers):
+        barrier()
+        p = &loop.plans[l]
+        c0 = t * p.out_columns
+        while c0 < p.n_out:
+            _columns_product[floating](loop, p, l, nb, c0, min(c0 + p.out_columns, p.n_out))
+            c0 = c0 + T * p.out_columns
+    barrier()
+    blk = t
+    while blk < n_blocks:
+        r0, r1 = blk * loop.sample_rows, min((blk + 1) * loop.sample_rows, nb)
+        loop.block_loss[blk] = _rows_loss[floating](loop, r0, r1, batch_weight, correct)
+        activation_backward(<floating*>last.z + <long>r0 * last.n_out,
+                            <floating*>last.a + <long>r0 * last.n_out,
+                            <floating*>last.dz + <long>r0 * last.n_out, r1 - r0,
+                            last.n_out, last.activation, <floating>last.alpha, 1)
+        blk = blk + T
+
+
+cdef void _columns_product(LoopState* loop, LayerPlan* p, int l, int nb, int c0, int c1,
+                           floating dummy=0) noexcept nogil:
+    """z[:, c0:c1] := x . W[:, c0:c1] + b[c0:c1] ; a[:, c0:c1] := act(z) over
+    the batch's nb rows (x: layer l's input)."""
+    cdef int i
+    cdef floating* z = <floating*>p.z
+    cdef floating* a = <floating*>p.a
+    cdef floating* b = <floating*>p.bias.value
+    gemm(False, False, nb, c1 - c0, p.n_in, <floating>1, _input[floating](loop, l),
+         p.n_in, <floating*>p.kernel.value + c0, p.n_out, <floating>0, z + c0, p.n_out)
+    for i in range(nb):
+        bias_activation_row(z + <long>i * p.n_out + c0, a + <long>i * p.n_out + c0,
+                            b + c0 if b != NULL else NULL, c1 - c0, p.activation,
+                            <floating>p.alpha)
+
+
+cdef double _columns_backward(LoopState* loop, int nb, int t, int T, double learning_rate,
                               double weight_decay, long step,
                               floating dummy=0) noexcept nogil:
-        """The by_norm variant of team_general: clipping by norm needs every
-        gradient before any update, and every norm before any gradient is
-        rescaled: thread 0 computes the scales between two barriers (in a
-        fixed order: the same bits for any T), then each thread scales and
-        updates its blocks."""
-        cdef int l, k0, k1, j0, j1
-        cdef LayerPlan* p
-        barrier()
-        if t == 0:
-            self._clip_scales[floating]()
-        barrier()
-        for l in range(self.n_layers):
-            p = &self.plans[l]
-            j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
-            k0 = t * p.kernel_rows
-            while k0 < p.n_in:
-                k1 = min(k0 + p.kernel_rows, p.n_in)
-                _scale_and_step[floating](&self.config, &p.kernel, <long>k0 * p.n_out,
-                                          <long>k1 * p.n_out, self.clip_scales[2 * l],
-                                          learning_rate, weight_decay, step)
-                k0 = k0 + T * p.kernel_rows
-            _scale_and_step[floating](&self.config, &p.bias, j0, j1,
-                                      self.clip_scales[2 * l + 1], learning_rate,
-                                      weight_decay, step)
-
-    cdef void _clip_scales(self, floating dummy=0) noexcept nogil:
-        """Gradient scale per parameter array: min(1, clipnorm / ||g_array||)
-        or, for global_clipnorm, min(1, global_clipnorm / ||all g||)."""
-        cdef int l, i
-        cdef double total = 0.0, scale
-        cdef Param* q
-        for i in range(2 * self.n_layers):
-            q = &self.plans[i // 2].kernel if i % 2 == 0 else &self.plans[i // 2].bias
-            self.clip_scales[i] = _sum_sq[floating](q, 0, q.size)
-            total += self.clip_scales[i]
-        for i in range(2 * self.n_layers):
-            if self.global_clipnorm > 0:
-                self.clip_scales[i] = clip_scale(self.global_clipnorm, total)
+    """Phase B of team_by_columns, last layer first: this thread's blocks of
+    p.kernel_rows kernel rows [k0, k1) (block b to thread b mod T) first
+    give the previous layer's dL/dz on columns [k0, k1) (dZ W[k0:k1]^T,
+    then its activation's derivative: those rows of W are this thread's,
+    so it reads them before it updates them), then their update (as
+    team_gemm_sgd or team_general); then the bias; a barrier before the
+    previous layer, whose dL/dz is then whole. Returns the penalty of
+    this thread's blocks."""
+    cdef int l, k0, k1
+    cdef LayerPlan* p
+    cdef LayerPlan* prev
+    cdef double penalty = 0.0
+    for l in range(loop.n_layers - 1, -1, -1):
+        p = &loop.plans[l]
+        prev = &loop.plans[l - 1] if l > 0 else NULL
+        k0 = t * p.kernel_rows
+        while k0 < p.n_in:
+            k1 = min(k0 + p.kernel_rows, p.n_in)
+            if prev != NULL:
+                gemm(False, True, nb, k1 - k0, p.n_out, <floating>1, <floating*>p.dz,
+                     p.n_out, <floating*>p.kernel.value + <long>k0 * p.n_out, p.n_out,
+                     <floating>0, <floating*>prev.dz + k0, p.n_in)
+                activation_backward_columns(<floating*>prev.z + k0, <floating*>prev.a + k0,
+                                            <floating*>prev.dz + k0, nb, k1 - k0, p.n_in,
+                                            prev.activation, <floating>prev.alpha)
+            if loop.columns_sgd:
+                penalty += _sgd_through_gemm[floating](loop, p, l, nb, k0, k1, t,
+                                                       learning_rate, weight_decay)
             else:
-                self.clip_scales[i] = clip_scale(self.clipnorm, self.clip_scales[i])
+                _kernel_gradient[floating](loop, l, nb, k0, k1, t)
+                penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
+                                               <long>k1 * p.n_out)
+                _step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out,
+                                <long>k1 * p.n_out, learning_rate, weight_decay, step,
+                                loop.clipvalue)
+            k0 = k0 + T * p.kernel_rows
+        penalty += _bias_update[floating](loop, l, nb, t, T, learning_rate, weight_decay,
+                                          step, True, True)
+        if prev != NULL:
+            barrier()
+    return penalty
 
-    cdef void _kernel_gradient(self, int l, int nb, int k0, int k1, int t,
-                               floating dummy=0) noexcept nogil:
-        """dW[k0:k1] := (X^T dZ)[k0:k1] of layer l (thread t's scratch)."""
-        cdef LayerPlan* p = &self.plans[l]
-        cdef floating* grad = <floating*>p.kernel.grad
-        if l == 0 and self.sparse_input:
-            memset(grad + <long>k0 * p.n_out, 0, <long>(k1 - k0) * p.n_out * sizeof(floating))
-            self._sparse_grad[floating](nb, k0, k1, 1, grad, t)
-        else:
-            dense_grad_params(self._input[floating](l), nb, p.n_in, <floating*>p.dz,
-                              p.n_out, grad, NULL, k0, k1, 0, 0, 1)
 
-    cdef void _sparse_grad(self, int nb, int k0, int k1, double scale, floating* out,
-                           int t) noexcept nogil:
-        """out[k0:k1] += scale * (X^T dZ)[k0:k1] of the first layer, sparse input,
-        with thread t's scratch."""
-        cdef LayerPlan* p = &self.plans[0]
-        cdef int* scratch = self.grad_scratch + t * self.scratch_size
-        sparse_grad_kernel(self.nz_index, <floating*>self.nz_value, self.nz_count, nb,
-                           p.n_in, <floating*>p.dz, p.n_out, k0, k1, <floating>scale, out,
-                           scratch, scratch + self.batch_size,
-                           scratch + self.batch_size + GRAD_GROUP_ROWS + 1,
-                           <floating*>self.grad_values + <long>t * self.batch_size
-                           * GRAD_GROUP_ROWS)
+# ---- phase B: gradients, penalties and updates (SGD through GEMM, or any) ----
+cdef double _gemm_sgd_update(LoopState* loop, int nb, int t, int T, double learning_rate,
+                             double weight_decay, long step,
+                             floating dummy=0) noexcept nogil:
+    """Phase B, plain SGD: each block of kernel rows updated by one GEMM
+    (_sgd_through_gemm: dW is never written out), then the bias. Kernel
+    rows go in blocks of p.kernel_rows, block b to thread b mod T.
+    Returns the penalty of this thread's blocks."""
+    cdef int l, k0, k1
+    cdef LayerPlan* p
+    cdef double penalty = 0.0
+    for l in range(loop.n_layers):
+        p = &loop.plans[l]
+        k0 = t * p.kernel_rows
+        while k0 < p.n_in:
+            k1 = min(k0 + p.kernel_rows, p.n_in)
+            penalty += _sgd_through_gemm[floating](loop, p, l, nb, k0, k1, t,
+                                                   learning_rate, weight_decay)
+            k0 = k0 + T * p.kernel_rows
+        penalty += _bias_update[floating](loop, l, nb, t, T, learning_rate,
+                                          weight_decay, step, True, True)
+    return penalty
 
-    cdef double _sgd_through_gemm(self, LayerPlan* p, int l, int nb, int k0, int k1,
-                                  int t, double learning_rate, double weight_decay,
-                                  floating dummy=0) noexcept nogil:
-        """Plain SGD on kernel rows [k0, k1): W := (1 - lr (wd + 2 l2)) W - lr X^T dZ
-        as one GEMM (alpha = -lr, beta = the decay factor), so dW is never
-        written out and read back; for a sparse input, the decay and then
-        the sparse product added into W. The same update as optimizer_step's
-        SGD with momentum 0 and the L2 penalty's gradient 2 l2 w. Returns the
-        rows' penalty (before the update)."""
-        cdef long begin = <long>k0 * p.n_out, end = <long>k1 * p.n_out
-        cdef double penalty = 0.0
-        cdef double shrink = 1 - learning_rate * (weight_decay * p.kernel.decay
-                                                  + 2 * p.kernel.l2)
-        if p.kernel.l2 != 0:
-            penalty = p.kernel.l2 * sum_squares(<floating*>p.kernel.value + begin,
-                                                end - begin, 1)
-        if l == 0 and self.sparse_input:
-            if shrink != 1:
-                scale_and_clip(<floating*>p.kernel.value + begin, end - begin, shrink, 0.0, 1)
-            self._sparse_grad[floating](nb, k0, k1, -learning_rate,
-                                        <floating*>p.kernel.value, t)
-            return penalty
-        gemm_rows(True, False, k1 - k0, p.n_out, nb, <floating>(-learning_rate),
-                  self._input[floating](l) + k0, p.n_in, <floating*>p.dz, p.n_out,
-                  <floating>shrink, <floating*>p.kernel.value + begin, p.n_out, 1)
+
+cdef double _sgd_through_gemm(LoopState* loop, LayerPlan* p, int l, int nb, int k0, int k1,
+                              int t, double learning_rate, double weight_decay,
+                              floating dummy=0) noexcept nogil:
+    """Plain SGD on kernel rows [k0, k1): W := (1 - lr (wd + 2 l2)) W - lr X^T dZ
+    as one GEMM (alpha = -lr, beta = the decay factor), so dW is never
+    written out and read back; for a sparse input, the decay and then
+    the sparse product added into W. The same update as optimizer_step's
+    SGD with momentum 0 and the L2 penalty's gradient 2 l2 w. Returns the
+    rows' penalty (before the update)."""
+    cdef long begin = <long>k0 * p.n_out, end = <long>k1 * p.n_out
+    cdef double penalty = 0.0
+    cdef double shrink = 1 - learning_rate * (weight_decay * p.kernel.decay
+                                              + 2 * p.kernel.l2)
+    if p.kernel.l2 != 0:
+        penalty = p.kernel.l2 * sum_squares(<floating*>p.kernel.value + begin,
+                                            end - begin, 1)
+    if l == 0 and loop.sparse_input:
+        if shrink != 1:
+            scale_and_clip(<floating*>p.kernel.value + begin, end - begin, shrink, 0.0, 1)
+        _sparse_grad[floating](loop, nb, k0, k1, -learning_rate,
+                               <floating*>p.kernel.value, t)
         return penalty
+    gemm_rows(True, False, k1 - k0, p.n_out, nb, <floating>(-learning_rate),
+              _input[floating](loop, l) + k0, p.n_in, <floating*>p.dz, p.n_out,
+              <floating>shrink, <floating*>p.kernel.value + begin, p.n_out, 1)
+    return penalty
 
-    # ---- per_sample_sgd: batch size 1, plain SGD ------------------------------
-    cdef long _per_sample_sgd(self, cnp.intp_t* order, long first, long stop,
-                           double learning_rate, double* totals,
+
+cdef double _general_update(LoopState* loop, int nb, int t, int T, double learning_rate,
+                            double weight_decay, long step, bint summed,
+                            floating dummy=0) noexcept nogil:
+    """Phase B, any optimizer: dW, db, penalties, clipping by value and the
+    update. Kernel rows go in blocks of p.kernel_rows, block b to thread
+    b mod T; each block is updated right after its gradient is computed,
+    while it is still in cache (unless by_norm: then every gradient first,
+    _update_by_norm after). `summed`: the gradients are there already
+    (distributed: _sum_over_ranks). Returns the penalty of this thread's
+    blocks."""
+    cdef int l, k0, k1
+    cdef LayerPlan* p
+    cdef double penalty = 0.0
+    for l in range(loop.n_layers):
+        p = &loop.plans[l]
+        k0 = t * p.kernel_rows
+        while k0 < p.n_in:
+            k1 = min(k0 + p.kernel_rows, p.n_in)
+            if not summed:
+                _kernel_gradient[floating](loop, l, nb, k0, k1, t)
+            penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
+                                           <long>k1 * p.n_out)
+            if not loop.by_norm:
+                _step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out,
+                                <long>k1 * p.n_out, learning_rate, weight_decay,
+                                step, loop.clipvalue)
+            k0 = k0 + T * p.kernel_rows
+        penalty += _bias_update[floating](loop, l, nb, t, T, learning_rate,
+                                          weight_decay, step, not loop.by_norm,
+                                          not summed)
+    if loop.by_norm:
+        _update_by_norm[floating](loop, t, T, learning_rate, weight_decay, step)
+    return penalty
+
+
+cdef double _bias_update(LoopState* loop, int l, int nb, int t, int T, double learning_rate,
+                         double weight_decay, long step, bint update, bint gradient,
+                         floating dummy=0) noexcept nogil:
+    """db of layer l on this thread's part of the bias (if `gradient`), its
+    penalty (returned) and, if `update`, the optimizer step on it."""
+    cdef LayerPlan* p = &loop.plans[l]
+    cdef int j0 = part(p.n_out, t, T), j1 = part(p.n_out, t + 1, T)
+    cdef double penalty
+    if gradient:
+        dense_grad_params(_input[floating](loop, l), nb, p.n_in, <floating*>p.dz,
+                          p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
+    penalty = _penalize[floating](&p.bias, j0, j1)
+    if update:
+        _step[floating](&loop.config, &p.bias, j0, j1, learning_rate,
+                        weight_decay, step, loop.clipvalue)
+    return penalty
+
+
+cdef void _kernel_gradient(LoopState* loop, int l, int nb, int k0, int k1, int t,
                            floating dummy=0) noexcept nogil:
-        """Plain SGD, one sample per update, over samples [first, stop).
+    """dW[k0:k1] := (X^T dZ)[k0:k1] of layer l (thread t's scratch)."""
+    cdef LayerPlan* p = &loop.plans[l]
+    cdef floating* grad = <floating*>p.kernel.grad
+    if l == 0 and loop.sparse_input:
+        memset(grad + <long>k0 * p.n_out, 0, <long>(k1 - k0) * p.n_out * sizeof(floating))
+        _sparse_grad[floating](loop, nb, k0, k1, 1, grad, t)
+    else:
+        dense_grad_params(_input[floating](loop, l), nb, p.n_in, <floating*>p.dz,
+                          p.n_out, grad, NULL, k0, k1, 0, 0, 1)
 
-        w -= lr * x_i * dz for the rows i where the layer's input x_i != 0
-        (the others have a zero gradient), dL/dx_i computed only where the
-        previous layer's activation derivative is non-zero. Same math as the
-        general path (w -= lr * X^T dZ), without touching zero rows."""
-        cdef long s, row
-        cdef int l, i
-        cdef LayerPlan* p
-        cdef LayerPlan* last = &self.plans[self.n_layers - 1]
-        cdef floating* X = <floating*>self.X
-        cdef floating* T = <floating*>self.targets
-        cdef int* Y = self.labels
-        cdef floating* x
-        cdef floating* z
-        cdef floating* a
-        cdef floating* dz
-        cdef floating* w
-        cdef floating xi
-        cdef floating neg_lr = <floating>(-learning_rate)
-        cdef double loss, scale, weight = 1.0
-        cdef double* weights
-        cdef int k = last.n_out
-        for s in range(first, stop):
-            row = order[s]
-            # a sample's weighted mean loss is its loss, or 0 for a zero weight
-            weights = self.weights + row if self.weights != NULL else NULL
-            if weights != NULL:
-                weight = weights[0]
-            scale = mean_scale(self.loss, weight, k)
-            # forward: z = b + sum over non-zero inputs x_i of x_i * W[i, :]
-            x = X + row * self.plans[0].n_in
-            for l in range(self.n_layers):
-                p = &self.plans[l]
-                z, a, w = <floating*>p.z, <floating*>p.a, <floating*>p.kernel.value
-                if p.bias.value != NULL:
-                    memcpy(z, p.bias.value, p.n_out * sizeof(floating))
-                else:
-                    for i in range(p.n_out):
-                        z[i] = 0
-                for i in range(p.n_in):
-                    if x[i] != 0:
-                        axpy(p.n_out, x[i], w + <long>i * p.n_out, z)
-                if a != z:
-                    for i in range(p.n_out):
-                        a[i] = activate(z[i], p.activation, <floating>p.alpha)
-                x = a
-            loss = scale * weighted_loss_and_gradient(self.loss, <floating*>last.a,
-                                                      T + row * k if T != NULL else NULL,
-                                                      Y + row if Y != NULL else NULL,
-                                                      weights, <floating*>last.dz, 1, k,
-                                                      scale, 1)
-            if not isfinite(loss):
-                return s
-            totals[0] += loss * weight
-            totals[2] += count_correct(self.loss, <floating*>last.a,
-                                       T + row * k if T != NULL else NULL,
-                                       Y + row if Y != NULL else NULL, weights, 1, k)
-            totals[3] += weight
-            # backward and update, last layer first
-            for l in range(self.n_layers - 1, -1, -1):
-                p = &self.plans[l]
-                dz, w = <floating*>p.dz, <floating*>p.kernel.value
-                activation_backward(<floating*>p.z, <floating*>p.a, dz, 1, p.n_out,
-                                    p.activation, <floating>p.alpha, 1)
-                x = X + row * p.n_in if l == 0 else <floating*>self.plans[l - 1].a
-                if l > 0:
-                    # dL/dx_i with the old weights, where it can matter
-                    self._sparse_input_grad[floating](l, dz, w)
-                for i in range(p.n_in):
-                    if x[i] != 0:
-                        axpy(p.n_out, neg_lr * x[i], dz, w + <long>i * p.n_out)
-                if p.bias.value != NULL:
-                    axpy(p.n_out, neg_lr, dz, <floating*>p.bias.value)
-        return stop
 
-    cdef void _sparse_input_grad(self, int l, floating* dz, floating* w,
-                                 floating dummy=0) noexcept nogil:
-        """Layer l-1's dL/da_i = W[i, :] . dz where its act'(z_i) != 0, else 0."""
-        cdef LayerPlan* prev = &self.plans[l - 1]
-        cdef LayerPlan* p = &self.plans[l]
-        cdef floating* out = <floating*>prev.dz
-        cdef floating* z = <floating*>prev.z
-        cdef floating* a = <floating*>prev.a
-        cdef int i
+cdef void _sparse_grad(LoopState* loop, int nb, int k0, int k1, double scale, floating* out,
+                       int t) noexcept nogil:
+    """out[k0:k1] += scale * (X^T dZ)[k0:k1] of the first layer, sparse input,
+    with thread t's scratch."""
+    cdef LayerPlan* p = &loop.plans[0]
+    cdef int* scratch = loop.grad_scratch + t * loop.scratch_size
+    sparse_grad_kernel(loop.nz_index, <floating*>loop.nz_value, loop.nz_count, nb,
+                       p.n_in, <floating*>p.dz, p.n_out, k0, k1, <floating>scale, out,
+                       scratch, scratch + loop.batch_size,
+                       scratch + loop.batch_size + GRAD_GROUP_ROWS + 1,
+                       <floating*>loop.grad_values + <long>t * loop.batch_size
+                       * GRAD_GROUP_ROWS)
+
+
+# ---- phase B by_norm: clipping by norm needs every gradient first ------------
+cdef void _update_by_norm(LoopState* loop, int t, int T, double learning_rate,
+                          double weight_decay, long step,
+                          floating dummy=0) noexcept nogil:
+    """The by_norm variant of team_general: clipping by norm needs every
+    gradient before any update, and every norm before any gradient is
+    rescaled: thread 0 computes the scales between two barriers (in a
+    fixed order: the same bits for any T), then each thread scales and
+    updates its blocks."""
+    cdef int l, k0, k1, j0, j1
+    cdef LayerPlan* p
+    barrier()
+    if t == 0:
+        _clip_scales[floating](loop, )
+    barrier()
+    for l in range(loop.n_layers):
+        p = &loop.plans[l]
+        j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
+        k0 = t * p.kernel_rows
+        while k0 < p.n_in:
+            k1 = min(k0 + p.kernel_rows, p.n_in)
+            _scale_and_step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out,
+                                      <long>k1 * p.n_out, loop.clip_scales[2 * l],
+                                      learning_rate, weight_decay, step)
+            k0 = k0 + T * p.kernel_rows
+        _scale_and_step[floating](&loop.config, &p.bias, j0, j1,
+                                  loop.clip_scales[2 * l + 1], learning_rate,
+                                  weight_decay, step)
+
+
+cdef void _clip_scales(LoopState* loop, floating dummy=0) noexcept nogil:
+    """Gradient scale per parameter array: min(1, clipnorm / ||g_array||)
+    or, for global_clipnorm, min(1, global_clipnorm / ||all g||)."""
+    cdef int l, i
+    cdef double total = 0.0, scale
+    cdef Param* q
+    for i in range(2 * loop.n_layers):
+        q = &loop.plans[i // 2].kernel if i % 2 == 0 else &loop.plans[i // 2].bias
+        loop.clip_scales[i] = _sum_sq[floating](q, 0, q.size)
+        total += loop.clip_scales[i]
+    for i in range(2 * loop.n_layers):
+        if loop.global_clipnorm > 0:
+            loop.clip_scales[i] = clip_scale(loop.global_clipnorm, total)
+        else:
+            loop.clip_scales[i] = clip_scale(loop.clipnorm, loop.clip_scales[i])
+
+
+# ---- distributed: the gradients summed over the ranks, from the loop ---------
+cdef double _sum_over_ranks(LoopState* loop, int nb, int t, int T, double batch_loss,
+                            floating dummy=0) noexcept nogil:
+    """A distributed step between phases A and B: this thread's blocks of
+    every gradient (this rank's nb rows), then thread 0 puts the batch's
+    loss after them and sums the flat buffer over the ranks with one
+    MPI_Allreduce, between two barriers. Returns the summed loss (every
+    rank and thread gets the same value: all stop together on NaN)."""
+    cdef int l, k0, j0, j1
+    cdef LayerPlan* p
+    cdef floating* flat = <floating*>loop.flat
+    cdef double started
+    for l in range(loop.n_layers):
+        p = &loop.plans[l]
+        k0 = t * p.kernel_rows
+        while k0 < p.n_in:
+            _kernel_gradient[floating](loop, l, nb, k0, min(k0 + p.kernel_rows, p.n_in), t)
+            k0 = k0 + T * p.kernel_rows
+        if p.bias.value != NULL:
+            j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
+            dense_grad_params(_input[floating](loop, l), nb, p.n_in, <floating*>p.dz,
+                              p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
+    barrier()
+    if t == 0:
+        flat[loop.flat_size - 1] = <floating>batch_loss
+        memcpy(loop.send, loop.flat, loop.flat_size * sizeof(floating))
+        started = wall_seconds()
+        call_allreduce(loop.allreduce_fn, loop.send, loop.flat, <int>loop.flat_size,
+                       loop.mpi_datatype, loop.mpi_op, loop.mpi_comm)
+        loop.allreduce_seconds += wall_seconds() - started
+        loop.allreduce_calls += 1
+    barrier()
+    return flat[loop.flat_size - 1]
+
+
+# ---- per_sample_sgd: batch size 1, plain SGD ---------------------------------
+cdef long _per_sample_sgd(LoopState* loop, cnp.intp_t* order, long first, long stop,
+                          double learning_rate, double* totals,
+                          floating dummy=0) noexcept nogil:
+    """Plain SGD, one sample per update, over samples [first, stop) of
+    `order`; returns stop, or the sample whose loss was not finite (not
+    updated). totals gets (sum of loss * weight, -, correct, sum of weights).
+
+    w -= lr * x_i * dz for the rows i where the layer's input x_i != 0
+    (the others have a zero gradient), dL/dx_i computed only where the
+    previous layer's activation derivative is non-zero. Same math as the
+    general path (w -= lr * X^T dZ), without touching zero rows."""
+    cdef long s, row
+    cdef LayerPlan* last = &loop.plans[loop.n_layers - 1]
+    cdef floating* X = <floating*>loop.X
+    cdef floating* T = <floating*>loop.targets
+    cdef int* Y = loop.labels
+    cdef double loss, scale, weight = 1.0
+    cdef double* weights
+    cdef int k = last.n_out
+    for s in range(first, stop):
+        row = order[s]
+        # a sample's weighted mean loss is its loss, or 0 for a zero weight
+        weights = loop.weights + row if loop.weights != NULL else NULL
+        if weights != NULL:
+            weight = weights[0]
+        scale = mean_scale(loop.loss, weight, k)
+        _per_sample_forward[floating](loop, X + row * loop.plans[0].n_in)
+        loss = scale * weighted_loss_and_gradient(loop.loss, <floating*>last.a,
+                                                  T + row * k if T != NULL else NULL,
+                                                  Y + row if Y != NULL else NULL,
+                                                  weights, <floating*>last.dz, 1, k,
+                                                  scale, 1)
+        if not isfinite(loss):
+            return s
+        totals[0] += loss * weight
+        totals[2] += count_correct(loop.loss, <floating*>last.a,
+                                   T + row * k if T != NULL else NULL,
+                                   Y + row if Y != NULL else NULL, weights, 1, k)
+        totals[3] += weight
+        _per_sample_backward_update[floating](loop, X + row * loop.plans[0].n_in,
+                                              <floating>(-learning_rate))
+    return stop
+
+
+cdef void _per_sample_forward(LoopState* loop, floating* x) noexcept nogil:
+    """One sample's forward through every layer (x: its row of X):
+    z = b + sum over the non-zero inputs x_i of x_i * W[i, :], a = act(z)."""
+    cdef int l, i
+    cdef LayerPlan* p
+    cdef floating* z
+    cdef floating* a
+    cdef floating* w
+    for l in range(loop.n_layers):
+        p = &loop.plans[l]
+        z, a, w = <floating*>p.z, <floating*>p.a, <floating*>p.kernel.value
+        if p.bias.value != NULL:
+            memcpy(z, p.bias.value, p.n_out * sizeof(floating))
+        else:
+            for i in range(p.n_out):
+                z[i] = 0
         for i in range(p.n_in):
-            if derivative(z[i], a[i], prev.activation, <floating>prev.alpha) != 0:
-                out[i] = dot(p.n_out, w + <long>i * p.n_out, dz)
-            else:
-                out[i] = 0
+            if x[i] != 0:
+                axpy(p.n_out, x[i], w + <long>i * p.n_out, z)
+        if a != z:
+            for i in range(p.n_out):
+                a[i] = activate(z[i], p.activation, <floating>p.alpha)
+        x = a
 
 
+cdef void _per_sample_backward_update(LoopState* loop, floating* x0,
+                                      floating neg_lr) noexcept nogil:
+    """One sample's backward and SGD update, last layer first (x0: its row
+    of X; the last layer's dz holds dL/da): dL/dz, then dL/dx of the layer
+    below with the old weights, then w -= lr * x_i * dz over the non-zero
+    inputs x_i and b -= lr * dz."""
+    cdef int l, i
+    cdef LayerPlan* p
+    cdef floating* x
+    cdef floating* dz
+    cdef floating* w
+    for l in range(loop.n_layers - 1, -1, -1):
+        p = &loop.plans[l]
+        dz, w = <floating*>p.dz, <floating*>p.kernel.value
+        activation_backward(<floating*>p.z, <floating*>p.a, dz, 1, p.n_out,
+                            p.activation, <floating>p.alpha, 1)
+        x = x0 if l == 0 else <floating*>loop.plans[l - 1].a
+        if l > 0:
+            # dL/dx_i with the old weights, where it can matter
+            _sparse_input_grad[floating](loop, l, dz, w)
+        for i in range(p.n_in):
+            if x[i] != 0:
+                axpy(p.n_out, neg_lr * x[i], dz, w + <long>i * p.n_out)
+        if p.bias.value != NULL:
+            axpy(p.n_out, neg_lr, dz, <floating*>p.bias.value)
+
+
+cdef void _sparse_input_grad(LoopState* loop, int l, floating* dz, floating* w,
+                             floating dummy=0) noexcept nogil:
+    """Layer l-1's dL/da_i = W[i, :] . dz where its act'(z_i) != 0, else 0."""
+    cdef LayerPlan* prev = &loop.plans[l - 1]
+    cdef LayerPlan* p = &loop.plans[l]
+    cdef floating* out = <floating*>prev.dz
+    cdef floating* z = <floating*>prev.z
+    cdef floating* a = <floating*>prev.a
+    cdef int i
+    for i in range(p.n_in):
+        if derivative(z[i], a[i], prev.activation, <floating>prev.alpha) != 0:
+            out[i] = dot(p.n_out, w + <long>i * p.n_out, dz)
+        else:
+            out[i] = 0
+
+
+# ---- formulas on one slice of a parameter array, and the correct count -------
 cdef double _penalize(Param* q, long begin, long end, floating dummy=0) noexcept nogil:
     if q.value == NULL or end <= begin or (q.l1 == 0 and q.l2 == 0):
         return 0.0

@@ -268,6 +268,7 @@ def main(argv=None, prog=None):
     args = parser.parse_args(argv)
     try:
         plans.forced_from_env()     # a bad DESCEND_PLAN: a usage error, not a traceback mid-run
+        plans.profiling_enabled()   # so is a DESCEND_PROFILE that is neither on nor off
     except ValueError as error:
         parser.error(str(error))
     try:

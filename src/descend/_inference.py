@@ -34,6 +34,7 @@ from descend import _threads
 from descend._dense import forward_rows_py
 from descend._sparse import forward_rows_sparse_py, sparse_forward_py
 from descend._train import TeamSize
+from descend._validation import check_live_params
 from descend.plans import DEFAULT_SPARSE_DENSITY
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
@@ -94,6 +95,10 @@ def forward_arguments(net):
         return cached[1]
     if not dense or any(layer.kernel is None for layer in dense):
         return None
+    # a replaced kernel, bias or activation: the error fit gives, not the kernels'
+    # ("ndarray is not C-contiguous", "Buffer dtype mismatch", KeyError); only
+    # here, where the cache is rebuilt, so the one-row path pays nothing for it
+    check_live_params(net, training=False)
     link = net.loss_.link if net.loss_ is not None else "identity"
     last = len(dense) - 1
     arguments = (tuple([layer.kernel for layer in dense]), tuple([layer.bias for layer in dense]),
@@ -168,6 +173,7 @@ def per_layer_output(net, X):
     LazyRows), in chunks, layer by layer under each chunk's plan: the row
     loops (``_sparse.sparse_forward_py``) where the plan has them, the
     layers' ``forward`` (GEMMs in the fused drivers' blocks) elsewhere."""
+    check_live_params(net, training=False)
     codes = net._activation_codes()
     chunks = []
     for start in range(0, len(X), CHUNK_ROWS):

@@ -194,9 +194,11 @@ def fit_weights(model, sample_weight, class_weight, targets, labels, allow_all_z
                                allow_all_zero)
 
 
-def check_validation_weights(validation_data, n_val):
-    """The third element of validation_data (Keras' sample weights), checked."""
+def check_validation_weights(validation_data, n_val, allow_all_zero=False):
+    """The third element of validation_data (Keras' sample weights), checked
+    (`allow_all_zero`: one rank's shard of a sharded distributed fit)."""
     if len(validation_data) < 3:
         return None
-    return check_sample_weight(validation_data[2], n_val, "validation_data[2]")
+    return check_sample_weight(validation_data[2], n_val, "validation_data[2]",
+                               allow_all_zero)
 

@@ -44,7 +44,7 @@ class EpochRunner:
     def plan(self) -> dict[str, Any]: ...
     @property
     def strategy(self) -> str:
-        """"per_sample_sgd", "team_gemm_sgd" or "team_general"."""
+        """"per_sample_sgd", "team_gemm_sgd", "team_general" or "team_by_columns"."""
     def __init__(self, X: _FloatArray, targets: _FloatArray | None,
                  labels: NDArray[np.int32] | None, layers: list[LayerSpec], loss: int,
                  optimizer_config: dict[str, Any], clipnorm: float, global_clipnorm: float,

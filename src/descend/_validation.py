@@ -652,15 +652,23 @@ def _check_distinct(arrays):
                                  "parameter and state array must be its own buffer")
 
 
-def check_live_params(model):
+def check_live_params(model, training=True):
     """ValueError unless each Dense layer's kernel and bias are still arrays the
     compiled loop can write: the layer's shape, the network's dtype, C order,
-    writeable (they are public and may have been replaced, not modified)."""
+    writeable, finite (they are public and may have been replaced, not
+    modified), and its activation a known name. `training=False` (predict,
+    evaluate: the arrays are only read) leaves out writeable and finite."""
+    from descend.activations import ACTIVATIONS
     from descend.layers import Dense     # here: layers imports this module
     n_in = model.input_dim
     for i, layer in enumerate(model.layers):
         if not isinstance(layer, Dense):
             continue
+        if layer.activation not in ACTIVATIONS and layer.activation != "softmax":
+            # (assigned after construction: was a KeyError from the kernels' table)
+            raise ValueError(error_message(f"layers[{i}].activation", "one of "
+                                           f"{sorted(ACTIVATIONS) + ['softmax']}",
+                                           layer.activation))
         for attr, shape in (("kernel", (n_in, layer.units)),
                             ("bias", (layer.units,) if layer.use_bias else None)):
             p = getattr(layer, attr)
@@ -668,14 +676,14 @@ def check_live_params(model):
                 continue
             if not (isinstance(p, np.ndarray) and p.shape == shape
                     and p.dtype == model.dtype and p.flags.c_contiguous
-                    and p.flags.writeable):
+                    and (p.flags.writeable or not training)):
                 got = (f"{p.dtype} array of shape {p.shape}, C-contiguous "
                        f"{p.flags.c_contiguous}, writeable {p.flags.writeable}"
                        if isinstance(p, np.ndarray) else type(p).__name__)
                 raise ValueError(
-                    f"layers[{i}].{attr} must be a writeable C-contiguous "
-                    f"{model.dtype} array of shape {shape}, got a {got}; modify the "
-                    "live arrays in place or use set_weights")
-            if not np.isfinite(p).all():
+                    f"layers[{i}].{attr} must be a {'writeable ' if training else ''}"
+                    f"C-contiguous {model.dtype} array of shape {shape}, got a {got}; "
+                    "modify the live arrays in place or use set_weights")
+            if training and not np.isfinite(p).all():
                 raise ValueError(f"layers[{i}].{attr} contains NaN or infinite values")
         n_in = layer.units

@@ -65,13 +65,17 @@ _MODE = [Options(*_MODES)]
 
 
 class _SingleCharacter(Constraint):
-    description = "a single character"
+    """One character that is not a line break (a CSV separator: "\n" split
+    every field onto a row of its own, "\r" failed in the csv module after
+    the first epoch had trained)."""
+
+    description = "a single character other than a line break"
 
     def type_ok(self, value):
         return isinstance(value, str)
 
     def value_ok(self, value):
-        return len(value) == 1
+        return len(value) == 1 and value not in "\r\n"
 
 
 def _type_name(value):
@@ -474,8 +478,8 @@ class ModelCheckpoint(Callback):
     Raises
     ------
     ValueError
-        At construction, if ``filepath`` is not a valid format string or uses
-        positional fields (``{}``/``{0}``).
+        At construction, if ``filepath`` is not a valid format string, uses
+        positional fields (``{}``/``{0}``) or is an existing directory.
     KeyError
         At save time, if ``filepath`` names a field that is not in the logs.
 
@@ -523,6 +527,11 @@ class ModelCheckpoint(Callback):
             "mode": mode, "verbose": verbose}, "ModelCheckpoint")
         self.filepath = values["filepath"]
         self._check_format(self.filepath)
+        if os.path.isdir(self.filepath):
+            # (model.save refused it at the end of the first epoch, after training it)
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is a directory; "
+                             "give a file name such as "
+                             f"{os.path.join(self.filepath, 'model-{epoch:02d}.npz')!r}")
         self.monitor = values["monitor"]
         self.save_best_only = values["save_best_only"]
         self.mode = values["mode"]
@@ -934,10 +943,11 @@ class CSVLogger(Callback):
     filename : str or os.PathLike
         Path of the CSV file.
     separator : str, default ","
-        Single-character field delimiter.
+        Single-character field delimiter (not a line break).
     append : bool, default False
         If True, append to an existing file (the header is written only if
-        the file is missing or empty); if False, overwrite it.
+        the file is missing or empty; rows follow the columns of an existing
+        header, written with the same separator); if False, overwrite it.
 
     Notes
     -----
@@ -1010,7 +1020,24 @@ class CSVLogger(Callback):
             write_header = True
             mode = "w"
         self._write_header = write_header
+        if not write_header:
+            self.keys = self._appended_columns()
         self.csv_file = open(self.filename, mode, newline="", encoding="utf-8")
+
+    def _appended_columns(self):
+        """The columns of the file appended to (its header, after "epoch"): rows
+        follow them (a key it lacks is dropped with the warning, a column the
+        logs lack is NA) instead of running past the header. ValueError if
+        the header is not CSVLogger's with this separator."""
+        with open(self.filename, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f, delimiter=self.separator), [])
+        if not header:      # a blank first line: no columns to follow
+            return None
+        if header[0] != "epoch":
+            raise ValueError(f"CSVLogger: cannot append to {self.filename!r}: its first line "
+                             f"{self.separator.join(header)[:80]!r} is not a CSVLogger header "
+                             f"with separator {self.separator!r} (epoch{self.separator}...)")
+        return header[1:]
 
     @staticmethod
     def _format_value(value):

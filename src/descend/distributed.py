@@ -54,7 +54,7 @@ from descend import _losses, _threads, reference
 from descend._contract import Activation
 from descend._dense import activation_derivative_py
 from descend._sparse import sparse_forward_py, sparse_grad_kernel_py
-from descend._validation import check_bool, error_message
+from descend._validation import check_bool, check_int, error_message
 from descend._outofcore import LazyRows, is_lazy
 from descend._sample_weight import fit_weights, sample_classes
 from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
@@ -210,7 +210,6 @@ def _validate_everywhere(model, distributed, X, y, kwargs):
     A rank whose arguments fail raises there; the others learn of it
     through one allgather and raise a ValueError naming it: no rank is left
     waiting in a collective."""
-    comm = distributed.comm
     batch_size = kwargs.get("batch_size", 32)
     outcome = None
     if not distributed.sharded and is_lazy(X):
@@ -222,43 +221,70 @@ def _validate_everywhere(model, distributed, X, y, kwargs):
     balance_later = (distributed.sharded and isinstance(class_weight, str)
                      and class_weight == "balanced")
     try:
+        fit_kwargs = dict(kwargs, class_weight=None if balance_later else class_weight)
         if distributed.sharded:     # the global batch is clipped to the global n below
-            kwargs = dict(kwargs, batch_size=None)
-        config = FitConfig.validate(model, X, y, **dict(
-            kwargs, class_weight=None if balance_later else class_weight))
+            if batch_size is not None:      # (FitConfig.validate sees None)
+                batch_size = check_int(batch_size, "batch_size", minimum=1)
+            fit_kwargs["batch_size"] = None
+        # a shard's weights may all be zero: their sums over the ranks are checked below
+        config = FitConfig.validate(model, X, y, **fit_kwargs, shard=distributed.sharded)
         if balance_later:           # its errors (regression, soft targets) before the sum
             sample_classes(model.loss_, config.targets, config.labels)
         summary = _summary(model, config, kwargs, distributed.sharded)
     except (ValueError, TypeError) as exc:
         config, summary, outcome = None, None, exc
-    everyone = comm.allgather((None if outcome is None else f"{type(outcome).__name__}: "
-                               f"{outcome}", summary))
-    failed = [(rank, message) for rank, (message, _) in enumerate(everyone) if message]
-    if outcome is not None:
-        raise outcome
-    if failed:
-        rank, message = failed[0]
-        raise ValueError(f"distributed fit: rank {rank} rejected its arguments ({message})")
-    for rank, (_, theirs) in enumerate(everyone):
+    everyone = agree(distributed, outcome, summary)
+    for rank, theirs in enumerate(everyone):
         for key in summary:
-            if key != "shard_rows" and theirs[key] != everyone[0][1][key]:
+            if key not in _PER_RANK and theirs[key] != everyone[0][key]:
                 raise ValueError(
                     f"distributed fit: rank {rank} differs from rank 0 in {key}: "
-                    f"{theirs[key]!r} (rank {rank}) != {everyone[0][1][key]!r} (rank 0); "
+                    f"{theirs[key]!r} (rank {rank}) != {everyone[0][key]!r} (rank 0); "
                     "every rank must build the same network and call fit the same way")
+    for key, name in (("weight_sum", "sample_weight"),
+                      ("validation_weight_sum", "the validation weights")):
+        sums = [theirs[key] for theirs in everyone if theirs.get(key) is not None]
+        if sums and not sum(sums) > 0:
+            raise ValueError(f"{name}: the weights of every rank's shard are all zero; at "
+                             "least one sample needs a positive weight")
     if balance_later:
         config.weights = fit_weights(model, config.weights, "balanced", config.targets,
-                                     config.labels, reduce=distributed.allreduce)
+                                     config.labels, allow_all_zero=True,
+                                     reduce=distributed.allreduce)
     if distributed.sharded:
-        total = sum(theirs["shard_rows"] for _, theirs in everyone)
-        requested = len(config.X) if batch_size is None else batch_size
+        total = sum(theirs["shard_rows"] for theirs in everyone)
+        # None: batch gradient descent over the global data, not this rank's shard
+        requested = total if batch_size is None else batch_size
         config.batch_size = (_check_batch_size(requested, total) if distributed.is_root
                              else min(requested, total))
     return config
 
 
+def agree(distributed, outcome, summary):
+    """Every rank's `summary` (a list in rank order), once every rank has
+    checked its own arguments; `outcome` is this rank's exception or None.
+
+    One allgather: a rank whose check failed raises its exception, the
+    others a ValueError naming that rank, so that no rank is left waiting
+    alone in a later collective call."""
+    everyone = distributed.comm.allgather(
+        (None if outcome is None else f"{type(outcome).__name__}: {outcome}", summary))
+    if outcome is not None:
+        raise outcome
+    failed = [(rank, message) for rank, (message, _) in enumerate(everyone) if message]
+    if failed:
+        rank, message = failed[0]
+        raise ValueError(f"distributed fit: rank {rank} rejected its arguments ({message})")
+    return [theirs for _, theirs in everyone]
+
+
+# summary entries of a sharded fit that differ between the ranks
+_PER_RANK = ("shard_rows", "weight_sum", "validation_weight_sum")
+
+
 def _summary(model, config, kwargs, sharded):
-    """What must agree between ranks (compared with ==), as plain data."""
+    """What must agree between ranks (compared with ==), as plain data; a
+    sharded fit adds this rank's rows and weight sums (_PER_RANK)."""
     optimizer = model.optimizer
     shapes = [(layer.units, layer.activation, layer.use_bias) for layer in model.dense_layers]
     summary = {
@@ -274,8 +300,15 @@ def _summary(model, config, kwargs, sharded):
         "validation": None if config.validation is None else config.validation[0].shape[1],
         "sample_weight": kwargs.get("sample_weight") is not None,
         "class_weight": kwargs.get("class_weight"),
+        "validation_weights": config.validation is not None and config.validation[3] is not None,
     }
-    summary["shard_rows" if sharded else "n_samples"] = len(config.X)
+    if not sharded:
+        summary["n_samples"] = len(config.X)
+        return summary
+    summary["shard_rows"] = len(config.X)
+    summary["weight_sum"] = None if config.weights is None else float(np.sum(config.weights))
+    summary["validation_weight_sum"] = (float(np.sum(config.validation[3])) if
+                                        summary["validation_weights"] else None)
     return summary
 
 

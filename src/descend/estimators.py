@@ -181,21 +181,13 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X, y, incremental=False, classes=None, sample_weight=None):
         sizes = self._check_params()
-        if incremental and self.solver not in _STOCHASTIC_SOLVERS:
-            raise AttributeError(f"partial_fit is only available for stochastic solvers "
-                                 f"{list(_STOCHASTIC_SOLVERS)}, not solver={self.solver!r}")
-        if incremental and self.early_stopping:
-            raise ValueError("partial_fit does not support early_stopping=True")
+        self._check_call(incremental)
         first_pass = not hasattr(self, "net_") or (not self.warm_start and not incremental)
         saved = dict(self.__dict__)
         try:
             # everything that can reject the input, before any state changes
-            X, y = self._validate_input(X, y, incremental, first_pass, classes)
-            if not first_pass and X.dtype != self.net_.dtype:
-                X = X.astype(self.net_.dtype)
-            targets = self._encode_targets(y, X.dtype)
-            weights = self._sample_weights(check_sample_weight(sample_weight, len(X)),
-                                           targets, incremental)
+            X, y, targets, weights, totals = self._validated(
+                X, y, incremental, first_pass, classes, sample_weight, sizes)
         except Exception:
             self.__dict__.clear()
             self.__dict__.update(saved)
@@ -205,6 +197,8 @@ class _BaseMLP(BaseEstimator):
         n_outputs = self._n_outputs_for(targets)
         if first_pass:
             self.net_ = self._build_net(X.shape[1], sizes, n_outputs, X.dtype)
+            self._network_params = {"hidden_layer_sizes": sizes, "activation": self.activation,
+                                    "solver": self.solver}
             self.n_iter_ = 0
             self.t_ = 0
             self.n_outputs_ = n_outputs
@@ -223,14 +217,11 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = None
             self._learning_rate = float(self.learning_rate_init)
         scale = self._loss_scale(n_outputs)
-        if self.solver == "lbfgs" and self.distributed is not None:
-            raise ValueError("distributed training needs a stochastic solver ('adam' or "
-                             "'sgd'), got solver='lbfgs'")
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, targets, scale, weights)
             else:
-                self._fit_stochastic(X, y, targets, scale, incremental, weights)
+                self._fit_stochastic(X, y, targets, scale, incremental, weights, totals)
         except (ValueError, TypeError):
             # the network rejected the data before training: leave everything as it was
             self.__dict__.clear()
@@ -239,6 +230,71 @@ class _BaseMLP(BaseEstimator):
         for layer in self.net_.dense_layers:
             layer._cache = None     # no training activations kept (or pickled)
         return self
+
+    def _check_call(self, incremental):
+        """Errors of the parameters for this call (fit or partial_fit)."""
+        if incremental and self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(f"partial_fit is only available for stochastic solvers "
+                                 f"{list(_STOCHASTIC_SOLVERS)}, not solver={self.solver!r}")
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if self.solver == "lbfgs" and self.distributed is not None:
+            raise ValueError("distributed training needs a stochastic solver ('adam' or "
+                             "'sgd'), got solver='lbfgs'")
+        if self.distributed is not None and self.random_state is None and \
+                self.distributed.size > 1:
+            # (was refused by the network's check, as ranks that "differ in seed")
+            raise ValueError("random_state=None draws another seed on every rank; "
+                             "distributed training needs the same int on every rank, "
+                             "got random_state=None")
+
+    def _validated(self, X, y, incremental, first_pass, classes, sample_weight, sizes):
+        """(X, y, targets, weights, totals) of this call, checked: sets the
+        classes on a first pass (the caller restores the estimator on error).
+        totals: see :func:`_shard_weights` (MPI(sharded=True)), else None."""
+        sharded = getattr(self.distributed, "sharded", False)
+        outcome = targets = shard_weight = weights = None
+        try:
+            if sharded and self.early_stopping:
+                raise ValueError("early_stopping=True is not supported with MPI(sharded=True) "
+                                 "(each rank would hold out and score its own shard); pass "
+                                 "the whole data on every rank (MPI(sharded=False))")
+            if not first_pass:
+                self._check_same_network(sizes)
+            X, y = self._validate_input(X, y, incremental, first_pass, classes)
+            if not first_pass and X.dtype != self.net_.dtype:
+                X = X.astype(self.net_.dtype)
+            targets = self._encode_targets(y, X.dtype)
+            # a shard's weights may all be zero (their sum over the ranks is checked)
+            shard_weight = check_sample_weight(sample_weight, len(X), allow_all_zero=sharded)
+            if not sharded:
+                weights = self._sample_weights(shard_weight, targets, incremental)
+        except Exception as exc:
+            outcome = exc
+        if sharded:     # collective calls: every rank takes part, failed or not
+            weights, totals = _shard_weights(self, outcome, targets, shard_weight, incremental)
+            return X, y, targets, weights, totals
+        if outcome is not None:
+            raise outcome
+        return X, y, targets, weights, None
+
+    def _check_same_network(self, sizes):
+        """ValueError where warm_start or partial_fit would continue a network
+        built with other hidden_layer_sizes, activation, solver or dtype than
+        the parameters now say (set_params after a fit): it would train the
+        old network and ignore the new values."""
+        built = dict(getattr(self, "_network_params", None) or {})   # (older pickles: none)
+        if self.dtype is not None:
+            built["dtype"] = self.net_.dtype.name
+        now = {"hidden_layer_sizes": sizes, "activation": self.activation,
+               "solver": self.solver,
+               "dtype": None if self.dtype is None else np.dtype(self.dtype).name}
+        for name, value in built.items():
+            if now[name] != value:
+                raise ValueError(f"{name}={now[name]!r} differs from the fitted network's "
+                                 f"{value!r}: warm_start=True and partial_fit continue the "
+                                 "fitted network; to fit a new one, call fit with "
+                                 "warm_start=False (or clone the estimator)")
 
     def _build_net(self, n_features, sizes, n_outputs, dtype):
         activation = _ACTIVATIONS[self.activation]
@@ -272,20 +328,23 @@ class _BaseMLP(BaseEstimator):
         net.compile(loss=self._net_loss(n_outputs), optimizer=optimizer)
         return net
 
-    def _sample_weights(self, sample_weight, targets, incremental):
-        """The weight of each sample (sample_weight; class weights in the classifier)."""
+    def _sample_weights(self, sample_weight, targets, incremental, reduce=None):
+        """The weight of each sample (sample_weight; class weights in the
+        classifier). `reduce`: sums arrays over the ranks of a sharded fit."""
         return sample_weight
 
-    def _set_penalty(self, batch_size, scale, weights=None):
+    def _set_penalty(self, batch_size, scale, mean_weight=1.0):
         """L2 on every kernel: c * alpha / (2 B) per batch (see the module
         docstring); with sample weights, c * alpha / (2 B mean(w)), scikit-learn's
-        alpha / (2 sum_B(w)) exactly for full batches, on average for mini-batches."""
-        mean_weight = 1.0 if weights is None else float(np.mean(weights))
+        alpha / (2 sum_B(w)) exactly for full batches, on average for mini-batches
+        (`mean_weight`: mean(w) over the training samples, every shard's)."""
         l2 = scale * self.alpha / (2.0 * batch_size * mean_weight)
         for layer in self.net_.dense_layers:
             layer.kernel_regularizer = L1L2(l2=l2) if l2 > 0 else None
 
-    def _fit_stochastic(self, X, y, targets, scale, incremental, weights=None):
+    def _fit_stochastic(self, X, y, targets, scale, incremental, weights=None, totals=None):
+        """`totals`: (samples, mean weight) of every rank's shard (a sharded
+        fit), else None (this X's)."""
         net = self.net_
         if self.early_stopping:
             stratify = y if (isinstance(self, ClassifierMixin) and y.ndim == 1) else None
@@ -307,7 +366,7 @@ class _BaseMLP(BaseEstimator):
             validation = (X_val, y_val, weights_val)
         else:
             validation = None
-        n = X.shape[0]
+        n, mean_weight = totals or (X.shape[0], 1.0 if weights is None else np.mean(weights))
         if self.batch_size == "auto":
             batch_size = min(200, n)
         else:
@@ -315,7 +374,7 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It "
                               "is going to be clipped", UserWarning, stacklevel=4)
             batch_size = int(np.clip(self.batch_size, 1, n))
-        self._set_penalty(batch_size, scale, weights)
+        self._set_penalty(batch_size, scale, float(mean_weight))
         loop = _SklearnLoop(self, scale, n, validation)
         net.optimizer.learning_rate = self._learning_rate / (
             scale if self.solver == "sgd" else 1.0)
@@ -335,7 +394,7 @@ class _BaseMLP(BaseEstimator):
         from scipy.optimize import minimize
 
         net = self.net_
-        self._set_penalty(X.shape[0], scale, weights)
+        self._set_penalty(X.shape[0], scale, 1.0 if weights is None else float(np.mean(weights)))
         X, net_targets, labels, classes = net._prepare(X, targets)
         if net.loss_.is_classifier and net.classes_ is None:
             net.classes_ = classes
@@ -395,6 +454,46 @@ class _BaseMLP(BaseEstimator):
         tags.input_tags.sparse = False
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _shard_weights(estimator, outcome, targets, sample_weight, incremental):
+    """(weights, (samples, mean weight)) of a fit over MPI(sharded=True): this
+    rank's weights (class weights from every shard's class counts) and the
+    totals over every rank's shard, which the batch size "auto", the L2
+    penalty and ``t_`` of the one-process fit on all the data use.
+
+    `outcome`: this rank's validation error or None. Every rank calls this
+    (it makes collective calls): the errors of any rank are raised on all
+    of them (``distributed.agree``) before the first sum.
+
+    Raises
+    ------
+    ValueError
+        Another rank's validation error (named), shards of other classes,
+        or weights that are zero on every shard.
+    """
+    summary = None
+    if outcome is None:
+        classes = getattr(estimator, "classes_", None)
+        summary = {"classes": None if classes is None else np.asarray(classes).tolist(),
+                   "multilabel": getattr(estimator, "_multilabel", None)}
+    dist = estimator.distributed
+    everyone = _distributed.agree(dist, outcome, summary)
+    for rank, theirs in enumerate(everyone):
+        if theirs != everyone[0]:
+            raise ValueError(f"distributed fit: rank {rank}'s shard has the classes "
+                             f"{theirs['classes']}, rank 0's {everyone[0]['classes']}; with "
+                             "MPI(sharded=True) every shard needs the same classes")
+    weights = estimator._sample_weights(sample_weight, targets, incremental,
+                                        reduce=dist.allreduce)
+    sums = dist.allreduce(np.array([len(targets), len(targets) if weights is None
+                                    else np.sum(weights)], np.float64))
+    if not sums[1] > 0:
+        name = ("sample_weight" if getattr(estimator, "class_weight", None) is None
+                else "sample_weight times class_weight")
+        raise ValueError(f"{name}: the weights of every rank's shard are all zero; at "
+                         "least one sample needs a positive weight")
+    return weights, (int(sums[0]), sums[1] / sums[0])
 
 
 class _SklearnLoop(Callback):
@@ -498,7 +597,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     shuffle : bool, default True
     random_state : int, RandomState, Generator or None
         Seeds descend's network Generator (initial weights, shuffling) and
-        the early-stopping split.
+        the early-stopping split. Not None with `distributed` over several
+        ranks (each would draw its own seed).
     tol : float >= 0, default 1e-4
     verbose : bool or int, default False
         Print the loss of every iteration.
@@ -525,11 +625,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         weigh 1; a key that is not a label is a ValueError). "balanced":
         ``n_samples / (n_classes * np.bincount(y))``, scikit-learn's
         ``compute_class_weight`` (with sample_weight, its weighted form),
-        computed at every fit. Not for multi-label y, nor "balanced" with
+        computed at every fit (with ``MPI(sharded=True)``, from every
+        shard's class counts). Not for multi-label y, nor "balanced" with
         partial_fit.
     distributed : descend.distributed.MPI or None, default None
         Data-parallel training over MPI ranks (solvers "adam" and "sgd"):
         passed to ``Sequential.fit(distributed=...)``; run under ``mpiexec``.
+        With ``MPI(sharded=True)`` each rank passes its shard and the fit
+        is the one-process fit of all the shards (batch size "auto", class
+        weights and the penalty's mean weight from every shard; not with
+        early_stopping).
 
     Attributes
     ----------
@@ -660,27 +765,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, incremental=True, classes=classes,
                          sample_weight=sample_weight)
 
-    def _sample_weights(self, sample_weight, targets, incremental):
-        """sample_weight times the class weights of `class_weight`."""
+    def _sample_weights(self, sample_weight, targets, incremental, reduce=None):
+        """sample_weight times the class weights of `class_weight`; "balanced"
+        from the class counts of every rank's shard, summed by `reduce`
+        (a sharded fit; then a shard's weights may all be zero)."""
         if self.class_weight is None:
             return sample_weight
         if self._multilabel:
             raise ValueError("class_weight needs one class per sample; it is not supported "
                              "with multi-label y (give sample_weight instead)")
-        if isinstance(self.class_weight, str) and getattr(self.distributed, "sharded", False):
-            raise ValueError('class_weight="balanced" needs every class count, which '
-                             "MPI(sharded=True) splits between the ranks; the estimator "
-                             "takes the whole y on every rank (MPI(sharded=False)), or give "
-                             "Sequential.fit(class_weight=\"balanced\") the shards")
         if incremental and isinstance(self.class_weight, str):
             raise ValueError('class_weight="balanced" is not supported by partial_fit (the '
                              "class frequencies of a stream are not known from one chunk); "
                              "give a dict {class: weight}")
         per_class = class_weights(self.class_weight, targets, len(self.classes_),
-                                  sample_weight, labels=self.classes_)
+                                  sample_weight, labels=self.classes_, reduce=reduce)
         weights = per_class[targets]
         weights = weights if sample_weight is None else sample_weight * weights
-        return check_sample_weight(weights, len(weights), "sample_weight times class_weight")
+        return check_sample_weight(weights, len(weights), "sample_weight times class_weight",
+                                   allow_all_zero=reduce is not None)
 
     def _validate_input(self, X, y, incremental, reset, classes):
         dtype = (np.float64, np.float32) if self.dtype is None else np.dtype(self.dtype)

@@ -74,7 +74,8 @@ class Dense:
 
     @property
     def n_in(self):
-        return None if self.kernel is None else self.kernel.shape[0]
+        # np.shape: a kernel replaced by a list is reported by the checks, not here
+        return None if self.kernel is None else np.shape(self.kernel)[0]
 
     def build(self, n_in, rng, dtype):
         """Draw the parameters from the network's Generator."""

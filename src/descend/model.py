@@ -867,7 +867,8 @@ class Sequential:
         >>> net.pin_plan({"sparse_input": False, "sample_rows": 64})
         {'sparse_input': False, 'sample_rows': 64}
         """
-        plan = plans.check_plan(self.plan_ if plan is None else plan, "plan")
+        plan = plans.check_plan(self.plan_ if plan is None else plan, "plan",
+                                len(self.dense_layers))
         if plan is None:
             raise ValueError("plan: no plan given and none recorded (plan_ is set by fit)")
         self.plan = {k: v for k, v in plan.items() if k != "source"}
@@ -967,14 +968,16 @@ def _check_state(net, state):
                              or not set(plan) <= {"pinned", "used"}):
         raise ValueError(f"state_dict['plan'] must be None or a dict with keys 'pinned' "
                          f"and 'used', got {plan!r}")
-    plan = plan or {}
+    plan, n_layers = plan or {}, len(net.dense_layers)
     return {"parameters": _check_parameters(net, state["parameters"]),
             "classes": _check_classes(net, state["classes"]),
             "rng": _generator(state["rng_state"]),
             "epochs_trained": _check_counter(state["epochs_trained"], "epochs_trained"),
             "history": _history(state["history"]),
-            "plan": (plans.check_plan(plan.get("pinned"), "state_dict['plan']['pinned']"),
-                     plans.check_plan(plan.get("used"), "state_dict['plan']['used']"))}
+            "plan": (plans.check_plan(plan.get("pinned"), "state_dict['plan']['pinned']",
+                                      n_layers),
+                     plans.check_plan(plan.get("used"), "state_dict['plan']['used']",
+                                      n_layers))}
 
 
 def _check_parameters(net, parameters):

@@ -44,9 +44,12 @@ Environment:
 
 ``DESCEND_PROFILE=0``
     Do not measure (nor read) a profile: use the defaults (the constants
-    measured on the AMD EPYC of the first speed issue).
+    measured on the AMD EPYC of the first speed issue). Off: 0, false, no,
+    off; on (the default): unset, empty, 1, true, yes, on; any other value
+    is a ValueError naming the variable.
 ``DESCEND_PLAN="sparse_input=0,sample_rows=64"``
-    Force fields of the plan (comma-separated ``name=value``; also JSON).
+    Force fields of the plan (comma-separated ``name=value``, each field
+    at most once; also JSON).
     The keyword ``plan=`` of EpochRunner does the same per fit.
 ``DESCEND_CACHE_DIR``
     Where profiles are kept (default: the user cache directory).
@@ -201,10 +204,29 @@ def _profile_path(key):
     return os.path.join(cache_dir(), f"profile-{digest}.json")
 
 
+# the values an on/off environment switch takes (DESCEND_PROFILE, the bools of
+# DESCEND_PLAN), in any case
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True,
+           "0": False, "false": False, "no": False, "off": False}
+
+
 def profiling_enabled():
-    """False when DESCEND_PROFILE=0 (plans then use the defaults)."""
-    return os.environ.get("DESCEND_PROFILE", "1").strip().lower() not in ("0", "false", "no",
-                                                                         "off")
+    """False when DESCEND_PROFILE is 0 (or false, no, off; plans then use
+    the defaults); True when it is unset, empty, 1, true, yes or on (any case).
+
+    Raises
+    ------
+    ValueError
+        Any other value, naming DESCEND_PROFILE and the accepted values
+        (a typo such as "of" must not leave profiling on unnoticed).
+    """
+    text = os.environ.get("DESCEND_PROFILE", "").strip()
+    if not text:
+        return True
+    if text.lower() not in _SWITCH:
+        raise ValueError(f"DESCEND_PROFILE must be one of {sorted(_SWITCH)} (or "
+                         f"unset), got {text!r}")
+    return _SWITCH[text.lower()]
 
 
 _loaded = {}
@@ -263,6 +285,8 @@ def profile_is_stale(profile, key, now=None):
     another key (CPU model or features, BLAS, descend, numpy, scipy or
     Python version, profile format), for another number of usable cores,
     or more than PROFILE_MAX_AGE_DAYS ago (or it lacks those records)."""
+    if not isinstance(profile, dict):     # valid JSON, but not a profile: measure again
+        return True
     now = time.time() if now is None else now
     measured_at = profile.get("measured_at")
     return (profile.get("key") != key or profile.get("cores") != usable_cores()
@@ -588,11 +612,13 @@ _EXPECTED = {"sparse_input": "a bool or None", "by_columns": "a bool or None",
              "source": "a str"}
 
 
-def check_plan(value, name="plan"):
+def check_plan(value, name="plan", n_layers=None):
     """A plan dict (pinned fields, or a fit's ``plan_``) checked field by
     field: keys among PLAN_FIELDS and "source", sparse_input a bool,
-    sample_rows an int >= 1, kernel_rows an int >= 1 or a list of them.
-    None passes. Returns a copy; ValueError/TypeError naming `name`."""
+    sample_rows an int >= 1, kernel_rows an int >= 1 or a list of them
+    (with `n_layers`, the number of Dense layers of the network the plan
+    is for: exactly one per layer). None passes. Returns a copy;
+    ValueError/TypeError naming `name`."""
     if value is None:
         return None
     if not isinstance(value, dict) or not set(value) <= set(PLAN_FIELDS) | {"source"}:
@@ -613,10 +639,24 @@ def check_plan(value, name="plan"):
         if field in value and not ok(value[field]):
             raise ValueError(f"{name}[{field!r}] must be {_EXPECTED[field]}, got "
                              f"{value[field]!r}")
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+    rows = value.get("kernel_rows")
+    if n_layers is not None and isinstance(rows, (list, tuple)) and len(rows) != n_layers:
+        # the compiled loop reads one entry per layer: a list for another
+        # network would be refused only by the next fit, after a load had
+        # replaced the network's state
+        raise ValueError(f"{name}['kernel_rows'] must hold one int per Dense layer "
+                         f"({n_layers}), got {list(rows)!r}")
+    return {k: _plain(v) for k, v in value.items()}
 
 
-_SWITCH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+def _plain(value):
+    """A checked plan field as plain Python (numpy ints and bools included), so
+    that a state_dict's plan is JSON as Plan.as_dict() is."""
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return int(value) if isinstance(value, np.integer) else value
 
 
 def forced_from_env():
@@ -629,10 +669,19 @@ def forced_from_env():
         return {}
     if text.startswith("{"):
         try:
-            forced = json.loads(text)
+            # the object's (name, value) pairs: json.loads would keep the last
+            # of a repeated name silently
+            pairs = json.loads(text, object_pairs_hook=list)
         except ValueError as exc:
             raise ValueError(f"DESCEND_PLAN is not valid JSON ({exc}): {text!r}") from None
-        return check_plan(forced, "DESCEND_PLAN")
+        names = [name for name, _ in pairs]
+        if "source" in names:       # what a recorded plan says of itself, not a field to force
+            raise ValueError(f"DESCEND_PLAN: the fields to force are among {PLAN_FIELDS}, "
+                             f"got 'source' in {text!r}")
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(_repeated_field(name, text))
+        return check_plan(dict(pairs), "DESCEND_PLAN")
     forced = {}
     for item in text.split(","):
         name, _, value = item.partition("=")
@@ -640,6 +689,8 @@ def forced_from_env():
         if name not in PLAN_FIELDS or not value:
             raise ValueError(f"DESCEND_PLAN: expected name=value with a name among "
                              f"{PLAN_FIELDS}, got {item!r}")
+        if name in forced:
+            raise ValueError(_repeated_field(name, text))
         if name in ("sparse_input", "by_columns"):
             forced[name] = _SWITCH.get(value.lower(), value)
         else:
@@ -648,6 +699,11 @@ def forced_from_env():
             except ValueError:
                 forced[name] = value
     return check_plan(forced, "DESCEND_PLAN")
+
+
+def _repeated_field(name, text):
+    return (f"DESCEND_PLAN gives {name!r} more than once (which one is meant?); give "
+            f"each field once, got {text!r}")
 
 
 _last = []
@@ -679,10 +735,12 @@ def plans_section():
     """The "plans" section of ``dn.show_config()`` / ``python -m descend
     info``: the machine profile (where it is stored, its GEMM rates and the
     sparse first layer's break-even density) and the plan of the last fit."""
-    profile = machine_profile()
-    if profile is None:
+    try:
+        profile = machine_profile()
         section = {"profile": "off (DESCEND_PROFILE=0): plans use the defaults"}
-    else:
+    except ValueError as exc:   # a bad DESCEND_PROFILE: reported, the rest still shown
+        profile, section = None, {"profile": f"error: {exc}"}
+    if profile is not None:
         load = profile.get("load_average")
         section = {"profile": f"{profile.get('path') or 'in memory'} "
                               f"(measured in {profile['seconds']} s"

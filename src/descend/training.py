@@ -71,14 +71,12 @@ class History(dict):
 # ---------------------------------------------------------------------- validate
 def _check_plans(model):
     """The plan fields the compiled loop will be forced to (the network's
-    ``plan``, DESCEND_PLAN), checked before fit builds anything."""
-    plan = plans.check_plan(getattr(model, "plan", None), "plan") or {}
-    for name, forced in (("plan", plan), ("DESCEND_PLAN", plans.forced_from_env())):
-        rows = forced.get("kernel_rows")
-        n_layers = len(model.dense_layers)
-        if isinstance(rows, list) and len(rows) != n_layers:
-            raise ValueError(f"{name}['kernel_rows'] must hold one int per Dense layer "
-                             f"({n_layers}), got {rows!r}")
+    ``plan``, DESCEND_PLAN) and DESCEND_PROFILE, checked before fit builds
+    anything."""
+    n_layers = len(model.dense_layers)
+    plans.check_plan(getattr(model, "plan", None), "plan", n_layers)
+    plans.check_plan(plans.forced_from_env(), "DESCEND_PLAN", n_layers)
+    plans.profiling_enabled()       # a DESCEND_PROFILE it does not know: before fit builds
 
 
 @dataclass
@@ -112,8 +110,13 @@ class FitConfig:
     def validate(cls, model, X, y, epochs=1, batch_size=32, shuffle=True, verbose=1,
                  validation_data=None, validation_split=0.0, callbacks=None,
                  gradient_norms=False, n_threads=None, initial_epoch=None,
-                 steps_per_execution=None, sample_weight=None, class_weight=None):
+                 steps_per_execution=None, sample_weight=None, class_weight=None,
+                 shard=False):
         """Check and convert the arguments of ``model.fit`` (see its docstring).
+
+        `shard`: X, y and the weights are one rank's shard of a sharded
+        distributed fit, whose weights (training or validation) may all be
+        zero: the sums over every rank's shard are checked by the caller.
 
         Raises
         ------
@@ -129,7 +132,7 @@ class FitConfig:
             raise ValueError("y is required, got None")
         y = as_array(y, "y", "labels (1-D) or targets (2-D)")
         check_lengths(X, y)
-        sample_weight = check_sample_weight(sample_weight, len(X))
+        sample_weight = check_sample_weight(sample_weight, len(X), allow_all_zero=shard)
         class_weight = check_class_weight(class_weight)
         epochs = check_int(epochs, "epochs", minimum=0)
         initial_epoch, epochs = _epoch_range(model, epochs, initial_epoch)
@@ -148,11 +151,12 @@ class FitConfig:
         _check_plans(model)
         callback_list = _check_callbacks(callbacks)
         X, y, X_val, y_val = _validation_split(model, X, y, validation_data, validation_split)
-        sample_weight, val_weights = _split_weights(sample_weight, len(X), validation_data)
+        sample_weight, val_weights = _split_weights(sample_weight, len(X), validation_data,
+                                                    shard)
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", minimum=1)
         targets, labels, classes = model._encode(y)
-        weights = fit_weights(model, sample_weight, class_weight, targets, labels)
+        weights = fit_weights(model, sample_weight, class_weight, targets, labels, shard)
         validation = None
         if validation_data is not None or X_val is not None:
             # the rule evaluate applies to its (X, y), with the training data's classes
@@ -161,7 +165,7 @@ class FitConfig:
             X_val, val_targets, val_labels, _ = model._prepare(
                 X_val, y_val, *names, classes=classes, n_features=X.shape[1])
             if validation_data is not None:
-                val_weights = check_validation_weights(validation_data, len(X_val))
+                val_weights = check_validation_weights(validation_data, len(X_val), shard)
             validation = (X_val, val_targets, val_labels, val_weights)
         batch_size = _check_batch_size(batch_size, len(X))     # may warn: all checks passed
         return cls(X, targets, labels, classes, validation, epochs, batch_size, shuffle,
@@ -170,15 +174,16 @@ class FitConfig:
                    steps_per_execution, weights)
 
 
-def _split_weights(sample_weight, n_train, validation_data):
+def _split_weights(sample_weight, n_train, validation_data, shard=False):
     """(training weights, validation weights) after the validation split: a
     split takes the weights of its rows along (as Keras); weights left all
-    zero in the training part are a ValueError."""
+    zero in the training part are a ValueError (not in one rank's `shard`:
+    the caller checks the sums over the ranks)."""
     if sample_weight is None or validation_data is not None:
         return sample_weight, None
     train, val = sample_weight[:n_train], sample_weight[n_train:]
     for part, rows in (("training part (before", train), ("validation part (after", val)):
-        if len(rows) and not rows.sum() > 0:
+        if len(rows) and not rows.sum() > 0 and not shard:
             # the validation scores would divide by a zero weight after an epoch
             raise ValueError(f"sample_weight: the weights of the {part} the validation "
                              "split) are all zero; at least one needs to be positive")
