@@ -196,6 +196,25 @@ def test_a_member_shorter_than_its_header_says_is_named_with_the_bytes_missing(s
                             "or corrupt file?): EOFError: 64 bytes missing"), message
 
 
+def test_npy_members_of_format_2_load_and_of_format_3_are_refused(saved):
+    # numpy writes format 2.0 when a header outgrows 64 KiB: such a member loads;
+    # 3.0 (a UTF-8 header) is not one descend writes or reads
+    import io as stdio
+    with zipfile.ZipFile(saved) as z:
+        kernel = np.lib.format.read_array(z.open("parameters/layers.0.kernel.npy"))
+    for version in [(2, 0), (3, 0)]:
+        buffer = stdio.BytesIO()
+        np.lib.format.write_array(buffer, kernel, version=version)
+        rewrite(saved, {"parameters/layers.0.kernel": buffer.getvalue()})
+        if version == (2, 0):
+            np.testing.assert_array_equal(dn.load(saved).layers[0].kernel, kernel)
+        else:
+            message, _ = load_error(saved)
+            assert message.endswith("entry 'parameters/layers.0.kernel' cannot be read "
+                                    "(truncated or corrupt file?): ValueError: unsupported "
+                                    ".npy format version (3, 0)"), message
+
+
 def test_a_small_bzip2_member_beyond_1100_fold_loads_within_the_slack(tmp_path):
     # bzip2 (and lzma) go past deflate's ~1032-fold: 100 KB of zeros bzip2s to ~133
     # bytes, 750-fold beyond 1100 x 133 - 65536 and inside + 65536: the slack admits it

@@ -844,3 +844,12 @@ def test_state_dict_names_a_plan_set_by_hand_that_is_not_one():
     with pytest.raises(ValueError) as info:
         net.state_dict()
     assert str(info.value).startswith("plan must be None or a dict with keys among (")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_binary_cross_entropy_link_is_the_logistic_sigmoid(dtype):
+    logits = np.array([[-30.0, -2.0, 0.0], [0.5, 3.0, 40.0]], dtype=dtype)
+    expected = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))    # float64 by hand
+    out = dn.losses.get("binary_cross_entropy").apply_link(logits)
+    assert out.dtype == logits.dtype and out.shape == logits.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-6 if dtype == "float32" else 1e-14)
