@@ -455,3 +455,17 @@ def test_a_save_removes_the_temporaries_of_dead_saves_to_that_name_only(tmp_path
     model().save(tmp_path / "model.npz")
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["model.npz"] + [n for k, n in names.items() if k != "dead"])
+
+
+def test_object_int_labels_and_an_mt19937_generator_survive_save_and_load(tmp_path):
+    # labels from an object column (pandas) are saved as int64; an MT19937 generator's
+    # state holds a numpy key array, written to the JSON config as a list
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, dtype="float64",
+                        seed=np.random.Generator(np.random.MT19937(7)), n_threads=1)
+    net.compile("softmax_cross_entropy", "sgd")
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    net.fit(X, np.array([3, 5] * 4, dtype=object), epochs=1, batch_size=4, verbose=0)
+    net.save(tmp_path / "model.npz")
+    loaded = dn.load(tmp_path / "model.npz")
+    assert loaded.classes_.tolist() == [3, 5] and loaded.classes_.dtype == np.int64
+    assert loaded.predict_classes(X).tolist() == net.predict_classes(X).tolist()
