@@ -34,6 +34,11 @@ cdef void dense_forward(const floating* x, int n, int n_in,
                         floating* z, floating* a, int activation,
                         floating alpha, int n_threads) noexcept nogil
 
+cdef void dense_forward_block(const floating* x, int n, int n_in,
+                              const floating* w, const floating* b, int n_out,
+                              floating* z, floating* a, int activation,
+                              floating alpha) noexcept nogil
+
 cdef void bias_activation_row(floating* z, floating* a, const floating* b,
                               int k, int activation, floating alpha) noexcept nogil
 

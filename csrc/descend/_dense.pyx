@@ -27,6 +27,13 @@ cnp.import_array()
 # by matrix size, and a different split would change the last bits).
 cdef int ROWS_PER_BLOCK = 256   # sgemm: ~98 GFLOP/s at 256 rows, ~84 at 64 (1 thread)
 
+# SERIAL: a parallel region costs ~0.6 us of CPU even with one thread (libgomp
+# builds a team; measured on an Intel Xeon model 207), and the fused epoch
+# calls these kernels with n_threads=1 from inside its own team some fifty
+# times a batch at batch 32. So n_threads=1 runs the loop on the calling
+# thread, without a region (the same iterations in the same order: the same
+# bits as a team of one).
+
 
 cdef void gemm_rows(bint trans_a, bint trans_b, int m, int n, int k,
                     floating alpha, const floating* a, int lda,
@@ -36,34 +43,68 @@ cdef void gemm_rows(bint trans_a, bint trans_b, int m, int n, int k,
     over the threads.
 
     Each thread calls a single-threaded BLAS GEMM on its blocks, so BLAS
-    must be limited to one thread while n_threads > 1.
+    must be limited to one thread while n_threads > 1. One thread runs the
+    blocks without opening a parallel region (see SERIAL below).
     """
-    cdef int block, r0, r1
+    cdef int block
     cdef int blocks = (m + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
-    if blocks <= 1:
-        gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    if n_threads == 1 or blocks <= 1:
+        for block in range(blocks):
+            _gemm_block(block, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
         return
     for block in prange(blocks, num_threads=min(n_threads, blocks), schedule="static"):
-        r0 = block * ROWS_PER_BLOCK
-        r1 = min(r0 + ROWS_PER_BLOCK, m)
-        # row r of op(A) starts at a + r*lda, or at column r of A if transposed
-        gemm(trans_a, trans_b, r1 - r0, n, k, alpha,
-             a + (r0 if trans_a else <long>r0 * lda), lda, b, ldb, beta,
-             c + <long>r0 * ldc, ldc)
+        _gemm_block(block, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef inline void _gemm_block(int block, bint trans_a, bint trans_b, int m, int n, int k,
+                             floating alpha, const floating* a, int lda,
+                             const floating* b, int ldb, floating beta,
+                             floating* c, int ldc) noexcept nogil:
+    """Block `block` of gemm_rows: rows [block * ROWS_PER_BLOCK, ...) of C."""
+    cdef int r0 = block * ROWS_PER_BLOCK
+    cdef int r1 = min(r0 + ROWS_PER_BLOCK, m)
+    # row r of op(A) starts at a + r*lda, or at column r of A if transposed
+    gemm(trans_a, trans_b, r1 - r0, n, k, alpha,
+         a + (r0 if trans_a else <long>r0 * lda), lda, b, ldb, beta,
+         c + <long>r0 * ldc, ldc)
 
 
 cdef void dense_forward(const floating* x, int n, int n_in,
                         const floating* w, const floating* b, int n_out,
                         floating* z, floating* a, int activation,
                         floating alpha, int n_threads) noexcept nogil:
-    """z := x . w + b ; a := act(z). b may be NULL (no bias); a may equal z."""
+    """z := x . w + b ; a := act(z). b may be NULL (no bias); a may equal z.
+    Blocks of ROWS_PER_BLOCK rows (dense_forward_block each) spread over the
+    threads: one parallel region, and none for one thread or one block."""
+    cdef int block, r0
+    cdef int blocks = (n + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK
+    if n_threads == 1 or blocks <= 1:
+        for block in range(blocks):
+            r0 = block * ROWS_PER_BLOCK
+            dense_forward_block(x + <long>r0 * n_in, min(ROWS_PER_BLOCK, n - r0), n_in, w, b,
+                                n_out, z + <long>r0 * n_out, a + <long>r0 * n_out,
+                                activation, alpha)
+        return
+    for block in prange(blocks, num_threads=min(n_threads, blocks), schedule="static"):
+        r0 = block * ROWS_PER_BLOCK
+        dense_forward_block(x + <long>r0 * n_in, min(ROWS_PER_BLOCK, n - r0), n_in, w, b,
+                            n_out, z + <long>r0 * n_out, a + <long>r0 * n_out,
+                            activation, alpha)
+
+
+cdef void dense_forward_block(const floating* x, int n, int n_in,
+                              const floating* w, const floating* b, int n_out,
+                              floating* z, floating* a, int activation,
+                              floating alpha) noexcept nogil:
+    """z := x . w + b ; a := act(z) on the calling thread: one GEMM over all n
+    rows (the caller cuts the blocks: the fused epoch's are the plan's, so
+    that the weight matrix is packed once per block, not once per 256 rows),
+    then bias and activation row by row. b may be NULL; a may equal z."""
     cdef int i
-    gemm_rows(False, False, n, n_out, n_in, <floating>1, x, n_in, w, n_out,
-              <floating>0, z, n_out, n_threads)
+    gemm(False, False, n, n_out, n_in, <floating>1, x, n_in, w, n_out, <floating>0, z, n_out)
     if b == NULL and activation == IDENTITY and a == z:
         return
-    # bias and activation fused in one pass over z, rows split over threads
-    for i in prange(n, num_threads=n_threads, schedule="static"):
+    for i in range(n):
         bias_activation_row(z + <long>i * n_out, a + <long>i * n_out, b, n_out,
                             activation, alpha)
 
@@ -74,6 +115,9 @@ cdef void activation_backward(const floating* z, const floating* a, floating* dz
     """dz := dz * act'(z) elementwise (dL/da in, dL/dz out); z, a, dz are (n, k)."""
     cdef int i
     if activation == IDENTITY:
+        return
+    if n_threads == 1:
+        activation_backward_columns(z, a, dz, n, k, k, activation, alpha)
         return
     for i in prange(n, num_threads=n_threads, schedule="static"):
         derivative_row(z + <long>i * k, a + <long>i * k, dz + <long>i * k, k,
@@ -262,16 +306,28 @@ cdef void dropout(floating* out, const floating* inp, int n, int k,
     the backward pass (on their gradients, in place) rebuild the same mask,
     whichever thread handles which rows.
     """
-    cdef int i, j
-    cdef long idx
+    cdef int i
     cdef floating scale = <floating>(1.0 / (1.0 - rate))
+    if n_threads == 1:      # SERIAL
+        for i in range(n):
+            _dropout_row(out + <long>i * k, inp + <long>i * k, k, (first_row + i) * k, rate,
+                         seed, scale)
+        return
     for i in prange(n, num_threads=n_threads, schedule="static"):
-        for j in range(k):
-            idx = <long>i * k + j
-            if descend_uniform(seed, <uint64_t>(first_row * k + idx)) < rate:
-                out[idx] = 0
-            else:
-                out[idx] = inp[idx] * scale
+        _dropout_row(out + <long>i * k, inp + <long>i * k, k, (first_row + i) * k, rate, seed,
+                     scale)
+
+
+cdef inline void _dropout_row(floating* out, const floating* inp, int k, long first,
+                              double rate, uint64_t seed, floating scale) noexcept nogil:
+    """One row of dropout: its k entries are items first .. first + k - 1 of
+    the mask's stream."""
+    cdef int j
+    for j in range(k):
+        if descend_uniform(seed, <uint64_t>(first + j)) < rate:
+            out[j] = 0
+        else:
+            out[j] = inp[j] * scale
 
 
 # ---- memoryview twins (the Python per-layer path and the tests) ----------
@@ -569,22 +625,18 @@ cdef long _forward_block(const floating* x, int n, int n_in, int block, const La
                          int n_layers, int link) noexcept nogil:
     """Rows [block * ROWS_PER_BLOCK, ...) of x through every layer and the
     link; the count of non-finite inputs and outputs of these rows."""
-    cdef int r0 = block * ROWS_PER_BLOCK, rows = min(ROWS_PER_BLOCK, n - r0), i, r, n_out = 0
+    cdef int r0 = block * ROWS_PER_BLOCK, rows = min(ROWS_PER_BLOCK, n - r0), i, n_out = 0
     cdef long bad = non_finite(x + <long>r0 * n_in, <long>rows * n_in)
     cdef const floating* a_in = x + <long>r0 * n_in
     cdef floating* z = NULL
     for i in range(n_layers):
         n_out = refs[i].n_out
         z = <floating*>refs[i].out + <long>r0 * n_out
-        # dense_forward's work on one thread (no nested team): one GEMM of
-        # <= ROWS_PER_BLOCK rows, then bias and activation row by row in place
-        gemm(False, False, rows, n_out, n_in, <floating>1, a_in, n_in,
-             <const floating*>refs[i].kernel, n_out, <floating>0, z, n_out)
-        if refs[i].bias != NULL or refs[i].activation != IDENTITY:
-            for r in range(rows):
-                bias_activation_row(z + <long>r * n_out, z + <long>r * n_out,
-                                    <const floating*>refs[i].bias, n_out, refs[i].activation,
-                                    <floating>refs[i].alpha)
+        # one block of <= ROWS_PER_BLOCK rows on this thread (no nested team),
+        # in place: the per-layer path's blocks, so the same bits
+        dense_forward_block(a_in, rows, n_in, <const floating*>refs[i].kernel,
+                            <const floating*>refs[i].bias, n_out, z, z, refs[i].activation,
+                            <floating>refs[i].alpha)
         a_in = z
         n_in = n_out
     apply_link(z, rows, n_out, link)

@@ -28,19 +28,39 @@ cdef void optimizer_step(const OptimizerConfig* cfg, floating* w,
                          floating* s3, long n, double learning_rate,
                          double weight_decay, long step,
                          int n_threads) noexcept nogil:
-    """One update of w from g; step counts updates from 1 (for Adam)."""
-    cdef int nt = threads_for(n, n_threads)
+    """One update of w from g; step counts updates from 1 (for Adam).
+    One span per thread; one thread opens no parallel region (a region
+    costs ~0.6 us even for one thread, and the fused epoch calls this from
+    inside its team for every block of every parameter array)."""
+    cdef int nt = threads_for(n, n_threads), part
+    cdef long lo, hi
+    if nt == 1:
+        _update_span(cfg, w, g, s1, s2, s3, 0, n, learning_rate, weight_decay, step)
+        return
+    for part in prange(nt, num_threads=nt, schedule="static"):
+        _span(n, part, nt, &lo, &hi)
+        _update_span(cfg, w, g, s1, s2, s3, lo, hi, learning_rate, weight_decay, step)
+
+
+cdef inline void _update_span(const OptimizerConfig* cfg, floating* w, const floating* g,
+                              floating* s1, floating* s2, floating* s3, long lo, long hi,
+                              double learning_rate, double weight_decay,
+                              long step) noexcept nogil:
+    """The optimizer's update of elements [lo, hi) (s1..s3 may be NULL)."""
+    w, g = w + lo, g + lo
+    s1 = s1 + lo if s1 != NULL else NULL
+    s2 = s2 + lo if s2 != NULL else NULL
+    s3 = s3 + lo if s3 != NULL else NULL
     if cfg.kind == SGD:
-        _sgd(w, g, s1, n, learning_rate, cfg.momentum, cfg.nesterov,
-             weight_decay, nt)
+        _sgd(w, g, s1, hi - lo, learning_rate, cfg.momentum, cfg.nesterov, weight_decay)
     elif cfg.kind == ADAGRAD:
-        _adagrad(w, g, s1, n, learning_rate, cfg.epsilon, weight_decay, nt)
+        _adagrad(w, g, s1, hi - lo, learning_rate, cfg.epsilon, weight_decay)
     elif cfg.kind == RMSPROP:
-        _rmsprop(w, g, s1, s2, s3, n, learning_rate, cfg.rho, cfg.epsilon,
-                 cfg.momentum, cfg.centered, weight_decay, nt)
+        _rmsprop(w, g, s1, s2, s3, hi - lo, learning_rate, cfg.rho, cfg.epsilon,
+                 cfg.momentum, cfg.centered, weight_decay)
     else:
-        _adam(w, g, s1, s2, s3, n, learning_rate, cfg.beta1, cfg.beta2,
-              cfg.epsilon, cfg.amsgrad, cfg.decoupled, weight_decay, step, nt)
+        _adam(w, g, s1, s2, s3, hi - lo, learning_rate, cfg.beta1, cfg.beta2,
+              cfg.epsilon, cfg.amsgrad, cfg.decoupled, weight_decay, step)
 
 
 # The update loops, in C so that each is compiled in three versions (portable,
@@ -197,57 +217,33 @@ cdef inline void _span(long n, int part, int parts, long* lo, long* hi) noexcept
     hi[0] = n * (part + 1) // parts
 
 
-cdef void _sgd(floating* w, const floating* g, floating* velocity, long n,
-               double lr, double momentum, bint nesterov, double weight_decay,
-               int nt) noexcept nogil:
+cdef inline void _sgd(floating* w, const floating* g, floating* velocity, long n,
+                      double lr, double momentum, bint nesterov,
+                      double weight_decay) noexcept nogil:
     """d = g + wd w ; v = mu v + d ; w -= lr (d + mu v if nesterov else v)."""
-    cdef int part
-    cdef long lo, hi
-    for part in prange(nt, num_threads=nt, schedule="static"):
-        _span(n, part, nt, &lo, &hi)
-        if floating is float:
-            sgd_f(w + lo, g + lo, velocity + lo if velocity != NULL else NULL, hi - lo, lr,
-                  momentum, nesterov, weight_decay)
-        else:
-            sgd_d(w + lo, g + lo, velocity + lo if velocity != NULL else NULL, hi - lo, lr,
-                  momentum, nesterov, weight_decay)
+    if floating is float:
+        sgd_f(w, g, velocity, n, lr, momentum, nesterov, weight_decay)
+    else:
+        sgd_d(w, g, velocity, n, lr, momentum, nesterov, weight_decay)
 
 
-cdef void _adagrad(floating* w, const floating* g, floating* sum_sq, long n,
-                   double lr, double eps, double weight_decay,
-                   int nt) noexcept nogil:
+cdef inline void _adagrad(floating* w, const floating* g, floating* sum_sq, long n,
+                          double lr, double eps, double weight_decay) noexcept nogil:
     """d = g + wd w ; G += d^2 ; w -= lr d / (sqrt(G) + eps)."""
-    cdef int part
-    cdef long lo, hi
-    for part in prange(nt, num_threads=nt, schedule="static"):
-        _span(n, part, nt, &lo, &hi)
-        if floating is float:
-            adagrad_f(w + lo, g + lo, sum_sq + lo, hi - lo, <float>lr, <float>eps,
-                      <float>weight_decay)
-        else:
-            adagrad_d(w + lo, g + lo, sum_sq + lo, hi - lo, lr, eps, weight_decay)
+    if floating is float:
+        adagrad_f(w, g, sum_sq, n, <float>lr, <float>eps, <float>weight_decay)
+    else:
+        adagrad_d(w, g, sum_sq, n, lr, eps, weight_decay)
 
 
-cdef void _rmsprop(floating* w, const floating* g, floating* square_avg,
-                   floating* grad_avg, floating* velocity, long n, double lr,
-                   double rho, double eps, double momentum, bint centered,
-                   double weight_decay, int nt) noexcept nogil:
+cdef inline void _rmsprop(floating* w, const floating* g, floating* square_avg,
+                          floating* grad_avg, floating* velocity, long n, double lr,
+                          double rho, double eps, double momentum, bint centered,
+                          double weight_decay) noexcept nogil:
     """d = g + wd w ; s = rho s + (1-rho) d^2 ; [c = rho c + (1-rho) d] ;
     r = sqrt(s [- c^2]) + eps ; v = mu v + d / r ; w -= lr v (w -= lr d/r if mu = 0)."""
-    cdef int part
-    cdef long lo, hi
-    for part in prange(nt, num_threads=nt, schedule="static"):
-        _span(n, part, nt, &lo, &hi)
-        rmsprop_rows(w + lo, g + lo, square_avg + lo,
-                     grad_avg + lo if centered else NULL,
-                     velocity + lo if momentum > 0 else NULL, hi - lo, lr, rho, eps,
-                     momentum, centered, weight_decay)
-
-
-cdef inline void rmsprop_rows(floating* w, const floating* g, floating* square_avg,
-                              floating* grad_avg, floating* velocity, long n, double lr,
-                              double rho, double eps, double momentum, bint centered,
-                              double weight_decay) noexcept nogil:
+    grad_avg = grad_avg if centered else NULL
+    velocity = velocity if momentum > 0 else NULL
     if floating is float:
         rmsprop_f(w, g, square_avg, grad_avg, velocity, n, <float>lr, <float>rho,
                   <float>(1 - rho), <float>eps, <float>momentum, centered,
@@ -257,35 +253,34 @@ cdef inline void rmsprop_rows(floating* w, const floating* g, floating* square_a
                   momentum, centered, weight_decay)
 
 
-cdef void _adam(floating* w, const floating* g, floating* exp_avg,
-                floating* exp_avg_sq, floating* max_exp_avg_sq, long n,
-                double lr, double beta1, double beta2, double eps,
-                bint amsgrad, bint decoupled, double weight_decay, long step,
-                int nt) noexcept nogil:
+cdef inline void _adam(floating* w, const floating* g, floating* exp_avg,
+                       floating* exp_avg_sq, floating* max_exp_avg_sq, long n,
+                       double lr, double beta1, double beta2, double eps,
+                       bint amsgrad, bint decoupled, double weight_decay,
+                       long step) noexcept nogil:
     """Adam (Kingma & Ba 2015, Algorithm 1) / AdamW (Loshchilov & Hutter 2019).
 
     Adam:  d = g + wd w.  AdamW: d = g and w -= lr wd w first (decoupled).
     m = b1 m + (1-b1) d ; v = b2 v + (1-b2) d^2 ; [vmax = max(vmax, v)]
     w -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
     """
-    cdef int part
-    cdef long lo, hi
     cdef double bias_correction1 = 1 - pow(beta1, <double>step)
     cdef double bias_correction2 = 1 - pow(beta2, <double>step)
-    for part in prange(nt, num_threads=nt, schedule="static"):
-        _span(n, part, nt, &lo, &hi)
-        if floating is float:
-            adam_f(w + lo, g + lo, exp_avg + lo, exp_avg_sq + lo,
-                   max_exp_avg_sq + lo if amsgrad else NULL, hi - lo, <float>lr,
-                   <float>beta1, <float>beta2, <float>(1 - beta1), <float>(1 - beta2),
-                   <float>bias_correction1, <float>bias_correction2, <float>eps, amsgrad,
-                   decoupled, <float>weight_decay)
-        else:
-            adam_d(w + lo, g + lo, exp_avg + lo, exp_avg_sq + lo,
-                   max_exp_avg_sq + lo if amsgrad else NULL, hi - lo, lr, beta1, beta2,
-                   1 - beta1, 1 - beta2, bias_correction1, bias_correction2, eps, amsgrad,
-                   decoupled, weight_decay)
+    if floating is float:
+        adam_f(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad else NULL, n, <float>lr,
+               <float>beta1, <float>beta2, <float>(1 - beta1), <float>(1 - beta2),
+               <float>bias_correction1, <float>bias_correction2, <float>eps, amsgrad,
+               decoupled, <float>weight_decay)
+    else:
+        adam_d(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad else NULL, n, lr, beta1,
+               beta2, 1 - beta1, 1 - beta2, bias_correction1, bias_correction2, eps, amsgrad,
+               decoupled, weight_decay)
 
+
+# The elementwise helpers below run in one span per thread; one thread (the
+# fused epoch calls them from inside its team, and any array below
+# PARALLEL_MIN_ELEMENTS) opens no parallel region. The sums run in element
+# order within a span, as a team of one did.
 
 cdef double add_penalty_gradient(const floating* w, floating* g, long n,
                                  double l1, double l2,
@@ -294,9 +289,22 @@ cdef double add_penalty_gradient(const floating* w, floating* g, long n,
 
     L1 uses the subgradient sign(0) = 0 (not a proximal step).
     """
+    cdef int nt = threads_for(n, n_threads), part
+    cdef long lo, hi
+    cdef double penalty = 0.0
+    if nt == 1:
+        return _penalty_span(w, g, 0, n, l1, l2)
+    for part in prange(nt, num_threads=nt, schedule="static"):
+        _span(n, part, nt, &lo, &hi)
+        penalty += _penalty_span(w, g, lo, hi, l1, l2)
+    return penalty
+
+
+cdef inline double _penalty_span(const floating* w, floating* g, long lo, long hi,
+                                 double l1, double l2) noexcept nogil:
     cdef long i
     cdef double wi, penalty = 0.0, sign
-    for i in prange(n, num_threads=threads_for(n, n_threads), schedule="static"):
+    for i in range(lo, hi):
         wi = w[i]
         sign = 1.0 if wi > 0 else (-1.0 if wi < 0 else 0.0)
         penalty += l1 * fabs(wi) + l2 * wi * wi
@@ -313,9 +321,21 @@ cdef void soft_threshold(floating* w, long n, double threshold,
     r(w) = l1 |w|): weights whose data gradient cannot hold them away from 0
     land on exactly 0, where a subgradient step would oscillate around it.
     """
+    cdef int nt = threads_for(n, n_threads), part
+    cdef long lo, hi
+    if nt == 1:
+        _soft_threshold_span(w, 0, n, threshold)
+        return
+    for part in prange(nt, num_threads=nt, schedule="static"):
+        _span(n, part, nt, &lo, &hi)
+        _soft_threshold_span(w, lo, hi, threshold)
+
+
+cdef inline void _soft_threshold_span(floating* w, long lo, long hi,
+                                      double threshold) noexcept nogil:
     cdef long i
     cdef double wi
-    for i in prange(n, num_threads=threads_for(n, n_threads), schedule="static"):
+    for i in range(lo, hi):
         wi = w[i]
         if wi > threshold:
             w[i] = <floating>(wi - threshold)
@@ -327,9 +347,21 @@ cdef void soft_threshold(floating* w, long n, double threshold,
 
 cdef double sum_squares(const floating* g, long n, int n_threads) noexcept nogil:
     """return sum g^2 (float64 accumulation)."""
+    cdef int nt = threads_for(n, n_threads), part
+    cdef long lo, hi
+    cdef double total = 0.0
+    if nt == 1:
+        return _sum_squares_span(g, 0, n)
+    for part in prange(nt, num_threads=nt, schedule="static"):
+        _span(n, part, nt, &lo, &hi)
+        total += _sum_squares_span(g, lo, hi)
+    return total
+
+
+cdef inline double _sum_squares_span(const floating* g, long lo, long hi) noexcept nogil:
     cdef long i
     cdef double total = 0.0
-    for i in prange(n, num_threads=threads_for(n, n_threads), schedule="static"):
+    for i in range(lo, hi):
         total += <double>g[i] * g[i]
     return total
 
@@ -337,9 +369,21 @@ cdef double sum_squares(const floating* g, long n, int n_threads) noexcept nogil
 cdef void scale_and_clip(floating* g, long n, double scale, double clipvalue,
                          int n_threads) noexcept nogil:
     """g := clip(scale g, -clipvalue, clipvalue); clipvalue <= 0: no clip."""
+    cdef int nt = threads_for(n, n_threads), part
+    cdef long lo, hi
+    if nt == 1:
+        _scale_and_clip_span(g, 0, n, scale, clipvalue)
+        return
+    for part in prange(nt, num_threads=nt, schedule="static"):
+        _span(n, part, nt, &lo, &hi)
+        _scale_and_clip_span(g, lo, hi, scale, clipvalue)
+
+
+cdef inline void _scale_and_clip_span(floating* g, long lo, long hi, double scale,
+                                      double clipvalue) noexcept nogil:
     cdef long i
     cdef double v
-    for i in prange(n, num_threads=threads_for(n, n_threads), schedule="static"):
+    for i in range(lo, hi):
         v = scale * g[i]
         if clipvalue > 0:
             if v > clipvalue:

@@ -22,7 +22,11 @@
 # Barrier 1 separates A from B (B reads every row of dZ, and A reads the
 # weights B is about to change); barrier 2 ends the batch. Clipping by norm
 # needs all gradients before any update: one more barrier, only then.
-# BLAS runs on one thread inside the team (the caller limits it).
+# BLAS runs on one thread inside the team (the caller limits it), one GEMM
+# per block of the plan (OpenBLAS packs the weights, or dZ, once per call:
+# cutting a block into 256-row calls packed them again, 10-15% of a wide
+# net's epoch); the kernels called with n_threads=1 open no nested parallel
+# region (_dense.pyx, SERIAL).
 #
 # Inputs that are mostly zeros (MNIST: ~81% of the pixels) take the first
 # layer through the sparse kernels of _sparse.pyx: phase A compresses each
@@ -118,8 +122,8 @@ import numpy as np
 
 from descend._blas cimport axpy, dot, gemm
 from descend._activations cimport activate, derivative
-from descend._dense cimport (dense_forward, activation_backward, dense_grad_input,
-                             dense_grad_params, dropout, descend_mix, gemm_rows,
+from descend._dense cimport (dense_forward_block, activation_backward,
+                             dense_grad_params, dropout, descend_mix,
                              bias_activation_row, activation_backward_columns)
 from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
                               GRAD_GROUP_ROWS)
@@ -239,6 +243,7 @@ cdef struct Param:
 cdef struct LayerPlan:
     int n_in, n_out, activation
     int kernel_rows         # rows of the kernel per phase-B block
+    int first_block         # phase-B blocks of the layers before this one
     int out_columns         # team_by_columns: output columns per forward block
     double alpha
     double dropout_rate     # on this layer's input; 0: none
@@ -257,6 +262,15 @@ cdef inline void* data(object array) except? NULL:
     if not (<cnp.ndarray>array).flags.c_contiguous:
         raise ValueError("internal error: buffer is not C-contiguous")
     return cnp.PyArray_DATA(<cnp.ndarray>array)
+
+
+cdef inline int _first_row(LayerPlan* p, int t, int T) noexcept nogil:
+    """The first kernel row of thread t's phase-B blocks of a layer. Blocks go
+    round-robin over the team counted across all layers (block b of a layer
+    is block p.first_block + b), so that layers of one block (narrow nets:
+    64 rows) do not all land on thread 0; the next of t's blocks is T
+    blocks on. Which thread runs a block does not change its bits."""
+    return ((t + T - p.first_block % T) % T) * p.kernel_rows
 
 
 cdef inline int part(int n, int t, int parts) noexcept nogil:
@@ -519,13 +533,15 @@ cdef _fill_layers(LoopState* loop, list layers, dtype, kernel_rows, int cores,
                   list keep_alive):
     """One LayerPlan per LayerSpec: its parameters, their gradient buffers
     and the batch's activation buffers. kernel_rows: the plan's, per layer."""
-    cdef int i
+    cdef int i, blocks = 0
     cdef LayerPlan* p
     cdef LayerSpec spec
     for i, spec in enumerate(layers):
         p = &loop.plans[i]
         p.n_in, p.n_out = spec.kernel.shape[0], spec.kernel.shape[1]
         p.kernel_rows = kernel_rows[i]
+        p.first_block = blocks
+        blocks += (p.n_in + p.kernel_rows - 1) // p.kernel_rows
         # a core's share of the outputs, in whole cache lines of float32
         share = (p.n_out + cores - 1) // cores
         p.out_columns = min(p.n_out, (share + 15) // 16 * 16)
@@ -1003,11 +1019,12 @@ cdef double _samples_forward_backward(LoopState* loop, int r0, int r1, int offse
         if l == 0 and loop.sparse_input:
             _sparse_first_layer[floating](loop, r0, r1)
             continue
-        dense_forward(inp + <long>r0 * p.n_in, rows, p.n_in, <floating*>p.kernel.value,
-                      <floating*>p.bias.value, p.n_out,
-                      <floating*>p.z + <long>r0 * p.n_out,
-                      <floating*>p.a + <long>r0 * p.n_out, p.activation,
-                      <floating>p.alpha, 1)
+        # the whole block in one GEMM on this thread (the weights packed once)
+        dense_forward_block(inp + <long>r0 * p.n_in, rows, p.n_in,
+                            <floating*>p.kernel.value, <floating*>p.bias.value, p.n_out,
+                            <floating*>p.z + <long>r0 * p.n_out,
+                            <floating*>p.a + <long>r0 * p.n_out, p.activation,
+                            <floating>p.alpha)
     loss = _rows_loss[floating](loop, r0, r1, batch_weight, correct)
     # backward to dL/dz of every layer: layer l writes dL/d(its input)
     # into layer l-1's dz, through the dropout mask if there is one
@@ -1018,9 +1035,11 @@ cdef double _samples_forward_backward(LoopState* loop, int r0, int r1, int offse
                             <floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
                             p.activation, <floating>p.alpha, 1)
         if l > 0:
+            # dL/d(input) := dz . W^T, the block in one GEMM
             inp = <floating*>loop.plans[l - 1].dz + <long>r0 * p.n_in
-            dense_grad_input(<floating*>p.dz + <long>r0 * p.n_out, rows, p.n_out,
-                             <floating*>p.kernel.value, p.n_in, inp, 1)
+            gemm(False, True, rows, p.n_in, p.n_out, <floating>1,
+                 <floating*>p.dz + <long>r0 * p.n_out, p.n_out, <floating*>p.kernel.value,
+                 p.n_out, <floating>0, inp, p.n_in)
             if p.dropout_rate > 0:
                 dropout(inp, inp, rows, p.n_in, offset + r0, p.dropout_rate,
                         descend_mix(batch_seed, <uint64_t>l), 1)
@@ -1174,14 +1193,14 @@ cdef double _gemm_sgd_update(LoopState* loop, int nb, int t, int T, double learn
                              floating dummy=0) noexcept nogil:
     """Phase B, plain SGD: each block of kernel rows updated by one GEMM
     (_sgd_through_gemm: dW is never written out), then the bias. Kernel
-    rows go in blocks of p.kernel_rows, block b to thread b mod T.
+    rows go in blocks of p.kernel_rows, round-robin over the team (_first_row).
     Returns the penalty of this thread's blocks."""
     cdef int l, k0, k1
     cdef LayerPlan* p
     cdef double penalty = 0.0
     for l in range(loop.n_layers):
         p = &loop.plans[l]
-        k0 = t * p.kernel_rows
+        k0 = _first_row(p, t, T)
         while k0 < p.n_in:
             k1 = min(k0 + p.kernel_rows, p.n_in)
             penalty += _sgd_through_gemm[floating](loop, p, l, nb, k0, k1, t,
@@ -1214,9 +1233,10 @@ cdef double _sgd_through_gemm(LoopState* loop, LayerPlan* p, int l, int nb, int 
         _sparse_grad[floating](loop, nb, k0, k1, -learning_rate,
                                <floating*>p.kernel.value, t)
         return penalty
-    gemm_rows(True, False, k1 - k0, p.n_out, nb, <floating>(-learning_rate),
-              _input[floating](loop, l) + k0, p.n_in, <floating*>p.dz, p.n_out,
-              <floating>shrink, <floating*>p.kernel.value + begin, p.n_out, 1)
+    # one GEMM for the whole block: dZ is packed once per block
+    gemm(True, False, k1 - k0, p.n_out, nb, <floating>(-learning_rate),
+         _input[floating](loop, l) + k0, p.n_in, <floating*>p.dz, p.n_out,
+         <floating>shrink, <floating*>p.kernel.value + begin, p.n_out)
     return penalty
 
 
@@ -1224,8 +1244,8 @@ cdef double _general_update(LoopState* loop, int nb, int t, int T, double learni
                             double weight_decay, long step, bint summed,
                             floating dummy=0) noexcept nogil:
     """Phase B, any optimizer: dW, db, penalties, clipping by value and the
-    update. Kernel rows go in blocks of p.kernel_rows, block b to thread
-    b mod T; each block is updated right after its gradient is computed,
+    update. Kernel rows go in blocks of p.kernel_rows, round-robin over
+    the team (_first_row); each block is updated right after its gradient is computed,
     while it is still in cache (unless by_norm: then every gradient first,
     _update_by_norm after). `summed`: the gradients are there already
     (distributed: _sum_over_ranks). Returns the penalty of this thread's
@@ -1235,7 +1255,7 @@ cdef double _general_update(LoopState* loop, int nb, int t, int T, double learni
     cdef double penalty = 0.0
     for l in range(loop.n_layers):
         p = &loop.plans[l]
-        k0 = t * p.kernel_rows
+        k0 = _first_row(p, t, T)
         while k0 < p.n_in:
             k1 = min(k0 + p.kernel_rows, p.n_in)
             if not summed:
@@ -1282,8 +1302,10 @@ cdef void _kernel_gradient(LoopState* loop, int l, int nb, int k0, int k1, int t
         memset(grad + <long>k0 * p.n_out, 0, <long>(k1 - k0) * p.n_out * sizeof(floating))
         _sparse_grad[floating](loop, nb, k0, k1, 1, grad, t)
     else:
-        dense_grad_params(_input[floating](loop, l), nb, p.n_in, <floating*>p.dz,
-                          p.n_out, grad, NULL, k0, k1, 0, 0, 1)
+        # rows k0..k1 of X^T are columns k0..k1 of X; one GEMM for the block
+        gemm(True, False, k1 - k0, p.n_out, nb, <floating>1, _input[floating](loop, l) + k0,
+             p.n_in, <floating*>p.dz, p.n_out, <floating>0, grad + <long>k0 * p.n_out,
+             p.n_out)
 
 
 cdef void _sparse_grad(LoopState* loop, int nb, int k0, int k1, double scale, floating* out,
@@ -1318,7 +1340,7 @@ cdef void _update_by_norm(LoopState* loop, int t, int T, double learning_rate,
     for l in range(loop.n_layers):
         p = &loop.plans[l]
         j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
-        k0 = t * p.kernel_rows
+        k0 = _first_row(p, t, T)
         while k0 < p.n_in:
             k1 = min(k0 + p.kernel_rows, p.n_in)
             _scale_and_step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out,
@@ -1361,7 +1383,7 @@ cdef double _sum_over_ranks(LoopState* loop, int nb, int t, int T, double batch_
     cdef double started
     for l in range(loop.n_layers):
         p = &loop.plans[l]
-        k0 = t * p.kernel_rows
+        k0 = _first_row(p, t, T)
         while k0 < p.n_in:
             _kernel_gradient[floating](loop, l, nb, k0, min(k0 + p.kernel_rows, p.n_in), t)
             k0 = k0 + T * p.kernel_rows
