@@ -163,6 +163,58 @@ def test_callback_list_dispatches_in_order():
         cbs.CallbackList(a)
 
 
+def test_callback_list_calls_a_callbacks_own_set_model():
+    # Keras's protocol: a callback may override set_model (to look the network up
+    # once); the list calls it, and gives an object without one a `model` attribute
+    seen = []
+
+    class LooksUp(cbs.Callback):
+        def set_model(self, model):
+            seen.append(model)
+            super().set_model(model)
+
+    class Plain:
+        pass
+    model = FakeModel()
+    looks_up, plain = LooksUp(), Plain()
+    cbs.CallbackList([looks_up, plain], model=model)
+    assert seen == [model] and looks_up.model is model and plain.model is model
+
+
+def test_fit_calls_set_model_once_before_on_train_begin():
+    import descend as dn
+    calls = []
+
+    class LooksUp(cbs.Callback):
+        def set_model(self, model):
+            calls.append(("set_model", model))
+            super().set_model(model)
+
+        def on_train_begin(self, logs=None):
+            calls.append(("train_begin", self.model))
+    net = dn.Sequential([dn.Dense(1)], input_dim=2, seed=0, n_threads=1)
+    net.compile(loss="mean_squared_error", optimizer="sgd")
+    net.fit(np.ones((4, 2)), np.ones(4), epochs=1, batch_size=4, verbose=0,
+            callbacks=[LooksUp()])
+    assert calls == [("set_model", net), ("train_begin", net)]
+
+
+def test_fit_gives_every_callback_its_params():
+    # Keras's protocol: self.params holds the fit's settings (a progress bar reads
+    # epochs from it); set through each callback's set_params
+    import descend as dn
+    seen = []
+
+    class Records(cbs.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(self.params)
+    net = dn.Sequential([dn.Dense(1)], input_dim=2, seed=0, n_threads=1)
+    net.compile(loss="mean_squared_error", optimizer="sgd")
+    net.fit(np.ones((6, 2)), np.ones(6), epochs=3, batch_size=2, verbose=0,
+            callbacks=[Records()])
+    assert seen == [{"epochs": 3, "batch_size": 2, "samples": 6, "verbose": 0}]
+
+
 def test_fake_fit_calls_hooks_in_the_order_of_the_real_fit():
     """The fake loop is only worth its tests if it calls the hooks as
     Sequential.fit does: both record the same calls, with and without a stop."""
@@ -937,6 +989,21 @@ def test_terminate_on_nan_checks_batches_too(capsys):
     assert model.stop_training is True and cb.terminated_epoch == 0
     # 1-based, as the epoch lines ("epoch 1/5") and Keras' progress bar count
     assert capsys.readouterr().out == "Epoch 1, batch 2: invalid loss nan, terminating training\n"
+
+
+def test_terminate_on_nan_names_a_batch_outside_any_epoch_and_per_output_losses(capsys):
+    # a custom loop that reports batches without epochs, and a per-output loss array
+    model = FakeModel()
+    cb = cbs.TerminateOnNaN()
+    cb.set_model(model)
+    cb.on_train_begin({})
+    cb.on_train_batch_end(2, {"loss": math.nan})
+    assert model.stop_training is True and cb.terminated_epoch is None
+    assert capsys.readouterr().out == "Batch 3: invalid loss nan, terminating training\n"
+    model.stop_training = False
+    cb.on_epoch_end(4, {"loss": np.array([0.5, np.inf])})
+    assert model.stop_training is True and cb.terminated_epoch == 4
+    assert capsys.readouterr().out == "Epoch 5: invalid loss [0.5 inf], terminating training\n"
 
 
 # ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Each test launches ``mpiexec -n p python tests/mpi_worker.py SCENARIO OUT``
 and asserts on what rank 0 wrote. Skipped with a reason without mpi4py or
 an mpiexec (``pip install '.[mpi]'`` brings both).
 """
+import inspect
 import json
 import os
 import pathlib
@@ -208,6 +209,48 @@ def test_distributed_must_be_an_mpi_object():
     with pytest.raises(TypeError, match="distributed must be descend.distributed.MPI"):
         net.fit(X, y, distributed="mpi")
     assert net.epochs_trained == 0
+
+
+def test_fit_hands_every_argument_to_the_distributed_fit_unchanged(monkeypatch):
+    # the MPI fit itself runs under mpiexec (above); this pins without MPI that
+    # Sequential.fit passes each of its arguments on, by name and by identity
+    passed = {name: object() for name in inspect.signature(dn.Sequential.fit).parameters
+              if name not in ("self", "X", "y", "distributed")}
+    seen = {}
+
+    def distributed_fit(model, distributed, X, y, **kwargs):
+        seen.update(model=model, distributed=distributed, X=X, y=y, kwargs=kwargs)
+        return "history"
+    monkeypatch.setattr(dn.distributed, "fit", distributed_fit)
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)
+    net.compile(loss="softmax_cross_entropy")
+    X, y, mpi = object(), object(), object()
+    assert net.fit(X, y, distributed=mpi, **passed) == "history"
+    assert seen.pop("model") is net and seen.pop("distributed") is mpi
+    assert seen.pop("X") is X and seen.pop("y") is y
+    kwargs = seen.pop("kwargs")
+    assert sorted(kwargs) == sorted(passed)
+    for name, value in passed.items():
+        assert kwargs[name] is value, name
+    # 13 arguments besides X, y and distributed: a new one must be handed on too
+    assert len(passed) == 13
+
+
+def test_only_rank_0_of_a_distributed_fit_writes_the_file(tmp_path):
+    # after a distributed fit every rank holds the same weights: rank 0 writes,
+    # the others return the path without touching the file system
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)
+    net.compile(loss="softmax_cross_entropy")
+
+    class Rank:
+        def __init__(self, is_root):
+            self.is_root = is_root
+    net._distributed = Rank(is_root=False)
+    path = tmp_path / "model.npz"
+    assert net.save(path) == path and not path.exists()
+    net._distributed = Rank(is_root=True)
+    assert os.fspath(net.save(path)) == str(path) and path.exists()
+    np.testing.assert_array_equal(dn.load(path).layers[0].kernel, net.layers[0].kernel)
 
 
 @pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")

@@ -13,6 +13,7 @@ import textwrap
 import time
 import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -137,6 +138,103 @@ def test_a_config_entry_larger_than_any_config_is_refused(saved):
     rewrite(saved, {"config": npy_bytes(header, bytes(16))})
     message, peak = load_error(saved)
     assert "config" in message and peak < 4 * MB
+
+
+def central_directory_entry(path, member):
+    """(the file's bytes, offset of `member`'s record in the zip's central directory)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        name_length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46:at + 46 + name_length] == member.encode():
+            return data, at
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(f"no {member} in {path}")
+
+
+def test_an_encrypted_member_is_refused_by_name(saved):
+    # Python's zipfile writes no encrypted member: set the general-purpose flag's bit 0
+    # (APPNOTE.TXT 4.4.4, "the file is encrypted") in the central directory by hand
+    data, at = central_directory_entry(saved, "parameters/layers.0.kernel.npy")
+    data[at + 8] |= 0x1
+    saved.write_bytes(bytes(data))
+    message, _ = load_error(saved)
+    assert message == f"{str(saved)!r}: entry 'parameters/layers.0.kernel' is encrypted"
+
+
+def test_the_expansion_bound_is_1100_times_the_compressed_size_plus_64_kib(saved):
+    # the directory's claim of a deflated member's size, set by hand on either side of
+    # 1100 * compressed + 65536: one byte more is refused before anything is inflated
+    rewrite(saved, compress={"parameters/layers.0.kernel"})
+    data, at = central_directory_entry(saved, "parameters/layers.0.kernel.npy")
+    compressed = struct.unpack_from("<I", data, at + 20)[0]
+    for claim, refused in [(1100 * compressed + 65537, True),
+                           (1100 * compressed + 65536, False)]:
+        struct.pack_into("<I", data, at + 24, claim)
+        saved.write_bytes(bytes(data))
+        message, _ = load_error(saved)
+        assert (f"claims to expand {compressed} compressed bytes to {claim}, beyond any "
+                "real compression" in message) is refused, message
+        if not refused:     # within the bound: the header's own check speaks
+            assert "declares shape (8, 16) of float32 (512 bytes)" in message, message
+
+
+def test_a_member_shorter_than_its_header_says_is_named_with_the_bytes_missing(saved):
+    # a stored member whose directory entry says 64 bytes fewer were stored than its
+    # header and size declare (with the CRC of what is left, which zipfile checks first):
+    # the read runs dry 64 bytes before the array is filled
+    data, at = central_directory_entry(saved, "parameters/layers.0.kernel.npy")
+    stored = struct.unpack_from("<I", data, at + 20)[0]
+    local = struct.unpack_from("<I", data, at + 42)[0]
+    name_length, extra_length = struct.unpack_from("<HH", data, local + 26)
+    start = local + 30 + name_length + extra_length
+    struct.pack_into("<I", data, at + 16, zlib.crc32(data[start:start + stored - 64]))
+    struct.pack_into("<I", data, at + 20, stored - 64)
+    saved.write_bytes(bytes(data))
+    message, _ = load_error(saved)
+    assert message.endswith("entry 'parameters/layers.0.kernel' cannot be read (truncated "
+                            "or corrupt file?): EOFError: 64 bytes missing"), message
+
+
+def test_npy_members_of_format_2_load_and_of_format_3_are_refused(saved):
+    # numpy writes format 2.0 when a header outgrows 64 KiB: such a member loads;
+    # 3.0 (a UTF-8 header) is not one descend writes or reads
+    import io as stdio
+    with zipfile.ZipFile(saved) as z:
+        kernel = np.lib.format.read_array(z.open("parameters/layers.0.kernel.npy"))
+    for version in [(2, 0), (3, 0)]:
+        buffer = stdio.BytesIO()
+        np.lib.format.write_array(buffer, kernel, version=version)
+        rewrite(saved, {"parameters/layers.0.kernel": buffer.getvalue()})
+        if version == (2, 0):
+            np.testing.assert_array_equal(dn.load(saved).layers[0].kernel, kernel)
+        else:
+            message, _ = load_error(saved)
+            assert message.endswith("entry 'parameters/layers.0.kernel' cannot be read "
+                                    "(truncated or corrupt file?): ValueError: unsupported "
+                                    ".npy format version (3, 0)"), message
+
+
+def test_a_small_bzip2_member_beyond_1100_fold_loads_within_the_slack(tmp_path):
+    # bzip2 (and lzma) go past deflate's ~1032-fold: 100 KB of zeros bzip2s to ~133
+    # bytes, 750-fold beyond 1100 x 133 - 65536 and inside + 65536: the slack admits it
+    net = dn.Sequential([dn.Dense(250)], input_dim=100, seed=0, dtype="float32")
+    net.compile("softmax_cross_entropy", "sgd")
+    net.set_weights([np.zeros((100, 250), np.float32), np.arange(250, dtype=np.float32)])
+    path = tmp_path / "model.npz"
+    net.save(path)
+    with zipfile.ZipFile(path) as z:
+        members = {info.filename: z.read(info) for info in z.infolist()}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in members.items():
+            z.writestr(name, content, compress_type=zipfile.ZIP_BZIP2)
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("parameters/layers.0.kernel.npy")
+    assert (1100 * info.compress_size - 65536 < info.file_size
+            <= 1100 * info.compress_size + 65536), (info.file_size, info.compress_size)
+    loaded = dn.load(path)
+    np.testing.assert_array_equal(loaded.layers[0].kernel, np.zeros((100, 250)))
+    np.testing.assert_array_equal(loaded.layers[0].bias, np.arange(250))
 
 
 # ------------------------------------------------------- one documented exception
@@ -357,3 +455,17 @@ def test_a_save_removes_the_temporaries_of_dead_saves_to_that_name_only(tmp_path
     model().save(tmp_path / "model.npz")
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["model.npz"] + [n for k, n in names.items() if k != "dead"])
+
+
+def test_object_int_labels_and_an_mt19937_generator_survive_save_and_load(tmp_path):
+    # labels from an object column (pandas) are saved as int64; an MT19937 generator's
+    # state holds a numpy key array, written to the JSON config as a list
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, dtype="float64",
+                        seed=np.random.Generator(np.random.MT19937(7)), n_threads=1)
+    net.compile("softmax_cross_entropy", "sgd")
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    net.fit(X, np.array([3, 5] * 4, dtype=object), epochs=1, batch_size=4, verbose=0)
+    net.save(tmp_path / "model.npz")
+    loaded = dn.load(tmp_path / "model.npz")
+    assert loaded.classes_.tolist() == [3, 5] and loaded.classes_.dtype == np.int64
+    assert loaded.predict_classes(X).tolist() == net.predict_classes(X).tolist()

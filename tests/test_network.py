@@ -782,3 +782,74 @@ def test_a_softmax_output_layer_needs_softmax_cross_entropy():
                                "got 'mean_squared_error'")
     net.compile("softmax_cross_entropy", "sgd")
     assert net.loss_.name == "softmax_cross_entropy"
+
+
+@pytest.mark.parametrize("input_dim", [0, -3])
+def test_input_dim_must_be_at_least_one(input_dim):
+    with pytest.raises(ValueError) as info:
+        dn.Sequential([dn.Dense(2)], input_dim=input_dim)
+    assert str(info.value) == f"input_dim must be an int >= 1 or None, got {input_dim} (int)"
+
+
+def test_set_weights_names_what_it_got_instead_of_a_list():
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, seed=0)
+    with pytest.raises(TypeError) as info:
+        net.set_weights(np.zeros(3))
+    assert str(info.value) == ("weights must be a list of arrays (as from get_weights), "
+                               "got array([0., 0., 0.]) (ndarray)")
+
+
+class RowsOnly:
+    """An h5py-style 2-D array (shape, dtype, slicing; no __array__, no len):
+    descend reads it by rows, as it reads an h5py Dataset or a zarr array."""
+
+    def __init__(self, X):
+        self._X, self.shape, self.dtype, self.reads = X, X.shape, X.dtype, []
+
+    def __getitem__(self, rows):
+        block = self._X[rows]
+        self.reads.append(len(block))
+        return block
+
+
+def test_evaluate_reads_an_h5py_style_array_by_rows():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 3)), rng.integers(0, 2, 50)
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, dtype="float64", seed=0, n_threads=1)
+    net.compile("softmax_cross_entropy", "sgd")
+    rows = RowsOnly(X)
+    assert net.evaluate(rows, y) == net.evaluate(X, y)
+    assert rows.reads and sum(rows.reads) >= len(X)
+
+
+def test_a_new_network_is_not_stopping_and_from_config_keeps_its_threads():
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0, n_threads=1)
+    assert net.stop_training is False       # Keras: callbacks set it, fit reads it
+    copy = dn.Sequential.from_config(net.get_config())
+    assert (copy.n_threads, copy.seed, copy.input_dim) == (1, 0, 2)
+
+
+def test_partial_fit_prints_its_epoch_line_at_verbose_1(capsys):
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0, n_threads=1)
+    net.compile("softmax_cross_entropy", "sgd")
+    net.partial_fit(np.ones((4, 2)), [0, 1, 0, 1], classes=[0, 1], batch_size=4, verbose=0)
+    assert capsys.readouterr().out == ""
+    net.partial_fit(np.ones((4, 2)), [0, 1, 0, 1], batch_size=4, verbose=1)
+    assert capsys.readouterr().out.startswith("epoch 2/2  loss ")    # the second epoch
+
+
+def test_state_dict_names_a_plan_set_by_hand_that_is_not_one():
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)
+    net.plan = {"bogus": 1}
+    with pytest.raises(ValueError) as info:
+        net.state_dict()
+    assert str(info.value).startswith("plan must be None or a dict with keys among (")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_binary_cross_entropy_link_is_the_logistic_sigmoid(dtype):
+    logits = np.array([[-30.0, -2.0, 0.0], [0.5, 3.0, 40.0]], dtype=dtype)
+    expected = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))    # float64 by hand
+    out = dn.losses.get("binary_cross_entropy").apply_link(logits)
+    assert out.dtype == logits.dtype and out.shape == logits.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-6 if dtype == "float32" else 1e-14)

@@ -189,6 +189,19 @@ def test_adamw():
     assert_trajectory(run(O.AdamW(0.01, weight_decay=0.1)), expected, rtol=1e-13)
 
 
+def test_adamw_clips_and_decays_biases_as_asked():
+    # AdamW hands clipvalue/clipnorm/decay_bias to the base optimizer: the trajectory is
+    # hand_adam's on the clipped gradients, which differs from the unclipped one
+    clipped = [np.clip(g, -0.3, 0.3) for g in GRADS]
+    expected = hand_adam(0.01, 0.9, 0.999, 1e-8, clipped, W0, wd=0.1, decoupled=True)
+    unclipped = hand_adam(0.01, 0.9, 0.999, 1e-8, GRADS, W0, wd=0.1, decoupled=True)
+    assert not np.allclose(expected[2], unclipped[2], rtol=1e-6)
+    assert_trajectory(run(O.AdamW(0.01, weight_decay=0.1, clipvalue=0.3)), expected,
+                      rtol=1e-13)
+    opt = O.AdamW(0.01, decay_bias=True, clipnorm=0.5)
+    assert (opt.decay_bias, opt.clipnorm) == (True, 0.5)
+
+
 def test_adam_exact_constant_gradient():
     # w = 1, g = 0.5, lr 1e-3, betas (0.9, 0.999), eps 1e-8:
     # m1 = 0.05, v1 = 0.00025, m_hat = 0.5, v_hat = 0.25, so
@@ -322,6 +335,35 @@ def test_clipping_happens_before_the_adam_moments():
     m, v = opt.state[0][0], opt.state[0][1]
     assert m[0] == pytest.approx(0.1 * 0.5, rel=1e-15)     # (1 - beta_1) * clipped g
     assert v[0] == pytest.approx(0.001 * 0.25, rel=1e-15)  # (1 - beta_2) * clipped g^2
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: O.SGD(0.0), "learning_rate must be a finite float > 0, got 0.0 (float)"),
+    (lambda: O.Adam(-0.01), "learning_rate must be a finite float > 0, got -0.01 (float)"),
+    (lambda: O.SGD(0.1, momentum=1.0),
+     "momentum must be a finite float in [0, 1), got 1.0 (float)"),
+    (lambda: O.RMSprop(rho=1.0), "rho must be a finite float in [0, 1), got 1.0 (float)"),
+    (lambda: O.RMSprop(rho=1.5), "rho must be a finite float in [0, 1), got 1.5 (float)"),
+    (lambda: O.RMSprop(momentum=1.0),
+     "momentum must be a finite float in [0, 1), got 1.0 (float)"),
+    (lambda: O.Adam(beta_1=1.0), "beta_1 must be a finite float in [0, 1), got 1.0 (float)"),
+    (lambda: O.Adam(beta_2=1.0), "beta_2 must be a finite float in [0, 1), got 1.0 (float)"),
+    (lambda: O.Adagrad(initial_accumulator_value=-1.0),
+     "initial_accumulator_value must be a finite float >= 0, got -1.0 (float)"),
+])
+def test_hyperparameters_outside_their_range_are_refused_by_name(make, message):
+    # a learning rate of 0 never moves, momentum or rho of 1 never forgets (the
+    # average does not converge); the edges inside the range are accepted below
+    with pytest.raises(ValueError) as info:
+        make()
+    assert str(info.value) == message
+
+
+def test_hyperparameters_at_the_inclusive_edges_are_accepted():
+    assert O.SGD(1e-300, momentum=0.0).momentum == 0.0
+    assert O.SGD(0.1, momentum=np.nextafter(1.0, 0.0)).momentum < 1.0
+    assert O.RMSprop(rho=0.0, momentum=0.0).rho == 0.0
+    assert O.Adam(beta_1=0.0, beta_2=0.0).beta_2 == 0.0
 
 
 def test_only_one_clipping_mode():
@@ -653,3 +695,20 @@ def test_load_state_dict_refuses_a_schedule_state_without_a_schedule():
     with pytest.raises(ValueError, match=r"^the state has a learning-rate schedule state, "
                                          r"but the optimizer has no schedule$"):
         O.SGD(0.1).load_state_dict(scheduled)
+
+
+def test_a_gradient_of_another_dtype_is_refused_not_cast():
+    # float32 gradients for float64 weights: a caller's mistake, named, nothing updated
+    w = np.zeros(3)
+    with pytest.raises(ValueError) as info:
+        O.SGD(0.1).apply_gradients([w], [np.ones(3, np.float32)])
+    assert str(info.value) == ("grads[0] must be a float64 array of shape (3,) like "
+                               "params[0], got a float32 array of shape (3,)")
+    np.testing.assert_array_equal(w, np.zeros(3))
+
+
+def test_get_names_the_optimizers_it_knows():
+    with pytest.raises(TypeError) as info:
+        O.get(3)
+    assert str(info.value) == ("optimizer must be one of ['adagrad', 'adam', 'adamw', "
+                               "'rmsprop', 'sgd'] or a descend Optimizer, got 3 (int)")

@@ -814,3 +814,34 @@ def test_every_bad_argument_is_named_first_in_its_message(make, name):
 def test_inverse_time_decay_default_power_is_one_half():
     s = schedules.InverseTimeDecay(1.0)
     assert s(3) == pytest.approx(1.0 / (1 + 3) ** 0.5, rel=1e-15)   # lr0 / (1 + t)^0.5
+
+
+def test_get_names_what_it_takes_and_what_it_got():
+    with pytest.raises(TypeError) as info:
+        schedules.get([1])
+    assert str(info.value) == ("identifier must be a learning rate (float), a "
+                               "LearningRateSchedule, a config dict or a callable epoch -> "
+                               "lr, got [1] (list)")
+
+
+def test_plateau_schedule_names_itself_in_a_bad_initial_learning_rate():
+    with pytest.raises(ValueError) as info:
+        schedules.ReduceLROnPlateau(-1.0)
+    assert str(info.value) == ("ReduceLROnPlateau: initial_learning_rate must be a finite "
+                               "float > 0, got -1.0 (float)")
+
+
+def test_a_schedule_without_parameters_has_the_base_config():
+    class Half(schedules.LearningRateSchedule):
+        name = "half"
+
+        def _lr(self, epoch):
+            return 0.5
+    assert Half().get_config() == {"name": "half"}
+    assert Half()(3) == 0.5
+
+
+def test_serialize_names_what_it_got_instead_of_a_schedule():
+    with pytest.raises(TypeError) as info:
+        schedules.serialize(0.1)
+    assert str(info.value) == "schedule must be a LearningRateSchedule, got 0.1 (float)"

@@ -126,6 +126,8 @@ def test_a_network_rebuilt_from_config_and_state_dict_trains_on_bit_for_bit(opti
     (lambda s: s.update(classes=np.array(["b", "a", "c"])), "sorted"),
     (lambda s: s.update(classes=np.array(["a", "b"])), "needs 3"),
     (lambda s: s.update(rng_state={"bit_generator": "os.system"}), "bit generator"),
+    (lambda s: s.update(rng_state="PCG64"),       # a name where the state dict belongs
+     r"unknown random bit generator 'PCG64' in rng_state \(known: \['MT19937', 'PCG64'"),
     (lambda s: s.update(epochs_trained=1.5), "epochs_trained"),
     (lambda s: s.update(history={"logs": {"loss": ["x"]}}), "history"),
     (lambda s: s.pop("history"), "keys"),
@@ -147,6 +149,18 @@ def test_load_state_dict_checks_everything_before_changing_anything(change, matc
     assert after["rng_state"] == before["rng_state"]
     assert after["epochs_trained"] == before["epochs_trained"]
     assert after["optimizer"]["iterations"] == before["optimizer"]["iterations"]
+
+
+def test_an_optimizer_state_needs_a_compiled_network():
+    net, X, _ = trained(dn.optimizers.Adam(0.01))
+    bare = dn.Sequential.from_config(net.get_config())
+    before = bare.get_weights()
+    with pytest.raises(ValueError) as info:
+        bare.load_state_dict(net.state_dict())
+    assert str(info.value) == ("the state holds an optimizer state, but the network is not "
+                               "compiled: compile it (or compile_from_config) first")
+    for mine, theirs in zip(bare.get_weights(), before):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 def test_optimizer_state_dict_round_trip_and_from_config():
