@@ -265,3 +265,136 @@ def test_predict_classes_takes_the_argmax_of_the_fused_logits(n_rows):
     logits = net._output(X)
     np.testing.assert_array_equal(net.predict_classes(X), np.argmax(logits, axis=1))
     np.testing.assert_array_equal(net.predict_classes(X), np.argmax(net.predict(X), axis=1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_non_finite_inputs_are_found_in_the_compressed_rows(dtype):
+    """The row-loop driver counts NaN and inf among the first layer's
+    compressed entries: in a group of four rows and in a row left over."""
+    from descend._sparse import forward_rows_sparse_py
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(30, 5)).astype(dtype)
+    for bad_value in (np.nan, np.inf, -np.inf):
+        for row in (0, 5, 8):          # rows 0-7 go in groups of four on AVX-512
+            X = sparse_rows(rng, 9, 30, 0.2, dtype)
+            X[row, 17] = bad_value
+            for gemm_min_rows in (1, 10**6):
+                assert forward_rows_sparse_py(X, (w,), (None,), (0,), (0.0,), 0, 1,
+                                              gemm_min_rows) is None
+
+
+# ---- the thresholds: from the machine profile (descend.plans) or the defaults ----
+
+MNIST_SHAPES = ((784, 256), (256, 128), (128, 10))
+
+
+def fake_profile(row_loop_rate, break_even=0.3):
+    """GEMM rates shaped like the Intel Xeon's (GFLOP/s at 4, 16, 64, 256
+    rows) and the predict figures."""
+    gemm = {"256": {"4": 70, "16": 40, "64": 110, "256": 130},
+            "1024": {"4": 6, "16": 35, "64": 86, "256": 100}}
+    return {"gemm": {"float32": gemm},
+            "predict": {"float32": {"sparse_break_even": break_even,
+                                    "row_loop_gflops": {"256": row_loop_rate,
+                                                        "1024": row_loop_rate / 4}}}}
+
+
+def test_thresholds_follow_from_the_profile():
+    """The hidden layers of MNIST's net (256 x 128, 128 x 10) take the 256 x
+    256 figures: GEMMs from the fewest rows from which on the GEMM rate
+    beats the row loops' (70, 40, 110, 130 GFLOP/s at 4, 16, 64, 256 rows:
+    against 60 GFLOP/s row loops, not from 4 rows, as 16 rows lose)."""
+    from descend._inference import DEFAULTS, NEVER, thresholds_from_profile
+    limits = thresholds_from_profile(fake_profile(90), MNIST_SHAPES, "float32")
+    assert (limits.sparse_density, limits.gemm_min_rows, limits.source) == (0.3, 64, "profile")
+    assert thresholds_from_profile(fake_profile(30), MNIST_SHAPES, "float32").gemm_min_rows == 4
+    assert thresholds_from_profile(fake_profile(60), MNIST_SHAPES, "float32").gemm_min_rows == 64
+    assert thresholds_from_profile(fake_profile(200), MNIST_SHAPES, "float32").gemm_min_rows \
+        == NEVER
+    # a wide hidden layer takes the 1024 x 1024 figures: row loops at 90 / 4
+    wide = ((784, 1024), (1024, 1024), (1024, 10))
+    assert thresholds_from_profile(fake_profile(90), wide, "float32").gemm_min_rows == 16
+    assert thresholds_from_profile(None, MNIST_SHAPES, "float32") == DEFAULTS
+    assert thresholds_from_profile({"gemm": {}}, MNIST_SHAPES, "float32") == DEFAULTS
+    assert DEFAULTS.gemm_min_rows == 16 and DEFAULTS.sparse_density == 0.35
+
+
+@pytest.fixture
+def profiled(monkeypatch):
+    """Profiling on, with a fake profile; predict's thresholds worked out afresh."""
+    from descend import _inference, plans
+    profiles = []
+    monkeypatch.setenv("DESCEND_PROFILE", "1")
+    monkeypatch.setattr(plans, "machine_profile", lambda refresh=False: profiles[-1])
+    monkeypatch.setattr(_inference, "_thresholds", {})
+    return profiles
+
+
+@pytest.mark.parametrize("row_loop_rate", [30, 90, 200])
+def test_a_profiled_plan_keeps_the_bits_of_the_per_layer_path(profiled, row_loop_rate):
+    """Whatever the profile decides, predict gives the per-layer path's bits;
+    when the GEMMs never win, every row gets its own bits (row loops only)."""
+    profiled.append(fake_profile(row_loop_rate, break_even=0.25))
+    net = build("float32", "softmax_cross_entropy", "relu", widths=(256, 128), n_in=784,
+                n_out=10)
+    X = sparse_rows(np.random.default_rng(5), 300, 784, 0.19, "float32")
+    for rows in (5, 40, 300):
+        np.testing.assert_array_equal(net.predict(X[:rows]), per_layer_predict(net, X[:rows]))
+    if row_loop_rate == 200:
+        np.testing.assert_array_equal(net.predict(X),
+                                      np.concatenate([net.predict(x[None]) for x in X]))
+    # at 30% non-zero the profile's break-even (25%) sends the first layer to GEMMs
+    from descend._inference import input_plan, thresholds
+    limits = thresholds(MNIST_SHAPES, "float32")
+    assert input_plan(sparse_rows(np.random.default_rng(6), 300, 784, 0.3, "float32"),
+                      limits) == "dense"
+    assert input_plan(X, limits) == ("row_loops" if row_loop_rate == 200 else "sparse_input")
+
+
+def test_the_thresholds_are_reported(profiled):
+    from descend._config import config_info
+    profiled.append(fake_profile(90))
+    net = build("float32", "softmax_cross_entropy", "relu", widths=(256, 128), n_in=784,
+                n_out=10)
+    net.predict(sparse_rows(np.random.default_rng(0), 20, 784, 0.19, "float32"))
+    section = config_info()["predict"]
+    assert section["float32 sparse first layer faster below"].startswith("30%")
+    assert section["last predict"] == (
+        "float32, layers [(784, 256), (256, 128), (128, 10)]: sparse first layer up to 30% "
+        "non-zero inputs, GEMMs for the hidden layers from 64 rows (profile)")
+
+
+def test_the_real_profile_has_the_predict_figures():
+    from descend import _inference, plans
+    profile = plans.measure_profile()
+    for dtype in ("float32", "float64"):
+        figures = profile["predict"][dtype]
+        assert _inference.figures_are_valid(figures)
+        assert 0 < figures["sparse_break_even"] < 100
+        assert set(figures["row_loop_gflops"]) == {str(w) for w in _inference.PROFILE_HIDDEN}
+    broken = {**profile, "predict": {**profile["predict"], "float64": {"sparse_break_even": -1}}}
+    assert not plans._figures_are_valid(broken)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_four_rows_skip_the_columns_a_row_does_not_have(dtype):
+    """A row without an entry in column j gets nothing from kernel row j, even
+    where that row is -inf (0 * -inf would be NaN): the masks of the four-row
+    loop (AVX-512) say exactly which rows have which columns. Columns 20 (in
+    the union's vector chunks) and 66 (its scalar tail) have -inf kernel rows
+    and an entry in the first row of every four only: that row's outputs
+    are ReLU(-inf) = 0, the other three rows' are their own."""
+    from descend._sparse import forward_rows_sparse_py, sparse_forward_py
+    rng = np.random.default_rng(7)
+    n_in, n_out = 70, 75        # float32 and float64: strips of four vectors and a tail
+    w = rng.normal(size=(n_in, n_out)).astype(dtype)
+    X = np.abs(sparse_rows(rng, 64, n_in, 0.3, dtype))
+    for j in (20, 66):
+        w[j] = -np.inf
+        X[:, j] = 0
+        X[::4, j] = 1
+    expected = np.empty((len(X), n_out), dtype)
+    sparse_forward_py(X, w, None, expected, expected, 3, 0.0)           # 3: ReLU, row by row
+    assert (expected[::4] == 0).all() and (expected[1::4] > 0).mean() > 0.3
+    got = forward_rows_sparse_py(X, (w,), (None,), (3,), (0.0,), 0, 1, 10**6)
+    np.testing.assert_array_equal(got, expected)

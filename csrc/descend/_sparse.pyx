@@ -208,6 +208,33 @@ cdef extern from *:
                   _mm512_set1_pd, _mm512_mask3_fmadd_pd, _mm512_maskz_loadu_pd,
                   _mm512_mask_storeu_pd)
 
+    /* masks[4 * j + s] for the chunk's union columns j (the set bits of
+       `any`, `lanes` <= 16 columns; row s's bits in on[s]) at once: each
+       column's four 16-bit masks are one 64-bit lane, compress-stored as
+       its columns are; returns how many. (One column at a time, the four
+       stores per column took most of the union's time.) */
+    DESCEND_TARGET("avx512f") static inline int descend_union4_masks(
+            const unsigned on[4], unsigned any, int lanes, unsigned short *masks) {
+        const __m512i low = _mm512_set1_epi32(0xFFFF), high = _mm512_set1_epi32((int)0xFFFF0000u);
+        int stored;
+        /* per column (32-bit lane): rows 0 and 1, rows 2 and 3 */
+        __m512i rows01 = _mm512_or_si512(_mm512_maskz_mov_epi32((__mmask16)on[0], low),
+                                         _mm512_maskz_mov_epi32((__mmask16)on[1], high));
+        __m512i rows23 = _mm512_or_si512(_mm512_maskz_mov_epi32((__mmask16)on[2], low),
+                                         _mm512_maskz_mov_epi32((__mmask16)on[3], high));
+        /* columns 0-7 and 8-15, each [rows 0-1, rows 2-3] in a 64-bit lane */
+        __m512i first = _mm512_permutex2var_epi32(rows01, _mm512_setr_epi32(
+            0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), rows23);
+        _mm512_mask_compressstoreu_epi64(masks, (__mmask8)(any & 0xFFu), first);
+        stored = descend_popcount(any & 0xFFu);
+        if (lanes == 16 && (any >> 8)) {
+            __m512i second = _mm512_permutex2var_epi32(rows01, _mm512_setr_epi32(
+                8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), rows23);
+            _mm512_mask_compressstoreu_epi64(masks + 4 * stored, (__mmask8)(any >> 8), second);
+            stored += descend_popcount(any >> 8);
+        }
+        return stored;
+    }
     /* ---- the input of the four-row loop: the columns where any of `rows`
        (<= 4) rows of a (rows, n) is non-zero (a NaN counts), in order, to
        cols; row s's entries there to vals[s * n + j] (0 where it has none,
@@ -220,7 +247,7 @@ cdef extern from *:
             __m512i columns = COLUMNS;                                          \
             const __m512i step = _mm512_set1_epi32(LANES);                      \
             for (; r + (LANES) <= n; r += (LANES)) {                            \
-                V v[4]; MASK on[4], any = 0; unsigned left;                     \
+                V v[4]; MASK on[4], any = 0;                                    \
                 for (s = 0; s < 4; s++) {                                       \
                     v[s] = s < rows ? LOADU(a + (long)s * n + r) : CMP##_ZERO;  \
                     on[s] = s < rows ? CMP(v[s]) : 0;                           \
@@ -230,12 +257,9 @@ cdef extern from *:
                     _mm512_mask_compressstoreu_epi32(cols + count, (__mmask16)any, columns); \
                     for (s = 0; s < 4; s++)                                     \
                         COMPRESS(vals + (long)s * n + count, any, v[s]);        \
-                    for (left = any; left; left &= left - 1) {                  \
-                        int lane = descend_ctz(left);                           \
-                        for (s = 0; s < 4; s++)                                 \
-                            masks[4 * count + s] = (unsigned short)(0u - ((on[s] >> lane) & 1u)); \
-                        count++;                                                \
-                    }                                                           \
+                    const unsigned on_rows[4] = {on[0], on[1], on[2], on[3]};   \
+                    count += descend_union4_masks(on_rows, any, LANES,          \
+                                                  masks + 4 * count);           \
                 }                                                               \
                 columns = _mm512_add_epi32(columns, step);                      \
             }                                                                   \
@@ -999,7 +1023,7 @@ cdef long _row_loop_block(const floating* x, int n, int n_in, int block, const R
     link; the count of non-finite inputs and outputs of these rows."""
     cdef int r0 = block * ROW_LOOP_BLOCK, rows = min(ROW_LOOP_BLOCK, n - r0), i
     cdef int width = n_in, n_out = n_in, r
-    cdef long bad = non_finite(x + <long>r0 * n_in, <long>rows * n_in)
+    cdef long bad = 0
     cdef const floating* a_in = x + <long>r0 * n_in
     cdef floating* a_out = NULL
     for i in range(n_layers):
@@ -1008,7 +1032,9 @@ cdef long _row_loop_block(const floating* x, int n, int n_in, int block, const R
             a_out = out + <long>r0 * n_out
         else:
             a_out = <floating*>scratch.buffers + (i % 2) * <long>ROW_LOOP_BLOCK * widest
-        if i == 0 or n < gemm_min_rows:
+        if i == 0:      # (counts the non-finite inputs)
+            bad = _row_loop_layer(a_in, rows, width, &layers[i], a_out, scratch)
+        elif n < gemm_min_rows:
             _row_loop_layer(a_in, rows, width, &layers[i], a_out, scratch)
         else:
             # forward_rows_py's work for this layer: the same bits
@@ -1024,15 +1050,20 @@ cdef long _row_loop_block(const floating* x, int n, int n_in, int block, const R
     return bad + non_finite(a_out, <long>rows * n_out)
 
 
-cdef void _row_loop_layer(const floating* a, int rows, int n_in, const RowLayer* layer,
+cdef long _row_loop_layer(const floating* a, int rows, int n_in, const RowLayer* layer,
                           floating* z, RowScratch* scratch) noexcept nogil:
-    """z (rows, n_out) := act(a . w + b) for a (rows, n_in), through the row loops."""
+    """z (rows, n_out) := act(a . w + b) for a (rows, n_in), through the row
+    loops; returns how many entries of a are NaN or infinite (counted on
+    the compressed rows: every such entry is among the non-zero ones, and
+    a row of MNIST has a fifth of them)."""
     cdef int g, s, m, n_out = layer.n_out
+    cdef long bad = 0
     cdef const floating* w = <const floating*>layer.kernel
     cdef floating* value = <floating*>scratch.value
     cdef int grouped = rows - rows % 4 if has_rows4() else 0
     for s in range(grouped, rows):      # one at a time (the rows left over)
         m = nonzero_entries(a + <long>s * n_in, n_in, scratch.index, value)
+        bad += non_finite(value, m)
         sparse_forward(scratch.index, value, &m, 1, n_in, w, <const floating*>layer.bias,
                        n_out, z + <long>s * n_out, z + <long>s * n_out, layer.activation,
                        <floating>layer.alpha)
@@ -1041,6 +1072,8 @@ cdef void _row_loop_layer(const floating* a, int rows, int n_in, const RowLayer*
             m = union_of_rows4_f(a + <long>g * n_in, 4, n_in, scratch.index, value, scratch.masks)
         else:
             m = union_of_rows4_d(a + <long>g * n_in, 4, n_in, scratch.index, value, scratch.masks)
+        for s in range(4):
+            bad += non_finite(value + <long>s * n_in, m)
         memset(z + <long>g * n_out, 0, 4 * <long>n_out * sizeof(floating))
         if floating is float:
             add_weighted_rows4_f(scratch.index, value, n_in, scratch.masks, m, w, n_out,
@@ -1052,3 +1085,4 @@ cdef void _row_loop_layer(const floating* a, int rows, int n_in, const RowLayer*
         bias_activation_row(z + <long>s * n_out, z + <long>s * n_out,
                             <const floating*>layer.bias, n_out, layer.activation,
                             <floating>layer.alpha)
+    return bad

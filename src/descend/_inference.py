@@ -1,10 +1,11 @@
 """predict's compiled paths (module functions, so that Sequential stays small).
 
 Each chunk of rows takes one of three plans (:func:`input_plan`), a
-deterministic rule of its shape and of how many of its inputs are zero
-(never of the thread count or of timings):
+deterministic rule of its shape, of how many of its inputs are zero and of
+two thresholds per network and machine (:func:`thresholds`; never of the
+thread count or of timings taken during the call):
 
-* ``"row_loops"``: one row, or fewer than GEMM_MIN_ROWS rows of sparse
+* ``"row_loops"``: one row, or fewer than ``gemm_min_rows`` rows of sparse
   input (MNIST-like). Every layer through the row loops of ``_sparse``
   (each layer's input compressed to its non-zero entries; four rows at a
   time on AVX-512), on the calling thread, with no BLAS call, hence no
@@ -18,6 +19,11 @@ deterministic rule of its shape and of how many of its inputs are zero
 * ``"dense"``: anything else. Every layer through single-threaded GEMMs in
   the same blocks (``_dense.forward_rows_py``).
 
+The thresholds (input density of the sparse first layer, rows from which
+GEMMs run the hidden layers) follow from ``descend.plans``' machine profile,
+measured once per machine, persisted and reported (``python -m descend
+info``, section "predict"), or are the defaults with DESCEND_PROFILE=0.
+
 The per-layer path (:func:`per_layer_output`, ``Sequential._output``) runs
 the same kernels layer by layer under the same plan, then the loss's link:
 the fused drivers give its bits (tests/test_predict_path.py). It reads
@@ -26,47 +32,198 @@ memmaps in chunks and raises the errors the fused drivers decline with
 as a chain of FMAs in input order, BLAS as its kernels do, so the plans
 differ in the last bits; none depends on the number of threads.
 """
+import dataclasses
+import math
+import statistics
 import time
 
 import numpy as np
 
-from descend import _threads
+from descend import _threads, plans
+from descend._config import register_section
 from descend._dense import forward_rows_py
 from descend._sparse import forward_rows_sparse_py, sparse_forward_py
 from descend._train import TeamSize
 from descend._validation import check_live_params
-from descend.plans import DEFAULT_SPARSE_DENSITY
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
 CHUNK_ROWS = 8192
 # Fewer rows than this run the per-layer kernels on one thread.
 PARALLEL_MIN_ROWS = 256   # one GEMM block (ROWS_PER_BLOCK in _dense.pyx)
-# Inputs with at most DEFAULT_SPARSE_DENSITY (the fit's default break-even,
-# where the row loop's forward and gradient cost what the GEMMs do) non-zero
-# entries take the row loops in the first layer: its work falls with the
-# density, a GEMM's does not; the forward alone gains more from skipping
-# zeros (four rows share each load of the kernel).
-# The density is counted on at most this many rows of a chunk.
+# The input density is counted on at most this many rows of a chunk (a
+# sample, so that the count costs a small share of the forward pass).
 DENSITY_SAMPLE_ROWS = 64
-# Blocks of fewer rows than this run every layer through the row loops (no
-# GEMM packing to amortise; one MNIST row, float32: ~6 us against ~18 us
-# through sgemm, and no ~6 us for the BLAS thread limit).
-GEMM_MIN_ROWS = 16
 # The loss links the fused passes apply.
 _LINK_CODES = {"identity": 0, "sigmoid": 1, "softmax": 2}
 
 
-def input_plan(X):
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Where predict's plans change, for one network on this machine.
+
+    sparse_density: inputs with at most this fraction of non-zero entries
+    take the row loops in the first layer (their work falls with the
+    density, a GEMM's does not); gemm_min_rows: fewer rows than this run
+    every layer through the row loops (no GEMM packing to amortise, no BLAS
+    thread limit to set); source: "profile" (descend.plans' machine
+    profile) or "defaults"."""
+    sparse_density: float
+    gemm_min_rows: int
+    source: str
+
+
+# Without a profile (DESCEND_PROFILE=0): the fit's default density for the
+# sparse first layer (35% non-zero), and 16 rows (measured on the Intel Xeon
+# of issue 13: one MNIST row, float32, ~6 us through the row loops against
+# ~18 us through sgemm and ~6 us for the BLAS thread limit).
+DEFAULTS = Thresholds(plans.DEFAULT_SPARSE_DENSITY, 16, "defaults")
+# gemm_min_rows when GEMMs never beat the row loops (every block row loops)
+NEVER = 2**31 - 1
+
+
+def input_plan(X, limits=DEFAULTS):
     """The plan for the rows of the 2-D array X: "row_loops", "sparse_input"
-    or "dense" (see the module docstring). One row always takes the row
-    loops (a GEMM of one row is a matrix-vector product either way)."""
+    or "dense" (see the module docstring), under the Thresholds `limits`.
+    One row always takes the row loops (a GEMM of one row is a
+    matrix-vector product either way)."""
     n_rows, n_in = X.shape
     if n_rows == 1:
         return "row_loops"
     sample = X[:DENSITY_SAMPLE_ROWS]
-    if np.count_nonzero(sample) > DEFAULT_SPARSE_DENSITY * sample.size:
+    # counted on the bits as unsigned integers: numpy counts those ~4x faster
+    # than floats (a -0.0 then counts as non-zero: an estimate either way)
+    if np.count_nonzero(sample.view(f"u{sample.itemsize}")) > limits.sparse_density * sample.size:
         return "dense"
-    return "row_loops" if n_rows < GEMM_MIN_ROWS else "sparse_input"
+    return "row_loops" if n_rows < limits.gemm_min_rows else "sparse_input"
+
+
+_thresholds = {}
+
+
+def thresholds(layer_shapes, dtype):
+    """The Thresholds of a network whose kernels have the shapes
+    ((n_in, n_out), ...) and the dtype: from the machine profile
+    (:func:`thresholds_from_profile`), or DEFAULTS when profiling is off.
+    Worked out once per process (a refreshed profile counts from the next)."""
+    key = (layer_shapes, str(dtype), plans.profiling_enabled())
+    if key not in _thresholds:
+        profile = plans.machine_profile() if key[2] else None
+        _thresholds[key] = thresholds_from_profile(profile, layer_shapes, str(dtype))
+    _last[:] = [(layer_shapes, str(dtype), _thresholds[key])]
+    return _thresholds[key]
+
+
+_last = []
+
+
+def thresholds_from_profile(profile, layer_shapes, dtype):
+    """The Thresholds the profile's figures give (DEFAULTS without them).
+
+    sparse_density: the density at which the first layer's forward costs
+    the same through the row loops and through GEMMs (``predict`` figures
+    of the profile: both timed on image-like inputs, 20% non-zero).
+    gemm_min_rows: the fewest rows, among the block sizes the profile timed
+    GEMMs at, from which on the hidden layers' GEMMs are estimated faster
+    than their row loops at every larger block size measured too (the row
+    loops timed on ReLU-like inputs, half zeros, against the kernel nearest
+    in size; the BLAS thread limit, ~1 us a call, is left out); NEVER if
+    they are not at the largest (and with no hidden layer)."""
+    figures = (profile or {}).get("predict", {}).get(dtype)
+    if not figures:
+        return DEFAULTS
+    hidden = layer_shapes[1:]
+    loop_rates = {int(w): rate for w, rate in figures["row_loop_gflops"].items()}
+
+    def loop_rate(n_in, n_out):
+        return loop_rates[min(loop_rates, key=lambda w: abs(math.log(w * w / (n_in * n_out))))]
+    loops = sum(2 * n_in * n_out / loop_rate(n_in, n_out) for n_in, n_out in hidden)
+    gemm_min_rows = NEVER
+    for rows in sorted((int(r) for r in next(iter(profile["gemm"][dtype].values()))),
+                       reverse=True):
+        gemms = sum(2 * n_in * n_out / plans._interpolated_rate(profile, dtype, rows, n_in, n_out)
+                    for n_in, n_out in hidden)
+        if gemms >= loops:
+            break
+        gemm_min_rows = rows
+    return Thresholds(figures["sparse_break_even"], gemm_min_rows, "profile")
+
+
+# ---- the profile's predict figures (descend.plans.measure_profile) ----
+
+# Hidden layers the row loops are timed on: width -> rows (a few ms each)
+PROFILE_HIDDEN = {256: 256, 1024: 32}
+
+
+def profile_runs(rng, dtype, probe):
+    """{name: run}: what the machine profile times for predict, one thread:
+    the first layer's forward (784 -> 256) on `probe` (image-like rows,
+    plans.SPARSE_PROBE_DENSITY non-zero) through the row loops and through
+    GEMMs, and a width x width hidden layer through the row loops on
+    ReLU-like inputs (half zeros) for each width of PROFILE_HIDDEN."""
+    def layer(x, w, driver):
+        if driver is forward_rows_sparse_py:
+            return lambda: driver(x, (w,), (None,), (0,), (0.0,), 0, 1, NEVER)
+        return lambda: driver(x, (w,), (None,), (0,), (0.0,), 0, 1)
+    w = (rng.standard_normal((probe.shape[1], 256)) / 28).astype(dtype)
+    runs = {"first_row_loops": layer(probe, w, forward_rows_sparse_py),
+            "first_gemm": layer(probe, w, forward_rows_py)}
+    for width, rows in PROFILE_HIDDEN.items():
+        h = np.maximum(rng.standard_normal((rows, width)), 0).astype(dtype)
+        w = (rng.standard_normal((width, width)) / math.sqrt(width)).astype(dtype)
+        runs[f"row_loops_{width}"] = layer(h, w, forward_rows_sparse_py)
+    return runs
+
+
+def profile_figures(seconds, probe_density):
+    """The profile's "predict" figures for one dtype, from the `seconds`
+    ({name: [seconds per round]}) of profile_runs' runs: the first layer's
+    break-even density (the probe's density times the median of the rounds'
+    GEMM / row loops time ratios: the row loops' time grows with the
+    density) and the row loops' GFLOP/s (dense-equivalent) per width."""
+    ratio = statistics.median(g / r for g, r in zip(seconds["first_gemm"],
+                                                      seconds["first_row_loops"]))
+    return {"sparse_break_even": probe_density * ratio,
+            "row_loop_gflops": {str(width): 2 * rows * width * width / 1e9
+                                / statistics.median(seconds[f"row_loops_{width}"])
+                                for width, rows in PROFILE_HIDDEN.items()}}
+
+
+def figures_are_valid(figures):
+    """Whether a stored profile's "predict" figures (one dtype) are usable."""
+    def positive(value):
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value > 0)
+    try:
+        rates = figures["row_loop_gflops"]
+        return (positive(figures["sparse_break_even"]) and bool(rates)
+                and all(int(w) > 0 and positive(r) for w, r in rates.items()))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+
+
+def predict_section():
+    """The "predict" section of ``dn.show_config()``: the profile's figures
+    for predict and the thresholds of the last predict in this process."""
+    profile = plans.machine_profile()
+    section = {}
+    if profile is None:
+        section["thresholds"] = "defaults (DESCEND_PROFILE=0)"
+    for dtype, figures in ((profile or {}).get("predict") or {}).items():
+        section[f"{dtype} sparse first layer faster below"] = \
+            f"{figures['sparse_break_even']:.0%} non-zero inputs (forward only)"
+        section[f"{dtype} row loops GFLOP/s, ReLU-like inputs"] = ", ".join(
+            f"{w}x{w} kernel {rate:.0f}" for w, rate in figures["row_loop_gflops"].items())
+    if _last:
+        shapes, dtype, limits = _last[0]
+        rows = "never" if limits.gemm_min_rows == NEVER else f"from {limits.gemm_min_rows} rows"
+        section["last predict"] = (
+            f"{dtype}, layers {list(shapes)}: sparse first layer up to "
+            f"{limits.sparse_density:.0%} non-zero inputs, GEMMs for the hidden layers "
+            f"{rows} ({limits.source})")
+    return section
+
+
+register_section("predict", predict_section)
 
 
 def require_finite(output):
@@ -123,32 +280,33 @@ def fused_forward(net, X, link=True):
         return None
     layers, link_code = arguments[:4], (arguments[4] if link else 0)
     if X.shape[0] == 1:      # the lean path: no plan to look up, no BLAS
-        return forward_rows_sparse_py(X, *layers, link_code, 1, GEMM_MIN_ROWS)
+        return forward_rows_sparse_py(X, *layers, link_code, 1, NEVER)
+    limits = thresholds(tuple([kernel.shape for kernel in layers[0]]), X.dtype)
     chunks = []
     for start in range(0, len(X), CHUNK_ROWS):
         part = X[start:start + CHUNK_ROWS]
-        plan = input_plan(part)
-        if plan == "row_loops":
-            chunks.append(forward_rows_sparse_py(part, *layers, link_code, 1, GEMM_MIN_ROWS))
+        plan = input_plan(part, limits)
+        if plan == "row_loops" and len(part) < PARALLEL_MIN_ROWS:    # one thread, no BLAS
+            chunks.append(forward_rows_sparse_py(part, *layers, link_code, 1, NEVER))
         else:
-            driver = forward_rows_sparse_py if plan == "sparse_input" else forward_rows_py
+            driver = forward_rows_py if plan == "dense" else forward_rows_sparse_py
             omp, blas = net._threads_for(len(part))
             with _threads.blas_threads(blas):
                 chunks.append(_forward_with_a_measured_team(net, part, driver, layers,
-                                                            link_code, omp))
+                                                            link_code, omp, limits))
         if chunks[-1] is None:
             return None
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
-def _forward_with_a_measured_team(net, part, driver, layers, link_code, n_threads):
+def _forward_with_a_measured_team(net, part, driver, layers, link_code, n_threads, limits):
     """A fused driver on all the threads or on one, whichever has been
     faster per row for this size of input (``_train.TeamSize``: on shared
     cores a team waits for a descheduled thread; measured under load,
     1000 MNIST rows took 25 ms on a team of 2 against 5 ms on one thread).
     The bits do not depend on the team: the blocks are the same."""
     if n_threads == 1:
-        return _run(driver, part, layers, link_code, 1)
+        return _run(driver, part, layers, link_code, 1, limits)
     key = (driver.__name__, len(part).bit_length(), str(part.dtype),
            tuple(kernel.shape for kernel in layers[0]))
     teams = net.__dict__.setdefault("_predict_teams", {})
@@ -157,14 +315,14 @@ def _forward_with_a_measured_team(net, part, driver, layers, link_code, n_thread
     team = teams[key]
     threads = team.choose()
     started = time.perf_counter()
-    output = _run(driver, part, layers, link_code, threads)
+    output = _run(driver, part, layers, link_code, threads, limits)
     team.record(threads, (time.perf_counter() - started) / len(part))
     return output
 
 
-def _run(driver, part, layers, link_code, n_threads):
+def _run(driver, part, layers, link_code, n_threads, limits):
     if driver is forward_rows_sparse_py:
-        return driver(part, *layers, link_code, n_threads, GEMM_MIN_ROWS)
+        return driver(part, *layers, link_code, n_threads, limits.gemm_min_rows)
     return driver(part, *layers, link_code, n_threads)
 
 
@@ -175,10 +333,11 @@ def per_layer_output(net, X):
     layers' ``forward`` (GEMMs in the fused drivers' blocks) elsewhere."""
     check_live_params(net, training=False)
     codes = net._activation_codes()
+    limits = thresholds(tuple([layer.kernel.shape for layer in net.dense_layers]), net.dtype)
     chunks = []
     for start in range(0, len(X), CHUNK_ROWS):
         a = np.asarray(X[start:start + CHUNK_ROWS])   # (read a LazyRows' chunk)
-        plan = input_plan(a)
+        plan = input_plan(a, limits)
         omp, blas = net._threads_for(len(a))
         with _threads.blas_threads(blas):
             for i, (layer, code) in enumerate(zip(net.dense_layers, codes)):

@@ -74,7 +74,7 @@ import numpy as np
 from descend._config import register_section
 from descend._validation import MAX_THREADS
 
-PROFILE_FORMAT = 5
+PROFILE_FORMAT = 6
 
 # A stored profile is measured again when it is older than this, or when the
 # process may use another number of cores than when it was measured (the
@@ -253,7 +253,8 @@ def machine_profile(refresh=False):
         single-threaded BLAS on blocks of ``rows`` rows against a width x
         width kernel), ``sparse_break_even`` ({dtype: {batch size: the
         input density below which the sparse first layer is faster}}),
-        ``seconds`` (time
+        ``predict`` ({dtype: the figures predict's thresholds follow from,
+        see ``descend._inference.profile_figures``}), ``seconds`` (time
         the measurement took), ``path`` (where it is stored; None if the
         cache was not writable).
     """
@@ -305,6 +306,7 @@ def _figures_are_valid(profile):
     """Whether every figure a plan reads is a positive finite number, for
     both dtypes: a hand-edited or corrupt cache file is then measured again
     instead of breaking every fit until someone deletes it."""
+    from descend import _inference
     def positive(value):
         return (isinstance(value, (int, float)) and not isinstance(value, bool)
                 and math.isfinite(value) and value > 0)
@@ -319,6 +321,10 @@ def _figures_are_valid(profile):
             elif not positive(break_even):
                 return False
             if not widths:
+                return False
+            # (without them predict takes its defaults)
+            if "predict" in profile and not _inference.figures_are_valid(
+                    profile["predict"].get(dtype)):
                 return False
             for rates in widths.values():
                 if not rates or not all(int(rows) > 0 and positive(rate)
@@ -417,10 +423,21 @@ def _first_layer_runs(rng, dtype, gemm_rates, cores):
     return runs
 
 
+def _image_like_rows(rng, dtype):
+    """512 rows of 784 inputs, SPARSE_PROBE_DENSITY of them non-zero, all in
+    the middle 40% of the columns (MNIST: 19% non-zero, mostly central pixels)."""
+    x = rng.standard_normal((512, 784)).astype(dtype)
+    middle = np.zeros(784, bool)
+    middle[235:549] = True
+    x[(rng.random(x.shape) >= SPARSE_PROBE_DENSITY / 0.4) | ~middle] = 0
+    return x
+
+
 def measure_profile():
     """Measure the throughputs a plan is chosen from (single-threaded BLAS;
     about a second on a quiet machine). See machine_profile for the
     fields."""
+    from descend import _inference
     from descend._threads import blas_threads
     started = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -438,6 +455,10 @@ def measure_profile():
         layer_runs = {(dtype,) + key: run for dtype in dtypes for key, run in
                       _first_layer_runs(rng, dtype, gemm, usable_cores()).items()}
         seconds = _timed_rounds(layer_runs)
+        # predict's first layer and hidden row loops (descend._inference)
+        predict_seconds = _timed_rounds({
+            (dtype, name): run for dtype in dtypes for name, run in
+            _inference.profile_runs(rng, dtype, _image_like_rows(rng, dtype)).items()})
     # the sparse path's time grows with the non-zeros, the dense one's does
     # not: they break even at the probe's density times their time ratio
     # (the median of the rounds' ratios: each round times both back to back)
@@ -445,7 +466,11 @@ def measure_profile():
         d / s for d, s in zip(seconds[(dtype, "dense", batch)],
                               seconds[(dtype, "sparse", batch)]))
         for batch in SPARSE_PROBE_BATCHES} for dtype in dtypes}
-    return {"gemm": gemm, "sparse_break_even": sparse, "l2_cache_bytes": l2_cache_bytes(),
+    predict = {dtype: _inference.profile_figures(
+        {name: times for (of, name), times in predict_seconds.items() if of == dtype},
+        SPARSE_PROBE_DENSITY) for dtype in dtypes}
+    return {"gemm": gemm, "sparse_break_even": sparse, "predict": predict,
+            "l2_cache_bytes": l2_cache_bytes(),
             "seconds": round(time.perf_counter() - started, 3),
             "measured_at": int(time.time()), "cores": usable_cores(),
             "load_average": load, "timer": "thread CPU time, median of rounds"}
