@@ -448,3 +448,26 @@ def test_a_plan_pinned_with_numpy_scalars_is_plain_json_in_the_state_dict(data):
     assert json.loads(json.dumps(net.state_dict()["plan"]["pinned"])) == {
         "sample_rows": 8, "sparse_input": False, "kernel_rows": [4, 4]}
     assert type(net.pin_plan(net.plan)["sample_rows"]) is int
+
+
+# --------------------------------------------------------------------------- relu(NaN)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows", [1, 5, 200])      # the lean row loops and the BLAS plan
+def test_a_nan_in_a_kernel_reaches_the_predictions_through_relu(dtype, rows):
+    """relu(NaN) is NaN, as numpy.maximum(NaN, 0) and PyTorch's relu: a NaN written
+    into a hidden unit's kernel must not come out as a finite prediction (the
+    kernels used to compute relu as `z > 0 ? z : 0`, which maps NaN to 0)."""
+    net = dn.Sequential([dn.Dense(8, activation="relu"), dn.Dense(3)], input_dim=4,
+                        dtype=dtype, seed=0, n_threads=1)
+    kernel = net.layers[0].kernel
+    kernel[:, 2] = np.nan             # hidden unit 2 is NaN for every input
+    X = np.random.default_rng(0).normal(size=(rows, 4)).astype(dtype)
+    with np.errstate(invalid="ignore"):
+        hidden = np.maximum(X @ kernel + net.layers[0].bias, 0)
+    assert np.isnan(hidden[:, 2]).all()
+    try:
+        out = net.predict(X)
+    except (ValueError, FloatingPointError) as error:   # refused with an error: also fine
+        assert "nan" in str(error).lower() or "finite" in str(error).lower()
+    else:
+        assert np.isnan(out).all(), out

@@ -50,7 +50,7 @@ cdef inline floating activate(floating z, int activation,
     if activation == IDENTITY:
         return z
     elif activation == RELU:
-        return z if z > 0 else 0
+        return 0 if z <= 0 else z      # NaN stays NaN (as numpy.maximum)
     elif activation == SIGMOID:
         return sigmoid(z)
     elif activation == TANH:

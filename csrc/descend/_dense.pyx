@@ -144,18 +144,19 @@ cdef extern from *:
     r"""
     #include <string.h>
     #define DESCEND_ROW_LOOPS(T, S, ISA, ATTRIBUTE)                             \
-        /* z += b (b may be NULL); a = max(z, 0) (relu) or z (identity) */    \
+        /* z += b (b may be NULL); a = relu(z) or z (identity); relu(NaN) is  \
+           NaN (as numpy.maximum and PyTorch): a NaN is never hidden as 0 */   \
         ATTRIBUTE static void descend_bias_act_##S##_##ISA(                     \
                 T *z, T *a, const T *DESCEND_RESTRICT b, int k, int relu) {     \
             int j;                                                              \
             if (b != NULL)                                                      \
                 for (j = 0; j < k; j++) z[j] = z[j] + b[j];                     \
             if (relu && a == z) {                                               \
-                for (j = 0; j < k; j++) z[j] = z[j] > 0 ? z[j] : 0;             \
+                for (j = 0; j < k; j++) z[j] = z[j] <= 0 ? 0 : z[j];            \
             } else if (relu) {                                                  \
                 T *DESCEND_RESTRICT out = a;                                    \
                 const T *DESCEND_RESTRICT in = z;                               \
-                for (j = 0; j < k; j++) out[j] = in[j] > 0 ? in[j] : 0;         \
+                for (j = 0; j < k; j++) out[j] = in[j] <= 0 ? 0 : in[j];        \
             } else if (a != z) {                                                \
                 memcpy(a, z, (size_t)k * sizeof(T));                            \
             }                                                                   \
