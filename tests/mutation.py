@@ -3,6 +3,7 @@
     nice -n 19 python tests/mutation.py gradcheck [optimizers ...]
     nice -n 19 python tests/mutation.py --sample 150 model    # an estimate
     nice -n 19 python tests/mutation.py --more 50 model       # 50 more of the same copy
+    nice -n 19 python tests/mutation.py --sample 60 --seed 7 model  # a fresh sample
 
 For each module named, copies src/ (compiled kernels included), tests/ and
 pyproject.toml into mutants-work/<module>/, narrows pyproject's [tool.mutmut]
@@ -116,8 +117,10 @@ def copy_sources(work, module):
                                                   module))
 
 
-def run(module, sample=None, jobs=None, more=None):
-    """Mutation-test `module`: every mutant, or a seeded random `sample` of them;
+def run(module, sample=None, jobs=None, more=None, seed=0):
+    """Mutation-test `module`: every mutant, or a random `sample` of them drawn
+    with `seed` (another seed draws a fresh sample, independent of the tests
+    written for an earlier one's survivors);
     `jobs` mutants at a time (mutmut's default: one per core). `more`: in the
     scratch copy of an earlier run (same sources and tests), `more` mutants
     drawn at random from those not run yet; the score is then over every mutant
@@ -137,7 +140,7 @@ def run(module, sample=None, jobs=None, more=None):
             subprocess.run([MUTMUT, "run", "no-such-mutant"], cwd=work, env=env,
                            stdout=log, stderr=subprocess.STDOUT)
             every = sorted(name for name, _ in statuses(work, env))
-            names = sorted(random.Random(0).sample(every, min(sample, len(every))))
+            names = sorted(random.Random(seed).sample(every, min(sample, len(every))))
         elif more is not None:
             before = statuses(work, env)
             left = sorted(name for name, s in before if s == "not checked")
@@ -175,6 +178,9 @@ if __name__ == "__main__":
     parser.add_argument("--more", type=int, default=None, metavar="K",
                         help="extend an earlier sampled run by K more random mutants "
                              "(its scratch copy, sources and tests are kept)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="the seed of --sample's draw (default 0); a new seed gives a "
+                             "fresh sample")
     parser.add_argument("--jobs", type=int, default=None, metavar="J",
                         help="run J mutants at a time (default: one per core)")
     args = parser.parse_args()
@@ -182,4 +188,4 @@ if __name__ == "__main__":
     if unknown:
         parser.error(f"unknown module(s) {unknown}: choose from {list(TESTS)}")
     for name in args.modules or TESTS:
-        run(name, args.sample, args.jobs, args.more)
+        run(name, args.sample, args.jobs, args.more, args.seed)
