@@ -32,9 +32,10 @@ WORK = ROOT / "mutants-work"
 TESTS = {
     "gradcheck": ["test_gradients.py", "test_contracts.py"],
     "losses": ["test_kernels.py", "test_gradients.py", "test_contracts.py",
-               "test_training_loop.py", "test_network.py", "test_sample_weight.py"],
-    "optimizers": ["test_optimizers.py", "test_contracts.py", "test_regularization.py",
-                   "test_io.py", "test_validation.py"],
+               "test_training_loop.py", "test_network.py", "test_sample_weight.py",
+               "test_losses_edges.py"],
+    "optimizers": ["test_optimizers.py", "test_optimizers_edges.py", "test_contracts.py",
+                   "test_regularization.py", "test_io.py", "test_validation.py"],
     "schedules": ["test_schedules.py", "test_callbacks.py", "test_plateau.py"],
     "io": ["test_io.py", "test_io_files.py", "test_state_dict.py", "test_adversarial.py",
            "test_breaker.py", "test_validation.py"],
