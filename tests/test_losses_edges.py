@@ -289,6 +289,8 @@ def test_bce_encode_multi_label_targets():
     soft = np.array([[0.0, 0.25], [1.0, 0.5]])                   # probabilities are targets
     t, _, classes = bce.encode(soft, n_outputs=2, classes=np.array([0, 1]), dtype=np.float64)
     np.testing.assert_array_equal(t, soft)
+    declared = np.array([0, 1])
+    assert bce.encode(y, n_outputs=3, classes=declared)[2] is declared    # kept as declared
     # a (n, 1) column of probabilities with no classes declared: one binary output
     t, _, classes = bce.encode(np.array([[0.25], [1.0]]), n_outputs=1)
     np.testing.assert_array_equal(t, [[0.25], [1.0]])
@@ -367,6 +369,13 @@ def test_bce_encode_refuses_by_name(y, n_outputs, message):
     assert str(info.value) == message
 
 
+def test_bce_encode_names_labels_that_cannot_be_ordered():
+    with pytest.raises(TypeError) as info:
+        L.get("binary_cross_entropy").encode(np.array([1, "a"], dtype=object), 1, name="y_val")
+    assert str(info.value) == ("y_val labels must be comparable with each other (all numbers "
+                               "or all strings), got a mix of ['int', 'str']")
+
+
 # ---------------------------------------------------------------------------
 # SoftmaxCrossEntropy.encode
 # ---------------------------------------------------------------------------
@@ -379,6 +388,7 @@ def test_sce_encode_class_ids_one_hot_and_labels():
     assert labels.tolist() == [0, 2] and labels.dtype == np.int32
     _, labels, classes = sce.encode(np.array([[0, 0, 1], [1, 0, 0]]), n_outputs=3)
     assert labels.tolist() == [2, 0] and classes.tolist() == [0, 1, 2]
+    assert labels.dtype == np.int32 and labels.flags.c_contiguous    # what the kernels read
     _, labels, classes = sce.encode(np.array([[0.0, 1.0], [1.0, 0.0]]), n_outputs=2,
                                     classes=np.array(["no", "yes"]))
     assert labels.tolist() == [1, 0] and classes.tolist() == ["no", "yes"]

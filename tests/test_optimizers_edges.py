@@ -863,3 +863,32 @@ def test_an_optimizer_state_survives_a_model_save_and_load(tmp_path):
             model.fit(X, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
         for a, b in zip(net.get_weights(), again.get_weights()):
             np.testing.assert_array_equal(a, b)
+
+
+def test_state_built_on_a_fortran_ordered_parameter_is_c_ordered_and_live():
+    # the kernels read each state array flat: built in the parameter's memory order, a
+    # Fortran-ordered state would be updated in a copy and forget every step
+    W = np.arange(6.0).reshape(2, 3)
+    g = np.full((2, 3), 0.5)
+    for optimizer, slot in ((O.SGD(0.1, momentum=0.5), 0), (O.Adagrad(0.1), 0),
+                            (O.Adam(0.1), 1)):
+        optimizer.build([np.asfortranarray(W)])
+        assert all(a.flags.c_contiguous for a in optimizer.state[0])
+        built = optimizer.state[0][slot]
+        for _ in range(2):
+            optimizer.apply_gradients([W.copy()], [g.copy()])
+        assert optimizer.state[0][slot] is built
+        expected = {O.SGD: 1.5 * g, O.Adagrad: 2 * g * g,
+                    O.Adam: 0.001 * (1 + 0.999) * g * g}[type(optimizer)]
+        np.testing.assert_allclose(built, expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("cls", [O.SGD, O.Adagrad, O.RMSprop, O.Adam, O.AdamW])
+@pytest.mark.parametrize("key", ["clipnorm", "global_clipnorm", "clipvalue"])
+def test_every_optimizer_takes_the_base_settings(cls, key):
+    optimizer = cls(0.5, decay_bias=True, **{key: 0.25})
+    config = optimizer.get_config()
+    assert config["decay_bias"] is True and optimizer.decay_bias is True
+    assert config[key] == 0.25
+    assert optimizer.clip_settings() == tuple(0.25 if k == key else 0.0 for k in (
+        "clipnorm", "global_clipnorm", "clipvalue"))

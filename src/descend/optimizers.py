@@ -319,7 +319,8 @@ class Optimizer(abc.ABC):
         if global_clipnorm > 0:
             total = sum(_optim.sum_squares_py(g, n_threads) for g in flat_grads)
             scale = _optim.clip_scale_py(global_clipnorm, total)
-            if scale < 1:
+            # scale is min(1, ...): skipping a scale of exactly 1 only saves time
+            if scale < 1:  # pragma: no mutate
                 for g in flat_grads:
                     _optim.scale_and_clip_py(g, scale, 0.0, n_threads)
         self.iterations += 1
@@ -327,7 +328,8 @@ class Optimizer(abc.ABC):
         for i, (p, g) in enumerate(zip(params, flat_grads)):
             if clipnorm > 0:
                 scale = _optim.clip_scale_py(clipnorm, _optim.sum_squares_py(g, n_threads))
-                if scale < 1:
+                # as above: scale <= 1, and a scale of exactly 1 changes nothing
+                if scale < 1:  # pragma: no mutate
                     _optim.scale_and_clip_py(g, scale, 0.0, n_threads)
             if clipvalue > 0:
                 _optim.scale_and_clip_py(g, 1.0, clipvalue, n_threads)
@@ -649,7 +651,6 @@ def from_config(config):
     classes = {cls.__name__: cls for cls in _OPTIMIZERS.values()}
     if name not in classes:
         raise ValueError(f"unknown optimizer class in config: {name!r}")
-    lr = config.get("learning_rate")
-    if isinstance(lr, dict):
-        config["learning_rate"] = schedules.get(lr)
+    # a schedule's config dict needs nothing here: the constructor hands any
+    # learning rate that is not a number to schedules.get, which rebuilds it
     return classes[name](**config)
