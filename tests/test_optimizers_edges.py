@@ -17,6 +17,7 @@ import pytest
 
 import descend as dn
 from descend import optimizers as O
+from descend._validation import MAX_THREADS      # 8 per CPU of the machine, at least 64
 
 W0 = np.array([1.0, -2.0, 0.5])
 GRADS = [np.array([0.5, -1.0, 0.25]),
@@ -424,7 +425,7 @@ def test_apply_gradients_counts_params_grads_and_decay_flags():
                    "apply_gradients needs one gradient (and decay flag) per parameter: got 2 "
                    "params, 2 grads, 1 decay flags", decay_flags=[True])
     assert_refused(O.SGD(0.1), [w, b], [GRADS[0].copy(), np.zeros(2)], ValueError,
-                   "n_threads must be an int in [1, 64], got 0 (int)", n_threads=0)
+                   f"n_threads must be an int in [1, {MAX_THREADS}], got 0 (int)", n_threads=0)
 
 
 def test_apply_gradients_refuses_parameters_it_cannot_update_in_place():
