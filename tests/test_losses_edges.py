@@ -131,6 +131,24 @@ def test_losses_on_threads_give_the_one_thread_values():
         assert loss.mean_loss(out, t, lab) == pytest.approx(one[0], rel=1e-13)
 
 
+def test_losses_run_on_one_thread_by_default():
+    # the documented default n_threads=1: the same bits as asking for one thread (two
+    # threads add the per-sample losses in another order)
+    rng = np.random.default_rng(1)
+    out = rng.normal(size=(2000, 5))
+    targets = rng.normal(size=(2000, 5))
+    labels = rng.integers(0, 5, size=2000).astype(np.int32)
+    for name in CASES:
+        loss = L.get(name)
+        t = None if name == "softmax_cross_entropy" else targets
+        lab = labels if name == "softmax_cross_entropy" else None
+        value, grad = loss.loss_and_gradient(out, t, lab)
+        one_value, one_grad = loss.loss_and_gradient(out, t, lab, n_threads=1)
+        assert value == one_value
+        np.testing.assert_array_equal(grad, one_grad)
+        assert loss.mean_loss(out, t, lab) == loss.mean_loss(out, t, lab, n_threads=1)
+
+
 def test_float32_outputs_give_float32_gradients():
     out = OUT.astype(np.float32)
     value, grad = L.get("mean_squared_error").loss_and_gradient(

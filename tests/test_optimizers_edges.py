@@ -870,3 +870,17 @@ def test_every_optimizer_takes_the_base_settings(cls, key):
     assert config[key] == 0.25
     assert optimizer.clip_settings() == tuple(0.25 if k == key else 0.0 for k in (
         "clipnorm", "global_clipnorm", "clipvalue"))
+
+
+def test_apply_gradients_runs_on_one_thread_by_default():
+    # the documented default n_threads=1: the same bits as asking for one thread (a
+    # two-thread sum of squares adds in another order, and the global clip follows it)
+    rng = np.random.default_rng(7)
+    g = rng.normal(size=(512, 256))                 # above the kernels' parallel threshold
+    results = {}
+    for n_threads in (None, 1):
+        w = np.ones((512, 256))
+        kwargs = {} if n_threads is None else {"n_threads": n_threads}
+        O.SGD(1.0, global_clipnorm=1.0).apply_gradients([w], [g.copy()], **kwargs)
+        results[n_threads] = w
+    np.testing.assert_array_equal(results[None], results[1])

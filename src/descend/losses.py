@@ -87,7 +87,8 @@ class Loss(abc.ABC):
                                              scale, n_threads, weights)
         return total * scale, grad
 
-    def apply_link(self, output, n_threads=1):
+    # n_threads is the links' common signature; the identity link runs no threads
+    def apply_link(self, output, n_threads=1):  # pragma: no mutate
         return output
 
     def __repr__(self):
@@ -190,7 +191,8 @@ class BinaryCrossEntropy(Loss):
         ids = _label_ids(y, classes, name)
         return np.ascontiguousarray(ids.reshape(-1, 1), dtype=dtype), None, classes
 
-    def apply_link(self, output, n_threads=1):
+    # the sigmoid link runs on one thread whatever n_threads says (elementwise, cheap)
+    def apply_link(self, output, n_threads=1):  # pragma: no mutate
         from descend._dense import activation_forward_py
         out = np.empty_like(output)
         activation_forward_py(output, out, Activation.SIGMOID, 0.0)
@@ -258,7 +260,9 @@ class SoftmaxCrossEntropy(Loss):
         ids = _label_ids(y, classes, name)
         return None, np.ascontiguousarray(ids, dtype=np.int32), classes
 
-    def apply_link(self, output, n_threads=1):
+    # one row a thread, each row's softmax the same bits on any thread: the default
+    # thread count changes no value
+    def apply_link(self, output, n_threads=1):  # pragma: no mutate
         out = np.empty_like(output)
         _losses.softmax_py(output, out, n_threads)
         return out
