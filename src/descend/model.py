@@ -212,7 +212,9 @@ class Sequential:
         Raises
         ------
         ValueError
-            Unknown names, or a last-layer softmax without softmax_cross_entropy.
+            Unknown names, a last layer that is not Dense (a trailing
+            Dropout), a softmax before the last layer, or a last-layer
+            softmax without softmax_cross_entropy.
         """
         loss = losses.get(loss)
         optimizer = optimizers.get(optimizer)
@@ -221,8 +223,6 @@ class Sequential:
         if last.activation == "softmax" and loss.link != "softmax":
             raise ValueError(f"a softmax output layer needs loss='softmax_cross_entropy', "
                              f"got {loss.name!r}")
-        if self._dropout_rates() and isinstance(self.layers[-1], Dropout):
-            raise ValueError("Dropout cannot be the last layer")
         self.loss_ = loss
         self.optimizer = optimizer
         self.epochs_trained = 0
