@@ -400,6 +400,8 @@ def test_r2_takes_each_outputs_own_weighted_mean():
     ss_tot = np.array([0.0, 0.0, 4.0, 0.5])
     assert model_module.r2_from_sums(ss_res, ss_tot) == pytest.approx(
         (1.0 + 0.0 + 0.5 + 0.5) / 4, abs=1e-15)
+    # sums that overflowed: NaN, without a warning (the suite makes warnings errors)
+    assert np.isnan(model_module.r2_from_sums(np.array([np.inf]), np.array([np.inf])))
     t = np.array([[0.0, 10.0], [2.0, 10.0], [4.0, 13.0]])
     out = np.array([[1.0, 10.0], [2.0, 11.0], [3.0, 13.0]])
     w = np.array([1.0, 2.0, 1.0])

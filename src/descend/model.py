@@ -924,7 +924,9 @@ def _r2(targets, output, weights=None):
 def r2_from_sums(ss_res, ss_tot):
     """Mean over outputs of 1 - ss_res / ss_tot (1 or 0 where ss_tot is 0, as
     scikit-learn), from the per-output residual and total sums of squares."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # the inner where never divides by 0; sums that overflowed give inf / inf:
+    # NaN without a warning, which evaluate and fit then report as non-finite
+    with np.errstate(invalid="ignore"):
         r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
                       np.where(ss_res == 0, 1.0, 0.0))
     return float(np.mean(r2))
