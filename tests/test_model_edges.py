@@ -110,7 +110,7 @@ def test_one_dropout_object_may_sit_in_two_places():
 
 @pytest.mark.parametrize("layers, match", [
     ([], r"^the last layer must be a Dense layer, got no layers$"),
-    ([dn.Dense(2), dn.Dropout(0.5)],
+    ([dn.Dense(2), dn.Dense(3), dn.Dropout(0.5)],
      r"^the last layer must be a Dense layer, got Dropout\(0.5\)$"),
     ([dn.Dense(3), dn.Dense(3, activation="softmax"), dn.Dense(2)],
      r"^activation='softmax' is only allowed on the last layer \(fused with "

@@ -114,6 +114,11 @@ def test_parameters_must_carry_the_networks_names():
     (np.array([0, 1, 1]), r"^classes must hold sorted distinct labels \(as numpy.unique\), "
                           r"got \[0, 1, 1\]$"),
     (np.array([2, 1, 0]), r"^classes must hold sorted distinct labels"),
+    # a long list is cut after its first 20 labels
+    (np.array([np.nan] + list(range(1, 30)), dtype=float),
+     r"^classes contains NaN or infinite labels: \[nan, 1.0, 2.0, (\d+.0, )+19.0\]$"),
+    (np.arange(30)[::-1], r"^classes must hold sorted distinct labels \(as numpy.unique\), "
+                          r"got \[29, 28, (\d+, )+10\]$"),
     (np.array([0, 1, 2, 3]), r"^classes has 4 labels, but the network's "
                              r"softmax_cross_entropy output needs 3$"),
 ])
