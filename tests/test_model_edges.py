@@ -318,6 +318,11 @@ def test_validation_data_is_checked_against_the_training_width_before_the_build(
                        r"network expects 3$"):
         net.fit(np.zeros((4, 3)), np.zeros((4, 2)),
                 validation_data=(np.zeros((2, 4)), np.zeros((2, 2))), verbose=0)
+    with pytest.raises(ValueError, match=r"^validation_data\[0\] and validation_data\[1\] "
+                       r"have different lengths: len\(validation_data\[0\]\) = 2, "
+                       r"len\(validation_data\[1\]\) = 3$"):
+        net.fit(np.zeros((4, 3)), np.zeros((4, 2)),
+                validation_data=(np.zeros((2, 3)), np.zeros((3, 2))), verbose=0)
     assert not net.built
 
 
