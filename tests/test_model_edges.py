@@ -344,6 +344,15 @@ def test_string_labels_of_a_later_evaluate_keep_the_fit_classes():
                                                                rel=1e-12)
 
 
+def test_fit_names_y_when_its_labels_do_not_fit_the_outputs():
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)
+    net.compile(loss="softmax_cross_entropy")
+    with pytest.raises(ValueError, match=r"^y has 3 distinct labels, but the network has 2 "
+                       r"outputs"):
+        net.fit(np.zeros((3, 2)), ["a", "b", "c"], verbose=0)
+    assert net.classes_ is None and net.epochs_trained == 0
+
+
 def test_the_label_count_comes_from_the_last_layer():
     net = dn.Sequential([dn.Dense(4), dn.Dense(5), dn.Dense(3)], input_dim=2, seed=0)
     net.compile(loss="softmax_cross_entropy")

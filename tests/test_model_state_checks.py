@@ -237,3 +237,14 @@ def test_state_dict_holds_copies_of_everything_training_changed():
     assert bare["optimizer"] is None and bare["classes"] is None
     assert bare["history"] == {"epoch": [], "logs": {}} and bare["epochs_trained"] == 0
     assert bare["plan"] == {"pinned": None, "used": None}
+
+
+def test_state_dict_names_the_plan_it_cannot_save():
+    # a plan set by hand past pin_plan's checks is refused by the attribute's name
+    net = dn.Sequential([dn.Dense(3)], input_dim=2, seed=0)
+    net.plan_ = {"sample_rows": 0}
+    with pytest.raises(ValueError, match=r"^plan_\['sample_rows'\] must be an int in \[1, "):
+        net.state_dict()
+    net.plan_, net.plan = None, {"sample_rows": 0}
+    with pytest.raises(ValueError, match=r"^plan\['sample_rows'\] must be an int in \[1, "):
+        net.state_dict()
