@@ -287,3 +287,111 @@ def test_model_checkpoint_names_a_directory_and_suggests_a_file(tmp_path, as_pat
         cbs.ModelCheckpoint(folder)
     with pytest.raises(ValueError, match="^" + re.escape(expected) + "$"):
         cbs.ModelCheckpoint(tmp_path)
+
+
+def test_model_checkpoint_starts_with_nothing_saved(tmp_path):
+    save = cbs.ModelCheckpoint(str(tmp_path / "m-{epoch}.npz"), save_best_only=True,
+                               monitor="val_accuracy")
+    assert save.last_saved_path is None and save.last_saved_epoch is None
+    assert save.best == -math.inf and save.monitor_mode == "max"
+    attached(save)
+    save.on_epoch_end(0, {"val_accuracy": 0.5})
+    assert save.last_saved_epoch == 0 and save.last_saved_path == str(tmp_path / "m-1.npz")
+    save.on_train_begin({})                 # a new fit forgets the last one
+    assert save.last_saved_path is None and save.last_saved_epoch is None
+    assert save.best == -math.inf
+
+
+@pytest.mark.parametrize("filepath", ["{a.0}", "{a[0]}", "{a.b[0]}", "{a[0].b}", "{a[1][2]}"])
+def test_model_checkpoint_accepts_named_fields_with_attributes_and_indices(filepath):
+    assert cbs.ModelCheckpoint(filepath).filepath == filepath
+
+
+# ---------------------------------------------------------------------------
+# LearningRateScheduler
+# ---------------------------------------------------------------------------
+
+class Declared:
+    """A schedule whose declared signature decides the calling form although
+    __call__ would take either: the scheduler must not try (epoch, lr) first."""
+
+    def __init__(self, *declared):
+        import inspect
+        self.__signature__ = inspect.Signature(
+            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+             for name in declared])
+        self.calls = []
+
+    def __call__(self, *args):
+        self.calls.append(args)
+        return 0.25
+
+
+@pytest.mark.parametrize("declared, expected", [(("epoch",), [(3,)]),
+                                                (("epoch", "lr"), [(3, 0.5)])])
+def test_scheduler_calls_the_declared_form_only(declared, expected):
+    schedule = Declared(*declared)
+    scheduler = attached(cbs.LearningRateScheduler(schedule), Model(0.5))
+    scheduler.on_epoch_begin(3, {})
+    assert schedule.calls == expected
+    assert scheduler.model.optimizer.learning_rate == 0.25
+
+
+# ---------------------------------------------------------------------------
+# CSVLogger
+# ---------------------------------------------------------------------------
+
+def log_epochs(path, epochs, **kwargs):
+    logger = attached(cbs.CSVLogger(path, **kwargs))
+    for epoch, logs in enumerate(epochs):
+        logger.on_epoch_end(epoch, logs)
+    logger.on_train_end({})
+    return logger
+
+
+def test_csv_logger_starts_with_no_columns(tmp_path):
+    logger = cbs.CSVLogger(str(tmp_path / "log.csv"))
+    assert logger.keys is None and logger.csv_file is None
+    assert (logger.separator, logger.append) == (",", False)
+
+
+def test_csv_logger_appends_in_the_columns_of_the_existing_header(tmp_path):
+    """Keras appends rows in the order of the logs' sorted keys; here rows follow the
+    header already in the file, so that columns do not shift under it."""
+    path = tmp_path / "log.csv"
+    path.write_bytes(b"epoch;val_loss;loss\r\n0;0.9;1.0\r\n")
+    log_epochs(path, [{"loss": 0.5, "val_loss": 0.6}], separator=";", append=True)
+    assert path.read_bytes() == b"epoch;val_loss;loss\r\n0;0.9;1.0\r\n0;0.6;0.5\r\n"
+
+
+def test_csv_logger_appends_under_a_key_with_a_line_break_in_it(tmp_path):
+    """newline="" (the csv module's rule) reads a quoted field with "\\r\\n" in it as
+    written, so the appended row finds its column."""
+    path = tmp_path / "log.csv"
+    log_epochs(path, [{"a\r\nb": 1.0}])
+    log_epochs(path, [{"a\r\nb": 2.0}], append=True)
+    assert path.read_bytes() == b'epoch,"a\r\nb"\r\n0,1.0\r\n0,2.0\r\n'
+
+
+def test_csv_logger_refuses_to_append_to_another_file_by_name(tmp_path):
+    path = tmp_path / "data.csv"
+    first = "x" * 90
+    path.write_text(f"{first};y\n1;2\n", encoding="utf-8")
+    logger = cbs.CSVLogger(path, separator=";", append=True)
+    shown = (first + ";y")[:80]
+    with pytest.raises(ValueError, match=exact(
+            f"CSVLogger: cannot append to {str(path)!r}: its first line {shown!r} is not a "
+            "CSVLogger header with separator ';' (epoch;...)")):
+        logger.on_train_begin({})
+    assert path.read_text(encoding="utf-8") == f"{first};y\n1;2\n"     # untouched
+    assert logger.csv_file is None
+
+
+def test_csv_logger_writes_strings_and_0d_arrays_as_they_are(tmp_path):
+    path = tmp_path / "log.csv"
+    log_epochs(path, [{"note": "a b", "value": np.array(2.5), "name": np.array("x")}])
+    assert path.read_bytes() == b"epoch,name,note,value\r\n0,x,a b,2.5\r\n"
+
+
+def exact(message):
+    return "^" + re.escape(message) + "$"
