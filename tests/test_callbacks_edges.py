@@ -395,3 +395,46 @@ def test_csv_logger_writes_strings_and_0d_arrays_as_they_are(tmp_path):
 
 def exact(message):
     return "^" + re.escape(message) + "$"
+
+
+@pytest.mark.parametrize("separator", ["\t", ";", "|", "X", " "])
+def test_csv_logger_takes_any_single_character_but_a_line_break(tmp_path, separator):
+    path = tmp_path / "log.csv"
+    log_epochs(path, [{"loss": 0.5, "mae": 1.5}], separator=separator)
+    assert path.read_bytes() == (f"epoch{separator}loss{separator}mae\r\n"
+                                 f"0{separator}0.5{separator}1.5\r\n").encode()
+
+
+# ---------------------------------------------------------------------------
+# TerminateOnNaN
+# ---------------------------------------------------------------------------
+
+def test_terminate_on_nan_starts_outside_any_epoch(capsys):
+    """Before on_train_begin (a loop that reports batches only) nothing has
+    terminated, and a batch is named without an epoch."""
+    stop = cbs.TerminateOnNaN()
+    assert stop.terminated_epoch is None
+    stop.set_model(Model())
+    stop.on_train_batch_end(0, {"loss": math.inf})
+    assert capsys.readouterr().out == "Batch 1: invalid loss inf, terminating training\n"
+    assert stop.model.stop_training is True and stop.terminated_epoch is None
+
+
+@pytest.mark.parametrize("loss, shown", [("nan", "nan"), ("-inf", "-inf"),
+                                         (np.float32("nan"), "nan"),
+                                         (complex(1.0, math.inf), "(1+infj)"),
+                                         (np.array([[1.0], [math.nan]]), "[[ 1.]\n [nan]]")])
+def test_terminate_on_nan_reads_numbers_written_as_strings_and_arrays(capsys, loss, shown):
+    stop = attached(cbs.TerminateOnNaN())
+    stop.on_epoch_end(2, {"loss": loss})
+    assert stop.model.stop_training is True and stop.terminated_epoch == 2
+    assert capsys.readouterr().out == f"Epoch 3: invalid loss {shown}, terminating training\n"
+
+
+@pytest.mark.parametrize("loss", ["n/a", "1e3", object(), [1.0, [2.0]], np.array([1, 2]),
+                                  np.array(["nan"]), None, True])
+def test_terminate_on_nan_ignores_what_is_not_a_non_finite_number(capsys, loss):
+    stop = attached(cbs.TerminateOnNaN())
+    stop.on_epoch_end(0, {"loss": loss})
+    assert stop.model.stop_training is False and stop.terminated_epoch is None
+    assert capsys.readouterr().out == ""

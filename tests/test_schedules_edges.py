@@ -74,3 +74,13 @@ def test_plateau_step_refuses_what_is_not_a_number_and_keeps_its_state(value, sh
             f"ReduceLROnPlateau.step: metric_value must be a real number, got {shown}")):
         plateau.step(value)
     assert plateau.state_dict() == before
+
+
+@pytest.mark.parametrize("name", ["nope", ["step_decay"]])
+def test_get_lists_every_registered_name_for_an_unknown_one(name):
+    with pytest.raises(ValueError, match=exact(
+            f"unknown schedule {name!r}; valid names are: constant, cosine_annealing, "
+            "exponential_decay, inverse_time_decay, lambda_schedule, linear_warmup, "
+            "reduce_lr_on_plateau, step_decay (CamelCase class names are accepted too)")):
+        schedules.get({"name": name})
+

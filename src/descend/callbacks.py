@@ -1151,12 +1151,11 @@ class TerminateOnNaN(Callback):
             values = np.asarray(_as_float(loss) if isinstance(loss, str) else loss)
         except ValueError:      # a ragged list
             return
-        if values.dtype.kind in "fc" and not np.isfinite(values).all():
-            loss = values if values.ndim else values.item()
+        if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
             if self.terminated_epoch is None:
                 self.terminated_epoch = epoch
-            if self.verbose > 0:
-                print(f"{where}: invalid loss {loss}, terminating training")
+            if self.verbose > 0:    # a 0-d array prints as its number: "nan", "(1+infj)"
+                print(f"{where}: invalid loss {values}, terminating training")
             self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):
