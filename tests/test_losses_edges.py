@@ -114,34 +114,29 @@ def test_a_batch_of_zero_total_weight_has_loss_and_gradient_zero():
         np.testing.assert_array_equal(grad, 0.0)
 
 
-def test_losses_on_threads_give_the_one_thread_values():
-    rng = np.random.default_rng(0)
-    out = rng.normal(size=(300, 4))
-    targets = rng.uniform(size=(300, 4))
-    labels = rng.integers(0, 4, size=300).astype(np.int32)
+def random_batches(n, seed):
+    """(loss, outputs, targets, labels) of n random samples of 4 outputs, per loss."""
+    rng = np.random.default_rng(seed)
+    out, targets = rng.normal(size=(n, 4)), rng.uniform(size=(n, 4))
+    labels = rng.integers(0, 4, size=n).astype(np.int32)
     for name in CASES:
-        loss = L.get(name)
-        t = None if name == "softmax_cross_entropy" else targets
-        lab = labels if name == "softmax_cross_entropy" else None
+        sce = name == "softmax_cross_entropy"
+        yield L.get(name), out, None if sce else targets, labels if sce else None
+
+
+def test_losses_on_threads_give_the_one_thread_values():
+    for loss, out, t, lab in random_batches(300, seed=0):
         one = loss.loss_and_gradient(out, t, lab, n_threads=1)
         two = loss.loss_and_gradient(out, t, lab, n_threads=2)
         assert two[0] == pytest.approx(one[0], rel=1e-13)
         np.testing.assert_allclose(two[1], one[1], rtol=1e-13)
         assert loss.mean_loss(out, t, lab, n_threads=2) == pytest.approx(one[0], rel=1e-13)
-        assert loss.mean_loss(out, t, lab) == pytest.approx(one[0], rel=1e-13)
 
 
 def test_losses_run_on_one_thread_by_default():
     # the documented default n_threads=1: the same bits as asking for one thread (two
     # threads add the per-sample losses in another order)
-    rng = np.random.default_rng(1)
-    out = rng.normal(size=(2000, 5))
-    targets = rng.normal(size=(2000, 5))
-    labels = rng.integers(0, 5, size=2000).astype(np.int32)
-    for name in CASES:
-        loss = L.get(name)
-        t = None if name == "softmax_cross_entropy" else targets
-        lab = labels if name == "softmax_cross_entropy" else None
+    for loss, out, t, lab in random_batches(2000, seed=1):
         value, grad = loss.loss_and_gradient(out, t, lab)
         one_value, one_grad = loss.loss_and_gradient(out, t, lab, n_threads=1)
         assert value == one_value
