@@ -55,7 +55,7 @@ def assert_untouched(before, net):
 
 
 class Record(Callback):
-    """Every hook call with a copy of its logs."""
+    """Every hook call with a copy of its logs (None stays None: Keras passes dicts)."""
 
     def __init__(self):
         super().__init__()
@@ -66,14 +66,23 @@ class Record(Callback):
         super().set_params(params)
         self.params_seen = dict(params)
 
+    def _record(self, *call):
+        self.calls.append(call[:-1] + (None if call[-1] is None else dict(call[-1]),))
+
     def on_train_begin(self, logs=None):
-        self.calls.append(("train_begin", dict(logs or {})))
+        self._record("train_begin", logs)
 
     def on_train_end(self, logs=None):
-        self.calls.append(("train_end", dict(logs or {})))
+        self._record("train_end", logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._record("epoch_begin", epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._record("batch_begin", batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.calls.append(("batch_end", batch, dict(logs or {})))
+        self._record("batch_end", batch, logs)
 
 
 # --------------------------------------------------------------------------- validate
@@ -337,7 +346,7 @@ def replay_sgd(net, X, y, order, lr):
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_each_epoch_visits_the_rows_in_the_networks_seeded_permutation(shuffle):
+def test_each_epoch_visits_the_rows_in_the_networks_seeded_permutation(shuffle, monkeypatch):
     """shuffle=True: epoch e's order is the network's generator's permutation,
     drawn before the epoch's dropout seed; shuffle=False: the rows in order."""
     X = np.random.default_rng(2).normal(size=(12, 3))
@@ -346,12 +355,26 @@ def test_each_epoch_visits_the_rows_in_the_networks_seeded_permutation(shuffle):
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = net._rng.bit_generator.state
     start = net.get_weights()
+    seeds = []
     orders = []
     for _ in range(2):
         orders.append(rng.permutation(12) if shuffle else np.arange(12))
-        rng.integers(0, 2**63)                   # the epoch's dropout seed
+        seeds.append(int(rng.integers(0, 2**63)))   # the epoch's dropout seed, drawn next
+    passed = []
+    train_epoch = training.Trainer.train_epoch
+
+    def spy(self, order, epoch_seed, *args):
+        passed.append((order.copy(), epoch_seed))
+        return train_epoch(self, order, epoch_seed, *args)
+
+    monkeypatch.setattr(training.Trainer, "train_epoch", spy)
     net.fit(X, y, epochs=2, batch_size=1, shuffle=shuffle, verbose=0)
     assert net._rng.bit_generator.state == rng.bit_generator.state
+    for (order, seed), want_order, want_seed in zip(passed, orders, seeds):
+        assert order.dtype == np.intp
+        np.testing.assert_array_equal(order, want_order)
+        assert seed == want_seed
+    assert len(passed) == 2
     twin = linear_regressor(lr=0.05)
     twin.set_weights(start)
     expected = replay_sgd(twin, X, y, np.concatenate(orders), 0.05)
@@ -372,6 +395,10 @@ def test_callbacks_get_the_fits_params_and_hooks_in_order():
     assert record.calls[0] == ("train_begin", {})
     assert record.calls[-1] == ("train_end", {})
     assert [c[1] for c in record.calls if c[0] == "batch_end"] == [0, 1, 2, 3] * 2
+    assert [c[1:] for c in record.calls if c[0] == "batch_begin"] == [
+        (b, {}) for b in (0, 1, 2, 3)] * 2
+    assert [c[1:] for c in record.calls if c[0] == "epoch_begin"] == [(1, {}), (2, {})]
+    assert net.stop_training is False
     assert net.history.epoch == [1, 2] and net.epochs_trained == 3
     assert net.history.interrupted is False and net.history.diverged is False
 
@@ -474,13 +501,14 @@ def test_a_non_finite_loss_is_reported_at_the_batch_that_overflowed():
     X[4:6] = 1e200
     net = linear_regressor(lr=0.01)
     start = net.get_weights()
-    record = Diverged()
+    record, ends = Diverged(), Record()
     with pytest.raises(dn.DivergenceError, match=msg(
             "training diverged in epoch 1/1: the loss or the weights became NaN or infinite "
             "with learning_rate=0.01. The weights after the last finite epoch were kept; "
             "try a smaller learning rate (or gradient clipping).")):
-        net.fit(X, y, batch_size=2, shuffle=False, verbose=0, callbacks=[record])
+        net.fit(X, y, batch_size=2, shuffle=False, verbose=0, callbacks=[record, ends])
     assert [b for b, _ in record.batches] == [0, 1, 2]
+    assert ends.calls[-1] == ("train_end", {})      # told before the error propagates
     assert math.isnan(record.batches[-1][1]["loss"]) and list(record.batches[-1][1]) == ["loss"]
     for got, want in zip(net.get_weights(), start):
         np.testing.assert_array_equal(got, want)
@@ -674,7 +702,7 @@ def test_an_error_in_a_callback_propagates_without_on_train_end():
     net = classifier()
     with pytest.raises(LookupError, match="from the callback"):
         net.fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[record, Fail()])
-    assert [c[0] for c in record.calls if c[0] != "batch_end"] == ["train_begin"]
+    assert "train_end" not in [c[0] for c in record.calls]
     assert net.history.epoch == [0] and net.epochs_trained == 1   # the epoch was complete
 
 
@@ -802,3 +830,217 @@ def test_a_refused_partial_fit_forgets_the_classes_it_declared():
     with pytest.raises(ValueError, match=msg("X and y have different lengths")):
         net.partial_fit(X, np.arange(1), classes=[0, 1, 2])
     assert net.classes_ is None
+
+
+# --------------------------------------------------------------------------- more of the loop
+def test_a_callback_replacing_the_optimizer_before_the_first_epoch_changes_no_weight():
+    X, y = blobs()
+
+    class SwapFirst(Callback):
+        def on_train_begin(self, logs=None):
+            self.model.optimizer = dn.optimizers.SGD(0.1)
+
+    net = classifier()
+    start = net.get_weights()
+    with pytest.raises(RuntimeError, match=msg("fit: the network's optimizer was replaced")):
+        net.fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[SwapFirst()])
+    for got, want in zip(net.get_weights(), start):
+        np.testing.assert_array_equal(got, want)
+    assert net.epochs_trained == 0
+
+
+def test_fit_resets_stop_training_set_by_an_earlier_fit():
+    X, y = blobs()
+
+    class StopNow(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    net = classifier()
+    assert net.fit(X, y, epochs=3, batch_size=5, verbose=0, callbacks=[StopNow()]).epoch == [0]
+    assert net.stop_training is True
+    history = net.fit(X, y, epochs=2, batch_size=5, verbose=0)
+    assert history.epoch == [1, 2] and net.stop_training is False
+
+
+def test_an_epoch_faster_than_the_clock_reports_infinite_samples_per_second(monkeypatch):
+    X, y = blobs()
+    monkeypatch.setattr(training.time, "perf_counter", lambda: 100.0)
+    history = classifier().fit(X, y, epochs=1, batch_size=5, verbose=0)
+    assert history["seconds"] == [0.0] and history["samples_per_second"] == [math.inf]
+
+
+def test_epoch_seconds_are_within_the_fits_own_duration():
+    import time
+    X, y = blobs()
+    start = time.perf_counter()
+    history = classifier().fit(X, y, epochs=2, batch_size=5, verbose=0)
+    took = time.perf_counter() - start
+    assert 0 < sum(history["seconds"]) <= took
+
+
+def test_each_epoch_line_is_flushed_at_once():
+    """A log piped to a file or another process shows each epoch when it ends."""
+    X, y = blobs()
+    events = []
+
+    class Stream:
+        def write(self, text):
+            events.append(("write", text))
+
+        def flush(self):
+            events.append(("flush",))
+
+    stdout = sys.stdout
+    sys.stdout = Stream()
+    try:
+        classifier().fit(X, y, epochs=2, batch_size=5, verbose=2)
+    finally:
+        sys.stdout = stdout
+    lines = [i for i, e in enumerate(events) if e[0] == "write" and e[1].startswith("epoch ")]
+    assert len(lines) == 2
+    for i in lines:
+        assert ("flush",) in events[i:i + 3]
+
+
+def test_an_epoch_of_one_sample_or_tiny_weights_logs_its_loss():
+    """The epoch's loss is the loss sum over the weight sum, even when that sum is
+    one sample or below one."""
+    X, y = blobs(n=4)
+    net = classifier()
+    history = weighted_epoch(net, X[:1], y[:1])
+    assert history["loss"][0] == pytest.approx(net.evaluate(X[:1], y[:1])["loss"], rel=1e-12)
+    weights = np.full(4, 0.01)
+    history = weighted_epoch(net, X, y, weights)
+    want = net.evaluate(X, y, sample_weight=weights)["loss"]
+    assert history["loss"][0] == pytest.approx(want, rel=1e-12) and want > 0.1
+
+
+def test_fit_takes_n_threads_as_given_over_the_networks():
+    X, y = blobs()
+    assert FitConfig.validate(classifier(), X, y, n_threads=2, batch_size=4).n_threads == 2
+    assert FitConfig.validate(classifier(), X, y, batch_size=4).n_threads == 1
+
+
+def test_a_shard_may_hold_only_zero_training_or_validation_weights():
+    X, y = blobs()
+    config = FitConfig.validate(classifier(), X, y, sample_weight=np.zeros(20), shard=True,
+                                batch_size=4)
+    np.testing.assert_array_equal(config.weights, np.zeros(20))
+    config = FitConfig.validate(classifier(), X, y, batch_size=4, shard=True,
+                                validation_data=(X[:4], y[:4], np.zeros(4)))
+    np.testing.assert_array_equal(config.validation[3], np.zeros(4))
+    with pytest.raises(ValueError, match="sample_weight"):
+        FitConfig.validate(classifier(), X, y, sample_weight=np.zeros(20), batch_size=4)
+
+
+class FakeBar:
+    def __init__(self):
+        self.updates = []
+
+    def update_to(self, batches_done, running_loss):
+        self.updates.append(batches_done)
+
+    def close(self):
+        pass
+
+
+def test_a_bar_moves_every_twentieth_of_the_epoch_between_sparser_batch_hooks(monkeypatch):
+    """40 batches: the bar every 2 (a twentieth), the hooks every 10
+    (steps_per_execution)."""
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.arange(40) % 2
+    bar = FakeBar()
+    monkeypatch.setattr(training, "_progress_bar", lambda *args: bar)
+    record = Record()
+    classifier().fit(X, y, epochs=1, batch_size=1, verbose=1, callbacks=[record],
+                     steps_per_execution=10)
+    assert bar.updates == list(range(2, 41, 2))
+    assert [c[1] for c in record.calls if c[0] == "batch_end"] == [9, 19, 29, 39]
+    assert [c[1] for c in record.calls if c[0] == "batch_begin"] == [0, 10, 20, 30]
+
+
+def test_a_bar_without_batch_hooks_moves_every_twentieth_of_the_epoch(monkeypatch):
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.arange(40) % 2
+    bar = FakeBar()
+    monkeypatch.setattr(training, "_progress_bar", lambda *args: bar)
+    classifier().fit(X, y, epochs=1, batch_size=1, verbose=1)
+    assert bar.updates == list(range(2, 41, 2))
+
+
+def test_partial_fit_defaults_are_the_networks():
+    mine = inspect.signature(training.partial_fit).parameters
+    for name, parameter in inspect.signature(dn.Sequential.partial_fit).parameters.items():
+        if name != "self":
+            assert mine[name].default == parameter.default, name
+
+
+def test_partial_fit_called_from_a_callback_is_refused_by_name():
+    X, y = blobs()
+    errors = []
+
+    class Nested(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            try:
+                self.model.partial_fit(X, y)
+            except RuntimeError as error:
+                errors.append(str(error))
+
+    classifier().fit(X, y, epochs=1, batch_size=5, verbose=0, callbacks=[Nested()])
+    assert len(errors) == 1
+    assert errors[0].startswith("partial_fit: this network is already being trained by fit")
+
+
+def test_partial_fit_passes_weights_threads_and_one_epoch_to_fit():
+    X, y = blobs(n=12)
+    weights = np.r_[np.ones(6), np.zeros(6)]
+    a, b = classifier(), classifier()
+    a.partial_fit(X, y, batch_size=4, shuffle=False, sample_weight=weights)
+    b.fit(X, y, epochs=1, batch_size=4, shuffle=False, sample_weight=weights, verbose=0)
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    assert a.epochs_trained == 1
+    with pytest.raises(ValueError, match=msg("n_threads must be an int in [1, 64]")):
+        a.partial_fit(X, y, n_threads=0)
+    a.partial_fit(X[:2], y[:2], batch_size=1)
+    assert a.optimizer.iterations == 3 + 2
+
+
+def test_partial_fit_names_twenty_classes_at_most():
+    X = np.random.default_rng(0).normal(size=(25, 3))
+    net = softmax_net(k=25)
+    net.partial_fit(X, np.arange(25), classes=np.arange(25))
+    with pytest.raises(ValueError, match=msg(
+            f"classes={list(range(1, 21))} differs from classes_ {list(range(20))} set by "
+            "an earlier call")):
+        net.partial_fit(X, np.arange(25), classes=np.arange(1, 26))
+
+
+def test_partial_fit_refuses_a_single_class_and_mixed_labels():
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    with pytest.raises(ValueError, match=msg(
+            "classes has 1 labels, but the network's softmax_cross_entropy output needs 3")):
+        softmax_net().partial_fit(X, np.zeros(6, int), classes=[0])
+    mixed = np.array(["a", 1, "b", 2, "a", 1], dtype=object)
+    with pytest.raises(TypeError, match=msg("y labels must be comparable with each other")):
+        softmax_net().partial_fit(X, mixed)
+
+
+def test_partial_fit_first_chunk_names_ten_labels_at_most():
+    X = np.random.default_rng(0).normal(size=(12, 3))
+    labels = np.array([f"c{i:02d}" for i in range(12)])
+    with pytest.raises(ValueError, match=re.escape(
+            f"sees 12 distinct labels {labels[:10].tolist()}, but the network has 13")):
+        softmax_net(k=13).partial_fit(X, labels)
+
+
+def test_partial_fit_checks_only_the_first_chunk_of_string_labels():
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    net = softmax_net()
+    net.partial_fit(X, np.array(list("abcabc")))
+    net.partial_fit(X[:2], np.array(["a", "b"]))       # later chunks may miss labels
+    np.testing.assert_array_equal(net.classes_, ["a", "b", "c"])
+    binary = softmax_net(k=1, loss="binary_cross_entropy")
+    binary.partial_fit(X, np.array(["no", "yes"] * 3))  # one output, two labels
+    np.testing.assert_array_equal(binary.classes_, ["no", "yes"])
