@@ -272,8 +272,8 @@ def test_a_multi_label_split_may_leave_a_column_without_positives():
     has two (0 and 1), named when the split removes one from training."""
     X = np.random.default_rng(0).normal(size=(10, 3))
     Y = np.zeros((10, 2))
-    Y[:, 0] = np.arange(10) % 2
-    Y[8:, 1] = 1.0                      # column 1 is positive in the held-out rows only
+    Y[8:, 0] = 1.0                      # column 0 is positive in the held-out rows only
+    Y[:, 1] = np.arange(10) % 2
     net = dn.Sequential([dn.Dense(2)], input_dim=3, dtype="float64", seed=0, n_threads=1)
     net.compile("binary_cross_entropy", dn.optimizers.SGD(0.1))
     config = FitConfig.validate(net, X, Y, validation_split=0.2, batch_size=4)
@@ -1044,3 +1044,84 @@ def test_partial_fit_checks_only_the_first_chunk_of_string_labels():
     binary = softmax_net(k=1, loss="binary_cross_entropy")
     binary.partial_fit(X, np.array(["no", "yes"] * 3))  # one output, two labels
     np.testing.assert_array_equal(binary.classes_, ["no", "yes"])
+
+
+def test_a_refusal_at_an_epochs_start_keeps_the_epochs_already_completed():
+    """A callback replaces the optimizer after epoch 1: fit raises at epoch 2's
+    start, before epoch 2 changed anything, and the network keeps epoch 1's
+    weights, count and history (as after Ctrl-C there)."""
+    X, y = blobs()
+
+    class Swap(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.after = self.model.get_weights()
+            self.model.optimizer = dn.optimizers.SGD(0.1)
+
+    net = classifier()
+    swap = Swap()
+    with pytest.raises(RuntimeError, match=msg("fit: the network's optimizer was replaced")):
+        net.fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[swap])
+    assert net.history.epoch == [0] and net.epochs_trained == 1
+    for got, want in zip(net.get_weights(), swap.after):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_callback_dropping_the_last_bias_is_named_as_parameters():
+    X, y = blobs()
+
+    class DropBias(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.layers[-1].use_bias = False
+
+    with pytest.raises(RuntimeError, match=msg(
+            "fit: the network's parameters was replaced during fit")):
+        classifier().fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[DropBias()])
+
+
+def test_a_step_only_schedule_follows_the_monitor_it_names():
+    class StepOnLoss(dn.schedules.LearningRateSchedule):
+        monitor = "loss"
+
+        def __init__(self):
+            self.values = []
+
+        def _lr(self, epoch):
+            return 0.1
+
+        def step(self, value):
+            self.values.append(value)
+
+        def get_config(self):
+            return {}
+
+    X, y = blobs()
+    schedule = StepOnLoss()
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, dtype="float64", seed=0, n_threads=1)
+    net.compile("softmax_cross_entropy", dn.optimizers.SGD(schedule))
+    history = net.fit(X, y, epochs=2, batch_size=5, validation_split=0.25, verbose=0)
+    assert schedule.values == history["loss"] != history["val_loss"]
+
+
+def test_small_weights_in_both_parts_of_a_split_are_fine():
+    X, y = blobs()
+    config = FitConfig.validate(classifier(), X, y, sample_weight=np.full(20, 0.1),
+                                validation_split=0.25, batch_size=4)
+    assert config.weights.sum() == pytest.approx(1.5) and config.validation[3].sum() < 1
+
+
+def test_initial_epoch_bounds():
+    X, y = blobs()
+    net = classifier()
+    history = net.fit(X, y, epochs=2, initial_epoch=2, batch_size=5, verbose=0)
+    assert history.epoch == [] and net.epochs_trained == 0
+    history = net.fit(X, y, epochs=1, initial_epoch=0, batch_size=5, verbose=0)
+    assert history.epoch == [0] and net.epochs_trained == 1
+
+
+def test_a_hook_that_is_callbacks_own_no_op_is_no_batch_hook():
+    class Plain:
+        pass
+
+    hooks = Plain()
+    hooks.on_train_batch_end = Callback.on_train_batch_end     # the base class's no-op
+    assert training._has_batch_hooks([hooks]) is False

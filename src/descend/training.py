@@ -398,9 +398,11 @@ class Trainer:
         """One epoch: schedule, callbacks, the compiled loop, logs, divergence check."""
         model, config = self.model, self.config
         optimizer, n = model.optimizer, self.n_samples
-        self._check_kept()
-        # the state after the last completed epoch, restored on Ctrl-C or divergence
+        # the state after the last completed epoch, restored on Ctrl-C or divergence;
+        # cleared first: a refusal before the new one is taken must not restore the
+        # previous epoch's (it would undo that completed epoch)
         self.snapshot = None
+        self._check_kept()
         self.snapshot = self._snapshot()
         optimizer.learning_rate_for_epoch(model.epochs_trained)
         config.callbacks.on_epoch_begin(epoch, {})
