@@ -1125,3 +1125,19 @@ def test_a_hook_that_is_callbacks_own_no_op_is_no_batch_hook():
     hooks = Plain()
     hooks.on_train_batch_end = Callback.on_train_batch_end     # the base class's no-op
     assert training._has_batch_hooks([hooks]) is False
+
+
+def test_the_progress_bar_is_for_verbose_1_on_a_live_display(monkeypatch):
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(training, "_dynamic_display", lambda: True)
+    bar = training._progress_bar(1, 100, 32, 2, 5)
+    try:
+        assert bar._bar.desc == "epoch 3/5" and bar._bar.total == 100
+        bar.update_to(4, 0.5)
+        assert bar._bar.n == 100                    # 4 batches of 32, clipped to 100
+    finally:
+        bar.close()
+    assert training._progress_bar(2, 100, 32, 2, 5) is None
+    assert training._progress_bar(0, 100, 32, 2, 5) is None
+    monkeypatch.setattr(training, "_dynamic_display", lambda: False)
+    assert training._progress_bar(1, 100, 32, 2, 5) is None
