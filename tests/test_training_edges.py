@@ -1141,3 +1141,22 @@ def test_the_progress_bar_is_for_verbose_1_on_a_live_display(monkeypatch):
     assert training._progress_bar(0, 100, 32, 2, 5) is None
     monkeypatch.setattr(training, "_dynamic_display", lambda: False)
     assert training._progress_bar(1, 100, 32, 2, 5) is None
+
+
+def test_a_memmap_is_trained_in_chunks_as_the_in_memory_array(tmp_path):
+    X, y = blobs()
+    rows = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float64,
+                                     shape=X.shape)
+    rows[:] = X
+    rows.flush()
+    config = FitConfig.validate(classifier(), rows, y, batch_size=4, validation_split=0.25)
+    assert isinstance(config.X, training.LazyRows) and len(config.X) == 15
+    np.testing.assert_array_equal(config.validation[0], X[15:])
+    assert type(training.make_trainer(classifier(), config)) is training._ChunkedTrainer
+    in_memory = FitConfig.validate(classifier(), X, y, batch_size=4)
+    assert type(training.make_trainer(classifier(), in_memory)) is training.Trainer
+    lazy, eager = classifier(), classifier()
+    lazy.fit(rows, y, epochs=2, batch_size=4, verbose=0)
+    eager.fit(X, y, epochs=2, batch_size=4, verbose=0)
+    for u, v in zip(lazy.get_weights(), eager.get_weights()):
+        np.testing.assert_array_equal(u, v)
