@@ -8,6 +8,7 @@ formula of each log, and the state left by a refused or diverged call.
 """
 import inspect
 import math
+import os
 import re
 import sys
 import warnings
@@ -306,8 +307,10 @@ def test_a_batch_larger_than_the_data_warns_at_the_callers_line():
     [warning] = [w for w in caught if issubclass(w.category, UserWarning)]
     assert str(warning.message) == ("batch_size=50 is larger than the 15 training samples; "
                                     "using batch_size=15 (batch gradient descent)")
-    # stacklevel: the line of fit's caller, here (mutmut runs a copy under mutants/)
-    assert warning.filename.endswith("test_training_edges.py")
+    # stacklevel: the line of fit's caller, here (under mutmut, whose trampolines add
+    # frames in descend's modules, the frame count differs)
+    if "MUTANT_UNDER_TEST" not in os.environ:
+        assert warning.filename == __file__
     assert net.optimizer.iterations == 1     # one batch of all 15 rows
     config = FitConfig.validate(classifier(), X, y, batch_size=None)
     assert config.batch_size == 20
