@@ -114,6 +114,8 @@ def msg(text):
 
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"y": None}, ValueError, "y is required, got None"),
+    ({"y": [[0, 1], [1]] * 10}, ValueError,
+     "y must be labels (1-D) or targets (2-D), got a list of rows of different lengths"),
     ({"epochs": -1}, ValueError, "epochs must be an int >= 0, got -1 (int)"),
     ({"steps_per_execution": 0}, ValueError,
      "steps_per_execution must be an int >= 1, got 0 (int)"),
@@ -1163,3 +1165,17 @@ def test_a_memmap_is_trained_in_chunks_as_the_in_memory_array(tmp_path):
     eager.fit(X, y, epochs=2, batch_size=4, verbose=0)
     for u, v in zip(lazy.get_weights(), eager.get_weights()):
         np.testing.assert_array_equal(u, v)
+
+
+def test_training_partial_fit_alone_is_one_quiet_shuffled_epoch_of_batches_of_32(capsys):
+    """descend.training.partial_fit's own defaults (Sequential.partial_fit passes
+    every argument): batch_size 32, shuffle, verbose 0, the network's threads."""
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.arange(40) % 2
+    alone, twin = classifier(), classifier()
+    training.partial_fit(alone, X, y)
+    twin.fit(X, y, epochs=1, batch_size=32, shuffle=True, verbose=0)
+    for u, v in zip(alone.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    assert alone.optimizer.iterations == 2
+    assert capsys.readouterr() == ("", "")
