@@ -725,28 +725,44 @@ def test_a_callback_replacing_the_optimizer_is_named():
         classifier().fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[Swap()])
 
 
-def test_a_step_only_schedule_without_a_monitor_follows_val_loss():
-    class StepOnly(dn.schedules.LearningRateSchedule):
-        def __init__(self):
-            self.values = []
+class StepOnly(dn.schedules.LearningRateSchedule):
+    """A constant 0.1 with step(value) but no observe(logs), as a PyTorch-style
+    plateau scheduler; a `monitor` attribute only if one is given."""
 
-        def _lr(self, epoch):
-            return 0.1
+    def __init__(self, monitor=None):
+        self.values = []
+        if monitor is not None:
+            self.monitor = monitor
 
-        def step(self, value):
-            self.values.append(value)
+    def _lr(self, epoch):
+        return 0.1
 
-        def get_config(self):
-            return {}
+    def step(self, value):
+        self.values.append(value)
 
+    def get_config(self):
+        return {}
+
+
+def fit_with_schedule(schedule, **kwargs):
     X, y = blobs()
-    schedule = StepOnly()
     net = dn.Sequential([dn.Dense(2)], input_dim=3, dtype="float64", seed=0, n_threads=1)
     net.compile("softmax_cross_entropy", dn.optimizers.SGD(schedule))
-    net.fit(X, y, epochs=2, batch_size=5, verbose=0)
+    return net.fit(X, y, epochs=2, batch_size=5, verbose=0, **kwargs)
+
+
+def test_a_step_only_schedule_without_a_monitor_follows_val_loss():
+    schedule = StepOnly()
+    fit_with_schedule(schedule)
     assert schedule.values == []               # no val_loss without validation data
-    history = net.fit(X, y, epochs=2, batch_size=5, validation_split=0.25, verbose=0)
+    history = fit_with_schedule(schedule, validation_split=0.25)
     assert schedule.values == history["val_loss"]
+
+
+def test_a_step_only_schedule_follows_the_monitor_it_names():
+    schedule = StepOnly(monitor="loss")
+    history = fit_with_schedule(schedule, validation_split=0.25)
+    assert schedule.values == history["loss"] != history["val_loss"]
 
 
 # --------------------------------------------------------------------------- partial_fit
@@ -1081,30 +1097,6 @@ def test_a_callback_dropping_the_last_bias_is_named_as_parameters():
     with pytest.raises(RuntimeError, match=msg(
             "fit: the network's parameters was replaced during fit")):
         classifier().fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[DropBias()])
-
-
-def test_a_step_only_schedule_follows_the_monitor_it_names():
-    class StepOnLoss(dn.schedules.LearningRateSchedule):
-        monitor = "loss"
-
-        def __init__(self):
-            self.values = []
-
-        def _lr(self, epoch):
-            return 0.1
-
-        def step(self, value):
-            self.values.append(value)
-
-        def get_config(self):
-            return {}
-
-    X, y = blobs()
-    schedule = StepOnLoss()
-    net = dn.Sequential([dn.Dense(2)], input_dim=3, dtype="float64", seed=0, n_threads=1)
-    net.compile("softmax_cross_entropy", dn.optimizers.SGD(schedule))
-    history = net.fit(X, y, epochs=2, batch_size=5, validation_split=0.25, verbose=0)
-    assert schedule.values == history["loss"] != history["val_loss"]
 
 
 def test_small_weights_in_both_parts_of_a_split_are_fine():
