@@ -1171,3 +1171,14 @@ def test_training_partial_fit_alone_is_one_quiet_shuffled_epoch_of_batches_of_32
         np.testing.assert_array_equal(u, v)
     assert alone.optimizer.iterations == 2
     assert capsys.readouterr() == ("", "")
+
+
+def test_a_closed_stderr_is_no_live_display(monkeypatch):
+    import io
+    closed = io.StringIO()
+    closed.close()                              # isatty() now raises ValueError
+    monkeypatch.setattr(sys, "stderr", closed)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert training._dynamic_display() is False
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)      # as in a Jupyter kernel
+    assert training._dynamic_display() is True
