@@ -1182,3 +1182,28 @@ def test_a_closed_stderr_is_no_live_display(monkeypatch):
     assert training._dynamic_display() is False
     monkeypatch.setitem(sys.modules, "ipykernel", sys)      # as in a Jupyter kernel
     assert training._dynamic_display() is True
+
+
+def test_batch_hooks_every_k_batches_when_the_progress_chunk_does_not_divide_k():
+    """60 batches: the loop's progress chunk is 3 (a twentieth); hooks every 7
+    batches, not at the multiples of 3 past each 7."""
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    y = np.arange(60) % 2
+    record = Record()
+    classifier().fit(X, y, epochs=1, batch_size=1, verbose=0, callbacks=[record],
+                     steps_per_execution=7)
+    ends = [c[1] for c in record.calls if c[0] == "batch_end"]
+    assert ends == [6, 13, 20, 27, 34, 41, 48, 55, 59]
+    assert [c[1] for c in record.calls if c[0] == "batch_begin"] == [0] + [
+        e + 1 for e in ends[:-1]]
+
+
+def test_partial_fit_keeps_the_first_classes_as_declared():
+    """A later call may declare the same labels in another dtype (0.0 == 0): the
+    classes_ of the first call stay, so predict_classes keeps returning ints."""
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    net = softmax_net()
+    net.partial_fit(X, np.arange(6) % 3, classes=[0, 1, 2])
+    net.partial_fit(X, np.arange(6) % 3, classes=[0.0, 1.0, 2.0])
+    assert net.classes_.dtype.kind == "i"
+    assert net.predict_classes(X).dtype.kind == "i"
