@@ -1207,3 +1207,16 @@ def test_partial_fit_keeps_the_first_classes_as_declared():
     net.partial_fit(X, np.arange(6) % 3, classes=[0.0, 1.0, 2.0])
     assert net.classes_.dtype.kind == "i"
     assert net.predict_classes(X).dtype.kind == "i"
+
+
+def test_validation_labels_are_encoded_with_the_training_classes():
+    """Validation data holding 'b' and 'c' of the classes a, b, c: scored as
+    evaluate scores them after the fit, not as a two-class problem of its own."""
+    X = np.random.default_rng(0).normal(size=(12, 3))
+    y = np.array(list("abc") * 4)
+    net = softmax_net()
+    history = net.fit(X, y, epochs=1, batch_size=4, verbose=0,
+                      validation_data=(X[1:3], y[1:3]))
+    scores = net.evaluate(X[1:3], y[1:3])
+    assert history["val_loss"][0] == pytest.approx(scores["loss"], rel=1e-12)
+    assert history["val_accuracy"][0] == pytest.approx(scores["accuracy"], rel=1e-12)
