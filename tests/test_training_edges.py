@@ -1220,3 +1220,13 @@ def test_validation_labels_are_encoded_with_the_training_classes():
     scores = net.evaluate(X[1:3], y[1:3])
     assert history["val_loss"][0] == pytest.approx(scores["loss"], rel=1e-12)
     assert history["val_accuracy"][0] == pytest.approx(scores["accuracy"], rel=1e-12)
+
+
+def test_partial_fit_names_a_bad_batch_size_before_looking_at_the_labels():
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    net = softmax_net()
+    for batch_size in (0, -5):
+        with pytest.raises(ValueError, match=msg(
+                f"batch_size must be an int >= 1, got {batch_size} (int)")):
+            net.partial_fit(X, np.array(list("aabbaa")), batch_size=batch_size)
+    assert net.classes_ is None and net.epochs_trained == 0
