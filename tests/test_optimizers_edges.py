@@ -884,3 +884,13 @@ def test_apply_gradients_runs_on_one_thread_by_default():
         O.SGD(1.0, global_clipnorm=1.0).apply_gradients([w], [g.copy()], **kwargs)
         results[n_threads] = w
     np.testing.assert_array_equal(results[None], results[1])
+
+
+@pytest.mark.parametrize("cls", [O.SGD, O.RMSprop, O.Adam, O.AdamW, O.Adagrad])
+@pytest.mark.parametrize("learning_rate", [True, "0.1", None, [0.1]])
+def test_a_learning_rate_of_no_accepted_type_is_refused_by_its_own_name(cls, learning_rate):
+    # a bool, string, None or list goes to schedules.get, whose message used to say
+    # 'identifier', a name the user never wrote
+    with pytest.raises(TypeError, match=r"^learning_rate must be a learning rate \(float\), "
+                                        r"a LearningRateSchedule, .* got "):
+        cls(learning_rate)

@@ -68,7 +68,7 @@ class Optimizer(abc.ABC):
             self.learning_rate = check_float(learning_rate, "learning_rate", minimum=0.0,
                                              min_inclusive=False)
         else:
-            self.schedule = schedules.get(learning_rate)
+            self.schedule = schedules.get(learning_rate, name="learning_rate")
             self.learning_rate = float(self.schedule(0))
         self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
         decay_bias = check_bool(decay_bias, "decay_bias")

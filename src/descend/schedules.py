@@ -824,7 +824,7 @@ def _from_config(config):
     return cls(**params)
 
 
-def get(identifier):
+def get(identifier, name="identifier"):
     """Resolve ``identifier`` to a :class:`LearningRateSchedule`.
 
     Parameters
@@ -838,6 +838,9 @@ def get(identifier):
           resolved too);
         * any other callable ``epoch -> lr``, wrapped in
           :class:`LambdaSchedule`.
+    name : str, default "identifier"
+        The argument's name in the TypeError's message (an optimizer passes
+        ``"learning_rate"``, so its users read the name they wrote).
 
     Returns
     -------
@@ -870,7 +873,7 @@ def get(identifier):
     if callable(identifier) and not isinstance(identifier, type):
         return LambdaSchedule(identifier)
     raise TypeError(error_message(
-        "identifier", "a learning rate (float), a LearningRateSchedule, a config dict or a "
+        name, "a learning rate (float), a LearningRateSchedule, a config dict or a "
         "callable epoch -> lr", identifier))
 
 
