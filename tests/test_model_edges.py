@@ -568,3 +568,20 @@ def test_compile_config_round_trip():
 def test_repr_names_layers_and_input_dim():
     net = dn.Sequential([dn.Dense(2)], input_dim=3)
     assert repr(net) == "Sequential([Dense(2, activation='identity')], input_dim=3)"
+
+
+def test_float64_outputs_whose_squares_overflow_are_refused_not_warned_about():
+    # outputs near 1e200 are finite, their squares are not: evaluate must raise its
+    # FloatingPointError and fit its DivergenceError, not numpy's RuntimeWarning
+    # (an error under this suite's warnings-as-errors, as under python -W error)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.normal(size=(40, 1))
+    net = dn.Sequential([dn.Dense(4, activation="relu"), dn.Dense(1)], input_dim=3, seed=0,
+                        dtype="float64")
+    net.compile(loss="mse", optimizer=dn.optimizers.SGD(0.01))
+    weights = net.get_weights()
+    with pytest.raises(FloatingPointError, match="non-finite scores"):
+        net.evaluate(X * 1e200, y)
+    with pytest.raises(dn.DivergenceError, match="val_loss, val_mse, val_r2"):
+        net.fit(X, y, epochs=1, batch_size=8, validation_data=(X * 1e200, y), verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), weights))

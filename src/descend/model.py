@@ -614,6 +614,9 @@ class Sequential:
                 "output overflows (inputs or weights out of range)")
         return scores
 
+    # an overflowed output is refused by the callers (evaluate: FloatingPointError, fit:
+    # divergence); numpy's warning on the way would preempt that under -W error
+    @np.errstate(over="ignore", invalid="ignore")
     def _evaluate(self, X, targets, labels, weights=None):
         """Scores of validated, encoded data; weights: float64 (n,) or None."""
         output = self._output(X)
