@@ -445,9 +445,11 @@ class Sequential:
         epoch's non-finite logs). If a callback then sets ``stop_training``
         (``TerminateOnNaN`` does) the fit ends there and returns the
         history, with ``history.diverged`` True and the epoch that diverged
-        as its last entry (loss NaN, as Keras records it; its weights were
-        rolled back, so ``epochs_trained`` does not count it); otherwise it
-        raises DivergenceError.
+        as its last entry (loss NaN, as Keras records it, or the epoch's
+        finite loss and non-finite ``val_`` scores when only the validation
+        outputs overflowed; its weights were rolled back, so
+        ``epochs_trained`` does not count it); otherwise it raises
+        DivergenceError.
 
         Examples
         --------

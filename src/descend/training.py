@@ -47,7 +47,9 @@ class History(dict):
     ``history.interrupted`` is True when Ctrl-C ended the fit, and
     ``history.diverged`` when a callback stopped it on a non-finite loss
     (see ``Sequential.fit``'s Notes): the last entry is then the epoch that
-    diverged, with loss NaN, as in Keras (its weights were rolled back).
+    diverged, with loss NaN, as in Keras (its weights were rolled back); when
+    only the validation outputs overflowed, that entry holds the epoch's
+    finite loss and its non-finite ``val_`` scores.
     """
 
     def __init__(self):
@@ -550,8 +552,10 @@ class Trainer:
 
         A fit that ends this way records the epoch that diverged in its History,
         as Keras does: its loss NaN (and every other metric this fit logged, so
-        the lists stay one per epoch), its learning rate and time. Its weights
-        were rolled back, so ``model.epochs_trained`` does not count it."""
+        the lists stay one per epoch), its learning rate and time; the epoch's
+        own logs override those NaNs (a finite loss when only the validation
+        outputs overflowed). Its weights were rolled back, so
+        ``model.epochs_trained`` does not count it."""
         model = self.model
         learning_rate = model.optimizer.learning_rate
         where = f"epoch {epoch + 1}/{self.config.epochs}"       # as the epoch lines say
