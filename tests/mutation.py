@@ -30,7 +30,7 @@ WORK = ROOT / "mutants-work"
 
 # the test files that pin each module (a mutant survives if none of them fails)
 TESTS = {
-    "gradcheck": ["test_gradients.py", "test_contracts.py"],
+    "gradcheck": ["test_gradients.py", "test_contracts.py", "test_gradcheck_edges.py"],
     "losses": ["test_kernels.py", "test_gradients.py", "test_contracts.py",
                "test_training_loop.py", "test_network.py", "test_sample_weight.py"],
     "optimizers": ["test_optimizers.py", "test_contracts.py", "test_regularization.py",
