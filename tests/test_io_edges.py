@@ -32,9 +32,7 @@ def small_net(epochs=1):
 
 @pytest.fixture
 def saved(tmp_path):
-    path = tmp_path / "model.npz"
-    small_net().save(path)
-    return path
+    return small_net().save(tmp_path / "model.npz")     # the path written, a str
 
 
 def entries(path):
