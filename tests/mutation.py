@@ -43,7 +43,8 @@ TESTS = {
     # others pin fit's hand-over to the distributed fit and save on ranks other than 0
     "model": ["test_network.py", "test_contracts.py", "test_training_loop.py",
               "test_state_dict.py", "test_predict_path.py", "test_validation.py",
-              "test_distributed.py"],
+              "test_distributed.py", "test_sample_weight.py", "test_model_edges.py",
+              "test_model_state_checks.py"],
     "training": ["test_training_loop.py", "test_contracts.py", "test_network.py",
                  "test_sample_weight.py", "test_training_promises.py", "test_validation.py",
                  "test_plateau.py", "test_regularization.py", "test_breaker.py"],
