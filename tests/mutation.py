@@ -49,7 +49,8 @@ TESTS = {
               "test_model_state_checks.py"],
     "training": ["test_training_loop.py", "test_contracts.py", "test_network.py",
                  "test_sample_weight.py", "test_training_promises.py", "test_validation.py",
-                 "test_plateau.py", "test_regularization.py", "test_breaker.py"],
+                 "test_plateau.py", "test_regularization.py", "test_breaker.py",
+                 "test_training_edges.py"],
     "reference": ["test_network.py", "test_contracts.py", "test_gradients.py"],
 }
 
