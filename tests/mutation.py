@@ -30,7 +30,7 @@ WORK = ROOT / "mutants-work"
 
 # the test files that pin each module (a mutant survives if none of them fails)
 TESTS = {
-    "gradcheck": ["test_gradients.py", "test_contracts.py"],
+    "gradcheck": ["test_gradients.py", "test_contracts.py", "test_gradcheck_edges.py"],
     "losses": ["test_kernels.py", "test_gradients.py", "test_contracts.py",
                "test_training_loop.py", "test_network.py", "test_sample_weight.py",
                "test_losses_edges.py"],
@@ -39,7 +39,7 @@ TESTS = {
     "schedules": ["test_schedules.py", "test_schedules_edges.py", "test_callbacks.py",
                   "test_plateau.py"],
     "io": ["test_io.py", "test_io_files.py", "test_state_dict.py", "test_adversarial.py",
-           "test_breaker.py", "test_validation.py"],
+           "test_breaker.py", "test_validation.py", "test_io_edges.py"],
     "callbacks": ["test_callbacks.py", "test_callbacks_edges.py", "test_contracts.py",
                   "test_training_loop.py"],
     # test_distributed's MPI tests are skipped without mpi4py (as in /work/venv); its
