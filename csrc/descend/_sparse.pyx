@@ -634,30 +634,25 @@ cdef extern from *:
     #endif
     /* the lists for the loops in use: buckets of four columns with the
        four-row loop, else one list per column */
-    static void descend_grad_lists_f(const float *x, long ld, int n, int width, float scale,
-            int *samples, float *vals, uint64_t *masks, int *fill) {
     #if DESCEND_X86
-        if (descend_isa == DESCEND_AVX512)
-            descend_buckets_f_avx512(x, ld, n, width, scale, samples, vals, masks, fill);
-        else if (descend_isa == DESCEND_AVX2)
-            descend_columns_f_avx2(x, ld, n, width, scale, samples, vals, fill);
+    #define DESCEND_WIDE_LISTS(S)                                               \
+        if (descend_isa == DESCEND_AVX512)                                      \
+            descend_buckets_##S##_avx512(x, ld, n, width, scale, samples, vals, masks, fill); \
+        else if (descend_isa == DESCEND_AVX2)                                   \
+            descend_columns_##S##_avx2(x, ld, n, width, scale, samples, vals, fill); \
         else
+    #else
+    #define DESCEND_WIDE_LISTS(S)
     #endif
-            descend_columns_f_portable(x, ld, n, width, scale, samples, vals, fill);
-        (void)masks;
-    }
-    static void descend_grad_lists_d(const double *x, long ld, int n, int width, double scale,
-            int *samples, double *vals, uint64_t *masks, int *fill) {
-    #if DESCEND_X86
-        if (descend_isa == DESCEND_AVX512)
-            descend_buckets_d_avx512(x, ld, n, width, scale, samples, vals, masks, fill);
-        else if (descend_isa == DESCEND_AVX2)
-            descend_columns_d_avx2(x, ld, n, width, scale, samples, vals, fill);
-        else
-    #endif
-            descend_columns_d_portable(x, ld, n, width, scale, samples, vals, fill);
-        (void)masks;
-    }
+    #define DESCEND_GRAD_LISTS(T, S)                                            \
+        static void descend_grad_lists_##S(const T *x, long ld, int n, int width, T scale, \
+                int *samples, T *vals, uint64_t *masks, int *fill) {            \
+            DESCEND_WIDE_LISTS(S)                                               \
+            descend_columns_##S##_portable(x, ld, n, width, scale, samples, vals, fill); \
+            (void)masks;                                                        \
+        }
+    DESCEND_GRAD_LISTS(float, f)
+    DESCEND_GRAD_LISTS(double, d)
     """
     int use_isa "descend_use_isa"(int isa) noexcept nogil
     bint has_rows4 "descend_has_rows4"() noexcept nogil
