@@ -35,18 +35,22 @@ TESTS = {
                "test_training_loop.py", "test_network.py", "test_sample_weight.py"],
     "optimizers": ["test_optimizers.py", "test_contracts.py", "test_regularization.py",
                    "test_io.py", "test_validation.py"],
-    "schedules": ["test_schedules.py", "test_callbacks.py", "test_plateau.py"],
+    "schedules": ["test_schedules.py", "test_schedules_edges.py", "test_callbacks.py",
+                  "test_plateau.py"],
     "io": ["test_io.py", "test_io_files.py", "test_state_dict.py", "test_adversarial.py",
            "test_breaker.py", "test_validation.py"],
-    "callbacks": ["test_callbacks.py", "test_contracts.py", "test_training_loop.py"],
+    "callbacks": ["test_callbacks.py", "test_callbacks_edges.py", "test_contracts.py",
+                  "test_training_loop.py"],
     # test_distributed's MPI tests are skipped without mpi4py (as in /work/venv); its
     # others pin fit's hand-over to the distributed fit and save on ranks other than 0
     "model": ["test_network.py", "test_contracts.py", "test_training_loop.py",
               "test_state_dict.py", "test_predict_path.py", "test_validation.py",
-              "test_distributed.py"],
+              "test_distributed.py", "test_sample_weight.py", "test_model_edges.py",
+              "test_model_state_checks.py"],
     "training": ["test_training_loop.py", "test_contracts.py", "test_network.py",
                  "test_sample_weight.py", "test_training_promises.py", "test_validation.py",
-                 "test_plateau.py", "test_regularization.py", "test_breaker.py"],
+                 "test_plateau.py", "test_regularization.py", "test_breaker.py",
+                 "test_training_edges.py"],
     "reference": ["test_network.py", "test_contracts.py", "test_gradients.py"],
 }
 

@@ -10,7 +10,7 @@ import pytest
 import descend as dn
 from descend import _sparse, plans, training
 from descend._contract import Activation
-from descend._train import EpochRunner
+from descend._train import EpochRunner, _deal_blocks_py
 
 MNIST_LIKE = ((784, 256), (256, 128), (128, 10))
 WIDE = ((784, 1024), (1024, 1024), (1024, 10))
@@ -268,6 +268,10 @@ def test_the_real_measurement_has_every_field():
         for width in plans.PROFILE_WIDTHS:
             assert set(profile["gemm"][dtype][str(width)]) == {str(r) for r in plans.PROFILE_ROWS}
             assert min(profile["gemm"][dtype][str(width)].values()) > 0
+            for batch in plans.UPDATE_PROBE_BATCHES:
+                rates = profile["gemm_update"][dtype][str(batch)][str(width)]
+                assert set(rates) == {str(r) for r in plans.PROFILE_UPDATE_ROWS}
+                assert min(rates.values()) > 0
 
 
 # --------------------------------------------- every plan against the reference
@@ -385,6 +389,77 @@ def test_by_columns_rule_needs_a_kernel_beyond_l2_and_a_faster_estimate():
     # forced either way
     assert not plans.plan_for(wide(32), profile, {"by_columns": False}).by_columns
     assert plans.plan_for(wide(32, width=64), None, {"by_columns": True}).by_columns
+
+
+def update_profile(thin_rate, whole_rate=100.0):
+    """A profile whose phase-B products run at thin_rate GFLOP/s on blocks
+    of 64-128 kernel rows and at whole_rate on 256 or more (any width and
+    batch); the other figures as fake_profile's."""
+    rates = {"64": thin_rate, "128": thin_rate, "256": whole_rate, "512": whole_rate}
+    table = {str(n): {str(w): dict(rates) for w in plans.PROFILE_WIDTHS}
+             for n in plans.UPDATE_PROBE_BATCHES}
+    return {**fake_profile(), "gemm_update": {"float32": table, "float64": table}}
+
+
+DEEP_256 = ((784, 256),) + ((256, 256),) * 5 + ((256, 10),)
+
+
+def test_the_deal_gives_each_block_to_the_least_loaded_thread():
+    """Whole layers of a deep net balance over two threads (rows x outputs:
+    784 x 256 on thread 0, then 256 x 256 layers on thread 1 until it has
+    more), as the plan's model of the deal predicts, for any net."""
+    owners = _deal_blocks_py(DEEP_256, [784] + [256] * 6, 2)
+    assert owners == [0, 1, 1, 1, 1, 0, 1]
+    work = [0, 0]
+    for owner, (n_in, n_out) in zip(owners, DEEP_256):
+        work[owner] += n_in * n_out
+    assert work == [784 * 256 + 256 * 256, 4 * 256 * 256 + 256 * 10]
+    # one block per core and layer: every thread gets one block of each layer
+    assert _deal_blocks_py(((8, 4), (6, 4)), [4, 3], 2) == [0, 1, 0, 1]
+    assert _deal_blocks_py(((8, 4),), [4], 1) == [0, 0]
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        sizes = rng.integers(1, 300, rng.integers(2, 8))
+        shapes = tuple(zip(sizes[:-1].tolist(), sizes[1:].tolist()))
+        rows = rng.integers(1, 200, len(shapes)).tolist()
+        team = int(rng.integers(1, 6))
+        assert _deal_blocks_py(shapes, rows, team) == plans.deal_blocks(shapes, rows, team)
+
+
+def test_thin_phase_b_blocks_give_way_to_whole_layers_when_the_profile_says_so():
+    """Batch 1024 on 2 cores: the default cuts each 256-wide layer into two
+    blocks of 128 kernel rows; a profile where such blocks run at half the
+    rate of whole layers moves them to whole layers (the deal balances
+    them), one where they run 10% slower keeps the default (the margin),
+    and so do a profile without the phase-B figures and batch 64."""
+    deep = workload(DEEP_256, batch_size=1024, density=1.0)
+    default = (392,) + (128,) * 6
+    assert plans.plan_for(deep, None).kernel_rows == default
+    assert plans.plan_for(deep, update_profile(50.0)).kernel_rows == (784,) + (256,) * 6
+    assert plans.plan_for(deep, update_profile(90.0)).kernel_rows == default
+    assert plans.plan_for(deep, fake_profile()).kernel_rows == default
+    assert plans.plan_for(workload(DEEP_256, batch_size=64, density=1.0),
+                          update_profile(50.0)).kernel_rows == (64,) * 7
+    # one core: one block per layer anyway
+    assert plans.plan_for(workload(DEEP_256, batch_size=1024, density=1.0, cores=1),
+                          update_profile(50.0)).kernel_rows == (784,) + (256,) * 6
+    # the sparse first layer keeps its blocks (the profile's sparse probe ran them)
+    sparse = plans.plan_for(workload(DEEP_256, batch_size=1024), update_profile(50.0))
+    assert sparse.sparse_input and sparse.kernel_rows[:6] == (392,) + (256,) * 5
+    # forced kernel rows win
+    assert plans.plan_for(deep, update_profile(50.0), {"kernel_rows": 64}).kernel_rows == (64,) * 7
+
+
+def test_the_phase_b_model_counts_the_busiest_thread():
+    """Two equal layers of one block each take one thread each (the time of
+    one); three take two on one thread (the time of two)."""
+    profile = update_profile(100.0)
+    two = workload(((256, 256),) * 2, batch_size=1024, density=1.0)
+    three = workload(((256, 256),) * 3, batch_size=1024, density=1.0)
+    one_block = 2 * 256 * 256 * 1024 / 100.0 * 1e-9
+    assert plans._phase_b_seconds(profile, two, (256, 256), False) == pytest.approx(one_block)
+    assert plans._phase_b_seconds(profile, three, (256,) * 3, False) == pytest.approx(
+        2 * one_block)
 
 
 def test_the_l2_cache_size_is_read_from_sysfs(tmp_path):

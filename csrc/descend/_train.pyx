@@ -16,9 +16,10 @@
 #   A. by samples: thread t owns rows [r0, r1) of the batch and runs the
 #      forward pass, the loss and the backward pass to dL/dz of every layer
 #      on them (rows are independent, so no thread waits for another);
-#   B. by parameters: thread t owns a slice of each kernel's rows (and of
-#      each bias), computes dW = X^T dZ for it over all rows of the batch,
-#      then adds the penalty and updates that slice (elementwise).
+#   B. by parameters: thread t owns the blocks of kernel rows the deal gives
+#      it (_deal_blocks: by cost, so that whole layers balance too) and a
+#      slice of each bias, computes dW = X^T dZ for them over all rows of
+#      the batch, then adds the penalty and updates them (elementwise).
 # Barrier 1 separates A from B (B reads every row of dZ, and A reads the
 # weights B is about to change); barrier 2 ends the batch. Clipping by norm
 # needs all gradients before any update: one more barrier, only then.
@@ -265,15 +266,6 @@ cdef inline void* data(object array) except? NULL:
     return cnp.PyArray_DATA(<cnp.ndarray>array)
 
 
-cdef inline int _first_row(LayerPlan* p, int t, int T) noexcept nogil:
-    """The first kernel row of thread t's phase-B blocks of a layer. Blocks go
-    round-robin over the team counted across all layers (block b of a layer
-    is block p.first_block + b), so that layers of one block (narrow nets:
-    64 rows) do not all land on thread 0; the next of t's blocks is T
-    blocks on. Which thread runs a block does not change its bits."""
-    return ((t + T - p.first_block % T) % T) * p.kernel_rows
-
-
 cdef inline int part(int n, int t, int parts) noexcept nogil:
     """Start of part t when [0, n) is cut into `parts` near-equal parts."""
     return <int>((<long>n * t) // parts)
@@ -429,6 +421,8 @@ cdef struct LoopState:
     long n_rows                 # rows of X
     bint is_float32
     int sample_rows             # rows of a batch per phase-A block
+    int* block_owner            # phase B: the thread of each kernel-row block (_deal_blocks)
+    int dealt_team              # the team size block_owner was dealt for (0: none yet)
     bint sparse_input           # the first layer's input goes through _sparse
     bint by_norm                # clipping by norm (clipnorm or global_clipnorm)
     bint columns_sgd            # team_by_columns updates as team_gemm_sgd (else team_general)
@@ -463,6 +457,71 @@ cdef struct LoopState:
     long flat_size
     double allreduce_seconds    # wall time inside MPI_Allreduce, and its calls
     long allreduce_calls
+
+
+cdef void _deal_blocks(LoopState* loop, int T) noexcept nogil:
+    """Phase-B blocks to the T threads of a team, by cost: every block of
+    the net (block b of a layer is block p.first_block + b), in order, to
+    the thread with the least work so far (ties: the lowest), a block's
+    work being its rows times the layer's outputs (the X^T dZ product over
+    the batch). Whole layers then balance across the team where a
+    round-robin deal of one block per layer would not (descend.plans
+    models this deal when it sizes the blocks). Which thread runs a block
+    does not change its bits."""
+    cdef int l, b, k0, i, best
+    cdef LayerPlan* p
+    cdef double* load = <double*>calloc(T, sizeof(double))
+    for l in range(loop.n_layers):
+        p = &loop.plans[l]
+        b = 0
+        k0 = 0
+        while k0 < p.n_in:
+            best = (p.first_block + b) % T      # without memory: round-robin
+            if load != NULL:
+                best = 0
+                for i in range(1, T):
+                    if load[i] < load[best]:
+                        best = i
+                load[best] += <double>min(p.kernel_rows, p.n_in - k0) * p.n_out
+            loop.block_owner[p.first_block + b] = best
+            b = b + 1
+            k0 = k0 + p.kernel_rows
+    free(load)
+    loop.dealt_team = T
+
+
+cdef inline int _next_row(LoopState* loop, LayerPlan* p, int t, int k0) noexcept nogil:
+    """The first kernel row of thread t's next phase-B block of a layer after
+    the block that starts at row k0 (k0 = -p.kernel_rows: its first one);
+    p.n_in when it has no more (the deal: _deal_blocks)."""
+    cdef int b = (k0 + p.kernel_rows) // p.kernel_rows
+    while b * p.kernel_rows < p.n_in and loop.block_owner[p.first_block + b] != t:
+        b = b + 1
+    return min(b * p.kernel_rows, p.n_in)
+
+
+def _deal_blocks_py(layer_shapes, kernel_rows, int team):
+    """The thread of each phase-B block (in net order) that _deal_blocks
+    gives a net of these (n_in, n_out) kernels and kernel rows per block,
+    on `team` threads (for tests: descend.plans models the same deal)."""
+    cdef LoopState loop
+    cdef int i, blocks = 0
+    memset(&loop, 0, sizeof(LoopState))
+    if team < 1 or len(layer_shapes) != len(kernel_rows) or min(kernel_rows, default=1) < 1:
+        raise ValueError("team >= 1 and one kernel_rows >= 1 per layer are needed")
+    loop.n_layers = len(layer_shapes)
+    loop.plans = <LayerPlan*>calloc(max(loop.n_layers, 1), sizeof(LayerPlan))
+    for i in range(loop.n_layers):
+        loop.plans[i].n_in, loop.plans[i].n_out = layer_shapes[i]
+        loop.plans[i].kernel_rows = kernel_rows[i]
+        loop.plans[i].first_block = blocks
+        blocks += (loop.plans[i].n_in + kernel_rows[i] - 1) // kernel_rows[i]
+    loop.block_owner = <int*>malloc(max(blocks, 1) * sizeof(int))
+    _deal_blocks(&loop, team)
+    owners = [loop.block_owner[i] for i in range(blocks)]
+    free(loop.plans)
+    free(loop.block_owner)
+    return owners
 
 
 cdef Strategy _choose_strategy(LoopState* loop, list layers, bint by_columns) except *:
@@ -552,6 +611,10 @@ cdef _fill_layers(LoopState* loop, list layers, dtype, kernel_rows, int cores,
                    if p.dropout_rate > 0 else None)
         keep_alive.extend([z, a, dz, dropped])
         p.z, p.a, p.dz, p.dropped = data(z), data(a), data(dz), data(dropped)
+    loop.block_owner = <int*>malloc(max(blocks, 1) * sizeof(int))
+    if loop.block_owner == NULL:
+        raise MemoryError()
+    _deal_blocks(loop, loop.n_threads)
 
 
 cdef _fill_param(Param* param, value, tuple state, double l1, double l2, bint proximal,
@@ -612,6 +675,7 @@ cdef class EpochRunner:
         free(self.loop.partials)
         free(self.loop.block_loss)
         free(self.loop.clip_scales)
+        free(self.loop.block_owner)
 
     def __init__(self, X, targets, labels, list layers, int loss,
                  dict optimizer_config, double clipnorm, double global_clipnorm,
@@ -827,7 +891,7 @@ cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, 
     T threads are asked for and share the work (the results do not depend
     on T). OpenMP may grant fewer (OMP_DYNAMIC, OMP_THREAD_LIMIT, nested
     regions): the work is cut over the team actually running."""
-    cdef int t, i, blk, n_blocks, nb, nb_all, offset
+    cdef int t, i, blk, n_blocks, nb, nb_all, offset, dealt
     cdef long batch, start
     cdef long first_not_done[1]
     cdef int granted[1]
@@ -836,11 +900,18 @@ cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, 
     cdef double* mine
     first_not_done[0] = stop
     granted[0] = 1
+    if loop.dealt_team != T:
+        _deal_blocks(loop, T)
+    dealt = T
     with parallel(num_threads=T):
         t = threadid()
         T = team_size()
         if t == 0:
             granted[0] = T
+        if T != dealt:      # OpenMP granted fewer threads: deal again, for them
+            if t == 0:
+                _deal_blocks(loop, T)
+            barrier()
         mine = &loop.partials[t * SLOT]
         mine[ACC_LOSS] = mine[ACC_PENALTY] = mine[CORRECT] = mine[ACC_WEIGHT] = 0
         batch = first
@@ -1181,19 +1252,19 @@ cdef double _gemm_sgd_update(LoopState* loop, int nb, int t, int T, double learn
                              floating dummy=0) noexcept nogil:
     """Phase B, plain SGD: each block of kernel rows updated by one GEMM
     (_sgd_through_gemm: dW is never written out), then the bias. Kernel
-    rows go in blocks of p.kernel_rows, round-robin over the team (_first_row).
+    rows go in blocks of p.kernel_rows, dealt over the team by cost (_deal_blocks).
     Returns the penalty of this thread's blocks."""
     cdef int l, k0, k1
     cdef LayerPlan* p
     cdef double penalty = 0.0
     for l in range(loop.n_layers):
         p = &loop.plans[l]
-        k0 = _first_row(p, t, T)
+        k0 = _next_row(loop, p, t, -p.kernel_rows)
         while k0 < p.n_in:
             k1 = min(k0 + p.kernel_rows, p.n_in)
             penalty += _sgd_through_gemm[floating](loop, p, l, nb, k0, k1, t,
                                                    learning_rate, weight_decay)
-            k0 = k0 + T * p.kernel_rows
+            k0 = _next_row(loop, p, t, k0)
         penalty += _bias_update[floating](loop, l, nb, t, T, learning_rate,
                                           weight_decay, step, True, True)
     return penalty
@@ -1232,8 +1303,8 @@ cdef double _general_update(LoopState* loop, int nb, int t, int T, double learni
                             double weight_decay, long step, bint summed,
                             floating dummy=0) noexcept nogil:
     """Phase B, any optimizer: dW, db, penalties, clipping by value and the
-    update. Kernel rows go in blocks of p.kernel_rows, round-robin over
-    the team (_first_row); each block is updated right after its gradient is computed,
+    update. Kernel rows go in blocks of p.kernel_rows, dealt over the
+    team by cost (_deal_blocks); each block is updated right after its gradient is computed,
     while it is still in cache (unless by_norm: then every gradient first,
     _update_by_norm after). `summed`: the gradients are there already
     (distributed: _sum_over_ranks). Returns the penalty of this thread's
@@ -1243,7 +1314,7 @@ cdef double _general_update(LoopState* loop, int nb, int t, int T, double learni
     cdef double penalty = 0.0
     for l in range(loop.n_layers):
         p = &loop.plans[l]
-        k0 = _first_row(p, t, T)
+        k0 = _next_row(loop, p, t, -p.kernel_rows)
         while k0 < p.n_in:
             k1 = min(k0 + p.kernel_rows, p.n_in)
             if not summed:
@@ -1254,7 +1325,7 @@ cdef double _general_update(LoopState* loop, int nb, int t, int T, double learni
                 _step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out,
                                 <long>k1 * p.n_out, learning_rate, weight_decay,
                                 step, loop.clipvalue)
-            k0 = k0 + T * p.kernel_rows
+            k0 = _next_row(loop, p, t, k0)
         penalty += _bias_update[floating](loop, l, nb, t, T, learning_rate,
                                           weight_decay, step, not loop.by_norm,
                                           not summed)
@@ -1325,13 +1396,13 @@ cdef void _update_by_norm(LoopState* loop, int t, int T, double learning_rate,
     for l in range(loop.n_layers):
         p = &loop.plans[l]
         j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
-        k0 = _first_row(p, t, T)
+        k0 = _next_row(loop, p, t, -p.kernel_rows)
         while k0 < p.n_in:
             k1 = min(k0 + p.kernel_rows, p.n_in)
             _scale_and_step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out,
                                       <long>k1 * p.n_out, loop.clip_scales[2 * l],
                                       learning_rate, weight_decay, step)
-            k0 = k0 + T * p.kernel_rows
+            k0 = _next_row(loop, p, t, k0)
         _scale_and_step[floating](&loop.config, &p.bias, j0, j1,
                                   loop.clip_scales[2 * l + 1], learning_rate,
                                   weight_decay, step)
@@ -1368,10 +1439,10 @@ cdef double _sum_over_ranks(LoopState* loop, int nb, int t, int T, double batch_
     cdef double started
     for l in range(loop.n_layers):
         p = &loop.plans[l]
-        k0 = _first_row(p, t, T)
+        k0 = _next_row(loop, p, t, -p.kernel_rows)
         while k0 < p.n_in:
             _kernel_gradient[floating](loop, l, nb, k0, min(k0 + p.kernel_rows, p.n_in), t)
-            k0 = k0 + T * p.kernel_rows
+            k0 = _next_row(loop, p, t, k0)
         if p.bias.value != NULL:
             j0, j1 = part(p.n_out, t, T), part(p.n_out, t + 1, T)
             dense_grad_params(_input[floating](loop, l), nb, p.n_in, <floating*>p.dz,

@@ -550,7 +550,7 @@ class ModelCheckpoint(Callback):
                 f"write literal braces."
             ) from None
         for field in fields:
-            head = field.split(".", 1)[0].split("[", 1)[0]
+            head = field.partition(".")[0].partition("[")[0]    # "0" of "0.real", "0[1]"
             if head == "" or head.isdigit():
                 raise ValueError(
                     "ModelCheckpoint: `filepath` may only use named fields such "
@@ -935,6 +935,13 @@ class ReduceLROnPlateau(Callback):
 # CSVLogger
 # ---------------------------------------------------------------------------
 
+def _open_csv(filename, mode):
+    """The log file opened for the csv module: newline="" keeps its "\r\n" row
+    ends and line breaks inside quoted fields as they are (the csv module's
+    rule), UTF-8 whatever the locale."""
+    return open(filename, mode, newline="", encoding="utf-8")
+
+
 class CSVLogger(Callback):
     """Write the epoch logs to a CSV file, one row per epoch.
 
@@ -1022,14 +1029,14 @@ class CSVLogger(Callback):
         self._write_header = write_header
         if not write_header:
             self.keys = self._appended_columns()
-        self.csv_file = open(self.filename, mode, newline="", encoding="utf-8")
+        self.csv_file = _open_csv(self.filename, mode)
 
     def _appended_columns(self):
         """The columns of the file appended to (its header, after "epoch"): rows
         follow them (a key it lacks is dropped with the warning, a column the
         logs lack is NA) instead of running past the header. ValueError if
         the header is not CSVLogger's with this separator."""
-        with open(self.filename, newline="", encoding="utf-8") as f:
+        with _open_csv(self.filename, "r") as f:
             header = next(csv.reader(f, delimiter=self.separator), [])
         if not header:      # a blank first line: no columns to follow
             return None
@@ -1043,8 +1050,6 @@ class CSVLogger(Callback):
     def _format_value(value):
         if isinstance(value, np.ndarray) and value.ndim == 0:
             value = value[()]
-        if isinstance(value, str):
-            return value
         if isinstance(value, (list, tuple, np.ndarray)):
             return "[" + ", ".join(str(v) for v in np.ravel(np.asarray(value, dtype=object))) + "]"
         return value
@@ -1146,12 +1151,11 @@ class TerminateOnNaN(Callback):
             values = np.asarray(_as_float(loss) if isinstance(loss, str) else loss)
         except ValueError:      # a ragged list
             return
-        if values.dtype.kind in "fc" and not np.isfinite(values).all():
-            loss = values if values.ndim else values.item()
+        if np.issubdtype(values.dtype, np.inexact) and not np.isfinite(values).all():
             if self.terminated_epoch is None:
                 self.terminated_epoch = epoch
-            if self.verbose > 0:
-                print(f"{where}: invalid loss {loss}, terminating training")
+            if self.verbose > 0:    # a 0-d array prints as its number: "nan", "(1+infj)"
+                print(f"{where}: invalid loss {values}, terminating training")
             self.model.stop_training = True
 
     def on_train_batch_end(self, batch, logs=None):

@@ -212,7 +212,9 @@ class Sequential:
         Raises
         ------
         ValueError
-            Unknown names, or a last-layer softmax without softmax_cross_entropy.
+            Unknown names, a last layer that is not Dense (a trailing
+            Dropout), a softmax before the last layer, or a last-layer
+            softmax without softmax_cross_entropy.
         """
         loss = losses.get(loss)
         optimizer = optimizers.get(optimizer)
@@ -221,8 +223,6 @@ class Sequential:
         if last.activation == "softmax" and loss.link != "softmax":
             raise ValueError(f"a softmax output layer needs loss='softmax_cross_entropy', "
                              f"got {loss.name!r}")
-        if self._dropout_rates() and isinstance(self.layers[-1], Dropout):
-            raise ValueError("Dropout cannot be the last layer")
         self.loss_ = loss
         self.optimizer = optimizer
         self.epochs_trained = 0
@@ -924,7 +924,9 @@ def _r2(targets, output, weights=None):
 def r2_from_sums(ss_res, ss_tot):
     """Mean over outputs of 1 - ss_res / ss_tot (1 or 0 where ss_tot is 0, as
     scikit-learn), from the per-output residual and total sums of squares."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # the inner where never divides by 0; sums that overflowed give inf / inf:
+    # NaN without a warning, which evaluate and fit then report as non-finite
+    with np.errstate(invalid="ignore"):
         r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1),
                       np.where(ss_res == 0, 1.0, 0.0))
     return float(np.mean(r2))

@@ -25,9 +25,18 @@ the whole batch, every core on its own slice of the kernel's output columns
 kernel is larger than a core's L2 cache (read from the OS, recorded in the
 profile) and the profile's GEMM rates estimate it faster by the margin.
 
+Phase B's blocks of kernel rows are cut one per core and layer by default;
+a thin block (128 rows of a 256-wide layer on 2 cores) runs its X^T dZ
+product slower than a whole layer (one thread, batch 1024, on the Xeon:
+13% less CPU time a whole epoch of a 784-256x5-10 net with whole-layer
+blocks), and whole layers balance over the cores once the runner deals
+the blocks by cost (_deal_blocks in _train.pyx). The plan moves a layer to
+one block where the profile's phase-B rates estimate it faster.
+
 So the plan follows from a *machine profile*: the throughput of the
 candidate phase-A blockings (single-threaded GEMM of r rows against a
-small and a large kernel) and of the sparse first layer, measured once per
+small and a large kernel), of the phase-B blockings (X^T dZ over r kernel
+rows) and of the sparse first layer, measured once per
 machine (about a second of CPU time), persisted in the user cache directory,
 keyed by the CPU model and features and the versions of descend, numpy,
 scipy and the BLAS. The plan for a workload is a deterministic function
@@ -74,7 +83,7 @@ import numpy as np
 from descend._config import register_section
 from descend._validation import MAX_THREADS
 
-PROFILE_FORMAT = 6
+PROFILE_FORMAT = 7
 
 # A stored profile is measured again when it is older than this, or when the
 # process may use another number of cores than when it was measured (the
@@ -103,6 +112,14 @@ SMALL_BATCH_KERNEL_ROWS = 64
 # on (a small one that stays in L2 and a large one that does not).
 PROFILE_ROWS = (4, 16, 64, 256)
 PROFILE_WIDTHS = (256, 1024)
+
+# Phase-B blocks the profile measures (kernel rows of X^T dZ, summed over a
+# batch of each UPDATE_PROBE_BATCHES size into an update of the kernel),
+# against the same two kernel widths: how much a thin block loses grows
+# with the batch (one thread, 128 against 256 rows of a 256-wide kernel:
+# about as fast at batch 256, 25-30% slower at 1024 on the Xeon).
+PROFILE_UPDATE_ROWS = (64, 128, 256, 512)
+UPDATE_PROBE_BATCHES = (128, 1024)
 
 PLAN_FIELDS = ("sparse_input", "sample_rows", "kernel_rows", "by_columns")
 
@@ -251,8 +268,11 @@ def machine_profile(refresh=False):
     dict or None
         ``key`` (CPU, libraries), ``gemm`` ({dtype: {width: {rows: GFLOP/s}}},
         single-threaded BLAS on blocks of ``rows`` rows against a width x
-        width kernel), ``sparse_break_even`` ({dtype: {batch size: the
-        input density below which the sparse first layer is faster}}),
+        width kernel), ``gemm_update`` ({dtype: {batch: {width: {rows:
+        GFLOP/s}}}}, single-threaded X^T dZ products of ``rows`` kernel rows
+        of a width-wide kernel over ``batch`` rows, as phase B runs them),
+        ``sparse_break_even`` ({dtype: {batch size: the input density below
+        which the sparse first layer is faster}}),
         ``predict`` ({dtype: the figures predict's thresholds follow from,
         see ``descend._inference.profile_figures``}), ``seconds`` (time
         the measurement took), ``path`` (where it is stored; None if the
@@ -326,7 +346,12 @@ def _figures_are_valid(profile):
             if "predict" in profile and not _inference.figures_are_valid(
                     profile["predict"].get(dtype)):
                 return False
-            for rates in widths.values():
+            # (gemm_update is optional: without it, phase B keeps its default blocks)
+            update = profile["gemm_update"][dtype] if "gemm_update" in profile else {}
+            if "gemm_update" in profile and not update:
+                return False
+            for rates in list(widths.values()) + [rates for table in update.values()
+                                                  for rates in table.values()]:
                 if not rates or not all(int(rows) > 0 and positive(rate)
                                         for rows, rate in rates.items()):
                     return False
@@ -387,6 +412,30 @@ def _gemm_runs(rng, dtype):
     return runs
 
 
+def _update_runs(rng, dtype):
+    """{(batch, width, rows): (run, flops)}: phase-B-like GEMMs, one thread:
+    W[rows, width] += X^T dZ over `batch` rows, as _sgd_through_gemm calls
+    it (scipy's BLAS, the one descend's kernels call)."""
+    from scipy.linalg import blas
+    gemm = blas.sgemm if dtype == "float32" else blas.dgemm
+    runs = {}
+    for n, width in ((n, w) for n in UPDATE_PROBE_BATCHES for w in PROFILE_WIDTHS):
+        dz = rng.standard_normal((n, width)).astype(dtype)
+        x = rng.standard_normal((n, max(PROFILE_UPDATE_ROWS))).astype(dtype)
+        for rows in PROFILE_UPDATE_ROWS:
+            # row-major W := W - 0.001 X[:, :rows]^T dZ is column-major
+            # W^T := W^T - 0.001 dZ^T X[:, :rows]
+            xs = np.ascontiguousarray(x[:, :rows])
+            w = np.zeros((rows, width), dtype)
+            repeats = max(1, int(16e6 / (2 * n * rows * width)))
+
+            def run(dz=dz, xs=xs, w=w, repeats=repeats):
+                for _ in range(repeats):
+                    gemm(-0.001, dz.T, xs.T, 1.0, w.T, trans_b=1, overwrite_c=1)
+            runs[(n, width, rows)] = (run, 2 * n * rows * width * repeats)
+    return runs
+
+
 # The sparse first layer's probe: image-like inputs of this density (MNIST:
 # 19% non-zero), through MNIST's net, at these batch sizes (the break-even
 # density of a workload is interpolated between them, log scale).
@@ -416,7 +465,7 @@ def _first_layer_runs(rng, dtype, gemm_rates, cores):
     runs = {}
     for batch in SPARSE_PROBE_BATCHES:
         workload = Workload(SPARSE_PROBE_SHAPES, dtype, batch, SPARSE_PROBE_DENSITY, cores)
-        blocks = dict(batch_size=batch, kernel_rows=_kernel_rows(workload)[0],
+        blocks = dict(batch_size=batch, kernel_rows=_default_kernel_rows(workload)[0],
                       sample_rows=_sample_rows({"gemm": gemm_rates}, workload))
         runs[("sparse", batch)] = _sparse.SparseLayerRun(x, w, dz, **blocks)
         runs[("dense", batch)] = _sparse.SparseLayerRun(x, w, dz, dense=True, **blocks)
@@ -451,6 +500,13 @@ def measure_profile():
                                      / statistics.median(seconds[(dtype, width, rows)])
                                      for rows in PROFILE_ROWS}
                         for width in PROFILE_WIDTHS} for dtype in dtypes}
+        update_runs = {(dtype,) + key: run for dtype in dtypes
+                       for key, run in _update_runs(rng, dtype).items()}
+        seconds = _timed_rounds({key: run for key, (run, _) in update_runs.items()})
+        gemm_update = {dtype: {str(n): {str(width): {
+            str(rows): update_runs[(dtype, n, width, rows)][1] / 1e9
+            / statistics.median(seconds[(dtype, n, width, rows)]) for rows in PROFILE_UPDATE_ROWS}
+            for width in PROFILE_WIDTHS} for n in UPDATE_PROBE_BATCHES} for dtype in dtypes}
         # the first layer in the blocks the plan takes from those rates
         layer_runs = {(dtype,) + key: run for dtype in dtypes for key, run in
                       _first_layer_runs(rng, dtype, gemm, usable_cores()).items()}
@@ -469,7 +525,8 @@ def measure_profile():
     predict = {dtype: _inference.profile_figures(
         {name: times for (of, name), times in predict_seconds.items() if of == dtype},
         SPARSE_PROBE_DENSITY) for dtype in dtypes}
-    return {"gemm": gemm, "sparse_break_even": sparse, "predict": predict,
+    return {"gemm": gemm, "gemm_update": gemm_update, "sparse_break_even": sparse,
+            "predict": predict,
             "l2_cache_bytes": l2_cache_bytes(),
             "seconds": round(time.perf_counter() - started, 3),
             "measured_at": int(time.time()), "cores": usable_cores(),
@@ -549,10 +606,89 @@ def _sample_rows(profile, workload):
     return default
 
 
-def _kernel_rows(workload):
+def _default_kernel_rows(workload):
+    """Phase-B blocks without a profile: 64 kernel rows up to batch 64, one
+    block per core above (at least 64 rows)."""
     return tuple(SMALL_BATCH_KERNEL_ROWS if workload.batch_size <= 64 else
                  max(SMALL_BATCH_KERNEL_ROWS, -(-n_in // workload.cores))
                  for n_in, _ in workload.layer_shapes)
+
+
+def _update_rate(profile, dtype, rows, n_out, batch):
+    """GFLOP/s of one-thread phase-B products of `rows` kernel rows into an
+    n_out-wide kernel over `batch` rows (the profile's gemm_update: the
+    measured width nearest n_out, log scale; log-linear between the
+    measured row counts and batch sizes around them, clamped)."""
+    tables = profile["gemm_update"][dtype]
+    def at(table):
+        width = min(table, key=lambda w: abs(math.log(int(w) / max(n_out, 1))))
+        return _log_interpolated(table[width], rows)
+    return _log_interpolated({n: at(table) for n, table in tables.items()}, batch)
+
+
+def _phase_b_seconds(profile, workload, kernel_rows, sparse):
+    """Estimated phase-B time of one batch: the busiest core's share. A
+    layer's kernel rows go in blocks of kernel_rows[i], dealt as the runner
+    deals them (_deal_blocks in _train.pyx: each block of the net, in
+    order, to the core with the least rows x outputs so far); a block of r
+    rows costs its X^T dZ product (r x n_out, summed over the batch) at the
+    profile's one-thread rate for r-row blocks (gemm_update, measured over
+    the probe's batches). The sparse first layer's gradient costs the dense
+    one's times density / break-even (the two break even there)."""
+    batch, cores, dtype = workload.batch_size, workload.cores, workload.dtype
+    seconds = [0.0] * cores
+    owners = iter(deal_blocks(workload.layer_shapes, kernel_rows, cores))
+    for i, ((n_in, n_out), rows) in enumerate(zip(workload.layer_shapes, kernel_rows)):
+        for k0 in range(0, n_in, rows):
+            r = min(rows, n_in - k0)
+            rate = _update_rate(profile, dtype, r, n_out, batch)
+            if i == 0 and sparse:
+                rate *= sparse_break_even(profile, dtype, batch) / max(workload.density, 1e-3)
+            seconds[next(owners)] += 2 * r * n_out * batch / rate
+    return max(seconds) * 1e-9
+
+
+def deal_blocks(layer_shapes, kernel_rows, team):
+    """The thread of each phase-B block of the net, in order, as the runner
+    deals them (_deal_blocks in _train.pyx): each block to the thread with
+    the least work so far (rows x outputs; ties: the lowest thread)."""
+    work, owners = [0] * team, []
+    for (n_in, n_out), rows in zip(layer_shapes, kernel_rows):
+        for k0 in range(0, n_in, rows):
+            owners.append(work.index(min(work)))
+            work[owners[-1]] += min(rows, n_in - k0) * n_out
+    return owners
+
+
+def _kernel_rows(profile, workload, sparse):
+    """Kernel rows per phase-B block, per layer: the defaults, unless the
+    profile's GEMM rates estimate a faster phase B with some layers in one
+    block of all their rows (a thin block, e.g. 128 rows of a 256-wide layer
+    on 2 cores, runs its X^T dZ product slower than a whole one: the
+    product's packed dZ is reused over fewer rows), the balance of the
+    runner's deal counted. Each layer in turn takes its faster choice, until none
+    changes (deterministic); the result replaces the defaults only if its
+    estimate is faster by PLAN_MARGIN. The sparse first layer keeps its
+    blocks (the profile's sparse probe runs them)."""
+    default = _default_kernel_rows(workload)
+    if (profile is None or "gemm_update" not in profile or workload.batch_size <= 64
+            or workload.cores < 2):
+        return default
+    rows = list(default)
+    changed = True
+    while changed:
+        changed = False
+        for i, (n_in, _) in enumerate(workload.layer_shapes):
+            if (i == 0 and sparse) or rows[i] >= n_in:
+                continue
+            whole = rows[:i] + [n_in] + rows[i + 1:]
+            if (_phase_b_seconds(profile, workload, whole, sparse)
+                    < _phase_b_seconds(profile, workload, rows, sparse)):
+                rows, changed = whole, True
+    if (_phase_b_seconds(profile, workload, rows, sparse)
+            < (1 - PLAN_MARGIN) * _phase_b_seconds(profile, workload, default, sparse)):
+        return tuple(rows)
+    return default
 
 
 def _log_interpolated(table, at):
@@ -653,9 +789,13 @@ def plan_for(workload, profile=None, forced=None):
     sample_rows = int(sample_rows)
     if not 1 <= sample_rows <= MAX_BLOCK_ROWS:
         raise ValueError(f"plan sample_rows must be in [1, {MAX_BLOCK_ROWS}], got {sample_rows}")
+    sparse = forced.get("sparse_input")
+    if sparse is None:
+        sparse = workload.density <= sparse_density_limit(profile, workload)
+    sparse = bool(sparse) and not workload.input_dropout
     kernel_rows = forced.get("kernel_rows")
     if kernel_rows is None:
-        kernel_rows = _kernel_rows(workload)
+        kernel_rows = _kernel_rows(profile, workload, sparse)
     elif isinstance(kernel_rows, (int, np.integer)):
         kernel_rows = (int(kernel_rows),) * len(workload.layer_shapes)
     kernel_rows = tuple(int(r) for r in kernel_rows)
@@ -663,10 +803,6 @@ def plan_for(workload, profile=None, forced=None):
             or not 1 <= min(kernel_rows) <= max(kernel_rows) <= MAX_BLOCK_ROWS):
         raise ValueError(f"plan kernel_rows must be {len(workload.layer_shapes)} "
                          f"ints in [1, {MAX_BLOCK_ROWS}], got {kernel_rows}")
-    sparse = forced.get("sparse_input")
-    if sparse is None:
-        sparse = workload.density <= sparse_density_limit(profile, workload)
-    sparse = bool(sparse) and not workload.input_dropout
     by_columns = forced.get("by_columns")
     if by_columns is None:
         by_columns = by_columns_rule(profile, workload, sparse, sample_rows)
@@ -824,6 +960,11 @@ def plans_section():
             for width, rates in table.items():
                 cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
                 section[f"{dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel"] = cells
+            for batch, widths in profile.get("gemm_update", {}).get(dtype, {}).items():
+                for width, rates in widths.items():
+                    cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
+                    section[f"{dtype} kernel-update GEMM GFLOP/s, 1 thread, {width} outputs, "
+                            f"batch {batch}"] = cells
             break_even = profile["sparse_break_even"][dtype]
             if not isinstance(break_even, dict):
                 break_even = {"any": break_even}

@@ -62,11 +62,11 @@ def _is_real(value):
 
 def _check_positive(name, value):
     """Return ``value`` as a finite float > 0, or raise naming ``name``."""
-    return check(value, name, [Interval(Real, 0, None, closed="neither")])
+    return check(value, name, [Interval(Real, 0, closed="neither")])
 
 
 def _check_non_negative(name, value):
-    return check(value, name, [Interval(Real, 0, None)])
+    return check(value, name, [Interval(Real, 0)])
 
 
 def _check_open_unit(name, value):
@@ -75,7 +75,7 @@ def _check_open_unit(name, value):
 
 def _check_int(name, value, minimum):
     """Return ``value`` as an int >= ``minimum``, or raise naming ``name``."""
-    return check(value, name, [Interval(Integral, minimum, None)])
+    return check(value, name, [Interval(Integral, minimum)])
 
 
 def _check_epoch(epoch):
@@ -695,14 +695,13 @@ class ReduceLROnPlateau(LearningRateSchedule):
         TypeError
             If ``metric_value`` is not a real number.
         """
-        # float() would also accept "0.5" or True; a monitored value of those
-        # types means the wrong log entry was passed.
-        bad_type = isinstance(metric_value, (str, bytes, bool))
         try:
-            value = None if bad_type else float(metric_value)
+            # float() would also accept "0.5" or True; a monitored value of those
+            # types means the wrong log entry was passed.
+            if isinstance(metric_value, (str, bytes, bool)):
+                raise TypeError
+            value = float(metric_value)
         except (TypeError, ValueError):
-            bad_type = True
-        if bad_type:
             raise TypeError(error_message("metric_value", "a real number", metric_value,
                                           "ReduceLROnPlateau.step")) from None
         if self._rule.cut_due(value):

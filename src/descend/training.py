@@ -301,14 +301,14 @@ class Trainer:
     def __init__(self, model, config):
         self.model = model
         self.config = config
-        self.runner = None
         self.held = None            # (optimizer, loss, *parameters) the runner trains
-        self.blas = None
-        self.progress_every = 1
-        self.n_batches = 0
         self.batch_hooks = _has_batch_hooks(config.callbacks)
-        self.hook_every = 1
-        self.hooked_batches = 0     # batches of the epoch reported to the batch hooks
+        # set by prepare() (this class's and the distributed trainer's) before any
+        # read, hooked_batches by _progress(): no value here can change a fit
+        self.runner = self.blas = None  # pragma: no mutate
+        self.progress_every = self.hook_every = 1  # pragma: no mutate
+        self.n_batches = 0  # pragma: no mutate
+        self.hooked_batches = 0  # pragma: no mutate (batches reported to the batch hooks)
         self.n_samples = len(config.X)      # training samples of an epoch (all ranks')
 
     def prepare(self):
@@ -365,7 +365,9 @@ class Trainer:
         callbacks.on_train_begin({})
         self.snapshot = self.bar = None
         interrupted = False
-        epoch = -1
+        # read only by the handlers below when a snapshot exists, i.e. after the loop
+        # assigned epoch: the value before the loop is never read
+        epoch = -1  # pragma: no mutate
         try:
             for epoch in range(config.initial_epoch, config.epochs):
                 self.run_epoch(epoch)
@@ -398,9 +400,11 @@ class Trainer:
         """One epoch: schedule, callbacks, the compiled loop, logs, divergence check."""
         model, config = self.model, self.config
         optimizer, n = model.optimizer, self.n_samples
-        self._check_kept()
-        # the state after the last completed epoch, restored on Ctrl-C or divergence
+        # the state after the last completed epoch, restored on Ctrl-C or divergence;
+        # cleared first: a refusal before the new one is taken must not restore the
+        # previous epoch's (it would undo that completed epoch)
         self.snapshot = None
+        self._check_kept()
         self.snapshot = self._snapshot()
         optimizer.learning_rate_for_epoch(model.epochs_trained)
         config.callbacks.on_epoch_begin(epoch, {})
