@@ -8,11 +8,15 @@
 # of the dense work. The results are the dense ones up to the order of the
 # sums (rounding).
 #
-# The rows of x are kept in a compressed form, filled per batch: row i's
-# non-zero entries, in column order, at index[i * stride : i * stride +
-# count[i]] (their columns) and value[...] (their values); stride is the
-# row width, so that any row fits and each row's place is fixed (threads
-# fill their rows without any prefix sum).
+# The kernels take the rows of x as they are (dense, as the epoch copies a
+# batch) and find the non-zero entries as they go, in the form each loop
+# wants: the forward (sparse_rows_forward) the union of four rows'
+# non-zero columns (one row's, where the CPU has no four-row loop); the
+# kernel gradient (sparse_grad_kernel) reads 16 columns of every row at a
+# time and lists, per four columns (per column), the samples that have an
+# entry there. (Compressing each row first, and searching those lists per
+# group of kernel rows in the gradient, cost about as much as the
+# gradient's row loop.)
 from cython cimport floating
 from libc.string cimport memcpy, memset
 from cython.parallel cimport prange, threadid
@@ -147,9 +151,11 @@ cdef extern from *:
                       _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd, DESCEND_TAIL_MASKED_d)
 
     /* ---- four rows at once (AVX-512): z[s, :n] += sum over
-       j < m with bit s of bits[j] set of vals[s * stride + j] * w[cols[j] * n, :n],
+       j < m with bit s of bits[j] set of vals[s * stride + j * step] * w[cols[j] * n, :n],
        for s < 4 (z rows ldz apart), where masks[4 * j + s] is all ones when
-       row s has an entry in column j and 0 when not. cols are the union of
+       row s has an entry in column j and 0 when not (the values: each row's
+       together, step 1, as the union below gives them, or each entry's four
+       together, stride 1, as the kernel gradient's buckets). cols are the union of
        the four rows' non-zero columns, in order (descend_union4_*); each
        loaded vector of w serves the four rows, so the rows of w come from
        L2 a quarter as often as in the one-row loop. A row without an entry
@@ -159,7 +165,8 @@ cdef extern from *:
        moves do not take the FMA port.) */
     #define DESCEND_ROWS4(T, S, V, LANES, MASK, LOADZ, STORE, SET1, MFMA, MLOADZ, MSTORE) \
         DESCEND_TARGET("avx512f") static void descend_rows4_##S##_avx512(       \
-                const int *cols, const T *vals, long stride, const unsigned short *masks, \
+                const int *cols, const T *vals, long stride, long step,         \
+                const unsigned short *masks,                                    \
                 int m, const T *w, int n, T *z, long ldz) {                     \
             int c = 0, j, s, k;                                                 \
             for (; c + 4 * (LANES) <= n; c += 4 * (LANES)) {                    \
@@ -173,7 +180,7 @@ cdef extern from *:
                     V w2 = LOADZ(row + 2 * (LANES)), w3 = LOADZ(row + 3 * (LANES)); \
                     for (s = 0; s < 4; s++) {                                   \
                         const MASK on = (MASK)masks[4 * j + s];                 \
-                        const V v = SET1(vals[s * stride + j]);                 \
+                        const V v = SET1(vals[s * stride + j * step]);          \
                         acc[s][0] = MFMA(v, w0, acc[s][0], on);                 \
                         acc[s][1] = MFMA(v, w1, acc[s][1], on);                 \
                         acc[s][2] = MFMA(v, w2, acc[s][2], on);                 \
@@ -194,7 +201,7 @@ cdef extern from *:
                 for (j = 0; j < m; j++) {                                       \
                     const V w0 = MLOADZ(cols_left, w + (long)cols[j] * n + c);  \
                     for (s = 0; s < 4; s++)                                     \
-                        acc[s] = MFMA(SET1(vals[s * stride + j]), w0, acc[s],   \
+                        acc[s] = MFMA(SET1(vals[s * stride + j * step]), w0, acc[s], \
                                       (MASK)masks[4 * j + s]);                  \
                 }                                                               \
                 for (s = 0; s < 4; s++)                                         \
@@ -372,10 +379,12 @@ cdef extern from *:
     static descend_nonzero_f_fn descend_nonzero_f = descend_nonzero_f_portable;
     static descend_nonzero_d_fn descend_nonzero_d = descend_nonzero_d_portable;
     static int descend_isa = DESCEND_PORTABLE;
-    typedef void (*descend_rows4_f_fn)(const int *, const float *, long, const unsigned short *,
-                                       int, const float *, int, float *, long);
-    typedef void (*descend_rows4_d_fn)(const int *, const double *, long, const unsigned short *,
-                                       int, const double *, int, double *, long);
+    typedef void (*descend_rows4_f_fn)(const int *, const float *, long, long,
+                                       const unsigned short *, int, const float *, int, float *,
+                                       long);
+    typedef void (*descend_rows4_d_fn)(const int *, const double *, long, long,
+                                       const unsigned short *, int, const double *, int, double *,
+                                       long);
     /* the four-row loops: AVX-512 only (elsewhere NULL: rows go one at a time) */
     static descend_rows4_f_fn descend_rows4_f = 0;
     static descend_rows4_d_fn descend_rows4_d = 0;
@@ -432,13 +441,13 @@ cdef extern from *:
     }
     /* the four-row loop of the CPU, or NULL */
     static int descend_has_rows4(void) { return descend_rows4_f != 0; }
-    static void descend_add_weighted_rows4_f(const int *cols, const float *vals, long stride,
+    static void descend_add_weighted_rows4_f(const int *cols, const float *vals, long stride, long step,
             const unsigned short *masks, int m, const float *w, int n, float *z, long ldz) {
-        descend_rows4_f(cols, vals, stride, masks, m, w, n, z, ldz);
+        descend_rows4_f(cols, vals, stride, step, masks, m, w, n, z, ldz);
     }
-    static void descend_add_weighted_rows4_d(const int *cols, const double *vals, long stride,
+    static void descend_add_weighted_rows4_d(const int *cols, const double *vals, long stride, long step,
             const unsigned short *masks, int m, const double *w, int n, double *z, long ldz) {
-        descend_rows4_d(cols, vals, stride, masks, m, w, n, z, ldz);
+        descend_rows4_d(cols, vals, stride, step, masks, m, w, n, z, ldz);
     }
     static int descend_union_of_rows4_f(const float *a, int rows, int n, int *cols,
                                         float *vals, unsigned short *masks) {
@@ -451,7 +460,7 @@ cdef extern from *:
 
     /* ---- up to four rows of z at once, their entries given as a union (the
        four-row loop's input): z[s, :n] += sum over j < m where masks[4 * j + s]
-       is set of vals[s * stride + j] * w[cols[j] * n, :n], for s < rows (<= 4;
+       is set of vals[s * stride + j * step] * w[cols[j] * n, :n], for s < rows (<= 4;
        z rows ldz apart). The four-row loop where the CPU has one and there
        are four rows; otherwise each row's entries are picked out, in order,
        a chunk at a time, for the one-row loop. Every element of z gets the
@@ -461,19 +470,19 @@ cdef extern from *:
     #define DESCEND_PICKED 256
     #define DESCEND_MASKED_ROWS(T, S)                                           \
         static void descend_add_masked_rows_##S(const int *cols, const T *vals, \
-                long stride, const unsigned short *masks, int m, const T *w,    \
+                long stride, long step, const unsigned short *masks, int m, const T *w, \
                 int n, T *z, long ldz, int rows) {                              \
             int picked_cols[DESCEND_PICKED], s, j, k;                           \
             T picked_vals[DESCEND_PICKED];                                      \
             if (rows == 4 && descend_rows4_##S) {                               \
-                descend_rows4_##S(cols, vals, stride, masks, m, w, n, z, ldz);  \
+                descend_rows4_##S(cols, vals, stride, step, masks, m, w, n, z, ldz); \
                 return;                                                         \
             }                                                                   \
             for (s = 0; s < rows; s++) {                                        \
                 for (j = 0, k = 0; j < m; j++) {                                \
                     if (!masks[4 * j + s]) continue;                            \
                     picked_cols[k] = cols[j];                                   \
-                    picked_vals[k++] = vals[s * stride + j];                    \
+                    picked_vals[k++] = vals[s * stride + j * step];             \
                     if (k == DESCEND_PICKED) {                                  \
                         descend_rows_##S(picked_cols, picked_vals, k, w, n, z + s * ldz); \
                         k = 0;                                                  \
@@ -485,25 +494,173 @@ cdef extern from *:
     DESCEND_MASKED_ROWS(float, f)
     DESCEND_MASKED_ROWS(double, d)
 
-    /* the word of four masks (unsigned shorts) with mask s all ones, in
-       memory order (a shift: building it in memory would stall the load
-       that follows the narrow store) */
-    static uint64_t descend_lane_mask(int s) {
-    #if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && \
-        __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-        return (uint64_t)0xFFFFu << (48 - 16 * s);
-    #else
-        return (uint64_t)0xFFFFu << (16 * s);
-    #endif
+
+    /* ---- the kernel gradient's lists, read off the batch's rows: for the
+       columns [c, c + width) of x (n rows, ld apart; width <= 16), the
+       samples with a non-zero entry (a NaN counts), in sample order, each
+       with its entry times scale: where the CPU has the four-row loop, one
+       list per bucket of four columns (descend_buckets_*_avx512 below: the
+       four-row loop's input), elsewhere one list per column (here: the
+       one-row loop's input): column c + q's list at samples[q * n + k],
+       vals[q * n + k], k < fill[q]: each row's 16 columns compared with
+       zero at once, then its non-zero ones visited. One pass over the
+       samples, the 16 columns of a row in one or two cache lines: no
+       per-sample lists to search. */
+    #define DESCEND_COLUMNS_OF(T, S, ISA, ATTRIBUTE)                            \
+        ATTRIBUTE static void descend_columns_##S##_##ISA(                      \
+                const T *x, long ld, int n, int width, T scale, int *samples,   \
+                T *vals, int *fill) {                                           \
+            int i, q, k;                                                        \
+            unsigned on;                                                        \
+            for (q = 0; q < width; q++) fill[q] = 0;                            \
+            for (i = 0; i < n; i++) {                                           \
+                const T *row = x + (long)i * ld;                                \
+                for (on = descend_mask16_##S##_##ISA(row, width); on; on &= on - 1) { \
+                    q = descend_ctz(on);                                        \
+                    k = fill[q]++;                                              \
+                    samples[(long)q * n + k] = i;                               \
+                    vals[(long)q * n + k] = scale * row[q];                     \
+                }                                                               \
+            }                                                                   \
+        }
+    /* bit q set where row[q] != 0 (a NaN counts), q < width <= 16 */
+    #define DESCEND_MASK16_PORTABLE(T, S, ISA, ATTRIBUTE)                       \
+        ATTRIBUTE static inline unsigned descend_mask16_##S##_##ISA(const T *row, int width) { \
+            unsigned on = 0; int q;                                             \
+            for (q = 0; q < width; q++) on |= (unsigned)(row[q] != 0) << q;     \
+            return on;                                                          \
+        }
+    DESCEND_MASK16_PORTABLE(float, f, portable, DESCEND_NO_ATTRIBUTE)
+    DESCEND_MASK16_PORTABLE(double, d, portable, DESCEND_NO_ATTRIBUTE)
+    DESCEND_COLUMNS_OF(float, f, portable, DESCEND_NO_ATTRIBUTE)
+    DESCEND_COLUMNS_OF(double, d, portable, DESCEND_NO_ATTRIBUTE)
+    #if DESCEND_X86
+    /* AVX2: 16 columns as two (four) compares with zero */
+    DESCEND_MASK16_PORTABLE(float, f, avx2_tail, DESCEND_TARGET("avx2"))
+    DESCEND_MASK16_PORTABLE(double, d, avx2_tail, DESCEND_TARGET("avx2"))
+    DESCEND_TARGET("avx2") static inline unsigned descend_mask16_f_avx2(const float *row,
+                                                                      int width) {
+        if (width < 16) return descend_mask16_f_avx2_tail(row, width);
+        return descend_mask_f_avx2(row) | descend_mask_f_avx2(row + 8) << 8;
     }
+    DESCEND_TARGET("avx2") static inline unsigned descend_mask16_d_avx2(const double *row,
+                                                                      int width) {
+        if (width < 16) return descend_mask16_d_avx2_tail(row, width);
+        return descend_mask_d_avx2(row) | descend_mask_d_avx2(row + 4) << 4
+            | descend_mask_d_avx2(row + 8) << 8 | descend_mask_d_avx2(row + 12) << 12;
+    }
+    DESCEND_COLUMNS_OF(float, f, avx2, DESCEND_TARGET("avx2,fma"))
+    DESCEND_COLUMNS_OF(double, d, avx2, DESCEND_TARGET("avx2,fma"))
+
+    /* The four-row loop's lists (AVX-512): bucket b (columns c + 4b ... c +
+       4b + 3) lists the samples with a non-zero entry in any of its
+       columns at samples[b * n + k], their four entries times scale at
+       vals[4 (b * n + k) + s] (s: the column within the bucket; 0 past
+       width), and the four masks of descend_rows4 (all ones where the
+       entry is non-zero) as one word masks[b * n + k]; fill[b] of them
+       (fill[0..3]: buckets past width stay empty). The 16 columns are
+       compared with zero at once; a bucket's slot gets its four scaled
+       entries as one 128-bit (256-bit) store and its masks from the table
+       (x86 is little-endian: mask s in bits 16s). */
+    #define DESCEND_NIBBLE(q) (((q) & 1 ? 0xFFFFull : 0) | ((q) & 2 ? 0xFFFFull << 16 : 0) | \
+                               ((q) & 4 ? 0xFFFFull << 32 : 0) | ((q) & 8 ? 0xFFFFull << 48 : 0))
+    static const uint64_t descend_nibble_masks[16] = {
+        DESCEND_NIBBLE(0), DESCEND_NIBBLE(1), DESCEND_NIBBLE(2), DESCEND_NIBBLE(3),
+        DESCEND_NIBBLE(4), DESCEND_NIBBLE(5), DESCEND_NIBBLE(6), DESCEND_NIBBLE(7),
+        DESCEND_NIBBLE(8), DESCEND_NIBBLE(9), DESCEND_NIBBLE(10), DESCEND_NIBBLE(11),
+        DESCEND_NIBBLE(12), DESCEND_NIBBLE(13), DESCEND_NIBBLE(14), DESCEND_NIBBLE(15)};
+    /* The rows are read 16 columns at a time, one row after another, ld
+       apart: too far apart for the hardware's stride prefetcher, so each
+       row's next 16 columns (the next call's) are asked for now (a hint:
+       it never faults, past the array's end either), and that call finds
+       them in cache. */
+    #define DESCEND_PREFETCH_NEXT(row)                                          \
+        _mm_prefetch((const char *)((row) + 16), _MM_HINT_T1);                  \
+        _mm_prefetch((const char *)((row) + 31), _MM_HINT_T1);
+    /* bucket B's slot of sample i: its sample, masks and four values (STORE) */
+    #define DESCEND_BUCKET_SLOT(B, STORE)                                       \
+        {                                                                       \
+            const unsigned nibble = (on >> (4 * (B))) & 15u;                    \
+            const long slot = (long)(B) * n + fill[B];                          \
+            samples[slot] = i;                                                  \
+            masks[slot] = descend_nibble_masks[nibble];                         \
+            STORE;                                                              \
+            fill[B] += nibble != 0;                                             \
+        }
+    DESCEND_TARGET("avx512f") static void descend_buckets_f_avx512(
+            const float *x, long ld, int n, int width, float scale, int *samples,
+            float *vals, uint64_t *masks, int *fill) {
+        const __mmask16 columns = (__mmask16)((1u << width) - 1);
+        const __m512 scales = _mm512_set1_ps(scale);
+        int i;
+        fill[0] = fill[1] = fill[2] = fill[3] = 0;
+        for (i = 0; i < n; i++) {
+            const __m512 v = _mm512_maskz_loadu_ps(columns, x + (long)i * ld);
+            const unsigned on = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            __m512 scaled;
+            DESCEND_PREFETCH_NEXT(x + (long)i * ld)
+            if (!on) continue;
+            scaled = _mm512_mul_ps(v, scales);
+            DESCEND_BUCKET_SLOT(0, _mm_storeu_ps(vals + 4 * slot, _mm512_extractf32x4_ps(scaled, 0)))
+            DESCEND_BUCKET_SLOT(1, _mm_storeu_ps(vals + 4 * slot, _mm512_extractf32x4_ps(scaled, 1)))
+            DESCEND_BUCKET_SLOT(2, _mm_storeu_ps(vals + 4 * slot, _mm512_extractf32x4_ps(scaled, 2)))
+            DESCEND_BUCKET_SLOT(3, _mm_storeu_ps(vals + 4 * slot, _mm512_extractf32x4_ps(scaled, 3)))
+        }
+    }
+    DESCEND_TARGET("avx512f") static void descend_buckets_d_avx512(
+            const double *x, long ld, int n, int width, double scale, int *samples,
+            double *vals, uint64_t *masks, int *fill) {
+        const __mmask8 low = (__mmask8)((1u << (width < 8 ? width : 8)) - 1);
+        const __mmask8 high = (__mmask8)((1u << (width > 8 ? width - 8 : 0)) - 1);
+        const __m512d scales = _mm512_set1_pd(scale);
+        int i;
+        fill[0] = fill[1] = fill[2] = fill[3] = 0;
+        for (i = 0; i < n; i++) {
+            const __m512d v0 = _mm512_maskz_loadu_pd(low, x + (long)i * ld);
+            const __m512d v1 = _mm512_maskz_loadu_pd(high, x + (long)i * ld + 8);
+            const unsigned on = _mm512_cmp_pd_mask(v0, _mm512_setzero_pd(), _CMP_NEQ_UQ)
+                | (unsigned)_mm512_cmp_pd_mask(v1, _mm512_setzero_pd(), _CMP_NEQ_UQ) << 8;
+            __m512d scaled0, scaled1;
+            DESCEND_PREFETCH_NEXT(x + (long)i * ld)
+            if (!on) continue;
+            scaled0 = _mm512_mul_pd(v0, scales);
+            scaled1 = _mm512_mul_pd(v1, scales);
+            DESCEND_BUCKET_SLOT(0, _mm256_storeu_pd(vals + 4 * slot, _mm512_extractf64x4_pd(scaled0, 0)))
+            DESCEND_BUCKET_SLOT(1, _mm256_storeu_pd(vals + 4 * slot, _mm512_extractf64x4_pd(scaled0, 1)))
+            DESCEND_BUCKET_SLOT(2, _mm256_storeu_pd(vals + 4 * slot, _mm512_extractf64x4_pd(scaled1, 0)))
+            DESCEND_BUCKET_SLOT(3, _mm256_storeu_pd(vals + 4 * slot, _mm512_extractf64x4_pd(scaled1, 1)))
+        }
+    }
+    #endif
+    /* the lists for the loops in use: buckets of four columns with the
+       four-row loop, else one list per column */
+    #if DESCEND_X86
+    #define DESCEND_WIDE_LISTS(S)                                               \
+        if (descend_isa == DESCEND_AVX512)                                      \
+            descend_buckets_##S##_avx512(x, ld, n, width, scale, samples, vals, masks, fill); \
+        else if (descend_isa == DESCEND_AVX2)                                   \
+            descend_columns_##S##_avx2(x, ld, n, width, scale, samples, vals, fill); \
+        else
+    #else
+    #define DESCEND_WIDE_LISTS(S)
+    #endif
+    #define DESCEND_GRAD_LISTS(T, S)                                            \
+        static void descend_grad_lists_##S(const T *x, long ld, int n, int width, T scale, \
+                int *samples, T *vals, uint64_t *masks, int *fill) {            \
+            DESCEND_WIDE_LISTS(S)                                               \
+            descend_columns_##S##_portable(x, ld, n, width, scale, samples, vals, fill); \
+            (void)masks;                                                        \
+        }
+    DESCEND_GRAD_LISTS(float, f)
+    DESCEND_GRAD_LISTS(double, d)
     """
     int use_isa "descend_use_isa"(int isa) noexcept nogil
     bint has_rows4 "descend_has_rows4"() noexcept nogil
     void add_weighted_rows4_f "descend_add_weighted_rows4_f"(
-        const int* cols, const float* vals, long stride, const unsigned short* masks, int m,
+        const int* cols, const float* vals, long stride, long step, const unsigned short* masks, int m,
         const float* w, int n, float* z, long ldz) noexcept nogil
     void add_weighted_rows4_d "descend_add_weighted_rows4_d"(
-        const int* cols, const double* vals, long stride, const unsigned short* masks, int m,
+        const int* cols, const double* vals, long stride, long step, const unsigned short* masks, int m,
         const double* w, int n, double* z, long ldz) noexcept nogil
     int union_of_rows4_f "descend_union_of_rows4_f"(
         const float* a, int rows, int n, int* cols, float* vals,
@@ -521,12 +678,17 @@ cdef extern from *:
     void add_weighted_rows_d "descend_add_weighted_rows_d"(
         const int* cols, const double* vals, int m, const double* w, int n,
         double* z) noexcept nogil
-    uint64_t lane_mask "descend_lane_mask"(int s) noexcept nogil
+    void grad_lists_f "descend_grad_lists_f"(
+        const float* x, long ld, int n, int width, float scale, int* samples, float* vals,
+        uint64_t* masks, int* fill) noexcept nogil
+    void grad_lists_d "descend_grad_lists_d"(
+        const double* x, long ld, int n, int width, double scale, int* samples, double* vals,
+        uint64_t* masks, int* fill) noexcept nogil
     void add_masked_rows_f "descend_add_masked_rows_f"(
-        const int* cols, const float* vals, long stride, const unsigned short* masks, int m,
+        const int* cols, const float* vals, long stride, long step, const unsigned short* masks, int m,
         const float* w, int n, float* z, long ldz, int rows) noexcept nogil
     void add_masked_rows_d "descend_add_masked_rows_d"(
-        const int* cols, const double* vals, long stride, const unsigned short* masks, int m,
+        const int* cols, const double* vals, long stride, long step, const unsigned short* masks, int m,
         const double* w, int n, double* z, long ldz, int rows) noexcept nogil
 
 _ISA_NAMES = {PORTABLE: "portable", AVX2: "avx2", AVX512: "avx512"}
@@ -605,116 +767,109 @@ cdef void sparse_forward(const int* index, const floating* value, const int* cou
         bias_activation_row(zi, a + <long>i * n_out, b, n_out, activation, alpha)
 
 
-cdef inline int _first_entry_from(const int* cols, int count, int column) noexcept nogil:
-    """The first of a compressed row's entries (columns cols[:count], in
-    order) at or after `column` (count if none): a binary search."""
-    cdef int lo = 0, hi = count, mid
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if cols[mid] < column:
-            lo = mid + 1
+cdef long sparse_rows_forward(const floating* x, int rows, int n_in, const floating* w,
+                              const floating* b, int n_out, floating* z, floating* a,
+                              int activation, floating alpha, int* scratch,
+                              floating* scratch_values) noexcept nogil:
+    """z := x . w + b ; a := act(z) for `rows` rows of x (rows, n_in), from
+    their non-zero entries only (b may be NULL, a may equal z); returns how
+    many of those entries are NaN or infinite.
+
+    Where the CPU has the four-row loop, rows go four at a time: the union
+    of their non-zero columns (union_of_rows4), each row of w loaded once
+    for the four rows (add_weighted_rows4: each element of z gets the
+    one-row loop's chain of FMAs, the same bits, from half the loads of w
+    on MNIST, where four rows' union has about twice one row's entries);
+    the rows left over, and every row elsewhere, one at a time, compressed
+    (nonzero_entries). Scratch: sparse_scratch_ints / sparse_scratch_values
+    (one thread's)."""
+    cdef int g, s, m
+    cdef long bad = 0
+    cdef int* index = scratch
+    cdef unsigned short* masks = <unsigned short*>(scratch + n_in)
+    cdef int grouped = rows - rows % 4 if has_rows4() else 0
+    for s in range(grouped, rows):      # one at a time
+        m = nonzero_entries(x + <long>s * n_in, n_in, index, scratch_values)
+        bad += non_finite(scratch_values, m)
+        sparse_forward(index, scratch_values, &m, 1, n_in, w, b, n_out, z + <long>s * n_out,
+                       a + <long>s * n_out, activation, alpha)
+    for g in range(0, grouped, 4):      # four at a time (the same bits)
+        if floating is float:
+            m = union_of_rows4_f(x + <long>g * n_in, 4, n_in, index, scratch_values, masks)
         else:
-            hi = mid
-    return lo
+            m = union_of_rows4_d(x + <long>g * n_in, 4, n_in, index, scratch_values, masks)
+        for s in range(4):
+            bad += non_finite(scratch_values + <long>s * n_in, m)
+        memset(z + <long>g * n_out, 0, 4 * <long>n_out * sizeof(floating))
+        if floating is float:
+            add_weighted_rows4_f(index, scratch_values, n_in, 1, masks, m, w, n_out,
+                                 z + <long>g * n_out, n_out)
+        else:
+            add_weighted_rows4_d(index, scratch_values, n_in, 1, masks, m, w, n_out,
+                                 z + <long>g * n_out, n_out)
+        for s in range(g, g + 4):
+            bias_activation_row(z + <long>s * n_out, a + <long>s * n_out, b, n_out,
+                                activation, alpha)
+    return bad
 
 
-cdef void sparse_grad_kernel(const int* index, const floating* value, const int* count,
-                             int n, int stride, const floating* dz, int n_out,
+cdef void sparse_grad_kernel(const floating* x, long ld, int n, const floating* dz, int n_out,
                              int row_begin, int row_end, floating scale, floating* out,
                              int* scratch, floating* scratch_values) noexcept nogil:
     """out[r, :] += scale * (x^T . dz)[r, :] for kernel rows r in
-    [row_begin, row_end), x given by n compressed rows, dz (n, n_out).
+    [row_begin, row_end), from the non-zero entries of x (n rows, ld
+    apart) only; dz (n, n_out).
 
     With out = dw zeroed first and scale = 1 this is the kernel's gradient;
     with out = w and scale = -learning_rate, plain SGD's update.
 
-    The rows go in groups of GRAD_GROUP_ROWS, and within a group
-    SHARED_ROWS at a time where the CPU has the four-row loop (else one at
-    a time): predict's four-row loop with the roles turned (there rows of
-    z share the loaded rows of w, here rows of out share the loaded rows
-    of dz). For each group, the entries of x are gathered first into one
-    bucket per SHARED_ROWS (or one) kernel rows: the samples
-    with an entry in any of its columns, in sample order (each sample
-    holds one slot, so a bucket has n fixed slots and one pass over the
-    entries fills them), scale times the entries, and masks saying which
-    of the columns each sample has. Then each bucket's rows of out add
-    those samples' rows of dz (add_masked_rows). Each out row sums its
-    terms in sample order whatever the range and whatever the CPU's loop:
-    a split of the rows over threads gives the same bits.
+    The rows go GRAD_COLUMNS at a time: one pass over the samples lists
+    those with an entry in the rows' columns of x, in sample order, with
+    scale times the entries (grad_lists). Where the CPU has the four-row
+    loop, the lists are per bucket of four rows, with masks saying which of
+    the four each sample has, and each bucket's rows of out add those
+    samples' rows of dz in one pass (add_masked_rows: predict's four-row
+    loop with the roles turned; there rows of z share the loaded rows of w,
+    here rows of out share the loaded rows of dz); elsewhere each row has
+    its own list, for the one-row loop. Each out row sums its terms in
+    sample order whatever the range and whatever the CPU's loop: a split
+    of the rows over threads gives the same bits.
 
-    Scratch: sparse_scratch_ints(n) ints, sparse_scratch_values(n) values.
+    Scratch: sparse_scratch_ints / sparse_scratch_values (one thread's).
     """
-    cdef int i, j, r, q, k, group_end, end, buckets
+    cdef int c, q, width
+    cdef int fill[GRAD_COLUMNS]
     cdef long slots = n
-    cdef uint64_t first
-    cdef const int* cols
-    cdef const floating* vals
-    # a bucket holds `shared` kernel rows: SHARED_ROWS where the CPU has the
-    # four-row loop, else 1 (the one-row loop then takes each bucket as it
-    # is: no masks, nothing to pick out)
-    cdef int shift = 2 if has_rows4() else 0
-    cdef int shared = 1 << shift
-    cdef int n_buckets = GRAD_GROUP_ROWS >> shift
-    # a bucket slot's four masks (masks[4 * k + s] of add_masked_rows) as one
-    # word, so that a new slot clears them without a branch
-    cdef uint64_t* slot_mask = <uint64_t*>scratch
-    cdef int* cursor = scratch + (2 * n_buckets * slots if shared > 1 else 0)
-    cdef int* fill = cursor + n
-    cdef int* last = fill + n_buckets
-    cdef int* col_sample = last + n_buckets
-    cdef floating* col_value = scratch_values
-    # cursor[i]: row i's first entry at or after the current group's first row
-    for i in range(n):
-        cursor[i] = _first_entry_from(index + <long>i * stride, count[i], row_begin)
-    while row_begin < row_end:
-        group_end = min(row_begin + GRAD_GROUP_ROWS, row_end)
-        buckets = (group_end - row_begin + shared - 1) >> shift
-        for q in range(buckets):
-            fill[q] = 0
-            last[q] = -1
-        for i in range(n):
-            cols = index + <long>i * stride
-            vals = value + <long>i * stride
-            j = cursor[i]
-            end = count[i]
-            while j < end and cols[j] < group_end:
-                # no branch on whether the sample already has a slot in the
-                # bucket: a sample's entries in a bucket are consecutive
-                r = cols[j] - row_begin
-                q = r >> shift
-                first = last[q] != i
-                k = fill[q] - 1 + <int>first
-                fill[q] = k + 1
-                last[q] = i
-                col_sample[q * slots + k] = i
-                if shared > 1:
-                    slot_mask[q * slots + k] = ((slot_mask[q * slots + k] & (first - 1))
-                                                | lane_mask(r & (shared - 1)))
-                col_value[(q * shared + (r & (shared - 1))) * slots + k] = scale * vals[j]
-                j = j + 1
-            cursor[i] = j
-        for q in range(buckets):
+    cdef bint buckets = has_rows4()
+    cdef int* samples = scratch
+    # buckets: after the samples' 4n ints, 16n bytes on (the words aligned)
+    cdef uint64_t* masks = <uint64_t*>(scratch + 4 * slots)
+    c = row_begin
+    while c < row_end:
+        width = min(GRAD_COLUMNS, row_end - c)
+        if floating is float:
+            grad_lists_f(x + c, ld, n, width, scale, samples, scratch_values, masks, fill)
+        else:
+            grad_lists_d(x + c, ld, n, width, scale, samples, scratch_values, masks, fill)
+        for q in range((width + 3) // 4 if buckets else width):
             if fill[q] == 0:
                 continue
-            r = row_begin + q * shared
-            if shared == 1:
+            if not buckets:
                 if floating is float:
-                    add_weighted_rows_f(col_sample + q * slots, col_value + q * slots, fill[q],
-                                        dz, n_out, out + <long>r * n_out)
+                    add_weighted_rows_f(samples + q * slots, scratch_values + q * slots, fill[q],
+                                        dz, n_out, out + <long>(c + q) * n_out)
                 else:
-                    add_weighted_rows_d(col_sample + q * slots, col_value + q * slots, fill[q],
-                                        dz, n_out, out + <long>r * n_out)
+                    add_weighted_rows_d(samples + q * slots, scratch_values + q * slots, fill[q],
+                                        dz, n_out, out + <long>(c + q) * n_out)
             elif floating is float:
-                add_masked_rows_f(col_sample + q * slots, col_value + q * shared * slots,
-                                  slots, <unsigned short*>(slot_mask + q * slots), fill[q],
-                                  dz, n_out, out + <long>r * n_out, n_out,
-                                  min(shared, group_end - r))
+                add_masked_rows_f(samples + q * slots, scratch_values + 4 * q * slots, 1, 4,
+                                  <unsigned short*>(masks + q * slots), fill[q], dz, n_out,
+                                  out + <long>(c + 4 * q) * n_out, n_out, min(4, width - 4 * q))
             else:
-                add_masked_rows_d(col_sample + q * slots, col_value + q * shared * slots,
-                                  slots, <unsigned short*>(slot_mask + q * slots), fill[q],
-                                  dz, n_out, out + <long>r * n_out, n_out,
-                                  min(shared, group_end - r))
-        row_begin = group_end
+                add_masked_rows_d(samples + q * slots, scratch_values + 4 * q * slots, 1, 4,
+                                  <unsigned short*>(masks + q * slots), fill[q], dz, n_out,
+                                  out + <long>(c + 4 * q) * n_out, n_out, min(4, width - 4 * q))
+        c = c + width
 
 
 # ---- memoryview twins (the tests) -------------------------------------------
@@ -760,14 +915,14 @@ def sparse_forward_py(const floating[:, ::1] x not None, const floating[:, ::1] 
         raise ValueError(f"b has shape ({b.shape[0]},), expected ({n_out},)")
     if n == 0 or n_in == 0 or n_out == 0:
         raise ValueError("x, w and z must not be empty")
-    index_array, value_array, count_array = _compress(x)
-    cdef int[:, ::1] index = index_array
-    cdef floating[:, ::1] value = value_array
-    cdef int[::1] count = count_array
+    import numpy as np
+    cdef int[::1] scratch = np.empty(sparse_scratch_ints(1, n_in), np.int32)
+    cdef floating[::1] scratch_values = np.empty(sparse_scratch_values(1, n_in),
+                                                 np.float32 if floating is float else np.float64)
     with nogil:
-        sparse_forward(&index[0, 0], &value[0, 0], &count[0], n, n_in, &w[0, 0],
-                       &b[0] if b is not None else NULL, n_out, &z[0, 0], &a[0, 0],
-                       activation, <floating>alpha)
+        sparse_rows_forward(&x[0, 0], n, n_in, &w[0, 0], &b[0] if b is not None else NULL,
+                            n_out, &z[0, 0], &a[0, 0], activation, <floating>alpha,
+                            &scratch[0], &scratch_values[0])
 
 
 def sparse_grad_kernel_py(const floating[:, ::1] x not None,
@@ -791,26 +946,21 @@ def sparse_grad_kernel_py(const floating[:, ::1] x not None,
     if n == 0 or n_in == 0 or n_out == 0:
         raise ValueError("x, dz and out must not be empty")
     first, last = row_begin, row_end
-    index_array, value_array, count_array = _compress(x)
-    cdef int[:, ::1] index = index_array
-    cdef floating[:, ::1] value = value_array
-    cdef int[::1] count = count_array
-    cdef int[::1] scratch = np.empty(sparse_scratch_ints(n), np.int32)
-    cdef floating[::1] scratch_values = np.empty(sparse_scratch_values(n),
-                                                 value_array.dtype)
+    cdef int[::1] scratch = np.empty(sparse_scratch_ints(n, n_in), np.int32)
+    cdef floating[::1] scratch_values = np.empty(sparse_scratch_values(n, n_in),
+                                                 np.float32 if floating is float else np.float64)
     with nogil:
-        sparse_grad_kernel(&index[0, 0], &value[0, 0], &count[0], n, n_in, &dz[0, 0],
-                           n_out, first, last, <floating>scale, &out[0, 0],
-                           &scratch[0], &scratch_values[0])
+        sparse_grad_kernel(&x[0, 0], n_in, n, &dz[0, 0], n_out, first, last,
+                           <floating>scale, &out[0, 0], &scratch[0], &scratch_values[0])
 
 
 cdef class SparseLayerRun:
     """The first layer's work on the rows of x as the fused epoch does it
     with plain SGD, sparse or dense, batch by batch: for each batch of
-    `batch_size` rows, compress the rows (or, dense=True, copy them), then
-    z := x . w in blocks of `sample_rows` rows (phase A), then the update
-    out -= 0.001 x^T . dz in blocks of `kernel_rows` kernel rows (phase B),
-    through the sparse kernels or through single-threaded BLAS. Buffers are
+    `batch_size` rows, copy the rows, then z := x . w in blocks of
+    `sample_rows` rows (phase A), then the update out -= 0.001 x^T . dz in
+    blocks of `kernel_rows` kernel rows (phase B), through the sparse
+    kernels or (dense=True) through single-threaded BLAS. Buffers are
     allocated once; each call runs the work once, without the GIL
     (descend.plans times the two against each other)."""
     cdef object arrays
@@ -839,16 +989,14 @@ cdef class SparseLayerRun:
         self.kernel_rows = max(1, kernel_rows or self.n_in)
         dtype = x.dtype
         n, n_in, n_out = self.n, self.n_in, self.n_out
-        self.arrays = (x, w, dz,
-                       np.empty((n, n_in), np.int32), np.empty((n, n_in), dtype),
-                       np.empty(n, np.int32), np.empty((n, n_out), dtype), w.copy(),
-                       np.empty(sparse_scratch_ints(self.batch_size), np.int32),
-                       np.empty(sparse_scratch_values(self.batch_size), dtype))
+        self.arrays = (x, w, dz, np.empty((n, n_in), dtype), np.empty((n, n_out), dtype),
+                       w.copy(), np.empty(sparse_scratch_ints(self.batch_size, n_in), np.int32),
+                       np.empty(sparse_scratch_values(self.batch_size, n_in), dtype))
 
     def outputs(self):
         """(z, out) of the last call: z (n, n_out) the forward product, out
         (n_in, n_out) starts as a copy of w and gets every call's update."""
-        return self.arrays[6], self.arrays[7]
+        return self.arrays[4], self.arrays[5]
 
     def __call__(self):
         if self.arrays[0].dtype.itemsize == 4:
@@ -860,46 +1008,40 @@ cdef class SparseLayerRun:
         cdef const floating[:, ::1] x = self.arrays[0]
         cdef const floating[:, ::1] w = self.arrays[1]
         cdef const floating[:, ::1] dz = self.arrays[2]
-        cdef int[:, ::1] index = self.arrays[3]
-        cdef floating[:, ::1] value = self.arrays[4]
-        cdef int[::1] count = self.arrays[5]
-        cdef floating[:, ::1] z = self.arrays[6]
-        cdef floating[:, ::1] out = self.arrays[7]
-        cdef int[::1] scratch = self.arrays[8]
-        cdef floating[::1] scratch_values = self.arrays[9]
+        cdef floating[:, ::1] rows_copied = self.arrays[3]
+        cdef floating[:, ::1] z = self.arrays[4]
+        cdef floating[:, ::1] out = self.arrays[5]
+        cdef int[::1] scratch = self.arrays[6]
+        cdef floating[::1] scratch_values = self.arrays[7]
         cdef int b0 = 0, nb, i, k0, rows
         with nogil:
             while b0 < self.n:
                 nb = min(self.batch_size, self.n - b0)
                 for i in range(b0, b0 + nb):
-                    if self.dense:      # value holds the copied rows
-                        memcpy(&value[i, 0], &x[i, 0], self.n_in * sizeof(floating))
-                    else:
-                        count[i] = nonzero_entries(&x[i, 0], self.n_in, &index[i, 0],
-                                                   &value[i, 0])
+                    memcpy(&rows_copied[i, 0], &x[i, 0], self.n_in * sizeof(floating))
                 i = b0
                 while i < b0 + nb:
                     rows = min(self.sample_rows, b0 + nb - i)
                     if self.dense:
                         gemm(False, False, rows, self.n_out, self.n_in, <floating>1,
-                             &value[i, 0], self.n_in, &w[0, 0], self.n_out, <floating>0,
+                             &rows_copied[i, 0], self.n_in, &w[0, 0], self.n_out, <floating>0,
                              &z[i, 0], self.n_out)
                     else:
-                        sparse_forward(&index[i, 0], &value[i, 0], &count[i], rows, self.n_in,
-                                       &w[0, 0], NULL, self.n_out, &z[i, 0], &z[i, 0], 0, 0)
+                        sparse_rows_forward(&rows_copied[i, 0], rows, self.n_in, &w[0, 0], NULL,
+                                            self.n_out, &z[i, 0], &z[i, 0], 0, 0, &scratch[0],
+                                            &scratch_values[0])
                     i = i + rows
                 k0 = 0
                 while k0 < self.n_in:
                     rows = min(self.kernel_rows, self.n_in - k0)
                     if self.dense:
                         gemm(True, False, rows, self.n_out, nb, <floating>-0.001,
-                             &value[b0, k0], self.n_in, &dz[b0, 0], self.n_out, <floating>1,
-                             &out[k0, 0], self.n_out)
+                             &rows_copied[b0, k0], self.n_in, &dz[b0, 0], self.n_out,
+                             <floating>1, &out[k0, 0], self.n_out)
                     else:
-                        sparse_grad_kernel(&index[b0, 0], &value[b0, 0], &count[b0], nb,
-                                           self.n_in, &dz[b0, 0], self.n_out, k0, k0 + rows,
-                                           <floating>-0.001, &out[0, 0], &scratch[0],
-                                           &scratch_values[0])
+                        sparse_grad_kernel(&rows_copied[b0, 0], self.n_in, nb, &dz[b0, 0],
+                                           self.n_out, k0, k0 + rows, <floating>-0.001,
+                                           &out[0, 0], &scratch[0], &scratch_values[0])
                     k0 = k0 + rows
                 b0 = b0 + nb
 
@@ -959,9 +1101,8 @@ cdef int ROW_LOOP_BLOCK = 256
 
 
 cdef struct RowScratch:
-    int* index              # (widest,) columns of non-zero entries
-    void* value             # (4, widest) their values
-    unsigned short* masks   # (4, widest) which of four rows has each column
+    int* index              # (3 widest,) sparse_rows_forward's scratch ints
+    void* value             # (4, widest) its scratch values
     void* buffers           # (2, ROW_LOOP_BLOCK, widest) activations of a block
 
 
@@ -991,7 +1132,6 @@ cdef long _row_loop_rows(cnp.ndarray x, tuple kernels, tuple biases, tuple activ
         scratch[i].value = memory + i * per_thread
         scratch[i].buffers = <floating*>scratch[i].value + 4 * <long>widest
         scratch[i].index = <int*>(<floating*>scratch[i].buffers + 2 * ROW_LOOP_BLOCK * <long>widest)
-        scratch[i].masks = <unsigned short*>(scratch[i].index + widest)
     for i in range(n_layers):
         layers[i].kernel = cnp.PyArray_DATA(<cnp.ndarray>kernels[i])
         layers[i].bias = (NULL if biases[i] is None else
@@ -1053,36 +1193,10 @@ cdef long _row_loop_block(const floating* x, int n, int n_in, int block, const R
 cdef long _row_loop_layer(const floating* a, int rows, int n_in, const RowLayer* layer,
                           floating* z, RowScratch* scratch) noexcept nogil:
     """z (rows, n_out) := act(a . w + b) for a (rows, n_in), through the row
-    loops; returns how many entries of a are NaN or infinite (counted on
-    the compressed rows: every such entry is among the non-zero ones, and
-    a row of MNIST has a fifth of them)."""
-    cdef int g, s, m, n_out = layer.n_out
-    cdef long bad = 0
-    cdef const floating* w = <const floating*>layer.kernel
-    cdef floating* value = <floating*>scratch.value
-    cdef int grouped = rows - rows % 4 if has_rows4() else 0
-    for s in range(grouped, rows):      # one at a time (the rows left over)
-        m = nonzero_entries(a + <long>s * n_in, n_in, scratch.index, value)
-        bad += non_finite(value, m)
-        sparse_forward(scratch.index, value, &m, 1, n_in, w, <const floating*>layer.bias,
-                       n_out, z + <long>s * n_out, z + <long>s * n_out, layer.activation,
-                       <floating>layer.alpha)
-    for g in range(0, grouped, 4):      # four at a time (the same bits)
-        if floating is float:
-            m = union_of_rows4_f(a + <long>g * n_in, 4, n_in, scratch.index, value, scratch.masks)
-        else:
-            m = union_of_rows4_d(a + <long>g * n_in, 4, n_in, scratch.index, value, scratch.masks)
-        for s in range(4):
-            bad += non_finite(value + <long>s * n_in, m)
-        memset(z + <long>g * n_out, 0, 4 * <long>n_out * sizeof(floating))
-        if floating is float:
-            add_weighted_rows4_f(scratch.index, value, n_in, scratch.masks, m, w, n_out,
-                                 z + <long>g * n_out, n_out)
-        else:
-            add_weighted_rows4_d(scratch.index, value, n_in, scratch.masks, m, w, n_out,
-                                 z + <long>g * n_out, n_out)
-    for s in range(grouped):
-        bias_activation_row(z + <long>s * n_out, z + <long>s * n_out,
-                            <const floating*>layer.bias, n_out, layer.activation,
-                            <floating>layer.alpha)
-    return bad
+    loops (sparse_rows_forward); returns how many entries of a are NaN or
+    infinite (counted on the compressed rows: every such entry is among
+    the non-zero ones, and a row of MNIST has a fifth of them)."""
+    return sparse_rows_forward(a, rows, n_in, <const floating*>layer.kernel,
+                               <const floating*>layer.bias, layer.n_out, z, z,
+                               layer.activation, <floating>layer.alpha, scratch.index,
+                               <floating*>scratch.value)

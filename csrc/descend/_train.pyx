@@ -30,11 +30,12 @@
 # region (_dense.pyx, SERIAL).
 #
 # Inputs that are mostly zeros (MNIST: ~81% of the pixels) take the first
-# layer through the sparse kernels of _sparse.pyx: phase A compresses each
-# sample's row of X (its non-zero columns and values) instead of copying it,
-# and both the forward product and the kernel's gradient skip the zeros
-# (their sums then run in another order: results equal the dense path's up
-# to rounding, and still do not depend on the number of threads).
+# layer through the sparse kernels of _sparse.pyx: phase A copies the rows
+# as the dense path does, and both the forward product (rows four at a time,
+# over the union of their non-zero columns) and the kernel's gradient
+# (samples listed per four kernel rows, read off the copied rows) skip the
+# zeros (their sums then run in another order: results equal the dense
+# path's up to rounding, and still do not depend on the number of threads).
 #
 # Wide kernels (team_by_columns): when a kernel no longer fits a core's L2
 # cache, phase A by samples has every core stream all the weights for its
@@ -97,9 +98,9 @@
 # |                     | core's L2 and the profile's rates favour    | _product, _columns_       | (per-layer path, any thread count, the      |
 # |                     | it), no dropout, no clipnorm; any optimizer | backward (update as the   | rule); test_network: fused_paths_equal_     |
 # |                     | (plain SGD updates through GEMM)            | two rows above)           | the_per_layer_path_on_wide_layers           |
-# | + sparse_input      | plan: input density below the profile's     | _gather compresses,       | test_sparse: sparse_and_dense_first_layer_  |
-# |                     | break-even at the batch size (defaults:     | _sparse_grad, sparse_     | train_the_same; test_plans: every_plan_*    |
-# |                     | 35%), no input dropout                      | forward                   |                                             |
+# | + sparse_input      | plan: input density below the profile's     | _sparse_first_layer,      | test_sparse: sparse_and_dense_first_layer_  |
+# |                     | break-even at the batch size (defaults:     | _sparse_grad (_sparse:    | train_the_same; test_plans: every_plan_*    |
+# |                     | 35%), no input dropout                      | sparse_rows_forward, ...) |                                             |
 # | + by_norm (clip)    | team_general with clipnorm or               | _update_by_norm,          | test_formulas: the_python_driver_steps_as_  |
 # |                     | global_clipnorm > 0                         | _clip_scales              | the_fused_loop; test_network (clipnorm)     |
 # | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; test_network: fused_fit_is_   |
@@ -126,8 +127,8 @@ from descend._activations cimport activate, derivative
 from descend._dense cimport (dense_forward_block, activation_backward,
                              dense_grad_params, dropout, descend_mix,
                              bias_activation_row, activation_backward_columns)
-from descend._sparse cimport (nonzero_entries, sparse_forward, sparse_grad_kernel,
-                              sparse_scratch_ints, sparse_scratch_values)
+from descend._sparse cimport (sparse_rows_forward, sparse_grad_kernel, sparse_scratch_ints,
+                              sparse_scratch_values)
 from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERROR,
                                SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY, LayerSpec,
                                Strategy, PER_SAMPLE_SGD, TEAM_GEMM_SGD, TEAM_GENERAL,
@@ -440,12 +441,8 @@ cdef struct LoopState:
     # sample weights (NULL: all 1, and no work for them) and the batch's
     double* weights
     double* weights_batch
-    # the batch's rows of X, compressed (sparse_input): see _sparse.pyx
-    int* nz_index
-    void* nz_value
-    int* nz_count
-    # sparse_grad_kernel's scratch, per thread: scratch_size ints and
-    # scratch_values values
+    # the sparse kernels' scratch (sparse_input), per thread: scratch_size
+    # ints and scratch_values values
     int* grad_scratch
     void* grad_values
     long scratch_size, scratch_values
@@ -553,17 +550,14 @@ cdef Strategy _choose_strategy(LoopState* loop, list layers, bint by_columns) ex
 
 
 cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_alive):
-    """The batch's rows (copied, or compressed for sparse_input), its targets
-    or labels, the sparse kernels' scratch and the per-thread accumulators."""
+    """The batch's rows, its targets or labels, the sparse kernels' scratch
+    and the per-thread accumulators."""
     cdef int batch_size = loop.batch_size
     dtype, width, sparse = X.dtype, X.shape[1], loop.sparse_input
-    x_batch = None if sparse else np.empty((batch_size, width), dtype=dtype)
-    nz_index = np.empty((batch_size, width), np.int32) if sparse else None
-    nz_value = np.empty((batch_size, width), dtype) if sparse else None
-    nz_count = np.empty(batch_size, np.int32) if sparse else None
-    # sparse_grad_kernel's scratch, per thread
-    loop.scratch_size = sparse_scratch_ints(batch_size)
-    loop.scratch_values = sparse_scratch_values(batch_size)
+    x_batch = np.empty((batch_size, width), dtype=dtype)
+    # the sparse kernels' scratch, per thread
+    loop.scratch_size = sparse_scratch_ints(batch_size, width)
+    loop.scratch_values = sparse_scratch_values(batch_size, width)
     grad_scratch = (np.empty((loop.n_threads, loop.scratch_size), np.int32)
                     if sparse else None)
     grad_values = (np.empty((loop.n_threads, loop.scratch_values), dtype)
@@ -572,11 +566,9 @@ cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_aliv
                      np.empty((batch_size, targets.shape[1]), dtype=dtype))
     labels_batch = None if labels is None else np.empty(batch_size, dtype=np.int32)
     weights_batch = None if loop.weights == NULL else np.empty(batch_size)
-    keep_alive.extend([x_batch, targets_batch, labels_batch, nz_index, nz_value,
-                       nz_count, grad_scratch, grad_values, weights_batch])
+    keep_alive.extend([x_batch, targets_batch, labels_batch, grad_scratch, grad_values,
+                       weights_batch])
     loop.weights_batch = <double*>data(weights_batch)
-    loop.nz_index, loop.nz_value = <int*>data(nz_index), data(nz_value)
-    loop.nz_count = <int*>data(nz_count)
     loop.grad_scratch, loop.grad_values = <int*>data(grad_scratch), data(grad_values)
     loop.x_batch, loop.targets_batch = data(x_batch), data(targets_batch)
     loop.labels_batch = <int*>data(labels_batch)
@@ -1028,8 +1020,7 @@ cdef void _samples_phase_a(LoopState* loop, cnp.intp_t* rows, int nb, int offset
 
 cdef void _gather(LoopState* loop, cnp.intp_t* rows, int r0, int r1,
                   floating dummy=0) noexcept nogil:
-    """Copy rows[r0:r1] of X (and the targets) into the batch buffers;
-    with sparse_input, compress the rows of X instead of copying them."""
+    """Copy rows[r0:r1] of X (and the targets) into the batch buffers."""
     cdef int i
     cdef long d = loop.plans[0].n_in
     cdef long k = loop.n_outputs
@@ -1040,12 +1031,7 @@ cdef void _gather(LoopState* loop, cnp.intp_t* rows, int r0, int r1,
     cdef floating* tb = <floating*>loop.targets_batch
     cdef int* yb = loop.labels_batch
     for i in range(r0, r1):
-        if loop.sparse_input:
-            loop.nz_count[i] = nonzero_entries(X + rows[i] * d, <int>d,
-                                               loop.nz_index + i * d,
-                                               <floating*>loop.nz_value + i * d)
-        else:
-            memcpy(xb + i * d, X + rows[i] * d, d * sizeof(floating))
+        memcpy(xb + i * d, X + rows[i] * d, d * sizeof(floating))
         if T != NULL:
             memcpy(tb + i * k, T + rows[i] * k, k * sizeof(floating))
         if Y != NULL:
@@ -1121,15 +1107,15 @@ cdef double _samples_forward_backward(LoopState* loop, int r0, int r1, int offse
 
 cdef void _sparse_first_layer(LoopState* loop, int r0, int r1, floating dummy=0) noexcept nogil:
     """The first layer's forward on rows [r0, r1) of the batch, from their
-    compressed rows (sparse_input)."""
+    non-zero entries (sparse_input), with this thread's scratch."""
     cdef LayerPlan* p = &loop.plans[0]
-    sparse_forward(loop.nz_index + <long>r0 * p.n_in,
-                   <floating*>loop.nz_value + <long>r0 * p.n_in,
-                   loop.nz_count + r0, r1 - r0, p.n_in,
-                   <floating*>p.kernel.value, <floating*>p.bias.value, p.n_out,
-                   <floating*>p.z + <long>r0 * p.n_out,
-                   <floating*>p.a + <long>r0 * p.n_out, p.activation,
-                   <floating>p.alpha)
+    cdef int t = threadid()
+    sparse_rows_forward(<floating*>loop.x_batch + <long>r0 * p.n_in, r1 - r0, p.n_in,
+                        <floating*>p.kernel.value, <floating*>p.bias.value, p.n_out,
+                        <floating*>p.z + <long>r0 * p.n_out,
+                        <floating*>p.a + <long>r0 * p.n_out, p.activation,
+                        <floating>p.alpha, loop.grad_scratch + t * loop.scratch_size,
+                        <floating*>loop.grad_values + t * loop.scratch_values)
 
 
 cdef double _rows_loss(LoopState* loop, int r0, int r1, double batch_weight, double* correct,
@@ -1386,8 +1372,8 @@ cdef void _sparse_grad(LoopState* loop, int nb, int k0, int k1, double scale, fl
     """out[k0:k1] += scale * (X^T dZ)[k0:k1] of the first layer, sparse input,
     with thread t's scratch."""
     cdef LayerPlan* p = &loop.plans[0]
-    sparse_grad_kernel(loop.nz_index, <floating*>loop.nz_value, loop.nz_count, nb,
-                       p.n_in, <floating*>p.dz, p.n_out, k0, k1, <floating>scale, out,
+    sparse_grad_kernel(<floating*>loop.x_batch, p.n_in, nb, <floating*>p.dz, p.n_out, k0, k1,
+                       <floating>scale, out,
                        loop.grad_scratch + t * loop.scratch_size,
                        <floating*>loop.grad_values + t * loop.scratch_values)
 

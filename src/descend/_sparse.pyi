@@ -1,8 +1,7 @@
 """Typed signatures of descend._sparse (compiled from csrc/descend/_sparse.pyx).
 
-The first layer's kernels for mostly-zero inputs: each row of x compressed
-to its non-zero columns and values. Arrays are C-contiguous, of one float
-dtype per call.
+The first layer's kernels for mostly-zero inputs: they skip the zero
+entries of x. Arrays are C-contiguous, of one float dtype per call.
 """
 from typing import TypeVar
 
