@@ -296,29 +296,3 @@ def test_a_validation_split_of_one_sample_holds_out_the_last_row():
     assert model.history.epoch == [0]
     expected = model.evaluate(X[-1:], y[-1:])["loss"]
     assert history["val_loss"][0] == pytest.approx(expected, rel=1e-12)
-
-
-def test_a_schedule_with_only_step_gets_its_monitored_value_after_every_epoch():
-    """A LearningRateSchedule that has step(value) but no observe(logs) (as a
-    PyTorch-style plateau scheduler): fit calls step with logs[monitor]."""
-    class StepOnly(dn.schedules.LearningRateSchedule):
-        monitor = "val_loss"
-
-        def __init__(self):
-            self.values = []
-
-        def _lr(self, epoch):
-            return 0.1
-
-        def step(self, value):
-            self.values.append(value)
-
-        def get_config(self):
-            return {}
-
-    X, y = data()
-    schedule = StepOnly()
-    model = net(optimizer=dn.optimizers.SGD(schedule))
-    history = model.fit(X, y, epochs=3, batch_size=10, verbose=0, validation_split=0.2)
-    assert schedule.values == history["val_loss"]
-    assert len(schedule.values) == 3
