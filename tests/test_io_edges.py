@@ -116,6 +116,9 @@ def test_a_callable_in_the_config_is_refused_with_the_whole_explanation(tmp_path
     (np.array([1 + 0j, 2 + 0j]), "cannot save classes_ of dtype complex128 and shape (2,)"),
     (np.array([[0], [1]]), "cannot save classes_ of dtype int64 and shape (2, 1)"),
     (np.array([["a", "b"]]), "cannot save classes_ of dtype <U1 and shape (1, 2)"),
+    # an object array of the wrong shape is named by its shape, not as "mixed objects"
+    (np.array([["a", "b"]], dtype=object), "cannot save classes_ of dtype object and shape "
+     "(1, 2)"),
 ])
 def test_classes_that_a_file_cannot_hold_are_refused_in_full(tmp_path, classes, message):
     net = small_net()

@@ -293,6 +293,9 @@ def _arrays_to_entries(tree, arrays, path):
 def _classes_array(classes):
     """classes_ as an array numpy can load without pickle (strings -> unicode)."""
     array = np.asarray(classes)
+    if array.ndim != 1:         # before the object check: its message is for a list of labels
+        raise ValueError(f"cannot save classes_ of dtype {array.dtype} and shape "
+                         f"{array.shape}")
     if array.dtype.kind == "O":
         values = array.tolist()
         if all(isinstance(v, str) for v in values):
@@ -302,7 +305,7 @@ def _classes_array(classes):
         else:
             raise ValueError(f"cannot save classes_ of mixed Python objects "
                              f"{values[:10]}: use numbers or strings as labels")
-    if array.dtype.kind not in _CLASSES_KINDS or array.ndim != 1:
+    if array.dtype.kind not in _CLASSES_KINDS:
         raise ValueError(f"cannot save classes_ of dtype {array.dtype} and shape "
                          f"{array.shape}")
     return array
