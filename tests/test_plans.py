@@ -10,7 +10,7 @@ import pytest
 import descend as dn
 from descend import _sparse, plans, training
 from descend._contract import Activation
-from descend._train import EpochRunner, _deal_blocks_py
+from descend._train import EpochRunner
 
 MNIST_LIKE = ((784, 256), (256, 128), (128, 10))
 WIDE = ((784, 1024), (1024, 1024), (1024, 10))
@@ -407,23 +407,30 @@ DEEP_256 = ((784, 256),) + ((256, 256),) * 5 + ((256, 10),)
 def test_the_deal_gives_each_block_to_the_least_loaded_thread():
     """Whole layers of a deep net balance over two threads (rows x outputs:
     784 x 256 on thread 0, then 256 x 256 layers on thread 1 until it has
-    more), as the plan's model of the deal predicts, for any net."""
-    owners = _deal_blocks_py(DEEP_256, [784] + [256] * 6, 2)
+    more); for any net, every block goes to the thread with the least work
+    so far (the runner takes its deal from plans.deal_blocks)."""
+    owners = plans.deal_blocks(DEEP_256, [784] + [256] * 6, 2)
     assert owners == [0, 1, 1, 1, 1, 0, 1]
     work = [0, 0]
     for owner, (n_in, n_out) in zip(owners, DEEP_256):
         work[owner] += n_in * n_out
     assert work == [784 * 256 + 256 * 256, 4 * 256 * 256 + 256 * 10]
     # one block per core and layer: every thread gets one block of each layer
-    assert _deal_blocks_py(((8, 4), (6, 4)), [4, 3], 2) == [0, 1, 0, 1]
-    assert _deal_blocks_py(((8, 4),), [4], 1) == [0, 0]
+    assert plans.deal_blocks(((8, 4), (6, 4)), [4, 3], 2) == [0, 1, 0, 1]
+    assert plans.deal_blocks(((8, 4),), [4], 1) == [0, 0]
     rng = np.random.default_rng(3)
     for _ in range(200):
         sizes = rng.integers(1, 300, rng.integers(2, 8))
         shapes = tuple(zip(sizes[:-1].tolist(), sizes[1:].tolist()))
         rows = rng.integers(1, 200, len(shapes)).tolist()
         team = int(rng.integers(1, 6))
-        assert _deal_blocks_py(shapes, rows, team) == plans.deal_blocks(shapes, rows, team)
+        work = [0] * team
+        blocks = [(k0, n_out, min(r, n_in - k0)) for (n_in, n_out), r in zip(shapes, rows)
+                  for k0 in range(0, n_in, r)]
+        for owner, (_, n_out, r) in zip(plans.deal_blocks(shapes, rows, team), blocks,
+                                         strict=True):
+            assert work[owner] == min(work) and owner == work.index(min(work))
+            work[owner] += r * n_out
 
 
 def test_thin_phase_b_blocks_give_way_to_whole_layers_when_the_profile_says_so():

@@ -423,6 +423,8 @@ cdef struct LoopState:
     int sample_rows             # rows of a batch per phase-A block
     int* block_owner            # phase B: the thread of each kernel-row block (_deal_blocks)
     int dealt_team              # the team size block_owner was dealt for (0: none yet)
+    int* owner_table            # block_owner for teams of 1..n_threads, n_blocks each
+    int n_blocks                # phase-B blocks of the net
     bint sparse_input           # the first layer's input goes through _sparse
     bint by_norm                # clipping by norm (clipnorm or global_clipnorm)
     bint columns_sgd            # team_by_columns updates as team_gemm_sgd (else team_general)
@@ -459,34 +461,14 @@ cdef struct LoopState:
     long allreduce_calls
 
 
-cdef void _deal_blocks(LoopState* loop, int T) noexcept nogil:
-    """Phase-B blocks to the T threads of a team, by cost: every block of
-    the net (block b of a layer is block p.first_block + b), in order, to
-    the thread with the least work so far (ties: the lowest), a block's
-    work being its rows times the layer's outputs (the X^T dZ product over
-    the batch). Whole layers then balance across the team where a
-    round-robin deal of one block per layer would not (descend.plans
-    models this deal when it sizes the blocks). Which thread runs a block
-    does not change its bits."""
-    cdef int l, b, k0, i, best
-    cdef LayerPlan* p
-    cdef double* load = <double*>calloc(T, sizeof(double))
-    for l in range(loop.n_layers):
-        p = &loop.plans[l]
-        b = 0
-        k0 = 0
-        while k0 < p.n_in:
-            best = (p.first_block + b) % T      # without memory: round-robin
-            if load != NULL:
-                best = 0
-                for i in range(1, T):
-                    if load[i] < load[best]:
-                        best = i
-                load[best] += <double>min(p.kernel_rows, p.n_in - k0) * p.n_out
-            loop.block_owner[p.first_block + b] = best
-            b = b + 1
-            k0 = k0 + p.kernel_rows
-    free(load)
+cdef inline void _deal_blocks(LoopState* loop, int T) noexcept nogil:
+    """Phase-B blocks to the T threads of a team: block_owner becomes the
+    deal for T threads, worked out at setup by descend.plans.deal_blocks
+    (by cost: each block of the net, in order, to the thread with the least
+    rows x outputs so far, so that whole layers balance too; the plan's
+    model of phase B counts the same deal). Which thread runs a block does
+    not change its bits."""
+    loop.block_owner = loop.owner_table + <long>(T - 1) * loop.n_blocks
     loop.dealt_team = T
 
 
@@ -498,30 +480,6 @@ cdef inline int _next_row(LoopState* loop, LayerPlan* p, int t, int k0) noexcept
     while b * p.kernel_rows < p.n_in and loop.block_owner[p.first_block + b] != t:
         b = b + 1
     return min(b * p.kernel_rows, p.n_in)
-
-
-def _deal_blocks_py(layer_shapes, kernel_rows, int team):
-    """The thread of each phase-B block (in net order) that _deal_blocks
-    gives a net of these (n_in, n_out) kernels and kernel rows per block,
-    on `team` threads (for tests: descend.plans models the same deal)."""
-    cdef LoopState loop
-    cdef int i, blocks = 0
-    memset(&loop, 0, sizeof(LoopState))
-    if team < 1 or len(layer_shapes) != len(kernel_rows) or min(kernel_rows, default=1) < 1:
-        raise ValueError("team >= 1 and one kernel_rows >= 1 per layer are needed")
-    loop.n_layers = len(layer_shapes)
-    loop.plans = <LayerPlan*>calloc(max(loop.n_layers, 1), sizeof(LayerPlan))
-    for i in range(loop.n_layers):
-        loop.plans[i].n_in, loop.plans[i].n_out = layer_shapes[i]
-        loop.plans[i].kernel_rows = kernel_rows[i]
-        loop.plans[i].first_block = blocks
-        blocks += (loop.plans[i].n_in + kernel_rows[i] - 1) // kernel_rows[i]
-    loop.block_owner = <int*>malloc(max(blocks, 1) * sizeof(int))
-    _deal_blocks(&loop, team)
-    owners = [loop.block_owner[i] for i in range(blocks)]
-    free(loop.plans)
-    free(loop.block_owner)
-    return owners
 
 
 cdef Strategy _choose_strategy(LoopState* loop, list layers, bint by_columns) except *:
@@ -611,9 +569,15 @@ cdef _fill_layers(LoopState* loop, list layers, dtype, kernel_rows, int cores,
                    if p.dropout_rate > 0 else None)
         keep_alive.extend([z, a, dz, dropped])
         p.z, p.a, p.dz, p.dropped = data(z), data(a), data(dz), data(dropped)
-    loop.block_owner = <int*>malloc(max(blocks, 1) * sizeof(int))
-    if loop.block_owner == NULL:
-        raise MemoryError()
+    # the deal of phase B's blocks for every team size a chunk may run with
+    from descend import plans
+    shapes = [(loop.plans[i].n_in, loop.plans[i].n_out) for i in range(loop.n_layers)]
+    rows = [loop.plans[i].kernel_rows for i in range(loop.n_layers)]
+    table = np.array([plans.deal_blocks(shapes, rows, team)
+                      for team in range(1, loop.n_threads + 1)],
+                     dtype=np.int32).reshape(loop.n_threads, blocks)
+    keep_alive.append(table)
+    loop.owner_table, loop.n_blocks = <int*>data(table), blocks
     _deal_blocks(loop, loop.n_threads)
 
 
@@ -675,7 +639,6 @@ cdef class EpochRunner:
         free(self.loop.partials)
         free(self.loop.block_loss)
         free(self.loop.clip_scales)
-        free(self.loop.block_owner)
 
     def __init__(self, X, targets, labels, list layers, int loss,
                  dict optimizer_config, double clipnorm, double global_clipnorm,
