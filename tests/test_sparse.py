@@ -129,11 +129,11 @@ def test_sparse_forward_gives_each_row_the_bits_of_that_row_alone(shape, density
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [127, 300])
 def test_sparse_forward_rows_keep_their_bits_in_any_batch_order(dtype, n):
-    """The forward groups rows by their first non-zero column (up to
-    ORDER_ROWS = 128 rows at a time) before it takes them four at a time:
-    each row of z is still that row's own sum, written to its own place,
-    whatever rows come with it and in whatever order the batch has them
-    (n: below one chunk, and two chunks and a remainder)."""
+    """Rows go four at a time where the CPU has the four-row loop: each
+    row of z is still that row's own sum, written to its own place,
+    whatever rows share its four and in whatever order the batch has them
+    (n: rows left over after the fours; zero prefixes of every length, so
+    that the four rows' unions differ)."""
     rng = np.random.default_rng(13)
     d, k = 70, 37
     x = sparse_matrix(rng, n, d, 0.3, dtype)

@@ -4,9 +4,6 @@ cdef enum:
     # kernel rows per pass of sparse_grad_kernel (columns of x: 16 floats
     # are one AVX-512 vector and one cache line); a multiple of 4
     GRAD_COLUMNS = 16
-    # rows that sparse_rows_forward orders at a time before it groups them
-    # in fours (a bound for its arrays on the stack; a multiple of 4)
-    ORDER_ROWS = 128
 
 
 cdef inline long sparse_scratch_ints(int n, int n_in) noexcept nogil:

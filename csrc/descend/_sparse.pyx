@@ -152,7 +152,7 @@ cdef extern from *:
 
     /* ---- four rows at once (AVX-512): z[s, :n] += sum over
        j < m with bit s of bits[j] set of vals[s * stride + j * step] * w[cols[j] * n, :n],
-       for s < 4 (z[s]: the four rows), where masks[4 * j + s] is all ones when
+       for s < 4 (z rows ldz apart), where masks[4 * j + s] is all ones when
        row s has an entry in column j and 0 when not (the values: each row's
        together, step 1, as the union below gives them, or each entry's four
        together, stride 1, as the kernel gradient's buckets). cols are the union of
@@ -162,34 +162,21 @@ cdef extern from *:
        in column j leaves its lanes as they are (masked FMA): every element
        of z gets the one-row loop's chain of FMAs, in the same order, hence
        its bits. (The masks are loaded, not computed, so that the mask
-       moves do not take the FMA port.) The rows of w come in the order
-       of cols, which no hardware prefetcher can guess: the row
-       DESCEND_AHEAD entries ahead is asked for now (a hint, no fault; a
-       few iterations of FMAs, about a load from L3's latency), so that it
-       is in L1 when its turn comes. (In the kernel gradient, where w is
-       dZ and cols its samples, this cut one thread's CPU time 6-15% on
-       MNIST; the forward, whose w stays in L2, is unchanged.) */
-    #define DESCEND_AHEAD 8
+       moves do not take the FMA port.) */
     #define DESCEND_ROWS4(T, S, V, LANES, MASK, LOADZ, STORE, SET1, MFMA, MLOADZ, MSTORE) \
         DESCEND_TARGET("avx512f") static void descend_rows4_##S##_avx512(       \
                 const int *cols, const T *vals, long stride, long step,         \
                 const unsigned short *masks,                                    \
-                int m, const T *w, int n, T *const *z) {                        \
+                int m, const T *w, int n, T *z, long ldz) {                     \
             int c = 0, j, s, k;                                                 \
             for (; c + 4 * (LANES) <= n; c += 4 * (LANES)) {                    \
                 V acc[4][4];                                                    \
                 for (s = 0; s < 4; s++)                                         \
                     for (k = 0; k < 4; k++)                                     \
-                        acc[s][k] = LOADZ(z[s] + c + k * (LANES));              \
+                        acc[s][k] = LOADZ(z + s * ldz + c + k * (LANES));       \
                 for (j = 0; j < m; j++) {                                       \
                     const T *row = w + (long)cols[j] * n + c;                   \
-                    const T *ahead = w + (long)cols[j + DESCEND_AHEAD < m ?     \
-                        j + DESCEND_AHEAD : m - 1] * n + c;                     \
                     V w0 = LOADZ(row), w1 = LOADZ(row + (LANES));               \
-                    _mm_prefetch((const char *)ahead, _MM_HINT_T0);             \
-                    _mm_prefetch((const char *)(ahead + (LANES)), _MM_HINT_T0); \
-                    _mm_prefetch((const char *)(ahead + 2 * (LANES)), _MM_HINT_T0); \
-                    _mm_prefetch((const char *)(ahead + 3 * (LANES)), _MM_HINT_T0); \
                     V w2 = LOADZ(row + 2 * (LANES)), w3 = LOADZ(row + 3 * (LANES)); \
                     for (s = 0; s < 4; s++) {                                   \
                         const MASK on = (MASK)masks[4 * j + s];                 \
@@ -202,7 +189,7 @@ cdef extern from *:
                 }                                                               \
                 for (s = 0; s < 4; s++)                                         \
                     for (k = 0; k < 4; k++)                                     \
-                        STORE(z[s] + c + k * (LANES), acc[s][k]);               \
+                        STORE(z + s * ldz + c + k * (LANES), acc[s][k]);        \
             }                                                                   \
             for (; c < n; c += (LANES)) {                                       \
                 /* single vectors, the last one masked to the columns left */  \
@@ -210,7 +197,7 @@ cdef extern from *:
                     : (MASK)((1u << (n - c)) - 1);                              \
                 V acc[4];                                                       \
                 for (s = 0; s < 4; s++)                                         \
-                    acc[s] = MLOADZ(cols_left, z[s] + c);                       \
+                    acc[s] = MLOADZ(cols_left, z + s * ldz + c);                \
                 for (j = 0; j < m; j++) {                                       \
                     const V w0 = MLOADZ(cols_left, w + (long)cols[j] * n + c);  \
                     for (s = 0; s < 4; s++)                                     \
@@ -218,7 +205,7 @@ cdef extern from *:
                                       (MASK)masks[4 * j + s]);                  \
                 }                                                               \
                 for (s = 0; s < 4; s++)                                         \
-                    MSTORE(z[s] + c, cols_left, acc[s]);                        \
+                    MSTORE(z + s * ldz + c, cols_left, acc[s]);                 \
             }                                                                   \
         }
     DESCEND_ROWS4(float, f, __m512, 16, __mmask16, _mm512_loadu_ps, _mm512_storeu_ps,
@@ -256,12 +243,12 @@ cdef extern from *:
         return stored;
     }
     /* ---- the input of the four-row loop: the columns where any of `rows`
-       (<= 4) rows a[s] (n entries each) is non-zero (a NaN counts), in order, to
+       (<= 4) rows of a (rows, n) is non-zero (a NaN counts), in order, to
        cols; row s's entries there to vals[s * n + j] (0 where it has none,
        and for s >= rows), masks[4 * j + s] as above. Returns how many. */
     #define DESCEND_UNION4(T, S, V, LANES, MASK, LOADU, CMP, COMPRESS, COLUMNS) \
         DESCEND_TARGET("avx512f") static int descend_union4_##S##_avx512(       \
-                const T *const *a, int rows, int n, int *cols, T *vals,         \
+                const T *a, int rows, int n, int *cols, T *vals,                \
                 unsigned short *masks) {                                        \
             int r = 0, count = 0, s;                                            \
             __m512i columns = COLUMNS;                                          \
@@ -269,7 +256,7 @@ cdef extern from *:
             for (; r + (LANES) <= n; r += (LANES)) {                            \
                 V v[4]; MASK on[4], any = 0;                                    \
                 for (s = 0; s < 4; s++) {                                       \
-                    v[s] = s < rows ? LOADU(a[s] + r) : CMP##_ZERO;             \
+                    v[s] = s < rows ? LOADU(a + (long)s * n + r) : CMP##_ZERO;  \
                     on[s] = s < rows ? CMP(v[s]) : 0;                           \
                     any |= on[s];                                               \
                 }                                                               \
@@ -285,11 +272,11 @@ cdef extern from *:
             }                                                                   \
             for (; r < n; r++) {                                                \
                 int hit = 0;                                                    \
-                for (s = 0; s < rows; s++) hit |= a[s][r] != 0;                 \
+                for (s = 0; s < rows; s++) hit |= a[(long)s * n + r] != 0;      \
                 if (!hit) continue;                                             \
                 cols[count] = r;                                                \
                 for (s = 0; s < 4; s++) {                                       \
-                    T value = s < rows ? a[s][r] : 0;                           \
+                    T value = s < rows ? a[(long)s * n + r] : 0;                \
                     vals[(long)s * n + count] = value;                          \
                     masks[4 * count + s] = (unsigned short)(value != 0 ? 0xFFFFu : 0u); \
                 }                                                               \
@@ -393,18 +380,16 @@ cdef extern from *:
     static descend_nonzero_d_fn descend_nonzero_d = descend_nonzero_d_portable;
     static int descend_isa = DESCEND_PORTABLE;
     typedef void (*descend_rows4_f_fn)(const int *, const float *, long, long,
-                                       const unsigned short *, int, const float *, int,
-                                       float *const *);
+                                       const unsigned short *, int, const float *, int, float *,
+                                       long);
     typedef void (*descend_rows4_d_fn)(const int *, const double *, long, long,
-                                       const unsigned short *, int, const double *, int,
-                                       double *const *);
+                                       const unsigned short *, int, const double *, int, double *,
+                                       long);
     /* the four-row loops: AVX-512 only (elsewhere NULL: rows go one at a time) */
     static descend_rows4_f_fn descend_rows4_f = 0;
     static descend_rows4_d_fn descend_rows4_d = 0;
-    typedef int (*descend_union4_f_fn)(const float *const *, int, int, int *, float *,
-                                       unsigned short *);
-    typedef int (*descend_union4_d_fn)(const double *const *, int, int, int *, double *,
-                                       unsigned short *);
+    typedef int (*descend_union4_f_fn)(const float *, int, int, int *, float *, unsigned short *);
+    typedef int (*descend_union4_d_fn)(const double *, int, int, int *, double *, unsigned short *);
     static descend_union4_f_fn descend_union4_f = 0;
     static descend_union4_d_fn descend_union4_d = 0;
 
@@ -457,18 +442,18 @@ cdef extern from *:
     /* the four-row loop of the CPU, or NULL */
     static int descend_has_rows4(void) { return descend_rows4_f != 0; }
     static void descend_add_weighted_rows4_f(const int *cols, const float *vals, long stride, long step,
-            const unsigned short *masks, int m, const float *w, int n, float **z) {
-        descend_rows4_f(cols, vals, stride, step, masks, m, w, n, z);
+            const unsigned short *masks, int m, const float *w, int n, float *z, long ldz) {
+        descend_rows4_f(cols, vals, stride, step, masks, m, w, n, z, ldz);
     }
     static void descend_add_weighted_rows4_d(const int *cols, const double *vals, long stride, long step,
-            const unsigned short *masks, int m, const double *w, int n, double **z) {
-        descend_rows4_d(cols, vals, stride, step, masks, m, w, n, z);
+            const unsigned short *masks, int m, const double *w, int n, double *z, long ldz) {
+        descend_rows4_d(cols, vals, stride, step, masks, m, w, n, z, ldz);
     }
-    static int descend_union_of_rows4_f(const float **a, int rows, int n, int *cols,
+    static int descend_union_of_rows4_f(const float *a, int rows, int n, int *cols,
                                         float *vals, unsigned short *masks) {
         return descend_union4_f(a, rows, n, cols, vals, masks);
     }
-    static int descend_union_of_rows4_d(const double **a, int rows, int n, int *cols,
+    static int descend_union_of_rows4_d(const double *a, int rows, int n, int *cols,
                                         double *vals, unsigned short *masks) {
         return descend_union4_d(a, rows, n, cols, vals, masks);
     }
@@ -490,8 +475,7 @@ cdef extern from *:
             int picked_cols[DESCEND_PICKED], s, j, k;                           \
             T picked_vals[DESCEND_PICKED];                                      \
             if (rows == 4 && descend_rows4_##S) {                               \
-                T *const four[4] = {z, z + ldz, z + 2 * ldz, z + 3 * ldz};      \
-                descend_rows4_##S(cols, vals, stride, step, masks, m, w, n, four); \
+                descend_rows4_##S(cols, vals, stride, step, masks, m, w, n, z, ldz); \
                 return;                                                         \
             }                                                                   \
             for (s = 0; s < rows; s++) {                                        \
@@ -674,15 +658,15 @@ cdef extern from *:
     bint has_rows4 "descend_has_rows4"() noexcept nogil
     void add_weighted_rows4_f "descend_add_weighted_rows4_f"(
         const int* cols, const float* vals, long stride, long step, const unsigned short* masks, int m,
-        const float* w, int n, float** z) noexcept nogil
+        const float* w, int n, float* z, long ldz) noexcept nogil
     void add_weighted_rows4_d "descend_add_weighted_rows4_d"(
         const int* cols, const double* vals, long stride, long step, const unsigned short* masks, int m,
-        const double* w, int n, double** z) noexcept nogil
+        const double* w, int n, double* z, long ldz) noexcept nogil
     int union_of_rows4_f "descend_union_of_rows4_f"(
-        const float** a, int rows, int n, int* cols, float* vals,
+        const float* a, int rows, int n, int* cols, float* vals,
         unsigned short* masks) noexcept nogil
     int union_of_rows4_d "descend_union_of_rows4_d"(
-        const double** a, int rows, int n, int* cols, double* vals,
+        const double* a, int rows, int n, int* cols, double* vals,
         unsigned short* masks) noexcept nogil
     int nonzero_wide_f "descend_nonzero_entries_f"(const float* x, int n, int* index,
                                                    float* value) noexcept nogil
@@ -794,78 +778,39 @@ cdef long sparse_rows_forward(const floating* x, int rows, int n_in, const float
     Where the CPU has the four-row loop, rows go four at a time: the union
     of their non-zero columns (union_of_rows4), each row of w loaded once
     for the four rows (add_weighted_rows4: each element of z gets the
-    one-row loop's chain of FMAs, the same bits, whichever rows go
-    together); the rows left over, and every row elsewhere, one at a time,
-    compressed (nonzero_entries). Which four rows go together is free, so
-    the rows are taken in the order of their first non-zero column
-    (order_by_first_entry, up to ORDER_ROWS at a time): rows that start
-    alike overlap more, and the four rows' union shrinks (MNIST: the union
-    of four rows in batch order has 2.03 times one row's entries, in this
-    order 1.88 among 64 rows, 1.82 among 512), and with it the loads of w
-    and the masked FMAs. Scratch: sparse_scratch_ints /
-    sparse_scratch_values (one thread's)."""
-    cdef int g, s, m, c0, count
+    one-row loop's chain of FMAs, the same bits, from half the loads of w
+    on MNIST, where four rows' union has about twice one row's entries);
+    the rows left over, and every row elsewhere, one at a time, compressed
+    (nonzero_entries). Scratch: sparse_scratch_ints / sparse_scratch_values
+    (one thread's)."""
+    cdef int g, s, m
     cdef long bad = 0
     cdef int* index = scratch
     cdef unsigned short* masks = <unsigned short*>(scratch + n_in)
     cdef int grouped = rows - rows % 4 if has_rows4() else 0
-    cdef int order[ORDER_ROWS]
-    cdef const floating* four_in[4]
-    cdef floating* four_out[4]
     for s in range(grouped, rows):      # one at a time
         m = nonzero_entries(x + <long>s * n_in, n_in, index, scratch_values)
         bad += non_finite(scratch_values, m)
         sparse_forward(index, scratch_values, &m, 1, n_in, w, b, n_out, z + <long>s * n_out,
                        a + <long>s * n_out, activation, alpha)
-    c0 = 0
-    while c0 < grouped:
-        count = min(<int>ORDER_ROWS, grouped - c0)
-        order_by_first_entry(x, c0, count, n_in, order)
-        for g in range(0, count, 4):    # four at a time (the same bits)
-            for s in range(4):
-                four_in[s] = x + <long>order[g + s] * n_in
-                four_out[s] = z + <long>order[g + s] * n_out
-                memset(four_out[s], 0, n_out * sizeof(floating))
-            if floating is float:
-                m = union_of_rows4_f(four_in, 4, n_in, index, scratch_values, masks)
-                add_weighted_rows4_f(index, scratch_values, n_in, 1, masks, m, w, n_out, four_out)
-            else:
-                m = union_of_rows4_d(four_in, 4, n_in, index, scratch_values, masks)
-                add_weighted_rows4_d(index, scratch_values, n_in, 1, masks, m, w, n_out, four_out)
-            for s in range(4):
-                bad += non_finite(scratch_values + <long>s * n_in, m)
-                bias_activation_row(four_out[s], a + <long>order[g + s] * n_out, b, n_out,
-                                    activation, alpha)
-        c0 = c0 + count
+    for g in range(0, grouped, 4):      # four at a time (the same bits)
+        if floating is float:
+            m = union_of_rows4_f(x + <long>g * n_in, 4, n_in, index, scratch_values, masks)
+        else:
+            m = union_of_rows4_d(x + <long>g * n_in, 4, n_in, index, scratch_values, masks)
+        for s in range(4):
+            bad += non_finite(scratch_values + <long>s * n_in, m)
+        memset(z + <long>g * n_out, 0, 4 * <long>n_out * sizeof(floating))
+        if floating is float:
+            add_weighted_rows4_f(index, scratch_values, n_in, 1, masks, m, w, n_out,
+                                 z + <long>g * n_out, n_out)
+        else:
+            add_weighted_rows4_d(index, scratch_values, n_in, 1, masks, m, w, n_out,
+                                 z + <long>g * n_out, n_out)
+        for s in range(g, g + 4):
+            bias_activation_row(z + <long>s * n_out, a + <long>s * n_out, b, n_out,
+                                activation, alpha)
     return bad
-
-
-cdef void order_by_first_entry(const floating* x, int first, int count, int n_in,
-                               int* order) noexcept nogil:
-    """order[:count] := the rows first, ..., first + count - 1 of x (count,
-    n_in) sorted by the column of their first non-zero entry (a NaN
-    counts), ties in row order (insertion sort: count <= ORDER_ROWS)."""
-    cdef int key[ORDER_ROWS]
-    cdef int i, j, r, k
-    cdef const floating* row
-    for i in range(count):
-        row = x + <long>(first + i) * n_in
-        r = 0
-        # eight zeros skipped with one test (& rather than `and`: one
-        # comparison of eight lanes, not eight branches)
-        while r + 8 <= n_in and ((row[r] == 0) & (row[r + 1] == 0) & (row[r + 2] == 0)
-                                 & (row[r + 3] == 0) & (row[r + 4] == 0) & (row[r + 5] == 0)
-                                 & (row[r + 6] == 0) & (row[r + 7] == 0)):
-            r = r + 8
-        while r < n_in and row[r] == 0:
-            r = r + 1
-        j = i
-        while j > 0 and key[j - 1] > r:
-            key[j] = key[j - 1]
-            order[j] = order[j - 1]
-            j = j - 1
-        key[j] = r
-        order[j] = first + i
 
 
 cdef void sparse_grad_kernel(const floating* x, long ld, int n, const floating* dz, int n_out,
