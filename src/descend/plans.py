@@ -629,7 +629,7 @@ def _update_rate(profile, dtype, rows, n_out, batch):
     return _log_interpolated({n: at(table) for n, table in tables.items()}, batch)
 
 
-def _phase_b_seconds(profile, workload, kernel_rows, sparse):
+def _phase_b_seconds(profile, workload, kernel_rows, sparse, rates=None):
     """Estimated phase-B time of one batch: the busiest core's share. A
     layer's kernel rows go in blocks of kernel_rows[i], dealt as the runner
     deals them (_deal_blocks in _train.pyx: each block of the net, in
@@ -637,14 +637,19 @@ def _phase_b_seconds(profile, workload, kernel_rows, sparse):
     rows costs its X^T dZ product (r x n_out, summed over the batch) at the
     profile's one-thread rate for r-row blocks (gemm_update, measured over
     the probe's batches). The sparse first layer's gradient costs the dense
-    one's times density / break-even (the two break even there)."""
+    one's times density / break-even (the two break even there). rates: a
+    dict that keeps the rates looked up, {(rows, n_out): GFLOP/s}, for a
+    search that estimates many plans of one workload."""
     batch, cores, dtype = workload.batch_size, workload.cores, workload.dtype
+    rates = {} if rates is None else rates
     seconds = [0.0] * cores
     owners = iter(deal_blocks(workload.layer_shapes, kernel_rows, cores))
     for i, ((n_in, n_out), rows) in enumerate(zip(workload.layer_shapes, kernel_rows)):
         for k0 in range(0, n_in, rows):
             r = min(rows, n_in - k0)
-            rate = _update_rate(profile, dtype, r, n_out, batch)
+            if (r, n_out) not in rates:
+                rates[(r, n_out)] = _update_rate(profile, dtype, r, n_out, batch)
+            rate = rates[(r, n_out)]
             if i == 0 and sparse:
                 rate *= sparse_break_even(profile, dtype, batch) / max(workload.density, 1e-3)
             seconds[next(owners)] += 2 * r * n_out * batch / rate
@@ -696,14 +701,14 @@ def _whole_layers_search(profile, workload, sparse, default):
                if not (i == 0 and sparse) and default[i] < n_in]
     groups = [[i for i in movable if shapes[i] == shape]
               for shape in dict.fromkeys(shapes[i] for i in movable)]
-    rows = list(default)
-    best = _phase_b_seconds(profile, workload, rows, sparse)
+    rows, rates = list(default), {}
+    best = _phase_b_seconds(profile, workload, rows, sparse, rates)
     while any(groups):
         moves = []
         for g, group in enumerate(groups):
             for j in range(1, len(group) + 1):
                 moved = [shapes[i][0] if i in group[:j] else r for i, r in enumerate(rows)]
-                moves.append((_phase_b_seconds(profile, workload, moved, sparse),
+                moves.append((_phase_b_seconds(profile, workload, moved, sparse, rates),
                               len(moves), g, j, moved))
         seconds, _, g, j, moved = min(moves)
         if seconds >= best:
