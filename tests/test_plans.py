@@ -642,3 +642,75 @@ def test_an_invalid_plan_is_rejected_naming_it(bad):
         net.load_state_dict(state)
     with pytest.raises(ValueError, match="plan: no plan given"):
         dn.Sequential([dn.Dense(2)], input_dim=3).pin_plan()
+
+
+# ---- the profile's timings: rounds while the spread needs them, one warm-up ----
+
+class ScriptedClock:
+    """A thread_time that each run moves on by its next scripted duration."""
+    def __init__(self):
+        self.now = 0.0
+
+    def thread_time(self):
+        return self.now
+
+    def run(self, durations, calls):
+        durations = iter(durations)
+
+        def run():
+            calls.append(1)
+            self.now += next(durations)
+        return run
+
+
+@pytest.mark.parametrize("noisy, rounds", [
+    ((1.0, 1.0, 1.0625, 0.96875), 3),          # settled after the least rounds
+    ((1.0, 1.0, 1.5, 1.0, 1.0), 4),            # 3 within 10% of the median after 4
+    ((1.0, 1.0, 2.0, 1.5, 3.0, 1.25), 5),      # never settled: every round taken
+])
+def test_the_rounds_stop_once_every_median_is_settled(monkeypatch, noisy, rounds):
+    clock, calls = ScriptedClock(), []
+    monkeypatch.setattr(plans, "time", clock)
+    steady = clock.run([2.0] * 6, calls)      # (a warm-up, then the rounds)
+    seconds = plans._timed_rounds({"steady": steady, "noisy": clock.run(noisy, calls)})
+    assert seconds == {"steady": [2.0] * rounds, "noisy": list(noisy[1:rounds + 1])}
+    assert (plans.PROFILE_MIN_ROUNDS, plans.PROFILE_ROUNDS, plans.PROFILE_SPREAD) == (3, 5, 0.1)
+
+
+def test_runs_with_their_memory_written_share_one_warm_up(monkeypatch):
+    clock, calls = ScriptedClock(), []
+    monkeypatch.setattr(plans, "time", clock)
+    runs = {name: clock.run([1.0] * 4, calls) for name in "abc"}
+    assert plans._timed_rounds(runs, warm_all=False) == {name: [1.0] * 3 for name in "abc"}
+    assert len(calls) == 1 + 3 * 3
+
+
+def test_the_probes_share_one_draw_of_operands_apart_from_each_other():
+    a, b = plans._operands(np.random.default_rng(0), "float32")
+    assert a.dtype == b.dtype == np.float32 and a.base is b.base is not None
+    assert a.size == max(plans.PROFILE_WIDTHS) ** 2
+    assert b.size == max(plans.UPDATE_PROBE_BATCHES) * max(plans.PROFILE_UPDATE_ROWS)
+    assert not np.shares_memory(a, b)
+    runs = plans._update_runs((a, b))
+    run = runs[(128, 256, 64)][0]
+    assert set(runs) == {(n, w, r) for n in plans.UPDATE_PROBE_BATCHES
+                         for w in plans.PROFILE_WIDTHS for r in plans.PROFILE_UPDATE_ROWS}
+    # each timing does at least 8 MFLOP (a whole number of products)
+    for (n, width, rows), (run, flops) in runs.items():
+        product = 2 * n * width * rows
+        assert flops % product == 0 and (flops >= 8e6 or flops == product)
+    run()
+
+
+def test_a_profile_of_another_format_is_measured_again(profile_dir, monkeypatch):
+    """A profile stored by a descend whose profile held other fields (format
+    7: the same names, measured otherwise) is not read as this format's."""
+    directory, calls = profile_dir
+    stored = plans.machine_profile()
+    key = plans.profile_key()
+    assert key["format"] == plans.PROFILE_FORMAT == 8
+    assert plans.profile_is_stale(stored, {**key, "format": 7})
+    monkeypatch.setattr(plans, "_loaded", {})
+    monkeypatch.setattr(plans, "profile_key", lambda: {**key, "format": 7})
+    plans.machine_profile()
+    assert len(calls) == 2 and len(list(directory.iterdir())) == 2
