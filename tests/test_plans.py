@@ -714,3 +714,170 @@ def test_a_profile_of_another_format_is_measured_again(profile_dir, monkeypatch)
     monkeypatch.setattr(plans, "profile_key", lambda: {**key, "format": 7})
     plans.machine_profile()
     assert len(calls) == 2 and len(list(directory.iterdir())) == 2
+
+
+# ---- the rules on a fixed profile: what bench/profile_decisions.py compares ----
+
+# The medians of 20 profiles of the Intel Xeon of issue 13 (family 6 model
+# 207, 2 cores, AVX-512; session 8, under load), old and new measurement.
+XEON_PROFILE = json.loads('''{
+ "gemm": {
+  "float32": {
+   "256": {
+    "4": 55.0,
+    "16": 40.0,
+    "64": 76.0,
+    "256": 92.0
+   },
+   "1024": {
+    "4": 4.0,
+    "16": 23.0,
+    "64": 59.0,
+    "256": 93.0
+   }
+  },
+  "float64": {
+   "256": {
+    "4": 29.0,
+    "16": 28.0,
+    "64": 37.0,
+    "256": 41.0
+   },
+   "1024": {
+    "4": 9.0,
+    "16": 25.0,
+    "64": 43.0,
+    "256": 49.0
+   }
+  }
+ },
+ "gemm_update": {
+  "float32": {
+   "128": {
+    "256": {
+     "64": 44.0,
+     "128": 76.0,
+     "256": 89.0,
+     "512": 103.0
+    },
+    "1024": {
+     "64": 50.0,
+     "128": 92.0,
+     "256": 100.0,
+     "512": 111.0
+    }
+   },
+   "1024": {
+    "256": {
+     "64": 51.0,
+     "128": 78.0,
+     "256": 93.0,
+     "512": 105.0
+    },
+    "1024": {
+     "64": 48.0,
+     "128": 75.0,
+     "256": 101.0,
+     "512": 108.0
+    }
+   }
+  },
+  "float64": {
+   "128": {
+    "256": {
+     "64": 31.0,
+     "128": 40.0,
+     "256": 41.0,
+     "512": 42.0
+    },
+    "1024": {
+     "64": 42.0,
+     "128": 53.0,
+     "256": 55.0,
+     "512": 56.0
+    }
+   },
+   "1024": {
+    "256": {
+     "64": 36.0,
+     "128": 42.0,
+     "256": 44.0,
+     "512": 42.0
+    },
+    "1024": {
+     "64": 44.0,
+     "128": 54.0,
+     "256": 56.0,
+     "512": 56.0
+    }
+   }
+  }
+ },
+ "sparse_break_even": {
+  "float32": {
+   "16": 0.391,
+   "128": 0.376,
+   "512": 0.322
+  },
+  "float64": {
+   "16": 0.51,
+   "128": 0.357,
+   "512": 0.298
+  }
+ },
+ "predict": {
+  "float32": {
+   "sparse_break_even": 0.377,
+   "row_loop_gflops": {
+    "256": 59.0,
+    "1024": 26.0
+   }
+  },
+  "float64": {
+   "sparse_break_even": 0.355,
+   "row_loop_gflops": {
+    "256": 26.0,
+    "1024": 12.0
+   }
+  }
+ },
+ "l2_cache_bytes": 2097152
+}''')
+
+
+def net_shapes(width, depth):
+    sizes = [784] + [width] * depth + [10]
+    return tuple(zip(sizes[:-1], sizes[1:]))
+
+
+@pytest.mark.parametrize("shapes, dtype, density, batch_size, expected", [
+    (MNIST_LIKE, "float32", 0.191, 1, (True, 1, (64, 64, 64), False)),
+    (MNIST_LIKE, "float32", 0.191, 32, (True, 4, (64, 64, 64), False)),
+    (MNIST_LIKE, "float32", 0.191, 128, (True, 64, (392, 128, 64), False)),
+    (MNIST_LIKE, "float32", 0.191, 1024, (True, 512, (392, 128, 64), False)),
+    (MNIST_LIKE, "float64", 1.0, 256, (False, 128, (392, 128, 64), False)),
+    (net_shapes(1024, 2), "float32", 1.0, 128, (False, 64, (392, 512, 512), True)),
+    (net_shapes(2048, 6), "float32", 0.191, 256, (True, 128, (392,) + (1024,) * 6, True)),
+    (net_shapes(1024, 2), "float64", 1.0, 1024, (False, 512, (392, 512, 512), False)),
+    (net_shapes(64, 6), "float32", 1.0, 8, (False, 4, (64,) * 7, False)),
+    (net_shapes(256, 6), "float64", 0.191, 1024, (True, 512, (392,) + (128,) * 6, False)),
+])
+def test_the_default_shapes_get_their_plans_from_a_fixed_profile(shapes, dtype, density,
+                                                                 batch_size, expected):
+    """The rules (profile -> plan) pinned on one machine's profile, for cells
+    of bench/shapes.py's sweep and MNIST's net (the profile's measurement is
+    compared by bench/profile_decisions.py; timings belong there, not here)."""
+    plan = plans.plan_for(workload(shapes, batch_size, density, dtype=dtype), XEON_PROFILE)
+    assert (plan.sparse_input, plan.sample_rows, plan.kernel_rows, plan.by_columns,
+            plan.source) == expected + ("profile",)
+    assert plans._figures_are_valid(XEON_PROFILE)       # as a stored one would be read
+
+
+@pytest.mark.parametrize("shapes, dtype, expected", [
+    (MNIST_LIKE, "float32", (0.377, 64)), (MNIST_LIKE, "float64", (0.355, 4)),
+    (net_shapes(1024, 2), "float32", (0.377, 64)), (net_shapes(1024, 2), "float64", (0.355, 16)),
+])
+def test_predicts_thresholds_from_a_fixed_profile(shapes, dtype, expected):
+    from descend._inference import thresholds_from_profile
+    limits = thresholds_from_profile(XEON_PROFILE, shapes, dtype)
+    assert (limits.sparse_density, limits.gemm_min_rows, limits.source) == expected + ("profile",)

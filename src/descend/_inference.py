@@ -23,6 +23,10 @@ The thresholds (input density of the sparse first layer, rows from which
 GEMMs run the hidden layers) follow from ``descend.plans``' machine profile,
 measured once per machine, persisted and reported (``python -m descend
 info``, section "predict"), or are the defaults with DESCEND_PROFILE=0.
+They are plan fields (``plans.PREDICT_FIELDS``: ``predict_sparse_density``,
+``predict_gemm_min_rows``): pinned by ``net.plan`` or DESCEND_PLAN as the
+fit's fields are, recorded in ``net.plan_`` and saved with the network, so
+that another machine reproduces a network's predictions bit for bit.
 
 The per-layer path (:func:`per_layer_output`, ``Sequential._output``) runs
 the same kernels layer by layer under the same plan, then the loss's link:

@@ -37,7 +37,7 @@ So the plan follows from a *machine profile*: the throughput of the
 candidate phase-A blockings (single-threaded GEMM of r rows against a
 small and a large kernel), of the phase-B blockings (X^T dZ over r kernel
 rows) and of the sparse first layer, measured once per
-machine (about a second of CPU time), persisted in the user cache directory,
+machine (about half a second of CPU time), persisted in the user cache directory,
 keyed by the CPU model and features and the versions of descend, numpy,
 scipy and the BLAS. The plan for a workload is a deterministic function
 of that profile and the workload's shapes, dtype, batch size, input
@@ -63,8 +63,12 @@ Environment:
     is a ValueError naming the variable.
 ``DESCEND_PLAN="sparse_input=0,sample_rows=64"``
     Force fields of the plan (comma-separated ``name=value``, each field
-    at most once; also JSON).
-    The keyword ``plan=`` of EpochRunner does the same per fit.
+    at most once; also JSON): PLAN_FIELDS for fit, PREDICT_FIELDS
+    (``predict_sparse_density``, ``predict_gemm_min_rows``) for predict's
+    thresholds (descend._inference).
+    The keyword ``plan=`` of EpochRunner does the same per fit, and a
+    network's ``plan`` (``pin_plan``) for its fits and predictions, over
+    DESCEND_PLAN; ``plan_`` records both parts, and both are saved.
 ``DESCEND_CACHE_DIR``
     Where profiles are kept (default: the user cache directory).
 """
