@@ -16,7 +16,7 @@ of the tree the script runs from, so that only the measurement differs.
 
     PYTHONPATH=src python bench/profile_decisions.py measure --repeats 10 \\
         --tree old=/path/to/main/src --tree new=src --out profiles.json
-    PYTHONPATH=src python bench/profile_decisions.py compare profiles.json
+    PYTHONPATH=src python bench/profile_decisions.py compare profiles.json [more.json ...]
 
 compare prints, per tree, how long a profile took (median, range) and every
 cell whose decision differs between the trees' most frequent ones, or that
@@ -88,10 +88,14 @@ def measure(trees, repeats, out):
         json.dump(results, f)
 
 
-def compare(path):
-    """Print each tree's profile times and the cells whose decisions differ."""
-    with open(path) as f:
-        results = json.load(f)
+def compare(paths):
+    """Print each tree's profile times and the cells whose decisions differ,
+    over the profiles of every file in `paths` (pooled by tree name)."""
+    results = collections.defaultdict(list)
+    for path in paths:
+        with open(path) as f:
+            for name, profiles in json.load(f).items():
+                results[name] += profiles
     counts, made_by = {}, {}
     for name, profiles in results.items():
         walls = [p["wall"] for p in profiles]
@@ -112,18 +116,22 @@ def compare(path):
               f"every repeat; cells off the most frequent decision, per profile: {off}")
     names = list(counts)
     cells = list(counts[names[0]])
-    differ = 0
+    differ = tied = 0
     for cell in cells:
         modes = [counts[name][cell].most_common(1)[0][0] for name in names]
         unstable = [name for name in names if len(counts[name][cell]) > 1]
         if len(set(modes)) > 1 or unstable:
             differ += len(set(modes)) > 1
+            # a tie for the most frequent decision: a coin flip in that tree
+            tied += len(set(modes)) > 1 and any(
+                len(c) > 1 and c.most_common(2)[0][1] == c.most_common(2)[1][1]
+                for c in (counts[name][cell] for name in names))
             print(f"{cell}:")
             for name in names:
                 for decision, n in counts[name][cell].most_common():
                     print(f"    {name} x{n}: {decision}")
     print(f"{len(cells)} cells; {differ} with another most frequent decision between "
-          f"{' and '.join(names)}")
+          f"{' and '.join(names)} ({tied} of them tied for the most frequent in a tree)")
 
 
 def main(argv=None):
@@ -135,7 +143,7 @@ def main(argv=None):
     m.add_argument("--repeats", type=int, default=10)
     m.add_argument("--out", required=True)
     c = sub.add_parser("compare")
-    c.add_argument("profiles")
+    c.add_argument("profiles", nargs="+", help="files written by measure")
     args = parser.parse_args(argv)
     if args.command == "measure":
         trees = [tuple(t.split("=", 1)) for t in args.tree]
