@@ -87,6 +87,11 @@ import numpy as np
 from descend._config import register_section
 from descend._validation import MAX_THREADS
 
+# The stored profile's format, part of its key (a profile of another format
+# is measured again, never misread): bumped when the fields (see
+# machine_profile) or the way they are measured change. 7: phase-B rates
+# (gemm_update); 8: the same fields, in settled rounds (3 to 5) on shared
+# operands, the first-layer probe over fewer rows at the small batches.
 PROFILE_FORMAT = 8
 
 # A stored profile is measured again when it is older than this, or when the
