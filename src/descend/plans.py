@@ -90,7 +90,7 @@ from descend._validation import MAX_THREADS
 # The stored profile's format, part of its key (a profile of another format
 # is measured again, never misread): bumped when the fields (see
 # machine_profile) or the way they are measured change. 7: phase-B rates
-# (gemm_update); 8: the same fields, in settled rounds (3 to 5) on shared
+# (gemm_update); 8: the same fields, in settled rounds (2 to 5) on shared
 # operands, the first-layer probe over fewer rows at the small batches.
 PROFILE_FORMAT = 8
 
@@ -99,10 +99,10 @@ PROFILE_FORMAT = 8
 # key already changes with the CPU and the library versions).
 PROFILE_MAX_AGE_DAYS = 30
 # Rounds of the profile's interleaved timings (medians are taken): at least
-# PROFILE_MIN_ROUNDS, more (up to PROFILE_ROUNDS) until every run's median
-# has PROFILE_MIN_ROUNDS timings within PROFILE_SPREAD of it.
+# PROFILE_MIN_ROUNDS, more (up to PROFILE_ROUNDS) until every run's timings
+# agree (two within PROFILE_SPREAD of each other, or three of the median).
 PROFILE_ROUNDS = 5
-PROFILE_MIN_ROUNDS = 3
+PROFILE_MIN_ROUNDS = 2
 PROFILE_SPREAD = 0.1
 # The profile replaces a default choice only when its estimate is faster by
 # this fraction: a profile measured with noise (under load, on shared
@@ -398,8 +398,8 @@ def _timed_rounds(runs, rounds=PROFILE_ROUNDS, min_rounds=PROFILE_MIN_ROUNDS, wa
     calling thread's CPU time, in turns (round by round), after one warm-up
     call each (warm_all; else of the first only: runs whose memory was all
     written beforehand have nothing to warm but the BLAS's buffers);
-    `min_rounds` rounds, more (up to `rounds`) until every run's median is
-    settled (min_rounds of its timings within PROFILE_SPREAD of it).
+    `min_rounds` rounds, more (up to `rounds`) until every run's timings
+    agree (see _settled).
 
     Wall-clock time on shared cores measures the other tenants: under load
     a run is descheduled for whole time slices, and the longer of two runs
@@ -407,7 +407,7 @@ def _timed_rounds(runs, rounds=PROFILE_ROUNDS, min_rounds=PROFILE_MIN_ROUNDS, wa
     layer (the longer run) wrongly. The thread's CPU time leaves the waiting
     out (the runs are single-threaded, the BLAS limited to one thread), and
     turns put a burst of contention on every run of a round alike. On a
-    quiet machine the rounds agree within a few percent and three of them
+    quiet machine the rounds agree within a few percent and two of them
     settle the medians; under load the extra rounds outvote the outliers."""
     for run in list(runs.values())[:None if warm_all else 1]:
         run()   # warm: first touch, BLAS buffers
@@ -417,17 +417,19 @@ def _timed_rounds(runs, rounds=PROFILE_ROUNDS, min_rounds=PROFILE_MIN_ROUNDS, wa
             start = time.thread_time()
             run()
             seconds[name].append(max(time.thread_time() - start, 1e-9))
-        if round_ + 1 >= min_rounds and all(_settled(times, min_rounds)
-                                            for times in seconds.values()):
+        if round_ + 1 >= min_rounds and all(map(_settled, seconds.values())):
             break
     return seconds
 
 
-def _settled(times, min_rounds):
-    """Whether a run's median is settled: at least min_rounds of its
-    timings lie within PROFILE_SPREAD of it."""
+def _settled(times):
+    """Whether a run's timings settle its median: two that agree within
+    PROFILE_SPREAD, or (from three on) three within PROFILE_SPREAD of the
+    median (the others are outliers it leaves out)."""
+    if len(times) == 2:
+        return abs(times[0] - times[1]) <= PROFILE_SPREAD * min(times)
     median = statistics.median(times)
-    return sum(abs(t - median) <= PROFILE_SPREAD * median for t in times) >= min_rounds
+    return sum(abs(t - median) <= PROFILE_SPREAD * median for t in times) >= 3
 
 
 def _operands(rng, dtype):
