@@ -669,12 +669,18 @@ class ScriptedClock:
     ((1.0, 1.0, 1.25, 1.0, 1.0625), 4),        # (1.25 left out)
     ((1.0, 1.0, 2.0, 1.5, 3.0, 1.25), 5),      # never settled: every round taken
 ])
-def test_the_rounds_stop_once_every_median_is_settled(monkeypatch, noisy, rounds):
+def test_each_run_is_timed_until_its_timings_agree(monkeypatch, noisy, rounds):
     clock, calls = ScriptedClock(), []
     monkeypatch.setattr(plans, "time", clock)
     steady = clock.run([2.0] * 6, calls)      # (a warm-up, then the rounds)
     seconds = plans._timed_rounds({"steady": steady, "noisy": clock.run(noisy, calls)})
-    assert seconds == {"steady": [2.0] * rounds, "noisy": list(noisy[1:rounds + 1])}
+    assert seconds == {"steady": [2.0] * 2, "noisy": list(noisy[1:rounds + 1])}
+    assert len(calls) == 2 + 2 + rounds
+    # at least min_rounds each, however well they agree
+    clock, calls = ScriptedClock(), []
+    monkeypatch.setattr(plans, "time", clock)
+    assert plans._timed_rounds({"steady": clock.run([2.0] * 6, calls)}, min_rounds=4) == {
+        "steady": [2.0] * 4}
     assert (plans.PROFILE_MIN_ROUNDS, plans.PROFILE_ROUNDS, plans.PROFILE_SPREAD) == (2, 5, 0.1)
 
 

@@ -99,8 +99,8 @@ PROFILE_FORMAT = 8
 # key already changes with the CPU and the library versions).
 PROFILE_MAX_AGE_DAYS = 30
 # Rounds of the profile's interleaved timings (medians are taken): at least
-# PROFILE_MIN_ROUNDS, more (up to PROFILE_ROUNDS) until every run's timings
-# agree (two within PROFILE_SPREAD of each other, or three of the median).
+# PROFILE_MIN_ROUNDS, more (up to PROFILE_ROUNDS) for each run until its
+# timings agree (two within PROFILE_SPREAD of each other, or three of the median).
 PROFILE_ROUNDS = 5
 PROFILE_MIN_ROUNDS = 2
 PROFILE_SPREAD = 0.1
@@ -398,8 +398,8 @@ def _timed_rounds(runs, rounds=PROFILE_ROUNDS, min_rounds=PROFILE_MIN_ROUNDS, wa
     calling thread's CPU time, in turns (round by round), after one warm-up
     call each (warm_all; else of the first only: runs whose memory was all
     written beforehand have nothing to warm but the BLAS's buffers);
-    `min_rounds` rounds, more (up to `rounds`) until every run's timings
-    agree (see _settled).
+    `min_rounds` rounds, more (up to `rounds`) for each run until its
+    timings agree (see _settled).
 
     Wall-clock time on shared cores measures the other tenants: under load
     a run is descheduled for whole time slices, and the longer of two runs
@@ -408,17 +408,19 @@ def _timed_rounds(runs, rounds=PROFILE_ROUNDS, min_rounds=PROFILE_MIN_ROUNDS, wa
     out (the runs are single-threaded, the BLAS limited to one thread), and
     turns put a burst of contention on every run of a round alike. On a
     quiet machine the rounds agree within a few percent and two of them
-    settle the medians; under load the extra rounds outvote the outliers."""
+    settle the medians; under load the extra rounds outvote the outliers,
+    and only the runs that need them take them (the long runs, which
+    dominate the time, tend to agree first)."""
     for run in list(runs.values())[:None if warm_all else 1]:
         run()   # warm: first touch, BLAS buffers
     seconds = {name: [] for name in runs}
     for round_ in range(rounds):
-        for name, run in runs.items():
+        # the runs whose timings do not agree yet go on, in turns
+        for name in [name for name, times in seconds.items()
+                     if round_ < min_rounds or not _settled(times)]:
             start = time.thread_time()
-            run()
+            runs[name]()
             seconds[name].append(max(time.thread_time() - start, 1e-9))
-        if round_ + 1 >= min_rounds and all(map(_settled, seconds.values())):
-            break
     return seconds
 
 
@@ -583,7 +585,8 @@ def measure_profile():
             for name, run in _inference.profile_runs(rng, images[dtype]).items()})
     # the sparse path's time grows with the non-zeros, the dense one's does
     # not: they break even at the probe's density times their time ratio
-    # (the median of the rounds' ratios: each round times both back to back)
+    # (the median of the rounds' ratios: each round times both back to back;
+    # over the rounds both took)
     sparse = {dtype: {str(batch): SPARSE_PROBE_DENSITY * statistics.median(
         d / s for d, s in zip(seconds[(dtype, "dense", batch)],
                               seconds[(dtype, "sparse", batch)]))
