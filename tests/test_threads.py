@@ -13,9 +13,10 @@ from descend._train import TeamSize
 _keys = itertools.count()
 
 
-def fresh(n_threads=2):
-    """A TeamSize with nothing remembered (a workload key of its own)."""
-    return TeamSize(n_threads, ("test", next(_keys)))
+def fresh(n_threads=2, busy=True):
+    """A TeamSize with nothing remembered (a workload key of its own), on
+    cores that other jobs hold (busy=True), or not, or unknown (None)."""
+    return TeamSize(n_threads, ("test", next(_keys)), busy=lambda: busy)
 
 
 def run(team, seconds_per_batch, n_batches=10):
@@ -39,6 +40,51 @@ def test_a_loaded_team_gives_way_to_one_thread_after_one_timed_chunk():
     # for a single batch, and from then on one thread runs
     assert chunks == [(2, 10), (2, 10), (1, 1), (1, 10)]
     assert team.best == 1
+
+
+@pytest.mark.parametrize("busy", [True, None])
+def test_busy_or_unknown_cores_retry_one_thread_right_after_the_first_timed_chunk(busy):
+    team = fresh(busy=busy)
+    seconds = {2: 0.001, 1: 0.0018}
+    assert [run(team, seconds) for _ in range(4)] == [(2, 10), (2, 10), (1, 1), (2, 10)]
+    assert team.best == 2 and team.seconds == {2: 0.001, 1: 0.0018}
+
+
+def test_idle_cores_retry_one_thread_once_its_cost_is_the_retry_share():
+    team = fresh(busy=False)
+    seconds = {2: 0.001, 1: 0.0018}
+    # one thread would cost at most 2 x 0.001 s: due once 0.002 / RETRY_SHARE
+    # = 0.04 s (40 batches of 0.001 s) were spent on the team after the first chunk
+    chunks = [run(team, seconds) for _ in range(7)]
+    assert chunks == [(2, 10)] * 5 + [(1, 1), (2, 10)]
+    assert team.best == 2 and team.seconds[1] == 0.0018
+
+
+def test_the_busy_signal_is_read_only_until_one_thread_was_measured():
+    calls = []
+    team = TeamSize(2, ("test", next(_keys)), busy=lambda: calls.append(1) or False)
+    for _ in range(8):
+        run(team, {2: 0.001, 1: 0.0018})
+    assert team.seconds[1] == 0.0018
+    assert len(calls) == 4      # from the first choice after a timed chunk to the retry
+
+
+def test_cores_busy_reads_the_running_count_of_proc_loadavg(monkeypatch, tmp_path):
+    from descend import _threads
+    real_open = open
+    loadavg = tmp_path / "loadavg"
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(loadavg if path == "/proc/loadavg" else path, *args, **kwargs)
+    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for running, busy in ((1, False), (2, False), (3, True), (9, True)):
+        loadavg.write_text(f"0.50 0.40 0.30 {running}/187 4242\n")
+        assert _threads.cores_busy() is busy
+    loadavg.write_text("garbage\n")
+    assert _threads.cores_busy() is None
+    loadavg.unlink()
+    assert _threads.cores_busy() is None
 
 
 def test_retries_of_the_slow_choice_cost_at_most_their_share_of_the_time():
@@ -67,10 +113,10 @@ def test_a_team_that_becomes_faster_again_is_taken_back():
 
 def test_what_was_learned_holds_for_the_next_fit_of_the_same_workload():
     key = ("test", next(_keys))
-    team = TeamSize(2, key)
+    team = TeamSize(2, key, busy=lambda: True)
     for _ in range(4):
         run(team, {2: 0.025, 1: 0.0001})
-    again = TeamSize(2, key)
+    again = TeamSize(2, key, busy=lambda: True)
     assert again.best == 1
     # the next fit does not retry 2 threads until it has spent 20x their cost
     assert [run(again, {2: 0.025, 1: 0.0001})[0] for _ in range(5)] == [1] * 5

@@ -166,6 +166,16 @@ cdef extern from *:
                 const T *DESCEND_RESTRICT z, T *DESCEND_RESTRICT dz, int k) {   \
             int j;                                                              \
             for (j = 0; j < k; j++) dz[j] = z[j] > 0 ? dz[j] : 0;               \
+        }                                                                       \
+        /* sums[j] = sum over the n rows i of dz[i ld + j], i in order (the   \
+           bias gradient of k columns: vectorized over j, the same bits) */    \
+        ATTRIBUTE static void descend_column_sums_##S##_##ISA(                  \
+                const T *DESCEND_RESTRICT dz, int n, long ld,                   \
+                T *DESCEND_RESTRICT sums, int k) {                              \
+            int i, j;                                                           \
+            for (j = 0; j < k; j++) sums[j] = 0;                                \
+            for (i = 0; i < n; i++)                                             \
+                for (j = 0; j < k; j++) sums[j] += dz[i * ld + j];              \
         }
     #define DESCEND_DENSE_ROWS(ISA, ATTRIBUTE)                                  \
         DESCEND_ROW_LOOPS(float, f, ISA, ATTRIBUTE)                             \
@@ -175,6 +185,8 @@ cdef extern from *:
     #define descend_bias_act_d DESCEND_PICK(descend_bias_act_d)
     #define descend_relu_grad_f DESCEND_PICK(descend_relu_grad_f)
     #define descend_relu_grad_d DESCEND_PICK(descend_relu_grad_d)
+    #define descend_column_sums_f DESCEND_PICK(descend_column_sums_f)
+    #define descend_column_sums_d DESCEND_PICK(descend_column_sums_d)
     """
     void bias_act_f "descend_bias_act_f"(float* z, float* a, const float* b, int k,
                                          int relu) noexcept nogil
@@ -182,6 +194,10 @@ cdef extern from *:
                                          int relu) noexcept nogil
     void relu_grad_f "descend_relu_grad_f"(const float* z, float* dz, int k) noexcept nogil
     void relu_grad_d "descend_relu_grad_d"(const double* z, double* dz, int k) noexcept nogil
+    void column_sums_f "descend_column_sums_f"(const float* dz, int n, long ld, float* sums,
+                                               int k) noexcept nogil
+    void column_sums_d "descend_column_sums_d"(const double* dz, int n, long ld, double* sums,
+                                               int k) noexcept nogil
 
 simd_use(AVX512)
 
@@ -279,20 +295,16 @@ cdef void dense_grad_params(const floating* x, int n, int n_in,
     """dw[r] := (x^T . dz)[r] for kernel rows r in [row_begin, row_end);
     db[j] := sum_i dz[i, j] for bias entries j in [col_begin, col_end)
     (skipped if db is NULL). The ranges let threads share one layer."""
-    cdef int i, j
-    cdef long row
     if row_end > row_begin:
         # rows of x^T are columns of x: start at column row_begin
         gemm_rows(True, False, row_end - row_begin, n_out, n, <floating>1,
                   x + row_begin, n_in, dz, n_out, <floating>0,
                   dw + <long>row_begin * n_out, n_out, n_threads)
-    if db != NULL:
-        for j in range(col_begin, col_end):
-            db[j] = 0
-        for i in range(n):
-            row = <long>i * n_out
-            for j in range(col_begin, col_end):
-                db[j] += dz[row + j]
+    if db != NULL and col_end > col_begin:
+        if floating is float:
+            column_sums_f(dz + col_begin, n, n_out, db + col_begin, col_end - col_begin)
+        else:
+            column_sums_d(dz + col_begin, n, n_out, db + col_begin, col_end - col_begin)
 
 
 cdef void dropout(floating* out, const floating* inp, int n, int k,

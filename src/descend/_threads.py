@@ -65,6 +65,24 @@ def forked_after_threads():
     return _ForkState.forked_after_teams
 
 
+def cores_busy():
+    """Whether more threads run right now than the machine has cores: True,
+    False, or None where that is unknown (no Linux ``/proc/loadavg``).
+
+    Read from the count of running threads in ``/proc/loadavg`` (this
+    process's included: its OpenMP workers spin between chunks). A team of
+    threads that meets at barriers runs slower than one thread when another
+    job holds a core, so ``descend._train.TeamSize`` tries one thread at
+    once when the cores are busy, and only now and then when they are not.
+    """
+    try:
+        with open("/proc/loadavg") as loadavg:
+            running = int(loadavg.read().split()[3].partition("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return running > (os.cpu_count() or 1)
+
+
 def plan(batch_size, n_threads=None):
     """(openmp_threads, blas_threads) for work on batches of `batch_size` rows.
 

@@ -29,7 +29,9 @@ class TeamSize:
     spent: float
     retrying: int | None
     warm: bool
-    def __init__(self, n_threads: int, workload: Hashable = None) -> None: ...
+    busy: Callable[[], bool | None]
+    def __init__(self, n_threads: int, workload: Hashable = None,
+                 busy: Callable[[], bool | None] | None = None) -> None: ...
     def choose(self) -> int:
         """The team size for the next chunk."""
     def record(self, team: int, seconds_per_batch: float, n_batches: int = 1) -> None:
