@@ -37,7 +37,7 @@ So the plan follows from a *machine profile*: the throughput of the
 candidate phase-A blockings (single-threaded GEMM of r rows against a
 small and a large kernel), of the phase-B blockings (X^T dZ over r kernel
 rows) and of the sparse first layer, measured once per
-machine (about half a second of CPU time), persisted in the user cache directory,
+machine (under a second of CPU time), persisted in the user cache directory,
 keyed by the CPU model and features and the versions of descend, numpy,
 scipy and the BLAS. The plan for a workload is a deterministic function
 of that profile and the workload's shapes, dtype, batch size, input
@@ -550,7 +550,7 @@ def _rates(runs, seconds):
 
 def measure_profile():
     """Measure the throughputs a plan is chosen from (single-threaded BLAS;
-    about half a second on a quiet machine). See machine_profile for the
+    under a second on a quiet machine). See machine_profile for the
     fields."""
     from descend import _inference
     from descend._threads import blas_threads
