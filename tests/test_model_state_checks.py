@@ -201,7 +201,7 @@ def test_a_history_without_epochs_or_logs_loads_and_a_bad_one_is_refused():
 def test_pin_plan_pins_the_recorded_plan_without_its_source():
     net = dn.Sequential([dn.Dense(3)], input_dim=2, seed=0)
     with pytest.raises(ValueError, match=r"^plan: no plan given and none recorded "
-                       r"\(plan_ is set by fit\)$"):
+                       r"\(fit and predict set plan_\)$"):
         net.pin_plan()
     assert net.plan is None
     with pytest.raises(ValueError, match=r"^plan\['kernel_rows'\] must hold one int per "

@@ -345,7 +345,7 @@ def test_a_profiled_plan_keeps_the_bits_of_the_per_layer_path(profiled, row_loop
                                       np.concatenate([net.predict(x[None]) for x in X]))
     # at 30% non-zero the profile's break-even (25%) sends the first layer to GEMMs
     from descend._inference import input_plan, thresholds
-    limits = thresholds(MNIST_SHAPES, "float32")
+    limits = thresholds(net, MNIST_SHAPES, "float32")
     assert input_plan(sparse_rows(np.random.default_rng(6), 300, 784, 0.3, "float32"),
                       limits) == "dense"
     assert input_plan(X, limits) == ("row_loops" if row_loop_rate == 200 else "sparse_input")
@@ -398,3 +398,142 @@ def test_four_rows_skip_the_columns_a_row_does_not_have(dtype):
     assert (expected[::4] == 0).all() and (expected[1::4] > 0).mean() > 0.3
     got = forward_rows_sparse_py(X, (w,), (None,), (3,), (0.0,), 0, 1, 10**6)
     np.testing.assert_array_equal(got, expected)
+
+
+# ---- predict's thresholds pinned (net.plan, DESCEND_PLAN), recorded in plan_ and saved ----
+
+def use_profile(profiled, profile):
+    """Another machine: its profile, predict's thresholds worked out afresh."""
+    from descend import _inference
+    profiled.append(profile)
+    _inference._thresholds.clear()
+
+
+def mnist_like_net():
+    return build("float32", "softmax_cross_entropy", "relu", widths=(256, 128), n_in=784,
+                 n_out=10)
+
+
+def test_a_pinned_plan_gives_predict_the_same_bits_whatever_the_profile(profiled):
+    """Two machines: A (break-even 25%, GEMMs from 4 rows) sends 30%-dense rows
+    through GEMMs, B (break-even 50%, row loops always) through the row loops,
+    which round otherwise. The thresholds A used, recorded in plan_ and
+    pinned, give B the bits A gave."""
+    X = sparse_rows(np.random.default_rng(7), 40, 784, 0.3, "float32")
+    net = mnist_like_net()
+    use_profile(profiled, fake_profile(30, break_even=0.25))
+    on_a = net.predict(X)
+    assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (0.25, 4)
+    use_profile(profiled, fake_profile(200, break_even=0.5))
+    on_b = net.predict(X)
+    assert not np.array_equal(on_a, on_b)            # the plans round otherwise
+    from descend._inference import NEVER
+    assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (0.5,
+                                                                                         NEVER)
+    use_profile(profiled, fake_profile(30, break_even=0.25))
+    net.predict(X[:5])
+    pinned = net.pin_plan()
+    assert pinned == {"predict_sparse_density": 0.25, "predict_gemm_min_rows": 4}
+    use_profile(profiled, fake_profile(200, break_even=0.5))
+    np.testing.assert_array_equal(net.predict(X), on_a)
+    from descend._config import config_info
+    assert config_info()["predict"]["last predict"].endswith("from 4 rows (forced)")
+    # one field pinned, the other from the profile (B's: row loops, 40 rows < NEVER)
+    net.plan = {"predict_sparse_density": 0.5}
+    np.testing.assert_array_equal(net.predict(X), on_b)
+    assert net.plan_["predict_gemm_min_rows"] == NEVER
+
+
+def pinned_pair(limits):
+    return limits.sparse_density, limits.gemm_min_rows
+
+
+def test_predict_pinned_by_descend_plan_and_net_plan_first(profiled, monkeypatch):
+    from descend._inference import thresholds
+    use_profile(profiled, fake_profile(90))
+    net = mnist_like_net()
+    monkeypatch.setenv("DESCEND_PLAN", "predict_sparse_density=0.125,predict_gemm_min_rows=7")
+    limits = thresholds(net, MNIST_SHAPES, "float32")
+    assert (limits.sparse_density, limits.gemm_min_rows, limits.source) == (0.125, 7, "forced")
+    net.plan = {"predict_gemm_min_rows": 9, "predict_sparse_density": None}
+    assert pinned_pair(thresholds(net, MNIST_SHAPES, "float32")) == (0.125, 9)
+    monkeypatch.setenv("DESCEND_PLAN", '{"predict_sparse_density": 1}')
+    assert pinned_pair(thresholds(net, MNIST_SHAPES, "float32")) == (1, 9)
+    # both pinned: no profile is read (nor measured)
+    from descend import _inference, plans
+    _inference._thresholds.clear()
+    monkeypatch.setattr(plans, "machine_profile", lambda refresh=False: 1 / 0)
+    net.plan = {"predict_gemm_min_rows": 9, "predict_sparse_density": 0.0}
+    assert pinned_pair(thresholds(net, MNIST_SHAPES, "float32")) == (0.0, 9)
+
+
+def test_fit_records_predict_thresholds_and_ignores_them_for_its_own_plan(profiled,
+                                                                          monkeypatch):
+    use_profile(profiled, fake_profile(90))
+    from descend import plans
+    monkeypatch.setattr(plans, "plan_for", lambda workload, profile, forced: plans.Plan(
+        True, 4, (64,) * len(workload.layer_shapes), "forced" if forced else "profile"))
+    net = mnist_like_net()
+    net.plan = {"predict_gemm_min_rows": 3}
+    X = sparse_rows(np.random.default_rng(8), 64, 784, 0.19, "float32")
+    net.fit(X, np.arange(64) % 10, epochs=1, batch_size=32, verbose=0)
+    # the fit's own fields came from the profile; predict's are recorded beside them
+    assert net.plan_["source"] == "profile"
+    assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (0.3, 3)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("predict_sparse_density", 1.5, r"a number in \[0, 1\] or None, got 1.5"),
+    ("predict_sparse_density", -0.1, r"a number in \[0, 1\] or None, got -0.1"),
+    ("predict_sparse_density", float("nan"), r"a number in \[0, 1\] or None, got nan"),
+    ("predict_sparse_density", "0.3", r"a number in \[0, 1\] or None, got '0.3'"),
+    ("predict_sparse_density", True, r"a number in \[0, 1\] or None, got True"),
+    ("predict_gemm_min_rows", 0, r"an int in \[1, 2147483647\] or None, got 0"),
+    ("predict_gemm_min_rows", 2**31, r"an int in \[1, 2147483647\] or None, got 2147483648"),
+    ("predict_gemm_min_rows", 2.0, r"an int in \[1, 2147483647\] or None, got 2.0"),
+    ("predict_gemm_min_rows", False, r"an int in \[1, 2147483647\] or None, got False"),
+])
+def test_bad_predict_fields_are_refused_naming_them(profiled, field, value, expected):
+    use_profile(profiled, fake_profile(90))
+    net = mnist_like_net()
+    X = sparse_rows(np.random.default_rng(9), 5, 784, 0.19, "float32")
+    net.predict(X)
+    recorded = dict(net.plan_)
+    net.plan = {field: value}
+    with pytest.raises(ValueError, match=rf"^plan\['{field}'\] must be {expected}$"):
+        net.predict(X)
+    assert net.plan_ == recorded                    # nothing recorded
+    with pytest.raises(ValueError, match=rf"^plan\['{field}'\] must be {expected}$"):
+        net.pin_plan({field: value})
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("predict_sparse_density=2", r"^DESCEND_PLAN\['predict_sparse_density'\] must be a number"),
+    ("predict_sparse_density=dense", r"got 'dense'$"),
+    ("predict_gemm_min_rows=0", r"^DESCEND_PLAN\['predict_gemm_min_rows'\] must be an int"),
+    ("predict_gemm_min_rows=1,predict_gemm_min_rows=2", r"more than once"),
+    ('{"predict_gemm_min_rows": 1.5}', r"^DESCEND_PLAN\['predict_gemm_min_rows'\] must be"),
+    ("predict_rows=4", r"^DESCEND_PLAN: expected name=value with a name among"),
+])
+def test_bad_predict_fields_in_descend_plan_are_refused(profiled, monkeypatch, text, expected):
+    use_profile(profiled, fake_profile(90))
+    net = mnist_like_net()
+    monkeypatch.setenv("DESCEND_PLAN", text)
+    with pytest.raises(ValueError, match=expected):
+        net.predict(sparse_rows(np.random.default_rng(9), 5, 784, 0.19, "float32"))
+
+
+def test_the_predict_thresholds_come_back_from_a_file(profiled, tmp_path):
+    use_profile(profiled, fake_profile(30, break_even=0.25))
+    net = mnist_like_net()
+    X = sparse_rows(np.random.default_rng(10), 40, 784, 0.3, "float32")
+    on_a = net.predict(X)
+    net.pin_plan()
+    net.save(tmp_path / "m.npz")
+    use_profile(profiled, fake_profile(200, break_even=0.5))
+    loaded = dn.load(tmp_path / "m.npz")
+    assert loaded.plan == {"predict_sparse_density": 0.25, "predict_gemm_min_rows": 4}
+    assert loaded.plan_ == net.plan_
+    np.testing.assert_array_equal(loaded.predict(X), on_a)
+    state = loaded.state_dict()
+    assert state["plan"]["pinned"] == loaded.plan

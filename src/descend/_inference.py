@@ -23,6 +23,10 @@ The thresholds (input density of the sparse first layer, rows from which
 GEMMs run the hidden layers) follow from ``descend.plans``' machine profile,
 measured once per machine, persisted and reported (``python -m descend
 info``, section "predict"), or are the defaults with DESCEND_PROFILE=0.
+They are plan fields (``plans.PREDICT_FIELDS``: ``predict_sparse_density``,
+``predict_gemm_min_rows``): pinned by ``net.plan`` or DESCEND_PLAN as the
+fit's fields are, recorded in ``net.plan_`` and saved with the network, so
+that another machine reproduces a network's predictions bit for bit.
 
 The per-layer path (:func:`per_layer_output`, ``Sequential._output``) runs
 the same kernels layer by layer under the same plan, then the loss's link:
@@ -100,20 +104,53 @@ def input_plan(X, limits=DEFAULTS):
 _thresholds = {}
 
 
-def thresholds(layer_shapes, dtype):
-    """The Thresholds of a network whose kernels have the shapes
-    ((n_in, n_out), ...) and the dtype: from the machine profile
-    (:func:`thresholds_from_profile`), or DEFAULTS when profiling is off.
-    Worked out once per process (a refreshed profile counts from the next)."""
-    key = (layer_shapes, str(dtype), plans.profiling_enabled())
-    if key not in _thresholds:
-        profile = plans.machine_profile() if key[2] else None
-        _thresholds[key] = thresholds_from_profile(profile, layer_shapes, str(dtype))
-    _last[:] = [(layer_shapes, str(dtype), _thresholds[key])]
-    return _thresholds[key]
+def thresholds(net, layer_shapes, dtype):
+    """The Thresholds of predict on `net`, whose kernels have the shapes
+    ((n_in, n_out), ...) and the dtype (see :func:`predict_plan`);
+    remembered for the "predict" section of ``dn.show_config()``."""
+    limits = predict_plan(net, layer_shapes, dtype)
+    _last[:] = [(layer_shapes, str(dtype), limits)]
+    return limits
 
 
 _last = []
+
+
+def predict_plan(net, layer_shapes, dtype):
+    """The Thresholds predict uses for `net` (kernels of the shapes
+    ((n_in, n_out), ...) and the dtype), recorded in ``net.plan_``
+    (``plans.PREDICT_FIELDS``, saved with the network): the fields pinned by
+    DESCEND_PLAN and then by ``net.plan`` (source "forced"), the others
+    from the machine profile (:func:`thresholds_from_profile`, worked out
+    once per process: a refreshed profile counts from the next), or
+    DEFAULTS when profiling is off. With both pinned, no profile is read
+    (nor measured).
+
+    Raises
+    ------
+    ValueError
+        ``net.plan`` or DESCEND_PLAN invalid (naming the field), or
+        DESCEND_PROFILE neither on nor off.
+    """
+    pinned = {**plans.forced_from_env(), **{k: v for k, v in (
+        plans.check_plan(net.plan, "plan") or {}).items() if v is not None}}
+    pinned = {k: v for k, v in pinned.items() if k in plans.PREDICT_FIELDS}
+    limits = DEFAULTS
+    if len(pinned) < len(plans.PREDICT_FIELDS):
+        key = (layer_shapes, str(dtype), plans.profiling_enabled())
+        if key not in _thresholds:
+            profile = plans.machine_profile() if key[2] else None
+            _thresholds[key] = thresholds_from_profile(profile, layer_shapes, str(dtype))
+        limits = _thresholds[key]
+    if pinned:
+        limits = Thresholds(pinned.get("predict_sparse_density", limits.sparse_density),
+                            pinned.get("predict_gemm_min_rows", limits.gemm_min_rows), "forced")
+    used = net.plan_ or {}
+    if (used.get("predict_sparse_density"), used.get("predict_gemm_min_rows")) != (
+            limits.sparse_density, limits.gemm_min_rows):
+        net.plan_ = {**used, "predict_sparse_density": limits.sparse_density,
+                     "predict_gemm_min_rows": limits.gemm_min_rows}
+    return limits
 
 
 def thresholds_from_profile(profile, layer_shapes, dtype):
@@ -145,7 +182,8 @@ def thresholds_from_profile(profile, layer_shapes, dtype):
         if gemms >= loops:
             break
         gemm_min_rows = rows
-    return Thresholds(figures["sparse_break_even"], gemm_min_rows, "profile")
+    # (a break-even above 1: every input runs sparse, as at 1)
+    return Thresholds(min(figures["sparse_break_even"], 1.0), gemm_min_rows, "profile")
 
 
 # ---- the profile's predict figures (descend.plans.measure_profile) ----
@@ -154,7 +192,7 @@ def thresholds_from_profile(profile, layer_shapes, dtype):
 PROFILE_HIDDEN = {256: 256, 1024: 32}
 
 
-def profile_runs(rng, dtype, probe):
+def profile_runs(rng, probe):
     """{name: run}: what the machine profile times for predict, one thread:
     the first layer's forward (784 -> 256) on `probe` (image-like rows,
     plans.SPARSE_PROBE_DENSITY non-zero) through the row loops and through
@@ -164,12 +202,13 @@ def profile_runs(rng, dtype, probe):
         if driver is forward_rows_sparse_py:
             return lambda: driver(x, (w,), (None,), (0,), (0.0,), 0, 1, NEVER)
         return lambda: driver(x, (w,), (None,), (0,), (0.0,), 0, 1)
-    w = (rng.standard_normal((probe.shape[1], 256)) / 28).astype(dtype)
+    dtype = probe.dtype
+    w = (rng.random((probe.shape[1], 256), dtype=dtype) - 0.5) / 14
     runs = {"first_row_loops": layer(probe, w, forward_rows_sparse_py),
             "first_gemm": layer(probe, w, forward_rows_py)}
     for width, rows in PROFILE_HIDDEN.items():
-        h = np.maximum(rng.standard_normal((rows, width)), 0).astype(dtype)
-        w = (rng.standard_normal((width, width)) / math.sqrt(width)).astype(dtype)
+        h = np.maximum(rng.random((rows, width), dtype=dtype) - 0.5, 0)
+        w = (rng.random((width, width), dtype=dtype) - 0.5) / math.sqrt(width)
         runs[f"row_loops_{width}"] = layer(h, w, forward_rows_sparse_py)
     return runs
 
@@ -281,7 +320,7 @@ def fused_forward(net, X, link=True):
     layers, link_code = arguments[:4], (arguments[4] if link else 0)
     if X.shape[0] == 1:      # the lean path: no plan to look up, no BLAS
         return forward_rows_sparse_py(X, *layers, link_code, 1, NEVER)
-    limits = thresholds(tuple([kernel.shape for kernel in layers[0]]), X.dtype)
+    limits = thresholds(net, tuple([kernel.shape for kernel in layers[0]]), X.dtype)
     chunks = []
     for start in range(0, len(X), CHUNK_ROWS):
         part = X[start:start + CHUNK_ROWS]
@@ -333,7 +372,8 @@ def per_layer_output(net, X):
     layers' ``forward`` (GEMMs in the fused drivers' blocks) elsewhere."""
     check_live_params(net, training=False)
     codes = net._activation_codes()
-    limits = thresholds(tuple([layer.kernel.shape for layer in net.dense_layers]), net.dtype)
+    limits = thresholds(net, tuple([layer.kernel.shape for layer in net.dense_layers]),
+                        net.dtype)
     chunks = []
     for start in range(0, len(X), CHUNK_ROWS):
         a = np.asarray(X[start:start + CHUNK_ROWS])   # (read a LazyRows' chunk)

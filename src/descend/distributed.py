@@ -58,7 +58,7 @@ from descend._validation import check_bool, check_int, error_message
 from descend._outofcore import LazyRows, is_lazy
 from descend._sample_weight import fit_weights, sample_classes
 from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
-                              make_trainer, runner_specs)
+                              make_trainer, record_plan, runner_specs)
 
 __all__ = ["MPI"]
 
@@ -399,7 +399,7 @@ class DistributedTrainer(Trainer):
                               self.n_batches)
         self.runner = self._compiled_runner()
         if self.runner is not None:
-            model.plan_ = self.runner.plan
+            record_plan(model, self.runner.plan)
             self.allreduce_seconds = 0.0
             step_bytes = self.runner.distributed_stats()["bytes_per_step"]
         else:

@@ -65,11 +65,11 @@ class Sequential:
         resumes the schedule where it stopped.
     plan : dict or None
         Fields of a ``descend.plans.Plan`` to force in the compiled epoch
-        (``sparse_input``, ``sample_rows``, ``kernel_rows``, ``by_columns``), e.g. the
-        ``plan_`` of an earlier run to reproduce its rounding on another
-        machine; None: chosen from this machine's profile.
+        (``sparse_input``, ``sample_rows``, ``kernel_rows``, ``by_columns``) and in
+        predict (``plans.PREDICT_FIELDS``), e.g. the ``plan_`` of an earlier run to
+        reproduce its rounding on another machine; None: from this machine's profile.
     plan_ : dict or None
-        The plan the last fit used (after fit).
+        The plan the last fit and predict used (after either).
 
     Examples
     --------
@@ -853,9 +853,9 @@ class Sequential:
         self.plan, self.plan_ = checked["plan"]
 
     def pin_plan(self, plan=None):
-        """Pin the compiled epoch's plan for the next fits: `plan` (a dict of
-        ``descend.plans.Plan`` fields), or by default the plan the last fit
-        used (``plan_``, also restored by ``descend.load``), so that a run
+        """Pin the plan of the next fits and predictions: `plan` (a dict of
+        ``descend.plans.Plan`` fields and PREDICT_FIELDS), or by default the plan
+        used last (``plan_``, also restored by ``descend.load``), so that a run
         is reproduced bit for bit on another machine. ``net.plan = None``
         unpins.
 
@@ -875,7 +875,7 @@ class Sequential:
         plan = plans.check_plan(self.plan_ if plan is None else plan, "plan",
                                 len(self.dense_layers))
         if plan is None:
-            raise ValueError("plan: no plan given and none recorded (plan_ is set by fit)")
+            raise ValueError("plan: no plan given and none recorded (fit and predict set plan_)")
         self.plan = {k: v for k, v in plan.items() if k != "source"}
         return self.plan
 

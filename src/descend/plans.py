@@ -30,14 +30,17 @@ a thin block (128 rows of a 256-wide layer on 2 cores) runs its X^T dZ
 product slower than a whole layer (one thread, batch 1024, on the Xeon:
 13% less CPU time a whole epoch of a 784-256x5-10 net with whole-layer
 blocks), and whole layers balance over the cores once the runner deals
-the blocks by cost (_deal_blocks in _train.pyx). The plan moves a layer to
-one block where the profile's phase-B rates estimate it faster.
+the blocks by cost (_deal_blocks in _train.pyx). The plan moves layers to
+one block where the profile's phase-B rates estimate it faster, searching
+whole layers by groups of one shape (one of five 256 x 256 layers made
+whole alone unbalances the deal; four beside a first layer cut in two
+balance).
 
 So the plan follows from a *machine profile*: the throughput of the
 candidate phase-A blockings (single-threaded GEMM of r rows against a
 small and a large kernel), of the phase-B blockings (X^T dZ over r kernel
 rows) and of the sparse first layer, measured once per
-machine (about a second of CPU time), persisted in the user cache directory,
+machine (under a second of CPU time), persisted in the user cache directory,
 keyed by the CPU model and features and the versions of descend, numpy,
 scipy and the BLAS. The plan for a workload is a deterministic function
 of that profile and the workload's shapes, dtype, batch size, input
@@ -63,8 +66,12 @@ Environment:
     is a ValueError naming the variable.
 ``DESCEND_PLAN="sparse_input=0,sample_rows=64"``
     Force fields of the plan (comma-separated ``name=value``, each field
-    at most once; also JSON).
-    The keyword ``plan=`` of EpochRunner does the same per fit.
+    at most once; also JSON): PLAN_FIELDS for fit, PREDICT_FIELDS
+    (``predict_sparse_density``, ``predict_gemm_min_rows``) for predict's
+    thresholds (descend._inference).
+    The keyword ``plan=`` of EpochRunner does the same per fit, and a
+    network's ``plan`` (``pin_plan``) for its fits and predictions, over
+    DESCEND_PLAN; ``plan_`` records both parts, and both are saved.
 ``DESCEND_CACHE_DIR``
     Where profiles are kept (default: the user cache directory).
 """
@@ -83,14 +90,23 @@ import numpy as np
 from descend._config import register_section
 from descend._validation import MAX_THREADS
 
-PROFILE_FORMAT = 7
+# The stored profile's format, part of its key (a profile of another format
+# is measured again, never misread): bumped when the fields (see
+# machine_profile) or the way they are measured change. 7: phase-B rates
+# (gemm_update); 8: the same fields, in settled rounds (2 to 5) on shared
+# operands, the first-layer probe over fewer rows at the small batches.
+PROFILE_FORMAT = 8
 
 # A stored profile is measured again when it is older than this, or when the
 # process may use another number of cores than when it was measured (the
 # key already changes with the CPU and the library versions).
 PROFILE_MAX_AGE_DAYS = 30
-# Rounds of the profile's interleaved timings (medians are taken).
+# Rounds of the profile's interleaved timings (medians are taken): at least
+# PROFILE_MIN_ROUNDS, more (up to PROFILE_ROUNDS) for each run until its
+# timings agree (two within PROFILE_SPREAD of each other, or three of the median).
 PROFILE_ROUNDS = 5
+PROFILE_MIN_ROUNDS = 2
+PROFILE_SPREAD = 0.1
 # The profile replaces a default choice only when its estimate is faster by
 # this fraction: a profile measured with noise (under load, on shared
 # cores) then moves off a default only where the difference is real.
@@ -122,6 +138,13 @@ PROFILE_UPDATE_ROWS = (64, 128, 256, 512)
 UPDATE_PROBE_BATCHES = (128, 1024)
 
 PLAN_FIELDS = ("sparse_input", "sample_rows", "kernel_rows", "by_columns")
+# predict's thresholds (descend._inference.Thresholds), pinned and recorded
+# beside the fit's fields: the input density up to which predict's first
+# layer skips zero inputs, and the rows from which GEMMs run the hidden
+# layers (fewer rows take the row loops; 2**31 - 1: never). Their plans
+# differ in the last bits, as the fit's do.
+PREDICT_FIELDS = ("predict_sparse_density", "predict_gemm_min_rows")
+MAX_GEMM_MIN_ROWS = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,36 +396,74 @@ def _store(path, profile):
         return None
 
 
-def _timed_rounds(runs, rounds=PROFILE_ROUNDS):
+def _timed_rounds(runs, rounds=PROFILE_ROUNDS, min_rounds=PROFILE_MIN_ROUNDS, warm_all=True):
     """{name: [seconds, ...]} of each zero-argument callable in `runs`: the
     calling thread's CPU time, in turns (round by round), after one warm-up
-    call each.
+    call each (warm_all; else of the first only: runs whose memory was all
+    written beforehand have nothing to warm but the BLAS's buffers);
+    `min_rounds` rounds, more (up to `rounds`) for each run until its
+    timings agree (see _settled).
 
     Wall-clock time on shared cores measures the other tenants: under load
     a run is descheduled for whole time slices, and the longer of two runs
     is hit more often, so a profile taken under load ranked the dense first
     layer (the longer run) wrongly. The thread's CPU time leaves the waiting
     out (the runs are single-threaded, the BLAS limited to one thread), and
-    turns put a burst of contention on every run of a round alike."""
-    for run in runs.values():
+    turns put a burst of contention on every run of a round alike. On a
+    quiet machine the rounds agree within a few percent and two of them
+    settle the medians; under load the extra rounds outvote the outliers,
+    and only the runs that need them take them (the long runs, which
+    dominate the time, tend to agree first)."""
+    for run in list(runs.values())[:None if warm_all else 1]:
         run()   # warm: first touch, BLAS buffers
     seconds = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
+    for round_ in range(rounds):
+        # the runs whose timings do not agree yet go on, in turns
+        for name in [name for name, times in seconds.items()
+                     if round_ < min_rounds or not _settled(times)]:
             start = time.thread_time()
-            run()
+            runs[name]()
             seconds[name].append(max(time.thread_time() - start, 1e-9))
     return seconds
 
 
-def _gemm_runs(rng, dtype):
+def _settled(times):
+    """Whether a run's timings settle its median: two that agree within
+    PROFILE_SPREAD, or (from three on) three within PROFILE_SPREAD of the
+    median (the others are outliers it leaves out)."""
+    if len(times) == 2:
+        return abs(times[0] - times[1]) <= PROFILE_SPREAD * min(times)
+    median = statistics.median(times)
+    return sum(abs(t - median) <= PROFILE_SPREAD * median for t in times) >= 3
+
+
+def _operands(rng, dtype):
+    """(a, b): random read-only operands every GEMM probe of one dtype
+    slices its inputs from, a of max(PROFILE_WIDTHS) x max(PROFILE_WIDTHS)
+    entries and b of max(UPDATE_PROBE_BATCHES) x max(PROFILE_UPDATE_ROWS),
+    apart so that a product's two inputs never share cache lines. One draw
+    in the dtype: generating and converting operands for each probe took a
+    fifth of the profile's time. (Values in [0, 1): their size does not
+    change a GEMM's speed, and no product runs long enough to overflow.)"""
+    size_a = max(PROFILE_WIDTHS) ** 2
+    pool = rng.random(size_a + max(UPDATE_PROBE_BATCHES) * max(PROFILE_UPDATE_ROWS), dtype=dtype)
+    return pool[:size_a], pool[size_a:]
+
+
+def _matrix(flat, rows, cols):
+    """The first rows x cols entries of a flat operand, as a C-contiguous matrix."""
+    return flat[:rows * cols].reshape(rows, cols)
+
+
+def _gemm_runs(operands):
     """{(width, rows): (run, flops)}: phase-A-like GEMMs, one thread."""
     from descend import _dense
+    a, b = operands
     runs = {}
     for width in PROFILE_WIDTHS:
-        w = rng.standard_normal((width, width)).astype(dtype)
-        x = rng.standard_normal((max(PROFILE_ROWS), width)).astype(dtype)
-        z = np.empty_like(x)
+        w = _matrix(a, width, width)
+        x = _matrix(b, max(PROFILE_ROWS), width)
+        z = np.ones_like(x)     # (written: no first touch in a timing)
         for rows in PROFILE_ROWS:
             # >= 16 MFLOP and whole blocks: a few ms per timing
             n = rows * -(-int(8e6 / width ** 2) // rows) if rows < 256 else rows
@@ -412,112 +473,123 @@ def _gemm_runs(rng, dtype):
     return runs
 
 
-def _update_runs(rng, dtype):
+def _update_runs(operands):
     """{(batch, width, rows): (run, flops)}: phase-B-like GEMMs, one thread:
     W[rows, width] += X^T dZ over `batch` rows, as _sgd_through_gemm calls
     it (scipy's BLAS, the one descend's kernels call)."""
     from scipy.linalg import blas
-    gemm = blas.sgemm if dtype == "float32" else blas.dgemm
+    a, b = operands
+    gemm = blas.sgemm if a.dtype == np.float32 else blas.dgemm
     runs = {}
-    for n, width in ((n, w) for n in UPDATE_PROBE_BATCHES for w in PROFILE_WIDTHS):
-        dz = rng.standard_normal((n, width)).astype(dtype)
-        x = rng.standard_normal((n, max(PROFILE_UPDATE_ROWS))).astype(dtype)
-        for rows in PROFILE_UPDATE_ROWS:
-            # row-major W := W - 0.001 X[:, :rows]^T dZ is column-major
-            # W^T := W^T - 0.001 dZ^T X[:, :rows]
-            xs = np.ascontiguousarray(x[:, :rows])
-            w = np.zeros((rows, width), dtype)
-            repeats = max(1, int(16e6 / (2 * n * rows * width)))
+    for width in PROFILE_WIDTHS:
+        # one kernel to update per width (the runs' results are not read;
+        # written: no first touch in a timing)
+        out = np.ones((max(PROFILE_UPDATE_ROWS), width), a.dtype)
+        for n in UPDATE_PROBE_BATCHES:
+            dz = _matrix(a, n, width)
+            for rows in PROFILE_UPDATE_ROWS:
+                # row-major W := W - 0.001 X^T dZ is column-major
+                # W^T := W^T - 0.001 dZ^T X
+                xs, w = _matrix(b, n, rows), out[:rows]
+                repeats = max(1, int(8e6 / (2 * n * rows * width)))
 
-            def run(dz=dz, xs=xs, w=w, repeats=repeats):
-                for _ in range(repeats):
-                    gemm(-0.001, dz.T, xs.T, 1.0, w.T, trans_b=1, overwrite_c=1)
-            runs[(n, width, rows)] = (run, 2 * n * rows * width * repeats)
+                def run(dz=dz, xs=xs, w=w, repeats=repeats):
+                    for _ in range(repeats):
+                        gemm(-0.001, dz.T, xs.T, 1.0, w.T, trans_b=1, overwrite_c=1)
+                runs[(n, width, rows)] = (run, 2 * n * rows * width * repeats)
     return runs
 
 
 # The sparse first layer's probe: image-like inputs of this density (MNIST:
 # 19% non-zero), through MNIST's net, at these batch sizes (the break-even
-# density of a workload is interpolated between them, log scale).
+# density of a workload is interpolated between them, log scale), each over
+# as many rows (a few batches of the smaller sizes time the same per-batch
+# work as many: each batch updates the whole kernel).
 SPARSE_PROBE_DENSITY = 0.2
 SPARSE_PROBE_SHAPES = ((784, 256), (256, 128), (128, 10))
-SPARSE_PROBE_BATCHES = (16, 128, 512)
+SPARSE_PROBE_BATCHES = {16: 128, 128: 256, 512: 512}
 
 
-def _first_layer_runs(rng, dtype, gemm_rates, cores):
+def _first_layer_runs(rng, x, gemm_rates, cores):
     """{("sparse" or "dense", batch size): run}: the first layer's share of
-    an epoch of plain SGD on 512 rows of 784 inputs into 256 units, batch
-    by batch as the fused epoch runs it (compress or copy the rows, the
-    forward product in the plan's sample blocks, the update in its kernel
-    blocks), through the sparse kernels and through single-threaded BLAS.
-    gemm_rates: the profile's "gemm" table, from which the plan's sample
-    blocks follow. The inputs are image-like, as mostly-zero inputs tend to
-    be: 20% non-zero, all in the middle 40% of the columns (MNIST: 19%
-    non-zero, mostly central pixels)."""
+    an epoch of plain SGD on rows of x (image-like, see _image_like_rows)
+    into 256 units, batch by batch as the fused epoch runs it (compress or
+    copy the rows, the forward product in the plan's sample blocks, the
+    update in its kernel blocks), through the sparse kernels and through
+    single-threaded BLAS. gemm_rates: the profile's "gemm" table, from
+    which the plan's sample blocks follow."""
     from descend import _sparse
-    n, (n_in, n_out) = max(SPARSE_PROBE_BATCHES), SPARSE_PROBE_SHAPES[0]
-    x = rng.standard_normal((n, n_in)).astype(dtype)
-    middle = np.zeros(n_in, bool)
-    middle[n_in * 3 // 10:n_in * 7 // 10] = True
-    x[(rng.random(x.shape) >= SPARSE_PROBE_DENSITY / 0.4) | ~middle] = 0
-    w = rng.standard_normal((n_in, n_out)).astype(dtype)
-    dz = rng.standard_normal((n, n_out)).astype(dtype)
+    n, (n_in, n_out) = max(SPARSE_PROBE_BATCHES.values()), SPARSE_PROBE_SHAPES[0]
+    w = rng.random((n_in, n_out), dtype=x.dtype) - 0.5
+    dz = rng.random((n, n_out), dtype=x.dtype) - 0.5
     runs = {}
-    for batch in SPARSE_PROBE_BATCHES:
-        workload = Workload(SPARSE_PROBE_SHAPES, dtype, batch, SPARSE_PROBE_DENSITY, cores)
+    for batch, rows in SPARSE_PROBE_BATCHES.items():
+        workload = Workload(SPARSE_PROBE_SHAPES, str(x.dtype), batch, SPARSE_PROBE_DENSITY, cores)
         blocks = dict(batch_size=batch, kernel_rows=_default_kernel_rows(workload)[0],
                       sample_rows=_sample_rows({"gemm": gemm_rates}, workload))
-        runs[("sparse", batch)] = _sparse.SparseLayerRun(x, w, dz, **blocks)
-        runs[("dense", batch)] = _sparse.SparseLayerRun(x, w, dz, dense=True, **blocks)
+        for kind in ("sparse", "dense"):
+            runs[(kind, batch)] = _sparse.SparseLayerRun(x[:rows], w, dz[:rows],
+                                                         dense=kind == "dense", **blocks)
     return runs
 
 
 def _image_like_rows(rng, dtype):
     """512 rows of 784 inputs, SPARSE_PROBE_DENSITY of them non-zero, all in
-    the middle 40% of the columns (MNIST: 19% non-zero, mostly central pixels)."""
-    x = rng.standard_normal((512, 784)).astype(dtype)
+    the middle 40% of the columns (MNIST: 19% non-zero, mostly central
+    pixels), as mostly-zero inputs tend to be: the input of the sparse
+    first layer's probes, for fit's plan and for predict's."""
+    x = rng.random((512, 784), dtype=dtype)
     middle = np.zeros(784, bool)
     middle[235:549] = True
-    x[(rng.random(x.shape) >= SPARSE_PROBE_DENSITY / 0.4) | ~middle] = 0
+    x[(x >= SPARSE_PROBE_DENSITY / 0.4) | ~middle] = 0
     return x
+
+
+def _rates(runs, seconds):
+    """{key: GFLOP/s} of {key: (run, flops)} from their timings' medians."""
+    return {key: flops / 1e9 / statistics.median(seconds[key])
+            for key, (_, flops) in runs.items()}
 
 
 def measure_profile():
     """Measure the throughputs a plan is chosen from (single-threaded BLAS;
-    about a second on a quiet machine). See machine_profile for the
+    under a second on a quiet machine). See machine_profile for the
     fields."""
     from descend import _inference
     from descend._threads import blas_threads
     started = time.perf_counter()
     rng = np.random.default_rng(0)
     dtypes = ("float32", "float64")
-    gemm_runs = {(dtype,) + key: run for dtype in dtypes
-                 for key, run in _gemm_runs(rng, dtype).items()}
+    operands = {dtype: _operands(rng, dtype) for dtype in dtypes}
+    images = {dtype: _image_like_rows(rng, dtype) for dtype in dtypes}
     load = _load_average()
     with blas_threads(1):
-        seconds = _timed_rounds({key: run for key, (run, _) in gemm_runs.items()})
-        gemm = {dtype: {str(width): {str(rows): gemm_runs[(dtype, width, rows)][1] / 1e9
-                                     / statistics.median(seconds[(dtype, width, rows)])
+        gemm_runs = {(dtype,) + key: run for dtype in dtypes
+                     for key, run in _gemm_runs(operands[dtype]).items()}
+        rates = _rates(gemm_runs, _timed_rounds({k: run for k, (run, _) in gemm_runs.items()}))
+        gemm = {dtype: {str(width): {str(rows): rates[(dtype, width, rows)]
                                      for rows in PROFILE_ROWS}
                         for width in PROFILE_WIDTHS} for dtype in dtypes}
         update_runs = {(dtype,) + key: run for dtype in dtypes
-                       for key, run in _update_runs(rng, dtype).items()}
-        seconds = _timed_rounds({key: run for key, (run, _) in update_runs.items()})
+                       for key, run in _update_runs(operands[dtype]).items()}
+        rates = _rates(update_runs,
+                       _timed_rounds({k: run for k, (run, _) in update_runs.items()},
+                                     warm_all=False))
         gemm_update = {dtype: {str(n): {str(width): {
-            str(rows): update_runs[(dtype, n, width, rows)][1] / 1e9
-            / statistics.median(seconds[(dtype, n, width, rows)]) for rows in PROFILE_UPDATE_ROWS}
+            str(rows): rates[(dtype, n, width, rows)] for rows in PROFILE_UPDATE_ROWS}
             for width in PROFILE_WIDTHS} for n in UPDATE_PROBE_BATCHES} for dtype in dtypes}
         # the first layer in the blocks the plan takes from those rates
-        layer_runs = {(dtype,) + key: run for dtype in dtypes for key, run in
-                      _first_layer_runs(rng, dtype, gemm, usable_cores()).items()}
-        seconds = _timed_rounds(layer_runs)
+        seconds = _timed_rounds({(dtype,) + key: run for dtype in dtypes for key, run in
+                                 _first_layer_runs(rng, images[dtype], gemm,
+                                                   usable_cores()).items()})
         # predict's first layer and hidden row loops (descend._inference)
         predict_seconds = _timed_rounds({
-            (dtype, name): run for dtype in dtypes for name, run in
-            _inference.profile_runs(rng, dtype, _image_like_rows(rng, dtype)).items()})
+            (dtype, name): run for dtype in dtypes
+            for name, run in _inference.profile_runs(rng, images[dtype]).items()})
     # the sparse path's time grows with the non-zeros, the dense one's does
     # not: they break even at the probe's density times their time ratio
-    # (the median of the rounds' ratios: each round times both back to back)
+    # (the median of the rounds' ratios: each round times both back to back;
+    # over the rounds both took)
     sparse = {dtype: {str(batch): SPARSE_PROBE_DENSITY * statistics.median(
         d / s for d, s in zip(seconds[(dtype, "dense", batch)],
                               seconds[(dtype, "sparse", batch)]))
@@ -626,7 +698,7 @@ def _update_rate(profile, dtype, rows, n_out, batch):
     return _log_interpolated({n: at(table) for n, table in tables.items()}, batch)
 
 
-def _phase_b_seconds(profile, workload, kernel_rows, sparse):
+def _phase_b_seconds(profile, workload, kernel_rows, sparse, rates=None):
     """Estimated phase-B time of one batch: the busiest core's share. A
     layer's kernel rows go in blocks of kernel_rows[i], dealt as the runner
     deals them (_deal_blocks in _train.pyx: each block of the net, in
@@ -634,14 +706,19 @@ def _phase_b_seconds(profile, workload, kernel_rows, sparse):
     rows costs its X^T dZ product (r x n_out, summed over the batch) at the
     profile's one-thread rate for r-row blocks (gemm_update, measured over
     the probe's batches). The sparse first layer's gradient costs the dense
-    one's times density / break-even (the two break even there)."""
+    one's times density / break-even (the two break even there). rates: a
+    dict that keeps the rates looked up, {(rows, n_out): GFLOP/s}, for a
+    search that estimates many plans of one workload."""
     batch, cores, dtype = workload.batch_size, workload.cores, workload.dtype
+    rates = {} if rates is None else rates
     seconds = [0.0] * cores
     owners = iter(deal_blocks(workload.layer_shapes, kernel_rows, cores))
     for i, ((n_in, n_out), rows) in enumerate(zip(workload.layer_shapes, kernel_rows)):
         for k0 in range(0, n_in, rows):
             r = min(rows, n_in - k0)
-            rate = _update_rate(profile, dtype, r, n_out, batch)
+            if (r, n_out) not in rates:
+                rates[(r, n_out)] = _update_rate(profile, dtype, r, n_out, batch)
+            rate = rates[(r, n_out)]
             if i == 0 and sparse:
                 rate *= sparse_break_even(profile, dtype, batch) / max(workload.density, 1e-3)
             seconds[next(owners)] += 2 * r * n_out * batch / rate
@@ -666,29 +743,47 @@ def _kernel_rows(profile, workload, sparse):
     block of all their rows (a thin block, e.g. 128 rows of a 256-wide layer
     on 2 cores, runs its X^T dZ product slower than a whole one: the
     product's packed dZ is reused over fewer rows), the balance of the
-    runner's deal counted. Each layer in turn takes its faster choice, until none
-    changes (deterministic); the result replaces the defaults only if its
+    runner's deal counted. The result replaces the defaults only if its
     estimate is faster by PLAN_MARGIN. The sparse first layer keeps its
     blocks (the profile's sparse probe runs them)."""
     default = _default_kernel_rows(workload)
     if (profile is None or "gemm_update" not in profile or workload.batch_size <= 64
             or workload.cores < 2):
         return default
-    rows = list(default)
-    changed = True
-    while changed:
-        changed = False
-        for i, (n_in, _) in enumerate(workload.layer_shapes):
-            if (i == 0 and sparse) or rows[i] >= n_in:
-                continue
-            whole = rows[:i] + [n_in] + rows[i + 1:]
-            if (_phase_b_seconds(profile, workload, whole, sparse)
-                    < _phase_b_seconds(profile, workload, rows, sparse)):
-                rows, changed = whole, True
+    rows = _whole_layers_search(profile, workload, sparse, default)
     if (_phase_b_seconds(profile, workload, rows, sparse)
             < (1 - PLAN_MARGIN) * _phase_b_seconds(profile, workload, default, sparse)):
         return tuple(rows)
     return default
+
+
+def _whole_layers_search(profile, workload, sparse, default):
+    """The kernel rows of the fastest phase B the search finds (by the
+    profile's estimate), from the defaults. A move makes whole the first j
+    layers not yet whole of a group of layers of one shape (any j); each
+    step takes the move that gains most, until none gains: one layer made
+    whole alone can unbalance the deal (one of five 256 x 256 layers on 2
+    cores) while several balance (all five, or four beside a first layer
+    cut in two). Deterministic: ties keep the earlier move."""
+    shapes = workload.layer_shapes
+    movable = [i for i, (n_in, _) in enumerate(shapes)
+               if not (i == 0 and sparse) and default[i] < n_in]
+    groups = [[i for i in movable if shapes[i] == shape]
+              for shape in dict.fromkeys(shapes[i] for i in movable)]
+    rows, rates = list(default), {}
+    best = _phase_b_seconds(profile, workload, rows, sparse, rates)
+    while any(groups):
+        moves = []
+        for g, group in enumerate(groups):
+            for j in range(1, len(group) + 1):
+                moved = [shapes[i][0] if i in group[:j] else r for i, r in enumerate(rows)]
+                moves.append((_phase_b_seconds(profile, workload, moved, sparse, rates),
+                              len(moves), g, j, moved))
+        seconds, _, g, j, moved = min(moves)
+        if seconds >= best:
+            break
+        rows, best, groups[g] = moved, seconds, groups[g][j:]
+    return rows
 
 
 def _log_interpolated(table, at):
@@ -811,11 +906,14 @@ def plan_for(workload, profile=None, forced=None):
                 bool(by_columns))
 
 
+_ALL_FIELDS = PLAN_FIELDS + PREDICT_FIELDS
 # Block sizes are C ints in the compiled loop, which steps a thread's next
 # block by team size x block rows: that stays a C int for any team size up
 # to MAX_THREADS (2**31 - 1 segfaulted as the sum wrapped around).
 MAX_BLOCK_ROWS = (2**31 - 1) // (MAX_THREADS + 1)
 _EXPECTED = {"sparse_input": "a bool or None", "by_columns": "a bool or None",
+             "predict_sparse_density": "a number in [0, 1] or None",
+             "predict_gemm_min_rows": f"an int in [1, {MAX_GEMM_MIN_ROWS}] or None",
              "sample_rows": f"an int in [1, {MAX_BLOCK_ROWS}] or None",
              "kernel_rows": f"an int in [1, {MAX_BLOCK_ROWS}], a non-empty list of them or None",
              "source": "a str"}
@@ -823,16 +921,16 @@ _EXPECTED = {"sparse_input": "a bool or None", "by_columns": "a bool or None",
 
 def check_plan(value, name="plan", n_layers=None):
     """A plan dict (pinned fields, or a fit's ``plan_``) checked field by
-    field: keys among PLAN_FIELDS and "source", sparse_input a bool,
-    sample_rows an int >= 1, kernel_rows an int >= 1 or a list of them
+    field: keys among PLAN_FIELDS, PREDICT_FIELDS and "source", sparse_input
+    a bool, sample_rows an int >= 1, kernel_rows an int >= 1 or a list of them
     (with `n_layers`, the number of Dense layers of the network the plan
     is for: exactly one per layer). None passes. Returns a copy;
     ValueError/TypeError naming `name`."""
     if value is None:
         return None
-    if not isinstance(value, dict) or not set(value) <= set(PLAN_FIELDS) | {"source"}:
+    if not isinstance(value, dict) or not set(value) <= set(_ALL_FIELDS) | {"source"}:
         raise ValueError(f"{name} must be None or a dict with keys among "
-                         f"{PLAN_FIELDS + ('source',)}, got {value!r}")
+                         f"{_ALL_FIELDS + ('source',)}, got {value!r}")
 
     def positive(v):
         # the compiled loop holds block sizes in C ints
@@ -843,6 +941,12 @@ def check_plan(value, name="plan", n_layers=None):
               "sample_rows": lambda v: v is None or positive(v),
               "kernel_rows": lambda v: v is None or positive(v) or (
                   isinstance(v, (list, tuple)) and len(v) > 0 and all(map(positive, v))),
+              "predict_sparse_density": lambda v: v is None or (
+                  isinstance(v, (int, float, np.integer, np.floating))
+                  and not isinstance(v, (bool, np.bool_)) and 0 <= v <= 1),
+              "predict_gemm_min_rows": lambda v: v is None or (
+                  isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+                  and 1 <= v <= MAX_GEMM_MIN_ROWS),
               "source": lambda v: isinstance(v, str)}
     for field, ok in checks.items():
         if field in value and not ok(value[field]):
@@ -865,13 +969,15 @@ def _plain(value):
         return [int(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
+    if isinstance(value, np.floating):
+        return float(value)
     return int(value) if isinstance(value, np.integer) else value
 
 
 def forced_from_env():
     """The plan fields DESCEND_PLAN forces ({} if unset): JSON or
     comma-separated name=value (sparse_input=0, sample_rows=64, kernel_rows=64,
-    by_columns=1).
+    by_columns=1, predict_sparse_density=0.3, predict_gemm_min_rows=16).
     ValueError naming DESCEND_PLAN for anything else."""
     text = os.environ.get("DESCEND_PLAN", "").strip()
     if not text:
@@ -885,7 +991,7 @@ def forced_from_env():
             raise ValueError(f"DESCEND_PLAN is not valid JSON ({exc}): {text!r}") from None
         names = [name for name, _ in pairs]
         if "source" in names:       # what a recorded plan says of itself, not a field to force
-            raise ValueError(f"DESCEND_PLAN: the fields to force are among {PLAN_FIELDS}, "
+            raise ValueError(f"DESCEND_PLAN: the fields to force are among {_ALL_FIELDS}, "
                              f"got 'source' in {text!r}")
         for name in names:
             if names.count(name) > 1:
@@ -895,13 +1001,18 @@ def forced_from_env():
     for item in text.split(","):
         name, _, value = item.partition("=")
         name, value = name.strip(), value.strip()
-        if name not in PLAN_FIELDS or not value:
+        if name not in _ALL_FIELDS or not value:
             raise ValueError(f"DESCEND_PLAN: expected name=value with a name among "
-                             f"{PLAN_FIELDS}, got {item!r}")
+                             f"{_ALL_FIELDS}, got {item!r}")
         if name in forced:
             raise ValueError(_repeated_field(name, text))
         if name in ("sparse_input", "by_columns"):
             forced[name] = _SWITCH.get(value.lower(), value)
+        elif name == "predict_sparse_density":
+            try:
+                forced[name] = float(value)
+            except ValueError:
+                forced[name] = value
         else:
             try:
                 forced[name] = int(value)
@@ -920,9 +1031,11 @@ _last = []
 
 def choose(workload, forced=None):
     """The plan a fit uses: the profile's (or the defaults'), with the fields
-    of DESCEND_PLAN and then `forced` on top. Remembered for describe()."""
+    of DESCEND_PLAN and then `forced` on top (predict's fields aside).
+    Remembered for describe()."""
     fields = {**forced_from_env(), **{k: v for k, v in (forced or {}).items()
                                       if v is not None}}
+    fields = {k: v for k, v in fields.items() if k not in PREDICT_FIELDS}
     plan = plan_for(workload, machine_profile(), fields)
     _last[:] = [(workload, plan)]
     return plan

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from descend import _threads, losses, plans
+from descend import _inference, _threads, losses, plans
 from descend._contract import LayerSpec
 from descend._outofcore import ChunkedTrainer, LazyRows
 from descend._sample_weight import (check_class_weight, check_sample_weight,
@@ -328,7 +328,7 @@ class Trainer:
                                        *model.optimizer.clip_settings(), config.batch_size,
                                        omp, plan=getattr(model, "plan", None),
                                        sample_weight=config.weights)
-        model.plan_ = self.runner.plan
+        record_plan(model, self.runner.plan)
         # what the compiled loop holds: checked after each epoch (_check_kept)
         self.held = (model.optimizer, model.loss_, *model._params())
         self.n_batches = -(-len(X) // config.batch_size)
@@ -607,6 +607,15 @@ def make_trainer(model, config):
     if isinstance(config.X, LazyRows):
         return _ChunkedTrainer(model, config)
     return Trainer(model, config)
+
+
+def record_plan(model, plan):
+    """Record on the model (``plan_``, saved with it) the compiled epoch's
+    plan and the thresholds its predict will use, so that pin_plan() pins
+    both (descend.plans)."""
+    model.plan_ = plan
+    _inference.predict_plan(model, tuple(layer.kernel.shape for layer in model.dense_layers),
+                            model.dtype)
 
 
 def runner_specs(model):
