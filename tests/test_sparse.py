@@ -302,3 +302,32 @@ def test_fit_on_mostly_zero_inputs_equals_the_per_layer_path():
             nets[1].train_on_batch(X[start:start + 16], y[start:start + 16])
     for a, b in zip(nets[0].get_weights(), nets[1].get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@FAST
+@given(n=st.integers(65, 300), d=st.integers(1, 40), k=st.integers(1, 70),
+       density=densities, dtype=dtypes, seed=seeds)
+def test_sparse_grad_kernel_in_sample_chunks_keeps_the_bits_of_the_fma_loops(
+        n, d, k, density, dtype, seed):
+    # The kernel gradient walks its samples in chunks sized from the L2
+    # cache (at least 64 rows): each out row's chain of FMAs continues across
+    # chunks, so the AVX-512 and AVX2 loops give the unchunked bits; the
+    # portable loop (four terms per pass) agrees to rounding.
+    rng = np.random.default_rng(seed)
+    x = sparse_matrix(rng, n, d, density, dtype)
+    dz = rng.normal(size=(n, k)).astype(dtype)
+    w = rng.normal(size=(d, k)).astype(dtype)
+    results = []
+    for chunk_bytes in (2**40, 1):        # one chunk; 64-row chunks
+        previous = _sparse._set_grad_chunk_bytes(chunk_bytes)
+        try:
+            out = w.copy()
+            _sparse.sparse_grad_kernel_py(x, dz, out, 0, d, -0.5)
+        finally:
+            _sparse._set_grad_chunk_bytes(previous)
+        results.append(out)
+    expected = w.astype(np.float64) - 0.5 * (x.astype(np.float64).T @ dz)
+    norm = 1 + np.abs(expected).max()
+    np.testing.assert_allclose(results[1] / norm, expected / norm, **TOL[dtype])
+    if _sparse.ISA in ("avx512", "avx2"):
+        np.testing.assert_array_equal(results[1], results[0])

@@ -813,6 +813,38 @@ cdef long sparse_rows_forward(const floating* x, int rows, int n_in, const float
     return bad
 
 
+# Bytes of dz a chunk of sparse_grad_kernel's samples may fill: a quarter of
+# one core's L2 (Linux sysfs, read once at import), 256 KiB where the OS does
+# not say (a quarter of a 1 MiB L2).
+cdef long grad_chunk_bytes = 256 * 1024
+
+
+cdef inline int grad_chunk_rows(int n_out, size_t itemsize) noexcept nogil:
+    """Samples per chunk of sparse_grad_kernel: dz's rows in grad_chunk_bytes,
+    at least 64."""
+    return <int>min(2147483647, max(64, grad_chunk_bytes // max(1, <long>n_out * <long>itemsize)))
+
+
+def _set_grad_chunk_bytes(long nbytes):
+    """Set the bytes of dz per chunk of the kernel gradient's samples (tests:
+    the results must not depend on it on the four-row and AVX2 loops).
+    Returns the previous value."""
+    global grad_chunk_bytes
+    previous = grad_chunk_bytes
+    grad_chunk_bytes = max(1, nbytes)
+    return previous
+
+
+def _init_grad_chunk_bytes():
+    from descend.plans import l2_cache_bytes
+    l2 = l2_cache_bytes()
+    if l2:
+        _set_grad_chunk_bytes(l2 // 4)
+
+
+_init_grad_chunk_bytes()
+
+
 cdef void sparse_grad_kernel(const floating* x, long ld, int n, const floating* dz, int n_out,
                              int row_begin, int row_end, floating scale, floating* out,
                              int* scratch, floating* scratch_values) noexcept nogil:
@@ -835,6 +867,15 @@ cdef void sparse_grad_kernel(const floating* x, long ld, int n, const floating* 
     sample order whatever the range and whatever the CPU's loop: a split
     of the rows over threads gives the same bits.
 
+    The samples go in chunks whose rows of dz fill at most a quarter of a
+    core's L2 (grad_chunk_rows): every bucket reads its samples' rows of dz
+    again, and a whole batch of them (1024 x 256 float64: 2 MB) outgrows
+    the L2, which took float64's gradient at batch 1024 to 1.4x its time
+    per row at 256. A chunk continues each out row's chain of FMAs where
+    the last one stored it, so the four-row and AVX2 loops give the same
+    bits chunked or not (the portable loop, which sums four terms per pass,
+    rounds differently at chunk ends: a rule of shapes and cache size).
+
     Scratch: sparse_scratch_ints / sparse_scratch_values (one thread's).
     """
     cdef int c, q, width
@@ -844,32 +885,41 @@ cdef void sparse_grad_kernel(const floating* x, long ld, int n, const floating* 
     cdef int* samples = scratch
     # buckets: after the samples' 4n ints, 16n bytes on (the words aligned)
     cdef uint64_t* masks = <uint64_t*>(scratch + 4 * slots)
-    c = row_begin
-    while c < row_end:
-        width = min(GRAD_COLUMNS, row_end - c)
-        if floating is float:
-            grad_lists_f(x + c, ld, n, width, scale, samples, scratch_values, masks, fill)
-        else:
-            grad_lists_d(x + c, ld, n, width, scale, samples, scratch_values, masks, fill)
-        for q in range((width + 3) // 4 if buckets else width):
-            if fill[q] == 0:
-                continue
-            if not buckets:
-                if floating is float:
-                    add_weighted_rows_f(samples + q * slots, scratch_values + q * slots, fill[q],
-                                        dz, n_out, out + <long>(c + q) * n_out)
-                else:
-                    add_weighted_rows_d(samples + q * slots, scratch_values + q * slots, fill[q],
-                                        dz, n_out, out + <long>(c + q) * n_out)
-            elif floating is float:
-                add_masked_rows_f(samples + q * slots, scratch_values + 4 * q * slots, 1, 4,
-                                  <unsigned short*>(masks + q * slots), fill[q], dz, n_out,
-                                  out + <long>(c + 4 * q) * n_out, n_out, min(4, width - 4 * q))
+    cdef int first = 0, rows, chunk = grad_chunk_rows(n_out, sizeof(floating))
+    cdef const floating* xs
+    cdef const floating* dzs
+    while first < n:
+        rows = min(chunk, n - first)
+        xs = x + <long>first * ld
+        dzs = dz + <long>first * n_out
+        c = row_begin
+        while c < row_end:
+            width = min(GRAD_COLUMNS, row_end - c)
+            if floating is float:
+                grad_lists_f(xs + c, ld, rows, width, scale, samples, scratch_values, masks, fill)
             else:
-                add_masked_rows_d(samples + q * slots, scratch_values + 4 * q * slots, 1, 4,
-                                  <unsigned short*>(masks + q * slots), fill[q], dz, n_out,
-                                  out + <long>(c + 4 * q) * n_out, n_out, min(4, width - 4 * q))
-        c = c + width
+                grad_lists_d(xs + c, ld, rows, width, scale, samples, scratch_values, masks, fill)
+            for q in range((width + 3) // 4 if buckets else width):
+                if fill[q] == 0:
+                    continue
+                if not buckets:
+                    if floating is float:
+                        add_weighted_rows_f(samples + q * rows, scratch_values + q * rows,
+                                            fill[q], dzs, n_out, out + <long>(c + q) * n_out)
+                    else:
+                        add_weighted_rows_d(samples + q * rows, scratch_values + q * rows,
+                                            fill[q], dzs, n_out, out + <long>(c + q) * n_out)
+                elif floating is float:
+                    add_masked_rows_f(samples + q * rows, scratch_values + 4 * q * rows, 1, 4,
+                                      <unsigned short*>(masks + q * rows), fill[q], dzs, n_out,
+                                      out + <long>(c + 4 * q) * n_out, n_out, min(4, width - 4 * q))
+                else:
+                    add_masked_rows_d(samples + q * rows, scratch_values + 4 * q * rows, 1, 4,
+                                      <unsigned short*>(masks + q * rows), fill[q], dzs, n_out,
+                                      out + <long>(c + 4 * q) * n_out, n_out, min(4, width - 4 * q))
+            c = c + width
+        first = first + rows
+
 
 
 # ---- memoryview twins (the tests) -------------------------------------------
