@@ -3,6 +3,7 @@ a stored profile whose size keys are corrupt, a hostile DESCEND_PLAN or
 profile file nested too deep for the JSON parser, and a pinned plan that
 one-row predict must check as every other predict does."""
 import json
+import os
 import time
 
 import numpy as np
@@ -158,3 +159,34 @@ def test_a_valid_pinned_plan_gives_one_row_the_bits_of_no_plan():
     expected = small_net().predict(X)
     pinned = small_net({"predict_sparse_density": 0, "predict_gemm_min_rows": 1})
     np.testing.assert_array_equal(pinned.predict(X), expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_profile_path_that_is_no_regular_file_is_measured_again(profile_dir, monkeypatch,
+                                                                  kind):
+    # a named pipe there hung every fit and predict in open(); a link to
+    # /dev/zero read until memory ran out
+    directory, calls = profile_dir
+    path = plans.machine_profile()["path"]
+    os.remove(path)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink(os.devnull if not os.path.exists("/dev/zero") else "/dev/zero", path)
+    monkeypatch.setattr(plans, "_loaded", {})
+    assert plans.machine_profile()["gemm"] == full_profile()["gemm"] and len(calls) == 2
+    assert os.path.isfile(path) and not os.path.islink(path)     # replaced by the profile
+
+
+def test_an_oversized_profile_file_is_measured_again(profile_dir, monkeypatch):
+    directory, calls = profile_dir
+    path = plans.machine_profile()["path"]
+    with open(path) as f:
+        stored = f.read()
+    with open(path, "w") as f:
+        f.write(" " * (plans.MAX_PROFILE_BYTES + 1) + stored)
+    monkeypatch.setattr(plans, "_loaded", {})
+    plans.machine_profile()
+    assert len(calls) == 2

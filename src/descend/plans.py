@@ -78,6 +78,7 @@ import json
 import math
 import os
 import platform
+import stat
 import statistics
 import sys
 import time
@@ -306,8 +307,7 @@ def machine_profile(refresh=False):
         if path in _loaded:
             return _loaded[path]
         try:
-            with open(path) as f:
-                stored = json.load(f)
+            stored = _read_stored(path)
             if not profile_is_stale(stored, key):
                 stored["path"] = path
                 _loaded[path] = stored
@@ -319,6 +319,24 @@ def machine_profile(refresh=False):
     profile["path"] = _store(path, profile)
     _loaded[path] = profile
     return profile
+
+
+# a profile is a few KB: a larger file is not one (and is not read whole)
+MAX_PROFILE_BYTES = 1 << 20
+
+
+def _read_stored(path):
+    """The JSON at `path`; OSError where it is no regular file of at most
+    MAX_PROFILE_BYTES (a named pipe would block open() and read(), a link to
+    /dev/zero fill the memory), ValueError where it is no JSON."""
+    # (O_NONBLOCK: open() of a named pipe returns at once, to be refused)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PROFILE_BYTES:
+            raise OSError(f"{path}: not a profile (no regular file, or over "
+                          f"{MAX_PROFILE_BYTES} bytes)")
+        return json.loads(f.read(MAX_PROFILE_BYTES + 1))
 
 
 def usable_cores():
