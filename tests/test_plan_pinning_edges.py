@@ -11,6 +11,7 @@ import pytest
 
 import descend as dn
 from descend import _inference, plans
+from test_plans import profile_dir  # noqa: F401 - a fixture
 
 
 def full_profile():
@@ -31,21 +32,19 @@ def full_profile():
 
 
 @pytest.fixture
-def profile_dir(tmp_path, monkeypatch):
-    """Profiling on, the cache in a temporary directory, a counted fake measurement."""
-    monkeypatch.setenv("DESCEND_PROFILE", "1")
-    monkeypatch.setenv("DESCEND_CACHE_DIR", str(tmp_path))
+def full_profile_dir(profile_dir, monkeypatch):
+    """test_plans' profile_dir, measuring full_profile(); no DESCEND_PLAN, no
+    thresholds kept from earlier tests."""
+    directory, calls = profile_dir
     monkeypatch.delenv("DESCEND_PLAN", raising=False)
-    monkeypatch.setattr(plans, "_loaded", {})
     monkeypatch.setattr(_inference, "_thresholds", {})
-    calls = []
 
     def measure():
         calls.append(1)
         return {**full_profile(), "seconds": 0.5, "measured_at": int(time.time()),
                 "cores": plans.usable_cores()}
     monkeypatch.setattr(plans, "measure_profile", measure)
-    return tmp_path, calls
+    return profile_dir
 
 
 def rename(table, old, new):
@@ -78,17 +77,17 @@ def rename(table, old, new):
 ], ids=["width-0", "width-text", "width-huge", "update-width-0", "update-batch-text",
         "update-batch-0", "update-batch-twice", "update-width-empty", "rows-twice",
         "row-loop-width-twice", "break-even-batch-twice"])
-def test_a_stored_profile_with_corrupt_sizes_is_measured_again(profile_dir, monkeypatch,
+def test_a_stored_profile_with_corrupt_sizes_is_measured_again(full_profile_dir, monkeypatch,
                                                                  corrupt):
-    directory, calls = profile_dir
+    directory, calls = full_profile_dir
     path = plans.machine_profile()["path"]
     with open(path) as f:
         stored = json.load(f)
     corrupt(stored)
+    assert plans.profile_is_stale(stored, plans.profile_key())
     with open(path, "w") as f:
         json.dump(stored, f)
     monkeypatch.setattr(plans, "_loaded", {})      # a new process: read from the file
-    assert plans.profile_is_stale(stored, plans.profile_key())
     rng = np.random.default_rng(0)
     net = dn.Sequential([dn.Dense(256, activation="relu"), dn.Dense(256, activation="relu"),
                          dn.Dense(3)], input_dim=64, seed=0, n_threads=1)
@@ -101,9 +100,9 @@ def test_a_stored_profile_with_corrupt_sizes_is_measured_again(profile_dir, monk
         assert json.load(f)["gemm"] == full_profile()["gemm"]      # rewritten whole
 
 
-def test_a_profile_file_nested_too_deep_is_measured_again(profile_dir, monkeypatch):
+def test_a_profile_file_nested_too_deep_is_measured_again(full_profile_dir, monkeypatch):
     # RecursionError from json.load, out of every fit and predict
-    directory, calls = profile_dir
+    directory, calls = full_profile_dir
     path = plans.machine_profile()["path"]
     with open(path, "w") as f:
         f.write("[" * 100_000 + "]" * 100_000)
@@ -164,11 +163,11 @@ def test_a_valid_pinned_plan_gives_one_row_the_bits_of_no_plan():
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("kind", ["fifo", "device"])
-def test_a_profile_path_that_is_no_regular_file_is_measured_again(profile_dir, monkeypatch,
+def test_a_profile_path_that_is_no_regular_file_is_measured_again(full_profile_dir, monkeypatch,
                                                                   kind):
     # a named pipe there hung every fit and predict in open(); a link to
     # /dev/zero read until memory ran out
-    directory, calls = profile_dir
+    directory, calls = full_profile_dir
     path = plans.machine_profile()["path"]
     os.remove(path)
     if kind == "fifo":
@@ -180,8 +179,8 @@ def test_a_profile_path_that_is_no_regular_file_is_measured_again(profile_dir, m
     assert os.path.isfile(path) and not os.path.islink(path)     # replaced by the profile
 
 
-def test_an_oversized_profile_file_is_measured_again(profile_dir, monkeypatch):
-    directory, calls = profile_dir
+def test_an_oversized_profile_file_is_measured_again(full_profile_dir, monkeypatch):
+    directory, calls = full_profile_dir
     path = plans.machine_profile()["path"]
     with open(path) as f:
         stored = f.read()
