@@ -457,6 +457,34 @@ def test_thin_phase_b_blocks_give_way_to_whole_layers_when_the_profile_says_so()
     assert plans.plan_for(deep, update_profile(50.0), {"kernel_rows": 64}).kernel_rows == (64,) * 7
 
 
+def test_whole_layers_are_searched_in_groups_that_balance_the_deal():
+    """Thin blocks at 60% of the whole rate: one 256 x 256 layer made whole
+    alone loses (the deal puts it beside a thread's other blocks), so a
+    search that moves one layer at a time keeps the default; four of the
+    five made whole balance over the two threads (784 x 256 cut in two,
+    two whole layers beside each half), which the model estimates 23%
+    faster, over the margin."""
+    deep = workload(DEEP_256, batch_size=1024, density=1.0)
+    profile = update_profile(60.0)
+    default = (392,) + (128,) * 6
+    found = (392, 256, 256, 256, 256, 128, 128)
+    assert plans.plan_for(deep, profile).kernel_rows == found
+    seconds = [plans._phase_b_seconds(profile, deep, rows, False) for rows in (found, default)]
+    assert seconds[0] == pytest.approx(0.767 * seconds[1], rel=1e-3)
+    # every single-layer move from the default estimates slower or no faster
+    for i in range(1, 6):
+        one = default[:i] + (256,) + default[i + 1:]
+        assert plans._phase_b_seconds(profile, deep, one, False) >= seconds[1]
+    # the busiest thread has 2.25 layers' work of 256 x 256 in blocks of 256 rows
+    work = [0, 0]
+    for owner, (n_in, n_out, rows) in zip(
+            plans.deal_blocks(DEEP_256, found, 2),
+            [(n, o, r) for (n, o), r in zip(DEEP_256, found) for _ in range(0, n, r)]):
+        work[owner] += min(rows, n_in) * n_out
+    assert work == [392 * 256 + 2 * 256 * 256 + 128 * 256 + 128 * 10,
+                    392 * 256 + 2 * 256 * 256 + 128 * 256 + 128 * 10]
+
+
 def test_the_phase_b_model_counts_the_busiest_thread():
     """Two equal layers of one block each take one thread each (the time of
     one); three take two on one thread (the time of two)."""

@@ -30,8 +30,11 @@ a thin block (128 rows of a 256-wide layer on 2 cores) runs its X^T dZ
 product slower than a whole layer (one thread, batch 1024, on the Xeon:
 13% less CPU time a whole epoch of a 784-256x5-10 net with whole-layer
 blocks), and whole layers balance over the cores once the runner deals
-the blocks by cost (_deal_blocks in _train.pyx). The plan moves a layer to
-one block where the profile's phase-B rates estimate it faster.
+the blocks by cost (_deal_blocks in _train.pyx). The plan moves layers to
+one block where the profile's phase-B rates estimate it faster, searching
+whole layers by groups of one shape (one of five 256 x 256 layers made
+whole alone unbalances the deal; four beside a first layer cut in two
+balance).
 
 So the plan follows from a *machine profile*: the throughput of the
 candidate phase-A blockings (single-threaded GEMM of r rows against a
@@ -721,7 +724,7 @@ def _update_rate(profile, dtype, rows, n_out, batch):
     return _log_interpolated({n: at(table) for n, table in tables.items()}, batch)
 
 
-def _phase_b_seconds(profile, workload, kernel_rows, sparse):
+def _phase_b_seconds(profile, workload, kernel_rows, sparse, rates=None):
     """Estimated phase-B time of one batch: the busiest core's share. A
     layer's kernel rows go in blocks of kernel_rows[i], dealt as the runner
     deals them (_deal_blocks in _train.pyx: each block of the net, in
@@ -729,14 +732,19 @@ def _phase_b_seconds(profile, workload, kernel_rows, sparse):
     rows costs its X^T dZ product (r x n_out, summed over the batch) at the
     profile's one-thread rate for r-row blocks (gemm_update, measured over
     the probe's batches). The sparse first layer's gradient costs the dense
-    one's times density / break-even (the two break even there)."""
+    one's times density / break-even (the two break even there). rates: a
+    dict that keeps the rates looked up, {(rows, n_out): GFLOP/s}, for a
+    search that estimates many plans of one workload."""
     batch, cores, dtype = workload.batch_size, workload.cores, workload.dtype
+    rates = {} if rates is None else rates
     seconds = [0.0] * cores
     owners = iter(deal_blocks(workload.layer_shapes, kernel_rows, cores))
     for i, ((n_in, n_out), rows) in enumerate(zip(workload.layer_shapes, kernel_rows)):
         for k0 in range(0, n_in, rows):
             r = min(rows, n_in - k0)
-            rate = _update_rate(profile, dtype, r, n_out, batch)
+            if (r, n_out) not in rates:
+                rates[(r, n_out)] = _update_rate(profile, dtype, r, n_out, batch)
+            rate = rates[(r, n_out)]
             if i == 0 and sparse:
                 rate *= sparse_break_even(profile, dtype, batch) / max(workload.density, 1e-3)
             seconds[next(owners)] += 2 * r * n_out * batch / rate
@@ -761,29 +769,47 @@ def _kernel_rows(profile, workload, sparse):
     block of all their rows (a thin block, e.g. 128 rows of a 256-wide layer
     on 2 cores, runs its X^T dZ product slower than a whole one: the
     product's packed dZ is reused over fewer rows), the balance of the
-    runner's deal counted. Each layer in turn takes its faster choice, until none
-    changes (deterministic); the result replaces the defaults only if its
+    runner's deal counted. The result replaces the defaults only if its
     estimate is faster by PLAN_MARGIN. The sparse first layer keeps its
     blocks (the profile's sparse probe runs them)."""
     default = _default_kernel_rows(workload)
     if (profile is None or "gemm_update" not in profile or workload.batch_size <= 64
             or workload.cores < 2):
         return default
-    rows = list(default)
-    changed = True
-    while changed:
-        changed = False
-        for i, (n_in, _) in enumerate(workload.layer_shapes):
-            if (i == 0 and sparse) or rows[i] >= n_in:
-                continue
-            whole = rows[:i] + [n_in] + rows[i + 1:]
-            if (_phase_b_seconds(profile, workload, whole, sparse)
-                    < _phase_b_seconds(profile, workload, rows, sparse)):
-                rows, changed = whole, True
+    rows = _whole_layers_search(profile, workload, sparse, default)
     if (_phase_b_seconds(profile, workload, rows, sparse)
             < (1 - PLAN_MARGIN) * _phase_b_seconds(profile, workload, default, sparse)):
         return tuple(rows)
     return default
+
+
+def _whole_layers_search(profile, workload, sparse, default):
+    """The kernel rows of the fastest phase B the search finds (by the
+    profile's estimate), from the defaults. A move makes whole the first j
+    layers not yet whole of a group of layers of one shape (any j); each
+    step takes the move that gains most, until none gains: one layer made
+    whole alone can unbalance the deal (one of five 256 x 256 layers on 2
+    cores) while several balance (all five, or four beside a first layer
+    cut in two). Deterministic: ties keep the earlier move."""
+    shapes = workload.layer_shapes
+    movable = [i for i, (n_in, _) in enumerate(shapes)
+               if not (i == 0 and sparse) and default[i] < n_in]
+    groups = [[i for i in movable if shapes[i] == shape]
+              for shape in dict.fromkeys(shapes[i] for i in movable)]
+    rows, rates = list(default), {}
+    best = _phase_b_seconds(profile, workload, rows, sparse, rates)
+    while any(groups):
+        moves = []
+        for g, group in enumerate(groups):
+            for j in range(1, len(group) + 1):
+                moved = [shapes[i][0] if i in group[:j] else r for i, r in enumerate(rows)]
+                moves.append((_phase_b_seconds(profile, workload, moved, sparse, rates),
+                              len(moves), g, j, moved))
+        seconds, _, g, j, moved = min(moves)
+        if seconds >= best:
+            break
+        rows, best, groups[g] = moved, seconds, groups[g][j:]
+    return rows
 
 
 def _log_interpolated(table, at):
