@@ -126,6 +126,39 @@ def test_sparse_forward_gives_each_row_the_bits_of_that_row_alone(shape, density
         np.testing.assert_array_equal(z[i], alone[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [127, 300])
+def test_sparse_forward_rows_keep_their_bits_in_any_batch_order(dtype, n):
+    """Rows go four at a time where the CPU has the four-row loop: each
+    row of z is still that row's own sum, written to its own place,
+    whatever rows share its four and in whatever order the batch has them
+    (n: rows left over after the fours; zero prefixes of every length, so
+    that the four rows' unions differ)."""
+    rng = np.random.default_rng(13)
+    d, k = 70, 37
+    x = sparse_matrix(rng, n, d, 0.3, dtype)
+    # rows that start at every column, zero prefixes of random lengths
+    x[2:, :] *= np.arange(d)[None, :] >= rng.integers(0, d, size=(n - 2, 1))
+    w = rng.normal(size=(d, k)).astype(dtype)
+    b = rng.normal(size=k).astype(dtype)
+    z, a = np.empty((n, k), dtype), np.empty((n, k), dtype)
+    _sparse.sparse_forward_py(x, w, b, z, a, RELU, 0.0)
+    permutation = rng.permutation(n)
+    z_permuted, a_permuted = np.empty((n, k), dtype), np.empty((n, k), dtype)
+    _sparse.sparse_forward_py(np.ascontiguousarray(x[permutation]), w, b, z_permuted,
+                              a_permuted, RELU, 0.0)
+    np.testing.assert_array_equal(z_permuted, z[permutation])
+    np.testing.assert_array_equal(a_permuted, a[permutation])
+    for i in range(0, n, 7):
+        alone, alone_a = np.empty((1, k), dtype), np.empty((1, k), dtype)
+        _sparse.sparse_forward_py(x[i:i + 1], w, b, alone, alone_a, RELU, 0.0)
+        np.testing.assert_array_equal(z[i], alone[0])
+        np.testing.assert_array_equal(a[i], alone_a[0])
+    expected = x.astype(np.float64) @ w.astype(np.float64) + b
+    np.testing.assert_allclose(z, expected, **TOL[dtype])
+    np.testing.assert_array_equal(a, np.maximum(z, 0))
+
+
 @FAST
 @given(shape=shapes, density=densities, dtype=dtypes, seed=seeds,
        scale=st.sampled_from([1.0, -0.01, 2.5]))
