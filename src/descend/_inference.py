@@ -38,6 +38,7 @@ differ in the last bits; none depends on the number of threads.
 """
 import dataclasses
 import math
+import os
 import statistics
 import time
 
@@ -132,9 +133,7 @@ def predict_plan(net, layer_shapes, dtype):
         ``net.plan`` or DESCEND_PLAN invalid (naming the field), or
         DESCEND_PROFILE neither on nor off.
     """
-    pinned = {**plans.forced_from_env(), **{k: v for k, v in (
-        plans.check_plan(net.plan, "plan") or {}).items() if v is not None}}
-    pinned = {k: v for k, v in pinned.items() if k in plans.PREDICT_FIELDS}
+    pinned = pinned_fields(net)
     limits = DEFAULTS
     if len(pinned) < len(plans.PREDICT_FIELDS):
         key = (layer_shapes, str(dtype), plans.profiling_enabled())
@@ -151,6 +150,14 @@ def predict_plan(net, layer_shapes, dtype):
         net.plan_ = {**used, "predict_sparse_density": limits.sparse_density,
                      "predict_gemm_min_rows": limits.gemm_min_rows}
     return limits
+
+
+def pinned_fields(net):
+    """predict's fields pinned by DESCEND_PLAN and then by ``net.plan``;
+    ValueError naming either where it is invalid."""
+    pinned = {**plans.forced_from_env(), **{k: v for k, v in (
+        plans.check_plan(net.plan, "plan") or {}).items() if v is not None}}
+    return {k: v for k, v in pinned.items() if k in plans.PREDICT_FIELDS}
 
 
 def thresholds_from_profile(profile, layer_shapes, dtype):
@@ -234,9 +241,10 @@ def figures_are_valid(figures):
                 and math.isfinite(value) and value > 0)
     try:
         rates = figures["row_loop_gflops"]
-        return (positive(figures["sparse_break_even"]) and bool(rates)
-                and all(int(w) > 0 and positive(r) for w, r in rates.items()))
-    except (KeyError, TypeError, ValueError, AttributeError):
+        return (positive(figures["sparse_break_even"]) and isinstance(rates, dict)
+                and bool(rates)
+                and all(plans.is_size_key(w) and positive(r) for w, r in rates.items()))
+    except (KeyError, TypeError, AttributeError):
         return False
 
 
@@ -319,6 +327,8 @@ def fused_forward(net, X, link=True):
         return None
     layers, link_code = arguments[:4], (arguments[4] if link else 0)
     if X.shape[0] == 1:      # the lean path: no plan to look up, no BLAS
+        if net.plan is not None or os.environ.get("DESCEND_PLAN"):
+            pinned_fields(net)   # (but a bad one is an error here as on more rows)
         return forward_rows_sparse_py(X, *layers, link_code, 1, NEVER)
     limits = thresholds(net, tuple([kernel.shape for kernel in layers[0]]), X.dtype)
     chunks = []

@@ -81,6 +81,7 @@ import json
 import math
 import os
 import platform
+import stat
 import statistics
 import sys
 import time
@@ -309,19 +310,36 @@ def machine_profile(refresh=False):
         if path in _loaded:
             return _loaded[path]
         try:
-            with open(path) as f:
-                stored = json.load(f)
+            stored = _read_stored(path)
             if not profile_is_stale(stored, key):
                 stored["path"] = path
                 _loaded[path] = stored
                 return stored
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):   # (a file nested too deep)
             pass
     profile = measure_profile()
     profile["key"] = key
     profile["path"] = _store(path, profile)
     _loaded[path] = profile
     return profile
+
+
+# a profile is a few KB: a larger file is not one (and is not read whole)
+MAX_PROFILE_BYTES = 1 << 20
+
+
+def _read_stored(path):
+    """The JSON at `path`; OSError where it is no regular file of at most
+    MAX_PROFILE_BYTES (a named pipe would block open() and read(), a link to
+    /dev/zero fill the memory), ValueError where it is no JSON."""
+    # (O_NONBLOCK: open() of a named pipe returns at once, to be refused)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PROFILE_BYTES:
+            raise OSError(f"{path}: not a profile (no regular file, or over "
+                          f"{MAX_PROFILE_BYTES} bytes)")
+        return json.loads(f.read(MAX_PROFILE_BYTES + 1))
 
 
 def usable_cores():
@@ -345,40 +363,48 @@ def profile_is_stale(profile, key, now=None):
             or not _figures_are_valid(profile))
 
 
+def is_size_key(key):
+    """Whether a profile table's key is a size as measure_profile writes it:
+    a positive int in plain decimal ("064" and "64" would be one size twice,
+    "0" a log of zero, a 400-digit size an overflow in the plan's sums)."""
+    return (isinstance(key, str) and key.isascii() and key.isdigit() and key[0] != "0"
+            and int(key) <= MAX_GEMM_MIN_ROWS)
+
+
 def _figures_are_valid(profile):
-    """Whether every figure a plan reads is a positive finite number, for
-    both dtypes: a hand-edited or corrupt cache file is then measured again
-    instead of breaking every fit until someone deletes it."""
+    """Whether every figure a plan reads is a positive finite number under a
+    size key (is_size_key), for both dtypes: a hand-edited or corrupt cache
+    file is then measured again instead of breaking every fit until someone
+    deletes it."""
     from descend import _inference
     def positive(value):
         return (isinstance(value, (int, float)) and not isinstance(value, bool)
                 and math.isfinite(value) and value > 0)
+
+    def rates(table):       # {size: figure}, at least one
+        return (isinstance(table, dict) and bool(table)
+                and all(is_size_key(size) and positive(v) for size, v in table.items()))
+
+    def tables(table):      # {size: {size: figure}}, at least one
+        return (isinstance(table, dict) and bool(table)
+                and all(is_size_key(size) and rates(t) for size, t in table.items()))
     try:
         for dtype in ("float32", "float64"):
-            widths = profile["gemm"][dtype]
             break_even = profile["sparse_break_even"][dtype]
-            if isinstance(break_even, dict):
-                if not break_even or not all(int(batch) > 0 and positive(value)
-                                             for batch, value in break_even.items()):
-                    return False
-            elif not positive(break_even):
+            if not (rates(break_even) if isinstance(break_even, dict) else positive(break_even)):
                 return False
-            if not widths:
+            if not tables(profile["gemm"][dtype]):
                 return False
             # (without them predict takes its defaults)
             if "predict" in profile and not _inference.figures_are_valid(
                     profile["predict"].get(dtype)):
                 return False
             # (gemm_update is optional: without it, phase B keeps its default blocks)
-            update = profile["gemm_update"][dtype] if "gemm_update" in profile else {}
-            if "gemm_update" in profile and not update:
+            update = profile["gemm_update"][dtype] if "gemm_update" in profile else None
+            if update is not None and not (isinstance(update, dict) and bool(update) and all(
+                    is_size_key(batch) and tables(t) for batch, t in update.items())):
                 return False
-            for rates in list(widths.values()) + [rates for table in update.values()
-                                                  for rates in table.values()]:
-                if not rates or not all(int(rows) > 0 and positive(rate)
-                                        for rows, rate in rates.items()):
-                    return False
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return False
     return True
 
@@ -983,20 +1009,26 @@ def forced_from_env():
     if not text:
         return {}
     if text.startswith("{"):
+        repeated = []
+
+        def unique(pairs):
+            # json.loads would keep the last of a repeated name silently
+            names = [name for name, _ in pairs]
+            repeated.extend(name for name in names if names.count(name) > 1)
+            return dict(pairs)
         try:
-            # the object's (name, value) pairs: json.loads would keep the last
-            # of a repeated name silently
-            pairs = json.loads(text, object_pairs_hook=list)
+            fields = json.loads(text, object_pairs_hook=unique)
+        except RecursionError:      # nested deeper than the parser goes
+            raise ValueError(f"DESCEND_PLAN is not valid JSON (nested too deep): "
+                             f"{text[:80]!r}...") from None
         except ValueError as exc:
             raise ValueError(f"DESCEND_PLAN is not valid JSON ({exc}): {text!r}") from None
-        names = [name for name, _ in pairs]
-        if "source" in names:       # what a recorded plan says of itself, not a field to force
+        if repeated:
+            raise ValueError(_repeated_field(repeated[0], text))
+        if "source" in fields:      # what a recorded plan says of itself, not a field to force
             raise ValueError(f"DESCEND_PLAN: the fields to force are among {_ALL_FIELDS}, "
                              f"got 'source' in {text!r}")
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(_repeated_field(name, text))
-        return check_plan(dict(pairs), "DESCEND_PLAN")
+        return check_plan(fields, "DESCEND_PLAN")
     forced = {}
     for item in text.split(","):
         name, _, value = item.partition("=")
