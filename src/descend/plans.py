@@ -73,8 +73,11 @@ Environment:
     network's ``plan`` (``pin_plan``) for its fits and predictions, over
     DESCEND_PLAN; ``plan_`` records both parts, and both are saved.
 ``DESCEND_CACHE_DIR``
-    Where profiles are kept (default: the user cache directory).
+    Where profiles are kept (default: the user cache directory). Where it
+    cannot be written, a ProfileCacheWarning says so once per process and
+    the profile is kept in memory (each new process measures it again).
 """
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -85,6 +88,7 @@ import stat
 import statistics
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -301,6 +305,13 @@ def machine_profile(refresh=False):
         see ``descend._inference.profile_figures``}), ``seconds`` (time
         the measurement took), ``path`` (where it is stored; None if the
         cache was not writable).
+
+    Warns
+    -----
+    ProfileCacheWarning
+        The profile cannot be stored in the cache directory (once per
+        process and directory): it is kept in memory for this process, and
+        the next process measures it again.
     """
     if not profiling_enabled():
         return None
@@ -319,9 +330,36 @@ def machine_profile(refresh=False):
             pass
     profile = measure_profile()
     profile["key"] = key
-    profile["path"] = _store(path, profile)
+    try:
+        profile["path"] = _store(path, profile)
+    except OSError as error:
+        profile["path"] = None
+        _warn_unwritable(os.path.dirname(path), error)
+    # (kept for the rest of the process, stored or not)
     _loaded[path] = profile
     return profile
+
+
+class ProfileCacheWarning(RuntimeWarning):
+    """descend could not store its machine profile (``descend.plans``) in the
+    cache directory: the profile is kept in memory for this process, but
+    every new process measures it again. Given once per process and
+    directory; set DESCEND_CACHE_DIR to a writable directory."""
+
+
+_warned_dirs = set()
+
+
+def _warn_unwritable(directory, error):
+    """Say once per process (and directory) that profiles cannot be stored there."""
+    if directory in _warned_dirs:
+        return
+    _warned_dirs.add(directory)
+    warnings.warn(f"descend cannot store its machine profile in {directory} ({error}); "
+                  f"this process keeps it in memory, but every new process measures it "
+                  f"again (about a second). Set DESCEND_CACHE_DIR to a writable directory "
+                  f"(or DESCEND_PROFILE=0 for the built-in plans, unmeasured).",
+                  ProfileCacheWarning, stacklevel=3)
 
 
 # a profile is a few KB: a larger file is not one (and is not read whole)
@@ -410,16 +448,19 @@ def _figures_are_valid(profile):
 
 
 def _store(path, profile):
-    """Write the profile atomically; the path, or None if that failed."""
+    """Write the profile atomically and return `path`; OSError where the
+    directory cannot be made or written (no temporary is left behind)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
             json.dump({k: v for k, v in profile.items() if k != "path"}, f, indent=1)
         os.replace(tmp, path)
-        return path
     except OSError:
-        return None
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path
 
 
 def _timed_rounds(runs, rounds=PROFILE_ROUNDS, min_rounds=PROFILE_MIN_ROUNDS, warm_all=True):
