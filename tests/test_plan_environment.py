@@ -65,3 +65,49 @@ def test_the_warning_is_public(unwritable_cache):
     import descend as dn
     assert dn.ProfileCacheWarning is plans.ProfileCacheWarning
     assert "ProfileCacheWarning" in dn.__all__
+
+
+# ------------------------------------------------------------ DESCEND_CACHE_DIR
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """HOME (and USERPROFILE, read on Windows) in a temporary directory, XDG unset."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    return tmp_path / "home"
+
+
+def default_cache(home):
+    if os.name == "nt":
+        return plans.cache_dir()        # (LOCALAPPDATA)
+    return os.path.join(home, "Library/Caches/descend" if os.uname().sysname == "Darwin"
+                        else ".cache/descend")
+
+
+def test_a_tilde_in_descend_cache_dir_is_the_home_directory(home, monkeypatch, profile_dir):
+    monkeypatch.setenv("DESCEND_CACHE_DIR", "~/profiles")
+    assert plans.cache_dir() == os.path.join(home, "profiles")
+    path = plans.machine_profile()["path"]
+    assert path.startswith(os.path.join(home, "profiles") + os.sep) and os.path.isfile(path)
+
+
+def test_an_empty_descend_cache_dir_means_unset(home, monkeypatch):
+    monkeypatch.setenv("DESCEND_CACHE_DIR", "")
+    assert plans.cache_dir() == default_cache(home)
+
+
+def test_a_relative_descend_cache_dir_is_taken_from_the_current_directory(
+        home, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESCEND_CACHE_DIR", "profiles")
+    assert plans.cache_dir() == os.path.join(tmp_path, "profiles")     # absolute
+
+
+@pytest.mark.skipif(os.name == "nt" or os.uname().sysname == "Darwin",
+                    reason="XDG_CACHE_HOME is read on Linux and other Unix only")
+def test_a_relative_xdg_cache_home_is_ignored_as_the_xdg_spec_says(home, monkeypatch,
+                                                                    tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert plans.cache_dir() == os.path.join(tmp_path, "xdg", "descend")
+    monkeypatch.setenv("XDG_CACHE_HOME", "xdg")
+    assert plans.cache_dir() == default_cache(home)

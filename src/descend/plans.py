@@ -73,7 +73,9 @@ Environment:
     network's ``plan`` (``pin_plan``) for its fits and predictions, over
     DESCEND_PLAN; ``plan_`` records both parts, and both are saved.
 ``DESCEND_CACHE_DIR``
-    Where profiles are kept (default: the user cache directory). Where it
+    Where profiles are kept (default: the user cache directory; a leading ~
+    is the home directory, a relative path is taken from the current
+    directory when the profile is first needed, empty is unset). Where it
     cannot be written, a ProfileCacheWarning says so once per process and
     the profile is kept in memory (each new process measures it again).
 """
@@ -236,16 +238,22 @@ def profile_key():
 
 
 def cache_dir():
-    """The directory profiles are kept in: DESCEND_CACHE_DIR, else the user
-    cache directory (XDG on Linux, ~/Library/Caches, %LOCALAPPDATA%)."""
-    if os.environ.get("DESCEND_CACHE_DIR"):
-        return os.environ["DESCEND_CACHE_DIR"]
+    """The directory profiles are kept in, as an absolute path: DESCEND_CACHE_DIR
+    (a leading ~ is the home directory, a relative path is taken from the
+    current directory; empty: unset), else the user cache directory
+    ($XDG_CACHE_HOME/descend or ~/.cache/descend, ~/Library/Caches/descend,
+    %LOCALAPPDATA%\\descend\\Cache). A relative XDG_CACHE_HOME is ignored, as the
+    XDG Base Directory specification asks."""
+    chosen = os.environ.get("DESCEND_CACHE_DIR")
+    if chosen:
+        return os.path.abspath(os.path.expanduser(chosen))
     if sys.platform == "win32":
         base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")
         return os.path.join(base, "descend", "Cache")
     if sys.platform == "darwin":
         return os.path.expanduser("~/Library/Caches/descend")
-    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return os.path.join(xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache"),
                         "descend")
 
 
