@@ -86,6 +86,7 @@ import json
 import math
 import os
 import platform
+import re
 import stat
 import statistics
 import sys
@@ -1053,7 +1054,10 @@ def forced_from_env():
     """The plan fields DESCEND_PLAN forces ({} if unset): JSON or
     comma-separated name=value (sparse_input=0, sample_rows=64, kernel_rows=64,
     by_columns=1, predict_sparse_density=0.3, predict_gemm_min_rows=16).
-    ValueError naming DESCEND_PLAN for anything else."""
+    Numbers in plain ASCII: digits for the int fields, a decimal or exponent
+    float (3e-1) for the density, within a float64 (1e-400 is no 0.0); in
+    JSON a bool is no number nor a number a bool. ValueError naming
+    DESCEND_PLAN (and the field) for anything else."""
     text = os.environ.get("DESCEND_PLAN", "").strip()
     if not text:
         return {}
@@ -1066,7 +1070,7 @@ def forced_from_env():
             repeated.extend(name for name in names if names.count(name) > 1)
             return dict(pairs)
         try:
-            fields = json.loads(text, object_pairs_hook=unique)
+            fields = json.loads(text, object_pairs_hook=unique, parse_float=_FloatText)
         except RecursionError:      # nested deeper than the parser goes
             raise ValueError(f"DESCEND_PLAN is not valid JSON (nested too deep): "
                              f"{text[:80]!r}...") from None
@@ -1077,6 +1081,8 @@ def forced_from_env():
         if "source" in fields:      # what a recorded plan says of itself, not a field to force
             raise ValueError(f"DESCEND_PLAN: the fields to force are among {_ALL_FIELDS}, "
                              f"got 'source' in {text!r}")
+        if isinstance(fields, dict):
+            fields = {name: _json_float(name, value) for name, value in fields.items()}
         return check_plan(fields, "DESCEND_PLAN")
     forced = {}
     for item in text.split(","):
@@ -1089,17 +1095,71 @@ def forced_from_env():
             raise ValueError(_repeated_field(name, text))
         if name in ("sparse_input", "by_columns"):
             forced[name] = _SWITCH.get(value.lower(), value)
-        elif name == "predict_sparse_density":
-            try:
-                forced[name] = float(value)
-            except ValueError:
-                forced[name] = value
         else:
-            try:
-                forced[name] = int(value)
-            except ValueError:
-                forced[name] = value
+            forced[name] = _plain_number(name, value)
     return check_plan(forced, "DESCEND_PLAN")
+
+
+# The numbers DESCEND_PLAN's name=value form takes: ASCII decimal digits, and
+# for the float field a decimal point and an exponent (what JSON allows, sign
+# aside). Python's int() and float() also take 1_000, +16, " 16", digits of
+# other scripts, nan, inf and hexadecimal floats: not plan values.
+_PLAIN_INT = re.compile(r"[0-9]+")
+_PLAIN_FLOAT = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SPELLED = {"sample_rows": f"an int in [1, {MAX_BLOCK_ROWS}] written in ASCII digits (such as 64)",
+            "kernel_rows": f"an int in [1, {MAX_BLOCK_ROWS}] written in ASCII digits (such as 64)",
+            "predict_gemm_min_rows": f"an int in [1, {MAX_GEMM_MIN_ROWS}] written in ASCII "
+                                     f"digits (such as 64)",
+            "predict_sparse_density": "a number in [0, 1] written in ASCII digits (such as 0.3 "
+                                      "or 3e-1)"}
+
+
+def _plain_number(name, text):
+    """The value of the numeric DESCEND_PLAN field `name` from its text: an
+    int of plain ASCII digits, or for predict_sparse_density a plain decimal
+    or exponent float (_finite_float); ValueError naming the field and the
+    text for any other spelling."""
+    is_float = name == "predict_sparse_density"
+    if not (_PLAIN_FLOAT if is_float else _PLAIN_INT).fullmatch(text):
+        raise ValueError(f"DESCEND_PLAN[{name!r}] must be {_SPELLED[name]}, got {text!r}")
+    if is_float:
+        return _finite_float(name, text)
+    try:
+        return int(text)
+    except ValueError:      # more digits than int() converts (4300): far out of range
+        raise ValueError(f"DESCEND_PLAN[{name!r}] must be {_SPELLED[name]}, got "
+                         f"{len(text)} digits") from None
+
+
+def _finite_float(name, text):
+    """float(text), or ValueError naming the DESCEND_PLAN field `name` where
+    the number is beyond a float64: overflowing to infinity, or underflowing
+    to 0 although its digits are not all zeros (1e-400), not to be taken
+    silently for another value."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"DESCEND_PLAN[{name!r}]: {text!r} overflows to infinity in a "
+                         f"float64")
+    if value == 0 and re.search("[1-9]", re.split("[eE]", text)[0]):
+        raise ValueError(f"DESCEND_PLAN[{name!r}]: {text!r} underflows to 0 in a float64 "
+                         f"(write 0 for zero)")
+    return value
+
+
+class _FloatText(str):
+    """A JSON number with a fraction or exponent, as its text (json.loads'
+    parse_float), until the field it belongs to is known."""
+
+
+def _json_float(name, value):
+    """A top-level DESCEND_PLAN JSON value with its numbers as floats, those
+    of the field `name` checked by _finite_float (lists hold no valid floats:
+    plain conversion, for check_plan to refuse)."""
+    if isinstance(value, _FloatText):
+        return _finite_float(name, value)
+    if isinstance(value, list):
+        return [float(v) if isinstance(v, _FloatText) else v for v in value]
+    return value
 
 
 def _repeated_field(name, text):
