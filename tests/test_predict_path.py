@@ -477,8 +477,9 @@ def test_fit_records_predict_thresholds_and_ignores_them_for_its_own_plan(profil
     net.plan = {"predict_gemm_min_rows": 3}
     X = sparse_rows(np.random.default_rng(8), 64, 784, 0.19, "float32")
     net.fit(X, np.arange(64) % 10, epochs=1, batch_size=32, verbose=0)
-    # the fit's own fields came from the profile; predict's are recorded beside them
-    assert net.plan_["source"] == "profile"
+    # the fit's own fields came from the profile; predict's are recorded beside them,
+    # one pinned, the other from the profile
+    assert net.plan_["source"] == "fit: profile, predict: forced+profile"
     assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (0.3, 3)
 
 

@@ -71,7 +71,8 @@ class Thresholds:
     density, a GEMM's does not); gemm_min_rows: fewer rows than this run
     every layer through the row loops (no GEMM packing to amortise, no BLAS
     thread limit to set); source: "profile" (descend.plans' machine
-    profile) or "defaults"."""
+    profile), "defaults", or for pinned fields "forced" (both) or
+    "forced+profile", "forced+defaults" (one: plans.part_source)."""
     sparse_density: float
     gemm_min_rows: int
     source: str
@@ -120,8 +121,9 @@ _last = []
 def predict_plan(net, layer_shapes, dtype):
     """The Thresholds predict uses for `net` (kernels of the shapes
     ((n_in, n_out), ...) and the dtype), recorded in ``net.plan_``
-    (``plans.PREDICT_FIELDS``, saved with the network): the fields pinned by
-    DESCEND_PLAN and then by ``net.plan`` (source "forced"), the others
+    (``plans.PREDICT_FIELDS``, saved with the network, its "source" updated:
+    ``plans.recorded_source``): the fields pinned by DESCEND_PLAN and then
+    by ``net.plan`` (source "forced", or "forced+profile" for one), the others
     from the machine profile (:func:`thresholds_from_profile`, worked out
     once per process: a refreshed profile counts from the next), or
     DEFAULTS when profiling is off. With both pinned, no profile is read
@@ -143,12 +145,14 @@ def predict_plan(net, layer_shapes, dtype):
         limits = _thresholds[key]
     if pinned:
         limits = Thresholds(pinned.get("predict_sparse_density", limits.sparse_density),
-                            pinned.get("predict_gemm_min_rows", limits.gemm_min_rows), "forced")
+                            pinned.get("predict_gemm_min_rows", limits.gemm_min_rows),
+                            plans.part_source(pinned, plans.PREDICT_FIELDS, limits.source))
     used = net.plan_ or {}
-    if (used.get("predict_sparse_density"), used.get("predict_gemm_min_rows")) != (
-            limits.sparse_density, limits.gemm_min_rows):
-        net.plan_ = {**used, "predict_sparse_density": limits.sparse_density,
-                     "predict_gemm_min_rows": limits.gemm_min_rows}
+    recorded = {**used, "predict_sparse_density": limits.sparse_density,
+                "predict_gemm_min_rows": limits.gemm_min_rows,
+                "source": plans.recorded_source(plans.fit_source(used), limits.source)}
+    if recorded != used:
+        net.plan_ = recorded
     return limits
 
 

@@ -183,8 +183,9 @@ class Plan:
     phase-B block; by_columns: each batch runs layer by layer over all its
     rows, every product cut into blocks of output columns (the runner's
     team_by_columns strategy, for kernels too large for a core's L2 cache);
-    source: "profile", "defaults" or "forced" (a field was given by the
-    caller or DESCEND_PLAN).
+    source: "profile" or "defaults" (what chose the fields), "forced" (every
+    field was given by the caller or DESCEND_PLAN) or "forced+profile",
+    "forced+defaults" (some were; see part_source).
     """
     sparse_input: bool
     sample_rows: int
@@ -977,9 +978,44 @@ def plan_for(workload, profile=None, forced=None):
     by_columns = forced.get("by_columns")
     if by_columns is None:
         by_columns = by_columns_rule(profile, workload, sparse, sample_rows)
-    source = "forced" if forced else ("defaults" if profile is None else "profile")
+    source = part_source(forced, PLAN_FIELDS, "defaults" if profile is None else "profile")
     return Plan(sparse, sample_rows, kernel_rows, forced.get("source", source),
                 bool(by_columns))
+
+
+def part_source(pinned, fields, chooser):
+    """Where the `fields` of one part of a plan (fit's PLAN_FIELDS or
+    predict's PREDICT_FIELDS) came from, given those `pinned` (a dict or set
+    of names) and what chose the others (`chooser`: "profile" or
+    "defaults"): "forced" when all were pinned, `chooser` when none was,
+    "forced+<chooser>" when some were."""
+    pinned = set(pinned) & set(fields)
+    if not pinned:
+        return chooser
+    return "forced" if pinned == set(fields) else f"forced+{chooser}"
+
+
+def recorded_source(fit, predict):
+    """``plan_["source"]`` from the sources of its fit fields and of its
+    predict fields (part_source; None: the plan holds no such fields): the
+    one source when they agree, else both, as "fit: <fit's>, predict:
+    <predict's>"."""
+    if fit is None or fit == predict:
+        return predict
+    if predict is None:
+        return fit
+    return f"fit: {fit}, predict: {predict}"
+
+
+def fit_source(recorded):
+    """The source of the fit fields of a recorded plan (``plan_``, see
+    recorded_source), or None when it holds none."""
+    if not set(recorded) & set(PLAN_FIELDS):
+        return None
+    source = recorded.get("source")
+    if isinstance(source, str) and source.startswith("fit: "):
+        return source[len("fit: "):].split(", predict: ")[0]
+    return source
 
 
 _ALL_FIELDS = PLAN_FIELDS + PREDICT_FIELDS
