@@ -171,15 +171,22 @@ def thresholds_from_profile(profile, layer_shapes, dtype):
     the same through the row loops and through GEMMs (``predict`` figures
     of the profile: both timed on image-like inputs, 20% non-zero).
     gemm_min_rows: the fewest rows, among the block sizes the profile timed
-    GEMMs at, from which on the hidden layers' GEMMs are estimated faster
-    than their row loops at every larger block size measured too (the row
-    loops timed on ReLU-like inputs, half zeros, against the kernel nearest
-    in size; the BLAS thread limit, ~1 us a call, is left out); NEVER if
-    they are not at the largest (and with no hidden layer)."""
+    GEMMs at, from which on the hidden layers run through GEMMs at every
+    larger block size measured too; NEVER if not at the largest (and with
+    no hidden layer). At each block size the default holds (GEMMs from
+    DEFAULTS.gemm_min_rows rows, the row loops below) unless the profile
+    estimates the other path faster by the fit's margin
+    (``plans.beats_default``): the row loops timed on ReLU-like inputs,
+    half zeros, against the kernel nearest in size; the BLAS thread limit,
+    ~1 us a call, is left out."""
     figures = (profile or {}).get("predict", {}).get(dtype)
     if not figures:
         return DEFAULTS
+    # (a break-even above 1: every input runs sparse, as at 1)
+    sparse_density = min(figures["sparse_break_even"], 1.0)
     hidden = layer_shapes[1:]
+    if not hidden:
+        return Thresholds(sparse_density, NEVER, "profile")
     loop_rates = {int(w): rate for w, rate in figures["row_loop_gflops"].items()}
 
     def loop_rate(n_in, n_out):
@@ -190,11 +197,14 @@ def thresholds_from_profile(profile, layer_shapes, dtype):
                        reverse=True):
         gemms = sum(2 * n_in * n_out / plans._interpolated_rate(profile, dtype, rows, n_in, n_out)
                     for n_in, n_out in hidden)
-        if gemms >= loops:
+        if rows >= DEFAULTS.gemm_min_rows:      # the default: GEMMs
+            gemm = not plans.beats_default(loops, gemms)
+        else:                                   # the default: row loops
+            gemm = plans.beats_default(gemms, loops)
+        if not gemm:
             break
         gemm_min_rows = rows
-    # (a break-even above 1: every input runs sparse, as at 1)
-    return Thresholds(min(figures["sparse_break_even"], 1.0), gemm_min_rows, "profile")
+    return Thresholds(sparse_density, gemm_min_rows, "profile")
 
 
 # ---- the profile's predict figures (descend.plans.measure_profile) ----

@@ -713,6 +713,17 @@ def _load_average():
 
 
 # ------------------------------------------------------------------- the plan
+def beats_default(seconds, default_seconds):
+    """Whether a choice the profile estimates at `seconds` replaces the
+    default's, estimated at `default_seconds`: only when faster by
+    PLAN_MARGIN, so that a profile measured with noise (under load, on
+    shared cores) moves a choice off its default only where the difference
+    is real. Every rule, fit's and predict's, leaves its default through
+    this test (the sparse first layer's density limit is its algebra:
+    sparse_density_limit)."""
+    return seconds < (1 - PLAN_MARGIN) * default_seconds
+
+
 def _gemm_rate(profile, dtype, rows, n_in, n_out):
     """GFLOP/s of phase-A blocks of `rows` rows against an n_in x n_out
     kernel: the measured block size at or below `rows`, the measured kernel
@@ -749,8 +760,8 @@ def _sample_rows(profile, workload):
     # the smallest of the fastest (ties: thinner blocks balance better),
     # if it beats the default by the margin
     best = min(candidates, key=lambda r: (_phase_a_seconds(profile, workload, r), r))
-    if (_phase_a_seconds(profile, workload, best)
-            < (1 - PLAN_MARGIN) * _phase_a_seconds(profile, workload, default)):
+    if beats_default(_phase_a_seconds(profile, workload, best),
+                     _phase_a_seconds(profile, workload, default)):
         return best
     return default
 
@@ -828,8 +839,8 @@ def _kernel_rows(profile, workload, sparse):
             or workload.cores < 2):
         return default
     rows = _whole_layers_search(profile, workload, sparse, default)
-    if (_phase_b_seconds(profile, workload, rows, sparse)
-            < (1 - PLAN_MARGIN) * _phase_b_seconds(profile, workload, default, sparse)):
+    if beats_default(_phase_b_seconds(profile, workload, rows, sparse),
+                     _phase_b_seconds(profile, workload, default, sparse)):
         return tuple(rows)
     return default
 
@@ -925,9 +936,8 @@ def by_columns_rule(profile, workload, sparse, sample_rows):
     itemsize = np.dtype(workload.dtype).itemsize
     if max(a * b for a, b in workload.layer_shapes) * itemsize <= profile["l2_cache_bytes"]:
         return False
-    return (_products_seconds(profile, workload, sparse, True, sample_rows)
-            < (1 - PLAN_MARGIN) * _products_seconds(profile, workload, sparse, False,
-                                                    sample_rows))
+    return beats_default(_products_seconds(profile, workload, sparse, True, sample_rows),
+                         _products_seconds(profile, workload, sparse, False, sample_rows))
 
 
 def sparse_density_limit(profile, workload):
