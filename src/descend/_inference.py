@@ -262,29 +262,60 @@ def figures_are_valid(figures):
         return False
 
 
-def predict_section():
-    """The "predict" section of ``dn.show_config()``: the profile's figures
-    for predict and the thresholds of the last predict in this process."""
+def predict_data():
+    """The "predict" section as data (``python -m descend info --json``,
+    ``dn.show_config(mode="dicts")``): ``profiling`` (bool: False, the
+    thresholds are the defaults); the profile's figures,
+    ``sparse_break_even_density`` ({dtype: fraction of non-zero inputs
+    below which the first layer's row loops beat a GEMM, forward only})
+    and ``row_loop_gflops`` ({dtype: {kernel width: GFLOP/s}}, ReLU-like
+    inputs); ``last_predict``: None, or the thresholds of the last predict
+    in this process, ``{"dtype", "layer_shapes": [[n_in, n_out], ...],
+    "sparse_density", "gemm_min_rows" (2147483647: never), "source"}``."""
     profile = plans.machine_profile()
-    section = {}
-    if profile is None:
-        section["thresholds"] = "defaults (DESCEND_PROFILE=0)"
-    for dtype, figures in ((profile or {}).get("predict") or {}).items():
-        section[f"{dtype} sparse first layer faster below"] = \
-            f"{figures['sparse_break_even']:.0%} non-zero inputs (forward only)"
-        section[f"{dtype} row loops GFLOP/s, ReLU-like inputs"] = ", ".join(
-            f"{w}x{w} kernel {rate:.0f}" for w, rate in figures["row_loop_gflops"].items())
+    figures = (profile or {}).get("predict") or {}
+    section = {"profiling": profile is not None,
+               "sparse_break_even_density": {dtype: float(f["sparse_break_even"])
+                                             for dtype, f in figures.items()},
+               "row_loop_gflops": {dtype: {w: float(rate)
+                                           for w, rate in f["row_loop_gflops"].items()}
+                                   for dtype, f in figures.items()},
+               "last_predict": None}
     if _last:
         shapes, dtype, limits = _last[0]
-        rows = "never" if limits.gemm_min_rows == NEVER else f"from {limits.gemm_min_rows} rows"
-        section["last predict"] = (
-            f"{dtype}, layers {list(shapes)}: sparse first layer up to "
-            f"{limits.sparse_density:.0%} non-zero inputs, GEMMs for the hidden layers "
-            f"{rows} ({limits.source})")
+        section["last_predict"] = {"dtype": dtype,
+                                   "layer_shapes": [list(shape) for shape in shapes],
+                                   "sparse_density": float(limits.sparse_density),
+                                   "gemm_min_rows": int(limits.gemm_min_rows),
+                                   "source": limits.source}
     return section
 
 
-register_section("predict", predict_section)
+def predict_section():
+    """The "predict" section of ``dn.show_config()`` as text (the figures
+    of predict_data): the profile's figures for predict and the thresholds
+    of the last predict in this process."""
+    data = predict_data()
+    section = {}
+    if not data["profiling"]:
+        section["thresholds"] = "defaults (DESCEND_PROFILE=0)"
+    for dtype, break_even in data["sparse_break_even_density"].items():
+        section[f"{dtype} sparse first layer faster below"] = \
+            f"{break_even:.0%} non-zero inputs (forward only)"
+        section[f"{dtype} row loops GFLOP/s, ReLU-like inputs"] = ", ".join(
+            f"{w}x{w} kernel {rate:.0f}" for w, rate in data["row_loop_gflops"][dtype].items())
+    last = data["last_predict"]
+    if last is not None:
+        rows = "never" if last["gemm_min_rows"] == NEVER else f"from {last['gemm_min_rows']} rows"
+        shapes = [tuple(shape) for shape in last["layer_shapes"]]
+        section["last predict"] = (
+            f"{last['dtype']}, layers {shapes}: sparse first layer up to "
+            f"{last['sparse_density']:.0%} non-zero inputs, GEMMs for the hidden layers "
+            f"{rows} ({last['source']})")
+    return section
+
+
+register_section("predict", predict_section, data=predict_data)
 
 
 def require_finite(output):

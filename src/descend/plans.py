@@ -1240,46 +1240,102 @@ def describe():
     return "\n".join(f"{key}: {value}" for key, value in section.items())
 
 
-def plans_section():
-    """The "plans" section of ``dn.show_config()`` / ``python -m descend
-    info``: the machine profile (where it is stored, its GEMM rates and the
-    sparse first layer's break-even density) and the plan of the last fit."""
+def plans_data():
+    """The "plans" section as data (``python -m descend info --json``,
+    ``dn.show_config(mode="dicts")``): numbers, units in the key names.
+
+    ``profile``: None when profiling is off (or DESCEND_PROFILE is invalid:
+    then ``error``, its message), else ``{"path": str or None (not stored),
+    "measured_seconds", "load_average" (None where the OS has none),
+    "cores", "max_age_days"}``; ``gemm_gflops``: {dtype: {kernel width:
+    {rows per block: GFLOP/s}}}, one thread, width x width kernels;
+    ``kernel_update_gflops``: {dtype: {batch size: {kernel outputs: {kernel
+    rows per block: GFLOP/s}}}}; ``sparse_break_even_density``: {dtype:
+    {batch size: fraction of non-zero inputs}} (or one fraction for every
+    batch size); ``l2_cache_bytes``: int or None; ``last_plan``: None, or
+    the last fit's ``{"plan": Plan.as_dict(), "batch_size", "dtype",
+    "layer_shapes": [[n_in, n_out], ...], "input_density"}``. Sizes are
+    the profile's keys, strings as JSON needs them.
+    """
     try:
         profile = machine_profile()
-        section = {"profile": "off (DESCEND_PROFILE=0): plans use the defaults"}
+        section = {"profile": None}
     except ValueError as exc:   # a bad DESCEND_PROFILE: reported, the rest still shown
-        profile, section = None, {"profile": f"error: {exc}"}
+        profile, section = None, {"profile": None, "error": str(exc)}
     if profile is not None:
-        load = profile.get("load_average")
-        section = {"profile": f"{profile.get('path') or 'in memory'} "
-                              f"(measured in {profile['seconds']} s"
+        section["profile"] = {"path": profile.get("path"),
+                              "measured_seconds": profile["seconds"],
+                              "load_average": profile.get("load_average"),
+                              "cores": profile.get("cores"),
+                              "max_age_days": PROFILE_MAX_AGE_DAYS}
+        section["gemm_gflops"] = _floats(profile["gemm"])
+        section["kernel_update_gflops"] = _floats(profile.get("gemm_update", {}))
+        section["sparse_break_even_density"] = _floats(profile["sparse_break_even"])
+        section["l2_cache_bytes"] = profile.get("l2_cache_bytes")
+    last = last_plan()
+    section["last_plan"] = None
+    if last is not None:
+        workload, plan = last
+        section["last_plan"] = {"plan": plan.as_dict(), "batch_size": workload.batch_size,
+                                "dtype": workload.dtype,
+                                "layer_shapes": [list(shape) for shape in workload.layer_shapes],
+                                "input_density": float(workload.density)}
+    return section
+
+
+def _floats(table):
+    """A profile's table ({size: ... {size: figure}}) with its figures as floats."""
+    if isinstance(table, dict):
+        return {key: _floats(value) for key, value in table.items()}
+    return float(table)
+
+
+def plans_section():
+    """The "plans" section of ``dn.show_config()`` / ``python -m descend
+    info`` as text (the figures of plans_data): the machine profile (where
+    it is stored, its GEMM rates and the sparse first layer's break-even
+    density) and the plan of the last fit."""
+    data = plans_data()
+    profile = data["profile"]
+    if "error" in data:
+        section = {"profile": f"error: {data['error']}"}
+    elif profile is None:
+        section = {"profile": "off (DESCEND_PROFILE=0): plans use the defaults"}
+    else:
+        load = profile["load_average"]
+        section = {"profile": f"{profile['path'] or 'in memory'} "
+                              f"(measured in {profile['measured_seconds']} s"
                               + (f", load average {load}" if load is not None else "")
-                              + f", {profile.get('cores')} cores; remeasured after "
-                              f"{PROFILE_MAX_AGE_DAYS} days or on another core count)"}
-        for dtype, table in profile["gemm"].items():
+                              + f", {profile['cores']} cores; remeasured after "
+                              f"{profile['max_age_days']} days or on another core count)"}
+        for dtype, table in data["gemm_gflops"].items():
             for width, rates in table.items():
-                cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
-                section[f"{dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel"] = cells
-            for batch, widths in profile.get("gemm_update", {}).get(dtype, {}).items():
+                section[f"{dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel"] = \
+                    _rates_text(rates)
+            for batch, widths in data["kernel_update_gflops"].get(dtype, {}).items():
                 for width, rates in widths.items():
-                    cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
                     section[f"{dtype} kernel-update GEMM GFLOP/s, 1 thread, {width} outputs, "
-                            f"batch {batch}"] = cells
-            break_even = profile["sparse_break_even"][dtype]
+                            f"batch {batch}"] = _rates_text(rates)
+            break_even = data["sparse_break_even_density"][dtype]
             if not isinstance(break_even, dict):
                 break_even = {"any": break_even}
             section[f"{dtype} sparse first layer faster below"] = ", ".join(
                 f"{value:.0%} non-zero inputs at batch {batch}"
                 for batch, value in break_even.items())
-        l2 = profile.get("l2_cache_bytes")
+        l2 = data["l2_cache_bytes"]
         section["L2 cache per core"] = f"{l2 // 1024} KiB" if l2 else "unknown"
-    last = last_plan()
+    last = data["last_plan"]
     if last is not None:
-        workload, plan = last
-        section["last plan"] = (f"{plan.as_dict()} for batch {workload.batch_size}, "
-                                f"{workload.dtype}, layers {list(workload.layer_shapes)}, "
-                                f"input density {workload.density:.2f}")
+        shapes = [tuple(shape) for shape in last["layer_shapes"]]
+        section["last plan"] = (f"{last['plan']} for batch {last['batch_size']}, "
+                                f"{last['dtype']}, layers {shapes}, "
+                                f"input density {last['input_density']:.2f}")
     return section
 
 
-register_section("plans", plans_section)
+def _rates_text(rates):
+    """'4 rows 56, 16 rows 39, ...' of {rows: GFLOP/s}."""
+    return ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
+
+
+register_section("plans", plans_section, data=plans_data)
