@@ -90,6 +90,7 @@ import re
 import stat
 import statistics
 import sys
+import threading
 import time
 import warnings
 
@@ -290,6 +291,18 @@ def profiling_enabled():
 
 
 _loaded = {}
+_measuring = threading.Lock()
+
+
+def _unlock_in_child():
+    """A child forked while a thread measured: a free lock (the measuring
+    thread is not in the child, to release the one it copied)."""
+    global _measuring
+    _measuring = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_in_child)
 
 
 def machine_profile(refresh=False):
@@ -327,8 +340,20 @@ def machine_profile(refresh=False):
         return None
     key = profile_key()
     path = _profile_path(key)
+    if not refresh and path in _loaded:
+        return _loaded[path]
+    # one thread reads or measures, the others wait for its profile: threads
+    # measuring at once took that many times longer and timed BLAS on cores
+    # the other measurements loaded
+    with _measuring:
+        return _profile_at(path, key, refresh)
+
+
+def _profile_at(path, key, refresh):
+    """machine_profile's profile stored at `path` for `key` (read, or
+    measured and stored), under the _measuring lock."""
     if not refresh:
-        if path in _loaded:
+        if path in _loaded:         # (measured while this thread waited)
             return _loaded[path]
         try:
             stored = _read_stored(path)
@@ -369,7 +394,7 @@ def _warn_unwritable(directory, error):
                   f"this process keeps it in memory, but every new process measures it "
                   f"again (about a second). Set DESCEND_CACHE_DIR to a writable directory "
                   f"(or DESCEND_PROFILE=0 for the built-in plans, unmeasured).",
-                  ProfileCacheWarning, stacklevel=3)
+                  ProfileCacheWarning, stacklevel=4)
 
 
 # a profile is a few KB: a larger file is not one (and is not read whole)

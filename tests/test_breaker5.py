@@ -1,0 +1,82 @@
+"""Session 9's robustness items attacked with bad input and a hostile
+environment: the machine profile's cache, DESCEND_CACHE_DIR, plan_ sources,
+info --json (breaker2)."""
+import os
+import threading
+import time
+import warnings
+
+import pytest
+
+from descend import plans
+from test_plans import profile_dir  # noqa: F401 - a fixture
+
+
+# ------------------------------------------------ threads and the first profile
+def test_threads_needing_the_profile_at_once_measure_it_once(profile_dir, monkeypatch):
+    """Many threads predicting while the profile is first measured: one
+    measurement, which the others wait for (each measured it before, timing
+    BLAS on cores the other measurements loaded, and took that many times longer)."""
+    directory, calls = profile_dir
+    measure = plans.measure_profile
+
+    def slow_measure():
+        time.sleep(0.2)         # (a real measurement takes about a second)
+        return measure()
+    monkeypatch.setattr(plans, "measure_profile", slow_measure)
+    start = threading.Barrier(6)
+    profiles = []
+
+    def need_profile():
+        start.wait()
+        profiles.append(plans.machine_profile())
+    threads = [threading.Thread(target=need_profile) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert len(profiles) == 6 and all(p is profiles[0] for p in profiles)
+    assert profiles[0]["path"].startswith(str(directory))
+
+
+def test_a_child_forked_while_the_profile_is_measured_measures_its_own(
+        profile_dir, monkeypatch):
+    """The lock that makes threads wait for one measurement must not stay
+    held in a child forked during it (the child would hang)."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this OS")
+    measuring, forked = threading.Event(), threading.Event()
+    measure = plans.measure_profile
+
+    def blocking_measure():
+        measuring.set()
+        forked.wait(10)
+        return measure()
+    monkeypatch.setattr(plans, "measure_profile", blocking_measure)
+    thread = threading.Thread(target=plans.machine_profile)
+    thread.start()
+    assert measuring.wait(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)     # (fork with threads)
+        pid = os.fork()
+    if pid == 0:        # the child: its own measurement, at once
+        code = 1
+        try:
+            monkeypatch.setattr(plans, "measure_profile", measure)
+            code = 0 if plans.machine_profile() is not None else 1
+        finally:
+            os._exit(code)
+    forked.set()
+    thread.join()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the profile's lock")
+    assert os.waitstatus_to_exitcode(status) == 0
