@@ -80,3 +80,39 @@ def test_a_child_forked_while_the_profile_is_measured_measures_its_own(
         os.waitpid(pid, 0)
         pytest.fail("the forked child hung on the profile's lock")
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# ------------------------------------------------------------ DESCEND_CACHE_DIR
+def test_a_tilde_of_an_unknown_user_is_refused_naming_descend_cache_dir(
+        monkeypatch, tmp_path):
+    """~nosuchuser/cache: expanduser leaves it as it is, and abspath made it a
+    directory named '~nosuchuser' in the current directory, silently."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESCEND_CACHE_DIR", "~descend_no_such_user_b2/cache")
+    with pytest.raises(ValueError, match="DESCEND_CACHE_DIR") as error:
+        plans.cache_dir()
+    assert "~descend_no_such_user_b2/cache" in str(error.value)
+    assert "user" in str(error.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_tilde_of_an_unknown_user_is_refused_before_anything_is_measured(
+        profile_dir, monkeypatch, tmp_path):
+    directory, calls = profile_dir
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESCEND_CACHE_DIR", "~descend_no_such_user_b2")
+    with pytest.raises(ValueError, match="DESCEND_CACHE_DIR"):
+        plans.machine_profile()
+    assert calls == [] and os.listdir(tmp_path) == []
+    # info reports it in its section instead of failing
+    assert "DESCEND_CACHE_DIR" in plans.plans_data()["error"]
+
+
+def test_a_tilde_of_a_known_user_is_that_users_home(monkeypatch):
+    import pwd
+    try:
+        user = pwd.getpwuid(os.getuid())
+    except KeyError:
+        pytest.skip("this uid has no passwd entry")
+    monkeypatch.setenv("DESCEND_CACHE_DIR", f"~{user.pw_name}/cache")
+    assert plans.cache_dir() == os.path.join(user.pw_dir, "cache")

@@ -246,10 +246,22 @@ def cache_dir():
     current directory; empty: unset), else the user cache directory
     ($XDG_CACHE_HOME/descend or ~/.cache/descend, ~/Library/Caches/descend,
     %LOCALAPPDATA%\\descend\\Cache). A relative XDG_CACHE_HOME is ignored, as the
-    XDG Base Directory specification asks."""
+    XDG Base Directory specification asks.
+
+    Raises
+    ------
+    ValueError
+        DESCEND_CACHE_DIR starts with ~ of no known user (~name) or home.
+    """
     chosen = os.environ.get("DESCEND_CACHE_DIR")
     if chosen:
-        return os.path.abspath(os.path.expanduser(chosen))
+        expanded = os.path.expanduser(chosen)
+        if expanded.startswith("~"):    # ~name of no user (or no home): not a relative path
+            raise ValueError(f"DESCEND_CACHE_DIR must be a directory, its leading ~ the "
+                             f"home directory (~) or a user's (~name), got {chosen!r}: "
+                             f"no such user or home directory (write ./{chosen} for a "
+                             f"directory of that name)")
+        return os.path.abspath(expanded)
     if sys.platform == "win32":
         base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")
         return os.path.join(base, "descend", "Cache")
