@@ -116,3 +116,53 @@ def test_a_tilde_of_a_known_user_is_that_users_home(monkeypatch):
         pytest.skip("this uid has no passwd entry")
     monkeypatch.setenv("DESCEND_CACHE_DIR", f"~{user.pw_name}/cache")
     assert plans.cache_dir() == os.path.join(user.pw_dir, "cache")
+
+
+# ------------------------------------------------------ a hand-edited profile file
+@pytest.mark.parametrize("field, value", [
+    ("l2_cache_bytes", "2MB"),      # TypeError ('<=' int and str) from every large fit
+    ("l2_cache_bytes", [1]),
+    ("l2_cache_bytes", True),       # taken as a 1-byte cache
+    ("l2_cache_bytes", -5),
+    ("l2_cache_bytes", 1.5),
+    ("seconds", "x"),               # info --json's measured_seconds: no number
+    ("seconds", float("nan")),
+    ("seconds", None),              # missing: KeyError in info's plans section
+    ("load_average", "high"),
+    ("load_average", -1.0)])
+def test_a_stored_profile_with_bad_records_is_measured_again(profile_dir, monkeypatch,
+                                                             field, value):
+    """The records beside the figures that a fit or info reads: the L2 cache
+    size (fit's by_columns rule), the measurement's seconds and load average
+    (info --json, promised as numbers)."""
+    import json
+
+    import numpy as np
+
+    import descend as dn
+    directory, calls = profile_dir
+    path = plans.machine_profile()["path"]
+    with open(path) as f:
+        stored = json.load(f)
+    stored["l2_cache_bytes"], stored["load_average"] = 2 << 20, 0.5     # (measured ones)
+    with open(path, "w") as f:
+        json.dump(stored, f)
+    monkeypatch.setattr(plans, "_loaded", {})
+    assert plans.machine_profile()["l2_cache_bytes"] == 2 << 20 and len(calls) == 1
+    if value is None:
+        del stored[field]
+    else:
+        stored[field] = value
+    with open(path, "w") as f:
+        json.dump(stored, f)
+    monkeypatch.setattr(plans, "_loaded", {})      # a new process: read from the file
+    rng = np.random.default_rng(0)
+    net = dn.Sequential([dn.Dense(600, activation="relu"), dn.Dense(3)], seed=0,
+                        n_threads=2)
+    net.compile("softmax_cross_entropy", "sgd")
+    net.fit(rng.normal(size=(64, 600)), rng.integers(0, 3, 64), epochs=1, batch_size=64,
+            verbose=0)
+    assert len(calls) == 2
+    data = plans.plans_data()
+    assert "error" not in data
+    assert isinstance(data["profile"]["measured_seconds"], float)

@@ -445,7 +445,21 @@ def profile_is_stale(profile, key, now=None):
     return (profile.get("key") != key or profile.get("cores") != usable_cores()
             or not isinstance(measured_at, (int, float))
             or not 0 <= now - measured_at <= PROFILE_MAX_AGE_DAYS * 86400
-            or not _figures_are_valid(profile))
+            or not _records_are_valid(profile) or not _figures_are_valid(profile))
+
+
+def _records_are_valid(profile):
+    """Whether the records beside the figures are what measure_profile
+    writes: ``seconds`` a finite number >= 0, ``load_average`` None or one,
+    ``l2_cache_bytes`` None or an int >= 0 (fit's by_columns rule compares
+    kernel sizes with it; info --json gives them as numbers)."""
+    def number(value):
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value >= 0)
+    l2 = profile.get("l2_cache_bytes")
+    load = profile.get("load_average")
+    return (number(profile.get("seconds")) and (load is None or number(load))
+            and (l2 is None or (isinstance(l2, int) and not isinstance(l2, bool) and l2 >= 0)))
 
 
 def is_size_key(key):
