@@ -166,3 +166,26 @@ def test_a_stored_profile_with_bad_records_is_measured_again(profile_dir, monkey
     data = plans.plans_data()
     assert "error" not in data
     assert isinstance(data["profile"]["measured_seconds"], float)
+
+
+def test_a_relative_descend_cache_dir_stays_where_it_was_first_needed(
+        profile_dir, monkeypatch, tmp_path):
+    """'taken from the current directory when the profile is first needed':
+    a process that changes directory afterwards (a server, a test runner)
+    measured the profile again and made a second cache in the new directory."""
+    directory, calls = profile_dir
+    monkeypatch.setattr(plans, "_relative_cache_dirs", {}, raising=False)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.setenv("DESCEND_CACHE_DIR", "profiles")
+    monkeypatch.chdir(first)
+    path = plans.machine_profile()["path"]
+    assert path.startswith(str(first / "profiles") + os.sep)
+    monkeypatch.chdir(second)
+    assert plans.cache_dir() == str(first / "profiles")
+    assert plans.machine_profile()["path"] == path
+    assert len(calls) == 1 and os.listdir(second) == []
+    # another value is another directory, taken from the current one
+    monkeypatch.setenv("DESCEND_CACHE_DIR", "other")
+    assert plans.cache_dir() == str(second / "other")

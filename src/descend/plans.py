@@ -243,7 +243,7 @@ def profile_key():
 def cache_dir():
     """The directory profiles are kept in, as an absolute path: DESCEND_CACHE_DIR
     (a leading ~ is the home directory, a relative path is taken from the
-    current directory; empty: unset), else the user cache directory
+    directory current when it is first needed in the process; empty: unset), else the user cache directory
     ($XDG_CACHE_HOME/descend or ~/.cache/descend, ~/Library/Caches/descend,
     %LOCALAPPDATA%\\descend\\Cache). A relative XDG_CACHE_HOME is ignored, as the
     XDG Base Directory specification asks.
@@ -261,7 +261,11 @@ def cache_dir():
                              f"home directory (~) or a user's (~name), got {chosen!r}: "
                              f"no such user or home directory (write ./{chosen} for a "
                              f"directory of that name)")
-        return os.path.abspath(expanded)
+        if os.path.isabs(expanded):
+            return os.path.normpath(expanded)
+        # from the directory current when first needed: a process that
+        # changes directory later keeps its cache (and does not measure again)
+        return _relative_cache_dirs.setdefault(chosen, os.path.abspath(expanded))
     if sys.platform == "win32":
         base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")
         return os.path.join(base, "descend", "Cache")
@@ -270,6 +274,10 @@ def cache_dir():
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     return os.path.join(xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache"),
                         "descend")
+
+
+# DESCEND_CACHE_DIR's relative values -> the absolute directory each was first taken for
+_relative_cache_dirs = {}
 
 
 def _profile_path(key):
