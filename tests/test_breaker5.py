@@ -189,3 +189,30 @@ def test_a_relative_descend_cache_dir_stays_where_it_was_first_needed(
     # another value is another directory, taken from the current one
     monkeypatch.setenv("DESCEND_CACHE_DIR", "other")
     assert plans.cache_dir() == str(second / "other")
+
+
+# ------------------------------------------------------------ bench/shapes.py
+def _shapes_script():
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "shapes.py")
+    spec = importlib.util.spec_from_file_location("bench_shapes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--repeats", "0"], "--repeats"),           # StatisticsError / ZeroDivisionError at the end
+    (["--rows", "-5"], "--rows"),
+    (["--inputs", "mnist,images"], "--inputs"),  # KeyError 'images' after loading MNIST
+    (["--optimizers", "sgd,rmsprop"], "--optimizers"),  # a PyTorch Adam timed as 'rmsprop'
+    (["--widths", "256,"], "--widths"),          # ValueError from int('') mid-sweep
+    (["--depths", "0"], "--depths"),
+    (["--batch-sizes", "32,abc"], "--batch-sizes")])
+def test_bench_shapes_refuses_bad_arguments_before_any_work(argv, named, capsys, monkeypatch):
+    shapes = _shapes_script()
+    monkeypatch.setattr(shapes, "run", lambda cell: pytest.fail("a cell ran"))
+    with pytest.raises(SystemExit) as stop:
+        shapes.main(argv + ["--data-home", "/nonexistent-descend-b2"])
+    assert stop.value.code == 2
+    assert named in capsys.readouterr().err
