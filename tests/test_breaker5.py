@@ -216,3 +216,18 @@ def test_bench_shapes_refuses_bad_arguments_before_any_work(argv, named, capsys,
         shapes.main(argv + ["--data-home", "/nonexistent-descend-b2"])
     assert stop.value.code == 2
     assert named in capsys.readouterr().err
+
+
+def test_the_cache_warning_quotes_a_directory_with_a_newline(profile_dir, monkeypatch,
+                                                            tmp_path):
+    """A directory named with a newline (or trailing spaces) printed as is
+    made the warning a two-line message, the name unreadable in it."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    cache = str(blocker / "line one\nline two ")
+    monkeypatch.setenv("DESCEND_CACHE_DIR", cache)
+    monkeypatch.setattr(plans, "_warned_dirs", set())
+    with pytest.warns(plans.ProfileCacheWarning) as record:
+        plans.machine_profile()
+    message = str(record[0].message)
+    assert repr(cache) in message and "\n" not in message

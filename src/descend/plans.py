@@ -410,7 +410,7 @@ def _warn_unwritable(directory, error):
     if directory in _warned_dirs:
         return
     _warned_dirs.add(directory)
-    warnings.warn(f"descend cannot store its machine profile in {directory} ({error}); "
+    warnings.warn(f"descend cannot store its machine profile in {directory!r} ({error}); "
                   f"this process keeps it in memory, but every new process measures it "
                   f"again (about a second). Set DESCEND_CACHE_DIR to a writable directory "
                   f"(or DESCEND_PROFILE=0 for the built-in plans, unmeasured).",
