@@ -231,3 +231,18 @@ def test_the_cache_warning_quotes_a_directory_with_a_newline(profile_dir, monkey
         plans.machine_profile()
     message = str(record[0].message)
     assert repr(cache) in message and "\n" not in message
+
+
+def test_the_cache_warning_says_the_directory_is_a_dangling_link(profile_dir, monkeypatch,
+                                                                tmp_path):
+    """A cache directory that is a symbolic link to nothing: the OS says
+    'File exists' (makedirs), where `ls` says 'No such file'."""
+    link = tmp_path / "cache-link"
+    link.symlink_to(tmp_path / "gone")
+    monkeypatch.setenv("DESCEND_CACHE_DIR", str(link))
+    monkeypatch.setattr(plans, "_warned_dirs", set())
+    with pytest.warns(plans.ProfileCacheWarning) as record:
+        plans.machine_profile()
+    message = str(record[0].message)
+    assert "symbolic link" in message and str(tmp_path / "gone") in message
+    assert not (tmp_path / "gone").exists()         # (not made behind the user's back)

@@ -410,6 +410,9 @@ def _warn_unwritable(directory, error):
     if directory in _warned_dirs:
         return
     _warned_dirs.add(directory)
+    if os.path.islink(directory) and not os.path.exists(directory):
+        # (makedirs says "File exists" of a link to nothing)
+        error = f"a symbolic link to {os.readlink(directory)!r}, which does not exist"
     warnings.warn(f"descend cannot store its machine profile in {directory!r} ({error}); "
                   f"this process keeps it in memory, but every new process measures it "
                   f"again (about a second). Set DESCEND_CACHE_DIR to a writable directory "
