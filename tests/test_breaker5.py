@@ -246,3 +246,20 @@ def test_the_cache_warning_says_the_directory_is_a_dangling_link(profile_dir, mo
     message = str(record[0].message)
     assert "symbolic link" in message and str(tmp_path / "gone") in message
     assert not (tmp_path / "gone").exists()         # (not made behind the user's back)
+
+
+def test_a_cache_warning_turned_into_an_error_keeps_the_measured_profile(
+        profile_dir, monkeypatch, tmp_path):
+    """Under -W error the warning stops the first call; the profile it had
+    measured was dropped, and the next call measured again (silently)."""
+    directory, calls = profile_dir
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("DESCEND_CACHE_DIR", str(blocker / "descend"))
+    monkeypatch.setattr(plans, "_warned_dirs", set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", plans.ProfileCacheWarning)
+        with pytest.raises(plans.ProfileCacheWarning):
+            plans.machine_profile()
+        profile = plans.machine_profile()
+    assert profile["path"] is None and len(calls) == 1

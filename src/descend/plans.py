@@ -385,13 +385,14 @@ def _profile_at(path, key, refresh):
             pass
     profile = measure_profile()
     profile["key"] = key
+    error = None
     try:
         profile["path"] = _store(path, profile)
-    except OSError as error:
-        profile["path"] = None
+    except OSError as failure:
+        profile["path"], error = None, failure
+    _loaded[path] = profile     # kept for the rest of the process, stored or not
+    if error is not None:       # (once kept: under -W error the warning raises)
         _warn_unwritable(os.path.dirname(path), error)
-    # (kept for the rest of the process, stored or not)
-    _loaded[path] = profile
     return profile
 
 
