@@ -263,3 +263,17 @@ def test_a_cache_warning_turned_into_an_error_keeps_the_measured_profile(
             plans.machine_profile()
         profile = plans.machine_profile()
     assert profile["path"] is None and len(calls) == 1
+
+
+# ------------------------------------------------------------ DESCEND_PLAN
+@pytest.mark.parametrize("text", ['{"predict_gemm_min_rows": 1%s}', '{"sample_rows": -1%s}'])
+def test_descend_plan_json_with_a_5000_digit_int_names_the_field(monkeypatch, text):
+    """json.loads refused it as 'not valid JSON (Exceeds the limit (4300
+    digits) ... use sys.set_int_max_str_digits())', advice for Python code,
+    the whole 5000 digits echoed; the name=value form says 'got 5001 digits'."""
+    monkeypatch.setenv("DESCEND_PLAN", text % ("0" * 5000))
+    with pytest.raises(ValueError) as error:
+        plans.forced_from_env()
+    message = str(error.value)
+    assert "DESCEND_PLAN[" in message and "digits" in message
+    assert "set_int_max_str_digits" not in message and len(message) < 400

@@ -1190,7 +1190,8 @@ def forced_from_env():
             repeated.extend(name for name in names if names.count(name) > 1)
             return dict(pairs)
         try:
-            fields = json.loads(text, object_pairs_hook=unique, parse_float=_FloatText)
+            fields = json.loads(text, object_pairs_hook=unique, parse_float=_FloatText,
+                                parse_int=_json_int)
         except RecursionError:      # nested deeper than the parser goes
             raise ValueError(f"DESCEND_PLAN is not valid JSON (nested too deep): "
                              f"{text[:80]!r}...") from None
@@ -1271,10 +1272,24 @@ class _FloatText(str):
     parse_float), until the field it belongs to is known."""
 
 
+class _LongIntText(str):
+    """A JSON int of more digits than any plan value has, as its text
+    (json.loads' parse_int): int() refuses 4300 digits and more."""
+
+
+def _json_int(text):
+    return _LongIntText(text) if len(text.lstrip("-")) > 19 else int(text)
+
+
 def _json_float(name, value):
     """A top-level DESCEND_PLAN JSON value with its numbers as floats, those
     of the field `name` checked by _finite_float (lists hold no valid floats:
-    plain conversion, for check_plan to refuse)."""
+    plain conversion, for check_plan to refuse); ValueError naming the field
+    for an int of more digits than any plan value."""
+    for number in value if isinstance(value, list) else [value]:
+        if isinstance(number, _LongIntText):
+            raise ValueError(f"DESCEND_PLAN[{name!r}]: an int of {len(number.lstrip('-'))} "
+                             f"digits, beyond any plan value")
     if isinstance(value, _FloatText):
         return _finite_float(name, value)
     if isinstance(value, list):
