@@ -397,6 +397,19 @@ class Run:
                 "test_accuracy": self.test_accuracy[-1] if self.test_accuracy else None}
 
 
+def fit(net, X, y, **kwargs):
+    """``net.fit(X, y, **kwargs)`` that lets Ctrl-C stop the experiment.
+
+    fit ends on Ctrl-C with the completed epochs (history.interrupted), as a
+    Keras user expects of one fit; an experiment must not go on to fill its
+    cells with networks trained for part of their epochs, so the interrupt is
+    raised again here. Returns the History."""
+    history = net.fit(X, y, **kwargs)
+    if history.interrupted:
+        raise KeyboardInterrupt
+    return history
+
+
 def train(net, optimizer, X, y, X_test, y_test, epochs, batch_size, eval_rows=5000,
           stop=None, callbacks=(), loss="softmax_cross_entropy", test_every_epoch=False):
     """Fit `net` epoch by epoch, evaluating after each epoch; catch divergence.
@@ -440,8 +453,8 @@ def train(net, optimizer, X, y, X_test, y_test, epochs, batch_size, eval_rows=50
                 self.model.stop_training = True
 
     try:
-        net.fit(X, y, epochs=epochs, batch_size=batch_size, verbose=0,
-                callbacks=[Tracker(), *callbacks])
+        fit(net, X, y, epochs=epochs, batch_size=batch_size, verbose=0,
+            callbacks=[Tracker(), *callbacks])
     except dn.DivergenceError:
         run.status = "diverged (NaN/inf)"
         run.diverged_epoch = len(run.seconds) + 1
