@@ -5,6 +5,8 @@ test names what the code did before its fix ("was: ...") and asserts the
 documented behaviour: a ValueError/TypeError (the CLI: a usage error, exit
 code 2) naming the argument, what was expected and what came, raised before
 any state changes; Ctrl-C a one-line message and exit code 130."""
+import re
+
 import pytest
 
 from descend import experiments, training
@@ -70,3 +72,55 @@ def test_ctrl_c_in_bench_is_a_message_not_a_traceback(monkeypatch, capsys):
     monkeypatch.setattr(descend.benchmark, "run_benchmark", interrupted)
     assert main(["bench", "--quick"]) == 130
     assert capsys.readouterr().err.strip() == "descend bench: interrupted (Ctrl-C)"
+
+
+# ------------------------------------------------------------------------- bench
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"contenders": ["foo"]}, ValueError,
+     r"run_benchmark: contenders\[0\] must be one of .*'descend'.*, got 'foo'"),
+    ({"contenders": "descend"}, TypeError,
+     r"contenders must be a non-empty list or tuple of contender names or None, got 'descend'"),
+    ({"batch_sizes": [0]}, ValueError, r"batch_sizes\[0\] must be an int >= 1, got 0"),
+    ({"batch_sizes": [8, -8]}, ValueError, r"batch_sizes\[1\] must be an int .*, got -8"),
+    ({"batch_sizes": [2.5]}, TypeError, r"batch_sizes\[0\] must be an int .*, got 2.5"),
+    ({"batch_sizes": []}, ValueError, r"batch_sizes must be a non-empty list .*, got \[\]"),
+    ({"dtypes": ["float16"]}, ValueError, r"dtypes\[0\] must be one of .*, got 'float16'"),
+    ({"dtypes": []}, ValueError, r"dtypes must be a non-empty list .*, got \[\]"),
+    ({"repeats": 0}, ValueError, r"repeats must be an int >= 1, got 0"),
+    ({"repeats": 2.5}, TypeError, r"repeats must be an int .*, got 2.5"),
+    ({"data": "bogus"}, ValueError, r"data must be one of .*'synthetic'.*, got 'bogus'"),
+    ({"n_threads": 0}, ValueError, r"n_threads must be .*, got 0"),
+    ({"quick": "yes"}, TypeError, r"quick must be a bool, got 'yes'"),
+    ({"data_home": ""}, ValueError, r"data_home must be a non-empty str .*, got ''"),
+    ({"log": "stderr"}, TypeError, r"log must be a callable or None, got 'stderr'"),
+])
+def test_run_benchmark_checks_its_arguments_before_timing(monkeypatch, kwargs, error, message):
+    # was: KeyError 'foo' / 'd' (a str of names), batch sizes 0, -8 and 2.5
+    # timed (their cells empty), float16 timed, [] dtypes an empty report,
+    # repeats=0 KeyError, repeats=2.5 TypeError from range(), an unknown data
+    # silently synthetic
+    import descend.benchmark as benchmark
+
+    def loaded(*args):
+        raise AssertionError("the data was loaded before the arguments were checked")
+    monkeypatch.setattr(benchmark, "load_task_data", loaded)
+    with pytest.raises(error, match=message):
+        benchmark.run_benchmark(**kwargs)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--skip", "descend"], r"argument --skip: descend is always timed \(every speed-up is "
+                            r"relative to it\), got 'descend'"),
+    (["--skip", "numpy,descend"], r"argument --skip: descend is always timed"),
+    (["--batch-sizes", "1,,2"], r"argument --batch-sizes: expected a comma-separated list of "
+                                r"positive integers, got '1,,2'"),
+    (["--batch-sizes", "8,"], r"argument --batch-sizes: .* got '8,'"),
+    (["--dtype", "float32,,float64"], r"argument --dtype/--dtypes: .* got 'float32,,float64'"),
+    (["--contenders", "numpy,"], r"argument --contenders: .* got 'numpy,'"),
+])
+def test_bench_cli_refuses_what_it_would_ignore(capsys, argv, message):
+    # was: --skip descend ignored (descend timed anyway), empty list items dropped
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", *argv])
+    assert stop.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
