@@ -5,6 +5,7 @@ test names what the code did before its fix ("was: ...") and asserts the
 documented behaviour: a ValueError/TypeError (the CLI: a usage error, exit
 code 2) naming the argument, what was expected and what came, raised before
 any state changes; Ctrl-C a one-line message and exit code 130."""
+import os
 import re
 
 import pytest
@@ -124,3 +125,70 @@ def test_bench_cli_refuses_what_it_would_ignore(capsys, argv, message):
         main(["bench", *argv])
     assert stop.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------- experiments
+def _not_root():
+    return not hasattr(os, "geteuid") or os.geteuid() != 0
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"quick": "yes"}, TypeError, r"quick must be a bool, got 'yes'"),
+    ({"echo": "x"}, TypeError, r"echo must be a bool, got 'x'"),
+    ({"data_home": ""}, ValueError, r"data_home must be None or a non-empty str"),
+    ({"data_home": "README.md"}, ValueError,
+     r"data_home must be a directory, got 'README.md' \(a file\)"),
+])
+def test_experiments_run_checks_its_flags_and_paths_before_running(monkeypatch, kwargs, error,
+                                                                   message):
+    # was: quick='yes' and echo='x' taken as True; data_home '' or a file
+    # accepted (an error only when an experiment reached for MNIST, hours in)
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(__file__)))
+    with pytest.raises(error, match=message):
+        experiments.run("gd-variants", size="smoke", seeds=1, **kwargs)
+
+
+def test_experiments_run_names_a_name_of_the_wrong_type():
+    # was: a ValueError for 123 (a type mistake)
+    with pytest.raises(TypeError, match=r"name must be one of .*'depth'.* or 'all', got 123"):
+        experiments.run(123, size="smoke")
+
+
+def test_an_output_directory_under_a_file_is_refused_before_the_run(tmp_path, monkeypatch):
+    # was: NotADirectoryError from mkdir after the whole run (an hour for 'all')
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setattr(training.Trainer, "train_epoch", lambda *args: pytest.fail("ran"))
+    with pytest.raises(ValueError, match=r"out must be a directory that can be created or "
+                                         r"written, got '.*file/sub' \('.*file' is a file\)"):
+        experiments.run("gd-variants", size="smoke", seeds=1, out=tmp_path / "file" / "sub")
+
+
+def test_the_cli_refuses_an_output_directory_under_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as stop:
+        main(["experiments", "depth", "--size", "smoke", "--out", str(tmp_path / "file" / "x")])
+    assert stop.value.code == 2
+    assert re.search(r"argument --out: expected a directory that can be created or written, "
+                     r"got '.*file/x' \('.*file' is a file\)", capsys.readouterr().err)
+
+
+@pytest.mark.skipif(not _not_root(), reason="root writes into read-only directories")
+def test_an_unwritable_output_directory_is_refused_before_the_run(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(ValueError, match=r"\(not writable\)"):
+            experiments.run("gd-variants", size="smoke", seeds=1, out=locked / "sub")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_the_output_directory_check_asks_for_write_access(tmp_path, monkeypatch):
+    # the same refusal as the test above, for any user (root writes anywhere)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: (
+        access(path, mode) and not str(path).startswith(str(tmp_path))))
+    with pytest.raises(ValueError, match=rf"got '{re.escape(str(tmp_path))}/sub' "
+                                         rf"\('{re.escape(str(tmp_path))}' is not writable\)"):
+        experiments.run("gd-variants", size="smoke", seeds=1, out=tmp_path / "sub")

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from descend._validation import check
+from descend._validation import check, check_bool
 from descend.experiments._common import DATASETS, SIZES, Config, Result, Table, machine_markdown
 
 # name -> module (in the order of the report)
@@ -80,6 +80,9 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
     echo : bool
         Print each table as markdown when it is done.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be one of {sorted(EXPERIMENTS)} or 'all', got {name!r}")
+    quick, echo = check_bool(quick, "quick"), check_bool(echo, "echo")
     if size is None:
         size = "quick" if quick else "full"
     if out is not None:
@@ -87,11 +90,30 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
         out = check(out, "out", ["path"])
         if os.path.exists(out) and not os.path.isdir(out):
             raise ValueError(f"out must be a directory, got {out!r} (a file)")
+        reason = _unwritable_directory(out)
+        if reason:
+            raise ValueError(f"out must be a directory that can be created or written, "
+                             f"got {out!r} ({reason})")
     cfg = Config(size=size, dataset=dataset, seeds=seeds, data_home=data_home,
                  n_threads=n_threads, verbose=verbose)
     if name == "all":
         return run_all(cfg, out=out, echo=echo)
     return _run_one(name, cfg, out, echo)
+
+
+def _unwritable_directory(path):
+    """Why `path` cannot be used as an output directory ("'x' is a file",
+    "'x' is not writable"), or None if it exists writable or its nearest
+    existing ancestor is a writable directory (so that mkdir will succeed)."""
+    path = os.path.abspath(os.fspath(path))
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing!r} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing!r} is not writable"
+    return None
 
 
 def _run_one(name, cfg, out=None, echo=False):
@@ -194,7 +216,7 @@ def add_parser(subparsers):
     p.add_argument("--seeds", type=_positive_int, default=3,
                    help="seeds per repeated cell (mean ± std needs >= 3; "
                         "default: %(default)s)")
-    p.add_argument("--out", type=_directory, default="descend-experiments",
+    p.add_argument("--out", type=_output_directory, default="descend-experiments",
                    help="output directory (default: ./%(default)s)")
     p.add_argument("--data-home", type=_directory, default=None,
                    help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
@@ -207,6 +229,17 @@ def add_parser(subparsers):
                    help="log each run as it starts (default: tables only)")
     p.set_defaults(func=_cli)
     return p
+
+
+def _output_directory(text):
+    """argparse type of --out: a directory that exists writable or can be made."""
+    from descend.__main__ import _directory
+    text = _directory(text)
+    reason = _unwritable_directory(text)
+    if reason:
+        raise argparse.ArgumentTypeError(f"expected a directory that can be created or "
+                                         f"written, got {text!r} ({reason})")
+    return text
 
 
 def _cli(args):

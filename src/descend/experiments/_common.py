@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from descend._validation import check_bool, check_int, check_n_threads
+from descend._validation import check, check_bool, check_int, check_n_threads
 
 SIZES = ("smoke", "quick", "full")
 DATASETS = ("digits", "mnist", "breast_cancer")
@@ -61,6 +61,11 @@ class Config:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         self.seeds = check_int(self.seeds, "seeds", minimum=1)     # TypeError for 2.5, True
         self.verbose = check_bool(self.verbose, "verbose")       # was: any truthy value
+        # a data_home that cannot hold MNIST: refused now, not when an experiment
+        # first reaches for MNIST (hours into `all`)
+        self.data_home = check(self.data_home, "data_home", [None, "path"])
+        if self.data_home is not None and os.path.isfile(self.data_home):
+            raise ValueError(f"data_home must be a directory, got {self.data_home!r} (a file)")
         self.n_threads = check_n_threads(self.n_threads)
 
     def pick(self, smoke, quick, full):
