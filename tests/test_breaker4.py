@@ -192,3 +192,36 @@ def test_the_output_directory_check_asks_for_write_access(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match=rf"got '{re.escape(str(tmp_path))}/sub' "
                                          rf"\('{re.escape(str(tmp_path))}' is not writable\)"):
         experiments.run("gd-variants", size="smoke", seeds=1, out=tmp_path / "sub")
+
+
+# ---------------------------------------------------------------------- datasets
+def _corrupt_mnist(directory):
+    from descend import datasets
+    directory.mkdir()
+    for name in datasets.MNIST_FILES:
+        (directory / name).write_bytes(b"\x1f\x8b not gzip")
+    return directory
+
+
+@pytest.mark.parametrize("argv", [["bench", "--quick", "--data", "mnist"],
+                                  ["bench", "--quick"],
+                                  ["experiments", "depth", "--size", "smoke", "--dataset",
+                                   "mnist", "--out", "OUT"]])
+def test_a_corrupt_mnist_file_is_a_message_from_every_command(tmp_path, capsys, argv):
+    # was: a traceback from datasets._decompress_and_verify (bench, experiments;
+    # demo printed the message)
+    home = _corrupt_mnist(tmp_path / "mnist")
+    argv = [str(tmp_path / "out") if arg == "OUT" else arg for arg in argv]
+    assert main([*argv, "--data-home", str(home)]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"descend {argv[0]}: train-images-idx3-ubyte.gz: .*mnist/train-images-"
+                        r"idx3-ubyte.gz is not a valid gzip file \(.*\)\n", err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_corrupt_mnist_file_raises_dataset_corrupt_error_a_value_error(tmp_path):
+    from descend import datasets
+    home = _corrupt_mnist(tmp_path / "mnist")
+    with pytest.raises(datasets.DatasetCorruptError, match="is not a valid gzip file"):
+        datasets.load_mnist(home, download=False)
+    assert issubclass(datasets.DatasetCorruptError, ValueError)   # was: a plain ValueError

@@ -696,7 +696,7 @@ def add_arguments(parser):
 
 def bench(args):
     """Run the benchmark from parsed arguments; print the table or JSON. Returns 0 or 1."""
-    from descend.datasets import DatasetNotFoundError
+    from descend.datasets import DatasetCorruptError, DatasetNotFoundError
     contenders = [name for name in (args.contenders or CONTENDERS) if name not in args.skip]
     try:
         report = run_benchmark(
@@ -705,7 +705,8 @@ def bench(args):
             n_threads=args.n_threads, repeats=args.repeats or (1 if args.quick else 3),
             quick=args.quick, data=args.data, data_home=args.data_home,
             log=lambda line: print("timing " + line, file=sys.stderr, flush=True))
-    except DatasetNotFoundError as error:
+    except (DatasetNotFoundError, DatasetCorruptError) as error:
+        # which files are missing or corrupt, and where
         print(f"descend bench: {error}", file=sys.stderr)
         return 1
     text = format_markdown(report)

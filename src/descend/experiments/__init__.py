@@ -243,14 +243,14 @@ def _output_directory(text):
 
 
 def _cli(args):
-    from descend.datasets import DatasetNotFoundError
+    from descend.datasets import DatasetCorruptError, DatasetNotFoundError
     start = time.perf_counter()
     try:
         result = run(args.name, quick=args.quick, dataset=args.dataset, seeds=args.seeds,
                      out=args.out, data_home=args.data_home, n_threads=args.n_threads,
                      size=args.size, verbose=args.verbose, echo=True)
-    except DatasetNotFoundError as error:
-        # the message says which files are missing and where to put them
+    except (DatasetNotFoundError, DatasetCorruptError) as error:
+        # the message says which files are missing or corrupt, and where
         print(f"descend experiments: {error}", file=sys.stderr)
         return 1
     results = result if isinstance(result, list) else [result]
