@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+import descend as dn
 from descend import experiments, training
 from descend.__main__ import main
 
@@ -225,3 +226,28 @@ def test_a_corrupt_mnist_file_raises_dataset_corrupt_error_a_value_error(tmp_pat
     with pytest.raises(datasets.DatasetCorruptError, match="is not a valid gzip file"):
         datasets.load_mnist(home, download=False)
     assert issubclass(datasets.DatasetCorruptError, ValueError)   # was: a plain ValueError
+
+
+# -------------------------------------------------------------------- TensorBoard
+@pytest.mark.parametrize("where, reason", [("file", r"\(a file\)"),
+                                           ("file/sub", r"\('.*file' is a file\)"),
+                                           ("locked/sub", r"\('.*locked' is not writable\)")])
+def test_tensorboard_refuses_a_log_dir_it_cannot_write_before_fit_trains(tmp_path, monkeypatch,
+                                                                          where, reason):
+    # was: NotADirectoryError (an OSError) from tensorboardX at the first
+    # epoch's end, one epoch trained (write_config=False), or at on_train_begin
+    pytest.importorskip("tensorboardX")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "locked").mkdir()
+    access = os.access      # root writes anywhere: the check asks os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: (
+        access(path, mode) and not str(path).endswith("locked")))
+    with pytest.raises(ValueError, match=r"TensorBoard: log_dir must be a directory.*, got "
+                                         rf"'.*{where}' {reason}"):
+        dn.callbacks.TensorBoard(tmp_path / where, write_config=False)
+
+
+def test_tensorboard_on_a_non_chief_rank_does_not_check_the_log_dir(tmp_path):
+    pytest.importorskip("tensorboardX")
+    (tmp_path / "file").write_text("x")
+    dn.callbacks.TensorBoard(tmp_path / "file", is_chief=False)    # it never writes

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from descend._validation import check, check_bool
+from descend._validation import check, check_bool, unwritable_directory
 from descend.experiments._common import DATASETS, SIZES, Config, Result, Table, machine_markdown
 
 # name -> module (in the order of the report)
@@ -90,7 +90,7 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
         out = check(out, "out", ["path"])
         if os.path.exists(out) and not os.path.isdir(out):
             raise ValueError(f"out must be a directory, got {out!r} (a file)")
-        reason = _unwritable_directory(out)
+        reason = unwritable_directory(out)
         if reason:
             raise ValueError(f"out must be a directory that can be created or written, "
                              f"got {out!r} ({reason})")
@@ -99,21 +99,6 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
     if name == "all":
         return run_all(cfg, out=out, echo=echo)
     return _run_one(name, cfg, out, echo)
-
-
-def _unwritable_directory(path):
-    """Why `path` cannot be used as an output directory ("'x' is a file",
-    "'x' is not writable"), or None if it exists writable or its nearest
-    existing ancestor is a writable directory (so that mkdir will succeed)."""
-    path = os.path.abspath(os.fspath(path))
-    existing = path
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        return f"{existing!r} is a file"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing!r} is not writable"
-    return None
 
 
 def _run_one(name, cfg, out=None, echo=False):
@@ -235,7 +220,7 @@ def _output_directory(text):
     """argparse type of --out: a directory that exists writable or can be made."""
     from descend.__main__ import _directory
     text = _directory(text)
-    reason = _unwritable_directory(text)
+    reason = unwritable_directory(text)
     if reason:
         raise argparse.ArgumentTypeError(f"expected a directory that can be created or "
                                          f"written, got {text!r} ({reason})")
