@@ -251,3 +251,15 @@ def test_tensorboard_on_a_non_chief_rank_does_not_check_the_log_dir(tmp_path):
     pytest.importorskip("tensorboardX")
     (tmp_path / "file").write_text("x")
     dn.callbacks.TensorBoard(tmp_path / "file", is_chief=False)    # it never writes
+
+
+def test_bench_refuses_an_output_file_in_an_unwritable_directory(tmp_path, monkeypatch, capsys):
+    # was: PermissionError when writing the tables, after the whole run
+    access = os.access      # root writes anywhere: the check asks os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: (
+        access(path, mode) and os.path.abspath(path) != str(tmp_path)))
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "--quick", "--output", str(tmp_path / "tables.md")])
+    assert stop.value.code == 2
+    assert re.search(r"argument --output: expected a file in a writable directory, got "
+                     r"'.*tables.md' \('.*' is not writable\)", capsys.readouterr().err)

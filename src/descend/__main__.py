@@ -174,7 +174,7 @@ def _directory(text):
 
 def _output_file(text):
     """argparse type: a file to write (checked before a long run): not a
-    directory, in a directory that exists."""
+    directory, in a writable directory that exists."""
     if not text or os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}"
                                          + (" (a directory)" if text else ""))
@@ -182,6 +182,9 @@ def _output_file(text):
     if not os.path.isdir(parent):
         raise argparse.ArgumentTypeError(f"expected a file in an existing directory, got "
                                          f"{text!r} ({parent!r} is not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"expected a file in a writable directory, got "
+                                         f"{text!r} ({parent!r} is not writable)")
     return text
 
 
