@@ -263,3 +263,20 @@ def test_bench_refuses_an_output_file_in_an_unwritable_directory(tmp_path, monke
     assert stop.value.code == 2
     assert re.search(r"argument --output: expected a file in a writable directory, got "
                      r"'.*tables.md' \('.*' is not writable\)", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv", [["bench", "--quick", "--data", "mnist"],
+                                  ["experiments", "depth", "--size", "smoke", "--dataset",
+                                   "mnist", "--out", "OUT"],
+                                  ["demo", "--dataset", "mnist"]])
+def test_descend_data_naming_a_file_is_a_usage_error_of_every_command(tmp_path, monkeypatch,
+                                                                      capsys, argv):
+    # was: a traceback from load_mnist (bench, experiments); demo printed it, exit 1
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("DESCEND_DATA", str(tmp_path / "file"))
+    argv = [str(tmp_path / "out") if arg == "OUT" else arg for arg in argv]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert re.search(r"error: DESCEND_DATA must be a directory, got '.*file' \(a file\)",
+                     capsys.readouterr().err)

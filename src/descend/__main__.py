@@ -269,6 +269,14 @@ def build_parser(prog=None):
     return parser
 
 
+def _check_data_env():
+    """ValueError if DESCEND_DATA names a file: every command that reads MNIST
+    would fail on it, bench and experiments after other work."""
+    value = os.environ.get("DESCEND_DATA")
+    if value and os.path.isfile(os.path.expanduser(value)):
+        raise ValueError(f"DESCEND_DATA must be a directory, got {value!r} (a file)")
+
+
 def main(argv=None, prog=None):
     """Entry point of ``python -m descend`` and the ``descend`` script.
 
@@ -280,6 +288,7 @@ def main(argv=None, prog=None):
     try:
         plans.forced_from_env()     # a bad DESCEND_PLAN: a usage error, not a traceback mid-run
         plans.profiling_enabled()   # so is a DESCEND_PROFILE that is neither on nor off
+        _check_data_env()           # and a DESCEND_DATA that names a file
     except ValueError as error:
         parser.error(str(error))
     try:
