@@ -5,8 +5,12 @@ A sweep over hidden widths, depths (hidden layers), batch sizes and inputs
 2 threads. Each cell runs descend and PyTorch in turns, each run in its own
 process (as compare.py does), and prints seconds per epoch (median), the
 speed-up over PyTorch and descend's fraction of the dense FLOP floor (the
-epoch's matrix-product FLOPs over one large GEMM's throughput, measured in
-the same run). It ends with the geometric mean of the speed-ups.
+epoch's matrix-product FLOPs over one large GEMM's throughput, timed in a
+fresh process at every turn of every cell, as compare.py times it, the
+fastest turn counting: one GEMM timed once at the start read half of
+compare.py's rate in some runs, a floor no epoch could reach). The table
+comes at the end, once the floor is known (progress goes to stderr); it
+ends with the geometric mean of the speed-ups.
 
     python bench/shapes.py --data-home ../shared/datasets/mnist
     python bench/shapes.py --widths 256,1024 --depths 2 --batch-sizes 64,256 \\
@@ -21,7 +25,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -69,27 +72,21 @@ print("RESULT", fit(X, y))
 """
 
 
-def epoch_flops(n_rows, sizes):
-    """Dense matrix-product FLOPs of an epoch: X W and X^T dZ for every layer,
-    dZ W^T for all but the first (2 FLOPs per multiply-add)."""
-    macs = sum(a * b * (2 if i == 0 else 3) for i, (a, b) in enumerate(zip(sizes[:-1],
-                                                                           sizes[1:])))
-    return 2 * macs * n_rows
+def floor_seconds(n_rows, width, depth, gemm_flops_per_second):
+    """The dense FLOP floor of an epoch of the 784-width x depth-10 net
+    (descend.benchmark.epoch_flops: the FLOPs compare.py's floor counts)."""
+    from descend.benchmark import epoch_flops
+    return epoch_flops(n_rows, 784, hidden=[width] * depth) / gemm_flops_per_second
 
 
-def gemm_throughput(size=2048, repeats=5):
-    """float32 FLOP/s of one large square GEMM on N_THREADS threads."""
-    from threadpoolctl import threadpool_limits
-    rng = np.random.default_rng(0)
-    a, b = (rng.random((size, size), dtype=np.float32) for _ in range(2))
-    with threadpool_limits(N_THREADS, user_api="blas"):
-        a @ b
-        best = math.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best
+def gemm_turn():
+    """FLOP/s of one large float32 GEMM on N_THREADS threads, timed in a
+    fresh process (descend.benchmark's worker, as compare.py times it)."""
+    from descend.benchmark import _spawn
+    found = _spawn({"contender": "gemm", "dtype": "float32", "n_threads": N_THREADS})
+    if "error" in found:
+        raise RuntimeError(f"the GEMM turn failed: {found['error']}")
+    return found["flops_per_second"]
 
 
 def run(cell):
@@ -125,16 +122,8 @@ def main(argv=None):
         np.save(os.path.join(args.scratch, f"{name}_X.npy"), datasets[name])
         np.save(os.path.join(args.scratch, f"{name}_y.npy"), y)
     plans.machine_profile()
-    peak = gemm_throughput()
     cpu = plans.cpu_description()
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu['model']} (features: "
-          f"{', '.join(cpu['features'])}); one large float32 GEMM on {N_THREADS} threads: "
-          f"{peak / 1e9:.0f} GFLOP/s. {args.rows} rows, float32, {N_THREADS} threads, "
-          f"median of {args.repeats}.\n")
-    print("| input | optimizer | width | depth | batch | descend s | PyTorch s | speed-up "
-          "| descend / floor |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    speedups = []
+    cells, peak = [], 0.0
     for inputs, optimizer, width, depth, batch in itertools.product(
             args.inputs.split(","), args.optimizers.split(","),
             map(int, args.widths.split(",")), map(int, args.depths.split(",")),
@@ -145,11 +134,23 @@ def main(argv=None):
         for _ in range(args.repeats):
             for library in times:
                 times[library].append(run({**cell, "library": library}))
+            peak = max(peak, gemm_turn())
         ours, theirs = (statistics.median(times[k]) for k in ("descend", "torch"))
-        floor = epoch_flops(args.rows, [784] + [width] * depth + [10]) / peak
-        speedups.append(theirs / ours)
+        cells.append((inputs, optimizer, width, depth, batch, ours, theirs))
+        print(f"{inputs} {optimizer} {width}x{depth} batch {batch}: descend {ours:.3f} s, "
+              f"PyTorch {theirs:.3f} s", file=sys.stderr, flush=True)
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {cpu['model']} (features: "
+          f"{', '.join(cpu['features'])}); one large float32 GEMM on {N_THREADS} threads: "
+          f"{peak / 1e9:.0f} GFLOP/s (the fastest of {len(cells) * args.repeats} turns). "
+          f"{args.rows} rows, float32, {N_THREADS} threads, median of {args.repeats}.\n")
+    print("| input | optimizer | width | depth | batch | descend s | PyTorch s | speed-up "
+          "| descend / floor |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for inputs, optimizer, width, depth, batch, ours, theirs in cells:
+        floor = floor_seconds(args.rows, width, depth, peak)
         print(f"| {inputs} | {optimizer} | {width} | {depth} | {batch} | {ours:.3f} | "
-              f"{theirs:.3f} | x{theirs / ours:.2f} | {ours / floor:.2f} |", flush=True)
+              f"{theirs:.3f} | x{theirs / ours:.2f} | {ours / floor:.2f} |")
+    speedups = [theirs / ours for *_, ours, theirs in cells]
     print(f"\ngeometric mean speed-up over PyTorch: "
           f"x{math.exp(sum(map(math.log, speedups)) / len(speedups)):.2f}")
     return 0

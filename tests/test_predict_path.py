@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 import descend as dn
 from descend import _threads
 from descend._dense import forward_rows_py
+from descend._inference import NEVER
 from descend.activations import ACTIVATIONS
 
 
@@ -319,6 +320,44 @@ def test_thresholds_follow_from_the_profile():
     assert DEFAULTS.gemm_min_rows == 16 and DEFAULTS.sparse_density == 0.35
 
 
+def rates_profile(gemm_rates, loop_rate=100.0):
+    """A profile whose 256-wide GEMMs run at `gemm_rates` (GFLOP/s at 4, 16,
+    64, 256 rows) and whose row loops run at `loop_rate` at every width."""
+    gemm = {"256": dict(zip(("4", "16", "64", "256"), gemm_rates))}
+    return {"gemm": {"float32": gemm},
+            "predict": {"float32": {"sparse_break_even": 0.3,
+                                    "row_loop_gflops": {"256": loop_rate}}}}
+
+
+@pytest.mark.parametrize("gemm_rates, expected, without_margin", [
+    # GEMMs 10-40% faster: from the default's 16 rows, not from 4 (10% is no 15%)
+    ((110, 120, 130, 140), 16, 4),
+    # row loops 5% faster from 16 rows up: GEMMs there still (the default), and
+    # from 4 rows, where they are twice as fast
+    ((200, 95, 95, 95), 4, NEVER),
+    # row loops 20% faster at 256 rows: row loops everywhere
+    ((200, 95, 95, 80), NEVER, NEVER),
+    # row loops twice as fast at 16 rows: GEMMs from 64
+    ((50, 50, 120, 130), 64, 64),
+])
+def test_predicts_gemm_rows_leave_the_default_only_beyond_the_margin(
+        gemm_rates, expected, without_margin, monkeypatch):
+    """As fit's rules: the default (GEMMs from 16 rows) holds at a block size
+    unless the profile estimates the other path faster by PLAN_MARGIN (15%)
+    there; GEMMs from the fewest rows from which on they hold."""
+    from descend import _inference, plans
+    shapes = ((784, 256), (256, 256), (256, 10))
+    profile = rates_profile(gemm_rates)
+    assert _inference.thresholds_from_profile(profile, shapes, "float32").gemm_min_rows == \
+        expected
+    monkeypatch.setattr(plans, "PLAN_MARGIN", 0.0)
+    assert _inference.thresholds_from_profile(profile, shapes, "float32").gemm_min_rows == \
+        without_margin
+    # a net without hidden layers has no GEMMs to run from any number of rows
+    assert _inference.thresholds_from_profile(profile, ((784, 10),), "float32").gemm_min_rows \
+        == NEVER
+
+
 @pytest.fixture
 def profiled(monkeypatch):
     """Profiling on, with a fake profile; predict's thresholds worked out afresh."""
@@ -477,8 +516,9 @@ def test_fit_records_predict_thresholds_and_ignores_them_for_its_own_plan(profil
     net.plan = {"predict_gemm_min_rows": 3}
     X = sparse_rows(np.random.default_rng(8), 64, 784, 0.19, "float32")
     net.fit(X, np.arange(64) % 10, epochs=1, batch_size=32, verbose=0)
-    # the fit's own fields came from the profile; predict's are recorded beside them
-    assert net.plan_["source"] == "profile"
+    # the fit's own fields came from the profile; predict's are recorded beside them,
+    # one pinned, the other from the profile
+    assert net.plan_["source"] == "fit: profile, predict: forced+profile"
     assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (0.3, 3)
 
 

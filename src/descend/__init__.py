@@ -23,6 +23,7 @@ from descend.layers import Dense, Dropout
 from descend.model import DivergenceError, History, Sequential
 from descend.io import load
 from descend import plans as _plans  # noqa: F401  (adds its show_config section)
+from descend.plans import ProfileCacheWarning
 from descend.subnormals import flush_subnormals
 
 __version__ = "0.1.0"
@@ -31,7 +32,8 @@ __all__ = ["Sequential", "Dense", "Dropout", "History", "DivergenceError",
            "check_gradients", "numerical_gradients", "activations", "callbacks",
            "datasets", "distributed", "initializers", "losses", "optimizers", "regularizers",
            "schedules", "effective_n_threads", "openmp_enabled", "show_config",
-           "__version__", "load", "flush_subnormals", "ForkedAfterThreadsWarning"]
+           "__version__", "load", "flush_subnormals", "ForkedAfterThreadsWarning",
+           "ProfileCacheWarning"]
 
 
 def __getattr__(name):

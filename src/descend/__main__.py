@@ -126,12 +126,11 @@ def info(args):
     from descend._config import config_info, format_config
     if args.refresh:
         plans.machine_profile(refresh=True)
-    report = config_info()
-    if args.json:
+    if args.json:        # figures as numbers (descend.plans.plans_data)
         import json
-        print(json.dumps(report, indent=2, default=str))
+        print(json.dumps(config_info(data=True), indent=2, default=str))
     else:
-        print(format_config(report))
+        print(format_config(config_info()))
     return 0
 
 

@@ -30,7 +30,7 @@ CPU_FEATURES = ("SSE42", "AVX", "F16C", "FMA3", "AVX2", "AVX512F", "AVX512CD",
 _sections = {}
 
 
-def register_section(name, provider):
+def register_section(name, provider, data=None):
     """Add (or replace) a section of ``show_config``.
 
     Parameters
@@ -41,12 +41,17 @@ def register_section(name, provider):
         Called with no arguments each time the report is made; returns a
         dict (str -> str, number, bool, list or dict). An exception it
         raises is reported inside its section instead of stopping the report.
+    data : callable, optional
+        The section for programs (``show_config(mode="dicts")``, ``python -m
+        descend info --json``), where `provider` writes figures as text for
+        people: numbers, units in the key names. Default: `provider`'s dict.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
-    if not callable(provider):
-        raise TypeError(f"provider must be callable, got {provider!r}")
-    _sections[name] = provider
+    for argument, value in (("provider", provider), ("data", data)):
+        if not callable(value) and not (argument == "data" and value is None):
+            raise TypeError(f"{argument} must be callable, got {value!r}")
+    _sections[name] = (provider, data or provider)
 
 
 def build_info():
@@ -242,12 +247,13 @@ register_section("dependencies", _dependencies_section)
 register_section("threadpools", _threadpools_section)
 
 
-def config_info():
-    """Every section of the report: {section name: dict}, in print order."""
+def config_info(data=False):
+    """Every section of the report: {section name: dict}, in print order;
+    with `data`, each section as data (numbers, see register_section)."""
     report = {}
-    for name, provider in _sections.items():
+    for name, providers in _sections.items():
         try:
-            report[name] = provider()
+            report[name] = providers[data]()
         except Exception as error:      # a report must not fail on one section
             report[name] = {"error": f"{type(error).__name__}: {error}"}
     return report
@@ -285,7 +291,10 @@ def show_config(mode="stdout"):
     ----------
     mode : {"stdout", "dicts"}
         "stdout" prints the report; "dicts" returns it as
-        {section: {key: value}} instead (as ``numpy.show_config``).
+        {section: {key: value}} instead (as ``numpy.show_config``), with
+        figures as numbers (the "plans" and "predict" sections' keys:
+        ``descend.plans.plans_data``, ``descend._inference.predict_data``),
+        what ``python -m descend info --json`` prints.
 
     Returns
     -------
@@ -299,8 +308,7 @@ def show_config(mode="stdout"):
     """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
-    report = config_info()
     if mode == "dicts":
-        return report
-    print(format_config(report))
+        return config_info(data=True)
+    print(format_config(config_info()))
     return None

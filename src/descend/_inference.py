@@ -71,7 +71,8 @@ class Thresholds:
     density, a GEMM's does not); gemm_min_rows: fewer rows than this run
     every layer through the row loops (no GEMM packing to amortise, no BLAS
     thread limit to set); source: "profile" (descend.plans' machine
-    profile) or "defaults"."""
+    profile), "defaults", or for pinned fields "forced" (both) or
+    "forced+profile", "forced+defaults" (one: plans.part_source)."""
     sparse_density: float
     gemm_min_rows: int
     source: str
@@ -120,8 +121,9 @@ _last = []
 def predict_plan(net, layer_shapes, dtype):
     """The Thresholds predict uses for `net` (kernels of the shapes
     ((n_in, n_out), ...) and the dtype), recorded in ``net.plan_``
-    (``plans.PREDICT_FIELDS``, saved with the network): the fields pinned by
-    DESCEND_PLAN and then by ``net.plan`` (source "forced"), the others
+    (``plans.PREDICT_FIELDS``, saved with the network, its "source" updated:
+    ``plans.recorded_source``): the fields pinned by DESCEND_PLAN and then
+    by ``net.plan`` (source "forced", or "forced+profile" for one), the others
     from the machine profile (:func:`thresholds_from_profile`, worked out
     once per process: a refreshed profile counts from the next), or
     DEFAULTS when profiling is off. With both pinned, no profile is read
@@ -143,12 +145,14 @@ def predict_plan(net, layer_shapes, dtype):
         limits = _thresholds[key]
     if pinned:
         limits = Thresholds(pinned.get("predict_sparse_density", limits.sparse_density),
-                            pinned.get("predict_gemm_min_rows", limits.gemm_min_rows), "forced")
+                            pinned.get("predict_gemm_min_rows", limits.gemm_min_rows),
+                            plans.part_source(pinned, plans.PREDICT_FIELDS, limits.source))
     used = net.plan_ or {}
-    if (used.get("predict_sparse_density"), used.get("predict_gemm_min_rows")) != (
-            limits.sparse_density, limits.gemm_min_rows):
-        net.plan_ = {**used, "predict_sparse_density": limits.sparse_density,
-                     "predict_gemm_min_rows": limits.gemm_min_rows}
+    recorded = {**used, "predict_sparse_density": limits.sparse_density,
+                "predict_gemm_min_rows": limits.gemm_min_rows,
+                "source": plans.recorded_source(plans.fit_source(used), limits.source)}
+    if recorded != used:
+        net.plan_ = recorded
     return limits
 
 
@@ -167,15 +171,22 @@ def thresholds_from_profile(profile, layer_shapes, dtype):
     the same through the row loops and through GEMMs (``predict`` figures
     of the profile: both timed on image-like inputs, 20% non-zero).
     gemm_min_rows: the fewest rows, among the block sizes the profile timed
-    GEMMs at, from which on the hidden layers' GEMMs are estimated faster
-    than their row loops at every larger block size measured too (the row
-    loops timed on ReLU-like inputs, half zeros, against the kernel nearest
-    in size; the BLAS thread limit, ~1 us a call, is left out); NEVER if
-    they are not at the largest (and with no hidden layer)."""
+    GEMMs at, from which on the hidden layers run through GEMMs at every
+    larger block size measured too; NEVER if not at the largest (and with
+    no hidden layer). At each block size the default holds (GEMMs from
+    DEFAULTS.gemm_min_rows rows, the row loops below) unless the profile
+    estimates the other path faster by the fit's margin
+    (``plans.beats_default``): the row loops timed on ReLU-like inputs,
+    half zeros, against the kernel nearest in size; the BLAS thread limit,
+    ~1 us a call, is left out."""
     figures = (profile or {}).get("predict", {}).get(dtype)
     if not figures:
         return DEFAULTS
+    # (a break-even above 1: every input runs sparse, as at 1)
+    sparse_density = min(figures["sparse_break_even"], 1.0)
     hidden = layer_shapes[1:]
+    if not hidden:
+        return Thresholds(sparse_density, NEVER, "profile")
     loop_rates = {int(w): rate for w, rate in figures["row_loop_gflops"].items()}
 
     def loop_rate(n_in, n_out):
@@ -186,11 +197,14 @@ def thresholds_from_profile(profile, layer_shapes, dtype):
                        reverse=True):
         gemms = sum(2 * n_in * n_out / plans._interpolated_rate(profile, dtype, rows, n_in, n_out)
                     for n_in, n_out in hidden)
-        if gemms >= loops:
+        if rows >= DEFAULTS.gemm_min_rows:      # the default: GEMMs
+            gemm = not plans.beats_default(loops, gemms)
+        else:                                   # the default: row loops
+            gemm = plans.beats_default(gemms, loops)
+        if not gemm:
             break
         gemm_min_rows = rows
-    # (a break-even above 1: every input runs sparse, as at 1)
-    return Thresholds(min(figures["sparse_break_even"], 1.0), gemm_min_rows, "profile")
+    return Thresholds(sparse_density, gemm_min_rows, "profile")
 
 
 # ---- the profile's predict figures (descend.plans.measure_profile) ----
@@ -248,29 +262,60 @@ def figures_are_valid(figures):
         return False
 
 
-def predict_section():
-    """The "predict" section of ``dn.show_config()``: the profile's figures
-    for predict and the thresholds of the last predict in this process."""
+def predict_data():
+    """The "predict" section as data (``python -m descend info --json``,
+    ``dn.show_config(mode="dicts")``): ``profiling`` (bool: False, the
+    thresholds are the defaults); the profile's figures,
+    ``sparse_break_even_density`` ({dtype: fraction of non-zero inputs
+    below which the first layer's row loops beat a GEMM, forward only})
+    and ``row_loop_gflops`` ({dtype: {kernel width: GFLOP/s}}, ReLU-like
+    inputs); ``last_predict``: None, or the thresholds of the last predict
+    in this process, ``{"dtype", "layer_shapes": [[n_in, n_out], ...],
+    "sparse_density", "gemm_min_rows" (2147483647: never), "source"}``."""
     profile = plans.machine_profile()
-    section = {}
-    if profile is None:
-        section["thresholds"] = "defaults (DESCEND_PROFILE=0)"
-    for dtype, figures in ((profile or {}).get("predict") or {}).items():
-        section[f"{dtype} sparse first layer faster below"] = \
-            f"{figures['sparse_break_even']:.0%} non-zero inputs (forward only)"
-        section[f"{dtype} row loops GFLOP/s, ReLU-like inputs"] = ", ".join(
-            f"{w}x{w} kernel {rate:.0f}" for w, rate in figures["row_loop_gflops"].items())
+    figures = (profile or {}).get("predict") or {}
+    section = {"profiling": profile is not None,
+               "sparse_break_even_density": {dtype: float(f["sparse_break_even"])
+                                             for dtype, f in figures.items()},
+               "row_loop_gflops": {dtype: {w: float(rate)
+                                           for w, rate in f["row_loop_gflops"].items()}
+                                   for dtype, f in figures.items()},
+               "last_predict": None}
     if _last:
         shapes, dtype, limits = _last[0]
-        rows = "never" if limits.gemm_min_rows == NEVER else f"from {limits.gemm_min_rows} rows"
-        section["last predict"] = (
-            f"{dtype}, layers {list(shapes)}: sparse first layer up to "
-            f"{limits.sparse_density:.0%} non-zero inputs, GEMMs for the hidden layers "
-            f"{rows} ({limits.source})")
+        section["last_predict"] = {"dtype": dtype,
+                                   "layer_shapes": [list(shape) for shape in shapes],
+                                   "sparse_density": float(limits.sparse_density),
+                                   "gemm_min_rows": int(limits.gemm_min_rows),
+                                   "source": limits.source}
     return section
 
 
-register_section("predict", predict_section)
+def predict_section():
+    """The "predict" section of ``dn.show_config()`` as text (the figures
+    of predict_data): the profile's figures for predict and the thresholds
+    of the last predict in this process."""
+    data = predict_data()
+    section = {}
+    if not data["profiling"]:
+        section["thresholds"] = "defaults (DESCEND_PROFILE=0)"
+    for dtype, break_even in data["sparse_break_even_density"].items():
+        section[f"{dtype} sparse first layer faster below"] = \
+            f"{break_even:.0%} non-zero inputs (forward only)"
+        section[f"{dtype} row loops GFLOP/s, ReLU-like inputs"] = ", ".join(
+            f"{w}x{w} kernel {rate:.0f}" for w, rate in data["row_loop_gflops"][dtype].items())
+    last = data["last_predict"]
+    if last is not None:
+        rows = "never" if last["gemm_min_rows"] == NEVER else f"from {last['gemm_min_rows']} rows"
+        shapes = [tuple(shape) for shape in last["layer_shapes"]]
+        section["last predict"] = (
+            f"{last['dtype']}, layers {shapes}: sparse first layer up to "
+            f"{last['sparse_density']:.0%} non-zero inputs, GEMMs for the hidden layers "
+            f"{rows} ({last['source']})")
+    return section
+
+
+register_section("predict", predict_section, data=predict_data)
 
 
 def require_finite(output):

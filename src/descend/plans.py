@@ -73,18 +73,25 @@ Environment:
     network's ``plan`` (``pin_plan``) for its fits and predictions, over
     DESCEND_PLAN; ``plan_`` records both parts, and both are saved.
 ``DESCEND_CACHE_DIR``
-    Where profiles are kept (default: the user cache directory).
+    Where profiles are kept (default: the user cache directory; a leading ~
+    is the home directory, a relative path is taken from the current
+    directory when the profile is first needed, empty is unset). Where it
+    cannot be written, a ProfileCacheWarning says so once per process and
+    the profile is kept in memory (each new process measures it again).
 """
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
 import platform
+import re
 import stat
 import statistics
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -176,8 +183,9 @@ class Plan:
     phase-B block; by_columns: each batch runs layer by layer over all its
     rows, every product cut into blocks of output columns (the runner's
     team_by_columns strategy, for kernels too large for a core's L2 cache);
-    source: "profile", "defaults" or "forced" (a field was given by the
-    caller or DESCEND_PLAN).
+    source: "profile" or "defaults" (what chose the fields), "forced" (every
+    field was given by the caller or DESCEND_PLAN) or "forced+profile",
+    "forced+defaults" (some were; see part_source).
     """
     sparse_input: bool
     sample_rows: int
@@ -232,16 +240,22 @@ def profile_key():
 
 
 def cache_dir():
-    """The directory profiles are kept in: DESCEND_CACHE_DIR, else the user
-    cache directory (XDG on Linux, ~/Library/Caches, %LOCALAPPDATA%)."""
-    if os.environ.get("DESCEND_CACHE_DIR"):
-        return os.environ["DESCEND_CACHE_DIR"]
+    """The directory profiles are kept in, as an absolute path: DESCEND_CACHE_DIR
+    (a leading ~ is the home directory, a relative path is taken from the
+    current directory; empty: unset), else the user cache directory
+    ($XDG_CACHE_HOME/descend or ~/.cache/descend, ~/Library/Caches/descend,
+    %LOCALAPPDATA%\\descend\\Cache). A relative XDG_CACHE_HOME is ignored, as the
+    XDG Base Directory specification asks."""
+    chosen = os.environ.get("DESCEND_CACHE_DIR")
+    if chosen:
+        return os.path.abspath(os.path.expanduser(chosen))
     if sys.platform == "win32":
         base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")
         return os.path.join(base, "descend", "Cache")
     if sys.platform == "darwin":
         return os.path.expanduser("~/Library/Caches/descend")
-    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return os.path.join(xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache"),
                         "descend")
 
 
@@ -301,6 +315,13 @@ def machine_profile(refresh=False):
         see ``descend._inference.profile_figures``}), ``seconds`` (time
         the measurement took), ``path`` (where it is stored; None if the
         cache was not writable).
+
+    Warns
+    -----
+    ProfileCacheWarning
+        The profile cannot be stored in the cache directory (once per
+        process and directory): it is kept in memory for this process, and
+        the next process measures it again.
     """
     if not profiling_enabled():
         return None
@@ -319,9 +340,36 @@ def machine_profile(refresh=False):
             pass
     profile = measure_profile()
     profile["key"] = key
-    profile["path"] = _store(path, profile)
+    try:
+        profile["path"] = _store(path, profile)
+    except OSError as error:
+        profile["path"] = None
+        _warn_unwritable(os.path.dirname(path), error)
+    # (kept for the rest of the process, stored or not)
     _loaded[path] = profile
     return profile
+
+
+class ProfileCacheWarning(RuntimeWarning):
+    """descend could not store its machine profile (``descend.plans``) in the
+    cache directory: the profile is kept in memory for this process, but
+    every new process measures it again. Given once per process and
+    directory; set DESCEND_CACHE_DIR to a writable directory."""
+
+
+_warned_dirs = set()
+
+
+def _warn_unwritable(directory, error):
+    """Say once per process (and directory) that profiles cannot be stored there."""
+    if directory in _warned_dirs:
+        return
+    _warned_dirs.add(directory)
+    warnings.warn(f"descend cannot store its machine profile in {directory} ({error}); "
+                  f"this process keeps it in memory, but every new process measures it "
+                  f"again (about a second). Set DESCEND_CACHE_DIR to a writable directory "
+                  f"(or DESCEND_PROFILE=0 for the built-in plans, unmeasured).",
+                  ProfileCacheWarning, stacklevel=3)
 
 
 # a profile is a few KB: a larger file is not one (and is not read whole)
@@ -410,16 +458,19 @@ def _figures_are_valid(profile):
 
 
 def _store(path, profile):
-    """Write the profile atomically; the path, or None if that failed."""
+    """Write the profile atomically and return `path`; OSError where the
+    directory cannot be made or written (no temporary is left behind)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
             json.dump({k: v for k, v in profile.items() if k != "path"}, f, indent=1)
         os.replace(tmp, path)
-        return path
     except OSError:
-        return None
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path
 
 
 def _timed_rounds(runs, rounds=PROFILE_ROUNDS, min_rounds=PROFILE_MIN_ROUNDS, warm_all=True):
@@ -662,6 +713,17 @@ def _load_average():
 
 
 # ------------------------------------------------------------------- the plan
+def beats_default(seconds, default_seconds):
+    """Whether a choice the profile estimates at `seconds` replaces the
+    default's, estimated at `default_seconds`: only when faster by
+    PLAN_MARGIN, so that a profile measured with noise (under load, on
+    shared cores) moves a choice off its default only where the difference
+    is real. Every rule, fit's and predict's, leaves its default through
+    this test (the sparse first layer's density limit is its algebra:
+    sparse_density_limit)."""
+    return seconds < (1 - PLAN_MARGIN) * default_seconds
+
+
 def _gemm_rate(profile, dtype, rows, n_in, n_out):
     """GFLOP/s of phase-A blocks of `rows` rows against an n_in x n_out
     kernel: the measured block size at or below `rows`, the measured kernel
@@ -698,8 +760,8 @@ def _sample_rows(profile, workload):
     # the smallest of the fastest (ties: thinner blocks balance better),
     # if it beats the default by the margin
     best = min(candidates, key=lambda r: (_phase_a_seconds(profile, workload, r), r))
-    if (_phase_a_seconds(profile, workload, best)
-            < (1 - PLAN_MARGIN) * _phase_a_seconds(profile, workload, default)):
+    if beats_default(_phase_a_seconds(profile, workload, best),
+                     _phase_a_seconds(profile, workload, default)):
         return best
     return default
 
@@ -777,8 +839,8 @@ def _kernel_rows(profile, workload, sparse):
             or workload.cores < 2):
         return default
     rows = _whole_layers_search(profile, workload, sparse, default)
-    if (_phase_b_seconds(profile, workload, rows, sparse)
-            < (1 - PLAN_MARGIN) * _phase_b_seconds(profile, workload, default, sparse)):
+    if beats_default(_phase_b_seconds(profile, workload, rows, sparse),
+                     _phase_b_seconds(profile, workload, default, sparse)):
         return tuple(rows)
     return default
 
@@ -874,9 +936,8 @@ def by_columns_rule(profile, workload, sparse, sample_rows):
     itemsize = np.dtype(workload.dtype).itemsize
     if max(a * b for a, b in workload.layer_shapes) * itemsize <= profile["l2_cache_bytes"]:
         return False
-    return (_products_seconds(profile, workload, sparse, True, sample_rows)
-            < (1 - PLAN_MARGIN) * _products_seconds(profile, workload, sparse, False,
-                                                    sample_rows))
+    return beats_default(_products_seconds(profile, workload, sparse, True, sample_rows),
+                         _products_seconds(profile, workload, sparse, False, sample_rows))
 
 
 def sparse_density_limit(profile, workload):
@@ -927,9 +988,44 @@ def plan_for(workload, profile=None, forced=None):
     by_columns = forced.get("by_columns")
     if by_columns is None:
         by_columns = by_columns_rule(profile, workload, sparse, sample_rows)
-    source = "forced" if forced else ("defaults" if profile is None else "profile")
+    source = part_source(forced, PLAN_FIELDS, "defaults" if profile is None else "profile")
     return Plan(sparse, sample_rows, kernel_rows, forced.get("source", source),
                 bool(by_columns))
+
+
+def part_source(pinned, fields, chooser):
+    """Where the `fields` of one part of a plan (fit's PLAN_FIELDS or
+    predict's PREDICT_FIELDS) came from, given those `pinned` (a dict or set
+    of names) and what chose the others (`chooser`: "profile" or
+    "defaults"): "forced" when all were pinned, `chooser` when none was,
+    "forced+<chooser>" when some were."""
+    pinned = set(pinned) & set(fields)
+    if not pinned:
+        return chooser
+    return "forced" if pinned == set(fields) else f"forced+{chooser}"
+
+
+def recorded_source(fit, predict):
+    """``plan_["source"]`` from the sources of its fit fields and of its
+    predict fields (part_source; None: the plan holds no such fields): the
+    one source when they agree, else both, as "fit: <fit's>, predict:
+    <predict's>"."""
+    if fit is None or fit == predict:
+        return predict
+    if predict is None:
+        return fit
+    return f"fit: {fit}, predict: {predict}"
+
+
+def fit_source(recorded):
+    """The source of the fit fields of a recorded plan (``plan_``, see
+    recorded_source), or None when it holds none."""
+    if not set(recorded) & set(PLAN_FIELDS):
+        return None
+    source = recorded.get("source")
+    if isinstance(source, str) and source.startswith("fit: "):
+        return source[len("fit: "):].split(", predict: ")[0]
+    return source
 
 
 _ALL_FIELDS = PLAN_FIELDS + PREDICT_FIELDS
@@ -1004,7 +1100,10 @@ def forced_from_env():
     """The plan fields DESCEND_PLAN forces ({} if unset): JSON or
     comma-separated name=value (sparse_input=0, sample_rows=64, kernel_rows=64,
     by_columns=1, predict_sparse_density=0.3, predict_gemm_min_rows=16).
-    ValueError naming DESCEND_PLAN for anything else."""
+    Numbers in plain ASCII: digits for the int fields, a decimal or exponent
+    float (3e-1) for the density, within a float64 (1e-400 is no 0.0); in
+    JSON a bool is no number nor a number a bool. ValueError naming
+    DESCEND_PLAN (and the field) for anything else."""
     text = os.environ.get("DESCEND_PLAN", "").strip()
     if not text:
         return {}
@@ -1017,7 +1116,7 @@ def forced_from_env():
             repeated.extend(name for name in names if names.count(name) > 1)
             return dict(pairs)
         try:
-            fields = json.loads(text, object_pairs_hook=unique)
+            fields = json.loads(text, object_pairs_hook=unique, parse_float=_FloatText)
         except RecursionError:      # nested deeper than the parser goes
             raise ValueError(f"DESCEND_PLAN is not valid JSON (nested too deep): "
                              f"{text[:80]!r}...") from None
@@ -1028,6 +1127,8 @@ def forced_from_env():
         if "source" in fields:      # what a recorded plan says of itself, not a field to force
             raise ValueError(f"DESCEND_PLAN: the fields to force are among {_ALL_FIELDS}, "
                              f"got 'source' in {text!r}")
+        if isinstance(fields, dict):
+            fields = {name: _json_float(name, value) for name, value in fields.items()}
         return check_plan(fields, "DESCEND_PLAN")
     forced = {}
     for item in text.split(","):
@@ -1040,17 +1141,71 @@ def forced_from_env():
             raise ValueError(_repeated_field(name, text))
         if name in ("sparse_input", "by_columns"):
             forced[name] = _SWITCH.get(value.lower(), value)
-        elif name == "predict_sparse_density":
-            try:
-                forced[name] = float(value)
-            except ValueError:
-                forced[name] = value
         else:
-            try:
-                forced[name] = int(value)
-            except ValueError:
-                forced[name] = value
+            forced[name] = _plain_number(name, value)
     return check_plan(forced, "DESCEND_PLAN")
+
+
+# The numbers DESCEND_PLAN's name=value form takes: ASCII decimal digits, and
+# for the float field a decimal point and an exponent (what JSON allows, sign
+# aside). Python's int() and float() also take 1_000, +16, " 16", digits of
+# other scripts, nan, inf and hexadecimal floats: not plan values.
+_PLAIN_INT = re.compile(r"[0-9]+")
+_PLAIN_FLOAT = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SPELLED = {"sample_rows": f"an int in [1, {MAX_BLOCK_ROWS}] written in ASCII digits (such as 64)",
+            "kernel_rows": f"an int in [1, {MAX_BLOCK_ROWS}] written in ASCII digits (such as 64)",
+            "predict_gemm_min_rows": f"an int in [1, {MAX_GEMM_MIN_ROWS}] written in ASCII "
+                                     f"digits (such as 64)",
+            "predict_sparse_density": "a number in [0, 1] written in ASCII digits (such as 0.3 "
+                                      "or 3e-1)"}
+
+
+def _plain_number(name, text):
+    """The value of the numeric DESCEND_PLAN field `name` from its text: an
+    int of plain ASCII digits, or for predict_sparse_density a plain decimal
+    or exponent float (_finite_float); ValueError naming the field and the
+    text for any other spelling."""
+    is_float = name == "predict_sparse_density"
+    if not (_PLAIN_FLOAT if is_float else _PLAIN_INT).fullmatch(text):
+        raise ValueError(f"DESCEND_PLAN[{name!r}] must be {_SPELLED[name]}, got {text!r}")
+    if is_float:
+        return _finite_float(name, text)
+    try:
+        return int(text)
+    except ValueError:      # more digits than int() converts (4300): far out of range
+        raise ValueError(f"DESCEND_PLAN[{name!r}] must be {_SPELLED[name]}, got "
+                         f"{len(text)} digits") from None
+
+
+def _finite_float(name, text):
+    """float(text), or ValueError naming the DESCEND_PLAN field `name` where
+    the number is beyond a float64: overflowing to infinity, or underflowing
+    to 0 although its digits are not all zeros (1e-400), not to be taken
+    silently for another value."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"DESCEND_PLAN[{name!r}]: {text!r} overflows to infinity in a "
+                         f"float64")
+    if value == 0 and re.search("[1-9]", re.split("[eE]", text)[0]):
+        raise ValueError(f"DESCEND_PLAN[{name!r}]: {text!r} underflows to 0 in a float64 "
+                         f"(write 0 for zero)")
+    return value
+
+
+class _FloatText(str):
+    """A JSON number with a fraction or exponent, as its text (json.loads'
+    parse_float), until the field it belongs to is known."""
+
+
+def _json_float(name, value):
+    """A top-level DESCEND_PLAN JSON value with its numbers as floats, those
+    of the field `name` checked by _finite_float (lists hold no valid floats:
+    plain conversion, for check_plan to refuse)."""
+    if isinstance(value, _FloatText):
+        return _finite_float(name, value)
+    if isinstance(value, list):
+        return [float(v) if isinstance(v, _FloatText) else v for v in value]
+    return value
 
 
 def _repeated_field(name, text):
@@ -1085,46 +1240,102 @@ def describe():
     return "\n".join(f"{key}: {value}" for key, value in section.items())
 
 
-def plans_section():
-    """The "plans" section of ``dn.show_config()`` / ``python -m descend
-    info``: the machine profile (where it is stored, its GEMM rates and the
-    sparse first layer's break-even density) and the plan of the last fit."""
+def plans_data():
+    """The "plans" section as data (``python -m descend info --json``,
+    ``dn.show_config(mode="dicts")``): numbers, units in the key names.
+
+    ``profile``: None when profiling is off (or DESCEND_PROFILE is invalid:
+    then ``error``, its message), else ``{"path": str or None (not stored),
+    "measured_seconds", "load_average" (None where the OS has none),
+    "cores", "max_age_days"}``; ``gemm_gflops``: {dtype: {kernel width:
+    {rows per block: GFLOP/s}}}, one thread, width x width kernels;
+    ``kernel_update_gflops``: {dtype: {batch size: {kernel outputs: {kernel
+    rows per block: GFLOP/s}}}}; ``sparse_break_even_density``: {dtype:
+    {batch size: fraction of non-zero inputs}} (or one fraction for every
+    batch size); ``l2_cache_bytes``: int or None; ``last_plan``: None, or
+    the last fit's ``{"plan": Plan.as_dict(), "batch_size", "dtype",
+    "layer_shapes": [[n_in, n_out], ...], "input_density"}``. Sizes are
+    the profile's keys, strings as JSON needs them.
+    """
     try:
         profile = machine_profile()
-        section = {"profile": "off (DESCEND_PROFILE=0): plans use the defaults"}
+        section = {"profile": None}
     except ValueError as exc:   # a bad DESCEND_PROFILE: reported, the rest still shown
-        profile, section = None, {"profile": f"error: {exc}"}
+        profile, section = None, {"profile": None, "error": str(exc)}
     if profile is not None:
-        load = profile.get("load_average")
-        section = {"profile": f"{profile.get('path') or 'in memory'} "
-                              f"(measured in {profile['seconds']} s"
+        section["profile"] = {"path": profile.get("path"),
+                              "measured_seconds": profile["seconds"],
+                              "load_average": profile.get("load_average"),
+                              "cores": profile.get("cores"),
+                              "max_age_days": PROFILE_MAX_AGE_DAYS}
+        section["gemm_gflops"] = _floats(profile["gemm"])
+        section["kernel_update_gflops"] = _floats(profile.get("gemm_update", {}))
+        section["sparse_break_even_density"] = _floats(profile["sparse_break_even"])
+        section["l2_cache_bytes"] = profile.get("l2_cache_bytes")
+    last = last_plan()
+    section["last_plan"] = None
+    if last is not None:
+        workload, plan = last
+        section["last_plan"] = {"plan": plan.as_dict(), "batch_size": workload.batch_size,
+                                "dtype": workload.dtype,
+                                "layer_shapes": [list(shape) for shape in workload.layer_shapes],
+                                "input_density": float(workload.density)}
+    return section
+
+
+def _floats(table):
+    """A profile's table ({size: ... {size: figure}}) with its figures as floats."""
+    if isinstance(table, dict):
+        return {key: _floats(value) for key, value in table.items()}
+    return float(table)
+
+
+def plans_section():
+    """The "plans" section of ``dn.show_config()`` / ``python -m descend
+    info`` as text (the figures of plans_data): the machine profile (where
+    it is stored, its GEMM rates and the sparse first layer's break-even
+    density) and the plan of the last fit."""
+    data = plans_data()
+    profile = data["profile"]
+    if "error" in data:
+        section = {"profile": f"error: {data['error']}"}
+    elif profile is None:
+        section = {"profile": "off (DESCEND_PROFILE=0): plans use the defaults"}
+    else:
+        load = profile["load_average"]
+        section = {"profile": f"{profile['path'] or 'in memory'} "
+                              f"(measured in {profile['measured_seconds']} s"
                               + (f", load average {load}" if load is not None else "")
-                              + f", {profile.get('cores')} cores; remeasured after "
-                              f"{PROFILE_MAX_AGE_DAYS} days or on another core count)"}
-        for dtype, table in profile["gemm"].items():
+                              + f", {profile['cores']} cores; remeasured after "
+                              f"{profile['max_age_days']} days or on another core count)"}
+        for dtype, table in data["gemm_gflops"].items():
             for width, rates in table.items():
-                cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
-                section[f"{dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel"] = cells
-            for batch, widths in profile.get("gemm_update", {}).get(dtype, {}).items():
+                section[f"{dtype} GEMM GFLOP/s, 1 thread, {width}x{width} kernel"] = \
+                    _rates_text(rates)
+            for batch, widths in data["kernel_update_gflops"].get(dtype, {}).items():
                 for width, rates in widths.items():
-                    cells = ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
                     section[f"{dtype} kernel-update GEMM GFLOP/s, 1 thread, {width} outputs, "
-                            f"batch {batch}"] = cells
-            break_even = profile["sparse_break_even"][dtype]
+                            f"batch {batch}"] = _rates_text(rates)
+            break_even = data["sparse_break_even_density"][dtype]
             if not isinstance(break_even, dict):
                 break_even = {"any": break_even}
             section[f"{dtype} sparse first layer faster below"] = ", ".join(
                 f"{value:.0%} non-zero inputs at batch {batch}"
                 for batch, value in break_even.items())
-        l2 = profile.get("l2_cache_bytes")
+        l2 = data["l2_cache_bytes"]
         section["L2 cache per core"] = f"{l2 // 1024} KiB" if l2 else "unknown"
-    last = last_plan()
+    last = data["last_plan"]
     if last is not None:
-        workload, plan = last
-        section["last plan"] = (f"{plan.as_dict()} for batch {workload.batch_size}, "
-                                f"{workload.dtype}, layers {list(workload.layer_shapes)}, "
-                                f"input density {workload.density:.2f}")
+        shapes = [tuple(shape) for shape in last["layer_shapes"]]
+        section["last plan"] = (f"{last['plan']} for batch {last['batch_size']}, "
+                                f"{last['dtype']}, layers {shapes}, "
+                                f"input density {last['input_density']:.2f}")
     return section
 
 
-register_section("plans", plans_section)
+def _rates_text(rates):
+    """'4 rows 56, 16 rows 39, ...' of {rows: GFLOP/s}."""
+    return ", ".join(f"{rows} rows {rate:.0f}" for rows, rate in rates.items())
+
+
+register_section("plans", plans_section, data=plans_data)
