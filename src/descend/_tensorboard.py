@@ -14,7 +14,7 @@ import numpy as np
 
 from numbers import Integral
 
-from descend._validation import Interval, error_message, unwritable_directory, validate
+from descend._validation import Interval, check_output_directory, error_message, validate
 from descend.callbacks import Callback
 
 # numbers the event files this process opens: tensorboardX names a file by the
@@ -24,17 +24,6 @@ _FILE_NUMBERS = itertools.count()
 
 _INSTALL_HINT = ('pip install "descend[tensorboard]" (tensorboardX, which writes them, and '
                  'tensorboard, which shows them)')
-
-
-def _check_log_dir(log_dir, owner):
-    """ValueError unless log_dir is, or can be made, a writable directory:
-    checked before fit trains, not by tensorboardX at the first epoch's end."""
-    if os.path.exists(log_dir) and not os.path.isdir(log_dir):
-        raise ValueError(f"{owner}: log_dir must be a directory, got {log_dir!r} (a file)")
-    reason = unwritable_directory(log_dir)
-    if reason:
-        raise ValueError(f"{owner}: log_dir must be a directory that can be created or "
-                         f"written, got {log_dir!r} ({reason})")
 
 
 def _summary_writer_class():
@@ -140,7 +129,8 @@ class TensorBoard(Callback):
             "gradient_data": gradient_data, "write_config": write_config,
             "is_chief": is_chief}, owner)
         if values["is_chief"] is not False:     # a rank that never writes needs no directory
-            _check_log_dir(values["log_dir"], owner)
+            # checked before fit trains, not by tensorboardX at the first epoch's end
+            check_output_directory(values["log_dir"], "log_dir", owner)
         if gradient_data is not None:
             X, y = _check_gradient_data(gradient_data, owner)
             if values["histogram_freq"] == 0:

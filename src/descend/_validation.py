@@ -44,7 +44,7 @@ import numpy as np
 __all__ = ["Constraint", "Interval", "Options", "InstanceOf", "make_constraint", "check",
            "validate", "validate_params", "check_dtype", "check_int", "check_float",
            "check_bool", "check_n_threads", "check_team_size", "check_X", "check_lengths", "all_finite",
-           "unwritable_directory"]
+           "unwritable_directory", "check_output_directory"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -465,6 +465,21 @@ def unwritable_directory(path):
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing!r} is not writable"
     return None
+
+
+def check_output_directory(path, name, owner=None):
+    """path (a non-empty str or PathLike, as a str) if it is, or can be made, a
+    writable directory; else a TypeError/ValueError naming `name`. For
+    output directories checked before a long run, not when it writes."""
+    path = check(path, name, ["path"], owner)
+    prefix = f"{owner}: " if owner else ""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{prefix}{name} must be a directory, got {path!r} (a file)")
+    reason = unwritable_directory(path)
+    if reason:
+        raise ValueError(f"{prefix}{name} must be a directory that can be created or "
+                         f"written, got {path!r} ({reason})")
+    return path
 
 
 def check_X(X, dtype, name="X", n_features=None, lazy=False):

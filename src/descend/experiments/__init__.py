@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from descend._validation import check, check_bool, unwritable_directory
+from descend._validation import check_bool, check_output_directory, unwritable_directory
 from descend.experiments._common import DATASETS, SIZES, Config, Result, Table, machine_markdown
 
 # name -> module (in the order of the report)
@@ -87,13 +87,7 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
         size = "quick" if quick else "full"
     if out is not None:
         # checked before the run (which may take an hour), not when writing
-        out = check(out, "out", ["path"])
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise ValueError(f"out must be a directory, got {out!r} (a file)")
-        reason = unwritable_directory(out)
-        if reason:
-            raise ValueError(f"out must be a directory that can be created or written, "
-                             f"got {out!r} ({reason})")
+        out = check_output_directory(out, "out")
     cfg = Config(size=size, dataset=dataset, seeds=seeds, data_home=data_home,
                  n_threads=n_threads, verbose=verbose)
     if name == "all":
