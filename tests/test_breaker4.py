@@ -280,3 +280,32 @@ def test_descend_data_naming_a_file_is_a_usage_error_of_every_command(tmp_path, 
     assert stop.value.code == 2
     assert re.search(r"error: DESCEND_DATA must be a directory, got '.*file' \(a file\)",
                      capsys.readouterr().err)
+
+
+# ------------------------------------------------------------- Ctrl-C between epochs
+def test_ctrl_c_between_two_epochs_keeps_the_completed_one(monkeypatch):
+    # was: an interrupt landing after the loop moved to the next epoch but
+    # before that epoch's snapshot restored the previous epoch's snapshot,
+    # undoing a completed epoch that the history still listed
+    import numpy as np
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 4)), rng.integers(0, 3, 64)
+
+    def net():
+        model = dn.Sequential([dn.Dense(5, activation="relu"), dn.Dense(3)], input_dim=4,
+                              seed=0, dtype="float64", n_threads=1)
+        return model.compile("softmax_cross_entropy", dn.optimizers.SGD(0.1, momentum=0.9))
+    one_epoch = net()
+    one_epoch.fit(X, y, epochs=1, verbose=0)
+    run_epoch = training.Trainer.run_epoch
+
+    def interrupted_on_entering_the_second(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return run_epoch(self, epoch)
+    monkeypatch.setattr(training.Trainer, "run_epoch", interrupted_on_entering_the_second)
+    model = net()
+    history = model.fit(X, y, epochs=3, verbose=0)
+    assert history.interrupted and history.epoch == [0] and model.epochs_trained == 1
+    for got, want in zip(model.get_weights(), one_epoch.get_weights()):
+        np.testing.assert_array_equal(got, want)
