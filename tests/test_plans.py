@@ -911,16 +911,18 @@ def test_the_default_shapes_get_their_plans_from_a_fixed_profile(shapes, dtype, 
 
 
 @pytest.mark.parametrize("shapes, dtype, expected", [
+    # the break-evens (37.7% float32, 35.5% float64) are within the margin of the
+    # default 35%: it holds.
     # hidden layers' GEMM / row-loop time at 4, 16, 64, 256 rows in this profile:
     # 1.07, 1.48, 0.78, 0.64: row loops at 16 rows (GEMMs 48% slower)
-    (MNIST_LIKE, "float32", (0.377, 64)),
+    (MNIST_LIKE, "float32", (0.35, 64)),
     # 0.90, 0.93, 0.70, 0.63: GEMMs 10% faster at 4 rows is inside the 15% margin
     # (without it: from 4 rows)
-    (MNIST_LIKE, "float64", (0.355, 16)),
+    (MNIST_LIKE, "float64", (0.35, 16)),
     # 6.48, 1.13, 0.44, 0.28: GEMMs 13% slower at 16 rows, inside the margin too
     # (without it: from 64 rows)
-    (net_shapes(1024, 2), "float32", (0.377, 16)),
-    (net_shapes(1024, 2), "float64", (0.355, 16)),
+    (net_shapes(1024, 2), "float32", (0.35, 16)),
+    (net_shapes(1024, 2), "float64", (0.35, 16)),
 ])
 def test_predicts_thresholds_from_a_fixed_profile(shapes, dtype, expected):
     from descend._inference import thresholds_from_profile

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import descend as dn
-from descend import _threads
+from descend import _threads, plans
 from descend._dense import forward_rows_py
 from descend._inference import NEVER
 from descend.activations import ACTIVATIONS
@@ -307,7 +307,8 @@ def test_thresholds_follow_from_the_profile():
     against 60 GFLOP/s row loops, not from 4 rows, as 16 rows lose)."""
     from descend._inference import DEFAULTS, NEVER, thresholds_from_profile
     limits = thresholds_from_profile(fake_profile(90), MNIST_SHAPES, "float32")
-    assert (limits.sparse_density, limits.gemm_min_rows, limits.source) == (0.3, 64, "profile")
+    # a break-even of 30% is within the margin of the default's 35%: it holds
+    assert (limits.sparse_density, limits.gemm_min_rows, limits.source) == (0.35, 64, "profile")
     assert thresholds_from_profile(fake_profile(30), MNIST_SHAPES, "float32").gemm_min_rows == 4
     assert thresholds_from_profile(fake_profile(60), MNIST_SHAPES, "float32").gemm_min_rows == 64
     assert thresholds_from_profile(fake_profile(200), MNIST_SHAPES, "float32").gemm_min_rows \
@@ -318,6 +319,38 @@ def test_thresholds_follow_from_the_profile():
     assert thresholds_from_profile(None, MNIST_SHAPES, "float32") == DEFAULTS
     assert thresholds_from_profile({"gemm": {}}, MNIST_SHAPES, "float32") == DEFAULTS
     assert DEFAULTS.gemm_min_rows == 16 and DEFAULTS.sparse_density == 0.35
+
+
+@pytest.mark.parametrize("break_even, expected", [
+    (0.3, 0.35),            # within the margin of the default (0.255 .. 0.353): it holds
+    (0.2, 0.2 / 0.85),      # dense path 15% faster above 0.235: the limit moves down
+    (0.5, 0.5 * 0.85),      # sparse path 15% faster below 0.425: the limit moves up
+    (0.35, 0.35),
+    (1.5, 1.0),             # sparse at every density
+])
+def test_the_predict_density_limit_leaves_the_default_only_beyond_the_margin(break_even,
+                                                                            expected):
+    """predict's density limit follows fit's rule (plans.sparse_density_threshold):
+    a profile measured under load, whose break-even wanders around the
+    default, does not flip inputs near it between the paths."""
+    from descend._inference import thresholds_from_profile
+    limits = thresholds_from_profile(fake_profile(90, break_even), MNIST_SHAPES, "float32")
+    assert limits.sparse_density == pytest.approx(expected)
+
+
+def test_fit_and_predict_share_the_density_rule():
+    """Fit's limit at a workload is the same number as predict's from the
+    same break-even, and both decide "sparse iff density <= it" exactly as
+    the two-sided margin rule does, on a grid of densities and break-evens."""
+    margin = plans.PLAN_MARGIN
+    for break_even in np.linspace(0.05, 0.9, 35) + 0.0017:
+        limit = plans.sparse_density_threshold(break_even)
+        for density in np.linspace(0.0, 1.0, 101) + 0.0003:     # off the exact edges
+            if density <= plans.DEFAULT_SPARSE_DENSITY:     # default sparse
+                sparse = not density / break_even * (1 - margin) > 1
+            else:                                           # default dense
+                sparse = density / break_even < 1 - margin
+            assert (density <= limit) == sparse, (break_even, density)
 
 
 def rates_profile(gemm_rates, loop_rate=100.0):
@@ -373,7 +406,7 @@ def profiled(monkeypatch):
 def test_a_profiled_plan_keeps_the_bits_of_the_per_layer_path(profiled, row_loop_rate):
     """Whatever the profile decides, predict gives the per-layer path's bits;
     when the GEMMs never win, every row gets its own bits (row loops only)."""
-    profiled.append(fake_profile(row_loop_rate, break_even=0.25))
+    profiled.append(fake_profile(row_loop_rate, break_even=0.2))
     net = build("float32", "softmax_cross_entropy", "relu", widths=(256, 128), n_in=784,
                 n_out=10)
     X = sparse_rows(np.random.default_rng(5), 300, 784, 0.19, "float32")
@@ -382,7 +415,8 @@ def test_a_profiled_plan_keeps_the_bits_of_the_per_layer_path(profiled, row_loop
     if row_loop_rate == 200:
         np.testing.assert_array_equal(net.predict(X),
                                       np.concatenate([net.predict(x[None]) for x in X]))
-    # at 30% non-zero the profile's break-even (25%) sends the first layer to GEMMs
+    # at 30% non-zero the profile's break-even (20%: GEMMs faster above 23.5%, the
+    # margin) sends the first layer to GEMMs
     from descend._inference import input_plan, thresholds
     limits = thresholds(net, MNIST_SHAPES, "float32")
     assert input_plan(sparse_rows(np.random.default_rng(6), 300, 784, 0.3, "float32"),
@@ -399,7 +433,7 @@ def test_the_thresholds_are_reported(profiled):
     section = config_info()["predict"]
     assert section["float32 sparse first layer faster below"].startswith("30%")
     assert section["last predict"] == (
-        "float32, layers [(784, 256), (256, 128), (128, 10)]: sparse first layer up to 30% "
+        "float32, layers [(784, 256), (256, 128), (128, 10)]: sparse first layer up to 35% "
         "non-zero inputs, GEMMs for the hidden layers from 64 rows (profile)")
 
 
@@ -454,25 +488,27 @@ def mnist_like_net():
 
 
 def test_a_pinned_plan_gives_predict_the_same_bits_whatever_the_profile(profiled):
-    """Two machines: A (break-even 25%, GEMMs from 4 rows) sends 30%-dense rows
+    """Two machines: A (break-even 20%, GEMMs from 4 rows) sends 30%-dense rows
     through GEMMs, B (break-even 50%, row loops always) through the row loops,
     which round otherwise. The thresholds A used, recorded in plan_ and
     pinned, give B the bits A gave."""
     X = sparse_rows(np.random.default_rng(7), 40, 784, 0.3, "float32")
     net = mnist_like_net()
-    use_profile(profiled, fake_profile(30, break_even=0.25))
+    use_profile(profiled, fake_profile(30, break_even=0.2))
     on_a = net.predict(X)
-    assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (0.25, 4)
+    a_density = plans.sparse_density_threshold(0.2)              # 0.2 / 0.85
+    assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (
+        a_density, 4)
     use_profile(profiled, fake_profile(200, break_even=0.5))
     on_b = net.predict(X)
     assert not np.array_equal(on_a, on_b)            # the plans round otherwise
     from descend._inference import NEVER
-    assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (0.5,
-                                                                                         NEVER)
-    use_profile(profiled, fake_profile(30, break_even=0.25))
+    assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (
+        plans.sparse_density_threshold(0.5), NEVER)                # 0.5 * 0.85
+    use_profile(profiled, fake_profile(30, break_even=0.2))
     net.predict(X[:5])
     pinned = net.pin_plan()
-    assert pinned == {"predict_sparse_density": 0.25, "predict_gemm_min_rows": 4}
+    assert pinned == {"predict_sparse_density": a_density, "predict_gemm_min_rows": 4}
     use_profile(profiled, fake_profile(200, break_even=0.5))
     np.testing.assert_array_equal(net.predict(X), on_a)
     from descend._config import config_info
@@ -519,7 +555,7 @@ def test_fit_records_predict_thresholds_and_ignores_them_for_its_own_plan(profil
     # the fit's own fields came from the profile; predict's are recorded beside them,
     # one pinned, the other from the profile
     assert net.plan_["source"] == "fit: profile, predict: forced+profile"
-    assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (0.3, 3)
+    assert (net.plan_["predict_sparse_density"], net.plan_["predict_gemm_min_rows"]) == (0.35, 3)
 
 
 @pytest.mark.parametrize("field, value, expected", [
@@ -564,7 +600,7 @@ def test_bad_predict_fields_in_descend_plan_are_refused(profiled, monkeypatch, t
 
 
 def test_the_predict_thresholds_come_back_from_a_file(profiled, tmp_path):
-    use_profile(profiled, fake_profile(30, break_even=0.25))
+    use_profile(profiled, fake_profile(30, break_even=0.2))
     net = mnist_like_net()
     X = sparse_rows(np.random.default_rng(10), 40, 784, 0.3, "float32")
     on_a = net.predict(X)
@@ -572,7 +608,8 @@ def test_the_predict_thresholds_come_back_from_a_file(profiled, tmp_path):
     net.save(tmp_path / "m.npz")
     use_profile(profiled, fake_profile(200, break_even=0.5))
     loaded = dn.load(tmp_path / "m.npz")
-    assert loaded.plan == {"predict_sparse_density": 0.25, "predict_gemm_min_rows": 4}
+    assert loaded.plan == {"predict_sparse_density": plans.sparse_density_threshold(0.2),
+                           "predict_gemm_min_rows": 4}
     assert loaded.plan_ == net.plan_
     np.testing.assert_array_equal(loaded.predict(X), on_a)
     state = loaded.state_dict()

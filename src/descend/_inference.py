@@ -167,9 +167,11 @@ def pinned_fields(net):
 def thresholds_from_profile(profile, layer_shapes, dtype):
     """The Thresholds the profile's figures give (DEFAULTS without them).
 
-    sparse_density: the density at which the first layer's forward costs
-    the same through the row loops and through GEMMs (``predict`` figures
-    of the profile: both timed on image-like inputs, 20% non-zero).
+    sparse_density: the default (35%) unless the profile's break-even (the
+    density at which the first layer's forward costs the same through the
+    row loops and through GEMMs, both timed on image-like inputs, 20%
+    non-zero: the ``predict`` figures) says the other path is faster by the
+    fit's margin (``plans.sparse_density_threshold``).
     gemm_min_rows: the fewest rows, among the block sizes the profile timed
     GEMMs at, from which on the hidden layers run through GEMMs at every
     larger block size measured too; NEVER if not at the largest (and with
@@ -182,8 +184,9 @@ def thresholds_from_profile(profile, layer_shapes, dtype):
     figures = (profile or {}).get("predict", {}).get(dtype)
     if not figures:
         return DEFAULTS
-    # (a break-even above 1: every input runs sparse, as at 1)
-    sparse_density = min(figures["sparse_break_even"], 1.0)
+    # the default density held unless the profile's break-even moves it by
+    # the margin, as fit's; (above 1: every input runs sparse, as at 1)
+    sparse_density = min(plans.sparse_density_threshold(figures["sparse_break_even"]), 1.0)
     hidden = layer_shapes[1:]
     if not hidden:
         return Thresholds(sparse_density, NEVER, "profile")

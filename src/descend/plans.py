@@ -945,16 +945,27 @@ def sparse_density_limit(profile, workload):
     default (35%) unless the profile's break-even density at the
     workload's batch size (the first layer's share of a plain-SGD epoch
     timed both ways on image-like inputs, see measure_profile) says the
-    other path is faster by PLAN_MARGIN at the workload's density.
-    The sparse path's time grows with the density d and the dense path's
-    does not, so sparse / dense = d / break_even: the limit moves down to
-    break_even / (1 - margin) or up to break_even * (1 - margin)."""
+    other path is faster by PLAN_MARGIN (sparse_density_threshold)."""
     if profile is None:
         return DEFAULT_SPARSE_DENSITY
-    break_even = sparse_break_even(profile, workload.dtype, workload.batch_size)
-    if workload.density <= DEFAULT_SPARSE_DENSITY:       # default: sparse
-        return break_even / (1 - PLAN_MARGIN)
-    return break_even * (1 - PLAN_MARGIN)                # default: dense
+    return sparse_density_threshold(
+        sparse_break_even(profile, workload.dtype, workload.batch_size))
+
+
+def sparse_density_threshold(break_even):
+    """The density up to which the sparse path runs, given the density at
+    which the profile estimates both paths equally fast: the default (35%)
+    held within [break_even * (1 - margin), break_even / (1 - margin)].
+
+    The sparse path's time grows with the density d and the dense path's
+    does not, so sparse / dense = d / break_even. Below the default (sparse
+    by default) d turns dense only where dense is faster by the margin,
+    d > break_even / (1 - margin); above it (dense by default) sparse only
+    where d < break_even * (1 - margin). Both rules are "sparse iff d <= the
+    default clamped into that interval": one number, which fit compares with
+    the training data's density and predict with each input's."""
+    low, high = break_even * (1 - PLAN_MARGIN), break_even / (1 - PLAN_MARGIN)
+    return min(max(DEFAULT_SPARSE_DENSITY, low), high)
 
 
 def plan_for(workload, profile=None, forced=None):
