@@ -309,3 +309,26 @@ def test_ctrl_c_between_two_epochs_keeps_the_completed_one(monkeypatch):
     assert history.interrupted and history.epoch == [0] and model.epochs_trained == 1
     for got, want in zip(model.get_weights(), one_epoch.get_weights()):
         np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------------------------- out of core
+def test_a_memmap_whose_file_was_truncated_is_a_value_error_before_fit_trains(tmp_path):
+    # was: OSError 'short read' from the pread reader (the h5py-style IndexError
+    # of the same fault was already this ValueError)
+    import numpy as np
+    rng = np.random.default_rng(0)
+    path = tmp_path / "X.npy"
+    X = np.lib.format.open_memmap(path, "w+", np.float64, (200, 4))
+    X[:] = rng.normal(size=(200, 4))
+    X.flush()
+    X = np.lib.format.open_memmap(path, "r")
+    os.truncate(path, 1000)
+    net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0, dtype="float64", n_threads=1)
+    net.compile("softmax_cross_entropy", dn.optimizers.SGD(0.1))
+    before = net.get_weights()
+    with pytest.raises(ValueError, match=r"X says it has shape \(200, 4\), but reading its rows "
+                                         r"failed: short read from .*X.npy"):
+        net.fit(X, rng.integers(0, 3, 200), epochs=1, verbose=0)
+    assert net.epochs_trained == 0
+    for got, want in zip(net.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
