@@ -437,6 +437,9 @@ class Trainer:
         logs.update(rate_and_time)
         model.epochs_trained += 1
         model.history.append(epoch, logs)
+        # the epoch is complete: a Ctrl-C from here to the next epoch's snapshot
+        # must keep it, not restore the snapshot taken before it
+        self.snapshot = None
         if config.verbose:
             print(_format_logs(epoch, config.epochs, logs), flush=True)
         config.callbacks.on_epoch_end(epoch, logs)
