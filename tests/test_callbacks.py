@@ -1466,3 +1466,28 @@ def test_csv_logger_warns_once_about_keys_after_the_first_epoch(tmp_path):
     assert str(record[0].message) == (
         "CSVLogger: keys ['new'] appeared after the first epoch and are not written; the "
         "columns are fixed by the first epoch: ['epoch', 'loss'].")
+
+
+def test_lr_scheduler_beside_an_optimizer_schedule_is_refused_before_fit_changes_anything():
+    """An optimizer built with a schedule and a LearningRateScheduler would both
+    set the rate every epoch (the callback won silently, [0.01, 0.01, 0.01]
+    instead of the schedule's [0.1, 0.05, 0.025]); Keras raises TypeError."""
+    import descend as dn
+    X, y = dn.datasets.load_digits()
+    net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    net.compile(loss="softmax_cross_entropy",
+                optimizer=dn.optimizers.SGD(dn.schedules.ExponentialDecay(0.1, 0.5)))
+    net.fit(X[:50], y[:50], epochs=1, verbose=0)
+    before = [w.copy() for w in net.get_weights()]
+    history, optimizer_state = net.history, net.optimizer.state_dict()
+    with pytest.raises(TypeError, match=r"^callbacks\[1\] is a LearningRateScheduler, but the "
+                                        r"optimizer's learning_rate is a schedule \(Exp"):
+        net.fit(X, y, epochs=3, verbose=0, callbacks=[
+            cbs.EarlyStopping(), cbs.LearningRateScheduler(lambda epoch: 0.01)])
+    for got, expected in zip(net.get_weights(), before):
+        np.testing.assert_array_equal(got, expected)
+    assert net.history is history
+    assert repr(net.optimizer.state_dict()) == repr(optimizer_state)
+    # the schedule alone still trains, where it stopped
+    alone = net.fit(X, y, epochs=3, verbose=0)["learning_rate"]
+    assert alone == pytest.approx([0.05, 0.025, 0.0125])     # its epochs 2-4

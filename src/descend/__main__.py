@@ -72,7 +72,9 @@ def load_dataset(name, seed=0, data_home=None, dtype="float32"):
 
 def demo(args):
     """Train an MLP on args.dataset with a fixed seed; print per-epoch loss,
-    test accuracy and throughput (samples per second). Returns 0."""
+    test accuracy and throughput (samples per second). Returns 0; Ctrl-C
+    raises KeyboardInterrupt (after evaluating the completed epochs, if any),
+    which :func:`main` turns into exit code 130."""
     import descend as dn
     try:
         X_train, X_test, y_train, y_test = load_dataset(args.dataset, args.seed,
@@ -101,6 +103,8 @@ def demo(args):
     history = net.fit(X_train, y_train, epochs=epochs, batch_size=batch_size,
                       verbose=args.verbose)
     total = time.perf_counter() - start
+    if history.interrupted and not history.epoch:
+        raise KeyboardInterrupt     # Ctrl-C in the first epoch: nothing to evaluate
     scores = net.evaluate(X_test, y_test)
     seconds = np.array(history["seconds"])
     print(f"test accuracy: {scores['accuracy']:.4f}  test loss: {scores['loss']:.4f}")
@@ -108,6 +112,10 @@ def demo(args):
           f"(median over {len(seconds)} epoch{'s' if len(seconds) != 1 else ''}), "
           f"{np.median(seconds):.3f} s/epoch, "
           f"{total:.2f} s for fit")
+    if history.interrupted:
+        # the completed epochs are evaluated (fit's Keras behaviour), but a
+        # shell still learns that the run did not finish
+        raise KeyboardInterrupt
     return 0
 
 
@@ -165,7 +173,7 @@ def _directory(text):
 
 def _output_file(text):
     """argparse type: a file to write (checked before a long run): not a
-    directory, in a directory that exists."""
+    directory, in a writable directory that exists."""
     if not text or os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}"
                                          + (" (a directory)" if text else ""))
@@ -173,6 +181,9 @@ def _output_file(text):
     if not os.path.isdir(parent):
         raise argparse.ArgumentTypeError(f"expected a file in an existing directory, got "
                                          f"{text!r} ({parent!r} is not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"expected a file in a writable directory, got "
+                                         f"{text!r} ({parent!r} is not writable)")
     return text
 
 
@@ -257,6 +268,14 @@ def build_parser(prog=None):
     return parser
 
 
+def _check_data_env():
+    """ValueError if DESCEND_DATA names a file: every command that reads MNIST
+    would fail on it, bench and experiments after other work."""
+    value = os.environ.get("DESCEND_DATA")
+    if value and os.path.isfile(os.path.expanduser(value)):
+        raise ValueError(f"DESCEND_DATA must be a directory, got {value!r} (a file)")
+
+
 def main(argv=None, prog=None):
     """Entry point of ``python -m descend`` and the ``descend`` script.
 
@@ -268,6 +287,7 @@ def main(argv=None, prog=None):
     try:
         plans.forced_from_env()     # a bad DESCEND_PLAN: a usage error, not a traceback mid-run
         plans.profiling_enabled()   # so is a DESCEND_PROFILE that is neither on nor off
+        _check_data_env()           # and a DESCEND_DATA that names a file
     except ValueError as error:
         parser.error(str(error))
     try:
@@ -275,6 +295,11 @@ def main(argv=None, prog=None):
             status = args.func(args)
         sys.stdout.flush()      # a closed pipe raises here, not at the interpreter's exit
         return status
+    except KeyboardInterrupt:
+        # Ctrl-C: one line, not a traceback from wherever the interrupt landed;
+        # 130 = 128 + SIGINT, what a shell reports for an interrupted command
+        print(f"descend {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # the reader went away (`python -m descend info | head -3`): stop quietly,
         # as Unix tools do; stdout goes to /dev/null so that the interpreter's

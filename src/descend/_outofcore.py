@@ -272,7 +272,9 @@ def check_lazy_X(X, dtype, name, n_features):
         for _, block in scanned.blocks():
             if not all_finite(block):
                 bad += int(block.size - np.count_nonzero(np.isfinite(block)))
-    except IndexError as exc:       # fewer rows than its shape says
+    except (IndexError, OSError) as exc:
+        # fewer rows than its shape says: h5py's IndexError, or _FileRows' short
+        # read of a memmap whose file was truncated after it was opened
         raise ValueError(f"{name} says it has shape {shape}, but reading its rows failed: "
                          f"{exc}") from None
     if bad:

@@ -14,7 +14,7 @@ import numpy as np
 
 from numbers import Integral
 
-from descend._validation import Interval, error_message, validate
+from descend._validation import Interval, check_output_directory, error_message, validate
 from descend.callbacks import Callback
 
 # numbers the event files this process opens: tensorboardX names a file by the
@@ -128,6 +128,9 @@ class TensorBoard(Callback):
             "log_dir": log_dir, "histogram_freq": histogram_freq,
             "gradient_data": gradient_data, "write_config": write_config,
             "is_chief": is_chief}, owner)
+        if values["is_chief"] is not False:     # a rank that never writes needs no directory
+            # checked before fit trains, not by tensorboardX at the first epoch's end
+            check_output_directory(values["log_dir"], "log_dir", owner)
         if gradient_data is not None:
             X, y = _check_gradient_data(gradient_data, owner)
             if values["histogram_freq"] == 0:

@@ -43,7 +43,8 @@ import numpy as np
 
 __all__ = ["Constraint", "Interval", "Options", "InstanceOf", "make_constraint", "check",
            "validate", "validate_params", "check_dtype", "check_int", "check_float",
-           "check_bool", "check_n_threads", "check_team_size", "check_X", "check_lengths", "all_finite"]
+           "check_bool", "check_n_threads", "check_team_size", "check_X", "check_lengths", "all_finite",
+           "unwritable_directory", "check_output_directory"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -447,6 +448,38 @@ def _check_real(dtype, name):
     """TypeError unless `dtype` holds real numbers (bool, int, uint, float)."""
     if dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+
+
+def unwritable_directory(path):
+    """Why `path` cannot serve as an output directory ("'x' is a file",
+    "'x' is not writable"), or None if it is a writable directory or its
+    nearest existing ancestor is one (so that makedirs will succeed).
+
+    For output paths checked before a long run rather than when it writes;
+    `path` itself being a file is the caller's message."""
+    existing = os.path.abspath(os.fspath(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing!r} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing!r} is not writable"
+    return None
+
+
+def check_output_directory(path, name, owner=None):
+    """path (a non-empty str or PathLike, as a str) if it is, or can be made, a
+    writable directory; else a TypeError/ValueError naming `name`. For
+    output directories checked before a long run, not when it writes."""
+    path = check(path, name, ["path"], owner)
+    prefix = f"{owner}: " if owner else ""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{prefix}{name} must be a directory, got {path!r} (a file)")
+    reason = unwritable_directory(path)
+    if reason:
+        raise ValueError(f"{prefix}{name} must be a directory that can be created or "
+                         f"written, got {path!r} ({reason})")
+    return path
 
 
 def check_X(X, dtype, name="X", n_features=None, lazy=False):

@@ -384,6 +384,45 @@ def installed_contenders(wanted):
 
 
 # ------------------------------------------------------------------ the run
+def _checked_list(values, name, specs, what, allow_none=False):
+    """values as a list, each checked against specs (messages name ``name[i]``);
+    a TypeError unless a non-str sequence, a ValueError if empty."""
+    from descend._validation import check, error_message
+    if values is None and allow_none:
+        return None
+    expected = f"a non-empty list or tuple of {what}" + (" or None" if allow_none else "")
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(error_message(name, expected, values, "run_benchmark"))
+    if not values:
+        raise ValueError(error_message(name, expected, values, "run_benchmark"))
+    return [check(value, f"{name}[{i}]", specs, "run_benchmark")
+            for i, value in enumerate(values)]
+
+
+def _checked_arguments(contenders, batch_sizes, dtypes, n_threads, repeats, quick, data,
+                       data_home, log):
+    """run_benchmark's arguments but `log`, checked (before any data is loaded)
+    and converted; ValueError/TypeError naming the first bad one."""
+    from numbers import Integral
+
+    from descend._validation import Interval, Options, check, check_bool, check_n_threads
+    owner = "run_benchmark"
+    check(log, "log", [callable, None], owner)
+    if isinstance(contenders, (list, tuple)) and not contenders:
+        contenders = ["descend"]        # descend alone (it is always timed)
+    return (_checked_list(contenders, "contenders", [Options(*CONTENDERS)],
+                          "contender names", allow_none=True),
+            _checked_list(batch_sizes, "batch_sizes", [Interval(Integral, 1)],
+                          "positive ints", allow_none=True),
+            _checked_list(dtypes, "dtypes", [Options("float32", "float64")],
+                          "'float32' / 'float64'"),
+            check_n_threads(n_threads, owner=owner),
+            check(repeats, "repeats", [Interval(Integral, 1)], owner),
+            check_bool(quick, "quick", owner=owner),
+            check(data, "data", [Options("auto", "mnist", "synthetic", "digits")], owner),
+            check(data_home, "data_home", ["path", None], owner))
+
+
 def run_benchmark(contenders=None, batch_sizes=None, dtypes=("float32", "float64"),
                   n_threads=None, repeats=3, quick=False, data="auto", data_home=None,
                   log=None):
@@ -408,6 +447,13 @@ def run_benchmark(contenders=None, batch_sizes=None, dtypes=("float32", "float64
     log : callable or None
         Called with one progress line per turn.
 
+    Raises
+    ------
+    TypeError, ValueError
+        For an argument of the wrong type or value (an unknown contender or
+        dtype, a batch size or repeats below 1, ...), naming it, before any
+        data is loaded or timed.
+
     Returns
     -------
     dict
@@ -417,9 +463,12 @@ def run_benchmark(contenders=None, batch_sizes=None, dtypes=("float32", "float64
         per dtype, batch size and contender: seconds, runs, speed-up, ...).
     """
     from descend import __version__, effective_n_threads
+    contenders, batch_sizes, dtypes, n_threads, repeats, quick, data, data_home = \
+        _checked_arguments(contenders, batch_sizes, dtypes, n_threads, repeats, quick, data,
+                           data_home, log)
     n_threads = effective_n_threads(n_threads)
-    batch_sizes = list(batch_sizes or (QUICK_BATCH_SIZES if quick else BATCH_SIZES))
-    wanted = list(CONTENDERS) if contenders is None else list(contenders)
+    batch_sizes = batch_sizes or list(QUICK_BATCH_SIZES if quick else BATCH_SIZES)
+    wanted = list(CONTENDERS) if contenders is None else contenders
     if "descend" not in wanted:
         wanted.insert(0, "descend")     # every speed-up is relative to descend
     versions, skipped = installed_contenders(wanted)
@@ -560,9 +609,16 @@ def _seconds(cell):
 
 
 # ------------------------------------------------------------ command line
+def _comma_list(text):
+    """The items of a comma-separated list, stripped; [] if any item is empty
+    ('8,' or '1,,2' is a typo, not a shorter list)."""
+    values = [part.strip() for part in text.split(",")]
+    return [] if "" in values else values
+
+
 def _positive_int_list(text):
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in _comma_list(text)]
     except ValueError:
         values = []
     if not values or min(values) < 1:
@@ -572,7 +628,7 @@ def _positive_int_list(text):
 
 
 def _dtype_list(text):
-    values = [part.strip() for part in text.split(",") if part.strip()]
+    values = _comma_list(text)
     if not values or any(value not in ("float32", "float64") for value in values):
         raise argparse.ArgumentTypeError(
             f"expected float32, float64 or float32,float64, got {text!r}")
@@ -580,11 +636,20 @@ def _dtype_list(text):
 
 
 def _contender_list(text):
-    values = [part.strip() for part in text.split(",") if part.strip()]
+    values = _comma_list(text)
     unknown = [value for value in values if value not in CONTENDERS]
     if not values or unknown:
         raise argparse.ArgumentTypeError(
             f"expected a comma-separated list of {', '.join(CONTENDERS)}, got {text!r}")
+    return values
+
+
+def _skip_list(text):
+    """argparse type of --skip: contenders other than descend (always timed)."""
+    values = _contender_list(text)
+    if "descend" in values:
+        raise argparse.ArgumentTypeError("descend is always timed (every speed-up is "
+                                         f"relative to it), got {text!r}")
     return values
 
 
@@ -610,8 +675,9 @@ def add_arguments(parser):
     parser.add_argument("--contenders", type=_contender_list, default=None,
                         help="comma list of " + ", ".join(CONTENDERS) + " (default: all "
                              "installed; descend is always timed)")
-    parser.add_argument("--skip", type=_contender_list, default=[],
-                        help="comma list of contenders not to time (default: none)")
+    parser.add_argument("--skip", type=_skip_list, default=[],
+                        help="comma list of contenders not to time, descend excepted "
+                             "(default: none)")
     parser.add_argument("--data", choices=["auto", "mnist", "synthetic", "digits"],
                         default="auto",
                         help="auto: MNIST if found, else synthetic data of MNIST's shape "
@@ -630,7 +696,7 @@ def add_arguments(parser):
 
 def bench(args):
     """Run the benchmark from parsed arguments; print the table or JSON. Returns 0 or 1."""
-    from descend.datasets import DatasetNotFoundError
+    from descend.datasets import DatasetCorruptError, DatasetNotFoundError
     contenders = [name for name in (args.contenders or CONTENDERS) if name not in args.skip]
     try:
         report = run_benchmark(
@@ -639,7 +705,8 @@ def bench(args):
             n_threads=args.n_threads, repeats=args.repeats or (1 if args.quick else 3),
             quick=args.quick, data=args.data, data_home=args.data_home,
             log=lambda line: print("timing " + line, file=sys.stderr, flush=True))
-    except DatasetNotFoundError as error:
+    except (DatasetNotFoundError, DatasetCorruptError) as error:
+        # which files are missing or corrupt, and where
         print(f"descend bench: {error}", file=sys.stderr)
         return 1
     text = format_markdown(report)

@@ -718,7 +718,10 @@ class LearningRateScheduler(Callback):
     ------
     TypeError
         At construction, if ``schedule`` is not callable or its signature
-        cannot accept 1 or 2 positional arguments.
+        cannot accept 1 or 2 positional arguments; by ``fit``, before it
+        changes anything, if the optimizer's ``learning_rate`` is itself a
+        schedule (both would set the rate every epoch; Keras refuses the
+        same pair).
     ValueError
         At an epoch, if the schedule returns something that is not a finite
         number > 0 (NaN, inf, 0, negative, None, a string ...); the message

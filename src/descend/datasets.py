@@ -43,6 +43,7 @@ __all__ = [
     "DIGITS_CLASS_NAMES",
     "MIRRORS",
     "MNIST_FILES",
+    "DatasetCorruptError",
     "DatasetNotFoundError",
     "Split",
     "get_mnist_dir",
@@ -98,6 +99,16 @@ class DatasetNotFoundError(FileNotFoundError):
     A subclass of :class:`FileNotFoundError` (hence of :class:`OSError`), so
     ``except OSError`` catches it. The message says which files are missing
     and where to put them.
+    """
+
+
+class DatasetCorruptError(ValueError):
+    """A dataset's file is on disk but its content is wrong: not valid gzip,
+    a bad IDX header, a SHA-256 that does not match.
+
+    A subclass of :class:`ValueError` (what these errors were before it
+    existed), so that a caller can tell a corrupt file, which the user must
+    replace, from a bad argument. The message names the file.
     """
 
 
@@ -356,7 +367,7 @@ def _stat_key(path):
 def _decompress_and_verify(path, name):
     """Decompress ``path`` and check the SHA-256 of its content.
 
-    Returns the decompressed bytes. Raises ValueError (naming the file, the
+    Returns the decompressed bytes. Raises DatasetCorruptError (naming the file, the
     expected and the actual hash) on a mismatch or if ``path`` is not valid
     gzip.
     """
@@ -365,14 +376,14 @@ def _decompress_and_verify(path, name):
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         # BadGzipFile is an OSError; report it as corrupt content, not as a
         # file-system problem.
-        raise ValueError(f"{name}: {path} is not a valid gzip file ({exc})") from None
+        raise DatasetCorruptError(f"{name}: {path} is not a valid gzip file ({exc})") from None
     key = _stat_key(path)
     if key in _VERIFIED:
         return data
     expected = MNIST_FILES[name]
     got = hashlib.sha256(data).hexdigest()
     if got != expected:
-        raise ValueError(
+        raise DatasetCorruptError(
             f"{name}: SHA-256 of the decompressed content of {path} does not match "
             f"(expected {expected}, got {got}); the file is corrupt or not MNIST"
         )
@@ -437,7 +448,7 @@ def _download(name, directory, mirrors, timeout):
     if content_errors:
         # Something answered, but with the wrong bytes: that is an integrity
         # problem rather than a missing file.
-        raise ValueError(
+        raise DatasetCorruptError(
             f"{name}: no mirror served the expected content (downloads with "
             "the wrong content were deleted):\n  "
             + "\n  ".join(content_errors + network_errors)
@@ -476,19 +487,19 @@ def _parse_idx(data, name, magic):
     ndim = magic & 0xFF
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
-        raise ValueError(f"{name}: {len(data)} bytes is too short for an IDX header")
+        raise DatasetCorruptError(f"{name}: {len(data)} bytes is too short for an IDX header")
     header = np.frombuffer(data, dtype=">i4", count=1 + ndim)
     if int(header[0]) != magic:
-        raise ValueError(
+        raise DatasetCorruptError(
             f"{name}: bad IDX magic number 0x{int(header[0]) & 0xFFFFFFFF:08x}, "
             f"expected 0x{magic:08x}"
         )
     shape = tuple(int(d) for d in header[1:])
     if any(d < 0 for d in shape):
-        raise ValueError(f"{name}: negative dimension in IDX header {shape}")
+        raise DatasetCorruptError(f"{name}: negative dimension in IDX header {shape}")
     expected = header_size + math.prod(shape)
     if len(data) != expected:
-        raise ValueError(
+        raise DatasetCorruptError(
             f"{name}: IDX header announces shape {shape} ({expected} bytes), "
             f"file holds {len(data)} bytes"
         )
@@ -557,10 +568,12 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
         ``data_home`` not a str or path, ``mirrors`` not a list of str.
     ValueError
         If ``data_home`` (or ``DESCEND_DATA``) is an existing file or an
-        empty string; if ``dtype`` is not float32 or float64; if a file's decompressed
-        SHA-256 differs from the expected one (the message names the file and
-        both hashes; a freshly downloaded bad file is deleted, a file that was
-        already there is left alone); or if a file is not valid gzip/IDX.
+        empty string; if ``dtype`` is not float32 or float64.
+    DatasetCorruptError
+        (A :class:`ValueError`.) If a file's decompressed SHA-256 differs
+        from the expected one (the message names the file and both hashes; a
+        freshly downloaded bad file is deleted, a file that was already there
+        is left alone); or if a file is not valid gzip/IDX.
 
     References
     ----------
@@ -605,7 +618,7 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
         labels = _parse_idx(contents[f"{split}-labels-idx1-ubyte.gz"],
                             f"{split}-labels-idx1-ubyte.gz", _IDX_MAGIC_LABELS)
         if images.shape[1:] != (28, 28) or images.shape[0] != labels.shape[0]:
-            raise ValueError(
+            raise DatasetCorruptError(
                 f"MNIST {split}: images of shape {images.shape} do not match "
                 f"labels of shape {labels.shape}"
             )

@@ -28,7 +28,7 @@ from descend._train import EpochRunner
 from descend._validation import (Options, as_array, check, check_bool, check_float, check_int,
                                  check_lengths, check_live_params, check_n_threads,
                                  error_message)
-from descend.callbacks import Callback, CallbackList
+from descend.callbacks import Callback, CallbackList, LearningRateScheduler
 
 
 class DivergenceError(FloatingPointError):
@@ -151,7 +151,7 @@ class FitConfig:
         n_threads = check_n_threads(n_threads)
         check_n_threads(model.n_threads, "the network's n_threads")
         _check_plans(model)
-        callback_list = _check_callbacks(callbacks)
+        callback_list = _check_callbacks(callbacks, model.optimizer)
         X, y, X_val, y_val = _validation_split(model, X, y, validation_data, validation_split)
         sample_weight, val_weights = _split_weights(sample_weight, len(X), validation_data,
                                                     shard)
@@ -220,13 +220,23 @@ def _has_batch_hooks(callbacks):
     return False
 
 
-def _check_callbacks(callbacks):
+def _check_callbacks(callbacks, optimizer):
+    """The callbacks as a CallbackList; TypeError for one that is not a
+    callback, or for a LearningRateScheduler beside an optimizer whose
+    learning rate is a schedule (each would overwrite the other's rate
+    every epoch; Keras refuses the same pair)."""
     callback_list = CallbackList(callbacks)
     for i, callback in enumerate(callback_list):
         if not isinstance(callback, Callback) and not any(
                 callable(getattr(callback, hook, None)) for hook in CallbackList._HOOKS):
             raise TypeError(error_message(f"callbacks[{i}]", "a descend Callback (or an "
                                           "object with on_epoch_end etc.)", callback))
+        if isinstance(callback, LearningRateScheduler) and optimizer.schedule is not None:
+            raise TypeError(
+                f"callbacks[{i}] is a LearningRateScheduler, but the optimizer's "
+                f"learning_rate is a schedule ({optimizer.schedule!r}): both would set the "
+                "rate every epoch. Give the optimizer a float learning_rate, or drop the "
+                "callback.")
     return callback_list
 
 
@@ -437,6 +447,9 @@ class Trainer:
         logs.update(rate_and_time)
         model.epochs_trained += 1
         model.history.append(epoch, logs)
+        # the epoch is complete: a Ctrl-C from here to the next epoch's snapshot
+        # must keep it, not restore the snapshot taken before it
+        self.snapshot = None
         if config.verbose:
             print(_format_logs(epoch, config.epochs, logs), flush=True)
         config.callbacks.on_epoch_end(epoch, logs)

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from descend._validation import check
+from descend._validation import check_bool, check_output_directory, unwritable_directory
 from descend.experiments._common import DATASETS, SIZES, Config, Result, Table, machine_markdown
 
 # name -> module (in the order of the report)
@@ -80,13 +80,14 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
     echo : bool
         Print each table as markdown when it is done.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be one of {sorted(EXPERIMENTS)} or 'all', got {name!r}")
+    quick, echo = check_bool(quick, "quick"), check_bool(echo, "echo")
     if size is None:
         size = "quick" if quick else "full"
     if out is not None:
         # checked before the run (which may take an hour), not when writing
-        out = check(out, "out", ["path"])
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise ValueError(f"out must be a directory, got {out!r} (a file)")
+        out = check_output_directory(out, "out")
     cfg = Config(size=size, dataset=dataset, seeds=seeds, data_home=data_home,
                  n_threads=n_threads, verbose=verbose)
     if name == "all":
@@ -194,7 +195,7 @@ def add_parser(subparsers):
     p.add_argument("--seeds", type=_positive_int, default=3,
                    help="seeds per repeated cell (mean ± std needs >= 3; "
                         "default: %(default)s)")
-    p.add_argument("--out", type=_directory, default="descend-experiments",
+    p.add_argument("--out", type=_output_directory, default="descend-experiments",
                    help="output directory (default: ./%(default)s)")
     p.add_argument("--data-home", type=_directory, default=None,
                    help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
@@ -209,15 +210,26 @@ def add_parser(subparsers):
     return p
 
 
+def _output_directory(text):
+    """argparse type of --out: a directory that exists writable or can be made."""
+    from descend.__main__ import _directory
+    text = _directory(text)
+    reason = unwritable_directory(text)
+    if reason:
+        raise argparse.ArgumentTypeError(f"expected a directory that can be created or "
+                                         f"written, got {text!r} ({reason})")
+    return text
+
+
 def _cli(args):
-    from descend.datasets import DatasetNotFoundError
+    from descend.datasets import DatasetCorruptError, DatasetNotFoundError
     start = time.perf_counter()
     try:
         result = run(args.name, quick=args.quick, dataset=args.dataset, seeds=args.seeds,
                      out=args.out, data_home=args.data_home, n_threads=args.n_threads,
                      size=args.size, verbose=args.verbose, echo=True)
-    except DatasetNotFoundError as error:
-        # the message says which files are missing and where to put them
+    except (DatasetNotFoundError, DatasetCorruptError) as error:
+        # the message says which files are missing or corrupt, and where
         print(f"descend experiments: {error}", file=sys.stderr)
         return 1
     results = result if isinstance(result, list) else [result]

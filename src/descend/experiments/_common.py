@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from descend._validation import check_bool, check_int, check_n_threads
+from descend._validation import check, check_bool, check_int, check_n_threads
 
 SIZES = ("smoke", "quick", "full")
 DATASETS = ("digits", "mnist", "breast_cancer")
@@ -61,6 +61,11 @@ class Config:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         self.seeds = check_int(self.seeds, "seeds", minimum=1)     # TypeError for 2.5, True
         self.verbose = check_bool(self.verbose, "verbose")       # was: any truthy value
+        # a data_home that cannot hold MNIST: refused now, not when an experiment
+        # first reaches for MNIST (hours into `all`)
+        self.data_home = check(self.data_home, "data_home", [None, "path"])
+        if self.data_home is not None and os.path.isfile(self.data_home):
+            raise ValueError(f"data_home must be a directory, got {self.data_home!r} (a file)")
         self.n_threads = check_n_threads(self.n_threads)
 
     def pick(self, smoke, quick, full):
@@ -397,6 +402,19 @@ class Run:
                 "test_accuracy": self.test_accuracy[-1] if self.test_accuracy else None}
 
 
+def fit(net, X, y, **kwargs):
+    """``net.fit(X, y, **kwargs)`` that lets Ctrl-C stop the experiment.
+
+    fit ends on Ctrl-C with the completed epochs (history.interrupted), as a
+    Keras user expects of one fit; an experiment must not go on to fill its
+    cells with networks trained for part of their epochs, so the interrupt is
+    raised again here. Returns the History."""
+    history = net.fit(X, y, **kwargs)
+    if history.interrupted:
+        raise KeyboardInterrupt
+    return history
+
+
 def train(net, optimizer, X, y, X_test, y_test, epochs, batch_size, eval_rows=5000,
           stop=None, callbacks=(), loss="softmax_cross_entropy", test_every_epoch=False):
     """Fit `net` epoch by epoch, evaluating after each epoch; catch divergence.
@@ -440,8 +458,8 @@ def train(net, optimizer, X, y, X_test, y_test, epochs, batch_size, eval_rows=50
                 self.model.stop_training = True
 
     try:
-        net.fit(X, y, epochs=epochs, batch_size=batch_size, verbose=0,
-                callbacks=[Tracker(), *callbacks])
+        fit(net, X, y, epochs=epochs, batch_size=batch_size, verbose=0,
+            callbacks=[Tracker(), *callbacks])
     except dn.DivergenceError:
         run.status = "diverged (NaN/inf)"
         run.diverged_epoch = len(run.seconds) + 1

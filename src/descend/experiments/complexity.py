@@ -22,7 +22,7 @@ import tracemalloc
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import (Result, Table, describe_data, fit_exponent, fmt,
+from descend.experiments._common import (Result, Table, describe_data, fit, fit_exponent, fmt,
                                          load_data, make_net)
 
 NAME = "complexity"
@@ -67,7 +67,7 @@ def measure(X, y, hidden, k, batch_size, repeats, cfg):
 
     net = make_net(X.shape[1], hidden, k, seed=0, cfg=cfg)
     net.compile("softmax_cross_entropy", dn.optimizers.SGD(learning_rate=0.01, momentum=0.9))
-    history = net.fit(X, y, epochs=repeats, batch_size=batch_size, verbose=0)
+    history = fit(net, X, y, epochs=repeats, batch_size=batch_size, verbose=0)
     best = float(min(history["seconds"]))
     net2 = make_net(X.shape[1], hidden, k, seed=0, cfg=cfg)
     net2.compile("softmax_cross_entropy", dn.optimizers.SGD(learning_rate=0.01, momentum=0.9))
@@ -87,7 +87,7 @@ def measure(X, y, hidden, k, batch_size, repeats, cfg):
     try:
         tracemalloc.reset_peak()
         marks["base"] = tracemalloc.get_traced_memory()[0]
-        net2.fit(X, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=[Memory()])
+        fit(net2, X, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=[Memory()])
     finally:
         tracemalloc.stop()
     training = marks["allocated"] + marks["epoch_peak"]

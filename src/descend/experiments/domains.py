@@ -17,9 +17,9 @@ notes which file is missing and where to put it.
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import (TARGET_ACCURACY, Config, Result, Table, fmt, fmt_pm,
-                                         load_data, mnist_available, reference_line, subsample,
-                                         train)
+from descend.experiments._common import (TARGET_ACCURACY, Config, Result, Table, fit, fmt,
+                                         fmt_pm, load_data, mnist_available, reference_line,
+                                         subsample, train)
 
 NAME = "domains"
 TITLE = "domains: handwritten digits, MNIST, breast cancer, newsgroups, card fraud"
@@ -214,7 +214,7 @@ def fraud_row(cfg, X, y, X_test, y_test, fraud_table, raw):
                             input_dim=X.shape[1], dtype=cfg.dtype, seed=seed,
                             n_threads=cfg.n_threads)
         net.compile(loss="binary_cross_entropy", optimizer=dn.optimizers.Adam(1e-3))
-        net.fit(X, y, epochs=epochs, batch_size=32, verbose=0)
+        fit(net, X, y, epochs=epochs, batch_size=32, verbose=0)
         p = net.predict(X_test)[:, 0]
         for key, value in zip(scores, precision_recall_ap(y_test, p)):
             scores[key].append(value)

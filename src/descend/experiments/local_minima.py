@@ -15,7 +15,7 @@ the second spiral the point reflection of the first; inputs divided by 6.5.
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import Result, Table, fmt_pm, marker_legend
+from descend.experiments._common import Result, Table, fit, fmt_pm, marker_legend
 
 NAME = "local-minima"
 TITLE = "local minima: XOR and two spirals from random initializations"
@@ -78,7 +78,7 @@ def run(cfg):
                         lr, T_max=epochs)
                     net.compile("binary_cross_entropy", make_opt(rate))
                     try:
-                        history = net.fit(X, y, epochs=epochs, batch_size=None, verbose=0)
+                        history = fit(net, X, y, epochs=epochs, batch_size=None, verbose=0)
                     except dn.DivergenceError:
                         fail_loss.append(np.nan)
                         accs.append(np.nan)

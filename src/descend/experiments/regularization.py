@@ -10,7 +10,7 @@ exactly 0.0, |w| < 1e-6, and |w| < 1e-3.
 import numpy as np
 
 import descend as dn
-from descend.experiments._common import (Result, Table, describe_data, fmt_pm, load_data,
+from descend.experiments._common import (Result, Table, describe_data, fit, fmt_pm, load_data,
                                          make_net, reference_line, train)
 
 NAME = "regularization"
@@ -121,9 +121,8 @@ def _fit(net, lr, early, patience, n_val, X, y, X_test, y_test, epochs):
                                              restore_best_weights=True)
         net.compile("softmax_cross_entropy",
                     dn.optimizers.SGD(learning_rate=lr, momentum=0.9))
-        history = net.fit(X_fit, y_fit, epochs=epochs, batch_size=32, verbose=0,
-                          validation_data=(X[-n_val:], y[-n_val:]),
-                          callbacks=[stopper])
+        history = fit(net, X_fit, y_fit, epochs=epochs, batch_size=32, verbose=0,
+                      validation_data=(X[-n_val:], y[-n_val:]), callbacks=[stopper])
         return len(history.epoch)
     r = train(net, dn.optimizers.SGD(learning_rate=lr, momentum=0.9), X, y,
               X_test, y_test, epochs, 32)
