@@ -283,7 +283,10 @@ def main(argv=None, prog=None):
     from descend import plans
     from descend.datasets import _command_line_option
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)      # --help and --version print here
+    except BrokenPipeError:                 # (Python < 3.11.4's argparse lets it out)
+        return _reader_gone()
     try:
         plans.forced_from_env()     # a bad DESCEND_PLAN: a usage error, not a traceback mid-run
         plans.profiling_enabled()   # so is a DESCEND_PROFILE that is neither on nor off
@@ -301,12 +304,18 @@ def main(argv=None, prog=None):
         print(f"descend {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # the reader went away (`python -m descend info | head -3`): stop quietly,
-        # as Unix tools do; stdout goes to /dev/null so that the interpreter's
-        # final flush does not raise again (the Python docs' recipe, signal module)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141      # 128 + SIGPIPE, what a shell reports for a killed writer
+        return _reader_gone()
+
+
+def _reader_gone():
+    """The reader of stdout went away (`python -m descend info | head -3`): stop
+    quietly, as Unix tools do. stdout goes to /dev/null so that the
+    interpreter's final flush does not raise again (the Python docs' recipe,
+    signal module); 141 = 128 + SIGPIPE, what a shell reports for a killed
+    writer."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def run(name, quick=False, dataset="digits", seeds=3, out=None, data_home=None,
     name : str
         A key of ``EXPERIMENTS`` or "all".
     quick : bool
-        The --quick size (under a minute per experiment on digits).
+        The --quick size (a minute or two per experiment on digits, 2 cores).
     dataset : "digits", "mnist" or "breast_cancer"
     seeds : int >= 1
         Seeds 0 .. seeds-1 for the repeated cells.
@@ -188,7 +188,7 @@ def add_parser(subparsers):
                    help="one of: " + ", ".join(EXPERIMENTS) + ", all")
     from descend.__main__ import _directory, _n_threads, _positive_int
     p.add_argument("--quick", action="store_true",
-                   help="small size: each experiment in under a minute on digits "
+                   help="small size: each experiment in a minute or two on digits "
                         "(default: the full size)")
     p.add_argument("--dataset", choices=list(DATASETS), default="digits",
                    help="data of the experiments that take one (default: %(default)s)")
