@@ -98,16 +98,46 @@ def run(cell):
     return float(lines[-1].split()[1])
 
 
+def positive_int(text):
+    """An argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return value
+
+
+def positive_ints(text):
+    """An argparse type: comma-separated ints >= 1 (64,256)."""
+    return [positive_int(item) for item in text.split(",")]
+
+
+def names_among(*allowed):
+    """An argparse type: comma-separated names among `allowed`."""
+    def names(text):
+        chosen = text.split(",")
+        unknown = [name for name in chosen if name not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"expected names among {','.join(allowed)}, "
+                                             f"got {text!r}")
+        return chosen
+    return names
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-home", default=None)
-    parser.add_argument("--widths", default="64,256,1024,2048")
-    parser.add_argument("--depths", default="2,6")
-    parser.add_argument("--batch-sizes", default="32,256,1024")
-    parser.add_argument("--inputs", default="mnist,dense")
-    parser.add_argument("--optimizers", default="sgd,adam")
-    parser.add_argument("--rows", type=int, default=20000, help="training rows per epoch")
-    parser.add_argument("--repeats", type=int, default=3)
+    # (checked before any work: a typo once ended a sweep after MNIST had loaded)
+    parser.add_argument("--widths", type=positive_ints, default="64,256,1024,2048")
+    parser.add_argument("--depths", type=positive_ints, default="2,6")
+    parser.add_argument("--batch-sizes", type=positive_ints, default="32,256,1024")
+    parser.add_argument("--inputs", type=names_among("mnist", "dense"), default="mnist,dense")
+    parser.add_argument("--optimizers", type=names_among("sgd", "adam"), default="sgd,adam")
+    parser.add_argument("--rows", type=positive_int, default=20000,
+                        help="training rows per epoch")
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--scratch", default="/tmp/descend-shapes")
     args = parser.parse_args(argv)
 
@@ -118,16 +148,16 @@ def main(argv=None):
     X, y = X[:args.rows].astype(np.float32), y[:args.rows].astype(np.int32)
     datasets = {"mnist": X, "dense": np.random.default_rng(0).random(X.shape,
                                                                     dtype=np.float32)}
-    for name in args.inputs.split(","):
+    for name in args.inputs:
         np.save(os.path.join(args.scratch, f"{name}_X.npy"), datasets[name])
         np.save(os.path.join(args.scratch, f"{name}_y.npy"), y)
     plans.machine_profile()
     cpu = plans.cpu_description()
     cells, peak = [], 0.0
     for inputs, optimizer, width, depth, batch in itertools.product(
-            args.inputs.split(","), args.optimizers.split(","),
-            map(int, args.widths.split(",")), map(int, args.depths.split(",")),
-            map(int, args.batch_sizes.split(","))):
+            args.inputs, args.optimizers,
+            args.widths, args.depths,
+            args.batch_sizes):
         cell = {"data": os.path.join(args.scratch, inputs), "width": width, "depth": depth,
                 "batch": batch, "optimizer": optimizer}
         times = {"descend": [], "torch": []}

@@ -98,6 +98,7 @@ def test_an_empty_descend_cache_dir_means_unset(home, monkeypatch):
 
 def test_a_relative_descend_cache_dir_is_taken_from_the_current_directory(
         home, monkeypatch, tmp_path):
+    monkeypatch.setattr(plans, "_relative_cache_dirs", {})     # (first needed here)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DESCEND_CACHE_DIR", "profiles")
     assert plans.cache_dir() == os.path.join(tmp_path, "profiles")     # absolute

@@ -90,6 +90,7 @@ import re
 import stat
 import statistics
 import sys
+import threading
 import time
 import warnings
 
@@ -242,13 +243,29 @@ def profile_key():
 def cache_dir():
     """The directory profiles are kept in, as an absolute path: DESCEND_CACHE_DIR
     (a leading ~ is the home directory, a relative path is taken from the
-    current directory; empty: unset), else the user cache directory
+    directory current when it is first needed in the process; empty: unset), else the user cache directory
     ($XDG_CACHE_HOME/descend or ~/.cache/descend, ~/Library/Caches/descend,
     %LOCALAPPDATA%\\descend\\Cache). A relative XDG_CACHE_HOME is ignored, as the
-    XDG Base Directory specification asks."""
+    XDG Base Directory specification asks.
+
+    Raises
+    ------
+    ValueError
+        DESCEND_CACHE_DIR starts with ~ of no known user (~name) or home.
+    """
     chosen = os.environ.get("DESCEND_CACHE_DIR")
     if chosen:
-        return os.path.abspath(os.path.expanduser(chosen))
+        expanded = os.path.expanduser(chosen)
+        if expanded.startswith("~"):    # ~name of no user (or no home): not a relative path
+            raise ValueError(f"DESCEND_CACHE_DIR must be a directory, its leading ~ the "
+                             f"home directory (~) or a user's (~name), got {chosen!r}: "
+                             f"no such user or home directory (write ./{chosen} for a "
+                             f"directory of that name)")
+        if os.path.isabs(expanded):
+            return os.path.normpath(expanded)
+        # from the directory current when first needed: a process that
+        # changes directory later keeps its cache (and does not measure again)
+        return _relative_cache_dirs.setdefault(chosen, os.path.abspath(expanded))
     if sys.platform == "win32":
         base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~")
         return os.path.join(base, "descend", "Cache")
@@ -257,6 +274,10 @@ def cache_dir():
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     return os.path.join(xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache"),
                         "descend")
+
+
+# DESCEND_CACHE_DIR's relative values -> the absolute directory each was first taken for
+_relative_cache_dirs = {}
 
 
 def _profile_path(key):
@@ -290,6 +311,18 @@ def profiling_enabled():
 
 
 _loaded = {}
+_measuring = threading.Lock()
+
+
+def _unlock_in_child():
+    """A child forked while a thread measured: a free lock (the measuring
+    thread is not in the child, to release the one it copied)."""
+    global _measuring
+    _measuring = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_in_child)
 
 
 def machine_profile(refresh=False):
@@ -327,8 +360,20 @@ def machine_profile(refresh=False):
         return None
     key = profile_key()
     path = _profile_path(key)
+    if not refresh and path in _loaded:
+        return _loaded[path]
+    # one thread reads or measures, the others wait for its profile: threads
+    # measuring at once took that many times longer and timed BLAS on cores
+    # the other measurements loaded
+    with _measuring:
+        return _profile_at(path, key, refresh)
+
+
+def _profile_at(path, key, refresh):
+    """machine_profile's profile stored at `path` for `key` (read, or
+    measured and stored), under the _measuring lock."""
     if not refresh:
-        if path in _loaded:
+        if path in _loaded:         # (measured while this thread waited)
             return _loaded[path]
         try:
             stored = _read_stored(path)
@@ -340,13 +385,14 @@ def machine_profile(refresh=False):
             pass
     profile = measure_profile()
     profile["key"] = key
+    error = None
     try:
         profile["path"] = _store(path, profile)
-    except OSError as error:
-        profile["path"] = None
+    except OSError as failure:
+        profile["path"], error = None, failure
+    _loaded[path] = profile     # kept for the rest of the process, stored or not
+    if error is not None:       # (once kept: under -W error the warning raises)
         _warn_unwritable(os.path.dirname(path), error)
-    # (kept for the rest of the process, stored or not)
-    _loaded[path] = profile
     return profile
 
 
@@ -365,11 +411,14 @@ def _warn_unwritable(directory, error):
     if directory in _warned_dirs:
         return
     _warned_dirs.add(directory)
-    warnings.warn(f"descend cannot store its machine profile in {directory} ({error}); "
+    if os.path.islink(directory) and not os.path.exists(directory):
+        # (makedirs says "File exists" of a link to nothing)
+        error = f"a symbolic link to {os.readlink(directory)!r}, which does not exist"
+    warnings.warn(f"descend cannot store its machine profile in {directory!r} ({error}); "
                   f"this process keeps it in memory, but every new process measures it "
                   f"again (about a second). Set DESCEND_CACHE_DIR to a writable directory "
                   f"(or DESCEND_PROFILE=0 for the built-in plans, unmeasured).",
-                  ProfileCacheWarning, stacklevel=3)
+                  ProfileCacheWarning, stacklevel=4)
 
 
 # a profile is a few KB: a larger file is not one (and is not read whole)
@@ -408,7 +457,21 @@ def profile_is_stale(profile, key, now=None):
     return (profile.get("key") != key or profile.get("cores") != usable_cores()
             or not isinstance(measured_at, (int, float))
             or not 0 <= now - measured_at <= PROFILE_MAX_AGE_DAYS * 86400
-            or not _figures_are_valid(profile))
+            or not _records_are_valid(profile) or not _figures_are_valid(profile))
+
+
+def _records_are_valid(profile):
+    """Whether the records beside the figures are what measure_profile
+    writes: ``seconds`` a finite number >= 0, ``load_average`` None or one,
+    ``l2_cache_bytes`` None or an int >= 0 (fit's by_columns rule compares
+    kernel sizes with it; info --json gives them as numbers)."""
+    def number(value):
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value >= 0)
+    l2 = profile.get("l2_cache_bytes")
+    load = profile.get("load_average")
+    return (number(profile.get("seconds")) and (load is None or number(load))
+            and (l2 is None or (isinstance(l2, int) and not isinstance(l2, bool) and l2 >= 0)))
 
 
 def is_size_key(key):
@@ -1127,7 +1190,8 @@ def forced_from_env():
             repeated.extend(name for name in names if names.count(name) > 1)
             return dict(pairs)
         try:
-            fields = json.loads(text, object_pairs_hook=unique, parse_float=_FloatText)
+            fields = json.loads(text, object_pairs_hook=unique, parse_float=_FloatText,
+                                parse_int=_json_int)
         except RecursionError:      # nested deeper than the parser goes
             raise ValueError(f"DESCEND_PLAN is not valid JSON (nested too deep): "
                              f"{text[:80]!r}...") from None
@@ -1208,10 +1272,24 @@ class _FloatText(str):
     parse_float), until the field it belongs to is known."""
 
 
+class _LongIntText(str):
+    """A JSON int of more digits than any plan value has, as its text
+    (json.loads' parse_int): int() refuses 4300 digits and more."""
+
+
+def _json_int(text):
+    return _LongIntText(text) if len(text.lstrip("-")) > 19 else int(text)
+
+
 def _json_float(name, value):
     """A top-level DESCEND_PLAN JSON value with its numbers as floats, those
     of the field `name` checked by _finite_float (lists hold no valid floats:
-    plain conversion, for check_plan to refuse)."""
+    plain conversion, for check_plan to refuse); ValueError naming the field
+    for an int of more digits than any plan value."""
+    for number in value if isinstance(value, list) else [value]:
+        if isinstance(number, _LongIntText):
+            raise ValueError(f"DESCEND_PLAN[{name!r}]: an int of {len(number.lstrip('-'))} "
+                             f"digits, beyond any plan value")
     if isinstance(value, _FloatText):
         return _finite_float(name, value)
     if isinstance(value, list):
