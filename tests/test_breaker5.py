@@ -277,3 +277,13 @@ def test_descend_plan_json_with_a_5000_digit_int_names_the_field(monkeypatch, te
     message = str(error.value)
     assert "DESCEND_PLAN[" in message and "digits" in message
     assert "set_int_max_str_digits" not in message and len(message) < 400
+
+
+def test_the_cli_refuses_a_tilde_of_an_unknown_user_as_a_usage_error(monkeypatch, capsys):
+    # was: a raw traceback from the command, the clear message at its bottom
+    from descend.__main__ import main
+    monkeypatch.setenv("DESCEND_CACHE_DIR", "~no_such_user_of_descend/cache")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo"])
+    assert exit_info.value.code == 2
+    assert "error: DESCEND_CACHE_DIR must be a directory" in capsys.readouterr().err

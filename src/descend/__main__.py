@@ -290,6 +290,7 @@ def main(argv=None, prog=None):
     try:
         plans.forced_from_env()     # a bad DESCEND_PLAN: a usage error, not a traceback mid-run
         plans.profiling_enabled()   # so is a DESCEND_PROFILE that is neither on nor off
+        plans.cache_dir()           # and a DESCEND_CACHE_DIR of an unknown user's ~
         _check_data_env()           # and a DESCEND_DATA that names a file
     except ValueError as error:
         parser.error(str(error))
