@@ -61,8 +61,8 @@ def test_subnormal_inputs_count_as_zeros(data):
 
 
 def test_training_on_subnormal_inputs_equals_training_on_zeros(data):
-    # weights and the momentum velocities (which hold subnormal gradients
-    # without the flag) equal those of a fit on zeros
+    # weights and the momentum velocities equal those of a fit on zeros: with
+    # the flag, and (the velocities' updates flushing their state) without it
     X, y = data
     tiny = X.copy()
     tiny[:, 5:] *= np.float32(1e-39)
@@ -80,7 +80,46 @@ def test_training_on_subnormal_inputs_equals_training_on_zeros(data):
     with dn.flush_subnormals():
         flushed = fit_state(tiny)
     assert same(flushed, fit_state(zeroed))
-    assert not same(fit_state(tiny), fit_state(zeroed))
+    assert same(fit_state(tiny), fit_state(zeroed))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", [
+    lambda: dn.optimizers.Adam(0.01), lambda: dn.optimizers.AdamW(0.01),
+    lambda: dn.optimizers.RMSprop(0.01, momentum=0.5), lambda: dn.optimizers.Adagrad(0.01),
+    lambda: dn.optimizers.SGD(0.01, momentum=0.9)])
+def test_optimizer_state_is_flushed_and_the_callers_bits_restored(dtype, optimizer):
+    """Updates with state run with FTZ/DAZ (_optim.pyx: decaying state passes
+    through the subnormal range on ordinary data, at a microcode assist an
+    operation): a subnormal gradient counts as zero and no state holds a
+    subnormal; normal values update as IEEE says; the caller's MXCSR is as
+    it was. Plain SGD keeps IEEE (below)."""
+    tiny = np.finfo(dtype).tiny
+    w = np.array([0.5, -0.25, 1.0, 2.0], dtype)
+    g_normal = np.array([0.1, -0.2, 0.0, 0.0], dtype)
+    g_tiny = np.array([0.1, -0.2, tiny / 4, -tiny / 8], dtype)     # last two subnormal
+    runs = []
+    for g in (g_normal, g_tiny):
+        opt = optimizer()
+        params = [w.copy()]
+        before = _fpenv.get_mxcsr()
+        for _ in range(3):
+            opt.apply_gradients(params, [g.copy()])
+        assert _fpenv.get_mxcsr() == before
+        state = [np.asarray(a) for a in opt.get_state()["arrays"][0]]
+        runs.append(params + state)
+        for array in runs[-1]:
+            subnormal = (array != 0) & (np.abs(array) < tiny)
+            assert not subnormal.any(), array
+    assert same(runs[0], runs[1])
+    assert not np.array_equal(runs[0][0][:2], w[:2])                  # it did update
+
+
+def test_plain_sgd_keeps_ieee_subnormals():
+    tiny = np.finfo(np.float32).tiny
+    params = [np.array([0.0, 1.0], np.float32)]
+    dn.optimizers.SGD(1.0).apply_gradients(params, [np.array([-tiny / 4, 0.0], np.float32)])
+    assert params[0][0] == tiny / 4                                    # subnormal, kept
 
 
 def test_every_threads_state_is_restored_even_after_an_error():
