@@ -137,14 +137,15 @@ def _not_root():
     ({"quick": "yes"}, TypeError, r"quick must be a bool, got 'yes'"),
     ({"echo": "x"}, TypeError, r"echo must be a bool, got 'x'"),
     ({"data_home": ""}, ValueError, r"data_home must be None or a non-empty str"),
-    ({"data_home": "README.md"}, ValueError,
-     r"data_home must be a directory, got 'README.md' \(a file\)"),
+    ({"data_home": "AFILE"}, ValueError,
+     r"data_home must be a directory, got 'AFILE' \(a file\)"),
 ])
-def test_experiments_run_checks_its_flags_and_paths_before_running(monkeypatch, kwargs, error,
-                                                                   message):
+def test_experiments_run_checks_its_flags_and_paths_before_running(monkeypatch, tmp_path,
+                                                                   kwargs, error, message):
     # was: quick='yes' and echo='x' taken as True; data_home '' or a file
     # accepted (an error only when an experiment reached for MNIST, hours in)
-    monkeypatch.chdir(os.path.dirname(os.path.dirname(__file__)))
+    (tmp_path / "AFILE").write_text("")         # a file of its own: the tests run anywhere
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(error, match=message):
         experiments.run("gd-variants", size="smoke", seeds=1, **kwargs)
 
