@@ -12,24 +12,7 @@ from cython.parallel cimport prange, threadid
 
 import numpy as np
 
-cdef extern from *:
-    """
-    #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
-    #include <xmmintrin.h>
-    #define DESCEND_HAVE_MXCSR 1
-    static unsigned int descend_get_mxcsr(void) { return _mm_getcsr(); }
-    static void descend_set_mxcsr(unsigned int value) { _mm_setcsr(value); }
-    #else
-    #define DESCEND_HAVE_MXCSR 0
-    static unsigned int descend_get_mxcsr(void) { return 0; }
-    static void descend_set_mxcsr(unsigned int value) { (void)value; }
-    #endif
-    """
-    bint DESCEND_HAVE_MXCSR
-    unsigned int descend_get_mxcsr() nogil
-    void descend_set_mxcsr(unsigned int value) nogil
-
-FLUSH_BITS = 0x8040         # FTZ (bit 15) | DAZ (bit 6)
+FLUSH_BITS = DESCEND_FLUSH_BITS     # FTZ (bit 15) | DAZ (bit 6); _fpenv.pxd
 
 
 def available():

@@ -13,6 +13,7 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt, pow, fabs
 
 from descend._simd cimport AVX512, simd_use, use_isa_named
+from descend._fpenv cimport DESCEND_FLUSH_BITS, descend_get_mxcsr, descend_set_mxcsr
 
 # Below this many elements a parameter array is updated on one thread: the
 # fork/join of an OpenMP region costs more than the update itself.
@@ -47,12 +48,15 @@ cdef inline void _update_span(const OptimizerConfig* cfg, floating* w, const flo
                               double learning_rate, double weight_decay,
                               long step) noexcept nogil:
     """The optimizer's update of elements [lo, hi) (s1..s3 may be NULL); an
-    optimizer with state runs it with subnormals flushed (flush_state_begin)."""
+    optimizer with state runs it with subnormals flushed (FTZ/DAZ, see below)."""
     cdef bint has_state = cfg.kind != SGD or cfg.momentum != 0
-    cdef unsigned int saved = flush_state_begin() if has_state else 0
+    cdef unsigned int saved = 0
+    if has_state:
+        saved = descend_get_mxcsr()
+        descend_set_mxcsr(saved | DESCEND_FLUSH_BITS)
     _update_kind(cfg, w, g, s1, s2, s3, lo, hi, learning_rate, weight_decay, step)
     if has_state:
-        flush_state_end(saved)
+        descend_set_mxcsr(saved)
 
 
 cdef inline void _update_kind(const OptimizerConfig* cfg, floating* w, const floating* g,
@@ -87,24 +91,7 @@ cdef inline void _update_kind(const OptimizerConfig* cfg, floating* w, const flo
 # TensorFlow and XLA run their CPU kernels: results differ from IEEE only
 # where a state or update value is below 1.2e-38 (float32) or 2.2e-308
 # (float64), far below a weight's rounding. Plain SGD, which keeps no state,
-# stays IEEE. Elsewhere than x86 nothing changes.
-cdef extern from *:
-    r"""
-    #if DESCEND_X86
-    #include <xmmintrin.h>
-    static unsigned int descend_flush_state_begin(void) {
-        unsigned int saved = _mm_getcsr();
-        _mm_setcsr(saved | 0x8040u);       /* FTZ (bit 15) and DAZ (bit 6) */
-        return saved;
-    }
-    static void descend_flush_state_end(unsigned int saved) { _mm_setcsr(saved); }
-    #else
-    static unsigned int descend_flush_state_begin(void) { return 0; }
-    static void descend_flush_state_end(unsigned int saved) { (void)saved; }
-    #endif
-    """
-    unsigned int flush_state_begin "descend_flush_state_begin"() noexcept nogil
-    void flush_state_end "descend_flush_state_end"(unsigned int saved) noexcept nogil
+# stays IEEE. Elsewhere than x86 nothing changes (descend/_fpenv.pxd).
 
 
 # The update loops, in C so that each is compiled in three versions (portable,
