@@ -183,6 +183,36 @@ def test_a_failing_rank_ends_the_job_with_its_message(scenario, message, tmp_pat
     assert not (tmp_path / "out.json").exists()
 
 
+def test_an_aborting_rank_waits_until_the_launcher_has_read_its_message(tmp_path):
+    # was: MPI_Abort reached mpiexec before the message and 7 of 1000 jobs
+    # ended with an empty stderr (the CI's failing-rank test, once)
+    import threading
+    import time
+    from descend.distributed import _wait_until_read
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as reader, os.fdopen(write_fd, "w") as writer:
+        writer.write("rank 1 failed\n")
+        writer.flush()
+        got = []
+        launcher = threading.Timer(0.3, lambda: got.append(os.read(reader.fileno(), 100)))
+        start = time.monotonic()
+        launcher.start()
+        _wait_until_read(writer, timeout=10)
+        waited = time.monotonic() - start
+        launcher.join()
+        assert got == [b"rank 1 failed\n"] and 0.25 < waited < 5
+        writer.write("nobody reads this\n")       # no reader: gives up at the timeout
+        writer.flush()
+        start = time.monotonic()
+        _wait_until_read(writer, timeout=0.2)
+        assert 0.15 < time.monotonic() - start < 5
+    with open(tmp_path / "log.txt", "w") as not_a_pipe:      # a file: no wait
+        not_a_pipe.write("x" * 100)
+        start = time.monotonic()
+        _wait_until_read(not_a_pipe, timeout=10)
+        assert time.monotonic() - start < 1
+
+
 @needs_mpi
 @pytest.mark.parametrize("n, variant, message, epochs", [
     (3, "rank1-batch", "rank 1 of 3 failed; aborting the job", 2),
