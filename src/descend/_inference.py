@@ -253,14 +253,12 @@ def profile_figures(seconds, probe_density):
 
 def figures_are_valid(figures):
     """Whether a stored profile's "predict" figures (one dtype) are usable."""
-    def positive(value):
-        return (isinstance(value, (int, float)) and not isinstance(value, bool)
-                and math.isfinite(value) and value > 0)
     try:
         rates = figures["row_loop_gflops"]
-        return (positive(figures["sparse_break_even"]) and isinstance(rates, dict)
+        return (plans.is_finite_number(figures["sparse_break_even"]) and isinstance(rates, dict)
                 and bool(rates)
-                and all(plans.is_size_key(w) and positive(r) for w, r in rates.items()))
+                and all(plans.is_size_key(w) and plans.is_finite_number(r)
+                        for w, r in rates.items()))
     except (KeyError, TypeError, AttributeError):
         return False
 

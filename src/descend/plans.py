@@ -465,13 +465,18 @@ def _records_are_valid(profile):
     writes: ``seconds`` a finite number >= 0, ``load_average`` None or one,
     ``l2_cache_bytes`` None or an int >= 0 (fit's by_columns rule compares
     kernel sizes with it; info --json gives them as numbers)."""
-    def number(value):
-        return (isinstance(value, (int, float)) and not isinstance(value, bool)
-                and math.isfinite(value) and value >= 0)
     l2 = profile.get("l2_cache_bytes")
     load = profile.get("load_average")
-    return (number(profile.get("seconds")) and (load is None or number(load))
+    return (is_finite_number(profile.get("seconds"), zero=True)
+            and (load is None or is_finite_number(load, zero=True))
             and (l2 is None or (isinstance(l2, int) and not isinstance(l2, bool) and l2 >= 0)))
+
+
+def is_finite_number(value, zero=False):
+    """Whether `value` is a finite real number as a stored profile holds its
+    figures: an int or a float (not a bool), > 0, or >= 0 where `zero`."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and (value >= 0 if zero else value > 0))
 
 
 def is_size_key(key):
@@ -488,13 +493,10 @@ def _figures_are_valid(profile):
     file is then measured again instead of breaking every fit until someone
     deletes it."""
     from descend import _inference
-    def positive(value):
-        return (isinstance(value, (int, float)) and not isinstance(value, bool)
-                and math.isfinite(value) and value > 0)
 
     def rates(table):       # {size: figure}, at least one
         return (isinstance(table, dict) and bool(table)
-                and all(is_size_key(size) and positive(v) for size, v in table.items()))
+                and all(is_size_key(size) and is_finite_number(v) for size, v in table.items()))
 
     def tables(table):      # {size: {size: figure}}, at least one
         return (isinstance(table, dict) and bool(table)
@@ -502,7 +504,8 @@ def _figures_are_valid(profile):
     try:
         for dtype in ("float32", "float64"):
             break_even = profile["sparse_break_even"][dtype]
-            if not (rates(break_even) if isinstance(break_even, dict) else positive(break_even)):
+            if not (rates(break_even) if isinstance(break_even, dict)
+                    else is_finite_number(break_even)):
                 return False
             if not tables(profile["gemm"][dtype]):
                 return False
