@@ -4,6 +4,7 @@ same numbers, a DESCEND_CACHE_DIR of only whitespace."""
 import pytest
 
 from descend import plans
+from test_plans import profile_dir  # noqa: F401 - a fixture
 
 
 # ------------------------------------------------- a stored profile's numbers
@@ -19,3 +20,31 @@ def test_one_check_of_a_finite_number_for_records_and_figures(value, positive, n
     figures, each had their own three-line copy of this check."""
     assert plans.is_finite_number(value) is positive
     assert plans.is_finite_number(value, zero=True) is non_negative
+
+
+@pytest.mark.parametrize("field", ["seconds", "load_average", "measured_at", "gemm",
+                                   "sparse_break_even"])
+def test_a_stored_profile_with_an_int_beyond_a_float64_is_measured_again(
+        profile_dir, monkeypatch, field):
+    """JSON reads a 400-digit int as an int; math.isfinite (and time.time()
+    minus it) raised OverflowError from machine_profile, so every fit
+    failed until someone deleted the file."""
+    import json
+    directory, calls = profile_dir
+    path = plans.machine_profile()["path"]
+    with open(path) as f:
+        stored = json.load(f)
+    huge = 10**400
+    if field == "gemm":
+        stored["gemm"]["float32"]["256"]["64"] = huge
+    elif field == "sparse_break_even":
+        stored["sparse_break_even"]["float64"] = huge
+    else:
+        stored[field] = huge
+    with open(path, "w") as f:
+        json.dump(stored, f)
+    monkeypatch.setattr(plans, "_loaded", {})      # a new process: read from the file
+    profile = plans.machine_profile()
+    assert len(calls) == 2 and profile["seconds"] == 0.5
+    assert plans.is_finite_number(huge) is False
+    assert plans.is_finite_number(huge, zero=True) is False

@@ -455,7 +455,7 @@ def profile_is_stale(profile, key, now=None):
     now = time.time() if now is None else now
     measured_at = profile.get("measured_at")
     return (profile.get("key") != key or profile.get("cores") != usable_cores()
-            or not isinstance(measured_at, (int, float))
+            or not is_finite_number(measured_at, zero=True)
             or not 0 <= now - measured_at <= PROFILE_MAX_AGE_DAYS * 86400
             or not _records_are_valid(profile) or not _figures_are_valid(profile))
 
@@ -474,9 +474,15 @@ def _records_are_valid(profile):
 
 def is_finite_number(value, zero=False):
     """Whether `value` is a finite real number as a stored profile holds its
-    figures: an int or a float (not a bool), > 0, or >= 0 where `zero`."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and (value >= 0 if zero else value > 0))
+    figures: an int or a float (not a bool) within a float64, > 0, or >= 0
+    where `zero`."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        value = float(value)    # (an int of 309 digits or more: OverflowError)
+    except OverflowError:
+        return False
+    return math.isfinite(value) and (value >= 0 if zero else value > 0)
 
 
 def is_size_key(key):
