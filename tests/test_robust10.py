@@ -48,3 +48,42 @@ def test_a_stored_profile_with_an_int_beyond_a_float64_is_measured_again(
     assert len(calls) == 2 and profile["seconds"] == 0.5
     assert plans.is_finite_number(huge) is False
     assert plans.is_finite_number(huge, zero=True) is False
+
+
+# ------------------------------------------------------------ DESCEND_CACHE_DIR
+@pytest.mark.parametrize("value", [" ", "   ", "\t", " \n "])
+def test_a_descend_cache_dir_of_only_whitespace_is_refused_naming_it(
+        value, profile_dir, monkeypatch, tmp_path):
+    """It was taken as a relative path: a directory named ' ' in the current
+    directory, made silently, the profile stored in it."""
+    import os
+    directory, calls = profile_dir
+    monkeypatch.setattr(plans, "_relative_cache_dirs", {})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESCEND_CACHE_DIR", value)
+    with pytest.raises(ValueError, match="DESCEND_CACHE_DIR") as error:
+        plans.cache_dir()
+    assert repr(value) in str(error.value) and "whitespace" in str(error.value)
+    with pytest.raises(ValueError, match="DESCEND_CACHE_DIR"):
+        plans.machine_profile()
+    assert calls == [] and os.listdir(tmp_path) == []
+    assert "DESCEND_CACHE_DIR" in plans.plans_data()["error"]
+
+
+def test_a_descend_cache_dir_of_a_space_after_dot_slash_is_that_directory(monkeypatch,
+                                                                         tmp_path):
+    monkeypatch.setattr(plans, "_relative_cache_dirs", {})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESCEND_CACHE_DIR", "./ ")
+    assert plans.cache_dir() == str(tmp_path / " ")
+
+
+def test_the_cli_refuses_a_descend_cache_dir_of_only_whitespace_as_a_usage_error(
+        monkeypatch, capsys, tmp_path):
+    from descend.__main__ import main
+    monkeypatch.chdir(tmp_path)         # (before the fix, demo ran: not in the checkout)
+    monkeypatch.setenv("DESCEND_CACHE_DIR", " ")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo"])
+    assert exit_info.value.code == 2
+    assert "error: DESCEND_CACHE_DIR must be a directory" in capsys.readouterr().err

@@ -75,7 +75,8 @@ Environment:
 ``DESCEND_CACHE_DIR``
     Where profiles are kept (default: the user cache directory; a leading ~
     is the home directory, a relative path is taken from the current
-    directory when the profile is first needed, empty is unset). Where it
+    directory when the profile is first needed, empty is unset, only
+    whitespace a ValueError naming the variable). Where it
     cannot be written, a ProfileCacheWarning says so once per process and
     the profile is kept in memory (each new process measures it again).
 """
@@ -251,9 +252,14 @@ def cache_dir():
     Raises
     ------
     ValueError
-        DESCEND_CACHE_DIR starts with ~ of no known user (~name) or home.
+        DESCEND_CACHE_DIR starts with ~ of no known user (~name) or home, or
+        is only whitespace.
     """
     chosen = os.environ.get("DESCEND_CACHE_DIR")
+    if chosen and not chosen.strip():   # a stray space, not a directory named " "
+        raise ValueError(f"DESCEND_CACHE_DIR must be a directory (or empty: the default), "
+                         f"got {chosen!r}: only whitespace (write {'./' + chosen!r} for a "
+                         f"directory of that name)")
     if chosen:
         expanded = os.path.expanduser(chosen)
         if expanded.startswith("~"):    # ~name of no user (or no home): not a relative path
