@@ -2,13 +2,17 @@
 pass of the same net (MNIST's 784-256-128-10 ReLU + softmax, the same
 weights, ``torch.no_grad``), on MNIST test rows, in one run.
 
-    PYTHONPATH=src python bench/predict_compare.py [--rows 1 10 1000] [--threads 1 2]
+    PYTHONPATH=src python bench/predict_compare.py --data-home ../shared/datasets/mnist \
+        [--rows 1 10 1000] [--threads 1 2]
 
 Turns alternate between the two libraries (interleaved rounds, medians), so
 that load from other processes falls on both; the load average is printed
 with every line. Times are wall-clock per call, and for one thread also the
 thread's CPU time (which the other tenants of a shared machine do not
-inflate as much). Needs torch (bench extra) and MNIST (datasets.load_mnist).
+inflate as much). Needs torch (bench extra) and MNIST: ``--data-home DIR``
+holds its four ``.gz`` files (default: $DESCEND_DATA, then
+~/.cache/descend/mnist; files missing there are downloaded), as for
+compare.py and shapes.py. The options are checked before any work.
 """
 import argparse
 import os
@@ -69,15 +73,22 @@ def timed(f, X, calls):
     return wall, cpu
 
 
-def main():
-    import torch
+def main(argv=None):
+    # (the types of `python -m descend bench`: a --data-home that names a
+    # file, or --rows 0, is refused before torch loads and MNIST is read)
+    from descend.__main__ import _directory, _positive_int
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1, 10, 1000])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
-    parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
-    X_all = dn.datasets.load_mnist().X_test[:max(args.rows)]
+    parser.add_argument("--data-home", type=_directory, default=None,
+                        help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
+                             "then ~/.cache/descend/mnist; missing files are downloaded)")
+    parser.add_argument("--rows", type=_positive_int, nargs="+", default=[1, 10, 1000])
+    parser.add_argument("--threads", type=_positive_int, nargs="+", default=[1, 2])
+    parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
+                        default=["float32", "float64"])
+    parser.add_argument("--rounds", type=_positive_int, default=7)
+    args = parser.parse_args(argv)
+    import torch
+    X_all = dn.datasets.load_mnist(data_home=args.data_home).X_test[:max(args.rows)]
     print(f"CPU: {cpu_name()}; descend {dn.__version__}, torch {torch.__version__}")
     print("| dtype | threads | rows | descend us | PyTorch us | speed-up | descend CPU us "
           "| PyTorch CPU us | load |")

@@ -87,3 +87,68 @@ def test_the_cli_refuses_a_descend_cache_dir_of_only_whitespace_as_a_usage_error
         main(["demo"])
     assert exit_info.value.code == 2
     assert "error: DESCEND_CACHE_DIR must be a directory" in capsys.readouterr().err
+
+
+# ------------------------------------------------------ bench/predict_compare.py
+def _predict_compare_script():
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "predict_compare.py")
+    if not os.path.isfile(path):        # the tests of an installed wheel run outside the checkout
+        pytest.skip("bench/predict_compare.py is in the source checkout only")
+    spec = importlib.util.spec_from_file_location("bench_predict_compare", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _MnistRead(Exception):
+    """What the test's load_mnist raises: the work began."""
+
+
+@pytest.fixture
+def predict_compare(monkeypatch):
+    """The script, its load_mnist recording data_home and stopping there,
+    torch a stand-in (the comparison is not run)."""
+    import sys
+    import types
+    script = _predict_compare_script()
+    read = []
+
+    def load_mnist(data_home=None, **kwargs):
+        read.append(data_home)
+        raise _MnistRead
+    monkeypatch.setattr(script.dn.datasets, "load_mnist", load_mnist)
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    return script, read
+
+
+def test_bench_predict_compare_reads_mnist_from_data_home(predict_compare, tmp_path):
+    """It read MNIST from the default place only (a download; offline,
+    DESCEND_DATA had to be set), where compare.py and shapes.py take --data-home."""
+    script, read = predict_compare
+    with pytest.raises(_MnistRead):
+        script.main(["--data-home", str(tmp_path), "--rows", "1"])
+    assert read == [str(tmp_path)]
+    with pytest.raises(_MnistRead):
+        script.main([])
+    assert read[-1] is None             # (load_mnist's default: DESCEND_DATA, the cache)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--data-home", "{file}"], "--data-home"),
+    (["--data-home", ""], "--data-home"),
+    (["--rows", "0"], "--rows"),          # ZeroDivisionError after MNIST and the nets
+    (["--rows", "10", "-1"], "--rows"),
+    (["--threads", "0"], "--threads"),
+    (["--rounds", "0"], "--rounds"),      # a median of nothing
+    (["--dtypes", "float16"], "--dtypes")])
+def test_bench_predict_compare_refuses_bad_arguments_before_any_work(
+        predict_compare, argv, named, tmp_path, capsys):
+    script, read = predict_compare
+    a_file = tmp_path / "mnist.gz"
+    a_file.write_text("not a directory")
+    with pytest.raises(SystemExit) as stop:
+        script.main([arg.format(file=a_file) for arg in argv])
+    assert stop.value.code == 2
+    assert named in capsys.readouterr().err and read == []
