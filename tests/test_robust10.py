@@ -152,3 +152,105 @@ def test_bench_predict_compare_refuses_bad_arguments_before_any_work(
         script.main([arg.format(file=a_file) for arg in argv])
     assert stop.value.code == 2
     assert named in capsys.readouterr().err and read == []
+
+
+# ------------------------------------------------------------ DESCEND_PLAN
+NEGATIVE_ZERO = "a negative zero"
+# (field, number as written, the value both forms give or a message both say)
+SAME_IN_BOTH_FORMS = [
+    ("sample_rows", "64", 64),
+    ("kernel_rows", "1", 1),
+    ("predict_gemm_min_rows", "2147483647", 2147483647),
+    ("predict_sparse_density", "0", 0.0),
+    ("predict_sparse_density", "0.0", 0.0),
+    ("predict_sparse_density", "0e5", 0.0),
+    ("predict_sparse_density", "0.3", 0.3),
+    ("predict_sparse_density", "3E-1", 0.3),
+    ("predict_sparse_density", "1", 1.0),
+    ("predict_sparse_density", "5e-324", 5e-324),
+    # a minus sign, on a zero too: JSON took -0.0 (0 <= -0.0), name=value refused it
+    ("predict_sparse_density", "-0", NEGATIVE_ZERO),
+    ("predict_sparse_density", "-0.0", NEGATIVE_ZERO),
+    ("predict_sparse_density", "-0.000e-7", NEGATIVE_ZERO),
+    ("sample_rows", "-0", NEGATIVE_ZERO),       # (JSON said 'got 0')
+    ("kernel_rows", "-0", NEGATIVE_ZERO),
+    ("predict_gemm_min_rows", "-0", NEGATIVE_ZERO),
+    ("predict_sparse_density", "-0.5", "must be a number in [0, 1]"),
+    ("sample_rows", "-3", "must be an int in [1, "),
+    ("sample_rows", "0", "must be an int in [1, "),
+    ("predict_gemm_min_rows", "2147483648", "must be an int in [1, 2147483647]"),
+    ("predict_sparse_density", "1.5", "must be a number in [0, 1]"),
+    ("predict_sparse_density", "1e-400", "underflows to 0"),
+    ("predict_sparse_density", "1e400", "overflows to infinity"),
+]
+
+
+def _forced(monkeypatch, form, field, number):
+    text = f"{field}={number}" if form == "name=value" else f'{{"{field}": {number}}}'
+    monkeypatch.setenv("DESCEND_PLAN", text)
+    return plans.forced_from_env()
+
+
+@pytest.mark.parametrize("field, number, expected", SAME_IN_BOTH_FORMS)
+def test_both_forms_of_descend_plan_take_the_same_numbers(monkeypatch, field, number,
+                                                          expected):
+    results = {}
+    for form in ("name=value", "json"):
+        try:
+            results[form] = _forced(monkeypatch, form, field, number)
+        except ValueError as error:
+            results[form] = str(error)
+    if isinstance(expected, str):
+        for form, message in results.items():
+            assert isinstance(message, str), (form, message)
+            assert message.startswith(f"DESCEND_PLAN[{field!r}]") and expected in message
+            assert number in message or number.lstrip("-") in message
+        if expected == NEGATIVE_ZERO:       # word for word
+            assert results["name=value"] == results["json"]
+            assert repr(number) in results["json"]
+    else:
+        for form, forced in results.items():
+            assert forced == {field: expected}, form
+            assert type(forced[field]) is type(expected), form
+
+
+@pytest.mark.parametrize("listed", ["[-0]", "[64, -0]", "[-0.0]"])
+def test_a_negative_zero_in_json_kernel_rows_is_named(monkeypatch, listed):
+    monkeypatch.setenv("DESCEND_PLAN", f'{{"kernel_rows": {listed}}}')
+    with pytest.raises(ValueError, match=r"^DESCEND_PLAN\['kernel_rows'\] .*"
+                                         + NEGATIVE_ZERO):
+        plans.forced_from_env()
+
+
+@pytest.mark.parametrize("field, number, value, without", [
+    ("sample_rows", "00064", 64, "64"),
+    ("predict_gemm_min_rows", "016", 16, "16"),
+    ("predict_sparse_density", "00.5", 0.5, "0.5"),
+    ("predict_sparse_density", "00", 0.0, "0")])
+def test_leading_zeros_are_taken_in_name_value_and_named_in_json(monkeypatch, field, number,
+                                                                 value, without):
+    """JSON has no numbers with leading zeros, and json.loads said only
+    "Expecting ',' delimiter: line 1 column 18 (char 17)"."""
+    assert _forced(monkeypatch, "name=value", field, number) == {field: value}
+    with pytest.raises(ValueError) as error:
+        _forced(monkeypatch, "json", field, number)
+    message = str(error.value)
+    assert message.startswith("DESCEND_PLAN is not valid JSON: ")
+    assert f"{number} for {field!r} has a leading zero" in message
+    assert f"(write {without}; the name=value form takes {field}={number})" in message
+    assert "delimiter" not in message
+
+
+@pytest.mark.parametrize("text, says", [
+    ('{"kernel_rows": [64, 064]}', "064 for 'kernel_rows' has a leading zero"),
+    ('{"predict_sparse_density": -00.5}', "-00.5 for 'predict_sparse_density' has a leading "
+                                          "zero, which JSON does not allow (write -0.5)"),
+    ('{"sample_rows": 64, "kernel_rows": 8 9}', "Expecting ',' delimiter"),   # (not a zero)
+    ('{"sample_rows": 10 5}', "Expecting ',' delimiter"),
+    ('{"sample_rows": "0"5}', "Expecting ',' delimiter")])
+def test_the_json_leading_zero_message_only_for_leading_zeros(monkeypatch, text, says):
+    monkeypatch.setenv("DESCEND_PLAN", text)
+    with pytest.raises(ValueError, match="^DESCEND_PLAN is not valid JSON") as error:
+        plans.forced_from_env()
+    assert says in str(error.value)
+    assert ("leading zero" in str(error.value)) == ("leading zero" in says)

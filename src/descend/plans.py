@@ -69,6 +69,13 @@ Environment:
     at most once; also JSON): PLAN_FIELDS for fit, PREDICT_FIELDS
     (``predict_sparse_density``, ``predict_gemm_min_rows``) for predict's
     thresholds (descend._inference).
+    Both forms take the same numbers: ASCII digits for the int fields, a
+    decimal or exponent float within a float64 for the density, and no
+    sign, on a zero neither (no field takes a negative value: ``-0`` and
+    ``-0.0`` are refused as ``-1`` is, where Python's ``0 <= -0.0`` would
+    let JSON's through). The name=value form also takes spellings JSON has
+    no place for (``064``, ``.5``) as the same numbers; JSON refuses them
+    as its grammar does, the message naming the number and the field.
     The keyword ``plan=`` of EpochRunner does the same per fit, and a
     network's ``plan`` (``pin_plan``) for its fits and predictions, over
     DESCEND_PLAN; ``plan_`` records both parts, and both are saved.
@@ -1190,9 +1197,10 @@ def forced_from_env():
     comma-separated name=value (sparse_input=0, sample_rows=64, kernel_rows=64,
     by_columns=1, predict_sparse_density=0.3, predict_gemm_min_rows=16).
     Numbers in plain ASCII: digits for the int fields, a decimal or exponent
-    float (3e-1) for the density, within a float64 (1e-400 is no 0.0); in
-    JSON a bool is no number nor a number a bool. ValueError naming
-    DESCEND_PLAN (and the field) for anything else."""
+    float (3e-1) for the density, within a float64 (1e-400 is no 0.0), no
+    sign (-0 neither), in both forms (see the module docstring); in JSON a
+    bool is no number nor a number a bool. ValueError naming DESCEND_PLAN
+    (and the field) for anything else."""
     text = os.environ.get("DESCEND_PLAN", "").strip()
     if not text:
         return {}
@@ -1211,7 +1219,8 @@ def forced_from_env():
             raise ValueError(f"DESCEND_PLAN is not valid JSON (nested too deep): "
                              f"{text[:80]!r}...") from None
         except ValueError as exc:
-            raise ValueError(f"DESCEND_PLAN is not valid JSON ({exc}): {text!r}") from None
+            raise ValueError(_leading_zero(text, exc)
+                             or f"DESCEND_PLAN is not valid JSON ({exc}): {text!r}") from None
         if repeated:
             raise ValueError(_repeated_field(repeated[0], text))
         if "source" in fields:      # what a recorded plan says of itself, not a field to force
@@ -1256,7 +1265,10 @@ def _plain_number(name, text):
     or exponent float (_finite_float); ValueError naming the field and the
     text for any other spelling."""
     is_float = name == "predict_sparse_density"
-    if not (_PLAIN_FLOAT if is_float else _PLAIN_INT).fullmatch(text):
+    grammar = _PLAIN_FLOAT if is_float else _PLAIN_INT
+    if text[:1] == "-" and grammar.fullmatch(text[1:]) and _is_zero(text[1:]):
+        raise ValueError(_negative_zero(name, text))
+    if not grammar.fullmatch(text):
         raise ValueError(f"DESCEND_PLAN[{name!r}] must be {_SPELLED[name]}, got {text!r}")
     if is_float:
         return _finite_float(name, text)
@@ -1276,10 +1288,45 @@ def _finite_float(name, text):
     if math.isinf(value):
         raise ValueError(f"DESCEND_PLAN[{name!r}]: {text!r} overflows to infinity in a "
                          f"float64")
-    if value == 0 and re.search("[1-9]", re.split("[eE]", text)[0]):
+    if value == 0 and not _is_zero(text):
         raise ValueError(f"DESCEND_PLAN[{name!r}]: {text!r} underflows to 0 in a float64 "
                          f"(write 0 for zero)")
     return value
+
+
+def _is_zero(text):
+    """Whether the digits of a number's text (before any exponent) are all zeros."""
+    return not re.search("[1-9]", re.split("[eE]", text)[0])
+
+
+def _negative_zero(name, text):
+    """The message for a zero with a minus sign (-0, -0.0) given for the
+    numeric DESCEND_PLAN field `name`, the same in both forms."""
+    return (f"DESCEND_PLAN[{name!r}] must be {_SPELLED[name]}, got {text!r} (a negative "
+            f"zero: no plan field takes a sign)")
+
+
+def _leading_zero(text, error):
+    """The message for a DESCEND_PLAN JSON text that json.loads refused
+    (`error`) at a number with a leading zero (064, 00.5): JSON allows none,
+    and its own message ("Expecting ',' delimiter") does not say so. None
+    for any other error."""
+    at = getattr(error, "pos", 0)
+    # json reads a leading 0 as the whole int part and stops at the next digit
+    if not (getattr(error, "msg", "") == "Expecting ',' delimiter" and 0 < at < len(text)
+            and text[at - 1] == "0" and text[at].isdigit()):
+        return None
+    start = at - 1 - (text[at - 2:at - 1] == "-")
+    number = re.match(r"-?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?", text[start:]).group()
+    field = re.search(r'"([^"\\]*)"\s*:\s*(?:\[[^\[\]]*)?$', text[:start])
+    name = field.group(1) if field else None
+    without = re.sub(r"^(-?)0+(?=[0-9])", r"\1", number)
+    plain = (f"; the name=value form takes {name}={number}"
+             if name in _SPELLED and number[0] != "-" else "")
+    return (f"DESCEND_PLAN is not valid JSON: {number}"
+            + (f" for {name!r}" if name else "")
+            + f" has a leading zero, which JSON does not allow (write {without}{plain}): "
+            f"{text!r}")
 
 
 class _FloatText(str):
@@ -1287,29 +1334,37 @@ class _FloatText(str):
     parse_float), until the field it belongs to is known."""
 
 
-class _LongIntText(str):
-    """A JSON int of more digits than any plan value has, as its text
-    (json.loads' parse_int): int() refuses 4300 digits and more."""
+class _IntText(str):
+    """A JSON int as its text (json.loads' parse_int) where int() would lose
+    what it says: more digits than any plan value has (int() refuses 4300
+    digits and more), or -0 (its sign)."""
 
 
 def _json_int(text):
-    return _LongIntText(text) if len(text.lstrip("-")) > 19 else int(text)
+    return _IntText(text) if len(text.lstrip("-")) > 19 or text == "-0" else int(text)
 
 
 def _json_float(name, value):
     """A top-level DESCEND_PLAN JSON value with its numbers as floats, those
     of the field `name` checked by _finite_float (lists hold no valid floats:
     plain conversion, for check_plan to refuse); ValueError naming the field
-    for an int of more digits than any plan value."""
-    for number in value if isinstance(value, list) else [value]:
-        if isinstance(number, _LongIntText):
+    for an int of more digits than any plan value, or a negative zero given
+    for a numeric field (as the name=value form)."""
+    numbers = value if isinstance(value, list) else [value]
+    for number in numbers:
+        if (isinstance(number, (_FloatText, _IntText)) and name in _SPELLED
+                and number[:1] == "-" and _is_zero(number)):
+            raise ValueError(_negative_zero(name, number))
+        if isinstance(number, _IntText) and number != "-0":
             raise ValueError(f"DESCEND_PLAN[{name!r}]: an int of {len(number.lstrip('-'))} "
                              f"digits, beyond any plan value")
     if isinstance(value, _FloatText):
         return _finite_float(name, value)
-    if isinstance(value, list):
-        return [float(v) if isinstance(v, _FloatText) else v for v in value]
-    return value
+    if name == "predict_sparse_density" and type(value) is int:
+        return float(value)     # (a float, as the name=value form gives it)
+    numbers = [float(v) if isinstance(v, _FloatText) else int(v) if isinstance(v, _IntText)
+               else v for v in numbers]
+    return numbers if isinstance(value, list) else numbers[0]
 
 
 def _repeated_field(name, text):
