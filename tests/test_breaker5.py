@@ -192,15 +192,20 @@ def test_a_relative_descend_cache_dir_stays_where_it_was_first_needed(
 
 
 # ------------------------------------------------------------ bench/shapes.py
-def _shapes_script():
+def bench_script(file_name):
+    """bench/`file_name` loaded as a module (skips outside the source checkout)."""
     import importlib.util
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "shapes.py")
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "bench", file_name)
     if not os.path.isfile(path):        # the tests of an installed wheel run outside the checkout
-        pytest.skip("bench/shapes.py is in the source checkout only")
-    spec = importlib.util.spec_from_file_location("bench_shapes", path)
+        pytest.skip(f"bench/{file_name} is in the source checkout only")
+    spec = importlib.util.spec_from_file_location("bench_" + file_name[:-len(".py")], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _shapes_script():
+    return bench_script("shapes.py")
 
 
 @pytest.mark.parametrize("argv, named", [

@@ -4,6 +4,7 @@ same numbers, a DESCEND_CACHE_DIR of only whitespace."""
 import pytest
 
 from descend import plans
+from test_breaker5 import bench_script
 from test_plans import profile_dir  # noqa: F401 - a fixture
 
 
@@ -90,18 +91,6 @@ def test_the_cli_refuses_a_descend_cache_dir_of_only_whitespace_as_a_usage_error
 
 
 # ------------------------------------------------------ bench/predict_compare.py
-def _predict_compare_script():
-    import importlib.util
-    import os
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "predict_compare.py")
-    if not os.path.isfile(path):        # the tests of an installed wheel run outside the checkout
-        pytest.skip("bench/predict_compare.py is in the source checkout only")
-    spec = importlib.util.spec_from_file_location("bench_predict_compare", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 class _MnistRead(Exception):
     """What the test's load_mnist raises: the work began."""
 
@@ -112,7 +101,7 @@ def predict_compare(monkeypatch):
     torch a stand-in (the comparison is not run)."""
     import sys
     import types
-    script = _predict_compare_script()
+    script = bench_script("predict_compare.py")
     read = []
 
     def load_mnist(data_home=None, **kwargs):
