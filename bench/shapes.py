@@ -127,8 +127,11 @@ def names_among(*allowed):
 
 
 def main(argv=None):
+    # (the CLI's type, as bench/predict_compare.py: a --data-home or --scratch
+    # naming a file is refused before the scratch directory is made)
+    from descend.__main__ import _directory
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-home", default=None)
+    parser.add_argument("--data-home", type=_directory, default=None)
     # (checked before any work: a typo once ended a sweep after MNIST had loaded)
     parser.add_argument("--widths", type=positive_ints, default="64,256,1024,2048")
     parser.add_argument("--depths", type=positive_ints, default="2,6")
@@ -138,7 +141,7 @@ def main(argv=None):
     parser.add_argument("--rows", type=positive_int, default=20000,
                         help="training rows per epoch")
     parser.add_argument("--repeats", type=positive_int, default=3)
-    parser.add_argument("--scratch", default="/tmp/descend-shapes")
+    parser.add_argument("--scratch", type=_directory, default="/tmp/descend-shapes")
     args = parser.parse_args(argv)
 
     import descend as dn

@@ -73,7 +73,8 @@ Environment:
     decimal or exponent float within a float64 for the density, and no
     sign, on a zero neither (no field takes a negative value: ``-0`` and
     ``-0.0`` are refused as ``-1`` is, where Python's ``0 <= -0.0`` would
-    let JSON's through). The name=value form also takes spellings JSON has
+    let JSON's through); so is a float -0.0 given in Python (``plan=``,
+    ``net.plan``, ``pin_plan``: check_plan). The name=value form also takes spellings JSON has
     no place for (``064``, ``.5``) as the same numbers; JSON refuses them
     as its grammar does, the message naming the number and the field.
     The keyword ``plan=`` of EpochRunner does the same per fit, and a
@@ -1140,7 +1141,9 @@ _EXPECTED = {"sparse_input": "a bool or None", "by_columns": "a bool or None",
 def check_plan(value, name="plan", n_layers=None):
     """A plan dict (pinned fields, or a fit's ``plan_``) checked field by
     field: keys among PLAN_FIELDS, PREDICT_FIELDS and "source", sparse_input
-    a bool, sample_rows an int >= 1, kernel_rows an int >= 1 or a list of them
+    a bool, sample_rows an int >= 1, kernel_rows an int >= 1 or a list of them,
+    predict_sparse_density in [0, 1] with no sign (-0.0 is refused, as by
+    DESCEND_PLAN)
     (with `n_layers`, the number of Dense layers of the network the plan
     is for: exactly one per layer). None passes. Returns a copy;
     ValueError/TypeError naming `name`."""
@@ -1159,17 +1162,21 @@ def check_plan(value, name="plan", n_layers=None):
               "sample_rows": lambda v: v is None or positive(v),
               "kernel_rows": lambda v: v is None or positive(v) or (
                   isinstance(v, (list, tuple)) and len(v) > 0 and all(map(positive, v))),
+              # no sign on a zero, as DESCEND_PLAN (0 <= -0.0 would let -0.0 pass)
               "predict_sparse_density": lambda v: v is None or (
                   isinstance(v, (int, float, np.integer, np.floating))
-                  and not isinstance(v, (bool, np.bool_)) and 0 <= v <= 1),
+                  and not isinstance(v, (bool, np.bool_)) and 0 <= v <= 1
+                  and math.copysign(1.0, v) > 0),
               "predict_gemm_min_rows": lambda v: v is None or (
                   isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
                   and 1 <= v <= MAX_GEMM_MIN_ROWS),
               "source": lambda v: isinstance(v, str)}
     for field, ok in checks.items():
         if field in value and not ok(value[field]):
+            negative_zero = (" (a negative zero: no plan field takes a sign)"
+                             if field == "predict_sparse_density" and value[field] == 0 else "")
             raise ValueError(f"{name}[{field!r}] must be {_EXPECTED[field]}, got "
-                             f"{value[field]!r}")
+                             f"{value[field]!r}{negative_zero}")
     rows = value.get("kernel_rows")
     if n_layers is not None and isinstance(rows, (list, tuple)) and len(rows) != n_layers:
         # the compiled loop reads one entry per layer: a list for another
