@@ -7,6 +7,7 @@ import pytest
 import descend as dn
 from descend import plans
 from test_breaker5 import bench_script
+from test_distributed import _mpiexec, needs_mpi
 
 
 # ------------------------------------------- a density of -0.0 in Python plans
@@ -66,3 +67,166 @@ def test_bench_shapes_refuses_a_file_as_a_directory_before_any_work(option, tmp_
     assert f"{option}: expected a directory, got {str(a_file)!r} (a file)" in (
         capsys.readouterr().err)
     assert not scratch.exists()
+
+
+# --------------------------------------- an aborting rank's message and its end
+# MPI.abort in a child process (it never returns) on a stand-in communicator:
+# Abort writes a mark to a file and returns, as MPICH's may; the launcher is
+# the test, which reads the child's stderr (or, "unread", leaves it in a pipe)
+ABORTING_RANK = r'''
+import io, os, signal, sys, threading
+from descend import distributed
+
+class Comm:
+    def Get_rank(self):
+        return 1
+    def Get_size(self):
+        return 3
+    def Abort(self, code):
+        with open(sys.argv[2], "w") as f:
+            f.write(f"Abort({code})")
+
+case = sys.argv[1]
+if case == "stringio":
+    sys.stderr = io.StringIO()
+elif case == "none":
+    sys.stderr = None
+elif case == "closed":
+    sys.stderr.close()
+elif case == "log-file":
+    sys.stderr = open(sys.argv[3], "w")
+elif case == "ctrl-c":      # Ctrl-C while the rank waits for the launcher to read
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+dist = object.__new__(distributed.MPI)
+dist.comm = Comm()
+words = "x" * 1_000_000 if case in ("huge", "huge-unread") else "boom on rank one"
+try:
+    raise RuntimeError(words + " the end")
+except RuntimeError as exc:
+    dist.abort(exc)
+'''
+
+
+def abort_in_a_child(tmp_path, case, unread=False):
+    """(the child's exit status, its stderr as text, whether Abort was called)."""
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / "aborting_rank.py"
+    script.write_text(ABORTING_RANK)
+    mark, log = tmp_path / "aborted", tmp_path / "log.txt"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(dn.__file__)), os.environ.get("PYTHONPATH", "")]))
+    argv = [sys.executable, str(script), case, str(mark), str(log)]
+    if not unread:
+        done = subprocess.run(argv, env=env, capture_output=True, timeout=60)
+        return done.returncode, done.stderr.decode(), mark.exists()
+    read_end, write_end = os.pipe()     # a launcher that reads no more
+    try:
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=write_end)
+        os.close(write_end)
+        try:
+            status = child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            pytest.fail("the aborting rank hung on a pipe nobody reads")
+        os.set_blocking(read_end, False)
+        return status, os.read(read_end, 1 << 20).decode(errors="replace"), mark.exists()
+    finally:
+        os.close(read_end)
+
+
+@pytest.mark.parametrize("case", ["stringio", "none", "closed", "log-file"])
+def test_an_aborting_rank_tells_its_launcher_whatever_sys_stderr_became(case, tmp_path):
+    """The message went into the script's StringIO (and died with the rank);
+    sys.stderr None or closed raised before MPI_Abort, the message lost."""
+    status, stderr, aborted = abort_in_a_child(tmp_path, case)
+    assert status == 1 and aborted
+    assert stderr.startswith("descend.distributed: rank 1 of 3 failed; aborting the job.\n"
+                             "Traceback (most recent call last):\n")
+    assert stderr.endswith("RuntimeError: boom on rank one the end\n")
+    if case == "log-file":          # where the script sent it too
+        assert (tmp_path / "log.txt").read_text() == stderr
+
+
+def test_an_aborting_rank_writes_its_message_once_on_a_plain_stderr(tmp_path):
+    status, stderr, aborted = abort_in_a_child(tmp_path, "plain")
+    assert status == 1 and aborted
+    assert stderr.count("aborting the job") == 1 and stderr.endswith("the end\n")
+
+
+@pytest.mark.parametrize("case", ["huge-unread", "plain-unread", "ctrl-c"])
+def test_an_aborting_rank_ends_when_nobody_reads_its_stderr(case, tmp_path):
+    """A 1 MB message on a pipe nobody reads (``mpiexec ... 2>&1 | cmd``
+    whose cmd reads no more) blocked the write for good: the job hung.
+    Ctrl-C during the wait for the launcher skipped MPI_Abort."""
+    status, stderr, aborted = abort_in_a_child(tmp_path, case.replace("-unread", ""),
+                                               unread=True)
+    assert status == 1 and aborted
+    assert stderr.startswith("descend.distributed: rank 1 of 3 failed; aborting the job.\n")
+    assert stderr.endswith(" the end\n")      # the whole (shortened) message
+
+
+def test_a_huge_traceback_is_shortened_around_a_line_saying_so(tmp_path):
+    from descend import distributed
+    status, stderr, aborted = abort_in_a_child(tmp_path, "huge")
+    assert status == 1 and aborted
+    kept = len(stderr) - len("descend.distributed: rank 1 of 3 failed; aborting the job.\n")
+    line = next(line for line in stderr.splitlines() if "characters left out" in line)
+    left_out = int(line.split()[1])
+    assert kept == distributed.MESSAGE_HEAD + distributed.MESSAGE_TAIL + len(line) + 2
+    assert kept - len(line) - 2 + left_out > 1_000_000
+    assert stderr.endswith("x the end\n")
+    short = "Traceback ...\n" + "y" * (distributed.MESSAGE_HEAD + distributed.MESSAGE_TAIL - 14)
+    assert distributed._shortened(short) == short
+
+
+MPI_ABORTING_RANK = r'''
+import io, sys, time
+from descend import distributed
+dist = distributed.MPI()
+if dist.rank == 1:
+    if sys.argv[1] == "stringio":
+        sys.stderr = io.StringIO()
+    try:
+        raise RuntimeError("x" * (1_000_000 if sys.argv[1] == "huge" else 10) + " the end")
+    except RuntimeError as exc:
+        dist.abort(exc)
+time.sleep(120)     # the other ranks: ended by the abort
+'''
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", ["huge", "stringio"])
+def test_an_mpi_job_ends_with_the_message_when_nobody_reads_mpiexecs_output(case, tmp_path):
+    """mpiexec relays a rank's output; writing a 1 MB message to a pipe
+    nobody reads, it blocked before it could handle the abort, and rank 0
+    slept on. A StringIO in sys.stderr kept the message from the launcher."""
+    import os
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "job.py"
+    script.write_text(MPI_ABORTING_RANK)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(dn.__file__)), os.environ.get("PYTHONPATH", "")]))
+    read_end, write_end = os.pipe()
+    try:
+        start = time.monotonic()
+        job = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, str(script), case],
+                               env=env, stdout=write_end, stderr=write_end, cwd=tmp_path)
+        os.close(write_end)
+        try:
+            status = job.wait(timeout=100)
+        except subprocess.TimeoutExpired:
+            job.kill()
+            job.wait()
+            pytest.fail("the job hung")
+        assert status != 0 and time.monotonic() - start < 100      # not rank 0's 120 s
+        os.set_blocking(read_end, False)
+        output = os.read(read_end, 1 << 20).decode(errors="replace")
+    finally:
+        os.close(read_end)
+    assert "descend.distributed: rank 1 of 2 failed; aborting the job.\n" in output
+    assert "x the end\n" in output

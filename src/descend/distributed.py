@@ -164,13 +164,15 @@ class MPI:
         Never returns: MPI_Abort may return before the launcher kills the
         ranks (MPICH's does, measured), and this rank must not run on (its
         script would carry on after fit as if it had ended)."""
-        message = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        message = (f"descend.distributed: rank {self.rank} of {self.size} failed; aborting "
+                   f"the job.\n"
+                   + _shortened("".join(traceback.format_exception(type(exc), exc,
+                                                                   exc.__traceback__))))
         try:
-            sys.stderr.write(f"descend.distributed: rank {self.rank} of {self.size} "
-                             f"failed; aborting the job.\n{message}")
-            sys.stderr.flush()
-            sys.stdout.flush()
-            _wait_until_read(sys.stderr)
+            if not _tell_within(message, timeout=2.0):
+                # MPICH's MPI_Abort writes a line of its own to fd 2: on the pipe
+                # nobody reads it blocked for good (measured), the job with it
+                _quiet_stderr()
             self.comm.Abort(1)
         finally:
             os._exit(1)     # the launcher sees a failed rank and ends the others
@@ -179,29 +181,111 @@ class MPI:
         return f"MPI(rank={self.rank}, size={self.size}, sharded={self.sharded})"
 
 
+MESSAGE_HEAD, MESSAGE_TAIL = 12288, 4096     # characters of a long traceback kept
+
+
+def _shortened(text):
+    """`text` (an aborting rank's traceback) as is up to 16 Ki characters,
+    else its first 12 Ki and last 4 Ki characters (the frames and the
+    exception's last words) around a line saying how many were left out.
+    The launcher relays a rank's output through pipes and sockets that hold
+    some hundreds of KiB: an exception with a 1 MB message, under an
+    ``mpiexec ... | cmd`` that reads no more, blocked mpiexec before it
+    could handle the abort, and the other ranks ran on (measured)."""
+    if len(text) <= MESSAGE_HEAD + MESSAGE_TAIL:
+        return text
+    left_out = len(text) - MESSAGE_HEAD - MESSAGE_TAIL
+    return (f"{text[:MESSAGE_HEAD]}\n[... {left_out} characters left out ...]\n"
+            f"{text[-MESSAGE_TAIL:]}")
+
+
+def _tell_within(message, timeout):
+    """Write an aborting rank's `message` where it can go and wait until the
+    launcher has read it, for at most `timeout` seconds in all, whatever the
+    script made of sys.stderr: the job must end. Written by a thread that
+    this one leaves at the timeout: a write blocks for good on a pipe nobody
+    reads (``mpiexec ... 2>&1 | cmd`` whose cmd reads no more, a message
+    larger than the pipe's 64 KiB: the job hung), on a socket or on a user's
+    stream object; Ctrl-C during the wait goes on to the abort. True if the
+    message was written and, where fd 2 is a pipe, read from it in time."""
+    import threading
+    read = []
+    teller = threading.Thread(target=lambda: read.append(_tell(message)), daemon=True,
+                              name="descend-abort-message")
+    try:
+        teller.start()
+        teller.join(timeout)
+    except BaseException:   # noqa: BLE001 - Ctrl-C, no thread at shutdown: abort anyway
+        pass
+    return read == [True]
+
+
+def _tell(message):
+    """Write `message` to the script's sys.stderr and, unless that is on file
+    descriptor 2, to file descriptor 2 too (the process's stderr, which the
+    launcher reads): a StringIO, a closed file or None in sys.stderr dies with
+    the rank, and a log file the script opened is not where the user looks
+    when the job ends. Then wait until the launcher has read it; whether it
+    has (_wait_until_read)."""
+    for stream in (sys.stdout, sys.stderr):     # what the script printed before
+        try:
+            stream.flush()
+        except Exception:   # noqa: BLE001 - None, closed, a broken pipe
+            pass
+    on_fd_2 = False
+    try:
+        sys.stderr.write(message)
+        sys.stderr.flush()
+        on_fd_2 = sys.stderr.fileno() == 2
+    except Exception:       # noqa: BLE001 - None, closed, no file descriptor, a broken pipe
+        pass
+    if not on_fd_2:
+        data = message.encode(errors="backslashreplace")
+        try:
+            while data:
+                data = data[os.write(2, data):]
+        except OSError:     # fd 2 closed, or a pipe whose reader has gone
+            pass
+    return _wait_until_read(2)
+
+
+def _quiet_stderr():
+    """Point file descriptor 2 at the null device (a write blocked on the old
+    one stays blocked, in the thread that made it)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    except OSError:
+        pass
+
+
 def _wait_until_read(stream, timeout=2.0):
     """Wait (at most `timeout` seconds) until the launcher has read what this
-    rank wrote to `stream`, when that is a pipe. MPI_Abort tells the launcher
-    to kill the job on another channel than the ranks' output, and MPICH's
-    mpiexec sometimes handled the abort first and dropped the message (7 of
-    1000 jobs lost it, measured; 0 of 3000 after this wait). Streams that are
-    not pipes (a file, a terminal, a socket) are left at once."""
+    rank wrote to `stream` (a file object or a file descriptor), when that is
+    a pipe. MPI_Abort tells the launcher to kill the job on another channel
+    than the ranks' output, and MPICH's mpiexec sometimes handled the abort
+    first and dropped the message (7 of 1000 jobs lost it, measured; 0 of
+    3000 after this wait). Streams that are not pipes (a file, a terminal, a
+    socket) are left at once. False if the pipe still held unread bytes at
+    the timeout, True otherwise."""
     import stat
     try:
         import fcntl
         import termios
-        fd = stream.fileno()
+        fd = stream if isinstance(stream, int) else stream.fileno()
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-            return
+            return True
         deadline = time.monotonic() + timeout
         unread = bytearray(4)
         while time.monotonic() < deadline:
             fcntl.ioctl(fd, termios.FIONREAD, unread)    # bytes still in the pipe
             if int.from_bytes(unread, sys.byteorder) == 0:
-                return
+                return True
             time.sleep(0.001)
+        return False
     except (ImportError, AttributeError, OSError, ValueError):
-        return      # no fcntl (Windows), no file descriptor: nothing to wait for
+        return True     # no fcntl (Windows), no file descriptor: nothing to wait for
 
 
 def check_distributed(distributed):
