@@ -73,16 +73,31 @@ def timed(f, X, calls):
     return wall, cpu
 
 
+MNIST_TEST_ROWS = 10000     # the rows timed are MNIST's test rows
+
+
+def mnist_test_rows(text):
+    """argparse type: a number of rows in [1, MNIST_TEST_ROWS] (--rows 20000
+    timed MNIST's 10000 test rows and printed them as 20000)."""
+    from descend.__main__ import _positive_int
+    value = _positive_int(text)
+    if value > MNIST_TEST_ROWS:
+        raise argparse.ArgumentTypeError(f"expected at most {MNIST_TEST_ROWS} (MNIST's test "
+                                         f"rows), got {value}")
+    return value
+
+
 def main(argv=None):
     # (the types of `python -m descend bench`: a --data-home that names a
-    # file, or --rows 0, is refused before torch loads and MNIST is read)
-    from descend.__main__ import _directory, _positive_int
+    # file, --rows 0 or --threads past descend's limit is refused before
+    # torch loads and MNIST is read)
+    from descend.__main__ import _directory, _n_threads, _positive_int
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-home", type=_directory, default=None,
                         help="directory with the MNIST .gz files (default: $DESCEND_DATA, "
                              "then ~/.cache/descend/mnist; missing files are downloaded)")
-    parser.add_argument("--rows", type=_positive_int, nargs="+", default=[1, 10, 1000])
-    parser.add_argument("--threads", type=_positive_int, nargs="+", default=[1, 2])
+    parser.add_argument("--rows", type=mnist_test_rows, nargs="+", default=[1, 10, 1000])
+    parser.add_argument("--threads", type=_n_threads, nargs="+", default=[1, 2])
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
                         default=["float32", "float64"])
     parser.add_argument("--rounds", type=_positive_int, default=7)

@@ -230,3 +230,24 @@ def test_an_mpi_job_ends_with_the_message_when_nobody_reads_mpiexecs_output(case
         os.close(read_end)
     assert "descend.distributed: rank 1 of 2 failed; aborting the job.\n" in output
     assert "x the end\n" in output
+
+
+# ------------------------------------------------- bench/predict_compare.py
+@pytest.mark.parametrize("argv, named, expected", [
+    # the table said 20000 rows for MNIST's 10000 test rows
+    (["--rows", "1", "20000"], "--rows", "expected at most 10000 (MNIST's test rows), "
+                                         "got 20000"),
+    # descend's ValueError from Sequential(n_threads=...) after torch and MNIST
+    (["--threads", "1", "100000"], "--threads", "expected at most")])
+def test_bench_predict_compare_refuses_rows_and_threads_it_cannot_time(
+        argv, named, expected, capsys, monkeypatch):
+    import sys
+    import types
+    script = bench_script("predict_compare.py")
+    monkeypatch.setattr(script.dn.datasets, "load_mnist",
+                        lambda **k: pytest.fail("MNIST was read"))
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    with pytest.raises(SystemExit) as stop:
+        script.main(argv)
+    assert stop.value.code == 2
+    assert f"{named}: {expected}" in capsys.readouterr().err
