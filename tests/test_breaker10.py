@@ -108,7 +108,8 @@ except RuntimeError as exc:
 
 
 def abort_in_a_child(tmp_path, case, unread=False):
-    """(the child's exit status, its stderr as text, whether Abort was called)."""
+    """(the child's exit status, its stderr as text, whether Abort was called);
+    `unread`: "pipe", "pty" or "socket", a stderr nobody reads until the end."""
     import os
     import subprocess
     import sys
@@ -121,7 +122,18 @@ def abort_in_a_child(tmp_path, case, unread=False):
     if not unread:
         done = subprocess.run(argv, env=env, capture_output=True, timeout=60)
         return done.returncode, done.stderr.decode(), mark.exists()
-    read_end, write_end = os.pipe()     # a launcher that reads no more
+    # a launcher that reads no more: a pipe, or a terminal or a socket
+    if unread == "pty":
+        import pty
+        read_end, write_end = pty.openpty()
+    elif unread == "socket":
+        import socket
+        ends = socket.socketpair()
+        read_end, write_end = (os.dup(end.fileno()) for end in ends)
+        for end in ends:
+            end.close()
+    else:
+        read_end, write_end = os.pipe()
     try:
         child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=write_end)
         os.close(write_end)
@@ -156,16 +168,20 @@ def test_an_aborting_rank_writes_its_message_once_on_a_plain_stderr(tmp_path):
     assert stderr.count("aborting the job") == 1 and stderr.endswith("the end\n")
 
 
-@pytest.mark.parametrize("case", ["huge-unread", "plain-unread", "ctrl-c"])
-def test_an_aborting_rank_ends_when_nobody_reads_its_stderr(case, tmp_path):
+@pytest.mark.parametrize("case, unread", [("huge", "pipe"), ("plain", "pipe"),
+                                          ("ctrl-c", "pipe"), ("huge", "pty"),
+                                          ("huge", "socket")])
+def test_an_aborting_rank_ends_when_nobody_reads_its_stderr(case, unread, tmp_path):
     """A 1 MB message on a pipe nobody reads (``mpiexec ... 2>&1 | cmd``
-    whose cmd reads no more) blocked the write for good: the job hung.
-    Ctrl-C during the wait for the launcher skipped MPI_Abort."""
-    status, stderr, aborted = abort_in_a_child(tmp_path, case.replace("-unread", ""),
-                                               unread=True)
+    whose cmd reads no more), a terminal or a socket blocked the write for
+    good: the job hung. Ctrl-C during the wait for the launcher skipped
+    MPI_Abort."""
+    status, stderr, aborted = abort_in_a_child(tmp_path, case, unread=unread)
     assert status == 1 and aborted
+    stderr = stderr.replace("\r\n", "\n")      # a terminal's line ends
     assert stderr.startswith("descend.distributed: rank 1 of 3 failed; aborting the job.\n")
-    assert stderr.endswith(" the end\n")      # the whole (shortened) message
+    if unread == "pipe":
+        assert stderr.endswith(" the end\n")      # the whole (shortened) message
 
 
 def test_a_huge_traceback_is_shortened_around_a_line_saying_so(tmp_path):
