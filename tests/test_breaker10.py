@@ -107,22 +107,19 @@ except RuntimeError as exc:
 '''
 
 
-def abort_in_a_child(tmp_path, case, unread=False):
-    """(the child's exit status, its stderr as text, whether Abort was called);
-    `unread`: "pipe", "pty" or "socket", a stderr nobody reads until the end."""
+def child_env():
+    """The environment of a child process that imports this descend."""
+    import os
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(dn.__file__)), os.environ.get("PYTHONPATH", "")]))
+
+
+def run_unread(argv, unread="pipe", with_stdout=False, timeout=60, **popen):
+    """Run `argv` with its stderr (and stdout `with_stdout`) into a `unread`
+    ("pipe", "pty" or "socket") that nobody reads until it has ended; (its
+    exit status, what it wrote there). Fails the test if it hangs."""
     import os
     import subprocess
-    import sys
-    script = tmp_path / "aborting_rank.py"
-    script.write_text(ABORTING_RANK)
-    mark, log = tmp_path / "aborted", tmp_path / "log.txt"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(dn.__file__)), os.environ.get("PYTHONPATH", "")]))
-    argv = [sys.executable, str(script), case, str(mark), str(log)]
-    if not unread:
-        done = subprocess.run(argv, env=env, capture_output=True, timeout=60)
-        return done.returncode, done.stderr.decode(), mark.exists()
-    # a launcher that reads no more: a pipe, or a terminal or a socket
     if unread == "pty":
         import pty
         read_end, write_end = pty.openpty()
@@ -135,18 +132,35 @@ def abort_in_a_child(tmp_path, case, unread=False):
     else:
         read_end, write_end = os.pipe()
     try:
-        child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=write_end)
+        child = subprocess.Popen(argv, stderr=write_end, env=child_env(), stdout=(
+            write_end if with_stdout else subprocess.DEVNULL), **popen)
         os.close(write_end)
         try:
-            status = child.wait(timeout=60)
+            status = child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-            pytest.fail("the aborting rank hung on a pipe nobody reads")
+            pytest.fail(f"{argv[0]} hung on a {unread} nobody reads")
         os.set_blocking(read_end, False)
-        return status, os.read(read_end, 1 << 20).decode(errors="replace"), mark.exists()
+        return status, os.read(read_end, 1 << 20).decode(errors="replace")
     finally:
         os.close(read_end)
+
+
+def abort_in_a_child(tmp_path, case, unread=None):
+    """(the child's exit status, its stderr as text, whether Abort was called);
+    `unread`: "pipe", "pty" or "socket", a stderr nobody reads until the end."""
+    import subprocess
+    import sys
+    script = tmp_path / "aborting_rank.py"
+    script.write_text(ABORTING_RANK)
+    mark, log = tmp_path / "aborted", tmp_path / "log.txt"
+    argv = [sys.executable, str(script), case, str(mark), str(log)]
+    if unread is None:
+        done = subprocess.run(argv, env=child_env(), capture_output=True, timeout=60)
+        return done.returncode, done.stderr.decode(), mark.exists()
+    status, stderr = run_unread(argv, unread)
+    return status, stderr, mark.exists()
 
 
 @pytest.mark.parametrize("case", ["stringio", "none", "closed", "log-file"])
@@ -219,31 +233,14 @@ def test_an_mpi_job_ends_with_the_message_when_nobody_reads_mpiexecs_output(case
     """mpiexec relays a rank's output; writing a 1 MB message to a pipe
     nobody reads, it blocked before it could handle the abort, and rank 0
     slept on. A StringIO in sys.stderr kept the message from the launcher."""
-    import os
-    import subprocess
     import sys
     import time
     script = tmp_path / "job.py"
     script.write_text(MPI_ABORTING_RANK)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(dn.__file__)), os.environ.get("PYTHONPATH", "")]))
-    read_end, write_end = os.pipe()
-    try:
-        start = time.monotonic()
-        job = subprocess.Popen([_mpiexec(), "-n", "2", sys.executable, str(script), case],
-                               env=env, stdout=write_end, stderr=write_end, cwd=tmp_path)
-        os.close(write_end)
-        try:
-            status = job.wait(timeout=100)
-        except subprocess.TimeoutExpired:
-            job.kill()
-            job.wait()
-            pytest.fail("the job hung")
-        assert status != 0 and time.monotonic() - start < 100      # not rank 0's 120 s
-        os.set_blocking(read_end, False)
-        output = os.read(read_end, 1 << 20).decode(errors="replace")
-    finally:
-        os.close(read_end)
+    start = time.monotonic()
+    status, output = run_unread([_mpiexec(), "-n", "2", sys.executable, str(script), case],
+                                with_stdout=True, timeout=100, cwd=tmp_path)
+    assert status != 0 and time.monotonic() - start < 100      # not rank 0's 120 s
     assert "descend.distributed: rank 1 of 2 failed; aborting the job.\n" in output
     assert "x the end\n" in output
 
