@@ -7,7 +7,7 @@ import pytest
 import descend as dn
 from descend import plans
 from test_breaker5 import bench_script
-from test_distributed import _mpiexec, needs_mpi
+from test_distributed import _mpiexec, needs_mpi, no_leaked_mpich_segments  # noqa: F401
 
 
 # ------------------------------------------- a density of -0.0 in Python plans
