@@ -24,8 +24,9 @@ MNIST_DIR = Path(os.environ.get("DESCEND_DATA") or
                  Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist")
 needs_mnist = pytest.mark.skipif(
     not all((MNIST_DIR / name).is_file() for name in datasets.MNIST_FILES),
-    reason=f"MNIST files not found in {MNIST_DIR} (the shared datasets folder "
-    "beside the repository); MNIST tests need them and never download",
+    reason=f"MNIST files not found in {MNIST_DIR} (DESCEND_DATA, else the shared "
+    "datasets folder beside the repository: set DESCEND_DATA to the directory of the "
+    "four MNIST files); MNIST tests need them and never download",
 )
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

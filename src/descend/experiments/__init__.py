@@ -156,7 +156,7 @@ def write_report(results, path, png_prefix="", intro=""):
     machine = results[0].machine if results and results[0].machine else machine_markdown()
     lines += ["Machine (at the start of the first experiment):", "", machine, ""]
     total = sum(r.seconds for r in results)
-    lines += [f"Total wall time: {total:.0f} s.", ""]
+    lines += [f"Wall time of the experiments (their sum, without loading and writing): {total:.0f} s.", ""]
     lines += ["| experiment | size | data | seeds | seconds | load average (start, end) |",
               "|---|---|---|---|---|---|"]
     for r in results:
