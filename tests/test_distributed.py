@@ -12,6 +12,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -71,7 +72,6 @@ def remove_leaked_segments(before):
     them from abort tests and scripts); a job that ends normally removes it.
     Ranks the launcher killed may map it for a moment after mpiexec returns:
     waits up to 5 s for them."""
-    import time
     left = mpich_segments() - before
     deadline = time.monotonic() + 5     # ranks the launcher killed may still be exiting
     while left:
@@ -240,7 +240,6 @@ def test_an_aborting_rank_waits_until_the_launcher_has_read_its_message(tmp_path
     # was: MPI_Abort reached mpiexec before the message and 7 of 1000 jobs
     # ended with an empty stderr (the CI's failing-rank test, once)
     import threading
-    import time
     from descend.distributed import _wait_until_read
     read_fd, write_fd = os.pipe()
     with os.fdopen(read_fd, "rb") as reader, os.fdopen(write_fd, "w") as writer:
@@ -250,19 +249,19 @@ def test_an_aborting_rank_waits_until_the_launcher_has_read_its_message(tmp_path
         launcher = threading.Timer(0.3, lambda: got.append(os.read(reader.fileno(), 100)))
         start = time.monotonic()
         launcher.start()
-        _wait_until_read(writer, timeout=10)
+        _wait_until_read(writer.fileno(), timeout=10)
         waited = time.monotonic() - start
         launcher.join()
         assert got == [b"rank 1 failed\n"] and 0.25 < waited < 5
         writer.write("nobody reads this\n")       # no reader: gives up at the timeout
         writer.flush()
         start = time.monotonic()
-        _wait_until_read(writer, timeout=0.2)
+        _wait_until_read(writer.fileno(), timeout=0.2)
         assert 0.15 < time.monotonic() - start < 5
     with open(tmp_path / "log.txt", "w") as not_a_pipe:      # a file: no wait
         not_a_pipe.write("x" * 100)
         start = time.monotonic()
-        _wait_until_read(not_a_pipe, timeout=10)
+        _wait_until_read(not_a_pipe.fileno(), timeout=10)
         assert time.monotonic() - start < 1
 
 
