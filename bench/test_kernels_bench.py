@@ -5,12 +5,14 @@
 Times only; nothing here asserts a duration. Each kernel runs single-threaded
 (n_threads=1, BLAS limited to one thread) so the numbers compare across
 machines and runs; bench/compare.py measures whole epochs on 2 threads.
+The arrays start on 64-byte boundaries, as a network's parameters and the
+epoch's buffers do (descend._aligned).
 """
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from descend import _dense, _losses, _optim, _sparse
+from descend import _aligned, _dense, _losses, _optim, _sparse
 from descend._contract import Activation, Loss, OptimizerKind
 
 SHAPES = [(1, 784, 256), (32, 784, 256), (128, 784, 256), (1024, 784, 256),
@@ -29,7 +31,7 @@ def arrays(n, n_in, n_out, dtype, seed=0):
     x = rng.standard_normal((n, n_in)).astype(dtype)
     w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
     b = rng.standard_normal(n_out).astype(dtype)
-    return x, w, b
+    return _aligned.copy(x), _aligned.copy(w), _aligned.copy(b)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -67,7 +69,7 @@ def sparse_rows(n, n_in, dtype, density=0.19, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.random((n, n_in)).astype(dtype)
     x[rng.random((n, n_in)) >= density] = 0
-    return x
+    return _aligned.copy(x)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -77,8 +79,7 @@ def test_sparse_forward(benchmark, n, dtype):
     dense twin is test_dense_forward at the same shape)."""
     _, w, b = arrays(1, 784, 256, dtype)
     x = sparse_rows(n, 784, dtype)
-    z = np.empty((n, 256), dtype)
-    a = np.empty_like(z)
+    z, a = _aligned.empty((n, 256), dtype), _aligned.empty((n, 256), dtype)
     benchmark.extra_info["dense_gflop"] = 2 * n * 784 * 256 / 1e9
     benchmark(_sparse.sparse_forward_py, x, w, b, z, a, ACTIVATIONS["relu"], 0.0)
 
@@ -88,16 +89,16 @@ def test_sparse_forward(benchmark, n, dtype):
 def test_sparse_grad_kernel(benchmark, n, dtype):
     """dW = x^T dz of the first layer from the non-zero inputs only."""
     x = sparse_rows(n, 784, dtype)
-    dz = np.random.default_rng(1).standard_normal((n, 256)).astype(dtype)
-    dw = np.zeros((784, 256), dtype)
+    dz = _aligned.copy(np.random.default_rng(1).standard_normal((n, 256)).astype(dtype))
+    dw = _aligned.full((784, 256), dtype, 0)
     benchmark.extra_info["dense_gflop"] = 2 * n * 784 * 256 / 1e9
     benchmark(_sparse.sparse_grad_kernel_py, x, dz, dw, 0, 784, 1.0)
 
 
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 def test_activation_forward(benchmark, activation):
-    z = np.random.default_rng(0).standard_normal((1024, 256)).astype(np.float32)
-    a = np.empty_like(z)
+    z = _aligned.copy(np.random.default_rng(0).standard_normal((1024, 256)).astype(np.float32))
+    a = _aligned.empty(z.shape, z.dtype)
     benchmark.extra_info["elements"] = z.size
     benchmark(_dense.activation_forward_py, z, a, ACTIVATIONS[activation], 0.01)
 
@@ -136,9 +137,9 @@ def test_optimizer_update(benchmark, name):
     """One update of a 784x256 kernel (200,704 parameters)."""
     config, n_state = OPTIMIZERS[name]
     rng = np.random.default_rng(0)
-    w = rng.standard_normal(784 * 256).astype(np.float32)
-    g = rng.standard_normal(784 * 256).astype(np.float32)
-    state = [np.zeros_like(w) for _ in range(n_state)] + [None] * (3 - n_state)
+    w = _aligned.copy(rng.standard_normal(784 * 256).astype(np.float32))
+    g = _aligned.copy(rng.standard_normal(784 * 256).astype(np.float32))
+    state = [_aligned.full(w.shape, w.dtype, 0) for _ in range(n_state)] + [None] * (3 - n_state)
     benchmark.extra_info["parameters"] = w.size
     benchmark(_optim.optimizer_step_py, config, w, g, state[0], state[1], state[2],
               1e-3, 0.0, 1, 1)

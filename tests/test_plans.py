@@ -745,7 +745,7 @@ def test_a_profile_of_another_format_is_measured_again(profile_dir, monkeypatch)
     directory, calls = profile_dir
     stored = plans.machine_profile()
     key = plans.profile_key()
-    assert key["format"] == plans.PROFILE_FORMAT == 8
+    assert key["format"] == plans.PROFILE_FORMAT == 9
     assert plans.profile_is_stale(stored, {**key, "format": 7})
     monkeypatch.setattr(plans, "_loaded", {})
     monkeypatch.setattr(plans, "profile_key", lambda: {**key, "format": 7})

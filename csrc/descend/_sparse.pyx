@@ -25,7 +25,7 @@ from descend._blas cimport gemm
 
 cimport numpy as cnp
 from libc.stdlib cimport free, malloc
-from libc.stdint cimport uint64_t
+from libc.stdint cimport intptr_t, uint64_t
 
 from descend._dense cimport apply_link, bias_activation_row, forward_dtype, non_finite
 from descend._simd cimport PORTABLE, AVX2, AVX512, cpu_has
@@ -1039,9 +1039,12 @@ cdef class SparseLayerRun:
         self.kernel_rows = max(1, kernel_rows or self.n_in)
         dtype = x.dtype
         n, n_in, n_out = self.n, self.n_in, self.n_out
-        self.arrays = (x, w, dz, np.empty((n, n_in), dtype), np.empty((n, n_out), dtype),
-                       w.copy(), np.empty(sparse_scratch_ints(self.batch_size, n_in), np.int32),
-                       np.empty(sparse_scratch_values(self.batch_size, n_in), dtype))
+        # every buffer on a 64-byte boundary, as the epoch's (descend._aligned)
+        from descend import _aligned
+        self.arrays = (x, _aligned.copy(w), dz, _aligned.empty((n, n_in), dtype),
+                       _aligned.empty((n, n_out), dtype), _aligned.copy(w),
+                       _aligned.empty(sparse_scratch_ints(self.batch_size, n_in), np.int32),
+                       _aligned.empty(sparse_scratch_values(self.batch_size, n_in), dtype))
 
     def outputs(self):
         """(z, out) of the last call: z (n, n_out) the forward product, out
@@ -1167,17 +1170,20 @@ cdef long _row_loop_rows(cnp.ndarray x, tuple kernels, tuple biases, tuple activ
     cdef long bad = 0
     for i in range(n_layers):
         widest = max(widest, (<cnp.ndarray>kernels[i]).shape[1])
-    # each thread's scratch on its own cache lines (64 bytes)
+    # each thread's scratch on its own cache lines (64 bytes), starting on
+    # one (malloc gives 16-byte alignment: the vector loops' loads would
+    # straddle two lines, see descend._aligned)
     cdef long per_thread = (widest * (sizeof(int) + 4 * sizeof(unsigned short))
                             + (4 + 2 * ROW_LOOP_BLOCK) * <long>widest * sizeof(floating) + 63) // 64 * 64
     cdef RowLayer* layers = <RowLayer*>malloc(n_layers * sizeof(RowLayer))
     cdef RowScratch* scratch = <RowScratch*>malloc(threads * sizeof(RowScratch))
-    cdef char* memory = <char*>malloc(threads * per_thread)
-    if layers == NULL or scratch == NULL or memory == NULL:
+    cdef char* allocated = <char*>malloc(threads * per_thread + 64)
+    if layers == NULL or scratch == NULL or allocated == NULL:
         free(layers)
         free(scratch)
-        free(memory)
+        free(allocated)
         raise MemoryError()
+    cdef char* memory = allocated + (-<intptr_t>allocated & 63)
     for i in range(threads):
         scratch[i].value = memory + i * per_thread
         scratch[i].buffers = <floating*>scratch[i].value + 4 * <long>widest
@@ -1202,7 +1208,7 @@ cdef long _row_loop_rows(cnp.ndarray x, tuple kernels, tuple biases, tuple activ
                                        link, widest, gemm_min_rows, &scratch[threadid()])
     free(layers)
     free(scratch)
-    free(memory)
+    free(allocated)
     return bad
 
 

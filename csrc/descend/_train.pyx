@@ -5,7 +5,9 @@
 # layers, penalties, clipping and the optimizer update of every parameter
 # array. No Python runs per batch, except a progress call every
 # `progress_every` batches, which is also where Ctrl-C is noticed. Every
-# buffer is allocated once, when the EpochRunner is built at the start of fit.
+# buffer is allocated once, when the EpochRunner is built at the start of fit,
+# on a 64-byte boundary (descend._aligned: the vector loops' loads then do
+# not straddle cache lines; results do not depend on it).
 # The kernels are the same cdef functions the per-layer Python path calls,
 # except the sparse first layer below: the loop knows the density of all of
 # X before it starts, the per-layer path sees one batch at a time.
@@ -122,6 +124,7 @@ import time
 
 import numpy as np
 
+from descend import _aligned
 from descend._threads import cores_busy
 from descend._blas cimport axpy, dot, gemm
 from descend._activations cimport activate, derivative
@@ -526,16 +529,16 @@ cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_aliv
     and the per-thread accumulators."""
     cdef int batch_size = loop.batch_size
     dtype, width, sparse = X.dtype, X.shape[1], loop.sparse_input
-    x_batch = np.empty((batch_size, width), dtype=dtype)
+    x_batch = _aligned.empty((batch_size, width), dtype)
     # the sparse kernels' scratch, per thread
     loop.scratch_size = sparse_scratch_ints(batch_size, width)
     loop.scratch_values = sparse_scratch_values(batch_size, width)
-    grad_scratch = (np.empty((loop.n_threads, loop.scratch_size), np.int32)
+    grad_scratch = (_aligned.empty((loop.n_threads, loop.scratch_size), np.int32)
                     if sparse else None)
-    grad_values = (np.empty((loop.n_threads, loop.scratch_values), dtype)
+    grad_values = (_aligned.empty((loop.n_threads, loop.scratch_values), dtype)
                    if sparse else None)
     targets_batch = (None if targets is None else
-                     np.empty((batch_size, targets.shape[1]), dtype=dtype))
+                     _aligned.empty((batch_size, targets.shape[1]), dtype))
     labels_batch = None if labels is None else np.empty(batch_size, dtype=np.int32)
     weights_batch = None if loop.weights == NULL else np.empty(batch_size)
     keep_alive.extend([x_batch, targets_batch, labels_batch, grad_scratch, grad_values,
@@ -575,11 +578,11 @@ cdef _fill_layers(LoopState* loop, list layers, dtype, kernel_rows, int cores,
                     spec.kernel_l2, spec.kernel_l1_proximal, 1.0, keep_alive)
         _fill_param(&p.bias, spec.bias, spec.bias_state, spec.bias_l1, spec.bias_l2,
                     spec.bias_l1_proximal, 1.0 if spec.decay_bias else 0.0, keep_alive)
-        z = np.empty((loop.batch_size, p.n_out), dtype=dtype)
+        z = _aligned.empty((loop.batch_size, p.n_out), dtype)
         # identity layers need no separate activation buffer
-        a = z if p.activation == IDENTITY else np.empty_like(z)
-        dz = np.empty_like(z)
-        dropped = (np.empty((loop.batch_size, p.n_in), dtype=dtype)
+        a = z if p.activation == IDENTITY else _aligned.empty(z.shape, dtype)
+        dz = _aligned.empty(z.shape, dtype)
+        dropped = (_aligned.empty((loop.batch_size, p.n_in), dtype)
                    if p.dropout_rate > 0 else None)
         keep_alive.extend([z, a, dz, dropped])
         p.z, p.a, p.dz, p.dropped = data(z), data(a), data(dz), data(dropped)
@@ -599,7 +602,7 @@ cdef _fill_param(Param* param, value, tuple state, double l1, double l2, bint pr
                  double decay, list keep_alive):
     """param from a parameter array (or None), its optimizer state, penalty
     and weight-decay factor; its gradient buffer is allocated here."""
-    grad = None if value is None else np.empty_like(value)
+    grad = None if value is None else _aligned.empty(value.shape, value.dtype)
     slots = list(state) + [None] * (3 - len(state))
     keep_alive.extend([value, grad] + slots)
     param.value = data(value)
@@ -618,8 +621,8 @@ cdef _gradients_into_flat(LoopState* loop, list keep_alive):
     loop.flat_size = 1
     for l in range(loop.n_layers):
         loop.flat_size += loop.plans[l].kernel.size + loop.plans[l].bias.size
-    flat = np.zeros(loop.flat_size, np.float32 if loop.is_float32 else np.float64)
-    send = np.empty_like(flat)
+    flat = _aligned.full(loop.flat_size, np.float32 if loop.is_float32 else np.float64, 0)
+    send = _aligned.empty(flat.shape, flat.dtype)
     keep_alive.extend([flat, send])
     loop.flat, loop.send = data(flat), data(send)
     for l in range(loop.n_layers):

@@ -44,7 +44,7 @@ import time
 
 import numpy as np
 
-from descend import _threads, plans
+from descend import _aligned, _threads, plans
 from descend._config import register_section
 from descend._dense import forward_rows_py
 from descend._sparse import forward_rows_sparse_py, sparse_forward_py
@@ -227,12 +227,13 @@ def profile_runs(rng, probe):
             return lambda: driver(x, (w,), (None,), (0,), (0.0,), 0, 1, NEVER)
         return lambda: driver(x, (w,), (None,), (0,), (0.0,), 0, 1)
     dtype = probe.dtype
-    w = (rng.random((probe.shape[1], 256), dtype=dtype) - 0.5) / 14
+    # kernels aligned as a network's are (descend._aligned)
+    w = _aligned.copy((rng.random((probe.shape[1], 256), dtype=dtype) - 0.5) / 14)
     runs = {"first_row_loops": layer(probe, w, forward_rows_sparse_py),
             "first_gemm": layer(probe, w, forward_rows_py)}
     for width, rows in PROFILE_HIDDEN.items():
         h = np.maximum(rng.random((rows, width), dtype=dtype) - 0.5, 0)
-        w = (rng.random((width, width), dtype=dtype) - 0.5) / math.sqrt(width)
+        w = _aligned.copy((rng.random((width, width), dtype=dtype) - 0.5) / math.sqrt(width))
         runs[f"row_loops_{width}"] = layer(h, w, forward_rows_sparse_py)
     return runs
 

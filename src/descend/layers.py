@@ -8,7 +8,7 @@ from numbers import Integral
 
 import numpy as np
 
-from descend import _dense, activations, initializers
+from descend import _aligned, _dense, activations, initializers
 from descend._contract import Activation
 from descend._validation import (check, check_bool, check_float, check_int, check_team_size,
                                  error_message)
@@ -79,10 +79,18 @@ class Dense:
 
     def build(self, n_in, rng, dtype):
         """Draw the parameters from the network's Generator."""
-        self.kernel = np.ascontiguousarray(
-            self.kernel_initializer((n_in, self.units), rng, dtype))
-        self.bias = (np.ascontiguousarray(self.bias_initializer((self.units,), rng, dtype))
+        # on a 64-byte boundary: the compiled loops' vector loads (see _aligned)
+        self.kernel = _aligned.copy(self.kernel_initializer((n_in, self.units), rng, dtype))
+        self.bias = (_aligned.copy(self.bias_initializer((self.units,), rng, dtype))
                      if self.use_bias else None)
+
+    def __setstate__(self, state):
+        # pickle and copy.deepcopy give new arrays at NumPy's 16-byte
+        # alignment: nothing refers to them yet, so they are aligned again
+        self.__dict__.update(state)
+        for name in ("kernel", "bias"):
+            if isinstance(state.get(name), np.ndarray):
+                setattr(self, name, _aligned.copy(state[name]))
 
     def kernel_activation_code(self, is_last, loss_link):
         """Kernel activation code; a last-layer link fused into the loss is identity."""

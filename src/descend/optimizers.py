@@ -15,7 +15,7 @@ all of them together to global norm <= global_clipnorm (as
 import abc
 import numpy as np
 
-from descend import _optim, schedules
+from descend import _aligned, _optim, schedules
 from descend._contract import OptimizerKind
 from descend._validation import (check_array_like, check_bool, check_float, check_team_size,
                                  error_message)
@@ -88,6 +88,12 @@ class Optimizer(abc.ABC):
         self.state = None
         self.param_names = None
 
+    def __setstate__(self, state):
+        # as Dense.__setstate__: unpickled state arrays are aligned again
+        self.__dict__.update(state)
+        if self.state is not None:
+            self.state = [[_aligned.copy(a) for a in s] for s in self.state]
+
     # -- settings shared with the kernels -----------------------------------
     @abc.abstractmethod
     def kernel_config(self):
@@ -138,7 +144,7 @@ class Optimizer(abc.ABC):
         return self.state_names
 
     def _initial_state(self, name, param):
-        return np.zeros_like(param, order="C")
+        return _aligned.full(param.shape, param.dtype, 0)
 
     def get_state(self):
         """{"iterations": t, "learning_rate_scale": s, "arrays": [[arrays of param 0],
@@ -159,7 +165,7 @@ class Optimizer(abc.ABC):
                 for m, t in zip(mine, theirs):
                     np.copyto(m, t)
         else:
-            self.state = [[np.ascontiguousarray(a).copy() for a in s] for s in arrays]
+            self.state = [[_aligned.copy(a) for a in s] for s in arrays]
         self.iterations = int(state["iterations"])
         self.learning_rate_scale = float(state.get("learning_rate_scale", 1.0))
 
@@ -444,7 +450,7 @@ class Adagrad(Optimizer):
             initial_accumulator_value, "initial_accumulator_value", minimum=0.0)
 
     def _initial_state(self, name, param):
-        return np.full_like(param, self.initial_accumulator_value, order="C")
+        return _aligned.full(param.shape, param.dtype, self.initial_accumulator_value)
 
     def kernel_config(self):
         return {"kind": self.kind, "epsilon": self.epsilon}
