@@ -44,6 +44,24 @@ def test_copy_keeps_the_values_and_converts_the_dtype_only_when_asked():
     assert np.array_equal(_aligned.copy(source.T), source.T)
 
 
+def test_realigned_copies_only_what_is_not_aligned():
+    aligned = _aligned.copy(np.arange(40.0).reshape(5, 8))
+    assert _aligned.realigned(aligned) is aligned
+    for other in (misaligned_copy(aligned), aligned[:, ::2]):
+        again = _aligned.realigned(other)
+        assert again is not other and again.ctypes.data % 64 == 0
+        assert again.flags.c_contiguous and np.array_equal(again, other)
+
+
+def test_a_shallow_copy_of_a_layer_still_shares_its_arrays():
+    net = dn.Sequential([dn.Dense(4)], input_dim=3, seed=0)
+    net.compile(loss="mean_squared_error", optimizer="adam")
+    layer = net.layers[0]
+    assert copy.copy(layer).kernel is layer.kernel
+    net.fit(np.ones((4, 3)), np.ones((4, 4)), epochs=1, batch_size=4, verbose=0)
+    assert copy.copy(net.optimizer).state[0][0] is net.optimizer.state[0][0]
+
+
 def test_an_integer_shape_is_a_one_dimensional_array():
     assert _aligned.empty(5, np.float32).shape == (5,)
     assert _aligned.empty(np.int64(5), np.float32).shape == (5,)

@@ -48,6 +48,15 @@ def copy(array, dtype=None):
     return out
 
 
+def realigned(array):
+    """`array` itself if its data are aligned (and C-contiguous), else an
+    aligned copy: for arrays that nothing refers to yet, such as unpickled
+    ones (a shallow copy of an aligned array still shares it)."""
+    if array.flags.c_contiguous and is_aligned(array):
+        return array
+    return copy(array)
+
+
 def is_aligned(array):
     """Whether `array`'s data start on an ALIGNMENT-byte boundary."""
     return array.ctypes.data % ALIGNMENT == 0

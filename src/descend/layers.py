@@ -90,7 +90,7 @@ class Dense:
         self.__dict__.update(state)
         for name in ("kernel", "bias"):
             if isinstance(state.get(name), np.ndarray):
-                setattr(self, name, _aligned.copy(state[name]))
+                setattr(self, name, _aligned.realigned(state[name]))
 
     def kernel_activation_code(self, is_last, loss_link):
         """Kernel activation code; a last-layer link fused into the loss is identity."""

@@ -91,8 +91,8 @@ class Optimizer(abc.ABC):
     def __setstate__(self, state):
         # as Dense.__setstate__: unpickled state arrays are aligned again
         self.__dict__.update(state)
-        if self.state is not None:
-            self.state = [[_aligned.copy(a) for a in s] for s in self.state]
+        if self.__dict__.get("state") is not None:
+            self.state = [[_aligned.realigned(a) for a in s] for s in self.state]
 
     # -- settings shared with the kernels -----------------------------------
     @abc.abstractmethod
