@@ -57,6 +57,15 @@ def realigned(array):
     return copy(array)
 
 
+def shallow_copy(obj):
+    """What copy.copy gives for `obj` (a new instance sharing its __dict__'s
+    values), for classes whose __setstate__ realigns unpickled arrays: their
+    __copy__, so that a shallow copy shares the arrays it would realign."""
+    copied = type(obj).__new__(type(obj))
+    copied.__dict__.update(obj.__dict__)
+    return copied
+
+
 def is_aligned(array):
     """Whether `array`'s data start on an ALIGNMENT-byte boundary."""
     return array.ctypes.data % ALIGNMENT == 0

@@ -92,6 +92,12 @@ class Dense:
             if isinstance(state.get(name), np.ndarray):
                 setattr(self, name, _aligned.realigned(state[name]))
 
+    def __copy__(self):
+        # copy.copy would pass the live arrays through __setstate__, which
+        # copies those that are not aligned (a kernel the user assigned): a
+        # shallow copy shares every attribute
+        return _aligned.shallow_copy(self)
+
     def kernel_activation_code(self, is_last, loss_link):
         """Kernel activation code; a last-layer link fused into the loss is identity."""
         if self.activation == "softmax" or (is_last and self.activation == loss_link):

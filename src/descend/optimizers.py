@@ -94,6 +94,10 @@ class Optimizer(abc.ABC):
         if self.__dict__.get("state") is not None:
             self.state = [[_aligned.realigned(a) for a in s] for s in self.state]
 
+    def __copy__(self):
+        # as Dense.__copy__: the same state list and arrays, whatever their alignment
+        return _aligned.shallow_copy(self)
+
     # -- settings shared with the kernels -----------------------------------
     @abc.abstractmethod
     def kernel_config(self):
