@@ -49,3 +49,43 @@ def test_a_deep_copy_of_a_layer_still_aligns_what_the_user_assigned():
     deep = copy.deepcopy(layer)
     assert deep.kernel is not layer.kernel and deep.kernel.ctypes.data % 64 == 0
     assert np.array_equal(deep.kernel, layer.kernel)
+
+
+# ------------------------------ a kernel shared by two layers stays shared
+def _tied():
+    """Two hidden layers of one kernel (assigned: layers[2].kernel is
+    layers[1].kernel), which fit trains as one array."""
+    net = dn.Sequential([dn.Dense(8, activation="tanh"), dn.Dense(8, activation="tanh"),
+                         dn.Dense(8, activation="tanh"), dn.Dense(2)],
+                        input_dim=8, dtype="float64", seed=0, n_threads=1)
+    net.compile(loss="mean_squared_error", optimizer=dn.optimizers.SGD(0.1))
+    net.layers[2].kernel = net.layers[1].kernel
+    return net
+
+
+@pytest.mark.parametrize("clone", [lambda net: pickle.loads(pickle.dumps(net)),
+                                   copy.deepcopy], ids=["pickle", "deepcopy"])
+def test_a_pickled_or_deep_copied_network_keeps_a_kernel_its_layers_share(clone):
+    """Unpickled arrays are aligned again one by one: each layer got its own
+    copy of the shared kernel, so the clone trained other weights than the
+    network (pickle and deepcopy keep shared objects shared)."""
+    net = _tied()
+    # unpickled arrays start where NumPy's allocator puts them, 64-byte
+    # aligned by chance one time in four: eight clones held at once
+    twins = [clone(net) for _ in range(8)]
+    for twin in twins:
+        assert twin.layers[2].kernel is twin.layers[1].kernel
+        assert twin.layers[1].kernel.ctypes.data % 64 == 0
+    twin = twins[0]
+    X = np.random.default_rng(1).random((32, 8))
+    for model in (net, twin):
+        model.fit(X, X[:, :2], epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert np.array_equal(net.predict(X), twin.predict(X))
+
+
+def test_arrays_unpickled_apart_are_not_shared():
+    """The same kernel pickled twice (two pickles) is two arrays."""
+    net = _tied()
+    first, second = (pickle.loads(pickle.dumps(net.layers[1])) for _ in range(2))
+    assert first.kernel is not second.kernel
+    assert np.array_equal(first.kernel, second.kernel)

@@ -16,9 +16,14 @@ a row's bytes are a multiple of 64 (for example 256 float32 columns).
 Results never depend on alignment (the loops use unaligned loads, which
 read the same values); only their speed does.
 """
+import weakref
+
 import numpy as np
 
 ALIGNMENT = 64      # bytes
+
+# realigned's copies, by the id of the array each copies (while it lives)
+_copies = {}
 
 
 def empty(shape, dtype):
@@ -51,10 +56,19 @@ def copy(array, dtype=None):
 def realigned(array):
     """`array` itself if its data are aligned (and C-contiguous), else an
     aligned copy: for arrays that nothing refers to yet, such as unpickled
-    ones (a shallow copy of an aligned array still shares it)."""
+    ones (a shallow copy of an aligned array still shares it).
+
+    While `array` lives, every call gives the same copy: an array that two
+    objects of one pickle or deepcopy share (a kernel two layers share) is
+    unpickled once, and stays one array when each of them realigns it."""
     if array.flags.c_contiguous and is_aligned(array):
         return array
-    return copy(array)
+    key = id(array)
+    if key not in _copies:
+        _copies[key] = copy(array)
+        # dropped as `array` dies, before its id can name another object
+        weakref.finalize(array, _copies.pop, key, None)
+    return _copies[key]
 
 
 def shallow_copy(obj):
