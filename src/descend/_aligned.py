@@ -54,14 +54,15 @@ def copy(array, dtype=None):
 
 
 def realigned(array):
-    """`array` itself if its data are aligned (and C-contiguous), else an
-    aligned copy: for arrays that nothing refers to yet, such as unpickled
-    ones (a shallow copy of an aligned array still shares it).
+    """`array` itself if its data are aligned (and C-contiguous and
+    writeable), else an aligned copy: for arrays that nothing refers to yet,
+    such as unpickled ones (out-of-band pickle buffers may be read-only;
+    in-band pickles give writeable arrays).
 
     While `array` lives, every call gives the same copy: an array that two
     objects of one pickle or deepcopy share (a kernel two layers share) is
     unpickled once, and stays one array when each of them realigns it."""
-    if array.flags.c_contiguous and is_aligned(array):
+    if array.flags.c_contiguous and array.flags.writeable and is_aligned(array):
         return array
     key = id(array)
     if key not in _copies:
