@@ -66,7 +66,8 @@ def realigned(array):
         return array
     key = id(array)
     if key not in _copies:
-        _copies[key] = copy(array)
+        # of the array's class (np.matrix, np.memmap), which pickle keeps
+        _copies[key] = copy(array).view(type(array))
         # dropped as `array` dies, before its id can name another object
         weakref.finalize(array, _copies.pop, key, None)
     return _copies[key]
