@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
 
@@ -70,7 +69,7 @@ def test_the_busy_signal_is_read_only_until_one_thread_was_measured():
     assert len(calls) == 4      # from the first choice after a timed chunk to the retry
 
 
-def test_cores_busy_counts_other_jobs_runnable_threads(monkeypatch, tmp_path):
+def test_cores_busy_reads_the_running_count_of_proc_loadavg(monkeypatch, tmp_path):
     from descend import _threads
     real_open = open
     loadavg = tmp_path / "loadavg"
@@ -79,53 +78,13 @@ def test_cores_busy_counts_other_jobs_runnable_threads(monkeypatch, tmp_path):
         return real_open(loadavg if path == "/proc/loadavg" else path, *args, **kwargs)
     monkeypatch.setattr("builtins.open", fake_open)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    own = iter([])
-    monkeypatch.setattr(_threads, "_own_runnable_threads", lambda: next(own))
-    # (machine's runnable threads, this process's, team) -> busy
-    for running, mine, team, busy in ((1, 1, 1, False), (2, 2, 2, False), (3, 2, 2, True),
-                                      (3, 3, 2, False), (9, 3, 2, True), (3, 1, 1, True),
-                                      (2, 1, 1, False)):
+    for running, busy in ((1, False), (2, False), (3, True), (9, True)):
         loadavg.write_text(f"0.50 0.40 0.30 {running}/187 4242\n")
-        own = iter([mine] * _threads.BUSY_SAMPLES)
-        assert _threads.cores_busy(team) is busy, (running, mine, team)
+        assert _threads.cores_busy() is busy
     loadavg.write_text("garbage\n")
     assert _threads.cores_busy() is None
     loadavg.unlink()
     assert _threads.cores_busy() is None
-
-
-def test_cores_busy_takes_the_fewest_of_its_samples(monkeypatch):
-    """A thread runnable for one sample (a kernel thread waking) is not a
-    job holding a core; one runnable in every sample is."""
-    from descend import _threads
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(_threads, "_own_runnable_threads", lambda: 2)
-    for counts, busy in (([3, 2, 2], False), ([2, 3, 2], False), ([3, 3, 3], True),
-                         ([4, 3, 5], True)):
-        samples = iter(counts)
-        monkeypatch.setattr(_threads, "_runnable_threads", lambda: next(samples))
-        assert _threads.cores_busy(2) is busy, counts
-        assert next(samples, None) is None         # every sample read
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux /proc only")
-def test_own_runnable_threads_counts_this_process_s_busy_threads():
-    from descend import _threads
-    stop = threading.Event()
-
-    def spin():
-        while not stop.is_set():
-            pass
-    before = _threads._own_runnable_threads()
-    assert before >= 1                              # the thread asking runs
-    spinner = threading.Thread(target=spin)
-    spinner.start()
-    try:
-        # the spinning thread holds the GIL part of the time: look a few times
-        assert max(_threads._own_runnable_threads() for _ in range(200)) >= 2
-    finally:
-        stop.set()
-        spinner.join()
 
 
 def test_retries_of_the_slow_choice_cost_at_most_their_share_of_the_time():

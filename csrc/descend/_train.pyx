@@ -375,10 +375,9 @@ class TeamSize:
         """workload: a hashable description of the work per batch (shapes,
         batch size, dtype): what was learned holds for the same workload.
         busy: a function returning whether other jobs hold the cores now
-        (True, False, or None: unknown); default descend._threads.cores_busy
-        for a team of n_threads."""
+        (True, False, or None: unknown); default descend._threads.cores_busy."""
         self.n_threads = n_threads
-        self.busy = (lambda: cores_busy(n_threads)) if busy is None else busy
+        self.busy = cores_busy if busy is None else busy
         self.key = (n_threads, workload)
         best, seconds = TeamSize._memory.get(self.key, (n_threads, {}))
         self.best = best

@@ -31,7 +31,6 @@ Two process-wide hazards are handled here:
 """
 import os
 import threading
-import time
 import warnings
 
 from threadpoolctl import ThreadpoolController
@@ -66,60 +65,22 @@ def forked_after_threads():
     return _ForkState.forked_after_teams
 
 
-# cores_busy's samples of the runnable threads, and the seconds between them
-BUSY_SAMPLES = 3
-BUSY_INTERVAL = 0.0005
+def cores_busy():
+    """Whether more threads run right now than the machine has cores: True,
+    False, or None where that is unknown (no Linux ``/proc/loadavg``).
 
-
-def cores_busy(team=1):
-    """Whether other jobs hold cores right now, so that a team of `team`
-    threads would not get one core each: True, False, or None where that is
-    unknown (no Linux ``/proc``).
-
-    Other jobs' runnable threads are the machine's (the running count of
-    ``/proc/loadavg``) less this process's (the states in
-    ``/proc/self/task/*/stat``: its OpenMP workers spin between chunks, and
-    OpenBLAS's after a call of the user's); busy when they and the team
-    need more cores than there are. The fewest of BUSY_SAMPLES counts
-    BUSY_INTERVAL seconds apart is taken: a kernel thread runnable for an
-    instant is not a job holding a core (a single count said "busy" on idle
-    cores, and a fit of ten batches ran one of them on one thread: 10% of
-    its first epoch). A team of threads that meets at barriers runs slower
-    than one thread when another job holds a core, so
-    ``descend._train.TeamSize`` tries one thread at once when the cores are
-    busy, and only now and then when they are not.
+    Read from the count of running threads in ``/proc/loadavg`` (this
+    process's included: its OpenMP workers spin between chunks). A team of
+    threads that meets at barriers runs slower than one thread when another
+    job holds a core, so ``descend._train.TeamSize`` tries one thread at
+    once when the cores are busy, and only now and then when they are not.
     """
-    others = None
-    for sample in range(BUSY_SAMPLES):
-        if sample:
-            time.sleep(BUSY_INTERVAL)
-        try:
-            count = _runnable_threads() - _own_runnable_threads()
-        except (OSError, ValueError, IndexError):
-            return None
-        others = count if others is None else min(others, count)
-    return max(others, 0) + team > (os.cpu_count() or 1)
-
-
-def _runnable_threads():
-    """Runnable threads on the machine (the running count of /proc/loadavg)."""
-    with open("/proc/loadavg") as loadavg:
-        return int(loadavg.read().split()[3].partition("/")[0])
-
-
-def _own_runnable_threads():
-    """This process's runnable threads (state R in /proc/self/task/*/stat;
-    a thread that ends meanwhile is not counted)."""
-    count = 0
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/stat") as stat:
-                text = stat.read()
-        except OSError:
-            continue
-        # the state follows the command name, which may hold spaces and ')'
-        count += text[text.rindex(")") + 2] == "R"
-    return count
+    try:
+        with open("/proc/loadavg") as loadavg:
+            running = int(loadavg.read().split()[3].partition("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return running > (os.cpu_count() or 1)
 
 
 def plan(batch_size, n_threads=None):
