@@ -1039,9 +1039,11 @@ cdef class SparseLayerRun:
         self.kernel_rows = max(1, kernel_rows or self.n_in)
         dtype = x.dtype
         n, n_in, n_out = self.n, self.n_in, self.n_out
-        # every buffer on a 64-byte boundary, as the epoch's (descend._aligned)
+        # what the kernels read and write on 64-byte boundaries, as the
+        # epoch's buffers and a network's kernel are (descend._aligned); x
+        # is read only to copy its rows
         from descend import _aligned
-        self.arrays = (x, _aligned.copy(w), dz, _aligned.empty((n, n_in), dtype),
+        self.arrays = (x, _aligned.copy(w), _aligned.copy(dz), _aligned.empty((n, n_in), dtype),
                        _aligned.empty((n, n_out), dtype), _aligned.copy(w),
                        _aligned.empty(sparse_scratch_ints(self.batch_size, n_in), np.int32),
                        _aligned.empty(sparse_scratch_values(self.batch_size, n_in), dtype))

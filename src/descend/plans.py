@@ -105,7 +105,6 @@ import warnings
 
 import numpy as np
 
-from descend import _aligned
 from descend._config import register_section
 from descend._validation import MAX_THREADS
 
@@ -686,9 +685,8 @@ def _first_layer_runs(rng, x, gemm_rates, cores):
     which the plan's sample blocks follow."""
     from descend import _sparse
     n, (n_in, n_out) = max(SPARSE_PROBE_BATCHES.values()), SPARSE_PROBE_SHAPES[0]
-    # aligned as a network's kernel and the epoch's buffers are (_aligned)
-    w = _aligned.copy(rng.random((n_in, n_out), dtype=x.dtype) - 0.5)
-    dz = _aligned.copy(rng.random((n, n_out), dtype=x.dtype) - 0.5)
+    w = rng.random((n_in, n_out), dtype=x.dtype) - 0.5
+    dz = rng.random((n, n_out), dtype=x.dtype) - 0.5
     runs = {}
     for batch, rows in SPARSE_PROBE_BATCHES.items():
         workload = Workload(SPARSE_PROBE_SHAPES, str(x.dtype), batch, SPARSE_PROBE_DENSITY, cores)
