@@ -22,7 +22,7 @@ def fresh(n_threads=2, busy=True):
 def run(team, seconds_per_batch, n_batches=10):
     """One chunk: TeamSize's choice, timed by the given function of it."""
     choice = team.choose()
-    batches = 1 if team.retrying is not None else n_batches
+    batches = 1 if team.one_batch else n_batches
     team.record(choice, seconds_per_batch[choice], batches)
     return choice, batches
 
@@ -35,16 +35,34 @@ def test_one_thread_is_never_retried():
 def test_a_loaded_team_gives_way_to_one_thread_after_one_timed_chunk():
     team = fresh()
     seconds = {2: 0.025, 1: 0.0001}          # as measured with another job running
-    chunks = [run(team, seconds) for _ in range(4)]
-    # the first chunk is not timed, the second is, the third retries 1 thread
-    # for a single batch, and from then on one thread runs
-    assert chunks == [(2, 10), (2, 10), (1, 1), (1, 10)]
+    chunks = [run(team, seconds) for _ in range(5)]
+    # the first chunk is not timed, the second is; the busy reading after it
+    # is confirmed a batch later; then 1 thread is retried for a single
+    # batch, and from then on one thread runs
+    assert chunks == [(2, 10), (2, 10), (2, 1), (1, 1), (1, 10)]
     assert team.best == 1
 
 
-@pytest.mark.parametrize("busy", [True, None])
-def test_busy_or_unknown_cores_retry_one_thread_right_after_the_first_timed_chunk(busy):
-    team = fresh(busy=busy)
+def test_busy_cores_retry_one_thread_once_a_second_reading_confirms_it():
+    team = fresh(busy=True)
+    seconds = {2: 0.001, 1: 0.0018}
+    assert [run(team, seconds) for _ in range(5)] == [(2, 10), (2, 10), (2, 1), (1, 1),
+                                                      (2, 10)]
+    assert team.best == 2 and team.seconds[1] == 0.0018
+
+
+def test_a_single_busy_reading_on_idle_cores_retries_nothing():
+    readings = iter([True, False, True, False, False, False])
+    team = TeamSize(2, ("test", next(_keys)), busy=lambda: next(readings))
+    seconds = {2: 0.001, 1: 0.0018}
+    chunks = [run(team, seconds, n_batches=2) for _ in range(7)]
+    # each lone "busy" costs one chunk of a single batch, on the team
+    assert chunks == [(2, 2), (2, 2), (2, 1), (2, 2), (2, 1), (2, 2), (2, 2)]
+    assert 1 not in team.seconds
+
+
+def test_unknown_load_retries_one_thread_right_after_the_first_timed_chunk():
+    team = fresh(busy=None)
     seconds = {2: 0.001, 1: 0.0018}
     assert [run(team, seconds) for _ in range(4)] == [(2, 10), (2, 10), (1, 1), (2, 10)]
     assert team.best == 2 and team.seconds == {2: 0.001, 1: 0.0018}
@@ -69,22 +87,38 @@ def test_the_busy_signal_is_read_only_until_one_thread_was_measured():
     assert len(calls) == 4      # from the first choice after a timed chunk to the retry
 
 
-def test_cores_busy_reads_the_running_count_of_proc_loadavg(monkeypatch, tmp_path):
-    from descend import _threads
-    real_open = open
-    loadavg = tmp_path / "loadavg"
+def test_other_jobs_load_is_the_cpu_time_others_took_over_the_window():
+    from descend._threads import OtherJobsLoad
+    readings = iter([(0.0, 100.0, 10.0),      # at construction
+                     (0.01, 100.02, 10.01),   # 10 ms later: too soon, the last verdict
+                     (0.1, 100.25, 10.18),    # others 0.07 s in 0.1 s: 0.7 cores
+                     (0.2, 100.37, 10.36),    # others 0.0 cores
+                     (0.3, 100.56, 10.4),     # others 0.15 s in 0.1 s: 1.5 cores
+                     None])                   # /proc gone
+    load = OtherJobsLoad(2, cores=2, read=lambda: next(readings))
+    assert [load() for _ in range(5)] == [False, True, False, True, None]
 
-    def fake_open(path, *args, **kwargs):
-        return real_open(loadavg if path == "/proc/loadavg" else path, *args, **kwargs)
-    monkeypatch.setattr("builtins.open", fake_open)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    for running, busy in ((1, False), (2, False), (3, True), (9, True)):
-        loadavg.write_text(f"0.50 0.40 0.30 {running}/187 4242\n")
-        assert _threads.cores_busy() is busy
-    loadavg.write_text("garbage\n")
-    assert _threads.cores_busy() is None
-    loadavg.unlink()
-    assert _threads.cores_busy() is None
+
+def test_other_jobs_may_use_the_cores_the_team_leaves_free():
+    from descend._threads import OtherJobsLoad
+    readings = iter([(0.0, 0.0, 0.0), (1.0, 3.2, 2.0), (2.0, 7.2, 3.2)])
+    load = OtherJobsLoad(2, cores=4, read=lambda: next(readings))
+    # a team of 2 on 4 cores leaves 2 free: 1.2 cores of others is not busy,
+    # 2.8 cores (over 2 + THRESHOLD) is
+    assert load() is False
+    assert load() is True
+    assert OtherJobsLoad(1, read=lambda: None)() is None
+
+
+def test_other_jobs_load_reads_linux_proc():
+    from descend._threads import OtherJobsLoad, _cpu_seconds
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat (not Linux)")
+    wall, machine, own = _cpu_seconds()
+    assert wall > 0 and machine >= own >= 0
+    load = OtherJobsLoad(1)
+    load.start = (load.start[0] - 1.0,) + load.start[1:]    # a window of a second
+    assert load() in (True, False)
 
 
 def test_retries_of_the_slow_choice_cost_at_most_their_share_of_the_time():
@@ -95,8 +129,9 @@ def test_retries_of_the_slow_choice_cost_at_most_their_share_of_the_time():
         choice, batches = run(team, seconds)
         spent[choice] += seconds[choice] * batches
     assert team.best == 1
-    # the first two chunks ran on 2 threads before anything was known
-    retries = spent[2] - 2 * 10 * seconds[2]
+    # the first two chunks and the batch that confirmed the busy reading ran
+    # on 2 threads before anything was known
+    retries = spent[2] - (2 * 10 + 1) * seconds[2]
     assert 0 < retries <= 1.1 * TeamSize.RETRY_SHARE * spent[1]
 
 
@@ -107,14 +142,15 @@ def test_a_team_that_becomes_faster_again_is_taken_back():
         run(team, seconds)
     assert team.best == 1
     seconds[2] = 0.0004                       # the other job ended
-    choices = [run(team, seconds)[0] for _ in range(2000)]
-    assert team.best == 2 and choices[-1] == 2
+    chunks = [run(team, seconds) for _ in range(2000)]
+    # every whole chunk at the end runs on the team (single batches are retries)
+    assert team.best == 2 and {c for c, batches in chunks[-100:] if batches > 1} == {2}
 
 
 def test_what_was_learned_holds_for_the_next_fit_of_the_same_workload():
     key = ("test", next(_keys))
     team = TeamSize(2, key, busy=lambda: True)
-    for _ in range(4):
+    for _ in range(5):
         run(team, {2: 0.025, 1: 0.0001})
     again = TeamSize(2, key, busy=lambda: True)
     assert again.best == 1

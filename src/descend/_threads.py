@@ -31,6 +31,7 @@ Two process-wide hazards are handled here:
 """
 import os
 import threading
+import time
 import warnings
 
 from threadpoolctl import ThreadpoolController
@@ -65,22 +66,68 @@ def forked_after_threads():
     return _ForkState.forked_after_teams
 
 
-def cores_busy():
-    """Whether more threads run right now than the machine has cores: True,
-    False, or None where that is unknown (no Linux ``/proc/loadavg``).
-
-    Read from the count of running threads in ``/proc/loadavg`` (this
-    process's included: its OpenMP workers spin between chunks). A team of
-    threads that meets at barriers runs slower than one thread when another
-    job holds a core, so ``descend._train.TeamSize`` tries one thread at
-    once when the cores are busy, and only now and then when they are not.
-    """
+def _cpu_seconds():
+    """(wall clock, CPU seconds of the whole machine, of this process), or
+    None where Linux's /proc is not there. The machine's: the busy and stolen
+    time of all its cores (/proc/stat: user, nice, system, irq, softirq,
+    steal); this process's: its user and system time (/proc/self/stat), in
+    the same clock ticks."""
     try:
-        with open("/proc/loadavg") as loadavg:
-            running = int(loadavg.read().split()[3].partition("/")[0])
+        with open("/proc/stat") as stat:
+            cpu = stat.readline().split()
+        with open("/proc/self/stat") as stat:
+            own = stat.read().rpartition(")")[2].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        machine = sum(int(v) for v in cpu[1:4] + cpu[6:9])
+        return time.perf_counter(), machine / ticks, (int(own[11]) + int(own[12])) / ticks
     except (OSError, ValueError, IndexError):
         return None
-    return running > (os.cpu_count() or 1)
+
+
+class OtherJobsLoad:
+    """Whether other jobs hold the cores this process's team needs: a callable
+    returning True, False, or None where that is unknown (no Linux /proc).
+
+    The CPU time the machine's cores spent on anything but this process
+    (stolen time included: other virtual machines on the same host), over
+    the wall time since the last verdict, in cores; the cores are busy when
+    that exceeds the cores the team leaves free by THRESHOLD. A measure over
+    time, not a count of running threads at one instant: that count caught
+    a short-lived kernel or agent thread in about one reading in twenty on
+    idle cores (measured), and every such reading made descend._train's
+    TeamSize run a whole batch on one thread. The kernel counts CPU time in
+    ticks (10 ms), so a verdict needs WINDOW seconds of wall time; a call
+    sooner returns the last verdict (at first False).
+
+    Parameters
+    ----------
+    n_threads : int
+        The team's threads.
+    cores : int or None
+        The machine's cores (None: ``os.cpu_count()``).
+    read : callable or None
+        Returns (wall seconds, machine CPU seconds, own CPU seconds) or None;
+        default: from /proc.
+    """
+    WINDOW = 0.05
+    THRESHOLD = 0.5
+
+    def __init__(self, n_threads, cores=None, read=None):
+        self.free = max((cores or os.cpu_count() or 1) - n_threads, 0)
+        self.read = _cpu_seconds if read is None else read
+        self.start = self.read()
+        self.verdict = False
+
+    def __call__(self):
+        now = self.read()
+        if now is None or self.start is None:
+            return None
+        wall = now[0] - self.start[0]
+        if wall < self.WINDOW:
+            return self.verdict
+        others = ((now[1] - self.start[1]) - (now[2] - self.start[2])) / wall
+        self.start, self.verdict = now, others > self.free + self.THRESHOLD
+        return self.verdict
 
 
 def plan(batch_size, n_threads=None):
