@@ -110,6 +110,29 @@ def test_other_jobs_may_use_the_cores_the_team_leaves_free():
     assert OtherJobsLoad(1, read=lambda: None)() is None
 
 
+def test_cpu_seconds_sum_the_usable_cores_lines_of_proc_stat(monkeypatch, tmp_path):
+    from descend import _threads
+    files = {"/proc/stat": tmp_path / "stat", "/proc/self/stat": tmp_path / "self"}
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    files["/proc/stat"].write_text("cpu  310 0 40 900 5 1 2 7 0 0\n"
+                                   "cpu0 100 0 10 500 5 1 1 3 0 0\n"
+                                   "cpu1 210 0 30 400 0 0 1 4 0 0\n"
+                                   "intr 12345\n")
+    files["/proc/self/stat"].write_text("42 (a (b) c) R " + " ".join(["0"] * 10)
+                                        + " 150 25 0 0\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open",
+                        lambda path, *a, **k: real_open(files.get(path, path), *a, **k))
+    ticks = os.sysconf("SC_CLK_TCK")
+    _, busy, own = _threads._cpu_seconds(cores=[1])
+    # cpu1: user + nice + system + irq + softirq + steal; idle and iowait are not busy
+    assert busy == pytest.approx((210 + 30 + 1 + 4) / ticks)
+    assert own == pytest.approx((150 + 25) / ticks)
+    assert _threads._cpu_seconds(cores=[0, 1])[1] == pytest.approx((115 + 245) / ticks)
+    files["/proc/stat"].unlink()
+    assert _threads._cpu_seconds(cores=[0]) is None
+
+
 def test_other_jobs_load_reads_linux_proc():
     from descend._threads import OtherJobsLoad, _cpu_seconds
     if not os.path.exists("/proc/stat"):

@@ -66,20 +66,32 @@ def forked_after_threads():
     return _ForkState.forked_after_teams
 
 
-def _cpu_seconds():
-    """(wall clock, CPU seconds of the whole machine, of this process), or
-    None where Linux's /proc is not there. The machine's: the busy and stolen
-    time of all its cores (/proc/stat: user, nice, system, irq, softirq,
-    steal); this process's: its user and system time (/proc/self/stat), in
-    the same clock ticks."""
+def _usable_cores():
+    """The cores this process may run on (its CPU affinity where the
+    platform tells it, else all of them)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def _cpu_seconds(cores=None):
+    """(wall clock, CPU seconds that `cores` (indices, default: this
+    process's usable cores) spent busy, CPU seconds of this process), or
+    None where Linux's /proc is not there. Busy: user, nice, system, irq,
+    softirq and steal time of each core's line in /proc/stat (steal: other
+    virtual machines on the same host); this process's: its user and system
+    time (/proc/self/stat), in the same clock ticks."""
+    wanted = {f"cpu{core}" for core in (_usable_cores() if cores is None else cores)}
     try:
         with open("/proc/stat") as stat:
-            cpu = stat.readline().split()
+            lines = [line.split() for line in stat if line.startswith("cpu")]
         with open("/proc/self/stat") as stat:
             own = stat.read().rpartition(")")[2].split()
         ticks = os.sysconf("SC_CLK_TCK")
-        machine = sum(int(v) for v in cpu[1:4] + cpu[6:9])
-        return time.perf_counter(), machine / ticks, (int(own[11]) + int(own[12])) / ticks
+        busy = sum(int(v) for fields in lines if fields[0] in wanted
+                   for v in fields[1:4] + fields[6:9])
+        return time.perf_counter(), busy / ticks, (int(own[11]) + int(own[12])) / ticks
     except (OSError, ValueError, IndexError):
         return None
 
@@ -88,10 +100,11 @@ class OtherJobsLoad:
     """Whether other jobs hold the cores this process's team needs: a callable
     returning True, False, or None where that is unknown (no Linux /proc).
 
-    The CPU time the machine's cores spent on anything but this process
-    (stolen time included: other virtual machines on the same host), over
-    the wall time since the last verdict, in cores; the cores are busy when
-    that exceeds the cores the team leaves free by THRESHOLD. A measure over
+    The CPU time that the cores this process may use (its CPU affinity)
+    spent on anything but this process (stolen time included: other virtual
+    machines on the same host), over the wall time since the last verdict,
+    in cores; the cores are busy when that exceeds the cores the team leaves
+    free by THRESHOLD. A measure over
     time, not a count of running threads at one instant: that count caught
     a short-lived kernel or agent thread in about one reading in twenty on
     idle cores (measured), and every such reading made descend._train's
@@ -104,16 +117,16 @@ class OtherJobsLoad:
     n_threads : int
         The team's threads.
     cores : int or None
-        The machine's cores (None: ``os.cpu_count()``).
+        The cores the team may use (None: this process's CPU affinity).
     read : callable or None
-        Returns (wall seconds, machine CPU seconds, own CPU seconds) or None;
-        default: from /proc.
+        Returns (wall seconds, busy CPU seconds of the usable cores, this
+        process's CPU seconds) or None; default: from /proc.
     """
     WINDOW = 0.05
     THRESHOLD = 0.5
 
     def __init__(self, n_threads, cores=None, read=None):
-        self.free = max((cores or os.cpu_count() or 1) - n_threads, 0)
+        self.free = max((cores or len(_usable_cores())) - n_threads, 0)
         self.read = _cpu_seconds if read is None else read
         self.start = self.read()
         self.verdict = False
