@@ -22,7 +22,7 @@ def fresh(n_threads=2, busy=True):
 def run(team, seconds_per_batch, n_batches=10):
     """One chunk: TeamSize's choice, timed by the given function of it."""
     choice = team.choose()
-    batches = 1 if team.one_batch else n_batches
+    batches = 1 if team.retrying is not None else n_batches
     team.record(choice, seconds_per_batch[choice], batches)
     return choice, batches
 
@@ -35,34 +35,16 @@ def test_one_thread_is_never_retried():
 def test_a_loaded_team_gives_way_to_one_thread_after_one_timed_chunk():
     team = fresh()
     seconds = {2: 0.025, 1: 0.0001}          # as measured with another job running
-    chunks = [run(team, seconds) for _ in range(5)]
-    # the first chunk is not timed, the second is; the busy reading after it
-    # is confirmed a batch later; then 1 thread is retried for a single
-    # batch, and from then on one thread runs
-    assert chunks == [(2, 10), (2, 10), (2, 1), (1, 1), (1, 10)]
+    chunks = [run(team, seconds) for _ in range(4)]
+    # the first chunk is not timed, the second is, the third retries 1 thread
+    # for a single batch, and from then on one thread runs
+    assert chunks == [(2, 10), (2, 10), (1, 1), (1, 10)]
     assert team.best == 1
 
 
-def test_busy_cores_retry_one_thread_once_a_second_reading_confirms_it():
-    team = fresh(busy=True)
-    seconds = {2: 0.001, 1: 0.0018}
-    assert [run(team, seconds) for _ in range(5)] == [(2, 10), (2, 10), (2, 1), (1, 1),
-                                                      (2, 10)]
-    assert team.best == 2 and team.seconds[1] == 0.0018
-
-
-def test_a_single_busy_reading_on_idle_cores_retries_nothing():
-    readings = iter([True, False, True, False, False, False])
-    team = TeamSize(2, ("test", next(_keys)), busy=lambda: next(readings))
-    seconds = {2: 0.001, 1: 0.0018}
-    chunks = [run(team, seconds, n_batches=2) for _ in range(7)]
-    # each lone "busy" costs one chunk of a single batch, on the team
-    assert chunks == [(2, 2), (2, 2), (2, 1), (2, 2), (2, 1), (2, 2), (2, 2)]
-    assert 1 not in team.seconds
-
-
-def test_unknown_load_retries_one_thread_right_after_the_first_timed_chunk():
-    team = fresh(busy=None)
+@pytest.mark.parametrize("busy", [True, None])
+def test_busy_or_unknown_cores_retry_one_thread_right_after_the_first_timed_chunk(busy):
+    team = fresh(busy=busy)
     seconds = {2: 0.001, 1: 0.0018}
     assert [run(team, seconds) for _ in range(4)] == [(2, 10), (2, 10), (1, 1), (2, 10)]
     assert team.best == 2 and team.seconds == {2: 0.001, 1: 0.0018}
@@ -87,27 +69,69 @@ def test_the_busy_signal_is_read_only_until_one_thread_was_measured():
     assert len(calls) == 4      # from the first choice after a timed chunk to the retry
 
 
-def test_other_jobs_load_is_the_cpu_time_others_took_over_the_window():
+def scripted(readings):
+    """A read function for OtherJobsLoad returning `readings` in turn:
+    (wall seconds, busy CPU seconds of the cores, this process's CPU
+    seconds), or None (unreadable)."""
+    readings = iter(readings)
+    return lambda: next(readings)
+
+
+def test_other_jobs_load_is_busy_after_two_busy_windows_in_a_row():
     from descend._threads import OtherJobsLoad
-    readings = iter([(0.0, 100.0, 10.0),      # at construction
-                     (0.01, 100.02, 10.01),   # 10 ms later: too soon, the last verdict
-                     (0.1, 100.25, 10.18),    # others 0.07 s in 0.1 s: 0.7 cores
-                     (0.2, 100.37, 10.36),    # others 0.0 cores
-                     (0.3, 100.56, 10.4),     # others 0.15 s in 0.1 s: 1.5 cores
-                     None])                   # /proc gone
-    load = OtherJobsLoad(2, cores=2, read=lambda: next(readings))
-    assert [load() for _ in range(5)] == [False, True, False, True, None]
+    # a team of 2 threads on 2 cores; others' cores = (busy - own) / wall
+    load = OtherJobsLoad(2, cores=2, read=scripted([
+        (0.0, 100.0, 10.0),           # at construction
+        (0.0625, 100.1, 10.05),       # the window (0.1 s) is not over
+        (0.125, 100.2, 10.1125),      # others 0.7 cores over 0.125 s: one busy window
+        (0.25, 100.45, 10.3625),      # others 0.0 cores: idle, the count starts again
+        (0.375, 100.7, 10.4875),      # others 1.0 core: busy once
+        (0.4375, 100.8, 10.5),        # too soon: the last verdict
+        (0.5, 100.95, 10.5875),       # others 1.2 cores: busy twice in a row
+        (0.5625, 101.0, 10.6),        # too soon: still busy
+        (0.625, 101.2, 10.8375),      # others 0.0: idle
+        None]))                       # /proc gone
+    assert [load() for _ in range(9)] == [False, False, False, False, False, True, True,
+                                          False, None]
 
 
 def test_other_jobs_may_use_the_cores_the_team_leaves_free():
     from descend._threads import OtherJobsLoad
-    readings = iter([(0.0, 0.0, 0.0), (1.0, 3.2, 2.0), (2.0, 7.2, 3.2)])
-    load = OtherJobsLoad(2, cores=4, read=lambda: next(readings))
+    readings = [(0.0, 0.0, 0.0), (1.0, 3.2, 2.0), (2.0, 7.2, 3.2), (3.0, 11.2, 4.4)]
+    load = OtherJobsLoad(2, cores=4, read=scripted(readings))
     # a team of 2 on 4 cores leaves 2 free: 1.2 cores of others is not busy,
-    # 2.8 cores (over 2 + THRESHOLD) is
-    assert load() is False
-    assert load() is True
+    # 2.8 cores (over 2 + THRESHOLD) is, twice in a row
+    assert [load(), load(), load()] == [False, False, True]
     assert OtherJobsLoad(1, read=lambda: None)() is None
+
+
+def test_other_jobs_load_waits_longer_on_many_cores():
+    from descend._threads import OtherJobsLoad
+    # CPU time comes in ticks per core: on 64 cores a window of 0.1 s would
+    # hold rounding errors of whole cores
+    assert OtherJobsLoad(2, cores=2, read=lambda: None).window == OtherJobsLoad.WINDOW
+    assert OtherJobsLoad(2, cores=64, read=lambda: None).window == pytest.approx(1.6)
+
+
+def test_a_first_reading_that_failed_does_not_leave_the_load_unknown_for_good():
+    from descend._threads import OtherJobsLoad
+    load = OtherJobsLoad(2, cores=2, read=scripted([
+        None,                     # at construction: /proc/stat could not be read
+        (1.0, 0.0, 0.0),          # readable again: the window starts here
+        (1.125, 0.35, 0.2),       # others 1.2 cores: busy once
+        (1.25, 0.7, 0.4)]))       # and twice
+    assert [load(), load(), load()] == [None, False, True]
+
+
+def test_a_single_busy_window_on_idle_cores_retries_nothing():
+    from descend._threads import OtherJobsLoad
+    # a spike of another job's threads in one window, then idle cores
+    load = OtherJobsLoad(2, cores=2, read=scripted(
+        [(0.0, 0.0, 0.0), (0.125, 0.35, 0.2)]
+        + [(0.125 * i, 0.35 + 0.25 * (i - 1), 0.2 + 0.25 * (i - 1)) for i in range(2, 30)]))
+    team = TeamSize(2, ("test", next(_keys)), busy=load)
+    chunks = [run(team, {2: 0.001, 1: 0.0018}, n_batches=1) for _ in range(20)]
+    assert {choice for choice, _ in chunks} == {2} and 1 not in team.seconds
 
 
 def test_cpu_seconds_sum_the_usable_cores_lines_of_proc_stat(monkeypatch, tmp_path):
@@ -129,6 +153,9 @@ def test_cpu_seconds_sum_the_usable_cores_lines_of_proc_stat(monkeypatch, tmp_pa
     assert busy == pytest.approx((210 + 30 + 1 + 4) / ticks)
     assert own == pytest.approx((150 + 25) / ticks)
     assert _threads._cpu_seconds(cores=[0, 1])[1] == pytest.approx((115 + 245) / ticks)
+    # a usable core without a line (a container's renumbered view): unknown,
+    # not idle
+    assert _threads._cpu_seconds(cores=[1, 2]) is None
     files["/proc/stat"].unlink()
     assert _threads._cpu_seconds(cores=[0]) is None
 
@@ -152,9 +179,8 @@ def test_retries_of_the_slow_choice_cost_at_most_their_share_of_the_time():
         choice, batches = run(team, seconds)
         spent[choice] += seconds[choice] * batches
     assert team.best == 1
-    # the first two chunks and the batch that confirmed the busy reading ran
-    # on 2 threads before anything was known
-    retries = spent[2] - (2 * 10 + 1) * seconds[2]
+    # the first two chunks ran on 2 threads before anything was known
+    retries = spent[2] - 2 * 10 * seconds[2]
     assert 0 < retries <= 1.1 * TeamSize.RETRY_SHARE * spent[1]
 
 
@@ -165,15 +191,14 @@ def test_a_team_that_becomes_faster_again_is_taken_back():
         run(team, seconds)
     assert team.best == 1
     seconds[2] = 0.0004                       # the other job ended
-    chunks = [run(team, seconds) for _ in range(2000)]
-    # every whole chunk at the end runs on the team (single batches are retries)
-    assert team.best == 2 and {c for c, batches in chunks[-100:] if batches > 1} == {2}
+    choices = [run(team, seconds)[0] for _ in range(2000)]
+    assert team.best == 2 and choices[-1] == 2
 
 
 def test_what_was_learned_holds_for_the_next_fit_of_the_same_workload():
     key = ("test", next(_keys))
     team = TeamSize(2, key, busy=lambda: True)
-    for _ in range(5):
+    for _ in range(4):
         run(team, {2: 0.025, 1: 0.0001})
     again = TeamSize(2, key, busy=lambda: True)
     assert again.best == 1

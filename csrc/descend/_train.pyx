@@ -355,12 +355,9 @@ class TeamSize:
     one reaches the retry's expected cost (the other choice's last time per
     batch) divided by RETRY_SHARE: retries then cost at most that share of
     the training time, however slow the other choice is, and come often
-    when it is cheap. The first retry of one thread comes as soon as other
-    jobs hold the cores (`busy`, by default a descend._threads.OtherJobsLoad,
-    says so or cannot tell), from the first timed chunk on: a "busy"
-    reading is first confirmed by a second one, a batch later (a needless
-    retry runs a whole batch on one thread: 10% of a 10-batch epoch of a
-    wide net); on idle cores it
+    when it is cheap. The first retry of one thread comes right after the
+    first timed chunk when other jobs hold the cores (`busy`, by default a
+    descend._threads.OtherJobsLoad, says so or cannot tell); on idle cores it
     follows the same rule, its cost taken as n_threads times the team's
     time per batch (one thread doing the team's work): a fit of a few
     batches then does not run one of them on one thread for nothing (one
@@ -387,36 +384,25 @@ class TeamSize:
         self.seconds = dict(seconds)    # the preferred: running mean; the other: last retry
         self.spent = 0.0                # seconds on the preferred choice since the last retry
         self.retrying = None            # the team of the chunk under way, if a retry
-        self.confirming = False         # the chunk under way waits to read `busy` again
         self.warm = False               # the first chunk (cold caches, new buffers) is not timed
 
     def choose(self):
-        """Threads for the next chunk. It should be a single batch
-        (self.one_batch) if it is a retry (self.retrying is then set) or
-        waits to read `busy` again (self.confirming)."""
+        """Threads for the next chunk; if it is a retry (self.retrying is then
+        set), the chunk should be a single batch."""
         if self.n_threads == 1:
             return 1
         other = 1 if self.best != 1 else self.n_threads
-        due = confirming = False
-        if other not in self.seconds and self.best in self.seconds:
-            # nothing known of it yet: at once if the cores are busy (read
-            # twice) or that is unknown, else when its cost, at most
-            # n_threads batches' worth of the team's time, is RETRY_SHARE of
-            # the time spent
-            busy = self.busy()
-            due = (busy is None or (busy and self.confirming)
-                   or self.spent * self.RETRY_SHARE >= self.seconds[self.best] * self.n_threads)
-            confirming = busy is True and not due
-        elif other in self.seconds:
+        if other not in self.seconds:
+            # nothing known of it yet: at once if the cores are busy (or that
+            # is unknown), else when its cost, at most n_threads batches'
+            # worth of the team's time, is RETRY_SHARE of the time spent
+            due = self.best in self.seconds and (
+                self.busy() is not False or self.spent * self.RETRY_SHARE
+                >= self.seconds[self.best] * self.n_threads)
+        else:
             due = self.spent * self.RETRY_SHARE >= self.seconds[other]
         self.retrying = other if due else None
-        self.confirming = confirming
         return other if due else self.best
-
-    @property
-    def one_batch(self):
-        """Whether the chunk just chosen should be a single batch."""
-        return self.retrying is not None or self.confirming
 
     def record(self, team, seconds_per_batch, n_batches=1):
         """The chunk just run: its team, its seconds per batch and batches."""
@@ -836,9 +822,8 @@ cdef class EpochRunner:
             stop = min(batch + chunk, n_batches)
             totals[0] = totals[1] = totals[2] = totals[3] = 0
             team = 1 if per_sample else self.team.choose()
-            if not per_sample and self.team.one_batch:
-                stop = batch + 1        # a retry of the other team size, or a busy
-                                        # reading to confirm: one batch
+            if not per_sample and self.team.retrying is not None:
+                stop = batch + 1        # a retry of the other team size: one batch
             started = time.perf_counter()
             with nogil:
                 if per_sample:

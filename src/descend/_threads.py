@@ -78,10 +78,11 @@ def _usable_cores():
 def _cpu_seconds(cores=None):
     """(wall clock, CPU seconds that `cores` (indices, default: this
     process's usable cores) spent busy, CPU seconds of this process), or
-    None where Linux's /proc is not there. Busy: user, nice, system, irq,
-    softirq and steal time of each core's line in /proc/stat (steal: other
-    virtual machines on the same host); this process's: its user and system
-    time (/proc/self/stat), in the same clock ticks."""
+    None where Linux's /proc is not there or has no line for one of
+    `cores`. Busy: user, nice, system, irq, softirq and steal time of each
+    core's line in /proc/stat (steal: other virtual machines on the same
+    host); this process's: its user and system time (/proc/self/stat), in
+    the same clock ticks."""
     wanted = {f"cpu{core}" for core in (_usable_cores() if cores is None else cores)}
     try:
         with open("/proc/stat") as stat:
@@ -89,6 +90,10 @@ def _cpu_seconds(cores=None):
         with open("/proc/self/stat") as stat:
             own = stat.read().rpartition(")")[2].split()
         ticks = os.sysconf("SC_CLK_TCK")
+        if not wanted <= {fields[0] for fields in lines}:
+            # /proc/stat does not describe these cores (e.g. a container's
+            # renumbered view): summing the lines found would read them idle
+            return None
         busy = sum(int(v) for fields in lines if fields[0] in wanted
                    for v in fields[1:4] + fields[6:9])
         return time.perf_counter(), busy / ticks, (int(own[11]) + int(own[12])) / ticks
@@ -102,15 +107,17 @@ class OtherJobsLoad:
 
     The CPU time that the cores this process may use (its CPU affinity)
     spent on anything but this process (stolen time included: other virtual
-    machines on the same host), over the wall time since the last verdict,
-    in cores; the cores are busy when that exceeds the cores the team leaves
-    free by THRESHOLD. A measure over
-    time, not a count of running threads at one instant: that count caught
-    a short-lived kernel or agent thread in about one reading in twenty on
-    idle cores (measured), and every such reading made descend._train's
-    TeamSize run a whole batch on one thread. The kernel counts CPU time in
-    ticks (10 ms), so a verdict needs WINDOW seconds of wall time; a call
-    sooner returns the last verdict (at first False).
+    machines on the same host), over windows of wall time, in cores: a
+    window is busy when that exceeds the cores the team leaves free by
+    THRESHOLD, and the cores are busy after two busy windows in a row.
+    A measure over time, not a count of running threads at one instant:
+    that count caught a short-lived kernel or agent thread in about one
+    reading in twenty on idle cores (measured), and every such reading made
+    descend._train's TeamSize run a whole batch on one thread. The kernel
+    counts CPU time in ticks (10 ms) per core and per kind of time, so a
+    window lasts WINDOW seconds, longer on many cores (WINDOW_PER_CORE a
+    core); a call before the window ends returns the last verdict (at first
+    False).
 
     Parameters
     ----------
@@ -122,25 +129,32 @@ class OtherJobsLoad:
         Returns (wall seconds, busy CPU seconds of the usable cores, this
         process's CPU seconds) or None; default: from /proc.
     """
-    WINDOW = 0.05
+    WINDOW = 0.1
+    WINDOW_PER_CORE = 0.025
     THRESHOLD = 0.5
 
     def __init__(self, n_threads, cores=None, read=None):
-        self.free = max((cores or len(_usable_cores())) - n_threads, 0)
+        cores = cores or len(_usable_cores())
+        self.free = max(cores - n_threads, 0)
+        self.window = max(self.WINDOW, self.WINDOW_PER_CORE * cores)
         self.read = _cpu_seconds if read is None else read
         self.start = self.read()
-        self.verdict = False
+        self.busy_windows = 0       # busy windows in a row, up to now
 
     def __call__(self):
         now = self.read()
-        if now is None or self.start is None:
+        if now is None:
+            return None
+        if self.start is None:      # the first reading failed: the window starts now
+            self.start = now
             return None
         wall = now[0] - self.start[0]
-        if wall < self.WINDOW:
-            return self.verdict
-        others = ((now[1] - self.start[1]) - (now[2] - self.start[2])) / wall
-        self.start, self.verdict = now, others > self.free + self.THRESHOLD
-        return self.verdict
+        if wall >= self.window:
+            others = ((now[1] - self.start[1]) - (now[2] - self.start[2])) / wall
+            busy = others > self.free + self.THRESHOLD
+            self.busy_windows = self.busy_windows + 1 if busy else 0
+            self.start = now
+        return self.busy_windows >= 2
 
 
 def plan(batch_size, n_threads=None):

@@ -28,16 +28,12 @@ class TeamSize:
     seconds: dict[int, float]
     spent: float
     retrying: int | None
-    confirming: bool
     warm: bool
     busy: Callable[[], bool | None]
     def __init__(self, n_threads: int, workload: Hashable = None,
                  busy: Callable[[], bool | None] | None = None) -> None: ...
     def choose(self) -> int:
         """The team size for the next chunk."""
-    @property
-    def one_batch(self) -> bool:
-        """Whether the chunk just chosen should be a single batch."""
     def record(self, team: int, seconds_per_batch: float, n_batches: int = 1) -> None:
         """What a chunk run with `team` threads took per batch."""
 
