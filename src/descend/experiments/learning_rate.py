@@ -8,7 +8,8 @@ Each rate is run from the same seeds; a run is marked
   becoming NaN (the stable softmax cross-entropy stays finite even for huge
   logits, so this is the usual way a too-large rate fails here),
 - "no progress" if it ended with a training loss above 0.95 x the loss at
-  initialization (typically every relu unit has died),
+  initialization (a rate too small for the epochs run, or, at large rates,
+  every relu unit died),
 - "ok" otherwise.
 """
 import numpy as np
@@ -96,7 +97,7 @@ def run(cfg):
                "at initialization after an epoch (training is stopped there) or > "
                f"{FINAL_EXPLOSION_FACTOR:g} x it at the end, while still finite; "
                f"'no progress' = final training loss > {NO_PROGRESS} x the initial loss "
-               "(typically every relu unit died)",
+               "(a rate too small for the epochs run, or every relu unit died)",
                "epochs/seconds to target over the converged runs only; training loss "
                "measured on up to 5000 training samples after each epoch"],
         tables=[table], plot=_plotter(curves, target, epochs), data=raw,
