@@ -487,6 +487,50 @@ def test_whole_layers_are_searched_in_groups_that_balance_the_deal():
                     392 * 256 + 2 * 256 * 256 + 128 * 256 + 128 * 10]
 
 
+def test_by_columns_deals_each_layer_round_robin():
+    """team_by_columns gives block b of each layer to thread b mod team
+    (_columns_backward: thread t starts at t * kernel_rows and steps by
+    team * kernel_rows); plans.column_deal models it."""
+    assert plans.column_deal(((8, 4), (6, 4)), [3, 4], 2) == [0, 1, 0, 0, 1]
+    assert plans.column_deal(((8, 4),), [8], 3) == [0]
+    assert plans.column_deal(((10, 4), (5, 2)), [2, 5], 3) == [0, 1, 2, 0, 1, 0]
+
+
+def test_small_batches_by_columns_search_thicker_phase_b_blocks():
+    """Batch 32 on a wide net: by columns, blocks of 64 kernel rows (the
+    small-batch default) give way to thicker ones where the profile's
+    phase-B rates say thin blocks run at half speed: the first layer one
+    block per core, the wide layer one block per core, the last (2048 x
+    10) in blocks of 256 rows (each layer balanced over the two threads),
+    estimated at half the default's time; a 10% difference
+    keeps the default (the margin), and so does the split by samples
+    (where such blocks ran no faster, see _kernel_rows)."""
+    wide = workload(((784, 2048), (2048, 2048), (2048, 10)), batch_size=32, density=1.0)
+    profile = update_profile(50.0)
+    found = plans.plan_for(wide, profile, {"by_columns": True}).kernel_rows
+    assert found == (392, 1024, 256)
+    default = (64, 64, 64)
+    assert plans._phase_b_seconds(profile, wide, found, False, by_columns=True) == \
+        pytest.approx(0.498 * plans._phase_b_seconds(profile, wide, default, False,
+                                                     by_columns=True), rel=1e-2)
+    assert plans.plan_for(wide, update_profile(90.0), {"by_columns": True}).kernel_rows == \
+        default
+    assert plans.plan_for(wide, profile, {"by_columns": False}).kernel_rows == default
+
+
+def test_the_by_columns_model_counts_the_input_gradient_products():
+    """By columns, every layer after the first also computes the previous
+    layer's dL/dz on its blocks' columns (the same shapes as the kernel's
+    gradient): twice the work, the deal round robin per layer."""
+    profile = update_profile(100.0)
+    two = workload(((256, 256),) * 2, batch_size=1024, density=1.0)
+    block = 2 * 128 * 256 * 1024 / 100.0 * 1e-9
+    # each thread: one 128-row block of each layer; the second layer's costs two products
+    assert plans._phase_b_seconds(profile, two, (128, 128), False, by_columns=True) == \
+        pytest.approx(3 * block)
+    assert plans._phase_b_seconds(profile, two, (128, 128), False) == pytest.approx(2 * block)
+
+
 def test_the_phase_b_model_counts_the_busiest_thread():
     """Two equal layers of one block each take one thread each (the time of
     one); three take two on one thread (the time of two)."""
@@ -745,7 +789,7 @@ def test_a_profile_of_another_format_is_measured_again(profile_dir, monkeypatch)
     directory, calls = profile_dir
     stored = plans.machine_profile()
     key = plans.profile_key()
-    assert key["format"] == plans.PROFILE_FORMAT == 9
+    assert key["format"] == plans.PROFILE_FORMAT == 10
     assert plans.profile_is_stale(stored, {**key, "format": 7})
     monkeypatch.setattr(plans, "_loaded", {})
     monkeypatch.setattr(plans, "profile_key", lambda: {**key, "format": 7})

@@ -31,10 +31,13 @@ product slower than a whole layer (one thread, batch 1024, on the Xeon:
 13% less CPU time a whole epoch of a 784-256x5-10 net with whole-layer
 blocks), and whole layers balance over the cores once the runner deals
 the blocks by cost (_deal_blocks in _train.pyx). The plan moves layers to
-one block where the profile's phase-B rates estimate it faster, searching
-whole layers by groups of one shape (one of five 256 x 256 layers made
-whole alone unbalances the deal; four beside a first layer cut in two
-balance).
+thicker blocks (whole, one per core, or a measured size) where the
+profile's phase-B rates estimate it faster, searching by groups of layers
+of one shape (one of five 256 x 256 layers made whole alone unbalances the
+deal; four beside a first layer cut in two balance). Small batches split by
+columns gain most: each block's product packs the batch's dZ for little
+work (784-2048-2048-10, batch 32: blocks of 64 kernel rows cost 15% of an
+epoch against one block per core).
 
 So the plan follows from a *machine profile*: the throughput of the
 candidate phase-A blockings (single-threaded GEMM of r rows against a
@@ -114,8 +117,10 @@ from descend._validation import MAX_THREADS
 # (gemm_update); 8: the same fields, in settled rounds (2 to 5) on shared
 # operands, the first-layer probe over fewer rows at the small batches; 9:
 # the sparse probes on 64-byte aligned arrays, as fit and predict now
-# allocate them (descend._aligned: the row loops ran 25-35% faster so).
-PROFILE_FORMAT = 9
+# allocate them (descend._aligned: the row loops ran 25-35% faster so); 10:
+# phase-B rates at batch 32 too (the plan now searches phase-B blocks at
+# every batch size).
+PROFILE_FORMAT = 10
 
 # A stored profile is measured again when it is older than this, or when the
 # process may use another number of cores than when it was measured (the
@@ -153,9 +158,12 @@ PROFILE_WIDTHS = (256, 1024)
 # batch of each UPDATE_PROBE_BATCHES size into an update of the kernel),
 # against the same two kernel widths: how much a thin block loses grows
 # with the batch (one thread, 128 against 256 rows of a 256-wide kernel:
-# about as fast at batch 256, 25-30% slower at 1024 on the Xeon).
+# about as fast at batch 256, 25-30% slower at 1024 on the Xeon), and thin
+# blocks lose most at small batches, where each block's product packs dZ
+# for little work (batch 32, 1024 outputs: 64 rows ~75 GFLOP/s, 512 rows
+# ~130 on the Xeon model 167).
 PROFILE_UPDATE_ROWS = (64, 128, 256, 512)
-UPDATE_PROBE_BATCHES = (128, 1024)
+UPDATE_PROBE_BATCHES = (32, 128, 1024)
 
 PLAN_FIELDS = ("sparse_input", "sample_rows", "kernel_rows", "by_columns")
 # predict's thresholds (descend._inference.Thresholds), pinned and recorded
@@ -656,7 +664,7 @@ def _update_runs(operands):
                 # row-major W := W - 0.001 X^T dZ is column-major
                 # W^T := W^T - 0.001 dZ^T X
                 xs, w = _matrix(b, n, rows), out[:rows]
-                repeats = max(1, int(8e6 / (2 * n * rows * width)))
+                repeats = max(1, math.ceil(8e6 / (2 * n * rows * width)))
 
                 def run(dz=dz, xs=xs, w=w, repeats=repeats):
                     for _ in range(repeats):
@@ -874,22 +882,25 @@ def _update_rate(profile, dtype, rows, n_out, batch):
     return _log_interpolated({n: at(table) for n, table in tables.items()}, batch)
 
 
-def _phase_b_seconds(profile, workload, kernel_rows, sparse, rates=None):
+def _phase_b_seconds(profile, workload, kernel_rows, sparse, rates=None, by_columns=False):
     """Estimated phase-B time of one batch: the busiest core's share. A
     layer's kernel rows go in blocks of kernel_rows[i], dealt as the runner
-    deals them (_deal_blocks in _train.pyx: each block of the net, in
-    order, to the core with the least rows x outputs so far); a block of r
-    rows costs its X^T dZ product (r x n_out, summed over the batch) at the
+    deals them (deal_blocks; by_columns: column_deal); a block of r rows
+    costs its X^T dZ product (r x n_out, summed over the batch) at the
     profile's one-thread rate for r-row blocks (gemm_update, measured over
-    the probe's batches). The sparse first layer's gradient costs the dense
-    one's times density / break-even (the two break even there). rates: a
-    dict that keeps the rates looked up, {(rows, n_out): GFLOP/s}, for a
-    search that estimates many plans of one workload."""
+    the probe's batches), and by_columns, after the first layer, also the
+    previous layer's dL/dz on those r columns (dZ W[rows]^T: the same
+    shapes, taken at the same rate). The sparse first layer's gradient
+    costs the dense one's times density / break-even (the two break even
+    there). rates: a dict that keeps the rates looked up, {(rows, n_out):
+    GFLOP/s}, for a search that estimates many plans of one workload."""
     batch, cores, dtype = workload.batch_size, workload.cores, workload.dtype
     rates = {} if rates is None else rates
     seconds = [0.0] * cores
-    owners = iter(deal_blocks(workload.layer_shapes, kernel_rows, cores))
+    deal = column_deal if by_columns else deal_blocks
+    owners = iter(deal(workload.layer_shapes, kernel_rows, cores))
     for i, ((n_in, n_out), rows) in enumerate(zip(workload.layer_shapes, kernel_rows)):
+        products = 2 if by_columns and i > 0 else 1
         for k0 in range(0, n_in, rows):
             r = min(rows, n_in - k0)
             if (r, n_out) not in rates:
@@ -897,7 +908,7 @@ def _phase_b_seconds(profile, workload, kernel_rows, sparse, rates=None):
             rate = rates[(r, n_out)]
             if i == 0 and sparse:
                 rate *= sparse_break_even(profile, dtype, batch) / max(workload.density, 1e-3)
-            seconds[next(owners)] += 2 * r * n_out * batch / rate
+            seconds[next(owners)] += products * 2 * r * n_out * batch / rate
     return max(seconds) * 1e-9
 
 
@@ -913,48 +924,72 @@ def deal_blocks(layer_shapes, kernel_rows, team):
     return owners
 
 
-def _kernel_rows(profile, workload, sparse):
+def column_deal(layer_shapes, kernel_rows, team):
+    """The thread of each phase-B block of the net, in order, as the
+    team_by_columns strategy deals them (_columns_backward in _train.pyx):
+    block b of each layer to thread b mod team."""
+    return [b % team for (n_in, _), rows in zip(layer_shapes, kernel_rows)
+            for b in range(-(-n_in // rows))]
+
+
+def _kernel_rows(profile, workload, sparse, by_columns=False):
     """Kernel rows per phase-B block, per layer: the defaults, unless the
-    profile's GEMM rates estimate a faster phase B with some layers in one
-    block of all their rows (a thin block, e.g. 128 rows of a 256-wide layer
-    on 2 cores, runs its X^T dZ product slower than a whole one: the
-    product's packed dZ is reused over fewer rows), the balance of the
-    runner's deal counted. The result replaces the defaults only if its
-    estimate is faster by PLAN_MARGIN. The sparse first layer keeps its
-    blocks (the profile's sparse probe runs them)."""
+    profile's GEMM rates estimate a faster phase B with some layers in
+    larger blocks (a thin block, e.g. 128 rows of a 256-wide layer on 2
+    cores at batch 1024, or 64 rows of a 2048-wide one at batch 32, runs
+    its X^T dZ product slower than a thick one: the product's packed dZ
+    is reused over fewer rows), the balance of the runner's deal counted
+    (by_columns: that strategy's deal, and its dL/dz products, cut by the
+    same blocks). The result replaces the defaults only if its estimate
+    is faster by PLAN_MARGIN. The sparse first layer keeps its blocks (the
+    profile's sparse probe runs them). Batches up to 64 by samples keep
+    the defaults: there the estimate favoured thicker blocks that ran no
+    faster (784-256-128-10, batch 32: 2-3% slower); by columns (kernels
+    larger than L2) they ran 10-15% faster (784-2048-2048-10, batch 32,
+    Xeon model 167: 1.86-1.95 s an epoch of 10000 rows against 2.17-2.30)."""
     default = _default_kernel_rows(workload)
-    if (profile is None or "gemm_update" not in profile or workload.batch_size <= 64
-            or workload.cores < 2):
+    if (profile is None or "gemm_update" not in profile or workload.cores < 2
+            or (workload.batch_size <= 64 and not by_columns)):
         return default
-    rows = _whole_layers_search(profile, workload, sparse, default)
-    if beats_default(_phase_b_seconds(profile, workload, rows, sparse),
-                     _phase_b_seconds(profile, workload, default, sparse)):
+    rows = _blocks_search(profile, workload, sparse, default, by_columns)
+    if beats_default(_phase_b_seconds(profile, workload, rows, sparse, by_columns=by_columns),
+                     _phase_b_seconds(profile, workload, default, sparse,
+                                      by_columns=by_columns)):
         return tuple(rows)
     return default
 
 
-def _whole_layers_search(profile, workload, sparse, default):
+def _blocks_search(profile, workload, sparse, default, by_columns=False):
     """The kernel rows of the fastest phase B the search finds (by the
-    profile's estimate), from the defaults. A move makes whole the first j
-    layers not yet whole of a group of layers of one shape (any j); each
-    step takes the move that gains most, until none gains: one layer made
-    whole alone can unbalance the deal (one of five 256 x 256 layers on 2
-    cores) while several balance (all five, or four beside a first layer
-    cut in two). Deterministic: ties keep the earlier move."""
+    profile's estimate), from the defaults. A move gives the first j
+    layers not yet moved of a group of layers of one shape (any j) blocks
+    of one larger size: the whole layer, one block per core, or a measured
+    block size (PROFILE_UPDATE_ROWS) between the default and the whole; each step
+    takes the move that gains most, until none gains. Groups matter: one
+    layer made whole alone can unbalance the deal (one of five 256 x 256
+    layers on 2 cores) while several balance (all five, or four beside a
+    first layer cut in two). Deterministic: ties keep the earlier move
+    (whole layers first, then the larger sizes)."""
     shapes = workload.layer_shapes
     movable = [i for i, (n_in, _) in enumerate(shapes)
                if not (i == 0 and sparse) and default[i] < n_in]
     groups = [[i for i in movable if shapes[i] == shape]
               for shape in dict.fromkeys(shapes[i] for i in movable)]
-    rows, rates = list(default), {}
-    best = _phase_b_seconds(profile, workload, rows, sparse, rates)
+    rows, rates, cores = list(default), {}, workload.cores
+    best = _phase_b_seconds(profile, workload, rows, sparse, rates, by_columns)
     while any(groups):
         moves = []
         for g, group in enumerate(groups):
-            for j in range(1, len(group) + 1):
-                moved = [shapes[i][0] if i in group[:j] else r for i, r in enumerate(rows)]
-                moves.append((_phase_b_seconds(profile, workload, moved, sparse, rates),
-                              len(moves), g, j, moved))
+            if not group:
+                continue
+            n_in = shapes[group[0]][0]
+            sizes = [n_in] + sorted({r for r in PROFILE_UPDATE_ROWS + (-(-n_in // cores),)
+                                     if default[group[0]] < r < n_in}, reverse=True)
+            for size in sizes:
+                for j in range(1, len(group) + 1):
+                    moved = [size if i in group[:j] else r for i, r in enumerate(rows)]
+                    moves.append((_phase_b_seconds(profile, workload, moved, sparse, rates,
+                                                   by_columns), len(moves), g, j, moved))
         seconds, _, g, j, moved = min(moves)
         if seconds >= best:
             break
@@ -1074,9 +1109,12 @@ def plan_for(workload, profile=None, forced=None):
     if sparse is None:
         sparse = workload.density <= sparse_density_limit(profile, workload)
     sparse = bool(sparse) and not workload.input_dropout
+    by_columns = forced.get("by_columns")
+    if by_columns is None:
+        by_columns = by_columns_rule(profile, workload, sparse, sample_rows)
     kernel_rows = forced.get("kernel_rows")
     if kernel_rows is None:
-        kernel_rows = _kernel_rows(profile, workload, sparse)
+        kernel_rows = _kernel_rows(profile, workload, sparse, bool(by_columns))
     elif isinstance(kernel_rows, (int, np.integer)):
         kernel_rows = (int(kernel_rows),) * len(workload.layer_shapes)
     kernel_rows = tuple(int(r) for r in kernel_rows)
@@ -1084,9 +1122,6 @@ def plan_for(workload, profile=None, forced=None):
             or not 1 <= min(kernel_rows) <= max(kernel_rows) <= MAX_BLOCK_ROWS):
         raise ValueError(f"plan kernel_rows must be {len(workload.layer_shapes)} "
                          f"ints in [1, {MAX_BLOCK_ROWS}], got {kernel_rows}")
-    by_columns = forced.get("by_columns")
-    if by_columns is None:
-        by_columns = by_columns_rule(profile, workload, sparse, sample_rows)
     source = part_source(forced, PLAN_FIELDS, "defaults" if profile is None else "profile")
     return Plan(sparse, sample_rows, kernel_rows, forced.get("source", source),
                 bool(by_columns))
