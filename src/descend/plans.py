@@ -160,8 +160,8 @@ PROFILE_WIDTHS = (256, 1024)
 # with the batch (one thread, 128 against 256 rows of a 256-wide kernel:
 # about as fast at batch 256, 25-30% slower at 1024 on the Xeon), and thin
 # blocks lose most at small batches, where each block's product packs dZ
-# for little work (batch 32, 1024 outputs: 64 rows ~75 GFLOP/s, 512 rows
-# ~130 on the Xeon model 167).
+# for little work (batch 32, 1024 outputs: 64 rows 60-90 GFLOP/s, 512 rows
+# ~110 on the Xeon model 167).
 PROFILE_UPDATE_ROWS = (64, 128, 256, 512)
 UPDATE_PROBE_BATCHES = (32, 128, 1024)
 
@@ -964,8 +964,8 @@ def _blocks_search(profile, workload, sparse, default, by_columns=False):
     profile's estimate), from the defaults. A move gives the first j
     layers not yet moved of a group of layers of one shape (any j) blocks
     of one larger size: the whole layer, one block per core, or a measured
-    block size (PROFILE_UPDATE_ROWS) between the default and the whole; each step
-    takes the move that gains most, until none gains. Groups matter: one
+    block size (PROFILE_UPDATE_ROWS) between the default and the whole;
+    each step takes the move that gains most, until none gains. Groups matter: one
     layer made whole alone can unbalance the deal (one of five 256 x 256
     layers on 2 cores) while several balance (all five, or four beside a
     first layer cut in two). Deterministic: ties keep the earlier move
