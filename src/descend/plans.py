@@ -119,7 +119,7 @@ from descend._validation import MAX_THREADS
 # the sparse probes on 64-byte aligned arrays, as fit and predict now
 # allocate them (descend._aligned: the row loops ran 25-35% faster so); 10:
 # phase-B rates at batch 32 too (the plan now searches phase-B blocks at
-# every batch size).
+# batches up to 64 as well, when they run by columns).
 PROFILE_FORMAT = 10
 
 # A stored profile is measured again when it is older than this, or when the
@@ -988,10 +988,13 @@ def _blocks_search(profile, workload, sparse, default, by_columns=False):
             for size in sizes:
                 for j in range(1, len(group) + 1):
                     moved = [size if i in group[:j] else r for i, r in enumerate(rows)]
-                    moves.append((_phase_b_seconds(profile, workload, moved, sparse, rates,
-                                                   by_columns), len(moves), g, j, moved))
-        seconds, _, g, j, moved = min(moves)
-        if seconds >= best:
+                    seconds = _phase_b_seconds(profile, workload, moved, sparse, rates,
+                                               by_columns)
+                    # (estimates equal on paper may differ in the last bit: compared
+                    # to 9 digits, so that ties keep the earlier move)
+                    moves.append((round(seconds / best, 9), len(moves), g, j, moved, seconds))
+        ratio, _, g, j, moved, seconds = min(moves)
+        if ratio >= 1:
             break
         rows, best, groups[g] = moved, seconds, groups[g][j:]
     return rows
