@@ -305,6 +305,66 @@ def train(X, y, batch_size, n_threads, plan, optimizer="adam", epochs=2):
     return net
 
 
+def compiled_runner(X, y, batch_size, n_threads, sample_weight=None):
+    """A compiled loop over X of train()'s net (Adam), and its net."""
+    net = dn.Sequential([dn.Dense(70, activation="relu"), dn.Dense(9, activation="tanh"),
+                         dn.Dense(3)], input_dim=X.shape[1], dtype=X.dtype.name, seed=5)
+    net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
+    net.build(X.shape[1])
+    net.optimizer.build(net._params())
+    runner = EpochRunner(X, None, y, training.runner_specs(net), net.loss_.code,
+                         net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
+                         batch_size, n_threads, sample_weight=sample_weight)
+    return runner, net
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_epoch_sums_do_not_depend_on_the_chunks_the_loop_runs_in(weighted):
+    # the loop runs chunks of progress_every batches (a team size each) and the
+    # out-of-core trainer one call per chunk of rows: the sums must add batch
+    # by batch whatever the chunks, or the reported loss changes in its last
+    # bits with the progress bar, the timing-chosen team and the memory
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(1000, 20))
+    y = rng.integers(0, 3, 1000).astype(np.int32)
+    weights = rng.uniform(0.1, 3.0, 1000) if weighted else None
+    order = np.arange(1000, dtype=np.intp)
+    sums = ("loss_sum", "penalty_sum", "n_correct", "weight_sum")
+
+    def epoch(progress_every, split=None):
+        runner, net = compiled_runner(X, y, 8, 2, weights)
+        if split is None:
+            result = runner.run_epoch(order, 0.01, 0.0, 0, 7, None if progress_every == 0
+                                      else (lambda *_: None), progress_every)
+            return [result[key] for key in sums]
+        first = runner.run_epoch(order[:split], 0.01, 0.0, 0, 7)
+        runner2 = EpochRunner(X[split:], None, y[split:], training.runner_specs(net),
+                              net.loss_.code, net.optimizer.kernel_config(),
+                              *net.optimizer.clip_settings(), 8, 2,
+                              sample_weight=None if weights is None else weights[split:])
+        rest = runner2.run_epoch(order[:1000 - split], 0.01, 0.0, first["step"], 7,
+                                 start=tuple(first[key] for key in sums))
+        return [rest[key] for key in sums]
+
+    whole = epoch(0)
+    assert whole[3] == pytest.approx(1000 if weights is None else weights.sum())
+    assert epoch(5) == whole
+    assert epoch(3) == whole
+    # batch seeds count from each call's first batch: without dropout the
+    # same updates, so the same sums carried over from the first 400 rows
+    assert epoch(None, split=400) == whole
+
+
+def test_run_epoch_checks_start_and_progress_every():
+    runner, _ = compiled_runner(np.ones((10, 4)), np.zeros(10, np.int32), 5, 1)
+    order = np.arange(10, dtype=np.intp)
+    with pytest.raises(ValueError, match="start must be 4 sums"):
+        runner.run_epoch(order, 0.01, 0.0, 0, 0, start=(1.0, 2.0))
+    # (it divided by zero: a SIGFPE that killed the process)
+    with pytest.raises(ValueError, match="progress_every must be >= 1"):
+        runner.run_epoch(order, 0.01, 0.0, 0, 0, lambda *_: None, 0)
+
+
 PLANS = [{"sparse_input": s, "sample_rows": r, "kernel_rows": k}
          for s in (False, True) for r, k in ((1, 1), (3, 7), (16, 64), (64, 200))]
 # team_by_columns: layer by layer, blocks of output columns (PLANS[6:] keeps

@@ -449,6 +449,7 @@ cdef struct LoopState:
     double clipnorm, global_clipnorm, clipvalue
     double* partials            # per-thread accumulators, SLOT doubles each
     double* block_loss          # mean-loss share of each sample block of a batch
+    double* block_correct       # correct predictions (or their weights) of each block
     double* clip_scales         # per parameter array (2 per layer), for clipping by norm
     # data and batch buffers
     void* X
@@ -528,6 +529,7 @@ cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_aliv
     """The batch's rows, its targets or labels, the sparse kernels' scratch
     and the per-thread accumulators."""
     cdef int batch_size = loop.batch_size
+    cdef int sample_blocks = (batch_size + loop.sample_rows - 1) // loop.sample_rows
     dtype, width, sparse = X.dtype, X.shape[1], loop.sparse_input
     x_batch = _aligned.empty((batch_size, width), dtype)
     # the sparse kernels' scratch, per thread
@@ -549,8 +551,8 @@ cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_aliv
     loop.labels_batch = <int*>data(labels_batch)
     loop.plans = <LayerPlan*>malloc(loop.n_layers * sizeof(LayerPlan))
     loop.partials = <double*>calloc(loop.n_threads * SLOT, sizeof(double))
-    loop.block_loss = <double*>calloc((batch_size + loop.sample_rows - 1)
-                                      // loop.sample_rows, sizeof(double))
+    loop.block_loss = <double*>calloc(2 * sample_blocks, sizeof(double))
+    loop.block_correct = loop.block_loss + sample_blocks    # the same allocation
     loop.clip_scales = <double*>calloc(2 * loop.n_layers, sizeof(double))
     if (loop.plans == NULL or loop.partials == NULL or loop.block_loss == NULL
             or loop.clip_scales == NULL):
@@ -773,7 +775,7 @@ cdef class EpochRunner:
 
     def run_epoch(self, cnp.intp_t[::1] order, double learning_rate,
                   double weight_decay, long step, unsigned long long seed,
-                  object progress=None, int progress_every=0):
+                  object progress=None, int progress_every=0, tuple start=None):
         """Train one epoch over the rows of X in `order`.
 
         Returns a dict: loss_sum (sum over batches of the batch's mean loss,
@@ -782,20 +784,37 @@ cdef class EpochRunner:
         with sample_weight the correct samples' weight sum, a float), step
         (updates done so far), finite (False if a non-finite loss stopped
         the epoch early; the weights are then those before the failing
-        batch's update), n_samples, and weight_sum (with sample_weight: the
-        weights of the samples done).
+        batch's update), n_samples, and weight_sum (the weights, or sizes,
+        of the batches done).
+
+        The sums are added batch by batch in the epoch's order, whatever the
+        chunks the loop runs in, so their bits do not depend on timing.
+        `start` = (loss_sum, penalty_sum, n_correct, weight_sum) continues
+        the sums of earlier rows of the same epoch (the out-of-core trainer's
+        earlier chunks); the progress callback then gets the running mean
+        over them too.
         """
+        if progress is not None and progress_every < 1:
+            raise ValueError(f"progress_every must be >= 1 with a progress callback, "
+                             f"got {progress_every}")
+        if start is not None and len(start) != 4:
+            raise ValueError(f"start must be 4 sums, got {start!r}")
         if order.shape[0] > 0 and (np.min(order) < 0 or np.max(order) >= self.loop.n_rows):
             raise ValueError(f"order must hold row indices in [0, {self.loop.n_rows})")
+        cdef double sums[4]
+        cdef int i
+        for i in range(4):
+            sums[i] = 0.0 if start is None else float(start[i])
         if self.loop.is_float32:
             return self._run[float](order, learning_rate, weight_decay, step, seed,
-                                    progress, progress_every)
+                                    progress, progress_every, sums)
         return self._run[double](order, learning_rate, weight_decay, step, seed,
-                                 progress, progress_every)
+                                 progress, progress_every, sums)
 
     cdef dict _run(self, cnp.intp_t[::1] order, double learning_rate,
                    double weight_decay, long step, unsigned long long seed,
-                   object progress, int progress_every, floating dummy=0):
+                   object progress, int progress_every, double* totals,
+                   floating dummy=0):
         cdef LoopState* loop = &self.loop
         cdef long n = order.shape[0]
         # rows of X a batch takes from `order` (distributed: the global batch)
@@ -803,12 +822,9 @@ cdef class EpochRunner:
         cdef long n_batches = (n + rows - 1) // rows
         cdef long chunk = progress_every if progress_every > 0 else n_batches
         cdef long batch = 0, stop, done
-        cdef double loss_sum = 0.0, penalty_sum = 0.0, weight_sum = 0.0
-        cdef double n_correct = 0
         cdef bint finite = True
         cdef Strategy strategy = self._strategy
         cdef bint per_sample
-        cdef double totals[4]
         cdef int team
         cdef double started
         # the per-sample path has no weight decay: such an epoch runs the team's
@@ -820,7 +836,6 @@ cdef class EpochRunner:
         chunk = max(1, min(chunk, 64))
         while batch < n_batches and finite:
             stop = min(batch + chunk, n_batches)
-            totals[0] = totals[1] = totals[2] = totals[3] = 0
             team = 1 if per_sample else self.team.choose()
             if not per_sample and self.team.retrying is not None:
                 stop = batch + 1        # a retry of the other team size: one batch
@@ -839,23 +854,16 @@ cdef class EpochRunner:
                                  max(done - batch, 1))
             finite = done == stop
             step += done - batch
-            loss_sum += totals[0]
-            penalty_sum += totals[1]
-            n_correct += totals[2]
-            weight_sum += totals[3]
             batch = done
             PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
             if progress is not None and (batch % progress_every < chunk or batch == n_batches):
                 # the running (weighted) mean loss: weight_sum counts the
                 # samples done (distributed: of the global batches), or sums their weights
-                progress(batch, loss_sum / weight_sum if weight_sum > 0 else 0.0)
-        result = {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
-                  "n_batches": batch, "step": step, "finite": finite,
-                  "n_samples": min(batch * rows, n),
-                  "n_correct": <long>n_correct if loop.weights == NULL else n_correct}
-        if loop.weights != NULL:
-            result["weight_sum"] = weight_sum
-        return result
+                progress(batch, totals[0] / totals[3] if totals[3] > 0 else 0.0)
+        return {"loss_sum": totals[0], "penalty_sum": totals[1],
+                "n_batches": batch, "step": step, "finite": finite,
+                "n_samples": min(batch * rows, n), "weight_sum": totals[3],
+                "n_correct": <long>totals[2] if loop.weights == NULL else totals[2]}
 
 
 # ---- the team strategies: a team of threads over batches, phases A and B -----
@@ -864,10 +872,11 @@ cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, 
                         long step, uint64_t seed, int T, double* totals,
                         floating dummy=0) noexcept nogil:
     """Train batches [first, stop); return the index of the first batch not
-    done (stop, or the batch whose loss was not finite). totals gets
-    (sum of (batch loss + penalty) * batch weight, sum of penalties, correct,
-    sum of batch weights), a batch's weight being its size or the sum of
-    its sample weights.
+    done (stop, or the batch whose loss was not finite). totals (sum of
+    (batch loss + penalty) * batch weight, sum of penalties, correct, sum of
+    batch weights; a batch's weight is its size or the sum of its sample
+    weights) goes on from its values: thread 0 adds each batch's loss to
+    them in batch order, the other threads' penalty shares follow.
     T threads are asked for and share the work (the results do not depend
     on T). OpenMP may grant fewer (OMP_DYNAMIC, OMP_THREAD_LIMIT, nested
     regions): the work is cut over the team actually running."""
@@ -875,7 +884,7 @@ cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, 
     cdef long batch, start
     cdef long first_not_done[1]
     cdef int granted[1]
-    cdef double batch_loss, penalty, batch_weight
+    cdef double batch_loss, batch_correct, penalty, batch_weight
     cdef uint64_t batch_seed
     cdef double* mine
     first_not_done[0] = stop
@@ -893,7 +902,11 @@ cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, 
                 _deal_blocks(loop, T)
             barrier()
         mine = &loop.partials[t * SLOT]
-        mine[ACC_LOSS] = mine[ACC_PENALTY] = mine[CORRECT] = mine[ACC_WEIGHT] = 0
+        if t == 0:      # the running sums: a batch's loss adds to them in order
+            mine[ACC_LOSS], mine[ACC_PENALTY] = totals[0], totals[1]
+            mine[CORRECT], mine[ACC_WEIGHT] = totals[2], totals[3]
+        else:
+            mine[ACC_LOSS] = mine[ACC_PENALTY] = mine[CORRECT] = mine[ACC_WEIGHT] = 0
         batch = first
         while batch < stop:
             if loop.dist_size:
@@ -913,11 +926,12 @@ cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, 
             # distributed: the global batch's, all ranks' rows
             batch_weight = _batch_weight(loop, order + start - offset, nb_all)
             _phase_a[floating](loop, strategy, order + start, nb, offset, batch_seed,
-                               batch_weight, t, T, &mine[CORRECT])
+                               batch_weight, t, T)
             barrier()
-            batch_loss = 0
-            for blk in range(n_blocks):     # in block order: same sum for any T
+            batch_loss = batch_correct = 0
+            for blk in range(n_blocks):     # in block order: same sums for any T
                 batch_loss = batch_loss + loop.block_loss[blk]
+                batch_correct = batch_correct + loop.block_correct[blk]
             if loop.dist_size:
                 # the batch's loss and gradients summed over the ranks
                 batch_loss = _sum_over_ranks[floating](loop, nb, t, T, batch_loss)
@@ -929,11 +943,13 @@ cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, 
                                          weight_decay, step + (batch - first) + 1)
             if t == 0:
                 mine[ACC_LOSS] += batch_loss * batch_weight
+                mine[CORRECT] += batch_correct
                 mine[ACC_WEIGHT] += batch_weight
             mine[ACC_LOSS] += penalty * batch_weight
             mine[ACC_PENALTY] += penalty
             barrier()
             batch = batch + 1
+    totals[0] = totals[1] = totals[2] = totals[3] = 0
     for i in range(granted[0]):
         totals[0] += loop.partials[i * SLOT + ACC_LOSS]
         totals[1] += loop.partials[i * SLOT + ACC_PENALTY]
@@ -943,16 +959,16 @@ cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, 
 
 
 cdef void _phase_a(LoopState* loop, Strategy strategy, cnp.intp_t* rows, int nb, int offset,
-                   uint64_t batch_seed, double batch_weight, int t, int T, double* correct,
+                   uint64_t batch_seed, double batch_weight, int t, int T,
                    floating dummy=0) noexcept nogil:
     """Phase A of one batch (rows: its rows of `order`): this thread's blocks
     of samples (by columns: of samples, then of every layer's outputs), up
-    to dL/dz; block_loss gets each sample block's share of the loss."""
+    to dL/dz; block_loss and block_correct get each sample block's share of
+    the loss and its correct predictions."""
     if strategy == TEAM_BY_COLUMNS:
-        _columns_forward[floating](loop, rows, nb, t, T, batch_weight, correct)
+        _columns_forward[floating](loop, rows, nb, t, T, batch_weight)
     else:
-        _samples_phase_a[floating](loop, rows, nb, offset, batch_seed, batch_weight, t, T,
-                                   correct)
+        _samples_phase_a[floating](loop, rows, nb, offset, batch_seed, batch_weight, t, T)
 
 
 cdef double _phase_b(LoopState* loop, Strategy strategy, int nb, int t, int T,
@@ -983,18 +999,20 @@ cdef inline double _batch_weight(LoopState* loop, cnp.intp_t* rows, int nb) noex
 # ---- phase A by samples: gather, forward, loss, backward to dL/dz ------------
 cdef void _samples_phase_a(LoopState* loop, cnp.intp_t* rows, int nb, int offset,
                            uint64_t batch_seed, double batch_weight, int t, int T,
-                           double* correct, floating dummy=0) noexcept nogil:
+                           floating dummy=0) noexcept nogil:
     """Phase A by samples: thread t's blocks of sample_rows rows (block b
     to thread b mod T) gathered, then forward, loss and backward to dL/dz
-    on them; block_loss gets each block's share of the batch's loss."""
+    on them; block_loss and block_correct get each block's share of the
+    batch's loss and its correct predictions."""
     cdef int blk = t
     cdef int n_blocks = (nb + loop.sample_rows - 1) // loop.sample_rows
     while blk < n_blocks:
         _gather[floating](loop, rows, blk * loop.sample_rows,
                           min((blk + 1) * loop.sample_rows, nb))
+        loop.block_correct[blk] = 0
         loop.block_loss[blk] = _samples_forward_backward[floating](
             loop, blk * loop.sample_rows, min((blk + 1) * loop.sample_rows, nb),
-            offset, batch_seed, batch_weight, correct)
+            offset, batch_seed, batch_weight, &loop.block_correct[blk])
         blk = blk + T
 
 
@@ -1125,16 +1143,16 @@ cdef double _rows_loss(LoopState* loop, int r0, int r1, double batch_weight, dou
 
 # ---- team_by_columns: layer by layer, blocks of columns ----------------------
 cdef void _columns_forward(LoopState* loop, cnp.intp_t* rows, int nb, int t, int T,
-                           double batch_weight, double* correct,
-                           floating dummy=0) noexcept nogil:
+                           double batch_weight, floating dummy=0) noexcept nogil:
     """Phase A of team_by_columns: this thread's blocks of samples are
     gathered (and go through the sparse first layer); then each layer,
     after a barrier, runs all the batch's rows through this thread's
     blocks of its output columns (block b of p.out_columns columns to
     thread b mod T: one GEMM against that slice of the kernel, which
     stays in this core's cache from batch to batch); then the loss and
-    the last layer's dL/dz on the sample blocks. block_loss gets each
-    sample block's share of the loss."""
+    the last layer's dL/dz on the sample blocks. block_loss and
+    block_correct get each sample block's share of the loss and its
+    correct predictions."""
     cdef int blk, l, c0, r0, r1, n_blocks = (nb + loop.sample_rows - 1) // loop.sample_rows
     cdef LayerPlan* p
     cdef LayerPlan* last = &loop.plans[loop.n_layers - 1]
@@ -1156,7 +1174,9 @@ cdef void _columns_forward(LoopState* loop, cnp.intp_t* rows, int nb, int t, int
     blk = t
     while blk < n_blocks:
         r0, r1 = blk * loop.sample_rows, min((blk + 1) * loop.sample_rows, nb)
-        loop.block_loss[blk] = _rows_loss[floating](loop, r0, r1, batch_weight, correct)
+        loop.block_correct[blk] = 0
+        loop.block_loss[blk] = _rows_loss[floating](loop, r0, r1, batch_weight,
+                                                    &loop.block_correct[blk])
         activation_backward(<floating*>last.z + <long>r0 * last.n_out,
                             <floating*>last.a + <long>r0 * last.n_out,
                             <floating*>last.dz + <long>r0 * last.n_out, r1 - r0,

@@ -206,8 +206,10 @@ class ChunkedTrainer:
 
     def train_epoch(self, order, epoch_seed, progress, progress_every):
         config, optimizer = self.config, self.model.optimizer
+        sums = ("loss_sum", "penalty_sum", "n_correct", "weight_sum")
         total = {"loss_sum": 0.0, "penalty_sum": 0.0, "n_batches": 0, "n_correct": 0,
-                 "step": optimizer.iterations, "finite": True, "n_samples": 0}
+                 "weight_sum": 0.0, "step": optimizer.iterations, "finite": True,
+                 "n_samples": 0}
         for first in range(0, len(order), self.chunk):
             rows = order[first:first + self.chunk]
             m = len(rows)
@@ -220,13 +222,14 @@ class ChunkedTrainer:
                 self.w_buffer[:m] = config.weights[rows]
             seed = epoch_seed if first == 0 else int(np.random.SeedSequence(
                 [epoch_seed, first]).generate_state(1, np.uint64)[0])
+            # the loop goes on from the earlier chunks' sums, batch by batch:
+            # the bits of the in-memory fit's sums
             result = super().train_epoch(np.arange(m, dtype=np.intp), seed,
-                                         _shifted(progress, total, config.batch_size, m),
-                                         progress_every)
-            for key in ("loss_sum", "penalty_sum", "n_batches", "n_correct", "n_samples",
-                        "weight_sum"):
-                if key in result:
-                    total[key] = total.get(key, 0) + result[key]
+                                         _shifted(progress, total["n_batches"]),
+                                         progress_every, tuple(total[key] for key in sums))
+            total.update((key, result[key]) for key in sums)
+            total["n_batches"] += result["n_batches"]
+            total["n_samples"] += result["n_samples"]
             total["step"] = optimizer.iterations = result["step"]
             if not result["finite"]:
                 total["finite"] = False
@@ -234,16 +237,14 @@ class ChunkedTrainer:
         return total
 
 
-def _shifted(progress, done, batch_size, chunk_rows):
-    """The progress callback of a chunk, told the epoch's batches and running loss."""
+def _shifted(progress, batches_before):
+    """The progress callback of a chunk: its batches counted from the epoch's
+    start (the running loss already covers the earlier chunks)."""
     if progress is None:
         return None
 
     def report(batches, running_loss):
-        rows = min(batches * batch_size, chunk_rows)
-        samples = done["n_samples"] + rows
-        progress(done["n_batches"] + batches,
-                 (done["loss_sum"] + running_loss * rows) / max(samples, 1))
+        progress(batches_before + batches, running_loss)
     return report
 
 

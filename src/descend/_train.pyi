@@ -56,8 +56,9 @@ class EpochRunner:
                  sample_weight: NDArray[np.float64] | None = None) -> None: ...
     def run_epoch(self, order: NDArray[np.intp], learning_rate: float, weight_decay: float,
                   step: int, seed: int, progress: Callable[[int, float], object] | None = None,
-                  progress_every: int = 0) -> dict[str, Any]:
-        """Train one epoch over the rows of X in `order`."""
+                  progress_every: int = 0,
+                  start: tuple[float, float, float, float] | None = None) -> dict[str, Any]:
+        """Train one epoch over the rows of X in `order` (`start`: the sums to go on from)."""
     def set_distributed(self, allreduce_address: int, datatype: int, op: int, comm: int,
                         rank: int, size: int, global_batch: int) -> None:
         """Train as rank `rank` of `size`: one MPI_Allreduce a step from the loop."""

@@ -473,14 +473,14 @@ class Trainer:
                 "with. Change weights in place (net.set_weights, layer.kernel[...] = ...) "
                 "and compile before fit")
 
-    def train_epoch(self, order, epoch_seed, progress, progress_every):
+    def train_epoch(self, order, epoch_seed, progress, progress_every, start=None):
         """The epoch's updates over the rows in `order`: the compiled loop's
-        result dict (``EpochRunner.run_epoch``)."""
+        result dict (``EpochRunner.run_epoch``; `start`: the sums it goes on from)."""
         optimizer = self.model.optimizer
         with _threads.blas_threads(self.blas):
             return self.runner.run_epoch(
                 order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
-                epoch_seed, progress, progress_every)
+                epoch_seed, progress, progress_every, start)
 
     def scores(self, X, targets, labels, weights=None):
         """``model._evaluate`` of these rows, weighted by `weights` if given
