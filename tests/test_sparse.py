@@ -180,6 +180,36 @@ def test_sparse_grad_kernel_row_r_is_the_forward_product_of_column_r(shape, dens
         np.testing.assert_array_equal(out[r], row[0])
 
 
+@FAST
+@given(shape=shapes, density=densities, dtype=dtypes, seed=seeds)
+def test_update_rows_is_the_sgd_step_on_the_rows_of_non_zero_inputs(shape, density, dtype,
+                                                                      seed):
+    # the per-sample path's update: w[i] += (scale x_i) dz where x_i != 0, one
+    # fused multiply-add per element (portable: the product rounded first)
+    _, d, k = shape
+    rng = np.random.default_rng(seed)
+    x = sparse_matrix(rng, 1, d, density, dtype)[0]
+    dz = rng.normal(size=k).astype(dtype)
+    w = rng.normal(size=(d, k)).astype(dtype)
+    out = w.copy()
+    _sparse.update_rows_py(x, -0.05, dz, out)
+    step = (dtype(-0.05) * x).astype(np.float64)[:, None] * dz.astype(np.float64)
+    exact = w.astype(np.float64) + step
+    # rows of zero inputs are not touched at all
+    np.testing.assert_array_equal(out[x == 0], w[x == 0])
+    # within the rounding of the terms: one (fma) or two (portable) roundings
+    bound = 2 * np.finfo(dtype).eps * (np.abs(w) + np.abs(step))
+    assert np.all(np.abs(out - exact) <= bound)
+
+
+def test_update_rows_rejects_bad_shapes():
+    x, dz = np.ones(3), np.ones(2)
+    with pytest.raises(ValueError, match=r"w has shape \(2, 2\), expected \(3, 2\)"):
+        _sparse.update_rows_py(x, 1.0, dz, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="must not be empty"):
+        _sparse.update_rows_py(np.ones(0), 1.0, np.ones(0), np.zeros((0, 0)))
+
+
 def test_sparse_kernels_reject_bad_shapes_and_ranges():
     x = np.zeros((3, 4))
     with pytest.raises(ValueError, match="w has shape"):

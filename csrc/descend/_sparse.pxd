@@ -23,6 +23,17 @@ cdef inline long sparse_scratch_values(int n, int n_in) noexcept nogil:
     return (max(GRAD_COLUMNS * <long>n, 4 * <long>n_in) + 15) // 16 * 16
 
 
+cdef int nonzero_entries(const floating* x, int n, int* index,
+                         floating* value) noexcept nogil
+
+cdef void sparse_forward(const int* index, const floating* value, const int* count,
+                         int n, int stride, const floating* w, const floating* b,
+                         int n_out, floating* z, floating* a, int activation,
+                         floating alpha) noexcept nogil
+
+cdef void update_rows(const int* index, const floating* value, int m, floating scale,
+                      const floating* dz, int n_out, floating* w) noexcept nogil
+
 cdef long sparse_rows_forward(const floating* x, int rows, int n_in, const floating* w,
                               const floating* b, int n_out, floating* z, floating* a,
                               int activation, floating alpha, int* scratch,

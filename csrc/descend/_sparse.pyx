@@ -75,6 +75,23 @@ cdef extern from *:
     DESCEND_ROWS_PORTABLE(float, f)
     DESCEND_ROWS_PORTABLE(double, d)
 
+    /* ---- portable: the per-sample SGD step on the rows where the input is
+       non-zero, w[cols[j] * n, :n] += (scale * vals[j]) * dz[:n] (the product
+       rounded, then the sum) */
+    #define DESCEND_UPDATE_PORTABLE(T, S)                                       \
+        static void descend_update_##S##_portable(const int *cols, const T *vals, \
+                int m, T scale, const T *dz, int n, T *DESCEND_RESTRICT w) {    \
+            int j, c;                                                           \
+            for (j = 0; j < m; j++) {                                           \
+                T *row = w + (long)cols[j] * n;                                 \
+                const T v = scale * vals[j];                                    \
+                for (c = 0; c < n; c++)                                         \
+                    row[c] += v * dz[c];                                        \
+            }                                                                   \
+        }
+    DESCEND_UPDATE_PORTABLE(float, f)
+    DESCEND_UPDATE_PORTABLE(double, d)
+
     static int descend_nonzero_f_portable(const float *x, int n, int *index, float *value) {
         (void)x; (void)n; (void)index; (void)value; return -1;   /* the Cython loop */
     }
@@ -149,6 +166,52 @@ cdef extern from *:
                       _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, DESCEND_TAIL_MASKED_f)
     DESCEND_ROWS_WIDE(double, d, avx512, "avx512f", __m512d, 8, _mm512_loadu_pd,
                       _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd, DESCEND_TAIL_MASKED_d)
+
+    /* ---- wide per-sample SGD steps: every element one fused multiply-add,
+       w = fma(scale * vals[j], dz, w) (BLAS's axpy's rounding), so that AVX2
+       and AVX-512 give the same bits; the last columns by scalar fma (AVX2)
+       or one masked vector (AVX-512). dz stays in L1 from row to row. */
+    #define DESCEND_UPDATE_WIDE(T, S, ISA, TARGET, V, LANES, LOAD, STORE, SET1, FMA, TAIL) \
+        DESCEND_TARGET(TARGET) static void descend_update_##S##_##ISA(          \
+                const int *cols, const T *vals, int m, T scale, const T *dz, int n, \
+                T *DESCEND_RESTRICT w) {                                        \
+            int j, c;                                                           \
+            for (j = 0; j < m; j++) {                                           \
+                T *row = w + (long)cols[j] * n;                                 \
+                const T v = scale * vals[j];                                    \
+                const V vv = SET1(v);                                           \
+                for (c = 0; c + (LANES) <= n; c += (LANES))                     \
+                    STORE(row + c, FMA(vv, LOAD(dz + c), LOAD(row + c)));       \
+                TAIL(T, S)                                                      \
+            }                                                                   \
+        }
+    #define DESCEND_UPDATE_TAIL_SCALAR(T, S)                                    \
+        for (; c < n; c++)                                                      \
+            row[c] = DESCEND_FMA_##S(v, dz[c], row[c]);
+    #define DESCEND_UPDATE_TAIL_MASKED_f(T, S)                                  \
+        if (c < n) {                                                            \
+            __mmask16 mask = (__mmask16)((1u << (n - c)) - 1);                  \
+            _mm512_mask_storeu_ps(row + c, mask, _mm512_fmadd_ps(vv,            \
+                _mm512_maskz_loadu_ps(mask, dz + c), _mm512_maskz_loadu_ps(mask, row + c))); \
+        }
+    #define DESCEND_UPDATE_TAIL_MASKED_d(T, S)                                  \
+        if (c < n) {                                                            \
+            __mmask8 mask = (__mmask8)((1u << (n - c)) - 1);                    \
+            _mm512_mask_storeu_pd(row + c, mask, _mm512_fmadd_pd(vv,            \
+                _mm512_maskz_loadu_pd(mask, dz + c), _mm512_maskz_loadu_pd(mask, row + c))); \
+        }
+    DESCEND_UPDATE_WIDE(float, f, avx2, "avx2,fma", __m256, 8, _mm256_loadu_ps,
+                        _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps,
+                        DESCEND_UPDATE_TAIL_SCALAR)
+    DESCEND_UPDATE_WIDE(double, d, avx2, "avx2,fma", __m256d, 4, _mm256_loadu_pd,
+                        _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd,
+                        DESCEND_UPDATE_TAIL_SCALAR)
+    DESCEND_UPDATE_WIDE(float, f, avx512, "avx512f", __m512, 16, _mm512_loadu_ps,
+                        _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
+                        DESCEND_UPDATE_TAIL_MASKED_f)
+    DESCEND_UPDATE_WIDE(double, d, avx512, "avx512f", __m512d, 8, _mm512_loadu_pd,
+                        _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd,
+                        DESCEND_UPDATE_TAIL_MASKED_d)
 
     /* ---- four rows at once (AVX-512): z[s, :n] += sum over
        j < m with bit s of bits[j] set of vals[s * stride + j * step] * w[cols[j] * n, :n],
@@ -378,6 +441,12 @@ cdef extern from *:
     static descend_rows_d_fn descend_rows_d = descend_rows_d_portable;
     static descend_nonzero_f_fn descend_nonzero_f = descend_nonzero_f_portable;
     static descend_nonzero_d_fn descend_nonzero_d = descend_nonzero_d_portable;
+    typedef void (*descend_update_f_fn)(const int *, const float *, int, float, const float *,
+                                        int, float *);
+    typedef void (*descend_update_d_fn)(const int *, const double *, int, double,
+                                        const double *, int, double *);
+    static descend_update_f_fn descend_update_f = descend_update_f_portable;
+    static descend_update_d_fn descend_update_d = descend_update_d_portable;
     static int descend_isa = DESCEND_PORTABLE;
     typedef void (*descend_rows4_f_fn)(const int *, const float *, long, long,
                                        const unsigned short *, int, const float *, int, float *,
@@ -399,6 +468,8 @@ cdef extern from *:
         descend_rows_d = descend_rows_d_portable;
         descend_nonzero_f = descend_nonzero_f_portable;
         descend_nonzero_d = descend_nonzero_d_portable;
+        descend_update_f = descend_update_f_portable;
+        descend_update_d = descend_update_d_portable;
         descend_isa = DESCEND_PORTABLE;
         descend_rows4_f = 0;
         descend_rows4_d = 0;
@@ -410,6 +481,8 @@ cdef extern from *:
             descend_rows_d = descend_rows_d_avx512;
             descend_nonzero_f = descend_nonzero_f_avx512;
             descend_nonzero_d = descend_nonzero_d_avx512;
+            descend_update_f = descend_update_f_avx512;
+            descend_update_d = descend_update_d_avx512;
             descend_isa = DESCEND_AVX512;
             descend_rows4_f = descend_rows4_f_avx512;
             descend_rows4_d = descend_rows4_d_avx512;
@@ -420,6 +493,8 @@ cdef extern from *:
             descend_rows_d = descend_rows_d_avx2;
             descend_nonzero_f = descend_nonzero_f_avx2;
             descend_nonzero_d = descend_nonzero_d_avx2;
+            descend_update_f = descend_update_f_avx2;
+            descend_update_d = descend_update_d_avx2;
             descend_isa = DESCEND_AVX2;
         }
     #endif
@@ -432,6 +507,14 @@ cdef extern from *:
     static void descend_add_weighted_rows_d(const int *cols, const double *vals, int m,
                                             const double *w, int n, double *z) {
         descend_rows_d(cols, vals, m, w, n, z);
+    }
+    static void descend_update_rows_f(const int *cols, const float *vals, int m, float scale,
+                                      const float *dz, int n, float *w) {
+        descend_update_f(cols, vals, m, scale, dz, n, w);
+    }
+    static void descend_update_rows_d(const int *cols, const double *vals, int m,
+                                      double scale, const double *dz, int n, double *w) {
+        descend_update_d(cols, vals, m, scale, dz, n, w);
     }
     static int descend_nonzero_entries_f(const float *x, int n, int *index, float *value) {
         return descend_nonzero_f(x, n, index, value);
@@ -678,6 +761,12 @@ cdef extern from *:
     void add_weighted_rows_d "descend_add_weighted_rows_d"(
         const int* cols, const double* vals, int m, const double* w, int n,
         double* z) noexcept nogil
+    void update_rows_f "descend_update_rows_f"(
+        const int* cols, const float* vals, int m, float scale, const float* dz, int n,
+        float* w) noexcept nogil
+    void update_rows_d "descend_update_rows_d"(
+        const int* cols, const double* vals, int m, double scale, const double* dz, int n,
+        double* w) noexcept nogil
     void grad_lists_f "descend_grad_lists_f"(
         const float* x, long ld, int n, int width, float scale, int* samples, float* vals,
         uint64_t* masks, int* fill) noexcept nogil
@@ -765,6 +854,18 @@ cdef void sparse_forward(const int* index, const floating* value, const int* cou
             add_weighted_rows_d(index + <long>i * stride, value + <long>i * stride,
                                 count[i], w, n_out, zi)
         bias_activation_row(zi, a + <long>i * n_out, b, n_out, activation, alpha)
+
+
+cdef void update_rows(const int* index, const floating* value, int m, floating scale,
+                      const floating* dz, int n_out, floating* w) noexcept nogil:
+    """The SGD step of one sample on the kernel rows of its non-zero inputs:
+    w[index[j], :] += (scale * value[j]) * dz for j < m (scale: minus the
+    learning rate; w is (n_in, n_out), dz (n_out,)). One fused multiply-add
+    per element (the portable loop: the product, then the sum)."""
+    if floating is float:
+        update_rows_f(index, value, m, scale, dz, n_out, w)
+    else:
+        update_rows_d(index, value, m, scale, dz, n_out, w)
 
 
 cdef long sparse_rows_forward(const floating* x, int rows, int n_in, const floating* w,
@@ -1002,6 +1103,23 @@ def sparse_grad_kernel_py(const floating[:, ::1] x not None,
     with nogil:
         sparse_grad_kernel(&x[0, 0], n_in, n, &dz[0, 0], n_out, first, last,
                            <floating>scale, &out[0, 0], &scratch[0], &scratch_values[0])
+
+
+def update_rows_py(const floating[::1] x not None, double scale,
+                   const floating[::1] dz not None, floating[:, ::1] w not None):
+    """w[i, :] += (scale * x[i]) * dz for the non-zero x[i], in place: the
+    per-sample SGD step (update_rows on nonzero_entries' list of x)."""
+    import numpy as np
+    cdef int n_in = x.shape[0], n_out = dz.shape[0], m
+    if (w.shape[0], w.shape[1]) != (n_in, n_out):
+        raise ValueError(f"w has shape {(w.shape[0], w.shape[1])}, expected {(n_in, n_out)}")
+    if n_in == 0 or n_out == 0:
+        raise ValueError("x, dz and w must not be empty")
+    cdef int[::1] index = np.empty(n_in, np.int32)
+    cdef floating[::1] values = np.empty(n_in, np.float32 if floating is float else np.float64)
+    with nogil:
+        m = nonzero_entries(&x[0], n_in, &index[0], &values[0])
+        update_rows(&index[0], &values[0], m, <floating>scale, &dz[0], n_out, &w[0, 0])
 
 
 cdef class SparseLayerRun:

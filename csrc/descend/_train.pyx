@@ -126,12 +126,12 @@ import numpy as np
 
 from descend import _aligned
 from descend._threads import OtherJobsLoad
-from descend._blas cimport axpy, dot, gemm
+from descend._blas cimport gemm, gemv
 from descend._activations cimport activate, derivative
 from descend._dense cimport (dense_forward_block, activation_backward,
                              dense_grad_params, dropout, descend_mix,
                              bias_activation_row, activation_backward_columns)
-from descend._sparse cimport (sparse_rows_forward, sparse_grad_kernel, sparse_scratch_ints,
+from descend._sparse cimport (nonzero_entries, sparse_forward, update_rows, sparse_rows_forward, sparse_grad_kernel, sparse_scratch_ints,
                               sparse_scratch_values)
 from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERROR,
                                SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY, LayerSpec,
@@ -466,6 +466,12 @@ cdef struct LoopState:
     int* grad_scratch
     void* grad_values
     long scratch_size, scratch_values
+    # the per-sample path (PER_SAMPLE_SGD): each layer's non-zero inputs, found
+    # by the forward and used again by the update; layer l's n_in entries
+    # start at the sum of the earlier layers' n_in
+    int* sample_index
+    void* sample_values
+    int* sample_count           # per layer: how many
     # distributed (set_distributed): this rank's share of each global batch, its
     # gradients summed over the ranks by one MPI_Allreduce a step, from the loop
     int dist_rank, dist_size    # dist_size 0: not distributed
@@ -557,6 +563,17 @@ cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_aliv
     if (loop.plans == NULL or loop.partials == NULL or loop.block_loss == NULL
             or loop.clip_scales == NULL):
         raise MemoryError()
+
+
+cdef _allocate_per_sample(LoopState* loop, dtype, list keep_alive):
+    """The per-sample path's lists of each layer's non-zero inputs."""
+    inputs = sum(loop.plans[l].n_in for l in range(loop.n_layers))
+    index = np.zeros(inputs, np.int32)
+    values = _aligned.empty(inputs, dtype)
+    count = np.zeros(loop.n_layers, np.int32)
+    keep_alive.extend([index, values, count])
+    loop.sample_index, loop.sample_values = <int*>data(index), data(values)
+    loop.sample_count = <int*>data(count)
 
 
 cdef _fill_layers(LoopState* loop, list layers, dtype, kernel_rows, int cores,
@@ -715,6 +732,8 @@ cdef class EpochRunner:
         _fill_layers(loop, layers, X.dtype, self.plan["kernel_rows"], max(1, cores),
                      self.keep_alive)
         self._strategy = _choose_strategy(loop, layers, bool(self.plan.get("by_columns")))
+        if self._strategy == PER_SAMPLE_SGD:
+            _allocate_per_sample(loop, X.dtype, self.keep_alive)
         # the plan records what runs: by columns only where the strategy allows it
         self.plan["by_columns"] = self._strategy == TEAM_BY_COLUMNS
 
@@ -1469,9 +1488,10 @@ cdef long _per_sample_sgd(LoopState* loop, cnp.intp_t* order, long first, long s
     updated). totals gets (sum of loss * weight, -, correct, sum of weights).
 
     w -= lr * x_i * dz for the rows i where the layer's input x_i != 0
-    (the others have a zero gradient), dL/dx_i computed only where the
-    previous layer's activation derivative is non-zero. Same math as the
-    general path (w -= lr * X^T dZ), without touching zero rows."""
+    (the others have a zero gradient): the forward lists them, and both
+    the forward and the update go through those rows only, in the
+    hand-written loops of _sparse (no call into BLAS per row). Same math as
+    the general path (w -= lr * X^T dZ), without touching zero rows."""
     cdef long s, row
     cdef LayerPlan* last = &loop.plans[loop.n_layers - 1]
     cdef floating* X = <floating*>loop.X
@@ -1506,71 +1526,57 @@ cdef long _per_sample_sgd(LoopState* loop, cnp.intp_t* order, long first, long s
 
 
 cdef void _per_sample_forward(LoopState* loop, floating* x) noexcept nogil:
-    """One sample's forward through every layer (x: its row of X):
-    z = b + sum over the non-zero inputs x_i of x_i * W[i, :], a = act(z)."""
-    cdef int l, i
+    """One sample's forward through every layer (x: its row of X): the
+    layer's non-zero inputs listed (kept for the update), then
+    z = sum over them of x_i * W[i, :] + b and a = act(z) (_sparse's loops)."""
+    cdef int l
+    cdef long first = 0
     cdef LayerPlan* p
-    cdef floating* z
-    cdef floating* a
-    cdef floating* w
+    cdef int* index
+    cdef floating* values
     for l in range(loop.n_layers):
         p = &loop.plans[l]
-        z, a, w = <floating*>p.z, <floating*>p.a, <floating*>p.kernel.value
-        if p.bias.value != NULL:
-            memcpy(z, p.bias.value, p.n_out * sizeof(floating))
-        else:
-            for i in range(p.n_out):
-                z[i] = 0
-        for i in range(p.n_in):
-            if x[i] != 0:
-                axpy(p.n_out, x[i], w + <long>i * p.n_out, z)
-        if a != z:
-            for i in range(p.n_out):
-                a[i] = activate(z[i], p.activation, <floating>p.alpha)
-        x = a
+        index = loop.sample_index + first
+        values = <floating*>loop.sample_values + first
+        loop.sample_count[l] = nonzero_entries(x, p.n_in, index, values)
+        sparse_forward(index, values, &loop.sample_count[l], 1, p.n_in,
+                       <floating*>p.kernel.value, <floating*>p.bias.value, p.n_out,
+                       <floating*>p.z, <floating*>p.a, p.activation, <floating>p.alpha)
+        x = <floating*>p.a
+        first += p.n_in
 
 
 cdef void _per_sample_backward_update(LoopState* loop, floating* x0,
                                       floating neg_lr) noexcept nogil:
     """One sample's backward and SGD update, last layer first (x0: its row
     of X; the last layer's dz holds dL/da): dL/dz, then dL/dx of the layer
-    below with the old weights, then w -= lr * x_i * dz over the non-zero
-    inputs x_i and b -= lr * dz."""
-    cdef int l, i
+    below with the old weights (one matrix-vector product), then
+    w -= lr * x_i * dz on the rows of the non-zero inputs x_i the forward
+    listed, and b -= lr * dz."""
+    cdef int l, zero = 0
+    cdef long first = 0
     cdef LayerPlan* p
-    cdef floating* x
-    cdef floating* dz
-    cdef floating* w
+    cdef floating one = 1
+    for l in range(loop.n_layers - 1):
+        first += loop.plans[l].n_in
     for l in range(loop.n_layers - 1, -1, -1):
         p = &loop.plans[l]
-        dz, w = <floating*>p.dz, <floating*>p.kernel.value
-        activation_backward(<floating*>p.z, <floating*>p.a, dz, 1, p.n_out,
+        activation_backward(<floating*>p.z, <floating*>p.a, <floating*>p.dz, 1, p.n_out,
                             p.activation, <floating>p.alpha, 1)
-        x = x0 if l == 0 else <floating*>loop.plans[l - 1].a
         if l > 0:
-            # dL/dx_i with the old weights, where it can matter
-            _sparse_input_grad[floating](loop, l, dz, w)
-        for i in range(p.n_in):
-            if x[i] != 0:
-                axpy(p.n_out, neg_lr * x[i], dz, w + <long>i * p.n_out)
+            # dL/da of the layer below, W . dz with the old weights (its
+            # activation's derivative applies when its turn comes)
+            gemv(p.n_in, p.n_out, <floating*>p.kernel.value, <floating*>p.dz,
+                 <floating*>loop.plans[l - 1].dz)
+        update_rows(loop.sample_index + first, <floating*>loop.sample_values + first,
+                    loop.sample_count[l], neg_lr, <floating*>p.dz, p.n_out,
+                    <floating*>p.kernel.value)
         if p.bias.value != NULL:
-            axpy(p.n_out, neg_lr, dz, <floating*>p.bias.value)
-
-
-cdef void _sparse_input_grad(LoopState* loop, int l, floating* dz, floating* w,
-                             floating dummy=0) noexcept nogil:
-    """Layer l-1's dL/da_i = W[i, :] . dz where its act'(z_i) != 0, else 0."""
-    cdef LayerPlan* prev = &loop.plans[l - 1]
-    cdef LayerPlan* p = &loop.plans[l]
-    cdef floating* out = <floating*>prev.dz
-    cdef floating* z = <floating*>prev.z
-    cdef floating* a = <floating*>prev.a
-    cdef int i
-    for i in range(p.n_in):
-        if derivative(z[i], a[i], prev.activation, <floating>prev.alpha) != 0:
-            out[i] = dot(p.n_out, w + <long>i * p.n_out, dz)
-        else:
-            out[i] = 0
+            # the bias as one row whose input is 1
+            update_rows(&zero, &one, 1, neg_lr, <floating*>p.dz, p.n_out,
+                        <floating*>p.bias.value)
+        if l > 0:
+            first -= loop.plans[l - 1].n_in
 
 
 # ---- formulas on one slice of a parameter array, and the correct count -------

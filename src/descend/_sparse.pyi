@@ -37,6 +37,10 @@ def sparse_grad_kernel_py(x: NDArray[_F], dz: NDArray[_F], out: NDArray[_F], row
                           row_end: int, scale: float) -> None:
     """out[r] += scale * (x^T . dz)[r] for r in [row_begin, row_end), in place."""
 
+def update_rows_py(x: NDArray[_F], scale: float, dz: NDArray[_F], w: NDArray[_F]) -> None:
+    """w[i, :] += (scale * x[i]) * dz for the non-zero x[i], in place (the
+    per-sample SGD step); ValueError if w is not (len(x), len(dz)) or empty."""
+
 class SparseLayerRun:
     """The first layer's work on x's rows as the fused epoch does it with plain
     SGD, batch by batch, sparse or dense (descend.plans times the two against
