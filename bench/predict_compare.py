@@ -16,23 +16,11 @@ compare.py and shapes.py. The options are checked before any work.
 """
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
 
 import descend as dn
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def nets(dtype, n_threads, torch):
@@ -104,7 +92,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import torch
     X_all = dn.datasets.load_mnist(data_home=args.data_home).X_test[:max(args.rows)]
-    print(f"CPU: {cpu_name()}; descend {dn.__version__}, torch {torch.__version__}")
+    cpu = dn.plans.cpu_description()
+    print(f"CPU: {cpu['model']} (features: {', '.join(cpu['features'])}); "
+          f"descend {dn.__version__}, torch {torch.__version__}")
     print("| dtype | threads | rows | descend us | PyTorch us | speed-up | descend CPU us "
           "| PyTorch CPU us | load |")
     print("|---|---|---|---|---|---|---|---|---|")
