@@ -127,7 +127,6 @@ import numpy as np
 from descend import _aligned
 from descend._threads import OtherJobsLoad
 from descend._blas cimport gemm, gemv
-from descend._activations cimport activate, derivative
 from descend._dense cimport (dense_forward_block, activation_backward,
                              dense_grad_params, dropout, descend_mix,
                              bias_activation_row, activation_backward_columns)
