@@ -130,7 +130,8 @@ from descend._blas cimport gemm, gemv
 from descend._dense cimport (dense_forward_block, activation_backward,
                              dense_grad_params, dropout, descend_mix,
                              bias_activation_row, activation_backward_columns)
-from descend._sparse cimport (nonzero_entries, sparse_forward, update_rows, sparse_rows_forward, sparse_grad_kernel, sparse_scratch_ints,
+from descend._sparse cimport (nonzero_entries, sparse_forward, update_rows,
+                              sparse_rows_forward, sparse_grad_kernel, sparse_scratch_ints,
                               sparse_scratch_values)
 from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERROR,
                                SOFTMAX_CROSS_ENTROPY, BINARY_CROSS_ENTROPY, LayerSpec,
