@@ -132,32 +132,21 @@ def test_gemm_rejects_mismatched_shapes():
 
 
 @FAST
-@given(n=st.integers(1, 257), seed=seeds, dtype=dtypes)
-def test_axpy(n, seed, dtype):
+@given(m=dims, n=dims, seed=seeds, dtype=dtypes)
+def test_gemv_is_the_row_major_matrix_vector_product(m, n, seed, dtype):
     rng = np.random.default_rng(seed)
+    a = rng.uniform(-1, 1, (m, n)).astype(dtype)
     x = rng.uniform(-1, 1, n).astype(dtype)
-    y = rng.uniform(-1, 1, n).astype(dtype)
-    expected = -0.3 * x.astype(np.float64) + y.astype(np.float64)
-    _blas.axpy_py(-0.3, x, y)
-    assert_close(y, expected, dtype)
+    y = np.full(m, np.nan, dtype)            # beta = 0: what y held does not count
+    _blas.gemv_py(a, x, y)
+    assert_close(y, a.astype(np.float64) @ x.astype(np.float64), dtype, scale=n)
 
 
-@FAST
-@given(n=st.integers(1, 257), seed=seeds, dtype=dtypes)
-def test_dot(n, seed, dtype):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, n).astype(dtype)
-    y = rng.uniform(-1, 1, n).astype(dtype)
-    expected = float(np.sum(x.astype(np.float64) * y.astype(np.float64)))
-    got = _blas.dot_py(x, y)
-    assert got == pytest.approx(expected, rel=TOL[dtype]["rtol"], abs=TOL[dtype]["atol"] * n)
-
-
-def test_axpy_dot_reject_length_mismatch():
-    with pytest.raises(ValueError, match="x has 3, y has 2"):
-        _blas.axpy_py(1.0, np.ones(3), np.ones(2))
-    with pytest.raises(ValueError, match="x has 3, y has 2"):
-        _blas.dot_py(np.ones(3), np.ones(2))
+def test_gemv_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"A is \(2, 3\), x has 2, y has 2"):
+        _blas.gemv_py(np.ones((2, 3)), np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match=r"A is \(2, 3\), x has 3, y has 3"):
+        _blas.gemv_py(np.ones((2, 3)), np.ones(3), np.ones(3))
 
 
 # ---------------------------------------------------------------------------

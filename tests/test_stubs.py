@@ -166,7 +166,7 @@ def test_the_stub_classes_and_functions_match_the_module(module_name):
 
 def test_a_stub_that_disagrees_is_caught():
     # the checks above fail on a wrong stub: a renamed parameter, a missing default
-    node = ast.parse("def dot_py(x, z): ...").body[0]
-    assert stub_parameters(node) != runtime_parameters(descend._blas.dot_py)
+    node = ast.parse("def gemv_py(a, x, z): ...").body[0]
+    assert stub_parameters(node) != runtime_parameters(descend._blas.gemv_py)
     node = ast.parse("def effective_n_threads(n_threads): ...").body[0]
     assert stub_parameters(node) != runtime_parameters(descend._openmp.effective_n_threads)

@@ -5,7 +5,7 @@
 # column-major transpose, so C = op(A) op(B) in row-major is computed as
 # C^T = op(B)^T op(A)^T in column-major: swap the operands and M with N.
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv, saxpy, daxpy, sdot, ddot
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -38,23 +38,3 @@ cdef inline void gemv(int m, int n, const floating* a, const floating* x,
         sgemv(&trans, &n, &m, &alpha, <float*>a, &n, <float*>x, &one, &beta, y, &one)
     else:
         dgemv(&trans, &n, &m, &alpha, <double*>a, &n, <double*>x, &one, &beta, y, &one)
-
-
-cdef inline void axpy(int n, floating alpha, const floating* x,
-                      floating* y) noexcept nogil:
-    """y := alpha * x + y"""
-    cdef int one = 1
-    if floating is float:
-        saxpy(&n, &alpha, <float*>x, &one, y, &one)
-    else:
-        daxpy(&n, &alpha, <double*>x, &one, y, &one)
-
-
-cdef inline floating dot(int n, const floating* x,
-                         const floating* y) noexcept nogil:
-    """return x . y"""
-    cdef int one = 1
-    if floating is float:
-        return sdot(&n, <float*>x, &one, <float*>y, &one)
-    else:
-        return ddot(&n, <double*>x, &one, <double*>y, &one)

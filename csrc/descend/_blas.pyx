@@ -23,19 +23,16 @@ def gemm_py(bint trans_a, bint trans_b, double alpha,
              &b[0, 0], b.shape[1], <floating>beta, &c[0, 0], n)
 
 
-def axpy_py(double alpha, const floating[::1] x, floating[::1] y):
-    """y := alpha * x + y, in place on y."""
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"axpy lengths differ: x has {x.shape[0]}, y has {y.shape[0]}")
-    if x.shape[0] == 0:
+def gemv_py(const floating[:, ::1] a, const floating[::1] x, floating[::1] y):
+    """y := A . x, in place on y (A row-major, (len(y), len(x)))."""
+    cdef int m = a.shape[0], n = a.shape[1]
+    if x.shape[0] != n or y.shape[0] != m:
+        raise ValueError(f"gemv shapes do not agree: A is ({m}, {n}), x has {x.shape[0]}, "
+                         f"y has {y.shape[0]}")
+    if m == 0:
         return
-    axpy(x.shape[0], <floating>alpha, &x[0], &y[0])
-
-
-def dot_py(const floating[::1] x, const floating[::1] y):
-    """return x . y"""
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"dot lengths differ: x has {x.shape[0]}, y has {y.shape[0]}")
-    if x.shape[0] == 0:
-        return 0.0
-    return dot(x.shape[0], &x[0], &y[0])
+    if n == 0:
+        y[:] = 0
+        return
+    with nogil:
+        gemv(m, n, &a[0, 0], &x[0], &y[0])

@@ -14,8 +14,6 @@ def gemm_py(trans_a: bool, trans_b: bool, alpha: float, a: NDArray[_F], b: NDArr
             beta: float, c: NDArray[_F]) -> None:
     """C := alpha * op(A) . op(B) + beta * C, in place on C (row-major)."""
 
-def axpy_py(alpha: float, x: NDArray[_F], y: NDArray[_F]) -> None:
-    """y := alpha * x + y, in place on y."""
-
-def dot_py(x: NDArray[_F], y: NDArray[_F]) -> float:
-    """x . y"""
+def gemv_py(a: NDArray[_F], x: NDArray[_F], y: NDArray[_F]) -> None:
+    """y := A . x, in place on y (A row-major, (len(y), len(x))); ValueError
+    if the shapes do not agree."""
