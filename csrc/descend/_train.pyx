@@ -51,9 +51,10 @@
 # BLAS on the whole batch would be simpler, but OpenBLAS's sgemm gives
 # other bits on 2 threads than on 1 for some shapes, e.g. K = 784.)
 #
-# Batch size 1 with plain SGD has its own path: per sample, BLAS level-1
-# calls over the rows whose input is non-zero (MNIST pixels are ~80% zero,
-# ReLU outputs about half), with the update fused into the outer product.
+# Batch size 1 with plain SGD has its own path: per sample, the forward
+# lists each layer's non-zero inputs once (MNIST pixels are ~80% zero, ReLU
+# outputs about half) and both the forward and the update go through those
+# rows only (_sparse's dispatched loops; one BLAS gemv for dL/da).
 #
 # Sample weights (fit's sample_weight, class_weight) enter at one place, the
 # loss kernel (_losses.weighted_loss_and_gradient): each batch's loss is
