@@ -70,10 +70,13 @@ def test_the_warning_is_public(unwritable_cache):
 # ------------------------------------------------------------ DESCEND_CACHE_DIR
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    """HOME (and USERPROFILE, read on Windows) in a temporary directory, XDG unset."""
+    """HOME (and USERPROFILE, read on Windows) in a temporary directory, XDG
+    and the user's own DESCEND_CACHE_DIR unset (a user who set it, as the
+    README allows, runs these tests too)."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("DESCEND_CACHE_DIR", raising=False)
     return tmp_path / "home"
 
 
