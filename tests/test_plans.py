@@ -355,6 +355,37 @@ def test_the_epoch_sums_do_not_depend_on_the_chunks_the_loop_runs_in(weighted):
     assert epoch(None, split=400) == whole
 
 
+@pytest.mark.parametrize("progress_every", [1, 5, 7, 100])
+def test_progress_comes_at_the_multiples_of_progress_every_whatever_the_chunks(
+        progress_every):
+    # the loop's first chunks are short (1, 2, 4, ... batches) and a retry of
+    # the other team size runs one batch: progress still comes once a
+    # multiple of progress_every is reached (at the next multiple of 64 for
+    # a larger one), and after the last batch
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1000, 20))
+    y = rng.integers(0, 3, 1000).astype(np.int32)
+    runner, _ = compiled_runner(X, y, 4, 2)          # 250 batches
+    runner.team.one_thread_seconds = 0.0               # a retry of one thread at once
+    calls = []
+    runner.run_epoch(np.arange(1000, dtype=np.intp), 0.01, 0.0, 0, 7,
+                     lambda done, loss: calls.append(done), progress_every)
+    every = progress_every if progress_every <= 64 else 128       # 100 -> 128, 256
+    assert calls == list(range(every, 250, every if progress_every <= 64 else 128)) + [250]
+    assert len(runner.team.seconds) == 2                # both team sizes ran
+
+
+def test_the_one_thread_estimate_is_every_product_at_the_profiles_rate(monkeypatch):
+    # 784-256-10 at batch 64: the profile measured 64-row blocks against a
+    # 256-wide kernel (nearest to both layers' sizes) at 110 GFLOP/s; the
+    # first layer has no input gradient
+    flops = 2 * 2 * 64 * 784 * 256 + 3 * 2 * 64 * 256 * 10
+    assert plans.one_thread_batch_seconds(((784, 256), (256, 10)), "float32", 64,
+                                          fake_profile()) == pytest.approx(flops / 110e9)
+    monkeypatch.setenv("DESCEND_PROFILE", "0")
+    assert plans.one_thread_batch_seconds(((784, 256),), "float32", 64) is None
+
+
 def test_run_epoch_checks_start_and_progress_every():
     runner, _ = compiled_runner(np.ones((10, 4)), np.zeros(10, np.int32), 5, 1)
     order = np.arange(10, dtype=np.intp)

@@ -60,6 +60,25 @@ def test_idle_cores_retry_one_thread_once_its_cost_is_the_retry_share():
     assert team.best == 2 and team.seconds[1] == 0.0018
 
 
+def test_a_team_slowed_before_the_load_is_seen_gives_way_at_the_work_estimate():
+    # the load signal still says idle (it needs two windows of 0.1 s), but
+    # the team takes 30 ms a batch whose work one thread does in ~0.1 ms:
+    # the first retry is due once RETRY_SHARE of the time spent reaches the
+    # estimate (0.0002 s: after 0.004 s), i.e. right after the first timed chunk
+    team = TeamSize(2, ("test", next(_keys)), busy=lambda: False, one_thread_seconds=0.0002)
+    seconds = {2: 0.03, 1: 0.0001}
+    assert [run(team, seconds) for _ in range(4)] == [(2, 10), (2, 10), (1, 1), (1, 10)]
+    assert team.best == 1
+
+
+def test_the_work_estimate_never_delays_the_first_retry():
+    # an estimate above n_threads x the team's time leaves the idle-core rule
+    # as it is: due after 40 batches of 0.001 s (see the test above it)
+    team = TeamSize(2, ("test", next(_keys)), busy=lambda: False, one_thread_seconds=1.0)
+    chunks = [run(team, {2: 0.001, 1: 0.0018}) for _ in range(7)]
+    assert chunks == [(2, 10)] * 5 + [(1, 1), (2, 10)]
+
+
 def test_the_busy_signal_is_read_only_until_one_thread_was_measured():
     calls = []
     team = TeamSize(2, ("test", next(_keys)), busy=lambda: calls.append(1) or False)

@@ -360,9 +360,12 @@ class TeamSize:
     first timed chunk when other jobs hold the cores (`busy`, by default a
     descend._threads.OtherJobsLoad, says so or cannot tell); on idle cores it
     follows the same rule, its cost taken as n_threads times the team's
-    time per batch (one thread doing the team's work): a fit of a few
-    batches then does not run one of them on one thread for nothing (one
-    batch in ten at batch 1024 on 10000 rows).
+    time per batch (one thread doing the team's work), or
+    `one_thread_seconds` (an upper estimate of one batch's work on one
+    thread, from the machine's profile) if less: a fit of a few batches
+    then does not run one of them on one thread for nothing (one batch in
+    ten at batch 1024 on 10000 rows), and a team slowed by a load that
+    `busy` has not seen yet (it needs 0.2 s) gives way after a batch or two.
     What was learned is remembered across fits in this process, for the
     same workload. The first chunk of a fit is not timed: it pays for
     first touches of new buffers. The weights do not depend on the choice:
@@ -372,12 +375,14 @@ class TeamSize:
     RETRY_SHARE = 0.05
     _memory = {}    # (n_threads, workload) -> (preferred team, {team: seconds per batch})
 
-    def __init__(self, n_threads, workload=None, busy=None):
+    def __init__(self, n_threads, workload=None, busy=None, one_thread_seconds=None):
         """workload: a hashable description of the work per batch (shapes,
         batch size, dtype): what was learned holds for the same workload.
         busy: a function returning whether other jobs hold the cores now
-        (True, False, or None: unknown); default descend._threads.OtherJobsLoad."""
+        (True, False, or None: unknown); default descend._threads.OtherJobsLoad.
+        one_thread_seconds: an upper estimate of a batch on one thread, or None."""
         self.n_threads = n_threads
+        self.one_thread_seconds = one_thread_seconds
         self.busy = OtherJobsLoad(n_threads) if busy is None else busy
         self.key = (n_threads, workload)
         best, seconds = TeamSize._memory.get(self.key, (n_threads, {}))
@@ -396,10 +401,13 @@ class TeamSize:
         if other not in self.seconds:
             # nothing known of it yet: at once if the cores are busy (or that
             # is unknown), else when its cost, at most n_threads batches'
-            # worth of the team's time, is RETRY_SHARE of the time spent
+            # worth of the team's time (or one_thread_seconds), is
+            # RETRY_SHARE of the time spent
+            cost = self.seconds.get(self.best, 0.0) * self.n_threads
+            if self.one_thread_seconds is not None:
+                cost = min(cost, self.one_thread_seconds)
             due = self.best in self.seconds and (
-                self.busy() is not False or self.spent * self.RETRY_SHARE
-                >= self.seconds[self.best] * self.n_threads)
+                self.busy() is not False or self.spent * self.RETRY_SHARE >= cost)
         else:
             due = self.spent * self.RETRY_SHARE >= self.seconds[other]
         self.retrying = other if due else None
@@ -666,7 +674,7 @@ cdef class EpochRunner:
     cdef Strategy _strategy     # the batch path, chosen once by _choose_strategy
     cdef readonly dict plan     # the descend.plans.Plan fields this runner uses
     cdef list keep_alive        # every array the loop's pointers point into
-    cdef object team            # TeamSize: threads per chunk, adapted to the load
+    cdef readonly object team   # TeamSize: threads per chunk, adapted to the load
 
     def __cinit__(self):
         memset(&self.loop, 0, sizeof(LoopState))
@@ -722,10 +730,14 @@ cdef class EpochRunner:
                                  optimizer_config, plan, sparse_input)
         loop.sparse_input = self.plan["sparse_input"]
         loop.sample_rows = self.plan["sample_rows"]
+        from descend import plans
+        shapes = tuple(spec.kernel.shape for spec in layers)
         self.team = TeamSize(loop.n_threads, (
             batch_size, str(X.dtype), loss, bool(loop.sparse_input),
             tuple((spec.kernel.shape, spec.activation, spec.dropout_rate)
-                  for spec in layers)))
+                  for spec in layers)),
+            one_thread_seconds=plans.one_thread_batch_seconds(shapes, str(X.dtype),
+                                                              batch_size))
         self.keep_alive = [X, targets, labels, sample_weight]
         loop.X, loop.targets, loop.labels = data(X), data(targets), <int*>data(labels)
         loop.weights = <double*>data(sample_weight)
@@ -841,8 +853,8 @@ cdef class EpochRunner:
         cdef long rows = loop.global_batch if loop.dist_size else loop.batch_size
         cdef long n_batches = (n + rows - 1) // rows
         cdef long chunk = progress_every if progress_every > 0 else n_batches
-        cdef long batch = 0, stop, done
-        cdef bint finite = True
+        cdef long batch = 0, stop, done, size = 1
+        cdef bint finite = True, due
         cdef Strategy strategy = self._strategy
         cdef bint per_sample
         cdef int team
@@ -852,10 +864,16 @@ cdef class EpochRunner:
         if strategy == PER_SAMPLE_SGD and weight_decay != 0:
             strategy = TEAM_GEMM_SGD
         per_sample = strategy == PER_SAMPLE_SGD     # one thread
-        # Chunks of at most ~64 batches: the team size is chosen per chunk
+        # Chunks of at most ~64 batches: the team size is chosen per chunk.
+        # They end on the multiples of `chunk` (where progress is due, a
+        # retry's batch included), and the first ones are short (1, 2, 4, ...
+        # batches): TeamSize then learns within a few batches whether the team
+        # or one thread runs faster (a core held by another job slows a team
+        # by up to 100x; 64-batch chunks ran 128 such batches first).
         chunk = max(1, min(chunk, 64))
         while batch < n_batches and finite:
-            stop = min(batch + chunk, n_batches)
+            stop = min(batch + size, (batch // chunk + 1) * chunk, n_batches)
+            size = min(2 * size, chunk)
             team = 1 if per_sample else self.team.choose()
             if not per_sample and self.team.retrying is not None:
                 stop = batch + 1        # a retry of the other team size: one batch
@@ -874,9 +892,12 @@ cdef class EpochRunner:
                                  max(done - batch, 1))
             finite = done == stop
             step += done - batch
+            # progress once a multiple of progress_every is reached or passed
+            due = progress is not None and (done // progress_every > batch // progress_every
+                                            or done == n_batches)
             batch = done
             PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
-            if progress is not None and (batch % progress_every < chunk or batch == n_batches):
+            if due:
                 # the running (weighted) mean loss: weight_sum counts the
                 # samples done (distributed: of the global batches), or sums their weights
                 progress(batch, totals[0] / totals[3] if totals[3] > 0 else 0.0)

@@ -30,8 +30,10 @@ class TeamSize:
     retrying: int | None
     warm: bool
     busy: Callable[[], bool | None]
+    one_thread_seconds: float | None
     def __init__(self, n_threads: int, workload: Hashable = None,
-                 busy: Callable[[], bool | None] | None = None) -> None: ...
+                 busy: Callable[[], bool | None] | None = None,
+                 one_thread_seconds: float | None = None) -> None: ...
     def choose(self) -> int:
         """The team size for the next chunk."""
     def record(self, team: int, seconds_per_batch: float, n_batches: int = 1) -> None:
@@ -44,6 +46,8 @@ class EpochRunner:
     def sparse_input(self) -> bool: ...
     @property
     def plan(self) -> dict[str, Any]: ...
+    @property
+    def team(self) -> TeamSize: ...
     @property
     def strategy(self) -> str:
         """"per_sample_sgd", "team_gemm_sgd", "team_general" or "team_by_columns"."""

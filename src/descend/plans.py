@@ -831,6 +831,26 @@ def _gemm_rate(profile, dtype, rows, n_in, n_out):
     return table[width][str(below[-1])]
 
 
+def one_thread_batch_seconds(layer_shapes, dtype, batch_size, profile=None):
+    """An estimate of one batch's seconds on one thread: every product of
+    the batch (forward, input gradient after the first layer, kernel
+    gradient; dense, whatever the plan) at the profile's one-thread GEMM
+    rate for blocks of the batch's rows against a kernel of the layer's
+    size. None without a profile (DESCEND_PROFILE=0).
+
+    What TeamSize's first retry of one thread may cost: the team's own time
+    per batch bounds it too (n_threads times it), but not on cores another
+    job holds, where a team of 2 ran a batch of 8 in 23-44 ms against
+    0.06-0.15 ms on one thread (Intel Xeon, MNIST 784-256-128-10; this
+    estimate: 0.12 ms)."""
+    profile = machine_profile() if profile is None else profile
+    if profile is None:
+        return None
+    return sum((2 if i == 0 else 3) * 2 * batch_size * n_in * n_out
+               / (_interpolated_rate(profile, dtype, batch_size, n_in, n_out) * 1e9)
+               for i, (n_in, n_out) in enumerate(layer_shapes))
+
+
 def _phase_a_seconds(profile, workload, rows):
     """Estimated phase-A time of one batch with blocks of `rows` rows: the
     blocks go round-robin over the cores, each runs every layer's forward
