@@ -321,6 +321,18 @@ def test_an_unreadable_file_is_an_os_error(saved):
 
 
 # --------------------------------------------------------------------- saving
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_save_over_a_named_pipe_is_refused_and_leaves_it_a_pipe(tmp_path):
+    # the rename of the temporary file would replace it (as root, a save to
+    # /dev/null replaced the device with a 29 kB file)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        model().save(fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert os.listdir(tmp_path) == ["pipe"]          # no temporary left behind
+
+
 @pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_a_new_file_gets_the_mode_the_umask_gives(tmp_path, umask, expected):
     old = os.umask(umask)
