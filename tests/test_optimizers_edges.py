@@ -894,3 +894,23 @@ def test_a_learning_rate_of_no_accepted_type_is_refused_by_its_own_name(cls, lea
     with pytest.raises(TypeError, match=r"^learning_rate must be a learning rate \(float\), "
                                         r"a LearningRateSchedule, .* got "):
         cls(learning_rate)
+
+
+@pytest.mark.parametrize("name", ["Adagrad", "RMSprop", "Adam", "AdamW"])
+@pytest.mark.parametrize("dtype, too_small, smallest", [("float32", 1e-38, 1.2e-38),
+                                                         ("float64", 1e-310, 2.3e-308)])
+def test_an_epsilon_that_vanishes_in_the_networks_dtype_is_refused_at_compile(
+        name, dtype, too_small, smallest):
+    # below the dtype's smallest normal number the updates flush epsilon to
+    # zero, and a dead unit's zero gradient gave 0/0: a DivergenceError in
+    # the first epoch that advised a smaller learning rate
+    X, y = dn.datasets.load_digits(dtype=dtype)
+    net = dn.Sequential([dn.Dense(16, activation="relu"), dn.Dense(10)], input_dim=64,
+                        seed=0, dtype=dtype)
+    with pytest.raises(ValueError, match=rf"epsilon must be at least .* {dtype}.* got "
+                                         rf"{re.escape(repr(too_small))}"):
+        net.compile("softmax_cross_entropy", getattr(O, name)(epsilon=too_small))
+    assert net.optimizer is None or not isinstance(net.optimizer, getattr(O, name))
+    net.compile("softmax_cross_entropy", getattr(O, name)(epsilon=smallest))
+    net.fit(X, y, epochs=1, verbose=0)
+    assert all(np.isfinite(w).all() for w in net.get_weights())

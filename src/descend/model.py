@@ -213,11 +213,14 @@ class Sequential:
         ------
         ValueError
             Unknown names, a last layer that is not Dense (a trailing
-            Dropout), a softmax before the last layer, or a last-layer
-            softmax without softmax_cross_entropy.
+            Dropout), a softmax before the last layer, a last-layer
+            softmax without softmax_cross_entropy, or an optimizer's
+            ``epsilon`` too small for the network's dtype
+            (:meth:`Optimizer.check_dtype <descend.optimizers.Optimizer.check_dtype>`).
         """
         loss = losses.get(loss)
         optimizer = optimizers.get(optimizer)
+        optimizer.check_dtype(self.dtype)
         self._check_structure()
         last = self.dense_layers[-1]
         if last.activation == "softmax" and loss.link != "softmax":

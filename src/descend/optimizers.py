@@ -106,6 +106,24 @@ class Optimizer(abc.ABC):
     def clip_settings(self):
         return (self.clipnorm or 0.0, self.global_clipnorm or 0.0, self.clipvalue or 0.0)
 
+    def check_dtype(self, dtype):
+        """Check that the hyperparameters hold in parameters of `dtype`.
+
+        Raises
+        ------
+        ValueError
+            ``epsilon`` (Adagrad, RMSprop, Adam, AdamW) below the smallest
+            normal number of `dtype` (1.2e-38 for float32): the updates
+            flush subnormal numbers to zero, and a zero gradient would then
+            divide 0 by 0.
+        """
+        epsilon = getattr(self, "epsilon", None)
+        tiny = float(np.finfo(dtype).tiny)
+        if epsilon is not None and epsilon < tiny:
+            raise ValueError(f"epsilon must be at least {tiny:.7g} (the smallest normal "
+                             f"{np.dtype(dtype).name}: the updates flush smaller numbers to "
+                             f"zero, and a zero gradient would give 0/0), got {epsilon!r}")
+
     def learning_rate_for_epoch(self, epoch):
         """Evaluate the schedule (if any) for this epoch, times learning_rate_scale."""
         if self.schedule is not None:
