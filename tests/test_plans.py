@@ -355,6 +355,43 @@ def test_the_epoch_sums_do_not_depend_on_the_chunks_the_loop_runs_in(weighted):
     assert epoch(None, split=400) == whole
 
 
+@pytest.mark.parametrize("optimizer", [dn.optimizers.SGD(0.05),
+                                       dn.optimizers.SGD(0.05, momentum=0.9),
+                                       dn.optimizers.Adam(0.01)])
+def test_the_penalty_sums_do_not_depend_on_the_team_that_ran(optimizer):
+    # L1 and L2 on kernels and biases: each batch's penalty adds block by
+    # block in one order, whichever thread ran a block and whatever the team
+    # (the threads' own subtotals changed the last bits of the loss with the
+    # team sizes TeamSize chose, so two fits of one seed reported two losses)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(600, 40))
+    y = rng.integers(0, 3, 600).astype(np.int32)
+    reg = dn.regularizers.l1_l2(l1=1e-3, l2=1e-3)
+
+    def epoch(teams):
+        net = dn.Sequential([dn.Dense(300, activation="relu", kernel_regularizer=reg,
+                                      bias_regularizer=reg),
+                             dn.Dense(3, kernel_regularizer=reg)],
+                            input_dim=40, dtype="float64", seed=5)
+        net.compile(loss="softmax_cross_entropy", optimizer=optimizer.from_config(
+            optimizer.get_config()))
+        net.build(40)
+        net.optimizer.build(net._params())
+        runner = EpochRunner(X, None, y, training.runner_specs(net), net.loss_.code,
+                             net.optimizer.kernel_config(), *net.optimizer.clip_settings(),
+                             20, 2, plan={"kernel_rows": 16})
+        chosen = iter(teams * 100)
+        runner.team.choose = lambda: next(chosen)      # the team of each chunk, forced
+        result = runner.run_epoch(np.arange(600, dtype=np.intp), 0.05, 0.0, 0, 7,
+                                  lambda *_: None, 1)
+        assert result["penalty_sum"] > 0
+        return ([result[key] for key in ("loss_sum", "penalty_sum")],
+                [w.tobytes() for w in net.get_weights()])
+
+    one, two, mixed = epoch([1]), epoch([2]), epoch([2, 1, 1, 2, 2])
+    assert one == two == mixed
+
+
 @pytest.mark.parametrize("progress_every", [1, 5, 7, 100])
 def test_progress_comes_at_the_multiples_of_progress_every_whatever_the_chunks(
         progress_every):

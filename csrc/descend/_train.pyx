@@ -460,6 +460,8 @@ cdef struct LoopState:
     double* block_loss          # mean-loss share of each sample block of a batch
     double* block_correct       # correct predictions (or their weights) of each block
     double* clip_scales         # per parameter array (2 per layer), for clipping by norm
+    double* penalties           # the batch's penalty of each phase-B block, then of each
+                                # layer's bias: summed in this order (any team, same bits)
     # data and batch buffers
     void* X
     void* targets
@@ -621,8 +623,10 @@ cdef _fill_layers(LoopState* loop, list layers, dtype, kernel_rows, int cores,
     table = np.array([plans.deal_blocks(shapes, rows, team)
                       for team in range(1, loop.n_threads + 1)],
                      dtype=np.int32).reshape(loop.n_threads, blocks)
-    keep_alive.append(table)
+    penalties = np.zeros(blocks + loop.n_layers)
+    keep_alive.extend([table, penalties])
     loop.owner_table, loop.n_blocks = <int*>data(table), blocks
+    loop.penalties = <double*>data(penalties)
     _deal_blocks(loop, loop.n_threads)
 
 
@@ -916,8 +920,8 @@ cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, 
     done (stop, or the batch whose loss was not finite). totals (sum of
     (batch loss + penalty) * batch weight, sum of penalties, correct, sum of
     batch weights; a batch's weight is its size or the sum of its sample
-    weights) goes on from its values: thread 0 adds each batch's loss to
-    them in batch order, the other threads' penalty shares follow.
+    weights) goes on from its values: thread 0 adds each batch's loss and
+    penalty (loop.penalties, summed in block order) to them in batch order.
     T threads are asked for and share the work (the results do not depend
     on T). OpenMP may grant fewer (OMP_DYNAMIC, OMP_THREAD_LIMIT, nested
     regions): the work is cut over the team actually running."""
@@ -980,15 +984,20 @@ cdef long _team_batches(LoopState* loop, cnp.intp_t* order, long n, long first, 
                 # every thread sees the same sum, so all leave together
                 first_not_done[0] = batch
                 break
-            penalty = _phase_b[floating](loop, strategy, nb, t, T, learning_rate,
-                                         weight_decay, step + (batch - first) + 1)
+            _phase_b[floating](loop, strategy, nb, t, T, learning_rate, weight_decay,
+                               step + (batch - first) + 1)
+            barrier()
             if t == 0:
+                # (the others write penalties again only after the next
+                # batch's first barrier, which waits for this thread)
+                penalty = 0
+                for i in range(loop.n_blocks + loop.n_layers):   # in order: any T
+                    penalty = penalty + loop.penalties[i]
                 mine[ACC_LOSS] += batch_loss * batch_weight
                 mine[CORRECT] += batch_correct
                 mine[ACC_WEIGHT] += batch_weight
-            mine[ACC_LOSS] += penalty * batch_weight
-            mine[ACC_PENALTY] += penalty
-            barrier()
+                mine[ACC_LOSS] += penalty * batch_weight
+                mine[ACC_PENALTY] += penalty
             batch = batch + 1
     totals[0] = totals[1] = totals[2] = totals[3] = 0
     for i in range(granted[0]):
@@ -1012,18 +1021,25 @@ cdef void _phase_a(LoopState* loop, Strategy strategy, cnp.intp_t* rows, int nb,
         _samples_phase_a[floating](loop, rows, nb, offset, batch_seed, batch_weight, t, T)
 
 
-cdef double _phase_b(LoopState* loop, Strategy strategy, int nb, int t, int T,
-                     double learning_rate, double weight_decay, long step,
-                     floating dummy=0) noexcept nogil:
+cdef void _phase_b(LoopState* loop, Strategy strategy, int nb, int t, int T,
+                   double learning_rate, double weight_decay, long step,
+                   floating dummy=0) noexcept nogil:
     """Phase B of one batch: this thread's blocks of every parameter array
-    (gradient, penalty, update; step: the update's number, from 1). Returns
-    the penalty of this thread's blocks."""
+    (gradient, penalty, update; step: the update's number, from 1). Each
+    block's penalty goes to its slot of loop.penalties (_block_penalty)."""
     if strategy == TEAM_GEMM_SGD:
-        return _gemm_sgd_update[floating](loop, nb, t, T, learning_rate, weight_decay, step)
-    if strategy == TEAM_BY_COLUMNS:
-        return _columns_backward[floating](loop, nb, t, T, learning_rate, weight_decay, step)
-    return _general_update[floating](loop, nb, t, T, learning_rate, weight_decay, step,
-                                     loop.dist_size != 0)
+        _gemm_sgd_update[floating](loop, nb, t, T, learning_rate, weight_decay, step)
+    elif strategy == TEAM_BY_COLUMNS:
+        _columns_backward[floating](loop, nb, t, T, learning_rate, weight_decay, step)
+    else:
+        _general_update[floating](loop, nb, t, T, learning_rate, weight_decay, step,
+                                  loop.dist_size != 0)
+
+
+cdef inline double* _block_penalty(LoopState* loop, LayerPlan* p, int k0) noexcept nogil:
+    """The slot of loop.penalties of the phase-B block of p's kernel that
+    starts at row k0."""
+    return &loop.penalties[p.first_block + k0 // p.kernel_rows]
 
 
 cdef inline double _batch_weight(LoopState* loop, cnp.intp_t* rows, int nb) noexcept nogil:
@@ -1241,21 +1257,19 @@ cdef void _columns_product(LoopState* loop, LayerPlan* p, int l, int nb, int c0,
                             <floating>p.alpha)
 
 
-cdef double _columns_backward(LoopState* loop, int nb, int t, int T, double learning_rate,
-                              double weight_decay, long step,
-                              floating dummy=0) noexcept nogil:
+cdef void _columns_backward(LoopState* loop, int nb, int t, int T, double learning_rate,
+                            double weight_decay, long step,
+                            floating dummy=0) noexcept nogil:
     """Phase B of team_by_columns, last layer first: this thread's blocks of
     p.kernel_rows kernel rows [k0, k1) (block b to thread b mod T) first
     give the previous layer's dL/dz on columns [k0, k1) (dZ W[k0:k1]^T,
     then its activation's derivative: those rows of W are this thread's,
     so it reads them before it updates them), then their update (as
     team_gemm_sgd or team_general); then the bias; a barrier before the
-    previous layer, whose dL/dz is then whole. Returns the penalty of
-    this thread's blocks."""
+    previous layer, whose dL/dz is then whole."""
     cdef int l, k0, k1
     cdef LayerPlan* p
     cdef LayerPlan* prev
-    cdef double penalty = 0.0
     for l in range(loop.n_layers - 1, -1, -1):
         p = &loop.plans[l]
         prev = &loop.plans[l - 1] if l > 0 else NULL
@@ -1270,45 +1284,41 @@ cdef double _columns_backward(LoopState* loop, int nb, int t, int T, double lear
                                             <floating*>prev.dz + k0, nb, k1 - k0, p.n_in,
                                             prev.activation, <floating>prev.alpha)
             if loop.columns_sgd:
-                penalty += _sgd_through_gemm[floating](loop, p, l, nb, k0, k1, t,
-                                                       learning_rate, weight_decay)
+                _block_penalty(loop, p, k0)[0] = _sgd_through_gemm[floating](
+                    loop, p, l, nb, k0, k1, t, learning_rate, weight_decay)
             else:
                 _kernel_gradient[floating](loop, l, nb, k0, k1, t)
-                penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
-                                               <long>k1 * p.n_out)
+                _block_penalty(loop, p, k0)[0] = _penalize[floating](
+                    &p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out)
                 _step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out,
                                 <long>k1 * p.n_out, learning_rate, weight_decay, step,
                                 loop.clipvalue)
             k0 = k0 + T * p.kernel_rows
-        penalty += _bias_update[floating](loop, l, nb, t, T, learning_rate, weight_decay,
-                                          step, True, True)
+        _bias_update[floating](loop, l, nb, t, T, learning_rate, weight_decay, step,
+                               True, True)
         if prev != NULL:
             barrier()
-    return penalty
 
 
 # ---- phase B: gradients, penalties and updates (SGD through GEMM, or any) ----
-cdef double _gemm_sgd_update(LoopState* loop, int nb, int t, int T, double learning_rate,
-                             double weight_decay, long step,
-                             floating dummy=0) noexcept nogil:
+cdef void _gemm_sgd_update(LoopState* loop, int nb, int t, int T, double learning_rate,
+                           double weight_decay, long step,
+                           floating dummy=0) noexcept nogil:
     """Phase B, plain SGD: each block of kernel rows updated by one GEMM
     (_sgd_through_gemm: dW is never written out), then the bias. Kernel
-    rows go in blocks of p.kernel_rows, dealt over the team by cost (_deal_blocks).
-    Returns the penalty of this thread's blocks."""
+    rows go in blocks of p.kernel_rows, dealt over the team by cost (_deal_blocks)."""
     cdef int l, k0, k1
     cdef LayerPlan* p
-    cdef double penalty = 0.0
     for l in range(loop.n_layers):
         p = &loop.plans[l]
         k0 = _next_row(loop, p, t, -p.kernel_rows)
         while k0 < p.n_in:
             k1 = min(k0 + p.kernel_rows, p.n_in)
-            penalty += _sgd_through_gemm[floating](loop, p, l, nb, k0, k1, t,
-                                                   learning_rate, weight_decay)
+            _block_penalty(loop, p, k0)[0] = _sgd_through_gemm[floating](
+                loop, p, l, nb, k0, k1, t, learning_rate, weight_decay)
             k0 = _next_row(loop, p, t, k0)
-        penalty += _bias_update[floating](loop, l, nb, t, T, learning_rate,
-                                          weight_decay, step, True, True)
-    return penalty
+        _bias_update[floating](loop, l, nb, t, T, learning_rate, weight_decay, step,
+                               True, True)
 
 
 cdef double _sgd_through_gemm(LoopState* loop, LayerPlan* p, int l, int nb, int k0, int k1,
@@ -1340,19 +1350,17 @@ cdef double _sgd_through_gemm(LoopState* loop, LayerPlan* p, int l, int nb, int 
     return penalty
 
 
-cdef double _general_update(LoopState* loop, int nb, int t, int T, double learning_rate,
-                            double weight_decay, long step, bint summed,
-                            floating dummy=0) noexcept nogil:
+cdef void _general_update(LoopState* loop, int nb, int t, int T, double learning_rate,
+                          double weight_decay, long step, bint summed,
+                          floating dummy=0) noexcept nogil:
     """Phase B, any optimizer: dW, db, penalties, clipping by value and the
     update. Kernel rows go in blocks of p.kernel_rows, dealt over the
     team by cost (_deal_blocks); each block is updated right after its gradient is computed,
     while it is still in cache (unless by_norm: then every gradient first,
     _update_by_norm after). `summed`: the gradients are there already
-    (distributed: _sum_over_ranks). Returns the penalty of this thread's
-    blocks."""
+    (distributed: _sum_over_ranks)."""
     cdef int l, k0, k1
     cdef LayerPlan* p
-    cdef double penalty = 0.0
     for l in range(loop.n_layers):
         p = &loop.plans[l]
         k0 = _next_row(loop, p, t, -p.kernel_rows)
@@ -1360,37 +1368,41 @@ cdef double _general_update(LoopState* loop, int nb, int t, int T, double learni
             k1 = min(k0 + p.kernel_rows, p.n_in)
             if not summed:
                 _kernel_gradient[floating](loop, l, nb, k0, k1, t)
-            penalty += _penalize[floating](&p.kernel, <long>k0 * p.n_out,
-                                           <long>k1 * p.n_out)
+            _block_penalty(loop, p, k0)[0] = _penalize[floating](
+                &p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out)
             if not loop.by_norm:
                 _step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out,
                                 <long>k1 * p.n_out, learning_rate, weight_decay,
                                 step, loop.clipvalue)
             k0 = _next_row(loop, p, t, k0)
-        penalty += _bias_update[floating](loop, l, nb, t, T, learning_rate,
-                                          weight_decay, step, not loop.by_norm,
-                                          not summed)
+        _bias_update[floating](loop, l, nb, t, T, learning_rate, weight_decay, step,
+                               not loop.by_norm, not summed)
     if loop.by_norm:
         _update_by_norm[floating](loop, t, T, learning_rate, weight_decay, step)
-    return penalty
 
 
-cdef double _bias_update(LoopState* loop, int l, int nb, int t, int T, double learning_rate,
-                         double weight_decay, long step, bint update, bint gradient,
-                         floating dummy=0) noexcept nogil:
+cdef void _bias_update(LoopState* loop, int l, int nb, int t, int T, double learning_rate,
+                       double weight_decay, long step, bint update, bint gradient,
+                       floating dummy=0) noexcept nogil:
     """db of layer l on this thread's part of the bias (if `gradient`), its
-    penalty (returned) and, if `update`, the optimizer step on it."""
+    penalty and, if `update`, the optimizer step on it. A penalized bias is
+    one part, thread l mod T's (a penalty summed over parts of sizes that
+    depend on T would change in its last bits with T); that thread writes
+    the bias's slot of loop.penalties (0 for a bias without penalty)."""
     cdef LayerPlan* p = &loop.plans[l]
     cdef int j0 = part(p.n_out, t, T), j1 = part(p.n_out, t + 1, T)
     cdef double penalty
+    if p.bias.l1 != 0 or p.bias.l2 != 0:
+        j0, j1 = 0, (p.n_out if t == l % T else 0)
     if gradient:
         dense_grad_params(_input[floating](loop, l), nb, p.n_in, <floating*>p.dz,
                           p.n_out, NULL, <floating*>p.bias.grad, 0, 0, j0, j1, 1)
     penalty = _penalize[floating](&p.bias, j0, j1)
+    if t == l % T:
+        loop.penalties[loop.n_blocks + l] = penalty
     if update:
         _step[floating](&loop.config, &p.bias, j0, j1, learning_rate,
                         weight_decay, step, loop.clipvalue)
-    return penalty
 
 
 cdef void _kernel_gradient(LoopState* loop, int l, int nb, int k0, int k1, int t,
