@@ -1235,7 +1235,15 @@ def test_callback_params_default_to_an_empty_dict():
      "(str)"),
     (lambda: cbs.ModelCheckpoint("{0}"), ValueError,
      "ModelCheckpoint: `filepath` may only use named fields such as {epoch} or {val_loss}, "
-     "got a positional field {0} in '{0}'.")])
+     "got a positional field {0} in '{0}'."),
+    # refused when built, not after the first epoch has trained
+    (lambda: cbs.ModelCheckpoint("ck-{epoch:q}.npz"), ValueError,
+     "ModelCheckpoint: `filepath` 'ck-{epoch:q}.npz' cannot be formatted with {epoch} an "
+     "int and the logs' values floats: Unknown format code 'q' for object of type 'int'"),
+    (lambda: cbs.ModelCheckpoint("ck-{val_loss:d}.npz"), ValueError,
+     "ModelCheckpoint: `filepath` 'ck-{val_loss:d}.npz' cannot be formatted with {epoch} "
+     "an int and the logs' values floats: Unknown format code 'd' for object of type "
+     "'float'")])
 def test_callback_messages_name_the_callback_and_the_argument(make, exc, message):
     with pytest.raises(exc, match="^" + re.escape(message) + "$"):
         make()
@@ -1347,7 +1355,12 @@ def test_model_checkpoint_format_errors_name_the_epoch(tmp_path):
             f"uses the field 'val_loss', which is not in the logs of epoch 2. "
             f"Available fields: epoch, loss.")):
         ckpt.on_epoch_end(1, {"loss": 1.0})
-    bad = cbs.ModelCheckpoint(str(tmp_path / "m-{loss:d}.npz"))
+    # a spec no float takes is refused when built; one set on the callback
+    # afterwards still names the epoch where it fails
+    with pytest.raises(ValueError, match="cannot be formatted with"):
+        cbs.ModelCheckpoint(str(tmp_path / "m-{loss:d}.npz"))
+    bad = cbs.ModelCheckpoint(str(tmp_path / "m-{loss}.npz"))
+    bad.filepath = str(tmp_path / "m-{loss:d}.npz")
     bad.set_model(FakeModel())
     with pytest.raises(ValueError, match=re.escape(
             f"ModelCheckpoint: could not format `filepath` {bad.filepath!r} at epoch 3: "

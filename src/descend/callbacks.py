@@ -479,7 +479,9 @@ class ModelCheckpoint(Callback):
     ------
     ValueError
         At construction, if ``filepath`` is not a valid format string, uses
-        positional fields (``{}``/``{0}``) or is an existing directory.
+        positional fields (``{}``/``{0}``), has a field that an int epoch
+        or a float log value cannot fill (``{epoch:q}``, ``{loss:d}``) or is
+        an existing directory.
     KeyError
         At save time, if ``filepath`` names a field that is not in the logs.
 
@@ -542,7 +544,10 @@ class ModelCheckpoint(Callback):
     @staticmethod
     def _check_format(filepath):
         try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(filepath) if f is not None]
+            parsed = [(f, spec, conversion)
+                      for _, f, spec, conversion in string.Formatter().parse(filepath)
+                      if f is not None]
+            fields = [f for f, _, _ in parsed]
         except ValueError as exc:
             raise ValueError(
                 f"ModelCheckpoint: `filepath` is not a valid format string "
@@ -557,6 +562,18 @@ class ModelCheckpoint(Callback):
                     "as {epoch} or {val_loss}, got a positional field "
                     f"{{{field}}} in {filepath!r}."
                 )
+        # the format specs of plain fields, on the values they will get:
+        # epoch an int, the logs floats ({epoch:q} failed after the first epoch)
+        convert = {"r": repr, "s": str, "a": ascii, None: lambda value: value}
+        for field, spec, conversion in parsed:
+            if field.isidentifier() and "{" not in spec:
+                try:
+                    format(convert[conversion](1 if field == "epoch" else 0.5), spec)
+                except (ValueError, TypeError) as exc:
+                    raise ValueError(
+                        f"ModelCheckpoint: `filepath` {filepath!r} cannot be formatted with "
+                        f"{{epoch}} an int and the logs' values floats: {exc}"
+                    ) from None
 
     def _reset(self):
         self.best = math.inf if self.monitor_mode == "min" else -math.inf
