@@ -445,6 +445,11 @@ def test_sce_encode_class_ids_one_hot_and_labels():
      "y_val has 2 distinct labels, but the network has 3 outputs; pass integer class ids or "
      "match the last layer's units to the number of classes"),
     (np.array([0.0, np.inf]), 2, None, ValueError, "y_val contains NaN or infinite labels"),
+    # complex labels were classes of their own, and 1+0j matched class 1
+    (np.array([0.5j, 1 + 0.5j]), 2, None, TypeError,
+     "y_val labels must be ints, bools, floats or strings, got complex128 values"),
+    (np.array([0j, 1 + 0j]), 2, np.array([0, 1]), TypeError,
+     "y_val labels must be ints, bools, floats or strings, got complex128 values"),
     (np.array([1, "a"], dtype=object), 2, None, TypeError,
      "y_val labels must be comparable with each other (all numbers or all strings), got a "
      "mix of ['int', 'str']"),

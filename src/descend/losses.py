@@ -174,7 +174,7 @@ class BinaryCrossEntropy(Loss):
             y = y.ravel()
         if y.ndim != 1:
             raise ValueError(f"{name} must be 1-D labels or (n, 1), got shape {y.shape}")
-        _check_no_nan(y, name)
+        _check_labels(y, name)
         if classes is None:
             found = _unique(y, name)
             # 0/1 (or bool) labels keep their meaning even if one is absent
@@ -246,7 +246,7 @@ class SoftmaxCrossEntropy(Loss):
                 classes if classes is not None else np.arange(n_outputs))
         if y.ndim != 1:
             raise ValueError(f"{name} must be 1-D labels or 2-D one-hot, got shape {y.shape}")
-        _check_no_nan(y, name)
+        _check_labels(y, name)
         if classes is None:
             if y.dtype.kind in "iu":
                 classes = np.arange(n_outputs)
@@ -283,7 +283,12 @@ def _unique(y, name):
                         f"all strings), got a mix of {kinds}") from None
 
 
-def _check_no_nan(y, name):
+def _check_labels(y, name):
+    """Class labels: no complex numbers (they were taken as classes, and
+    1+0j matched class 1), no NaN or infinity."""
+    if y.dtype.kind == "c":
+        raise TypeError(f"{name} labels must be ints, bools, floats or strings, got "
+                        f"{y.dtype} values")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError(f"{name} contains NaN or infinite labels")
 
