@@ -246,8 +246,8 @@ def build_parser(prog=None):
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="floating type of the data and the weights (default: %(default)s)")
     p.add_argument("--seed", type=_seed, default=0,
-                   help="seed of the weights, the shuffling and the split "
-                        "(default: %(default)s)")
+                   help="seed of the weights, the shuffling and the split of digits "
+                        "and breast_cancer (MNIST's split is fixed) (default: %(default)s)")
     p.add_argument("--n-threads", type=_n_threads, default=None,
                    help="OpenMP threads (default: all usable cores, respecting "
                         "OMP_NUM_THREADS)")
