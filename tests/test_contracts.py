@@ -165,6 +165,21 @@ def test_train_on_batch_undoes_an_update_that_overflows_the_weights(dtype):
     assert all(np.isfinite(layer.kernel).all() for layer in net.dense_layers)
 
 
+def test_an_undone_first_update_leaves_the_classes_undeclared():
+    # the undone update was the network's first: its labels do not become
+    # the classes (a later call may still declare others)
+    X, y = dn.datasets.load_digits()
+    net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    net.compile("softmax_cross_entropy", dn.optimizers.SGD(1e308))
+    with pytest.raises(dn.DivergenceError, match="undone"):
+        net.train_on_batch(X[:32], y[:32])
+    assert net.classes_ is None
+    net.compile("softmax_cross_entropy", dn.optimizers.SGD(0.01))
+    labels = np.array(list("abcdefghij"))[y[:32]]
+    net.train_on_batch(X[:32], labels)
+    assert net.classes_.tolist() == sorted(set(labels.tolist()))
+
+
 def test_after_an_undone_update_training_continues_as_if_it_never_happened():
     net, X, y, big = overflowing_step("float64")
     twin, _, _, _ = overflowing_step("float64")

@@ -154,8 +154,6 @@ def _train_on_batch(net, X, y, seed, sample_weight, class_weight):
                           class_weight, targets, labels, allow_all_zero=True)
     if not net.built:
         net.build(X.shape[1])
-    if net.loss_.is_classifier and net.classes_ is None:
-        net.classes_ = classes
     value, grads = loss_and_grads(net, X, targets, labels, training=True, seed=seed,
                                   weights=weights)
     flat = [g for pair in grads for g in pair if g is not None]
@@ -173,6 +171,9 @@ def _train_on_batch(net, X, y, seed, sample_weight, class_weight):
         net.optimizer.set_state(snapshot[1])
         raise DivergenceError("the update made the weights NaN or infinite; it was "
                               "undone (try a smaller learning rate)")
+    # the classes are the network's once an update was made with them
+    if net.loss_.is_classifier and net.classes_ is None:
+        net.classes_ = classes
     return value
 
 
