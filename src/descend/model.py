@@ -423,8 +423,10 @@ class Sequential:
             classes.
         DivergenceError
             A non-finite loss or weight, or outputs that overflow; the
-            message names the epoch, and the weights, optimizer state and
-            history of the last finite epoch are kept.
+            message names the epoch, and the weights and optimizer state
+            of the last finite epoch are kept, and this fit's history up to
+            it (``model.history`` is this fit's History, as in Keras: empty
+            when the first epoch diverged).
 
         Notes
         -----
