@@ -395,10 +395,10 @@ def test_the_penalty_sums_do_not_depend_on_the_team_that_ran(optimizer):
 @pytest.mark.parametrize("progress_every", [1, 5, 7, 100])
 def test_progress_comes_at_the_multiples_of_progress_every_whatever_the_chunks(
         progress_every):
-    # the loop's first chunks are short (1, 2, 4, ... batches) and a retry of
-    # the other team size runs one batch: progress still comes once a
-    # multiple of progress_every is reached (at the next multiple of 64 for
-    # a larger one), and after the last batch
+    # the loop's first chunks are short (1, 2, 4, ... batches), a retry of
+    # the other team size runs one batch and chunks are at most 64 batches:
+    # progress still comes at the multiples of progress_every, and after
+    # the last batch
     rng = np.random.default_rng(3)
     X = rng.normal(size=(1000, 20))
     y = rng.integers(0, 3, 1000).astype(np.int32)
@@ -407,8 +407,7 @@ def test_progress_comes_at_the_multiples_of_progress_every_whatever_the_chunks(
     calls = []
     runner.run_epoch(np.arange(1000, dtype=np.intp), 0.01, 0.0, 0, 7,
                      lambda done, loss: calls.append(done), progress_every)
-    every = progress_every if progress_every <= 64 else 128       # 100 -> 128, 256
-    assert calls == list(range(every, 250, every if progress_every <= 64 else 128)) + [250]
+    assert calls == list(range(progress_every, 250, progress_every)) + [250]
     assert len(runner.team.seconds) == 2                # both team sizes ran
 
 

@@ -981,6 +981,20 @@ def test_a_bar_moves_every_twentieth_of_the_epoch_between_sparser_batch_hooks(mo
     assert [c[1] for c in record.calls if c[0] == "batch_begin"] == [0, 10, 20, 30]
 
 
+def test_hooks_between_the_bars_multiples_come_at_their_own(monkeypatch):
+    """40 batches: the bar every 2, the hooks every 5 (not a multiple of 2):
+    the hooks came at the bar's multiples past each 5 (5, 11, 17, ...)."""
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.arange(40) % 2
+    bar = FakeBar()
+    monkeypatch.setattr(training, "_progress_bar", lambda *args: bar)
+    record = Record()
+    classifier().fit(X, y, epochs=1, batch_size=1, verbose=1, callbacks=[record],
+                     steps_per_execution=5)
+    assert set(range(2, 41, 2)) <= set(bar.updates)
+    assert [c[1] for c in record.calls if c[0] == "batch_end"] == list(range(4, 40, 5))
+
+
 def test_a_bar_without_batch_hooks_moves_every_twentieth_of_the_epoch(monkeypatch):
     X = np.random.default_rng(0).normal(size=(40, 3))
     y = np.arange(40) % 2
@@ -1196,6 +1210,28 @@ def test_batch_hooks_every_k_batches_when_the_progress_chunk_does_not_divide_k()
     assert ends == [6, 13, 20, 27, 34, 41, 48, 55, 59]
     assert [c[1] for c in record.calls if c[0] == "batch_begin"] == [0] + [
         e + 1 for e in ends[:-1]]
+
+
+@pytest.mark.parametrize("k, n_batches, memmap", [
+    (100, 300, False),      # past the loop's 64-batch chunks: was 127, 255, 299
+    (65, 100, False),       # was 99 only
+    (7, 200, True),         # out of core: each chunk of rows counted from 0
+])
+def test_batch_hooks_come_at_the_epochs_multiples_of_k(tmp_path, k, n_batches, memmap):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_batches * 50, 784))
+    y = np.arange(n_batches * 50) % 2
+    if memmap:
+        np.save(tmp_path / "X.npy", X)
+        X = np.load(tmp_path / "X.npy", mmap_mode="r")     # read in chunks of rows
+    record = Record()
+    net = dn.Sequential([dn.Dense(4, activation="relu"), dn.Dense(2)], input_dim=784,
+                        dtype="float64", seed=0, n_threads=2)
+    net.compile("softmax_cross_entropy", dn.optimizers.SGD(0.01))
+    net.fit(X, y, epochs=1, batch_size=50, verbose=0, callbacks=[record],
+            steps_per_execution=k, shuffle=False)
+    ends = [c[1] for c in record.calls if c[0] == "batch_end"]
+    assert ends == sorted(set(range(k - 1, n_batches - 1, k)) | {n_batches - 1})
 
 
 def test_partial_fit_keeps_the_first_classes_as_declared():

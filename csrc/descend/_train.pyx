@@ -811,7 +811,8 @@ cdef class EpochRunner:
 
     def run_epoch(self, cnp.intp_t[::1] order, double learning_rate,
                   double weight_decay, long step, unsigned long long seed,
-                  object progress=None, int progress_every=0, tuple start=None):
+                  object progress=None, int progress_every=0, tuple start=None,
+                  long first_batch=0, int hook_every=0):
         """Train one epoch over the rows of X in `order`.
 
         Returns a dict: loss_sum (sum over batches of the batch's mean loss,
@@ -828,13 +829,20 @@ cdef class EpochRunner:
         `start` = (loss_sum, penalty_sum, n_correct, weight_sum) continues
         the sums of earlier rows of the same epoch (the out-of-core trainer's
         earlier chunks); the progress callback then gets the running mean
-        over them too.
+        over them too. `first_batch`: the index in the epoch of this call's
+        first batch (those earlier chunks' batches): progress comes once a
+        multiple of progress_every of the epoch's batches is reached, and
+        of `hook_every` too if given (the batch callbacks' interval, the
+        former the progress bar's).
         """
         if progress is not None and progress_every < 1:
             raise ValueError(f"progress_every must be >= 1 with a progress callback, "
                              f"got {progress_every}")
         if start is not None and len(start) != 4:
             raise ValueError(f"start must be 4 sums, got {start!r}")
+        if first_batch < 0 or hook_every < 0:
+            raise ValueError(f"first_batch and hook_every must be >= 0, got {first_batch} "
+                             f"and {hook_every}")
         if order.shape[0] > 0 and (np.min(order) < 0 or np.max(order) >= self.loop.n_rows):
             raise ValueError(f"order must hold row indices in [0, {self.loop.n_rows})")
         cdef double sums[4]
@@ -843,21 +851,25 @@ cdef class EpochRunner:
             sums[i] = 0.0 if start is None else float(start[i])
         if self.loop.is_float32:
             return self._run[float](order, learning_rate, weight_decay, step, seed,
-                                    progress, progress_every, sums)
+                                    progress, progress_every, hook_every, first_batch, sums)
         return self._run[double](order, learning_rate, weight_decay, step, seed,
-                                 progress, progress_every, sums)
+                                 progress, progress_every, hook_every, first_batch, sums)
 
     cdef dict _run(self, cnp.intp_t[::1] order, double learning_rate,
                    double weight_decay, long step, unsigned long long seed,
-                   object progress, int progress_every, double* totals,
-                   floating dummy=0):
+                   object progress, int progress_every, int hook_every,
+                   long first_batch, double* totals, floating dummy=0):
         cdef LoopState* loop = &self.loop
         cdef long n = order.shape[0]
         # rows of X a batch takes from `order` (distributed: the global batch)
         cdef long rows = loop.global_batch if loop.dist_size else loop.batch_size
         cdef long n_batches = (n + rows - 1) // rows
         cdef long chunk = progress_every if progress_every > 0 else n_batches
-        cdef long batch = 0, stop, done, size = 1
+        # the epoch's batch indices at whose multiples progress is due
+        cdef long never = n + first_batch + 1
+        cdef long every = progress_every if progress is not None else never
+        cdef long hooks = hook_every if progress is not None and hook_every > 0 else never
+        cdef long batch = 0, stop, done, size = 1, at
         cdef bint finite = True, due
         cdef Strategy strategy = self._strategy
         cdef bint per_sample
@@ -869,14 +881,18 @@ cdef class EpochRunner:
             strategy = TEAM_GEMM_SGD
         per_sample = strategy == PER_SAMPLE_SGD     # one thread
         # Chunks of at most ~64 batches: the team size is chosen per chunk.
-        # They end on the multiples of `chunk` (where progress is due, a
-        # retry's batch included), and the first ones are short (1, 2, 4, ...
-        # batches): TeamSize then learns within a few batches whether the team
-        # or one thread runs faster (a core held by another job slows a team
-        # by up to 100x; 64-batch chunks ran 128 such batches first).
-        chunk = max(1, min(chunk, 64))
+        # They end on the epoch's multiples of `chunk` and of progress_every
+        # (where progress is due; a retry's batch included), and the first
+        # ones are short (1, 2, 4, ... batches): TeamSize then learns within a
+        # few batches whether the team or one thread runs faster (a core held
+        # by another job slows a team by up to 100x; 64-batch chunks ran 128
+        # such batches first).
+        chunk = max(1, min(chunk, hooks, 64))
         while batch < n_batches and finite:
-            stop = min(batch + size, (batch // chunk + 1) * chunk, n_batches)
+            at = first_batch + batch        # the batch's index in the epoch
+            stop = min(batch + size, (at // chunk + 1) * chunk - first_batch,
+                       (at // every + 1) * every - first_batch,
+                       (at // hooks + 1) * hooks - first_batch, n_batches)
             size = min(2 * size, chunk)
             team = 1 if per_sample else self.team.choose()
             if not per_sample and self.team.retrying is not None:
@@ -896,9 +912,11 @@ cdef class EpochRunner:
                                  max(done - batch, 1))
             finite = done == stop
             step += done - batch
-            # progress once a multiple of progress_every is reached or passed
-            due = progress is not None and (done // progress_every > batch // progress_every
-                                            or done == n_batches)
+            # progress once a multiple of progress_every is reached (or the end)
+            due = progress is not None and (
+                (first_batch + done) // every > (first_batch + batch) // every
+                or (first_batch + done) // hooks > (first_batch + batch) // hooks
+                or done == n_batches)
             batch = done
             PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
             if due:

@@ -226,7 +226,8 @@ class ChunkedTrainer:
             # the bits of the in-memory fit's sums
             result = super().train_epoch(np.arange(m, dtype=np.intp), seed,
                                          _shifted(progress, total["n_batches"]),
-                                         progress_every, tuple(total[key] for key in sums))
+                                         progress_every, tuple(total[key] for key in sums),
+                                         total["n_batches"])
             total.update((key, result[key]) for key in sums)
             total["n_batches"] += result["n_batches"]
             total["n_samples"] += result["n_samples"]

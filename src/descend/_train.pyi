@@ -61,8 +61,11 @@ class EpochRunner:
     def run_epoch(self, order: NDArray[np.intp], learning_rate: float, weight_decay: float,
                   step: int, seed: int, progress: Callable[[int, float], object] | None = None,
                   progress_every: int = 0,
-                  start: tuple[float, float, float, float] | None = None) -> dict[str, Any]:
-        """Train one epoch over the rows of X in `order` (`start`: the sums to go on from)."""
+                  start: tuple[float, float, float, float] | None = None,
+                  first_batch: int = 0, hook_every: int = 0) -> dict[str, Any]:
+        """Train one epoch over the rows of X in `order` (`start`: the sums to go on from;
+        `first_batch`: the epoch's index of its first batch; progress at the epoch's
+        multiples of progress_every and of hook_every)."""
     def set_distributed(self, allreduce_address: int, datatype: int, op: int, comm: int,
                         rank: int, size: int, global_batch: int) -> None:
         """Train as rank `rank` of `size`: one MPI_Allreduce a step from the loop."""

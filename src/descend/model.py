@@ -376,10 +376,12 @@ class Sequential:
         steps_per_execution : int >= 1 or None, default None
             Batches the compiled loop runs between two calls of the
             callbacks' ``on_train_batch_begin`` / ``on_train_batch_end`` (as
-            Keras' ``steps_per_execution``): the hooks see every k-th batch
-            at most, and 1 calls them around every batch at the cost of a
-            return to Python per batch. None: min(64, 1/20 of an epoch).
-            Unused when no callback defines a batch hook.
+            Keras' ``steps_per_execution``): ``on_train_batch_end`` sees
+            batches k-1, 2k-1, ... of each epoch and its last one (the
+            progress bar moves there too), and 1 calls them around every
+            batch at the cost of a return to Python per batch. None:
+            min(64, 1/20 of an epoch). Unused when no callback defines a
+            batch hook.
         sample_weight : array-like, shape (n_samples,), or None
             Non-negative finite weight of each sample (zeros allowed, not
             all). Each batch's loss is the weighted mean

@@ -126,6 +126,7 @@ class FitConfig:
             Naming the argument, before any state of `model` changes.
         """
         model._check_compiled()
+        model.optimizer.check_dtype(model.dtype)    # (its epsilon may be set since compile)
         model._check_structure()
         if model.built:
             check_live_params(model)
@@ -473,14 +474,19 @@ class Trainer:
                 "with. Change weights in place (net.set_weights, layer.kernel[...] = ...) "
                 "and compile before fit")
 
-    def train_epoch(self, order, epoch_seed, progress, progress_every, start=None):
+    def train_epoch(self, order, epoch_seed, progress, progress_every, start=None,
+                    first_batch=0):
         """The epoch's updates over the rows in `order`: the compiled loop's
-        result dict (``EpochRunner.run_epoch``; `start`: the sums it goes on from)."""
+        result dict (``EpochRunner.run_epoch``; `start`: the sums it goes on
+        from, `first_batch`: the epoch's index of its first batch). Progress
+        comes at the epoch's multiples of progress_every and, with batch
+        hooks, of hook_every."""
         optimizer = self.model.optimizer
         with _threads.blas_threads(self.blas):
             return self.runner.run_epoch(
                 order, optimizer.learning_rate, optimizer.weight_decay, optimizer.iterations,
-                epoch_seed, progress, progress_every, start)
+                epoch_seed, progress, progress_every, start, first_batch,
+                self.hook_every if self.batch_hooks else 0)
 
     def scores(self, X, targets, labels, weights=None):
         """``model._evaluate`` of these rows, weighted by `weights` if given
@@ -536,9 +542,9 @@ class Trainer:
         """(progress callback, every how many batches) for the compiled loop.
 
         The loop calls it between runs of batches, with the GIL: it moves the
-        bar and, every ``hook_every`` batches at most, calls the callbacks'
-        ``on_train_batch_end`` (logs: the epoch's running mean loss) and the
-        next ``on_train_batch_begin``."""
+        bar and, at the epoch's multiples of ``hook_every`` batches (and its
+        last batch), calls the callbacks' ``on_train_batch_end`` (logs: the
+        epoch's running mean loss) and the next ``on_train_batch_begin``."""
         bar = self.bar
         if not self.batch_hooks:
             return (bar.update_to if bar else None), self.progress_every
@@ -549,14 +555,15 @@ class Trainer:
         def progress(batches_done, running_loss):
             if bar:
                 bar.update_to(batches_done, running_loss)
-            if (batches_done - self.hooked_batches >= self.hook_every
+            # (the loop also stops at the bar's multiples, between the hooks')
+            if (batches_done // self.hook_every > self.hooked_batches // self.hook_every
                     or batches_done == self.n_batches):
                 callbacks.on_train_batch_end(batches_done - 1, {"loss": running_loss})
                 self.hooked_batches = batches_done
                 if batches_done < self.n_batches:
                     callbacks.on_train_batch_begin(batches_done, {})
-        every = min(self.hook_every, self.progress_every) if bar else self.hook_every
-        return progress, every
+        # the loop reports at the multiples of both (train_epoch passes hook_every)
+        return progress, self.progress_every if bar else self.hook_every
 
     def _diverged(self, epoch, what, batch, logs, rate_and_time):
         """Roll back to the snapshot and tell the callbacks (on_train_batch_end of the
@@ -657,6 +664,7 @@ def partial_fit(model, X, y, classes=None, batch_size=32, shuffle=True, verbose=
                 n_threads=None, sample_weight=None):
     """One epoch over (X, y), keeping all state; see ``Sequential.partial_fit``."""
     model._check_compiled()
+    model.optimizer.check_dtype(model.dtype)
     _threads.check_not_training(model, "partial_fit")     # before classes_ is set
     shape = np.shape(X)
     n = shape[0] if len(shape) >= 1 else None
