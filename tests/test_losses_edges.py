@@ -450,6 +450,9 @@ def test_sce_encode_class_ids_one_hot_and_labels():
      "y_val labels must be ints, bools, floats or strings, got complex128 values"),
     (np.array([0j, 1 + 0j]), 2, np.array([0, 1]), TypeError,
      "y_val labels must be ints, bools, floats or strings, got complex128 values"),
+    (np.array([0, np.complex64(1)], dtype=object), 2, None, TypeError,
+     "y_val labels must be ints, bools, floats or strings, got object values holding "
+     "complex numbers"),
     (np.array([1, "a"], dtype=object), 2, None, TypeError,
      "y_val labels must be comparable with each other (all numbers or all strings), got a "
      "mix of ['int', 'str']"),

@@ -914,3 +914,26 @@ def test_an_epsilon_that_vanishes_in_the_networks_dtype_is_refused_at_compile(
     net.compile("softmax_cross_entropy", getattr(O, name)(epsilon=smallest))
     net.fit(X, y, epochs=1, verbose=0)
     assert all(np.isfinite(w).all() for w in net.get_weights())
+
+
+def test_an_epsilon_set_after_compile_is_refused_by_every_training_call():
+    X, y = dn.datasets.load_digits()
+    net = dn.Sequential([dn.Dense(10)], input_dim=64, seed=0)
+    net.compile("softmax_cross_entropy", O.Adam())
+    net.optimizer.epsilon = 1e-45
+    before = [w.copy() for w in net.get_weights()]
+    for call in (lambda: net.fit(X, y, verbose=0), lambda: net.partial_fit(X, y),
+                 lambda: net.train_on_batch(X[:8], y[:8])):
+        with pytest.raises(ValueError, match=r"epsilon must be at least .* got 1e-45"):
+            call()
+    assert net.classes_ is None and net.epochs_trained == 0
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(before, net.get_weights()))
+
+
+def test_the_estimators_name_the_epsilon_they_were_given():
+    from descend.estimators import MLPRegressor
+    X, y = dn.datasets.load_digits()
+    # the regressor scales epsilon by its loss scale (2 for one output)
+    with pytest.raises(ValueError, match=r"epsilon must be at least 5\.877472e-39 here .* "
+                                         r"got 1e-40$"):
+        MLPRegressor(epsilon=1e-40).fit(X, y.astype(float))

@@ -320,6 +320,12 @@ class _BaseMLP(BaseEstimator):
                 learning_rate=self.learning_rate_init / scale, momentum=self.momentum,
                 nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
         elif self.solver == "adam":
+            tiny = float(np.finfo(net.dtype).tiny)
+            if self.epsilon * scale < tiny:     # named as given, not as scaled
+                raise ValueError(
+                    f"epsilon must be at least {tiny / scale:.7g} here (times the loss "
+                    f"scale {scale:g}, the smallest normal {np.dtype(net.dtype).name}: the "
+                    f"updates flush smaller numbers to zero), got {self.epsilon!r}")
             optimizer = optimizers.Adam(learning_rate=self.learning_rate_init,
                                         beta_1=self.beta_1, beta_2=self.beta_2,
                                         epsilon=self.epsilon * scale)

@@ -286,9 +286,11 @@ def _unique(y, name):
 def _check_labels(y, name):
     """Class labels: no complex numbers (they were taken as classes, and
     1+0j matched class 1), no NaN or infinity."""
-    if y.dtype.kind == "c":
+    if y.dtype.kind == "c" or (y.dtype.kind == "O" and any(
+            isinstance(v, (complex, np.complexfloating)) for v in y.ravel().tolist())):
         raise TypeError(f"{name} labels must be ints, bools, floats or strings, got "
-                        f"{y.dtype} values")
+                        f"{y.dtype} values" + (" holding complex numbers"
+                                               if y.dtype.kind == "O" else ""))
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError(f"{name} contains NaN or infinite labels")
 

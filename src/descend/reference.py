@@ -148,6 +148,8 @@ def train_on_batch(net, X, y, seed=0, sample_weight=None, class_weight=None):
 
 def _train_on_batch(net, X, y, seed, sample_weight, class_weight):
     check_dropout_args(True, seed)
+    net._check_compiled()
+    net.optimizer.check_dtype(net.dtype)
     X, targets, labels, classes = net._prepare(X, y)
     weights = fit_weights(net, check_sample_weight(sample_weight, len(X),
                                                    allow_all_zero=True),
