@@ -966,16 +966,22 @@ class FakeBar:
         pass
 
 
-def test_a_bar_moves_every_twentieth_of_the_epoch_between_sparser_batch_hooks(monkeypatch):
-    """40 batches: the bar every 2 (a twentieth), the hooks every 10
-    (steps_per_execution)."""
+def fit_40_batches_with_a_bar(monkeypatch, steps_per_execution):
+    """(the bar, the hooks' Record) of a fit of 40 batches of one row."""
     X = np.random.default_rng(0).normal(size=(40, 3))
     y = np.arange(40) % 2
     bar = FakeBar()
     monkeypatch.setattr(training, "_progress_bar", lambda *args: bar)
     record = Record()
     classifier().fit(X, y, epochs=1, batch_size=1, verbose=1, callbacks=[record],
-                     steps_per_execution=10)
+                     steps_per_execution=steps_per_execution)
+    return bar, record
+
+
+def test_a_bar_moves_every_twentieth_of_the_epoch_between_sparser_batch_hooks(monkeypatch):
+    """40 batches: the bar every 2 (a twentieth), the hooks every 10
+    (steps_per_execution)."""
+    bar, record = fit_40_batches_with_a_bar(monkeypatch, 10)
     assert bar.updates == list(range(2, 41, 2))
     assert [c[1] for c in record.calls if c[0] == "batch_end"] == [9, 19, 29, 39]
     assert [c[1] for c in record.calls if c[0] == "batch_begin"] == [0, 10, 20, 30]
@@ -984,13 +990,7 @@ def test_a_bar_moves_every_twentieth_of_the_epoch_between_sparser_batch_hooks(mo
 def test_hooks_between_the_bars_multiples_come_at_their_own(monkeypatch):
     """40 batches: the bar every 2, the hooks every 5 (not a multiple of 2):
     the hooks came at the bar's multiples past each 5 (5, 11, 17, ...)."""
-    X = np.random.default_rng(0).normal(size=(40, 3))
-    y = np.arange(40) % 2
-    bar = FakeBar()
-    monkeypatch.setattr(training, "_progress_bar", lambda *args: bar)
-    record = Record()
-    classifier().fit(X, y, epochs=1, batch_size=1, verbose=1, callbacks=[record],
-                     steps_per_execution=5)
+    bar, record = fit_40_batches_with_a_bar(monkeypatch, 5)
     assert set(range(2, 41, 2)) <= set(bar.updates)
     assert [c[1] for c in record.calls if c[0] == "batch_end"] == list(range(4, 40, 5))
 
