@@ -361,8 +361,8 @@ class TeamSize:
     descend._threads.OtherJobsLoad, says so or cannot tell); on idle cores it
     follows the same rule, its cost taken as n_threads times the team's
     time per batch (one thread doing the team's work), or
-    `one_thread_seconds` (an upper estimate of one batch's work on one
-    thread, from the machine's profile) if less: a fit of a few batches
+    `one_thread_seconds` (an estimate of one batch's work on one thread,
+    from the machine's profile: plans.one_thread_batch_seconds) if less: a fit of a few batches
     then does not run one of them on one thread for nothing (one batch in
     ten at batch 1024 on 10000 rows), and a team slowed by a load that
     `busy` has not seen yet (it needs 0.2 s) gives way after a batch or two.
@@ -380,7 +380,7 @@ class TeamSize:
         batch size, dtype): what was learned holds for the same workload.
         busy: a function returning whether other jobs hold the cores now
         (True, False, or None: unknown); default descend._threads.OtherJobsLoad.
-        one_thread_seconds: an upper estimate of a batch on one thread, or None."""
+        one_thread_seconds: an estimate of a batch on one thread, or None."""
         self.n_threads = n_threads
         self.one_thread_seconds = one_thread_seconds
         self.busy = OtherJobsLoad(n_threads) if busy is None else busy
