@@ -356,6 +356,35 @@ def test_mpi_checks_its_arguments():
 
 
 @pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
+def test_the_step_loops_batch_hooks_come_at_their_multiples_beside_a_bar(monkeypatch):
+    # 40 steps: the bar every 2, the hooks every 3 (steps_per_execution)
+    from descend import training
+
+    class Bar:
+        updates = []
+
+        def update_to(self, batches_done, running_loss):
+            self.updates.append(batches_done)
+
+        def close(self):
+            pass
+    monkeypatch.setattr(training, "_progress_bar", lambda *args: Bar())
+    ends = []
+
+    class Hooks(dn.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(batch)
+    X, y = np.random.default_rng(0).normal(size=(160, 3)), np.arange(160) % 2
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, dtype="float64", seed=0)
+    net.compile(loss="softmax_cross_entropy")
+    net.fit(X, y, epochs=1, batch_size=4, verbose=1, callbacks=[Hooks()], shuffle=False,
+            steps_per_execution=3, distributed=dn.distributed.MPI(sharded=True))
+    assert net.distributed_stats_["loop"] == "steps"
+    assert ends == list(range(2, 39, 3)) + [39]
+    assert set(range(2, 41, 2)) <= set(Bar.updates)
+
+
+@pytest.mark.skipif(not _have_mpi4py(), reason="needs mpi4py (pip install '.[mpi]')")
 def test_one_rank_step_loop_raises_instead_of_aborting():
     # sharded input on one rank runs the distributed step loop; nobody waits for this
     # rank, so an error is raised as in a one-process fit (not MPI_Abort), epoch undone

@@ -644,7 +644,11 @@ class DistributedTrainer(Trainer):
                 n_correct += correct
                 n_done += nb
                 weight_sum += weight
+                # at the multiples of the bar's interval and of the hooks' (as the
+                # compiled loop: Trainer.train_epoch)
+                hooks = self.hook_every if self.batch_hooks else progress_every
                 if progress is not None and ((s + 1) % progress_every == 0
+                                             or (s + 1) % hooks == 0
                                              or s + 1 == self.n_batches):
                     progress(s + 1, loss_sum / weight_sum if weight_sum > 0 else 0.0)
         result = {"loss_sum": loss_sum, "penalty_sum": penalty_sum,
