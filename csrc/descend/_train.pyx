@@ -864,7 +864,6 @@ cdef class EpochRunner:
         # rows of X a batch takes from `order` (distributed: the global batch)
         cdef long rows = loop.global_batch if loop.dist_size else loop.batch_size
         cdef long n_batches = (n + rows - 1) // rows
-        cdef long chunk = progress_every if progress_every > 0 else n_batches
         # the epoch's batch indices at whose multiples progress is due
         cdef long never = n + first_batch + 1
         cdef long every = progress_every if progress is not None else never
@@ -880,20 +879,18 @@ cdef class EpochRunner:
         if strategy == PER_SAMPLE_SGD and weight_decay != 0:
             strategy = TEAM_GEMM_SGD
         per_sample = strategy == PER_SAMPLE_SGD     # one thread
-        # Chunks of at most ~64 batches: the team size is chosen per chunk.
-        # They end on the epoch's multiples of `chunk` and of progress_every
-        # (where progress is due; a retry's batch included), and the first
-        # ones are short (1, 2, 4, ... batches): TeamSize then learns within a
-        # few batches whether the team or one thread runs faster (a core held
-        # by another job slows a team by up to 100x; 64-batch chunks ran 128
+        # Chunks of at most 64 batches: the team size is chosen per chunk.
+        # They end on the epoch's multiples of `every` and `hooks` (where
+        # progress is due; a retry's batch included), and the first ones are
+        # short (1, 2, 4, ... batches): TeamSize then learns within a few
+        # batches whether the team or one thread runs faster (a core held by
+        # another job slows a team by up to 100x; 64-batch chunks ran 128
         # such batches first).
-        chunk = max(1, min(chunk, hooks, 64))
         while batch < n_batches and finite:
             at = first_batch + batch        # the batch's index in the epoch
-            stop = min(batch + size, (at // chunk + 1) * chunk - first_batch,
-                       (at // every + 1) * every - first_batch,
+            stop = min(batch + size, (at // every + 1) * every - first_batch,
                        (at // hooks + 1) * hooks - first_batch, n_batches)
-            size = min(2 * size, chunk)
+            size = min(2 * size, 64)
             team = 1 if per_sample else self.team.choose()
             if not per_sample and self.team.retrying is not None:
                 stop = batch + 1        # a retry of the other team size: one batch
@@ -912,7 +909,7 @@ cdef class EpochRunner:
                                  max(done - batch, 1))
             finite = done == stop
             step += done - batch
-            # progress once a multiple of progress_every is reached (or the end)
+            # progress once a multiple of either interval is reached (or the end)
             due = progress is not None and (
                 (first_batch + done) // every > (first_batch + batch) // every
                 or (first_batch + done) // hooks > (first_batch + batch) // hooks
