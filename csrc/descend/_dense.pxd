@@ -35,7 +35,7 @@ cdef void dense_forward(const floating* x, int n, int n_in,
                         floating alpha, int n_threads) noexcept nogil
 
 cdef void dense_forward_block(const floating* x, int n, int n_in,
-                              const floating* w, const floating* b, int n_out,
+                              const floating* w, int ldw, const floating* b, int n_out,
                               floating* z, floating* a, int activation,
                               floating alpha) noexcept nogil
 

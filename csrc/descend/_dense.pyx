@@ -81,27 +81,29 @@ cdef void dense_forward(const floating* x, int n, int n_in,
     if n_threads == 1 or blocks <= 1:
         for block in range(blocks):
             r0 = block * ROWS_PER_BLOCK
-            dense_forward_block(x + <long>r0 * n_in, min(ROWS_PER_BLOCK, n - r0), n_in, w, b,
-                                n_out, z + <long>r0 * n_out, a + <long>r0 * n_out,
+            dense_forward_block(x + <long>r0 * n_in, min(ROWS_PER_BLOCK, n - r0), n_in, w,
+                                n_out, b, n_out, z + <long>r0 * n_out, a + <long>r0 * n_out,
                                 activation, alpha)
         return
     for block in prange(blocks, num_threads=min(n_threads, blocks), schedule="static"):
         r0 = block * ROWS_PER_BLOCK
-        dense_forward_block(x + <long>r0 * n_in, min(ROWS_PER_BLOCK, n - r0), n_in, w, b,
-                            n_out, z + <long>r0 * n_out, a + <long>r0 * n_out,
+        dense_forward_block(x + <long>r0 * n_in, min(ROWS_PER_BLOCK, n - r0), n_in, w,
+                            n_out, b, n_out, z + <long>r0 * n_out, a + <long>r0 * n_out,
                             activation, alpha)
 
 
 cdef void dense_forward_block(const floating* x, int n, int n_in,
-                              const floating* w, const floating* b, int n_out,
+                              const floating* w, int ldw, const floating* b, int n_out,
                               floating* z, floating* a, int activation,
                               floating alpha) noexcept nogil:
     """z := x . w + b ; a := act(z) on the calling thread: one GEMM over all n
     rows (the caller cuts the blocks: the fused epoch's are the plan's, so
     that the weight matrix is packed once per block, not once per 256 rows),
-    then bias and activation row by row. b may be NULL; a may equal z."""
+    then bias and activation row by row. w's rows are ldw >= n_out apart
+    (the fused epoch's padded working copies, _train.pyx). b may be NULL; a
+    may equal z."""
     cdef int i
-    gemm(False, False, n, n_out, n_in, <floating>1, x, n_in, w, n_out, <floating>0, z, n_out)
+    gemm(False, False, n, n_out, n_in, <floating>1, x, n_in, w, ldw, <floating>0, z, n_out)
     if b == NULL and activation == IDENTITY and a == z:
         return
     for i in range(n):
@@ -647,7 +649,7 @@ cdef long _forward_block(const floating* x, int n, int n_in, int block, const La
         z = <floating*>refs[i].out + <long>r0 * n_out
         # one block of <= ROWS_PER_BLOCK rows on this thread (no nested team),
         # in place: the per-layer path's blocks, so the same bits
-        dense_forward_block(a_in, rows, n_in, <const floating*>refs[i].kernel,
+        dense_forward_block(a_in, rows, n_in, <const floating*>refs[i].kernel, n_out,
                             <const floating*>refs[i].bias, n_out, z, z, refs[i].activation,
                             <floating>refs[i].alpha)
         a_in = z
