@@ -108,6 +108,10 @@
 # |                     | global_clipnorm > 0                         | _clip_scales              | the_fused_loop; test_network (clipnorm)     |
 # | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; test_network: fused_fit_is_   |
 # |                     |                                             |                           | bit_identical_for_any_thread_count          |
+# | + padded copies     | a kernel's rows a multiple of 2 KB apart,   | _padded_copies,           | test_padded_copies (same bits; what         |
+# |                     | no penalty on it, not the sparse first      | EpochRunner._use_copies   | callbacks and exceptions see; which         |
+# |                     | layer, no clipping by norm, not batch 1's   | (copies in and out in     | layers)                                     |
+# |                     | path; >= 1024 rows between copies           | _run, _report)            |                                             |
 # | + distributed       | set_distributed (descend.distributed: X in  | _team_batches' share,     | test_distributed: weights_equal_the_one_    |
 # |                     | memory, not sharded, >= 1 row per rank and  | _sum_over_ranks (one      | process_run_* [compiled], resume_*, files_* |
 # |                     | step); forces team_general                  | MPI_Allreduce a step)     |                                             |
@@ -260,6 +264,8 @@ cdef struct LayerPlan:
     void* a                 # (batch, n_out) activation (== z for identity)
     void* dz                # (batch, n_out) dL/da, then dL/dz
     void* dropped           # (batch, n_in) the input after dropout
+    int ldk                 # kernel.value's row stride: n_out, or more in a padded
+                            # working copy (EpochRunner._use_copies)
 
 
 cdef inline void* data(object array) except? NULL:
@@ -542,6 +548,49 @@ cdef Strategy _choose_strategy(LoopState* loop, list layers, bint by_columns) ex
     return TEAM_GEMM_SGD
 
 
+# Padded working copies. A kernel whose rows lie a multiple of 2 KB apart
+# (512 float32 columns, 256 float64, or a multiple) starts every row in the
+# same one or two sets of a core's L1 cache (set = address bits 6-11 on the
+# x86-64 cores we ran on: 48 or 32 KB, 12 or 8 ways). BLAS packs a product's
+# weight operand a cache line from each of many rows in turn; those lines
+# then evict each other before the next is read. perf of 784-1024-1024-10,
+# dense input, batch 256, one thread, AMD EPYC (Zen 4): OpenBLAS's packing
+# of a non-transposed operand (sgemm_itcopy: the weights of the forward
+# product, dZ of the update) 16% of the epoch; its GEMM of 128 rows against
+# a 1024 x 1024 kernel 62 -> 71 GFLOP/s (forward) and 67 -> 79 (dL/dx)
+# with rows one cache line longer. So the loop runs such kernels from a copy with rows one
+# cache line longer, the same products on the same values (the same bits),
+# copied in and back to the layer's array around every stretch of batches
+# Python does not see (EpochRunner._run: progress callbacks read and may
+# set the weights). Not where other paths read the kernel as one flat
+# array: a penalty's sums, clipping by norm, the sparse first layer, batch
+# 1's per-sample path and distributed steps keep the layer's array.
+PADDED_COPY_ROWS = 1024     # rows between two copies, at least: the copies (2 n_in
+                            # n_out elements) then cost under ~1% of the
+                            # products between them (6 rows n_in n_out FLOPs)
+CACHE_LINE = 64
+ALIASED_ROW_BYTES = 2048
+
+
+cdef list _padded_copies(LoopState* loop, list layers, Strategy strategy, dtype):
+    """(layer, kernel, working copy) for each kernel the team strategies run
+    from a padded working copy (see above); the copies are allocated here."""
+    cdef LayerPlan* p
+    cdef int l
+    itemsize = np.dtype(dtype).itemsize
+    if strategy == PER_SAMPLE_SGD or loop.by_norm:
+        return []
+    copies = []
+    for l in range(loop.n_layers):
+        p = &loop.plans[l]
+        if ((p.n_out * itemsize) % ALIASED_ROW_BYTES == 0 and p.kernel.l1 == 0
+                and p.kernel.l2 == 0 and not (l == 0 and loop.sparse_input)):
+            copy = _aligned.empty((p.n_in, p.n_out + CACHE_LINE // itemsize), dtype)
+            copy[:, p.n_out:] = 0
+            copies.append((l, (<LayerSpec>layers[l]).kernel, copy))
+    return copies
+
+
 cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_alive):
     """The batch's rows, its targets or labels, the sparse kernels' scratch
     and the per-thread accumulators."""
@@ -606,6 +655,7 @@ cdef _fill_layers(LoopState* loop, list layers, dtype, kernel_rows, int cores,
         p.activation, p.alpha, p.dropout_rate = spec.activation, spec.alpha, spec.dropout_rate
         _fill_param(&p.kernel, spec.kernel, spec.kernel_state, spec.kernel_l1,
                     spec.kernel_l2, spec.kernel_l1_proximal, 1.0, keep_alive)
+        p.ldk = p.n_out
         _fill_param(&p.bias, spec.bias, spec.bias_state, spec.bias_l1, spec.bias_l2,
                     spec.bias_l1_proximal, 1.0 if spec.decay_bias else 0.0, keep_alive)
         z = _aligned.empty((loop.batch_size, p.n_out), dtype)
@@ -679,6 +729,7 @@ cdef class EpochRunner:
     cdef readonly dict plan     # the descend.plans.Plan fields this runner uses
     cdef list keep_alive        # every array the loop's pointers point into
     cdef readonly object team   # TeamSize: threads per chunk, adapted to the load
+    cdef list copies            # (layer, kernel, padded working copy): _padded_copies
 
     def __cinit__(self):
         memset(&self.loop, 0, sizeof(LoopState))
@@ -749,6 +800,7 @@ cdef class EpochRunner:
         _fill_layers(loop, layers, X.dtype, self.plan["kernel_rows"], max(1, cores),
                      self.keep_alive)
         self._strategy = _choose_strategy(loop, layers, bool(self.plan.get("by_columns")))
+        self.copies = _padded_copies(loop, layers, self._strategy, X.dtype)
         if self._strategy == PER_SAMPLE_SGD:
             _allocate_per_sample(loop, X.dtype, self.keep_alive)
         # the plan records what runs: by columns only where the strategy allows it
@@ -778,6 +830,7 @@ cdef class EpochRunner:
         if not allreduce_address:
             raise ValueError("allreduce_address must be the address of MPI_Allreduce")
         _gradients_into_flat(loop, self.keep_alive)
+        self.copies = []        # team_general's distributed steps run the kernels themselves
         loop.allreduce_fn = <void*><intptr_t>allreduce_address
         loop.mpi_datatype, loop.mpi_op, loop.mpi_comm = datatype, op, comm
         loop.dist_rank, loop.dist_size, loop.global_batch = rank, size, global_batch
@@ -808,6 +861,37 @@ cdef class EpochRunner:
     def sparse_input(self):
         """True when the first layer's input goes through the sparse kernels."""
         return self.loop.sparse_input
+
+    @property
+    def padded_layers(self):
+        """The layers whose kernels the epochs run from a padded working
+        copy (_padded_copies), as a tuple of layer indices."""
+        return tuple(l for l, kernel, copy in self.copies)
+
+    cdef int _report(self, progress, long batch, double* totals, bint padded) except -1:
+        """progress(batches done, the running (weighted) mean loss: weight_sum
+        counts the samples done (distributed: of the global batches), or
+        sums their weights), with the layers' own kernels up to date: the
+        callbacks see (and may set) them."""
+        self._use_copies(False)
+        progress(batch, totals[0] / totals[3] if totals[3] > 0 else 0.0)
+        self._use_copies(padded)
+        return 0
+
+    cdef int _use_copies(self, bint on) except -1:
+        """Point the loop at the padded working copies, copying the layers'
+        kernels in (on), or back at the layers' kernels, copying the working
+        copies out; nothing where it already points there."""
+        cdef LayerPlan* p
+        for l, kernel, copy in self.copies:
+            p = &self.loop.plans[<int>l]
+            if on and p.ldk == p.n_out:
+                copy[:, :p.n_out] = kernel
+                p.kernel.value, p.ldk = data(copy), copy.shape[1]
+            elif not on and p.ldk != p.n_out:
+                kernel[...] = copy[:, :p.n_out]
+                p.kernel.value, p.ldk = data(kernel), p.n_out
+        return 0
 
     def run_epoch(self, cnp.intp_t[::1] order, double learning_rate,
                   double weight_decay, long step, unsigned long long seed,
@@ -869,7 +953,7 @@ cdef class EpochRunner:
         cdef long every = progress_every if progress is not None else never
         cdef long hooks = hook_every if progress is not None and hook_every > 0 else never
         cdef long batch = 0, stop, done, size = 1, at
-        cdef bint finite = True, due
+        cdef bint finite = True, due, padded
         cdef Strategy strategy = self._strategy
         cdef bint per_sample
         cdef int team
@@ -886,40 +970,47 @@ cdef class EpochRunner:
         # batches whether the team or one thread runs faster (a core held by
         # another job slows a team by up to 100x; 64-batch chunks ran 128
         # such batches first).
-        while batch < n_batches and finite:
-            at = first_batch + batch        # the batch's index in the epoch
-            stop = min(batch + size, (at // every + 1) * every - first_batch,
-                       (at // hooks + 1) * hooks - first_batch, n_batches)
-            size = min(2 * size, 64)
-            team = 1 if per_sample else self.team.choose()
-            if not per_sample and self.team.retrying is not None:
-                stop = batch + 1        # a retry of the other team size: one batch
-            started = time.perf_counter()
-            with nogil:
-                if per_sample:
-                    done = _per_sample_sgd[floating](loop, &order[0], batch, stop,
-                                                     learning_rate, totals)
-                else:
-                    done = _team_batches[floating](loop, &order[0], n, batch, stop,
-                                                   strategy, learning_rate,
-                                                   weight_decay, step, seed, team,
-                                                   totals)
-            if not per_sample:
-                self.team.record(team, (time.perf_counter() - started) / max(done - batch, 1),
-                                 max(done - batch, 1))
-            finite = done == stop
-            step += done - batch
-            # progress once a multiple of either interval is reached (or the end)
-            due = progress is not None and (
-                (first_batch + done) // every > (first_batch + batch) // every
-                or (first_batch + done) // hooks > (first_batch + batch) // hooks
-                or done == n_batches)
-            batch = done
-            PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
-            if due:
-                # the running (weighted) mean loss: weight_sum counts the
-                # samples done (distributed: of the global batches), or sums their weights
-                progress(batch, totals[0] / totals[3] if totals[3] > 0 else 0.0)
+        # Padded working copies (_padded_copies) where the rows between two
+        # copies repay them: copied in and out at this call's ends and
+        # around each progress call
+        padded = bool(self.copies) and (
+            min(every, hooks) * rows if progress is not None else n) >= PADDED_COPY_ROWS
+        self._use_copies(padded)
+        try:
+            while batch < n_batches and finite:
+                at = first_batch + batch        # the batch's index in the epoch
+                stop = min(batch + size, (at // every + 1) * every - first_batch,
+                           (at // hooks + 1) * hooks - first_batch, n_batches)
+                size = min(2 * size, 64)
+                team = 1 if per_sample else self.team.choose()
+                if not per_sample and self.team.retrying is not None:
+                    stop = batch + 1        # a retry of the other team size: one batch
+                started = time.perf_counter()
+                with nogil:
+                    if per_sample:
+                        done = _per_sample_sgd[floating](loop, &order[0], batch, stop,
+                                                         learning_rate, totals)
+                    else:
+                        done = _team_batches[floating](loop, &order[0], n, batch, stop,
+                                                       strategy, learning_rate,
+                                                       weight_decay, step, seed, team,
+                                                       totals)
+                if not per_sample:
+                    self.team.record(team, (time.perf_counter() - started) / max(done - batch, 1),
+                                     max(done - batch, 1))
+                finite = done == stop
+                step += done - batch
+                # progress once a multiple of either interval is reached (or the end)
+                due = progress is not None and (
+                    (first_batch + done) // every > (first_batch + batch) // every
+                    or (first_batch + done) // hooks > (first_batch + batch) // hooks
+                    or done == n_batches)
+                batch = done
+                PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
+                if due:
+                    self._report(progress, batch, totals, padded)
+        finally:
+            self._use_copies(False)     # also on KeyboardInterrupt or a raising callback
         return {"loss_sum": totals[0], "penalty_sum": totals[1],
                 "n_batches": batch, "step": step, "finite": finite,
                 "n_samples": min(batch * rows, n), "weight_sum": totals[3],
@@ -1149,8 +1240,8 @@ cdef double _samples_forward_backward(LoopState* loop, int r0, int r1, int offse
             _sparse_first_layer[floating](loop, r0, r1)
             continue
         # the whole block in one GEMM on this thread (the weights packed once)
-        dense_forward_block(inp + <long>r0 * p.n_in, rows, p.n_in,
-                            <floating*>p.kernel.value, <floating*>p.bias.value, p.n_out,
+        dense_forward_block(inp + <long>r0 * p.n_in, rows, p.n_in, <floating*>p.kernel.value,
+                            p.ldk, <floating*>p.bias.value, p.n_out,
                             <floating*>p.z + <long>r0 * p.n_out,
                             <floating*>p.a + <long>r0 * p.n_out, p.activation,
                             <floating>p.alpha)
@@ -1168,7 +1259,7 @@ cdef double _samples_forward_backward(LoopState* loop, int r0, int r1, int offse
             inp = <floating*>loop.plans[l - 1].dz + <long>r0 * p.n_in
             gemm(False, True, rows, p.n_in, p.n_out, <floating>1,
                  <floating*>p.dz + <long>r0 * p.n_out, p.n_out, <floating*>p.kernel.value,
-                 p.n_out, <floating>0, inp, p.n_in)
+                 p.ldk, <floating>0, inp, p.n_in)
             if p.dropout_rate > 0:
                 dropout(inp, inp, rows, p.n_in, offset + r0, p.dropout_rate,
                         descend_mix(batch_seed, <uint64_t>l), 1)
@@ -1265,7 +1356,7 @@ cdef void _columns_product(LoopState* loop, LayerPlan* p, int l, int nb, int c0,
     cdef floating* a = <floating*>p.a
     cdef floating* b = <floating*>p.bias.value
     gemm(False, False, nb, c1 - c0, p.n_in, <floating>1, _input[floating](loop, l),
-         p.n_in, <floating*>p.kernel.value + c0, p.n_out, <floating>0, z + c0, p.n_out)
+         p.n_in, <floating*>p.kernel.value + c0, p.ldk, <floating>0, z + c0, p.n_out)
     for i in range(nb):
         bias_activation_row(z + <long>i * p.n_out + c0, a + <long>i * p.n_out + c0,
                             b + c0 if b != NULL else NULL, c1 - c0, p.activation,
@@ -1293,7 +1384,7 @@ cdef void _columns_backward(LoopState* loop, int nb, int t, int T, double learni
             k1 = min(k0 + p.kernel_rows, p.n_in)
             if prev != NULL:
                 gemm(False, True, nb, k1 - k0, p.n_out, <floating>1, <floating*>p.dz,
-                     p.n_out, <floating*>p.kernel.value + <long>k0 * p.n_out, p.n_out,
+                     p.n_out, <floating*>p.kernel.value + <long>k0 * p.ldk, p.ldk,
                      <floating>0, <floating*>prev.dz + k0, p.n_in)
                 activation_backward_columns(<floating*>prev.z + k0, <floating*>prev.a + k0,
                                             <floating*>prev.dz + k0, nb, k1 - k0, p.n_in,
@@ -1305,9 +1396,7 @@ cdef void _columns_backward(LoopState* loop, int nb, int t, int T, double learni
                 _kernel_gradient[floating](loop, l, nb, k0, k1, t)
                 _block_penalty(loop, p, k0)[0] = _penalize[floating](
                     &p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out)
-                _step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out,
-                                <long>k1 * p.n_out, learning_rate, weight_decay, step,
-                                loop.clipvalue)
+                _kernel_step[floating](loop, p, k0, k1, learning_rate, weight_decay, step)
             k0 = k0 + T * p.kernel_rows
         _bias_update[floating](loop, l, nb, t, T, learning_rate, weight_decay, step,
                                True, True)
@@ -1358,10 +1447,12 @@ cdef double _sgd_through_gemm(LoopState* loop, LayerPlan* p, int l, int nb, int 
         _sparse_grad[floating](loop, nb, k0, k1, -learning_rate,
                                <floating*>p.kernel.value, t)
         return penalty
-    # one GEMM for the whole block: dZ is packed once per block
+    # one GEMM for the whole block: dZ is packed once per block (begin and
+    # end above count rows of n_out: a padded working copy, p.ldk apart,
+    # has no penalty and is not the sparse first layer)
     gemm(True, False, k1 - k0, p.n_out, nb, <floating>(-learning_rate),
          _input[floating](loop, l) + k0, p.n_in, <floating*>p.dz, p.n_out,
-         <floating>shrink, <floating*>p.kernel.value + begin, p.n_out)
+         <floating>shrink, <floating*>p.kernel.value + <long>k0 * p.ldk, p.ldk)
     return penalty
 
 
@@ -1386,9 +1477,7 @@ cdef void _general_update(LoopState* loop, int nb, int t, int T, double learning
             _block_penalty(loop, p, k0)[0] = _penalize[floating](
                 &p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out)
             if not loop.by_norm:
-                _step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out,
-                                <long>k1 * p.n_out, learning_rate, weight_decay,
-                                step, loop.clipvalue)
+                _kernel_step[floating](loop, p, k0, k1, learning_rate, weight_decay, step)
             k0 = _next_row(loop, p, t, k0)
         _bias_update[floating](loop, l, nb, t, T, learning_rate, weight_decay, step,
                                not loop.by_norm, not summed)
@@ -1665,6 +1754,25 @@ cdef void _scale_and_step(OptimizerConfig* config, Param* q, long begin, long en
     if scale < 1:
         scale_and_clip(<floating*>q.grad + begin, end - begin, scale, 0.0, 1)
     _step[floating](config, q, begin, end, learning_rate, weight_decay, step, 0.0)
+
+
+cdef void _kernel_step(LoopState* loop, LayerPlan* p, int k0, int k1, double learning_rate,
+                       double weight_decay, long step, floating dummy=0) noexcept nogil:
+    """_step on kernel rows [k0, k1). A padded working copy's rows are p.ldk
+    apart, its gradient's and state's p.n_out: then a row at a time, the
+    value pointer shifted so that row k's offset k * n_out lands on k * ldk
+    (rows of whole vectors: the same bits as one call on all of them)."""
+    cdef Param row
+    cdef int k
+    if p.ldk == p.n_out:
+        _step[floating](&loop.config, &p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out,
+                        learning_rate, weight_decay, step, loop.clipvalue)
+        return
+    row = p.kernel
+    for k in range(k0, k1):
+        row.value = <floating*>p.kernel.value + <long>k * (p.ldk - p.n_out)
+        _step[floating](&loop.config, &row, <long>k * p.n_out, <long>(k + 1) * p.n_out,
+                        learning_rate, weight_decay, step, loop.clipvalue)
 
 
 cdef void _step(OptimizerConfig* config, Param* q, long begin, long end,

@@ -18,6 +18,10 @@ def check_runner_inputs(X: _FloatArray, targets: _FloatArray | None,
                         sample_weight: NDArray[np.float64] | None = None) -> None:
     """Every size and index the compiled loop will trust, checked once."""
 
+PADDED_COPY_ROWS: int     # rows between two copies of the padded kernels, at least
+CACHE_LINE: int           # bytes a padded kernel's rows are longer by
+ALIASED_ROW_BYTES: int    # kernels whose row bytes are a multiple of this run padded
+
 class TeamSize:
     """Threads for the next chunk of batches: all of them, or one (measured)."""
 
@@ -44,6 +48,9 @@ class EpochRunner:
 
     @property
     def sparse_input(self) -> bool: ...
+    @property
+    def padded_layers(self) -> tuple[int, ...]:
+        """The layers whose kernels the epochs run from a padded working copy."""
     @property
     def plan(self) -> dict[str, Any]: ...
     @property
