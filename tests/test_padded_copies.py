@@ -1,6 +1,7 @@
 """The fused loop's padded working copies (_train.pyx, _padded_copies): the
 same bits as running the layers' own kernels, and the layers' kernels are
-what Python sees (and sets) at every progress call and after every epoch."""
+what Python sees (and sets) between the loop's chunks of batches: progress
+callbacks, signal handlers, and after an epoch or an exception."""
 import signal
 
 import numpy as np
@@ -147,6 +148,32 @@ def test_a_signal_between_chunks_leaves_the_trained_weights_in_the_layers(monkey
         signal.signal(signal.SIGALRM, previous)
     assert not any(np.array_equal(layer.kernel, start)
                    for layer, start in zip(net.dense_layers, initial))
+
+
+def test_a_signal_handler_sees_and_sets_the_weights_being_trained(monkeypatch):
+    """A handler that returns (a checkpoint on SIGUSR1, say) runs between
+    chunks too: it reads the trained weights, and what it sets is trained on."""
+    monkeypatch.setattr(_train, "PADDED_COPY_ROWS", ALWAYS)
+    epochs, net = runner("float32", (512,), dn.optimizers.SGD(0.01), n_rows=40000,
+                         with_net=True)
+    assert epochs.padded_layers == (0,)
+    kernel = net.dense_layers[0].kernel
+    start, seen = kernel.copy(), []
+
+    def checkpoint(signum, frame):
+        seen.append(kernel.copy())
+        if len(seen) == 1:
+            kernel[0, 0] = 1000.0
+    previous = signal.signal(signal.SIGALRM, checkpoint)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.005, 0.005)
+        epochs.run_epoch(np.arange(40000, dtype=np.intp), 0.01, 0.0, 0, 1)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(seen) >= 2
+    assert not np.array_equal(seen[-1][1:], start[1:])     # trained rows, not the start's
+    assert kernel[0, 0] > 100          # the handler's value was trained on, not overwritten
 
 
 def runner(dtype="float32", widths=(512, 512), optimizer=None, l2=0.0, clipnorm=0.0,

@@ -109,9 +109,9 @@
 # | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; test_network: fused_fit_is_   |
 # |                     |                                             |                           | bit_identical_for_any_thread_count          |
 # | + padded copies     | a kernel's rows a multiple of 2 KB apart,   | _padded_copies,           | test_padded_copies (same bits; what         |
-# |                     | no penalty on it, not the sparse first      | EpochRunner._use_copies   | callbacks and exceptions see; which         |
-# |                     | layer, no clipping by norm, not batch 1's   | (copies in and out in     | layers)                                     |
-# |                     | path; >= 1024 rows between copies           | _run, _report)            |                                             |
+# |                     | no penalty on it, not the sparse first      | EpochRunner._use_copies   | callbacks, signal handlers and exceptions   |
+# |                     | layer, no clipping by norm, not batch 1's   | (copied in and out around | see; which layers)                          |
+# |                     | path; >= 1024 rows between copies           | each chunk in _run)       |                                             |
 # | + distributed       | set_distributed (descend.distributed: X in  | _team_batches' share,     | test_distributed: weights_equal_the_one_    |
 # |                     | memory, not sharded, >= 1 row per rank and  | _sum_over_ranks (one      | process_run_* [compiled], resume_*, files_* |
 # |                     | step); forces team_general                  | MPI_Allreduce a step)     |                                             |
@@ -560,9 +560,10 @@ cdef Strategy _choose_strategy(LoopState* loop, list layers, bint by_columns) ex
 # a 1024 x 1024 kernel 62 -> 71 GFLOP/s (forward) and 67 -> 79 (dL/dx)
 # with rows one cache line longer. So the loop runs such kernels from a copy with rows one
 # cache line longer, the same products on the same values (the same bits),
-# copied in and back to the layer's array around every stretch of batches
-# Python does not see (EpochRunner._run: progress callbacks read and may
-# set the weights). Not where other paths read the kernel as one flat
+# copied in before each chunk of batches and back to the layer's array
+# after it (EpochRunner._run): Python runs between chunks (progress
+# callbacks, signal handlers; other threads then) and may read or set the
+# weights. Not where other paths read the kernel as one flat
 # array: a penalty's sums, clipping by norm, the sparse first layer, batch
 # 1's per-sample path and distributed steps keep the layer's array.
 PADDED_COPY_ROWS = 1024     # rows between two copies, at least: the copies (2 n_in
@@ -868,16 +869,6 @@ cdef class EpochRunner:
         copy (_padded_copies), as a tuple of layer indices."""
         return tuple(l for l, kernel, copy in self.copies)
 
-    cdef int _report(self, progress, long batch, double* totals, bint padded) except -1:
-        """progress(batches done, the running (weighted) mean loss: weight_sum
-        counts the samples done (distributed: of the global batches), or
-        sums their weights), with the layers' own kernels up to date: the
-        callbacks see (and may set) them."""
-        self._use_copies(False)
-        progress(batch, totals[0] / totals[3] if totals[3] > 0 else 0.0)
-        self._use_copies(padded)
-        return 0
-
     cdef int _use_copies(self, bint on) except -1:
         """Point the loop at the padded working copies, copying the layers'
         kernels in (on), or back at the layers' kernels, copying the working
@@ -970,47 +961,48 @@ cdef class EpochRunner:
         # batches whether the team or one thread runs faster (a core held by
         # another job slows a team by up to 100x; 64-batch chunks ran 128
         # such batches first).
-        # Padded working copies (_padded_copies) where the rows between two
-        # copies repay them: copied in and out at this call's ends and
-        # around each progress call
-        padded = bool(self.copies) and (
-            min(every, hooks) * rows if progress is not None else n) >= PADDED_COPY_ROWS
-        self._use_copies(padded)
-        try:
-            while batch < n_batches and finite:
-                at = first_batch + batch        # the batch's index in the epoch
-                stop = min(batch + size, (at // every + 1) * every - first_batch,
-                           (at // hooks + 1) * hooks - first_batch, n_batches)
-                size = min(2 * size, 64)
-                team = 1 if per_sample else self.team.choose()
-                if not per_sample and self.team.retrying is not None:
-                    stop = batch + 1        # a retry of the other team size: one batch
-                started = time.perf_counter()
-                with nogil:
-                    if per_sample:
-                        done = _per_sample_sgd[floating](loop, &order[0], batch, stop,
-                                                         learning_rate, totals)
-                    else:
-                        done = _team_batches[floating](loop, &order[0], n, batch, stop,
-                                                       strategy, learning_rate,
-                                                       weight_decay, step, seed, team,
-                                                       totals)
-                if not per_sample:
-                    self.team.record(team, (time.perf_counter() - started) / max(done - batch, 1),
-                                     max(done - batch, 1))
-                finite = done == stop
-                step += done - batch
-                # progress once a multiple of either interval is reached (or the end)
-                due = progress is not None and (
-                    (first_batch + done) // every > (first_batch + batch) // every
-                    or (first_batch + done) // hooks > (first_batch + batch) // hooks
-                    or done == n_batches)
-                batch = done
-                PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
-                if due:
-                    self._report(progress, batch, totals, padded)
-        finally:
-            self._use_copies(False)     # also on KeyboardInterrupt or a raising callback
+        # Padded working copies (_padded_copies), copied in before each chunk
+        # and out after it (Python runs between chunks: signal handlers,
+        # progress callbacks, other threads), where a full chunk's rows
+        # repay the copies
+        padded = bool(self.copies) and min(
+            64 * rows, min(every, hooks) * rows, n) >= PADDED_COPY_ROWS
+        while batch < n_batches and finite:
+            at = first_batch + batch        # the batch's index in the epoch
+            stop = min(batch + size, (at // every + 1) * every - first_batch,
+                       (at // hooks + 1) * hooks - first_batch, n_batches)
+            size = min(2 * size, 64)
+            team = 1 if per_sample else self.team.choose()
+            if not per_sample and self.team.retrying is not None:
+                stop = batch + 1        # a retry of the other team size: one batch
+            self._use_copies(padded)
+            started = time.perf_counter()
+            with nogil:
+                if per_sample:
+                    done = _per_sample_sgd[floating](loop, &order[0], batch, stop,
+                                                     learning_rate, totals)
+                else:
+                    done = _team_batches[floating](loop, &order[0], n, batch, stop,
+                                                   strategy, learning_rate,
+                                                   weight_decay, step, seed, team,
+                                                   totals)
+            if not per_sample:
+                self.team.record(team, (time.perf_counter() - started) / max(done - batch, 1),
+                                 max(done - batch, 1))
+            self._use_copies(False)
+            finite = done == stop
+            step += done - batch
+            # progress once a multiple of either interval is reached (or the end)
+            due = progress is not None and (
+                (first_batch + done) // every > (first_batch + batch) // every
+                or (first_batch + done) // hooks > (first_batch + batch) // hooks
+                or done == n_batches)
+            batch = done
+            PyErr_CheckSignals()    # Ctrl-C raises KeyboardInterrupt here
+            if due:
+                # the running (weighted) mean loss: weight_sum counts the
+                # samples done (distributed: of the global batches), or sums their weights
+                progress(batch, totals[0] / totals[3] if totals[3] > 0 else 0.0)
         return {"loss_sum": totals[0], "penalty_sum": totals[1],
                 "n_batches": batch, "step": step, "finite": finite,
                 "n_samples": min(batch * rows, n), "weight_sum": totals[3],
