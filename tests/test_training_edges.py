@@ -721,7 +721,8 @@ def test_a_callback_replacing_the_optimizer_is_named():
     with pytest.raises(RuntimeError, match=msg(
             "fit: the network's optimizer was replaced during fit (by a callback?); the "
             "compiled loop trains the objects it started with. Change weights in place "
-            "(net.set_weights, layer.kernel[...] = ...) and compile before fit")):
+            "(net.set_weights, layer.kernel[...] = ...); a new optimizer or loss takes "
+            "compile() between fits, not during one")):
         classifier().fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[Swap()])
 
 

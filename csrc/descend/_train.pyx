@@ -573,23 +573,17 @@ CACHE_LINE = 64
 ALIASED_ROW_BYTES = 2048
 
 
-cdef list _padded_copies(LoopState* loop, list layers, Strategy strategy, dtype):
-    """(layer, kernel, working copy) for each kernel the team strategies run
-    from a padded working copy (see above); the copies are allocated here."""
-    cdef LayerPlan* p
-    cdef int l
-    itemsize = np.dtype(dtype).itemsize
+cdef list _padded_copies(LoopState* loop, list layers, Strategy strategy):
+    """[layer, kernel, None] for each kernel the team strategies run from a
+    padded working copy (see above); EpochRunner._use_copies allocates the
+    copy in place of the None when a run first uses it."""
     if strategy == PER_SAMPLE_SGD or loop.by_norm:
         return []
-    copies = []
-    for l in range(loop.n_layers):
-        p = &loop.plans[l]
-        if ((p.n_out * itemsize) % ALIASED_ROW_BYTES == 0 and p.kernel.l1 == 0
-                and p.kernel.l2 == 0 and not (l == 0 and loop.sparse_input)):
-            copy = _aligned.empty((p.n_in, p.n_out + CACHE_LINE // itemsize), dtype)
-            copy[:, p.n_out:] = 0
-            copies.append((l, (<LayerSpec>layers[l]).kernel, copy))
-    return copies
+    itemsize = (<LayerSpec>layers[0]).kernel.itemsize
+    return [[l, (<LayerSpec>layers[l]).kernel, None] for l in range(loop.n_layers)
+            if (loop.plans[l].n_out * itemsize) % ALIASED_ROW_BYTES == 0
+            and loop.plans[l].kernel.l1 == 0 and loop.plans[l].kernel.l2 == 0
+            and not (l == 0 and loop.sparse_input)]
 
 
 cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_alive):
@@ -801,7 +795,7 @@ cdef class EpochRunner:
         _fill_layers(loop, layers, X.dtype, self.plan["kernel_rows"], max(1, cores),
                      self.keep_alive)
         self._strategy = _choose_strategy(loop, layers, bool(self.plan.get("by_columns")))
-        self.copies = _padded_copies(loop, layers, self._strategy, X.dtype)
+        self.copies = _padded_copies(loop, layers, self._strategy)
         if self._strategy == PER_SAMPLE_SGD:
             _allocate_per_sample(loop, X.dtype, self.keep_alive)
         # the plan records what runs: by columns only where the strategy allows it
@@ -867,16 +861,21 @@ cdef class EpochRunner:
     def padded_layers(self):
         """The layers whose kernels the epochs run from a padded working
         copy (_padded_copies), as a tuple of layer indices."""
-        return tuple(l for l, kernel, copy in self.copies)
+        return tuple(entry[0] for entry in self.copies)
 
     cdef int _use_copies(self, bint on) except -1:
         """Point the loop at the padded working copies, copying the layers'
         kernels in (on), or back at the layers' kernels, copying the working
         copies out; nothing where it already points there."""
         cdef LayerPlan* p
-        for l, kernel, copy in self.copies:
+        for entry in self.copies:
+            l, kernel, copy = entry
             p = &self.loop.plans[<int>l]
             if on and p.ldk == p.n_out:
+                if copy is None:
+                    copy = entry[2] = _aligned.empty(
+                        (p.n_in, p.n_out + CACHE_LINE // kernel.itemsize), kernel.dtype)
+                    copy[:, p.n_out:] = 0
                 copy[:, :p.n_out] = kernel
                 p.kernel.value, p.ldk = data(copy), copy.shape[1]
             elif not on and p.ldk != p.n_out:

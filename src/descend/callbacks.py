@@ -153,10 +153,16 @@ class Callback:
         """Called at the end of epoch ``epoch`` (0-based) with its logs."""
 
     def on_train_batch_begin(self, batch, logs=None):
-        """Called before each training batch, if the loop reports batches."""
+        """Called before batch ``batch`` (0-based in the epoch) when the
+        previous call of ``on_train_batch_end`` ended a run of batches: at
+        batches 0, k, 2k, ... for fit's ``steps_per_execution`` k (default
+        min(64, 1/20 of an epoch); 1 for every batch, as in Keras)."""
 
     def on_train_batch_end(self, batch, logs=None):
-        """Called after each training batch, if the loop reports batches."""
+        """Called after batches k-1, 2k-1, ... of each epoch and its last one,
+        k being fit's ``steps_per_execution`` (default min(64, 1/20 of an
+        epoch); 1 for every batch, as in Keras); ``logs["loss"]`` is the
+        epoch's running mean loss so far."""
 
 
 class CallbackList:

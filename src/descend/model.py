@@ -127,6 +127,9 @@ class Sequential:
 
     @property
     def dense_layers(self):
+        """The network's Dense layers in order (a new list; Dropout layers
+        left out): ``net.dense_layers[i].kernel`` is layer i's kernel,
+        shape (n_in, n_out)."""
         return [layer for layer in self.layers if isinstance(layer, Dense)]
 
     @property

@@ -471,8 +471,8 @@ class Trainer:
             raise RuntimeError(
                 f"fit: the network's {(changed or ['parameters'])[0]} was replaced during "
                 "fit (by a callback?); the compiled loop trains the objects it started "
-                "with. Change weights in place (net.set_weights, layer.kernel[...] = ...) "
-                "and compile before fit")
+                "with. Change weights in place (net.set_weights, layer.kernel[...] = ...); "
+                "a new optimizer or loss takes compile() between fits, not during one")
 
     def train_epoch(self, order, epoch_seed, progress, progress_every, start=None,
                     first_batch=0):
