@@ -19,12 +19,11 @@ def data(dtype, n=700, d=20):
     return rng.normal(size=(n, d)).astype(dtype), rng.integers(0, 3, n)
 
 
-def network(dtype, width, optimizer, l2=0.0, dropout=0.0, plan=None):
+def network(dtype, width, optimizer, regularizer=None, dropout=0.0, plan=None):
     """20-width-width-3: the hidden kernels' rows 2 KB apart (width 512 float32
     or 256 float64) are run padded, the first (width columns) too."""
     layers = [dn.Dense(width, activation="relu")] + ([dn.Dropout(dropout)] if dropout else [])
-    layers += [dn.Dense(width, activation="tanh",
-                        kernel_regularizer=dn.regularizers.l2(l2) if l2 else None),
+    layers += [dn.Dense(width, activation="tanh", kernel_regularizer=regularizer),
                dn.Dense(3)]
     net = dn.Sequential(layers, input_dim=20, dtype=dtype, seed=4, n_threads=2)
     if plan is not None:
@@ -67,10 +66,26 @@ def test_padded_copies_train_the_same_bits(monkeypatch, dtype, width, optimizer,
     assert np.isfinite(plain_history["loss"]).all()
 
 
-def test_dropout_and_an_unpadded_penalized_layer_train_the_same_bits(monkeypatch):
-    runs = [fit(rows, monkeypatch, l2=1e-3, dropout=0.2)[0] for rows in (NEVER, ALWAYS)]
-    for a, b in zip(runs[0].get_weights(), runs[1].get_weights()):
+REGULARIZERS = {
+    "l2": lambda: dn.regularizers.l2(1e-3),
+    "l1": lambda: dn.regularizers.l1(1e-4),
+    "proximal_l1": lambda: dn.regularizers.l1(1e-4, proximal=True),
+    "l1_l2": lambda: dn.regularizers.l1_l2(1e-4, 1e-3),
+}
+
+
+@pytest.mark.parametrize("regularizer", sorted(REGULARIZERS))
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_penalized_kernels_train_and_report_the_same_bits(monkeypatch, regularizer,
+                                                          optimizer):
+    """Their penalties are summed a row at a time, on from row to row."""
+    runs = [fit(rows, monkeypatch, optimizer=OPTIMIZERS[optimizer](),
+                regularizer=REGULARIZERS[regularizer](), dropout=0.2)
+            for rows in (NEVER, ALWAYS)]
+    (plain, plain_history), (padded, padded_history) = runs
+    for a, b in zip(plain.get_weights(), padded.get_weights()):
         np.testing.assert_array_equal(a, b)
+    assert plain_history["loss"] == padded_history["loss"]
 
 
 class Kernels(dn.callbacks.Callback):
@@ -204,7 +219,7 @@ def test_only_kernels_with_rows_a_multiple_of_2_kb_apart_are_padded():
 
 
 def test_paths_that_read_a_kernel_as_one_flat_array_keep_the_layers_arrays():
-    assert runner(l2=1e-3).padded_layers == ()                      # penalty sums
+    assert runner(l2=1e-3).padded_layers == (0, 1)     # penalties go row by row
     assert runner(clipnorm=1.0).padded_layers == ()                 # norms
     assert runner(batch_size=1).padded_layers == ()                 # per-sample SGD
     sparse = runner(density=0.1, n_in=300)                          # sparse first layer

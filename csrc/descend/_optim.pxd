@@ -11,12 +11,13 @@ cdef void optimizer_step(const OptimizerConfig* cfg, floating* w,
 
 cdef double add_penalty_gradient(const floating* w, floating* g, long n,
                                  double l1, double l2,
-                                 int n_threads) noexcept nogil
+                                 int n_threads, double total=*) noexcept nogil
 
 cdef void soft_threshold(floating* w, long n, double threshold,
                          int n_threads) noexcept nogil
 
-cdef double sum_squares(const floating* g, long n, int n_threads) noexcept nogil
+cdef double sum_squares(const floating* g, long n, int n_threads,
+                        double total=*) noexcept nogil
 
 cdef void scale_and_clip(floating* g, long n, double scale, double clipvalue,
                          int n_threads) noexcept nogil

@@ -319,26 +319,28 @@ cdef inline void _adam(floating* w, const floating* g, floating* exp_avg,
 
 cdef double add_penalty_gradient(const floating* w, floating* g, long n,
                                  double l1, double l2,
-                                 int n_threads) noexcept nogil:
-    """g += l1 sign(w) + 2 l2 w ; return l1 sum|w| + l2 sum w^2.
+                                 int n_threads, double total=0.0) noexcept nogil:
+    """g += l1 sign(w) + 2 l2 w ; return total + l1 sum|w| + l2 sum w^2.
 
-    L1 uses the subgradient sign(0) = 0 (not a proximal step).
+    L1 uses the subgradient sign(0) = 0 (not a proximal step). On one
+    thread the sum goes on from `total` element by element, so rows
+    summed one call after another give the bits of one call on them all.
     """
     cdef int nt = threads_for(n, n_threads), part
     cdef long lo, hi
-    cdef double penalty = 0.0
+    cdef double penalty = total
     if nt == 1:
-        return _penalty_span(w, g, 0, n, l1, l2)
+        return _penalty_span(w, g, 0, n, l1, l2, total)
     for part in prange(nt, num_threads=nt, schedule="static"):
         lo, hi = _span_start(n, part, nt), _span_start(n, part + 1, nt)
-        penalty += _penalty_span(w, g, lo, hi, l1, l2)
+        penalty += _penalty_span(w, g, lo, hi, l1, l2, 0.0)
     return penalty
 
 
 cdef inline double _penalty_span(const floating* w, floating* g, long lo, long hi,
-                                 double l1, double l2) noexcept nogil:
+                                 double l1, double l2, double penalty) noexcept nogil:
     cdef long i
-    cdef double wi, penalty = 0.0, sign
+    cdef double wi, sign
     for i in range(lo, hi):
         wi = w[i]
         sign = 1.0 if wi > 0 else (-1.0 if wi < 0 else 0.0)
@@ -380,22 +382,24 @@ cdef inline void _soft_threshold_span(floating* w, long lo, long hi,
             w[i] = 0
 
 
-cdef double sum_squares(const floating* g, long n, int n_threads) noexcept nogil:
-    """return sum g^2 (float64 accumulation)."""
+cdef double sum_squares(const floating* g, long n, int n_threads,
+                        double total=0.0) noexcept nogil:
+    """return total + sum g^2 (float64 accumulation; on one thread in order,
+    on from `total`, as add_penalty_gradient)."""
     cdef int nt = threads_for(n, n_threads), part
     cdef long lo, hi
-    cdef double total = 0.0
+    cdef double sums = total
     if nt == 1:
-        return _sum_squares_span(g, 0, n)
+        return _sum_squares_span(g, 0, n, total)
     for part in prange(nt, num_threads=nt, schedule="static"):
         lo, hi = _span_start(n, part, nt), _span_start(n, part + 1, nt)
-        total += _sum_squares_span(g, lo, hi)
-    return total
+        sums += _sum_squares_span(g, lo, hi, 0.0)
+    return sums
 
 
-cdef inline double _sum_squares_span(const floating* g, long lo, long hi) noexcept nogil:
+cdef inline double _sum_squares_span(const floating* g, long lo, long hi,
+                                     double total) noexcept nogil:
     cdef long i
-    cdef double total = 0.0
     for i in range(lo, hi):
         total += <double>g[i] * g[i]
     return total

@@ -109,9 +109,9 @@
 # | team size 1 or T    | TeamSize: measured per chunk (same bits)    | _run                      | test_threads; test_network: fused_fit_is_   |
 # |                     |                                             |                           | bit_identical_for_any_thread_count          |
 # | + padded copies     | a kernel's rows a multiple of 2 KB apart,   | _padded_copies,           | test_padded_copies (same bits; what         |
-# |                     | no penalty on it, not the sparse first      | EpochRunner._use_copies   | callbacks, signal handlers and exceptions   |
-# |                     | layer, no clipping by norm, not batch 1's   | (copied in and out around | see; which layers)                          |
-# |                     | path; >= 1024 rows between copies           | each chunk in _run)       |                                             |
+# |                     | not the sparse first layer, no clipping by  | EpochRunner._use_copies   | callbacks, signal handlers and exceptions   |
+# |                     | norm, not batch 1's path or distributed;    | (copied in and out around | see; which layers)                          |
+# |                     | >= 1024 rows between copies                 | each chunk in _run)       |                                             |
 # | + distributed       | set_distributed (descend.distributed: X in  | _team_batches' share,     | test_distributed: weights_equal_the_one_    |
 # |                     | memory, not sharded, >= 1 row per rank and  | _sum_over_ranks (one      | process_run_* [compiled], resume_*, files_* |
 # |                     | step); forces team_general                  | MPI_Allreduce a step)     |                                             |
@@ -563,9 +563,10 @@ cdef Strategy _choose_strategy(LoopState* loop, list layers, bint by_columns) ex
 # copied in before each chunk of batches and back to the layer's array
 # after it (EpochRunner._run): Python runs between chunks (progress
 # callbacks, signal handlers; other threads then) and may read or set the
-# weights. Not where other paths read the kernel as one flat
-# array: a penalty's sums, clipping by norm, the sparse first layer, batch
-# 1's per-sample path and distributed steps keep the layer's array.
+# weights. The penalties' sums go row by row, on from row to row (the
+# bits of one flat sum). Not where other paths read the kernel as one flat
+# array: clipping by norm, the sparse first layer, batch 1's per-sample
+# path and distributed steps keep the layer's array.
 PADDED_COPY_ROWS = 1024     # rows between two copies, at least: the copies (2 n_in
                             # n_out elements) then cost under ~1% of the
                             # products between them (6 rows n_in n_out FLOPs)
@@ -582,7 +583,6 @@ cdef list _padded_copies(LoopState* loop, list layers, Strategy strategy):
     itemsize = (<LayerSpec>layers[0]).kernel.itemsize
     return [[l, (<LayerSpec>layers[l]).kernel, None] for l in range(loop.n_layers)
             if (loop.plans[l].n_out * itemsize) % ALIASED_ROW_BYTES == 0
-            and loop.plans[l].kernel.l1 == 0 and loop.plans[l].kernel.l2 == 0
             and not (l == 0 and loop.sparse_input)]
 
 
@@ -1385,8 +1385,7 @@ cdef void _columns_backward(LoopState* loop, int nb, int t, int T, double learni
                     loop, p, l, nb, k0, k1, t, learning_rate, weight_decay)
             else:
                 _kernel_gradient[floating](loop, l, nb, k0, k1, t)
-                _block_penalty(loop, p, k0)[0] = _penalize[floating](
-                    &p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out)
+                _block_penalty(loop, p, k0)[0] = _kernel_penalty[floating](p, k0, k1)
                 _kernel_step[floating](loop, p, k0, k1, learning_rate, weight_decay, step)
             k0 = k0 + T * p.kernel_rows
         _bias_update[floating](loop, l, nb, t, T, learning_rate, weight_decay, step,
@@ -1426,12 +1425,16 @@ cdef double _sgd_through_gemm(LoopState* loop, LayerPlan* p, int l, int nb, int 
     SGD with momentum 0 and the L2 penalty's gradient 2 l2 w. Returns the
     rows' penalty (before the update)."""
     cdef long begin = <long>k0 * p.n_out, end = <long>k1 * p.n_out
-    cdef double penalty = 0.0
+    cdef double squares = 0.0
     cdef double shrink = 1 - learning_rate * (weight_decay * p.kernel.decay
                                               + 2 * p.kernel.l2)
+    cdef int k
     if p.kernel.l2 != 0:
-        penalty = p.kernel.l2 * sum_squares(<floating*>p.kernel.value + begin,
-                                            end - begin, 1)
+        # row by row (rows p.ldk apart), the sum going on: one flat sum's bits
+        for k in range(k0, k1):
+            squares = sum_squares(<floating*>p.kernel.value + <long>k * p.ldk, p.n_out, 1,
+                                  squares)
+    cdef double penalty = p.kernel.l2 * squares
     if l == 0 and loop.sparse_input:
         if shrink != 1:
             scale_and_clip(<floating*>p.kernel.value + begin, end - begin, shrink, 0.0, 1)
@@ -1439,8 +1442,7 @@ cdef double _sgd_through_gemm(LoopState* loop, LayerPlan* p, int l, int nb, int 
                                <floating*>p.kernel.value, t)
         return penalty
     # one GEMM for the whole block: dZ is packed once per block (begin and
-    # end above count rows of n_out: a padded working copy, p.ldk apart,
-    # has no penalty and is not the sparse first layer)
+    # end above count rows of n_out: the sparse first layer is never padded)
     gemm(True, False, k1 - k0, p.n_out, nb, <floating>(-learning_rate),
          _input[floating](loop, l) + k0, p.n_in, <floating*>p.dz, p.n_out,
          <floating>shrink, <floating*>p.kernel.value + <long>k0 * p.ldk, p.ldk)
@@ -1465,8 +1467,7 @@ cdef void _general_update(LoopState* loop, int nb, int t, int T, double learning
             k1 = min(k0 + p.kernel_rows, p.n_in)
             if not summed:
                 _kernel_gradient[floating](loop, l, nb, k0, k1, t)
-            _block_penalty(loop, p, k0)[0] = _penalize[floating](
-                &p.kernel, <long>k0 * p.n_out, <long>k1 * p.n_out)
+            _block_penalty(loop, p, k0)[0] = _kernel_penalty[floating](p, k0, k1)
             if not loop.by_norm:
                 _kernel_step[floating](loop, p, k0, k1, learning_rate, weight_decay, step)
             k0 = _next_row(loop, p, t, k0)
@@ -1710,21 +1711,48 @@ cdef void _per_sample_backward_update(LoopState* loop, floating* x0,
 
 # ---- formulas on one slice of a parameter array, and the correct count -------
 cdef double _penalize(Param* q, long begin, long end, floating dummy=0) noexcept nogil:
+    cdef double sums[2]
     if q.value == NULL or end <= begin or (q.l1 == 0 and q.l2 == 0):
         return 0.0
-    cdef double penalty
+    sums[0] = sums[1] = 0.0
+    _penalty_sums[floating](q, begin, end, sums)
+    return sums[0] + q.l1 * sums[1]
+
+
+cdef double _kernel_penalty(LayerPlan* p, int k0, int k1, floating dummy=0) noexcept nogil:
+    """_penalize on kernel rows [k0, k1), a row at a time (a padded working
+    copy's rows are p.ldk apart: _kernel_step's shifted value pointer), the
+    sums going on from row to row: the bits of one flat call."""
+    cdef Param row = p.kernel
+    cdef double sums[2]
+    cdef int k
+    if p.kernel.value == NULL or k1 <= k0 or (p.kernel.l1 == 0 and p.kernel.l2 == 0):
+        return 0.0
+    sums[0] = sums[1] = 0.0
+    for k in range(k0, k1):
+        row.value = <floating*>p.kernel.value + <long>k * (p.ldk - p.n_out)
+        _penalty_sums[floating](&row, <long>k * p.n_out, <long>(k + 1) * p.n_out, sums)
+    return sums[0] + p.kernel.l1 * sums[1]
+
+
+cdef void _penalty_sums(Param* q, long begin, long end, double* sums,
+                        floating dummy=0) noexcept nogil:
+    """Adds the penalty's gradient into q.grad[begin:end]; its sums go on from
+    sums[0] (l2 sum w^2, and l1 sum |w| unless proximal) and sums[1] (sum
+    |w|, proximal L1 only: its value counts in the loss, its step comes after
+    the update)."""
+    cdef floating* w = <floating*>q.value + begin
     if not q.proximal:
-        return add_penalty_gradient(<floating*>q.value + begin, <floating*>q.grad + begin,
-                                    end - begin, q.l1, q.l2, 1)
-    # proximal L1: its value counts in the loss, its step comes after the update
-    penalty = add_penalty_gradient(<floating*>q.value + begin, <floating*>q.grad + begin,
-                                   end - begin, 0.0, q.l2, 1)
-    return penalty + q.l1 * _sum_abs(<floating*>q.value + begin, end - begin)
+        sums[0] = add_penalty_gradient(w, <floating*>q.grad + begin, end - begin, q.l1, q.l2,
+                                       1, sums[0])
+        return
+    sums[0] = add_penalty_gradient(w, <floating*>q.grad + begin, end - begin, 0.0, q.l2, 1,
+                                   sums[0])
+    sums[1] = _sum_abs(w, end - begin, sums[1])
 
 
-cdef double _sum_abs(floating* w, long n) noexcept nogil:
+cdef double _sum_abs(floating* w, long n, double total) noexcept nogil:
     cdef long i
-    cdef double total = 0.0
     for i in range(n):
         total += w[i] if w[i] > 0 else -w[i]
     return total
