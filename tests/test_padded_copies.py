@@ -191,6 +191,35 @@ def test_a_signal_handler_sees_and_sets_the_weights_being_trained(monkeypatch):
     assert kernel[0, 0] > 100          # the handler's value was trained on, not overwritten
 
 
+@pytest.mark.parametrize("regularizer", [None, "l2"])
+def test_a_kernel_two_layers_share_trains_as_one_array(monkeypatch, regularizer):
+    """Tied weights (layers[2].kernel is layers[1].kernel) keep their array:
+    a padded copy per layer would each write it back over the other's
+    updates."""
+    runs = []
+    for rows in (NEVER, ALWAYS):
+        monkeypatch.setattr(_train, "PADDED_COPY_ROWS", rows)
+        X, y = data("float32", n=1100)
+        reg = REGULARIZERS[regularizer]() if regularizer else None
+        net = dn.Sequential([dn.Dense(512, activation="relu"),
+                             dn.Dense(512, activation="tanh", kernel_regularizer=reg),
+                             dn.Dense(512, activation="tanh", kernel_regularizer=reg),
+                             dn.Dense(3)], input_dim=20, dtype="float32", seed=0, n_threads=1)
+        net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.05))
+        net.layers[2].kernel = net.layers[1].kernel
+        history = net.fit(X, y, epochs=2, batch_size=32, verbose=0)
+        assert net.layers[2].kernel is net.layers[1].kernel
+        runs.append((net.get_weights(), history["loss"]))
+    (plain, plain_loss), (padded, padded_loss) = runs
+    assert plain_loss == padded_loss
+    for a, b in zip(plain, padded):
+        np.testing.assert_array_equal(a, b)
+    epochs = EpochRunner(X, None, y.astype(np.int32), training.runner_specs(net),
+                         net.loss_.code, net.optimizer.kernel_config(),
+                         *net.optimizer.clip_settings(), 32, 1)
+    assert epochs.padded_layers == (0,)
+
+
 def runner(dtype="float32", widths=(512, 512), optimizer=None, l2=0.0, clipnorm=0.0,
            batch_size=32, density=1.0, n_in=20, n_rows=64, with_net=False):
     rng = np.random.default_rng(0)

@@ -566,7 +566,8 @@ cdef Strategy _choose_strategy(LoopState* loop, list layers, bint by_columns) ex
 # weights. The penalties' sums go row by row, on from row to row (the
 # bits of one flat sum). Not where other paths read the kernel as one flat
 # array: clipping by norm, the sparse first layer, batch 1's per-sample
-# path and distributed steps keep the layer's array.
+# path and distributed steps keep the layer's array; so does a kernel
+# that several layers share.
 PADDED_COPY_ROWS = 1024     # rows between two copies, at least: the copies (2 n_in
                             # n_out elements) then cost under ~1% of the
                             # products between them (6 rows n_in n_out FLOPs)
@@ -577,13 +578,17 @@ ALIASED_ROW_BYTES = 2048
 cdef list _padded_copies(LoopState* loop, list layers, Strategy strategy):
     """[layer, kernel, None] for each kernel the team strategies run from a
     padded working copy (see above); EpochRunner._use_copies allocates the
-    copy in place of the None when a run first uses it."""
+    copy in place of the None when a run first uses it. A kernel that
+    several layers share (tied weights, trained as one array) keeps its
+    array: one copy per layer would each write it back over the other."""
     if strategy == PER_SAMPLE_SGD or loop.by_norm:
         return []
-    itemsize = (<LayerSpec>layers[0]).kernel.itemsize
-    return [[l, (<LayerSpec>layers[l]).kernel, None] for l in range(loop.n_layers)
+    kernels = [(<LayerSpec>spec).kernel for spec in layers]
+    itemsize = kernels[0].itemsize
+    return [[l, kernels[l], None] for l in range(loop.n_layers)
             if (loop.plans[l].n_out * itemsize) % ALIASED_ROW_BYTES == 0
-            and not (l == 0 and loop.sparse_input)]
+            and not (l == 0 and loop.sparse_input)
+            and sum(kernel is kernels[l] for kernel in kernels) == 1]
 
 
 cdef _allocate_batch_buffers(LoopState* loop, X, targets, labels, list keep_alive):
