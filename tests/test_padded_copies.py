@@ -33,12 +33,11 @@ def network(dtype, width, optimizer, regularizer=None, dropout=0.0, plan=None):
 
 
 def fit(rows, monkeypatch, dtype="float64", width=256, optimizer=None, callbacks=(),
-        verbose=0, **kwargs):
+        **kwargs):
     monkeypatch.setattr(_train, "PADDED_COPY_ROWS", rows)
     X, y = data(dtype)
     net = network(dtype, width, optimizer or dn.optimizers.SGD(0.05), **kwargs)
-    history = net.fit(X, y, epochs=2, batch_size=32, verbose=verbose,
-                      callbacks=list(callbacks))
+    history = net.fit(X, y, epochs=2, batch_size=32, verbose=0, callbacks=list(callbacks))
     return net, history
 
 

@@ -558,8 +558,9 @@ cdef Strategy _choose_strategy(LoopState* loop, list layers, bint by_columns) ex
 # of a non-transposed operand (sgemm_itcopy: the weights of the forward
 # product, dZ of the update) 16% of the epoch; its GEMM of 128 rows against
 # a 1024 x 1024 kernel 62 -> 71 GFLOP/s (forward) and 67 -> 79 (dL/dx)
-# with rows one cache line longer. So the loop runs such kernels from a copy with rows one
-# cache line longer, the same products on the same values (the same bits),
+# with rows one cache line longer. So the loop runs such kernels from a
+# copy with rows one cache line longer, the same products on the same
+# values (the same bits),
 # copied in before each chunk of batches and back to the layer's array
 # after it (EpochRunner._run): Python runs between chunks (progress
 # callbacks, signal handlers; other threads then) and may read or set the
@@ -573,6 +574,7 @@ PADDED_COPY_ROWS = 1024     # rows between two copies, at least: the copies (2 n
                             # products between them (6 rows n_in n_out FLOPs)
 CACHE_LINE = 64
 ALIASED_ROW_BYTES = 2048
+CHUNK_BATCHES = 64          # the most batches _run runs between two returns to Python
 
 
 cdef list _padded_copies(LoopState* loop, list layers, Strategy strategy):
@@ -729,7 +731,7 @@ cdef class EpochRunner:
     cdef readonly dict plan     # the descend.plans.Plan fields this runner uses
     cdef list keep_alive        # every array the loop's pointers point into
     cdef readonly object team   # TeamSize: threads per chunk, adapted to the load
-    cdef list copies            # (layer, kernel, padded working copy): _padded_copies
+    cdef list copies            # [layer, kernel, padded copy or None]: _padded_copies
 
     def __cinit__(self):
         memset(&self.loop, 0, sizeof(LoopState))
@@ -970,12 +972,12 @@ cdef class EpochRunner:
         # progress callbacks, other threads), where a full chunk's rows
         # repay the copies
         padded = bool(self.copies) and min(
-            64 * rows, min(every, hooks) * rows, n) >= PADDED_COPY_ROWS
+            CHUNK_BATCHES * rows, min(every, hooks) * rows, n) >= PADDED_COPY_ROWS
         while batch < n_batches and finite:
             at = first_batch + batch        # the batch's index in the epoch
             stop = min(batch + size, (at // every + 1) * every - first_batch,
                        (at // hooks + 1) * hooks - first_batch, n_batches)
-            size = min(2 * size, 64)
+            size = min(2 * size, CHUNK_BATCHES)
             team = 1 if per_sample else self.team.choose()
             if not per_sample and self.team.retrying is not None:
                 stop = batch + 1        # a retry of the other team size: one batch

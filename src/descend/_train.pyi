@@ -21,6 +21,7 @@ def check_runner_inputs(X: _FloatArray, targets: _FloatArray | None,
 PADDED_COPY_ROWS: int     # rows between two copies of the padded kernels, at least
 CACHE_LINE: int           # bytes a padded kernel's rows are longer by
 ALIASED_ROW_BYTES: int    # kernels whose row bytes are a multiple of this run padded
+CHUNK_BATCHES: int        # the most batches run between two returns to Python
 
 class TeamSize:
     """Threads for the next chunk of batches: all of them, or one (measured)."""
