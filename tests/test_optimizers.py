@@ -220,6 +220,25 @@ def test_adam_exact_constant_gradient():
     assert opt.iterations == 6
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_float32_step_against_hand_computed_and_no_overflow(dtype):
+    """The kernel folds the bias corrections into 1 / (1 - b1^t) and
+    1 / sqrt(1 - b2^t): the step equals the textbook one to rounding, and a
+    zero gradient still leaves a parameter where it was when lr / (1 - b1^t)
+    would overflow float32 (lr 1e30, beta_1 one ulp below 1: 1e46)."""
+    rng = np.random.default_rng(4)
+    w0, grads = rng.normal(size=7).astype(dtype), rng.normal(size=(3, 7)).astype(dtype)
+    expected = hand_adam(0.01, 0.9, 0.999, 1e-8, grads.astype(np.float64), w0.astype(np.float64))
+    opt, w = O.Adam(0.01), w0.copy()
+    for g in grads:
+        opt.apply_gradients([w], [g])
+    tolerance = 1e-6 if dtype is np.float32 else 1e-13
+    np.testing.assert_allclose(w, expected[-1], rtol=tolerance, atol=tolerance)
+    w = np.zeros(3, dtype)
+    O.Adam(1e30, beta_1=np.nextafter(1.0, 0.0)).apply_gradients(
+        [w], [np.array([0.0, 1.0, -1.0], dtype)])
+    assert w[0] == 0.0 and np.isfinite(w).all() and w[1] < 0 < w[2]
+
 def test_adam_l2_and_adamw_decoupled_differ():
     # w = 1, zero data gradient, lr 0.1, weight decay 0.01, one step
     lr, wd, eps = 0.1, 0.01, 1e-8
