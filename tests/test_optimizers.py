@@ -238,6 +238,12 @@ def test_adam_float32_step_against_hand_computed_and_no_overflow(dtype):
     O.Adam(1e30, beta_1=np.nextafter(1.0, 0.0)).apply_gradients(
         [w], [np.array([0.0, 1.0, -1.0], dtype)])
     assert w[0] == 0.0 and np.isfinite(w).all() and w[1] < 0 < w[2]
+    # the other order's overflow (a breaker's case): m_hat / eps alone is
+    # 1e37 / 1e-20, lr m_hat / eps is -4.7e18 as the textbook has it
+    w, opt = np.ones(1, dtype), O.Adam(1e-20, beta_1=0.9, beta_2=0.0, epsilon=1e-20)
+    for g in (1e19, 0.0, 1.0):
+        opt.apply_gradients([w], [np.array([g], dtype)])
+    np.testing.assert_allclose(w, [-4.736842e18], rtol=1e-6)
 
 def test_adam_l2_and_adamw_decoupled_differ():
     # w = 1, zero data gradient, lr 0.1, weight decay 0.01, one step
