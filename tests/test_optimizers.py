@@ -245,6 +245,25 @@ def test_adam_float32_step_against_hand_computed_and_no_overflow(dtype):
         opt.apply_gradients([w], [np.array([g], dtype)])
     np.testing.assert_allclose(w, [-4.736842e18], rtol=1e-6)
 
+@pytest.mark.parametrize("settings,dtype,named", [
+    ({"epsilon": 1e-45}, np.float32, "epsilon must be at least"),
+    ({"epsilon": 1e-320}, np.float64, "epsilon must be at least"),
+    ({"learning_rate": 1e39}, np.float32, "learning_rate must be at most 3.402823e"),
+    ({"epsilon": 1e39}, np.float32, "epsilon must be at most 3.402823e"),
+])
+def test_apply_gradients_checks_the_settings_against_the_dtype_as_compile_does(
+        settings, dtype, named):
+    """A breaker's cases: apply_gradients skipped compile's check_dtype and
+    returned NaN (epsilon flushed to 0: 0/0) or inf; now a ValueError,
+    nothing updated, the step not counted."""
+    opt, w = O.Adam(**settings), np.ones(2, dtype)
+    with pytest.raises(ValueError, match=named):
+        opt.apply_gradients([w], [np.array([1.0, 0.0], dtype)])
+    assert (w == 1).all() and opt.iterations == 0
+    w = np.ones(2)                                  # float64 holds 1e39
+    O.Adam(learning_rate=1e39).apply_gradients([w], [np.array([1.0, 0.0])])
+    assert np.isfinite(w).all() and w[0] < -1e38
+
 def test_adam_l2_and_adamw_decoupled_differ():
     # w = 1, zero data gradient, lr 0.1, weight decay 0.01, one step
     lr, wd, eps = 0.1, 0.01, 1e-8

@@ -115,14 +115,22 @@ class Optimizer(abc.ABC):
             ``epsilon`` (Adagrad, RMSprop, Adam, AdamW) below the smallest
             normal number of `dtype` (1.2e-38 for float32): the updates
             flush subnormal numbers to zero, and a zero gradient would then
-            divide 0 by 0.
+            divide 0 by 0. ``learning_rate`` or ``epsilon`` above the
+            largest finite number of `dtype` (3.4e38 for float32): the
+            update computes in `dtype`, where either would be infinite.
         """
         epsilon = getattr(self, "epsilon", None)
-        tiny = float(np.finfo(dtype).tiny)
+        info = np.finfo(dtype)
+        tiny, name = float(info.tiny), np.dtype(dtype).name
         if epsilon is not None and epsilon < tiny:
             raise ValueError(f"epsilon must be at least {tiny:.7g} (the smallest normal "
-                             f"{np.dtype(dtype).name}: the updates flush smaller numbers to "
+                             f"{name}: the updates flush smaller numbers to "
                              f"zero, and a zero gradient would give 0/0), got {epsilon!r}")
+        for setting, value in (("learning_rate", self.learning_rate), ("epsilon", epsilon)):
+            if value is not None and value > float(info.max):
+                raise ValueError(f"{setting} must be at most {float(info.max):.7g} (the "
+                                 f"largest finite {name}: the update computes in {name}), "
+                                 f"got {value!r}")
 
     def learning_rate_for_epoch(self, epoch):
         """Evaluate the schedule (if any) for this epoch, times learning_rate_scale."""
@@ -337,10 +345,14 @@ class Optimizer(abc.ABC):
         ValueError, TypeError
             Arrays that do not match (count, shape, dtype), a parameter that
             is not a writeable C-contiguous float array, a NaN or infinite
-            gradient, or a bad n_threads; nothing is updated.
+            gradient, a bad n_threads, or a learning_rate or epsilon that
+            the parameters' dtype cannot hold (check_dtype); nothing is
+            updated.
         """
         params, grads = _check_update(params, grads, decay_flags, n_threads)
         check_float(self.learning_rate, "optimizer.learning_rate", minimum=0.0)
+        for dtype in {p.dtype for p in params}:
+            self.check_dtype(dtype)     # as compile does: epsilon and lr in the dtype
         self.build(params)
         flat_grads = [g.reshape(-1) for g in grads]
         clipnorm, global_clipnorm, clipvalue = self.clip_settings()
