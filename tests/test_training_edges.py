@@ -508,8 +508,8 @@ def test_a_non_finite_loss_is_reported_at_the_batch_that_overflowed():
     start = net.get_weights()
     record, ends = Diverged(), Record()
     with pytest.raises(dn.DivergenceError, match=msg(
-            "training diverged in epoch 1/1: the loss or the weights became NaN or infinite "
-            "with learning_rate=0.01. The weights after the last finite epoch were kept; "
+            "training diverged in epoch 1/1: the loss, the weights or the optimizer's "
+            "state became NaN or infinite with learning_rate=0.01. The weights after the last finite epoch were kept; "
             "try a smaller learning rate (or gradient clipping).")):
         net.fit(X, y, batch_size=2, shuffle=False, verbose=0, callbacks=[record, ends])
     assert [b for b, _ in record.batches] == [0, 1, 2]
@@ -548,8 +548,8 @@ def test_weights_that_overflow_in_the_last_batch_name_that_batch_and_keep_the_lo
     assert history["seconds"][1] > 0
     assert net.epochs_trained == 1 and np.isfinite(net.get_weights()[0]).all()
     assert after_first.err.endswith(
-        "Training stopped in epoch 2/3 by a callback: the loss or the weights became NaN "
-        "or infinite; the weights of the last finite epoch were kept.\n")
+        "Training stopped in epoch 2/3 by a callback: the loss, the weights or the "
+        "optimizer's state became NaN or infinite; the weights of the last finite epoch were kept.\n")
 
 
 def overflowing_validation():
@@ -1267,3 +1267,23 @@ def test_partial_fit_names_a_bad_batch_size_before_looking_at_the_labels():
                 f"batch_size must be an int >= 1, got {batch_size} (int)")):
             net.partial_fit(X, np.array(list("aabbaa")), batch_size=batch_size)
     assert net.classes_ is None and net.epochs_trained == 0
+
+
+def test_an_overflowing_optimizer_moment_is_divergence(tmp_path):
+    """A breaker's case: float32 targets of 1e21 give finite gradients whose
+    square overflows Adam's v; the weights then stalled for good (m / inf),
+    the fit ended normally and the saved model could not be loaded. Now the
+    fit and train_on_batch roll back and raise DivergenceError; the kept
+    state saves and loads."""
+    X, y = np.ones((8, 2), np.float32), np.full(8, 1e21, np.float32)
+    net = dn.Sequential([dn.Dense(1)], input_dim=2, seed=0).compile(
+        "mean_squared_error", dn.optimizers.Adam())
+    start = net.get_weights()
+    with pytest.raises(dn.DivergenceError, match="the optimizer's state became NaN"):
+        net.fit(X, y, epochs=1, batch_size=8, verbose=0)
+    with pytest.raises(dn.DivergenceError, match="the optimizer's state NaN or infinite"):
+        net.train_on_batch(X, y)
+    assert all(np.array_equal(a, b) for a, b in zip(start, net.get_weights()))
+    assert all(np.isfinite(s).all() for slots in net.optimizer.state for s in slots)
+    net.save(tmp_path / "kept.npz")
+    dn.load(tmp_path / "kept.npz")

@@ -553,8 +553,14 @@ class Sequential:
                             shuffle=shuffle, verbose=verbose, n_threads=n_threads,
                             sample_weight=sample_weight)
 
-    def _weights_finite(self):
-        return all(np.isfinite(p).all() for p in self._params())
+    def _training_state_finite(self):
+        """Whether the weights and the optimizer's state are all finite: a
+        finite gradient can overflow a moment (Adam's v of a float32
+        gradient of 1e20), which then stalls its weight for good and makes
+        the model unsaveable, so it counts as divergence as a weight does."""
+        state = self.optimizer.state if self.optimizer is not None else None
+        arrays = list(self._params()) + [a for slots in (state or []) for a in slots]
+        return all(np.isfinite(a).all() for a in arrays)
 
     # ------------------------------------------------------------------ inference
     def _output(self, X):

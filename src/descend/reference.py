@@ -168,11 +168,11 @@ def _train_on_batch(net, X, y, seed, sample_weight, class_weight):
     with _threads.blas_threads(blas):
         net.optimizer.apply_gradients(net._params(), flat, net._decay_flags(), omp)
         proximal_l1_step(net, omp)
-    if not net._weights_finite():
+    if not net._training_state_finite():
         net.set_weights(snapshot[0])
         net.optimizer.set_state(snapshot[1])
-        raise DivergenceError("the update made the weights NaN or infinite; it was "
-                              "undone (try a smaller learning rate)")
+        raise DivergenceError("the update made the weights or the optimizer's state NaN "
+                              "or infinite; it was undone (try a smaller learning rate)")
     # the classes are the network's once an update was made with them
     if net.loss_.is_classifier and net.classes_ is None:
         net.classes_ = classes

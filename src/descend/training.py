@@ -435,10 +435,10 @@ class Trainer:
         optimizer.iterations = result["step"]
         rate_and_time = {"learning_rate": optimizer.learning_rate, "seconds": seconds,
                   "samples_per_second": n / seconds if seconds > 0 else float("inf")}
-        if not result["finite"] or not model._weights_finite():
+        if not result["finite"] or not model._training_state_finite():
             failed = result["n_batches"] - (0 if not result["finite"] else 1)
-            return self._diverged(epoch, "the loss or the weights", failed,
-                                  {"loss": float("nan")}, rate_and_time)
+            return self._diverged(epoch, "the loss, the weights or the optimizer's state",
+                                  failed, {"loss": float("nan")}, rate_and_time)
         logs = self._epoch_logs(result)
         if not all(math.isfinite(value) for value in logs.values()):
             # finite weights whose outputs overflow: diverged just the same
