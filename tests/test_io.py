@@ -605,3 +605,14 @@ def test_an_architecture_that_cannot_be_built_is_refused(saved):
     model = dict(config_of(arrays)["model"], input_dim=None)
     rewrite(path, with_config(arrays, model=model))
     assert load_error(path) == "the config's architecture has no input_dim or no Dense layer"
+
+
+def test_a_file_that_is_not_a_model_raises_the_public_model_file_error(tmp_path):
+    """A new user caught descend.io._ModelFileError, a private name: the
+    error of a file load cannot read is public (and still a ValueError)."""
+    from descend.io import ModelFileError
+    path = tmp_path / "other.npz"
+    np.savez(path, a=np.ones(2))
+    with pytest.raises(ModelFileError, match="missing entry 'config'") as caught:
+        dn.load(path)
+    assert isinstance(caught.value, ValueError) and str(path) in str(caught.value)

@@ -238,3 +238,22 @@ def test_declared_constraints_cover_the_constructor(cls):
     import inspect
     parameters = set(inspect.signature(cls).parameters)
     assert set(cls._parameter_constraints) == parameters
+
+
+def test_compile_takes_keras_metrics_it_logs_and_names_the_others():
+    """A new user's Keras habit: compile(..., metrics=["accuracy"]) was a bare
+    'unexpected keyword' TypeError. Names the loss logs are accepted (and
+    change nothing); others name what is logged; the network is untouched."""
+    X, y = np.random.default_rng(0).normal(size=(12, 2)), np.arange(12) % 3
+    net = dn.Sequential([dn.Dense(4, activation="relu"), dn.Dense(3)], input_dim=2, seed=0)
+    net.compile("softmax_cross_entropy", "adam", metrics=["accuracy", "acc"])
+    assert set(net.fit(X, y, epochs=1, batch_size=4, verbose=0).history) >= {"loss", "accuracy"}
+    with pytest.raises(ValueError, match=r"logs the loss and accuracy every epoch .*"
+                                         r"got \['auc'\]"):
+        net.compile("softmax_cross_entropy", "sgd", metrics=["accuracy", "auc"])
+    with pytest.raises(ValueError, match=r"logs the loss and mse, mae, r2 .*\['accuracy'\]"):
+        net.compile("mean_squared_error", "sgd", metrics=["accuracy"])
+    with pytest.raises(TypeError, match="metrics must be a list of str"):
+        net.compile("softmax_cross_entropy", "sgd", metrics="accuracy")
+    assert isinstance(net.optimizer, dn.optimizers.Adam) and net.epochs_trained == 1
+    net.compile("mean_squared_error", "sgd", metrics=("mae", "r2"))

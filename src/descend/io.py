@@ -168,7 +168,10 @@ def save(model, path):
     except (TypeError, ValueError) as exc:
         raise ValueError(f"cannot save this network: part of its configuration is not "
                          f"plain data ({exc}); a LambdaSchedule, a custom initializer or "
-                         "another Python callable cannot be stored in a model file") from None
+                         "another Python callable cannot be stored in a model file. Use a "
+                         "built-in schedule (descend.schedules) or set the rate from a "
+                         "LearningRateScheduler callback, or keep the arrays with "
+                         "state_dict()") from None
     arrays["config"] = np.array(text)
 
     _write_durably(path, lambda f: np.savez(f, **arrays))
@@ -348,8 +351,8 @@ def load(path):
         checksum), holding pickled objects, lacking an entry or holding an
         unknown one, of an unknown format version, or with contents that do
         not match the config's architecture (checked from the headers,
-        before any data is read). The message names the problem and the
-        path once.
+        before any data is read): a :class:`ModelFileError`, whose message
+        names the problem and the path once.
     """
     path = _check_path(path)
     with _open_regular_file(path) as f:
@@ -518,8 +521,9 @@ class _Like:
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
 
 
-class _ModelFileError(ValueError):
-    """A problem of the model file, already naming its path."""
+class ModelFileError(ValueError):
+    """A file that :func:`load` cannot read as a descend model (a ValueError),
+    its message naming the problem and the path."""
 
 
 class _Reader:
@@ -532,7 +536,7 @@ class _Reader:
         self.loaded = {}
 
     def error(self, message):
-        return _ModelFileError(f"{self.path!r}: {message}")
+        return ModelFileError(f"{self.path!r}: {message}")
 
     def require(self, key):
         if key not in self.keys:
@@ -598,7 +602,7 @@ class _Reader:
             declared = Sequential.parameter_shapes(model_config)
             self.check_declared_shapes(declared, version)
             net = Sequential.from_config(model_config)
-        except _ModelFileError:
+        except ModelFileError:
             raise
         except (TypeError, ValueError, KeyError) as exc:
             raise self.error(f"invalid architecture in the config: {exc}") from None

@@ -25,6 +25,19 @@ from descend.training import (DivergenceError, FitConfig, History, Trainer,  # n
 from descend.training import partial_fit as _partial_fit
 
 
+def _check_metrics(metrics, loss):
+    """compile's metrics: names among those every epoch logs for `loss`."""
+    if metrics is None:
+        return
+    if not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics):
+        raise TypeError(f"metrics must be a list of str (names of metrics), got {metrics!r}")
+    logged = ("accuracy",) if loss.is_classifier else ("mse", "mae", "r2")
+    unknown = [m for m in metrics if m not in logged + ("acc",) * loss.is_classifier]
+    if unknown:
+        raise ValueError(f"metrics: loss {loss.name!r} logs the loss and {', '.join(logged)} "
+                         f"every epoch (validation_data adds their val_ twins); descend "
+                         f"computes no other metric, got {unknown!r}")
+
 
 class Sequential:
     """A feed-forward network: Dense layers (with optional Dropout between).
@@ -196,7 +209,7 @@ class Sequential:
         return sum(layer.count_params() for layer in self.dense_layers) if self.built else 0
 
     # ------------------------------------------------------------------ compile
-    def compile(self, loss, optimizer="sgd"):
+    def compile(self, loss, optimizer="sgd", metrics=None):
         """Choose the loss and the optimizer.
 
         Parameters
@@ -205,6 +218,12 @@ class Sequential:
             "softmax_cross_entropy", "binary_cross_entropy" or
             "mean_squared_error" (Keras names accepted as aliases).
         optimizer : str or Optimizer, default "sgd"
+        metrics : list of str, optional
+            Keras's argument, checked rather than chosen: every epoch logs
+            the loss and, by the loss, "accuracy" (classification) or
+            "mse", "mae" and "r2" (regression), whatever it says. A list of
+            names among those (and Keras's "acc") is accepted; it changes
+            nothing.
 
         Returns
         -------
@@ -217,11 +236,15 @@ class Sequential:
         ValueError
             Unknown names, a last layer that is not Dense (a trailing
             Dropout), a softmax before the last layer, a last-layer
-            softmax without softmax_cross_entropy, or an optimizer's
+            softmax without softmax_cross_entropy, an optimizer's
             ``epsilon`` too small for the network's dtype
-            (:meth:`Optimizer.check_dtype <descend.optimizers.Optimizer.check_dtype>`).
+            (:meth:`Optimizer.check_dtype <descend.optimizers.Optimizer.check_dtype>`),
+            or a metric the loss does not log.
+        TypeError
+            ``metrics`` not a list or tuple of str.
         """
         loss = losses.get(loss)
+        _check_metrics(metrics, loss)
         optimizer = optimizers.get(optimizer)
         optimizer.check_dtype(self.dtype)
         self._check_structure()
