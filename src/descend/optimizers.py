@@ -13,6 +13,8 @@ all of them together to global norm <= global_clipnorm (as
 [-clipvalue, clipvalue] (as Keras). Only one of the three may be set.
 """
 import abc
+import numbers
+
 import numpy as np
 
 from descend import _aligned, _optim, schedules
@@ -127,7 +129,8 @@ class Optimizer(abc.ABC):
                              f"{name}: the updates flush smaller numbers to "
                              f"zero, and a zero gradient would give 0/0), got {epsilon!r}")
         for setting, value in (("learning_rate", self.learning_rate), ("epsilon", epsilon)):
-            if value is not None and value > float(info.max):
+            # (a value that is not a number is the type checks' to refuse)
+            if isinstance(value, numbers.Real) and value > float(info.max):
                 raise ValueError(f"{setting} must be at most {float(info.max):.7g} (the "
                                  f"largest finite {name}: the update computes in {name}), "
                                  f"got {value!r}")
