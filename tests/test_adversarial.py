@@ -6,6 +6,7 @@ never a crash). Probes that can segfault run in a subprocess, so that a crash
 fails the test instead of killing pytest.
 """
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -361,6 +362,28 @@ def test_a_callback_assigning_a_negative_learning_rate_stops_the_fit():
     with pytest.raises(ValueError, match="learning_rate"):
         net.fit(X, y, verbose=0, epochs=3, callbacks=[Uphill()])
     assert len(net.history["loss"]) == 1
+
+
+@pytest.mark.parametrize("value, error, named", [
+    (1e39, ValueError, "learning_rate must be at most 3.4028234663852886e"),
+    (10**400, ValueError, "optimizer.learning_rate must be a finite float"),
+    (True, TypeError, "optimizer.learning_rate must be a finite float"),
+], ids=["1e39", "10**400", "True"])
+def test_a_learning_rate_assigned_at_epoch_begin_is_checked_before_the_epoch(
+        value, error, named):
+    """A breaker's cases: a rate assigned in on_epoch_begin reached the compiled
+    loop unchecked (10**400: an OverflowError from _train.pyx; True: an epoch
+    at 1.0 with True in the history; 1e39 on float32: a DivergenceError)."""
+    class Assign(dn.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.optimizer.learning_rate = value
+
+    X, y = _data()
+    net = _net(dtype="float32")
+    with pytest.raises(error, match=re.escape(named)):
+        net.fit(X, y, verbose=0, epochs=3, callbacks=[Assign()])
+    assert len(net.history["loss"]) == 1 and net.epochs_trained == 1
 
 
 # ---------------------------------------------------------------- compiled twins (csrc/)

@@ -631,3 +631,35 @@ def test_early_stopping_scores_the_validation_part_with_its_weights(monkeypatch)
     np.testing.assert_array_equal(w_val, w[rows])          # the held-out rows' weights
     assert clf.validation_scores_[0] == pytest.approx(
         accuracy_score(y_val, clf.predict(X_val), sample_weight=w_val), rel=1e-15)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_diverging_call_leaves_the_estimator_as_it_was():
+    """A breaker's cases: only ValueError/TypeError restored the estimator, and
+    DivergenceError is a FloatingPointError: partial_fit's divergence reset
+    n_iter_ to 0, a fresh estimator whose fit diverged was left 'fitted'
+    with an untrained net_, a diverging warm-start fit kept the epochs it had
+    run. Now each leaves the estimator (and its network) as it was."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = X @ np.array([1.0, 2.0, 3.0])
+    huge = X * 1e200
+    fitted = MLPRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=0).fit(X, y)
+    before, n_iter = fitted.predict(X), fitted.n_iter_
+    with pytest.raises(dn.DivergenceError):
+        fitted.partial_fit(huge, y)
+    assert fitted.n_iter_ == n_iter and np.array_equal(fitted.predict(X), before)
+    fresh = MLPRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=0)
+    with pytest.raises(dn.DivergenceError):
+        fresh.fit(huge, y)
+    assert not hasattr(fresh, "net_")
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)
+    warm = MLPRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=0,
+                        warm_start=True).fit(X, y)
+    before, n_iter = warm.predict(X), warm.n_iter_
+    late = X.copy()
+    late[-1] = 1e200             # the last batch of the first epoch diverges
+    with pytest.raises(dn.DivergenceError):
+        warm.fit(late, y)
+    assert warm.n_iter_ == n_iter and np.array_equal(warm.predict(X), before)

@@ -2,6 +2,7 @@
 import json
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -616,3 +617,19 @@ def test_a_file_that_is_not_a_model_raises_the_public_model_file_error(tmp_path)
     with pytest.raises(ModelFileError, match="missing entry 'config'") as caught:
         dn.load(path)
     assert isinstance(caught.value, ValueError) and str(path) in str(caught.value)
+    # every refusal of the file itself (a breaker found these plain ValueErrors)
+    text, empty, npy = tmp_path / "a.txt", tmp_path / "empty.npz", tmp_path / "a.npy"
+    text.write_text("not a model")
+    empty.write_bytes(b"")
+    np.save(npy, np.ones(2))
+    good = tmp_path / "good.npz"
+    dn.Sequential([dn.Dense(2)], input_dim=2, seed=0).compile(
+        "softmax_cross_entropy").save(good)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:-10])
+    extra = tmp_path / "extra.npz"
+    with np.load(good) as archive:
+        np.savez(extra, surplus=np.ones(1), **{k: archive[k] for k in archive.files})
+    for bad in (text, empty, npy, truncated, extra, tmp_path):
+        with pytest.raises(ModelFileError, match=re.escape(repr(str(bad)))):
+            dn.load(bad)

@@ -100,9 +100,9 @@ def test_a_callable_in_the_config_is_refused_with_the_whole_explanation(tmp_path
                 r"cannot save this network: part of its configuration is not plain data "
                 r"\(function <function .*<lambda> at 0x[0-9a-f]+>\); a LambdaSchedule, a "
                 r"custom initializer or another Python callable cannot be stored in a "
-                r"model file. Use a built-in schedule \(descend.schedules\) or set the "
-                r"rate from a LearningRateScheduler callback, or keep the arrays with "
-                r"state_dict\(\)")
+                r"model file. For a learning rate, use a built-in schedule "
+                r"\(descend.schedules\) or set it from a LearningRateScheduler callback; or "
+                r"keep the arrays with state_dict\(\)")
     assert os.listdir(tmp_path) == []
 
 

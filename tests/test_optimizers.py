@@ -6,6 +6,7 @@ called to produce an expected value.
 """
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -248,8 +249,8 @@ def test_adam_float32_step_against_hand_computed_and_no_overflow(dtype):
 @pytest.mark.parametrize("settings,dtype,named", [
     ({"epsilon": 1e-45}, np.float32, "epsilon must be at least"),
     ({"epsilon": 1e-320}, np.float64, "epsilon must be at least"),
-    ({"learning_rate": 1e39}, np.float32, "learning_rate must be at most 3.402823e"),
-    ({"epsilon": 1e39}, np.float32, "epsilon must be at most 3.402823e"),
+    ({"learning_rate": 1e39}, np.float32, r"learning_rate must be at most 3\.4028234663852886e\+38"),
+    ({"epsilon": 1e39}, np.float32, r"epsilon must be at most 3\.4028234663852886e\+38"),
 ])
 def test_apply_gradients_checks_the_settings_against_the_dtype_as_compile_does(
         settings, dtype, named):
@@ -756,3 +757,24 @@ def test_get_names_the_optimizers_it_knows():
         O.get(3)
     assert str(info.value) == ("optimizer must be one of ['adagrad', 'adam', 'adamw', "
                                "'rmsprop', 'sgd'] or a descend Optimizer, got 3 (int)")
+
+
+@pytest.mark.parametrize("value", [np.float32(0.01), np.float16(0.5), np.float64(0.01)])
+def test_check_dtype_takes_numpy_scalars_without_a_cast_warning(value):
+    """A breaker's case: a float32 learning rate on float64 parameters was
+    compared with float64's largest in float32, which warned of overflow."""
+    opt, w = O.Adam(value), np.ones(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.apply_gradients([w], [np.ones(2)])
+        opt.check_learning_rate(np.float32)
+    assert w[0] < 1
+
+
+def test_the_dtype_bounds_print_in_full():
+    """1.1754943e-38 is below float32's smallest normal, 1.1754943508222875e-38;
+    a 7-digit bound (1.175494e-38) read as if it were above it."""
+    with pytest.raises(ValueError, match=r"at least 1\.1754943508222875e-38 .* got 1\.1754943e-38"):
+        O.Adam(epsilon=1.1754943e-38).check_dtype(np.float32)
+    O.Adam(epsilon=np.finfo(np.float32).tiny).check_dtype(np.float32)
+    O.SGD(float(np.finfo(np.float32).max)).check_dtype(np.float32)

@@ -217,15 +217,21 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = None
             self._learning_rate = float(self.learning_rate_init)
         scale = self._loss_scale(n_outputs)
+        # a network trained on (warm_start, partial_fit): its state, for a divergence
+        # after some of this call's epochs moved it
+        kept = None if first_pass else self.net_.state_dict()
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, targets, scale, weights)
             else:
                 self._fit_stochastic(X, y, targets, scale, incremental, weights, totals)
-        except (ValueError, TypeError):
-            # the network rejected the data before training: leave everything as it was
+        except (ValueError, TypeError, FloatingPointError):
+            # the network rejected the data before training, or training diverged
+            # (DivergenceError, its epoch rolled back): leave everything as it was
             self.__dict__.clear()
             self.__dict__.update(saved)
+            if kept is not None:
+                self.net_.load_state_dict(kept)
             raise
         for layer in self.net_.dense_layers:
             layer._cache = None     # no training activations kept (or pickled)

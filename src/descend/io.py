@@ -168,10 +168,10 @@ def save(model, path):
     except (TypeError, ValueError) as exc:
         raise ValueError(f"cannot save this network: part of its configuration is not "
                          f"plain data ({exc}); a LambdaSchedule, a custom initializer or "
-                         "another Python callable cannot be stored in a model file. Use a "
-                         "built-in schedule (descend.schedules) or set the rate from a "
-                         "LearningRateScheduler callback, or keep the arrays with "
-                         "state_dict()") from None
+                         "another Python callable cannot be stored in a model file. For a "
+                         "learning rate, use a built-in schedule (descend.schedules) or set "
+                         "it from a LearningRateScheduler callback; or keep the arrays "
+                         "with state_dict()") from None
     arrays["config"] = np.array(text)
 
     _write_durably(path, lambda f: np.savez(f, **arrays))
@@ -375,14 +375,14 @@ def _open_regular_file(path):
     except FileNotFoundError:
         raise FileNotFoundError(f"no model file at {path!r}") from None
     except IsADirectoryError:       # Windows
-        raise ValueError(f"{path!r} is a directory, not a descend model file") from None
+        raise ModelFileError(f"{path!r} is a directory, not a descend model file") from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
-            raise ValueError(f"{path!r} is a directory, not a descend model file")
+            raise ModelFileError(f"{path!r} is a directory, not a descend model file")
         if not stat.S_ISREG(mode):
-            raise ValueError(f"{path!r} is not a regular file (a named pipe, device or "
-                             "socket); descend reads models from regular files only")
+            raise ModelFileError(f"{path!r} is not a regular file (a named pipe, device or "
+                                 "socket); descend reads models from regular files only")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -421,21 +421,21 @@ class _NpzArchive:
         self.path = path
         self.used = set()
         if fileobj.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
-            raise ValueError(f"{path!r} is not a descend model file: not an .npz (zip) "
-                             "archive")
+            raise ModelFileError(f"{path!r} is not a descend model file: not an .npz (zip) "
+                                 "archive")
         fileobj.seek(0)
         try:
             self.zip = zipfile.ZipFile(fileobj)
             infos = self.zip.infolist()
         except _CORRUPT as exc:
-            raise ValueError(f"{path!r} is not a readable .npz archive (truncated or "
-                             f"corrupt?): {exc}") from None
+            raise ModelFileError(f"{path!r} is not a readable .npz archive (truncated or "
+                                 f"corrupt?): {exc}") from None
         self.members = {}
         for info in infos:
             key = info.filename[:-4] if info.filename.endswith(".npy") else None
             if key is None or key in self.members:
-                raise ValueError(f"{path!r}: unexpected archive member {info.filename!r} "
-                                 "(a descend model holds one .npy member per entry)")
+                raise ModelFileError(f"{path!r}: unexpected archive member {info.filename!r} "
+                                     "(a descend model holds one .npy member per entry)")
             self.members[key] = (info,) + self._header(key, info)
 
     @property
@@ -443,7 +443,7 @@ class _NpzArchive:
         return set(self.members)
 
     def error(self, key, message):
-        return ValueError(f"{self.path!r}: entry {key!r} {message}")
+        return ModelFileError(f"{self.path!r}: entry {key!r} {message}")
 
     def _header(self, key, info):
         """(shape, dtype, fortran_order, data offset) from the member's .npy header."""
@@ -510,8 +510,8 @@ class _NpzArchive:
     def check_all_used(self):
         unknown = sorted(self.keys - self.used)
         if unknown:
-            raise ValueError(f"{self.path!r}: unknown entries {unknown}; descend writes "
-                             "only config and the entries the config names")
+            raise ModelFileError(f"{self.path!r}: unknown entries {unknown}; descend writes "
+                                 "only config and the entries the config names")
 
 
 class _Like:

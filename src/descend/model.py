@@ -31,8 +31,9 @@ def _check_metrics(metrics, loss):
         return
     if not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics):
         raise TypeError(f"metrics must be a list of str (names of metrics), got {metrics!r}")
+    # (not Keras's "acc": the history's key is "accuracy", which a monitor names)
     logged = ("accuracy",) if loss.is_classifier else ("mse", "mae", "r2")
-    unknown = [m for m in metrics if m not in logged + ("acc",) * loss.is_classifier]
+    unknown = [m for m in metrics if m not in logged]
     if unknown:
         raise ValueError(f"metrics: loss {loss.name!r} logs the loss and {', '.join(logged)} "
                          f"every epoch (validation_data adds their val_ twins); descend "
@@ -222,8 +223,7 @@ class Sequential:
             Keras's argument, checked rather than chosen: every epoch logs
             the loss and, by the loss, "accuracy" (classification) or
             "mse", "mae" and "r2" (regression), whatever it says. A list of
-            names among those (and Keras's "acc") is accepted; it changes
-            nothing.
+            names among those is accepted; it changes nothing.
 
         Returns
         -------

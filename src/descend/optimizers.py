@@ -123,17 +123,37 @@ class Optimizer(abc.ABC):
         """
         epsilon = getattr(self, "epsilon", None)
         info = np.finfo(dtype)
-        tiny, name = float(info.tiny), np.dtype(dtype).name
-        if epsilon is not None and epsilon < tiny:
-            raise ValueError(f"epsilon must be at least {tiny:.7g} (the smallest normal "
+        # Python numbers: a numpy scalar of another width compared with them
+        # would warn of its cast; bounds printed in full (tiny.item()!r)
+        tiny, largest, name = info.tiny.item(), info.max.item(), np.dtype(dtype).name
+        # (a value that is not a number is the type checks' to refuse)
+        settings = {key: value.item() if isinstance(value, np.generic) else value
+                    for key, value in (("learning_rate", self.learning_rate),
+                                       ("epsilon", epsilon))
+                    if isinstance(value, numbers.Real)}
+        if "epsilon" in settings and settings["epsilon"] < tiny:
+            raise ValueError(f"epsilon must be at least {tiny!r} (the smallest normal "
                              f"{name}: the updates flush smaller numbers to "
                              f"zero, and a zero gradient would give 0/0), got {epsilon!r}")
-        for setting, value in (("learning_rate", self.learning_rate), ("epsilon", epsilon)):
-            # (a value that is not a number is the type checks' to refuse)
-            if isinstance(value, numbers.Real) and value > float(info.max):
-                raise ValueError(f"{setting} must be at most {float(info.max):.7g} (the "
-                                 f"largest finite {name}: the update computes in {name}), "
+        for setting, value in settings.items():
+            if value > largest:
+                raise ValueError(f"{setting} must be at most {largest!r} (the largest "
+                                 f"finite {name}: the update computes in {name}), "
                                  f"got {value!r}")
+
+    def check_learning_rate(self, dtype):
+        """Check the learning rate as it stands (a callback may have assigned
+        it): a finite float >= 0 (bool refused) that `dtype` holds.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming ``optimizer.learning_rate`` (or ``learning_rate``, for a
+            value above the dtype's largest: :meth:`check_dtype`).
+        """
+        self.learning_rate = check_float(self.learning_rate, "optimizer.learning_rate",
+                                         minimum=0.0)
+        self.check_dtype(dtype)
 
     def learning_rate_for_epoch(self, epoch):
         """Evaluate the schedule (if any) for this epoch, times learning_rate_scale."""

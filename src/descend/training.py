@@ -421,6 +421,7 @@ class Trainer:
         self.snapshot = self._snapshot()
         optimizer.learning_rate_for_epoch(model.epochs_trained)
         config.callbacks.on_epoch_begin(epoch, {})
+        optimizer.check_learning_rate(model.dtype)     # a callback may have assigned it
         order = (model._rng.permutation(n) if config.shuffle else np.arange(n)).astype(np.intp)
         epoch_seed = int(model._rng.integers(0, 2**63))
         self.bar = _progress_bar(config.verbose, n, config.batch_size, epoch, config.epochs)
