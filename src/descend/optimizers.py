@@ -371,6 +371,15 @@ class Optimizer(abc.ABC):
             gradient, a bad n_threads, or a learning_rate or epsilon that
             the parameters' dtype cannot hold (check_dtype); nothing is
             updated.
+
+        Notes
+        -----
+        The update itself is not checked (as in PyTorch's optimizers): a
+        finite gradient whose square overflows the dtype (about 6e20 for
+        Adam on float32) leaves an infinite moment, which stalls that
+        weight. ``fit`` and ``train_on_batch`` check the weights and the
+        state after each update and undo it (DivergenceError); a custom
+        loop can do the same with ``get_state``/``set_state``.
         """
         params, grads = _check_update(params, grads, decay_flags, n_threads)
         check_float(self.learning_rate, "optimizer.learning_rate", minimum=0.0)
