@@ -217,9 +217,10 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = None
             self._learning_rate = float(self.learning_rate_init)
         scale = self._loss_scale(n_outputs)
-        # a network trained on (warm_start, partial_fit): its state, for a divergence
-        # after some of this call's epochs moved it
-        kept = None if first_pass else self.net_.state_dict()
+        # a warm-start fit continues a network over several epochs: its state, for a
+        # divergence after some of them moved it (partial_fit runs one epoch, which
+        # fit rolls back itself: no copy on that per-batch path)
+        kept = self.net_.state_dict() if not (first_pass or incremental) else None
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, targets, scale, weights)
