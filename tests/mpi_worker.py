@@ -291,6 +291,32 @@ def mismatch(dist):
     return messages
 
 
+def disagree(dist):
+    """A callback that runs on rank 1 only: it sets the learning rate, or
+    moves a weight, at the end of epoch 0. Every rank raises before epoch 1
+    runs, and keeps epoch 0."""
+    X, y = data()
+    found = {}
+    for what in ("learning_rate", "weights"):
+        class OnRankOne(dn.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if dist.rank != 1:
+                    return
+                if what == "learning_rate":
+                    self.model.optimizer.learning_rate *= 0.5
+                else:
+                    self.model.dense_layers[0].kernel[0, 0] += 1.0
+        net = network(CASES["adam_dropout"])
+        try:
+            net.fit(X, y, epochs=3, batch_size=32, verbose=0, distributed=dist,
+                    callbacks=[OnRankOne()])
+            message = None
+        except RuntimeError as exc:
+            message = str(exc)
+        found[what] = dist.comm.allgather([message, net.epochs_trained, net.history.epoch])
+    return found
+
+
 def callbacks_root_only(dist, out):
     """CSVLogger and ModelCheckpoint write on rank 0; early stopping agrees."""
     import os
@@ -463,6 +489,8 @@ def main(scenario, out, loop="compiled"):
         found = shards(dist)
     elif scenario == "mismatch":
         found = mismatch(dist)
+    elif scenario == "disagree":
+        found = disagree(dist)
     elif scenario == "callbacks":
         found = callbacks_root_only(dist, out)
     elif scenario == "memmap":

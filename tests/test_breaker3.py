@@ -52,14 +52,26 @@ def test_a_model_file_whose_pinned_plan_does_not_fit_its_network_is_refused(tmp_
     X, y = data
     net = small_net()
     net.fit(X, y, epochs=1, verbose=0)
-    net.plan = {"kernel_rows": [16]}     # assigned by hand, for a one-layer network
+    # a file written by hand, its plan for a one-layer network (save refuses to
+    # write one: tests/test_breaker12.py)
+    net.plan = {"kernel_rows": [16, 16]}
     net.save(tmp_path / "m.npz")
+    _edit_config(tmp_path / "m.npz", '"kernel_rows": [16, 16]', '"kernel_rows": [16]')
     with pytest.raises(ValueError, match=r"\['pinned'\]\['kernel_rows'\] must hold one int "
                                          r"per Dense layer \(2\), got \[16\]"):
         dn.load(tmp_path / "m.npz")
     net.plan = {"kernel_rows": [16, 16]}
     net.save(tmp_path / "m.npz")
     assert dn.load(tmp_path / "m.npz").plan == {"kernel_rows": [16, 16]}
+
+
+def _edit_config(path, old, new):
+    """Replace `old` by `new` in the JSON config entry of a saved model file."""
+    with np.load(path) as saved:
+        entries = {name: saved[name] for name in saved.files}
+    assert old in str(entries["config"])
+    entries["config"] = np.array(str(entries["config"]).replace(old, new))
+    np.savez(path, **entries)
 
 
 def test_pin_plan_refuses_kernel_rows_for_another_network():

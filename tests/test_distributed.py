@@ -203,6 +203,21 @@ def test_mismatched_ranks_are_named_on_every_rank(tmp_path):
 
 
 @needs_mpi
+@pytest.mark.parametrize("loop", ["compiled", "steps"])
+def test_ranks_whose_callbacks_disagree_stop_on_every_rank_before_the_epoch(loop, tmp_path):
+    # was: the ranks trained on with different learning rates (or weights),
+    # logging the same allreduced loss; rank 0's saved model matched no other
+    found, _ = run_mpi(2, "disagree", tmp_path, loop=loop)
+    for what, shown in [("learning_rate", "(rank 0: 0.01, rank 1: 0.005)"),
+                        ("weights", "rank 0: '")]:
+        for message, epochs_trained, epochs in found[what]:
+            assert message.startswith("distributed fit: the ranks start epoch 1 with "
+                                      f"different {what}")
+            assert shown in message
+            assert epochs_trained == 1 and epochs == [0]
+
+
+@needs_mpi
 def test_files_are_written_on_rank_0_and_early_stopping_agrees(tmp_path):
     found, _ = run_mpi(3, "callbacks", tmp_path)
     assert found["files"] == ["ck-rank0-1.npz", "ck-rank0-2.npz", "log-rank0.csv",

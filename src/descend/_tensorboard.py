@@ -176,6 +176,11 @@ class TensorBoard(Callback):
             raise ValueError(f"TensorBoard: gradient_data has "
                              f"{np.shape(self.gradient_data[0])[1]} features, the model "
                              f"{n_features}.")
+        if self.gradient_data is not None:
+            # the rest of what model.gradients checks at the histogram epochs, but
+            # now, before any epoch runs (fit gives back its state when this raises)
+            self.model._prepare(*self.gradient_data, "TensorBoard's gradient_data[0]",
+                                "TensorBoard's gradient_data[1]")
         if self._writing and self.write_config:
             self._writer("train").add_text("config", self._config_text(), self._first_step)
             self._writer("train").flush()

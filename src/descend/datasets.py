@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from descend._validation import InstanceOf, Interval, check, validate_params
+from descend._validation import InstanceOf, Interval, as_array, check, validate_params
 
 __all__ = [
     "BREAST_CANCER_CLASS_NAMES",
@@ -88,8 +88,10 @@ _IDX_MAGIC_LABELS = 0x00000801  # unsigned bytes, 1 dimension
 _IDX_MAGIC_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions
 
 # Files whose hash has already been checked in this process, keyed by
-# (path, size, mtime_ns): a repeated load skips re-hashing 55 MB, and any
-# change to the file changes the key so it is checked again.
+# (path, inode, size, mtime_ns, ctime_ns): a repeated load skips re-hashing
+# 55 MB, and any change to the file changes the key so it is checked again
+# (a write, or a copy over it, moves ctime, which no one can set back as
+# os.utime sets mtime back).
 _VERIFIED = set()
 
 
@@ -335,6 +337,11 @@ def load_breast_cancer(dtype="float32", standardize=False, return_names=False):
 # MNIST
 # ---------------------------------------------------------------------------
 
+def _described(value, array):
+    """`value` as an error message shows it: a str or scalar by repr, an array by shape."""
+    return f"{value!r}" if array.ndim == 0 else f"shape {array.shape}"
+
+
 def get_mnist_dir(data_home=None):
     """Directory where :func:`load_mnist` looks for (and downloads) MNIST.
 
@@ -349,19 +356,41 @@ def get_mnist_dir(data_home=None):
         ``data_home`` if given; else the ``DESCEND_DATA`` environment variable
         if set and non-empty; else ``~/.cache/descend/mnist``. The four ``.gz``
         files are expected directly in this directory.
+
+    Raises
+    ------
+    ValueError
+        ``data_home`` (or ``DESCEND_DATA``) is only whitespace, or starts
+        with ``~name`` of no known user.
     """
     if data_home is not None:
-        return Path(data_home).expanduser()
+        return _directory(data_home, _DATA_HOME_SETTING.get())
     env = os.environ.get("DESCEND_DATA")
     if env:
-        return Path(env).expanduser()
+        return _directory(env, "DESCEND_DATA")
     return Path.home() / ".cache" / "descend" / "mnist"
+
+
+def _directory(value, setting):
+    """Path(value) with a leading ~ expanded; ValueError naming `setting` for
+    a value that is only whitespace or a ~name of no known user."""
+    text = os.fspath(value)
+    if isinstance(text, str) and text and not text.strip():
+        raise ValueError(f"{setting} must be a directory, got {text!r}: only whitespace "
+                         f"(write {'./' + text!r} for a directory of that name)")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:        # pathlib: "Could not determine home directory."
+        raise ValueError(f"{setting} must be a directory, its leading ~ the home directory "
+                         f"(~) or a user's (~name), got {text!r}: no such user or home "
+                         f"directory (write ./{text} for a directory of that name)") from None
 
 
 def _stat_key(path):
     """Identity of a file's current version, for the :data:`_VERIFIED` cache."""
     stat = os.stat(path)
-    return (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    return (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns,
+            stat.st_ctime_ns)
 
 
 def _decompress_and_verify(path, name):
@@ -371,13 +400,13 @@ def _decompress_and_verify(path, name):
     expected and the actual hash) on a mismatch or if ``path`` is not valid
     gzip.
     """
+    key = _stat_key(path)       # before the read: a change during it is a new key
     try:
         data = gzip.decompress(Path(path).read_bytes())
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         # BadGzipFile is an OSError; report it as corrupt content, not as a
         # file-system problem.
         raise DatasetCorruptError(f"{name}: {path} is not a valid gzip file ({exc})") from None
-    key = _stat_key(path)
     if key in _VERIFIED:
         return data
     expected = MNIST_FILES[name]
@@ -518,7 +547,9 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     The four standard gzip-compressed IDX files are looked for in a directory
     (see ``data_home``); missing ones are downloaded there if ``download`` is
     True. Every load checks the SHA-256 of each file's decompressed content
-    (the ``.gz`` bytes vary between mirrors, the content does not).
+    (the ``.gz`` bytes vary between mirrors, the content does not), once per
+    process for a file that has not changed since (its path, inode, size,
+    modification and status-change times).
 
     Parameters
     ----------
@@ -675,9 +706,12 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
         If ``X`` and ``y`` are empty or of different lengths, if ``test_size``
         is out of range or would leave a set empty, or if ``stratify`` is
         True and a class has fewer than 2 samples or ``y`` is not 1-D.
+    TypeError
+        If the labels to stratify by mix types that do not compare (1 and
+        "a" in an object array).
     """
-    X = np.asarray(X)
-    y = np.asarray(y)
+    X = as_array(X, "X", "an array with one row per sample")
+    y = as_array(y, "y", "an array with one entry per sample")
     if X.ndim == 0 or y.ndim == 0:
         raise ValueError("X and y must be arrays with one entry per sample, not scalars")
     n = X.shape[0]
@@ -703,10 +737,10 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
     if stratify is None or isinstance(stratify, (bool, np.bool_)):
         strata = y if stratify else None
     else:
-        strata = np.asarray(stratify)
+        strata = as_array(stratify, "stratify", f"True/False or {n} labels")
         if strata.shape[:1] != (n,):
             raise ValueError(f"stratify must be True/False or {n} labels (one per sample), "
-                             f"got shape {strata.shape}")
+                             f"got {_described(stratify, strata)}")
     rng = np.random.default_rng(seed)
     if strata is None:
         order = rng.permutation(n)
@@ -714,7 +748,14 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
     else:
         if strata.ndim != 1:
             raise ValueError(f"stratify needs 1-D labels, got shape {strata.shape}")
-        classes, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+        try:
+            classes, inverse, counts = np.unique(strata, return_inverse=True,
+                                                 return_counts=True)
+        except TypeError:       # objects of types that do not compare (1 and "a")
+            name = "y (stratify=True)" if strata is y else "stratify"
+            raise TypeError(f"{name} must hold labels of one comparable kind (numbers or "
+                            f"strings), got {sorted({type(v).__name__ for v in strata})} "
+                            f"mixed") from None
         if counts.min() < 2:
             raise ValueError(
                 f"stratify=True needs at least 2 samples per class; class "

@@ -43,6 +43,7 @@ two barriers): no return to Python per step. Otherwise (sharded input, a
 memmap or h5py X, tiny batches) the step loop below runs each step's kernels
 from Python and returns to it once a step (its cost: docs/distributed.md).
 """
+import hashlib
 import os
 import sys
 import time
@@ -58,7 +59,7 @@ from descend._validation import check_bool, check_int, error_message
 from descend._outofcore import LazyRows, is_lazy
 from descend._sample_weight import fit_weights, sample_classes
 from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
-                              make_trainer, record_plan, runner_specs)
+                              loop_settings, make_trainer, record_plan, runner_specs)
 
 __all__ = ["MPI"]
 
@@ -306,8 +307,8 @@ def fit(model, distributed, X, y, **kwargs):
     trainer = DistributedTrainer(model, config, distributed)
     try:
         return trainer.run()
-    except DivergenceError:
-        raise       # from the allreduced loss and the shared weights: on every rank
+    except (DivergenceError, _RanksDisagree):
+        raise       # raised on every rank (the allreduced loss; an allgather)
     except BaseException as exc:    # KeyboardInterrupt included: the others would wait
         trainer.abort(exc)
 
@@ -459,6 +460,11 @@ class _Steps:
                 order[first:first + counts[self.rank]])
 
 
+class _RanksDisagree(RuntimeError):
+    """Raised on every rank at once (after an allgather): no rank is left
+    waiting, so the fit ends as a one-process fit would, without MPI_Abort."""
+
+
 class DistributedTrainer(Trainer):
     """The Trainer with each step's gradient summed over the ranks of an MPI
     communicator (see the module docstring).
@@ -508,6 +514,9 @@ class DistributedTrainer(Trainer):
         self.runner = self._compiled_runner()
         if self.runner is not None:
             record_plan(model, self.runner.plan)
+            # what it read once: checked around each epoch (the step loop reads them
+            # at every step)
+            self.settings = loop_settings(model)
             self.allreduce_seconds = 0.0
             step_bytes = self.runner.distributed_stats()["bytes_per_step"]
         else:
@@ -573,6 +582,33 @@ class DistributedTrainer(Trainer):
             self.abort(exc)
         self.model.stop_training = bool(self.distributed.comm.bcast(
             self.model.stop_training, root=0))
+
+    def _check_epoch_settings(self):
+        """The one-process checks, then that every rank starts the epoch with
+        the same learning rate, weight decay and weights: what callbacks may
+        change between epochs. A callback that runs on one rank only (or
+        decides differently there) would leave that rank's weights apart
+        from the others' for the rest of the fit, silently; the allreduced
+        logs would not show it. RuntimeError on every rank, before the
+        epoch runs."""
+        super()._check_epoch_settings()
+        model = self.model
+        weights = hashlib.blake2b(digest_size=16)
+        for array in model._params():
+            weights.update(array)
+        mine = {"learning_rate": model.optimizer.learning_rate,
+                "weight_decay": model.optimizer.weight_decay,
+                "weights (BLAKE2b digest)": weights.hexdigest()}
+        everyone = self.distributed.comm.allgather(mine)
+        for key in mine:
+            if any(theirs[key] != everyone[0][key] for theirs in everyone):
+                shown = ", ".join(f"rank {rank}: {theirs[key]!r}"
+                                  for rank, theirs in enumerate(everyone))
+                raise _RanksDisagree(
+                    f"distributed fit: the ranks start epoch {model.epochs_trained} with "
+                    f"different {key} ({shown}); a callback that changes it must run on "
+                    "every rank and decide the same way there (the built-in ones do: "
+                    "every rank logs the same values). The epoch did not run")
 
     def abort(self, exc):
         """End the whole job after `exc` on this rank: the model back at its last

@@ -128,9 +128,13 @@ class MeanSquaredError(Loss):
         if t.ndim != 2 or t.shape[1] != n_outputs:
             raise ValueError(f"{name} must have shape (n,) or (n, {n_outputs}) to match the "
                              f"{n_outputs} output(s), got shape {np.shape(y)}")
-        t = np.ascontiguousarray(t, dtype=dtype)
         if not np.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or infinite values")
+        with np.errstate(over="ignore"):    # 1e39 in a float32 network: inf, refused
+            t = np.ascontiguousarray(t, dtype=dtype)
+        if not np.isfinite(t).all():
+            raise ValueError(f"{name} holds values beyond the range of the network's dtype "
+                             f"{np.dtype(dtype).name} (largest {np.finfo(dtype).max.item()!r})")
         return t, None, None
 
 
@@ -285,8 +289,9 @@ def _unique(y, name):
 
 def _check_labels(y, name):
     """Class labels: no complex numbers (they were taken as classes, and
-    1+0j matched class 1), no NaN or infinity."""
-    if y.dtype.kind == "c" or (y.dtype.kind == "O" and any(
+    1+0j matched class 1), dates, durations or raw records (numpy kinds M,
+    m, V: refused in X too), no NaN or infinity."""
+    if y.dtype.kind in "cmMV" or (y.dtype.kind == "O" and any(
             isinstance(v, (complex, np.complexfloating)) for v in y.ravel().tolist())):
         raise TypeError(f"{name} labels must be ints, bools, floats or strings, got "
                         f"{y.dtype} values" + (" holding complex numbers"

@@ -840,8 +840,13 @@ class Sequential:
         ------
         RuntimeError
             The network is not built.
+        ValueError
+            ``plan`` or ``plan_`` does not fit the network (a list of
+            ``kernel_rows`` not one per Dense layer, say): a file that
+            :func:`descend.load` would refuse is not written.
         """
         self._require_built()
+        n_layers = len(self.dense_layers)
         return {"parameters": dict(zip(self._param_names(), self.get_weights())),
                 "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
                 "classes": None if self.classes_ is None else np.array(self.classes_),
@@ -849,8 +854,9 @@ class Sequential:
                 "epochs_trained": int(self.epochs_trained),
                 "history": {"epoch": list(self.history.epoch),
                             "logs": {key: list(values) for key, values in self.history.items()}},
-                "plan": {"pinned": plans.check_plan(self.plan, "plan"),
-                         "used": plans.check_plan(self.plan_, "plan_")}}
+                # checked as load_state_dict checks them: a saved file loads back
+                "plan": {"pinned": plans.check_plan(self.plan, "plan", n_layers),
+                         "used": plans.check_plan(self.plan_, "plan_", n_layers)}}
 
     def load_state_dict(self, state):
         """Restore a :meth:`state_dict`; all of it is checked before anything changes.

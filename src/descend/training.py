@@ -73,12 +73,13 @@ class History(dict):
 # ---------------------------------------------------------------------- validate
 def _check_plans(model):
     """The plan fields the compiled loop will be forced to (the network's
-    ``plan``, DESCEND_PLAN) and DESCEND_PROFILE, checked before fit builds
-    anything."""
+    ``plan``, DESCEND_PLAN), DESCEND_PROFILE and DESCEND_CACHE_DIR (where
+    the profile is read), checked before fit builds or changes anything."""
     n_layers = len(model.dense_layers)
     plans.check_plan(getattr(model, "plan", None), "plan", n_layers)
     plans.check_plan(plans.forced_from_env(), "DESCEND_PLAN", n_layers)
-    plans.profiling_enabled()       # a DESCEND_PROFILE it does not know: before fit builds
+    if plans.profiling_enabled():   # (a DESCEND_PROFILE it does not know: ValueError)
+        plans.cache_dir()
 
 
 @dataclass
@@ -315,6 +316,7 @@ class Trainer:
         self.model = model
         self.config = config
         self.held = None            # (optimizer, loss, *parameters) the runner trains
+        self.settings = None        # loop_settings(model) the runner was built with
         self.batch_hooks = _has_batch_hooks(config.callbacks)
         # set by prepare() (this class's and the distributed trainer's) before any
         # read, hooked_batches by _progress(): no value here can change a fit
@@ -340,8 +342,9 @@ class Trainer:
                                        omp, plan=getattr(model, "plan", None),
                                        sample_weight=config.weights)
         record_plan(model, self.runner.plan)
-        # what the compiled loop holds: checked after each epoch (_check_kept)
+        # what the compiled loop holds and read: checked around each epoch (_check_kept)
         self.held = (model.optimizer, model.loss_, *model._params())
+        self.settings = loop_settings(model)
         self.n_batches = -(-len(X) // config.batch_size)
         self.progress_every = max(1, self.n_batches // 20)
         # more than an epoch's batches is once an epoch (and fits the loop's C int)
@@ -369,13 +372,20 @@ class Trainer:
             return self._run()
 
     def _run(self):
-        self.prepare()
         model, config = self.model, self.config
-        callbacks = config.callbacks
-        callbacks.set_model(model)
-        callbacks.set_params({"epochs": config.epochs, "batch_size": config.batch_size,
-                              "samples": self.n_samples, "verbose": config.verbose})
-        callbacks.on_train_begin({})
+        # what prepare() replaces that a fit failing before its first epoch must
+        # give back (a build, the optimizer's zeroed state: as the next fit's)
+        before = (model.history, model.classes_, model.stop_training)
+        try:
+            self.prepare()
+            callbacks = config.callbacks
+            callbacks.set_model(model)
+            callbacks.set_params({"epochs": config.epochs, "batch_size": config.batch_size,
+                                  "samples": self.n_samples, "verbose": config.verbose})
+            callbacks.on_train_begin({})
+        except BaseException:
+            model.history, model.classes_, model.stop_training = before
+            raise
         self.snapshot = self.bar = None
         interrupted = False
         # read only by the handlers below when a snapshot exists, i.e. after the loop
@@ -421,7 +431,7 @@ class Trainer:
         self.snapshot = self._snapshot()
         optimizer.learning_rate_for_epoch(model.epochs_trained)
         config.callbacks.on_epoch_begin(epoch, {})
-        optimizer.check_learning_rate(model.dtype)     # a callback may have assigned it
+        self._check_epoch_settings()                   # a callback may have changed them
         order = (model._rng.permutation(n) if config.shuffle else np.arange(n)).astype(np.intp)
         epoch_seed = int(model._rng.integers(0, 2**63))
         self.bar = _progress_bar(config.verbose, n, config.batch_size, epoch, config.epochs)
@@ -457,23 +467,33 @@ class Trainer:
         config.callbacks.on_epoch_end(epoch, logs)
         self._step_plateau_schedule(logs)
 
+    def _check_epoch_settings(self):
+        """Before an epoch runs, after its on_epoch_begin: the learning rate
+        as it stands, and nothing the compiled loop holds or read changed."""
+        self.model.optimizer.check_learning_rate(self.model.dtype)
+        self._check_kept()
+
     def _check_kept(self):
         """RuntimeError if a callback replaced what the compiled loop trains
         (it would go on updating the arrays it holds, and the fit's work would
-        not be in the network: silently lost)."""
+        not be in the network: silently lost), or changed a setting the loop
+        read when it was built (the network would report and save a setting
+        its weights were not trained with)."""
         model = self.model
-        if self.held is None:       # the distributed trainer's step loop
-            return
-        now = (model.optimizer, model.loss_, *model._params())
-        names = ["optimizer", "loss", *model._param_names()]
-        changed = [name for name, before, after in zip(names, self.held, now)
-                   if after is not before]
-        if changed or len(now) != len(self.held):
-            raise RuntimeError(
-                f"fit: the network's {(changed or ['parameters'])[0]} was replaced during "
-                "fit (by a callback?); the compiled loop trains the objects it started "
-                "with. Change weights in place (net.set_weights, layer.kernel[...] = ...); "
-                "a new optimizer or loss takes compile() between fits, not during one")
+        if self.held is not None:       # (None: the distributed trainer's step loop)
+            now = (model.optimizer, model.loss_, *model._params())
+            names = ["optimizer", "loss", *model._param_names()]
+            changed = [name for name, before, after in zip(names, self.held, now)
+                       if after is not before]
+            if changed or len(now) != len(self.held):
+                raise RuntimeError(
+                    f"fit: the network's {(changed or ['parameters'])[0]} was replaced "
+                    "during fit (by a callback?); the compiled loop trains the objects it "
+                    "started with. Change weights in place (net.set_weights, "
+                    "layer.kernel[...] = ...); a new optimizer or loss takes compile() "
+                    "between fits, not during one")
+        if self.settings is not None:
+            _check_settings_kept(self.settings, loop_settings(model))
 
     def train_epoch(self, order, epoch_seed, progress, progress_every, start=None,
                     first_batch=0):
@@ -637,6 +657,31 @@ def record_plan(model, plan):
     model.plan_ = plan
     _inference.predict_plan(model, tuple(layer.kernel.shape for layer in model.dense_layers),
                             model.dtype)
+
+
+def loop_settings(model):
+    """Every setting of the optimizer and the layers that the compiled loop
+    reads once, when it is built, as {"optimizer.<key>" or "layers.<i>.<key>":
+    value}: their configs without what the loop reads each epoch
+    (learning_rate, weight_decay) or never (names, initializers)."""
+    settings = {f"optimizer.{key}": value for key, value in model.optimizer.get_config().items()
+                if key not in ("learning_rate", "weight_decay")}
+    for i, layer in enumerate(model.layers):
+        settings.update((f"layers.{i}.{key}", value) for key, value in layer.get_config().items()
+                        if key not in ("name", "kernel_initializer", "bias_initializer"))
+    return settings
+
+
+def _check_settings_kept(before, now):
+    """RuntimeError naming the first setting of loop_settings that changed."""
+    for key in sorted(before.keys() | now.keys()):
+        if before.get(key) != now.get(key):
+            raise RuntimeError(
+                f"fit: {key} changed during fit ({before.get(key)!r} -> {now.get(key)!r}; "
+                "by a callback?), but the compiled loop read it once, when fit started, "
+                "and would train on with the old value: only the optimizer's learning_rate "
+                "and weight_decay may change between epochs. Set it back, or change it "
+                "between two fits (the next fit reads it)")
 
 
 def runner_specs(model):

@@ -1,0 +1,277 @@
+"""Session 19's breaker: callbacks that change settings the compiled loop
+read once, fits that fail before their first epoch, a pinned plan that does
+not fit the network, gradient checking with proximal L1, TensorBoard's
+gradient data, and the data loaders' paths and labels. Each test names what
+the code did before its fix ("was: ...")."""
+import gzip
+import hashlib
+import os
+import re
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import descend as dn
+from descend import datasets
+
+
+def small_net(optimizer=None, **layer):
+    net = dn.Sequential([dn.Dense(8, activation="relu", **layer), dn.Dense(3)], input_dim=4,
+                        seed=0, dtype="float64", n_threads=1)
+    return net.compile("softmax_cross_entropy",
+                       optimizer or dn.optimizers.SGD(0.1, momentum=0.9))
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(48, 4)), rng.integers(0, 3, 48)
+
+
+def same_weights(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# ------------------------------------ settings the compiled loop read once
+class _Change(dn.callbacks.Callback):
+    """Sets `attribute` of `target(model)` to `value` in the hook `when`."""
+
+    def __init__(self, when, target, attribute, value):
+        super().__init__()
+        self.when, self.target, self.attribute, self.value = when, target, attribute, value
+
+    def _change(self):
+        setattr(self.target(self.model), self.attribute, self.value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.when == "epoch_end" and epoch == 0:
+            self._change()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.when == "epoch_begin" and epoch == 1:
+            self._change()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.when == "batch" and batch == 1:
+            self._change()
+
+
+CHANGES = [(lambda m: m.optimizer, "momentum", 0.0, "optimizer.momentum", "0.9 -> 0.0"),
+           (lambda m: m.optimizer, "clipvalue", 1.0, "optimizer.clipvalue", "None -> 1.0"),
+           (lambda m: m.layers[0], "activation", "tanh", "layers.0.activation",
+            "'relu' -> 'tanh'"),
+           (lambda m: m.layers[0], "kernel_regularizer", dn.regularizers.l2(0.1),
+            "layers.0.kernel_regularizer", "None -> {'l1': 0.0, 'l2': 0.1")]
+
+
+@pytest.mark.parametrize("target, attribute, value, key, shown", CHANGES)
+@pytest.mark.parametrize("when, kept", [("epoch_end", 1), ("epoch_begin", 1), ("batch", 0)])
+def test_a_setting_changed_during_fit_stops_it_instead_of_being_ignored(
+        data, target, attribute, value, key, shown, when, kept):
+    # was: the loop trained on with the old value while the network reported
+    # (and saved) the new one: momentum 0.0 on the config of a momentum run
+    reference = small_net()
+    reference.fit(*data, epochs=kept, batch_size=8, shuffle=False, verbose=0)
+    net = small_net()
+    message = re.escape(f"fit: {key} changed during fit ({shown}") + ".*read it once"
+    with pytest.raises(RuntimeError, match=message):
+        net.fit(*data, epochs=2, batch_size=8, shuffle=False, verbose=0,
+                steps_per_execution=1, callbacks=[_Change(when, target, attribute, value)])
+    # the epochs before the change are kept, the one it would have reached is not
+    assert net.epochs_trained == kept and net.history.epoch == list(range(kept))
+    assert same_weights(net.get_weights(), reference.get_weights())
+
+
+def test_the_learning_rate_and_weight_decay_still_change_between_epochs(data):
+    class Halve(dn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.optimizer.learning_rate /= 2
+            self.model.optimizer.weight_decay = 1e-3
+    net = small_net()
+    history = net.fit(*data, epochs=3, verbose=0, callbacks=[Halve()])
+    assert history["learning_rate"] == [0.1, 0.05, 0.025]
+
+
+def test_a_setting_changed_between_fits_is_read_by_the_next_fit(data):
+    changed, fresh = small_net(), small_net(dn.optimizers.SGD(0.1, momentum=0.0))
+    changed.optimizer.momentum = 0.0
+    changed.fit(*data, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    fresh.fit(*data, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    assert same_weights(changed.get_weights(), fresh.get_weights())
+
+
+# ---------------------------------- a fit that fails before its first epoch
+class _FailsAtStart(dn.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        raise RuntimeError("callback set-up failed")
+
+
+def test_a_callback_failing_in_on_train_begin_keeps_the_history(data):
+    # was: fit had replaced net.history (and so state_dict's and save's) first
+    net = small_net()
+    net.fit(*data, epochs=3, verbose=0)
+    with pytest.raises(RuntimeError, match="callback set-up failed"):
+        net.fit(*data, epochs=1, verbose=0, callbacks=[_FailsAtStart()])
+    assert net.history.epoch == [0, 1, 2] and len(net.history["loss"]) == 3
+    assert net.state_dict()["history"]["epoch"] == [0, 1, 2]
+
+
+def test_a_first_fit_failing_in_on_train_begin_leaves_classes_unset(data):
+    # was: classes_ kept the failed fit's labels, and the next fit with
+    # other labels was refused ("y has labels not in classes_")
+    X, y = data
+    net = small_net()
+    with pytest.raises(RuntimeError):
+        net.fit(X, np.array(["a", "b", "c"])[y], epochs=1, verbose=0,
+                callbacks=[_FailsAtStart()])
+    assert net.classes_ is None
+    net.fit(X, y, epochs=1, verbose=0)
+    assert list(net.classes_) == [0, 1, 2]
+
+
+def test_a_bad_cache_directory_is_refused_before_fit_changes_anything(data, monkeypatch):
+    # was: refused while the compiled loop was built, after classes_ and the
+    # optimizer's state were set (the first fit in a process)
+    X, y = data
+    net = small_net()
+    monkeypatch.setenv("DESCEND_PROFILE", "1")      # (where fit reads the directory)
+    monkeypatch.setenv("DESCEND_CACHE_DIR", "~no_such_user_descend/cache")
+    with pytest.raises(ValueError, match="DESCEND_CACHE_DIR must be a directory"):
+        net.fit(X, np.array(["a", "b", "c"])[y], epochs=1, verbose=0)
+    assert net.classes_ is None and net.optimizer.state is None
+
+
+# ------------------------------------- a pinned plan that does not fit
+def test_save_refuses_a_plan_that_load_would_refuse(data, tmp_path):
+    # was: saved; load then raised ModelFileError on the file
+    net = small_net()
+    net.fit(*data, epochs=1, verbose=0)
+    net.plan = {"kernel_rows": [64, 64, 64]}
+    message = r"plan\['kernel_rows'\] must hold one int per Dense layer \(2\)"
+    with pytest.raises(ValueError, match=message):
+        net.save(tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+    with pytest.raises(ValueError, match=message):
+        net.predict(data[0])
+    net.plan = {"kernel_rows": [64, 64]}
+    net.save(tmp_path / "m.npz")
+    assert dn.load(tmp_path / "m.npz").plan == {"kernel_rows": [64, 64]}
+
+
+# -------------------------------------------------------- gradient checking
+def test_check_gradients_leaves_proximal_l1_out_of_both_sides(data):
+    # was: 0.36 (the finite differences counted the proximal penalty that
+    # backpropagation rightly leaves out)
+    X, y = data
+    proximal = small_net(kernel_regularizer=dn.regularizers.l1_l2(0.1, 0.01))
+    proximal.layers[0].kernel_regularizer = dn.regularizers.L1L2(0.1, 0.01, proximal=True)
+    assert dn.check_gradients(proximal, X[:5], y[:5]) < 1e-6
+    # the network's own regularizer is untouched, and net.loss still counts it
+    assert proximal.layers[0].kernel_regularizer.l1 == 0.1
+    smooth = small_net(kernel_regularizer=dn.regularizers.l2(0.01))
+    assert proximal.loss(X, y) > smooth.loss(X, y)
+
+
+def test_numerical_gradients_of_an_unbuilt_network_raise():
+    # was: [(None, None), (None, None)]
+    net = dn.Sequential([dn.Dense(4), dn.Dense(3)])
+    net.compile(loss="softmax_cross_entropy")
+    with pytest.raises(RuntimeError, match="the network is not built yet"):
+        dn.numerical_gradients(net, [[1.0, 2.0]], [0])
+
+
+# --------------------------------------------------- TensorBoard's gradients
+@pytest.mark.parametrize("bad, message", [
+    ("nan", r"TensorBoard's gradient_data\[0\] contains 1 NaN"),
+    ("label", r"TensorBoard's gradient_data\[1\] has class ids outside \[0, 3\)"),
+    ("features", r"TensorBoard: gradient_data has 2 features, the model 4")])
+def test_tensorboards_gradient_data_is_checked_before_the_first_epoch(data, tmp_path,
+                                                                       bad, message):
+    # was: refused at the first histogram epoch, after it trained, naming "X"
+    pytest.importorskip("tensorboardX")
+    X, y = data
+    Xg, yg = X[:10].copy(), y[:10].copy()
+    if bad == "nan":
+        Xg[0, 0] = np.nan
+    elif bad == "label":
+        yg[0] = 7
+    else:
+        Xg = Xg[:, :2]
+    net = small_net()
+    board = dn.callbacks.TensorBoard(str(tmp_path), histogram_freq=2, gradient_data=(Xg, yg))
+    with pytest.raises(ValueError, match=message):
+        net.fit(X, y, epochs=2, verbose=0, callbacks=[board])
+    assert net.epochs_trained == 0 and board.writers == {}
+
+
+# ------------------------------------------------------------------ data
+@pytest.mark.parametrize("value, message", [
+    ("~no_such_user_descend/mnist", "its leading ~ the home directory"),
+    (" ", "only whitespace")])
+def test_a_data_home_of_no_known_user_or_only_space_is_a_value_error(monkeypatch, value,
+                                                                     message):
+    # was: pathlib's RuntimeError "Could not determine home directory."; " "
+    # was taken as a directory named " "
+    with pytest.raises(ValueError, match=f"data_home must be a directory.*{message}"):
+        datasets.load_mnist(data_home=value, download=False)
+    monkeypatch.setenv("DESCEND_DATA", value)
+    with pytest.raises(ValueError, match=f"DESCEND_DATA must be a directory.*{message}"):
+        datasets.load_mnist(download=False)
+
+
+def test_a_file_changed_in_place_is_hashed_again_even_with_its_mtime_set_back(
+        tmp_path, monkeypatch):
+    # was: the check was skipped for an unchanged (path, size, mtime)
+    name = "t10k-labels-idx1-ubyte.gz"
+    good, bad = b"\x00\x01\x02\x03", b"\x09\x09\x09\x09"
+    monkeypatch.setitem(datasets.MNIST_FILES, name, hashlib.sha256(good).hexdigest())
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(good, mtime=0))
+    assert datasets._decompress_and_verify(path, name) == good
+    stat = os.stat(path)
+    time.sleep(0.05)        # past the file system's clock tick
+    path.write_bytes(gzip.compress(bad, mtime=0))        # same size, same inode
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(path).st_size == stat.st_size
+    with pytest.raises(datasets.DatasetCorruptError, match="does not match"):
+        datasets._decompress_and_verify(path, name)
+
+
+def test_targets_too_large_for_the_dtype_raise_without_a_warning_first():
+    # was: numpy's "overflow encountered in cast" first (an error under -W error)
+    net = dn.Sequential([dn.Dense(1)], input_dim=2, seed=0)
+    net.compile("mean_squared_error", "sgd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="y holds values beyond the range of the "
+                                             "network's dtype float32 \\(largest 3.4"):
+            net.fit(np.ones((4, 2)), np.full(4, 1e39), verbose=0)
+
+
+@pytest.mark.parametrize("labels", [np.array([1, 2, 1, 2], dtype="timedelta64[s]"),
+                                    np.array(["2020-01-01", "2021-01-01"] * 2,
+                                             dtype="datetime64[D]")])
+def test_durations_and_dates_are_not_class_labels(labels):
+    # was: timedelta labels trained as two classes (while X and MSE targets refused them)
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0)
+    net.compile("softmax_cross_entropy", "sgd")
+    with pytest.raises(TypeError, match="y labels must be ints, bools, floats or strings"):
+        net.fit(np.ones((4, 2)), labels, verbose=0)
+    assert net.classes_ is None and net.epochs_trained == 0
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(y=np.array([1, "a"] * 5, dtype=object), stratify=True), TypeError,
+     r"y \(stratify=True\) must hold labels of one comparable kind.*\['int', 'str'\]"),
+    (dict(y=np.arange(10), stratify="yes"), ValueError,
+     "stratify must be True/False or 10 labels .*got 'yes'"),
+    (dict(y=[[1], [1, 2]] * 5), ValueError,
+     "y must be an array with one entry per sample, got a list of rows of different")])
+def test_train_test_split_names_the_argument(kwargs, error, message):
+    # was: numpy's own errors ('<' not supported; inhomogeneous shape; "got shape ()")
+    X = np.random.default_rng(0).random((10, 2))
+    with pytest.raises(error, match=message):
+        datasets.train_test_split(X, **kwargs)
+
