@@ -275,3 +275,36 @@ def test_train_test_split_names_the_argument(kwargs, error, message):
     with pytest.raises(error, match=message):
         datasets.train_test_split(X, **kwargs)
 
+
+# ---------------------------------------------- a new user's frictions
+@pytest.mark.parametrize("make, message", [
+    (lambda: dn.optimizers.SGD(lr=0.1),
+     "SGD() got an unexpected keyword argument 'lr' (descend's name: learning_rate)"),
+    (lambda: dn.optimizers.Adam(betas=(0.9, 0.99)),
+     "Adam() got an unexpected keyword argument 'betas' (descend's name: beta_1 and beta_2)"),
+    (lambda: dn.optimizers.RMSprop(alpha=0.9),
+     "RMSprop() got an unexpected keyword argument 'alpha' (descend's name: rho)"),
+    (lambda: dn.optimizers.AdamW(foo=1), "AdamW() got an unexpected keyword argument 'foo'")])
+def test_a_misnamed_optimizer_argument_names_the_class_and_descends_name(make, message):
+    # was: "Optimizer.__init__() got an unexpected keyword argument 'lr'"
+    with pytest.raises(TypeError) as info:
+        make()
+    assert str(info.value) == message
+
+
+def test_a_dense_layers_repr_shows_the_alpha_its_activation_reads():
+    # was: Dense(4, activation='leaky_relu') for a slope of 0.2
+    assert repr(dn.Dense(4, activation="leaky_relu", alpha=0.2)) == \
+        "Dense(4, activation='leaky_relu', alpha=0.2)"
+    assert repr(dn.Dense(4, activation="relu")) == "Dense(4, activation='relu')"
+    assert repr(dn.Dense(4, activation="elu")) == "Dense(4, activation='elu')"   # default
+
+
+def test_model_checkpoint_prints_five_significant_digits(data, tmp_path, capsys):
+    # was: "improved from 1.4446222814397576 to 0.8882..."
+    checkpoint = dn.callbacks.ModelCheckpoint(str(tmp_path / "m.npz"), monitor="loss",
+                                              save_best_only=True, verbose=1)
+    small_net().fit(*data, epochs=1, verbose=0, callbacks=[checkpoint])
+    line = capsys.readouterr().out
+    assert re.fullmatch(r"Epoch 1: loss improved from inf to \d\.\d{1,4}(e-\d+)?, saving "
+                        r"model to .*\n", line), line

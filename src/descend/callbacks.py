@@ -633,7 +633,7 @@ class ModelCheckpoint(Callback):
                 if self.verbose > 0:
                     print(
                         f"Epoch {epoch + 1}: {self.monitor} did not improve "
-                        f"from {self.best}"
+                        f"from {self.best:.5g}"
                     )
                 return
             path = self._format_path(epoch, logs)
@@ -641,8 +641,8 @@ class ModelCheckpoint(Callback):
             self.best = current
             if self.verbose > 0:
                 print(
-                    f"Epoch {epoch + 1}: {self.monitor} improved from {previous} "
-                    f"to {current}, saving model to {path}"
+                    f"Epoch {epoch + 1}: {self.monitor} improved from {previous:.5g} "
+                    f"to {current:.5g}, saving model to {path}"
                 )
         else:
             path = self._format_path(epoch, logs)

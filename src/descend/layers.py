@@ -225,7 +225,11 @@ class Dense:
         return dx, dkernel, dbias
 
     def __repr__(self):
-        return f"Dense({self.units}, activation={self.activation!r})"
+        # alpha where the activation reads it (leaky_relu's slope, elu's scale)
+        # and it is not the default, as scikit-learn's reprs show parameters
+        default = activations.DEFAULT_ALPHA.get(self.activation)
+        alpha = f", alpha={self.alpha!r}" if default not in (None, self.alpha) else ""
+        return f"Dense({self.units}, activation={self.activation!r}{alpha})"
 
 
 class Dropout:

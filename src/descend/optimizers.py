@@ -27,6 +27,12 @@ SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = (
     OptimizerKind.SGD, OptimizerKind.ADAGRAD, OptimizerKind.RMSPROP, OptimizerKind.ADAM)
 
 
+# PyTorch's names of the hyperparameters (lr also older Keras's), for the
+# TypeError a misnamed keyword gets
+_OTHER_LIBRARIES_NAMES = {"lr": "learning_rate", "betas": "beta_1 and beta_2",
+                          "eps": "epsilon", "alpha": "rho"}
+
+
 class Optimizer(abc.ABC):
     """Base class: learning rate (float or schedule), decay and clipping.
 
@@ -63,7 +69,12 @@ class Optimizer(abc.ABC):
     state_names = ()
 
     def __init__(self, learning_rate, weight_decay=0.0, decay_bias=False,
-                 clipnorm=None, global_clipnorm=None, clipvalue=None):
+                 clipnorm=None, global_clipnorm=None, clipvalue=None, **unknown):
+        if unknown:     # named for the subclass, with descend's name for PyTorch's
+            name = next(iter(unknown))
+            hint = _OTHER_LIBRARIES_NAMES.get(name)
+            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
+                            f"{name!r}" + (f" (descend's name: {hint})" if hint else ""))
         if isinstance(learning_rate, (int, float, np.floating)) and not isinstance(
                 learning_rate, bool):
             self.schedule = None
