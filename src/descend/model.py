@@ -455,6 +455,14 @@ class Sequential:
             of the last finite epoch are kept, and this fit's history up to
             it (``model.history`` is this fit's History, as in Keras: empty
             when the first epoch diverged).
+        RuntimeError
+            A callback replaced the optimizer, the loss or a parameter array,
+            or changed a setting the compiled loop reads once, when fit
+            starts (an optimizer's momentum, a layer's activation or
+            regularizer...: only ``learning_rate`` and ``weight_decay`` may
+            change between epochs); in a distributed fit, the ranks start an
+            epoch with different learning rates, weight decays or weights.
+            The completed epochs are kept, the one under way is undone.
 
         Notes
         -----
