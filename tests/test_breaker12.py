@@ -15,6 +15,7 @@ import pytest
 
 import descend as dn
 from descend import datasets
+from test_breaker2 import same_weights
 
 
 def small_net(optimizer=None, **layer):
@@ -28,10 +29,6 @@ def small_net(optimizer=None, **layer):
 def data():
     rng = np.random.default_rng(0)
     return rng.normal(size=(48, 4)), rng.integers(0, 3, 48)
-
-
-def same_weights(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
 # ------------------------------------ settings the compiled loop read once
