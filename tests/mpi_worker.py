@@ -292,21 +292,28 @@ def mismatch(dist):
 
 
 def disagree(dist):
-    """A callback that runs on rank 1 only: it sets the learning rate, or
-    moves a weight, at the end of epoch 0. Every rank raises before epoch 1
-    runs, and keeps epoch 0."""
+    """A callback that, at the end of epoch 0, on rank 1 only: sets the
+    learning rate, moves a weight or sets the momentum; on every rank: sets
+    the momentum (which the compiled loop read once), or replaces a kernel.
+    Every rank raises a RuntimeError before epoch 1 runs, and keeps epoch 0."""
     X, y = data()
     found = {}
-    for what in ("learning_rate", "weights"):
+    for what in ("learning_rate", "weights", "momentum", "momentum_everywhere", "kernel"):
         class OnRankOne(dn.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                if dist.rank != 1:
+                if epoch != 0 or (dist.rank != 1 and what in (
+                        "learning_rate", "weights", "momentum")):
                     return
                 if what == "learning_rate":
                     self.model.optimizer.learning_rate *= 0.5
-                else:
+                elif what == "weights":
                     self.model.dense_layers[0].kernel[0, 0] += 1.0
-        net = network(CASES["adam_dropout"])
+                elif what.startswith("momentum"):
+                    self.model.optimizer.momentum = 0.5
+                else:
+                    layer = self.model.dense_layers[0]
+                    layer.kernel = layer.kernel.copy()
+        net = network(CASES["sgd_momentum_l1l2_clipvalue"])
         try:
             net.fit(X, y, epochs=3, batch_size=32, verbose=0, distributed=dist,
                     callbacks=[OnRankOne()])

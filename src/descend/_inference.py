@@ -160,8 +160,7 @@ def pinned_fields(net):
     """predict's fields pinned by DESCEND_PLAN and then by ``net.plan``;
     ValueError naming either where it is invalid."""
     pinned = {**plans.forced_from_env(), **{k: v for k, v in (
-        plans.check_plan(net.plan, "plan", len(net.dense_layers)) or {}).items()
-        if v is not None}}
+        plans.check_plan(net.plan, "plan") or {}).items() if v is not None}}
     return {k: v for k, v in pinned.items() if k in plans.PREDICT_FIELDS}
 
 

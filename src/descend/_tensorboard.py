@@ -253,11 +253,16 @@ def _check_gradient_data(gradient_data, owner):
     if len(gradient_data) != 2:
         raise ValueError(error_message("gradient_data", "a pair (X, y)", gradient_data, owner))
     X, y = gradient_data
-    if np.ndim(X) != 2 or len(X) != len(y):
+    if np.ndim(X) != 2 or np.ndim(y) == 0 or len(X) != len(y):
         raise ValueError(f"{owner}: gradient_data must be (X, y) with X of shape "
                          f"(n_samples, n_features) and n_samples labels, got X of shape "
-                         f"{np.shape(X)} and {len(y)} labels")
+                         f"{np.shape(X)} and y {_described(y)}")
     return X, y
+
+
+def _described(y):
+    """y as an error message shows it: its label count, or what it is."""
+    return f"of {len(y)} labels" if np.ndim(y) else f"{y!r} ({type(y).__name__})"
 
 
 def _code_block(text):

@@ -362,6 +362,8 @@ def get_mnist_dir(data_home=None):
     ValueError
         ``data_home`` (or ``DESCEND_DATA``) is only whitespace, or starts
         with ``~name`` of no known user.
+    TypeError
+        ``data_home`` is not a str or os.PathLike (bytes included).
     """
     if data_home is not None:
         return _directory(data_home, _DATA_HOME_SETTING.get())
@@ -374,8 +376,11 @@ def get_mnist_dir(data_home=None):
 def _directory(value, setting):
     """Path(value) with a leading ~ expanded; ValueError naming `setting` for
     a value that is only whitespace or a ~name of no known user."""
-    text = os.fspath(value)
-    if isinstance(text, str) and text and not text.strip():
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str):
+        raise TypeError(f"{setting} must be a str or os.PathLike path, got {value!r} "
+                        f"({type(value).__name__})")
+    if text and not text.strip():
         raise ValueError(f"{setting} must be a directory, got {text!r}: only whitespace "
                          f"(write {'./' + text!r} for a directory of that name)")
     try:

@@ -59,7 +59,8 @@ from descend._validation import check_bool, check_int, error_message
 from descend._outofcore import LazyRows, is_lazy
 from descend._sample_weight import fit_weights, sample_classes
 from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
-                              loop_settings, make_trainer, record_plan, runner_specs)
+                              held_objects, loop_settings, make_trainer, record_plan,
+                              runner_specs)
 
 __all__ = ["MPI"]
 
@@ -307,9 +308,11 @@ def fit(model, distributed, X, y, **kwargs):
     trainer = DistributedTrainer(model, config, distributed)
     try:
         return trainer.run()
-    except (DivergenceError, _RanksDisagree):
-        raise       # raised on every rank (the allreduced loss; an allgather)
+    except DivergenceError:
+        raise       # from the allreduced loss and the shared weights: on every rank
     except BaseException as exc:    # KeyboardInterrupt included: the others would wait
+        if isinstance(exc, _RanksDisagree) or getattr(exc, "raised_on_every_rank", False):
+            raise   # every rank raises (DistributedTrainer._on_every_rank)
         trainer.abort(exc)
 
 
@@ -514,8 +517,9 @@ class DistributedTrainer(Trainer):
         self.runner = self._compiled_runner()
         if self.runner is not None:
             record_plan(model, self.runner.plan)
-            # what it read once: checked around each epoch (the step loop reads them
-            # at every step)
+            # what it holds and read once: checked around each epoch (the step loop
+            # reads them at every step)
+            self.held = held_objects(model)
             self.settings = loop_settings(model)
             self.allreduce_seconds = 0.0
             step_bytes = self.runner.distributed_stats()["bytes_per_step"]
@@ -584,31 +588,56 @@ class DistributedTrainer(Trainer):
             self.model.stop_training, root=0))
 
     def _check_epoch_settings(self):
-        """The one-process checks, then that every rank starts the epoch with
-        the same learning rate, weight decay and weights: what callbacks may
-        change between epochs. A callback that runs on one rank only (or
-        decides differently there) would leave that rank's weights apart
-        from the others' for the rest of the fit, silently; the allreduced
-        logs would not show it. RuntimeError on every rank, before the
-        epoch runs."""
-        super()._check_epoch_settings()
+        """The one-process checks before an epoch, on every rank at once
+        (_on_every_rank)."""
+        def checks():
+            self.model.optimizer.check_learning_rate(self.model.dtype)
+            Trainer._check_kept(self)
+        self._on_every_rank(checks)
+
+    def _check_kept(self):
+        """Trainer._check_kept on every rank at once (_on_every_rank)."""
+        self._on_every_rank(super()._check_kept)
+
+    def _on_every_rank(self, checks):
+        """Run this rank's `checks`, then compare with every rank (one
+        allgather) their outcomes and what callbacks may change between
+        epochs: the learning rate, the weight decay, the settings the
+        compiled loop reads once, and the weights. A rank whose checks
+        failed raises its error, the others a RuntimeError naming it, and a
+        difference between ranks (a callback that ran on one rank only, or
+        decided otherwise there: that rank's weights would drift apart for
+        the rest of the fit, silently) a RuntimeError on every rank: each
+        rank raises, none is left waiting and no MPI_Abort is needed."""
+        failed = None
+        try:
+            checks()
+        except (ValueError, TypeError, RuntimeError) as exc:
+            failed = exc
         model = self.model
         weights = hashlib.blake2b(digest_size=16)
         for array in model._params():
             weights.update(array)
         mine = {"learning_rate": model.optimizer.learning_rate,
-                "weight_decay": model.optimizer.weight_decay,
+                "weight_decay": model.optimizer.weight_decay, **loop_settings(model),
                 "weights (BLAKE2b digest)": weights.hexdigest()}
-        everyone = self.distributed.comm.allgather(mine)
-        for key in mine:
-            if any(theirs[key] != everyone[0][key] for theirs in everyone):
-                shown = ", ".join(f"rank {rank}: {theirs[key]!r}"
-                                  for rank, theirs in enumerate(everyone))
+        everyone = self.distributed.comm.allgather((failed and str(failed), mine))
+        if failed is not None:
+            failed.raised_on_every_rank = True      # (the others raise below)
+            raise failed
+        stopped = [(rank, message) for rank, (message, _) in enumerate(everyone) if message]
+        if stopped:
+            rank, message = stopped[0]
+            raise _RanksDisagree(f"distributed fit: rank {rank} stopped the fit ({message})")
+        for key in dict.fromkeys(key for _, theirs in everyone for key in theirs):
+            values = [theirs.get(key) for _, theirs in everyone]
+            if any(value != values[0] for value in values):
+                shown = ", ".join(f"rank {rank}: {value!r}" for rank, value in enumerate(values))
                 raise _RanksDisagree(
-                    f"distributed fit: the ranks start epoch {model.epochs_trained} with "
-                    f"different {key} ({shown}); a callback that changes it must run on "
-                    "every rank and decide the same way there (the built-in ones do: "
-                    "every rank logs the same values). The epoch did not run")
+                    f"distributed fit: the ranks are at epoch {self.epoch + 1} with different "
+                    f"{key} ({shown}); a callback that changes it must run on every rank "
+                    "and decide the same way there (the built-in ones do: every rank logs "
+                    "the same values). That epoch did not run, or was undone")
 
     def abort(self, exc):
         """End the whole job after `exc` on this rank: the model back at its last

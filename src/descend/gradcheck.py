@@ -24,9 +24,14 @@ def numerical_gradients(net, X, y, eps=1e-5, training=False, seed=0):
     net, whose first layers' gradients are ~1e-3, correct gradients showed
     relative errors above 1e-6.
 
+    ``net.loss`` counts a proximal L1 penalty, which has no gradient in
+    ``net.gradients`` (its soft-threshold step follows each update): with
+    one, the two differ by its subgradient; ``check_gradients`` leaves it
+    out of both.
+
     Returns
     -------
-    list of (dW, db) like ``net.gradients`` (float64).
+    list of (dW, db) shaped like ``net.gradients`` (float64).
 
     Raises
     ------

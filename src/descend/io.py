@@ -75,7 +75,7 @@ import numpy as np
 
 from descend import losses, optimizers
 from descend._validation import check
-from descend.model import Sequential
+from descend.model import Sequential, check_classes_fit
 
 FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
@@ -158,6 +158,7 @@ def save(model, path):
     plan = state.pop("plan")
     if state["classes"] is not None:
         state["classes"] = _classes_array(state["classes"])
+        check_classes_fit(model, state["classes"])
     arrays = {}
     config = {"format": _FORMAT_NAME, "format_version": FORMAT_VERSION,
               "descend_version": __version__, "model": model.get_config(),

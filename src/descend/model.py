@@ -850,10 +850,13 @@ class Sequential:
             The network is not built.
         ValueError
             ``plan`` or ``plan_`` does not fit the network (a list of
-            ``kernel_rows`` not one per Dense layer, say): a file that
-            :func:`descend.load` would refuse is not written.
+            ``kernel_rows`` not one per Dense layer, say), or ``classes_``
+            or the optimizer's state is for other layers (removed or added
+            since the last fit): a file that :func:`descend.load` would refuse
+            is not written. The message says what to reset.
         """
         self._require_built()
+        self._check_state_fits()
         n_layers = len(self.dense_layers)
         return {"parameters": dict(zip(self._param_names(), self.get_weights())),
                 "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
@@ -865,6 +868,29 @@ class Sequential:
                 # checked as load_state_dict checks them: a saved file loads back
                 "plan": {"pinned": plans.check_plan(self.plan, "plan", n_layers),
                          "used": plans.check_plan(self.plan_, "plan_", n_layers)}}
+
+    def _check_state_fits(self):
+        """ValueError, saying what to reset, where state_dict would hold what
+        load_state_dict refuses: a plan or optimizer state for other layers
+        (classes_: check_classes_fit, after descend.io's own checks)."""
+        n_layers = len(self.dense_layers)
+        for name, plan, remedy in (
+                ("plan", self.plan, "pin another plan, or set net.plan = None"),
+                ("plan_", self.plan_, "set net.plan_ = None (the last fit's plan, "
+                                      "recorded for it), or fit again")):
+            try:
+                plans.check_plan(plan, name, n_layers)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; the layers changed since: {remedy}") from None
+        optimizer = self.optimizer
+        if optimizer is not None and optimizer.state is not None and (
+                optimizer.param_names != self._param_names() or
+                [states[0].shape for states in optimizer.state if states]
+                != [p.shape for p, states in zip(self._params(), optimizer.state) if states]):
+            raise ValueError(
+                f"the optimizer's state is for the parameters {optimizer.param_names}, the "
+                f"network's are {self._param_names()} (the layers changed since the last "
+                "fit): fit again, or compile again for a fresh optimizer")
 
     def load_state_dict(self, state):
         """Restore a :meth:`state_dict`; all of it is checked before anything changes.
@@ -1064,13 +1090,30 @@ def _check_classes(net, classes):
     if len(classes) != len(unique) or not np.array_equal(unique, classes):
         raise ValueError(f"classes must hold sorted distinct labels (as numpy.unique), got "
                          f"{classes.tolist()[:20]}")
-    if net.loss_ is not None and net.loss_.is_classifier:
-        n_out = net.dense_layers[-1].units
-        expected = n_out if net.loss_.link == "softmax" else 2
-        if len(classes) != expected:
-            raise ValueError(f"classes has {len(classes)} labels, but the network's "
-                             f"{net.loss_.name} output needs {expected}")
+    expected = _classes_needed(net)
+    if expected and len(classes) != expected:
+        raise ValueError(f"classes has {len(classes)} labels, but the network's "
+                         f"{net.loss_.name} output needs {expected}")
     return classes.copy()
+
+
+def check_classes_fit(net, classes):
+    """ValueError, saying what to reset, if `classes` (a 1-D array, a fit's
+    classes_) does not have one label per class of the network's output, as
+    load_state_dict requires (the layers changed since that fit)."""
+    expected = _classes_needed(net)
+    if expected and len(classes) != expected:
+        raise ValueError(f"classes_ (from the last fit) has {len(classes)} labels, but the "
+                         f"network's {net.loss_.name} output needs {expected} (the layers "
+                         "changed since): set net.classes_ = None, or fit again")
+
+
+def _classes_needed(net):
+    """How many labels classes_ holds for the network's loss and output
+    layer; None for a regression loss or none."""
+    if net.loss_ is None or not net.loss_.is_classifier:
+        return None
+    return net.dense_layers[-1].units if net.loss_.link == "softmax" else 2
 
 
 def _check_counter(value, name):

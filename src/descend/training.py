@@ -315,7 +315,7 @@ class Trainer:
     def __init__(self, model, config):
         self.model = model
         self.config = config
-        self.held = None            # (optimizer, loss, *parameters) the runner trains
+        self.held = None            # held_objects(model): what the runner trains
         self.settings = None        # loop_settings(model) the runner was built with
         self.batch_hooks = _has_batch_hooks(config.callbacks)
         # set by prepare() (this class's and the distributed trainer's) before any
@@ -343,7 +343,7 @@ class Trainer:
                                        sample_weight=config.weights)
         record_plan(model, self.runner.plan)
         # what the compiled loop holds and read: checked around each epoch (_check_kept)
-        self.held = (model.optimizer, model.loss_, *model._params())
+        self.held = held_objects(model)
         self.settings = loop_settings(model)
         self.n_batches = -(-len(X) // config.batch_size)
         self.progress_every = max(1, self.n_batches // 20)
@@ -422,6 +422,7 @@ class Trainer:
     def run_epoch(self, epoch):
         """One epoch: schedule, callbacks, the compiled loop, logs, divergence check."""
         model, config = self.model, self.config
+        self.epoch = epoch      # (messages)
         optimizer, n = model.optimizer, self.n_samples
         # the state after the last completed epoch, restored on Ctrl-C or divergence;
         # cleared first: a refusal before the new one is taken must not restore the
@@ -481,17 +482,13 @@ class Trainer:
         its weights were not trained with)."""
         model = self.model
         if self.held is not None:       # (None: the distributed trainer's step loop)
-            now = (model.optimizer, model.loss_, *model._params())
-            names = ["optimizer", "loss", *model._param_names()]
-            changed = [name for name, before, after in zip(names, self.held, now)
-                       if after is not before]
-            if changed or len(now) != len(self.held):
+            replaced = _replaced(self.held, held_objects(model), _held_names(model))
+            if replaced:
                 raise RuntimeError(
-                    f"fit: the network's {(changed or ['parameters'])[0]} was replaced "
-                    "during fit (by a callback?); the compiled loop trains the objects it "
-                    "started with. Change weights in place (net.set_weights, "
-                    "layer.kernel[...] = ...); a new optimizer or loss takes compile() "
-                    "between fits, not during one")
+                    f"fit: the network's {replaced} was replaced during fit (by a "
+                    "callback?); the compiled loop trains the objects it started with. "
+                    "Change weights in place (net.set_weights, layer.kernel[...] = ...); a "
+                    "new optimizer or loss takes compile() between fits, not during one")
         if self.settings is not None:
             _check_settings_kept(self.settings, loop_settings(model))
 
@@ -623,16 +620,26 @@ class Trainer:
 
     def _snapshot(self):
         model = self.model
-        return (model.get_weights(), model.optimizer.get_state(),
+        params = model._params()
+        return (params, [np.array(p, copy=True) for p in params],
+                _state_arrays(model.optimizer), model.optimizer.get_state(),
                 model.optimizer.learning_rate, model._rng.bit_generator.state,
                 model.epochs_trained)
 
     def _restore(self, snapshot):
         model = self.model
-        weights, state, learning_rate, rng_state, epochs_trained = snapshot
-        model.set_weights(weights)
+        params, weights, state_arrays, state, learning_rate, rng_state, epochs_trained = \
+            snapshot
+        # the arrays the epoch trained, even where a callback has since replaced
+        # them or changed the layers; then the network's own, where they still fit
+        for param, weight in zip(params, weights):
+            np.copyto(param, weight)
+        for array, value in zip(state_arrays, _state_arrays_of(state)):
+            np.copyto(array, value)
+        if [p.shape for p in model._params()] == [w.shape for w in weights]:
+            model.set_weights(weights)
         # the optimizer snapshotted, even if a callback compiled another one
-        optimizer = self.held[0] if self.held else model.optimizer
+        optimizer = self.held[0][0] if self.held else model.optimizer
         optimizer.set_state(state)
         optimizer.learning_rate = learning_rate
         model._rng.bit_generator.state = rng_state
@@ -657,6 +664,44 @@ def record_plan(model, plan):
     model.plan_ = plan
     _inference.predict_plan(model, tuple(layer.kernel.shape for layer in model.dense_layers),
                             model.dtype)
+
+
+def held_objects(model):
+    """What the compiled loop holds, in groups: (optimizer, loss), the
+    parameters, the optimizer's state arrays."""
+    return ((model.optimizer, model.loss_), tuple(model._params()),
+            tuple(_state_arrays(model.optimizer)))
+
+
+def _held_names(model):
+    """Names of held_objects(model)'s groups' members, for messages."""
+    optimizer = model.optimizer
+    state = [f"optimizer's state of {name}" for name, arrays
+             in zip(optimizer.param_names or [], optimizer.state or []) for _ in arrays]
+    return (("optimizer", "loss"), model._param_names(), state)
+
+
+def _replaced(held, now, names):
+    """The name of the first member of held_objects' groups that `now` holds
+    another object for; "parameters" or "optimizer's state" for a group of
+    another length; None if nothing was replaced."""
+    for group, (before, after, members) in enumerate(zip(held, now, names)):
+        if len(before) != len(after):
+            return ("optimizer", "parameters", "optimizer's state")[group]
+        for name, old, new in zip(members, before, after):
+            if new is not old:
+                return name
+    return None
+
+
+def _state_arrays(optimizer):
+    """The optimizer's state arrays, flat (none before it is built)."""
+    return [array for arrays in optimizer.state or [] for array in arrays]
+
+
+def _state_arrays_of(state):
+    """The arrays of an Optimizer.get_state() dict, flat."""
+    return [array for arrays in state["arrays"] or [] for array in arrays]
 
 
 def loop_settings(model):
