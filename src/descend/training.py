@@ -622,22 +622,17 @@ class Trainer:
         model = self.model
         params = model._params()
         return (params, [np.array(p, copy=True) for p in params],
-                _state_arrays(model.optimizer), model.optimizer.get_state(),
-                model.optimizer.learning_rate, model._rng.bit_generator.state,
-                model.epochs_trained)
+                model.optimizer.get_state(), model.optimizer.learning_rate,
+                model._rng.bit_generator.state, model.epochs_trained)
 
     def _restore(self, snapshot):
         model = self.model
-        params, weights, state_arrays, state, learning_rate, rng_state, epochs_trained = \
-            snapshot
-        # the arrays the epoch trained, even where a callback has since replaced
-        # them or changed the layers; then the network's own, where they still fit
-        for param, weight in zip(params, weights):
-            np.copyto(param, weight)
-        for array, value in zip(state_arrays, _state_arrays_of(state)):
-            np.copyto(array, value)
+        params, weights, state, learning_rate, rng_state, epochs_trained = snapshot
         if [p.shape for p in model._params()] == [w.shape for w in weights]:
             model.set_weights(weights)
+        else:   # a callback added or removed layers: back into the arrays the epoch trained
+            for param, weight in zip(params, weights):
+                np.copyto(param, weight)
         # the optimizer snapshotted, even if a callback compiled another one
         optimizer = self.held[0][0] if self.held else model.optimizer
         optimizer.set_state(state)
@@ -697,11 +692,6 @@ def _replaced(held, now, names):
 def _state_arrays(optimizer):
     """The optimizer's state arrays, flat (none before it is built)."""
     return [array for arrays in optimizer.state or [] for array in arrays]
-
-
-def _state_arrays_of(state):
-    """The arrays of an Optimizer.get_state() dict, flat."""
-    return [array for arrays in state["arrays"] or [] for array in arrays]
 
 
 def loop_settings(model):
