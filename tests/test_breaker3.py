@@ -370,7 +370,7 @@ _REPLACED = {
     "no bias": (lambda layers: setattr(layers[1], "bias", None),
                 r"layers\[1\]\.bias must be .* of shape \(3,\), got a NoneType"),
     "unknown activation": (lambda layers: setattr(layers[0], "activation", "Relu"),
-                           r"layers\[0\]\.activation must be one of \[.*'relu'.*\], got 'Relu'"),
+                           r"layers\[0\]\.activation must be one of .*'relu'.*, got 'Relu'"),
 }
 
 

@@ -189,7 +189,9 @@ OUT_OF_RANGE = [
     (O.SGD, "clipnorm", (0.0, -1.0), "> 0"), (O.Adam, "global_clipnorm", (0.0, -1.0), "> 0"),
     (O.RMSprop, "clipvalue", (0.0, -1.0), "> 0"),
 ]
-REFUSED = [(cls, name, value, f"{name} must be a finite float {bounds}, got {value!r} (float)")
+# (the clipping settings may also be None: their messages say so)
+REFUSED = [(cls, name, value, f"{name} must be {'None or ' if 'clip' in name else ''}"
+                              f"a finite float {bounds}, got {value!r} (float)")
            for cls, name, values, bounds in OUT_OF_RANGE for value in values]
 
 

@@ -349,6 +349,7 @@ def forward_arguments(net):
     # a replaced kernel, bias or activation: the error fit gives, not the kernels'
     # ("ndarray is not C-contiguous", "Buffer dtype mismatch", KeyError); only
     # here, where the cache is rebuilt, so the one-row path pays nothing for it
+    net._check_structure()
     check_live_params(net, training=False)
     link = net.loss_.link if net.loss_ is not None else "identity"
     last = len(dense) - 1
@@ -427,6 +428,7 @@ def per_layer_output(net, X):
     LazyRows), in chunks, layer by layer under each chunk's plan: the row
     loops (``_sparse.sparse_forward_py``) where the plan has them, the
     layers' ``forward`` (GEMMs in the fused drivers' blocks) elsewhere."""
+    net._check_structure()
     check_live_params(net, training=False)
     codes = net._activation_codes()
     limits = thresholds(net, tuple([layer.kernel.shape for layer in net.dense_layers]),

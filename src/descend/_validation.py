@@ -689,19 +689,14 @@ def check_live_params(model, training=True):
     """ValueError unless each Dense layer's kernel and bias are still arrays the
     compiled loop can write: the layer's shape, the network's dtype, C order,
     writeable, finite (they are public and may have been replaced, not
-    modified), and its activation a known name. `training=False` (predict,
-    evaluate: the arrays are only read) leaves out writeable and finite."""
-    from descend.activations import ACTIVATIONS
+    modified). `training=False` (predict, evaluate: the arrays are only
+    read) leaves out writeable and finite. The layers' settings are
+    ``model._check_structure``'s to check, first."""
     from descend.layers import Dense     # here: layers imports this module
     n_in = model.input_dim
     for i, layer in enumerate(model.layers):
         if not isinstance(layer, Dense):
             continue
-        if layer.activation not in ACTIVATIONS and layer.activation != "softmax":
-            # (assigned after construction: was a KeyError from the kernels' table)
-            raise ValueError(error_message(f"layers[{i}].activation", "one of "
-                                           f"{sorted(ACTIVATIONS) + ['softmax']}",
-                                           layer.activation))
         for attr, shape in (("kernel", (n_in, layer.units)),
                             ("bias", (layer.units,) if layer.use_bias else None)):
             p = getattr(layer, attr)

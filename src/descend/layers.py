@@ -4,15 +4,24 @@ A layer's forward/backward methods run the compiled kernels of
 ``csrc/descend/_dense.pyx``; the fused epoch loop (``_train.pyx``) calls the
 same kernels, so the per-layer path and ``fit`` compute the same numbers.
 """
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 
 from descend import _aligned, _dense, activations, initializers
 from descend._contract import Activation
-from descend._validation import (check, check_bool, check_float, check_int, check_team_size,
-                                 error_message)
+from descend._validation import (InstanceOf, Interval, Options, check, check_bool, check_float, check_int,
+                                 check_team_size, error_message)
+from descend.regularizers import L1L2
 from descend.regularizers import get as get_regularizer
+
+# what a Dense layer's settings hold once constructed (its check_settings)
+_REGULARIZER = InstanceOf(L1L2, description="an L1L2 (descend.regularizers.l1, l2, l1_l2)")
+_SETTINGS = {"units": [Interval(Integral, 1, None)],
+             "activation": [Options(*activations.ACTIVATIONS, "softmax")],
+             "alpha": [Interval(Real)], "use_bias": ["boolean"],
+             "kernel_regularizer": [None, _REGULARIZER], "bias_regularizer": [None, _REGULARIZER]}
+_RATE = [Interval(Real, 0.0, 1.0, closed="left")]
 
 
 class Dense:
@@ -66,6 +75,19 @@ class Dense:
         self.kernel = None
         self.bias = None
         self._cache = None
+
+    def check_settings(self, name="Dense"):
+        """Check the settings as they stand: public attributes a caller may
+        assign after construction (``net.layers[0].use_bias = "yes"``).
+        Run by compile, fit and predict (``Sequential._check_structure``).
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming ``<name>.<setting>``, what it must be and what it is.
+        """
+        for setting, specs in _SETTINGS.items():
+            check(getattr(self, setting), f"{name}.{setting}", specs)
 
     # -- structure ---------------------------------------------------------
     @property
@@ -248,8 +270,12 @@ class Dropout:
     """
 
     def __init__(self, rate, name=None):
-        self.rate = check_float(rate, "rate", minimum=0.0, maximum=1.0, max_inclusive=False)
+        self.rate = check(rate, "rate", _RATE)
         self.name = check(name, "name", [None, "str"], "Dropout")
+
+    def check_settings(self, name="Dropout"):
+        """Check the rate as it stands (as ``Dense.check_settings``)."""
+        check(self.rate, f"{name}.rate", _RATE)
 
     def get_config(self):
         return {"class": "Dropout", "rate": self.rate, "name": self.name}

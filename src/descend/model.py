@@ -156,9 +156,13 @@ class Sequential:
         return self.dense_layers[0].n_in if self.built else self.input_dim
 
     def _check_structure(self):
+        """The layers' order and each layer's settings (assignable after
+        construction): ValueError or TypeError naming the layer."""
         if not self.layers or not isinstance(self.layers[-1], Dense):
             raise ValueError("the last layer must be a Dense layer, got "
                              f"{self.layers[-1] if self.layers else 'no layers'}")
+        for i, layer in enumerate(self.layers):
+            layer.check_settings(f"layers[{i}]")
         for layer in self.dense_layers[:-1]:
             if layer.activation == "softmax":
                 raise ValueError("activation='softmax' is only allowed on the last layer "

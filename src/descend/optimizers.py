@@ -14,13 +14,14 @@ all of them together to global norm <= global_clipnorm (as
 """
 import abc
 import numbers
+from numbers import Real
 
 import numpy as np
 
 from descend import _aligned, _optim, schedules
 from descend._contract import OptimizerKind
-from descend._validation import (check_array_like, check_bool, check_float, check_team_size,
-                                 error_message)
+from descend._validation import (Interval, check, check_array_like, check_float,
+                                 check_team_size, error_message)
 
 # the kernels' update codes (descend._contract.OptimizerKind: one definition)
 SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = (
@@ -31,6 +32,11 @@ SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = (
 # TypeError a misnamed keyword gets
 _OTHER_LIBRARIES_NAMES = {"lr": "learning_rate", "betas": "beta_1 and beta_2",
                           "eps": "epsilon", "alpha": "rho"}
+
+_POSITIVE = Interval(Real, 0.0, None, closed="neither")
+_NON_NEGATIVE = Interval(Real, 0.0, None)
+_FRACTION = Interval(Real, 0.0, 1.0, closed="left")      # [0, 1): a decay rate
+_CLIP_SETTINGS = ("clipnorm", "global_clipnorm", "clipvalue")
 
 
 class Optimizer(abc.ABC):
@@ -67,6 +73,12 @@ class Optimizer(abc.ABC):
     """
     kind = None
     state_names = ()
+    # every hyperparameter's constraints (descend._validation), but the
+    # learning rate's (a float or a schedule): checked by the constructor and
+    # again by compile and each fit (check_settings), as callers may assign
+    # them in between
+    _constraints = {"weight_decay": [_NON_NEGATIVE], "decay_bias": ["boolean"],
+                    **{name: [None, _POSITIVE] for name in _CLIP_SETTINGS}}
 
     def __init__(self, learning_rate, weight_decay=0.0, decay_bias=False,
                  clipnorm=None, global_clipnorm=None, clipvalue=None, **unknown):
@@ -83,19 +95,9 @@ class Optimizer(abc.ABC):
         else:
             self.schedule = schedules.get(learning_rate, name="learning_rate")
             self.learning_rate = float(self.schedule(0))
-        self.weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
-        decay_bias = check_bool(decay_bias, "decay_bias")
-        self.decay_bias = bool(decay_bias)
-        clip = {"clipnorm": clipnorm, "global_clipnorm": global_clipnorm,
-                "clipvalue": clipvalue}
-        given = [k for k, v in clip.items() if v is not None]
-        if len(given) > 1:
-            raise ValueError(f"set at most one of clipnorm, global_clipnorm and clipvalue, "
-                             f"got {given}")
-        for key, value in clip.items():
-            if value is not None:
-                check_float(value, key, minimum=0.0, min_inclusive=False)
-        self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
+        self._set_settings(weight_decay=weight_decay, decay_bias=decay_bias, clipnorm=clipnorm,
+                           global_clipnorm=global_clipnorm, clipvalue=clipvalue)
+        Optimizer._check_combinations(self, "")     # (a subclass's settings come later)
         self.iterations = 0
         self.learning_rate_scale = 1.0
         self.state = None
@@ -111,6 +113,36 @@ class Optimizer(abc.ABC):
         # as Dense.__copy__: the same state list and arrays, whatever their alignment
         return _aligned.shallow_copy(self)
 
+    # -- hyperparameters ---------------------------------------------------
+    def _set_settings(self, **values):
+        """Assign hyperparameters, each checked (and converted) by its constraints."""
+        for name, value in values.items():
+            setattr(self, name, check(value, name, self._constraints[name]))
+
+    def _check_combinations(self, prefix):
+        """ValueError for settings that are valid one by one but not together."""
+        given = [prefix + name for name in _CLIP_SETTINGS if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set at most one of clipnorm, global_clipnorm and clipvalue, "
+                             f"got {given}")
+
+    def check_settings(self):
+        """Check every hyperparameter as it stands: a caller may have assigned
+        one since construction (``optimizer.momentum = 1.5``). Run by
+        compile, fit, partial_fit and apply_gradients (through
+        :meth:`check_dtype`); the learning rate is checked on its own.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming ``optimizer.<name>``, what it must be and what it is; no
+            setting changes.
+        """
+        checked = {name: check(getattr(self, name), f"optimizer.{name}", specs)
+                   for name, specs in self._constraints.items()}
+        self._check_combinations("optimizer.")
+        self.__dict__.update(checked)
+
     # -- settings shared with the kernels -----------------------------------
     @abc.abstractmethod
     def kernel_config(self):
@@ -120,10 +152,13 @@ class Optimizer(abc.ABC):
         return (self.clipnorm or 0.0, self.global_clipnorm or 0.0, self.clipvalue or 0.0)
 
     def check_dtype(self, dtype):
-        """Check that the hyperparameters hold in parameters of `dtype`.
+        """Check the hyperparameters (:meth:`check_settings`) and that they
+        hold in parameters of `dtype`.
 
         Raises
         ------
+        TypeError, ValueError
+            From :meth:`check_settings`.
         ValueError
             ``epsilon`` (Adagrad, RMSprop, Adam, AdamW) below the smallest
             normal number of `dtype` (1.2e-38 for float32): the updates
@@ -132,6 +167,7 @@ class Optimizer(abc.ABC):
             largest finite number of `dtype` (3.4e38 for float32): the
             update computes in `dtype`, where either would be infinite.
         """
+        self.check_settings()
         epsilon = getattr(self, "epsilon", None)
         info = np.finfo(dtype)
         # Python numbers: a numpy scalar of another width compared with them
@@ -472,16 +508,19 @@ class SGD(Optimizer):
     array([0.855, 2.29 ])
     """
     kind = SGD_KIND
+    _constraints = {**Optimizer._constraints, "momentum": [_FRACTION], "nesterov": ["boolean"]}
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
                  **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
-        self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
-                                    max_inclusive=False)
-        nesterov = check_bool(nesterov, "nesterov")
-        if nesterov and self.momentum == 0:
-            raise ValueError("nesterov=True requires momentum > 0, got momentum=0")
-        self.nesterov = bool(nesterov)
+        self._set_settings(momentum=momentum, nesterov=nesterov)
+        self._check_combinations("")
+
+    def _check_combinations(self, prefix):
+        super()._check_combinations(prefix)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError(f"{prefix}nesterov=True requires {prefix}momentum > 0, "
+                             f"got {prefix}momentum=0")
 
     def active_state_names(self):
         return ("velocity",) if self.momentum > 0 else ()
@@ -518,13 +557,13 @@ class Adagrad(Optimizer):
     """
     kind = ADAGRAD_KIND
     state_names = ("sum_squares",)
+    _constraints = {**Optimizer._constraints, "epsilon": [_POSITIVE],
+                    "initial_accumulator_value": [_NON_NEGATIVE]}
 
     def __init__(self, learning_rate=0.01, epsilon=1e-10, initial_accumulator_value=0.0,
                  weight_decay=0.0, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
-        self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
-        self.initial_accumulator_value = check_float(
-            initial_accumulator_value, "initial_accumulator_value", minimum=0.0)
+        self._set_settings(epsilon=epsilon, initial_accumulator_value=initial_accumulator_value)
 
     def _initial_state(self, name, param):
         return _aligned.full(param.shape, param.dtype, self.initial_accumulator_value)
@@ -565,16 +604,13 @@ class RMSprop(Optimizer):
     Recurrent Neural Networks", eq. (38)-(40) for the centered form.
     """
     kind = RMSPROP_KIND
+    _constraints = {**Optimizer._constraints, "rho": [_FRACTION], "momentum": [_FRACTION],
+                    "epsilon": [_POSITIVE], "centered": ["boolean"]}
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-8,
                  centered=False, weight_decay=0.0, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
-        self.rho = check_float(rho, "rho", minimum=0.0, maximum=1.0, max_inclusive=False)
-        self.momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0,
-                                    max_inclusive=False)
-        self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
-        centered = check_bool(centered, "centered")
-        self.centered = bool(centered)
+        self._set_settings(rho=rho, momentum=momentum, epsilon=epsilon, centered=centered)
 
     def active_state_names(self):
         # slot order is the kernel's: square_avg, grad_avg, velocity
@@ -628,17 +664,13 @@ class Adam(Optimizer):
     """
     kind = ADAM_KIND
     decoupled = False
+    _constraints = {**Optimizer._constraints, "beta_1": [_FRACTION], "beta_2": [_FRACTION],
+                    "epsilon": [_POSITIVE], "amsgrad": ["boolean"]}
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  amsgrad=False, weight_decay=0.0, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
-        self.beta_1 = check_float(beta_1, "beta_1", minimum=0.0, maximum=1.0,
-                                  max_inclusive=False)
-        self.beta_2 = check_float(beta_2, "beta_2", minimum=0.0, maximum=1.0,
-                                  max_inclusive=False)
-        self.epsilon = check_float(epsilon, "epsilon", minimum=0.0, min_inclusive=False)
-        amsgrad = check_bool(amsgrad, "amsgrad")
-        self.amsgrad = bool(amsgrad)
+        self._set_settings(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad)
 
     def active_state_names(self):
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
