@@ -62,7 +62,7 @@ def test_ctrl_c_after_a_demo_epoch_reports_it_and_exits_130(monkeypatch, capsys)
     monkeypatch.setattr(training.Trainer, "train_epoch", second_epoch_interrupted)
     assert main(["demo", "--epochs", "3", "--verbose", "0"]) == 130
     out, err = capsys.readouterr()
-    assert "test accuracy: 0.9" in out and "(median over 1 epoch)" in out
+    assert "test accuracy: 0.9" in out and "s/epoch (the median of 1 epoch)" in out
     assert err.strip() == "descend demo: interrupted (Ctrl-C)"
 
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from descend import _blas, _dense, _losses, _optim
+from descend import _blas, _dense, _losses, _optim, _train
 from descend._contract import Activation, Loss, OptimizerKind
 
 try:
@@ -632,6 +632,60 @@ def test_add_penalty_gradient(n, seed, dtype, l1, l2):
     penalty = _optim.add_penalty_gradient_py(w, g, l1, l2, 1)
     assert penalty == pytest.approx(expected_penalty, rel=1e-12, abs=1e-15)
     assert_close(g, expected_g, dtype)
+
+
+def lane_sum(terms):
+    """The kernels' sum of float64 `terms`: term i added in order to lane i % 8,
+    the lanes combined ((0+1)+(2+3))+((4+5)+(6+7)) (_optim.pyx)."""
+    lanes = [float(np.cumsum(terms[j::8])[-1]) if len(terms[j::8]) else 0.0
+             for j in range(8)]
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + (
+        (lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 100), seed=seeds, dtype=dtypes, l1=st.sampled_from([0.0, 0.01, 0.3]),
+       l2=st.sampled_from([0.0, 0.02, 0.5]))
+def test_penalty_sums_are_lane_sums_in_every_instruction_set(n, seed, dtype, l1, l2):
+    """The penalty, the sum of squares and the proximal L1's sum of |w| are
+    the lane sums above, to the bit, in every version (portable, AVX2,
+    AVX-512): the lengths give each a vector body, a tail or both."""
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(-1, 1, n).astype(dtype)
+    w[::5] = 0.0
+    w64 = w.astype(np.float64)
+    expected = {"penalty": lane_sum(l1 * np.abs(w64) + l2 * w64 * w64),
+                "squares": lane_sum(w64 * w64),
+                "proximal": lane_sum(l2 * w64 * w64) + l1 * lane_sum(np.abs(w64))}
+    widest = _optim._use_isa("avx512")
+    try:
+        for isa in ("avx512", "avx2", "portable"):
+            if _optim._use_isa(isa) != isa:
+                continue
+            got = {"penalty": _optim.add_penalty_gradient_py(w, np.zeros_like(w), l1, l2, 1),
+                   "squares": _optim.sum_squares_py(w, 1),
+                   "proximal": _train.penalize_py(w, np.zeros_like(w), l1, l2, True)}
+            assert got == expected, isa
+    finally:
+        _optim._use_isa(widest)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride", [13, 16, 29])
+def test_a_kernel_summed_row_by_row_gives_the_bits_of_one_flat_sum(dtype, stride):
+    """_kernel_penalty goes a row at a time (a padded copy's rows are
+    `stride` apart, the padding holding anything), each element in the lane
+    of its index in the kernel: rows of 13 (starting in every lane) give
+    the bits of one flat call (penalize_py), and the same gradient."""
+    rng = np.random.default_rng(5)
+    kernel = rng.uniform(-1, 1, (37, 13)).astype(dtype)
+    stored = rng.uniform(-9, 9, (37, stride)).astype(dtype)
+    stored[:, :13] = kernel
+    flat_grad = np.zeros(kernel.size, dtype)
+    expected = _train.penalize_py(kernel.reshape(-1), flat_grad, 0.01, 0.02, False)
+    grad = np.zeros(kernel.size, dtype)
+    assert _train.kernel_penalty_py(stored, 13, grad, 0.01, 0.02) == expected
+    np.testing.assert_array_equal(grad, flat_grad)
 
 
 @settings(max_examples=25, deadline=None)

@@ -144,8 +144,9 @@ from descend._contract cimport (OptimizerConfig, SGD, IDENTITY, MEAN_SQUARED_ERR
                                TEAM_BY_COLUMNS)
 from descend._contract import Strategy as _Strategy
 from descend._losses cimport weighted_loss_and_gradient, mean_scale
-from descend._optim cimport (optimizer_step, add_penalty_gradient, sum_squares,
-                             scale_and_clip, make_config_py, soft_threshold, clip_scale)
+from descend._optim cimport (optimizer_step, Lanes, lanes_total, clear_lanes, add_penalty_lanes,
+                             sum_squares_lanes, sum_abs_lanes, sum_squares, scale_and_clip,
+                             make_config_py, soft_threshold, clip_scale)
 from descend._optim import required_state
 
 cnp.import_array()
@@ -1432,16 +1433,18 @@ cdef double _sgd_through_gemm(LoopState* loop, LayerPlan* p, int l, int nb, int 
     SGD with momentum 0 and the L2 penalty's gradient 2 l2 w. Returns the
     rows' penalty (before the update)."""
     cdef long begin = <long>k0 * p.n_out, end = <long>k1 * p.n_out
-    cdef double squares = 0.0
+    cdef Lanes squares
     cdef double shrink = 1 - learning_rate * (weight_decay * p.kernel.decay
                                               + 2 * p.kernel.l2)
     cdef int k
+    clear_lanes(&squares)
     if p.kernel.l2 != 0:
-        # row by row (rows p.ldk apart), the sum going on: one flat sum's bits
+        # row by row (rows p.ldk apart), in the lanes of the unpadded kernel:
+        # one flat sum's bits
         for k in range(k0, k1):
-            squares = sum_squares(<floating*>p.kernel.value + <long>k * p.ldk, p.n_out, 1,
-                                  squares)
-    cdef double penalty = p.kernel.l2 * squares
+            sum_squares_lanes(<floating*>p.kernel.value + <long>k * p.ldk, p.n_out,
+                              <long>k * p.n_out, &squares)
+    cdef double penalty = p.kernel.l2 * lanes_total(&squares)
     if l == 0 and loop.sparse_input:
         if shrink != 1:
             scale_and_clip(<floating*>p.kernel.value + begin, end - begin, shrink, 0.0, 1)
@@ -1718,51 +1721,46 @@ cdef void _per_sample_backward_update(LoopState* loop, floating* x0,
 
 # ---- formulas on one slice of a parameter array, and the correct count -------
 cdef double _penalize(Param* q, long begin, long end, floating dummy=0) noexcept nogil:
-    cdef double sums[2]
+    """The penalty of q[begin:end), its gradient added into q.grad (_penalty_sums)."""
+    cdef Lanes sums[2]
     if q.value == NULL or end <= begin or (q.l1 == 0 and q.l2 == 0):
         return 0.0
-    sums[0] = sums[1] = 0.0
-    _penalty_sums[floating](q, begin, end, sums)
-    return sums[0] + q.l1 * sums[1]
+    clear_lanes(&sums[0])
+    clear_lanes(&sums[1])
+    _penalty_sums[floating](<floating*>q.value, q, begin, end, sums)
+    return lanes_total(&sums[0]) + q.l1 * lanes_total(&sums[1])
 
 
 cdef double _kernel_penalty(LayerPlan* p, int k0, int k1, floating dummy=0) noexcept nogil:
     """_penalize on kernel rows [k0, k1), a row at a time (a padded working
-    copy's rows are p.ldk apart: _kernel_step's shifted value pointer), the
-    sums going on from row to row: the bits of one flat call."""
-    cdef Param row = p.kernel
-    cdef double sums[2]
+    copy's rows are p.ldk apart), each element in the lane of its index in
+    the unpadded kernel: the bits of one flat call on the rows."""
+    cdef Lanes sums[2]
     cdef int k
     if p.kernel.value == NULL or k1 <= k0 or (p.kernel.l1 == 0 and p.kernel.l2 == 0):
         return 0.0
-    sums[0] = sums[1] = 0.0
+    clear_lanes(&sums[0])
+    clear_lanes(&sums[1])
     for k in range(k0, k1):
-        row.value = <floating*>p.kernel.value + <long>k * (p.ldk - p.n_out)
-        _penalty_sums[floating](&row, <long>k * p.n_out, <long>(k + 1) * p.n_out, sums)
-    return sums[0] + p.kernel.l1 * sums[1]
+        _penalty_sums[floating](<floating*>p.kernel.value + <long>k * (p.ldk - p.n_out),
+                                &p.kernel, <long>k * p.n_out, <long>(k + 1) * p.n_out, sums)
+    return lanes_total(&sums[0]) + p.kernel.l1 * lanes_total(&sums[1])
 
 
-cdef void _penalty_sums(Param* q, long begin, long end, double* sums,
+cdef void _penalty_sums(floating* value, Param* q, long begin, long end, Lanes* sums,
                         floating dummy=0) noexcept nogil:
-    """Adds the penalty's gradient into q.grad[begin:end]; its sums go on from
-    sums[0] (l2 sum w^2, and l1 sum |w| unless proximal) and sums[1] (sum
-    |w|, proximal L1 only: its value counts in the loss, its step comes after
-    the update)."""
-    cdef floating* w = <floating*>q.value + begin
+    """Adds the penalty's gradient into q.grad[begin:end] (value: where
+    element 0 of q's values is, q.value or a padded row's shifted pointer);
+    its sums go on in sums[0] (l2 sum w^2, and l1 sum |w| unless proximal)
+    and sums[1] (sum |w|, proximal L1 only: its value counts in the loss,
+    its step comes after the update)."""
+    cdef floating* w = value + begin
+    cdef floating* g = <floating*>q.grad + begin
     if not q.proximal:
-        sums[0] = add_penalty_gradient(w, <floating*>q.grad + begin, end - begin, q.l1, q.l2,
-                                       1, sums[0])
+        add_penalty_lanes(w, g, end - begin, begin, q.l1, q.l2, &sums[0])
         return
-    sums[0] = add_penalty_gradient(w, <floating*>q.grad + begin, end - begin, 0.0, q.l2, 1,
-                                   sums[0])
-    sums[1] = _sum_abs(w, end - begin, sums[1])
-
-
-cdef double _sum_abs(floating* w, long n, double total) noexcept nogil:
-    cdef long i
-    for i in range(n):
-        total += w[i] if w[i] > 0 else -w[i]
-    return total
+    add_penalty_lanes(w, g, end - begin, begin, 0.0, q.l2, &sums[0])
+    sum_abs_lanes(w, end - begin, begin, &sums[1])
 
 
 cdef double _sum_sq(Param* q, long begin, long end, floating dummy=0) noexcept nogil:
@@ -1864,6 +1862,27 @@ def penalize_py(floating[::1] value, floating[::1] grad, double l1, double l2,
     q.l1, q.l2, q.proximal = l1, l2, proximal
     with nogil:
         total = _penalize[floating](&q, 0, n)
+    return total
+
+
+def kernel_penalty_py(floating[:, ::1] stored, int n_out, floating[::1] grad, double l1,
+                      double l2):
+    """_kernel_penalty's twin on every row of a kernel of n_out columns whose
+    rows are stored stored.shape[1] >= n_out apart (a padded working copy's
+    rows): returns its penalty and adds its gradient into grad (the
+    unpadded kernel's, flat), as phase B does block by block."""
+    if not 0 < n_out <= stored.shape[1] or grad.shape[0] != stored.shape[0] * n_out:
+        raise ValueError(f"need 0 < n_out <= {stored.shape[1]} and grad of "
+                         f"{stored.shape[0]} * n_out elements, got n_out={n_out}, "
+                         f"{grad.shape[0]} elements")
+    cdef LayerPlan p
+    cdef double total
+    memset(&p, 0, sizeof(LayerPlan))
+    p.n_in, p.n_out, p.ldk = stored.shape[0], n_out, stored.shape[1]
+    p.kernel.value, p.kernel.grad, p.kernel.size = &stored[0, 0], &grad[0], grad.shape[0]
+    p.kernel.l1, p.kernel.l2 = l1, l2
+    with nogil:
+        total = _kernel_penalty[floating](&p, 0, p.n_in)
     return total
 
 

@@ -108,10 +108,11 @@ def demo(args):
     scores = net.evaluate(X_test, y_test)
     seconds = np.array(history["seconds"])
     print(f"test accuracy: {scores['accuracy']:.4f}  test loss: {scores['loss']:.4f}")
-    print(f"throughput: {len(X_train) / np.median(seconds):,.0f} samples/s "
-          f"(median over {len(seconds)} epoch{'s' if len(seconds) != 1 else ''}), "
-          f"{np.median(seconds):.3f} s/epoch, "
-          f"{total:.2f} s for fit")
+    # samples over the median epoch's seconds (not the median of the epochs'
+    # samples/s, which for an even count is neither middle epoch's)
+    print(f"throughput: {len(X_train) / np.median(seconds):,.0f} samples/s, "
+          f"{np.median(seconds):.3f} s/epoch (the median of {len(seconds)} "
+          f"epoch{'s' if len(seconds) != 1 else ''}), {total:.2f} s for fit")
     if history.interrupted:
         # the completed epochs are evaluated (fit's Keras behaviour), but a
         # shell still learns that the run did not finish
