@@ -284,3 +284,143 @@ def test_zarr_array_fit_predict_evaluate_read_in_chunks(tmp_path, small_chunks, 
     assert max(reads) <= 224 and sum(reads) <= 3 * len(X) + 224, reads
     np.testing.assert_array_equal(net.predict(array), reference.predict(X))
     assert net.evaluate(array, y) == reference.evaluate(X, y)
+
+
+# ------------------------------------- memmaps whose file does not hold the array's rows
+def fit_predict_evaluate(X, y):
+    """The weights after two epochs on X, then predict(X) and evaluate(X, y)."""
+    net = network()
+    net.fit(X, y, epochs=2, batch_size=32, verbose=0, shuffle=True)
+    return net.get_weights(), net.predict(X), net.evaluate(X, y)
+
+
+def assert_as_in_memory(mm, y):
+    """fit, predict and evaluate on the memmap give the bits they give on a
+    copy of its contents in memory."""
+    weights, predicted, scores = fit_predict_evaluate(mm, y)
+    expected = fit_predict_evaluate(np.array(mm), y)
+    for mine, theirs in zip(weights, expected[0]):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(predicted, expected[1])
+    assert scores == expected[2]
+
+
+@pytest.mark.parametrize("opener", ["np.load", "np.memmap"])
+def test_copy_on_write_memmap_changed_in_memory_is_read_from_memory(opener, tmp_path,
+                                                                    small_chunks):
+    # was: its rows were read from its file, which does not see this process's
+    # changes: fit, predict and evaluate ran on X * 16 (the tester's raw pixels)
+    X, y = data()
+    if opener == "np.load":
+        np.save(tmp_path / "x.npy", X * 16)
+        mm = np.load(tmp_path / "x.npy", mmap_mode="c")
+    else:
+        (X * 16).tofile(tmp_path / "x.dat")
+        mm = np.memmap(tmp_path / "x.dat", dtype="float64", mode="c", shape=X.shape)
+    mm /= 16                # in this process's copy only
+    mm[::7, 0] = -5.0
+    assert_as_in_memory(mm, y)
+    on_disk = np.load(tmp_path / "x.npy") if opener == "np.load" else np.fromfile(
+        tmp_path / "x.dat").reshape(X.shape)
+    np.testing.assert_array_equal(on_disk, X * 16)      # the file kept the old rows
+
+
+def test_nan_written_into_a_copy_on_write_memmap_is_reported_as_in_an_ndarray(tmp_path,
+                                                                              small_chunks):
+    # was: the NaN check read the file, which has no NaN: predict answered
+    X, y = data()
+    np.save(tmp_path / "x.npy", X)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="c")
+    mm[777, 3] = np.nan
+    net = network()
+    net.fit(X, y, epochs=1, verbose=0)
+    before = net.get_weights()
+    calls = {"fit": lambda A: net.fit(A, y, epochs=1, verbose=0),
+             "predict": net.predict, "evaluate": lambda A: net.evaluate(A, y)}
+    for name, call in calls.items():
+        with pytest.raises(ValueError) as mine:
+            call(mm)
+        with pytest.raises(ValueError) as theirs:
+            call(np.array(mm))
+        assert str(mine.value) == str(theirs.value) == \
+            "X contains 1 NaN or infinite value(s)", name
+    for got, want in zip(net.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_memmap_whose_file_was_unlinked_reads_the_mapped_rows(tmp_path, small_chunks):
+    # was: ValueError 'X says it has shape (1000, 12), but reading its rows failed:
+    # [Errno 2] No such file or directory', though the array is still readable
+    X, y = data()
+    mm = memmap_of(X, tmp_path)
+    os.unlink(mm.filename)
+    np.testing.assert_array_equal(np.array(mm), X)
+    assert_as_in_memory(mm, y)
+
+
+@pytest.mark.parametrize("replacement", ["other rows", "NaN"])
+def test_memmap_whose_file_was_replaced_reads_the_mapped_rows(replacement, tmp_path,
+                                                              small_chunks):
+    # was: the new file's rows were read: other data silently, or its NaNs reported
+    X, y = data()
+    mm = memmap_of(X, tmp_path)
+    new = np.full_like(X, np.nan) if replacement == "NaN" else X[::-1] * 3
+    new.tofile(tmp_path / "new.dat")
+    os.replace(tmp_path / "new.dat", mm.filename)
+    np.testing.assert_array_equal(np.array(mm), X)
+    assert_as_in_memory(mm, y)
+
+
+def test_memmap_whose_file_is_replaced_during_fit_reads_the_mapped_rows(tmp_path,
+                                                                        small_chunks):
+    # the file is checked at each read, not once: epoch 2 reads what epoch 1 did
+    X, y = data()
+    mm = memmap_of(X, tmp_path)
+
+    class Replace(dn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            (X[::-1] * 3).tofile(tmp_path / "new.dat")
+            os.replace(tmp_path / "new.dat", mm.filename)
+    net, reference = network(), network()
+    net.fit(mm, y, epochs=2, batch_size=32, verbose=0, callbacks=[Replace()])
+    reference.fit(X, y, epochs=2, batch_size=32, verbose=0)
+    for mine, theirs in zip(net.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("mode", ["r", "r+", "w+", "c"])
+def test_only_shared_memmaps_of_their_file_are_read_with_pread(mode, tmp_path, small_chunks,
+                                                               monkeypatch):
+    # pread keeps the pages read out of resident memory (the RSS test): kept for
+    # the shared modes, whose writes through the mapping are the file's bytes
+    X, y = data()
+    path = tmp_path / "x.dat"
+    X.tofile(path)
+    mm = np.memmap(path, dtype="float64", mode=mode, shape=X.shape)
+    if mode == "w+":
+        mm[:] = X           # (w+ made a new file of zeros)
+    if mode != "r":
+        mm[5] = 7.0
+    reads = []
+    preadv = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda *args: reads.append(1) or preadv(*args))
+    assert_as_in_memory(mm, y)
+    assert bool(reads) == (mode != "c"), len(reads)
+
+
+def test_copy_on_write_memmap_whose_file_was_truncated_is_a_value_error(tmp_path):
+    # read through the mapping, pages past the file's end would be SIGBUS
+    X, y = data()
+    mm = memmap_of(X, tmp_path)
+    mm = np.memmap(mm.filename, dtype="float64", mode="c", shape=X.shape)
+    mm[0] = 1.0
+    os.truncate(mm.filename, 1000)
+    net = network()
+    before = net.get_weights()
+    with pytest.raises(ValueError, match=r"X says it has shape \(1000, 12\), but reading its "
+                       r"rows failed: .*x\.dat is 1000 bytes, shorter than its mapping "
+                       r"\(96000 bytes\): truncated after it was mapped"):
+        net.fit(mm, y, epochs=1, verbose=0)
+    assert net.epochs_trained == 0
+    for got, want in zip(net.get_weights(), before):
+        np.testing.assert_array_equal(got, want)

@@ -12,6 +12,12 @@ training gathers the rows of each run of batches into a fixed buffer
 An np.memmap's rows are read from its file with ``pread`` rather than
 through the mapping (see :class:`_FileRows`), so the pages read never
 count in this process's resident memory (they stay in the page cache).
+That is done only where the file's bytes are the array's: a shared
+mapping (modes "r", "r+", "w+") whose file is still the one the path
+names. A copy-on-write memmap (mode "c") may hold changes this process
+made that its file does not, and a file unlinked or replaced after it was
+mapped is not the array's: those rows are read through the mapping (the
+array's own memory, whose pages then count in resident memory).
 The targets y are held in memory (one row of labels or targets per
 sample: small next to X).
 """
@@ -23,6 +29,7 @@ import numpy as np
 from descend._train import EpochRunner
 
 CHUNK_BYTES = 32 << 20      # rows gathered at a time: about this many bytes of X
+_FIND = object()            # LazyRows(file_rows=): look for a file reader
 
 
 def is_lazy(X):
@@ -49,13 +56,14 @@ class LazyRows:
     :meth:`take` (rows by index, as a C-contiguous ndarray), :meth:`blocks`
     and ``np.asarray`` (reads the rows: only for small slices)."""
 
-    def __init__(self, source, dtype, start=0, stop=None, name="X"):
+    def __init__(self, source, dtype, start=0, stop=None, name="X", file_rows=_FIND):
         self.source = source
         self.name = name            # the argument's name, for errors
         self.dtype = np.dtype(dtype)
         self.start = start
         self.stop = source.shape[0] if stop is None else stop
-        self._file = _FileRows.of(source)
+        # a slice takes its parent's reader: finding one reads /proc/self/maps
+        self._file = _FileRows.of(source) if file_rows is _FIND else file_rows
 
     @property
     def shape(self):
@@ -82,7 +90,7 @@ class LazyRows:
             raise TypeError("LazyRows supports contiguous slices and index arrays")
         start, stop, _ = key.indices(len(self))
         return LazyRows(self.source, self.dtype, self.start + start,
-                        self.start + max(start, stop), self.name)
+                        self.start + max(start, stop), self.name, self._file)
 
     def __array__(self, dtype=None, copy=None):
         block = self._read(slice(self.start, self.stop))
@@ -105,9 +113,11 @@ class LazyRows:
                                           min(self.start + first + rows, self.stop)))
 
     def _read(self, index):
-        if self._file is not None:
-            raw = self._file.read(index)
-        else:
+        # None from the file reader: its file is no longer the mapped one
+        raw = None if self._file is None else self._file.read(index)
+        if raw is None:
+            if isinstance(self.source, np.memmap):
+                _check_mapped_size(self.source)
             raw = np.asarray(self.source[index])
         # an array-like whose rows are not what its shape and dtype say would
         # be broadcast into the buffers, or strings parsed: never silently
@@ -124,30 +134,62 @@ class _FileRows:
     """Rows of a C-ordered np.memmap read from its file with pread, not
     through the mapping: a page fault on a mapping maps the neighbouring
     cached pages too (fault-around), so gathering random rows through it
-    would map (and count in this process's memory) most of the file."""
+    would map (and count in this process's memory) most of the file.
 
-    def __init__(self, path, position, row_bytes, dtype, n_cols):
+    Only where the file's bytes are the array's. The mapping must be shared
+    (modes "r", "r+", "w+": the file's page-cache pages themselves, which
+    pread reads too); a copy-on-write one (mode "c") holds private copies
+    of the pages this process changed, which its file never sees. And the
+    path must still name the mapped file: each read opens it and compares
+    its device and inode with those /proc/self/maps gives for the mapping
+    (the inode cannot be reused while mapped); after an unlink or a
+    replacement by rename, :meth:`read` returns None and the rows are read
+    through the mapping."""
+
+    def __init__(self, path, position, row_bytes, dtype, n_cols, identity):
         self.path, self.position, self.row_bytes = path, position, row_bytes
-        self.dtype, self.n_cols = dtype, n_cols
+        self.dtype, self.n_cols, self.identity = dtype, n_cols, identity
 
     @classmethod
     def of(cls, source):
-        """A reader for `source` if it is a C-ordered np.memmap of a file, else None."""
-        handle = getattr(source, "_mmap", None)
-        if (not isinstance(source, np.memmap) or handle is None or source.filename is None
+        """A reader for `source` if it is a C-ordered np.memmap of a file in a
+        shared mapping, else None (its rows are then read through the mapping)."""
+        if (not isinstance(source, np.memmap) or getattr(source, "_mmap", None) is None
+                or source.filename is None or getattr(source, "mode", None) == "c"
                 or source.strides != (source.shape[1] * source.itemsize, source.itemsize)
                 or not hasattr(os, "preadv")):
             return None
-        # file position of source[0, 0]: the mapping starts at the granularity below
-        # np.memmap's offset, and source may be a view into it
-        start = source.offset - source.offset % mmap.ALLOCATIONGRANULARITY
-        mapped = np.frombuffer(handle, dtype=np.uint8)
-        position = start + source.ctypes.data - mapped.ctypes.data
-        return cls(source.filename, position, source.strides[0], source.dtype,
-                   source.shape[1])
+        first = source.ctypes.data
+        mapping = _mapping_at(first)
+        if mapping is None:     # no /proc/self/maps (not Linux): the file is unverifiable
+            return None
+        start, end, permissions, offset, identity = mapping
+        # "s": shared (a mode "c" array made by other means is "p", private);
+        # all rows in this one mapping, so its file offset places them
+        if permissions[3:4] != b"s" or first + source.shape[0] * source.strides[0] > end:
+            return None
+        return cls(source.filename, offset + first - start, source.strides[0],
+                   source.dtype, source.shape[1], identity)
 
     def read(self, index):
-        """Rows `index` (a slice with step 1, or an index array) as an ndarray."""
+        """Rows `index` (a slice with step 1, or an index array) as an ndarray,
+        or None if the path no longer names the mapped file."""
+        try:
+            # once per chunk, no fd kept; O_NONBLOCK: a FIFO put at the path
+            # must not block the open (it fails the identity check below)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError:         # unlinked, or unreadable now: the mapping still is
+            return None
+        try:
+            status = os.fstat(fd)
+            if (status.st_dev, status.st_ino) != self.identity:
+                return None
+            return self._pread(fd, index)
+        finally:
+            os.close(fd)
+
+    def _pread(self, fd, index):
+        """Rows `index` read from the open file `fd`, in the order asked."""
         if isinstance(index, slice):
             rows = np.arange(index.start, index.stop)
         else:
@@ -157,14 +199,11 @@ class _FileRows:
         out = np.empty((len(rows), self.n_cols), self.dtype)
         # runs of consecutive rows: one read each (a slice is one run)
         breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
-        with open(self.path, "rb", buffering=0) as f:     # once per chunk: no fd kept
-            for first, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
-                view = memoryview(out[first:stop]).cast("B")
-                done = os.preadv(f.fileno(), [view],
-                                 self.position + int(ordered[first]) * self.row_bytes)
-                if done != len(view):
-                    raise OSError(f"short read from {self.path}: {done} of {len(view)} "
-                                  "bytes")
+        for first, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            view = memoryview(out[first:stop]).cast("B")
+            done = os.preadv(fd, [view], self.position + int(ordered[first]) * self.row_bytes)
+            if done != len(view):
+                raise OSError(f"short read from {self.path}: {done} of {len(view)} bytes")
         if np.all(order[:-1] < order[1:]):
             return out
         result = np.empty_like(out)
@@ -172,7 +211,40 @@ class _FileRows:
         return result
 
 
+def _mapping_at(address):
+    """(start, end, permissions, file offset, (device, inode)) of the mapping
+    of this process that holds `address`, from /proc/self/maps; None where
+    that file cannot be read or no mapping holds the address."""
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            for line in maps:
+                span, permissions, offset, device, inode = line.split(maxsplit=5)[:5]
+                start, end = (int(part, 16) for part in span.split(b"-"))
+                if start <= address < end:
+                    major, minor = (int(part, 16) for part in device.split(b":"))
+                    return (start, end, permissions, int(offset, 16),
+                            (os.makedev(major, minor), int(inode)))
+    except (OSError, ValueError):
+        return None
+    return None
 
+
+def _check_mapped_size(source):
+    """OSError if the file of np.memmap `source` is now shorter than its
+    mapping: touching a mapped page past the file's end kills the process
+    (SIGBUS), and truncation drops even the copy-on-write pages. (A
+    truncation between this check and the read still can.)"""
+    handle = source._mmap
+    if handle is None or source.offset is None:
+        return
+    try:
+        size = handle.size()    # fstat of the mmap's own fd: the mapped file, not the path
+        end = source.offset - source.offset % mmap.ALLOCATIONGRANULARITY + len(handle)
+    except (OSError, ValueError):   # no fd kept (anonymous), or closed
+        return
+    if size < end:
+        raise OSError(f"{source.filename} is {size} bytes, shorter than its mapping "
+                      f"({end} bytes): truncated after it was mapped")
 
 
 class ChunkedTrainer:
@@ -275,8 +347,9 @@ def check_lazy_X(X, dtype, name, n_features):
             if not all_finite(block):
                 bad += int(block.size - np.count_nonzero(np.isfinite(block)))
     except (IndexError, OSError) as exc:
-        # fewer rows than its shape says: h5py's IndexError, or _FileRows' short
-        # read of a memmap whose file was truncated after it was opened
+        # fewer rows than its shape says: h5py's IndexError, or (a memmap whose
+        # file was truncated after it was opened) _FileRows' short read or
+        # _check_mapped_size's refusal to touch pages past the file's end
         raise ValueError(f"{name} says it has shape {shape}, but reading its rows failed: "
                          f"{exc}") from None
     if bad:
