@@ -252,8 +252,10 @@ def test_compile_takes_keras_metrics_it_logs_and_names_the_others():
                                          r"got \['auc'\]"):
         net.compile("softmax_cross_entropy", "sgd", metrics=["accuracy", "auc"])
     # (not Keras's "acc": the history's key, which monitors name, is "accuracy")
-    with pytest.raises(ValueError, match=r"got \['acc'\]"):
+    with pytest.raises(ValueError, match=r"got \['acc'\] \('acc' is 'accuracy' here\)$"):
         net.compile("softmax_cross_entropy", "sgd", metrics=["acc"])
+    with pytest.raises(ValueError, match=r"\('mean_absolute_error' is 'mae' here\)$"):
+        net.compile("mean_squared_error", "sgd", metrics=["r2", "mean_absolute_error"])
     with pytest.raises(ValueError, match=r"logs the loss and mse, mae, r2 .*\['accuracy'\]"):
         net.compile("mean_squared_error", "sgd", metrics=["accuracy"])
     with pytest.raises(TypeError, match="metrics must be a list of str"):

@@ -35,9 +35,14 @@ def _check_metrics(metrics, loss):
     logged = ("accuracy",) if loss.is_classifier else ("mse", "mae", "r2")
     unknown = [m for m in metrics if m not in logged]
     if unknown:
+        # Keras's short names, pointed to descend's
+        hints = [f"{m!r} is {full!r}" for m, full in (("acc", "accuracy"),
+                 ("mean_squared_error", "mse"), ("mean_absolute_error", "mae"))
+                 if m in unknown and full in logged]
         raise ValueError(f"metrics: loss {loss.name!r} logs the loss and {', '.join(logged)} "
                          f"every epoch (validation_data adds their val_ twins); descend "
-                         f"computes no other metric, got {unknown!r}")
+                         f"computes no other metric, got {unknown!r}"
+                         + (f" ({'; '.join(hints)} here)" if hints else ""))
 
 
 class Sequential:
