@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
+import descend as dn
 from descend import callbacks as cbs
 
 
@@ -1504,3 +1505,21 @@ def test_lr_scheduler_beside_an_optimizer_schedule_is_refused_before_fit_changes
     # the schedule alone still trains, where it stopped
     alone = net.fit(X, y, epochs=3, verbose=0)["learning_rate"]
     assert alone == pytest.approx([0.05, 0.025, 0.0125])     # its epochs 2-4
+
+
+def test_warnings_raised_deep_inside_fit_name_the_line_that_called_fit():
+    """A new user's ReduceLROnPlateau warning named descend/training.py (and
+    quoted its line), not their fit call: warnings from inside fit (its
+    checks, the callbacks, the optimizer's schedule) point out of descend."""
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.arange(20) % 2
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, seed=0)
+    net.compile(loss="softmax_cross_entropy",
+                optimizer=dn.optimizers.SGD(dn.schedules.ReduceLROnPlateau(0.1)))
+    with pytest.warns(Warning) as caught:
+        net.fit(X, y, epochs=1, batch_size=64, verbose=0,
+                callbacks=[cbs.EarlyStopping(monitor="val_accuracy")])
+    messages = {type(w.message).__name__: w for w in caught}
+    assert len(caught) == 3, [str(w.message) for w in caught]   # batch size, two monitors
+    assert all(w.filename == __file__ for w in caught), [w.filename for w in caught]
+    assert set(messages) == {"UserWarning", "RuntimeWarning"}

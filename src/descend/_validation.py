@@ -715,3 +715,21 @@ def check_live_params(model, training=True):
             if training and not np.isfinite(p).all():
                 raise ValueError(f"layers[{i}].{attr} contains NaN or infinite values")
         n_in = layer.units
+
+
+# ---------------------------------------------------------------------------
+# warnings
+# ---------------------------------------------------------------------------
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def outside_stacklevel():
+    """The ``stacklevel`` for a ``warnings.warn`` in the caller of this
+    function that names the first frame outside descend: the user's line
+    that called into it (``fit``, a callback hook called by hand), however
+    deep inside descend the warning is raised. (Python 3.12's
+    ``skip_file_prefixes`` does this; descend supports 3.11.)"""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -39,7 +39,8 @@ import numpy as np
 
 from descend._plateau import (PARAMETER_CONSTRAINTS as _PLATEAU_CONSTRAINTS, PlateauRule,
                               delegate_to_rule, missing_monitor_message, resolve_mode)
-from descend._validation import Constraint, Interval, Options, check, error_message, validate
+from descend._validation import (Constraint, Interval, Options, check, error_message,
+                                 outside_stacklevel, validate)
 
 __all__ = [
     "Callback",
@@ -399,7 +400,7 @@ class EarlyStopping(Callback):
                 warnings.warn(
                     _missing_key_message("EarlyStopping", self.monitor, logs),
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=outside_stacklevel(),
                 )
             return
         if epoch < self.start_from_epoch:
@@ -626,7 +627,7 @@ class ModelCheckpoint(Callback):
                         )
                         + " No checkpoint is written for such epochs.",
                         RuntimeWarning,
-                        stacklevel=2,
+                        stacklevel=outside_stacklevel(),
                     )
                 return
             if not self._is_improvement(current):
@@ -926,7 +927,7 @@ class ReduceLROnPlateau(Callback):
                 warnings.warn(
                     _missing_key_message("ReduceLROnPlateau", self.monitor, logs),
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=outside_stacklevel(),
                 )
             return
         current = _as_float(logs[self.monitor])
@@ -1101,7 +1102,7 @@ class CSVLogger(Callback):
                 f"not written; the columns are fixed by the first epoch: "
                 f"{['epoch'] + self.keys}.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=outside_stacklevel(),
             )
         row = [epoch] + [
             self._format_value(logs[k]) if k in logs else "NA" for k in self.keys

@@ -55,7 +55,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from descend import distributed as _distributed, initializers, optimizers, reference
 from descend._sample_weight import check_sample_weight, class_weights
-from descend._validation import Constraint, Interval, Options, validate
+from descend._validation import Constraint, Interval, Options, outside_stacklevel, validate
 from descend.activations import ACTIVATIONS
 from descend.callbacks import Callback
 from descend.layers import Dense
@@ -385,7 +385,7 @@ class _BaseMLP(BaseEstimator):
         else:
             if self.batch_size > n:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It "
-                              "is going to be clipped", UserWarning, stacklevel=4)
+                              "is going to be clipped", UserWarning, stacklevel=outside_stacklevel())
             batch_size = int(np.clip(self.batch_size, 1, n))
         self._set_penalty(batch_size, scale, float(mean_weight))
         loop = _SklearnLoop(self, scale, n, validation)
@@ -401,7 +401,7 @@ class _BaseMLP(BaseEstimator):
         if not incremental and not loop.stopped and self.n_iter_ >= self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                           "reached and the optimization hasn't converged yet.",
-                          ConvergenceWarning, stacklevel=4)
+                          ConvergenceWarning, stacklevel=outside_stacklevel())
 
     def _fit_lbfgs(self, X, targets, scale, weights=None):
         from scipy.optimize import minimize
@@ -441,7 +441,7 @@ class _BaseMLP(BaseEstimator):
         if result.status != 0:
             warnings.warn(f"lbfgs failed to converge after {result.nit} iteration(s) "
                           f"(status={result.status}): {result.message}. Increase max_iter "
-                          "or max_fun, or scale the data.", ConvergenceWarning, stacklevel=4)
+                          "or max_fun, or scale the data.", ConvergenceWarning, stacklevel=outside_stacklevel())
 
     # ------------------------------------------------------------ prediction
     def _output(self, X):

@@ -109,7 +109,7 @@ import warnings
 import numpy as np
 
 from descend._config import register_section
-from descend._validation import MAX_THREADS
+from descend._validation import MAX_THREADS, outside_stacklevel
 
 # The stored profile's format, part of its key (a profile of another format
 # is measured again, never misread): bumped when the fields (see
@@ -442,7 +442,7 @@ def _warn_unwritable(directory, error):
                   f"this process keeps it in memory, but every new process measures it "
                   f"again (about a second). Set DESCEND_CACHE_DIR to a writable directory "
                   f"(or DESCEND_PROFILE=0 for the built-in plans, unmeasured).",
-                  ProfileCacheWarning, stacklevel=4)
+                  ProfileCacheWarning, stacklevel=outside_stacklevel())
 
 
 # a profile is a few KB: a larger file is not one (and is not read whole)

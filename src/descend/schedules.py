@@ -34,7 +34,7 @@ import warnings
 from numbers import Integral, Real
 
 from descend._plateau import PlateauRule, delegate_to_rule, missing_monitor_message
-from descend._validation import Interval, check, error_message, validate
+from descend._validation import Interval, check, error_message, outside_stacklevel, validate
 
 __all__ = [
     "LearningRateSchedule",
@@ -725,7 +725,7 @@ class ReduceLROnPlateau(LearningRateSchedule):
                 self._warned_missing = True
                 warnings.warn(missing_monitor_message(
                     "schedules.ReduceLROnPlateau", self.monitor, logs)
-                    + " The learning rate is not reduced.", RuntimeWarning, stacklevel=2)
+                    + " The learning rate is not reduced.", RuntimeWarning, stacklevel=outside_stacklevel())
             return self.learning_rate
         return self.step(logs[self.monitor])
 

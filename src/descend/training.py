@@ -27,7 +27,7 @@ from descend._sample_weight import (check_class_weight, check_sample_weight,
 from descend._train import EpochRunner
 from descend._validation import (Options, as_array, check, check_bool, check_float, check_int,
                                  check_lengths, check_live_params, check_n_threads,
-                                 error_message)
+                                 error_message, outside_stacklevel)
 from descend.callbacks import Callback, CallbackList, LearningRateScheduler
 
 
@@ -296,7 +296,7 @@ def _check_batch_size(batch_size, n):
     if batch_size > n:
         warnings.warn(f"batch_size={batch_size} is larger than the {n} training "
                       f"samples; using batch_size={n} (batch gradient descent)",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=outside_stacklevel())
         return n
     return batch_size
 
