@@ -663,3 +663,59 @@ def test_a_diverging_call_leaves_the_estimator_as_it_was():
     with pytest.raises(dn.DivergenceError):
         warm.fit(late, y)
     assert warm.n_iter_ == n_iter and np.array_equal(warm.predict(X), before)
+
+
+# --------------------------------------------------------------------------- threads
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("second", ["fit", "partial_fit", "pickle"])
+def test_a_second_fit_of_an_estimator_another_thread_fits_is_refused(monkeypatch, second):
+    """A tester's report: two threads fitting one estimator at once (64 and
+    32 features) could leave n_features_in_=64 with a net_ built for 32;
+    predict then raised. The second call now raises before changing anything."""
+    import threading
+    from descend import estimators
+    X, y = blobs(d=6)
+    inside, release, errors = threading.Event(), threading.Event(), []
+    original = estimators._SklearnLoop.on_epoch_end
+
+    def pause_once(self, epoch, logs=None):
+        # the first fit's first epoch end: held until the other call was tried
+        if not inside.is_set():
+            inside.set()
+            assert release.wait(60)
+        return original(self, epoch, logs)
+    monkeypatch.setattr(estimators._SklearnLoop, "on_epoch_end", pause_once)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0, n_threads=1)
+
+    def fit():
+        try:
+            clf.fit(X, y)
+        except Exception as exc:    # pragma: no cover - reported by the test
+            errors.append(exc)
+    thread = threading.Thread(target=fit)
+    thread.start()
+    assert inside.wait(60)
+    try:
+        if second == "pickle":
+            with pytest.raises(RuntimeError, match=r"pickle or copy.deepcopy: another thread "
+                                                   r"is fitting this estimator \(fit\)"):
+                pickle.dumps(clf)
+        else:
+            call = {"fit": lambda: clf.fit(X[:, :3], y % 2),
+                    "partial_fit": lambda: clf.partial_fit(X[:, :3], y % 2, classes=[0, 1])}
+            with pytest.raises(RuntimeError, match=rf"{second}: another thread is already "
+                                                   r"fitting this estimator \(fit\); .* fit a "
+                                                   r"clone \(sklearn.base.clone"):
+                call[second]()
+    finally:
+        release.set()
+        thread.join(60)
+    assert not errors
+    # the first fit alone shaped the estimator: as a fit with nothing beside it
+    monkeypatch.setattr(estimators._SklearnLoop, "on_epoch_end", original)
+    alone = clone(clf).fit(X, y)
+    assert clf.n_features_in_ == 6 and clf.net_.n_features_in_ == 6
+    assert clf.classes_.tolist() == [0, 1, 2] and clf.n_iter_ == alone.n_iter_ == 5
+    np.testing.assert_array_equal(clf.predict_proba(X), alone.predict_proba(X))
+    again = pickle.loads(pickle.dumps(clf))         # and it pickles once fit returned
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))

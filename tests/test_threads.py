@@ -1,13 +1,20 @@
 """Thread teams: the choice between all threads and one (TeamSize), and a
 team smaller than asked for (OpenMP may grant fewer threads)."""
+import copy
 import itertools
 import os
+import pickle
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
+import numpy as np
 import pytest
 
+import descend as dn
 from descend._train import TeamSize
 
 _keys = itertools.count()
@@ -385,3 +392,190 @@ def test_a_fork_while_another_thread_holds_the_limit():
         assert counts() == BEFORE
         print("ok")
     """)
+
+
+# ------------------------------------- reading a network that another thread trains
+# (a tester's report: save, state_dict, deepcopy or get_weights from another
+# thread during fit gave the weights of a step in mid-epoch with the counters
+# of the last epoch boundary, and no error; resuming such a file could not
+# reproduce the run)
+def _reads_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 8))
+    return X, np.argmax(X[:, :3], axis=1)
+
+
+def _reads_net():
+    net = dn.Sequential([dn.Dense(16, activation="relu"), dn.Dense(3)], input_dim=8,
+                        seed=0, n_threads=1)
+    net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.Adam(0.01))
+    return net
+
+
+class _PauseMidEpoch(dn.callbacks.Callback):
+    """Holds its fit after batch 2 of epoch 1 (epoch 0 complete, epoch 1
+    under way) until released."""
+
+    def __init__(self):
+        super().__init__()
+        self.inside, self.release = threading.Event(), threading.Event()
+        self.epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 2:
+            self.inside.set()
+            assert self.release.wait(60)
+
+
+def _fit_paused_in_a_thread(net, epochs=2):
+    X, y = _reads_data()
+    pause, errors = _PauseMidEpoch(), []
+
+    def fit():
+        try:
+            net.fit(X, y, epochs=epochs, batch_size=16, verbose=0, callbacks=[pause],
+                    steps_per_execution=1)
+        except Exception as exc:    # pragma: no cover - reported by the test
+            errors.append(exc)
+    thread = threading.Thread(target=fit)
+    thread.start()
+    assert pause.inside.wait(60)
+    return thread, pause, errors
+
+
+READS = {
+    "save": lambda net, path: net.save(path),
+    "descend.io.save": lambda net, path: dn.io.save(net, path),
+    "state_dict": lambda net, path: net.state_dict(),
+    "get_weights": lambda net, path: net.get_weights(),
+    "copy.deepcopy": lambda net, path: copy.deepcopy(net),
+    "copy.copy": lambda net, path: copy.copy(net),
+    "pickle": lambda net, path: pickle.dumps(net),
+    "optimizer.get_state": lambda net, path: net.optimizer.get_state(),
+    "optimizer.state_dict": lambda net, path: net.optimizer.state_dict(),
+    "deepcopy(optimizer)": lambda net, path: copy.deepcopy(net.optimizer),
+}
+READ_NAMES = {"save": "save", "descend.io.save": "save", "state_dict": "state_dict",
+              "get_weights": "get_weights", "copy.deepcopy": "pickle or copy.deepcopy",
+              "copy.copy": "pickle or copy.deepcopy", "pickle": "pickle or copy.deepcopy",
+              "optimizer.get_state": "get_state", "optimizer.state_dict": "state_dict",
+              "deepcopy(optimizer)": "pickle or copy.deepcopy"}
+
+
+@pytest.mark.parametrize("read", sorted(READS))
+def test_reading_the_state_of_a_network_another_thread_trains_is_refused(read, tmp_path):
+    path = tmp_path / "during.npz"
+    net = _reads_net()
+    thread, pause, errors = _fit_paused_in_a_thread(net)
+    try:
+        assert net.epochs_trained == 1      # the pause is in epoch 1, after batch 2
+        whose = "a network with this optimizer" if "optimizer" in read else "this network"
+        with pytest.raises(RuntimeError, match=re.escape(
+                f"{READ_NAMES[read]}: another thread is training {whose} (fit): ")
+                + r".*Wait for fit to return \(join its thread\), or save from a callback"):
+            READS[read](net, path)
+        assert not path.exists()            # nothing written
+        # documented: predict and evaluate run meanwhile, on the weights as they are
+        X, y = _reads_data()
+        assert net.predict(X).shape == (200, 3)
+        assert set(net.evaluate(X, y)) == {"loss", "accuracy"}
+    finally:
+        pause.release.set()
+        thread.join(60)
+    assert not errors
+    # the fit went on undisturbed, and once it returned the state reads again
+    assert net.epochs_trained == 2 and net.optimizer.iterations == 2 * 13
+    net.save(path)
+    loaded = dn.load(path)
+    assert loaded.epochs_trained == 2 and loaded.optimizer.iterations == 2 * 13
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), net.get_weights()))
+
+
+def test_the_fits_own_thread_checkpoints_between_epochs_and_resumes_the_run(tmp_path):
+    """ModelCheckpoint and other callbacks run in the fit's thread (here not
+    the main one): they read as before, and a file saved after epoch 1
+    resumes to the weights of the uninterrupted run, bit for bit."""
+    X, y = _reads_data()
+    mid_epoch = []
+
+    class ReadMidEpoch(dn.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 5 and not mid_epoch:
+                state = self.model.state_dict()
+                mid_epoch.append((state["epochs_trained"], self.model.get_weights()))
+
+    net = _reads_net()
+    checkpoint = dn.callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch}.npz"))
+    thread = threading.Thread(target=lambda: net.fit(
+        X, y, epochs=3, batch_size=16, verbose=0, steps_per_execution=1,
+        callbacks=[checkpoint, ReadMidEpoch()]))
+    thread.start()
+    thread.join(120)
+    assert net.epochs_trained == 3 and mid_epoch and mid_epoch[0][0] == 0
+    resumed = dn.load(tmp_path / "ckpt-1.npz")
+    assert resumed.epochs_trained == 1 and resumed.optimizer.iterations == 13
+    resumed.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    assert resumed.optimizer.iterations == net.optimizer.iterations == 3 * 13
+    assert all(np.array_equal(a, b) for a, b in zip(resumed.get_weights(), net.get_weights()))
+
+
+def test_a_signal_handler_in_the_fitting_thread_may_save_mid_epoch(tmp_path):
+    """Python runs signal handlers in the main thread, between the compiled
+    loop's chunks or in a callback: that is the fit's thread, which may read."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "SIGUSR1"):
+        pytest.skip("needs SIGUSR1 and the main thread")
+    X, y = _reads_data()
+    path, handled, outcome = tmp_path / "signal.npz", threading.Event(), []
+
+    def checkpoint(signum, frame):
+        try:
+            outcome.append(net.save(path))
+        except Exception as exc:    # pragma: no cover - reported by the test
+            outcome.append(exc)
+        handled.set()
+
+    class SignalMidEpoch(dn.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2 and not handled.is_set() and not senders:
+                # from another thread: delivered wherever the main thread is next
+                senders.append(threading.Thread(
+                    target=os.kill, args=(os.getpid(), signal.SIGUSR1)))
+                senders[0].start()
+
+        def on_epoch_end(self, epoch, logs=None):
+            assert handled.wait(60)         # the handler ran inside the fit
+
+    senders = []
+    net = _reads_net()
+    previous = signal.signal(signal.SIGUSR1, checkpoint)
+    try:
+        net.fit(X, y, epochs=1, batch_size=16, verbose=0, steps_per_execution=1,
+                callbacks=[SignalMidEpoch()])
+    finally:
+        senders[0].join(60)
+        signal.signal(signal.SIGUSR1, previous)
+    assert outcome == [str(path)]
+    saved = dn.load(path)      # in epoch 0: its counters are those before it
+    assert saved.epochs_trained == 0 and saved.get_weights()[0].shape == (8, 16)
+
+
+def test_a_network_sharing_the_optimizer_another_thread_trains_with_is_refused():
+    net = _reads_net()
+    other = dn.Sequential([dn.Dense(4), dn.Dense(3)], input_dim=8, seed=1, n_threads=1)
+    other.compile(loss="softmax_cross_entropy", optimizer=net.optimizer)
+    X, y = _reads_data()
+    thread, pause, errors = _fit_paused_in_a_thread(net)
+    try:
+        with pytest.raises(RuntimeError, match=r"fit: another thread is training a network "
+                                               r"with this network's optimizer \(fit\); .*"
+                                               r"compile each with an optimizer of its own"):
+            other.fit(X, y, epochs=1, batch_size=16, verbose=0)
+        assert not other.history.epoch and other.epochs_trained == 0
+    finally:
+        pause.release.set()
+        thread.join(60)
+    assert not errors and net.optimizer.iterations == 2 * 13

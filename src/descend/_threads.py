@@ -337,7 +337,9 @@ if hasattr(os, "register_at_fork"):
 
 
 # ---------------------------------------------------------------- one training at a time
-_training = {}                  # id(network) -> the call training it ("fit", ...)
+# id(object) -> [(the call training it ("fit", ...), its Python thread's ident, what
+# the object is to that call: "network", "estimator" or "optimizer")], innermost last
+_training = {}
 _training_lock = threading.Lock()
 
 
@@ -349,39 +351,140 @@ class training:
     one of its own callbacks) would interleave their updates, optimizer
     steps and histories without an error (two 3-epoch fits of one network
     in two threads recorded 3 optimizer steps for 6 epochs of 1 batch).
+
+    The mark also tells :func:`check_consistent_read` which thread trains
+    `obj` and the objects in `uses` (the network's optimizer), so that
+    other threads cannot read their state half way through an epoch.
+
+    Parameters
+    ----------
+    obj : object
+        The network (kind "network") or scikit-learn estimator (kind
+        "estimator") that the block trains.
+    what : str
+        The call, named in messages ("fit", "partial_fit", ...).
+    kind : {"network", "estimator"}
+    uses : iterable
+        Other objects the block updates (None entries are skipped), marked
+        as "optimizer": other threads may not read them, nor train another
+        network with them, meanwhile (the fit's own thread may).
     """
 
-    def __init__(self, net, what):
-        self.key, self.what = id(net), what
+    def __init__(self, obj, what, kind="network", uses=()):
+        self.obj, self.what, self.kind, self.uses = obj, what, kind, uses
+        self.marks = []
 
     def __enter__(self):
+        ident = threading.get_ident()
+        marks = [(id(self.obj), (self.what, ident, self.kind))] + [
+            (id(used), (self.what, ident, "optimizer")) for used in self.uses
+            if used is not None]
         with _training_lock:
-            _check_not_training_locked(self.key, self.what)
-            _training[self.key] = self.what
+            _check_not_training_locked(marks[0][0], self.what, self.kind)
+            for key, _ in marks[1:]:
+                _check_not_used_elsewhere_locked(key, self.what, ident)
+            for key, mark in marks:
+                _training.setdefault(key, []).append(mark)
+        self.marks = marks
         return self
 
     def __exit__(self, *exc):
         with _training_lock:
-            _training.pop(self.key, None)   # absent in a child forked by this fit
+            for key, mark in self.marks:
+                marks = _training.get(key, [])
+                if mark in marks:       # absent in a child forked by this fit
+                    marks.remove(mark)
+                if not marks:
+                    _training.pop(key, None)
 
 
-def check_not_training(net, what):
+def check_not_training(net, what, kind="network"):
     """RuntimeError if `net` is being trained (see :class:`training`)."""
     with _training_lock:
-        _check_not_training_locked(id(net), what)
+        _check_not_training_locked(id(net), what, kind)
 
 
-def _check_not_training_locked(key, what):
-    """RuntimeError naming `what` if the network whose id() is `key` is being
+_ONE_CALL_AT_A_TIME = {
+    "network": ("this network is already being trained by {running} (in another thread, "
+                "or {what} was called from one of its callbacks); a network trains in one "
+                "call at a time: wait for it to return, or train a copy made before it "
+                "started (copy.deepcopy(net)) in each thread"),
+    "estimator": ("another thread is already fitting this estimator ({running}); an "
+                  "estimator fits in one call at a time: wait for that call to return, or "
+                  "fit a clone (sklearn.base.clone(estimator)) in each thread"),
+}
+
+
+def _check_not_training_locked(key, what, kind):
+    """RuntimeError naming `what` if the object whose id() is `key` is being
     trained; the caller holds _training_lock (so the check and the mark that
     may follow it are one step)."""
-    running = _training.get(key)
-    if running is not None:
+    marks = _training.get(key)
+    if marks:
+        raise RuntimeError(f"{what}: " + _ONE_CALL_AT_A_TIME[kind].format(
+            running=marks[-1][0], what=what))
+
+
+def _check_not_used_elsewhere_locked(key, what, ident):
+    """RuntimeError if another thread trains a network with the optimizer whose
+    id() is `key`: each fit would step and snapshot the other's state (and the
+    second would meet the first's mark at its first get_state, half prepared)."""
+    others = [mark for mark in _training.get(key, ()) if mark[1] != ident]
+    if others:
         raise RuntimeError(
-            f"{what}: this network is already being trained by {running} (in another "
-            f"thread, or {what} was called from one of its callbacks); a network trains "
-            "in one call at a time: wait for it to return, or train a copy "
-            "(copy.deepcopy(net))")
+            f"{what}: another thread is training a network with this network's optimizer "
+            f"({others[-1][0]}); two networks cannot share one optimizer while they train "
+            "at once: compile each with an optimizer of its own")
+
+
+# what another thread reading now would get wrong, and what to do instead
+_TORN = ("its weights change at every step, while epochs_trained, the optimizer's "
+         "iterations and the history change between epochs, so {what} now would mix two "
+         "points of the training (a checkpoint that does not resume the run). Wait for "
+         "{running} to return (join its thread), or save from a callback of that fit "
+         "(descend.callbacks.ModelCheckpoint, or an on_epoch_end of your own), which runs "
+         "in the fit's thread between epochs")
+_READ_ELSEWHERE = {
+    "network": "another thread is training this network ({running}): " + _TORN,
+    "optimizer": "another thread is training a network with this optimizer ({running}): "
+                 + _TORN,
+    "estimator": ("another thread is fitting this estimator ({running}): its network and "
+                  "fitted attributes are half updated until it returns. Wait for {running} "
+                  "to return (join its thread)"),
+}
+
+
+def check_consistent_read(obj, what):
+    """RuntimeError if a Python thread other than this one is training `obj`.
+
+    For the calls that read a network's whole state (save, state_dict,
+    get_weights, pickle and copy.deepcopy, the optimizer's get_state): from
+    another thread they would see the weights of a step in the middle of an
+    epoch with the counters of the epoch before, and give no sign of it.
+    The fit's own thread (its callbacks, a signal handler between chunks of
+    batches) reads as it always did.
+
+    Parameters
+    ----------
+    obj : object
+        A network, optimizer or estimator (see :class:`training`).
+    what : str
+        The reading call, named in the message.
+
+    Raises
+    ------
+    RuntimeError
+        Another thread's fit, partial_fit or train_on_batch is training
+        `obj` (or, for an optimizer, a network with it); says to wait for it
+        or to save from a callback.
+    """
+    me = threading.get_ident()
+    with _training_lock:
+        others = [mark for mark in _training.get(id(obj), ()) if mark[1] != me]
+    if others:
+        running, _, kind = others[-1]
+        raise RuntimeError(f"{what}: " + _READ_ELSEWHERE[kind].format(running=running,
+                                                                      what=what))
 
 
 def _forget_trainings_after_fork():

@@ -53,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("descend.MLPClassifier and descend.MLPRegressor need scikit-learn: "
                       "pip install 'descend[sklearn]'") from exc
 
-from descend import distributed as _distributed, initializers, optimizers, reference
+from descend import _threads, distributed as _distributed, initializers, optimizers, reference
 from descend._sample_weight import check_sample_weight, class_weights
 from descend._validation import Constraint, Interval, Options, outside_stacklevel, validate
 from descend.activations import ACTIVATIONS
@@ -180,6 +180,21 @@ class _BaseMLP(BaseEstimator):
         return int(self._random_state.randint(0, 2**31 - 1))
 
     def _fit(self, X, y, incremental=False, classes=None, sample_weight=None):
+        """fit / partial_fit, one call at a time: two at once left n_features_in_
+        of one with the net_ of the other. RuntimeError, before anything changes,
+        if another thread is fitting. (The mark is in descend._threads' table:
+        a lock attribute would have to be kept out of pickles and __init__.)"""
+        with _threads.training(self, "partial_fit" if incremental else "fit",
+                               kind="estimator"):
+            return self._fit_alone(X, y, incremental, classes, sample_weight)
+
+    def __getstate__(self):
+        # pickle and copy.deepcopy of an estimator half way through a fit in
+        # another thread would hold the new net_ with the old fitted attributes
+        _threads.check_consistent_read(self, "pickle or copy.deepcopy")
+        return super().__getstate__()
+
+    def _fit_alone(self, X, y, incremental, classes, sample_weight):
         sizes = self._check_params()
         self._check_call(incremental)
         first_pass = not hasattr(self, "net_") or (not self.warm_start and not incremental)
@@ -744,6 +759,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ValueError
             As listed in the class docstring, and sample_weight of the wrong
             shape, negative, NaN, infinite or all zero (named).
+        RuntimeError
+            Another thread is fitting this estimator (fit or partial_fit):
+            raised before anything changes; fit a clone in each thread.
         """
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
@@ -774,6 +792,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             earlier call, y holding labels not in ``classes_`` (named), or
             class_weight="balanced" (a stream's class frequencies are not
             known from one chunk; give a dict).
+        RuntimeError
+            Another thread is fitting this estimator (as in `fit`).
         """
         return self._fit(X, y, incremental=True, classes=classes,
                          sample_weight=sample_weight)
@@ -949,12 +969,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
         sample_weight: (n_samples,) non-negative weights or None, as in
         :meth:`MLPClassifier.fit` (the weighted mean squared error). Returns self.
+        RuntimeError, before anything changes, if another thread is fitting this
+        estimator (fit or partial_fit).
         """
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @available_if(lambda est: est.solver in _STOCHASTIC_SOLVERS)
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y), keeping the network and optimizer state. Returns self."""
+        """One epoch over (X, y), keeping the network and optimizer state. Returns self.
+        RuntimeError, before anything changes, if another thread is fitting this
+        estimator (fit or partial_fit)."""
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _validate_input(self, X, y, incremental, reset, classes):

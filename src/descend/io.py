@@ -73,7 +73,7 @@ import zlib
 
 import numpy as np
 
-from descend import losses, optimizers
+from descend import _threads, losses, optimizers
 from descend._validation import check
 from descend.model import Sequential, check_classes_fit
 
@@ -135,11 +135,18 @@ def save(model, path):
         code: a custom (unregistered) loss, optimizer or layer, a
         ``LambdaSchedule`` or other callable, or ``classes_`` of mixed
         Python objects. Nothing is written then.
+    RuntimeError
+        Another thread is training `model` (its weights move at every step,
+        its counters between epochs): wait for that fit to return, or save
+        from one of its callbacks (``callbacks.ModelCheckpoint``), which run
+        between epochs in its thread. Nothing is written.
     """
     from descend import __version__
 
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a descend Sequential, got {type(model).__name__}")
+    # before anything is checked or written: a fit in another thread is mid-epoch
+    _threads.check_consistent_read(model, "save")
     path = _check_path(path)
     if os.path.isdir(path):
         raise ValueError(f"path {path!r} is a directory; give a file name such as "

@@ -696,7 +696,16 @@ class Sequential:
 
     # ------------------------------------------------------------------ parameters
     def get_weights(self):
-        """[W1, b1, W2, b2, ...]: copies of the parameters (no entry for unused biases)."""
+        """[W1, b1, W2, b2, ...]: copies of the parameters (no entry for unused biases).
+
+        Raises
+        ------
+        RuntimeError
+            The network is not built, or another thread is training it
+            (``descend._threads.check_consistent_read``: its fit's callbacks
+            may read it, between epochs or batches).
+        """
+        _threads.check_consistent_read(self, "get_weights")
         self._require_built()
         return [p.copy() for p in self._params()]
 
@@ -773,6 +782,16 @@ class Sequential:
         -------
         str
             The path written (exactly `path`; no suffix is added).
+
+        Raises
+        ------
+        RuntimeError
+            Another thread is training the network (a file of mid-epoch
+            weights and last-epoch counters would not resume the run): wait
+            for its fit to return, or save from a callback of that fit
+            (``callbacks.ModelCheckpoint``), which runs between epochs.
+        ValueError, TypeError
+            As :func:`descend.io.save` lists them; nothing is written.
         """
         from descend import io      # io depends on the model, not the other way round
         distributed = getattr(self, "_distributed", None)
@@ -856,7 +875,10 @@ class Sequential:
         Raises
         ------
         RuntimeError
-            The network is not built.
+            The network is not built, or another thread is training it: the
+            weights of a step in mid-epoch with the counters of the last
+            epoch would not resume the run. Wait for the fit to return, or
+            take the state in one of its callbacks (they run in its thread).
         ValueError
             ``plan`` or ``plan_`` does not fit the network (a list of
             ``kernel_rows`` not one per Dense layer, say), or ``classes_``
@@ -864,6 +886,7 @@ class Sequential:
             since the last fit): a file that :func:`descend.load` would refuse
             is not written. The message says what to reset.
         """
+        _threads.check_consistent_read(self, "state_dict")
         self._require_built()
         self._check_state_fits()
         n_layers = len(self.dense_layers)
@@ -966,6 +989,12 @@ class Sequential:
             raise ValueError("plan: no plan given and none recorded (fit and predict set plan_)")
         self.plan = {k: v for k, v in plan.items() if k != "source"}
         return self.plan
+
+    def __getstate__(self):
+        # pickle and copy.deepcopy (and copy.copy) read the whole state: a
+        # RuntimeError while another thread trains the network (see state_dict)
+        _threads.check_consistent_read(self, "pickle or copy.deepcopy")
+        return self.__dict__
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, input_dim={self.n_features_in_})"

@@ -18,7 +18,7 @@ from numbers import Real
 
 import numpy as np
 
-from descend import _aligned, _optim, schedules
+from descend import _aligned, _optim, _threads, schedules
 from descend._contract import OptimizerKind
 from descend._validation import (Interval, check, check_array_like, check_float,
                                  check_team_size, error_message)
@@ -112,6 +112,12 @@ class Optimizer(abc.ABC):
     def __copy__(self):
         # as Dense.__copy__: the same state list and arrays, whatever their alignment
         return _aligned.shallow_copy(self)
+
+    def __getstate__(self):
+        # pickle / deepcopy read the state as get_state does (RuntimeError while
+        # another thread trains a network with this optimizer)
+        _threads.check_consistent_read(self, "pickle or copy.deepcopy")
+        return self.__dict__
 
     # -- hyperparameters ---------------------------------------------------
     def _set_settings(self, **values):
@@ -248,7 +254,16 @@ class Optimizer(abc.ABC):
 
     def get_state(self):
         """{"iterations": t, "learning_rate_scale": s, "arrays": [[arrays of param 0],
-        ...]} (copies)."""
+        ...]} (copies).
+
+        Raises
+        ------
+        RuntimeError
+            Another thread is training a network with this optimizer: its
+            arrays change at every step and ``iterations`` between epochs
+            (the fit's own thread, its callbacks included, may read it).
+        """
+        _threads.check_consistent_read(self, "get_state")
         return {"iterations": self.iterations, "learning_rate_scale": self.learning_rate_scale,
                 "arrays": None if self.state is None else
                 [[a.copy() for a in s] for s in self.state]}
@@ -282,7 +297,14 @@ class Optimizer(abc.ABC):
             ``"layers.0.kernel.velocity"`` (SGD momentum) or
             ``"layers.0.bias.exp_avg_sq"`` (Adam), shaped and typed as the
             parameter; ``"state"`` is None before :meth:`build`.
+
+        Raises
+        ------
+        RuntimeError
+            Another thread is training a network with this optimizer (see
+            :meth:`get_state`).
         """
+        _threads.check_consistent_read(self, "state_dict")
         state = None
         if self.state is not None:
             names = self.param_names or [str(i) for i in range(len(self.state))]

@@ -142,7 +142,7 @@ def loss(net, X, y, training=False, seed=0, sample_weight=None):
 
 def train_on_batch(net, X, y, seed=0, sample_weight=None, class_weight=None):
     """``Sequential.train_on_batch``: one update, undone if it makes weights non-finite."""
-    with _threads.training(net, "train_on_batch"):
+    with _threads.training(net, "train_on_batch", uses=(net.optimizer,)):
         return _train_on_batch(net, X, y, seed, sample_weight, class_weight)
 
 

@@ -366,9 +366,11 @@ class Trainer:
             As ``Sequential.fit`` documents; the model is rolled back first.
         RuntimeError
             The model is being trained already (another thread, or a callback
-            of that fit), before anything changes.
+            of that fit), or another thread trains a network with its
+            optimizer, before anything changes.
         """
-        with _threads.training(self.model, "fit"):
+        # the optimizer too: its state is read (get_state) as the network's is
+        with _threads.training(self.model, "fit", uses=(self.model.optimizer,)):
             return self._run()
 
     def _run(self):
