@@ -213,7 +213,11 @@ def test_fit_gives_every_callback_its_params():
     net.compile(loss="mean_squared_error", optimizer="sgd")
     net.fit(np.ones((6, 2)), np.ones(6), epochs=3, batch_size=2, verbose=0,
             callbacks=[Records()])
-    assert seen == [{"epochs": 3, "batch_size": 2, "samples": 6, "verbose": 0}]
+    # (Keras 2's do_validation and metrics: the keys every epoch's logs hold)
+    assert seen == [{"epochs": 3, "batch_size": 2, "samples": 6, "verbose": 0,
+                     "do_validation": False,
+                     "metrics": ["loss", "mse", "mae", "r2", "learning_rate", "seconds",
+                                 "samples_per_second"]}]
 
 
 def test_fake_fit_calls_hooks_in_the_order_of_the_real_fit():
@@ -1523,3 +1527,115 @@ def test_warnings_raised_deep_inside_fit_name_the_line_that_called_fit():
     assert len(caught) == 3, [str(w.message) for w in caught]   # batch size, two monitors
     assert all(w.filename == __file__ for w in caught), [w.filename for w in caught]
     assert set(messages) == {"UserWarning", "RuntimeWarning"}
+
+
+# ---------------------------------------------------------------------------
+# What the logs will hold, known at on_train_begin (fit's params["metrics"])
+# ---------------------------------------------------------------------------
+
+def small_net(loss="softmax_cross_entropy", units=10):
+    import descend as dn
+    net = dn.Sequential([dn.Dense(8, activation="relu"), dn.Dense(units)], input_dim=64,
+                        seed=0, n_threads=1)
+    return net.compile(loss=loss, optimizer=dn.optimizers.SGD(0.1))
+
+
+class KeysSeen(cbs.Callback):
+    """params["metrics"] at on_train_begin and the keys of each epoch's logs."""
+    def on_train_begin(self, logs=None):
+        self.promised, self.logged = self.params["metrics"], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logged.append(list(logs))
+
+
+@pytest.mark.parametrize("loss, kwargs, train_metrics, promised", [
+    ("softmax_cross_entropy", {}, True,
+     ["loss", "accuracy", "learning_rate", "seconds", "samples_per_second"]),
+    ("softmax_cross_entropy", {"validation_split": 0.2, "gradient_norms": True}, True,
+     ["loss", "accuracy", "val_loss", "val_accuracy", "grad_norm_0", "grad_norm_1",
+      "learning_rate", "seconds", "samples_per_second"]),
+    ("mean_squared_error", {"validation_split": 0.2}, True,
+     ["loss", "mse", "mae", "r2", "val_loss", "val_mse", "val_mae", "val_r2",
+      "learning_rate", "seconds", "samples_per_second"]),
+    # (MLPRegressor's network: no training mse/mae/r2; validation still has them)
+    ("mean_squared_error", {"validation_split": 0.2}, False,
+     ["loss", "val_loss", "val_mse", "val_mae", "val_r2", "learning_rate", "seconds",
+      "samples_per_second"]),
+])
+def test_fit_params_list_the_keys_every_epoch_logs(loss, kwargs, train_metrics, promised):
+    import descend as dn
+    X, y = dn.datasets.load_digits()
+    net = small_net(loss, 10 if loss == "softmax_cross_entropy" else 1)
+    net._regression_train_metrics = train_metrics
+    target = y if loss == "softmax_cross_entropy" else y.astype(float)
+    seen = KeysSeen()
+    net.fit(X[:200], target[:200], epochs=2, verbose=0, callbacks=[seen], **kwargs)
+    assert seen.promised == promised
+    assert seen.logged == [promised, promised]
+
+
+@pytest.mark.parametrize("pattern, field, hint", [
+    ("m_{val_loss:.3f}.npz", "val_loss",
+     " (val_ fields need validation_data or validation_split)"),
+    ("m_{epoch:02d}_{acc:.2f}.npz", "acc", ""),                     # "accuracy" is logged
+    ("m_{loss:.{digits}f}.npz", "digits", ""),                      # nested in a spec
+    ("m_{grad_norm_0.real:.2f}.npz", "grad_norm_0", ""),            # without gradient_norms
+])
+def test_model_checkpoint_fields_the_logs_will_lack_are_refused_before_any_epoch(
+        tmp_path, pattern, field, hint):
+    # it was a KeyError at the end of epoch 1, the network trained
+    import descend as dn
+    X, y = dn.datasets.load_digits()
+    net = small_net()
+    before, history = net.get_weights(), net.history
+    path = str(tmp_path / pattern)
+    with pytest.raises(ValueError) as info:
+        net.fit(X, y, epochs=3, verbose=0, callbacks=[cbs.ModelCheckpoint(path)])
+    assert str(info.value) == (
+        f"ModelCheckpoint: `filepath` {path!r} uses the field {field!r}, which the epoch "
+        f"logs of this fit will not hold{hint}. Available fields: accuracy, epoch, "
+        "learning_rate, loss, samples_per_second, seconds.")
+    assert net.epochs_trained == 0 and net.history is history and os.listdir(tmp_path) == []
+    for got, expected in zip(net.get_weights(), before):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_model_checkpoint_fields_the_logs_hold_are_written(tmp_path):
+    import descend as dn
+    X, y = dn.datasets.load_digits()
+    net = small_net()
+    path = str(tmp_path / "m_{epoch}_{val_loss:.3f}_{grad_norm_1.real:.1f}.npz")
+    history = net.fit(X, y, epochs=2, verbose=0, validation_split=0.2, gradient_norms=True,
+                      callbacks=[cbs.ModelCheckpoint(path)])
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        f"m_{e + 1}_{history['val_loss'][e]:.3f}_{history['grad_norm_1'][e]:.1f}.npz"
+        for e in (0, 1))
+
+
+@pytest.mark.parametrize("make, who", [
+    (lambda: cbs.EarlyStopping(monitor="val_loss"), "EarlyStopping"),
+    (lambda: cbs.ReduceLROnPlateau(monitor="val_loss"), "ReduceLROnPlateau"),
+    (lambda path: cbs.ModelCheckpoint(path, monitor="val_loss", save_best_only=True),
+     "ModelCheckpoint(save_best_only=True)"),
+])
+def test_a_monitor_the_logs_will_lack_warns_once_before_the_first_epoch(tmp_path, make, who):
+    # the documented warning (as Keras warns), at fit's start: with epochs=0 too,
+    # where no epoch end ever came to warn
+    import descend as dn
+    X, y = dn.datasets.load_digits()
+    expected = (f"{who} is conditioned on `val_loss`, which is not in the epoch logs. "
+                "Available keys: accuracy, learning_rate, loss, samples_per_second, seconds. "
+                "Pass validation_data to fit() for val_* metrics, or choose another "
+                "`monitor`.")
+    if "Checkpoint" in who:
+        expected += " No checkpoint is written for such epochs."
+    callback = make(str(tmp_path / "m.npz")) if "Checkpoint" in who else make()
+    for epochs in (0, 3):
+        net = small_net()
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            net.fit(X[:100], y[:100], epochs=epochs, verbose=0, callbacks=[callback])
+        assert [str(w.message) for w in record] == [expected]
+        assert record[0].category is RuntimeWarning
+    assert os.listdir(tmp_path) == []           # no checkpoint without its monitor

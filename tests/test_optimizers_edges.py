@@ -939,3 +939,60 @@ def test_the_estimators_name_the_epsilon_they_were_given():
     with pytest.raises(ValueError, match=r"epsilon must be at least 5\.877472e-39 here .* "
                                          r"got 1e-40$"):
         MLPRegressor(epsilon=1e-40).fit(X, y.astype(float))
+
+
+# ------------------------------------------------------------- learning rate and dtype
+F32_TINY, F64_TINY = 1.1754943508222875e-38, 2.2250738585072014e-308
+LOW = ("learning_rate must be at least {tiny} when positive (the smallest normal {name}: "
+       "a smaller rate moves no weight of normal size, and optimizers with state flush "
+       "it to zero), got {value}")
+
+
+@pytest.mark.parametrize("value, dtype, tiny", [
+    (1e-46, np.float32, F32_TINY),          # 0.0 once rounded to float32
+    (1e-320, np.float32, F32_TINY),
+    (1.1754943e-38, np.float32, F32_TINY),  # below the bound by its 8th digit
+    (1e-320, np.float64, F64_TINY),         # a float64 subnormal
+])
+def test_a_positive_learning_rate_the_dtype_flushes_is_refused(value, dtype, tiny):
+    # it was accepted and trained nothing, while 0.0 was refused as "not > 0"
+    name = np.dtype(dtype).name
+    for optimizer in (O.SGD(value), O.Adam(value)):
+        with pytest.raises(ValueError) as info:
+            optimizer.check_dtype(dtype)
+        assert str(info.value) == LOW.format(tiny=tiny, name=name, value=value)
+        w = np.ones(2, dtype)                   # apply_gradients: nothing updated
+        with pytest.raises(ValueError, match="^learning_rate must be at least"):
+            optimizer.apply_gradients([w], [np.ones(2, dtype)])
+        assert (w == 1).all() and optimizer.iterations == 0 and optimizer.state is None
+
+
+def test_the_learning_rate_bounds_are_the_dtypes_normal_range():
+    O.SGD(F32_TINY).check_dtype(np.float32)             # the smallest normal is fine
+    O.SGD(1e-46).check_dtype(np.float64)                # a normal float64
+    O.SGD(1e-300).check_dtype(np.float64)
+    optimizer = O.SGD(0.1)
+    optimizer.learning_rate = 0.0                       # assigned 0 pauses, as documented
+    optimizer.check_learning_rate(np.float32)
+    optimizer.learning_rate = 1e-40
+    with pytest.raises(ValueError) as info:
+        optimizer.check_learning_rate(np.float32)
+    assert str(info.value) == LOW.format(tiny=F32_TINY, name="float32", value=1e-40)
+
+
+def test_a_schedule_value_the_dtype_flushes_is_refused_naming_the_epoch():
+    optimizer = O.SGD(dn.schedules.LambdaSchedule(lambda epoch: 0.1 if epoch < 3 else 1e-40))
+    assert optimizer.learning_rate_for_epoch(2, np.float32) == 0.1
+    with pytest.raises(ValueError) as info:
+        optimizer.learning_rate_for_epoch(3, np.float32)
+    assert str(info.value) == (
+        "learning-rate schedule gave 1e-40 for epoch 4 (schedule(3)); learning_rate must be "
+        f"at least {F32_TINY} when positive (the smallest normal float32: a smaller rate "
+        "moves no weight of normal size, and optimizers with state flush it to zero)")
+    assert optimizer.learning_rate == 0.1               # unchanged
+    assert optimizer.learning_rate_for_epoch(3, np.float64) == 1e-40
+    with pytest.raises(ValueError, match=r"schedule gave 1e\+39 for epoch 1 \(schedule\(0\)\); "
+                                         r"learning_rate must be at most 3\.4028234663852886e"):
+        O.SGD(dn.schedules.Constant(1e39)).learning_rate_for_epoch(0, np.float32)
+    zero = O.SGD(dn.schedules.LinearWarmup(dn.schedules.Constant(0.1), 2))
+    assert zero.learning_rate_for_epoch(0, np.float32) == 0.0   # 0 from a schedule: allowed

@@ -396,7 +396,10 @@ def test_callbacks_get_the_fits_params_and_hooks_in_order():
     net.fit(X, y, epochs=1, batch_size=4, verbose=0)
     net.fit(X, y, epochs=2, batch_size=4, validation_split=0.25, verbose=0, callbacks=[record])
     # epochs: the index the fit stops at (1 done + 2 more), samples: after the split
-    assert record.params_seen == {"epochs": 3, "batch_size": 4, "samples": 15, "verbose": 0}
+    assert record.params_seen == {
+        "epochs": 3, "batch_size": 4, "samples": 15, "verbose": 0, "do_validation": True,
+        "metrics": ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
+                    "samples_per_second"]}
     assert record.calls[0] == ("train_begin", {})
     assert record.calls[-1] == ("train_end", {})
     assert [c[1] for c in record.calls if c[0] == "batch_end"] == [0, 1, 2, 3] * 2

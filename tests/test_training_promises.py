@@ -296,3 +296,183 @@ def test_a_validation_split_of_one_sample_holds_out_the_last_row():
     assert model.history.epoch == [0]
     expected = model.evaluate(X[-1:], y[-1:])["loss"]
     assert history["val_loss"][0] == pytest.approx(expected, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- schedule's epoch
+STEP = dn.schedules.StepDecay(0.1, drop=0.5, step_size=1)      # 0.1 * 0.5**epoch
+
+
+class RecordRates(Callback):
+    """(epoch, learning rate) at each on_epoch_begin: the index the callbacks
+    see and the rate the epoch trains with (set before the hook)."""
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append((epoch, self.model.optimizer.learning_rate))
+
+
+def scheduled_net():
+    return net(optimizer=dn.optimizers.SGD(learning_rate=STEP))
+
+
+@pytest.mark.parametrize("fits, epochs", [
+    # (the fits run in turn, the epoch indices the last one runs)
+    ([dict(epochs=4, initial_epoch=2)], [2, 3]),                      # fresh network
+    ([dict(epochs=3), dict(epochs=5, initial_epoch=1)], [1, 2, 3, 4]),  # index < epochs_trained
+    ([dict(epochs=1), dict(epochs=6, initial_epoch=4)], [4, 5]),      # index > epochs_trained
+    ([dict(epochs=2), dict(epochs=2)], [2, 3]),                       # None: epochs_trained
+])
+def test_the_schedule_runs_at_the_epoch_index_callbacks_see(fits, epochs):
+    # learning_rate=schedule and LearningRateScheduler(schedule) give the same
+    # rates: schedule(k) at the epoch callbacks see as k (with initial_epoch it
+    # was schedule(epochs_trained): [0.1, 0.05] for epochs 2 and 3)
+    X, y = data()
+    a, b = scheduled_net(), net(optimizer=dn.optimizers.SGD(0.1))
+    for kw in fits:
+        seen_a, seen_b = RecordRates(), RecordRates()
+        history_a = a.fit(X, y, verbose=0, callbacks=[seen_a], **kw)
+        history_b = b.fit(X, y, verbose=0, callbacks=[LearningRateScheduler(STEP), seen_b],
+                          **kw)
+    rates = [0.1 * 0.5 ** epoch for epoch in epochs]
+    assert history_a.epoch == history_b.epoch == epochs
+    assert history_a["learning_rate"] == history_b["learning_rate"] == rates
+    assert seen_a.seen == seen_b.seen == list(zip(epochs, rates))
+    assert a.epochs_trained == sum(kw["epochs"] - kw.get("initial_epoch", 0) for kw in fits)
+    for u, v in zip(a.get_weights(), b.get_weights()):       # the same updates
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("resume, epochs", [
+    (dict(epochs=4, initial_epoch=2), [2, 3]),        # Keras' way to resume
+    (dict(epochs=2), [2, 3]),                         # descend's: epochs_trained
+    (dict(epochs=6, initial_epoch=4), [4, 5]),        # an index past epochs_trained
+])
+def test_a_schedule_after_save_and_load_runs_at_the_index_callbacks_see(tmp_path, resume,
+                                                                         epochs):
+    # initial_epoch=epochs_trained and None resume where the schedule stopped, with
+    # the uninterrupted fit's weights; another initial_epoch moves the schedule
+    # with the callbacks' index (it ran at epochs_trained: 0.025, 0.0125)
+    X, y = data()
+    whole = scheduled_net()
+    whole.fit(X, y, epochs=4, verbose=0)
+    first = scheduled_net()
+    first.fit(X, y, epochs=2, verbose=0)
+    first.save(tmp_path / "half.npz")
+    resumed = dn.load(tmp_path / "half.npz")
+    seen = RecordRates()
+    history = resumed.fit(X, y, verbose=0, callbacks=[seen], **resume)
+    rates = [0.1 * 0.5 ** epoch for epoch in epochs]
+    assert history["learning_rate"] == rates and seen.seen == list(zip(epochs, rates))
+    assert resumed.epochs_trained == 4
+    if epochs == [2, 3]:
+        assert rates == whole.history["learning_rate"][2:]
+        for u, v in zip(resumed.get_weights(), whole.get_weights()):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_initial_epoch_moves_the_schedule_not_the_training_count():
+    # a schedule whose rate differs at epoch 5 trains differently from epoch 0
+    # (the constant rate of test_initial_epoch_does_not_change_the_training does not)
+    X, y = data()
+    a, b = scheduled_net(), net(optimizer=dn.optimizers.SGD(learning_rate=0.1 * 0.5 ** 5))
+    a.fit(X, y, epochs=7, initial_epoch=5, verbose=0)
+    b.fit(X, y, epochs=1, verbose=0)
+    b.optimizer.learning_rate = 0.1 * 0.5 ** 6
+    b.fit(X, y, epochs=1, verbose=0)
+    assert a.history["learning_rate"] == [0.1 * 0.5 ** 5, 0.1 * 0.5 ** 6]
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(u, v)
+
+
+# --------------------------------------------------------------------------- tiny rates
+F32_TINY = 1.1754943508222875e-38
+FLUSHED = (f"must be at least {F32_TINY} when positive (the smallest normal float32: a "
+           "smaller rate moves no weight of normal size, and optimizers with state flush it "
+           "to zero)")
+
+
+@pytest.mark.parametrize("value", [1e-46, 1e-320])
+def test_compile_refuses_a_learning_rate_float32_rounds_to_nothing(value):
+    # it trained two epochs without moving a weight (0.0 itself was refused)
+    model = dn.Sequential([dn.Dense(3)], input_dim=5, seed=0)          # float32
+    with pytest.raises(ValueError) as info:
+        model.compile("softmax_cross_entropy", dn.optimizers.SGD(learning_rate=value))
+    assert str(info.value) == f"learning_rate {FLUSHED}, got {value}"
+    assert model.optimizer is None
+
+
+def float32_net(optimizer):
+    model = dn.Sequential([dn.Dense(8, activation="relu"), dn.Dense(3)], input_dim=5,
+                          seed=0, n_threads=1)
+    return model.compile("softmax_cross_entropy", optimizer)
+
+
+@pytest.mark.parametrize("how", ["schedule", "callback", "assigned"])
+def test_a_rate_flushed_mid_fit_stops_it_before_the_epoch_keeping_the_last(how):
+    X, y = data()
+    rates = lambda epoch: 0.1 if epoch == 0 else 1e-40                       # noqa: E731
+    if how == "schedule":
+        model, callbacks = float32_net(dn.optimizers.SGD(rates)), []
+        message = (f"learning-rate schedule gave 1e-40 for epoch 2 (schedule(1)); "
+                   f"learning_rate {FLUSHED}")
+    elif how == "callback":
+        model, callbacks = float32_net(dn.optimizers.SGD(0.1)), [LearningRateScheduler(rates)]
+        message = ("LearningRateScheduler: `schedule` returned 1e-40 for epoch 2 "
+                   f"(schedule(1)); the network's learning_rate {FLUSHED}")
+    else:
+        class Assign(Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.model.optimizer.learning_rate = rates(epoch)
+        model, callbacks = float32_net(dn.optimizers.SGD(0.1)), [Assign()]
+        message = f"learning_rate {FLUSHED}, got 1e-40"
+    once = float32_net(dn.optimizers.SGD(0.1))
+    once.fit(X, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError) as info:
+        model.fit(X, y, epochs=3, verbose=0, callbacks=callbacks)
+    assert str(info.value) == message
+    assert model.epochs_trained == 1 and model.history["learning_rate"] == [0.1]
+    assert model.optimizer.learning_rate == 0.1
+    for u, v in zip(model.get_weights(), once.get_weights()):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_a_rate_of_zero_mid_fit_still_pauses_training():
+    # (the documented rule for assigned and scheduled rates: >= 0)
+    X, y = data()
+    model = float32_net(dn.optimizers.SGD(dn.schedules.LinearWarmup(
+        dn.schedules.Constant(0.1), 2)))
+    before = model.get_weights()
+    history = model.fit(X, y, epochs=1, verbose=0)
+    assert history["learning_rate"] == [0.0]
+    for u, v in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("how", ["callback", "schedule"])
+def test_plateau_cuts_below_the_dtypes_normal_range_end_at_zero(how):
+    # descend's own cuts (min_lr=0) decay the rate towards 0: past float32's
+    # smallest normal they give 0.0 (allowed mid-fit), not 1e-41 (which trained
+    # nothing) nor the ValueError a chosen rate there gets
+    X, y = data()
+    settings = dict(monitor="loss", factor=1e-10, patience=0, min_delta=1e9)
+    if how == "callback":
+        model = float32_net(dn.optimizers.SGD(0.1))
+        callbacks = [dn.callbacks.ReduceLROnPlateau(**settings)]
+    else:
+        model = float32_net(dn.optimizers.SGD(dn.schedules.ReduceLROnPlateau(0.1, **settings)))
+        callbacks = []
+    history = model.fit(X, y, epochs=7, verbose=0, callbacks=callbacks)
+    # (the first epoch improves on inf: the cuts start after the second)
+    assert history["learning_rate"][:5] == pytest.approx([0.1, 0.1, 1e-11, 1e-21, 1e-31],
+                                                         rel=1e-12, abs=0)
+    assert history["learning_rate"][5:] == [0.0, 0.0]
+    assert model.epochs_trained == 7
+
+
+def test_a_scale_below_the_normal_range_gives_zero_where_the_schedule_does_not():
+    optimizer = dn.optimizers.SGD(dn.schedules.Constant(0.1))
+    optimizer.learning_rate_scale = 1e-40               # (cuts by ReduceLROnPlateau)
+    assert optimizer.learning_rate_for_epoch(0, np.float32) == 0.0
+    assert optimizer.learning_rate_for_epoch(0, np.float64) == pytest.approx(1e-41, abs=0)

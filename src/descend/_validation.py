@@ -44,6 +44,7 @@ import numpy as np
 __all__ = ["Constraint", "Interval", "Options", "InstanceOf", "make_constraint", "check",
            "validate", "validate_params", "check_dtype", "check_int", "check_float",
            "check_bool", "check_n_threads", "check_team_size", "check_X", "check_lengths", "all_finite",
+           "learning_rate_dtype_problem", "flush_cut_rate",
            "unwritable_directory", "check_output_directory"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -419,6 +420,43 @@ def check_float(value, name, minimum=None, maximum=None, min_inclusive=True,
     closed = {(True, True): "both", (True, False): "left", (False, True): "right",
               (False, False): "neither"}[(bool(min_inclusive), bool(max_inclusive))]
     return check(value, name, [Interval(Real, minimum, maximum, closed)], owner)
+
+
+def learning_rate_dtype_problem(value, dtype):
+    """What a learning rate (a real >= 0) must be to train parameters of
+    `dtype`, or None if `value` is that: "must be ..." without the name or
+    the value, for the caller's message.
+
+    0 passes (a callback or a schedule may pause training). A positive rate
+    below the dtype's smallest normal number (1.2e-38 for float32) does not:
+    it trains nothing while looking like a rate (1e-46 is 0.0 in float32; no
+    weight of normal size moves by so little; the updates of optimizers with
+    state flush subnormal numbers to zero, the reason ``epsilon`` has the
+    same bound). A rate above the dtype's largest finite number is infinite
+    in the update.
+    """
+    info = np.finfo(dtype)
+    # Python numbers: a numpy scalar of another width compared with them would
+    # warn of its cast; bounds printed in full (tiny.item()!r)
+    tiny, largest, name = info.tiny.item(), info.max.item(), np.dtype(dtype).name
+    value = value.item() if isinstance(value, np.generic) else value
+    if 0 < value < tiny:
+        return (f"must be at least {tiny!r} when positive (the smallest normal {name}: "
+                f"a smaller rate moves no weight of normal size, and optimizers with "
+                f"state flush it to zero)")
+    if value > largest:
+        return (f"must be at most {largest!r} (the largest finite {name}: the update "
+                f"computes in {name})")
+    return None
+
+
+def flush_cut_rate(rate, dtype):
+    """A learning rate that plateau cuts (``ReduceLROnPlateau``'s, with
+    ``min_lr=0``) took below the smallest normal number of `dtype`, as 0.0:
+    descend's own decay towards 0, which ends at 0 (allowed mid-fit) as the
+    hardware would flush it, where a rate a caller chose there is refused
+    (:func:`learning_rate_dtype_problem`). Any other rate unchanged."""
+    return 0.0 if 0 < rate < np.finfo(dtype).tiny.item() else rate
 
 
 def check_bool(value, name, owner=None):

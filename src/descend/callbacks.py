@@ -40,6 +40,7 @@ import numpy as np
 from descend._plateau import (PARAMETER_CONSTRAINTS as _PLATEAU_CONSTRAINTS, PlateauRule,
                               delegate_to_rule, missing_monitor_message, resolve_mode)
 from descend._validation import (Constraint, Interval, Options, check, error_message,
+                                 flush_cut_rate, learning_rate_dtype_problem,
                                  outside_stacklevel, validate)
 
 __all__ = [
@@ -104,6 +105,34 @@ def _missing_key_message(what, monitor, logs):
     return missing_monitor_message(what, monitor, logs)
 
 
+def _format_fields(text):
+    """The names of the replacement fields of a format string, those nested
+    in format specs included ("{loss:.{digits}f}" reads loss and digits)."""
+    for _, field, spec, _ in string.Formatter().parse(text):
+        if field is not None:
+            yield field
+            if spec:
+                yield from _format_fields(spec)
+
+
+def _logged_keys(callback):
+    """The keys every epoch's logs will hold, from the params fit gives
+    (``"metrics"``), or None from a loop that does not say."""
+    keys = callback.params.get("metrics")
+    return None if keys is None else list(keys)
+
+
+def _warn_if_not_logged(callback, who, consequence=""):
+    """At on_train_begin: the missing-monitor warning, before the first epoch
+    instead of at its end, when fit's params say the logs will lack
+    ``callback.monitor`` (then not again at epoch end: one per fit)."""
+    keys = _logged_keys(callback)
+    if keys is not None and callback.monitor not in keys:
+        callback._warned_missing = True
+        warnings.warn(_missing_key_message(who, callback.monitor, keys) + consequence,
+                      RuntimeWarning, stacklevel=outside_stacklevel())
+
+
 # ---------------------------------------------------------------------------
 # Base classes
 # ---------------------------------------------------------------------------
@@ -121,7 +150,10 @@ class Callback:
         The model being trained (``None`` until :meth:`set_model`).
     params : dict
         Training parameters, if the training loop provides them through
-        :meth:`set_params` (e.g. ``epochs``, ``batch_size``); empty otherwise.
+        :meth:`set_params`; empty otherwise. ``fit`` gives ``epochs``,
+        ``batch_size``, ``samples``, ``verbose``, ``do_validation`` (bool)
+        and ``metrics``: the keys every epoch's logs will hold (as Keras 2's
+        ``params["metrics"]``, here with ``learning_rate``, ``seconds``...).
 
     Notes
     -----
@@ -315,8 +347,11 @@ class EarlyStopping(Callback):
     does since 2.11.  Differences: ``mode="auto"`` is decided from the name
     as described above, invalid arguments raise instead of warning, and a
     monitor missing from the logs produces one warning per ``fit`` (listing
-    the available keys) instead of one per epoch; such epochs are skipped and
-    never stop training.  A NaN monitor value is never an improvement.
+    the available keys) instead of one per epoch, at its start (before the
+    first epoch: fit's ``params["metrics"]`` lists the keys), or at the
+    first epoch end that lacks it from a loop that gives no such list; such
+    epochs are skipped and never stop training.  A NaN monitor value is
+    never an improvement.
 
     Examples
     --------
@@ -390,6 +425,7 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
+        _warn_if_not_logged(self, "EarlyStopping")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -449,6 +485,9 @@ class EarlyStopping(Callback):
 # ModelCheckpoint
 # ---------------------------------------------------------------------------
 
+_NO_CHECKPOINT = " No checkpoint is written for such epochs."
+
+
 class ModelCheckpoint(Callback):
     """Save the model with ``model.save`` at the end of epochs.
 
@@ -489,16 +528,23 @@ class ModelCheckpoint(Callback):
         positional fields (``{}``/``{0}``), has a field that an int epoch
         or a float log value cannot fill (``{epoch:q}``, ``{loss:d}``) or is
         an existing directory.
+        At :meth:`on_train_begin` (fit's start, before any epoch trains),
+        if ``filepath`` names a field that the epoch logs of this fit will
+        not hold (``{val_loss}`` without validation data): the message
+        names the field and lists the available ones (fit's
+        ``params["metrics"]`` and ``epoch``).
     KeyError
-        At save time, if ``filepath`` names a field that is not in the logs.
+        At save time, if ``filepath`` names a field that is not in the logs
+        (with a training loop whose params do not list the keys).
 
     Notes
     -----
     Follows Keras 3 ``keras.callbacks.ModelCheckpoint`` with
     ``save_freq="epoch"``: ``{epoch}`` is 1-based, improvement is strict with
     no ``min_delta``, and a missing ``monitor`` with ``save_best_only``
-    skips the save with a warning (here once per ``fit``).  Only whole-model
-    saves are supported (no ``save_weights_only``).
+    skips the save with a warning (here once per ``fit``, at its start when
+    fit's params list the keys, as ``EarlyStopping`` does).  Only
+    whole-model saves are supported (no ``save_weights_only``).
 
     Examples
     --------
@@ -590,6 +636,28 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
+        self._check_fields_logged()
+        if self.save_best_only:
+            _warn_if_not_logged(self, "ModelCheckpoint(save_best_only=True)",
+                                _NO_CHECKPOINT)
+
+    def _check_fields_logged(self):
+        """ValueError if ``filepath`` reads a field the epoch logs of this fit
+        will not hold: before the first epoch, not after it trained."""
+        keys = _logged_keys(self)
+        if keys is None:
+            return
+        available = ["epoch"] + keys
+        for field in _format_fields(self.filepath):
+            # "loss" of "{loss.real}" or "{loss[0]}": the key formatting looks up
+            head = field.partition(".")[0].partition("[")[0]
+            if head not in available:
+                hint = (" (val_ fields need validation_data or validation_split)"
+                        if head.startswith("val_") else "")
+                raise ValueError(
+                    f"ModelCheckpoint: `filepath` {self.filepath!r} uses the field "
+                    f"{head!r}, which the epoch logs of this fit will not hold{hint}. "
+                    f"Available fields: {', '.join(sorted(available))}.")
 
     def _format_path(self, epoch, logs):
         fields = dict(logs)
@@ -625,7 +693,7 @@ class ModelCheckpoint(Callback):
                         _missing_key_message(
                             "ModelCheckpoint(save_best_only=True)", self.monitor, logs
                         )
-                        + " No checkpoint is written for such epochs.",
+                        + _NO_CHECKPOINT,
                         RuntimeWarning,
                         stacklevel=outside_stacklevel(),
                     )
@@ -748,8 +816,11 @@ class LearningRateScheduler(Callback):
         same pair).
     ValueError
         At an epoch, if the schedule returns something that is not a finite
-        number > 0 (NaN, inf, 0, negative, None, a string ...); the message
-        names the epoch and the value.
+        number > 0 (NaN, inf, 0, negative, None, a string ...), or a number
+        the network's dtype does not hold (below its smallest normal number,
+        1.2e-38 for float32, where it would train nothing; above its
+        largest); the message names the epoch and the value, and the
+        learning rate is unchanged.
 
     Notes
     -----
@@ -800,6 +871,13 @@ class LearningRateScheduler(Callback):
             except TypeError:
                 value = _scaled(self.schedule(epoch), scale)
         lr = _validate_lr(value, epoch, "LearningRateScheduler: `schedule`")
+        dtype = getattr(self.model, "dtype", None)
+        problem = None if dtype is None else learning_rate_dtype_problem(lr, dtype)
+        if problem:
+            # (fit would refuse it after on_epoch_begin too, without the schedule's name)
+            raise ValueError(f"LearningRateScheduler: `schedule` returned {value!r} for "
+                             f"epoch {epoch + 1} (schedule({epoch})); the network's "
+                             f"learning_rate {problem}")
         self.model.optimizer.learning_rate = lr
         if self.verbose > 0:
             print(
@@ -867,8 +945,13 @@ class ReduceLROnPlateau(Callback):
     scale is part of the optimizer's state: it survives later ``fit`` calls
     and save/load, as a cut of a constant rate does.
 
-    A missing monitor warns once per ``fit``; NaN values count as no
-    improvement.
+    A cut that would leave the rate positive but below the smallest normal
+    number of the network's dtype (1.2e-38 for float32, where fit refuses
+    a chosen rate: it trains nothing) sets it to 0.0, the end of the decay.
+
+    A missing monitor warns once per ``fit``, at its start when fit's
+    ``params["metrics"]`` lists the keys of the logs (else at the first
+    epoch end that lacks it); NaN values count as no improvement.
 
     Examples
     --------
@@ -914,6 +997,7 @@ class ReduceLROnPlateau(Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
+        _warn_if_not_logged(self, "ReduceLROnPlateau")
 
     def in_cooldown(self):
         """True while the cooldown counter is positive."""
@@ -946,6 +1030,9 @@ class ReduceLROnPlateau(Callback):
                 f"got {optimizer.learning_rate!r}."
             ) from None
         new_lr = self._rule.cut(old_lr)
+        dtype = getattr(self.model, "dtype", None)
+        if dtype is not None:       # (fit refuses a positive rate the dtype flushes)
+            new_lr = flush_cut_rate(new_lr, dtype)
         if new_lr < old_lr:
             optimizer.learning_rate = new_lr
             if hasattr(optimizer, "learning_rate_scale"):

@@ -777,6 +777,10 @@ class DistributedTrainer(Trainer):
         buffer[:-2] *= model.loss_.grad_scale(weight, 1)
         return float(buffer[-3]), float(buffer[-2]), weight
 
+    def log_keys(self):
+        """The Trainer's, plus allreduce_seconds (:meth:`_epoch_logs`)."""
+        return super().log_keys() + ["allreduce_seconds"]
+
     def _epoch_logs(self, result):
         """The Trainer's logs, plus this rank's seconds in the allreduce this epoch."""
         logs = super()._epoch_logs(result)

@@ -403,11 +403,19 @@ class Sequential:
         n_threads : int or None
             Override the network's n_threads for this fit.
         initial_epoch : int >= 0 or None, default None
-            Index of the first epoch, as callbacks, the history and the
-            progress lines see it. None continues the count of earlier fits
+            Index of the first epoch, as callbacks, the history, the
+            progress lines and the optimizer's learning-rate schedule see
+            it. None continues the count of earlier fits
             (``epochs_trained``), so that a second fit's epochs follow the
             first's (a ``ModelCheckpoint("ck-{epoch}.npz")`` writes new
-            files); an int behaves as Keras' ``initial_epoch``.
+            files); an int behaves as Keras' ``initial_epoch``: epochs k..
+            ``epochs - 1`` run, with ``learning_rate=schedule`` at
+            ``schedule(k)``, ``schedule(k + 1)``... as a
+            ``LearningRateScheduler(schedule)`` gives, whatever
+            ``epochs_trained`` says (after a save and load, pass
+            ``initial_epoch=net.epochs_trained`` or None to resume the
+            schedule where it stopped). ``epochs_trained`` counts the epochs
+            run either way.
         steps_per_execution : int >= 1 or None, default None
             Batches the compiled loop runs between two calls of the
             callbacks' ``on_train_batch_begin`` / ``on_train_batch_end`` (as
@@ -480,9 +488,16 @@ class Sequential:
         completed epoch, and ``history.interrupted`` is True. The compiled
         loop notices the signal every progress chunk (1/20 of an epoch).
 
-        A learning-rate schedule is evaluated at ``epochs_trained``, which
-        counts epochs over all calls since compile: a second fit (or a fit
-        after save and load) continues the schedule.
+        A learning-rate schedule given as the optimizer's ``learning_rate``
+        is evaluated at each epoch's index, the one callbacks see (their
+        ``epoch`` argument) and the history records: without
+        `initial_epoch`, ``epochs_trained`` at the epoch's start, which
+        counts epochs over all calls since compile, so a second fit (or a
+        fit after save and load) continues the schedule; with
+        ``initial_epoch=k``, k, k + 1, ... (Keras drives its optimizers'
+        schedules by ``optimizer.iterations``, steps; descend's count
+        epochs). A ``LearningRateScheduler`` callback gets the same index,
+        so both forms give the same rates.
 
         Batch hooks: ``on_train_batch_begin(batch)`` is called before a run
         of batches starting at `batch` (0-based in the epoch) and

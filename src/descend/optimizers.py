@@ -21,7 +21,8 @@ import numpy as np
 from descend import _aligned, _optim, _threads, schedules
 from descend._contract import OptimizerKind
 from descend._validation import (Interval, check, check_array_like, check_float,
-                                 check_team_size, error_message)
+                                 check_team_size, error_message, flush_cut_rate,
+                                 learning_rate_dtype_problem)
 
 # the kernels' update codes (descend._contract.OptimizerKind: one definition)
 SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = (
@@ -45,8 +46,12 @@ class Optimizer(abc.ABC):
     Parameters
     ----------
     learning_rate : float > 0, or a schedule / callable epoch -> float
-        A schedule is evaluated at the start of every epoch of ``fit``
-        (0-based epoch index); the value used is recorded in the history.
+        A schedule is evaluated at the start of every epoch of ``fit``, at
+        the 0-based epoch index its callbacks see (see ``fit``'s
+        ``initial_epoch``); the value used is recorded in the history. A
+        positive rate below the smallest normal number of the network's
+        dtype (1.2e-38 for float32) is refused by compile and fit, from a
+        schedule too: it would train nothing.
     weight_decay : float >= 0
     decay_bias : bool, default False
         Apply weight decay to biases too.
@@ -169,9 +174,12 @@ class Optimizer(abc.ABC):
             ``epsilon`` (Adagrad, RMSprop, Adam, AdamW) below the smallest
             normal number of `dtype` (1.2e-38 for float32): the updates
             flush subnormal numbers to zero, and a zero gradient would then
-            divide 0 by 0. ``learning_rate`` or ``epsilon`` above the
-            largest finite number of `dtype` (3.4e38 for float32): the
-            update computes in `dtype`, where either would be infinite.
+            divide 0 by 0. A positive ``learning_rate`` below that smallest
+            normal number: it would train nothing (1e-46 is 0.0 in float32);
+            0, which a callback may assign to pause training, passes.
+            ``learning_rate`` or ``epsilon`` above the largest finite number
+            of `dtype` (3.4e38 for float32): the update computes in `dtype`,
+            where either would be infinite.
         """
         self.check_settings()
         epsilon = getattr(self, "epsilon", None)
@@ -188,33 +196,78 @@ class Optimizer(abc.ABC):
             raise ValueError(f"epsilon must be at least {tiny!r} (the smallest normal "
                              f"{name}: the updates flush smaller numbers to "
                              f"zero, and a zero gradient would give 0/0), got {epsilon!r}")
-        for setting, value in settings.items():
-            if value > largest:
-                raise ValueError(f"{setting} must be at most {largest!r} (the largest "
-                                 f"finite {name}: the update computes in {name}), "
-                                 f"got {value!r}")
+        if "learning_rate" in settings:
+            problem = learning_rate_dtype_problem(settings["learning_rate"], dtype)
+            if problem:
+                raise ValueError(f"learning_rate {problem}, got {settings['learning_rate']!r}")
+        if "epsilon" in settings and settings["epsilon"] > largest:
+            raise ValueError(f"epsilon must be at most {largest!r} (the largest finite "
+                             f"{name}: the update computes in {name}), got {epsilon!r}")
 
     def check_learning_rate(self, dtype):
         """Check the learning rate as it stands (a callback may have assigned
-        it): a finite float >= 0 (bool refused) that `dtype` holds.
+        it): a finite float >= 0 (bool refused) that `dtype` holds: 0 or at
+        least its smallest normal number, at most its largest.
 
         Raises
         ------
         TypeError, ValueError
             Naming ``optimizer.learning_rate`` (or ``learning_rate``, for a
-            value above the dtype's largest: :meth:`check_dtype`).
+            value `dtype` does not hold: :meth:`check_dtype`).
         """
         self.learning_rate = check_float(self.learning_rate, "optimizer.learning_rate",
                                          minimum=0.0)
         self.check_dtype(dtype)
 
-    def learning_rate_for_epoch(self, epoch):
-        """Evaluate the schedule (if any) for this epoch, times learning_rate_scale."""
+    def learning_rate_for_epoch(self, epoch, dtype=None):
+        """Set ``learning_rate`` for an epoch: the schedule (if any) at `epoch`
+        times ``learning_rate_scale``, else the rate as it stands, checked.
+
+        Parameters
+        ----------
+        epoch : int
+            The 0-based index of the epoch, as fit's callbacks see it (with
+            ``fit(initial_epoch=k)``, k for its first epoch).
+        dtype : numpy dtype or None
+            The parameters' dtype: a schedule's value is checked against it
+            here, naming the schedule and the epoch (None: not checked; fit
+            checks the rate again after ``on_epoch_begin``).
+
+        Returns
+        -------
+        float
+            The learning rate of the epoch.
+
+        Raises
+        ------
+        ValueError
+            The schedule gave NaN, an infinity or a negative value, or, with
+            `dtype`, a value `dtype` does not hold (a positive rate below
+            its smallest normal number, or above its largest); a rate
+            assigned by a caller that is not a finite float >= 0.
+            ``learning_rate`` is then unchanged. (Plateau cuts are not
+            refused: a rate they take below the smallest normal number,
+            through ``learning_rate_scale`` or a
+            ``schedules.ReduceLROnPlateau``, becomes 0.0.)
+        TypeError
+            An assigned rate that is not a real number.
+        """
         if self.schedule is not None:
-            lr = float(self.schedule(epoch)) * self.learning_rate_scale
+            value = float(self.schedule(epoch))
+            lr = value * self.learning_rate_scale
             if not np.isfinite(lr) or lr < 0:
                 raise ValueError(f"learning-rate schedule gave {lr} for epoch {epoch + 1} "
                                  f"(schedule({epoch})); expected a finite value >= 0")
+            if dtype is not None:
+                # the schedule's own value is the caller's choice; what plateau cuts
+                # made of it (learning_rate_scale, schedules.ReduceLROnPlateau's
+                # value) is descend's decay towards 0, which ends at 0.0
+                cut = isinstance(self.schedule, schedules.ReduceLROnPlateau)
+                problem = None if cut else learning_rate_dtype_problem(value, dtype)
+                if problem:
+                    raise ValueError(f"learning-rate schedule gave {value!r} for epoch "
+                                     f"{epoch + 1} (schedule({epoch})); learning_rate {problem}")
+                lr = flush_cut_rate(lr, dtype)
             self.learning_rate = lr
         else:   # a callback may have assigned it
             self.learning_rate = check_float(self.learning_rate, "optimizer.learning_rate",

@@ -3,6 +3,14 @@
 A schedule maps the **0-based index of the epoch about to be trained** to the
 learning rate used for every update of that epoch: ``schedule(0)`` is the
 rate of the first epoch.  Every schedule returns a Python ``float``.
+Given as an optimizer's ``learning_rate``, ``fit`` evaluates it at the
+index its callbacks see: ``epochs_trained`` counting on over fits, or
+``k, k + 1, ...`` for ``fit(initial_epoch=k)`` (as a
+``callbacks.LearningRateScheduler`` does with the same schedule).  A
+positive rate below the smallest normal number of the network's dtype
+(1.2e-38 for float32) stops ``fit`` with a ValueError naming the epoch: it
+would train nothing; 0 is allowed, and :class:`ReduceLROnPlateau` cuts that
+go below that bound give 0.0.
 
 Most schedules are pure functions of the epoch.  :class:`ReduceLROnPlateau`
 is stateful: the training loop calls :meth:`ReduceLROnPlateau.step` once

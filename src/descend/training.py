@@ -382,8 +382,12 @@ class Trainer:
             self.prepare()
             callbacks = config.callbacks
             callbacks.set_model(model)
+            # Keras 2's params, "metrics" the keys of every epoch's logs: a callback
+            # checks the fields and monitors it reads at on_train_begin
             callbacks.set_params({"epochs": config.epochs, "batch_size": config.batch_size,
-                                  "samples": self.n_samples, "verbose": config.verbose})
+                                  "samples": self.n_samples, "verbose": config.verbose,
+                                  "do_validation": config.validation is not None,
+                                  "metrics": self.log_keys()})
             callbacks.on_train_begin({})
         except BaseException:
             model.history, model.classes_, model.stop_training = before
@@ -432,7 +436,10 @@ class Trainer:
         self.snapshot = None
         self._check_kept()
         self.snapshot = self._snapshot()
-        optimizer.learning_rate_for_epoch(model.epochs_trained)
+        # the index the callbacks see (as Keras' LearningRateScheduler): with
+        # initial_epoch=k, k for the first epoch whatever epochs_trained says;
+        # without, epochs_trained (range(epochs_trained, ...)): one rule for both
+        optimizer.learning_rate_for_epoch(epoch, model.dtype)
         config.callbacks.on_epoch_begin(epoch, {})
         self._check_epoch_settings()                   # a callback may have changed them
         order = (model._rng.permutation(n) if config.shuffle else np.arange(n)).astype(np.intp)
@@ -535,6 +542,21 @@ class Trainer:
         if config.gradient_norms:
             logs.update(self._gradient_norms())
         return logs
+
+    def log_keys(self):
+        """The keys of every epoch's logs (:meth:`_epoch_logs` and the rate and
+        time run_epoch adds), in their order, known before the first epoch
+        (the network is built)."""
+        model, config = self.model, self.config
+        scores = (["accuracy"] if model.loss_.is_classifier else ["mse", "mae", "r2"])
+        keys = ["loss"]
+        if model.loss_.is_classifier or model._regression_train_metrics:
+            keys += scores
+        if config.validation is not None:      # model._evaluate's keys
+            keys += ["val_" + key for key in ["loss"] + scores]
+        if config.gradient_norms:
+            keys += [f"grad_norm_{i}" for i in range(len(model.dense_layers))]
+        return keys + ["learning_rate", "seconds", "samples_per_second"]
 
     def _gradient_norms(self, max_rows=2048):
         from descend import reference   # (reference imports DivergenceError from here)
