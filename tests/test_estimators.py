@@ -413,6 +413,29 @@ def test_partial_fit_streams_with_declared_classes():
         dn.MLPRegressor(early_stopping=True).partial_fit(*linear())
 
 
+def test_partial_fit_first_call_checks_y_against_classes():
+    # the first call took integer labels as positions in classes: y in {0, 1, 2}
+    # trained as 7, 8, 9 (or "cat", "dog", "emu"); the second call refused them
+    X, y = blobs()
+    for classes, named in (([7, 8, 9], "[7, 8, 9]: [0, 1, 2]"),
+                           (["cat", "dog", "emu"], "['cat', 'dog', 'emu']: [0, 1, 2]")):
+        clf = dn.MLPClassifier(hidden_layer_sizes=(4,), random_state=0, n_threads=1)
+        with pytest.raises(ValueError) as info:
+            clf.partial_fit(X, y, classes=classes)
+        assert str(info.value) == f"y has labels not declared in classes {named}"
+        assert not hasattr(clf, "net_") and not hasattr(clf, "classes_")
+    # an undeclared label among declared ones is named as such (it was "binary_cross_
+    # entropy takes two classes ... declare both with partial_fit(classes=...)")
+    labels = np.array(["cat", "dog", "emu"])[y]
+    clf = dn.MLPClassifier(hidden_layer_sizes=(4,), random_state=0, n_threads=1)
+    with pytest.raises(ValueError) as info:
+        clf.partial_fit(X, labels, classes=["cat", "dog"])
+    assert str(info.value) == "y has labels not declared in classes ['cat', 'dog']: ['emu']"
+    assert not hasattr(clf, "net_")
+    clf.partial_fit(X, labels, classes=["emu", "cat", "dog"])
+    np.testing.assert_array_equal(clf.classes_, ["cat", "dog", "emu"])
+
+
 def test_regressor_partial_fit():
     X, y = linear()
     reg = dn.MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, batch_size=20,

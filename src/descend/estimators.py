@@ -590,6 +590,15 @@ class _SklearnLoop(Callback):
             net.optimizer.learning_rate = est._learning_rate / self.scale
 
 
+def _check_declared(found, declared, name):
+    """ValueError naming the labels of y (`found`, sorted unique) that are not
+    in `declared` (the classes of partial_fit, named `name`)."""
+    unknown = np.setdiff1d(found, declared)
+    if unknown.size:
+        raise ValueError(f"y has labels not declared in {name} {declared.tolist()}: "
+                         f"{unknown.tolist()}")
+
+
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by descend (scikit-learn API).
 
@@ -789,7 +798,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ------
         ValueError
             No classes on the first call, classes differing from an
-            earlier call, y holding labels not in ``classes_`` (named), or
+            earlier call, y holding labels not in ``classes`` or
+            ``classes_`` (named; on the first call too), or
             class_weight="balanced" (a stream's class frequencies are not
             known from one chunk; give a dict).
         RuntimeError
@@ -841,6 +851,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     declared, self.classes_):
                 raise ValueError(f"classes={declared.tolist()} is not the same as on the "
                                  f"last call to partial_fit, was: {self.classes_.tolist()}")
+            if reset:
+                # as later calls check y against classes_: integer labels were
+                # taken as positions in classes (y in {0, 1, 2}, classes=[7, 8, 9])
+                _check_declared(found, declared, "classes")
         elif incremental and reset and not multilabel:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         else:
@@ -871,10 +885,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                      f"classes as in the previous call to fit. Previously "
                                      f"got {self.classes_.tolist()}, `y` has "
                                      f"{found.tolist()}")
-                unknown = np.setdiff1d(found, self.classes_)
-                if unknown.size:
-                    raise ValueError(f"y has labels not declared in classes_ "
-                                     f"{self.classes_.tolist()}: {unknown.tolist()}")
+                _check_declared(found, self.classes_, "classes_")
         return X, y
 
     def _encode_targets(self, y, dtype):
