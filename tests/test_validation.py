@@ -1,6 +1,7 @@
 """descend._validation: one constraint table, one message style, one rule for the
 exception type, and the same message for the same argument kind everywhere."""
 import os
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -262,3 +263,72 @@ def test_compile_takes_keras_metrics_it_logs_and_names_the_others():
         net.compile("softmax_cross_entropy", "sgd", metrics="accuracy")
     assert isinstance(net.optimizer, dn.optimizers.Adam) and net.epochs_trained == 1
     net.compile("mean_squared_error", "sgd", metrics=("mae", "r2"))
+
+
+# --------------------------------------------------------------------------- masked arrays
+def _digits_net():
+    X, y = dn.datasets.load_digits()
+    net = dn.Sequential([dn.Dense(8, activation="relu"), dn.Dense(10)], input_dim=64, seed=0)
+    return X[:100], y[:100], net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+
+
+def _masked(array):
+    # values under the mask that would wreck training if used: np.asarray kept
+    # them and dropped the mask (the loss of a fit on such X was 1.4e12)
+    masked = np.ma.masked_array(np.array(array, dtype=np.float64), mask=False)
+    masked[:3] = np.ma.masked
+    masked.data[:3] = 1e6
+    return masked
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda net, X, y: net.fit(_masked(X), y, verbose=0), "X"),
+    (lambda net, X, y: net.fit(X, _masked(y), verbose=0), "y"),
+    (lambda net, X, y: net.fit(X, y, sample_weight=_masked(np.ones(len(y))), verbose=0),
+     "sample_weight"),
+    (lambda net, X, y: net.fit(X, y, validation_data=(_masked(X), y), verbose=0),
+     "validation_data[0]"),
+    (lambda net, X, y: net.fit(X, y, validation_data=(X, _masked(y)), verbose=0),
+     "validation_data[1]"),
+    (lambda net, X, y: net.fit(X, y, verbose=0, validation_data=(
+        X, y, _masked(np.ones(len(y))))), "validation_data[2]"),
+    (lambda net, X, y: net.partial_fit(_masked(X), y), "X"),
+    (lambda net, X, y: net.train_on_batch(X, _masked(y)), "y"),
+    (lambda net, X, y: net.evaluate(_masked(X), y), "X"),
+    (lambda net, X, y: net.evaluate(X, _masked(y)), "y"),
+    (lambda net, X, y: net.predict(_masked(X)), "X"),
+    (lambda net, X, y: dn.datasets.train_test_split(_masked(X), y, seed=0), "X"),
+    (lambda net, X, y: dn.datasets.train_test_split(X, _masked(y), seed=0), "y"),
+])
+def test_masked_arrays_are_refused_naming_the_argument(call, name):
+    X, y, net = _digits_net()
+    with pytest.raises(TypeError) as info:
+        call(net, X, y)
+    assert str(info.value) == (
+        f"{name} must be an array without a mask, got a numpy.ma.MaskedArray of shape "
+        f"{(100, 64) if name.endswith(('X', '[0]')) else (100,)} (descend would use the "
+        f"values under its mask); fill or drop the masked entries first, e.g. "
+        f"{name}.filled(value), or np.ma.compress_rows({name}) to drop the rows of a 2-D "
+        "array")
+    assert net.epochs_trained == 0 and not net.history
+
+
+def test_masked_arrays_are_refused_by_the_estimators():
+    pytest.importorskip("sklearn")
+    X, y, _ = _digits_net()
+    clf = dn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0, n_threads=1)
+    for args, name in (((_masked(X), y), "X"), ((X, _masked(y)), "y")):
+        with pytest.raises(TypeError, match=rf"^{name} must be an array without a mask"):
+            clf.fit(*args)
+        assert not hasattr(clf, "net_")
+    reg = dn.MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0, n_threads=1)
+    with pytest.raises(TypeError, match=r"^y must be an array without a mask"):
+        reg.partial_fit(X, _masked(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # ConvergenceWarning of max_iter=2
+        clf.fit(X, y)
+    for method in (clf.predict, clf.predict_proba):
+        with pytest.raises(TypeError, match=r"^X must be an array without a mask"):
+            method(_masked(X))
+    # filled, the same data is accepted (what the message says to do)
+    assert clf.predict(_masked(X).filled(0.0)).shape == (100,)

@@ -15,7 +15,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from descend._validation import error_message
+from descend._validation import as_array, error_message
 
 # the smallest positive weight: float64's smallest normal number (below it
 # the weights are subnormal and the reciprocal of their sum overflows)
@@ -46,7 +46,7 @@ def check_sample_weight(sample_weight, n, name="sample_weight", allow_all_zero=F
     if isinstance(sample_weight, (str, bytes, dict)):
         raise TypeError(error_message(name, f"an array of {n} non-negative weights",
                                       sample_weight))
-    weights = np.asarray(sample_weight)
+    weights = as_array(sample_weight, name, f"an array of {n} non-negative weights")
     if weights.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {weights.dtype}")
     if weights.shape != (n,):

@@ -45,6 +45,7 @@ __all__ = ["Constraint", "Interval", "Options", "InstanceOf", "make_constraint",
            "validate", "validate_params", "check_dtype", "check_int", "check_float",
            "check_bool", "check_n_threads", "check_team_size", "check_X", "check_lengths", "all_finite",
            "learning_rate_dtype_problem", "flush_cut_rate",
+           "as_array", "reject_masked",
            "unwritable_directory", "check_output_directory"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -527,9 +528,10 @@ def check_X(X, dtype, name="X", n_features=None, lazy=False):
     is checked chunk by chunk and returned as a ``descend._outofcore.LazyRows``.
 
     Integer, bool and float inputs are converted to the network's dtype;
-    anything else (strings, objects, complex) is a TypeError. Raises
-    ValueError for a wrong number of dimensions, no samples, NaN/inf, or a
-    feature count other than `n_features`.
+    anything else (strings, objects, complex), a scipy.sparse matrix or a
+    numpy masked array is a TypeError. Raises ValueError for a wrong number
+    of dimensions, no samples, NaN/inf, or a feature count other than
+    `n_features`.
     """
     if isinstance(X, (str, bytes)) or X is None:
         raise TypeError(error_message(name, "a 2-D array of numbers", X))
@@ -574,13 +576,42 @@ def check_X(X, dtype, name="X", n_features=None, lazy=False):
 
 
 def as_array(value, name, expected):
-    """np.asarray(value), with numpy's ValueError for a ragged sequence
-    ("inhomogeneous shape") re-raised naming `name` and what was expected."""
+    """np.asarray(value), the one conversion of the data arguments (X, y,
+    sample_weight, validation_data[...]).
+
+    Raises
+    ------
+    TypeError
+        For a numpy masked array (see :func:`reject_masked`).
+    ValueError
+        For a ragged sequence: numpy's "inhomogeneous shape", naming `name`
+        and what was expected.
+    """
+    reject_masked(value, name)
     try:
         return np.asarray(value)
     except ValueError as exc:
         raise ValueError(f"{name} must be {expected}, got a {type(value).__name__} of rows "
                          f"of different lengths ({exc})") from None
+
+
+def reject_masked(value, name):
+    """TypeError naming `name` if `value` is a numpy masked array.
+
+    np.asarray keeps its data and drops its mask: the placeholders under the
+    mask would be trained on (or predicted, or weighed) as real values.
+
+    Raises
+    ------
+    TypeError
+        If `value` is a ``numpy.ma.MaskedArray``.
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} must be an array without a mask, got a numpy.ma.MaskedArray of shape "
+            f"{value.shape} (descend would use the values under its mask); fill or drop "
+            f"the masked entries first, e.g. {name}.filled(value), or "
+            f"np.ma.compress_rows({name}) to drop the rows of a 2-D array")
 
 
 def all_finite(array, chunk_elements=1 << 20):

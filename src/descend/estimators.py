@@ -55,7 +55,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from descend import _threads, distributed as _distributed, initializers, optimizers, reference
 from descend._sample_weight import check_sample_weight, class_weights
-from descend._validation import Constraint, Interval, Options, outside_stacklevel, validate
+from descend._validation import (Constraint, Interval, Options, outside_stacklevel,
+                                 reject_masked, validate)
 from descend.activations import ACTIVATIONS
 from descend.callbacks import Callback
 from descend.layers import Dense
@@ -283,6 +284,9 @@ class _BaseMLP(BaseEstimator):
                                  "the whole data on every rank (MPI(sharded=False))")
             if not first_pass:
                 self._check_same_network(sizes)
+            # before validate_data, whose np.asarray drops the mask
+            reject_masked(X, "X")
+            reject_masked(y, "y")
             X, y = self._validate_input(X, y, incremental, first_pass, classes)
             if not first_pass and X.dtype != self.net_.dtype:
                 X = X.astype(self.net_.dtype)
@@ -462,6 +466,7 @@ class _BaseMLP(BaseEstimator):
     def _output(self, X):
         """The network's output (after the loss's link) for validated X."""
         check_is_fitted(self)
+        reject_masked(X, "X")
         X = validate_data(self, X, reset=False, dtype=self.net_.dtype)
         return self.net_.predict(X)
 

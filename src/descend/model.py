@@ -16,9 +16,9 @@ from descend import _inference, _threads, losses, optimizers, plans, reference
 from descend._inference import CHUNK_ROWS, PARALLEL_MIN_ROWS  # noqa: F401
 from descend import layers as layers_module
 from descend._sample_weight import check_sample_weight
-from descend._validation import (InstanceOf, Interval, check, check_array_like, check_dtype,
-                                 check_int, check_lengths, check_n_threads, check_X,
-                                 error_message)
+from descend._validation import (InstanceOf, Interval, as_array, check, check_array_like,
+                                 check_dtype, check_int, check_lengths, check_n_threads,
+                                 check_X, error_message)
 from descend.layers import Dense, Dropout
 from descend.training import (DivergenceError, FitConfig, History, Trainer,  # noqa: F401
                                make_trainer)
@@ -293,7 +293,8 @@ class Sequential:
                     lazy=lazy)
         if y is None:
             raise ValueError(f"{y_name} is required, got None")
-        check_lengths(X, np.asarray(y) if np.ndim(y) else [y], x_name, y_name)
+        check_lengths(X, as_array(y, y_name, "labels (1-D) or targets (2-D)")
+                      if np.ndim(y) else [y], x_name, y_name)
         targets, labels, classes = self._encode(y, y_name, classes)
         return X, targets, labels, classes
 
