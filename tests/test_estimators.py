@@ -436,6 +436,23 @@ def test_partial_fit_first_call_checks_y_against_classes():
     np.testing.assert_array_equal(clf.classes_, ["cat", "dog", "emu"])
 
 
+def test_labels_ending_in_nul_are_refused():
+    # unique_labels made classes_ ['a', 'a', 'b'] of ['a', 'a\x00', 'b']: two classes
+    # predicted as the same label
+    X, y = blobs()
+    labels = np.array(["a", "a\x00", "b"], dtype=object)[y]
+    clf = dn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0, n_threads=1)
+    with pytest.raises(ValueError) as info:
+        clf.fit(X, labels)
+    assert str(info.value) == (
+        "y has the label 'a\\x00', which ends in a NUL character: numpy's fixed-width strings "
+        "drop trailing NULs (it would be 'a' in classes_ and in a saved model); strip them or "
+        "use other labels")
+    with pytest.raises(ValueError, match=r"^classes has the label 'b\\x00', which ends"):
+        clf.partial_fit(X, np.array(["a", "b", "c"])[y], classes=["a", "b\x00", "c"])
+    assert not hasattr(clf, "net_") and not hasattr(clf, "classes_")
+
+
 def test_regressor_partial_fit():
     X, y = linear()
     reg = dn.MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, batch_size=20,

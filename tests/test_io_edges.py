@@ -115,6 +115,10 @@ def test_a_callable_in_the_config_is_refused_with_the_whole_explanation(tmp_path
     (np.array([0, True], dtype=object),
      "cannot save classes_ of mixed Python objects [0, True]: use numbers or strings as "
      "labels"),
+    # fixed-width strings drop trailing NULs: the file held 'a' twice, which load refused
+    (np.array(["a", "a\x00", "b"], dtype=object),
+     "cannot save classes_ ['a', 'a\\x00', 'b']: numpy's fixed-width strings drop trailing "
+     "NUL characters, so they would be saved as ['a', 'a', 'b']; use labels without them"),
     (np.array([1 + 0j, 2 + 0j]), "cannot save classes_ of dtype complex128 and shape (2,)"),
     (np.array([[0], [1]]), "cannot save classes_ of dtype int64 and shape (2, 1)"),
     (np.array([["a", "b"]]), "cannot save classes_ of dtype <U1 and shape (1, 2)"),
@@ -129,6 +133,28 @@ def test_classes_that_a_file_cannot_hold_are_refused_in_full(tmp_path, classes, 
         net.save(tmp_path / "m.npz")
     assert str(info.value) == message
     assert os.listdir(tmp_path) == []
+
+
+def test_labels_ending_in_nul_are_refused_by_fit_not_after_it_by_load(tmp_path):
+    # 'a' and 'a\x00' fitted as two classes; save wrote them as 'a' twice and
+    # load refused the file ("classes must hold sorted distinct labels")
+    net = small_net()
+    weights = [w.copy() for w in net.get_weights()]
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    labels = np.array(["a", "a\x00", "b"] * 2, dtype=object)
+    message = ("y has the label 'a\\x00', which ends in a NUL character: numpy's fixed-width "
+               "strings drop trailing NULs (it would be 'a' in classes_ and in a saved model); "
+               "strip them or use other labels")
+    for call in (lambda: net.fit(X, labels, verbose=0), lambda: net.partial_fit(X, labels)):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+    with pytest.raises(ValueError) as info:      # (np.asarray would drop the NUL here)
+        net.partial_fit(X, np.array(["a", "b", "c"] * 2), classes=["a", "b", "c\x00"])
+    assert str(info.value) == message.replace("y has", "classes has").replace(
+        "'a\\x00'", "'c\\x00'").replace("be 'a'", "be 'c'")
+    assert net.epochs_trained == 1
+    assert all(np.array_equal(a, b) for a, b in zip(weights, net.get_weights()))
 
 
 @pytest.mark.parametrize("classes", [np.array([2, 5, 7], dtype=np.uint8),

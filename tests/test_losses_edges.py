@@ -456,6 +456,16 @@ def test_sce_encode_class_ids_one_hot_and_labels():
     (np.array([1, "a"], dtype=object), 2, None, TypeError,
      "y_val labels must be comparable with each other (all numbers or all strings), got a "
      "mix of ['int', 'str']"),
+    # numpy's fixed-width strings drop trailing NULs: 'a' and 'a\x00' fitted as two
+    # classes and were saved as 'a' twice, a file load refused
+    (np.array(["a", "a\x00"], dtype=object), 2, None, ValueError,
+     "y_val has the label 'a\\x00', which ends in a NUL character: numpy's fixed-width "
+     "strings drop trailing NULs (it would be 'a' in classes_ and in a saved model); strip "
+     "them or use other labels"),
+    (np.array([b"b\x00\x00", b"a"], dtype=object), 2, None, ValueError,
+     "y_val has the label b'b\\x00\\x00', which ends in a NUL character: numpy's "
+     "fixed-width strings drop trailing NULs (it would be b'b' in classes_ and in a saved "
+     "model); strip them or use other labels"),
     (np.array([1, 2], dtype=object), 2, np.array(["a", "b"]), TypeError,
      "y_val labels of type object cannot be compared with classes_ of type <U1"),
     (np.array([1.5, 2.5]), 2, np.array(["a", "b"]), ValueError,

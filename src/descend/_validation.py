@@ -45,7 +45,7 @@ __all__ = ["Constraint", "Interval", "Options", "InstanceOf", "make_constraint",
            "validate", "validate_params", "check_dtype", "check_int", "check_float",
            "check_bool", "check_n_threads", "check_team_size", "check_X", "check_lengths", "all_finite",
            "learning_rate_dtype_problem", "flush_cut_rate",
-           "as_array", "reject_masked",
+           "as_array", "reject_masked", "check_storable_labels",
            "unwritable_directory", "check_output_directory"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -612,6 +612,36 @@ def reject_masked(value, name):
             f"{value.shape} (descend would use the values under its mask); fill or drop "
             f"the masked entries first, e.g. {name}.filled(value), or "
             f"np.ma.compress_rows({name}) to drop the rows of a 2-D array")
+
+
+def check_storable_labels(values, name):
+    """ValueError naming `name` for a class label numpy cannot hold as it is.
+
+    A str or bytes label ending in a NUL character ('\\x00'): numpy's
+    fixed-width strings (which ``classes_`` becomes in an estimator and in a
+    saved file) drop trailing NULs, so 'a\\x00' turns into 'a', a label of
+    its own or the same one twice (save then wrote a file load refused).
+
+    Parameters
+    ----------
+    values : iterable
+        The labels as Python objects (an object array's ``tolist()``).
+    name : str
+        The argument holding them ("y", "classes").
+
+    Raises
+    ------
+    ValueError
+        For the first such label, named.
+    """
+    for value in values:
+        if (isinstance(value, str) and value.endswith("\x00")) or (
+                isinstance(value, bytes) and value.endswith(b"\x00")):
+            raise ValueError(
+                f"{name} has the label {value!r}, which ends in a NUL character: numpy's "
+                f"fixed-width strings drop trailing NULs (it would be "
+                f"{value.rstrip(value[-1:])!r} in classes_ and in a saved model); strip "
+                "them or use other labels")
 
 
 def all_finite(array, chunk_elements=1 << 20):

@@ -55,8 +55,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from descend import _threads, distributed as _distributed, initializers, optimizers, reference
 from descend._sample_weight import check_sample_weight, class_weights
-from descend._validation import (Constraint, Interval, Options, outside_stacklevel,
-                                 reject_masked, validate)
+from descend._validation import (Constraint, Interval, Options, check_storable_labels,
+                                 outside_stacklevel, reject_masked, validate)
 from descend.activations import ACTIVATIONS
 from descend.callbacks import Callback
 from descend.layers import Dense
@@ -840,6 +840,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if y.dtype.kind == "O":     # before unique_labels makes classes_ a str array
+            check_storable_labels(y.ravel().tolist(), "y")
+        if classes is not None:
+            check_storable_labels(np.asarray(classes, dtype=object).ravel().tolist(), "classes")
         check_classification_targets(y)
         y_type = type_of_target(y)
         if y_type == "multiclass-multioutput":

@@ -134,7 +134,8 @@ def save(model, path):
         The network is not built, or part of it cannot be stored without
         code: a custom (unregistered) loss, optimizer or layer, a
         ``LambdaSchedule`` or other callable, or ``classes_`` of mixed
-        Python objects. Nothing is written then.
+        Python objects or of str labels ending in NUL characters (which
+        numpy's fixed-width strings drop). Nothing is written then.
     RuntimeError
         Another thread is training `model` (its weights move at every step,
         its counters between epochs): wait for that fit to return, or save
@@ -317,6 +318,12 @@ def _classes_array(classes):
         values = array.tolist()
         if all(isinstance(v, str) for v in values):
             array = np.array(values, dtype=str)
+            if array.tolist() != values:
+                # fixed-width strings drop trailing NULs: 'a' and 'a\x00' would be
+                # saved as 'a' twice, a file load refuses
+                raise ValueError(f"cannot save classes_ {values[:10]}: numpy's fixed-width "
+                                 "strings drop trailing NUL characters, so they would be "
+                                 f"saved as {array.tolist()[:10]}; use labels without them")
         elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
             array = np.array(values, dtype=np.int64)
         else:

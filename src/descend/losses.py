@@ -23,7 +23,7 @@ import numpy as np
 
 from descend import _losses
 from descend._contract import Activation, Loss as LossCode
-from descend._validation import error_message
+from descend._validation import check_storable_labels, error_message
 
 # the kernels' loss codes (descend._contract.Loss: one definition)
 MEAN_SQUARED_ERROR = LossCode.MEAN_SQUARED_ERROR
@@ -290,7 +290,8 @@ def _unique(y, name):
 def _check_labels(y, name):
     """Class labels: no complex numbers (they were taken as classes, and
     1+0j matched class 1), dates, durations or raw records (numpy kinds M,
-    m, V: refused in X too), no NaN or infinity."""
+    m, V: refused in X too), no NaN or infinity, none numpy cannot store
+    (``check_storable_labels``)."""
     if y.dtype.kind in "cmMV" or (y.dtype.kind == "O" and any(
             isinstance(v, (complex, np.complexfloating)) for v in y.ravel().tolist())):
         raise TypeError(f"{name} labels must be ints, bools, floats or strings, got "
@@ -298,6 +299,8 @@ def _check_labels(y, name):
                                                if y.dtype.kind == "O" else ""))
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError(f"{name} contains NaN or infinite labels")
+    if y.dtype.kind == "O":     # (str arrays cannot hold trailing NULs: numpy dropped them)
+        check_storable_labels(y.ravel().tolist(), name)
 
 
 def _label_ids(y, classes, name):

@@ -27,7 +27,7 @@ from descend._sample_weight import (check_class_weight, check_sample_weight,
 from descend._train import EpochRunner
 from descend._validation import (Options, as_array, check, check_bool, check_float, check_int,
                                  check_lengths, check_live_params, check_n_threads,
-                                 error_message, outside_stacklevel)
+                                 check_storable_labels, error_message, outside_stacklevel)
 from descend.callbacks import Callback, CallbackList, LearningRateScheduler
 
 
@@ -810,6 +810,8 @@ def _check_classes(model, classes):
                          f"{array.shape}")
     if array.dtype.kind not in "biufUS":
         raise TypeError(f"classes must hold numbers or strings, got dtype {array.dtype}")
+    if array.dtype.kind in "US":    # np.asarray dropped trailing NULs: look at the labels given
+        check_storable_labels(np.asarray(classes, dtype=object).ravel().tolist(), "classes")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("classes contains NaN or infinite values")
     unique = np.unique(array)
