@@ -438,3 +438,49 @@ def test_terminate_on_nan_ignores_what_is_not_a_non_finite_number(capsys, loss):
     stop.on_epoch_end(0, {"loss": loss})
     assert stop.model.stop_training is False and stop.terminated_epoch is None
     assert capsys.readouterr().out == ""
+
+
+# --------------------------------------------------------------------------- output paths
+def test_callbacks_refuse_a_path_under_a_symbolic_link_to_nothing_up_front(tmp_path):
+    # ModelCheckpoint raised FileExistsError after the first epoch had trained,
+    # CSVLogger and TensorBoard a FileNotFoundError, none naming the argument
+    import descend as dn
+    link = tmp_path / "dl"
+    link.symlink_to(tmp_path / "gone")
+    reason = f"{str(link)!r} is a symbolic link to {str(tmp_path / 'gone')!r}, which does not exist"
+    makers = [
+        (lambda p: cbs.ModelCheckpoint(p), link / "m.npz",
+         "ModelCheckpoint: filepath must be a file in a directory that can be created or "
+         "written"),
+        (lambda p: cbs.ModelCheckpoint(p), link / "sub" / "m-{epoch:02d}.npz",
+         "ModelCheckpoint: filepath must be a file in a directory that can be created or "
+         "written"),
+        (lambda p: cbs.CSVLogger(p), link / "log.csv",
+         "CSVLogger: filename must be a file in a directory that can be written"),
+    ]
+    try:
+        import tensorboardX  # noqa: F401
+        makers.append((lambda p: cbs.TensorBoard(p), link / "run",
+                       "TensorBoard: log_dir must be a directory that can be created or "
+                       "written"))
+    except ImportError:
+        pass
+    for make, path, head in makers:
+        with pytest.raises(ValueError) as info:
+            make(path)
+        assert str(info.value) == f"{head}, got {str(path)!r} ({reason})"
+    # a missing directory: CSVLogger does not make it (open() raised at on_train_begin)
+    with pytest.raises(ValueError) as info:
+        cbs.CSVLogger(tmp_path / "missing" / "log.csv")
+    assert str(info.value) == (
+        f"CSVLogger: filename must be a file in a directory that can be written, got "
+        f"{str(tmp_path / 'missing' / 'log.csv')!r} ({str(tmp_path / 'missing')!r} does "
+        "not exist)")
+    # ModelCheckpoint makes it, and writes through a link to a file not made yet
+    net = dn.Sequential([dn.Dense(2)], input_dim=2, seed=0).compile(
+        loss="mean_squared_error", optimizer="sgd")
+    X = np.ones((4, 2))
+    net.fit(X, X, verbose=0, batch_size=4,
+            callbacks=[cbs.ModelCheckpoint(tmp_path / "made" / "m.npz"),
+                       cbs.CSVLogger(link)])
+    assert (tmp_path / "made" / "m.npz").is_file() and (tmp_path / "gone").is_file()

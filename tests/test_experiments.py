@@ -419,3 +419,22 @@ def test_cli_without_mnist_offline_says_where_to_put_it(monkeypatch, tmp_path, c
     assert err.startswith("descend experiments: could not download MNIST file")
     assert f"into {home}, or point --data-home" in err
     assert not home.exists()
+
+
+def test_an_output_directory_under_a_symbolic_link_to_nothing_is_refused_before_the_run(
+        tmp_path, capsys):
+    # the check climbed past the link to its writable parent: the whole run went
+    # by, then mkdir raised FileExistsError
+    link = tmp_path / "dangling"
+    link.symlink_to("/nonexistent/dir")
+    reason = f"({str(link)!r} is a symbolic link to '/nonexistent/dir', which does not exist)"
+    out = link / "results"
+    with pytest.raises(ValueError) as info:
+        experiments.run("depth", size="smoke", seeds=1, out=out)
+    assert str(info.value) == (f"out must be a directory that can be created or written, "
+                               f"got {str(out)!r} {reason}")
+    with pytest.raises(SystemExit) as stop:
+        main(["experiments", "depth", "--quick", "--out", str(out)])
+    assert stop.value.code == 2
+    assert (f"argument --out: expected a directory that can be created or written, got "
+            f"{str(out)!r} {reason}") in capsys.readouterr().err

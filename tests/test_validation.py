@@ -332,3 +332,50 @@ def test_masked_arrays_are_refused_by_the_estimators():
             method(_masked(X))
     # filled, the same data is accepted (what the message says to do)
     assert clf.predict(_masked(X).filled(0.0)).shape == (100,)
+
+
+# --------------------------------------------------------------------------- output paths
+def test_a_symbolic_link_to_nothing_is_not_climbed_past(tmp_path):
+    # exists() is False for such a link: the check went on to its writable parent,
+    # and makedirs raised FileExistsError after the run
+    link = tmp_path / "dl"
+    link.symlink_to(tmp_path / "gone")
+    reason = f"{str(link)!r} is a symbolic link to {str(tmp_path / 'gone')!r}, which does not exist"
+    for path in (link, link / "results", link / "a" / "b"):
+        assert v.unwritable_directory(path) == reason
+        with pytest.raises(ValueError) as info:
+            v.check_output_directory(path, "out")
+        assert str(info.value) == (f"out must be a directory that can be created or written, "
+                                   f"got {str(path)!r} ({reason})")
+    # a link to a directory is that directory
+    (tmp_path / "real").mkdir()
+    (tmp_path / "ok").symlink_to(tmp_path / "real")
+    assert v.unwritable_directory(tmp_path / "ok" / "sub") is None
+
+
+def test_check_output_file_names_the_directory_it_cannot_write(tmp_path):
+    link = tmp_path / "dl"
+    link.symlink_to("gone")     # relative: read as the link reads it
+    away = tmp_path / "away"
+    away.symlink_to(tmp_path / "nowhere" / "x")
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (link / "m.npz", True, f"{str(link)!r} is a symbolic link to 'gone', which does not exist"),
+        (tmp_path / "file" / "m.npz", True, f"{str(tmp_path / 'file')!r} is a file"),
+        (tmp_path / "missing" / "log.csv", False,
+         f"{str(tmp_path / 'missing')!r} does not exist"),
+        # open() writes through a link: to nothing in a directory that is missing
+        (away, True, f"{str(away)!r} is a symbolic link to "
+                     f"{str(tmp_path / 'nowhere' / 'x')!r}, whose directory does not exist"),
+    ]
+    for path, makedirs, reason in cases:
+        with pytest.raises(ValueError) as info:
+            v.check_output_file(path, "filename", "Owner", makedirs=makedirs)
+        can = "created or written" if makedirs else "written"
+        assert str(info.value) == (f"Owner: filename must be a file in a directory that can "
+                                   f"be {can}, got {str(path)!r} ({reason})")
+    # what can be written: a missing directory the writer makes, and a link to a
+    # file not made yet in a directory that exists
+    new = str(tmp_path / "new" / "m.npz")
+    assert v.check_output_file(new, "filepath", makedirs=True) == new
+    assert v.check_output_file(link, "filename") == str(link)

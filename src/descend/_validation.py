@@ -46,7 +46,7 @@ __all__ = ["Constraint", "Interval", "Options", "InstanceOf", "make_constraint",
            "check_bool", "check_n_threads", "check_team_size", "check_X", "check_lengths", "all_finite",
            "learning_rate_dtype_problem", "flush_cut_rate",
            "as_array", "reject_masked", "check_storable_labels",
-           "unwritable_directory", "check_output_directory"]
+           "unwritable_directory", "check_output_directory", "check_output_file"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -491,14 +491,20 @@ def _check_real(dtype, name):
 
 def unwritable_directory(path):
     """Why `path` cannot serve as an output directory ("'x' is a file",
-    "'x' is not writable"), or None if it is a writable directory or its
-    nearest existing ancestor is one (so that makedirs will succeed).
+    "'x' is not writable", "'x' is a symbolic link to 'y', which does not
+    exist"), or None if it is a writable directory or its nearest existing
+    ancestor is one (so that makedirs will succeed).
 
     For output paths checked before a long run rather than when it writes;
     `path` itself being a file is the caller's message."""
     existing = os.path.abspath(os.fspath(path))
-    while not os.path.exists(existing):
+    # lexists, not exists: a symbolic link to nothing is not missing (makedirs
+    # raises "File exists" on it, after the run) and must not be climbed past
+    while not os.path.lexists(existing):
         existing = os.path.dirname(existing)
+    if os.path.islink(existing) and not os.path.exists(existing):
+        return (f"{existing!r} is a symbolic link to {os.readlink(existing)!r}, which does "
+                "not exist")
     if not os.path.isdir(existing):
         return f"{existing!r} is a file"
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -518,6 +524,49 @@ def check_output_directory(path, name, owner=None):
     if reason:
         raise ValueError(f"{prefix}{name} must be a directory that can be created or "
                          f"written, got {path!r} ({reason})")
+    return path
+
+
+def check_output_file(path, name, owner=None, makedirs=False):
+    """path (a non-empty str or PathLike, as a str) if a file can be written
+    there; else a TypeError/ValueError naming `name`. For the files of
+    callbacks, checked before fit trains rather than when they write.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    name : str
+        The argument's name ("filepath", "filename").
+    owner : str or None
+        Prefixed to the message ("ModelCheckpoint").
+    makedirs : bool, default False
+        Whether the writer creates missing directories (else the directory
+        must exist).
+
+    Raises
+    ------
+    TypeError
+        `path` is not a path.
+    ValueError
+        Its directory is a file, not writable, under a symbolic link to
+        nothing or (without `makedirs`) missing; or `path` is a symbolic
+        link to nothing in a missing directory.
+    """
+    path = check(path, name, ["path"], owner)
+    prefix = f"{owner}: " if owner else ""
+    directory = os.path.dirname(os.path.abspath(path))
+    reason = unwritable_directory(directory)
+    if reason is None and not makedirs and not os.path.isdir(directory):
+        reason = f"{directory!r} does not exist"
+    if reason is None and os.path.islink(path) and not os.path.exists(path):
+        # open() writes through the link: its target's directory must exist
+        target = os.path.join(directory, os.readlink(path))
+        if not os.path.isdir(os.path.dirname(target)):
+            reason = (f"{path!r} is a symbolic link to {os.readlink(path)!r}, whose "
+                      "directory does not exist")
+    if reason:
+        raise ValueError(f"{prefix}{name} must be a file in a directory that can be "
+                         f"{'created or ' if makedirs else ''}written, got {path!r} ({reason})")
     return path
 
 

@@ -39,8 +39,8 @@ import numpy as np
 
 from descend._plateau import (PARAMETER_CONSTRAINTS as _PLATEAU_CONSTRAINTS, PlateauRule,
                               delegate_to_rule, missing_monitor_message, resolve_mode)
-from descend._validation import (Constraint, Interval, Options, check, error_message,
-                                 flush_cut_rate, learning_rate_dtype_problem,
+from descend._validation import (Constraint, Interval, Options, check, check_output_file,
+                                 error_message, flush_cut_rate, learning_rate_dtype_problem,
                                  outside_stacklevel, validate)
 
 __all__ = [
@@ -526,8 +526,10 @@ class ModelCheckpoint(Callback):
     ValueError
         At construction, if ``filepath`` is not a valid format string, uses
         positional fields (``{}``/``{0}``), has a field that an int epoch
-        or a float log value cannot fill (``{epoch:q}``, ``{loss:d}``) or is
-        an existing directory.
+        or a float log value cannot fill (``{epoch:q}``, ``{loss:d}``), is
+        an existing directory, or lies in a directory that cannot be
+        created or written (a file, no write permission, a symbolic link
+        to nothing).
         At :meth:`on_train_begin` (fit's start, before any epoch trains),
         if ``filepath`` names a field that the epoch logs of this fit will
         not hold (``{val_loss}`` without validation data): the message
@@ -587,6 +589,9 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is a directory; "
                              "give a file name such as "
                              f"{os.path.join(self.filepath, 'model-{epoch:02d}.npz')!r}")
+        # (the save after the first epoch's training raised FileExistsError under a
+        # symbolic link to nothing)
+        check_output_file(self.filepath, "filepath", "ModelCheckpoint", makedirs=True)
         self.monitor = values["monitor"]
         self.save_best_only = values["save_best_only"]
         self.mode = values["mode"]
@@ -1070,6 +1075,13 @@ class CSVLogger(Callback):
         the file is missing or empty; rows follow the columns of an existing
         header, written with the same separator); if False, overwrite it.
 
+    Raises
+    ------
+    ValueError
+        At construction, if ``filename`` is a directory, or its directory
+        does not exist, is not writable or lies under a symbolic link to
+        nothing.
+
     Notes
     -----
     Follows Keras 3 ``keras.callbacks.CSVLogger``: the columns are
@@ -1115,6 +1127,8 @@ class CSVLogger(Callback):
             raise ValueError(f"CSVLogger: filename {values['filename']!r} is a directory; "
                              "give a file name such as "
                              f"{os.path.join(values['filename'], 'log.csv')!r}")
+        # here, not as a FileNotFoundError of open() at on_train_begin
+        check_output_file(values["filename"], "filename", "CSVLogger")
         self.filename = values["filename"]
         self.separator = values["separator"]
         self.append = values["append"]
