@@ -119,6 +119,10 @@ def test_a_callable_in_the_config_is_refused_with_the_whole_explanation(tmp_path
     (np.array(["a", "a\x00", "b"], dtype=object),
      "cannot save classes_ ['a', 'a\\x00', 'b']: numpy's fixed-width strings drop trailing "
      "NUL characters, so they would be saved as ['a', 'a', 'b']; use labels without them"),
+    # (was a bare OverflowError: "Python int too large to convert to C long")
+    (np.array([1, 2, 2**64], dtype=object),
+     "cannot save classes_ holding the label 18446744073709551616, an int beyond the 64-bit "
+     "range a model file holds labels in; use smaller ints or strings as labels"),
     (np.array([1 + 0j, 2 + 0j]), "cannot save classes_ of dtype complex128 and shape (2,)"),
     (np.array([[0], [1]]), "cannot save classes_ of dtype int64 and shape (2, 1)"),
     (np.array([["a", "b"]]), "cannot save classes_ of dtype <U1 and shape (1, 2)"),

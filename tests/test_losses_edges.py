@@ -266,11 +266,12 @@ def test_mse_encode_shapes_and_types_the_targets():
     (np.array(["a", "b"]), 1, TypeError,
      "y_val must hold real-valued targets for mean_squared_error, got dtype <U1"),
     (np.zeros((3, 2)), 1, ValueError,
-     "y_val must have shape (n,) or (n, 1) to match the 1 output(s), got shape (3, 2)"),
+     "y_val must have shape (n,) or (n, 1) to match the 1 output, got shape (3, 2)"),
     (np.zeros(3), 2, ValueError,
-     "y_val must have shape (n,) or (n, 2) to match the 2 output(s), got shape (3,)"),
+     # (with 2 outputs a 1-D y is not accepted: the message said it was)
+     "y_val must have shape (n, 2) to match the 2 outputs, got shape (3,)"),
     (np.zeros((2, 2, 1)), 2, ValueError,
-     "y_val must have shape (n,) or (n, 2) to match the 2 output(s), got shape (2, 2, 1)"),
+     "y_val must have shape (n, 2) to match the 2 outputs, got shape (2, 2, 1)"),
     (np.array([1.0, np.nan]), 1, ValueError, "y_val contains NaN or infinite values"),
     (np.array([[1.0, np.inf]]), 2, ValueError, "y_val contains NaN or infinite values"),
 ])

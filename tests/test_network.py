@@ -602,11 +602,11 @@ def test_mse_encode_shapes_dtype_and_messages():
     with _raises(TypeError, "y must hold real-valued targets for mean_squared_error, got "
                             "dtype <U1"):
         mse.encode(np.array(["a"]), 1)
-    with _raises(ValueError, "y must have shape (n,) or (n, 2) to match the 2 output(s), "
-                             "got shape (3, 3)"):
+    with _raises(ValueError, "y must have shape (n, 2) to match the 2 outputs, got shape "
+                             "(3, 3)"):
         mse.encode(np.zeros((3, 3)), 2)
-    with _raises(ValueError, "t must have shape (n,) or (n, 2) to match the 2 output(s), "
-                             "got shape (3,)"):
+    with _raises(ValueError, "t must have shape (n, 2) to match the 2 outputs, got shape "
+                             "(3,)"):
         mse.encode(np.zeros(3), 2, name="t")
     with _raises(ValueError, "y contains NaN or infinite values"):
         mse.encode(np.array([np.inf]), 1)

@@ -379,3 +379,61 @@ def test_check_output_file_names_the_directory_it_cannot_write(tmp_path):
     new = str(tmp_path / "new" / "m.npz")
     assert v.check_output_file(new, "filepath", makedirs=True) == new
     assert v.check_output_file(link, "filename") == str(link)
+
+
+# --------------------------------------------------------------------------- scipy.sparse
+def test_sparse_arguments_other_than_X_are_named_as_sparse():
+    # np.asarray made a 0-d object array of them: "got ndarray array(<Compressed
+    # Sparse Row ...>, dtype=object)", and train_test_split's "not scalars"
+    sp = pytest.importorskip("scipy.sparse")
+    X, y, net = _digits_net()
+    Y = sp.csr_array(np.eye(10)[y])
+    W = sp.csr_matrix(np.ones((1, 100)))
+
+    def message(name, expected, value):
+        return (f"{name} must be {expected}, got a scipy.sparse {type(value).__name__} of "
+                f"shape {value.shape}, which is not supported here: pass a dense array "
+                f"({name}.toarray())")
+
+    cases = [
+        (lambda: net.fit(X, Y, verbose=0), message("y", "labels (1-D) or targets (2-D)", Y)),
+        (lambda: net.evaluate(X, Y), message("y", "labels (1-D) or targets (2-D)", Y)),
+        (lambda: net.fit(X, y, validation_data=(X, Y), verbose=0),
+         message("validation_data[1]", "labels (1-D) or targets (2-D)", Y)),
+        (lambda: net.fit(X, y, sample_weight=W, verbose=0),
+         message("sample_weight", "an array of 100 non-negative weights", W)),
+        (lambda: dn.datasets.train_test_split(sp.csr_matrix(X), y, seed=0),
+         message("X", "an array with one row per sample", sp.csr_matrix(X))),
+        (lambda: dn.datasets.train_test_split(X, Y, seed=0),
+         message("y", "an array with one entry per sample", Y)),
+    ]
+    for call, expected in cases:
+        with pytest.raises(TypeError) as info:
+            call()
+        assert str(info.value) == expected
+    assert net.epochs_trained == 0
+
+
+# --------------------------------------------------------------------------- labels beyond int64
+def test_int_labels_beyond_64_bits_are_refused_naming_y(tmp_path):
+    # they fitted, and save raised a bare OverflowError ("Python int too large to
+    # convert to C long"); the estimators said "Unknown label type: unknown"
+    X, y, net = _digits_net()
+    labels = np.array([2**70 + i for i in range(10)], dtype=object)[y]
+    message = ("y has the label 1180591620717411303424, an int beyond the 64-bit range "
+               "[-9223372036854775808, 9223372036854775807] that numpy and a saved model "
+               "hold labels in; use smaller ints or strings as labels")
+    with pytest.raises(ValueError) as info:
+        net.fit(X, labels, verbose=0)
+    assert str(info.value) == message
+    assert net.classes_ is None and net.epochs_trained == 0
+    # the ends of the range are labels like any other, and come back from a file
+    edges = np.array([-2**63, 2**63 - 1] * 50, dtype=object)
+    net = dn.Sequential([dn.Dense(2)], input_dim=64, seed=0).compile(
+        loss="softmax_cross_entropy", optimizer="sgd")
+    net.fit(X, edges, verbose=0)
+    assert dn.load(net.save(tmp_path / "m.npz")).classes_.tolist() == [-2**63, 2**63 - 1]
+    pytest.importorskip("sklearn")
+    with pytest.raises(ValueError) as info:
+        dn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=1).fit(X, labels)
+    assert str(info.value) == message

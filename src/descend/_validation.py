@@ -631,12 +631,20 @@ def as_array(value, name, expected):
     Raises
     ------
     TypeError
-        For a numpy masked array (see :func:`reject_masked`).
+        For a numpy masked array (see :func:`reject_masked`) or a
+        scipy.sparse matrix or array.
     ValueError
         For a ragged sequence: numpy's "inhomogeneous shape", naming `name`
         and what was expected.
     """
     reject_masked(value, name)
+    sparse = sys.modules.get("scipy.sparse")   # not imported: value cannot be one of its types
+    if sparse is not None and sparse.issparse(value):
+        # np.asarray makes a 0-d object array of it: "got ndarray array(<Compressed
+        # Sparse Row ...>)" or "not scalars" misled
+        raise TypeError(f"{name} must be {expected}, got a scipy.sparse "
+                        f"{type(value).__name__} of shape {value.shape}, which is not "
+                        f"supported here: pass a dense array ({name}.toarray())")
     try:
         return np.asarray(value)
     except ValueError as exc:
@@ -663,6 +671,9 @@ def reject_masked(value, name):
             f"np.ma.compress_rows({name}) to drop the rows of a 2-D array")
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def check_storable_labels(values, name):
     """ValueError naming `name` for a class label numpy cannot hold as it is.
 
@@ -670,6 +681,8 @@ def check_storable_labels(values, name):
     fixed-width strings (which ``classes_`` becomes in an estimator and in a
     saved file) drop trailing NULs, so 'a\\x00' turns into 'a', a label of
     its own or the same one twice (save then wrote a file load refused).
+    A Python int beyond the 64-bit range: a model file stores int labels
+    as int64 (save raised a bare OverflowError).
 
     Parameters
     ----------
@@ -691,6 +704,11 @@ def check_storable_labels(values, name):
                 f"fixed-width strings drop trailing NULs (it would be "
                 f"{value.rstrip(value[-1:])!r} in classes_ and in a saved model); strip "
                 "them or use other labels")
+        if isinstance(value, int) and not _INT64.min <= value <= _INT64.max:
+            raise ValueError(
+                f"{name} has the label {_REPR.repr(value)}, an int beyond the 64-bit range "
+                f"[{_INT64.min}, {_INT64.max}] that numpy and a saved model hold labels in; "
+                "use smaller ints or strings as labels")
 
 
 def all_finite(array, chunk_elements=1 << 20):

@@ -134,8 +134,9 @@ def save(model, path):
         The network is not built, or part of it cannot be stored without
         code: a custom (unregistered) loss, optimizer or layer, a
         ``LambdaSchedule`` or other callable, or ``classes_`` of mixed
-        Python objects or of str labels ending in NUL characters (which
-        numpy's fixed-width strings drop). Nothing is written then.
+        Python objects, of str labels ending in NUL characters (which
+        numpy's fixed-width strings drop) or of ints beyond 64 bits.
+        Nothing is written then.
     RuntimeError
         Another thread is training `model` (its weights move at every step,
         its counters between epochs): wait for that fit to return, or save
@@ -325,7 +326,13 @@ def _classes_array(classes):
                                  "strings drop trailing NUL characters, so they would be "
                                  f"saved as {array.tolist()[:10]}; use labels without them")
         elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-            array = np.array(values, dtype=np.int64)
+            try:
+                array = np.array(values, dtype=np.int64)
+            except OverflowError:   # (a bare "Python int too large to convert to C long")
+                bad = next(v for v in values if not -2**63 <= v < 2**63)
+                raise ValueError(f"cannot save classes_ holding the label {bad}, an int "
+                                 "beyond the 64-bit range a model file holds labels in; "
+                                 "use smaller ints or strings as labels") from None
         else:
             raise ValueError(f"cannot save classes_ of mixed Python objects "
                              f"{values[:10]}: use numbers or strings as labels")

@@ -126,8 +126,10 @@ class MeanSquaredError(Loss):
         if t.ndim == 1:
             t = t.reshape(-1, 1)
         if t.ndim != 2 or t.shape[1] != n_outputs:
-            raise ValueError(f"{name} must have shape (n,) or (n, {n_outputs}) to match the "
-                             f"{n_outputs} output(s), got shape {np.shape(y)}")
+            # only a single output takes a 1-D y
+            accepted = ("(n,) or (n, 1) to match the 1 output" if n_outputs == 1 else
+                        f"(n, {n_outputs}) to match the {n_outputs} outputs")
+            raise ValueError(f"{name} must have shape {accepted}, got shape {np.shape(y)}")
         if not np.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or infinite values")
         with np.errstate(over="ignore"):    # 1e39 in a float32 network: inf, refused
