@@ -84,6 +84,10 @@ def penalize_py(value: NDArray[_F], grad: NDArray[_F], l1: float, l2: float,
                 proximal: bool) -> float:
     """Penalty l1 sum|w| + l2 sum w^2 of one array; its gradient added into grad."""
 
+def kernel_penalty_py(stored: NDArray[_F], n_out: int, grad: NDArray[_F], l1: float,
+                      l2: float) -> float:
+    """The fused loop's kernel penalty, row by row over rows stored.shape[1] apart."""
+
 def count_correct_py(loss: int, output: NDArray[_F], targets: NDArray[_F] | None,
                      labels: NDArray[np.int32] | None,
                      weights: NDArray[np.float64] | None = None) -> int | float:
