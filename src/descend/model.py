@@ -904,7 +904,7 @@ class Sequential:
         """
         _threads.check_consistent_read(self, "state_dict")
         self._require_built()
-        self._check_state_fits()
+        _check_state_fits(self)
         n_layers = len(self.dense_layers)
         return {"parameters": dict(zip(self._param_names(), self.get_weights())),
                 "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
@@ -916,29 +916,6 @@ class Sequential:
                 # checked as load_state_dict checks them: a saved file loads back
                 "plan": {"pinned": plans.check_plan(self.plan, "plan", n_layers),
                          "used": plans.check_plan(self.plan_, "plan_", n_layers)}}
-
-    def _check_state_fits(self):
-        """ValueError, saying what to reset, where state_dict would hold what
-        load_state_dict refuses: a plan or optimizer state for other layers
-        (classes_: check_classes_fit, after descend.io's own checks)."""
-        n_layers = len(self.dense_layers)
-        for name, plan, remedy in (
-                ("plan", self.plan, "pin another plan, or set net.plan = None"),
-                ("plan_", self.plan_, "set net.plan_ = None (the last fit's plan, "
-                                      "recorded for it), or fit again")):
-            try:
-                plans.check_plan(plan, name, n_layers)
-            except ValueError as exc:
-                raise ValueError(f"{exc}; the layers changed since: {remedy}") from None
-        optimizer = self.optimizer
-        if optimizer is not None and optimizer.state is not None and (
-                optimizer.param_names != self._param_names() or
-                [states[0].shape for states in optimizer.state if states]
-                != [p.shape for p, states in zip(self._params(), optimizer.state) if states]):
-            raise ValueError(
-                f"the optimizer's state is for the parameters {optimizer.param_names}, the "
-                f"network's are {self._param_names()} (the layers changed since the last "
-                "fit): fit again, or compile again for a fresh optimizer")
 
     def load_state_dict(self, state):
         """Restore a :meth:`state_dict`; all of it is checked before anything changes.
@@ -1094,6 +1071,30 @@ def _parameter_shapes(config):
                 shapes[f"layers.{index}.bias"] = (layer.units,)
             n_in = layer.units
     return shapes
+
+
+def _check_state_fits(net):
+    """ValueError, saying what to reset, where state_dict would hold what
+    load_state_dict refuses: a plan or optimizer state for other layers
+    (classes_: check_classes_fit, after descend.io's own checks)."""
+    n_layers = len(net.dense_layers)
+    for name, plan, remedy in (
+            ("plan", net.plan, "pin another plan, or set net.plan = None"),
+            ("plan_", net.plan_, "set net.plan_ = None (the last fit's plan, "
+                                  "recorded for it), or fit again")):
+        try:
+            plans.check_plan(plan, name, n_layers)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; the layers changed since: {remedy}") from None
+    optimizer = net.optimizer
+    if optimizer is not None and optimizer.state is not None and (
+            optimizer.param_names != net._param_names() or
+            [states[0].shape for states in optimizer.state if states]
+            != [p.shape for p, states in zip(net._params(), optimizer.state) if states]):
+        raise ValueError(
+            f"the optimizer's state is for the parameters {optimizer.param_names}, the "
+            f"network's are {net._param_names()} (the layers changed since the last "
+            "fit): fit again, or compile again for a fresh optimizer")
 
 
 def _check_state(net, state):
