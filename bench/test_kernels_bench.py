@@ -143,3 +143,32 @@ def test_optimizer_update(benchmark, name):
     benchmark.extra_info["parameters"] = w.size
     benchmark(_optim.optimizer_step_py, config, w, g, state[0], state[1], state[2],
               1e-3, 0.0, 1, 1)
+
+
+@pytest.fixture(params=["avx512", "avx2", "portable"])
+def isa(request):
+    """The update loops of one instruction set (the widest below it this
+    CPU has; the id says which was asked for), the default restored after."""
+    default = _optim._use_isa("avx512")
+    used = _optim._use_isa(request.param)
+    yield used
+    _optim._use_isa(default)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_penalty_gradient_and_sum(benchmark, isa, dtype):
+    """L1 + L2 penalty of a 784x256 kernel: its gradient added, its value
+    summed in lanes (phase B of every step with a penalty)."""
+    rng = np.random.default_rng(0)
+    w = _aligned.copy(rng.standard_normal(784 * 256).astype(dtype))
+    g = _aligned.full(w.shape, w.dtype, 0)
+    benchmark.extra_info["isa"] = isa
+    benchmark(_optim.add_penalty_gradient_py, w, g, 1e-5, 1e-4, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sum_squares(benchmark, isa, dtype):
+    """Sum of squares of 200,704 gradients (global clipnorm, gradient norms)."""
+    g = _aligned.copy(np.random.default_rng(0).standard_normal(784 * 256).astype(dtype))
+    benchmark.extra_info["isa"] = isa
+    benchmark(_optim.sum_squares_py, g, 1)

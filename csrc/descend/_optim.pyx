@@ -244,51 +244,56 @@ cdef extern from *:
 # sum was a chain of dependent additions, and the penalty's loop branched on
 # each weight's sign: 7 ns a weight, which made an Adam epoch with an L2
 # penalty on MNIST 4x as long (AMD EPYC, Zen 4). GCC and Clang get the
-# lanes as one vector (their vector extension: the loop over lanes is not
-# vectorized on its own); other compilers get the same sums lane by lane.
+# lanes as two vectors of 4 doubles (their vector extension: the loop over
+# lanes is not vectorized on its own). Not one of 8: the AVX2 and SSE2
+# versions have no register that wide, and GCC kept such a vector on the
+# stack, 3x slower than scalar code (AMD EPYC Zen 4, AVX2 loops forced).
+# Other compilers get the same sums lane by lane.
 cdef extern from *:
     r"""
     #if defined(__GNUC__)
-    typedef double descend_v8d __attribute__((vector_size(64)));
-    typedef long long descend_v8l __attribute__((vector_size(64)));
-    /* v := x[0..8) as doubles, x of type T */
-    #define DESCEND_LOAD8(T, v, x) {                                              \
-            typedef T descend_raw8 __attribute__((vector_size(8 * sizeof(T))));   \
-            descend_raw8 raw_;                                                    \
+    typedef double descend_v4d __attribute__((vector_size(32)));
+    typedef long long descend_v4l __attribute__((vector_size(32)));
+    /* v := x[0..4) as doubles, x of type T */
+    #define DESCEND_LOAD4(T, v, x) {                                              \
+            typedef T descend_raw4 __attribute__((vector_size(4 * sizeof(T))));   \
+            descend_raw4 raw_;                                                    \
             memcpy(&raw_, (x), sizeof raw_);                                      \
-            v = __builtin_convertvector(raw_, descend_v8d);                       \
+            v = __builtin_convertvector(raw_, descend_v4d);                       \
         }
     /* |v| lane by lane: the sign bit cleared, as fabs */
-    #define DESCEND_ABS8(v) ((descend_v8d)((descend_v8l)(v) & 0x7fffffffffffffffLL))
+    #define DESCEND_ABS4(v) ((descend_v4d)((descend_v4l)(v) & 0x7fffffffffffffffLL))
     #endif
 
     /* sums += TERM(x[i]) for i in [0, n), x[i] in lane (first + i) % 8:
-       TERM_1 of one double, TERM_8 of eight (descend_v8d) */
+       TERM_1 of one double, TERM_4 of four (descend_v4d) */
     #if defined(__GNUC__)
-    #define DESCEND_LANE_SUM(T, x, n, first, sums, TERM_1, TERM_8) {              \
+    #define DESCEND_LANE_SUM(T, x, n, first, sums, TERM_1, TERM_4) {              \
             long i_ = 0;                                                          \
-            descend_v8d acc_, v_;                                                 \
+            descend_v4d acc_[2], v_;                                              \
             double *lane_ = (sums)->lane;                                         \
             for (; i_ < (n) && ((first) + i_) % 8 != 0; i_++)                     \
                 lane_[((first) + i_) % 8] += TERM_1((double)(x)[i_]);             \
-            memcpy(&acc_, lane_, sizeof acc_);                                    \
+            memcpy(acc_, lane_, sizeof acc_);                                     \
             for (; i_ + 8 <= (n); i_ += 8) {                                      \
-                DESCEND_LOAD8(T, v_, (x) + i_)                                    \
-                acc_ += TERM_8(v_);                                               \
+                DESCEND_LOAD4(T, v_, (x) + i_)                                    \
+                acc_[0] += TERM_4(v_);                                            \
+                DESCEND_LOAD4(T, v_, (x) + i_ + 4)                                \
+                acc_[1] += TERM_4(v_);                                            \
             }                                                                     \
-            memcpy(lane_, &acc_, sizeof acc_);                                    \
+            memcpy(lane_, acc_, sizeof acc_);                                     \
             for (; i_ < (n); i_++)                                                \
                 lane_[((first) + i_) % 8] += TERM_1((double)(x)[i_]);             \
         }
     #else
-    #define DESCEND_LANE_SUM(T, x, n, first, sums, TERM_1, TERM_8) {              \
+    #define DESCEND_LANE_SUM(T, x, n, first, sums, TERM_1, TERM_4) {              \
             long i_;                                                              \
             for (i_ = 0; i_ < (n); i_++)                                          \
                 (sums)->lane[((first) + i_) % 8] += TERM_1((double)(x)[i_]);      \
         }
     #endif
     #define DESCEND_PENALTY_1(wi) (l1 * fabs(wi) + l2 * (wi) * (wi))
-    #define DESCEND_PENALTY_8(v) (l1 * DESCEND_ABS8(v) + l2 * (v) * (v))
+    #define DESCEND_PENALTY_4(v) (l1 * DESCEND_ABS4(v) + l2 * (v) * (v))
     #define DESCEND_SQUARE(x) ((x) * (x))
     #define DESCEND_ABS_1(x) fabs(x)
     #define DESCEND_SUMS(T, S, ISA, ATTRIBUTE)                                    \
@@ -302,7 +307,7 @@ cdef extern from *:
                 double sign = (double)(wi > 0) - (double)(wi < 0);                \
                 g[i] = (T)(g[i] + l1 * sign + 2 * l2 * wi);                       \
             }                                                                     \
-            DESCEND_LANE_SUM(T, w, n, first, sums, DESCEND_PENALTY_1, DESCEND_PENALTY_8) \
+            DESCEND_LANE_SUM(T, w, n, first, sums, DESCEND_PENALTY_1, DESCEND_PENALTY_4) \
         }                                                                         \
         ATTRIBUTE static void descend_sum_squares_##S##_##ISA(                    \
                 const T *DESCEND_RESTRICT x, long n, long first, descend_lanes *sums) { \
@@ -310,7 +315,7 @@ cdef extern from *:
         }                                                                         \
         ATTRIBUTE static void descend_sum_abs_##S##_##ISA(                        \
                 const T *DESCEND_RESTRICT x, long n, long first, descend_lanes *sums) { \
-            DESCEND_LANE_SUM(T, x, n, first, sums, DESCEND_ABS_1, DESCEND_ABS8)    \
+            DESCEND_LANE_SUM(T, x, n, first, sums, DESCEND_ABS_1, DESCEND_ABS4)    \
         }                                                                         \
         /* w := w - clip(w, -t, t): sign(w) max(|w| - t, 0), without a branch */ \
         ATTRIBUTE static void descend_shrink_##S##_##ISA(                         \
