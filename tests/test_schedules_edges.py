@@ -84,3 +84,28 @@ def test_get_lists_every_registered_name_for_an_unknown_one(name):
             "reduce_lr_on_plateau, step_decay (CamelCase class names are accepted too)")):
         schedules.get({"name": name})
 
+
+
+@pytest.mark.parametrize("schedule, epoch", [
+    (schedules.InverseTimeDecay(0.1, power_t=2000), 1),
+    (schedules.InverseTimeDecay(0.1, power_t=150), 120),
+    (schedules.ExponentialDecay(0.1, decay_rate=0.5), 10**400),
+])
+def test_a_rate_beyond_floating_point_names_the_schedule_and_epoch(schedule, epoch):
+    # (epoch + 1) ** power_t overflowed: a bare OverflowError from fit's epoch
+    with pytest.raises(ValueError, match=rf"{type(schedule).__name__}\(.*epoch {epoch} is "
+                                         "beyond floating point"):
+        schedule(epoch)
+
+
+def test_fit_stops_with_the_schedules_error_after_the_epochs_it_could_train():
+    import numpy as np
+    import descend as dn
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 3)), rng.integers(0, 2, 40)
+    net = dn.Sequential([dn.Dense(2, activation="softmax")], input_dim=3, seed=0)
+    net.compile(loss="softmax_cross_entropy",
+                optimizer=dn.optimizers.SGD(schedules.InverseTimeDecay(0.1, power_t=2000)))
+    with pytest.raises(ValueError, match="epoch 1 is beyond floating point"):
+        net.fit(X, y, epochs=3, verbose=0)
+    assert net.epochs_trained == 1 and len(net.history.epoch) == 1

@@ -124,9 +124,17 @@ class LearningRateSchedule(abc.ABC):
         TypeError
             If ``epoch`` is not an int.
         ValueError
-            If ``epoch`` is negative.
+            If ``epoch`` is negative, or the rate at ``epoch`` is beyond
+            floating point (``(epoch + 1) ** power_t`` of a large
+            ``power_t``, say): the message names the schedule and the epoch.
         """
-        return float(self._lr(_check_epoch(epoch)))
+        epoch = _check_epoch(epoch)
+        try:
+            return float(self._lr(epoch))
+        except OverflowError as exc:
+            raise ValueError(f"{self!r}: the learning rate of epoch {epoch} is beyond "
+                             f"floating point ({exc}): choose settings whose rate stays "
+                             "a float over the epochs trained") from None
 
     @abc.abstractmethod
     def _lr(self, epoch):
