@@ -88,6 +88,8 @@ def test_ctrl_c_in_bench_is_a_message_not_a_traceback(monkeypatch, capsys):
     ({"batch_sizes": []}, ValueError, r"batch_sizes must be a non-empty list .*, got \[\]"),
     ({"dtypes": ["float16"]}, ValueError, r"dtypes\[0\] must be one of .*, got 'float16'"),
     ({"dtypes": []}, ValueError, r"dtypes must be a non-empty list .*, got \[\]"),
+    ({"batch_sizes": [8, 8]}, ValueError, r"batch_sizes must be .*, each once, got \[8, 8\]"),
+    ({"dtypes": ["float32", "float32"]}, ValueError, r"dtypes must be .* each once"),
     ({"repeats": 0}, ValueError, r"repeats must be an int >= 1, got 0"),
     ({"repeats": 2.5}, TypeError, r"repeats must be an int .*, got 2.5"),
     ({"data": "bogus"}, ValueError, r"data must be one of .*'synthetic'.*, got 'bogus'"),
@@ -115,10 +117,12 @@ def test_run_benchmark_checks_its_arguments_before_timing(monkeypatch, kwargs, e
                             r"relative to it\), got 'descend'"),
     (["--skip", "numpy,descend"], r"argument --skip: descend is always timed"),
     (["--batch-sizes", "1,,2"], r"argument --batch-sizes: expected a comma-separated list of "
-                                r"positive integers, got '1,,2'"),
+                                r"positive integers, each once, got '1,,2'"),
     (["--batch-sizes", "8,"], r"argument --batch-sizes: .* got '8,'"),
     (["--dtype", "float32,,float64"], r"argument --dtype/--dtypes: .* got 'float32,,float64'"),
     (["--contenders", "numpy,"], r"argument --contenders: .* got 'numpy,'"),
+    (["--batch-sizes", "8,8"], r"argument --batch-sizes: .* each once, got '8,8'"),
+    (["--contenders", "numpy,numpy"], r"argument --contenders: .* each once, got 'numpy,numpy'"),
 ])
 def test_bench_cli_refuses_what_it_would_ignore(capsys, argv, message):
     # was: --skip descend ignored (descend timed anyway), empty list items dropped

@@ -1099,3 +1099,17 @@ def test_predicts_thresholds_from_a_fixed_profile(shapes, dtype, expected):
     from descend._inference import thresholds_from_profile
     limits = thresholds_from_profile(XEON_PROFILE, shapes, dtype)
     assert (limits.sparse_density, limits.gemm_min_rows, limits.source) == expected + ("profile",)
+
+
+@pytest.mark.parametrize("plan", [{"sample_rows": 0}, "sparse"])
+def test_train_on_batch_refuses_a_plan_that_fit_and_save_refuse(plan):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 3)), rng.integers(0, 2, 16)
+    net = dn.Sequential([dn.Dense(2, activation="softmax")], input_dim=3, seed=0)
+    net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    before = net.get_weights()
+    net.plan = plan
+    with pytest.raises((ValueError, TypeError), match="plan"):
+        net.train_on_batch(X, y)
+    for old, new in zip(before, net.get_weights()):
+        np.testing.assert_array_equal(old, new)

@@ -395,8 +395,12 @@ def _checked_list(values, name, specs, what, allow_none=False):
         raise TypeError(error_message(name, expected, values, "run_benchmark"))
     if not values:
         raise ValueError(error_message(name, expected, values, "run_benchmark"))
-    return [check(value, f"{name}[{i}]", specs, "run_benchmark")
-            for i, value in enumerate(values)]
+    checked = [check(value, f"{name}[{i}]", specs, "run_benchmark")
+               for i, value in enumerate(values)]
+    if len(set(checked)) < len(checked):   # a cell timed and printed twice
+        raise ValueError(error_message(name, f"{expected}, each once", values,
+                                       "run_benchmark"))
+    return checked
 
 
 def _checked_arguments(contenders, batch_sizes, dtypes, n_threads, repeats, quick, data,
@@ -611,9 +615,10 @@ def _seconds(cell):
 # ------------------------------------------------------------ command line
 def _comma_list(text):
     """The items of a comma-separated list, stripped; [] if any item is empty
-    ('8,' or '1,,2' is a typo, not a shorter list)."""
+    or repeated ('8,' or '1,,2' is a typo, not a shorter list; '8,8' would
+    time one cell twice and print it twice)."""
     values = [part.strip() for part in text.split(",")]
-    return [] if "" in values else values
+    return [] if "" in values or len(set(values)) < len(values) else values
 
 
 def _positive_int_list(text):
@@ -623,7 +628,7 @@ def _positive_int_list(text):
         values = []
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of positive integers, got {text!r}")
+            f"expected a comma-separated list of positive integers, each once, got {text!r}")
     return values
 
 
@@ -640,7 +645,8 @@ def _contender_list(text):
     unknown = [value for value in values if value not in CONTENDERS]
     if not values or unknown:
         raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of {', '.join(CONTENDERS)}, got {text!r}")
+            f"expected a comma-separated list of {', '.join(CONTENDERS)}, each once, "
+            f"got {text!r}")
     return values
 
 

@@ -13,7 +13,7 @@ from numbers import Integral
 
 import numpy as np
 
-from descend import _threads
+from descend import _threads, plans
 from descend._sample_weight import check_sample_weight, fit_weights
 from descend._dense import dropout_seed_py
 from descend._optim import soft_threshold_py
@@ -150,6 +150,9 @@ def _train_on_batch(net, X, y, seed, sample_weight, class_weight):
     check_dropout_args(True, seed)
     net._check_compiled()
     net.optimizer.check_dtype(net.dtype)
+    # not used by this per-layer path, but a plan that fit, predict and save
+    # refuse must not let the network train and then fail to save
+    plans.check_plan(net.plan, "plan", len(net.dense_layers))
     X, targets, labels, classes = net._prepare(X, y)
     weights = fit_weights(net, check_sample_weight(sample_weight, len(X),
                                                    allow_all_zero=True),
