@@ -103,3 +103,31 @@ def test_a_creditcard_file_of_another_layout_is_refused(tmp_path):
         ",".join(["x"] * 31) + "\n" + ",".join(["1"] * 30) + ",7\n")
     with pytest.raises(ValueError, match="other than 0 and 1"):
         datasets.load_creditcard(tmp_path, download=False)
+
+
+@pytest.mark.parametrize("load", [datasets.load_newsgroups, datasets.load_creditcard])
+@pytest.mark.parametrize("value, message", [
+    ("~no_such_user_descend/data", "its leading ~ the home directory"),
+    ("   ", "only whitespace")])
+def test_a_data_home_of_no_known_user_or_only_space_is_load_mnists_value_error(
+        monkeypatch, load, value, message):
+    # was: pathlib's RuntimeError "Could not determine home directory."; "   "
+    # was taken as a directory named three spaces
+    with pytest.raises(ValueError, match=f"data_home must be a directory.*{message}"):
+        load(data_home=value, download=False)
+    monkeypatch.setenv("DESCEND_DATA", value)
+    with pytest.raises(ValueError, match=f"DESCEND_DATA must be a directory.*{message}"):
+        load(download=False)
+
+
+@pytest.mark.parametrize("load", [datasets.load_newsgroups, datasets.load_creditcard])
+def test_a_data_home_naming_a_file_is_load_mnists_value_error(tmp_path, monkeypatch, load):
+    # was: "... not found in <the file>" (a DatasetNotFoundError)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"data_home must be a directory, got '.*file' "
+                                         r"\(a file\)"):
+        load(data_home=tmp_path / "file", download=False)
+    monkeypatch.setenv("DESCEND_DATA", str(tmp_path / "file"))
+    with pytest.raises(ValueError, match=r"DESCEND_DATA must be a directory, got '.*file' "
+                                         r"\(a file\)"):
+        load(download=False)

@@ -52,14 +52,15 @@ def get_data_dir(name, data_home=None):
     """The directory a dataset's files are read from and downloaded to.
 
     ``data_home`` if given, else ``$DESCEND_DATA`` if set, else
-    ``~/.cache/descend/<name>``.
+    ``~/.cache/descend/<name>``; checked as :func:`descend.datasets.load_mnist`
+    checks its directory (ValueError for a value that is only whitespace, a
+    ``~name`` of no known user or an existing file; TypeError for a value
+    that is not a str or os.PathLike).
     """
-    if data_home is not None:
-        return Path(data_home).expanduser()
-    env = os.environ.get("DESCEND_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "descend" / name
+    from descend.datasets import _data_dir, _not_a_file
+    directory = _data_dir(data_home, name)
+    _not_a_file(directory, data_home)
+    return directory
 
 
 def _fetch(url, target, check, timeout):

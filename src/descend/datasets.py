@@ -365,12 +365,27 @@ def get_mnist_dir(data_home=None):
     TypeError
         ``data_home`` is not a str or os.PathLike (bytes included).
     """
+    return _data_dir(data_home, "mnist")
+
+
+def _data_dir(data_home, name):
+    """``data_home``, else ``$DESCEND_DATA`` if set and non-empty, else
+    ``~/.cache/descend/<name>``, checked by :func:`_directory` (the one check
+    of every loader's data directory)."""
     if data_home is not None:
         return _directory(data_home, _DATA_HOME_SETTING.get())
     env = os.environ.get("DESCEND_DATA")
     if env:
         return _directory(env, "DESCEND_DATA")
-    return Path.home() / ".cache" / "descend" / "mnist"
+    return Path.home() / ".cache" / "descend" / name
+
+
+def _not_a_file(directory, data_home):
+    """ValueError naming the setting (data_home, its CLI option or
+    DESCEND_DATA) when the data directory is an existing file."""
+    if directory.exists() and not directory.is_dir():
+        setting = _DATA_HOME_SETTING.get() if data_home is not None else "DESCEND_DATA"
+        raise ValueError(f"{setting} must be a directory, got {str(directory)!r} (a file)")
 
 
 def _directory(value, setting):
@@ -619,9 +634,7 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     86(11), 1998.
     """
     directory = get_mnist_dir(data_home)
-    if directory.exists() and not directory.is_dir():
-        setting = _DATA_HOME_SETTING.get() if data_home is not None else "DESCEND_DATA"
-        raise ValueError(f"{setting} must be a directory, got {str(directory)!r} (a file)")
+    _not_a_file(directory, data_home)
     mirrors = MIRRORS if mirrors is None else tuple(
         check(mirror, f"mirrors[{i}]", ["str"], "load_mnist") for i, mirror in enumerate(mirrors))
 
