@@ -287,6 +287,22 @@ def test_descend_data_naming_a_file_is_a_usage_error_of_every_command(tmp_path, 
                      capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("value, message", [
+    ("~no_such_user_descend", "its leading ~ the home directory"),
+    ("   ", "only whitespace")])
+@pytest.mark.parametrize("argv", [["bench", "--quick"], ["experiments", "domains", "--quick"]])
+def test_descend_data_of_no_known_user_or_only_space_is_a_usage_error(monkeypatch, capsys,
+                                                                      argv, value, message):
+    # was: a traceback (pathlib's RuntimeError, or load_mnist's ValueError),
+    # experiments domains after training the digits row
+    monkeypatch.setenv("DESCEND_DATA", value)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert re.search(f"error: DESCEND_DATA must be a directory.*{message}",
+                     capsys.readouterr().err)
+
+
 # ------------------------------------------------------------- Ctrl-C between epochs
 def test_ctrl_c_between_two_epochs_keeps_the_completed_one(monkeypatch):
     # was: an interrupt landing after the loop moved to the next epoch but

@@ -270,11 +270,12 @@ def build_parser(prog=None):
 
 
 def _check_data_env():
-    """ValueError if DESCEND_DATA names a file: every command that reads MNIST
-    would fail on it, bench and experiments after other work."""
-    value = os.environ.get("DESCEND_DATA")
-    if value and os.path.isfile(os.path.expanduser(value)):
-        raise ValueError(f"DESCEND_DATA must be a directory, got {value!r} (a file)")
+    """ValueError if DESCEND_DATA is no usable directory (a file, only
+    whitespace, a ~name of no known user), checked as the loaders check it:
+    every command that reads data would fail on it, bench and experiments
+    after other work."""
+    from descend.datasets import _data_dir, _not_a_file
+    _not_a_file(_data_dir(None, "mnist"), None)
 
 
 def main(argv=None, prog=None):
@@ -292,7 +293,7 @@ def main(argv=None, prog=None):
         plans.forced_from_env()     # a bad DESCEND_PLAN: a usage error, not a traceback mid-run
         plans.profiling_enabled()   # so is a DESCEND_PROFILE that is neither on nor off
         plans.cache_dir()           # and a DESCEND_CACHE_DIR of an unknown user's ~
-        _check_data_env()           # and a DESCEND_DATA that names a file
+        _check_data_env()           # and a DESCEND_DATA that is no directory
     except ValueError as error:
         parser.error(str(error))
     try:
