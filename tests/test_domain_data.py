@@ -7,7 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from descend import datasets
+from descend import _domain_data, datasets
 
 POSTS = {
     ("20news-bydate-train", "sci.med", "1"): "From: a\nSubject: x\n\ndoctor patient doctor",
@@ -100,8 +100,21 @@ def test_a_creditcard_file_of_another_layout_is_refused(tmp_path):
     with pytest.raises(ValueError, match="31 columns"):
         datasets.load_creditcard(tmp_path, download=False)
     (tmp_path / "creditcard.csv").write_text(
-        ",".join(["x"] * 31) + "\n" + ",".join(["1"] * 30) + ",7\n")
+        ",".join(_domain_data.CREDITCARD_HEADER) + "\n" + ",".join(["1"] * 30)
+        + ",7\n")
     with pytest.raises(ValueError, match="other than 0 and 1"):
+        datasets.load_creditcard(tmp_path, download=False)
+
+
+def test_a_creditcard_csv_without_its_header_line_is_refused(tmp_path):
+    # was: line 0 taken as the header for having 31 fields: its row silently lost
+    text = "".join(",".join(f"{v:g}" for v in row) + "\n" for row in ROWS)
+    (tmp_path / "creditcard.csv").write_text(text)
+    with pytest.raises(ValueError, match=r"expected a CSV header line .*Time,V1,...,V28,"
+                                         r"Amount,Class, got '0,0.5,.*header line is missing"):
+        datasets.load_creditcard(tmp_path, download=False)
+    (tmp_path / "creditcard.csv").write_text(",".join(["x"] * 31) + "\n" + text)
+    with pytest.raises(ValueError, match=r"got 'x,x,.*\(31 columns, not the expected names"):
         datasets.load_creditcard(tmp_path, download=False)
 
 

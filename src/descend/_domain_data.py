@@ -283,7 +283,8 @@ def load_creditcard(data_home=None, download=True, dtype="float32", timeout=120.
     TypeError, ValueError
         An argument of the wrong type or value (named in the message).
     ValueError
-        A file that is empty, has no rows, does not have the 31 numeric
+        A file that is empty, has no rows, a CSV whose first line is not
+        the header of the 31 column names, a file without the 31 numeric
         columns, holds NaN or infinite values (also after conversion to
         `dtype`), or labels other than 0 and 1.
     """
@@ -318,6 +319,28 @@ def _fetch_openml_creditcard(target, timeout):
     _fetch(description["url"], target, check, timeout)
 
 
+CREDITCARD_HEADER = ("Time", *(f"V{i}" for i in range(1, 29)), "Amount", "Class")
+
+
+def _csv_rows(path, lines):
+    """The data lines of Kaggle's creditcard.csv, after its header line of
+    the 31 column names (quoted or not); ValueError naming what line 0 holds
+    when it is not that header (a missing header would lose a row)."""
+    if not lines:
+        raise ValueError(f"{path}: the file is empty")
+    names = tuple(name.strip().strip("\"'").strip() for name in lines[0].split(","))
+    if names != CREDITCARD_HEADER:
+        try:
+            [float(name) for name in names]
+            found = "a row of numbers: the header line is missing"
+        except ValueError:
+            found = f"{len(names)} columns, not the expected names"
+        raise ValueError(f"{path}: expected a CSV header line of the {CREDITCARD_COLUMNS} "
+                         f"columns Time,V1,...,V28,Amount,Class, got {lines[0][:80]!r} "
+                         f"({found})")
+    return lines[1:]
+
+
 def _read_creditcard(path, dtype):
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     if path.suffix == ".arff":
@@ -329,13 +352,7 @@ def _read_creditcard(path, dtype):
                              f"attributes and @data, found {len(attributes)} attributes")
         rows = [line for line in body.splitlines() if line.strip() and line[0] != "%"]
     else:
-        lines = text.splitlines()
-        if not lines:
-            raise ValueError(f"{path}: the file is empty")
-        rows = lines[1:]
-        if len(lines[0].split(",")) != CREDITCARD_COLUMNS:
-            raise ValueError(f"{path}: expected a CSV header of {CREDITCARD_COLUMNS} columns "
-                             f"(Time, V1..V28, Amount, Class), got {lines[0][:80]!r}")
+        rows = _csv_rows(path, text.splitlines())
     if not any(row.strip() for row in rows):
         raise ValueError(f"{path}: no rows of data")
     try:
