@@ -457,6 +457,20 @@ def test_split_stratify_needs_two_per_class():
         datasets.train_test_split(np.zeros((6, 1)), y, test_size=2, stratify=True)
 
 
+@pytest.mark.parametrize("test_size, part, size", [(0.8, "train", 1), (2, "test", 2)])
+def test_split_stratify_needs_each_set_to_hold_every_class(test_size, part, size):
+    # was: a class silently missing from the train set (0.8) or the test set (2)
+    X, y = np.arange(12).reshape(6, 2), np.array([0, 0, 1, 1, 2, 2])
+    message = (rf"test_size={test_size} gives {part}_size = {size} \(of 6 samples\), which "
+               r"should be greater or equal to the number of classes = 3")
+    with pytest.raises(ValueError, match=message):
+        datasets.train_test_split(X, y, test_size=test_size, stratify=True, seed=0)
+    # labels given as the stratify array: its classes are counted, not y's
+    with pytest.raises(ValueError, match=message):
+        datasets.train_test_split(X, np.zeros(6), test_size=test_size, stratify=y, seed=0)
+    datasets.train_test_split(X, y, test_size=test_size, stratify=np.zeros(6), seed=0)
+
+
 # ---------------------------------------------------------------------------
 # one field order for every loader that returns train and test sets
 # ---------------------------------------------------------------------------

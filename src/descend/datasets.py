@@ -723,7 +723,9 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
     ValueError
         If ``X`` and ``y`` are empty or of different lengths, if ``test_size``
         is out of range or would leave a set empty, or if ``stratify`` is
-        True and a class has fewer than 2 samples or ``y`` is not 1-D.
+        used and a class has fewer than 2 samples, the labels are not 1-D,
+        or the test or train set would be smaller than the number of
+        classes (as scikit-learn).
     TypeError
         If the labels to stratify by mix types that do not compare (1 and
         "a" in an object array).
@@ -764,40 +766,54 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
         order = rng.permutation(n)
         test_idx, train_idx = order[:n_test], order[n_test:]
     else:
-        if strata.ndim != 1:
-            raise ValueError(f"stratify needs 1-D labels, got shape {strata.shape}")
-        try:
-            classes, inverse, counts = np.unique(strata, return_inverse=True,
-                                                 return_counts=True)
-        except TypeError:       # objects of types that do not compare (1 and "a")
-            name = "y (stratify=True)" if strata is y else "stratify"
-            raise TypeError(f"{name} must hold labels of one comparable kind (numbers or "
-                            f"strings), got {sorted({type(v).__name__ for v in strata})} "
-                            f"mixed") from None
-        if counts.min() < 2:
-            raise ValueError(
-                f"stratify=True needs at least 2 samples per class; class "
-                f"{classes[counts.argmin()].tolist()!r} has {counts.min()}"
-            )
-        # Largest-remainder allocation: each class gets floor(its ideal share),
-        # then the leftover test slots go to the largest fractional parts, so
-        # the total is exactly n_test and no class is off by more than one.
-        ideal = n_test * counts / n
-        per_class = np.floor(ideal).astype(np.int64)
-        leftover = n_test - per_class.sum()
-        if leftover:
-            # Random tie-breaking, so equal remainders favour no class.
-            keys = np.lexsort((rng.random(len(classes)), -(ideal - per_class)))
-            per_class[keys[:leftover]] += 1
-        test_parts, train_parts = [], []
-        for k in range(len(classes)):
-            members = rng.permutation(np.flatnonzero(inverse == k))
-            test_parts.append(members[: per_class[k]])
-            train_parts.append(members[per_class[k]:])
-        # Shuffle again so the sets are not grouped by class.
-        test_idx = rng.permutation(np.concatenate(test_parts))
-        train_idx = rng.permutation(np.concatenate(train_parts))
+        test_idx, train_idx = _stratified_split(strata, strata is y, test_size, n_test, rng)
     return Split(X[train_idx], X[test_idx], y[train_idx], y[test_idx])
+
+
+def _stratified_split(strata, of_y, test_size, n_test, rng):
+    """(test indices, train indices) with each class of the 1-D labels
+    `strata` split in (close to) the proportion n_test / n; ValueError when
+    a class has fewer than 2 samples or a set is smaller than the number of
+    classes (it could not hold one of each, as scikit-learn refuses)."""
+    n = strata.shape[0]
+    if strata.ndim != 1:
+        raise ValueError(f"stratify needs 1-D labels, got shape {strata.shape}")
+    try:
+        classes, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    except TypeError:       # objects of types that do not compare (1 and "a")
+        name = "y (stratify=True)" if of_y else "stratify"
+        raise TypeError(f"{name} must hold labels of one comparable kind (numbers or "
+                        f"strings), got {sorted({type(v).__name__ for v in strata})} "
+                        f"mixed") from None
+    if counts.min() < 2:
+        raise ValueError(
+            f"stratify=True needs at least 2 samples per class; class "
+            f"{classes[counts.argmin()].tolist()!r} has {counts.min()}"
+        )
+    for part, size in (("test", n_test), ("train", n - n_test)):
+        if size < len(classes):
+            raise ValueError(
+                f"stratify: test_size={test_size!r} gives {part}_size = {size} (of {n} "
+                f"samples), which should be greater or equal to the number of classes = "
+                f"{len(classes)} (each class in both sets)")
+    # Largest-remainder allocation: each class gets floor(its ideal share),
+    # then the leftover test slots go to the largest fractional parts, so
+    # the total is exactly n_test and no class is off by more than one.
+    ideal = n_test * counts / n
+    per_class = np.floor(ideal).astype(np.int64)
+    leftover = n_test - per_class.sum()
+    if leftover:
+        # Random tie-breaking, so equal remainders favour no class.
+        keys = np.lexsort((rng.random(len(classes)), -(ideal - per_class)))
+        per_class[keys[:leftover]] += 1
+    test_parts, train_parts = [], []
+    for k in range(len(classes)):
+        members = rng.permutation(np.flatnonzero(inverse == k))
+        test_parts.append(members[: per_class[k]])
+        train_parts.append(members[per_class[k]:])
+    # Shuffle again so the sets are not grouped by class.
+    test_idx = rng.permutation(np.concatenate(test_parts))
+    return test_idx, rng.permutation(np.concatenate(train_parts))
 
 
 # Text and fraud data of the domains experiment (NumPy and the standard library only).
