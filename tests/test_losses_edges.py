@@ -13,6 +13,8 @@ import math
 import numpy as np
 import pytest
 
+from descend.losses import _class_id_hint
+
 from descend import losses as L
 
 
@@ -438,10 +440,13 @@ def test_sce_encode_class_ids_one_hot_and_labels():
     (np.zeros((2, 2, 2)), 2, None, ValueError,
      "y_val must be 1-D labels or 2-D one-hot, got shape (2, 2, 2)"),
     (np.array([0, 5, -1, 7, 3, 3]), 3, None, ValueError,
-     "y_val has class ids outside [0, 3): [-1, 3, 5, 7]"),
-    (np.array([0, 2]), 2, None, ValueError, "y_val has class ids outside [0, 2): [2]"),
+     "y_val has class ids outside [0, 3): [-1, 3, 5, 7]"
+     + _class_id_hint(3)),
+    (np.array([0, 2]), 2, None, ValueError, "y_val has class ids outside [0, 2): [2]"
+     + _class_id_hint(2)),
     (np.arange(-12, 3), 3, None, ValueError,
-     "y_val has class ids outside [0, 3): [-12, -11, -10, -9, -8, -7, -6, -5, -4, -3]"),
+     "y_val has class ids outside [0, 3): [-12, -11, -10, -9, -8, -7, -6, -5, -4, -3]"
+     + _class_id_hint(3)),
     (np.array(["a", "b"]), 3, None, ValueError,
      "y_val has 2 distinct labels, but the network has 3 outputs; pass integer class ids or "
      "match the last layer's units to the number of classes"),

@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
+from descend.losses import _class_id_hint
+
 import descend as dn
 
 
@@ -682,9 +684,10 @@ def test_softmax_encode_one_hot_and_messages():
 def test_label_ids_messages():
     sce = dn.losses.get("softmax_cross_entropy")
     assert sce.encode(np.array([2, 0]), 3)[1].tolist() == [2, 0]
-    with _raises(ValueError, f"y has class ids outside [0, 3): {list(range(3, 13))}"):
+    with _raises(ValueError, f"y has class ids outside [0, 3): {list(range(3, 13))}"
+                             + _class_id_hint(3)):
         sce.encode(np.array([-0] + list(range(3, 14))), 3)
-    with _raises(ValueError, "y has class ids outside [0, 3): [-1, 3]"):
+    with _raises(ValueError, "y has class ids outside [0, 3): [-1, 3]" + _class_id_hint(3)):
         sce.encode(np.array([-1, 3, 0]), 3)
     classes = np.array([f"c{i:02d}" for i in range(22)])
     with _raises(ValueError, f"y has labels not in classes_ {classes.tolist()[:20]}: "
@@ -740,10 +743,10 @@ def test_label_errors_name_the_argument_that_holds_the_labels():
     bad = np.array([0, 1, 7, 1, 0])
     with pytest.raises(ValueError) as info:
         net.evaluate(X[:5], bad)
-    assert str(info.value) == "y has class ids outside [0, 3): [7]"
+    assert str(info.value) == "y has class ids outside [0, 3): [7]" + _class_id_hint(3)
     with pytest.raises(ValueError) as info:
         net.fit(X, y, epochs=1, verbose=0, validation_data=(X[:5], bad))
-    assert str(info.value) == "validation_data[1] has class ids outside [0, 3): [7]"
+    assert str(info.value) == "validation_data[1] has class ids outside [0, 3): [7]" + _class_id_hint(3)
 
 
 def test_from_config_names_what_it_got_instead_of_a_layers_list():

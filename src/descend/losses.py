@@ -305,6 +305,14 @@ def _check_labels(y, name):
         check_storable_labels(y.ravel().tolist(), name)
 
 
+def _class_id_hint(n_classes):
+    """What to do about int labels outside [0, n_classes): a network with too
+    few outputs for its classes, or 1-based labels, are the usual causes."""
+    return (f"; int labels are class ids 0 to {n_classes - 1}: give the last layer one "
+            "unit per class (one unit for binary cross-entropy), shift 1-based labels "
+            "down by 1, or pass float or str labels to have them sorted into classes_")
+
+
 def _label_ids(y, classes, name):
     """Index of each label in classes, or a ValueError naming unknown labels."""
     if y.dtype.kind in "iu" and classes.dtype.kind in "iu" and np.array_equal(
@@ -312,7 +320,7 @@ def _label_ids(y, classes, name):
         bad = (y < 0) | (y >= len(classes))
         if bad.any():
             raise ValueError(f"{name} has class ids outside [0, {len(classes)}): "
-                             f"{np.unique(y[bad])[:10].tolist()}")
+                             f"{np.unique(y[bad])[:10].tolist()}{_class_id_hint(len(classes))}")
         return y.astype(np.int64)
     try:
         ids = np.searchsorted(classes, y)
