@@ -746,7 +746,8 @@ def test_label_errors_name_the_argument_that_holds_the_labels():
     assert str(info.value) == "y has class ids outside [0, 3): [7]" + _class_id_hint(3)
     with pytest.raises(ValueError) as info:
         net.fit(X, y, epochs=1, verbose=0, validation_data=(X[:5], bad))
-    assert str(info.value) == "validation_data[1] has class ids outside [0, 3): [7]" + _class_id_hint(3)
+    assert str(info.value) == ("validation_data[1] has class ids outside [0, 3): [7]"
+                               + _class_id_hint(3))
 
 
 def test_from_config_names_what_it_got_instead_of_a_layers_list():
