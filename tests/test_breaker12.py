@@ -279,7 +279,22 @@ def test_train_test_split_names_the_argument(kwargs, error, message):
      "Adam() got an unexpected keyword argument 'betas' (descend's name: beta_1 and beta_2)"),
     (lambda: dn.optimizers.RMSprop(alpha=0.9),
      "RMSprop() got an unexpected keyword argument 'alpha' (descend's name: rho)"),
-    (lambda: dn.optimizers.AdamW(foo=1), "AdamW() got an unexpected keyword argument 'foo'")])
+    (lambda: dn.optimizers.AdamW(foo=1), "AdamW() got an unexpected keyword argument 'foo'"),
+    # the twenty-first session's new user: bare TypeErrors before
+    (lambda: dn.optimizers.Adam(beta1=0.9),
+     "Adam() got an unexpected keyword argument 'beta1' (descend's name: beta_1)"),
+    (lambda: dn.Dense(32, input_dim=64),
+     "Dense() got an unexpected keyword argument 'input_dim' (the input size goes to the "
+     "network: Sequential([...], input_dim=n), or the first fit sets it)"),
+    (lambda: dn.Dense(32, input_shape=(64,)),
+     "Dense() got an unexpected keyword argument 'input_shape' (the input size goes to the "
+     "network: Sequential([...], input_dim=n), or the first fit sets it)"),
+    (lambda: dn.Dense(32, foo=1), "Dense() got an unexpected keyword argument 'foo'"),
+    (lambda: datasets.train_test_split(np.zeros((4, 1)), np.zeros(4), random_state=0),
+     "train_test_split() got an unexpected keyword argument 'random_state' "
+     "(descend's name: seed)"),
+    (lambda: dn.schedules.StepDecay(0.1, drop_rate=0.5),
+     "StepDecay() got an unexpected keyword argument 'drop_rate' (descend's name: drop)")])
 def test_a_misnamed_optimizer_argument_names_the_class_and_descends_name(make, message):
     # was: "Optimizer.__init__() got an unexpected keyword argument 'lr'"
     with pytest.raises(TypeError) as info:

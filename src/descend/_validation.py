@@ -312,6 +312,17 @@ def describe(specs):
     return _join([c.description for c in _constraints(specs)])
 
 
+def refuse_unknown_keywords(owner, unknown, hints):
+    """Python's TypeError for the first of the `unknown` keyword arguments
+    given to `owner`, with what descend calls it where another library's
+    name was used (`hints`: {their name: the hint}); nothing if none."""
+    if unknown:
+        name = next(iter(unknown))
+        hint = hints.get(name)
+        raise TypeError(f"{owner}() got an unexpected keyword argument {name!r}"
+                        + (f" ({hint})" if hint else ""))
+
+
 def error_message(name, expected, value, owner=None):
     """The one message style: '[Owner: ]name must be expected, got value (type)'."""
     prefix = f"{owner}: " if owner else ""

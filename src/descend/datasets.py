@@ -36,7 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from descend._validation import InstanceOf, Interval, as_array, check, validate_params
+from descend._validation import (InstanceOf, Interval, as_array, check, refuse_unknown_keywords,
+                                 validate_params)
 
 __all__ = [
     "BREAST_CANCER_CLASS_NAMES",
@@ -686,7 +687,13 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
 _TEST_SIZE = [Interval(Integral, 1, None), _FloatFraction()]
 
 
-def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
+# scikit-learn's names for what train_test_split calls otherwise
+_SKLEARN_SPLIT_HINTS = {"random_state": "descend's name: seed",
+                        "train_size": "give test_size: the train set is the rest",
+                        "shuffle": "the split is always shuffled; seed fixes it"}
+
+
+def train_test_split(X, y, test_size=0.25, seed=None, stratify=False, **unknown):
     """Split samples into random train and test subsets.
 
     Parameters
@@ -730,6 +737,7 @@ def train_test_split(X, y, test_size=0.25, seed=None, stratify=False):
         If the labels to stratify by mix types that do not compare (1 and
         "a" in an object array).
     """
+    refuse_unknown_keywords("train_test_split", unknown, _SKLEARN_SPLIT_HINTS)
     X = as_array(X, "X", "an array with one row per sample")
     y = as_array(y, "y", "an array with one entry per sample")
     if X.ndim == 0 or y.ndim == 0:

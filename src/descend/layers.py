@@ -11,7 +11,7 @@ import numpy as np
 from descend import _aligned, _dense, activations, initializers
 from descend._contract import Activation
 from descend._validation import (InstanceOf, Interval, Options, check, check_bool, check_float, check_int,
-                                 check_team_size, error_message)
+                                 check_team_size, error_message, refuse_unknown_keywords)
 from descend.regularizers import L1L2
 from descend.regularizers import get as get_regularizer
 
@@ -22,6 +22,13 @@ _SETTINGS = {"units": [Interval(Integral, 1, None)],
              "alpha": [Interval(Real)], "use_bias": ["boolean"],
              "kernel_regularizer": [None, _REGULARIZER], "bias_regularizer": [None, _REGULARIZER]}
 _RATE = [Interval(Real, 0.0, 1.0, closed="left")]
+
+
+# Keras gives the first layer the input size; descend gives it to the network
+_KERAS_INPUT_HINTS = dict.fromkeys(
+    ("input_dim", "input_shape"),
+    "the input size goes to the network: Sequential([...], input_dim=n), or the first fit "
+    "sets it")
 
 
 class Dense:
@@ -57,7 +64,8 @@ class Dense:
 
     def __init__(self, units, activation=None, kernel_initializer=None,
                  bias_initializer="zeros", use_bias=True, alpha=None,
-                 kernel_regularizer=None, bias_regularizer=None, name=None):
+                 kernel_regularizer=None, bias_regularizer=None, name=None, **unknown):
+        refuse_unknown_keywords("Dense", unknown, _KERAS_INPUT_HINTS)
         self.units = check_int(units, "units", minimum=1)
         self.activation = activations.canonical_name(activation)
         if alpha is None:

@@ -22,7 +22,7 @@ from descend import _aligned, _optim, _threads, schedules
 from descend._contract import OptimizerKind
 from descend._validation import (Interval, check, check_array_like, check_float,
                                  check_team_size, error_message, flush_cut_rate,
-                                 learning_rate_dtype_problem)
+                                 learning_rate_dtype_problem, refuse_unknown_keywords)
 
 # the kernels' update codes (descend._contract.OptimizerKind: one definition)
 SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = (
@@ -31,8 +31,10 @@ SGD_KIND, ADAGRAD_KIND, RMSPROP_KIND, ADAM_KIND = (
 
 # PyTorch's names of the hyperparameters (lr also older Keras's), for the
 # TypeError a misnamed keyword gets
-_OTHER_LIBRARIES_NAMES = {"lr": "learning_rate", "betas": "beta_1 and beta_2",
-                          "eps": "epsilon", "alpha": "rho"}
+_OTHER_LIBRARIES_NAMES = {
+    name: f"descend's name: {ours}" for name, ours in (
+        ("lr", "learning_rate"), ("betas", "beta_1 and beta_2"), ("beta1", "beta_1"),
+        ("beta2", "beta_2"), ("eps", "epsilon"), ("alpha", "rho"))}
 
 _POSITIVE = Interval(Real, 0.0, None, closed="neither")
 _NON_NEGATIVE = Interval(Real, 0.0, None)
@@ -87,11 +89,8 @@ class Optimizer(abc.ABC):
 
     def __init__(self, learning_rate, weight_decay=0.0, decay_bias=False,
                  clipnorm=None, global_clipnorm=None, clipvalue=None, **unknown):
-        if unknown:     # named for the subclass, with descend's name for PyTorch's
-            name = next(iter(unknown))
-            hint = _OTHER_LIBRARIES_NAMES.get(name)
-            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
-                            f"{name!r}" + (f" (descend's name: {hint})" if hint else ""))
+        # named for the subclass, with descend's name for PyTorch's
+        refuse_unknown_keywords(type(self).__name__, unknown, _OTHER_LIBRARIES_NAMES)
         if isinstance(learning_rate, (int, float, np.floating)) and not isinstance(
                 learning_rate, bool):
             self.schedule = None
