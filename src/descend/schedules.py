@@ -42,8 +42,7 @@ import warnings
 from numbers import Integral, Real
 
 from descend._plateau import PlateauRule, delegate_to_rule, missing_monitor_message
-from descend._validation import (Interval, check, error_message, outside_stacklevel,
-                                 refuse_unknown_keywords, validate)
+from descend._validation import Interval, check, error_message, outside_stacklevel, validate
 
 __all__ = [
     "LearningRateSchedule",
@@ -226,10 +225,7 @@ class StepDecay(LearningRateSchedule):
 
     name = "step_decay"
 
-    def __init__(self, initial_learning_rate, drop=0.5, step_size=10, **unknown):
-        refuse_unknown_keywords("StepDecay", unknown, {
-            "drop_rate": "descend's name: drop", "gamma": "descend's name: drop",
-            "epochs_drop": "descend's name: step_size"})
+    def __init__(self, initial_learning_rate, drop=0.5, step_size=10):
         self.initial_learning_rate = _check_positive(
             "initial_learning_rate", initial_learning_rate
         )
