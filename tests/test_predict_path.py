@@ -1,6 +1,8 @@
 """predict's fused forward pass (``_dense.forward_rows_py``): the same bits
 as the per-layer path it replaces (the layers' ``forward`` and the loss's
 link), a numpy reference, and the per-layer path's errors where it declines."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -614,3 +616,84 @@ def test_the_predict_thresholds_come_back_from_a_file(profiled, tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), on_a)
     state = loaded.state_dict()
     assert state["plan"]["pinned"] == loaded.plan
+
+
+# ---------------------------------------------------------------- Keras's keywords
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size", [1, 7, 256, 600, 10_000])
+def test_predict_batch_size_runs_each_chunk_as_a_predict_of_its_own(dtype, batch_size,
+                                                                     tmp_path):
+    net = build(dtype, "softmax_cross_entropy", "relu", widths=(300, 40), n_in=50)
+    X = np.random.default_rng(5).normal(size=(600, 50)).astype(dtype)
+    chunks = np.concatenate([net.predict(X[s:s + batch_size])
+                             for s in range(0, len(X), batch_size)])
+    np.testing.assert_array_equal(net.predict(X, batch_size=batch_size), chunks)
+    np.testing.assert_allclose(net.predict(X, batch_size=batch_size), net.predict(X),
+                               rtol=1e-5 if dtype == "float32" else 1e-12)
+    on_disk = np.lib.format.open_memmap(tmp_path / "X.npy", "w+", dtype, X.shape)
+    on_disk[...] = X                        # (read in chunks by the per-layer path)
+    np.testing.assert_array_equal(net.predict(on_disk, batch_size=batch_size), chunks)
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_classes", "evaluate"])
+def test_batch_size_sets_the_rows_of_each_forward_pass(method, monkeypatch):
+    from descend import _inference
+    seen = []
+    original = _inference.input_plan
+    monkeypatch.setattr(_inference, "input_plan",
+                        lambda part, limits: seen.append(len(part)) or original(part, limits))
+    net = build("float64", "softmax_cross_entropy", "tanh")
+    X = np.random.default_rng(6).normal(size=(25, 6))
+    args = (X, np.arange(25) % 3) if method == "evaluate" else (X,)
+    getattr(net, method)(*args, batch_size=10)
+    assert seen == [10, 10, 5]
+
+
+def test_evaluate_batch_size_gives_the_scores_up_to_rounding():
+    net = build("float64", "softmax_cross_entropy", "relu", widths=(30,))
+    X = np.random.default_rng(7).normal(size=(100, 6))
+    y = np.arange(100) % 3
+    whole, chunked = net.evaluate(X, y), net.evaluate(X, y, batch_size=3)
+    assert whole.keys() == chunked.keys()
+    for key in whole:
+        assert chunked[key] == pytest.approx(whole[key], rel=1e-12)
+
+
+@pytest.mark.parametrize("verbose", [1, 2, True])
+def test_verbose_evaluate_and_predict_print_one_line(verbose, capsys):
+    net = build("float64", "softmax_cross_entropy", "tanh")
+    X = np.random.default_rng(8).normal(size=(40, 6))
+    scores = net.evaluate(X, np.arange(40) % 3, verbose=verbose)
+    net.predict(X, verbose=verbose)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"evaluate  loss {scores['loss']:.4f}  "
+                               f"accuracy {scores['accuracy']:.4f}  40 samples  ")
+    assert lines[1].startswith("predict  40 samples  ")
+
+
+@pytest.mark.parametrize("verbose", [0, False])
+def test_silent_evaluate_and_predict_print_nothing(verbose, capsys):
+    net = build("float64", "softmax_cross_entropy", "tanh")
+    X = np.random.default_rng(8).normal(size=(40, 6))
+    net.evaluate(X, np.arange(40) % 3, verbose=verbose)
+    net.predict(X, verbose=verbose)
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("keywords, error, expected", [
+    ({"batch_size": 0}, ValueError, "batch_size must be an int >= 1, got 0"),
+    ({"batch_size": 2.5}, TypeError, "batch_size must be an int >= 1, got 2.5"),
+    ({"batch_size": True}, TypeError, "batch_size must be an int >= 1, got True"),
+    ({"verbose": 3}, ValueError, "verbose must be a bool or one of 0, 1, 2, got 3"),
+    ({"verbose": "auto"}, TypeError, "verbose must be a bool or one of 0, 1, 2, got 'auto'"),
+])
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "evaluate"])
+def test_bad_keras_keywords_are_refused_before_any_work(method, keywords, error, expected,
+                                                       capsys):
+    net = build("float64", "softmax_cross_entropy", "tanh")
+    X = np.random.default_rng(9).normal(size=(5, 6))
+    args = (X, np.arange(5) % 3) if method == "evaluate" else (X,)
+    with pytest.raises(error, match=re.escape(expected)):
+        getattr(net, method)(*args, **keywords)
+    assert capsys.readouterr().out == ""

@@ -49,7 +49,7 @@ from descend._config import register_section
 from descend._dense import forward_rows_py
 from descend._sparse import forward_rows_sparse_py, sparse_forward_py
 from descend._train import TeamSize
-from descend._validation import check_live_params
+from descend._validation import Options, check, check_int, check_live_params
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
 CHUNK_ROWS = 8192
@@ -361,10 +361,10 @@ def forward_arguments(net):
     return arguments
 
 
-def fused_forward(net, X, link=True):
+def fused_forward(net, X, link=True, chunk_rows=None):
     """The network's output for X through the fused drivers, after the loss's
     link (or the last layer's output with link=False), in chunks of
-    CHUNK_ROWS rows; None where the per-layer path must run and raise: X not
+    `chunk_rows` rows (None: CHUNK_ROWS); None where the per-layer path must run and raise: X not
     a C-contiguous 2-D ndarray of the network's dtype with n_in columns and
     at least one row, the network not built, or a non-finite input or output."""
     if (type(X) is not np.ndarray or X.ndim != 2 or X.shape[0] == 0
@@ -380,8 +380,9 @@ def fused_forward(net, X, link=True):
         return forward_rows_sparse_py(X, *layers, link_code, 1, NEVER)
     limits = thresholds(net, tuple([kernel.shape for kernel in layers[0]]), X.dtype)
     chunks = []
-    for start in range(0, len(X), CHUNK_ROWS):
-        part = X[start:start + CHUNK_ROWS]
+    chunk_rows = chunk_rows or CHUNK_ROWS
+    for start in range(0, len(X), chunk_rows):
+        part = X[start:start + chunk_rows]
         plan = input_plan(part, limits)
         if plan == "row_loops" and len(part) < PARALLEL_MIN_ROWS:    # one thread, no BLAS
             chunks.append(forward_rows_sparse_py(part, *layers, link_code, 1, NEVER))
@@ -423,9 +424,9 @@ def _run(driver, part, layers, link_code, n_threads, limits):
     return driver(part, *layers, link_code, n_threads)
 
 
-def per_layer_output(net, X):
+def per_layer_output(net, X, chunk_rows=None):
     """Last-layer output (before the link) for validated X (an array or a
-    LazyRows), in chunks, layer by layer under each chunk's plan: the row
+    LazyRows), in chunks of `chunk_rows` rows (None: CHUNK_ROWS), layer by layer under each chunk's plan: the row
     loops (``_sparse.sparse_forward_py``) where the plan has them, the
     layers' ``forward`` (GEMMs in the fused drivers' blocks) elsewhere."""
     net._check_structure()
@@ -434,8 +435,9 @@ def per_layer_output(net, X):
     limits = thresholds(net, tuple([layer.kernel.shape for layer in net.dense_layers]),
                         net.dtype)
     chunks = []
-    for start in range(0, len(X), CHUNK_ROWS):
-        a = np.asarray(X[start:start + CHUNK_ROWS])   # (read a LazyRows' chunk)
+    chunk_rows = chunk_rows or CHUNK_ROWS
+    for start in range(0, len(X), chunk_rows):
+        a = np.asarray(X[start:start + chunk_rows])   # (read a LazyRows' chunk)
         plan = input_plan(a, limits)
         omp, blas = net._threads_for(len(a))
         with _threads.blas_threads(blas):
@@ -450,25 +452,43 @@ def per_layer_output(net, X):
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
-def predict(net, X, link=True):
+def predict(net, X, link=True, chunk_rows=None):
     """Sequential.predict (link=True) and the logits of predict_classes
     (link=False): the fused passes for C-contiguous in-memory input of the
     network's dtype (anything else converted or checked first), the
     per-layer path where they decline, which raises the error that made
-    them decline."""
+    them decline; `chunk_rows` rows at a time (None: CHUNK_ROWS)."""
     if not (type(X) is np.ndarray and X.dtype == net.dtype and X.flags.c_contiguous):
         net._require_built()
         # converted once (or an error naming X); a memmap or h5py-style
         # array stays on disk, read in chunks by the per-layer path
         X = net._check_X(X, lazy=True)
     if type(X) is np.ndarray:
-        output = fused_forward(net, X, link)
+        output = fused_forward(net, X, link, chunk_rows)
         if output is not None:
             return output
         # the per-layer path: raises the error that made the fused one decline
         net._require_built()
         X = net._check_X(X)
-    output = per_layer_output(net, X)
+    output = per_layer_output(net, X, chunk_rows)
     if link and net.loss_ is not None:
         output = net.loss_.apply_link(output, 1)
     return require_finite(output)
+
+
+def check_keras_options(batch_size, verbose):
+    """predict's and evaluate's Keras keywords, checked before any work:
+    (rows a chunk, verbose). batch_size None is CHUNK_ROWS."""
+    chunk_rows = CHUNK_ROWS if batch_size is None else check_int(batch_size, "batch_size",
+                                                                 minimum=1)
+    return chunk_rows, check(verbose, "verbose", ["boolean", Options(0, 1, 2)])
+
+
+def report(what, n_samples, seconds, scores=()):
+    """The line verbose predict and evaluate print, in fit's epoch-line style:
+    ``evaluate  loss 0.0712  accuracy 0.9781  10,000 samples  0.05s  ...``."""
+    parts = [what] + [f"{key} {value:.4f}" for key, value in dict(scores).items()]
+    parts += [f"{n_samples:,} samples", f"{seconds:.2f}s"]
+    if seconds > 0:
+        parts.append(f"{n_samples / seconds:,.0f} samples/s")
+    print("  ".join(parts), flush=True)

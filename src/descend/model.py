@@ -8,6 +8,7 @@ of ``_train.pyx``); the per-layer driver of the same kernels (``gradients``,
 ``loss``, ``train_on_batch``) in :mod:`descend.reference`.
 """
 import math
+import time
 from numbers import Integral
 
 import numpy as np
@@ -619,12 +620,24 @@ class Sequential:
         return all(np.isfinite(a).all() for a in arrays)
 
     # ------------------------------------------------------------------ inference
-    def _output(self, X):
+    def _output(self, X, chunk_rows=None):
         """Last-layer output (before the link) for validated X, in chunks."""
-        return _inference.per_layer_output(self, X)
+        return _inference.per_layer_output(self, X, chunk_rows)
 
-    def predict(self, X):
+    def predict(self, X, batch_size=None, verbose=0):
         """Network output after the loss's link.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+        batch_size : int >= 1 or None
+            Rows per forward pass (Keras's keyword): bounds the activations'
+            memory to ``batch_size`` times the widest layer. None: 8192
+            rows. Other sizes give the same outputs up to float rounding
+            (chunks under the plan's GEMM threshold run the row loops).
+        verbose : 0, 1 or 2
+            0 silent; 1 or 2 print one line when done (samples, seconds,
+            samples/s).
 
         Returns
         -------
@@ -635,24 +648,36 @@ class Sequential:
 
         Raises
         ------
+        ValueError, TypeError
+            Bad X, batch_size or verbose (named).
         FloatingPointError
             The output is not finite (weights out of range); never returns NaN.
         """
-        return _inference.predict(self, X)
+        if batch_size is None and type(verbose) is int and verbose == 0:   # the one-row path
+            return _inference.predict(self, X)
+        chunk_rows, verbose = _inference.check_keras_options(batch_size, verbose)
+        started = time.perf_counter()
+        output = _inference.predict(self, X, chunk_rows=chunk_rows)
+        if verbose:
+            _inference.report("predict", len(output), time.perf_counter() - started)
+        return output
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, batch_size=None, verbose=0):
         """Alias of predict for classifiers (scikit-learn's name)."""
-        return self.predict(X)
+        return self.predict(X, batch_size=batch_size, verbose=verbose)
 
-    def predict_classes(self, X):
-        """Predicted labels, taken from ``classes_`` (strings kept)."""
+    def predict_classes(self, X, batch_size=None):
+        """Predicted labels, taken from ``classes_`` (strings kept);
+        batch_size as for `predict`."""
         self._check_compiled()
         if not self.loss_.is_classifier:
             raise TypeError(f"predict_classes needs a classification loss, the network "
                             f"uses {self.loss_.name!r}")
-        return _labels(_inference.predict(self, X, link=False), self.loss_.code, self.classes_)
+        chunk_rows, _ = _inference.check_keras_options(batch_size, 0)
+        return _labels(_inference.predict(self, X, link=False, chunk_rows=chunk_rows),
+                       self.loss_.code, self.classes_)
 
-    def evaluate(self, X, y, sample_weight=None):
+    def evaluate(self, X, y, sample_weight=None, batch_size=None, verbose=0):
         """Loss and metrics on (X, y).
 
         Parameters
@@ -664,6 +689,11 @@ class Sequential:
             samples, ``sum_i w_i s_i / sum_i w_i`` (as in `fit`); r2 uses
             weighted sums of squares around the weighted mean (as
             scikit-learn's ``r2_score``).
+        batch_size : int >= 1 or None
+            Rows per forward pass, as for `predict`.
+        verbose : 0, 1 or 2
+            0 silent; 1 or 2 print the scores in one line, as fit's epoch
+            lines (with samples, seconds and samples/s).
 
         Returns
         -------
@@ -674,26 +704,30 @@ class Sequential:
         Raises
         ------
         ValueError, TypeError
-            Bad X, y or sample_weight (named).
+            Bad X, y, sample_weight, batch_size or verbose (named).
         FloatingPointError
             A score overflows to NaN/inf (it is never returned).
         """
+        chunk_rows, verbose = _inference.check_keras_options(batch_size, verbose)
+        started = time.perf_counter()
         X, targets, labels, _ = self._prepare(X, y, lazy=True)
         weights = check_sample_weight(sample_weight, X.shape[0])
         self._require_built()
-        scores = self._evaluate(X, targets, labels, weights)
+        scores = self._evaluate(X, targets, labels, weights, chunk_rows)
         if not all(math.isfinite(value) for value in scores.values()):
             raise FloatingPointError(
                 f"evaluate produced non-finite scores {scores} for this X: the network's "
                 "output overflows (inputs or weights out of range)")
+        if verbose:
+            _inference.report("evaluate", X.shape[0], time.perf_counter() - started, scores)
         return scores
 
     # an overflowed output is refused by the callers (evaluate: FloatingPointError, fit:
     # divergence); numpy's warning on the way would preempt that under -W error
     @np.errstate(over="ignore", invalid="ignore")
-    def _evaluate(self, X, targets, labels, weights=None):
+    def _evaluate(self, X, targets, labels, weights=None, chunk_rows=None):
         """Scores of validated, encoded data; weights: float64 (n,) or None."""
-        output = self._output(X)
+        output = self._output(X, chunk_rows)
         n, k = output.shape
         scores = {"loss": self.loss_.mean_loss(output, targets, labels, weights=weights)
                   + reference.penalty(self)}
