@@ -68,6 +68,25 @@ def test_bad_options_are_refused_by_argparse(option, value, capsys):
     assert option in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["bench", "demo", "experiments"])
+@pytest.mark.parametrize("value, expected", [
+    ("~descend-no-such-user", "no such user or home directory"),
+    ("~descend-no-such-user/mnist", "no such user or home directory"),
+    ("   ", "only whitespace"),
+    ("~/{file}", "(a file)")])
+def test_data_home_is_checked_at_parsing_after_the_tilde(command, value, expected,
+                                                        tmp_path, monkeypatch, capsys):
+    """~name of no user and whitespace were refused by the loader mid-run
+    (after bench's and experiments' other work), ~/file not at all."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "mnist.gz").write_text("not a directory")
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args([command, "--data-home", value.format(file="mnist.gz")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--data-home" in err and expected in err
+
+
 def test_missing_contenders_are_named_and_skipped(monkeypatch):
     real = benchmark.importlib.util.find_spec
     monkeypatch.setattr(benchmark.importlib.util, "find_spec",
