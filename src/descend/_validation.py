@@ -59,6 +59,12 @@ _REPR.maxstring = 60
 _REPR.maxother = 60
 
 
+def short_repr(value):
+    """repr(value) cut to a readable length (an int of 400 digits, a long
+    string), for error messages."""
+    return _REPR.repr(value)
+
+
 # ---------------------------------------------------------------------------
 # constraints
 # ---------------------------------------------------------------------------

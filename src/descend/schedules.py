@@ -42,7 +42,8 @@ import warnings
 from numbers import Integral, Real
 
 from descend._plateau import PlateauRule, delegate_to_rule, missing_monitor_message
-from descend._validation import Interval, check, error_message, outside_stacklevel, validate
+from descend._validation import (Interval, check, error_message, outside_stacklevel,
+                                 short_repr, validate)
 
 __all__ = [
     "LearningRateSchedule",
@@ -132,7 +133,7 @@ class LearningRateSchedule(abc.ABC):
         try:
             return float(self._lr(epoch))
         except OverflowError as exc:
-            raise ValueError(f"{self!r}: the learning rate of epoch {epoch} is beyond "
+            raise ValueError(f"{self!r}: the learning rate of epoch {short_repr(epoch)} is beyond "
                              f"floating point ({exc}): choose settings whose rate stays "
                              "a float over the epochs trained") from None
 
