@@ -695,7 +695,8 @@ def test_lr_scheduler_does_not_hide_type_errors_inside_schedule():
         fake_fit(FakeModel(), val_losses(1), [cbs.LearningRateScheduler(schedule)])
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 0.0, -0.1, None, "0.1", True])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 0.0, -0.1, None, "0.1", True,
+                                 pytest.param(10 ** 400, id="int-beyond-float")])
 def test_lr_scheduler_rejects_invalid_values(bad):
     sched = cbs.LearningRateScheduler(lambda epoch: 0.1 if epoch < 2 else bad)
     with pytest.raises(ValueError) as info:
@@ -703,6 +704,19 @@ def test_lr_scheduler_rejects_invalid_values(bad):
     message = str(info.value)
     assert "for epoch 3 (schedule(2))" in message
     assert repr(bad) in message
+
+
+def test_lr_scheduler_refuses_an_int_beyond_float_after_a_cut():
+    # was: a bare OverflowError ("int too large to convert to float") from
+    # float(value), or from value * learning_rate_scale after a plateau cut
+    net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0)
+    net.compile(loss="softmax_cross_entropy", optimizer=dn.optimizers.SGD(0.1))
+    net.optimizer.learning_rate_scale = 0.5
+    sched = cbs.LearningRateScheduler(lambda epoch: 10 ** 400)
+    X, y = np.ones((8, 4)), np.arange(8) % 3
+    with pytest.raises(ValueError, match="finite float > 0"):
+        net.fit(X, y, epochs=1, batch_size=4, callbacks=[sched], verbose=0)
+    assert net.optimizer.learning_rate == 0.1 and net.epochs_trained == 0
 
 
 def test_lr_scheduler_validation():

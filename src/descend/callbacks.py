@@ -776,7 +776,10 @@ def _validate_lr(value, epoch, who):
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value[()]
     ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    lr = float(value) if ok else math.nan
+    try:
+        lr = float(value) if ok else math.nan
+    except OverflowError:   # an int (or Fraction) beyond the float range
+        lr = math.inf
     if not (ok and math.isfinite(lr) and lr > 0.0):
         raise ValueError(
             f"{who} must return a finite float > 0 as the learning rate, got "
@@ -788,7 +791,10 @@ def _validate_lr(value, epoch, who):
 def _scaled(value, scale):
     """value * scale for a number (anything else is left for _validate_lr)."""
     if scale != 1.0 and isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return value * scale
+        try:
+            return value * scale
+        except OverflowError:   # an int beyond the float range: _validate_lr refuses it
+            return value
     return value
 
 
