@@ -135,6 +135,11 @@ def msg(text):
      "and must be >= initial_epoch, got epochs=2"),
     ({"callbacks": [Callback(), object()]}, TypeError,
      "callbacks[1] must be a descend Callback (or an object with on_epoch_end etc.), got "),
+    # was: "Callback.set_model() missing 1 required positional argument: 'model'"
+    ({"callbacks": [dn.callbacks.TerminateOnNaN]}, TypeError,
+     "callbacks[0] must be a descend Callback (or an object with on_epoch_end etc.), got "
+     "<class 'descend.callbacks.TerminateOnNaN'> (type): a class, not an instance; "
+     "call it: TerminateOnNaN(...)"),
     ({"validation_data": 5}, ValueError,
      "validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val), "
      "got int"),

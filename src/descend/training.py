@@ -229,6 +229,11 @@ def _check_callbacks(callbacks, optimizer):
     every epoch; Keras refuses the same pair)."""
     callback_list = CallbackList(callbacks)
     for i, callback in enumerate(callback_list):
+        if isinstance(callback, type):      # its hooks are unbound functions
+            raise TypeError(error_message(f"callbacks[{i}]", "a descend Callback (or an "
+                                          "object with on_epoch_end etc.)", callback)
+                            + f": a class, not an instance; call it: "
+                            f"{callback.__name__}(...)")
         if not isinstance(callback, Callback) and not any(
                 callable(getattr(callback, hook, None)) for hook in CallbackList._HOOKS):
             raise TypeError(error_message(f"callbacks[{i}]", "a descend Callback (or an "
