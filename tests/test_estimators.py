@@ -381,6 +381,26 @@ def test_warm_start_continues_and_checks_classes():
         clf.fit(X[y < 2], y[y < 2])
 
 
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_warm_start_takes_early_stopping_set_after_the_fit(early_stopping):
+    # was: AttributeError ('NoneType' object has no attribute 'append') or
+    # TypeError (None - float) after the continued fit's first epoch had trained
+    X, y = blobs()
+    clf = dn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, warm_start=True,
+                           early_stopping=early_stopping, random_state=0, n_threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        net = clf.net_
+        clf.set_params(early_stopping=not early_stopping).fit(X, y)
+    assert clf.net_ is net and len(clf.loss_curve_) == 6
+    if early_stopping:
+        assert clf.validation_scores_ is None and clf.best_loss_ == min(clf.loss_curve_[3:])
+    else:
+        assert len(clf.validation_scores_) == 3 and clf.best_loss_ is None
+        assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
 def test_partial_fit_streams_with_declared_classes():
     X, y = blobs()
     labels = np.array(["a", "b", "c"])[y]

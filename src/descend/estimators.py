@@ -222,16 +222,13 @@ class _BaseMLP(BaseEstimator):
             self.out_activation_ = self._out_activation()
             if self.solver in _STOCHASTIC_SOLVERS:
                 self.loss_curve_ = []
-            self._no_improvement_count = 0
-            if self.early_stopping:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -np.inf
-                self.best_loss_ = None
-            else:
-                self.best_loss_ = np.inf
-                self.validation_scores_ = None
-                self.best_validation_score_ = None
+            self._start_stopping_rule()
             self._learning_rate = float(self.learning_rate_init)
+        elif not incremental and (getattr(self, "validation_scores_", None) is None) == bool(
+                self.early_stopping):
+            # a warm start after set_params(early_stopping=...): the other rule's
+            # bookkeeping (was an AttributeError after the first epoch had trained)
+            self._start_stopping_rule()
         scale = self._loss_scale(n_outputs)
         # a warm-start fit continues a network over several epochs: its state, for a
         # divergence after some of them moved it (partial_fit runs one epoch, which
@@ -253,6 +250,19 @@ class _BaseMLP(BaseEstimator):
         for layer in self.net_.dense_layers:
             layer._cache = None     # no training activations kept (or pickled)
         return self
+
+    def _start_stopping_rule(self):
+        """The bookkeeping of the stopping rule `early_stopping` chooses (the
+        validation score, else the training loss), from its start."""
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
 
     def _check_call(self, incremental):
         """Errors of the parameters for this call (fit or partial_fit)."""
