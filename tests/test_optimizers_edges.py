@@ -941,6 +941,30 @@ def test_the_estimators_name_the_epsilon_they_were_given():
         MLPRegressor(epsilon=1e-40).fit(X, y.astype(float))
 
 
+@pytest.mark.parametrize("refit", [False, True])
+def test_an_estimator_refusing_its_epsilon_keeps_its_fitted_attributes(refit):
+    # was: classes_ and n_features_in_ of the refused fit were kept, and predict
+    # raised an AttributeError (no net_) instead of NotFittedError, or a refit
+    # paired the new classes_ with the old network
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
+    from descend.estimators import MLPClassifier
+    X, y = dn.datasets.load_digits()
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0)
+    if refit:
+        with pytest.warns(ConvergenceWarning):
+            clf.fit(X, y)
+    before = dict(vars(clf))
+    with pytest.raises(ValueError, match=r"epsilon must be at least .* got 1e-45$"):
+        clf.set_params(epsilon=1e-45).fit(X[:, :10], np.array(list("ab"))[y % 2])
+    assert vars(clf).keys() == before.keys()
+    assert all(vars(clf)[key] is value for key, value in before.items() if key != "epsilon")
+    if refit:
+        assert clf.predict(X[:3]).dtype.kind == "i"
+    else:
+        with pytest.raises(NotFittedError):
+            clf.predict(X[:3])
+
+
 # ------------------------------------------------------------- learning rate and dtype
 F32_TINY, F64_TINY = 1.1754943508222875e-38, 2.2250738585072014e-308
 LOW = ("learning_rate must be at least {tiny} when positive (the smallest normal {name}: "

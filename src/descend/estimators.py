@@ -204,15 +204,17 @@ class _BaseMLP(BaseEstimator):
             # everything that can reject the input, before any state changes
             X, y, targets, weights, totals = self._validated(
                 X, y, incremental, first_pass, classes, sample_weight, sizes)
+            if not incremental or first_pass:
+                self._random_state = self._make_random_state()
+            n_outputs = self._n_outputs_for(targets)
+            # (an epsilon too small for the dtype: left classes_ of a fit that never ran)
+            net = self._build_net(X.shape[1], sizes, n_outputs, X.dtype) if first_pass else None
         except Exception:
             self.__dict__.clear()
             self.__dict__.update(saved)
             raise
-        if not incremental or first_pass:
-            self._random_state = self._make_random_state()
-        n_outputs = self._n_outputs_for(targets)
         if first_pass:
-            self.net_ = self._build_net(X.shape[1], sizes, n_outputs, X.dtype)
+            self.net_ = net
             self._network_params = {"hidden_layer_sizes": sizes, "activation": self.activation,
                                     "solver": self.solver}
             self.n_iter_ = 0
