@@ -401,6 +401,33 @@ def test_warm_start_takes_early_stopping_set_after_the_fit(early_stopping):
         assert clf.best_validation_score_ == max(clf.validation_scores_)
 
 
+@pytest.mark.parametrize("solver, changes, expected", [
+    ("adam", {"learning_rate_init": 0.01, "beta_1": 0.5, "beta_2": 0.6, "epsilon": 1e-3},
+     {"learning_rate": 0.01, "beta_1": 0.5, "beta_2": 0.6, "epsilon": 1e-3}),
+    ("sgd", {"learning_rate_init": 0.01, "momentum": 0.0},
+     {"learning_rate": 0.01, "momentum": 0.0, "nesterov": False}),
+    ("sgd", {"momentum": 0.5, "nesterovs_momentum": False},
+     {"learning_rate": 0.001, "momentum": 0.5, "nesterov": False}),
+])
+def test_warm_start_fit_takes_the_optimizer_parameters_set_after_the_fit(
+        solver, changes, expected):
+    # was: the continued fit kept the first fit's learning rate, momentum, betas
+    # and epsilon (scikit-learn's warm start builds its optimizer from them anew)
+    X, y = blobs()
+    first = {"momentum": 0.0} if "momentum" in changes and changes["momentum"] else {}
+    clf = dn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, warm_start=True,
+                           solver=solver, random_state=0, n_threads=1, **first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        clf.set_params(**changes).fit(X, y)
+    optimizer = clf.net_.optimizer
+    assert {name: getattr(optimizer, name) for name in expected} == expected
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 4
+    clf.partial_fit(X, y)       # partial_fit keeps the optimizer, as scikit-learn's
+    assert {name: getattr(optimizer, name) for name in expected} == expected
+
+
 def test_partial_fit_streams_with_declared_classes():
     X, y = blobs()
     labels = np.array(["a", "b", "c"])[y]

@@ -209,10 +209,18 @@ class _BaseMLP(BaseEstimator):
             n_outputs = self._n_outputs_for(targets)
             # (an epsilon too small for the dtype: left classes_ of a fit that never ran)
             net = self._build_net(X.shape[1], sizes, n_outputs, X.dtype) if first_pass else None
+            # a warm start continues the network with the parameters as they are now
+            # (as scikit-learn's new optimizer; set_params(learning_rate_init=...) was ignored)
+            settings = (self._optimizer_settings(self._loss_scale(n_outputs), self.net_.dtype)
+                        if not (first_pass or incremental) else {})
         except Exception:
             self.__dict__.clear()
             self.__dict__.update(saved)
             raise
+        for name, value in settings.items():
+            setattr(self.net_.optimizer, name, value)
+        if settings:
+            self._learning_rate = float(self.learning_rate_init)
         if first_pass:
             self.net_ = net
             self._network_params = {"hidden_layer_sizes": sizes, "activation": self.activation,
@@ -352,25 +360,33 @@ class _BaseMLP(BaseEstimator):
         net = Sequential(layers, input_dim=n_features, dtype=dtype, seed=self._seed(),
                          n_threads=self.n_threads)
         net._regression_train_metrics = False   # loss_curve_ is all the loop needs
-        scale = self._loss_scale(n_outputs)
+        settings = self._optimizer_settings(self._loss_scale(n_outputs), net.dtype)
         if self.solver == "sgd":
-            optimizer = optimizers.SGD(
-                learning_rate=self.learning_rate_init / scale, momentum=self.momentum,
-                nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
+            optimizer = optimizers.SGD(**settings)
         elif self.solver == "adam":
-            tiny = float(np.finfo(net.dtype).tiny)
-            if self.epsilon * scale < tiny:     # named as given, not as scaled
-                raise ValueError(
-                    f"epsilon must be at least {tiny / scale:.7g} here (times the loss "
-                    f"scale {scale:g}, the smallest normal {np.dtype(net.dtype).name}: the "
-                    f"updates flush smaller numbers to zero), got {self.epsilon!r}")
-            optimizer = optimizers.Adam(learning_rate=self.learning_rate_init,
-                                        beta_1=self.beta_1, beta_2=self.beta_2,
-                                        epsilon=self.epsilon * scale)
+            optimizer = optimizers.Adam(**settings)
         else:
             optimizer = "sgd"   # unused by lbfgs
         net.compile(loss=self._net_loss(n_outputs), optimizer=optimizer)
         return net
+
+    def _optimizer_settings(self, scale, dtype):
+        """The keywords of the "sgd" or "adam" optimizer (none for "lbfgs") from
+        the parameters, for the loss scale `scale` (see the module docstring)."""
+        if self.solver == "sgd":
+            return {"learning_rate": self.learning_rate_init / scale,
+                    "momentum": self.momentum,
+                    "nesterov": bool(self.nesterovs_momentum and self.momentum > 0)}
+        if self.solver != "adam":
+            return {}
+        tiny = float(np.finfo(dtype).tiny)
+        if self.epsilon * scale < tiny:     # named as given, not as scaled
+            raise ValueError(
+                f"epsilon must be at least {tiny / scale:.7g} here (times the loss "
+                f"scale {scale:g}, the smallest normal {np.dtype(dtype).name}: the "
+                f"updates flush smaller numbers to zero), got {self.epsilon!r}")
+        return {"learning_rate": self.learning_rate_init, "beta_1": self.beta_1,
+                "beta_2": self.beta_2, "epsilon": self.epsilon * scale}
 
     def _sample_weights(self, sample_weight, targets, incremental, reduce=None):
         """The weight of each sample (sample_weight; class weights in the
