@@ -261,10 +261,11 @@ def shards(dist):
 
 
 def mismatch(dist):
-    """Rank 1 differs (batch size, then seed, then shape): every rank raises."""
+    """Rank 1 differs (batch size, then seed, then shape, then its validation
+    rows): every rank raises."""
     X, y = data()
     messages = {}
-    for what in ("batch_size", "seed", "units", "bad_input"):
+    for what in ("batch_size", "seed", "units", "bad_input", "validation_rows"):
         case = CASES["adam_dropout"]
         net = network(case)
         batch = 32
@@ -282,8 +283,12 @@ def mismatch(dist):
         Xr = X.copy()
         if dist.rank == 1 and what == "bad_input":
             Xr[3, 2] = np.nan
+        validation = None
+        if what == "validation_rows":
+            validation = (X[:20], y[:20]) if dist.rank == 1 else (X[:30], y[:30])
         try:
-            net.fit(Xr, y, epochs=1, batch_size=batch, verbose=0, distributed=dist)
+            net.fit(Xr, y, epochs=1, batch_size=batch, verbose=0, distributed=dist,
+                    validation_data=validation)
             messages[what] = None
         except ValueError as exc:
             messages[what] = str(exc)

@@ -193,7 +193,10 @@ def test_mismatched_ranks_are_named_on_every_rank(tmp_path):
     found, _ = run_mpi(3, "mismatch", tmp_path)
     for what, fragment in [("batch_size", "rank 1 differs from rank 0 in batch_size: 16"),
                            ("seed", "rank 1 differs from rank 0 in seed: 2"),
-                           ("units", "rank 1 differs from rank 0 in layers: [(17")]:
+                           ("units", "rank 1 differs from rank 0 in layers: [(17"),
+                           # was: each rank scored its part of its own validation rows
+                           ("validation_rows",
+                            "rank 1 differs from rank 0 in validation_rows: 20 (rank 1) != 30")]:
         assert all(fragment in message for message in found[what]), found[what]
     # a rank's own input error: raised there, named on the others
     assert found["bad_input"][1].startswith("X contains 1 NaN")

@@ -416,6 +416,10 @@ def _summary(model, config, kwargs, sharded):
     }
     if not sharded:
         summary["n_samples"] = len(config.X)
+        # each rank scores its part of the validation rows (was: parts of
+        # validation data of other lengths, silently mixed into the scores)
+        summary["validation_rows"] = (None if config.validation is None
+                                      else len(config.validation[0]))
         return summary
     summary["shard_rows"] = len(config.X)
     summary["weight_sum"] = None if config.weights is None else float(np.sum(config.weights))
