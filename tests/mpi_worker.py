@@ -262,10 +262,11 @@ def shards(dist):
 
 def mismatch(dist):
     """Rank 1 differs (batch size, then seed, then shape, then its validation
-    rows): every rank raises."""
+    rows, then a sample weight): every rank raises."""
     X, y = data()
     messages = {}
-    for what in ("batch_size", "seed", "units", "bad_input", "validation_rows"):
+    for what in ("batch_size", "seed", "units", "bad_input", "validation_rows",
+                 "sample_weight"):
         case = CASES["adam_dropout"]
         net = network(case)
         batch = 32
@@ -286,9 +287,13 @@ def mismatch(dist):
         validation = None
         if what == "validation_rows":
             validation = (X[:20], y[:20]) if dist.rank == 1 else (X[:30], y[:30])
+        weights = None
+        if what == "sample_weight":
+            weights = np.ones(len(X))
+            weights[5] += dist.rank == 1
         try:
             net.fit(Xr, y, epochs=1, batch_size=batch, verbose=0, distributed=dist,
-                    validation_data=validation)
+                    validation_data=validation, sample_weight=weights)
             messages[what] = None
         except ValueError as exc:
             messages[what] = str(exc)

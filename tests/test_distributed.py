@@ -196,7 +196,10 @@ def test_mismatched_ranks_are_named_on_every_rank(tmp_path):
                            ("units", "rank 1 differs from rank 0 in layers: [(17"),
                            # was: each rank scored its part of its own validation rows
                            ("validation_rows",
-                            "rank 1 differs from rank 0 in validation_rows: 20 (rank 1) != 30")]:
+                            "rank 1 differs from rank 0 in validation_rows: 20 (rank 1) != 30"),
+                           # was: rank 1 logged other losses than rank 0
+                           ("sample_weight",
+                            "rank 1 differs from rank 0 in sample_weight digest")]:
         assert all(fragment in message for message in found[what]), found[what]
     # a rank's own input error: raised there, named on the others
     assert found["bad_input"][1].startswith("X contains 1 NaN")

@@ -420,6 +420,11 @@ def _summary(model, config, kwargs, sharded):
         # validation data of other lengths, silently mixed into the scores)
         summary["validation_rows"] = (None if config.validation is None
                                       else len(config.validation[0]))
+        # every rank divides its share by the global batch's weight sum from its
+        # own weights (was: other weights on a rank, other losses logged there)
+        summary["sample_weight digest"] = (
+            None if config.weights is None else
+            hashlib.sha256(np.ascontiguousarray(config.weights, np.float64)).hexdigest()[:16])
         return summary
     summary["shard_rows"] = len(config.X)
     summary["weight_sum"] = None if config.weights is None else float(np.sum(config.weights))
