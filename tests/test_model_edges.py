@@ -585,3 +585,27 @@ def test_float64_outputs_whose_squares_overflow_are_refused_not_warned_about():
     with pytest.raises(dn.DivergenceError, match="val_loss, val_mse, val_r2"):
         net.fit(X, y, epochs=1, batch_size=8, validation_data=(X * 1e200, y), verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), weights))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_kernel_beyond_any_arrays_size_is_refused_naming_units_before_any_draw(dtype):
+    # numpy's "array is too big" named neither the layer nor units, after the
+    # layers before it were built and the generator had moved on
+    net = dn.Sequential([dn.Dense(4), dn.Dense(5), dn.Dense(2**62)], seed=0, dtype=dtype)
+    with pytest.raises(ValueError, match=r"Dense\(units=4611686018427387904\): its "
+                                         rf"\(5, 4611686018427387904\) {dtype} kernel"):
+        net.build(8)
+    assert all(layer.kernel is None for layer in net.dense_layers)
+    net.layers[2].units = 3
+    net.build(8)
+    fresh = dn.Sequential([dn.Dense(4), dn.Dense(5), dn.Dense(3)], seed=0, dtype=dtype)
+    fresh.build(8)
+    for u, v in zip(net.get_weights(), fresh.get_weights()):     # the same draws
+        np.testing.assert_array_equal(u, v)
+
+
+def test_the_estimators_name_a_hidden_layer_beyond_any_arrays_size():
+    from descend.estimators import MLPClassifier
+    X, y = np.random.default_rng(0).random((20, 3)), np.arange(20) % 2
+    with pytest.raises(ValueError, match=r"Dense\(units=4611686018427387904\)"):
+        MLPClassifier(hidden_layer_sizes=(2**62,)).fit(X, y)

@@ -4,6 +4,7 @@ A layer's forward/backward methods run the compiled kernels of
 ``csrc/descend/_dense.pyx``; the fused epoch loop (``_train.pyx``) calls the
 same kernels, so the per-layer path and ``fit`` compute the same numbers.
 """
+import sys
 from numbers import Integral, Real
 
 import numpy as np
@@ -107,8 +108,20 @@ class Dense:
         # np.shape: a kernel replaced by a list is reported by the checks, not here
         return None if self.kernel is None else np.shape(self.kernel)[0]
 
+    def check_size(self, n_in, dtype):
+        """ValueError for a kernel beyond any array's size (numpy's "array is
+        too big" named neither the layer nor units); one only beyond the
+        memory is left to numpy's MemoryError, as in Keras and PyTorch."""
+        nbytes = n_in * self.units * np.dtype(dtype).itemsize
+        if nbytes > sys.maxsize:
+            raise ValueError(f"Dense(units={self.units}): its ({n_in}, {self.units}) "
+                             f"{np.dtype(dtype).name} kernel would take {nbytes:.3g} bytes, "
+                             f"beyond any array's size ({sys.maxsize:.3g} bytes); choose "
+                             "fewer units")
+
     def build(self, n_in, rng, dtype):
         """Draw the parameters from the network's Generator."""
+        self.check_size(n_in, dtype)
         # on a 64-byte boundary: the compiled loops' vector loads (see _aligned)
         self.kernel = _aligned.copy(self.kernel_initializer((n_in, self.units), rng, dtype))
         self.bias = (_aligned.copy(self.bias_initializer((self.units,), rng, dtype))

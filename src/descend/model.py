@@ -178,6 +178,11 @@ class Sequential:
         """Draw all parameters for `input_dim` input features."""
         input_dim = check_int(input_dim, "input_dim", minimum=1)
         self._check_structure()
+        # every layer's size before any draws (a refused third layer left the
+        # first two built and the generator moved on)
+        n_ins = [input_dim] + [layer.units for layer in self.dense_layers[:-1]]
+        for n_in, layer in zip(n_ins, self.dense_layers):
+            layer.check_size(n_in, self.dtype)
         n_in = input_dim
         for layer in self.dense_layers:
             layer.build(n_in, self._rng, self.dtype)
