@@ -672,6 +672,20 @@ def test_verbose_evaluate_and_predict_print_one_line(verbose, capsys):
     assert lines[1].startswith("predict  40 samples  ")
 
 
+@pytest.mark.parametrize("verbose", [np.int64(1), np.uint8(2)])
+def test_numpy_integer_verbose_counts_as_its_value(verbose, capsys):
+    """verbose=np.int64(1) was a TypeError ("got np.int64(1)"), while
+    batch_size=np.int64(5) and verbose=np.bool_(True) were taken."""
+    net = build("float64", "softmax_cross_entropy", "tanh")
+    X = np.random.default_rng(8).normal(size=(40, 6))
+    net.evaluate(X, np.arange(40) % 3, verbose=verbose)
+    net.predict(X, verbose=verbose)
+    net.predict(X, verbose=np.int64(0))
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    with pytest.raises(ValueError, match="verbose must be a bool or one of 0, 1, 2, got 3"):
+        net.predict(X, verbose=np.int64(3))
+
+
 @pytest.mark.parametrize("verbose", [0, False])
 def test_silent_evaluate_and_predict_print_nothing(verbose, capsys):
     net = build("float64", "softmax_cross_entropy", "tanh")

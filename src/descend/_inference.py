@@ -481,6 +481,8 @@ def check_keras_options(batch_size, verbose):
     (rows a chunk, verbose). batch_size None is CHUNK_ROWS."""
     chunk_rows = CHUNK_ROWS if batch_size is None else check_int(batch_size, "batch_size",
                                                                  minimum=1)
+    if isinstance(verbose, np.integer):     # np.int64(1) as 1, as batch_size takes it
+        verbose = int(verbose)
     return chunk_rows, check(verbose, "verbose", ["boolean", Options(0, 1, 2)])
 
 
