@@ -604,6 +604,13 @@ def test_a_kernel_beyond_any_arrays_size_is_refused_naming_units_before_any_draw
         np.testing.assert_array_equal(u, v)
 
 
+def test_an_input_dim_beyond_any_arrays_size_is_named():
+    # the message blamed Dense(units=2) alone: "choose fewer units"
+    with pytest.raises(ValueError, match=r"kernel \(input_dim=4611686018427387904\) .*"
+                                         r"choose fewer units or a smaller input_dim"):
+        dn.Sequential([dn.Dense(2)], input_dim=2**62)
+
+
 def test_the_estimators_name_a_hidden_layer_beyond_any_arrays_size():
     from descend.estimators import MLPClassifier
     X, y = np.random.default_rng(0).random((20, 3)), np.arange(20) % 2

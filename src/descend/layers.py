@@ -108,16 +108,19 @@ class Dense:
         # np.shape: a kernel replaced by a list is reported by the checks, not here
         return None if self.kernel is None else np.shape(self.kernel)[0]
 
-    def check_size(self, n_in, dtype):
+    def check_size(self, n_in, dtype, n_in_name=None):
         """ValueError for a kernel beyond any array's size (numpy's "array is
         too big" named neither the layer nor units); one only beyond the
-        memory is left to numpy's MemoryError, as in Keras and PyTorch."""
+        memory is left to numpy's MemoryError, as in Keras and PyTorch.
+        `n_in_name`: the argument n_in came from (input_dim), named too."""
         nbytes = n_in * self.units * np.dtype(dtype).itemsize
         if nbytes > sys.maxsize:
+            source = f" ({n_in_name}={n_in})" if n_in_name else ""
+            fix = f" or a smaller {n_in_name}" if n_in_name else ""
             raise ValueError(f"Dense(units={self.units}): its ({n_in}, {self.units}) "
-                             f"{np.dtype(dtype).name} kernel would take {nbytes:.3g} bytes, "
-                             f"beyond any array's size ({sys.maxsize:.3g} bytes); choose "
-                             "fewer units")
+                             f"{np.dtype(dtype).name} kernel{source} would take {nbytes:.3g} "
+                             f"bytes, beyond any array's size ({sys.maxsize:.3g} bytes); "
+                             f"choose fewer units{fix}")
 
     def build(self, n_in, rng, dtype):
         """Draw the parameters from the network's Generator."""

@@ -181,8 +181,8 @@ class Sequential:
         # every layer's size before any draws (a refused third layer left the
         # first two built and the generator moved on)
         n_ins = [input_dim] + [layer.units for layer in self.dense_layers[:-1]]
-        for n_in, layer in zip(n_ins, self.dense_layers):
-            layer.check_size(n_in, self.dtype)
+        for i, (n_in, layer) in enumerate(zip(n_ins, self.dense_layers)):
+            layer.check_size(n_in, self.dtype, "input_dim" if i == 0 else None)
         n_in = input_dim
         for layer in self.dense_layers:
             layer.build(n_in, self._rng, self.dtype)
