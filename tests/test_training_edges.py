@@ -1295,3 +1295,16 @@ def test_an_overflowing_optimizer_moment_is_divergence(tmp_path):
     assert all(np.isfinite(s).all() for slots in net.optimizer.state for s in slots)
     net.save(tmp_path / "kept.npz")
     dn.load(tmp_path / "kept.npz")
+
+
+@pytest.mark.parametrize("verbose, lines", [(np.int64(2), 1), (np.int8(0), 0), (np.uint8(2), 1)])
+def test_fit_and_partial_fit_take_a_numpy_integer_verbose_as_its_value(verbose, lines, capsys):
+    # (np.int64(2) was a TypeError where batch_size=np.int64(32) was taken)
+    X, y = np.random.default_rng(0).random((40, 3)), np.arange(40) % 2
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, seed=0)
+    net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    net.fit(X, y, epochs=1, verbose=verbose)
+    net.partial_fit(X, y, verbose=verbose)
+    assert len(capsys.readouterr().out.splitlines()) == 2 * lines
+    with pytest.raises(ValueError, match="verbose must be a bool or one of 0, 1, 2, got 3"):
+        net.fit(X, y, verbose=np.int64(3))

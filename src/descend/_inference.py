@@ -49,7 +49,7 @@ from descend._config import register_section
 from descend._dense import forward_rows_py
 from descend._sparse import forward_rows_sparse_py, sparse_forward_py
 from descend._train import TeamSize
-from descend._validation import Options, check, check_int, check_live_params
+from descend._validation import check_int, check_live_params, check_verbose
 
 # Rows per chunk in predict/evaluate/gradients: bounds the activations' memory.
 CHUNK_ROWS = 8192
@@ -481,9 +481,7 @@ def check_keras_options(batch_size, verbose):
     (rows a chunk, verbose). batch_size None is CHUNK_ROWS."""
     chunk_rows = CHUNK_ROWS if batch_size is None else check_int(batch_size, "batch_size",
                                                                  minimum=1)
-    if isinstance(verbose, np.integer):     # np.int64(1) as 1, as batch_size takes it
-        verbose = int(verbose)
-    return chunk_rows, check(verbose, "verbose", ["boolean", Options(0, 1, 2)])
+    return chunk_rows, check_verbose(verbose)
 
 
 def report(what, n_samples, seconds, scores=()):

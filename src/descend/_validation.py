@@ -418,6 +418,14 @@ def check_dtype(dtype, name="dtype", owner=None):
     return check(dtype, name, ["dtype"], owner)
 
 
+def check_verbose(verbose):
+    """fit's, partial_fit's, predict's and evaluate's verbose: a bool or 0, 1,
+    2 (a numpy integer counts as its value, as batch_size's does)."""
+    if isinstance(verbose, np.integer):
+        verbose = int(verbose)
+    return check(verbose, "verbose", ["boolean", Options(0, 1, 2)])
+
+
 def check_int(value, name, minimum=None, allow_none=False, owner=None):
     """value as an int >= minimum (None passes if allow_none).
 

@@ -25,9 +25,9 @@ from descend._outofcore import ChunkedTrainer, LazyRows
 from descend._sample_weight import (check_class_weight, check_sample_weight,
                                     check_validation_weights, fit_weights)
 from descend._train import EpochRunner
-from descend._validation import (Options, as_array, check, check_bool, check_float, check_int,
-                                 check_lengths, check_live_params, check_n_threads,
-                                 check_storable_labels, error_message, outside_stacklevel)
+from descend._validation import (as_array, check_bool, check_float, check_int, check_lengths,
+                                 check_live_params, check_n_threads, check_storable_labels,
+                                 check_verbose, error_message, outside_stacklevel)
 from descend.callbacks import Callback, CallbackList, LearningRateScheduler
 
 
@@ -143,7 +143,7 @@ class FitConfig:
         if steps_per_execution is not None:
             steps_per_execution = check_int(steps_per_execution, "steps_per_execution",
                                             minimum=1)
-        verbose = check(verbose, "verbose", ["boolean", Options(0, 1, 2)])
+        verbose = check_verbose(verbose)
         shuffle = check_bool(shuffle, "shuffle")
         validation_split = check_float(validation_split, "validation_split", minimum=0.0,
                                        maximum=1.0, max_inclusive=False)
