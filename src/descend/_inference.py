@@ -364,9 +364,10 @@ def forward_arguments(net):
 def fused_forward(net, X, link=True, chunk_rows=None):
     """The network's output for X through the fused drivers, after the loss's
     link (or the last layer's output with link=False), in chunks of
-    `chunk_rows` rows (None: CHUNK_ROWS); None where the per-layer path must run and raise: X not
-    a C-contiguous 2-D ndarray of the network's dtype with n_in columns and
-    at least one row, the network not built, or a non-finite input or output."""
+    `chunk_rows` rows (None: CHUNK_ROWS); None where the per-layer path must
+    run and raise: X not a C-contiguous 2-D ndarray of the network's dtype
+    with n_in columns and at least one row, the network not built, or a
+    non-finite input or output."""
     if (type(X) is not np.ndarray or X.ndim != 2 or X.shape[0] == 0
             or X.dtype != net.dtype or not X.flags.c_contiguous):
         return None
@@ -426,9 +427,10 @@ def _run(driver, part, layers, link_code, n_threads, limits):
 
 def per_layer_output(net, X, chunk_rows=None):
     """Last-layer output (before the link) for validated X (an array or a
-    LazyRows), in chunks of `chunk_rows` rows (None: CHUNK_ROWS), layer by layer under each chunk's plan: the row
-    loops (``_sparse.sparse_forward_py``) where the plan has them, the
-    layers' ``forward`` (GEMMs in the fused drivers' blocks) elsewhere."""
+    LazyRows), in chunks of `chunk_rows` rows (None: CHUNK_ROWS), layer by
+    layer under each chunk's plan: the row loops
+    (``_sparse.sparse_forward_py``) where the plan has them, the layers'
+    ``forward`` (GEMMs in the fused drivers' blocks) elsewhere."""
     net._check_structure()
     check_live_params(net, training=False)
     codes = net._activation_codes()
@@ -474,6 +476,19 @@ def predict(net, X, link=True, chunk_rows=None):
     if link and net.loss_ is not None:
         output = net.loss_.apply_link(output, 1)
     return require_finite(output)
+
+
+def predict_with_options(net, X, batch_size, verbose):
+    """Sequential.predict with Keras's batch_size and verbose (the defaults,
+    None and 0, go straight to `predict`: the one-row path's cost)."""
+    if batch_size is None and type(verbose) is int and verbose == 0:
+        return predict(net, X)
+    chunk_rows, verbose = check_keras_options(batch_size, verbose)
+    started = time.perf_counter()
+    output = predict(net, X, chunk_rows=chunk_rows)
+    if verbose:
+        report("predict", len(output), time.perf_counter() - started)
+    return output
 
 
 def check_keras_options(batch_size, verbose):

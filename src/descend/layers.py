@@ -32,6 +32,15 @@ _KERAS_INPUT_HINTS = dict.fromkeys(
     "sets it")
 
 
+def check_kernel_sizes(dense_layers, input_dim, dtype):
+    """Every Dense layer's check_size, before any of them draws its
+    parameters (a refused third layer left the first two built and the
+    network's generator moved on)."""
+    n_ins = [input_dim] + [layer.units for layer in dense_layers[:-1]]
+    for i, (n_in, layer) in enumerate(zip(n_ins, dense_layers)):
+        layer.check_size(n_in, dtype, "input_dim" if i == 0 else None)
+
+
 class Dense:
     """Fully connected layer: a = activation(x W + b).
 

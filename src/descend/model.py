@@ -178,11 +178,7 @@ class Sequential:
         """Draw all parameters for `input_dim` input features."""
         input_dim = check_int(input_dim, "input_dim", minimum=1)
         self._check_structure()
-        # every layer's size before any draws (a refused third layer left the
-        # first two built and the generator moved on)
-        n_ins = [input_dim] + [layer.units for layer in self.dense_layers[:-1]]
-        for i, (n_in, layer) in enumerate(zip(n_ins, self.dense_layers)):
-            layer.check_size(n_in, self.dtype, "input_dim" if i == 0 else None)
+        layers_module.check_kernel_sizes(self.dense_layers, input_dim, self.dtype)
         n_in = input_dim
         for layer in self.dense_layers:
             layer.build(n_in, self._rng, self.dtype)
@@ -658,14 +654,7 @@ class Sequential:
         FloatingPointError
             The output is not finite (weights out of range); never returns NaN.
         """
-        if batch_size is None and type(verbose) is int and verbose == 0:   # the one-row path
-            return _inference.predict(self, X)
-        chunk_rows, verbose = _inference.check_keras_options(batch_size, verbose)
-        started = time.perf_counter()
-        output = _inference.predict(self, X, chunk_rows=chunk_rows)
-        if verbose:
-            _inference.report("predict", len(output), time.perf_counter() - started)
-        return output
+        return _inference.predict_with_options(self, X, batch_size, verbose)
 
     def predict_proba(self, X, batch_size=None, verbose=0):
         """Alias of predict for classifiers (scikit-learn's name)."""

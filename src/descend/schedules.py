@@ -133,9 +133,9 @@ class LearningRateSchedule(abc.ABC):
         try:
             return float(self._lr(epoch))
         except OverflowError as exc:
-            raise ValueError(f"{self!r}: the learning rate of epoch {short_repr(epoch)} is beyond "
-                             f"floating point ({exc}): choose settings whose rate stays "
-                             "a float over the epochs trained") from None
+            raise ValueError(f"{self!r}: the learning rate of epoch {short_repr(epoch)} is "
+                             f"beyond floating point ({exc}): choose settings whose rate "
+                             "stays a float over the epochs trained") from None
 
     @abc.abstractmethod
     def _lr(self, epoch):
