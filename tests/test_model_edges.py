@@ -611,8 +611,15 @@ def test_an_input_dim_beyond_any_arrays_size_is_named():
         dn.Sequential([dn.Dense(2)], input_dim=2**62)
 
 
-def test_the_estimators_name_a_hidden_layer_beyond_any_arrays_size():
+@pytest.mark.parametrize("sizes, layer", [((2**62,), "layer 1 \\(3, 4611686018427387904\\)"),
+                                         ((5, 2**61), "layer 2 \\(5, 2305843009213693952\\)"),
+                                         ((2**61, 4), "layer 1 \\(3, 2305843009213693952\\)")])
+def test_the_estimators_name_a_hidden_layer_beyond_any_arrays_size(sizes, layer):
+    # the message named Dense(units=...), an argument the estimator's user never wrote
     from descend.estimators import MLPClassifier
     X, y = np.random.default_rng(0).random((20, 3)), np.arange(20) % 2
-    with pytest.raises(ValueError, match=r"Dense\(units=4611686018427387904\)"):
-        MLPClassifier(hidden_layer_sizes=(2**62,)).fit(X, y)
+    clf = MLPClassifier(hidden_layer_sizes=sizes)
+    with pytest.raises(ValueError, match=r"hidden_layer_sizes=\(.*\): the weights of " + layer
+                       + r" in float64 .* choose smaller hidden layers"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "net_") and not hasattr(clf, "classes_")

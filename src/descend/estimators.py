@@ -34,6 +34,7 @@ to scikit-learn's for a constant learning rate; the initial weights are
 drawn from descend's generator (same Glorot-uniform bounds), so numbers
 differ from scikit-learn's run for run, not in distribution.
 """
+import sys
 import warnings
 from numbers import Integral, Real
 
@@ -86,6 +87,21 @@ class _LayerSizes(Constraint):
         return all(
             isinstance(s, Integral) and not isinstance(s, (bool, np.bool_)) and s >= 1
             for s in value)
+
+
+def _check_weight_sizes(n_features, sizes, n_outputs, dtype):
+    """ValueError naming hidden_layer_sizes for a weight matrix beyond any
+    array's size (Dense's own message named its units=, an argument the
+    estimator's user never wrote), before any layer is built."""
+    fans = [n_features, *sizes, n_outputs]
+    itemsize = np.dtype(dtype).itemsize
+    for i, (n_in, n_out) in enumerate(zip(fans, fans[1:])):
+        if n_in * n_out * itemsize > sys.maxsize:
+            raise ValueError(
+                f"hidden_layer_sizes={tuple(sizes)}: the weights of layer {i + 1} "
+                f"({n_in}, {n_out}) in {np.dtype(dtype).name} would take "
+                f"{n_in * n_out * itemsize:.3g} bytes, beyond any array's size "
+                f"({sys.maxsize:.3g} bytes); choose smaller hidden layers")
 
 
 class _BaseMLP(BaseEstimator):
@@ -343,6 +359,7 @@ class _BaseMLP(BaseEstimator):
                                  "warm_start=False (or clone the estimator)")
 
     def _build_net(self, n_features, sizes, n_outputs, dtype):
+        _check_weight_sizes(n_features, sizes, n_outputs, dtype)
         activation = _ACTIVATIONS[self.activation]
         # scikit-learn's Glorot-uniform bounds sqrt(f / (fan_in + fan_out)),
         # f = 2 for logistic hidden units, else 6; biases uniform in the same bounds
