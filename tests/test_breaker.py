@@ -423,13 +423,17 @@ def test_load_mnist_names_a_bad_data_home_or_mirror(tmp_path, kwargs, error, mat
         dn.datasets.load_mnist(timeout=0.01, **kwargs)
 
 
-def test_load_mnist_into_a_directory_that_cannot_be_created_says_where_to_copy(tmp_path):
-    # was: FileNotFoundError / PermissionError from mkdir (a traceback from the CLI)
-    blocked = tmp_path / "afile"
-    blocked.write_text("")
+def test_load_mnist_into_a_directory_that_cannot_be_created_says_where_to_copy(
+        tmp_path, monkeypatch):
+    # was: FileNotFoundError / PermissionError from mkdir (a traceback from the CLI).
+    # mkdir refused as in a read-only parent (root may write anywhere; a file
+    # in the way is data_home's ValueError, tests/test_datasets.py)
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+    monkeypatch.setattr(dn.datasets.Path, "mkdir", refused)
     with pytest.raises(dn.datasets.DatasetNotFoundError,
                        match=r"cannot be downloaded there .*copy the four MNIST files"):
-        dn.datasets.load_mnist(blocked / "mnist", mirrors=["http://127.0.0.1:9"],
+        dn.datasets.load_mnist(tmp_path / "mnist", mirrors=["http://127.0.0.1:9"],
                                timeout=0.01)
 
 

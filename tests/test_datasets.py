@@ -7,6 +7,7 @@ with a local HTTP server on 127.0.0.1.
 """
 import os
 import functools
+import re
 import gzip
 import hashlib
 import http.server
@@ -542,3 +543,29 @@ def test_mnist_messages_name_the_option_on_the_command_line(monkeypatch, tmp_pat
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(datasets.DatasetNotFoundError, match="point data_home or"):
         datasets.load_mnist(tmp_path, download=False)          # the keyword again outside
+
+
+
+@pytest.mark.parametrize("under", ["", "mnist/2026"])
+def test_a_data_home_under_a_file_is_a_value_error_naming_the_file(tmp_path, monkeypatch,
+                                                                   under):
+    # a directory under a file was reported as "MNIST file(s) missing from ..."
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    value = str(afile / under) if under else str(afile)
+    reason = f"({str(afile)!r} is a file)" if under else "(a file)"
+    for download in (False, True):
+        with pytest.raises(ValueError, match=re.escape(
+                f"data_home must be a directory, got {value!r} {reason}")):
+            datasets.load_mnist(data_home=value, download=download)
+    monkeypatch.setenv("DESCEND_DATA", value)
+    with pytest.raises(ValueError, match=re.escape(
+            f"DESCEND_DATA must be a directory, got {value!r} {reason}")):
+        datasets.load_mnist(download=False)
+
+
+def test_a_data_home_holding_a_nul_byte_is_a_value_error():
+    # was "MNIST file(s) missing from a b" (the byte printed as a space)
+    with pytest.raises(ValueError, match=re.escape(
+            "data_home must be a directory, got 'a\\x00b': a path cannot hold a NUL byte")):
+        datasets.load_mnist(data_home="a\0b", download=False)

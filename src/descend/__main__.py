@@ -164,17 +164,17 @@ def _n_threads(text):
 
 def _directory(text):
     """argparse type: a directory path (it may not exist yet), not '' and not
-    an existing file; a leading ~ or ~name must name a home directory (the
+    an existing file or under one; a leading ~ or ~name must name a home directory (the
     loaders' check, datasets._directory, at parsing rather than mid-run)."""
     if not text:
         raise argparse.ArgumentTypeError("expected a directory, got ''")
-    from descend.datasets import _directory as expanded
+    from descend.datasets import _directory as expanded, _file_in_the_way
     try:
-        path = os.fspath(expanded(text, "the path"))
+        reason = _file_in_the_way(expanded(text, "the path"))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise argparse.ArgumentTypeError(f"expected a directory, got {text!r} (a file)")
+    if reason:
+        raise argparse.ArgumentTypeError(f"expected a directory, got {text!r} {reason}")
     return text
 
 

@@ -361,8 +361,8 @@ def get_mnist_dir(data_home=None):
     Raises
     ------
     ValueError
-        ``data_home`` (or ``DESCEND_DATA``) is only whitespace, or starts
-        with ``~name`` of no known user.
+        ``data_home`` (or ``DESCEND_DATA``) is only whitespace, holds a NUL
+        byte, or starts with ``~name`` of no known user.
     TypeError
         ``data_home`` is not a str or os.PathLike (bytes included).
     """
@@ -381,12 +381,27 @@ def _data_dir(data_home, name):
     return Path.home() / ".cache" / "descend" / name
 
 
+def _file_in_the_way(directory):
+    """Why `directory` can be neither read nor made: "(a file)" when it is
+    an existing file, "('/x' is a file)" when one of its parents is; None
+    when its nearest existing ancestor is a directory."""
+    directory = Path(directory)
+    for path in (directory, *directory.parents):
+        if os.path.exists(path):
+            if os.path.isdir(path):
+                return None
+            return "(a file)" if path == directory else f"({str(path)!r} is a file)"
+    return None
+
+
 def _not_a_file(directory, data_home):
     """ValueError naming the setting (data_home, its CLI option or
-    DESCEND_DATA) when the data directory is an existing file."""
-    if directory.exists() and not directory.is_dir():
+    DESCEND_DATA) when the data directory is an existing file or lies under
+    one (the loaders said "files missing from" it)."""
+    reason = _file_in_the_way(directory)
+    if reason:
         setting = _DATA_HOME_SETTING.get() if data_home is not None else "DESCEND_DATA"
-        raise ValueError(f"{setting} must be a directory, got {str(directory)!r} (a file)")
+        raise ValueError(f"{setting} must be a directory, got {str(directory)!r} {reason}")
 
 
 def _directory(value, setting):
@@ -396,6 +411,9 @@ def _directory(value, setting):
     if not isinstance(text, str):
         raise TypeError(f"{setting} must be a str or os.PathLike path, got {value!r} "
                         f"({type(value).__name__})")
+    if "\0" in text:           # the OS refuses it; the loaders said "files missing"
+        raise ValueError(f"{setting} must be a directory, got {text!r}: a path cannot "
+                         f"hold a NUL byte")
     if text and not text.strip():
         raise ValueError(f"{setting} must be a directory, got {text!r}: only whitespace "
                          f"(write {'./' + text!r} for a directory of that name)")
@@ -619,8 +637,8 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     TypeError
         ``data_home`` not a str or path, ``mirrors`` not a list of str.
     ValueError
-        If ``data_home`` (or ``DESCEND_DATA``) is an existing file or an
-        empty string; if ``dtype`` is not float32 or float64.
+        If ``data_home`` (or ``DESCEND_DATA``) is an existing file, lies
+        under one, holds a NUL byte or is an empty string; if ``dtype`` is not float32 or float64.
     DatasetCorruptError
         (A :class:`ValueError`.) If a file's decompressed SHA-256 differs
         from the expected one (the message names the file and both hashes; a
