@@ -4,12 +4,15 @@ Every optimizer updates each parameter array in one compiled pass, both in
 the fused epoch loop of ``fit`` and in :meth:`Optimizer.apply_gradients`.
 Notation: w a parameter, g its gradient (of the mean batch loss plus
 penalties), lr the learning rate, wd the weight decay, t the update count
-starting at 1. Biases are exempt from weight decay unless ``decay_bias=True``.
+starting at 1. Biases are exempt from weight decay unless ``decay_bias=True``
+(PyTorch and Keras decay every parameter unless told otherwise).
 
 Before the update, gradients may be clipped: ``clipnorm`` rescales each
 parameter array's gradient to norm <= clipnorm, ``global_clipnorm`` rescales
-all of them together to global norm <= global_clipnorm (as
-``torch.nn.utils.clip_grad_norm_``), ``clipvalue`` clips each element to
+all of them together to global norm <= global_clipnorm, both by the factor
+``min(1, c / (norm + 1e-6))`` of ``torch.nn.utils.clip_grad_norm_`` (Keras's
+``c / max(norm, c)`` has no 1e-6: a clipped step differs by about
+1e-6 / norm, relatively), ``clipvalue`` clips each element to
 [-clipvalue, clipvalue] (as Keras). Only one of the three may be set.
 """
 import abc
@@ -559,11 +562,20 @@ class SGD(Optimizer):
     nesterov : bool, default False (requires momentum > 0)
     weight_decay : float >= 0, default 0 (L2 added to the gradient)
 
+    The velocity holds no learning rate (PyTorch's form). Keras keeps
+    ``v = momentum * v - lr * g`` and steps ``w + v`` (Nesterov:
+    ``w + momentum * v - lr * g``): the same steps while the rate is
+    constant, but after a schedule changes the rate, Keras's velocity still
+    carries the old rate and descend's does not.
+
     References
     ----------
     Robbins & Monro (1951); Polyak (1964), heavy-ball momentum; Sutskever,
     Martens, Dahl, Hinton (2013), "On the importance of initialization and
-    momentum in deep learning", eq. (3)-(4) for Nesterov momentum in this form.
+    momentum in deep learning", eq. (3)-(4) for Nesterov momentum, here
+    (as in PyTorch) rewritten in terms of the look-ahead point w + momentum * v
+    (Bengio, Boulanger-Lewandowski, Pascanu 2013, "Advances in Optimizing
+    Recurrent Networks"), so that the gradient is taken at w itself.
 
     Examples
     --------
@@ -665,10 +677,14 @@ class RMSprop(Optimizer):
     Parameters
     ----------
     learning_rate : float or schedule, default 0.001
-    rho : float in [0, 1), default 0.9
+    rho : float in [0, 1), default 0.9 (Keras's default; PyTorch's alpha
+        defaults to 0.99)
     momentum : float in [0, 1), default 0
     epsilon : float > 0, default 1e-8
-    centered : bool, default False (Graves 2013, eq. 38-40)
+        Added after the square root, as PyTorch does; Keras (TensorFlow)
+        and Graves (2013) add it under the square root, sqrt(s + eps).
+    centered : bool, default False (Graves 2013, eq. 38-40, with epsilon
+        placed as above)
     weight_decay : float >= 0, default 0 (L2 added to the gradient)
 
     References
@@ -767,6 +783,10 @@ class AdamW(Adam):
 
         w = w - lr * wd * w                  (decay first, outside the moments)
         m, v, w: the Adam update above with d = g
+
+    The decay is multiplied by the learning rate, as in PyTorch and Keras:
+    the paper decays by eta_t * lambda, not by its alpha, so with
+    lr = alpha * eta_t, ``weight_decay`` is the paper's lambda / alpha.
 
     Parameters
     ----------
