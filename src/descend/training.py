@@ -38,6 +38,11 @@ class DivergenceError(FloatingPointError):
 class History(dict):
     """Per-epoch logs: ``history["loss"][e]`` is epoch e's training loss.
 
+    The training loss is the mean of the epoch's batch losses (penalties
+    included), each batch counted by its rows, as Keras does; with sample or
+    class weights, by its weights' sum (Keras still counts rows), which
+    makes it the weighted mean over the epoch's samples.
+
     Keys: loss, accuracy (classifiers) or mse/mae/r2 (regression), their
     ``val_`` twins with validation data, learning_rate, seconds,
     samples_per_second, ``grad_norm_<i>`` per Dense layer when
