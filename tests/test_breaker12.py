@@ -388,6 +388,21 @@ def test_save_after_removing_a_layer_says_what_to_reset(data, tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))
 
 
+def test_save_with_a_refused_plan_field_does_not_blame_the_layers(data, tmp_path):
+    # a plan fit had refused ({"sample_rows": 0}) was reported by save as
+    # "...; the layers changed since: pin another plan", the layers untouched
+    X, y = data
+    net = dn.Sequential([dn.Dense(8, activation="relu"), dn.Dense(3)], input_dim=4, seed=0)
+    net.compile("softmax_cross_entropy", "sgd")
+    net.plan = {"sample_rows": 0}
+    with pytest.raises(ValueError, match="sample_rows"):
+        net.fit(X, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError) as refused:
+        net.save(tmp_path / "m.npz")
+    assert str(refused.value).startswith("plan['sample_rows'] must be")
+    assert str(refused.value).endswith("got 0; pin another plan, or set net.plan = None")
+
+
 def test_predict_reads_only_the_predict_fields_of_a_pinned_plan(data):
     net = small_net()
     net.fit(*data, epochs=1, verbose=0)

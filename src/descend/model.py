@@ -1110,10 +1110,13 @@ def _check_state_fits(net):
             ("plan", net.plan, "pin another plan, or set net.plan = None"),
             ("plan_", net.plan_, "set net.plan_ = None (the last fit's plan, "
                                   "recorded for it), or fit again")):
-        try:
-            plans.check_plan(plan, name, n_layers)
-        except ValueError as exc:
-            raise ValueError(f"{exc}; the layers changed since: {remedy}") from None
+        # a plan refused whatever the layers (a bad field: fit refused it
+        # too) is not blamed on changed layers
+        for layers, why in ((None, ""), (n_layers, "the layers changed since: ")):
+            try:
+                plans.check_plan(plan, name, layers)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; {why}{remedy}") from None
     optimizer = net.optimizer
     if optimizer is not None and optimizer.state is not None and (
             optimizer.param_names != net._param_names() or
