@@ -32,6 +32,7 @@ import math
 import numbers
 import os
 import string
+import sys
 import warnings
 from numbers import Integral, Real
 
@@ -113,6 +114,22 @@ def _format_fields(text):
             yield field
             if spec:
                 yield from _format_fields(spec)
+
+
+def _check_savable(model):
+    """ValueError, before the first epoch trains, if ``model.save`` would refuse
+    a descend Sequential (a custom loss, a LambdaSchedule...): ModelCheckpoint
+    raised it at the end of the first epoch, after that epoch had trained.
+    Other models are left to their own save."""
+    # a Sequential exists only once descend.model (and the compiled kernels) is
+    # imported: this module itself imports neither
+    model_module = sys.modules.get("descend.model")
+    if model_module is not None and isinstance(model, model_module.Sequential):
+        from descend import io
+        try:
+            io.check_savable(model)
+        except ValueError as exc:
+            raise ValueError(f"ModelCheckpoint: {exc}") from None
 
 
 def _logged_keys(callback):
@@ -534,7 +551,9 @@ class ModelCheckpoint(Callback):
         if ``filepath`` names a field that the epoch logs of this fit will
         not hold (``{val_loss}`` without validation data): the message
         names the field and lists the available ones (fit's
-        ``params["metrics"]`` and ``epoch``).
+        ``params["metrics"]`` and ``epoch``); or if ``model.save`` would
+        refuse the network (a custom loss or optimizer, a
+        ``LambdaSchedule``...: see :func:`descend.io.save`).
     KeyError
         At save time, if ``filepath`` names a field that is not in the logs
         (with a training loop whose params do not list the keys).
@@ -642,6 +661,7 @@ class ModelCheckpoint(Callback):
     def on_train_begin(self, logs=None):
         self._reset()
         self._check_fields_logged()
+        _check_savable(self.model)
         if self.save_best_only:
             _warn_if_not_logged(self, "ModelCheckpoint(save_best_only=True)",
                                 _NO_CHECKPOINT)

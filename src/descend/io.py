@@ -173,8 +173,26 @@ def save(model, path):
               "descend_version": __version__, "model": model.get_config(),
               "compile": model.get_compile_config(),
               "state": _arrays_to_entries(state, arrays, ()), "plan": plan}
+    arrays["config"] = np.array(_config_json(config))
+
+    _write_durably(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def check_savable(model):
+    """ValueError, as :func:`save` raises it, if `model` (a Sequential) holds a
+    part no model file can store: a custom loss or optimizer, a
+    ``LambdaSchedule``, a custom initializer or another Python callable.
+    ``callbacks.ModelCheckpoint`` checks this when fit starts, before the
+    first epoch trains."""
+    _check_registered(model)
+    _config_json({"model": model.get_config(), "compile": model.get_compile_config()})
+
+
+def _config_json(config):
+    """The JSON text of a model file's config; ValueError if part of it is no plain data."""
     try:
-        text = json.dumps(config, default=_json_default)
+        return json.dumps(config, default=_json_default)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"cannot save this network: part of its configuration is not "
                          f"plain data ({exc}); a LambdaSchedule, a custom initializer or "
@@ -182,10 +200,6 @@ def save(model, path):
                          "learning rate, use a built-in schedule (descend.schedules) or set "
                          "it from a LearningRateScheduler callback; or keep the arrays "
                          "with state_dict()") from None
-    arrays["config"] = np.array(text)
-
-    _write_durably(path, lambda f: np.savez(f, **arrays))
-    return path
 
 
 _TMP_TAG = ".descend-save-"

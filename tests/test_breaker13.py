@@ -1,0 +1,46 @@
+"""Session 20's breaker: checkpoints of networks no file can hold, the
+newsgroups loader's categories, distributed ranks given other data, and
+model paths that name a directory. Each test names what the code did
+before its fix ("was: ...")."""
+import io
+import tarfile
+
+import numpy as np
+import pytest
+
+import descend as dn
+from descend import datasets, losses
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+
+
+def small_net(optimizer="sgd", loss="softmax_cross_entropy"):
+    net = dn.Sequential([dn.Dense(8, activation="relu"), dn.Dense(3)], input_dim=4,
+                        seed=0, dtype="float64", n_threads=1)
+    return net.compile(loss, optimizer)
+
+
+class _CustomLoss(losses.SoftmaxCrossEntropy):
+    """A subclass: model files name descend's own losses only."""
+
+
+@pytest.mark.parametrize("make", [
+    lambda: small_net(dn.optimizers.SGD(dn.schedules.LambdaSchedule(lambda epoch: 0.1))),
+    lambda: small_net(loss=_CustomLoss()),
+], ids=["lambda-schedule", "custom-loss"])
+def test_a_checkpoint_of_a_network_no_file_holds_is_refused_before_the_first_epoch(
+        make, data, tmp_path):
+    # was: the ValueError of model.save came at the end of the first epoch,
+    # which had trained (epochs_trained 1, weights moved) and written nothing
+    net = make()
+    before = net.get_weights()
+    checkpoint = dn.callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch}.npz"))
+    with pytest.raises(ValueError, match="^ModelCheckpoint: cannot save"):
+        net.fit(*data, epochs=2, verbose=0, callbacks=[checkpoint])
+    assert net.epochs_trained == 0
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.get_weights()))
+    assert list(tmp_path.iterdir()) == []
