@@ -3,6 +3,7 @@ newsgroups loader's categories, distributed ranks given other data, and
 model paths that name a directory. Each test names what the code did
 before its fix ("was: ...")."""
 import io
+import re
 import tarfile
 
 import numpy as np
@@ -44,3 +45,38 @@ def test_a_checkpoint_of_a_network_no_file_holds_is_refused_before_the_first_epo
     assert net.epochs_trained == 0
     assert all(np.array_equal(a, b) for a, b in zip(before, net.get_weights()))
     assert list(tmp_path.iterdir()) == []
+
+
+def _newsgroups_archive(directory, posts):
+    with tarfile.open(directory / datasets.NEWSGROUPS_ARCHIVE, "w:gz") as archive:
+        for (part, group, name), text in posts.items():
+            payload = text.encode("latin-1")
+            info = tarfile.TarInfo(f"{part}/{group}/{name}")
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    return directory
+
+
+_POSTS = {
+    ("20news-bydate-train", "sci.med", "1"): "From: a\n\ndoctor patient doctor",
+    ("20news-bydate-train", "comp.graphics", "2"): "From: b\n\nimage pixel render",
+    ("20news-bydate-test", "sci.med", "3"): "From: c\n\ndoctor image",
+    ("20news-bydate-test", "rec.autos", "4"): "From: d\n\ncar engine",
+}
+
+
+@pytest.mark.parametrize("categories, unknown", [
+    (["sci.med", "sci.medd"], "['sci.medd']"),       # a typo
+    (("rec.autos", "comp.graphics"), "['rec.autos']"),    # test posts only
+])
+def test_newsgroups_categories_without_training_posts_are_named(tmp_path, categories,
+                                                                 unknown):
+    # was: left out silently; the typo gave a one-class problem (names ['sci.med'])
+    directory = _newsgroups_archive(tmp_path, _POSTS)
+    with pytest.raises(ValueError, match=re.escape(unknown) + " have no training posts .* its "
+                                         r"newsgroups are \['comp.graphics', 'sci.med'\]"):
+        datasets.load_newsgroups(directory, download=False, categories=categories,
+                                 verify=False)
+    names = datasets.load_newsgroups(directory, download=False, categories=["sci.med"],
+                                     verify=False)[4]
+    assert names == ["sci.med"]

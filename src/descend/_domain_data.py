@@ -156,8 +156,9 @@ def load_newsgroups(data_home=None, download=True, categories=NEWSGROUPS_CATEGOR
         An argument of the wrong type or value (named in the message).
     ValueError
         The archive's SHA-256 does not match, it is not a gzip-compressed
-        tar archive, it holds no posts of the categories asked for, or
-        their bodies hold no word.
+        tar archive, one of the categories asked for has no training posts
+        in it (a misspelt name: the message lists the archive's newsgroups),
+        none is asked for, or their bodies hold no word.
     """
     if categories is not None:
         categories = [check(name, f"categories[{i}]", ["str"], "load_newsgroups")
@@ -175,8 +176,12 @@ def load_newsgroups(data_home=None, download=True, categories=NEWSGROUPS_CATEGOR
             raise _missing(NEWSGROUPS_ARCHIVE, directory, hint, [str(exc)]) from None
     elif verify:
         _check_sha256(path)
-    train, test = _read_newsgroups(path, categories)
+    train, test, groups = _read_newsgroups(path, categories)
     names = sorted({c for c, _ in train})
+    unknown = sorted(set(categories or ()) - set(names))
+    if unknown:     # (was: left out silently, a typo leaving a one-class problem)
+        raise ValueError(f"load_newsgroups: categories {unknown} have no training posts in "
+                         f"{path}; its newsgroups are {sorted(groups)}")
     if not names:
         raise ValueError(f"{path} holds no posts of the categories {categories}")
     index = {c: i for i, c in enumerate(names)}
@@ -200,9 +205,11 @@ def _check_sha256(path):
 
 
 def _read_newsgroups(path, categories):
-    """[(category, text)] of the train and test folders, in archive-name order."""
+    """[(category, text)] of the train and test folders, in archive-name order,
+    and the set of every newsgroup of the train folder."""
     wanted = None if categories is None else set(categories)
     parts = {"20news-bydate-train": [], "20news-bydate-test": []}
+    groups = set()
     try:
         archive = tarfile.open(path, "r:gz")
         members = sorted((m for m in archive.getmembers() if m.isfile()),
@@ -215,12 +222,14 @@ def _read_newsgroups(path, categories):
             pieces = member.name.split("/")
             if len(pieces) != 3 or pieces[0] not in parts:
                 continue
+            if pieces[0] == "20news-bydate-train":
+                groups.add(pieces[1])
             if wanted is not None and pieces[1] not in wanted:
                 continue
             text = archive.extractfile(member).read().decode("latin-1")
             _, _, body = text.partition("\n\n")     # drop the headers
             parts[pieces[0]].append((pieces[1], body))
-    return parts["20news-bydate-train"], parts["20news-bydate-test"]
+    return parts["20news-bydate-train"], parts["20news-bydate-test"], groups
 
 
 def _fit_tfidf(texts, n_features):
