@@ -80,3 +80,61 @@ def test_newsgroups_categories_without_training_posts_are_named(tmp_path, catego
     names = datasets.load_newsgroups(directory, download=False, categories=["sci.med"],
                                      verify=False)[4]
     assert names == ["sci.med"]
+
+
+_OTHER_DATA_WORKER = """
+import json, sys
+import numpy as np
+import descend as dn
+dist = dn.distributed.MPI()
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+found = {}
+for what in ("same", "y", "X", "validation"):
+    Xr, yr, Xv = X.copy(), y.copy(), X[:20].copy()
+    if dist.rank == 1 and what == "y":
+        yr[[0, 1]] = yr[[1, 0]] if yr[0] != yr[1] else (yr[0] + 1) % 3
+    if dist.rank == 1 and what == "X":
+        Xr[5, 1] += 1.0
+    if dist.rank == 1 and what == "validation":
+        Xv[0, 0] += 1.0
+    net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0, dtype="float64")
+    net.compile("softmax_cross_entropy", "sgd")
+    try:
+        net.fit(Xr, yr, epochs=1, batch_size=8, verbose=0, distributed=dist,
+                validation_data=(Xv, y[:20]))
+        found[what] = None
+    except ValueError as exc:
+        found[what] = str(exc)
+found = dist.comm.allgather(found)
+if dist.rank == 0:
+    with open(sys.argv[1], "w") as f:
+        json.dump(found, f)
+"""
+
+
+def test_distributed_ranks_given_other_data_are_refused_on_every_rank(tmp_path):
+    # was: a rank whose X, y or validation data differed (loaded or shuffled
+    # otherwise) trained the job on a mix of the ranks' data, silently
+    from test_distributed import _have_mpi4py, _mpiexec
+    if not _have_mpi4py() or _mpiexec() is None:
+        pytest.skip("needs mpi4py and mpiexec")
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+    script, out = tmp_path / "worker.py", tmp_path / "out.json"
+    script.write_text(_OTHER_DATA_WORKER)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    package_root = str(pathlib.Path(dn.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([package_root, env.get("PYTHONPATH", "")])
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, str(script), str(out)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(out.read_text())
+    for rank in found:
+        assert rank["same"] is None
+        for what in ("y", "X", "validation"):
+            assert rank[what].startswith("distributed fit: rank 1 differs from rank 0 in "
+                                         "X, y and validation data (SHA-256)"), rank[what]

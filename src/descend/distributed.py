@@ -19,8 +19,9 @@ one-process run):
   the batch's index: a rank's share gets the masks of the one-process run.
 * Parameters, optimizer state and the random generator are broadcast from
   rank 0 at the start; a start-up check compares the ranks' network, data
-  shapes, dtypes, seeds and fit arguments and raises a ValueError naming the
-  rank and the difference (on every rank: no hang).
+  shapes, dtypes, seeds, fit arguments and (not sharded) a digest of the
+  data and raises a ValueError naming the rank and the difference (on every
+  rank: no hang).
 * Losses and metrics come from allreduced sums (validation data is split
   between the ranks too), so every rank logs the same values and takes the
   same early-stopping and schedule decisions (``stop_training`` is then
@@ -425,12 +426,31 @@ def _summary(model, config, kwargs, sharded):
         summary["sample_weight digest"] = (
             None if config.weights is None else
             hashlib.sha256(np.ascontiguousarray(config.weights, np.float64)).hexdigest()[:16])
+        summary["X, y and validation data (SHA-256)"] = _data_digest(config)
         return summary
     summary["shard_rows"] = len(config.X)
     summary["weight_sum"] = None if config.weights is None else float(np.sum(config.weights))
     summary["validation_weight_sum"] = (float(np.sum(config.validation[3])) if
                                         summary["validation_weights"] else None)
     return summary
+
+
+def _data_digest(config):
+    """SHA-256 (16 hex digits) of the training data and the validation data,
+    which every rank of a fit that is not sharded must pass alike (was: a rank
+    that had loaded or shuffled its copy otherwise trained the job on a mix of
+    the two, silently, and scored a mix of validation sets). X is left out when
+    it is read lazily (a memmap, h5py): each rank reads only its share of it.
+    About 0.1 s for MNIST's 188 MB."""
+    digest = hashlib.sha256()
+    arrays = [config.X, config.targets, config.labels]
+    if config.validation is not None:
+        arrays += config.validation[:3]
+    for array in arrays:
+        if isinstance(array, np.ndarray) and not is_lazy(array):
+            digest.update(str((array.shape, array.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(array))
+    return digest.hexdigest()[:16]
 
 
 class _Steps:
