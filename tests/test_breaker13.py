@@ -138,3 +138,24 @@ def test_distributed_ranks_given_other_data_are_refused_on_every_rank(tmp_path):
         for what in ("y", "X", "validation"):
             assert rank[what].startswith("distributed fit: rank 1 differs from rank 0 in "
                                          "X, y and validation data (SHA-256)"), rank[what]
+
+
+def test_a_model_path_ending_with_a_separator_is_refused_naming_it(tmp_path):
+    # was: an OSError naming the temporary file, from the rename
+    net = small_net()
+    path = str(tmp_path / "m.npz") + "/"
+    with pytest.raises(ValueError, match="ends with a path separator"):
+        net.save(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: dn.callbacks.ModelCheckpoint(str(d / "checkpoints") + "/"),
+    lambda d: dn.callbacks.CSVLogger(str(d / "log.csv") + "/"),
+], ids=["ModelCheckpoint", "CSVLogger"])
+def test_callback_files_ending_with_a_separator_are_refused_when_made(make, tmp_path):
+    # was: ModelCheckpoint made the directory and raised at the end of the
+    # first epoch, after it trained; CSVLogger an IsADirectoryError at fit's start
+    with pytest.raises(ValueError, match="must be a file name, got .*, which ends with a "
+                                         "path separator"):
+        make(tmp_path)

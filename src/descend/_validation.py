@@ -573,12 +573,18 @@ def check_output_file(path, name, owner=None, makedirs=False):
     TypeError
         `path` is not a path.
     ValueError
-        Its directory is a file, not writable, under a symbolic link to
-        nothing or (without `makedirs`) missing; or `path` is a symbolic
-        link to nothing in a missing directory.
+        `path` ends with a path separator; its directory is a file, not
+        writable, under a symbolic link to nothing or (without `makedirs`)
+        missing; or `path` is a symbolic link to nothing in a missing
+        directory.
     """
     path = check(path, name, ["path"], owner)
     prefix = f"{owner}: " if owner else ""
+    if not os.path.basename(path):
+        # (abspath drops the separator: the parent was checked, and the writer
+        # failed on the directory name once the first epoch had trained)
+        raise ValueError(f"{prefix}{name} must be a file name, got {path!r}, which ends "
+                         "with a path separator (a directory's name)")
     directory = os.path.dirname(os.path.abspath(path))
     reason = unwritable_directory(directory)
     if reason is None and not makedirs and not os.path.isdir(directory):

@@ -129,8 +129,9 @@ def save(model, path):
     TypeError
         `model` is not a Sequential or `path` not a path.
     ValueError
-        `path` is a directory, or an existing file that is not a regular
-        file (a named pipe, device or socket: the save would replace it).
+        `path` is a directory or ends with a path separator, or an
+        existing file that is not a regular file (a named pipe, device or
+        socket: the save would replace it).
         The network is not built, or part of it cannot be stored without
         code: a custom (unregistered) loss, optimizer or layer, a
         ``LambdaSchedule`` or other callable, or ``classes_`` of mixed
@@ -153,6 +154,10 @@ def save(model, path):
     if os.path.isdir(path):
         raise ValueError(f"path {path!r} is a directory; give a file name such as "
                          f"{os.path.join(path, 'model.npz')!r}")
+    if not os.path.basename(path):
+        # (was: an OSError naming the temporary file, from the rename)
+        raise ValueError(f"path {path!r} ends with a path separator, which names a "
+                         "directory; give a file name, without the separator at its end")
     if os.path.exists(path) and not os.path.isfile(path):
         # the rename would replace it (as root, /dev/null itself) with the model
         raise ValueError(f"path {path!r} is not a regular file (a named pipe, device or "
