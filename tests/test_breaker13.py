@@ -113,9 +113,9 @@ if dist.rank == 0:
 """
 
 
-def test_distributed_ranks_given_other_data_are_refused_on_every_rank(tmp_path):
-    # was: a rank whose X, y or validation data differed (loaded or shuffled
-    # otherwise) trained the job on a mix of the ranks' data, silently
+def _run_on_two_ranks(source, tmp_path):
+    """Run the script `source` under ``mpiexec -n 2`` (its argument: a file
+    to write); what it wrote, as JSON. Skipped without mpi4py or mpiexec."""
     from test_distributed import _have_mpi4py, _mpiexec
     if not _have_mpi4py() or _mpiexec() is None:
         pytest.skip("needs mpi4py and mpiexec")
@@ -125,14 +125,21 @@ def test_distributed_ranks_given_other_data_are_refused_on_every_rank(tmp_path):
     import subprocess
     import sys
     script, out = tmp_path / "worker.py", tmp_path / "out.json"
-    script.write_text(_OTHER_DATA_WORKER)
+    script.write_text(source)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     package_root = str(pathlib.Path(dn.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([package_root, env.get("PYTHONPATH", "")])
     done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, str(script), str(out)],
-                          env=env, capture_output=True, text=True, timeout=240)
+                          env=env, capture_output=True, text=True, timeout=240,
+                          cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    found = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_distributed_ranks_given_other_data_are_refused_on_every_rank(tmp_path):
+    # was: a rank whose X, y or validation data differed (loaded or shuffled
+    # otherwise) trained the job on a mix of the ranks' data, silently
+    found = _run_on_two_ranks(_OTHER_DATA_WORKER, tmp_path)
     for rank in found:
         assert rank["same"] is None
         for what in ("y", "X", "validation"):
@@ -159,3 +166,31 @@ def test_callback_files_ending_with_a_separator_are_refused_when_made(make, tmp_
     with pytest.raises(ValueError, match="must be a file name, got .*, which ends with a "
                                          "path separator"):
         make(tmp_path)
+
+
+_LOCAL_FIT_AFTER_DISTRIBUTED_WORKER = """
+import json, os, sys
+import numpy as np
+import descend as dn
+dist = dn.distributed.MPI()
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
+net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0, dtype="float64")
+net.compile("softmax_cross_entropy", "sgd")
+net.fit(X, y, epochs=1, batch_size=8, verbose=0, distributed=dist)
+after_distributed = os.path.exists(net.save(f"distributed-{dist.rank}.npz"))
+net.fit(X[:20], y[:20], epochs=1, batch_size=8, verbose=0)     # this rank alone
+after_local = os.path.exists(net.save(f"local-{dist.rank}.npz"))
+found = dist.comm.allgather([after_distributed, after_local])
+if dist.rank == 0:
+    with open(sys.argv[1], "w") as f:
+        json.dump(found, f)
+"""
+
+
+def test_a_fit_without_distributed_makes_every_rank_save_again(tmp_path):
+    # was: once a network had been fit with distributed=MPI(), a rank other
+    # than 0 returned the path from every later save without writing it,
+    # after a fit of its own too
+    found = _run_on_two_ranks(_LOCAL_FIT_AFTER_DISTRIBUTED_WORKER, tmp_path)
+    assert found == [[True, True], [False, True]]

@@ -819,8 +819,8 @@ class Sequential:
         weights, the optimizer and its state, ``classes_``, the random
         generator's state and the history; no pickled object).
 
-        After a distributed fit (``fit(distributed=MPI(...))``), only rank 0
-        writes; the other ranks return `path` without writing.
+        After a distributed fit (``fit(distributed=MPI(...))``, until a fit
+        without it), only rank 0 writes; the others return `path` unwritten.
 
         Returns
         -------

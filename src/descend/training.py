@@ -362,6 +362,9 @@ class Trainer:
                               self.n_batches)
         model.history = History()
         model.stop_training = False
+        # trained by this process alone: its save writes again on every rank
+        # (was: a rank other than 0 skipped every later save, silently)
+        model._distributed = None
 
     def make_runner(self, X, targets, labels, *args, **kwargs):
         """The compiled epoch loop over (X, targets, labels): ``EpochRunner``."""
@@ -387,7 +390,8 @@ class Trainer:
         model, config = self.model, self.config
         # what prepare() replaces that a fit failing before its first epoch must
         # give back (a build, the optimizer's zeroed state: as the next fit's)
-        before = (model.history, model.classes_, model.stop_training)
+        before = (model.history, model.classes_, model.stop_training,
+                  getattr(model, "_distributed", None))
         try:
             self.prepare()
             callbacks = config.callbacks
@@ -400,7 +404,7 @@ class Trainer:
                                   "metrics": self.log_keys()})
             callbacks.on_train_begin({})
         except BaseException:
-            model.history, model.classes_, model.stop_training = before
+            model.history, model.classes_, model.stop_training, model._distributed = before
             raise
         self.snapshot = self.bar = None
         interrupted = False
