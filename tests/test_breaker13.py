@@ -194,3 +194,18 @@ def test_a_fit_without_distributed_makes_every_rank_save_again(tmp_path):
     # after a fit of its own too
     found = _run_on_two_ranks(_LOCAL_FIT_AFTER_DISTRIBUTED_WORKER, tmp_path)
     assert found == [[True, True], [False, True]]
+
+
+@pytest.mark.parametrize("X, message", [
+    (np.ones((4, 4)) * (1 + 1j), "X must hold real numbers, got dtype complex128"),
+    ([["a"] * 4] * 4, "X must hold real numbers, got dtype <U1"),
+])
+def test_check_gradients_refuses_x_as_gradients_does(X, message):
+    # was: complex X lost its imaginary part (a ComplexWarning, then a result),
+    # strings raised numpy's "could not convert string to float" naming no argument
+    net = small_net()
+    y = np.array([0, 1, 2, 0])
+    with pytest.raises(TypeError, match=re.escape(message)):
+        dn.gradcheck.check_gradients(net, X, y)
+    with pytest.raises(TypeError, match=re.escape(message)):
+        net.gradients(X, y)

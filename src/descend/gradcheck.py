@@ -102,7 +102,10 @@ def check_gradients(net, X, y, eps=1e-5, training=False, seed=0):
     """
     _check_net(net)
     net64 = _as_float64(net)
-    X = np.asarray(X, dtype=np.float64)
+    # checked as gradients checks X, converted once for the 2 P losses (was:
+    # np.asarray, which took the real part of complex X and let numpy's own
+    # message name no argument for strings)
+    X = net64._check_X(X)
     backprop = net64.gradients(X, y, training=training, seed=seed)
     numeric = numerical_gradients(net64, X, y, eps=eps, training=training, seed=seed)
     worst = 0.0
