@@ -209,3 +209,43 @@ def test_check_gradients_refuses_x_as_gradients_does(X, message):
         dn.gradcheck.check_gradients(net, X, y)
     with pytest.raises(TypeError, match=re.escape(message)):
         net.gradients(X, y)
+
+
+def test_save_refuses_to_replace_a_file_this_user_may_not_write(tmp_path, monkeypatch):
+    # was: the rename replaced a read-only model file (it needs only the
+    # directory's permission), where open(path, "w"), np.save or torch.save
+    # raise PermissionError
+    import os
+    path = tmp_path / "best.npz"
+    small_net().save(path)
+    path.chmod(0o444)
+    original = path.read_bytes()
+    if os.access(path, os.W_OK):        # root writes any file: as if it could not
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: (
+            False if os.fspath(p) == str(path) and mode & os.W_OK else access(p, mode, **kw)))
+    other = dn.Sequential([dn.Dense(2)], input_dim=3, seed=1)
+    with pytest.raises(PermissionError, match="best.npz"):
+        other.save(path)
+    assert path.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda path: dn.callbacks.ModelCheckpoint(str(path)),
+    lambda path: dn.callbacks.CSVLogger(str(path), append=True),
+], ids=["ModelCheckpoint", "CSVLogger"])
+def test_callback_files_this_user_may_not_write_are_refused_when_made(make, tmp_path,
+                                                                      monkeypatch):
+    # was: ModelCheckpoint's save raised PermissionError after the first epoch
+    # had trained (now that save refuses such files), CSVLogger at fit's start
+    import os
+    path = tmp_path / "kept"
+    path.write_text("epoch,loss\n")
+    path.chmod(0o444)
+    if os.access(path, os.W_OK):        # root writes any file: as if it could not
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: (
+            False if os.fspath(p) == str(path) and mode & os.W_OK else access(p, mode, **kw)))
+    with pytest.raises(ValueError, match="is read-only"):
+        make(path)

@@ -573,10 +573,10 @@ def check_output_file(path, name, owner=None, makedirs=False):
     TypeError
         `path` is not a path.
     ValueError
-        `path` ends with a path separator; its directory is a file, not
-        writable, under a symbolic link to nothing or (without `makedirs`)
-        missing; or `path` is a symbolic link to nothing in a missing
-        directory.
+        `path` ends with a path separator or is a file this user may not
+        write; its directory is a file, not writable, under a symbolic link
+        to nothing or (without `makedirs`) missing; or `path` is a symbolic
+        link to nothing in a missing directory.
     """
     path = check(path, name, ["path"], owner)
     prefix = f"{owner}: " if owner else ""
@@ -589,6 +589,8 @@ def check_output_file(path, name, owner=None, makedirs=False):
     reason = unwritable_directory(directory)
     if reason is None and not makedirs and not os.path.isdir(directory):
         reason = f"{directory!r} does not exist"
+    if reason is None and os.path.isfile(path) and not os.access(path, os.W_OK):
+        reason = f"{path!r} is read-only"   # (was: refused when written, after an epoch)
     if reason is None and os.path.islink(path) and not os.path.exists(path):
         # open() writes through the link: its target's directory must exist
         target = os.path.join(directory, os.readlink(path))

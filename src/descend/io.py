@@ -56,10 +56,12 @@ Saving writes a temporary file beside the target, named
 ``save`` returns the model survives a crash or power loss, and an
 interrupted save leaves the previous file intact. The new file gets the
 permissions ``open(path, "w")`` would give (the umask applies; an
-overwritten file keeps its mode). A process killed during a save (kill -9)
+overwritten file keeps its mode), and a file ``open(path, "w")`` would refuse
+(read-only for this user) is a PermissionError, not replaced. A process killed during a save (kill -9)
 leaves its temporary file behind; the next save to the same directory
 removes those of processes of this host that no longer run.
 """
+import errno
 import json
 import math
 import os
@@ -138,6 +140,9 @@ def save(model, path):
         Python objects, of str labels ending in NUL characters (which
         numpy's fixed-width strings drop) or of ints beyond 64 bits.
         Nothing is written then.
+    PermissionError
+        `path` is a file this user may not write (read-only), as
+        ``open(path, "w")`` raises; the file is left as it was.
     RuntimeError
         Another thread is training `model` (its weights move at every step,
         its counters between epochs): wait for that fit to return, or save
@@ -216,7 +221,8 @@ def _write_durably(path, write):
     A temporary file in the target's directory, fsync, rename over the
     target, fsync of the directory. Permissions as ``open(path, "wb")``
     would give: 0o666 minus the umask for a new file, the old mode when
-    overwriting. A symbolic link is written through, as open() would.
+    overwriting; a file this user may not write is a PermissionError, as
+    open() raises. A symbolic link is written through, as open() would.
     """
     target = os.path.realpath(path) if os.path.islink(path) else path
     directory, name = os.path.split(os.path.abspath(target))
@@ -225,6 +231,11 @@ def _write_durably(path, write):
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         mode = None
+    if mode is not None and not os.access(target, os.W_OK):
+        # as open(path, "w") refuses (was: the rename replaced a read-only file,
+        # which needs only the directory's permission)
+        raise PermissionError(errno.EACCES, "Permission denied (a file this user may not "
+                                            "write)", path)
     tmp = os.path.join(directory, f".{name}{_TMP_TAG}{_host_tag()}-{os.getpid()}-"
                                   f"{secrets.token_hex(4)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
