@@ -249,3 +249,26 @@ def test_callback_files_this_user_may_not_write_are_refused_when_made(make, tmp_
             False if os.fspath(p) == str(path) and mode & os.W_OK else access(p, mode, **kw)))
     with pytest.raises(ValueError, match="is read-only"):
         make(path)
+
+
+def test_a_file_saved_with_more_threads_than_this_machine_runs_loads(tmp_path, data):
+    # was: "invalid architecture in the config: n_threads must be an int in
+    # [1, 64]..." for a network saved with n_threads=128 on a 16-core server
+    import json
+    from descend._validation import MAX_THREADS
+    net = small_net()
+    net.fit(*data, epochs=1, verbose=0)
+    path = tmp_path / "m.npz"
+    net.save(path)
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    config = json.loads(str(arrays["config"]))
+    config["model"]["n_threads"] = 2 * MAX_THREADS
+    arrays["config"] = np.array(json.dumps(config))
+    np.savez(path, **arrays)
+    with pytest.warns(RuntimeWarning, match=f"saved with n_threads={2 * MAX_THREADS}, more "
+                                            "than this machine runs") as caught:
+        loaded = dn.load(path)
+    assert caught[0].filename == __file__
+    assert loaded.n_threads is None
+    np.testing.assert_array_equal(loaded.predict(data[0]), net.predict(data[0]))

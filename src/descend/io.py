@@ -70,13 +70,14 @@ import socket
 import stat
 import struct
 import tokenize
+import warnings
 import zipfile
 import zlib
 
 import numpy as np
 
 from descend import _threads, losses, optimizers
-from descend._validation import check
+from descend._validation import MAX_THREADS, check, outside_stacklevel
 from descend.model import Sequential, check_classes_fit
 
 FORMAT_VERSION = 2
@@ -405,6 +406,13 @@ def load(path):
         not match the config's architecture (checked from the headers,
         before any data is read): a :class:`ModelFileError`, whose message
         names the problem and the path once.
+
+    Warns
+    -----
+    RuntimeWarning
+        The network was saved with an n_threads this machine does not run
+        (more than 8 per CPU, and more than 64): it is loaded with
+        n_threads=None (all usable cores), which changes no result.
     """
     path = _check_path(path)
     with _open_regular_file(path) as f:
@@ -566,6 +574,23 @@ class _NpzArchive:
                                  "only config and the entries the config names")
 
 
+def _runnable_threads(model_config, path):
+    """The architecture with an n_threads this machine runs: a network saved
+    where more threads were allowed (n_threads=128 on a 16-core server; at
+    most 8 per CPU, 64 on small machines) loads with n_threads=None and a
+    RuntimeWarning (was: refused as an invalid architecture). The count
+    changes no result: descend's results are bit-identical for any n_threads."""
+    n_threads = model_config.get("n_threads")
+    if (isinstance(n_threads, int) and not isinstance(n_threads, bool)
+            and n_threads > MAX_THREADS):
+        warnings.warn(f"{path!r}: the network was saved with n_threads={n_threads}, more "
+                      f"than this machine runs ({MAX_THREADS}, 8 per CPU); loaded with "
+                      "n_threads=None (all usable cores)", RuntimeWarning,
+                      stacklevel=outside_stacklevel())
+        return dict(model_config, n_threads=None)
+    return model_config
+
+
 class _Like:
     """The shape and dtype an entry must have (what the checks read of an array)."""
 
@@ -653,7 +678,7 @@ class _Reader:
         try:
             declared = Sequential.parameter_shapes(model_config)
             self.check_declared_shapes(declared, version)
-            net = Sequential.from_config(model_config)
+            net = Sequential.from_config(_runnable_threads(model_config, self.path))
         except ModelFileError:
             raise
         except (TypeError, ValueError, KeyError) as exc:
