@@ -5,6 +5,7 @@ rather than 0/0."""
 import warnings
 
 import numpy as np
+import pytest
 
 import descend as dn
 
@@ -69,3 +70,46 @@ def test_an_array_of_zero_gradients_counts_as_no_error(monkeypatch):
         pair if i == 0 else (pair[0], pair[1] * 1.01)
         for i, pair in enumerate(real(self, *a, **k))])
     assert 0.009 < dn.check_gradients(net, X, y) < 0.0100
+
+
+def _float32_tanh_net():
+    net = dn.Sequential([dn.Dense(3, activation="tanh"), dn.Dense(2)], input_dim=4,
+                        seed=1, dtype="float32")
+    net.compile("softmax_cross_entropy", "sgd")
+    rng = np.random.default_rng(0)
+    return net, rng.normal(size=(5, 4)).astype(np.float32), rng.integers(0, 2, 5)
+
+
+def _flat(grads):
+    return np.concatenate([a.ravel() for pair in grads for a in pair if a is not None])
+
+
+def test_a_float32_network_gets_a_step_its_losses_can_resolve():
+    # eps=1e-5 on float32 losses (rounding near 1e-7) was off by 2e-3 of the
+    # largest gradient; the float32 default, 3e-3, by about 5e-6
+    from descend.gradcheck import _as_float64
+    net, X, y = _float32_tanh_net()
+    exact = _flat(_as_float64(net).gradients(X, y))
+    error = np.max(np.abs(_flat(dn.numerical_gradients(net, X, y)) - exact))
+    assert error < 5e-5 * np.max(np.abs(exact))
+
+
+def test_the_difference_is_divided_by_the_step_the_stored_weight_took():
+    # a float32 weight of 100 moves by 7.6e-6, not 1e-5, for eps=1e-5: the
+    # quotient by 2 eps was 24% off; y = 0 and one row x = 1: L = mean((w + b)^2)
+    net = dn.Sequential([dn.Dense(1, kernel_initializer="zeros")], input_dim=1,
+                        dtype="float32", seed=0)
+    net.compile("mean_squared_error", "sgd")
+    net.set_weights([np.array([[100.0]]), np.array([0.5])])
+    (dW, db), = dn.numerical_gradients(net, np.ones((1, 1), np.float32),
+                                       np.zeros((1, 1)), eps=1e-5)
+    assert dW[0, 0] == pytest.approx(2 * 100.5, rel=2e-3)
+
+
+def test_an_eps_below_the_weights_spacing_is_refused_with_the_weights_unchanged():
+    net, X, y = _float32_tanh_net()
+    before = [w.copy() for w in net.get_weights()]
+    with pytest.raises(ValueError, match=r"eps=1e-12 is below half the spacing of the "
+                                         r"float32 numbers .*use a larger eps"):
+        dn.numerical_gradients(net, X, y, eps=1e-12)
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.get_weights()))
