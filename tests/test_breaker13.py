@@ -272,3 +272,37 @@ def test_a_file_saved_with_more_threads_than_this_machine_runs_loads(tmp_path, d
     assert caught[0].filename == __file__
     assert loaded.n_threads is None
     np.testing.assert_array_equal(loaded.predict(data[0]), net.predict(data[0]))
+
+
+_UNSAVABLE_CHECKPOINT_WORKER = """
+import json, sys
+import numpy as np
+import descend as dn
+dist = dn.distributed.MPI()
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0, dtype="float64")
+net.compile("softmax_cross_entropy",
+            dn.optimizers.SGD(dn.schedules.LambdaSchedule(lambda epoch: 0.1)))
+try:
+    net.fit(X, y, epochs=1, batch_size=8, verbose=0, distributed=dist,
+            callbacks=[dn.callbacks.ModelCheckpoint("m-{epoch}.npz")])
+    found = None
+except ValueError as exc:
+    found = str(exc)
+found = dist.comm.allgather((found, net.epochs_trained))
+if dist.rank == 0:
+    with open(sys.argv[1], "w") as f:
+        json.dump(found, f)
+"""
+
+
+def test_a_distributed_checkpoint_of_an_unsavable_network_is_refused_on_every_rank(tmp_path):
+    # ModelCheckpoint runs on rank 0 only: its refusal there left rank 1
+    # waiting in a collective until MPI_Abort ended the job
+    found = _run_on_two_ranks(_UNSAVABLE_CHECKPOINT_WORKER, tmp_path)
+    # (every rank checks the same network: each raises the check's own error)
+    for message, epochs in found:
+        assert message.startswith("ModelCheckpoint: cannot save this network"), message
+        assert epochs == 0
+    assert not list(tmp_path.glob("m-*.npz"))

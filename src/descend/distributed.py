@@ -343,6 +343,7 @@ def _validate_everywhere(model, distributed, X, y, kwargs):
         config = FitConfig.validate(model, X, y, **fit_kwargs, shard=distributed.sharded)
         if balance_later:           # its errors (regression, soft targets) before the sum
             sample_classes(model.loss_, config.targets, config.labels)
+        _check_checkpoints(model, config.callbacks)
         summary = _summary(model, config, kwargs, distributed.sharded)
     except (ValueError, TypeError) as exc:
         config, summary, outcome = None, None, exc
@@ -871,6 +872,15 @@ class _SparseFirstLayer:
         sparse_grad_kernel_py(X, dz, dkernel, 0, X.shape[1], 1.0)
         self.z = self.a = None
         return dkernel, (dz.sum(axis=0) if layer.use_bias else None)
+
+
+def _check_checkpoints(model, callbacks):
+    """ModelCheckpoint's check that model.save can store the network, on
+    every rank: the callback runs on rank 0 only, whose refusal left the
+    other ranks waiting in a collective until MPI_Abort ended the job."""
+    from descend.callbacks import ModelCheckpoint, _check_savable
+    if any(isinstance(callback, ModelCheckpoint) for callback in callbacks):
+        _check_savable(model)
 
 
 def _root_only(callback):
