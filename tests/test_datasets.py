@@ -569,3 +569,101 @@ def test_a_data_home_holding_a_nul_byte_is_a_value_error():
     with pytest.raises(ValueError, match=re.escape(
             "data_home must be a directory, got 'a\\x00b': a path cannot hold a NUL byte")):
         datasets.load_mnist(data_home="a\0b", download=False)
+
+
+# ---------------------------------------------------------------------------
+# MNIST, uncompressed IDX files (as Kaggle, tutorials and torchvision have them)
+# ---------------------------------------------------------------------------
+
+def _raw_copies(dst_dir, raw):
+    """Write the uncompressed IDX form (the name without .gz) of the MNIST
+    files in `raw` into dst_dir, and link the others' .gz."""
+    for name in datasets.MNIST_FILES:
+        if name in raw:
+            (dst_dir / name.removesuffix(".gz")).write_bytes(
+                gzip.decompress((MNIST_DIR / name).read_bytes()))
+        else:
+            (dst_dir / name).symlink_to(MNIST_DIR / name)
+
+
+@needs_mnist
+@pytest.mark.parametrize("raw", [
+    list(datasets.MNIST_FILES),
+    ["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]], ids=["all-raw", "two-raw"])
+def test_mnist_reads_uncompressed_idx_files(tmp_path, mnist32, raw):
+    # was: "MNIST file(s) missing" for every file without its .gz
+    from descend import benchmark
+    from descend.experiments._common import mnist_available
+    _raw_copies(tmp_path, raw)
+    for _ in range(2):          # the second load from the cache of verified files
+        split = datasets.load_mnist(tmp_path, download=False)
+        for got, expected in zip(split, mnist32):
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.bincount(split.y_test, minlength=10), MNIST_TEST_COUNTS)
+    for name in raw:
+        assert datasets._stat_key(tmp_path / name.removesuffix(".gz")) in datasets._VERIFIED
+    # the benchmark and the experiments find them too
+    assert benchmark.mnist_dir(tmp_path) == tmp_path
+    assert mnist_available(tmp_path)
+
+
+@needs_mnist
+def test_a_corrupt_uncompressed_idx_file_is_named(tmp_path, mnist32):
+    name = "train-labels-idx1-ubyte"
+    _raw_copies(tmp_path, [name + ".gz"])
+    raw = bytearray((tmp_path / name).read_bytes())
+    raw[8 + 100] = (raw[8 + 100] + 1) % 10          # still a valid IDX file
+    (tmp_path / name).write_bytes(bytes(raw))
+    bad = hashlib.sha256(bytes(raw)).hexdigest()
+    with pytest.raises(datasets.DatasetCorruptError) as info:
+        datasets.load_mnist(tmp_path, download=False)
+    message = str(info.value)
+    assert message.startswith(f"{name}: SHA-256 of the content of {tmp_path / name} ")
+    assert datasets.MNIST_FILES[name + ".gz"] in message and bad in message
+    assert (tmp_path / name).read_bytes() == bytes(raw)    # reported, not deleted
+    # with its .gz beside it, the .gz is the one read
+    (tmp_path / (name + ".gz")).symlink_to(MNIST_DIR / (name + ".gz"))
+    np.testing.assert_array_equal(datasets.load_mnist(tmp_path, download=False).y_train,
+                                  mnist32.y_train)
+
+
+@needs_mnist
+def test_an_uncompressed_idx_file_changed_after_a_load_is_hashed_again(tmp_path):
+    name = "t10k-labels-idx1-ubyte"
+    _raw_copies(tmp_path, [name + ".gz"])
+    datasets.load_mnist(tmp_path, download=False)
+    raw = bytearray((tmp_path / name).read_bytes())
+    raw[-1] = (raw[-1] + 1) % 10
+    with open(tmp_path / name, "r+b") as f:     # in place: same path, inode and size
+        f.write(raw)
+    with pytest.raises(datasets.DatasetCorruptError, match=f"^{name}: SHA-256 .* does not "
+                                                           f"match"):
+        datasets.load_mnist(tmp_path, download=False)
+
+
+def test_the_missing_message_accepts_either_form(tmp_path):
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"")       # present, uncompressed
+    with pytest.raises(datasets.DatasetNotFoundError) as info:
+        datasets.load_mnist(tmp_path, download=False)
+    message = str(info.value)
+    listed = message.split(". Put the")[0]
+    assert listed == (f"MNIST file(s) missing from {tmp_path}: train-images-idx3-ubyte.gz, "
+                      "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (each "
+                      "gzip-compressed or uncompressed, its name without .gz)")
+
+
+@needs_mnist
+def test_only_a_file_missing_in_both_forms_is_downloaded_as_gz(tmp_path, serve):
+    name = "t10k-labels-idx1-ubyte.gz"
+    served = tmp_path / "served" / "mnist"
+    served.mkdir(parents=True)
+    shutil.copy(MNIST_DIR / name, served / name)      # the server has only that one
+    home = tmp_path / "home"
+    home.mkdir()
+    _raw_copies(home, [n for n in datasets.MNIST_FILES if n != name])
+    (home / name).unlink()
+    _, _, _, y_test = datasets.load_mnist(home, mirrors=[serve(served.parent)])
+    np.testing.assert_array_equal(np.bincount(y_test, minlength=10), MNIST_TEST_COUNTS)
+    assert sorted(p.name for p in home.iterdir()) == sorted(
+        [n.removesuffix(".gz") for n in datasets.MNIST_FILES if n != name] + [name])

@@ -109,10 +109,11 @@ def synthetic_mnist(n_samples=60000, n_features=784, density=0.19, seed=0):
 
 
 def mnist_dir(data_home):
-    """The directory holding MNIST's four files, or None if it is not found."""
+    """The directory holding MNIST's four files (.gz or uncompressed), or None
+    if it is not found."""
     from descend import datasets
     directory = datasets.get_mnist_dir(data_home)
-    if all((directory / name).is_file() for name in datasets.MNIST_FILES):
+    if all(datasets._mnist_path(directory, name) for name in datasets.MNIST_FILES):
         return directory
     return None
 

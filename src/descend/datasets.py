@@ -8,7 +8,8 @@ Three datasets are available:
   tabular dataset (569 samples, 30 features), also bundled.
 * :func:`load_mnist` -- MNIST (70000 images of 28x28 pixels). It is too large
   to ship, so it is read from a local directory and, when missing, downloaded
-  from public mirrors. Every load checks the SHA-256 of the decompressed files.
+  from public mirrors. Every load checks the SHA-256 of the files' IDX content
+  (decompressed, for the ``.gz`` ones).
 
 :func:`train_test_split` splits arrays reproducibly, optionally stratified.
 
@@ -355,8 +356,9 @@ def get_mnist_dir(data_home=None):
     -------
     pathlib.Path
         ``data_home`` if given; else the ``DESCEND_DATA`` environment variable
-        if set and non-empty; else ``~/.cache/descend/mnist``. The four ``.gz``
-        files are expected directly in this directory.
+        if set and non-empty; else ``~/.cache/descend/mnist``. The four MNIST
+        files (``.gz`` or uncompressed) are expected directly in this
+        directory.
 
     Raises
     ------
@@ -432,28 +434,45 @@ def _stat_key(path):
             stat.st_ctime_ns)
 
 
-def _decompress_and_verify(path, name):
-    """Decompress ``path`` and check the SHA-256 of its content.
+def _mnist_path(directory, name):
+    """The file :func:`load_mnist` reads for ``name`` (a key of
+    :data:`MNIST_FILES`): the ``.gz``, else the uncompressed IDX file named
+    without ``.gz`` (as Kaggle, tutorials and torchvision have them); None
+    when neither is in ``directory``."""
+    for path in (directory / name, directory / name.removesuffix(".gz")):
+        if path.is_file():
+            return path
+    return None
 
-    Returns the decompressed bytes. Raises DatasetCorruptError (naming the file, the
-    expected and the actual hash) on a mismatch or if ``path`` is not valid
-    gzip.
+
+def _decompress_and_verify(path, name, compressed=True):
+    """Read ``path`` (decompressed unless ``compressed`` is False) and check
+    the SHA-256 of its content against ``MNIST_FILES[name]``.
+
+    Returns the IDX bytes. Raises DatasetCorruptError (naming the file, the
+    expected and the actual hash) on a mismatch or if a ``compressed`` file
+    is not valid gzip.
     """
+    # an uncompressed file goes by its own name in messages, not its .gz's
+    shown = name if compressed else name.removesuffix(".gz")
     key = _stat_key(path)       # before the read: a change during it is a new key
     try:
-        data = gzip.decompress(Path(path).read_bytes())
+        data = Path(path).read_bytes()
+        if compressed:
+            data = gzip.decompress(data)
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         # BadGzipFile is an OSError; report it as corrupt content, not as a
         # file-system problem.
-        raise DatasetCorruptError(f"{name}: {path} is not a valid gzip file ({exc})") from None
+        raise DatasetCorruptError(f"{shown}: {path} is not a valid gzip file ({exc})") from None
     if key in _VERIFIED:
         return data
     expected = MNIST_FILES[name]
     got = hashlib.sha256(data).hexdigest()
     if got != expected:
         raise DatasetCorruptError(
-            f"{name}: SHA-256 of the decompressed content of {path} does not match "
-            f"(expected {expected}, got {got}); the file is corrupt or not MNIST"
+            f"{shown}: SHA-256 of the {'decompressed ' if compressed else ''}content of "
+            f"{path} does not match (expected {expected}, got {got}); the file is corrupt "
+            f"or not MNIST"
         )
     _VERIFIED.add(key)
     return data
@@ -583,20 +602,24 @@ _MIRRORS = InstanceOf(tuple, list, description="a list of base URLs (str)")
 def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, timeout=60.0):
     """Load the MNIST database of handwritten digits.
 
-    The four standard gzip-compressed IDX files are looked for in a directory
-    (see ``data_home``); missing ones are downloaded there if ``download`` is
-    True. Every load checks the SHA-256 of each file's decompressed content
-    (the ``.gz`` bytes vary between mirrors, the content does not), once per
-    process for a file that has not changed since (its path, inode, size,
-    modification and status-change times).
+    The four standard IDX files are looked for in a directory (see
+    ``data_home``), each gzip-compressed (``.gz``, read when both forms are
+    there) or uncompressed (the name without ``.gz``, as Kaggle and
+    torchvision have them); files missing in both forms are downloaded
+    there, as ``.gz``, if ``download`` is True. Every load checks the SHA-256
+    of each file's IDX content (decompressed: the ``.gz`` bytes vary between
+    mirrors, the content does not), once per process for a file that has
+    not changed since (its path, inode, size, modification and
+    status-change times).
 
     Parameters
     ----------
     data_home : str or os.PathLike, optional
         Directory holding ``train-images-idx3-ubyte.gz``,
         ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz`` and
-        ``t10k-labels-idx1-ubyte.gz``. Defaults to the ``DESCEND_DATA``
-        environment variable, else ``~/.cache/descend/mnist`` (see
+        ``t10k-labels-idx1-ubyte.gz``, or any of them uncompressed
+        (``train-images-idx3-ubyte`` and so on). Defaults to the
+        ``DESCEND_DATA`` environment variable, else ``~/.cache/descend/mnist`` (see
         :func:`get_mnist_dir`).
     download : bool, default=True
         Download missing files from ``mirrors``. If False, missing files are
@@ -627,9 +650,9 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     Raises
     ------
     DatasetNotFoundError
-        (A :class:`FileNotFoundError`.) Files are missing and ``download`` is
-        False, every mirror failed, or the directory cannot be created or
-        written. The message lists the missing files
+        (A :class:`FileNotFoundError`.) Files are missing (in both forms) and
+        ``download`` is False, every mirror failed, or the directory cannot
+        be created or written. The message lists the missing files
         and the directory where they are expected, and names the
         ``data_home`` keyword (``--data-home`` when ``python -m descend``
         made the call) and ``DESCEND_DATA``. Directories created for a
@@ -640,10 +663,11 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
         If ``data_home`` (or ``DESCEND_DATA``) is an existing file, lies
         under one, holds a NUL byte or is an empty string; if ``dtype`` is not float32 or float64.
     DatasetCorruptError
-        (A :class:`ValueError`.) If a file's decompressed SHA-256 differs
-        from the expected one (the message names the file and both hashes; a
-        freshly downloaded bad file is deleted, a file that was already there
-        is left alone); or if a file is not valid gzip/IDX.
+        (A :class:`ValueError`.) If the SHA-256 of a file's (decompressed)
+        content differs from the expected one (the message names the file,
+        ``.gz`` or uncompressed, and both hashes; a freshly downloaded bad
+        file is deleted, a file that was already there is left alone); or if
+        a ``.gz`` file is not valid gzip, or a file not valid IDX.
 
     References
     ----------
@@ -657,12 +681,14 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     mirrors = MIRRORS if mirrors is None else tuple(
         check(mirror, f"mirrors[{i}]", ["str"], "load_mnist") for i, mirror in enumerate(mirrors))
 
-    missing = [name for name in MNIST_FILES if not (directory / name).is_file()]
+    paths = {name: _mnist_path(directory, name) for name in MNIST_FILES}
+    missing = [name for name, path in paths.items() if path is None]
     if missing and not download:
         download_hint = ("" if _DATA_HOME_SETTING.get() != "data_home" else
                          " (or call load_mnist(download=True) with internet access)")
         raise DatasetNotFoundError(
-            f"MNIST file(s) missing from {directory}: {', '.join(missing)}. "
+            f"MNIST file(s) missing from {directory}: {', '.join(missing)} (each "
+            f"gzip-compressed or uncompressed, its name without .gz). "
             f"Put the four files there{download_hint}, " + _point_to_the_files()
         )
 
@@ -670,21 +696,22 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     created = _new_directories(directory) if missing else []
     contents = {}
     try:
-        for name in MNIST_FILES:
-            if name in missing:
+        for name, path in paths.items():
+            if path is None:
                 contents[name] = _download(name, directory, mirrors, timeout)
+                paths[name] = directory / name
             else:
-                contents[name] = _decompress_and_verify(directory / name, name)
+                contents[name] = _decompress_and_verify(
+                    path, name, compressed=path.name == name)
     except BaseException:
         _remove_if_empty(created)
         raise
 
     arrays = {}
     for split in ("train", "t10k"):
-        images = _parse_idx(contents[f"{split}-images-idx3-ubyte.gz"],
-                            f"{split}-images-idx3-ubyte.gz", _IDX_MAGIC_IMAGES)
-        labels = _parse_idx(contents[f"{split}-labels-idx1-ubyte.gz"],
-                            f"{split}-labels-idx1-ubyte.gz", _IDX_MAGIC_LABELS)
+        images, labels = f"{split}-images-idx3-ubyte.gz", f"{split}-labels-idx1-ubyte.gz"
+        images = _parse_idx(contents[images], paths[images].name, _IDX_MAGIC_IMAGES)
+        labels = _parse_idx(contents[labels], paths[labels].name, _IDX_MAGIC_LABELS)
         if images.shape[1:] != (28, 28) or images.shape[0] != labels.shape[0]:
             raise DatasetCorruptError(
                 f"MNIST {split}: images of shape {images.shape} do not match "

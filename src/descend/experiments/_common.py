@@ -263,12 +263,11 @@ def load_mnist(data_home=None, download=True):
 
 
 def mnist_available(data_home=None):
-    """True when the four MNIST files can be found without downloading."""
+    """True when the four MNIST files (.gz or uncompressed) can be found
+    without downloading."""
     from descend import datasets
     directory = datasets.get_mnist_dir(data_home)
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-    return all((directory / n).exists() for n in names)
+    return all(datasets._mnist_path(directory, name) for name in datasets.MNIST_FILES)
 
 
 def subsample(X, y, n, seed=0):
