@@ -667,3 +667,30 @@ def test_only_a_file_missing_in_both_forms_is_downloaded_as_gz(tmp_path, serve):
     np.testing.assert_array_equal(np.bincount(y_test, minlength=10), MNIST_TEST_COUNTS)
     assert sorted(p.name for p in home.iterdir()) == sorted(
         [n.removesuffix(".gz") for n in datasets.MNIST_FILES if n != name] + [name])
+
+
+# ---------------------------------------------------------------------------
+# the download timeout
+# ---------------------------------------------------------------------------
+
+TIMEOUT_MESSAGE = (r"load_mnist: timeout must be a finite float in \(0, 9\.22337e\+09\], "
+                   r"got {} \({}\)")
+
+
+@pytest.mark.parametrize("timeout, shown", [
+    (1e300, r"1e\+300"), (threading.TIMEOUT_MAX * 2, r"18446744072\.0"),
+    (10 ** 10, "10000000000"), (float("inf"), "inf"), (0.0, r"0\.0"), (-1, "-1")])
+def test_mnist_timeout_beyond_what_a_socket_takes_is_a_value_error(tmp_path, timeout, shown):
+    # was: OverflowError "timestamp out of range for platform time_t" from the
+    # socket layer, after the directory was made
+    home = tmp_path / "new"
+    with pytest.raises(ValueError, match=TIMEOUT_MESSAGE.format(shown, type(timeout).__name__)):
+        datasets.load_mnist(home, mirrors=[_closed_port_url()], timeout=timeout)
+    assert not home.exists()
+
+
+def test_mnist_timeout_of_timeout_max_is_accepted(tmp_path):
+    # the largest a socket takes: the download is tried (and refused here)
+    with pytest.raises(datasets.DatasetNotFoundError, match="Connection refused"):
+        datasets.load_mnist(tmp_path, mirrors=[_closed_port_url()],
+                            timeout=threading.TIMEOUT_MAX)

@@ -3,6 +3,7 @@ in the real formats made here (no network)."""
 import io
 import math
 import tarfile
+import threading
 
 import numpy as np
 import pytest
@@ -144,3 +145,18 @@ def test_a_data_home_naming_a_file_is_load_mnists_value_error(tmp_path, monkeypa
     with pytest.raises(ValueError, match=r"DESCEND_DATA must be a directory, got '.*file' "
                                          r"\(a file\)"):
         load(download=False)
+
+
+@pytest.mark.parametrize("load", [datasets.load_newsgroups, datasets.load_creditcard])
+@pytest.mark.parametrize("timeout, shown", [
+    (1e300, r"1e\+300"), (threading.TIMEOUT_MAX * 2, r"18446744072\.0"), (0, "0"),
+    (float("nan"), "nan")])
+def test_a_timeout_beyond_what_a_socket_takes_is_a_value_error(tmp_path, load, timeout,
+                                                              shown):
+    # was: accepted, so an OverflowError from the socket layer once the
+    # download started (here, with download=False: "not found")
+    with pytest.raises(ValueError, match=rf"{load.__name__}: timeout must be a finite float "
+                                         rf"in \(0, 9\.22337e\+09\], got {shown} "):
+        load(tmp_path, download=False, timeout=timeout)
+    with pytest.raises(datasets.DatasetNotFoundError):
+        load(tmp_path, download=False, timeout=threading.TIMEOUT_MAX)

@@ -28,7 +28,7 @@ import re
 import tarfile
 import tempfile
 import urllib.request
-from numbers import Integral, Real
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +115,7 @@ _CATEGORIES = InstanceOf(tuple, list, set, frozenset,
 
 @validate_params({"data_home": [None, "path"], "download": ["boolean"],
                   "categories": [None, _CATEGORIES], "n_features": [Interval(Integral, 1, None)],
-                  "dtype": ["dtype"], "timeout": [Interval(Real, 0, None, closed="neither")],
+                  "dtype": ["dtype"], "timeout": ["timeout"],
                   "verify": ["boolean"]})
 def load_newsgroups(data_home=None, download=True, categories=NEWSGROUPS_CATEGORIES,
                     n_features=2000, dtype="float32", timeout=60.0, verify=True):
@@ -138,7 +138,9 @@ def load_newsgroups(data_home=None, download=True, categories=NEWSGROUPS_CATEGOR
         Newsgroups to keep (None: all 20); labels follow their sorted order.
     n_features : int, default 2000
     dtype : "float32" or "float64"
-    timeout : float, seconds for the download.
+    timeout : float, default 60.0
+        Socket timeout in seconds for the download, in
+        (0, ``threading.TIMEOUT_MAX``].
     verify : bool, default True
         Check the archive's SHA-256 (turn off only for test archives).
 
@@ -153,7 +155,9 @@ def load_newsgroups(data_home=None, download=True, categories=NEWSGROUPS_CATEGOR
     DatasetNotFoundError
         The archive is missing and could not be downloaded.
     TypeError, ValueError
-        An argument of the wrong type or value (named in the message).
+        An argument of the wrong type or value (named in the message), such
+        as a ``timeout`` not in (0, ``threading.TIMEOUT_MAX``], checked
+        before anything is read or downloaded.
     ValueError
         The archive's SHA-256 does not match, it is not a gzip-compressed
         tar archive, one of the categories asked for has no training posts
@@ -264,7 +268,7 @@ def creditcard_available(data_home=None):
 
 
 @validate_params({"data_home": [None, "path"], "download": ["boolean"], "dtype": ["dtype"],
-                  "timeout": [Interval(Real, 0, None, closed="neither")]})
+                  "timeout": ["timeout"]})
 def load_creditcard(data_home=None, download=True, dtype="float32", timeout=120.0):
     """Credit-card transactions labelled fraud (1) or genuine (0).
 
@@ -277,6 +281,9 @@ def load_creditcard(data_home=None, download=True, dtype="float32", timeout=120.
         Download ``creditcard.arff`` (150 MB) from OpenML when neither file
         is there, checked against the MD5 OpenML publishes for it.
     dtype : "float32" or "float64"
+    timeout : float, default 120.0
+        Socket timeout in seconds for each request of the download, in
+        (0, ``threading.TIMEOUT_MAX``].
 
     Returns
     -------
@@ -291,7 +298,9 @@ def load_creditcard(data_home=None, download=True, dtype="float32", timeout=120.
     DatasetNotFoundError
         No file and no download.
     TypeError, ValueError
-        An argument of the wrong type or value (named in the message).
+        An argument of the wrong type or value (named in the message), such
+        as a ``timeout`` not in (0, ``threading.TIMEOUT_MAX``], checked
+        before anything is read or downloaded.
     ValueError
         A file that is empty, has no rows, a CSV whose first line is not
         the header of the 31 column names, a file without the 31 numeric

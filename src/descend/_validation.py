@@ -29,14 +29,17 @@ patience, NaN, an unknown option).
 Shorthand constraints accepted in tables: ``None`` (the value None),
 ``"boolean"`` (bool or numpy.bool_), ``callable``, ``"dtype"`` (float32 or
 float64), ``"path"`` (a non-empty str or os.PathLike), ``"str"`` (a non-empty
-str), ``"n_threads"`` (a thread count, see :data:`MAX_THREADS`), a class
-(instances of it) or a :class:`Constraint` object.
+str), ``"n_threads"`` (a thread count, see :data:`MAX_THREADS`),
+``"timeout"`` (seconds a socket waits: a finite float in
+(0, ``threading.TIMEOUT_MAX``]), a class (instances of it) or a
+:class:`Constraint` object.
 """
 import functools
 import inspect
 import os
 import reprlib
 import sys
+import threading
 from numbers import Integral, Real
 
 import numpy as np
@@ -263,7 +266,12 @@ class _Text(Constraint):
         return value != ""
 
 
-_SHORTHANDS = {"boolean": _Boolean(), "dtype": _DType(), "path": _Path(), "str": _Text()}
+# A socket timeout above threading.TIMEOUT_MAX overflows the clock's
+# arithmetic: OverflowError "timestamp out of range" from deep in urllib.
+_TIMEOUT = Interval(Real, 0, threading.TIMEOUT_MAX, closed="right")
+
+_SHORTHANDS = {"boolean": _Boolean(), "dtype": _DType(), "path": _Path(), "str": _Text(),
+               "timeout": _TIMEOUT}
 _NONE = _NoneConstraint()
 _CALLABLE = _Callable()
 

@@ -598,7 +598,7 @@ _MIRRORS = InstanceOf(tuple, list, description="a list of base URLs (str)")
 
 @validate_params({"data_home": [None, "path"], "download": ["boolean"], "dtype": ["dtype"],
                   "mirrors": [None, _MIRRORS],
-                  "timeout": [Interval(Real, 0, None, closed="neither")]})
+                  "timeout": ["timeout"]})
 def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, timeout=60.0):
     """Load the MNIST database of handwritten digits.
 
@@ -629,7 +629,9 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
     mirrors : sequence of str, optional
         Base URLs to try in order; defaults to :data:`MIRRORS`.
     timeout : float, default=60.0
-        Socket timeout in seconds for each download attempt.
+        Socket timeout in seconds for each download attempt, in
+        (0, ``threading.TIMEOUT_MAX``] (about 292 years: the most a socket
+        takes).
 
     Returns
     -------
@@ -658,10 +660,13 @@ def load_mnist(data_home=None, download=True, dtype="float32", *, mirrors=None, 
         made the call) and ``DESCEND_DATA``. Directories created for a
         download that failed are removed again.
     TypeError
-        ``data_home`` not a str or path, ``mirrors`` not a list of str.
+        ``data_home`` not a str or path, ``mirrors`` not a list of str,
+        ``timeout`` not a real number.
     ValueError
         If ``data_home`` (or ``DESCEND_DATA``) is an existing file, lies
-        under one, holds a NUL byte or is an empty string; if ``dtype`` is not float32 or float64.
+        under one, holds a NUL byte or is an empty string; if ``dtype`` is
+        not float32 or float64; if ``timeout`` is not in
+        (0, ``threading.TIMEOUT_MAX``] (NaN and infinity included).
     DatasetCorruptError
         (A :class:`ValueError`.) If the SHA-256 of a file's (decompressed)
         content differs from the expected one (the message names the file,
