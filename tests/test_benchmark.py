@@ -75,7 +75,8 @@ def test_bad_options_are_refused_by_argparse(option, value, capsys):
     ("   ", "only whitespace"),
     ("~/{file}", "(a file)"),
     ("~/{file}/mnist", "mnist.gz' is a file)"),   # was refused by the loader mid-run
-    ("mnist\0dir", "a path cannot hold a NUL byte")])
+    ("mnist\0dir", "a path cannot hold a NUL byte"),
+    ("", "expected a directory, got ''")])
 def test_data_home_is_checked_at_parsing_after_the_tilde(command, value, expected,
                                                         tmp_path, monkeypatch, capsys):
     """~name of no user and whitespace were refused by the loader mid-run

@@ -694,3 +694,28 @@ def test_mnist_timeout_of_timeout_max_is_accepted(tmp_path):
     with pytest.raises(datasets.DatasetNotFoundError, match="Connection refused"):
         datasets.load_mnist(tmp_path, mirrors=[_closed_port_url()],
                             timeout=threading.TIMEOUT_MAX)
+
+
+# ---------------------------------------------------------------------------
+# an empty data_home
+# ---------------------------------------------------------------------------
+
+def test_an_empty_data_home_is_refused_as_load_mnist_refuses_it(monkeypatch, tmp_path):
+    # was: get_mnist_dir('') == Path('.'), where load_mnist refused ''
+    monkeypatch.chdir(tmp_path)
+    message = re.escape("data_home must be a directory, got '': an empty path (write '.' "
+                        "for the current directory)")
+    with pytest.raises(ValueError, match=message):
+        datasets.get_mnist_dir("")
+    with pytest.raises(ValueError, match=r"data_home must be None or a non-empty str .*, got ''"):
+        datasets.load_mnist(data_home="", download=False)
+    with datasets._command_line_option("--data-home"):
+        with pytest.raises(ValueError, match=re.escape("--data-home must be a directory, "
+                                                       "got '': an empty path")):
+            datasets.get_mnist_dir("")
+    assert datasets.get_mnist_dir(".") == Path(".")
+    # an empty DESCEND_DATA is still "unset"
+    monkeypatch.setenv("DESCEND_DATA", "")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert datasets.get_mnist_dir() == tmp_path / ".cache" / "descend" / "mnist"
+    assert list(tmp_path.iterdir()) == []

@@ -160,3 +160,24 @@ def test_a_timeout_beyond_what_a_socket_takes_is_a_value_error(tmp_path, load, t
         load(tmp_path, download=False, timeout=timeout)
     with pytest.raises(datasets.DatasetNotFoundError):
         load(tmp_path, download=False, timeout=threading.TIMEOUT_MAX)
+
+
+def test_an_empty_data_home_is_refused_as_load_mnist_refuses_it(monkeypatch, tmp_path):
+    # was: get_data_dir(name, '') == Path('.'), so newsgroups_available('')
+    # looked in the current directory
+    monkeypatch.chdir(tmp_path)
+    message = r"data_home must be a directory, got '': an empty path \(write '\.' for"
+    for name in ("newsgroups", "creditcard"):
+        with pytest.raises(ValueError, match=message):
+            _domain_data.get_data_dir(name, "")
+    for available in (_domain_data.newsgroups_available, _domain_data.creditcard_available):
+        with pytest.raises(ValueError, match=message):
+            available("")
+    for load in (datasets.load_newsgroups, datasets.load_creditcard):
+        with pytest.raises(ValueError,
+                           match=r"data_home must be None or a non-empty str .*, got ''"):
+            load(data_home="", download=False)
+    monkeypatch.setenv("DESCEND_DATA", "")          # still "unset"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert _domain_data.get_data_dir("newsgroups") == tmp_path / ".cache" / "descend" / \
+        "newsgroups"

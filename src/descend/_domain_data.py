@@ -53,10 +53,17 @@ def get_data_dir(name, data_home=None):
 
     ``data_home`` if given, else ``$DESCEND_DATA`` if set, else
     ``~/.cache/descend/<name>``; checked as :func:`descend.datasets.load_mnist`
-    checks its directory (ValueError for a value that is only whitespace, a
-    ``~name`` of no known user, a NUL byte, an existing file or a path under
-    one; TypeError for a value
-    that is not a str or os.PathLike).
+    checks its directory.
+
+    Raises
+    ------
+    ValueError
+        For a ``data_home`` that is empty; for a value (``data_home`` or a
+        non-empty ``DESCEND_DATA``) that is only whitespace, a ``~name`` of
+        no known user, holds a NUL byte, or is an existing file or a path
+        under one.
+    TypeError
+        For a value that is not a str or os.PathLike.
     """
     from descend.datasets import _data_dir, _not_a_file
     directory = _data_dir(data_home, name)

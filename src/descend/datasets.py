@@ -363,8 +363,9 @@ def get_mnist_dir(data_home=None):
     Raises
     ------
     ValueError
-        ``data_home`` (or ``DESCEND_DATA``) is only whitespace, holds a NUL
-        byte, or starts with ``~name`` of no known user.
+        ``data_home`` is empty; ``data_home`` (or ``DESCEND_DATA``) is only
+        whitespace, holds a NUL byte, or starts with ``~name`` of no known
+        user (an empty ``DESCEND_DATA`` is taken as unset).
     TypeError
         ``data_home`` is not a str or os.PathLike (bytes included).
     """
@@ -408,7 +409,7 @@ def _not_a_file(directory, data_home):
 
 def _directory(value, setting):
     """Path(value) with a leading ~ expanded; ValueError naming `setting` for
-    a value that is only whitespace or a ~name of no known user."""
+    a value that is empty, only whitespace or a ~name of no known user."""
     text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
     if not isinstance(text, str):
         raise TypeError(f"{setting} must be a str or os.PathLike path, got {value!r} "
@@ -416,7 +417,10 @@ def _directory(value, setting):
     if "\0" in text:           # the OS refuses it; the loaders said "files missing"
         raise ValueError(f"{setting} must be a directory, got {text!r}: a path cannot "
                          f"hold a NUL byte")
-    if text and not text.strip():
+    if not text:               # Path('') is '.': a forgotten value, not a choice
+        raise ValueError(f"{setting} must be a directory, got '': an empty path "
+                         f"(write '.' for the current directory)")
+    if not text.strip():
         raise ValueError(f"{setting} must be a directory, got {text!r}: only whitespace "
                          f"(write {'./' + text!r} for a directory of that name)")
     try:
