@@ -149,7 +149,10 @@ def test_the_class_count_is_the_last_layers_or_two_for_a_binary_output():
     refused(binary, r"^classes has 3 labels, but the network's binary_cross_entropy output "
                     r"needs 2$", classes=np.arange(3))
     regression = trained(units=(2,), loss="mean_squared_error", y=np.ones((8, 2)))
-    assert loaded(regression, classes=np.arange(3)).classes_.tolist() == [0, 1, 2]
+    # a regression has no classes, as partial_fit(classes=...) refuses them
+    # (a classifier's state loaded here left the network with classes_)
+    refused(regression, r"^classes has 3 labels, but the network's mean_squared_error loss "
+                        r"is a regression, which has no classes", classes=np.arange(3))
     assert loaded(regression, classes=None).classes_ is None
     bare = dn.Sequential([dn.Dense(3)], input_dim=2, seed=0)
     state = trained().state_dict()
@@ -248,3 +251,21 @@ def test_state_dict_names_the_plan_it_cannot_save():
     net.plan_, net.plan = None, {"sample_rows": 0}
     with pytest.raises(ValueError, match=r"^plan\['sample_rows'\] must be an int in \[1, "):
         net.state_dict()
+
+
+def test_a_regression_fit_after_a_classification_fit_keeps_no_classes(tmp_path):
+    # compiled again with a regression loss, the network kept the classes_
+    # of its classification fit and wrote them into its model file
+    X = np.random.default_rng(0).normal(size=(12, 2))
+    net = dn.Sequential([dn.Dense(3)], input_dim=2, seed=0)
+    net.compile("softmax_cross_entropy", "sgd")
+    net.fit(X, np.arange(12) % 3, epochs=1, batch_size=4, verbose=0)
+    net.compile("mean_squared_error", "sgd")
+    with pytest.raises(ValueError, match=r"classes_ \(from the last fit\) has 3 labels, but "
+                                         r"the network's mean_squared_error loss is a "
+                                         r"regression.*net.classes_ = None"):
+        net.save(tmp_path / "m.npz")
+    assert net.classes_.tolist() == [0, 1, 2] and not list(tmp_path.iterdir())
+    net.fit(X, np.zeros((12, 3)), epochs=1, batch_size=4, verbose=0)
+    assert net.classes_ is None
+    assert dn.load(net.save(tmp_path / "m.npz")).classes_ is None

@@ -927,7 +927,8 @@ class Sequential:
             ``plan`` or ``plan_`` does not fit the network (a list of
             ``kernel_rows`` not one per Dense layer, say), or ``classes_``
             or the optimizer's state is for other layers (removed or added
-            since the last fit): a file that :func:`descend.load` would refuse
+            since the last fit), or ``classes_`` is set for a regression loss
+            (compiled since a classification fit): a file that :func:`descend.load` would refuse
             is not written. The message says what to reset.
         """
         _threads.check_consistent_read(self, "state_dict")
@@ -956,7 +957,7 @@ class Sequential:
             Missing or unknown keys (named); a parameter or optimizer array of
             another shape or dtype than the network's, or with NaN/inf;
             classes that are not sorted distinct labels, one per class of the
-            loss; an unknown bit generator or invalid generator state;
+            loss (none for a regression loss); an unknown bit generator or invalid generator state;
             epochs_trained or iterations not an int >= 0; an optimizer state
             for an uncompiled network; an invalid history.
         RuntimeError
@@ -1176,10 +1177,7 @@ def _check_classes(net, classes):
     if len(classes) != len(unique) or not np.array_equal(unique, classes):
         raise ValueError(f"classes must hold sorted distinct labels (as numpy.unique), got "
                          f"{classes.tolist()[:20]}")
-    expected = _classes_needed(net)
-    if expected and len(classes) != expected:
-        raise ValueError(f"classes has {len(classes)} labels, but the network's "
-                         f"{net.loss_.name} output needs {expected}")
+    _check_classes_for_the_loss(net, classes, "classes", "")
     return classes.copy()
 
 
@@ -1187,11 +1185,24 @@ def check_classes_fit(net, classes):
     """ValueError, saying what to reset, if `classes` (a 1-D array, a fit's
     classes_) does not have one label per class of the network's output, as
     load_state_dict requires (the layers changed since that fit)."""
+    _check_classes_for_the_loss(net, classes, "classes_ (from the last fit)",
+                                " (the layers changed since): set net.classes_ = None, "
+                                "or fit again")
+
+
+def _check_classes_for_the_loss(net, classes, name, remedy):
+    """ValueError unless `classes` has one label per class of the network's
+    compiled loss; a regression loss takes none (a classifier's state
+    loaded into a regression network left it with classes_)."""
+    if net.loss_ is not None and not net.loss_.is_classifier:
+        raise ValueError(f"{name} has {len(classes)} labels, but the network's "
+                         f"{net.loss_.name} loss is a regression, which has no classes: "
+                         "set classes to None (net.classes_ = None), or compile with a "
+                         "classification loss")
     expected = _classes_needed(net)
     if expected and len(classes) != expected:
-        raise ValueError(f"classes_ (from the last fit) has {len(classes)} labels, but the "
-                         f"network's {net.loss_.name} output needs {expected} (the layers "
-                         "changed since): set net.classes_ = None, or fit again")
+        raise ValueError(f"{name} has {len(classes)} labels, but the network's "
+                         f"{net.loss_.name} output needs {expected}{remedy}")
 
 
 def _classes_needed(net):

@@ -344,6 +344,10 @@ class Trainer:
             model.build(X.shape[1])
         if model.loss_.is_classifier and model.classes_ is None:
             model.classes_ = config.classes
+        elif not model.loss_.is_classifier:
+            # a regression has no classes: those of an earlier classification
+            # fit (compiled again since) would be saved with it
+            model.classes_ = None
         omp, self.blas = _threads.plan(config.batch_size, config.n_threads)
         model.optimizer.build(model._params(), model._param_names())
         self.runner = self.make_runner(X, config.targets, config.labels, runner_specs(model),
