@@ -90,7 +90,9 @@ _IDX_MAGIC_LABELS = 0x00000801  # unsigned bytes, 1 dimension
 _IDX_MAGIC_IMAGES = 0x00000803  # unsigned bytes, 3 dimensions
 
 # Files whose hash has already been checked in this process, keyed by
-# (path, inode, size, mtime_ns, ctime_ns): a repeated load skips re-hashing
+# (name, path, inode, size, mtime_ns, ctime_ns), the name the MNIST file it
+# was checked as (a symbolic link t10k-images-idx3-ubyte.gz to a checked
+# train-images-idx3-ubyte.gz is not that file): a repeated load skips re-hashing
 # 55 MB, and any change to the file changes the key so it is checked again
 # (a write, or a copy over it, moves ctime, which no one can set back as
 # os.utime sets mtime back).
@@ -431,10 +433,11 @@ def _directory(value, setting):
                          f"directory (write ./{text} for a directory of that name)") from None
 
 
-def _stat_key(path):
-    """Identity of a file's current version, for the :data:`_VERIFIED` cache."""
+def _stat_key(path, name):
+    """Identity of a file's current version checked as the MNIST file `name`
+    (``.gz`` or uncompressed), for the :data:`_VERIFIED` cache."""
     stat = os.stat(path)
-    return (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns,
+    return (name, str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns,
             stat.st_ctime_ns)
 
 
@@ -459,7 +462,7 @@ def _decompress_and_verify(path, name, compressed=True):
     """
     # an uncompressed file goes by its own name in messages, not its .gz's
     shown = name if compressed else name.removesuffix(".gz")
-    key = _stat_key(path)       # before the read: a change during it is a new key
+    key = _stat_key(path, shown)  # before the read: a change during it is a new key
     try:
         data = Path(path).read_bytes()
         if compressed:
@@ -533,7 +536,7 @@ def _download(name, directory, mirrors, timeout):
             raise
         os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a cache may be shared
         os.replace(tmp, target)  # atomic: readers never see a partial file
-        _VERIFIED.add(_stat_key(target))  # same size and mtime as the checked tmp
+        _VERIFIED.add(_stat_key(target, name))  # same size and mtime as the checked tmp
         _log.info("downloaded %s from %s", name, url)
         return data
     if content_errors:
