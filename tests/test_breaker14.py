@@ -26,3 +26,37 @@ def test_a_link_to_a_verified_train_file_named_as_the_test_file_is_refused(tmp_p
         (tmp_path / name).symlink_to(MNIST_DIR / name.replace("t10k", "train"))
     with pytest.raises(datasets.DatasetCorruptError, match="t10k-.*SHA-256"):
         datasets.load_mnist(tmp_path, download=False)
+
+
+def _tanh_net(dtype):
+    net = dn.Sequential([dn.Dense(5, activation="tanh"), dn.Dense(3)], input_dim=4,
+                        seed=0, dtype=dtype, n_threads=1)
+    return net.compile("softmax_cross_entropy", "sgd")
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(10, 4)), rng.integers(0, 3, 10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numerical_gradients_names_an_infinite_weight_not_eps(data, dtype):
+    # was: "eps=... is below half the spacing ... near the weight inf: use a
+    # larger eps", which no eps helps
+    net = _tanh_net(dtype)
+    net.dense_layers[0].kernel[0, 0] = np.inf
+    with pytest.raises(ValueError, match="holds a weight of inf: .*finite weights"):
+        dn.numerical_gradients(net, *data)
+    assert net.dense_layers[0].kernel[0, 0] == np.inf
+
+
+def test_numerical_gradients_refuses_an_eps_past_float32s_range(data):
+    # was: RuntimeWarnings of overflow, then a FloatingPointError "the loss is
+    # nan for this (X, y)", naming neither eps nor the dtype
+    net = _tanh_net("float32")
+    before = net.get_weights()
+    with pytest.raises(ValueError, match=r"eps=1e\+39 is too large for .*float32"):
+        dn.numerical_gradients(net, *data, eps=1e39)
+    for got, expected in zip(net.get_weights(), before):
+        np.testing.assert_array_equal(got, expected)

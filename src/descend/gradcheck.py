@@ -4,6 +4,8 @@ Backpropagation gives every partial derivative of the loss in one backward
 pass; finite differences need two loss evaluations per parameter. Comparing
 the two is the standard test that a backward pass is right.
 """
+import math
+
 import numpy as np
 
 from descend._validation import InstanceOf, check, check_float
@@ -65,8 +67,9 @@ def numerical_gradients(net, X, y, eps=None, training=False, seed=0):
         The network is not built (no input_dim given and never fit), as
         ``check_gradients``.
     ValueError
-        eps is not a positive number, or so small that a weight plus and
-        minus eps round to the same value in the network's dtype (the
+        eps is not a positive number, so small that a weight plus and
+        minus eps round to the same value in the network's dtype, or so
+        large that they overflow it; or a weight is NaN or infinite (the
         network's parameters are restored).
     """
     _check_net(net)
@@ -84,20 +87,14 @@ def numerical_gradients(net, X, y, eps=None, training=False, seed=0):
             grad = np.empty(flat.size, dtype=np.float64)
             for i in range(flat.size):
                 original = flat[i]
+                upper, lower = _stored_steps(original, eps, flat.dtype)
                 try:        # the weight is restored even if the loss raises
-                    flat[i] = original + eps
-                    upper = float(flat[i])
+                    flat[i] = upper
                     plus = net.loss(X, y, training=training, seed=seed)
-                    flat[i] = original - eps
-                    lower = float(flat[i])
+                    flat[i] = lower
                     minus = net.loss(X, y, training=training, seed=seed)
                 finally:
                     flat[i] = original
-                if upper == lower:
-                    raise ValueError(
-                        f"eps={eps!r} is below half the spacing of the {net.dtype} "
-                        f"numbers near the weight {float(original)!r}: w + eps and "
-                        f"w - eps round to the same value; use a larger eps")
                 grad[i] = (plus - minus) / (upper - lower)
             pair.append(grad.reshape(param.shape))
         grads.append(tuple(pair))
@@ -155,6 +152,30 @@ def check_gradients(net, X, y, eps=1e-5, training=False, seed=0):
             if scale > 0:
                 worst = max(worst, float(np.abs(g_bp - g_fd).max() / scale))
     return worst
+
+
+def _stored_steps(original, eps, dtype):
+    """w + eps and w - eps as the network's dtype stores them (floats), for
+    the weight `original`; ValueError, before any weight moves, when they
+    round to the same value, leave the dtype's range or the weight is not
+    finite (was: "use a larger eps" for an infinite weight, which no eps
+    helps, and a NaN loss for an eps past float32's range)."""
+    weight = float(original)
+    if not math.isfinite(weight):
+        raise ValueError(f"the network holds a weight of {weight!r}: numerical gradients "
+                         "need finite weights (set them with set_weights)")
+    with np.errstate(over="ignore"):
+        upper, lower = (float(dtype.type(weight + step)) for step in (eps, -eps))
+    if not math.isfinite(upper - lower):
+        raise ValueError(f"eps={eps!r} is too large for the network's {dtype} weights: "
+                         f"the weight {weight!r} plus or minus eps overflows; use a "
+                         "smaller eps")
+    if upper == lower:
+        raise ValueError(
+            f"eps={eps!r} is below half the spacing of the {dtype} "
+            f"numbers near the weight {weight!r}: w + eps and "
+            f"w - eps round to the same value; use a larger eps")
+    return upper, lower
 
 
 def _check_net(net):
