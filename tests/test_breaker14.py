@@ -1,6 +1,7 @@
 """Session 21's breaker: the verified-file cache of load_mnist, ... Each test
 names what the code did before its fix ("was: ...")."""
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +61,29 @@ def test_numerical_gradients_refuses_an_eps_past_float32s_range(data):
         dn.numerical_gradients(net, *data, eps=1e39)
     for got, expected in zip(net.get_weights(), before):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("ending", [".", ".."])
+def test_a_model_path_ending_with_a_dot_component_is_refused_naming_it(tmp_path, ending):
+    # was: abspath made 'm.npz/.' 'm.npz': an OSError naming the temporary
+    # file, from the rename
+    net = _tanh_net("float64")
+    with pytest.raises(ValueError, match=f"ends with '{re.escape(ending)}', which names a "
+                                         "directory"):
+        net.save(str(tmp_path / "m.npz") + "/" + ending)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: dn.callbacks.ModelCheckpoint(str(d / "checkpoints") + "/."),
+    lambda d: dn.callbacks.ModelCheckpoint(str(d / "ck{epoch}") + "/.."),
+    lambda d: dn.callbacks.CSVLogger(str(d / "log") + "/.")])
+def test_callback_paths_ending_with_a_dot_component_are_refused_before_training(
+        tmp_path, data, make):
+    # was: ModelCheckpoint("ck/.") trained an epoch, then save said 'ck/.' is
+    # a directory; CSVLogger("log/.") a FileNotFoundError naming no argument
+    net = _tanh_net("float64")
+    with pytest.raises(ValueError, match=r"must be a file name, got .*, which ends with "
+                                         r"'\.\.?' \(a directory's name\)"):
+        net.fit(*data, epochs=2, batch_size=5, callbacks=[make(tmp_path)], verbose=0)
+    assert not net.history

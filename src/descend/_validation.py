@@ -522,6 +522,17 @@ def _check_real(dtype, name):
         raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
 
 
+def directory_ending(path):
+    """How `path` ends if it can only name a directory: "a path separator"
+    or "'.'" / "'..'" as its last component (abspath turns 'ck/.' into
+    'ck', so a writer's checks passed and the write failed, after training);
+    None for a file name."""
+    last = os.path.basename(os.fspath(path))
+    if not last:
+        return "a path separator"
+    return repr(last) if last in (".", "..") else None
+
+
 def unwritable_directory(path):
     """Why `path` cannot serve as an output directory ("'x' is a file",
     "'x' is not writable", "'x' is a symbolic link to 'y', which does not
@@ -581,18 +592,19 @@ def check_output_file(path, name, owner=None, makedirs=False):
     TypeError
         `path` is not a path.
     ValueError
-        `path` ends with a path separator or is a file this user may not
+        `path` ends with a path separator, '.' or '..', or is a file this user may not
         write; its directory is a file, not writable, under a symbolic link
         to nothing or (without `makedirs`) missing; or `path` is a symbolic
         link to nothing in a missing directory.
     """
     path = check(path, name, ["path"], owner)
     prefix = f"{owner}: " if owner else ""
-    if not os.path.basename(path):
+    ending = directory_ending(path)
+    if ending:
         # (abspath drops the separator: the parent was checked, and the writer
         # failed on the directory name once the first epoch had trained)
         raise ValueError(f"{prefix}{name} must be a file name, got {path!r}, which ends "
-                         "with a path separator (a directory's name)")
+                         f"with {ending} (a directory's name)")
     directory = os.path.dirname(os.path.abspath(path))
     reason = unwritable_directory(directory)
     if reason is None and not makedirs and not os.path.isdir(directory):

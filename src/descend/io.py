@@ -77,7 +77,7 @@ import zlib
 import numpy as np
 
 from descend import _threads, losses, optimizers
-from descend._validation import MAX_THREADS, check, outside_stacklevel
+from descend._validation import MAX_THREADS, check, directory_ending, outside_stacklevel
 from descend.model import Sequential, check_classes_fit
 
 FORMAT_VERSION = 2
@@ -132,7 +132,7 @@ def save(model, path):
     TypeError
         `model` is not a Sequential or `path` not a path.
     ValueError
-        `path` is a directory or ends with a path separator, or an
+        `path` is a directory or ends with a path separator, '.' or '..', or an
         existing file that is not a regular file (a named pipe, device or
         socket: the save would replace it).
         The network is not built, or part of it cannot be stored without
@@ -160,10 +160,10 @@ def save(model, path):
     if os.path.isdir(path):
         raise ValueError(f"path {path!r} is a directory; give a file name such as "
                          f"{os.path.join(path, 'model.npz')!r}")
-    if not os.path.basename(path):
+    if ending := directory_ending(path):
         # (was: an OSError naming the temporary file, from the rename)
-        raise ValueError(f"path {path!r} ends with a path separator, which names a "
-                         "directory; give a file name, without the separator at its end")
+        raise ValueError(f"path {path!r} ends with {ending}, which names a "
+                         "directory; give a file name, without the directory's ending")
     if os.path.exists(path) and not os.path.isfile(path):
         # the rename would replace it (as root, /dev/null itself) with the model
         raise ValueError(f"path {path!r} is not a regular file (a named pipe, device or "
