@@ -87,3 +87,37 @@ def test_callback_paths_ending_with_a_dot_component_are_refused_before_training(
                                          r"'\.\.?' \(a directory's name\)"):
         net.fit(*data, epochs=2, batch_size=5, callbacks=[make(tmp_path)], verbose=0)
     assert not net.history
+
+
+_LAZY_ON_ONE_RANK_WORKER = """
+import json, sys
+import numpy as np
+import descend as dn
+dist = dn.distributed.MPI()
+X, y = np.random.default_rng(0).normal(size=(60, 4)), np.arange(60) % 3
+if dist.rank == 0:
+    np.save("X.npy", X)
+dist.comm.Barrier()
+X = np.load("X.npy", mmap_mode="r" if dist.rank == 0 else None)
+net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0, dtype="float64")
+net.compile("softmax_cross_entropy", "sgd")
+try:
+    net.fit(X, y, epochs=1, batch_size=8, verbose=0, distributed=dist)
+    found = None
+except ValueError as exc:
+    found = str(exc)
+found = dist.comm.allgather(found)
+if dist.rank == 0:
+    with open(sys.argv[1], "w") as f:
+        json.dump(found, f)
+"""
+
+
+def test_a_rank_reading_x_lazily_is_told_so_not_that_its_data_differs(tmp_path):
+    # was: "rank 1 differs from rank 0 in X, y and validation data (SHA-256)"
+    # for the same X, a memmap on rank 0 (left out of the digest) and in
+    # memory on rank 1
+    from test_breaker13 import _run_on_two_ranks
+    for message in _run_on_two_ranks(_LAZY_ON_ONE_RANK_WORKER, tmp_path):
+        assert message.startswith("distributed fit: rank 1 differs from rank 0 in X read "
+                                  "lazily (a memmap, h5py): False (rank 1) != True"), message

@@ -427,6 +427,9 @@ def _summary(model, config, kwargs, sharded):
         summary["sample_weight digest"] = (
             None if config.weights is None else
             hashlib.sha256(np.ascontiguousarray(config.weights, np.float64)).hexdigest()[:16])
+        # before the digest, which leaves a lazy X out: a rank reading X lazily
+        # and one holding it in memory were told their data differed
+        summary["X read lazily (a memmap, h5py)"] = is_lazy(config.X)
         summary["X, y and validation data (SHA-256)"] = _data_digest(config)
         return summary
     summary["shard_rows"] = len(config.X)
