@@ -121,3 +121,37 @@ def test_a_rank_reading_x_lazily_is_told_so_not_that_its_data_differs(tmp_path):
     for message in _run_on_two_ranks(_LAZY_ON_ONE_RANK_WORKER, tmp_path):
         assert message.startswith("distributed fit: rank 1 differs from rank 0 in X read "
                                   "lazily (a memmap, h5py): False (rank 1) != True"), message
+
+
+_CHECKPOINT_FIELD_WORKER = """
+import json, sys
+import numpy as np
+import descend as dn
+dist = dn.distributed.MPI()
+X, y = np.random.default_rng(0).normal(size=(60, 4)), np.arange(60) % 3
+found = {}
+for field in ("val_loss", "allreduce_seconds"):
+    net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0, dtype="float64")
+    net.compile("softmax_cross_entropy", "sgd")
+    checkpoint = dn.callbacks.ModelCheckpoint("ck_{%s:.0f}.npz" % field)
+    try:
+        net.fit(X, y, epochs=1, batch_size=8, verbose=0, distributed=dist,
+                callbacks=[checkpoint])
+        found[field] = None
+    except ValueError as exc:
+        found[field] = str(exc)
+found = dist.comm.allgather(found)
+if dist.rank == 0:
+    with open(sys.argv[1], "w") as f:
+        json.dump(found, f)
+"""
+
+
+def test_distributed_checkpoint_fields_are_checked_on_every_rank(tmp_path):
+    # was: ModelCheckpoint("ck_{val_loss}.npz") without validation data was
+    # refused on rank 0 alone, in on_train_begin: MPI_Abort ended the job
+    from test_breaker13 import _run_on_two_ranks
+    for rank in _run_on_two_ranks(_CHECKPOINT_FIELD_WORKER, tmp_path):
+        assert rank["allreduce_seconds"] is None
+        assert rank["val_loss"].startswith("ModelCheckpoint: `filepath` 'ck_{val_loss:.0f}"
+                                           ".npz' uses the field 'val_loss'"), rank

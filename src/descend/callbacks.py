@@ -132,6 +132,23 @@ def _check_savable(model):
             raise ValueError(f"ModelCheckpoint: {exc}") from None
 
 
+def check_fields_logged(filepath, keys):
+    """ValueError if ModelCheckpoint's ``filepath`` reads a field that none
+    of `keys` (an epoch's log keys) nor ``epoch`` is. A distributed fit
+    checks it on every rank, the callback running on rank 0 alone."""
+    available = ["epoch"] + list(keys)
+    for field in _format_fields(filepath):
+        # "loss" of "{loss.real}" or "{loss[0]}": the key formatting looks up
+        head = field.partition(".")[0].partition("[")[0]
+        if head not in available:
+            hint = (" (val_ fields need validation_data or validation_split)"
+                    if head.startswith("val_") else "")
+            raise ValueError(
+                f"ModelCheckpoint: `filepath` {filepath!r} uses the field "
+                f"{head!r}, which the epoch logs of this fit will not hold{hint}. "
+                f"Available fields: {', '.join(sorted(available))}.")
+
+
 def _logged_keys(callback):
     """The keys every epoch's logs will hold, from the params fit gives
     (``"metrics"``), or None from a loop that does not say."""
@@ -670,19 +687,8 @@ class ModelCheckpoint(Callback):
         """ValueError if ``filepath`` reads a field the epoch logs of this fit
         will not hold: before the first epoch, not after it trained."""
         keys = _logged_keys(self)
-        if keys is None:
-            return
-        available = ["epoch"] + keys
-        for field in _format_fields(self.filepath):
-            # "loss" of "{loss.real}" or "{loss[0]}": the key formatting looks up
-            head = field.partition(".")[0].partition("[")[0]
-            if head not in available:
-                hint = (" (val_ fields need validation_data or validation_split)"
-                        if head.startswith("val_") else "")
-                raise ValueError(
-                    f"ModelCheckpoint: `filepath` {self.filepath!r} uses the field "
-                    f"{head!r}, which the epoch logs of this fit will not hold{hint}. "
-                    f"Available fields: {', '.join(sorted(available))}.")
+        if keys is not None:
+            check_fields_logged(self.filepath, keys)
 
     def _format_path(self, epoch, logs):
         fields = dict(logs)

@@ -60,8 +60,8 @@ from descend._validation import check_bool, check_int, error_message
 from descend._outofcore import LazyRows, is_lazy
 from descend._sample_weight import fit_weights, sample_classes
 from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
-                              held_objects, loop_settings, make_trainer, record_plan,
-                              runner_specs)
+                              held_objects, log_keys, loop_settings, make_trainer,
+                              record_plan, runner_specs)
 
 __all__ = ["MPI"]
 
@@ -343,7 +343,7 @@ def _validate_everywhere(model, distributed, X, y, kwargs):
         config = FitConfig.validate(model, X, y, **fit_kwargs, shard=distributed.sharded)
         if balance_later:           # its errors (regression, soft targets) before the sum
             sample_classes(model.loss_, config.targets, config.labels)
-        _check_checkpoints(model, config.callbacks)
+        _check_checkpoints(model, config)
         summary = _summary(model, config, kwargs, distributed.sharded)
     except (ValueError, TypeError) as exc:
         config, summary, outcome = None, None, exc
@@ -812,7 +812,7 @@ class DistributedTrainer(Trainer):
 
     def log_keys(self):
         """The Trainer's, plus allreduce_seconds (:meth:`_epoch_logs`)."""
-        return super().log_keys() + ["allreduce_seconds"]
+        return _log_keys(self.model, self.config)
 
     def _epoch_logs(self, result):
         """The Trainer's logs, plus this rank's seconds in the allreduce this epoch."""
@@ -877,13 +877,22 @@ class _SparseFirstLayer:
         return dkernel, (dz.sum(axis=0) if layer.use_bias else None)
 
 
-def _check_checkpoints(model, callbacks):
-    """ModelCheckpoint's check that model.save can store the network, on
-    every rank: the callback runs on rank 0 only, whose refusal left the
-    other ranks waiting in a collective until MPI_Abort ended the job."""
-    from descend.callbacks import ModelCheckpoint, _check_savable
-    if any(isinstance(callback, ModelCheckpoint) for callback in callbacks):
+def _check_checkpoints(model, config):
+    """ModelCheckpoint's checks that model.save can store the network and
+    that the logs hold its filepath's fields, on every rank: the callback
+    runs on rank 0 only, whose refusal left the other ranks waiting in a
+    collective until MPI_Abort ended the job."""
+    from descend.callbacks import ModelCheckpoint, _check_savable, check_fields_logged
+    checkpoints = [c for c in config.callbacks if isinstance(c, ModelCheckpoint)]
+    if checkpoints:
         _check_savable(model)
+    for checkpoint in checkpoints:
+        check_fields_logged(checkpoint.filepath, _log_keys(model, config))
+
+
+def _log_keys(model, config):
+    """DistributedTrainer's epoch log keys: the Trainer's and allreduce_seconds."""
+    return log_keys(model, config) + ["allreduce_seconds"]
 
 
 def _root_only(callback):

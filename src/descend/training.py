@@ -565,16 +565,7 @@ class Trainer:
         """The keys of every epoch's logs (:meth:`_epoch_logs` and the rate and
         time run_epoch adds), in their order, known before the first epoch
         (the network is built)."""
-        model, config = self.model, self.config
-        scores = (["accuracy"] if model.loss_.is_classifier else ["mse", "mae", "r2"])
-        keys = ["loss"]
-        if model.loss_.is_classifier or model._regression_train_metrics:
-            keys += scores
-        if config.validation is not None:      # model._evaluate's keys
-            keys += ["val_" + key for key in ["loss"] + scores]
-        if config.gradient_norms:
-            keys += [f"grad_norm_{i}" for i in range(len(model.dense_layers))]
-        return keys + ["learning_rate", "seconds", "samples_per_second"]
+        return log_keys(self.model, self.config)
 
     def _gradient_norms(self, max_rows=2048):
         from descend import reference   # (reference imports DivergenceError from here)
@@ -924,3 +915,17 @@ def _progress_bar(verbose, n_samples, batch_size, epoch, epochs):
         return _TqdmBar(n_samples, batch_size, f"epoch {epoch + 1}/{epochs}")
     except ImportError:
         return None
+
+
+def log_keys(model, config):
+    """The keys of every epoch's logs of a fit of `model` with the validated
+    `config` (a FitConfig), in their order (see :meth:`Trainer.log_keys`)."""
+    scores = (["accuracy"] if model.loss_.is_classifier else ["mse", "mae", "r2"])
+    keys = ["loss"]
+    if model.loss_.is_classifier or model._regression_train_metrics:
+        keys += scores
+    if config.validation is not None:      # model._evaluate's keys
+        keys += ["val_" + key for key in ["loss"] + scores]
+    if config.gradient_norms:
+        keys += [f"grad_norm_{i}" for i in range(len(model.dense_layers))]
+    return keys + ["learning_rate", "seconds", "samples_per_second"]
