@@ -306,3 +306,39 @@ def test_a_distributed_checkpoint_of_an_unsavable_network_is_refused_on_every_ra
         assert message.startswith("ModelCheckpoint: cannot save this network"), message
         assert epochs == 0
     assert not list(tmp_path.glob("m-*.npz"))
+
+
+_BAD_GRADIENT_DATA_WORKER = """
+import json, sys
+import numpy as np
+import descend as dn
+dist = dn.distributed.MPI()
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+found = []
+for gradient_data in ((X[:8, :3], y[:8]), (X[:8], np.full(8, 7))):
+    net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0, dtype="float64")
+    net.compile("softmax_cross_entropy", "sgd")
+    board = dn.callbacks.TensorBoard("logs", histogram_freq=1, gradient_data=gradient_data)
+    try:
+        net.fit(X, y, epochs=1, batch_size=8, verbose=0, distributed=dist, callbacks=[board])
+        found.append([None, net.epochs_trained])
+    except ValueError as exc:
+        found.append([str(exc), net.epochs_trained])
+found = dist.comm.allgather(found)
+if dist.rank == 0:
+    with open(sys.argv[1], "w") as f:
+        json.dump(found, f)
+"""
+
+
+def test_a_distributed_tensorboards_gradient_data_is_checked_on_every_rank(tmp_path):
+    # TensorBoard runs on rank 0 only: its refusal of gradient_data there
+    # left rank 1 waiting in a collective until MPI_Abort ended the job
+    pytest.importorskip("tensorboardX")
+    found = _run_on_two_ranks(_BAD_GRADIENT_DATA_WORKER, tmp_path)
+    for rank in found:
+        (features, epochs), (labels, epochs_too) = rank
+        assert features == "TensorBoard: gradient_data has 3 features, the model 4."
+        assert "TensorBoard's gradient_data[1]" in labels and "7" in labels, labels
+        assert epochs == epochs_too == 0

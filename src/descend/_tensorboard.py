@@ -170,20 +170,27 @@ class TensorBoard(Callback):
         self._writing = bool(chief)
         # steps continue over fits: epochs_trained counts every epoch since compile
         self._first_step = int(getattr(self.model, "epochs_trained", 0) or 0)
-        n_features = getattr(self.model, "n_features_in_", None)
-        if self.gradient_data is not None and n_features is not None \
-                and np.shape(self.gradient_data[0])[1] != n_features:
-            raise ValueError(f"TensorBoard: gradient_data has "
-                             f"{np.shape(self.gradient_data[0])[1]} features, the model "
-                             f"{n_features}.")
-        if self.gradient_data is not None:
-            # the rest of what model.gradients checks at the histogram epochs, but
-            # now, before any epoch runs (fit gives back its state when this raises)
-            self.model._prepare(*self.gradient_data, "TensorBoard's gradient_data[0]",
-                                "TensorBoard's gradient_data[1]")
+        self.check_gradient_data(self.model)
         if self._writing and self.write_config:
             self._writer("train").add_text("config", self._config_text(), self._first_step)
             self._writer("train").flush()
+
+    def check_gradient_data(self, model, n_features=None, classes=None):
+        """ValueError if gradient_data does not fit `model` (n_features and
+        classes: the training data's, before the model is built), as
+        model.gradients would raise at the histogram epochs, but before any
+        epoch runs (fit gives back its state when this raises). A distributed
+        fit calls it on every rank at start-up: the callback runs on rank 0."""
+        if self.gradient_data is None:
+            return
+        if n_features is None:
+            n_features = getattr(model, "n_features_in_", None)
+        if n_features is not None and np.shape(self.gradient_data[0])[1] != n_features:
+            raise ValueError(f"TensorBoard: gradient_data has "
+                             f"{np.shape(self.gradient_data[0])[1]} features, the model "
+                             f"{n_features}.")
+        model._prepare(*self.gradient_data, "TensorBoard's gradient_data[0]",
+                       "TensorBoard's gradient_data[1]", classes=classes, n_features=n_features)
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._writing:

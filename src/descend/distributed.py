@@ -343,7 +343,7 @@ def _validate_everywhere(model, distributed, X, y, kwargs):
         config = FitConfig.validate(model, X, y, **fit_kwargs, shard=distributed.sharded)
         if balance_later:           # its errors (regression, soft targets) before the sum
             sample_classes(model.loss_, config.targets, config.labels)
-        _check_checkpoints(model, config)
+        _check_root_callbacks(model, config)
         summary = _summary(model, config, kwargs, distributed.sharded)
     except (ValueError, TypeError) as exc:
         config, summary, outcome = None, None, exc
@@ -877,17 +877,21 @@ class _SparseFirstLayer:
         return dkernel, (dz.sum(axis=0) if layer.use_bias else None)
 
 
-def _check_checkpoints(model, config):
-    """ModelCheckpoint's checks that model.save can store the network and
-    that the logs hold its filepath's fields, on every rank: the callback
-    runs on rank 0 only, whose refusal left the other ranks waiting in a
-    collective until MPI_Abort ended the job."""
-    from descend.callbacks import ModelCheckpoint, _check_savable, check_fields_logged
+def _check_root_callbacks(model, config):
+    """The start-of-training checks of the callbacks that run on rank 0 only,
+    on every rank: ModelCheckpoint's (model.save can store the network, the
+    logs hold its filepath's fields) and TensorBoard's (gradient_data fits).
+    On rank 0 alone, a refusal left the other ranks waiting in a collective
+    until MPI_Abort ended the job."""
+    from descend.callbacks import (ModelCheckpoint, TensorBoard, _check_savable,
+                                   check_fields_logged)
     checkpoints = [c for c in config.callbacks if isinstance(c, ModelCheckpoint)]
     if checkpoints:
         _check_savable(model)
     for checkpoint in checkpoints:
         check_fields_logged(checkpoint.filepath, _log_keys(model, config))
+    for board in (c for c in config.callbacks if isinstance(c, TensorBoard)):
+        board.check_gradient_data(model, config.X.shape[1], config.classes)
 
 
 def _log_keys(model, config):
