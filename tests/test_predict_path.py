@@ -682,7 +682,7 @@ def test_numpy_integer_verbose_counts_as_its_value(verbose, capsys):
     net.predict(X, verbose=verbose)
     net.predict(X, verbose=np.int64(0))
     assert len(capsys.readouterr().out.splitlines()) == 2
-    with pytest.raises(ValueError, match="verbose must be a bool or one of 0, 1, 2, got 3"):
+    with pytest.raises(ValueError, match="verbose must be a bool or one of 0, 1, 2, 'auto', got 3"):
         net.predict(X, verbose=np.int64(3))
 
 
@@ -699,8 +699,9 @@ def test_silent_evaluate_and_predict_print_nothing(verbose, capsys):
     ({"batch_size": 0}, ValueError, "batch_size must be an int >= 1, got 0"),
     ({"batch_size": 2.5}, TypeError, "batch_size must be an int >= 1, got 2.5"),
     ({"batch_size": True}, TypeError, "batch_size must be an int >= 1, got True"),
-    ({"verbose": 3}, ValueError, "verbose must be a bool or one of 0, 1, 2, got 3"),
-    ({"verbose": "auto"}, TypeError, "verbose must be a bool or one of 0, 1, 2, got 'auto'"),
+    ({"verbose": 3}, ValueError, "verbose must be a bool or one of 0, 1, 2, 'auto', got 3"),
+    ({"verbose": "silent"}, ValueError,
+     "verbose must be a bool or one of 0, 1, 2, 'auto', got 'silent'"),
 ])
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "evaluate"])
 def test_bad_keras_keywords_are_refused_before_any_work(method, keywords, error, expected,

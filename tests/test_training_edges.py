@@ -119,7 +119,7 @@ def msg(text):
     ({"epochs": -1}, ValueError, "epochs must be an int >= 0, got -1 (int)"),
     ({"steps_per_execution": 0}, ValueError,
      "steps_per_execution must be an int >= 1, got 0 (int)"),
-    ({"verbose": 3}, ValueError, "verbose must be a bool or one of 0, 1, 2, got 3 (int)"),
+    ({"verbose": 3}, ValueError, "verbose must be a bool or one of 0, 1, 2, 'auto', got 3 (int)"),
     ({"shuffle": "yes"}, TypeError, "shuffle must be a bool, got 'yes' (str)"),
     ({"validation_split": 1.0}, ValueError,
      "validation_split must be a finite float in [0, 1), got 1.0 (float)"),
@@ -1306,5 +1306,23 @@ def test_fit_and_partial_fit_take_a_numpy_integer_verbose_as_its_value(verbose, 
     net.fit(X, y, epochs=1, verbose=verbose)
     net.partial_fit(X, y, verbose=verbose)
     assert len(capsys.readouterr().out.splitlines()) == 2 * lines
-    with pytest.raises(ValueError, match="verbose must be a bool or one of 0, 1, 2, got 3"):
+    with pytest.raises(ValueError, match="verbose must be a bool or one of 0, 1, 2, 'auto', "
+                                         "got 3"):
         net.fit(X, y, verbose=np.int64(3))
+
+
+def test_verbose_auto_is_kerass_default_one(capsys):
+    # Keras's fit, evaluate and predict default to verbose="auto" (1); it was
+    # a TypeError in all four
+    X, y = np.random.default_rng(0).random((40, 3)), np.arange(40) % 2
+    net = dn.Sequential([dn.Dense(2)], input_dim=3, seed=0)
+    net.compile(loss="softmax_cross_entropy", optimizer="sgd")
+    net.fit(X, y, epochs=2, batch_size=40, verbose="auto")
+    net.partial_fit(X, y, verbose="auto")
+    net.evaluate(X, y, verbose="auto")
+    net.predict(X, verbose="auto")
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["epoch", "epoch", "epoch", "evaluate",
+                                                 "predict"], out
+    with pytest.raises(ValueError, match="got 'AUTO'"):
+        net.predict(X, verbose="AUTO")

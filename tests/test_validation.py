@@ -206,7 +206,7 @@ def test_every_dtype_argument_follows_one_rule(where, make, bad, error):
     (lambda: dn.Sequential([dn.Dense(2)], seed=-1), ValueError,
      "seed must be None, an int >= 0 or a Generator, got -1 (int)"),
     (lambda: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1], verbose=3), ValueError,
-     "verbose must be a bool or one of 0, 1, 2, got 3 (int)"),
+     "verbose must be a bool or one of 0, 1, 2, 'auto', got 3 (int)"),
     (lambda: _compiled().fit(np.zeros((4, 2)), [0, 1, 0, 1], callbacks=[3]), TypeError,
      "callbacks[0] must be a descend Callback (or an object with on_epoch_end etc.), "
      "got 3 (int)"),

@@ -428,10 +428,13 @@ def check_dtype(dtype, name="dtype", owner=None):
 
 def check_verbose(verbose):
     """fit's, partial_fit's, predict's and evaluate's verbose: a bool or 0, 1,
-    2 (a numpy integer counts as its value, as batch_size's does)."""
+    2 (a numpy integer counts as its value, as batch_size's does), or
+    "auto", Keras's default, which is 1 (as Keras runs it outside a
+    parameter-server strategy)."""
     if isinstance(verbose, np.integer):
         verbose = int(verbose)
-    return check(verbose, "verbose", ["boolean", Options(0, 1, 2)])
+    verbose = check(verbose, "verbose", ["boolean", Options(0, 1, 2, "auto")])
+    return 1 if isinstance(verbose, str) else verbose
 
 
 def check_int(value, name, minimum=None, allow_none=False, owner=None):

@@ -386,7 +386,7 @@ class Sequential:
             n_samples is clipped to n_samples with a warning.
         shuffle : bool, default True
             Reshuffle the samples every epoch (from the network's Generator).
-        verbose : 0, 1 or 2
+        verbose : 0, 1, 2 or "auto" (Keras's default: 1)
             0 silent, 1 progress bar (tqdm, if installed: running loss and
             samples/s; only when stderr is a terminal or in Jupyter, as
             tqdm's ``disable=None``) and a line per epoch, 2 a line per epoch.
@@ -586,7 +586,7 @@ class Sequential:
         batch_size : int >= 1 or None, default 32
             Clipped to n_samples without a warning (chunks may be small).
         shuffle : bool, default True
-        verbose : 0, 1 or 2, default 0
+        verbose : 0, 1, 2 or "auto" (1), default 0
         n_threads : int or None
         sample_weight : array-like, shape (n_samples,), or None
             As for `fit` (scikit-learn's partial_fit takes it too).
@@ -636,7 +636,7 @@ class Sequential:
             memory to ``batch_size`` times the widest layer. None: 8192
             rows. Other sizes give the same outputs up to float rounding
             (chunks under the plan's GEMM threshold run the row loops).
-        verbose : 0, 1 or 2
+        verbose : 0, 1, 2 or "auto" (1)
             0 silent; 1 or 2 print one line when done (samples, seconds,
             samples/s).
 
@@ -685,7 +685,7 @@ class Sequential:
             scikit-learn's ``r2_score``).
         batch_size : int >= 1 or None
             Rows per forward pass, as for `predict`.
-        verbose : 0, 1 or 2
+        verbose : 0, 1, 2 or "auto" (1)
             0 silent; 1 or 2 print the scores in one line, as fit's epoch
             lines (with samples, seconds and samples/s).
 
