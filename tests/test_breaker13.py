@@ -1,10 +1,8 @@
-"""Session 20's breaker: checkpoints of networks no file can hold, the
+"""Session 23's first breaker: checkpoints of networks no file can hold, the
 newsgroups loader's categories, distributed ranks given other data, and
 model paths that name a directory. Each test names what the code did
 before its fix ("was: ...")."""
-import io
 import re
-import tarfile
 
 import numpy as np
 import pytest
@@ -47,16 +45,6 @@ def test_a_checkpoint_of_a_network_no_file_holds_is_refused_before_the_first_epo
     assert list(tmp_path.iterdir()) == []
 
 
-def _newsgroups_archive(directory, posts):
-    with tarfile.open(directory / datasets.NEWSGROUPS_ARCHIVE, "w:gz") as archive:
-        for (part, group, name), text in posts.items():
-            payload = text.encode("latin-1")
-            info = tarfile.TarInfo(f"{part}/{group}/{name}")
-            info.size = len(payload)
-            archive.addfile(info, io.BytesIO(payload))
-    return directory
-
-
 _POSTS = {
     ("20news-bydate-train", "sci.med", "1"): "From: a\n\ndoctor patient doctor",
     ("20news-bydate-train", "comp.graphics", "2"): "From: b\n\nimage pixel render",
@@ -72,7 +60,8 @@ _POSTS = {
 def test_newsgroups_categories_without_training_posts_are_named(tmp_path, categories,
                                                                  unknown):
     # was: left out silently; the typo gave a one-class problem (names ['sci.med'])
-    directory = _newsgroups_archive(tmp_path, _POSTS)
+    from test_domain_data import newsgroups_archive
+    directory = newsgroups_archive(tmp_path, _POSTS)
     with pytest.raises(ValueError, match=re.escape(unknown) + " have no training posts .* its "
                                          r"newsgroups are \['comp.graphics', 'sci.med'\]"):
         datasets.load_newsgroups(directory, download=False, categories=categories,

@@ -1,5 +1,6 @@
-"""Session 21's breaker: the verified-file cache of load_mnist, ... Each test
-names what the code did before its fix ("was: ...")."""
+"""Session 23's second breaker: the verified-file cache of load_mnist,
+numerical_gradients' eps, paths ending in '.', distributed start-up checks.
+Each test names what the code did before its fix ("was: ...")."""
 import os
 import re
 from pathlib import Path

@@ -20,15 +20,21 @@ POSTS = {
 }
 
 
-@pytest.fixture
-def newsgroups_dir(tmp_path):
-    with tarfile.open(tmp_path / datasets.NEWSGROUPS_ARCHIVE, "w:gz") as archive:
-        for (part, group, name), text in POSTS.items():
+def newsgroups_archive(directory, posts):
+    """`directory` with a 20 newsgroups archive of `posts` ({(part, group,
+    name): text}) in it."""
+    with tarfile.open(directory / datasets.NEWSGROUPS_ARCHIVE, "w:gz") as archive:
+        for (part, group, name), text in posts.items():
             data = text.encode("latin-1")
             info = tarfile.TarInfo(f"{part}/{group}/{name}")
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    return tmp_path
+    return directory
+
+
+@pytest.fixture
+def newsgroups_dir(tmp_path):
+    return newsgroups_archive(tmp_path, POSTS)
 
 
 def test_newsgroups_tfidf_by_hand(newsgroups_dir):
