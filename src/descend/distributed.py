@@ -61,7 +61,7 @@ from descend._outofcore import LazyRows, is_lazy
 from descend._sample_weight import fit_weights, sample_classes
 from descend.training import (DivergenceError, FitConfig, History, Trainer, _check_batch_size,
                               held_objects, log_keys, loop_settings, make_trainer,
-                              record_plan, runner_specs)
+                              record_plan, runner_specs, set_classes)
 
 __all__ = ["MPI"]
 
@@ -534,8 +534,7 @@ class DistributedTrainer(Trainer):
         model, config = self.model, self.config
         if not model.built:
             model.build(config.X.shape[1])
-        if model.loss_.is_classifier and model.classes_ is None:
-            model.classes_ = config.classes
+        set_classes(model, config.classes)     # (was: a regression kept a classifier's)
         model.optimizer.build(model._params(), model._param_names())
         comm = self.distributed.comm
         for array in model._params() + [s for states in model.optimizer.state

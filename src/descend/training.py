@@ -342,12 +342,7 @@ class Trainer:
         X = config.X
         if not model.built:
             model.build(X.shape[1])
-        if model.loss_.is_classifier and model.classes_ is None:
-            model.classes_ = config.classes
-        elif not model.loss_.is_classifier:
-            # a regression has no classes: those of an earlier classification
-            # fit (compiled again since) would be saved with it
-            model.classes_ = None
+        set_classes(model, config.classes)
         omp, self.blas = _threads.plan(config.batch_size, config.n_threads)
         model.optimizer.build(model._params(), model._param_names())
         self.runner = self.make_runner(X, config.targets, config.labels, runner_specs(model),
@@ -929,3 +924,14 @@ def log_keys(model, config):
     if config.gradient_norms:
         keys += [f"grad_norm_{i}" for i in range(len(model.dense_layers))]
     return keys + ["learning_rate", "seconds", "samples_per_second"]
+
+
+def set_classes(model, classes):
+    """classes_ as a fit or an update with the training data's `classes`
+    leaves them: those already set, else `classes`; None for a regression
+    loss, which has no classes (those of an earlier classification fit,
+    compiled again since, would be saved with it)."""
+    if not model.loss_.is_classifier:
+        model.classes_ = None
+    elif model.classes_ is None:
+        model.classes_ = classes

@@ -1,0 +1,32 @@
+"""Session 24's breaker: classes_ of a regression (distributed fit,
+train_on_batch, state_dict) and rank-0-only TensorBoard subclasses. Each
+test names what the code did before its fix ("was: ...")."""
+import numpy as np
+import pytest
+
+import descend as dn
+
+_REGRESSION_AFTER_CLASSIFICATION_WORKER = """
+import json, sys
+import numpy as np
+import descend as dn
+dist = dn.distributed.MPI()
+X = np.random.default_rng(0).normal(size=(12, 2))
+net = dn.Sequential([dn.Dense(3)], input_dim=2, seed=0, dtype="float64")
+net.compile("softmax_cross_entropy", "sgd")
+net.fit(X, np.arange(12) % 3, epochs=1, batch_size=4, verbose=0, distributed=dist)
+net.compile("mean_squared_error", "sgd")
+net.fit(X, np.zeros((12, 3)), epochs=1, batch_size=4, verbose=0, distributed=dist)
+found = dist.comm.allgather(None if net.classes_ is None else net.classes_.tolist())
+if dist.rank == 0:
+    net.save("m.npz")
+    with open(sys.argv[1], "w") as f:
+        json.dump(found, f)
+"""
+
+
+def test_a_distributed_regression_fit_clears_a_classification_fits_classes(tmp_path):
+    # was: the distributed trainer kept classes_ [0, 1, 2] of the earlier
+    # classification fit, which save then refused (a one-process fit clears them)
+    from test_breaker13 import _run_on_two_ranks
+    assert _run_on_two_ranks(_REGRESSION_AFTER_CLASSIFICATION_WORKER, tmp_path) == [None, None]
