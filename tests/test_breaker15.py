@@ -30,3 +30,20 @@ def test_a_distributed_regression_fit_clears_a_classification_fits_classes(tmp_p
     # classification fit, which save then refused (a one-process fit clears them)
     from test_breaker13 import _run_on_two_ranks
     assert _run_on_two_ranks(_REGRESSION_AFTER_CLASSIFICATION_WORKER, tmp_path) == [None, None]
+
+
+def _refit_as_regression():
+    X = np.random.default_rng(0).normal(size=(12, 2))
+    net = dn.Sequential([dn.Dense(3)], input_dim=2, seed=0)
+    net.compile("softmax_cross_entropy", "sgd")
+    net.fit(X, np.arange(12) % 3, epochs=1, batch_size=4, verbose=0)
+    return net.compile("mean_squared_error", "sgd"), X
+
+
+def test_a_regression_train_on_batch_clears_a_classification_fits_classes(tmp_path):
+    # was: classes_ [0, 1, 2] kept (fit and partial_fit clear them), and
+    # save refused them: "classes_ (from the last fit) has 3 labels, but ..."
+    net, X = _refit_as_regression()
+    net.train_on_batch(X, np.zeros((12, 3)))
+    assert net.classes_ is None
+    assert dn.load(net.save(tmp_path / "m.npz")).classes_ is None

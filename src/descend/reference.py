@@ -20,7 +20,7 @@ from descend._optim import soft_threshold_py
 from descend._train import penalize_py
 from descend._validation import Interval, check, check_bool
 from descend.layers import dropout
-from descend.training import DivergenceError
+from descend.training import DivergenceError, set_classes
 
 
 def forward(net, X, codes, rates, training, seed, omp, keep_for_backward=True, batch=0,
@@ -176,9 +176,9 @@ def _train_on_batch(net, X, y, seed, sample_weight, class_weight):
         net.optimizer.set_state(snapshot[1])
         raise DivergenceError("the update made the weights or the optimizer's state NaN "
                               "or infinite; it was undone (try a smaller learning rate)")
-    # the classes are the network's once an update was made with them
-    if net.loss_.is_classifier and net.classes_ is None:
-        net.classes_ = classes
+    # the classes are the network's once an update was made with them; a
+    # regression's update clears a classifier's, as fit does (was: kept, save refused them)
+    set_classes(net, classes)
     return value
 
 
