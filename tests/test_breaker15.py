@@ -47,3 +47,15 @@ def test_a_regression_train_on_batch_clears_a_classification_fits_classes(tmp_pa
     net.train_on_batch(X, np.zeros((12, 3)))
     assert net.classes_ is None
     assert dn.load(net.save(tmp_path / "m.npz")).classes_ is None
+
+
+def test_state_dict_refuses_classes_left_for_a_regression_as_its_docstring_says():
+    # was: state_dict held classes_ [0, 1, 2] for the regression loss, which
+    # load_state_dict (and descend.load) refused on the same network
+    net, _ = _refit_as_regression()
+    with pytest.raises(ValueError, match=r"^classes_ \(from the last fit\) has 3 labels, but "
+                                         r"the network's mean_squared_error loss is a "
+                                         r"regression"):
+        net.state_dict()
+    net.classes_ = None
+    net.load_state_dict(net.state_dict())

@@ -78,7 +78,7 @@ import numpy as np
 
 from descend import _threads, losses, optimizers
 from descend._validation import MAX_THREADS, check, directory_ending, outside_stacklevel
-from descend.model import Sequential, check_classes_fit
+from descend.model import Sequential
 
 FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)
@@ -172,13 +172,14 @@ def save(model, path):
         raise ValueError("cannot save a network that is not built: give input_dim or fit "
                          "it first")
     _check_registered(model)
-    state = model.state_dict()
+    if model.classes_ is not None:      # labels no file holds, named before their count
+        _classes_array(model.classes_)
+    state = model.state_dict()          # (checks classes_ fit the network and its loss)
     # the plan goes beside the state, not in it: descend versions whose
     # load_state_dict knows no "plan" key read these files as before
     plan = state.pop("plan")
     if state["classes"] is not None:
         state["classes"] = _classes_array(state["classes"])
-        check_classes_fit(model, state["classes"])
     arrays = {}
     config = {"format": _FORMAT_NAME, "format_version": FORMAT_VERSION,
               "descend_version": __version__, "model": model.get_config(),

@@ -1104,8 +1104,9 @@ def _parameter_shapes(config):
 
 def _check_state_fits(net):
     """ValueError, saying what to reset, where state_dict would hold what
-    load_state_dict refuses: a plan or optimizer state for other layers
-    (classes_: check_classes_fit, after descend.io's own checks)."""
+    load_state_dict refuses: a plan or optimizer state for other layers, or
+    classes_ for other layers or a regression loss (check_classes_fit; was:
+    checked by save alone, so load_state_dict refused a state_dict's classes)."""
     n_layers = len(net.dense_layers)
     for name, plan, remedy in (
             ("plan", net.plan, "pin another plan, or set net.plan = None"),
@@ -1127,6 +1128,8 @@ def _check_state_fits(net):
             f"the optimizer's state is for the parameters {optimizer.param_names}, the "
             f"network's are {net._param_names()} (the layers changed since the last "
             "fit): fit again, or compile again for a fresh optimizer")
+    if net.classes_ is not None:
+        check_classes_fit(net, net.classes_)
 
 
 def _check_state(net, state):
