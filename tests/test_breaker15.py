@@ -59,3 +59,34 @@ def test_state_dict_refuses_classes_left_for_a_regression_as_its_docstring_says(
         net.state_dict()
     net.classes_ = None
     net.load_state_dict(net.state_dict())
+
+
+_TENSORBOARD_SUBCLASS_WORKER = """
+import json, os, sys
+import numpy as np
+import descend as dn
+dist = dn.distributed.MPI()
+X = np.random.default_rng(0).normal(size=(12, 2))
+
+
+class Board(dn.callbacks.TensorBoard):
+    pass
+
+
+net = dn.Sequential([dn.Dense(3)], input_dim=2, seed=0, dtype="float64")
+net.compile("softmax_cross_entropy", "sgd")
+net.fit(X, np.arange(12) % 3, epochs=1, batch_size=4, verbose=0, distributed=dist,
+        callbacks=[Board("logs")])
+dist.comm.Barrier()
+if dist.rank == 0:
+    with open(sys.argv[1], "w") as f:
+        json.dump(sorted(os.listdir(os.path.join("logs", "train"))), f)
+"""
+
+
+def test_a_tensorboard_subclass_writes_on_rank_0_alone(tmp_path):
+    # was: only a callback whose class is named TensorBoard ran on rank 0
+    # alone; a subclass wrote an event file from every rank into the same log_dir
+    pytest.importorskip("tensorboardX")
+    from test_breaker13 import _run_on_two_ranks
+    assert len(_run_on_two_ranks(_TENSORBOARD_SUBCLASS_WORKER, tmp_path)) == 1

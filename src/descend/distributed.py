@@ -900,10 +900,11 @@ def _log_keys(model, config):
 
 def _root_only(callback):
     """Whether a callback writes files or prints (so runs on rank 0 only)."""
-    from descend.callbacks import CSVLogger, ModelCheckpoint
+    from descend.callbacks import CSVLogger, ModelCheckpoint, TensorBoard
     if getattr(callback, "root_only", None) is not None:
         return bool(callback.root_only)
-    if isinstance(callback, (CSVLogger, ModelCheckpoint)):
+    # a subclass of TensorBoard too (was: it wrote event files on every rank)
+    if isinstance(callback, (CSVLogger, ModelCheckpoint, TensorBoard)):
         return True
     return type(callback).__name__ == "TensorBoard"
 
