@@ -90,3 +90,28 @@ def test_a_tensorboard_subclass_writes_on_rank_0_alone(tmp_path):
     pytest.importorskip("tensorboardX")
     from test_breaker13 import _run_on_two_ranks
     assert len(_run_on_two_ranks(_TENSORBOARD_SUBCLASS_WORKER, tmp_path)) == 1
+
+
+def test_a_file_written_with_classes_for_a_regression_loads_without_them(tmp_path):
+    # descend before fc66f9b saved a classification fit's classes_ with a
+    # network compiled since with a regression loss; load_state_dict now
+    # refuses them, which made such files unloadable ("set net.classes_ =
+    # None", advice a file cannot follow). The file is made here by writing
+    # a classifier's file with the regression loss in its compile config.
+    import json
+    X = np.random.default_rng(0).normal(size=(12, 2))
+    net = dn.Sequential([dn.Dense(3)], input_dim=2, seed=0, dtype="float64")
+    net.compile("softmax_cross_entropy", "sgd")
+    net.fit(X, np.arange(12) % 3, epochs=1, batch_size=4, verbose=0)
+    path = net.save(tmp_path / "old.npz")
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    config = json.loads(str(arrays["config"]))
+    config["compile"]["loss"] = "mean_squared_error"
+    arrays["config"] = np.array(json.dumps(config))
+    np.savez(path, **arrays)
+    with pytest.warns(RuntimeWarning, match=r"holds 3 classes for the network's "
+                                            r"mean_squared_error loss, a regression"):
+        loaded = dn.load(path)
+    assert loaded.classes_ is None and loaded.loss_.name == "mean_squared_error"
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), net.get_weights()))

@@ -413,7 +413,9 @@ def load(path):
     RuntimeWarning
         The network was saved with an n_threads this machine does not run
         (more than 8 per CPU, and more than 64): it is loaded with
-        n_threads=None (all usable cores), which changes no result.
+        n_threads=None (all usable cores), which changes no result; or the
+        file holds classes_ for a regression loss (left by a classification
+        fit, written before descend refused them): loaded without them.
     """
     path = _check_path(path)
     with _open_regular_file(path) as f:
@@ -575,6 +577,20 @@ class _NpzArchive:
                                  "only config and the entries the config names")
 
 
+def _without_regression_classes(net, classes, path):
+    """`classes`, or None with a RuntimeWarning for a regression network:
+    descend before 2026-12 kept a classification fit's classes_ after a
+    compile with a regression loss and saved them; load_state_dict now
+    refuses them, and a file cannot follow its advice (net.classes_ = None)."""
+    if classes is None or net.loss_ is None or net.loss_.is_classifier:
+        return classes
+    warnings.warn(f"{path!r}: the file holds {len(classes)} classes for the network's "
+                  f"{net.loss_.name} loss, a regression, which has none (left by a "
+                  "classification fit before a compile with that loss); loaded without "
+                  "them", RuntimeWarning, stacklevel=outside_stacklevel())
+    return None
+
+
 def _runnable_threads(model_config, path):
     """The architecture with an n_threads this machine runs: a network saved
     where more threads were allowed (n_threads=128 on a 16-core server; at
@@ -701,6 +717,7 @@ class _Reader:
         # a few format-1 files hold the pinned plan and the used one apart
         state["plan"] = (config.get("plan") if version == 2 else
                          {"pinned": config.get("plan"), "used": config.get("plan_used")})
+        state["classes"] = _without_regression_classes(net, state["classes"], self.path)
         try:
             net.load_state_dict(state)
         except (TypeError, ValueError) as exc:
