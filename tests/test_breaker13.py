@@ -72,10 +72,6 @@ def test_newsgroups_categories_without_training_posts_are_named(tmp_path, catego
 
 
 _OTHER_DATA_WORKER = """
-import json, sys
-import numpy as np
-import descend as dn
-dist = dn.distributed.MPI()
 rng = np.random.default_rng(0)
 X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
 found = {}
@@ -95,16 +91,30 @@ for what in ("same", "y", "X", "validation"):
         found[what] = None
     except ValueError as exc:
         found[what] = str(exc)
-found = dist.comm.allgather(found)
-if dist.rank == 0:
-    with open(sys.argv[1], "w") as f:
-        json.dump(found, f)
+report(found)
 """
 
 
-def _run_on_two_ranks(source, tmp_path):
-    """Run the script `source` under ``mpiexec -n 2`` (its argument: a file
-    to write); what it wrote, as JSON. Skipped without mpi4py or mpiexec."""
+# What every worker script starts with: its body calls report(value) once
+# on every rank, and the test gets the ranks' values as a list.
+_WORKER_HEADER = """\
+import json, os, sys
+import numpy as np
+import descend as dn
+dist = dn.distributed.MPI()
+
+
+def report(value):
+    everyone = dist.comm.allgather(value)
+    if dist.rank == 0:
+        with open(sys.argv[1], "w") as f:
+            json.dump(everyone, f)
+"""
+
+
+def _run_on_two_ranks(body, tmp_path):
+    """Run _WORKER_HEADER + `body` under ``mpiexec -n 2``; the list of the
+    ranks' reported values. Skipped without mpi4py or mpiexec."""
     from test_distributed import _have_mpi4py, _mpiexec
     if not _have_mpi4py() or _mpiexec() is None:
         pytest.skip("needs mpi4py and mpiexec")
@@ -114,7 +124,7 @@ def _run_on_two_ranks(source, tmp_path):
     import subprocess
     import sys
     script, out = tmp_path / "worker.py", tmp_path / "out.json"
-    script.write_text(source)
+    script.write_text(_WORKER_HEADER + body)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     package_root = str(pathlib.Path(dn.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([package_root, env.get("PYTHONPATH", "")])
@@ -158,10 +168,6 @@ def test_callback_files_ending_with_a_separator_are_refused_when_made(make, tmp_
 
 
 _LOCAL_FIT_AFTER_DISTRIBUTED_WORKER = """
-import json, os, sys
-import numpy as np
-import descend as dn
-dist = dn.distributed.MPI()
 rng = np.random.default_rng(0)
 X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, 60)
 net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0, dtype="float64")
@@ -170,10 +176,7 @@ net.fit(X, y, epochs=1, batch_size=8, verbose=0, distributed=dist)
 after_distributed = os.path.exists(net.save(f"distributed-{dist.rank}.npz"))
 net.fit(X[:20], y[:20], epochs=1, batch_size=8, verbose=0)     # this rank alone
 after_local = os.path.exists(net.save(f"local-{dist.rank}.npz"))
-found = dist.comm.allgather([after_distributed, after_local])
-if dist.rank == 0:
-    with open(sys.argv[1], "w") as f:
-        json.dump(found, f)
+report([after_distributed, after_local])
 """
 
 
@@ -264,10 +267,6 @@ def test_a_file_saved_with_more_threads_than_this_machine_runs_loads(tmp_path, d
 
 
 _UNSAVABLE_CHECKPOINT_WORKER = """
-import json, sys
-import numpy as np
-import descend as dn
-dist = dn.distributed.MPI()
 rng = np.random.default_rng(0)
 X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
 net = dn.Sequential([dn.Dense(3)], input_dim=4, seed=0, dtype="float64")
@@ -279,10 +278,7 @@ try:
     found = None
 except ValueError as exc:
     found = str(exc)
-found = dist.comm.allgather((found, net.epochs_trained))
-if dist.rank == 0:
-    with open(sys.argv[1], "w") as f:
-        json.dump(found, f)
+report((found, net.epochs_trained))
 """
 
 
@@ -298,10 +294,6 @@ def test_a_distributed_checkpoint_of_an_unsavable_network_is_refused_on_every_ra
 
 
 _BAD_GRADIENT_DATA_WORKER = """
-import json, sys
-import numpy as np
-import descend as dn
-dist = dn.distributed.MPI()
 rng = np.random.default_rng(0)
 X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
 found = []
@@ -314,10 +306,7 @@ for gradient_data in ((X[:8, :3], y[:8]), (X[:8], np.full(8, 7))):
         found.append([None, net.epochs_trained])
     except ValueError as exc:
         found.append([str(exc), net.epochs_trained])
-found = dist.comm.allgather(found)
-if dist.rank == 0:
-    with open(sys.argv[1], "w") as f:
-        json.dump(found, f)
+report(found)
 """
 
 
