@@ -246,18 +246,13 @@ def test_callback_files_this_user_may_not_write_are_refused_when_made(make, tmp_
 def test_a_file_saved_with_more_threads_than_this_machine_runs_loads(tmp_path, data):
     # was: "invalid architecture in the config: n_threads must be an int in
     # [1, 64]..." for a network saved with n_threads=128 on a 16-core server
-    import json
+    from test_adversarial import _rewrite
     from descend._validation import MAX_THREADS
     net = small_net()
     net.fit(*data, epochs=1, verbose=0)
-    path = tmp_path / "m.npz"
-    net.save(path)
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    config = json.loads(str(arrays["config"]))
-    config["model"]["n_threads"] = 2 * MAX_THREADS
-    arrays["config"] = np.array(json.dumps(config))
-    np.savez(path, **arrays)
+    path = net.save(tmp_path / "m.npz")
+    _rewrite(path, path, lambda arrays, config: config["model"].update(
+        n_threads=2 * MAX_THREADS))
     with pytest.warns(RuntimeWarning, match=f"saved with n_threads={2 * MAX_THREADS}, more "
                                             "than this machine runs") as caught:
         loaded = dn.load(path)

@@ -87,18 +87,14 @@ def test_a_file_written_with_classes_for_a_regression_loads_without_them(tmp_pat
     # refuses them, which made such files unloadable ("set net.classes_ =
     # None", advice a file cannot follow). The file is made here by writing
     # a classifier's file with the regression loss in its compile config.
-    import json
+    from test_adversarial import _rewrite
     X = np.random.default_rng(0).normal(size=(12, 2))
     net = dn.Sequential([dn.Dense(3)], input_dim=2, seed=0, dtype="float64")
     net.compile("softmax_cross_entropy", "sgd")
     net.fit(X, np.arange(12) % 3, epochs=1, batch_size=4, verbose=0)
     path = net.save(tmp_path / "old.npz")
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    config = json.loads(str(arrays["config"]))
-    config["compile"]["loss"] = "mean_squared_error"
-    arrays["config"] = np.array(json.dumps(config))
-    np.savez(path, **arrays)
+    _rewrite(path, path, lambda arrays, config: config["compile"].update(
+        loss="mean_squared_error"))
     with pytest.warns(RuntimeWarning, match=r"holds 3 classes for the network's "
                                             r"mean_squared_error loss, a regression"):
         loaded = dn.load(path)
