@@ -414,7 +414,7 @@ def load(path):
         The network was saved with an n_threads this machine does not run
         (more than 8 per CPU, and more than 64): it is loaded with
         n_threads=None (all usable cores), which changes no result; or the
-        file holds classes_ for a regression loss (left by a classification
+        file holds ``classes_`` for a regression loss (left by a classification
         fit, written before descend refused them): loaded without them.
     """
     path = _check_path(path)

@@ -927,7 +927,7 @@ def log_keys(model, config):
 
 
 def set_classes(model, classes):
-    """classes_ as a fit or an update with the training data's `classes`
+    """``classes_`` as a fit or an update with the training data's `classes`
     leaves them: those already set, else `classes`; None for a regression
     loss, which has no classes (those of an earlier classification fit,
     compiled again since, would be saved with it)."""
