@@ -113,3 +113,19 @@ def test_an_eps_below_the_weights_spacing_is_refused_with_the_weights_unchanged(
                                          r"float32 numbers .*use a larger eps"):
         dn.numerical_gradients(net, X, y, eps=1e-12)
     assert all(np.array_equal(a, b) for a, b in zip(before, net.get_weights()))
+
+
+def test_an_eps_that_makes_the_loss_overflow_names_eps_with_the_weights_unchanged():
+    # was: FloatingPointError "the loss is nan ...", naming neither eps nor
+    # the step (w + 3e38 fits in float32; the outputs it gives do not)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(5, 4)).astype(np.float32), rng.integers(0, 2, 5)
+    net = dn.Sequential([dn.Dense(3, activation="relu"), dn.Dense(2)], input_dim=4, seed=1,
+                        dtype="float32")
+    net.compile("softmax_cross_entropy", "sgd")
+    before = [w.copy() for w in net.get_weights()]
+    with pytest.raises(ValueError, match=r"^eps=3e\+38 is too large for this network: with "
+                                         r"the weight .* moved by it, the loss is nan.*"
+                                         r"use a smaller eps$"):
+        dn.numerical_gradients(net, X, y, eps=3e38)
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.get_weights()))

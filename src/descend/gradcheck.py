@@ -69,8 +69,12 @@ def numerical_gradients(net, X, y, eps=None, training=False, seed=0):
     ValueError
         eps is not a positive number, so small that a weight plus and
         minus eps round to the same value in the network's dtype, or so
-        large that they overflow it; or a weight is NaN or infinite (the
-        network's parameters are restored).
+        large that they overflow it or that a weight moved by it makes the
+        loss overflow; or a weight is NaN or infinite (the network's
+        parameters are restored).
+    FloatingPointError
+        The loss is not finite at the network's own weights (as
+        ``net.loss`` raises it).
     """
     _check_net(net)
     net._require_built()
@@ -93,12 +97,25 @@ def numerical_gradients(net, X, y, eps=None, training=False, seed=0):
                     plus = net.loss(X, y, training=training, seed=seed)
                     flat[i] = lower
                     minus = net.loss(X, y, training=training, seed=seed)
+                except FloatingPointError as exc:
+                    flat[i] = original
+                    _raise_for_the_step(net, X, y, training, seed, eps, original, exc)
                 finally:
                     flat[i] = original
                 grad[i] = (plus - minus) / (upper - lower)
             pair.append(grad.reshape(param.shape))
         grads.append(tuple(pair))
     return grads
+
+
+def _raise_for_the_step(net, X, y, training, seed, eps, weight, exc):
+    """After `exc`, a loss not finite with `weight` moved by eps: a ValueError
+    naming eps if the loss is finite at the weights themselves, else the
+    loss's own error there (weights out of range before any step are not
+    eps's doing). One more loss evaluation, on this path only."""
+    net.loss(X, y, training=training, seed=seed)
+    raise ValueError(f"eps={eps!r} is too large for this network: with the weight "
+                     f"{float(weight)!r} moved by it, {exc}; use a smaller eps") from None
 
 
 def check_gradients(net, X, y, eps=1e-5, training=False, seed=0):
