@@ -903,10 +903,9 @@ def _root_only(callback):
     from descend.callbacks import CSVLogger, ModelCheckpoint, TensorBoard
     if getattr(callback, "root_only", None) is not None:
         return bool(callback.root_only)
-    # a subclass of TensorBoard too (was: it wrote event files on every rank)
-    if isinstance(callback, (CSVLogger, ModelCheckpoint, TensorBoard)):
-        return True
-    return type(callback).__name__ == "TensorBoard"
+    # a subclass of TensorBoard too (was: matched by class name, so a subclass
+    # wrote event files on every rank)
+    return isinstance(callback, (CSVLogger, ModelCheckpoint, TensorBoard))
 
 
 def _checkpoint_last_epoch(model, callbacks):

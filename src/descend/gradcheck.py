@@ -98,7 +98,7 @@ def numerical_gradients(net, X, y, eps=None, training=False, seed=0):
                     flat[i] = lower
                     minus = net.loss(X, y, training=training, seed=seed)
                 except FloatingPointError as exc:
-                    flat[i] = original
+                    flat[i] = original  # (before finally: the check reads the loss at w)
                     _raise_for_the_step(net, X, y, training, seed, eps, original, exc)
                 finally:
                     flat[i] = original

@@ -56,10 +56,11 @@ Saving writes a temporary file beside the target, named
 ``save`` returns the model survives a crash or power loss, and an
 interrupted save leaves the previous file intact. The new file gets the
 permissions ``open(path, "w")`` would give (the umask applies; an
-overwritten file keeps its mode), and a file ``open(path, "w")`` would refuse
-(read-only for this user) is a PermissionError, not replaced. A process killed during a save (kill -9)
-leaves its temporary file behind; the next save to the same directory
-removes those of processes of this host that no longer run.
+overwritten file keeps its mode), and a file ``open(path, "w")`` would
+refuse (read-only for this user) is a PermissionError, not replaced. A
+process killed during a save (kill -9) leaves its temporary file behind;
+the next save to the same directory removes those of processes of this
+host that no longer run.
 """
 import errno
 import json

@@ -928,8 +928,9 @@ class Sequential:
             ``kernel_rows`` not one per Dense layer, say), or ``classes_``
             or the optimizer's state is for other layers (removed or added
             since the last fit), or ``classes_`` is set for a regression loss
-            (compiled since a classification fit): a file that :func:`descend.load` would refuse
-            is not written. The message says what to reset.
+            (compiled since a classification fit): a file that
+            :func:`descend.load` would refuse is not written. The message says
+            what to reset.
         """
         _threads.check_consistent_read(self, "state_dict")
         self._require_built()
@@ -957,9 +958,10 @@ class Sequential:
             Missing or unknown keys (named); a parameter or optimizer array of
             another shape or dtype than the network's, or with NaN/inf;
             classes that are not sorted distinct labels, one per class of the
-            loss (none for a regression loss); an unknown bit generator or invalid generator state;
-            epochs_trained or iterations not an int >= 0; an optimizer state
-            for an uncompiled network; an invalid history.
+            loss (none for a regression loss); an unknown bit generator or
+            invalid generator state; epochs_trained or iterations not an int
+            >= 0; an optimizer state for an uncompiled network; an invalid
+            history.
         RuntimeError
             The network is not built.
         """
